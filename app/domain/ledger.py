@@ -1,0 +1,100 @@
+"""The sales ledger's rules: sale states and their transitions, purchase limits, payment split.
+
+A card sale creates purchase ``N+1`` on the customer's card, where ``N`` is the customer's last
+completed purchase count.  It is written to the ledger as ``pending`` *before* the card is
+touched, and becomes ``completed`` only after the card write is verified; ``failed`` when the card
+proves it never got the purchase; ``in_doubt`` when nobody knows yet (a crash, a pulled card);
+``reversed`` when a completed sale is taken back from the card.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from app.errors import AmountError, InvalidTransition
+from app.i18n import N_
+from app.money import MAX_FEN, check_fen
+
+
+class SaleState(enum.StrEnum):
+    PENDING = "pending"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    IN_DOUBT = "in_doubt"
+    REVERSED = "reversed"
+
+
+class SaleKind(enum.StrEnum):
+    CARD = "card"  # credit written onto the user card at the counter
+    REMOTE = "remote"  # payment for a remote fee-control meter, issued by the central system
+
+
+UNRESOLVED = frozenset({SaleState.PENDING, SaleState.IN_DOUBT})
+# States that hold their purchase_count: no other live sale may have the same count.
+HOLDS_COUNT = frozenset({SaleState.PENDING, SaleState.IN_DOUBT, SaleState.COMPLETED})
+
+TRANSITIONS: dict[SaleState, frozenset[SaleState]] = {
+    SaleState.PENDING: frozenset({SaleState.COMPLETED, SaleState.FAILED, SaleState.IN_DOUBT}),
+    SaleState.IN_DOUBT: frozenset({SaleState.COMPLETED, SaleState.FAILED}),
+    SaleState.COMPLETED: frozenset({SaleState.REVERSED}),
+    SaleState.FAILED: frozenset(),
+    SaleState.REVERSED: frozenset(),
+}
+
+
+def check_transition(sale_id: str, current: SaleState, target: SaleState) -> None:
+    if target not in TRANSITIONS[current]:
+        raise InvalidTransition(sale_id=sale_id, state=current.value, target=target.value)
+
+
+@dataclass(frozen=True, slots=True)
+class PurchaseLimits:
+    minimum: int  # fen: arrears to collect + fees (at least 1 fen)
+    maximum: int  # fen: what the credit ceiling still allows, plus the deductions
+    arrears_due: int
+    fees_due: int
+
+
+def purchase_limits(
+    *, arrears_due: int, fees_due: int, credit_ceiling: int, meter_balance: int
+) -> PurchaseLimits:
+    """Minimum and maximum payment for a sale.
+
+    The minimum covers the arrears that must be collected first plus the fees; the credit a sale
+    loads is the payment minus those deductions, and the balance on the meter plus that credit
+    may not pass the credit ceiling (the hoarding limit).  A negative meter balance (overdraft in
+    use) leaves more room under the ceiling.
+    """
+    deductions = arrears_due + fees_due
+    room = max(0, credit_ceiling - meter_balance)
+    minimum = max(1, deductions)
+    maximum = min(MAX_FEN, deductions + room)
+    return PurchaseLimits(minimum, maximum, arrears_due, fees_due)
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentSplit:
+    amount: int
+    arrears: int
+    fees: int
+    credit: int
+
+
+def split_payment(amount: int, limits: PurchaseLimits) -> PaymentSplit:
+    """Split a payment into arrears, fees and the credit loaded onto the card."""
+    check_fen(amount)
+    if amount < limits.minimum:
+        raise AmountError(
+            N_("The amount {value} is below the minimum {minimum}: it must cover the arrears and fees."),
+            value=amount,
+            minimum=limits.minimum,
+        )
+    if amount > limits.maximum:
+        raise AmountError(
+            N_("The amount {value} is above the maximum {maximum} the credit ceiling allows."),
+            value=amount,
+            maximum=limits.maximum,
+        )
+    credit = amount - limits.arrears_due - limits.fees_due
+    return PaymentSplit(amount, limits.arrears_due, limits.fees_due, credit)

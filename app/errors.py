@@ -1,0 +1,83 @@
+"""Typed errors that a person can read.
+
+Every error that may reach a teller, technician or IT person derives from :class:`CardVendError`.
+Its ``template`` is an English message id (translated through the gettext catalogs) that says what
+happened and what to do; ``params`` fill the template's placeholders.  ``str(err)`` is English (for
+logs); :meth:`CardVendError.localized` gives the text in the current (or given) language.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from app.i18n import N_, translate
+
+
+class CardVendError(Exception):
+    template: ClassVar[str] = N_("Something went wrong: {detail}")
+    code: ClassVar[str] = "error"
+
+    def __init__(self, template: str | None = None, /, **params: object) -> None:
+        self.message_template = template or self.template
+        self.params = params
+        super().__init__(self._render("en"))
+
+    def _render(self, language: str) -> str:
+        text = translate(self.message_template, language)
+        try:
+            return text.format(**self.params)
+        except (KeyError, IndexError, ValueError):
+            return f"{text} {self.params!r}"
+
+    def localized(self, language: str | None = None) -> str:
+        from app.i18n import get_language
+
+        return self._render(language or get_language())
+
+
+class ValidationError(CardVendError, ValueError):
+    code = "invalid"
+    template = N_("Invalid input: {detail}")
+
+
+class AmountError(ValidationError):
+    code = "bad_amount"
+    template = N_("The amount {value} is not valid: {reason}")
+
+
+class NotFound(CardVendError, LookupError):
+    code = "not_found"
+    template = N_("{what} {key} was not found. Check the number and try again.")
+
+
+class Conflict(CardVendError):
+    code = "conflict"
+    template = N_("{detail}")
+
+
+class SaleInProgress(Conflict):
+    code = "sale_in_progress"
+    template = N_(
+        "Customer {customer_no} has an unfinished sale {sale_id} (purchase {purchase_count}). "
+        "Finish or recover it before selling again."
+    )
+
+
+class InvalidTransition(Conflict):
+    code = "invalid_transition"
+    template = N_("Sale {sale_id} is {state} and cannot become {target}.")
+
+
+class ShiftError(Conflict):
+    code = "shift"
+    template = N_("{detail}")
+
+
+class DatabaseError(CardVendError):
+    code = "database"
+    template = N_("The database cannot be used: {detail}. Check the database setting and try again.")
+
+
+class ImportFileError(CardVendError):
+    code = "import_file"
+    template = N_("The file {path} cannot be imported: {detail}. Nothing was imported.")

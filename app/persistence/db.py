@@ -1,0 +1,138 @@
+"""Engine, connection settings, migrations and the unit of work.
+
+SQLite (the embedded default) runs in WAL mode with ``synchronous=FULL`` and foreign keys on; the
+driver's own transaction handling is switched off so that SQLAlchemy emits ``BEGIN`` itself:
+``BEGIN IMMEDIATE`` for a write unit of work (one writer at a time, no lock upgrade deadlocks) and
+a plain ``BEGIN`` for reads (SQLAlchemy's documented pysqlite recipe).  The same code runs on
+PostgreSQL, where write units of work lock the rows they change (``SELECT ... FOR UPDATE``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.errors import DatabaseError
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+WRITE_OPTION = "cardvend_write"
+
+
+def normalize_url(url: str | URL) -> URL:
+    """Accept ``sqlite:///file``, a plain path, ``postgresql://...`` (psycopg 3 is used)."""
+    if isinstance(url, str) and "://" not in url:
+        return URL.create("sqlite+pysqlite", database=str(Path(url).expanduser()))
+    try:
+        u = make_url(url)
+    except ArgumentError as exc:
+        raise DatabaseError(detail=f"bad database URL {url!s}") from exc
+    if u.drivername in ("postgresql", "postgres"):
+        u = u.set(drivername="postgresql+psycopg")
+    elif u.drivername == "sqlite":
+        u = u.set(drivername="sqlite+pysqlite")
+    return u
+
+
+def _install_sqlite_recipe(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # let SQLAlchemy emit BEGIN
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=FULL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=10000")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        if conn.get_execution_options().get(WRITE_OPTION):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            conn.exec_driver_sql("BEGIN")
+
+
+def make_engine(url: str | URL, *, echo: bool = False, **kwargs: Any) -> Engine:
+    u = normalize_url(url)
+    if u.get_backend_name() == "sqlite":
+        if u.database and u.database != ":memory:":
+            try:
+                Path(u.database).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise DatabaseError(detail=f"{u.database}: {exc.strerror or exc}") from exc
+        engine = create_engine(u, echo=echo, **kwargs)
+        _install_sqlite_recipe(engine)
+        return engine
+    try:
+        return create_engine(u, echo=echo, pool_pre_ping=True, **kwargs)
+    except (ArgumentError, NoSuchModuleError) as exc:
+        raise DatabaseError(detail=f"unsupported database URL {u.drivername}://...") from exc
+
+
+class Database:
+    """One database: the engine, the unit-of-work factories and the migrations."""
+
+    def __init__(self, url: str | URL, *, engine: Engine | None = None, **kwargs: Any) -> None:
+        self.url = normalize_url(url)
+        self.engine = engine or make_engine(self.url, **kwargs)
+        self._write_engine = self.engine.execution_options(**{WRITE_OPTION: True})
+        self._read = sessionmaker(self.engine, expire_on_commit=False)
+        self._write = sessionmaker(self._write_engine, expire_on_commit=False)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """A write unit of work: one transaction, committed at the end, rolled back on error."""
+        with self._write() as session, session.begin():
+            yield session
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        with self._read() as session, session.begin():
+            yield session
+
+    def migrate(self, revision: str = "head") -> None:
+        """Create or upgrade the schema with Alembic."""
+        from alembic import command
+
+        try:
+            with self._write_engine.connect() as conn:
+                command.upgrade(self.alembic_config(conn), revision)
+                conn.commit()
+        except OperationalError as exc:
+            raise DatabaseError(detail=str(exc.orig)) from exc
+
+    def alembic_config(self, connection: Any = None) -> Any:
+        from alembic.config import Config
+
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+        cfg.set_main_option("sqlalchemy.url", self.url.render_as_string(hide_password=False))
+        cfg.attributes["connection"] = connection
+        return cfg
+
+    def current_revision(self) -> str | None:
+        from alembic.runtime.migration import MigrationContext
+
+        with self.engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+
+    def is_initialized(self) -> bool:
+        with self.engine.connect() as conn:
+            return bool(inspect(conn).has_table("customers"))
+
+    def dispose(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,222 @@
+"""SQLAlchemy 2 typed ORM models. Every schema change is an Alembic migration (see migrations/).
+
+Money columns are BigInteger fen, energy columns BigInteger Wh, times are timezone-aware
+(stored as UTC; SQLite keeps no offset, so reads go through :func:`app.clock.aware`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from app.persistence.types import UTCDateTime
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {dt.datetime: UTCDateTime(), dict[str, Any]: JSON}
+
+
+class Office(Base):
+    __tablename__ = "offices"
+    code: Mapped[str] = mapped_column(String(16), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+
+
+class Operator(Base):
+    __tablename__ = "operators"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(16))
+    office_code: Mapped[str | None] = mapped_column(ForeignKey("offices.code"))
+    password_hash: Mapped[str | None] = mapped_column(String(256))
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    language: Mapped[str | None] = mapped_column(String(8))
+    created_at: Mapped[dt.datetime]
+    __table_args__ = (
+        CheckConstraint(
+            "role IN ('teller','supervisor','technician','admin','auditor')", name="role"
+        ),
+    )
+
+
+class TariffPlan(Base):
+    __tablename__ = "tariff_plans"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(String(64))
+    versions: Mapped[list[TariffVersion]] = relationship(
+        back_populates="plan", order_by="TariffVersion.effective_from"
+    )
+
+
+class TariffVersion(Base):
+    """One dated version of a plan's prices; it is in force from ``effective_from`` (the
+    switch-over time) until the next version of the same plan."""
+
+    __tablename__ = "tariff_versions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    plan_id: Mapped[int] = mapped_column(ForeignKey("tariff_plans.id"))
+    version_no: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(16))
+    effective_from: Mapped[dt.datetime]
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime]
+    plan: Mapped[TariffPlan] = relationship(back_populates="versions")
+    __table_args__ = (
+        UniqueConstraint("plan_id", "version_no", name="uq_tariff_versions_plan_version"),
+        UniqueConstraint("plan_id", "effective_from", name="uq_tariff_versions_plan_from"),
+        CheckConstraint("kind IN ('flat','tou','tiered','tou_tiered')", name="kind"),
+    )
+
+
+class Customer(Base):
+    __tablename__ = "customers"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_no: Mapped[str] = mapped_column(String(12), unique=True)
+    name: Mapped[str] = mapped_column(String(64))
+    address: Mapped[str] = mapped_column(String(200), default="")
+    phone: Mapped[str] = mapped_column(String(24), default="")
+    # the phone's digits reversed, so a phone-suffix search is an indexed prefix search
+    phone_rev: Mapped[str] = mapped_column(String(24), default="")
+    meter_no: Mapped[str] = mapped_column(String(12), unique=True)
+    meter_kind: Mapped[str] = mapped_column(String(8))
+    status: Mapped[str] = mapped_column(String(8), default="active")
+    office_code: Mapped[str] = mapped_column(ForeignKey("offices.code"))
+    tariff_plan_id: Mapped[int] = mapped_column(ForeignKey("tariff_plans.id"))
+    ct_ratio: Mapped[int] = mapped_column(Integer, default=1)
+    pt_ratio: Mapped[int] = mapped_column(Integer, default=1)
+    alarm1: Mapped[int] = mapped_column(BigInteger, default=2000)
+    alarm2: Mapped[int] = mapped_column(BigInteger, default=1000)
+    overdraft_limit: Mapped[int] = mapped_column(BigInteger, default=0)
+    credit_ceiling: Mapped[int] = mapped_column(BigInteger, default=99999999)
+    card_serial: Mapped[str | None] = mapped_column(String(32), unique=True)
+    # last completed card purchase count; a pending sale holds purchase_count + 1
+    purchase_count: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[dt.datetime]
+    __table_args__ = (
+        CheckConstraint("meter_kind IN ('card','remote')", name="meter_kind"),
+        CheckConstraint("status IN ('active','paused','closed')", name="status"),
+        CheckConstraint("ct_ratio >= 1 AND pt_ratio >= 1", name="ratios"),
+        CheckConstraint("purchase_count >= 0", name="purchase_count"),
+        Index("ix_customers_name", "name", postgresql_ops={"name": "text_pattern_ops"}),
+        Index(
+            "ix_customers_phone_rev", "phone_rev", postgresql_ops={"phone_rev": "text_pattern_ops"}
+        ),
+    )
+
+
+class ArrearsItem(Base):
+    """Money the customer owes: arrears (to collect before credit) or a fee."""
+
+    __tablename__ = "arrears_items"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(8))  # arrears | fee
+    description: Mapped[str] = mapped_column(String(120), default="")
+    amount: Mapped[int] = mapped_column(BigInteger)
+    must_collect: Mapped[bool] = mapped_column(Boolean, default=True)
+    settled_by_sale_id: Mapped[str | None] = mapped_column(ForeignKey("sales.id"))
+    created_at: Mapped[dt.datetime]
+    __table_args__ = (
+        CheckConstraint("kind IN ('arrears','fee')", name="kind"),
+        CheckConstraint("amount > 0", name="amount"),
+    )
+
+
+class Shift(Base):
+    __tablename__ = "shifts"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    operator_id: Mapped[str] = mapped_column(ForeignKey("operators.id"))
+    counter_id: Mapped[str] = mapped_column(String(32))
+    opened_at: Mapped[dt.datetime]
+    float_amount: Mapped[int] = mapped_column(BigInteger)
+    closed_at: Mapped[dt.datetime | None]
+    closed_by: Mapped[str | None] = mapped_column(ForeignKey("operators.id"))
+    expected_cash: Mapped[int | None] = mapped_column(BigInteger)
+    counted_cash: Mapped[int | None] = mapped_column(BigInteger)
+    variance: Mapped[int | None] = mapped_column(BigInteger)
+    __table_args__ = (
+        # at most one open shift per counter
+        Index(
+            "uq_shifts_open_counter",
+            "counter_id",
+            unique=True,
+            sqlite_where=text("closed_at IS NULL"),
+            postgresql_where=text("closed_at IS NULL"),
+        ),
+    )
+
+
+class Sale(Base):
+    __tablename__ = "sales"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)  # client-generated UUID
+    kind: Mapped[str] = mapped_column(String(8))
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
+    purchase_count: Mapped[int | None] = mapped_column(Integer)
+    amount: Mapped[int] = mapped_column(BigInteger)  # paid by the customer
+    arrears: Mapped[int] = mapped_column(BigInteger, default=0)
+    fees: Mapped[int] = mapped_column(BigInteger, default=0)
+    credit: Mapped[int] = mapped_column(BigInteger)  # loaded onto the card / meter
+    energy_wh: Mapped[int] = mapped_column(BigInteger, default=0)  # estimate at the tariff
+    tariff_version_id: Mapped[int] = mapped_column(ForeignKey("tariff_versions.id"))
+    operator_id: Mapped[str] = mapped_column(ForeignKey("operators.id"))
+    counter_id: Mapped[str] = mapped_column(String(32))
+    shift_id: Mapped[str] = mapped_column(ForeignKey("shifts.id"), index=True)
+    state: Mapped[str] = mapped_column(String(10))
+    cash_received: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[dt.datetime]
+    updated_at: Mapped[dt.datetime]
+    note: Mapped[str] = mapped_column(Text, default="")
+    __table_args__ = (
+        CheckConstraint("kind IN ('card','remote')", name="kind"),
+        CheckConstraint(
+            "state IN ('pending','completed','failed','in_doubt','reversed')", name="state"
+        ),
+        CheckConstraint("amount > 0 AND credit >= 0 AND arrears >= 0 AND fees >= 0", name="money"),
+        CheckConstraint("amount = arrears + fees + credit", name="split"),
+        CheckConstraint("kind = 'remote' OR purchase_count >= 1", name="purchase_count"),
+        Index("ix_sales_customer_created", "customer_id", "created_at"),
+        # One live sale per customer and purchase count: the database itself refuses a second
+        # sale of the same purchase, also across counters sharing a PostgreSQL database.
+        Index(
+            "uq_sales_customer_count_live",
+            "customer_id",
+            "purchase_count",
+            unique=True,
+            sqlite_where=text("state IN ('pending','in_doubt','completed') AND kind = 'card'"),
+            postgresql_where=text("state IN ('pending','in_doubt','completed') AND kind = 'card'"),
+        ),
+    )
+
+
+class Setting(Base):
+    """Settings that belong to the database (shared by the counters of an office)."""
+
+    __tablename__ = "settings"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)

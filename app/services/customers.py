@@ -1,0 +1,446 @@
+"""The customer archive: import from CSV, find, read one customer.
+
+CSV import (``cardvend customers import FILE.csv``): UTF-8 (a BOM is fine) with a header row
+``customer_no,name,address,phone,meter_no,meter_kind,tariff_plan,office,ct_ratio,pt_ratio``
+(order free, extra columns ignored).  Every bad row is reported with its line number and reason;
+**the good rows are imported together in one transaction** (all of them or, on a database
+failure, none).  With ``all_or_nothing=True`` a single bad row imports nothing.  A file that
+cannot be read as CSV at all, or lacks a required column, imports nothing.  A customer_no or
+meter_no that already exists (in the file or the database) is a bad row: an import never
+overwrites the archive.  Unknown offices are created; an unknown tariff plan is a bad row.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import re
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import and_, func, insert, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from app.clock import Clock
+from app.domain.customers import (
+    CustomerStatus,
+    MeterKind,
+    Thresholds,
+    check_customer_no,
+    check_meter_no,
+    check_phone,
+    check_text,
+    parse_meter_kind,
+    parse_ratio,
+    phone_digits,
+)
+from app.errors import CardVendError, ImportFileError, NotFound, ValidationError
+from app.i18n import N_, translate
+from app.persistence.db import Database
+from app.persistence.models import Customer, Office, TariffPlan
+
+COLUMNS = (
+    "customer_no", "name", "address", "phone", "meter_no",
+    "meter_kind", "tariff_plan", "office", "ct_ratio", "pt_ratio",
+)
+REQUIRED = ("customer_no", "name", "meter_no", "meter_kind", "tariff_plan", "office")
+BATCH = 2000
+_OFFICE = re.compile(r"^[A-Za-z0-9_-]{1,16}$")
+
+
+@dataclass(frozen=True)
+class RowError:
+    line: int
+    customer_no: str
+    message: str  # English message id, already formatted
+    localized: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"line": self.line, "customer_no": self.customer_no, "message": self.message}
+
+
+@dataclass
+class ImportReport:
+    rows: int = 0
+    imported: int = 0
+    bad: int = 0
+    offices_created: list[str] = field(default_factory=list)
+    errors: list[RowError] = field(default_factory=list)  # the first MAX_KEPT errors
+    committed: bool = False
+    MAX_KEPT = 1000
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "rows": self.rows,
+            "imported": self.imported,
+            "bad": self.bad,
+            "committed": self.committed,
+            "offices_created": self.offices_created,
+            "errors": [e.to_json() for e in self.errors],
+        }
+
+
+@dataclass(frozen=True)
+class CustomerView:
+    customer_no: str
+    name: str
+    address: str
+    phone: str
+    meter_no: str
+    meter_kind: str
+    status: str
+    office: str
+    tariff_plan: str
+    ct_ratio: int
+    pt_ratio: int
+    alarm1: int
+    alarm2: int
+    overdraft_limit: int
+    credit_ceiling: int
+    card_serial: str | None
+    purchase_count: int
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _view(c: Customer, plan_code: str) -> CustomerView:
+    return CustomerView(
+        c.customer_no, c.name, c.address, c.phone, c.meter_no, c.meter_kind, c.status,
+        c.office_code, plan_code, c.ct_ratio, c.pt_ratio, c.alarm1, c.alarm2,
+        c.overdraft_limit, c.credit_ceiling, c.card_serial, c.purchase_count,
+    )
+
+
+# --------------------------------------------------------------------------- import
+
+
+class _RowProblem(Exception):
+    def __init__(self, err: CardVendError | str, **params: object) -> None:
+        if isinstance(err, CardVendError):
+            self.template, self.params = err.message_template, err.params
+        else:
+            self.template, self.params = err, params
+        super().__init__(self.template)
+
+    def render(self, language: str) -> str:
+        return translate(self.template, language).format(**self.params)
+
+
+def _records(path: Path) -> Iterator[tuple[int, list[str]]]:
+    try:
+        raw = path.open("rb")
+    except OSError as exc:
+        raise ImportFileError(path=str(path), detail=exc.strerror or str(exc)) from exc
+    with raw, io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape",
+                               newline="") as text:
+        reader = csv.reader(text, strict=True)
+        start = 1
+        while True:
+            try:
+                record = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                raise ImportFileError(
+                    path=str(path), detail=f"line {reader.line_num}: {exc}"
+                ) from exc
+            yield start, record
+            start = reader.line_num + 1
+
+
+def import_csv(
+    db: Database,
+    path: str | Path,
+    clock: Clock,
+    *,
+    all_or_nothing: bool = False,
+    on_error: Callable[[RowError], None] | None = None,
+    language: str = "en",
+) -> ImportReport:
+    path = Path(path)
+    report = ImportReport()
+    records = _records(path)
+    try:
+        _, header = next(records)
+    except StopIteration:
+        raise ImportFileError(path=str(path), detail=N_("the file is empty")) from None
+    header = [h.strip().lower() for h in header]
+    if any("\udc80" <= ch <= "\udcff" for h in header for ch in h):
+        raise ImportFileError(path=str(path), detail="the header is not UTF-8 text (save the file as CSV UTF-8)")
+    missing = [c for c in REQUIRED if c not in header]
+    if missing:
+        raise ImportFileError(path=str(path), detail="missing columns: " + ", ".join(missing))
+    index = {name: header.index(name) for name in COLUMNS if name in header}
+    width = len(header)
+    now = clock.now()
+
+    def bad(line: int, customer_no: str, problem: _RowProblem) -> None:
+        report.bad += 1
+        err = RowError(line, customer_no, problem.render("en"), problem.render(language))
+        if len(report.errors) < report.MAX_KEPT:
+            report.errors.append(err)
+        if on_error:
+            on_error(err)
+
+    with db.write() as session:
+        plans = dict(session.execute(select(TariffPlan.code, TariffPlan.id)).all())
+        offices = set(session.scalars(select(Office.code)))
+        batch: list[dict[str, Any]] = []
+        lines: dict[str, tuple[int, str]] = {}
+
+        def flush() -> None:
+            if not batch:
+                return
+            inserted = _insert_batch(session, batch)
+            report.imported += len(inserted)
+            for row in batch:
+                if row["customer_no"] in inserted:
+                    continue
+                line, _ = lines[row["customer_no"]] if row["customer_no"] in lines else (0, "")
+                bad(line, row["customer_no"], _duplicate_problem(session, row, inserted))
+            batch.clear()
+            lines.clear()
+
+        for line, record in records:
+            report.rows += 1
+            cno = record[index["customer_no"]].strip() if len(record) > index["customer_no"] else ""
+            try:
+                if len(record) == 1 and not record[0].strip():
+                    report.rows -= 1
+                    continue  # blank line
+                if len(record) != width:
+                    raise _RowProblem(
+                        N_("the row has {got} fields, the header has {want}"),
+                        got=len(record), want=width,
+                    )
+                if any("\udc80" <= ch <= "\udcff" for value in record for ch in value):
+                    raise _RowProblem(
+                        N_("the row is not valid UTF-8 text (save the file as UTF-8)")
+                    )
+                row = _parse_row(record, index, plans, now)
+                office = row["office_code"]
+                if office not in offices:
+                    if not _OFFICE.match(office):
+                        raise _RowProblem(N_("office code {office!r} is not valid"), office=office)
+                    session.add(Office(code=office, name=office))
+                    session.flush()
+                    offices.add(office)
+                    report.offices_created.append(office)
+                if row["customer_no"] in lines:
+                    raise _RowProblem(
+                        N_("customer_no {value} appears twice in the file (first on line {first})"),
+                        value=row["customer_no"], first=lines[row["customer_no"]][0],
+                    )
+            except _RowProblem as problem:
+                bad(line, cno, problem)
+                continue
+            except ValidationError as exc:
+                bad(line, cno, _RowProblem(exc))
+                continue
+            lines[row["customer_no"]] = (line, row["meter_no"])
+            batch.append(row)
+            if len(batch) >= BATCH:
+                flush()
+        flush()
+        if all_or_nothing and report.bad:
+            session.rollback()
+            report.imported = 0
+            return report
+    report.committed = True
+    return report
+
+
+def _parse_row(
+    record: Sequence[str], index: dict[str, int], plans: dict[str, int], now: dt.datetime
+) -> dict[str, Any]:
+    def col(name: str) -> str:
+        return record[index[name]].strip() if name in index else ""
+
+    plan_code = col("tariff_plan")
+    if plan_code not in plans:
+        raise _RowProblem(N_("tariff plan {plan!r} is unknown"), plan=plan_code)
+    phone = check_phone(col("phone"))
+    t = Thresholds()
+    return {
+        "customer_no": check_customer_no(col("customer_no")),
+        "name": check_text(col("name"), "name", max_len=64),
+        "address": check_text(col("address"), "address", max_len=200, required=False),
+        "phone": phone,
+        "phone_rev": phone_digits(phone)[::-1],
+        "meter_no": check_meter_no(col("meter_no")),
+        "meter_kind": parse_meter_kind(col("meter_kind")).value,
+        "status": CustomerStatus.ACTIVE.value,
+        "office_code": col("office"),
+        "tariff_plan_id": plans[plan_code],
+        "ct_ratio": parse_ratio(col("ct_ratio"), "ct_ratio"),
+        "pt_ratio": parse_ratio(col("pt_ratio"), "pt_ratio"),
+        "alarm1": t.alarm1,
+        "alarm2": t.alarm2,
+        "overdraft_limit": t.overdraft_limit,
+        "credit_ceiling": t.credit_ceiling,
+        "card_serial": None,
+        "purchase_count": 0,
+        "updated_at": now,
+    }
+
+
+def _insert_batch(session: Session, rows: list[dict[str, Any]]) -> set[str]:
+    """Insert rows, skipping those whose customer_no or meter_no exists; returns those inserted."""
+    dialect = session.get_bind().dialect.name
+    table = Customer.__table__
+    if dialect == "sqlite":
+        stmt: Any = sqlite.insert(table).on_conflict_do_nothing()
+    elif dialect == "postgresql":
+        stmt = postgresql.insert(table).on_conflict_do_nothing()
+    else:  # pragma: no cover - only SQLite and PostgreSQL are supported
+        stmt = insert(table)
+    result = session.execute(stmt.returning(table.c.customer_no), rows)
+    return set(result.scalars().all())
+
+
+def _duplicate_problem(session: Session, row: dict[str, Any], inserted: set[str]) -> _RowProblem:
+    cno, mno = row["customer_no"], row["meter_no"]
+    holder = session.execute(
+        select(Customer.customer_no, Customer.meter_no).where(
+            or_(Customer.customer_no == cno, Customer.meter_no == mno)
+        )
+    ).first()
+    if holder is not None and holder.customer_no == cno and cno not in inserted:
+        return _RowProblem(N_("customer_no {value} already exists"), value=cno)
+    other = holder.customer_no if holder is not None else "?"
+    return _RowProblem(
+        N_("meter_no {value} already belongs to customer {other}"), value=mno, other=other
+    )
+
+
+# --------------------------------------------------------------------------- find
+
+DEFAULT_LIMIT = 50
+
+
+def _prefix_clause(column: Any, prefix: str, dialect: str) -> Any:
+    if dialect == "postgresql":
+        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        return column.like(escaped + "%", escape="\\")
+    # SQLite compares TEXT with BINARY collation (code point order), so a prefix is a range
+    # that the B-tree index answers directly.
+    upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+    return and_(column >= prefix, column < upper)
+
+
+def find_customers(
+    db: Database, text: str, *, limit: int = DEFAULT_LIMIT, use_index: bool = True
+) -> list[CustomerView]:
+    """Find by customer_no or meter_no (12 digits, exact), phone suffix (4 to 11 digits) or
+    name prefix (anything else).  ``use_index=False`` runs the same query without its index
+    (for the benchmark's comparison; SQLite only)."""
+    text = (text or "").strip()
+    if not text:
+        raise ValidationError(N_("type a customer number, meter number, name or phone"))
+    if limit < 1 or limit > 10_000:
+        raise ValidationError(N_("limit must be from 1 to 10000"))
+    with db.read() as session:
+        dialect = db.dialect
+        query = select(Customer, TariffPlan.code).join(
+            TariffPlan, TariffPlan.id == Customer.tariff_plan_id
+        )
+        if text.isdigit() and len(text) == 12:
+            where = or_(Customer.customer_no == text, Customer.meter_no == text)
+            if use_index:
+                # two indexed lookups rather than an OR the planner may scan
+                found: list[CustomerView] = []
+                for col in (Customer.customer_no, Customer.meter_no):
+                    for c, code in session.execute(query.where(col == text)):
+                        if all(v.customer_no != c.customer_no for v in found):
+                            found.append(_view(c, code))
+                return found[:limit]
+        elif text.isdigit() and 4 <= len(text) <= 11:
+            where = _prefix_clause(Customer.phone_rev, text[::-1], dialect)
+        else:
+            where = _prefix_clause(Customer.name, text, dialect)
+        query = query.where(where).order_by(Customer.customer_no).limit(limit)
+        if not use_index:
+            if dialect != "sqlite":
+                raise ValidationError(N_("an unindexed search is only available on SQLite"))
+            query = query.with_hint(Customer, "NOT INDEXED", "sqlite")
+        return [_view(c, code) for c, code in session.execute(query)]
+
+
+def get_customer(session: Session, customer_no: str, *, for_update: bool = False) -> Customer:
+    check_customer_no(customer_no)
+    q = select(Customer).where(Customer.customer_no == customer_no)
+    if for_update:
+        q = q.with_for_update()
+    c = session.scalar(q)
+    if c is None:
+        raise NotFound(what=N_("Customer"), key=customer_no)
+    return c
+
+
+def customer_view(db: Database, customer_no: str) -> CustomerView:
+    with db.read() as session:
+        c = get_customer(session, customer_no)
+        code = session.scalar(select(TariffPlan.code).where(TariffPlan.id == c.tariff_plan_id))
+        return _view(c, code or "")
+
+
+def count_customers(db: Database) -> int:
+    with db.read() as session:
+        return int(session.scalar(select(func.count()).select_from(Customer)) or 0)
+
+
+def add_customer(
+    session: Session,
+    *,
+    customer_no: str,
+    name: str,
+    meter_no: str,
+    meter_kind: MeterKind,
+    tariff_plan: str,
+    office: str,
+    clock: Clock,
+    address: str = "",
+    phone: str = "",
+    ct_ratio: int = 1,
+    pt_ratio: int = 1,
+    thresholds: Thresholds | None = None,
+) -> Customer:
+    t = (thresholds or Thresholds()).validate()
+    plan_id = session.scalar(select(TariffPlan.id).where(TariffPlan.code == tariff_plan))
+    if plan_id is None:
+        raise NotFound(what=N_("Tariff plan"), key=tariff_plan)
+    phone = check_phone(phone)
+    c = Customer(
+        customer_no=check_customer_no(customer_no),
+        name=check_text(name, "name", max_len=64),
+        address=check_text(address, "address", max_len=200, required=False),
+        phone=phone,
+        phone_rev=phone_digits(phone)[::-1],
+        meter_no=check_meter_no(meter_no),
+        meter_kind=MeterKind(meter_kind).value,
+        status=CustomerStatus.ACTIVE.value,
+        office_code=office,
+        tariff_plan_id=plan_id,
+        ct_ratio=ct_ratio,
+        pt_ratio=pt_ratio,
+        alarm1=t.alarm1,
+        alarm2=t.alarm2,
+        overdraft_limit=t.overdraft_limit,
+        credit_ceiling=t.credit_ceiling,
+        purchase_count=0,
+        updated_at=clock.now(),
+    )
+    session.add(c)
+    session.flush()
+    return c
+
+
+__all__ = [
+    "COLUMNS", "CustomerView", "ImportReport", "RowError", "add_customer", "count_customers",
+    "customer_view", "find_customers", "get_customer", "import_csv",
+]

@@ -1,0 +1,155 @@
+"""Demo data: office DEMO, its operators, three tariff plans and 1,000 customers.
+
+Idempotent: running it again adds only what is missing.  The demo passwords (``demo-`` + id)
+are for demonstration and training only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, select
+
+from app.clock import Clock
+from app.domain.customers import MeterKind, Thresholds
+from app.domain.operators import Role
+from app.persistence.db import Database
+from app.persistence.models import ArrearsItem, Customer, Office, Operator, TariffVersion
+from app.services.customers import _insert_batch
+from app.services.operators import add_operator
+from app.services.tariffs import add_version, ensure_plan
+
+OFFICE = "DEMO"
+OPERATORS = (
+    ("t01", "王丽 Wang Li", Role.TELLER),
+    ("t02", "李强 Li Qiang", Role.TELLER),
+    ("s01", "张敏 Zhang Min", Role.SUPERVISOR),
+    ("f01", "刘伟 Liu Wei", Role.TECHNICIAN),
+    ("a01", "陈静 Chen Jing", Role.ADMIN),
+)
+SWITCH_OVER = dt.datetime(2026, 1, 1, tzinfo=ZoneInfo("Asia/Shanghai"))
+PLANS: dict[str, tuple[str, dict[str, Any]]] = {
+    "RES-FLAT": ("居民单一电价 Residential flat", {"kind": "flat", "flat_rate": 5283}),
+    "RES-TOU": (
+        "居民分时电价 Residential time-of-use",
+        {
+            "kind": "tou",
+            "periods": [{"name": "peak", "rate": 5583}, {"name": "valley", "rate": 3583}],
+            "schedule": [
+                {"start_minute": 0, "period": "valley"},
+                {"start_minute": 480, "period": "peak"},
+                {"start_minute": 1320, "period": "valley"},
+            ],
+        },
+    ),
+    "RES-TIER": (
+        "居民阶梯电价 Residential tiered",
+        {
+            "kind": "tiered",
+            "flat_rate": 4883,
+            "tiers": [
+                {"upto_kwh": 2160, "surcharge": 0},
+                {"upto_kwh": 4200, "surcharge": 500},
+                {"upto_kwh": None, "surcharge": 3000},
+            ],
+            "reset_month": 1,
+            "reset_day": 1,
+        },
+    ),
+}
+FIRST_CUSTOMER = 100000000001
+FIRST_METER = 200000000001
+CUSTOMERS = 1000
+
+_SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗"
+_GIVEN = "伟芳娜秀英敏静丽强磊军洋勇艳杰娟涛明超秀兰霞平刚桂英"
+_STREETS = ("人民路", "解放路", "建设路", "和平路", "胜利街", "中山路", "光明街", "新华路")
+
+
+@dataclass
+class DemoReport:
+    operators_added: int = 0
+    plans_added: int = 0
+    customers_added: int = 0
+
+
+def demo_customer(i: int) -> dict[str, Any]:
+    """The i-th demo customer (0-based), deterministic."""
+    name = _SURNAMES[i % len(_SURNAMES)] + _GIVEN[(i * 7) % len(_GIVEN)]
+    if i % 3 == 0:
+        name += _GIVEN[(i * 11 + 3) % len(_GIVEN)]
+    plan = ("RES-FLAT", "RES-TOU", "RES-TIER")[i % 3]
+    kind = MeterKind.REMOTE if (i + 1) % 10 == 0 else MeterKind.CARD
+    phone = f"13{(i * 7919) % 10}{(50000000 + i * 104729) % 100000000:08d}"
+    return {
+        "customer_no": str(FIRST_CUSTOMER + i),
+        "name": name,
+        "address": f"示范市{_STREETS[i % len(_STREETS)]}{i // 8 + 1}号",
+        "phone": phone,
+        "meter_no": str(FIRST_METER + i),
+        "meter_kind": kind.value,
+        "tariff_plan": plan,
+        "office": OFFICE,
+        "ct_ratio": 1,
+        "pt_ratio": 1,
+    }
+
+
+def load_demo(db: Database, clock: Clock) -> DemoReport:
+    report = DemoReport()
+    now = clock.now()
+    with db.write() as session:
+        if session.get(Office, OFFICE) is None:
+            session.add(Office(code=OFFICE, name="示范营业厅 Demo office"))
+            session.flush()
+        for op_id, name, role in OPERATORS:
+            if session.get(Operator, op_id) is None:
+                add_operator(session, op_id, name, role, f"demo-{op_id}", clock, office=OFFICE)
+                report.operators_added += 1
+        plan_ids: dict[str, int] = {}
+        for code, (name, spec) in PLANS.items():
+            plan = ensure_plan(session, code, name)
+            plan_ids[code] = plan.id
+            has_version = session.scalar(
+                select(func.count()).select_from(TariffVersion).where(
+                    TariffVersion.plan_id == plan.id
+                )
+            )
+            if not has_version:
+                add_version(session, code, spec, SWITCH_OVER, clock)
+                report.plans_added += 1
+        t = Thresholds()
+        rows = []
+        for i in range(CUSTOMERS):
+            c = demo_customer(i)
+            rows.append(
+                {
+                    "customer_no": c["customer_no"], "name": c["name"], "address": c["address"],
+                    "phone": c["phone"], "phone_rev": c["phone"][::-1],
+                    "meter_no": c["meter_no"], "meter_kind": c["meter_kind"],
+                    "status": "active", "office_code": OFFICE,
+                    "tariff_plan_id": plan_ids[c["tariff_plan"]], "ct_ratio": 1, "pt_ratio": 1,
+                    "alarm1": t.alarm1, "alarm2": t.alarm2,
+                    "overdraft_limit": t.overdraft_limit, "credit_ceiling": t.credit_ceiling,
+                    "card_serial": None, "purchase_count": 0, "updated_at": now,
+                }
+            )
+        inserted = _insert_batch(session, rows)
+        report.customers_added = len(inserted)
+        # every 25th new customer owes arrears collected first; every 40th a fee
+        for i in range(CUSTOMERS):
+            cno = str(FIRST_CUSTOMER + i)
+            if cno not in inserted or (i % 25 and i % 40):
+                continue
+            cid = session.scalar(select(Customer.id).where(Customer.customer_no == cno))
+            assert cid is not None
+            if i % 25 == 0:
+                session.add(ArrearsItem(customer_id=cid, kind="arrears", description="电费欠费",
+                                        amount=3000, must_collect=True, created_at=now))
+            if i % 40 == 0:
+                session.add(ArrearsItem(customer_id=cid, kind="fee", description="工本费",
+                                        amount=500, must_collect=True, created_at=now))
+    return report

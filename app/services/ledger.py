@@ -1,0 +1,266 @@
+"""The sales ledger: create a sale, move it through its states, list sales.
+
+``begin_card_sale`` commits a *pending* sale holding purchase ``N+1`` before any card is written;
+``complete_sale`` raises the customer's purchase_count to ``N+1`` in the same transaction that
+marks the sale completed.  The customer row is locked while a sale is created or completed
+(``SELECT ... FOR UPDATE`` on PostgreSQL; ``BEGIN IMMEDIATE`` serialises writers on SQLite), and a
+partial UNIQUE index on (customer, purchase_count) over live sales makes a second sale of the
+same purchase impossible even if a caller forgets the lock.  So purchase_count rises by exactly
+one per completed card sale, also when two counters sell to one customer at the same moment.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.clock import Clock
+from app.domain import pricing
+from app.domain.customers import CustomerStatus, MeterKind
+from app.domain.ledger import (
+    UNRESOLVED,
+    PurchaseLimits,
+    SaleKind,
+    SaleState,
+    check_transition,
+    purchase_limits,
+    split_payment,
+)
+from app.errors import Conflict, NotFound, SaleInProgress
+from app.i18n import N_
+from app.money import check_fen
+from app.persistence.db import Database
+from app.persistence.models import ArrearsItem, Customer, Sale
+from app.services import shifts
+from app.services.customers import get_customer
+from app.services.operators import require_operator
+from app.services.tariffs import version_in_force
+
+
+@dataclass(frozen=True)
+class SaleView:
+    sale_id: str
+    kind: str
+    customer_no: str
+    purchase_count: int | None
+    amount_fen: int
+    arrears_fen: int
+    fees_fen: int
+    credit_fen: int
+    energy_wh: int
+    tariff_version_id: int
+    operator_id: str
+    counter_id: str
+    shift_id: str
+    state: str
+    created_at: str
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _view(s: Sale, customer_no: str) -> SaleView:
+    return SaleView(
+        s.id, s.kind, customer_no, s.purchase_count, s.amount, s.arrears, s.fees, s.credit,
+        s.energy_wh, s.tariff_version_id, s.operator_id, s.counter_id, s.shift_id, s.state,
+        s.created_at.isoformat(),
+    )
+
+
+def dues(session: Session, customer: Customer) -> tuple[int, int]:
+    """Unsettled arrears that must be collected first, and fees, in fen."""
+    arrears = fees = 0
+    for item in session.scalars(
+        select(ArrearsItem).where(
+            ArrearsItem.customer_id == customer.id, ArrearsItem.settled_by_sale_id.is_(None)
+        )
+    ):
+        if item.kind == "fee":
+            fees += item.amount
+        elif item.must_collect:
+            arrears += item.amount
+    return arrears, fees
+
+
+def limits_for(session: Session, customer: Customer, meter_balance: int) -> PurchaseLimits:
+    arrears, fees = dues(session, customer)
+    return purchase_limits(
+        arrears_due=arrears, fees_due=fees, credit_ceiling=customer.credit_ceiling,
+        meter_balance=meter_balance,
+    )
+
+
+def unresolved_sale(session: Session, customer_id: int) -> Sale | None:
+    return session.scalar(
+        select(Sale).where(Sale.customer_id == customer_id, Sale.state.in_(list(UNRESOLVED)))
+    )
+
+
+def begin_card_sale(
+    db: Database,
+    *,
+    customer_no: str,
+    amount: int,
+    operator_id: str,
+    counter_id: str,
+    clock: Clock,
+    meter_balance: int = 0,
+    cash_received: int | None = None,
+    sale_id: str | None = None,
+) -> SaleView:
+    """Commit a pending card sale for purchase N+1 (the card is written afterwards)."""
+    check_fen(amount)
+    sale_id = sale_id or str(uuid.uuid4())
+    now = clock.now()
+    try:
+        with db.write() as session:
+            require_operator(session, operator_id)
+            shift = shifts.open_shift_for(session, counter_id)
+            customer = get_customer(session, customer_no, for_update=True)
+            if customer.status != CustomerStatus.ACTIVE:
+                raise Conflict(
+                    N_("Customer {customer_no} is {status}; only active customers can buy."),
+                    customer_no=customer_no, status=customer.status,
+                )
+            if customer.meter_kind != MeterKind.CARD:
+                raise Conflict(
+                    N_("Customer {customer_no} has a remote fee-control meter; take a remote "
+                       "payment instead of a card sale."),
+                    customer_no=customer_no,
+                )
+            open_sale = unresolved_sale(session, customer.id)
+            if open_sale is not None:
+                raise SaleInProgress(
+                    customer_no=customer_no, sale_id=open_sale.id,
+                    purchase_count=open_sale.purchase_count,
+                )
+            split = split_payment(amount, limits_for(session, customer, meter_balance))
+            if cash_received is not None and cash_received < amount:
+                raise Conflict(
+                    N_("Cash received {cash} is less than the amount {amount}."),
+                    cash=cash_received, amount=amount,
+                )
+            tariff = version_in_force(session, customer.tariff_plan_id, now)
+            sale = Sale(
+                id=sale_id,
+                kind=SaleKind.CARD.value,
+                customer_id=customer.id,
+                purchase_count=customer.purchase_count + 1,
+                amount=split.amount,
+                arrears=split.arrears,
+                fees=split.fees,
+                credit=split.credit,
+                energy_wh=pricing.amount_to_energy(tariff.spec, split.credit),
+                tariff_version_id=tariff.id,
+                operator_id=operator_id,
+                counter_id=counter_id,
+                shift_id=shift.id,
+                state=SaleState.PENDING.value,
+                cash_received=cash_received,
+                created_at=now,
+                updated_at=now,
+            )
+            session.add(sale)
+            session.flush()
+            return _view(sale, customer_no)
+    except IntegrityError as exc:
+        # another counter created a live sale of the same purchase between our read and write
+        with db.read() as session:
+            customer = get_customer(session, customer_no)
+            other = unresolved_sale(session, customer.id)
+        if other is None:
+            raise Conflict(N_("The sale could not be recorded: {detail}"), detail=str(exc.orig)) from exc
+        raise SaleInProgress(
+            customer_no=customer_no, sale_id=other.id, purchase_count=other.purchase_count
+        ) from exc
+
+
+def _load(session: Session, sale_id: str) -> tuple[Sale, Customer]:
+    sale = session.scalar(select(Sale).where(Sale.id == sale_id).with_for_update())
+    if sale is None:
+        raise NotFound(what=N_("Sale"), key=sale_id)
+    customer = session.scalar(
+        select(Customer).where(Customer.id == sale.customer_id).with_for_update()
+    )
+    assert customer is not None
+    return sale, customer
+
+
+def complete_sale(db: Database, sale_id: str, clock: Clock) -> SaleView:
+    """Mark a sale completed after its card write was verified; settles its arrears and fees."""
+    with db.write() as session:
+        sale, customer = _load(session, sale_id)
+        check_transition(sale_id, SaleState(sale.state), SaleState.COMPLETED)
+        if sale.kind == SaleKind.CARD:
+            if sale.purchase_count != customer.purchase_count + 1:
+                raise Conflict(
+                    N_("Sale {sale_id} is purchase {count} but customer {customer_no} has "
+                       "completed {done}; it needs a supervisor's review."),
+                    sale_id=sale_id, count=sale.purchase_count,
+                    customer_no=customer.customer_no, done=customer.purchase_count,
+                )
+            customer.purchase_count = sale.purchase_count
+        if sale.arrears or sale.fees:
+            for item in session.scalars(
+                select(ArrearsItem).where(
+                    ArrearsItem.customer_id == customer.id,
+                    ArrearsItem.settled_by_sale_id.is_(None),
+                )
+            ):
+                if item.kind == "fee" or item.must_collect:
+                    item.settled_by_sale_id = sale.id
+        sale.state = SaleState.COMPLETED.value
+        sale.updated_at = clock.now()
+        customer.updated_at = sale.updated_at
+        return _view(sale, customer.customer_no)
+
+
+def _move(db: Database, sale_id: str, target: SaleState, clock: Clock, note: str = "") -> SaleView:
+    with db.write() as session:
+        sale, customer = _load(session, sale_id)
+        check_transition(sale_id, SaleState(sale.state), target)
+        sale.state = target.value
+        sale.updated_at = clock.now()
+        if note:
+            sale.note = (sale.note + "\n" + note).strip()
+        return _view(sale, customer.customer_no)
+
+
+def fail_sale(db: Database, sale_id: str, clock: Clock, note: str = "") -> SaleView:
+    """The card proves it never got the purchase: no credit, no cash kept."""
+    return _move(db, sale_id, SaleState.FAILED, clock, note)
+
+
+def mark_in_doubt(db: Database, sale_id: str, clock: Clock, note: str = "") -> SaleView:
+    """Nobody knows whether the card got the purchase (crash, card pulled)."""
+    return _move(db, sale_id, SaleState.IN_DOUBT, clock, note)
+
+
+def get_sale(db: Database, sale_id: str) -> SaleView:
+    with db.read() as session:
+        row = session.execute(
+            select(Sale, Customer.customer_no)
+            .join(Customer, Customer.id == Sale.customer_id)
+            .where(Sale.id == sale_id)
+        ).first()
+        if row is None:
+            raise NotFound(what=N_("Sale"), key=sale_id)
+        return _view(row[0], row[1])
+
+
+def list_sales(
+    db: Database, *, customer_no: str | None = None, state: str | None = None, limit: int = 200
+) -> list[SaleView]:
+    with db.read() as session:
+        q = select(Sale, Customer.customer_no).join(Customer, Customer.id == Sale.customer_id)
+        if customer_no:
+            q = q.where(Customer.id == get_customer(session, customer_no).id)
+        if state:
+            q = q.where(Sale.state == SaleState(state).value)
+        q = q.order_by(Sale.created_at.desc(), Sale.id).limit(limit)
+        return [_view(s, cno) for s, cno in session.execute(q)]

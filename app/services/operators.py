@@ -1,0 +1,75 @@
+"""Operators: the people who use a counter. Each has a unique id and a role; no shared accounts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.clock import Clock
+from app.domain.operators import Role, check_operator_id
+from app.errors import CardVendError, Conflict, NotFound
+from app.i18n import N_
+from app.persistence.models import Operator
+from app.security import hash_password, verify_password
+
+
+class AuthenticationFailed(CardVendError):
+    code = "auth"
+    template = N_("Operator id or password is wrong.")
+
+
+class OperatorDisabled(CardVendError):
+    code = "operator_disabled"
+    template = N_("Operator {operator} is disabled. Ask an administrator.")
+
+
+@dataclass(frozen=True)
+class OperatorView:
+    id: str
+    name: str
+    role: str
+    disabled: bool
+
+
+def add_operator(
+    session: Session, operator_id: str, name: str, role: Role, password: str | None, clock: Clock,
+    *, office: str | None = None,
+) -> Operator:
+    check_operator_id(operator_id)
+    if session.get(Operator, operator_id) is not None:
+        raise Conflict(N_("Operator {operator} already exists."), operator=operator_id)
+    op = Operator(
+        id=operator_id, name=name, role=Role(role).value, office_code=office,
+        password_hash=hash_password(password) if password else None, disabled=False,
+        created_at=clock.now(),
+    )
+    session.add(op)
+    session.flush()
+    return op
+
+
+def require_operator(session: Session, operator_id: str) -> Operator:
+    op = session.get(Operator, operator_id)
+    if op is None:
+        raise NotFound(what=N_("Operator"), key=operator_id)
+    if op.disabled:
+        raise OperatorDisabled(operator=operator_id)
+    return op
+
+
+def authenticate(session: Session, operator_id: str, password: str) -> OperatorView:
+    op = session.get(Operator, operator_id)
+    if op is None or not verify_password(password, op.password_hash):
+        raise AuthenticationFailed()
+    if op.disabled:
+        raise OperatorDisabled(operator=operator_id)
+    return OperatorView(op.id, op.name, op.role, op.disabled)
+
+
+def list_operators(session: Session) -> list[OperatorView]:
+    return [
+        OperatorView(o.id, o.name, o.role, o.disabled)
+        for o in session.scalars(select(Operator).order_by(Operator.id))
+    ]

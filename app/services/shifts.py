@@ -1,0 +1,129 @@
+"""Shifts: a counter's cash session. Sales belong to the open shift of their counter.
+
+Closing counts the cash: expected = float + cash kept from completed sales of the shift (a
+reversed sale's money was handed back, a failed sale's never kept); variance = counted - expected.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.clock import Clock
+from app.domain.ledger import UNRESOLVED, SaleState
+from app.errors import ShiftError
+from app.i18n import N_
+from app.money import check_fen
+from app.persistence.db import Database
+from app.persistence.models import Sale, Shift
+from app.services.operators import require_operator
+
+
+@dataclass(frozen=True)
+class ShiftView:
+    shift_id: str
+    operator_id: str
+    counter_id: str
+    opened_at: str
+    float_fen: int
+    closed_at: str | None
+    expected_fen: int | None
+    counted_fen: int | None
+    variance_fen: int | None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _view(s: Shift) -> ShiftView:
+    return ShiftView(
+        s.id, s.operator_id, s.counter_id, s.opened_at.isoformat(), s.float_amount,
+        s.closed_at.isoformat() if s.closed_at else None, s.expected_cash, s.counted_cash,
+        s.variance,
+    )
+
+
+def open_shift_for(session: Session, counter_id: str) -> Shift:
+    shift = session.scalar(
+        select(Shift).where(Shift.counter_id == counter_id, Shift.closed_at.is_(None))
+    )
+    if shift is None:
+        raise ShiftError(
+            N_("No shift is open on counter {counter}. Open a shift first."), counter=counter_id
+        )
+    return shift
+
+
+def open_shift(
+    db: Database, *, operator_id: str, counter_id: str, float_fen: int, clock: Clock
+) -> ShiftView:
+    check_fen(float_fen, allow_zero=True)
+    try:
+        with db.write() as session:
+            require_operator(session, operator_id)
+            existing = session.scalar(
+                select(Shift).where(Shift.counter_id == counter_id, Shift.closed_at.is_(None))
+            )
+            if existing is not None:
+                raise ShiftError(
+                    N_("Counter {counter} already has an open shift of {operator}; close it first."),
+                    counter=counter_id, operator=existing.operator_id,
+                )
+            shift = Shift(
+                id=str(uuid.uuid4()), operator_id=operator_id, counter_id=counter_id,
+                opened_at=clock.now(), float_amount=float_fen,
+            )
+            session.add(shift)
+            session.flush()
+            return _view(shift)
+    except IntegrityError as exc:
+        raise ShiftError(
+            N_("Counter {counter} already has an open shift; close it first."), counter=counter_id
+        ) from exc
+
+
+def expected_cash(session: Session, shift: Shift) -> int:
+    taken = session.scalar(
+        select(func.coalesce(func.sum(Sale.amount), 0)).where(
+            Sale.shift_id == shift.id, Sale.state == SaleState.COMPLETED.value
+        )
+    )
+    return shift.float_amount + int(taken or 0)
+
+
+def close_shift(
+    db: Database, *, operator_id: str, counter_id: str, counted_fen: int, clock: Clock
+) -> ShiftView:
+    check_fen(counted_fen, allow_zero=True)
+    with db.write() as session:
+        require_operator(session, operator_id)
+        shift = open_shift_for(session, counter_id)
+        unresolved = session.scalar(
+            select(func.count()).select_from(Sale).where(
+                Sale.shift_id == shift.id, Sale.state.in_([s.value for s in UNRESOLVED])
+            )
+        )
+        if unresolved:
+            raise ShiftError(
+                N_("{count} sales of this shift are unfinished; recover them before closing."),
+                count=unresolved,
+            )
+        shift.expected_cash = expected_cash(session, shift)
+        shift.counted_cash = counted_fen
+        shift.variance = counted_fen - shift.expected_cash
+        shift.closed_at = clock.now()
+        shift.closed_by = operator_id
+        return _view(shift)
+
+
+def current_shift(db: Database, counter_id: str) -> ShiftView | None:
+    with db.read() as session:
+        shift = session.scalar(
+            select(Shift).where(Shift.counter_id == counter_id, Shift.closed_at.is_(None))
+        )
+        return _view(shift) if shift else None

@@ -1,0 +1,158 @@
+"""The typed, declarative settings registry.
+
+Each setting is a :class:`ConfigVar` with a key, a type, a default and a description; the file
+(``settings.json`` in the config directory) holds only what differs from the defaults plus a
+``schema_version``.  Older files are upgraded step by step by :data:`UPGRADES` when loaded.
+Secrets never live here (the keystore holds keys, the database holds password hashes).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+from app.errors import ValidationError
+from app.i18n import N_
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+T = TypeVar("T")
+
+REGISTRY: dict[str, ConfigVar[Any]] = {}
+
+
+@dataclass(frozen=True)
+class ConfigVar(Generic[T]):
+    key: str
+    type: type
+    default: T
+    description: str
+    env: str | None = None
+    choices: tuple[Any, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.key in REGISTRY:
+            raise ValueError(f"setting {self.key} declared twice")
+        REGISTRY[self.key] = self
+
+    def coerce(self, value: Any) -> T:
+        if value is None and self.default is None:
+            return value  # type: ignore[no-any-return]
+        ok = isinstance(value, self.type) and not (self.type is int and isinstance(value, bool))
+        if not ok:
+            raise ValidationError(
+                N_("setting {key} must be a {type}, got {value!r}"),
+                key=self.key,
+                type=self.type.__name__,
+                value=value,
+            )
+        if self.choices is not None and value not in self.choices:
+            raise ValidationError(
+                N_("setting {key} must be one of {choices}, got {value!r}"),
+                key=self.key,
+                choices=", ".join(map(str, self.choices)),
+                value=value,
+            )
+        return value  # type: ignore[no-any-return]
+
+
+DB_URL = ConfigVar[str | None](
+    "db_url", str, None, "Database URL; empty means the SQLite file in the data directory",
+    env="CARDVEND_DB",
+)
+COUNTER_ID = ConfigVar("counter_id", str, "C01", "This counter's id within its office")
+OFFICE_CODE = ConfigVar("office_code", str, "DEMO", "The office (business hall) of this counter")
+LANGUAGE = ConfigVar[str | None](
+    "language", str, None, "Language of the interface: zh_CN or en; empty follows the system",
+    choices=("zh_CN", "en"),
+)
+LOG_LEVEL = ConfigVar(
+    "log_level", str, "INFO", "Log level of the log file",
+    choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+)
+DEMO_MODE = ConfigVar(
+    "demo_mode", bool, True,
+    "Load demo data into an empty database and use emulated cards when no reader is configured",
+)
+
+
+def _upgrade_0_to_1(data: dict[str, Any]) -> dict[str, Any]:
+    # version 0 files (no schema_version) called the database setting "database"
+    if "database" in data and "db_url" not in data:
+        data["db_url"] = data.pop("database")
+    return data
+
+
+UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {0: _upgrade_0_to_1}
+
+
+class Settings:
+    def __init__(self, values: dict[str, Any] | None = None, path: Path | None = None) -> None:
+        self.path = path
+        self._values: dict[str, Any] = {}
+        for key, value in (values or {}).items():
+            self.set(key, value)
+
+    @classmethod
+    def load(cls, path: Path) -> Settings:
+        """Load a settings file; a missing file gives the defaults."""
+        if not path.exists():
+            return cls(path=path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValidationError(
+                N_("the settings file {path} cannot be read: {detail}"), path=str(path), detail=exc
+            ) from exc
+        if not isinstance(data, dict):
+            raise ValidationError(N_("the settings file {path} is not a JSON object"), path=str(path))
+        version = data.pop("schema_version", 0)
+        if not isinstance(version, int) or version > SCHEMA_VERSION:
+            raise ValidationError(
+                N_("the settings file {path} was written by a newer CardVend (schema {version})"),
+                path=str(path),
+                version=version,
+            )
+        while version < SCHEMA_VERSION:
+            data = UPGRADES[version](data)
+            version += 1
+        unknown = [k for k in data if k not in REGISTRY]
+        for key in unknown:
+            log.warning("ignoring unknown setting %s in %s", key, path)
+            data.pop(key)
+        return cls(data, path=path)
+
+    def get(self, key: str) -> Any:
+        var = REGISTRY[key]
+        if var.env and os.environ.get(var.env):
+            return os.environ[var.env]
+        return self._values.get(key, var.default)
+
+    def set(self, key: str, value: Any) -> None:
+        if key not in REGISTRY:
+            raise ValidationError(N_("there is no setting called {key}"), key=key)
+        self._values[key] = REGISTRY[key].coerce(value)
+
+    def is_configured(self) -> bool:
+        return self.path is not None and self.path.exists()
+
+    def save(self, path: Path | None = None) -> None:
+        """Write atomically (temporary file + rename) so a crash never leaves half a file."""
+        target = path or self.path
+        if target is None:
+            raise ValueError("no settings path")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        data = {"schema_version": SCHEMA_VERSION, **self._values}
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".settings-")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, ensure_ascii=False, indent=2, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)

@@ -1,0 +1,1 @@
+"""cardio package (see README.md)."""

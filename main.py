@@ -1,0 +1,106 @@
+"""CardVend composition root: arguments, logging, services with their adapters, GUI or CLI."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import logging.handlers
+import os
+import sys
+from collections.abc import Sequence
+
+log = logging.getLogger("cardvend")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from app import cli as app_cli
+    from app.i18n import _
+
+    parser = argparse.ArgumentParser(
+        prog="cardvend",
+        description=_("CardVend: the counter application for prepaid electricity card meters. "
+                      "With no command it starts the counter window."),
+    )
+    parser.add_argument("--home", help=_("put configuration, data and logs under this folder "
+                                         "(or set CARDVEND_HOME)"))
+    parser.add_argument("--db", help=_("database URL (or set CARDVEND_DB); default: a SQLite file "
+                                       "in the data folder"))
+    parser.add_argument("--lang", choices=("zh_CN", "en"), help=_("language of messages"))
+    parser.add_argument("-v", "--verbose", action="store_true", help=_("log to stderr too"))
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    app_cli.register(sub)
+    return parser
+
+
+def configure_logging(log_dir: os.PathLike[str] | str, level: str, verbose: bool) -> None:
+    from pathlib import Path
+
+    root = logging.getLogger()
+    root.setLevel(logging.DEBUG if verbose else getattr(logging, level, logging.INFO))
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        Path(log_dir).mkdir(parents=True, exist_ok=True)
+        handler: logging.Handler = logging.handlers.RotatingFileHandler(
+            Path(log_dir) / "cardvend.log", maxBytes=5_000_000, backupCount=5, encoding="utf-8"
+        )
+    except OSError:
+        handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(fmt)
+    root.addHandler(handler)
+    if verbose:
+        stream = logging.StreamHandler(sys.stderr)
+        stream.setFormatter(fmt)
+        root.addHandler(stream)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from app import i18n
+    from app.context import AppContext
+    from app.errors import CardVendError
+    from app.paths import resolve_paths
+    from app.settings import LANGUAGE, LOG_LEVEL, Settings
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    i18n.set_language(i18n.language_from_environment())
+    # a language option must be known before the help texts are built
+    for i, arg in enumerate(argv):
+        if arg.startswith("--lang="):
+            i18n.set_language(arg.split("=", 1)[1])
+        elif arg == "--lang" and i + 1 < len(argv):
+            i18n.set_language(argv[i + 1])
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        paths = resolve_paths(args.home)
+        settings = Settings.load(paths.settings_file)
+        if not args.lang and settings.get(LANGUAGE.key) and "CARDVEND_LANG" not in os.environ:
+            i18n.set_language(settings.get(LANGUAGE.key))
+        configure_logging(paths.log_dir, settings.get(LOG_LEVEL.key), args.verbose)
+        ctx = AppContext(paths=paths, settings=settings, db_url_override=args.db)
+        if args.command is None:
+            from ui.app import run_gui
+
+            return run_gui(ctx)
+        return int(args.func(ctx, args))
+    except CardVendError as exc:
+        log.warning("command failed: %s", exc)
+        print(f"cardvend: {exc.localized()}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # output piped into a pager or head that closed early
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+    except Exception as exc:  # the last line of defence: one clear line, details in the log
+        log.exception("unexpected error")
+        print(
+            "cardvend: " + i18n._("Unexpected error: {detail}. Details are in the log file.",
+                                  detail=f"{type(exc).__name__}: {exc}"),
+            file=sys.stderr,
+        )
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
