@@ -18,13 +18,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="cardvend",
-        description=_("CardVend: the counter application for prepaid electricity card meters. "
-                      "With no command it starts the counter window."),
+        description=_(
+            "CardVend: the counter application for prepaid electricity card meters. "
+            "With no command it starts the counter window."
+        ),
     )
-    parser.add_argument("--home", help=_("put configuration, data and logs under this folder "
-                                         "(or set CARDVEND_HOME)"))
-    parser.add_argument("--db", help=_("database URL (or set CARDVEND_DB); default: a SQLite file "
-                                       "in the data folder"))
+    parser.add_argument(
+        "--home",
+        help=_("put configuration, data and logs under this folder (or set CARDVEND_HOME)"),
+    )
+    parser.add_argument(
+        "--db",
+        help=_("database URL (or set CARDVEND_DB); default: a SQLite file in the data folder"),
+    )
     parser.add_argument("--lang", choices=("zh_CN", "en"), help=_("language of messages"))
     parser.add_argument("-v", "--verbose", action="store_true", help=_("log to stderr too"))
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -95,8 +101,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # the last line of defence: one clear line, details in the log
         log.exception("unexpected error")
         print(
-            "cardvend: " + i18n._("Unexpected error: {detail}. Details are in the log file.",
-                                  detail=f"{type(exc).__name__}: {exc}"),
+            "cardvend: "
+            + i18n._(
+                "Unexpected error: {detail}. Details are in the log file.",
+                detail=f"{type(exc).__name__}: {exc}",
+            ),
             file=sys.stderr,
         )
         return 1

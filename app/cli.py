@@ -45,17 +45,28 @@ def open_db(ctx: AppContext, *, migrate: bool = False) -> Database:
 
 def cmd_init(ctx: AppContext, args: argparse.Namespace) -> int:
     db = open_db(ctx, migrate=True)
-    print(_("Database ready at revision {rev}: {url}", rev=db.current_revision(),
-            url=db.url.render_as_string(hide_password=True)))
+    print(
+        _(
+            "Database ready at revision {rev}: {url}",
+            rev=db.current_revision(),
+            url=db.url.render_as_string(hide_password=True),
+        )
+    )
     return 0
 
 
 def cmd_demo(ctx: AppContext, args: argparse.Namespace) -> int:
     db = open_db(ctx, migrate=True)
     r = demo_service.load_demo(db, ctx.clock)
-    print(_("Demo data loaded: {ops} operators, {plans} tariff plans, {customers} customers added "
-            "(already present data kept).", ops=r.operators_added, plans=r.plans_added,
-            customers=r.customers_added))
+    print(
+        _(
+            "Demo data loaded: {ops} operators, {plans} tariff plans, {customers} customers added "
+            "(already present data kept).",
+            ops=r.operators_added,
+            plans=r.plans_added,
+            customers=r.customers_added,
+        )
+    )
     print(_("Demo passwords are demo- followed by the operator id (for demonstration only)."))
     return 0
 
@@ -68,21 +79,37 @@ def cmd_customers_import(ctx: AppContext, args: argparse.Namespace) -> int:
 
     def on_error(err: customer_service.RowError) -> None:
         if not args.json:
-            print(_("line {line}: {message}", line=err.line, message=err.localized),
-                  file=sys.stderr)
+            print(
+                _("line {line}: {message}", line=err.line, message=err.localized), file=sys.stderr
+            )
 
     report = customer_service.import_csv(
-        db, Path(args.file), ctx.clock, all_or_nothing=args.all_or_nothing, on_error=on_error,
+        db,
+        Path(args.file),
+        ctx.clock,
+        all_or_nothing=args.all_or_nothing,
+        on_error=on_error,
         language=lang,
     )
     if args.json:
         emit_json(report.to_json())
     elif report.committed:
-        print(_("Imported {imported} of {rows} rows; {bad} bad rows were not imported.",
-                imported=report.imported, rows=report.rows, bad=report.bad))
+        print(
+            _(
+                "Imported {imported} of {rows} rows; {bad} bad rows were not imported.",
+                imported=report.imported,
+                rows=report.rows,
+                bad=report.bad,
+            )
+        )
     else:
-        print(_("Nothing was imported: {bad} of {rows} rows are bad and all-or-nothing was asked.",
-                bad=report.bad, rows=report.rows))
+        print(
+            _(
+                "Nothing was imported: {bad} of {rows} rows are bad and all-or-nothing was asked.",
+                bad=report.bad,
+                rows=report.rows,
+            )
+        )
     if report.offices_created and not args.json:
         print(_("New offices created: {offices}", offices=", ".join(report.offices_created)))
     return 0 if report.bad == 0 else 1
@@ -98,8 +125,10 @@ def cmd_customers_find(ctx: AppContext, args: argparse.Namespace) -> int:
         print(_("No customer matches {text!r}.", text=args.text))
         return 0
     for c in found:
-        print(f"{c.customer_no}  {c.meter_no}  {c.meter_kind:6}  {c.status:6}  {c.name}  "
-              f"{c.phone}  {c.address}")
+        print(
+            f"{c.customer_no}  {c.meter_no}  {c.meter_kind:6}  {c.status:6}  {c.name}  "
+            f"{c.phone}  {c.address}"
+        )
     return 0
 
 
@@ -128,7 +157,9 @@ def cmd_tariffs_list(ctx: AppContext, args: argparse.Namespace) -> int:
         for v in p["versions"]:
             mark = "*" if v["in_force"] else " "
             since = dt.datetime.fromisoformat(v["effective_from"]).astimezone()
-            print(f"   {mark} v{v['version_no']} {v['kind']:10} {_('from')} {since:%Y-%m-%d %H:%M %z}")
+            print(
+                f"   {mark} v{v['version_no']} {v['kind']:10} {_('from')} {since:%Y-%m-%d %H:%M %z}"
+            )
     return 0
 
 
@@ -143,11 +174,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     csub = p.add_subparsers(dest="customers_command", required=True, metavar="COMMAND")
     q = csub.add_parser("import", help=_("import customers from a UTF-8 CSV file"))
     q.add_argument("file")
-    q.add_argument("--all-or-nothing", action="store_true",
-                   help=_("import nothing if any row is bad"))
+    q.add_argument(
+        "--all-or-nothing", action="store_true", help=_("import nothing if any row is bad")
+    )
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_customers_import)
-    q = csub.add_parser("find", help=_("find by customer_no, meter_no, name prefix or phone suffix"))
+    q = csub.add_parser(
+        "find", help=_("find by customer_no, meter_no, name prefix or phone suffix")
+    )
     q.add_argument("text")
     q.add_argument("--limit", type=int, default=50)
     q.add_argument("--json", action="store_true")

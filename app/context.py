@@ -23,8 +23,8 @@ class AppContext:
 
     @property
     def db_url(self) -> str:
-        return self.db_url_override or self.settings.get(DB_URL.key) or str(
-            self.paths.default_db_file
+        return (
+            self.db_url_override or self.settings.get(DB_URL.key) or str(self.paths.default_db_file)
         )
 
     @cached_property

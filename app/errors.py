@@ -75,7 +75,9 @@ class ShiftError(Conflict):
 
 class DatabaseError(CardVendError):
     code = "database"
-    template = N_("The database cannot be used: {detail}. Check the database setting and try again.")
+    template = N_(
+        "The database cannot be used: {detail}. Check the database setting and try again."
+    )
 
 
 class ImportFileError(CardVendError):

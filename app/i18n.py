@@ -104,12 +104,12 @@ def translate(message: str, language: str | None = None) -> str:
     return catalog(lang).get(message, message)
 
 
-def _(message: str, **params: object) -> str:
-    """Translate ``message`` into the current language and fill its placeholders."""
-    text = translate(message)
+def _(msgid: str, /, **params: object) -> str:
+    """Translate ``msgid`` into the current language and fill its placeholders."""
+    text = translate(msgid)
     return text.format(**params) if params else text
 
 
-def N_(message: str) -> str:
-    """Mark ``message`` for translation without translating it now."""
-    return message
+def N_(msgid: str, /) -> str:
+    """Mark ``msgid`` for translation without translating it now."""
+    return msgid

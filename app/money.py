@@ -8,12 +8,13 @@ the central contract, so the largest accepted amount is ``MAX_FEN`` (21,474,836.
 from __future__ import annotations
 
 import re
+import unicodedata
 
 from app.errors import AmountError
 from app.i18n import N_
 
 MAX_FEN = 2**31 - 1
-_YUAN = re.compile(r"^\s*([+-]?)(\d{1,12})(?:\.(\d{0,2}))?\s*$")
+_YUAN = re.compile(r"^\s*([+-]?)(\d{1,12})(?:\.(\d{0,2}))?\s*$", re.ASCII)
 
 
 def parse_yuan(text: str, *, allow_zero: bool = False, allow_negative: bool = False) -> int:
@@ -24,11 +25,10 @@ def parse_yuan(text: str, *, allow_zero: bool = False, allow_negative: bool = Fa
     """
     if not isinstance(text, str):
         raise AmountError(value=repr(text), reason=N_("it must be written as text, like 12.50"))
-    m = _YUAN.match(text)
+    # full-width digits and point from a Chinese input method count as ordinary ones
+    m = _YUAN.match(unicodedata.normalize("NFKC", text).replace("。", "."))
     if not m:
-        raise AmountError(
-            value=text, reason=N_("write yuan with at most two decimals, like 12.50")
-        )
+        raise AmountError(value=text, reason=N_("write yuan with at most two decimals, like 12.50"))
     sign, whole, frac = m.groups()
     fen = int(whole) * 100 + int((frac or "").ljust(2, "0"))
     if sign == "-":

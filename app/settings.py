@@ -44,7 +44,7 @@ class ConfigVar(Generic[T]):
 
     def coerce(self, value: Any) -> T:
         if value is None and self.default is None:
-            return value  # type: ignore[no-any-return]
+            return self.default
         ok = isinstance(value, self.type) and not (self.type is int and isinstance(value, bool))
         if not ok:
             raise ValidationError(
@@ -64,21 +64,32 @@ class ConfigVar(Generic[T]):
 
 
 DB_URL = ConfigVar[str | None](
-    "db_url", str, None, "Database URL; empty means the SQLite file in the data directory",
+    "db_url",
+    str,
+    None,
+    "Database URL; empty means the SQLite file in the data directory",
     env="CARDVEND_DB",
 )
 COUNTER_ID = ConfigVar("counter_id", str, "C01", "This counter's id within its office")
 OFFICE_CODE = ConfigVar("office_code", str, "DEMO", "The office (business hall) of this counter")
 LANGUAGE = ConfigVar[str | None](
-    "language", str, None, "Language of the interface: zh_CN or en; empty follows the system",
+    "language",
+    str,
+    None,
+    "Language of the interface: zh_CN or en; empty follows the system",
     choices=("zh_CN", "en"),
 )
 LOG_LEVEL = ConfigVar(
-    "log_level", str, "INFO", "Log level of the log file",
+    "log_level",
+    str,
+    "INFO",
+    "Log level of the log file",
     choices=("DEBUG", "INFO", "WARNING", "ERROR"),
 )
 DEMO_MODE = ConfigVar(
-    "demo_mode", bool, True,
+    "demo_mode",
+    bool,
+    True,
     "Load demo data into an empty database and use emulated cards when no reader is configured",
 )
 
@@ -112,7 +123,9 @@ class Settings:
                 N_("the settings file {path} cannot be read: {detail}"), path=str(path), detail=exc
             ) from exc
         if not isinstance(data, dict):
-            raise ValidationError(N_("the settings file {path} is not a JSON object"), path=str(path))
+            raise ValidationError(
+                N_("the settings file {path} is not a JSON object"), path=str(path)
+            )
         version = data.pop("schema_version", 0)
         if not isinstance(version, int) or version > SCHEMA_VERSION:
             raise ValidationError(

@@ -23,20 +23,23 @@ def write(tmp_path: Path, body: bytes | str, name: str = "c.csv") -> Path:
 def test_import_good_and_bad_rows(demo_db: Database, clock: FixedClock, tmp_path: Path) -> None:
     before = count_customers(demo_db)
     body = (
-        HEADER
-        + "300000000001,张三,\"幸福路1号,2单元\",13800138000,400000000001,card,RES-FLAT,DEMO,1,1\n"
-        + "300000000012,换行,\"a\nb\",,400000000012,card,RES-FLAT,DEMO,1,1\n"  # lines 3-4
-        + "30000000002,李四,,,400000000002,card,RES-FLAT,DEMO,1,1\n"  # 11 digits (line 5)
-        + "300000000003,王五,,,400000000003,card,NO-SUCH,DEMO,1,1\n"  # unknown tariff
-        + "300000000001,重复,,,400000000004,card,RES-FLAT,DEMO,1,1\n"  # duplicate in file
-        + "100000000001,已有,,,400000000005,card,RES-FLAT,DEMO,1,1\n"  # exists already
-        + "300000000006,表号重,,,200000000001,card,RES-FLAT,DEMO,1,1\n"  # meter_no taken
-        + "300000000007,少列,,,400000000007,card,RES-FLAT,DEMO\n"  # missing fields
-        + "300000000008,负变比,,,400000000008,card,RES-FLAT,DEMO,-5,1\n"
-        + "300000000009,坏类型,,,400000000009,gas,RES-FLAT,DEMO,1,1\n"
-        + "300000000010,赵六,,0571-8888 1234,400000000010,remote,RES-TOU,NEWOFF,50,1\n"
-    ).encode() + "300000000011,".encode() + "钱七".encode("gbk") + (
-        b",,,400000000011,card,RES-FLAT,DEMO,1,1\n"
+        (
+            HEADER
+            + '300000000001,张三,"幸福路1号,2单元",13800138000,400000000001,card,RES-FLAT,DEMO,1,1\n'
+            + '300000000012,换行,"a\nb",,400000000012,card,RES-FLAT,DEMO,1,1\n'  # lines 3-4
+            + "30000000002,李四,,,400000000002,card,RES-FLAT,DEMO,1,1\n"  # 11 digits (line 5)
+            + "300000000003,王五,,,400000000003,card,NO-SUCH,DEMO,1,1\n"  # unknown tariff
+            + "300000000001,重复,,,400000000004,card,RES-FLAT,DEMO,1,1\n"  # duplicate in file
+            + "100000000001,已有,,,400000000005,card,RES-FLAT,DEMO,1,1\n"  # exists already
+            + "300000000006,表号重,,,200000000001,card,RES-FLAT,DEMO,1,1\n"  # meter_no taken
+            + "300000000007,少列,,,400000000007,card,RES-FLAT,DEMO\n"  # missing fields
+            + "300000000008,负变比,,,400000000008,card,RES-FLAT,DEMO,-5,1\n"
+            + "300000000009,坏类型,,,400000000009,gas,RES-FLAT,DEMO,1,1\n"
+            + "300000000010,赵六,,0571-8888 1234,400000000010,remote,RES-TOU,NEWOFF,50,1\n"
+        ).encode()
+        + b"300000000011,"
+        + "钱七".encode("gbk")
+        + (b",,,400000000011,card,RES-FLAT,DEMO,1,1\n")
     )
     seen = []
     report = import_csv(demo_db, write(tmp_path, body), clock, on_error=seen.append)
@@ -64,8 +67,11 @@ def test_import_good_and_bad_rows(demo_db: Database, clock: FixedClock, tmp_path
 
 def test_import_all_or_nothing(demo_db: Database, clock: FixedClock, tmp_path: Path) -> None:
     before = count_customers(demo_db)
-    body = (HEADER + "300000000001,甲,,,400000000001,card,RES-FLAT,DEMO,1,1\n"
-            + "3000000000x2,乙,,,400000000002,card,RES-FLAT,DEMO,1,1\n")
+    body = (
+        HEADER
+        + "300000000001,甲,,,400000000001,card,RES-FLAT,DEMO,1,1\n"
+        + "3000000000x2,乙,,,400000000002,card,RES-FLAT,DEMO,1,1\n"
+    )
     report = import_csv(demo_db, write(tmp_path, body), clock, all_or_nothing=True)
     assert not report.committed and report.imported == 0 and report.bad == 1
     assert count_customers(demo_db) == before
@@ -73,10 +79,11 @@ def test_import_all_or_nothing(demo_db: Database, clock: FixedClock, tmp_path: P
         customer_view(demo_db, "300000000001")
 
 
-def test_import_bom_and_column_order(demo_db: Database, clock: FixedClock,
-                                     tmp_path: Path) -> None:
-    body = ("\ufeffname,customer_no,meter_no,meter_kind,tariff_plan,office,extra\n"
-            "孙八,300000000020,400000000020,CARD,RES-TIER,DEMO,ignored\n")
+def test_import_bom_and_column_order(demo_db: Database, clock: FixedClock, tmp_path: Path) -> None:
+    body = (
+        "\ufeffname,customer_no,meter_no,meter_kind,tariff_plan,office,extra\n"
+        "孙八,300000000020,400000000020,CARD,RES-TIER,DEMO,ignored\n"
+    )
     report = import_csv(demo_db, write(tmp_path, body), clock)
     assert (report.imported, report.bad) == (1, 0)
     assert customer_view(demo_db, "300000000020").tariff_plan == "RES-TIER"
@@ -91,8 +98,9 @@ def test_import_bom_and_column_order(demo_db: Database, clock: FixedClock,
         (HEADER + '300000000001,"unterminated\n', "unexpected end"),
     ],
 )
-def test_unreadable_files_import_nothing(demo_db: Database, clock: FixedClock, tmp_path: Path,
-                                         body: str | bytes, needle: str) -> None:
+def test_unreadable_files_import_nothing(
+    demo_db: Database, clock: FixedClock, tmp_path: Path, body: str | bytes, needle: str
+) -> None:
     before = count_customers(demo_db)
     with pytest.raises(ImportFileError, match=needle):
         import_csv(demo_db, write(tmp_path, body), clock)
@@ -120,8 +128,11 @@ def test_find_by_numbers_name_and_phone(demo_db: Database) -> None:
 
 
 def test_find_prefix_is_literal(demo_db: Database, clock: FixedClock, tmp_path: Path) -> None:
-    body = (HEADER + "300000000001,50%_off,,,400000000001,card,RES-FLAT,DEMO,1,1\n"
-            + "300000000002,50xyoff,,,400000000002,card,RES-FLAT,DEMO,1,1\n")
+    body = (
+        HEADER
+        + "300000000001,50%_off,,,400000000001,card,RES-FLAT,DEMO,1,1\n"
+        + "300000000002,50xyoff,,,400000000002,card,RES-FLAT,DEMO,1,1\n"
+    )
     import_csv(demo_db, write(tmp_path, body), clock)
     assert [c.name for c in find_customers(demo_db, "50%_")] == ["50%_off"]
     assert len(find_customers(demo_db, "50")) == 2

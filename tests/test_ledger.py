@@ -21,14 +21,22 @@ WITH_ARREARS = "100000000001"  # demo customer 0 owes 30.00 arrears and a 5.00 f
 
 
 def open_shift(db: Database, clock: FixedClock, op: str = "t01", counter: str = "C01") -> str:
-    return shifts.open_shift(db, operator_id=op, counter_id=counter, float_fen=50000,
-                             clock=clock).shift_id
+    return shifts.open_shift(
+        db, operator_id=op, counter_id=counter, float_fen=50000, clock=clock
+    ).shift_id
 
 
-def sell(db: Database, clock: FixedClock, customer: str = CARD, amount: int = 10000,
-         op: str = "t01", counter: str = "C01") -> ledger.SaleView:
-    return ledger.begin_card_sale(db, customer_no=customer, amount=amount, operator_id=op,
-                                  counter_id=counter, clock=clock)
+def sell(
+    db: Database,
+    clock: FixedClock,
+    customer: str = CARD,
+    amount: int = 10000,
+    op: str = "t01",
+    counter: str = "C01",
+) -> ledger.SaleView:
+    return ledger.begin_card_sale(
+        db, customer_no=customer, amount=amount, operator_id=op, counter_id=counter, clock=clock
+    )
 
 
 def test_sale_lifecycle_raises_purchase_count_once(demo_db: Database, clock: FixedClock) -> None:
@@ -61,15 +69,22 @@ def test_unresolved_sale_blocks_the_next(demo_db: Database, clock: FixedClock) -
     assert [s.state for s in ledger.list_sales(demo_db, customer_no=CARD)].count("failed") == 1
 
 
-def test_database_refuses_two_live_sales_of_one_purchase(demo_db: Database,
-                                                        clock: FixedClock) -> None:
+def test_database_refuses_two_live_sales_of_one_purchase(
+    demo_db: Database, clock: FixedClock
+) -> None:
     open_shift(demo_db, clock)
     s1 = sell(demo_db, clock)
     with pytest.raises(IntegrityError), demo_db.write() as session:
         original = session.get(Sale, s1.sale_id)
         assert original is not None
-        session.add(Sale(**{c.key: getattr(original, c.key) for c in Sale.__table__.columns
-                            if c.key != "id"}, id="00000000-0000-0000-0000-000000000001"))
+        session.add(
+            Sale(
+                **{
+                    c.key: getattr(original, c.key) for c in Sale.__table__.columns if c.key != "id"
+                },
+                id="00000000-0000-0000-0000-000000000001",
+            )
+        )
         session.flush()
 
 
@@ -87,13 +102,28 @@ def test_limits_arrears_and_fees_come_first(demo_db: Database, clock: FixedClock
 def test_credit_ceiling_limits_the_amount(demo_db: Database, clock: FixedClock) -> None:
     open_shift(demo_db, clock)
     with demo_db.write() as session:
-        session.execute(update(Customer).where(Customer.customer_no == CARD)
-                        .values(credit_ceiling=50000))
+        session.execute(
+            update(Customer).where(Customer.customer_no == CARD).values(credit_ceiling=50000)
+        )
     with pytest.raises(AmountError, match="maximum"):
-        ledger.begin_card_sale(demo_db, customer_no=CARD, amount=30001, operator_id="t01",
-                               counter_id="C01", clock=clock, meter_balance=20000)
-    s = ledger.begin_card_sale(demo_db, customer_no=CARD, amount=30000, operator_id="t01",
-                               counter_id="C01", clock=clock, meter_balance=20000)
+        ledger.begin_card_sale(
+            demo_db,
+            customer_no=CARD,
+            amount=30001,
+            operator_id="t01",
+            counter_id="C01",
+            clock=clock,
+            meter_balance=20000,
+        )
+    s = ledger.begin_card_sale(
+        demo_db,
+        customer_no=CARD,
+        amount=30000,
+        operator_id="t01",
+        counter_id="C01",
+        clock=clock,
+        meter_balance=20000,
+    )
     assert s.credit_fen == 30000
 
 
@@ -112,8 +142,9 @@ def test_sale_needs_open_shift_active_card_customer(demo_db: Database, clock: Fi
     with pytest.raises(Conflict, match="remote"):
         sell(demo_db, clock, REMOTE)
     with demo_db.write() as session:
-        session.execute(update(Customer).where(Customer.customer_no == CARD)
-                        .values(status="closed"))
+        session.execute(
+            update(Customer).where(Customer.customer_no == CARD).values(status="closed")
+        )
     with pytest.raises(Conflict, match="closed"):
         sell(demo_db, clock)
 
@@ -126,19 +157,20 @@ def test_shift_close_counts_cash(demo_db: Database, clock: FixedClock) -> None:
     ledger.complete_sale(demo_db, ok.sale_id, clock)
     bad = sell(demo_db, clock, customer="100000000003", amount=999)
     with pytest.raises(ShiftError, match="unfinished"):
-        shifts.close_shift(demo_db, operator_id="t01", counter_id="C01", counted_fen=0,
-                           clock=clock)
+        shifts.close_shift(demo_db, operator_id="t01", counter_id="C01", counted_fen=0, clock=clock)
     ledger.fail_sale(demo_db, bad.sale_id, clock)
     clock.advance(hours=8)
-    closed = shifts.close_shift(demo_db, operator_id="t01", counter_id="C01",
-                                counted_fen=50000 + 12345 - 100, clock=clock)
+    closed = shifts.close_shift(
+        demo_db, operator_id="t01", counter_id="C01", counted_fen=50000 + 12345 - 100, clock=clock
+    )
     assert closed.shift_id == shift_id
     assert (closed.expected_fen, closed.variance_fen) == (62345, -100)
     assert shifts.current_shift(demo_db, "C01") is None
 
 
-def test_two_counters_sell_to_one_customer_concurrently(demo_db: Database,
-                                                       clock: FixedClock) -> None:
+def test_two_counters_sell_to_one_customer_concurrently(
+    demo_db: Database, clock: FixedClock
+) -> None:
     """Two real connections race for the same customer; purchase_count rises by one per
     completed sale and no purchase is sold twice."""
     open_shift(demo_db, clock, "t01", "C01")

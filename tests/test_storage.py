@@ -50,8 +50,10 @@ def test_sqlite_foreign_keys_enforced(tmp_path: Path) -> None:
     db.migrate()
     with pytest.raises(IntegrityError), db.write() as session:
         session.execute(
-            text("INSERT INTO operators (id, name, role, office_code, disabled, created_at) "
-                 "VALUES ('x1', 'x', 'teller', 'NOPE', 0, '2026-01-01 00:00:00')")
+            text(
+                "INSERT INTO operators (id, name, role, office_code, disabled, created_at) "
+                "VALUES ('x1', 'x', 'teller', 'NOPE', 0, '2026-01-01 00:00:00')"
+            )
         )
 
 
@@ -65,10 +67,10 @@ def test_migrations_match_models_and_rerun(empty_db: Database) -> None:
 
 
 def test_datetimes_round_trip_aware_and_naive_refused(db: Database) -> None:
+    from app.clock import FixedClock
     from app.domain.operators import Role
     from app.persistence.models import Operator
     from app.services.operators import add_operator
-    from app.clock import FixedClock
 
     shanghai = dt.timezone(dt.timedelta(hours=8))
     when = dt.datetime(2026, 5, 1, 8, 30, tzinfo=shanghai)

@@ -31,4 +31,5 @@ def run_gui(ctx: AppContext, argv: list[str] | None = None) -> int:
     qapp = QApplication.instance() or QApplication(argv or sys.argv[:1])
     window = MainWindow(ctx)
     window.show()
+    log.info("counter window shown")
     return int(qapp.exec())

@@ -51,9 +51,14 @@ class MainWindow(QMainWindow):
     def refresh_info(self) -> None:
         count = customer_service.count_customers(self.ctx.db)
         self.info.setText(
-            _("Office {office} · counter {counter} · {count} customers · database {db} · {lang}",
-              office=self.ctx.office_code, counter=self.ctx.counter_id, count=count,
-              db=self.ctx.db.url.render_as_string(hide_password=True), lang=get_language())
+            _(
+                "Office {office} · counter {counter} · {count} customers · database {db} · {lang}",
+                office=self.ctx.office_code,
+                counter=self.ctx.counter_id,
+                count=count,
+                db=self.ctx.db.url.render_as_string(hide_password=True),
+                lang=get_language(),
+            )
         )
 
     def run_search(self) -> None:

@@ -86,7 +86,9 @@ def split_payment(amount: int, limits: PurchaseLimits) -> PaymentSplit:
     check_fen(amount)
     if amount < limits.minimum:
         raise AmountError(
-            N_("The amount {value} is below the minimum {minimum}: it must cover the arrears and fees."),
+            N_(
+                "The amount {value} is below the minimum {minimum}: it must cover the arrears and fees."
+            ),
             value=amount,
             minimum=limits.minimum,
         )

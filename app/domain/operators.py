@@ -22,7 +22,9 @@ class Role(enum.StrEnum):
 def check_operator_id(value: str) -> str:
     if not isinstance(value, str) or not _OPERATOR_ID.match(value):
         raise ValidationError(
-            N_("operator id {value!r} must be 2 to 32 letters, digits, dots, dashes or underscores"),
+            N_(
+                "operator id {value!r} must be 2 to 32 letters, digits, dots, dashes or underscores"
+            ),
             value=value,
         )
     return value

@@ -120,7 +120,9 @@ class Database:
 
         cfg = Config()
         cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-        cfg.set_main_option("sqlalchemy.url", self.url.render_as_string(hide_password=False))
+        # configparser interpolates '%': escape it (URLs carry %-encoded options)
+        url = self.url.render_as_string(hide_password=False).replace("%", "%%")
+        cfg.set_main_option("sqlalchemy.url", url)
         cfg.attributes["connection"] = connection
         return cfg
 

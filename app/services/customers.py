@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select
+from sqlalchemy import Table, and_, func, insert, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -44,8 +44,16 @@ from app.persistence.db import Database
 from app.persistence.models import Customer, Office, TariffPlan
 
 COLUMNS = (
-    "customer_no", "name", "address", "phone", "meter_no",
-    "meter_kind", "tariff_plan", "office", "ct_ratio", "pt_ratio",
+    "customer_no",
+    "name",
+    "address",
+    "phone",
+    "meter_no",
+    "meter_kind",
+    "tariff_plan",
+    "office",
+    "ct_ratio",
+    "pt_ratio",
 )
 REQUIRED = ("customer_no", "name", "meter_no", "meter_kind", "tariff_plan", "office")
 BATCH = 2000
@@ -110,9 +118,23 @@ class CustomerView:
 
 def _view(c: Customer, plan_code: str) -> CustomerView:
     return CustomerView(
-        c.customer_no, c.name, c.address, c.phone, c.meter_no, c.meter_kind, c.status,
-        c.office_code, plan_code, c.ct_ratio, c.pt_ratio, c.alarm1, c.alarm2,
-        c.overdraft_limit, c.credit_ceiling, c.card_serial, c.purchase_count,
+        c.customer_no,
+        c.name,
+        c.address,
+        c.phone,
+        c.meter_no,
+        c.meter_kind,
+        c.status,
+        c.office_code,
+        plan_code,
+        c.ct_ratio,
+        c.pt_ratio,
+        c.alarm1,
+        c.alarm2,
+        c.overdraft_limit,
+        c.credit_ceiling,
+        c.card_serial,
+        c.purchase_count,
     )
 
 
@@ -136,8 +158,10 @@ def _records(path: Path) -> Iterator[tuple[int, list[str]]]:
         raw = path.open("rb")
     except OSError as exc:
         raise ImportFileError(path=str(path), detail=exc.strerror or str(exc)) from exc
-    with raw, io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape",
-                               newline="") as text:
+    with (
+        raw,
+        io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline="") as text,
+    ):
         reader = csv.reader(text, strict=True)
         start = 1
         while True:
@@ -171,7 +195,9 @@ def import_csv(
         raise ImportFileError(path=str(path), detail=N_("the file is empty")) from None
     header = [h.strip().lower() for h in header]
     if any("\udc80" <= ch <= "\udcff" for h in header for ch in h):
-        raise ImportFileError(path=str(path), detail="the header is not UTF-8 text (save the file as CSV UTF-8)")
+        raise ImportFileError(
+            path=str(path), detail="the header is not UTF-8 text (save the file as CSV UTF-8)"
+        )
     missing = [c for c in REQUIRED if c not in header]
     if missing:
         raise ImportFileError(path=str(path), detail="missing columns: " + ", ".join(missing))
@@ -216,7 +242,8 @@ def import_csv(
                 if len(record) != width:
                     raise _RowProblem(
                         N_("the row has {got} fields, the header has {want}"),
-                        got=len(record), want=width,
+                        got=len(record),
+                        want=width,
                     )
                 if any("\udc80" <= ch <= "\udcff" for value in record for ch in value):
                     raise _RowProblem(
@@ -234,7 +261,8 @@ def import_csv(
                 if row["customer_no"] in lines:
                     raise _RowProblem(
                         N_("customer_no {value} appears twice in the file (first on line {first})"),
-                        value=row["customer_no"], first=lines[row["customer_no"]][0],
+                        value=row["customer_no"],
+                        first=lines[row["customer_no"]][0],
                     )
             except _RowProblem as problem:
                 bad(line, cno, problem)
@@ -293,6 +321,7 @@ def _insert_batch(session: Session, rows: list[dict[str, Any]]) -> set[str]:
     """Insert rows, skipping those whose customer_no or meter_no exists; returns those inserted."""
     dialect = session.get_bind().dialect.name
     table = Customer.__table__
+    assert isinstance(table, Table)
     if dialect == "sqlite":
         stmt: Any = sqlite.insert(table).on_conflict_do_nothing()
     elif dialect == "postgresql":
@@ -441,6 +470,14 @@ def add_customer(
 
 
 __all__ = [
-    "COLUMNS", "CustomerView", "ImportReport", "RowError", "add_customer", "count_customers",
-    "customer_view", "find_customers", "get_customer", "import_csv",
+    "COLUMNS",
+    "CustomerView",
+    "ImportReport",
+    "RowError",
+    "add_customer",
+    "count_customers",
+    "customer_view",
+    "find_customers",
+    "get_customer",
+    "import_csv",
 ]

@@ -114,9 +114,9 @@ def load_demo(db: Database, clock: Clock) -> DemoReport:
             plan = ensure_plan(session, code, name)
             plan_ids[code] = plan.id
             has_version = session.scalar(
-                select(func.count()).select_from(TariffVersion).where(
-                    TariffVersion.plan_id == plan.id
-                )
+                select(func.count())
+                .select_from(TariffVersion)
+                .where(TariffVersion.plan_id == plan.id)
             )
             if not has_version:
                 add_version(session, code, spec, SWITCH_OVER, clock)
@@ -127,14 +127,25 @@ def load_demo(db: Database, clock: Clock) -> DemoReport:
             c = demo_customer(i)
             rows.append(
                 {
-                    "customer_no": c["customer_no"], "name": c["name"], "address": c["address"],
-                    "phone": c["phone"], "phone_rev": c["phone"][::-1],
-                    "meter_no": c["meter_no"], "meter_kind": c["meter_kind"],
-                    "status": "active", "office_code": OFFICE,
-                    "tariff_plan_id": plan_ids[c["tariff_plan"]], "ct_ratio": 1, "pt_ratio": 1,
-                    "alarm1": t.alarm1, "alarm2": t.alarm2,
-                    "overdraft_limit": t.overdraft_limit, "credit_ceiling": t.credit_ceiling,
-                    "card_serial": None, "purchase_count": 0, "updated_at": now,
+                    "customer_no": c["customer_no"],
+                    "name": c["name"],
+                    "address": c["address"],
+                    "phone": c["phone"],
+                    "phone_rev": c["phone"][::-1],
+                    "meter_no": c["meter_no"],
+                    "meter_kind": c["meter_kind"],
+                    "status": "active",
+                    "office_code": OFFICE,
+                    "tariff_plan_id": plan_ids[c["tariff_plan"]],
+                    "ct_ratio": 1,
+                    "pt_ratio": 1,
+                    "alarm1": t.alarm1,
+                    "alarm2": t.alarm2,
+                    "overdraft_limit": t.overdraft_limit,
+                    "credit_ceiling": t.credit_ceiling,
+                    "card_serial": None,
+                    "purchase_count": 0,
+                    "updated_at": now,
                 }
             )
         inserted = _insert_batch(session, rows)
@@ -147,9 +158,25 @@ def load_demo(db: Database, clock: Clock) -> DemoReport:
             cid = session.scalar(select(Customer.id).where(Customer.customer_no == cno))
             assert cid is not None
             if i % 25 == 0:
-                session.add(ArrearsItem(customer_id=cid, kind="arrears", description="电费欠费",
-                                        amount=3000, must_collect=True, created_at=now))
+                session.add(
+                    ArrearsItem(
+                        customer_id=cid,
+                        kind="arrears",
+                        description="电费欠费",
+                        amount=3000,
+                        must_collect=True,
+                        created_at=now,
+                    )
+                )
             if i % 40 == 0:
-                session.add(ArrearsItem(customer_id=cid, kind="fee", description="工本费",
-                                        amount=500, must_collect=True, created_at=now))
+                session.add(
+                    ArrearsItem(
+                        customer_id=cid,
+                        kind="fee",
+                        description="工本费",
+                        amount=500,
+                        must_collect=True,
+                        created_at=now,
+                    )
+                )
     return report

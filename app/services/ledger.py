@@ -66,8 +66,20 @@ class SaleView:
 
 def _view(s: Sale, customer_no: str) -> SaleView:
     return SaleView(
-        s.id, s.kind, customer_no, s.purchase_count, s.amount, s.arrears, s.fees, s.credit,
-        s.energy_wh, s.tariff_version_id, s.operator_id, s.counter_id, s.shift_id, s.state,
+        s.id,
+        s.kind,
+        customer_no,
+        s.purchase_count,
+        s.amount,
+        s.arrears,
+        s.fees,
+        s.credit,
+        s.energy_wh,
+        s.tariff_version_id,
+        s.operator_id,
+        s.counter_id,
+        s.shift_id,
+        s.state,
         s.created_at.isoformat(),
     )
 
@@ -90,7 +102,9 @@ def dues(session: Session, customer: Customer) -> tuple[int, int]:
 def limits_for(session: Session, customer: Customer, meter_balance: int) -> PurchaseLimits:
     arrears, fees = dues(session, customer)
     return purchase_limits(
-        arrears_due=arrears, fees_due=fees, credit_ceiling=customer.credit_ceiling,
+        arrears_due=arrears,
+        fees_due=fees,
+        credit_ceiling=customer.credit_ceiling,
         meter_balance=meter_balance,
     )
 
@@ -125,25 +139,30 @@ def begin_card_sale(
             if customer.status != CustomerStatus.ACTIVE:
                 raise Conflict(
                     N_("Customer {customer_no} is {status}; only active customers can buy."),
-                    customer_no=customer_no, status=customer.status,
+                    customer_no=customer_no,
+                    status=customer.status,
                 )
             if customer.meter_kind != MeterKind.CARD:
                 raise Conflict(
-                    N_("Customer {customer_no} has a remote fee-control meter; take a remote "
-                       "payment instead of a card sale."),
+                    N_(
+                        "Customer {customer_no} has a remote fee-control meter; take a remote "
+                        "payment instead of a card sale."
+                    ),
                     customer_no=customer_no,
                 )
             open_sale = unresolved_sale(session, customer.id)
             if open_sale is not None:
                 raise SaleInProgress(
-                    customer_no=customer_no, sale_id=open_sale.id,
+                    customer_no=customer_no,
+                    sale_id=open_sale.id,
                     purchase_count=open_sale.purchase_count,
                 )
             split = split_payment(amount, limits_for(session, customer, meter_balance))
             if cash_received is not None and cash_received < amount:
                 raise Conflict(
                     N_("Cash received {cash} is less than the amount {amount}."),
-                    cash=cash_received, amount=amount,
+                    cash=cash_received,
+                    amount=amount,
                 )
             tariff = version_in_force(session, customer.tariff_plan_id, now)
             sale = Sale(
@@ -174,7 +193,9 @@ def begin_card_sale(
             customer = get_customer(session, customer_no)
             other = unresolved_sale(session, customer.id)
         if other is None:
-            raise Conflict(N_("The sale could not be recorded: {detail}"), detail=str(exc.orig)) from exc
+            raise Conflict(
+                N_("The sale could not be recorded: {detail}"), detail=str(exc.orig)
+            ) from exc
         raise SaleInProgress(
             customer_no=customer_no, sale_id=other.id, purchase_count=other.purchase_count
         ) from exc
@@ -199,10 +220,14 @@ def complete_sale(db: Database, sale_id: str, clock: Clock) -> SaleView:
         if sale.kind == SaleKind.CARD:
             if sale.purchase_count != customer.purchase_count + 1:
                 raise Conflict(
-                    N_("Sale {sale_id} is purchase {count} but customer {customer_no} has "
-                       "completed {done}; it needs a supervisor's review."),
-                    sale_id=sale_id, count=sale.purchase_count,
-                    customer_no=customer.customer_no, done=customer.purchase_count,
+                    N_(
+                        "Sale {sale_id} is purchase {count} but customer {customer_no} has "
+                        "completed {done}; it needs a supervisor's review."
+                    ),
+                    sale_id=sale_id,
+                    count=sale.purchase_count,
+                    customer_no=customer.customer_no,
+                    done=customer.purchase_count,
                 )
             customer.purchase_count = sale.purchase_count
         if sale.arrears or sale.fees:

@@ -34,15 +34,25 @@ class OperatorView:
 
 
 def add_operator(
-    session: Session, operator_id: str, name: str, role: Role, password: str | None, clock: Clock,
-    *, office: str | None = None,
+    session: Session,
+    operator_id: str,
+    name: str,
+    role: Role,
+    password: str | None,
+    clock: Clock,
+    *,
+    office: str | None = None,
 ) -> Operator:
     check_operator_id(operator_id)
     if session.get(Operator, operator_id) is not None:
         raise Conflict(N_("Operator {operator} already exists."), operator=operator_id)
     op = Operator(
-        id=operator_id, name=name, role=Role(role).value, office_code=office,
-        password_hash=hash_password(password) if password else None, disabled=False,
+        id=operator_id,
+        name=name,
+        role=Role(role).value,
+        office_code=office,
+        password_hash=hash_password(password) if password else None,
+        disabled=False,
         created_at=clock.now(),
     )
     session.add(op)

@@ -42,8 +42,14 @@ class ShiftView:
 
 def _view(s: Shift) -> ShiftView:
     return ShiftView(
-        s.id, s.operator_id, s.counter_id, s.opened_at.isoformat(), s.float_amount,
-        s.closed_at.isoformat() if s.closed_at else None, s.expected_cash, s.counted_cash,
+        s.id,
+        s.operator_id,
+        s.counter_id,
+        s.opened_at.isoformat(),
+        s.float_amount,
+        s.closed_at.isoformat() if s.closed_at else None,
+        s.expected_cash,
+        s.counted_cash,
         s.variance,
     )
 
@@ -71,12 +77,18 @@ def open_shift(
             )
             if existing is not None:
                 raise ShiftError(
-                    N_("Counter {counter} already has an open shift of {operator}; close it first."),
-                    counter=counter_id, operator=existing.operator_id,
+                    N_(
+                        "Counter {counter} already has an open shift of {operator}; close it first."
+                    ),
+                    counter=counter_id,
+                    operator=existing.operator_id,
                 )
             shift = Shift(
-                id=str(uuid.uuid4()), operator_id=operator_id, counter_id=counter_id,
-                opened_at=clock.now(), float_amount=float_fen,
+                id=str(uuid.uuid4()),
+                operator_id=operator_id,
+                counter_id=counter_id,
+                opened_at=clock.now(),
+                float_amount=float_fen,
             )
             session.add(shift)
             session.flush()
@@ -104,9 +116,9 @@ def close_shift(
         require_operator(session, operator_id)
         shift = open_shift_for(session, counter_id)
         unresolved = session.scalar(
-            select(func.count()).select_from(Sale).where(
-                Sale.shift_id == shift.id, Sale.state.in_([s.value for s in UNRESOLVED])
-            )
+            select(func.count())
+            .select_from(Sale)
+            .where(Sale.shift_id == shift.id, Sale.state.in_([s.value for s in UNRESOLVED]))
         )
         if unresolved:
             raise ShiftError(

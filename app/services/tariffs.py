@@ -20,10 +20,14 @@ from app.errors import Conflict, NotFound, ValidationError
 from app.i18n import N_
 from app.persistence.models import TariffPlan, TariffVersion
 
-
 # keys a tariff document may leave out
 SPEC_DEFAULTS: dict[str, Any] = {
-    "flat_rate": None, "periods": [], "schedule": [], "tiers": [], "reset_month": 1, "reset_day": 1,
+    "flat_rate": None,
+    "periods": [],
+    "schedule": [],
+    "tiers": [],
+    "reset_month": 1,
+    "reset_day": 1,
 }
 
 
@@ -67,7 +71,9 @@ def ensure_plan(session: Session, code: str, name: str) -> TariffPlan:
     plan = session.scalar(select(TariffPlan).where(TariffPlan.code == code))
     if plan is None:
         if not code or len(code) > 32:
-            raise ValidationError(N_("tariff plan code {code!r} must be 1 to 32 characters"), code=code)
+            raise ValidationError(
+                N_("tariff plan code {code!r} must be 1 to 32 characters"), code=code
+            )
         plan = TariffPlan(code=code, name=name)
         session.add(plan)
         session.flush()
@@ -125,8 +131,11 @@ def version_in_force(session: Session, plan_id: int, at: dt.datetime) -> TariffV
         .limit(1)
     ).first()
     if row is None:
-        raise NotFound(N_("No tariff version of plan {key} is in force at {when}."), key=plan_id,
-                       when=at.isoformat())
+        raise NotFound(
+            N_("No tariff version of plan {key} is in force at {when}."),
+            key=plan_id,
+            when=at.isoformat(),
+        )
     return _view(row[0], row[1])
 
 
@@ -134,8 +143,11 @@ def list_plans(session: Session, at: dt.datetime) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for plan in session.scalars(select(TariffPlan).order_by(TariffPlan.code)):
         views = [_view(plan, v) for v in plan.versions]
-        current = max((v for v in views if v.effective_from <= at),
-                      key=lambda v: v.effective_from, default=None)
+        current = max(
+            (v for v in views if v.effective_from <= at),
+            key=lambda v: v.effective_from,
+            default=None,
+        )
         out.append(
             {
                 "code": plan.code,

@@ -1,0 +1,54 @@
+# CardVend — see README.md. `make run` starts the counter, `make test` runs the whole suite.
+# Both set up what is missing first: the Python packages into .venv and, when run as root on
+# Debian, the system packages the real parts in the tests need.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+DEB_PACKAGES := pcscd vsmartcard-vpcd socat xvfb poppler-utils fonts-wqy-microhei libpcsclite-dev swig
+export PYTHONDONTWRITEBYTECODE := 1
+export HYPOTHESIS_STORAGE_DIRECTORY ?= $(CURDIR)/.hypothesis
+
+.PHONY: run test bench bench-quick lint sysdeps venv clean
+
+run: sysdeps venv
+	$(PY) main.py
+
+test: sysdeps venv
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q
+
+bench: sysdeps venv
+	$(PY) -m tests.bench.run
+
+bench-quick: sysdeps venv
+	$(PY) -m tests.bench.run --quick
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy app cardio sync printing main.py
+
+venv: $(STAMP)
+
+# pyscard builds from source on Linux: it needs swig and the PC/SC headers (sysdeps).
+$(STAMP): pyproject.toml setup.cfg
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+sysdeps:
+	@missing=""; for p in $(DEB_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	else \
+	  echo "warning: missing Debian packages:$$missing (install them as root; tests that need them are skipped)"; \
+	fi
+
+clean:
+	rm -rf $(VENV) .hypothesis *.egg-info

@@ -1,0 +1,84 @@
+"""The first counter window, offscreen (QT_QPA_PLATFORM=offscreen)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from app.context import AppContext
+from app.paths import resolve_paths
+from app.settings import Settings
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.gui
+
+
+def make_ctx(tmp_path: Path) -> AppContext:
+    paths = resolve_paths(tmp_path).ensure()
+    return AppContext(paths=paths, settings=Settings.load(paths.settings_file))
+
+
+def test_prepare_loads_demo_only_when_unconfigured(tmp_path: Path) -> None:
+    from app.services.customers import count_customers
+    from ui.app import prepare
+
+    ctx = make_ctx(tmp_path / "fresh")
+    prepare(ctx)
+    assert count_customers(ctx.db) == 1000
+    configured = make_ctx(tmp_path / "configured")
+    configured.settings.save(configured.paths.settings_file)
+    configured.settings = Settings.load(configured.paths.settings_file)
+    prepare(configured)
+    assert count_customers(configured.db) == 0
+
+
+def test_main_window_search(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from ui.app import prepare
+    from ui.main_window import MainWindow
+
+    ctx = make_ctx(tmp_path)
+    prepare(ctx)
+    window = MainWindow(ctx)
+    qtbot.addWidget(window)
+    window.show()
+    assert "1000" in window.info.text()
+    window.search.setText("100000000042")
+    window.run_search()
+    assert window.results.count() == 1
+    assert window.results.item(0).text().startswith("100000000042")
+    window.search.setText("")
+    window.run_search()
+    assert window.results.count() == 0 and window.message.text()
+
+
+def test_python_main_py_starts_the_window(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CARDVEND_")}
+    env.update(CARDVEND_HOME=str(tmp_path), QT_QPA_PLATFORM="offscreen")
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "main.py")],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    log = tmp_path / "logs" / "cardvend.log"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if log.exists() and "counter window shown" in log.read_text(encoding="utf-8"):
+                break
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.1)
+        else:
+            pytest.fail("the window did not come up within 60 s")
+        assert proc.poll() is None
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -1,0 +1,123 @@
+"""Money parsing and the settings registry."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from app.domain.ledger import purchase_limits, split_payment
+from app.errors import AmountError, ValidationError
+from app.money import MAX_FEN, check_fen, format_yuan, parse_yuan
+from app.settings import SCHEMA_VERSION, Settings
+
+
+@pytest.mark.parametrize(
+    "text, fen",
+    [
+        ("12.34", 1234),
+        ("12.3", 1230),
+        ("12", 1200),
+        ("0.01", 1),
+        (" 7.00 ", 700),
+        ("21474836.47", MAX_FEN),
+        ("１２．５", 1250),
+    ],
+)
+def test_parse_yuan(text: str, fen: int) -> None:
+    assert parse_yuan(text) == fen
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "abc",
+        "1.234",
+        "-1",
+        "0",
+        "0.00",
+        "21474836.48",
+        "1e3",
+        "1,000",
+        "NaN",
+        "١٢",
+        "99999999999999",
+    ],
+)
+def test_parse_yuan_refuses(text: str) -> None:
+    with pytest.raises(AmountError):
+        parse_yuan(text)
+
+
+def test_zero_and_negative_where_allowed() -> None:
+    assert parse_yuan("0", allow_zero=True) == 0
+    assert parse_yuan("-5.5", allow_negative=True) == -550
+    with pytest.raises(AmountError):
+        check_fen(True)  # a bool is not an amount
+    with pytest.raises(AmountError):
+        check_fen(1.5)  # type: ignore[arg-type]
+
+
+@given(st.integers(min_value=1, max_value=MAX_FEN))
+def test_format_parse_round_trip(fen: int) -> None:
+    assert parse_yuan(format_yuan(fen)) == fen
+
+
+@given(
+    arrears=st.integers(0, 10**6),
+    fees=st.integers(0, 10**5),
+    ceiling=st.integers(0, 10**8),
+    balance=st.integers(-(10**6), 10**8),
+    amount=st.integers(1, MAX_FEN),
+)
+def test_split_never_loses_a_fen(
+    arrears: int, fees: int, ceiling: int, balance: int, amount: int
+) -> None:
+    limits = purchase_limits(
+        arrears_due=arrears, fees_due=fees, credit_ceiling=ceiling, meter_balance=balance
+    )
+    if limits.minimum <= amount <= limits.maximum:
+        s = split_payment(amount, limits)
+        assert s.arrears + s.fees + s.credit == amount and s.credit >= 0
+        assert balance + s.credit <= max(ceiling, balance)
+    else:
+        with pytest.raises(AmountError):
+            split_payment(amount, limits)
+
+
+def test_settings_defaults_save_load(tmp_path: Path) -> None:
+    path = tmp_path / "settings.json"
+    s = Settings.load(path)
+    assert s.get("counter_id") == "C01" and not s.is_configured()
+    s.set("counter_id", "C07")
+    s.set("language", "en")
+    s.save(path)
+    data = json.loads(path.read_text())
+    assert data["schema_version"] == SCHEMA_VERSION and data["counter_id"] == "C07"
+    again = Settings.load(path)
+    assert again.get("counter_id") == "C07" and again.is_configured()
+
+
+def test_settings_upgrade_and_bad_values(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "settings.json"
+    path.write_text(json.dumps({"database": "sqlite:///x.db", "nonsense": 1}))
+    s = Settings.load(path)
+    assert s.get("db_url") == "sqlite:///x.db"
+    monkeypatch.setenv("CARDVEND_DB", "postgresql://h/db")
+    assert s.get("db_url") == "postgresql://h/db"
+    with pytest.raises(ValidationError):
+        s.set("counter_id", 5)
+    with pytest.raises(ValidationError):
+        s.set("language", "fr")
+    with pytest.raises(ValidationError):
+        s.set("no_such", 1)
+    path.write_text("{broken")
+    with pytest.raises(ValidationError, match="cannot be read"):
+        Settings.load(path)
+    path.write_text(json.dumps({"schema_version": SCHEMA_VERSION + 1}))
+    with pytest.raises(ValidationError, match="newer"):
+        Settings.load(path)
