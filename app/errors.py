@@ -24,8 +24,12 @@ class CardVendError(Exception):
 
     def _render(self, language: str) -> str:
         text = translate(self.message_template, language)
+        # parameters that are themselves marked messages (N_("Customer"), reasons) translate too
+        params = {
+            k: translate(v, language) if isinstance(v, str) else v for k, v in self.params.items()
+        }
         try:
-            return text.format(**self.params)
+            return text.format(**params)
         except (KeyError, IndexError, ValueError):
             return f"{text} {self.params!r}"
 

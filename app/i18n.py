@@ -61,7 +61,7 @@ def normalize_language(value: str | None) -> str:
     """Map a locale name (``zh_CN.UTF-8``, ``zh``, ``en_US``, ``English``) to a supported language."""
     if not value:
         return DEFAULT_LANGUAGE
-    v = value.strip().lower().replace("-", "_")
+    v = value.strip().lower().replace("-", "_").split(".")[0].split("@")[0]
     if v.startswith("zh") or v in ("chinese", "简体中文"):
         return "zh_CN"
     if v.startswith("en") or v in ("c", "posix", "english"):

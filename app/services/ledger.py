@@ -11,6 +11,7 @@ one per completed card sale, also when two counters sell to one customer at the 
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -80,7 +81,7 @@ def _view(s: Sale, customer_no: str) -> SaleView:
         s.counter_id,
         s.shift_id,
         s.state,
-        s.created_at.isoformat(),
+        s.created_at.astimezone(dt.UTC).isoformat(),
     )
 
 
