@@ -25,13 +25,22 @@ class CardVendError(Exception):
     def _render(self, language: str) -> str:
         text = translate(self.message_template, language)
         # parameters that are themselves marked messages (N_("Customer"), reasons) translate too
-        params = {
-            k: translate(v, language) if isinstance(v, str) else v for k, v in self.params.items()
-        }
+        params = {k: self._param(v, language) for k, v in self.params.items()}
         try:
             return text.format(**params)
         except (KeyError, IndexError, ValueError):
             return f"{text} {self.params!r}"
+
+    def _param(self, value: object, language: str) -> object:
+        if not isinstance(value, str):
+            return value
+        text = translate(value, language)
+        if "{" in text and text != value or "{" in value:
+            try:  # a marked detail may carry placeholders of its own, filled from the same params
+                return text.format(**{k: v for k, v in self.params.items() if v is not value})
+            except (KeyError, IndexError, ValueError):
+                return text
+        return text
 
     def localized(self, language: str | None = None) -> str:
         from app.i18n import get_language

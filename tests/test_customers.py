@@ -141,10 +141,23 @@ def test_find_prefix_is_literal(demo_db: Database, clock: FixedClock, tmp_path: 
 def test_find_without_index_gives_same_answer(demo_db: Database) -> None:
     if demo_db.dialect != "sqlite":
         pytest.skip("the unindexed comparison is a SQLite benchmark aid")
-    for text in ("100000000007", "王", "张", "0000"):
-        fast = find_customers(demo_db, text, limit=1000)
-        slow = find_customers(demo_db, text, limit=1000, use_index=False)
-        assert [c.customer_no for c in fast] == [c.customer_no for c in slow]
+    from sqlalchemy import event
+
+    statements: list[str] = []
+
+    def record(conn, cursor, statement, params, context, executemany):  # type: ignore[no-untyped-def]
+        statements.append(statement)
+
+    event.listen(demo_db.engine, "before_cursor_execute", record)
+    try:
+        for text in ("100000000007", "王", "张", "0000"):
+            fast = find_customers(demo_db, text, limit=1000)
+            statements.clear()
+            slow = find_customers(demo_db, text, limit=1000, use_index=False)
+            assert [c.customer_no for c in fast] == [c.customer_no for c in slow]
+            assert any("customers NOT INDEXED" in s for s in statements), statements
+    finally:
+        event.remove(demo_db.engine, "before_cursor_execute", record)
 
 
 @pytest.mark.parametrize("text", ["", "   "])

@@ -10,6 +10,8 @@ from app.errors import ValidationError
 from app.i18n import N_
 
 _DIGITS12 = re.compile(r"^\d{12}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_NOT_DIGIT = re.compile(r"\D")
 _PHONE = re.compile(r"^\+?[0-9][0-9 \-]{2,23}$")
 MAX_RATIO = 100_000
 
@@ -49,7 +51,7 @@ def check_text(value: str, field: str, *, max_len: int, required: bool = True) -
         raise ValidationError(
             N_("{field} is longer than {max_len} characters"), field=field, max_len=max_len
         )
-    if any(ord(c) < 32 for c in value):
+    if _CONTROL.search(value):
         raise ValidationError(N_("{field} contains control characters"), field=field)
     return value
 
@@ -62,7 +64,7 @@ def check_phone(value: str) -> str:
 
 
 def phone_digits(value: str) -> str:
-    return "".join(c for c in value if c.isdigit())
+    return _NOT_DIGIT.sub("", value)
 
 
 def check_ratio(value: int, field: str) -> int:

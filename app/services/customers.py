@@ -17,6 +17,7 @@ import datetime as dt
 import io
 import re
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,9 @@ COLUMNS = (
 REQUIRED = ("customer_no", "name", "meter_no", "meter_kind", "tariff_plan", "office")
 BATCH = 2000
 _OFFICE = re.compile(r"^[A-Za-z0-9_-]{1,16}$")
+# bytes that were not UTF-8 come through the surrogateescape decoder as lone surrogates
+_UNDECODABLE = re.compile("[\udc80-\udcff]")
+IMPORT_CACHE_KIB = 65536
 
 
 @dataclass(frozen=True)
@@ -194,7 +198,7 @@ def import_csv(
     except StopIteration:
         raise ImportFileError(path=str(path), detail=N_("the file is empty")) from None
     header = [h.strip().lower() for h in header]
-    if any("\udc80" <= ch <= "\udcff" for h in header for ch in h):
+    if _UNDECODABLE.search("".join(header)):
         raise ImportFileError(
             path=str(path), detail="the header is not UTF-8 text (save the file as CSV UTF-8)"
         )
@@ -213,7 +217,7 @@ def import_csv(
         if on_error:
             on_error(err)
 
-    with db.write() as session:
+    with db.write() as session, _large_sqlite_cache(session):
         plans = dict(session.execute(select(TariffPlan.code, TariffPlan.id)).all())
         offices = set(session.scalars(select(Office.code)))
         batch: list[dict[str, Any]] = []
@@ -245,7 +249,7 @@ def import_csv(
                         got=len(record),
                         want=width,
                     )
-                if any("\udc80" <= ch <= "\udcff" for value in record for ch in value):
+                if _UNDECODABLE.search("".join(record)):
                     raise _RowProblem(
                         N_("the row is not valid UTF-8 text (save the file as UTF-8)")
                     )
@@ -281,6 +285,24 @@ def import_csv(
             return report
     report.committed = True
     return report
+
+
+@contextmanager
+def _large_sqlite_cache(session: Session) -> Iterator[None]:
+    """A bulk import keeps secondary indexes current in one transaction: give SQLite a page
+    cache large enough not to re-read index pages (64 MiB), and restore the default after,
+    since the pooled connection outlives the import."""
+    if session.get_bind().dialect.name != "sqlite":
+        yield
+        return
+    # the PRAGMA is a property of the DBAPI connection, outside any transaction
+    raw = session.connection().connection.dbapi_connection
+    assert raw is not None
+    raw.execute(f"PRAGMA cache_size=-{IMPORT_CACHE_KIB}")
+    try:
+        yield
+    finally:
+        raw.execute("PRAGMA cache_size=-2000")
 
 
 def _parse_row(
@@ -380,6 +402,7 @@ def find_customers(
         )
         if text.isdigit() and len(text) == 12:
             where = or_(Customer.customer_no == text, Customer.meter_no == text)
+            order = (Customer.customer_no, Customer.id)
             if use_index:
                 # two indexed lookups rather than an OR the planner may scan
                 found: list[CustomerView] = []
@@ -390,9 +413,12 @@ def find_customers(
                 return found[:limit]
         elif text.isdigit() and 4 <= len(text) <= 11:
             where = _prefix_clause(Customer.phone_rev, text[::-1], dialect)
+            order = (Customer.phone_rev, Customer.id)
         else:
             where = _prefix_clause(Customer.name, text, dialect)
-        query = query.where(where).order_by(Customer.customer_no).limit(limit)
+            order = (Customer.name, Customer.id)
+        # in the index's own order, so a common surname reads `limit` rows, not all of them
+        query = query.where(where).order_by(*order).limit(limit)
         if not use_index:
             if dialect != "sqlite":
                 raise ValidationError(N_("an unindexed search is only available on SQLite"))

@@ -1,0 +1,75 @@
+"""Run every benchmark of the counter core in order and print their figures as JSON lines.
+
+    python -m tests.bench.run            # 1,000,000 customers
+    python -m tests.bench.run --quick    # 100,000 customers, a fast check
+
+stdout holds only JSON lines (progress goes to stderr); the last line is a summary.  A missed
+target is reported as ``"ok": false`` and the exit status stays 0; a benchmark that crashes
+ends the run with a traceback and a non-zero exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from tests.bench import bench_find, bench_import
+from tests.bench.common import DEFAULT_DATA_DIR, FULL_ROWS, QUICK_ROWS, emit
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"use {QUICK_ROWS:,} customers instead of {FULL_ROWS:,}",
+    )
+    parser.add_argument("--rows", type=int, help="number of customers (overrides --quick)")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=DEFAULT_DATA_DIR,
+        help="where the CSV and the databases go (default: bench-data/)",
+    )
+    args = parser.parse_args(argv)
+    rows = args.rows or (QUICK_ROWS if args.quick else FULL_ROWS)
+
+    t0 = time.perf_counter()
+    records: list[dict[str, Any]] = []
+    records += bench_import.run(rows, args.data_dir)
+    if bench_import.completed_import(args.data_dir.resolve(), rows) is not None:
+        records += bench_find.run(rows, args.data_dir)
+    else:  # not every row was imported (see the import record): nothing sound to search
+        records.append(
+            emit(
+                {
+                    "bench": "find",
+                    "rows": rows,
+                    "skipped": "the import did not complete",
+                    "target": "a complete database to search",
+                    "ok": False,
+                }
+            )
+        )
+    failed = [
+        r["bench"] + (f":{r['kind']}" if "kind" in r else "") for r in records if not r.get("ok")
+    ]
+    emit(
+        {
+            "bench": "summary",
+            "rows": rows,
+            "records": len(records),
+            "seconds": round(time.perf_counter() - t0, 1),
+            "failed": failed,
+            "target": "every benchmark meets its target",
+            "ok": not failed,
+        }
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
