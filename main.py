@@ -15,6 +15,7 @@ log = logging.getLogger("cardvend")
 def build_parser() -> argparse.ArgumentParser:
     from app import cli as app_cli
     from app.i18n import _
+    from cardio import cli as card_cli
 
     parser = argparse.ArgumentParser(
         prog="cardvend",
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help=_("log to stderr too"))
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     app_cli.register(sub)
+    card_cli.register(sub)
     return parser
 
 

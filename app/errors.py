@@ -35,7 +35,7 @@ class CardVendError(Exception):
         if not isinstance(value, str):
             return value
         text = translate(value, language)
-        if "{" in text and text != value or "{" in value:
+        if ("{" in text and text != value) or "{" in value:
             try:  # a marked detail may carry placeholders of its own, filled from the same params
                 return text.format(**{k: v for k, v in self.params.items() if v is not value})
             except (KeyError, IndexError, ValueError):

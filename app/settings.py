@@ -94,6 +94,30 @@ DEMO_MODE = ConfigVar(
 )
 
 
+CARD_READER = ConfigVar(
+    "card_reader",
+    str,
+    "",
+    "PC/SC reader of the user-card slot; empty means emulated cards (demo and training)",
+)
+KEY_PROVIDER = ConfigVar(
+    "key_provider",
+    str,
+    "software",
+    "Where the master keys are: software (encrypted keystore file) or psam (a PSAM card)",
+    choices=("software", "psam"),
+)
+KEYSTORE_FILE = ConfigVar(
+    "keystore_file", str, "", "Keystore file; empty means keystore.json in the data directory"
+)
+PSAM_READER = ConfigVar(
+    "psam_reader", str, "Virtual PCD 00 01", "PC/SC reader holding the PSAM card"
+)
+UTILITY_CODE = ConfigVar(
+    "utility_code", str, "100001", "This utility's 6-digit code; cards of another are foreign"
+)
+
+
 def _upgrade_0_to_1(data: dict[str, Any]) -> dict[str, Any]:
     # version 0 files (no schema_version) called the database setting "database"
     if "database" in data and "db_url" not in data:

@@ -15,6 +15,7 @@ from sqlalchemy import text
 from app.clock import FixedClock
 from app.i18n import set_language
 from app.persistence.db import Database, make_engine, normalize_url
+from tests.pcsc_fixtures import pcscd  # noqa: F401  (session fixture: a real pcscd)
 
 PG_URL = os.environ.get("CARDVEND_TEST_PG_URL", "postgresql://127.0.0.1:5432/test")
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,0 +1,104 @@
+"""Ports: the interfaces the core needs from devices and outside systems.
+
+Each has a real implementation and a simulated one outside ``app/`` (``cardio/``, ``printing/``,
+``sync/``), chosen by settings in the composition root.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Protocol
+
+from app.domain.card import CardContents, CardWrite, WriteResult
+
+
+class KeyRole(enum.IntEnum):
+    """The utility's master keys, by key id (cardio/PROFILE.md)."""
+
+    ISSUER = 0
+    COUNTER_AUTH = 1
+    COUNTER_MAC = 2
+    METER_AUTH = 3
+    METER_MAC = 4
+    WRITE_BACK = 5  # never on a card: the meter's write-back MAC key
+
+
+class KeyProvider(Protocol):
+    """Computes what needs the utility's master keys, without handing the keys out.
+
+    Implementations: a software keystore (master keys encrypted at rest under a passphrase) and
+    a security access module (PSAM) card in a second reader slot."""
+
+    def auth_cryptogram(self, role: KeyRole, card_serial: bytes, challenge: bytes) -> bytes:
+        """16-byte answer to a card's 8-byte challenge for EXTERNAL AUTHENTICATE."""
+        ...
+
+    def command_mac(self, role: KeyRole, card_serial: bytes, iv: bytes, data: bytes) -> bytes:
+        """4-byte MAC of a secure command (IV = card challenge || 00*8)."""
+        ...
+
+    def write_back_mac(self, card_serial: bytes, meter_no: str, body: bytes) -> bytes:
+        """4-byte meter write-back MAC (what a genuine meter computes)."""
+        ...
+
+    def verify_write_back(self, card_serial: bytes, meter_no: str, body: bytes, mac: bytes) -> bool:
+        """Whether a write-back was made by a meter holding the write-back key."""
+        ...
+
+
+class ApduChannel(Protocol):
+    """A connection to one card: send an APDU, get data and the status word."""
+
+    def transmit(self, apdu: bytes) -> tuple[bytes, int]: ...
+
+    def transaction(self) -> AbstractContextManager[None]:
+        """Exclusive access for a multi-APDU sequence (no other application interleaves)."""
+        ...
+
+    def close(self) -> None: ...
+
+    @property
+    def atr(self) -> bytes: ...
+
+
+class CardEventKind(enum.Enum):
+    READER_ADDED = "reader_added"
+    READER_REMOVED = "reader_removed"
+    CARD_INSERTED = "card_inserted"
+    CARD_REMOVED = "card_removed"
+
+
+@dataclass(frozen=True)
+class CardEvent:
+    kind: CardEventKind
+    reader: str
+    atr: bytes = b""
+
+
+class CardReaderPort(Protocol):
+    """Readers, card presence and connections. Event callbacks arrive on the reader's own thread:
+    hand them on (a queue, a Qt signal), never touch the UI there."""
+
+    def readers(self) -> list[str]: ...
+
+    def connect(self, reader: str) -> ApduChannel: ...
+
+    def subscribe(self, callback: Callable[[CardEvent], None]) -> Callable[[], None]:
+        """Start delivering events; returns a function that stops them."""
+        ...
+
+
+class CardTerminal(Protocol):
+    """What the services do with a card: read everything, write in one authenticated session
+    (with read-back), issue a blank card into a kind, erase it back to blank."""
+
+    def read(self) -> CardContents: ...
+
+    def write(self, change: CardWrite, *, expect_serial: bytes | None = None) -> WriteResult: ...
+
+    def issue(self, kind: int) -> CardContents: ...
+
+    def erase(self) -> CardContents: ...

@@ -1,0 +1,305 @@
+"""Card and meter commands: ``cardvend card readers|read|blank|issue|erase|emulate`` and
+``cardvend meter insert``."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import enum
+import json
+import os
+import signal
+import sys
+import threading
+from dataclasses import asdict, is_dataclass
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+from app.context import AppContext
+from app.domain.card import CardContents, CardKind
+from app.errors import ValidationError
+from app.i18n import N_, _, translate
+from app.ports import ApduChannel
+from cardio import wiring
+from cardio.channel import EmulatedChannel
+from cardio.emulator import CardImage, UserCardOS
+from cardio.terminal import ApduTerminal
+
+KIND_NAMES = {
+    "user": CardKind.USER,
+    "tariff": CardKind.TARIFF,
+    "parameters": CardKind.PARAMETERS,
+    "reading-day": CardKind.READING_DAY,
+    "check": CardKind.CHECK,
+}
+
+
+def _plain(value: Any) -> Any:
+    """JSON form of records: enums by name, bytes as hex, times ISO."""
+    if isinstance(value, enum.IntFlag):
+        return int(value)
+    if isinstance(value, enum.Enum):
+        return (value.name or str(value.value)).lower()
+    if isinstance(value, bytes):
+        return value.hex().upper()
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    if is_dataclass(value) and not isinstance(value, type):
+        return {k: _plain(v) for k, v in asdict(value).items()}
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def contents_json(c: CardContents) -> dict[str, Any]:
+    wb = c.write_back
+    return {
+        "serial": c.serial_hex,
+        "kind": c.kind.name.lower(),
+        "profile_version": c.profile_version,
+        "customer_no": c.parameters.customer_no if c.parameters else None,
+        "meter_no": c.parameters.meter_no if c.parameters else None,
+        "purchase_count": c.purchase.purchase_count if c.purchase else 0,
+        "purchase_amount_fen": c.purchase.amount if c.purchase else 0,
+        "parameters": _plain(c.parameters),
+        "purchase": _plain(c.purchase),
+        "current_tariff": _plain(c.current_tariff),
+        "backup_tariff": _plain(c.backup_tariff),
+        "job": _plain(c.job),
+        "write_back": None
+        if wb is None
+        else {
+            "meter_no": wb.meter_no,
+            "remaining_fen": wb.remaining,
+            "overdraft_used_fen": wb.overdraft_used,
+            "purchase_count": wb.purchase_count,
+            "total_energy_wh": wb.total_energy_wh,
+            "status": [(f.name or "").lower() for f in type(wb.status) if f and f in wb.status],
+            "status_bits": int(wb.status),
+            "illegal_insert_count": wb.illegal_insert_count,
+            "time": wb.time.isoformat() if wb.time else None,
+            "param_version": wb.param_version,
+            "genuine": c.write_back_genuine,
+        },
+    }
+
+
+class ImageCard:
+    """An emulated card in an image file, used in-process instead of a reader."""
+
+    def __init__(self, path: Path) -> None:
+        if not path.exists():
+            raise ValidationError(N_("there is no card image at {path}"), path=str(path))
+        self.os = UserCardOS(CardImage.load(path), persist_path=path)
+        self.channel = EmulatedChannel(self.os)
+
+
+def open_channel(ctx: AppContext, args: argparse.Namespace) -> ApduChannel:
+    if getattr(args, "image", None):
+        return ImageCard(Path(args.image)).channel
+    from cardio.pcsc import PcscReaderPort
+
+    port = PcscReaderPort()
+    reader = args.reader or str(ctx.settings.get("card_reader") or "")
+    if not reader:
+        names = port.readers()
+        reader = names[0]
+    return port.connect(reader)
+
+
+def _keys_or_none(ctx: AppContext) -> Any:
+    try:
+        return wiring.key_provider(ctx)
+    except Exception:  # reading needs no keys; the write-back is then reported unchecked
+        return None
+
+
+def cmd_readers(ctx: AppContext, args: argparse.Namespace) -> int:
+    from cardio.pcsc import PcscReaderPort
+
+    names = PcscReaderPort().readers()
+    if args.json:
+        json.dump(names, sys.stdout, ensure_ascii=False)
+        print()
+    else:
+        for name in names:
+            print(name)
+    return 0
+
+
+def cmd_read(ctx: AppContext, args: argparse.Namespace) -> int:
+    channel = open_channel(ctx, args)
+    try:
+        terminal = ApduTerminal(channel, _keys_or_none(ctx), utility_code=wiring.utility_code(ctx))
+        contents = terminal.read()
+    finally:
+        channel.close()
+    data = contents_json(contents)
+    if args.json:
+        json.dump(data, sys.stdout, ensure_ascii=False, indent=2)
+        print()
+        return 0
+    print(_("Card {serial}: {kind}", serial=data["serial"], kind=translate(contents.kind.label)))
+    for key in ("customer_no", "meter_no", "purchase_count", "purchase_amount_fen"):
+        print(f"  {key:22} {data[key]}")
+    if data["write_back"]:
+        for key, value in data["write_back"].items():
+            print(f"  write_back.{key:12} {value}")
+    return 0
+
+
+def cmd_blank(ctx: AppContext, args: argparse.Namespace) -> int:
+    path = Path(args.image)
+    if path.exists() and not args.force:
+        raise ValidationError(
+            N_("{path} already exists; use --force to replace it"), path=str(path)
+        )
+    serial = bytes.fromhex(args.serial) if args.serial else os.urandom(8)
+    if len(serial) != 8:
+        raise ValidationError(N_("a card serial is 8 bytes (16 hex digits)"))
+    wiring.ensure_demo_keystore(ctx)
+    master = wiring.load_master_keys(ctx)
+    keys = {int(role): key for role, key in master.diversified_card_keys(serial).items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    CardImage.blank(serial, keys).save(path)
+    print(_("Blank card {serial} written to {path}", serial=serial.hex().upper(), path=str(path)))
+    return 0
+
+
+def cmd_issue(ctx: AppContext, args: argparse.Namespace) -> int:
+    channel = open_channel(ctx, args)
+    try:
+        contents = ApduTerminal(channel, wiring.key_provider(ctx)).issue(KIND_NAMES[args.kind])
+    finally:
+        channel.close()
+    print(
+        _(
+            "Card {serial} issued as a {kind}",
+            serial=contents.serial_hex,
+            kind=translate(contents.kind.label),
+        )
+    )
+    return 0
+
+
+def cmd_erase(ctx: AppContext, args: argparse.Namespace) -> int:
+    channel = open_channel(ctx, args)
+    try:
+        contents = ApduTerminal(channel, wiring.key_provider(ctx)).erase()
+    finally:
+        channel.close()
+    print(_("Card {serial} erased back to blank", serial=contents.serial_hex))
+    return 0
+
+
+def cmd_emulate(ctx: AppContext, args: argparse.Namespace) -> int:
+    from cardio.vpcd import VpcdCard
+
+    card = ImageCard(Path(args.image))
+    server = VpcdCard(card.os, slot=args.slot)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    server.start()
+    print(
+        _(
+            "Serving card {serial} on vpcd slot {slot}; stop with Ctrl-C",
+            serial=card.os.image.serial.hex().upper(),
+            slot=args.slot,
+        ),
+        flush=True,
+    )
+    stop.wait()
+    server.stop()
+    return 0
+
+
+def _exact(text: str, scale: int, what: str) -> int:
+    """``"1.5"`` hours × 60 -> 90 minutes, exactly; refuses what is not a whole unit."""
+    try:
+        value = Decimal(text) * scale
+    except InvalidOperation:
+        raise ValidationError(
+            N_("{what} must be a number, got {value!r}"), what=what, value=text
+        ) from None
+    if value < 0 or value != value.to_integral_value():
+        raise ValidationError(
+            N_("{what} must be a non-negative number, got {value!r}"), what=what, value=text
+        )
+    return int(value)
+
+
+def cmd_meter_insert(ctx: AppContext, args: argparse.Namespace) -> int:
+    from cardio.meter_sim import MeterSimulator
+
+    card = ImageCard(Path(args.image))
+    keys = wiring.key_provider(ctx)
+    meter = MeterSimulator(Path(args.meter_state), keys, meter_no=args.meter_no, clock=ctx.clock)
+    consumed = None
+    if args.hours:
+        minutes = _exact(args.hours, 60, "--hours")
+        load_w = _exact(args.load_kw or "0", 1000, "--load-kw")
+        consumed = meter.consume(minutes, load_w)
+    result = meter.insert(ApduTerminal(card.channel, keys, utility_code=wiring.utility_code(ctx)))
+    out = {
+        "accepted": result.accepted,
+        "reason": result.reason,
+        "credited_fen": result.credited,
+        "consumed": _plain(consumed) if consumed is not None else None,
+        "write_back": _plain(result.write_back),
+    }
+    if args.json:
+        json.dump(out, sys.stdout, ensure_ascii=False, indent=2)
+        print()
+    else:
+        for key, value in out.items():
+            print(f"{key:14} {value}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("card", help=_("card readers and cards"))
+    csub = p.add_subparsers(dest="card_command", required=True, metavar="COMMAND")
+
+    def source(q: argparse.ArgumentParser) -> None:
+        g = q.add_mutually_exclusive_group()
+        g.add_argument("--reader", help=_("PC/SC reader name"))
+        g.add_argument("--image", help=_("an emulated card image file instead of a reader"))
+
+    q = csub.add_parser("readers", help=_("list the PC/SC readers"))
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_readers)
+    q = csub.add_parser("read", help=_("read and decode every file of a card"))
+    source(q)
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_read)
+    q = csub.add_parser("blank", help=_("make a blank card image"))
+    q.add_argument("--image", required=True)
+    q.add_argument("--serial", help=_("card serial, 16 hex digits (random if left out)"))
+    q.add_argument("--force", action="store_true", help=_("replace an existing image"))
+    q.set_defaults(func=cmd_blank)
+    q = csub.add_parser("issue", help=_("issue a blank card into a kind"))
+    source(q)
+    q.add_argument("--kind", required=True, choices=sorted(KIND_NAMES))
+    q.set_defaults(func=cmd_issue)
+    q = csub.add_parser("erase", help=_("erase a card back to blank"))
+    source(q)
+    q.set_defaults(func=cmd_erase)
+    q = csub.add_parser("emulate", help=_("serve an emulated card on a vpcd reader slot"))
+    q.add_argument("--slot", type=int, default=0, choices=(0, 1))
+    q.add_argument("--image", required=True)
+    q.set_defaults(func=cmd_emulate)
+
+    p = sub.add_parser("meter", help=_("the simulated meter"))
+    msub = p.add_subparsers(dest="meter_command", required=True, metavar="COMMAND")
+    q = msub.add_parser("insert", help=_("insert a card into the simulated meter"))
+    q.add_argument("--meter-state", required=True)
+    q.add_argument("--image", required=True)
+    q.add_argument("--meter-no")
+    q.add_argument("--hours", help=_("hours of consumption before the card goes in"))
+    q.add_argument("--load-kw", help=_("load in kW during those hours"))
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_meter_insert)

@@ -1,0 +1,68 @@
+"""Builds the card-side adapters a command or the GUI needs from the settings."""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import os
+import sys
+from pathlib import Path
+
+from app.context import AppContext
+from app.ports import KeyProvider
+from app.settings import KEY_PROVIDER, KEYSTORE_FILE, PSAM_READER, UTILITY_CODE
+from cardio.keys import (
+    KeystoreError,
+    MasterKeys,
+    PsamKeyProvider,
+    SoftwareKeyProvider,
+    create_keystore,
+    open_keystore,
+)
+
+log = logging.getLogger(__name__)
+
+PASSPHRASE_ENV = "CARDVEND_KEYSTORE_PASSPHRASE"
+# The demo keystore's passphrase: demonstration and training only, like the demo passwords.
+DEMO_PASSPHRASE = "demo-keystore"
+
+
+def keystore_path(ctx: AppContext) -> Path:
+    configured = str(ctx.settings.get(KEYSTORE_FILE.key) or "")
+    return Path(configured) if configured else ctx.paths.data_dir / "keystore.json"
+
+
+def ensure_demo_keystore(ctx: AppContext) -> bool:
+    """Create the demo keystore (fresh random keys, the demo passphrase) if there is none."""
+    path = keystore_path(ctx)
+    if path.exists():
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    create_keystore(path, os.environ.get(PASSPHRASE_ENV) or DEMO_PASSPHRASE)
+    log.info("created the demo keystore at %s", path)
+    return True
+
+
+def load_master_keys(ctx: AppContext) -> MasterKeys:
+    path = keystore_path(ctx)
+    passphrase = os.environ.get(PASSPHRASE_ENV)
+    if passphrase:
+        return open_keystore(path, passphrase)
+    try:
+        return open_keystore(path, DEMO_PASSPHRASE)
+    except KeystoreError:
+        if not sys.stdin.isatty():
+            raise
+    return open_keystore(path, getpass.getpass("Keystore passphrase: "))
+
+
+def key_provider(ctx: AppContext) -> KeyProvider:
+    if ctx.settings.get(KEY_PROVIDER.key) == "psam":
+        from cardio.pcsc import PcscReaderPort
+
+        return PsamKeyProvider(PcscReaderPort().connect(str(ctx.settings.get(PSAM_READER.key))))
+    return SoftwareKeyProvider(load_master_keys(ctx))
+
+
+def utility_code(ctx: AppContext) -> str:
+    return str(ctx.settings.get(UTILITY_CODE.key))

@@ -1,0 +1,218 @@
+"""A real pcscd with the vpcd virtual readers, for tests that go through PC/SC.
+
+``pcscd`` (session scope): reuses a pcscd that is already running (``pgrep -x pcscd``), otherwise
+starts ``pcscd --foreground`` and stops it after the session.  Skips with the reason when the
+daemon, the vpcd driver or pyscard is missing.  Works as root in CI (creates /run/pcscd).
+
+A vpcd slot serves one card connection at a time, so test sessions running side by side on one
+machine would take each other's cards.  The fixture therefore holds an advisory lock
+(``$TMPDIR/cardvend-vpcd.lock``) for the whole session: sessions take turns, waiting up to
+``CARDVEND_VPCD_LOCK_TIMEOUT`` seconds (default 240).
+
+Register in conftest with ``from tests.pcsc_fixtures import pcscd  # noqa: F401``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+VPCD_DRIVER = Path("/usr/lib/pcsc/drivers/serial/libifdvpcd.so")
+PCSCD_RUN_DIR = Path("/run/pcscd")
+READER_SLOT0 = "Virtual PCD 00 00"
+READER_SLOT1 = "Virtual PCD 00 01"
+START_TIMEOUT = 15.0
+POLL = 0.05
+# pcscd polls the vpcd driver for presence every 0.4 s; a card back sooner is never seen leaving
+PCSCD_POLL_MARGIN = 1.0
+LOCK_PATH = Path(tempfile.gettempdir()) / "cardvend-vpcd.lock"
+
+
+@dataclass(frozen=True)
+class Pcscd:
+    started_here: bool  # False: a pcscd that was already running is reused
+    readers: tuple[str, ...]
+    log_path: Path | None = None
+
+
+def _find_pcscd() -> str | None:
+    found = shutil.which("pcscd")
+    if found:
+        return found
+    for candidate in ("/usr/sbin/pcscd", "/usr/local/sbin/pcscd", "/sbin/pcscd"):
+        if os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def pcscd_running() -> bool:
+    if shutil.which("pgrep"):
+        return (
+            subprocess.run(["pgrep", "-x", "pcscd"], capture_output=True, check=False).returncode
+            == 0
+        )
+    for comm in Path("/proc").glob("[0-9]*/comm"):  # no pgrep: look at /proc directly
+        with contextlib.suppress(OSError):
+            if comm.read_text().strip() == "pcscd":
+                return True
+    return False
+
+
+def _virtual_readers() -> tuple[str, ...]:
+    from smartcard.System import readers
+
+    try:
+        names = [str(r) for r in readers()]
+    except Exception:
+        return ()
+    return tuple(n for n in names if n.startswith("Virtual PCD"))
+
+
+def wait_for_readers(timeout: float = START_TIMEOUT) -> tuple[str, ...]:
+    """The virtual readers, once pcscd lists slot 0 (or whatever it lists at the deadline).
+
+    Never probes the vpcd ports: the driver would take a probe connection for a card."""
+    deadline = time.monotonic() + timeout
+    while True:
+        names = _virtual_readers()
+        if READER_SLOT0 in names:
+            return names
+        if time.monotonic() > deadline:
+            return names
+        time.sleep(POLL)
+
+
+_held: list[int] = []  # the lock's file descriptor while this process holds it (re-entrant)
+
+
+@contextlib.contextmanager
+def exclusive_virtual_readers(timeout: float | None = None) -> Iterator[None]:
+    """Hold the machine-wide advisory lock on the virtual readers (see the module docstring).
+    Re-entrant within one process: a nested holder does not wait for itself."""
+    if _held:
+        _held.append(_held[0])
+        try:
+            yield
+        finally:
+            _held.pop()
+        return
+    if timeout is None:
+        timeout = float(os.environ.get("CARDVEND_VPCD_LOCK_TIMEOUT", "240"))
+    fd = os.open(LOCK_PATH, os.O_RDONLY | os.O_CREAT, 0o666)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    pytest.fail(
+                        f"the virtual readers stayed busy for {timeout:.0f} s: another test "
+                        f"session holds {LOCK_PATH}"
+                    )
+                time.sleep(0.1)
+        _held.append(fd)
+        try:
+            yield
+        finally:
+            _held.clear()
+    finally:
+        os.close(fd)  # releases the lock
+
+
+@pytest.fixture(scope="session")
+def pcscd() -> Iterator[Pcscd]:
+    binary = _find_pcscd()
+    if binary is None:
+        pytest.skip("pcscd is not installed (Debian package pcscd)")
+    if not VPCD_DRIVER.exists():
+        pytest.skip(f"the vpcd driver {VPCD_DRIVER} is missing (Debian package vsmartcard-vpcd)")
+    try:
+        import smartcard.System  # noqa: F401
+    except ImportError as exc:
+        pytest.skip(f"pyscard is not importable: {exc}")
+    with exclusive_virtual_readers():
+        yield from _pcscd_session(binary)
+
+
+def _pcscd_session(binary: str) -> Iterator[Pcscd]:
+    if pcscd_running():
+        names = wait_for_readers()
+        if READER_SLOT0 not in names:
+            pytest.skip(
+                f"a pcscd is running without the vpcd reader {READER_SLOT0!r} "
+                f"(readers: {list(names)}); restart it so it reads /etc/reader.conf.d/vpcd"
+            )
+        yield Pcscd(started_here=False, readers=names)
+        return
+
+    with contextlib.suppress(PermissionError):
+        PCSCD_RUN_DIR.mkdir(mode=0o755, parents=True, exist_ok=True)
+    log_file = tempfile.NamedTemporaryFile(prefix="pcscd-", suffix=".log", delete=False)
+    log_path = Path(log_file.name)
+    proc = subprocess.Popen(
+        [binary, "--foreground"],
+        stdin=subprocess.DEVNULL,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    log_file.close()
+    try:
+        names = wait_for_readers()
+        if READER_SLOT0 not in names:
+            output = log_path.read_text(errors="replace")[-4000:]
+            pytest.fail(
+                f"pcscd did not offer {READER_SLOT0!r} within {START_TIMEOUT:.0f} s "
+                f"(exit code {proc.poll()}); its log:\n{output}"
+            )
+        yield Pcscd(started_here=True, readers=names, log_path=log_path)
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        with contextlib.suppress(OSError):
+            log_path.unlink()
+
+
+def wait_card_absent(reader: str = READER_SLOT0, timeout: float = 10.0) -> None:
+    """Wait until pcscd has noticed that the card in ``reader`` is gone.
+
+    pcscd notices a removal only by polling the driver; a new emulated card connecting before
+    that poll would be taken for the old one.  Call this after stopping an emulated card."""
+    from smartcard.Exceptions import CardConnectionException, NoCardException
+    from smartcard.System import readers
+
+    time.sleep(PCSCD_POLL_MARGIN)  # pcscd must poll once while the card is out
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        match = [r for r in readers() if str(r) == reader]
+        if not match:
+            return
+        conn = match[0].createConnection()
+        try:
+            conn.connect()
+        except NoCardException:
+            return
+        except CardConnectionException:
+            pass
+        finally:
+            with contextlib.suppress(Exception):
+                conn.disconnect()
+        time.sleep(POLL)
+    raise AssertionError(f"a card stayed in {reader!r} for {timeout} s")

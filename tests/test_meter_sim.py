@@ -1,0 +1,672 @@
+"""The simulated prepaid meter (cardio/meter_sim.py) with in-process emulated cards."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+import uuid
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.clock import FixedClock
+from app.domain.card import (
+    ANY_METER,
+    CardContents,
+    CardKind,
+    CardWrite,
+    CorruptCardFile,
+    JobKind,
+    JobRecord,
+    ParameterRecord,
+    PurchaseRecord,
+    TariffRecord,
+    UnissuedCard,
+    UpdateFlags,
+    UserCardType,
+    WriteBackStatus,
+)
+from app.domain.pricing import TariffSpec, rate_at
+from cardio import profile as P
+from cardio.channel import EmulatedChannel
+from cardio.emulator import CardImage, UserCardOS
+from cardio.keys import MasterKeys, SoftwareKeyProvider
+from cardio.meter_sim import (
+    BEIJING,
+    REASON_CREDIT_CEILING,
+    REASON_METER_NO,
+    REASON_NO_JOB,
+    REASON_NOT_OPENED,
+    REASON_PURCHASE_COUNT,
+    REASON_SERIAL,
+    RELAY_CLOSED,
+    RELAY_TRIPPED,
+    MeterSimulator,
+    MeterState,
+)
+from cardio.terminal import ApduTerminal
+
+UTILITY = "110000"
+METER = "000000123456"
+OTHER = "000000654321"
+CUSTOMER = "000000000042"
+S = WriteBackStatus
+
+FLAT = {"kind": "flat", "flat_rate": 5000, "periods": [], "schedule": [], "tiers": []}
+TOU = {
+    "kind": "tou",
+    "flat_rate": None,
+    "periods": [{"name": "peak", "rate": 8000}, {"name": "valley", "rate": 3000}],
+    "schedule": [
+        {"start_minute": 0, "period": "valley"},
+        {"start_minute": 480, "period": "peak"},  # 08:00
+        {"start_minute": 1320, "period": "valley"},  # 22:00
+    ],
+    "tiers": [],
+}
+TIERED = {
+    "kind": "tiered",
+    "flat_rate": 5000,
+    "periods": [],
+    "schedule": [],
+    "tiers": [
+        {"upto_kwh": 2, "surcharge": 0},
+        {"upto_kwh": 4, "surcharge": 500},
+        {"upto_kwh": None, "surcharge": 3000},
+    ],
+}
+
+
+def spec(base: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    return TariffSpec.from_dict({"reset_month": 1, "reset_day": 1, **base, **changes}).to_dict()
+
+
+def tariff(
+    base: dict[str, Any], version: int = 1, effective: dt.datetime | None = None, **changes: Any
+) -> TariffRecord:
+    return TariffRecord(version_no=version, effective_from=effective, spec=spec(base, **changes))
+
+
+def bj(*args: int) -> dt.datetime:
+    return dt.datetime(*args, tzinfo=BEIJING)  # type: ignore[misc]
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def master() -> MasterKeys:
+    return MasterKeys.generate()
+
+
+@pytest.fixture(scope="module")
+def keys(master: MasterKeys) -> SoftwareKeyProvider:
+    return SoftwareKeyProvider(master)
+
+
+class Card:
+    """An emulated card: each :meth:`slot` is a fresh insertion (a new channel)."""
+
+    _next = 1
+
+    def __init__(self, master: MasterKeys, keys: SoftwareKeyProvider, kind: CardKind | None):
+        serial = bytes.fromhex(f"C0FFEE{Card._next:010X}")
+        Card._next += 1
+        self.keys = keys
+        self.os = UserCardOS(CardImage.blank(serial, master.diversified_card_keys(serial)))
+        self.serial = serial
+        if kind is not None:
+            ApduTerminal(EmulatedChannel(self.os), keys).issue(kind)
+
+    def slot(self) -> ApduTerminal:
+        return ApduTerminal(EmulatedChannel(self.os), self.keys)
+
+    def write(self, **files: Any) -> None:
+        self.slot().write(CardWrite(**files))
+
+    def read(self) -> CardContents:
+        return self.slot().read()
+
+
+def user_params(
+    meter_no: str = METER,
+    card_type: UserCardType = UserCardType.OPEN,
+    version: int = 1,
+    flags: UpdateFlags = UpdateFlags.PARAMETERS | UpdateFlags.CURRENT_TARIFF,
+    **thresholds: int,
+) -> ParameterRecord:
+    values = {
+        "alarm1": 1000,
+        "alarm2": 500,
+        "overdraft_limit": 0,
+        "credit_ceiling": 0,
+        "ct_ratio": 1,
+        "pt_ratio": 1,
+    } | thresholds
+    return ParameterRecord(
+        card_kind=CardKind.USER,
+        utility_code=UTILITY,
+        user_card_type=card_type,
+        customer_no=CUSTOMER,
+        meter_no=meter_no,
+        update_flags=flags,
+        param_version=version,
+        **values,
+    )
+
+
+def purchase(count: int, amount: int) -> PurchaseRecord:
+    return PurchaseRecord(
+        amount=amount, purchase_count=count, sale_tag=bytes(8), time=bj(2026, 3, 1, 8, 0, 0)
+    )
+
+
+class Env:
+    def __init__(self, master: MasterKeys, keys: SoftwareKeyProvider, tmp: Path) -> None:
+        self.master, self.keys, self.tmp = master, keys, tmp
+        self.clock = FixedClock(bj(2026, 3, 1, 0, 0))
+
+    def meter(
+        self, name: str = "meter", meter_no: str | None = None, start: dt.datetime | None = None
+    ) -> MeterSimulator:
+        clock = FixedClock(start) if start is not None else self.clock
+        return MeterSimulator(self.tmp / f"{name}.json", self.keys, meter_no=meter_no, clock=clock)
+
+    def card(self, kind: CardKind | None = CardKind.USER) -> Card:
+        return Card(self.master, self.keys, kind)
+
+    def opened(
+        self,
+        meter: MeterSimulator,
+        amount: int = 10_000,
+        current: TariffRecord | None = None,
+        **params: Any,
+    ) -> Card:
+        card = self.card()
+        card.write(
+            parameters=user_params(**params),
+            current_tariff=current or tariff(FLAT),
+            purchase=purchase(1, amount),
+        )
+        result = meter.insert(card.slot())
+        assert result.accepted, result
+        return card
+
+
+@pytest.fixture
+def env(master: MasterKeys, keys: SoftwareKeyProvider, tmp_path: Path) -> Env:
+    return Env(master, keys, tmp_path)
+
+
+# --------------------------------------------------------------------------- binding, purchases
+
+
+def test_open_card_binds_the_meter_and_credits_once(env: Env) -> None:
+    meter = env.meter()
+    assert meter.state.meter_no is None and meter.state.relay == RELAY_TRIPPED
+    card = env.card()
+    card.write(parameters=user_params(), current_tariff=tariff(FLAT), purchase=purchase(1, 10_000))
+    result = meter.insert(card.slot())
+    assert result.accepted and result.credited == 10_000
+    assert result.applied == UpdateFlags.PARAMETERS | UpdateFlags.CURRENT_TARIFF
+    s = meter.state
+    assert (s.meter_no, s.card_serial, s.purchase_count, s.remaining) == (
+        METER,
+        card.serial.hex().upper(),
+        1,
+        10_000,
+    )
+    assert s.relay == RELAY_CLOSED and s.param_version == 1 and s.alarm1 == 1000
+    assert s.current_tariff is not None and s.current_tariff["spec"] == spec(FLAT)
+    wb = card.read().write_back
+    assert wb is not None and wb == result.write_back
+    assert (wb.meter_no, wb.remaining, wb.purchase_count, wb.param_version) == (METER, 10_000, 1, 1)
+    assert wb.status == S.NONE and wb.time == bj(2026, 3, 1, 0, 0)
+    assert card.read().write_back_genuine is True
+
+
+def test_purchase_count_rule(env: Env) -> None:
+    meter = env.meter()
+    card = env.opened(meter)
+    again = meter.insert(card.slot())  # the open card once more: already loaded
+    assert again.accepted and again.credited == 0 and again.status == S.NONE
+    p2 = replace(user_params(card_type=UserCardType.PURCHASE))
+    card.write(parameters=p2, purchase=purchase(2, 5_000))
+    assert meter.insert(card.slot()).credited == 5_000
+    assert meter.insert(card.slot()).credited == 0  # inserting again adds nothing
+    assert (meter.state.remaining, meter.state.purchase_count) == (15_000, 2)
+
+    card.write(purchase=purchase(4, 5_000))  # N+2: refused, yet written back
+    refused = meter.insert(card.slot())
+    assert refused.accepted and refused.credited == 0 and refused.reason == REASON_PURCHASE_COUNT
+    wb = card.read().write_back
+    assert wb is not None and wb.status & S.PURCHASE_REFUSED and wb.purchase_count == 2
+    card.write(purchase=purchase(1, 5_000))  # an old purchase: refused too
+    assert meter.insert(card.slot()).status & S.PURCHASE_REFUSED
+    assert (meter.state.remaining, meter.state.purchase_count) == (15_000, 2)
+
+    # the credit ceiling refuses a purchase that would lift remaining above it
+    card.write(
+        parameters=replace(p2, param_version=2, credit_ceiling=20_000), purchase=purchase(3, 10_000)
+    )
+    ceiling = meter.insert(card.slot())
+    assert ceiling.reason == REASON_CREDIT_CEILING and ceiling.status & S.PURCHASE_REFUSED
+    assert (meter.state.remaining, meter.state.purchase_count) == (15_000, 2)
+    card.write(purchase=purchase(3, 5_000))  # exactly up to the ceiling is fine
+    assert meter.insert(card.slot()).credited == 5_000
+    assert meter.state.remaining == 20_000
+
+
+def test_wrong_meter_and_stranger_cards_are_refused_and_counted(env: Env) -> None:
+    meter = env.meter(meter_no=METER)
+    card = env.opened(meter)
+    other = env.card()
+    other.write(parameters=user_params(meter_no=OTHER), purchase=purchase(1, 99_999))
+    result = meter.insert(other.slot())
+    assert not result.accepted and result.reason == REASON_METER_NO
+    assert result.status & S.MISMATCH and result.write_back is None
+    assert other.read().write_back is None  # nothing written onto a stranger's card
+    stranger = env.card()  # right meter number, but not the bound card
+    stranger.write(
+        parameters=user_params(card_type=UserCardType.PURCHASE), purchase=purchase(2, 5_000)
+    )
+    assert meter.insert(stranger.slot()).reason == REASON_SERIAL
+    assert stranger.read().write_back is None
+    assert (meter.state.remaining, meter.state.illegal_insert_count) == (10_000, 2)
+
+    blank = env.card(kind=None)
+    with pytest.raises(UnissuedCard):
+        meter.insert(blank.slot())
+    broken = env.card()
+    broken.write(parameters=user_params())
+    broken.os.image.files[P.SFI_PARAMETERS][10] ^= 0x01  # CRC no longer matches
+    with pytest.raises(CorruptCardFile):
+        meter.insert(broken.slot())
+    assert env.meter().state.illegal_insert_count == 4  # saved
+    wb = meter.insert(card.slot()).write_back
+    assert wb is not None and wb.illegal_insert_count == 4
+
+
+def test_meter_number_given_at_construction(env: Env) -> None:
+    env.meter(meter_no=METER)
+    with pytest.raises(ValueError):
+        env.meter(meter_no=OTHER)
+    meter = env.meter()
+    assert meter.state.meter_no == METER
+    card = env.card()
+    card.write(parameters=user_params(meter_no=OTHER), purchase=purchase(1, 100))
+    assert meter.insert(card.slot()).reason == REASON_METER_NO  # an open card cannot rebind
+
+
+def test_purchase_card_before_the_open_card_and_management_card_without_job(env: Env) -> None:
+    meter = env.meter(meter_no=METER)
+    card = env.card()
+    card.write(parameters=user_params(card_type=UserCardType.PURCHASE), purchase=purchase(1, 100))
+    assert meter.insert(card.slot()).reason == REASON_NOT_OPENED
+    assert meter.state.remaining == 0 and meter.state.illegal_insert_count == 1
+    no_job = env.card(CardKind.TARIFF)
+    no_job.write(
+        parameters=replace(
+            user_params(),
+            card_kind=CardKind.TARIFF,
+            user_card_type=UserCardType.NONE,
+            customer_no="0" * 12,
+        )
+    )
+    result = meter.insert(no_job.slot())
+    assert result.accepted and result.reason == REASON_NO_JOB and result.job is None
+    assert result.write_back is not None and not result.write_back.status & S.JOB_APPLIED
+
+
+def test_replacement_card_rebinds_and_the_old_card_is_refused(env: Env) -> None:
+    meter = env.meter()
+    old = env.opened(meter)
+    new = env.card()
+    new.write(
+        parameters=user_params(card_type=UserCardType.REPLACEMENT),
+        current_tariff=tariff(FLAT),
+        purchase=purchase(2, 3_000),
+    )
+    result = meter.insert(new.slot())
+    assert result.accepted and result.credited == 3_000
+    assert meter.state.card_serial == new.serial.hex().upper()
+    refused = meter.insert(old.slot())
+    assert not refused.accepted and refused.reason == REASON_SERIAL
+    assert meter.state.illegal_insert_count == 1 and meter.state.remaining == 13_000
+    new.write(parameters=user_params(card_type=UserCardType.PURCHASE), purchase=purchase(3, 1_000))
+    assert meter.insert(new.slot()).credited == 1_000
+
+
+def test_updates_follow_flags_and_param_version(env: Env) -> None:
+    meter = env.meter()
+    card = env.opened(meter)
+    base = user_params(card_type=UserCardType.PURCHASE)
+    # the same version: nothing applied
+    card.write(
+        parameters=replace(base, alarm1=3000), current_tariff=tariff(FLAT, 2, flat_rate=9000)
+    )
+    assert meter.insert(card.slot()).applied == UpdateFlags.NONE
+    assert meter.state.alarm1 == 1000 and meter.state.current_tariff["spec"]["flat_rate"] == 5000
+    # newer, current tariff flag only
+    card.write(
+        parameters=replace(
+            base, alarm1=3000, param_version=2, update_flags=UpdateFlags.CURRENT_TARIFF
+        )
+    )
+    assert meter.insert(card.slot()).applied == UpdateFlags.CURRENT_TARIFF
+    assert meter.state.alarm1 == 1000 and meter.state.current_tariff["spec"]["flat_rate"] == 9000
+    assert meter.state.current_tariff["version_no"] == 2 and meter.state.param_version == 2
+    # newer, parameters flag
+    card.write(
+        parameters=replace(
+            base, alarm1=3000, ct_ratio=2, param_version=3, update_flags=UpdateFlags.PARAMETERS
+        )
+    )
+    result = meter.insert(card.slot())
+    assert result.applied == UpdateFlags.PARAMETERS and result.write_back is not None
+    assert (meter.state.alarm1, meter.state.ct_ratio, result.write_back.param_version) == (
+        3000,
+        2,
+        3,
+    )
+    # an older version is not applied either
+    card.write(parameters=replace(base, alarm1=1, param_version=2))
+    assert meter.insert(card.slot()).applied == UpdateFlags.NONE and meter.state.alarm1 == 3000
+
+
+def test_backup_tariff_switches_at_its_time(env: Env) -> None:
+    meter = env.meter()
+    card = env.opened(meter, amount=100_000)
+    switch = bj(2026, 3, 1, 1, 0)
+    card.write(
+        parameters=user_params(
+            card_type=UserCardType.PURCHASE, version=2, flags=UpdateFlags.BACKUP_TARIFF
+        ),
+        backup_tariff=tariff(FLAT, 2, switch, flat_rate=8000),
+    )
+    assert meter.insert(card.slot()).applied == UpdateFlags.BACKUP_TARIFF
+    assert meter.state.backup_tariff is not None
+    used = meter.consume(120, 1000)  # 1 kWh at 0.5000 then 1 kWh at 0.8000 yuan/kWh
+    assert used.energy_wh == 2000 and used.charged == 50 + 80
+    assert meter.state.backup_tariff is None
+    assert meter.state.current_tariff is not None and meter.state.current_tariff["version_no"] == 2
+
+
+# --------------------------------------------------------------------------- consumption
+
+
+def test_flat_consumption_keeps_fractions(env: Env) -> None:
+    meter = env.meter()
+    env.opened(meter, current=tariff(FLAT, flat_rate=5283))
+    for _ in range(60):
+        meter.consume(1, 100)  # 100/60 Wh a minute: 100 Wh in all
+    s = meter.state
+    assert s.total_energy_wh == 100 and s.energy_carry == 0
+    assert 10_000 - s.remaining == 5 and s.cost_carry == 28_300  # 5.283 fen
+    meter.consume(60, 1000)  # 1000 Wh more: 1100 * 0.5283 / 10 = 58.113 fen in all
+    assert 10_000 - meter.state.remaining == 58 and meter.state.cost_carry == 11_300
+    assert meter.state.clock == bj(2026, 3, 1, 2, 0)
+
+
+def test_tou_peak_and_valley_hours(env: Env) -> None:
+    meter = env.meter()
+    env.opened(meter, amount=50_000, current=tariff(TOU))
+    # 00:00-08:00 valley 8 kWh * 0.30 = 240 fen; 08:00-22:00 peak 14 kWh * 0.80 = 1120 fen;
+    # 22:00-24:00 valley 2 kWh * 0.30 = 60 fen
+    day = meter.consume(24 * 60, 1000)
+    assert day.energy_wh == 24_000 and day.charged == 240 + 1120 + 60
+    meter.consume(7 * 60, 0)  # idle to 07:00
+    assert meter.state.clock == bj(2026, 3, 2, 7, 0)
+    # 07:00-09:00 at 2400 W: 2.4 kWh valley (72 fen) + 2.4 kWh peak (192 fen)
+    two = meter.consume(120, 2400)
+    assert two.energy_wh == 4800 and two.charged == 72 + 192
+
+
+def test_tiered_crossing_a_bound_and_the_new_year_reset(env: Env) -> None:
+    meter = env.meter(start=dt.datetime(2026, 12, 31, 12, 0, tzinfo=dt.UTC))  # 20:00 Beijing
+    env.opened(meter, amount=50_000, current=tariff(TIERED))
+    assert meter.state.clock == bj(2026, 12, 31, 20, 0)
+    first = meter.consume(100, 1300)  # 130000/60 = 2166 Wh (carry 40/60)
+    # 2000 Wh at 0.5000 and 166 Wh at 0.5500: 10_000_000 + 913_000 -> 109 fen, 0.13 kept
+    assert first.energy_wh == 2166 and first.charged == 109
+    assert meter.state.cost_carry == 13_000 and meter.state.energy_carry == 40
+    second = meter.consume(200, 1300)  # 21:40 -> 01:00 on Jan 1, Beijing time
+    # until midnight 3034 Wh: 1834 at 0.5500 and 1200 at 0.8000; after the reset 1300 at 0.5000
+    assert second.energy_wh == 3034 + 1300
+    assert second.charged == (1834 * 5500 + 1200 * 8000 + 1300 * 5000 + 13_000) // 100_000
+    assert meter.state.cost_carry == 0
+    assert meter.state.tier_year_used_wh == 1300
+    assert meter.state.tier_year_start == bj(2027, 1, 1, 0, 0)
+
+
+def test_batched_pricing_matches_a_per_wh_reference(env: Env) -> None:
+    tou_tiered = dict(TOU, kind="tou_tiered", tiers=TIERED["tiers"])
+    meter = env.meter(start=bj(2026, 12, 31, 6, 0))
+    env.opened(
+        meter, amount=1_000_000, current=tariff(tou_tiered, reset_month=1, reset_day=1), ct_ratio=2
+    )
+    the_spec = TariffSpec.from_dict(spec(tou_tiered))
+    clock, used, cost, carry, total = bj(2026, 12, 31, 6, 0), 0, 0, 0, 0
+    for _ in range(36 * 60):
+        if (clock.month, clock.day, clock.hour, clock.minute) == (1, 1, 0, 0):
+            used = 0
+        energy, carry = divmod(carry + 700 * 2, 60)
+        for _wh in range(energy):
+            cost += rate_at(the_spec, clock.time(), used)
+            used += 1
+        total += energy
+        clock += dt.timedelta(minutes=1)
+    result = meter.consume(36 * 60, 700)
+    assert result.energy_wh == total
+    assert result.charged == cost // 100_000 and meter.state.cost_carry == cost % 100_000
+    assert meter.state.tier_year_used_wh == used
+
+
+def test_a_month_runs_fast(env: Env) -> None:
+    meter = env.meter()
+    env.opened(
+        meter,
+        amount=10_000_000,
+        current=tariff(dict(TOU, kind="tou_tiered", tiers=TIERED["tiers"])),
+    )
+    started = time.perf_counter()
+    meter.consume(30 * 1440, 1500)
+    assert time.perf_counter() - started < 1.0
+    assert meter.state.total_energy_wh == 30 * 24 * 1500
+
+
+def test_alarms_trip_and_close_after_purchase(env: Env) -> None:
+    meter = env.meter()
+    # 1.0000 yuan/kWh at 6000 W: 100 Wh = 10 fen a minute
+    card = env.opened(
+        meter, amount=500, current=tariff(FLAT, flat_rate=10_000), alarm1=300, alarm2=100
+    )
+    assert meter.state.status == S.NONE
+    meter.consume(19, 6000)
+    assert meter.state.remaining == 310 and meter.state.status == S.NONE
+    meter.consume(1, 6000)
+    assert meter.state.status == S.ALARM1
+    meter.consume(20, 6000)
+    assert meter.state.remaining == 100 and meter.state.status == S.ALARM1 | S.ALARM2
+    start = meter.state.clock
+    tripped = meter.consume(100, 6000)
+    assert tripped.tripped_at == start + dt.timedelta(minutes=10) and tripped.energy_wh == 1000
+    assert meter.state.remaining == 0 and meter.state.relay == RELAY_TRIPPED
+    assert meter.consume(60, 6000).energy_wh == 0  # no use while tripped
+    assert meter.state.clock == start + dt.timedelta(minutes=160)
+    wb = meter.insert(card.slot()).write_back
+    assert wb is not None and wb.status == S.ALARM1 | S.ALARM2 | S.TRIPPED
+    card.write(
+        parameters=user_params(card_type=UserCardType.PURCHASE, alarm1=300, alarm2=100),
+        purchase=purchase(2, 1_000),
+    )
+    result = meter.insert(card.slot())
+    assert result.credited == 1_000 and meter.state.relay == RELAY_CLOSED
+    assert result.status == S.NONE
+    assert meter.consume(1, 6000).energy_wh == 100
+
+
+def test_overdraft(env: Env) -> None:
+    meter = env.meter()
+    card = env.opened(
+        meter,
+        amount=100,
+        current=tariff(FLAT, flat_rate=10_000),
+        alarm1=50,
+        alarm2=20,
+        overdraft_limit=200,
+    )
+    meter.consume(10, 6000)
+    assert meter.state.remaining == 0 and meter.state.relay == RELAY_CLOSED
+    meter.consume(5, 6000)
+    s = meter.state
+    assert (s.remaining, s.overdraft_used) == (-50, 50)
+    assert s.status == S.ALARM1 | S.ALARM2 | S.OVERDRAFT
+    assert meter.consume(100, 6000).energy_wh == 1500  # trips at -200
+    assert (meter.state.remaining, meter.state.overdraft_used) == (-200, 200)
+    assert meter.state.relay == RELAY_TRIPPED
+    card.write(
+        parameters=user_params(
+            card_type=UserCardType.PURCHASE, alarm1=50, alarm2=20, overdraft_limit=200
+        ),
+        purchase=purchase(2, 150),
+    )
+    result = meter.insert(card.slot())
+    assert meter.state.relay == RELAY_CLOSED and result.write_back is not None
+    assert (result.write_back.remaining, result.write_back.overdraft_used) == (-50, 50)
+    assert result.write_back.status == S.ALARM1 | S.ALARM2 | S.OVERDRAFT
+
+
+# --------------------------------------------------------------------------- state and MAC
+
+
+def test_state_survives_a_reload(env: Env) -> None:
+    meter = env.meter()
+    env.opened(meter, current=tariff(FLAT, flat_rate=5283), ct_ratio=3)
+    meter.consume(37, 777)
+    again = env.meter()
+    assert again.state == meter.state
+    again.consume(41, 777)
+    meter.consume(41, 777)
+    assert again.state == meter.state
+    text = (env.tmp / "meter.json").read_text()
+
+    def no_floats(value: Any) -> None:
+        assert not isinstance(value, float)
+        for item in (
+            value.values()
+            if isinstance(value, dict)
+            else (value if isinstance(value, list) else [])
+        ):
+            no_floats(item)
+
+    no_floats(json.loads(text))
+    assert MeterState.from_dict(json.loads(text)) == meter.state
+    assert not list(env.tmp.glob("*.tmp"))
+
+
+def test_write_back_mac_verifies_and_fails_when_changed(
+    env: Env, keys: SoftwareKeyProvider
+) -> None:
+    meter = env.meter()
+    card = env.opened(meter)
+    wb = card.read().write_back
+    assert wb is not None
+    body = P.encode_write_back_body(wb)
+    assert keys.verify_write_back(card.serial, METER, body, wb.mac)
+    for i in (0, 7, 36):
+        changed = bytearray(body)
+        changed[i] ^= 0x01
+        assert not keys.verify_write_back(card.serial, METER, bytes(changed), wb.mac)
+    assert not keys.verify_write_back(card.serial, OTHER, body, wb.mac)
+    assert not keys.verify_write_back(bytes(8), METER, body, wb.mac)
+
+
+# --------------------------------------------------------------------------- management cards
+
+
+def management(env: Env, kind: CardKind, target: str, job: JobRecord, **files: Any) -> Card:
+    card = env.card(kind)
+    params = ParameterRecord(
+        card_kind=kind,
+        utility_code=UTILITY,
+        user_card_type=UserCardType.NONE,
+        customer_no="0" * 12,
+        meter_no=target,
+        alarm1=2000,
+        alarm2=700,
+        overdraft_limit=300,
+        credit_ceiling=0,
+        ct_ratio=1,
+        pt_ratio=1,
+        update_flags=UpdateFlags.NONE,
+        param_version=0,
+    )
+    card.write(parameters=params, job=job, **files)
+    return card
+
+
+def test_tariff_card_applies_only_to_its_meter(env: Env) -> None:
+    a = env.meter("a")
+    env.opened(a)
+    b = env.meter("b", meter_no=OTHER)
+    env.opened(b, meter_no=OTHER)
+    job = JobRecord(job_id=uuid.uuid4().bytes, kind=JobKind.TARIFF)
+    card = management(env, CardKind.TARIFF, METER, job, current_tariff=tariff(TOU, 7))
+    result = a.insert(card.slot())
+    assert result.accepted and result.job == JobKind.TARIFF
+    assert result.applied == UpdateFlags.CURRENT_TARIFF
+    assert a.state.current_tariff is not None and a.state.current_tariff["version_no"] == 7
+    assert a.state.last_job_id == job.job_id.hex()
+    again = a.insert(card.slot())  # the same job twice applies once
+    assert again.job == JobKind.TARIFF and again.applied == UpdateFlags.NONE
+    wb = card.read().write_back
+    assert wb is not None and wb.meter_no == METER and wb.status & S.JOB_APPLIED
+    assert wb.remaining == 10_000 and card.read().write_back_genuine
+
+    refused = b.insert(card.slot())
+    assert not refused.accepted and refused.reason == REASON_METER_NO
+    assert b.state.current_tariff is not None and b.state.current_tariff["version_no"] == 1
+    assert b.state.illegal_insert_count == 1
+    assert card.read().write_back == wb  # still what meter a wrote
+
+    every = management(
+        env,
+        CardKind.PARAMETERS,
+        ANY_METER,
+        JobRecord(job_id=uuid.uuid4().bytes, kind=JobKind.PARAMETERS),
+    )
+    for meter in (a, b):
+        assert meter.insert(every.slot()).applied == UpdateFlags.PARAMETERS
+        assert (meter.state.alarm1, meter.state.overdraft_limit) == (2000, 300)
+    day = management(
+        env,
+        CardKind.READING_DAY,
+        ANY_METER,
+        JobRecord(
+            job_id=uuid.uuid4().bytes, kind=JobKind.READING_DAY, reading_day=15, reading_hour=6
+        ),
+    )
+    assert a.insert(day.slot()).job == JobKind.READING_DAY
+    assert (a.state.reading_day, a.state.reading_hour) == (15, 6)
+
+
+def test_check_card_collects(env: Env) -> None:
+    meter = env.meter()
+    env.opened(meter)
+    meter.consume(60, 1000)
+    before = meter.state.to_dict()
+    job = JobRecord(job_id=uuid.uuid4().bytes, kind=JobKind.CHECK)
+    card = management(env, CardKind.CHECK, METER, job)
+    result = meter.insert(card.slot())
+    assert result.accepted and result.job == JobKind.CHECK and result.applied == UpdateFlags.NONE
+    after = meter.state.to_dict()
+    assert after.pop("last_job_id") == job.job_id.hex()
+    before.pop("last_job_id")
+    assert after == before  # only collected
+    wb = card.read().write_back
+    assert wb is not None and wb.status == S.JOB_APPLIED
+    assert (wb.remaining, wb.total_energy_wh, wb.purchase_count) == (9_950, 1000, 1)
