@@ -11,13 +11,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from app.errors import ValidationError
+from app.fileio import write_atomically
 from app.i18n import N_
 
 log = logging.getLogger(__name__)
@@ -187,9 +187,5 @@ class Settings:
             raise ValueError("no settings path")
         target.parent.mkdir(parents=True, exist_ok=True)
         data = {"schema_version": SCHEMA_VERSION, **self._values}
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".settings-")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, ensure_ascii=False, indent=2, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
+        text = json.dumps(data, ensure_ascii=False, indent=2, sort_keys=True)
+        write_atomically(target, text.encode("utf-8"))

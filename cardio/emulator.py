@@ -15,13 +15,11 @@ on reset and power off.  Nothing here logs a key, a cryptogram or a MAC.
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import hmac
 import json
 import logging
 import os
-import tempfile
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -29,6 +27,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from app.domain.card import PROFILE_VERSION, CardKind
+from app.fileio import write_atomically
 from app.ports import KeyRole
 from cardio.crypto import (
     BLOCK,
@@ -40,30 +39,44 @@ from cardio.crypto import (
     diversify_meter_key,
     mac4,
 )
+from cardio.profile import (
+    APP_AID,
+    APP_FID,
+    FILE_SIZES,
+    MF_FID,
+    PSAM_AID,
+    SFI_BACKUP_TARIFF,
+    SFI_CURRENT_TARIFF,
+    SFI_JOB,
+    SFI_PARAMETERS,
+    SFI_PURCHASE,
+    SFI_WRITE_BACK,
+)
 
 log = logging.getLogger(__name__)
 
 # --------------------------------------------------------------------------- profile constants
 
-MF_FID = 0x3F00
-APP_FID = 0x1001
-APP_AID = bytes.fromhex("D156 0000 4356 454C 4543")
-PSAM_AID = bytes.fromhex("D156 0000 4356 5053 414D")
-
-SFI_PARAMETERS = 1
-SFI_PURCHASE = 2
-SFI_CURRENT_TARIFF = 3
-SFI_BACKUP_TARIFF = 4
-SFI_WRITE_BACK = 5
-SFI_JOB = 6
-FILE_SIZES: Mapping[int, int] = {
-    SFI_PARAMETERS: 64,
-    SFI_PURCHASE: 32,
-    SFI_CURRENT_TARIFF: 160,
-    SFI_BACKUP_TARIFF: 160,
-    SFI_WRITE_BACK: 64,
-    SFI_JOB: 48,
-}
+# the layout is cardio/profile.py's; the card OS treats file contents as opaque bytes
+__all__ = [
+    "APP_AID",
+    "APP_FID",
+    "FILE_SIZES",
+    "MF_FID",
+    "PSAM_AID",
+    "SFI_BACKUP_TARIFF",
+    "SFI_CURRENT_TARIFF",
+    "SFI_JOB",
+    "SFI_PARAMETERS",
+    "SFI_PURCHASE",
+    "SFI_WRITE_BACK",
+    "CardImage",
+    "CardOS",
+    "CardState",
+    "CardVanished",
+    "PsamOS",
+    "UserCardOS",
+]
 
 CARD_KEY_IDS = (
     KeyRole.ISSUER,
@@ -233,40 +246,14 @@ class CardImage:
         )
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the image atomically: a temporary file in the same directory, fsync, rename over
-        ``path``, fsync the directory.  A crash at any point leaves the old or the new image."""
-        target = Path(path)
+        """Write the image atomically (app.fileio): a crash leaves the old or the new image."""
         payload = json.dumps(self.to_json(), indent=1, sort_keys=True).encode("ascii")
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(payload)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        _fsync_dir(target.parent)
+        write_atomically(path, payload, mode=0o600)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> CardImage:
         with open(path, encoding="ascii") as f:
             return cls.from_json(json.load(f))
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        dfd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dfd)
-    except OSError:
-        pass
-    finally:
-        os.close(dfd)
 
 
 # --------------------------------------------------------------------------- APDU plumbing

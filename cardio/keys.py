@@ -21,10 +21,8 @@ import json
 import logging
 import os
 import stat
-import tempfile
 import unicodedata
 from collections.abc import Mapping
-from contextlib import suppress
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, ClassVar, Final
@@ -34,6 +32,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from app.domain.card import CardAuthError, CardCommandError, CardError
 from app.errors import CardVendError
+from app.fileio import write_atomically
 from app.i18n import N_
 from app.ports import ApduChannel, KeyRole
 from cardio import crypto
@@ -415,33 +414,9 @@ def _parse_keystore(raw: bytes, path: Path) -> tuple[dict[str, Any], bytes]:
     return header, ciphertext
 
 
-def _fsync_directory(directory: Path) -> None:
-    if os.name != "posix":
-        return
-    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _write_atomically(path: Path, data: bytes) -> None:
     """Temp file in the same folder (mode 0600), fsync, then ``os.replace`` over ``path``."""
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            os.chmod(tmp, stat.S_IRUSR | stat.S_IWUSR)
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with suppress(OSError):
-            tmp.unlink()
-        raise
-    with suppress(OSError):
-        _fsync_directory(path.parent)
+    write_atomically(path, data, mode=stat.S_IRUSR | stat.S_IWUSR)
 
 
 def create_keystore(

@@ -34,12 +34,10 @@ moves only with :meth:`MeterSimulator.consume` (use ``load_w=0`` to let time pas
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 import os
 import re
-import tempfile
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Final
@@ -72,6 +70,7 @@ from app.domain.pricing import (
     period_at,
     tier_year_start,
 )
+from app.fileio import write_atomically
 from app.ports import KeyProvider
 from cardio.profile import BEIJING, FILE_NAMES, SFI_BACKUP_TARIFF, SFI_CURRENT_TARIFF
 from cardio.terminal import ApduTerminal
@@ -303,27 +302,11 @@ def load_state(path: str | os.PathLike[str]) -> MeterState:
 
 
 def save_state(path: str | os.PathLike[str], state: MeterState) -> None:
-    """Write the state atomically: a temporary file, fsync, ``os.replace``, fsync the folder."""
+    """Write the state atomically (app.fileio): a crash leaves the old or the new state."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(state.to_dict(), indent=2, ensure_ascii=False) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError):  # not every system can open a directory
-        dir_fd = os.open(target.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+    write_atomically(target, text.encode("utf-8"))
 
 
 def _tariff_dict(record: TariffRecord, file: str) -> dict[str, Any]:

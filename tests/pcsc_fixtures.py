@@ -22,7 +22,6 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -38,11 +37,60 @@ PCSCD_POLL_MARGIN = 1.0
 LOCK_PATH = Path(tempfile.gettempdir()) / "cardvend-vpcd.lock"
 
 
-@dataclass(frozen=True)
 class Pcscd:
-    started_here: bool  # False: a pcscd that was already running is reused
-    readers: tuple[str, ...]
-    log_path: Path | None = None
+    """The suite's pcscd: one that was already running (reused, never touched) or one started
+    here, which tests may stop and start again (``owned``)."""
+
+    def __init__(self, binary: str | None, readers: tuple[str, ...] = ()) -> None:
+        self.binary = binary
+        self.readers = readers
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path: Path | None = None
+
+    @property
+    def started_here(self) -> bool:
+        return self.binary is not None
+
+    owned = started_here
+
+    def start(self) -> None:
+        assert self.binary is not None, "only a pcscd started here can be started again"
+        with contextlib.suppress(PermissionError):
+            PCSCD_RUN_DIR.mkdir(mode=0o755, parents=True, exist_ok=True)
+        if self.log_path is None:
+            handle = tempfile.NamedTemporaryFile(prefix="pcscd-", suffix=".log", delete=False)
+            handle.close()
+            self.log_path = Path(handle.name)
+        with self.log_path.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [self.binary, "--foreground"],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        names = wait_for_readers()
+        if READER_SLOT0 not in names:
+            output = self.log_path.read_text(errors="replace")[-4000:]
+            pytest.fail(
+                f"pcscd did not offer {READER_SLOT0!r} within {START_TIMEOUT:.0f} s "
+                f"(exit code {self.proc.poll()}); its log:\n{output}"
+            )
+        self.readers = names
+
+    def stop(self) -> None:
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
 
 
 def _find_pcscd() -> str | None:
@@ -154,40 +202,17 @@ def _pcscd_session(binary: str) -> Iterator[Pcscd]:
                 f"a pcscd is running without the vpcd reader {READER_SLOT0!r} "
                 f"(readers: {list(names)}); restart it so it reads /etc/reader.conf.d/vpcd"
             )
-        yield Pcscd(started_here=False, readers=names)
+        yield Pcscd(None, names)
         return
-
-    with contextlib.suppress(PermissionError):
-        PCSCD_RUN_DIR.mkdir(mode=0o755, parents=True, exist_ok=True)
-    log_file = tempfile.NamedTemporaryFile(prefix="pcscd-", suffix=".log", delete=False)
-    log_path = Path(log_file.name)
-    proc = subprocess.Popen(
-        [binary, "--foreground"],
-        stdin=subprocess.DEVNULL,
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    log_file.close()
+    daemon = Pcscd(binary)
     try:
-        names = wait_for_readers()
-        if READER_SLOT0 not in names:
-            output = log_path.read_text(errors="replace")[-4000:]
-            pytest.fail(
-                f"pcscd did not offer {READER_SLOT0!r} within {START_TIMEOUT:.0f} s "
-                f"(exit code {proc.poll()}); its log:\n{output}"
-            )
-        yield Pcscd(started_here=True, readers=names, log_path=log_path)
+        daemon.start()
+        yield daemon
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
-        with contextlib.suppress(OSError):
-            log_path.unlink()
+        daemon.stop()
+        if daemon.log_path is not None:
+            with contextlib.suppress(OSError):
+                daemon.log_path.unlink()
 
 
 def wait_card_absent(reader: str = READER_SLOT0, timeout: float = 10.0) -> None:

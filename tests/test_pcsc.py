@@ -15,17 +15,13 @@ import contextlib
 import functools
 import logging
 import operator
-import os
 import queue
-import shutil
 import socket
 import struct
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 
@@ -38,11 +34,11 @@ from cardio.pcsc import (
     trace_command,
     trace_response,
 )
+from tests.pcsc_fixtures import Pcscd as SharedPcscd
 
 READER = "Virtual PCD 00 00"
 OTHER_READER = "Virtual PCD 00 01"
 VPCD_PORTS = {READER: 35963, OTHER_READER: 35964}
-DRIVER = Path("/usr/lib/pcsc/drivers/serial/libifdvpcd.so")
 WAIT = 10.0  # seconds: the most any event may take
 BUSY_WAIT = 60.0  # seconds a reader may stay occupied by another test run's emulator
 
@@ -173,51 +169,26 @@ class VirtualCard:
 
 
 class Pcscd:
-    """The pcscd the tests talk to: one that was running already, or ours."""
+    """The suite's pcscd (tests/pcsc_fixtures.py) with a probe to see its readers."""
 
-    def __init__(self, log_path: Path) -> None:
-        self.log_path = log_path
-        self.keep_running = False
-        self.proc: subprocess.Popen[bytes] | None = None
+    def __init__(self, shared: SharedPcscd) -> None:
+        self.shared = shared
         self.probe_thread = CardThread("pcscd-probe")
         self.probe = PcscReaderPort(self.probe_thread)
 
     @property
     def owned(self) -> bool:
-        return self.proc is not None
+        return self.shared.owned
 
     def start(self) -> None:
-        Path("/run/pcscd").mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("ab") as out:
-            self.proc = subprocess.Popen(
-                ["pcscd", "--foreground"], stdout=out, stderr=subprocess.STDOUT
-            )
+        self.shared.start()
         self.wait_ready()
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
-    def take_over(self) -> None:
-        """CI only: replace the running pcscd (the suite's own) with one this module owns, and
-        leave that one running for the tests after this module."""
-        subprocess.run(["pkill", "-x", "pcscd"], check=False)
-        deadline = time.monotonic() + WAIT
-        while _pcscd_running():
-            if time.monotonic() > deadline:
-                raise RuntimeError("the running pcscd did not stop")
-            time.sleep(0.05)
-        self.start()
-        self.keep_running = True
+        self.shared.stop()
 
     def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        return self.shared.running()
 
     def wait_ready(self) -> None:
         deadline = time.monotonic() + WAIT
@@ -227,12 +198,8 @@ class Pcscd:
                     return
             except NoReader:
                 pass
-            if self.proc is not None and self.proc.poll() is not None:
-                raise RuntimeError(f"pcscd exited; see {self.log_path}")
             if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"pcscd shows no vpcd readers after {WAIT}s; see {self.log_path}"
-                )
+                raise RuntimeError(f"pcscd shows no vpcd readers after {WAIT}s")
             time.sleep(0.05)
 
     def close(self) -> None:
@@ -240,31 +207,16 @@ class Pcscd:
         self.probe_thread.shutdown()
 
 
-def _pcscd_running() -> bool:
-    if shutil.which("pgrep") is None:
-        return False
-    return subprocess.run(["pgrep", "-x", "pcscd"], capture_output=True).returncode == 0
-
-
 @pytest.fixture(scope="module")
-def pcscd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pcscd]:
-    if shutil.which("pcscd") is None:
-        pytest.skip("pcscd is not installed (Debian package pcscd)")
-    if not DRIVER.exists():
-        pytest.skip(f"the vpcd driver {DRIVER} is missing (Debian package vsmartcard-vpcd)")
-    daemon = Pcscd(tmp_path_factory.mktemp("pcscd") / "pcscd.log")
+def pcscd(pcscd: SharedPcscd) -> Iterator[Pcscd]:
+    """Overrides the suite's fixture of the same name, wrapping it."""
+    daemon = Pcscd(pcscd)
     try:
-        if _pcscd_running():
-            daemon.wait_ready()
-        else:
-            try:
-                daemon.start()
-            except PermissionError as exc:
-                pytest.skip(f"cannot start pcscd here: {exc}")
+        daemon.wait_ready()
         yield daemon
     finally:
-        if not daemon.keep_running:
-            daemon.stop()
+        if pcscd.owned and not pcscd.running():
+            pcscd.start()  # the tests after this module need it
         daemon.close()
 
 
@@ -603,12 +555,7 @@ def test_recovers_after_pcscd_restart(
     pcscd: Pcscd, port: PcscReaderPort, events: Events, cards: Cards
 ) -> None:
     if not pcscd.owned:
-        if os.environ.get("CI") == "true" and os.geteuid() == 0:
-            pcscd.take_over()  # CI's own machine: the running pcscd is the suite's
-        else:
-            pytest.skip(
-                "pcscd was already running: restarting it needs a pcscd started by this module"
-            )
+        pytest.skip("pcscd was already running: restarting it needs the suite's own pcscd")
     assert READER in port.readers()
     events.wait_for(CardEventKind.READER_ADDED, READER)
     try:

@@ -1,0 +1,256 @@
+"""Card benchmarks: a full user-card purchase write through pcscd + vpcd, and codec throughput.
+
+    python -m tests.bench.bench_card [--writes N]
+
+The purchase write is what a sale does to a card: select, authenticate, a MAC'd update of the
+purchase file and its read-back (cardio/PROFILE.md).  Targets: at most 10 APDUs, median at most
+10 ms through pcscd + vpcd.  Needs pcscd and the vpcd driver (started here if not running).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from app.domain.card import (
+    CardKind,
+    CardWrite,
+    ParameterRecord,
+    PurchaseRecord,
+    TariffRecord,
+    UpdateFlags,
+    UserCardType,
+    WriteBack,
+    WriteBackStatus,
+)
+from cardio import profile as P
+from cardio.channel import EmulatedChannel
+from cardio.emulator import CardImage, UserCardOS
+from cardio.keys import MasterKeys, SoftwareKeyProvider
+from cardio.terminal import ApduTerminal
+from tests.bench.common import emit, median, percentile, rounded
+
+CST = dt.timezone(dt.timedelta(hours=8))
+READER = "Virtual PCD 00 00"
+PARAMS = ParameterRecord(
+    card_kind=CardKind.USER,
+    utility_code="100001",
+    user_card_type=UserCardType.PURCHASE,
+    customer_no="100000000002",
+    meter_no="200000000002",
+    alarm1=2000,
+    alarm2=1000,
+    overdraft_limit=0,
+    credit_ceiling=99999999,
+    ct_ratio=1,
+    pt_ratio=1,
+    update_flags=UpdateFlags.NONE,
+    param_version=1,
+)
+TARIFF = TariffRecord(
+    1,
+    dt.datetime(2026, 1, 1, tzinfo=CST),
+    {
+        "kind": "tou_tiered",
+        "flat_rate": None,
+        "periods": [{"name": "peak", "rate": 5583}, {"name": "valley", "rate": 3583}],
+        "schedule": [
+            {"start_minute": 0, "period": "valley"},
+            {"start_minute": 480, "period": "peak"},
+            {"start_minute": 1320, "period": "valley"},
+        ],
+        "tiers": [
+            {"upto_kwh": 2160, "surcharge": 0},
+            {"upto_kwh": 4200, "surcharge": 500},
+            {"upto_kwh": None, "surcharge": 3000},
+        ],
+        "reset_month": 1,
+        "reset_day": 1,
+    },
+)
+WRITE_BACK = WriteBack(
+    "200000000002",
+    12345,
+    0,
+    7,
+    123456789,
+    WriteBackStatus.ALARM1,
+    0,
+    dt.datetime(2026, 3, 1, 9, 0, tzinfo=CST),
+    1,
+    b"\x00" * 4,
+)
+
+
+def purchase(n: int) -> PurchaseRecord:
+    return PurchaseRecord(
+        10000 + n, n, n.to_bytes(8, "big"), dt.datetime(2026, 3, 1, 9, 0, n % 60, tzinfo=CST)
+    )
+
+
+@contextlib.contextmanager
+def running_pcscd() -> Iterator[None]:
+    if subprocess.run(["pgrep", "-x", "pcscd"], capture_output=True).returncode == 0:
+        yield
+        return
+    binary = shutil.which("pcscd") or "/usr/sbin/pcscd"
+    Path("/run/pcscd").mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen(
+        [binary, "--foreground"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        from smartcard.System import readers
+
+        deadline = time.monotonic() + 15
+        while READER not in [str(r) for r in readers()]:
+            if time.monotonic() > deadline:
+                raise RuntimeError("pcscd shows no vpcd reader")
+            time.sleep(0.05)
+        yield
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def make_card(folder: Path) -> tuple[UserCardOS, SoftwareKeyProvider]:
+    master = MasterKeys.generate()
+    serial = os.urandom(8)
+    keys = {int(r): k for r, k in master.diversified_card_keys(serial).items()}
+    path = folder / "card.json"
+    CardImage.blank(serial, keys).save(path)
+    return UserCardOS(CardImage.load(path), persist_path=path), SoftwareKeyProvider(master)
+
+
+def timed_writes(terminal: ApduTerminal, writes: int) -> tuple[list[float], int]:
+    terminal.write(CardWrite(parameters=PARAMS, purchase=purchase(1), current_tariff=TARIFF))
+    times: list[float] = []
+    apdus = 0
+    for n in range(2, writes + 2):
+        t0 = time.perf_counter()
+        result = terminal.write(CardWrite(purchase=purchase(n)))
+        times.append((time.perf_counter() - t0) * 1000)
+        apdus = result.apdus
+    return times, apdus
+
+
+def bench_pcsc(writes: int) -> dict[str, Any]:
+    from cardio.pcsc import PcscReaderPort
+    from cardio.vpcd import VpcdCard
+
+    with tempfile.TemporaryDirectory() as tmp, running_pcscd():
+        card, keys = make_card(Path(tmp))
+        server = VpcdCard(card, slot=0).start()
+        port = PcscReaderPort()
+        try:
+            channel = port.connect(READER, timeout=15)
+            terminal = ApduTerminal(channel, keys)
+            terminal.issue(CardKind.USER)
+            times, apdus = timed_writes(terminal, writes)
+            rtt = []
+            read = bytes.fromhex("00B0820000")
+            for _ in range(200):
+                t0 = time.perf_counter()
+                channel.transmit(read)
+                rtt.append((time.perf_counter() - t0) * 1000)
+            channel.close()
+        finally:
+            server.stop()
+            port.close()
+    med = median(times)
+    return {
+        "bench": "card_purchase_write",
+        "path": "pcscd+vpcd",
+        "writes": writes,
+        "apdus": apdus,
+        "median_ms": rounded(med),
+        "p95_ms": rounded(percentile(times, 95)),
+        "max_ms": rounded(max(times)),
+        "apdu_round_trip_median_ms": rounded(median(rtt)),
+        "target": "apdus <= 10 and median_ms <= 10",
+        "ok": apdus <= 10 and med <= 10,
+    }
+
+
+def bench_in_process(writes: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        card, keys = make_card(Path(tmp))
+        terminal = ApduTerminal(EmulatedChannel(card), keys)
+        terminal.issue(CardKind.USER)
+        times, apdus = timed_writes(terminal, writes)
+    return {
+        "bench": "card_purchase_write",
+        "path": "in-process emulator (durable image file)",
+        "writes": writes,
+        "apdus": apdus,
+        "median_ms": rounded(median(times)),
+        "p95_ms": rounded(percentile(times, 95)),
+        "target": "reference only",
+        "ok": True,
+    }
+
+
+def throughput(name: str, fn: Callable[[], object], seconds: float = 0.5) -> dict[str, Any]:
+    n = 0
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        for _ in range(100):
+            fn()
+        n += 100
+    rate = n / (time.perf_counter() - t0)
+    return {
+        "bench": "card_codec",
+        "kind": name,
+        "per_s": round(rate),
+        "target": "reference only",
+        "ok": True,
+    }
+
+
+def bench_codecs() -> list[dict[str, Any]]:
+    p, u, t, w = (
+        P.encode_parameters(PARAMS),
+        P.encode_purchase(purchase(5)),
+        P.encode_tariff(TARIFF),
+        P.encode_write_back(WRITE_BACK),
+    )
+    return [
+        throughput("parameters_encode", lambda: P.encode_parameters(PARAMS)),
+        throughput("parameters_decode", lambda: P.decode_parameters(p)),
+        throughput("purchase_encode", lambda: P.encode_purchase(purchase(5))),
+        throughput("purchase_decode", lambda: P.decode_purchase(u)),
+        throughput("tariff_encode", lambda: P.encode_tariff(TARIFF)),
+        throughput("tariff_decode", lambda: P.decode_tariff(t)),
+        throughput("write_back_decode", lambda: P.decode_write_back(w)),
+    ]
+
+
+def run(writes: int = 200) -> list[dict[str, Any]]:
+    records = [emit(r) for r in bench_codecs()]
+    records.append(emit(bench_in_process(writes)))
+    records.append(emit(bench_pcsc(writes)))
+    return records
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--writes", type=int, default=200)
+    args = parser.parse_args(argv)
+    run(args.writes)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
