@@ -9,20 +9,27 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import getpass
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from app.context import AppContext
-from app.errors import DatabaseError
+from app.domain.operators import Role
+from app.domain.permissions import Action
+from app.errors import DatabaseError, ValidationError
 from app.i18n import N_, _
 from app.money import format_yuan
 from app.persistence.db import Database
+from app.services import audit as audit_service
+from app.services import auth
 from app.services import customers as customer_service
 from app.services import demo as demo_service
 from app.services import tariffs as tariff_service
+from app.services.auth import Principal
 
 Handler = Callable[[AppContext, argparse.Namespace], int]
 
@@ -41,18 +48,6 @@ def open_db(ctx: AppContext, *, migrate: bool = False) -> Database:
             detail=N_("it has no CardVend tables yet; run 'cardvend init' (or 'cardvend demo')")
         )
     return db
-
-
-def cmd_init(ctx: AppContext, args: argparse.Namespace) -> int:
-    db = open_db(ctx, migrate=True)
-    print(
-        _(
-            "Database ready at revision {rev}: {url}",
-            rev=db.current_revision(),
-            url=db.url.render_as_string(hide_password=True),
-        )
-    )
-    return 0
 
 
 def cmd_demo(ctx: AppContext, args: argparse.Namespace) -> int:
@@ -164,7 +159,10 @@ def cmd_tariffs_list(ctx: AppContext, args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("init", help=_("create or upgrade the database"))
+    register_security(sub)
+    p = sub.add_parser("init", help=_("create or upgrade the database and the first administrator"))
+    p.add_argument("--admin-id", default="admin", help=_("id of the first administrator"))
+    p.add_argument("--admin-name", default="Administrator")
     p.set_defaults(func=cmd_init)
 
     p = sub.add_parser("demo", help=_("load the demo office, operators, tariffs and customers"))
@@ -196,3 +194,236 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     q = tsub.add_parser("list", help=_("list tariff plans and versions"))
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_tariffs_list)
+
+
+# --------------------------------------------------------------------------- security
+
+
+def _secret(env: str, prompt: str, *, confirm: bool = False) -> str:
+    """A password from the environment or, at a terminal, from a prompt (never an argument)."""
+    value = os.environ.get(env)
+    if value:
+        return value
+    if not sys.stdin.isatty():
+        raise ValidationError(
+            N_("no password given: set {env} or run the command at a terminal"), env=env
+        )
+    value = getpass.getpass(prompt)
+    if confirm and getpass.getpass(_("Repeat: ")) != value:
+        raise ValidationError(N_("the two passwords differ"))
+    return value
+
+
+def cli_login(
+    ctx: AppContext, operator_id: str | None, *, env: str = "CARDVEND_PASSWORD"
+) -> Principal:
+    """Sign in the operator named by ``--operator`` (password from CARDVEND_PASSWORD or a
+    prompt); the login is audited like one at the counter window."""
+    if not operator_id:
+        raise ValidationError(N_("this command needs --operator ID"))
+    password = _secret(env, _("Password for {operator}: ", operator=operator_id))
+    return auth.login(
+        open_db(ctx),
+        operator_id,
+        password,
+        counter_id=ctx.counter_id,
+        clock=ctx.clock,
+        policy=auth.SecurityPolicy.from_settings(ctx.settings),
+    )
+
+
+def cmd_init(ctx: AppContext, args: argparse.Namespace) -> int:
+    db = open_db(ctx, migrate=True)
+    print(
+        _(
+            "Database ready at revision {rev}: {url}",
+            rev=db.current_revision(),
+            url=db.url.render_as_string(hide_password=True),
+        )
+    )
+    if auth.admin_exists(db):
+        return 0
+    password = os.environ.get("CARDVEND_ADMIN_PASSWORD")
+    if not password and sys.stdin.isatty():
+        password = _secret(
+            "CARDVEND_ADMIN_PASSWORD",
+            _("Password for the first administrator {operator}: ", operator=args.admin_id),
+            confirm=True,
+        )
+    if not password:
+        print(
+            _(
+                "No administrator exists yet. Run 'cardvend init' again at a terminal, or with "
+                "CARDVEND_ADMIN_PASSWORD set, to create the first one."
+            )
+        )
+        return 0
+    auth.create_first_admin(
+        db,
+        args.admin_id,
+        args.admin_name,
+        password,
+        counter_id=ctx.counter_id,
+        clock=ctx.clock,
+        policy=auth.SecurityPolicy.from_settings(ctx.settings),
+    )
+    print(_("Administrator {operator} created.", operator=args.admin_id))
+    return 0
+
+
+def cmd_operators_add(ctx: AppContext, args: argparse.Namespace) -> int:
+    admin = cli_login(ctx, args.operator)
+    password = _secret(
+        "CARDVEND_NEW_PASSWORD", _("Password for {operator}: ", operator=args.id), confirm=True
+    )
+    auth.add_operator(
+        open_db(ctx),
+        admin,
+        args.id,
+        args.name or args.id,
+        Role(args.role),
+        password,
+        ctx.clock,
+        office=ctx.office_code,
+    )
+    print(_("Operator {operator} added as {role}.", operator=args.id, role=args.role))
+    return 0
+
+
+def cmd_operators_list(ctx: AppContext, args: argparse.Namespace) -> int:
+    admin = cli_login(ctx, args.operator)
+    ops = auth.list_operators(open_db(ctx), admin, ctx.clock)
+    if args.json:
+        emit_json(
+            [{"id": o.id, "name": o.name, "role": o.role, "disabled": o.disabled} for o in ops]
+        )
+        return 0
+    for o in ops:
+        state = _("disabled") if o.disabled else ""
+        print(f"{o.id:10} {o.role:11} {o.name}  {state}")
+    return 0
+
+
+def cmd_operators_enable(ctx: AppContext, args: argparse.Namespace) -> int:
+    admin = cli_login(ctx, args.operator)
+    disable = args.operators_command == "disable"
+    auth.set_disabled(open_db(ctx), admin, args.id, disable, ctx.clock)
+    if disable:
+        print(_("Operator {operator} disabled.", operator=args.id))
+    else:
+        print(_("Operator {operator} enabled.", operator=args.id))
+    return 0
+
+
+def cmd_operators_passwd(ctx: AppContext, args: argparse.Namespace) -> int:
+    me = cli_login(ctx, args.operator)
+    target = args.id or me.operator_id
+    new = _secret(
+        "CARDVEND_NEW_PASSWORD", _("New password for {operator}: ", operator=target), confirm=True
+    )
+    if target == me.operator_id:
+        old = _secret("CARDVEND_PASSWORD", _("Current password: "))
+        auth.change_password(open_db(ctx), me, old, new, ctx.clock)
+    else:
+        auth.reset_password(open_db(ctx), me, target, new, ctx.clock)
+    print(_("Password of {operator} changed.", operator=target))
+    return 0
+
+
+def cmd_audit_verify(ctx: AppContext, args: argparse.Namespace) -> int:
+    me = cli_login(ctx, args.operator)
+    me.authorize(Action.VERIFY_AUDIT, ctx.clock)
+    db = open_db(ctx)
+    result = audit_service.verify(db)
+    with db.write() as session:
+        audit_service.record(
+            session,
+            action="audit_verify",
+            operator_id=me.operator_id,
+            counter_id=me.counter_id,
+            clock=ctx.clock,
+            result="ok" if result.ok else "failed",
+            detail={"rows": result.rows, "first_bad_seq": result.first_bad_seq},
+        )
+    if args.json:
+        emit_json(result.to_json())
+    elif result.ok:
+        print(
+            _(
+                "The audit log is intact: {rows} rows, last hash {hash}.",
+                rows=result.rows,
+                hash=result.last_hash,
+            )
+        )
+    else:
+        print(
+            audit_service.AuditVerifyFailed(result).localized(),
+            file=sys.stderr,
+        )
+    return 0 if result.ok else 1
+
+
+def cmd_audit_export(ctx: AppContext, args: argparse.Namespace) -> int:
+    me = cli_login(ctx, args.operator)
+    me.authorize(Action.VERIFY_AUDIT, ctx.clock)
+    db = open_db(ctx)
+    out = Path(args.out)
+    if not out.parent.is_dir():
+        raise ValidationError(N_("the folder {path} does not exist"), path=str(out.parent))
+    rows = audit_service.export_csv(db, out)
+    with db.write() as session:
+        audit_service.record(
+            session,
+            action="audit_export",
+            operator_id=me.operator_id,
+            counter_id=me.counter_id,
+            clock=ctx.clock,
+            target=args.out[-120:],
+            detail={"rows": rows},
+        )
+    print(_("{rows} audit rows written to {path}.", rows=rows, path=args.out))
+    return 0
+
+
+def register_security(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    def operator_arg(q: argparse.ArgumentParser) -> None:
+        q.add_argument(
+            "--operator",
+            required=True,
+            help=_("who runs the command (password from CARDVEND_PASSWORD or a prompt)"),
+        )
+
+    p = sub.add_parser("operators", help=_("operators of this office"))
+    osub = p.add_subparsers(dest="operators_command", required=True, metavar="COMMAND")
+    q = osub.add_parser(
+        "add", help=_("add an operator (password from CARDVEND_NEW_PASSWORD or a prompt)")
+    )
+    q.add_argument("id")
+    q.add_argument("--name")
+    q.add_argument("--role", required=True, choices=[r.value for r in Role])
+    operator_arg(q)
+    q.set_defaults(func=cmd_operators_add)
+    q = osub.add_parser("list", help=_("list the operators"))
+    operator_arg(q)
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_operators_list)
+    for name, text in (("disable", _("disable an operator")), ("enable", _("enable an operator"))):
+        q = osub.add_parser(name, help=text)
+        q.add_argument("id")
+        operator_arg(q)
+        q.set_defaults(func=cmd_operators_enable)
+    q = osub.add_parser("passwd", help=_("change your password, or (admin) set another's"))
+    q.add_argument("id", nargs="?")
+    operator_arg(q)
+    q.set_defaults(func=cmd_operators_passwd)
+
+    p = sub.add_parser("audit", help=_("the tamper-evident audit log"))
+    asub = p.add_subparsers(dest="audit_command", required=True, metavar="COMMAND")
+    q = asub.add_parser("verify", help=_("check the hash chain of the whole log"))
+    operator_arg(q)
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_audit_verify)
+    q = asub.add_parser("export", help=_("export the log as CSV"))
+    q.add_argument("--out", required=True)
+    operator_arg(q)
+    q.set_defaults(func=cmd_audit_export)

@@ -118,6 +118,16 @@ UTILITY_CODE = ConfigVar(
 )
 
 
+LOCKOUT_ATTEMPTS = ConfigVar(
+    "lockout_attempts", int, 5, "Failed logins in a row that lock an operator out"
+)
+LOCKOUT_MINUTES = ConfigVar("lockout_minutes", int, 30, "How long a lockout lasts, in minutes")
+IDLE_MINUTES = ConfigVar(
+    "idle_minutes", int, 15, "Minutes without activity after which the password is asked again"
+)
+MIN_PASSWORD_LENGTH = ConfigVar("min_password_length", int, 8, "Shortest password accepted")
+
+
 def _upgrade_0_to_1(data: dict[str, Any]) -> dict[str, Any]:
     # version 0 files (no schema_version) called the database setting "database"
     if "database" in data and "db_url" not in data:

@@ -20,7 +20,7 @@ from app.context import AppContext
 from app.domain.card import CardContents, CardKind
 from app.errors import ValidationError
 from app.i18n import N_, _, translate
-from app.ports import ApduChannel
+from app.ports import ApduChannel, KeyRole
 from cardio import wiring
 from cardio.channel import EmulatedChannel
 from cardio.emulator import CardImage, UserCardOS
@@ -196,10 +196,22 @@ def cmd_erase(ctx: AppContext, args: argparse.Namespace) -> int:
 
 
 def cmd_emulate(ctx: AppContext, args: argparse.Namespace) -> int:
+    from cardio.emulator import CardOS, PsamOS
     from cardio.vpcd import VpcdCard
 
-    card = ImageCard(Path(args.image))
-    server = VpcdCard(card.os, slot=args.slot)
+    card_os: CardOS
+    if args.psam:
+        # a security access module holding this installation's master keys
+        master = wiring.load_master_keys(ctx)
+        keys = {int(role): master.key(role) for role in KeyRole}
+        card_os = PsamOS(keys, bytes.fromhex(args.serial or "50534D0000000001"))
+        serial = card_os.serial
+    else:
+        if not args.image:
+            raise ValidationError(N_("--image is needed unless --psam is given"))
+        card = ImageCard(Path(args.image))
+        card_os, serial = card.os, card.os.image.serial
+    server = VpcdCard(card_os, slot=args.slot)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -207,7 +219,7 @@ def cmd_emulate(ctx: AppContext, args: argparse.Namespace) -> int:
     print(
         _(
             "Serving card {serial} on vpcd slot {slot}; stop with Ctrl-C",
-            serial=card.os.image.serial.hex().upper(),
+            serial=serial.hex().upper(),
             slot=args.slot,
         ),
         flush=True,
@@ -290,7 +302,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     q.set_defaults(func=cmd_erase)
     q = csub.add_parser("emulate", help=_("serve an emulated card on a vpcd reader slot"))
     q.add_argument("--slot", type=int, default=0, choices=(0, 1))
-    q.add_argument("--image", required=True)
+    q.add_argument("--image", help=_("the card image to serve"))
+    q.add_argument(
+        "--psam",
+        action="store_true",
+        help=_("serve a PSAM holding the keystore's master keys instead"),
+    )
+    q.add_argument("--serial", help=_("PSAM serial, 16 hex digits"))
     q.set_defaults(func=cmd_emulate)
 
     p = sub.add_parser("meter", help=_("the simulated meter"))

@@ -82,3 +82,23 @@ def test_python_main_py_starts_the_window(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_changed_audit_log_is_shown_at_start(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import sqlite3
+
+    from ui.app import prepare
+    from ui.main_window import MainWindow
+
+    ctx = make_ctx(tmp_path)
+    assert prepare(ctx).ok
+    con = sqlite3.connect(tmp_path / "data" / "cardvend.db")
+    con.execute("UPDATE audit_log SET detail = '{}' WHERE seq = 1")
+    con.commit()
+    con.close()
+    state = prepare(ctx)
+    assert not state.ok and state.first_bad_seq == 1
+    window = MainWindow(ctx, state)
+    qtbot.addWidget(window)
+    window.show()
+    assert window.audit_warning.isVisible() and "row 1" in window.audit_warning.text()

@@ -13,6 +13,7 @@ from app.errors import AmountError, Conflict, InvalidTransition, SaleInProgress,
 from app.persistence.db import Database
 from app.persistence.models import Customer, Sale
 from app.services import ledger, shifts
+from app.services.auth import Principal, login
 from app.services.customers import customer_view
 
 CARD = "100000000002"  # a card-meter demo customer without arrears
@@ -20,9 +21,22 @@ REMOTE = "100000000010"  # every tenth demo customer has a remote fee-control me
 WITH_ARREARS = "100000000001"  # demo customer 0 owes 30.00 arrears and a 5.00 fee
 
 
+_principals: dict[tuple[int, str, str], Principal] = {}
+
+
+def who(db: Database, clock: FixedClock, op: str = "t01", counter: str = "C01") -> Principal:
+    """A signed-in demo operator (logged in once per database and counter)."""
+    key = (id(db), op, counter)
+    if key not in _principals:
+        _principals[key] = login(db, op, f"demo-{op}", counter_id=counter, clock=clock)
+    p = _principals[key]
+    p.last_activity = clock.now()
+    return p
+
+
 def open_shift(db: Database, clock: FixedClock, op: str = "t01", counter: str = "C01") -> str:
     return shifts.open_shift(
-        db, operator_id=op, counter_id=counter, float_fen=50000, clock=clock
+        db, actor=who(db, clock, op, counter), float_fen=50000, clock=clock
     ).shift_id
 
 
@@ -35,7 +49,7 @@ def sell(
     counter: str = "C01",
 ) -> ledger.SaleView:
     return ledger.begin_card_sale(
-        db, customer_no=customer, amount=amount, operator_id=op, counter_id=counter, clock=clock
+        db, actor=who(db, clock, op, counter), customer_no=customer, amount=amount, clock=clock
     )
 
 
@@ -110,8 +124,7 @@ def test_credit_ceiling_limits_the_amount(demo_db: Database, clock: FixedClock) 
             demo_db,
             customer_no=CARD,
             amount=30001,
-            operator_id="t01",
-            counter_id="C01",
+            actor=who(demo_db, clock),
             clock=clock,
             meter_balance=20000,
         )
@@ -119,8 +132,7 @@ def test_credit_ceiling_limits_the_amount(demo_db: Database, clock: FixedClock) 
         demo_db,
         customer_no=CARD,
         amount=30000,
-        operator_id="t01",
-        counter_id="C01",
+        actor=who(demo_db, clock),
         clock=clock,
         meter_balance=20000,
     )
@@ -157,11 +169,11 @@ def test_shift_close_counts_cash(demo_db: Database, clock: FixedClock) -> None:
     ledger.complete_sale(demo_db, ok.sale_id, clock)
     bad = sell(demo_db, clock, customer="100000000003", amount=999)
     with pytest.raises(ShiftError, match="unfinished"):
-        shifts.close_shift(demo_db, operator_id="t01", counter_id="C01", counted_fen=0, clock=clock)
+        shifts.close_shift(demo_db, actor=who(demo_db, clock), counted_fen=0, clock=clock)
     ledger.fail_sale(demo_db, bad.sale_id, clock)
     clock.advance(hours=8)
     closed = shifts.close_shift(
-        demo_db, operator_id="t01", counter_id="C01", counted_fen=50000 + 12345 - 100, clock=clock
+        demo_db, actor=who(demo_db, clock), counted_fen=50000 + 12345 - 100, clock=clock
     )
     assert closed.shift_id == shift_id
     assert (closed.expected_fen, closed.variance_fen) == (62345, -100)

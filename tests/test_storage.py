@@ -60,7 +60,10 @@ def test_sqlite_foreign_keys_enforced(tmp_path: Path) -> None:
 def test_migrations_match_models_and_rerun(empty_db: Database) -> None:
     empty_db.migrate()
     empty_db.migrate()  # idempotent
-    assert empty_db.current_revision() == "0001"
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(empty_db.alembic_config()).get_current_head()
+    assert empty_db.current_revision() == head
     with empty_db.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     assert diff == []
@@ -102,3 +105,13 @@ def test_unreachable_database_is_a_clear_error(tmp_path: Path) -> None:
     blocked.write_text("x")
     with pytest.raises(DatabaseError):
         Database(f"sqlite:///{blocked}/x.db").migrate()
+
+
+def test_upgrade_from_the_first_revision_keeps_data(empty_db: Database) -> None:
+    """A database made by an older CardVend upgrades in place."""
+    empty_db.migrate("0001")
+    with empty_db.write() as session:
+        session.execute(text("INSERT INTO offices (code, name) VALUES ('O1', 'office')"))
+    empty_db.migrate()
+    with empty_db.read() as session:
+        assert session.execute(text("SELECT name FROM offices")).scalar() == "office"

@@ -10,6 +10,7 @@ from app.clock import FixedClock
 from app.errors import Conflict, NotFound, ValidationError
 from app.persistence.db import Database
 from app.services import ledger, shifts
+from app.services.auth import login
 from app.services.customers import get_customer
 from app.services.tariffs import add_version, list_plans, version_in_force
 
@@ -31,14 +32,15 @@ def test_switch_over_time_decides_the_version(demo_db: Database, clock: FixedClo
     assert (before.version_no, at.version_no) == (1, 2)
     assert at.effective_from == SWITCH
 
-    shifts.open_shift(demo_db, operator_id="t01", counter_id="C01", float_fen=0, clock=clock)
+    teller = login(demo_db, "t01", "demo-t01", counter_id="C01", clock=clock)
+    shifts.open_shift(demo_db, actor=teller, float_fen=0, clock=clock)
     clock.set(SWITCH - dt.timedelta(seconds=1))
+    teller = login(demo_db, "t01", "demo-t01", counter_id="C01", clock=clock)  # months later
     old = ledger.begin_card_sale(
         demo_db,
         customer_no=FLAT_CUSTOMER,
         amount=5283,
-        operator_id="t01",
-        counter_id="C01",
+        actor=teller,
         clock=clock,
     )
     ledger.complete_sale(demo_db, old.sale_id, clock)
@@ -47,8 +49,7 @@ def test_switch_over_time_decides_the_version(demo_db: Database, clock: FixedClo
         demo_db,
         customer_no=FLAT_CUSTOMER,
         amount=6000,
-        operator_id="t01",
-        counter_id="C01",
+        actor=teller,
         clock=clock,
     )
     assert old.tariff_version_id == before.id and old.energy_wh == 100_000  # 52.83 yuan = 100 kWh

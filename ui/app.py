@@ -6,6 +6,8 @@ import logging
 import sys
 
 from app.context import AppContext
+from app.domain.audit import VerifyResult
+from app.services import audit as audit_service
 from app.services import customers as customer_service
 from app.services import demo as demo_service
 from app.settings import DEMO_MODE
@@ -13,13 +15,20 @@ from app.settings import DEMO_MODE
 log = logging.getLogger(__name__)
 
 
-def prepare(ctx: AppContext) -> None:
-    """Create or upgrade the database; with nothing configured, load the demo data."""
+def prepare(ctx: AppContext) -> VerifyResult:
+    """Create or upgrade the database; with nothing configured, load the demo data; verify the
+    audit log's hash chain (the window warns when it was changed)."""
     ctx.db.migrate()
     demo = bool(ctx.settings.get(DEMO_MODE.key))
     if demo and not ctx.settings.is_configured() and customer_service.count_customers(ctx.db) == 0:
         log.info("no configuration and an empty database: loading the demo data")
         demo_service.load_demo(ctx.db, ctx.clock)
+    result = audit_service.verify(ctx.db)
+    if not result.ok:
+        log.error(
+            "audit log verification failed at row %s: %s", result.first_bad_seq, result.problem
+        )
+    return result
 
 
 def run_gui(ctx: AppContext, argv: list[str] | None = None) -> int:
@@ -27,9 +36,9 @@ def run_gui(ctx: AppContext, argv: list[str] | None = None) -> int:
 
     from ui.main_window import MainWindow
 
-    prepare(ctx)
+    audit_state = prepare(ctx)
     qapp = QApplication.instance() or QApplication(argv or sys.argv[:1])
-    window = MainWindow(ctx)
+    window = MainWindow(ctx, audit_state)
     window.show()
     log.info("counter window shown")
     return int(qapp.exec())

@@ -14,13 +14,15 @@ from PySide6.QtWidgets import (
 )
 
 from app.context import AppContext
+from app.domain.audit import VerifyResult
 from app.errors import CardVendError
 from app.i18n import _, get_language
 from app.services import customers as customer_service
+from app.services.audit import AuditVerifyFailed
 
 
 class MainWindow(QMainWindow):
-    def __init__(self, ctx: AppContext) -> None:
+    def __init__(self, ctx: AppContext, audit_state: VerifyResult | None = None) -> None:
         super().__init__()
         self.ctx = ctx
         self.setWindowTitle(_("CardVend counter"))
@@ -32,6 +34,14 @@ class MainWindow(QMainWindow):
         font.setPointSize(20)
         title.setFont(font)
         layout.addWidget(title)
+        self.audit_warning = QLabel(central)
+        self.audit_warning.setStyleSheet("color: white; background: #b00020; padding: 6px;")
+        self.audit_warning.setWordWrap(True)
+        layout.addWidget(self.audit_warning)
+        if audit_state is not None and not audit_state.ok:
+            self.audit_warning.setText(AuditVerifyFailed(audit_state).localized())
+        else:
+            self.audit_warning.hide()
         self.info = QLabel(central)
         self.info.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         layout.addWidget(self.info)

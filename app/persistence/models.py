@@ -38,7 +38,11 @@ NAMING = {
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
-    type_annotation_map = {dt.datetime: UTCDateTime(), dict[str, Any]: JSON}  # noqa: RUF012
+    type_annotation_map = {  # noqa: RUF012
+        dt.datetime: UTCDateTime(),
+        dict[str, Any]: JSON,
+        list[dict[str, Any]]: JSON,
+    }
 
 
 class Office(Base):
@@ -57,6 +61,9 @@ class Operator(Base):
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     language: Mapped[str | None] = mapped_column(String(8))
     created_at: Mapped[dt.datetime]
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    locked_until: Mapped[dt.datetime | None]
+    password_changed_at: Mapped[dt.datetime | None]
     __table_args__ = (
         CheckConstraint(
             "role IN ('teller','supervisor','technician','admin','auditor')", name="role"
@@ -210,6 +217,68 @@ class Sale(Base):
             unique=True,
             sqlite_where=text("state IN ('pending','in_doubt','completed') AND kind = 'card'"),
             postgresql_where=text("state IN ('pending','in_doubt','completed') AND kind = 'card'"),
+        ),
+    )
+
+
+class AuditEntry(Base):
+    """One row of the tamper-evident audit log. ``hash`` = SHA-256 over the previous row's hash
+    and this row's canonical content (app/domain/audit.py), so editing, deleting, inserting or
+    reordering a row breaks the chain at that row."""
+
+    __tablename__ = "audit_log"
+    seq: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False
+    )
+    at: Mapped[dt.datetime]
+    operator_id: Mapped[str | None] = mapped_column(String(32))
+    counter_id: Mapped[str] = mapped_column(String(32))
+    action: Mapped[str] = mapped_column(String(40))
+    target: Mapped[str] = mapped_column(String(120), default="")
+    result: Mapped[str] = mapped_column(String(16))
+    detail: Mapped[str] = mapped_column(Text, default="{}")
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditHead(Base):
+    """The chain's last row, one row only: locked by whoever appends, so appends are serial."""
+
+    __tablename__ = "audit_head"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    hash: Mapped[str] = mapped_column(String(64))
+    __table_args__ = (CheckConstraint("id = 1", name="single"),)
+
+
+class ApprovalRule(Base):
+    """Which approvals an action kind needs: an ordered list of steps, each a role and whether
+    the approver must be someone other than the operator who asked (and the earlier approvers)."""
+
+    __tablename__ = "approval_rules"
+    action: Mapped[str] = mapped_column(String(40), primary_key=True)
+    steps: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    ttl_minutes: Mapped[int] = mapped_column(Integer, default=60)
+
+
+class ApprovalRequest(Base):
+    __tablename__ = "approval_requests"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    action: Mapped[str] = mapped_column(String(40))
+    target: Mapped[str] = mapped_column(String(120))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    requested_by: Mapped[str] = mapped_column(ForeignKey("operators.id"))
+    counter_id: Mapped[str] = mapped_column(String(32))
+    requested_at: Mapped[dt.datetime]
+    expires_at: Mapped[dt.datetime]
+    state: Mapped[str] = mapped_column(String(10), index=True)
+    approvals: Mapped[list[dict[str, Any]]] = mapped_column(JSON)  # [{operator, role, at}]
+    decided_at: Mapped[dt.datetime | None]
+    used_at: Mapped[dt.datetime | None]
+    reason: Mapped[str] = mapped_column(Text, default="")
+    __table_args__ = (
+        CheckConstraint(
+            "state IN ('pending','approved','rejected','expired','used')", name="state"
         ),
     )
 

@@ -18,6 +18,7 @@ from app.domain.customers import MeterKind, Thresholds
 from app.domain.operators import Role
 from app.persistence.db import Database
 from app.persistence.models import ArrearsItem, Customer, Office, Operator, TariffVersion
+from app.services import audit
 from app.services.customers import _insert_batch
 from app.services.operators import add_operator
 from app.services.tariffs import add_version, ensure_plan
@@ -179,4 +180,18 @@ def load_demo(db: Database, clock: Clock) -> DemoReport:
                         created_at=now,
                     )
                 )
+        if report.operators_added or report.plans_added or report.customers_added:
+            audit.record(
+                session,
+                action="demo_load",
+                operator_id=None,
+                counter_id="-",
+                clock=clock,
+                target=OFFICE,
+                detail={
+                    "operators": report.operators_added,
+                    "plans": report.plans_added,
+                    "customers": report.customers_added,
+                },
+            )
     return report

@@ -32,12 +32,14 @@ from app.domain.ledger import (
     purchase_limits,
     split_payment,
 )
+from app.domain.permissions import Action
 from app.errors import Conflict, NotFound, SaleInProgress
 from app.i18n import N_
 from app.money import check_fen
 from app.persistence.db import Database
 from app.persistence.models import ArrearsItem, Customer, Sale
-from app.services import shifts
+from app.services import audit, shifts
+from app.services.auth import Principal
 from app.services.customers import get_customer
 from app.services.operators import require_operator
 from app.services.tariffs import version_in_force
@@ -119,10 +121,9 @@ def unresolved_sale(session: Session, customer_id: int) -> Sale | None:
 def begin_card_sale(
     db: Database,
     *,
+    actor: Principal,
     customer_no: str,
     amount: int,
-    operator_id: str,
-    counter_id: str,
     clock: Clock,
     meter_balance: int = 0,
     cash_received: int | None = None,
@@ -130,6 +131,8 @@ def begin_card_sale(
 ) -> SaleView:
     """Commit a pending card sale for purchase N+1 (the card is written afterwards)."""
     check_fen(amount)
+    actor.authorize(Action.SELL, clock)
+    operator_id, counter_id = actor.operator_id, actor.counter_id
     sale_id = sale_id or str(uuid.uuid4())
     now = clock.now()
     try:
@@ -187,6 +190,19 @@ def begin_card_sale(
             )
             session.add(sale)
             session.flush()
+            audit.record(
+                session,
+                action="sale_begin",
+                operator_id=operator_id,
+                counter_id=counter_id,
+                clock=clock,
+                target=sale_id,
+                detail={
+                    "customer_no": customer_no,
+                    "amount": split.amount,
+                    "purchase_count": sale.purchase_count,
+                },
+            )
             return _view(sale, customer_no)
     except IntegrityError as exc:
         # another counter created a live sale of the same purchase between our read and write
@@ -213,7 +229,23 @@ def _load(session: Session, sale_id: str) -> tuple[Sale, Customer]:
     return sale, customer
 
 
-def complete_sale(db: Database, sale_id: str, clock: Clock) -> SaleView:
+def _audit(
+    session: Session, sale: Sale, action: str, actor: Principal | None, clock: Clock, note: str = ""
+) -> None:
+    audit.record(
+        session,
+        action=action,
+        clock=clock,
+        target=sale.id,
+        operator_id=actor.operator_id if actor else None,
+        counter_id=actor.counter_id if actor else sale.counter_id,
+        detail={"note": note} if note else None,
+    )
+
+
+def complete_sale(
+    db: Database, sale_id: str, clock: Clock, actor: Principal | None = None
+) -> SaleView:
     """Mark a sale completed after its card write was verified; settles its arrears and fees."""
     with db.write() as session:
         sale, customer = _load(session, sale_id)
@@ -243,10 +275,18 @@ def complete_sale(db: Database, sale_id: str, clock: Clock) -> SaleView:
         sale.state = SaleState.COMPLETED.value
         sale.updated_at = clock.now()
         customer.updated_at = sale.updated_at
+        _audit(session, sale, "sale_complete", actor, clock)
         return _view(sale, customer.customer_no)
 
 
-def _move(db: Database, sale_id: str, target: SaleState, clock: Clock, note: str = "") -> SaleView:
+def _move(
+    db: Database,
+    sale_id: str,
+    target: SaleState,
+    clock: Clock,
+    note: str,
+    actor: Principal | None,
+) -> SaleView:
     with db.write() as session:
         sale, customer = _load(session, sale_id)
         check_transition(sale_id, SaleState(sale.state), target)
@@ -254,17 +294,22 @@ def _move(db: Database, sale_id: str, target: SaleState, clock: Clock, note: str
         sale.updated_at = clock.now()
         if note:
             sale.note = (sale.note + "\n" + note).strip()
+        _audit(session, sale, f"sale_{target.value}", actor, clock, note)
         return _view(sale, customer.customer_no)
 
 
-def fail_sale(db: Database, sale_id: str, clock: Clock, note: str = "") -> SaleView:
+def fail_sale(
+    db: Database, sale_id: str, clock: Clock, note: str = "", actor: Principal | None = None
+) -> SaleView:
     """The card proves it never got the purchase: no credit, no cash kept."""
-    return _move(db, sale_id, SaleState.FAILED, clock, note)
+    return _move(db, sale_id, SaleState.FAILED, clock, note, actor)
 
 
-def mark_in_doubt(db: Database, sale_id: str, clock: Clock, note: str = "") -> SaleView:
+def mark_in_doubt(
+    db: Database, sale_id: str, clock: Clock, note: str = "", actor: Principal | None = None
+) -> SaleView:
     """Nobody knows whether the card got the purchase (crash, card pulled)."""
-    return _move(db, sale_id, SaleState.IN_DOUBT, clock, note)
+    return _move(db, sale_id, SaleState.IN_DOUBT, clock, note, actor)
 
 
 def get_sale(db: Database, sale_id: str) -> SaleView:

@@ -16,11 +16,14 @@ from sqlalchemy.orm import Session
 
 from app.clock import Clock
 from app.domain.ledger import UNRESOLVED, SaleState
+from app.domain.permissions import Action
 from app.errors import ShiftError
 from app.i18n import N_
 from app.money import check_fen
 from app.persistence.db import Database
 from app.persistence.models import Sale, Shift
+from app.services import audit
+from app.services.auth import Principal
 from app.services.operators import require_operator
 
 
@@ -65,10 +68,10 @@ def open_shift_for(session: Session, counter_id: str) -> Shift:
     return shift
 
 
-def open_shift(
-    db: Database, *, operator_id: str, counter_id: str, float_fen: int, clock: Clock
-) -> ShiftView:
+def open_shift(db: Database, *, actor: Principal, float_fen: int, clock: Clock) -> ShiftView:
     check_fen(float_fen, allow_zero=True)
+    actor.authorize(Action.SHIFT, clock)
+    operator_id, counter_id = actor.operator_id, actor.counter_id
     try:
         with db.write() as session:
             require_operator(session, operator_id)
@@ -92,6 +95,15 @@ def open_shift(
             )
             session.add(shift)
             session.flush()
+            audit.record(
+                session,
+                action="shift_open",
+                operator_id=operator_id,
+                counter_id=counter_id,
+                clock=clock,
+                target=shift.id,
+                detail={"float": float_fen},
+            )
             return _view(shift)
     except IntegrityError as exc:
         raise ShiftError(
@@ -108,10 +120,10 @@ def expected_cash(session: Session, shift: Shift) -> int:
     return shift.float_amount + int(taken or 0)
 
 
-def close_shift(
-    db: Database, *, operator_id: str, counter_id: str, counted_fen: int, clock: Clock
-) -> ShiftView:
+def close_shift(db: Database, *, actor: Principal, counted_fen: int, clock: Clock) -> ShiftView:
     check_fen(counted_fen, allow_zero=True)
+    actor.authorize(Action.SHIFT, clock)
+    operator_id, counter_id = actor.operator_id, actor.counter_id
     with db.write() as session:
         require_operator(session, operator_id)
         shift = open_shift_for(session, counter_id)
@@ -130,6 +142,19 @@ def close_shift(
         shift.variance = counted_fen - shift.expected_cash
         shift.closed_at = clock.now()
         shift.closed_by = operator_id
+        audit.record(
+            session,
+            action="shift_close",
+            operator_id=operator_id,
+            counter_id=counter_id,
+            clock=clock,
+            target=shift.id,
+            detail={
+                "expected": shift.expected_cash,
+                "counted": counted_fen,
+                "variance": shift.variance,
+            },
+        )
         return _view(shift)
 
 

@@ -112,13 +112,10 @@ def running_pcscd() -> Iterator[None]:
         start_new_session=True,
     )
     try:
-        from smartcard.System import readers
+        from tests.pcsc_fixtures import wait_for_readers
 
-        deadline = time.monotonic() + 15
-        while READER not in [str(r) for r in readers()]:
-            if time.monotonic() > deadline:
-                raise RuntimeError("pcscd shows no vpcd reader")
-            time.sleep(0.05)
+        if READER not in wait_for_readers():
+            raise RuntimeError("pcscd shows no vpcd reader")
         yield
     finally:
         proc.terminate()

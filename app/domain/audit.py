@@ -1,0 +1,144 @@
+"""The audit log's hash chain.
+
+Each row's hash is ``SHA-256(prev_hash + "\\n" + canonical(row))`` where ``canonical`` is the
+compact JSON array ``[seq, at, operator_id, counter_id, action, target, result, detail]`` (``at``
+in UTC with microseconds, ``detail`` the stored JSON text).  The first row's ``prev_hash`` is the
+genesis hash of 64 zeros.  Editing a row changes its hash; deleting, inserting or swapping rows
+breaks ``seq`` continuity or the link to the previous hash, so :func:`verify_rows` names the first
+bad row.  A whole tail rewritten with recomputed hashes is caught only against a hash kept
+elsewhere: the latest hash goes to the central system with every sync.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from app.i18n import N_
+
+GENESIS = "0" * 64
+# json.dumps(..., ensure_ascii=False, separators=(",", ":")) without building an encoder per row
+_BODY = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+# What :func:`verify_rows` found wrong (English message ids, translated where a person reads them)
+SEQUENCE_BROKEN = N_("sequence gap or rows out of order")
+LINK_BROKEN = N_("does not follow the previous row")
+CONTENT_CHANGED = N_("content changed after it was written")
+TAIL_MISSING = N_("rows missing at the end of the log")
+BEYOND_HEAD = N_("row after the recorded end of the log")
+HEAD_MISMATCH = N_("last row does not match the recorded end of the log")
+HEAD_MISSING = N_("the record of the end of the log is missing")
+
+
+@dataclass(frozen=True)
+class AuditRow:
+    seq: int
+    at: dt.datetime
+    operator_id: str | None
+    counter_id: str
+    action: str
+    target: str
+    result: str
+    detail: str  # canonical JSON text
+    prev_hash: str
+    hash: str
+
+
+def canonical_detail(detail: Mapping[str, Any] | None) -> str:
+    return json.dumps(
+        dict(detail or {}), ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str
+    )
+
+
+def row_hash(
+    prev_hash: str,
+    seq: int,
+    at: dt.datetime,
+    operator_id: str | None,
+    counter_id: str,
+    action: str,
+    target: str,
+    result: str,
+    detail: str,
+) -> str:
+    stamp = at.astimezone(dt.UTC).isoformat(timespec="microseconds")
+    body = _BODY.encode([seq, stamp, operator_id, counter_id, action, target, result, detail])
+    return hashlib.sha256(f"{prev_hash}\n{body}".encode()).hexdigest()
+
+
+def hash_of(row: AuditRow) -> str:
+    return row_hash(
+        row.prev_hash,
+        row.seq,
+        row.at,
+        row.operator_id,
+        row.counter_id,
+        row.action,
+        row.target,
+        row.result,
+        row.detail,
+    )
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    ok: bool
+    rows: int  # rows checked
+    last_seq: int
+    last_hash: str
+    first_bad_seq: int | None = None  # the seq found where the first bad row stands
+    position: int | None = None  # 0-based index of the first bad row in the order read
+    problem: str = ""  # English id of what is wrong there
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "rows": self.rows,
+            "last_seq": self.last_seq,
+            "last_hash": self.last_hash,
+            "first_bad_seq": self.first_bad_seq,
+            "position": self.position,
+            "problem": self.problem,
+        }
+
+
+def verify_rows(
+    rows: Iterable[AuditRow],
+    *,
+    start_seq: int = 0,
+    start_hash: str = GENESIS,
+    head: tuple[int, str] | None = None,
+) -> VerifyResult:
+    """Check a run of rows in ``seq`` order that follows ``(start_seq, start_hash)``.
+
+    ``head``: the recorded last (seq, hash); a tail deleted after the last row is caught there,
+    and so are a row appended beyond it and a last row rewritten with a recomputed hash.
+    Stops at the first bad row."""
+    expect_seq, prev = start_seq + 1, start_hash
+    count = 0
+    for i, row in enumerate(rows):
+        count += 1
+        problem = ""
+        if row.seq != expect_seq:
+            problem = SEQUENCE_BROKEN
+        elif row.prev_hash != prev:
+            problem = LINK_BROKEN
+        elif hash_of(row) != row.hash:
+            problem = CONTENT_CHANGED
+        elif head is not None and row.seq > head[0]:
+            problem = BEYOND_HEAD
+        if problem:
+            return VerifyResult(False, count, expect_seq - 1, prev, row.seq, i, problem)
+        expect_seq, prev = row.seq + 1, row.hash
+    last_seq = expect_seq - 1
+    if head is not None and last_seq < head[0]:
+        return VerifyResult(False, count, last_seq, prev, head[0], count, TAIL_MISSING)
+    if head is not None and head != (last_seq, prev):  # same seq, another hash
+        return VerifyResult(
+            False, count, last_seq, prev, last_seq, max(count - 1, 0), HEAD_MISMATCH
+        )
+    return VerifyResult(True, count, last_seq, prev)

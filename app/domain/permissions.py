@@ -1,0 +1,101 @@
+"""Roles and the one permission matrix for every service action.
+
+Services check permissions themselves (:func:`require`); the UI only hides what is not allowed.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from app.domain.operators import Role
+from app.errors import CardVendError
+from app.i18n import N_
+
+
+class Action(enum.StrEnum):
+    SELL = "sell"
+    OPEN_ACCOUNT = "open_account"
+    REPLACE_CARD = "replace_card"
+    REWRITE = "rewrite"
+    REVERSE = "reverse"
+    REPRINT = "reprint"
+    OVERRIDE_OFFLINE_LIMIT = "override_offline_limit"
+    PROGRAM_MANAGEMENT_CARD = "program_management_card"
+    READ_METER = "read_meter"
+    CHANGE_SETTINGS = "change_settings"
+    MANAGE_OPERATORS = "manage_operators"
+    VIEW_REPORTS = "view_reports"
+    EXPORT_REPORTS = "export_reports"
+    VERIFY_AUDIT = "verify_audit"
+    APPROVE = "approve"  # sign an approval step (the step names the role it needs)
+    SHIFT = "shift"  # open and close one's own shift
+
+    @property
+    def label(self) -> str:
+        return _LABELS[self]
+
+
+_LABELS = {
+    Action.SELL: N_("sell electricity"),
+    Action.OPEN_ACCOUNT: N_("open an account"),
+    Action.REPLACE_CARD: N_("issue a replacement card"),
+    Action.REWRITE: N_("rewrite a card"),
+    Action.REVERSE: N_("reverse a sale"),
+    Action.REPRINT: N_("reprint a receipt"),
+    Action.OVERRIDE_OFFLINE_LIMIT: N_("override an offline limit"),
+    Action.PROGRAM_MANAGEMENT_CARD: N_("program a management card"),
+    Action.READ_METER: N_("read a meter"),
+    Action.CHANGE_SETTINGS: N_("change settings"),
+    Action.MANAGE_OPERATORS: N_("manage operators"),
+    Action.VIEW_REPORTS: N_("view reports"),
+    Action.EXPORT_REPORTS: N_("export reports"),
+    Action.VERIFY_AUDIT: N_("verify the audit log"),
+    Action.APPROVE: N_("approve"),
+    Action.SHIFT: N_("open or close a shift"),
+}
+
+_COUNTER = {
+    Action.SELL,
+    Action.OPEN_ACCOUNT,
+    Action.REPLACE_CARD,
+    Action.REWRITE,
+    Action.REVERSE,
+    Action.REPRINT,
+    Action.SHIFT,
+    Action.VIEW_REPORTS,
+}
+
+PERMISSIONS: dict[Role, frozenset[Action]] = {
+    # a teller asks for reversals, replacements and reprints; a supervisor approves them
+    Role.TELLER: frozenset(_COUNTER),
+    Role.SUPERVISOR: frozenset(
+        _COUNTER | {Action.OVERRIDE_OFFLINE_LIMIT, Action.APPROVE, Action.EXPORT_REPORTS}
+    ),
+    Role.TECHNICIAN: frozenset(
+        {Action.PROGRAM_MANAGEMENT_CARD, Action.READ_METER, Action.VIEW_REPORTS}
+    ),
+    Role.ADMIN: frozenset(
+        {
+            Action.CHANGE_SETTINGS,
+            Action.MANAGE_OPERATORS,
+            Action.VIEW_REPORTS,
+            Action.EXPORT_REPORTS,
+            Action.VERIFY_AUDIT,
+        }
+    ),
+    Role.AUDITOR: frozenset({Action.VIEW_REPORTS, Action.EXPORT_REPORTS, Action.VERIFY_AUDIT}),
+}
+
+
+class PermissionDenied(CardVendError):
+    code = "permission"
+    template = N_("Operator {operator} ({role}) may not {action}. Ask someone who may.")
+
+
+def allowed(role: Role | str, action: Action) -> bool:
+    return action in PERMISSIONS[Role(role)]
+
+
+def require(operator_id: str, role: Role | str, action: Action) -> None:
+    if not allowed(role, action):
+        raise PermissionDenied(operator=operator_id, role=Role(role).value, action=action.label)

@@ -1,0 +1,307 @@
+"""The audit log: appending inside the caller's unit of work, verifying the hash chain, the head
+that sync sends, and a CSV export.
+
+Verification streams the rows in ``seq`` order page by page (keyset pagination, constant memory)
+inside one read transaction that also reads the head row, so the rows and the head are one
+consistent snapshot (PostgreSQL: REPEATABLE READ; SQLite: a WAL read transaction).  A row deleted
+from the end, a row appended beyond the head and a last row rewritten with a recomputed hash are
+caught against the head; anything else against the chain itself (app/domain/audit.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import datetime as dt
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import String, select, type_coerce
+from sqlalchemy.orm import Session
+
+from app.clock import Clock
+from app.domain.audit import (
+    GENESIS,
+    HEAD_MISSING,
+    AuditRow,
+    VerifyResult,
+    canonical_detail,
+    row_hash,
+    verify_rows,
+)
+from app.errors import CardVendError
+from app.fileio import fsync_directory
+from app.i18n import N_
+from app.persistence.db import Database
+from app.persistence.models import AuditEntry, AuditHead
+
+log = logging.getLogger(__name__)
+
+RESULTS = ("ok", "denied", "failed", "locked", "error")
+
+
+def record(
+    session: Session,
+    *,
+    action: str,
+    operator_id: str | None,
+    counter_id: str,
+    clock: Clock,
+    target: str = "",
+    result: str = "ok",
+    detail: Mapping[str, Any] | None = None,
+) -> AuditEntry:
+    """Append one row. The head row is locked, so appends are serial on every database; the row
+    commits or rolls back with the action it records."""
+    if result not in RESULTS:
+        raise ValueError(f"audit result {result!r}")
+    # populate_existing: a head this session loaded earlier must not hide a newer committed one
+    head = session.scalar(
+        select(AuditHead)
+        .where(AuditHead.id == 1)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    if head is None:  # pragma: no cover - created by migration 0002
+        raise RuntimeError("the audit log has no head row; run cardvend init")
+    seq = head.seq + 1
+    at = clock.now()
+    text = canonical_detail(detail)
+    digest = row_hash(
+        head.hash, seq, at, operator_id, counter_id, action, target[:120], result, text
+    )
+    entry = AuditEntry(
+        seq=seq,
+        at=at,
+        operator_id=operator_id,
+        counter_id=counter_id,
+        action=action,
+        target=target[:120],
+        result=result,
+        detail=text,
+        prev_hash=head.hash,
+        hash=digest,
+    )
+    session.add(entry)
+    head.seq, head.hash = seq, digest
+    session.flush()
+    return entry
+
+
+# --------------------------------------------------------------------------- verification
+
+BATCH = 5000
+CSV_HEADER = (
+    "seq",
+    "at",
+    "operator_id",
+    "counter_id",
+    "action",
+    "target",
+    "result",
+    "detail",
+    "prev_hash",
+    "hash",
+)
+# ``at`` is read as the stored value (SQLite: text), not through the column type, so that a value
+# tampered into something unreadable is reported as a bad row instead of stopping the check
+_COLUMNS = (
+    AuditEntry.seq,
+    type_coerce(AuditEntry.at, String),
+    AuditEntry.operator_id,
+    AuditEntry.counter_id,
+    AuditEntry.action,
+    AuditEntry.target,
+    AuditEntry.result,
+    AuditEntry.detail,
+    AuditEntry.prev_hash,
+    AuditEntry.hash,
+)
+_UNREADABLE_AT = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+class AuditVerifyFailed(CardVendError):
+    code = "audit_changed"
+    template = N_(
+        "The audit log was changed: row {seq} ({problem}). "
+        "Report this to your supervisor; do not continue selling."
+    )
+
+    def __init__(self, result: VerifyResult) -> None:
+        self.result = result
+        super().__init__(seq=result.first_bad_seq, problem=result.problem)
+
+
+@contextlib.contextmanager
+def _snapshot(db: Database) -> Iterator[Session]:
+    """A read unit of work in which every statement sees the same committed state."""
+    with db.read() as session:
+        if db.dialect == "postgresql":  # READ COMMITTED would give each page its own snapshot
+            session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+        yield session
+
+
+def _head(session: Session) -> tuple[int, str] | None:
+    row = session.execute(select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1)).first()
+    return None if row is None else (int(row[0]), str(row[1]))
+
+
+def _pages(session: Session, batch: int) -> Iterator[Sequence[Any]]:
+    """Every row in seq order, ``batch`` rows per query: ``WHERE seq > :last ORDER BY seq LIMIT``."""
+    if batch < 1:
+        raise ValueError("batch must be at least 1")
+    conn = session.connection()  # Core rows: no ORM overhead per page
+    last: int | None = None
+    while True:
+        stmt = select(*_COLUMNS).order_by(AuditEntry.seq).limit(batch)
+        if last is not None:  # the first page has no lower bound: a seq tampered to 0 or less shows
+            stmt = stmt.where(AuditEntry.seq > last)
+        page = conn.execute(stmt).all()
+        yield from page
+        if len(page) < batch:
+            return
+        last = page[-1][0]
+
+
+def _when(value: object) -> dt.datetime | None:
+    if isinstance(value, str):  # SQLite's stored text, UTC without an offset
+        try:
+            return dt.datetime.fromisoformat(value + "+00:00")
+        except ValueError:
+            try:
+                value = dt.datetime.fromisoformat(value)
+            except ValueError:
+                return None
+    if isinstance(value, dt.datetime):
+        return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+    return None
+
+
+def _row(values: Sequence[Any]) -> AuditRow:
+    seq, at, operator_id, counter_id, action, target, result, detail, prev_hash, digest = values
+    when = _when(at)
+    if (
+        when is not None
+        and (operator_id is None or type(operator_id) is str)
+        and type(counter_id) is str
+        and type(action) is str
+        and type(target) is str
+        and type(result) is str
+        and type(detail) is str
+        and type(prev_hash) is str
+        and type(digest) is str
+    ):
+        return AuditRow(
+            seq, when, operator_id, counter_id, action, target, result, detail, prev_hash, digest
+        )
+    # a value of a type the application never writes (SQLite stores whatever it is given): the
+    # row cannot be what was hashed; an empty hash makes verify_rows name this very row
+    op, counter, act, tgt, res, det, prev = (
+        v if v is None or type(v) is str else repr(v)
+        for v in (operator_id, counter_id, action, target, result, detail, prev_hash)
+    )
+    return AuditRow(
+        seq,
+        when or _UNREADABLE_AT,
+        op,
+        str(counter),
+        str(act),
+        str(tgt),
+        str(res),
+        str(det),
+        str(prev),
+        hash="",
+    )
+
+
+def verify(db: Database, *, batch: int = BATCH) -> VerifyResult:
+    """Check the whole chain and the head in one snapshot, streaming ``batch`` rows at a time."""
+    started = time.perf_counter()
+    with _snapshot(db) as session:
+        head = _head(session)
+        rows = (_row(r) for r in _pages(session, batch))
+        if head is None:  # the head row itself was removed: check the chain, then report that
+            result = verify_rows(rows)
+            if result.ok:
+                result = VerifyResult(
+                    False,
+                    result.rows,
+                    result.last_seq,
+                    result.last_hash,
+                    result.last_seq,
+                    max(result.rows - 1, 0),
+                    HEAD_MISSING,
+                )
+        else:
+            result = verify_rows(rows, head=head)
+    seconds = time.perf_counter() - started
+    if result.ok:
+        log.info(
+            "audit log verified: %d rows up to %d in %.2f s", result.rows, result.last_seq, seconds
+        )
+    else:
+        log.error(
+            "audit log verification failed at row %s (position %s): %s",
+            result.first_bad_seq,
+            result.position,
+            result.problem,
+        )
+    return result
+
+
+def verify_or_raise(db: Database, *, batch: int = BATCH) -> VerifyResult:
+    """:func:`verify`, raising :class:`AuditVerifyFailed` (a message for the teller) when bad."""
+    result = verify(db, batch=batch)
+    if not result.ok:
+        raise AuditVerifyFailed(result)
+    return result
+
+
+def latest(db: Database) -> tuple[int, str]:
+    """The head: the last row's seq and hash (0 and the genesis hash for an empty log).  This is
+    what sync sends to the central system, which then holds what this log must go on from."""
+    with db.read() as session:
+        head = _head(session)
+    if head is None:
+        raise AuditVerifyFailed(VerifyResult(False, 0, 0, GENESIS, 0, 0, HEAD_MISSING))
+    return head
+
+
+def export_csv(db: Database, path: str | os.PathLike[str], *, batch: int = BATCH) -> int:
+    """Write every row, in seq order, to ``path`` as CSV and return the number of rows.
+
+    UTF-8 with a byte order mark (so Excel shows Chinese), the header :data:`CSV_HEADER`, ``at``
+    in UTC exactly as hashed, ``detail`` the stored JSON text, an empty ``operator_id`` for none.
+    Rows stream from one snapshot into a temporary file beside ``path`` that replaces it only when
+    complete: a crash leaves the old file or the new one, never half of one."""
+    target = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    count = 0
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8-sig", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(CSV_HEADER)
+            with _snapshot(db) as session:
+                for values in _pages(session, batch):
+                    when = _when(values[1])
+                    stamp = (
+                        when.astimezone(dt.UTC).isoformat(timespec="microseconds")
+                        if when is not None
+                        else str(values[1])
+                    )
+                    writer.writerow((values[0], stamp, *values[2:]))
+                    count += 1
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    fsync_directory(target.parent)
+    return count

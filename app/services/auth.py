@@ -1,0 +1,413 @@
+"""Who is acting: login with lockout, the idle timeout, passwords, and operator management.
+
+A :class:`Principal` is an authenticated operator at a counter.  Services take one and call
+:meth:`Principal.authorize` (permission from the one matrix in app/domain/permissions.py, and
+re-authentication after the idle time); every login, failed login and operator change is
+audited.  Passwords are stored only as scrypt hashes (app/security.py).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.clock import Clock
+from app.domain.operators import Role, check_operator_id
+from app.domain.permissions import Action, require
+from app.errors import CardVendError, Conflict, NotFound, ValidationError
+from app.i18n import N_
+from app.persistence.db import Database
+from app.persistence.models import Operator
+from app.security import hash_password, verify_password
+from app.services import audit
+from app.services.operators import AuthenticationFailed, OperatorDisabled, OperatorView
+from app.settings import (
+    IDLE_MINUTES,
+    LOCKOUT_ATTEMPTS,
+    LOCKOUT_MINUTES,
+    MIN_PASSWORD_LENGTH,
+    Settings,
+)
+
+
+class AccountLocked(CardVendError):
+    code = "locked"
+    template = N_(
+        "Operator {operator} is locked after too many wrong passwords until {until}. "
+        "Ask an administrator or wait."
+    )
+
+
+class ReauthRequired(CardVendError):
+    code = "reauth"
+    template = N_(
+        "The counter was idle for more than {minutes} minutes. Enter your password again."
+    )
+
+
+@dataclass(frozen=True)
+class SecurityPolicy:
+    lockout_attempts: int = 5
+    lockout_minutes: int = 30
+    idle_minutes: int = 15
+    min_password_length: int = 8
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SecurityPolicy:
+        return cls(
+            int(settings.get(LOCKOUT_ATTEMPTS.key)),
+            int(settings.get(LOCKOUT_MINUTES.key)),
+            int(settings.get(IDLE_MINUTES.key)),
+            int(settings.get(MIN_PASSWORD_LENGTH.key)),
+        )
+
+
+@dataclass
+class Principal:
+    """An operator signed in at a counter."""
+
+    operator_id: str
+    name: str
+    role: Role
+    counter_id: str
+    authenticated_at: dt.datetime
+    last_activity: dt.datetime
+    policy: SecurityPolicy = field(default_factory=SecurityPolicy)
+
+    def can(self, action: Action) -> bool:
+        from app.domain.permissions import allowed
+
+        return allowed(self.role, action)
+
+    def check_active(self, clock: Clock) -> None:
+        idle = clock.now() - self.last_activity
+        if idle > dt.timedelta(minutes=self.policy.idle_minutes):
+            raise ReauthRequired(minutes=self.policy.idle_minutes)
+
+    def authorize(self, action: Action, clock: Clock) -> None:
+        """Permission for ``action``, and activity within the idle time; marks activity."""
+        self.check_active(clock)
+        require(self.operator_id, self.role, action)
+        self.last_activity = clock.now()
+
+
+def _check_password(password: str, policy: SecurityPolicy) -> str:
+    if not isinstance(password, str) or len(password) < policy.min_password_length:
+        raise ValidationError(
+            N_("A password needs at least {length} characters."),
+            length=policy.min_password_length,
+        )
+    return password
+
+
+def login(
+    db: Database,
+    operator_id: str,
+    password: str,
+    *,
+    counter_id: str,
+    clock: Clock,
+    policy: SecurityPolicy | None = None,
+) -> Principal:
+    """Check the password; 5 (setting) wrong ones in a row lock the operator for 30 minutes
+    (setting).  The outcome is audited and committed before any error is raised."""
+    policy = policy or SecurityPolicy()
+    now = clock.now()
+    error: CardVendError | None = None
+    principal: Principal | None = None
+    with db.write() as session:
+        op = session.get(Operator, operator_id, with_for_update=True)
+        if op is None:
+            audit.record(
+                session,
+                action="login",
+                operator_id=None,
+                counter_id=counter_id,
+                clock=clock,
+                target=operator_id[:32],
+                result="failed",
+                detail={"reason": "unknown operator"},
+            )
+            error = AuthenticationFailed()
+        elif op.locked_until is not None and op.locked_until > now:
+            audit.record(
+                session,
+                action="login",
+                operator_id=op.id,
+                counter_id=counter_id,
+                clock=clock,
+                target=op.id,
+                result="locked",
+            )
+            error = AccountLocked(
+                operator=op.id, until=op.locked_until.isoformat(timespec="minutes")
+            )
+        elif not verify_password(password, op.password_hash):
+            op.failed_logins += 1
+            detail: dict[str, object] = {"failed_logins": op.failed_logins}
+            if op.failed_logins >= policy.lockout_attempts:
+                op.locked_until = now + dt.timedelta(minutes=policy.lockout_minutes)
+                op.failed_logins = 0
+                detail["locked_until"] = op.locked_until.isoformat()
+                error = AccountLocked(
+                    operator=op.id, until=op.locked_until.isoformat(timespec="minutes")
+                )
+            else:
+                error = AuthenticationFailed()
+            audit.record(
+                session,
+                action="login",
+                operator_id=op.id,
+                counter_id=counter_id,
+                clock=clock,
+                target=op.id,
+                result="failed",
+                detail=detail,
+            )
+        elif op.disabled:
+            audit.record(
+                session,
+                action="login",
+                operator_id=op.id,
+                counter_id=counter_id,
+                clock=clock,
+                target=op.id,
+                result="denied",
+                detail={"reason": "disabled"},
+            )
+            error = OperatorDisabled(operator=op.id)
+        else:
+            op.failed_logins = 0
+            op.locked_until = None
+            audit.record(
+                session,
+                action="login",
+                operator_id=op.id,
+                counter_id=counter_id,
+                clock=clock,
+                target=op.id,
+            )
+            principal = Principal(op.id, op.name, Role(op.role), counter_id, now, now, policy)
+    if error is not None:
+        raise error
+    assert principal is not None
+    return principal
+
+
+def reauthenticate(db: Database, principal: Principal, password: str, clock: Clock) -> None:
+    """After the idle time: the same operator types the password again."""
+    fresh = login(
+        db,
+        principal.operator_id,
+        password,
+        counter_id=principal.counter_id,
+        clock=clock,
+        policy=principal.policy,
+    )
+    principal.authenticated_at = principal.last_activity = fresh.authenticated_at
+
+
+def logout(db: Database, principal: Principal, clock: Clock) -> None:
+    with db.write() as session:
+        audit.record(
+            session,
+            action="logout",
+            operator_id=principal.operator_id,
+            counter_id=principal.counter_id,
+            clock=clock,
+            target=principal.operator_id,
+        )
+
+
+# --------------------------------------------------------------------------- operators
+
+
+def _get(session: Session, operator_id: str) -> Operator:
+    op = session.get(Operator, operator_id, with_for_update=True)
+    if op is None:
+        raise NotFound(what=N_("Operator"), key=operator_id)
+    return op
+
+
+def add_operator(
+    db: Database,
+    admin: Principal,
+    operator_id: str,
+    name: str,
+    role: Role,
+    password: str,
+    clock: Clock,
+    *,
+    office: str | None = None,
+) -> OperatorView:
+    admin.authorize(Action.MANAGE_OPERATORS, clock)
+    check_operator_id(operator_id)
+    _check_password(password, admin.policy)
+    with db.write() as session:
+        if session.get(Operator, operator_id) is not None:
+            raise Conflict(N_("Operator {operator} already exists."), operator=operator_id)
+        now = clock.now()
+        session.add(
+            Operator(
+                id=operator_id,
+                name=name.strip() or operator_id,
+                role=Role(role).value,
+                office_code=office,
+                password_hash=hash_password(password),
+                disabled=False,
+                created_at=now,
+                password_changed_at=now,
+                failed_logins=0,
+            )
+        )
+        audit.record(
+            session,
+            action="operator_add",
+            operator_id=admin.operator_id,
+            counter_id=admin.counter_id,
+            clock=clock,
+            target=operator_id,
+            detail={"role": Role(role).value, "name": name},
+        )
+    return OperatorView(operator_id, name, Role(role).value, False)
+
+
+def set_disabled(
+    db: Database, admin: Principal, operator_id: str, disabled: bool, clock: Clock
+) -> None:
+    admin.authorize(Action.MANAGE_OPERATORS, clock)
+    if disabled and operator_id == admin.operator_id:
+        raise Conflict(N_("You cannot disable yourself."))
+    with db.write() as session:
+        op = _get(session, operator_id)
+        if disabled and op.role == Role.ADMIN and _active_admins(session) <= 1 and not op.disabled:
+            raise Conflict(N_("{operator} is the last active administrator."), operator=op.id)
+        op.disabled = disabled
+        if not disabled:
+            op.failed_logins, op.locked_until = 0, None
+        audit.record(
+            session,
+            action="operator_disable" if disabled else "operator_enable",
+            operator_id=admin.operator_id,
+            counter_id=admin.counter_id,
+            clock=clock,
+            target=operator_id,
+        )
+
+
+def _active_admins(session: Session) -> int:
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(Operator)
+            .where(Operator.role == Role.ADMIN.value, Operator.disabled.is_(False))
+        )
+        or 0
+    )
+
+
+def change_password(db: Database, principal: Principal, old: str, new: str, clock: Clock) -> None:
+    """An operator changes their own password (the old one is checked again)."""
+    _check_password(new, principal.policy)
+    login(
+        db,
+        principal.operator_id,
+        old,
+        counter_id=principal.counter_id,
+        clock=clock,
+        policy=principal.policy,
+    )
+    with db.write() as session:
+        op = _get(session, principal.operator_id)
+        op.password_hash = hash_password(new)
+        op.password_changed_at = clock.now()
+        audit.record(
+            session,
+            action="password_change",
+            operator_id=principal.operator_id,
+            counter_id=principal.counter_id,
+            clock=clock,
+            target=op.id,
+        )
+
+
+def reset_password(
+    db: Database, admin: Principal, operator_id: str, new: str, clock: Clock
+) -> None:
+    """An administrator sets another operator's password (and lifts a lockout)."""
+    admin.authorize(Action.MANAGE_OPERATORS, clock)
+    _check_password(new, admin.policy)
+    with db.write() as session:
+        op = _get(session, operator_id)
+        op.password_hash = hash_password(new)
+        op.password_changed_at = clock.now()
+        op.failed_logins, op.locked_until = 0, None
+        audit.record(
+            session,
+            action="password_reset",
+            operator_id=admin.operator_id,
+            counter_id=admin.counter_id,
+            clock=clock,
+            target=op.id,
+        )
+
+
+def list_operators(db: Database, principal: Principal, clock: Clock) -> list[OperatorView]:
+    principal.authorize(Action.MANAGE_OPERATORS, clock)
+    with db.read() as session:
+        return [
+            OperatorView(o.id, o.name, o.role, o.disabled)
+            for o in session.scalars(select(Operator).order_by(Operator.id))
+        ]
+
+
+def admin_exists(db: Database) -> bool:
+    with db.read() as session:
+        return _active_admins(session) > 0
+
+
+def create_first_admin(
+    db: Database,
+    operator_id: str,
+    name: str,
+    password: str,
+    *,
+    counter_id: str,
+    clock: Clock,
+    policy: SecurityPolicy | None = None,
+) -> OperatorView:
+    """The first administrator, at the first start or by ``cardvend init``; refused once any
+    administrator exists."""
+    check_operator_id(operator_id)
+    _check_password(password, policy or SecurityPolicy())
+    with db.write() as session:
+        if _active_admins(session):
+            raise Conflict(N_("An administrator exists already; ask them to add operators."))
+        if session.get(Operator, operator_id) is not None:
+            raise Conflict(N_("Operator {operator} already exists."), operator=operator_id)
+        now = clock.now()
+        session.add(
+            Operator(
+                id=operator_id,
+                name=name or operator_id,
+                role=Role.ADMIN.value,
+                password_hash=hash_password(password),
+                disabled=False,
+                created_at=now,
+                password_changed_at=now,
+                failed_logins=0,
+            )
+        )
+        audit.record(
+            session,
+            action="operator_add",
+            operator_id=None,
+            counter_id=counter_id,
+            clock=clock,
+            target=operator_id,
+            detail={"role": "admin", "first": True},
+        )
+    return OperatorView(operator_id, name, Role.ADMIN.value, False)

@@ -1,0 +1,215 @@
+"""Audit log benchmarks: appending with ``record`` and verifying the hash chain.
+
+    python -m tests.bench.bench_audit [--appends N] [--rows N]
+
+* ``append``: ``app.services.audit.record``, one write unit of work (one durable SQLite
+  transaction, ``synchronous=FULL``) per row, as every audited action does; reference only.
+* ``verify``: ``app.services.audit.verify`` over a chain of 100,000 rows (built in memory and
+  bulk-inserted).  Target: verification at start must not hold up the counter, at most 2 s for
+  100,000 rows (scaled linearly for another ``--rows``).  The peak Python memory of one more
+  verification (tracemalloc, not timed) shows that it streams: it depends on the page size, not
+  on the number of rows.
+
+The deterministic chain builders here (:func:`make_chain`, :func:`load_chain`) are also used by
+tests/test_audit.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+import tempfile
+import time
+import tracemalloc
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import insert, update
+
+from app.clock import FixedClock
+from app.domain.audit import GENESIS, AuditRow, canonical_detail, row_hash
+from app.persistence.db import Database
+from app.persistence.models import AuditEntry, AuditHead
+from app.services import audit
+from tests.bench.common import emit, median, percentile, progress, rounded
+
+TARGET_VERIFY_S_PER_100K = 2.0
+START = dt.datetime(2026, 3, 1, 1, 0, tzinfo=dt.UTC)
+ACTIONS = (
+    "login",
+    "login_failed",
+    "sale_begin",
+    "sale_complete",
+    "sale_reversed",
+    "customer_update",
+    "shift_open",
+    "shift_close",
+)
+NAMES = ("王小明", "李秀英", "张伟", "刘洋", "陈静", "欧阳娜娜")
+
+
+def chain_fields(i: int) -> tuple[dt.datetime, str | None, str, str, str, str, str]:
+    """The content of the i-th row (0-based), a pure function of i: at, operator_id, counter_id,
+    action, target, result, detail (canonical JSON text, with Chinese)."""
+    at = START + dt.timedelta(seconds=37 * i, microseconds=(i * 7919) % 1_000_000)
+    operator_id = None if i % 13 == 0 else f"t{i % 7:02d}"  # None: a system action
+    name = NAMES[i % len(NAMES)]
+    target = f"客户 {100_000_000_000 + i} {name}"
+    detail = canonical_detail(
+        {"金额": (i % 500) * 100, "备注": f"第{i}次 购电", "柜台": "营业厅一号窗口", "n": i}
+    )
+    result = audit.RESULTS[i % len(audit.RESULTS)]
+    return at, operator_id, f"C{i % 3 + 1:02d}", ACTIONS[i % len(ACTIONS)], target, result, detail
+
+
+def make_chain(n: int) -> list[AuditRow]:
+    """A valid chain of ``n`` rows, seq 1..n, each hashed from its predecessor."""
+    rows: list[AuditRow] = []
+    prev = GENESIS
+    for i in range(n):
+        fields = chain_fields(i)
+        digest = row_hash(prev, i + 1, *fields)
+        rows.append(AuditRow(i + 1, *fields, prev_hash=prev, hash=digest))
+        prev = digest
+    return rows
+
+
+def _values(rows: list[AuditRow]) -> Iterator[dict[str, Any]]:
+    for r in rows:
+        yield {
+            "seq": r.seq,
+            "at": r.at,
+            "operator_id": r.operator_id,
+            "counter_id": r.counter_id,
+            "action": r.action,
+            "target": r.target,
+            "result": r.result,
+            "detail": r.detail,
+            "prev_hash": r.prev_hash,
+            "hash": r.hash,
+        }
+
+
+def load_chain(db: Database, rows: list[AuditRow], *, batch: int = 5000) -> None:
+    """Bulk-insert ``rows`` into an empty audit log (executemany, one transaction) and set the
+    head to the last of them."""
+    with db.write() as session:
+        for k in range(0, len(rows), batch):
+            session.execute(insert(AuditEntry), list(_values(rows[k : k + batch])))
+        last = (rows[-1].seq, rows[-1].hash) if rows else (0, GENESIS)
+        session.execute(
+            update(AuditHead).where(AuditHead.id == 1).values(seq=last[0], hash=last[1])
+        )
+
+
+def bench_append(folder: Path, appends: int) -> dict[str, Any]:
+    db = Database(str(folder / "append.db"))
+    db.migrate()
+    clock = FixedClock(START)
+    times: list[float] = []
+    t0 = time.perf_counter()
+    for i in range(appends):
+        at, operator_id, counter_id, action, target, result, _ = chain_fields(i)
+        clock.set(at)
+        t = time.perf_counter()
+        with db.write() as session:
+            audit.record(
+                session,
+                action=action,
+                operator_id=operator_id,
+                counter_id=counter_id,
+                clock=clock,
+                target=target,
+                result=result,
+                detail={"金额": i * 100, "备注": "购电"},
+            )
+        times.append(time.perf_counter() - t)
+    total = time.perf_counter() - t0
+    ok = audit.verify(db).ok
+    db.dispose()
+    return {
+        "bench": "audit",
+        "kind": "append",
+        "database": "sqlite",
+        "rows": appends,
+        "per_s": round(appends / total),
+        "median_ms": rounded(median(times) * 1000),
+        "p95_ms": rounded(percentile(times, 95) * 1000),
+        "target": "reference only (one durable transaction per row)",
+        "ok": ok,
+    }
+
+
+def bench_verify(folder: Path, rows: int, repeats: int = 3) -> list[dict[str, Any]]:
+    progress(f"building and loading a {rows:,}-row audit chain ...")
+    t0 = time.perf_counter()
+    chain = make_chain(rows)
+    t1 = time.perf_counter()
+    db = Database(str(folder / "verify.db"))
+    db.migrate()
+    load_chain(db, chain)
+    t2 = time.perf_counter()
+    last = (chain[-1].seq, chain[-1].hash) if chain else (0, GENESIS)
+    del chain
+    progress(f"verifying {rows:,} rows {repeats} times ...")
+    times: list[float] = []
+    correct = True
+    for _ in range(repeats):
+        t = time.perf_counter()
+        result = audit.verify(db)
+        times.append(time.perf_counter() - t)
+        correct = correct and result.ok and (result.last_seq, result.last_hash) == last
+    tracemalloc.start()
+    audit.verify(db)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    db.dispose()
+    target = TARGET_VERIFY_S_PER_100K * rows / 100_000
+    seconds = median(times)
+    return [
+        {
+            "bench": "audit",
+            "kind": "bulk_load",
+            "rows": rows,
+            "build_s": rounded(t1 - t0),
+            "insert_s": rounded(t2 - t1),
+            "target": "reference only",
+            "ok": True,
+        },
+        {
+            "bench": "audit",
+            "kind": "verify",
+            "database": "sqlite",
+            "rows": rows,
+            "batch": audit.BATCH,
+            "median_s": rounded(seconds),
+            "max_s": rounded(max(times)),
+            "rows_per_s": round(rows / seconds) if seconds else None,
+            "peak_python_mb": rounded(peak / 2**20, 1),
+            "target": f"<= {target:g} s",
+            "ok": correct and seconds <= target,
+        },
+    ]
+
+
+def run(appends: int = 300, rows: int = 100_000) -> list[dict[str, Any]]:
+    with tempfile.TemporaryDirectory(prefix="cardvend-bench-audit-") as tmp:
+        folder = Path(tmp)
+        records = [emit(bench_append(folder, appends))]
+        records += [emit(r) for r in bench_verify(folder, rows)]
+    return records
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--appends", type=int, default=300)
+    parser.add_argument("--rows", type=int, default=100_000)
+    args = parser.parse_args(argv)
+    run(args.appends, args.rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
