@@ -14,6 +14,7 @@ log = logging.getLogger("cardvend")
 
 def build_parser() -> argparse.ArgumentParser:
     from app import cli as app_cli
+    from app import cli_sales
     from app.i18n import _
     from cardio import cli as card_cli
 
@@ -36,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help=_("log to stderr too"))
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     app_cli.register(sub)
+    cli_sales.register(sub)
     card_cli.register(sub)
     return parser
 
@@ -85,6 +87,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             i18n.set_language(settings.get(LANGUAGE.key))
         configure_logging(paths.log_dir, settings.get(LOG_LEVEL.key), args.verbose)
         ctx = AppContext(paths=paths, settings=settings, db_url_override=args.db)
+        from cardio.wiring import terminal_factory
+
+        ctx.terminal_factory = terminal_factory(ctx)
         if args.command is None:
             from ui.app import run_gui
 

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 
 from app.clock import Clock, SystemClock
 from app.paths import Paths
 from app.persistence.db import Database
+from app.ports import CardTerminal
 from app.settings import COUNTER_ID, DB_URL, OFFICE_CODE, Settings
 
 log = logging.getLogger(__name__)
+
+
+# (reader name, card image path, key provider wanted) -> a card terminal; set by main.py
+TerminalFactory = Callable[[str | None, str | None], CardTerminal]
 
 
 @dataclass
@@ -20,6 +26,13 @@ class AppContext:
     settings: Settings
     db_url_override: str | None = None
     clock: Clock = field(default_factory=SystemClock)
+    terminal_factory: TerminalFactory | None = None
+
+    def open_terminal(self, reader: str | None = None, image: str | None = None) -> CardTerminal:
+        """The card in ``reader`` (or the configured reader), or an emulated card image."""
+        if self.terminal_factory is None:
+            raise RuntimeError("no card adapters were configured")
+        return self.terminal_factory(reader, image)
 
     @property
     def db_url(self) -> str:

@@ -128,6 +128,28 @@ IDLE_MINUTES = ConfigVar(
 MIN_PASSWORD_LENGTH = ConfigVar("min_password_length", int, 8, "Shortest password accepted")
 
 
+REPLACEMENT_FEE = ConfigVar(
+    "replacement_fee_fen", int, 2000, "Fee for a replacement card, in fen (20.00 yuan)"
+)
+REVERSAL_WINDOW = ConfigVar(
+    "reversal_window",
+    str,
+    "shift",
+    "A sale can be reversed within the same shift or day",
+    choices=("shift", "day"),
+)
+OFFLINE_MAX_HOURS = ConfigVar(
+    "offline_max_hours",
+    int,
+    72,
+    "Longest time unsynced sales may wait before selling stops (since the last sync)",
+)
+OFFLINE_MAX_AMOUNT = ConfigVar(
+    "offline_max_amount_fen", int, 10_000_000, "Largest unsynced amount, in fen (100,000 yuan)"
+)
+OFFLINE_MAX_SALES = ConfigVar("offline_max_sales", int, 1000, "Most unsynced sales")
+
+
 def _upgrade_0_to_1(data: dict[str, Any]) -> dict[str, Any]:
     # version 0 files (no schema_version) called the database setting "database"
     if "database" in data and "db_url" not in data:

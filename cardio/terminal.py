@@ -22,6 +22,7 @@ from app.domain.card import (
     WriteVerifyFailed,
     WrongCardKind,
 )
+from app.faults import checkpoint
 from app.i18n import N_
 from app.ports import ApduChannel, KeyProvider, KeyRole
 from cardio import apdu as A
@@ -59,6 +60,7 @@ class ApduTerminal:
 
     def _send(self, command: bytes, name: str) -> tuple[bytes, int]:
         self.apdu_count += 1
+        checkpoint(f"apdu_{self.apdu_count}")
         return self.channel.transmit(command)
 
     def _ok(self, command: bytes, name: str) -> bytes:

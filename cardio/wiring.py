@@ -6,11 +6,12 @@ import getpass
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from app.context import AppContext
-from app.ports import KeyProvider
-from app.settings import KEY_PROVIDER, KEYSTORE_FILE, PSAM_READER, UTILITY_CODE
+from app.ports import ApduChannel, CardTerminal, KeyProvider
+from app.settings import CARD_READER, KEY_PROVIDER, KEYSTORE_FILE, PSAM_READER, UTILITY_CODE
 from cardio.keys import (
     KeystoreError,
     MasterKeys,
@@ -66,3 +67,35 @@ def key_provider(ctx: AppContext) -> KeyProvider:
 
 def utility_code(ctx: AppContext) -> str:
     return str(ctx.settings.get(UTILITY_CODE.key))
+
+
+def terminal_factory(ctx: AppContext) -> Callable[[str | None, str | None], CardTerminal]:
+    """Card terminals for the ledger commands: an emulated card image (in-process), a named
+    PC/SC reader, or the ``card_reader`` setting (the first reader when it is empty)."""
+
+    def make(reader: str | None, image: str | None) -> CardTerminal:
+        from cardio.terminal import ApduTerminal
+
+        keys = key_provider(ctx)
+        if image:
+            from cardio.channel import EmulatedChannel
+            from cardio.emulator import CardImage, UserCardOS
+
+            path = Path(image)
+            if not path.exists():
+                from app.errors import ValidationError
+                from app.i18n import N_
+
+                raise ValidationError(N_("there is no card image at {path}"), path=str(path))
+            channel: ApduChannel = EmulatedChannel(
+                UserCardOS(CardImage.load(path), persist_path=path)
+            )
+        else:
+            from cardio.pcsc import PcscReaderPort
+
+            port = PcscReaderPort()
+            name = reader or str(ctx.settings.get(CARD_READER.key) or "") or port.readers()[0]
+            channel = port.connect(name, timeout=float(os.environ.get("CARDVEND_CARD_WAIT", "5")))
+        return ApduTerminal(channel, keys, utility_code=utility_code(ctx))
+
+    return make

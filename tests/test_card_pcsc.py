@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -41,9 +41,12 @@ class Rig:
     server: VpcdCard
     port: PcscReaderPort
     path: Path
+    channels: list[PcscChannel] = field(default_factory=list)
 
     def connect(self) -> PcscChannel:
-        return self.port.connect(READER_SLOT0, timeout=WAIT)
+        channel = self.port.connect(READER_SLOT0, timeout=WAIT)
+        self.channels.append(channel)  # closed at teardown: an open one keeps the reader in use
+        return channel
 
     def terminal(self, keys: object = None) -> ApduTerminal:
         return ApduTerminal(self.connect(), keys or self.keys, utility_code="100001")  # type: ignore[arg-type]
@@ -93,6 +96,8 @@ def rig(pcscd: Pcscd, tmp_path: Path) -> Iterator[Rig]:
         ch.close()
         yield rig
     finally:
+        for channel in rig.channels:
+            channel.close()
         server.stop()
         port.close()
         wait_card_absent()

@@ -45,7 +45,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_init_creates_database_under_home(tmp_path: Path) -> None:
     r = run(tmp_path, "init")
     assert r.returncode == 0, r.stderr
-    assert "revision 0002" in r.stdout
+    assert "Database ready at revision 00" in r.stdout
     assert (tmp_path / "data" / "cardvend.db").exists()
     assert (tmp_path / "logs" / "cardvend.log").exists()
 

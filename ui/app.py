@@ -10,6 +10,7 @@ from app.domain.audit import VerifyResult
 from app.services import audit as audit_service
 from app.services import customers as customer_service
 from app.services import demo as demo_service
+from app.services import selling
 from app.settings import DEMO_MODE
 
 log = logging.getLogger(__name__)
@@ -23,6 +24,10 @@ def prepare(ctx: AppContext) -> VerifyResult:
     if demo and not ctx.settings.is_configured() and customer_service.count_customers(ctx.db) == 0:
         log.info("no configuration and an empty database: loading the demo data")
         demo_service.load_demo(ctx.db, ctx.clock)
+    # sales this counter left pending when it stopped are in doubt until their card is presented
+    left = selling.recover_at_start(ctx.db, ctx.counter_id, ctx.clock)
+    if left:
+        log.warning("%d sales are unresolved; present their cards", len(left))
     result = audit_service.verify(ctx.db)
     if not result.ok:
         log.error(

@@ -124,6 +124,15 @@ class Customer(Base):
     card_serial: Mapped[str | None] = mapped_column(String(32), unique=True)
     # last completed card purchase count; a pending sale holds purchase_count + 1
     purchase_count: Mapped[int] = mapped_column(Integer, default=0)
+    # raised whenever thresholds, ratios or the tariff plan change; the card carries the
+    # version last written to it, and a sale writes the parameter files when they differ
+    param_version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    card_param_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    card_tariff_version_id: Mapped[int | None] = mapped_column(Integer)
+    # what the meter last wrote back (from the card), and when the counter saw it
+    meter_purchase_count: Mapped[int | None] = mapped_column(Integer)
+    meter_remaining: Mapped[int | None] = mapped_column(BigInteger)
+    write_back_seen_at: Mapped[dt.datetime | None]
     updated_at: Mapped[dt.datetime]
     __table_args__ = (
         CheckConstraint("meter_kind IN ('card','remote')", name="meter_kind"),
@@ -199,6 +208,10 @@ class Sale(Base):
     created_at: Mapped[dt.datetime]
     updated_at: Mapped[dt.datetime]
     note: Mapped[str] = mapped_column(Text, default="")
+    card_serial: Mapped[str | None] = mapped_column(String(32))  # the card it was written to
+    rewrites: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # remote fee-control payments: queued -> issued | failed, as the central system reports
+    remote_status: Mapped[str | None] = mapped_column(String(10))
     __table_args__ = (
         CheckConstraint("kind IN ('card','remote')", name="kind"),
         CheckConstraint(
@@ -281,6 +294,65 @@ class ApprovalRequest(Base):
             "state IN ('pending','approved','rejected','expired','used')", name="state"
         ),
     )
+
+
+class OutboxEntry(Base):
+    """What must reach the central system, written in the same transaction as the fact it
+    reports; the sync worker sends it and marks it sent (exactly once on the central side,
+    which inserts idempotently by ``ref_id``)."""
+
+    __tablename__ = "outbox"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    ref_id: Mapped[str] = mapped_column(String(36))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    amount: Mapped[int] = mapped_column(BigInteger, default=0)  # money it carries, for limits
+    created_at: Mapped[dt.datetime]
+    sent_at: Mapped[dt.datetime | None] = mapped_column(index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    __table_args__ = (UniqueConstraint("kind", "ref_id", name="uq_outbox_kind_ref"),)
+
+
+class Reversal(Base):
+    __tablename__ = "reversals"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    sale_id: Mapped[str] = mapped_column(ForeignKey("sales.id"), index=True)
+    operator_id: Mapped[str] = mapped_column(ForeignKey("operators.id"))
+    approver_id: Mapped[str] = mapped_column(ForeignKey("operators.id"))
+    counter_id: Mapped[str] = mapped_column(String(32))
+    shift_id: Mapped[str] = mapped_column(ForeignKey("shifts.id"))
+    amount: Mapped[int] = mapped_column(BigInteger)  # cash handed back
+    # pending: the card is being restored; completed: restored and taken out of the ledger;
+    # failed: the card kept the purchase, so the sale stands
+    state: Mapped[str] = mapped_column(String(10))
+    created_at: Mapped[dt.datetime]
+    completed_at: Mapped[dt.datetime | None]
+
+
+class CardBlacklist(Base):
+    """Card serials that must never be accepted again (a lost card after its replacement)."""
+
+    __tablename__ = "card_blacklist"
+    serial: Mapped[str] = mapped_column(String(32), primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
+    reason: Mapped[str] = mapped_column(String(40))
+    created_at: Mapped[dt.datetime]
+
+
+class FeePayment(Base):
+    """A fee paid in cash at the counter outside a sale (a replacement card)."""
+
+    __tablename__ = "fee_payments"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
+    kind: Mapped[str] = mapped_column(String(20))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    operator_id: Mapped[str] = mapped_column(ForeignKey("operators.id"))
+    counter_id: Mapped[str] = mapped_column(String(32))
+    shift_id: Mapped[str] = mapped_column(ForeignKey("shifts.id"), index=True)
+    created_at: Mapped[dt.datetime]
+    __table_args__ = (CheckConstraint("amount >= 0", name="amount"),)
 
 
 class Setting(Base):

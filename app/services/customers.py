@@ -439,9 +439,12 @@ def get_customer(session: Session, customer_no: str, *, for_update: bool = False
 
 def customer_view(db: Database, customer_no: str) -> CustomerView:
     with db.read() as session:
-        c = get_customer(session, customer_no)
-        code = session.scalar(select(TariffPlan.code).where(TariffPlan.id == c.tariff_plan_id))
-        return _view(c, code or "")
+        return view_in_session(session, get_customer(session, customer_no))
+
+
+def view_in_session(session: Session, c: Customer) -> CustomerView:
+    code = session.scalar(select(TariffPlan.code).where(TariffPlan.id == c.tariff_plan_id))
+    return _view(c, code or "")
 
 
 def count_customers(db: Database) -> int:

@@ -37,7 +37,7 @@ from app.errors import Conflict, NotFound, SaleInProgress
 from app.i18n import N_
 from app.money import check_fen
 from app.persistence.db import Database
-from app.persistence.models import ArrearsItem, Customer, Sale
+from app.persistence.models import ArrearsItem, Customer, OutboxEntry, Sale
 from app.services import audit, shifts
 from app.services.auth import Principal
 from app.services.customers import get_customer
@@ -128,6 +128,7 @@ def begin_card_sale(
     meter_balance: int = 0,
     cash_received: int | None = None,
     sale_id: str | None = None,
+    card_serial: str | None = None,
 ) -> SaleView:
     """Commit a pending card sale for purchase N+1 (the card is written afterwards)."""
     check_fen(amount)
@@ -187,9 +188,11 @@ def begin_card_sale(
                 cash_received=cash_received,
                 created_at=now,
                 updated_at=now,
+                card_serial=card_serial,
             )
             session.add(sale)
             session.flush()
+            enqueue(session, "sale", sale.id, {"customer_no": customer_no}, sale.amount, clock)
             audit.record(
                 session,
                 action="sale_begin",
@@ -243,40 +246,108 @@ def _audit(
     )
 
 
-def complete_sale(
-    db: Database, sale_id: str, clock: Clock, actor: Principal | None = None
+def enqueue(
+    session: Session, kind: str, ref_id: str, payload: dict[str, Any], amount: int, clock: Clock
+) -> None:
+    """The outbox row for the central system, in the caller's transaction."""
+    session.add(
+        OutboxEntry(
+            kind=kind,
+            ref_id=ref_id,
+            payload=payload,
+            amount=amount,
+            created_at=clock.now(),
+            attempts=0,
+            last_error="",
+        )
+    )
+    session.flush()
+
+
+def settle_dues(session: Session, sale: Sale, customer: Customer) -> None:
+    """The arrears and fees a completed sale collected are settled by it."""
+    if not (sale.arrears or sale.fees):
+        return
+    for item in session.scalars(
+        select(ArrearsItem).where(
+            ArrearsItem.customer_id == customer.id,
+            ArrearsItem.settled_by_sale_id.is_(None),
+        )
+    ):
+        if item.kind == "fee" or item.must_collect:
+            item.settled_by_sale_id = sale.id
+
+
+def settle_in_session(
+    session: Session,
+    sale: Sale,
+    customer: Customer,
+    clock: Clock,
+    actor: Principal | None,
+    *,
+    note: str = "",
+    card_versions: tuple[int, int | None] | None = None,
 ) -> SaleView:
-    """Mark a sale completed after its card write was verified; settles its arrears and fees."""
+    """Complete ``sale`` (rows locked by the caller) inside the caller's unit of work."""
+    check_transition(sale.id, SaleState(sale.state), SaleState.COMPLETED)
+    if sale.kind == SaleKind.CARD:
+        if sale.purchase_count != customer.purchase_count + 1:
+            raise Conflict(
+                N_(
+                    "Sale {sale_id} is purchase {count} but customer {customer_no} has "
+                    "completed {done}; it needs a supervisor's review."
+                ),
+                sale_id=sale.id,
+                count=sale.purchase_count,
+                customer_no=customer.customer_no,
+                done=customer.purchase_count,
+            )
+        customer.purchase_count = sale.purchase_count
+    if card_versions is not None:
+        customer.card_param_version, customer.card_tariff_version_id = card_versions
+    settle_dues(session, sale, customer)
+    sale.state = SaleState.COMPLETED.value
+    sale.updated_at = clock.now()
+    if note:
+        sale.note = (sale.note + "\n" + note).strip()
+    customer.updated_at = sale.updated_at
+    _audit(session, sale, "sale_complete", actor, clock, note)
+    return _view(sale, customer.customer_no)
+
+
+def complete_sale(
+    db: Database,
+    sale_id: str,
+    clock: Clock,
+    actor: Principal | None = None,
+    *,
+    card_versions: tuple[int, int | None] | None = None,
+) -> SaleView:
+    """Mark a sale completed after its card write was verified; settles its arrears and fees.
+    ``card_versions``: (param_version, tariff version id) now on the card, when written."""
     with db.write() as session:
         sale, customer = _load(session, sale_id)
-        check_transition(sale_id, SaleState(sale.state), SaleState.COMPLETED)
-        if sale.kind == SaleKind.CARD:
-            if sale.purchase_count != customer.purchase_count + 1:
-                raise Conflict(
-                    N_(
-                        "Sale {sale_id} is purchase {count} but customer {customer_no} has "
-                        "completed {done}; it needs a supervisor's review."
-                    ),
-                    sale_id=sale_id,
-                    count=sale.purchase_count,
-                    customer_no=customer.customer_no,
-                    done=customer.purchase_count,
-                )
-            customer.purchase_count = sale.purchase_count
-        if sale.arrears or sale.fees:
-            for item in session.scalars(
-                select(ArrearsItem).where(
-                    ArrearsItem.customer_id == customer.id,
-                    ArrearsItem.settled_by_sale_id.is_(None),
-                )
-            ):
-                if item.kind == "fee" or item.must_collect:
-                    item.settled_by_sale_id = sale.id
-        sale.state = SaleState.COMPLETED.value
-        sale.updated_at = clock.now()
-        customer.updated_at = sale.updated_at
-        _audit(session, sale, "sale_complete", actor, clock)
+        return settle_in_session(session, sale, customer, clock, actor, card_versions=card_versions)
+
+
+def move_in_session(
+    session: Session,
+    sale: Sale,
+    customer: Customer,
+    target: SaleState,
+    clock: Clock,
+    actor: Principal | None,
+    note: str = "",
+) -> SaleView:
+    if sale.state == target.value:
         return _view(sale, customer.customer_no)
+    check_transition(sale.id, SaleState(sale.state), target)
+    sale.state = target.value
+    sale.updated_at = clock.now()
+    if note:
+        sale.note = (sale.note + "\n" + note).strip()
+    _audit(session, sale, f"sale_{target.value}", actor, clock, note)
+    return _view(sale, customer.customer_no)
 
 
 def _move(
@@ -289,13 +360,18 @@ def _move(
 ) -> SaleView:
     with db.write() as session:
         sale, customer = _load(session, sale_id)
-        check_transition(sale_id, SaleState(sale.state), target)
-        sale.state = target.value
-        sale.updated_at = clock.now()
-        if note:
-            sale.note = (sale.note + "\n" + note).strip()
-        _audit(session, sale, f"sale_{target.value}", actor, clock, note)
-        return _view(sale, customer.customer_no)
+        return move_in_session(session, sale, customer, target, clock, actor, note)
+
+
+def view_in_session(session: Session, sale_id: str) -> SaleView:
+    row = session.execute(
+        select(Sale, Customer.customer_no)
+        .join(Customer, Customer.id == Sale.customer_id)
+        .where(Sale.id == sale_id)
+    ).first()
+    if row is None:
+        raise NotFound(what=N_("Sale"), key=sale_id)
+    return _view(row[0], row[1])
 
 
 def fail_sale(

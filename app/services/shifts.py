@@ -21,7 +21,7 @@ from app.errors import ShiftError
 from app.i18n import N_
 from app.money import check_fen
 from app.persistence.db import Database
-from app.persistence.models import Sale, Shift
+from app.persistence.models import FeePayment, Reversal, Sale, Shift
 from app.services import audit
 from app.services.auth import Principal
 from app.services.operators import require_operator
@@ -112,12 +112,23 @@ def open_shift(db: Database, *, actor: Principal, float_fen: int, clock: Clock) 
 
 
 def expected_cash(session: Session, shift: Shift) -> int:
+    """Float + money taken by sales of this shift (completed, or reversed later: the cash was
+    taken then) + fees taken − cash handed back by reversals made in this shift."""
     taken = session.scalar(
         select(func.coalesce(func.sum(Sale.amount), 0)).where(
-            Sale.shift_id == shift.id, Sale.state == SaleState.COMPLETED.value
+            Sale.shift_id == shift.id,
+            Sale.state.in_([SaleState.COMPLETED.value, SaleState.REVERSED.value]),
         )
     )
-    return shift.float_amount + int(taken or 0)
+    fees = session.scalar(
+        select(func.coalesce(func.sum(FeePayment.amount), 0)).where(FeePayment.shift_id == shift.id)
+    )
+    handed_back = session.scalar(
+        select(func.coalesce(func.sum(Reversal.amount), 0)).where(
+            Reversal.shift_id == shift.id, Reversal.state == "completed"
+        )
+    )
+    return shift.float_amount + int(taken or 0) + int(fees or 0) - int(handed_back or 0)
 
 
 def close_shift(db: Database, *, actor: Principal, counted_fen: int, clock: Clock) -> ShiftView:

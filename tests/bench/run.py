@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.bench import bench_audit, bench_card, bench_find, bench_import
+from tests.bench import bench_audit, bench_card, bench_find, bench_import, bench_sale
 from tests.bench.common import DEFAULT_DATA_DIR, FULL_ROWS, QUICK_ROWS, emit
 
 
@@ -55,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
     records += bench_card.run()
+    records += bench_sale.run()
     records += bench_audit.run()
     failed = [
         r["bench"] + (f":{r['kind']}" if "kind" in r else "") for r in records if not r.get("ok")

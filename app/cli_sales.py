@@ -1,0 +1,700 @@
+"""Ledger commands at the counter: shifts, sales onto cards, rewrite, replacement, reversal,
+recovery and the sales list (``cardvend shift|open-account|sell|rewrite|replace-card|reverse|
+recover|sales``).
+
+Every command signs in ``--operator`` (password from ``CARDVEND_PASSWORD`` or a prompt); a
+command that needs a supervisor's sign-off signs in ``--approver`` too (password from
+``CARDVEND_APPROVER_PASSWORD`` or a prompt) and records the approval on the spot
+(:func:`app.services.approvals.approve_on_spot`), then hands the request id to the service,
+which uses it up in the same transaction as the action.
+
+The card is the one in ``--reader NAME`` (or the configured reader) or an emulated card image
+``--image FILE`` used in-process.  Amounts are yuan text (``12.50``), parsed exactly into fen.
+
+Decisions:
+
+* ``sell`` on a remote fee-control customer (``meter_kind`` remote) records a remote payment
+  (no card is opened; ``--reader``/``--image`` are not used); the central system issues it to
+  the meter.
+* ``--override --approver ID`` on ``sell``/``open-account`` is only used when the sale stops at
+  an offline limit: the approver is then signed in and approves ``override_offline_limit`` for
+  this counter, and the sale is tried once more with that approval.  ``open-account`` has
+  opened the account by then, so its retry is a plain sale onto the new card.
+* ``recover`` with a card decides what the card can decide (an unfinished sale, a pending
+  reversal) and shows the card's situation; ``--at-start`` first turns this counter's pending
+  sales into in-doubt ones (the process that wrote them is gone).  Either way it lists every
+  sale still unresolved (the supervisor's list).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from app.cli import cli_login, emit_json, open_db
+from app.context import AppContext
+from app.domain.customers import MeterKind
+from app.domain.ledger import SaleKind, SaleState
+from app.domain.permissions import Action
+from app.errors import ValidationError
+from app.i18n import N_, _, translate
+from app.money import format_yuan, parse_yuan
+from app.ports import CardTerminal
+from app.services import approvals, ledger, selling, shifts
+from app.services.auth import Principal
+from app.services.customers import customer_view
+
+APPROVER_ENV = "CARDVEND_APPROVER_PASSWORD"
+
+T = TypeVar("T")
+
+_STATE_NAMES = {
+    SaleState.PENDING.value: N_("pending"),
+    SaleState.COMPLETED.value: N_("completed"),
+    SaleState.FAILED.value: N_("failed"),
+    SaleState.IN_DOUBT.value: N_("in doubt"),
+    SaleState.REVERSED.value: N_("reversed"),
+}
+_SITUATIONS = {
+    "ready": N_("ready for a sale"),
+    "unloaded": N_("its last purchase is not loaded into the meter yet"),
+    "behind": N_("behind the ledger; rewrite it"),
+    "anomaly": N_("does not agree with the ledger"),
+}
+
+
+def _state(value: str) -> str:
+    return translate(_STATE_NAMES.get(value, value))
+
+
+def _yuan(fen: int) -> str:
+    return format_yuan(fen)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _amount(text: str | None, *, allow_zero: bool = False) -> int | None:
+    return None if text is None else parse_yuan(text, allow_zero=allow_zero)
+
+
+def _cash(args: argparse.Namespace, amount: int | None) -> int | None:
+    cash = _amount(getattr(args, "cash", None))
+    if cash is not None:
+        if amount is None:
+            raise ValidationError(N_("--cash needs --amount"))
+        if cash < amount:
+            raise ValidationError(
+                N_("The cash received, {cash} yuan, is less than the amount of {amount} yuan."),
+                cash=_yuan(cash),
+                amount=_yuan(amount),
+            )
+    return cash
+
+
+def _check_override(args: argparse.Namespace) -> None:
+    if getattr(args, "override", False) and not args.approver:
+        raise ValidationError(N_("--override needs --approver ID"))
+
+
+def _approver(ctx: AppContext, args: argparse.Namespace) -> Principal:
+    if not args.approver:
+        raise ValidationError(N_("this command needs --approver ID"))
+    return cli_login(ctx, args.approver, env=APPROVER_ENV)
+
+
+def _on_spot(
+    ctx: AppContext,
+    actor: Principal,
+    approver: Principal,
+    action: Action,
+    target: str,
+    *,
+    payload: dict[str, Any] | None = None,
+    distinct_from: tuple[str, ...] = (),
+) -> str:
+    view = approvals.approve_on_spot(
+        open_db(ctx),
+        action=action,
+        target=target,
+        payload=payload,
+        operator_id=actor.operator_id,
+        counter_id=actor.counter_id,
+        approver_id=approver.operator_id,
+        approver_role=approver.role,
+        clock=ctx.clock,
+        distinct_from=distinct_from,
+    )
+    return view.id
+
+
+def _with_override(
+    ctx: AppContext,
+    args: argparse.Namespace,
+    actor: Principal,
+    first: Callable[[], T],
+    retry: Callable[[str], T],
+) -> T:
+    """``first()``; when it stops at an offline limit and ``--override`` was given, the approver
+    signs the override on the spot and ``retry(request_id)`` runs once."""
+    try:
+        return first()
+    except selling.OfflineLimitReached as exc:
+        if not args.override:
+            raise
+        approver = _approver(ctx, args)
+        request_id = _on_spot(
+            ctx,
+            actor,
+            approver,
+            Action.OVERRIDE_OFFLINE_LIMIT,
+            actor.counter_id,
+            payload={"problem": str(exc.params.get("detail", ""))},
+        )
+        if not args.json:
+            print(_("Offline limit overridden by {approver}.", approver=approver.operator_id))
+        return retry(request_id)
+
+
+@contextmanager
+def _card(ctx: AppContext, args: argparse.Namespace) -> Iterator[CardTerminal]:
+    terminal = ctx.open_terminal(args.reader, args.image)
+    try:
+        yield terminal
+    finally:
+        close = getattr(getattr(terminal, "channel", None), "close", None)
+        if callable(close):
+            close()
+
+
+def _has_card(args: argparse.Namespace) -> bool:
+    return bool(args.reader or args.image)
+
+
+def _print_sale(sale: ledger.SaleView) -> None:
+    print(_("Sale {sale_id} is {state}.", sale_id=sale.sale_id, state=_state(sale.state)))
+    if sale.kind == SaleKind.REMOTE.value:
+        print(
+            _(
+                "Customer {customer_no}, remote payment: {amount} yuan paid, {credit} yuan credit.",
+                customer_no=sale.customer_no,
+                amount=_yuan(sale.amount_fen),
+                credit=_yuan(sale.credit_fen),
+            )
+        )
+    else:
+        print(
+            _(
+                "Customer {customer_no}, purchase {count}: {amount} yuan paid, {credit} yuan "
+                "credit.",
+                customer_no=sale.customer_no,
+                count=sale.purchase_count,
+                amount=_yuan(sale.amount_fen),
+                credit=_yuan(sale.credit_fen),
+            )
+        )
+    if sale.arrears_fen or sale.fees_fen:
+        print(
+            _(
+                "Collected first: {arrears} yuan arrears, {fees} yuan fees.",
+                arrears=_yuan(sale.arrears_fen),
+                fees=_yuan(sale.fees_fen),
+            )
+        )
+
+
+def _print_change(change: int | None) -> None:
+    if change is not None:
+        print(_("Change: {change} yuan.", change=_yuan(change)))
+
+
+def _print_unresolved(views: list[ledger.SaleView]) -> None:
+    if not views:
+        print(_("No sale is unresolved."))
+        return
+    print(_("{count} sales are unresolved:", count=len(views)))
+    for v in views:
+        print(
+            _(
+                "Sale {sale_id}: customer {customer_no}, purchase {count}, {amount} yuan, "
+                "{state}, counter {counter}.",
+                sale_id=v.sale_id,
+                customer_no=v.customer_no,
+                count=v.purchase_count,
+                amount=_yuan(v.amount_fen),
+                state=_state(v.state),
+                counter=v.counter_id,
+            )
+        )
+
+
+# --------------------------------------------------------------------------- shifts
+
+
+def cmd_shift_open(ctx: AppContext, args: argparse.Namespace) -> int:
+    float_fen = parse_yuan(args.float, allow_zero=True)
+    actor = cli_login(ctx, args.operator)
+    view = shifts.open_shift(open_db(ctx), actor=actor, float_fen=float_fen, clock=ctx.clock)
+    if args.json:
+        emit_json(view.to_json())
+        return 0
+    print(
+        _(
+            "Shift {shift} opened on counter {counter} by {operator} with a float of {float} yuan.",
+            shift=view.shift_id,
+            counter=view.counter_id,
+            operator=view.operator_id,
+            float=_yuan(view.float_fen),
+        )
+    )
+    return 0
+
+
+def cmd_shift_close(ctx: AppContext, args: argparse.Namespace) -> int:
+    counted = parse_yuan(args.counted, allow_zero=True)
+    actor = cli_login(ctx, args.operator)
+    view = shifts.close_shift(open_db(ctx), actor=actor, counted_fen=counted, clock=ctx.clock)
+    if args.json:
+        emit_json(view.to_json())
+        return 0
+    print(_("Shift {shift} closed.", shift=view.shift_id))
+    print(_("Expected cash: {amount} yuan.", amount=_yuan(view.expected_fen or 0)))
+    print(_("Counted cash: {amount} yuan.", amount=_yuan(view.counted_fen or 0)))
+    print(_("Variance: {amount} yuan.", amount=_yuan(view.variance_fen or 0)))
+    return 0
+
+
+# --------------------------------------------------------------------------- sales
+
+
+def cmd_open_account(ctx: AppContext, args: argparse.Namespace) -> int:
+    amount = _amount(args.amount)
+    cash = _cash(args, amount)
+    _check_override(args)
+    actor = cli_login(ctx, args.operator)
+    db = open_db(ctx)
+    with _card(ctx, args) as terminal:
+
+        def first() -> selling.SaleOutcome | None:
+            _, outcome = selling.open_account(
+                db,
+                terminal,
+                actor=actor,
+                customer_no=args.customer,
+                clock=ctx.clock,
+                settings=ctx.settings,
+                amount=amount,
+                cash_received=cash,
+            )
+            return outcome
+
+        def retry(request_id: str) -> selling.SaleOutcome | None:
+            # the account is open by now: the first purchase is a plain sale onto the new card
+            assert amount is not None
+            return selling.sell(
+                db,
+                terminal,
+                actor=actor,
+                amount=amount,
+                clock=ctx.clock,
+                settings=ctx.settings,
+                cash_received=cash,
+                expect_customer=args.customer,
+                override_request=request_id,
+            )
+
+        outcome = _with_override(ctx, args, actor, first, retry)
+    customer = customer_view(db, args.customer)
+    if args.json:
+        emit_json(
+            {
+                "customer": customer.to_json(),
+                "sale": outcome.to_json() if outcome is not None else None,
+            }
+        )
+        return 0
+    print(
+        _(
+            "Account of customer {customer_no} opened on card {serial}.",
+            customer_no=customer.customer_no,
+            serial=customer.card_serial,
+        )
+    )
+    if outcome is not None:
+        _print_sale(outcome.sale)
+        _print_change(outcome.change_fen)
+    return 0
+
+
+def cmd_sell(ctx: AppContext, args: argparse.Namespace) -> int:
+    amount = parse_yuan(args.amount)
+    cash = _cash(args, amount)
+    _check_override(args)
+    actor = cli_login(ctx, args.operator)
+    db = open_db(ctx)
+    if customer_view(db, args.customer).meter_kind == MeterKind.REMOTE.value:
+        sale = _with_override(
+            ctx,
+            args,
+            actor,
+            lambda: _remote(ctx, actor, args.customer, amount, cash, None),
+            lambda request_id: _remote(ctx, actor, args.customer, amount, cash, request_id),
+        )
+        change = None if cash is None else cash - amount
+        if args.json:
+            emit_json({**sale.to_json(), "change_fen": change})
+            return 0
+        _print_sale(sale)
+        print(_("The central system will issue it to the meter."))
+        _print_change(change)
+        return 0
+    with _card(ctx, args) as terminal:
+
+        def attempt(request_id: str | None) -> selling.SaleOutcome:
+            return selling.sell(
+                db,
+                terminal,
+                actor=actor,
+                amount=amount,
+                clock=ctx.clock,
+                settings=ctx.settings,
+                cash_received=cash,
+                expect_customer=args.customer,
+                override_request=request_id,
+            )
+
+        outcome = _with_override(ctx, args, actor, lambda: attempt(None), attempt)
+    if args.json:
+        emit_json(outcome.to_json())
+        return 0
+    _print_sale(outcome.sale)
+    _print_change(outcome.change_fen)
+    return 0
+
+
+def _remote(
+    ctx: AppContext,
+    actor: Principal,
+    customer_no: str,
+    amount: int,
+    cash: int | None,
+    request_id: str | None,
+) -> ledger.SaleView:
+    return selling.remote_payment(
+        open_db(ctx),
+        actor=actor,
+        customer_no=customer_no,
+        amount=amount,
+        clock=ctx.clock,
+        settings=ctx.settings,
+        cash_received=cash,
+        override_request=request_id,
+    )
+
+
+def cmd_rewrite(ctx: AppContext, args: argparse.Namespace) -> int:
+    actor = cli_login(ctx, args.operator)
+    db = open_db(ctx)
+    with _card(ctx, args) as terminal:
+        # the service rewrites whatever customer's card is presented: check it is the one asked
+        params = terminal.read().parameters
+        if params is None or params.customer_no != args.customer:
+            raise selling.CardRefused(reason=N_("it belongs to another customer"))
+        outcome = selling.rewrite(db, terminal, actor=actor, clock=ctx.clock, settings=ctx.settings)
+    if args.json:
+        emit_json(outcome.to_json())
+        return 0
+    print(
+        _(
+            "Card of customer {customer_no} rewritten with purchase {count} (sale {sale_id}); "
+            "no money taken.",
+            customer_no=outcome.sale.customer_no,
+            count=outcome.sale.purchase_count,
+            sale_id=outcome.sale.sale_id,
+        )
+    )
+    return 0
+
+
+def cmd_replace_card(ctx: AppContext, args: argparse.Namespace) -> int:
+    actor = cli_login(ctx, args.operator)
+    approver = _approver(ctx, args)
+    db = open_db(ctx)
+    request_id = _on_spot(
+        ctx,
+        actor,
+        approver,
+        Action.REPLACE_CARD,
+        args.customer,
+        payload={"customer_no": args.customer},
+    )
+    with _card(ctx, args) as terminal:
+        customer, fee = selling.replace_card(
+            db,
+            terminal,
+            actor=actor,
+            customer_no=args.customer,
+            clock=ctx.clock,
+            settings=ctx.settings,
+            approval_request=request_id,
+        )
+    if args.json:
+        emit_json(
+            {
+                "customer": customer.to_json(),
+                "card_serial": customer.card_serial,
+                "fee_fen": fee,
+                "approval_id": request_id,
+            }
+        )
+        return 0
+    print(
+        _(
+            "Replacement card {serial} issued to customer {customer_no}, approved by "
+            "{approver}; the old card is blacklisted.",
+            serial=customer.card_serial,
+            customer_no=customer.customer_no,
+            approver=approver.operator_id,
+        )
+    )
+    print(_("Replacement fee: {fee} yuan.", fee=_yuan(fee)))
+    return 0
+
+
+def cmd_reverse(ctx: AppContext, args: argparse.Namespace) -> int:
+    actor = cli_login(ctx, args.operator)
+    db = open_db(ctx)
+    seller = ledger.get_sale(db, args.sale_id).operator_id
+    approver = _approver(ctx, args)
+    request_id = _on_spot(
+        ctx,
+        actor,
+        approver,
+        Action.REVERSE,
+        args.sale_id,
+        payload={"sale_id": args.sale_id},
+        distinct_from=(seller,),
+    )
+    with _card(ctx, args) as terminal:
+        sale = selling.reverse_sale(
+            db,
+            terminal,
+            actor=actor,
+            sale_id=args.sale_id,
+            clock=ctx.clock,
+            settings=ctx.settings,
+            approval_request=request_id,
+        )
+    if args.json:
+        emit_json({**sale.to_json(), "approval_id": request_id})
+        return 0
+    print(
+        _(
+            "Sale {sale_id} reversed, approved by {approver}; the card holds purchase {count} "
+            "again.",
+            sale_id=sale.sale_id,
+            approver=approver.operator_id,
+            count=(sale.purchase_count or 1) - 1,
+        )
+    )
+    print(_("Hand back {amount} yuan to the customer.", amount=_yuan(sale.amount_fen)))
+    return 0
+
+
+def cmd_recover(ctx: AppContext, args: argparse.Namespace) -> int:
+    actor = cli_login(ctx, args.operator)
+    db = open_db(ctx)
+    changes = args.at_start or _has_card(args)
+    actor.authorize(Action.SELL if changes else Action.VIEW_REPORTS, ctx.clock)
+    if args.at_start:
+        selling.recover_at_start(db, actor.counter_id, ctx.clock)
+    assessment = None
+    if _has_card(args):
+        with _card(ctx, args) as terminal:
+            assessment = selling.recover_with_card(
+                db, terminal, clock=ctx.clock, settings=ctx.settings, actor=actor
+            )
+    left = selling.unresolved(db)
+    if args.json:
+        emit_json(
+            {
+                "assessment": assessment.to_json() if assessment is not None else None,
+                "resolved": [s.to_json() for s in assessment.recovered] if assessment else [],
+                "unresolved": [s.to_json() for s in left],
+            }
+        )
+        return 0
+    if assessment is not None:
+        print(
+            _(
+                "Card {serial} of customer {customer_no}: {situation}.",
+                serial=assessment.contents.serial_hex,
+                customer_no=assessment.customer.customer_no,
+                situation=translate(_SITUATIONS.get(assessment.situation, assessment.situation)),
+            )
+        )
+        if not assessment.recovered:
+            print(_("The card had nothing to decide."))
+        for s in assessment.recovered:
+            if s.state == SaleState.FAILED.value:
+                print(
+                    _(
+                        "Sale {sale_id} failed: the card never got it; return {amount} yuan to "
+                        "the customer.",
+                        sale_id=s.sale_id,
+                        amount=_yuan(s.amount_fen),
+                    )
+                )
+            else:
+                print(
+                    _(
+                        "Sale {sale_id} is now {state}.",
+                        sale_id=s.sale_id,
+                        state=_state(s.state),
+                    )
+                )
+    _print_unresolved(left)
+    return 0
+
+
+def cmd_sales_list(ctx: AppContext, args: argparse.Namespace) -> int:
+    limit = args.limit
+    if limit < 1:
+        raise ValidationError(N_("--limit must be at least 1"))
+    actor = cli_login(ctx, args.operator)
+    actor.authorize(Action.VIEW_REPORTS, ctx.clock)
+    views = ledger.list_sales(
+        open_db(ctx), customer_no=args.customer, state=args.state, limit=limit
+    )
+    if args.json:
+        emit_json([v.to_json() for v in views])
+        return 0
+    if not views:
+        print(_("No sales."))
+        return 0
+    for v in views:
+        count = "-" if v.purchase_count is None else str(v.purchase_count)
+        print(
+            f"{v.created_at[:19]}  {v.sale_id}  {v.customer_no}  {v.kind:6}  {count:>4}  "
+            f"{_yuan(v.amount_fen):>12}  {_state(v.state)}  {v.operator_id}"
+        )
+    return 0
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    def common(q: argparse.ArgumentParser) -> None:
+        q.add_argument(
+            "--operator",
+            required=True,
+            help=_("who runs the command (password from CARDVEND_PASSWORD or a prompt)"),
+        )
+        q.add_argument("--json", action="store_true", help=_("print JSON"))
+
+    def approver(q: argparse.ArgumentParser, *, required: bool) -> None:
+        q.add_argument(
+            "--approver",
+            required=required,
+            help=_(
+                "the supervisor who approves here (password from CARDVEND_APPROVER_PASSWORD "
+                "or a prompt)"
+            ),
+        )
+
+    def card(q: argparse.ArgumentParser) -> None:
+        g = q.add_mutually_exclusive_group()
+        g.add_argument("--reader", help=_("PC/SC reader name"))
+        g.add_argument("--image", help=_("an emulated card image file instead of a reader"))
+
+    def override(q: argparse.ArgumentParser) -> None:
+        q.add_argument(
+            "--override",
+            action="store_true",
+            help=_("if an offline limit stops the sale, let --approver override it"),
+        )
+        approver(q, required=False)
+
+    p = sub.add_parser("shift", help=_("open or close this counter's shift"))
+    ssub = p.add_subparsers(dest="shift_command", required=True, metavar="COMMAND")
+    q = ssub.add_parser("open", help=_("open a shift with a cash float"))
+    q.add_argument("--float", required=True, metavar="YUAN", help=_("cash float in yuan"))
+    common(q)
+    q.set_defaults(func=cmd_shift_open)
+    q = ssub.add_parser("close", help=_("close the shift with the counted cash"))
+    q.add_argument("--counted", required=True, metavar="YUAN", help=_("counted cash in yuan"))
+    common(q)
+    q.set_defaults(func=cmd_shift_close)
+
+    q = sub.add_parser(
+        "open-account", help=_("issue a blank card as a customer's first card, optionally sell")
+    )
+    q.add_argument("--customer", required=True, metavar="NO")
+    q.add_argument("--amount", metavar="YUAN", help=_("first purchase in yuan"))
+    q.add_argument("--cash", metavar="YUAN", help=_("cash received in yuan (change is shown)"))
+    common(q)
+    card(q)
+    override(q)
+    q.set_defaults(func=cmd_open_account)
+
+    q = sub.add_parser(
+        "sell",
+        help=_(
+            "sell electricity onto the customer's card (a remote fee-control customer: a "
+            "remote payment, no card)"
+        ),
+    )
+    q.add_argument("--customer", required=True, metavar="NO")
+    q.add_argument("--amount", required=True, metavar="YUAN", help=_("amount paid in yuan"))
+    q.add_argument("--cash", metavar="YUAN", help=_("cash received in yuan (change is shown)"))
+    common(q)
+    card(q)
+    override(q)
+    q.set_defaults(func=cmd_sell)
+
+    q = sub.add_parser("rewrite", help=_("write the last purchase again onto a card behind"))
+    q.add_argument("--customer", required=True, metavar="NO")
+    common(q)
+    card(q)
+    q.set_defaults(func=cmd_rewrite)
+
+    q = sub.add_parser(
+        "replace-card", help=_("make a blank card the customer's replacement card (approval)")
+    )
+    q.add_argument("--customer", required=True, metavar="NO")
+    common(q)
+    card(q)
+    approver(q, required=True)
+    q.set_defaults(func=cmd_replace_card)
+
+    q = sub.add_parser("reverse", help=_("reverse a sale on its card (approval)"))
+    q.add_argument("sale_id", metavar="SALE_ID")
+    common(q)
+    card(q)
+    approver(q, required=True)
+    q.set_defaults(func=cmd_reverse)
+
+    q = sub.add_parser(
+        "recover",
+        help=_("resolve what the presented card decides and list the unresolved sales"),
+    )
+    q.add_argument(
+        "--at-start",
+        action="store_true",
+        help=_("first mark this counter's pending sales in doubt (after a crash)"),
+    )
+    common(q)
+    card(q)
+    q.set_defaults(func=cmd_recover)
+
+    p = sub.add_parser("sales", help=_("the sales ledger"))
+    lsub = p.add_subparsers(dest="sales_command", required=True, metavar="COMMAND")
+    q = lsub.add_parser("list", help=_("list sales, newest first"))
+    q.add_argument("--customer", metavar="NO")
+    q.add_argument("--state", choices=[s.value for s in SaleState])
+    q.add_argument("--limit", type=int, default=200)
+    common(q)
+    q.set_defaults(func=cmd_sales_list)
