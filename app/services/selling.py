@@ -835,11 +835,43 @@ def replace_card(
                 N_("Customer {customer_no} has an unfinished sale; recover it first."),
                 customer_no=customer_no,
             )
+    present: CardContents | None = None
     try:
-        terminal.read()
-        raise CardRefused(reason=N_("it is not blank; a replacement is made on a blank card"))
+        present = terminal.read()
     except UnissuedCard:
         pass
+    if present is not None:
+        incomplete = present.parameters is None or (
+            present.purchase is None or present.purchase.purchase_count < customer.purchase_count
+        )
+        if present.serial_hex == customer.card_serial and incomplete:
+            # the card an interrupted replacement bound already: finish it, no new fee
+            with db.read() as session:
+                customer = get_customer(session, customer_no)
+                change, versions = _card_change(
+                    session,
+                    customer,
+                    _last_completed(session, customer),
+                    utility_code,
+                    UserCardType.REPLACEMENT,
+                    clock.now(),
+                    force_params=True,
+                )
+            terminal.write(change, expect_serial=present.serial)
+            with db.write() as session:
+                customer = get_customer(session, customer_no, for_update=True)
+                customer.card_param_version, customer.card_tariff_version_id = versions
+                audit.record(
+                    session,
+                    action="replace_card_resumed",
+                    operator_id=actor.operator_id,
+                    counter_id=actor.counter_id,
+                    clock=clock,
+                    target=customer_no,
+                    detail={"serial": present.serial_hex},
+                )
+            return customer_view(db, customer_no), 0
+        raise CardRefused(reason=N_("it is not blank; a replacement is made on a blank card"))
     shift = shifts.current_shift(db, actor.counter_id)
     if shift is None:
         raise ShiftError(
@@ -867,14 +899,7 @@ def replace_card(
                 )
             )
         customer.card_serial = issued.serial_hex
-        last = session.scalar(
-            select(Sale).where(
-                Sale.customer_id == customer.id,
-                Sale.purchase_count == customer.purchase_count,
-                Sale.state == SaleState.COMPLETED.value,
-                Sale.kind == SaleKind.CARD.value,
-            )
-        )
+        last = _last_completed(session, customer)
         payment = FeePayment(
             id=str(uuid.uuid4()),
             customer_id=customer.id,
@@ -919,6 +944,17 @@ def replace_card(
     return customer_view(db, customer_no), fee
 
 
+def _last_completed(session: Session, customer: Customer) -> Sale | None:
+    return session.scalar(
+        select(Sale).where(
+            Sale.customer_id == customer.id,
+            Sale.purchase_count == customer.purchase_count,
+            Sale.state == SaleState.COMPLETED.value,
+            Sale.kind == SaleKind.CARD.value,
+        )
+    )
+
+
 def reverse_sale(
     db: Database,
     terminal: CardTerminal,
@@ -948,6 +984,10 @@ def reverse_sale(
             contents.purchase and contents.purchase.sale_tag != uuid.UUID(sale.id).bytes[:8]
         ):
             raise ReversalRefused(reason=N_("the card does not hold this purchase"))
+        if contents.write_back is None and sale.card_serial != contents.serial_hex:
+            # a replacement card without a write-back of its own cannot say what the meter
+            # loaded from the lost card
+            raise ReversalRefused(reason=N_("the meter may have loaded it from the lost card"))
         if a.meter_count is not None and a.meter_count >= (sale.purchase_count or 0):
             raise ReversalRefused(reason=N_("the meter has already loaded it"))
         shift = session.scalar(

@@ -148,6 +148,19 @@ def close_shift(db: Database, *, actor: Principal, counted_fen: int, clock: Cloc
                 N_("{count} sales of this shift are unfinished; recover them before closing."),
                 count=unresolved,
             )
+        pending_reversals = session.scalar(
+            select(func.count())
+            .select_from(Reversal)
+            .where(Reversal.shift_id == shift.id, Reversal.state == "pending")
+        )
+        if pending_reversals:
+            raise ShiftError(
+                N_(
+                    "{count} reversals of this shift are unfinished; present their cards "
+                    "before closing."
+                ),
+                count=pending_reversals,
+            )
         shift.expected_cash = expected_cash(session, shift)
         shift.counted_cash = counted_fen
         shift.variance = counted_fen - shift.expected_cash
