@@ -726,9 +726,7 @@ def open_account(
             session, customer, None, utility_code, UserCardType.OPEN, clock.now(), force_params=True
         )
     terminal.write(change, expect_serial=issued.serial)
-    with db.write() as session:
-        customer = get_customer(session, customer_no, for_update=True)
-        customer.card_param_version, customer.card_tariff_version_id = versions
+    _note_card_versions(db, customer_no, versions)
     outcome = None
     if amount:
         outcome = sell(
@@ -938,10 +936,15 @@ def replace_card(
             force_params=True,
         )
     terminal.write(change, expect_serial=issued.serial)
+    _note_card_versions(db, customer_no, versions)
+    return customer_view(db, customer_no), fee
+
+
+def _note_card_versions(db: Database, customer_no: str, versions: tuple[int, int | None]) -> None:
+    """Remember which parameter and tariff versions the customer's card now carries."""
     with db.write() as session:
         customer = get_customer(session, customer_no, for_update=True)
         customer.card_param_version, customer.card_tariff_version_id = versions
-    return customer_view(db, customer_no), fee
 
 
 def _last_completed(session: Session, customer: Customer) -> Sale | None:
