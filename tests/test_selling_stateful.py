@@ -4,19 +4,20 @@ One customer (demo 100000000002: card meter, no arrears or fees) with an account
 emulated card (a ``CardImage`` file), the customer's meter (a ``MeterSimulator`` state file),
 and one counter (``C01``) with its SQLite database.  Hypothesis drives these rules:
 
-* ``sell`` 1..50000 fen -- clean, with the card pulled at a random APDU (before or after the
-  card applies it: the sale may end in doubt), or with the counter process killed at one of the
-  sale's crash points (app/faults.py; simulated in-process, then a restart); optionally the
-  customer puts the card into the meter first;
+* ``sell`` (and ``sell_again``, to weigh selling double) 1..50000 fen -- clean, with the card
+  pulled at a random APDU (before or after the card applies it: the sale may end in doubt), or
+  with the counter process killed at one of the sale's crash points (app/faults.py; simulated
+  in-process, then a restart); optionally the customer puts the card into the meter first, and
+  optionally reverses the sale at once;
 * ``present`` the card again (``recover_with_card``): an unresolved sale must be resolved by
   what the card holds;
 * ``meter``: some energy is used, then the card goes into the meter, which loads a purchase it
-  has not loaded;
+  has not loaded (sometimes the card is pulled out of the meter);
 * ``card_loses_purchase``: the card's memory reverts its last purchase (so it is behind), and
   ``rewrite`` (clean or pulled) writes the last purchase again;
 * ``reverse`` the last sale with a supervisor's on-the-spot approval (clean, pulled, killed);
-* ``replace`` the card (a new blank image, approval, fee; sometimes pulled); the old card is
-  then refused;
+* ``replace`` the card (a new blank image, approval, fee; sometimes pulled: a replacement
+  interrupted after binding the card is finished on the same card); the old card is refused;
 * ``crash``: the counter process dies between operations (every in-memory object is dropped,
   ``recover_at_start`` runs);
 * ``close_shift`` counting the cash the model says is in the drawer, and open the next shift.
