@@ -17,6 +17,8 @@ def build_parser() -> argparse.ArgumentParser:
     from app import cli_sales
     from app.i18n import _
     from cardio import cli as card_cli
+    from sync import cli as sync_cli
+    from sync.central import cli as central_cli
 
     parser = argparse.ArgumentParser(
         prog="cardvend",
@@ -39,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     app_cli.register(sub)
     cli_sales.register(sub)
     card_cli.register(sub)
+    central_cli.register(sub)
+    sync_cli.register(sub)
     return parser
 
 
@@ -90,6 +94,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from cardio.wiring import terminal_factory
 
         ctx.terminal_factory = terminal_factory(ctx)
+        from sync.service import background_worker
+
+        ctx.sync_factory = lambda: background_worker(ctx)
         if args.command is None:
             from ui.app import run_gui
 

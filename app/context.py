@@ -10,7 +10,7 @@ from functools import cached_property
 from app.clock import Clock, SystemClock
 from app.paths import Paths
 from app.persistence.db import Database
-from app.ports import CardTerminal
+from app.ports import BackgroundSync, CardTerminal
 from app.settings import COUNTER_ID, DB_URL, OFFICE_CODE, Settings
 
 log = logging.getLogger(__name__)
@@ -18,6 +18,8 @@ log = logging.getLogger(__name__)
 
 # (reader name, card image path, key provider wanted) -> a card terminal; set by main.py
 TerminalFactory = Callable[[str | None, str | None], CardTerminal]
+# -> the background sync worker, or None when this counter is not registered; set by main.py
+SyncFactory = Callable[[], BackgroundSync | None]
 
 
 @dataclass
@@ -27,6 +29,7 @@ class AppContext:
     db_url_override: str | None = None
     clock: Clock = field(default_factory=SystemClock)
     terminal_factory: TerminalFactory | None = None
+    sync_factory: SyncFactory | None = None
 
     def open_terminal(self, reader: str | None = None, image: str | None = None) -> CardTerminal:
         """The card in ``reader`` (or the configured reader), or an emulated card image."""

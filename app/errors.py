@@ -96,3 +96,10 @@ class DatabaseError(CardVendError):
 class ImportFileError(CardVendError):
     code = "import_file"
     template = N_("The file {path} cannot be imported: {detail}. Nothing was imported.")
+
+
+class PrinterError(CardVendError):
+    """The printer could not print; the sale is not affected and the receipt can be reprinted."""
+
+    code = "printer"
+    template = N_("The printer {printer} did not print: {reason}. {hint}")

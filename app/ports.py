@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from app.domain.card import CardContents, CardWrite, WriteResult
+from app.domain.receipt import ReceiptData
 
 
 class KeyRole(enum.IntEnum):
@@ -102,3 +103,45 @@ class CardTerminal(Protocol):
     def issue(self, kind: int) -> CardContents: ...
 
     def erase(self) -> CardContents: ...
+
+
+class BackgroundSync(Protocol):
+    """The sync worker as the window sees it: started with the window, stopped at exit, woken
+    by "sync now". Its outcome is read from the database (app/services/sync_status.py)."""
+
+    def start(self) -> BackgroundSync: ...
+
+    def sync_now(self) -> None: ...
+
+    def stop(self, timeout: float = 10.0) -> None: ...
+
+
+class ReceiptRenderer(Protocol):
+    """Renders receipts as PDF (printing/). ``size``: "80", "58" (mm rolls), "a5", "a4"."""
+
+    def receipt_pdf(self, receipt: ReceiptData, *, size: str, language: str) -> bytes: ...
+
+
+class Printer(Protocol):
+    """A receipt printer (a PDF folder, the system printer, an ESC/POS thermal printer).
+    Raises :class:`app.errors.PrinterError` saying what is wrong (offline, paper out, port
+    missing); a printer fault never touches the sale."""
+
+    name: str
+
+    def print_receipt(self, receipt: ReceiptData, *, language: str) -> None: ...
+
+
+class ByteLink(Protocol):
+    """A serial line (cardio/ opens it with pyserial): a thermal printer, a meter's RS485."""
+
+    def write(self, data: bytes) -> None: ...
+
+    def read(self, size: int, timeout: float) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
+# (port name, baud rate) -> an open serial line; raises a typed error naming the port if it
+# cannot be opened (cardio.serial_link.SerialPortError)
+SerialOpener = Callable[[str, int], ByteLink]

@@ -149,6 +149,49 @@ OFFLINE_MAX_AMOUNT = ConfigVar(
 )
 OFFLINE_MAX_SALES = ConfigVar("offline_max_sales", int, 1000, "Most unsynced sales")
 
+CENTRAL_URL = ConfigVar(
+    "central_url",
+    str,
+    "",
+    "Base URL of the central marketing system (https://...); empty: this counter is not "
+    "registered. The counter's token is kept in central.token in the data directory, not here",
+    env="CARDVEND_CENTRAL_URL",
+)
+CENTRAL_CA_BUNDLE = ConfigVar(
+    "central_ca_bundle", str, "", "CA bundle file that verifies the central system's certificate"
+)
+SYNC_INTERVAL = ConfigVar("sync_interval_s", int, 60, "Seconds between background sync rounds")
+SYNC_TIMEOUT = ConfigVar("sync_timeout_s", int, 30, "Seconds to wait for the central system")
+SYNC_BATCH = ConfigVar("sync_batch", int, 500, "Records sent in one request (1 to 1000)")
+
+TIME_ZONE = ConfigVar(
+    "time_zone", str, "Asia/Shanghai", "Time zone of the office: receipts, reports, business days"
+)
+PRINTER = ConfigVar(
+    "printer",
+    str,
+    "pdf",
+    "Receipt printer: pdf (files in the receipts folder), system (CUPS lp / Windows default), "
+    "escpos (thermal printer on a serial port), none",
+    choices=("pdf", "system", "escpos", "none"),
+)
+PRINTER_NAME = ConfigVar("printer_name", str, "", "System printer (CUPS queue); empty: default")
+PRINTER_PORT = ConfigVar("printer_port", str, "", "Serial port of the ESC/POS printer")
+PRINTER_BAUD = ConfigVar("printer_baud", int, 9600, "Baud rate of the ESC/POS printer")
+RECEIPT_SIZE = ConfigVar(
+    "receipt_size",
+    str,
+    "80",
+    "Receipt layout: 80 or 58 (mm rolls), a5 or a4 (invoice)",
+    choices=("80", "58", "a5", "a4"),
+)
+RECEIPT_LANGUAGE = ConfigVar(
+    "receipt_language", str, "zh_CN", "Language of receipts", choices=("zh_CN", "en")
+)
+RECEIPT_DIR = ConfigVar(
+    "receipt_dir", str, "", "Folder of the pdf printer; empty: receipts/ in the data directory"
+)
+
 
 def _upgrade_0_to_1(data: dict[str, Any]) -> dict[str, Any]:
     # version 0 files (no schema_version) called the database setting "database"

@@ -46,4 +46,11 @@ def run_gui(ctx: AppContext, argv: list[str] | None = None) -> int:
     window = MainWindow(ctx, audit_state)
     window.show()
     log.info("counter window shown")
-    return int(qapp.exec())
+    worker = ctx.sync_factory() if ctx.sync_factory is not None else None
+    if worker is not None:
+        worker.start()  # sends and fetches in the background; the window reads the status
+    try:
+        return int(qapp.exec())
+    finally:
+        if worker is not None:
+            worker.stop()

@@ -158,6 +158,8 @@ class ArrearsItem(Base):
     must_collect: Mapped[bool] = mapped_column(Boolean, default=True)
     settled_by_sale_id: Mapped[str | None] = mapped_column(ForeignKey("sales.id"))
     created_at: Mapped[dt.datetime]
+    # the central system's id of the item; None for an item only this counter knows
+    ref: Mapped[str | None] = mapped_column(String(40), unique=True)
     __table_args__ = (
         CheckConstraint("kind IN ('arrears','fee')", name="kind"),
         CheckConstraint("amount > 0", name="amount"),
@@ -212,6 +214,9 @@ class Sale(Base):
     rewrites: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # remote fee-control payments: queued -> issued | failed, as the central system reports
     remote_status: Mapped[str | None] = mapped_column(String(10))
+    # why it needs a supervisor's review (set by sync, e.g. the customer was closed centrally
+    # while this sale was made offline); None when nothing is wrong
+    review: Mapped[str | None] = mapped_column(String(40))
     __table_args__ = (
         CheckConstraint("kind IN ('card','remote')", name="kind"),
         CheckConstraint(
@@ -311,7 +316,25 @@ class OutboxEntry(Base):
     sent_at: Mapped[dt.datetime | None] = mapped_column(index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str] = mapped_column(Text, default="")
+    # the contract body, frozen at the first attempt so every retry sends the same bytes
+    body: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     __table_args__ = (UniqueConstraint("kind", "ref_id", name="uq_outbox_kind_ref"),)
+
+
+class MgmtJob(Base):
+    """A management-card job pulled from the central system (a price adjustment, purchase
+    parameters or reading day it failed to issue remotely)."""
+
+    __tablename__ = "mgmt_jobs"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    customer_no: Mapped[str] = mapped_column(String(12), index=True)
+    meter_no: Mapped[str] = mapped_column(String(12))
+    office_code: Mapped[str] = mapped_column(String(16))
+    params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(10))
+    created_at: Mapped[dt.datetime]
+    updated_at: Mapped[dt.datetime]
 
 
 class Reversal(Base):

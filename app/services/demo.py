@@ -99,6 +99,34 @@ def demo_customer(i: int) -> dict[str, Any]:
     }
 
 
+def demo_arrears(i: int) -> list[dict[str, Any]]:
+    """What the i-th demo customer owes: every 25th arrears collected first, every 40th a fee.
+    ``ref`` is the central system's id of the item (the reference central server seeds the same)."""
+    cno = str(FIRST_CUSTOMER + i)
+    items: list[dict[str, Any]] = []
+    if i % 25 == 0:
+        items.append(
+            {
+                "ref": f"DEMO-A-{cno}",
+                "kind": "arrears",
+                "description": "电费欠费",
+                "amount": 3000,
+                "must_collect": True,
+            }
+        )
+    if i % 40 == 0:
+        items.append(
+            {
+                "ref": f"DEMO-F-{cno}",
+                "kind": "fee",
+                "description": "工本费",
+                "amount": 500,
+                "must_collect": True,
+            }
+        )
+    return items
+
+
 def load_demo(db: Database, clock: Clock) -> DemoReport:
     report = DemoReport()
     now = clock.now()
@@ -151,35 +179,15 @@ def load_demo(db: Database, clock: Clock) -> DemoReport:
             )
         inserted = _insert_batch(session, rows)
         report.customers_added = len(inserted)
-        # every 25th new customer owes arrears collected first; every 40th a fee
         for i in range(CUSTOMERS):
             cno = str(FIRST_CUSTOMER + i)
-            if cno not in inserted or (i % 25 and i % 40):
+            items = demo_arrears(i)
+            if cno not in inserted or not items:
                 continue
             cid = session.scalar(select(Customer.id).where(Customer.customer_no == cno))
             assert cid is not None
-            if i % 25 == 0:
-                session.add(
-                    ArrearsItem(
-                        customer_id=cid,
-                        kind="arrears",
-                        description="电费欠费",
-                        amount=3000,
-                        must_collect=True,
-                        created_at=now,
-                    )
-                )
-            if i % 40 == 0:
-                session.add(
-                    ArrearsItem(
-                        customer_id=cid,
-                        kind="fee",
-                        description="工本费",
-                        amount=500,
-                        must_collect=True,
-                        created_at=now,
-                    )
-                )
+            for item in items:
+                session.add(ArrearsItem(customer_id=cid, created_at=now, **item))
         if report.operators_added or report.plans_added or report.customers_added:
             audit.record(
                 session,

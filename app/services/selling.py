@@ -64,6 +64,7 @@ from app.ports import CardTerminal
 from app.services import approvals, audit, ledger, shifts
 from app.services.auth import Principal
 from app.services.customers import CustomerView, customer_view, get_customer, view_in_session
+from app.services.sync_status import LAST_SUCCESS
 from app.services.tariffs import version_in_force
 from app.settings import (
     OFFLINE_MAX_AMOUNT,
@@ -75,7 +76,7 @@ from app.settings import (
     Settings,
 )
 
-LAST_SYNC_KEY = "sync.last_success"
+LAST_SYNC_KEY = LAST_SUCCESS  # written by sync after every successful round
 
 
 # --------------------------------------------------------------------------- errors
@@ -718,7 +719,12 @@ def open_account(
             session,
             "card_bound",
             f"{customer_no}:{issued.serial_hex}"[:36],
-            {"customer_no": customer_no, "serial": issued.serial_hex},
+            {
+                "customer_no": customer_no,
+                "serial": issued.serial_hex,
+                "operator_id": actor.operator_id,
+                "counter_id": actor.counter_id,
+            },
             0,
             clock,
         )
@@ -800,7 +806,17 @@ def rewrite(
             detail={"purchase_count": row.purchase_count, "rewrites": row.rewrites},
         )
         ledger.enqueue(
-            session, "rewrite", f"{sale_id[:30]}-r{row.rewrites}", {"sale_id": sale_id}, 0, clock
+            session,
+            "rewrite",
+            f"{sale_id[:30]}-r{row.rewrites}",
+            {
+                "sale_id": sale_id,
+                "rewrite_no": row.rewrites,
+                "operator_id": actor.operator_id,
+                "counter_id": actor.counter_id,
+            },
+            0,
+            clock,
         )
     return SaleOutcome(ledger.get_sale(db, sale_id), a, result.files, result.apdus, None)
 

@@ -16,7 +16,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.bench import bench_audit, bench_card, bench_find, bench_import, bench_sale
+from tests.bench import (
+    bench_audit,
+    bench_card,
+    bench_find,
+    bench_import,
+    bench_sale,
+    bench_sync,
+)
 from tests.bench.common import DEFAULT_DATA_DIR, FULL_ROWS, QUICK_ROWS, emit
 
 
@@ -57,6 +64,14 @@ def main(argv: list[str] | None = None) -> int:
     records += bench_card.run()
     records += bench_sale.run()
     records += bench_audit.run()
+    quick = rows < FULL_ROWS
+    records += bench_sync.run(
+        rows,
+        args.data_dir,
+        sales=10_000,
+        single_sample=1_000 if quick else 10_000,
+        rounds=1_000 if quick else 10_000,
+    )
     failed = [
         r["bench"] + (f":{r['kind']}" if "kind" in r else "") for r in records if not r.get("ok")
     ]

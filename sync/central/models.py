@@ -1,0 +1,210 @@
+"""Tables of the reference central server (SQLAlchemy Core, its own ``MetaData``).
+
+The central side is not the counter: these tables never share a ``MetaData`` (or a migration
+history) with ``app.persistence``; :meth:`CentralStore.__init__` creates them with
+``metadata.create_all``.  Every table name starts with ``central_`` so that pointing the server at
+a counter's database by mistake cannot mix the two.
+
+Money is BigInteger fen, times are timezone-aware UTC (:class:`UTCDateTime`).  The ``seq``
+columns are positions in a stream (see ``central_streams``): unique, indexed, allocated inside
+the writing transaction.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+from app.persistence.types import UTCDateTime
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+metadata = MetaData(naming_convention=NAMING)
+
+# the streams a pull can follow; one row each in central_streams
+STREAMS = ("customers", "jobs", "remote", "sales", "tariffs")
+
+streams = Table(
+    "central_streams",
+    metadata,
+    Column("name", String(16), primary_key=True),
+    Column("last_seq", BigInteger, nullable=False, default=0),
+)
+
+counters = Table(
+    "central_counters",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("office_code", String(32), nullable=False),
+    Column("name", String(64), nullable=False, default=""),
+    Column("token_hash", String(64), nullable=False, unique=True),  # sha256 hex of the token
+    Column("registered_at", UTCDateTime(), nullable=False),
+)
+
+tariff_versions = Table(
+    "central_tariff_versions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("plan_code", String(32), nullable=False),
+    Column("plan_name", String(64), nullable=False),
+    Column("version_no", BigInteger, nullable=False),
+    Column("kind", String(12), nullable=False),
+    Column("effective_from", UTCDateTime(), nullable=False),
+    Column("spec", JSON, nullable=False),
+    Column("seq", BigInteger, nullable=False, unique=True),
+    UniqueConstraint("plan_code", "version_no", name="uq_central_tariff_versions_plan_version"),
+)
+
+customers = Table(
+    "central_customers",
+    metadata,
+    Column("customer_no", String(12), primary_key=True),
+    Column("name", String(64), nullable=False),
+    Column("address", String(200), nullable=False, default=""),
+    Column("phone", String(24), nullable=False, default=""),
+    Column("meter_no", String(12), nullable=False),
+    Column("meter_kind", String(8), nullable=False),
+    Column("status", String(8), nullable=False),
+    Column("office_code", String(32), nullable=False),
+    Column("tariff_plan", String(32), nullable=False),
+    Column("ct_ratio", Integer, nullable=False, default=1),
+    Column("pt_ratio", Integer, nullable=False, default=1),
+    Column("alarm1", BigInteger, nullable=False),
+    Column("alarm2", BigInteger, nullable=False),
+    Column("overdraft_limit", BigInteger, nullable=False),
+    Column("credit_ceiling", BigInteger, nullable=False),
+    Column("card_serial", String(32)),
+    Column("purchase_count", BigInteger, nullable=False, default=0),
+    Column("seq", BigInteger, nullable=False, unique=True),
+)
+
+arrears_items = Table(
+    "central_arrears_items",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("ref", String(40), nullable=False, unique=True),
+    Column(
+        "customer_no",
+        String(12),
+        ForeignKey("central_customers.customer_no"),
+        nullable=False,
+        index=True,
+    ),
+    Column("kind", String(8), nullable=False),
+    Column("description", String(120), nullable=False, default=""),
+    Column("amount", BigInteger, nullable=False),
+    Column("must_collect", Boolean, nullable=False, default=True),
+    Column("settled_by_sale", String(36)),  # the sale that paid it; NULL while open
+)
+
+sales = Table(
+    "central_sales",
+    metadata,
+    Column("id", String(36), primary_key=True),  # the counter's sale UUID: unique by construction
+    Column("counter_id", String(32), nullable=False),
+    Column("customer_no", String(12), nullable=False, index=True),
+    Column("kind", String(8), nullable=False),
+    Column("state", String(10), nullable=False),
+    Column("credit", BigInteger, nullable=False),
+    Column("body", JSON, nullable=False),
+    Column("body_hash", String(64), nullable=False),
+    Column("received_at", UTCDateTime(), nullable=False),
+    Column("review", String(40)),
+    Column("reversed", Boolean, nullable=False, default=False),
+    Column("seq", BigInteger, nullable=False, unique=True),
+)
+
+# reversals, rewrites, replacements, card bindings, control reports, SMS requests, job results
+events = Table(
+    "central_events",
+    metadata,
+    Column("kind", String(20), nullable=False),
+    Column("id", String(36), nullable=False),
+    # what it is about: the sale (reversals, rewrites), the job (job results), else the customer
+    Column("subject", String(36), nullable=False, index=True),
+    Column("counter_id", String(32), nullable=False),
+    Column("body", JSON, nullable=False),
+    Column("body_hash", String(64), nullable=False),
+    Column("received_at", UTCDateTime(), nullable=False),
+    PrimaryKeyConstraint("kind", "id", name="pk_central_events"),  # UNIQUE(kind, id)
+)
+
+remote_status = Table(
+    "central_remote_status",
+    metadata,
+    Column("sale_id", String(36), ForeignKey("central_sales.id"), primary_key=True),
+    Column("status", String(8), nullable=False),  # queued | issued | failed
+    Column("reason", String(200), nullable=False, default=""),
+    Column("seq", BigInteger, nullable=False, unique=True),
+)
+
+jobs = Table(
+    "central_jobs",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("kind", String(20), nullable=False),
+    Column("customer_no", String(12), nullable=False),
+    Column("meter_no", String(12), nullable=False),
+    Column("office_code", String(32), nullable=False),
+    Column("params", JSON, nullable=False),
+    Column("status", String(10), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("seq", BigInteger, nullable=False, unique=True),
+)
+
+control_status = Table(
+    "central_control_status",
+    metadata,
+    Column("customer_no", String(12), primary_key=True),
+    Column("meter_remaining", BigInteger, nullable=False),
+    Column("meter_purchase_count", BigInteger, nullable=False),
+    Column("last_report_at", UTCDateTime(), nullable=False),
+)
+
+audit_heads = Table(
+    "central_audit_heads",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("counter_id", String(32), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("hash", String(64), nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
+    Column("previous_seq", BigInteger),
+    Column("at_previous_seq", String(64)),
+    Column("received_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("counter_id", "seq", name="uq_central_audit_heads_counter_seq"),
+)
+
+idempotency_keys = Table(
+    "central_idempotency_keys",
+    metadata,
+    Column("counter_id", String(32), nullable=False),
+    Column("key", String(64), nullable=False),
+    Column("request_hash", String(64), nullable=False),
+    Column("status_code", Integer, nullable=False),
+    Column("response", Text, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    PrimaryKeyConstraint("counter_id", "key", name="pk_central_idempotency_keys"),
+)
+
+# pulls filter by counter / office and walk by seq
+Index("ix_central_sales_counter_seq", sales.c.counter_id, sales.c.seq)
+Index("ix_central_jobs_office_seq", jobs.c.office_code, jobs.c.seq)

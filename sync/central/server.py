@@ -1,0 +1,782 @@
+"""The reference central server over HTTP: stdlib ``ThreadingHTTPServer``, HTTP/1.1 keep-alive.
+
+Every request runs in its own (daemon) thread; the store gives each call its own connection and
+transaction.  Answers are JSON (``application/json; charset=utf-8``) with a Content-Length; an
+error is a :class:`~sync.contract.Problem`.  Bad input is a 400, never a 500; an unexpected
+exception is a 500 ``server_error`` and is logged.
+
+With ``faults=True`` the server can misbehave on purpose (see :class:`FaultInjector`):
+``POST /_test/faults`` arms faults for the next requests, ``DELETE /_test/faults`` clears them.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import re
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any, Self
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy.engine import URL
+
+from app.clock import Clock
+from sync import contract as c
+from sync.central.store import (
+    DEFAULT_LIMIT,
+    AuditDiverged,
+    CentralStore,
+    Counter,
+    Reply,
+    canonical_json,
+    sha256_hex,
+)
+
+log = logging.getLogger(__name__)
+
+JSON_TYPE = "application/json; charset=utf-8"
+MAX_BODY = 32 * 1024 * 1024
+FAULTS_PATH = "/_test/faults"
+_CONTROL_STATUS = re.compile(r"^/customers/([^/]*)/control-status$")
+_DIGITS12 = re.compile(r"^[0-9]{12}\Z")
+_UINT = re.compile(r"^[0-9]+\Z")
+_KEY_MIN, _KEY_MAX = 8, 64
+
+
+# --------------------------------------------------------------------------- faults
+
+
+class FaultSpec(BaseModel):
+    """What ``POST /_test/faults`` (or :meth:`FaultInjector.arm`) takes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    latency_ms: int = Field(default=0, ge=0, le=600_000)
+    error_5xx: int = Field(default=0, ge=0)
+    retry_after: int | None = Field(default=None, ge=0)
+    drop_after_commit: int = Field(default=0, ge=0)
+    drop_before: int = Field(default=0, ge=0)
+    malformed: int = Field(default=0, ge=0)
+    path: str = c.API_PREFIX
+
+
+@dataclass
+class _Rule:
+    spec: FaultSpec
+    left: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Fault:
+    """What to do with one request: sleep first, then at most one misbehaviour."""
+
+    latency_ms: int = 0
+    action: str | None = None  # drop_before | error_5xx | drop_after_commit | malformed
+    retry_after: int | None = None
+    malformed_variant: int = 0
+
+
+class FaultInjector:
+    """Faults armed for the next requests whose path starts with a prefix (thread-safe).
+
+    ``arm(error_5xx=2)`` makes the next two matching requests answer 503 without doing
+    anything; ``drop_before`` closes the connection without doing anything;
+    ``drop_after_commit`` does the request (commits) and closes the connection without an
+    answer; ``malformed`` does it and answers 200 with a body that is not JSON, or (every
+    other time) JSON of the wrong shape.  ``latency_ms`` delays every matching request while
+    the rule is armed.  Several calls add rules; :meth:`clear` removes them all.  When one
+    rule has several kinds left, a request takes one of them in the order drop_before,
+    error_5xx, drop_after_commit, malformed.
+    """
+
+    ORDER = ("drop_before", "error_5xx", "drop_after_commit", "malformed")
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self._lock = threading.Lock()
+        self._rules: list[_Rule] = []
+        self._malformed_seen = 0
+        self.injected: dict[str, int] = dict.fromkeys(self.ORDER, 0)
+
+    def arm(self, spec: FaultSpec | None = None, **kwargs: Any) -> FaultSpec:
+        if not self.enabled:
+            raise RuntimeError("fault injection is off: start the server with faults=True")
+        spec = spec or FaultSpec.model_validate(kwargs)
+        rule = _Rule(spec, {k: getattr(spec, k) for k in self.ORDER if getattr(spec, k)})
+        with self._lock:
+            self._rules.append(rule)
+        log.info("faults armed: %s", spec.model_dump())
+        return spec
+
+    def clear(self) -> None:
+        with self._lock:
+            self._rules.clear()
+
+    def state(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "rules": [{**r.spec.model_dump(), "left": dict(r.left)} for r in self._rules],
+                "injected": dict(self.injected),
+            }
+
+    def take(self, path: str) -> Fault | None:
+        """The fault for a request to ``path`` (counted as used), or None."""
+        if not self.enabled:
+            return None
+        with self._lock:
+            latency = 0
+            for rule in self._rules:
+                if not path.startswith(rule.spec.path):
+                    continue
+                latency = max(latency, rule.spec.latency_ms)
+                for action in self.ORDER:
+                    if rule.left.get(action, 0) > 0:
+                        rule.left[action] -= 1
+                        self.injected[action] += 1
+                        variant = 0
+                        if action == "malformed":
+                            variant = self._malformed_seen % 2
+                            self._malformed_seen += 1
+                        return Fault(latency, action, rule.spec.retry_after, variant)
+            self._rules = [r for r in self._rules if r.spec.latency_ms or any(r.left.values())]
+            return Fault(latency) if latency else None
+
+
+# --------------------------------------------------------------------------- HTTP plumbing
+
+
+class HttpError(Exception):
+    def __init__(
+        self, status: int, code: str, message: str, *, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+
+
+@dataclass
+class Answer:
+    status: int
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    content_type: str = JSON_TYPE
+
+
+def _json_answer(status: int, model: BaseModel | bytes) -> Answer:
+    body = model if isinstance(model, bytes) else model.model_dump_json().encode("utf-8")
+    return Answer(status, body)
+
+
+def _problem_answer(err: HttpError) -> Answer:
+    body = c.Problem(code=err.code, message=err.message).model_dump_json().encode()
+    return Answer(err.status, body, dict(err.headers))
+
+
+def _first_error(exc: ValidationError) -> str:
+    errors = exc.errors(include_url=False, include_input=False)
+    if not errors:
+        return str(exc)
+    e = errors[0]
+    where = ".".join(str(p) for p in e.get("loc", ()))
+    return f"{where}: {e['msg']}" if where else str(e["msg"])
+
+
+class _IntegralFloats:
+    """``json.loads`` hooks: a number written with a fraction or exponent but a whole value
+    (``63.0``, ``1e3``) is an integer to JSON Schema, so it becomes an ``int``; NaN and
+    Infinity are not JSON and are refused."""
+
+    def __init__(self) -> None:
+        self.changed = False
+
+    def number(self, text: str) -> int | float:
+        try:
+            value = Decimal(text)
+        except InvalidOperation:
+            raise ValueError(f"bad number {text[:40]!r}") from None
+        if value.is_finite() and abs(value.adjusted()) <= 40 and value == value.to_integral_value():
+            self.changed = True
+            return int(value)
+        return float(text)
+
+    @staticmethod
+    def constant(text: str) -> Any:
+        raise ValueError(f"{text} is not JSON")
+
+
+def _parse(model: type[BaseModel], body: bytes) -> Any:
+    """Validate a request body against the contract model, strictly (no "1" for 1), the way
+    JSON Schema reads it (63.0 is the integer 63)."""
+    data: bytes | str = body
+    hooks = _IntegralFloats()
+    try:
+        parsed = json.loads(body, parse_float=hooks.number, parse_constant=hooks.constant)
+    except (ValueError, RecursionError) as exc:
+        raise HttpError(400, "bad_request", f"Invalid JSON: {str(exc)[:200]}") from exc
+    if hooks.changed:
+        data = json.dumps(parsed)
+    try:
+        return model.model_validate_json(data, strict=True)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_input=False)
+        if (
+            errors
+            and errors[0].get("type") == "too_long"
+            and tuple(errors[0].get("loc", ())) == ("items",)
+        ):
+            raise HttpError(
+                413, "payload_too_large", f"a batch holds at most {c.MAX_BATCH} items"
+            ) from exc
+        raise HttpError(400, "bad_request", _first_error(exc)) from exc
+
+
+def _query_int(query: dict[str, list[str]], name: str, default: int) -> int:
+    values = query.get(name)
+    if not values:
+        return default
+    value = values[-1].strip()
+    if not _UINT.match(value) or len(value) > 400:
+        raise HttpError(400, "bad_request", f"{name} must be a whole number, got {value[:40]!r}")
+    return int(value)
+
+
+def _page_args(query: dict[str, list[str]]) -> tuple[int, int]:
+    after = _query_int(query, "after", 0)
+    limit = _query_int(query, "limit", DEFAULT_LIMIT)
+    if not 1 <= limit <= c.MAX_PAGE:
+        raise HttpError(400, "bad_request", f"limit must be 1 to {c.MAX_PAGE}, got {limit}")
+    return after, limit
+
+
+# --------------------------------------------------------------------------- the application
+
+
+# an endpoint: (request) -> answer when open, (request, counter) -> answer when secured
+Route = Callable[..., Answer]
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: Any  # email.message.Message
+    body: bytes
+    params: tuple[str, ...] = ()
+
+
+class CentralApp:
+    """Routing and the contract's HTTP rules on top of a :class:`CentralStore`."""
+
+    def __init__(
+        self, store: CentralStore, *, enrolment_key: str | None, faults: FaultInjector
+    ) -> None:
+        self.store = store
+        self.enrolment_key = enrolment_key
+        self.faults = faults
+        self._openapi = json.dumps(c.openapi(), ensure_ascii=False).encode("utf-8")
+        api = c.API_PREFIX
+        self.routes: dict[str, dict[str, tuple[Route, bool]]] = {
+            f"{api}/health": {"GET": (self.health, False)},
+            f"{api}/openapi.json": {"GET": (self.openapi, False)},
+            f"{api}/counters/register": {"POST": (self.register, False)},
+            f"{api}/counters/me/audit-head": {"PUT": (self.audit_head, True)},
+            f"{api}/counters/me/sales": {"GET": (self.counter_sales, True)},
+            f"{api}/tariffs": {"GET": (self.tariffs, True)},
+            f"{api}/customers": {"GET": (self.customers, True)},
+            f"{api}/remote-purchases": {"GET": (self.remote, True)},
+            f"{api}/jobs": {"GET": (self.jobs, True)},
+        }
+        for resource in c.POSTED:
+            self.routes[f"{api}/{resource}"] = {"POST": (self._single(resource), True)}
+            self.routes[f"{api}/{resource}/batch"] = {"POST": (self._batch(resource), True)}
+
+    # ------------------------------------------------------------------ dispatch
+
+    def resolve(self, path: str) -> tuple[dict[str, tuple[Route, bool]], tuple[str, ...]] | None:
+        found = self.routes.get(path)
+        if found is not None:
+            return found, ()
+        if path.startswith(c.API_PREFIX):
+            match = _CONTROL_STATUS.match(path[len(c.API_PREFIX) :])
+            if match:
+                return {"GET": (self.control_status, True)}, (match.group(1),)
+        return None
+
+    def handle(self, req: Request) -> Answer:
+        try:
+            return self._handle(req)
+        except HttpError as err:
+            return _problem_answer(err)
+
+    def _handle(self, req: Request) -> Answer:
+        resolved = self.resolve(req.path)
+        if resolved is None:
+            raise HttpError(404, "not_found", f"no such path: {req.path[:200]}")
+        methods, params = resolved
+        allow = ", ".join([*methods, *(["HEAD"] if "GET" in methods else []), "OPTIONS"])
+        if req.method == "OPTIONS":
+            return Answer(204, headers={"Allow": allow}, content_type="")
+        method = "GET" if req.method == "HEAD" and "GET" in methods else req.method
+        if method not in methods:
+            raise HttpError(
+                405,
+                "bad_request",
+                f"{req.method} is not allowed on {req.path}",
+                headers={"Allow": allow},
+            )
+        route, secured = methods[method]
+        req.params = params
+        if secured:
+            return route(req, self.authenticate(req))
+        return route(req)
+
+    def authenticate(self, req: Request) -> Counter:
+        auth = req.headers.get("Authorization", "")
+        scheme, _, token = auth.strip().partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise HttpError(401, "unauthorized", "an Authorization: Bearer <token> is required")
+        counter = self.store.authenticate(token.strip())
+        if counter is None:
+            raise HttpError(401, "unauthorized", "the bearer token is not valid")
+        return counter
+
+    # ------------------------------------------------------------------ open endpoints
+
+    def health(self, req: Request) -> Answer:
+        return _json_answer(
+            200, c.Health(status="ok", contract=c.CONTRACT_VERSION, server_time=self.store.now())
+        )
+
+    def openapi(self, req: Request) -> Answer:
+        return Answer(200, self._openapi)
+
+    def register(self, req: Request) -> Answer:
+        given = req.headers.get("X-Enrolment-Key", "")
+        if len(given) > 128:
+            raise HttpError(400, "bad_request", "X-Enrolment-Key has at most 128 characters")
+        if self.enrolment_key is not None:
+            if not hmac.compare_digest(
+                given.encode("utf-8", "surrogateescape"), self.enrolment_key.encode("utf-8")
+            ):
+                raise HttpError(401, "unauthorized", "the enrolment key is missing or wrong")
+        body = _parse(c.RegisterRequest, req.body)
+        return _json_answer(200, self.store.register(body))
+
+    # ------------------------------------------------------------------ secured endpoints
+
+    def tariffs(self, req: Request, counter: Counter) -> Answer:
+        after, limit = _page_args(req.query)
+        return Answer(200, self.store.tariffs_page_json(after, limit))
+
+    def customers(self, req: Request, counter: Counter) -> Answer:
+        after, limit = _page_args(req.query)
+        return Answer(200, self.store.customers_page_json(after, limit))
+
+    def remote(self, req: Request, counter: Counter) -> Answer:
+        after, limit = _page_args(req.query)
+        return Answer(200, self.store.remote_page_json(counter, after, limit))
+
+    def jobs(self, req: Request, counter: Counter) -> Answer:
+        after, limit = _page_args(req.query)
+        return Answer(200, self.store.jobs_page_json(counter, after, limit))
+
+    def counter_sales(self, req: Request, counter: Counter) -> Answer:
+        after, limit = _page_args(req.query)
+        return Answer(200, self.store.counter_sales_page_json(counter, after, limit))
+
+    def control_status(self, req: Request, counter: Counter) -> Answer:
+        customer_no = unquote(req.params[0])
+        if not _DIGITS12.match(customer_no):
+            raise HttpError(400, "bad_request", "customer_no must be exactly 12 digits")
+        status = self.store.control_status(customer_no)
+        if status is None:
+            raise HttpError(404, "not_found", f"no customer {customer_no}")
+        return _json_answer(200, status)
+
+    def audit_head(self, req: Request, counter: Counter) -> Answer:
+        head = _parse(c.AuditHead, req.body)
+        try:
+            ack = self.store.put_audit_head(counter, head)
+        except AuditDiverged as exc:
+            raise HttpError(409, "audit_diverged", str(exc)) from exc
+        return _json_answer(200, ack)
+
+    def _key(self, req: Request) -> str:
+        key = req.headers.get("Idempotency-Key")
+        if key is None:
+            raise HttpError(400, "bad_request", "an Idempotency-Key header is required")
+        if not _KEY_MIN <= len(key) <= _KEY_MAX:
+            raise HttpError(
+                400, "bad_request", f"Idempotency-Key must be {_KEY_MIN} to {_KEY_MAX} characters"
+            )
+        return str(key)
+
+    def _single(self, resource: str) -> Callable[[Request, Counter], Answer]:
+        model = c.POSTED[resource]
+
+        def render(results: list[c.ItemResult]) -> tuple[int, bytes]:
+            r = results[0]
+            if r.status == "created":
+                return 201, r.model_dump_json().encode()
+            if r.status == "duplicate":
+                return 200, r.model_dump_json().encode()
+            code, status = ("conflict", 409) if r.status == "conflict" else ("bad_request", 400)
+            problem = c.Problem(code=code, message=r.message, ids=[r.id])
+            return status, problem.model_dump_json().encode()
+
+        def post_one(req: Request, counter: Counter) -> Answer:
+            key = self._key(req)
+            item = _parse(model, req.body)
+            return self._keyed(req, counter, resource, [item], key, render)
+
+        return post_one
+
+    def _batch(self, resource: str) -> Callable[[Request, Counter], Answer]:
+        model = c.BATCHES[resource]
+
+        def render(results: list[c.ItemResult]) -> tuple[int, bytes]:
+            return 200, c.BatchResult(results=results).model_dump_json().encode()
+
+        def post_batch(req: Request, counter: Counter) -> Answer:
+            key = self._key(req)
+            batch = _parse(model, req.body)
+            return self._keyed(req, counter, resource, list(batch.items), key, render)
+
+        return post_batch
+
+    def _keyed(
+        self,
+        req: Request,
+        counter: Counter,
+        resource: str,
+        items: list[Any],
+        key: str,
+        render: Callable[[list[c.ItemResult]], tuple[int, bytes]],
+    ) -> Answer:
+        canonical = canonical_json([i.model_dump(mode="json") for i in items])
+        request_hash = sha256_hex(f"{req.method} {req.path}\n{canonical}")
+        reply: Reply = self.store.post_keyed(
+            resource, counter, items, key=key, request_hash=request_hash, render=render
+        )
+        headers = {"Idempotent-Replayed": "true"} if reply.replayed else {}
+        return Answer(reply.status, reply.body, headers)
+
+    # ------------------------------------------------------------------ faults endpoint
+
+    def handle_faults(self, req: Request) -> Answer:
+        """``POST /_test/faults`` arms (a :class:`FaultSpec` body), ``DELETE`` clears, ``GET``
+        shows what is armed and how many faults were injected."""
+        try:
+            if req.method == "POST":
+                self.faults.arm(_parse(FaultSpec, req.body or b"{}"))
+            elif req.method == "DELETE":
+                self.faults.clear()
+            elif req.method != "GET":
+                raise HttpError(
+                    405,
+                    "bad_request",
+                    f"{req.method} is not allowed on {FAULTS_PATH}",
+                    headers={"Allow": "GET, POST, DELETE"},
+                )
+        except HttpError as err:
+            return _problem_answer(err)
+        return Answer(200, json.dumps(self.faults.state()).encode())
+
+
+# --------------------------------------------------------------------------- the handler
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    app: CentralApp
+
+    def __init__(self, address: tuple[str, int], app: CentralApp) -> None:
+        self.app = app
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
+        super().__init__(address, _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._open_lock:
+            self._open.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._open_lock:
+            self._open.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        """Cut the keep-alive connections still open: a stopped server answers nothing."""
+        with self._open_lock:
+            open_now = list(self._open)
+            self._open.clear()
+        for sock in open_now:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "CardVendCentral/" + c.CONTRACT_VERSION
+    # headers and body go out in two writes: without TCP_NODELAY the body waits for the
+    # client's delayed ACK (40 ms a request on Linux)
+    disable_nagle_algorithm = True
+    timeout = 120  # an idle keep-alive connection is closed after this many seconds
+    server: _HTTPServer
+
+    def do_GET(self) -> None:
+        self._serve("GET")
+
+    def do_HEAD(self) -> None:
+        self._serve("HEAD")
+
+    def do_POST(self) -> None:
+        self._serve("POST")
+
+    def do_PUT(self) -> None:
+        self._serve("PUT")
+
+    def do_DELETE(self) -> None:
+        self._serve("DELETE")
+
+    def do_PATCH(self) -> None:
+        self._serve("PATCH")
+
+    def do_OPTIONS(self) -> None:
+        self._serve("OPTIONS")
+
+    def __getattr__(self, name: str) -> Callable[[], None]:
+        """Any other method (TRACE, QUERY, ...) is routed too: 405 on a known path."""
+        if name.startswith("do_"):
+            return lambda: self._serve(name[3:])
+        raise AttributeError(name)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s %s", self.address_string(), format % args)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """The stdlib's own errors (a bad request line, say) as a Problem too."""
+        self.close_connection = True
+        problem_code = "bad_request" if 400 <= code < 500 else "server_error"
+        body = c.Problem(code=problem_code, message=message or "").model_dump_json().encode()
+        try:
+            self._write(Answer(code, body), head=self.command == "HEAD")
+        except OSError:
+            pass
+
+    # ------------------------------------------------------------------
+
+    def _read_body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            return self._read_chunked()
+        length_text = self.headers.get("Content-Length")
+        if length_text is None:
+            return b""
+        try:
+            length = int(length_text)
+        except ValueError:
+            self.close_connection = True
+            raise HttpError(400, "bad_request", "Content-Length is not a number") from None
+        if length < 0:
+            self.close_connection = True
+            raise HttpError(400, "bad_request", "Content-Length is negative")
+        if length > MAX_BODY:
+            self.close_connection = True
+            raise HttpError(413, "payload_too_large", f"a body may have at most {MAX_BODY} bytes")
+        return self.rfile.read(length)
+
+    def _read_chunked(self) -> bytes:
+        parts: list[bytes] = []
+        total = 0
+        while True:
+            line = self.rfile.readline(1024)
+            try:
+                size = int(line.split(b";", 1)[0].strip(), 16)
+            except ValueError:
+                self.close_connection = True
+                raise HttpError(400, "bad_request", "bad chunked encoding") from None
+            if size == 0:
+                while self.rfile.readline(8192) not in (b"\r\n", b"\n", b""):
+                    pass
+                return b"".join(parts)
+            total += size
+            if total > MAX_BODY:
+                self.close_connection = True
+                raise HttpError(
+                    413, "payload_too_large", f"a body may have at most {MAX_BODY} bytes"
+                )
+            parts.append(self.rfile.read(size))
+            self.rfile.readline(8)
+
+    def _write(self, answer: Answer, *, head: bool = False) -> None:
+        self.send_response(answer.status)
+        if answer.content_type:
+            self.send_header("Content-Type", answer.content_type)
+        self.send_header("Content-Length", str(len(answer.body)))
+        for name, value in answer.headers.items():
+            self.send_header(name, value)
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if not head and answer.body:
+            self.wfile.write(answer.body)
+        self.wfile.flush()
+
+    def _drop(self) -> None:
+        """Close the connection without an answer."""
+        self.close_connection = True
+        try:
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def _serve(self, method: str) -> None:
+        app = self.server.app
+        try:
+            split = urlsplit(self.path)
+            path = split.path
+            try:
+                body = self._read_body()
+            except HttpError as err:
+                self._write(_problem_answer(err), head=method == "HEAD")
+                return
+            query = parse_qs(split.query, keep_blank_values=True)
+            req = Request(method, path, query, self.headers, body)
+            if path == FAULTS_PATH and app.faults.enabled:
+                answer = app.handle_faults(req)
+                self._write(answer)
+                return
+            fault = app.faults.take(path) if path.startswith(c.API_PREFIX) else None
+            if fault is not None:
+                if fault.latency_ms:
+                    time.sleep(fault.latency_ms / 1000)
+                if fault.action == "drop_before":
+                    self._drop()
+                    return
+                if fault.action == "error_5xx":
+                    headers = {}
+                    if fault.retry_after is not None:
+                        headers["Retry-After"] = str(fault.retry_after)
+                    unavailable = HttpError(
+                        503, "server_error", "unavailable (injected fault)", headers=headers
+                    )
+                    self._write(_problem_answer(unavailable), head=method == "HEAD")
+                    return
+            answer = app.handle(req)
+            if fault is not None and fault.action == "drop_after_commit":
+                self._drop()
+                return
+            if fault is not None and fault.action == "malformed":
+                garbage = (
+                    b'{"items": [{"truncated": tru'
+                    if fault.malformed_variant == 0
+                    else b'{"unexpected": "shape", "results": 7}'
+                )
+                answer = Answer(200, garbage)
+            self._write(answer, head=method == "HEAD")
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+        except Exception:
+            log.exception("unexpected error in %s %s", method, self.path[:200])
+            self.close_connection = True
+            try:
+                problem = c.Problem(code="server_error", message="unexpected server error")
+                self._write(Answer(500, problem.model_dump_json().encode()))
+            except OSError:
+                pass
+
+
+# --------------------------------------------------------------------------- the server
+
+
+class CentralServer:
+    """The reference central server: ``CentralServer(db_url).start()`` serves in a background
+    thread on a free loopback port (``port=0``); ``.url`` is where, ``.store`` the data."""
+
+    def __init__(
+        self,
+        db_url: str | URL,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        enrolment_key: str | None = None,
+        faults: bool = False,
+        *,
+        store: CentralStore | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.store = store or CentralStore(db_url, clock=clock)
+        self.faults = FaultInjector(enabled=faults)
+        self.host = host
+        self.port = port
+        self.app = CentralApp(self.store, enrolment_key=enrolment_key, faults=self.faults)
+        self._httpd: _HTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        if self._httpd is None:
+            raise RuntimeError("the server is not started")
+        host, port = self._httpd.server_address[:2]
+        name = host.decode() if isinstance(host, bytes) else str(host)
+        shown = f"[{name}]" if ":" in name else name
+        return f"http://{shown}:{port}"
+
+    def start(self) -> Self:
+        """Serve in a background thread.  After :meth:`stop` it starts again on the same port
+        (tests take the central system down and bring it back)."""
+        if self._httpd is not None:
+            return self
+        httpd = _HTTPServer((self.host, self.port), self.app)
+        self._httpd = httpd
+        self.port = int(httpd.server_address[1])
+        self._thread = threading.Thread(
+            target=httpd.serve_forever,
+            kwargs={"poll_interval": 0.1},
+            name=f"central-server:{self.port}",
+            daemon=True,
+        )
+        self._thread.start()
+        log.info("central server listening on %s", self.url)
+        return self
+
+    def stop(self) -> None:
+        httpd, self._httpd = self._httpd, None
+        if httpd is not None:
+            httpd.shutdown()
+            httpd.server_close()
+            httpd.close_connections()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+        self.store.dispose()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+__all__ = ["CentralApp", "CentralServer", "Fault", "FaultInjector", "FaultSpec"]

@@ -1,0 +1,174 @@
+"""Sync commands: ``cardvend sync [--watch]``, ``cardvend sync status [--json]``,
+``cardvend sync reconcile [--json]`` and ``cardvend counter register --central URL``.
+
+Sync runs without an operator (it is the counter's own job, like the background worker in the
+window); registering changes this counter's settings and is audited.
+
+Exit codes: 0 done; 1 an error (one line on stderr, e.g. the central system cannot be reached);
+3 ``reconcile`` found differences that need attention (missing, different, reversal).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import threading
+from typing import Any
+
+from app.cli import emit_json, open_db
+from app.context import AppContext
+from app.i18n import _
+from app.money import format_yuan
+from app.services.sync_status import sync_status
+from app.settings import SYNC_INTERVAL
+from sync.errors import SyncError
+from sync.service import RoundReport, SyncService, make_client, reconcile, register_counter
+
+EXIT_DIFFERENCES = 3
+
+
+def _service(ctx: AppContext) -> SyncService:
+    open_db(ctx)
+    return SyncService.from_context(ctx)
+
+
+def _print_round(report: RoundReport) -> None:
+    r = report.to_json()
+    print(
+        _(
+            "sent {sent}, already there {duplicates}, refused {refused}, waiting {waiting}; "
+            "pulled {tariffs} tariff versions, {new} new and {changed} changed customers, "
+            "{jobs} jobs; {control} card balances reported",
+            sent=r["sent"],
+            duplicates=r["duplicates"],
+            refused=r["refused"],
+            waiting=r["waiting"],
+            tariffs=r["tariffs"],
+            new=r["customers_new"],
+            changed=r["customers_changed"],
+            jobs=r["jobs"],
+            control=r["control_reports"],
+        )
+    )
+    for sale_id in r["flagged"]:
+        print(_("sale {sale_id} flagged by the central system for review", sale_id=sale_id))
+
+
+def cmd_sync(ctx: AppContext, args: argparse.Namespace) -> int:
+    service = _service(ctx)
+    if not args.watch:
+        report = service.run_round()
+        if args.json:
+            emit_json(report.to_json())
+        else:
+            _print_round(report)
+        return 0
+    interval = args.interval or int(ctx.settings.get(SYNC_INTERVAL.key))
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    while not stop.is_set():
+        try:
+            report = service.run_round()
+            if args.json:
+                emit_json(report.to_json())
+            else:
+                _print_round(report)
+        except SyncError as exc:
+            print(exc.localized(), flush=True)
+        stop.wait(interval)
+    return 0
+
+
+def cmd_status(ctx: AppContext, args: argparse.Namespace) -> int:
+    status = sync_status(open_db(ctx), ctx.clock)
+    if args.json:
+        emit_json(status.to_json())
+        return 0
+    print(_("online: {value}", value=_("yes") if status.online else _("no")))
+    print(
+        _(
+            "pending: {count} ({amount} yuan)",
+            count=status.pending,
+            amount=format_yuan(status.pending_amount),
+        )
+    )
+    age = status.oldest_pending_age_s
+    print(_("oldest pending: {age}", age=_("none") if age is None else f"{age} s"))
+    last = status.last_success.isoformat() if status.last_success else _("never")
+    print(_("last success: {when}", when=last))
+    print(_("last error: {error}", error=status.last_error or _("none")))
+    if status.refused:
+        print(_("refused by the central system: {count}", count=status.refused))
+    if status.review:
+        print(_("sales flagged for review: {count}", count=status.review))
+    return 0
+
+
+def cmd_reconcile(ctx: AppContext, args: argparse.Namespace) -> int:
+    db = open_db(ctx)
+    client = make_client(ctx)
+    try:
+        report = reconcile(db, client, counter_id=ctx.counter_id, office_code=ctx.office_code)
+    finally:
+        client.close()
+    if args.json:
+        emit_json(report.to_json())
+    else:
+        print(
+            _(
+                "local {local}, central {central}, matched {matched}, differences {count}",
+                local=report.local,
+                central=report.central,
+                matched=report.matched,
+                count=len(report.differences),
+            )
+        )
+        for d in report.differences:
+            print(f"{d.kind}\t{d.sale_id}\t{d.detail}")
+    return EXIT_DIFFERENCES if report.serious else 0
+
+
+def cmd_register(ctx: AppContext, args: argparse.Namespace) -> int:
+    open_db(ctx)
+    key = args.enrolment_key or os.environ.get("CARDVEND_ENROLMENT_KEY")
+    answer = register_counter(ctx, args.central, key, args.name or "")
+    print(
+        _(
+            "counter {counter} of office {office} registered with {url}",
+            counter=answer.counter_id,
+            office=answer.office_code,
+            url=args.central,
+        )
+    )
+    return 0
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("sync", help=_("sync with the central system (one round)"))
+    p.add_argument("--watch", action="store_true", help=_("keep syncing until stopped"))
+    p.add_argument("--interval", type=int, help=_("seconds between rounds with --watch"))
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_sync)
+    ssub = p.add_subparsers(dest="sync_command", metavar="COMMAND")
+    q = ssub.add_parser("status", help=_("online, pending sales, last success and error"))
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_status)
+    q = ssub.add_parser(
+        "reconcile", help=_("compare this counter's sales with the central system's")
+    )
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_reconcile)
+
+    p = sub.add_parser("counter", help=_("this counter"))
+    csub = p.add_subparsers(dest="counter_command", required=True, metavar="COMMAND")
+    q = csub.add_parser("register", help=_("register with the central system"))
+    q.add_argument("--central", required=True, help=_("the central system's URL"))
+    q.add_argument("--enrolment-key", help=_("enrolment key (or set CARDVEND_ENROLMENT_KEY)"))
+    q.add_argument("--name", help=_("a name for this counter"))
+    q.set_defaults(func=cmd_register)

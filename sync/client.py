@@ -1,0 +1,253 @@
+"""The HTTP client of the contract (requests).
+
+- one ``requests.Session``; every call has a (connect, read) timeout; TLS is verified (a CA
+  bundle setting may name the utility's own CA);
+- GETs and PUTs are retried on connection errors, timeouts, 429 and 5xx with exponential backoff
+  and full jitter; a POST is retried only when it carries an ``Idempotency-Key`` (ours always do),
+  because only then can a repeat not double anything;
+- ``Retry-After`` (seconds) is honoured, capped by ``max_wait``;
+- every answer is validated against the contract models: a body that is not what the contract
+  says is a :class:`CentralBadResponse`, raised before the caller changes anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import requests
+from pydantic import BaseModel, ValidationError
+
+from sync import contract as c
+from sync.errors import (
+    AuditDiverged,
+    CentralBadResponse,
+    CentralRejected,
+    CentralUnauthorized,
+    CentralUnreachable,
+)
+
+log = logging.getLogger(__name__)
+M = TypeVar("M", bound=BaseModel)
+RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
+
+
+@dataclass
+class RetryPolicy:
+    attempts: int = 4  # tries in all
+    base: float = 0.2  # seconds; the n-th retry waits up to base * 2**n
+    cap: float = 5.0
+    max_wait: float = 30.0  # longest Retry-After honoured
+    sleep: Callable[[float], None] = time.sleep
+    rng: random.Random = field(default_factory=random.Random)
+
+    def delay(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), self.max_wait)
+        return self.rng.uniform(0, min(self.cap, self.base * 2**attempt))
+
+
+def batch_key(path: str, ids: Sequence[str]) -> str:
+    """The Idempotency-Key of a post: the same items to the same path always get the same key
+    (a single post and a batch of one are different requests, so they get different keys)."""
+    digest = hashlib.sha256((path + "\n" + "\n".join(ids)).encode()).hexdigest()
+    return digest[:48]
+
+
+def _retry_after(resp: requests.Response) -> float | None:
+    value = resp.headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None  # an HTTP date: rare here; fall back to our own backoff
+
+
+class CentralClient:
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None = None,
+        *,
+        ca_bundle: str | None = None,
+        timeout: tuple[float, float] = (3.05, 30.0),
+        retry: RetryPolicy | None = None,
+        session: requests.Session | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.token = token
+        self.timeout = timeout
+        self.retry = retry or RetryPolicy()
+        self.http = session or requests.Session()
+        self.http.verify = ca_bundle or True
+        self.http.headers["User-Agent"] = f"cardvend-counter/{c.CONTRACT_VERSION}"
+        self.http.headers["Accept"] = "application/json"
+
+    def close(self) -> None:
+        self.http.close()
+
+    # ------------------------------------------------------------------ transport
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        model: type[M],
+        *,
+        params: dict[str, Any] | None = None,
+        body: BaseModel | None = None,
+        idempotency_key: str | None = None,
+        headers: dict[str, str] | None = None,
+        ok: tuple[int, ...] = (200, 201),
+    ) -> tuple[int, M]:
+        url = self.base_url + c.API_PREFIX + path
+        hdrs = dict(headers or {})
+        if self.token:
+            hdrs["Authorization"] = f"Bearer {self.token}"
+        data = None
+        if body is not None:
+            data = body.model_dump_json().encode("utf-8")
+            hdrs["Content-Type"] = "application/json"
+        if idempotency_key:
+            hdrs["Idempotency-Key"] = idempotency_key
+        retryable = method != "POST" or idempotency_key is not None
+        attempt = 0
+        while True:
+            wait: float | None = None
+            try:
+                resp = self.http.request(
+                    method, url, params=params, data=data, headers=hdrs, timeout=self.timeout
+                )
+            except requests.exceptions.SSLError as exc:
+                raise CentralUnreachable(url=self.base_url, detail=f"TLS: {exc}") from exc
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                failure: Exception = exc
+                detail = type(exc).__name__
+            else:
+                if resp.status_code not in RETRY_STATUS:
+                    return resp.status_code, self._parse(method, path, resp, model, ok)
+                failure = CentralRejected(
+                    method=method, path=path, status=resp.status_code, detail=resp.reason
+                )
+                detail = f"HTTP {resp.status_code}"
+                wait = _retry_after(resp)
+            attempt += 1
+            if not retryable or attempt >= self.retry.attempts:
+                raise CentralUnreachable(url=self.base_url, detail=detail) from failure
+            delay = self.retry.delay(attempt - 1, wait)
+            log.info("%s %s: %s, retry %d in %.2f s", method, path, detail, attempt, delay)
+            self.retry.sleep(delay)
+
+    def _parse(
+        self,
+        method: str,
+        path: str,
+        resp: requests.Response,
+        model: type[M],
+        ok: tuple[int, ...],
+    ) -> M:
+        if resp.status_code in ok:
+            try:
+                return model.model_validate_json(resp.content)
+            except ValidationError as exc:
+                first = exc.errors()[0] if exc.errors() else {"msg": str(exc)}
+                where = ".".join(str(p) for p in first.get("loc", ()))
+                raise CentralBadResponse(
+                    method=method, path=path, detail=f"{where} {first['msg']}".strip()
+                ) from exc
+        try:
+            problem = c.Problem.model_validate_json(resp.content)
+        except ValidationError:
+            problem = c.Problem(code="unknown", message=resp.text[:200] or resp.reason)
+        if resp.status_code == 401:
+            raise CentralUnauthorized(detail=problem.message)
+        if problem.code == "audit_diverged":
+            raise AuditDiverged(detail=problem.message)
+        raise CentralRejected(
+            method=method, path=path, status=resp.status_code, detail=problem.message
+        )
+
+    # ------------------------------------------------------------------ resources
+
+    def health(self) -> c.Health:
+        return self._send("GET", "/health", c.Health)[1]
+
+    def register(self, req: c.RegisterRequest, enrolment_key: str | None) -> c.RegisterResponse:
+        headers = {"X-Enrolment-Key": enrolment_key} if enrolment_key else None
+        return self._send(
+            "POST",
+            "/counters/register",
+            c.RegisterResponse,
+            body=req,
+            headers=headers,
+            idempotency_key=uuid.uuid4().hex,
+        )[1]
+
+    def _page(self, path: str, model: type[M], after: int, limit: int) -> M:
+        return self._send("GET", path, model, params={"after": after, "limit": limit})[1]
+
+    def tariffs(self, after: int, limit: int = 1000) -> c.TariffPage:
+        return self._page("/tariffs", c.TariffPage, after, limit)
+
+    def customers(self, after: int, limit: int = 5000) -> c.CustomerPage:
+        return self._page("/customers", c.CustomerPage, after, limit)
+
+    def remote_statuses(self, after: int, limit: int = 1000) -> c.RemoteStatusPage:
+        return self._page("/remote-purchases", c.RemoteStatusPage, after, limit)
+
+    def jobs(self, after: int, limit: int = 1000) -> c.JobPage:
+        return self._page("/jobs", c.JobPage, after, limit)
+
+    def counter_sales(self, after: int, limit: int = 1000) -> c.CounterSalePage:
+        return self._page("/counters/me/sales", c.CounterSalePage, after, limit)
+
+    def control_status(self, customer_no: str) -> c.ControlStatus:
+        return self._send("GET", f"/customers/{customer_no}/control-status", c.ControlStatus)[1]
+
+    def put_audit_head(self, head: c.AuditHead) -> c.AuditHeadAck:
+        return self._send("PUT", "/counters/me/audit-head", c.AuditHeadAck, body=head)[1]
+
+    def post_one(self, resource: str, item: c.Model) -> c.ItemResult:
+        """One record; a 409 (the same id with another body) comes back as a conflict result."""
+        try:
+            return self._send(
+                "POST",
+                f"/{resource}",
+                c.ItemResult,
+                body=item,
+                idempotency_key=batch_key(f"/{resource}", [str(getattr(item, "id", ""))]),
+            )[1]
+        except CentralRejected as exc:
+            if exc.params.get("status") == 409:
+                return c.ItemResult(
+                    id=str(getattr(item, "id", "")),
+                    status="conflict",
+                    message=str(exc.params.get("detail", "")),
+                )
+            raise
+
+    def post_batch(self, resource: str, items: Sequence[c.Model]) -> c.BatchResult:
+        batch_model = c.BATCHES[resource]
+        ids = [str(getattr(i, "id", "")) for i in items]
+        body = batch_model.model_validate({"items": list(items)})
+        result = self._send(
+            "POST",
+            f"/{resource}/batch",
+            c.BatchResult,
+            body=body,
+            idempotency_key=batch_key(f"/{resource}/batch", ids),
+        )[1]
+        if [r.id for r in result.results] != ids:
+            raise CentralBadResponse(
+                method="POST",
+                path=f"/{resource}/batch",
+                detail="results do not match the items sent",
+            )
+        return result

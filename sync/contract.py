@@ -1,0 +1,594 @@
+"""The contract between a counter and the central marketing system: ``/api/v1``, JSON.
+
+These pydantic models are the contract; both sides use them (the client validates every response
+with them, the reference central server validates every request with them), and
+``sync/openapi.json`` is generated from them (``python -m sync.contract --write``; a test keeps
+the committed document equal to the generated one).
+
+Conventions:
+- money is integer fen, energy integer Wh, times ISO 8601 with an offset;
+- every record a counter posts carries a client-generated UUID; the central side inserts it
+  idempotently (a repeat with the same body is ``duplicate``, the same UUID with another body is
+  ``conflict``: 409 for a single post, a per-item result in a batch);
+- every POST carries an ``Idempotency-Key`` header; a repeated key with the same body replays the
+  first answer;
+- pulls are pages after an opaque integer cursor (``after``), ``next_cursor`` is what to ask for
+  next, ``has_more`` says whether to ask at once;
+- errors are a :class:`Problem` body with a stable ``code``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+API_PREFIX = "/api/v1"
+CONTRACT_VERSION = "1.0.0"
+OPENAPI_FILE = Path(__file__).with_name("openapi.json")
+MAX_PAGE = 5000  # largest page a client may ask for
+MAX_BATCH = 1000  # most items in one batch post
+BIGINT_MAX = 2**63 - 1  # the largest count or sequence number a database column holds
+
+Fen = Annotated[int, Field(ge=-(10**12), le=10**12, description="money in fen (0.01 yuan)")]
+NonNegFen = Annotated[int, Field(ge=0, le=10**12, description="money in fen (0.01 yuan)")]
+Uuid = Annotated[str, Field(min_length=36, max_length=36, pattern=r"^[0-9a-f-]{36}$")]
+Code = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_.-]+$")]
+Digits12 = Annotated[str, Field(pattern=r"^[0-9]{12}$")]
+Cursor = Annotated[int, Field(ge=0)]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Problem(Model):
+    """An error: ``code`` is stable (see the OpenAPI document), ``message`` is English."""
+
+    code: str
+    message: str
+    ids: list[str] = Field(default_factory=list, description="records the error is about")
+
+
+# --------------------------------------------------------------------------- counters
+
+
+class RegisterRequest(Model):
+    counter_id: Code
+    office_code: Code
+    name: str = Field(default="", max_length=64)
+
+
+class RegisterResponse(Model):
+    counter_id: Code
+    office_code: Code
+    token: str = Field(min_length=32, max_length=128)
+    server_time: AwareDatetime
+
+
+class AuditHead(Model):
+    """The counter's latest audit hash, and the hash its chain has now at the row it reported
+    last time (``at_previous_seq``): a chain rewritten below the last report shows as a
+    difference there."""
+
+    seq: int = Field(ge=0, le=BIGINT_MAX)
+    hash: str = Field(pattern=r"^[0-9a-f]{64}$")
+    at: AwareDatetime
+    previous_seq: int | None = Field(default=None, ge=0, le=BIGINT_MAX)
+    at_previous_seq: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+
+
+class AuditHeadAck(Model):
+    seq: int
+    hash: str
+    received_at: AwareDatetime
+
+
+# --------------------------------------------------------------------------- tariffs
+
+
+class TariffVersionRecord(Model):
+    plan_code: Code
+    plan_name: str = Field(max_length=64)
+    version_no: int = Field(ge=1, le=BIGINT_MAX)
+    kind: Literal["flat", "tou", "tiered", "tou_tiered"]
+    effective_from: AwareDatetime
+    spec: dict[str, Any]
+    seq: int = Field(ge=1, description="position in the tariff stream; cursor for the next pull")
+
+
+class TariffPage(Model):
+    items: list[TariffVersionRecord]
+    next_cursor: Cursor
+    has_more: bool
+
+
+# --------------------------------------------------------------------------- customers
+
+
+class ArrearsRecord(Model):
+    ref: str = Field(min_length=1, max_length=40, description="the central system's id")
+    kind: Literal["arrears", "fee"]
+    description: str = Field(default="", max_length=120)
+    amount: NonNegFen = Field(gt=0)
+    must_collect: bool = True
+
+
+class CustomerRecord(Model):
+    """One customer as the central archive holds it now; ``arrears`` are the open items."""
+
+    customer_no: Digits12
+    name: str = Field(min_length=1, max_length=64)
+    address: str = Field(default="", max_length=200)
+    phone: str = Field(default="", max_length=24)
+    meter_no: Digits12
+    meter_kind: Literal["card", "remote"]
+    status: Literal["active", "paused", "closed"]
+    office_code: Code
+    tariff_plan: Code
+    ct_ratio: int = Field(default=1, ge=1, le=10000)
+    pt_ratio: int = Field(default=1, ge=1, le=10000)
+    alarm1: NonNegFen
+    alarm2: NonNegFen
+    overdraft_limit: NonNegFen
+    credit_ceiling: NonNegFen
+    card_serial: str | None = Field(default=None, max_length=32)
+    purchase_count: int = Field(ge=0, description="highest completed card purchase known")
+    arrears: list[ArrearsRecord] = Field(default_factory=list)
+    seq: int = Field(ge=1, description="position in the archive stream; cursor for the next pull")
+
+
+class CustomerPage(Model):
+    items: list[CustomerRecord]
+    next_cursor: Cursor
+    has_more: bool
+
+
+class ControlStatus(Model):
+    """Charge control of one customer as the central system sees it: the balances from the
+    card's write-back, the system's own balance, and the state against the thresholds."""
+
+    customer_no: Digits12
+    state: Literal["normal", "alarm1", "alarm2", "tripped", "closed", "unknown"]
+    meter_remaining: Fen | None = None
+    meter_purchase_count: int | None = None
+    system_credit: NonNegFen = Field(description="credit sold to this customer, all counters")
+    last_report_at: AwareDatetime | None = None
+
+
+class ControlReport(Model):
+    """A write-back the counter read off a customer's card."""
+
+    id: Uuid
+    customer_no: Digits12
+    meter_remaining: Fen
+    meter_purchase_count: int = Field(ge=0, le=BIGINT_MAX)
+    seen_at: AwareDatetime
+    counter_id: Code
+
+
+# --------------------------------------------------------------------------- sales and events
+
+
+class SaleRecord(Model):
+    """A card sale or a remote payment, once settled on the counter (completed or failed)."""
+
+    id: Uuid
+    kind: Literal["card", "remote"]
+    state: Literal["completed", "failed"]
+    customer_no: Digits12
+    purchase_count: int | None = Field(default=None, ge=1, le=BIGINT_MAX)
+    amount: NonNegFen = Field(gt=0)
+    arrears: NonNegFen
+    fees: NonNegFen
+    credit: NonNegFen
+    energy_wh: int = Field(ge=0)
+    tariff_plan: Code
+    tariff_version_no: int = Field(ge=1, le=BIGINT_MAX)
+    settled_refs: list[str] = Field(default_factory=list, description="arrears items it paid")
+    operator_id: Code
+    counter_id: Code
+    office_code: Code
+    shift_id: Uuid
+    card_serial: str | None = Field(default=None, max_length=32)
+    cash_received: NonNegFen | None = None
+    created_at: AwareDatetime
+
+
+class ReversalRecord(Model):
+    id: Uuid
+    sale_id: Uuid
+    amount: NonNegFen
+    operator_id: Code
+    approver_id: Code
+    counter_id: Code
+    created_at: AwareDatetime
+
+
+class RewriteRecord(Model):
+    id: Uuid
+    sale_id: Uuid
+    rewrite_no: int = Field(ge=1, le=BIGINT_MAX)
+    operator_id: Code
+    counter_id: Code
+    created_at: AwareDatetime
+
+
+class ReplacementRecord(Model):
+    id: Uuid
+    customer_no: Digits12
+    old_serial: str | None = Field(default=None, max_length=32)
+    new_serial: str = Field(max_length=32)
+    fee: NonNegFen
+    operator_id: Code
+    counter_id: Code
+    created_at: AwareDatetime
+
+
+class CardBindingRecord(Model):
+    id: Uuid
+    customer_no: Digits12
+    serial: str = Field(max_length=32)
+    operator_id: Code
+    counter_id: Code
+    created_at: AwareDatetime
+
+
+class SmsRequest(Model):
+    id: Uuid
+    customer_no: Digits12
+    template: Literal["low_balance", "payment_received", "remote_issued"]
+    params: dict[str, str | int] = Field(default_factory=dict)
+    counter_id: Code
+    created_at: AwareDatetime
+
+
+class JobResultRecord(Model):
+    id: Uuid
+    job_id: Uuid
+    outcome: Literal["done", "failed"]
+    technician_id: Code
+    counter_id: Code
+    done_at: AwareDatetime
+    write_back: dict[str, Any] = Field(default_factory=dict)
+    note: str = Field(default="", max_length=200)
+
+
+class ItemResult(Model):
+    id: str
+    status: Literal["created", "duplicate", "conflict", "rejected"]
+    review: str | None = Field(default=None, description="why the central side flagged it")
+    message: str = ""
+
+
+class BatchResult(Model):
+    results: list[ItemResult]
+
+
+def batch_of(item: type[Model]) -> type[Model]:
+    """The batch body for ``item``: ``{"items": [...]}``, 1 to MAX_BATCH items."""
+    name = item.__name__.removesuffix("Record").removesuffix("Request").removesuffix("Report")
+    return type(
+        f"{name}Batch",
+        (Model,),
+        {
+            "__annotations__": {"items": list[item]},  # type: ignore[valid-type]
+            "items": Field(min_length=1, max_length=MAX_BATCH),
+            "__module__": __name__,
+        },
+    )
+
+
+# the records a counter posts: resource path -> item model
+POSTED: dict[str, type[Model]] = {
+    "sales": SaleRecord,
+    "reversals": ReversalRecord,
+    "rewrites": RewriteRecord,
+    "replacements": ReplacementRecord,
+    "card-bindings": CardBindingRecord,
+    "control-reports": ControlReport,
+    "sms": SmsRequest,
+    "job-results": JobResultRecord,
+}
+BATCHES: dict[str, type[Model]] = {path: batch_of(model) for path, model in POSTED.items()}
+
+
+class CounterSale(Model):
+    """A sale as the central system holds it for a counter (reconciliation)."""
+
+    sale: SaleRecord
+    received_at: AwareDatetime
+    reversed: bool
+    review: str | None = None
+    seq: int = Field(ge=1)
+
+
+class CounterSalePage(Model):
+    items: list[CounterSale]
+    next_cursor: Cursor
+    has_more: bool
+
+
+class RemoteStatus(Model):
+    sale_id: Uuid
+    status: Literal["queued", "issued", "failed"]
+    reason: str = ""
+    seq: int = Field(ge=1)
+
+
+class RemoteStatusPage(Model):
+    items: list[RemoteStatus]
+    next_cursor: Cursor
+    has_more: bool
+
+
+# --------------------------------------------------------------------------- management-card jobs
+
+
+class Job(Model):
+    """A job the central system failed to issue remotely; a technician does it with a
+    management card."""
+
+    id: Uuid
+    kind: Literal["price", "purchase_params", "reading_day"]
+    customer_no: Digits12
+    meter_no: Digits12
+    office_code: Code
+    params: dict[str, Any]
+    status: Literal["open", "done", "failed", "cancelled"]
+    created_at: AwareDatetime
+    seq: int = Field(ge=1)
+
+
+class JobPage(Model):
+    items: list[Job]
+    next_cursor: Cursor
+    has_more: bool
+
+
+class Health(Model):
+    status: Literal["ok"]
+    contract: str
+    server_time: AwareDatetime
+
+
+# --------------------------------------------------------------------------- OpenAPI document
+
+_GET_PAGES: dict[str, tuple[type[Model], str]] = {
+    "/tariffs": (TariffPage, "Tariff versions after the cursor, in the order they were issued"),
+    "/customers": (CustomerPage, "Customer archive changes after the cursor (deltas)"),
+    "/remote-purchases": (
+        RemoteStatusPage,
+        "Issuing status of this counter's remote purchases, changes after the cursor",
+    ),
+    "/jobs": (JobPage, "Management-card jobs of the office, changes after the cursor"),
+}
+PROBLEM_CODES = (
+    "bad_request",
+    "unauthorized",
+    "not_found",
+    "conflict",
+    "audit_diverged",
+    "payload_too_large",
+    "server_error",
+)
+
+
+def _ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def _json(model: type[BaseModel], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _ref(model)}}}
+
+
+def _problems(*statuses: int) -> dict[str, Any]:
+    texts = {
+        400: "The request is not valid",
+        401: "No valid bearer token",
+        404: "Not found",
+        409: "Conflicts with what the central system holds",
+        413: "Too large",
+    }
+    return {str(s): _json(Problem, texts[s]) for s in statuses}
+
+
+def _page_params() -> list[dict[str, Any]]:
+    return [
+        {
+            "name": "after",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "integer", "minimum": 0, "default": 0},
+        },
+        {
+            "name": "limit",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 1000},
+        },
+    ]
+
+
+_IDEMPOTENCY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": True,
+    "schema": {"type": "string", "minLength": 8, "maxLength": 64},
+}
+
+
+def openapi() -> dict[str, Any]:
+    """The OpenAPI 3.1 document of the contract, built from the models."""
+    models: list[type[BaseModel]] = [
+        Problem,
+        RegisterRequest,
+        RegisterResponse,
+        AuditHead,
+        AuditHeadAck,
+        ControlStatus,
+        ItemResult,
+        BatchResult,
+        CounterSalePage,
+        Health,
+        *(page for page, _ in _GET_PAGES.values()),
+        *POSTED.values(),
+        *BATCHES.values(),
+    ]
+    schemas: dict[str, Any] = {}
+    for model in models:
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        for name, sub in schema.pop("$defs", {}).items():
+            schemas[name] = sub
+        schemas[model.__name__] = schema
+    secured: list[dict[str, list[str]]] = [{"counterToken": []}]
+    paths: dict[str, Any] = {
+        "/health": {
+            "get": {
+                "operationId": "health",
+                "summary": "Whether the central system answers",
+                "security": [],
+                "responses": {"200": _json(Health, "Up")},
+            }
+        },
+        "/counters/register": {
+            "post": {
+                "operationId": "registerCounter",
+                "summary": "Register a counter; answers its bearer token (a new one each time)",
+                "security": [],
+                "parameters": [
+                    {
+                        "name": "X-Enrolment-Key",
+                        "in": "header",
+                        "required": False,
+                        "schema": {"type": "string", "maxLength": 128},
+                    }
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref(RegisterRequest)}},
+                },
+                "responses": {
+                    "200": _json(RegisterResponse, "Registered"),
+                    **_problems(400, 401),
+                },
+            }
+        },
+        "/counters/me/audit-head": {
+            "put": {
+                "operationId": "putAuditHead",
+                "summary": "The counter's latest audit hash",
+                "security": secured,
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref(AuditHead)}},
+                },
+                "responses": {
+                    "200": _json(AuditHeadAck, "Recorded"),
+                    **_problems(400, 401, 409),
+                },
+            }
+        },
+        "/counters/me/sales": {
+            "get": {
+                "operationId": "listCounterSales",
+                "summary": "The sales the central system holds for this counter",
+                "security": secured,
+                "parameters": _page_params(),
+                "responses": {"200": _json(CounterSalePage, "A page"), **_problems(400, 401)},
+            }
+        },
+        "/customers/{customer_no}/control-status": {
+            "get": {
+                "operationId": "getControlStatus",
+                "summary": "Charge-control status of one customer",
+                "security": secured,
+                "parameters": [
+                    {
+                        "name": "customer_no",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string", "pattern": "^[0-9]{12}$"},
+                    }
+                ],
+                "responses": {
+                    "200": _json(ControlStatus, "The status"),
+                    **_problems(400, 401, 404),
+                },
+            }
+        },
+    }
+    for path, (page, summary) in _GET_PAGES.items():
+        paths[path] = {
+            "get": {
+                "operationId": "list" + page.__name__.removesuffix("Page"),
+                "summary": summary,
+                "security": secured,
+                "parameters": _page_params(),
+                "responses": {"200": _json(page, "A page"), **_problems(400, 401)},
+            }
+        }
+    for path, model in POSTED.items():
+        batch = BATCHES[path]
+        paths[f"/{path}"] = {
+            "post": {
+                "operationId": "post" + model.__name__,
+                "summary": f"One {model.__name__}, idempotent by its id",
+                "security": secured,
+                "parameters": [_IDEMPOTENCY],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref(model)}},
+                },
+                "responses": {
+                    "201": _json(ItemResult, "Created"),
+                    "200": _json(ItemResult, "Already there with the same body"),
+                    **_problems(400, 401, 409),
+                },
+            }
+        }
+        paths[f"/{path}/batch"] = {
+            "post": {
+                "operationId": "post" + batch.__name__,
+                "summary": f"Up to {MAX_BATCH} {model.__name__} items; one result per item",
+                "security": secured,
+                "parameters": [_IDEMPOTENCY],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref(batch)}},
+                },
+                "responses": {
+                    "200": _json(BatchResult, "One result per item, in order"),
+                    **_problems(400, 401, 409, 413),
+                },
+            }
+        }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "CardVend central marketing system",
+            "version": CONTRACT_VERSION,
+            "description": (__doc__ or "").strip(),
+        },
+        "servers": [{"url": API_PREFIX}],
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {"counterToken": {"type": "http", "scheme": "bearer"}},
+        },
+        "security": secured,
+    }
+
+
+def openapi_text() -> str:
+    return json.dumps(openapi(), ensure_ascii=False, indent=1, sort_keys=True) + "\n"
+
+
+if __name__ == "__main__":  # pragma: no cover
+    if "--write" in sys.argv:
+        OPENAPI_FILE.write_text(openapi_text(), encoding="utf-8")
+    else:
+        sys.stdout.write(openapi_text())

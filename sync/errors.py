@@ -1,0 +1,56 @@
+"""Typed errors of the link to the central system; each says what happened and what to do."""
+
+from __future__ import annotations
+
+from app.errors import CardVendError
+from app.i18n import N_
+
+
+class SyncError(CardVendError):
+    code = "sync"
+    template = N_("Sync with the central system failed: {detail}")
+
+
+class NotRegistered(SyncError):
+    code = "not_registered"
+    template = N_(
+        "This counter is not registered with the central system. An administrator runs "
+        "'cardvend counter register --central URL' first."
+    )
+
+
+class CentralUnreachable(SyncError):
+    code = "central_unreachable"
+    template = N_(
+        "The central system at {url} cannot be reached ({detail}). Selling goes on offline "
+        "within the limits; sales are sent when the link is back."
+    )
+
+
+class CentralUnauthorized(SyncError):
+    code = "central_unauthorized"
+    template = N_(
+        "The central system refused this counter's token ({detail}). An administrator "
+        "registers the counter again."
+    )
+
+
+class CentralBadResponse(SyncError):
+    code = "central_bad_response"
+    template = N_(
+        "The central system answered {method} {path} with something that is not in the "
+        "contract ({detail}). Nothing was changed; tell the central system's support."
+    )
+
+
+class CentralRejected(SyncError):
+    code = "central_rejected"
+    template = N_("The central system refused {method} {path}: {status} {detail}")
+
+
+class AuditDiverged(SyncError):
+    code = "audit_diverged"
+    template = N_(
+        "The central system holds another audit history for this counter ({detail}). The "
+        "local audit log may have been altered; call the supervisor and do not delete anything."
+    )

@@ -1,0 +1,454 @@
+"""Pulling from the central system: tariff versions, customer archive deltas (with arrears),
+remote-purchase statuses and management-card jobs.
+
+Each page is applied in one write transaction together with its cursor, so a crash or a bad page
+leaves the counter at the end of the last whole page and the next pull goes on from there. A
+page that fails the contract (validated by the client) or the counter's own rules changes
+nothing.
+
+Rules (the central archive is the authority, the counter keeps what only it knows yet):
+- tariff versions are append-only: a version the counter has is never changed (a different spec
+  under the same number is refused); sales keep the version they were valued at;
+- a customer's ``purchase_count`` only goes up (the higher of the two);
+- a card binding made here and not yet sent is kept until the central side knows it;
+- arrears items are matched by the central ``ref``; an item this counter settled with a sale
+  stays settled; an open item the central side no longer lists is gone (paid elsewhere);
+- a customer closed centrally: this counter's unsent sales of that customer are flagged for a
+  supervisor's review (``sales.review = customer_closed``), never dropped — they are still sent;
+- a change of thresholds, ratios or tariff plan raises ``param_version``, so the next sale writes
+  the new parameters onto the card (that is how a price adjustment reaches a card meter).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar, cast
+
+from sqlalchemy import Table, bindparam, delete, insert, or_, select, update
+from sqlalchemy.orm import Session
+
+from app.clock import Clock
+from app.domain.pricing import TariffSpec, TariffSpecError
+from app.persistence.db import Database
+from app.persistence.models import (
+    ArrearsItem,
+    Customer,
+    MgmtJob,
+    Office,
+    OutboxEntry,
+    Sale,
+    Setting,
+    TariffPlan,
+    TariffVersion,
+)
+from app.services import audit
+from app.services.tariffs import SPEC_DEFAULTS, ensure_plan
+from sync import contract as c
+from sync.client import CentralClient
+from sync.errors import SyncError
+
+log = logging.getLogger(__name__)
+P = TypeVar("P", c.TariffPage, c.CustomerPage, c.RemoteStatusPage, c.JobPage)
+
+CURSOR_KEYS = {
+    "tariffs": "sync.cursor.tariffs",
+    "customers": "sync.cursor.customers",
+    "remote": "sync.cursor.remote",
+    "jobs": "sync.cursor.jobs",
+}
+PARAM_FIELDS = (
+    "ct_ratio",
+    "pt_ratio",
+    "alarm1",
+    "alarm2",
+    "overdraft_limit",
+    "credit_ceiling",
+    "tariff_plan_id",
+)
+ARCHIVE_FIELDS = ("name", "address", "phone", "meter_no", "meter_kind", "status", "office_code")
+
+
+def get_setting(session: Session, key: str) -> str | None:
+    row = session.get(Setting, key)
+    return row.value if row else None
+
+
+def put_setting(session: Session, key: str, value: str) -> None:
+    row = session.get(Setting, key)
+    if row is None:
+        session.add(Setting(key=key, value=value))
+    else:
+        row.value = value
+
+
+def cursor(session: Session, stream: str) -> int:
+    return int(get_setting(session, CURSOR_KEYS[stream]) or 0)
+
+
+@dataclass
+class PullReport:
+    tariffs: int = 0
+    customers_new: int = 0
+    customers_changed: int = 0
+    arrears_changed: int = 0
+    flagged: int = 0
+    remote_updates: int = 0
+    jobs: int = 0
+    pages: int = 0
+
+
+def _pull(
+    db: Database,
+    stream: str,
+    fetch: Callable[[int], P],
+    apply: Callable[[Session, P], None],
+    report: PullReport,
+) -> None:
+    with db.read() as session:
+        after = cursor(session, stream)
+    while True:
+        page = fetch(after)
+        with db.write() as session:
+            if cursor(session, stream) != after:  # another sync ran meanwhile: start over
+                return
+            apply(session, page)
+            put_setting(session, CURSOR_KEYS[stream], str(page.next_cursor))
+        report.pages += 1
+        if not page.has_more or page.next_cursor == after:
+            return
+        after = page.next_cursor
+
+
+# --------------------------------------------------------------------------- tariffs
+
+
+def _apply_tariffs(session: Session, page: c.TariffPage, clock: Clock, report: PullReport) -> None:
+    for rec in page.items:
+        try:
+            spec = TariffSpec.from_dict({**SPEC_DEFAULTS, **rec.spec}).to_dict()
+        except (TariffSpecError, ValueError, TypeError, KeyError) as exc:
+            raise SyncError(
+                detail=f"tariff {rec.plan_code} v{rec.version_no} is not valid: {exc}"
+            ) from exc
+        plan = ensure_plan(session, rec.plan_code, rec.plan_name)
+        have = session.scalar(
+            select(TariffVersion).where(
+                TariffVersion.plan_id == plan.id, TariffVersion.version_no == rec.version_no
+            )
+        )
+        if have is not None:
+            if have.spec != spec or have.kind != rec.kind:
+                raise SyncError(
+                    detail=f"tariff {rec.plan_code} v{rec.version_no} differs from the one "
+                    "this counter holds; versions are never rewritten"
+                )
+            continue
+        session.add(
+            TariffVersion(
+                plan_id=plan.id,
+                version_no=rec.version_no,
+                kind=rec.kind,
+                effective_from=rec.effective_from.astimezone(dt.UTC),
+                spec=spec,
+                created_at=clock.now(),
+            )
+        )
+        session.flush()
+        report.tariffs += 1
+
+
+# --------------------------------------------------------------------------- customers
+
+_CUSTOMER_COLS = (
+    Customer.id,
+    Customer.customer_no,
+    Customer.card_serial,
+    Customer.purchase_count,
+    Customer.param_version,
+    *(getattr(Customer, f) for f in ARCHIVE_FIELDS),
+    *(getattr(Customer, f) for f in PARAM_FIELDS),
+)
+
+
+class CustomerApplier:
+    """Applies customer pages; caches plan ids and offices across pages."""
+
+    def __init__(self, clock: Clock, report: PullReport) -> None:
+        self.clock = clock
+        self.report = report
+        self.plans: dict[str, int] = {}
+        self.offices: set[str] = set()
+
+    def _plan_id(self, session: Session, code: str) -> int:
+        if code not in self.plans:
+            plan_id = session.scalar(select(TariffPlan.id).where(TariffPlan.code == code))
+            if plan_id is None:
+                raise SyncError(
+                    detail=f"a customer is on tariff plan {code}, which the central system "
+                    "has not sent"
+                )
+            self.plans[code] = plan_id
+        return self.plans[code]
+
+    def _office(self, session: Session, code: str) -> None:
+        if code in self.offices:
+            return
+        if session.get(Office, code) is None:
+            session.add(Office(code=code, name=code))
+            session.flush()
+        self.offices.add(code)
+
+    def __call__(self, session: Session, page: c.CustomerPage) -> None:
+        if not page.items:
+            return
+        now = self.clock.now()
+        table = cast(Table, Customer.__table__)
+        nos = [r.customer_no for r in page.items]
+        existing = {
+            row.customer_no: row
+            for row in session.execute(select(*_CUSTOMER_COLS).where(Customer.customer_no.in_(nos)))
+        }
+        unsent_binding = self._unsent_bindings(session)
+        new_rows: list[dict[str, Any]] = []
+        updates: list[dict[str, Any]] = []
+        closed_now: list[int] = []
+        for rec in page.items:
+            self._office(session, rec.office_code)
+            values: dict[str, Any] = {
+                "name": rec.name,
+                "address": rec.address,
+                "phone": rec.phone,
+                "meter_no": rec.meter_no,
+                "meter_kind": rec.meter_kind,
+                "status": rec.status,
+                "office_code": rec.office_code,
+                "ct_ratio": rec.ct_ratio,
+                "pt_ratio": rec.pt_ratio,
+                "alarm1": rec.alarm1,
+                "alarm2": rec.alarm2,
+                "overdraft_limit": rec.overdraft_limit,
+                "credit_ceiling": rec.credit_ceiling,
+                "tariff_plan_id": self._plan_id(session, rec.tariff_plan),
+            }
+            old = existing.get(rec.customer_no)
+            if old is None:
+                new_rows.append(
+                    {
+                        **values,
+                        "customer_no": rec.customer_no,
+                        "phone_rev": rec.phone[::-1],
+                        "card_serial": rec.card_serial,
+                        "purchase_count": rec.purchase_count,
+                        "updated_at": now,
+                    }
+                )
+                continue
+            change = {k: v for k, v in values.items() if getattr(old, k) != v}
+            if rec.purchase_count > old.purchase_count:
+                change["purchase_count"] = rec.purchase_count
+            if (
+                rec.card_serial
+                and rec.card_serial != old.card_serial
+                and rec.customer_no not in unsent_binding
+            ):
+                change["card_serial"] = rec.card_serial
+            if any(f in change for f in PARAM_FIELDS):
+                change["param_version"] = old.param_version + 1
+            if "phone" in change:
+                change["phone_rev"] = rec.phone[::-1]
+            if change.get("status") == "closed":
+                closed_now.append(old.id)
+            if change:
+                updates.append(
+                    {
+                        **{k: change.get(k, getattr(old, k)) for k in _UPDATABLE},
+                        "phone_rev": (rec.phone if "phone" in change else old.phone)[::-1],
+                        "updated_at": now,
+                        "b_id": old.id,
+                    }
+                )
+        ids: dict[str, int] = {no: row.id for no, row in existing.items()}
+        if new_rows:
+            result = session.execute(
+                insert(table).returning(table.c.id, table.c.customer_no), new_rows
+            )
+            ids.update({no: cid for cid, no in result.all()})
+        if updates:
+            stmt = (
+                update(table)
+                .where(table.c.id == bindparam("b_id"))
+                .values({k: bindparam(k) for k in (*_UPDATABLE, "phone_rev", "updated_at")})
+            )
+            session.connection().execute(stmt, updates)
+        self.report.customers_new += len(new_rows)
+        self.report.customers_changed += len(updates)
+        self._arrears(session, page, ids, now)
+        if closed_now:
+            self._flag_closed(session, closed_now)
+
+    @staticmethod
+    def _unsent_bindings(session: Session) -> set[str]:
+        payloads = session.scalars(
+            select(OutboxEntry.payload).where(
+                OutboxEntry.sent_at.is_(None),
+                OutboxEntry.kind.in_(("card_bound", "replacement")),
+            )
+        ).all()
+        return {str(p.get("customer_no")) for p in payloads if isinstance(p, dict)}
+
+    def _arrears(
+        self, session: Session, page: c.CustomerPage, ids: dict[str, int], now: dt.datetime
+    ) -> None:
+        remote = {a.ref: (rec.customer_no, a) for rec in page.items for a in rec.arrears}
+        page_ids = [ids[rec.customer_no] for rec in page.items]
+        local = {
+            item.ref: item
+            for item in session.scalars(
+                select(ArrearsItem).where(
+                    ArrearsItem.ref.is_not(None),
+                    or_(ArrearsItem.customer_id.in_(page_ids), ArrearsItem.ref.in_(list(remote))),
+                )
+            )
+        }
+        changed = 0
+        gone = [
+            item.id
+            for ref, item in local.items()
+            if ref not in remote and item.settled_by_sale_id is None
+        ]
+        if gone:
+            session.execute(delete(ArrearsItem).where(ArrearsItem.id.in_(gone)))
+            changed += len(gone)
+        for ref, (cno, a) in remote.items():
+            item = local.get(ref)
+            if item is None:
+                session.add(
+                    ArrearsItem(
+                        customer_id=ids[cno],
+                        kind=a.kind,
+                        description=a.description,
+                        amount=a.amount,
+                        must_collect=a.must_collect,
+                        ref=ref,
+                        created_at=now,
+                    )
+                )
+                changed += 1
+            elif item.settled_by_sale_id is None and (
+                item.amount,
+                item.kind,
+                item.description,
+                item.must_collect,
+                item.customer_id,
+            ) != (a.amount, a.kind, a.description, a.must_collect, ids[cno]):
+                item.amount, item.kind = a.amount, a.kind
+                item.description, item.must_collect = a.description, a.must_collect
+                item.customer_id = ids[cno]
+                changed += 1
+        session.flush()
+        self.report.arrears_changed += changed
+
+    def _flag_closed(self, session: Session, customer_ids: list[int]) -> None:
+        unsent = select(OutboxEntry.ref_id).where(
+            OutboxEntry.sent_at.is_(None), OutboxEntry.kind.in_(("sale", "remote"))
+        )
+        for sale in session.scalars(
+            select(Sale).where(
+                Sale.customer_id.in_(customer_ids),
+                Sale.id.in_(unsent),
+                Sale.review.is_(None),
+            )
+        ):
+            sale.review = "customer_closed"
+            self.report.flagged += 1
+            audit.record(
+                session,
+                action="sale_review",
+                operator_id=None,
+                counter_id=sale.counter_id,
+                clock=self.clock,
+                target=sale.id,
+                result="ok",
+                detail={"reason": "customer_closed"},
+            )
+
+
+_UPDATABLE = (*ARCHIVE_FIELDS, *PARAM_FIELDS, "purchase_count", "card_serial", "param_version")
+
+
+# --------------------------------------------------------------------------- remote, jobs
+
+
+def _apply_remote(session: Session, page: c.RemoteStatusPage, report: PullReport) -> None:
+    for st in page.items:
+        sale = session.get(Sale, st.sale_id)
+        if sale is None or sale.kind != "remote" or sale.remote_status == st.status:
+            continue
+        sale.remote_status = st.status
+        if st.reason:
+            sale.note = (sale.note + f"\n{st.status}: {st.reason}").strip()
+        report.remote_updates += 1
+
+
+def _apply_jobs(session: Session, page: c.JobPage, clock: Clock, report: PullReport) -> None:
+    now = clock.now()
+    for job in page.items:
+        row = session.get(MgmtJob, job.id)
+        if row is None:
+            session.add(
+                MgmtJob(
+                    id=job.id,
+                    kind=job.kind,
+                    customer_no=job.customer_no,
+                    meter_no=job.meter_no,
+                    office_code=job.office_code,
+                    params=job.params,
+                    status=job.status,
+                    created_at=job.created_at,
+                    updated_at=now,
+                )
+            )
+        else:
+            row.status, row.params, row.updated_at = job.status, job.params, now
+        report.jobs += 1
+
+
+# --------------------------------------------------------------------------- all
+
+
+def pull_all(
+    db: Database, client: CentralClient, clock: Clock, *, page_size: int = 5000
+) -> PullReport:
+    report = PullReport()
+    _pull(
+        db,
+        "tariffs",
+        lambda after: client.tariffs(after, min(page_size, 1000)),
+        lambda s, p: _apply_tariffs(s, p, clock, report),
+        report,
+    )
+    _pull(
+        db,
+        "customers",
+        lambda after: client.customers(after, page_size),
+        CustomerApplier(clock, report),
+        report,
+    )
+    _pull(
+        db,
+        "remote",
+        lambda after: client.remote_statuses(after),
+        lambda s, p: _apply_remote(s, p, report),
+        report,
+    )
+    _pull(
+        db,
+        "jobs",
+        lambda after: client.jobs(after),
+        lambda s, p: _apply_jobs(s, p, clock, report),
+        report,
+    )
+    return report

@@ -1,0 +1,490 @@
+"""One sync round, the background worker, registration and reconciliation.
+
+A round: push the outbox (sales first, so the central side knows them before we pull the archive
+that reflects them), pull tariffs, customers, remote statuses and jobs, push the write-backs
+seen on cards (control reports, and low-balance SMS requests), then the audit head. The outcome
+is written to the database (``sync.*`` settings, see app/services/sync_status.py) so the UI,
+``cardvend sync status`` and the offline limits see it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from app.clock import Clock, aware
+from app.context import AppContext
+from app.errors import CardVendError
+from app.fileio import write_atomically
+from app.persistence.db import Database
+from app.persistence.models import AuditEntry, Customer, OutboxEntry, Sale
+from app.services import audit
+from app.services.sync_status import LAST_ATTEMPT, LAST_ERROR, LAST_SUCCESS, ONLINE
+from app.settings import (
+    CENTRAL_CA_BUNDLE,
+    CENTRAL_URL,
+    SYNC_BATCH,
+    SYNC_INTERVAL,
+    SYNC_TIMEOUT,
+)
+from sync import contract as c
+from sync.client import CentralClient
+from sync.errors import AuditDiverged, NotRegistered, SyncError
+from sync.outbox import NAMESPACE, PushReport, push, sale_body
+from sync.pull import PullReport, get_setting, pull_all, put_setting
+
+log = logging.getLogger(__name__)
+TOKEN_FILE = "central.token"
+TOKEN_ENV = "CARDVEND_CENTRAL_TOKEN"
+CONTROL_CURSOR = "sync.cursor.control"
+AUDIT_ACKED = "sync.audit_acked_seq"
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+def token_path(ctx: AppContext) -> Path:
+    return ctx.paths.data_dir / TOKEN_FILE
+
+
+def load_token(ctx: AppContext) -> str | None:
+    if os.environ.get(TOKEN_ENV):
+        return os.environ[TOKEN_ENV]
+    path = token_path(ctx)
+    try:
+        return path.read_text(encoding="utf-8").strip() or None
+    except FileNotFoundError:
+        return None
+
+
+def make_client(ctx: AppContext) -> CentralClient:
+    url = str(ctx.settings.get(CENTRAL_URL.key) or "")
+    token = load_token(ctx)
+    if not url or not token:
+        raise NotRegistered()
+    timeout = float(ctx.settings.get(SYNC_TIMEOUT.key))
+    return CentralClient(
+        url,
+        token,
+        ca_bundle=str(ctx.settings.get(CENTRAL_CA_BUNDLE.key) or "") or None,
+        timeout=(min(5.0, timeout), timeout),
+    )
+
+
+def register_counter(
+    ctx: AppContext, url: str, enrolment_key: str | None, name: str = ""
+) -> c.RegisterResponse:
+    """Register this counter; keeps the URL in the settings and the token in a 0600 file."""
+    client = CentralClient(
+        url, None, ca_bundle=str(ctx.settings.get(CENTRAL_CA_BUNDLE.key) or "") or None
+    )
+    try:
+        answer = client.register(
+            c.RegisterRequest(counter_id=ctx.counter_id, office_code=ctx.office_code, name=name),
+            enrolment_key,
+        )
+    finally:
+        client.close()
+    path = token_path(ctx)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomically(path, (answer.token + "\n").encode("utf-8"))
+    os.chmod(path, 0o600)
+    ctx.settings.set(CENTRAL_URL.key, url.rstrip("/"))
+    if ctx.settings.path is not None:
+        ctx.settings.save()
+    with ctx.db.write() as session:
+        audit.record(
+            session,
+            action="counter_register",
+            operator_id=None,
+            counter_id=ctx.counter_id,
+            clock=ctx.clock,
+            target=url,
+        )
+    return answer
+
+
+# --------------------------------------------------------------------------- a round
+
+
+@dataclass
+class RoundReport:
+    push: PushReport = field(default_factory=PushReport)
+    pull: PullReport = field(default_factory=PullReport)
+    control_reports: int = 0
+    sms_requests: int = 0
+    audit_seq: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "sent": self.push.sent,
+            "duplicates": self.push.duplicates,
+            "refused": self.push.failed,
+            "waiting": self.push.waiting,
+            "flagged": self.push.flagged,
+            "flagged_by_pull": self.pull.flagged,
+            "requests": self.push.requests,
+            "tariffs": self.pull.tariffs,
+            "customers_new": self.pull.customers_new,
+            "customers_changed": self.pull.customers_changed,
+            "arrears_changed": self.pull.arrears_changed,
+            "remote_updates": self.pull.remote_updates,
+            "jobs": self.pull.jobs,
+            "control_reports": self.control_reports,
+            "sms_requests": self.sms_requests,
+            "audit_seq": self.audit_seq,
+        }
+
+
+class SyncService:
+    def __init__(
+        self,
+        db: Database,
+        client: CentralClient,
+        clock: Clock,
+        *,
+        counter_id: str,
+        office_code: str,
+        batch_size: int = 500,
+        page_size: int = 5000,
+    ) -> None:
+        self.db = db
+        self.client = client
+        self.clock = clock
+        self.counter_id = counter_id
+        self.office_code = office_code
+        self.batch_size = max(1, min(batch_size, c.MAX_BATCH))
+        self.page_size = page_size
+        self._lock = threading.Lock()  # one round at a time in this process
+
+    @classmethod
+    def from_context(cls, ctx: AppContext) -> SyncService:
+        return cls(
+            ctx.db,
+            make_client(ctx),
+            ctx.clock,
+            counter_id=ctx.counter_id,
+            office_code=ctx.office_code,
+            batch_size=int(ctx.settings.get(SYNC_BATCH.key)),
+        )
+
+    def run_round(self) -> RoundReport:
+        with self._lock:
+            report = RoundReport()
+            try:
+                report.push = push(
+                    self.db, self.client, self.clock, self.office_code, batch_size=self.batch_size
+                )
+                report.pull = pull_all(self.db, self.client, self.clock, page_size=self.page_size)
+                report.control_reports, report.sms_requests = self.push_control()
+                report.audit_seq = self.push_audit_head()
+            except CardVendError as exc:
+                self._record(ok=False, error=f"{exc.code}: {exc}")
+                raise
+            except Exception as exc:  # a bug must not look like "online"
+                self._record(ok=False, error=f"error: {exc!r}")
+                raise
+            self._record(ok=True, error="")
+            return report
+
+    def _record(self, *, ok: bool, error: str) -> None:
+        now = self.clock.now().isoformat()
+        with self.db.write() as session:
+            put_setting(session, LAST_ATTEMPT, now)
+            put_setting(session, ONLINE, "1" if ok else "0")
+            put_setting(session, LAST_ERROR, error[:1000])
+            if ok:
+                put_setting(session, LAST_SUCCESS, now)
+
+    # ------------------------------------------------------------------ control reports
+
+    def push_control(self, page: int = 1000) -> tuple[int, int]:
+        """Send the write-backs read off cards since the last round; a balance at or below the
+        first alarm also asks the central system to send the low-balance SMS."""
+        reports = sms = 0
+        while True:
+            with self.db.read() as session:
+                raw = get_setting(session, CONTROL_CURSOR) or ""
+                since, _, last_id = raw.partition("|")
+                query = select(
+                    Customer.id,
+                    Customer.customer_no,
+                    Customer.meter_remaining,
+                    Customer.meter_purchase_count,
+                    Customer.write_back_seen_at,
+                    Customer.alarm1,
+                ).where(Customer.write_back_seen_at.is_not(None))
+                if since:
+                    when = dt.datetime.fromisoformat(since)
+                    query = query.where(
+                        (Customer.write_back_seen_at > when)
+                        | ((Customer.write_back_seen_at == when) & (Customer.id > int(last_id)))
+                    )
+                rows = session.execute(
+                    query.order_by(Customer.write_back_seen_at, Customer.id).limit(page)
+                ).all()
+            if not rows:
+                return reports, sms
+            items: list[c.ControlReport] = []
+            texts: list[c.SmsRequest] = []
+            for _cid, cno, remaining, count, seen, alarm1 in rows:
+                if remaining is None or count is None or seen is None:
+                    continue
+                seen_at = aware(seen)
+                key = f"{cno}:{count}:{remaining}:{seen_at.isoformat()}"
+                items.append(
+                    c.ControlReport(
+                        id=str(uuid.uuid5(NAMESPACE, "control:" + key)),
+                        customer_no=cno,
+                        meter_remaining=remaining,
+                        meter_purchase_count=count,
+                        seen_at=seen_at,
+                        counter_id=self.counter_id,
+                    )
+                )
+                if remaining <= alarm1:
+                    texts.append(
+                        c.SmsRequest(
+                            id=str(uuid.uuid5(NAMESPACE, f"sms-low:{cno}:{count}:{remaining}")),
+                            customer_no=cno,
+                            template="low_balance",
+                            params={"remaining_fen": remaining},
+                            counter_id=self.counter_id,
+                            created_at=seen_at,
+                        )
+                    )
+            for resource, batch in (("control-reports", items), ("sms", texts)):
+                for i in range(0, len(batch), self.batch_size):
+                    result = self.client.post_batch(resource, batch[i : i + self.batch_size])
+                    bad = [r for r in result.results if r.status in ("conflict", "rejected")]
+                    if bad:
+                        raise SyncError(detail=f"{resource} refused: {bad[0].message}")
+            reports += len(items)
+            sms += len(texts)
+            last_id_now, last_seen = rows[-1][0], rows[-1][4]
+            assert last_seen is not None
+            with self.db.write() as session:
+                put_setting(
+                    session, CONTROL_CURSOR, f"{aware(last_seen).isoformat()}|{last_id_now}"
+                )
+            if len(rows) < page:
+                return reports, sms
+
+    # ------------------------------------------------------------------ audit head
+
+    def push_audit_head(self) -> int:
+        seq, head_hash = audit.latest(self.db)
+        with self.db.read() as session:
+            acked = get_setting(session, AUDIT_ACKED)
+            previous = int(acked) if acked else None
+            at_previous = None
+            if previous is not None:
+                at_previous = session.scalar(
+                    select(AuditEntry.hash).where(AuditEntry.seq == previous)
+                )
+        head = c.AuditHead(
+            seq=seq,
+            hash=head_hash,
+            at=self.clock.now(),
+            previous_seq=previous if at_previous else None,
+            at_previous_seq=at_previous,
+        )
+        try:
+            ack = self.client.put_audit_head(head)
+        except AuditDiverged as exc:
+            with self.db.write() as session:
+                audit.record(
+                    session,
+                    action="audit_diverged",
+                    operator_id=None,
+                    counter_id=self.counter_id,
+                    clock=self.clock,
+                    result="failed",
+                    detail={"seq": seq, "previous_seq": previous, "message": str(exc)},
+                )
+            raise
+        with self.db.write() as session:
+            put_setting(session, AUDIT_ACKED, str(ack.seq))
+        return ack.seq
+
+
+# --------------------------------------------------------------------------- worker
+
+
+class SyncWorker:
+    """Runs rounds in a background thread every ``interval`` seconds until stopped; survives
+    errors (they are recorded in the sync status) and restarts (the outbox is in the database).
+    """
+
+    def __init__(
+        self,
+        service_factory: Callable[[], SyncService],
+        interval: float,
+        *,
+        on_round: Callable[[RoundReport | None, Exception | None], None] | None = None,
+    ) -> None:
+        self.service_factory = service_factory
+        self.interval = interval
+        self.on_round = on_round
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> SyncWorker:
+        self._thread = threading.Thread(target=self._loop, name="sync", daemon=True)
+        self._thread.start()
+        return self
+
+    def sync_now(self) -> None:
+        self._wake.set()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        service: SyncService | None = None
+        while not self._stop.is_set():
+            report: RoundReport | None = None
+            error: Exception | None = None
+            try:
+                service = service or self.service_factory()
+                report = service.run_round()
+            except Exception as exc:
+                error = exc
+                log.warning("sync round failed: %s", exc)
+            if self.on_round is not None:
+                self.on_round(report, error)
+            self._wake.wait(self.interval)
+            self._wake.clear()
+
+
+def background_worker(ctx: AppContext) -> SyncWorker | None:
+    """The window's sync worker, or None when this counter is not registered."""
+    if not ctx.settings.get(CENTRAL_URL.key) or not load_token(ctx):
+        return None
+    return SyncWorker(
+        lambda: SyncService.from_context(ctx), float(ctx.settings.get(SYNC_INTERVAL.key))
+    )
+
+
+# --------------------------------------------------------------------------- reconcile
+
+
+@dataclass
+class Difference:
+    sale_id: str
+    kind: str  # missing_central | missing_local | different | reversal | not_sent | flagged
+    detail: str = ""
+
+
+@dataclass
+class ReconcileReport:
+    local: int = 0
+    central: int = 0
+    matched: int = 0
+    differences: list[Difference] = field(default_factory=list)
+
+    @property
+    def serious(self) -> list[Difference]:
+        return [d for d in self.differences if d.kind not in ("not_sent", "flagged")]
+
+    def to_json(self) -> dict[str, Any]:
+        counts: dict[str, int] = {}
+        for d in self.differences:
+            counts[d.kind] = counts.get(d.kind, 0) + 1
+        return {
+            "local": self.local,
+            "central": self.central,
+            "matched": self.matched,
+            "counts": counts,
+            "differences": [d.__dict__ for d in self.differences],
+        }
+
+
+def reconcile(
+    db: Database, client: CentralClient, *, counter_id: str, office_code: str
+) -> ReconcileReport:
+    """Compare this counter's settled sales with what the central system holds for it."""
+    central: dict[str, c.CounterSale] = {}
+    after = 0
+    while True:
+        page = client.counter_sales(after, 1000)
+        for item in page.items:
+            central[item.sale.id] = item
+        if not page.has_more or page.next_cursor == after:
+            break
+        after = page.next_cursor
+    report = ReconcileReport(central=len(central))
+    with db.read() as session:
+        unsent = set(
+            session.scalars(
+                select(OutboxEntry.ref_id).where(
+                    OutboxEntry.sent_at.is_(None), OutboxEntry.kind.in_(("sale", "remote"))
+                )
+            )
+        )
+        unsent_reversals = set(
+            session.scalars(
+                select(OutboxEntry.payload).where(
+                    OutboxEntry.sent_at.is_(None), OutboxEntry.kind == "reversal"
+                )
+            )
+        )
+        waiting_reversal = {p.get("sale_id") for p in unsent_reversals if isinstance(p, dict)}
+        frozen: dict[str, dict[str, Any] | None] = dict(
+            session.execute(
+                select(OutboxEntry.ref_id, OutboxEntry.body).where(
+                    OutboxEntry.kind.in_(("sale", "remote"))
+                )
+            ).all()
+        )
+        local_ids: set[str] = set()
+        for sale in session.scalars(select(Sale).where(Sale.counter_id == counter_id)):
+            body = frozen.get(sale.id) or sale_body(session, sale, office_code)
+            if body is None:
+                continue  # pending or in doubt: not settled yet, nothing to compare
+            local_ids.add(sale.id)
+            report.local += 1
+            held = central.get(sale.id)
+            if held is None:
+                kind = "not_sent" if sale.id in unsent else "missing_central"
+                report.differences.append(Difference(sale.id, kind))
+                continue
+            mine = c.SaleRecord.model_validate(body)
+            if mine != held.sale:
+                fields = [
+                    k
+                    for k in c.SaleRecord.model_fields
+                    if getattr(mine, k) != getattr(held.sale, k)
+                ]
+                report.differences.append(Difference(sale.id, "different", ", ".join(fields)))
+                continue
+            if (sale.state == "reversed") != held.reversed and sale.id not in waiting_reversal:
+                report.differences.append(
+                    Difference(
+                        sale.id,
+                        "reversal",
+                        f"local {sale.state}, central {'reversed' if held.reversed else 'not'}",
+                    )
+                )
+                continue
+            if held.review or sale.review:
+                report.differences.append(
+                    Difference(sale.id, "flagged", held.review or sale.review or "")
+                )
+            report.matched += 1
+    for sale_id in central.keys() - local_ids:
+        report.differences.append(Difference(sale_id, "missing_local"))
+    return report

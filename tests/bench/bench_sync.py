@@ -1,0 +1,352 @@
+"""Benchmarks of sync with the reference central server (run in its own process, over HTTP).
+
+1. ``sync_initial_pull``: a counter with nothing but the demo data runs its first ``cardvend
+   sync`` (a child process) against a central archive of N synthetic customers (1,000,000 by
+   default; the central database is built once into the bench data folder and reused). Targets
+   for 1,000,000: at most 90 s and a peak RSS of the counter process of at most 300 MB.
+2. ``sync_push``: 10,000 settled sales waiting in the outbox are pushed in batches (500 per
+   request); then the same number of other sales one request per sale. Targets: batches at most
+   10 s and at least 10 times faster than one request per sale. ``--single-sample K`` times
+   only K sales one by one and scales the figure up (marked ``extrapolated``).
+3. ``sync_random``: the randomized exactly-once run of tests/test_sync_random.py with 10,000
+   rounds (``--rounds``), reported with its wall time.
+
+    python -m tests.bench.bench_sync [--customers N] [--sales N] [--rounds N] [--data-dir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from tests.bench.common import (
+    DEFAULT_DATA_DIR,
+    FULL_ROWS,
+    ROOT,
+    RUSAGE_LAUNCHER,
+    child_env,
+    emit,
+    maxrss_to_mb,
+    progress,
+    rounded,
+)
+
+PULL_TARGET_S_PER_MILLION = 90.0
+PULL_TARGET_RSS_MB = 300.0
+PUSH_TARGET_S = 10.0
+PUSH_TARGET_SPEEDUP = 10.0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def central_db(data_dir: Path, customers: int) -> Path:
+    """The central database with ``customers`` synthetic customers (built once)."""
+    path = data_dir / f"central-{customers}.db"
+    marker = path.with_suffix(".done")
+    if path.exists() and marker.exists():
+        return path
+    path.unlink(missing_ok=True)
+    progress(f"building the central archive of {customers:,} customers (once)...")
+    t0 = time.perf_counter()
+    from sync.central.seed import seed_demo, seed_synthetic
+    from sync.central.store import CentralStore
+
+    store = CentralStore(f"sqlite:///{path}")
+    import datetime as dt
+
+    seed_demo(store, dt.datetime.now(dt.UTC))
+    seed_synthetic(store, customers)
+    store.dispose()
+    marker.write_text(json.dumps({"customers": customers}), encoding="utf-8")
+    progress(f"  built in {time.perf_counter() - t0:.1f} s")
+    return path
+
+
+class CentralProcess:
+    def __init__(self, db: Path, home: Path) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "main.py",
+                "central",
+                "serve",
+                "--port",
+                str(self.port),
+                "--db",
+                f"sqlite:///{db}",
+                "--no-seed",
+            ],
+            cwd=ROOT,
+            env=child_env(home),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if "listening" not in line:
+            self.stop()
+            raise RuntimeError(f"the central server did not start: {line!r}")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def _cv(home: Path, *args: str, measure: bool = False) -> tuple[float, float | None]:
+    """Run ``main.py ARGS`` in a child; its wall time and (``measure``) its own peak RSS."""
+    usage = home / "rusage.json"
+    cmd = [sys.executable, "main.py", *args]
+    if measure:
+        cmd = [sys.executable, "-c", RUSAGE_LAUNCHER, str(usage), *args]
+    t0 = time.perf_counter()
+    r = subprocess.run(cmd, cwd=ROOT, env=child_env(home), capture_output=True, text=True)
+    elapsed = time.perf_counter() - t0
+    if r.returncode != 0:
+        raise RuntimeError(f"main.py {' '.join(args)} failed: {r.stderr[-2000:]}")
+    if not measure:
+        return elapsed, None
+    ru = json.loads(usage.read_text(encoding="utf-8"))
+    return elapsed, maxrss_to_mb(int(ru["ru_maxrss"]))
+
+
+def bench_pull(customers: int, data_dir: Path) -> dict[str, Any]:
+    db = central_db(data_dir, customers)
+    home = data_dir / f"sync-home-{customers}"
+    if home.exists():
+        import shutil
+
+        shutil.rmtree(home)
+    home.mkdir(parents=True)
+    central = CentralProcess(db, home)
+    try:
+        _cv(home, "demo")
+        _cv(home, "counter", "register", "--central", central.url)
+        progress(f"first sync of {customers:,} customers...")
+        elapsed, peak = _cv(home, "sync", "--json", measure=True)
+    finally:
+        central.stop()
+    target_s = PULL_TARGET_S_PER_MILLION * customers / FULL_ROWS
+    return emit(
+        {
+            "bench": "sync_initial_pull",
+            "customers": customers,
+            "seconds": rounded(elapsed, 2),
+            "customers_per_s": round(customers / elapsed),
+            "peak_rss_mb": rounded(peak, 1) if peak is not None else None,
+            "target": f"<= {target_s:.0f} s, <= {PULL_TARGET_RSS_MB:.0f} MB",
+            "ok": elapsed <= target_s and peak is not None and peak <= PULL_TARGET_RSS_MB,
+        }
+    )
+
+
+def _fill_outbox(db: Any, n: int, clock: Any) -> None:
+    """``n`` settled remote payments with their outbox rows, written straight into the
+    ledger tables (the sale flow itself is measured by bench_sale)."""
+    from sqlalchemy import insert, select
+
+    from app.persistence.models import Customer, OutboxEntry, Sale, Shift, TariffVersion
+
+    now = clock.now()
+    with db.write() as session:
+        shift_id = session.scalar(select(Shift.id).where(Shift.closed_at.is_(None)))
+        customers = session.execute(
+            select(Customer.id, Customer.tariff_plan_id).where(Customer.meter_kind == "remote")
+        ).all()
+        versions = dict(session.execute(select(TariffVersion.plan_id, TariffVersion.id)).all())
+        sales, rows = [], []
+        for i in range(n):
+            cid, plan = customers[i % len(customers)]
+            sid = str(uuid.uuid4())
+            amount = 1000 + i % 9000
+            sales.append(
+                {
+                    "id": sid,
+                    "kind": "remote",
+                    "customer_id": cid,
+                    "purchase_count": None,
+                    "amount": amount,
+                    "arrears": 0,
+                    "fees": 0,
+                    "credit": amount,
+                    "energy_wh": amount * 10,
+                    "tariff_version_id": versions[plan],
+                    "operator_id": "t01",
+                    "counter_id": "C01",
+                    "shift_id": shift_id,
+                    "state": "completed",
+                    "cash_received": amount,
+                    "created_at": now,
+                    "updated_at": now,
+                    "note": "",
+                    "rewrites": 0,
+                    "remote_status": "queued",
+                }
+            )
+            rows.append(
+                {
+                    "kind": "remote",
+                    "ref_id": sid,
+                    "payload": {},
+                    "amount": amount,
+                    "created_at": now,
+                    "attempts": 0,
+                    "last_error": "",
+                }
+            )
+        session.execute(insert(Sale.__table__), sales)
+        session.execute(insert(OutboxEntry.__table__), rows)
+
+
+def bench_push(sales: int, single_sample: int, data_dir: Path) -> dict[str, Any]:
+    import datetime as dt
+
+    from app.clock import FixedClock
+    from app.persistence.db import Database
+    from app.services import auth, shifts
+    from app.services.demo import load_demo
+    from sync.client import CentralClient
+    from sync.contract import RegisterRequest
+    from sync.outbox import push
+
+    work = data_dir / "sync-push"
+    if work.exists():
+        import shutil
+
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    central_file = work / "central.db"
+    from sync.central.seed import seed_demo
+    from sync.central.store import CentralStore
+
+    clock = FixedClock(dt.datetime(2026, 3, 1, 9, 0, tzinfo=dt.UTC))
+    store = CentralStore(f"sqlite:///{central_file}")
+    seed_demo(store, clock.now())
+    store.dispose()
+    central = CentralProcess(central_file, work)
+    try:
+        db = Database(str(work / "counter.db"))
+        db.migrate()
+        load_demo(db, clock)
+        teller = auth.login(db, "t01", "demo-t01", counter_id="C01", clock=clock)
+        shifts.open_shift(db, actor=teller, float_fen=0, clock=clock)
+        client = CentralClient(central.url)
+        client.token = client.register(
+            RegisterRequest(counter_id="C01", office_code="DEMO"), None
+        ).token
+        _fill_outbox(db, sales, clock)
+        progress(f"pushing {sales:,} sales in batches...")
+        t0 = time.perf_counter()
+        batched = push(db, client, clock, "DEMO", batch_size=500)
+        batch_s = time.perf_counter() - t0
+        assert batched.sent == sales, batched
+        sample = min(single_sample, sales)
+        _fill_outbox(db, sample, clock)
+        progress(f"pushing {sample:,} sales one request each...")
+        t0 = time.perf_counter()
+        one_by_one = push(db, client, clock, "DEMO", single=True)
+        single_s = (time.perf_counter() - t0) * sales / sample
+        assert one_by_one.sent == sample, one_by_one
+        client.close()
+        db.dispose()
+    finally:
+        central.stop()
+    speedup = single_s / batch_s
+    return emit(
+        {
+            "bench": "sync_push",
+            "sales": sales,
+            "batch_seconds": rounded(batch_s, 2),
+            "batch_requests": batched.requests,
+            "single_seconds": rounded(single_s, 2),
+            "single_measured_sales": sample,
+            "single_extrapolated": sample != sales,
+            "speedup": rounded(speedup, 1),
+            "target": f"<= {PUSH_TARGET_S:.0f} s and >= {PUSH_TARGET_SPEEDUP:.0f}x",
+            "ok": batch_s <= PUSH_TARGET_S and speedup >= PUSH_TARGET_SPEEDUP,
+        }
+    )
+
+
+def bench_random(rounds: int) -> dict[str, Any]:
+    env = {**os.environ, "CARDVEND_SYNC_ROUNDS": str(rounds), "QT_QPA_PLATFORM": "offscreen"}
+    progress(f"randomized exactly-once run, {rounds:,} rounds...")
+    t0 = time.perf_counter()
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--timeout",
+            "3600",
+            "tests/test_sync_random.py",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    elapsed = time.perf_counter() - t0
+    return emit(
+        {
+            "bench": "sync_random",
+            "rounds": rounds,
+            "seconds": rounded(elapsed, 1),
+            "passed": r.returncode == 0,
+            "target": "the central side holds exactly the local sales",
+            "ok": r.returncode == 0,
+            **({} if r.returncode == 0 else {"output": r.stdout[-1500:]}),
+        }
+    )
+
+
+def run(
+    customers: int,
+    data_dir: Path,
+    *,
+    sales: int = 10_000,
+    single_sample: int = 10_000,
+    rounds: int = 10_000,
+) -> list[dict[str, Any]]:
+    data_dir = data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    out = [bench_pull(customers, data_dir), bench_push(sales, single_sample, data_dir)]
+    if rounds:
+        out.append(bench_random(rounds))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--customers", type=int, default=FULL_ROWS)
+    p.add_argument("--sales", type=int, default=10_000)
+    p.add_argument("--single-sample", type=int, default=10_000)
+    p.add_argument("--rounds", type=int, default=10_000)
+    p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    a = p.parse_args(argv)
+    run(a.customers, a.data_dir, sales=a.sales, single_sample=a.single_sample, rounds=a.rounds)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

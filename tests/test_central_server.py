@@ -1,0 +1,949 @@
+"""The reference central server, over real HTTP on a free loopback port (``requests``), on
+SQLite and, where a server is reachable, on PostgreSQL (a schema per test)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import http.client
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from sqlalchemy import text
+
+from app.persistence.db import make_engine
+from app.services import demo
+from sync import contract as c
+from sync.central import CentralServer, CentralStore
+from sync.central import seed as central_seed
+from sync.central.store import Counter
+from tests.conftest import PG_URL, ROOT, drop_pg_schema, pg_available
+
+FIRST = str(demo.FIRST_CUSTOMER)  # 100000000001: card meter, owes DEMO-A-... and DEMO-F-...
+REMOTE = str(demo.FIRST_CUSTOMER + 9)  # the first remote-meter customer
+CARD = str(demo.FIRST_CUSTOMER + 1)  # a card meter without arrears
+NOW = dt.datetime(2026, 3, 1, 9, 0, tzinfo=dt.UTC)
+HEX = "0123456789abcdef" * 4
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CentralStore]:
+    """A seeded central store on each database."""
+    if request.param == "sqlite":
+        s = CentralStore(str(tmp_path / "central.db"))
+        central_seed.seed_demo(s, NOW)
+        yield s
+        s.dispose()
+        return
+    if not pg_available():
+        pytest.skip(f"no PostgreSQL server at {PG_URL}")
+    schema = "central_" + uuid.uuid4().hex[:12]
+    admin = make_engine(PG_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    admin.dispose()
+    s = CentralStore(PG_URL, connect_args={"options": f"-csearch_path={schema}"})
+    try:
+        central_seed.seed_demo(s, NOW)
+        yield s
+    finally:
+        s.dispose()
+        drop_pg_schema(schema)
+
+
+@pytest.fixture
+def server(store: CentralStore) -> Iterator[CentralServer]:
+    with CentralServer(store.url, faults=True, store=store) as srv:
+        yield srv
+
+
+class Api:
+    """A counter talking to the server: requests.Session with its bearer token."""
+
+    def __init__(self, base: str, token: str | None = None) -> None:
+        self.base = base + c.API_PREFIX
+        self.http = requests.Session()
+        if token:
+            self.http.headers["Authorization"] = f"Bearer {token}"
+
+    def get(self, path: str, **params: Any) -> requests.Response:
+        return self.http.get(self.base + path, params=params, timeout=10)
+
+    def post(self, path: str, body: Any, key: str | None = "auto", **kw: Any) -> requests.Response:
+        headers = dict(kw.pop("headers", {}))
+        if key == "auto":
+            key = uuid.uuid4().hex
+        if key is not None:
+            headers["Idempotency-Key"] = key
+        return self.http.post(self.base + path, json=body, headers=headers, timeout=10, **kw)
+
+    def put(self, path: str, body: Any) -> requests.Response:
+        return self.http.put(self.base + path, json=body, timeout=10)
+
+    def pull(self, path: str, after: int = 0, limit: int = 1000) -> tuple[list[Any], int]:
+        items: list[Any] = []
+        while True:
+            r = self.get(path, after=after, limit=limit)
+            assert r.status_code == 200, r.text
+            page = r.json()
+            items += page["items"]
+            after = page["next_cursor"]
+            if not page["has_more"]:
+                return items, after
+
+
+def register(base: str, counter_id: str = "C1", office: str = "DEMO", **headers: str) -> str:
+    r = requests.post(
+        base + c.API_PREFIX + "/counters/register",
+        json={"counter_id": counter_id, "office_code": office, "name": "Counter " + counter_id},
+        headers=headers,
+        timeout=10,
+    )
+    assert r.status_code == 200, r.text
+    c.RegisterResponse.model_validate_json(r.content)
+    token: str = r.json()["token"]
+    return token
+
+
+@pytest.fixture
+def api(server: CentralServer) -> Api:
+    return Api(server.url, register(server.url))
+
+
+def sale(
+    customer_no: str = FIRST,
+    *,
+    counter_id: str = "C1",
+    kind: str = "card",
+    state: str = "completed",
+    **over: Any,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": str(uuid.uuid4()),
+        "kind": kind,
+        "state": state,
+        "customer_no": customer_no,
+        "purchase_count": 1 if kind == "card" else None,
+        "amount": 10_000,
+        "arrears": 0,
+        "fees": 0,
+        "credit": 10_000,
+        "energy_wh": 18_000,
+        "tariff_plan": "RES-FLAT",
+        "tariff_version_no": 1,
+        "settled_refs": [],
+        "operator_id": "t01",
+        "counter_id": counter_id,
+        "office_code": "DEMO",
+        "shift_id": str(uuid.uuid4()),
+        "card_serial": None,
+        "cash_received": 10_000,
+        "created_at": "2026-03-01T17:00:00+08:00",
+    }
+    body.update(over)
+    return body
+
+
+def event(resource: str, counter_id: str = "C1", **fields: Any) -> dict[str, Any]:
+    body = {"id": str(uuid.uuid4()), "counter_id": counter_id, **fields}
+    c.POSTED[resource].model_validate(body)
+    return body
+
+
+def control_report(customer_no: str, remaining: int, seen_at: str) -> dict[str, Any]:
+    return event(
+        "control-reports",
+        customer_no=customer_no,
+        meter_remaining=remaining,
+        meter_purchase_count=3,
+        seen_at=seen_at,
+    )
+
+
+# --------------------------------------------------------------------------- registration, auth
+
+
+def test_health_and_openapi_need_no_token(server: CentralServer) -> None:
+    r = requests.get(server.url + "/api/v1/health", timeout=5)
+    assert r.status_code == 200
+    assert r.headers["Content-Type"] == "application/json; charset=utf-8"
+    assert c.Health.model_validate_json(r.content).contract == c.CONTRACT_VERSION
+    doc = requests.get(server.url + "/api/v1/openapi.json", timeout=5).json()
+    assert doc == c.openapi()
+
+
+def test_http11_keep_alive(server: CentralServer) -> None:
+    host, port = server.url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=5)
+    try:
+        conn.request("GET", "/api/v1/health")
+        first = conn.getresponse()
+        assert first.status == 200 and first.version == 11
+        assert int(first.headers["Content-Length"]) == len(first.read())
+        sock = conn.sock
+        conn.request("GET", "/api/v1/no-such-thing")
+        second = conn.getresponse()
+        assert second.status == 404 and json.loads(second.read())["code"] == "not_found"
+        assert conn.sock is sock  # the same connection served both
+    finally:
+        conn.close()
+
+
+def test_unexpected_error_is_a_logged_500(
+    api: Api,
+    server: CentralServer,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def boom(*args: Any, **kwargs: Any) -> bytes:
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(server.store, "tariffs_page_json", boom)
+    with caplog.at_level(logging.ERROR, logger="sync.central.server"):
+        r = api.get("/tariffs")
+    assert r.status_code == 500
+    assert c.Problem.model_validate_json(r.content).code == "server_error"
+    assert "disk on fire" not in r.text  # details stay in the log
+    assert any("disk on fire" in (rec.exc_text or "") for rec in caplog.records)
+    assert api.get("/customers", limit=1).status_code == 200
+
+
+def test_register_and_bearer_token(server: CentralServer) -> None:
+    anonymous = Api(server.url)
+    r = anonymous.get("/customers")
+    assert r.status_code == 401
+    assert c.Problem.model_validate_json(r.content).code == "unauthorized"
+    assert Api(server.url, "not-a-token").get("/tariffs").status_code == 401
+    bad_scheme = requests.get(
+        server.url + "/api/v1/tariffs", headers={"Authorization": "Basic abc"}, timeout=5
+    )
+    assert bad_scheme.status_code == 401
+
+    first = register(server.url, "C1")
+    assert Api(server.url, first).get("/tariffs").status_code == 200
+    second = register(server.url, "C1")  # re-registering replaces the token
+    assert second != first
+    assert Api(server.url, first).get("/tariffs").status_code == 401
+    assert Api(server.url, second).get("/tariffs").status_code == 200
+    # only the hash of a token is stored
+    assert server.store.authenticate(second) == Counter("C1", "DEMO", "Counter C1")
+    with server.store.engine.connect() as conn:
+        stored = conn.execute(text("SELECT token_hash FROM central_counters")).scalars().all()
+    assert second not in stored and len(stored[0]) == 64
+
+
+def test_enrolment_key(tmp_path: Path) -> None:
+    with CentralServer(str(tmp_path / "k.db"), enrolment_key="s3cret-key") as srv:
+        url = srv.url + "/api/v1/counters/register"
+        body = {"counter_id": "C9", "office_code": "DEMO"}
+        assert requests.post(url, json=body, timeout=5).status_code == 401
+        r = requests.post(url, json=body, headers={"X-Enrolment-Key": "wrong"}, timeout=5)
+        assert r.status_code == 401 and r.json()["code"] == "unauthorized"
+        assert register(srv.url, "C9", **{"X-Enrolment-Key": "s3cret-key"})
+
+
+def test_posted_counter_id_must_be_the_tokens(api: Api) -> None:
+    r = api.post("/sales", sale(counter_id="OTHER"))
+    assert r.status_code == 400
+    problem = c.Problem.model_validate_json(r.content)
+    assert "OTHER" in problem.message and problem.ids
+    batch = api.post("/sales/batch", {"items": [sale(counter_id="OTHER"), sale()]})
+    assert [x["status"] for x in batch.json()["results"]] == ["rejected", "created"]
+
+
+# --------------------------------------------------------------------------- idempotency
+
+
+def test_single_post_is_idempotent_by_id(api: Api, server: CentralServer) -> None:
+    body = sale()
+    r1 = api.post("/sales", body)
+    assert r1.status_code == 201
+    assert c.ItemResult.model_validate_json(r1.content).status == "created"
+    r2 = api.post("/sales", body)
+    assert r2.status_code == 200 and r2.json()["status"] == "duplicate"
+    r3 = api.post("/sales", {**body, "credit": 9_000})
+    assert r3.status_code == 409
+    assert r3.json()["code"] == "conflict" and r3.json()["ids"] == [body["id"]]
+    assert server.store.count("sales") == 1
+    # the same holds for every other record kind
+    rev = event(
+        "reversals",
+        sale_id=body["id"],
+        amount=10_000,
+        operator_id="t01",
+        approver_id="s01",
+        created_at="2026-03-01T18:00:00+08:00",
+    )
+    assert api.post("/reversals", rev).status_code == 201
+    assert api.post("/reversals", rev).status_code == 200
+    assert api.post("/reversals", {**rev, "amount": 1}).status_code == 409
+
+
+def test_batch_mixed_results_in_order(api: Api, server: CentralServer) -> None:
+    a, b = sale(), sale(CARD)
+    assert api.post("/sales/batch", {"items": [a, b]}).status_code == 200
+    fresh = sale()
+    r = api.post(
+        "/sales/batch",
+        {"items": [a, {**b, "amount": 20_000}, fresh, sale(counter_id="C2")]},
+    )
+    assert r.status_code == 200
+    results = c.BatchResult.model_validate_json(r.content).results
+    assert [x.status for x in results] == ["duplicate", "conflict", "created", "rejected"]
+    assert [x.id for x in results[:3]] == [a["id"], b["id"], fresh["id"]]
+    assert server.store.count("sales") == 3  # the conflict did not stop the rest
+    held = server.store.sale(b["id"])
+    assert held is not None and held.sale.amount == 10_000  # the first body stays
+
+
+def test_idempotency_key_replays_the_first_answer(api: Api, server: CentralServer) -> None:
+    body = sale()
+    first = api.post("/sales", body, key="key-0001")
+    again = api.post("/sales", body, key="key-0001")
+    assert (again.status_code, again.content) == (first.status_code, first.content)
+    assert first.status_code == 201  # replayed as it was, not as "duplicate"
+    assert again.headers.get("Idempotent-Replayed") == "true"
+    other = api.post("/sales", sale(), key="key-0001")
+    assert other.status_code == 409 and other.json()["code"] == "conflict"
+    batch = {"items": [sale(), sale(CARD)]}
+    b1 = api.post("/sales/batch", batch, key="batch-key-1")
+    b2 = api.post("/sales/batch", batch, key="batch-key-1")
+    assert b1.content == b2.content and b1.json()["results"][0]["status"] == "created"
+    assert api.post("/sales/batch", {"items": [sale()]}, key="batch-key-1").status_code == 409
+    # keys are per counter: another counter may use the same key
+    other_counter = Api(server.url, register(server.url, "C2"))
+    r = other_counter.post("/sales", sale(counter_id="C2"), key="key-0001")
+    assert r.status_code == 201
+    # no key, or a key of the wrong length: 400
+    assert api.post("/sales", sale(), key=None).status_code == 400
+    assert api.post("/sales", sale(), key="short").status_code == 400
+
+
+# --------------------------------------------------------------------------- pages
+
+
+def test_pages_follow_the_cursor(api: Api) -> None:
+    customers, cursor = api.pull("/customers", limit=300)
+    assert len(customers) == demo.CUSTOMERS
+    assert [x["customer_no"] for x in customers[:2]] == [FIRST, str(demo.FIRST_CUSTOMER + 1)]
+    seqs = [x["seq"] for x in customers]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs) and cursor == seqs[-1]
+    page = c.CustomerPage.model_validate_json(api.get("/customers", after=0, limit=2).content)
+    assert page.has_more and page.next_cursor == page.items[-1].seq
+    assert {a.ref for a in page.items[0].arrears} == {
+        f"DEMO-A-{FIRST}",
+        f"DEMO-F-{FIRST}",
+    }
+    end = api.get("/customers", after=cursor).json()
+    assert end == {"items": [], "next_cursor": cursor, "has_more": False}
+    huge = api.get("/customers", after=10**30).json()
+    assert huge["items"] == [] and huge["next_cursor"] == 10**30
+
+    tariffs, _ = api.pull("/tariffs")
+    assert {(t["plan_code"], t["version_no"]) for t in tariffs} == {
+        (code, 1) for code in demo.PLANS
+    }
+    jobs, _ = api.pull("/jobs")
+    assert {j["kind"] for j in jobs} == {"price", "purchase_params", "reading_day"}
+    for path in ("/tariffs", "/customers", "/jobs", "/remote-purchases", "/counters/me/sales"):
+        for bad in ({"limit": 0}, {"limit": c.MAX_PAGE + 1}, {"after": -1}, {"after": "x"}):
+            r = api.get(path, **bad)
+            assert r.status_code == 400, (path, bad)
+            assert r.json()["code"] == "bad_request"
+
+
+def test_jobs_are_per_office_and_job_results_close_them(api: Api, server: CentralServer) -> None:
+    jobs, cursor = api.pull("/jobs")
+    assert len(jobs) == 3 and all(j["office_code"] == "DEMO" for j in jobs)
+    elsewhere = Api(server.url, register(server.url, "X1", office="NORTH"))
+    assert elsewhere.pull("/jobs")[0] == []
+    result = event(
+        "job-results",
+        job_id=jobs[0]["id"],
+        outcome="done",
+        technician_id="f01",
+        done_at="2026-03-02T10:00:00+08:00",
+        write_back={"remaining": 1200},
+    )
+    assert api.post("/job-results", result).status_code == 201
+    changed, _ = api.pull("/jobs", after=cursor)
+    assert [(j["id"], j["status"]) for j in changed] == [(jobs[0]["id"], "done")]
+    central_seed.add_job(server.store, "reading_day", REMOTE, {"reading_day": 5})
+    assert len(api.pull("/jobs", after=cursor)[0]) == 2
+
+
+def test_customer_delta_after_a_sale_settles_arrears(api: Api, server: CentralServer) -> None:
+    _, cursor = api.pull("/customers", limit=5000)
+    body = sale(
+        amount=13_500,
+        arrears=3_000,
+        fees=500,
+        credit=10_000,
+        purchase_count=4,
+        card_serial="A1B2C3D4",
+        settled_refs=[f"DEMO-A-{FIRST}", f"DEMO-F-{FIRST}"],
+    )
+    assert api.post("/sales", body).status_code == 201
+    delta, cursor2 = api.pull("/customers", after=cursor)
+    assert [x["customer_no"] for x in delta] == [FIRST]
+    assert delta[0]["arrears"] == []
+    assert delta[0]["purchase_count"] == 4 and delta[0]["card_serial"] == "A1B2C3D4"
+    assert server.store.arrears_settled_by(f"DEMO-A-{FIRST}") == body["id"]
+    # an older purchase count never lowers it; nothing changed, so no delta
+    assert api.post("/sales", sale(purchase_count=2)).status_code == 201
+    assert api.pull("/customers", after=cursor2)[0] == []
+    # central-side changes reappear too
+    central_seed.add_arrears(server.store, CARD, "NEW-1", 1_234, description="补收")
+    central_seed.set_customer_status(server.store, REMOTE, "paused")
+    delta2, cursor3 = api.pull("/customers", after=cursor2)
+    assert [x["customer_no"] for x in delta2] == [CARD, REMOTE]
+    assert delta2[0]["arrears"][0]["ref"] == "NEW-1" and delta2[1]["status"] == "paused"
+    # a replacement card and a card binding change the card serial
+    repl = event(
+        "replacements",
+        customer_no=CARD,
+        old_serial=None,
+        new_serial="FFEE0001",
+        fee=500,
+        operator_id="t01",
+        created_at="2026-03-01T19:00:00+08:00",
+    )
+    assert api.post("/replacements", repl).status_code == 201
+    binding = event(
+        "card-bindings",
+        customer_no=FIRST,
+        serial="FFEE0002",
+        operator_id="t01",
+        created_at="2026-03-01T19:05:00+08:00",
+    )
+    assert api.post("/card-bindings", binding).status_code == 201
+    delta3, _ = api.pull("/customers", after=cursor3)
+    assert {(x["customer_no"], x["card_serial"]) for x in delta3} == {
+        (CARD, "FFEE0001"),
+        (FIRST, "FFEE0002"),
+    }
+
+
+def test_new_tariff_version_is_pulled(api: Api, server: CentralServer) -> None:
+    _, cursor = api.pull("/tariffs")
+    spec = {"kind": "flat", "flat_rate": 5400}
+    rec = central_seed.add_tariff_version(
+        server.store, "RES-FLAT", spec, dt.datetime(2026, 7, 1, tzinfo=dt.UTC)
+    )
+    assert rec.version_no == 2
+    new, _ = api.pull("/tariffs", after=cursor)
+    assert [(t["plan_code"], t["version_no"], t["spec"]) for t in new] == [("RES-FLAT", 2, spec)]
+
+
+# --------------------------------------------------------------------------- sales rules
+
+
+def test_remote_purchase_status(api: Api, server: CentralServer) -> None:
+    issued = sale(REMOTE, kind="remote")
+    not_remote = sale(CARD, kind="remote")
+    failed_state = sale(REMOTE, kind="remote", state="failed")
+    unknown = sale("999999999999", kind="remote")
+    r = api.post("/sales/batch", {"items": [issued, not_remote, failed_state, unknown]})
+    assert [x["status"] for x in r.json()["results"]] == ["created"] * 4
+    statuses, cursor = api.pull("/remote-purchases")
+    by_sale = {s["sale_id"]: s for s in statuses}
+    assert set(by_sale) == {issued["id"], not_remote["id"], unknown["id"]}
+    assert by_sale[issued["id"]]["status"] == "issued"
+    assert by_sale[not_remote["id"]]["status"] == "failed"
+    assert "remote" in by_sale[not_remote["id"]]["reason"]
+    assert by_sale[unknown["id"]]["status"] == "failed"
+    # only this counter's sales; a change shows after the cursor
+    other = Api(server.url, register(server.url, "C2"))
+    assert other.pull("/remote-purchases")[0] == []
+    server.store.set_remote_status(issued["id"], "failed", "meter offline")
+    later, _ = api.pull("/remote-purchases", after=cursor)
+    assert [(s["sale_id"], s["status"]) for s in later] == [(issued["id"], "failed")]
+
+
+def test_sales_are_never_dropped_but_flagged(api: Api, server: CentralServer) -> None:
+    central_seed.set_customer_status(server.store, CARD, "closed")
+    closed = sale(CARD)
+    unknown = sale("999999999999")
+    bad_tariff = sale(tariff_plan="NO-SUCH", tariff_version_no=1)
+    bad_version = sale(tariff_version_no=7)
+    r = api.post("/sales/batch", {"items": [closed, unknown, bad_tariff, bad_version]})
+    results = r.json()["results"]
+    assert [x["status"] for x in results] == ["created"] * 4
+    assert [x["review"] for x in results] == [
+        "customer_closed",
+        "unknown_customer",
+        "unknown_tariff",
+        "unknown_tariff",
+    ]
+    # a repeat answers duplicate with the same review
+    again = api.post("/sales", closed)
+    assert again.json() == {
+        "id": closed["id"],
+        "status": "duplicate",
+        "review": "customer_closed",
+        "message": "",
+    }
+    held, _ = api.pull("/counters/me/sales")
+    assert {s["sale"]["id"]: s["review"] for s in held} == {
+        closed["id"]: "customer_closed",
+        unknown["id"]: "unknown_customer",
+        bad_tariff["id"]: "unknown_tariff",
+        bad_version["id"]: "unknown_tariff",
+    }
+    assert c.CounterSalePage.model_validate_json(api.get("/counters/me/sales").content)
+
+
+def test_a_batch_applies_as_if_one_by_one(store: CentralStore) -> None:
+    """A batch is applied set-wise; the outcome is that of its items one after another."""
+    store.register(c.RegisterRequest(counter_id="C1", office_code="DEMO"), token="t" * 40)
+    counter = store.counter("C1")
+    assert counter is not None
+    before = store.customers_page(after=0, limit=c.MAX_PAGE).next_cursor
+
+    def sales(*bodies: dict[str, Any]) -> list[c.Model]:
+        return [c.SaleRecord.model_validate(b) for b in bodies]
+
+    a_ref, f_ref = f"DEMO-A-{FIRST}", f"DEMO-F-{FIRST}"
+    first = sale(purchase_count=5, card_serial="S1", settled_refs=[a_ref])
+    lower = sale(purchase_count=3, card_serial="S2", settled_refs=[a_ref, f_ref])
+    closed = sale("999999999999")
+    results = store.post(
+        "sales",
+        counter,
+        sales(first, lower, first, {**first, "amount": 20_000}, closed, closed),
+    )
+    assert [(r.id, r.status, r.review) for r in results] == [
+        (first["id"], "created", None),
+        (lower["id"], "created", None),
+        (first["id"], "duplicate", None),
+        (first["id"], "conflict", None),
+        (closed["id"], "created", "unknown_customer"),
+        (closed["id"], "duplicate", "unknown_customer"),
+    ]
+    assert store.count("sales") == 2 + 1
+    # the first sale settled DEMO-A, the second only what was left; the count never drops
+    assert store.arrears_settled_by(a_ref) == first["id"]
+    assert store.arrears_settled_by(f_ref) == lower["id"]
+    rec = store.customer(FIRST)
+    assert rec is not None
+    assert (rec.purchase_count, rec.card_serial, rec.arrears) == (5, "S2", [])
+    delta = store.customers_page(after=before, limit=c.MAX_PAGE).items
+    assert [x.customer_no for x in delta] == [FIRST]  # one new seq for the customer
+
+    # events: an id twice, two reversals of one sale, the latest control report wins
+    def reversal(sale_id: str) -> dict[str, Any]:
+        return event(
+            "reversals",
+            sale_id=sale_id,
+            amount=10_000,
+            operator_id="t01",
+            approver_id="s01",
+            created_at="2026-03-01T18:00:00+08:00",
+        )
+
+    r1, r2 = reversal(first["id"]), reversal(first["id"])
+    sales_seq = store.last_seq("sales")
+    out = store.post(
+        "reversals",
+        counter,
+        [c.ReversalRecord.model_validate(b) for b in (r1, r2, r1, {**r2, "amount": 1})],
+    )
+    assert [x.status for x in out] == ["created", "created", "duplicate", "conflict"]
+    assert store.last_seq("sales") == sales_seq + 2  # a sales seq per reversal, as one by one
+    held = store.sale(first["id"])
+    assert held is not None and held.reversed and held.seq == sales_seq + 1
+    reports = [
+        control_report(CARD, 300, "2026-03-02T11:00:00+08:00"),
+        control_report(CARD, 100, "2026-03-02T12:00:00+08:00"),
+        control_report(CARD, 200, "2026-03-02T10:00:00+08:00"),
+    ]
+    out = store.post(
+        "control-reports", counter, [c.ControlReport.model_validate(b) for b in reports]
+    )
+    assert [x.status for x in out] == ["created"] * 3
+    status = store.control_status(CARD)
+    assert status is not None and status.meter_remaining == 100
+
+
+def test_reversal_before_or_after_the_sale(api: Api, server: CentralServer) -> None:
+    early_sale, late_sale = sale(), sale(CARD)
+
+    def reversal(sale_id: str) -> dict[str, Any]:
+        return event(
+            "reversals",
+            sale_id=sale_id,
+            amount=10_000,
+            operator_id="t01",
+            approver_id="s01",
+            created_at="2026-03-01T18:00:00+08:00",
+        )
+
+    assert api.post("/sales", early_sale).status_code == 201
+    _, cursor = api.pull("/counters/me/sales")
+    assert api.post("/reversals", reversal(early_sale["id"])).status_code == 201
+    # the reversal arrives before its sale (the outbox sent them out of order)
+    assert api.post("/reversals", reversal(late_sale["id"])).status_code == 201
+    assert api.post("/sales", late_sale).status_code == 201
+    changed, _ = api.pull("/counters/me/sales", after=cursor)
+    assert {s["sale"]["id"]: s["reversed"] for s in changed} == {
+        early_sale["id"]: True,
+        late_sale["id"]: True,
+    }
+    status = api.get(f"/customers/{FIRST}/control-status").json()
+    assert status["system_credit"] == 0
+
+
+def test_rewrites_and_sms_are_stored(api: Api, server: CentralServer) -> None:
+    body = sale()
+    api.post("/sales", body)
+    rw = event(
+        "rewrites",
+        sale_id=body["id"],
+        rewrite_no=1,
+        operator_id="t01",
+        created_at="2026-03-01T18:00:00+08:00",
+    )
+    sms = event(
+        "sms",
+        customer_no=FIRST,
+        template="payment_received",
+        params={"amount": "100.00", "count": 2},
+        created_at="2026-03-01T18:00:00+08:00",
+    )
+    assert api.post("/rewrites/batch", {"items": [rw]}).json()["results"][0]["status"] == "created"
+    assert api.post("/sms", sms).status_code == 201
+    assert server.store.event("sms", sms["id"]) == c.SmsRequest.model_validate(sms).model_dump(
+        mode="json"
+    )
+    assert server.store.event("rewrites", rw["id"]) is not None
+
+
+# --------------------------------------------------------------------------- control, audit
+
+
+def test_control_status_states(api: Api, server: CentralServer) -> None:
+    # defaults: alarm1 20.00, alarm2 10.00, overdraft 0
+    assert api.get(f"/customers/{FIRST}/control-status").json()["state"] == "unknown"
+    api.post("/sales", sale(credit=7_000))
+    api.post("/sales", sale(credit=3_000, state="failed"))
+    for remaining, expected in (
+        (5_000, "normal"),
+        (2_000, "alarm1"),
+        (1_000, "alarm2"),
+        (0, "tripped"),
+    ):
+        hour = {5_000: 10, 2_000: 11, 1_000: 12, 0: 13}[remaining]
+        rep = control_report(FIRST, remaining, f"2026-03-02T{hour}:00:00+08:00")
+        assert api.post("/control-reports", rep).status_code == 201
+        status = c.ControlStatus.model_validate_json(
+            api.get(f"/customers/{FIRST}/control-status").content
+        )
+        assert (status.state, status.meter_remaining) == (expected, remaining)
+        assert status.system_credit == 7_000  # completed sales only
+    # an older report does not replace a newer one
+    api.post("/control-reports", control_report(FIRST, 9_999, "2026-03-01T00:00:00+08:00"))
+    assert api.get(f"/customers/{FIRST}/control-status").json()["meter_remaining"] == 0
+    # overdraft: tripped only below the limit
+    server.store.update_customer(CARD, overdraft_limit=500)
+    api.post("/control-reports", control_report(CARD, -400, "2026-03-02T10:00:00+08:00"))
+    assert api.get(f"/customers/{CARD}/control-status").json()["state"] == "alarm2"
+    api.post("/control-reports", control_report(CARD, -500, "2026-03-02T11:00:00+08:00"))
+    assert api.get(f"/customers/{CARD}/control-status").json()["state"] == "tripped"
+    central_seed.set_customer_status(server.store, CARD, "closed")
+    assert api.get(f"/customers/{CARD}/control-status").json()["state"] == "closed"
+    r = api.get("/customers/999999999999/control-status")
+    assert r.status_code == 404 and r.json()["code"] == "not_found"
+    assert api.get("/customers/12345/control-status").status_code == 400
+
+
+def test_audit_head_divergence(api: Api, server: CentralServer) -> None:
+    h = [f"{i:064x}" for i in range(10)]
+    at = "2026-03-01T09:00:00+08:00"
+
+    def put(**head: Any) -> requests.Response:
+        return api.put("/counters/me/audit-head", {"at": at, **head})
+
+    r = put(seq=10, hash=h[1])
+    assert r.status_code == 200
+    assert c.AuditHeadAck.model_validate_json(r.content).seq == 10
+    assert put(seq=10, hash=h[1]).status_code == 200  # the same again is fine
+    assert put(seq=20, hash=h[2], previous_seq=10, at_previous_seq=h[1]).status_code == 200
+    for diverged in (
+        {"seq": 15, "hash": h[3]},  # below the last report
+        {"seq": 20, "hash": h[3]},  # the same seq with another hash
+        {"seq": 30, "hash": h[4], "previous_seq": 20, "at_previous_seq": h[5]},  # rewritten
+        {"seq": 30, "hash": h[4], "previous_seq": 10, "at_previous_seq": h[5]},  # older too
+    ):
+        r = put(**diverged)
+        assert r.status_code == 409, diverged
+        assert c.Problem.model_validate_json(r.content).code == "audit_diverged"
+    # no previous_seq, or one never reported: accepted
+    assert put(seq=30, hash=h[4]).status_code == 200
+    assert put(seq=40, hash=h[5], previous_seq=35, at_previous_seq=h[6]).status_code == 200
+    assert [x.seq for x in server.store.audit_heads("C1")] == [10, 20, 30, 40]
+    assert put(seq=41, hash="XYZ").status_code == 400
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def test_bad_input_is_400_never_500(api: Api, server: CentralServer) -> None:
+    url = api.base + "/sales"
+    key = {"Idempotency-Key": "bad-json-1"}
+    r = api.http.post(url, data=b"{not json", headers=key, timeout=5)
+    assert r.status_code == 400 and r.json()["code"] == "bad_request"
+    r = api.http.post(url, data=b"", headers=key, timeout=5)
+    assert r.status_code == 400
+    r = api.post("/sales", {**sale(), "amount": "100"})  # strict: no strings for numbers
+    assert r.status_code == 400 and "amount" in r.json()["message"]
+    r = api.post("/sales", {**sale(), "surprise": 1})
+    assert r.status_code == 400 and "surprise" in r.json()["message"]
+    r = api.post("/sales", {**sale(), "created_at": "2026-03-01T09:00:00"})  # no offset
+    assert r.status_code == 400
+    r = api.post("/sales/batch", {"items": []})
+    assert r.status_code == 400
+    r = api.post("/sales/batch", {"items": [sale() for _ in range(c.MAX_BATCH + 1)]})
+    assert r.status_code == 413 and r.json()["code"] == "payload_too_large"
+    r = api.put("/counters/me/audit-head", [1, 2])
+    assert r.status_code == 400
+    r = api.http.post(api.base + "/counters/register", data="\ufeff{}".encode(), timeout=5)
+    assert r.status_code == 400
+    assert api.get("/no/such/path").status_code == 404
+    assert requests.get(server.url + "/elsewhere", timeout=5).status_code == 404
+    r = api.http.delete(url, timeout=5)
+    assert r.status_code == 405 and "POST" in r.headers["Allow"]
+    r = requests.get(server.url + "/api/v1/health", headers={"Content-Length": "x"}, timeout=5)
+    assert r.status_code == 400
+    assert server.store.count("sales") == 0
+    assert api.get("/health").status_code == 200  # still serving
+
+
+def test_odd_but_valid_text_is_stored(api: Api, server: CentralServer) -> None:
+    """NUL characters, which PostgreSQL refuses in text columns, and numbers written as 10.0."""
+    r = requests.post(
+        api.base + "/counters/register",
+        json={"counter_id": "NUL2", "office_code": "DEMO", "name": "a\x00b"},
+        timeout=5,
+    )
+    assert r.status_code == 200
+    body = sale(card_serial="AB\x00CD", settled_refs=["x\x00y", f"DEMO-A-{FIRST}"])
+    raw = json.dumps(body).replace('"amount": 10000', '"amount": 10000.0').encode()
+    r = api.http.post(
+        api.base + "/sales",
+        data=raw,
+        headers={"Idempotency-Key": "nul-key-1", "Content-Type": "application/json"},
+        timeout=5,
+    )
+    assert r.status_code == 201, r.text
+    held = server.store.sale(body["id"])
+    assert held is not None and held.sale.card_serial == "AB\x00CD" and held.sale.amount == 10_000
+    customer = server.store.customer(FIRST)
+    assert customer is not None and customer.card_serial == "ABCD"
+    assert [a.ref for a in customer.arrears] == [f"DEMO-F-{FIRST}"]
+    sms = event(
+        "sms",
+        customer_no=FIRST,
+        template="low_balance",
+        params={"text": "\x00"},
+        created_at="2026-03-01T18:00:00+08:00",
+    )
+    assert api.post("/sms", sms).status_code == 201
+
+
+def test_concurrent_writers_get_distinct_ordered_seqs(server: CentralServer) -> None:
+    tokens = {f"T{i}": register(server.url, f"T{i}") for i in range(4)}
+    errors: list[str] = []
+
+    def counter(counter_id: str) -> None:
+        a = Api(server.url, tokens[counter_id])
+        for n in range(10):
+            body = {"items": [sale(counter_id=counter_id), sale(REMOTE, counter_id=counter_id)]}
+            r = a.post("/sales/batch", body, key=f"{counter_id}-batch-{n}")
+            if r.status_code != 200:
+                errors.append(r.text)
+            if n % 3 == 0:
+                a.post(
+                    "/sales",
+                    sale(FIRST, counter_id=counter_id, purchase_count=n + 2),
+                    key=f"{counter_id}-one-{n}",
+                )
+
+    threads = [threading.Thread(target=counter, args=(cid,)) for cid in tokens]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    seqs: list[int] = []
+    for cid, token in tokens.items():
+        items, _ = Api(server.url, token).pull("/counters/me/sales", limit=7)
+        assert len(items) == 24
+        assert all(s["sale"]["counter_id"] == cid for s in items)
+        seqs += [s["seq"] for s in items]
+    assert sorted(seqs) == list(range(1, 97))
+    customers, _ = Api(server.url, tokens["T0"]).pull("/customers", limit=5000)
+    assert len({x["seq"] for x in customers}) == len(customers) == demo.CUSTOMERS
+    first = next(x for x in customers if x["customer_no"] == FIRST)
+    assert first["purchase_count"] == 11
+
+
+# --------------------------------------------------------------------------- faults
+
+
+def test_faults(api: Api, server: CentralServer) -> None:
+    faults = server.url + "/_test/faults"
+    # 503 with Retry-After, nothing done
+    assert requests.post(faults, json={"error_5xx": 1, "retry_after": 7}, timeout=5).ok
+    body = sale()
+    r = api.post("/sales", body, key="fault-key-1")
+    assert r.status_code == 503 and r.headers["Retry-After"] == "7"
+    assert server.store.sale(body["id"]) is None
+    assert api.post("/sales", body, key="fault-key-1").status_code == 201  # only the next one
+
+    # dropped before: the connection closes, nothing done
+    server.faults.arm(drop_before=1)
+    body = sale()
+    with pytest.raises(requests.ConnectionError):
+        api.post("/sales", body, key="fault-key-2")
+    assert server.store.sale(body["id"]) is None
+
+    # dropped after the commit: no answer, but it is there; the retry replays
+    server.faults.arm(drop_after_commit=1, path="/api/v1/sales")
+    assert api.get("/tariffs").status_code == 200  # another path is not touched
+    body = sale()
+    with pytest.raises(requests.ConnectionError):
+        api.post("/sales", body, key="fault-key-3")
+    assert server.store.sale(body["id"]) is not None
+    r = api.post("/sales", body, key="fault-key-3")
+    assert r.status_code == 201 and r.headers.get("Idempotent-Replayed") == "true"
+
+    # malformed: done, then 200 with a body that is not JSON, then JSON of the wrong shape
+    server.faults.arm(malformed=2)
+    body = sale()
+    r = api.post("/sales", body, key="fault-key-4")
+    assert r.status_code == 200
+    with pytest.raises(ValueError):
+        r.json()
+    assert server.store.sale(body["id"]) is not None
+    r = api.get("/customers", limit=1)
+    assert r.status_code == 200 and "items" not in r.json()
+    assert api.get("/customers", limit=1).json()["items"]
+
+    # latency while armed, until cleared
+    requests.post(faults, json={"latency_ms": 300, "path": "/api/v1/health"}, timeout=5)
+    start = time.monotonic()
+    assert api.get("/health").status_code == 200
+    assert time.monotonic() - start >= 0.3
+    state = requests.get(faults, timeout=5).json()
+    assert state["injected"] == {
+        "drop_before": 1,
+        "error_5xx": 1,
+        "drop_after_commit": 1,
+        "malformed": 2,
+    }
+    assert requests.delete(faults, timeout=5).json()["rules"] == []
+    start = time.monotonic()
+    api.get("/health")
+    assert time.monotonic() - start < 0.3
+    bad = requests.post(faults, json={"error_5xx": -1}, timeout=5)
+    assert bad.status_code == 400
+
+
+def test_stop_and_restart_on_the_same_port(api: Api, server: CentralServer) -> None:
+    url = server.url
+    assert api.get("/health").status_code == 200  # a keep-alive connection is open now
+    server.stop()
+    with pytest.raises(requests.ConnectionError):
+        api.get("/health")
+    server.start()
+    assert server.url == url
+    assert api.get("/tariffs").status_code == 200  # the token is still known
+
+
+def test_faults_are_off_unless_asked(tmp_path: Path) -> None:
+    with CentralServer(str(tmp_path / "nofaults.db")) as srv:
+        r = requests.post(srv.url + "/_test/faults", json={"error_5xx": 5}, timeout=5)
+        assert r.status_code == 404
+        with pytest.raises(RuntimeError):
+            srv.faults.arm(error_5xx=1)
+        assert requests.get(srv.url + "/api/v1/health", timeout=5).status_code == 200
+
+
+# --------------------------------------------------------------------------- seeding, CLI
+
+
+def test_seed_matches_the_counter_demo(store: CentralStore) -> None:
+    again = central_seed.seed_demo(store, NOW)
+    assert (again.plans_added, again.customers_added, again.jobs_added) == (0, 0, 0)
+    assert store.count("customers") == demo.CUSTOMERS
+    for i in (0, 9, 24, 40, 999):
+        d = demo.demo_customer(i)
+        rec = store.customer(d["customer_no"])
+        assert rec is not None
+        assert (rec.name, rec.meter_no, rec.meter_kind, rec.tariff_plan, rec.office_code) == (
+            d["name"],
+            d["meter_no"],
+            d["meter_kind"],
+            d["tariff_plan"],
+            demo.OFFICE,
+        )
+        assert (rec.alarm1, rec.purchase_count, rec.status) == (2000, 0, "active")
+        assert [a.model_dump() for a in rec.arrears] == demo.demo_arrears(i)
+    added = central_seed.seed_synthetic(store, 2_000)
+    assert added == 2_000 and central_seed.seed_synthetic(store, 2_000) == 0
+    page = store.customers_page(after=0, limit=c.MAX_PAGE)
+    assert len(page.items) == 3_000 and not page.has_more
+    syn = store.customer(str(central_seed.FIRST_SYNTHETIC_CUSTOMER))
+    assert syn is not None and syn.arrears[0].ref.startswith("SYN-A-")
+
+
+def test_cli_serve(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CARDVEND_")}
+    env.update(CARDVEND_HOME=str(tmp_path / "home"), CARDVEND_LANG="en")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "main.py"),
+            "central",
+            "serve",
+            "--port",
+            "0",
+            "--db",
+            str(tmp_path / "cli.db"),
+            "--enrolment-key",
+            "k-123456",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline().strip()
+        assert line.startswith("central listening on http://127.0.0.1:"), proc.stderr
+        url = line.rsplit(" ", 1)[1]
+        token = register(url, "CLI1", **{"X-Enrolment-Key": "k-123456"})
+        customers, _ = Api(url, token).pull("/customers", limit=5000)
+        assert len(customers) == demo.CUSTOMERS  # seeded with the demo data
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -1,0 +1,107 @@
+"""The sync commands as an office IT person runs them: ``cardvend central serve`` in its own
+process, a counter registering with it, selling offline, syncing, status and reconciliation."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.test_cli import ROOT, run
+
+PASSWORDS = {"CARDVEND_PASSWORD": "demo-t01"}
+REMOTE = "100000000010"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def central(tmp_path: Path) -> Iterator[str]:
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CARDVEND_")}
+    env["CARDVEND_HOME"] = str(tmp_path / "central-home")
+    proc = subprocess.Popen(
+        [sys.executable, "main.py", "central", "serve", "--port", str(port),
+         "--db", f"sqlite:///{tmp_path / 'central.db'}", "--enrolment-key", "office-secret"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert f"http://127.0.0.1:{port}" in line, proc.stderr.read() if proc.stderr else line
+    yield f"http://127.0.0.1:{port}"
+    proc.terminate()
+    assert proc.wait(10) == 0  # SIGTERM is a clean stop
+
+
+def ok_json(r: subprocess.CompletedProcess[str]) -> Any:
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def test_register_sell_offline_sync_status_reconcile(central: str, tmp_path: Path) -> None:
+    home = tmp_path / "counter"
+    assert run(home, "demo").returncode == 0
+    # not registered yet: a clear message, exit 1
+    r = run(home, "sync")
+    assert r.returncode == 1 and "not registered" in r.stderr
+    r = run(home, "counter", "register", "--central", central, "--enrolment-key", "wrong")
+    assert r.returncode == 1 and "refused" in r.stderr
+    r = run(home, "counter", "register", "--central", central, "--enrolment-key", "office-secret")
+    assert r.returncode == 0 and "C01" in r.stdout, r.stderr
+    token = home / "data" / "central.token"
+    assert token.stat().st_mode & 0o777 == 0o600
+    assert token.read_text().strip() not in (home / "config" / "settings.json").read_text()
+
+    # offline sales: two remote payments before the first sync
+    assert (
+        run(home, "shift", "open", "--float", "0", "--operator", "t01", env=PASSWORDS).returncode
+        == 0
+    )
+    for amount in ("88", "12.50"):
+        r = run(home, "sell", "--customer", REMOTE, "--amount", amount, "--operator", "t01",
+                "--json", env=PASSWORDS)  # fmt: skip
+        assert r.returncode == 0, r.stderr
+    status = ok_json(run(home, "sync", "status", "--json"))
+    assert (status["online"], status["pending"], status["last_success"]) == (False, 2, None)
+    assert status["pending_amount"] == 10050 and status["oldest_pending_age_s"] >= 0
+
+    report = ok_json(run(home, "sync", "--json"))
+    assert report["sent"] == 2 and report["tariffs"] == 0  # the demo tariffs are the same
+    status = ok_json(run(home, "sync", "status", "--json"))
+    assert (status["online"], status["pending"], status["last_error"]) == (True, 0, "")
+    assert status["last_success"] is not None
+
+    diff = ok_json(run(home, "sync", "reconcile", "--json"))
+    assert (diff["local"], diff["central"], diff["matched"]) == (2, 2, 2)
+    assert diff["differences"] == []
+
+    text = run(home, "sync", "status", lang="zh_CN")
+    assert text.returncode == 0 and "在线" in text.stdout, text.stdout
+
+
+def test_central_down_is_offline_not_a_crash(tmp_path: Path) -> None:
+    home = tmp_path / "counter"
+    assert run(home, "demo").returncode == 0
+    port = _free_port()  # nobody listens here
+    (home / "data").mkdir(parents=True, exist_ok=True)
+    (home / "data" / "central.token").write_text("t" * 43)
+    settings = home / "config" / "settings.json"
+    settings.parent.mkdir(parents=True, exist_ok=True)
+    settings.write_text(
+        json.dumps({"schema_version": 1, "central_url": f"http://127.0.0.1:{port}"})
+    )
+    r = run(home, "sync")
+    assert r.returncode == 1 and "cannot be reached" in r.stderr and "Traceback" not in r.stderr
+    status = ok_json(run(home, "sync", "status", "--json"))
+    assert status["online"] is False and "central_unreachable" in status["last_error"]
