@@ -8,6 +8,12 @@ import logging.handlers
 import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from app.context import AppContext
+    from app.domain.receipt import ReceiptData
+    from app.ports import ByteLink, Printer
 
 log = logging.getLogger("cardvend")
 
@@ -17,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     from app import cli_sales
     from app.i18n import _
     from cardio import cli as card_cli
+    from printing import cli as printing_cli
     from sync import cli as sync_cli
     from sync.central import cli as central_cli
 
@@ -43,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     card_cli.register(sub)
     central_cli.register(sub)
     sync_cli.register(sub)
+    printing_cli.register(sub)
     return parser
 
 
@@ -65,6 +73,60 @@ def configure_logging(log_dir: os.PathLike[str] | str, level: str, verbose: bool
         stream = logging.StreamHandler(sys.stderr)
         stream.setFormatter(fmt)
         root.addHandler(stream)
+
+
+class _LazyReceiptRenderer:
+    """reportlab is imported by the first receipt, not at start-up."""
+
+    def receipt_pdf(self, receipt: ReceiptData, *, size: str, language: str) -> bytes:
+        from printing.receipt import render_receipt_pdf
+
+        return render_receipt_pdf(receipt, size=size, language=language)
+
+
+class _LazyReportRenderer:
+    """Shift, daily and statistics reports as PDF or CSV (printing/reports.py)."""
+
+    def report_pdf(self, report: object, *, language: str) -> bytes:
+        from printing import reports
+
+        name = type(report).__name__
+        render = {
+            "ShiftReport": reports.shift_report_pdf,
+            "DailyReport": reports.daily_report_pdf,
+            "StatsReport": reports.stats_report_pdf,
+        }[name]
+        return bytes(render(report, language=language))  # type: ignore[operator]
+
+    def report_csv(self, report: object) -> str:
+        from printing import reports
+
+        name = type(report).__name__
+        render = {
+            "ShiftReport": reports.shift_report_csv,
+            "DailyReport": reports.daily_report_csv,
+            "StatsReport": reports.stats_report_csv,
+        }[name]
+        return str(render(report))  # type: ignore[operator]
+
+
+def wire_printing(ctx: AppContext) -> None:
+    def opener(port: str, baudrate: int) -> ByteLink:
+        from cardio.serial_link import open_serial
+
+        return open_serial(port, baudrate)
+
+    def printer() -> Printer | None:
+        from printing.backends import make_printer
+
+        return make_printer(
+            ctx.settings, receipt_dir=ctx.paths.data_dir / "receipts", opener=opener
+        )
+
+    ctx.receipt_renderer = _LazyReceiptRenderer()
+    ctx.report_renderer = _LazyReportRenderer()
+    ctx.serial_opener = opener
+    ctx.printer_factory = printer
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -97,6 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from sync.service import background_worker
 
         ctx.sync_factory = lambda: background_worker(ctx)
+        wire_printing(ctx)
         if args.command is None:
             from ui.app import run_gui
 

@@ -29,8 +29,10 @@ Decisions:
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
 from app.cli import cli_login, emit_json, open_db
@@ -38,13 +40,15 @@ from app.context import AppContext
 from app.domain.customers import MeterKind
 from app.domain.ledger import SaleKind, SaleState
 from app.domain.permissions import Action
-from app.errors import ValidationError
+from app.errors import CardVendError, ValidationError
+from app.fileio import write_atomically
 from app.i18n import N_, _, translate
 from app.money import format_yuan, parse_yuan
 from app.ports import CardTerminal
-from app.services import approvals, ledger, selling, shifts
+from app.services import approvals, ledger, receipts, selling, shifts
 from app.services.auth import Principal
 from app.services.customers import customer_view
+from app.settings import RECEIPT_LANGUAGE
 
 APPROVER_ENV = "CARDVEND_APPROVER_PASSWORD"
 
@@ -307,11 +311,13 @@ def cmd_open_account(ctx: AppContext, args: argparse.Namespace) -> int:
 
         outcome = _with_override(ctx, args, actor, first, retry)
     customer = customer_view(db, args.customer)
+    saved = _save_receipt(ctx, args, outcome.sale.sale_id) if outcome is not None else None
     if args.json:
         emit_json(
             {
                 "customer": customer.to_json(),
                 "sale": outcome.to_json() if outcome is not None else None,
+                "receipt": saved,
             }
         )
         return 0
@@ -343,8 +349,9 @@ def cmd_sell(ctx: AppContext, args: argparse.Namespace) -> int:
             lambda request_id: _remote(ctx, actor, args.customer, amount, cash, request_id),
         )
         change = None if cash is None else cash - amount
+        saved = _save_receipt(ctx, args, sale.sale_id)
         if args.json:
-            emit_json({**sale.to_json(), "change_fen": change})
+            emit_json({**sale.to_json(), "change_fen": change, "receipt": saved})
             return 0
         _print_sale(sale)
         print(_("The central system will issue it to the meter."))
@@ -366,12 +373,41 @@ def cmd_sell(ctx: AppContext, args: argparse.Namespace) -> int:
             )
 
         outcome = _with_override(ctx, args, actor, lambda: attempt(None), attempt)
+    saved = _save_receipt(ctx, args, outcome.sale.sale_id)
     if args.json:
-        emit_json(outcome.to_json())
+        emit_json({**outcome.to_json(), "receipt": saved})
         return 0
     _print_sale(outcome.sale)
     _print_change(outcome.change_fen)
     return 0
+
+
+def _save_receipt(ctx: AppContext, args: argparse.Namespace, sale_id: str) -> str | None:
+    """Save the original receipt where ``--receipt`` says. The sale stands whatever happens
+    here: a failure is one line on stderr and the receipt can be reprinted."""
+    if not args.receipt:
+        return None
+    try:
+        if ctx.receipt_renderer is None:
+            raise RuntimeError("no receipt renderer was configured")
+        data = receipts.original_receipt(
+            open_db(ctx), sale_id, settings=ctx.settings, key=ctx.receipt_key()
+        )
+        language = str(ctx.settings.get(RECEIPT_LANGUAGE.key))
+        pdf = ctx.receipt_renderer.receipt_pdf(data, size=args.receipt_size, language=language)
+        write_atomically(Path(args.receipt), pdf)
+    except Exception as exc:  # the sale is done; the receipt is not
+        print(
+            _(
+                "The sale is recorded, but its receipt was not saved ({detail}). Reprint it "
+                "with 'cardvend receipt {sale_id}'.",
+                detail=exc.localized() if isinstance(exc, CardVendError) else str(exc),
+                sale_id=sale_id,
+            ),
+            file=sys.stderr,
+        )
+        return None
+    return str(args.receipt)
 
 
 def _remote(
@@ -586,6 +622,13 @@ def cmd_sales_list(ctx: AppContext, args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- parser
 
 
+def receipt_args(q: argparse.ArgumentParser) -> None:
+    q.add_argument("--receipt", metavar="FILE.pdf", help=_("save the receipt (the original)"))
+    q.add_argument(
+        "--receipt-size", choices=("80", "58", "a5", "a4"), default="80", help=_("receipt layout")
+    )
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     def common(q: argparse.ArgumentParser) -> None:
         q.add_argument(
@@ -635,6 +678,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     q.add_argument("--customer", required=True, metavar="NO")
     q.add_argument("--amount", metavar="YUAN", help=_("first purchase in yuan"))
     q.add_argument("--cash", metavar="YUAN", help=_("cash received in yuan (change is shown)"))
+    receipt_args(q)
     common(q)
     card(q)
     override(q)
@@ -650,6 +694,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     q.add_argument("--customer", required=True, metavar="NO")
     q.add_argument("--amount", required=True, metavar="YUAN", help=_("amount paid in yuan"))
     q.add_argument("--cash", metavar="YUAN", help=_("cash received in yuan (change is shown)"))
+    receipt_args(q)
     common(q)
     card(q)
     override(q)

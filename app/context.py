@@ -3,17 +3,29 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 
 from app.clock import Clock, SystemClock
+from app.fileio import write_atomically
 from app.paths import Paths
 from app.persistence.db import Database
-from app.ports import BackgroundSync, CardTerminal
+from app.ports import (
+    BackgroundSync,
+    CardTerminal,
+    CardTray,
+    Printer,
+    ReceiptRenderer,
+    ReportRenderer,
+    SerialOpener,
+)
 from app.settings import COUNTER_ID, DB_URL, OFFICE_CODE, Settings
 
 log = logging.getLogger(__name__)
+RECEIPT_KEY_FILE = "receipt.key"
 
 
 # (reader name, card image path, key provider wanted) -> a card terminal; set by main.py
@@ -30,6 +42,12 @@ class AppContext:
     clock: Clock = field(default_factory=SystemClock)
     terminal_factory: TerminalFactory | None = None
     sync_factory: SyncFactory | None = None
+    receipt_renderer: ReceiptRenderer | None = None  # set by main.py (printing/)
+    report_renderer: ReportRenderer | None = None  # set by main.py (printing/)
+    printer_factory: Callable[[], Printer | None] | None = None  # the configured printer
+    serial_opener: SerialOpener | None = None  # set by main.py (cardio/)
+    # training mode's emulated card tray (cardio/), built by main.py when no reader is set
+    tray_factory: Callable[[], CardTray] | None = None
 
     def open_terminal(self, reader: str | None = None, image: str | None = None) -> CardTerminal:
         """The card in ``reader`` (or the configured reader), or an emulated card image."""
@@ -56,3 +74,20 @@ class AppContext:
     @property
     def office_code(self) -> str:
         return str(self.settings.get(OFFICE_CODE.key))
+
+    @property
+    def receipt_key_file(self) -> Path:
+        return self.paths.data_dir / RECEIPT_KEY_FILE
+
+    def receipt_key(self) -> bytes:
+        """The key of receipt verification codes: the one the central system issued at
+        registration, or a local random one (0600) until then."""
+        path = self.receipt_key_file
+        try:
+            return bytes.fromhex(path.read_text(encoding="ascii").strip())
+        except (FileNotFoundError, ValueError):
+            key = os.urandom(32)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomically(path, key.hex().encode("ascii") + b"\n")
+            os.chmod(path, 0o600)
+            return key

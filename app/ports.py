@@ -145,3 +145,44 @@ class ByteLink(Protocol):
 # (port name, baud rate) -> an open serial line; raises a typed error naming the port if it
 # cannot be opened (cardio.serial_link.SerialPortError)
 SerialOpener = Callable[[str, int], ByteLink]
+
+
+@dataclass(frozen=True)
+class TrayCard:
+    """An emulated card in the training card tray."""
+
+    card_id: str
+    label: str  # what the tray shows: "blank card 3", "王丽 100000000002"
+    customer_no: str | None = None
+
+
+class CardTray(Protocol):
+    """Training mode without a reader: emulated cards a person inserts into the (virtual)
+    reader, takes out, and takes to the simulated meter (cardio/ implements it)."""
+
+    def cards(self) -> list[TrayCard]: ...
+
+    def new_blank(self) -> TrayCard: ...
+
+    def inserted(self) -> TrayCard | None: ...
+
+    def insert(self, card_id: str) -> None: ...
+
+    def remove(self) -> None: ...
+
+    def to_meter(self, card_id: str, *, hours: float = 0.0, load_kw: float = 0.0) -> str:
+        """The simulated meter takes the card (uses energy first); a summary to show."""
+        ...
+
+    def terminal(self) -> CardTerminal:
+        """The inserted card, for the services; raises a typed error when none is in."""
+        ...
+
+
+class ReportRenderer(Protocol):
+    """Renders reports as PDF or CSV (printing/). ``report`` is one of the report dataclasses
+    of app/services/reports.py (ShiftReport, DailyReport, StatsReport)."""
+
+    def report_pdf(self, report: object, *, language: str) -> bytes: ...
+
+    def report_csv(self, report: object) -> str: ...

@@ -164,6 +164,13 @@ SYNC_INTERVAL = ConfigVar("sync_interval_s", int, 60, "Seconds between backgroun
 SYNC_TIMEOUT = ConfigVar("sync_timeout_s", int, 30, "Seconds to wait for the central system")
 SYNC_BATCH = ConfigVar("sync_batch", int, 500, "Records sent in one request (1 to 1000)")
 
+TRAINING_MODE = ConfigVar(
+    "training_mode",
+    bool,
+    False,
+    "Training: sales are marked as training on screen and receipts and never sent to the "
+    "central system (the window turns it on when it runs on emulated cards)",
+)
 TIME_ZONE = ConfigVar(
     "time_zone", str, "Asia/Shanghai", "Time zone of the office: receipts, reports, business days"
 )

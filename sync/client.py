@@ -211,6 +211,11 @@ class CentralClient:
     def control_status(self, customer_no: str) -> c.ControlStatus:
         return self._send("GET", f"/customers/{customer_no}/control-status", c.ControlStatus)[1]
 
+    def check_receipt(self, sale_id: str, code: str) -> c.ReceiptCheck:
+        return self._send(
+            "GET", f"/receipts/{sale_id}/check", c.ReceiptCheck, params={"code": code}
+        )[1]
+
     def put_audit_head(self, head: c.AuditHead) -> c.AuditHeadAck:
         return self._send("PUT", "/counters/me/audit-head", c.AuditHeadAck, body=head)[1]
 

@@ -67,6 +67,21 @@ class RegisterResponse(Model):
     office_code: Code
     token: str = Field(min_length=32, max_length=128)
     server_time: AwareDatetime
+    receipt_key: str = Field(
+        pattern=r"^[0-9a-f]{64}$",
+        description="key of the receipts' verification codes; stays the same when the "
+        "counter registers again",
+    )
+
+
+class ReceiptCheck(Model):
+    """Whether a receipt's verification code belongs to a sale the central system holds:
+    HMAC-SHA256(receipt_key, "sale_id|customer_no|amount|credit"), first 5 bytes, base32."""
+
+    sale_id: str
+    valid: bool
+    known: bool = Field(description="the central system holds this sale")
+    amount: NonNegFen | None = Field(default=None, description="the sale's amount when valid")
 
 
 class AuditHead(Model):
@@ -430,6 +445,7 @@ def openapi() -> dict[str, Any]:
         AuditHead,
         AuditHeadAck,
         ControlStatus,
+        ReceiptCheck,
         ItemResult,
         BatchResult,
         CounterSalePage,
@@ -499,6 +515,28 @@ def openapi() -> dict[str, Any]:
                 "security": secured,
                 "parameters": _page_params(),
                 "responses": {"200": _json(CounterSalePage, "A page"), **_problems(400, 401)},
+            }
+        },
+        "/receipts/{sale_id}/check": {
+            "get": {
+                "operationId": "checkReceipt",
+                "summary": "Check a receipt's verification code against the sale",
+                "security": secured,
+                "parameters": [
+                    {
+                        "name": "sale_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string", "maxLength": 64},
+                    },
+                    {
+                        "name": "code",
+                        "in": "query",
+                        "required": True,
+                        "schema": {"type": "string", "maxLength": 16},
+                    },
+                ],
+                "responses": {"200": _json(ReceiptCheck, "The answer"), **_problems(400, 401)},
             }
         },
         "/customers/{customer_no}/control-status": {

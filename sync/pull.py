@@ -24,6 +24,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
@@ -107,19 +108,27 @@ def _pull(
     apply: Callable[[Session, P], None],
     report: PullReport,
 ) -> None:
+    """Fetch pages after the stream's cursor and apply each with the cursor in one
+    transaction. The next page is fetched while this one is applied (the central side and the
+    counter work at the same time); it is only used if this one was applied."""
     with db.read() as session:
         after = cursor(session, stream)
-    while True:
-        page = fetch(after)
-        with db.write() as session:
-            if cursor(session, stream) != after:  # another sync ran meanwhile: start over
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"pull-{stream}") as pool:
+        pending: Future[P] = pool.submit(fetch, after)
+        while True:
+            page = pending.result()
+            more = page.has_more and page.next_cursor != after
+            if more:
+                pending = pool.submit(fetch, page.next_cursor)
+            with db.write() as session:
+                if cursor(session, stream) != after:  # another sync ran meanwhile: stop here
+                    return
+                apply(session, page)
+                put_setting(session, CURSOR_KEYS[stream], str(page.next_cursor))
+            report.pages += 1
+            if not more:
                 return
-            apply(session, page)
-            put_setting(session, CURSOR_KEYS[stream], str(page.next_cursor))
-        report.pages += 1
-        if not page.has_more or page.next_cursor == after:
-            return
-        after = page.next_cursor
+            after = page.next_cursor
 
 
 # --------------------------------------------------------------------------- tariffs

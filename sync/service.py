@@ -98,6 +98,9 @@ def register_counter(
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomically(path, (answer.token + "\n").encode("utf-8"))
     os.chmod(path, 0o600)
+    # receipts printed from now on carry codes the central system can check
+    write_atomically(ctx.receipt_key_file, (answer.receipt_key + "\n").encode("ascii"))
+    os.chmod(ctx.receipt_key_file, 0o600)
     ctx.settings.set(CENTRAL_URL.key, url.rstrip("/"))
     if ctx.settings.path is not None:
         ctx.settings.save()

@@ -477,3 +477,75 @@ def test_rewrites_and_replacements_reach_the_central_archive(
     service.run_round()
     counter.to_meter(new)
     assert counter.sell(new, 100).sale.purchase_count == 3
+
+
+def test_receipt_codes_are_checked_by_the_central_system(
+    counter: Counter, central: CentralServer, sleeps: Sleeps
+) -> None:
+    from app.services import receipts
+
+    ids = a_day_of_sales(counter)
+    token = register(central)
+    first = CentralClient(central.url).register(
+        c.RegisterRequest(counter_id="C01", office_code="DEMO"), None
+    )
+    assert first.token != token  # a new token each time, the same receipt key
+    key = bytes.fromhex(first.receipt_key)
+    service = make_service(counter, central, sleeps)
+    service.run_round()
+    data = receipts.original_receipt(counter.db, ids["sold"], settings=counter.settings, key=key)
+    check = service.client.check_receipt(ids["sold"], data.verification_code)
+    assert (check.valid, check.known, check.amount) == (True, True, 3000)
+    altered = receipts.verification_code(key, ids["sold"], data.customer_no, 30000, data.credit)
+    assert not service.client.check_receipt(ids["sold"], altered).valid
+    unknown = service.client.check_receipt("00000000-0000-4000-8000-000000000000", "AAAAAAAA")
+    assert (unknown.valid, unknown.known) == (False, False)
+
+
+def test_a_reversed_sale_owes_its_arrears_again_on_both_sides(
+    counter: Counter, central: CentralServer, sleeps: Sleeps
+) -> None:
+    image = counter.open(OWING, amount=None)
+    sale = counter.sell(image, 10000).sale
+    assert (sale.arrears_fen, sale.fees_fen) == (3000, 500)
+    service = make_service(counter, central, sleeps)
+    service.run_round()
+    held = central.store.customer(OWING)
+    assert held is not None and held.arrears == []  # paid off by the sale
+    selling.reverse_sale(
+        counter.db,
+        counter.kit.terminal(image),
+        actor=counter.teller,
+        sale_id=sale.sale_id,
+        clock=counter.clock,
+        settings=counter.settings,
+        approval_request=counter.approval("reverse", sale.sale_id, ["t01"]),
+    )
+    open_refs = select(ArrearsItem.ref).where(
+        ArrearsItem.ref.is_not(None), ArrearsItem.settled_by_sale_id.is_(None)
+    )
+    with counter.db.read() as session:
+        local = set(session.scalars(open_refs.where(ArrearsItem.ref.like(f"%{OWING}"))))
+    assert local == {f"DEMO-A-{OWING}", f"DEMO-F-{OWING}"}
+    service.run_round()
+    held = central.store.customer(OWING)
+    assert held is not None and {a.ref for a in held.arrears} == local
+    with counter.db.read() as session:
+        again = session.scalars(open_refs.where(ArrearsItem.ref.like(f"%{OWING}"))).all()
+    assert sorted(again) == sorted(local)  # the pull matched them, nothing doubled
+
+
+def test_training_sales_never_reach_the_central_system(
+    counter: Counter, central: CentralServer, sleeps: Sleeps
+) -> None:
+    from app.settings import TRAINING_MODE
+
+    counter.settings.set(TRAINING_MODE.key, True)
+    ids = a_day_of_sales(counter)
+    with counter.db.read() as session:
+        assert session.scalar(select(OutboxEntry).limit(1)) is None
+        flags = {s.id: s.training for s in session.scalars(select(Sale))}
+    assert set(ids.values()) <= set(flags) and all(flags.values())
+    service = make_service(counter, central, sleeps)
+    assert service.run_round().push.sent == 0
+    assert central.store.count("sales") == 0 and sync_status(counter.db, counter.clock).pending == 0

@@ -217,6 +217,10 @@ class Sale(Base):
     # why it needs a supervisor's review (set by sync, e.g. the customer was closed centrally
     # while this sale was made offline); None when nothing is wrong
     review: Mapped[str | None] = mapped_column(String(40))
+    # the meter's remaining credit from the card's write-back when the sale was made (receipt)
+    meter_balance: Mapped[int | None] = mapped_column(BigInteger)
+    # a training-mode sale (emulated cards, demo): marked on receipts, never synced
+    training: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     __table_args__ = (
         CheckConstraint("kind IN ('card','remote')", name="kind"),
         CheckConstraint(
@@ -226,6 +230,7 @@ class Sale(Base):
         CheckConstraint("amount = arrears + fees + credit", name="split"),
         CheckConstraint("kind = 'remote' OR purchase_count >= 1", name="purchase_count"),
         Index("ix_sales_customer_created", "customer_id", "created_at"),
+        Index("ix_sales_created", "created_at"),  # daily reports and statistics
         # One live sale per customer and purchase count: the database itself refuses a second
         # sale of the same purchase, also across counters sharing a PostgreSQL database.
         Index(
@@ -319,6 +324,20 @@ class OutboxEntry(Base):
     # the contract body, frozen at the first attempt so every retry sends the same bytes
     body: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     __table_args__ = (UniqueConstraint("kind", "ref_id", name="uq_outbox_kind_ref"),)
+
+
+class ReceiptPrint(Base):
+    """A reprint of a sale's receipt (the original, copy 0, is not recorded here)."""
+
+    __tablename__ = "receipt_prints"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sale_id: Mapped[str] = mapped_column(ForeignKey("sales.id"), index=True)
+    copy_no: Mapped[int] = mapped_column(Integer)
+    operator_id: Mapped[str] = mapped_column(ForeignKey("operators.id"))
+    approval_id: Mapped[str | None] = mapped_column(String(36))
+    counter_id: Mapped[str] = mapped_column(String(32))
+    printed_at: Mapped[dt.datetime]
+    __table_args__ = (UniqueConstraint("sale_id", "copy_no", name="uq_receipt_prints_sale_copy"),)
 
 
 class MgmtJob(Base):

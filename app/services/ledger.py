@@ -129,8 +129,10 @@ def begin_card_sale(
     cash_received: int | None = None,
     sale_id: str | None = None,
     card_serial: str | None = None,
+    training: bool = False,
 ) -> SaleView:
-    """Commit a pending card sale for purchase N+1 (the card is written afterwards)."""
+    """Commit a pending card sale for purchase N+1 (the card is written afterwards). A
+    training sale is marked so and never reaches the outbox."""
     check_fen(amount)
     actor.authorize(Action.SELL, clock)
     operator_id, counter_id = actor.operator_id, actor.counter_id
@@ -189,10 +191,13 @@ def begin_card_sale(
                 created_at=now,
                 updated_at=now,
                 card_serial=card_serial,
+                meter_balance=customer.meter_remaining,
+                training=training,
             )
             session.add(sale)
             session.flush()
-            enqueue(session, "sale", sale.id, {"customer_no": customer_no}, sale.amount, clock)
+            if not training:
+                enqueue(session, "sale", sale.id, {"customer_no": customer_no}, sale.amount, clock)
             audit.record(
                 session,
                 action="sale_begin",
@@ -247,9 +252,19 @@ def _audit(
 
 
 def enqueue(
-    session: Session, kind: str, ref_id: str, payload: dict[str, Any], amount: int, clock: Clock
+    session: Session,
+    kind: str,
+    ref_id: str,
+    payload: dict[str, Any],
+    amount: int,
+    clock: Clock,
+    *,
+    training: bool = False,
 ) -> None:
-    """The outbox row for the central system, in the caller's transaction."""
+    """The outbox row for the central system, in the caller's transaction (none for training:
+    a training fact never leaves the counter)."""
+    if training:
+        return
     session.add(
         OutboxEntry(
             kind=kind,

@@ -50,6 +50,7 @@ from app.i18n import N_
 from app.money import check_fen
 from app.persistence.db import Database
 from app.persistence.models import (
+    ArrearsItem,
     CardBlacklist,
     Customer,
     FeePayment,
@@ -72,6 +73,7 @@ from app.settings import (
     OFFLINE_MAX_SALES,
     REPLACEMENT_FEE,
     REVERSAL_WINDOW,
+    TRAINING_MODE,
     UTILITY_CODE,
     Settings,
 )
@@ -596,6 +598,7 @@ def sell(
         meter_balance=contents.write_back.remaining if contents.write_back else 0,
         cash_received=cash_received,
         card_serial=contents.serial_hex,
+        training=is_training(settings),
     )
     checkpoint("pending")
     utility_code = str(settings.get(UTILITY_CODE.key))
@@ -727,6 +730,7 @@ def open_account(
             },
             0,
             clock,
+            training=is_training(settings),
         )
         change, versions = _card_change(
             session, customer, None, utility_code, UserCardType.OPEN, clock.now(), force_params=True
@@ -817,6 +821,7 @@ def rewrite(
             },
             0,
             clock,
+            training=row.training,
         )
     return SaleOutcome(ledger.get_sale(db, sale_id), a, result.files, result.apdus, None)
 
@@ -941,6 +946,7 @@ def replace_card(
             {"customer_no": customer_no, "old": old, "new": issued.serial_hex},
             fee,
             clock,
+            training=is_training(settings),
         )
         change, versions = _card_change(
             session,
@@ -1089,6 +1095,11 @@ def _finish_reversal(
     sale.state = SaleState.REVERSED.value
     sale.updated_at = clock.now()
     customer.purchase_count = (sale.purchase_count or 1) - 1
+    # the whole amount goes back to the customer: what it paid off is owed again
+    for item in session.scalars(
+        select(ArrearsItem).where(ArrearsItem.settled_by_sale_id == sale.id)
+    ):
+        item.settled_by_sale_id = None
     rev.state = "completed"
     rev.completed_at = clock.now()
     audit.record(
@@ -1100,10 +1111,23 @@ def _finish_reversal(
         target=sale.id,
         detail={"reversal": rev.id, "amount": rev.amount},
     )
-    ledger.enqueue(session, "reversal", rev.id, {"sale_id": sale.id}, -rev.amount, clock)
+    ledger.enqueue(
+        session,
+        "reversal",
+        rev.id,
+        {"sale_id": sale.id},
+        -rev.amount,
+        clock,
+        training=sale.training,
+    )
 
 
 # --------------------------------------------------------------------------- remote customers
+
+
+def is_training(settings: Settings) -> bool:
+    """Training mode: sales are marked so and never sent to the central system."""
+    return bool(settings.get(TRAINING_MODE.key))
 
 
 def remote_payment(
@@ -1123,6 +1147,7 @@ def remote_payment(
     actor.authorize(Action.SELL, clock)
     check_offline_limits(db, actor, amount, clock, settings, override_request)
     sale_id = str(uuid.uuid4())
+    training = is_training(settings)
     now = clock.now()
     with db.write() as session:
         shift = shifts.open_shift_for(session, actor.counter_id)
@@ -1169,12 +1194,19 @@ def remote_payment(
             created_at=now,
             updated_at=now,
             remote_status="queued",
+            training=training,
         )
         session.add(sale)
         session.flush()
         ledger.settle_dues(session, sale, customer)
         ledger.enqueue(
-            session, "remote", sale_id, {"customer_no": customer_no}, split.amount, clock
+            session,
+            "remote",
+            sale_id,
+            {"customer_no": customer_no},
+            split.amount,
+            clock,
+            training=training,
         )
         audit.record(
             session,

@@ -56,6 +56,7 @@ counters = Table(
     Column("office_code", String(32), nullable=False),
     Column("name", String(64), nullable=False, default=""),
     Column("token_hash", String(64), nullable=False, unique=True),  # sha256 hex of the token
+    Column("receipt_key", String(64), nullable=False),  # hex; kept when re-registering
     Column("registered_at", UTCDateTime(), nullable=False),
 )
 

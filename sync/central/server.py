@@ -47,6 +47,7 @@ JSON_TYPE = "application/json; charset=utf-8"
 MAX_BODY = 32 * 1024 * 1024
 FAULTS_PATH = "/_test/faults"
 _CONTROL_STATUS = re.compile(r"^/customers/([^/]*)/control-status$")
+_RECEIPT_CHECK = re.compile(r"^/receipts/([^/]*)/check$")
 _DIGITS12 = re.compile(r"^[0-9]{12}\Z")
 _UINT = re.compile(r"^[0-9]+\Z")
 _KEY_MIN, _KEY_MAX = 8, 64
@@ -312,6 +313,9 @@ class CentralApp:
             match = _CONTROL_STATUS.match(path[len(c.API_PREFIX) :])
             if match:
                 return {"GET": (self.control_status, True)}, (match.group(1),)
+            match = _RECEIPT_CHECK.match(path[len(c.API_PREFIX) :])
+            if match:
+                return {"GET": (self.check_receipt, True)}, (match.group(1),)
         return None
 
     def handle(self, req: Request) -> Answer:
@@ -404,6 +408,13 @@ class CentralApp:
         if status is None:
             raise HttpError(404, "not_found", f"no customer {customer_no}")
         return _json_answer(200, status)
+
+    def check_receipt(self, req: Request, counter: Counter) -> Answer:
+        sale_id = unquote(req.params[0])
+        codes = req.query.get("code") or []
+        if len(codes) != 1 or not codes[0] or len(codes[0]) > 16 or len(sale_id) > 64:
+            raise HttpError(400, "bad_request", "give one code of at most 16 characters")
+        return _json_answer(200, self.store.check_receipt(sale_id, codes[0]))
 
     def audit_head(self, req: Request, counter: Counter) -> Answer:
         head = _parse(c.AuditHead, req.body)

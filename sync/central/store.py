@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import hmac
 import json
 import logging
 import secrets
@@ -327,7 +328,7 @@ class CentralStore:
             raise ValueError("a token has 32 to 128 characters")
         now = self.now()
 
-        def work(tx: _Tx) -> None:
+        def work(tx: _Tx) -> str:
             values = {
                 "office_code": req.office_code,
                 "name": _clean(req.name) or "",
@@ -338,11 +339,49 @@ class CentralStore:
                 update(m.counters).where(m.counters.c.id == req.counter_id).values(**values)
             )
             if done.rowcount == 0:
-                tx.conn.execute(insert(m.counters).values(id=req.counter_id, **values))
+                key = secrets.token_hex(32)
+                tx.conn.execute(
+                    insert(m.counters).values(id=req.counter_id, receipt_key=key, **values)
+                )
+                return key
+            return str(
+                tx.conn.execute(
+                    select(m.counters.c.receipt_key).where(m.counters.c.id == req.counter_id)
+                ).scalar_one()
+            )
 
-        self.write(work)
+        receipt_key = self.write(work)
         return c.RegisterResponse(
-            counter_id=req.counter_id, office_code=req.office_code, token=token, server_time=now
+            counter_id=req.counter_id,
+            office_code=req.office_code,
+            token=token,
+            server_time=now,
+            receipt_key=receipt_key,
+        )
+
+    def check_receipt(self, sale_id: str, code: str) -> c.ReceiptCheck:
+        """Recompute the verification code of a held sale with its counter's receipt key."""
+        from app.services.receipts import verification_code
+
+        with self._reading() as conn:
+            row = conn.execute(
+                select(m.sales.c.body, m.counters.c.receipt_key)
+                .join(m.counters, m.counters.c.id == m.sales.c.counter_id)
+                .where(m.sales.c.id == sale_id)
+            ).first()
+        if row is None:
+            return c.ReceiptCheck(sale_id=sale_id, valid=False, known=False)
+        body = row.body
+        expected = verification_code(
+            bytes.fromhex(row.receipt_key),
+            sale_id,
+            str(body["customer_no"]),
+            int(body["amount"]),
+            int(body["credit"]),
+        )
+        valid = hmac.compare_digest(expected, code.strip().upper())
+        return c.ReceiptCheck(
+            sale_id=sale_id, valid=valid, known=True, amount=int(body["amount"]) if valid else None
         )
 
     def authenticate(self, token: str) -> Counter | None:
@@ -591,7 +630,8 @@ class CentralStore:
                 }
             )
             completed = sale.state == "completed"
-            if cust is not None and completed:
+            # a sale reversed before it arrived paid nothing off: its money went back
+            if cust is not None and completed and sale.id not in reversed_before:
                 settled = [
                     ref
                     for ref in dict.fromkeys(sale.settled_refs)
@@ -754,6 +794,22 @@ class CentralStore:
                 .values(reversed=True, seq=bindparam("b_seq")),
                 rows,
             )
+            # the whole amount went back to the customer: what the sale paid off is owed again
+            ar = m.arrears_items.c
+            for part in _chunks([r["b_id"] for r in rows]):
+                owing = list(
+                    dict.fromkeys(
+                        tx.conn.scalars(select(ar.customer_no).where(ar.settled_by_sale.in_(part)))
+                    )
+                )
+                if owing:
+                    tx.conn.execute(
+                        update(m.arrears_items)
+                        .where(ar.settled_by_sale.in_(part))
+                        .values(settled_by_sale=None)
+                    )
+                    for customer_no in owing:
+                        tx.touch_customer(customer_no)
 
     @staticmethod
     def _set_card_serial(tx: _Tx, customer_no: str, serial: str | None) -> None:

@@ -21,6 +21,8 @@ from tests.bench import (
     bench_card,
     bench_find,
     bench_import,
+    bench_receipt,
+    bench_reports,
     bench_sale,
     bench_sync,
 )
@@ -65,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     records += bench_sale.run()
     records += bench_audit.run()
     quick = rows < FULL_ROWS
+    records += bench_receipt.run()
+    records += bench_reports.run(sales=5000, customers=rows)
     records += bench_sync.run(
         rows,
         args.data_dir,

@@ -1,0 +1,151 @@
+"""Receipts: what a sale's receipt shows, its verification code, and controlled reprints.
+
+- The original receipt is printed (or saved) when the sale completes; it is copy 0 and is not
+  counted. Every later print is a reprint: it needs the ``reprint`` permission and, where the
+  approval rules ask (by default a supervisor other than the asker), an approval; it gets the
+  next copy number, is recorded in ``receipt_prints`` and audited (``receipt_reprint``), and is
+  marked 副本 / COPY n on paper.
+- The verification code is an HMAC-SHA256 of the sale's id, customer, amount and credit under
+  the counter's receipt key (issued by the central system at registration, see sync/; a local
+  random key before that), cut to 8 base32 characters. The central system recomputes it from
+  the sale it holds: a receipt whose amount was altered, or that no sale backs, fails the check.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from dataclasses import replace
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.clock import Clock, aware
+from app.domain.permissions import Action
+from app.domain.receipt import ReceiptData
+from app.errors import NotFound
+from app.i18n import N_
+from app.persistence.db import Database
+from app.persistence.models import (
+    Customer,
+    Office,
+    Operator,
+    ReceiptPrint,
+    Sale,
+    TariffPlan,
+    TariffVersion,
+)
+from app.services import approvals, audit
+from app.services.auth import Principal
+from app.settings import TIME_ZONE, Settings
+
+
+def verification_code(key: bytes, sale_id: str, customer_no: str, amount: int, credit: int) -> str:
+    message = f"{sale_id}|{customer_no}|{amount}|{credit}".encode()
+    mac = hmac.new(key, message, hashlib.sha256).digest()
+    return base64.b32encode(mac[:5]).decode("ascii")
+
+
+def _receipt(
+    session: Session, sale_id: str, settings: Settings, key: bytes, copy_no: int
+) -> ReceiptData:
+    sale = session.get(Sale, sale_id)
+    if sale is None:
+        raise NotFound(what=N_("Sale"), key=sale_id)
+    customer = session.get(Customer, sale.customer_id)
+    version = session.get(TariffVersion, sale.tariff_version_id)
+    operator = session.get(Operator, sale.operator_id)
+    assert customer is not None and version is not None and operator is not None
+    plan = session.get(TariffPlan, version.plan_id)
+    office = session.get(Office, customer.office_code)
+    assert plan is not None
+    change = None if sale.cash_received is None else sale.cash_received - sale.amount
+    return ReceiptData(
+        sale_id=sale.id,
+        kind=sale.kind,
+        state=sale.state,
+        office_code=customer.office_code,
+        office_name=office.name if office else customer.office_code,
+        counter_id=sale.counter_id,
+        operator_id=operator.id,
+        operator_name=operator.name,
+        created_at=aware(sale.created_at),
+        time_zone=str(settings.get(TIME_ZONE.key)),
+        customer_no=customer.customer_no,
+        customer_name=customer.name,
+        address=customer.address,
+        meter_no=customer.meter_no,
+        purchase_count=sale.purchase_count,
+        amount=sale.amount,
+        arrears=sale.arrears,
+        fees=sale.fees,
+        credit=sale.credit,
+        tariff_plan=plan.code,
+        tariff_name=plan.name,
+        tariff_version_no=version.version_no,
+        energy_wh=sale.energy_wh,
+        meter_balance=sale.meter_balance,
+        cash_received=sale.cash_received,
+        change=change,
+        verification_code=verification_code(
+            key, sale.id, customer.customer_no, sale.amount, sale.credit
+        ),
+        copy_no=copy_no,
+        training=sale.training,
+    )
+
+
+def original_receipt(db: Database, sale_id: str, *, settings: Settings, key: bytes) -> ReceiptData:
+    """The receipt handed over with the sale (copy 0)."""
+    with db.read() as session:
+        return _receipt(session, sale_id, settings, key, 0)
+
+
+def reprint(
+    db: Database,
+    *,
+    actor: Principal,
+    sale_id: str,
+    settings: Settings,
+    key: bytes,
+    clock: Clock,
+    approval_request: str | None = None,
+) -> ReceiptData:
+    """A copy of a sale's receipt: permission, approval where the rules ask, counted, audited."""
+    actor.authorize(Action.REPRINT, clock)
+    with db.write() as session:
+        receipt = _receipt(session, sale_id, settings, key, 0)
+        approval = approvals.require_approval(
+            session,
+            action=Action.REPRINT,
+            target=sale_id,
+            operator_id=actor.operator_id,
+            clock=clock,
+            request_id=approval_request,
+            counter_id=actor.counter_id,
+        )
+        done = session.scalar(
+            select(func.count()).select_from(ReceiptPrint).where(ReceiptPrint.sale_id == sale_id)
+        )
+        copy_no = int(done or 0) + 1
+        session.add(
+            ReceiptPrint(
+                sale_id=sale_id,
+                copy_no=copy_no,
+                operator_id=actor.operator_id,
+                approval_id=approval.id if approval else None,
+                counter_id=actor.counter_id,
+                printed_at=clock.now(),
+            )
+        )
+        audit.record(
+            session,
+            action="receipt_reprint",
+            operator_id=actor.operator_id,
+            counter_id=actor.counter_id,
+            clock=clock,
+            target=sale_id,
+            detail={"copy_no": copy_no, "approval": approval.id if approval else None},
+        )
+    return replace(receipt, copy_no=copy_no)

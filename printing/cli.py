@@ -1,0 +1,174 @@
+"""Printing commands: ``cardvend receipt SALE_ID --out FILE.pdf`` (a reprint),
+``cardvend print SALE_ID`` (a reprint on the configured printer) and ``cardvend report
+shift|daily|stats --out FILE.pdf|FILE.csv``.
+
+Every print after the sale's own receipt is a reprint: it needs the reprint permission and,
+where the approval rules ask (by default), ``--approver`` (a supervisor other than the asker,
+password from CARDVEND_APPROVER_PASSWORD or a prompt). It is counted and marked 副本 / COPY n.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from app.cli import cli_login, emit_json, open_db
+from app.context import AppContext
+from app.domain.permissions import Action
+from app.domain.receipt import ReceiptData
+from app.errors import ValidationError
+from app.fileio import write_atomically
+from app.i18n import N_, _
+from app.services import approvals, receipts
+from app.services import reports as report_service
+from app.settings import RECEIPT_LANGUAGE, RECEIPT_SIZE, TIME_ZONE
+
+APPROVER_ENV = "CARDVEND_APPROVER_PASSWORD"
+
+
+def _language(ctx: AppContext, args: argparse.Namespace) -> str:
+    return str(getattr(args, "receipt_lang", None) or ctx.settings.get(RECEIPT_LANGUAGE.key))
+
+
+def _reprint(ctx: AppContext, args: argparse.Namespace) -> ReceiptData:
+    actor = cli_login(ctx, args.operator)
+    db = open_db(ctx)
+    request_id = None
+    if args.approver:
+        approver = cli_login(ctx, args.approver, env=APPROVER_ENV)
+        request_id = approvals.approve_on_spot(
+            db,
+            action=Action.REPRINT.value,
+            target=args.sale_id,
+            payload={},
+            operator_id=actor.operator_id,
+            counter_id=actor.counter_id,
+            approver_id=approver.operator_id,
+            approver_role=approver.role.value,
+            clock=ctx.clock,
+            distinct_from=[actor.operator_id],
+        ).id
+    return receipts.reprint(
+        db,
+        actor=actor,
+        sale_id=args.sale_id,
+        settings=ctx.settings,
+        key=ctx.receipt_key(),
+        clock=ctx.clock,
+        approval_request=request_id,
+    )
+
+
+def cmd_receipt(ctx: AppContext, args: argparse.Namespace) -> int:
+    from printing.receipt import render_receipt_pdf
+
+    receipt = _reprint(ctx, args)
+    size = args.size or str(ctx.settings.get(RECEIPT_SIZE.key))
+    pdf = render_receipt_pdf(receipt, size=size, language=_language(ctx, args))
+    write_atomically(Path(args.out), pdf)
+    if args.json:
+        emit_json({"sale_id": receipt.sale_id, "copy_no": receipt.copy_no, "out": args.out})
+    else:
+        print(_("copy {copy_no} of the receipt saved to {path}", copy_no=receipt.copy_no,
+                path=args.out))  # fmt: skip
+    return 0
+
+
+def cmd_print(ctx: AppContext, args: argparse.Namespace) -> int:
+    printer = ctx.printer_factory() if ctx.printer_factory is not None else None
+    if printer is None:
+        raise ValidationError(
+            N_("no printer is configured (setting printer); use 'cardvend receipt' for a PDF")
+        )
+    receipt = _reprint(ctx, args)
+    printer.print_receipt(receipt, language=_language(ctx, args))
+    print(_("copy {copy_no} of the receipt printed", copy_no=receipt.copy_no))
+    return 0
+
+
+def _day(text: str | None, ctx: AppContext) -> dt.date:
+    if not text:
+        return ctx.clock.now().astimezone(ZoneInfo(str(ctx.settings.get(TIME_ZONE.key)))).date()
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError as exc:
+        raise ValidationError(N_("a day is written YYYY-MM-DD, got {value}"), value=text) from exc
+
+
+def cmd_report(ctx: AppContext, args: argparse.Namespace) -> int:
+    from printing import reports as report_render
+
+    actor = cli_login(ctx, args.operator)
+    db = open_db(ctx)
+    out = Path(args.out)
+    as_csv = out.suffix.lower() == ".csv"
+    if not as_csv and out.suffix.lower() != ".pdf":
+        raise ValidationError(N_("the report file must end in .pdf or .csv, got {value}"),
+                              value=out.name)  # fmt: skip
+    if as_csv:  # data for other systems: an export
+        actor.authorize(Action.EXPORT_REPORTS, ctx.clock)
+    language = _language(ctx, args)
+    tz = str(ctx.settings.get(TIME_ZONE.key))
+    data: bytes
+    if args.kind == "shift":
+        shift_id = args.shift or report_service.current_shift_id(db, ctx.counter_id)
+        if shift_id is None:
+            raise ValidationError(N_("this counter has no shift yet; give --shift ID"))
+        shift = report_service.shift_report(db, shift_id, actor=actor, clock=ctx.clock, tz=tz)
+        data = (
+            report_render.shift_report_csv(shift).encode("utf-8")
+            if as_csv
+            else report_render.shift_report_pdf(shift, language=language)
+        )
+    elif args.kind == "daily":
+        daily = report_service.daily_report(
+            db, ctx.office_code, _day(args.day, ctx), tz, actor=actor, clock=ctx.clock
+        )
+        data = (
+            report_render.daily_report_csv(daily).encode("utf-8")
+            if as_csv
+            else report_render.daily_report_pdf(daily, language=language)
+        )
+    else:
+        stats = report_service.stats_report(db, ctx.office_code, ctx.clock, tz, actor=actor)
+        data = (
+            report_render.stats_report_csv(stats).encode("utf-8")
+            if as_csv
+            else report_render.stats_report_pdf(stats, language=language)
+        )
+    write_atomically(out, data)
+    print(_("report saved to {path}", path=str(out)))
+    return 0
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    def signed(q: argparse.ArgumentParser, approver: bool) -> None:
+        q.add_argument("--operator", required=True,
+                       help=_("who runs the command (password from CARDVEND_PASSWORD or a prompt)"))  # fmt: skip
+        if approver:
+            q.add_argument("--approver", help=_("supervisor who approves the reprint on the spot"))
+        q.add_argument("--receipt-lang", choices=("zh_CN", "en"),
+                       help=_("language of the receipt (default: setting receipt_language)"))  # fmt: skip
+
+    q = sub.add_parser("receipt", help=_("reprint a sale's receipt into a PDF file (a copy)"))
+    q.add_argument("sale_id")
+    q.add_argument("--out", required=True, metavar="FILE.pdf")
+    q.add_argument("--size", choices=("80", "58", "a5", "a4"), help=_("receipt layout"))
+    q.add_argument("--json", action="store_true")
+    signed(q, True)
+    q.set_defaults(func=cmd_receipt)
+
+    q = sub.add_parser("print", help=_("reprint a sale's receipt on the configured printer"))
+    q.add_argument("sale_id")
+    signed(q, True)
+    q.set_defaults(func=cmd_print)
+
+    q = sub.add_parser("report", help=_("shift Z-report, daily office report, statistics"))
+    q.add_argument("kind", choices=("shift", "daily", "stats"))
+    q.add_argument("--out", required=True, metavar="FILE.pdf|FILE.csv")
+    q.add_argument("--shift", metavar="ID", help=_("the shift (default: this counter's last)"))
+    q.add_argument("--day", metavar="YYYY-MM-DD", help=_("the day (default: today)"))
+    signed(q, False)
+    q.set_defaults(func=cmd_report)

@@ -1,0 +1,156 @@
+"""Receipt rendering benchmark: PDF per layout and language, and the ESC/POS job.
+
+    python -m tests.bench.bench_receipt [--renders N]
+
+* ``pdf``: ``printing.receipt.render_receipt_pdf`` for each layout (80 mm and 58 mm rolls, A5
+  and A4 statements) in Chinese and English, ``--renders`` times each (default 200) after one
+  warm-up render; the font is registered once, before timing (its one-off cost is reported as
+  ``font_load``).  Target: median at most 20 ms per receipt.  Each render gets a different
+  sale id and verification code, so every QR code is encoded anew, as at the counter.
+* ``escpos``: ``printing.escpos.receipt_escpos`` at 48 columns; reference only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from app.domain.receipt import ReceiptData
+from printing import fonts
+from printing.escpos import receipt_escpos
+from printing.receipt import SIZES, render_receipt_pdf
+from tests.bench.common import emit, median, percentile, progress, rounded
+
+TARGET_MEDIAN_MS = 20.0
+LANGUAGES = ("zh_CN", "en")
+
+BASE = ReceiptData(
+    sale_id="00000000-0000-4000-8000-000000000000",
+    kind="card",
+    state="completed",
+    office_code="HZ01",
+    office_name="杭州城东营业厅",
+    counter_id="C02",
+    operator_id="t07",
+    operator_name="李秀英",
+    created_at=dt.datetime(2026, 3, 1, 1, 30, 5, tzinfo=dt.UTC),
+    time_zone="Asia/Shanghai",
+    customer_no="500000000123",
+    customer_name="欧阳娜娜",
+    address="浙江省杭州市滨江区长江路88号锦绣小区12栋3单元1502室",
+    meter_no="600000000123",
+    purchase_count=17,
+    amount=20000,
+    arrears=1250,
+    fees=500,
+    credit=18250,
+    tariff_plan="RES-TIER",
+    tariff_name="居民阶梯电价",
+    tariff_version_no=3,
+    energy_wh=33182,
+    meter_balance=4567,
+    cash_received=25000,
+    change=5000,
+    verification_code="7K3QX9PA",
+)
+
+
+def receipt(i: int) -> ReceiptData:
+    """The i-th receipt: a different sale id and verification code (so a different QR code),
+    a copy and a training mark now and then."""
+    sale_id = str(uuid.UUID(int=(0x5EED << 64) + i * 7919, version=4))
+    return dataclasses.replace(
+        BASE,
+        sale_id=sale_id,
+        verification_code=f"{(i * 2654435761) % 36**8:08X}"[-8:],
+        purchase_count=1 + i % 400,
+        copy_no=1 if i % 10 == 9 else 0,
+        training=i % 25 == 24,
+    )
+
+
+def time_calls(fn: Callable[[int], object], n: int) -> list[float]:
+    fn(-1)  # warm-up
+    times: list[float] = []
+    for i in range(n):
+        t = time.perf_counter()
+        fn(i)
+        times.append(time.perf_counter() - t)
+    return times
+
+
+def bench_pdf(size: str, language: str, renders: int) -> dict[str, Any]:
+    sizes: list[int] = []
+
+    def render(i: int) -> None:
+        sizes.append(len(render_receipt_pdf(receipt(i), size=size, language=language)))
+
+    times = time_calls(render, renders)
+    med = median(times) * 1000
+    return {
+        "bench": "receipt",
+        "kind": "pdf",
+        "size": size,
+        "language": language,
+        "renders": renders,
+        "median_ms": rounded(med),
+        "p95_ms": rounded(percentile(times, 95) * 1000),
+        "max_ms": rounded(max(times) * 1000),
+        "kb": rounded(median([float(s) for s in sizes]) / 1024, 1),
+        "target": f"median <= {TARGET_MEDIAN_MS:g} ms",
+        "ok": med <= TARGET_MEDIAN_MS,
+    }
+
+
+def bench_escpos(renders: int) -> dict[str, Any]:
+    times = time_calls(lambda i: receipt_escpos(receipt(i), language="zh_CN", width=48), renders)
+    return {
+        "bench": "receipt",
+        "kind": "escpos",
+        "width": 48,
+        "renders": renders,
+        "median_ms": rounded(median(times) * 1000),
+        "p95_ms": rounded(percentile(times, 95) * 1000),
+        "target": "reference only",
+        "ok": True,
+    }
+
+
+def run(renders: int = 200) -> list[dict[str, Any]]:
+    t = time.perf_counter()
+    fonts.font_name()
+    records = [
+        emit(
+            {
+                "bench": "receipt",
+                "kind": "font_load",
+                "ms": rounded((time.perf_counter() - t) * 1000),
+                "target": "reference only (once per process)",
+                "ok": True,
+            }
+        )
+    ]
+    for size in SIZES:
+        for language in LANGUAGES:
+            progress(f"rendering {renders} receipts, {size} {language} ...")
+            records.append(emit(bench_pdf(size, language, renders)))
+    records.append(emit(bench_escpos(renders)))
+    return records
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--renders", type=int, default=200)
+    args = parser.parse_args(argv)
+    run(args.renders)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
