@@ -6,11 +6,13 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-DEB_PACKAGES := pcscd vsmartcard-vpcd socat xvfb poppler-utils fonts-wqy-microhei libpcsclite-dev swig
+# Qt's xcb platform plugin (screenshots under Xvfb) needs these X libraries beside xvfb
+QT_XCB_PACKAGES := libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxcb-image0 libxcb-render-util0 libxkbcommon-x11-0
+DEB_PACKAGES := pcscd vsmartcard-vpcd socat xvfb poppler-utils fonts-wqy-microhei libpcsclite-dev swig $(QT_XCB_PACKAGES)
 export PYTHONDONTWRITEBYTECODE := 1
 export HYPOTHESIS_STORAGE_DIRECTORY ?= $(CURDIR)/.hypothesis
 
-.PHONY: run test bench bench-quick lint sysdeps venv clean
+.PHONY: run test bench bench-quick lint sysdeps venv clean screenshots
 
 run: sysdeps venv
 	$(PY) main.py
@@ -23,6 +25,10 @@ bench: sysdeps venv
 
 bench-quick: sysdeps venv
 	$(PY) -m tests.bench.run --quick
+
+# every page of the counter window in Chinese and English, under Xvfb, into resources/screenshots/
+screenshots: sysdeps venv
+	QT_QPA_PLATFORM=xcb xvfb-run -a -s "-screen 0 1600x1000x24" $(PY) -m tests.screenshots
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -13,22 +13,19 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from app.context import AppContext
     from app.domain.receipt import ReceiptData
-    from app.ports import ByteLink, Printer
+    from app.ports import ByteLink, CardReaderPort, CardTray, Printer
 
 log = logging.getLogger("cardvend")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from app import cli as app_cli
-    from app import cli_sales
+def build_parser(*, commands: bool = True) -> argparse.ArgumentParser:
+    """The command line; ``commands=False`` only the global options (what starting the window
+    needs: the command modules import a lot that the window does not need at start)."""
     from app.i18n import _
-    from cardio import cli as card_cli
-    from printing import cli as printing_cli
-    from sync import cli as sync_cli
-    from sync.central import cli as central_cli
 
     parser = argparse.ArgumentParser(
         prog="cardvend",
+        add_help=commands,  # the light parser leaves -h to the full one
         description=_(
             "CardVend: the counter application for prepaid electricity card meters. "
             "With no command it starts the counter window."
@@ -44,6 +41,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--lang", choices=("zh_CN", "en"), help=_("language of messages"))
     parser.add_argument("-v", "--verbose", action="store_true", help=_("log to stderr too"))
+    if not commands:
+        parser.set_defaults(command=None)
+        return parser
+    from app import cli as app_cli
+    from app import cli_sales
+    from cardio import cli as card_cli
+    from printing import cli as printing_cli
+    from sync import cli as sync_cli
+    from sync.central import cli as central_cli
+
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     app_cli.register(sub)
     cli_sales.register(sub)
@@ -129,6 +136,24 @@ def wire_printing(ctx: AppContext) -> None:
     ctx.printer_factory = printer
 
 
+def wire_tray(ctx: AppContext) -> None:
+    """Card events for the window: the PC/SC readers, and training mode's emulated card tray
+    (cardio/tray.py). Both are built only when the window asks for them."""
+
+    def tray() -> CardTray:
+        from cardio.tray import TrainingCardTray
+
+        return TrainingCardTray(ctx)
+
+    def reader_port() -> CardReaderPort:
+        from cardio.pcsc import PcscReaderPort
+
+        return PcscReaderPort()
+
+    ctx.tray_factory = tray
+    ctx.reader_port_factory = reader_port
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from app import i18n
     from app.context import AppContext
@@ -144,8 +169,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             i18n.set_language(arg.split("=", 1)[1])
         elif arg == "--lang" and i + 1 < len(argv):
             i18n.set_language(argv[i + 1])
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    light = build_parser(commands=False)
+    args, rest = light.parse_known_args(argv)
+    if rest:  # a command (or -h): the full parser
+        args = build_parser().parse_args(argv)
     try:
         paths = resolve_paths(args.home)
         settings = Settings.load(paths.settings_file)
@@ -156,6 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from cardio.wiring import terminal_factory
 
         ctx.terminal_factory = terminal_factory(ctx)
+        wire_tray(ctx)
         from sync.service import background_worker
 
         ctx.sync_factory = lambda: background_worker(ctx)

@@ -15,6 +15,7 @@ from app.paths import Paths
 from app.persistence.db import Database
 from app.ports import (
     BackgroundSync,
+    CardReaderPort,
     CardTerminal,
     CardTray,
     Printer,
@@ -48,6 +49,9 @@ class AppContext:
     serial_opener: SerialOpener | None = None  # set by main.py (cardio/)
     # training mode's emulated card tray (cardio/), built by main.py when no reader is set
     tray_factory: Callable[[], CardTray] | None = None
+    # the PC/SC readers for card events (cardio/), built by main.py; the window follows the
+    # ``card_reader`` setting's reader through it
+    reader_port_factory: Callable[[], CardReaderPort] | None = None
 
     def open_terminal(self, reader: str | None = None, image: str | None = None) -> CardTerminal:
         """The card in ``reader`` (or the configured reader), or an emulated card image."""

@@ -36,6 +36,7 @@ class ConfigVar(Generic[T]):
     description: str
     env: str | None = None
     choices: tuple[Any, ...] | None = None
+    saved: bool = True  # False: decided at run time, never written to the file
 
     def __post_init__(self) -> None:
         if self.key in REGISTRY:
@@ -170,6 +171,7 @@ TRAINING_MODE = ConfigVar(
     False,
     "Training: sales are marked as training on screen and receipts and never sent to the "
     "central system (the window turns it on when it runs on emulated cards)",
+    saved=False,
 )
 TIME_ZONE = ConfigVar(
     "time_zone", str, "Asia/Shanghai", "Time zone of the office: receipts, reports, business days"
@@ -268,6 +270,7 @@ class Settings:
         if target is None:
             raise ValueError("no settings path")
         target.parent.mkdir(parents=True, exist_ok=True)
-        data = {"schema_version": SCHEMA_VERSION, **self._values}
+        kept = {k: v for k, v in self._values.items() if REGISTRY[k].saved}
+        data = {"schema_version": SCHEMA_VERSION, **kept}
         text = json.dumps(data, ensure_ascii=False, indent=2, sort_keys=True)
         write_atomically(target, text.encode("utf-8"))

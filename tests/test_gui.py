@@ -1,4 +1,5 @@
-"""The first counter window, offscreen (QT_QPA_PLATFORM=offscreen)."""
+"""Starting the counter: prepare, ``python main.py`` up to the login window, the warnings the
+window shows at once (changed audit log, offline limits near), offscreen."""
 
 from __future__ import annotations
 
@@ -39,25 +40,6 @@ def test_prepare_loads_demo_only_when_unconfigured(tmp_path: Path) -> None:
     assert count_customers(configured.db) == 0
 
 
-def test_main_window_search(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from ui.app import prepare
-    from ui.main_window import MainWindow
-
-    ctx = make_ctx(tmp_path)
-    prepare(ctx)
-    window = MainWindow(ctx)
-    qtbot.addWidget(window)
-    window.show()
-    assert "1000" in window.info.text()
-    window.search.setText("100000000042")
-    window.run_search()
-    assert window.results.count() == 1
-    assert window.results.item(0).text().startswith("100000000042")
-    window.search.setText("")
-    window.run_search()
-    assert window.results.count() == 0 and window.message.text()
-
-
 def test_python_main_py_starts_the_window(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CARDVEND_")}
     env.update(CARDVEND_HOME=str(tmp_path), QT_QPA_PLATFORM="offscreen")
@@ -72,12 +54,12 @@ def test_python_main_py_starts_the_window(tmp_path: Path) -> None:
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            if log.exists() and "counter window shown" in log.read_text(encoding="utf-8"):
+            if log.exists() and "login window shown" in log.read_text(encoding="utf-8"):
                 break
             assert proc.poll() is None, proc.communicate()
             time.sleep(0.1)
         else:
-            pytest.fail("the window did not come up within 60 s")
+            pytest.fail("the login window did not come up within 60 s")
         assert proc.poll() is None
     finally:
         proc.terminate()
@@ -102,3 +84,57 @@ def test_changed_audit_log_is_shown_at_start(qtbot, tmp_path: Path) -> None:  # 
     qtbot.addWidget(window)
     window.show()
     assert window.audit_warning.isVisible() and "row 1" in window.audit_warning.text()
+
+
+def test_offline_banner_shows_the_numbers(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """An unsent record older than 80 % of offline_max_hours (72 h): the banner says so."""
+    import datetime as dt
+    import uuid
+
+    from app.persistence.models import OutboxEntry
+    from ui.app import prepare
+    from ui.main_window import MainWindow
+
+    ctx = make_ctx(tmp_path)
+    prepare(ctx)
+    window = MainWindow(ctx)
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitUntil(lambda: window.status_link.text() != "")
+    assert not window.offline_banner.isVisible()  # nothing waits
+
+    with ctx.db.write() as session:
+        session.add(
+            OutboxEntry(
+                kind="sale",
+                ref_id=str(uuid.uuid4()),
+                payload={},
+                amount=12345,
+                created_at=dt.datetime.now(dt.UTC) - dt.timedelta(hours=60),
+            )
+        )
+    window.refresh_status()
+    qtbot.waitUntil(window.offline_banner.isVisible)
+    text = window.offline_banner.text()
+    assert "1 records (12345 fen)" in text and "the oldest for 60.0 hours" in text
+    assert "72 hours" in text
+    assert "1 waiting" in window.status_link.text()
+
+
+def test_signals_do_not_leak_references_to_true() -> None:
+    """PySide6-Essentials 6.12.0 dropped a reference to True on every Signal.emit(): the
+    counter aborted after a few thousand background operations (setup.cfg pins < 6.12)."""
+    import sys
+
+    from PySide6.QtCore import QCoreApplication, QObject, Signal
+
+    QCoreApplication.instance() or QCoreApplication([])
+
+    class Emitter(QObject):
+        fired = Signal(object)
+
+    emitter = Emitter()
+    before = sys.getrefcount(True)
+    for _ in range(50):
+        emitter.fired.emit(1)
+    assert sys.getrefcount(True) >= before

@@ -121,3 +121,16 @@ def test_settings_upgrade_and_bad_values(tmp_path: Path, monkeypatch: pytest.Mon
     path.write_text(json.dumps({"schema_version": SCHEMA_VERSION + 1}))
     with pytest.raises(ValidationError, match="newer"):
         Settings.load(path)
+
+
+def test_training_mode_is_never_written_to_the_settings_file(tmp_path: Path) -> None:
+    from app.settings import TRAINING_MODE
+
+    path = tmp_path / "settings.json"
+    settings = Settings(path=path)
+    settings.set(TRAINING_MODE.key, True)
+    settings.set("counter_id", "C09")
+    settings.save()
+    again = Settings.load(path)
+    assert again.get("counter_id") == "C09" and again.get(TRAINING_MODE.key) is False
+    assert "training_mode" not in path.read_text()

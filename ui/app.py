@@ -1,17 +1,25 @@
-"""Start the counter window."""
+"""Start the counter: the login window at once, the database prepared behind it, then the window.
+
+``run_gui(ctx)``: training mode is decided (no card reader configured: emulated cards, sales
+marked as training and never sent), the login dialog shows while :func:`start_up` prepares the
+database and starts the sync worker in the background, and after a sign-in the counter window is
+built for the operator (ui/login.CounterSession). Nothing heavy is imported before the login
+shows: the window, its pages and their services load after it.
+"""
 
 from __future__ import annotations
 
 import logging
 import sys
+from typing import TYPE_CHECKING
 
 from app.context import AppContext
 from app.domain.audit import VerifyResult
-from app.services import audit as audit_service
-from app.services import customers as customer_service
-from app.services import demo as demo_service
-from app.services import selling
-from app.settings import DEMO_MODE
+from app.ports import BackgroundSync
+from app.settings import CARD_READER, DEMO_MODE, TRAINING_MODE
+
+if TYPE_CHECKING:
+    from ui.login import CounterSession
 
 log = logging.getLogger(__name__)
 
@@ -19,6 +27,11 @@ log = logging.getLogger(__name__)
 def prepare(ctx: AppContext) -> VerifyResult:
     """Create or upgrade the database; with nothing configured, load the demo data; verify the
     audit log's hash chain (the window warns when it was changed)."""
+    from app.services import audit as audit_service
+    from app.services import customers as customer_service
+    from app.services import demo as demo_service
+    from app.services import selling
+
     ctx.db.migrate()
     demo = bool(ctx.settings.get(DEMO_MODE.key))
     if demo and not ctx.settings.is_configured() and customer_service.count_customers(ctx.db) == 0:
@@ -36,21 +49,51 @@ def prepare(ctx: AppContext) -> VerifyResult:
     return result
 
 
+def start_up(ctx: AppContext) -> tuple[VerifyResult, bool, BackgroundSync | None]:
+    """Behind the login window: prepare the database, see whether an administrator exists, and
+    start the background sync (None when this counter is not registered)."""
+    from app.services import auth
+
+    audit_state = prepare(ctx)
+    has_admin = auth.admin_exists(ctx.db)
+    worker: BackgroundSync | None = None
+    if ctx.sync_factory is not None:
+        try:
+            worker = ctx.sync_factory()
+            if worker is not None:
+                worker.start()  # sends and fetches in the background; the window reads the status
+        except Exception:
+            log.exception("the background sync could not start; the counter works offline")
+            worker = None
+    return audit_state, has_admin, worker
+
+
+def decide_training(ctx: AppContext) -> bool:
+    """No card reader configured: training mode on emulated cards (kept in memory, not saved)."""
+    training = not str(ctx.settings.get(CARD_READER.key) or "").strip()
+    ctx.settings.set(TRAINING_MODE.key, training)
+    if training:
+        log.info("no card reader configured: training mode with emulated cards")
+    return training
+
+
+def start_session(ctx: AppContext, *, idle_ms: int | None = None) -> CounterSession:
+    """The login window shown and the start-up under way; the caller runs the event loop.
+    ``idle_ms`` replaces the idle time of the settings (tests)."""
+    from ui.login import CounterSession
+
+    session = CounterSession(ctx, training=decide_training(ctx), idle_ms=idle_ms)
+    session.start(lambda: start_up(ctx))
+    return session
+
+
 def run_gui(ctx: AppContext, argv: list[str] | None = None) -> int:
     from PySide6.QtWidgets import QApplication
 
-    from ui.main_window import MainWindow
-
-    audit_state = prepare(ctx)
     qapp = QApplication.instance() or QApplication(argv or sys.argv[:1])
-    window = MainWindow(ctx, audit_state)
-    window.show()
-    log.info("counter window shown")
-    worker = ctx.sync_factory() if ctx.sync_factory is not None else None
-    if worker is not None:
-        worker.start()  # sends and fetches in the background; the window reads the status
+    session = start_session(ctx)
+    session.quit_requested.connect(qapp.quit)
     try:
         return int(qapp.exec())
     finally:
-        if worker is not None:
-            worker.stop()
+        session.shutdown()

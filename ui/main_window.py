@@ -1,85 +1,349 @@
-"""The first counter window: where the counter stands, and a customer lookup."""
+"""The counter window: pages behind F-keys, banners (training, offline limits, audit), and a
+status bar with the reader and card, the printer, the central link, the shift and the operator.
+
+Pages live in ``ui/pages/``; each is a ``QWidget`` built as ``Page(shell)`` where ``shell`` is
+this window (see :class:`Shell` for what a page may use) and may define ``activated()``, called
+whenever it is shown. A page module that cannot be imported is logged and left out, so one
+broken page never keeps a teller from selling.
+"""
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
-from PySide6.QtGui import QFont
+import importlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtGui import QFont, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
+    QHBoxLayout,
     QLabel,
-    QLineEdit,
     QListWidget,
     QMainWindow,
+    QStackedWidget,
     QVBoxLayout,
     QWidget,
 )
 
 from app.context import AppContext
 from app.domain.audit import VerifyResult
-from app.errors import CardVendError
-from app.i18n import _, get_language
-from app.services import customers as customer_service
+from app.i18n import N_, _, get_language, translate
+from app.ports import BackgroundSync, CardTerminal
 from app.services.audit import AuditVerifyFailed
+from app.services.auth import Principal
+from app.services.sync_status import SyncStatus, sync_status
+from app.settings import OFFLINE_MAX_AMOUNT, OFFLINE_MAX_HOURS, OFFLINE_MAX_SALES
+from ui.bridge import CardEvents, Ops
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PageSpec:
+    key: str
+    module: str
+    cls: str
+    title: str  # msgid
+    fkey: str
+    admin_only: bool = False
+
+
+PAGES = (
+    PageSpec("sale", "ui.pages.sale", "SalePage", N_("Sell"), "F2"),
+    PageSpec("customers", "ui.pages.customers", "CustomersPage", N_("Customers"), "F3"),
+    PageSpec("shift", "ui.pages.shift", "ShiftPage", N_("Shift"), "F4"),
+    PageSpec("recovery", "ui.pages.recovery", "RecoveryPage", N_("Unresolved"), "F5"),
+    PageSpec("sync", "ui.pages.sync", "SyncPage", N_("Central link"), "F6"),
+    PageSpec("reports", "ui.pages.reports", "ReportsPage", N_("Reports"), "F7"),
+    PageSpec("admin", "ui.pages.admin", "AdminPage", N_("Administration"), "F8", admin_only=True),
+)
+NEAR = 0.8  # an offline limit is "near" from 80 % of it
+ROLE_NAMES = {
+    "teller": N_("teller"),
+    "supervisor": N_("supervisor"),
+    "technician": N_("technician"),
+    "admin": N_("administrator"),
+    "auditor": N_("auditor"),
+}
+
+
+class Shell(Protocol):
+    """What a page may use of the window."""
+
+    ctx: AppContext
+    ops: Ops
+    card_events: CardEvents
+    principal: Principal | None
+    training: bool
+
+    def notify(self, text: str, *, error: bool = False) -> None: ...
+
+    def refresh_status(self) -> None: ...
+
+    def show_page(self, key: str) -> None: ...
+
+    def terminal(self) -> CardTerminal:
+        """The card now in the reader (or in training, in the tray's reader): for card work on
+        the card thread (``ops.card``)."""
+        ...
+
+
+def offline_warning(status: SyncStatus, settings: Any, now_age_h: float) -> str | None:
+    """The banner text when an offline limit is near or reached, else None."""
+    hours = int(settings.get(OFFLINE_MAX_HOURS.key))
+    amount = int(settings.get(OFFLINE_MAX_AMOUNT.key))
+    sales = int(settings.get(OFFLINE_MAX_SALES.key))
+    if status.pending == 0:
+        return None
+    if (
+        now_age_h >= hours * NEAR
+        or status.pending_amount >= amount * NEAR
+        or (status.pending >= sales * NEAR)
+    ):
+        return _(
+            "Offline limits are near: {pending} records ({amount} fen) wait for the central "
+            "system, the oldest for {hours} hours (limits: {max_sales} records, {max_amount} fen, "
+            "{max_hours} hours). Check the network or call the office's IT; a supervisor can "
+            "override a limit.",
+            pending=status.pending,
+            amount=status.pending_amount,
+            hours=round(now_age_h, 1),
+            max_sales=sales,
+            max_amount=amount,
+            max_hours=hours,
+        )
+    return None
 
 
 class MainWindow(QMainWindow):
-    def __init__(self, ctx: AppContext, audit_state: VerifyResult | None = None) -> None:
+    def __init__(
+        self,
+        ctx: AppContext,
+        audit_state: VerifyResult | None = None,
+        *,
+        principal: Principal | None = None,
+        ops: Ops | None = None,
+        training: bool = False,
+        sync_worker: BackgroundSync | None = None,
+    ) -> None:
         super().__init__()
         self.ctx = ctx
+        self.ops = ops or Ops()
+        self.card_events = CardEvents()
+        self.principal = principal
+        self.training = training
+        self.sync_worker = sync_worker  # "sync now" wakes it; None when not registered
+        self.card_watch: Any = None  # ui/card_watch.CardWatch once built (reader or tray)
+        self.pages: dict[str, QWidget] = {}
         self.setWindowTitle(_("CardVend counter"))
-        self.resize(900, 600)
+        self.resize(1200, 800)
+        font = self.font()
+        font.setPointSize(max(font.pointSize(), 12))  # large type at the counter
+        self.setFont(font)
+
         central = QWidget(self)
-        layout = QVBoxLayout(central)
-        title = QLabel(_("CardVend counter"), central)
-        font = QFont()
-        font.setPointSize(20)
-        title.setFont(font)
-        layout.addWidget(title)
-        self.audit_warning = QLabel(central)
-        self.audit_warning.setStyleSheet("color: white; background: #b00020; padding: 6px;")
-        self.audit_warning.setWordWrap(True)
-        layout.addWidget(self.audit_warning)
+        outer = QVBoxLayout(central)
+        self.training_banner = self._banner(
+            _("TRAINING MODE — emulated cards; these sales are not real and are never sent."),
+            "#6a1b9a",
+        )
+        self.training_banner.setVisible(training)
+        self.audit_warning = self._banner("", "#b00020")
         if audit_state is not None and not audit_state.ok:
             self.audit_warning.setText(AuditVerifyFailed(audit_state).localized())
         else:
             self.audit_warning.hide()
-        self.info = QLabel(central)
-        self.info.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        layout.addWidget(self.info)
-        self.search = QLineEdit(central)
-        self.search.setPlaceholderText(
-            _("Customer number, meter number, name or the last digits of the phone")
-        )
-        self.search.returnPressed.connect(self.run_search)
-        layout.addWidget(self.search)
-        self.results = QListWidget(central)
-        layout.addWidget(self.results)
+        self.offline_banner = self._banner("", "#e65100")
+        self.offline_banner.hide()
         self.message = QLabel(central)
-        layout.addWidget(self.message)
+        self.message.setWordWrap(True)
+        for w in (self.training_banner, self.audit_warning, self.offline_banner):
+            outer.addWidget(w)
+        body = QHBoxLayout()
+        self.nav = QListWidget(central)
+        self.nav.setMaximumWidth(240)
+        self.nav.setMinimumWidth(180)
+        self.stack = QStackedWidget(central)
+        body.addWidget(self.nav)
+        body.addWidget(self.stack, 1)
+        outer.addLayout(body, 1)
+        outer.addWidget(self.message)
         self.setCentralWidget(central)
-        self.refresh_info()
 
-    def refresh_info(self) -> None:
-        count = customer_service.count_customers(self.ctx.db)
-        self.info.setText(
-            _(
-                "Office {office} · counter {counter} · {count} customers · database {db} · {lang}",
-                office=self.ctx.office_code,
-                counter=self.ctx.counter_id,
-                count=count,
-                db=self.ctx.db.url.render_as_string(hide_password=True),
-                lang=get_language(),
+        self.status_reader = QLabel()
+        self.status_printer = QLabel()
+        self.status_link = QLabel()
+        self.status_shift = QLabel()
+        self.status_operator = QLabel()
+        for label in (
+            self.status_reader,
+            self.status_printer,
+            self.status_link,
+            self.status_shift,
+            self.status_operator,
+        ):
+            self.statusBar().addPermanentWidget(label)
+
+        from ui.card_watch import CardWatch  # the card source: a reader or the training tray
+
+        self.card_watch = CardWatch(self)
+        self._build_pages()
+        self.nav.currentRowChanged.connect(self._on_nav)
+        if self.nav.count():
+            self.nav.setCurrentRow(0)
+        self.card_watch.start()  # once the pages listen to card_events
+        if self.card_watch.tray is not None:
+            from ui.tray import TrayDock
+
+            self.tray_dock = TrayDock(self)
+            self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.tray_dock)
+        self.timer = QTimer(self)
+        self.timer.setInterval(5000)
+        self.timer.timeout.connect(self.refresh_status)
+        self.timer.start()
+        self.refresh_status()
+
+    # ------------------------------------------------------------------ building
+
+    def _banner(self, text: str, color: str) -> QLabel:
+        label = QLabel(text)
+        label.setWordWrap(True)
+        label.setStyleSheet(f"color: white; background: {color}; padding: 6px; font-weight: bold;")
+        return label
+
+    def _build_pages(self) -> None:
+        is_admin = self.principal is not None and self.principal.role.value == "admin"
+        for spec in PAGES:
+            if spec.admin_only and not is_admin:
+                continue
+            try:
+                module = importlib.import_module(spec.module)
+                page = getattr(module, spec.cls)(self)
+            except Exception:
+                log.exception("page %s left out", spec.key)
+                continue
+            self.pages[spec.key] = page
+            self.stack.addWidget(page)
+            self.nav.addItem(f"{spec.fkey}  {translate(spec.title)}")
+            row = self.nav.count() - 1
+            shortcut = QShortcut(QKeySequence(spec.fkey), self)
+            shortcut.activated.connect(self._goto(row))
+
+    def _goto(self, row: int) -> Callable[[], None]:
+        return lambda: self.nav.setCurrentRow(row)
+
+    def _on_nav(self, row: int) -> None:
+        if row < 0:
+            return
+        self.stack.setCurrentIndex(row)
+        page = self.stack.currentWidget()
+        activated = getattr(page, "activated", None)
+        if callable(activated):
+            activated()
+
+    # ------------------------------------------------------------------ for pages
+
+    def show_page(self, key: str) -> None:
+        page = self.pages.get(key)
+        if page is not None:
+            self.nav.setCurrentRow(self.stack.indexOf(page))
+
+    def terminal(self) -> CardTerminal:
+        if self.card_watch is not None:
+            return self.card_watch.terminal()  # type: ignore[no-any-return]
+        return self.ctx.open_terminal()
+
+    def notify(self, text: str, *, error: bool = False) -> None:
+        self.message.setText(text)
+        self.message.setStyleSheet("color: #b00020; font-weight: bold;" if error else "")
+
+    def refresh_status(self) -> None:
+        """Re-read the link status and shift off the GUI thread; update the bar and banners."""
+
+        def read() -> tuple[SyncStatus, Any]:
+            from app.services.shifts import current_shift
+
+            return sync_status(self.ctx.db, self.ctx.clock), current_shift(
+                self.ctx.db, self.ctx.counter_id
             )
+
+        self.ops.run(read, self._show_status, lambda exc: log.warning("status: %s", exc))
+
+    def _show_status(self, result: tuple[SyncStatus, Any]) -> None:
+        status, shift = result
+        if status.online:
+            link = _("Central: online")
+        elif status.last_success is None and status.last_attempt is None:
+            link = _("Central: not connected")
+        else:
+            link = _("Central: OFFLINE")
+        age = status.oldest_pending_age_s
+        link += " · " + _(
+            "{count} waiting, oldest {age}",
+            count=status.pending,
+            age="—" if age is None else f"{age // 60} min",
+        )
+        self.status_link.setText(link)
+        self.status_shift.setText(
+            _("Shift open since {when}", when=self._local_hhmm(shift.opened_at))
+            if shift is not None
+            else _("No shift open")
+        )
+        self.status_operator.setText(
+            _(
+                "Operator {id} ({role})",
+                id=self.principal.operator_id,
+                role=translate(
+                    ROLE_NAMES.get(self.principal.role.value, self.principal.role.value)
+                ),
+            )
+            if self.principal is not None
+            else _("Nobody signed in")
+        )
+        self.status_operator.setToolTip(get_language())
+        hours = 0.0
+        if status.oldest_pending_age_s is not None:
+            hours = status.oldest_pending_age_s / 3600
+        warning = offline_warning(status, self.ctx.settings, hours)
+        self.offline_banner.setVisible(warning is not None)
+        if warning is not None:
+            self.offline_banner.setText(warning)
+
+    def _local_hhmm(self, iso: str) -> str:
+        """An ISO time as HH:MM in the office's time zone."""
+        import datetime as dt
+        from zoneinfo import ZoneInfo
+
+        from app.settings import TIME_ZONE
+
+        when = dt.datetime.fromisoformat(iso)
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=dt.UTC)
+        return when.astimezone(ZoneInfo(str(self.ctx.settings.get(TIME_ZONE.key)))).strftime(
+            "%H:%M"
         )
 
-    def run_search(self) -> None:
-        self.results.clear()
-        self.message.clear()
-        try:
-            found = customer_service.find_customers(self.ctx.db, self.search.text())
-        except CardVendError as exc:
-            self.message.setText(exc.localized())
-            return
-        for c in found:
-            self.results.addItem(f"{c.customer_no}  {c.meter_no}  {c.name}  {c.address}")
-        if not found:
-            self.message.setText(_("No customer matches {text!r}.", text=self.search.text()))
+    def set_reader_status(self, text: str) -> None:
+        self.status_reader.setText(text)
+
+    def set_printer_status(self, text: str) -> None:
+        self.status_printer.setText(text)
+
+    def closeEvent(self, event: Any) -> None:
+        self.timer.stop()
+        self.ops.shutdown()
+        if self.card_watch is not None:
+            self.card_watch.stop()
+        super().closeEvent(event)
+
+
+def title_font(size: int = 20) -> QFont:
+    font = QFont()
+    font.setPointSize(size)
+    font.setBold(True)
+    return font
+
+
+ALIGN_RIGHT = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter

@@ -411,3 +411,28 @@ def create_first_admin(
             detail={"role": "admin", "first": True},
         )
     return OperatorView(operator_id, name, Role.ADMIN.value, False)
+
+
+# --------------------------------------------------------------------------- language
+# (added for the counter window, issue 8: each operator's language is remembered)
+
+
+def operator_language(db: Database, operator_id: str) -> str | None:
+    """The language this operator chose last (``zh_CN`` or ``en``), or None."""
+    with db.read() as session:
+        op = session.get(Operator, operator_id)
+        return op.language if op is not None else None
+
+
+def remember_language(db: Database, principal: Principal, language: str) -> None:
+    """Remember the signed-in operator's choice of language for their next login."""
+    from app.i18n import LANGUAGES
+
+    if language not in LANGUAGES:
+        raise ValidationError(
+            N_("The language {value!r} is not offered; choose one of {choices}."),
+            value=language,
+            choices=", ".join(LANGUAGES),
+        )
+    with db.write() as session:
+        _get(session, principal.operator_id).language = language

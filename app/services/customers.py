@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Table, and_, func, insert, or_, select
+from sqlalchemy import Table, and_, func, insert, not_, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -42,7 +42,7 @@ from app.domain.customers import (
 from app.errors import CardVendError, ImportFileError, NotFound, ValidationError
 from app.i18n import N_, translate
 from app.persistence.db import Database
-from app.persistence.models import Customer, Office, TariffPlan
+from app.persistence.models import ArrearsItem, Customer, Office, TariffPlan
 
 COLUMNS = (
     "customer_no",
@@ -426,6 +426,155 @@ def find_customers(
         return [_view(c, code) for c, code in session.execute(query)]
 
 
+# --------------------------------------------------------------------------- paged search
+# (issue 8: the counter window's customer search loads page after page, by a keyset cursor)
+
+SEARCH_PAGE = 50
+# characters of a Chinese address that a name does not usually hold
+_ADDRESS_MARKS = frozenset("省市区县镇乡村路街道巷弄号栋幢楼单元室组")
+
+SearchCursor = tuple[str, str, int]  # (stage, last key of that stage, last customer id)
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    customer: CustomerView
+    arrears_fen: int  # unsettled arrears that must be collected before credit
+    fees_fen: int  # unsettled fees
+
+    @property
+    def owed_fen(self) -> int:
+        return self.arrears_fen + self.fees_fen
+
+
+@dataclass(frozen=True)
+class SearchPage:
+    hits: tuple[SearchHit, ...]
+    next: SearchCursor | None  # give it back as ``after`` for the next page; None: no more
+
+
+def looks_like_address(text: str) -> bool:
+    """A text worth searching in addresses too: it holds an address word (路, 号, 小区...) or
+    mixes digits with other characters (人民路12)."""
+    text = text.strip()
+    if any(ch in _ADDRESS_MARKS for ch in text):
+        return True
+    return any(ch.isdigit() for ch in text) and not text.isdigit()
+
+
+def _stages(text: str) -> tuple[str, ...]:
+    if text.isdigit():
+        if len(text) == 12:
+            return ("number",)
+        if 4 <= len(text) <= 11:
+            return ("phone",)
+        raise ValidationError(
+            N_(
+                "Type at least 4 digits of a phone number, or the whole 12-digit customer or "
+                "meter number."
+            )
+        )
+    return ("name", "address") if looks_like_address(text) else ("name",)
+
+
+def _stage_query(
+    stage: str, text: str, dialect: str, after: tuple[str, int] | None, limit: int
+) -> Any:
+    query = select(Customer, TariffPlan.code).join(
+        TariffPlan, TariffPlan.id == Customer.tariff_plan_id
+    )
+    if stage == "number":
+        return query.where(or_(Customer.customer_no == text, Customer.meter_no == text)).order_by(
+            Customer.customer_no, Customer.id
+        )
+    if stage == "address":
+        # no index on addresses (it would cost the import a third more time and disk): a scan
+        # in id order that stops at the first page of hits; a substring, since a teller types
+        # the street or the building rather than the province the address starts with
+        query = query.where(
+            Customer.address.contains(text, autoescape=True),
+            not_(_prefix_clause(Customer.name, text, dialect)),  # already found by name
+        )
+        if after is not None:
+            query = query.where(Customer.id > after[1])
+        return query.order_by(Customer.id).limit(limit)
+    column = Customer.phone_rev if stage == "phone" else Customer.name
+    key = text[::-1] if stage == "phone" else text
+    query = query.where(_prefix_clause(column, key, dialect))
+    if after is not None:
+        last, last_id = after
+        query = query.where(or_(column > last, and_(column == last, Customer.id > last_id)))
+    # in the index's own order, so a page reads `limit` index entries
+    return query.order_by(column, Customer.id).limit(limit)
+
+
+def _stage_key(stage: str, c: Customer) -> str:
+    if stage == "phone":
+        return c.phone_rev
+    if stage == "name":
+        return c.name
+    return ""
+
+
+def _dues_of(session: Session, ids: list[int]) -> dict[int, tuple[int, int]]:
+    """Unsettled arrears to collect and fees per customer id, in one query (as ledger.dues)."""
+    if not ids:
+        return {}
+    rows = session.execute(
+        select(ArrearsItem.customer_id, ArrearsItem.kind, func.sum(ArrearsItem.amount))
+        .where(
+            ArrearsItem.customer_id.in_(ids),
+            ArrearsItem.settled_by_sale_id.is_(None),
+            or_(ArrearsItem.kind == "fee", ArrearsItem.must_collect.is_(True)),
+        )
+        .group_by(ArrearsItem.customer_id, ArrearsItem.kind)
+    )
+    dues: dict[int, tuple[int, int]] = {}
+    for customer_id, kind, amount in rows:
+        arrears, fees = dues.get(customer_id, (0, 0))
+        if kind == "fee":
+            fees += int(amount or 0)
+        else:
+            arrears += int(amount or 0)
+        dues[customer_id] = (arrears, fees)
+    return dues
+
+
+def search_customers(
+    db: Database, text: str, *, after: SearchCursor | None = None, limit: int = SEARCH_PAGE
+) -> SearchPage:
+    """One page of the customers :func:`find_customers` finds, with what each owes, and the
+    cursor of the next page.  12 digits: the customer or meter number; 4 to 11 digits: the
+    phone's last digits; other text: the name's beginning and, when the text looks like an
+    address (:func:`looks_like_address`), then addresses holding it."""
+    text = (text or "").strip()
+    if not text:
+        raise ValidationError(N_("type a customer number, meter number, name or phone"))
+    if limit < 1 or limit > 10_000:
+        raise ValidationError(N_("limit must be from 1 to 10000"))
+    stages = _stages(text)
+    if after is not None and after[0] not in stages:
+        raise ValidationError(N_("This page of results belongs to another search; search again."))
+    start = stages.index(after[0]) if after is not None else 0
+    found: list[tuple[str, Customer, str]] = []
+    with db.read() as session:
+        for stage in stages[start:]:
+            resume = (after[1], after[2]) if after is not None and after[0] == stage else None
+            query = _stage_query(stage, text, db.dialect, resume, limit + 1 - len(found))
+            found += [(stage, c, code or "") for c, code in session.execute(query)]
+            if len(found) > limit:
+                break
+        more = len(found) > limit
+        found = found[:limit]
+        dues = _dues_of(session, [c.id for _, c, _ in found])
+        hits = tuple(SearchHit(_view(c, code), *dues.get(c.id, (0, 0))) for _, c, code in found)
+        cursor: SearchCursor | None = None
+        if more and found:
+            stage, last, _ = found[-1]
+            cursor = (stage, _stage_key(stage, last), last.id)
+    return SearchPage(hits, cursor)
+
+
 def get_customer(session: Session, customer_no: str, *, for_update: bool = False) -> Customer:
     check_customer_no(customer_no)
     q = select(Customer).where(Customer.customer_no == customer_no)
@@ -503,10 +652,14 @@ __all__ = [
     "CustomerView",
     "ImportReport",
     "RowError",
+    "SearchHit",
+    "SearchPage",
     "add_customer",
     "count_customers",
     "customer_view",
     "find_customers",
     "get_customer",
     "import_csv",
+    "looks_like_address",
+    "search_customers",
 ]

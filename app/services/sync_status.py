@@ -88,3 +88,53 @@ def sync_status(db: Database, clock: Clock) -> SyncStatus:
         refused=int(refused or 0),
         review=int(review or 0),
     )
+
+
+@dataclass(frozen=True)
+class PendingRecord:
+    """One outbox record the central system has not accepted yet (for the sync screen)."""
+
+    id: int
+    kind: str  # sale, reversal, card_bound, ...
+    ref_id: str
+    amount_fen: int
+    created_at: dt.datetime
+    attempts: int
+    last_error: str  # "" until a send failed or was refused
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["created_at"] = self.created_at.isoformat()
+        return data
+
+
+def pending_records(db: Database, limit: int = 200) -> list[PendingRecord]:
+    """The oldest ``limit`` records still waiting for the central system, oldest first (read
+    only; the count of all of them is :attr:`SyncStatus.pending`)."""
+    with db.read() as session:
+        rows = session.execute(
+            select(
+                OutboxEntry.id,
+                OutboxEntry.kind,
+                OutboxEntry.ref_id,
+                OutboxEntry.amount,
+                OutboxEntry.created_at,
+                OutboxEntry.attempts,
+                OutboxEntry.last_error,
+            )
+            .where(OutboxEntry.sent_at.is_(None))
+            .order_by(OutboxEntry.created_at, OutboxEntry.id)
+            .limit(max(0, limit))
+        ).all()
+    return [
+        PendingRecord(
+            id=int(rid),
+            kind=kind,
+            ref_id=ref,
+            amount_fen=int(amount or 0),
+            created_at=aware(created),
+            attempts=int(attempts or 0),
+            last_error=error or "",
+        )
+        for rid, kind, ref, amount, created, attempts, error in rows
+    ]

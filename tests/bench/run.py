@@ -20,6 +20,8 @@ from tests.bench import (
     bench_audit,
     bench_card,
     bench_find,
+    bench_gui_search,
+    bench_gui_start,
     bench_import,
     bench_receipt,
     bench_reports,
@@ -68,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     records += bench_audit.run()
     quick = rows < FULL_ROWS
     records += bench_receipt.run()
+    records += bench_gui_start.run()
+    if bench_import.completed_import(args.data_dir.resolve(), rows) is not None:
+        records += bench_gui_search.run(rows, args.data_dir)
     records += bench_reports.run(sales=5000, customers=rows)
     records += bench_sync.run(
         rows,

@@ -1,0 +1,492 @@
+"""The customers page, the card operation dialogs with their approvals and the Unresolved page,
+offscreen, on the demo data (1,000 customers) with emulated cards in-process."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from app.context import AppContext
+from app.paths import resolve_paths
+from app.services import approvals, auth, ledger, selling, shifts
+from app.services.customers import SearchHit, SearchPage, customer_view
+from app.services.demo import demo_customer
+from app.settings import Settings
+from tests.cardkit import CardKit
+
+pytestmark = pytest.mark.gui
+
+WAIT_MS = 10_000
+CUSTOMER = "100000000002"  # a card customer without arrears
+OTHER = "100000000003"
+
+
+def type_text(qtbot: Any, widget: Any, text: str) -> None:
+    """Type into a line edit: ASCII by key clicks, Chinese as an input method commits it."""
+    from PySide6.QtGui import QInputMethodEvent
+    from PySide6.QtWidgets import QApplication
+
+    for ch in text:
+        if ch.isascii():
+            qtbot.keyClick(widget, ch)
+        else:
+            event = QInputMethodEvent("", [])
+            event.setCommitString(ch)
+            QApplication.sendEvent(widget, event)
+
+
+class Counter:
+    """A counter window signed in as teller t01 with a shift open; ``card`` is the emulated
+    card image now "in the reader"."""
+
+    def __init__(self, qtbot: Any, tmp_path: Path) -> None:
+        from ui.app import prepare
+        from ui.main_window import MainWindow
+
+        paths = resolve_paths(tmp_path / "home").ensure()
+        self.ctx = AppContext(paths=paths, settings=Settings.load(paths.settings_file))
+        prepare(self.ctx)  # the demo data
+        self.db = self.ctx.db
+        self.kit = CardKit(tmp_path)
+        self.card: Path | None = None
+        self.teller = auth.login(
+            self.db, "t01", "demo-t01", counter_id=self.ctx.counter_id, clock=self.ctx.clock
+        )
+        shifts.open_shift(self.db, actor=self.teller, float_fen=0, clock=self.ctx.clock)
+        self.ctx.terminal_factory = lambda _reader, _image: self.terminal()
+        self.window = MainWindow(self.ctx, principal=self.teller)
+        self.window.terminal = self.terminal  # type: ignore[method-assign]
+        qtbot.addWidget(self.window)
+        self.window.show()
+        self.qtbot = qtbot
+        self.page: Any = self.window.pages["customers"]  # CustomersPage
+        self.recovery: Any = self.window.pages["recovery"]  # RecoveryPage
+
+    def terminal(self) -> Any:
+        assert self.card is not None, "no card in the reader"
+        return self.kit.terminal(self.card)
+
+    def blank(self) -> Path:
+        self.card = self.kit.blank()
+        return self.card
+
+    def search(self, text: str) -> list[SearchHit]:
+        page = self.page
+        self.window.show_page("customers")
+        page.search.clear()
+        page.model.set_text("")
+        type_text(self.qtbot, page.search, text)
+        self.qtbot.waitUntil(
+            lambda: page.model.text == text and page.model.idle and bool(page.status.text()),
+            timeout=WAIT_MS,
+        )
+        return list(page.model.hits)
+
+    def open_customer(self, customer_no: str) -> None:
+        from PySide6.QtCore import Qt
+
+        hits = self.search(customer_no)
+        assert [h.customer.customer_no for h in hits] == [customer_no]
+        self.qtbot.keyClick(self.page.search, Qt.Key.Key_Return)  # one row: its details
+        self.qtbot.waitUntil(
+            lambda: (
+                self.page.details is not None
+                and self.page.details.hit.customer.customer_no == customer_no
+            ),
+            timeout=WAIT_MS,
+        )
+
+    def sell_with_service(self, customer_no: str, amount: int | None) -> str | None:
+        """Open the customer's account on a new blank card, with a first purchase unless
+        ``amount`` is None; that sale."""
+        image = self.blank()
+        _, outcome = selling.open_account(
+            self.db,
+            self.kit.terminal(image),
+            actor=self.teller,
+            customer_no=customer_no,
+            clock=self.ctx.clock,
+            settings=self.ctx.settings,
+            amount=amount,
+        )
+        return outcome.sale.sale_id if outcome is not None else None
+
+
+@pytest.fixture
+def counter(qtbot: Any, tmp_path: Path) -> Iterator[Counter]:
+    c = Counter(qtbot, tmp_path)
+    yield c
+    c.window.close()
+
+
+# --------------------------------------------------------------------------- search
+
+
+def test_search_by_number_and_keyboard_to_details(counter: Counter) -> None:
+    from PySide6.QtCore import Qt
+
+    hits = counter.search("100000000042")
+    assert [h.customer.customer_no for h in hits] == ["100000000042"]
+    assert counter.page.model.data(counter.page.model.index(0, 1)) == demo_customer(41)["name"]
+    counter.qtbot.keyClick(counter.page.search, Qt.Key.Key_Down)  # to the table
+    assert counter.page.table.hasFocus() or counter.page.table.currentIndex().row() == 0
+    counter.qtbot.keyClick(counter.page.table, Qt.Key.Key_Return)  # the details and actions
+    counter.qtbot.waitUntil(lambda: counter.page.details is not None, timeout=WAIT_MS)
+    assert counter.page.fields["customer_no"].text() == "100000000042"
+    assert counter.page.open_button.isEnabled()  # no card yet
+    assert not counter.page.reverse_button.isEnabled()
+    # the meter number finds the same customer
+    hits = counter.search(demo_customer(41)["meter_no"])
+    assert [h.customer.customer_no for h in hits] == ["100000000042"]
+
+
+def test_search_by_name_prefix_phone_suffix_and_address(counter: Counter) -> None:
+    hits = counter.search("王")
+    assert len(hits) == 50 and all(h.customer.name.startswith("王") for h in hits)
+    assert not counter.page.model.canFetchMore()  # exactly the 50 demo customers named 王
+
+    suffix = demo_customer(41)["phone"][-5:]
+    hits = counter.search(suffix)
+    assert "100000000042" in [h.customer.customer_no for h in hits]
+    assert all(h.customer.phone.endswith(suffix) for h in hits)
+
+    hits = counter.search("人民路")  # a street: part of the address
+    assert hits and all("人民路" in h.customer.address for h in hits)
+
+    counter.search("12")
+    assert "4 digits" in counter.page.status.text()
+    counter.search("没有这个人")
+    assert counter.page.model.rowCount() == 0 and "No customer" in counter.page.status.text()
+
+
+def test_arrears_column(counter: Counter) -> None:
+    hits = counter.search("100000000001")  # demo customer 0 owes 30.00 arrears and a 5.00 fee
+    assert (hits[0].arrears_fen, hits[0].fees_fen) == (3000, 500)
+    model = counter.page.model
+    assert model.data(model.index(0, model.ARREARS_COLUMN)) == "35.00"
+
+
+def test_scrolling_fetches_more_pages(counter: Counter) -> None:
+    model = counter.page.model
+    model.page_size = 10
+    counter.search("李")  # 50 demo customers, 10 a page
+    first = model.rowCount()
+    assert 10 <= first < 50 and model.canFetchMore()
+    table = counter.page.table
+    for _ in range(10):
+        if model.idle and not model.canFetchMore():
+            break
+        rows = model.rowCount()
+        table.scrollToBottom()
+        counter.qtbot.waitUntil(
+            lambda rows=rows: model.rowCount() > rows or (model.idle and not model.canFetchMore()),
+            timeout=WAIT_MS,
+        )
+    assert model.rowCount() == 50 and not model.canFetchMore()
+    names = [h.customer.customer_no for h in model.hits]
+    assert len(set(names)) == 50 and all(h.customer.name.startswith("李") for h in model.hits)
+    assert "50" in counter.page.status.text()
+
+
+def test_typing_is_debounced_and_stale_answers_are_dropped(qtbot: Any) -> None:
+    from ui.bridge import Ops
+    from ui.models import CustomerSearchModel
+
+    asked: list[str] = []
+    release = threading.Event()
+
+    def search(text: str, after: Any, limit: int) -> SearchPage:
+        asked.append(text)
+        if text == "slow":
+            release.wait(10)
+        return SearchPage((), None)
+
+    ops = Ops()
+    model = CustomerSearchModel(ops, search, debounce_ms=100)
+    try:
+        for text in ("a", "ab", "abc"):
+            model.set_text(text)
+        qtbot.waitUntil(lambda: asked == ["abc"] and not model.busy, timeout=WAIT_MS)
+        answered: list[str] = []
+        model.results_changed.connect(lambda: answered.append(model.text))
+        model.search_now("slow")  # blocks in the worker
+        qtbot.waitUntil(lambda: model.busy, timeout=WAIT_MS)
+        model.search_now("quick")  # waits for the slow one; only the newest is asked
+        model.search_now("quicker")
+        release.set()
+        qtbot.waitUntil(lambda: asked[-1] == "quicker" and not model.busy, timeout=WAIT_MS)
+        assert asked == ["abc", "slow", "quicker"]
+        assert answered == ["quicker"]  # the slow answer was for an older text: dropped
+    finally:
+        release.set()
+        ops.shutdown()
+
+
+# --------------------------------------------------------------------------- operations
+
+
+def _approve_on_spot(counter: Counter, dialog: Any, operator: str, password: str) -> None:
+    approval = dialog.approval
+    approval.form.operator.setText(operator)
+    approval.form.password.setText(password)
+    approval.approve_button.click()
+
+
+def test_open_account_then_reversal_with_approval(counter: Counter) -> None:
+    # open the account from the customers page: a blank card and a first purchase of 40.00
+    counter.open_customer(CUSTOMER)
+    counter.blank()
+    counter.page.open_button.click()
+    dialog: Any = counter.page.dialog
+    counter.qtbot.waitUntil(dialog.start_button.isEnabled, timeout=WAIT_MS)
+    dialog.amount.setText("40.00")
+    dialog.cash.setText("50")
+    dialog.start_button.click()
+    counter.qtbot.waitUntil(lambda: dialog.completed, timeout=WAIT_MS)
+    assert "Change: 10.00" in dialog.message.text()
+    view = customer_view(counter.db, CUSTOMER)
+    assert view.card_serial is not None and view.purchase_count == 1
+    sale = ledger.list_sales(counter.db, customer_no=CUSTOMER)[0]
+    assert (sale.state, sale.amount_fen, sale.operator_id) == ("completed", 4000, "t01")
+    dialog.close()
+
+    # the details now offer the reversal of that sale
+    counter.qtbot.waitUntil(counter.page.reverse_button.isEnabled, timeout=WAIT_MS)
+    counter.page.reverse_button.click()
+    dialog = counter.page.dialog
+    counter.qtbot.waitUntil(dialog.start_button.isEnabled, timeout=WAIT_MS)
+    assert sale.sale_id in dialog.info.text()
+    dialog.start_button.click()
+    counter.qtbot.waitUntil(lambda: dialog.approval is not None, timeout=WAIT_MS)
+    approval = dialog.approval
+    assert approval.isVisible()
+
+    # another teller may not approve
+    _approve_on_spot(counter, dialog, "t02", "demo-t02")
+    counter.qtbot.waitUntil(lambda: "cannot sign" in approval.message.text(), timeout=WAIT_MS)
+    assert "supervisor" in approval.message.text() and approval.isVisible()
+    # nor the seller (also a teller)
+    _approve_on_spot(counter, dialog, "t01", "demo-t01")
+    counter.qtbot.waitUntil(
+        lambda: "t01" in approval.message.text() and approval.approve_button.isEnabled(),
+        timeout=WAIT_MS,
+    )
+    assert "cannot sign" in approval.message.text() or "may not sign" in approval.message.text()
+    # a wrong password
+    _approve_on_spot(counter, dialog, "s01", "wrong-password")
+    counter.qtbot.waitUntil(
+        lambda: approval.approve_button.isEnabled() and "password" in approval.message.text(),
+        timeout=WAIT_MS,
+    )
+    assert ledger.get_sale(counter.db, sale.sale_id).state == "completed"
+    # the supervisor
+    _approve_on_spot(counter, dialog, "s01", "demo-s01")
+    counter.qtbot.waitUntil(lambda: dialog.completed, timeout=WAIT_MS)
+    assert "approved by s01" in dialog.message.text()
+    assert "Hand back 40.00" in dialog.message.text()
+    assert ledger.get_sale(counter.db, sale.sale_id).state == "reversed"
+    assert customer_view(counter.db, CUSTOMER).purchase_count == 0
+    card = counter.terminal().read()
+    assert card.purchase is None or card.purchase.purchase_count == 0
+    dialog.close()
+
+
+def test_reversal_approved_from_the_queue(counter: Counter) -> None:
+    sale_id = counter.sell_with_service(OTHER, 3000)
+    assert sale_id is not None
+    counter.open_customer(OTHER)
+    counter.qtbot.waitUntil(counter.page.reverse_button.isEnabled, timeout=WAIT_MS)
+    counter.page.reverse_button.click()
+    dialog = counter.page.dialog
+    counter.qtbot.waitUntil(dialog.start_button.isEnabled, timeout=WAIT_MS)
+    dialog.start_button.click()
+    counter.qtbot.waitUntil(lambda: dialog.approval is not None, timeout=WAIT_MS)
+    approval = dialog.approval
+    approval.queue_button.click()  # the teller files a request
+    counter.qtbot.waitUntil(lambda: approval.waiting_id is not None, timeout=WAIT_MS)
+    request_id = approval.waiting_id
+    assert approvals.get_request(counter.db, request_id).state == "pending"
+
+    # the queue on the Unresolved page; the teller signed in here cannot approve: s01 signs in
+    counter.window.show_page("recovery")
+    page = counter.recovery
+    counter.qtbot.waitUntil(lambda: page.queue_table.rowCount() == 1, timeout=WAIT_MS)
+    assert page.queue_table.item(0, 2).text() == sale_id
+    page.queue_table.setCurrentCell(0, 0)
+    page.approve_selected()
+    signin = page.signin
+    assert signin is not None and signin.isVisible()
+    signin.form.operator.setText("t02")
+    signin.form.password.setText("demo-t02")
+    signin.submit()
+    counter.qtbot.waitUntil(lambda: not signin.isVisible(), timeout=WAIT_MS)
+    counter.qtbot.waitUntil(lambda: "cannot sign" in page.queue_message.text(), timeout=WAIT_MS)
+    assert approvals.get_request(counter.db, request_id).state == "pending"
+    page.approve_selected()
+    signin = page.signin
+    signin.form.operator.setText("s01")
+    signin.form.password.setText("demo-s01")
+    signin.submit()
+    counter.qtbot.waitUntil(lambda: "s01 approved" in page.queue_message.text(), timeout=WAIT_MS)
+
+    # the teller's dialog notices the approval and reverses the sale with it
+    counter.qtbot.waitUntil(lambda: dialog.completed, timeout=WAIT_MS)
+    assert "approved by s01" in dialog.message.text()
+    assert ledger.get_sale(counter.db, sale_id).state == "reversed"
+    assert approvals.get_request(counter.db, request_id).state == "used"
+    counter.qtbot.waitUntil(lambda: page.queue_table.rowCount() == 0, timeout=WAIT_MS)
+    dialog.close()
+
+
+def test_rejected_request_is_shown_to_the_teller(counter: Counter) -> None:
+    sale_id = counter.sell_with_service(OTHER, 2000)
+    assert sale_id is not None
+    from ui.dialogs import start_reversal
+
+    dialog: Any = start_reversal(counter.window, sale_id=sale_id)
+    counter.qtbot.waitUntil(dialog.start_button.isEnabled, timeout=WAIT_MS)
+    dialog.start_button.click()
+    counter.qtbot.waitUntil(lambda: dialog.approval is not None, timeout=WAIT_MS)
+    approval = dialog.approval
+    approval.queue_button.click()
+    counter.qtbot.waitUntil(lambda: approval.waiting_id is not None, timeout=WAIT_MS)
+    supervisor = auth.login(
+        counter.db, "s01", "demo-s01", counter_id="C02", clock=counter.ctx.clock
+    )
+    assert approval.waiting_id is not None
+    approvals.reject(
+        counter.db,
+        approval.waiting_id,
+        approver_id="s01",
+        approver_role=supervisor.role,
+        counter_id="C02",
+        clock=counter.ctx.clock,
+        reason="the customer left",
+    )
+    counter.qtbot.waitUntil(
+        lambda: "rejected: the customer left" in approval.queue_status.text(), timeout=WAIT_MS
+    )
+    assert approval.queue_button.isEnabled()  # the teller may ask again
+    assert ledger.get_sale(counter.db, sale_id).state == "completed"
+    approval.reject()
+    counter.qtbot.waitUntil(lambda: "Not approved" in dialog.message.text(), timeout=WAIT_MS)
+    dialog.close()
+
+
+def test_rewrite_and_replacement_from_the_customers_page(counter: Counter) -> None:
+    sale_id = counter.sell_with_service(CUSTOMER, 5000)
+    assert sale_id is not None
+    old_card = counter.card
+    # a rewrite of a card that is not behind is refused with the reason
+    counter.open_customer(CUSTOMER)
+    counter.page.rewrite_button.click()
+    dialog = counter.page.dialog
+    counter.qtbot.waitUntil(dialog.start_button.isEnabled, timeout=WAIT_MS)
+    dialog.start_button.click()
+    counter.qtbot.waitUntil(
+        lambda: "does not need a rewrite" in dialog.message.text(), timeout=WAIT_MS
+    )
+    assert dialog.start_button.isEnabled() and not dialog.completed
+    dialog.close()
+
+    # a replacement card: fee shown, supervisor approves, the old card is blacklisted
+    counter.blank()
+    counter.page.replace_button.click()
+    dialog = counter.page.dialog
+    counter.qtbot.waitUntil(dialog.start_button.isEnabled, timeout=WAIT_MS)
+    assert "Replacement fee: 20.00" in dialog.info.text()
+    dialog.start_button.click()
+    counter.qtbot.waitUntil(lambda: dialog.approval is not None, timeout=WAIT_MS)
+    _approve_on_spot(counter, dialog, "s01", "demo-s01")
+    counter.qtbot.waitUntil(lambda: dialog.completed, timeout=WAIT_MS)
+    assert "approved by s01" in dialog.message.text()
+    new_serial = customer_view(counter.db, CUSTOMER).card_serial
+    assert new_serial == counter.terminal().read().serial_hex
+    counter.card = old_card
+    with pytest.raises(selling.CardRefused):
+        selling.sell(
+            counter.db,
+            counter.terminal(),
+            actor=counter.teller,
+            amount=100,
+            clock=counter.ctx.clock,
+            settings=counter.ctx.settings,
+        )
+    assert ledger.get_sale(counter.db, sale_id).state == "completed"
+    dialog.close()
+
+
+# --------------------------------------------------------------------------- recovery
+
+
+def test_in_doubt_sale_is_decided_by_presenting_the_card(counter: Counter) -> None:
+    counter.sell_with_service(CUSTOMER, None)  # purchase 0: the card is ready for a sale
+    image = counter.card
+    assert image is not None
+    # a sale whose card write is interrupted: in doubt, the card never got it
+    card_os = counter.kit.os(image)
+    terminal = counter.kit.terminal(image, card_os)
+    contents = terminal.read()
+    card_os.pull_after(5, applied=False)
+    with pytest.raises(selling.SaleInDoubt):
+        selling.sell(
+            counter.db,
+            terminal,
+            actor=counter.teller,
+            amount=2000,
+            clock=counter.ctx.clock,
+            settings=counter.ctx.settings,
+            contents=contents,
+        )
+    doubtful = selling.unresolved(counter.db)
+    assert len(doubtful) == 1
+    counter.window.show_page("recovery")
+    page = counter.recovery
+    counter.qtbot.waitUntil(lambda: page.sales_table.rowCount() == 1, timeout=WAIT_MS)
+    assert page.sales_table.item(0, 4).text() == "in doubt"
+    page.present_card()
+    counter.qtbot.waitUntil(lambda: "failed" in page.result.text(), timeout=WAIT_MS)
+    assert "return 20.00 yuan" in page.result.text()
+    counter.qtbot.waitUntil(lambda: page.sales_table.rowCount() == 0, timeout=WAIT_MS)
+    assert ledger.get_sale(counter.db, doubtful[0].sale_id).state == "failed"
+
+
+def test_an_approval_from_the_queue_is_picked_up_when_the_operation_starts_again(
+    counter: Counter,
+) -> None:
+    from ui.dialogs import start_reversal
+
+    sale_id = counter.sell_with_service(OTHER, 2500)
+    assert sale_id is not None
+    dialog: Any = start_reversal(counter.window, sale_id=sale_id)
+    counter.qtbot.waitUntil(dialog.start_button.isEnabled, timeout=WAIT_MS)
+    dialog.start_button.click()
+    counter.qtbot.waitUntil(lambda: dialog.approval is not None, timeout=WAIT_MS)
+    first = dialog.approval
+    first.queue_button.click()
+    counter.qtbot.waitUntil(lambda: first.waiting_id is not None, timeout=WAIT_MS)
+    request_id = first.waiting_id
+    first.reject()  # the teller stops waiting (Esc); the request stays in the queue
+    counter.qtbot.waitUntil(lambda: "Not approved" in dialog.message.text(), timeout=WAIT_MS)
+    # meanwhile a supervisor approves it at another counter
+    approvals.approve(
+        counter.db,
+        request_id,
+        approver_id="s01",
+        approver_role="supervisor",
+        counter_id="C02",
+        clock=counter.ctx.clock,
+    )
+    dialog.start_button.click()  # again: the approved request is found and used
+    counter.qtbot.waitUntil(lambda: dialog.completed, timeout=WAIT_MS)
+    assert dialog.approval is not first
+    assert ledger.get_sale(counter.db, sale_id).state == "reversed"
+    assert approvals.get_request(counter.db, request_id).state == "used"
+    dialog.close()

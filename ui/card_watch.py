@@ -1,0 +1,236 @@
+"""The card now at the counter, for the window: which card source is in use, whether a card is
+in, the reader line of the status bar, and the card terminal for card work.
+
+Three sources, chosen once when the window is built:
+
+* a reader (setting ``card_reader``): its events come from ``ctx.reader_port_factory()``
+  (``app.ports.CardReaderPort``, PC/SC in cardio/), delivered on the reader's own thread; they
+  are only re-emitted through a Qt signal there and handled on the GUI thread;
+* the training card tray (training mode without a reader, ``ctx.tray_factory``): the tray's
+  own events, or, for a tray without ``subscribe``, the end of each insert/remove;
+* neither: no events; :meth:`CardWatch.terminal` opens whatever ``ctx.open_terminal`` gives.
+
+Every change becomes ``shell.card_events.changed`` ("inserted"/"removed", reader).
+
+:meth:`CardWatch.terminal` is called on the card thread (``ops.card``). With a reader it keeps
+one connection per inserted card (opening one loads the key provider), dropped when the card
+leaves or a card operation fails (:meth:`CardWatch.reset`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from PySide6.QtCore import QObject, Signal, Slot
+
+from app.i18n import N_, _, translate
+from app.ports import CardEvent, CardEventKind, CardTerminal, CardTray, TrayCard
+from app.settings import CARD_READER, TRAINING_MODE
+
+log = logging.getLogger(__name__)
+
+READER, TRAY, NONE = "reader", "tray", "none"
+TRAY_READER = N_("training card tray")  # the tray's reader, for a tray without events
+
+Done = Callable[[Any], None]
+Failed = Callable[[BaseException], None]
+
+
+def close_terminal(terminal: CardTerminal | None) -> None:
+    """Close a terminal's card connection, if it has one (quietly)."""
+    close = getattr(getattr(terminal, "channel", None), "close", None)
+    if callable(close):
+        try:
+            close()
+        except Exception:  # a connection to a card that left may fail to close: nothing lost
+            log.debug("closing a card connection failed", exc_info=True)
+
+
+class CardWatch(QObject):
+    """See the module docstring. ``shell`` is the window (ui/main_window.Shell)."""
+
+    _event = Signal(str, str)  # kind, reader: emitted from any thread, handled on the GUI thread
+    tray_changed = Signal()  # the tray's cards or inserted card changed (training)
+
+    def __init__(self, shell: Any) -> None:
+        super().__init__(shell if isinstance(shell, QObject) else None)
+        self.shell = shell
+        ctx = shell.ctx
+        self.reader_name = str(ctx.settings.get(CARD_READER.key) or "")
+        self.tray: CardTray | None = None
+        self.present = False
+        self.reader_connected = False
+        self._lock = threading.Lock()
+        self._terminal: CardTerminal | None = None
+        self._generation = 0  # bumped whenever the card changes
+        self._stop: Callable[[], None] | None = None
+        self._port: Any = None
+        self._tray_events = False
+        if self.reader_name:
+            self.mode = READER
+        elif shell.training and ctx.tray_factory is not None:
+            self.mode = TRAY
+            self.tray = ctx.tray_factory()
+        else:
+            self.mode = NONE
+        if shell.training and not ctx.settings.get(TRAINING_MODE.key):
+            # training sales are marked so and never sent (in memory only, never saved here)
+            ctx.settings.set(TRAINING_MODE.key, True)
+        self._event.connect(self._on_event)
+
+    # ------------------------------------------------------------------ life
+
+    def start(self) -> None:
+        """Start following the card source (call once the pages listen)."""
+        if self.mode == READER:
+            factory = getattr(self.shell.ctx, "reader_port_factory", None)
+            if factory is None:
+                self._status(_("Reader {reader}: card events unavailable", reader=self.reader_name))
+                return
+            try:
+                self._port = factory()
+                self._stop = self._port.subscribe(self._from_source)
+            except Exception as exc:
+                log.warning("card reader events: %s", exc)
+                self._status(_("Reader {reader}: not available", reader=self.reader_name))
+                return
+            self._status(_("Reader {reader}: waiting", reader=self.reader_name))
+        elif self.mode == TRAY:
+            assert self.tray is not None
+            subscribe = getattr(self.tray, "subscribe", None)
+            if callable(subscribe):
+                self._stop = subscribe(self._from_source)
+                self._tray_events = True
+            self._status(_("Training card tray: no card"))
+        else:
+            self._status(_("No card reader configured"))
+
+    def stop(self) -> None:
+        stop, self._stop = self._stop, None
+        if stop is not None:
+            try:
+                stop()
+            except Exception:
+                log.debug("stopping card events failed", exc_info=True)
+        close = getattr(self._port, "close", None)
+        if callable(close):
+            try:
+                close()
+            except Exception:
+                log.debug("closing the reader port failed", exc_info=True)
+        self._port = None
+        with self._lock:
+            old, self._terminal = self._terminal, None
+        close_terminal(old)
+
+    # ------------------------------------------------------------------ events
+
+    def _from_source(self, event: CardEvent) -> None:
+        """On the reader's (or tray's) thread: hand the event to the GUI thread, nothing else."""
+        self._event.emit(event.kind.value, event.reader)
+
+    @Slot(str, str)
+    def _on_event(self, kind: str, reader: str) -> None:
+        if self.mode == READER and reader != self.reader_name:
+            return
+        shown = self._reader_label(reader)
+        if kind == CardEventKind.READER_ADDED.value:
+            self.reader_connected = True
+            if not self.present:
+                self._status(_("{reader}: no card", reader=shown))
+        elif kind == CardEventKind.READER_REMOVED.value:
+            self.reader_connected = False
+            if self.present:
+                self._card_changed(False, reader)
+            self._status(_("{reader}: not connected", reader=shown))
+        elif kind == CardEventKind.CARD_INSERTED.value:
+            self._status(_("{reader}: card in", reader=shown))
+            self._card_changed(True, reader)
+        elif kind == CardEventKind.CARD_REMOVED.value:
+            self._status(_("{reader}: no card", reader=shown))
+            self._card_changed(False, reader)
+
+    def _card_changed(self, present: bool, reader: str) -> None:
+        self.present = present
+        self.reset()
+        if self.mode == TRAY:
+            self.tray_changed.emit()
+        self.shell.card_events.changed.emit("inserted" if present else "removed", reader)
+
+    def _reader_label(self, reader: str) -> str:
+        if self.mode == TRAY:
+            shown = translate(reader)  # the tray's reader name is a marked message
+            return shown[:1].upper() + shown[1:]
+        return reader
+
+    def _status(self, text: str) -> None:
+        setter = getattr(self.shell, "set_reader_status", None)
+        if callable(setter):
+            setter(text)
+
+    # ------------------------------------------------------------------ card work
+
+    def terminal(self) -> CardTerminal:
+        """The card now in (call on the card thread)."""
+        if self.mode == TRAY:
+            assert self.tray is not None
+            return self.tray.terminal()
+        if self.mode == NONE:
+            return self.shell.ctx.open_terminal()  # type: ignore[no-any-return]
+        with self._lock:
+            if self._terminal is not None:
+                return self._terminal
+            generation = self._generation
+        terminal = self.shell.ctx.open_terminal(self.reader_name, None)
+        with self._lock:
+            if generation == self._generation and self._terminal is None:
+                self._terminal = terminal
+        return terminal  # type: ignore[no-any-return]
+
+    def reset(self) -> None:
+        """Forget the open card connection (the card left, or an operation on it failed); it
+        is closed on the card thread."""
+        with self._lock:
+            self._generation += 1
+            old, self._terminal = self._terminal, None
+        if old is not None:
+            try:
+                self.shell.ops.card(lambda: close_terminal(old))
+            except RuntimeError:  # the window is closing: no card thread any more
+                close_terminal(old)
+
+    # ------------------------------------------------------------------ the training tray
+
+    def tray_call(
+        self, fn: Callable[[CardTray], Any], on_done: Done | None, on_error: Failed | None
+    ) -> None:
+        """``fn(tray)`` on the card thread (the tray's card images are card I/O)."""
+        if self.tray is None:
+            return
+        tray = self.tray
+        self.shell.ops.card(lambda: fn(tray), on_done, on_error)
+
+    def tray_insert(self, card_id: str, on_error: Failed | None = None) -> None:
+        def done(card: TrayCard | None) -> None:
+            if not self._tray_events:
+                self._status(_("{reader}: card in", reader=self._reader_label(TRAY_READER)))
+                self._card_changed(True, TRAY_READER)
+            self.tray_changed.emit()
+
+        def insert(tray: CardTray) -> TrayCard | None:
+            tray.insert(card_id)
+            return tray.inserted()
+
+        self.tray_call(insert, done, on_error)
+
+    def tray_remove(self, on_error: Failed | None = None) -> None:
+        def done(_value: object) -> None:
+            if not self._tray_events:
+                self._status(_("{reader}: no card", reader=self._reader_label(TRAY_READER)))
+                self._card_changed(False, TRAY_READER)
+            self.tray_changed.emit()
+
+        self.tray_call(lambda t: t.remove(), done, on_error)

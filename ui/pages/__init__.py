@@ -1,0 +1,1 @@
+"""The counter window's pages (see ui/main_window.py)."""

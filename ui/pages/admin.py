@@ -1,0 +1,588 @@
+"""Administration (administrators only): this counter's settings and its operators.
+
+Settings are checked by the settings registry (app/services/configuration.py), written to the
+settings file and audited; operators are listed, added, disabled or enabled and given a new
+password through app/services/auth.py with the signed-in administrator as the actor. Every
+service call runs off the GUI thread (``shell.ops.run``).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QScrollArea,
+    QTableWidget,
+    QTableWidgetItem,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.domain.operators import Role
+from app.errors import CardVendError
+from app.i18n import N_, _, translate
+from app.money import format_yuan, parse_yuan
+from app.services import auth, configuration
+from app.services.operators import OperatorView
+from app.settings import (
+    CARD_READER,
+    CENTRAL_URL,
+    IDLE_MINUTES,
+    LOCKOUT_ATTEMPTS,
+    LOCKOUT_MINUTES,
+    MIN_PASSWORD_LENGTH,
+    OFFLINE_MAX_AMOUNT,
+    OFFLINE_MAX_HOURS,
+    OFFLINE_MAX_SALES,
+    PRINTER,
+    PRINTER_BAUD,
+    PRINTER_NAME,
+    PRINTER_PORT,
+    PSAM_READER,
+    RECEIPT_LANGUAGE,
+    RECEIPT_SIZE,
+    REGISTRY,
+    TIME_ZONE,
+)
+from ui.bridge import error_text
+
+log = logging.getLogger(__name__)
+ERROR_STYLE = "color: #b00020; font-weight: bold;"
+
+# (group title, [(setting key, label)]) -- the settings an administrator edits here
+GROUPS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
+    (
+        N_("Card readers"),
+        (
+            (CARD_READER.key, N_("User-card reader (empty: emulated cards, training)")),
+            (PSAM_READER.key, N_("Security module (PSAM) reader")),
+        ),
+    ),
+    (
+        N_("Printer and receipts"),
+        (
+            (PRINTER.key, N_("Receipt printer")),
+            (PRINTER_NAME.key, N_("System printer name (empty: the default)")),
+            (PRINTER_PORT.key, N_("Serial port of the ESC/POS printer")),
+            (PRINTER_BAUD.key, N_("Baud rate of the ESC/POS printer")),
+            (RECEIPT_SIZE.key, N_("Receipt size")),
+            (RECEIPT_LANGUAGE.key, N_("Receipt language")),
+        ),
+    ),
+    (N_("Central system"), ((CENTRAL_URL.key, N_("Address of the central system")),)),
+    (
+        N_("Offline limits"),
+        (
+            (OFFLINE_MAX_HOURS.key, N_("Longest wait of unsent sales, hours")),
+            (OFFLINE_MAX_AMOUNT.key, N_("Largest unsent amount, yuan")),
+            (OFFLINE_MAX_SALES.key, N_("Most unsent sales")),
+        ),
+    ),
+    (
+        N_("Sign-in and lock"),
+        (
+            (IDLE_MINUTES.key, N_("Lock the counter after this many idle minutes")),
+            (LOCKOUT_ATTEMPTS.key, N_("Wrong passwords in a row before a lockout")),
+            (LOCKOUT_MINUTES.key, N_("Lockout length, minutes")),
+            (MIN_PASSWORD_LENGTH.key, N_("Shortest password")),
+        ),
+    ),
+    (N_("Office"), ((TIME_ZONE.key, N_("Time zone (like Asia/Shanghai)")),)),
+)
+YUAN_KEYS = frozenset({OFFLINE_MAX_AMOUNT.key})  # kept in fen, shown and typed in yuan
+CHOICE_NAMES: dict[str, str] = {
+    "pdf": N_("PDF files in the receipts folder"),
+    "system": N_("System printer"),
+    "escpos": N_("ESC/POS thermal printer (serial port)"),
+    "none": N_("No printer"),
+    "80": N_("80 mm roll"),
+    "58": N_("58 mm roll"),
+    "a5": N_("A5 invoice"),
+    "a4": N_("A4 invoice"),
+    "zh_CN": "简体中文",
+    "en": "English",
+}
+ROLE_NAMES = {  # the same messages as the approvals use
+    Role.TELLER: N_("teller"),
+    Role.SUPERVISOR: N_("supervisor"),
+    Role.TECHNICIAN: N_("technician"),
+    Role.ADMIN: N_("admin"),
+    Role.AUDITOR: N_("auditor"),
+}
+
+
+def role_name(role: str) -> str:
+    try:
+        return translate(ROLE_NAMES[Role(role)])
+    except ValueError:
+        return role
+
+
+# --------------------------------------------------------------------------- dialogs
+
+
+class _FormDialog(QDialog):
+    """A small form: Enter moves to the next field and accepts on the last; Esc cancels."""
+
+    def __init__(self, title: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle(title)
+        self.form = QFormLayout()
+        self.error = QLabel()
+        self.error.setWordWrap(True)
+        self.error.setStyleSheet(ERROR_STYLE)
+        self.ok = QPushButton(_("OK (Enter)"))
+        self.cancel = QPushButton(_("Cancel (Esc)"))
+        for button in (self.ok, self.cancel):
+            button.setAutoDefault(False)
+        self.ok.clicked.connect(self.check_and_accept)
+        self.cancel.clicked.connect(self.reject)
+        self.fields: list[QWidget] = []
+        layout = QVBoxLayout(self)
+        layout.addLayout(self.form)
+        layout.addWidget(self.error)
+        row = QHBoxLayout()
+        row.addStretch(1)
+        row.addWidget(self.ok)
+        row.addWidget(self.cancel)
+        layout.addLayout(row)
+        self.setMinimumWidth(460)
+
+    def add(self, label: str, field: QWidget) -> None:
+        self.form.addRow(QLabel(label), field)
+        self.fields.append(field)
+
+    def chain(self) -> None:
+        """Enter in a line edit moves to the next one; in the last it accepts."""
+        edits = [f for f in self.fields if isinstance(f, QLineEdit)]
+        for i, edit in enumerate(edits):
+            if i + 1 < len(edits):
+                edit.returnPressed.connect(edits[i + 1].setFocus)
+            else:
+                edit.returnPressed.connect(self.check_and_accept)
+        if self.fields:
+            self.fields[0].setFocus()
+
+    def problem(self) -> str | None:
+        return None
+
+    def check_and_accept(self) -> None:
+        problem = self.problem()
+        if problem:
+            self.error.setText(problem)
+            return
+        self.accept()
+
+
+def _password_field() -> QLineEdit:
+    edit = QLineEdit()
+    edit.setEchoMode(QLineEdit.EchoMode.Password)
+    edit.setMaxLength(128)
+    return edit
+
+
+class AddOperatorDialog(_FormDialog):
+    def __init__(self, min_length: int, parent: QWidget | None = None) -> None:
+        super().__init__(_("Add an operator"), parent)
+        self.min_length = min_length
+        self.operator = QLineEdit()
+        self.operator.setMaxLength(32)
+        self.name = QLineEdit()
+        self.name.setMaxLength(64)
+        self.role = QComboBox()
+        for role in Role:
+            self.role.addItem(role_name(role.value), role.value)
+        self.password = _password_field()
+        self.password2 = _password_field()
+        self.add(_("Operator id"), self.operator)
+        self.add(_("Name"), self.name)
+        self.add(_("Role"), self.role)
+        self.add(_("Initial password"), self.password)
+        self.add(_("Password again"), self.password2)
+        self.chain()
+
+    def problem(self) -> str | None:
+        if not self.operator.text().strip():
+            return _("Type the operator id.")
+        return _password_problem(self.password.text(), self.password2.text(), self.min_length)
+
+
+class PasswordDialog(_FormDialog):
+    def __init__(self, operator_id: str, min_length: int, parent: QWidget | None = None) -> None:
+        super().__init__(_("New password for {operator}", operator=operator_id), parent)
+        self.min_length = min_length
+        self.password = _password_field()
+        self.password2 = _password_field()
+        self.add(_("New password"), self.password)
+        self.add(_("Password again"), self.password2)
+        self.chain()
+
+    def problem(self) -> str | None:
+        return _password_problem(self.password.text(), self.password2.text(), self.min_length)
+
+
+def _password_problem(first: str, second: str, min_length: int) -> str | None:
+    if first != second:
+        return _("The two passwords differ. Type them again.")
+    if len(first) < min_length:
+        return _("A password needs at least {length} characters.", length=min_length)
+    return None
+
+
+# --------------------------------------------------------------------------- the page
+
+
+class AdminPage(QWidget):
+    def __init__(self, shell: Any) -> None:
+        super().__init__()
+        self.shell = shell
+        self.fields: dict[str, QWidget] = {}
+        self.operators: list[OperatorView] = []
+        self.dialog: QDialog | None = None  # the operator dialog open now (tests look at it)
+        self.tabs = QTabWidget(self)
+        self.tabs.addTab(self._settings_tab(), _("Settings"))
+        self.tabs.addTab(self._operators_tab(), _("Operators"))
+        layout = QVBoxLayout(self)
+        title = QLabel(_("Administration"))
+        font = title.font()
+        font.setPointSize(20)
+        font.setBold(True)
+        title.setFont(font)
+        layout.addWidget(title)
+        layout.addWidget(self.tabs, 1)
+        save = QShortcut(QKeySequence("Ctrl+S"), self)
+        save.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        save.activated.connect(self.save_settings)
+        self.load_settings()
+
+    # ------------------------------------------------------------------ settings
+
+    def _settings_tab(self) -> QWidget:
+        inner = QWidget()
+        column = QVBoxLayout(inner)
+        for title, rows in GROUPS:
+            box = QGroupBox(translate(title))
+            form = QFormLayout(box)
+            for key, label in rows:
+                field = self._field_for(key)
+                self.fields[key] = field
+                form.addRow(QLabel(translate(label)), field)
+            if title == GROUPS[0][0]:
+                form.addRow(
+                    self._note(
+                        _(
+                            "Reader changes take effect when CardVend is started again. With no "
+                            "user-card reader the counter runs in training mode on emulated "
+                            "cards. Reader names are those of the PC/SC system, like "
+                            "'Virtual PCD 00 00'."
+                        )
+                    )
+                )
+            if title == N_("Central system"):
+                self.register_note = self._note("")
+                form.addRow(self.register_note)
+            column.addWidget(box)
+        self.settings_error = QLabel()
+        self.settings_error.setWordWrap(True)
+        self.settings_error.setStyleSheet(ERROR_STYLE)
+        column.addWidget(self.settings_error)
+        buttons = QHBoxLayout()
+        self.save_button = QPushButton(_("Save settings (Ctrl+S)"))
+        self.save_button.setAutoDefault(False)
+        self.save_button.clicked.connect(self.save_settings)
+        self.revert_button = QPushButton(_("Undo changes"))
+        self.revert_button.setAutoDefault(False)
+        self.revert_button.clicked.connect(self.load_settings)
+        buttons.addWidget(self.save_button)
+        buttons.addWidget(self.revert_button)
+        buttons.addStretch(1)
+        column.addLayout(buttons)
+        column.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(inner)
+        central = self.fields[CENTRAL_URL.key]
+        assert isinstance(central, QLineEdit)
+        central.textChanged.connect(self._show_register_note)
+        return scroll
+
+    def _note(self, text: str) -> QLabel:
+        label = QLabel(text)
+        label.setWordWrap(True)
+        label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        return label
+
+    def _field_for(self, key: str) -> QWidget:
+        var = REGISTRY[key]
+        if var.choices:
+            box = QComboBox()
+            for choice in var.choices:
+                name = CHOICE_NAMES.get(str(choice))
+                box.addItem(translate(name) if name else str(choice), choice)
+            return box
+        edit = QLineEdit()
+        edit.setMaxLength(300)
+        edit.returnPressed.connect(self.save_settings)
+        return edit
+
+    def _show_register_note(self, url: str) -> None:
+        self.register_note.setText(
+            _(
+                "Registering this counter with the central system gives it its token; it is "
+                "done once, by an administrator at this computer's command line: "
+                "cardvend counter register --central {url} --enrolment-key KEY",
+                url=url.strip() or "https://…",
+            )
+        )
+
+    def load_settings(self) -> None:
+        """Show the settings as they are now (in memory: no I/O)."""
+        settings = self.shell.ctx.settings
+        for key, field in self.fields.items():
+            value = settings.get(key)
+            if isinstance(field, QComboBox):
+                index = field.findData(value)
+                field.setCurrentIndex(max(index, 0))
+            elif isinstance(field, QLineEdit):
+                if key in YUAN_KEYS:
+                    field.setText(format_yuan(int(value)))
+                else:
+                    field.setText("" if value is None else str(value))
+                field.setStyleSheet("")
+        self.settings_error.setText("")
+        self._show_register_note(str(settings.get(CENTRAL_URL.key) or ""))
+
+    def collect(self) -> dict[str, Any]:
+        """The typed values of every field, checked; the first bad one raises with its field
+        focused and marked."""
+        values: dict[str, Any] = {}
+        for key, field in self.fields.items():
+            field.setStyleSheet("")
+            try:
+                if isinstance(field, QComboBox):
+                    values[key] = configuration.check_setting(key, field.currentData())
+                elif isinstance(field, QLineEdit):
+                    text = field.text()
+                    if key in YUAN_KEYS:
+                        values[key] = configuration.check_setting(
+                            key, parse_yuan(text, allow_zero=True)
+                        )
+                    else:
+                        values[key] = configuration.parse_setting(key, text)
+            except CardVendError:
+                field.setStyleSheet("border: 2px solid #b00020;")
+                field.setFocus()
+                raise
+        return values
+
+    def save_settings(self) -> None:
+        try:
+            values = self.collect()
+        except CardVendError as exc:
+            self.settings_error.setText(error_text(exc))
+            self.shell.notify(error_text(exc), error=True)
+            return
+        self.settings_error.setText("")
+        shell = self.shell
+        ctx = shell.ctx
+        principal = shell.principal
+        if principal is None:
+            return
+        self.save_button.setEnabled(False)
+
+        def work() -> dict[str, Any]:
+            return configuration.change_settings(
+                ctx.db,
+                ctx.settings,
+                principal,
+                values,
+                ctx.clock,
+                counter_id=ctx.counter_id,
+                path=ctx.settings.path or ctx.paths.settings_file,
+            )
+
+        self.shell.ops.run(work, self._saved, self._save_failed)
+
+    def _saved(self, changed: dict[str, Any]) -> None:
+        self.save_button.setEnabled(True)
+        if not changed:
+            self.shell.notify(_("Nothing was changed."))
+            return
+        self.shell.notify(_("Settings saved: {keys}.", keys=", ".join(sorted(changed))))
+        self.shell.refresh_status()
+
+    def _save_failed(self, exc: BaseException) -> None:
+        self.save_button.setEnabled(True)
+        self.settings_error.setText(error_text(exc))
+        self.shell.notify(error_text(exc), error=True)
+
+    # ------------------------------------------------------------------ operators
+
+    def _operators_tab(self) -> QWidget:
+        tab = QWidget()
+        layout = QVBoxLayout(tab)
+        self.table = QTableWidget(0, 4)
+        self.table.setHorizontalHeaderLabels([_("Operator id"), _("Name"), _("Role"), _("State")])
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        self.table.verticalHeader().hide()
+        layout.addWidget(self.table, 1)
+        row = QHBoxLayout()
+        self.add_button = QPushButton(_("Add operator (Ins)"))
+        self.toggle_button = QPushButton(_("Disable / enable (Del)"))
+        self.reset_button = QPushButton(_("New password"))
+        self.reload_button = QPushButton(_("Refresh"))
+        for button, slot in (
+            (self.add_button, self.add_operator),
+            (self.toggle_button, self.toggle_operator),
+            (self.reset_button, self.reset_password),
+            (self.reload_button, self.load_operators),
+        ):
+            button.setAutoDefault(False)
+            button.clicked.connect(slot)
+            row.addWidget(button)
+        row.addStretch(1)
+        layout.addLayout(row)
+        for key, slot in (("Ins", self.add_operator), ("Del", self.toggle_operator)):
+            shortcut = QShortcut(QKeySequence(key), tab)
+            shortcut.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+            shortcut.activated.connect(slot)
+        return tab
+
+    def activated(self) -> None:
+        self.load_settings()
+        self.load_operators()
+
+    def load_operators(self) -> None:
+        ctx = self.shell.ctx
+        principal = self.shell.principal
+        if principal is None:
+            return
+        self.shell.ops.run(
+            lambda: auth.list_operators(ctx.db, principal, ctx.clock),
+            self._show_operators,
+            self._failed,
+        )
+
+    def _show_operators(self, operators: list[OperatorView]) -> None:
+        selected = self.selected()
+        self.operators = operators
+        self.table.setRowCount(len(operators))
+        for i, op in enumerate(operators):
+            state = _("disabled") if op.disabled else _("active")
+            for j, text in enumerate((op.id, op.name, role_name(op.role), state)):
+                self.table.setItem(i, j, QTableWidgetItem(text))
+            if selected is not None and op.id == selected.id:
+                self.table.selectRow(i)
+
+    def selected(self) -> OperatorView | None:
+        row = self.table.currentRow()
+        if 0 <= row < len(self.operators):
+            return self.operators[row]
+        return None
+
+    def _policy_length(self) -> int:
+        principal = self.shell.principal
+        return int(principal.policy.min_password_length) if principal is not None else 8
+
+    def _failed(self, exc: BaseException) -> None:
+        self.shell.notify(error_text(exc), error=True)
+
+    def _done(self, text: str) -> Any:
+        def done(_result: Any) -> None:
+            self.shell.notify(text)
+            self.load_operators()
+
+        return done
+
+    def add_operator(self) -> None:
+        dialog = AddOperatorDialog(self._policy_length(), self)
+        dialog.accepted.connect(lambda: self._add_from(dialog))
+        self._open(dialog)
+
+    def _open(self, dialog: QDialog) -> None:
+        self.dialog = dialog
+        dialog.finished.connect(dialog.deleteLater)
+        dialog.open()
+
+    def _add_from(self, dialog: AddOperatorDialog) -> None:
+        operator_id = dialog.operator.text().strip()
+        name = dialog.name.text().strip()
+        role = Role(str(dialog.role.currentData()))
+        password = dialog.password.text()
+        ctx = self.shell.ctx
+        principal = self.shell.principal
+        self.shell.ops.run(
+            lambda: auth.add_operator(
+                ctx.db,
+                principal,
+                operator_id,
+                name,
+                role,
+                password,
+                ctx.clock,
+                office=ctx.office_code,
+            ),
+            self._done(
+                _(
+                    "Operator {operator} added as {role}.",
+                    operator=operator_id,
+                    role=role_name(role),
+                )
+            ),
+            self._failed,
+        )
+
+    def toggle_operator(self) -> None:
+        op = self.selected()
+        if op is None:
+            self.shell.notify(_("Choose an operator in the list first."), error=True)
+            return
+        disable = not op.disabled
+        ctx = self.shell.ctx
+        principal = self.shell.principal
+        text = (
+            _("Operator {operator} disabled.", operator=op.id)
+            if disable
+            else _("Operator {operator} enabled.", operator=op.id)
+        )
+        self.shell.ops.run(
+            lambda: auth.set_disabled(ctx.db, principal, op.id, disable, ctx.clock),
+            self._done(text),
+            self._failed,
+        )
+
+    def reset_password(self) -> None:
+        op = self.selected()
+        if op is None:
+            self.shell.notify(_("Choose an operator in the list first."), error=True)
+            return
+        dialog = PasswordDialog(op.id, self._policy_length(), self)
+        dialog.accepted.connect(lambda: self._reset_from(dialog, op.id))
+        self._open(dialog)
+
+    def _reset_from(self, dialog: PasswordDialog, operator_id: str) -> None:
+        password = dialog.password.text()
+        ctx = self.shell.ctx
+        principal = self.shell.principal
+        self.shell.ops.run(
+            lambda: auth.reset_password(ctx.db, principal, operator_id, password, ctx.clock),
+            self._done(_("Password of {operator} changed.", operator=operator_id)),
+            self._failed,
+        )

@@ -1,0 +1,968 @@
+"""The sale screen, card first.
+
+The flow, all of it by keyboard (F-keys, Enter, Esc) or by mouse:
+
+1. *waiting*: "insert the customer's card" (or search a remote fee-control customer, F11);
+2. a card comes in (``shell.card_events``): it is read and assessed on the card thread
+   (``selling.assess``: who it is, an unfinished sale the card decides, whether a sale may
+   follow); the customer, tariff, arrears and fees, the meter's balance and status from the
+   write-back and the minimum and maximum amount are shown. A card the meter has not loaded
+   ("insert it into the meter first"), a card behind the ledger (rewrite, F10) and a refused
+   card (foreign, blacklisted, not this customer's) are said plainly;
+3. the amount by keyboard, by the number pad or by a preset; the cash received and the change;
+4. Enter or F12 sells (``selling.sell`` on the card thread, the window stays live while the card
+   is written); an offline limit can be overridden by a supervisor signing in on the spot;
+5. the receipt is printed on the configured printer (a printer fault is shown; the sale stands
+   and the receipt can be reprinted); "take the card out", and the next card is awaited once it
+   is out.
+
+In training mode the screen says that the sale is a training sale (it is marked so and never
+sent to the central system).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QFont, QKeySequence, QShortcut
+from PySide6.QtWidgets import (
+    QFrame,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QSizePolicy,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.domain.card import CardError, WriteBackStatus
+from app.domain.customers import MeterKind
+from app.domain.permissions import Action
+from app.errors import CardVendError
+from app.i18n import N_, _, translate
+from app.money import format_yuan, parse_yuan
+from app.services import approvals, auth, receipts, selling
+from app.services.customers import CustomerView, find_customers
+from app.settings import RECEIPT_LANGUAGE, TRAINING_MODE
+from ui.bridge import error_text
+
+log = logging.getLogger(__name__)
+
+PRESETS = (5000, 10000, 20000, 50000)  # fen: 50, 100, 200, 500 yuan
+
+# states of the screen
+WAITING = "waiting"  # no card
+READING = "reading"  # reading and assessing the card
+READY = "ready"  # customer shown, a sale may follow
+BLOCKED = "blocked"  # customer shown, but no sale on this card now (say why)
+WRITING = "writing"  # the sale runs, the card is being written
+DONE = "done"  # sold; take the card out
+FAILED = "failed"  # the card could not be used; take it out (or read again)
+REMOTE = "remote"  # a remote fee-control customer found by search
+REMOTE_DONE = "remote_done"
+
+_STATUS_NAMES = (
+    (WriteBackStatus.TRIPPED, N_("power off (relay tripped)")),
+    (WriteBackStatus.OVERDRAFT, N_("in overdraft")),
+    (WriteBackStatus.ALARM2, N_("alarm 2: credit very low")),
+    (WriteBackStatus.ALARM1, N_("alarm 1: credit low")),
+    (WriteBackStatus.PURCHASE_REFUSED, N_("the meter refused the last purchase")),
+    (WriteBackStatus.MISMATCH, N_("the meter refused the card")),
+)
+
+_FIELDS = (
+    ("customer_no", N_("Customer")),
+    ("name", N_("Name")),
+    ("address", N_("Address")),
+    ("meter_no", N_("Meter")),
+    ("tariff", N_("Tariff")),
+    ("purchases", N_("Purchases")),
+    ("arrears", N_("Arrears")),
+    ("fees", N_("Fees")),
+    ("balance", N_("Meter balance")),
+    ("meter_status", N_("Meter status")),
+    ("minimum", N_("Minimum amount")),
+    ("maximum", N_("Maximum amount")),
+)
+
+
+def meter_status_text(status: WriteBackStatus) -> str:
+    names = [translate(name) for flag, name in _STATUS_NAMES if flag & status]
+    return ", ".join(names) if names else _("normal, power on")
+
+
+def yuan(fen: int | None) -> str:
+    return "—" if fen is None else _("{amount} yuan", amount=format_yuan(fen))
+
+
+def _font(size: int, bold: bool = False) -> QFont:
+    font = QFont()
+    font.setPointSize(size)
+    font.setBold(bold)
+    return font
+
+
+class SalePage(QWidget):
+    def __init__(self, shell: Any) -> None:
+        super().__init__()
+        self.shell = shell
+        self.ctx = shell.ctx
+        self.state = WAITING
+        self.assessment: selling.Assessment | None = None
+        self.remote_customer: CustomerView | None = None
+        self.outcome: Any = None  # SaleOutcome (card) or SaleView (remote) of the last sale
+        self.override_request: str | None = None
+        self.offline_detail = ""
+        self._seq = 0  # bumped by every card event: late results of an old card are dropped
+        self._read_token = 0  # the read now running (older reads' results are dropped)
+        self._pending_read = False
+        self._input: QLineEdit | None = None  # the field the number pad types into
+        if shell.training and not self.ctx.settings.get(TRAINING_MODE.key):
+            self.ctx.settings.set(TRAINING_MODE.key, True)  # in memory: training sales
+        self._build()
+        shell.card_events.changed.connect(self._on_card)
+        self._show_state(WAITING)
+
+    # ------------------------------------------------------------------ building
+
+    def _build(self) -> None:
+        outer = QVBoxLayout(self)
+        top = QHBoxLayout()
+        title = QLabel(_("Sell electricity"))
+        title.setFont(_font(20, True))
+        top.addWidget(title)
+        top.addStretch(1)
+        self.training_mark = QLabel(_("TRAINING SALE — not real, never sent"))
+        self.training_mark.setFont(_font(14, True))
+        self.training_mark.setStyleSheet(
+            "color: white; background: #6a1b9a; padding: 4px 10px; border-radius: 4px;"
+        )
+        self.training_mark.setVisible(self._training())
+        top.addWidget(self.training_mark)
+        outer.addLayout(top)
+
+        self.prompt = QLabel()
+        self.prompt.setFont(_font(22, True))
+        self.prompt.setWordWrap(True)
+        outer.addWidget(self.prompt)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 0)  # busy
+        self.progress.setTextVisible(False)
+        self.progress.setMaximumHeight(14)
+        outer.addWidget(self.progress)
+        self.situation = QLabel()
+        self.situation.setWordWrap(True)
+        self.situation.setFont(_font(14, True))
+        outer.addWidget(self.situation)
+        actions = QHBoxLayout()
+        self.read_again = QPushButton(_("Read the card again (F9)"))
+        self.read_again.clicked.connect(self.read_card)
+        self.rewrite_button = QPushButton(_("Rewrite the card (F10)"))
+        self.rewrite_button.clicked.connect(self.rewrite_card)
+        actions.addWidget(self.read_again)
+        actions.addWidget(self.rewrite_button)
+        actions.addStretch(1)
+        outer.addLayout(actions)
+
+        body = QHBoxLayout()
+        outer.addLayout(body, 1)
+        self.customer_box = QGroupBox(_("Customer"))
+        grid = QGridLayout(self.customer_box)
+        self.values: dict[str, QLabel] = {}
+        for row, (key, label) in enumerate(_FIELDS):
+            name = QLabel(translate(label))
+            value = QLabel("—")
+            value.setFont(_font(14, key in ("name", "minimum", "maximum", "balance")))
+            value.setWordWrap(True)
+            value.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            grid.addWidget(name, row, 0, Qt.AlignmentFlag.AlignTop)
+            grid.addWidget(value, row, 1)
+            self.values[key] = value
+        grid.setColumnStretch(1, 1)
+        body.addWidget(self.customer_box, 3)
+
+        pay = QVBoxLayout()
+        body.addLayout(pay, 2)
+        form = QGridLayout()
+        form.addWidget(QLabel(_("Amount (yuan)")), 0, 0)
+        self.amount = QLineEdit()
+        self.amount.setFont(_font(24, True))
+        self.amount.setAlignment(Qt.AlignmentFlag.AlignRight)
+        self.amount.setPlaceholderText("0.00")
+        form.addWidget(self.amount, 0, 1)
+        form.addWidget(QLabel(_("Cash received (yuan)")), 1, 0)
+        self.cash = QLineEdit()
+        self.cash.setFont(_font(18))
+        self.cash.setAlignment(Qt.AlignmentFlag.AlignRight)
+        self.cash.setPlaceholderText(_("optional"))
+        form.addWidget(self.cash, 1, 1)
+        form.addWidget(QLabel(_("Change")), 2, 0)
+        self.change = QLabel("—")
+        self.change.setFont(_font(18, True))
+        self.change.setAlignment(Qt.AlignmentFlag.AlignRight)
+        form.addWidget(self.change, 2, 1)
+        pay.addLayout(form)
+        for field in (self.amount, self.cash):
+            field.returnPressed.connect(self.confirm)
+            field.textChanged.connect(self._update_change)
+            field.installEventFilter(self)
+        self._input = self.amount
+
+        presets = QHBoxLayout()
+        self.preset_buttons: list[QPushButton] = []
+        for fen in PRESETS:
+            button = QPushButton(format_yuan(fen).removesuffix(".00"))
+            button.setFont(_font(16, True))
+            button.setMinimumHeight(44)
+            button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+            button.clicked.connect(self._preset(fen))
+            presets.addWidget(button)
+            self.preset_buttons.append(button)
+        pay.addLayout(presets)
+
+        pad = QGridLayout()
+        self.pad_buttons: list[QPushButton] = []
+        keys = ("7", "8", "9", "4", "5", "6", "1", "2", "3", ".", "0", "⌫")
+        for i, key in enumerate(keys):
+            button = QPushButton(key)
+            button.setFont(_font(16, True))
+            button.setMinimumHeight(44)
+            button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+            button.clicked.connect(self._pad(key))
+            pad.addWidget(button, i // 3, i % 3)
+            self.pad_buttons.append(button)
+        clear = QPushButton(_("Clear"))
+        clear.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        clear.clicked.connect(self._pad("C"))
+        pad.addWidget(clear, 4, 0, 1, 3)
+        self.pad_buttons.append(clear)
+        pay.addLayout(pad)
+
+        self.sell_button = QPushButton(_("Sell (Enter / F12)"))
+        self.sell_button.setFont(_font(18, True))
+        self.sell_button.setMinimumHeight(52)
+        self.sell_button.clicked.connect(self.confirm)
+        pay.addWidget(self.sell_button)
+
+        self.override_box = QGroupBox(_("Supervisor override of the offline limit"))
+        ob = QGridLayout(self.override_box)
+        ob.addWidget(QLabel(_("Supervisor id")), 0, 0)
+        self.supervisor_id = QLineEdit()
+        ob.addWidget(self.supervisor_id, 0, 1)
+        ob.addWidget(QLabel(_("Password")), 1, 0)
+        self.supervisor_password = QLineEdit()
+        self.supervisor_password.setEchoMode(QLineEdit.EchoMode.Password)
+        ob.addWidget(self.supervisor_password, 1, 1)
+        self.override_button = QPushButton(_("Approve and sell (Enter)"))
+        self.override_button.clicked.connect(self.approve_override)
+        self.supervisor_password.returnPressed.connect(self.approve_override)
+        self.supervisor_id.returnPressed.connect(self.supervisor_password.setFocus)
+        ob.addWidget(self.override_button, 2, 0, 1, 2)
+        pay.addWidget(self.override_box)
+        pay.addStretch(1)
+
+        self.message = QLabel()
+        self.message.setWordWrap(True)
+        self.message.setFont(_font(13))
+        outer.addWidget(self.message)
+        self.receipt_label = QLabel()
+        self.receipt_label.setWordWrap(True)
+        outer.addWidget(self.receipt_label)
+
+        line = QFrame()
+        line.setFrameShape(QFrame.Shape.HLine)
+        outer.addWidget(line)
+        remote = QHBoxLayout()
+        remote.addWidget(QLabel(_("Remote fee-control customer (F11):")))
+        self.search = QLineEdit()
+        self.search.setPlaceholderText(_("customer number or meter number, then Enter"))
+        self.search.returnPressed.connect(self.find_remote)
+        self.search.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        remote.addWidget(self.search, 1)
+        find = QPushButton(_("Find"))
+        find.clicked.connect(self.find_remote)
+        remote.addWidget(find)
+        outer.addLayout(remote)
+
+        for key, slot in (
+            ("F12", self.confirm),
+            ("F9", self.read_card),
+            ("F10", self.rewrite_card),
+            ("F11", self._focus_search),
+            ("Esc", self.cancel),
+        ):
+            shortcut = QShortcut(QKeySequence(key), self)
+            shortcut.setContext(Qt.ShortcutContext.WindowShortcut)
+            shortcut.activated.connect(self._when_shown(slot))
+
+    def _when_shown(self, slot: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            if self.isVisible():
+                slot()
+
+        return run
+
+    def eventFilter(self, watched: Any, event: Any) -> bool:
+        from PySide6.QtCore import QEvent
+
+        if event.type() == QEvent.Type.FocusIn and watched in (self.amount, self.cash):
+            self._input = watched
+        return super().eventFilter(watched, event)
+
+    # ------------------------------------------------------------------ helpers
+
+    def _training(self) -> bool:
+        return bool(self.shell.training or selling.is_training(self.ctx.settings))
+
+    def _settings(self) -> Any:
+        return self.ctx.settings
+
+    def _principal(self) -> Any:
+        return self.shell.principal
+
+    def _card_present(self) -> bool:
+        watch = getattr(self.shell, "card_watch", None)
+        return bool(watch is not None and watch.present)
+
+    def _reset_card(self) -> None:
+        watch = getattr(self.shell, "card_watch", None)
+        if watch is not None:
+            watch.reset()
+
+    def _say(self, text: str, *, error: bool = False) -> None:
+        self.message.setText(text)
+        self.message.setStyleSheet("color: #b00020; font-weight: bold;" if error else "")
+
+    def _show_state(self, state: str) -> None:
+        self.state = state
+        prompts = {
+            WAITING: _("Insert the customer's card."),
+            READING: _("Reading the card…"),
+            READY: _("Type the amount and press Enter."),
+            BLOCKED: _("No sale on this card now; see below."),
+            WRITING: _("Writing the card — do not take it out…"),
+            DONE: _("Sale completed. Take the card out."),
+            FAILED: _("Take the card out (or press F9 to read it again)."),
+            REMOTE: _("Remote payment: type the amount and press Enter."),
+            REMOTE_DONE: _("Payment recorded. Press Esc for the next customer."),
+        }
+        if state == WAITING and self.shell.training:
+            prompts[WAITING] = _("Insert the customer's card (training: use the card tray).")
+        self.prompt.setText(prompts[state])
+        self.progress.setVisible(state in (READING, WRITING))
+        can_pay = state in (READY, REMOTE)
+        for widget in (self.amount, self.cash, self.sell_button, *self.preset_buttons):
+            widget.setEnabled(can_pay)
+        for button in self.pad_buttons:
+            button.setEnabled(can_pay)
+        self.search.setEnabled(state not in (READING, WRITING))
+        self.read_again.setEnabled(state in (READY, BLOCKED, FAILED, DONE, WAITING))
+        behind = self.assessment is not None and self.assessment.situation == "behind"
+        self.rewrite_button.setVisible(state == BLOCKED and behind)
+        if state not in (READY, REMOTE):
+            self.override_box.hide()
+        self.training_mark.setVisible(self._training())
+        if can_pay:
+            self.amount.setFocus()
+
+    def _clear_customer(self) -> None:
+        self.assessment = None
+        self.remote_customer = None
+        self.override_request = None
+        for value in self.values.values():
+            value.setText("—")
+        self.situation.setText("")
+        self.amount.clear()
+        self.cash.clear()
+        self.change.setText("—")
+
+    # ------------------------------------------------------------------ card events
+
+    def _on_card(self, kind: str, reader: str) -> None:
+        self._seq += 1
+        if kind == "inserted":
+            if self.state == WRITING:
+                return
+            self.receipt_label.clear()
+            if self.isVisible():
+                self.read_card()
+            else:
+                self._pending_read = True
+        else:
+            self._pending_read = False
+            if self.state == WRITING:
+                return  # the sale's own outcome says what happened
+            if self.state in (REMOTE, REMOTE_DONE):
+                return
+            if self.state not in (DONE,):
+                self._say("")
+            self._clear_customer()
+            self._show_state(WAITING)
+
+    def activated(self) -> None:
+        if self._pending_read or (self.state == WAITING and self._card_present()):
+            self._pending_read = False
+            self.read_card()
+        elif self.state in (READY, REMOTE):
+            self.amount.setFocus()
+
+    # ------------------------------------------------------------------ reading
+
+    def read_card(self) -> None:
+        if self.state in (READING, WRITING):
+            return
+        principal = self._principal()
+        self._clear_customer()
+        self.receipt_label.clear()
+        self._say("")
+        self._show_state(READING)
+        self._read_token += 1
+        token, seq = self._read_token, self._seq
+        db, clock, settings = self.ctx.db, self.ctx.clock, self._settings()
+
+        def work() -> selling.Assessment:
+            contents = self.shell.terminal().read()
+            return selling.assess(db, contents, clock, settings=settings, actor=principal)
+
+        self.shell.ops.card(
+            work,
+            lambda a: self._read_done(token, seq, a),
+            lambda exc: self._read_failed(token, seq, exc),
+        )
+
+    def _stale(self, token: int, seq: int) -> bool:
+        """Whether a read's result no longer counts; a card that came in meanwhile is read."""
+        if token != self._read_token or self.state != READING:
+            return True
+        if seq != self._seq:
+            self._show_state(WAITING)
+            if self._card_present():
+                self.read_card()
+            return True
+        return False
+
+    def _read_done(self, token: int, seq: int, a: selling.Assessment) -> None:
+        if self._stale(token, seq):
+            return
+        self.assessment = a
+        self._show_customer(a.customer)
+        wb = a.contents.write_back
+        v = self.values
+        v["purchases"].setText(
+            _("card {card}, ledger {ledger}", card=a.card_count, ledger=a.ledger_count)
+        )
+        v["arrears"].setText(yuan(a.arrears_due))
+        v["fees"].setText(yuan(a.fees_due))
+        if wb is not None:
+            v["balance"].setText(yuan(wb.remaining))
+            v["meter_status"].setText(meter_status_text(wb.status))
+        else:
+            v["balance"].setText(_("not read by the meter yet"))
+            v["meter_status"].setText("—")
+        v["minimum"].setText(yuan(a.limits.minimum if a.limits else None))
+        v["maximum"].setText(yuan(a.limits.maximum if a.limits else None))
+        notes = [
+            _(
+                "An unfinished sale of {amount} yuan (purchase {count}) was decided by this "
+                "card: {state}.",
+                amount=format_yuan(s.amount_fen),
+                count=s.purchase_count,
+                state=translate(_SALE_STATES.get(s.state, s.state)),
+            )
+            for s in a.recovered
+        ]
+        self._say(" ".join(notes))
+        if self._principal() is None:
+            self.situation.setText(_("Sign in to sell."))
+            self._show_state(BLOCKED)
+        elif a.customer.status != "active":
+            self.situation.setText(
+                _(
+                    "Customer {customer_no} is {status}; only active customers can buy.",
+                    customer_no=a.customer.customer_no,
+                    status=a.customer.status,
+                )
+            )
+            self._situation_style(error=True)
+            self._show_state(BLOCKED)
+        elif a.situation == "unloaded":
+            self.situation.setText(selling.InsertIntoMeterFirst(count=a.card_count).localized())
+            self._situation_style(error=True)
+            self._show_state(BLOCKED)
+        elif a.situation == "behind":
+            self.situation.setText(
+                selling.CardBehind(card=a.card_count, ledger=a.ledger_count).localized()
+                + " "
+                + _("Press F10 to rewrite it.")
+            )
+            self._situation_style(error=True)
+            self._show_state(BLOCKED)
+        else:
+            self.situation.setText(_("Ready for a sale."))
+            self._situation_style(error=False)
+            self._show_state(READY)
+
+    def _situation_style(self, *, error: bool) -> None:
+        self.situation.setStyleSheet("color: #b00020;" if error else "color: #1b5e20;")
+
+    def _read_failed(self, token: int, seq: int, exc: BaseException) -> None:
+        if isinstance(exc, CardError):
+            self._reset_card()
+        if self._stale(token, seq):
+            return
+        self.situation.setText(error_text(exc))
+        self._situation_style(error=True)
+        self._show_state(FAILED if self._card_present() else WAITING)
+
+    def _show_customer(self, c: CustomerView) -> None:
+        v = self.values
+        v["customer_no"].setText(c.customer_no)
+        v["name"].setText(c.name)
+        v["address"].setText(c.address)
+        v["meter_no"].setText(c.meter_no)
+        v["tariff"].setText(c.tariff_plan)
+
+    # ------------------------------------------------------------------ amount input
+
+    def _preset(self, fen: int) -> Callable[[], None]:
+        def set_amount() -> None:
+            self.amount.setText(format_yuan(fen))
+            self.amount.setFocus()
+
+        return set_amount
+
+    def _pad(self, key: str) -> Callable[[], None]:
+        def press() -> None:
+            field = self._input or self.amount
+            if key == "C":
+                field.clear()
+            elif key == "⌫":
+                field.backspace()
+            else:
+                field.insert(key)
+            field.setFocus()
+
+        return press
+
+    def _update_change(self) -> None:
+        try:
+            amount = parse_yuan(self.amount.text())
+            cash = parse_yuan(self.cash.text()) if self.cash.text().strip() else None
+        except CardVendError:
+            self.change.setText("—")
+            return
+        if cash is None:
+            self.change.setText("—")
+        elif cash < amount:
+            self.change.setText(_("short by {amount} yuan", amount=format_yuan(amount - cash)))
+        else:
+            self.change.setText(format_yuan(cash - amount))
+
+    def _amounts(self) -> tuple[int, int | None] | None:
+        """The amount and cash in fen, or None after saying what is wrong."""
+        try:
+            amount = parse_yuan(self.amount.text())
+            cash = parse_yuan(self.cash.text()) if self.cash.text().strip() else None
+        except CardVendError as exc:
+            self._say(error_text(exc), error=True)
+            return None
+        if cash is not None and cash < amount:
+            self._say(
+                _(
+                    "The cash received, {cash} yuan, is less than the amount of {amount} yuan.",
+                    cash=format_yuan(cash),
+                    amount=format_yuan(amount),
+                ),
+                error=True,
+            )
+            return None
+        limits = self.assessment.limits if self.assessment is not None else None
+        if self.state == READY and limits is not None:
+            if amount < limits.minimum:
+                self._say(
+                    _(
+                        "The amount must be at least {minimum} yuan: arrears and fees are "
+                        "collected first.",
+                        minimum=format_yuan(limits.minimum),
+                    ),
+                    error=True,
+                )
+                return None
+            if amount > limits.maximum:
+                self._say(
+                    _(
+                        "The amount may be at most {maximum} yuan (the credit ceiling).",
+                        maximum=format_yuan(limits.maximum),
+                    ),
+                    error=True,
+                )
+                return None
+        return amount, cash
+
+    # ------------------------------------------------------------------ selling
+
+    def confirm(self) -> None:
+        if self.state == READY:
+            self._sell()
+        elif self.state == REMOTE:
+            self._pay_remote()
+
+    def _sell(self) -> None:
+        a = self.assessment
+        principal = self._principal()
+        if a is None or principal is None:
+            return
+        amounts = self._amounts()
+        if amounts is None:
+            return
+        amount, cash = amounts
+        self._say("")
+        self._show_state(WRITING)
+        db, clock, settings = self.ctx.db, self.ctx.clock, self._settings()
+        customer_no, override = a.customer.customer_no, self.override_request
+
+        def work() -> selling.SaleOutcome:
+            return selling.sell(
+                db,
+                self.shell.terminal(),
+                actor=principal,
+                amount=amount,
+                clock=clock,
+                settings=settings,
+                cash_received=cash,
+                expect_customer=customer_no,
+                override_request=override,
+            )
+
+        self.shell.ops.card(work, self._sold, self._sale_failed)
+
+    def _sold(self, outcome: selling.SaleOutcome) -> None:
+        self.outcome = outcome
+        self.override_request = None
+        sale = outcome.sale
+        self.assessment = outcome.assessment
+        v = self.values
+        v["purchases"].setText(
+            _("card {card}, ledger {ledger}", card=sale.purchase_count, ledger=sale.purchase_count)
+        )
+        # what the sale settled is no longer owed; the next sale waits for the meter
+        v["arrears"].setText(yuan(max(0, outcome.assessment.arrears_due - sale.arrears_fen)))
+        v["fees"].setText(yuan(max(0, outcome.assessment.fees_due - sale.fees_fen)))
+        v["minimum"].setText("—")
+        v["maximum"].setText("—")
+        parts = [
+            _(
+                "Sold {amount} yuan to {name}: purchase {count}, {credit} yuan credit "
+                "({energy} kWh).",
+                amount=format_yuan(sale.amount_fen),
+                name=outcome.assessment.customer.name,
+                count=sale.purchase_count,
+                credit=format_yuan(sale.credit_fen),
+                energy=f"{sale.energy_wh / 1000:.2f}",
+            )
+        ]
+        if sale.arrears_fen or sale.fees_fen:
+            parts.append(
+                _(
+                    "Collected first: {arrears} yuan arrears, {fees} yuan fees.",
+                    arrears=format_yuan(sale.arrears_fen),
+                    fees=format_yuan(sale.fees_fen),
+                )
+            )
+        if outcome.change_fen is not None:
+            parts.append(_("Change: {change} yuan.", change=format_yuan(outcome.change_fen)))
+        if self._training():
+            parts.append(_("Training sale: not real, never sent."))
+        self._say(" ".join(parts))
+        self.situation.setText("")
+        if self._card_present():
+            self._show_state(DONE)
+        else:
+            self._clear_customer()
+            self._show_state(WAITING)
+        self._print_receipt(sale.sale_id)
+        refresh = getattr(self.shell, "refresh_status", None)
+        if callable(refresh):
+            refresh()
+
+    def _sale_failed(self, exc: BaseException) -> None:
+        if isinstance(exc, selling.OfflineLimitReached):
+            self.offline_detail = str(exc.params.get("detail", ""))
+            self._say(error_text(exc), error=True)
+            self._show_state(READY)
+            self._ask_override()
+            return
+        if isinstance(exc, CardError | selling.SaleInDoubt):
+            self._reset_card()
+        self._say(error_text(exc), error=True)
+        if isinstance(
+            exc, CardError | selling.SaleInDoubt | selling.CardRefused | selling.CardAnomaly
+        ):
+            self._show_state(FAILED if self._card_present() else WAITING)
+        elif isinstance(exc, selling.InsertIntoMeterFirst | selling.CardBehind):
+            self._show_state(BLOCKED)
+        else:
+            self._show_state(READY if self._card_present() else WAITING)
+
+    # ------------------------------------------------------------------ rewrite
+
+    def rewrite_card(self) -> None:
+        a = self.assessment
+        principal = self._principal()
+        if self.state != BLOCKED or a is None or a.situation != "behind" or principal is None:
+            return
+        self._show_state(WRITING)
+        db, clock, settings = self.ctx.db, self.ctx.clock, self._settings()
+        customer_no = a.customer.customer_no
+
+        def work() -> selling.SaleOutcome:
+            return selling.rewrite(
+                db,
+                self.shell.terminal(),
+                actor=principal,
+                clock=clock,
+                settings=settings,
+                expect_customer=customer_no,
+            )
+
+        def done(outcome: selling.SaleOutcome) -> None:
+            self._say(
+                _(
+                    "Purchase {count} was written onto the card again (no new money).",
+                    count=outcome.sale.purchase_count,
+                )
+            )
+            self.situation.setText("")
+            self._show_state(DONE if self._card_present() else WAITING)
+
+        def failed(exc: BaseException) -> None:
+            if isinstance(exc, CardError):
+                self._reset_card()
+            self._say(error_text(exc), error=True)
+            self._show_state(FAILED if self._card_present() else WAITING)
+
+        self.shell.ops.card(work, done, failed)
+
+    # ------------------------------------------------------------------ offline override
+
+    def _ask_override(self) -> None:
+        self.override_box.show()
+        self.supervisor_password.clear()
+        self.supervisor_id.setFocus()
+
+    def approve_override(self) -> None:
+        principal = self._principal()
+        if principal is None or self.state not in (READY, REMOTE):
+            return
+        sup_id = self.supervisor_id.text().strip()
+        password = self.supervisor_password.text()
+        self.supervisor_password.clear()
+        db, clock = self.ctx.db, self.ctx.clock
+        problem = self.offline_detail
+
+        def work() -> str:
+            supervisor = auth.login(
+                db, sup_id, password, counter_id=principal.counter_id, clock=clock
+            )
+            view = approvals.approve_on_spot(
+                db,
+                action=Action.OVERRIDE_OFFLINE_LIMIT,
+                target=principal.counter_id,
+                payload={"problem": problem},
+                operator_id=principal.operator_id,
+                counter_id=principal.counter_id,
+                approver_id=supervisor.operator_id,
+                approver_role=supervisor.role,
+                clock=clock,
+            )
+            return view.id
+
+        def done(request_id: str) -> None:
+            self.override_request = request_id
+            self.override_box.hide()
+            self._say(_("Offline limit overridden by {approver}.", approver=sup_id))
+            self.confirm()
+
+        def failed(exc: BaseException) -> None:
+            self._say(error_text(exc), error=True)
+            self.supervisor_id.setFocus()
+
+        self.shell.ops.run(work, done, failed)
+
+    # ------------------------------------------------------------------ remote customers
+
+    def _focus_search(self) -> None:
+        if self.search.isEnabled():
+            self.search.setFocus()
+            self.search.selectAll()
+
+    def find_remote(self) -> None:
+        text = self.search.text().strip()
+        if not text or self.state in (READING, WRITING):
+            return
+        db = self.ctx.db
+
+        def done(found: list[CustomerView]) -> None:
+            exact = [c for c in found if text in (c.customer_no, c.meter_no)]
+            matches = exact or found
+            if not matches:
+                self._say(_("No customer matches {text}.", text=text), error=True)
+                return
+            c = matches[0]
+            if c.meter_kind != MeterKind.REMOTE.value:
+                self._say(
+                    _(
+                        "Customer {customer_no} has a card meter: insert the card to sell.",
+                        customer_no=c.customer_no,
+                    ),
+                    error=True,
+                )
+                return
+            self._clear_customer()
+            self.remote_customer = c
+            self._show_customer(c)
+            self.situation.setText(
+                _("Remote fee-control meter: the central system issues the payment to it.")
+            )
+            self._situation_style(error=False)
+            self._say("")
+            self.receipt_label.clear()
+            self._show_state(REMOTE)
+
+        self.shell.ops.run(
+            lambda: find_customers(db, text, limit=20),
+            done,
+            lambda exc: self._say(error_text(exc), error=True),
+        )
+
+    def _pay_remote(self) -> None:
+        c = self.remote_customer
+        principal = self._principal()
+        if c is None:
+            return
+        if principal is None:
+            self._say(_("Sign in to sell."), error=True)
+            return
+        amounts = self._amounts()
+        if amounts is None:
+            return
+        amount, cash = amounts
+        self._show_state(WRITING)
+        self.prompt.setText(_("Recording the payment…"))
+        db, clock, settings = self.ctx.db, self.ctx.clock, self._settings()
+        override = self.override_request
+
+        def work() -> Any:
+            return selling.remote_payment(
+                db,
+                actor=principal,
+                customer_no=c.customer_no,
+                amount=amount,
+                clock=clock,
+                settings=settings,
+                cash_received=cash,
+                override_request=override,
+            )
+
+        def done(sale: Any) -> None:
+            self.outcome = sale
+            self.override_request = None
+            parts = [
+                _(
+                    "Customer {customer_no}, remote payment: {amount} yuan paid, {credit} yuan "
+                    "credit.",
+                    customer_no=sale.customer_no,
+                    amount=format_yuan(sale.amount_fen),
+                    credit=format_yuan(sale.credit_fen),
+                ),
+                _("The central system will issue it to the meter."),
+            ]
+            if cash is not None:
+                parts.append(_("Change: {change} yuan.", change=format_yuan(cash - amount)))
+            if self._training():
+                parts.append(_("Training sale: not real, never sent."))
+            self._say(" ".join(parts))
+            self._show_state(REMOTE_DONE)
+            self._print_receipt(sale.sale_id)
+
+        def failed(exc: BaseException) -> None:
+            self._say(error_text(exc), error=True)
+            self._show_state(REMOTE)
+            if isinstance(exc, selling.OfflineLimitReached):
+                self.offline_detail = str(exc.params.get("detail", ""))
+                self._ask_override()
+
+        self.shell.ops.run(work, done, failed)
+
+    # ------------------------------------------------------------------ cancel
+
+    def cancel(self) -> None:
+        if self.override_box.isVisible():
+            self.override_box.hide()
+            self.amount.setFocus()
+        elif self.state in (REMOTE, REMOTE_DONE):
+            self._clear_customer()
+            self.search.clear()
+            self._say("")
+            self._show_state(WAITING)
+            if self._card_present():
+                self.read_card()
+        elif self.state == READY:
+            self.amount.clear()
+            self.cash.clear()
+            self._say("")
+
+    # ------------------------------------------------------------------ the receipt
+
+    def _print_receipt(self, sale_id: str) -> None:
+        ctx = self.ctx
+        settings = self._settings()
+        self.receipt_label.setText(_("Printing the receipt…"))
+
+        def work() -> str | None:
+            data = receipts.original_receipt(
+                ctx.db, sale_id, settings=settings, key=ctx.receipt_key()
+            )
+            printer = ctx.printer_factory() if ctx.printer_factory is not None else None
+            if printer is None:
+                return None
+            printer.print_receipt(data, language=str(settings.get(RECEIPT_LANGUAGE.key)))
+            return str(printer.name)
+
+        def done(name: str | None) -> None:
+            if name is None:
+                self.receipt_label.setText(
+                    _("No receipt printer is configured; reprint the receipt from the sales list.")
+                )
+            else:
+                self.receipt_label.setText(_("Receipt printed on {printer}.", printer=name))
+            self.receipt_label.setStyleSheet("")
+
+        def failed(exc: BaseException) -> None:
+            self.receipt_label.setText(
+                error_text(exc)
+                + " "
+                + _("The sale stands; reprint the receipt from the sales list once it is fixed.")
+            )
+            self.receipt_label.setStyleSheet("color: #b00020; font-weight: bold;")
+            setter = getattr(self.shell, "set_printer_status", None)
+            if callable(setter):
+                setter(_("Printer: fault"))
+
+        self.shell.ops.run(work, done, failed)
+
+
+_SALE_STATES = {
+    "pending": N_("pending"),
+    "completed": N_("completed"),
+    "failed": N_("failed"),
+    "in_doubt": N_("in doubt"),
+    "reversed": N_("reversed"),
+}

@@ -1,0 +1,299 @@
+"""Central link (F6): the sync status (online, pending records and their amount, the oldest's
+age, last success and error, refused records, sales under review), the records still waiting
+for the central system, and "sync now".
+
+Everything is read from this counter's database (app/services/sync_status.py) off the GUI thread;
+"sync now" wakes the background sync worker (``shell.sync_worker``), which exists only when the
+counter is registered with the central system.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtWidgets import (
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.context import AppContext
+from app.errors import CardVendError
+from app.i18n import N_, _, translate
+from app.money import format_yuan
+from app.services.reports import zone
+from app.services.sync_status import PendingRecord, SyncStatus, pending_records, sync_status
+from app.settings import TIME_ZONE
+from ui.bridge import error_text
+from ui.pages.reports import fill_table, make_table
+
+log = logging.getLogger(__name__)
+SHOWN = 200  # pending records listed (the oldest first); the count covers all of them
+REFRESH_MS = 5000
+PENDING_HEADERS = (
+    N_("Waiting since"),
+    N_("Record"),
+    N_("Reference"),
+    N_("Amount"),
+    N_("Attempts"),
+    N_("Last error"),
+)
+KIND_LABELS = {  # outbox kinds (app/services/selling.py, ledger.py)
+    "sale": N_("sale"),
+    "remote": N_("remote payment"),
+    "reversal": N_("reversal"),
+    "card_bound": N_("card issued"),
+    "rewrite": N_("card rewritten"),
+    "replacement": N_("replacement card"),
+}
+
+
+def age_text(seconds: int | None) -> str:
+    if seconds is None:
+        return "—"
+    minutes = seconds // 60
+    if minutes < 60:
+        return _("{minutes} min", minutes=minutes)
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return _("{hours} h {minutes} min", hours=hours, minutes=minutes)
+    return _("{days} days", days=hours // 24)
+
+
+class SyncPage(QWidget):
+    def __init__(self, shell: Any) -> None:
+        super().__init__()
+        self.shell = shell
+        self.status_data: SyncStatus | None = None
+        self.records: list[PendingRecord] = []
+        self._reading = False
+        outer = QVBoxLayout(self)
+        title = QLabel(_("Central link"))
+        font = title.font()
+        font.setPointSize(font.pointSize() + 6)
+        font.setBold(True)
+        title.setFont(font)
+        outer.addWidget(title)
+
+        box = QGroupBox(_("Status"))
+        grid = QGridLayout(box)
+        self.link_value = QLabel("—")
+        self.pending_value = QLabel("—")
+        self.oldest_value = QLabel("—")
+        self.success_value = QLabel("—")
+        self.attempt_value = QLabel("—")
+        self.error_value = QLabel("—")
+        self.refused_value = QLabel("—")
+        self.review_value = QLabel("—")
+        self.error_value.setWordWrap(True)
+        big = self.link_value.font()
+        big.setPointSize(big.pointSize() + 4)
+        big.setBold(True)
+        self.link_value.setFont(big)
+        self.pending_value.setFont(big)
+        rows = (
+            (_("Central system:"), self.link_value),
+            (_("Waiting to be sent:"), self.pending_value),
+            (_("Oldest waiting for:"), self.oldest_value),
+            (_("Last successful sync:"), self.success_value),
+            (_("Last attempt:"), self.attempt_value),
+            (_("Last error:"), self.error_value),
+            (_("Refused by the central system:"), self.refused_value),
+            (_("Sales for a supervisor's review:"), self.review_value),
+        )
+        for r, (label, value) in enumerate(rows):
+            grid.addWidget(QLabel(label), r, 0, Qt.AlignmentFlag.AlignTop)
+            value.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            grid.addWidget(value, r, 1)
+        grid.setColumnStretch(1, 1)
+        outer.addWidget(box)
+
+        self.register_note = QLabel()
+        self.register_note.setWordWrap(True)
+        self.register_note.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.register_note.setStyleSheet(
+            "background: #fff3e0; color: #e65100; padding: 6px; font-weight: bold;"
+        )
+        outer.addWidget(self.register_note)
+        self.training_note = QLabel(
+            _("Training mode: training sales are never sent to the central system.")
+        )
+        self.training_note.setWordWrap(True)
+        self.training_note.setVisible(bool(getattr(shell, "training", False)))
+        outer.addWidget(self.training_note)
+
+        buttons = QHBoxLayout()
+        self.sync_button = QPushButton(_("Sync now (Ctrl+Enter)"))
+        self.sync_button.clicked.connect(self.sync_now)
+        self.refresh_button = QPushButton(_("Refresh"))
+        self.refresh_button.clicked.connect(self.refresh)
+        for b in (self.sync_button, self.refresh_button):
+            b.setAutoDefault(True)
+            buttons.addWidget(b)
+        buttons.addStretch(1)
+        outer.addLayout(buttons)
+
+        self.list_label = QLabel(_("Records waiting for the central system"))
+        outer.addWidget(self.list_label)
+        self.table = make_table([translate(h) for h in PENDING_HEADERS], stretch=-1)
+        outer.addWidget(self.table, 1)
+        self.message = QLabel()
+        self.message.setWordWrap(True)
+        outer.addWidget(self.message)
+
+        for key in ("Ctrl+Return", "Ctrl+Enter"):
+            shortcut = QShortcut(QKeySequence(key), self)
+            shortcut.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+            shortcut.activated.connect(self.sync_now)
+        self.timer = QTimer(self)
+        self.timer.setInterval(REFRESH_MS)
+        self.timer.timeout.connect(self._tick)
+        self.timer.start()
+        self._show_registration()
+
+    # ------------------------------------------------------------------ helpers
+
+    @property
+    def ctx(self) -> AppContext:
+        return self.shell.ctx  # type: ignore[no-any-return]
+
+    @property
+    def registered(self) -> bool:
+        return getattr(self.shell, "sync_worker", None) is not None
+
+    def _show_registration(self) -> None:
+        if self.registered:
+            self.register_note.hide()
+            return
+        self.register_note.setText(
+            _(
+                "This counter is not registered with the central system, so nothing is sent "
+                "and sync now does nothing. An administrator registers it once with: "
+                "cardvend counter register --central URL (the central system's address), "
+                "then restarts CardVend."
+            )
+        )
+        self.register_note.show()
+
+    def _when(self, value: dt.datetime | None) -> str:
+        if value is None:
+            return _("never")
+        try:
+            value = value.astimezone(zone(str(self.ctx.settings.get(TIME_ZONE.key))))
+        except CardVendError:  # an unknown zone: show the time as stored
+            pass
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+
+    # ------------------------------------------------------------------ reading
+
+    def activated(self) -> None:
+        self._show_registration()
+        self.sync_button.setFocus()
+        self.refresh()
+
+    def _tick(self) -> None:
+        if self.isVisible():
+            self.refresh()
+
+    def refresh(self) -> None:
+        if self._reading:
+            return
+        self._reading = True
+        ctx = self.ctx
+
+        def read() -> tuple[SyncStatus, list[PendingRecord]]:
+            return sync_status(ctx.db, ctx.clock), pending_records(ctx.db, SHOWN)
+
+        def failed(exc: BaseException) -> None:
+            self._reading = False
+            self.message.setText(error_text(exc))
+            self.message.setStyleSheet("color: #b00020; font-weight: bold;")
+
+        self.shell.ops.run(read, self._show, failed)
+
+    def _show(self, result: tuple[SyncStatus, list[PendingRecord]]) -> None:
+        self._reading = False
+        status, records = result
+        self.status_data, self.records = status, records
+        if status.online:
+            link, color = _("online"), "#2e7d32"
+        elif status.last_success is None and status.last_attempt is None:
+            link, color = _("not connected yet"), "#616161"
+        else:
+            link, color = _("OFFLINE"), "#b00020"
+        self.link_value.setText(link)
+        self.link_value.setStyleSheet(f"color: {color};")
+        self.pending_value.setText(
+            _(
+                "{count} records, {amount} yuan",
+                count=status.pending,
+                amount=format_yuan(status.pending_amount),
+            )
+        )
+        self.oldest_value.setText(age_text(status.oldest_pending_age_s))
+        self.success_value.setText(self._when(status.last_success))
+        self.attempt_value.setText(self._when(status.last_attempt))
+        self.error_value.setText(status.last_error or _("none"))
+        self.refused_value.setText(
+            _("{count} — call support: the central system refused them", count=status.refused)
+            if status.refused
+            else "0"
+        )
+        self.refused_value.setStyleSheet("color: #b00020;" if status.refused else "")
+        self.review_value.setText(str(status.review))
+        fill_table(
+            self.table,
+            [
+                [
+                    self._when(r.created_at),
+                    translate(KIND_LABELS[r.kind]) if r.kind in KIND_LABELS else r.kind,
+                    r.ref_id,
+                    format_yuan(r.amount_fen),
+                    str(r.attempts),
+                    r.last_error,
+                ]
+                for r in records
+            ],
+            numeric=(3, 4),
+        )
+        if status.pending > len(records):
+            self.list_label.setText(
+                _(
+                    "Records waiting for the central system: the oldest {shown} of {count}",
+                    shown=len(records),
+                    count=status.pending,
+                )
+            )
+        else:
+            self.list_label.setText(_("Records waiting for the central system"))
+        self.message.setStyleSheet("")
+
+    # ------------------------------------------------------------------ sync now
+
+    def sync_now(self) -> None:
+        worker = getattr(self.shell, "sync_worker", None)
+        if worker is None:
+            self._show_registration()
+            text = _(
+                "Not sent: this counter is not registered with the central system. An "
+                "administrator runs: cardvend counter register --central URL"
+            )
+            self.message.setText(text)
+            self.message.setStyleSheet("color: #b00020; font-weight: bold;")
+            self.shell.notify(text, error=True)
+            return
+        worker.sync_now()  # wakes the worker's thread; it returns at once
+        text = _("Syncing with the central system… the status below updates when it is done.")
+        self.message.setText(text)
+        self.message.setStyleSheet("")
+        self.shell.notify(text)
+        for ms in (1000, 3000, 8000):
+            QTimer.singleShot(ms, self, self.refresh)
