@@ -43,7 +43,7 @@ from app.domain.permissions import Action
 from app.errors import CardVendError, ValidationError
 from app.fileio import write_atomically
 from app.i18n import N_, _, translate
-from app.money import format_yuan, parse_yuan
+from app.money import check_cash_received, format_yuan, parse_yuan
 from app.ports import CardTerminal
 from app.services import approvals, ledger, receipts, selling, shifts
 from app.services.auth import Principal
@@ -86,15 +86,9 @@ def _amount(text: str | None, *, allow_zero: bool = False) -> int | None:
 
 def _cash(args: argparse.Namespace, amount: int | None) -> int | None:
     cash = _amount(getattr(args, "cash", None))
-    if cash is not None:
-        if amount is None:
-            raise ValidationError(N_("--cash needs --amount"))
-        if cash < amount:
-            raise ValidationError(
-                N_("The cash received, {cash} yuan, is less than the amount of {amount} yuan."),
-                cash=_yuan(cash),
-                amount=_yuan(amount),
-            )
+    if cash is not None and amount is None:
+        raise ValidationError(N_("--cash needs --amount"))
+    check_cash_received(amount, cash)
     return cash
 
 

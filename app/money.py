@@ -58,3 +58,19 @@ def format_yuan(fen: int, *, symbol: bool = False) -> str:
     whole, part = divmod(abs(fen), 100)
     text = f"{sign}{whole}.{part:02d}"
     return f"¥{text}" if symbol else text
+
+
+def check_cash_received(amount: int | None, cash: int | None) -> None:
+    """Cash handed over must cover the amount (checked before any card is touched)."""
+    from app.errors import ValidationError
+
+    if cash is None:
+        return
+    if amount is None:
+        raise ValidationError(N_("Type the amount before the cash received."))
+    if cash < amount:
+        raise ValidationError(
+            N_("The cash received, {cash} yuan, is less than the amount of {amount} yuan."),
+            cash=format_yuan(cash),
+            amount=format_yuan(amount),
+        )

@@ -48,7 +48,7 @@ from app.domain.ledger import SaleKind, SaleState
 from app.domain.permissions import Action
 from app.errors import CardVendError, ValidationError
 from app.i18n import N_, _, translate
-from app.money import format_yuan, parse_yuan
+from app.money import check_cash_received, format_yuan, parse_yuan
 from app.ports import CardTerminal
 from app.services import approvals, auth, ledger, receipts, selling
 from app.services.approvals import ApprovalView
@@ -811,15 +811,9 @@ class OpenAccountDialog(OperationDialog):
         actor = self.actor()
         amount = _optional_yuan(self.amount)
         cash = _optional_yuan(self.cash)
-        if cash is not None:
-            if amount is None:
-                raise ValidationError(N_("Type the first purchase before the cash received."))
-            if cash < amount:
-                raise ValidationError(
-                    N_("The cash received, {cash} yuan, is less than the amount of {amount} yuan."),
-                    cash=format_yuan(cash),
-                    amount=format_yuan(amount),
-                )
+        if cash is not None and amount is None:
+            raise ValidationError(N_("Type the first purchase before the cash received."))
+        check_cash_received(amount, cash)
         ctx, customer_no = self.shell.ctx, self.customer_no
         if self.opened:  # the purchase stopped at an offline limit: retried as a plain sale
             if amount is not None:

@@ -47,7 +47,7 @@ from app.domain.customers import MeterKind
 from app.domain.permissions import Action
 from app.errors import CardVendError
 from app.i18n import N_, _, translate
-from app.money import format_yuan, parse_yuan
+from app.money import check_cash_received, format_yuan, parse_yuan
 from app.services import approvals, auth, receipts, selling
 from app.services.customers import CustomerView, find_customers
 from app.settings import RECEIPT_LANGUAGE, TRAINING_MODE
@@ -573,15 +573,10 @@ class SalePage(QWidget):
         except CardVendError as exc:
             self._say(error_text(exc), error=True)
             return None
-        if cash is not None and cash < amount:
-            self._say(
-                _(
-                    "The cash received, {cash} yuan, is less than the amount of {amount} yuan.",
-                    cash=format_yuan(cash),
-                    amount=format_yuan(amount),
-                ),
-                error=True,
-            )
+        try:
+            check_cash_received(amount, cash)
+        except CardVendError as exc:
+            self._say(error_text(exc), error=True)
             return None
         limits = self.assessment.limits if self.assessment is not None else None
         if self.state == READY and limits is not None:
