@@ -43,6 +43,7 @@ PULL_TARGET_S_PER_MILLION = 90.0
 PULL_TARGET_RSS_MB = 300.0
 PUSH_TARGET_S = 10.0
 PUSH_TARGET_SPEEDUP = 10.0
+CENTRAL_SCHEMA = 2  # bump when sync/central/models.py changes: the cached archive is rebuilt
 
 
 def _free_port() -> int:
@@ -53,7 +54,7 @@ def _free_port() -> int:
 
 def central_db(data_dir: Path, customers: int) -> Path:
     """The central database with ``customers`` synthetic customers (built once)."""
-    path = data_dir / f"central-{customers}.db"
+    path = data_dir / f"central-v{CENTRAL_SCHEMA}-{customers}.db"
     marker = path.with_suffix(".done")
     if path.exists() and marker.exists():
         return path
