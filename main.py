@@ -117,6 +117,20 @@ class _LazyReportRenderer:
         return str(render(report))  # type: ignore[operator]
 
 
+def register_here(ctx: AppContext, url: str, enrolment_key: str | None) -> str:
+    """Register this counter with the central system (the administration page's button)."""
+    from app.i18n import _
+    from sync.service import register_counter
+
+    answer = register_counter(ctx, url, enrolment_key)
+    return _(
+        "counter {counter} of office {office} registered with {url}",
+        counter=answer.counter_id,
+        office=answer.office_code,
+        url=url,
+    )
+
+
 def wire_printing(ctx: AppContext) -> None:
     def opener(port: str, baudrate: int) -> ByteLink:
         from cardio.serial_link import open_serial
@@ -187,6 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from sync.service import background_worker
 
         ctx.sync_factory = lambda: background_worker(ctx)
+        ctx.registrar = lambda url, key: register_here(ctx, url, key)
         wire_printing(ctx)
         if args.command is None:
             from ui.app import run_gui

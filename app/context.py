@@ -18,6 +18,7 @@ from app.ports import (
     CardReaderPort,
     CardTerminal,
     CardTray,
+    CounterRegistrar,
     Printer,
     ReceiptRenderer,
     ReportRenderer,
@@ -43,6 +44,7 @@ class AppContext:
     clock: Clock = field(default_factory=SystemClock)
     terminal_factory: TerminalFactory | None = None
     sync_factory: SyncFactory | None = None
+    registrar: CounterRegistrar | None = None  # registers with the central system (sync/)
     receipt_renderer: ReceiptRenderer | None = None  # set by main.py (printing/)
     report_renderer: ReportRenderer | None = None  # set by main.py (printing/)
     printer_factory: Callable[[], Printer | None] | None = None  # the configured printer

@@ -186,3 +186,8 @@ class ReportRenderer(Protocol):
     def report_pdf(self, report: object, *, language: str) -> bytes: ...
 
     def report_csv(self, report: object) -> str: ...
+
+
+# (central URL, enrolment key or None) -> what to tell the person (counter and office
+# registered); raises a typed error saying what went wrong. sync/ implements it.
+CounterRegistrar = Callable[[str, str | None], str]

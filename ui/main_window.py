@@ -77,6 +77,7 @@ class Shell(Protocol):
     card_events: CardEvents
     principal: Principal | None
     training: bool
+    sync_worker: BackgroundSync | None
 
     def notify(self, text: str, *, error: bool = False) -> None: ...
 

@@ -293,6 +293,14 @@ class AdminPage(QWidget):
                     )
                 )
             if title == N_("Central system"):
+                self.enrolment_key = QLineEdit()
+                self.enrolment_key.setEchoMode(QLineEdit.EchoMode.Password)
+                self.enrolment_key.setPlaceholderText(_("from the central system's administrator"))
+                form.addRow(QLabel(_("Enrolment key")), self.enrolment_key)
+                self.register_button = QPushButton(_("Register this counter"))
+                self.register_button.setAutoDefault(False)
+                self.register_button.clicked.connect(self.register_counter)
+                form.addRow(self.register_button)
                 self.register_note = self._note("")
                 form.addRow(self.register_note)
             column.addWidget(box)
@@ -340,14 +348,49 @@ class AdminPage(QWidget):
         return edit
 
     def _show_register_note(self, url: str) -> None:
+        self.register_note.setStyleSheet("")
         self.register_note.setText(
             _(
-                "Registering this counter with the central system gives it its token; it is "
-                "done once, by an administrator at this computer's command line: "
-                "cardvend counter register --central {url} --enrolment-key KEY",
+                "Registering gives this counter its token (kept in the data folder, not in the "
+                "settings); it is done once per counter, here or with "
+                "'cardvend counter register --central {url} --enrolment-key KEY'.",
                 url=url.strip() or "https://…",
             )
         )
+
+    def register_counter(self) -> None:
+        """Register with the central system at the address typed above, off the GUI thread;
+        then the background sync starts."""
+        shell = self.shell
+        registrar = shell.ctx.registrar
+        central = self.fields[CENTRAL_URL.key]
+        assert isinstance(central, QLineEdit)
+        url = central.text().strip()
+        if registrar is None or not url:
+            self.register_note.setText(_("Type the address of the central system first."))
+            self.register_note.setStyleSheet(ERROR_STYLE)
+            return
+        key = self.enrolment_key.text() or None
+        self.register_button.setEnabled(False)
+
+        def done(message: str) -> None:
+            self.register_button.setEnabled(True)
+            self.enrolment_key.clear()
+            self.register_note.setStyleSheet("")
+            self.register_note.setText(message)
+            shell.notify(message)
+            if getattr(shell, "sync_worker", None) is None and shell.ctx.sync_factory is not None:
+                worker = shell.ctx.sync_factory()
+                if worker is not None:
+                    shell.sync_worker = worker.start()
+            shell.refresh_status()
+
+        def failed(exc: BaseException) -> None:
+            self.register_button.setEnabled(True)
+            self.register_note.setText(error_text(exc))
+            self.register_note.setStyleSheet(ERROR_STYLE)
+
+        shell.ops.run(lambda: registrar(url, key), done, failed)
 
     def load_settings(self) -> None:
         """Show the settings as they are now (in memory: no I/O)."""

@@ -1,0 +1,55 @@
+"""An administrator registers the counter with the central system from the administration
+page: a real reference central server with an enrolment key, the token kept out of the
+settings, and the background sync started at once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.context import AppContext
+from app.paths import resolve_paths
+from app.services import auth
+from app.settings import CENTRAL_URL, Settings
+from sync.central.server import CentralServer
+
+pytestmark = pytest.mark.gui
+
+
+def test_admin_registers_the_counter(qtbot: Any, tmp_path: Path) -> None:
+    import main
+    from sync.service import background_worker, token_path
+    from ui.app import prepare
+    from ui.main_window import MainWindow
+
+    paths = resolve_paths(tmp_path / "home").ensure()
+    ctx = AppContext(paths=paths, settings=Settings.load(paths.settings_file))
+    prepare(ctx)
+    ctx.registrar = lambda url, key: main.register_here(ctx, url, key)
+    ctx.sync_factory = lambda: background_worker(ctx)
+    admin = auth.login(ctx.db, "a01", "demo-a01", counter_id=ctx.counter_id, clock=ctx.clock)
+    server = CentralServer(f"sqlite:///{tmp_path / 'central.db'}", enrolment_key="office-key")
+    server.start()
+    window = MainWindow(ctx, principal=admin)
+    qtbot.addWidget(window)
+    try:
+        window.show_page("admin")
+        page = window.pages["admin"]
+        page.fields[CENTRAL_URL.key].setText(server.url)
+        page.enrolment_key.setText("wrong")
+        page.register_button.click()
+        qtbot.waitUntil(lambda: page.register_button.isEnabled(), timeout=20_000)
+        assert "refused" in page.register_note.text() and not token_path(ctx).exists()
+        page.enrolment_key.setText("office-key")
+        page.register_button.click()
+        qtbot.waitUntil(lambda: "registered" in page.register_note.text(), timeout=20_000)
+        token = token_path(ctx).read_text().strip()
+        assert len(token) >= 32 and token not in paths.settings_file.read_text()
+        assert Settings.load(paths.settings_file).get(CENTRAL_URL.key) == server.url
+        assert window.sync_worker is not None  # the background sync runs from now on
+    finally:
+        if window.sync_worker is not None:
+            window.sync_worker.stop()
+        server.stop()
