@@ -97,13 +97,14 @@ def _check_override(args: argparse.Namespace) -> None:
         raise ValidationError(N_("--override needs --approver ID"))
 
 
-def _approver(ctx: AppContext, args: argparse.Namespace) -> Principal:
+def approver_login(ctx: AppContext, args: argparse.Namespace) -> Principal:
+    """Sign in ``--approver`` (password from CARDVEND_APPROVER_PASSWORD or a prompt)."""
     if not args.approver:
         raise ValidationError(N_("this command needs --approver ID"))
     return cli_login(ctx, args.approver, env=APPROVER_ENV)
 
 
-def _on_spot(
+def approve_here(
     ctx: AppContext,
     actor: Principal,
     approver: Principal,
@@ -113,6 +114,7 @@ def _on_spot(
     payload: dict[str, Any] | None = None,
     distinct_from: tuple[str, ...] = (),
 ) -> str:
+    """The approver signs ``action`` on ``target`` for ``actor`` here and now; the request id."""
     view = approvals.approve_on_spot(
         open_db(ctx),
         action=action,
@@ -142,8 +144,8 @@ def _with_override(
     except selling.OfflineLimitReached as exc:
         if not args.override:
             raise
-        approver = _approver(ctx, args)
-        request_id = _on_spot(
+        approver = approver_login(ctx, args)
+        request_id = approve_here(
             ctx,
             actor,
             approver,
@@ -450,9 +452,9 @@ def cmd_rewrite(ctx: AppContext, args: argparse.Namespace) -> int:
 
 def cmd_replace_card(ctx: AppContext, args: argparse.Namespace) -> int:
     actor = cli_login(ctx, args.operator)
-    approver = _approver(ctx, args)
+    approver = approver_login(ctx, args)
     db = open_db(ctx)
-    request_id = _on_spot(
+    request_id = approve_here(
         ctx,
         actor,
         approver,
@@ -497,8 +499,8 @@ def cmd_reverse(ctx: AppContext, args: argparse.Namespace) -> int:
     actor = cli_login(ctx, args.operator)
     db = open_db(ctx)
     seller = ledger.get_sale(db, args.sale_id).operator_id
-    approver = _approver(ctx, args)
-    request_id = _on_spot(
+    approver = approver_login(ctx, args)
+    request_id = approve_here(
         ctx,
         actor,
         approver,

@@ -15,17 +15,16 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from app.cli import cli_login, emit_json, open_db
+from app.cli_sales import approve_here, approver_login
 from app.context import AppContext
 from app.domain.permissions import Action
 from app.domain.receipt import ReceiptData
 from app.errors import ValidationError
 from app.fileio import write_atomically
 from app.i18n import N_, _
-from app.services import approvals, receipts
+from app.services import receipts
 from app.services import reports as report_service
 from app.settings import RECEIPT_LANGUAGE, RECEIPT_SIZE, TIME_ZONE
-
-APPROVER_ENV = "CARDVEND_APPROVER_PASSWORD"
 
 
 def _language(ctx: AppContext, args: argparse.Namespace) -> str:
@@ -37,19 +36,10 @@ def _reprint(ctx: AppContext, args: argparse.Namespace) -> ReceiptData:
     db = open_db(ctx)
     request_id = None
     if args.approver:
-        approver = cli_login(ctx, args.approver, env=APPROVER_ENV)
-        request_id = approvals.approve_on_spot(
-            db,
-            action=Action.REPRINT.value,
-            target=args.sale_id,
-            payload={},
-            operator_id=actor.operator_id,
-            counter_id=actor.counter_id,
-            approver_id=approver.operator_id,
-            approver_role=approver.role.value,
-            clock=ctx.clock,
-            distinct_from=[actor.operator_id],
-        ).id
+        approver = approver_login(ctx, args)
+        request_id = approve_here(
+            ctx, actor, approver, Action.REPRINT, args.sale_id, distinct_from=(actor.operator_id,)
+        )
     return receipts.reprint(
         db,
         actor=actor,

@@ -213,15 +213,16 @@ class PushReport:
 
 
 def freeze(db: Database, clock: Clock, office_code: str, limit: int) -> tuple[int, int]:
-    """Build and store the body of every sendable unsent row; (ready rows, waiting rows)."""
+    """Build and store the body of every sendable unsent row not frozen yet; (rows frozen now,
+    rows still waiting for their fact to settle). Nothing to freeze takes no write lock."""
+    unfrozen = OutboxEntry.sent_at.is_(None), OutboxEntry.body.is_(None)
+    with db.read() as session:
+        if session.scalar(select(OutboxEntry.id).where(*unfrozen).limit(1)) is None:
+            return 0, 0
     with db.write() as session:
-        rows = session.scalars(
-            select(OutboxEntry)
-            .where(OutboxEntry.sent_at.is_(None))
-            .order_by(OutboxEntry.id)
-            .limit(limit)
+        todo = session.scalars(
+            select(OutboxEntry).where(*unfrozen).order_by(OutboxEntry.id).limit(limit)
         ).all()
-        todo = [r for r in rows if r.body is None]
         facts = _SaleFacts(session, [r.ref_id for r in todo if r.kind in ("sale", "remote")])
         bodies = []
         for row in todo:
@@ -234,9 +235,7 @@ def freeze(db: Database, clock: Clock, office_code: str, limit: int) -> tuple[in
                 update(table).where(table.c.id == bindparam("b_id")).values(body=bindparam("body")),
                 bodies,
             )
-        waiting = len(todo) - len(bodies)
-        ready = len(rows) - waiting
-    return ready, waiting
+    return len(bodies), len(todo) - len(bodies)
 
 
 def _ready(db: Database, limit: int) -> list[tuple[int, str, str, dict[str, Any]]]:
