@@ -9,6 +9,9 @@ Run from the repository root::
 
     .venv/bin/python -m tests.i18n_catalog            # report; exit status 1 if out of step
     .venv/bin/python -m tests.i18n_catalog --update   # rewrite both .po files
+    .venv/bin/python -m tests.i18n_catalog --update --zh FILE.json   # ... with new translations
+    .venv/bin/python -m tests.i18n_catalog --update --from-po OTHER.po  # ... taking those of a
+                                                      # catalog from another branch (merges)
 
 ``--update`` keeps every existing translation, adds new message ids (empty ``msgstr`` in zh_CN,
 to be translated; ``msgstr`` = ``msgid`` in en), drops message ids the code no longer uses and
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import json
 import re
 import string
 import sys
@@ -368,8 +372,12 @@ class Status:
     untranslated: list[str]
 
 
-def merged(language: str, found: Mapping[str, Sequence[Location]]) -> tuple[dict[str, str], Status]:
-    old = read_catalog(language)
+def merged(
+    language: str,
+    found: Mapping[str, Sequence[Location]],
+    extra: Mapping[str, str] | None = None,
+) -> tuple[dict[str, str], Status]:
+    old = {**(extra or {}), **read_catalog(language)}
     present = catalog_msgids(language)
     new: dict[str, str] = {}
     for msgid in found:
@@ -385,12 +393,15 @@ def merged(language: str, found: Mapping[str, Sequence[Location]]) -> tuple[dict
 
 
 def update(
-    found: Mapping[str, Sequence[Location]], languages: Sequence[str] = LANGUAGES
+    found: Mapping[str, Sequence[Location]],
+    languages: Sequence[str] = LANGUAGES,
+    extra_zh: Mapping[str, str] | None = None,
 ) -> list[Status]:
-    """Rewrite the catalog of every language; returns what changed."""
+    """Rewrite the catalog of every language; returns what changed.  ``extra_zh`` gives
+    Chinese translations for message ids the zh_CN catalog does not translate yet."""
     report = []
     for language in languages:
-        messages, status = merged(language, found)
+        messages, status = merged(language, found, extra_zh if language == "zh_CN" else None)
         text = render_po(language, messages, found)
         path = po_path(language)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -407,13 +418,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Check (or with --update, rewrite) the CardVend translation catalogs.",
     )
     parser.add_argument("--update", action="store_true", help="rewrite the .po files")
+    parser.add_argument(
+        "--zh", type=Path, action="append", default=[], help="JSON {msgid: Chinese} to add"
+    )
+    parser.add_argument(
+        "--from-po",
+        type=Path,
+        action="append",
+        default=[],
+        help="a zh_CN .po file (another branch's) whose translations fill the gaps",
+    )
     args = parser.parse_args(argv)
+    extra: dict[str, str] = {}
+    for path in args.from_po:
+        extra.update(parse_po(path.read_text(encoding="utf-8")))
+    for path in args.zh:
+        extra.update(json.loads(path.read_text(encoding="utf-8")))
 
     found, problems = scan()
     for problem in problems:
         print(f"warning: {problem}", file=sys.stderr)
     if args.update:
-        statuses = update(found)
+        statuses = update(found, extra_zh=extra)
     else:
         statuses = [merged(language, found)[1] for language in LANGUAGES]
     print(f"{len(found)} messages")
