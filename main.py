@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import logging
 import logging.handlers
 import os
@@ -61,15 +63,37 @@ def build_parser(*, commands: bool = True) -> argparse.ArgumentParser:
     return parser
 
 
+class PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
+    """The rotating log, created 0600 (it names customers and operators); the rotated files are
+    the same file renamed, so they keep that mode."""
+
+    def _open(self) -> io.TextIOWrapper:
+        from app.fileio import open_private_append
+
+        f = open_private_append(self.baseFilename, encoding=self.encoding or "utf-8",
+                                errors=self.errors)  # fmt: skip
+        assert isinstance(f, io.TextIOWrapper)
+        return f
+
+
+def private_process() -> None:
+    """Everything this process creates is for its user only (0600 files, 0700 folders), even
+    where a library creates the file; our own writes also set their modes explicitly."""
+    if os.name == "posix":
+        os.umask(0o077)
+
+
 def configure_logging(log_dir: os.PathLike[str] | str, level: str, verbose: bool) -> None:
     from pathlib import Path
+
+    from app.fileio import private_dir
 
     root = logging.getLogger()
     root.setLevel(logging.DEBUG if verbose else getattr(logging, level, logging.INFO))
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        Path(log_dir).mkdir(parents=True, exist_ok=True)
-        handler: logging.Handler = logging.handlers.RotatingFileHandler(
+        private_dir(log_dir, tighten=True)
+        handler: logging.Handler = PrivateRotatingFileHandler(
             Path(log_dir) / "cardvend.log", maxBytes=5_000_000, backupCount=5, encoding="utf-8"
         )
     except OSError:
@@ -175,6 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from app.paths import resolve_paths
     from app.settings import LANGUAGE, LOG_LEVEL, Settings
 
+    private_process()
     argv = list(sys.argv[1:] if argv is None else argv)
     i18n.set_language(i18n.language_from_environment())
     # a language option must be known before the help texts are built
@@ -189,6 +214,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     try:
         paths = resolve_paths(args.home)
+        # the folders exist and are private (0700); one that cannot be made is said where it
+        # is needed (the log falls back to stderr, the database says which file it cannot open)
+        with contextlib.suppress(OSError):
+            paths.ensure()
         settings = Settings.load(paths.settings_file)
         if not args.lang and settings.get(LANGUAGE.key) and "CARDVEND_LANG" not in os.environ:
             i18n.set_language(settings.get(LANGUAGE.key))

@@ -30,6 +30,7 @@ from app.services import customers as customer_service
 from app.services import demo as demo_service
 from app.services import tariffs as tariff_service
 from app.services.auth import Principal
+from app.settings import TIME_ZONE
 
 Handler = Callable[[AppContext, argparse.Namespace], int]
 
@@ -295,11 +296,23 @@ def cmd_operators_list(ctx: AppContext, args: argparse.Namespace) -> int:
     ops = auth.list_operators(open_db(ctx), admin, ctx.clock)
     if args.json:
         emit_json(
-            [{"id": o.id, "name": o.name, "role": o.role, "disabled": o.disabled} for o in ops]
+            [
+                {
+                    "id": o.id,
+                    "name": o.name,
+                    "role": o.role,
+                    "disabled": o.disabled,
+                    "locked_until": o.locked_until.isoformat() if o.locked_until else None,
+                }
+                for o in ops
+            ]
         )
         return 0
+    tz = str(ctx.settings.get(TIME_ZONE.key))
     for o in ops:
-        state = _("disabled") if o.disabled else ""
+        state = " ".join(
+            t for t in (_("disabled") if o.disabled else "", auth.locked_text(o, tz)) if t
+        )
         print(f"{o.id:10} {o.role:11} {o.name}  {state}")
     return 0
 

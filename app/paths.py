@@ -1,7 +1,9 @@
 """Where CardVend keeps its configuration, data and logs.
 
 ``CARDVEND_HOME`` (or ``--home DIR``) puts everything under one folder: ``config/``, ``data/`` and
-``logs/``.  Otherwise the platform's user directories are used (platformdirs).
+``logs/``.  Otherwise the platform's user directories are used (platformdirs).  The three folders
+are private (0700 on POSIX): :meth:`Paths.ensure` creates them so and takes group and other access
+away from ones an older version left open.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import platformdirs
+
+from app.fileio import private_dir
 
 APP = "cardvend"
 
@@ -30,8 +34,9 @@ class Paths:
         return self.data_dir / "cardvend.db"
 
     def ensure(self) -> Paths:
+        """Create the folders (0700), and make existing ones of ours 0700 too."""
         for d in (self.config_dir, self.data_dir, self.log_dir):
-            d.mkdir(parents=True, exist_ok=True)
+            private_dir(d, tighten=True)
         return self
 
 

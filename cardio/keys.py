@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from app.domain.card import CardAuthError, CardCommandError, CardError
 from app.errors import CardVendError
-from app.fileio import write_atomically
+from app.fileio import private_dir, write_atomically
 from app.i18n import N_
 from app.ports import ApduChannel, KeyRole
 from cardio import crypto
@@ -453,7 +453,7 @@ def create_keystore(
     document = dict(header, ciphertext=_b64(ciphertext))
     text = json.dumps(document, indent=2, sort_keys=True) + "\n"
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(target.parent)
         _write_atomically(target, text.encode("utf-8"))
     except OSError as exc:
         raise KeystoreError(_UNWRITABLE, path=str(target)) from exc

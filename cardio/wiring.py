@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from app.context import AppContext
+from app.fileio import private_dir
 from app.ports import ApduChannel, CardTerminal, KeyProvider
 from app.settings import CARD_READER, KEY_PROVIDER, KEYSTORE_FILE, PSAM_READER, UTILITY_CODE
 from cardio.keys import (
@@ -38,7 +39,7 @@ def ensure_demo_keystore(ctx: AppContext) -> bool:
     path = keystore_path(ctx)
     if path.exists():
         return False
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     create_keystore(path, os.environ.get(PASSPHRASE_ENV) or DEMO_PASSPHRASE)
     log.info("created the demo keystore at %s", path)
     return True

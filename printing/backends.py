@@ -34,7 +34,7 @@ from typing import Any
 
 from app.domain.receipt import ReceiptData
 from app.errors import CardVendError, PrinterError
-from app.fileio import write_atomically
+from app.fileio import private_dir, write_atomically
 from app.i18n import N_
 from app.ports import ByteLink, Printer, ReceiptRenderer, SerialOpener
 from app.settings import (
@@ -142,8 +142,8 @@ class PdfFolderPrinter:
             raise _render_failed(self.name) from exc
         path = self.path_for(receipt)
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            write_atomically(path, pdf)
+            private_dir(self.folder)  # created 0700; a folder the user chose keeps its mode
+            write_atomically(path, pdf)  # 0600
         except OSError as exc:
             log.warning("cannot write the receipt %s: %s", path, exc)
             raise PrinterError(

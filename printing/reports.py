@@ -11,12 +11,12 @@ CSV: UTF-8 with a byte order mark (Excel then shows Chinese), like the audit exp
 a series of sections: a row ``[name]``, a header row of stable English column names, the rows,
 and an empty row.  Money appears twice: ``<field>_yuan`` as exact decimal text
 (:func:`app.money.format_yuan`) and ``<field>_fen`` as the integer.  Times are local, ISO 8601
-with their offset.
+with their offset.  Cells that a spreadsheet would run as a formula are escaped with a
+leading ``'`` (:mod:`app.csvsafe`; plain numbers such as a variance of ``-5.00`` stay numbers).
 """
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import io
 from collections.abc import Iterable, Sequence
@@ -39,6 +39,7 @@ from reportlab.platypus import (
     TableStyle,
 )
 
+from app import csvsafe
 from app.i18n import N_, translate
 from app.money import format_yuan
 from app.services.reports import (
@@ -790,7 +791,7 @@ class _Sections:
     def __init__(self) -> None:
         self.out = io.StringIO()
         self.out.write("\ufeff")  # the BOM: Excel reads the file as UTF-8
-        self.writer = csv.writer(self.out, lineterminator="\r\n")
+        self.writer = csvsafe.writer(self.out, lineterminator="\r\n")
 
     def section(self, name: str, rows: Iterable[dict[str, str]], header: Sequence[str]) -> None:
         self.writer.writerow([f"[{name}]"])

@@ -24,7 +24,7 @@ from sqlalchemy import select
 from app.clock import Clock, aware
 from app.context import AppContext
 from app.errors import CardVendError
-from app.fileio import write_atomically
+from app.fileio import private_dir, write_atomically
 from app.persistence.db import Database
 from app.persistence.models import AuditEntry, Customer, OutboxEntry, Sale
 from app.services import audit
@@ -95,9 +95,8 @@ def register_counter(
     finally:
         client.close()
     path = token_path(ctx)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomically(path, (answer.token + "\n").encode("utf-8"))
-    os.chmod(path, 0o600)
+    private_dir(path.parent)
+    write_atomically(path, (answer.token + "\n").encode("utf-8"), mode=0o600)
     # receipts printed from now on carry codes the central system can check
     write_atomically(ctx.receipt_key_file, (answer.receipt_key + "\n").encode("ascii"))
     os.chmod(ctx.receipt_key_file, 0o600)

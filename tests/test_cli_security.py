@@ -61,13 +61,15 @@ def test_operator_lifecycle(home: Path) -> None:
     ops = json.loads(
         run(home, "operators", "list", "--operator", "a01", "--json", env=as_("a01")).stdout
     )
-    assert {"id": "t03", "name": "赵六", "role": "teller", "disabled": False} in ops
+    t03 = {"id": "t03", "name": "赵六", "role": "teller", "disabled": False, "locked_until": None}
+    assert t03 in ops
     assert (
         run(home, "operators", "disable", "t03", "--operator", "a01", env=as_("a01")).returncode
         == 0
     )
     r = run(home, "operators", "list", "--operator", "t03", env=as_("t03", "teller-three-pw"))
-    assert r.returncode == 1 and "disabled" in r.stderr
+    assert r.returncode == 1 and "password is wrong" in r.stderr  # said like a wrong password
+    assert "disabled" not in r.stderr
     assert (
         run(home, "operators", "enable", "t03", "--operator", "a01", env=as_("a01")).returncode == 0
     )

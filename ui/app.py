@@ -35,8 +35,11 @@ def prepare(ctx: AppContext) -> VerifyResult:
     ctx.db.migrate()
     demo = bool(ctx.settings.get(DEMO_MODE.key))
     if demo and not ctx.settings.is_configured() and customer_service.count_customers(ctx.db) == 0:
-        log.info("no configuration and an empty database: loading the demo data")
-        demo_service.load_demo(ctx.db, ctx.clock)
+        try:
+            demo_service.load_demo(ctx.db, ctx.clock)
+            log.info("no configuration and no customers: demo data loaded")
+        except demo_service.DemoRefused as exc:  # a real administrator exists: no demo here
+            log.info("demo data not loaded: %s", exc)
     # sales this counter left pending when it stopped are in doubt until their card is presented
     left = selling.recover_at_start(ctx.db, ctx.counter_id, ctx.clock)
     if left:

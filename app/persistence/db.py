@@ -22,6 +22,7 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.errors import DatabaseError
+from app.fileio import create_private_file, private_dir
 
 log = logging.getLogger(__name__)
 
@@ -71,14 +72,23 @@ def _install_sqlite_recipe(engine: Engine) -> None:
             conn.exec_driver_sql("BEGIN")
 
 
+def _create_sqlite_file(database: str) -> None:
+    """The database file and the folders that are missing, private (0600 in 0700): SQLite gives
+    the -wal, -shm and -journal files the mode of the database file.  An existing folder keeps
+    its mode (``--db`` may name a folder that is not ours)."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    try:
+        private_dir(Path(database).parent)
+        create_private_file(database)
+    except OSError as exc:
+        raise DatabaseError(detail=f"{database}: {exc.strerror or exc}") from exc
+
+
 def make_engine(url: str | URL, *, echo: bool = False, **kwargs: Any) -> Engine:
     u = normalize_url(url)
     if u.get_backend_name() == "sqlite":
-        if u.database and u.database != ":memory:":
-            try:
-                Path(u.database).parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise DatabaseError(detail=f"{u.database}: {exc.strerror or exc}") from exc
+        _create_sqlite_file(u.database or "")
         engine = create_engine(u, echo=echo, **kwargs)
         _install_sqlite_recipe(engine)
         engine.dialect.statement_compiler = _SQLiteHintCompiler

@@ -11,7 +11,6 @@ caught against the head; anything else against the chain itself (app/domain/audi
 from __future__ import annotations
 
 import contextlib
-import csv
 import datetime as dt
 import logging
 import os
@@ -24,6 +23,7 @@ from typing import Any
 from sqlalchemy import String, select, type_coerce
 from sqlalchemy.orm import Session
 
+from app import csvsafe
 from app.clock import Clock
 from app.domain.audit import (
     GENESIS,
@@ -277,6 +277,9 @@ def export_csv(db: Database, path: str | os.PathLike[str], *, batch: int = BATCH
 
     UTF-8 with a byte order mark (so Excel shows Chinese), the header :data:`CSV_HEADER`, ``at``
     in UTC exactly as hashed, ``detail`` the stored JSON text, an empty ``operator_id`` for none.
+    A cell that a spreadsheet would run as a formula (a ``target`` typed as ``=1+1`` at the login)
+    gets a leading ``'`` (:mod:`app.csvsafe`); :func:`app.csvsafe.unescape_cell` gives the stored
+    text back, so the chain can still be checked from the file alone.
     Rows stream from one snapshot into a temporary file beside ``path`` that replaces it only when
     complete: a crash leaves the old file or the new one, never half of one."""
     target = Path(path)
@@ -284,7 +287,7 @@ def export_csv(db: Database, path: str | os.PathLike[str], *, batch: int = BATCH
     count = 0
     try:
         with os.fdopen(fd, "w", encoding="utf-8-sig", newline="") as f:
-            writer = csv.writer(f)
+            writer = csvsafe.writer(f)
             writer.writerow(CSV_HEADER)
             with _snapshot(db) as session:
                 for values in _pages(session, batch):

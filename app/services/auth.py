@@ -8,12 +8,14 @@ audited.  Passwords are stored only as scrypt hashes (app/security.py).
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 from dataclasses import dataclass, field
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from app import security
 from app.clock import Clock
 from app.domain.operators import Role, check_operator_id
 from app.domain.permissions import Action, require
@@ -23,7 +25,7 @@ from app.persistence.db import Database
 from app.persistence.models import Operator
 from app.security import hash_password, verify_password
 from app.services import audit
-from app.services.operators import AuthenticationFailed, OperatorDisabled, OperatorView
+from app.services.operators import AuthenticationFailed, OperatorView
 from app.settings import (
     IDLE_MINUTES,
     LOCKOUT_ATTEMPTS,
@@ -33,11 +35,17 @@ from app.settings import (
 )
 
 
-class AccountLocked(CardVendError):
-    code = "locked"
+class LoginFailed(AuthenticationFailed):
+    """The one answer to a sign-in that did not succeed, whatever the reason (unknown id, wrong
+    password, locked, disabled): the reason is audited, never said to the person at the keyboard.
+    It says what a legitimate operator needs to know about the lockout without telling whether it
+    happened to this id."""
+
+    code = "auth"
     template = N_(
-        "Operator {operator} is locked after too many wrong passwords until {until}. "
-        "Ask an administrator or wait."
+        "Operator id or password is wrong, or this operator may not sign in now. Check both and "
+        "try again; {attempts} wrong passwords in a row lock an operator for {minutes} minutes, "
+        "and an administrator can unlock it."
     )
 
 
@@ -103,6 +111,20 @@ def _check_password(password: str, policy: SecurityPolicy) -> str:
     return password
 
 
+# verifying against this costs what verifying a real hash costs (the same scrypt parameters) and
+# no password matches it: an unknown operator id takes as long as a known one
+_NO_OPERATOR_HASH = "$".join(
+    (
+        "scrypt",
+        str(security.LOG2_N),
+        str(security.R),
+        str(security.P),
+        base64.b64encode(bytes(16)).decode(),
+        base64.b64encode(bytes(security.DKLEN)).decode(),
+    )
+)
+
+
 def login(
     db: Database,
     operator_id: str,
@@ -113,13 +135,20 @@ def login(
     policy: SecurityPolicy | None = None,
 ) -> Principal:
     """Check the password; 5 (setting) wrong ones in a row lock the operator for 30 minutes
-    (setting).  The outcome is audited and committed before any error is raised."""
+    (setting).  The outcome is audited and committed before any error is raised.
+
+    Whatever went wrong (an unknown id, a wrong password, a locked or a disabled operator) the
+    person signing in gets the same :class:`LoginFailed` after the same work (one password hash
+    check, a dummy one for an unknown id), so nobody learns which operator ids exist.  The reason
+    is in the audit log ("failed", "locked", "denied"), and a lockout shows in the operator list
+    of an administrator, who can lift it."""
     policy = policy or SecurityPolicy()
     now = clock.now()
-    error: CardVendError | None = None
     principal: Principal | None = None
     with db.write() as session:
         op = session.get(Operator, operator_id, with_for_update=True)
+        stored = op.password_hash if op is not None and op.password_hash else _NO_OPERATOR_HASH
+        password_ok = verify_password(password, stored) and stored != _NO_OPERATOR_HASH
         if op is None:
             audit.record(
                 session,
@@ -131,7 +160,6 @@ def login(
                 result="failed",
                 detail={"reason": "unknown operator"},
             )
-            error = AuthenticationFailed()
         elif op.locked_until is not None and op.locked_until > now:
             audit.record(
                 session,
@@ -141,22 +169,15 @@ def login(
                 clock=clock,
                 target=op.id,
                 result="locked",
+                detail={"locked_until": op.locked_until.isoformat()},
             )
-            error = AccountLocked(
-                operator=op.id, until=op.locked_until.isoformat(timespec="minutes")
-            )
-        elif not verify_password(password, op.password_hash):
+        elif not password_ok:
             op.failed_logins += 1
             detail: dict[str, object] = {"failed_logins": op.failed_logins}
             if op.failed_logins >= policy.lockout_attempts:
                 op.locked_until = now + dt.timedelta(minutes=policy.lockout_minutes)
                 op.failed_logins = 0
                 detail["locked_until"] = op.locked_until.isoformat()
-                error = AccountLocked(
-                    operator=op.id, until=op.locked_until.isoformat(timespec="minutes")
-                )
-            else:
-                error = AuthenticationFailed()
             audit.record(
                 session,
                 action="login",
@@ -178,7 +199,6 @@ def login(
                 result="denied",
                 detail={"reason": "disabled"},
             )
-            error = OperatorDisabled(operator=op.id)
         else:
             op.failed_logins = 0
             op.locked_until = None
@@ -191,9 +211,8 @@ def login(
                 target=op.id,
             )
             principal = Principal(op.id, op.name, Role(op.role), counter_id, now, now, policy)
-    if error is not None:
-        raise error
-    assert principal is not None
+    if principal is None:
+        raise LoginFailed(attempts=policy.lockout_attempts, minutes=policy.lockout_minutes)
     return principal
 
 
@@ -357,11 +376,30 @@ def reset_password(
 
 def list_operators(db: Database, principal: Principal, clock: Clock) -> list[OperatorView]:
     principal.authorize(Action.MANAGE_OPERATORS, clock)
+    now = clock.now()
     with db.read() as session:
         return [
-            OperatorView(o.id, o.name, o.role, o.disabled)
+            OperatorView(
+                o.id,
+                o.name,
+                o.role,
+                o.disabled,
+                o.locked_until if o.locked_until is not None and o.locked_until > now else None,
+            )
             for o in session.scalars(select(Operator).order_by(Operator.id))
         ]
+
+
+def locked_text(view: OperatorView, time_zone: str) -> str:
+    """ "locked until 2026-04-01 08:30" in the office's time zone, or "" (for administrators)."""
+    from zoneinfo import ZoneInfo
+
+    from app.i18n import _
+
+    if view.locked_until is None:
+        return ""
+    when = view.locked_until.astimezone(ZoneInfo(time_zone)).strftime("%Y-%m-%d %H:%M")
+    return _("locked until {time}", time=when)
 
 
 def admin_exists(db: Database) -> bool:

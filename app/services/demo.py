@@ -1,7 +1,11 @@
 """Demo data: office DEMO, its operators, three tariff plans and 1,000 customers.
 
 Idempotent: running it again adds only what is missing.  The demo passwords (``demo-`` + id)
-are for demonstration and training only.
+are for demonstration and training only, so the demo goes only into a database of its own: one
+that holds an operator or a customer that is not the demo's (a real administrator, imported or
+pulled customers) is refused with :class:`DemoRefused` and nothing is written.  An operator is the
+demo's when its id is one of :data:`OPERATORS` and it belongs to office ``DEMO``; a customer when
+it belongs to office ``DEMO`` and its number is one of the 1,000 demo numbers.
 """
 
 from __future__ import annotations
@@ -11,11 +15,14 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
 
 from app.clock import Clock
 from app.domain.customers import MeterKind, Thresholds
 from app.domain.operators import Role
+from app.errors import CardVendError
+from app.i18n import N_
 from app.persistence.db import Database
 from app.persistence.models import ArrearsItem, Customer, Office, Operator, TariffVersion
 from app.services import audit
@@ -68,6 +75,48 @@ CUSTOMERS = 1000
 _SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗"
 _GIVEN = "伟芳娜秀英敏静丽强磊军洋勇艳杰娟涛明超秀兰霞平刚桂英"
 _STREETS = ("人民路", "解放路", "建设路", "和平路", "胜利街", "中山路", "光明街", "新华路")
+
+
+class DemoRefused(CardVendError):
+    code = "demo_refused"
+    template = N_(
+        "This database holds {what} that are not the demo's (such as {example}). The demo data "
+        "comes with published passwords and goes only into a database of its own: nothing was "
+        "loaded. Use an empty database for the demo (--home DIR or --db URL)."
+    )
+
+
+def foreign_data(session: Session) -> tuple[str, str] | None:
+    """The first operator or customer that is not the demo's, as (what, id), or None."""
+    op = session.scalar(
+        select(Operator.id)
+        .where(
+            or_(
+                Operator.id.not_in([op_id for op_id, _name, _role in OPERATORS]),
+                Operator.office_code.is_distinct_from(OFFICE),
+            )
+        )
+        .order_by(Operator.id)
+        .limit(1)
+    )
+    if op is not None:
+        return N_("operators"), op
+    first, last = str(FIRST_CUSTOMER), str(FIRST_CUSTOMER + CUSTOMERS - 1)
+    customer = session.scalar(
+        select(Customer.customer_no)
+        .where(
+            or_(
+                Customer.office_code.is_distinct_from(OFFICE),
+                func.length(Customer.customer_no) != len(first),
+                Customer.customer_no < first,
+                Customer.customer_no > last,
+            )
+        )
+        .limit(1)
+    )
+    if customer is not None:
+        return N_("customers"), customer
+    return None
 
 
 @dataclass
@@ -128,9 +177,14 @@ def demo_arrears(i: int) -> list[dict[str, Any]]:
 
 
 def load_demo(db: Database, clock: Clock) -> DemoReport:
+    """Load what is missing of the demo data; :class:`DemoRefused` (nothing written) when the
+    database holds operators or customers of its own."""
     report = DemoReport()
     now = clock.now()
     with db.write() as session:
+        foreign = foreign_data(session)
+        if foreign is not None:
+            raise DemoRefused(what=foreign[0], example=foreign[1])
         if session.get(Office, OFFICE) is None:
             session.add(Office(code=OFFICE, name="示范营业厅 Demo office"))
             session.flush()

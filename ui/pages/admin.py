@@ -529,6 +529,8 @@ class AdminPage(QWidget):
         self.table.setRowCount(len(operators))
         for i, op in enumerate(operators):
             state = _("disabled") if op.disabled else _("active")
+            locked = auth.locked_text(op, str(self.shell.ctx.settings.get(TIME_ZONE.key)))
+            state = f"{state}, {locked}" if locked else state
             for j, text in enumerate((op.id, op.name, role_name(op.role), state)):
                 self.table.setItem(i, j, QTableWidgetItem(text))
             if selected is not None and op.id == selected.id:
