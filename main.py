@@ -201,6 +201,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     private_process()
     argv = list(sys.argv[1:] if argv is None else argv)
+    # until the log file is set up (a settings file that cannot be loaded fails before it), a
+    # warning goes nowhere rather than to stderr next to the one line the person reads
+    logging.getLogger().addHandler(logging.NullHandler())
     i18n.set_language(i18n.language_from_environment())
     # a language option must be known before the help texts are built
     for i, arg in enumerate(argv):

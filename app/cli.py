@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from app.context import AppContext
+from app.domain import ids
 from app.domain.operators import Role
 from app.domain.permissions import Action
 from app.errors import DatabaseError, ValidationError
@@ -38,6 +39,20 @@ Handler = Callable[[AppContext, argparse.Namespace], int]
 def emit_json(data: Any) -> None:
     json.dump(data, sys.stdout, ensure_ascii=False, indent=2, default=str)
     sys.stdout.write("\n")
+
+
+def id_arg(fmt: ids.IdFormat) -> Callable[[str], str]:
+    """An argparse ``type`` for an argument that is an id: a malformed one (``t01\\n``,
+    full-width digits) is a usage error (exit 2) whose line says what the id must look like."""
+
+    def parse(text: str) -> str:
+        try:
+            return fmt.check(text)
+        except ValidationError as exc:
+            raise argparse.ArgumentTypeError(exc.localized()) from None
+
+    parse.__name__ = str(fmt.name)
+    return parse
 
 
 def open_db(ctx: AppContext, *, migrate: bool = False) -> Database:
@@ -70,6 +85,7 @@ def cmd_demo(ctx: AppContext, args: argparse.Namespace) -> int:
 def cmd_customers_import(ctx: AppContext, args: argparse.Namespace) -> int:
     from app.i18n import get_language
 
+    admin = cli_login(ctx, args.operator)
     db = open_db(ctx, migrate=True)
     lang = get_language()
 
@@ -83,6 +99,7 @@ def cmd_customers_import(ctx: AppContext, args: argparse.Namespace) -> int:
         db,
         Path(args.file),
         ctx.clock,
+        actor=admin,
         all_or_nothing=args.all_or_nothing,
         on_error=on_error,
         language=lang,
@@ -171,12 +188,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     p = sub.add_parser("customers", help=_("the customer archive"))
     csub = p.add_subparsers(dest="customers_command", required=True, metavar="COMMAND")
-    q = csub.add_parser("import", help=_("import customers from a UTF-8 CSV file"))
+    q = csub.add_parser(
+        "import", help=_("import customers from a UTF-8 CSV file (an administrator)")
+    )
     q.add_argument("file")
     q.add_argument(
         "--all-or-nothing", action="store_true", help=_("import nothing if any row is bad")
     )
     q.add_argument("--json", action="store_true")
+    operator_arg(q)
     q.set_defaults(func=cmd_customers_import)
     q = csub.add_parser(
         "find", help=_("find by customer_no, meter_no, name prefix or phone suffix")
@@ -186,7 +206,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_customers_find)
     q = csub.add_parser("show", help=_("show one customer"))
-    q.add_argument("customer_no")
+    q.add_argument("customer_no", type=id_arg(ids.CUSTOMER_NO))
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_customers_show)
 
@@ -398,20 +418,23 @@ def cmd_audit_export(ctx: AppContext, args: argparse.Namespace) -> int:
     return 0
 
 
-def register_security(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    def operator_arg(q: argparse.ArgumentParser) -> None:
-        q.add_argument(
-            "--operator",
-            required=True,
-            help=_("who runs the command (password from CARDVEND_PASSWORD or a prompt)"),
-        )
+def operator_arg(q: argparse.ArgumentParser) -> None:
+    """``--operator ID``: who runs the command (signed in by :func:`cli_login`)."""
+    q.add_argument(
+        "--operator",
+        required=True,
+        type=id_arg(ids.OPERATOR_ID),
+        help=_("who runs the command (password from CARDVEND_PASSWORD or a prompt)"),
+    )
 
+
+def register_security(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("operators", help=_("operators of this office"))
     osub = p.add_subparsers(dest="operators_command", required=True, metavar="COMMAND")
     q = osub.add_parser(
         "add", help=_("add an operator (password from CARDVEND_NEW_PASSWORD or a prompt)")
     )
-    q.add_argument("id")
+    q.add_argument("id", type=id_arg(ids.OPERATOR_ID))
     q.add_argument("--name")
     q.add_argument("--role", required=True, choices=[r.value for r in Role])
     operator_arg(q)
@@ -422,11 +445,11 @@ def register_security(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     q.set_defaults(func=cmd_operators_list)
     for name, text in (("disable", _("disable an operator")), ("enable", _("enable an operator"))):
         q = osub.add_parser(name, help=text)
-        q.add_argument("id")
+        q.add_argument("id", type=id_arg(ids.OPERATOR_ID))
         operator_arg(q)
         q.set_defaults(func=cmd_operators_enable)
     q = osub.add_parser("passwd", help=_("change your password, or (admin) set another's"))
-    q.add_argument("id", nargs="?")
+    q.add_argument("id", nargs="?", type=id_arg(ids.OPERATOR_ID))
     operator_arg(q)
     q.set_defaults(func=cmd_operators_passwd)
 

@@ -35,8 +35,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from app.cli import cli_login, emit_json, open_db
+from app.cli import cli_login, emit_json, id_arg, open_db, operator_arg
 from app.context import AppContext
+from app.domain import ids
 from app.domain.customers import MeterKind
 from app.domain.ledger import SaleKind, SaleState
 from app.domain.permissions import Action
@@ -627,22 +628,21 @@ def receipt_args(q: argparse.ArgumentParser) -> None:
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     def common(q: argparse.ArgumentParser) -> None:
-        q.add_argument(
-            "--operator",
-            required=True,
-            help=_("who runs the command (password from CARDVEND_PASSWORD or a prompt)"),
-        )
+        operator_arg(q)
         q.add_argument("--json", action="store_true", help=_("print JSON"))
 
     def approver(q: argparse.ArgumentParser, *, required: bool) -> None:
         q.add_argument(
             "--approver",
             required=required,
+            type=id_arg(ids.OPERATOR_ID),
             help=_(
                 "the supervisor who approves here (password from CARDVEND_APPROVER_PASSWORD "
                 "or a prompt)"
             ),
         )
+
+    customer_no = id_arg(ids.CUSTOMER_NO)
 
     def card(q: argparse.ArgumentParser) -> None:
         g = q.add_mutually_exclusive_group()
@@ -671,7 +671,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     q = sub.add_parser(
         "open-account", help=_("issue a blank card as a customer's first card, optionally sell")
     )
-    q.add_argument("--customer", required=True, metavar="NO")
+    q.add_argument("--customer", required=True, metavar="NO", type=customer_no)
     q.add_argument("--amount", metavar="YUAN", help=_("first purchase in yuan"))
     q.add_argument("--cash", metavar="YUAN", help=_("cash received in yuan (change is shown)"))
     receipt_args(q)
@@ -687,7 +687,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             "remote payment, no card)"
         ),
     )
-    q.add_argument("--customer", required=True, metavar="NO")
+    q.add_argument("--customer", required=True, metavar="NO", type=customer_no)
     q.add_argument("--amount", required=True, metavar="YUAN", help=_("amount paid in yuan"))
     q.add_argument("--cash", metavar="YUAN", help=_("cash received in yuan (change is shown)"))
     receipt_args(q)
@@ -697,7 +697,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     q.set_defaults(func=cmd_sell)
 
     q = sub.add_parser("rewrite", help=_("write the last purchase again onto a card behind"))
-    q.add_argument("--customer", required=True, metavar="NO")
+    q.add_argument("--customer", required=True, metavar="NO", type=customer_no)
     common(q)
     card(q)
     q.set_defaults(func=cmd_rewrite)
@@ -705,14 +705,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     q = sub.add_parser(
         "replace-card", help=_("make a blank card the customer's replacement card (approval)")
     )
-    q.add_argument("--customer", required=True, metavar="NO")
+    q.add_argument("--customer", required=True, metavar="NO", type=customer_no)
     common(q)
     card(q)
     approver(q, required=True)
     q.set_defaults(func=cmd_replace_card)
 
     q = sub.add_parser("reverse", help=_("reverse a sale on its card (approval)"))
-    q.add_argument("sale_id", metavar="SALE_ID")
+    q.add_argument("sale_id", metavar="SALE_ID", type=id_arg(ids.SALE_ID))
     common(q)
     card(q)
     approver(q, required=True)
@@ -734,7 +734,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("sales", help=_("the sales ledger"))
     lsub = p.add_subparsers(dest="sales_command", required=True, metavar="COMMAND")
     q = lsub.add_parser("list", help=_("list sales, newest first"))
-    q.add_argument("--customer", metavar="NO")
+    q.add_argument("--customer", metavar="NO", type=customer_no)
     q.add_argument("--state", choices=[s.value for s in SaleState])
     q.add_argument("--limit", type=int, default=200)
     common(q)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+from app.domain import ids
 from app.errors import ValidationError
 from app.fileio import write_atomically
 from app.i18n import N_
@@ -37,6 +38,7 @@ class ConfigVar(Generic[T]):
     env: str | None = None
     choices: tuple[Any, ...] | None = None
     saved: bool = True  # False: decided at run time, never written to the file
+    id_format: ids.IdFormat | None = None  # the value is an id of this kind
 
     def __post_init__(self) -> None:
         if self.key in REGISTRY:
@@ -53,6 +55,13 @@ class ConfigVar(Generic[T]):
                 key=self.key,
                 type=self.type.__name__,
                 value=value,
+            )
+        if self.id_format is not None and not self.id_format.matches(value):
+            raise ValidationError(
+                N_("setting {key} {value!r} is not valid: {rule}"),
+                key=self.key,
+                value=value,
+                rule=self.id_format.rule,
             )
         if self.choices is not None and value not in self.choices:
             raise ValidationError(
@@ -71,8 +80,16 @@ DB_URL = ConfigVar[str | None](
     "Database URL; empty means the SQLite file in the data directory",
     env="CARDVEND_DB",
 )
-COUNTER_ID = ConfigVar("counter_id", str, "C01", "This counter's id within its office")
-OFFICE_CODE = ConfigVar("office_code", str, "DEMO", "The office (business hall) of this counter")
+COUNTER_ID = ConfigVar(
+    "counter_id", str, "C01", "This counter's id within its office", id_format=ids.COUNTER_ID
+)
+OFFICE_CODE = ConfigVar(
+    "office_code",
+    str,
+    "DEMO",
+    "The office (business hall) of this counter",
+    id_format=ids.OFFICE_CODE,
+)
 LANGUAGE = ConfigVar[str | None](
     "language",
     str,
@@ -115,7 +132,11 @@ PSAM_READER = ConfigVar(
     "psam_reader", str, "Virtual PCD 00 01", "PC/SC reader holding the PSAM card"
 )
 UTILITY_CODE = ConfigVar(
-    "utility_code", str, "100001", "This utility's 6-digit code; cards of another are foreign"
+    "utility_code",
+    str,
+    "100001",
+    "This utility's 6-digit code; cards of another are foreign",
+    id_format=ids.UTILITY_CODE,
 )
 
 

@@ -16,7 +16,9 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+from app.cli import id_arg
 from app.context import AppContext
+from app.domain import ids
 from app.domain.card import CardContents, CardKind
 from app.errors import ValidationError
 from app.i18n import N_, _, translate
@@ -158,8 +160,6 @@ def cmd_blank(ctx: AppContext, args: argparse.Namespace) -> int:
             N_("{path} already exists; use --force to replace it"), path=str(path)
         )
     serial = bytes.fromhex(args.serial) if args.serial else os.urandom(8)
-    if len(serial) != 8:
-        raise ValidationError(N_("a card serial is 8 bytes (16 hex digits)"))
     wiring.ensure_demo_keystore(ctx)
     master = wiring.load_master_keys(ctx)
     keys = {int(role): key for role, key in master.diversified_card_keys(serial).items()}
@@ -272,6 +272,11 @@ def cmd_meter_insert(ctx: AppContext, args: argparse.Namespace) -> int:
     return 0
 
 
+def card_serial(text: str) -> str:
+    """``--serial``: 16 hexadecimal digits (ASCII; lower case is taken as upper case)."""
+    return id_arg(ids.CARD_SERIAL)(text.upper() if text.isascii() else text)
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("card", help=_("card readers and cards"))
     csub = p.add_subparsers(dest="card_command", required=True, metavar="COMMAND")
@@ -290,7 +295,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     q.set_defaults(func=cmd_read)
     q = csub.add_parser("blank", help=_("make a blank card image"))
     q.add_argument("--image", required=True)
-    q.add_argument("--serial", help=_("card serial, 16 hex digits (random if left out)"))
+    q.add_argument(
+        "--serial", type=card_serial, help=_("card serial, 16 hex digits (random if left out)")
+    )
     q.add_argument("--force", action="store_true", help=_("replace an existing image"))
     q.set_defaults(func=cmd_blank)
     q = csub.add_parser("issue", help=_("issue a blank card into a kind"))
@@ -308,7 +315,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         action="store_true",
         help=_("serve a PSAM holding the keystore's master keys instead"),
     )
-    q.add_argument("--serial", help=_("PSAM serial, 16 hex digits"))
+    q.add_argument("--serial", type=card_serial, help=_("PSAM serial, 16 hex digits"))
     q.set_defaults(func=cmd_emulate)
 
     p = sub.add_parser("meter", help=_("the simulated meter"))
@@ -316,7 +323,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     q = msub.add_parser("insert", help=_("insert a card into the simulated meter"))
     q.add_argument("--meter-state", required=True)
     q.add_argument("--image", required=True)
-    q.add_argument("--meter-no")
+    q.add_argument("--meter-no", type=id_arg(ids.METER_NO))
     q.add_argument("--hours", help=_("hours of consumption before the card goes in"))
     q.add_argument("--load-kw", help=_("load in kW during those hours"))
     q.add_argument("--json", action="store_true")

@@ -37,12 +37,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import re
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Final
 
 from app.clock import Clock
+from app.domain import ids
 from app.domain.card import (
     ANY_METER,
     CardContents,
@@ -123,9 +123,6 @@ _JOB_OF_CARD: Final = {
     CardKind.READING_DAY: JobKind.READING_DAY,
     CardKind.CHECK: JobKind.CHECK,
 }
-_METER_NO = re.compile(r"\d{12}")
-_SERIAL = re.compile(r"[0-9A-F]{16}")
-_JOB_ID = re.compile(r"[0-9a-f]{32}")
 
 
 class MeterStateError(ValueError):
@@ -206,8 +203,8 @@ class MeterState:
         if missing:
             raise MeterStateError(f"meter state: missing field(s) {', '.join(missing)}")
         d = data
-        meter_no = _opt_str(d, "meter_no", _METER_NO)
-        serial = _opt_str(d, "card_serial", _SERIAL)
+        meter_no = _opt_str(d, "meter_no", ids.METER_NO)
+        serial = _opt_str(d, "card_serial", ids.CARD_SERIAL)
         relay = d["relay"]
         if relay not in (RELAY_CLOSED, RELAY_TRIPPED):
             raise MeterStateError(f"meter state: relay must be closed or tripped, got {relay!r}")
@@ -235,7 +232,7 @@ class MeterState:
             illegal_insert_count=_int(d, "illegal_insert_count", 0),
             reading_day=_int(d, "reading_day", 1, 28),
             reading_hour=_int(d, "reading_hour", 0, 23),
-            last_job_id=_opt_str(d, "last_job_id", _JOB_ID),
+            last_job_id=_opt_str(d, "last_job_id", ids.CARD_JOB_ID),
             cost_carry=_int(d, "cost_carry", 0, RATE_SCALE - 1),
             energy_carry=_int(d, "energy_carry", 0, WH_DIVISOR - 1),
         )
@@ -251,11 +248,11 @@ def _int(d: dict[str, Any], key: str, lo: int | None = None, hi: int | None = No
     return value
 
 
-def _opt_str(d: dict[str, Any], key: str, pattern: re.Pattern[str]) -> str | None:
+def _opt_str(d: dict[str, Any], key: str, fmt: ids.IdFormat) -> str | None:
     value = d[key]
     if value is None:
         return None
-    if not isinstance(value, str) or not pattern.fullmatch(value):
+    if not isinstance(value, str) or not fmt.matches(value):
         raise MeterStateError(f"meter state: {key} is not valid: {value!r}")
     return value
 
@@ -374,7 +371,7 @@ class MeterSimulator:
         meter_no: str | None = None,
         clock: Clock,
     ) -> None:
-        if meter_no is not None and not _METER_NO.fullmatch(meter_no):
+        if meter_no is not None and not ids.METER_NO.matches(meter_no):
             raise ValueError(f"a meter number is 12 digits, got {meter_no!r}")
         self.path = Path(state_path)
         self.keys = keys

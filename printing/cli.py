@@ -14,9 +14,10 @@ import datetime as dt
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from app.cli import cli_login, emit_json, open_db
+from app.cli import cli_login, emit_json, id_arg, open_db, operator_arg
 from app.cli_sales import approve_here, approver_login
 from app.context import AppContext
+from app.domain import ids
 from app.domain.permissions import Action
 from app.domain.receipt import ReceiptData
 from app.errors import ValidationError
@@ -135,15 +136,15 @@ def cmd_report(ctx: AppContext, args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     def signed(q: argparse.ArgumentParser, approver: bool) -> None:
-        q.add_argument("--operator", required=True,
-                       help=_("who runs the command (password from CARDVEND_PASSWORD or a prompt)"))  # fmt: skip
+        operator_arg(q)
         if approver:
-            q.add_argument("--approver", help=_("supervisor who approves the reprint on the spot"))
+            q.add_argument("--approver", type=id_arg(ids.OPERATOR_ID),
+                           help=_("supervisor who approves the reprint on the spot"))  # fmt: skip
         q.add_argument("--receipt-lang", choices=("zh_CN", "en"),
                        help=_("language of the receipt (default: setting receipt_language)"))  # fmt: skip
 
     q = sub.add_parser("receipt", help=_("reprint a sale's receipt into a PDF file (a copy)"))
-    q.add_argument("sale_id")
+    q.add_argument("sale_id", type=id_arg(ids.SALE_ID))
     q.add_argument("--out", required=True, metavar="FILE.pdf")
     q.add_argument("--size", choices=("80", "58", "a5", "a4"), help=_("receipt layout"))
     q.add_argument("--json", action="store_true")
@@ -151,14 +152,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     q.set_defaults(func=cmd_receipt)
 
     q = sub.add_parser("print", help=_("reprint a sale's receipt on the configured printer"))
-    q.add_argument("sale_id")
+    q.add_argument("sale_id", type=id_arg(ids.SALE_ID))
     signed(q, True)
     q.set_defaults(func=cmd_print)
 
     q = sub.add_parser("report", help=_("shift Z-report, daily office report, statistics"))
     q.add_argument("kind", choices=("shift", "daily", "stats"))
     q.add_argument("--out", required=True, metavar="FILE.pdf|FILE.csv")
-    q.add_argument("--shift", metavar="ID", help=_("the shift (default: this counter's last)"))
+    q.add_argument("--shift", metavar="ID", type=id_arg(ids.SHIFT_ID),
+                   help=_("the shift (default: this counter's last)"))  # fmt: skip
     q.add_argument("--day", metavar="YYYY-MM-DD", help=_("the day (default: today)"))
     signed(q, False)
     q.set_defaults(func=cmd_report)

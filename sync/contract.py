@@ -26,6 +26,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from app.domain import ids
+
 API_PREFIX = "/api/v1"
 CONTRACT_VERSION = "1.0.0"
 OPENAPI_FILE = Path(__file__).with_name("openapi.json")
@@ -35,9 +37,10 @@ BIGINT_MAX = 2**63 - 1  # the largest count or sequence number a database column
 
 Fen = Annotated[int, Field(ge=-(10**12), le=10**12, description="money in fen (0.01 yuan)")]
 NonNegFen = Annotated[int, Field(ge=0, le=10**12, description="money in fen (0.01 yuan)")]
-Uuid = Annotated[str, Field(min_length=36, max_length=36, pattern=r"^[0-9a-f-]{36}$")]
-Code = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_.-]+$")]
-Digits12 = Annotated[str, Field(pattern=r"^[0-9]{12}$")]
+# ids: the patterns of app.domain.ids (ASCII only, matched whole), one set for every party
+Uuid = Annotated[str, Field(min_length=36, max_length=36, pattern=ids.UUID.pattern)]
+Code = Annotated[str, Field(min_length=1, max_length=32, pattern=ids.CODE.pattern)]
+Digits12 = Annotated[str, Field(pattern=ids.DIGITS12_PATTERN)]
 Cursor = Annotated[int, Field(ge=0)]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select, text
@@ -15,6 +16,7 @@ from app.persistence.db import Database
 from app.persistence.models import AuditEntry, Operator
 from app.services import auth, ledger, shifts
 from app.services.auth import LoginFailed, ReauthRequired, SecurityPolicy
+from app.services.customers import COLUMNS, import_csv
 from app.services.operators import AuthenticationFailed
 
 ROLE_OF = {"t01": Role.TELLER, "s01": Role.SUPERVISOR, "f01": Role.TECHNICIAN, "a01": Role.ADMIN}
@@ -36,6 +38,7 @@ EXPECTED = {
     Action.READ_METER: "F",
     Action.CHANGE_SETTINGS: "A",
     Action.MANAGE_OPERATORS: "A",
+    Action.IMPORT_CUSTOMERS: "A",
     Action.VIEW_REPORTS: "TSFAU",
     Action.EXPORT_REPORTS: "SAU",
     Action.VERIFY_AUDIT: "AU",
@@ -65,7 +68,9 @@ def sign_in(db: Database, clock: FixedClock, op: str, counter: str = "C01") -> a
 
 
 @pytest.mark.parametrize("op", ["t01", "s01", "f01", "a01"])
-def test_services_enforce_the_matrix(demo_db: Database, clock: FixedClock, op: str) -> None:
+def test_services_enforce_the_matrix(
+    demo_db: Database, clock: FixedClock, op: str, tmp_path: Path
+) -> None:
     """The services check permissions themselves, whatever a user interface shows."""
     me = sign_in(demo_db, clock, op)
     role = ROLE_OF[op]
@@ -89,6 +94,9 @@ def test_services_enforce_the_matrix(demo_db: Database, clock: FixedClock, op: s
         lambda: auth.add_operator(demo_db, me, f"n{op}", "new", Role.TELLER, "password-1", clock),
     )
     attempt(Action.MANAGE_OPERATORS, lambda: auth.list_operators(demo_db, me, clock))
+    archive = tmp_path / "archive.csv"
+    archive.write_text(",".join(COLUMNS) + "\n", encoding="utf-8")
+    attempt(Action.IMPORT_CUSTOMERS, lambda: import_csv(demo_db, archive, clock, actor=me))
     with demo_db.read() as session:
         denied = session.scalars(select(AuditEntry).where(AuditEntry.result == "denied")).all()
     assert denied == []  # a refused permission changes nothing

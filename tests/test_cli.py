@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,23 @@ def run(
         env=full_env,
         timeout=120,
         cwd=ROOT,
+    )
+
+
+def import_csv(
+    home: Path, path: Path | str, *args: str, exe: list[str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``customers import`` by the demo administrator a01."""
+    return run(
+        home,
+        "customers",
+        "import",
+        str(path),
+        "--operator",
+        "a01",
+        *args,
+        env={"CARDVEND_PASSWORD": "demo-a01"},
+        exe=exe,
     )
 
 
@@ -110,7 +128,7 @@ def test_import_reports_bad_rows_and_exit_code(home: Path, tmp_path: Path) -> No
         "70000000000x,乙,,,800000000002,card,RES-FLAT,DEMO,1,1\n",
         encoding="utf-8",
     )
-    r = run(home, "customers", "import", str(f))
+    r = import_csv(home, f)
     assert r.returncode == 1
     assert "line 3" in r.stderr and "12 digits" in r.stderr
     assert "Imported 1 of 2 rows" in r.stdout
@@ -136,7 +154,10 @@ def test_errors_are_one_line_exit_1(tmp_path: Path) -> None:
     assert r.stderr.count("\n") == 1 and "cardvend init" in r.stderr
     r = run(tmp_path, "--db", "nosuchdb://x/y", "init")
     assert r.returncode == 1 and r.stderr.count("\n") == 1
-    r = run(tmp_path, "customers", "import", str(tmp_path / "missing.csv"))
+
+
+def test_import_of_a_missing_file_is_one_line(home: Path, tmp_path: Path) -> None:
+    r = import_csv(home, tmp_path / "missing.csv")
     assert r.returncode == 1 and "missing.csv" in r.stderr and r.stderr.count("\n") == 1
 
 
@@ -169,3 +190,166 @@ def test_cli_on_postgresql(tmp_path: Path) -> None:
         assert json.loads(r.stdout)[0]["meter_no"] == "200000000500"
     finally:
         drop_pg_schema(schema)
+
+
+# --------------------------------------------------------------------------- strict ids
+
+OTHER_DIGITS = [
+    "１０００００００００４２",  # full-width, from a Chinese input method
+    "١٠٠٠٠٠٠٠٠٠٤٢",  # Arabic-Indic
+    "100000000042\n",  # a trailing newline ($ matched before it)
+    "10000000004²",  # a superscript
+]
+
+
+@pytest.mark.parametrize("value", OTHER_DIGITS)
+def test_a_customer_number_argument_is_ascii_and_whole(home: Path, value: str) -> None:
+    r = run(home, "customers", "show", value)
+    assert r.returncode == 2, r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert f"customer_no {value!r} is not valid: exactly 12 digits 0-9" in last
+
+
+@pytest.mark.parametrize("value", [*OTHER_DIGITS[:2], "4242²"])
+def test_find_says_which_digits_to_type(home: Path, value: str) -> None:
+    r = run(home, "customers", "find", value)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1
+    assert "0-9" in r.stderr and "half-width" in r.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("sell", "--customer", "１０００００００００４２", "--amount", "10", "--operator", "t01"),
+        ("sell", "--customer", "100000000042", "--amount", "10", "--operator", "t01\n"),
+        ("open-account", "--customer", "١٠٠٠٠٠٠٠٠٠٤٢", "--operator", "t01"),
+        ("replace-card", "--customer", "100000000042", "--operator", "t01", "--approver", "s０1"),
+        ("reverse", "not-a-sale-id", "--operator", "t01", "--approver", "s01"),
+        ("sales", "list", "--customer", "10000000004²", "--operator", "t01"),
+        ("receipt", "5D1C1F0E-8C7A-4F4E-9A53-C0A7D0E1E001", "--out", "r.pdf", "--operator", "t01"),
+        ("report", "shift", "--shift", "S1", "--out", "r.pdf", "--operator", "s01"),
+        ("operators", "add", "n01\n", "--role", "teller", "--operator", "a01"),
+        ("operators", "disable", "ｔ01", "--operator", "a01"),
+        ("audit", "verify", "--operator", "a01\n"),
+        ("customers", "import", "c.csv", "--operator", "ａ01"),
+        ("card", "blank", "--image", "c.img", "--serial", "０００００００００００００００１"),
+        ("meter", "insert", "--meter-state", "m.json", "--image", "c.img", "--meter-no", "2²"),
+    ],
+)
+def test_every_id_argument_is_checked_before_anything_runs(
+    home: Path, tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    """Each of these signed in, looked up and then said "not found" or "wrong password";
+    now the argument is refused at once, with what the id must look like."""
+    r = run(home, *args, env={"CARDVEND_PASSWORD": "wrong", "CARDVEND_APPROVER_PASSWORD": "x"})
+    assert r.returncode == 2, r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert "is not valid:" in last and "error: argument" in last, last
+    assert not (tmp_path / "r.pdf").exists()
+
+
+def test_a_settings_file_with_a_bad_counter_id_is_one_clear_line(tmp_path: Path) -> None:
+    """Loaded as it was, the counter called itself C01 on screen and 'C01\\n' everywhere else."""
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "settings.json").write_text(
+        json.dumps({"schema_version": 1, "counter_id": "C01\n"}), encoding="utf-8"
+    )
+    r = run(tmp_path, "init")
+    assert r.returncode == 1 and r.stderr.count("\n") == 1
+    assert "setting counter_id 'C01\\n' is not valid" in r.stderr
+
+
+# --------------------------------------------------------------------------- bounded import
+
+IMPORT_PEAK_RSS_MB = 150  # a small import peaks near 95 MB here; a 200 MB line held is far more
+# runs main.main(argv) and at exit writes the process's own peak RSS (VmHWM, in kB) to the file
+# named first: /proc counts this process alone, while ru_maxrss also holds the parent's peak
+# when the parent forked it (a pytest process that grew counts as the child's own)
+PEAK_LAUNCHER = """\
+import sys
+out = sys.argv.pop(1)
+rc = 1
+try:
+    import main
+    rc = main.main(sys.argv[1:])
+finally:
+    with open("/proc/self/status", encoding="ascii") as status:
+        peak = next(line.split()[1] for line in status if line.startswith("VmHWM:"))
+    with open(out, "w", encoding="ascii") as f:
+        f.write(peak)
+sys.exit(rc)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc")
+def test_import_of_a_200_mb_line_keeps_memory_flat(home: Path, tmp_path: Path) -> None:
+    """The line arrives through a pipe, written as the import reads it: the file is never on
+    disk, and the importing process alone is measured (it reports its own peak RSS)."""
+    fifo = tmp_path / "huge.csv"
+    os.mkfifo(fifo)
+    written: list[int] = []
+
+    def feed() -> None:
+        with open(fifo, "wb") as f:
+            try:
+                f.write(HEADER.encode())
+                f.write("700000000101,甲,,,800000000101,card,RES-FLAT,DEMO,1,1\n".encode())
+                f.write(b'700000000199,"')  # a quote that never closes on this line, too
+                block = b"\x00x" * (1 << 19)  # 1 MiB of NULs and letters, no line end
+                for _ in range(200):
+                    f.write(block)
+                    written.append(len(block))
+                f.write(b"\n700000000102,\xe4\xb9\x99,,,800000000102,card,RES-FLAT,DEMO,1,1\n")
+            except BrokenPipeError:
+                pass
+
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
+    peak_file = tmp_path / "peak-kb"
+    r = import_csv(home, fifo, "--json", exe=[sys.executable, "-c", PEAK_LAUNCHER, str(peak_file)])
+    writer.join(timeout=60)
+    assert sum(written) == 200 << 20  # the whole line went through the import
+    assert r.returncode == 1, r.stderr  # one row was bad
+    report = json.loads(r.stdout)
+    assert (report["rows"], report["imported"], report["bad"]) == (3, 2, 1)
+    assert report["errors"][0]["line"] == 3
+    assert "longer than 4096 characters" in report["errors"][0]["message"]
+    peak_mb = int(peak_file.read_text()) / 1024
+    assert peak_mb < IMPORT_PEAK_RSS_MB, f"peak RSS {peak_mb:.0f} MB"
+    r = run(home, "customers", "show", "700000000102", "--json")
+    assert json.loads(r.stdout)["name"] == "乙"
+
+
+def test_import_of_dev_zero_stops_at_once(home: Path) -> None:
+    r = import_csv(home, "/dev/zero")
+    assert r.returncode == 1 and r.stderr.count("\n") == 1
+    assert "first line is longer than 4096 characters" in r.stderr
+
+
+def test_import_needs_an_administrator(home: Path, tmp_path: Path) -> None:
+    f = tmp_path / "c.csv"
+    f.write_text(HEADER + "700000000301,丙,,,800000000301,card,RES-FLAT,DEMO,1,1\n", "utf-8")
+    assert run(home, "customers", "import", str(f)).returncode == 2  # --operator is required
+    r = run(
+        home,
+        "customers",
+        "import",
+        str(f),
+        "--operator",
+        "t01",
+        env={"CARDVEND_PASSWORD": "demo-t01"},
+    )
+    assert r.returncode == 1 and "may not import customers" in r.stderr
+    assert run(home, "customers", "show", "700000000301").returncode == 1
+    r = run(
+        home, "customers", "import", str(f), "--operator", "a01", env={"CARDVEND_PASSWORD": "nope"}
+    )
+    assert r.returncode == 1 and run(home, "customers", "show", "700000000301").returncode == 1
+    assert import_csv(home, f).returncode == 0
+    r = run(home, "audit", "export", "--out", str(tmp_path / "a.csv"), "--operator", "a01",
+            env={"CARDVEND_PASSWORD": "demo-a01"})  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    rows = [line for line in (tmp_path / "a.csv").read_text("utf-8-sig").splitlines()
+            if "customers_import" in line and str(f) in line]  # fmt: skip
+    assert len(rows) == 1 and ",a01,C01,customers_import,c.csv,ok," in rows[0]
+    assert '""imported"":1' in rows[0] and '""bad"":0' in rows[0]

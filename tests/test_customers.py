@@ -2,16 +2,36 @@
 
 from __future__ import annotations
 
+import json
+import random
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from app.clock import FixedClock
+from app.domain import ids
+from app.domain.permissions import PermissionDenied
 from app.errors import ImportFileError, NotFound, ValidationError
 from app.persistence.db import Database
-from app.services.customers import count_customers, customer_view, find_customers, import_csv
+from app.persistence.models import AuditEntry, Customer
+from app.services import audit as audit_service
+from app.services import auth
+from app.services.customers import (
+    MAX_ROW_CHARS,
+    count_customers,
+    customer_view,
+    find_customers,
+    import_csv,
+    search_customers,
+)
 
 HEADER = "customer_no,name,address,phone,meter_no,meter_kind,tariff_plan,office,ct_ratio,pt_ratio\n"
+
+
+@pytest.fixture
+def admin(demo_db: Database, clock: FixedClock) -> auth.Principal:
+    return auth.login(demo_db, "a01", "demo-a01", counter_id="C01", clock=clock)
 
 
 def write(tmp_path: Path, body: bytes | str, name: str = "c.csv") -> Path:
@@ -20,7 +40,9 @@ def write(tmp_path: Path, body: bytes | str, name: str = "c.csv") -> Path:
     return p
 
 
-def test_import_good_and_bad_rows(demo_db: Database, clock: FixedClock, tmp_path: Path) -> None:
+def test_import_good_and_bad_rows(
+    demo_db: Database, clock: FixedClock, tmp_path: Path, admin: auth.Principal
+) -> None:
     before = count_customers(demo_db)
     body = (
         (
@@ -42,7 +64,7 @@ def test_import_good_and_bad_rows(demo_db: Database, clock: FixedClock, tmp_path
         + (b",,,400000000011,card,RES-FLAT,DEMO,1,1\n")
     )
     seen = []
-    report = import_csv(demo_db, write(tmp_path, body), clock, on_error=seen.append)
+    report = import_csv(demo_db, write(tmp_path, body), clock, actor=admin, on_error=seen.append)
     assert report.committed
     assert (report.rows, report.imported, report.bad) == (12, 2, 10)
     lines = {e.line: e.message for e in report.errors}
@@ -65,26 +87,30 @@ def test_import_good_and_bad_rows(demo_db: Database, clock: FixedClock, tmp_path
     assert customer_view(demo_db, "300000000010").ct_ratio == 50
 
 
-def test_import_all_or_nothing(demo_db: Database, clock: FixedClock, tmp_path: Path) -> None:
+def test_import_all_or_nothing(
+    demo_db: Database, clock: FixedClock, tmp_path: Path, admin: auth.Principal
+) -> None:
     before = count_customers(demo_db)
     body = (
         HEADER
         + "300000000001,甲,,,400000000001,card,RES-FLAT,DEMO,1,1\n"
         + "3000000000x2,乙,,,400000000002,card,RES-FLAT,DEMO,1,1\n"
     )
-    report = import_csv(demo_db, write(tmp_path, body), clock, all_or_nothing=True)
+    report = import_csv(demo_db, write(tmp_path, body), clock, actor=admin, all_or_nothing=True)
     assert not report.committed and report.imported == 0 and report.bad == 1
     assert count_customers(demo_db) == before
     with pytest.raises(NotFound):
         customer_view(demo_db, "300000000001")
 
 
-def test_import_bom_and_column_order(demo_db: Database, clock: FixedClock, tmp_path: Path) -> None:
+def test_import_bom_and_column_order(
+    demo_db: Database, clock: FixedClock, tmp_path: Path, admin: auth.Principal
+) -> None:
     body = (
         "\ufeffname,customer_no,meter_no,meter_kind,tariff_plan,office,extra\n"
         "孙八,300000000020,400000000020,CARD,RES-TIER,DEMO,ignored\n"
     )
-    report = import_csv(demo_db, write(tmp_path, body), clock)
+    report = import_csv(demo_db, write(tmp_path, body), clock, actor=admin)
     assert (report.imported, report.bad) == (1, 0)
     assert customer_view(demo_db, "300000000020").tariff_plan == "RES-TIER"
 
@@ -99,17 +125,24 @@ def test_import_bom_and_column_order(demo_db: Database, clock: FixedClock, tmp_p
     ],
 )
 def test_unreadable_files_import_nothing(
-    demo_db: Database, clock: FixedClock, tmp_path: Path, body: str | bytes, needle: str
+    demo_db: Database,
+    clock: FixedClock,
+    tmp_path: Path,
+    admin: auth.Principal,
+    body: str | bytes,
+    needle: str,
 ) -> None:
     before = count_customers(demo_db)
     with pytest.raises(ImportFileError, match=needle):
-        import_csv(demo_db, write(tmp_path, body), clock)
+        import_csv(demo_db, write(tmp_path, body), clock, actor=admin)
     assert count_customers(demo_db) == before
 
 
-def test_missing_file(demo_db: Database, clock: FixedClock, tmp_path: Path) -> None:
+def test_missing_file(
+    demo_db: Database, clock: FixedClock, tmp_path: Path, admin: auth.Principal
+) -> None:
     with pytest.raises(ImportFileError):
-        import_csv(demo_db, tmp_path / "nope.csv", clock)
+        import_csv(demo_db, tmp_path / "nope.csv", clock, actor=admin)
 
 
 def test_find_by_numbers_name_and_phone(demo_db: Database) -> None:
@@ -127,13 +160,15 @@ def test_find_by_numbers_name_and_phone(demo_db: Database) -> None:
     assert find_customers(demo_db, "不存在") == []
 
 
-def test_find_prefix_is_literal(demo_db: Database, clock: FixedClock, tmp_path: Path) -> None:
+def test_find_prefix_is_literal(
+    demo_db: Database, clock: FixedClock, tmp_path: Path, admin: auth.Principal
+) -> None:
     body = (
         HEADER
         + "300000000001,50%_off,,,400000000001,card,RES-FLAT,DEMO,1,1\n"
         + "300000000002,50xyoff,,,400000000002,card,RES-FLAT,DEMO,1,1\n"
     )
-    import_csv(demo_db, write(tmp_path, body), clock)
+    import_csv(demo_db, write(tmp_path, body), clock, actor=admin)
     assert [c.name for c in find_customers(demo_db, "50%_")] == ["50%_off"]
     assert len(find_customers(demo_db, "50")) == 2
 
@@ -164,3 +199,160 @@ def test_find_without_index_gives_same_answer(demo_db: Database) -> None:
 def test_find_needs_text(demo_db: Database, text: str) -> None:
     with pytest.raises(ValidationError):
         find_customers(demo_db, text)
+
+
+# --------------------------------------------------------------------------- strict numbers
+
+
+def test_import_takes_only_ascii_numbers(
+    demo_db: Database, clock: FixedClock, tmp_path: Path, admin: auth.Principal
+) -> None:
+    """``３０００…`` imported as a customer that ``customers show 300000000032`` could not find;
+    a superscript ratio stopped the whole import with a ValueError."""
+    body = HEADER + (
+        "３０００００００００３２,全角,,,400000000032,card,RES-FLAT,DEMO,1,1\n"  # line 2
+        "٣٠٠٠٠٠٠٠٠٠٣٣,阿拉伯,,,400000000033,card,RES-FLAT,DEMO,1,1\n"
+        "300000000034,表号全角,,,４０００００００００３４,card,RES-FLAT,DEMO,1,1\n"
+        "300000000035,上标变比,,,400000000035,card,RES-FLAT,DEMO,1²,1\n"
+        "300000000036,全角变比,,,400000000036,card,RES-FLAT,DEMO,５０,1\n"
+        "300000000037,全角营业厅,,,400000000037,card,RES-FLAT,ＮＥＷ,1,1\n"
+        "30000000003²,上标,,,400000000039,card,RES-FLAT,DEMO,1,1\n"
+        "300000000032,半角,,,400000000038,card,RES-FLAT,DEMO,1,1\n"  # line 9: the good one
+    )
+    report = import_csv(demo_db, write(tmp_path, body), clock, actor=admin)
+    assert (report.rows, report.imported, report.bad) == (8, 1, 7)
+    lines = {e.line: e.message for e in report.errors}
+    assert set(lines) == {2, 3, 4, 5, 6, 7, 8}
+    assert "'３０００００００００３２'" in lines[2] and "12 digits 0-9" in lines[2]
+    assert "customer_no" in lines[3] and "meter_no" in lines[4]
+    assert "ct_ratio" in lines[5] and "ct_ratio" in lines[6]
+    assert "ＮＥＷ" in lines[7]
+    assert customer_view(demo_db, "300000000032").name == "半角"
+    with demo_db.read() as session:
+        numbers = session.execute(select(Customer.customer_no, Customer.meter_no)).all()
+    assert all(ids.CUSTOMER_NO.matches(c) and ids.METER_NO.matches(m) for c, m in numbers)
+
+
+@pytest.mark.parametrize(
+    "text", ["１０００００００００４２", "١٠٠٠٠٠٠٠٠٠٤٢", "100000000042²", "４２４２"]
+)
+def test_find_refuses_numbers_in_other_digits(demo_db: Database, text: str) -> None:
+    """They found nothing (or a customer imported with them) and said only "no customer"."""
+    for find in (find_customers, search_customers):
+        with pytest.raises(ValidationError, match="0-9"):
+            find(demo_db, text)  # type: ignore[operator]
+    assert [c.customer_no for c in find_customers(demo_db, "100000000042")] == ["100000000042"]
+    assert find_customers(demo_db, "人民路１２号") == []  # free text may hold any digits
+
+
+# --------------------------------------------------------------------------- bounded rows
+
+
+def test_long_rows_are_bad_rows_and_reading_goes_on(
+    demo_db: Database, clock: FixedClock, tmp_path: Path, admin: auth.Principal
+) -> None:
+    head = HEADER.rstrip("\n") + ",note\n"
+
+    def row(n: int, note_len: int, end: str = "\n") -> str:
+        text = f"3000000001{n:02d},名{n},,,4000000001{n:02d},card,RES-FLAT,DEMO,1,1,"
+        return text + "x" * (note_len - len(text)) + end
+
+    assert len(row(1, MAX_ROW_CHARS, "")) == MAX_ROW_CHARS
+    quoted = (
+        '300000000120,"'
+        + "y" * 3000
+        + "\n"
+        + "y" * 3000
+        + '",,,400000000120,card,RES-FLAT,DEMO,1,1,\n'
+    )
+    body = (
+        head
+        + row(2, MAX_ROW_CHARS, "\r\n")  # line 2: exactly the limit
+        + row(3, MAX_ROW_CHARS + 1)  # 3: one character too many
+        + row(4, MAX_ROW_CHARS)  # 4
+        + row(5, MAX_ROW_CHARS + 1, "\r\n")  # 5: its CR is the last character of a read
+        + row(6, MAX_ROW_CHARS + 1, "\r")  # 6: a lone CR there, and the next line right after
+        + row(7, 60)  # 7
+        + row(8, 10_000_000)  # 8: ten million characters on one line
+        + "300000000109,\x00\x00\x00,,,400000000109,card,RES-FLAT,DEMO,1,1,\n"  # 9: NULs
+        + quoted  # 10-11: a quoted field over two lines, too long together
+        + row(12, 50, "")  # 12: the last line has no line end
+    )
+    report = import_csv(demo_db, write(tmp_path, body), clock, actor=admin)
+    lines = {e.line: e.message for e in report.errors}
+    assert set(lines) == {3, 5, 6, 8, 9, 10}, lines
+    assert all(f"longer than {MAX_ROW_CHARS} characters" in lines[n] for n in (3, 5, 6, 8, 10))
+    assert "control characters" in lines[9]
+    assert (report.rows, report.imported, report.bad) == (10, 4, 6)
+    for n in (2, 4, 7, 12):
+        assert customer_view(demo_db, f"3000000001{n:02d}").name == f"名{n}"
+
+
+def test_a_file_whose_first_line_never_ends_is_refused_at_once(
+    demo_db: Database, clock: FixedClock, admin: auth.Principal
+) -> None:
+    """``/dev/zero`` has no line end: the import read it into memory until 4 GB."""
+    with pytest.raises(ImportFileError, match=f"longer than {MAX_ROW_CHARS} characters"):
+        import_csv(demo_db, Path("/dev/zero"), clock, actor=admin)
+    with demo_db.read() as session:
+        entry = session.scalars(select(AuditEntry).order_by(AuditEntry.seq.desc())).first()
+    assert entry is not None and (entry.action, entry.result) == ("customers_import", "failed")
+
+
+@pytest.mark.parametrize("after_header", [False, True])
+def test_binary_files_are_bad_rows_or_refused(
+    demo_db: Database, clock: FixedClock, tmp_path: Path, admin: auth.Principal, after_header: bool
+) -> None:
+    noise = random.Random(12).randbytes(2_000_000)
+    path = write(tmp_path, (HEADER.encode() if after_header else b"") + noise)
+    before = count_customers(demo_db)
+    try:
+        report = import_csv(demo_db, path, clock, actor=admin)
+    except ImportFileError:
+        pass  # the file cannot be read as CSV (a quote that never closes, no header)
+    else:
+        assert report.imported == 0 and report.bad == report.rows > 0
+    assert count_customers(demo_db) == before
+
+
+# --------------------------------------------------------------------------- set-up by an admin
+
+
+def test_import_is_an_audited_admin_action(
+    demo_db: Database, clock: FixedClock, tmp_path: Path, admin: auth.Principal
+) -> None:
+    body = (
+        HEADER
+        + "300000000051,甲,,,400000000051,card,RES-FLAT,DEMO,1,1\n"
+        + "30000000005x,乙,,,400000000052,card,RES-FLAT,DEMO,1,1\n"
+    )
+    path = write(tmp_path, body, "archive.csv")
+    teller = auth.login(demo_db, "t01", "demo-t01", counter_id="C01", clock=clock)
+    with pytest.raises(PermissionDenied):
+        import_csv(demo_db, path, clock, actor=teller)
+    assert count_customers(demo_db) == 1000
+
+    def entries() -> list[AuditEntry]:
+        with demo_db.read() as session:
+            return list(
+                session.scalars(
+                    select(AuditEntry)
+                    .where(AuditEntry.action == "customers_import")
+                    .order_by(AuditEntry.seq)
+                )
+            )
+
+    assert entries() == []  # a refused permission changes nothing
+    import_csv(demo_db, path, clock, actor=admin)
+    import_csv(demo_db, path, clock, actor=admin, all_or_nothing=True)
+    first, second = entries()
+    assert (first.operator_id, first.target, first.result) == ("a01", "archive.csv", "ok")
+    assert json.loads(first.detail) == {
+        "file": str(path),
+        "rows": 2,
+        "imported": 1,
+        "bad": 1,
+        "committed": True,
+    }
+    assert (second.result, json.loads(second.detail)["committed"]) == ("failed", False)
+    assert audit_service.verify(demo_db).ok

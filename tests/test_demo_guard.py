@@ -57,7 +57,12 @@ def test_a_real_administrator_keeps_the_demo_out(tmp_path: Path, admin_id: str) 
 
 
 def test_imported_customers_keep_the_demo_out(tmp_path: Path) -> None:
-    assert run(tmp_path, "init").returncode == 0
+    # importing takes an administrator, so the database has one; the customer refuses the demo
+    # even where the operator would not (its office and number are not the demo's)
+    init = run(
+        tmp_path, "init", "--admin-id", "boss", env={"CARDVEND_ADMIN_PASSWORD": "long-secret-1"}
+    )
+    assert init.returncode == 0, init.stderr
     f = tmp_path / "c.csv"
     f.write_text(HEADER + "700000000001,甲,,,800000000001,card,RES-FLAT,BJ01,1,1\n")
     # the plan must exist for the import: take it from a demo database's definition
@@ -71,8 +76,13 @@ def test_imported_customers_keep_the_demo_out(tmp_path: Path) -> None:
                         FixedClock(demo.SWITCH_OVER))  # fmt: skip
     finally:
         db.dispose()
-    r = run(tmp_path, "customers", "import", str(f))
+    r = run(tmp_path, "customers", "import", str(f), "--operator", "boss",
+            env={"CARDVEND_PASSWORD": "long-secret-1"})  # fmt: skip
     assert r.returncode == 0, r.stderr
+    con = sqlite3.connect(tmp_path / "data" / "cardvend.db")
+    with con:  # leave only the customer to tell this database from the demo's
+        con.execute("DELETE FROM operators WHERE id = 'boss'")
+    con.close()
     refused(tmp_path, "customers", "700000000001")
 
 
@@ -80,7 +90,9 @@ def test_a_customer_added_to_a_demo_database_is_not_the_demos(tmp_path: Path) ->
     assert run(tmp_path, "demo").returncode == 0
     f = tmp_path / "c.csv"
     f.write_text(HEADER + "700000000001,甲,,,800000000001,card,RES-FLAT,DEMO,1,1\n")
-    assert run(tmp_path, "customers", "import", str(f)).returncode == 0
+    r = run(tmp_path, "customers", "import", str(f), "--operator", "a01",
+            env={"CARDVEND_PASSWORD": "demo-a01"})  # fmt: skip
+    assert r.returncode == 0, r.stderr
     refused(tmp_path, "customers", "700000000001")
 
 

@@ -166,6 +166,17 @@ def test_search_by_name_prefix_phone_suffix_and_address(counter: Counter) -> Non
     assert counter.page.model.rowCount() == 0 and "No customer" in counter.page.status.text()
 
 
+@pytest.mark.parametrize("typed", ["１０００００００００４２", "٤٢٤٢٤"])
+def test_search_in_other_digits_says_how_to_type_them(counter: Counter, typed: str) -> None:
+    """An input method in full-width mode types １０００…: the search looked that number up,
+    found nothing and said only "No customer found"."""
+    assert counter.search(typed) == []
+    text = counter.page.status.text()
+    assert "0-9" in text and "half-width" in text and "No customer" not in text
+    hits = counter.search("100000000042")  # the same number in ASCII digits
+    assert [h.customer.customer_no for h in hits] == ["100000000042"]
+
+
 def test_arrears_column(counter: Counter) -> None:
     hits = counter.search("100000000001")  # demo customer 0 owes 30.00 arrears and a 5.00 fee
     assert (hits[0].arrears_fen, hits[0].fees_fen) == (3000, 500)

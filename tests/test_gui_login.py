@@ -146,6 +146,20 @@ def test_wrong_password_unknown_id_locked_and_disabled_are_said_alike(
     assert t01.locked_until is not None  # the administrator sees the lockout
 
 
+@pytest.mark.parametrize("typed", ["ｔ01", "t０1", "t01²"])
+def test_an_operator_id_in_other_characters_is_said_so(qtbot: Any, start: Any, typed: str) -> None:
+    """Typed through a full-width input method, the id was looked up and the login said only
+    "wrong operator id or password"."""
+    session = start()
+    dialog = session.dialog
+    type_login(qtbot, dialog, typed, "demo-t01")
+    qtbot.waitUntil(lambda: dialog.error.text() != "")
+    assert f"operator id {typed!r} is not valid" in dialog.error.text()
+    assert dialog.operator.hasFocus() or not dialog.isActiveWindow()
+    assert session.window is None and audit_actions(session.ctx, "login") == []
+    sign_in(qtbot, session, "t01")
+
+
 def test_escape_on_the_login_quits(qtbot: Any, start: Any) -> None:
     session = start()
     with qtbot.waitSignal(session.quit_requested, timeout=2000):

@@ -134,3 +134,40 @@ def test_training_mode_is_never_written_to_the_settings_file(tmp_path: Path) -> 
     again = Settings.load(path)
     assert again.get("counter_id") == "C09" and again.get(TRAINING_MODE.key) is False
     assert "training_mode" not in path.read_text()
+
+
+ID_SETTINGS = [
+    ("counter_id", "C01\n"),  # $ matched before a trailing newline
+    ("counter_id", "Ｃ０１"),  # full-width, from an input method
+    ("office_code", "DEMO\n"),
+    ("office_code", "ＤＥＭＯ"),
+    ("utility_code", "１０００01"),
+    ("utility_code", "١٠٠٠٠١"),  # Arabic-Indic digits
+    ("utility_code", "10000²"),  # a superscript
+    ("utility_code", "100001\n"),
+]
+
+
+@pytest.mark.parametrize("key, value", ID_SETTINGS)
+def test_id_settings_are_ascii_and_whole(tmp_path: Path, key: str, value: str) -> None:
+    """Set, saved and loaded, these were taken as they were: a counter id that displays as C01
+    and is not C01, a utility code that no card carries."""
+    from app.services.configuration import check_setting
+
+    with pytest.raises(ValidationError, match=f"setting {key} .* is not valid"):
+        Settings().set(key, value)
+    with pytest.raises(ValidationError, match="is not valid"):
+        check_setting(key, value)  # the administration page's way
+    path = tmp_path / "settings.json"
+    path.write_text(json.dumps({"schema_version": SCHEMA_VERSION, key: value}), encoding="utf-8")
+    with pytest.raises(ValidationError, match=f"setting {key} .* is not valid"):
+        Settings.load(path)
+
+
+def test_good_id_settings_load() -> None:
+    s = Settings({"counter_id": "C-02.b", "office_code": "HZ_01", "utility_code": "330100"})
+    assert (s.get("counter_id"), s.get("office_code"), s.get("utility_code")) == (
+        "C-02.b",
+        "HZ_01",
+        "330100",
+    )

@@ -149,3 +149,34 @@ def test_client_and_server_agree_on_every_resource(tmp_path: Any) -> None:
         client.close()
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("customer_no", "１０００００００００02"),  # full-width
+        ("customer_no", "١٠٠٠٠٠٠٠٠٠٠٢"),  # Arabic-Indic
+        ("customer_no", "100000000002\n"),  # a trailing newline
+        ("customer_no", "10000000000²"),  # a superscript
+        ("operator_id", "t01\n"),
+        ("operator_id", "ｔ01"),
+        ("counter_id", "C01\n"),
+        ("office_code", "ＤＥＭＯ"),
+        ("id", "-" * 36),  # 36 characters of 0-9 a-f and dashes, but no UUID
+        ("id", "0B7C2F9E-6F0E-4D7A-9A51-3F0F3C9D2A11"),  # ids are written in lower case
+        ("shift_id", "6c1a0a3e7d2b4c558b0e2b8d2f3c4d5e----"),
+    ],
+)
+def test_contract_ids_are_ascii_and_whole(field: str, value: str) -> None:
+    with pytest.raises(ValidationError):
+        c.SaleRecord.model_validate({**SALE, field: value})
+
+
+def test_contract_ids_use_the_one_set_of_formats() -> None:
+    """The document tells other parties the same formats the counter checks."""
+    from app.domain import ids
+
+    props = c.SaleRecord.model_json_schema()["properties"]
+    assert props["customer_no"]["pattern"] == ids.CUSTOMER_NO.pattern
+    assert props["id"]["pattern"] == props["shift_id"]["pattern"] == ids.UUID.pattern
+    assert props["operator_id"]["pattern"] == props["counter_id"]["pattern"] == ids.CODE.pattern

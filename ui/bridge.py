@@ -19,6 +19,7 @@ from typing import Any
 
 from PySide6.QtCore import QCoreApplication, QObject, QTimer, Signal, Slot
 
+from app.domain.ids import IdFormat
 from app.errors import CardVendError
 from app.i18n import _
 
@@ -111,6 +112,16 @@ def error_text(exc: BaseException) -> str:
         "Unexpected error: {detail}. Details are in the log file.",
         detail=f"{type(exc).__name__}: {exc}",
     )
+
+
+def id_problem(fmt: IdFormat, text: str) -> str | None:
+    """What is wrong with an id typed into a field (full-width letters or digits from an input
+    method, a character ids do not have), or None when it is well formed."""
+    try:
+        fmt.check(text)
+    except CardVendError as exc:
+        return exc.localized()
+    return None
 
 
 class GuiThreadGC(QObject):

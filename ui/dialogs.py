@@ -44,6 +44,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.domain.ids import OPERATOR_ID
 from app.domain.ledger import SaleKind, SaleState
 from app.domain.permissions import Action
 from app.errors import CardVendError, ValidationError
@@ -55,7 +56,7 @@ from app.services.approvals import ApprovalView
 from app.services.auth import Principal
 from app.services.customers import CustomerView, customer_view
 from app.settings import RECEIPT_LANGUAGE, REPLACEMENT_FEE
-from ui.bridge import error_text
+from ui.bridge import error_text, id_problem
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +188,14 @@ class SignInForm(QWidget):
             return self.password
         return None
 
+    def problem(self) -> str | None:
+        """What is wrong with the operator id as typed (focused then), or None."""
+        problem = id_problem(OPERATOR_ID, self.values()[0])
+        if problem:
+            self.operator.setFocus()
+            self.operator.selectAll()
+        return problem
+
     def retry(self) -> None:
         self.password.clear()
         self.operator.setFocus()
@@ -229,6 +238,10 @@ class SignInDialog(QDialog):
         field = self.form.missing()
         if field is not None:
             field.setFocus()
+            return
+        problem = self.form.problem()
+        if problem:
+            self.message.setText(problem)
             return
         operator, password = self.form.values()
         self.ok_button.setEnabled(False)
@@ -355,6 +368,10 @@ class ApprovalDialog(QDialog):
         field = self.form.missing()
         if field is not None:
             field.setFocus()
+            return
+        problem = self.form.problem()
+        if problem:
+            self.message.setText(problem)
             return
         if self.shell.principal is None:
             self.message.setText(_("Nobody is signed in at this counter. Sign in first."))

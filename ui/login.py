@@ -37,12 +37,13 @@ from PySide6.QtWidgets import (
 
 from app.context import AppContext
 from app.domain.audit import VerifyResult
+from app.domain.ids import OPERATOR_ID
 from app.i18n import LANGUAGES, _, get_language, set_language
 from app.ports import BackgroundSync
 from app.services import auth
 from app.services.auth import Principal, SecurityPolicy
 from app.settings import IDLE_MINUTES
-from ui.bridge import GuiThreadGC, Ops, error_text
+from ui.bridge import GuiThreadGC, Ops, error_text, id_problem
 
 if TYPE_CHECKING:
     from ui.main_window import MainWindow
@@ -324,6 +325,13 @@ class LoginDialog(_SignInDialog):
             self.show_error(_("Type your operator id."))
             self.operator.setFocus()
             return
+        problem = id_problem(OPERATOR_ID, operator_id)
+        if problem:
+            self.show_error(problem)
+            self.password.clear()
+            self.operator.setFocus()
+            self.operator.selectAll()
+            return
         if not password:
             self.show_error(_("Type your password."))
             self.password.setFocus()
@@ -420,6 +428,12 @@ class FirstAdminDialog(_SignInDialog):
         if not operator_id:
             self.show_error(_("Type your operator id."))
             self.operator.setFocus()
+            return
+        problem = id_problem(OPERATOR_ID, operator_id)
+        if problem:
+            self.show_error(problem)
+            self.operator.setFocus()
+            self.operator.selectAll()
             return
         if password != self.password2.text():
             self.show_error(_("The two passwords differ. Type them again."))

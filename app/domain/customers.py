@@ -6,13 +6,16 @@ import enum
 import re
 from dataclasses import dataclass
 
+# customer_no and meter_no are checked by the one set of id formats
+from app.domain.ids import check_customer_no as check_customer_no
+from app.domain.ids import check_meter_no as check_meter_no
+from app.domain.ids import is_digits
 from app.errors import ValidationError
 from app.i18n import N_
 
-_DIGITS12 = re.compile(r"^\d{12}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_NOT_DIGIT = re.compile(r"\D")
-_PHONE = re.compile(r"^\+?[0-9][0-9 \-]{2,23}$")
+_NOT_DIGIT = re.compile(r"[^0-9]")
+_PHONE = re.compile(r"\+?[0-9][0-9 \-]{2,23}", re.ASCII)
 MAX_RATIO = 100_000
 
 
@@ -25,22 +28,6 @@ class CustomerStatus(enum.StrEnum):
     ACTIVE = "active"
     PAUSED = "paused"
     CLOSED = "closed"
-
-
-def check_number12(value: str, field: str) -> str:
-    if not isinstance(value, str) or not _DIGITS12.match(value):
-        raise ValidationError(
-            N_("{field} must be exactly 12 digits, got {value!r}"), field=field, value=value
-        )
-    return value
-
-
-def check_customer_no(value: str) -> str:
-    return check_number12(value, "customer_no")
-
-
-def check_meter_no(value: str) -> str:
-    return check_number12(value, "meter_no")
 
 
 def check_text(value: str, field: str, *, max_len: int, required: bool = True) -> str:
@@ -58,7 +45,7 @@ def check_text(value: str, field: str, *, max_len: int, required: bool = True) -
 
 def check_phone(value: str) -> str:
     value = (value or "").strip()
-    if value and not _PHONE.match(value):
+    if value and not _PHONE.fullmatch(value):
         raise ValidationError(N_("phone {value!r} is not a telephone number"), value=value)
     return value
 
@@ -80,7 +67,7 @@ def check_ratio(value: int, field: str) -> int:
 
 def parse_ratio(text: str, field: str) -> int:
     text = (text or "").strip() or "1"
-    if not text.isdigit():
+    if not is_digits(text):
         raise ValidationError(
             N_("{field} must be a whole number from 1 to {max}, got {value!r}"),
             field=field,

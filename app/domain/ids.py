@@ -62,35 +62,42 @@ def _compiled(pattern: str) -> re.Pattern[str]:
 
 
 DIGITS12_PATTERN = r"^[0-9]{12}$"
+# ``name`` is what a message calls the id: the field and column names customer_no and meter_no
+# stay as they are (a CSV header says them), the others are marked to be translated
 CUSTOMER_NO = IdFormat("customer_no", DIGITS12_PATTERN, N_("exactly 12 digits 0-9"))
 METER_NO = IdFormat("meter_no", DIGITS12_PATTERN, N_("exactly 12 digits 0-9"))
 OPERATOR_ID = IdFormat(
-    "operator id",
+    N_("operator id"),
     r"^[A-Za-z0-9_.-]{2,32}$",
     N_("2 to 32 letters A-Z, digits, dots, dashes or underscores"),
 )
 COUNTER_ID = IdFormat(
-    "counter id",
+    N_("counter id"),
     r"^[A-Za-z0-9_.-]{1,32}$",
     N_("1 to 32 letters A-Z, digits, dots, dashes or underscores"),
 )
 OFFICE_CODE = IdFormat(
-    "office code",
+    N_("office code"),
     r"^[A-Za-z0-9_-]{1,16}$",
     N_("1 to 16 letters A-Z, digits, dashes or underscores"),
 )
 CODE = IdFormat(
-    "code",
+    N_("code"),
     r"^[A-Za-z0-9_.-]{1,32}$",
     N_("1 to 32 letters A-Z, digits, dots, dashes or underscores"),
 )
-CARD_SERIAL = IdFormat("card serial", r"^[0-9A-F]{16}$", N_("16 hexadecimal digits 0-9 A-F"))
+CARD_SERIAL = IdFormat(N_("card serial"), r"^[0-9A-F]{16}$", N_("16 hexadecimal digits 0-9 A-F"))
 UUID = IdFormat(
-    "id",
+    N_("id"),
     r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$",
     N_("a UUID in lower case, 36 characters"),
 )
-UTILITY_CODE = IdFormat("utility code", r"^[0-9]{6}$", N_("exactly 6 digits 0-9"))
+# sales, shifts, approvals and management jobs are named by UUIDs
+SALE_ID = IdFormat(N_("sale id"), UUID.pattern, UUID.rule)
+SHIFT_ID = IdFormat(N_("shift id"), UUID.pattern, UUID.rule)
+# a management job as a card carries it: the 16 bytes of its UUID in hexadecimal
+CARD_JOB_ID = IdFormat(N_("job id"), r"^[0-9a-f]{32}$", N_("32 hexadecimal digits 0-9 a-f"))
+UTILITY_CODE = IdFormat(N_("utility code"), r"^[0-9]{6}$", N_("exactly 6 digits 0-9"))
 
 
 def check_customer_no(value: object, field: str = "customer_no") -> str:

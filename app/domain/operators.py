@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import enum
-import re
 
-from app.errors import ValidationError
-from app.i18n import N_
-
-_OPERATOR_ID = re.compile(r"^[A-Za-z0-9_.-]{2,32}$")
+# an operator id is checked by the one set of id formats
+from app.domain.ids import check_operator_id as check_operator_id
 
 
 class Role(enum.StrEnum):
@@ -17,14 +14,3 @@ class Role(enum.StrEnum):
     TECHNICIAN = "technician"
     ADMIN = "admin"
     AUDITOR = "auditor"
-
-
-def check_operator_id(value: str) -> str:
-    if not isinstance(value, str) or not _OPERATOR_ID.match(value):
-        raise ValidationError(
-            N_(
-                "operator id {value!r} must be 2 to 32 letters, digits, dots, dashes or underscores"
-            ),
-            value=value,
-        )
-    return value

@@ -24,6 +24,7 @@ class Action(enum.StrEnum):
     READ_METER = "read_meter"
     CHANGE_SETTINGS = "change_settings"
     MANAGE_OPERATORS = "manage_operators"
+    IMPORT_CUSTOMERS = "import_customers"  # set-up: load the customer archive from a file
     VIEW_REPORTS = "view_reports"
     EXPORT_REPORTS = "export_reports"
     VERIFY_AUDIT = "verify_audit"
@@ -47,6 +48,7 @@ _LABELS = {
     Action.READ_METER: N_("read a meter"),
     Action.CHANGE_SETTINGS: N_("change settings"),
     Action.MANAGE_OPERATORS: N_("manage operators"),
+    Action.IMPORT_CUSTOMERS: N_("import customers"),
     Action.VIEW_REPORTS: N_("view reports"),
     Action.EXPORT_REPORTS: N_("export reports"),
     Action.VERIFY_AUDIT: N_("verify the audit log"),
@@ -78,6 +80,7 @@ PERMISSIONS: dict[Role, frozenset[Action]] = {
         {
             Action.CHANGE_SETTINGS,
             Action.MANAGE_OPERATORS,
+            Action.IMPORT_CUSTOMERS,
             Action.VIEW_REPORTS,
             Action.EXPORT_REPORTS,
             Action.VERIFY_AUDIT,

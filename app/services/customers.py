@@ -1,6 +1,7 @@
 """The customer archive: import from CSV, find, read one customer.
 
-CSV import (``cardvend customers import FILE.csv``): UTF-8 (a BOM is fine) with a header row
+CSV import (``cardvend customers import FILE.csv --operator ADMIN``): an administrator's set-up
+action, audited (who, the file, rows imported and bad).  UTF-8 (a BOM is fine) with a header row
 ``customer_no,name,address,phone,meter_no,meter_kind,tariff_plan,office,ct_ratio,pt_ratio``
 (order free, extra columns ignored).  Every bad row is reported with its line number and reason;
 **the good rows are imported together in one transaction** (all of them or, on a database
@@ -8,6 +9,10 @@ failure, none).  With ``all_or_nothing=True`` a single bad row imports nothing. 
 cannot be read as CSV at all, or lacks a required column, imports nothing.  A customer_no or
 meter_no that already exists (in the file or the database) is a bad row: an import never
 overwrites the archive.  Unknown offices are created; an unknown tariff plan is a bad row.
+
+Memory stays flat whatever the file holds: lines are read at most ``MAX_ROW_CHARS`` characters
+at a time, and a row longer than that (a line, or lines inside quotes) is a bad row whose rest
+is read and dropped; a first line that long is not a CSV header, and nothing is imported.
 """
 
 from __future__ import annotations
@@ -16,11 +21,11 @@ import csv
 import datetime as dt
 import io
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Table, and_, func, insert, not_, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -39,10 +44,16 @@ from app.domain.customers import (
     parse_ratio,
     phone_digits,
 )
+from app.domain.ids import OFFICE_CODE, is_digits
+from app.domain.permissions import Action
 from app.errors import CardVendError, ImportFileError, NotFound, ValidationError
 from app.i18n import N_, translate
 from app.persistence.db import Database
 from app.persistence.models import ArrearsItem, Customer, Office, TariffPlan
+from app.services import audit
+
+if TYPE_CHECKING:
+    from app.services.auth import Principal
 
 COLUMNS = (
     "customer_no",
@@ -58,7 +69,12 @@ COLUMNS = (
 )
 REQUIRED = ("customer_no", "name", "meter_no", "meter_kind", "tariff_plan", "office")
 BATCH = 2000
-_OFFICE = re.compile(r"^[A-Za-z0-9_-]{1,16}$")
+MAX_ROW_CHARS = 4096  # longest row of an import file, its line breaks inside quotes included
+_READ = MAX_ROW_CHARS + 2  # what one read asks for: a row that long and its CR LF
+_TOO_LONG = N_(
+    "the row is longer than {max} characters (is this a CSV file? a missing quote?); the rest "
+    "of the file is read on"
+)
 # bytes that were not UTF-8 come through the surrogateescape decoder as lone surrogates
 _UNDECODABLE = re.compile("[\udc80-\udcff]")
 IMPORT_CACHE_KIB = 65536
@@ -84,6 +100,14 @@ class ImportReport:
     errors: list[RowError] = field(default_factory=list)  # the first MAX_KEPT errors
     committed: bool = False
     MAX_KEPT = 1000
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "rows": self.rows,
+            "imported": self.imported,
+            "bad": self.bad,
+            "committed": self.committed,
+        }
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -157,7 +181,68 @@ class _RowProblem(Exception):
         return translate(self.template, language).format(**self.params)
 
 
-def _records(path: Path) -> Iterator[tuple[int, list[str]]]:
+class _RowTooLong(Exception):
+    """A row longer than MAX_ROW_CHARS (never held whole: its rest was read and dropped)."""
+
+
+def _eol(chunk: str) -> int:
+    if chunk.endswith("\r\n"):
+        return 2
+    return 1 if chunk.endswith(("\n", "\r")) else 0
+
+
+class _Lines:
+    """The physical lines of a text file, as :func:`csv.reader` asks for them, read at most
+    ``_READ`` characters at a time.  A line longer than that is read on in pieces of that size
+    and dropped, then :class:`_RowTooLong` stands for it; so does a row whose lines (a quoted
+    field may span several) come to more than MAX_ROW_CHARS.  The first line is not read past
+    its limit: a file whose first line is that long (``/dev/zero``) is no CSV file and need not
+    be read to its end.  ``row_chars`` counts the row being read; its reader resets it."""
+
+    def __init__(self, text: io.TextIOWrapper) -> None:
+        self.text = text
+        self.line = 0  # physical lines read so far
+        self.row_chars = 0
+        self._back: str | None = None  # a piece read too far, given out next
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def _read(self) -> str:
+        if self._back is not None:
+            chunk, self._back = self._back, None
+            return chunk
+        return self.text.readline(_READ)
+
+    def _ends_line(self, chunk: str) -> bool:
+        if len(chunk) < _READ or chunk[-1] == "\n":
+            return True  # the read stopped at the end of the line or of the file
+        if chunk[-1] != "\r":
+            return False
+        # a CR on the read's edge ends the line, whether an LF follows or not
+        after = self.text.readline(_READ)
+        if after and after != "\n":
+            self._back = after
+        return True
+
+    def __next__(self) -> str:
+        chunk = self._read()
+        if not chunk:
+            raise StopIteration
+        self.line += 1
+        ended = self._ends_line(chunk)
+        self.row_chars += len(chunk)
+        if ended and self.row_chars - _eol(chunk) <= MAX_ROW_CHARS:
+            return chunk
+        while not ended and self.line > 1:
+            chunk = self._read()
+            ended = not chunk or self._ends_line(chunk)
+        raise _RowTooLong
+
+
+def _records(path: Path) -> Generator[tuple[int, list[str] | None], None, None]:
+    """(first line, fields) of each CSV record; fields None for a row longer than
+    MAX_ROW_CHARS, after which reading goes on at the next line."""
     try:
         raw = path.open("rb")
     except OSError as exc:
@@ -166,19 +251,22 @@ def _records(path: Path) -> Iterator[tuple[int, list[str]]]:
         raw,
         io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline="") as text,
     ):
-        reader = csv.reader(text, strict=True)
-        start = 1
+        lines = _Lines(text)
+        reader = csv.reader(lines, strict=True)
         while True:
+            start = lines.line + 1
+            lines.row_chars = 0
             try:
                 record = next(reader)
             except StopIteration:
                 return
+            except _RowTooLong:
+                reader = csv.reader(lines, strict=True)  # what it held of the row is dropped
+                yield start, None
+                continue
             except csv.Error as exc:
-                raise ImportFileError(
-                    path=str(path), detail=f"line {reader.line_num}: {exc}"
-                ) from exc
+                raise ImportFileError(path=str(path), detail=f"line {lines.line}: {exc}") from exc
             yield start, record
-            start = reader.line_num + 1
 
 
 def import_csv(
@@ -186,17 +274,73 @@ def import_csv(
     path: str | Path,
     clock: Clock,
     *,
+    actor: Principal,
     all_or_nothing: bool = False,
     on_error: Callable[[RowError], None] | None = None,
     language: str = "en",
 ) -> ImportReport:
+    """Import the customers of a CSV file for ``actor`` (permission ``import_customers``:
+    administrators; a refusal changes nothing).  Every import is audited: a file that cannot
+    be imported, or how many rows were imported and were bad (in the import's transaction)."""
     path = Path(path)
+
+    def log(result: str, **detail: object) -> None:
+        with db.write() as session:
+            _audit_import(session, actor, clock, path, result, detail)
+
+    actor.authorize(Action.IMPORT_CUSTOMERS, clock)
+    try:
+        report = _import(db, path, clock, actor, all_or_nothing, on_error, language)
+    except ImportFileError as exc:
+        log("failed", problem=str(exc))
+        raise
+    if not report.committed:  # all or nothing, and a row was bad: rolled back
+        log("failed", **report.summary())
+    return report
+
+
+def _audit_import(
+    session: Session,
+    actor: Principal,
+    clock: Clock,
+    path: Path,
+    result: str,
+    detail: dict[str, object],
+) -> None:
+    audit.record(
+        session,
+        action="customers_import",
+        operator_id=actor.operator_id,
+        counter_id=actor.counter_id,
+        clock=clock,
+        target=path.name[-120:],
+        result=result,
+        detail={"file": str(path), **detail},
+    )
+
+
+def _import(
+    db: Database,
+    path: Path,
+    clock: Clock,
+    actor: Principal,
+    all_or_nothing: bool,
+    on_error: Callable[[RowError], None] | None,
+    language: str,
+) -> ImportReport:
     report = ImportReport()
     records = _records(path)
     try:
         _, header = next(records)
     except StopIteration:
         raise ImportFileError(path=str(path), detail=N_("the file is empty")) from None
+    if header is None:
+        records.close()
+        raise ImportFileError(
+            path=str(path),
+            detail=N_("its first line is longer than {max} characters, so it is no CSV file"),
+            max=MAX_ROW_CHARS,
+        )
     header = [h.strip().lower() for h in header]
     if _UNDECODABLE.search("".join(header)):
         raise ImportFileError(
@@ -237,12 +381,14 @@ def import_csv(
             lines.clear()
 
         for line, record in records:
+            if record is not None and (not record or (len(record) == 1 and not record[0].strip())):
+                continue  # a blank line
             report.rows += 1
+            if record is None:
+                bad(line, "", _RowProblem(_TOO_LONG, max=MAX_ROW_CHARS))
+                continue
             cno = record[index["customer_no"]].strip() if len(record) > index["customer_no"] else ""
             try:
-                if len(record) == 1 and not record[0].strip():
-                    report.rows -= 1
-                    continue  # blank line
                 if len(record) != width:
                     raise _RowProblem(
                         N_("the row has {got} fields, the header has {want}"),
@@ -256,8 +402,7 @@ def import_csv(
                 row = _parse_row(record, index, plans, now)
                 office = row["office_code"]
                 if office not in offices:
-                    if not _OFFICE.match(office):
-                        raise _RowProblem(N_("office code {office!r} is not valid"), office=office)
+                    OFFICE_CODE.check(office, "office")
                     session.add(Office(code=office, name=office))
                     session.flush()
                     offices.add(office)
@@ -283,7 +428,9 @@ def import_csv(
             session.rollback()
             report.imported = 0
             return report
-    report.committed = True
+        report.committed = True
+        # in the import's own transaction: the row and the customers commit together
+        _audit_import(session, actor, clock, path, "ok", report.summary())
     return report
 
 
@@ -400,7 +547,7 @@ def find_customers(
         query = select(Customer, TariffPlan.code).join(
             TariffPlan, TariffPlan.id == Customer.tariff_plan_id
         )
-        if text.isdigit() and len(text) == 12:
+        if _number(text) and len(text) == 12:
             where = or_(Customer.customer_no == text, Customer.meter_no == text)
             order = (Customer.customer_no, Customer.id)
             if use_index:
@@ -411,7 +558,7 @@ def find_customers(
                         if all(v.customer_no != c.customer_no for v in found):
                             found.append(_view(c, code))
                 return found[:limit]
-        elif text.isdigit() and 4 <= len(text) <= 11:
+        elif _number(text) and 4 <= len(text) <= 11:
             where = _prefix_clause(Customer.phone_rev, text[::-1], dialect)
             order = (Customer.phone_rev, Customer.id)
         else:
@@ -459,11 +606,30 @@ def looks_like_address(text: str) -> bool:
     text = text.strip()
     if any(ch in _ADDRESS_MARKS for ch in text):
         return True
+    # free text: a digit of any form makes it look like an address (人民路１２号)
     return any(ch.isdigit() for ch in text) and not text.isdigit()
 
 
-def _stages(text: str) -> tuple[str, ...]:
+def _number(text: str) -> bool:
+    """Whether a search text is a number (customer, meter, phone): ASCII digits.  Digits of
+    another form (full-width ３０００, Arabic-Indic, superscripts) are refused: no number is
+    stored with them, and a teller typing them needs to switch the input method, not an empty
+    list."""
+    if is_digits(text):
+        return True
     if text.isdigit():
+        raise ValidationError(
+            N_(
+                "{text!r} is typed with full-width or other digits: type numbers with the digits "
+                "0-9 (switch the input method to half-width)."
+            ),
+            text=text,
+        )
+    return False
+
+
+def _stages(text: str) -> tuple[str, ...]:
+    if _number(text):
         if len(text) == 12:
             return ("number",)
         if 4 <= len(text) <= 11:

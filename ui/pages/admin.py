@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.domain.ids import OPERATOR_ID
 from app.domain.operators import Role
 from app.errors import CardVendError
 from app.i18n import N_, _, translate
@@ -58,7 +59,7 @@ from app.settings import (
     REGISTRY,
     TIME_ZONE,
 )
-from ui.bridge import error_text
+from ui.bridge import error_text, id_problem
 
 log = logging.getLogger(__name__)
 ERROR_STYLE = "color: #b00020; font-weight: bold;"
@@ -216,8 +217,13 @@ class AddOperatorDialog(_FormDialog):
         self.chain()
 
     def problem(self) -> str | None:
-        if not self.operator.text().strip():
+        operator_id = self.operator.text().strip()
+        if not operator_id:
             return _("Type the operator id.")
+        problem = id_problem(OPERATOR_ID, operator_id)
+        if problem:
+            self.operator.setFocus()
+            return problem
         return _password_problem(self.password.text(), self.password2.text(), self.min_length)
 
 

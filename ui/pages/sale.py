@@ -44,6 +44,7 @@ from PySide6.QtWidgets import (
 
 from app.domain.card import CardError, WriteBackStatus
 from app.domain.customers import MeterKind
+from app.domain.ids import OPERATOR_ID
 from app.domain.permissions import Action
 from app.errors import CardVendError
 from app.i18n import N_, _, translate
@@ -51,7 +52,7 @@ from app.money import check_cash_received, format_yuan, parse_yuan
 from app.services import approvals, auth, receipts, selling
 from app.services.customers import CustomerView, find_customers
 from app.settings import RECEIPT_LANGUAGE, TRAINING_MODE
-from ui.bridge import error_text
+from ui.bridge import error_text, id_problem
 
 log = logging.getLogger(__name__)
 
@@ -757,6 +758,11 @@ class SalePage(QWidget):
         if principal is None or self.state not in (READY, REMOTE):
             return
         sup_id = self.supervisor_id.text().strip()
+        problem = id_problem(OPERATOR_ID, sup_id)
+        if problem:
+            self._say(problem, error=True)
+            self.supervisor_id.setFocus()
+            return
         password = self.supervisor_password.text()
         self.supervisor_password.clear()
         db, clock = self.ctx.db, self.ctx.clock
