@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from app.clock import SystemClock
 from app.csvsafe import safe_cell, unescape_cell
 from app.domain.audit import AuditRow, verify_rows
 from app.persistence.db import Database
@@ -159,9 +160,17 @@ def test_stats_report_csv(home: Path) -> None:
 
 
 def test_audit_export_csv(home: Path) -> None:
-    # an operator id typed as a formula at the login lands in the audit log's target
+    # ids are checked before anything is recorded now, so a formula reaches the log's target
+    # the way free text of any future action would: through the audit service itself
     r = run(home, "operators", "list", "--operator", EVIL_ID, env={"CARDVEND_PASSWORD": "x"})
-    assert r.returncode == 1
+    assert r.returncode == 2  # refused as an id: nothing recorded
+    db = Database(str(home / "data" / "cardvend.db"))
+    try:
+        with db.write() as session:
+            audit.record(session, action="login", operator_id=None, counter_id="C01",
+                         clock=SystemClock(), target=EVIL_ID, result="failed")  # fmt: skip
+    finally:
+        db.dispose()
     out = home / "audit.csv"
     r = run(home, "audit", "export", "--out", str(out), "--operator", "a01",
             env={"CARDVEND_PASSWORD": "demo-a01"})  # fmt: skip
