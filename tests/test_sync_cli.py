@@ -17,6 +17,7 @@ import pytest
 from tests.test_cli import ROOT, run
 
 PASSWORDS = {"CARDVEND_PASSWORD": "demo-t01"}
+ADMIN = {"CARDVEND_PASSWORD": "demo-a01"}
 REMOTE = "100000000010"
 
 
@@ -55,9 +56,11 @@ def test_register_sell_offline_sync_status_reconcile(central: str, tmp_path: Pat
     # not registered yet: a clear message, exit 1
     r = run(home, "sync")
     assert r.returncode == 1 and "not registered" in r.stderr
-    r = run(home, "counter", "register", "--central", central, "--enrolment-key", "wrong")
+    r = run(home, "counter", "register", "--central", central, "--enrolment-key", "wrong",
+            "--operator", "a01", env=ADMIN)  # fmt: skip
     assert r.returncode == 1 and "refused" in r.stderr
-    r = run(home, "counter", "register", "--central", central, "--enrolment-key", "office-secret")
+    r = run(home, "counter", "register", "--central", central, "--enrolment-key",
+            "office-secret", "--operator", "a01", env=ADMIN)  # fmt: skip
     assert r.returncode == 0 and "C01" in r.stdout, r.stderr
     token = home / "data" / "central.token"
     assert token.stat().st_mode & 0o777 == 0o600
