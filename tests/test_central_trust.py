@@ -441,6 +441,8 @@ def test_an_enrolment_code_enrols_a_counter_again_once(
     body = sale(purchase_count=1)
     assert api.post("/sales", body).status_code == 201
     old_code = receipts.verification_code(old_key, body["id"], FIRST, 10_000, 10_000)
+    head = {"seq": 50, "hash": "a" * 64, "at": LATER}
+    assert api.put("/counters/me/audit-head", head).status_code == 200
 
     code, expires = store.issue_enrolment_code("C1", "DEMO", hours=2)
     assert expires == NOW + dt.timedelta(hours=2)
@@ -458,6 +460,9 @@ def test_an_enrolment_code_enrols_a_counter_again_once(
     assert new.post("/sales", later).status_code == 201
     new_code = receipts.verification_code(bytes.fromhex(again.receipt_key), later["id"], FIRST, 10_000, 10_000)  # fmt: skip
     assert new.get(f"/receipts/{later['id']}/check", code=new_code).json()["valid"] is True
+    # the reinstalled counter starts an audit history of its own
+    assert new.put("/counters/me/audit-head", {**head, "seq": 3}).status_code == 200
+    assert [h.seq for h in store.audit_heads("C1")] == [3]
     # used once
     with pytest.raises(RegistrationRefused):
         CentralClient(url).register(req, None, enrolment_code=code)

@@ -7,7 +7,9 @@
     receipt key;
   - with a one-time enrolment code the central administrator issued for that id
     (``cardvend central enrol``): a new token, the code's office, and a *new* receipt key (the
-    old one is kept, so receipts printed before still check); the old token stops working;
+    old one is kept, so receipts printed before still check); the old token stops working, and
+    the audit heads reported so far are set aside (a reinstalled counter starts an audit
+    history of its own);
   - as a retry of its own last registration whose answer was lost (the same Idempotency-Key
     within :data:`REPLAY_WINDOW`): a new token, nothing else changes.
   Anything else is ``counter_id_taken`` (409): the shared enrolment key alone never takes an
@@ -202,6 +204,7 @@ def register(
                 )
             )
             receipt_key = secrets.token_hex(32)
+            _retire_audit_heads(conn, req.counter_id, now)
         else:
             return _refuse(
                 tx,
@@ -247,6 +250,19 @@ def register(
         server_time=now,
         receipt_key=receipt_key,
     )
+
+
+def _retire_audit_heads(conn: Connection, counter_id: str, now: dt.datetime) -> None:
+    """The install the code enrols starts an audit history of its own; the heads reported
+    before are kept aside."""
+    ah = m.audit_heads.c
+    old = conn.execute(
+        select(ah.seq, ah.hash, ah.at, ah.received_at).where(ah.counter_id == counter_id)
+    ).mappings()
+    rows = [{**row, "counter_id": counter_id, "retired_at": now} for row in old]
+    if rows:
+        conn.execute(insert(m.retired_audit_heads), rows)
+        conn.execute(delete(m.audit_heads).where(ah.counter_id == counter_id))
 
 
 def _office_refusal(req: c.RegisterRequest, office: str, whose: str) -> Refusal:

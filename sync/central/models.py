@@ -245,6 +245,20 @@ audit_heads = Table(
     UniqueConstraint("counter_id", "seq", name="uq_central_audit_heads_counter_seq"),
 )
 
+# the audit heads a counter reported before an enrolment code gave its id to a new install
+# (which starts an audit history of its own)
+retired_audit_heads = Table(
+    "central_retired_audit_heads",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("counter_id", String(32), nullable=False, index=True),
+    Column("seq", BigInteger, nullable=False),
+    Column("hash", String(64), nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
+    Column("received_at", UTCDateTime(), nullable=False),
+    Column("retired_at", UTCDateTime(), nullable=False),
+)
+
 idempotency_keys = Table(
     "central_idempotency_keys",
     metadata,
