@@ -329,6 +329,16 @@ def test_a_purchase_count_that_does_not_follow_is_flagged_and_moves_nothing(
     assert c1.post("/reversals", reversal(sale3["sale"]["id"])).status_code == 201
     held = store.customer(FIRST)
     assert held is not None and held.purchase_count == 2
+    # a reversal of a purchase whose count another purchase holds takes nothing back: of a
+    # flagged one (the count was never its own), or of one sold again before the reversal came
+    sold = sale(CARD, purchase_count=1, card_serial="C-1")
+    assert c1.post("/sales", sold).status_code == 201
+    again = sale(CARD, purchase_count=1, card_serial="C-1")
+    assert c1.post("/sales", again).json()["review"] == "purchase_count_gap"
+    for sale_id in (again["id"], sold["id"]):
+        assert c1.post("/reversals", reversal(sale_id)).status_code == 201
+        held = store.customer(CARD)
+        assert held is not None and held.purchase_count == 1
     # a card binding never moves the count
     binding = event("card-bindings", "C1", customer_no=FIRST, serial="NEW", operator_id="t01",
                     created_at=LATER)  # fmt: skip

@@ -14,7 +14,8 @@ Purchase counts: a completed card sale whose purchase count follows the customer
 ``purchase_count_gap`` and moves nothing by itself; when the count reaches the one before it
 later (the missing sale arrives, or a reversal takes the count back), the flagged sales that now
 follow are applied in order.  A reversal of the customer's latest card purchase takes the count
-back by one, as the counter's own ledger does.
+back by one, as the counter's own ledger does (unless another purchase holds that count: the
+sale made again after the reversal, sent before it).
 """
 
 from __future__ import annotations
@@ -574,7 +575,6 @@ def _reverse_sales(tx: Tx, reversals: Sequence[c.ReversalRecord]) -> None:
     # the card holds the purchase before again: so does the archive, unless another purchase
     # with that count stands (a sale again after the reversal, sent before it)
     cu = m.customers.c
-    moved: list[str] = []
     for row in back:
         standing = tx.conn.scalars(
             select(s.body).where(
@@ -593,8 +593,6 @@ def _reverse_sales(tx: Tx, reversals: Sequence[c.ReversalRecord]) -> None:
         )
         if done.rowcount:
             tx.touch_customer(row["b_no"])
-            moved.append(row["b_no"])
-    advance_purchase_counts(tx, moved)
 
 
 def _set_card_serial(tx: Tx, customer_no: str, serial: str | None) -> None:
