@@ -49,9 +49,7 @@ CONFIG = schemathesis.Config.from_dict(
             },
             # a schema-valid record may still be outside the counter's lane (403) or not hold
             # together (422: sums, refs, a time in the future): rules JSON Schema cannot say
-            "positive_data_acceptance": {
-                "expected-statuses": ["2xx", 401, 403, 404, 409, 422]
-            },
+            "positive_data_acceptance": {"expected-statuses": ["2xx", 401, 403, 404, 409, 422]},
         },
     }
 )
