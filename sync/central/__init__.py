@@ -7,8 +7,8 @@ with its own database.  It stands in for the utility's system in tests, benchmar
   :mod:`~sync.central.rules` (the trust rules and refusal codes), :mod:`~sync.central.apply`
   (posted records), :mod:`~sync.central.enrol` (registration, enrolment codes),
   :mod:`~sync.central.changes` (the central administrator's own changes, inspection);
-- :mod:`sync.central.server` — :class:`CentralServer` (stdlib ``ThreadingHTTPServer``) and the
-  fault injector;
+- :mod:`sync.central.server` — :class:`CentralServer` (stdlib ``ThreadingHTTPServer``); the
+  fault injector in :mod:`sync.central.faults`;
 - :mod:`sync.central.seed` — demo and synthetic data, central-side changes for tests;
 - :mod:`sync.central.cli` — ``cardvend central serve`` and ``cardvend central enrol``.
 """
