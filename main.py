@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from app.context import AppContext
     from app.domain.receipt import ReceiptData
     from app.ports import ByteLink, CardReaderPort, CardTray, Printer
+    from app.services.auth import Principal
 
 log = logging.getLogger("cardvend")
 
@@ -141,12 +142,13 @@ class _LazyReportRenderer:
         return str(render(report))  # type: ignore[operator]
 
 
-def register_here(ctx: AppContext, url: str, enrolment_key: str | None) -> str:
-    """Register this counter with the central system (the administration page's button)."""
+def register_here(ctx: AppContext, url: str, enrolment_key: str | None, operator: Principal) -> str:
+    """Register this counter with the central system (the administration page's button, run as
+    the signed-in administrator)."""
     from app.i18n import _
     from sync.service import register_counter
 
-    answer = register_counter(ctx, url, enrolment_key)
+    answer = register_counter(ctx, url, enrolment_key, operator=operator)
     return _(
         "counter {counter} of office {office} registered with {url}",
         counter=answer.counter_id,
@@ -233,7 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from sync.service import background_worker
 
         ctx.sync_factory = lambda: background_worker(ctx)
-        ctx.registrar = lambda url, key: register_here(ctx, url, key)
+        ctx.registrar = lambda url, key, operator: register_here(ctx, url, key, operator)
         wire_printing(ctx)
         if args.command is None:
             from ui.app import run_gui

@@ -12,6 +12,7 @@ import datetime as dt
 import getpass
 import json
 import os
+import secrets
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -31,7 +32,7 @@ from app.services import customers as customer_service
 from app.services import demo as demo_service
 from app.services import tariffs as tariff_service
 from app.services.auth import Principal
-from app.settings import TIME_ZONE
+from app.settings import COUNTER_ID, TIME_ZONE
 
 Handler = Callable[[AppContext, argparse.Namespace], int]
 
@@ -181,6 +182,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("init", help=_("create or upgrade the database and the first administrator"))
     p.add_argument("--admin-id", default="admin", help=_("id of the first administrator"))
     p.add_argument("--admin-name", default="Administrator")
+    p.add_argument(
+        "--counter-id",
+        metavar="ID",
+        help=_(
+            "this counter's id, unique among the central system's counters; default: the one "
+            "in the settings, or a new random one (C-XXXXXXXX)"
+        ),
+    )
     p.set_defaults(func=cmd_init)
 
     p = sub.add_parser("demo", help=_("load the demo office, operators, tariffs and customers"))
@@ -253,6 +262,28 @@ def cli_login(
     )
 
 
+def derive_counter_id() -> str:
+    """A counter id for a new install: random, so that installs do not all claim the same one
+    (the central system refuses an id another counter holds)."""
+    return "C-" + secrets.token_hex(4).upper()
+
+
+def _init_counter_id(ctx: AppContext, wanted: str | None) -> None:
+    """``--counter-id``, or a derived id when the settings name none; saved in the settings."""
+    settings = ctx.settings
+    if wanted is not None:
+        counter_id = ids.COUNTER_ID.check(wanted, "--counter-id")
+    elif settings.is_set(COUNTER_ID.key):
+        return
+    else:
+        counter_id = derive_counter_id()
+    if settings.is_set(COUNTER_ID.key) and settings.get(COUNTER_ID.key) == counter_id:
+        return
+    settings.set(COUNTER_ID.key, counter_id)
+    settings.save(settings.path or ctx.paths.settings_file)
+    print(_("This counter's id: {counter}", counter=counter_id))
+
+
 def cmd_init(ctx: AppContext, args: argparse.Namespace) -> int:
     db = open_db(ctx, migrate=True)
     print(
@@ -262,6 +293,7 @@ def cmd_init(ctx: AppContext, args: argparse.Namespace) -> int:
             url=db.url.render_as_string(hide_password=True),
         )
     )
+    _init_counter_id(ctx, args.counter_id)
     if auth.admin_exists(db):
         return 0
     password = os.environ.get("CARDVEND_ADMIN_PASSWORD")

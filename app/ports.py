@@ -10,10 +10,13 @@ import enum
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from app.domain.card import CardContents, CardWrite, WriteResult
 from app.domain.receipt import ReceiptData
+
+if TYPE_CHECKING:
+    from app.services.auth import Principal
 
 
 class KeyRole(enum.IntEnum):
@@ -188,6 +191,7 @@ class ReportRenderer(Protocol):
     def report_csv(self, report: object) -> str: ...
 
 
-# (central URL, enrolment key or None) -> what to tell the person (counter and office
-# registered); raises a typed error saying what went wrong. sync/ implements it.
-CounterRegistrar = Callable[[str, str | None], str]
+# (central URL, enrolment key or None, the signed-in administrator) -> what to tell the person
+# (counter and office registered); raises a typed error saying what went wrong. sync/
+# implements it (audited; registering again sends the counter's current token).
+CounterRegistrar = Callable[[str, str | None, "Principal"], str]

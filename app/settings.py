@@ -277,6 +277,10 @@ class Settings:
             return os.environ[var.env]
         return self._values.get(key, var.default)
 
+    def is_set(self, key: str) -> bool:
+        """Whether the settings hold ``key`` themselves (not its default)."""
+        return key in self._values
+
     def set(self, key: str, value: Any) -> None:
         if key not in REGISTRY:
             raise ValidationError(N_("there is no setting called {key}"), key=key)

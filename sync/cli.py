@@ -1,8 +1,11 @@
 """Sync commands: ``cardvend sync [--watch]``, ``cardvend sync status [--json]``,
-``cardvend sync reconcile [--json]`` and ``cardvend counter register --central URL``.
+``cardvend sync reconcile [--json]`` and ``cardvend counter register --central URL --operator ID``.
 
 Sync runs without an operator (it is the counter's own job, like the background worker in the
-window); registering changes this counter's settings and is audited.
+window); registering is an administrator's act (``--operator``, password from CARDVEND_PASSWORD
+or a prompt), changes this counter's settings and is audited.  Registering again sends the
+counter's current token; a counter that lost it (or moves to another office) registers with a
+one-time ``--enrolment-code`` from the central system's administrator.
 
 Exit codes: 0 done; 1 an error (one line on stderr, e.g. the central system cannot be reached);
 3 ``reconcile`` found differences that need attention (missing, different, reversal).
@@ -16,7 +19,7 @@ import signal
 import threading
 from typing import Any
 
-from app.cli import emit_json, open_db
+from app.cli import cli_login, emit_json, open_db
 from app.context import AppContext
 from app.i18n import _
 from app.money import format_yuan
@@ -136,8 +139,12 @@ def cmd_reconcile(ctx: AppContext, args: argparse.Namespace) -> int:
 
 def cmd_register(ctx: AppContext, args: argparse.Namespace) -> int:
     open_db(ctx)
+    admin = cli_login(ctx, args.operator)
     key = args.enrolment_key or os.environ.get("CARDVEND_ENROLMENT_KEY")
-    answer = register_counter(ctx, args.central, key, args.name or "")
+    code = args.enrolment_code or os.environ.get("CARDVEND_ENROLMENT_CODE")
+    answer = register_counter(
+        ctx, args.central, key, args.name or "", operator=admin, enrolment_code=code or None
+    )
     print(
         _(
             "counter {counter} of office {office} registered with {url}",
@@ -170,5 +177,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     q = csub.add_parser("register", help=_("register with the central system"))
     q.add_argument("--central", required=True, help=_("the central system's URL"))
     q.add_argument("--enrolment-key", help=_("enrolment key (or set CARDVEND_ENROLMENT_KEY)"))
+    q.add_argument(
+        "--enrolment-code",
+        help=_(
+            "one-time enrolment code from the central system's administrator, for a counter "
+            "registered before (or set CARDVEND_ENROLMENT_CODE)"
+        ),
+    )
     q.add_argument("--name", help=_("a name for this counter"))
+    q.add_argument(
+        "--operator",
+        metavar="ID",
+        help=_("the administrator who registers (password from CARDVEND_PASSWORD or a prompt)"),
+    )
     q.set_defaults(func=cmd_register)

@@ -7,7 +7,10 @@
   because only then can a repeat not double anything;
 - ``Retry-After`` (seconds) is honoured, capped by ``max_wait``;
 - every answer is validated against the contract models: a body that is not what the contract
-  says is a :class:`CentralBadResponse`, raised before the caller changes anything.
+  says is a :class:`CentralBadResponse`, raised before the caller changes anything;
+- a record the central system refuses comes back as a ``rejected`` result carrying the refusal
+  code, from a batch or a single post alike; a batch whose body would exceed the contract's
+  ``MAX_BODY`` (or that the central system answers 413) is sent in halves.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ from sync.errors import (
     CentralRejected,
     CentralUnauthorized,
     CentralUnreachable,
+    CounterIdTaken,
+    RegistrationRefused,
 )
 
 log = logging.getLogger(__name__)
@@ -167,11 +172,15 @@ class CentralClient:
         except ValidationError:
             problem = c.Problem(code="unknown", message=resp.text[:200] or resp.reason)
         if resp.status_code == 401:
-            raise CentralUnauthorized(detail=problem.message)
+            raise CentralUnauthorized(detail=problem.message, problem=problem.code)
         if problem.code == "audit_diverged":
             raise AuditDiverged(detail=problem.message)
         raise CentralRejected(
-            method=method, path=path, status=resp.status_code, detail=problem.message
+            method=method,
+            path=path,
+            status=resp.status_code,
+            detail=problem.message,
+            problem=problem.code,
         )
 
     # ------------------------------------------------------------------ resources
@@ -179,16 +188,43 @@ class CentralClient:
     def health(self) -> c.Health:
         return self._send("GET", "/health", c.Health)[1]
 
-    def register(self, req: c.RegisterRequest, enrolment_key: str | None) -> c.RegisterResponse:
-        headers = {"X-Enrolment-Key": enrolment_key} if enrolment_key else None
-        return self._send(
-            "POST",
-            "/counters/register",
-            c.RegisterResponse,
-            body=req,
-            headers=headers,
-            idempotency_key=uuid.uuid4().hex,
-        )[1]
+    def register(
+        self,
+        req: c.RegisterRequest,
+        enrolment_key: str | None,
+        *,
+        enrolment_code: str | None = None,
+    ) -> c.RegisterResponse:
+        """Register this counter.  With a token (``self.token``: the counter's current one) an
+        existing counter registers again; ``enrolment_code`` is a one-time code the central
+        administrator issued for this counter id.  The Idempotency-Key lets a retry whose first
+        answer was lost get a token too."""
+        headers: dict[str, str] = {}
+        if enrolment_key:
+            headers["X-Enrolment-Key"] = enrolment_key
+        if enrolment_code:
+            headers["X-Enrolment-Code"] = enrolment_code.strip()
+        try:
+            return self._send(
+                "POST",
+                "/counters/register",
+                c.RegisterResponse,
+                body=req,
+                headers=headers,
+                idempotency_key=uuid.uuid4().hex,
+            )[1]
+        except CentralUnauthorized as exc:
+            raise RegistrationRefused(
+                counter=req.counter_id, detail=exc.params.get("detail", "")
+            ) from exc
+        except CentralRejected as exc:
+            if exc.params.get("problem") == "counter_id_taken":
+                raise CounterIdTaken(counter=req.counter_id) from exc
+            if exc.params.get("problem") in c.REFUSALS:
+                raise RegistrationRefused(
+                    counter=req.counter_id, detail=exc.params.get("detail", "")
+                ) from exc
+            raise
 
     def _page(self, path: str, model: type[M], after: int, limit: int) -> M:
         return self._send("GET", path, model, params={"after": after, "limit": limit})[1]
@@ -220,7 +256,8 @@ class CentralClient:
         return self._send("PUT", "/counters/me/audit-head", c.AuditHeadAck, body=head)[1]
 
     def post_one(self, resource: str, item: c.Model) -> c.ItemResult:
-        """One record; a 409 (the same id with another body) comes back as a conflict result."""
+        """One record; a 409 (the same id with another body) comes back as a conflict result,
+        a refusal (403/422 with a refusal code) as a rejected one, as in a batch."""
         try:
             return self._send(
                 "POST",
@@ -230,10 +267,19 @@ class CentralClient:
                 idempotency_key=batch_key(f"/{resource}", [str(getattr(item, "id", ""))]),
             )[1]
         except CentralRejected as exc:
-            if exc.params.get("status") == 409:
+            problem = exc.params.get("problem")
+            if exc.params.get("status") == 409 and problem == "conflict":
                 return c.ItemResult(
                     id=str(getattr(item, "id", "")),
                     status="conflict",
+                    code="conflict",
+                    message=str(exc.params.get("detail", "")),
+                )
+            if isinstance(problem, str) and problem in c.REFUSALS:
+                return c.ItemResult(
+                    id=str(getattr(item, "id", "")),
+                    status="rejected",
+                    code=problem,
                     message=str(exc.params.get("detail", "")),
                 )
             raise
@@ -242,13 +288,20 @@ class CentralClient:
         batch_model = c.BATCHES[resource]
         ids = [str(getattr(i, "id", "")) for i in items]
         body = batch_model.model_validate({"items": list(items)})
-        result = self._send(
-            "POST",
-            f"/{resource}/batch",
-            c.BatchResult,
-            body=body,
-            idempotency_key=batch_key(f"/{resource}/batch", ids),
-        )[1]
+        if len(items) > 1 and len(body.model_dump_json().encode("utf-8")) > c.MAX_BODY:
+            return self._halves(resource, items)
+        try:
+            result = self._send(
+                "POST",
+                f"/{resource}/batch",
+                c.BatchResult,
+                body=body,
+                idempotency_key=batch_key(f"/{resource}/batch", ids),
+            )[1]
+        except CentralRejected as exc:
+            if exc.params.get("status") == 413 and len(items) > 1:
+                return self._halves(resource, items)
+            raise
         if [r.id for r in result.results] != ids:
             raise CentralBadResponse(
                 method="POST",
@@ -256,3 +309,9 @@ class CentralClient:
                 detail="results do not match the items sent",
             )
         return result
+
+    def _halves(self, resource: str, items: Sequence[c.Model]) -> c.BatchResult:
+        middle = len(items) // 2
+        first = self.post_batch(resource, items[:middle]).results
+        second = self.post_batch(resource, items[middle:]).results
+        return c.BatchResult(results=[*first, *second])

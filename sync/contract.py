@@ -14,7 +14,14 @@ Conventions:
   first answer;
 - pulls are pages after an opaque integer cursor (``after``), ``next_cursor`` is what to ask for
   next, ``has_more`` says whether to ask at once;
-- errors are a :class:`Problem` body with a stable ``code``.
+- errors are a :class:`Problem` body with a stable ``code``;
+- a counter acts only in its own lane: its own office's customers and jobs, its own sales; a
+  posted record outside it, or one that does not hold together, is refused with a stable code
+  (:data:`REFUSALS`: a 403 or 422 Problem for a single post, a ``rejected`` item result carrying
+  the code in a batch); a sale that is accepted but odd is flagged with a review code
+  (:data:`REVIEWS`);
+- POST and PUT bodies are ``application/json`` (415 otherwise), at most :data:`MAX_BODY` bytes
+  (413); the bearer token is checked before a body is read.
 """
 
 from __future__ import annotations
@@ -33,6 +40,13 @@ CONTRACT_VERSION = "1.0.0"
 OPENAPI_FILE = Path(__file__).with_name("openapi.json")
 MAX_PAGE = 5000  # largest page a client may ask for
 MAX_BATCH = 1000  # most items in one batch post
+# the largest request body the central system reads (413 beyond): a batch of MAX_BATCH sales as
+# a counter writes them is about 0.5 MB (measured: 524,011 bytes with two settled refs each); a
+# batch that the list and string limits below allow but that is larger (8.6 MB at worst for
+# sales) is sent in halves by the client (sync.client)
+MAX_BODY = 4 * 1024 * 1024
+MAX_REFS = 32  # arrears items one sale may settle
+MAX_ENTRIES = 32  # entries of an SMS request's params or a job result's write-back
 BIGINT_MAX = 2**63 - 1  # the largest count or sequence number a database column holds
 
 Fen = Annotated[int, Field(ge=-(10**12), le=10**12, description="money in fen (0.01 yuan)")]
@@ -42,6 +56,67 @@ Uuid = Annotated[str, Field(min_length=36, max_length=36, pattern=ids.UUID.patte
 Code = Annotated[str, Field(min_length=1, max_length=32, pattern=ids.CODE.pattern)]
 Digits12 = Annotated[str, Field(pattern=ids.DIGITS12_PATTERN)]
 Cursor = Annotated[int, Field(ge=0)]
+Ref = Annotated[str, Field(min_length=1, max_length=40)]
+Key = Annotated[str, Field(min_length=1, max_length=32)]
+Text200 = Annotated[str, Field(max_length=200)]
+
+# why the central system refuses a posted record (or a registration): code -> (HTTP status of a
+# single post, what it means).  In a batch the item is ``rejected`` with the code.
+REFUSALS: dict[str, tuple[int, str]] = {
+    "counter_mismatch": (403, "the record's counter_id is not the counter the token belongs to"),
+    "other_office": (
+        403,
+        "the customer or job belongs to another office than the counter's, or the record names "
+        "another office",
+    ),
+    "not_own_sale": (403, "a reversal or rewrite of a sale that another counter made"),
+    "approver_is_operator": (422, "a reversal approved by its own operator"),
+    "does_not_add_up": (
+        422,
+        "a sale whose amount is not arrears + fees + credit, or a reversal whose amount is not "
+        "the sale's",
+    ),
+    "cash_short": (422, "a sale whose cash_received is less than its amount"),
+    "unknown_ref": (
+        422,
+        "a settled arrears ref that the central system does not hold for the sale's customer",
+    ),
+    "future_created_at": (
+        422,
+        "a record time (created_at, seen_at, done_at) ahead of the central clock by more than "
+        "the allowed clock skew",
+    ),
+    "counter_id_taken": (
+        409,
+        "registration of a counter id that another counter holds: an existing counter registers "
+        "again only with its current token or a one-time enrolment code",
+    ),
+    "office_mismatch": (
+        409,
+        "registration with another office than the counter's (or than its enrolment code's)",
+    ),
+}
+PROBLEM_CODES = (
+    "bad_request",
+    "unauthorized",
+    "not_found",
+    "conflict",
+    "audit_diverged",
+    "payload_too_large",
+    "unsupported_media_type",
+    "server_error",
+    *REFUSALS,
+)
+# why the central system flags an accepted sale for a supervisor's review
+REVIEWS: dict[str, str] = {
+    "unknown_customer": "the central archive has no such customer",
+    "customer_closed": "the customer is closed centrally",
+    "unknown_tariff": "the tariff plan or version is unknown",
+    "purchase_count_gap": (
+        "a card purchase count that does not follow the customer's last one; it moves neither "
+        "the archive's purchase count nor its card serial"
+    ),
+}
 
 
 class Model(BaseModel):
@@ -51,7 +126,7 @@ class Model(BaseModel):
 class Problem(Model):
     """An error: ``code`` is stable (see the OpenAPI document), ``message`` is English."""
 
-    code: str
+    code: str = Field(description="stable: one of " + ", ".join(PROBLEM_CODES))
     message: str
     ids: list[str] = Field(default_factory=list, description="records the error is about")
 
@@ -72,8 +147,9 @@ class RegisterResponse(Model):
     server_time: AwareDatetime
     receipt_key: str = Field(
         pattern=r"^[0-9a-f]{64}$",
-        description="key of the receipts' verification codes; stays the same when the "
-        "counter registers again",
+        description="key of the receipts' verification codes: new at the first registration, "
+        "the same when the counter registers again with its current token, a new one when it "
+        "is enrolled again with an enrolment code (the old keys still check older receipts)",
     )
 
 
@@ -206,7 +282,9 @@ class SaleRecord(Model):
     energy_wh: int = Field(ge=0)
     tariff_plan: Code
     tariff_version_no: int = Field(ge=1, le=BIGINT_MAX)
-    settled_refs: list[str] = Field(default_factory=list, description="arrears items it paid")
+    settled_refs: list[Ref] = Field(
+        default_factory=list, max_length=MAX_REFS, description="arrears items it paid"
+    )
     operator_id: Code
     counter_id: Code
     office_code: Code
@@ -259,7 +337,7 @@ class SmsRequest(Model):
     id: Uuid
     customer_no: Digits12
     template: Literal["low_balance", "payment_received", "remote_issued"]
-    params: dict[str, str | int] = Field(default_factory=dict)
+    params: dict[Key, Text200 | int] = Field(default_factory=dict, max_length=MAX_ENTRIES)
     counter_id: Code
     created_at: AwareDatetime
 
@@ -271,19 +349,28 @@ class JobResultRecord(Model):
     technician_id: Code
     counter_id: Code
     done_at: AwareDatetime
-    write_back: dict[str, Any] = Field(default_factory=dict)
+    write_back: dict[Key, Text200 | int | bool | None] = Field(
+        default_factory=dict, max_length=MAX_ENTRIES
+    )
     note: str = Field(default="", max_length=200)
 
 
 class ItemResult(Model):
     id: str
     status: Literal["created", "duplicate", "conflict", "rejected"]
-    review: str | None = Field(default=None, description="why the central side flagged it")
+    review: str | None = Field(
+        default=None, description="why the central side flagged it: one of " + ", ".join(REVIEWS)
+    )
     message: str = ""
+    code: str | None = Field(
+        default=None,
+        description="why it was refused (status rejected: one of the refusal codes; conflict: "
+        "conflict)",
+    )
 
 
 class BatchResult(Model):
-    results: list[ItemResult]
+    results: list[ItemResult] = Field(max_length=MAX_BATCH)
 
 
 def batch_of(item: type[Model]) -> type[Model]:
@@ -355,7 +442,7 @@ class Job(Model):
     customer_no: Digits12
     meter_no: Digits12
     office_code: Code
-    params: dict[str, Any]
+    params: dict[str, Any] = Field(max_length=64)
     status: Literal["open", "done", "failed", "cancelled"]
     created_at: AwareDatetime
     seq: int = Field(ge=1)
@@ -377,22 +464,16 @@ class Health(Model):
 
 _GET_PAGES: dict[str, tuple[type[Model], str]] = {
     "/tariffs": (TariffPage, "Tariff versions after the cursor, in the order they were issued"),
-    "/customers": (CustomerPage, "Customer archive changes after the cursor (deltas)"),
+    "/customers": (
+        CustomerPage,
+        "Changes to the archive of this counter's office after the cursor (deltas)",
+    ),
     "/remote-purchases": (
         RemoteStatusPage,
         "Issuing status of this counter's remote purchases, changes after the cursor",
     ),
     "/jobs": (JobPage, "Management-card jobs of the office, changes after the cursor"),
 }
-PROBLEM_CODES = (
-    "bad_request",
-    "unauthorized",
-    "not_found",
-    "conflict",
-    "audit_diverged",
-    "payload_too_large",
-    "server_error",
-)
 
 
 def _ref(model: type[BaseModel]) -> dict[str, str]:
@@ -406,10 +487,13 @@ def _json(model: type[BaseModel], description: str) -> dict[str, Any]:
 def _problems(*statuses: int) -> dict[str, Any]:
     texts = {
         400: "The request is not valid",
-        401: "No valid bearer token",
+        401: "No valid bearer token (or enrolment credential)",
+        403: "Outside this counter's lane (a refusal code)",
         404: "Not found",
         409: "Conflicts with what the central system holds",
         413: "Too large",
+        415: "The body is not application/json",
+        422: "Refused: the record does not hold together (a refusal code)",
     }
     return {str(s): _json(Problem, texts[s]) for s in statuses}
 
@@ -437,6 +521,17 @@ _IDEMPOTENCY = {
     "required": True,
     "schema": {"type": "string", "minLength": 8, "maxLength": 64},
 }
+
+
+def _description() -> str:
+    refusals = "\n".join(
+        f"- `{code}` ({status}): {meaning}" for code, (status, meaning) in REFUSALS.items()
+    )
+    reviews = "\n".join(f"- `{code}`: {meaning}" for code, meaning in REVIEWS.items())
+    return (
+        f"{(__doc__ or '').strip()}\n\nRefusal codes (the HTTP status of a single post or of "
+        f"a registration):\n{refusals}\n\nReview codes of accepted sales:\n{reviews}"
+    )
 
 
 def openapi() -> dict[str, Any]:
@@ -477,6 +572,15 @@ def openapi() -> dict[str, Any]:
             "post": {
                 "operationId": "registerCounter",
                 "summary": "Register a counter; answers its bearer token (a new one each time)",
+                "description": (
+                    "A new counter id registers with the enrolment key (when the central system "
+                    "has one) or with an enrolment code issued for it.  A counter id that is "
+                    "registered already registers again only with its current token "
+                    "(Authorization: Bearer; the office stays the same, the receipt key is "
+                    "answered again) or with a one-time enrolment code the central administrator "
+                    "issued for it (the code's office; a new receipt key).  Otherwise 409 "
+                    "counter_id_taken."
+                ),
                 "security": [],
                 "parameters": [
                     {
@@ -484,7 +588,13 @@ def openapi() -> dict[str, Any]:
                         "in": "header",
                         "required": False,
                         "schema": {"type": "string", "maxLength": 128},
-                    }
+                    },
+                    {
+                        "name": "X-Enrolment-Code",
+                        "in": "header",
+                        "required": False,
+                        "schema": {"type": "string", "maxLength": 64},
+                    },
                 ],
                 "requestBody": {
                     "required": True,
@@ -492,7 +602,7 @@ def openapi() -> dict[str, Any]:
                 },
                 "responses": {
                     "200": _json(RegisterResponse, "Registered"),
-                    **_problems(400, 401),
+                    **_problems(400, 401, 409, 413, 415),
                 },
             }
         },
@@ -507,7 +617,7 @@ def openapi() -> dict[str, Any]:
                 },
                 "responses": {
                     "200": _json(AuditHeadAck, "Recorded"),
-                    **_problems(400, 401, 409),
+                    **_problems(400, 401, 409, 413, 415),
                 },
             }
         },
@@ -523,7 +633,10 @@ def openapi() -> dict[str, Any]:
         "/receipts/{sale_id}/check": {
             "get": {
                 "operationId": "checkReceipt",
-                "summary": "Check a receipt's verification code against the sale",
+                "summary": (
+                    "Check a receipt's verification code against a sale made in this counter's "
+                    "office (another office's sale is unknown here)"
+                ),
                 "security": secured,
                 "parameters": [
                     {
@@ -545,7 +658,7 @@ def openapi() -> dict[str, Any]:
         "/customers/{customer_no}/control-status": {
             "get": {
                 "operationId": "getControlStatus",
-                "summary": "Charge-control status of one customer",
+                "summary": "Charge-control status of one customer of this counter's office",
                 "security": secured,
                 "parameters": [
                     {
@@ -587,7 +700,7 @@ def openapi() -> dict[str, Any]:
                 "responses": {
                     "201": _json(ItemResult, "Created"),
                     "200": _json(ItemResult, "Already there with the same body"),
-                    **_problems(400, 401, 409),
+                    **_problems(400, 401, 403, 409, 413, 415, 422),
                 },
             }
         }
@@ -603,7 +716,7 @@ def openapi() -> dict[str, Any]:
                 },
                 "responses": {
                     "200": _json(BatchResult, "One result per item, in order"),
-                    **_problems(400, 401, 409, 413),
+                    **_problems(400, 401, 409, 413, 415),
                 },
             }
         }
@@ -612,7 +725,7 @@ def openapi() -> dict[str, Any]:
         "info": {
             "title": "CardVend central marketing system",
             "version": CONTRACT_VERSION,
-            "description": (__doc__ or "").strip(),
+            "description": _description(),
         },
         "servers": [{"url": API_PREFIX}],
         "paths": paths,

@@ -54,3 +54,22 @@ class AuditDiverged(SyncError):
         "The central system holds another audit history for this counter ({detail}). The "
         "local audit log may have been altered; call the supervisor and do not delete anything."
     )
+
+
+class RegistrationRefused(SyncError):
+    code = "registration_refused"
+    template = N_(
+        "The central system refused to register counter {counter} ({detail}). Check the "
+        "enrolment key, or ask the central system's administrator for an enrolment code."
+    )
+
+
+class CounterIdTaken(RegistrationRefused):
+    code = "counter_id_taken"
+    template = N_(
+        "Counter id {counter} is registered with the central system already, and this counter "
+        "holds neither its token nor an enrolment code for it. If this is that counter "
+        "(reinstalled or moved to another office), ask the central system's administrator for "
+        "an enrolment code ('cardvend central enrol {counter} --office OFFICE') and register "
+        "with it; otherwise give this counter an id of its own."
+    )

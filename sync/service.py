@@ -23,11 +23,13 @@ from sqlalchemy import select
 
 from app.clock import Clock, aware
 from app.context import AppContext
+from app.domain.permissions import Action
 from app.errors import CardVendError
 from app.fileio import private_dir, write_atomically
 from app.persistence.db import Database
 from app.persistence.models import AuditEntry, Customer, OutboxEntry, Sale
 from app.services import audit
+from app.services.auth import Principal
 from app.services.sync_status import LAST_ATTEMPT, LAST_ERROR, LAST_SUCCESS, ONLINE
 from app.settings import (
     CENTRAL_CA_BUNDLE,
@@ -81,17 +83,65 @@ def make_client(ctx: AppContext) -> CentralClient:
 
 
 def register_counter(
-    ctx: AppContext, url: str, enrolment_key: str | None, name: str = ""
+    ctx: AppContext,
+    url: str,
+    enrolment_key: str | None,
+    name: str = "",
+    *,
+    operator: Principal,
+    enrolment_code: str | None = None,
 ) -> c.RegisterResponse:
-    """Register this counter; keeps the URL in the settings and the token in a 0600 file."""
+    """Register this counter (an administrator's act, audited, refused ones too); keeps the URL
+    in the settings, the token in a 0600 file and the receipt key the central system answered.
+
+    Registering again with the same central system sends the counter's current token (the
+    central system takes an existing counter id only from the holder of its token or of a
+    one-time ``enrolment_code``); the token is never sent to another address."""
+    url = url.strip().rstrip("/")
+    try:
+        operator.authorize(Action.CHANGE_SETTINGS, ctx.clock)
+    except CardVendError as exc:
+        with ctx.db.write() as session:
+            audit.record(
+                session,
+                action="counter_register",
+                operator_id=operator.operator_id,
+                counter_id=ctx.counter_id,
+                clock=ctx.clock,
+                target=url,
+                result="denied",
+                detail={"error": exc.code},
+            )
+        raise
+    known = str(ctx.settings.get(CENTRAL_URL.key) or "").strip().rstrip("/")
+    token = load_token(ctx) if known and known == url else None
     client = CentralClient(
-        url, None, ca_bundle=str(ctx.settings.get(CENTRAL_CA_BUNDLE.key) or "") or None
+        url, token, ca_bundle=str(ctx.settings.get(CENTRAL_CA_BUNDLE.key) or "") or None
     )
+    detail: dict[str, Any] = {
+        "with_token": token is not None,
+        "with_enrolment_code": bool(enrolment_code),
+        "with_enrolment_key": bool(enrolment_key),
+    }
     try:
         answer = client.register(
             c.RegisterRequest(counter_id=ctx.counter_id, office_code=ctx.office_code, name=name),
             enrolment_key,
+            enrolment_code=enrolment_code,
         )
+    except CardVendError as exc:
+        with ctx.db.write() as session:
+            audit.record(
+                session,
+                action="counter_register",
+                operator_id=operator.operator_id,
+                counter_id=ctx.counter_id,
+                clock=ctx.clock,
+                target=url,
+                result="failed",
+                detail={**detail, "error": exc.code},
+            )
+        raise
     finally:
         client.close()
     path = token_path(ctx)
@@ -100,17 +150,18 @@ def register_counter(
     # receipts printed from now on carry codes the central system can check
     write_atomically(ctx.receipt_key_file, (answer.receipt_key + "\n").encode("ascii"))
     os.chmod(ctx.receipt_key_file, 0o600)
-    ctx.settings.set(CENTRAL_URL.key, url.rstrip("/"))
+    ctx.settings.set(CENTRAL_URL.key, url)
     if ctx.settings.path is not None:
         ctx.settings.save()
     with ctx.db.write() as session:
         audit.record(
             session,
             action="counter_register",
-            operator_id=None,
+            operator_id=operator.operator_id,
             counter_id=ctx.counter_id,
             clock=ctx.clock,
             target=url,
+            detail={**detail, "office": answer.office_code},
         )
     return answer
 

@@ -235,7 +235,8 @@ def test_register_and_bearer_token(server: CentralServer) -> None:
 
     first = register(server.url, "C1")
     assert Api(server.url, first).get("/tariffs").status_code == 200
-    second = register(server.url, "C1")  # re-registering replaces the token
+    # registering again (with the current token) replaces the token
+    second = register(server.url, "C1", Authorization=f"Bearer {first}")
     assert second != first
     assert Api(server.url, first).get("/tariffs").status_code == 401
     assert Api(server.url, second).get("/tariffs").status_code == 200
@@ -258,11 +259,14 @@ def test_enrolment_key(tmp_path: Path) -> None:
 
 def test_posted_counter_id_must_be_the_tokens(api: Api) -> None:
     r = api.post("/sales", sale(counter_id="OTHER"))
-    assert r.status_code == 400
+    assert r.status_code == 403
     problem = c.Problem.model_validate_json(r.content)
-    assert "OTHER" in problem.message and problem.ids
+    assert problem.code == "counter_mismatch" and "OTHER" in problem.message and problem.ids
     batch = api.post("/sales/batch", {"items": [sale(counter_id="OTHER"), sale()]})
-    assert [x["status"] for x in batch.json()["results"]] == ["rejected", "created"]
+    assert [(x["status"], x["code"]) for x in batch.json()["results"]] == [
+        ("rejected", "counter_mismatch"),
+        ("created", None),
+    ]
 
 
 # --------------------------------------------------------------------------- idempotency
@@ -393,18 +397,20 @@ def test_customer_delta_after_a_sale_settles_arrears(api: Api, server: CentralSe
         arrears=3_000,
         fees=500,
         credit=10_000,
-        purchase_count=4,
+        purchase_count=1,
         card_serial="A1B2C3D4",
         settled_refs=[f"DEMO-A-{FIRST}", f"DEMO-F-{FIRST}"],
+        cash_received=20_000,
     )
     assert api.post("/sales", body).status_code == 201
     delta, cursor2 = api.pull("/customers", after=cursor)
     assert [x["customer_no"] for x in delta] == [FIRST]
     assert delta[0]["arrears"] == []
-    assert delta[0]["purchase_count"] == 4 and delta[0]["card_serial"] == "A1B2C3D4"
+    assert delta[0]["purchase_count"] == 1 and delta[0]["card_serial"] == "A1B2C3D4"
     assert server.store.arrears_settled_by(f"DEMO-A-{FIRST}") == body["id"]
-    # an older purchase count never lowers it; nothing changed, so no delta
-    assert api.post("/sales", sale(purchase_count=2)).status_code == 201
+    # a purchase count that does not follow never moves it; nothing changed, so no delta
+    again = api.post("/sales", sale(purchase_count=1, card_serial="OTHER"))
+    assert again.status_code == 201 and again.json()["review"] == "purchase_count_gap"
     assert api.pull("/customers", after=cursor2)[0] == []
     # central-side changes reappear too
     central_seed.add_arrears(server.store, CARD, "NEW-1", 1_234, description="补收")
@@ -479,7 +485,7 @@ def test_sales_are_never_dropped_but_flagged(api: Api, server: CentralServer) ->
     closed = sale(CARD)
     unknown = sale("999999999999")
     bad_tariff = sale(tariff_plan="NO-SUCH", tariff_version_no=1)
-    bad_version = sale(tariff_version_no=7)
+    bad_version = sale(tariff_version_no=7, purchase_count=2)
     r = api.post("/sales/batch", {"items": [closed, unknown, bad_tariff, bad_version]})
     results = r.json()["results"]
     assert [x["status"] for x in results] == ["created"] * 4
@@ -496,6 +502,7 @@ def test_sales_are_never_dropped_but_flagged(api: Api, server: CentralServer) ->
         "status": "duplicate",
         "review": "customer_closed",
         "message": "",
+        "code": None,
     }
     held, _ = api.pull("/counters/me/sales")
     assert {s["sale"]["id"]: s["review"] for s in held} == {
@@ -512,36 +519,55 @@ def test_a_batch_applies_as_if_one_by_one(store: CentralStore) -> None:
     store.register(c.RegisterRequest(counter_id="C1", office_code="DEMO"), token="t" * 40)
     counter = store.counter("C1")
     assert counter is not None
-    before = store.customers_page(after=0, limit=c.MAX_PAGE).next_cursor
+    before = store.customers_page(counter, after=0, limit=c.MAX_PAGE).next_cursor
 
     def sales(*bodies: dict[str, Any]) -> list[c.Model]:
         return [c.SaleRecord.model_validate(b) for b in bodies]
 
     a_ref, f_ref = f"DEMO-A-{FIRST}", f"DEMO-F-{FIRST}"
-    first = sale(purchase_count=5, card_serial="S1", settled_refs=[a_ref])
-    lower = sale(purchase_count=3, card_serial="S2", settled_refs=[a_ref, f_ref])
+    first = sale(purchase_count=1, card_serial="S1", settled_refs=[a_ref])
+    second = sale(purchase_count=2, card_serial="S2", settled_refs=[a_ref, f_ref])
+    lower = sale(purchase_count=1, card_serial="S3")
     closed = sale("999999999999")
+    short = sale(cash_received=9_999)
     results = store.post(
         "sales",
         counter,
-        sales(first, lower, first, {**first, "amount": 20_000}, closed, closed),
+        sales(
+            first,
+            second,
+            lower,
+            first,
+            {**first, "credit": 20_000, "amount": 20_000},
+            closed,
+            short,
+            closed,
+            {**short, "cash_received": None},
+        ),
     )
-    assert [(r.id, r.status, r.review) for r in results] == [
-        (first["id"], "created", None),
-        (lower["id"], "created", None),
-        (first["id"], "duplicate", None),
-        (first["id"], "conflict", None),
-        (closed["id"], "created", "unknown_customer"),
-        (closed["id"], "duplicate", "unknown_customer"),
+    assert [(r.id, r.status, r.review, r.code) for r in results] == [
+        (first["id"], "created", None, None),
+        (second["id"], "created", None, None),
+        (lower["id"], "created", "purchase_count_gap", None),
+        (first["id"], "duplicate", None, None),
+        (first["id"], "conflict", None, "conflict"),
+        (closed["id"], "created", "unknown_customer", None),
+        (short["id"], "rejected", None, "cash_short"),
+        (closed["id"], "duplicate", "unknown_customer", None),
+        (short["id"], "created", "purchase_count_gap", None),  # refused first: judged afresh
     ]
-    assert store.count("sales") == 2 + 1
-    # the first sale settled DEMO-A, the second only what was left; the count never drops
+    assert store.count("sales") == 5
+    # the first sale settled DEMO-A, the second only what was left; a count that does not
+    # follow moves neither the count nor the card serial
     assert store.arrears_settled_by(a_ref) == first["id"]
-    assert store.arrears_settled_by(f_ref) == lower["id"]
+    assert store.arrears_settled_by(f_ref) == second["id"]
     rec = store.customer(FIRST)
     assert rec is not None
-    assert (rec.purchase_count, rec.card_serial, rec.arrears) == (5, "S2", [])
-    delta = store.customers_page(after=before, limit=c.MAX_PAGE).items
+    assert (rec.purchase_count, rec.card_serial, rec.arrears) == (2, "S2", [])
+    assert [(r["record_id"], r["code"]) for r in store.refusals("C1")] == [
+        (short["id"], "cash_short")
+    ]
+    delta = store.customers_page(counter, after=before, limit=c.MAX_PAGE).items
     assert [x.customer_no for x in delta] == [FIRST]  # one new seq for the customer
 
     # events: an id twice, two reversals of one sale, the latest control report wins
@@ -575,7 +601,7 @@ def test_a_batch_applies_as_if_one_by_one(store: CentralStore) -> None:
         "control-reports", counter, [c.ControlReport.model_validate(b) for b in reports]
     )
     assert [x.status for x in out] == ["created"] * 3
-    status = store.control_status(CARD)
+    status = store.control_status(counter, CARD)
     assert status is not None and status.meter_remaining == 100
 
 
@@ -638,8 +664,9 @@ def test_rewrites_and_sms_are_stored(api: Api, server: CentralServer) -> None:
 def test_control_status_states(api: Api, server: CentralServer) -> None:
     # defaults: alarm1 20.00, alarm2 10.00, overdraft 0
     assert api.get(f"/customers/{FIRST}/control-status").json()["state"] == "unknown"
-    api.post("/sales", sale(credit=7_000))
-    api.post("/sales", sale(credit=3_000, state="failed"))
+    assert api.post("/sales", sale(amount=7_000, credit=7_000)).status_code == 201
+    failed = sale(amount=3_000, credit=3_000, state="failed", purchase_count=2)
+    assert api.post("/sales", failed).status_code == 201
     for remaining, expected in (
         (5_000, "normal"),
         (2_000, "alarm1"),
@@ -703,7 +730,7 @@ def test_audit_head_divergence(api: Api, server: CentralServer) -> None:
 
 def test_bad_input_is_400_never_500(api: Api, server: CentralServer) -> None:
     url = api.base + "/sales"
-    key = {"Idempotency-Key": "bad-json-1"}
+    key = {"Idempotency-Key": "bad-json-1", "Content-Type": "application/json"}
     r = api.http.post(url, data=b"{not json", headers=key, timeout=5)
     assert r.status_code == 400 and r.json()["code"] == "bad_request"
     r = api.http.post(url, data=b"", headers=key, timeout=5)
@@ -720,7 +747,12 @@ def test_bad_input_is_400_never_500(api: Api, server: CentralServer) -> None:
     assert r.status_code == 413 and r.json()["code"] == "payload_too_large"
     r = api.put("/counters/me/audit-head", [1, 2])
     assert r.status_code == 400
-    r = api.http.post(api.base + "/counters/register", data="\ufeff{}".encode(), timeout=5)
+    r = api.http.post(
+        api.base + "/counters/register",
+        data="\ufeff{}".encode(),
+        headers={"Content-Type": "application/json"},
+        timeout=5,
+    )
     assert r.status_code == 400
     assert api.get("/no/such/path").status_code == 404
     assert requests.get(server.url + "/elsewhere", timeout=5).status_code == 404
@@ -740,7 +772,11 @@ def test_odd_but_valid_text_is_stored(api: Api, server: CentralServer) -> None:
         timeout=5,
     )
     assert r.status_code == 200
-    body = sale(card_serial="AB\x00CD", settled_refs=["x\x00y", f"DEMO-A-{FIRST}"])
+    # a ref with a NUL cannot be held: refused, and no query sent to PostgreSQL with it
+    nul_ref = sale(settled_refs=["x\x00y"])
+    r = api.post("/sales", nul_ref)
+    assert r.status_code == 422 and r.json()["code"] == "unknown_ref", r.text
+    body = sale(card_serial="AB\x00CD", settled_refs=[f"DEMO-A-{FIRST}"])
     raw = json.dumps(body).replace('"amount": 10000', '"amount": 10000.0').encode()
     r = api.http.post(
         api.base + "/sales",
@@ -778,7 +814,7 @@ def test_concurrent_writers_get_distinct_ordered_seqs(server: CentralServer) -> 
             if n % 3 == 0:
                 a.post(
                     "/sales",
-                    sale(FIRST, counter_id=counter_id, purchase_count=n + 2),
+                    sale(FIRST, counter_id=counter_id, purchase_count=n // 3 + 1),
                     key=f"{counter_id}-one-{n}",
                 )
 
@@ -798,7 +834,7 @@ def test_concurrent_writers_get_distinct_ordered_seqs(server: CentralServer) -> 
     customers, _ = Api(server.url, tokens["T0"]).pull("/customers", limit=5000)
     assert len({x["seq"] for x in customers}) == len(customers) == demo.CUSTOMERS
     first = next(x for x in customers if x["customer_no"] == FIRST)
-    assert first["purchase_count"] == 11
+    assert first["purchase_count"] == 4  # 1..4 from whichever counter came first
 
 
 # --------------------------------------------------------------------------- faults
@@ -905,7 +941,10 @@ def test_seed_matches_the_counter_demo(store: CentralStore) -> None:
         assert [a.model_dump() for a in rec.arrears] == demo.demo_arrears(i)
     added = central_seed.seed_synthetic(store, 2_000)
     assert added == 2_000 and central_seed.seed_synthetic(store, 2_000) == 0
-    page = store.customers_page(after=0, limit=c.MAX_PAGE)
+    store.register(c.RegisterRequest(counter_id="C1", office_code=demo.OFFICE), token="t" * 40)
+    counter = store.counter("C1")
+    assert counter is not None
+    page = store.customers_page(counter, after=0, limit=c.MAX_PAGE)
     assert len(page.items) == 3_000 and not page.has_more
     syn = store.customer(str(central_seed.FIRST_SYNTHETIC_CUSTOMER))
     assert syn is not None and syn.arrears[0].ref.startswith("SYN-A-")

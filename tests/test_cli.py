@@ -68,6 +68,32 @@ def test_init_creates_database_under_home(tmp_path: Path) -> None:
     assert (tmp_path / "logs" / "cardvend.log").exists()
 
 
+def test_init_gives_each_install_its_own_counter_id(tmp_path: Path) -> None:
+    ids = []
+    for name in ("a", "b"):
+        r = run(tmp_path / name, "init")
+        assert r.returncode == 0, r.stderr
+        settings = json.loads((tmp_path / name / "config" / "settings.json").read_text())
+        ids.append(settings["counter_id"])
+        assert f"This counter's id: {ids[-1]}" in r.stdout
+    assert ids[0] != ids[1] and all(i.startswith("C-") and len(i) == 10 for i in ids)
+    r = run(tmp_path / "a", "init")  # kept when run again
+    assert r.returncode == 0 and "This counter's id" not in r.stdout
+    assert (
+        json.loads((tmp_path / "a" / "config" / "settings.json").read_text())["counter_id"]
+        == ids[0]
+    )
+    r = run(tmp_path / "c", "init", "--counter-id", "HALL2-C07")
+    assert r.returncode == 0 and "HALL2-C07" in r.stdout
+    settings = json.loads((tmp_path / "c" / "config" / "settings.json").read_text())
+    assert settings["counter_id"] == "HALL2-C07"
+    r = run(tmp_path / "d", "init", "--counter-id", "C01\n")
+    assert r.returncode == 1 and "--counter-id" in r.stderr and "Traceback" not in r.stderr
+    # demo mode keeps its counter C01
+    assert run(tmp_path / "e", "demo").returncode == 0
+    assert not (tmp_path / "e" / "config" / "settings.json").exists()
+
+
 def test_home_option_and_db_option(tmp_path: Path) -> None:
     other = tmp_path / "other"
     r = run(tmp_path, "--home", str(other), "init")

@@ -27,7 +27,7 @@ def test_admin_registers_the_counter(qtbot: Any, tmp_path: Path) -> None:
     paths = resolve_paths(tmp_path / "home").ensure()
     ctx = AppContext(paths=paths, settings=Settings.load(paths.settings_file))
     prepare(ctx)
-    ctx.registrar = lambda url, key: main.register_here(ctx, url, key)
+    ctx.registrar = lambda url, key, who: main.register_here(ctx, url, key, who)
     ctx.sync_factory = lambda: background_worker(ctx)
     admin = auth.login(ctx.db, "a01", "demo-a01", counter_id=ctx.counter_id, clock=ctx.clock)
     server = CentralServer(f"sqlite:///{tmp_path / 'central.db'}", enrolment_key="office-key")

@@ -3,6 +3,7 @@ process, a counter registering with it, selling offline, syncing, status and rec
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import socket
@@ -17,6 +18,7 @@ import pytest
 from tests.test_cli import ROOT, run
 
 PASSWORDS = {"CARDVEND_PASSWORD": "demo-t01"}
+ADMIN = {"CARDVEND_PASSWORD": "demo-a01"}
 REMOTE = "100000000010"
 
 
@@ -55,9 +57,11 @@ def test_register_sell_offline_sync_status_reconcile(central: str, tmp_path: Pat
     # not registered yet: a clear message, exit 1
     r = run(home, "sync")
     assert r.returncode == 1 and "not registered" in r.stderr
-    r = run(home, "counter", "register", "--central", central, "--enrolment-key", "wrong")
+    r = run(home, "counter", "register", "--central", central, "--enrolment-key", "wrong",
+            "--operator", "a01", env=ADMIN)  # fmt: skip
     assert r.returncode == 1 and "refused" in r.stderr
-    r = run(home, "counter", "register", "--central", central, "--enrolment-key", "office-secret")
+    r = run(home, "counter", "register", "--central", central, "--enrolment-key",
+            "office-secret", "--operator", "a01", env=ADMIN)  # fmt: skip
     assert r.returncode == 0 and "C01" in r.stdout, r.stderr
     token = home / "data" / "central.token"
     assert token.stat().st_mode & 0o777 == 0o600
@@ -105,3 +109,62 @@ def test_central_down_is_offline_not_a_crash(tmp_path: Path) -> None:
     assert r.returncode == 1 and "cannot be reached" in r.stderr and "Traceback" not in r.stderr
     status = ok_json(run(home, "sync", "status", "--json"))
     assert status["online"] is False and "central_unreachable" in status["last_error"]
+
+
+def test_a_reinstalled_counter_registers_again_with_an_enrolment_code(
+    central: str, tmp_path: Path
+) -> None:
+    """The shared enrolment key registers a new counter, never an existing one: a reinstalled
+    counter C01 needs a one-time code the central administrator issues."""
+    first, again = tmp_path / "first", tmp_path / "reinstalled"
+    for home in (first, again):
+        assert run(home, "demo").returncode == 0
+    register = ["counter", "register", "--central", central, "--enrolment-key", "office-secret"]
+    r = run(first, *register, "--operator", "t01", env=PASSWORDS)  # a teller may not
+    assert r.returncode == 1 and "may not" in r.stderr, r.stderr
+    r = run(first, *register)
+    assert r.returncode == 1 and "--operator" in r.stderr
+    assert run(first, *register, "--operator", "a01", env=ADMIN).returncode == 0
+    assert ok_json(run(first, "sync", "--json"))["customers_new"] == 0
+    # the same counter id from another install: refused, and the first keeps working
+    r = run(again, *register, "--operator", "a01", env=ADMIN)
+    assert r.returncode == 1 and "registered with the central system already" in r.stderr
+    assert "cardvend central enrol C01" in r.stderr
+    assert run(first, "sync").returncode == 0
+    # the central administrator issues a code (printed alone on stdout)
+    central_db = f"sqlite:///{tmp_path / 'central.db'}"
+    r = run(tmp_path / "central-home", "central", "enrol", "C01", "--office", "DEMO",
+            "--db", central_db, "--hours", "1")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    code = r.stdout.strip()
+    assert len(code.replace("-", "")) == 24 and "--enrolment-code" in r.stderr
+    r = run(again, "counter", "register", "--central", central, "--enrolment-code", code,
+            "--operator", "a01", env=ADMIN)  # fmt: skip
+    assert r.returncode == 0 and "C01" in r.stdout, r.stderr
+    assert run(again, "sync").returncode == 0
+    r = run(first, "sync")  # its token was replaced
+    assert r.returncode == 1 and "refused this counter's token" in r.stderr
+    # used once: a third install cannot reuse it
+    third = tmp_path / "third"
+    assert run(third, "demo").returncode == 0
+    r = run(third, "counter", "register", "--central", central, "--enrolment-code", code,
+            "--operator", "a01", env=ADMIN)  # fmt: skip
+    assert r.returncode == 1 and "refused to register" in r.stderr
+    # the reinstalled counter registers again with its token, no code needed
+    r = run(again, "counter", "register", "--central", central, "--operator", "a01", env=ADMIN)
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "audit.csv"
+    r = run(again, "audit", "export", "--out", str(out), "--operator", "a01", env=ADMIN)
+    assert r.returncode == 0, r.stderr
+    with out.open(encoding="utf-8-sig", newline="") as f:
+        rows = [row for row in csv.DictReader(f) if row["action"] == "counter_register"]
+    assert [(row["operator_id"], row["result"]) for row in rows] == [
+        ("a01", "failed"),
+        ("a01", "ok"),
+        ("a01", "ok"),
+    ]
+    assert '"with_enrolment_code":true' in rows[1]["detail"]
+    assert '"with_token":true' in rows[2]["detail"]
+    r = run(tmp_path / "central-home", "central", "enrol", "bad id!", "--office", "DEMO",
+            "--db", central_db)  # fmt: skip
+    assert r.returncode == 1 and "Traceback" not in r.stderr

@@ -56,8 +56,59 @@ counters = Table(
     Column("office_code", String(32), nullable=False),
     Column("name", String(64), nullable=False, default=""),
     Column("token_hash", String(64), nullable=False, unique=True),  # sha256 hex of the token
-    Column("receipt_key", String(64), nullable=False),  # hex; kept when re-registering
+    # hex; kept when the counter registers again with its token, new after an enrolment code
+    Column("receipt_key", String(64), nullable=False),
     Column("registered_at", UTCDateTime(), nullable=False),
+)
+
+# the receipt keys a counter held before an enrolment code gave it a new one: receipts printed
+# before still check
+retired_receipt_keys = Table(
+    "central_retired_receipt_keys",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("counter_id", String(32), nullable=False, index=True),
+    Column("receipt_key", String(64), nullable=False),
+    Column("retired_at", UTCDateTime(), nullable=False),
+)
+
+# one-time re-enrolment codes the central administrator issues for a counter id (only the hash
+# is kept); a code is used once, before it expires
+enrolment_codes = Table(
+    "central_enrolment_codes",
+    metadata,
+    Column("code_hash", String(64), primary_key=True),  # sha256 hex of the normalised code
+    Column("counter_id", String(32), nullable=False, index=True),
+    Column("office_code", String(32), nullable=False),
+    Column("issued_at", UTCDateTime(), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
+    Column("used_at", UTCDateTime()),
+)
+
+# every registration and how it was allowed (key, token, code, replay, direct)
+enrolments = Table(
+    "central_enrolments",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("counter_id", String(32), nullable=False, index=True),
+    Column("office_code", String(32), nullable=False),
+    Column("how", String(12), nullable=False),
+    # sha256 of the request's Idempotency-Key: a retry of a registration whose answer was lost
+    Column("request_key_hash", String(64)),
+    Column("at", UTCDateTime(), nullable=False),
+)
+
+# every record (or registration) the central system refused, and why
+refusals = Table(
+    "central_refusals",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("counter_id", String(32), nullable=False),
+    Column("resource", String(32), nullable=False),
+    Column("record_id", String(64), nullable=False),
+    Column("code", String(32), nullable=False),
+    Column("message", String(300), nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
 )
 
 tariff_versions = Table(
@@ -194,6 +245,20 @@ audit_heads = Table(
     UniqueConstraint("counter_id", "seq", name="uq_central_audit_heads_counter_seq"),
 )
 
+# the audit heads a counter reported before an enrolment code gave its id to a new install
+# (which starts an audit history of its own)
+retired_audit_heads = Table(
+    "central_retired_audit_heads",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("counter_id", String(32), nullable=False, index=True),
+    Column("seq", BigInteger, nullable=False),
+    Column("hash", String(64), nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
+    Column("received_at", UTCDateTime(), nullable=False),
+    Column("retired_at", UTCDateTime(), nullable=False),
+)
+
 idempotency_keys = Table(
     "central_idempotency_keys",
     metadata,
@@ -209,3 +274,5 @@ idempotency_keys = Table(
 # pulls filter by counter / office and walk by seq
 Index("ix_central_sales_counter_seq", sales.c.counter_id, sales.c.seq)
 Index("ix_central_jobs_office_seq", jobs.c.office_code, jobs.c.seq)
+Index("ix_central_customers_office_seq", customers.c.office_code, customers.c.seq)
+Index("ix_central_refusals_counter_at", refusals.c.counter_id, refusals.c.at)

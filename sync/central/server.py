@@ -5,13 +5,19 @@ transaction.  Answers are JSON (``application/json; charset=utf-8``) with a Cont
 error is a :class:`~sync.contract.Problem`.  Bad input is a 400, never a 500; an unexpected
 exception is a 500 ``server_error`` and is logged.
 
+This module is only the HTTP plumbing: every rule (who may register, what a counter may post,
+what it may see) is in :class:`~sync.central.store.CentralStore`.  What HTTP adds: the bearer
+token (or the registration's credentials) is checked before the body is read, a POST or PUT body
+must be ``application/json`` (415; no cross-site form posts) of at most
+:data:`sync.contract.MAX_BODY` bytes (413), and a body left unread closes the connection.
+
 With ``faults=True`` the server can misbehave on purpose (see :class:`FaultInjector`):
 ``POST /_test/faults`` arms faults for the next requests, ``DELETE /_test/faults`` clears them.
 """
 
 from __future__ import annotations
 
-import hmac
+import datetime as dt
 import json
 import logging
 import re
@@ -26,16 +32,20 @@ from types import TracebackType
 from typing import Any, Self
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 from sqlalchemy.engine import URL
 
 from app.clock import Clock
 from sync import contract as c
+from sync.central.faults import Fault, FaultInjector, FaultSpec
 from sync.central.store import (
+    DEFAULT_CLOCK_SKEW,
     DEFAULT_LIMIT,
     AuditDiverged,
     CentralStore,
     Counter,
+    Credentials,
+    Refused,
     Reply,
     canonical_json,
     sha256_hex,
@@ -44,112 +54,13 @@ from sync.central.store import (
 log = logging.getLogger(__name__)
 
 JSON_TYPE = "application/json; charset=utf-8"
-MAX_BODY = 32 * 1024 * 1024
+MAX_BODY = c.MAX_BODY
 FAULTS_PATH = "/_test/faults"
 _CONTROL_STATUS = re.compile(r"^/customers/([^/]*)/control-status$")
 _RECEIPT_CHECK = re.compile(r"^/receipts/([^/]*)/check$")
 _DIGITS12 = re.compile(r"^[0-9]{12}\Z")
 _UINT = re.compile(r"^[0-9]+\Z")
 _KEY_MIN, _KEY_MAX = 8, 64
-
-
-# --------------------------------------------------------------------------- faults
-
-
-class FaultSpec(BaseModel):
-    """What ``POST /_test/faults`` (or :meth:`FaultInjector.arm`) takes."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    latency_ms: int = Field(default=0, ge=0, le=600_000)
-    error_5xx: int = Field(default=0, ge=0)
-    retry_after: int | None = Field(default=None, ge=0)
-    drop_after_commit: int = Field(default=0, ge=0)
-    drop_before: int = Field(default=0, ge=0)
-    malformed: int = Field(default=0, ge=0)
-    path: str = c.API_PREFIX
-
-
-@dataclass
-class _Rule:
-    spec: FaultSpec
-    left: dict[str, int] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Fault:
-    """What to do with one request: sleep first, then at most one misbehaviour."""
-
-    latency_ms: int = 0
-    action: str | None = None  # drop_before | error_5xx | drop_after_commit | malformed
-    retry_after: int | None = None
-    malformed_variant: int = 0
-
-
-class FaultInjector:
-    """Faults armed for the next requests whose path starts with a prefix (thread-safe).
-
-    ``arm(error_5xx=2)`` makes the next two matching requests answer 503 without doing
-    anything; ``drop_before`` closes the connection without doing anything;
-    ``drop_after_commit`` does the request (commits) and closes the connection without an
-    answer; ``malformed`` does it and answers 200 with a body that is not JSON, or (every
-    other time) JSON of the wrong shape.  ``latency_ms`` delays every matching request while
-    the rule is armed.  Several calls add rules; :meth:`clear` removes them all.  When one
-    rule has several kinds left, a request takes one of them in the order drop_before,
-    error_5xx, drop_after_commit, malformed.
-    """
-
-    ORDER = ("drop_before", "error_5xx", "drop_after_commit", "malformed")
-
-    def __init__(self, enabled: bool = True) -> None:
-        self.enabled = enabled
-        self._lock = threading.Lock()
-        self._rules: list[_Rule] = []
-        self._malformed_seen = 0
-        self.injected: dict[str, int] = dict.fromkeys(self.ORDER, 0)
-
-    def arm(self, spec: FaultSpec | None = None, **kwargs: Any) -> FaultSpec:
-        if not self.enabled:
-            raise RuntimeError("fault injection is off: start the server with faults=True")
-        spec = spec or FaultSpec.model_validate(kwargs)
-        rule = _Rule(spec, {k: getattr(spec, k) for k in self.ORDER if getattr(spec, k)})
-        with self._lock:
-            self._rules.append(rule)
-        log.info("faults armed: %s", spec.model_dump())
-        return spec
-
-    def clear(self) -> None:
-        with self._lock:
-            self._rules.clear()
-
-    def state(self) -> dict[str, Any]:
-        with self._lock:
-            return {
-                "rules": [{**r.spec.model_dump(), "left": dict(r.left)} for r in self._rules],
-                "injected": dict(self.injected),
-            }
-
-    def take(self, path: str) -> Fault | None:
-        """The fault for a request to ``path`` (counted as used), or None."""
-        if not self.enabled:
-            return None
-        with self._lock:
-            latency = 0
-            for rule in self._rules:
-                if not path.startswith(rule.spec.path):
-                    continue
-                latency = max(latency, rule.spec.latency_ms)
-                for action in self.ORDER:
-                    if rule.left.get(action, 0) > 0:
-                        rule.left[action] -= 1
-                        self.injected[action] += 1
-                        variant = 0
-                        if action == "malformed":
-                            variant = self._malformed_seen % 2
-                            self._malformed_seen += 1
-                        return Fault(latency, action, rule.spec.retry_after, variant)
-            self._rules = [r for r in self._rules if r.spec.latency_ms or any(r.left.values())]
-            return Fault(latency) if latency else None
 
 
 # --------------------------------------------------------------------------- HTTP plumbing
@@ -269,22 +180,53 @@ Route = Callable[..., Answer]
 
 @dataclass
 class Request:
+    """One request; its body is read only when a route asks for it (after authentication)."""
+
     method: str
     path: str
     query: dict[str, list[str]]
     headers: Any  # email.message.Message
-    body: bytes
+    read_body: Callable[[], bytes] = field(default=lambda: b"")
     params: tuple[str, ...] = ()
+    _body: bytes | None = None
+
+    @property
+    def body(self) -> bytes:
+        if self._body is None:
+            self._body = self.read_body()
+        return self._body
+
+    @property
+    def body_read(self) -> bool:
+        return self._body is not None
+
+
+def _check_json(req: Request) -> None:
+    """A POST or PUT body is JSON, said so (a browser's cross-site form post cannot)."""
+    ctype = str(req.headers.get("Content-Type") or "")
+    media, _, params = ctype.partition(";")
+    charset = ""
+    for param in params.split(";"):
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset":
+            charset = value.strip().strip('"').lower()
+    if media.strip().lower() != "application/json" or charset not in ("", "utf-8"):
+        raise HttpError(
+            415,
+            "unsupported_media_type",
+            "the body must be Content-Type: application/json (UTF-8)",
+        )
+
+
+def _refused(exc: Refused) -> HttpError:
+    return HttpError(exc.refusal.status, exc.refusal.code, exc.refusal.message)
 
 
 class CentralApp:
     """Routing and the contract's HTTP rules on top of a :class:`CentralStore`."""
 
-    def __init__(
-        self, store: CentralStore, *, enrolment_key: str | None, faults: FaultInjector
-    ) -> None:
+    def __init__(self, store: CentralStore, *, faults: FaultInjector) -> None:
         self.store = store
-        self.enrolment_key = enrolment_key
         self.faults = faults
         self._openapi = json.dumps(c.openapi(), ensure_ascii=False).encode("utf-8")
         api = c.API_PREFIX
@@ -342,8 +284,12 @@ class CentralApp:
             )
         route, secured = methods[method]
         req.params = params
+        # who asks is known before a byte of the body is read
+        counter = self.authenticate(req) if secured else None
+        if method in ("POST", "PUT"):
+            _check_json(req)
         if secured:
-            return route(req, self.authenticate(req))
+            return route(req, counter)
         return route(req)
 
     def authenticate(self, req: Request) -> Counter:
@@ -367,16 +313,37 @@ class CentralApp:
         return Answer(200, self._openapi)
 
     def register(self, req: Request) -> Answer:
-        given = req.headers.get("X-Enrolment-Key", "")
-        if len(given) > 128:
-            raise HttpError(400, "bad_request", "X-Enrolment-Key has at most 128 characters")
-        if self.enrolment_key is not None:
-            if not hmac.compare_digest(
-                given.encode("utf-8", "surrogateescape"), self.enrolment_key.encode("utf-8")
-            ):
-                raise HttpError(401, "unauthorized", "the enrolment key is missing or wrong")
+        creds = self._credentials(req)
+        if not self.store.admits(creds):  # nothing that could allow it: the body stays unread
+            raise HttpError(
+                401,
+                "unauthorized",
+                "registering needs the enrolment key (a new counter), the counter's current "
+                "token, or an enrolment code from the central system's administrator",
+            )
         body = _parse(c.RegisterRequest, req.body)
-        return _json_answer(200, self.store.register(body))
+        try:
+            return _json_answer(200, self.store.register(body, creds))
+        except Refused as exc:
+            raise _refused(exc) from exc
+
+    @staticmethod
+    def _credentials(req: Request) -> Credentials:
+        limits = {"X-Enrolment-Key": 128, "X-Enrolment-Code": 64, "Idempotency-Key": 64}
+        values: dict[str, str | None] = {}
+        for name, most in limits.items():
+            value = req.headers.get(name)
+            if value is not None and len(value) > most:
+                raise HttpError(400, "bad_request", f"{name} has at most {most} characters")
+            values[name] = value or None
+        auth = str(req.headers.get("Authorization") or "")
+        scheme, _, token = auth.strip().partition(" ")
+        return Credentials(
+            bearer=token.strip() or None if scheme.lower() == "bearer" else None,
+            enrolment_key=values["X-Enrolment-Key"],
+            enrolment_code=values["X-Enrolment-Code"],
+            request_key=values["Idempotency-Key"],
+        )
 
     # ------------------------------------------------------------------ secured endpoints
 
@@ -386,7 +353,7 @@ class CentralApp:
 
     def customers(self, req: Request, counter: Counter) -> Answer:
         after, limit = _page_args(req.query)
-        return Answer(200, self.store.customers_page_json(after, limit))
+        return Answer(200, self.store.customers_page_json(counter, after, limit))
 
     def remote(self, req: Request, counter: Counter) -> Answer:
         after, limit = _page_args(req.query)
@@ -404,7 +371,7 @@ class CentralApp:
         customer_no = unquote(req.params[0])
         if not _DIGITS12.match(customer_no):
             raise HttpError(400, "bad_request", "customer_no must be exactly 12 digits")
-        status = self.store.control_status(customer_no)
+        status = self.store.control_status(counter, customer_no)
         if status is None:
             raise HttpError(404, "not_found", f"no customer {customer_no}")
         return _json_answer(200, status)
@@ -414,7 +381,7 @@ class CentralApp:
         codes = req.query.get("code") or []
         if len(codes) != 1 or not codes[0] or len(codes[0]) > 16 or len(sale_id) > 64:
             raise HttpError(400, "bad_request", "give one code of at most 16 characters")
-        return _json_answer(200, self.store.check_receipt(sale_id, codes[0]))
+        return _json_answer(200, self.store.check_receipt(counter, sale_id, codes[0]))
 
     def audit_head(self, req: Request, counter: Counter) -> Answer:
         head = _parse(c.AuditHead, req.body)
@@ -443,7 +410,12 @@ class CentralApp:
                 return 201, r.model_dump_json().encode()
             if r.status == "duplicate":
                 return 200, r.model_dump_json().encode()
-            code, status = ("conflict", 409) if r.status == "conflict" else ("bad_request", 400)
+            if r.status == "conflict":
+                code, status = "conflict", 409
+            elif r.code in c.REFUSALS:
+                code, status = r.code, c.REFUSALS[r.code][0]
+            else:
+                code, status = "bad_request", 400
             problem = c.Problem(code=code, message=r.message, ids=[r.id])
             return status, problem.model_dump_json().encode()
 
@@ -593,12 +565,14 @@ class _Handler(BaseHTTPRequestHandler):
 
     # ------------------------------------------------------------------
 
-    def _read_body(self) -> bytes:
+    def _declared_length(self) -> int | None:
+        """The body's length as the headers frame it (None: chunked); checked before anything
+        else, without reading the body."""
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            return self._read_chunked()
+            return None
         length_text = self.headers.get("Content-Length")
         if length_text is None:
-            return b""
+            return 0
         try:
             length = int(length_text)
         except ValueError:
@@ -607,6 +581,12 @@ class _Handler(BaseHTTPRequestHandler):
         if length < 0:
             self.close_connection = True
             raise HttpError(400, "bad_request", "Content-Length is negative")
+        return length
+
+    def _read_body(self) -> bytes:
+        length = self._declared_length()
+        if length is None:
+            return self._read_chunked()
         if length > MAX_BODY:
             self.close_connection = True
             raise HttpError(413, "payload_too_large", f"a body may have at most {MAX_BODY} bytes")
@@ -663,16 +643,24 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             split = urlsplit(self.path)
             path = split.path
+            query = parse_qs(split.query, keep_blank_values=True)
             try:
-                body = self._read_body()
+                declared = self._declared_length()
             except HttpError as err:
                 self._write(_problem_answer(err), head=method == "HEAD")
                 return
-            query = parse_qs(split.query, keep_blank_values=True)
-            req = Request(method, path, query, self.headers, body)
+            req = Request(method, path, query, self.headers, self._read_body)
+
+            def send(answer: Answer) -> None:
+                if not req.body_read and declared != 0:
+                    # answered without reading the body (not authenticated, not JSON, too
+                    # large, an injected fault): its bytes must not be taken for the next
+                    # request on this connection
+                    self.close_connection = True
+                self._write(answer, head=method == "HEAD")
+
             if path == FAULTS_PATH and app.faults.enabled:
-                answer = app.handle_faults(req)
-                self._write(answer)
+                send(app.handle_faults(req))
                 return
             fault = app.faults.take(path) if path.startswith(c.API_PREFIX) else None
             if fault is not None:
@@ -688,7 +676,7 @@ class _Handler(BaseHTTPRequestHandler):
                     unavailable = HttpError(
                         503, "server_error", "unavailable (injected fault)", headers=headers
                     )
-                    self._write(_problem_answer(unavailable), head=method == "HEAD")
+                    send(_problem_answer(unavailable))
                     return
             answer = app.handle(req)
             if fault is not None and fault.action == "drop_after_commit":
@@ -701,7 +689,7 @@ class _Handler(BaseHTTPRequestHandler):
                     else b'{"unexpected": "shape", "results": 7}'
                 )
                 answer = Answer(200, garbage)
-            self._write(answer, head=method == "HEAD")
+            send(answer)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
         except Exception:
@@ -731,12 +719,19 @@ class CentralServer:
         *,
         store: CentralStore | None = None,
         clock: Clock | None = None,
+        clock_skew: dt.timedelta = DEFAULT_CLOCK_SKEW,
     ) -> None:
-        self.store = store or CentralStore(db_url, clock=clock)
+        if store is None:
+            store = CentralStore(
+                db_url, clock=clock, enrolment_key=enrolment_key, clock_skew=clock_skew
+            )
+        elif enrolment_key is not None:
+            store.enrolment_key = enrolment_key
+        self.store = store
         self.faults = FaultInjector(enabled=faults)
         self.host = host
         self.port = port
-        self.app = CentralApp(self.store, enrolment_key=enrolment_key, faults=self.faults)
+        self.app = CentralApp(self.store, faults=self.faults)
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
 

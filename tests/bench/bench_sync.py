@@ -43,7 +43,7 @@ PULL_TARGET_S_PER_MILLION = 90.0
 PULL_TARGET_RSS_MB = 300.0
 PUSH_TARGET_S = 10.0
 PUSH_TARGET_SPEEDUP = 10.0
-CENTRAL_SCHEMA = 2  # bump when sync/central/models.py changes: the cached archive is rebuilt
+CENTRAL_SCHEMA = 3  # bump when sync/central/models.py changes: the cached archive is rebuilt
 
 
 def _free_port() -> int:
@@ -111,14 +111,18 @@ class CentralProcess:
             self.proc.kill()
 
 
-def _cv(home: Path, *args: str, measure: bool = False) -> tuple[float, float | None]:
+def _cv(
+    home: Path, *args: str, measure: bool = False, env: dict[str, str] | None = None
+) -> tuple[float, float | None]:
     """Run ``main.py ARGS`` in a child; its wall time and (``measure``) its own peak RSS."""
     usage = home / "rusage.json"
     cmd = [sys.executable, "main.py", *args]
     if measure:
         cmd = [sys.executable, "-c", RUSAGE_LAUNCHER, str(usage), *args]
     t0 = time.perf_counter()
-    r = subprocess.run(cmd, cwd=ROOT, env=child_env(home), capture_output=True, text=True)
+    r = subprocess.run(
+        cmd, cwd=ROOT, env={**child_env(home), **(env or {})}, capture_output=True, text=True
+    )
     elapsed = time.perf_counter() - t0
     if r.returncode != 0:
         raise RuntimeError(f"main.py {' '.join(args)} failed: {r.stderr[-2000:]}")
@@ -139,7 +143,16 @@ def bench_pull(customers: int, data_dir: Path) -> dict[str, Any]:
     central = CentralProcess(db, home)
     try:
         _cv(home, "demo")
-        _cv(home, "counter", "register", "--central", central.url)
+        _cv(
+            home,
+            "counter",
+            "register",
+            "--central",
+            central.url,
+            "--operator",
+            "a01",
+            env={"CARDVEND_PASSWORD": "demo-a01"},
+        )
         progress(f"first sync of {customers:,} customers...")
         elapsed, peak = _cv(home, "sync", "--json", measure=True)
     finally:

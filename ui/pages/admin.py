@@ -372,7 +372,8 @@ class AdminPage(QWidget):
         central = self.fields[CENTRAL_URL.key]
         assert isinstance(central, QLineEdit)
         url = central.text().strip()
-        if registrar is None or not url:
+        principal = shell.principal
+        if registrar is None or not url or principal is None:
             self.register_note.setText(_("Type the address of the central system first."))
             self.register_note.setStyleSheet(ERROR_STYLE)
             return
@@ -396,7 +397,7 @@ class AdminPage(QWidget):
             self.register_note.setText(error_text(exc))
             self.register_note.setStyleSheet(ERROR_STYLE)
 
-        shell.ops.run(lambda: registrar(url, key), done, failed)
+        shell.ops.run(lambda: registrar(url, key, principal), done, failed)
 
     def load_settings(self) -> None:
         """Show the settings as they are now (in memory: no I/O)."""

@@ -1,0 +1,686 @@
+"""Applying what counters post: idempotent inserts by record UUID, the trust rules
+(:mod:`sync.central.rules`), and what each record changes (arrears settled, purchase counts and
+card serials, remote issuing, reversals, control status, jobs).
+
+A batch is applied set-wise: a few queries for the whole batch (what is held already, the
+customers, refs, tariffs, sales it refers to), the rules per item in Python, one executemany per
+table.  The outcome is exactly that of applying the items one after another: an id twice in the
+batch is created once and then a duplicate (or a conflict); a refused item is not held, so a
+later item with its id is judged afresh.  Every refusal is written to ``central_refusals`` in the
+same transaction.
+
+Purchase counts: a completed card sale whose purchase count follows the customer's last one
+(last + 1) moves the archive's count and card serial.  Any other count is accepted but flagged
+``purchase_count_gap`` and moves nothing by itself; when the count reaches the one before it
+later (the missing sale arrives, or a reversal takes the count back), the flagged sales that now
+follow are applied in order.  A reversal of the customer's latest card purchase takes the count
+back by one, as the counter's own ledger does (unless another purchase holds that count: the
+sale made again after the reversal, sent before it).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+from sqlalchemy import bindparam, insert, select, update
+
+from sync import contract as c
+from sync.central import models as m
+from sync.central import rules
+from sync.central.base import Counter, Tx, canonical_json, chunks, clean, sha256_hex
+from sync.central.rules import CustomerFacts, Refusal
+
+# the streams a post may allocate sequence numbers from (locked first, in name order)
+STREAMS_OF: dict[str, tuple[str, ...]] = {
+    "sales": ("customers", "remote", "sales"),
+    "reversals": ("customers", "sales"),
+    "rewrites": (),
+    "replacements": ("customers",),
+    "card-bindings": ("customers",),
+    "control-reports": (),
+    "sms": (),
+    "job-results": ("jobs",),
+}
+# what an event is about (the column ``subject``)
+_SUBJECT: dict[str, str] = {
+    "reversals": "sale_id",
+    "rewrites": "sale_id",
+    "replacements": "customer_no",
+    "card-bindings": "customer_no",
+    "control-reports": "customer_no",
+    "sms": "customer_no",
+    "job-results": "job_id",
+}
+_BY_CUSTOMER = ("replacements", "card-bindings", "control-reports", "sms")
+
+
+@dataclass(slots=True)
+class Posted:
+    """A posted record of this counter: its place in the batch, its body as stored (dumped
+    once) and the canonical hash of that body."""
+
+    index: int
+    id: str
+    item: c.Model
+    body: dict[str, Any]
+    hash: str
+
+
+@dataclass(slots=True)
+class _Cust:
+    """What applying sales reads of a customer (and follows while a batch runs)."""
+
+    office_code: str
+    status: str
+    meter_kind: str
+    purchase_count: int
+    card_serial: str | None
+
+    def facts(self) -> CustomerFacts:
+        return CustomerFacts(
+            self.office_code, self.status, self.meter_kind, self.purchase_count, self.card_serial
+        )
+
+
+class _Batch:
+    """Results and refusals of one posted batch."""
+
+    def __init__(self, tx: Tx, resource: str, counter: Counter, n: int) -> None:
+        self.tx = tx
+        self.resource = resource
+        self.counter = counter
+        self.results: list[c.ItemResult | None] = [None] * n
+        self.refusals: list[dict[str, Any]] = []
+
+    def reject(self, index: int, item_id: str, refusal: Refusal) -> None:
+        self.results[index] = c.ItemResult(
+            id=item_id, status="rejected", code=refusal.code, message=refusal.message
+        )
+        self.refusals.append(
+            {
+                "index": index,
+                "counter_id": self.counter.counter_id,
+                "resource": self.resource,
+                "record_id": (clean(item_id) or "")[:64],
+                "code": refusal.code,
+                "message": (clean(refusal.message) or "")[:300],
+                "at": self.tx.now,
+            }
+        )
+
+    def repeat(
+        self, index: int, item_id: str, old_hash: str, new_hash: str, review: str | None = None
+    ) -> None:
+        if old_hash == new_hash:
+            self.results[index] = c.ItemResult(id=item_id, status="duplicate", review=review)
+        else:
+            self.results[index] = c.ItemResult(
+                id=item_id,
+                status="conflict",
+                review=review,
+                code="conflict",
+                message=f"{item_id} is already held with another body",
+            )
+
+    def done(self) -> list[c.ItemResult]:
+        if self.refusals:
+            rows = sorted(self.refusals, key=lambda r: int(r["index"]))
+            self.tx.conn.execute(
+                insert(m.refusals), [{k: v for k, v in r.items() if k != "index"} for r in rows]
+            )
+        results = [r for r in self.results if r is not None]
+        assert len(results) == len(self.results)
+        return results
+
+
+def apply_all(
+    tx: Tx, resource: str, counter: Counter, items: Sequence[c.Model], skew: dt.timedelta
+) -> list[c.ItemResult]:
+    """Apply posted records of ``counter`` in one transaction: one result per item, in order."""
+    model = c.POSTED[resource]
+    for item in items:
+        if not isinstance(item, model):
+            raise TypeError(f"{resource} takes {model.__name__}, not {type(item).__name__}")
+    batch = _Batch(tx, resource, counter, len(items))
+    posted: list[Posted] = []
+    for index, item in enumerate(items):
+        body = item.model_dump(mode="json")  # once: stored as is, and hashed
+        item_id = str(body["id"])
+        refused = rules.own_counter(str(body["counter_id"]), counter.counter_id)
+        if refused is not None:
+            batch.reject(index, item_id, refused)
+            continue
+        posted.append(Posted(index, item_id, item, body, sha256_hex(canonical_json(body))))
+    if posted:
+        if resource == "sales":
+            _apply_sales(batch, posted, skew)
+        else:
+            _apply_events(batch, posted, skew)
+    return batch.done()
+
+
+# --------------------------------------------------------------------------- sales
+
+
+def _customers(tx: Tx, numbers: Iterable[str]) -> dict[str, _Cust]:
+    cu = m.customers.c
+    found: dict[str, _Cust] = {}
+    for part in chunks(list(dict.fromkeys(numbers))):
+        for r in tx.conn.execute(
+            select(
+                cu.customer_no,
+                cu.office_code,
+                cu.status,
+                cu.meter_kind,
+                cu.purchase_count,
+                cu.card_serial,
+            ).where(cu.customer_no.in_(part))
+        ):
+            found[r.customer_no] = _Cust(
+                r.office_code, r.status, r.meter_kind, int(r.purchase_count), r.card_serial
+            )
+    return found
+
+
+def _apply_sales(batch: _Batch, posted: Sequence[Posted], skew: dt.timedelta) -> None:
+    tx, conn, counter = batch.tx, batch.tx.conn, batch.counter
+    s, tv, ev, ar = m.sales.c, m.tariff_versions.c, m.events.c, m.arrears_items.c
+    # what is held already: id -> (body_hash, review); accepted sales of the batch join it
+    held: dict[str, tuple[str, str | None]] = {}
+    for part in chunks(list(dict.fromkeys(p.id for p in posted))):
+        for r in conn.execute(select(s.id, s.body_hash, s.review).where(s.id.in_(part))):
+            held[r.id] = (r.body_hash, r.review)
+    todo = [cast(c.SaleRecord, p.item) for p in posted if p.id not in held]
+    if not todo:
+        for p in posted:
+            old_hash, old_review = held[p.id]
+            batch.repeat(p.index, p.id, old_hash, p.hash, old_review)
+        return
+
+    # everything the new sales refer to, a query each (the customers' purchase count and card
+    # serial and the open arrears are followed in memory below)
+    custs = _customers(tx, (sale.customer_no for sale in todo))
+    tariffs: set[tuple[str, int]] = set()
+    for part in chunks(list(dict.fromkeys(sale.tariff_plan for sale in todo))):
+        tariffs.update(
+            (r.plan_code, int(r.version_no))
+            for r in conn.execute(select(tv.plan_code, tv.version_no).where(tv.plan_code.in_(part)))
+        )
+    # reversals of this counter that came before their sale
+    reversed_before: set[str] = set()
+    for part in chunks(list(dict.fromkeys(sale.id for sale in todo))):
+        reversed_before.update(
+            conn.scalars(
+                select(ev.subject).where(
+                    ev.kind == "reversals",
+                    ev.subject.in_(part),
+                    ev.counter_id == counter.counter_id,
+                )
+            )
+        )
+    names = list(
+        dict.fromkeys(ref for sale in todo for ref in sale.settled_refs if "\x00" not in ref)
+    )
+    refs: dict[str, str] = {}  # every named ref the central system holds -> its customer
+    open_refs: set[str] = set()  # those still open
+    for part in chunks(names):
+        for a in conn.execute(
+            select(ar.ref, ar.customer_no, ar.settled_by_sale).where(ar.ref.in_(part))
+        ):
+            refs[a.ref] = a.customer_no
+            if a.settled_by_sale is None:
+                open_refs.add(a.ref)
+
+    sale_rows: list[dict[str, Any]] = []
+    remote_rows: list[dict[str, Any]] = []
+    settle_rows: list[dict[str, Any]] = []
+    changed: dict[str, set[str]] = {}  # customer -> the columns a card sale changed
+    for p in posted:
+        kept = held.get(p.id)
+        if kept is not None:
+            batch.repeat(p.index, p.id, kept[0], p.hash, kept[1])
+            continue
+        sale = cast(c.SaleRecord, p.item)
+        cust = custs.get(sale.customer_no)
+        refused = rules.vet_sale(
+            sale,
+            None if cust is None else cust.facts(),
+            refs,
+            counter.office_code,
+            tx.now,
+            skew,
+        )
+        if refused is not None:
+            batch.reject(p.index, p.id, refused)
+            continue
+        completed = sale.state == "completed"
+        early = sale.id in reversed_before
+        review: str | None = None
+        if cust is None:
+            review = rules.REVIEW_UNKNOWN_CUSTOMER
+        # a sale reversed before it arrived paid nothing off: its money went back
+        elif completed and not early:
+            settled = [ref for ref in dict.fromkeys(sale.settled_refs) if ref in open_refs]
+            for ref in settled:
+                open_refs.discard(ref)
+                settle_rows.append(
+                    {"b_ref": ref, "b_customer": sale.customer_no, "b_sale": sale.id}
+                )
+            if settled:
+                tx.touch_customer(sale.customer_no)
+            if sale.kind == "card" and sale.purchase_count is not None:
+                if rules.purchase_follows(sale, cust.purchase_count):
+                    columns = {"purchase_count"}
+                    cust.purchase_count = sale.purchase_count
+                    serial = clean(sale.card_serial)
+                    if serial and serial != cust.card_serial:
+                        cust.card_serial = serial
+                        columns.add("card_serial")
+                    changed.setdefault(sale.customer_no, set()).update(columns)
+                    tx.touch_customer(sale.customer_no)
+                else:
+                    review = rules.REVIEW_PURCHASE_COUNT_GAP
+        if review is None and cust is not None:
+            if cust.status == "closed":
+                review = rules.REVIEW_CUSTOMER_CLOSED
+            elif (sale.tariff_plan, sale.tariff_version_no) not in tariffs:
+                review = rules.REVIEW_UNKNOWN_TARIFF
+        sale_rows.append(
+            {
+                "id": sale.id,
+                "counter_id": sale.counter_id,
+                "customer_no": sale.customer_no,
+                "kind": sale.kind,
+                "state": sale.state,
+                "credit": sale.credit,
+                "body": p.body,
+                "body_hash": p.hash,
+                "received_at": tx.now,
+                "review": review,
+                "reversed": early,
+            }
+        )
+        if sale.kind == "remote" and completed:
+            status, reason = "issued", ""
+            if cust is None:
+                status, reason = "failed", "unknown customer"
+            elif cust.meter_kind != "remote":
+                status, reason = "failed", "the customer's meter is not a remote fee-control meter"
+            elif cust.status != "active":
+                status, reason = "failed", f"the customer is {cust.status}"
+            elif review is not None:
+                status, reason = "failed", review.replace("_", " ")
+            remote_rows.append({"sale_id": sale.id, "status": status, "reason": reason})
+        held[p.id] = (p.hash, review)
+        batch.results[p.index] = c.ItemResult(id=sale.id, status="created", review=review)
+
+    if not sale_rows:
+        return
+    first = tx.next_seqs("sales", len(sale_rows))
+    for i, row in enumerate(sale_rows):
+        row["seq"] = first + i
+    # the UNIQUE id is the last guard: a sale a concurrent writer inserted meanwhile ends
+    # this transaction in an IntegrityError, and the store's write() retries it
+    conn.execute(insert(m.sales), sale_rows)
+    if remote_rows:
+        first = tx.next_seqs("remote", len(remote_rows))
+        for i, row in enumerate(remote_rows):
+            row["seq"] = first + i
+        conn.execute(insert(m.remote_status), remote_rows)
+    if settle_rows:
+        conn.execute(
+            update(m.arrears_items)
+            .where(
+                ar.ref == bindparam("b_ref"),
+                ar.customer_no == bindparam("b_customer"),
+                ar.settled_by_sale.is_(None),
+            )
+            .values(settled_by_sale=bindparam("b_sale")),
+            settle_rows,
+        )
+    by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for no, columns in changed.items():
+        names_ = tuple(sorted(columns))
+        cust = custs[no]
+        by_columns.setdefault(names_, []).append(
+            {"b_no": no, **{f"b_{name}": getattr(cust, name) for name in names_}}
+        )
+    for names_, rows in by_columns.items():
+        conn.execute(
+            update(m.customers)
+            .where(m.customers.c.customer_no == bindparam("b_no"))
+            .values({name: bindparam(f"b_{name}") for name in names_}),
+            rows,
+        )
+    advance_purchase_counts(tx, changed)
+
+
+def advance_purchase_counts(tx: Tx, customer_nos: Iterable[str]) -> None:
+    """The archive's purchase count of these customers moved: the sales flagged
+    ``purchase_count_gap`` that follow it now (completed card sales, not reversed) are applied
+    in order, with their card serial."""
+    numbers = list(dict.fromkeys(customer_nos))
+    if not numbers:
+        return
+    s, cu = m.sales.c, m.customers.c
+    waiting: dict[str, dict[int, str | None]] = {}  # customer -> count -> card serial
+    for part in chunks(numbers):
+        for r in tx.conn.execute(
+            select(s.customer_no, s.body).where(
+                s.customer_no.in_(part),
+                s.review == rules.REVIEW_PURCHASE_COUNT_GAP,
+                s.reversed.is_(False),
+                s.state == "completed",
+                s.kind == "card",
+            )
+        ):
+            count = r.body.get("purchase_count")
+            if isinstance(count, int):
+                waiting.setdefault(r.customer_no, {})[count] = r.body.get("card_serial")
+    if not waiting:
+        return
+    for cust_no, (count, serial) in _counts(tx, list(waiting)).items():
+        moved = False
+        follows = waiting[cust_no]
+        while count + 1 in follows:
+            count += 1
+            serial = clean(follows[count]) or serial
+            moved = True
+        if moved:
+            tx.conn.execute(
+                update(m.customers)
+                .where(cu.customer_no == cust_no)
+                .values(purchase_count=count, card_serial=serial)
+            )
+            tx.touch_customer(cust_no)
+
+
+def _counts(tx: Tx, numbers: Sequence[str]) -> dict[str, tuple[int, str | None]]:
+    cu = m.customers.c
+    found: dict[str, tuple[int, str | None]] = {}
+    for part in chunks(numbers):
+        for r in tx.conn.execute(
+            select(cu.customer_no, cu.purchase_count, cu.card_serial).where(
+                cu.customer_no.in_(part)
+            )
+        ):
+            found[r.customer_no] = (int(r.purchase_count), r.card_serial)
+    return found
+
+
+# --------------------------------------------------------------------------- other records
+
+
+def _apply_events(batch: _Batch, posted: Sequence[Posted], skew: dt.timedelta) -> None:
+    tx, conn, resource, counter = batch.tx, batch.tx.conn, batch.resource, batch.counter
+    e = m.events.c
+    held: dict[str, str] = {}  # id -> body_hash; the batch's accepted events join it below
+    for part in chunks(list(dict.fromkeys(p.id for p in posted))):
+        for r in conn.execute(select(e.id, e.body_hash).where(e.kind == resource, e.id.in_(part))):
+            held[r.id] = r.body_hash
+    subject = _SUBJECT[resource]
+    subjects = [str(getattr(p.item, subject)) for p in posted if p.id not in held]
+    # what the rules need to know of the subjects
+    sales: dict[str, tuple[str, int]] = {}  # sale id -> (its counter, its amount)
+    offices: dict[str, str] = {}  # customer or job -> its office
+    if resource in ("reversals", "rewrites"):
+        s = m.sales.c
+        for part in chunks(list(dict.fromkeys(subjects))):
+            for sr in conn.execute(select(s.id, s.counter_id, s.body).where(s.id.in_(part))):
+                sales[sr.id] = (sr.counter_id, int(sr.body["amount"]))
+    elif resource in _BY_CUSTOMER:
+        offices = {no: cust.office_code for no, cust in _customers(tx, subjects).items()}
+    elif resource == "job-results":
+        j = m.jobs.c
+        for part in chunks(list(dict.fromkeys(subjects))):
+            for jr in conn.execute(select(j.id, j.office_code).where(j.id.in_(part))):
+                offices[jr.id] = jr.office_code
+
+    fresh: list[Posted] = []
+    for p in posted:
+        old = held.get(p.id)
+        if old is not None:
+            batch.repeat(p.index, p.id, old, p.hash)
+            continue
+        refused = _vet_event(resource, p.item, sales, offices, counter, tx.now, skew)
+        if refused is not None:
+            batch.reject(p.index, p.id, refused)
+            continue
+        held[p.id] = p.hash
+        fresh.append(p)
+        batch.results[p.index] = c.ItemResult(id=p.id, status="created")
+    if not fresh:
+        return
+    conn.execute(
+        insert(m.events),
+        [
+            {
+                "kind": resource,
+                "id": p.id,
+                "subject": str(getattr(p.item, subject)),
+                "counter_id": str(p.body["counter_id"]),
+                "body": p.body,
+                "body_hash": p.hash,
+                "received_at": tx.now,
+            }
+            for p in fresh
+        ],
+    )
+    if resource == "reversals":
+        _reverse_sales(tx, [cast(c.ReversalRecord, p.item) for p in fresh])
+    elif resource == "replacements":
+        for p in fresh:
+            rep = cast(c.ReplacementRecord, p.item)
+            _set_card_serial(tx, rep.customer_no, clean(rep.new_serial) or None)
+    elif resource == "card-bindings":
+        # a binding changes the card serial, never the purchase count
+        for p in fresh:
+            bind = cast(c.CardBindingRecord, p.item)
+            _set_card_serial(tx, bind.customer_no, clean(bind.serial) or None)
+    elif resource == "control-reports":
+        _record_control_reports(tx, [cast(c.ControlReport, p.item) for p in fresh])
+    elif resource == "job-results":
+        _close_jobs(tx, [cast(c.JobResultRecord, p.item) for p in fresh])
+
+
+def _vet_event(
+    resource: str,
+    item: c.Model,
+    sales: dict[str, tuple[str, int]],
+    offices: dict[str, str],
+    counter: Counter,
+    now: dt.datetime,
+    skew: dt.timedelta,
+) -> Refusal | None:
+    if resource == "reversals":
+        rev = cast(c.ReversalRecord, item)
+        return rules.vet_reversal(rev, sales.get(rev.sale_id), counter.counter_id, now, skew)
+    if resource == "rewrites":
+        rw = cast(c.RewriteRecord, item)
+        held = sales.get(rw.sale_id)
+        refused = rules.own_sale(rw.sale_id, None if held is None else held[0], counter.counter_id)
+    elif resource == "job-results":
+        job_id = cast(c.JobResultRecord, item).job_id
+        office = offices.get(job_id)
+        refused = None
+        if office is not None and office != counter.office_code:
+            refused = Refusal(
+                rules.OTHER_OFFICE,
+                f"job {job_id} does not belong to office {counter.office_code!r}",
+            )
+    else:
+        customer_no = str(getattr(item, "customer_no"))  # noqa: B009 (not on every model)
+        office = offices.get(customer_no)
+        refused = None
+        if office is not None and office != counter.office_code:
+            refused = Refusal(
+                rules.OTHER_OFFICE,
+                f"customer {customer_no} does not belong to office {counter.office_code!r}",
+            )
+    return refused or rules.vet_time(item, now, skew)
+
+
+def _reverse_sales(tx: Tx, reversals: Sequence[c.ReversalRecord]) -> None:
+    """Each reversal takes a sales seq (as when applied one by one); the sales it reverses
+    (held and not reversed yet; the rules let only their own counter reverse them) get it.  A
+    reversal that comes before its sale is found by the sale when it arrives."""
+    s = m.sales.c
+    state: dict[str, tuple[bool, str, str | None, dict[str, Any]]] = {}
+    for part in chunks(list(dict.fromkeys(r.sale_id for r in reversals))):
+        for r in tx.conn.execute(
+            select(s.id, s.reversed, s.customer_no, s.review, s.body).where(s.id.in_(part))
+        ):
+            state[r.id] = (bool(r.reversed), r.customer_no, r.review, r.body)
+    first = tx.next_seqs("sales", len(reversals))
+    rows: list[dict[str, Any]] = []
+    back: list[dict[str, Any]] = []  # the customer's latest card purchase was reversed
+    for i, rev in enumerate(reversals):
+        held = state.get(rev.sale_id)
+        if held is None or held[0]:
+            continue
+        _, customer_no, review, body = held
+        state[rev.sale_id] = (True, customer_no, review, body)
+        rows.append({"b_id": rev.sale_id, "b_seq": first + i})
+        count = body.get("purchase_count")
+        if body.get("kind") == "card" and body.get("state") == "completed":
+            if isinstance(count, int):
+                back.append({"b_no": customer_no, "b_count": count, "b_before": count - 1})
+    if not rows:
+        return
+    tx.conn.execute(
+        update(m.sales)
+        .where(s.id == bindparam("b_id"), s.reversed.is_(False))
+        .values(reversed=True, seq=bindparam("b_seq")),
+        rows,
+    )
+    # the whole amount went back to the customer: what the sale paid off is owed again
+    ar = m.arrears_items.c
+    for part in chunks([r["b_id"] for r in rows]):
+        owing = list(
+            dict.fromkeys(
+                tx.conn.scalars(select(ar.customer_no).where(ar.settled_by_sale.in_(part)))
+            )
+        )
+        if owing:
+            tx.conn.execute(
+                update(m.arrears_items)
+                .where(ar.settled_by_sale.in_(part))
+                .values(settled_by_sale=None)
+            )
+            for customer_no in owing:
+                tx.touch_customer(customer_no)
+    # the card holds the purchase before again: so does the archive, unless another purchase
+    # with that count stands (a sale again after the reversal, sent before it)
+    cu = m.customers.c
+    for row in back:
+        standing = tx.conn.scalars(
+            select(s.body).where(
+                s.customer_no == row["b_no"],
+                s.reversed.is_(False),
+                s.state == "completed",
+                s.kind == "card",
+            )
+        )
+        if any(other.get("purchase_count") == row["b_count"] for other in standing):
+            continue
+        done = tx.conn.execute(
+            update(m.customers)
+            .where(cu.customer_no == row["b_no"], cu.purchase_count == row["b_count"])
+            .values(purchase_count=row["b_before"])
+        )
+        if done.rowcount:
+            tx.touch_customer(row["b_no"])
+
+
+def _set_card_serial(tx: Tx, customer_no: str, serial: str | None) -> None:
+    if serial is None:
+        return
+    done = tx.conn.execute(
+        update(m.customers)
+        .where(
+            m.customers.c.customer_no == customer_no,
+            (m.customers.c.card_serial.is_(None)) | (m.customers.c.card_serial != serial),
+        )
+        .values(card_serial=serial)
+    )
+    if done.rowcount:
+        tx.touch_customer(customer_no)
+
+
+def _record_control_reports(tx: Tx, reports: Sequence[c.ControlReport]) -> None:
+    """The latest write-back per customer wins (a report older than the one held is kept as an
+    event only)."""
+    cs = m.control_status.c
+    last: dict[str, dt.datetime] = {}
+    for part in chunks(list(dict.fromkeys(r.customer_no for r in reports))):
+        for r in tx.conn.execute(
+            select(cs.customer_no, cs.last_report_at).where(cs.customer_no.in_(part))
+        ):
+            last[r.customer_no] = r.last_report_at
+    held = set(last)
+    latest: dict[str, c.ControlReport] = {}
+    for rep in reports:
+        before = last.get(rep.customer_no)
+        if before is None or rep.seen_at > before:
+            last[rep.customer_no] = rep.seen_at
+            latest[rep.customer_no] = rep
+    fresh = [
+        {
+            "customer_no": no,
+            "meter_remaining": rep.meter_remaining,
+            "meter_purchase_count": rep.meter_purchase_count,
+            "last_report_at": rep.seen_at,
+        }
+        for no, rep in latest.items()
+        if no not in held
+    ]
+    if fresh:
+        tx.conn.execute(insert(m.control_status), fresh)
+    newer = [
+        {
+            "b_no": no,
+            "b_remaining": rep.meter_remaining,
+            "b_count": rep.meter_purchase_count,
+            "b_at": rep.seen_at,
+        }
+        for no, rep in latest.items()
+        if no in held
+    ]
+    if newer:
+        tx.conn.execute(
+            update(m.control_status)
+            .where(cs.customer_no == bindparam("b_no"))
+            .values(
+                meter_remaining=bindparam("b_remaining", type_=cs.meter_remaining.type),
+                meter_purchase_count=bindparam("b_count", type_=cs.meter_purchase_count.type),
+                last_report_at=bindparam("b_at", type_=cs.last_report_at.type),
+            ),
+            newer,
+        )
+
+
+def _close_jobs(tx: Tx, outcomes: Sequence[c.JobResultRecord]) -> None:
+    """Each job result takes a jobs seq (as when applied one by one); a held job whose status
+    it changes gets it."""
+    j = m.jobs.c
+    status: dict[str, str] = {}
+    for part in chunks(list(dict.fromkeys(r.job_id for r in outcomes))):
+        for r in tx.conn.execute(select(j.id, j.status).where(j.id.in_(part))):
+            status[r.id] = r.status
+    first = tx.next_seqs("jobs", len(outcomes))
+    rows: list[dict[str, Any]] = []
+    for i, res in enumerate(outcomes):
+        now = status.get(res.job_id)
+        if now is not None and now != res.outcome:
+            status[res.job_id] = res.outcome
+            rows.append({"b_id": res.job_id, "b_status": res.outcome, "b_seq": first + i})
+    if rows:
+        tx.conn.execute(
+            update(m.jobs)
+            .where(j.id == bindparam("b_id"), j.status != bindparam("b_status"))
+            .values(status=bindparam("b_status"), seq=bindparam("b_seq")),
+            rows,
+        )

@@ -1,0 +1,265 @@
+"""What every part of the central store shares: the database, write transactions with stream
+sequence numbers, and small helpers.
+
+Transactions: every write is one transaction.  On SQLite it begins with ``BEGIN IMMEDIATE`` (one
+writer at a time); on PostgreSQL it first locks the rows of the streams it may allocate from, in
+name order (``SELECT ... FOR UPDATE``), so two writers of the same stream commit in the order of
+their sequence numbers and a reader never sees seq 11 before seq 10.  A race the locks do not
+cover (two new records with the same id on different streams, say) ends in an IntegrityError;
+the whole transaction is then retried and finds the first one's row.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from pydantic import TypeAdapter
+from sqlalchemy import Connection, Engine, bindparam, insert, select, update
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import IntegrityError
+
+from app.clock import Clock, SystemClock
+from app.persistence.db import WRITE_OPTION, make_engine, normalize_url
+from sync import contract as c
+from sync.central import models as m
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+DEFAULT_LIMIT = 1000
+SEQ_LIMIT = 2**62  # a cursor beyond this can only be past the end of every stream
+WRITE_ATTEMPTS = 5
+IN_CHUNK = 500  # values in one IN (...) of a batch's look-ups
+# how far ahead of the central clock a record's time may be (the counters' clocks drift)
+DEFAULT_CLOCK_SKEW = dt.timedelta(minutes=10)
+_JSON_ANY: TypeAdapter[Any] = TypeAdapter(Any)
+
+
+@dataclass(frozen=True)
+class Counter:
+    """A registered counter, as its bearer token identifies it."""
+
+    counter_id: str
+    office_code: str
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class Reply:
+    """An HTTP answer kept under an Idempotency-Key (``replayed``: it was kept before)."""
+
+    status: int
+    body: bytes
+    replayed: bool = False
+
+
+def sha256_hex(data: bytes | str) -> str:
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    return hashlib.sha256(data).hexdigest()
+
+
+def canonical_json(value: Any) -> str:
+    """One text per value: keys sorted, no spaces, ASCII (hashes compare bodies by it)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def body_hash(item: c.Model) -> str:
+    """The canonical hash of a validated record (what duplicate/conflict compare)."""
+    return sha256_hex(canonical_json(item.model_dump(mode="json")))
+
+
+def clean(text: str | None) -> str | None:
+    """Free text bound for a text column: PostgreSQL refuses NUL characters."""
+    return None if text is None else text.replace("\x00", "")
+
+
+def problem_json(code: str, message: str, ids: Sequence[str] = ()) -> bytes:
+    return c.Problem(code=code, message=message, ids=list(ids)).model_dump_json().encode()
+
+
+def clamp_cursor(after: int) -> int:
+    return min(max(after, 0), SEQ_LIMIT)
+
+
+def check_limit(limit: int) -> int:
+    if not 1 <= limit <= c.MAX_PAGE:
+        raise ValueError(f"limit must be 1 to {c.MAX_PAGE}")
+    return limit
+
+
+def chunks(values: Sequence[T], size: int = IN_CHUNK) -> Iterator[Sequence[T]]:
+    """``values`` in slices short enough for one ``IN (...)``."""
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def page_json(items: list[dict[str, Any]], next_cursor: int, has_more: bool) -> bytes:
+    return _JSON_ANY.dump_json({"items": items, "next_cursor": next_cursor, "has_more": has_more})
+
+
+def customer_values(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "customer_no": row["customer_no"],
+        "name": row["name"],
+        "address": row.get("address", ""),
+        "phone": row.get("phone", ""),
+        "meter_no": row["meter_no"],
+        "meter_kind": row["meter_kind"],
+        "status": row.get("status", "active"),
+        "office_code": row["office_code"],
+        "tariff_plan": row["tariff_plan"],
+        "ct_ratio": row.get("ct_ratio", 1),
+        "pt_ratio": row.get("pt_ratio", 1),
+        "alarm1": row["alarm1"],
+        "alarm2": row["alarm2"],
+        "overdraft_limit": row["overdraft_limit"],
+        "credit_ceiling": row["credit_ceiling"],
+        "card_serial": row.get("card_serial"),
+        "purchase_count": row.get("purchase_count", 0),
+    }
+
+
+class Tx:
+    """One write transaction: stream locks, sequence numbers, customers to re-sequence."""
+
+    def __init__(self, conn: Connection, now: dt.datetime) -> None:
+        self.conn = conn
+        self.now = now
+        self._touched: dict[str, None] = {}
+        self._postgres = conn.dialect.name == "postgresql"
+
+    def lock(self, names: Iterable[str]) -> None:
+        wanted = sorted(set(names))
+        if wanted and self._postgres:  # SQLite: BEGIN IMMEDIATE already holds the write lock
+            self.conn.execute(
+                select(m.streams.c.name)
+                .where(m.streams.c.name.in_(wanted))
+                .order_by(m.streams.c.name)
+                .with_for_update()
+            ).all()
+
+    def next_seqs(self, stream: str, n: int = 1) -> int:
+        """Allocate ``n`` sequence numbers of ``stream``; answers the first of them."""
+        last = self.conn.execute(
+            update(m.streams)
+            .where(m.streams.c.name == stream)
+            .values(last_seq=m.streams.c.last_seq + n)
+            .returning(m.streams.c.last_seq)
+        ).scalar_one()
+        return int(last) - n + 1
+
+    def touch_customer(self, customer_no: str) -> None:
+        """The customer changed: it gets a new seq (once) when the transaction finishes."""
+        self._touched[customer_no] = None
+
+    def finish(self) -> None:
+        if not self._touched:
+            return
+        first = self.next_seqs("customers", len(self._touched))
+        self.conn.execute(
+            update(m.customers)
+            .where(m.customers.c.customer_no == bindparam("no"))
+            .values(seq=bindparam("new_seq")),
+            [{"no": no, "new_seq": first + i} for i, no in enumerate(self._touched)],
+        )
+        self._touched.clear()
+
+
+class StoreBase:
+    """The central system's database: engines, transactions and the clock.  Thread-safe (one
+    connection per call)."""
+
+    def __init__(
+        self,
+        url: str | URL,
+        *,
+        clock: Clock | None = None,
+        engine: Engine | None = None,
+        enrolment_key: str | None = None,
+        clock_skew: dt.timedelta = DEFAULT_CLOCK_SKEW,
+        **engine_kwargs: Any,
+    ) -> None:
+        self.url = normalize_url(url)
+        self.clock: Clock = clock or SystemClock()
+        # the shared key a new counter id registers with (None: any new counter may register)
+        self.enrolment_key = enrolment_key
+        if clock_skew < dt.timedelta(0):
+            raise ValueError("the clock skew allowance cannot be negative")
+        self.clock_skew = clock_skew
+        if engine is None:
+            if self.url.get_backend_name() == "sqlite":
+                engine_kwargs.setdefault("connect_args", {}).setdefault("check_same_thread", False)
+            else:
+                engine_kwargs.setdefault("pool_size", 10)
+                engine_kwargs.setdefault("max_overflow", 20)
+            engine = make_engine(self.url, **engine_kwargs)
+        # an engine given by the caller must come from app.persistence.db.make_engine (on
+        # SQLite that installs the BEGIN / BEGIN IMMEDIATE recipe this store relies on)
+        self.engine = engine
+        self._write_engine = self.engine.execution_options(**{WRITE_OPTION: True})
+        self._read_engine = (
+            self.engine.execution_options(isolation_level="REPEATABLE READ")
+            if self.engine.dialect.name == "postgresql"
+            else self.engine
+        )
+        m.metadata.create_all(self.engine)
+        # create_all makes the indexes of new tables only: an older database gets the new ones
+        for table in m.metadata.sorted_tables:
+            for index in table.indexes:
+                index.create(self.engine, checkfirst=True)
+        self._ensure_streams()
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def now(self) -> dt.datetime:
+        return self.clock.now().astimezone(dt.UTC)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    def _ensure_streams(self) -> None:
+        try:
+            with self._write_engine.begin() as conn:
+                have = set(conn.scalars(select(m.streams.c.name)))
+                missing = [{"name": s, "last_seq": 0} for s in m.STREAMS if s not in have]
+                if missing:
+                    conn.execute(insert(m.streams), missing)
+        except IntegrityError:  # another process created them at the same moment
+            pass
+
+    @contextmanager
+    def _writing(self, streams: Iterable[str] = ()) -> Iterator[Tx]:
+        with self._write_engine.begin() as conn:
+            tx = Tx(conn, self.now())
+            tx.lock(streams)
+            yield tx
+            tx.finish()
+
+    def write(self, work: Callable[[Tx], T], streams: Iterable[str] = ()) -> T:
+        """Run ``work`` in one write transaction, retried when a concurrent writer won a race
+        for a unique key (the retry then sees that writer's row)."""
+        names = tuple(streams)
+        for attempt in range(1, WRITE_ATTEMPTS + 1):
+            try:
+                with self._writing(names) as tx:
+                    return work(tx)
+            except IntegrityError:
+                if attempt == WRITE_ATTEMPTS:
+                    raise
+                log.info("write raced another writer (attempt %d), retrying", attempt)
+        raise AssertionError("unreachable")
+
+    @contextmanager
+    def _reading(self) -> Iterator[Connection]:
+        with self._read_engine.connect() as conn, conn.begin():
+            yield conn
