@@ -374,3 +374,20 @@ def test_a_reprint_is_counted_only_once_delivered(counter: Counter) -> None:
     copy = reprint(lambda c: delivered.append(c.copy_no))
     assert copy.copy_no == 1 and delivered == [1]
     assert approval_state(counter.db, request) == "used"
+
+
+def test_a_customers_card_erased_and_issued_again_is_not_blacklisted(counter: Counter) -> None:
+    """A technician erased the customer's card (its credit was in the meter); the same card
+    becomes the replacement and stays usable."""
+    image = counter.open()
+    counter.to_meter(image)
+    counter.kit.terminal(image).erase()
+    serial = counter.kit.terminal(image).select_mf().serial.hex().upper()
+    _, fee = replace(
+        counter, counter.kit.terminal(image), counter.approval("replace_card", CUSTOMER)
+    )
+    assert fee == 2000 and card_of(counter.db, CUSTOMER) == serial
+    with counter.db.read() as session:
+        assert session.get(CardBlacklist, serial) is None
+    counter.to_meter(image)
+    assert counter.sell(image, 1000).sale.purchase_count == 2

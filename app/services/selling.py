@@ -693,20 +693,21 @@ def _card_to_bind(
     the card was pulled, or the process stopped, before the binding was committed.
     ``present``: the card as just read (None: it is blank)."""
     if present is None:
-        issued = terminal.issue(CardKind.USER)
+        card = terminal.issue(CardKind.USER)
         checkpoint("card_issued")
-        return issued
-    params = present.parameters
-    if (
-        present.kind != CardKind.USER
-        or (params is not None and params.customer_no != customer_no)
-        or (present.purchase is not None and present.purchase.purchase_count != 0)
-        or present.write_back is not None
-    ):
-        raise CardRefused(reason=N_("it is not blank; a new card binding needs a blank card"))
-    with db.read() as session:
-        _check_bindable(session, present.serial_hex, customer_no)
-    return present
+    else:
+        params = present.parameters
+        if (
+            present.kind != CardKind.USER
+            or (params is not None and params.customer_no != customer_no)
+            or (present.purchase is not None and present.purchase.purchase_count != 0)
+            or present.write_back is not None
+        ):
+            raise CardRefused(reason=N_("it is not blank; a new card binding needs a blank card"))
+        card = present
+    with db.read() as session:  # before anything is written onto it
+        _check_bindable(session, card.serial_hex, customer_no)
+    return card
 
 
 def _check_bindable(session: Session, serial: str, customer_no: str) -> None:
