@@ -23,6 +23,7 @@ from app.domain import ids
 from app.domain.operators import Role
 from app.domain.permissions import Action
 from app.errors import DatabaseError, ValidationError
+from app.files import check_output, output_errors
 from app.i18n import N_, _
 from app.money import format_yuan
 from app.persistence.db import Database
@@ -432,10 +433,9 @@ def cmd_audit_export(ctx: AppContext, args: argparse.Namespace) -> int:
     me = cli_login(ctx, args.operator)
     me.authorize(Action.VERIFY_AUDIT, ctx.clock)
     db = open_db(ctx)
-    out = Path(args.out)
-    if not out.parent.is_dir():
-        raise ValidationError(N_("the folder {path} does not exist"), path=str(out.parent))
-    rows = audit_service.export_csv(db, out)
+    out = check_output(args.out, force=True)  # an export is made again at will
+    with output_errors(out):
+        rows = audit_service.export_csv(db, out)
     with db.write() as session:
         audit_service.record(
             session,

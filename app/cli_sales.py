@@ -32,7 +32,6 @@ import argparse
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any, TypeVar
 
 from app.cli import cli_login, emit_json, id_arg, open_db, operator_arg
@@ -42,7 +41,7 @@ from app.domain.customers import MeterKind
 from app.domain.ledger import SaleKind, SaleState
 from app.domain.permissions import Action
 from app.errors import CardVendError, ValidationError
-from app.fileio import write_atomically
+from app.files import check_output, save_output
 from app.i18n import N_, _, translate
 from app.money import check_cash_received, format_yuan, parse_yuan
 from app.ports import CardTerminal
@@ -270,10 +269,17 @@ def cmd_shift_close(ctx: AppContext, args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- sales
 
 
+def _check_receipt_path(args: argparse.Namespace) -> None:
+    """A ``--receipt`` file that cannot be written is refused before the sale, not after."""
+    if getattr(args, "receipt", None):
+        check_output(args.receipt)
+
+
 def cmd_open_account(ctx: AppContext, args: argparse.Namespace) -> int:
     amount = _amount(args.amount)
     cash = _cash(args, amount)
     _check_override(args)
+    _check_receipt_path(args)
     actor = cli_login(ctx, args.operator)
     db = open_db(ctx)
     with _card(ctx, args) as terminal:
@@ -335,6 +341,7 @@ def cmd_sell(ctx: AppContext, args: argparse.Namespace) -> int:
     amount = parse_yuan(args.amount)
     cash = _cash(args, amount)
     _check_override(args)
+    _check_receipt_path(args)
     actor = cli_login(ctx, args.operator)
     db = open_db(ctx)
     if customer_view(db, args.customer).meter_kind == MeterKind.REMOTE.value:
@@ -392,7 +399,7 @@ def _save_receipt(ctx: AppContext, args: argparse.Namespace, sale_id: str) -> st
         )
         language = str(ctx.settings.get(RECEIPT_LANGUAGE.key))
         pdf = ctx.receipt_renderer.receipt_pdf(data, size=args.receipt_size, language=language)
-        write_atomically(Path(args.receipt), pdf)
+        save_output(args.receipt, pdf)
     except Exception as exc:  # the sale is done; the receipt is not
         print(
             _(

@@ -11,18 +11,34 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, is_dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from app.cli import id_arg
+from app.cli import cli_login, id_arg, open_db
+from app.cli_sales import approve_here, approver_login
 from app.context import AppContext
 from app.domain import ids
-from app.domain.card import CardContents, CardKind
-from app.errors import ValidationError
+from app.domain.card import (
+    CardContents,
+    CardKind,
+    CorruptCardFile,
+    ForeignCard,
+    NoReader,
+    UnsupportedProfile,
+    WrongCardKind,
+)
+from app.domain.ids import METER_NO
+from app.domain.permissions import Action
+from app.errors import CardVendError, ValidationError
+from app.files import check_output, file_problem, save_output
 from app.i18n import N_, _, translate
 from app.ports import ApduChannel, KeyRole
+from app.services import cards
+from app.services.auth import Principal
 from cardio import wiring
 from cardio.channel import EmulatedChannel
 from cardio.emulator import CardImage, UserCardOS
@@ -93,9 +109,7 @@ class ImageCard:
     """An emulated card in an image file, used in-process instead of a reader."""
 
     def __init__(self, path: Path) -> None:
-        if not path.exists():
-            raise ValidationError(N_("there is no card image at {path}"), path=str(path))
-        self.os = UserCardOS(CardImage.load(path), persist_path=path)
+        self.os = UserCardOS(CardImage.load(path), persist_path=path)  # CardImageError
         self.channel = EmulatedChannel(self.os)
 
 
@@ -108,6 +122,8 @@ def open_channel(ctx: AppContext, args: argparse.Namespace) -> ApduChannel:
     reader = args.reader or str(ctx.settings.get("card_reader") or "")
     if not reader:
         names = port.readers()
+        if not names:
+            raise NoReader()
         reader = names[0]
     return port.connect(reader)
 
@@ -153,28 +169,79 @@ def cmd_read(ctx: AppContext, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_blank(ctx: AppContext, args: argparse.Namespace) -> int:
-    path = Path(args.image)
-    if path.exists() and not args.force:
+# --------------------------------------------------------------------------- card administration
+
+
+def _source(args: argparse.Namespace) -> str:
+    """What the command works on, for the audit log: the image file or the reader."""
+    image = getattr(args, "image", None)
+    return f"image:{Path(image).resolve()}" if image else f"reader:{args.reader or '-'}"
+
+
+def _administrator(ctx: AppContext, args: argparse.Namespace, action: str) -> Principal | None:
+    """Sign in ``--operator`` for a card administration command, with the permission to
+    administer cards (technician or admin), or None when no one need sign in.
+
+    On a real reader someone always signs in.  On an emulated card image the same rule holds
+    as soon as a database is set up here (training behaves as production); with no database
+    (a card lab, the demo before ``cardvend init``) the image commands run as before."""
+    on_image = bool(getattr(args, "image", None))
+    if on_image and not args.operator and not cards.database_in_use(ctx):
+        return None
+    if not args.operator:
         raise ValidationError(
-            N_("{path} already exists; use --force to replace it"), path=str(path)
+            N_(
+                "card administration is done by a technician or an administrator: add "
+                "--operator ID (password from CARDVEND_PASSWORD or a prompt)"
+            )
         )
-    serial = bytes.fromhex(args.serial) if args.serial else os.urandom(8)
+    actor = cli_login(ctx, args.operator)
+    cards.authorize(open_db(ctx), actor, ctx.clock, action=action, target=_source(args))
+    return actor
+
+
+def cmd_blank(ctx: AppContext, args: argparse.Namespace) -> int:
+    path = check_output(args.image, force=args.force)
+    try:
+        serial = bytes.fromhex(args.serial) if args.serial else os.urandom(8)
+    except ValueError:
+        serial = b""
+    if len(serial) != 8:
+        raise ValidationError(N_("a card serial is 8 bytes (16 hex digits)"))
+    actor = _administrator(ctx, args, "card_blank")
     wiring.ensure_demo_keystore(ctx)
     master = wiring.load_master_keys(ctx)
     keys = {int(role): key for role, key in master.diversified_card_keys(serial).items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    CardImage.blank(serial, keys).save(path)
+    save_output(path, CardImage.blank(serial, keys).to_bytes(), force=args.force)
+    if actor is not None:
+        cards.record(
+            open_db(ctx),
+            actor,
+            ctx.clock,
+            action="card_blank",
+            serial=serial.hex().upper(),
+            detail={"source": _source(args)},
+        )
     print(_("Blank card {serial} written to {path}", serial=serial.hex().upper(), path=str(path)))
     return 0
 
 
 def cmd_issue(ctx: AppContext, args: argparse.Namespace) -> int:
+    actor = _administrator(ctx, args, "card_issue")
     channel = open_channel(ctx, args)
     try:
         contents = ApduTerminal(channel, wiring.key_provider(ctx)).issue(KIND_NAMES[args.kind])
     finally:
         channel.close()
+    if actor is not None:
+        cards.record(
+            open_db(ctx),
+            actor,
+            ctx.clock,
+            action="card_issue",
+            serial=contents.serial_hex,
+            detail={"kind": args.kind, "source": _source(args)},
+        )
     print(
         _(
             "Card {serial} issued as a {kind}",
@@ -185,12 +252,47 @@ def cmd_issue(ctx: AppContext, args: argparse.Namespace) -> int:
     return 0
 
 
+def _erase_risk(ctx: AppContext, terminal: ApduTerminal) -> cards.EraseRisk:
+    """What erasing the card in ``terminal`` would destroy; a card whose files cannot be read
+    counts as holding what its customer's card may hold."""
+    try:
+        contents = terminal.read()
+    except (CorruptCardFile, UnsupportedProfile, WrongCardKind, ForeignCard):
+        return cards.erase_risk_unreadable(open_db(ctx), terminal.select_mf().serial.hex().upper())
+    return cards.erase_risk(open_db(ctx), contents)
+
+
 def cmd_erase(ctx: AppContext, args: argparse.Namespace) -> int:
+    actor = _administrator(ctx, args, "card_erase")
     channel = open_channel(ctx, args)
     try:
-        contents = ApduTerminal(channel, wiring.key_provider(ctx)).erase()
+        terminal = ApduTerminal(
+            channel, wiring.key_provider(ctx), utility_code=wiring.utility_code(ctx)
+        )
+        risk = None
+        request = None
+        if actor is not None:
+            risk = _erase_risk(ctx, terminal)
+            if risk.needs_approval and cards.erase_needs_rule(open_db(ctx)):
+                if not args.approver:
+                    raise risk.error()
+                approver = approver_login(ctx, args)
+                request = approve_here(
+                    ctx, actor, approver, Action.ERASE_CARD, risk.serial, payload=risk.to_json()
+                )
+        contents = terminal.erase()
     finally:
         channel.close()
+    if actor is not None and risk is not None:
+        cards.record(
+            open_db(ctx),
+            actor,
+            ctx.clock,
+            action="card_erase",
+            serial=contents.serial_hex,
+            detail={**risk.to_json(), "source": _source(args)},
+            approval_request=request,
+        )
     print(_("Card {serial} erased back to blank", serial=contents.serial_hex))
     return 0
 
@@ -244,18 +346,55 @@ def _exact(text: str, scale: int, what: str) -> int:
     return int(value)
 
 
-def cmd_meter_insert(ctx: AppContext, args: argparse.Namespace) -> int:
-    from cardio.meter_sim import MeterSimulator
+class MeterStateFileError(CardVendError):
+    code = "meter_state"
+    template = N_(
+        "The meter state {path} cannot be used: {reason}. Give another --meter-state file (a "
+        "new one starts a new meter)."
+    )
 
+
+@contextmanager
+def _meter_state(path: Path) -> Iterator[None]:
+    """Problems with the simulated meter's state file, as one line that names it."""
+    from cardio.meter_sim import MeterStateError
+
+    try:
+        yield
+    except MeterStateError as exc:
+        raise MeterStateFileError(
+            path=str(path), reason=N_("it is not a meter state ({detail})"), detail=str(exc)
+        ) from None
+    except UnicodeDecodeError:
+        raise MeterStateFileError(
+            path=str(path), reason=N_("it is not a meter state (not UTF-8 text)")
+        ) from None
+    except OSError as exc:
+        raise MeterStateFileError(path=str(path), reason=file_problem(exc)) from None
+
+
+def cmd_meter_insert(ctx: AppContext, args: argparse.Namespace) -> int:
+    from cardio.meter_sim import MeterSimulator, MeterStateError
+
+    if args.meter_no is not None:
+        METER_NO.check(args.meter_no, "--meter-no")
+    minutes = _exact(args.hours, 60, "--hours") if args.hours else None
+    load_w = _exact(args.load_kw or "0", 1000, "--load-kw")
     card = ImageCard(Path(args.image))
     keys = wiring.key_provider(ctx)
-    meter = MeterSimulator(Path(args.meter_state), keys, meter_no=args.meter_no, clock=ctx.clock)
-    consumed = None
-    if args.hours:
-        minutes = _exact(args.hours, 60, "--hours")
-        load_w = _exact(args.load_kw or "0", 1000, "--load-kw")
-        consumed = meter.consume(minutes, load_w)
-    result = meter.insert(ApduTerminal(card.channel, keys, utility_code=wiring.utility_code(ctx)))
+    state = Path(args.meter_state)
+    with _meter_state(state):
+        try:
+            meter = MeterSimulator(state, keys, meter_no=args.meter_no, clock=ctx.clock)
+        except (MeterStateError, UnicodeDecodeError):
+            raise
+        except ValueError as exc:  # the state file of another meter
+            raise MeterStateFileError(
+                path=str(state), reason=N_("it is another meter's ({detail})"), detail=str(exc)
+            ) from None
+        consumed = meter.consume(minutes, load_w) if minutes is not None else None
+        terminal = ApduTerminal(card.channel, keys, utility_code=wiring.utility_code(ctx))
+        result = meter.insert(terminal)
     out = {
         "accepted": result.accepted,
         "reason": result.reason,
@@ -293,19 +432,39 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     source(q)
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_read)
+
+    def administrator(q: argparse.ArgumentParser) -> None:
+        q.add_argument(
+            "--operator",
+            help=_(
+                "technician or administrator who does it (password from CARDVEND_PASSWORD or a "
+                "prompt); needed on a reader, and on an image once a database is set up"
+            ),
+        )
+
     q = csub.add_parser("blank", help=_("make a blank card image"))
     q.add_argument("--image", required=True)
     q.add_argument(
         "--serial", type=card_serial, help=_("card serial, 16 hex digits (random if left out)")
     )
     q.add_argument("--force", action="store_true", help=_("replace an existing image"))
+    administrator(q)
     q.set_defaults(func=cmd_blank)
     q = csub.add_parser("issue", help=_("issue a blank card into a kind"))
     source(q)
     q.add_argument("--kind", required=True, choices=sorted(KIND_NAMES))
+    administrator(q)
     q.set_defaults(func=cmd_issue)
     q = csub.add_parser("erase", help=_("erase a card back to blank"))
     source(q)
+    administrator(q)
+    q.add_argument(
+        "--approver",
+        help=_(
+            "supervisor who approves erasing a card that holds credit the meter has not loaded "
+            "(password from CARDVEND_APPROVER_PASSWORD or a prompt)"
+        ),
+    )
     q.set_defaults(func=cmd_erase)
     q = csub.add_parser("emulate", help=_("serve an emulated card on a vpcd reader slot"))
     q.add_argument("--slot", type=int, default=0, choices=(0, 1))

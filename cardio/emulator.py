@@ -27,7 +27,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from app.domain.card import PROFILE_VERSION, CardKind
+from app.errors import CardVendError
 from app.fileio import write_atomically
+from app.files import file_problem
+from app.i18n import N_
 from app.ports import KeyRole
 from cardio.crypto import (
     BLOCK,
@@ -71,6 +74,7 @@ __all__ = [
     "SFI_PURCHASE",
     "SFI_WRITE_BACK",
     "CardImage",
+    "CardImageError",
     "CardOS",
     "CardState",
     "CardVanished",
@@ -245,15 +249,54 @@ class CardImage:
             retries={int(k, 16): int(v) for k, v in data["retries"].items()},
         )
 
+    def to_bytes(self) -> bytes:
+        """The image file's content (:meth:`load` reads it back)."""
+        return json.dumps(self.to_json(), indent=1, sort_keys=True).encode("ascii")
+
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the image atomically (app.fileio): a crash leaves the old or the new image."""
-        payload = json.dumps(self.to_json(), indent=1, sort_keys=True).encode("ascii")
-        write_atomically(path, payload, mode=0o600)
+        write_atomically(path, self.to_bytes(), mode=0o600)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> CardImage:
-        with open(path, encoding="ascii") as f:
-            return cls.from_json(json.load(f))
+        """Read an image file; anything that is not a card image this CardVend wrote raises
+        :class:`CardImageError` (one line that names the file and what is wrong with it)."""
+        try:
+            with open(path, "rb") as f:
+                raw = f.read(MAX_IMAGE_BYTES + 1)
+        except OSError as exc:
+            raise CardImageError(path=str(path), reason=file_problem(exc)) from None
+        if not raw.strip():
+            raise CardImageError(path=str(path), reason=N_("the file is empty"))
+        if len(raw) > MAX_IMAGE_BYTES:
+            raise CardImageError(path=str(path), reason=N_("the file is far too large"))
+        try:
+            data = json.loads(raw.decode("ascii"))
+        except (UnicodeDecodeError, ValueError):
+            raise CardImageError(
+                path=str(path), reason=N_("it is not a card image (not JSON text)")
+            ) from None
+        if not isinstance(data, dict) or data.get("format") != IMAGE_FORMAT:
+            raise CardImageError(path=str(path), reason=N_("it is not a card image"))
+        try:
+            return cls.from_json(data)
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
+            raise CardImageError(
+                path=str(path), reason=N_("its content is damaged or incomplete")
+            ) from None
+
+
+MAX_IMAGE_BYTES = 64 * 1024  # a saved image is about 2 KB
+
+
+class CardImageError(CardVendError, ValueError):
+    """A card image file that cannot be used."""
+
+    code = "card_image"
+    template = N_(
+        "The card image {path} cannot be used: {reason}. Use another image, or make a new "
+        "blank card with 'cardvend card blank'."
+    )
 
 
 # --------------------------------------------------------------------------- APDU plumbing

@@ -4,13 +4,16 @@ shift|daily|stats --out FILE.pdf|FILE.csv``.
 
 Every print after the sale's own receipt is a reprint: it needs the reprint permission and,
 where the approval rules ask (by default), ``--approver`` (a supervisor other than the asker,
-password from CARDVEND_APPROVER_PASSWORD or a prompt). It is counted and marked 副本 / COPY n.
+password from CARDVEND_APPROVER_PASSWORD or a prompt). It is counted and marked 副本 / COPY n,
+once it is written (or printed): a bad ``--out`` or a printer fault counts nothing.  ``receipt``
+refuses to replace an existing file without ``--force``; ``report`` replaces one.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+from collections.abc import Callable
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -21,7 +24,7 @@ from app.domain import ids
 from app.domain.permissions import Action
 from app.domain.receipt import ReceiptData
 from app.errors import ValidationError
-from app.fileio import write_atomically
+from app.files import check_output, save_output
 from app.i18n import N_, _
 from app.services import receipts
 from app.services import reports as report_service
@@ -32,7 +35,11 @@ def _language(ctx: AppContext, args: argparse.Namespace) -> str:
     return str(getattr(args, "receipt_lang", None) or ctx.settings.get(RECEIPT_LANGUAGE.key))
 
 
-def _reprint(ctx: AppContext, args: argparse.Namespace) -> ReceiptData:
+def _reprint(
+    ctx: AppContext, args: argparse.Namespace, deliver: Callable[[ReceiptData], None]
+) -> ReceiptData:
+    """Sign in, approve on the spot if asked, and have the copy delivered; it is counted only
+    once ``deliver`` returned (app/services/receipts.py)."""
     actor = cli_login(ctx, args.operator)
     db = open_db(ctx)
     request_id = None
@@ -49,16 +56,21 @@ def _reprint(ctx: AppContext, args: argparse.Namespace) -> ReceiptData:
         key=ctx.receipt_key(),
         clock=ctx.clock,
         approval_request=request_id,
+        deliver=deliver,
     )
 
 
 def cmd_receipt(ctx: AppContext, args: argparse.Namespace) -> int:
     from printing.receipt import render_receipt_pdf
 
-    receipt = _reprint(ctx, args)
+    out = check_output(args.out, force=args.force)  # before anyone signs anything
     size = args.size or str(ctx.settings.get(RECEIPT_SIZE.key))
-    pdf = render_receipt_pdf(receipt, size=size, language=_language(ctx, args))
-    write_atomically(Path(args.out), pdf)
+
+    def save(copy: ReceiptData) -> None:
+        pdf = render_receipt_pdf(copy, size=size, language=_language(ctx, args))
+        save_output(out, pdf, force=args.force)
+
+    receipt = _reprint(ctx, args, save)
     if args.json:
         emit_json({"sale_id": receipt.sale_id, "copy_no": receipt.copy_no, "out": args.out})
     else:
@@ -73,8 +85,9 @@ def cmd_print(ctx: AppContext, args: argparse.Namespace) -> int:
         raise ValidationError(
             N_("no printer is configured (setting printer); use 'cardvend receipt' for a PDF")
         )
-    receipt = _reprint(ctx, args)
-    printer.print_receipt(receipt, language=_language(ctx, args))
+    receipt = _reprint(
+        ctx, args, lambda copy: printer.print_receipt(copy, language=_language(ctx, args))
+    )
     print(_("copy {copy_no} of the receipt printed", copy_no=receipt.copy_no))
     return 0
 
@@ -91,13 +104,14 @@ def _day(text: str | None, ctx: AppContext) -> dt.date:
 def cmd_report(ctx: AppContext, args: argparse.Namespace) -> int:
     from printing import reports as report_render
 
-    actor = cli_login(ctx, args.operator)
-    db = open_db(ctx)
     out = Path(args.out)
     as_csv = out.suffix.lower() == ".csv"
     if not as_csv and out.suffix.lower() != ".pdf":
         raise ValidationError(N_("the report file must end in .pdf or .csv, got {value}"),
                               value=out.name)  # fmt: skip
+    check_output(out, force=True)  # a report is made again at will: an existing one is replaced
+    actor = cli_login(ctx, args.operator)
+    db = open_db(ctx)
     if as_csv:  # data for other systems: an export
         actor.authorize(Action.EXPORT_REPORTS, ctx.clock)
     language = _language(ctx, args)
@@ -129,7 +143,7 @@ def cmd_report(ctx: AppContext, args: argparse.Namespace) -> int:
             if as_csv
             else report_render.stats_report_pdf(stats, language=language)
         )
-    write_atomically(out, data)
+    save_output(out, data, force=True)
     print(_("report saved to {path}", path=str(out)))
     return 0
 
@@ -146,6 +160,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     q = sub.add_parser("receipt", help=_("reprint a sale's receipt into a PDF file (a copy)"))
     q.add_argument("sale_id", type=id_arg(ids.SALE_ID))
     q.add_argument("--out", required=True, metavar="FILE.pdf")
+    q.add_argument("--force", action="store_true", help=_("replace an existing file"))
     q.add_argument("--size", choices=("80", "58", "a5", "a4"), help=_("receipt layout"))
     q.add_argument("--json", action="store_true")
     signed(q, True)

@@ -87,7 +87,13 @@ def state(db: Database, rid: str) -> str:
 def test_default_rules(adb: Database) -> None:
     supervisor = (ApprovalStep("supervisor", True),)
     with adb.read() as s:
-        for action in ("reverse", "replace_card", "override_offline_limit", "reprint"):
+        for action in (
+            "reverse",
+            "replace_card",
+            "override_offline_limit",
+            "reprint",
+            "erase_card",
+        ):
             rule = ap.get_rule(s, action)
             assert (rule.steps, rule.ttl_minutes) == (supervisor, 60)
             assert ap.needs_approval(s, action)
@@ -95,7 +101,7 @@ def test_default_rules(adb: Database) -> None:
         with pytest.raises(ValidationError):
             ap.needs_approval(s, "bogus")
     assert [r.action for r in ap.list_rules(adb)] == sorted(
-        ["reverse", "replace_card", "override_offline_limit", "reprint"]
+        ["reverse", "replace_card", "override_offline_limit", "reprint", "erase_card"]
     )
 
 

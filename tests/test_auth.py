@@ -36,6 +36,8 @@ EXPECTED = {
     Action.APPROVE: "S",
     Action.PROGRAM_MANAGEMENT_CARD: "F",
     Action.READ_METER: "F",
+    Action.ADMINISTER_CARDS: "FA",
+    Action.ERASE_CARD: "",  # an approval only: the eraser needs ADMINISTER_CARDS
     Action.CHANGE_SETTINGS: "A",
     Action.MANAGE_OPERATORS: "A",
     Action.IMPORT_CUSTOMERS: "A",

@@ -23,7 +23,10 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     home = tmp_path_factory.mktemp("sales")
     assert run(home, "demo").returncode == 0
     for name in ("card1.json", "card2.json"):
-        r = run(home, "card", "blank", "--image", str(home / name))
+        r = run(
+            home, "card", "blank", "--image", str(home / name), "--operator", "f01",
+            env={"CARDVEND_PASSWORD": "demo-f01"},
+        )  # fmt: skip
         assert r.returncode == 0, r.stderr
     return home
 

@@ -100,12 +100,17 @@ def test_sale_receipt_then_controlled_reprints(home: Path) -> None:
     assert sorted(copies) == [1, 2] and len(audited) == 2
 
 
-def test_a_receipt_that_cannot_be_saved_leaves_the_sale_standing(home: Path) -> None:
-    sale = sell(home, "10", "--receipt", str(home / "no-such-dir" / "r.pdf"))
-    assert sale["state"] == "completed" and sale["receipt"] is None
+def test_a_receipt_that_cannot_be_saved_is_refused_before_the_sale(home: Path) -> None:
+    before = ok_json(run(home, "sales", "list", "--customer", REMOTE, "--json",
+                         "--operator", "t01", env=T01))  # fmt: skip
+    bad = str(home / "no-such-dir" / "r.pdf")
+    r = run(home, "sell", "--customer", REMOTE, "--amount", "10", "--operator", "t01",
+            "--receipt", bad, env=T01)  # fmt: skip
+    assert r.returncode == 1 and "no-such-dir does not exist" in r.stderr, r.stderr
+    assert r.stderr.count("\n") == 1
     listed = ok_json(run(home, "sales", "list", "--customer", REMOTE, "--json",
                          "--operator", "t01", env=T01))  # fmt: skip
-    assert sale["sale_id"] in {s["sale_id"] for s in listed}
+    assert listed == before  # no money was taken for a receipt that could not be saved
 
 
 def test_print_on_the_configured_printer_and_a_printer_fault(home: Path) -> None:

@@ -46,7 +46,8 @@ def test_a_counter_day_leaves_only_private_files(tmp_path: Path) -> None:
     chosen = tmp_path / "my-exports"  # a folder the user picked for --out and --receipt
     chosen.mkdir(mode=0o755)
     ok(run(home, "demo"))
-    ok(run(home, "card", "blank", "--image", str(chosen / "card.json")))
+    ok(run(home, "card", "blank", "--image", str(chosen / "card.json"), "--operator", "f01",
+           env={"CARDVEND_PASSWORD": "demo-f01"}))  # fmt: skip
     ok(run(home, "shift", "open", "--float", "100", "--operator", "t01", env=T01))
     r = run(home, "sell", "--customer", REMOTE, "--amount", "30", "--cash", "50", "--json",
             "--receipt", str(chosen / "receipt.pdf"), "--operator", "t01", env=T01)  # fmt: skip

@@ -7,6 +7,17 @@ genesis hash of 64 zeros.  Editing a row changes its hash; deleting, inserting o
 breaks ``seq`` continuity or the link to the previous hash, so :func:`verify_rows` names the first
 bad row.  A whole tail rewritten with recomputed hashes is caught only against a hash kept
 elsewhere: the latest hash goes to the central system with every sync.
+
+**Sale seals.**  The chain protects the log, not the ledger it describes: an ``UPDATE sales SET
+amount = 1`` leaves every audit row intact.  So every audit row that records a change of a sale
+(its creation, each change of state, a reversal; the actions :data:`SEAL_ACTIONS`) carries in its
+detail ``"sale_seal"``: :func:`sale_seal` of the sale's fields :data:`SEALED_FIELDS` as they are
+after that change.  The rule: *the latest sealing row of a sale holds the seal of the sale as it
+stands*.  Fields that may still change legitimately without an audited change of state (the
+note, ``updated_at``, the card a rewrite put it on and the rewrite count, the remote-payment
+status and the review flag that sync sets, the meter balance shown on the receipt) are not
+sealed; every field that is money, identity or state is.  ``audit verify`` checks every sale
+against its latest seal, and every seal against a sale that still exists.
 """
 
 from __future__ import annotations
@@ -14,7 +25,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +43,72 @@ TAIL_MISSING = N_("rows missing at the end of the log")
 BEYOND_HEAD = N_("row after the recorded end of the log")
 HEAD_MISMATCH = N_("last row does not match the recorded end of the log")
 HEAD_MISSING = N_("the record of the end of the log is missing")
+SALE_CHANGED = N_("its money, state or identity differs from its audit record")
+SALE_UNSEALED = N_("it has no audit record")
+SALE_DELETED = N_("it was deleted from the ledger")
+
+# the fields of a sale that its seal covers, in this order (see the module docstring)
+SEALED_FIELDS = (
+    "id",
+    "kind",
+    "customer_id",
+    "purchase_count",
+    "amount",
+    "arrears",
+    "fees",
+    "credit",
+    "energy_wh",
+    "tariff_version_id",
+    "cash_received",
+    "operator_id",
+    "counter_id",
+    "shift_id",
+    "created_at",
+    "training",
+    "state",
+)
+# audit actions that record a change of a sale and carry its seal (target: the sale id)
+SEAL_ACTIONS = (
+    "sale_begin",
+    "sale_complete",
+    "sale_failed",
+    "sale_in_doubt",
+    "sale_pending",
+    "sale_reversed",
+    "reversal_complete",
+    "remote_payment",
+    "sale_sealed",  # a sale made before sales were sealed, sealed by the upgrade
+)
+SEAL_KEY = "sale_seal"
+
+
+def _seal_value(value: Any) -> Any:
+    """The canonical form of one sealed value: what the application writes keeps its type
+    (a boolean as 0/1, a time as UTC ISO text); anything else becomes text that no seal holds."""
+    if value is None or type(value) in (int, str):
+        return value
+    if type(value) is bool:
+        return int(value)
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:  # SQLite keeps UTC without an offset
+            value = value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC).isoformat(timespec="microseconds")
+    return f"{type(value).__name__}:{value!r}"
+
+
+def sale_seal(values: Mapping[str, Any]) -> str:
+    """SHA-256 (hex) of the sale's :data:`SEALED_FIELDS`, ``values`` a mapping from field name
+    to value (a row or the ORM object's attributes)."""
+    return seal_of_values([values[name] for name in SEALED_FIELDS])
+
+
+def seal_of_values(values: Sequence[Any]) -> str:
+    """:func:`sale_seal` of the values of :data:`SEALED_FIELDS` in their order: the compact JSON
+    array of their canonical forms, hashed."""
+    canonical = [
+        v if v is None or type(v) is int or type(v) is str else _seal_value(v) for v in values
+    ]
+    return hashlib.sha256(_BODY.encode(canonical).encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -93,9 +170,11 @@ class VerifyResult:
     first_bad_seq: int | None = None  # the seq found where the first bad row stands
     position: int | None = None  # 0-based index of the first bad row in the order read
     problem: str = ""  # English id of what is wrong there
+    sale_id: str | None = None  # the sale that differs from its seal (first_bad_seq: the seal)
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "sale_id": self.sale_id,
             "ok": self.ok,
             "rows": self.rows,
             "last_seq": self.last_seq,

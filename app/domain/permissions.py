@@ -21,6 +21,8 @@ class Action(enum.StrEnum):
     REPRINT = "reprint"
     OVERRIDE_OFFLINE_LIMIT = "override_offline_limit"
     PROGRAM_MANAGEMENT_CARD = "program_management_card"
+    ADMINISTER_CARDS = "administer_cards"  # card blank, issue, erase (cardio/cli.py)
+    ERASE_CARD = "erase_card"  # the approval to erase a card holding credit not yet loaded
     READ_METER = "read_meter"
     CHANGE_SETTINGS = "change_settings"
     MANAGE_OPERATORS = "manage_operators"
@@ -45,6 +47,8 @@ _LABELS = {
     Action.REPRINT: N_("reprint a receipt"),
     Action.OVERRIDE_OFFLINE_LIMIT: N_("override an offline limit"),
     Action.PROGRAM_MANAGEMENT_CARD: N_("program a management card"),
+    Action.ADMINISTER_CARDS: N_("make, issue or erase cards"),
+    Action.ERASE_CARD: N_("erase a card holding credit the meter has not loaded"),
     Action.READ_METER: N_("read a meter"),
     Action.CHANGE_SETTINGS: N_("change settings"),
     Action.MANAGE_OPERATORS: N_("manage operators"),
@@ -74,13 +78,19 @@ PERMISSIONS: dict[Role, frozenset[Action]] = {
         _COUNTER | {Action.OVERRIDE_OFFLINE_LIMIT, Action.APPROVE, Action.EXPORT_REPORTS}
     ),
     Role.TECHNICIAN: frozenset(
-        {Action.PROGRAM_MANAGEMENT_CARD, Action.READ_METER, Action.VIEW_REPORTS}
+        {
+            Action.PROGRAM_MANAGEMENT_CARD,
+            Action.READ_METER,
+            Action.VIEW_REPORTS,
+            Action.ADMINISTER_CARDS,
+        }
     ),
     Role.ADMIN: frozenset(
         {
             Action.CHANGE_SETTINGS,
             Action.MANAGE_OPERATORS,
             Action.IMPORT_CUSTOMERS,
+            Action.ADMINISTER_CARDS,
             Action.VIEW_REPORTS,
             Action.EXPORT_REPORTS,
             Action.VERIFY_AUDIT,

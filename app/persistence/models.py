@@ -262,6 +262,8 @@ class AuditEntry(Base):
     detail: Mapped[str] = mapped_column(Text, default="{}")
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+    # a sale's latest sealing row (app/domain/audit.py), found by audit verify for every sale
+    __table_args__ = (Index("ix_audit_log_target_seq", "target", "seq"),)
 
 
 class AuditHead(Base):

@@ -6,6 +6,11 @@ inside one read transaction that also reads the head row, so the rows and the he
 consistent snapshot (PostgreSQL: REPEATABLE READ; SQLite: a WAL read transaction).  A row deleted
 from the end, a row appended beyond the head and a last row rewritten with a recomputed hash are
 caught against the head; anything else against the chain itself (app/domain/audit.py).
+
+The same snapshot then checks the ledger against the log (the sale seals of app/domain/audit.py):
+each sale, page by page in id order, against the latest of its sealing rows (found through the
+index on ``(target, seq)``), then every sealing row against a sale that still exists.  An edited,
+inserted or deleted sale makes verification fail and names the sale.
 """
 
 from __future__ import annotations
@@ -20,25 +25,33 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import String, select, type_coerce
-from sqlalchemy.orm import Session
+from sqlalchemy import Integer, String, exists, select, type_coerce
+from sqlalchemy.orm import Session, aliased
 
 from app import csvsafe
 from app.clock import Clock
 from app.domain.audit import (
     GENESIS,
     HEAD_MISSING,
+    SALE_CHANGED,
+    SALE_DELETED,
+    SALE_UNSEALED,
+    SEAL_ACTIONS,
+    SEAL_KEY,
+    SEALED_FIELDS,
     AuditRow,
     VerifyResult,
     canonical_detail,
     row_hash,
+    sale_seal,
+    seal_of_values,
     verify_rows,
 )
 from app.errors import CardVendError
 from app.fileio import fsync_directory
 from app.i18n import N_
 from app.persistence.db import Database
-from app.persistence.models import AuditEntry, AuditHead
+from app.persistence.models import AuditEntry, AuditHead, Sale
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +106,33 @@ def record(
     return entry
 
 
+def record_sale(
+    session: Session,
+    sale: Sale,
+    *,
+    action: str,
+    operator_id: str | None,
+    counter_id: str,
+    clock: Clock,
+    detail: Mapping[str, Any] | None = None,
+) -> AuditEntry:
+    """Append the row of a change of ``sale`` (one of :data:`SEAL_ACTIONS`), sealed with the sale
+    as it is now: call it after the change, in the unit of work that makes it."""
+    if action not in SEAL_ACTIONS:
+        raise ValueError(f"{action!r} is not a sale action")
+    session.flush()  # ids and defaults as the database will hold them
+    seal = sale_seal({name: getattr(sale, name) for name in SEALED_FIELDS})
+    return record(
+        session,
+        action=action,
+        operator_id=operator_id,
+        counter_id=counter_id,
+        clock=clock,
+        target=sale.id,
+        detail={**(detail or {}), SEAL_KEY: seal},
+    )
+
+
 # --------------------------------------------------------------------------- verification
 
 BATCH = 5000
@@ -134,7 +174,17 @@ class AuditVerifyFailed(CardVendError):
 
     def __init__(self, result: VerifyResult) -> None:
         self.result = result
-        super().__init__(seq=result.first_bad_seq, problem=result.problem)
+        if result.sale_id is not None:
+            super().__init__(
+                N_(
+                    "The ledger was changed: sale {sale_id} ({problem}). "
+                    "Report this to your supervisor; do not continue selling."
+                ),
+                sale_id=result.sale_id,
+                problem=result.problem,
+            )
+        else:
+            super().__init__(seq=result.first_bad_seq, problem=result.problem)
 
 
 @contextlib.contextmanager
@@ -219,8 +269,87 @@ def _row(values: Sequence[Any]) -> AuditRow:
     )
 
 
+# sales as stored: ``created_at`` as text and ``training`` as a number, so that a value tampered
+# into something unreadable is reported as a changed sale instead of stopping the check
+_SALE_COLUMNS = tuple(
+    type_coerce(Sale.created_at, String)
+    if name == "created_at"
+    else type_coerce(Sale.training, Integer)
+    if name == "training"
+    else getattr(Sale, name)
+    for name in SEALED_FIELDS
+)
+_N_SEALED = len(SEALED_FIELDS)
+_AT = SEALED_FIELDS.index("created_at")
+_IS_SEAL = (AuditEntry.action.in_(SEAL_ACTIONS), AuditEntry.detail.like(f'%"{SEAL_KEY}":%'))
+
+
+def _sale_problem(session: Session, batch: int) -> tuple[str, int | None, str] | None:
+    """The first sale that differs from its latest seal, has none, or was deleted while its
+    seal remains: (sale id, seq of the seal or None, problem)."""
+    conn = session.connection()
+    seals = aliased(AuditEntry)
+    latest = (
+        select(seals.seq)
+        .where(seals.target == Sale.id, seals.action.in_(SEAL_ACTIONS))
+        .order_by(seals.seq.desc())
+        .limit(1)
+        .correlate(Sale)
+        .scalar_subquery()
+    )
+    last: str | None = None
+    while True:
+        stmt = (
+            select(*_SALE_COLUMNS, AuditEntry.seq, AuditEntry.detail)
+            .select_from(Sale)
+            .outerjoin(AuditEntry, AuditEntry.seq == latest)
+            .order_by(Sale.id)
+            .limit(batch)
+        )
+        if last is not None:
+            stmt = stmt.where(Sale.id > last)
+        page = conn.execute(stmt).all()
+        for row in page:
+            values = list(row[:_N_SEALED])
+            seq, detail = row[_N_SEALED:]
+            if seq is None:
+                return str(values[0]), None, SALE_UNSEALED
+            values[_AT] = _when(values[_AT]) or values[_AT]
+            if _seal_in(detail) != seal_of_values(values):
+                return str(values[0]), int(seq), SALE_CHANGED
+        if len(page) < batch:
+            break
+        last = str(page[-1][0])
+    orphan = conn.execute(
+        select(AuditEntry.target, AuditEntry.seq)
+        .where(*_IS_SEAL, ~exists().where(Sale.id == AuditEntry.target))
+        .order_by(AuditEntry.seq)
+        .limit(1)
+    ).first()
+    if orphan is not None:
+        return str(orphan[0]), int(orphan[1]), SALE_DELETED
+    return None
+
+
+_SEAL_MARK = f'"{SEAL_KEY}":"'
+
+
+def _seal_in(detail: object) -> str | None:
+    """The seal in a sealing row's detail (canonical JSON: the key appears once, unescaped, only
+    as the key itself; a quote inside a value is escaped and cannot imitate it)."""
+    if not isinstance(detail, str):
+        return None
+    start = detail.find(_SEAL_MARK)
+    if start < 0:
+        return None
+    start += len(_SEAL_MARK)
+    end = detail.find('"', start)
+    return detail[start:end] if end > 0 else None
+
+
 def verify(db: Database, *, batch: int = BATCH) -> VerifyResult:
-    """Check the whole chain and the head in one snapshot, streaming ``batch`` rows at a time."""
+    """Check the whole chain and the head, then every sale against its seal, in one snapshot,
+    streaming ``batch`` rows at a time."""
     started = time.perf_counter()
     with _snapshot(db) as session:
         head = _head(session)
@@ -239,10 +368,31 @@ def verify(db: Database, *, batch: int = BATCH) -> VerifyResult:
                 )
         else:
             result = verify_rows(rows, head=head)
+        if result.ok:  # the seals are worth checking only in an intact log
+            bad = _sale_problem(session, batch)
+            if bad is not None:
+                sale_id, seq, problem = bad
+                result = VerifyResult(
+                    False,
+                    result.rows,
+                    result.last_seq,
+                    result.last_hash,
+                    seq,
+                    None,
+                    problem,
+                    sale_id,
+                )
     seconds = time.perf_counter() - started
     if result.ok:
         log.info(
             "audit log verified: %d rows up to %d in %.2f s", result.rows, result.last_seq, seconds
+        )
+    elif result.sale_id is not None:
+        log.error(
+            "audit verification failed: sale %s (seal row %s): %s",
+            result.sale_id,
+            result.first_bad_seq,
+            result.problem,
         )
     else:
         log.error(

@@ -198,13 +198,13 @@ def begin_card_sale(
             session.flush()
             if not training:
                 enqueue(session, "sale", sale.id, {"customer_no": customer_no}, sale.amount, clock)
-            audit.record(
+            audit.record_sale(
                 session,
+                sale,
                 action="sale_begin",
                 operator_id=operator_id,
                 counter_id=counter_id,
                 clock=clock,
-                target=sale_id,
                 detail={
                     "customer_no": customer_no,
                     "amount": split.amount,
@@ -240,11 +240,11 @@ def _load(session: Session, sale_id: str) -> tuple[Sale, Customer]:
 def _audit(
     session: Session, sale: Sale, action: str, actor: Principal | None, clock: Clock, note: str = ""
 ) -> None:
-    audit.record(
+    audit.record_sale(
         session,
+        sale,
         action=action,
         clock=clock,
-        target=sale.id,
         operator_id=actor.operator_id if actor else None,
         counter_id=actor.counter_id if actor else sale.counter_id,
         detail={"note": note} if note else None,

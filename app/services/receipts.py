@@ -5,6 +5,8 @@
   approval rules ask (by default a supervisor other than the asker), an approval; it gets the
   next copy number, is recorded in ``receipt_prints`` and audited (``receipt_reprint``), and is
   marked 副本 / COPY n on paper.
+- A copy is counted only once it exists: :func:`reprint` takes the function that renders and
+  writes it, and records the copy in the same transaction after it returned.
 - The verification code is an HMAC-SHA256 of the sale's id, customer, amount and credit under
   the counter's receipt key (issued by the central system at registration, see sync/; a local
   random key before that), cut to 8 base32 characters. The central system recomputes it from
@@ -16,6 +18,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+from collections.abc import Callable
 from dataclasses import replace
 
 from sqlalchemy import func, select
@@ -111,8 +114,14 @@ def reprint(
     key: bytes,
     clock: Clock,
     approval_request: str | None = None,
+    deliver: Callable[[ReceiptData], None] | None = None,
 ) -> ReceiptData:
-    """A copy of a sale's receipt: permission, approval where the rules ask, counted, audited."""
+    """A copy of a sale's receipt: permission, approval where the rules ask, counted, audited.
+
+    ``deliver`` renders the copy and writes it out (a file, a printer), inside the unit of work:
+    the copy is counted, audited and the approval used up only once it returned; when it
+    raises, nothing is recorded and the approval can be used again.  Without ``deliver`` the
+    copy is counted when it is handed back (the caller prints it)."""
     actor.authorize(Action.REPRINT, clock)
     with db.write() as session:
         receipt = _receipt(session, sale_id, settings, key, 0)
@@ -129,6 +138,8 @@ def reprint(
             select(func.count()).select_from(ReceiptPrint).where(ReceiptPrint.sale_id == sale_id)
         )
         copy_no = int(done or 0) + 1
+        if deliver is not None:
+            deliver(replace(receipt, copy_no=copy_no))
         session.add(
             ReceiptPrint(
                 sale_id=sale_id,

@@ -15,6 +15,14 @@ start this counter's pending sales become *in doubt*; when the card is presented
 sale's tag completes the sale, a card still at N fails it (the cash goes back).  A completed
 sale whose card is later found behind is written again by :func:`rewrite` (same sale, no new
 money).
+
+Binding a card (:func:`open_account`, :func:`replace_card`) issues or takes the card first and
+commits the binding afterwards, so a card pulled before the binding leaves nothing behind but a
+card that the retry takes (crash points ``card_issued``, ``card_written`` after an opening's
+write, ``card_bound`` before a replacement's write).  An opening binds only after its card
+write was read back; a replacement binds, uses its approval and books its fee on the shift it
+reads in one transaction, then writes the card (a write that fails is finished by presenting
+the same card again, without a new fee).
 """
 
 from __future__ import annotations
@@ -224,6 +232,13 @@ def _identify(session: Session, contents: CardContents, utility_code: str) -> Cu
     if customer is None:
         raise CardRefused(reason=N_("its customer is not in this archive"))
     if customer.card_serial != serial:
+        if customer.card_serial is None:  # written, then stopped before the binding
+            raise CardRefused(
+                reason=N_(
+                    "the opening of its account did not finish; open the account again with "
+                    "this card"
+                )
+            )
         raise CardRefused(reason=N_("it is not the card bound to this customer"))
     if customer.meter_no != params.meter_no:
         raise CardRefused(reason=N_("its meter number differs from the archive"))
@@ -670,6 +685,47 @@ def unresolved(db: Database) -> list[ledger.SaleView]:
 # --------------------------------------------------------------------------- other card work
 
 
+def _card_to_bind(
+    db: Database, terminal: CardTerminal, present: CardContents | None, customer_no: str
+) -> CardContents:
+    """The card a new binding goes onto: a blank card, issued here as a user card, or a user
+    card that an earlier attempt for this customer issued (and perhaps wrote) but never bound --
+    the card was pulled, or the process stopped, before the binding was committed.
+    ``present``: the card as just read (None: it is blank)."""
+    if present is None:
+        card = terminal.issue(CardKind.USER)
+        checkpoint("card_issued")
+    else:
+        params = present.parameters
+        if (
+            present.kind != CardKind.USER
+            or (params is not None and params.customer_no != customer_no)
+            or (present.purchase is not None and present.purchase.purchase_count != 0)
+            or present.write_back is not None
+        ):
+            raise CardRefused(reason=N_("it is not blank; a new card binding needs a blank card"))
+        card = present
+    with db.read() as session:  # before anything is written onto it
+        _check_bindable(session, card.serial_hex, customer_no)
+    return card
+
+
+def _check_bindable(session: Session, serial: str, customer_no: str) -> None:
+    """Refuses a blacklisted card and one that is already another customer's card."""
+    if session.get(CardBlacklist, serial) is not None:
+        raise CardRefused(reason=N_("it was reported lost or replaced and is blacklisted"))
+    holder = session.scalar(select(Customer.customer_no).where(Customer.card_serial == serial))
+    if holder is not None and holder != customer_no:
+        raise CardRefused(reason=N_("it is the card of customer {holder}"), holder=holder)
+
+
+def _read_or_blank(terminal: CardTerminal) -> CardContents | None:
+    try:
+        return terminal.read()
+    except UnissuedCard:
+        return None
+
+
 def open_account(
     db: Database,
     terminal: CardTerminal,
@@ -682,8 +738,13 @@ def open_account(
     cash_received: int | None = None,
     override_request: str | None = None,
 ) -> tuple[CustomerView, SaleOutcome | None]:
-    """Issue a blank card as the customer's first card, bind it, write the parameters and
-    tariff (an OPEN card), and optionally sell the first purchase onto it."""
+    """Issue a blank card as the customer's first card, write the parameters and tariff (an
+    OPEN card), bind it, and optionally sell the first purchase onto it.
+
+    The binding (and its outbox row) is committed only after the card write was read back: a
+    card pulled or a process stopped before that leaves the customer without a card, so the
+    account can be opened again, with a new blank card or with this one (:func:`_card_to_bind`
+    takes a card an earlier attempt for this customer issued or wrote)."""
     actor.authorize(Action.OPEN_ACCOUNT, clock)
     utility_code = str(settings.get(UTILITY_CODE.key))
     with db.read() as session:
@@ -698,17 +759,25 @@ def open_account(
                 N_("Customer {customer_no} already has a card; issue a replacement card instead."),
                 customer_no=customer_no,
             )
-    try:
-        terminal.read()
-        raise CardRefused(reason=N_("it is not blank; an account opens on a blank card"))
-    except UnissuedCard:
-        pass
-    issued = terminal.issue(CardKind.USER)
+    card = _card_to_bind(db, terminal, _read_or_blank(terminal), customer_no)
+    serial = card.serial_hex
+    with db.read() as session:
+        customer = get_customer(session, customer_no)
+        change, versions = _card_change(
+            session, customer, None, utility_code, UserCardType.OPEN, clock.now(), force_params=True
+        )
+    terminal.write(change, expect_serial=card.serial)
+    checkpoint("card_written")
     with db.write() as session:
         customer = get_customer(session, customer_no, for_update=True)
-        if session.get(CardBlacklist, issued.serial_hex) is not None:
-            raise CardRefused(reason=N_("it was reported lost or replaced and is blacklisted"))
-        customer.card_serial = issued.serial_hex
+        if customer.card_serial:  # another counter opened the account meanwhile
+            raise Conflict(
+                N_("Customer {customer_no} already has a card; issue a replacement card instead."),
+                customer_no=customer_no,
+            )
+        _check_bindable(session, serial, customer_no)
+        customer.card_serial = serial
+        customer.card_param_version, customer.card_tariff_version_id = versions
         audit.record(
             session,
             action="open_account",
@@ -716,15 +785,15 @@ def open_account(
             counter_id=actor.counter_id,
             clock=clock,
             target=customer_no,
-            detail={"serial": issued.serial_hex},
+            detail={"serial": serial},
         )
         ledger.enqueue(
             session,
             "card_bound",
-            f"{customer_no}:{issued.serial_hex}"[:36],
+            f"{customer_no}:{serial}"[:36],
             {
                 "customer_no": customer_no,
-                "serial": issued.serial_hex,
+                "serial": serial,
                 "operator_id": actor.operator_id,
                 "counter_id": actor.counter_id,
             },
@@ -732,11 +801,6 @@ def open_account(
             clock,
             training=is_training(settings),
         )
-        change, versions = _card_change(
-            session, customer, None, utility_code, UserCardType.OPEN, clock.now(), force_params=True
-        )
-    terminal.write(change, expect_serial=issued.serial)
-    _note_card_versions(db, customer_no, versions)
     outcome = None
     if amount:
         outcome = sell(
@@ -838,7 +902,13 @@ def replace_card(
 ) -> tuple[CustomerView, int]:
     """A lost or damaged card: a blank card becomes the customer's card carrying the last
     purchase (so a purchase the meter had not loaded still reaches it), the old serial is
-    blacklisted, the fee is taken.  Needs an approved ``replace_card`` request."""
+    blacklisted, the fee is taken.  Needs an approved ``replace_card`` request.
+
+    The card is issued first; then one transaction binds it, blacklists the old card, uses up
+    the approval and books the fee on the counter's open shift as that transaction reads it
+    (locked).  A failed issue, or no open shift by then, changes nothing: the approval can be
+    used for a retry, with a new blank card or with the card that was issued.  A write that
+    fails after the binding is finished by presenting the same card again (no new fee)."""
     actor.authorize(Action.REPLACE_CARD, clock)
     fee = int(settings.get(REPLACEMENT_FEE.key))
     utility_code = str(settings.get(UTILITY_CODE.key))
@@ -854,50 +924,72 @@ def replace_card(
                 N_("Customer {customer_no} has an unfinished sale; recover it first."),
                 customer_no=customer_no,
             )
-    present: CardContents | None = None
-    try:
-        present = terminal.read()
-    except UnissuedCard:
-        pass
-    if present is not None:
+        old: str = customer.card_serial
+        done_count = customer.purchase_count
+    present = _read_or_blank(terminal)
+    if present is not None and present.serial_hex == old:
         incomplete = present.parameters is None or (
-            present.purchase is None or present.purchase.purchase_count < customer.purchase_count
+            present.purchase is None or present.purchase.purchase_count < done_count
         )
-        if present.serial_hex == customer.card_serial and incomplete:
-            # the card an interrupted replacement bound already: finish it, no new fee
-            with db.read() as session:
-                customer = get_customer(session, customer_no)
-                change, versions = _card_change(
-                    session,
-                    customer,
-                    _last_completed(session, customer),
-                    utility_code,
-                    UserCardType.REPLACEMENT,
-                    clock.now(),
-                    force_params=True,
-                )
-            terminal.write(change, expect_serial=present.serial)
-            with db.write() as session:
-                customer = get_customer(session, customer_no, for_update=True)
-                customer.card_param_version, customer.card_tariff_version_id = versions
-                audit.record(
-                    session,
-                    action="replace_card_resumed",
-                    operator_id=actor.operator_id,
-                    counter_id=actor.counter_id,
-                    clock=clock,
-                    target=customer_no,
-                    detail={"serial": present.serial_hex},
-                )
-            return customer_view(db, customer_no), 0
-        raise CardRefused(reason=N_("it is not blank; a replacement is made on a blank card"))
-    shift = shifts.current_shift(db, actor.counter_id)
-    if shift is None:
+        if not incomplete:
+            raise CardRefused(reason=N_("it is not blank; a replacement is made on a blank card"))
+        # the card an interrupted replacement bound already: finish it, no new fee
+        with db.read() as session:
+            customer = get_customer(session, customer_no)
+            change, versions = _card_change(
+                session,
+                customer,
+                _last_completed(session, customer),
+                utility_code,
+                UserCardType.REPLACEMENT,
+                clock.now(),
+                force_params=True,
+            )
+        terminal.write(change, expect_serial=present.serial)
+        with db.write() as session:
+            customer = get_customer(session, customer_no, for_update=True)
+            customer.card_param_version, customer.card_tariff_version_id = versions
+            audit.record(
+                session,
+                action="replace_card_resumed",
+                operator_id=actor.operator_id,
+                counter_id=actor.counter_id,
+                clock=clock,
+                target=customer_no,
+                detail={"serial": present.serial_hex},
+            )
+        return customer_view(db, customer_no), 0
+    if shifts.current_shift(db, actor.counter_id) is None:  # before a card is issued for nothing
         raise ShiftError(
             N_("No shift is open on counter {counter}. Open a shift first."),
             counter=actor.counter_id,
         )
+    card = _card_to_bind(db, terminal, present, customer_no)
+    new = card.serial_hex
     with db.write() as session:
+        customer = get_customer(session, customer_no, for_update=True)
+        if customer.card_serial != old or ledger.unresolved_sale(session, customer.id):
+            raise Conflict(
+                N_(
+                    "The card or the sales of customer {customer_no} changed while the card "
+                    "was issued; try again."
+                ),
+                customer_no=customer_no,
+            )
+        # the shift the fee is booked on, read and locked here: a shift closed meanwhile
+        # stops the replacement instead of taking a fee into a closed cash count
+        shift = session.scalar(
+            select(Shift)
+            .where(Shift.counter_id == actor.counter_id, Shift.closed_at.is_(None))
+            .with_for_update()
+        )
+        if shift is None:
+            raise ShiftError(
+                N_("No shift is open on counter {counter}. Open a shift first."),
+                counter=actor.counter_id,
+            )
+        if new != old:  # the same card erased and issued again stays usable
+            _check_bindable(session, new, customer_no)
         approvals.consume(
             session,
             approval_request,
@@ -906,18 +998,13 @@ def replace_card(
             operator_id=actor.operator_id,
             clock=clock,
         )
-    issued = terminal.issue(CardKind.USER)
-    with db.write() as session:
-        customer = get_customer(session, customer_no, for_update=True)
-        old = customer.card_serial
-        assert old is not None
-        if session.get(CardBlacklist, old) is None:
+        if new != old and session.get(CardBlacklist, old) is None:
             session.add(
                 CardBlacklist(
                     serial=old, customer_id=customer.id, reason="replaced", created_at=clock.now()
                 )
             )
-        customer.card_serial = issued.serial_hex
+        customer.card_serial = new
         last = _last_completed(session, customer)
         payment = FeePayment(
             id=str(uuid.uuid4()),
@@ -926,7 +1013,7 @@ def replace_card(
             amount=fee,
             operator_id=actor.operator_id,
             counter_id=actor.counter_id,
-            shift_id=shift.shift_id,
+            shift_id=shift.id,
             created_at=clock.now(),
         )
         session.add(payment)
@@ -937,13 +1024,13 @@ def replace_card(
             counter_id=actor.counter_id,
             clock=clock,
             target=customer_no,
-            detail={"old": old, "new": issued.serial_hex, "fee": fee},
+            detail={"old": old, "new": new, "fee": fee, "shift": shift.id},
         )
         ledger.enqueue(
             session,
             "replacement",
             payment.id,
-            {"customer_no": customer_no, "old": old, "new": issued.serial_hex},
+            {"customer_no": customer_no, "old": old, "new": new},
             fee,
             clock,
             training=is_training(settings),
@@ -957,7 +1044,8 @@ def replace_card(
             clock.now(),
             force_params=True,
         )
-    terminal.write(change, expect_serial=issued.serial)
+    checkpoint("card_bound")
+    terminal.write(change, expect_serial=card.serial)
     _note_card_versions(db, customer_no, versions)
     return customer_view(db, customer_no), fee
 
@@ -1102,13 +1190,13 @@ def _finish_reversal(
         item.settled_by_sale_id = None
     rev.state = "completed"
     rev.completed_at = clock.now()
-    audit.record(
+    audit.record_sale(
         session,
+        sale,
         action="reversal_complete",
         operator_id=rev.operator_id,
         counter_id=rev.counter_id,
         clock=clock,
-        target=sale.id,
         detail={"reversal": rev.id, "amount": rev.amount},
     )
     ledger.enqueue(
@@ -1208,13 +1296,13 @@ def remote_payment(
             clock,
             training=training,
         )
-        audit.record(
+        audit.record_sale(
             session,
+            sale,
             action="remote_payment",
             operator_id=actor.operator_id,
             counter_id=actor.counter_id,
             clock=clock,
-            target=sale_id,
             detail={"customer_no": customer_no, "amount": split.amount},
         )
     return ledger.get_sale(db, sale_id)
