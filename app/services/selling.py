@@ -578,6 +578,21 @@ def _card_change(
     return change, (customer.param_version, tariff.id)
 
 
+def _card_type(contents: CardContents, otherwise: UserCardType) -> UserCardType:
+    """The user-card type to write with new parameters.  An open or replacement card that no
+    meter has written back to yet stays what it is: the meter binds to a card only by that type,
+    so a replacement card rewritten as a purchase card before its first visit would be refused
+    by the customer's meter for good."""
+    params = contents.parameters
+    if (
+        contents.write_back is None
+        and params is not None
+        and params.user_card_type in (UserCardType.OPEN, UserCardType.REPLACEMENT)
+    ):
+        return params.user_card_type
+    return otherwise
+
+
 def sell(
     db: Database,
     terminal: CardTerminal,
@@ -626,7 +641,7 @@ def sell(
             customer,
             row,
             utility_code,
-            UserCardType.PURCHASE if a.card_count else UserCardType.OPEN,
+            _card_type(contents, UserCardType.PURCHASE if a.card_count else UserCardType.OPEN),
             clock.now(),
         )
     checkpoint("before_write")
@@ -853,7 +868,12 @@ def rewrite(
         if sale is None:
             raise NotFound(what=N_("Sale"), key=f"{a.customer.customer_no}/{a.ledger_count}")
         change, versions = _card_change(
-            session, customer, sale, utility_code, UserCardType.PURCHASE, clock.now()
+            session,
+            customer,
+            sale,
+            utility_code,
+            _card_type(contents, UserCardType.PURCHASE),
+            clock.now(),
         )
         sale_id = sale.id
     result = terminal.write(change, expect_serial=contents.serial)

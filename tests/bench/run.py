@@ -1,7 +1,7 @@
 """Run every benchmark of the counter core in order and print their figures as JSON lines.
 
     python -m tests.bench.run            # 1,000,000 customers
-    python -m tests.bench.run --quick    # 100,000 customers, a fast check
+    python -m tests.bench.run --quick    # 100,000 customers (and 100 kills), a fast check
 
 stdout holds only JSON lines (progress goes to stderr); the last line is a summary.  A missed
 target is reported as ``"ok": false`` and the exit status stays 0; a benchmark that crashes
@@ -23,6 +23,7 @@ from tests.bench import (
     bench_gui_search,
     bench_gui_start,
     bench_import,
+    bench_kill,
     bench_receipt,
     bench_reports,
     bench_sale,
@@ -47,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     rows = args.rows or (QUICK_ROWS if args.quick else FULL_ROWS)
+    quick = rows < FULL_ROWS
 
     t0 = time.perf_counter()
     records: list[dict[str, Any]] = []
@@ -67,8 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     records += bench_card.run()
     records += bench_sale.run()
+    records += bench_kill.run(bench_kill.QUICK_KILLS if quick else bench_kill.FULL_KILLS)
     records += bench_audit.run()
-    quick = rows < FULL_ROWS
     records += bench_receipt.run()
     records += bench_gui_start.run()
     if bench_import.completed_import(args.data_dir.resolve(), rows) is not None:
