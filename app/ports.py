@@ -28,6 +28,7 @@ class KeyRole(enum.IntEnum):
     METER_AUTH = 3
     METER_MAC = 4
     WRITE_BACK = 5  # never on a card: the meter's write-back MAC key
+    PURCHASE = 6  # never on a card: the purchase record MAC key (counter and meter only)
 
 
 class KeyProvider(Protocol):
@@ -50,6 +51,14 @@ class KeyProvider(Protocol):
 
     def verify_write_back(self, card_serial: bytes, meter_no: str, body: bytes, mac: bytes) -> bool:
         """Whether a write-back was made by a meter holding the write-back key."""
+        ...
+
+    def purchase_mac(self, card_serial: bytes, body: bytes) -> bytes:
+        """4-byte MAC of a purchase record (its 22-byte body) for the card ``card_serial``."""
+        ...
+
+    def verify_purchase(self, card_serial: bytes, body: bytes, mac: bytes) -> bool:
+        """Whether a purchase record was made for this card by a holder of the purchase key."""
         ...
 
 

@@ -84,6 +84,7 @@ def contents_json(c: CardContents) -> dict[str, Any]:
         "purchase_amount_fen": c.purchase.amount if c.purchase else 0,
         "parameters": _plain(c.parameters),
         "purchase": _plain(c.purchase),
+        "purchase_genuine": c.purchase_genuine,
         "current_tariff": _plain(c.current_tariff),
         "backup_tariff": _plain(c.backup_tariff),
         "job": _plain(c.job),

@@ -93,6 +93,7 @@ MAX_TRIES = 5
 CHALLENGE_LEN = 8
 SERIAL_LEN = 8
 WRITE_BACK_BODY_LEN = 37
+PURCHASE_BODY_LEN = 22
 ISSUABLE_KINDS = frozenset(k.value for k in CardKind if k is not CardKind.BLANK)
 
 # status words
@@ -448,6 +449,13 @@ class _Df(enum.Enum):
     APP = "APP"
 
 
+@dataclass(frozen=True)
+class _SilentFault:
+    updates: int  # secure updates still to be kept only in part
+    stored: int  # bytes of each update's data that reach the memory
+    sfi: int | None  # only updates of this file; None: any file
+
+
 class UserCardOS(_EmulatedCard):
     """The operating system of a CardVend card (user and management cards alike).
 
@@ -468,6 +476,37 @@ class UserCardOS(_EmulatedCard):
         self._selected = _Df.MF
         self._authenticated: set[int] = set()
         self._challenge: bytes | None = None
+        self._silent: _SilentFault | None = None
+
+    # ---- fault injection
+
+    def keep_old_bytes(self, updates: int = 1, *, stored: int = 0, sfi: int | None = None) -> None:
+        """Fault injection: a card whose memory fails without saying so.  The next ``updates``
+        secure UPDATE BINARY commands (of file ``sfi`` only, when given) are answered as if
+        they succeeded (9000 and the next challenge), but the card stores only the first
+        ``stored`` bytes of each one's data: the rest of the file keeps its old bytes.  Only a
+        read-back shows it.  Works the same in-process and behind vpcd (it is the card's)."""
+        if updates < 1 or stored < 0:
+            raise ValueError("updates counts from 1 and stored is not negative")
+        if sfi is not None and sfi not in FILE_SIZES:
+            raise ValueError(f"no file with SFI {sfi}")
+        with self._lock:
+            self._silent = _SilentFault(updates, stored, sfi)
+
+    def cancel_faults(self) -> None:
+        """Ends :meth:`keep_old_bytes` and :meth:`pull_after`."""
+        with self._lock:
+            self._silent = None
+        self.cancel_pull()
+
+    def _stored_part(self, sfi: int, length: int) -> int:
+        """How many bytes of an update of ``length`` bytes to file ``sfi`` the memory keeps."""
+        fault = self._silent
+        if fault is None or (fault.sfi is not None and fault.sfi != sfi):
+            return length
+        left = fault.updates - 1
+        self._silent = _SilentFault(left, fault.stored, fault.sfi) if left else None
+        return min(fault.stored, length)
 
     # ---- volatile state
 
@@ -669,7 +708,8 @@ class UserCardOS(_EmulatedCard):
         if offset + len(body) > len(content):
             raise _Status(SW_WRONG_OFFSET)
         new_content = bytearray(content)
-        new_content[offset : offset + len(body)] = body
+        kept = self._stored_part(sfi, len(body))  # all of it, unless a fault is injected
+        new_content[offset : offset + kept] = body[:kept]
 
         def write(img: CardImage) -> None:
             img.files[sfi] = new_content
@@ -724,7 +764,7 @@ class UserCardOS(_EmulatedCard):
 
 
 class PsamOS(_EmulatedCard):
-    """The security access module: holds the utility's six master keys and computes, never
+    """The security access module: holds the utility's seven master keys and computes, never
     reveals.  Its application must be selected (by AID) after power on; before that its
     commands answer 6985."""
 
@@ -761,6 +801,8 @@ class PsamOS(_EmulatedCard):
             0x01: self._command_mac,
             0x02: self._verify_write_back,
             0x03: self._compute_write_back,
+            0x04: self._compute_purchase,
+            0x05: self._verify_purchase,
         }.get(apdu.p1)
         if handler is None:
             raise _Status(SW_WRONG_P1P2)
@@ -780,7 +822,7 @@ class PsamOS(_EmulatedCard):
 
     def _card_key(self, key_id: int, serial: bytes) -> bytes:
         if key_id not in CARD_KEY_IDS or key_id not in self._keys:
-            raise _Status(SW_WRONG_P1P2)  # 05 never leaves as a card key
+            raise _Status(SW_WRONG_P1P2)  # 05 and 06 never leave as card keys
         return diversify_card_key(self._keys[key_id], serial)
 
     def _write_back_mac(self, serial: bytes, body: bytes) -> bytes:
@@ -819,3 +861,26 @@ class PsamOS(_EmulatedCard):
         if len(data) != SERIAL_LEN + WRITE_BACK_BODY_LEN:
             raise _Status(SW_WRONG_LENGTH)
         return self._write_back_mac(data[:SERIAL_LEN], data[SERIAL_LEN:])
+
+    def _purchase_mac(self, serial: bytes, body: bytes) -> bytes:
+        master = self._keys.get(KeyRole.PURCHASE)
+        if master is None:
+            raise _Status(SW_CONDITIONS)
+        return mac4(diversify_card_key(master, serial), bytes(BLOCK), serial + body)
+
+    def _compute_purchase(self, p2: int, data: bytes) -> bytes:
+        if p2 != 0x00:
+            raise _Status(SW_WRONG_P1P2)
+        if len(data) != SERIAL_LEN + PURCHASE_BODY_LEN:
+            raise _Status(SW_WRONG_LENGTH)
+        return self._purchase_mac(data[:SERIAL_LEN], data[SERIAL_LEN:])
+
+    def _verify_purchase(self, p2: int, data: bytes) -> bytes:
+        if p2 != 0x00:
+            raise _Status(SW_WRONG_P1P2)
+        if len(data) != SERIAL_LEN + PURCHASE_BODY_LEN + MAC_LEN:
+            raise _Status(SW_WRONG_LENGTH)
+        serial, body = data[:SERIAL_LEN], data[SERIAL_LEN:-MAC_LEN]
+        if not hmac.compare_digest(self._purchase_mac(serial, body), data[-MAC_LEN:]):
+            raise _Status(SW_BAD_MAC)
+        return b""

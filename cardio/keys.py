@@ -2,7 +2,7 @@
 in a security access module (PSAM), per ``cardio/PROFILE.md`` ("Keys and security", "Security
 access module").
 
-* :class:`MasterKeys` holds the six master keys; its ``repr`` never shows them.
+* :class:`MasterKeys` holds the seven master keys; its ``repr`` never shows them.
 * :class:`SoftwareKeyProvider` computes cryptograms and MACs from :class:`MasterKeys`, which
   :func:`open_keystore` decrypts from a passphrase-protected keystore file
   (:func:`create_keystore` writes one: scrypt, AES-256-GCM, written atomically, mode 0600).
@@ -46,6 +46,7 @@ __all__ = [
     "PsamKeyProvider",
     "SoftwareKeyProvider",
     "create_keystore",
+    "derive_v1_purchase_key",
     "open_keystore",
 ]
 
@@ -63,11 +64,25 @@ CARD_ROLES: Final = (
 SERIAL_LEN: Final = 8
 CHALLENGE_LEN: Final = 8
 WRITE_BACK_BODY_LEN: Final = 37
+PURCHASE_BODY_LEN: Final = 22
 MAX_MAC_DATA: Final = 255 - SERIAL_LEN - crypto.BLOCK
 """The longest data a command MAC is computed over: what one PSAM command can carry."""
 
 _ZERO_IV: Final = bytes(crypto.BLOCK)
-_FIELDS: Final = ("issuer", "counter_auth", "counter_mac", "meter_auth", "meter_mac", "write_back")
+_FIELDS: Final = (
+    "issuer",
+    "counter_auth",
+    "counter_mac",
+    "meter_auth",
+    "meter_mac",
+    "write_back",
+    "purchase",
+)
+# A keystore of format version 1 holds the first six keys only.  Its purchase key is derived
+# from its write-back key (held by the same parties: the counters' key providers and the
+# meters), so every counter and meter of a utility on such a keystore derives the same one.
+_V1_FIELDS: Final = _FIELDS[:6]
+_V1_PURCHASE_LABEL: Final = b"CardVend-PURCHAS"  # 16 bytes, SM4-ECB encrypted under MK(05)
 
 
 # ------------------------------------------------------------------------------ master keys
@@ -75,7 +90,7 @@ _FIELDS: Final = ("issuer", "counter_auth", "counter_mac", "meter_auth", "meter_
 
 @dataclass(frozen=True, repr=False)
 class MasterKeys:
-    """The six 16-byte SM4 master keys of the utility, one per :class:`KeyRole`."""
+    """The seven 16-byte SM4 master keys of the utility, one per :class:`KeyRole`."""
 
     issuer: bytes
     counter_auth: bytes
@@ -83,6 +98,7 @@ class MasterKeys:
     meter_auth: bytes
     meter_mac: bytes
     write_back: bytes
+    purchase: bytes
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -92,20 +108,20 @@ class MasterKeys:
                 raise ValueError(f"master key {f.name} must be {crypto.KEY_LEN} bytes")
 
     def __repr__(self) -> str:
-        return "MasterKeys(<6 keys hidden>)"
+        return "MasterKeys(<7 keys hidden>)"
 
     __str__ = __repr__
 
     @classmethod
     def generate(cls) -> MasterKeys:
-        """Six fresh random keys (``os.urandom``)."""
+        """Seven fresh random keys (``os.urandom``)."""
         return cls(*(os.urandom(crypto.KEY_LEN) for _ in _FIELDS))
 
     @classmethod
     def from_roles(cls, keys: Mapping[KeyRole, bytes]) -> MasterKeys:
-        """From a mapping of all six roles to their keys."""
+        """From a mapping of all seven roles to their keys."""
         if set(keys) != set(KeyRole):
-            raise ValueError("master keys are needed for all six roles")
+            raise ValueError("master keys are needed for all seven roles")
         return cls(*(keys[role] for role in KeyRole))
 
     def key(self, role: KeyRole) -> bytes:
@@ -121,11 +137,20 @@ class MasterKeys:
         return b"".join(self.key(role) for role in KeyRole)
 
     @classmethod
-    def _unpack(cls, data: bytes) -> MasterKeys:
-        if len(data) != crypto.KEY_LEN * len(_FIELDS):
+    def _unpack(cls, data: bytes, version: int = 2) -> MasterKeys:
+        count = len(_V1_FIELDS) if version == 1 else len(_FIELDS)
+        if len(data) != crypto.KEY_LEN * count:
             raise ValueError("wrong length of the master keys")
         n = crypto.KEY_LEN
-        return cls(*(data[i * n : (i + 1) * n] for i in range(len(_FIELDS))))
+        keys = [data[i * n : (i + 1) * n] for i in range(count)]
+        if version == 1:
+            keys.append(derive_v1_purchase_key(keys[KeyRole.WRITE_BACK]))
+        return cls(*keys)
+
+
+def derive_v1_purchase_key(write_back_master: bytes) -> bytes:
+    """The purchase master key of a version-1 keystore: ``SM4-ECB(MK(05), "CardVend-PURCHAS")``."""
+    return crypto.sm4_ecb_encrypt(write_back_master, _V1_PURCHASE_LABEL)
 
 
 # ------------------------------------------------------------------------------ argument checks
@@ -165,6 +190,12 @@ def _meter_bcd(meter_no: str) -> bytes:
         return bcd_encode(meter_no, 6)
     except ValueError:
         raise ValueError("a meter number is 12 digits") from None
+
+
+def _check_purchase(card_serial: bytes, body: bytes) -> None:
+    _check_serial(card_serial)
+    if len(body) != PURCHASE_BODY_LEN:
+        raise ValueError(f"a purchase body is {PURCHASE_BODY_LEN} bytes, got {len(body)}")
 
 
 def _check_write_back(card_serial: bytes, meter_no: str, body: bytes) -> bool:
@@ -215,6 +246,21 @@ class SoftwareKeyProvider:
         if not _check_write_back(card_serial, meter_no, body) or len(mac) != crypto.MAC_LEN:
             return False
         expected = self._write_back_mac(bytes(card_serial), meter_no, bytes(body))
+        return hmac.compare_digest(expected, bytes(mac))
+
+    def purchase_mac(self, card_serial: bytes, body: bytes) -> bytes:
+        _check_purchase(card_serial, body)
+        return self._purchase_mac(bytes(card_serial), bytes(body))
+
+    def _purchase_mac(self, card_serial: bytes, body: bytes) -> bytes:
+        key = crypto.diversify_card_key(self._master.purchase, card_serial)
+        return crypto.mac4(key, _ZERO_IV, card_serial + body)
+
+    def verify_purchase(self, card_serial: bytes, body: bytes, mac: bytes) -> bool:
+        _check_purchase(card_serial, body)
+        if len(mac) != crypto.MAC_LEN:
+            return False
+        expected = self._purchase_mac(bytes(card_serial), bytes(body))
         return hmac.compare_digest(expected, bytes(mac))
 
 
@@ -312,11 +358,30 @@ class PsamKeyProvider:
             raise _psam_error(sw, command)
         return True
 
+    def purchase_mac(self, card_serial: bytes, body: bytes) -> bytes:
+        _check_purchase(card_serial, body)
+        command = N_("the security module's purchase MAC")
+        answer = self._call(0x04, 0x00, bytes(card_serial) + bytes(body))
+        return self._expect(answer, crypto.MAC_LEN, command)
+
+    def verify_purchase(self, card_serial: bytes, body: bytes, mac: bytes) -> bool:
+        _check_purchase(card_serial, body)
+        if len(mac) != crypto.MAC_LEN:
+            return False
+        command = N_("the security module's purchase check")
+        _data, sw = self._call(0x05, 0x00, bytes(card_serial) + bytes(body) + bytes(mac))
+        if sw == _SW_BAD_MAC:
+            return False
+        if sw != _SW_OK:
+            raise _psam_error(sw, command)
+        return True
+
 
 # ------------------------------------------------------------------------------ keystore
 
 KEYSTORE_FORMAT: Final = "cardvend-keystore"
-KEYSTORE_VERSION: Final = 1
+KEYSTORE_VERSION: Final = 2  # 2: seven master keys; 1 (six keys) is still read
+KEYSTORE_READABLE: Final = frozenset({1, 2})
 KDF: Final = "scrypt"
 CIPHER: Final = "AES-256-GCM"
 SCRYPT_N: Final = 2**15
@@ -387,7 +452,7 @@ def _parse_keystore(raw: bytes, path: Path) -> tuple[dict[str, Any], bytes]:
         if not isinstance(doc, dict) or doc.get("format") != KEYSTORE_FORMAT:
             raise ValueError("not a keystore")
         version = _exact_int(doc.get("version"))
-        if version != KEYSTORE_VERSION:
+        if version not in KEYSTORE_READABLE:
             raise KeystoreError(_UNSUPPORTED, path=str(path), version=version)
         if (
             set(doc) != _HEADER_KEYS | {"ciphertext"}
@@ -405,7 +470,8 @@ def _parse_keystore(raw: bytes, path: Path) -> tuple[dict[str, Any], bytes]:
             raise ValueError("kdf parameters too costly")
         _unb64(params["salt"], SALT_LEN)
         _unb64(doc["nonce"], NONCE_LEN)
-        ciphertext = _unb64(doc["ciphertext"], crypto.KEY_LEN * len(_FIELDS) + 16)
+        count = len(_V1_FIELDS) if version == 1 else len(_FIELDS)
+        ciphertext = _unb64(doc["ciphertext"], crypto.KEY_LEN * count + 16)
     except KeystoreError:
         raise
     except (ValueError, TypeError, KeyError) as exc:  # JSONDecodeError, UnicodeDecodeError too
@@ -465,7 +531,9 @@ def open_keystore(path: str | os.PathLike[str], passphrase: str) -> MasterKeys:
     """Decrypt the master keys of the keystore at ``path``.
 
     KeystoreError when the file is missing or unreadable, is not a keystore, or the passphrase
-    is wrong or the file was changed (the two cannot be told apart).
+    is wrong or the file was changed (the two cannot be told apart).  A keystore of format
+    version 1 (six keys) opens with its purchase key derived (:func:`derive_v1_purchase_key`);
+    writing it again (:func:`create_keystore`) stores all seven keys in version 2.
     """
     source = Path(path)
     try:
@@ -488,6 +556,6 @@ def open_keystore(path: str | os.PathLike[str], passphrase: str) -> MasterKeys:
     )
     try:
         plain = AESGCM(secret).decrypt(_unb64(header["nonce"], NONCE_LEN), ciphertext, _aad(header))
-        return MasterKeys._unpack(plain)
+        return MasterKeys._unpack(plain, header["version"])
     except (InvalidTag, ValueError):
         raise KeystoreError(path=str(source)) from None

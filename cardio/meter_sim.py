@@ -3,6 +3,15 @@
 The meter follows ``cardio/PROFILE.md``: it reads a card inserted into its slot, binds itself
 to the account's first card, applies new parameters and tariffs by the card's update flags,
 applies the purchase rule and writes the write-back file (with the meter's write-back MAC).
+
+A purchase is loaded only when its record carries the purchase MAC of the card (checked with the
+meter's own security module); a card whose purchase record does not is refused as an illegal
+card.  A purchase is credited only once the write-back announcing it is on the card: the meter
+first records it as *pending* (not credited), writes the write-back that announces it, and then
+credits it.  A card pulled in between leaves the purchase pending; at the next insert of the
+account's card the meter credits it if the write-back reached the card (or the card already
+holds a later purchase, which the counter sells only after seeing that write-back), and
+otherwise forgets it and applies the purchase rule to what the card holds now.
 Management cards (tariff adjustment, purchase parameters, reading day, check) are applied when
 they name this meter or every meter (all 9s).
 
@@ -37,6 +46,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Final
@@ -90,7 +100,8 @@ __all__ = [
 
 RELAY_CLOSED: Final = "closed"
 RELAY_TRIPPED: Final = "tripped"
-STATE_FORMAT: Final = 1
+STATE_FORMAT: Final = 2  # 2: pending_purchase; a format-1 state reads as nothing pending
+_PENDING_KEYS: Final = frozenset({"count", "amount", "tag"})
 
 MINUTE: Final = dt.timedelta(minutes=1)
 WH_DIVISOR: Final = 60  # energy per minute is load * ct * pt / 60 Wh
@@ -107,6 +118,7 @@ REASON_NO_METER_NO: Final = "no_meter_no"  # a management card on a meter withou
 REASON_NO_JOB: Final = "no_job"  # a management card without a (matching) job file
 REASON_PURCHASE_COUNT: Final = "purchase_count"  # purchase refused: count is not meter's + 1
 REASON_CREDIT_CEILING: Final = "credit_ceiling"  # purchase refused: would exceed the ceiling
+REASON_PURCHASE_MAC: Final = "purchase_mac"  # the purchase record's MAC is wrong: card refused
 
 # Card errors that make an insert illegal (counted): blank, foreign, corrupt cards.
 ILLEGAL_CARD_ERRORS: Final = (
@@ -123,6 +135,7 @@ _JOB_OF_CARD: Final = {
     CardKind.READING_DAY: JobKind.READING_DAY,
     CardKind.CHECK: JobKind.CHECK,
 }
+_TAG = re.compile(r"[0-9a-f]{16}")  # a purchase tag, matched whole (fullmatch)
 
 
 class MeterStateError(ValueError):
@@ -163,6 +176,9 @@ class MeterState:
     last_job_id: str | None = None  # hex of the last management job applied
     cost_carry: int = 0  # fen x RATE_SCALE consumed but not yet deducted, 0..RATE_SCALE-1
     energy_carry: int = 0  # Wh x 60 used but not yet counted, 0..59
+    # a purchase taken from a card whose announcing write-back was not confirmed yet (not
+    # credited): {"count": purchase_count + 1, "amount": fen, "tag": sale tag hex}
+    pending_purchase: dict[str, Any] | None = None
 
     @property
     def trip_point(self) -> int:
@@ -193,8 +209,10 @@ class MeterState:
         """Rebuild a state from :meth:`to_dict`; raises :class:`MeterStateError`."""
         if not isinstance(data, dict):
             raise MeterStateError("meter state: must be a JSON object")
-        if data.get("format") != STATE_FORMAT:
+        if data.get("format") not in (1, STATE_FORMAT):
             raise MeterStateError(f"meter state: unknown format {data.get('format')!r}")
+        if data["format"] == 1:
+            data = {**data, "pending_purchase": None}
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - names - {"format"})
         if unknown:
@@ -235,7 +253,11 @@ class MeterState:
             last_job_id=_opt_str(d, "last_job_id", ids.CARD_JOB_ID),
             cost_carry=_int(d, "cost_carry", 0, RATE_SCALE - 1),
             energy_carry=_int(d, "energy_carry", 0, WH_DIVISOR - 1),
+            pending_purchase=_pending(d, "pending_purchase"),
         )
+        if state.pending_purchase is not None:
+            if state.pending_purchase["count"] != state.purchase_count + 1:
+                raise MeterStateError("meter state: pending_purchase is not the next purchase")
         return state
 
 
@@ -271,6 +293,19 @@ def _parse_time(value: object, where: str) -> dt.datetime:
 
 def _time(d: dict[str, Any], key: str) -> dt.datetime:
     return _parse_time(d[key], key)
+
+
+def _pending(d: dict[str, Any], key: str) -> dict[str, Any] | None:
+    value = d[key]
+    if value is None:
+        return None
+    if not isinstance(value, dict) or set(value) != _PENDING_KEYS:
+        raise MeterStateError(f"meter state: {key} must have count, amount and tag")
+    _int(value, "count", 1)
+    _int(value, "amount", 0)
+    if not isinstance(value["tag"], str) or not _TAG.fullmatch(value["tag"]):
+        raise MeterStateError(f"meter state: {key}.tag is not valid: {value['tag']!r}")
+    return dict(value)
 
 
 def _tariff(d: dict[str, Any], key: str) -> dict[str, Any] | None:
@@ -407,19 +442,29 @@ class MeterSimulator:
 
     def insert(self, terminal: ApduTerminal) -> InsertResult:
         """A card is put into the meter's slot (the terminal's channel)."""
+        slot = self._slot(terminal)
         try:
-            card = terminal.read()
+            card = slot.read()  # MACs checked with the meter's own security module
             self._tick()
             if card.kind == CardKind.USER:
-                return self._user_card(terminal, card)
+                return self._user_card(slot, card)
             if card.kind.is_management:
-                return self._management_card(terminal, card)
+                return self._management_card(slot, card)
             raise WrongCardKind(found=card.kind.label, expected=CardKind.USER.label)
         except ILLEGAL_CARD_ERRORS:
             self.reload()  # drop anything half-applied before the card showed as unusable
             self.state.illegal_insert_count += 1
             self.save()
             raise
+        except BaseException:
+            self.reload()  # the card left mid-session: the state is what was saved
+            raise
+
+    def _slot(self, terminal: ApduTerminal) -> ApduTerminal:
+        """The card in the meter's slot, with the meter's own security module."""
+        if terminal.keys is self.keys:
+            return terminal
+        return ApduTerminal(terminal.channel, self.keys, utility_code=terminal.utility_code)
 
     def _refuse(self, card: CardContents, reason: str, *, illegal: bool = True) -> InsertResult:
         if illegal:
@@ -453,6 +498,9 @@ class MeterSimulator:
                 return self._refuse(card, REASON_NOT_OPENED)
             if s.card_serial != serial:
                 return self._refuse(card, REASON_SERIAL)
+        if card.purchase is not None and card.purchase_genuine is not True:
+            # edited, forged, or copied from another card: nothing of this card is used
+            return self._refuse(card, REASON_PURCHASE_MAC)
         s.meter_no = meter_no
         s.card_serial = serial
 
@@ -464,7 +512,7 @@ class MeterSimulator:
 
         status = WriteBackStatus.NONE
         reason: str | None = None
-        credited = 0
+        credited = self._settle_pending(card)
         purchase = card.purchase
         if purchase is not None and purchase.purchase_count != s.purchase_count:
             if purchase.purchase_count != s.purchase_count + 1:
@@ -473,15 +521,18 @@ class MeterSimulator:
             elif s.credit_ceiling and s.remaining + purchase.amount > s.credit_ceiling:
                 status |= WriteBackStatus.PURCHASE_REFUSED
                 reason = REASON_CREDIT_CEILING
-            else:
-                s.remaining += purchase.amount
-                s.purchase_count = purchase.purchase_count
-                credited = purchase.amount
-                if credited > 0 and s.remaining > s.trip_point:
-                    s.relay = RELAY_CLOSED
+            else:  # loaded, but credited only once the write-back announcing it is on the card
+                s.pending_purchase = {
+                    "count": purchase.purchase_count,
+                    "amount": purchase.amount,
+                    "tag": purchase.sale_tag.hex(),
+                }
         self._evaluate()
         self.save()  # the meter's own state first: a pulled card loses nothing
-        written = self._write_back(terminal, status)
+        written = self._write_back(terminal, status, _announced(s))
+        # the write-back announcing the purchase is on the card (written and read back)
+        credited += _credit_pending(s)
+        self.save()
         return InsertResult(
             card_kind=card.kind,
             serial=serial,
@@ -581,8 +632,34 @@ class MeterSimulator:
             self.state.reading_hour = job.reading_hour
         return UpdateFlags.NONE  # CHECK only collects
 
-    def _write_back(self, terminal: ApduTerminal, status: WriteBackStatus) -> WriteBack:
+    def _settle_pending(self, card: CardContents) -> int:
+        """Decide a purchase left pending by a card pulled during its write-back: credited
+        (returns its amount) when the write-back announcing it reached the card, or when the
+        card already holds a later purchase (the counter sells the next one only once it has
+        seen that write-back); otherwise forgotten: the purchase rule then loads it again if
+        the card still holds it, or not at all if it was taken back (reversed)."""
         s = self.state
+        pending = s.pending_purchase
+        if pending is None:
+            return 0
+        wb = card.write_back
+        announced = (
+            card.write_back_genuine is True
+            and wb is not None
+            and wb.meter_no == s.meter_no
+            and wb.purchase_count == pending["count"]
+        )
+        later = card.purchase is not None and card.purchase.purchase_count > pending["count"]
+        if announced or later:
+            return _credit_pending(s)
+        s.pending_purchase = None
+        return 0
+
+    def _write_back(
+        self, terminal: ApduTerminal, status: WriteBackStatus, s: MeterState | None = None
+    ) -> WriteBack:
+        """Write the write-back of state ``s`` (the meter's state unless given)."""
+        s = self.state if s is None else s
         assert s.meter_no is not None
         wb = WriteBack(
             meter_no=s.meter_no,
@@ -596,10 +673,7 @@ class MeterSimulator:
             param_version=s.param_version,
             mac=bytes(4),
         )
-        slot = terminal
-        if terminal.keys is not self.keys:  # the meter signs with its own security module
-            slot = ApduTerminal(terminal.channel, self.keys, utility_code=terminal.utility_code)
-        after = slot.write_back(wb, meter_no=s.meter_no)
+        after = self._slot(terminal).write_back(wb, meter_no=s.meter_no)
         return after.write_back if after.write_back is not None else wb
 
     # ------------------------------------------------------------------ energy use
@@ -754,24 +828,53 @@ class MeterSimulator:
     def _evaluate(self) -> bool:
         """Update the alarm/overdraft flags from ``remaining``; trip the relay at the trip
         point.  Returns whether the relay tripped just now."""
-        s = self.state
-        flags = WriteBackStatus.NONE
-        if s.remaining <= s.alarm1:
-            flags |= WriteBackStatus.ALARM1
-        if s.remaining <= s.alarm2:
-            flags |= WriteBackStatus.ALARM2
-        if s.remaining < 0:
-            flags |= WriteBackStatus.OVERDRAFT
-        s.alarm_flags = int(flags)
-        s.overdraft_used = max(0, -s.remaining)
-        if s.relay == RELAY_CLOSED and s.remaining <= s.trip_point:
-            s.relay = RELAY_TRIPPED
-            return True
-        return False
+        return _evaluate(self.state)
 
     def snapshot(self) -> MeterState:
         """A copy of the state (tariff dicts shared; do not change them)."""
         return replace(self.state)
+
+
+def _evaluate(s: MeterState) -> bool:
+    """Update the alarm/overdraft flags of ``s`` from ``remaining``; trip the relay at the trip
+    point.  Returns whether the relay tripped just now."""
+    flags = WriteBackStatus.NONE
+    if s.remaining <= s.alarm1:
+        flags |= WriteBackStatus.ALARM1
+    if s.remaining <= s.alarm2:
+        flags |= WriteBackStatus.ALARM2
+    if s.remaining < 0:
+        flags |= WriteBackStatus.OVERDRAFT
+    s.alarm_flags = int(flags)
+    s.overdraft_used = max(0, -s.remaining)
+    if s.relay == RELAY_CLOSED and s.remaining <= s.trip_point:
+        s.relay = RELAY_TRIPPED
+        return True
+    return False
+
+
+def _credit_pending(s: MeterState) -> int:
+    """Credit the pending purchase of ``s`` (if any); returns the fen credited."""
+    pending = s.pending_purchase
+    if pending is None:
+        return 0
+    amount = int(pending["amount"])
+    s.remaining += amount
+    s.purchase_count = int(pending["count"])
+    s.pending_purchase = None
+    if amount > 0 and s.remaining > s.trip_point:
+        s.relay = RELAY_CLOSED
+    _evaluate(s)
+    return amount
+
+
+def _announced(s: MeterState) -> MeterState:
+    """``s`` as its write-back announces it: with the pending purchase credited."""
+    if s.pending_purchase is None:
+        return s
+    after = replace(s)
+    _credit_pending(after)
+    return after
 
 
 def _job_ok(job: JobRecord) -> bool:

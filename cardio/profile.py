@@ -1,4 +1,4 @@
-"""Byte layouts of the CardVend card profile, version 1 (the reference is ``cardio/PROFILE.md``).
+"""Byte layouts of the CardVend card profile, version 2 (the reference is ``cardio/PROFILE.md``).
 
 Encoders turn the records of :mod:`app.domain.card` into the exact bytes of a card file (a record
 frame zero-padded to the file size); decoders turn file contents back into records.
@@ -75,6 +75,7 @@ __all__ = [
     "encode_job",
     "encode_parameters",
     "encode_purchase",
+    "encode_purchase_body",
     "encode_tariff",
     "encode_write_back",
     "encode_write_back_body",
@@ -125,7 +126,8 @@ FILE_NAMES: Final[Mapping[int, str]] = {
 FCI_NAME: Final = N_("card information")
 
 PARAMETERS_BODY: Final = 45
-PURCHASE_BODY: Final = 22
+PURCHASE_BODY: Final = 26
+PURCHASE_MAC_OFFSET: Final = 22
 WRITE_BACK_BODY: Final = 41
 WRITE_BACK_MAC_OFFSET: Final = 37
 JOB_BODY: Final = 20
@@ -533,9 +535,9 @@ def decode_parameters(data: bytes) -> ParameterRecord | None:
 # ----------------------------------------------------------------------------- purchase file
 
 
-def encode_purchase(rec: PurchaseRecord) -> bytes:
-    """The 32-byte purchase file (SFI 02) of ``rec``."""
-    body = b"".join(
+def encode_purchase_body(rec: PurchaseRecord) -> bytes:
+    """The 22 bytes of a purchase record that its MAC covers (``rec.mac`` is not used)."""
+    return b"".join(
         [
             _put(rec.amount, 4, "amount"),
             _put(rec.purchase_count, 4, "purchase_count"),
@@ -543,11 +545,16 @@ def encode_purchase(rec: PurchaseRecord) -> bytes:
             _time(rec.time, "time"),
         ]
     )
+
+
+def encode_purchase(rec: PurchaseRecord) -> bytes:
+    """The 32-byte purchase file (SFI 02) of ``rec``: the body and ``rec.mac`` (4 bytes)."""
+    body = encode_purchase_body(rec) + _raw(rec.mac, 4, "mac")
     return frame(body, FILE_SIZES[SFI_PURCHASE])
 
 
 def decode_purchase(data: bytes) -> PurchaseRecord | None:
-    """The purchase file (SFI 02); ``None`` if it was never written."""
+    """The purchase file (SFI 02), MAC included but not checked; ``None`` if never written."""
     name = FILE_NAMES[SFI_PURCHASE]
     with _decoding(name):
         body = _file_body(data, SFI_PURCHASE, name)
@@ -559,6 +566,7 @@ def decode_purchase(data: bytes) -> PurchaseRecord | None:
             purchase_count=r.uint(4, "purchase_count"),
             sale_tag=r.take(8, "sale_tag"),
             time=r.time("time"),
+            mac=r.take(4, "mac"),
         )
         r.done()
         return rec

@@ -16,6 +16,7 @@ from app.domain.card import (
     CardWrite,
     DifferentCard,
     ForeignCard,
+    PurchaseRecord,
     UnissuedCard,
     WriteBack,
     WriteResult,
@@ -153,19 +154,32 @@ class ApduTerminal:
                 raise ForeignCard(detail=N_("utility code {code}"), code=params.utility_code)
         write_back = P.decode_write_back(raw[P.SFI_WRITE_BACK])
         genuine = self._check_write_back(fci.serial, raw[P.SFI_WRITE_BACK], write_back)
+        purchase = P.decode_purchase(raw[P.SFI_PURCHASE])
         return CardContents(
             serial=fci.serial,
             kind=kind,
             profile_version=fci.profile_version,
             parameters=params,
-            purchase=P.decode_purchase(raw[P.SFI_PURCHASE]),
+            purchase=purchase,
             current_tariff=P.decode_tariff(raw[P.SFI_CURRENT_TARIFF], N_("current tariff file")),
             backup_tariff=P.decode_tariff(raw[P.SFI_BACKUP_TARIFF], N_("backup tariff file")),
             write_back=write_back,
             job=P.decode_job(raw[P.SFI_JOB]) if P.SFI_JOB in raw else None,
             write_back_genuine=genuine,
+            purchase_genuine=self._check_purchase(fci.serial, purchase),
             raw={FILE_NAMES[s]: v for s, v in raw.items()},
         )
+
+    def _check_purchase(self, serial: bytes, purchase: PurchaseRecord | None) -> bool | None:
+        """Whether the purchase record carries the purchase MAC of this card (None: unchecked)."""
+        if purchase is None or self.keys is None:
+            return None
+        return self.keys.verify_purchase(serial, P.encode_purchase_body(purchase), purchase.mac)
+
+    def _purchase_file(self, serial: bytes, purchase: PurchaseRecord, body: bytes) -> bytes:
+        """The purchase file for the card ``serial``, with the MAC the key provider gives."""
+        assert self.keys is not None
+        return P.encode_purchase(replace(purchase, mac=self.keys.purchase_mac(serial, body)))
 
     def _check_write_back(self, serial: bytes, raw: bytes, wb: WriteBack | None) -> bool | None:
         if wb is None or self.keys is None:
@@ -183,8 +197,8 @@ class ApduTerminal:
             files.append((P.SFI_PARAMETERS, P.encode_parameters(change.parameters)))
         if change.job is not None:
             files.append((P.SFI_JOB, P.encode_job(change.job)))
-        if change.purchase is not None:  # last: the purchase follows what it depends on
-            files.append((P.SFI_PURCHASE, P.encode_purchase(change.purchase)))
+        # checked before the card is touched; its MAC needs the serial of the card in the reader
+        purchase_body = None if change.purchase is None else P.encode_purchase_body(change.purchase)
         start = self.apdu_count
         with self.channel.transaction():
             fci = self.select_application()
@@ -192,6 +206,12 @@ class ApduTerminal:
                 raise DifferentCard(
                     found=fci.serial.hex().upper(), expected=expect_serial.hex().upper()
                 )
+            if change.purchase is not None and purchase_body is not None:
+                if self.keys is None:
+                    raise ValueError("writing a card needs a key provider")
+                # last: the purchase follows what it depends on
+                purchase_file = self._purchase_file(fci.serial, change.purchase, purchase_body)
+                files.append((P.SFI_PURCHASE, purchase_file))
             if files:
                 challenge = self.authenticate(fci.serial, KeyRole.COUNTER_AUTH)
                 for sfi, data in files:

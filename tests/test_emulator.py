@@ -37,7 +37,7 @@ from cardio.emulator import (
     diversified_card_keys,
 )
 
-MASTER = {i: bytes([0x30 + i]) * 8 + bytes(range(i, i + 8)) for i in range(6)}
+MASTER = {i: bytes([0x30 + i]) * 8 + bytes(range(i, i + 8)) for i in range(7)}
 SERIAL = bytes.fromhex("8600000000001234")
 OTHER_SERIAL = bytes.fromhex("8600000000009999")
 KEYS = diversified_card_keys(MASTER, SERIAL)
@@ -182,7 +182,7 @@ def test_select_application_of_an_issued_card() -> None:
             "serial": SERIAL,
             "state": b"\x01",
             "kind": b"\x01",
-            "version": b"\x01",
+            "version": b"\x02",
         }
     assert tx(card, bytes.fromhex("00A404000AD15600004356454C4544"))[1] == 0x6A82
     assert tx(card, bytes.fromhex("00A40000020002"))[1] == 0x6A82
@@ -656,6 +656,47 @@ def test_pulled_during_a_three_file_write(tmp_path: Path, n: int, applied: bool)
     assert state == [i < applied_updates for i in range(3)]
 
 
+@pytest.mark.parametrize("stored", [0, 5, 12])
+def test_a_card_that_keeps_old_bytes_answers_success(tmp_path: Path, stored: int) -> None:
+    """The fault mode for read-back tests: the update is acknowledged (9000 and the next
+    challenge, so a chained update still works), but only ``stored`` bytes reach the memory."""
+    card, path = pulled_card(tmp_path)
+    card.keep_old_bytes(1, stored=stored, sfi=2)
+    channel = EmulatedChannel(card)
+    tx(card, SELECT_APP_AID)
+    assert authenticate(card, 1) == 0x9000
+    challenge = get_challenge(card)
+    challenge, sw = tx(card, secure_update_apdu(2, 0, NEW_PURCHASE, challenge, KEYS[2]))
+    assert sw == 0x9000 and len(challenge) == 8
+    kept = NEW_PURCHASE[:stored] + OLD_PURCHASE[stored:]
+    assert tx(card, read_apdu(2)) == (kept, 0x9000)
+    assert bytes(CardImage.load(path).files[2]) == kept  # what the card keeps, persisted
+    # the fault covered one update of file 2: the parameter file (chained) is written whole
+    _, sw = tx(card, secure_update_apdu(1, 0, NEW_PARAMS, challenge, KEYS[2]))
+    assert sw == 0x9000 and tx(card, read_apdu(1))[0] == NEW_PARAMS
+    # and the next purchase write is whole again
+    purchase_sequence(channel, [(2, NEW_PURCHASE)])
+
+
+def test_keep_old_bytes_counts_updates_of_its_file_only() -> None:
+    card = issued_card()
+    card.keep_old_bytes(2, sfi=2)
+    tx(card, SELECT_APP_AID)
+    assert authenticate(card, 1) == 0x9000
+    challenge = get_challenge(card)
+    for sfi, data in ((1, NEW_PARAMS), (2, NEW_PURCHASE), (2, NEW_PURCHASE), (2, NEW_PURCHASE)):
+        challenge, sw = tx(card, secure_update_apdu(sfi, 0, data, challenge, KEYS[2]))
+        assert sw == 0x9000
+    assert tx(card, read_apdu(1))[0] == NEW_PARAMS and tx(card, read_apdu(2))[0] == NEW_PURCHASE
+    card.keep_old_bytes(1)
+    card.cancel_faults()
+    challenge, sw = tx(card, secure_update_apdu(1, 0, OLD_PARAMS, challenge, KEYS[2]))
+    assert sw == 0x9000 and tx(card, read_apdu(1))[0] == OLD_PARAMS
+    for bad in ({"updates": 0}, {"stored": -1}, {"sfi": 9}):
+        with pytest.raises(ValueError):
+            card.keep_old_bytes(**bad)  # type: ignore[arg-type]
+
+
 def test_pull_after_counts_apdus_only_and_vanishes_once() -> None:
     card = issued_card()
     card.pull_after(2, applied=False)
@@ -768,7 +809,12 @@ def test_psam_refuses_the_write_back_key_and_long_data() -> None:
     assert tx(module, bytes([0x80, 0xFA, 0x00, 0x05, 16]) + bytes(16))[1] == 0x6A86
     assert tx(module, bytes([0x80, 0xFA, 0x01, 0x05, 25]) + bytes(25))[1] == 0x6A86
     assert tx(module, bytes([0x80, 0xFA, 0x00, 0x06, 16]) + bytes(16))[1] == 0x6A86
-    assert tx(module, bytes([0x80, 0xFA, 0x04, 0x00, 16]) + bytes(16))[1] == 0x6A86
+    assert tx(module, bytes([0x80, 0xFA, 0x01, 0x06, 25]) + bytes(25))[1] == 0x6A86
+    assert tx(module, bytes([0x80, 0xFA, 0x00, 0x07, 16]) + bytes(16))[1] == 0x6A86
+    assert tx(module, bytes([0x80, 0xFA, 0x06, 0x00, 16]) + bytes(16))[1] == 0x6A86
+    assert tx(module, bytes([0x80, 0xFA, 0x04, 0x00, 16]) + bytes(16))[1] == 0x6700
+    assert tx(module, bytes([0x80, 0xFA, 0x04, 0x01, 30]) + bytes(30))[1] == 0x6A86
+    assert tx(module, bytes([0x80, 0xFA, 0x05, 0x00, 30]) + bytes(30))[1] == 0x6700
     assert tx(module, bytes([0x80, 0xFA, 0x00, 0x01, 15]) + bytes(15))[1] == 0x6700
     assert tx(module, bytes([0x80, 0xFA, 0x01, 0x02, 23]) + bytes(23))[1] == 0x6700
     too_long = bytes([0x80, 0xFA, 0x01, 0x02, 0x00, 0x01, 0x00]) + bytes(256)
@@ -806,6 +852,30 @@ def test_psam_write_back_mac() -> None:
     # a write-back made with a wrong meter key is refused
     forged = mac4(diversify_meter_key(MASTER[4], meter_no), bytes(16), SERIAL + body)
     assert verify(SERIAL, body, forged) == 0x6988
+
+
+def test_psam_purchase_mac() -> None:
+    module = psam()
+    body = bytes.fromhex("00002710 00000004") + b"\xab" * 8 + bytes.fromhex("260301093000")
+    assert len(body) == 22
+    mac, sw = tx(module, bytes([0x80, 0xFA, 0x04, 0x00, 30]) + SERIAL + body)
+    assert sw == 0x9000
+    # exactly PROFILE.md's derivation: the purchase key 06 diversified by the card serial
+    assert mac == mac4(diversify_card_key(MASTER[6], SERIAL), bytes(16), SERIAL + body)
+
+    def verify(serial: bytes, body: bytes, mac: bytes) -> int:
+        return tx(module, bytes([0x80, 0xFA, 0x05, 0x00, 34]) + serial + body + mac)[1]
+
+    assert verify(SERIAL, body, mac) == 0x9000
+    assert verify(OTHER_SERIAL, body, mac) == 0x6988  # copied from another card
+    raised = bytes.fromhex("000F4240") + body[4:]  # the amount raised to 10,000.00 yuan
+    assert verify(SERIAL, raised, mac) == 0x6988
+    # a card's own MAC key (which a card holds) does not make a purchase MAC
+    assert verify(SERIAL, body, mac4(KEYS[2], bytes(16), SERIAL + body)) == 0x6988
+    # a PSAM without the purchase key (six keys) cannot make or check one
+    old = PsamOS({i: MASTER[i] for i in range(6)}, PSAM_SERIAL)
+    tx(old, bytes.fromhex("00A404000A") + PSAM_AID)
+    assert tx(old, bytes([0x80, 0xFA, 0x04, 0x00, 30]) + SERIAL + body)[1] == 0x6985
 
 
 def test_psam_agrees_with_the_card_keys_for_every_role() -> None:

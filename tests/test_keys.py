@@ -20,7 +20,13 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.domain.card import CardAuthError, CardCommandError, WriteBack, WriteBackStatus
+from app.domain.card import (
+    CardAuthError,
+    CardCommandError,
+    PurchaseRecord,
+    WriteBack,
+    WriteBackStatus,
+)
 from app.errors import CardVendError
 from app.ports import KeyProvider, KeyRole
 from cardio import profile as P
@@ -31,6 +37,7 @@ from cardio.keys import (
     PsamKeyProvider,
     SoftwareKeyProvider,
     create_keystore,
+    derive_v1_purchase_key,
     open_keystore,
 )
 
@@ -52,7 +59,7 @@ def sm4_cbc_mac4(key: bytes, iv: bytes, data: bytes) -> bytes:
 
 
 def distinct_master() -> MasterKeys:
-    return MasterKeys(*(bytes([i + 1]) * 16 for i in range(6)))
+    return MasterKeys(*(bytes([i + 1]) * 16 for i in range(7)))
 
 
 def secrets_of(master: MasterKeys) -> list[bytes]:
@@ -73,6 +80,11 @@ def assert_hides(text: str, master: MasterKeys) -> None:
     for secret in secrets_of(master):
         for shape in appearances(secret):
             assert shape not in text
+
+
+def purchase_body(amount: int = 10_000, count: int = 3) -> bytes:
+    rec = PurchaseRecord(amount, count, bytes.fromhex("0102030405060708"), None)
+    return P.encode_purchase_body(rec)
 
 
 def write_back_body(meter_no: str = "202400000042") -> bytes:
@@ -108,7 +120,7 @@ def test_master_keys_hide_themselves() -> None:
 def test_generate_and_roles() -> None:
     a, b = MasterKeys.generate(), MasterKeys.generate()
     assert a != b
-    assert len({a.key(role) for role in KeyRole}) == 6
+    assert len({a.key(role) for role in KeyRole}) == 7
     assert all(len(a.key(role)) == 16 for role in KeyRole)
     assert MasterKeys.from_roles({role: a.key(role) for role in KeyRole}) == a
     with pytest.raises(ValueError):
@@ -117,9 +129,9 @@ def test_generate_and_roles() -> None:
 
 def test_diversified_card_keys_standard_vector() -> None:
     """serial || ~serial of serial 0123456789ABCDEF is exactly the SM4 standard plaintext."""
-    master = MasterKeys(*([STD_KEY] * 6))
+    master = MasterKeys(*([STD_KEY] * 7))
     keys = master.diversified_card_keys(bytes.fromhex("0123456789abcdef"))
-    assert set(keys) == set(CARD_ROLES) == set(KeyRole) - {KeyRole.WRITE_BACK}
+    assert set(keys) == set(CARD_ROLES) == set(KeyRole) - {KeyRole.WRITE_BACK, KeyRole.PURCHASE}
     assert all(k == STD_CIPHERTEXT for k in keys.values())
     other = distinct_master().diversified_card_keys(bytes(8))
     assert other[KeyRole.COUNTER_MAC] == sm4_ecb(b"\x03" * 16, bytes(8) + b"\xff" * 8)
@@ -129,7 +141,7 @@ def test_diversified_card_keys_standard_vector() -> None:
 
 
 def test_cryptogram_known_answer() -> None:
-    provider: KeyProvider = SoftwareKeyProvider(MasterKeys(*([STD_KEY] * 6)))
+    provider: KeyProvider = SoftwareKeyProvider(MasterKeys(*([STD_KEY] * 7)))
     serial = bytes.fromhex("0123456789abcdef")
     challenge = bytes.fromhex("1122334455667788")
     expected = sm4_ecb(STD_CIPHERTEXT, challenge + bytes(8))
@@ -168,6 +180,17 @@ def test_provider_refuses_bad_arguments() -> None:
         provider.write_back_mac(serial, "202400000042", bytes(36))
     with pytest.raises(ValueError):  # the body was written by another meter
         provider.write_back_mac(serial, "202400000043", write_back_body("202400000042"))
+    for role in (KeyRole.WRITE_BACK, KeyRole.PURCHASE):  # never a card key
+        with pytest.raises(ValueError):
+            provider.auth_cryptogram(role, serial, bytes(8))
+        with pytest.raises(ValueError):
+            provider.command_mac(role, serial, bytes(16), purchase_body())
+    with pytest.raises(ValueError):
+        provider.purchase_mac(serial, purchase_body() + b"x")
+    with pytest.raises(ValueError):
+        provider.purchase_mac(bytes(7), purchase_body())
+    with pytest.raises(ValueError):
+        provider.verify_purchase(serial, purchase_body()[:-1], bytes(4))
 
 
 def test_write_back_mac() -> None:
@@ -193,6 +216,32 @@ def test_write_back_mac() -> None:
     # a meter without the write-back key (other master keys) cannot make a genuine MAC
     forged = SoftwareKeyProvider(MasterKeys.generate()).write_back_mac(serial, meter, body)
     assert not provider.verify_write_back(serial, meter, body, forged)
+
+
+def test_purchase_mac() -> None:
+    """MAC = CBC-MAC(K_pur(card), IV 0, serial || body), K_pur = SM4(MK06, serial || ~serial)."""
+    master = distinct_master()
+    provider: KeyProvider = SoftwareKeyProvider(master)
+    serial = bytes.fromhex("0102030405060708")
+    body = purchase_body()
+    mac = provider.purchase_mac(serial, body)
+    card_key = sm4_ecb(master.key(KeyRole.PURCHASE), serial + bytes(b ^ 0xFF for b in serial))
+    assert mac == sm4_cbc_mac4(card_key, bytes(16), serial + body)
+    assert provider.verify_purchase(serial, body, mac)
+    for i in range(len(body)):  # any byte changed: the amount, the count, the tag, the time
+        changed = bytearray(body)
+        changed[i] ^= 0x01
+        assert not provider.verify_purchase(serial, bytes(changed), mac), i
+    # the record of another card (copied), a changed or short MAC
+    assert not provider.verify_purchase(bytes.fromhex("0102030405060709"), body, mac)
+    assert not provider.verify_purchase(serial, body, bytes([mac[0] ^ 0x80]) + mac[1:])
+    assert not provider.verify_purchase(serial, body, mac[:3])
+    # a holder of the card's own keys (all five) cannot make it: the purchase key is not one
+    for role in CARD_ROLES:
+        card_key_of_role = master.diversified_card_keys(serial)[role]
+        assert sm4_cbc_mac4(card_key_of_role, bytes(16), serial + body) != mac
+    forged = SoftwareKeyProvider(MasterKeys.generate()).purchase_mac(serial, body)
+    assert not provider.verify_purchase(serial, body, forged)
 
 
 # ------------------------------------------------------------------------------- PSAM client
@@ -226,6 +275,11 @@ class FakePsamChannel:
         serial, rest = data[:8], data[8:]
         if p1 in (0, 1) and p2 not in range(5):
             return b"", 0x6A86
+        if p1 == 4 and len(rest) == 22:
+            return self.software.purchase_mac(serial, rest), 0x9000
+        if p1 == 5 and len(rest) == 26:
+            ok = self.software.verify_purchase(serial, rest[:22], rest[22:])
+            return b"", 0x9000 if ok else 0x6988
         if p1 == 0 and len(rest) == 8:
             return self.software.auth_cryptogram(KeyRole(p2), serial, rest), 0x9000
         if p1 == 1 and len(rest) >= 16:
@@ -281,6 +335,11 @@ def test_psam_agrees_with_software(
     assert mac == software.write_back_mac(serial, "000000000001", body)
     assert psam.verify_write_back(serial, "000000000001", body, mac)
     assert not psam.verify_write_back(serial, "000000000001", body, bytes([mac[0] ^ 1]) + mac[1:])
+    pbody = purchase_body(int.from_bytes(challenge[:4], "big"))
+    pmac = psam.purchase_mac(serial, pbody)
+    assert pmac == software.purchase_mac(serial, pbody)
+    assert psam.verify_purchase(serial, pbody, pmac)
+    assert not psam.verify_purchase(serial, pbody, bytes([pmac[0] ^ 1]) + pmac[1:])
     assert selects(channel) == 1  # selected once, on first use
 
 
@@ -297,6 +356,12 @@ def test_psam_commands_on_the_wire() -> None:
     assert channel.apdus[2] == bytes.fromhex("80FA0104 1A") + serial + bytes(16) + b"\x04\xd6"
     assert channel.transactions == 2
     assert "serial=5053414D00000001" in repr(psam)
+    psam.purchase_mac(serial, purchase_body())
+    assert channel.apdus[3] == bytes.fromhex("80FA0400 1E") + serial + purchase_body()
+    psam.verify_purchase(serial, purchase_body(), b"\x01\x02\x03\x04")
+    assert channel.apdus[4] == (
+        bytes.fromhex("80FA0500 22") + serial + purchase_body() + b"\x01\x02\x03\x04"
+    )
 
 
 def test_psam_status_words() -> None:
@@ -320,15 +385,26 @@ def test_psam_status_words() -> None:
     with pytest.raises(CardAuthError):  # a bad-MAC answer to a MAC computation is an error ...
         psam.write_back_mac(serial, "202400000042", body)
     assert psam.verify_write_back(serial, "202400000042", body, bytes(4)) is False  # ... not here
+    with pytest.raises(CardAuthError):
+        psam.purchase_mac(serial, purchase_body())
+    assert psam.verify_purchase(serial, purchase_body(), bytes(4)) is False
     channel.force_sw = 0x6A86
     with pytest.raises(CardCommandError):
         psam.verify_write_back(serial, "202400000042", body, bytes(4))
+    with pytest.raises(CardCommandError):
+        psam.verify_purchase(serial, purchase_body(), bytes(4))
 
 
 def test_psam_refuses_what_software_refuses() -> None:
     psam = PsamKeyProvider(FakePsamChannel(distinct_master()))
     with pytest.raises(ValueError):
         psam.auth_cryptogram(KeyRole.WRITE_BACK, bytes(8), bytes(8))
+    with pytest.raises(ValueError):
+        psam.auth_cryptogram(KeyRole.PURCHASE, bytes(8), bytes(8))
+    with pytest.raises(ValueError):
+        psam.command_mac(KeyRole.PURCHASE, bytes(8), bytes(16), purchase_body())
+    with pytest.raises(ValueError):
+        psam.purchase_mac(bytes(8), purchase_body() + b"x")
     with pytest.raises(ValueError):
         psam.command_mac(KeyRole.COUNTER_MAC, bytes(8), bytes(16), bytes(232))
     assert psam.command_mac(KeyRole.COUNTER_MAC, bytes(8), bytes(16), bytes(231))
@@ -359,7 +435,7 @@ def test_keystore_round_trip(tmp_path: Path) -> None:
 
     text = path.read_text(encoding="utf-8")
     doc = json.loads(text)
-    assert doc["version"] == 1 and doc["kdf"] == "scrypt" and doc["cipher"] == "AES-256-GCM"
+    assert doc["version"] == 2 and doc["kdf"] == "scrypt" and doc["cipher"] == "AES-256-GCM"
     assert {k: doc["kdf_params"][k] for k in "nrp"} == {"n": 2**15, "r": 8, "p": 1}
     assert len(base64.b64decode(doc["kdf_params"]["salt"])) == 16
     assert len(base64.b64decode(doc["nonce"])) == 12
@@ -414,7 +490,8 @@ def test_a_tampered_keystore_is_refused(tmp_path: Path) -> None:
     variants = {
         "ciphertext": {**doc, "ciphertext": flip_b64(doc["ciphertext"])},
         "nonce": {**doc, "nonce": flip_b64(doc["nonce"])},
-        "version": {**doc, "version": 2},
+        "version": {**doc, "version": 3},
+        "seven keys as version 1": {**doc, "version": 1},
         "cost": {**doc, "kdf_params": {**doc["kdf_params"], "n": 2**30}},
         "extra": {**doc, "note": "x"},
     }
@@ -438,3 +515,33 @@ def test_keystore_messages_in_chinese(tmp_path: Path) -> None:
         open_keystore(tmp_path / "none.keystore", "x")
     text = info.value.localized("zh_CN")
     assert "密钥库" in text and str(tmp_path) in text
+
+
+def test_a_version_1_keystore_opens_with_a_derived_purchase_key(tmp_path: Path) -> None:
+    """A keystore written before the purchase key (six keys, format version 1) still opens:
+    its purchase key is SM4-ECB(MK05, "CardVend-PURCHAS"), the same on every counter and meter
+    that holds those keys; written again it is a version-2 keystore with the same seven keys."""
+    import cardio.keys as K
+
+    six = [bytes([i + 1]) * 16 for i in range(6)]
+    salt, nonce = os.urandom(16), os.urandom(12)
+    header = {
+        "format": K.KEYSTORE_FORMAT,
+        "version": 1,
+        "kdf": "scrypt",
+        "kdf_params": {"n": 2**14, "r": 8, "p": 1, "salt": base64.b64encode(salt).decode()},
+        "cipher": "AES-256-GCM",
+        "nonce": base64.b64encode(nonce).decode(),
+    }
+    secret = K._derive(PASSPHRASE, salt, 2**14, 8, 1)
+    ciphertext = K.AESGCM(secret).encrypt(nonce, b"".join(six), K._aad(header))
+    path = tmp_path / "old.keystore"
+    path.write_text(json.dumps({**header, "ciphertext": base64.b64encode(ciphertext).decode()}))
+    master = open_keystore(path, PASSPHRASE)
+    assert [master.key(role) for role in KeyRole][:6] == six
+    derived = sm4_ecb(six[KeyRole.WRITE_BACK], b"CardVend-PURCHAS")
+    assert master.key(KeyRole.PURCHASE) == derived == derive_v1_purchase_key(six[5])
+    assert derived not in six
+    create_keystore(path, PASSPHRASE, master, overwrite=True)
+    assert json.loads(path.read_text())["version"] == 2
+    assert open_keystore(path, PASSPHRASE) == master

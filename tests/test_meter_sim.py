@@ -17,6 +17,7 @@ from app.domain.card import (
     ANY_METER,
     CardContents,
     CardKind,
+    CardRemoved,
     CardWrite,
     CorruptCardFile,
     JobKind,
@@ -41,11 +42,13 @@ from cardio.meter_sim import (
     REASON_NO_JOB,
     REASON_NOT_OPENED,
     REASON_PURCHASE_COUNT,
+    REASON_PURCHASE_MAC,
     REASON_SERIAL,
     RELAY_CLOSED,
     RELAY_TRIPPED,
     MeterSimulator,
     MeterState,
+    MeterStateError,
 )
 from cardio.terminal import ApduTerminal
 
@@ -583,6 +586,160 @@ def test_write_back_mac_verifies_and_fails_when_changed(
         assert not keys.verify_write_back(card.serial, METER, bytes(changed), wb.mac)
     assert not keys.verify_write_back(card.serial, OTHER, body, wb.mac)
     assert not keys.verify_write_back(bytes(8), METER, body, wb.mac)
+
+
+# --------------------------------------------------------------------------- purchase MAC
+
+
+def edit_purchase(card: Card, **changes: Any) -> None:
+    """What a tamperer does to the card's memory: change the purchase record and fix the CRC
+    (the frame is rebuilt), keeping the MAC it had."""
+    files = card.os.image.files
+    old = P.decode_purchase(bytes(files[P.SFI_PURCHASE]))
+    assert old is not None
+    files[P.SFI_PURCHASE][:] = P.encode_purchase(replace(old, **changes))
+
+
+def test_an_edited_purchase_is_refused_and_counted(env: Env) -> None:
+    meter = env.meter()
+    card = env.opened(meter)  # purchase 1: 10,000 fen, loaded
+    card.write(parameters=user_params(card_type=UserCardType.PURCHASE), purchase=purchase(2, 5_000))
+    written_back = card.read().write_back
+    edit_purchase(card, amount=500_000)  # the amount raised, the CRC fixed
+    contents = card.read()
+    assert contents.purchase is not None and contents.purchase.amount == 500_000
+    assert contents.purchase_genuine is False  # the counter's terminal sees it too
+    result = meter.insert(card.slot())
+    assert not result.accepted and result.reason == REASON_PURCHASE_MAC and result.credited == 0
+    assert result.write_back is None and card.read().write_back == written_back
+    s = env.meter().state  # saved
+    assert (s.remaining, s.purchase_count, s.illegal_insert_count) == (10_000, 1, 1)
+    assert s.pending_purchase is None
+    # a purchase record copied from another card (genuine there) is refused here as well
+    other = env.card()
+    other.write(parameters=user_params(), purchase=purchase(2, 5_000))
+    card.os.image.files[P.SFI_PURCHASE][:] = other.os.image.files[P.SFI_PURCHASE]
+    assert meter.insert(card.slot()).reason == REASON_PURCHASE_MAC
+    assert env.meter().state.illegal_insert_count == 2
+    # the purchase the counter really wrote is loaded
+    card.write(purchase=purchase(2, 5_000))
+    assert card.read().purchase_genuine is True
+    loaded = meter.insert(card.slot())
+    assert loaded.accepted and loaded.credited == 5_000 and meter.state.remaining == 15_000
+
+
+def test_an_edited_purchase_already_loaded_is_refused_too(env: Env) -> None:
+    meter = env.meter()
+    card = env.opened(meter)
+    edit_purchase(card, amount=1)  # nothing to load, but the card is not what was sold
+    assert meter.insert(card.slot()).reason == REASON_PURCHASE_MAC
+    assert meter.state.remaining == 10_000 and meter.state.illegal_insert_count == 1
+
+
+# --------------------------------------------------------------------------- credit after the write-back
+
+# The meter's session on a user card: the read (SELECT and 5 READ BINARY, APDUs 1-6), then the
+# write-back: SELECT (7), GET CHALLENGE, EXTERNAL AUTHENTICATE, GET CHALLENGE (8-10), the UPDATE
+# of the write-back file (11), its read-back (12), and the files read again (13-17).
+WB_UPDATE_APDU = 11
+
+
+def second_purchase(env: Env, meter: MeterSimulator) -> Card:
+    card = env.opened(meter)
+    card.write(parameters=user_params(card_type=UserCardType.PURCHASE), purchase=purchase(2, 5_000))
+    return card
+
+
+@pytest.mark.parametrize("n", range(7, WB_UPDATE_APDU + 1))
+def test_a_purchase_is_not_credited_before_its_write_back_is_on_the_card(env: Env, n: int) -> None:
+    meter = env.meter()
+    card = second_purchase(env, meter)
+    card.os.pull_after(n, applied=False)  # pulled before the write-back reached the card
+    with pytest.raises(CardRemoved):
+        meter.insert(card.slot())
+    wb = card.read().write_back
+    assert wb is not None and wb.purchase_count == 1  # the card still says: not loaded
+    s = env.meter().state
+    assert (s.remaining, s.purchase_count) == (10_000, 1)  # nothing credited ...
+    assert s.pending_purchase == {"count": 2, "amount": 5_000, "tag": "00" * 8}
+    assert meter.state == s
+    again = env.meter().insert(card.slot())  # ... until the card comes back
+    assert again.credited == 5_000 and again.write_back is not None
+    assert again.write_back.purchase_count == 2
+    assert (env.meter().state.remaining, env.meter().state.pending_purchase) == (15_000, None)
+
+
+def test_a_purchase_taken_back_before_its_write_back_is_never_credited(env: Env) -> None:
+    meter = env.meter()
+    card = second_purchase(env, meter)
+    card.os.pull_after(WB_UPDATE_APDU, applied=False)
+    with pytest.raises(CardRemoved):
+        meter.insert(card.slot())
+    # the counter sees purchase 2 not loaded and reverses it: the card holds purchase 1 again
+    card.write(purchase=purchase(1, 10_000))
+    result = env.meter().insert(card.slot())
+    assert result.accepted and result.credited == 0
+    s = env.meter().state
+    assert (s.remaining, s.purchase_count, s.pending_purchase) == (10_000, 1, None)
+
+
+@pytest.mark.parametrize("n", [WB_UPDATE_APDU, WB_UPDATE_APDU + 1, 15])
+def test_a_purchase_whose_write_back_reached_the_card_is_credited_at_the_next_insert(
+    env: Env, n: int
+) -> None:
+    meter = env.meter()
+    card = second_purchase(env, meter)
+    card.os.pull_after(n, applied=True)  # the write-back is on the card, the meter never knew
+    with pytest.raises(CardRemoved):
+        meter.insert(card.slot())
+    wb = card.read().write_back
+    assert wb is not None and wb.purchase_count == 2 and wb.remaining == 15_000
+    assert card.read().write_back_genuine
+    s = env.meter().state
+    assert (s.remaining, s.purchase_count) == (10_000, 1) and s.pending_purchase is not None
+    # the counter, seeing purchase 2 loaded, sold purchase 3 on the card
+    card.write(purchase=purchase(3, 2_000))
+    result = env.meter().insert(card.slot())
+    assert result.accepted and result.reason is None
+    assert result.credited == 5_000 + 2_000  # purchase 2 settled, purchase 3 loaded
+    s = env.meter().state
+    assert (s.remaining, s.purchase_count, s.pending_purchase) == (17_000, 3, None)
+
+
+def test_a_pending_purchase_announced_on_a_lost_card_reaches_the_meter_once(env: Env) -> None:
+    meter = env.meter()
+    old = second_purchase(env, meter)
+    old.os.pull_after(WB_UPDATE_APDU, applied=True)
+    with pytest.raises(CardRemoved):
+        meter.insert(old.slot())
+    new = env.card()  # the replacement carries the last purchase, without a write-back
+    new.write(
+        parameters=user_params(card_type=UserCardType.REPLACEMENT),
+        current_tariff=tariff(FLAT),
+        purchase=purchase(2, 5_000),
+    )
+    result = env.meter().insert(new.slot())
+    assert result.accepted and result.credited == 5_000
+    assert env.meter().insert(new.slot()).credited == 0
+    s = env.meter().state
+    assert (s.remaining, s.purchase_count, s.pending_purchase) == (15_000, 2, None)
+
+
+def test_pending_purchase_in_the_state_file(env: Env) -> None:
+    meter = env.meter()
+    env.opened(meter)
+    data = meter.state.to_dict()
+    assert data["format"] == 2 and data["pending_purchase"] is None
+    old = {k: v for k, v in data.items() if k != "pending_purchase"} | {"format": 1}
+    assert MeterState.from_dict(old) == meter.state  # a format-1 file: nothing pending
+    for bad in (
+        {"count": 3, "amount": 1, "tag": "00" * 8},  # not the next purchase
+        {"count": 2, "amount": -1, "tag": "00" * 8},
+        {"count": 2, "amount": 1, "tag": "00"},
+        {"count": 2, "amount": 1},
+    ):
+        with pytest.raises(MeterStateError):
+            MeterState.from_dict(data | {"pending_purchase": bad})
 
 
 # --------------------------------------------------------------------------- management cards

@@ -96,6 +96,7 @@ purchase_records = st.builds(
     purchase_count=u32,
     sale_tag=st.binary(min_size=8, max_size=8),
     time=card_times,
+    mac=st.binary(min_size=4, max_size=4),
 )
 
 
@@ -381,7 +382,7 @@ def test_parameter_file_known_answer() -> None:
     body = bytes(
         [
             0x01,  # 0 card_kind: user card
-            0x01,  # 1 profile_version 1
+            0x02,  # 1 profile_version 2
             0x12, 0x34, 0x56,  # 2 utility_code bcd3
             0x01,  # 5 user_card_type: open account
             0x10, 0x00, 0x00, 0x00, 0x00, 0x01,  # 6 customer_no bcd6
@@ -416,13 +417,20 @@ def test_parameter_file_of_another_profile_version() -> None:
     )  # fmt: skip
     data = P.encode_parameters(rec)
 
-    def version2(body: bytearray) -> None:
-        body[1] = 2
+    def version3(body: bytearray) -> None:
+        body[1] = 3
         body.extend(b"future")  # a later profile may have a longer body
 
     with pytest.raises(UnsupportedProfile) as info:
-        P.decode_parameters(_reframe(data, version2))
-    assert info.value.params["version"] == 2
+        P.decode_parameters(_reframe(data, version3))
+    assert info.value.params["version"] == 3
+
+    def version1(body: bytearray) -> None:  # the layout before purchase MACs
+        body[1] = 1
+
+    with pytest.raises(UnsupportedProfile) as info:
+        P.decode_parameters(_reframe(data, version1))
+    assert info.value.params["version"] == 1
 
 
 def test_parameter_field_checks() -> None:
@@ -454,7 +462,8 @@ def test_parameter_field_checks() -> None:
         {"alarm2": 2**32},
         {"param_version": 0x10000},
         {"update_flags": 8},
-        {"profile_version": 2},
+        {"profile_version": 1},
+        {"profile_version": 3},
         {"card_kind": CardKind.BLANK},
         {"card_kind": 0x15},
         {"user_card_type": UserCardType.NONE},
@@ -496,21 +505,54 @@ def test_a_management_card_has_no_customer() -> None:
 
 
 def test_purchase_encode_validates() -> None:
-    good = PurchaseRecord(100, 1, b"12345678", None)
-    assert P.decode_purchase(P.encode_purchase(good)) == good
+    good = PurchaseRecord(100, 1, b"12345678", None, mac=b"MAC!")
+    back = P.decode_purchase(P.encode_purchase(good))
+    assert back == good and back is not None and back.mac == b"MAC!"
     for bad in (
-        PurchaseRecord(-1, 1, b"12345678", None),
-        PurchaseRecord(100, 2**32, b"12345678", None),
-        PurchaseRecord(100, 1, b"1234567", None),
-        PurchaseRecord(100, 1, b"12345678", dt.datetime(2100, 1, 1, tzinfo=P.BEIJING)),
+        PurchaseRecord(-1, 1, b"12345678", None, b"MAC!"),
+        PurchaseRecord(100, 2**32, b"12345678", None, b"MAC!"),
+        PurchaseRecord(100, 1, b"1234567", None, b"MAC!"),
+        PurchaseRecord(100, 1, b"12345678", dt.datetime(2100, 1, 1, tzinfo=P.BEIJING), b"MAC!"),
+        PurchaseRecord(100, 1, b"12345678", None),  # no MAC: the terminal computes it
+        PurchaseRecord(100, 1, b"12345678", None, b"MAC"),
     ):
         with pytest.raises(P.NotCardable):
             P.encode_purchase(bad)
+    # the body the MAC covers needs none
+    assert P.encode_purchase_body(PurchaseRecord(100, 1, b"12345678", None)) == (
+        bytes.fromhex("00000064 00000001") + b"12345678" + bytes(6)
+    )
+
+
+def test_purchase_file_known_answer() -> None:
+    rec = PurchaseRecord(
+        amount=123_456,
+        purchase_count=7,
+        sale_tag=bytes.fromhex("0102030405060708"),
+        time=dt.datetime(2026, 3, 1, 9, 30, 5, tzinfo=P.BEIJING),
+        mac=bytes.fromhex("A1B2C3D4"),
+    )
+    body = bytes(
+        [
+            0x00, 0x01, 0xE2, 0x40,  # 0 purchase_amount 123,456 fen
+            0x00, 0x00, 0x00, 0x07,  # 4 purchase_count 7
+            0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08,  # 8 sale_tag
+            0x26, 0x03, 0x01, 0x09, 0x30, 0x05,  # 16 time6
+            0xA1, 0xB2, 0xC3, 0xD4,  # 22 MAC
+        ]
+    )  # fmt: skip
+    assert len(body) == P.PURCHASE_BODY == 26
+    crc = crc16_x25(b"\x00\x1a" + body)
+    expected = b"\x68\x00\x1a" + body + crc.to_bytes(2, "big") + b"\x16"
+    assert len(expected) == P.FILE_SIZES[P.SFI_PURCHASE]  # the frame fills the file exactly
+    assert P.encode_purchase(rec) == expected
+    assert P.encode_purchase_body(rec) == body[:22]
+    assert P.decode_purchase(expected) == rec
 
 
 def test_purchase_time_comes_back_in_beijing_time() -> None:
     sold = dt.datetime(2026, 3, 1, 9, 30, tzinfo=dt.UTC)
-    back = P.decode_purchase(P.encode_purchase(PurchaseRecord(100, 1, b"12345678", sold)))
+    back = P.decode_purchase(P.encode_purchase(PurchaseRecord(100, 1, b"12345678", sold, b"MAC!")))
     assert back is not None and back.time == sold
     assert back.time is not None and back.time.hour == 17
 
@@ -690,8 +732,8 @@ def test_corrupt_messages_are_complete() -> None:
     st.one_of(st.just(P.APP_AID), st.just(P.APP_FID), st.just(P.MF_FID)),
 )
 def test_fci_round_trip(serial: bytes, kind: CardKind, name: bytes | int) -> None:
-    fci = P.parse_fci(P.build_fci(name, serial, P.STATE_ISSUED, kind, 1))
-    assert (fci.serial, fci.issued, fci.kind, fci.profile_version) == (serial, True, kind, 1)
+    fci = P.parse_fci(P.build_fci(name, serial, P.STATE_ISSUED, kind, P.PROFILE_VERSION))
+    assert (fci.serial, fci.issued, fci.kind, fci.profile_version) == (serial, True, kind, 2)
     assert isinstance(fci.kind, CardKind)
 
 
@@ -704,21 +746,22 @@ def test_fci_layout() -> None:
         bytes.fromhex("6F1A 84023F00 A514 9F0C080011223344556677 C10100 C20100 C30100")
     )
     assert blank == P.Fci(serial, False, CardKind.BLANK, 0, b"\x3f\x00")
-    fci = P.parse_fci(P.build_fci(P.APP_AID, serial, P.STATE_ISSUED, CardKind.USER, 1))
+    fci = P.parse_fci(P.build_fci(P.APP_AID, serial, P.STATE_ISSUED, CardKind.USER, 2))
     assert fci.name == P.APP_AID and fci.serial_hex == "0011223344556677"
 
 
 def test_fci_refusals() -> None:
     serial = bytes(8)
-    with pytest.raises(UnsupportedProfile):
-        P.parse_fci(P.build_fci(P.APP_AID, serial, P.STATE_ISSUED, CardKind.USER, 2))
-    unknown = P.parse_fci(P.build_fci(P.APP_AID, serial, P.STATE_ISSUED, 0x42, 1))
+    for other in (1, 3):  # version 1: the layout before purchase MACs
+        with pytest.raises(UnsupportedProfile):
+            P.parse_fci(P.build_fci(P.APP_AID, serial, P.STATE_ISSUED, CardKind.USER, other))
+    unknown = P.parse_fci(P.build_fci(P.APP_AID, serial, P.STATE_ISSUED, 0x42, 2))
     assert unknown.kind == 0x42 and not isinstance(unknown.kind, CardKind)
     for bad in (
-        P.build_fci(P.APP_AID, serial, P.STATE_ISSUED, CardKind.BLANK, 1),
+        P.build_fci(P.APP_AID, serial, P.STATE_ISSUED, CardKind.BLANK, 2),
         P.build_fci(P.MF_FID, serial, P.STATE_BLANK, CardKind.USER, 0),
-        P.build_fci(P.APP_AID, serial, P.STATE_ISSUED, CardKind.USER, 1) + b"\x00",
-        P.build_fci(P.APP_AID, serial, P.STATE_ISSUED, CardKind.USER, 1)[:-1],
+        P.build_fci(P.APP_AID, serial, P.STATE_ISSUED, CardKind.USER, 2) + b"\x00",
+        P.build_fci(P.APP_AID, serial, P.STATE_ISSUED, CardKind.USER, 2)[:-1],
         P.build_psam_fci(serial),
         b"",
         b"\x6f\x00",

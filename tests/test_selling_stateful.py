@@ -12,7 +12,8 @@ and one counter (``C01``) with its SQLite database.  Hypothesis drives these rul
 * ``present`` the card again (``recover_with_card``): an unresolved sale must be resolved by
   what the card holds;
 * ``meter``: some energy is used, then the card goes into the meter, which loads a purchase it
-  has not loaded (sometimes the card is pulled out of the meter);
+  has not loaded (sometimes the card is pulled out of the meter, at any APDU of its session: a
+  purchase is credited only once the write-back announcing it is on the card, bug 5 below);
 * ``card_loses_purchase``: the card's memory reverts its last purchase (so it is behind), and
   ``rewrite`` (clean or pulled) writes the last purchase again;
 * ``reverse`` the last sale with a supervisor's on-the-spot approval (clean, pulled, killed);
@@ -70,7 +71,7 @@ from cardio import profile as P
 from cardio.channel import EmulatedChannel
 from cardio.emulator import CardImage, CardState, UserCardOS
 from cardio.keys import MasterKeys, SoftwareKeyProvider
-from cardio.meter_sim import MeterSimulator, load_state
+from cardio.meter_sim import MeterSimulator, MeterState, load_state
 from cardio.terminal import ApduTerminal
 
 CUSTOMER = "100000000002"  # demo: a card-meter customer without arrears or fees
@@ -107,16 +108,18 @@ SCRATCH = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
 #    in that write could not be used, rewritten or replaced again without a second fee.
 
 
-# A limitation outside selling.py, in the meter's protocol as cardio/meter_sim.py plays it: the
-# meter saves a loaded purchase, *then* writes the write-back.  A card pulled out of the meter in
-# between (write-back APDUs 7-11) carries a stale write-back: the counter sees the purchase as
-# not loaded and reverse_sale hands the cash back while the meter keeps the credit (sell 1000;
-# meter, pulled at APDU 8; reverse -> done; meter remaining 1000).  The counter cannot tell
-# (the write-back is genuine, just old).  A meter that credits purchase N only once a
-# write-back announcing N is on the card is safe from pulls: pulled before, it credits nothing
-# and loads N at the next insert.  While the meter works as it does, the machine does not pull
-# the card in that window when the meter is loading a purchase.
-METER_SAVES_BEFORE_WRITE_BACK = True
+# 5. (cardio/meter_sim.py) The meter saved a loaded purchase, *then* wrote the write-back.  A
+#    card pulled out of the meter in between (write-back APDUs 7-11) carried a stale write-back:
+#    the counter saw the purchase as not loaded and reverse_sale handed the cash back while the
+#    meter kept the credit (sell 1000; meter, pulled at APDU 8; reverse -> done; meter remaining
+#    1000).  The meter now credits purchase N only once the write-back announcing N is on the
+#    card: it keeps N *pending* (not credited) until the write-back is written and read back.
+#    Pulled before the write-back reached the card, N is not credited (the counter may reverse
+#    it; otherwise the meter loads it at the next insert); pulled after it reached the card but
+#    before the meter saw that, N stays pending and is credited at the next insert of the
+#    account's card.  The machine pulls cards anywhere in the meter's session, and counts a
+#    pending purchase as loaded exactly when its write-back is on the card
+#    (:meth:`SellingMachine.meter_view`).
 
 
 def event(text: str) -> None:
@@ -276,8 +279,9 @@ class Snapshot:
     blacklist: frozenset[str]
     shift_id: str | None
     card: CardFile
-    meter_count: int
-    meter_remaining: int
+    meter_count: int  # purchases the meter credited, or has announced on a card (pending)
+    meter_remaining: int  # its remaining, with such an announced pending purchase credited
+    meter_credited: int  # purchases the meter has credited (its state file's purchase_count)
 
     def by_state(self, *states: str) -> list[SaleRow]:
         return [s for s in self.sales if s.state in states]
@@ -486,7 +490,8 @@ class SellingMachine(RuleBasedStateMachine):
             ledger_count = customer.purchase_count
             card_serial = customer.card_serial
             known_meter_count = customer.meter_purchase_count
-        meter = load_state(self.meter_path)
+        meter_state = load_state(self.meter_path)
+        meter_count, meter_remaining, _ = self.meter_view(meter_state)
         card = read_card(self.card_path)
         if card.issued:  # what the card held, for the invariants and card_loses_purchase
             self.purchase_files[(card.serial, card.count)] = card.purchase_raw
@@ -502,9 +507,25 @@ class SellingMachine(RuleBasedStateMachine):
             blacklist,
             shift_id,
             card,
-            meter.purchase_count,
-            meter.remaining,
+            meter_count,
+            meter_remaining,
+            meter_state.purchase_count,
         )
+
+    def meter_view(self, state: MeterState) -> tuple[int, int, int]:
+        """The meter as the model sees it: (purchase count, remaining, pending amount counted).
+
+        A purchase the meter holds *pending* (its write-back was not confirmed) counts as
+        loaded when the model saw its write-back reach the card (it is then the last purchase
+        in ``self.loaded``): the meter credits it at the next insert of the account's card.
+        Otherwise it is not loaded yet: the meter forgets it at the next insert."""
+        pending = state.pending_purchase
+        if pending is not None and self.loaded:
+            count, tag, credit = self.loaded[-1]
+            if (count, tag) == (pending["count"], bytes.fromhex(pending["tag"])):
+                assert credit == pending["amount"]
+                return count, state.remaining + credit, credit
+        return state.purchase_count, state.remaining, 0
 
     def insert_into_meter(
         self, minutes: int, load_w: int, pull: tuple[int, bool] | None = None
@@ -515,7 +536,7 @@ class SellingMachine(RuleBasedStateMachine):
         m = MeterSimulator(self.meter_path, self.keys, clock=self.clock)
         if minutes:
             self.charged += m.consume(minutes, load_w).charged
-        before = m.state.purchase_count
+        before, _, settles = self.meter_view(m.state)
         try:
             result = m.insert(self.terminal(self.card_path, pull))
         except CardRemoved:
@@ -524,17 +545,31 @@ class SellingMachine(RuleBasedStateMachine):
             result = None
         else:
             assert result.accepted and result.reason is None, result
-        after = load_state(self.meter_path).purchase_count
-        if card.count == before + 1 and (result is not None or after == card.count):
+            assert result.write_back is not None
+            assert m.state.pending_purchase is None, "a purchase left pending by a clean insert"
+        state = load_state(self.meter_path)
+        after, _, _ = self.meter_view(state)
+        pending = state.pending_purchase
+        if pending is not None and after == state.purchase_count:
+            # pending and not counted yet: counted once the write-back announcing it is on the
+            # card (then the meter credits it at the next insert, whatever happens meanwhile)
+            assert result is None and pending["count"] == state.purchase_count + 1
+            announced = read_card(self.card_path).wb_count == pending["count"]
+            event(f"meter: pulled with a purchase pending, {'' if announced else 'not '}announced")
+            if announced:
+                after = pending["count"]
+        if card.count == before + 1 and after == card.count:
             event("meter: loaded a purchase")
-            assert card.tag is not None and after == card.count
-            assert result is None or result.credited == card.amount
+            assert card.tag is not None
+            assert result is None or result.credited == settles + card.amount, (result, settles)
             self.loaded.append((card.count, card.tag, card.amount))
             self.credited += card.amount
         else:
             event("meter: nothing to load")
-            assert after == before and (result is None or result.credited == 0)
+            assert after == before and (result is None or result.credited == settles)
             assert result is None or card.count == before, (card, before)
+        if result is not None:  # a completed insert settles whatever was pending
+            assert state.purchase_count == after and pending is None
 
     # ------------------------------------------------------------------ rules
 
@@ -652,14 +687,10 @@ class SellingMachine(RuleBasedStateMachine):
         applied=st.booleans(),
     )
     def meter(self, minutes: int, load_w: int, fault: str, n: int, applied: bool) -> None:
-        pull = (n, applied) if fault == "pull" else None
         # the meter's session: the read (APDUs 1-6), then the write-back: SELECT and meter
-        # authentication (7-10), UPDATE (11), READ (12), and all files read again (13-18)
-        loads = self.snap.card.count == self.snap.meter_count + 1
-        stale = pull is not None and 7 <= n <= 11 and not (n == 11 and applied)
-        if METER_SAVES_BEFORE_WRITE_BACK and loads and stale:
-            event("meter: pull skipped (METER_SAVES_BEFORE_WRITE_BACK)")
-            pull = None
+        # authentication (7-10), UPDATE (11), READ (12), and all files read again (13-18);
+        # a pull anywhere in it (bug 5 at the top)
+        pull = (n, applied) if fault == "pull" else None
         self.insert_into_meter(minutes, load_w, pull)
 
     @precondition(
@@ -925,6 +956,12 @@ class SellingMachine(RuleBasedStateMachine):
             assert credit == sale.credit
         assert self.credited == sum(x[2] for x in self.loaded)
 
+        # the meter credits a purchase only once the write-back announcing it is on the card
+        # (bug 5): a write-back of this meter on the card never trails what the meter credited
+        if card.wb_count is not None:
+            assert s.meter_credited <= card.wb_count, (s.meter_credited, card.wb_count)
+        assert s.meter_count - s.meter_credited in (0, 1)
+
         # meter <= card <= ledger (+1 while the card holds an unresolved sale); a card is
         # behind by one purchase at most (lost, or being reversed)
         held = [x for x in unresolved if s.card_holds(x)]
@@ -1089,3 +1126,35 @@ def test_interrupted_replacement_is_resumed(machine: SellingMachine) -> None:
     _replace(m, new)  # the same card back: finished, no second fee
     s = m.observe()
     assert s.card.count == 1 and s.card.has_parameters and len(s.fees) == 1
+
+
+def test_no_credit_for_a_purchase_reversed_after_a_pull_out_of_the_meter(
+    machine: SellingMachine,
+) -> None:
+    """Bug 5, pulled before the write-back reached the card: the meter credits nothing, the
+    counter reverses the purchase, and the meter never credits it."""
+    m = machine
+    sale_id = _sell(m, 1000)
+    m.insert_into_meter(0, 0, pull=(8, False))  # during the meter's authentication
+    assert load_state(m.meter_path).remaining == 0
+    _reverse(m, sale_id)  # the card's write-back says: not loaded
+    m.insert_into_meter(0, 0)
+    state = load_state(m.meter_path)
+    assert (state.remaining, state.purchase_count, state.pending_purchase) == (0, 0, None)
+
+
+def test_a_purchase_announced_on_the_card_cannot_be_reversed_and_is_credited(
+    machine: SellingMachine,
+) -> None:
+    """Bug 5, pulled once the write-back reached the card: the counter sees the purchase
+    loaded (no reversal, the next sale goes ahead) and the meter credits it at the next insert."""
+    m = machine
+    sale_id = _sell(m, 1000)
+    m.insert_into_meter(0, 0, pull=(11, True))  # the write-back UPDATE applied, answer lost
+    assert load_state(m.meter_path).remaining == 0  # pending, not credited yet
+    with pytest.raises(selling.ReversalRefused, match="already loaded"):
+        _reverse(m, sale_id)
+    _sell(m, 500)
+    m.insert_into_meter(0, 0)
+    state = load_state(m.meter_path)
+    assert (state.remaining, state.purchase_count, state.pending_purchase) == (1500, 2, None)

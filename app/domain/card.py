@@ -14,7 +14,7 @@ from typing import Any
 from app.errors import CardVendError
 from app.i18n import N_
 
-PROFILE_VERSION = 1
+PROFILE_VERSION = 2  # 2: the purchase record carries a MAC (cardio/PROFILE.md)
 ANY_METER = "999999999999"
 
 
@@ -98,6 +98,9 @@ class PurchaseRecord:
     purchase_count: int
     sale_tag: bytes  # first 8 bytes of the sale UUID
     time: dt.datetime | None
+    # the purchase MAC as read from a card (4 bytes). Not part of what the record says: the
+    # counter's terminal computes it for the card it writes to, whatever a record carries.
+    mac: bytes = field(default=b"", compare=False)
 
 
 @dataclass(frozen=True)
@@ -147,6 +150,9 @@ class CardContents:
     job: JobRecord | None = None
     # True: the write-back carries a valid meter MAC; False: forged or copied; None: not checked
     write_back_genuine: bool | None = None
+    # True: the purchase record carries a valid purchase MAC; False: edited, forged or copied
+    # from another card; None: not checked (no purchase, or read without keys)
+    purchase_genuine: bool | None = None
     raw: dict[str, bytes] = field(default_factory=dict, repr=False, compare=False)
 
     @property

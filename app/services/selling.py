@@ -32,7 +32,7 @@ import uuid
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from app.clock import Clock
@@ -55,7 +55,7 @@ from app.domain.permissions import Action
 from app.errors import CardVendError, Conflict, NotFound, ShiftError
 from app.faults import checkpoint
 from app.i18n import N_
-from app.money import check_fen
+from app.money import check_fen, format_yuan
 from app.persistence.db import Database
 from app.persistence.models import (
     ArrearsItem,
@@ -246,7 +246,12 @@ def _identify(session: Session, contents: CardContents, utility_code: str) -> Cu
 
 
 def _anomaly(
-    session: Session, customer: Customer, detail: str, clock: Clock, actor: Principal | None
+    session: Session,
+    customer: Customer,
+    detail: str,
+    clock: Clock,
+    actor: Principal | None,
+    **params: object,
 ) -> CardAnomaly:
     audit.record(
         session,
@@ -256,9 +261,51 @@ def _anomaly(
         operator_id=actor.operator_id if actor else None,
         counter_id=actor.counter_id if actor else "-",
         result="failed",
-        detail={"detail": detail},
+        detail={"detail": detail, **params},
     )
-    return CardAnomaly(detail=detail)
+    return CardAnomaly(detail=detail, **params)
+
+
+OPENING_BALANCE = 0
+"""What a customer's meter may hold before the first card purchase: a meter starts empty."""
+
+
+def sold_credit(session: Session, customer: Customer) -> int | None:
+    """The most credit the customer's meter can have received from what was sold: the opening
+    balance, the credit of every completed card sale (a reversed sale is no longer completed)
+    and of every sale still unresolved (its card may have reached the meter).
+
+    ``None`` when this ledger does not hold every purchase of the customer (some were sold on
+    another counter's database and came in only as a purchase count): it cannot tell then."""
+    completed = SaleState.COMPLETED.value
+    open_states = [completed, *(st.value for st in UNRESOLVED)]
+    completed_count = case((Sale.state == completed, Sale.purchase_count))
+    distinct, highest, credit = session.execute(
+        select(
+            func.count(func.distinct(completed_count)),
+            func.max(completed_count),
+            func.coalesce(func.sum(Sale.credit), 0),
+        ).where(
+            Sale.customer_id == customer.id,
+            Sale.kind == SaleKind.CARD.value,
+            Sale.state.in_(open_states),
+        )
+    ).one()
+    if int(distinct) != customer.purchase_count or (highest or 0) != customer.purchase_count:
+        return None
+    return OPENING_BALANCE + int(credit)
+
+
+def _balance_problem(session: Session, customer: Customer, contents: CardContents) -> int | None:
+    """The credit sold to the customer when the card's genuine write-back claims more remaining
+    than that (the meter holds credit that was never sold); ``None`` when all is well."""
+    wb = contents.write_back
+    if wb is None or contents.write_back_genuine is not True or wb.remaining <= OPENING_BALANCE:
+        return None
+    sold = sold_credit(session, customer)
+    if sold is None or wb.remaining <= sold:
+        return None
+    return sold
 
 
 def _resolve_with_card(
@@ -387,7 +434,13 @@ def assess(
     unit = db.write() if _has_news(db, contents, utility_code) else db.read()
     with unit as session:
         customer = _identify(session, contents, utility_code)
-        resolved = _resolve_with_card(session, customer, contents, clock, actor)
+        # an edited purchase record decides nothing (its count could hand cash back for a
+        # purchase the card still holds)
+        resolved = (
+            _resolve_with_card(session, customer, contents, clock, actor)
+            if contents.purchase_genuine is not False
+            else []
+        )
         _note_write_back(customer, contents, clock)
         wb = contents.write_back
         card_count = contents.purchase.purchase_count if contents.purchase else 0
@@ -395,13 +448,29 @@ def assess(
         # last wrote on any of this customer's cards
         meter_count = wb.purchase_count if wb else customer.meter_purchase_count
         ledger_count = customer.purchase_count
-        problem = None
-        if contents.write_back_genuine is False:
+        problem: str | None = None
+        problem_params: dict[str, object] = {}
+        if contents.purchase_genuine is False:
+            problem = N_("the purchase record on the card is not genuine (changed or copied)")
+            problem_params = {"serial": contents.serial_hex}
+        elif contents.write_back_genuine is False:
             problem = "the meter write-back is not genuine"
         elif meter_count is not None and meter_count > card_count:
             problem = f"meter shows purchase {meter_count}, card {card_count}"
         elif card_count > ledger_count:
             problem = f"card holds purchase {card_count}, ledger {ledger_count}"
+        elif wb is not None and (sold := _balance_problem(session, customer, contents)) is not None:
+            problem = N_(
+                "the meter reports {remaining} yuan left, more than the {sold} yuan ever sold "
+                "to this customer"
+            )
+            problem_params = {
+                "remaining": format_yuan(wb.remaining),
+                "sold": format_yuan(sold),
+                "remaining_fen": wb.remaining,
+                "sold_fen": sold,
+                "serial": contents.serial_hex,
+            }
         customer_no = customer.customer_no
         if card_count < ledger_count:
             situation = "behind"
@@ -419,7 +488,8 @@ def assess(
         )
     if problem is not None:  # recorded in its own transaction: the refusal must not undo it
         with db.write() as session:
-            error = _anomaly(session, get_customer(session, customer_no), problem, clock, actor)
+            customer = get_customer(session, customer_no)
+            error = _anomaly(session, customer, problem, clock, actor, **problem_params)
         raise error
     return Assessment(
         contents,

@@ -3,7 +3,7 @@
     python -m tests.bench.bench_card [--writes N]
 
 The purchase write is what a sale does to a card: select, authenticate, a MAC'd update of the
-purchase file and its read-back (cardio/PROFILE.md).  Targets: at most 10 APDUs, median at most
+purchase file (with its purchase MAC from the key provider) and its read-back (cardio/PROFILE.md).  Targets: at most 10 APDUs, median at most
 10 ms through pcscd + vpcd.  Needs pcscd and the vpcd driver (started here if not running).
 """
 
@@ -93,8 +93,13 @@ WRITE_BACK = WriteBack(
 
 
 def purchase(n: int) -> PurchaseRecord:
+    """A purchase record; the terminal puts the card's purchase MAC in when it writes it."""
     return PurchaseRecord(
-        10000 + n, n, n.to_bytes(8, "big"), dt.datetime(2026, 3, 1, 9, 0, n % 60, tzinfo=CST)
+        10000 + n,
+        n,
+        n.to_bytes(8, "big"),
+        dt.datetime(2026, 3, 1, 9, 0, n % 60, tzinfo=CST),
+        mac=bytes(4),
     )
 
 
