@@ -159,6 +159,23 @@ class ByteLink(Protocol):
 SerialOpener = Callable[[str, int], ByteLink]
 
 
+class MeterLink(Protocol):
+    """A line to DL/T 645-2007 meters: a serial RS485 bus, or a TCP connection to a terminal
+    (concentrator) that carries frames for many meter addresses. cardio/dlt645 implements it
+    and speaks the protocol over it (``MeterClient``).
+
+    Frames are passed as the bytes on the line. ``transact`` sends one request frame and returns
+    the meter's answer to it (one complete frame, checksum verified, from the addressed meter,
+    for the same function), retrying on timeouts and damaged frames; it raises a typed error
+    when nothing usable comes back. ``send`` sends a frame no meter answers (a broadcast)."""
+
+    def transact(self, request: bytes) -> bytes: ...
+
+    def send(self, request: bytes) -> None: ...
+
+    def close(self) -> None: ...
+
+
 @dataclass(frozen=True)
 class TrayCard:
     """An emulated card in the training card tray."""

@@ -2,9 +2,9 @@
 
 :func:`open_serial` is the :data:`app.ports.SerialOpener` the composition root hands to whatever
 talks over a serial port (the ESC/POS printer backend in ``printing/``, the RS485 meter link).
-The port is opened 8N1 without flow control and locked for this process (``exclusive``), and
-bytes already waiting are discarded, so a late answer to an earlier question is never taken for
-the answer to the next one.
+The port is opened without flow control, 8N1 unless told otherwise (RS485 meters speak 8E1),
+and locked for this process (``exclusive``), and bytes already waiting are discarded, so a late
+answer to an earlier question is never taken for the answer to the next one.
 
 Every failure is a :class:`SerialPortError` whose ``kind`` says what went wrong (``missing``,
 ``denied``, ``busy``, ``timeout``, ``io``, ``failed``), so a caller can turn it into its own
@@ -20,6 +20,11 @@ from typing import ClassVar
 
 import serial
 
+try:  # POSIX: pyserial lets termios.error (not an OSError) through when a setting is refused
+    from termios import error as _TermiosError
+except ImportError:  # pragma: no cover - Windows
+    _TermiosError = OSError  # type: ignore[assignment,misc]
+
 from app.errors import CardVendError
 from app.i18n import N_
 
@@ -28,7 +33,7 @@ log = logging.getLogger(__name__)
 # a write may take this long plus twice the time its bytes need on the wire
 WRITE_TIMEOUT = 2.0
 DRAIN_POLL = 0.01
-BITS_PER_BYTE = 10  # start + 8 data + stop
+PARITIES = {"N": serial.PARITY_NONE, "E": serial.PARITY_EVEN, "O": serial.PARITY_ODD}
 
 MISSING = "missing"
 DENIED = "denied"
@@ -83,15 +88,22 @@ def _open_kind(exc: BaseException) -> str:
 class SerialLink:
     """An open serial port (:class:`app.ports.ByteLink`)."""
 
-    def __init__(self, port: serial.Serial, name: str, baudrate: int) -> None:
+    def __init__(
+        self, port: serial.Serial, name: str, baudrate: int, bits_per_byte: int = 10
+    ) -> None:
         self._port = port
         self.name = name
         self.baudrate = baudrate
+        self.bits_per_byte = bits_per_byte  # start + data + parity + stop bits
+
+    def line_time(self, size: int) -> float:
+        """Seconds that ``size`` bytes take on the wire at this port's settings."""
+        return size * self.bits_per_byte / self.baudrate
 
     def write(self, data: bytes) -> None:
         """Send ``data`` and wait until it has left the computer; a device that stops taking
         bytes (flow control, a hung adapter) gives ``SerialPortError(kind="timeout")``."""
-        wire_time = len(data) * BITS_PER_BYTE / self.baudrate
+        wire_time = self.line_time(len(data))
         deadline = time.monotonic() + WRITE_TIMEOUT + 2 * wire_time
         try:
             self._port.write_timeout = WRITE_TIMEOUT + 2 * wire_time
@@ -102,16 +114,17 @@ class SerialLink:
                 time.sleep(DRAIN_POLL)
         except serial.SerialTimeoutException as exc:
             raise SerialPortError(self.name, TIMEOUT, str(exc)) from exc
-        except (serial.SerialException, OSError) as exc:
+        except (serial.SerialException, OSError, _TermiosError) as exc:
             raise SerialPortError(self.name, IO, str(exc)) from exc
         log.debug("%s: sent %d bytes", self.name, len(data))
 
     def read(self, size: int, timeout: float) -> bytes:
         """Up to ``size`` bytes; fewer (maybe none) when ``timeout`` seconds pass first."""
         try:
-            self._port.timeout = timeout
+            if self._port.timeout != timeout:  # each change reconfigures the port
+                self._port.timeout = timeout
             data: bytes = self._port.read(size)
-        except (serial.SerialException, OSError) as exc:
+        except (serial.SerialException, OSError, _TermiosError) as exc:
             raise SerialPortError(self.name, IO, str(exc)) from exc
         log.debug("%s: received %s", self.name, data.hex(" ") or "nothing")
         return data
@@ -123,22 +136,39 @@ class SerialLink:
             log.warning("%s: closing failed: %s", self.name, exc)
 
 
-def open_serial(port: str, baudrate: int) -> SerialLink:
-    """Open ``port`` (``/dev/ttyUSB0``, ``COM3``) at ``baudrate``, 8N1, no flow control."""
+def open_serial(
+    port: str, baudrate: int, *, parity: str = "N", bytesize: int = 8, stopbits: int = 1
+) -> SerialLink:
+    """Open ``port`` (``/dev/ttyUSB0``, ``COM3``) at ``baudrate``, no flow control; ``parity``
+    is ``N``, ``E`` or ``O``."""
     if not port:
         raise SerialPortError(port, MISSING, "no port configured")
     try:
         handle = serial.Serial(
-            port, baudrate, timeout=1.0, write_timeout=WRITE_TIMEOUT, exclusive=True
+            port,
+            baudrate,
+            bytesize=bytesize,
+            parity=PARITIES[parity],
+            stopbits=stopbits,
+            timeout=1.0,
+            write_timeout=WRITE_TIMEOUT,
+            exclusive=True,
         )
-    except (serial.SerialException, OSError, ValueError) as exc:
-        kind = FAILED if isinstance(exc, ValueError) else _open_kind(exc)
+    except (serial.SerialException, OSError, ValueError, KeyError) as exc:
+        kind = FAILED if isinstance(exc, ValueError | KeyError) else _open_kind(exc)
         log.warning("cannot open serial port %s at %d baud (%s): %s", port, baudrate, kind, exc)
         raise SerialPortError(port, kind, str(exc)) from exc
     try:
+        # set the settings once more: a device that dropped one (a pty has no parity) refuses
+        # now, with a typed error, instead of at the first read
+        handle.timeout = handle.timeout
         handle.reset_input_buffer()
+    except _TermiosError as exc:
+        handle.close()
+        raise SerialPortError(port, FAILED, f"settings refused: {exc}") from exc
     except (serial.SerialException, OSError) as exc:
         handle.close()
         raise SerialPortError(port, IO, str(exc)) from exc
-    log.debug("opened serial port %s at %d baud", port, baudrate)
-    return SerialLink(handle, port, baudrate)
+    log.debug("opened serial port %s at %d baud %d%s%d", port, baudrate, bytesize, parity, stopbits)
+    bits = 1 + bytesize + (parity != "N") + stopbits
+    return SerialLink(handle, port, baudrate, bits)

@@ -16,6 +16,7 @@ from app.clock import FixedClock
 from app.i18n import set_language
 from app.persistence.db import Database, make_engine, normalize_url
 from tests.pcsc_fixtures import pcscd  # noqa: F401  (session fixture: a real pcscd)
+from tests.serial_rig import ptys  # noqa: F401  (a socat pty pair per test)
 
 PG_URL = os.environ.get("CARDVEND_TEST_PG_URL", "postgresql://127.0.0.1:5432/test")
 ROOT = Path(__file__).resolve().parent.parent

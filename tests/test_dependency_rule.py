@@ -18,6 +18,7 @@ EXCLUSIVE = {
     "serial": "cardio",
     "requests": "sync",
     "reportlab": "printing",
+    "dlt645": "tests",  # the independent DL/T 645 implementation: a cross-check, never shipped
 }
 # our packages each package may import
 ALLOWED_OURS = {
@@ -69,11 +70,14 @@ def test_checker_catches_violations(tmp_path: Path) -> None:
     fake = tmp_path / "probe.py"
     fake.write_text(
         "import requests\nfrom ui.app import run_gui\nimport PySide6.QtCore\n"
-        "from app.money import parse_yuan\n"
+        "from app.money import parse_yuan\nfrom dlt645 import DLT645Protocol\n"
     )
-    assert len(violations("app", fake)) == 3
-    assert len(violations("cardio", fake)) == 3  # requests, ui and Qt; app is allowed
-    assert violations("ui", fake) == [f"{fake}:1 imports requests (only sync/ may)"]
+    assert len(violations("app", fake)) == 4
+    assert len(violations("cardio", fake)) == 4  # requests, ui, Qt and dlt645; app is allowed
+    assert violations("ui", fake) == [
+        f"{fake}:1 imports requests (only sync/ may)",
+        f"{fake}:5 imports dlt645 (only tests/ may)",
+    ]
 
 
 def test_top_level_layout() -> None:

@@ -10,7 +10,6 @@ import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,6 +26,7 @@ from printing.backends import (
     receipt_file_name,
 )
 from printing.escpos import STATUS_OFFLINE, STATUS_PRINTER, STATUS_QUERY, receipt_escpos
+from tests.serial_rig import PtyPair, needs_socat
 
 NAME = "张三丰"
 QR_COMMAND = b"\x1d(k"  # GS ( k: the ESC/POS QR code functions
@@ -40,7 +40,6 @@ PAPER_OUT = 0x12 | 0x60
 CAUSE_NONE = 0x12
 CAUSE_COVER_OPEN = 0x12 | 0x04
 
-needs_socat = pytest.mark.skipif(shutil.which("socat") is None, reason="socat is not installed")
 needs_pdftotext = pytest.mark.skipif(
     shutil.which("pdftotext") is None, reason="pdftotext (poppler-utils) is not installed"
 )
@@ -84,50 +83,6 @@ def reason_of(err: PrinterError) -> object:
 
 
 # --------------------------------------------------------------------------- serial line
-
-
-class PtyPair:
-    """``socat pty,raw,echo=0,link=A pty,raw,echo=0,link=B``: bytes written to A come out of B."""
-
-    def __init__(self, folder: Path) -> None:
-        self.a = folder / "ttyA"
-        self.b = folder / "ttyB"
-        self.log = folder / "socat.log"
-        with self.log.open("wb") as out:
-            self.proc = subprocess.Popen(
-                [
-                    "socat",
-                    "-d",
-                    "-d",
-                    f"pty,raw,echo=0,link={self.a}",
-                    f"pty,raw,echo=0,link={self.b}",
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + 10
-        while not (self.a.exists() and self.b.exists()):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                pytest.fail(f"socat did not make the pty pair: {self.log.read_text()}")
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-
-
-@pytest.fixture
-def ptys(tmp_path: Path) -> Iterator[PtyPair]:
-    pair = PtyPair(tmp_path)
-    yield pair
-    pair.stop()
 
 
 class FakeThermalPrinter:

@@ -19,6 +19,7 @@ from typing import Any
 from tests.bench import (
     bench_audit,
     bench_card,
+    bench_dlt645,
     bench_find,
     bench_gui_search,
     bench_gui_start,
@@ -68,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
     records += bench_card.run()
+    records += bench_dlt645.run()
     records += bench_sale.run()
     records += bench_kill.run(bench_kill.QUICK_KILLS if quick else bench_kill.FULL_KILLS)
     records += bench_audit.run()
