@@ -219,15 +219,17 @@ class CentralClient:
     def put_audit_head(self, head: c.AuditHead) -> c.AuditHeadAck:
         return self._send("PUT", "/counters/me/audit-head", c.AuditHeadAck, body=head)[1]
 
-    def post_one(self, resource: str, item: c.Model) -> c.ItemResult:
-        """One record; a 409 (the same id with another body) comes back as a conflict result."""
+    def post_one(self, resource: str, item: c.Model, *, key_id: str | None = None) -> c.ItemResult:
+        """One record; a 409 (the same id with another body) comes back as a conflict result.
+        ``key_id`` stands for the record's id in its Idempotency-Key (see :meth:`post_batch`)."""
+        key = key_id or str(getattr(item, "id", ""))
         try:
             return self._send(
                 "POST",
                 f"/{resource}",
                 c.ItemResult,
                 body=item,
-                idempotency_key=batch_key(f"/{resource}", [str(getattr(item, "id", ""))]),
+                idempotency_key=batch_key(f"/{resource}", [key]),
             )[1]
         except CentralRejected as exc:
             if exc.params.get("status") == 409:
@@ -238,7 +240,12 @@ class CentralClient:
                 )
             raise
 
-    def post_batch(self, resource: str, items: Sequence[c.Model]) -> c.BatchResult:
+    def post_batch(
+        self, resource: str, items: Sequence[c.Model], *, key_ids: Sequence[str] | None = None
+    ) -> c.BatchResult:
+        """The items in one request. Its Idempotency-Key is made of the items' ids, or of
+        ``key_ids`` (one per item): a record sent again on purpose after the central side
+        answered for it needs a new key, or the kept answer is replayed."""
         batch_model = c.BATCHES[resource]
         ids = [str(getattr(i, "id", "")) for i in items]
         body = batch_model.model_validate({"items": list(items)})
@@ -247,7 +254,7 @@ class CentralClient:
             f"/{resource}/batch",
             c.BatchResult,
             body=body,
-            idempotency_key=batch_key(f"/{resource}/batch", ids),
+            idempotency_key=batch_key(f"/{resource}/batch", list(key_ids or ids)),
         )[1]
         if [r.id for r in result.results] != ids:
             raise CentralBadResponse(
