@@ -1,14 +1,17 @@
 """Sync commands: ``cardvend sync [--watch]``, ``cardvend sync status [--json]``,
-``cardvend sync reconcile [--json]`` and ``cardvend counter register --central URL --operator ID``.
+``cardvend sync retry RECORD...|--all-refused --operator ID``, ``cardvend sync reconcile
+[--json]`` and ``cardvend counter register --central URL --operator ID``.
 
 Sync runs without an operator (it is the counter's own job, like the background worker in the
-window); registering is an administrator's act (``--operator``, password from CARDVEND_PASSWORD
-or a prompt), changes this counter's settings and is audited.  Registering again sends the
-counter's current token; a counter that lost it (or moves to another office) registers with a
-one-time ``--enrolment-code`` from the central system's administrator.
+window); re-sending refused records is a person's decision (a supervisor or an administrator)
+and is audited. Registering is an administrator's act (``--operator``, password from
+CARDVEND_PASSWORD or a prompt), changes this counter's settings and is audited.  Registering
+again sends the counter's current token; a counter that lost it (or moves to another office)
+registers with a one-time ``--enrolment-code`` from the central system's administrator.
 
-Exit codes: 0 done; 1 an error (one line on stderr, e.g. the central system cannot be reached);
-3 ``reconcile`` found differences that need attention (missing, different, reversal).
+Exit codes: 0 done (a round whose refused records were set aside is done: the rest went up);
+1 an error (one line on stderr, e.g. the central system cannot be reached); 3 ``reconcile``
+found differences that need attention (missing, different, reversal, refused, invalid).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import sys
 import threading
 from typing import Any
 
@@ -23,12 +27,13 @@ from app.cli import cli_login, emit_json, open_db
 from app.context import AppContext
 from app.i18n import _
 from app.money import format_yuan
-from app.services.sync_status import sync_status
+from app.services.sync_status import refused_records, requeue_refused, sync_status
 from app.settings import SYNC_INTERVAL
-from sync.errors import SyncError
+from sync.errors import AuditDiverged, SyncError
 from sync.service import RoundReport, SyncService, make_client, reconcile, register_counter
 
 EXIT_DIFFERENCES = 3
+REFUSED_SHOWN = 50  # refused records listed by ``sync status`` (all of them with --json)
 
 
 def _service(ctx: AppContext) -> SyncService:
@@ -56,6 +61,21 @@ def _print_round(report: RoundReport) -> None:
     )
     for sale_id in r["flagged"]:
         print(_("sale {sale_id} flagged by the central system for review", sale_id=sale_id))
+    for refusal in report.push.refusals:
+        print(
+            _(
+                "record {record} ({kind} {ref}) refused and set aside: {code}: {reason}",
+                record=refusal.row_id,
+                kind=refusal.kind,
+                ref=refusal.ref_id,
+                code=refusal.code,
+                reason=refusal.reason,
+            )
+        )
+    if report.push.refusals:
+        print(_("'cardvend sync status' says what to do with refused records."))
+    if report.audit_diverged:
+        print(AuditDiverged(detail=report.audit_diverged).localized(), file=sys.stderr)
 
 
 def cmd_sync(ctx: AppContext, args: argparse.Namespace) -> int:
@@ -89,10 +109,19 @@ def cmd_sync(ctx: AppContext, args: argparse.Namespace) -> int:
 
 
 def cmd_status(ctx: AppContext, args: argparse.Namespace) -> int:
-    status = sync_status(open_db(ctx), ctx.clock)
+    db = open_db(ctx)
+    status = sync_status(db, ctx.clock, ctx.counter_id)
+    refused = refused_records(db, ctx.counter_id, REFUSED_SHOWN) if status.refused else []
     if args.json:
-        emit_json(status.to_json())
+        emit_json(
+            {
+                "counter_id": ctx.counter_id,
+                **status.to_json(),
+                "refused_records": [r.to_json() for r in refused],
+            }
+        )
         return 0
+    print(_("counter: {counter}", counter=ctx.counter_id))
     print(_("online: {value}", value=_("yes") if status.online else _("no")))
     print(
         _(
@@ -106,10 +135,49 @@ def cmd_status(ctx: AppContext, args: argparse.Namespace) -> int:
     last = status.last_success.isoformat() if status.last_success else _("never")
     print(_("last success: {when}", when=last))
     print(_("last error: {error}", error=status.last_error or _("none")))
-    if status.refused:
-        print(_("refused by the central system: {count}", count=status.refused))
     if status.review:
         print(_("sales flagged for review: {count}", count=status.review))
+    if status.audit_diverged:
+        print(AuditDiverged(detail=status.audit_diverged).localized())
+    if status.refused:
+        print(
+            _(
+                "refused, set aside: {count} ({amount} yuan)",
+                count=status.refused,
+                amount=format_yuan(status.refused_amount),
+            )
+        )
+        for r in refused:
+            print(
+                _(
+                    "  record {record}: {kind} {ref}, {amount} yuan, refused {when}: "
+                    "{code}: {reason}",
+                    record=r.id,
+                    kind=r.kind,
+                    ref=r.ref_id,
+                    amount=format_yuan(r.amount_fen),
+                    when=r.refused_at.isoformat(timespec="seconds"),
+                    code=r.code,
+                    reason=r.reason,
+                )
+            )
+            print("    " + _("what to do: {advice}", advice=r.advice))
+        if status.refused > len(refused):
+            print(
+                _("  ... and {count} more (--json lists them)", count=status.refused - len(refused))
+            )
+    return 0
+
+
+def cmd_retry(ctx: AppContext, args: argparse.Namespace) -> int:
+    me = cli_login(ctx, args.operator)
+    ids = requeue_refused(open_db(ctx), me, ctx.clock, args.records, all_refused=args.all_refused)
+    print(
+        _(
+            "{count} refused records put back in the queue; they are sent at the next sync.",
+            count=len(ids),
+        )
+    )
     return 0
 
 
@@ -166,6 +234,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     q = ssub.add_parser("status", help=_("online, pending sales, last success and error"))
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_status)
+    q = ssub.add_parser(
+        "retry", help=_("re-send refused records once the cause is fixed (audited)")
+    )
+    q.add_argument(
+        "records", nargs="*", metavar="RECORD", help=_("record ids (or sale ids) to re-send")
+    )
+    q.add_argument("--all-refused", action="store_true", help=_("every refused record"))
+    q.add_argument(
+        "--operator",
+        required=True,
+        help=_("a supervisor or administrator (password from CARDVEND_PASSWORD or a prompt)"),
+    )
+    q.set_defaults(func=cmd_retry)
     q = ssub.add_parser(
         "reconcile", help=_("compare this counter's sales with the central system's")
     )

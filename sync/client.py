@@ -255,16 +255,18 @@ class CentralClient:
     def put_audit_head(self, head: c.AuditHead) -> c.AuditHeadAck:
         return self._send("PUT", "/counters/me/audit-head", c.AuditHeadAck, body=head)[1]
 
-    def post_one(self, resource: str, item: c.Model) -> c.ItemResult:
+    def post_one(self, resource: str, item: c.Model, *, key_id: str | None = None) -> c.ItemResult:
         """One record; a 409 (the same id with another body) comes back as a conflict result,
-        a refusal (403/422 with a refusal code) as a rejected one, as in a batch."""
+        a refusal (403/422 with a refusal code) as a rejected one, as in a batch. ``key_id``
+        stands for the record's id in its Idempotency-Key (see :meth:`post_batch`)."""
+        key = key_id or str(getattr(item, "id", ""))
         try:
             return self._send(
                 "POST",
                 f"/{resource}",
                 c.ItemResult,
                 body=item,
-                idempotency_key=batch_key(f"/{resource}", [str(getattr(item, "id", ""))]),
+                idempotency_key=batch_key(f"/{resource}", [key]),
             )[1]
         except CentralRejected as exc:
             problem = exc.params.get("problem")
@@ -284,23 +286,28 @@ class CentralClient:
                 )
             raise
 
-    def post_batch(self, resource: str, items: Sequence[c.Model]) -> c.BatchResult:
+    def post_batch(
+        self, resource: str, items: Sequence[c.Model], *, key_ids: Sequence[str] | None = None
+    ) -> c.BatchResult:
+        """The items in one request. Its Idempotency-Key is made of the items' ids, or of
+        ``key_ids`` (one per item): a record sent again on purpose after the central side
+        answered for it needs a new key, or the kept answer is replayed."""
         batch_model = c.BATCHES[resource]
         ids = [str(getattr(i, "id", "")) for i in items]
         body = batch_model.model_validate({"items": list(items)})
         if len(items) > 1 and len(body.model_dump_json().encode("utf-8")) > c.MAX_BODY:
-            return self._halves(resource, items)
+            return self._halves(resource, items, key_ids)
         try:
             result = self._send(
                 "POST",
                 f"/{resource}/batch",
                 c.BatchResult,
                 body=body,
-                idempotency_key=batch_key(f"/{resource}/batch", ids),
+                idempotency_key=batch_key(f"/{resource}/batch", list(key_ids or ids)),
             )[1]
         except CentralRejected as exc:
             if exc.params.get("status") == 413 and len(items) > 1:
-                return self._halves(resource, items)
+                return self._halves(resource, items, key_ids)
             raise
         if [r.id for r in result.results] != ids:
             raise CentralBadResponse(
@@ -310,8 +317,11 @@ class CentralClient:
             )
         return result
 
-    def _halves(self, resource: str, items: Sequence[c.Model]) -> c.BatchResult:
+    def _halves(
+        self, resource: str, items: Sequence[c.Model], key_ids: Sequence[str] | None
+    ) -> c.BatchResult:
         middle = len(items) // 2
-        first = self.post_batch(resource, items[:middle]).results
-        second = self.post_batch(resource, items[middle:]).results
+        keys = list(key_ids) if key_ids else None
+        first = self.post_batch(resource, items[:middle], key_ids=keys and keys[:middle]).results
+        second = self.post_batch(resource, items[middle:], key_ids=keys and keys[middle:]).results
         return c.BatchResult(results=[*first, *second])

@@ -1,8 +1,9 @@
 """Pulling from the central system: tariff versions, customer archive deltas (with arrears),
 remote-purchase statuses and management-card jobs.
 
-Each page is applied in one write transaction together with its cursor, so a crash or a bad page
-leaves the counter at the end of the last whole page and the next pull goes on from there. A
+Pages are applied in write transactions together with the cursor (a transaction takes the
+pages that have already arrived, up to a few thousand records), so a crash or a bad page leaves
+the counter at the end of the last whole page committed and the next pull goes on from there. A
 page that fails the contract (validated by the client) or the counter's own rules changes
 nothing.
 
@@ -23,12 +24,13 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 from sqlalchemy import Table, bindparam, delete, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.clock import Clock
@@ -46,6 +48,7 @@ from app.persistence.models import (
     TariffVersion,
 )
 from app.services import audit
+from app.services.sync_status import counter_key
 from app.services.tariffs import SPEC_DEFAULTS, ensure_plan
 from sync import contract as c
 from sync.client import CentralClient
@@ -60,6 +63,8 @@ CURSOR_KEYS = {
     "remote": "sync.cursor.remote",
     "jobs": "sync.cursor.jobs",
 }
+APPLY_CHUNK = 500  # customers turned into database rows at a time
+TX_RECORDS = 5000  # records applied in one write transaction at most (pages already arrived)
 PARAM_FIELDS = (
     "ct_ratio",
     "pt_ratio",
@@ -85,8 +90,19 @@ def put_setting(session: Session, key: str, value: str) -> None:
         row.value = value
 
 
-def cursor(session: Session, stream: str) -> int:
-    return int(get_setting(session, CURSOR_KEYS[stream]) or 0)
+# streams the central side answers per counter (its remote payments): one cursor per counter;
+# the others (tariffs, the office's customers and arrears, jobs) are shared by the counters of
+# a database, pulled once and applied idempotently
+PER_COUNTER = frozenset({"remote"})
+
+
+def cursor_key(stream: str, counter_id: str) -> str:
+    key = CURSOR_KEYS[stream]
+    return counter_key(key, counter_id) if stream in PER_COUNTER else key
+
+
+def cursor(session: Session, stream: str, counter_id: str = "") -> int:
+    return int(get_setting(session, cursor_key(stream, counter_id)) or 0)
 
 
 @dataclass
@@ -107,28 +123,68 @@ def _pull(
     fetch: Callable[[int], P],
     apply: Callable[[Session, P], None],
     report: PullReport,
+    counter_id: str = "",
 ) -> None:
-    """Fetch pages after the stream's cursor and apply each with the cursor in one
-    transaction. The next page is fetched while this one is applied (the central side and the
-    counter work at the same time); it is only used if this one was applied."""
+    """Fetch pages after the stream's cursor and apply them with the cursor in write
+    transactions. The next page is fetched while one is applied (the central side and the
+    counter work at the same time); it is only used if this one was applied. A transaction
+    takes the next page too when it has already arrived, up to :data:`TX_RECORDS` records:
+    pages stay small (memory: the page applied and the one being fetched), commits few, and
+    the write lock is never held while waiting for the central side."""
+    key = cursor_key(stream, counter_id)
+    _ensure_cursor(db, key)
     with db.read() as session:
-        after = cursor(session, stream)
+        after = int(get_setting(session, key) or 0)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"pull-{stream}") as pool:
         pending: Future[P] = pool.submit(fetch, after)
-        while True:
-            page = pending.result()
-            more = page.has_more and page.next_cursor != after
-            if more:
-                pending = pool.submit(fetch, page.next_cursor)
+        more = True
+        while more:
+            page: P | None = pending.result()
             with db.write() as session:
-                if cursor(session, stream) != after:  # another sync ran meanwhile: stop here
+                if _locked_cursor(session, key) != after:  # another sync ran meanwhile
                     return
-                apply(session, page)
-                put_setting(session, CURSOR_KEYS[stream], str(page.next_cursor))
-            report.pages += 1
-            if not more:
-                return
-            after = page.next_cursor
+                records = 0
+                while page is not None:
+                    next_cursor = page.next_cursor
+                    more = page.has_more and next_cursor != after
+                    if more:
+                        pending = pool.submit(fetch, next_cursor)
+                    apply(session, page)
+                    records += len(page.items)
+                    page = None  # memory: at most the page applied and the one being fetched
+                    report.pages += 1
+                    after = next_cursor
+                    if more and records < TX_RECORDS and pending.done():
+                        page = pending.result()
+                put_setting(session, key, str(after))
+
+
+def _ensure_cursor(db: Database, key: str) -> None:
+    """The cursor's row exists, so that a page's transaction can lock it (two counters that
+    share a database may pull the same stream at the same time)."""
+    with db.read() as session:
+        if session.get(Setting, key) is not None:
+            return
+    try:
+        with db.write() as session:
+            if session.get(Setting, key) is None:
+                session.add(Setting(key=key, value="0"))
+    except IntegrityError:  # the other counter made it meanwhile
+        pass
+
+
+def _locked_cursor(session: Session, key: str) -> int:
+    """The cursor as committed now, its row locked until this transaction ends (PostgreSQL;
+    on SQLite the write transaction holds the database): of two counters pulling the same
+    shared stream at once, the second sees that the first moved it and stops, instead of
+    applying the same page again."""
+    row = session.scalar(
+        select(Setting)
+        .where(Setting.key == key)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return int(row.value or 0) if row is not None else 0
 
 
 # --------------------------------------------------------------------------- tariffs
@@ -211,20 +267,39 @@ class CustomerApplier:
         self.offices.add(code)
 
     def __call__(self, session: Session, page: c.CustomerPage) -> None:
+        """Apply one page in the caller's transaction, in slices of :data:`APPLY_CHUNK`
+        customers (the rows built for the database are a slice's, not the page's: memory)."""
         if not page.items:
             return
         now = self.clock.now()
+        unsent_binding = self._unsent_bindings(session)
+        page_refs = {a.ref for rec in page.items for a in rec.arrears}
+        closed_now: list[int] = []
+        for i in range(0, len(page.items), APPLY_CHUNK):
+            part = page.items[i : i + APPLY_CHUNK]
+            closed_now += self._apply(session, part, now, unsent_binding, page_refs)
+        if closed_now:
+            self._flag_closed(session, closed_now)
+
+    def _apply(
+        self,
+        session: Session,
+        items: Sequence[c.CustomerRecord],
+        now: dt.datetime,
+        unsent_binding: set[str],
+        page_refs: set[str],
+    ) -> list[int]:
+        """Customers (and their arrears) of one slice of a page; the ids of those closed now."""
         table = cast(Table, Customer.__table__)
-        nos = [r.customer_no for r in page.items]
+        nos = [r.customer_no for r in items]
         existing = {
             row.customer_no: row
             for row in session.execute(select(*_CUSTOMER_COLS).where(Customer.customer_no.in_(nos)))
         }
-        unsent_binding = self._unsent_bindings(session)
         new_rows: list[dict[str, Any]] = []
         updates: list[dict[str, Any]] = []
         closed_now: list[int] = []
-        for rec in page.items:
+        for rec in items:
             self._office(session, rec.office_code)
             values: dict[str, Any] = {
                 "name": rec.name,
@@ -281,10 +356,18 @@ class CustomerApplier:
                 )
         ids: dict[str, int] = {no: row.id for no, row in existing.items()}
         if new_rows:
-            result = session.execute(
-                insert(table).returning(table.c.id, table.c.customer_no), new_rows
-            )
-            ids.update({no: cid for cid, no in result.all()})
+            # only a new customer with arrears needs its id back (for its items): the others
+            # go in one plain executemany, without rendering a statement per batch
+            owing = {rec.customer_no for rec in items if rec.arrears}
+            plain = [r for r in new_rows if r["customer_no"] not in owing]
+            if plain:
+                session.connection().execute(insert(table), plain)
+            returning = [r for r in new_rows if r["customer_no"] in owing]
+            if returning:
+                result = session.execute(
+                    insert(table).returning(table.c.id, table.c.customer_no), returning
+                )
+                ids.update({no: cid for cid, no in result.all()})
         if updates:
             stmt = (
                 update(table)
@@ -294,9 +377,8 @@ class CustomerApplier:
             session.connection().execute(stmt, updates)
         self.report.customers_new += len(new_rows)
         self.report.customers_changed += len(updates)
-        self._arrears(session, page, ids, now)
-        if closed_now:
-            self._flag_closed(session, closed_now)
+        self._arrears(session, items, ids, [row.id for row in existing.values()], now, page_refs)
+        return closed_now
 
     @staticmethod
     def _unsent_bindings(session: Session) -> set[str]:
@@ -309,24 +391,36 @@ class CustomerApplier:
         return {str(p.get("customer_no")) for p in payloads if isinstance(p, dict)}
 
     def _arrears(
-        self, session: Session, page: c.CustomerPage, ids: dict[str, int], now: dt.datetime
+        self,
+        session: Session,
+        items: Sequence[c.CustomerRecord],
+        ids: dict[str, int],
+        known: list[int],
+        now: dt.datetime,
+        page_refs: set[str],
     ) -> None:
-        remote = {a.ref: (rec.customer_no, a) for rec in page.items for a in rec.arrears}
-        page_ids = [ids[rec.customer_no] for rec in page.items]
+        """The arrears of one slice; an open item is gone when the whole page no longer lists
+        it (an item that moved to a customer in another slice is updated there). ``known``: the
+        slice's customers this counter had before (a new one has no items here but by ref)."""
+        remote = {a.ref: (rec.customer_no, a) for rec in items for a in rec.arrears}
+        which = []
+        if known:
+            which.append(ArrearsItem.customer_id.in_(known))
+        if remote:
+            which.append(ArrearsItem.ref.in_(list(remote)))
+        if not which:
+            return
         local = {
             item.ref: item
             for item in session.scalars(
-                select(ArrearsItem).where(
-                    ArrearsItem.ref.is_not(None),
-                    or_(ArrearsItem.customer_id.in_(page_ids), ArrearsItem.ref.in_(list(remote))),
-                )
+                select(ArrearsItem).where(ArrearsItem.ref.is_not(None), or_(*which))
             )
         }
         changed = 0
         gone = [
             item.id
             for ref, item in local.items()
-            if ref not in remote and item.settled_by_sale_id is None
+            if ref not in page_refs and item.settled_by_sale_id is None
         ]
         if gone:
             session.execute(delete(ArrearsItem).where(ArrearsItem.id.in_(gone)))
@@ -429,7 +523,12 @@ def _apply_jobs(session: Session, page: c.JobPage, clock: Clock, report: PullRep
 
 
 def pull_all(
-    db: Database, client: CentralClient, clock: Clock, *, page_size: int = 5000
+    db: Database,
+    client: CentralClient,
+    clock: Clock,
+    *,
+    counter_id: str,
+    page_size: int = 2000,
 ) -> PullReport:
     report = PullReport()
     _pull(
@@ -452,6 +551,7 @@ def pull_all(
         lambda after: client.remote_statuses(after),
         lambda s, p: _apply_remote(s, p, report),
         report,
+        counter_id,
     )
     _pull(
         db,

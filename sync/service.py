@@ -2,14 +2,18 @@
 
 A round: push the outbox (sales first, so the central side knows them before we pull the archive
 that reflects them), pull tariffs, customers, remote statuses and jobs, push the write-backs
-seen on cards (control reports, and low-balance SMS requests), then the audit head. The outcome
-is written to the database (``sync.*`` settings, see app/services/sync_status.py) so the UI,
-``cardvend sync status`` and the offline limits see it.
+seen on cards (control reports, and low-balance SMS requests), then the audit head. A record
+refused (by the contract check or the central side) is set aside and an audit history the central
+side does not recognise is flagged: neither fails the round for the rest. The outcome is written
+to the database for this counter (``sync.*@COUNTER`` settings, see app/services/sync_status.py)
+so the UI, ``cardvend sync status`` and the offline limits see it; counters sharing a database
+each send, count and report their own.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import os
 import threading
@@ -19,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy import select
 
 from app.clock import Clock, aware
@@ -30,7 +35,16 @@ from app.persistence.db import Database
 from app.persistence.models import AuditEntry, Customer, OutboxEntry, Sale
 from app.services import audit
 from app.services.auth import Principal
-from app.services.sync_status import LAST_ATTEMPT, LAST_ERROR, LAST_SUCCESS, ONLINE
+from app.services.sync_status import (
+    AUDIT_DIVERGED,
+    LAST_ATTEMPT,
+    LAST_ERROR,
+    LAST_SUCCESS,
+    ONLINE,
+    counter_key,
+    counter_setting,
+    put_counter_setting,
+)
 from app.settings import (
     CENTRAL_CA_BUNDLE,
     CENTRAL_URL,
@@ -40,8 +54,8 @@ from app.settings import (
 )
 from sync import contract as c
 from sync.client import CentralClient
-from sync.errors import AuditDiverged, NotRegistered, SyncError
-from sync.outbox import NAMESPACE, PushReport, push, sale_body
+from sync.errors import AuditDiverged, NotRegistered
+from sync.outbox import NAMESPACE, PushReport, SaleFacts, push, sale_body
 from sync.pull import PullReport, get_setting, pull_all, put_setting
 
 log = logging.getLogger(__name__)
@@ -175,13 +189,16 @@ class RoundReport:
     pull: PullReport = field(default_factory=PullReport)
     control_reports: int = 0
     sms_requests: int = 0
+    control_refused: int = 0  # card balance reports the contract or the central side refused
     audit_seq: int | None = None
+    audit_diverged: str | None = None  # why the central side holds another audit history
 
     def to_json(self) -> dict[str, Any]:
         return {
             "sent": self.push.sent,
             "duplicates": self.push.duplicates,
             "refused": self.push.failed,
+            "refusals": [r.to_json() for r in self.push.refusals],
             "waiting": self.push.waiting,
             "flagged": self.push.flagged,
             "flagged_by_pull": self.pull.flagged,
@@ -194,7 +211,9 @@ class RoundReport:
             "jobs": self.pull.jobs,
             "control_reports": self.control_reports,
             "sms_requests": self.sms_requests,
+            "control_refused": self.control_refused,
             "audit_seq": self.audit_seq,
+            "audit_diverged": self.audit_diverged,
         }
 
 
@@ -208,7 +227,9 @@ class SyncService:
         counter_id: str,
         office_code: str,
         batch_size: int = 500,
-        page_size: int = 5000,
+        # customers per pulled page: two pages are held at once (one applied, the next being
+        # fetched), so this bounds the pull's memory; 2,000 costs no time against 5,000
+        page_size: int = 2000,
     ) -> None:
         self.db = db
         self.client = client
@@ -235,11 +256,24 @@ class SyncService:
             report = RoundReport()
             try:
                 report.push = push(
-                    self.db, self.client, self.clock, self.office_code, batch_size=self.batch_size
+                    self.db,
+                    self.client,
+                    self.clock,
+                    self.office_code,
+                    self.counter_id,
+                    batch_size=self.batch_size,
                 )
-                report.pull = pull_all(self.db, self.client, self.clock, page_size=self.page_size)
-                report.control_reports, report.sms_requests = self.push_control()
-                report.audit_seq = self.push_audit_head()
+                report.pull = pull_all(
+                    self.db,
+                    self.client,
+                    self.clock,
+                    counter_id=self.counter_id,
+                    page_size=self.page_size,
+                )
+                report.control_reports, report.sms_requests, report.control_refused = (
+                    self.push_control()
+                )
+                report.audit_seq, report.audit_diverged = self.report_audit_head()
             except CardVendError as exc:
                 self._record(ok=False, error=f"{exc.code}: {exc}")
                 raise
@@ -250,20 +284,25 @@ class SyncService:
             return report
 
     def _record(self, *, ok: bool, error: str) -> None:
+        """The round's outcome, kept for this counter (counters may share the database)."""
         now = self.clock.now().isoformat()
+        me = self.counter_id
         with self.db.write() as session:
-            put_setting(session, LAST_ATTEMPT, now)
-            put_setting(session, ONLINE, "1" if ok else "0")
-            put_setting(session, LAST_ERROR, error[:1000])
+            put_counter_setting(session, LAST_ATTEMPT, me, now)
+            put_counter_setting(session, ONLINE, me, "1" if ok else "0")
+            put_counter_setting(session, LAST_ERROR, me, error[:1000])
             if ok:
-                put_setting(session, LAST_SUCCESS, now)
+                put_counter_setting(session, LAST_SUCCESS, me, now)
 
     # ------------------------------------------------------------------ control reports
 
-    def push_control(self, page: int = 1000) -> tuple[int, int]:
+    def push_control(self, page: int = 1000) -> tuple[int, int, int]:
         """Send the write-backs read off cards since the last round; a balance at or below the
-        first alarm also asks the central system to send the low-balance SMS."""
-        reports = sms = 0
+        first alarm also asks the central system to send the low-balance SMS. (reports, SMS
+        requests, refused): a report that fails the contract (a customer number edited in the
+        database) or that the central side refuses is logged and left out, the rest go on.
+        The write-backs are on the shared customer archive: one cursor for all counters."""
+        reports = sms = refused = 0
         while True:
             with self.db.read() as session:
                 raw = get_setting(session, CONTROL_CURSOR) or ""
@@ -286,7 +325,7 @@ class SyncService:
                     query.order_by(Customer.write_back_seen_at, Customer.id).limit(page)
                 ).all()
             if not rows:
-                return reports, sms
+                return reports, sms, refused
             items: list[c.ControlReport] = []
             texts: list[c.SmsRequest] = []
             for _cid, cno, remaining, count, seen, alarm1 in rows:
@@ -294,8 +333,8 @@ class SyncService:
                     continue
                 seen_at = aware(seen)
                 key = f"{cno}:{count}:{remaining}:{seen_at.isoformat()}"
-                items.append(
-                    c.ControlReport(
+                try:
+                    report = c.ControlReport(
                         id=str(uuid.uuid5(NAMESPACE, "control:" + key)),
                         customer_no=cno,
                         meter_remaining=remaining,
@@ -303,10 +342,9 @@ class SyncService:
                         seen_at=seen_at,
                         counter_id=self.counter_id,
                     )
-                )
-                if remaining <= alarm1:
-                    texts.append(
-                        c.SmsRequest(
+                    text = None
+                    if remaining <= alarm1:
+                        text = c.SmsRequest(
                             id=str(uuid.uuid5(NAMESPACE, f"sms-low:{cno}:{count}:{remaining}")),
                             customer_no=cno,
                             template="low_balance",
@@ -314,13 +352,22 @@ class SyncService:
                             counter_id=self.counter_id,
                             created_at=seen_at,
                         )
-                    )
+                except PydanticValidationError as exc:
+                    log.warning("card balance of customer %r not reported: %s", cno, exc)
+                    refused += 1
+                    continue
+                items.append(report)
+                if text is not None:
+                    texts.append(text)
             for resource, batch in (("control-reports", items), ("sms", texts)):
                 for i in range(0, len(batch), self.batch_size):
                     result = self.client.post_batch(resource, batch[i : i + self.batch_size])
-                    bad = [r for r in result.results if r.status in ("conflict", "rejected")]
-                    if bad:
-                        raise SyncError(detail=f"{resource} refused: {bad[0].message}")
+                    for r in result.results:
+                        # a conflict: another counter of this database reported the same
+                        # write-back at the same moment; the central side has it
+                        if r.status == "rejected":
+                            log.warning("%s %s refused: %s", resource, r.id, r.message)
+                            refused += 1
             reports += len(items)
             sms += len(texts)
             last_id_now, last_seen = rows[-1][0], rows[-1][4]
@@ -330,14 +377,16 @@ class SyncService:
                     session, CONTROL_CURSOR, f"{aware(last_seen).isoformat()}|{last_id_now}"
                 )
             if len(rows) < page:
-                return reports, sms
+                return reports, sms, refused
 
     # ------------------------------------------------------------------ audit head
 
     def push_audit_head(self) -> int:
+        """Report this counter's audit head; :class:`AuditDiverged` when the central side holds
+        another history for it. What was acknowledged is kept per counter."""
         seq, head_hash = audit.latest(self.db)
         with self.db.read() as session:
-            acked = get_setting(session, AUDIT_ACKED)
+            acked = counter_setting(session, AUDIT_ACKED, self.counter_id)
             previous = int(acked) if acked else None
             at_previous = None
             if previous is not None:
@@ -351,10 +400,30 @@ class SyncService:
             previous_seq=previous if at_previous else None,
             at_previous_seq=at_previous,
         )
+        ack = self.client.put_audit_head(head)
+        with self.db.write() as session:
+            put_counter_setting(session, AUDIT_ACKED, self.counter_id, str(ack.seq))
+            put_counter_setting(session, AUDIT_DIVERGED, self.counter_id, None)
+        return ack.seq
+
+    def report_audit_head(self) -> tuple[int | None, str | None]:
+        """The audit head as a part of the round: (the acknowledged seq, None), or, when the
+        central side holds another audit history, (None, why). A divergence is flagged for this
+        counter (sync status, the central-link page) and audited once when it appears; it does
+        not fail the round, whose sales already went up. It clears itself when the central side
+        accepts a head again."""
         try:
-            ack = self.client.put_audit_head(head)
+            return self.push_audit_head(), None
         except AuditDiverged as exc:
-            with self.db.write() as session:
+            message = str(exc.params.get("detail", "")) or str(exc)
+        seq, _hash = audit.latest(self.db)
+        key = counter_key(AUDIT_DIVERGED, self.counter_id)
+        with self.db.write() as session:
+            held = get_setting(session, key)
+            before = json.loads(held) if held else None
+            if before is None or before.get("message") != message:
+                flag = {"since": self.clock.now().isoformat(), "seq": seq, "message": message}
+                put_setting(session, key, json.dumps(flag, ensure_ascii=False))
                 audit.record(
                     session,
                     action="audit_diverged",
@@ -362,12 +431,10 @@ class SyncService:
                     counter_id=self.counter_id,
                     clock=self.clock,
                     result="failed",
-                    detail={"seq": seq, "previous_seq": previous, "message": str(exc)},
+                    detail={"seq": seq, "message": message},
                 )
-            raise
-        with self.db.write() as session:
-            put_setting(session, AUDIT_ACKED, str(ack.seq))
-        return ack.seq
+        log.error("the central system holds another audit history: %s", message)
+        return None, message
 
 
 # --------------------------------------------------------------------------- worker
@@ -438,7 +505,9 @@ def background_worker(ctx: AppContext) -> SyncWorker | None:
 @dataclass
 class Difference:
     sale_id: str
-    kind: str  # missing_central | missing_local | different | reversal | not_sent | flagged
+    # missing_central | missing_local | different | reversal | refused | invalid (serious);
+    # not_sent | flagged (listed, not errors)
+    kind: str
     detail: str = ""
 
 
@@ -466,10 +535,33 @@ class ReconcileReport:
         }
 
 
+def _live_differences(body: dict[str, Any], held: c.SaleRecord, reversed_: bool) -> list[str]:
+    """The fields in which the sale as the ledger holds it now differs from what the central
+    system holds; a body that fails the contract names the fields that fail."""
+    invalid: set[str] = set()
+    try:
+        mine = c.SaleRecord.model_validate(body)
+    except PydanticValidationError as exc:
+        invalid = {str(e["loc"][0]) for e in exc.errors() if e.get("loc")}
+        held_json = held.model_dump(mode="json")
+        try:  # the fields that fail differ for sure; compare the others as usual
+            mine = c.SaleRecord.model_validate({**body, **{k: held_json[k] for k in invalid}})
+        except (PydanticValidationError, KeyError):
+            return sorted(invalid) or ["record"]
+    fields = [
+        k for k in c.SaleRecord.model_fields if k in invalid or getattr(mine, k) != getattr(held, k)
+    ]
+    if reversed_ and fields == ["settled_refs"] and not mine.settled_refs:
+        return []  # a reversal gives the settled arrears back: the sale itself is unchanged
+    return fields
+
+
 def reconcile(
     db: Database, client: CentralClient, *, counter_id: str, office_code: str
 ) -> ReconcileReport:
-    """Compare this counter's settled sales with what the central system holds for it."""
+    """Compare this counter's settled sales, as the ledger holds them now (amount, credit,
+    state, customer, ...: not the body frozen for sending), with what the central system holds
+    for it: a sale edited in the database after it was sent shows as ``different``."""
     central: dict[str, c.CounterSale] = {}
     after = 0
     while True:
@@ -480,64 +572,75 @@ def reconcile(
             break
         after = page.next_cursor
     report = ReconcileReport(central=len(central))
+    mine = OutboxEntry.counter_id == counter_id
     with db.read() as session:
-        unsent = set(
-            session.scalars(
-                select(OutboxEntry.ref_id).where(
-                    OutboxEntry.sent_at.is_(None), OutboxEntry.kind.in_(("sale", "remote"))
+        unsent = dict(
+            session.execute(
+                select(OutboxEntry.ref_id, OutboxEntry.refused_at).where(
+                    mine, OutboxEntry.sent_at.is_(None), OutboxEntry.kind.in_(("sale", "remote"))
                 )
-            )
+            ).all()
         )
         unsent_reversals = set(
             session.scalars(
                 select(OutboxEntry.payload).where(
-                    OutboxEntry.sent_at.is_(None), OutboxEntry.kind == "reversal"
+                    mine, OutboxEntry.sent_at.is_(None), OutboxEntry.kind == "reversal"
                 )
             )
         )
         waiting_reversal = {p.get("sale_id") for p in unsent_reversals if isinstance(p, dict)}
-        frozen: dict[str, dict[str, Any] | None] = dict(
-            session.execute(
-                select(OutboxEntry.ref_id, OutboxEntry.body).where(
-                    OutboxEntry.kind.in_(("sale", "remote"))
-                )
-            ).all()
-        )
         local_ids: set[str] = set()
-        for sale in session.scalars(select(Sale).where(Sale.counter_id == counter_id)):
-            body = frozen.get(sale.id) or sale_body(session, sale, office_code)
-            if body is None:
-                continue  # pending or in doubt: not settled yet, nothing to compare
-            local_ids.add(sale.id)
-            report.local += 1
-            held = central.get(sale.id)
-            if held is None:
-                kind = "not_sent" if sale.id in unsent else "missing_central"
-                report.differences.append(Difference(sale.id, kind))
-                continue
-            mine = c.SaleRecord.model_validate(body)
-            if mine != held.sale:
-                fields = [
-                    k
-                    for k in c.SaleRecord.model_fields
-                    if getattr(mine, k) != getattr(held.sale, k)
-                ]
-                report.differences.append(Difference(sale.id, "different", ", ".join(fields)))
-                continue
-            if (sale.state == "reversed") != held.reversed and sale.id not in waiting_reversal:
-                report.differences.append(
-                    Difference(
-                        sale.id,
-                        "reversal",
-                        f"local {sale.state}, central {'reversed' if held.reversed else 'not'}",
+        sale_ids = list(
+            session.scalars(
+                select(Sale.id)
+                .where(Sale.counter_id == counter_id, Sale.training.is_(False))
+                .order_by(Sale.id)
+            )
+        )
+        for i in range(0, len(sale_ids), 500):
+            facts = SaleFacts(session, sale_ids[i : i + 500])
+            for sale_id in sale_ids[i : i + 500]:
+                sale = facts.sales[sale_id]
+                try:
+                    body = sale_body(session, sale, office_code, facts)
+                except (KeyError, ValueError, TypeError) as exc:
+                    body = None
+                    if sale.state in ("completed", "failed", "reversed"):
+                        local_ids.add(sale.id)
+                        report.local += 1
+                        report.differences.append(Difference(sale.id, "invalid", repr(exc)))
+                    continue
+                if body is None:
+                    continue  # pending or in doubt: not settled yet, nothing to compare
+                local_ids.add(sale.id)
+                report.local += 1
+                held = central.get(sale.id)
+                if held is None:
+                    if sale.id in unsent:
+                        kind = "refused" if unsent[sale.id] is not None else "not_sent"
+                    else:
+                        kind = "missing_central"
+                    report.differences.append(Difference(sale.id, kind))
+                    continue
+                fields = _live_differences(body, held.sale, sale.state == "reversed")
+                if fields:
+                    report.differences.append(Difference(sale.id, "different", ", ".join(fields)))
+                    continue
+                if (sale.state == "reversed") != held.reversed and sale.id not in waiting_reversal:
+                    report.differences.append(
+                        Difference(
+                            sale.id,
+                            "reversal",
+                            f"local {sale.state}, central {'reversed' if held.reversed else 'not'}",
+                        )
                     )
-                )
-                continue
-            if held.review or sale.review:
-                report.differences.append(
-                    Difference(sale.id, "flagged", held.review or sale.review or "")
-                )
-            report.matched += 1
+                    continue
+                if held.review or sale.review:
+                    report.differences.append(
+                        Difference(sale.id, "flagged", held.review or sale.review or "")
+                    )
+                report.matched += 1
+            session.expunge_all()  # keep memory flat over a long ledger
     for sale_id in central.keys() - local_ids:
         report.differences.append(Difference(sale_id, "missing_local"))
     return report

@@ -44,6 +44,7 @@ EXPECTED = {
     Action.VIEW_REPORTS: "TSFAU",
     Action.EXPORT_REPORTS: "SAU",
     Action.VERIFY_AUDIT: "AU",
+    Action.RETRY_SYNC: "SA",
 }
 LETTER = {
     Role.TELLER: "T",

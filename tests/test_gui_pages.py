@@ -209,11 +209,11 @@ def test_sync_page_shows_pending_records_and_how_to_register(qtbot: Any, ctx: Ap
     shifts.open_shift(ctx.db, actor=teller, float_fen=0, clock=ctx.clock)
     remote_payment(ctx, teller, 4000)
     remote_payment(ctx, teller, 1250)
-    status = sync_status(ctx.db, ctx.clock)
+    status = sync_status(ctx.db, ctx.clock, ctx.counter_id)
     assert status.pending >= 2
-    records = pending_records(ctx.db, 100)
+    records = pending_records(ctx.db, ctx.counter_id, 100)
     assert len(records) == status.pending and records[0].created_at <= records[-1].created_at
-    assert len(pending_records(ctx.db, 1)) == 1
+    assert len(pending_records(ctx.db, ctx.counter_id, 1)) == 1
 
     window = window_for(qtbot, ctx, teller)
     page = window.pages["sync"]
@@ -242,6 +242,47 @@ def test_sync_page_shows_pending_records_and_how_to_register(qtbot: Any, ctx: Ap
     assert not page.register_note.isVisible()
     qtbot.keyClick(page.sync_button, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
     assert worker.woken == 1 and "Syncing" in page.message.text()
+
+
+def test_sync_page_lists_refused_records_with_what_to_do(qtbot: Any, ctx: AppContext) -> None:
+    import json
+
+    from sqlalchemy import update
+
+    from app.persistence.models import OutboxEntry, Setting
+    from app.services.sync_status import AUDIT_DIVERGED, counter_key
+
+    teller = login(ctx, "t01")
+    shifts.open_shift(ctx.db, actor=teller, float_fen=0, clock=ctx.clock)
+    remote_payment(ctx, teller, 4000)
+    remote_payment(ctx, teller, 1250)
+    with ctx.db.write() as session:  # what a sync round leaves behind for a refused record
+        first = session.scalars(select(OutboxEntry.id).order_by(OutboxEntry.id)).first()
+        session.execute(
+            update(OutboxEntry)
+            .where(OutboxEntry.id == first)
+            .values(
+                refused_at=ctx.clock.now(),
+                refused_code="invalid",
+                refused_reason="operator_id: String should match pattern (got 't02\\n')",
+            )
+        )
+        message = {"since": ctx.clock.now().isoformat(), "seq": 9, "message": "seq 9 rewritten"}
+        session.add(
+            Setting(key=counter_key(AUDIT_DIVERGED, ctx.counter_id), value=json.dumps(message))
+        )
+    window = window_for(qtbot, ctx, teller)
+    page = window.pages["sync"]
+    window.show_page("sync")
+    qtbot.waitUntil(lambda: page.status_data is not None, timeout=WAIT)
+    assert page.status_data.refused == 1 and page.status_data.pending == 1
+    assert page.table.rowCount() == 1 and page.refused_table.rowCount() == 1
+    assert page.refused_table.isVisible() and "40.00 yuan" in page.refused_value.text()
+    [row] = cells(page.refused_table)
+    assert row[1] == "remote payment" and row[2].startswith(f"{first} · ")
+    assert "operator_id" in row[4] and page.advice.isVisible()
+    assert f"cardvend sync retry {first}" in page.advice.text()
+    assert page.audit_note.isVisible() and "seq 9 rewritten" in page.audit_note.text()
 
 
 def test_reports_page_charts_and_csv_export(qtbot: Any, ctx: AppContext, tmp_path: Path) -> None:

@@ -168,3 +168,55 @@ def test_a_reinstalled_counter_registers_again_with_an_enrolment_code(
     r = run(tmp_path / "central-home", "central", "enrol", "bad id!", "--office", "DEMO",
             "--db", central_db)  # fmt: skip
     assert r.returncode == 1 and "Traceback" not in r.stderr
+
+
+def test_a_poisoned_record_is_set_aside_listed_and_resent_after_the_fix(
+    central: str, tmp_path: Path
+) -> None:
+    import sqlite3
+
+    home = tmp_path / "counter"
+    assert run(home, "demo").returncode == 0
+    r = run(home, "counter", "register", "--central", central, "--enrolment-key", "office-secret",
+            "--operator", "a01", env=ADMIN)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert run(home, "shift", "open", "--float", "0", "--operator", "t01",
+               env=PASSWORDS).returncode == 0  # fmt: skip
+    sales = []
+    for a in ("10", "11", "12"):
+        r = run(home, "sell", "--customer", REMOTE, "--amount", a, "--operator", "t01", "--json",
+                env=PASSWORDS)  # fmt: skip
+        sales.append(ok_json(r)["sale_id"])
+    db = sqlite3.connect(home / "data" / "cardvend.db")
+    with db:  # a hand edit the input checks would refuse: operator "t02\n"
+        db.execute(
+            "INSERT INTO operators SELECT 't02' || char(10), name, role, office_code, "
+            "password_hash, disabled, language, created_at, failed_logins, locked_until, "
+            "password_changed_at FROM operators WHERE id = 't02'"
+        )
+        db.execute("UPDATE sales SET operator_id = 't02' || char(10) WHERE id = ?", (sales[1],))
+    r = run(home, "sync")
+    assert r.returncode == 0, r.stderr  # the round went through for the rest
+    assert "refused and set aside" in r.stdout and sales[1] in r.stdout
+    status = ok_json(run(home, "sync", "status", "--json"))
+    assert (status["pending"], status["refused"], status["online"]) == (0, 1, True)
+    [refused] = status["refused_records"]
+    assert refused["ref_id"] == sales[1] and refused["code"] == "invalid"
+    assert "operator_id" in refused["reason"] and "sync retry" in refused["advice"]
+    text = run(home, "sync", "status")
+    assert f"record {refused['id']}" in text.stdout and "what to do" in text.stdout
+    zh = run(home, "sync", "status", lang="zh_CN")
+    assert "拒绝" in zh.stdout, zh.stdout
+
+    with db:
+        db.execute("UPDATE sales SET operator_id = 't02' WHERE id = ?", (sales[1],))
+    db.close()
+    r = run(home, "sync", "retry", str(refused["id"]), "--operator", "t01", env=PASSWORDS)
+    assert r.returncode == 1 and "may not" in r.stderr  # a teller may not
+    r = run(home, "sync", "retry", "--all-refused", "--operator", "s01",
+            env={"CARDVEND_PASSWORD": "demo-s01"})  # fmt: skip
+    assert r.returncode == 0 and "1 refused records" in r.stdout, r.stderr
+    report = ok_json(run(home, "sync", "--json"))
+    assert (report["sent"], report["refused"]) == (1, 0)
+    diff = ok_json(run(home, "sync", "reconcile", "--json"))
+    assert (diff["local"], diff["matched"], diff["differences"]) == (3, 3, [])

@@ -55,8 +55,10 @@ class CrashingClient(CentralClient):
         self.crash_after = crash_after
         self.last_batch: tuple[str, list[c.Model]] | None = None
 
-    def post_batch(self, resource: str, items: Sequence[c.Model]) -> c.BatchResult:
-        result = super().post_batch(resource, items)
+    def post_batch(
+        self, resource: str, items: Sequence[c.Model], *, key_ids: Sequence[str] | None = None
+    ) -> c.BatchResult:
+        result = super().post_batch(resource, items, key_ids=key_ids)
         self.last_batch = (resource, list(items))
         if self.crash_after is not None:
             self.crash_after -= 1
@@ -164,7 +166,9 @@ def test_exactly_once_under_faults(counter: Counter, central: CentralServer) -> 
             crash_after = rng.choice((0, 1))
         link = client(crash_after)
         try:
-            push(counter.db, link, counter.clock, "DEMO", batch_size=rng.choice((1, 2, 7, 50)))
+            push(
+                counter.db, link, counter.clock, "DEMO", "C01", batch_size=rng.choice((1, 2, 7, 50))
+            )
             if fault == "duplicate" and link.last_batch is not None:
                 resource, items = link.last_batch  # the same batch delivered again:
                 replay = link.post_batch(resource, items)  # same key: the first answer
@@ -181,7 +185,7 @@ def test_exactly_once_under_faults(counter: Counter, central: CentralServer) -> 
     for _ in range(5):
         if _pending(counter.db) == 0:
             break
-        push(counter.db, link, counter.clock, "DEMO", batch_size=500)
+        push(counter.db, link, counter.clock, "DEMO", "C01", batch_size=500)
     assert _pending(counter.db) == 0
     held: list[str] = []
     after = 0

@@ -266,7 +266,7 @@ class MainWindow(QMainWindow):
         def read() -> tuple[SyncStatus, Any]:
             from app.services.shifts import current_shift
 
-            return sync_status(self.ctx.db, self.ctx.clock), current_shift(
+            return sync_status(self.ctx.db, self.ctx.clock, self.ctx.counter_id), current_shift(
                 self.ctx.db, self.ctx.counter_id
             )
 

@@ -32,6 +32,7 @@ class Action(enum.StrEnum):
     VERIFY_AUDIT = "verify_audit"
     APPROVE = "approve"  # sign an approval step (the step names the role it needs)
     SHIFT = "shift"  # open and close one's own shift
+    RETRY_SYNC = "retry_sync"  # re-send records the central system or the contract refused
 
     @property
     def label(self) -> str:
@@ -58,6 +59,7 @@ _LABELS = {
     Action.VERIFY_AUDIT: N_("verify the audit log"),
     Action.APPROVE: N_("approve"),
     Action.SHIFT: N_("open or close a shift"),
+    Action.RETRY_SYNC: N_("re-send refused records to the central system"),
 }
 
 _COUNTER = {
@@ -75,7 +77,13 @@ PERMISSIONS: dict[Role, frozenset[Action]] = {
     # a teller asks for reversals, replacements and reprints; a supervisor approves them
     Role.TELLER: frozenset(_COUNTER),
     Role.SUPERVISOR: frozenset(
-        _COUNTER | {Action.OVERRIDE_OFFLINE_LIMIT, Action.APPROVE, Action.EXPORT_REPORTS}
+        _COUNTER
+        | {
+            Action.OVERRIDE_OFFLINE_LIMIT,
+            Action.APPROVE,
+            Action.EXPORT_REPORTS,
+            Action.RETRY_SYNC,
+        }
     ),
     Role.TECHNICIAN: frozenset(
         {
@@ -94,6 +102,7 @@ PERMISSIONS: dict[Role, frozenset[Action]] = {
             Action.VIEW_REPORTS,
             Action.EXPORT_REPORTS,
             Action.VERIFY_AUDIT,
+            Action.RETRY_SYNC,
         }
     ),
     Role.AUDITOR: frozenset({Action.VIEW_REPORTS, Action.EXPORT_REPORTS, Action.VERIFY_AUDIT}),

@@ -317,6 +317,9 @@ class OutboxEntry(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     kind: Mapped[str] = mapped_column(String(20))
     ref_id: Mapped[str] = mapped_column(String(36))
+    # the counter whose fact this is: only that counter sends it (counters may share a
+    # database); "" for a row nobody could be named for, taken by the first counter that syncs
+    counter_id: Mapped[str] = mapped_column(String(32), server_default="")
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     amount: Mapped[int] = mapped_column(BigInteger, default=0)  # money it carries, for limits
     created_at: Mapped[dt.datetime]
@@ -325,7 +328,15 @@ class OutboxEntry(Base):
     last_error: Mapped[str] = mapped_column(Text, default="")
     # the contract body, frozen at the first attempt so every retry sends the same bytes
     body: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    __table_args__ = (UniqueConstraint("kind", "ref_id", name="uq_outbox_kind_ref"),)
+    # set aside: the contract check (code "invalid") or the central system ("rejected",
+    # "conflict") refused it; not sent again until a person re-queues it (sync retry)
+    refused_at: Mapped[dt.datetime | None]
+    refused_code: Mapped[str] = mapped_column(String(40), server_default="")
+    refused_reason: Mapped[str] = mapped_column(Text, server_default="")
+    __table_args__ = (
+        UniqueConstraint("kind", "ref_id", name="uq_outbox_kind_ref"),
+        Index("ix_outbox_counter_sent", "counter_id", "sent_at"),
+    )
 
 
 class ReceiptPrint(Base):

@@ -37,7 +37,14 @@ from app.errors import Conflict, NotFound, SaleInProgress
 from app.i18n import N_
 from app.money import check_fen
 from app.persistence.db import Database
-from app.persistence.models import ArrearsItem, Customer, OutboxEntry, Sale
+from app.persistence.models import (
+    ArrearsItem,
+    Customer,
+    FeePayment,
+    OutboxEntry,
+    Reversal,
+    Sale,
+)
 from app.services import audit, shifts
 from app.services.auth import Principal
 from app.services.customers import get_customer
@@ -197,7 +204,15 @@ def begin_card_sale(
             session.add(sale)
             session.flush()
             if not training:
-                enqueue(session, "sale", sale.id, {"customer_no": customer_no}, sale.amount, clock)
+                enqueue(
+                    session,
+                    "sale",
+                    sale.id,
+                    {"customer_no": customer_no},
+                    sale.amount,
+                    clock,
+                    counter_id=counter_id,
+                )
             audit.record_sale(
                 session,
                 sale,
@@ -260,15 +275,19 @@ def enqueue(
     clock: Clock,
     *,
     training: bool = False,
+    counter_id: str | None = None,
 ) -> None:
     """The outbox row for the central system, in the caller's transaction (none for training:
-    a training fact never leaves the counter)."""
+    a training fact never leaves the counter). The row belongs to the counter of the fact it
+    reports (``counter_id``, else the sale, reversal or fee payment, else the payload): only
+    that counter sends it when counters share a database."""
     if training:
         return
     session.add(
         OutboxEntry(
             kind=kind,
             ref_id=ref_id,
+            counter_id=counter_id or outbox_counter(session, kind, ref_id, payload),
             payload=payload,
             amount=amount,
             created_at=clock.now(),
@@ -277,6 +296,23 @@ def enqueue(
         )
     )
     session.flush()
+
+
+def outbox_counter(session: Session, kind: str, ref_id: str, payload: dict[str, Any]) -> str:
+    """The counter an outbox row belongs to: the one that made the fact it reports."""
+    fact: Sale | Reversal | FeePayment | None = None
+    if kind in ("sale", "remote"):
+        fact = session.get(Sale, ref_id)
+    elif kind == "reversal":
+        fact = session.get(Reversal, ref_id)
+    elif kind == "replacement":
+        fact = session.get(FeePayment, ref_id)
+    if fact is not None:
+        return fact.counter_id
+    if payload.get("counter_id"):
+        return str(payload["counter_id"])
+    rewritten = session.get(Sale, payload["sale_id"]) if payload.get("sale_id") else None
+    return rewritten.counter_id if rewritten is not None else ""
 
 
 def settle_dues(session: Session, sale: Sale, customer: Customer) -> None:

@@ -65,12 +65,11 @@ from app.persistence.models import (
     OutboxEntry,
     Reversal,
     Sale,
-    Setting,
     Shift,
     TariffVersion,
 )
 from app.ports import CardTerminal
-from app.services import approvals, audit, ledger, shifts
+from app.services import approvals, audit, ledger, shifts, sync_status
 from app.services.auth import Principal
 from app.services.customers import CustomerView, customer_view, get_customer, view_in_session
 from app.services.sync_status import LAST_SUCCESS
@@ -522,16 +521,19 @@ class SyncState:
         return (now - since).total_seconds() / 3600
 
 
-def sync_state(session: Session) -> SyncState:
+def sync_state(session: Session, counter_id: str) -> SyncState:
+    """This counter's records the central system has not accepted yet (waiting, and refused:
+    money it has not seen either way) and its last successful sync. Counters sharing a
+    database each have their own limits."""
     row = session.execute(
         select(
             func.count(),
             func.coalesce(func.sum(OutboxEntry.amount), 0),
             func.min(OutboxEntry.created_at),
-        ).where(OutboxEntry.sent_at.is_(None))
+        ).where(*sync_status.unsent(counter_id))
     ).one()
-    setting = session.get(Setting, LAST_SYNC_KEY)
-    last = dt.datetime.fromisoformat(setting.value) if setting else None
+    value = sync_status.counter_setting(session, LAST_SYNC_KEY, counter_id)
+    last = dt.datetime.fromisoformat(value) if value else None
     oldest = row[2]
     if oldest is not None and oldest.tzinfo is None:
         oldest = oldest.replace(tzinfo=dt.UTC)
@@ -562,10 +564,12 @@ def check_offline_limits(
     override_request: str | None = None,
 ) -> None:
     with db.read() as session:
-        if offline_problem(sync_state(session), settings, clock.now(), amount) is None:
+        state = sync_state(session, actor.counter_id)
+        if offline_problem(state, settings, clock.now(), amount) is None:
             return
     with db.write() as session:
-        problem = offline_problem(sync_state(session), settings, clock.now(), amount)
+        state = sync_state(session, actor.counter_id)
+        problem = offline_problem(state, settings, clock.now(), amount)
         if problem is None:
             return
         if override_request is None:

@@ -1,40 +1,120 @@
-"""What the counter knows about its link to the central system, from its own database only: the
-sync status the UI and ``cardvend sync status`` show, and what the offline limits use.
+"""What a counter knows about its link to the central system, from its own database only: the
+sync status the UI and ``cardvend sync status`` show, what the offline limits use, and the way
+out for records the central system (or the contract check before sending) refused.
 
-The sync package (``sync/``) writes these settings after every round; the outbox rows are
-written by the services with the facts they report.
+Counters may share one database (an office's PostgreSQL, or one SQLite file): the outbox rows
+carry the counter they belong to, and the ``sync.*`` settings below are kept per counter
+(:func:`counter_key`). The sync package (``sync/``) writes them after every round; the outbox
+rows are written by the services with the facts they report.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, null, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.clock import Clock, aware
+from app.domain.permissions import Action
+from app.errors import NotFound, ValidationError
+from app.i18n import N_, translate
 from app.persistence.db import Database
 from app.persistence.models import OutboxEntry, Sale, Setting
+from app.services import audit
+from app.services.auth import Principal
 
 LAST_SUCCESS = "sync.last_success"
 LAST_ATTEMPT = "sync.last_attempt"
 LAST_ERROR = "sync.last_error"
 ONLINE = "sync.online"
+AUDIT_DIVERGED = "sync.audit_diverged"  # JSON {"since", "seq", "message"} while it lasts
+
+# refusal codes (outbox.refused_code): the contract check on this counter, or the central
+# system's answer ("rejected" with its reason, "conflict": it holds the id with another body)
+REFUSED_INVALID = "invalid"
+REFUSED_CONFLICT = "conflict"
+REFUSED_REJECTED = "rejected"
+ADVICE = {
+    REFUSED_INVALID: N_(
+        "The record fails the contract check on this counter, so it was not sent. Correct the "
+        "data the reason names (for example an operator id or a customer number), then "
+        "re-send it: cardvend sync retry {record} --operator ID"
+    ),
+    REFUSED_CONFLICT: N_(
+        "The central system holds another record under the same id. Do not re-send it: run "
+        "cardvend sync reconcile and call the central system's support with the record id."
+    ),
+    REFUSED_REJECTED: N_(
+        "The central system refused it for the reason shown. Ask the central system's "
+        "administrator; once the cause is fixed, re-send it: cardvend sync retry {record} "
+        "--operator ID"
+    ),
+}
+
+
+def counter_key(key: str, counter_id: str) -> str:
+    """The settings key of ``key`` for one counter (counters may share a database)."""
+    return f"{key}@{counter_id}"
+
+
+def _get(session: Session, key: str) -> str | None:
+    row = session.get(Setting, key)
+    return row.value if row else None
+
+
+def counter_setting(session: Session, key: str, counter_id: str) -> str | None:
+    """This counter's value of ``key``; a database written before settings were kept per
+    counter has only the shared key, which stands in until this counter writes its own."""
+    value = _get(session, counter_key(key, counter_id))
+    return value if value is not None else _get(session, key)
+
+
+def put_counter_setting(session: Session, key: str, counter_id: str, value: str | None) -> None:
+    """Set (or, with None, remove) this counter's ``key``."""
+    full = counter_key(key, counter_id)
+    row = session.get(Setting, full)
+    if value is None:
+        if row is not None:
+            session.delete(row)
+    elif row is None:
+        session.add(Setting(key=full, value=value))
+    else:
+        row.value = value
+
+
+def _when(value: str | None) -> dt.datetime | None:
+    return dt.datetime.fromisoformat(value) if value else None
+
+
+def mine(counter_id: str) -> Any:
+    """The outbox rows of one counter, and those nobody could be named for (written before rows
+    carried their counter): the first counter that syncs takes them (sync/outbox.py)."""
+    return OutboxEntry.counter_id.in_((counter_id, ""))
+
+
+def unsent(counter_id: str) -> tuple[Any, ...]:
+    """Rows of this counter the central system has not accepted (waiting or refused)."""
+    return (mine(counter_id), OutboxEntry.sent_at.is_(None))
 
 
 @dataclass(frozen=True)
 class SyncStatus:
     online: bool
-    pending: int  # outbox records not yet accepted by the central system
+    pending: int  # outbox records waiting to be sent (not refused)
     pending_amount: int  # fen they carry
     oldest_pending_age_s: int | None
     last_success: dt.datetime | None
     last_attempt: dt.datetime | None
     last_error: str
-    refused: int  # records the central system refused (conflict or rejected): need support
-    review: int  # sales flagged for a supervisor's review
+    refused: int  # records set aside as refused (contract check or central system)
+    refused_amount: int  # fen they carry
+    review: int  # this counter's sales flagged for a supervisor's review
+    audit_diverged: str  # "" or why the central system holds another audit history
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -44,36 +124,30 @@ class SyncStatus:
         return data
 
 
-def _get(session: Session, key: str) -> str | None:
-    row = session.get(Setting, key)
-    return row.value if row else None
-
-
-def _when(value: str | None) -> dt.datetime | None:
-    return dt.datetime.fromisoformat(value) if value else None
-
-
-def sync_status(db: Database, clock: Clock) -> SyncStatus:
+def sync_status(db: Database, clock: Clock, counter_id: str) -> SyncStatus:
     with db.read() as session:
         count, amount, oldest = session.execute(
             select(
                 func.count(),
                 func.coalesce(func.sum(OutboxEntry.amount), 0),
                 func.min(OutboxEntry.created_at),
-            ).where(OutboxEntry.sent_at.is_(None))
+            ).where(*unsent(counter_id), OutboxEntry.refused_at.is_(None))
         ).one()
-        refused = session.scalar(
-            select(func.count())
-            .select_from(OutboxEntry)
-            .where(OutboxEntry.sent_at.is_(None), OutboxEntry.last_error != "")
-        )
+        refused, refused_amount = session.execute(
+            select(func.count(), func.coalesce(func.sum(OutboxEntry.amount), 0)).where(
+                *unsent(counter_id), OutboxEntry.refused_at.is_not(None)
+            )
+        ).one()
         review = session.scalar(
-            select(func.count()).select_from(Sale).where(Sale.review.is_not(None))
+            select(func.count())
+            .select_from(Sale)
+            .where(Sale.counter_id == counter_id, Sale.review.is_not(None))
         )
-        last_success = _when(_get(session, LAST_SUCCESS))
-        last_attempt = _when(_get(session, LAST_ATTEMPT))
-        last_error = _get(session, LAST_ERROR) or ""
-        online = _get(session, ONLINE) == "1"
+        last_success = _when(counter_setting(session, LAST_SUCCESS, counter_id))
+        last_attempt = _when(counter_setting(session, LAST_ATTEMPT, counter_id))
+        last_error = counter_setting(session, LAST_ERROR, counter_id) or ""
+        online = counter_setting(session, ONLINE, counter_id) == "1"
+        diverged = _get(session, counter_key(AUDIT_DIVERGED, counter_id))
     age = None
     if oldest is not None:
         age = max(0, int((clock.now() - aware(oldest)).total_seconds()))
@@ -86,13 +160,15 @@ def sync_status(db: Database, clock: Clock) -> SyncStatus:
         last_attempt=last_attempt,
         last_error=last_error,
         refused=int(refused or 0),
+        refused_amount=int(refused_amount or 0),
         review=int(review or 0),
+        audit_diverged=str(json.loads(diverged).get("message", "")) if diverged else "",
     )
 
 
 @dataclass(frozen=True)
 class PendingRecord:
-    """One outbox record the central system has not accepted yet (for the sync screen)."""
+    """One outbox record waiting for the central system (for the sync screen)."""
 
     id: int
     kind: str  # sale, reversal, card_bound, ...
@@ -100,7 +176,7 @@ class PendingRecord:
     amount_fen: int
     created_at: dt.datetime
     attempts: int
-    last_error: str  # "" until a send failed or was refused
+    last_error: str  # "" until a send failed
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -108,9 +184,10 @@ class PendingRecord:
         return data
 
 
-def pending_records(db: Database, limit: int = 200) -> list[PendingRecord]:
-    """The oldest ``limit`` records still waiting for the central system, oldest first (read
-    only; the count of all of them is :attr:`SyncStatus.pending`)."""
+def pending_records(db: Database, counter_id: str, limit: int = 200) -> list[PendingRecord]:
+    """The oldest ``limit`` records of this counter waiting to be sent, oldest first (read
+    only; the count of all of them is :attr:`SyncStatus.pending`; refused records are listed
+    by :func:`refused_records`)."""
     with db.read() as session:
         rows = session.execute(
             select(
@@ -122,7 +199,7 @@ def pending_records(db: Database, limit: int = 200) -> list[PendingRecord]:
                 OutboxEntry.attempts,
                 OutboxEntry.last_error,
             )
-            .where(OutboxEntry.sent_at.is_(None))
+            .where(*unsent(counter_id), OutboxEntry.refused_at.is_(None))
             .order_by(OutboxEntry.created_at, OutboxEntry.id)
             .limit(max(0, limit))
         ).all()
@@ -138,3 +215,127 @@ def pending_records(db: Database, limit: int = 200) -> list[PendingRecord]:
         )
         for rid, kind, ref, amount, created, attempts, error in rows
     ]
+
+
+@dataclass(frozen=True)
+class RefusedRecord:
+    """An outbox record set aside as refused: why, and what a person does about it."""
+
+    id: int
+    kind: str
+    ref_id: str
+    amount_fen: int
+    created_at: dt.datetime
+    refused_at: dt.datetime
+    code: str  # invalid (the contract check here), rejected or conflict (the central system)
+    reason: str
+
+    @property
+    def advice(self) -> str:
+        """What to do, in the current language."""
+        template = ADVICE.get(self.code, ADVICE[REFUSED_REJECTED])
+        return translate(template).format(record=self.id)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["created_at"] = self.created_at.isoformat()
+        data["refused_at"] = self.refused_at.isoformat()
+        data["advice"] = self.advice
+        return data
+
+
+def refused_records(db: Database, counter_id: str, limit: int = 200) -> list[RefusedRecord]:
+    """This counter's refused records, the most recently refused first."""
+    with db.read() as session:
+        rows = session.execute(
+            select(
+                OutboxEntry.id,
+                OutboxEntry.kind,
+                OutboxEntry.ref_id,
+                OutboxEntry.amount,
+                OutboxEntry.created_at,
+                OutboxEntry.refused_at,
+                OutboxEntry.refused_code,
+                OutboxEntry.refused_reason,
+            )
+            .where(*unsent(counter_id), OutboxEntry.refused_at.is_not(None))
+            .order_by(OutboxEntry.refused_at.desc(), OutboxEntry.id.desc())
+            .limit(max(0, limit))
+        ).all()
+    return [
+        RefusedRecord(
+            id=int(rid),
+            kind=kind,
+            ref_id=ref,
+            amount_fen=int(amount or 0),
+            created_at=aware(created),
+            refused_at=aware(refused_at or created),
+            code=code or REFUSED_REJECTED,
+            reason=reason or "",
+        )
+        for rid, kind, ref, amount, created, refused_at, code, reason in rows
+    ]
+
+
+class NoRefusedRecord(NotFound):
+    code = "no_refused_record"
+    template = N_(
+        "This counter has no refused record {record}. 'cardvend sync status' lists the "
+        "refused records with their ids."
+    )
+
+
+def requeue_refused(
+    db: Database,
+    actor: Principal,
+    clock: Clock,
+    records: Sequence[str] = (),
+    *,
+    all_refused: bool = False,
+) -> list[int]:
+    """Put refused records of the actor's counter back in the queue, once the cause is fixed
+    (audited as ``sync_retry``); the ids of the records re-queued.
+
+    ``records`` are outbox ids or the references shown with them (a sale id, ...). The body
+    is built again from the ledger at the next round (the cause may have been data corrected
+    here) and checked against the contract again. That cannot double anything: the central
+    system never applied a record it refused, and one it holds with another body (``conflict``)
+    answers ``conflict`` again. A record the central side answered for goes under a new
+    Idempotency-Key, so its kept refusal is not replayed."""
+    if not records and not all_refused:
+        raise ValidationError(N_("name the records to re-send, or give --all-refused"))
+    actor.authorize(Action.RETRY_SYNC, clock)
+    counter = actor.counter_id
+    refused = (*unsent(counter), OutboxEntry.refused_at.is_not(None))
+    with db.write() as session:
+        if all_refused:
+            rows = list(session.scalars(select(OutboxEntry).where(*refused)))
+        else:
+            rows = []
+            for ref in records:
+                match = OutboxEntry.ref_id == ref
+                if ref.isascii() and ref.isdigit():
+                    match = or_(match, OutboxEntry.id == int(ref))
+                found = session.scalars(select(OutboxEntry).where(*refused, match)).all()
+                if not found:
+                    raise NoRefusedRecord(record=ref)
+                rows.extend(r for r in found if r not in rows)
+        ids = sorted(r.id for r in rows)
+        if ids:  # SQL NULL, not JSON null: the body is built again
+            session.execute(
+                update(OutboxEntry)
+                .where(OutboxEntry.id.in_(ids))
+                .values(
+                    body=null(), refused_at=None, refused_code="", refused_reason="", last_error=""
+                )
+            )
+        audit.record(
+            session,
+            action="sync_retry",
+            operator_id=actor.operator_id,
+            counter_id=counter,
+            clock=clock,
+            target="all" if all_refused else ",".join(records)[:120],
+            detail={"records": ids, "refs": sorted(r.ref_id for r in rows)[:100]},
+        )
+    return ids

@@ -1,6 +1,7 @@
-"""Central link (F6): the sync status (online, pending records and their amount, the oldest's
-age, last success and error, refused records, sales under review), the records still waiting
-for the central system, and "sync now".
+"""Central link (F6): the sync status of this counter (online, pending records and their
+amount, the oldest's age, last success and error, refused records, sales under review, an audit
+history the central system does not recognise), the records still waiting for the central
+system, the refused ones with their reason and what to do, and "sync now".
 
 Everything is read from this counter's database (app/services/sync_status.py) off the GUI thread;
 "sync now" wakes the background sync worker (``shell.sync_worker``), which exists only when the
@@ -30,7 +31,14 @@ from app.errors import CardVendError
 from app.i18n import N_, _, translate
 from app.money import format_yuan
 from app.services.reports import zone
-from app.services.sync_status import PendingRecord, SyncStatus, pending_records, sync_status
+from app.services.sync_status import (
+    PendingRecord,
+    RefusedRecord,
+    SyncStatus,
+    pending_records,
+    refused_records,
+    sync_status,
+)
 from app.settings import TIME_ZONE
 from ui.bridge import error_text
 from ui.pages.reports import fill_table, make_table
@@ -45,6 +53,13 @@ PENDING_HEADERS = (
     N_("Amount"),
     N_("Attempts"),
     N_("Last error"),
+)
+REFUSED_HEADERS = (
+    N_("Refused at"),
+    N_("Record"),
+    N_("Reference"),
+    N_("Amount"),
+    N_("Reason"),
 )
 KIND_LABELS = {  # outbox kinds (app/services/selling.py, ledger.py)
     "sale": N_("sale"),
@@ -74,6 +89,7 @@ class SyncPage(QWidget):
         self.shell = shell
         self.status_data: SyncStatus | None = None
         self.records: list[PendingRecord] = []
+        self.refused: list[RefusedRecord] = []
         self._reading = False
         outer = QVBoxLayout(self)
         title = QLabel(_("Central link"))
@@ -94,6 +110,7 @@ class SyncPage(QWidget):
         self.refused_value = QLabel("—")
         self.review_value = QLabel("—")
         self.error_value.setWordWrap(True)
+        self.refused_value.setWordWrap(True)
         big = self.link_value.font()
         big.setPointSize(big.pointSize() + 4)
         big.setBold(True)
@@ -106,7 +123,7 @@ class SyncPage(QWidget):
             (_("Last successful sync:"), self.success_value),
             (_("Last attempt:"), self.attempt_value),
             (_("Last error:"), self.error_value),
-            (_("Refused by the central system:"), self.refused_value),
+            (_("Refused, set aside:"), self.refused_value),
             (_("Sales for a supervisor's review:"), self.review_value),
         )
         for r, (label, value) in enumerate(rows):
@@ -115,6 +132,15 @@ class SyncPage(QWidget):
             grid.addWidget(value, r, 1)
         grid.setColumnStretch(1, 1)
         outer.addWidget(box)
+
+        self.audit_note = QLabel()
+        self.audit_note.setWordWrap(True)
+        self.audit_note.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.audit_note.setStyleSheet(
+            "background: #ffebee; color: #b00020; padding: 6px; font-weight: bold;"
+        )
+        self.audit_note.hide()
+        outer.addWidget(self.audit_note)
 
         self.register_note = QLabel()
         self.register_note.setWordWrap(True)
@@ -145,6 +171,20 @@ class SyncPage(QWidget):
         outer.addWidget(self.list_label)
         self.table = make_table([translate(h) for h in PENDING_HEADERS], stretch=-1)
         outer.addWidget(self.table, 1)
+        self.refused_label = QLabel(
+            _("Refused records: set aside, not sent again until someone re-sends them")
+        )
+        self.refused_table = make_table([translate(h) for h in REFUSED_HEADERS], stretch=-1)
+        self.refused_table.currentCellChanged.connect(self._show_advice)
+        self.advice = QLabel()  # what to do with the selected refused record
+        self.advice.setWordWrap(True)
+        self.advice.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.advice.setStyleSheet("background: #fff3e0; padding: 6px;")
+        outer.addWidget(self.refused_label)
+        outer.addWidget(self.refused_table, 1)
+        outer.addWidget(self.advice)
+        for w in (self.refused_label, self.refused_table, self.advice):
+            w.hide()
         self.message = QLabel()
         self.message.setWordWrap(True)
         outer.addWidget(self.message)
@@ -209,8 +249,13 @@ class SyncPage(QWidget):
         self._reading = True
         ctx = self.ctx
 
-        def read() -> tuple[SyncStatus, list[PendingRecord]]:
-            return sync_status(ctx.db, ctx.clock), pending_records(ctx.db, SHOWN)
+        def read() -> tuple[SyncStatus, list[PendingRecord], list[RefusedRecord]]:
+            me = ctx.counter_id
+            return (
+                sync_status(ctx.db, ctx.clock, me),
+                pending_records(ctx.db, me, SHOWN),
+                refused_records(ctx.db, me, SHOWN),
+            )
 
         def failed(exc: BaseException) -> None:
             self._reading = False
@@ -219,10 +264,10 @@ class SyncPage(QWidget):
 
         self.shell.ops.run(read, self._show, failed)
 
-    def _show(self, result: tuple[SyncStatus, list[PendingRecord]]) -> None:
+    def _show(self, result: tuple[SyncStatus, list[PendingRecord], list[RefusedRecord]]) -> None:
         self._reading = False
-        status, records = result
-        self.status_data, self.records = status, records
+        status, records, refused = result
+        self.status_data, self.records, self.refused = status, records, refused
         if status.online:
             link, color = _("online"), "#2e7d32"
         elif status.last_success is None and status.last_attempt is None:
@@ -243,11 +288,49 @@ class SyncPage(QWidget):
         self.attempt_value.setText(self._when(status.last_attempt))
         self.error_value.setText(status.last_error or _("none"))
         self.refused_value.setText(
-            _("{count} — call support: the central system refused them", count=status.refused)
+            _(
+                "{count} records, {amount} yuan — set aside; the list below says why and "
+                "what to do. The other records keep going.",
+                count=status.refused,
+                amount=format_yuan(status.refused_amount),
+            )
             if status.refused
             else "0"
         )
         self.refused_value.setStyleSheet("color: #b00020;" if status.refused else "")
+        if status.audit_diverged:
+            self.audit_note.setText(
+                _(
+                    "The central system holds another audit history for this counter ({detail})."
+                    " The local audit log may have been altered; call the supervisor and do not "
+                    "delete anything. Sales are still sent.",
+                    detail=status.audit_diverged,
+                )
+            )
+        self.audit_note.setVisible(bool(status.audit_diverged))
+        fill_table(
+            self.refused_table,
+            [
+                [
+                    self._when(r.refused_at),
+                    translate(KIND_LABELS[r.kind]) if r.kind in KIND_LABELS else r.kind,
+                    f"{r.id} · {r.ref_id}",
+                    format_yuan(r.amount_fen),
+                    f"{r.code}: {r.reason}",
+                ]
+                for r in refused
+            ],
+            numeric=(3,),
+        )
+        for row, r in enumerate(refused):
+            cell = self.refused_table.item(row, 4)
+            if cell is not None:
+                cell.setToolTip(r.reason)
+        for w in (self.refused_label, self.refused_table, self.advice):
+            w.setVisible(bool(refused))
+        if refused:
+            current = self.refused_table.currentRow()
+            self._show_advice(current if 0 <= current < len(refused) else 0)
         self.review_value.setText(str(status.review))
         fill_table(
             self.table,
@@ -275,6 +358,13 @@ class SyncPage(QWidget):
         else:
             self.list_label.setText(_("Records waiting for the central system"))
         self.message.setStyleSheet("")
+
+    def _show_advice(self, row: int, *_args: int) -> None:
+        if 0 <= row < len(self.refused):
+            r = self.refused[row]
+            self.advice.setText(
+                _("What to do with record {record}: {advice}", record=r.id, advice=r.advice)
+            )
 
     # ------------------------------------------------------------------ sync now
 
