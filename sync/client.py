@@ -94,6 +94,8 @@ class CentralClient:
         self.http.verify = ca_bundle or True
         self.http.headers["User-Agent"] = f"cardvend-counter/{c.CONTRACT_VERSION}"
         self.http.headers["Accept"] = "application/json"
+        # HTTP requests made, retries and halves included: what a push report counts
+        self.requests = 0
 
     def close(self) -> None:
         self.http.close()
@@ -127,6 +129,7 @@ class CentralClient:
         while True:
             wait: float | None = None
             try:
+                self.requests += 1
                 resp = self.http.request(
                     method, url, params=params, data=data, headers=hdrs, timeout=self.timeout
                 )

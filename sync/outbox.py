@@ -415,11 +415,14 @@ def _send(
     report: PushReport,
 ) -> list[c.ItemResult]:
     keys = [_key_id(r) for r in rows]
+    before = client.requests
     try:
-        report.requests += 1
-        if single:
-            return [client.post_one(resource, items[0], key_id=keys[0])]
-        return list(client.post_batch(resource, items, key_ids=keys).results)
+        try:
+            if single:
+                return [client.post_one(resource, items[0], key_id=keys[0])]
+            return list(client.post_batch(resource, items, key_ids=keys).results)
+        finally:  # the client's own halves and retries are requests too
+            report.requests += client.requests - before
     except CentralRejected as exc:
         status = exc.params.get("status")
         if status not in _WHOLE_REQUEST_REFUSED:

@@ -181,7 +181,7 @@ def test_a_pull_never_lowers_a_purchase_count(counter: Counter, central: Central
     central_customer(central, CUSTOMER, address="一号路 1 No. 1 Road")
     held = central.store.customer(CUSTOMER)
     assert held is not None and held.purchase_count == 0
-    report = pull_all(counter.db, link.client, counter.clock)
+    report = pull_all(counter.db, link.client, counter.clock, counter_id="C01")
     assert report.customers_changed >= 1
     assert local_customer(counter.db, CUSTOMER) == (2, "一号路 1 No. 1 Road")
 
