@@ -117,7 +117,7 @@ class _LazyReceiptRenderer:
 
 
 class _LazyReportRenderer:
-    """Shift, daily and statistics reports as PDF or CSV (printing/reports.py)."""
+    """Shift, daily and statistics reports as PDF or CSV (printing/reports/)."""
 
     def report_pdf(self, report: object, *, language: str) -> bytes:
         from printing import reports

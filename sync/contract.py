@@ -536,6 +536,27 @@ def _description() -> str:
 
 def openapi() -> dict[str, Any]:
     """The OpenAPI 3.1 document of the contract, built from the models."""
+    secured: list[dict[str, list[str]]] = [{"counterToken": []}]
+    paths = _fixed_paths(secured)
+    paths.update(_resource_paths(secured))
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "CardVend central marketing system",
+            "version": CONTRACT_VERSION,
+            "description": _description(),
+        },
+        "servers": [{"url": API_PREFIX}],
+        "paths": paths,
+        "components": {
+            "schemas": _schemas(),
+            "securitySchemes": {"counterToken": {"type": "http", "scheme": "bearer"}},
+        },
+        "security": secured,
+    }
+
+
+def _schemas() -> dict[str, Any]:
     models: list[type[BaseModel]] = [
         Problem,
         RegisterRequest,
@@ -558,8 +579,12 @@ def openapi() -> dict[str, Any]:
         for name, sub in schema.pop("$defs", {}).items():
             schemas[name] = sub
         schemas[model.__name__] = schema
-    secured: list[dict[str, list[str]]] = [{"counterToken": []}]
-    paths: dict[str, Any] = {
+    return schemas
+
+
+def _fixed_paths(secured: list[dict[str, list[str]]]) -> dict[str, Any]:
+    """The paths that are not a resource's page or post (a declarative table)."""
+    return {
         "/health": {
             "get": {
                 "operationId": "health",
@@ -675,6 +700,11 @@ def openapi() -> dict[str, Any]:
             }
         },
     }
+
+
+def _resource_paths(secured: list[dict[str, list[str]]]) -> dict[str, Any]:
+    """A GET page per pulled resource, and a single and a batch POST per posted one."""
+    paths: dict[str, Any] = {}
     for path, (page, summary) in _GET_PAGES.items():
         paths[path] = {
             "get": {
@@ -720,21 +750,7 @@ def openapi() -> dict[str, Any]:
                 },
             }
         }
-    return {
-        "openapi": "3.1.0",
-        "info": {
-            "title": "CardVend central marketing system",
-            "version": CONTRACT_VERSION,
-            "description": _description(),
-        },
-        "servers": [{"url": API_PREFIX}],
-        "paths": paths,
-        "components": {
-            "schemas": schemas,
-            "securitySchemes": {"counterToken": {"type": "http", "scheme": "bearer"}},
-        },
-        "security": secured,
-    }
+    return paths
 
 
 def openapi_text() -> str:

@@ -29,6 +29,7 @@ from app.persistence.models import Customer, Sale, Shift, TariffVersion
 from app.services import auth, reports, selling, shifts
 from app.services.auth import Principal, ReauthRequired
 from printing import reports as pdf
+from printing.reports import labels
 from tests.test_selling import CUSTOMER, OWING, REMOTE, Counter
 
 CJK = re.compile(r"[\u4e00-\u9fff]")
@@ -313,7 +314,7 @@ def test_shift_report_pdf_in_chinese(day: Day, tmp_path: Path) -> None:
         day.db, day.c01_shift, actor=day.supervisor, clock=day.clock, office_code="DEMO"
     )
     zh_text = pdftext(pdf.shift_report_pdf(r, language="zh_CN"), tmp_path, "shift-zh")
-    for msgid in (pdf.SHIFT_TITLE, pdf.EXPECTED, pdf.VARIANCE, pdf.REVERSALS, pdf.COL_CUSTOMER):
+    for msgid in (labels.SHIFT_TITLE, labels.EXPECTED, labels.VARIANCE, labels.REVERSALS, labels.COL_CUSTOMER):
         assert zh(msgid) in zh_text
     assert "王丽" in zh_text and "803.00" in zh_text
     assert "Expected cash" not in zh_text
@@ -435,7 +436,7 @@ def test_daily_report_pdf_and_csv(day: Day, tmp_path: Path) -> None:
 def test_daily_report_pdf_in_chinese(day: Day, tmp_path: Path) -> None:
     r = reports.daily_report(day.db, "DEMO", DAY1, TZ, actor=day.supervisor, clock=day.clock)
     zh_text = pdftext(pdf.daily_report_pdf(r, language="zh_CN"), tmp_path, "daily-zh")
-    for msgid in (pdf.DAILY_TITLE, pdf.BY_OPERATOR, pdf.BY_COUNTER, pdf.COL_NET, pdf.SHIFTS):
+    for msgid in (labels.DAILY_TITLE, labels.BY_OPERATOR, labels.BY_COUNTER, labels.COL_NET, labels.SHIFTS):
         assert zh(msgid) in zh_text
     assert "李强" in zh_text and "343.00" in zh_text  # net cash of the day
 
@@ -627,8 +628,8 @@ def test_stats_report_pdf_chart_and_csv(day: Day, tmp_path: Path) -> None:
     assert "Amount sold per day (yuan)" in en and "No write-back yet" in en
     # the charts are drawn: pdftoppm renders their bars in the chart colours
     path = tmp_path / "stats-en.pdf"
-    assert pixels(path, tmp_path, pdf.BAR.hexval()) > 300  # the amounts per day
-    assert pixels(path, tmp_path, pdf.BUCKET_COLORS["no_write_back"].hexval()) > 300
+    assert pixels(path, tmp_path, labels.BAR.hexval()) > 300  # the amounts per day
+    assert pixels(path, tmp_path, labels.BUCKET_COLORS["no_write_back"].hexval()) > 300
     got = sections(pdf.stats_report_csv(r))
     assert set(got) == {"summary", "customers", "daily", "plans", "balances"}
     assert sum(int(x["count"]) for x in got["customers"]) == r.customers_total == 1000
@@ -645,7 +646,7 @@ def test_stats_report_pdf_chart_and_csv(day: Day, tmp_path: Path) -> None:
 def test_stats_report_pdf_in_chinese(day: Day, tmp_path: Path) -> None:
     r = reports.stats_report(day.db, "DEMO", day.clock, TZ, actor=day.supervisor)
     zh_text = pdftext(pdf.stats_report_pdf(r, language="zh_CN"), tmp_path, "stats-zh")
-    for msgid in (pdf.STATS_TITLE, pdf.SOLD_PER_DAY, reports.BUCKET_LABELS["tripped"]):
+    for msgid in (labels.STATS_TITLE, labels.SOLD_PER_DAY, reports.BUCKET_LABELS["tripped"]):
         assert zh(msgid) in zh_text
     assert zh(reports.KIND_LABELS["remote"]) in zh_text and "示范营业厅" in zh_text
 

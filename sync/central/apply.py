@@ -185,9 +185,29 @@ def _customers(tx: Tx, numbers: Iterable[str]) -> dict[str, _Cust]:
     return found
 
 
+@dataclass(slots=True)
+class _SaleWorld:
+    """What the new sales of a batch refer to, read with a query each (the customers' purchase
+    count and card serial and the open arrears are followed in memory as the batch runs)."""
+
+    custs: dict[str, _Cust]
+    tariffs: set[tuple[str, int]]
+    reversed_before: set[str]  # reversals of this counter that came before their sale
+    refs: dict[str, str]  # every named ref the central system holds -> its customer
+    open_refs: set[str]  # those still open
+
+
+@dataclass(slots=True)
+class _SaleRows:
+    sales: list[dict[str, Any]]
+    remote: list[dict[str, Any]]
+    settle: list[dict[str, Any]]
+    changed: dict[str, set[str]]  # customer -> the columns a card sale changed
+
+
 def _apply_sales(batch: _Batch, posted: Sequence[Posted], skew: dt.timedelta) -> None:
-    tx, conn, counter = batch.tx, batch.tx.conn, batch.counter
-    s, tv, ev, ar = m.sales.c, m.tariff_versions.c, m.events.c, m.arrears_items.c
+    conn = batch.tx.conn
+    s = m.sales.c
     # what is held already: id -> (body_hash, review); accepted sales of the batch join it
     held: dict[str, tuple[str, str | None]] = {}
     for part in chunks(list(dict.fromkeys(p.id for p in posted))):
@@ -199,17 +219,47 @@ def _apply_sales(batch: _Batch, posted: Sequence[Posted], skew: dt.timedelta) ->
             old_hash, old_review = held[p.id]
             batch.repeat(p.index, p.id, old_hash, p.hash, old_review)
         return
+    world = _sale_world(batch, todo)
+    rows = _SaleRows([], [], [], {})
+    for p in posted:
+        kept = held.get(p.id)
+        if kept is not None:
+            batch.repeat(p.index, p.id, kept[0], p.hash, kept[1])
+            continue
+        sale = cast(c.SaleRecord, p.item)
+        cust = world.custs.get(sale.customer_no)
+        refused = rules.vet_sale(
+            sale,
+            None if cust is None else cust.facts(),
+            world.refs,
+            batch.counter.office_code,
+            batch.tx.now,
+            skew,
+        )
+        if refused is not None:
+            batch.reject(p.index, p.id, refused)
+            continue
+        review = _take_sale(batch.tx, sale, cust, world, rows)
+        rows.sales.append(_sale_row(batch.tx, p, sale, review, sale.id in world.reversed_before))
+        if sale.kind == "remote" and sale.state == "completed":
+            status, reason = _remote_status(cust, review)
+            rows.remote.append({"sale_id": sale.id, "status": status, "reason": reason})
+        held[p.id] = (p.hash, review)
+        batch.results[p.index] = c.ItemResult(id=sale.id, status="created", review=review)
+    if rows.sales:
+        _write_sales(batch.tx, rows, world.custs)
 
-    # everything the new sales refer to, a query each (the customers' purchase count and card
-    # serial and the open arrears are followed in memory below)
-    custs = _customers(tx, (sale.customer_no for sale in todo))
+
+def _sale_world(batch: _Batch, todo: Sequence[c.SaleRecord]) -> _SaleWorld:
+    conn = batch.tx.conn
+    tv, ev, ar = m.tariff_versions.c, m.events.c, m.arrears_items.c
+    custs = _customers(batch.tx, (sale.customer_no for sale in todo))
     tariffs: set[tuple[str, int]] = set()
     for part in chunks(list(dict.fromkeys(sale.tariff_plan for sale in todo))):
         tariffs.update(
             (r.plan_code, int(r.version_no))
             for r in conn.execute(select(tv.plan_code, tv.version_no).where(tv.plan_code.in_(part)))
         )
-    # reversals of this counter that came before their sale
     reversed_before: set[str] = set()
     for part in chunks(list(dict.fromkeys(sale.id for sale in todo))):
         reversed_before.update(
@@ -217,15 +267,15 @@ def _apply_sales(batch: _Batch, posted: Sequence[Posted], skew: dt.timedelta) ->
                 select(ev.subject).where(
                     ev.kind == "reversals",
                     ev.subject.in_(part),
-                    ev.counter_id == counter.counter_id,
+                    ev.counter_id == batch.counter.counter_id,
                 )
             )
         )
     names = list(
         dict.fromkeys(ref for sale in todo for ref in sale.settled_refs if "\x00" not in ref)
     )
-    refs: dict[str, str] = {}  # every named ref the central system holds -> its customer
-    open_refs: set[str] = set()  # those still open
+    refs: dict[str, str] = {}
+    open_refs: set[str] = set()
     for part in chunks(names):
         for a in conn.execute(
             select(ar.ref, ar.customer_no, ar.settled_by_sale).where(ar.ref.in_(part))
@@ -233,104 +283,90 @@ def _apply_sales(batch: _Batch, posted: Sequence[Posted], skew: dt.timedelta) ->
             refs[a.ref] = a.customer_no
             if a.settled_by_sale is None:
                 open_refs.add(a.ref)
+    return _SaleWorld(custs, tariffs, reversed_before, refs, open_refs)
 
-    sale_rows: list[dict[str, Any]] = []
-    remote_rows: list[dict[str, Any]] = []
-    settle_rows: list[dict[str, Any]] = []
-    changed: dict[str, set[str]] = {}  # customer -> the columns a card sale changed
-    for p in posted:
-        kept = held.get(p.id)
-        if kept is not None:
-            batch.repeat(p.index, p.id, kept[0], p.hash, kept[1])
-            continue
-        sale = cast(c.SaleRecord, p.item)
-        cust = custs.get(sale.customer_no)
-        refused = rules.vet_sale(
-            sale,
-            None if cust is None else cust.facts(),
-            refs,
-            counter.office_code,
-            tx.now,
-            skew,
-        )
-        if refused is not None:
-            batch.reject(p.index, p.id, refused)
-            continue
-        completed = sale.state == "completed"
-        early = sale.id in reversed_before
-        review: str | None = None
-        if cust is None:
-            review = rules.REVIEW_UNKNOWN_CUSTOMER
-        # a sale reversed before it arrived paid nothing off: its money went back
-        elif completed and not early:
-            settled = [ref for ref in dict.fromkeys(sale.settled_refs) if ref in open_refs]
-            for ref in settled:
-                open_refs.discard(ref)
-                settle_rows.append(
-                    {"b_ref": ref, "b_customer": sale.customer_no, "b_sale": sale.id}
-                )
-            if settled:
+
+def _take_sale(
+    tx: Tx, sale: c.SaleRecord, cust: _Cust | None, world: _SaleWorld, rows: _SaleRows
+) -> str | None:
+    """What an accepted sale changes (arrears it settles, the card's purchase count and
+    serial), and its review code."""
+    review: str | None = None
+    if cust is None:
+        return rules.REVIEW_UNKNOWN_CUSTOMER
+    # a sale reversed before it arrived paid nothing off: its money went back
+    if sale.state == "completed" and sale.id not in world.reversed_before:
+        settled = [ref for ref in dict.fromkeys(sale.settled_refs) if ref in world.open_refs]
+        for ref in settled:
+            world.open_refs.discard(ref)
+            rows.settle.append({"b_ref": ref, "b_customer": sale.customer_no, "b_sale": sale.id})
+        if settled:
+            tx.touch_customer(sale.customer_no)
+        if sale.kind == "card" and sale.purchase_count is not None:
+            if rules.purchase_follows(sale, cust.purchase_count):
+                columns = {"purchase_count"}
+                cust.purchase_count = sale.purchase_count
+                serial = clean(sale.card_serial)
+                if serial and serial != cust.card_serial:
+                    cust.card_serial = serial
+                    columns.add("card_serial")
+                rows.changed.setdefault(sale.customer_no, set()).update(columns)
                 tx.touch_customer(sale.customer_no)
-            if sale.kind == "card" and sale.purchase_count is not None:
-                if rules.purchase_follows(sale, cust.purchase_count):
-                    columns = {"purchase_count"}
-                    cust.purchase_count = sale.purchase_count
-                    serial = clean(sale.card_serial)
-                    if serial and serial != cust.card_serial:
-                        cust.card_serial = serial
-                        columns.add("card_serial")
-                    changed.setdefault(sale.customer_no, set()).update(columns)
-                    tx.touch_customer(sale.customer_no)
-                else:
-                    review = rules.REVIEW_PURCHASE_COUNT_GAP
-        if review is None and cust is not None:
-            if cust.status == "closed":
-                review = rules.REVIEW_CUSTOMER_CLOSED
-            elif (sale.tariff_plan, sale.tariff_version_no) not in tariffs:
-                review = rules.REVIEW_UNKNOWN_TARIFF
-        sale_rows.append(
-            {
-                "id": sale.id,
-                "counter_id": sale.counter_id,
-                "customer_no": sale.customer_no,
-                "kind": sale.kind,
-                "state": sale.state,
-                "credit": sale.credit,
-                "body": p.body,
-                "body_hash": p.hash,
-                "received_at": tx.now,
-                "review": review,
-                "reversed": early,
-            }
-        )
-        if sale.kind == "remote" and completed:
-            status, reason = "issued", ""
-            if cust is None:
-                status, reason = "failed", "unknown customer"
-            elif cust.meter_kind != "remote":
-                status, reason = "failed", "the customer's meter is not a remote fee-control meter"
-            elif cust.status != "active":
-                status, reason = "failed", f"the customer is {cust.status}"
-            elif review is not None:
-                status, reason = "failed", review.replace("_", " ")
-            remote_rows.append({"sale_id": sale.id, "status": status, "reason": reason})
-        held[p.id] = (p.hash, review)
-        batch.results[p.index] = c.ItemResult(id=sale.id, status="created", review=review)
+            else:
+                review = rules.REVIEW_PURCHASE_COUNT_GAP
+    if review is None:
+        if cust.status == "closed":
+            review = rules.REVIEW_CUSTOMER_CLOSED
+        elif (sale.tariff_plan, sale.tariff_version_no) not in world.tariffs:
+            review = rules.REVIEW_UNKNOWN_TARIFF
+    return review
 
-    if not sale_rows:
-        return
-    first = tx.next_seqs("sales", len(sale_rows))
-    for i, row in enumerate(sale_rows):
+
+def _sale_row(
+    tx: Tx, p: Posted, sale: c.SaleRecord, review: str | None, early: bool
+) -> dict[str, Any]:
+    return {
+        "id": sale.id,
+        "counter_id": sale.counter_id,
+        "customer_no": sale.customer_no,
+        "kind": sale.kind,
+        "state": sale.state,
+        "credit": sale.credit,
+        "body": p.body,
+        "body_hash": p.hash,
+        "received_at": tx.now,
+        "review": review,
+        "reversed": early,
+    }
+
+
+def _remote_status(cust: _Cust | None, review: str | None) -> tuple[str, str]:
+    """Whether a completed remote purchase is issued to the meter, and why not."""
+    if cust is None:
+        return "failed", "unknown customer"
+    if cust.meter_kind != "remote":
+        return "failed", "the customer's meter is not a remote fee-control meter"
+    if cust.status != "active":
+        return "failed", f"the customer is {cust.status}"
+    if review is not None:
+        return "failed", review.replace("_", " ")
+    return "issued", ""
+
+
+def _write_sales(tx: Tx, rows: _SaleRows, custs: dict[str, _Cust]) -> None:
+    conn, ar = tx.conn, m.arrears_items.c
+    first = tx.next_seqs("sales", len(rows.sales))
+    for i, row in enumerate(rows.sales):
         row["seq"] = first + i
     # the UNIQUE id is the last guard: a sale a concurrent writer inserted meanwhile ends
     # this transaction in an IntegrityError, and the store's write() retries it
-    conn.execute(insert(m.sales), sale_rows)
-    if remote_rows:
-        first = tx.next_seqs("remote", len(remote_rows))
-        for i, row in enumerate(remote_rows):
+    conn.execute(insert(m.sales), rows.sales)
+    if rows.remote:
+        first = tx.next_seqs("remote", len(rows.remote))
+        for i, row in enumerate(rows.remote):
             row["seq"] = first + i
-        conn.execute(insert(m.remote_status), remote_rows)
-    if settle_rows:
+        conn.execute(insert(m.remote_status), rows.remote)
+    if rows.settle:
         conn.execute(
             update(m.arrears_items)
             .where(
@@ -339,23 +375,23 @@ def _apply_sales(batch: _Batch, posted: Sequence[Posted], skew: dt.timedelta) ->
                 ar.settled_by_sale.is_(None),
             )
             .values(settled_by_sale=bindparam("b_sale")),
-            settle_rows,
+            rows.settle,
         )
     by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-    for no, columns in changed.items():
-        names_ = tuple(sorted(columns))
+    for no, columns in rows.changed.items():
+        names = tuple(sorted(columns))
         cust = custs[no]
-        by_columns.setdefault(names_, []).append(
-            {"b_no": no, **{f"b_{name}": getattr(cust, name) for name in names_}}
+        by_columns.setdefault(names, []).append(
+            {"b_no": no, **{f"b_{name}": getattr(cust, name) for name in names}}
         )
-    for names_, rows in by_columns.items():
+    for names, update_rows in by_columns.items():
         conn.execute(
             update(m.customers)
             .where(m.customers.c.customer_no == bindparam("b_no"))
-            .values({name: bindparam(f"b_{name}") for name in names_}),
-            rows,
+            .values({name: bindparam(f"b_{name}") for name in names}),
+            update_rows,
         )
-    advance_purchase_counts(tx, changed)
+    advance_purchase_counts(tx, rows.changed)
 
 
 def advance_purchase_counts(tx: Tx, customer_nos: Iterable[str]) -> None:

@@ -119,6 +119,15 @@ def cmd_central_enrol(ctx: AppContext, args: argparse.Namespace) -> int:
     return 0
 
 
+def _db_option(q: argparse.ArgumentParser) -> None:
+    q.add_argument(
+        "--db",
+        dest="central_db",
+        metavar="URL",
+        help=_("the central system's own database URL; default: central.db in the data folder"),
+    )
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "central", help=_("the reference central marketing system (for tests and demos)")
@@ -127,12 +136,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     q = csub.add_parser("serve", help=_("serve the central system's contract over HTTP"))
     q.add_argument("--port", type=int, default=0, help=_("TCP port; 0 picks a free one"))
     q.add_argument("--host", default="127.0.0.1", help=_("address to listen on"))
-    q.add_argument(
-        "--db",
-        dest="central_db",
-        metavar="URL",
-        help=_("the central system's own database URL; default: central.db in the data folder"),
-    )
+    _db_option(q)
     q.add_argument(
         "--enrolment-key",
         help=_("counters must send this key to register (or set {env})", env=ENROLMENT_KEY_ENV),
@@ -159,12 +163,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     q.add_argument("counter_id", metavar="COUNTER_ID")
     q.add_argument("--office", required=True, help=_("the office the counter belongs to"))
-    q.add_argument(
-        "--db",
-        dest="central_db",
-        metavar="URL",
-        help=_("the central system's own database URL; default: central.db in the data folder"),
-    )
+    _db_option(q)
     q.add_argument(
         "--hours", type=float, default=24, help=_("how long the code is valid (default 24)")
     )

@@ -28,6 +28,7 @@ import datetime as dt
 import hmac
 import secrets
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Connection, delete, insert, select, update
 
@@ -153,80 +154,107 @@ def register(
     code = _code_row(conn, creds.enrolment_code, now)
     if code is not None and code[0] != req.counter_id:
         code = None  # issued for another counter
-    bad_code = Refusal(
-        UNAUTHORIZED,
-        f"the enrolment code is not valid for counter {req.counter_id}: unknown, used, expired "
-        "or issued for another counter",
-    )
-    how: str
-    office = req.office_code
-    receipt_key: str
     replay = row is not None and _replaying(conn, req.counter_id, creds.request_key, now)
     if creds.enrolment_code and code is None and not replay:
-        return _refuse(tx, req, bad_code)  # a code given and wrong: never something else
+        # a code given and wrong: never something else
+        return _refuse(
+            tx,
+            req,
+            Refusal(
+                UNAUTHORIZED,
+                f"the enrolment code is not valid for counter {req.counter_id}: unknown, used, "
+                "expired or issued for another counter",
+            ),
+        )
     if row is None:
-        if code is not None:
-            how = "code"
-            if code[1] != req.office_code:
-                return _refuse(tx, req, _office_refusal(req, code[1], "its enrolment code"))
-        elif key_matches(configured_key, creds.enrolment_key):
-            how = "open" if configured_key is None else "key"
-        else:
-            return _refuse(tx, req, Refusal(UNAUTHORIZED, "the enrolment key is missing or wrong"))
-        receipt_key = secrets.token_hex(32)
-        conn.execute(
-            insert(m.counters).values(
-                id=req.counter_id,
-                office_code=office,
-                name=clean(req.name) or "",
-                token_hash=sha256_hex(token),
-                receipt_key=receipt_key,
-                registered_at=now,
-            )
-        )
+        decided = _first_registration(req, creds, code, configured_key)
     else:
-        receipt_key = str(row.receipt_key)
-        if replay:
-            how = "replay"
-            if req.office_code != row.office_code:
-                return _refuse(tx, req, _office_refusal(req, row.office_code, "the counter"))
-        elif _token_counter(conn, creds.bearer) == req.counter_id:
-            how = "token"
-            if req.office_code != row.office_code:
-                return _refuse(tx, req, _office_refusal(req, row.office_code, "the counter"))
-        elif code is not None:
-            how = "code"
-            if code[1] != req.office_code:
-                return _refuse(tx, req, _office_refusal(req, code[1], "its enrolment code"))
-            conn.execute(
-                insert(m.retired_receipt_keys).values(
-                    counter_id=req.counter_id, receipt_key=receipt_key, retired_at=now
-                )
-            )
-            receipt_key = secrets.token_hex(32)
-            _retire_audit_heads(conn, req.counter_id, now)
-        else:
-            return _refuse(
-                tx,
-                req,
-                Refusal(
-                    COUNTER_ID_TAKEN,
-                    f"counter id {req.counter_id} is registered already: it registers again "
-                    "only with its current token, or with a one-time enrolment code from the "
-                    "central system's administrator",
-                ),
-            )
+        decided = _registration_again(conn, req, creds, code, row, replay)
+    if isinstance(decided, Refusal):
+        return _refuse(tx, req, decided)
+    how, receipt_key = decided
+    if how == "code":
+        receipt_key = _new_receipt_key(conn, req.counter_id, receipt_key, now)
+    values = {
+        "office_code": req.office_code,
+        "name": clean(req.name) or "",
+        "token_hash": sha256_hex(token),
+        "receipt_key": receipt_key,
+        "registered_at": now,
+    }
+    if row is None:
+        conn.execute(insert(m.counters).values(id=req.counter_id, **values))
+    else:
+        conn.execute(update(m.counters).where(co.id == req.counter_id).values(**values))
+    _record_enrolment(conn, req, creds, how, now)
+    return c.RegisterResponse(
+        counter_id=req.counter_id,
+        office_code=req.office_code,
+        token=token,
+        server_time=now,
+        receipt_key=receipt_key,
+    )
+
+
+def _first_registration(
+    req: c.RegisterRequest,
+    creds: Credentials,
+    code: tuple[str, str] | None,
+    configured_key: str | None,
+) -> tuple[str, str] | Refusal:
+    """How a new counter id registers (by code, by the enrolment key, or open), with a fresh
+    receipt key."""
+    if code is not None:
+        if code[1] != req.office_code:
+            return _office_refusal(req, code[1], "its enrolment code")
+        return "code", ""
+    if key_matches(configured_key, creds.enrolment_key):
+        return ("open" if configured_key is None else "key"), secrets.token_hex(32)
+    return Refusal(UNAUTHORIZED, "the enrolment key is missing or wrong")
+
+
+def _registration_again(
+    conn: Connection,
+    req: c.RegisterRequest,
+    creds: Credentials,
+    code: tuple[str, str] | None,
+    row: Any,
+    replay: bool,
+) -> tuple[str, str] | Refusal:
+    """How a counter id that is held registers again: a replay of its own request, its
+    current token, or a one-time enrolment code; nothing else takes it over."""
+    if replay or _token_counter(conn, creds.bearer) == req.counter_id:
+        if req.office_code != row.office_code:
+            return _office_refusal(req, row.office_code, "the counter")
+        return ("replay" if replay else "token"), str(row.receipt_key)
+    if code is not None:
+        if code[1] != req.office_code:
+            return _office_refusal(req, code[1], "its enrolment code")
+        return "code", str(row.receipt_key)
+    return Refusal(
+        COUNTER_ID_TAKEN,
+        f"counter id {req.counter_id} is registered already: it registers again only with its "
+        "current token, or with a one-time enrolment code from the central system's "
+        "administrator",
+    )
+
+
+def _new_receipt_key(conn: Connection, counter_id: str, old_key: str, now: dt.datetime) -> str:
+    """A registration by enrolment code: the old receipt key (if any) and audit heads are
+    retired, a new receipt key made."""
+    if old_key:
         conn.execute(
-            update(m.counters)
-            .where(co.id == req.counter_id)
-            .values(
-                office_code=office,
-                name=clean(req.name) or "",
-                token_hash=sha256_hex(token),
-                receipt_key=receipt_key,
-                registered_at=now,
+            insert(m.retired_receipt_keys).values(
+                counter_id=counter_id, receipt_key=old_key, retired_at=now
             )
         )
+        _retire_audit_heads(conn, counter_id, now)
+    return secrets.token_hex(32)
+
+
+def _record_enrolment(
+    conn: Connection, req: c.RegisterRequest, creds: Credentials, how: str, now: dt.datetime
+) -> None:
     if how == "code":
         ec = m.enrolment_codes.c
         conn.execute(
@@ -237,18 +265,11 @@ def register(
     conn.execute(
         insert(m.enrolments).values(
             counter_id=req.counter_id,
-            office_code=office,
+            office_code=req.office_code,
             how=how,
             request_key_hash=_request_hash(creds.request_key),
             at=now,
         )
-    )
-    return c.RegisterResponse(
-        counter_id=req.counter_id,
-        office_code=office,
-        token=token,
-        server_time=now,
-        receipt_key=receipt_key,
     )
 
 
