@@ -230,7 +230,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 # --------------------------------------------------------------------------- security
 
 
-def _secret(env: str, prompt: str, *, confirm: bool = False) -> str:
+def cli_secret(env: str, prompt: str, *, confirm: bool = False) -> str:
     """A password from the environment or, at a terminal, from a prompt (never an argument)."""
     value = os.environ.get(env)
     if value:
@@ -252,7 +252,7 @@ def cli_login(
     prompt); the login is audited like one at the counter window."""
     if not operator_id:
         raise ValidationError(N_("this command needs --operator ID"))
-    password = _secret(env, _("Password for {operator}: ", operator=operator_id))
+    password = cli_secret(env, _("Password for {operator}: ", operator=operator_id))
     return auth.login(
         open_db(ctx),
         operator_id,
@@ -299,7 +299,7 @@ def cmd_init(ctx: AppContext, args: argparse.Namespace) -> int:
         return 0
     password = os.environ.get("CARDVEND_ADMIN_PASSWORD")
     if not password and sys.stdin.isatty():
-        password = _secret(
+        password = cli_secret(
             "CARDVEND_ADMIN_PASSWORD",
             _("Password for the first administrator {operator}: ", operator=args.admin_id),
             confirm=True,
@@ -327,7 +327,7 @@ def cmd_init(ctx: AppContext, args: argparse.Namespace) -> int:
 
 def cmd_operators_add(ctx: AppContext, args: argparse.Namespace) -> int:
     admin = cli_login(ctx, args.operator)
-    password = _secret(
+    password = cli_secret(
         "CARDVEND_NEW_PASSWORD", _("Password for {operator}: ", operator=args.id), confirm=True
     )
     auth.add_operator(
@@ -384,11 +384,11 @@ def cmd_operators_enable(ctx: AppContext, args: argparse.Namespace) -> int:
 def cmd_operators_passwd(ctx: AppContext, args: argparse.Namespace) -> int:
     me = cli_login(ctx, args.operator)
     target = args.id or me.operator_id
-    new = _secret(
+    new = cli_secret(
         "CARDVEND_NEW_PASSWORD", _("New password for {operator}: ", operator=target), confirm=True
     )
     if target == me.operator_id:
-        old = _secret("CARDVEND_PASSWORD", _("Current password: "))
+        old = cli_secret("CARDVEND_PASSWORD", _("Current password: "))
         auth.change_password(open_db(ctx), me, old, new, ctx.clock)
     else:
         auth.reset_password(open_db(ctx), me, target, new, ctx.clock)

@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from app.cli import cli_login, emit_json, id_arg, open_db, operator_arg
+from app.cli import cli_login, cli_secret, emit_json, id_arg, open_db, operator_arg
 from app.context import AppContext
 from app.domain import ids
 from app.domain.customers import MeterKind
@@ -97,37 +97,33 @@ def _check_override(args: argparse.Namespace) -> None:
         raise ValidationError(N_("--override needs --approver ID"))
 
 
-def approver_login(ctx: AppContext, args: argparse.Namespace) -> Principal:
-    """Sign in ``--approver`` (password from CARDVEND_APPROVER_PASSWORD or a prompt)."""
-    if not args.approver:
-        raise ValidationError(N_("this command needs --approver ID"))
-    return cli_login(ctx, args.approver, env=APPROVER_ENV)
-
-
 def approve_here(
     ctx: AppContext,
+    args: argparse.Namespace,
     actor: Principal,
-    approver: Principal,
     action: Action,
     target: str,
     *,
     payload: dict[str, Any] | None = None,
     distinct_from: tuple[str, ...] = (),
-) -> str:
-    """The approver signs ``action`` on ``target`` for ``actor`` here and now; the request id."""
-    view = approvals.approve_on_spot(
+) -> approvals.ApprovalView:
+    """``--approver`` signs in here (password from CARDVEND_APPROVER_PASSWORD or a prompt) and
+    signs ``action`` on ``target`` for ``actor``; the approved request."""
+    if not args.approver:
+        raise ValidationError(N_("this command needs --approver ID"))
+    password = cli_secret(APPROVER_ENV, _("Password for {operator}: ", operator=args.approver))
+    return approvals.sign_in_and_approve(
         open_db(ctx),
+        approver_id=args.approver,
+        password=password,
+        actor=actor,
         action=action,
         target=target,
-        payload=payload,
-        operator_id=actor.operator_id,
-        counter_id=actor.counter_id,
-        approver_id=approver.operator_id,
-        approver_role=approver.role,
         clock=ctx.clock,
+        settings=ctx.settings,
+        payload=payload,
         distinct_from=distinct_from,
     )
-    return view.id
 
 
 def _with_override(
@@ -144,18 +140,22 @@ def _with_override(
     except selling.OfflineLimitReached as exc:
         if not args.override:
             raise
-        approver = approver_login(ctx, args)
-        request_id = approve_here(
+        approval = approve_here(
             ctx,
+            args,
             actor,
-            approver,
             Action.OVERRIDE_OFFLINE_LIMIT,
             actor.counter_id,
             payload={"problem": str(exc.params.get("detail", ""))},
         )
         if not args.json:
-            print(_("Offline limit overridden by {approver}.", approver=approver.operator_id))
-        return retry(request_id)
+            print(
+                _(
+                    "Offline limit overridden by {approver}.",
+                    approver=approval.approvals[-1].operator,
+                )
+            )
+        return retry(approval.id)
 
 
 @contextmanager
@@ -460,12 +460,11 @@ def cmd_rewrite(ctx: AppContext, args: argparse.Namespace) -> int:
 
 def cmd_replace_card(ctx: AppContext, args: argparse.Namespace) -> int:
     actor = cli_login(ctx, args.operator)
-    approver = approver_login(ctx, args)
     db = open_db(ctx)
-    request_id = approve_here(
+    approval = approve_here(
         ctx,
+        args,
         actor,
-        approver,
         Action.REPLACE_CARD,
         args.customer,
         payload={"customer_no": args.customer},
@@ -478,7 +477,7 @@ def cmd_replace_card(ctx: AppContext, args: argparse.Namespace) -> int:
             customer_no=args.customer,
             clock=ctx.clock,
             settings=ctx.settings,
-            approval_request=request_id,
+            approval_request=approval.id,
         )
     if args.json:
         emit_json(
@@ -486,7 +485,7 @@ def cmd_replace_card(ctx: AppContext, args: argparse.Namespace) -> int:
                 "customer": customer.to_json(),
                 "card_serial": customer.card_serial,
                 "fee_fen": fee,
-                "approval_id": request_id,
+                "approval_id": approval.id,
             }
         )
         return 0
@@ -496,7 +495,7 @@ def cmd_replace_card(ctx: AppContext, args: argparse.Namespace) -> int:
             "{approver}; the old card is blacklisted.",
             serial=customer.card_serial,
             customer_no=customer.customer_no,
-            approver=approver.operator_id,
+            approver=approval.approvals[-1].operator,
         )
     )
     print(_("Replacement fee: {fee} yuan.", fee=_yuan(fee)))
@@ -507,11 +506,10 @@ def cmd_reverse(ctx: AppContext, args: argparse.Namespace) -> int:
     actor = cli_login(ctx, args.operator)
     db = open_db(ctx)
     seller = ledger.get_sale(db, args.sale_id).operator_id
-    approver = approver_login(ctx, args)
-    request_id = approve_here(
+    approval = approve_here(
         ctx,
+        args,
         actor,
-        approver,
         Action.REVERSE,
         args.sale_id,
         payload={"sale_id": args.sale_id},
@@ -525,17 +523,17 @@ def cmd_reverse(ctx: AppContext, args: argparse.Namespace) -> int:
             sale_id=args.sale_id,
             clock=ctx.clock,
             settings=ctx.settings,
-            approval_request=request_id,
+            approval_request=approval.id,
         )
     if args.json:
-        emit_json({**sale.to_json(), "approval_id": request_id})
+        emit_json({**sale.to_json(), "approval_id": approval.id})
         return 0
     print(
         _(
             "Sale {sale_id} reversed, approved by {approver}; the card holds purchase {count} "
             "again.",
             sale_id=sale.sale_id,
-            approver=approver.operator_id,
+            approver=approval.approvals[-1].operator,
             count=(sale.purchase_count or 1) - 1,
         )
     )

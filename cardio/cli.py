@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from app.cli import cli_login, id_arg, open_db
-from app.cli_sales import approve_here, approver_login
+from app.cli_sales import approve_here
 from app.context import AppContext
 from app.domain import ids
 from app.domain.card import (
@@ -277,10 +277,9 @@ def cmd_erase(ctx: AppContext, args: argparse.Namespace) -> int:
             if risk.needs_approval and cards.erase_needs_rule(open_db(ctx)):
                 if not args.approver:
                     raise risk.error()
-                approver = approver_login(ctx, args)
                 request = approve_here(
-                    ctx, actor, approver, Action.ERASE_CARD, risk.serial, payload=risk.to_json()
-                )
+                    ctx, args, actor, Action.ERASE_CARD, risk.serial, payload=risk.to_json()
+                ).id
         contents = terminal.erase()
     finally:
         channel.close()

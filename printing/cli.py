@@ -18,7 +18,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from app.cli import cli_login, emit_json, id_arg, open_db, operator_arg
-from app.cli_sales import approve_here, approver_login
+from app.cli_sales import approve_here
 from app.context import AppContext
 from app.domain import ids
 from app.domain.permissions import Action
@@ -44,10 +44,9 @@ def _reprint(
     db = open_db(ctx)
     request_id = None
     if args.approver:
-        approver = approver_login(ctx, args)
         request_id = approve_here(
-            ctx, actor, approver, Action.REPRINT, args.sale_id, distinct_from=(actor.operator_id,)
-        )
+            ctx, args, actor, Action.REPRINT, args.sale_id, distinct_from=(actor.operator_id,)
+        ).id
     return receipts.reprint(
         db,
         actor=actor,

@@ -26,7 +26,7 @@ from app.i18n import N_
 from app.persistence.db import Database
 from app.persistence.models import ArrearsItem, Customer, Office, Operator, TariffVersion
 from app.services import audit
-from app.services.customers import _insert_batch
+from app.services.customers.importing import _insert_batch
 from app.services.operators import add_operator
 from app.services.tariffs import add_version, ensure_plan
 
