@@ -631,58 +631,71 @@ def receipt_args(q: argparse.ArgumentParser) -> None:
     )
 
 
+CUSTOMER_NO_ARG = id_arg(ids.CUSTOMER_NO)
+
+
+def _common(q: argparse.ArgumentParser) -> None:
+    operator_arg(q)
+    q.add_argument("--json", action="store_true", help=_("print JSON"))
+
+
+def _approver(q: argparse.ArgumentParser, *, required: bool) -> None:
+    q.add_argument(
+        "--approver",
+        required=required,
+        type=id_arg(ids.OPERATOR_ID),
+        help=_(
+            "the supervisor who approves here (password from CARDVEND_APPROVER_PASSWORD "
+            "or a prompt)"
+        ),
+    )
+
+
+def _card_args(q: argparse.ArgumentParser) -> None:
+    g = q.add_mutually_exclusive_group()
+    g.add_argument("--reader", help=_("PC/SC reader name"))
+    g.add_argument("--image", help=_("an emulated card image file instead of a reader"))
+
+
+def _override(q: argparse.ArgumentParser) -> None:
+    q.add_argument(
+        "--override",
+        action="store_true",
+        help=_("if an offline limit stops the sale, let --approver override it"),
+    )
+    _approver(q, required=False)
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    def common(q: argparse.ArgumentParser) -> None:
-        operator_arg(q)
-        q.add_argument("--json", action="store_true", help=_("print JSON"))
+    _register_shift(sub)
+    _register_card_work(sub)
+    _register_sales(sub)
 
-    def approver(q: argparse.ArgumentParser, *, required: bool) -> None:
-        q.add_argument(
-            "--approver",
-            required=required,
-            type=id_arg(ids.OPERATOR_ID),
-            help=_(
-                "the supervisor who approves here (password from CARDVEND_APPROVER_PASSWORD "
-                "or a prompt)"
-            ),
-        )
 
-    customer_no = id_arg(ids.CUSTOMER_NO)
-
-    def card(q: argparse.ArgumentParser) -> None:
-        g = q.add_mutually_exclusive_group()
-        g.add_argument("--reader", help=_("PC/SC reader name"))
-        g.add_argument("--image", help=_("an emulated card image file instead of a reader"))
-
-    def override(q: argparse.ArgumentParser) -> None:
-        q.add_argument(
-            "--override",
-            action="store_true",
-            help=_("if an offline limit stops the sale, let --approver override it"),
-        )
-        approver(q, required=False)
-
+def _register_shift(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("shift", help=_("open or close this counter's shift"))
     ssub = p.add_subparsers(dest="shift_command", required=True, metavar="COMMAND")
     q = ssub.add_parser("open", help=_("open a shift with a cash float"))
     q.add_argument("--float", required=True, metavar="YUAN", help=_("cash float in yuan"))
-    common(q)
+    _common(q)
     q.set_defaults(func=cmd_shift_open)
     q = ssub.add_parser("close", help=_("close the shift with the counted cash"))
     q.add_argument("--counted", required=True, metavar="YUAN", help=_("counted cash in yuan"))
-    common(q)
+    _common(q)
     q.set_defaults(func=cmd_shift_close)
 
+
+def _register_card_work(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     q = sub.add_parser(
         "open-account", help=_("issue a blank card as a customer's first card, optionally sell")
     )
-    q.add_argument("--customer", required=True, metavar="NO", type=customer_no)
+    q.add_argument("--customer", required=True, metavar="NO", type=CUSTOMER_NO_ARG)
     q.add_argument("--amount", metavar="YUAN", help=_("first purchase in yuan"))
     q.add_argument("--cash", metavar="YUAN", help=_("cash received in yuan (change is shown)"))
     receipt_args(q)
-    common(q)
-    card(q)
-    override(q)
+    _common(q)
+    _card_args(q)
+    _override(q)
     q.set_defaults(func=cmd_open_account)
 
     q = sub.add_parser(
@@ -692,35 +705,35 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             "remote payment, no card)"
         ),
     )
-    q.add_argument("--customer", required=True, metavar="NO", type=customer_no)
+    q.add_argument("--customer", required=True, metavar="NO", type=CUSTOMER_NO_ARG)
     q.add_argument("--amount", required=True, metavar="YUAN", help=_("amount paid in yuan"))
     q.add_argument("--cash", metavar="YUAN", help=_("cash received in yuan (change is shown)"))
     receipt_args(q)
-    common(q)
-    card(q)
-    override(q)
+    _common(q)
+    _card_args(q)
+    _override(q)
     q.set_defaults(func=cmd_sell)
 
     q = sub.add_parser("rewrite", help=_("write the last purchase again onto a card behind"))
-    q.add_argument("--customer", required=True, metavar="NO", type=customer_no)
-    common(q)
-    card(q)
+    q.add_argument("--customer", required=True, metavar="NO", type=CUSTOMER_NO_ARG)
+    _common(q)
+    _card_args(q)
     q.set_defaults(func=cmd_rewrite)
 
     q = sub.add_parser(
         "replace-card", help=_("make a blank card the customer's replacement card (approval)")
     )
-    q.add_argument("--customer", required=True, metavar="NO", type=customer_no)
-    common(q)
-    card(q)
-    approver(q, required=True)
+    q.add_argument("--customer", required=True, metavar="NO", type=CUSTOMER_NO_ARG)
+    _common(q)
+    _card_args(q)
+    _approver(q, required=True)
     q.set_defaults(func=cmd_replace_card)
 
     q = sub.add_parser("reverse", help=_("reverse a sale on its card (approval)"))
     q.add_argument("sale_id", metavar="SALE_ID", type=id_arg(ids.SALE_ID))
-    common(q)
-    card(q)
-    approver(q, required=True)
+    _common(q)
+    _card_args(q)
+    _approver(q, required=True)
     q.set_defaults(func=cmd_reverse)
 
     q = sub.add_parser(
@@ -732,15 +745,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         action="store_true",
         help=_("first mark this counter's pending sales in doubt (after a crash)"),
     )
-    common(q)
-    card(q)
+    _common(q)
+    _card_args(q)
     q.set_defaults(func=cmd_recover)
 
+
+def _register_sales(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("sales", help=_("the sales ledger"))
     lsub = p.add_subparsers(dest="sales_command", required=True, metavar="COMMAND")
     q = lsub.add_parser("list", help=_("list sales, newest first"))
-    q.add_argument("--customer", metavar="NO", type=customer_no)
+    q.add_argument("--customer", metavar="NO", type=CUSTOMER_NO_ARG)
     q.add_argument("--state", choices=[s.value for s in SaleState])
     q.add_argument("--limit", type=int, default=200)
-    common(q)
+    _common(q)
     q.set_defaults(func=cmd_sales_list)

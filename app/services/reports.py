@@ -362,6 +362,99 @@ def current_shift_id(db: Database, counter_id: str) -> str | None:
 # --------------------------------------------------------------------------- shift report
 
 
+def _shift_sales(session: Session, shift_id: str, z: ZoneInfo) -> tuple[ShiftSaleLine, ...]:
+    """The shift's sales, in order."""
+    rows = session.execute(
+        select(
+            Sale.created_at,
+            Sale.id,
+            Customer.customer_no,
+            Sale.kind,
+            Sale.state,
+            Sale.purchase_count,
+            Sale.amount,
+            Sale.arrears,
+            Sale.fees,
+            Sale.credit,
+            Sale.cash_received,
+        )
+        .join(Customer, Customer.id == Sale.customer_id)
+        .where(Sale.shift_id == shift_id)
+        .order_by(Sale.created_at, Sale.id)
+    ).all()
+    return tuple(
+        ShiftSaleLine(
+            at=_local(at, z),
+            sale_id=sid,
+            short_id=sid[:8].upper(),
+            customer_no=cno,
+            kind=kind,
+            state=state,
+            purchase_count=count,
+            amount_fen=amount,
+            arrears_fen=arrears,
+            fees_fen=fees,
+            credit_fen=credit,
+            cash_fen=amount if state in TAKEN else 0,
+            tendered_fen=tendered,
+        )
+        for at, sid, cno, kind, state, count, amount, arrears, fees, credit, tendered in rows
+    )
+
+
+def _shift_reversals(session: Session, shift_id: str, z: ZoneInfo) -> tuple[ReversalLine, ...]:
+    """The reversals taken on the shift, in order."""
+    return tuple(
+        ReversalLine(
+            at=_local(at, z),
+            reversal_id=rid,
+            sale_id=sale_id,
+            short_id=sale_id[:8].upper(),
+            customer_no=cno,
+            state=state,
+            amount_fen=amount,
+            operator_id=op,
+            approver_id=approver,
+        )
+        for at, rid, sale_id, cno, state, amount, op, approver in session.execute(
+            select(
+                Reversal.created_at,
+                Reversal.id,
+                Reversal.sale_id,
+                Customer.customer_no,
+                Reversal.state,
+                Reversal.amount,
+                Reversal.operator_id,
+                Reversal.approver_id,
+            )
+            .join(Sale, Sale.id == Reversal.sale_id)
+            .join(Customer, Customer.id == Sale.customer_id)
+            .where(Reversal.shift_id == shift_id)
+            .order_by(Reversal.created_at, Reversal.id)
+        )
+    )
+
+
+def _shift_fee_payments(session: Session, shift_id: str, z: ZoneInfo) -> tuple[FeePaymentLine, ...]:
+    """The fees paid on the shift, in order."""
+    return tuple(
+        FeePaymentLine(_local(at, z), pid, cno, kind, amount, op)
+        for at, pid, cno, kind, amount, op in session.execute(
+            select(
+                FeePayment.created_at,
+                FeePayment.id,
+                Customer.customer_no,
+                FeePayment.kind,
+                FeePayment.amount,
+                FeePayment.operator_id,
+            )
+            .join(Customer, Customer.id == FeePayment.customer_id)
+            .where(FeePayment.shift_id == shift_id)
+            .order_by(FeePayment.created_at, FeePayment.id)
+        )
+    )
+
+
 def shift_report(
     db: Database,
     shift_id: str,
@@ -379,87 +472,9 @@ def shift_report(
         if shift is None:
             raise NotFound(what=N_("Shift"), key=shift_id)
         operator = session.get(Operator, shift.operator_id)
-        rows = session.execute(
-            select(
-                Sale.created_at,
-                Sale.id,
-                Customer.customer_no,
-                Sale.kind,
-                Sale.state,
-                Sale.purchase_count,
-                Sale.amount,
-                Sale.arrears,
-                Sale.fees,
-                Sale.credit,
-                Sale.cash_received,
-            )
-            .join(Customer, Customer.id == Sale.customer_id)
-            .where(Sale.shift_id == shift.id)
-            .order_by(Sale.created_at, Sale.id)
-        ).all()
-        sales = tuple(
-            ShiftSaleLine(
-                at=_local(at, z),
-                sale_id=sid,
-                short_id=sid[:8].upper(),
-                customer_no=cno,
-                kind=kind,
-                state=state,
-                purchase_count=count,
-                amount_fen=amount,
-                arrears_fen=arrears,
-                fees_fen=fees,
-                credit_fen=credit,
-                cash_fen=amount if state in TAKEN else 0,
-                tendered_fen=tendered,
-            )
-            for at, sid, cno, kind, state, count, amount, arrears, fees, credit, tendered in rows
-        )
-        reversals = tuple(
-            ReversalLine(
-                at=_local(at, z),
-                reversal_id=rid,
-                sale_id=sale_id,
-                short_id=sale_id[:8].upper(),
-                customer_no=cno,
-                state=state,
-                amount_fen=amount,
-                operator_id=op,
-                approver_id=approver,
-            )
-            for at, rid, sale_id, cno, state, amount, op, approver in session.execute(
-                select(
-                    Reversal.created_at,
-                    Reversal.id,
-                    Reversal.sale_id,
-                    Customer.customer_no,
-                    Reversal.state,
-                    Reversal.amount,
-                    Reversal.operator_id,
-                    Reversal.approver_id,
-                )
-                .join(Sale, Sale.id == Reversal.sale_id)
-                .join(Customer, Customer.id == Sale.customer_id)
-                .where(Reversal.shift_id == shift.id)
-                .order_by(Reversal.created_at, Reversal.id)
-            )
-        )
-        payments = tuple(
-            FeePaymentLine(_local(at, z), pid, cno, kind, amount, op)
-            for at, pid, cno, kind, amount, op in session.execute(
-                select(
-                    FeePayment.created_at,
-                    FeePayment.id,
-                    Customer.customer_no,
-                    FeePayment.kind,
-                    FeePayment.amount,
-                    FeePayment.operator_id,
-                )
-                .join(Customer, Customer.id == FeePayment.customer_id)
-                .where(FeePayment.shift_id == shift.id)
-                .order_by(FeePayment.created_at, FeePayment.id)
-            )
-        )
+        sales = _shift_sales(session, shift.id, z)
+        reversals = _shift_reversals(session, shift.id, z)
+        payments = _shift_fee_payments(session, shift.id, z)
         expected = (
             shift.expected_cash
             if shift.closed_at is not None and shift.expected_cash is not None
@@ -657,6 +672,103 @@ def _bucket_expr() -> ColumnElement[int]:
     )
 
 
+def _customer_counts(
+    session: Session, office_code: str
+) -> tuple[dict[tuple[str, str], int], dict[int, int], dict[str, list[int]]]:
+    """The office's customers by (meter kind, status), by tariff plan, and the card customers
+    by balance bucket (count, remaining)."""
+    kinds = {(k, s): 0 for k in KIND_ORDER for s in STATUS_ORDER}
+    per_plan_customers: dict[int, int] = {}
+    buckets = {b: [0, 0] for b in BUCKETS}
+    bucket = _bucket_expr()
+    for kind, status, plan_id, b, n, remaining in session.execute(
+        select(
+            Customer.meter_kind,
+            Customer.status,
+            Customer.tariff_plan_id,
+            bucket,
+            func.count(),
+            func.coalesce(func.sum(Customer.meter_remaining), 0),
+        )
+        .where(Customer.office_code == office_code)
+        .group_by(Customer.meter_kind, Customer.status, Customer.tariff_plan_id, bucket)
+    ):
+        n = _int(n)
+        kinds[(kind, status)] = kinds.get((kind, status), 0) + n
+        per_plan_customers[plan_id] = per_plan_customers.get(plan_id, 0) + n
+        if kind == MeterKind.CARD.value and status != CustomerStatus.CLOSED.value:
+            buckets[BUCKETS[int(b)]][0] += n
+            buckets[BUCKETS[int(b)]][1] += _int(remaining)
+    return kinds, per_plan_customers, buckets
+
+
+def _sales_per_day(
+    session: Session, office_code: str, bounds: list[dt.datetime]
+) -> dict[int, tuple[int, int, int]]:
+    """Completed sales of the office per day (count, amount, credit); ``bounds``: the local
+    midnights, the end of the last day included."""
+    days = len(bounds) - 1
+    start, end = bounds[0], bounds[-1]
+    # the day of each sale: a CASE over the local midnights (right on DST changes too),
+    # grouped in an outer query so the bound midnights are not repeated in GROUP BY
+    day_index = case(
+        *[(Sale.created_at < bounds[i + 1], i) for i in range(days - 1)], else_=days - 1
+    )
+    sold = (
+        select(
+            day_index.label("d"),
+            Sale.amount.label("amount"),
+            Sale.credit.label("credit"),
+        )
+        .join(Customer, Customer.id == Sale.customer_id)
+        .where(
+            Customer.office_code == office_code,
+            Sale.state == SaleState.COMPLETED.value,
+            Sale.created_at >= start,
+            Sale.created_at < end,
+        )
+        .subquery()
+    )
+    return {
+        int(d): (_int(n), _int(a), _int(c))
+        for d, n, a, c in session.execute(
+            select(
+                sold.c.d,
+                func.count(),
+                func.coalesce(func.sum(sold.c.amount), 0),
+                func.coalesce(func.sum(sold.c.credit), 0),
+            ).group_by(sold.c.d)
+        )
+    }
+
+
+def _sales_per_plan(
+    session: Session, office_code: str, start: dt.datetime, end: dt.datetime
+) -> dict[int, tuple[int, int, int, int]]:
+    """Completed sales of the office per tariff plan (count, amount, credit, energy)."""
+    return {
+        plan_id: (_int(n), _int(a), _int(c), _int(e))
+        for plan_id, n, a, c, e in session.execute(
+            select(
+                TariffVersion.plan_id,
+                func.count(),
+                func.coalesce(func.sum(Sale.amount), 0),
+                func.coalesce(func.sum(Sale.credit), 0),
+                func.coalesce(func.sum(Sale.energy_wh), 0),
+            )
+            .join(TariffVersion, TariffVersion.id == Sale.tariff_version_id)
+            .join(Customer, Customer.id == Sale.customer_id)
+            .where(
+                Customer.office_code == office_code,
+                Sale.state == SaleState.COMPLETED.value,
+                Sale.created_at >= start,
+                Sale.created_at < end,
+            )
+            .group_by(TariffVersion.plan_id)
+        )
+    }
+
+
 def stats_report(
     db: Database,
     office_code: str,
@@ -680,81 +792,10 @@ def stats_report(
     bounds = [day_bounds(first_day + dt.timedelta(days=i), tz)[0] for i in range(days)]
     bounds.append(day_bounds(last_day, tz)[1])
     start, end = bounds[0], bounds[-1]
-    kinds = {(k, s): 0 for k in KIND_ORDER for s in STATUS_ORDER}
-    per_plan_customers: dict[int, int] = {}
-    buckets = {b: [0, 0] for b in BUCKETS}
     with _snapshot(db) as session:
-        bucket = _bucket_expr()
-        for kind, status, plan_id, b, n, remaining in session.execute(
-            select(
-                Customer.meter_kind,
-                Customer.status,
-                Customer.tariff_plan_id,
-                bucket,
-                func.count(),
-                func.coalesce(func.sum(Customer.meter_remaining), 0),
-            )
-            .where(Customer.office_code == office_code)
-            .group_by(Customer.meter_kind, Customer.status, Customer.tariff_plan_id, bucket)
-        ):
-            n = _int(n)
-            kinds[(kind, status)] = kinds.get((kind, status), 0) + n
-            per_plan_customers[plan_id] = per_plan_customers.get(plan_id, 0) + n
-            if kind == MeterKind.CARD.value and status != CustomerStatus.CLOSED.value:
-                buckets[BUCKETS[int(b)]][0] += n
-                buckets[BUCKETS[int(b)]][1] += _int(remaining)
-        # the day of each sale: a CASE over the local midnights (right on DST changes too),
-        # grouped in an outer query so the bound midnights are not repeated in GROUP BY
-        day_index = case(
-            *[(Sale.created_at < bounds[i + 1], i) for i in range(days - 1)], else_=days - 1
-        )
-        sold = (
-            select(
-                day_index.label("d"),
-                Sale.amount.label("amount"),
-                Sale.credit.label("credit"),
-            )
-            .join(Customer, Customer.id == Sale.customer_id)
-            .where(
-                Customer.office_code == office_code,
-                Sale.state == SaleState.COMPLETED.value,
-                Sale.created_at >= start,
-                Sale.created_at < end,
-            )
-            .subquery()
-        )
-        per_day = {
-            int(d): (_int(n), _int(a), _int(c))
-            for d, n, a, c in session.execute(
-                select(
-                    sold.c.d,
-                    func.count(),
-                    func.coalesce(func.sum(sold.c.amount), 0),
-                    func.coalesce(func.sum(sold.c.credit), 0),
-                ).group_by(sold.c.d)
-            )
-        }
-        per_plan_sales = {
-            plan_id: (_int(n), _int(a), _int(c), _int(e))
-            for plan_id, n, a, c, e in session.execute(
-                select(
-                    TariffVersion.plan_id,
-                    func.count(),
-                    func.coalesce(func.sum(Sale.amount), 0),
-                    func.coalesce(func.sum(Sale.credit), 0),
-                    func.coalesce(func.sum(Sale.energy_wh), 0),
-                )
-                .join(TariffVersion, TariffVersion.id == Sale.tariff_version_id)
-                .join(Customer, Customer.id == Sale.customer_id)
-                .where(
-                    Customer.office_code == office_code,
-                    Sale.state == SaleState.COMPLETED.value,
-                    Sale.created_at >= start,
-                    Sale.created_at < end,
-                )
-                .group_by(TariffVersion.plan_id)
-            )
-        }
+        kinds, per_plan_customers, buckets = _customer_counts(session, office_code)
+        per_day = _sales_per_day(session, office_code, bounds)
+        per_plan_sales = _sales_per_plan(session, office_code, start, end)
         plans = session.execute(
             select(TariffPlan.id, TariffPlan.code, TariffPlan.name).order_by(TariffPlan.code)
         ).all()

@@ -258,17 +258,9 @@ def _audit_import(
     )
 
 
-def _import(
-    db: Database,
-    path: Path,
-    clock: Clock,
-    actor: Principal,
-    all_or_nothing: bool,
-    on_error: Callable[[RowError], None] | None,
-    language: str,
-) -> ImportReport:
-    report = ImportReport()
-    records = _records(path)
+def _header(path: Path, records: Generator[tuple[int, list[str] | None], None, None]) -> list[str]:
+    """The header row of an import file, lower-cased; the file is refused when it has none or
+    lacks a required column."""
     try:
         _, header = next(records)
     except StopIteration:
@@ -288,6 +280,60 @@ def _import(
     missing = [c for c in REQUIRED if c not in header]
     if missing:
         raise ImportFileError(path=str(path), detail="missing columns: " + ", ".join(missing))
+    return header
+
+
+def _checked_row(
+    session: Session,
+    record: list[str],
+    index: dict[str, int],
+    width: int,
+    plans: dict[str, int],
+    offices: set[str],
+    lines: dict[str, tuple[int, str]],
+    now: dt.datetime,
+    report: ImportReport,
+) -> dict[str, Any]:
+    """One record of the file as a customer row, its office created when new (noted in
+    ``offices`` and the report); a bad record raises :class:`_RowProblem` or
+    :class:`ValidationError`."""
+    if len(record) != width:
+        raise _RowProblem(
+            N_("the row has {got} fields, the header has {want}"),
+            got=len(record),
+            want=width,
+        )
+    if _UNDECODABLE.search("".join(record)):
+        raise _RowProblem(N_("the row is not valid UTF-8 text (save the file as UTF-8)"))
+    row = _parse_row(record, index, plans, now)
+    office = row["office_code"]
+    if office not in offices:
+        OFFICE_CODE.check(office, "office")
+        session.add(Office(code=office, name=office))
+        session.flush()
+        offices.add(office)
+        report.offices_created.append(office)
+    if row["customer_no"] in lines:
+        raise _RowProblem(
+            N_("customer_no {value} appears twice in the file (first on line {first})"),
+            value=row["customer_no"],
+            first=lines[row["customer_no"]][0],
+        )
+    return row
+
+
+def _import(
+    db: Database,
+    path: Path,
+    clock: Clock,
+    actor: Principal,
+    all_or_nothing: bool,
+    on_error: Callable[[RowError], None] | None,
+    language: str,
+) -> ImportReport:
+    report = ImportReport()
+    records = _records(path)
+    header = _header(path, records)
     index = {name: header.index(name) for name in COLUMNS if name in header}
     width = len(header)
     now = clock.now()
@@ -328,30 +374,9 @@ def _import(
                 continue
             cno = record[index["customer_no"]].strip() if len(record) > index["customer_no"] else ""
             try:
-                if len(record) != width:
-                    raise _RowProblem(
-                        N_("the row has {got} fields, the header has {want}"),
-                        got=len(record),
-                        want=width,
-                    )
-                if _UNDECODABLE.search("".join(record)):
-                    raise _RowProblem(
-                        N_("the row is not valid UTF-8 text (save the file as UTF-8)")
-                    )
-                row = _parse_row(record, index, plans, now)
-                office = row["office_code"]
-                if office not in offices:
-                    OFFICE_CODE.check(office, "office")
-                    session.add(Office(code=office, name=office))
-                    session.flush()
-                    offices.add(office)
-                    report.offices_created.append(office)
-                if row["customer_no"] in lines:
-                    raise _RowProblem(
-                        N_("customer_no {value} appears twice in the file (first on line {first})"),
-                        value=row["customer_no"],
-                        first=lines[row["customer_no"]][0],
-                    )
+                row = _checked_row(
+                    session, record, index, width, plans, offices, lines, now, report
+                )
             except _RowProblem as problem:
                 bad(line, cno, problem)
                 continue

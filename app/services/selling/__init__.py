@@ -18,10 +18,10 @@ from app.services.selling.errors import (
     SaleInDoubt,
 )
 from app.services.selling.offline import (
-    SyncState,
+    OfflineLimits,
+    OfflineOutlook,
     check_offline_limits,
-    offline_problem,
-    sync_state,
+    offline_outlook,
 )
 from app.services.selling.records import EMPTY_PURCHASE, card_change, purchase_record
 from app.services.selling.remote import remote_payment
@@ -43,15 +43,16 @@ __all__ = [
     "CardRefused",
     "InsertIntoMeterFirst",
     "OfflineLimitReached",
+    "OfflineLimits",
+    "OfflineOutlook",
     "ReversalRefused",
     "SaleInDoubt",
     "SaleOutcome",
-    "SyncState",
     "assess",
     "card_change",
     "check_offline_limits",
     "is_training",
-    "offline_problem",
+    "offline_outlook",
     "open_account",
     "purchase_record",
     "recover_at_start",
@@ -62,6 +63,5 @@ __all__ = [
     "rewrite",
     "sell",
     "sold_credit",
-    "sync_state",
     "unresolved",
 ]

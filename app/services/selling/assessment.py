@@ -73,7 +73,11 @@ class Assessment:
         }
 
 
-def identify(session: Session, contents: CardContents, utility_code: str) -> Customer:
+def identify(
+    session: Session, contents: CardContents, utility_code: str, *, lock: bool = True
+) -> Customer:
+    """The customer of a presented user card, or why the card cannot be used; ``lock``: the
+    customer row is locked (a write unit of work)."""
     if contents.kind != CardKind.USER:
         raise WrongCardKind(found=contents.kind.label, expected=CardKind.USER.label)
     serial = contents.serial_hex
@@ -84,9 +88,8 @@ def identify(session: Session, contents: CardContents, utility_code: str) -> Cus
         raise CardRefused(reason=N_("it is issued but bound to no customer"))
     if params.utility_code != utility_code:
         raise CardRefused(reason=N_("it belongs to another utility"))
-    customer = session.scalar(
-        select(Customer).where(Customer.customer_no == params.customer_no).with_for_update()
-    )
+    query = select(Customer).where(Customer.customer_no == params.customer_no)
+    customer = session.scalar(query.with_for_update() if lock else query)
     if customer is None:
         raise CardRefused(reason=N_("its customer is not in this archive"))
     if customer.card_serial != serial:
@@ -181,32 +184,37 @@ def _note_write_back(customer: Customer, contents: CardContents, clock: Clock) -
         customer.write_back_seen_at = clock.now()
 
 
-def _has_news(db: Database, contents: CardContents, utility_code: str) -> bool:
+def _has_news(session: Session, customer: Customer, contents: CardContents) -> bool:
     """Whether presenting this card changes the database: an unresolved sale or a pending
     reversal of its customer, or a write-back the counter has not noted yet."""
-    with db.read() as session:
-        customer = identify(session, contents, utility_code)
-        if ledger.unresolved_sale(session, customer.id) is not None:
-            return True
-        pending_reversal = session.scalar(
-            select(func.count())
-            .select_from(Reversal)
-            .where(
-                Reversal.state == "pending",
-                Reversal.sale_id.in_(select(Sale.id).where(Sale.customer_id == customer.id)),
-            )
+    if ledger.unresolved_sale(session, customer.id) is not None:
+        return True
+    pending_reversal = session.scalar(
+        select(func.count())
+        .select_from(Reversal)
+        .where(
+            Reversal.state == "pending",
+            Reversal.sale_id.in_(select(Sale.id).where(Sale.customer_id == customer.id)),
         )
-        if pending_reversal:
-            return True
-        wb = contents.write_back
-        return (
-            wb is not None
-            and contents.write_back_genuine is not False
-            and (
-                customer.meter_purchase_count != wb.purchase_count
-                or customer.meter_remaining != wb.remaining
-            )
+    )
+    if pending_reversal:
+        return True
+    wb = contents.write_back
+    return (
+        wb is not None
+        and contents.write_back_genuine is not False
+        and (
+            customer.meter_purchase_count != wb.purchase_count
+            or customer.meter_remaining != wb.remaining
         )
+    )
+
+
+@dataclass(frozen=True)
+class _Found:
+    assessment: Assessment
+    problem: str | None  # an anomaly the card shows (recorded, then raised)
+    problem_params: dict[str, object]
 
 
 def assess(
@@ -218,72 +226,66 @@ def assess(
     actor: Principal | None = None,
 ) -> Assessment:
     """Identify the customer of a presented card, resolve an unfinished sale the card can
-    decide, and say whether a new sale may follow (``situation`` ``ready``)."""
+    decide, and say whether a new sale may follow (``situation`` ``ready``).
+
+    One read unit of work decides: a card with nothing to decide and nothing new from the meter
+    is assessed in it; otherwise the assessment runs in a write unit of work."""
     utility_code = str(settings.get(UTILITY_CODE.key))
-    # a card with nothing to decide and nothing new from the meter needs no write transaction
-    unit = db.write() if _has_news(db, contents, utility_code) else db.read()
-    with unit as session:
-        customer = identify(session, contents, utility_code)
-        # an edited purchase record decides nothing (its count could hand cash back for a
-        # purchase the card still holds)
-        resolved = (
-            resolve_with_card(session, customer, contents, clock, actor)
-            if contents.purchase_genuine is not False
-            else []
-        )
-        _note_write_back(customer, contents, clock)
-        wb = contents.write_back
-        card_count = contents.purchase.purchase_count if contents.purchase else 0
-        # a card the meter has not written back yet (a new or replacement card): what the meter
-        # last wrote on any of this customer's cards
-        meter_count = wb.purchase_count if wb else customer.meter_purchase_count
-        ledger_count = customer.purchase_count
-        problem: str | None = None
-        problem_params: dict[str, object] = {}
-        if contents.purchase_genuine is False:
-            problem = N_("the purchase record on the card is not genuine (changed or copied)")
-            problem_params = {"serial": contents.serial_hex}
-        elif contents.write_back_genuine is False:
-            problem = "the meter write-back is not genuine"
-        elif meter_count is not None and meter_count > card_count:
-            problem = f"meter shows purchase {meter_count}, card {card_count}"
-        elif card_count > ledger_count:
-            problem = f"card holds purchase {card_count}, ledger {ledger_count}"
-        elif wb is not None and (sold := _balance_problem(session, customer, contents)) is not None:
-            problem = N_(
-                "the meter reports {remaining} yuan left, more than the {sold} yuan ever sold "
-                "to this customer"
-            )
-            problem_params = {
-                "remaining": format_yuan(wb.remaining),
-                "sold": format_yuan(sold),
-                "remaining_fen": wb.remaining,
-                "sold_fen": sold,
-                "serial": contents.serial_hex,
-            }
-        customer_no = customer.customer_no
-        if card_count < ledger_count:
-            situation = "behind"
-        elif card_count > 0 and (meter_count is None or meter_count < card_count):
-            situation = "unloaded"
-        else:
-            situation = "ready"
-        limits = ledger.limits_for(session, customer, wb.remaining if wb else 0)
-        arrears, fees = ledger.dues(session, customer)
-        view = view_in_session(session, customer)
-        recovered = tuple(
-            ledger.view_in_session(session, sid)
-            for sid in resolved
-            if session.get(Sale, sid) is not None
-        )
-    if problem is not None:  # recorded in its own transaction: the refusal must not undo it
+    found: _Found | None = None
+    with db.read() as session:
+        customer = identify(session, contents, utility_code, lock=False)
+        if not _has_news(session, customer, contents):
+            found = _assess_in(session, customer, contents, clock, actor)
+    if found is None:
         with db.write() as session:
-            customer = get_customer(session, customer_no)
-            error = _anomaly(session, customer, problem, clock, actor, **problem_params)
+            customer = identify(session, contents, utility_code)
+            found = _assess_in(session, customer, contents, clock, actor)
+    if found.problem is not None:  # recorded in its own transaction: the refusal must not undo it
+        with db.write() as session:
+            customer = get_customer(session, found.assessment.customer.customer_no)
+            error = _anomaly(session, customer, found.problem, clock, actor, **found.problem_params)
         raise error
-    return Assessment(
+    return found.assessment
+
+
+def _assess_in(
+    session: Session,
+    customer: Customer,
+    contents: CardContents,
+    clock: Clock,
+    actor: Principal | None,
+) -> _Found:
+    # an edited purchase record decides nothing (its count could hand cash back for a
+    # purchase the card still holds)
+    resolved = (
+        resolve_with_card(session, customer, contents, clock, actor)
+        if contents.purchase_genuine is not False
+        else []
+    )
+    _note_write_back(customer, contents, clock)
+    wb = contents.write_back
+    card_count = contents.purchase.purchase_count if contents.purchase else 0
+    # a card the meter has not written back yet (a new or replacement card): what the meter
+    # last wrote on any of this customer's cards
+    meter_count = wb.purchase_count if wb else customer.meter_purchase_count
+    ledger_count = customer.purchase_count
+    problem, problem_params = _card_problem(session, customer, contents, meter_count)
+    if card_count < ledger_count:
+        situation = "behind"
+    elif card_count > 0 and (meter_count is None or meter_count < card_count):
+        situation = "unloaded"
+    else:
+        situation = "ready"
+    limits = ledger.limits_for(session, customer, wb.remaining if wb else 0)
+    arrears, fees = ledger.dues(session, customer)
+    recovered = tuple(
+        ledger.view_in_session(session, sid)
+        for sid in resolved
+        if session.get(Sale, sid) is not None
+    )
+    assessment = Assessment(
         contents,
-        view,
+        view_in_session(session, customer),
         situation,
         card_count,
         ledger_count,
@@ -293,6 +295,35 @@ def assess(
         fees,
         recovered,
     )
+    return _Found(assessment, problem, problem_params)
 
 
-# --------------------------------------------------------------------------- offline limits
+def _card_problem(
+    session: Session, customer: Customer, contents: CardContents, meter_count: int | None
+) -> tuple[str | None, dict[str, object]]:
+    """What makes the card an anomaly (and its message parameters), or None."""
+    wb = contents.write_back
+    card_count = contents.purchase.purchase_count if contents.purchase else 0
+    ledger_count = customer.purchase_count
+    if contents.purchase_genuine is False:
+        problem = N_("the purchase record on the card is not genuine (changed or copied)")
+        return problem, {"serial": contents.serial_hex}
+    if contents.write_back_genuine is False:
+        return "the meter write-back is not genuine", {}
+    if meter_count is not None and meter_count > card_count:
+        return f"meter shows purchase {meter_count}, card {card_count}", {}
+    if card_count > ledger_count:
+        return f"card holds purchase {card_count}, ledger {ledger_count}", {}
+    if wb is not None and (sold := _balance_problem(session, customer, contents)) is not None:
+        problem = N_(
+            "the meter reports {remaining} yuan left, more than the {sold} yuan ever sold "
+            "to this customer"
+        )
+        return problem, {
+            "remaining": format_yuan(wb.remaining),
+            "sold": format_yuan(sold),
+            "remaining_fen": wb.remaining,
+            "sold_fen": sold,
+            "serial": contents.serial_hex,
+        }
+    return None, {}

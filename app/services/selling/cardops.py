@@ -12,6 +12,7 @@ from app.clock import Clock
 from app.domain.card import (
     CardContents,
     CardKind,
+    CardWrite,
     UnissuedCard,
     UserCardType,
 )
@@ -278,8 +279,54 @@ def replace_card(
     used for a retry, with a new blank card or with the card that was issued.  A write that
     fails after the binding is finished by presenting the same card again (no new fee)."""
     actor.authorize(Action.REPLACE_CARD, clock)
-    fee = int(settings.get(REPLACEMENT_FEE.key))
     utility_code = str(settings.get(UTILITY_CODE.key))
+    old, done_count = _replaceable(db, customer_no)
+    present = read_or_blank(terminal)
+    if present is not None and present.serial_hex == old:
+        _resume_replacement(
+            db,
+            terminal,
+            present,
+            done_count,
+            actor=actor,
+            customer_no=customer_no,
+            clock=clock,
+            utility_code=utility_code,
+        )
+        return customer_view(db, customer_no), 0
+    if shifts.current_shift(db, actor.counter_id) is None:  # before a card is issued for nothing
+        raise _no_shift(actor)
+    card = card_to_bind(db, terminal, present, customer_no)
+    fee = int(settings.get(REPLACEMENT_FEE.key))
+    with db.write() as session:
+        change, versions = _bind_replacement(
+            session,
+            old,
+            card.serial_hex,
+            fee,
+            actor=actor,
+            customer_no=customer_no,
+            clock=clock,
+            utility_code=utility_code,
+            approval_request=approval_request,
+            training=is_training(settings),
+        )
+    faults.checkpoint("card_bound")
+    terminal.write(change, expect_serial=card.serial)
+    _note_card_versions(db, customer_no, versions)
+    return customer_view(db, customer_no), fee
+
+
+def _no_shift(actor: Principal) -> ShiftError:
+    return ShiftError(
+        N_("No shift is open on counter {counter}. Open a shift first."),
+        counter=actor.counter_id,
+    )
+
+
+def _replaceable(db: Database, customer_no: str) -> tuple[str, int]:
+    """The serial of the customer's card and its purchase count, when a replacement may start:
+    the customer has a card and no unfinished sale."""
     with db.read() as session:
         customer = get_customer(session, customer_no)
         if not customer.card_serial:
@@ -292,130 +339,141 @@ def replace_card(
                 N_("Customer {customer_no} has an unfinished sale; recover it first."),
                 customer_no=customer_no,
             )
-        old: str = customer.card_serial
-        done_count = customer.purchase_count
-    present = read_or_blank(terminal)
-    if present is not None and present.serial_hex == old:
-        incomplete = present.parameters is None or (
-            present.purchase is None or present.purchase.purchase_count < done_count
-        )
-        if not incomplete:
-            raise CardRefused(reason=N_("it is not blank; a replacement is made on a blank card"))
-        # the card an interrupted replacement bound already: finish it, no new fee
-        with db.read() as session:
-            customer = get_customer(session, customer_no)
-            change, versions = card_change(
-                session,
-                customer,
-                last_completed(session, customer),
-                utility_code,
-                UserCardType.REPLACEMENT,
-                clock.now(),
-                force_params=True,
-            )
-        terminal.write(change, expect_serial=present.serial)
-        with db.write() as session:
-            customer = get_customer(session, customer_no, for_update=True)
-            customer.card_param_version, customer.card_tariff_version_id = versions
-            audit.record(
-                session,
-                action="replace_card_resumed",
-                operator_id=actor.operator_id,
-                counter_id=actor.counter_id,
-                clock=clock,
-                target=customer_no,
-                detail={"serial": present.serial_hex},
-            )
-        return customer_view(db, customer_no), 0
-    if shifts.current_shift(db, actor.counter_id) is None:  # before a card is issued for nothing
-        raise ShiftError(
-            N_("No shift is open on counter {counter}. Open a shift first."),
-            counter=actor.counter_id,
-        )
-    card = card_to_bind(db, terminal, present, customer_no)
-    new = card.serial_hex
-    with db.write() as session:
-        customer = get_customer(session, customer_no, for_update=True)
-        if customer.card_serial != old or ledger.unresolved_sale(session, customer.id):
-            raise Conflict(
-                N_(
-                    "The card or the sales of customer {customer_no} changed while the card "
-                    "was issued; try again."
-                ),
-                customer_no=customer_no,
-            )
-        # the shift the fee is booked on, read and locked here: a shift closed meanwhile
-        # stops the replacement instead of taking a fee into a closed cash count
-        shift = session.scalar(
-            select(Shift)
-            .where(Shift.counter_id == actor.counter_id, Shift.closed_at.is_(None))
-            .with_for_update()
-        )
-        if shift is None:
-            raise ShiftError(
-                N_("No shift is open on counter {counter}. Open a shift first."),
-                counter=actor.counter_id,
-            )
-        if new != old:  # the same card erased and issued again stays usable
-            check_bindable(session, new, customer_no)
-        approvals.consume(
-            session,
-            approval_request,
-            action=Action.REPLACE_CARD.value,
-            target=customer_no,
-            operator_id=actor.operator_id,
-            clock=clock,
-        )
-        if new != old and session.get(CardBlacklist, old) is None:
-            session.add(
-                CardBlacklist(
-                    serial=old, customer_id=customer.id, reason="replaced", created_at=clock.now()
-                )
-            )
-        customer.card_serial = new
-        last = last_completed(session, customer)
-        payment = FeePayment(
-            id=str(uuid.uuid4()),
-            customer_id=customer.id,
-            kind="replacement",
-            amount=fee,
-            operator_id=actor.operator_id,
-            counter_id=actor.counter_id,
-            shift_id=shift.id,
-            created_at=clock.now(),
-        )
-        session.add(payment)
-        audit.record(
-            session,
-            action="replace_card",
-            operator_id=actor.operator_id,
-            counter_id=actor.counter_id,
-            clock=clock,
-            target=customer_no,
-            detail={"old": old, "new": new, "fee": fee, "shift": shift.id},
-        )
-        ledger.enqueue(
-            session,
-            "replacement",
-            payment.id,
-            {"customer_no": customer_no, "old": old, "new": new},
-            fee,
-            clock,
-            training=is_training(settings),
-        )
+        return customer.card_serial, customer.purchase_count
+
+
+def _resume_replacement(
+    db: Database,
+    terminal: CardTerminal,
+    present: CardContents,
+    done_count: int,
+    *,
+    actor: Principal,
+    customer_no: str,
+    clock: Clock,
+    utility_code: str,
+) -> None:
+    """The card an interrupted replacement bound already: finish its write, no new fee."""
+    incomplete = present.parameters is None or (
+        present.purchase is None or present.purchase.purchase_count < done_count
+    )
+    if not incomplete:
+        raise CardRefused(reason=N_("it is not blank; a replacement is made on a blank card"))
+    with db.read() as session:
+        customer = get_customer(session, customer_no)
         change, versions = card_change(
             session,
             customer,
-            last,
+            last_completed(session, customer),
             utility_code,
             UserCardType.REPLACEMENT,
             clock.now(),
             force_params=True,
         )
-    faults.checkpoint("card_bound")
-    terminal.write(change, expect_serial=card.serial)
-    _note_card_versions(db, customer_no, versions)
-    return customer_view(db, customer_no), fee
+    terminal.write(change, expect_serial=present.serial)
+    with db.write() as session:
+        customer = get_customer(session, customer_no, for_update=True)
+        customer.card_param_version, customer.card_tariff_version_id = versions
+        audit.record(
+            session,
+            action="replace_card_resumed",
+            operator_id=actor.operator_id,
+            counter_id=actor.counter_id,
+            clock=clock,
+            target=customer_no,
+            detail={"serial": present.serial_hex},
+        )
+
+
+def _bind_replacement(
+    session: Session,
+    old: str,
+    new: str,
+    fee: int,
+    *,
+    actor: Principal,
+    customer_no: str,
+    clock: Clock,
+    utility_code: str,
+    approval_request: str,
+    training: bool,
+) -> tuple[CardWrite, tuple[int, int | None]]:
+    """One transaction: bind the new card, blacklist the old one, use up the approval and book
+    the fee on the open shift (read and locked here); the change the new card gets."""
+    customer = get_customer(session, customer_no, for_update=True)
+    if customer.card_serial != old or ledger.unresolved_sale(session, customer.id):
+        raise Conflict(
+            N_(
+                "The card or the sales of customer {customer_no} changed while the card "
+                "was issued; try again."
+            ),
+            customer_no=customer_no,
+        )
+    # the shift the fee is booked on, read and locked here: a shift closed meanwhile
+    # stops the replacement instead of taking a fee into a closed cash count
+    shift = session.scalar(
+        select(Shift)
+        .where(Shift.counter_id == actor.counter_id, Shift.closed_at.is_(None))
+        .with_for_update()
+    )
+    if shift is None:
+        raise _no_shift(actor)
+    if new != old:  # the same card erased and issued again stays usable
+        check_bindable(session, new, customer_no)
+    approvals.consume(
+        session,
+        approval_request,
+        action=Action.REPLACE_CARD.value,
+        target=customer_no,
+        operator_id=actor.operator_id,
+        clock=clock,
+    )
+    if new != old and session.get(CardBlacklist, old) is None:
+        session.add(
+            CardBlacklist(
+                serial=old, customer_id=customer.id, reason="replaced", created_at=clock.now()
+            )
+        )
+    customer.card_serial = new
+    last = last_completed(session, customer)
+    payment = FeePayment(
+        id=str(uuid.uuid4()),
+        customer_id=customer.id,
+        kind="replacement",
+        amount=fee,
+        operator_id=actor.operator_id,
+        counter_id=actor.counter_id,
+        shift_id=shift.id,
+        created_at=clock.now(),
+    )
+    session.add(payment)
+    audit.record(
+        session,
+        action="replace_card",
+        operator_id=actor.operator_id,
+        counter_id=actor.counter_id,
+        clock=clock,
+        target=customer_no,
+        detail={"old": old, "new": new, "fee": fee, "shift": shift.id},
+    )
+    ledger.enqueue(
+        session,
+        "replacement",
+        payment.id,
+        {"customer_no": customer_no, "old": old, "new": new},
+        fee,
+        clock,
+        training=training,
+    )
+    return card_change(
+        session,
+        customer,
+        last,
+        utility_code,
+        UserCardType.REPLACEMENT,
+        clock.now(),
+        force_params=True,
+    )
 
 
 def _note_card_versions(db: Database, customer_no: str, versions: tuple[int, int | None]) -> None:

@@ -6,22 +6,18 @@ from __future__ import annotations
 import uuid
 
 from app.clock import Clock
-from app.domain.customers import CustomerStatus, MeterKind
+from app.domain.customers import MeterKind
 from app.domain.ledger import SaleKind, SaleState, split_payment
 from app.domain.permissions import Action
 from app.errors import Conflict
 from app.i18n import N_
 from app.money import check_fen
 from app.persistence.db import Database
-from app.persistence.models import (
-    Sale,
-)
 from app.services import audit, ledger, shifts
 from app.services.auth import Principal
 from app.services.customers import get_customer
 from app.services.selling.offline import check_offline_limits
 from app.services.selling.sale import is_training
-from app.services.tariffs import version_in_force
 from app.settings import (
     Settings,
 )
@@ -54,47 +50,26 @@ def remote_payment(
                 N_("Customer {customer_no} has a card meter; sell onto the card."),
                 customer_no=customer_no,
             )
-        if customer.status != CustomerStatus.ACTIVE:
-            raise Conflict(
-                N_("Customer {customer_no} is {status}; only active customers can buy."),
-                customer_no=customer_no,
-                status=customer.status,
-            )
-        if cash_received is not None and cash_received < amount:
-            raise Conflict(
-                N_("Cash received {cash} is less than the amount {amount}."),
-                cash=cash_received,
-                amount=amount,
-            )
+        ledger.require_active(customer)
+        ledger.check_cash(cash_received, amount)
         split = split_payment(
             amount, ledger.limits_for(session, customer, customer.meter_remaining or 0)
         )
-        tariff = version_in_force(session, customer.tariff_plan_id, now)
-        from app.domain import pricing
-
-        sale = Sale(
-            id=sale_id,
-            kind=SaleKind.REMOTE.value,
-            customer_id=customer.id,
-            purchase_count=None,
-            amount=split.amount,
-            arrears=split.arrears,
-            fees=split.fees,
-            credit=split.credit,
-            energy_wh=pricing.amount_to_energy(tariff.spec, split.credit),
-            tariff_version_id=tariff.id,
-            operator_id=actor.operator_id,
-            counter_id=actor.counter_id,
+        sale = ledger.new_sale(
+            session,
+            sale_id=sale_id,
+            kind=SaleKind.REMOTE,
+            customer=customer,
+            split=split,
+            actor=actor,
             shift_id=shift.id,
-            state=SaleState.COMPLETED.value,
+            state=SaleState.COMPLETED,
+            now=now,
             cash_received=cash_received,
-            created_at=now,
-            updated_at=now,
-            remote_status="queued",
             training=training,
+            purchase_count=None,
+            remote_status="queued",
         )
-        session.add(sale)
-        session.flush()
         ledger.settle_dues(session, sale, customer)
         ledger.enqueue(
             session,

@@ -125,6 +125,3 @@ def finish_reversal(
         clock,
         training=sale.training,
     )
-
-
-# --------------------------------------------------------------------------- remote customers

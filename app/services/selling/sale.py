@@ -193,9 +193,6 @@ def unresolved(db: Database) -> list[ledger.SaleView]:
     return views + ledger.list_sales(db, state=SaleState.IN_DOUBT.value, limit=10_000)
 
 
-# --------------------------------------------------------------------------- other card work
-
-
 def is_training(settings: Settings) -> bool:
     """Training mode: sales are marked so and never sent to the central system."""
     return bool(settings.get(TRAINING_MODE.key))
