@@ -8,7 +8,6 @@ turned into one clear line on stderr and exit code 1 by main.py.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import getpass
 import json
 import os
@@ -20,11 +19,13 @@ from typing import Any
 
 from app.context import AppContext
 from app.domain import ids
+from app.domain.audit import AuditAction
 from app.domain.operators import Role
 from app.domain.permissions import Action
 from app.errors import DatabaseError, ValidationError
 from app.files import check_output, output_errors
 from app.i18n import N_, _
+from app.localtime import local_time
 from app.money import format_yuan
 from app.persistence.db import Database
 from app.services import audit as audit_service
@@ -164,6 +165,7 @@ def cmd_tariffs_list(ctx: AppContext, args: argparse.Namespace) -> int:
     db = open_db(ctx)
     with db.read() as session:
         plans = tariff_service.list_plans(session, ctx.clock.now())
+    tz = str(ctx.settings.get(TIME_ZONE.key))
     if args.json:
         emit_json(plans)
         return 0
@@ -171,10 +173,8 @@ def cmd_tariffs_list(ctx: AppContext, args: argparse.Namespace) -> int:
         print(f"{p['code']:10} {p['name']}")
         for v in p["versions"]:
             mark = "*" if v["in_force"] else " "
-            since = dt.datetime.fromisoformat(v["effective_from"]).astimezone()
-            print(
-                f"   {mark} v{v['version_no']} {v['kind']:10} {_('from')} {since:%Y-%m-%d %H:%M %z}"
-            )
+            since = local_time(v["effective_from"], tz, "%Y-%m-%d %H:%M %z")
+            print(f"   {mark} v{v['version_no']} {v['kind']:10} {_('from')} {since}")
     return 0
 
 
@@ -404,7 +404,7 @@ def cmd_audit_verify(ctx: AppContext, args: argparse.Namespace) -> int:
     with db.write() as session:
         audit_service.record(
             session,
-            action="audit_verify",
+            action=AuditAction.AUDIT_VERIFY,
             operator_id=me.operator_id,
             counter_id=me.counter_id,
             clock=ctx.clock,
@@ -439,7 +439,7 @@ def cmd_audit_export(ctx: AppContext, args: argparse.Namespace) -> int:
     with db.write() as session:
         audit_service.record(
             session,
-            action="audit_export",
+            action=AuditAction.AUDIT_EXPORT,
             operator_id=me.operator_id,
             counter_id=me.counter_id,
             clock=ctx.clock,

@@ -38,11 +38,11 @@ from app.cli import cli_login, cli_secret, emit_json, id_arg, open_db, operator_
 from app.context import AppContext
 from app.domain import ids
 from app.domain.customers import MeterKind
-from app.domain.ledger import SaleKind, SaleState
+from app.domain.ledger import SaleKind, SaleState, Situation
 from app.domain.permissions import Action
 from app.errors import CardVendError, ValidationError
 from app.files import check_output, save_output
-from app.i18n import N_, _, translate
+from app.i18n import N_, _
 from app.money import check_cash_received, format_yuan, parse_yuan
 from app.ports import CardTerminal
 from app.services import approvals, ledger, receipts, selling, shifts
@@ -54,23 +54,9 @@ APPROVER_ENV = "CARDVEND_APPROVER_PASSWORD"
 
 T = TypeVar("T")
 
-_STATE_NAMES = {
-    SaleState.PENDING.value: N_("pending"),
-    SaleState.COMPLETED.value: N_("completed"),
-    SaleState.FAILED.value: N_("failed"),
-    SaleState.IN_DOUBT.value: N_("in doubt"),
-    SaleState.REVERSED.value: N_("reversed"),
-}
-_SITUATIONS = {
-    "ready": N_("ready for a sale"),
-    "unloaded": N_("its last purchase is not loaded into the meter yet"),
-    "behind": N_("behind the ledger; rewrite it"),
-    "anomaly": N_("does not agree with the ledger"),
-}
-
 
 def _state(value: str) -> str:
-    return translate(_STATE_NAMES.get(value, value))
+    return SaleState.text_of(value)
 
 
 def _yuan(fen: int) -> str:
@@ -570,7 +556,7 @@ def cmd_recover(ctx: AppContext, args: argparse.Namespace) -> int:
                 "Card {serial} of customer {customer_no}: {situation}.",
                 serial=assessment.contents.serial_hex,
                 customer_no=assessment.customer.customer_no,
-                situation=translate(_SITUATIONS.get(assessment.situation, assessment.situation)),
+                situation=Situation.text_of(assessment.situation),
             )
         )
         if not assessment.recovered:

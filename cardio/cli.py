@@ -22,6 +22,7 @@ from app.cli import cli_login, id_arg, open_db
 from app.cli_sales import approve_here
 from app.context import AppContext
 from app.domain import ids
+from app.domain.audit import AuditAction
 from app.domain.card import (
     CardContents,
     CardKind,
@@ -219,7 +220,7 @@ def cmd_blank(ctx: AppContext, args: argparse.Namespace) -> int:
             open_db(ctx),
             actor,
             ctx.clock,
-            action="card_blank",
+            action=AuditAction.CARD_BLANK,
             serial=serial.hex().upper(),
             detail={"source": _source(args)},
         )
@@ -239,7 +240,7 @@ def cmd_issue(ctx: AppContext, args: argparse.Namespace) -> int:
             open_db(ctx),
             actor,
             ctx.clock,
-            action="card_issue",
+            action=AuditAction.CARD_ISSUE,
             serial=contents.serial_hex,
             detail={"kind": args.kind, "source": _source(args)},
         )
@@ -288,7 +289,7 @@ def cmd_erase(ctx: AppContext, args: argparse.Namespace) -> int:
             open_db(ctx),
             actor,
             ctx.clock,
-            action="card_erase",
+            action=AuditAction.CARD_ERASE,
             serial=contents.serial_hex,
             detail={**risk.to_json(), "source": _source(args)},
             approval_request=request,

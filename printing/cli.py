@@ -15,7 +15,6 @@ import argparse
 import datetime as dt
 from collections.abc import Callable
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 from app.cli import cli_login, emit_json, id_arg, open_db, operator_arg
 from app.cli_sales import approve_here
@@ -26,6 +25,7 @@ from app.domain.receipt import ReceiptData
 from app.errors import ValidationError
 from app.files import check_output, save_output
 from app.i18n import N_, _
+from app.localtime import local
 from app.services import receipts
 from app.services import reports as report_service
 from app.settings import RECEIPT_LANGUAGE, RECEIPT_SIZE, TIME_ZONE
@@ -93,7 +93,7 @@ def cmd_print(ctx: AppContext, args: argparse.Namespace) -> int:
 
 def _day(text: str | None, ctx: AppContext) -> dt.date:
     if not text:
-        return ctx.clock.now().astimezone(ZoneInfo(str(ctx.settings.get(TIME_ZONE.key)))).date()
+        return local(ctx.clock.now(), str(ctx.settings.get(TIME_ZONE.key))).date()
     try:
         return dt.date.fromisoformat(text)
     except ValueError as exc:

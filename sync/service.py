@@ -28,6 +28,7 @@ from sqlalchemy import select
 
 from app.clock import Clock, aware
 from app.context import AppContext
+from app.domain.audit import AuditAction
 from app.domain.permissions import Action
 from app.errors import CardVendError
 from app.fileio import private_dir, write_atomically
@@ -118,7 +119,7 @@ def register_counter(
         with ctx.db.write() as session:
             audit.record(
                 session,
-                action="counter_register",
+                action=AuditAction.COUNTER_REGISTER,
                 operator_id=operator.operator_id,
                 counter_id=ctx.counter_id,
                 clock=ctx.clock,
@@ -147,7 +148,7 @@ def register_counter(
         with ctx.db.write() as session:
             audit.record(
                 session,
-                action="counter_register",
+                action=AuditAction.COUNTER_REGISTER,
                 operator_id=operator.operator_id,
                 counter_id=ctx.counter_id,
                 clock=ctx.clock,
@@ -170,7 +171,7 @@ def register_counter(
     with ctx.db.write() as session:
         audit.record(
             session,
-            action="counter_register",
+            action=AuditAction.COUNTER_REGISTER,
             operator_id=operator.operator_id,
             counter_id=ctx.counter_id,
             clock=ctx.clock,
@@ -426,7 +427,7 @@ class SyncService:
                 put_setting(session, key, json.dumps(flag, ensure_ascii=False))
                 audit.record(
                     session,
-                    action="audit_diverged",
+                    action=AuditAction.AUDIT_DIVERGED,
                     operator_id=None,
                     counter_id=self.counter_id,
                     clock=self.clock,

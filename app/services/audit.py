@@ -23,7 +23,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Integer, String, exists, select, type_coerce
 from sqlalchemy.orm import Session, aliased
@@ -52,6 +52,9 @@ from app.fileio import fsync_directory
 from app.i18n import N_
 from app.persistence.db import Database
 from app.persistence.models import AuditEntry, AuditHead, Sale
+
+if TYPE_CHECKING:
+    from app.services.auth import Principal
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +107,29 @@ def record(
     head.seq, head.hash = seq, digest
     session.flush()
     return entry
+
+
+def record_by(
+    session: Session,
+    actor: Principal,
+    clock: Clock,
+    action: str,
+    *,
+    target: str = "",
+    result: str = "ok",
+    detail: Mapping[str, Any] | None = None,
+) -> AuditEntry:
+    """:func:`record` of an action the signed-in ``actor`` did at its counter (the usual shape)."""
+    return record(
+        session,
+        action=action,
+        operator_id=actor.operator_id,
+        counter_id=actor.counter_id,
+        clock=clock,
+        target=target,
+        result=result,
+        detail=detail,
+    )
 
 
 def record_sale(

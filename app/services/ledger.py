@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from app.clock import Clock
 from app.domain import pricing
+from app.domain.audit import AuditAction
 from app.domain.customers import CustomerStatus, MeterKind
 from app.domain.ledger import (
     UNRESOLVED,
@@ -289,7 +290,7 @@ def _pending_card_sale(
     audit.record_sale(
         session,
         sale,
-        action="sale_begin",
+        action=AuditAction.SALE_BEGIN,
         operator_id=actor.operator_id,
         counter_id=actor.counter_id,
         clock=clock,

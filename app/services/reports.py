@@ -33,17 +33,18 @@ import dataclasses
 import datetime as dt
 from collections.abc import Iterator, Sequence
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement, case, func, literal_column, or_, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from app.clock import Clock, aware
+from app.clock import Clock
 from app.domain.customers import CustomerStatus, MeterKind
 from app.domain.ledger import SaleState
 from app.domain.permissions import Action
 from app.errors import NotFound, ValidationError
 from app.i18n import N_
+from app.localtime import local, zone
 from app.persistence.db import Database
 from app.persistence.models import (
     Customer,
@@ -75,13 +76,8 @@ BUCKET_LABELS = {
     "tripped": N_("Tripped"),
     "no_write_back": N_("No write-back yet"),
 }
-STATE_LABELS = {
-    "pending": N_("pending"),
-    "completed": N_("completed"),
-    "failed": N_("failed"),
-    "in_doubt": N_("in doubt"),
-    "reversed": N_("reversed"),
-}
+# the labels of sale and reversal states (the domain's; a reversal's states are sale states' too)
+STATE_LABELS = {s.value: s.label for s in SaleState}
 KIND_LABELS = {"card": N_("card"), "remote": N_("remote")}
 STATUS_LABELS = {"active": N_("active"), "paused": N_("paused"), "closed": N_("closed")}
 
@@ -303,15 +299,6 @@ class StatsReport(_Json):
 # --------------------------------------------------------------------------- helpers
 
 
-def zone(tz: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ValidationError(
-            N_("Unknown time zone {tz}; use an IANA name like Asia/Shanghai."), tz=tz
-        ) from exc
-
-
 def day_bounds(day: dt.date, tz: str) -> tuple[dt.datetime, dt.datetime]:
     """Local midnight of ``day`` and of the next day in ``tz`` (aware)."""
     z = zone(tz)
@@ -330,10 +317,6 @@ def _snapshot(db: Database) -> Iterator[Session]:
 
 def _int(value: Any) -> int:
     return int(value or 0)  # PostgreSQL sums BIGINT into NUMERIC
-
-
-def _local(value: dt.datetime, z: ZoneInfo) -> dt.datetime:
-    return aware(value).astimezone(z)
 
 
 def _office_name(session: Session, office_code: str | None) -> str | None:
@@ -384,7 +367,7 @@ def _shift_sales(session: Session, shift_id: str, z: ZoneInfo) -> tuple[ShiftSal
     ).all()
     return tuple(
         ShiftSaleLine(
-            at=_local(at, z),
+            at=local(at, z),
             sale_id=sid,
             short_id=sid[:8].upper(),
             customer_no=cno,
@@ -406,7 +389,7 @@ def _shift_reversals(session: Session, shift_id: str, z: ZoneInfo) -> tuple[Reve
     """The reversals taken on the shift, in order."""
     return tuple(
         ReversalLine(
-            at=_local(at, z),
+            at=local(at, z),
             reversal_id=rid,
             sale_id=sale_id,
             short_id=sale_id[:8].upper(),
@@ -438,7 +421,7 @@ def _shift_reversals(session: Session, shift_id: str, z: ZoneInfo) -> tuple[Reve
 def _shift_fee_payments(session: Session, shift_id: str, z: ZoneInfo) -> tuple[FeePaymentLine, ...]:
     """The fees paid on the shift, in order."""
     return tuple(
-        FeePaymentLine(_local(at, z), pid, cno, kind, amount, op)
+        FeePaymentLine(local(at, z), pid, cno, kind, amount, op)
         for at, pid, cno, kind, amount, op in session.execute(
             select(
                 FeePayment.created_at,
@@ -500,10 +483,10 @@ def shift_report(
         office_code=office_code,
         office_name=office_name,
         time_zone=tz,
-        opened_at=_local(shift.opened_at, z),
-        closed_at=_local(shift.closed_at, z) if shift.closed_at is not None else None,
+        opened_at=local(shift.opened_at, z),
+        closed_at=local(shift.closed_at, z) if shift.closed_at is not None else None,
         closed_by=shift.closed_by,
-        generated_at=clock.now().astimezone(z),
+        generated_at=local(clock.now(), z),
         float_fen=shift.float_amount,
         sales=sales,
         by_state=tuple(StateTotal(s, c, a) for s, (c, a) in by_state.items()),
@@ -620,8 +603,8 @@ def daily_report(
                 s.id,
                 s.counter_id,
                 s.operator_id,
-                _local(s.opened_at, z),
-                _local(s.closed_at, z) if s.closed_at is not None else None,
+                local(s.opened_at, z),
+                local(s.closed_at, z) if s.closed_at is not None else None,
                 s.float_amount,
                 s.expected_cash if s.closed_at is not None else None,
                 s.counted_cash if s.closed_at is not None else None,
@@ -645,7 +628,7 @@ def daily_report(
         time_zone=tz,
         start=start,
         end=end,
-        generated_at=clock.now().astimezone(z),
+        generated_at=local(clock.now(), z),
         by_operator=tuple(_row(k, names.get(k, k), f) for k, f in sorted(by_op.items())),
         by_counter=tuple(_row(k, "", f) for k, f in sorted(by_counter.items())),
         totals=_row("", "", totals),
@@ -786,7 +769,7 @@ def stats_report(
     if days < 1:
         raise ValidationError(N_("A report needs at least one day."))
     z = zone(tz)
-    now = clock.now().astimezone(z)
+    now = local(clock.now(), z)
     last_day = now.date()
     first_day = last_day - dt.timedelta(days=days - 1)
     bounds = [day_bounds(first_day + dt.timedelta(days=i), tz)[0] for i in range(days)]

@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.clock import Clock
+from app.domain.audit import AuditAction
 from app.domain.ledger import UNRESOLVED, SaleState
 from app.domain.permissions import Action
 from app.errors import ShiftError
@@ -97,7 +98,7 @@ def open_shift(db: Database, *, actor: Principal, float_fen: int, clock: Clock) 
             session.flush()
             audit.record(
                 session,
-                action="shift_open",
+                action=AuditAction.SHIFT_OPEN,
                 operator_id=operator_id,
                 counter_id=counter_id,
                 clock=clock,
@@ -168,7 +169,7 @@ def close_shift(db: Database, *, actor: Principal, counted_fen: int, clock: Cloc
         shift.closed_by = operator_id
         audit.record(
             session,
-            action="shift_close",
+            action=AuditAction.SHIFT_CLOSE,
             operator_id=operator_id,
             counter_id=counter_id,
             clock=clock,

@@ -20,6 +20,7 @@ from sqlalchemy import func, null, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.clock import Clock, aware
+from app.domain.audit import AuditAction
 from app.domain.permissions import Action
 from app.errors import NotFound, ValidationError
 from app.i18n import N_, translate
@@ -365,7 +366,7 @@ def requeue_refused(
             )
         audit.record(
             session,
-            action="sync_retry",
+            action=AuditAction.SYNC_RETRY,
             operator_id=actor.operator_id,
             counter_id=counter,
             clock=clock,

@@ -7,7 +7,6 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.domain.operators import Role
 from app.domain.permissions import PermissionDenied
 from app.errors import CardVendError, Conflict, NotFound
 from app.i18n import N_
@@ -22,13 +21,6 @@ TARGET_LENGTH = 120  # approval_requests.target
 META_KEY = "_approval"  # reserved payload key: the rule copy and the excluded people
 
 # names a person reads (role and state values are passed to messages, which translate them)
-_ROLE_NAMES = {
-    Role.TELLER: N_("teller"),
-    Role.SUPERVISOR: N_("supervisor"),
-    Role.TECHNICIAN: N_("technician"),
-    Role.ADMIN: N_("admin"),
-    Role.AUDITOR: N_("auditor"),
-}
 _STATE_NAMES = {
     PENDING: N_("pending"),
     APPROVED: N_("approved"),

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.clock import Clock
+from app.domain.audit import AuditAction
 from app.domain.operators import Role
 from app.domain.permissions import Action, allowed, require
 from app.errors import ValidationError
@@ -17,7 +18,6 @@ from app.persistence.db import Database
 from app.persistence.models import ApprovalRequest, ApprovalRule
 from app.services import audit
 from app.services.approvals.model import (
-    _ROLE_NAMES,
     DEFAULT_TTL_MINUTES,
     MAX_STEPS,
     MAX_TTL_MINUTES,
@@ -87,7 +87,7 @@ def check_steps(steps: Iterable[ApprovalStep | Mapping[str, Any]]) -> tuple[Appr
                     "an admin."
                 ),
                 step=number,
-                role=_ROLE_NAMES[role],
+                role=Role(role).label,
             )
         result.append(ApprovalStep(role.value, distinct))
     if len(result) > MAX_STEPS:
@@ -155,7 +155,7 @@ def set_rule(
         session.flush()
         audit.record(
             session,
-            action="approval.rule",
+            action=AuditAction.APPROVAL_RULE,
             operator_id=admin_id,
             counter_id=counter_id,
             clock=clock,

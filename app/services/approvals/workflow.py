@@ -12,6 +12,7 @@ from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
 from app.clock import Clock
+from app.domain.audit import AuditAction
 from app.domain.operators import Role
 from app.domain.permissions import Action, allowed
 from app.errors import CardVendError, ValidationError
@@ -20,7 +21,6 @@ from app.persistence.db import Database
 from app.persistence.models import ApprovalRequest
 from app.services import audit
 from app.services.approvals.model import (
-    _ROLE_NAMES,
     _STATE_NAMES,
     _T_CANNOT_USE,
     _T_MISMATCH,
@@ -80,7 +80,7 @@ def _expire(session: Session, req: ApprovalRequest, clock: Clock) -> None:
     session.flush()
     audit.record(
         session,
-        action="approval.expire",
+        action=AuditAction.APPROVAL_EXPIRE,
         operator_id=None,
         counter_id=req.counter_id,
         clock=clock,
@@ -99,7 +99,7 @@ def _expired_error(req: ApprovalRequest) -> ApprovalExpired:
 
 def _role_name(role: str) -> str:
     try:
-        return _ROLE_NAMES[Role(role)]
+        return Role(role).label
     except ValueError:  # pragma: no cover - rules name known roles (check_steps)
         return role
 
@@ -136,15 +136,15 @@ def _signer_problem(
     op = require_operator(session, approver_id)  # unknown or disabled: raises
     if op.role != role.value:
         return ApprovalDenied(
-            _T_ROLE_CHANGED, operator=approver_id, role=_ROLE_NAMES[role], needed=needed
+            _T_ROLE_CHANGED, operator=approver_id, role=Role(role).label, needed=needed
         )
     if role.value != step.role:
         return ApprovalDenied(
-            operator=approver_id, role=_ROLE_NAMES[role], step=number, needed=needed
+            operator=approver_id, role=Role(role).label, step=number, needed=needed
         )
     if role is not Role.ADMIN and not allowed(role, Action.APPROVE):
         return ApprovalDenied(
-            _T_NO_APPROVE, operator=approver_id, role=_ROLE_NAMES[role], needed=needed
+            _T_NO_APPROVE, operator=approver_id, role=Role(role).label, needed=needed
         )
     if step.distinct and approver_id in excluded:
         return ApprovalDenied(_T_SAME_PERSON, operator=approver_id, needed=needed)
@@ -239,7 +239,7 @@ def _create(
     session.flush()
     audit.record(
         session,
-        action="approval.request",
+        action=AuditAction.APPROVAL_REQUEST,
         operator_id=operator_id,
         counter_id=counter_id,
         clock=clock,
@@ -276,7 +276,7 @@ def _sign(
     session.flush()
     audit.record(
         session,
-        action="approval.approve",
+        action=AuditAction.APPROVAL_APPROVE,
         operator_id=approver_id,
         counter_id=counter_id,
         clock=clock,
@@ -376,7 +376,7 @@ def approve(
         steps, failure = _decision_gate(
             session,
             req,
-            audit_action="approval.approve",
+            audit_action=AuditAction.APPROVAL_APPROVE,
             approver_id=approver_id,
             approver_role=approver_role,
             counter_id=counter_id,
@@ -417,7 +417,7 @@ def reject(
         steps, failure = _decision_gate(
             session,
             req,
-            audit_action="approval.reject",
+            audit_action=AuditAction.APPROVAL_REJECT,
             approver_id=approver_id,
             approver_role=approver_role,
             counter_id=counter_id,
@@ -430,7 +430,7 @@ def reject(
             session.flush()
             audit.record(
                 session,
-                action="approval.reject",
+                action=AuditAction.APPROVAL_REJECT,
                 operator_id=approver_id,
                 counter_id=counter_id,
                 clock=clock,
@@ -475,7 +475,7 @@ def approve_on_spot(
         if failure is not None:
             _audit_denied(
                 session,
-                audit_action="approval.approve",
+                audit_action=AuditAction.APPROVAL_APPROVE,
                 error=failure,
                 approver_id=approver_id,
                 counter_id=counter_id,
@@ -600,7 +600,7 @@ def consume(
     session.flush()
     audit.record(
         session,
-        action="approval.use",
+        action=AuditAction.APPROVAL_USE,
         operator_id=operator_id,
         counter_id=counter_id or req.counter_id,
         clock=clock,

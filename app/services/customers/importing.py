@@ -17,6 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from app.clock import Clock
+from app.domain.audit import AuditAction
 from app.domain.customers import (
     CustomerStatus,
     Thresholds,
@@ -246,12 +247,11 @@ def _audit_import(
     result: str,
     detail: dict[str, object],
 ) -> None:
-    audit.record(
+    audit.record_by(
         session,
-        action="customers_import",
-        operator_id=actor.operator_id,
-        counter_id=actor.counter_id,
-        clock=clock,
+        actor,
+        clock,
+        AuditAction.CUSTOMERS_IMPORT,
         target=path.name[-120:],
         result=result,
         detail={"file": str(path), **detail},

@@ -10,12 +10,20 @@ from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from app.clock import Clock
+from app.domain.audit import AuditAction
 from app.domain.card import (
     CardContents,
     CardKind,
     WrongCardKind,
 )
-from app.domain.ledger import UNRESOLVED, PurchaseLimits, SaleKind, SaleState
+from app.domain.ledger import (
+    UNRESOLVED,
+    PurchaseLimits,
+    ReversalState,
+    SaleKind,
+    SaleState,
+    Situation,
+)
 from app.i18n import N_
 from app.money import format_yuan
 from app.persistence.db import Database
@@ -45,7 +53,7 @@ class Assessment:
 
     contents: CardContents
     customer: CustomerView
-    situation: str  # ready | unloaded | behind | anomaly
+    situation: Situation
     card_count: int
     ledger_count: int
     meter_count: int | None
@@ -116,7 +124,7 @@ def _anomaly(
 ) -> CardAnomaly:
     audit.record(
         session,
-        action="card_anomaly",
+        action=AuditAction.CARD_ANOMALY,
         clock=clock,
         target=customer.customer_no,
         operator_id=actor.operator_id if actor else None,
@@ -193,7 +201,7 @@ def _has_news(session: Session, customer: Customer, contents: CardContents) -> b
         select(func.count())
         .select_from(Reversal)
         .where(
-            Reversal.state == "pending",
+            Reversal.state == ReversalState.PENDING.value,
             Reversal.sale_id.in_(select(Sale.id).where(Sale.customer_id == customer.id)),
         )
     )
@@ -271,11 +279,11 @@ def _assess_in(
     ledger_count = customer.purchase_count
     problem, problem_params = _card_problem(session, customer, contents, meter_count)
     if card_count < ledger_count:
-        situation = "behind"
+        situation = Situation.BEHIND
     elif card_count > 0 and (meter_count is None or meter_count < card_count):
-        situation = "unloaded"
+        situation = Situation.UNLOADED
     else:
-        situation = "ready"
+        situation = Situation.READY
     limits = ledger.limits_for(session, customer, wb.remaining if wb else 0)
     arrears, fees = ledger.dues(session, customer)
     recovered = tuple(

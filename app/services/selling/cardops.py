@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from app import faults
 from app.clock import Clock
+from app.domain.audit import AuditAction
 from app.domain.card import (
     CardContents,
     CardKind,
@@ -17,7 +18,7 @@ from app.domain.card import (
     UserCardType,
 )
 from app.domain.customers import CustomerStatus, MeterKind
-from app.domain.ledger import SaleKind, SaleState
+from app.domain.ledger import SaleKind, SaleState, Situation
 from app.domain.permissions import Action
 from app.errors import Conflict, NotFound, ShiftError
 from app.i18n import N_
@@ -142,12 +143,11 @@ def open_account(
         check_bindable(session, serial, customer_no)
         customer.card_serial = serial
         customer.card_param_version, customer.card_tariff_version_id = versions
-        audit.record(
+        audit.record_by(
             session,
-            action="open_account",
-            operator_id=actor.operator_id,
-            counter_id=actor.counter_id,
-            clock=clock,
+            actor,
+            clock,
+            AuditAction.OPEN_ACCOUNT,
             target=customer_no,
             detail={"serial": serial},
         )
@@ -197,7 +197,7 @@ def rewrite(
     a = assess(db, contents, clock, settings=settings, actor=actor)
     if expect_customer and a.customer.customer_no != expect_customer:
         raise CardRefused(reason=N_("it belongs to another customer"))
-    if a.situation != "behind" or a.card_count != a.ledger_count - 1:
+    if a.situation != Situation.BEHIND or a.card_count != a.ledger_count - 1:
         raise Conflict(
             N_("This card does not need a rewrite (card {card}, ledger {ledger})."),
             card=a.card_count,
@@ -233,12 +233,11 @@ def rewrite(
         row.rewrites += 1
         row.card_serial = contents.serial_hex
         customer.card_param_version, customer.card_tariff_version_id = versions
-        audit.record(
+        audit.record_by(
             session,
-            action="rewrite",
-            operator_id=actor.operator_id,
-            counter_id=actor.counter_id,
-            clock=clock,
+            actor,
+            clock,
+            AuditAction.REWRITE,
             target=sale_id,
             detail={"purchase_count": row.purchase_count, "rewrites": row.rewrites},
         )
@@ -374,12 +373,11 @@ def _resume_replacement(
     with db.write() as session:
         customer = get_customer(session, customer_no, for_update=True)
         customer.card_param_version, customer.card_tariff_version_id = versions
-        audit.record(
+        audit.record_by(
             session,
-            action="replace_card_resumed",
-            operator_id=actor.operator_id,
-            counter_id=actor.counter_id,
-            clock=clock,
+            actor,
+            clock,
+            AuditAction.REPLACE_CARD_RESUMED,
             target=customer_no,
             detail={"serial": present.serial_hex},
         )
@@ -447,12 +445,11 @@ def _bind_replacement(
         created_at=clock.now(),
     )
     session.add(payment)
-    audit.record(
+    audit.record_by(
         session,
-        action="replace_card",
-        operator_id=actor.operator_id,
-        counter_id=actor.counter_id,
-        clock=clock,
+        actor,
+        clock,
+        AuditAction.REPLACE_CARD,
         target=customer_no,
         detail={"old": old, "new": new, "fee": fee, "shift": shift.id},
     )

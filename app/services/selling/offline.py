@@ -14,6 +14,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from app.clock import Clock
+from app.domain.audit import AuditAction
 from app.domain.permissions import Action
 from app.i18n import _
 from app.persistence.db import Database
@@ -127,12 +128,11 @@ def check_offline_limits(
         if problem is None:
             return
         if override_request is None:
-            audit.record(
+            audit.record_by(
                 session,
-                action="offline_limit",
-                operator_id=actor.operator_id,
-                counter_id=actor.counter_id,
-                clock=clock,
+                actor,
+                clock,
+                AuditAction.OFFLINE_LIMIT,
                 result="denied",
                 detail={"problem": problem},
             )
@@ -145,12 +145,11 @@ def check_offline_limits(
                 operator_id=actor.operator_id,
                 clock=clock,
             )
-            audit.record(
+            audit.record_by(
                 session,
-                action="offline_override",
-                operator_id=actor.operator_id,
-                counter_id=actor.counter_id,
-                clock=clock,
+                actor,
+                clock,
+                AuditAction.OFFLINE_OVERRIDE,
                 detail={"problem": problem, "approval": override_request},
             )
             return

@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 
 from app.clock import Clock
+from app.domain.audit import AuditAction
 from app.domain.customers import MeterKind
 from app.domain.ledger import SaleKind, SaleState, split_payment
 from app.domain.permissions import Action
@@ -83,7 +84,7 @@ def remote_payment(
         audit.record_sale(
             session,
             sale,
-            action="remote_payment",
+            action=AuditAction.REMOTE_PAYMENT,
             operator_id=actor.operator_id,
             counter_id=actor.counter_id,
             clock=clock,

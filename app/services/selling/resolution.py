@@ -9,10 +9,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.clock import Clock
+from app.domain.audit import AuditAction
 from app.domain.card import (
     CardContents,
 )
-from app.domain.ledger import UNRESOLVED, SaleState
+from app.domain.ledger import UNRESOLVED, ReversalState, SaleState
 from app.persistence.models import (
     ArrearsItem,
     Customer,
@@ -71,7 +72,7 @@ def resolve_with_card(
             )
     for rev in session.scalars(
         select(Reversal).where(
-            Reversal.state == "pending",
+            Reversal.state == ReversalState.PENDING.value,
             Reversal.sale_id.in_(select(Sale.id).where(Sale.customer_id == customer.id)),
         )
     ).all():
@@ -80,10 +81,10 @@ def resolve_with_card(
         if card.purchase_count == (reversed_sale.purchase_count or 0) - 1:
             finish_reversal(session, rev, reversed_sale, customer, clock)
         elif card.purchase_count == reversed_sale.purchase_count:
-            rev.state = "failed"
+            rev.state = ReversalState.FAILED.value
             audit.record(
                 session,
-                action="reversal_failed",
+                action=AuditAction.REVERSAL_FAILED,
                 clock=clock,
                 target=reversed_sale.id,
                 operator_id=rev.operator_id,
@@ -105,12 +106,12 @@ def finish_reversal(
         select(ArrearsItem).where(ArrearsItem.settled_by_sale_id == sale.id)
     ):
         item.settled_by_sale_id = None
-    rev.state = "completed"
+    rev.state = ReversalState.COMPLETED.value
     rev.completed_at = clock.now()
     audit.record_sale(
         session,
         sale,
-        action="reversal_complete",
+        action=AuditAction.REVERSAL_COMPLETE,
         operator_id=rev.operator_id,
         counter_id=rev.counter_id,
         clock=clock,

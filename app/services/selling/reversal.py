@@ -9,10 +9,11 @@ from sqlalchemy.orm import Session
 
 from app import faults
 from app.clock import Clock
+from app.domain.audit import AuditAction
 from app.domain.card import (
     CardWrite,
 )
-from app.domain.ledger import SaleKind, SaleState
+from app.domain.ledger import ReversalState, SaleKind, SaleState
 from app.domain.permissions import Action
 from app.errors import NotFound, ShiftError
 from app.i18n import N_
@@ -115,16 +116,15 @@ def reverse_sale(
             counter_id=actor.counter_id,
             shift_id=shift.id,
             amount=sale.amount,
-            state="pending",
+            state=ReversalState.PENDING.value,
             created_at=clock.now(),
         )
         session.add(rev)
-        audit.record(
+        audit.record_by(
             session,
-            action="reversal_begin",
-            operator_id=actor.operator_id,
-            counter_id=actor.counter_id,
-            clock=clock,
+            actor,
+            clock,
+            AuditAction.REVERSAL_BEGIN,
             target=sale.id,
             detail={"reversal": rev.id, "approver": approver},
         )

@@ -39,7 +39,7 @@ from app.domain.card import (
     CardError,
     UserCardType,
 )
-from app.domain.ledger import SaleState
+from app.domain.ledger import SaleState, Situation
 from app.domain.permissions import Action
 from app.i18n import N_
 from app.money import check_fen
@@ -110,9 +110,9 @@ def sell(
     a = assess(db, contents, clock, settings=settings, actor=actor)
     if expect_customer and a.customer.customer_no != expect_customer:
         raise CardRefused(reason=N_("it belongs to another customer"))
-    if a.situation == "unloaded":
+    if a.situation == Situation.UNLOADED:
         raise InsertIntoMeterFirst(count=a.card_count)
-    if a.situation == "behind":
+    if a.situation == Situation.BEHIND:
         raise CardBehind(card=a.card_count, ledger=a.ledger_count)
     check_offline_limits(db, actor, amount, clock, settings, override_request)
     sale = ledger.begin_card_sale(
