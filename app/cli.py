@@ -165,7 +165,7 @@ def cmd_tariffs_list(ctx: AppContext, args: argparse.Namespace) -> int:
     db = open_db(ctx)
     with db.read() as session:
         plans = tariff_service.list_plans(session, ctx.clock.now())
-    tz = str(ctx.settings.get(TIME_ZONE.key))
+    tz = ctx.settings.value(TIME_ZONE)
     if args.json:
         emit_json(plans)
         return 0
@@ -278,7 +278,7 @@ def _init_counter_id(ctx: AppContext, wanted: str | None) -> None:
         return
     else:
         counter_id = derive_counter_id()
-    if settings.is_set(COUNTER_ID.key) and settings.get(COUNTER_ID.key) == counter_id:
+    if settings.is_set(COUNTER_ID.key) and settings.value(COUNTER_ID) == counter_id:
         return
     settings.set(COUNTER_ID.key, counter_id)
     settings.save(settings.path or ctx.paths.settings_file)
@@ -361,7 +361,7 @@ def cmd_operators_list(ctx: AppContext, args: argparse.Namespace) -> int:
             ]
         )
         return 0
-    tz = str(ctx.settings.get(TIME_ZONE.key))
+    tz = ctx.settings.value(TIME_ZONE)
     for o in ops:
         state = " ".join(
             t for t in (_("disabled") if o.disabled else "", auth.locked_text(o, tz)) if t

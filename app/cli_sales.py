@@ -383,7 +383,7 @@ def _save_receipt(ctx: AppContext, args: argparse.Namespace, sale_id: str) -> st
         data = receipts.original_receipt(
             open_db(ctx), sale_id, settings=ctx.settings, key=ctx.receipt_key()
         )
-        language = str(ctx.settings.get(RECEIPT_LANGUAGE.key))
+        language = ctx.settings.value(RECEIPT_LANGUAGE)
         pdf = ctx.receipt_renderer.receipt_pdf(data, size=args.receipt_size, language=language)
         save_output(args.receipt, pdf)
     except Exception as exc:  # the sale is done; the receipt is not

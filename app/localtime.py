@@ -11,7 +11,6 @@ from app.errors import ValidationError
 from app.i18n import N_
 
 MINUTES = "%Y-%m-%d %H:%M"
-CLOCK = "%H:%M"
 
 
 def zone(tz: str) -> ZoneInfo:

@@ -40,6 +40,7 @@ from app.i18n import N_, _, translate
 from app.ports import ApduChannel, KeyRole
 from app.services import cards
 from app.services.auth import Principal
+from app.settings import CARD_READER
 from cardio import wiring
 from cardio.channel import EmulatedChannel
 from cardio.emulator import CardImage, UserCardOS
@@ -121,7 +122,7 @@ def open_channel(ctx: AppContext, args: argparse.Namespace) -> ApduChannel:
     from cardio.pcsc import PcscReaderPort
 
     port = PcscReaderPort()
-    reader = args.reader or str(ctx.settings.get("card_reader") or "")
+    reader = args.reader or ctx.settings.value(CARD_READER)
     if not reader:
         names = port.readers()
         if not names:

@@ -32,7 +32,7 @@ from app.settings import RECEIPT_LANGUAGE, RECEIPT_SIZE, TIME_ZONE
 
 
 def _language(ctx: AppContext, args: argparse.Namespace) -> str:
-    return str(getattr(args, "receipt_lang", None) or ctx.settings.get(RECEIPT_LANGUAGE.key))
+    return str(getattr(args, "receipt_lang", None) or ctx.settings.value(RECEIPT_LANGUAGE))
 
 
 def _reprint(
@@ -63,7 +63,7 @@ def cmd_receipt(ctx: AppContext, args: argparse.Namespace) -> int:
     from printing.receipt import render_receipt_pdf
 
     out = check_output(args.out, force=args.force)  # before anyone signs anything
-    size = args.size or str(ctx.settings.get(RECEIPT_SIZE.key))
+    size = args.size or ctx.settings.value(RECEIPT_SIZE)
 
     def save(copy: ReceiptData) -> None:
         pdf = render_receipt_pdf(copy, size=size, language=_language(ctx, args))
@@ -93,7 +93,7 @@ def cmd_print(ctx: AppContext, args: argparse.Namespace) -> int:
 
 def _day(text: str | None, ctx: AppContext) -> dt.date:
     if not text:
-        return local(ctx.clock.now(), str(ctx.settings.get(TIME_ZONE.key))).date()
+        return local(ctx.clock.now(), ctx.settings.value(TIME_ZONE)).date()
     try:
         return dt.date.fromisoformat(text)
     except ValueError as exc:
@@ -114,7 +114,7 @@ def cmd_report(ctx: AppContext, args: argparse.Namespace) -> int:
     if as_csv:  # data for other systems: an export
         actor.authorize(Action.EXPORT_REPORTS, ctx.clock)
     language = _language(ctx, args)
-    tz = str(ctx.settings.get(TIME_ZONE.key))
+    tz = ctx.settings.value(TIME_ZONE)
     data: bytes
     if args.kind == "shift":
         shift_id = args.shift or report_service.current_shift_id(db, ctx.counter_id)

@@ -84,15 +84,15 @@ def load_token(ctx: AppContext) -> str | None:
 
 
 def make_client(ctx: AppContext) -> CentralClient:
-    url = str(ctx.settings.get(CENTRAL_URL.key) or "")
+    url = ctx.settings.value(CENTRAL_URL)
     token = load_token(ctx)
     if not url or not token:
         raise NotRegistered()
-    timeout = float(ctx.settings.get(SYNC_TIMEOUT.key))
+    timeout = float(ctx.settings.value(SYNC_TIMEOUT))
     return CentralClient(
         url,
         token,
-        ca_bundle=str(ctx.settings.get(CENTRAL_CA_BUNDLE.key) or "") or None,
+        ca_bundle=ctx.settings.value(CENTRAL_CA_BUNDLE) or None,
         timeout=(min(5.0, timeout), timeout),
     )
 
@@ -128,11 +128,9 @@ def register_counter(
                 detail={"error": exc.code},
             )
         raise
-    known = str(ctx.settings.get(CENTRAL_URL.key) or "").strip().rstrip("/")
+    known = ctx.settings.value(CENTRAL_URL).strip().rstrip("/")
     token = load_token(ctx) if known and known == url else None
-    client = CentralClient(
-        url, token, ca_bundle=str(ctx.settings.get(CENTRAL_CA_BUNDLE.key) or "") or None
-    )
+    client = CentralClient(url, token, ca_bundle=ctx.settings.value(CENTRAL_CA_BUNDLE) or None)
     detail: dict[str, Any] = {
         "with_token": token is not None,
         "with_enrolment_code": bool(enrolment_code),
@@ -249,7 +247,7 @@ class SyncService:
             ctx.clock,
             counter_id=ctx.counter_id,
             office_code=ctx.office_code,
-            batch_size=int(ctx.settings.get(SYNC_BATCH.key)),
+            batch_size=ctx.settings.value(SYNC_BATCH),
         )
 
     def run_round(self) -> RoundReport:
@@ -493,10 +491,10 @@ class SyncWorker:
 
 def background_worker(ctx: AppContext) -> SyncWorker | None:
     """The window's sync worker, or None when this counter is not registered."""
-    if not ctx.settings.get(CENTRAL_URL.key) or not load_token(ctx):
+    if not ctx.settings.value(CENTRAL_URL) or not load_token(ctx):
         return None
     return SyncWorker(
-        lambda: SyncService.from_context(ctx), float(ctx.settings.get(SYNC_INTERVAL.key))
+        lambda: SyncService.from_context(ctx), float(ctx.settings.value(SYNC_INTERVAL))
     )
 
 

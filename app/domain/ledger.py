@@ -86,8 +86,6 @@ class SaleKind(enum.StrEnum):
 
 
 UNRESOLVED = frozenset({SaleState.PENDING, SaleState.IN_DOUBT})
-# States that hold their purchase_count: no other live sale may have the same count.
-HOLDS_COUNT = frozenset({SaleState.PENDING, SaleState.IN_DOUBT, SaleState.COMPLETED})
 
 TRANSITIONS: dict[SaleState, frozenset[SaleState]] = {
     SaleState.PENDING: frozenset({SaleState.COMPLETED, SaleState.FAILED, SaleState.IN_DOUBT}),

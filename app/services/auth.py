@@ -68,10 +68,10 @@ class SecurityPolicy:
     @classmethod
     def from_settings(cls, settings: Settings) -> SecurityPolicy:
         return cls(
-            int(settings.get(LOCKOUT_ATTEMPTS.key)),
-            int(settings.get(LOCKOUT_MINUTES.key)),
-            int(settings.get(IDLE_MINUTES.key)),
-            int(settings.get(MIN_PASSWORD_LENGTH.key)),
+            settings.value(LOCKOUT_ATTEMPTS),
+            settings.value(LOCKOUT_MINUTES),
+            settings.value(IDLE_MINUTES),
+            settings.value(MIN_PASSWORD_LENGTH),
         )
 
 

@@ -75,7 +75,7 @@ def _receipt(
         operator_id=operator.id,
         operator_name=operator.name,
         created_at=aware(sale.created_at),
-        time_zone=str(settings.get(TIME_ZONE.key)),
+        time_zone=settings.value(TIME_ZONE),
         customer_no=customer.customer_no,
         customer_name=customer.name,
         address=customer.address,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from sqlalchemy import ColumnElement, select
@@ -371,31 +371,28 @@ def approve(
     clock: Clock,
 ) -> ApprovalView:
     """Sign the next step of a pending request; the last step makes it approved."""
-    with db.write() as session:
-        req = _load(session, request_id)
-        steps, failure = _decision_gate(
+
+    def sign(session: Session, req: ApprovalRequest, steps: tuple[ApprovalStep, ...]) -> None:
+        _sign(
             session,
             req,
-            audit_action=AuditAction.APPROVAL_APPROVE,
+            steps,
             approver_id=approver_id,
-            approver_role=approver_role,
+            role=Role(approver_role).value,
             counter_id=counter_id,
             clock=clock,
         )
-        if failure is None:
-            _sign(
-                session,
-                req,
-                steps,
-                approver_id=approver_id,
-                role=Role(approver_role).value,
-                counter_id=counter_id,
-                clock=clock,
-            )
-        view = _view(req, steps)
-    if failure is not None:
-        raise failure
-    return view
+
+    return _decide(
+        db,
+        request_id,
+        AuditAction.APPROVAL_APPROVE,
+        approver_id,
+        approver_role,
+        counter_id,
+        clock,
+        sign,
+    )
 
 
 def reject(
@@ -412,31 +409,59 @@ def reject(
     if not isinstance(reason, str) or not reason.strip():
         raise ValidationError(N_("Give a reason for rejecting the approval."))
     reason = reason.strip()[:MAX_REASON]
+
+    def end(session: Session, req: ApprovalRequest, steps: tuple[ApprovalStep, ...]) -> None:
+        req.state = REJECTED
+        req.decided_at = clock.now()
+        req.reason = reason
+        session.flush()
+        audit.record(
+            session,
+            action=AuditAction.APPROVAL_REJECT,
+            operator_id=approver_id,
+            counter_id=counter_id,
+            clock=clock,
+            target=req.id,
+            detail=_detail(req, step=len(req.approvals or []) + 1, reason=reason),
+        )
+
+    return _decide(
+        db,
+        request_id,
+        AuditAction.APPROVAL_REJECT,
+        approver_id,
+        approver_role,
+        counter_id,
+        clock,
+        end,
+    )
+
+
+def _decide(
+    db: Database,
+    request_id: str,
+    audit_action: AuditAction,
+    approver_id: str,
+    approver_role: Role | str,
+    counter_id: str,
+    clock: Clock,
+    decide: Callable[[Session, ApprovalRequest, tuple[ApprovalStep, ...]], None],
+) -> ApprovalView:
+    """A decision on a pending request: the gate checks the signer (a refusal is audited and
+    committed, then raised), then ``decide`` acts, in one unit of work."""
     with db.write() as session:
         req = _load(session, request_id)
         steps, failure = _decision_gate(
             session,
             req,
-            audit_action=AuditAction.APPROVAL_REJECT,
+            audit_action=audit_action,
             approver_id=approver_id,
             approver_role=approver_role,
             counter_id=counter_id,
             clock=clock,
         )
         if failure is None:
-            req.state = REJECTED
-            req.decided_at = clock.now()
-            req.reason = reason
-            session.flush()
-            audit.record(
-                session,
-                action=AuditAction.APPROVAL_REJECT,
-                operator_id=approver_id,
-                counter_id=counter_id,
-                clock=clock,
-                target=req.id,
-                detail=_detail(req, step=len(req.approvals or []) + 1, reason=reason),
-            )
+            decide(session, req, steps)
         view = _view(req, steps)
     if failure is not None:
         raise failure

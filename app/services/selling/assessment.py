@@ -238,7 +238,7 @@ def assess(
 
     One read unit of work decides: a card with nothing to decide and nothing new from the meter
     is assessed in it; otherwise the assessment runs in a write unit of work."""
-    utility_code = str(settings.get(UTILITY_CODE.key))
+    utility_code = settings.value(UTILITY_CODE)
     found: _Found | None = None
     with db.read() as session:
         customer = identify(session, contents, utility_code, lock=False)

@@ -111,7 +111,7 @@ def open_account(
     account can be opened again, with a new blank card or with this one (:func:`card_to_bind`
     takes a card an earlier attempt for this customer issued or wrote)."""
     actor.authorize(Action.OPEN_ACCOUNT, clock)
-    utility_code = str(settings.get(UTILITY_CODE.key))
+    utility_code = settings.value(UTILITY_CODE)
     with db.read() as session:
         customer = get_customer(session, customer_no)
         if customer.meter_kind != MeterKind.CARD or customer.status != CustomerStatus.ACTIVE:
@@ -203,7 +203,7 @@ def rewrite(
             card=a.card_count,
             ledger=a.ledger_count,
         )
-    utility_code = str(settings.get(UTILITY_CODE.key))
+    utility_code = settings.value(UTILITY_CODE)
     with db.read() as session:
         customer = get_customer(session, a.customer.customer_no)
         sale = session.scalar(
@@ -278,7 +278,7 @@ def replace_card(
     used for a retry, with a new blank card or with the card that was issued.  A write that
     fails after the binding is finished by presenting the same card again (no new fee)."""
     actor.authorize(Action.REPLACE_CARD, clock)
-    utility_code = str(settings.get(UTILITY_CODE.key))
+    utility_code = settings.value(UTILITY_CODE)
     old, done_count = _replaceable(db, customer_no)
     present = read_or_blank(terminal)
     if present is not None and present.serial_hex == old:
@@ -296,7 +296,7 @@ def replace_card(
     if shifts.current_shift(db, actor.counter_id) is None:  # before a card is issued for nothing
         raise _no_shift(actor)
     card = card_to_bind(db, terminal, present, customer_no)
-    fee = int(settings.get(REPLACEMENT_FEE.key))
+    fee = settings.value(REPLACEMENT_FEE)
     with db.write() as session:
         change, versions = _bind_replacement(
             session,

@@ -39,9 +39,9 @@ class OfflineLimits:
     @classmethod
     def from_settings(cls, settings: Settings) -> OfflineLimits:
         return cls(
-            int(settings.get(OFFLINE_MAX_HOURS.key)),
-            int(settings.get(OFFLINE_MAX_AMOUNT.key)),
-            int(settings.get(OFFLINE_MAX_SALES.key)),
+            settings.value(OFFLINE_MAX_HOURS),
+            settings.value(OFFLINE_MAX_AMOUNT),
+            settings.value(OFFLINE_MAX_SALES),
         )
 
     def problem(self, state: SyncState, now: dt.datetime, extra_amount: int = 0) -> str | None:

@@ -85,7 +85,7 @@ def reverse_sale(
                 N_("No shift is open on counter {counter}. Open a shift first."),
                 counter=actor.counter_id,
             )
-        window = str(settings.get(REVERSAL_WINDOW.key))
+        window = settings.value(REVERSAL_WINDOW)
         if window == "shift" and sale.shift_id != shift.id:
             raise ReversalRefused(reason=N_("it was sold in another shift"))
         if window == "day" and sale.created_at.date() != clock.now().date():

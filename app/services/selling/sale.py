@@ -127,7 +127,7 @@ def sell(
         training=is_training(settings),
     )
     faults.checkpoint("pending")
-    utility_code = str(settings.get(UTILITY_CODE.key))
+    utility_code = settings.value(UTILITY_CODE)
     with db.read() as session:
         customer = get_customer(session, a.customer.customer_no)
         row = session.get(Sale, sale.sale_id)
@@ -195,4 +195,4 @@ def unresolved(db: Database) -> list[ledger.SaleView]:
 
 def is_training(settings: Settings) -> bool:
     """Training mode: sales are marked so and never sent to the central system."""
-    return bool(settings.get(TRAINING_MODE.key))
+    return settings.value(TRAINING_MODE)
