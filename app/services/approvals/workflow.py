@@ -50,10 +50,7 @@ from app.services.approvals.model import (
     _meta,
     _view,
 )
-from app.services.approvals.rules import (
-    _steps_of,
-    get_rule,
-)
+from app.services.approvals.rules import _steps_of, get_rule
 from app.services.operators import require_operator
 
 # --------------------------------------------------------------------------- helpers

@@ -16,10 +16,7 @@ from app.persistence.models import ArrearsItem, Customer, TariffPlan
 
 if TYPE_CHECKING:
     pass
-from app.services.customers.archive import (
-    CustomerView,
-    _view,
-)
+from app.services.customers.archive import CustomerView, _view
 
 # --------------------------------------------------------------------------- find
 

@@ -11,11 +11,7 @@ from sqlalchemy.orm import Session
 
 from app.clock import Clock
 from app.domain.audit import AuditAction
-from app.domain.card import (
-    CardContents,
-    CardKind,
-    WrongCardKind,
-)
+from app.domain.card import CardContents, CardKind, WrongCardKind
 from app.domain.ledger import (
     UNRESOLVED,
     PurchaseLimits,
@@ -27,24 +23,13 @@ from app.domain.ledger import (
 from app.i18n import N_
 from app.money import format_yuan
 from app.persistence.db import Database
-from app.persistence.models import (
-    CardBlacklist,
-    Customer,
-    Reversal,
-    Sale,
-)
+from app.persistence.models import CardBlacklist, Customer, Reversal, Sale
 from app.services import audit, ledger
 from app.services.auth import Principal
 from app.services.customers import CustomerView, get_customer, view_in_session
-from app.services.selling.errors import (
-    CardAnomaly,
-    CardRefused,
-)
+from app.services.selling.errors import CardAnomaly, CardRefused
 from app.services.selling.resolution import resolve_with_card
-from app.settings import (
-    UTILITY_CODE,
-    Settings,
-)
+from app.settings import UTILITY_CODE, Settings
 
 
 @dataclass(frozen=True)
@@ -177,16 +162,22 @@ def _balance_problem(session: Session, customer: Customer, contents: CardContent
     return sold
 
 
-def _note_write_back(customer: Customer, contents: CardContents, clock: Clock) -> None:
+def _new_write_back(customer: Customer, contents: CardContents) -> bool:
+    """Whether the card brings a write-back from the meter the counter has not noted yet."""
     wb = contents.write_back
-    if (
+    return (
         wb is not None
         and contents.write_back_genuine is not False
         and (
             customer.meter_purchase_count != wb.purchase_count
             or customer.meter_remaining != wb.remaining
         )
-    ):
+    )
+
+
+def _note_write_back(customer: Customer, contents: CardContents, clock: Clock) -> None:
+    wb = contents.write_back
+    if wb is not None and _new_write_back(customer, contents):
         customer.meter_purchase_count = wb.purchase_count
         customer.meter_remaining = wb.remaining
         customer.write_back_seen_at = clock.now()
@@ -205,17 +196,7 @@ def _has_news(session: Session, customer: Customer, contents: CardContents) -> b
             Reversal.sale_id.in_(select(Sale.id).where(Sale.customer_id == customer.id)),
         )
     )
-    if pending_reversal:
-        return True
-    wb = contents.write_back
-    return (
-        wb is not None
-        and contents.write_back_genuine is not False
-        and (
-            customer.meter_purchase_count != wb.purchase_count
-            or customer.meter_remaining != wb.remaining
-        )
-    )
+    return bool(pending_reversal) or _new_write_back(customer, contents)
 
 
 @dataclass(frozen=True)

@@ -20,34 +20,19 @@ from app.domain.card import (
 from app.domain.customers import CustomerStatus, MeterKind
 from app.domain.ledger import SaleKind, SaleState, Situation
 from app.domain.permissions import Action
-from app.errors import Conflict, NotFound, ShiftError
+from app.errors import Conflict, NotFound
 from app.i18n import N_
 from app.persistence.db import Database
-from app.persistence.models import (
-    CardBlacklist,
-    Customer,
-    FeePayment,
-    Sale,
-    Shift,
-)
+from app.persistence.models import CardBlacklist, Customer, FeePayment, Sale
 from app.ports import CardTerminal
 from app.services import approvals, audit, ledger, shifts
 from app.services.auth import Principal
 from app.services.customers import CustomerView, customer_view, get_customer
 from app.services.selling.assessment import assess
-from app.services.selling.errors import (
-    CardRefused,
-)
-from app.services.selling.records import (
-    card_change,
-    card_type,
-)
+from app.services.selling.errors import CardRefused
+from app.services.selling.records import card_change, card_type
 from app.services.selling.sale import SaleOutcome, is_training, sell
-from app.settings import (
-    REPLACEMENT_FEE,
-    UTILITY_CODE,
-    Settings,
-)
+from app.settings import REPLACEMENT_FEE, UTILITY_CODE, Settings
 
 
 def card_to_bind(
@@ -294,7 +279,7 @@ def replace_card(
         )
         return customer_view(db, customer_no), 0
     if shifts.current_shift(db, actor.counter_id) is None:  # before a card is issued for nothing
-        raise _no_shift(actor)
+        raise shifts.no_shift(actor.counter_id)
     card = card_to_bind(db, terminal, present, customer_no)
     fee = settings.value(REPLACEMENT_FEE)
     with db.write() as session:
@@ -314,13 +299,6 @@ def replace_card(
     terminal.write(change, expect_serial=card.serial)
     _note_card_versions(db, customer_no, versions)
     return customer_view(db, customer_no), fee
-
-
-def _no_shift(actor: Principal) -> ShiftError:
-    return ShiftError(
-        N_("No shift is open on counter {counter}. Open a shift first."),
-        counter=actor.counter_id,
-    )
 
 
 def _replaceable(db: Database, customer_no: str) -> tuple[str, int]:
@@ -409,13 +387,7 @@ def _bind_replacement(
         )
     # the shift the fee is booked on, read and locked here: a shift closed meanwhile
     # stops the replacement instead of taking a fee into a closed cash count
-    shift = session.scalar(
-        select(Shift)
-        .where(Shift.counter_id == actor.counter_id, Shift.closed_at.is_(None))
-        .with_for_update()
-    )
-    if shift is None:
-        raise _no_shift(actor)
+    shift = shifts.open_shift_for(session, actor.counter_id, lock=True)
     if new != old:  # the same card erased and issued again stays usable
         check_bindable(session, new, customer_no)
     approvals.consume(

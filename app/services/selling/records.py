@@ -19,10 +19,7 @@ from app.domain.card import (
     UpdateFlags,
     UserCardType,
 )
-from app.persistence.models import (
-    Customer,
-    Sale,
-)
+from app.persistence.models import Customer, Sale
 from app.services.tariffs import version_in_force
 
 

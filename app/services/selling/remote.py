@@ -19,9 +19,7 @@ from app.services.auth import Principal
 from app.services.customers import get_customer
 from app.services.selling.offline import check_offline_limits
 from app.services.selling.sale import is_training
-from app.settings import (
-    Settings,
-)
+from app.settings import Settings
 
 
 def remote_payment(

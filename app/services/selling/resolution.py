@@ -10,21 +10,12 @@ from sqlalchemy.orm import Session
 
 from app.clock import Clock
 from app.domain.audit import AuditAction
-from app.domain.card import (
-    CardContents,
-)
+from app.domain.card import CardContents
 from app.domain.ledger import UNRESOLVED, ReversalState, SaleState
-from app.persistence.models import (
-    ArrearsItem,
-    Customer,
-    Reversal,
-    Sale,
-)
+from app.persistence.models import ArrearsItem, Customer, Reversal, Sale
 from app.services import audit, ledger
 from app.services.auth import Principal
-from app.services.selling.records import (
-    EMPTY_PURCHASE,
-)
+from app.services.selling.records import EMPTY_PURCHASE
 
 
 def resolve_with_card(

@@ -10,36 +10,22 @@ from sqlalchemy.orm import Session
 from app import faults
 from app.clock import Clock
 from app.domain.audit import AuditAction
-from app.domain.card import (
-    CardWrite,
-)
+from app.domain.card import CardWrite
 from app.domain.ledger import ReversalState, SaleKind, SaleState
 from app.domain.permissions import Action
-from app.errors import NotFound, ShiftError
+from app.errors import NotFound
 from app.i18n import N_
 from app.persistence.db import Database
-from app.persistence.models import (
-    Reversal,
-    Sale,
-    Shift,
-)
+from app.persistence.models import Reversal, Sale
 from app.ports import CardTerminal
-from app.services import approvals, audit, ledger
+from app.services import approvals, audit, ledger, shifts
 from app.services.auth import Principal
 from app.services.customers import get_customer
 from app.services.selling.assessment import assess
-from app.services.selling.errors import (
-    ReversalRefused,
-)
-from app.services.selling.records import (
-    EMPTY_PURCHASE,
-    purchase_record,
-)
+from app.services.selling.errors import ReversalRefused
+from app.services.selling.records import EMPTY_PURCHASE, purchase_record
 from app.services.selling.resolution import finish_reversal
-from app.settings import (
-    REVERSAL_WINDOW,
-    Settings,
-)
+from app.settings import REVERSAL_WINDOW, Settings
 
 
 def reverse_sale(
@@ -77,14 +63,7 @@ def reverse_sale(
             raise ReversalRefused(reason=N_("the meter may have loaded it from the lost card"))
         if a.meter_count is not None and a.meter_count >= (sale.purchase_count or 0):
             raise ReversalRefused(reason=N_("the meter has already loaded it"))
-        shift = session.scalar(
-            select(Shift).where(Shift.counter_id == actor.counter_id, Shift.closed_at.is_(None))
-        )
-        if shift is None:
-            raise ShiftError(
-                N_("No shift is open on counter {counter}. Open a shift first."),
-                counter=actor.counter_id,
-            )
+        shift = shifts.open_shift_for(session, actor.counter_id)
         window = settings.value(REVERSAL_WINDOW)
         if window == "shift" and sale.shift_id != shift.id:
             raise ReversalRefused(reason=N_("it was sold in another shift"))

@@ -34,41 +34,22 @@ from sqlalchemy import select
 
 from app import faults
 from app.clock import Clock
-from app.domain.card import (
-    CardContents,
-    CardError,
-    UserCardType,
-)
+from app.domain.card import CardContents, CardError, UserCardType
 from app.domain.ledger import SaleState, Situation
 from app.domain.permissions import Action
 from app.i18n import N_
 from app.money import check_fen
 from app.persistence.db import Database
-from app.persistence.models import (
-    Customer,
-    Sale,
-)
+from app.persistence.models import Customer, Sale
 from app.ports import CardTerminal
 from app.services import ledger
 from app.services.auth import Principal
 from app.services.customers import customer_view, get_customer
 from app.services.selling.assessment import Assessment, assess
-from app.services.selling.errors import (
-    CardBehind,
-    CardRefused,
-    InsertIntoMeterFirst,
-    SaleInDoubt,
-)
+from app.services.selling.errors import CardBehind, CardRefused, InsertIntoMeterFirst, SaleInDoubt
 from app.services.selling.offline import check_offline_limits
-from app.services.selling.records import (
-    card_change,
-    card_type,
-)
-from app.settings import (
-    TRAINING_MODE,
-    UTILITY_CODE,
-    Settings,
-)
+from app.services.selling.records import card_change, card_type
+from app.settings import TRAINING_MODE, UTILITY_CODE, Settings
 
 
 @dataclass(frozen=True)
