@@ -19,10 +19,8 @@ import contextlib
 import datetime as dt
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Integer, String, exists, select, type_coerce
@@ -48,7 +46,7 @@ from app.domain.audit import (
     verify_rows,
 )
 from app.errors import CardVendError
-from app.fileio import fsync_directory
+from app.fileio import replacing
 from app.i18n import N_
 from app.persistence.db import Database
 from app.persistence.models import AuditEntry, AuditHead, Sale
@@ -458,29 +456,18 @@ def export_csv(db: Database, path: str | os.PathLike[str], *, batch: int = BATCH
     text back, so the chain can still be checked from the file alone.
     Rows stream from one snapshot into a temporary file beside ``path`` that replaces it only when
     complete: a crash leaves the old file or the new one, never half of one."""
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     count = 0
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8-sig", newline="") as f:
-            writer = csvsafe.writer(f)
-            writer.writerow(CSV_HEADER)
-            with _snapshot(db) as session:
-                for values in _pages(session, batch):
-                    when = _when(values[1])
-                    stamp = (
-                        when.astimezone(dt.UTC).isoformat(timespec="microseconds")
-                        if when is not None
-                        else str(values[1])
-                    )
-                    writer.writerow((values[0], stamp, *values[2:]))
-                    count += 1
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    fsync_directory(target.parent)
+    with replacing(path, open_mode="w", encoding="utf-8-sig", newline="") as f:
+        writer = csvsafe.writer(f)
+        writer.writerow(CSV_HEADER)
+        with _snapshot(db) as session:
+            for values in _pages(session, batch):
+                when = _when(values[1])
+                stamp = (
+                    when.astimezone(dt.UTC).isoformat(timespec="microseconds")
+                    if when is not None
+                    else str(values[1])
+                )
+                writer.writerow((values[0], stamp, *values[2:]))
+                count += 1
     return count

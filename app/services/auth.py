@@ -253,6 +253,34 @@ def _get(session: Session, operator_id: str) -> Operator:
     return op
 
 
+def _add_operator(
+    session: Session,
+    operator_id: str,
+    name: str,
+    role: Role,
+    password: str,
+    clock: Clock,
+    office: str | None = None,
+) -> None:
+    """A new operator row with a fresh password; an id that exists already is a conflict."""
+    if session.get(Operator, operator_id) is not None:
+        raise Conflict(N_("Operator {operator} already exists."), operator=operator_id)
+    now = clock.now()
+    session.add(
+        Operator(
+            id=operator_id,
+            name=name,
+            role=role.value,
+            office_code=office,
+            password_hash=hash_password(password),
+            disabled=False,
+            created_at=now,
+            password_changed_at=now,
+            failed_logins=0,
+        )
+    )
+
+
 def add_operator(
     db: Database,
     admin: Principal,
@@ -268,28 +296,14 @@ def add_operator(
     check_operator_id(operator_id)
     _check_password(password, admin.policy)
     with db.write() as session:
-        if session.get(Operator, operator_id) is not None:
-            raise Conflict(N_("Operator {operator} already exists."), operator=operator_id)
-        now = clock.now()
-        session.add(
-            Operator(
-                id=operator_id,
-                name=name.strip() or operator_id,
-                role=Role(role).value,
-                office_code=office,
-                password_hash=hash_password(password),
-                disabled=False,
-                created_at=now,
-                password_changed_at=now,
-                failed_logins=0,
-            )
+        _add_operator(
+            session, operator_id, name.strip() or operator_id, Role(role), password, clock, office
         )
-        audit.record(
+        audit.record_by(
             session,
-            action=AuditAction.OPERATOR_ADD,
-            operator_id=admin.operator_id,
-            counter_id=admin.counter_id,
-            clock=clock,
+            admin,
+            clock,
+            AuditAction.OPERATOR_ADD,
             target=operator_id,
             detail={"role": Role(role).value, "name": name},
         )
@@ -423,21 +437,7 @@ def create_first_admin(
     with db.write() as session:
         if _active_admins(session):
             raise Conflict(N_("An administrator exists already; ask them to add operators."))
-        if session.get(Operator, operator_id) is not None:
-            raise Conflict(N_("Operator {operator} already exists."), operator=operator_id)
-        now = clock.now()
-        session.add(
-            Operator(
-                id=operator_id,
-                name=name or operator_id,
-                role=Role.ADMIN.value,
-                password_hash=hash_password(password),
-                disabled=False,
-                created_at=now,
-                password_changed_at=now,
-                failed_logins=0,
-            )
-        )
+        _add_operator(session, operator_id, name or operator_id, Role.ADMIN, password, clock)
         audit.record(
             session,
             action=AuditAction.OPERATOR_ADD,

@@ -515,14 +515,7 @@ def mark_in_doubt(
 
 def get_sale(db: Database, sale_id: str) -> SaleView:
     with db.read() as session:
-        row = session.execute(
-            select(Sale, Customer.customer_no)
-            .join(Customer, Customer.id == Sale.customer_id)
-            .where(Sale.id == sale_id)
-        ).first()
-        if row is None:
-            raise NotFound(what=N_("Sale"), key=sale_id)
-        return _view(row[0], row[1])
+        return view_in_session(session, sale_id)
 
 
 def list_sales(
