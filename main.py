@@ -224,9 +224,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         with contextlib.suppress(OSError):
             paths.ensure()
         settings = Settings.load(paths.settings_file)
-        if not args.lang and settings.get(LANGUAGE.key) and "CARDVEND_LANG" not in os.environ:
-            i18n.set_language(settings.get(LANGUAGE.key))
-        configure_logging(paths.log_dir, settings.get(LOG_LEVEL.key), args.verbose)
+        language = settings.value(LANGUAGE)
+        if not args.lang and language and "CARDVEND_LANG" not in os.environ:
+            i18n.set_language(language)
+        configure_logging(paths.log_dir, settings.value(LOG_LEVEL), args.verbose)
         ctx = AppContext(paths=paths, settings=settings, db_url_override=args.db)
         from cardio.wiring import terminal_factory
 

@@ -8,7 +8,6 @@ turned into one clear line on stderr and exit code 1 by main.py.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import getpass
 import json
 import os
@@ -20,11 +19,13 @@ from typing import Any
 
 from app.context import AppContext
 from app.domain import ids
+from app.domain.audit import AuditAction
 from app.domain.operators import Role
 from app.domain.permissions import Action
 from app.errors import DatabaseError, ValidationError
 from app.files import check_output, output_errors
 from app.i18n import N_, _
+from app.localtime import local_time
 from app.money import format_yuan
 from app.persistence.db import Database
 from app.services import audit as audit_service
@@ -164,6 +165,7 @@ def cmd_tariffs_list(ctx: AppContext, args: argparse.Namespace) -> int:
     db = open_db(ctx)
     with db.read() as session:
         plans = tariff_service.list_plans(session, ctx.clock.now())
+    tz = ctx.settings.value(TIME_ZONE)
     if args.json:
         emit_json(plans)
         return 0
@@ -171,10 +173,8 @@ def cmd_tariffs_list(ctx: AppContext, args: argparse.Namespace) -> int:
         print(f"{p['code']:10} {p['name']}")
         for v in p["versions"]:
             mark = "*" if v["in_force"] else " "
-            since = dt.datetime.fromisoformat(v["effective_from"]).astimezone()
-            print(
-                f"   {mark} v{v['version_no']} {v['kind']:10} {_('from')} {since:%Y-%m-%d %H:%M %z}"
-            )
+            since = local_time(v["effective_from"], tz, "%Y-%m-%d %H:%M %z")
+            print(f"   {mark} v{v['version_no']} {v['kind']:10} {_('from')} {since}")
     return 0
 
 
@@ -230,7 +230,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 # --------------------------------------------------------------------------- security
 
 
-def _secret(env: str, prompt: str, *, confirm: bool = False) -> str:
+def cli_secret(env: str, prompt: str, *, confirm: bool = False) -> str:
     """A password from the environment or, at a terminal, from a prompt (never an argument)."""
     value = os.environ.get(env)
     if value:
@@ -252,7 +252,7 @@ def cli_login(
     prompt); the login is audited like one at the counter window."""
     if not operator_id:
         raise ValidationError(N_("this command needs --operator ID"))
-    password = _secret(env, _("Password for {operator}: ", operator=operator_id))
+    password = cli_secret(env, _("Password for {operator}: ", operator=operator_id))
     return auth.login(
         open_db(ctx),
         operator_id,
@@ -278,7 +278,7 @@ def _init_counter_id(ctx: AppContext, wanted: str | None) -> None:
         return
     else:
         counter_id = derive_counter_id()
-    if settings.is_set(COUNTER_ID.key) and settings.get(COUNTER_ID.key) == counter_id:
+    if settings.is_set(COUNTER_ID.key) and settings.value(COUNTER_ID) == counter_id:
         return
     settings.set(COUNTER_ID.key, counter_id)
     settings.save(settings.path or ctx.paths.settings_file)
@@ -299,7 +299,7 @@ def cmd_init(ctx: AppContext, args: argparse.Namespace) -> int:
         return 0
     password = os.environ.get("CARDVEND_ADMIN_PASSWORD")
     if not password and sys.stdin.isatty():
-        password = _secret(
+        password = cli_secret(
             "CARDVEND_ADMIN_PASSWORD",
             _("Password for the first administrator {operator}: ", operator=args.admin_id),
             confirm=True,
@@ -327,7 +327,7 @@ def cmd_init(ctx: AppContext, args: argparse.Namespace) -> int:
 
 def cmd_operators_add(ctx: AppContext, args: argparse.Namespace) -> int:
     admin = cli_login(ctx, args.operator)
-    password = _secret(
+    password = cli_secret(
         "CARDVEND_NEW_PASSWORD", _("Password for {operator}: ", operator=args.id), confirm=True
     )
     auth.add_operator(
@@ -361,7 +361,7 @@ def cmd_operators_list(ctx: AppContext, args: argparse.Namespace) -> int:
             ]
         )
         return 0
-    tz = str(ctx.settings.get(TIME_ZONE.key))
+    tz = ctx.settings.value(TIME_ZONE)
     for o in ops:
         state = " ".join(
             t for t in (_("disabled") if o.disabled else "", auth.locked_text(o, tz)) if t
@@ -384,11 +384,11 @@ def cmd_operators_enable(ctx: AppContext, args: argparse.Namespace) -> int:
 def cmd_operators_passwd(ctx: AppContext, args: argparse.Namespace) -> int:
     me = cli_login(ctx, args.operator)
     target = args.id or me.operator_id
-    new = _secret(
+    new = cli_secret(
         "CARDVEND_NEW_PASSWORD", _("New password for {operator}: ", operator=target), confirm=True
     )
     if target == me.operator_id:
-        old = _secret("CARDVEND_PASSWORD", _("Current password: "))
+        old = cli_secret("CARDVEND_PASSWORD", _("Current password: "))
         auth.change_password(open_db(ctx), me, old, new, ctx.clock)
     else:
         auth.reset_password(open_db(ctx), me, target, new, ctx.clock)
@@ -404,7 +404,7 @@ def cmd_audit_verify(ctx: AppContext, args: argparse.Namespace) -> int:
     with db.write() as session:
         audit_service.record(
             session,
-            action="audit_verify",
+            action=AuditAction.AUDIT_VERIFY,
             operator_id=me.operator_id,
             counter_id=me.counter_id,
             clock=ctx.clock,
@@ -439,7 +439,7 @@ def cmd_audit_export(ctx: AppContext, args: argparse.Namespace) -> int:
     with db.write() as session:
         audit_service.record(
             session,
-            action="audit_export",
+            action=AuditAction.AUDIT_EXPORT,
             operator_id=me.operator_id,
             counter_id=me.counter_id,
             clock=ctx.clock,

@@ -34,15 +34,15 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from app.cli import cli_login, emit_json, id_arg, open_db, operator_arg
+from app.cli import cli_login, cli_secret, emit_json, id_arg, open_db, operator_arg
 from app.context import AppContext
 from app.domain import ids
 from app.domain.customers import MeterKind
-from app.domain.ledger import SaleKind, SaleState
+from app.domain.ledger import SaleKind, SaleState, Situation
 from app.domain.permissions import Action
 from app.errors import CardVendError, ValidationError
 from app.files import check_output, save_output
-from app.i18n import N_, _, translate
+from app.i18n import N_, _
 from app.money import check_cash_received, format_yuan, parse_yuan
 from app.ports import CardTerminal
 from app.services import approvals, ledger, receipts, selling, shifts
@@ -54,23 +54,9 @@ APPROVER_ENV = "CARDVEND_APPROVER_PASSWORD"
 
 T = TypeVar("T")
 
-_STATE_NAMES = {
-    SaleState.PENDING.value: N_("pending"),
-    SaleState.COMPLETED.value: N_("completed"),
-    SaleState.FAILED.value: N_("failed"),
-    SaleState.IN_DOUBT.value: N_("in doubt"),
-    SaleState.REVERSED.value: N_("reversed"),
-}
-_SITUATIONS = {
-    "ready": N_("ready for a sale"),
-    "unloaded": N_("its last purchase is not loaded into the meter yet"),
-    "behind": N_("behind the ledger; rewrite it"),
-    "anomaly": N_("does not agree with the ledger"),
-}
-
 
 def _state(value: str) -> str:
-    return translate(_STATE_NAMES.get(value, value))
+    return SaleState.text_of(value)
 
 
 def _yuan(fen: int) -> str:
@@ -97,37 +83,33 @@ def _check_override(args: argparse.Namespace) -> None:
         raise ValidationError(N_("--override needs --approver ID"))
 
 
-def approver_login(ctx: AppContext, args: argparse.Namespace) -> Principal:
-    """Sign in ``--approver`` (password from CARDVEND_APPROVER_PASSWORD or a prompt)."""
-    if not args.approver:
-        raise ValidationError(N_("this command needs --approver ID"))
-    return cli_login(ctx, args.approver, env=APPROVER_ENV)
-
-
 def approve_here(
     ctx: AppContext,
+    args: argparse.Namespace,
     actor: Principal,
-    approver: Principal,
     action: Action,
     target: str,
     *,
     payload: dict[str, Any] | None = None,
     distinct_from: tuple[str, ...] = (),
-) -> str:
-    """The approver signs ``action`` on ``target`` for ``actor`` here and now; the request id."""
-    view = approvals.approve_on_spot(
+) -> approvals.ApprovalView:
+    """``--approver`` signs in here (password from CARDVEND_APPROVER_PASSWORD or a prompt) and
+    signs ``action`` on ``target`` for ``actor``; the approved request."""
+    if not args.approver:
+        raise ValidationError(N_("this command needs --approver ID"))
+    password = cli_secret(APPROVER_ENV, _("Password for {operator}: ", operator=args.approver))
+    return approvals.sign_in_and_approve(
         open_db(ctx),
+        approver_id=args.approver,
+        password=password,
+        actor=actor,
         action=action,
         target=target,
-        payload=payload,
-        operator_id=actor.operator_id,
-        counter_id=actor.counter_id,
-        approver_id=approver.operator_id,
-        approver_role=approver.role,
         clock=ctx.clock,
+        settings=ctx.settings,
+        payload=payload,
         distinct_from=distinct_from,
     )
-    return view.id
 
 
 def _with_override(
@@ -144,18 +126,22 @@ def _with_override(
     except selling.OfflineLimitReached as exc:
         if not args.override:
             raise
-        approver = approver_login(ctx, args)
-        request_id = approve_here(
+        approval = approve_here(
             ctx,
+            args,
             actor,
-            approver,
             Action.OVERRIDE_OFFLINE_LIMIT,
             actor.counter_id,
             payload={"problem": str(exc.params.get("detail", ""))},
         )
         if not args.json:
-            print(_("Offline limit overridden by {approver}.", approver=approver.operator_id))
-        return retry(request_id)
+            print(
+                _(
+                    "Offline limit overridden by {approver}.",
+                    approver=approval.approvals[-1].operator,
+                )
+            )
+        return retry(approval.id)
 
 
 @contextmanager
@@ -397,7 +383,7 @@ def _save_receipt(ctx: AppContext, args: argparse.Namespace, sale_id: str) -> st
         data = receipts.original_receipt(
             open_db(ctx), sale_id, settings=ctx.settings, key=ctx.receipt_key()
         )
-        language = str(ctx.settings.get(RECEIPT_LANGUAGE.key))
+        language = ctx.settings.value(RECEIPT_LANGUAGE)
         pdf = ctx.receipt_renderer.receipt_pdf(data, size=args.receipt_size, language=language)
         save_output(args.receipt, pdf)
     except Exception as exc:  # the sale is done; the receipt is not
@@ -460,12 +446,11 @@ def cmd_rewrite(ctx: AppContext, args: argparse.Namespace) -> int:
 
 def cmd_replace_card(ctx: AppContext, args: argparse.Namespace) -> int:
     actor = cli_login(ctx, args.operator)
-    approver = approver_login(ctx, args)
     db = open_db(ctx)
-    request_id = approve_here(
+    approval = approve_here(
         ctx,
+        args,
         actor,
-        approver,
         Action.REPLACE_CARD,
         args.customer,
         payload={"customer_no": args.customer},
@@ -478,7 +463,7 @@ def cmd_replace_card(ctx: AppContext, args: argparse.Namespace) -> int:
             customer_no=args.customer,
             clock=ctx.clock,
             settings=ctx.settings,
-            approval_request=request_id,
+            approval_request=approval.id,
         )
     if args.json:
         emit_json(
@@ -486,7 +471,7 @@ def cmd_replace_card(ctx: AppContext, args: argparse.Namespace) -> int:
                 "customer": customer.to_json(),
                 "card_serial": customer.card_serial,
                 "fee_fen": fee,
-                "approval_id": request_id,
+                "approval_id": approval.id,
             }
         )
         return 0
@@ -496,7 +481,7 @@ def cmd_replace_card(ctx: AppContext, args: argparse.Namespace) -> int:
             "{approver}; the old card is blacklisted.",
             serial=customer.card_serial,
             customer_no=customer.customer_no,
-            approver=approver.operator_id,
+            approver=approval.approvals[-1].operator,
         )
     )
     print(_("Replacement fee: {fee} yuan.", fee=_yuan(fee)))
@@ -507,11 +492,10 @@ def cmd_reverse(ctx: AppContext, args: argparse.Namespace) -> int:
     actor = cli_login(ctx, args.operator)
     db = open_db(ctx)
     seller = ledger.get_sale(db, args.sale_id).operator_id
-    approver = approver_login(ctx, args)
-    request_id = approve_here(
+    approval = approve_here(
         ctx,
+        args,
         actor,
-        approver,
         Action.REVERSE,
         args.sale_id,
         payload={"sale_id": args.sale_id},
@@ -525,17 +509,17 @@ def cmd_reverse(ctx: AppContext, args: argparse.Namespace) -> int:
             sale_id=args.sale_id,
             clock=ctx.clock,
             settings=ctx.settings,
-            approval_request=request_id,
+            approval_request=approval.id,
         )
     if args.json:
-        emit_json({**sale.to_json(), "approval_id": request_id})
+        emit_json({**sale.to_json(), "approval_id": approval.id})
         return 0
     print(
         _(
             "Sale {sale_id} reversed, approved by {approver}; the card holds purchase {count} "
             "again.",
             sale_id=sale.sale_id,
-            approver=approver.operator_id,
+            approver=approval.approvals[-1].operator,
             count=(sale.purchase_count or 1) - 1,
         )
     )
@@ -572,7 +556,7 @@ def cmd_recover(ctx: AppContext, args: argparse.Namespace) -> int:
                 "Card {serial} of customer {customer_no}: {situation}.",
                 serial=assessment.contents.serial_hex,
                 customer_no=assessment.customer.customer_no,
-                situation=translate(_SITUATIONS.get(assessment.situation, assessment.situation)),
+                situation=Situation.text_of(assessment.situation),
             )
         )
         if not assessment.recovered:
@@ -633,58 +617,71 @@ def receipt_args(q: argparse.ArgumentParser) -> None:
     )
 
 
+CUSTOMER_NO_ARG = id_arg(ids.CUSTOMER_NO)
+
+
+def _common(q: argparse.ArgumentParser) -> None:
+    operator_arg(q)
+    q.add_argument("--json", action="store_true", help=_("print JSON"))
+
+
+def _approver(q: argparse.ArgumentParser, *, required: bool) -> None:
+    q.add_argument(
+        "--approver",
+        required=required,
+        type=id_arg(ids.OPERATOR_ID),
+        help=_(
+            "the supervisor who approves here (password from CARDVEND_APPROVER_PASSWORD "
+            "or a prompt)"
+        ),
+    )
+
+
+def _card_args(q: argparse.ArgumentParser) -> None:
+    g = q.add_mutually_exclusive_group()
+    g.add_argument("--reader", help=_("PC/SC reader name"))
+    g.add_argument("--image", help=_("an emulated card image file instead of a reader"))
+
+
+def _override(q: argparse.ArgumentParser) -> None:
+    q.add_argument(
+        "--override",
+        action="store_true",
+        help=_("if an offline limit stops the sale, let --approver override it"),
+    )
+    _approver(q, required=False)
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    def common(q: argparse.ArgumentParser) -> None:
-        operator_arg(q)
-        q.add_argument("--json", action="store_true", help=_("print JSON"))
+    _register_shift(sub)
+    _register_card_work(sub)
+    _register_sales(sub)
 
-    def approver(q: argparse.ArgumentParser, *, required: bool) -> None:
-        q.add_argument(
-            "--approver",
-            required=required,
-            type=id_arg(ids.OPERATOR_ID),
-            help=_(
-                "the supervisor who approves here (password from CARDVEND_APPROVER_PASSWORD "
-                "or a prompt)"
-            ),
-        )
 
-    customer_no = id_arg(ids.CUSTOMER_NO)
-
-    def card(q: argparse.ArgumentParser) -> None:
-        g = q.add_mutually_exclusive_group()
-        g.add_argument("--reader", help=_("PC/SC reader name"))
-        g.add_argument("--image", help=_("an emulated card image file instead of a reader"))
-
-    def override(q: argparse.ArgumentParser) -> None:
-        q.add_argument(
-            "--override",
-            action="store_true",
-            help=_("if an offline limit stops the sale, let --approver override it"),
-        )
-        approver(q, required=False)
-
+def _register_shift(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("shift", help=_("open or close this counter's shift"))
     ssub = p.add_subparsers(dest="shift_command", required=True, metavar="COMMAND")
     q = ssub.add_parser("open", help=_("open a shift with a cash float"))
     q.add_argument("--float", required=True, metavar="YUAN", help=_("cash float in yuan"))
-    common(q)
+    _common(q)
     q.set_defaults(func=cmd_shift_open)
     q = ssub.add_parser("close", help=_("close the shift with the counted cash"))
     q.add_argument("--counted", required=True, metavar="YUAN", help=_("counted cash in yuan"))
-    common(q)
+    _common(q)
     q.set_defaults(func=cmd_shift_close)
 
+
+def _register_card_work(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     q = sub.add_parser(
         "open-account", help=_("issue a blank card as a customer's first card, optionally sell")
     )
-    q.add_argument("--customer", required=True, metavar="NO", type=customer_no)
+    q.add_argument("--customer", required=True, metavar="NO", type=CUSTOMER_NO_ARG)
     q.add_argument("--amount", metavar="YUAN", help=_("first purchase in yuan"))
     q.add_argument("--cash", metavar="YUAN", help=_("cash received in yuan (change is shown)"))
     receipt_args(q)
-    common(q)
-    card(q)
-    override(q)
+    _common(q)
+    _card_args(q)
+    _override(q)
     q.set_defaults(func=cmd_open_account)
 
     q = sub.add_parser(
@@ -694,35 +691,35 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             "remote payment, no card)"
         ),
     )
-    q.add_argument("--customer", required=True, metavar="NO", type=customer_no)
+    q.add_argument("--customer", required=True, metavar="NO", type=CUSTOMER_NO_ARG)
     q.add_argument("--amount", required=True, metavar="YUAN", help=_("amount paid in yuan"))
     q.add_argument("--cash", metavar="YUAN", help=_("cash received in yuan (change is shown)"))
     receipt_args(q)
-    common(q)
-    card(q)
-    override(q)
+    _common(q)
+    _card_args(q)
+    _override(q)
     q.set_defaults(func=cmd_sell)
 
     q = sub.add_parser("rewrite", help=_("write the last purchase again onto a card behind"))
-    q.add_argument("--customer", required=True, metavar="NO", type=customer_no)
-    common(q)
-    card(q)
+    q.add_argument("--customer", required=True, metavar="NO", type=CUSTOMER_NO_ARG)
+    _common(q)
+    _card_args(q)
     q.set_defaults(func=cmd_rewrite)
 
     q = sub.add_parser(
         "replace-card", help=_("make a blank card the customer's replacement card (approval)")
     )
-    q.add_argument("--customer", required=True, metavar="NO", type=customer_no)
-    common(q)
-    card(q)
-    approver(q, required=True)
+    q.add_argument("--customer", required=True, metavar="NO", type=CUSTOMER_NO_ARG)
+    _common(q)
+    _card_args(q)
+    _approver(q, required=True)
     q.set_defaults(func=cmd_replace_card)
 
     q = sub.add_parser("reverse", help=_("reverse a sale on its card (approval)"))
     q.add_argument("sale_id", metavar="SALE_ID", type=id_arg(ids.SALE_ID))
-    common(q)
-    card(q)
-    approver(q, required=True)
+    _common(q)
+    _card_args(q)
+    _approver(q, required=True)
     q.set_defaults(func=cmd_reverse)
 
     q = sub.add_parser(
@@ -734,15 +731,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         action="store_true",
         help=_("first mark this counter's pending sales in doubt (after a crash)"),
     )
-    common(q)
-    card(q)
+    _common(q)
+    _card_args(q)
     q.set_defaults(func=cmd_recover)
 
+
+def _register_sales(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("sales", help=_("the sales ledger"))
     lsub = p.add_subparsers(dest="sales_command", required=True, metavar="COMMAND")
     q = lsub.add_parser("list", help=_("list sales, newest first"))
-    q.add_argument("--customer", metavar="NO", type=customer_no)
+    q.add_argument("--customer", metavar="NO", type=CUSTOMER_NO_ARG)
     q.add_argument("--state", choices=[s.value for s in SaleState])
     q.add_argument("--limit", type=int, default=200)
-    common(q)
+    _common(q)
     q.set_defaults(func=cmd_sales_list)

@@ -64,7 +64,7 @@ class AppContext:
     @property
     def db_url(self) -> str:
         return (
-            self.db_url_override or self.settings.get(DB_URL.key) or str(self.paths.default_db_file)
+            self.db_url_override or self.settings.value(DB_URL) or str(self.paths.default_db_file)
         )
 
     @cached_property
@@ -75,11 +75,11 @@ class AppContext:
 
     @property
     def counter_id(self) -> str:
-        return str(self.settings.get(COUNTER_ID.key))
+        return self.settings.value(COUNTER_ID)
 
     @property
     def office_code(self) -> str:
-        return str(self.settings.get(OFFICE_CODE.key))
+        return self.settings.value(OFFICE_CODE)
 
     @property
     def receipt_key_file(self) -> Path:

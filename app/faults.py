@@ -3,7 +3,7 @@
 ``checkpoint("name")`` does nothing unless the environment variable ``CARDVEND_CRASH_AT``
 names that point, in which case the process kills itself with SIGKILL right there — no
 cleanup, no flush, exactly like a power cut.  The sale flow passes through its points in a
-fixed order (see app/services/selling.py); tests kill a real selling process at each one and
+fixed order (see app/services/selling/sale.py); tests kill a real selling process at each one and
 check that nothing is lost on the next start.
 """
 

@@ -14,8 +14,9 @@ import contextlib
 import os
 import stat
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 PRIVATE_FILE = 0o600
 PRIVATE_DIR = 0o700
@@ -38,12 +39,28 @@ def write_atomically(
     """Write ``data`` to a temporary file beside ``path``, fsync it, rename it over ``path`` and
     fsync the folder.  ``mode`` (0600 unless asked otherwise) is set before any byte is written;
     the folder is not created and its mode is left alone (it may be the user's choice)."""
+    with replacing(path, mode=mode) as f:
+        f.write(data)
+
+
+@contextlib.contextmanager
+def replacing(
+    path: str | os.PathLike[str],
+    *,
+    mode: int = PRIVATE_FILE,
+    open_mode: str = "wb",
+    encoding: str | None = None,
+    newline: str | None = None,
+) -> Iterator[IO[Any]]:
+    """A new file that replaces ``path`` once the block ends without an error: written beside
+    it (``mode`` set before any byte), fsynced, renamed over it, the folder fsynced; an error
+    removes it, so a crash leaves the old file or the new one, never half of one."""
     target = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
-        with os.fdopen(fd, "wb") as f:
+        with os.fdopen(fd, open_mode, encoding=encoding, newline=newline) as f:
             os.chmod(tmp, mode)
-            f.write(data)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, target)

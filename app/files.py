@@ -48,11 +48,6 @@ class OutputExists(OutputFileError):
     template = N_("{path} already exists. Add --force to replace it, or choose another file name.")
 
 
-class InputFileError(CardVendError):
-    code = "input_file"
-    template = N_("Cannot read {path}: {reason}. Check the file name and try again.")
-
-
 def check_output(path: str | os.PathLike[str], *, force: bool = False) -> Path:
     """Refuse, before any work, an output path that cannot be written: a folder that does not
     exist, a path that is a folder, a folder we may not write into, an existing file without
@@ -125,11 +120,6 @@ def output_errors(path: str | os.PathLike[str]) -> contextlib.AbstractContextMan
     """A block that writes ``path`` in its own way: its ``OSError`` becomes
     :class:`OutputFileError`."""
     return _translate(path, OutputFileError)
-
-
-def input_errors(path: str | os.PathLike[str]) -> contextlib.AbstractContextManager[None]:
-    """A block that reads ``path``: its ``OSError`` becomes :class:`InputFileError`."""
-    return _translate(path, InputFileError)
 
 
 @contextlib.contextmanager

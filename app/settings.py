@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 from app.domain import ids
 from app.errors import ValidationError
@@ -44,6 +44,10 @@ class ConfigVar(Generic[T]):
         if self.key in REGISTRY:
             raise ValueError(f"setting {self.key} declared twice")
         REGISTRY[self.key] = self
+
+    def value(self, settings: Settings) -> T:
+        """This setting's value in ``settings``, typed."""
+        return settings.value(self)
 
     def coerce(self, value: Any) -> T:
         if value is None and self.default is None:
@@ -276,6 +280,11 @@ class Settings:
         if var.env and os.environ.get(var.env):
             return os.environ[var.env]
         return self._values.get(key, var.default)
+
+    def value(self, var: ConfigVar[T]) -> T:
+        """The typed value of ``var``: its environment variable (for the string settings that
+        have one), else what the settings hold, else its default. Prefer this to :meth:`get`."""
+        return cast(T, self.get(var.key))
 
     def is_set(self, key: str) -> bool:
         """Whether the settings hold ``key`` themselves (not its default)."""

@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from app.cli import cli_login, id_arg, open_db
-from app.cli_sales import approve_here, approver_login
+from app.cli_sales import approve_here
 from app.context import AppContext
 from app.domain import ids
+from app.domain.audit import AuditAction
 from app.domain.card import (
     CardContents,
     CardKind,
@@ -39,6 +40,7 @@ from app.i18n import N_, _, translate
 from app.ports import ApduChannel, KeyRole
 from app.services import cards
 from app.services.auth import Principal
+from app.settings import CARD_READER
 from cardio import wiring
 from cardio.channel import EmulatedChannel
 from cardio.emulator import CardImage, UserCardOS
@@ -120,7 +122,7 @@ def open_channel(ctx: AppContext, args: argparse.Namespace) -> ApduChannel:
     from cardio.pcsc import PcscReaderPort
 
     port = PcscReaderPort()
-    reader = args.reader or str(ctx.settings.get("card_reader") or "")
+    reader = args.reader or ctx.settings.value(CARD_READER)
     if not reader:
         names = port.readers()
         if not names:
@@ -219,7 +221,7 @@ def cmd_blank(ctx: AppContext, args: argparse.Namespace) -> int:
             open_db(ctx),
             actor,
             ctx.clock,
-            action="card_blank",
+            action=AuditAction.CARD_BLANK,
             serial=serial.hex().upper(),
             detail={"source": _source(args)},
         )
@@ -239,7 +241,7 @@ def cmd_issue(ctx: AppContext, args: argparse.Namespace) -> int:
             open_db(ctx),
             actor,
             ctx.clock,
-            action="card_issue",
+            action=AuditAction.CARD_ISSUE,
             serial=contents.serial_hex,
             detail={"kind": args.kind, "source": _source(args)},
         )
@@ -277,10 +279,9 @@ def cmd_erase(ctx: AppContext, args: argparse.Namespace) -> int:
             if risk.needs_approval and cards.erase_needs_rule(open_db(ctx)):
                 if not args.approver:
                     raise risk.error()
-                approver = approver_login(ctx, args)
                 request = approve_here(
-                    ctx, actor, approver, Action.ERASE_CARD, risk.serial, payload=risk.to_json()
-                )
+                    ctx, args, actor, Action.ERASE_CARD, risk.serial, payload=risk.to_json()
+                ).id
         contents = terminal.erase()
     finally:
         channel.close()
@@ -289,7 +290,7 @@ def cmd_erase(ctx: AppContext, args: argparse.Namespace) -> int:
             open_db(ctx),
             actor,
             ctx.clock,
-            action="card_erase",
+            action=AuditAction.CARD_ERASE,
             serial=contents.serial_hex,
             detail={**risk.to_json(), "source": _source(args)},
             approval_request=request,

@@ -30,7 +30,7 @@ DEMO_PASSPHRASE = "demo-keystore"
 
 
 def keystore_path(ctx: AppContext) -> Path:
-    configured = str(ctx.settings.get(KEYSTORE_FILE.key) or "")
+    configured = ctx.settings.value(KEYSTORE_FILE)
     return Path(configured) if configured else ctx.paths.data_dir / "keystore.json"
 
 
@@ -59,15 +59,15 @@ def load_master_keys(ctx: AppContext) -> MasterKeys:
 
 
 def key_provider(ctx: AppContext) -> KeyProvider:
-    if ctx.settings.get(KEY_PROVIDER.key) == "psam":
+    if ctx.settings.value(KEY_PROVIDER) == "psam":
         from cardio.pcsc import PcscReaderPort
 
-        return PsamKeyProvider(PcscReaderPort().connect(str(ctx.settings.get(PSAM_READER.key))))
+        return PsamKeyProvider(PcscReaderPort().connect(ctx.settings.value(PSAM_READER)))
     return SoftwareKeyProvider(load_master_keys(ctx))
 
 
 def utility_code(ctx: AppContext) -> str:
-    return str(ctx.settings.get(UTILITY_CODE.key))
+    return ctx.settings.value(UTILITY_CODE)
 
 
 def terminal_factory(ctx: AppContext) -> Callable[[str | None, str | None], CardTerminal]:
@@ -95,7 +95,7 @@ def terminal_factory(ctx: AppContext) -> Callable[[str | None, str | None], Card
             from cardio.pcsc import PcscReaderPort
 
             port = PcscReaderPort()
-            name = reader or str(ctx.settings.get(CARD_READER.key) or "") or port.readers()[0]
+            name = reader or ctx.settings.value(CARD_READER) or port.readers()[0]
             channel = port.connect(name, timeout=float(os.environ.get("CARDVEND_CARD_WAIT", "5")))
         return ApduTerminal(channel, keys, utility_code=utility_code(ctx))
 

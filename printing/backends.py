@@ -375,22 +375,22 @@ def make_printer(
     ``receipt_dir`` is the pdf printer's folder when the ``receipt_dir`` setting is empty (the
     composition root passes ``receipts/`` in the data directory). ``opener`` opens serial ports
     (``cardio.serial_link.open_serial``); the escpos printer needs it."""
-    kind = str(settings.get(PRINTER.key))
-    size = str(settings.get(RECEIPT_SIZE.key))
+    kind = settings.value(PRINTER)
+    size = settings.value(RECEIPT_SIZE)
     if kind == "none":
         return None
     if kind == "pdf":
-        configured = str(settings.get(RECEIPT_DIR.key) or "")
+        configured = settings.value(RECEIPT_DIR)
         return PdfFolderPrinter(Path(configured) if configured else receipt_dir, size)
     if kind == "system":
-        return SystemPrinter(str(settings.get(PRINTER_NAME.key) or "") or None, size)
+        return SystemPrinter(settings.value(PRINTER_NAME) or None, size)
     if kind == "escpos":
         if opener is None:
             raise ValueError("the escpos printer needs a serial opener")
         return EscPosPrinter(
             opener,
-            str(settings.get(PRINTER_PORT.key) or ""),
-            int(settings.get(PRINTER_BAUD.key)),
+            settings.value(PRINTER_PORT),
+            settings.value(PRINTER_BAUD),
             ESCPOS_WIDTHS.get(size, ESCPOS_WIDTHS["80"]),
         )
     raise ValueError(f"unknown printer kind {kind!r}")

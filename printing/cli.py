@@ -15,10 +15,9 @@ import argparse
 import datetime as dt
 from collections.abc import Callable
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 from app.cli import cli_login, emit_json, id_arg, open_db, operator_arg
-from app.cli_sales import approve_here, approver_login
+from app.cli_sales import approve_here
 from app.context import AppContext
 from app.domain import ids
 from app.domain.permissions import Action
@@ -26,13 +25,14 @@ from app.domain.receipt import ReceiptData
 from app.errors import ValidationError
 from app.files import check_output, save_output
 from app.i18n import N_, _
+from app.localtime import local
 from app.services import receipts
 from app.services import reports as report_service
 from app.settings import RECEIPT_LANGUAGE, RECEIPT_SIZE, TIME_ZONE
 
 
 def _language(ctx: AppContext, args: argparse.Namespace) -> str:
-    return str(getattr(args, "receipt_lang", None) or ctx.settings.get(RECEIPT_LANGUAGE.key))
+    return str(getattr(args, "receipt_lang", None) or ctx.settings.value(RECEIPT_LANGUAGE))
 
 
 def _reprint(
@@ -44,10 +44,9 @@ def _reprint(
     db = open_db(ctx)
     request_id = None
     if args.approver:
-        approver = approver_login(ctx, args)
         request_id = approve_here(
-            ctx, actor, approver, Action.REPRINT, args.sale_id, distinct_from=(actor.operator_id,)
-        )
+            ctx, args, actor, Action.REPRINT, args.sale_id, distinct_from=(actor.operator_id,)
+        ).id
     return receipts.reprint(
         db,
         actor=actor,
@@ -64,7 +63,7 @@ def cmd_receipt(ctx: AppContext, args: argparse.Namespace) -> int:
     from printing.receipt import render_receipt_pdf
 
     out = check_output(args.out, force=args.force)  # before anyone signs anything
-    size = args.size or str(ctx.settings.get(RECEIPT_SIZE.key))
+    size = args.size or ctx.settings.value(RECEIPT_SIZE)
 
     def save(copy: ReceiptData) -> None:
         pdf = render_receipt_pdf(copy, size=size, language=_language(ctx, args))
@@ -94,7 +93,7 @@ def cmd_print(ctx: AppContext, args: argparse.Namespace) -> int:
 
 def _day(text: str | None, ctx: AppContext) -> dt.date:
     if not text:
-        return ctx.clock.now().astimezone(ZoneInfo(str(ctx.settings.get(TIME_ZONE.key)))).date()
+        return local(ctx.clock.now(), ctx.settings.value(TIME_ZONE)).date()
     try:
         return dt.date.fromisoformat(text)
     except ValueError as exc:
@@ -115,7 +114,7 @@ def cmd_report(ctx: AppContext, args: argparse.Namespace) -> int:
     if as_csv:  # data for other systems: an export
         actor.authorize(Action.EXPORT_REPORTS, ctx.clock)
     language = _language(ctx, args)
-    tz = str(ctx.settings.get(TIME_ZONE.key))
+    tz = ctx.settings.value(TIME_ZONE)
     data: bytes
     if args.kind == "shift":
         shift_id = args.shift or report_service.current_shift_id(db, ctx.counter_id)

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from app.domain.ledger import SaleState
 from app.domain.receipt import ReceiptData
 from app.i18n import N_, translate
 from app.money import format_yuan
@@ -31,14 +32,6 @@ REVERSED_MARK = N_("REVERSED — this sale was cancelled")
 NOT_COMPLETED_MARK = N_("NOT COMPLETED ({state}) — not valid as a receipt")
 REMOTE_NOTE = N_("Remote payment: no card is needed, the credit is queued for the meter")
 SCAN_TO_VERIFY = N_("Scan to verify")
-
-# sale states other than completed, as the ledger names them (app/domain/ledger.py)
-STATE_NAMES: dict[str, str] = {
-    "pending": N_("pending"),
-    "in_doubt": N_("in doubt"),
-    "failed": N_("failed"),
-    "reversed": N_("reversed"),
-}
 
 # --------------------------------------------------------------------------- field labels
 
@@ -173,10 +166,10 @@ def marks(receipt: ReceiptData, language: str) -> tuple[str, ...]:
         found.append(text(COPY_MARK, language, n=receipt.copy_no))
     if receipt.training:
         found.append(text(TRAINING_MARK, language))
-    if receipt.state == "reversed":
+    if receipt.state == SaleState.REVERSED:
         found.append(text(REVERSED_MARK, language))
-    elif receipt.state != "completed":
-        state = translate(STATE_NAMES.get(receipt.state, receipt.state), language)
+    elif receipt.state != SaleState.COMPLETED:
+        state = SaleState.text_of(receipt.state, language)
         found.append(text(NOT_COMPLETED_MARK, language, state=state))
     return tuple(found)
 

@@ -87,7 +87,7 @@ def cmd_sync(ctx: AppContext, args: argparse.Namespace) -> int:
         else:
             _print_round(report)
         return 0
-    interval = args.interval or int(ctx.settings.get(SYNC_INTERVAL.key))
+    interval = args.interval or ctx.settings.value(SYNC_INTERVAL)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: Any) -> None:

@@ -44,6 +44,7 @@ from sqlalchemy import Table, bindparam, null, select, update
 from sqlalchemy.orm import Session
 
 from app.clock import Clock, aware
+from app.domain.audit import AuditAction
 from app.persistence.db import Database
 from app.persistence.models import (
     ArrearsItem,
@@ -291,7 +292,7 @@ def _refuse(
     )
     audit.record(
         session,
-        action="sync_refused",
+        action=AuditAction.SYNC_REFUSED,
         operator_id=None,
         counter_id=counter_id,
         clock=clock,
@@ -548,7 +549,7 @@ def _flag(session: Session, sale_id: str, reason: str, clock: Clock) -> None:
     sale.review = reason
     audit.record(
         session,
-        action="sale_review",
+        action=AuditAction.SALE_REVIEW,
         operator_id=None,
         counter_id=sale.counter_id,
         clock=clock,

@@ -34,6 +34,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.clock import Clock
+from app.domain.audit import AuditAction
 from app.domain.pricing import TariffSpec, TariffSpecError
 from app.persistence.db import Database
 from app.persistence.models import (
@@ -469,7 +470,7 @@ class CustomerApplier:
             self.report.flagged += 1
             audit.record(
                 session,
-                action="sale_review",
+                action=AuditAction.SALE_REVIEW,
                 operator_id=None,
                 counter_id=sale.counter_id,
                 clock=self.clock,

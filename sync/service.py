@@ -28,6 +28,7 @@ from sqlalchemy import select
 
 from app.clock import Clock, aware
 from app.context import AppContext
+from app.domain.audit import AuditAction
 from app.domain.permissions import Action
 from app.errors import CardVendError
 from app.fileio import private_dir, write_atomically
@@ -83,15 +84,15 @@ def load_token(ctx: AppContext) -> str | None:
 
 
 def make_client(ctx: AppContext) -> CentralClient:
-    url = str(ctx.settings.get(CENTRAL_URL.key) or "")
+    url = ctx.settings.value(CENTRAL_URL)
     token = load_token(ctx)
     if not url or not token:
         raise NotRegistered()
-    timeout = float(ctx.settings.get(SYNC_TIMEOUT.key))
+    timeout = float(ctx.settings.value(SYNC_TIMEOUT))
     return CentralClient(
         url,
         token,
-        ca_bundle=str(ctx.settings.get(CENTRAL_CA_BUNDLE.key) or "") or None,
+        ca_bundle=ctx.settings.value(CENTRAL_CA_BUNDLE) or None,
         timeout=(min(5.0, timeout), timeout),
     )
 
@@ -118,7 +119,7 @@ def register_counter(
         with ctx.db.write() as session:
             audit.record(
                 session,
-                action="counter_register",
+                action=AuditAction.COUNTER_REGISTER,
                 operator_id=operator.operator_id,
                 counter_id=ctx.counter_id,
                 clock=ctx.clock,
@@ -127,11 +128,9 @@ def register_counter(
                 detail={"error": exc.code},
             )
         raise
-    known = str(ctx.settings.get(CENTRAL_URL.key) or "").strip().rstrip("/")
+    known = ctx.settings.value(CENTRAL_URL).strip().rstrip("/")
     token = load_token(ctx) if known and known == url else None
-    client = CentralClient(
-        url, token, ca_bundle=str(ctx.settings.get(CENTRAL_CA_BUNDLE.key) or "") or None
-    )
+    client = CentralClient(url, token, ca_bundle=ctx.settings.value(CENTRAL_CA_BUNDLE) or None)
     detail: dict[str, Any] = {
         "with_token": token is not None,
         "with_enrolment_code": bool(enrolment_code),
@@ -147,7 +146,7 @@ def register_counter(
         with ctx.db.write() as session:
             audit.record(
                 session,
-                action="counter_register",
+                action=AuditAction.COUNTER_REGISTER,
                 operator_id=operator.operator_id,
                 counter_id=ctx.counter_id,
                 clock=ctx.clock,
@@ -170,7 +169,7 @@ def register_counter(
     with ctx.db.write() as session:
         audit.record(
             session,
-            action="counter_register",
+            action=AuditAction.COUNTER_REGISTER,
             operator_id=operator.operator_id,
             counter_id=ctx.counter_id,
             clock=ctx.clock,
@@ -248,7 +247,7 @@ class SyncService:
             ctx.clock,
             counter_id=ctx.counter_id,
             office_code=ctx.office_code,
-            batch_size=int(ctx.settings.get(SYNC_BATCH.key)),
+            batch_size=ctx.settings.value(SYNC_BATCH),
         )
 
     def run_round(self) -> RoundReport:
@@ -426,7 +425,7 @@ class SyncService:
                 put_setting(session, key, json.dumps(flag, ensure_ascii=False))
                 audit.record(
                     session,
-                    action="audit_diverged",
+                    action=AuditAction.AUDIT_DIVERGED,
                     operator_id=None,
                     counter_id=self.counter_id,
                     clock=self.clock,
@@ -492,10 +491,10 @@ class SyncWorker:
 
 def background_worker(ctx: AppContext) -> SyncWorker | None:
     """The window's sync worker, or None when this counter is not registered."""
-    if not ctx.settings.get(CENTRAL_URL.key) or not load_token(ctx):
+    if not ctx.settings.value(CENTRAL_URL) or not load_token(ctx):
         return None
     return SyncWorker(
-        lambda: SyncService.from_context(ctx), float(ctx.settings.get(SYNC_INTERVAL.key))
+        lambda: SyncService.from_context(ctx), float(ctx.settings.value(SYNC_INTERVAL))
     )
 
 

@@ -533,3 +533,44 @@ def test_messages_in_chinese(adb: Database, clock: FixedClock) -> None:
     assert "主管" in zh and "柜员" in zh
     err = ApprovalRequired(action=Action.REVERSE.label, role="supervisor")
     assert "主管" in err.localized("zh_CN") and "审批" in err.localized("zh_CN")
+
+
+def test_sign_in_and_approve_uses_the_configured_lockout(adb: Database, clock: FixedClock) -> None:
+    """The one on-the-spot sign-in: a wrong password counts towards the configured lockout (two
+    attempts here), and a right one signs the approval for the actor at once."""
+    from app.security import hash_password
+    from app.services import auth
+    from app.settings import LOCKOUT_ATTEMPTS, Settings
+
+    with adb.write() as s:
+        op = s.get(Operator, "s01")
+        assert op is not None
+        op.password_hash = hash_password("right-password", log2_n=4)
+    settings = Settings()
+    settings.set(LOCKOUT_ATTEMPTS.key, 2)
+    actor = auth.Principal("t01", "t01", Role.TELLER, "C01", clock.now(), clock.now())
+
+    def attempt(password: str) -> ap.ApprovalView:
+        return ap.sign_in_and_approve(
+            adb,
+            approver_id="s01",
+            password=password,
+            actor=actor,
+            action=Action.REVERSE,
+            target=SALE,
+            clock=clock,
+            settings=settings,
+            distinct_from=("t02",),
+        )
+
+    view = attempt("right-password")
+    assert view.state == ap.APPROVED and view.requested_by == "t01"
+    assert [a.operator for a in view.approvals] == ["s01"]
+    for _ in range(2):
+        with pytest.raises(auth.LoginFailed):
+            attempt("wrong")
+    with pytest.raises(auth.LoginFailed):  # locked by the configured policy, right password or not
+        attempt("right-password")
+    with adb.read() as s:
+        op = s.get(Operator, "s01")
+        assert op is not None and op.locked_until is not None

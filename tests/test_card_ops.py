@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from app.clock import FixedClock
-from app.domain.card import CardContents, CardError, CardRemoved
+from app.domain.card import CardContents, CardError, CardRemoved, UserCardType
 from app.domain.receipt import ReceiptData
 from app.errors import Conflict, ShiftError
 from app.files import OutputFileError
@@ -131,12 +131,12 @@ def test_a_card_written_but_not_bound_says_so_and_the_retry_binds_it(counter: Co
     with counter.db.read() as session:
         customer = session.scalar(select(Customer).where(Customer.customer_no == CUSTOMER))
         assert customer is not None
-        change, _ = selling._card_change(
+        change, _ = selling.card_change(
             session,
             customer,
             None,
             "100001",
-            selling.UserCardType.OPEN,
+            UserCardType.OPEN,
             counter.clock.now(),
             force_params=True,
         )

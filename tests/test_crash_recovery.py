@@ -6,7 +6,7 @@ outlives the kill) over a :class:`cardio.emulator.UserCardOS` that persists its 
 selling process is a fresh Python interpreter running :data:`SELLER` (written to a temporary
 file): it opens the SQLite database, signs t01 in and runs ``selling.sell`` through pcscd with a
 ``SoftwareKeyProvider`` over master keys saved here; ``CARDVEND_CRASH_AT=<point>`` makes it kill
-itself there (app/faults.py).  The points are those of app/services/selling.py (``read``,
+itself there (app/faults.py).  The points are those of app/services/selling/ (``read``,
 ``pending``, ``before_write``, ``written``, ``completed``) and one before every APDU of the card
 write (``apdu_N``, cardio/terminal.py), counted once by a sale without a crash.
 

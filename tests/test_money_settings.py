@@ -171,3 +171,15 @@ def test_good_id_settings_load() -> None:
         "HZ_01",
         "330100",
     )
+
+
+def test_typed_accessor_gives_the_configvar_type() -> None:
+    from app.settings import LOCKOUT_ATTEMPTS, TIME_ZONE, Settings
+
+    settings = Settings()
+    assert settings.value(LOCKOUT_ATTEMPTS) == 5 and isinstance(
+        settings.value(LOCKOUT_ATTEMPTS), int
+    )
+    settings.set(LOCKOUT_ATTEMPTS.key, 3)
+    assert LOCKOUT_ATTEMPTS.value(settings) == 3
+    assert settings.value(TIME_ZONE) == settings.get(TIME_ZONE.key)

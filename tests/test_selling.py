@@ -11,7 +11,7 @@ from app.clock import FixedClock
 from app.domain.card import CardWrite, PurchaseRecord
 from app.persistence.db import Database
 from app.persistence.models import AuditEntry, Customer, OutboxEntry, Setting
-from app.services import approvals, auth, ledger, selling, shifts
+from app.services import approvals, auth, ledger, selling, shifts, sync_status
 from app.settings import Settings
 from cardio.meter_sim import MeterSimulator
 from tests.cardkit import CardKit
@@ -347,7 +347,7 @@ def test_offline_limits_and_the_supervisor_override(counter: Counter) -> None:
     with pytest.raises(selling.OfflineLimitReached, match="2 hours"):
         counter.sell(image, 100)
     with counter.db.write() as session:  # a successful sync a moment ago
-        session.add(Setting(key=selling.LAST_SYNC_KEY, value=counter.clock.now().isoformat()))
+        session.add(Setting(key=sync_status.LAST_SUCCESS, value=counter.clock.now().isoformat()))
         for row in session.scalars(select(OutboxEntry)):
             row.sent_at = counter.clock.now()
     assert counter.sell(image, 100).sale.state == "completed"

@@ -1,4 +1,4 @@
-"""A stateful model test of the crash-safe card sale flow (app/services/selling.py).
+"""A stateful model test of the crash-safe card sale flow (app/services/selling/).
 
 One customer (demo 100000000002: card meter, no arrears or fees) with an account opened on an
 emulated card (a ``CardImage`` file), the customer's meter (a ``MeterSimulator`` state file),
@@ -57,6 +57,7 @@ from hypothesis.control import currently_in_test_context
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 from sqlalchemy import select
 
+from app import faults
 from app.clock import FixedClock
 from app.domain.card import CardRemoved
 from app.domain.ledger import SaleKind, SaleState
@@ -95,7 +96,7 @@ SCRATCH = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
 # --------------------------------------------------------------------------- bugs it found
 # Each has a regression test at the end of this file (the shortest sequence that showed it).
 #
-# 1. selling._resolve_with_card audited a failed reversal with ``target=sale.id``, the loop
+# 1. selling.resolve_with_card audited a failed reversal with ``target=sale.id``, the loop
 #    variable of the unresolved-sales loop: unbound without an unresolved sale, so a card that
 #    kept its purchase after a reversal that never reached it raised UnboundLocalError when
 #    presented (and in sell / rewrite / reverse_sale, which assess first).
@@ -200,7 +201,7 @@ def kill_at(point: str | None) -> Iterator[None]:
         if name == point:
             raise Killed(name)
 
-    with mock.patch.object(selling, "checkpoint", checkpoint):
+    with mock.patch.object(faults, "checkpoint", checkpoint):
         yield
 
 

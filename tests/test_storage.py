@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import select, text
+from sqlalchemy import event, select, text
+from sqlalchemy.exc import DBAPIError
 
 from app.errors import DatabaseError
 from app.persistence.db import Database, normalize_url
@@ -41,6 +42,40 @@ def test_sqlite_write_unit_begins_immediate_and_read_does_not(tmp_path: Path) ->
         other.execute("BEGIN IMMEDIATE")  # a reader does not block a writer
         other.execute("ROLLBACK")
     other.close()
+
+
+def test_a_write_inside_a_read_unit_fails_and_nothing_is_committed(db: Database) -> None:
+    """A read unit of work is read-only (SQLite ``query_only``, PostgreSQL ``READ ONLY``) and
+    never commits; a write unit on the same connection afterwards writes normally."""
+    with pytest.raises(DBAPIError, match=r"(?i)read.?only"), db.read() as session:
+        session.add(Office(code="R1", name="read"))
+        session.flush()
+    with db.read() as session:
+        assert session.get(Office, "R1") is None
+        with pytest.raises(DBAPIError, match=r"(?i)read.?only"):
+            session.execute(text("UPDATE offices SET name = 'x'"))
+    with db.write() as session:
+        session.add(Office(code="W1", name="write"))
+    with db.read() as session:
+        assert session.get(Office, "W1") is not None
+
+
+def test_a_read_unit_takes_no_write_lock_and_does_not_commit(tmp_path: Path) -> None:
+    path = tmp_path / "a.db"
+    db = Database(str(path))
+    db.migrate()
+    statements: list[str] = []
+    event.listen(
+        db.engine, "before_cursor_execute", lambda *a: statements.append(str(a[2]).upper())
+    )
+    event.listen(db.engine, "commit", lambda conn: statements.append("COMMIT"))
+    other = sqlite3.connect(path, timeout=0, isolation_level=None)
+    with db.read() as session:
+        session.execute(select(Office)).all()
+        other.execute("BEGIN IMMEDIATE")  # nobody is kept from writing
+        other.execute("ROLLBACK")
+    other.close()
+    assert not any(s.startswith("COMMIT") or "IMMEDIATE" in s for s in statements)
 
 
 def test_sqlite_foreign_keys_enforced(tmp_path: Path) -> None:

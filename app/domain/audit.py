@@ -23,6 +23,7 @@ against its latest seal, and every seal against a sale that still exists.
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
@@ -67,17 +68,72 @@ SEALED_FIELDS = (
     "training",
     "state",
 )
+
+
+class AuditAction(enum.StrEnum):
+    """Every action the audit log records. The values are the strings stored in sealed rows
+    (each row's hash covers its action, and the central system holds a copy of the chain), so
+    they stay as first written; the member names follow one scheme, SUBJECT_VERB."""
+
+    APPROVAL_APPROVE = "approval.approve"
+    APPROVAL_EXPIRE = "approval.expire"
+    APPROVAL_REJECT = "approval.reject"
+    APPROVAL_REQUEST = "approval.request"
+    APPROVAL_RULE = "approval.rule"
+    APPROVAL_USE = "approval.use"
+    AUDIT_DIVERGED = "audit_diverged"
+    AUDIT_EXPORT = "audit_export"
+    AUDIT_VERIFY = "audit_verify"
+    CARD_ANOMALY = "card_anomaly"
+    CARD_BLANK = "card_blank"
+    CARD_ERASE = "card_erase"
+    CARD_ISSUE = "card_issue"
+    COUNTER_REGISTER = "counter_register"
+    CUSTOMERS_IMPORT = "customers_import"
+    DEMO_LOAD = "demo_load"
+    LOGIN = "login"
+    LOGOUT = "logout"
+    OFFLINE_LIMIT = "offline_limit"
+    OFFLINE_OVERRIDE = "offline_override"
+    OPEN_ACCOUNT = "open_account"
+    OPERATOR_ADD = "operator_add"
+    OPERATOR_DISABLE = "operator_disable"
+    PASSWORD_CHANGE = "password_change"
+    PASSWORD_RESET = "password_reset"
+    RECEIPT_REPRINT = "receipt_reprint"
+    REMOTE_PAYMENT = "remote_payment"
+    REPLACE_CARD = "replace_card"
+    REPLACE_CARD_RESUMED = "replace_card_resumed"
+    REVERSAL_BEGIN = "reversal_begin"
+    REVERSAL_COMPLETE = "reversal_complete"
+    REVERSAL_FAILED = "reversal_failed"
+    REWRITE = "rewrite"
+    SALE_BEGIN = "sale_begin"
+    SALE_COMPLETE = "sale_complete"
+    SALE_FAILED = "sale_failed"
+    SALE_IN_DOUBT = "sale_in_doubt"
+    SALE_PENDING = "sale_pending"
+    SALE_REVERSED = "sale_reversed"
+    SALE_REVIEW = "sale_review"
+    SALE_SEALED = "sale_sealed"
+    SETTINGS_CHANGE = "settings_change"
+    SHIFT_CLOSE = "shift_close"
+    SHIFT_OPEN = "shift_open"
+    SYNC_REFUSED = "sync_refused"
+    SYNC_RETRY = "sync_retry"
+
+
 # audit actions that record a change of a sale and carry its seal (target: the sale id)
 SEAL_ACTIONS = (
-    "sale_begin",
-    "sale_complete",
-    "sale_failed",
-    "sale_in_doubt",
-    "sale_pending",
-    "sale_reversed",
-    "reversal_complete",
-    "remote_payment",
-    "sale_sealed",  # a sale made before sales were sealed, sealed by the upgrade
+    AuditAction.SALE_BEGIN,
+    AuditAction.SALE_COMPLETE,
+    AuditAction.SALE_FAILED,
+    AuditAction.SALE_IN_DOUBT,
+    AuditAction.SALE_PENDING,
+    AuditAction.SALE_REVERSED,
+    AuditAction.REVERSAL_COMPLETE,
+    AuditAction.REMOTE_PAYMENT,
+    AuditAction.SALE_SEALED,  # a sale made before sales were sealed, sealed by the upgrade
 )
 SEAL_KEY = "sale_seal"
 

@@ -313,10 +313,6 @@ class TariffSpec:
     def is_tou(self) -> bool:
         return self.kind in _TOU_KINDS
 
-    @property
-    def is_tiered(self) -> bool:
-        return self.kind in _TIER_KINDS
-
     def validate(self) -> None:
         """Raise :class:`TariffSpecError` unless the specification is complete and consistent."""
         kind = _require_str(self.kind, "kind")

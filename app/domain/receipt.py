@@ -55,6 +55,7 @@ class ReceiptData:
 
     @property
     def local_time(self) -> dt.datetime:
-        from zoneinfo import ZoneInfo
+        """The sale's time in the office's time zone."""
+        from app.localtime import local
 
-        return self.created_at.astimezone(ZoneInfo(self.time_zone))
+        return local(self.created_at, self.time_zone)

@@ -5,6 +5,10 @@ driver's own transaction handling is switched off so that SQLAlchemy emits ``BEG
 ``BEGIN IMMEDIATE`` for a write unit of work (one writer at a time, no lock upgrade deadlocks) and
 a plain ``BEGIN`` for reads (SQLAlchemy's documented pysqlite recipe).  The same code runs on
 PostgreSQL, where write units of work lock the rows they change (``SELECT ... FOR UPDATE``).
+
+A read unit of work is read-only and never commits: SQLite runs it with ``PRAGMA query_only``
+under a deferred ``BEGIN`` (no write lock is ever taken), PostgreSQL as ``SET TRANSACTION READ
+ONLY``; a write inside it fails, and it ends with a rollback.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 WRITE_OPTION = "cardvend_write"
+READ_OPTION = "cardvend_read"
 
 
 def normalize_url(url: str | URL) -> URL:
@@ -66,10 +71,22 @@ def _install_sqlite_recipe(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        if conn.get_execution_options().get(WRITE_OPTION):
+        options = conn.get_execution_options()
+        read_only = bool(options.get(READ_OPTION))
+        if conn.info.get(READ_OPTION, False) != read_only:  # a connection flag: set on change
+            conn.exec_driver_sql(f"PRAGMA query_only={'ON' if read_only else 'OFF'}")
+            conn.info[READ_OPTION] = read_only
+        if options.get(WRITE_OPTION):
             conn.exec_driver_sql("BEGIN IMMEDIATE")
         else:
             conn.exec_driver_sql("BEGIN")
+
+
+def _install_read_only_transactions(engine: Engine) -> None:
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        if conn.get_execution_options().get(READ_OPTION):
+            conn.exec_driver_sql("SET TRANSACTION READ ONLY")
 
 
 def _create_sqlite_file(database: str) -> None:
@@ -94,9 +111,11 @@ def make_engine(url: str | URL, *, echo: bool = False, **kwargs: Any) -> Engine:
         engine.dialect.statement_compiler = _SQLiteHintCompiler
         return engine
     try:
-        return create_engine(u, echo=echo, pool_pre_ping=True, **kwargs)
+        engine = create_engine(u, echo=echo, pool_pre_ping=True, **kwargs)
     except (ArgumentError, NoSuchModuleError) as exc:
         raise DatabaseError(detail=f"unsupported database URL {u.drivername}://...") from exc
+    _install_read_only_transactions(engine)
+    return engine
 
 
 class Database:
@@ -106,7 +125,9 @@ class Database:
         self.url = normalize_url(url)
         self.engine = engine or make_engine(self.url, **kwargs)
         self._write_engine = self.engine.execution_options(**{WRITE_OPTION: True})
-        self._read = sessionmaker(self.engine, expire_on_commit=False)
+        self._read = sessionmaker(
+            self.engine.execution_options(**{READ_OPTION: True}), expire_on_commit=False
+        )
         self._write = sessionmaker(self._write_engine, expire_on_commit=False)
 
     @property
@@ -121,7 +142,9 @@ class Database:
 
     @contextmanager
     def read(self) -> Iterator[Session]:
-        with self._read() as session, session.begin():
+        """A read unit of work: one read-only transaction, rolled back at the end (a write in it
+        fails: SQLite ``query_only``, PostgreSQL ``READ ONLY``); no write lock is taken."""
+        with self._read() as session:
             yield session
 
     def migrate(self, revision: str = "head") -> None:

@@ -19,11 +19,9 @@ import contextlib
 import datetime as dt
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Integer, String, exists, select, type_coerce
 from sqlalchemy.orm import Session, aliased
@@ -48,10 +46,13 @@ from app.domain.audit import (
     verify_rows,
 )
 from app.errors import CardVendError
-from app.fileio import fsync_directory
+from app.fileio import replacing
 from app.i18n import N_
 from app.persistence.db import Database
 from app.persistence.models import AuditEntry, AuditHead, Sale
+
+if TYPE_CHECKING:
+    from app.services.auth import Principal
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +105,29 @@ def record(
     head.seq, head.hash = seq, digest
     session.flush()
     return entry
+
+
+def record_by(
+    session: Session,
+    actor: Principal,
+    clock: Clock,
+    action: str,
+    *,
+    target: str = "",
+    result: str = "ok",
+    detail: Mapping[str, Any] | None = None,
+) -> AuditEntry:
+    """:func:`record` of an action the signed-in ``actor`` did at its counter (the usual shape)."""
+    return record(
+        session,
+        action=action,
+        operator_id=actor.operator_id,
+        counter_id=actor.counter_id,
+        clock=clock,
+        target=target,
+        result=result,
+        detail=detail,
+    )
 
 
 def record_sale(
@@ -432,29 +456,18 @@ def export_csv(db: Database, path: str | os.PathLike[str], *, batch: int = BATCH
     text back, so the chain can still be checked from the file alone.
     Rows stream from one snapshot into a temporary file beside ``path`` that replaces it only when
     complete: a crash leaves the old file or the new one, never half of one."""
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     count = 0
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8-sig", newline="") as f:
-            writer = csvsafe.writer(f)
-            writer.writerow(CSV_HEADER)
-            with _snapshot(db) as session:
-                for values in _pages(session, batch):
-                    when = _when(values[1])
-                    stamp = (
-                        when.astimezone(dt.UTC).isoformat(timespec="microseconds")
-                        if when is not None
-                        else str(values[1])
-                    )
-                    writer.writerow((values[0], stamp, *values[2:]))
-                    count += 1
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    fsync_directory(target.parent)
+    with replacing(path, open_mode="w", encoding="utf-8-sig", newline="") as f:
+        writer = csvsafe.writer(f)
+        writer.writerow(CSV_HEADER)
+        with _snapshot(db) as session:
+            for values in _pages(session, batch):
+                when = _when(values[1])
+                stamp = (
+                    when.astimezone(dt.UTC).isoformat(timespec="microseconds")
+                    if when is not None
+                    else str(values[1])
+                )
+                writer.writerow((values[0], stamp, *values[2:]))
+                count += 1
     return count

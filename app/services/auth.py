@@ -17,10 +17,12 @@ from sqlalchemy.orm import Session
 
 from app import security
 from app.clock import Clock
+from app.domain.audit import AuditAction
 from app.domain.operators import Role, check_operator_id
 from app.domain.permissions import Action, require
 from app.errors import CardVendError, Conflict, NotFound, ValidationError
 from app.i18n import N_
+from app.localtime import local_time
 from app.persistence.db import Database
 from app.persistence.models import Operator
 from app.security import hash_password, verify_password
@@ -66,10 +68,10 @@ class SecurityPolicy:
     @classmethod
     def from_settings(cls, settings: Settings) -> SecurityPolicy:
         return cls(
-            int(settings.get(LOCKOUT_ATTEMPTS.key)),
-            int(settings.get(LOCKOUT_MINUTES.key)),
-            int(settings.get(IDLE_MINUTES.key)),
-            int(settings.get(MIN_PASSWORD_LENGTH.key)),
+            settings.value(LOCKOUT_ATTEMPTS),
+            settings.value(LOCKOUT_MINUTES),
+            settings.value(IDLE_MINUTES),
+            settings.value(MIN_PASSWORD_LENGTH),
         )
 
 
@@ -152,7 +154,7 @@ def login(
         if op is None:
             audit.record(
                 session,
-                action="login",
+                action=AuditAction.LOGIN,
                 operator_id=None,
                 counter_id=counter_id,
                 clock=clock,
@@ -163,7 +165,7 @@ def login(
         elif op.locked_until is not None and op.locked_until > now:
             audit.record(
                 session,
-                action="login",
+                action=AuditAction.LOGIN,
                 operator_id=op.id,
                 counter_id=counter_id,
                 clock=clock,
@@ -180,7 +182,7 @@ def login(
                 detail["locked_until"] = op.locked_until.isoformat()
             audit.record(
                 session,
-                action="login",
+                action=AuditAction.LOGIN,
                 operator_id=op.id,
                 counter_id=counter_id,
                 clock=clock,
@@ -191,7 +193,7 @@ def login(
         elif op.disabled:
             audit.record(
                 session,
-                action="login",
+                action=AuditAction.LOGIN,
                 operator_id=op.id,
                 counter_id=counter_id,
                 clock=clock,
@@ -204,7 +206,7 @@ def login(
             op.locked_until = None
             audit.record(
                 session,
-                action="login",
+                action=AuditAction.LOGIN,
                 operator_id=op.id,
                 counter_id=counter_id,
                 clock=clock,
@@ -233,7 +235,7 @@ def logout(db: Database, principal: Principal, clock: Clock) -> None:
     with db.write() as session:
         audit.record(
             session,
-            action="logout",
+            action=AuditAction.LOGOUT,
             operator_id=principal.operator_id,
             counter_id=principal.counter_id,
             clock=clock,
@@ -251,6 +253,34 @@ def _get(session: Session, operator_id: str) -> Operator:
     return op
 
 
+def _add_operator(
+    session: Session,
+    operator_id: str,
+    name: str,
+    role: Role,
+    password: str,
+    clock: Clock,
+    office: str | None = None,
+) -> None:
+    """A new operator row with a fresh password; an id that exists already is a conflict."""
+    if session.get(Operator, operator_id) is not None:
+        raise Conflict(N_("Operator {operator} already exists."), operator=operator_id)
+    now = clock.now()
+    session.add(
+        Operator(
+            id=operator_id,
+            name=name,
+            role=role.value,
+            office_code=office,
+            password_hash=hash_password(password),
+            disabled=False,
+            created_at=now,
+            password_changed_at=now,
+            failed_logins=0,
+        )
+    )
+
+
 def add_operator(
     db: Database,
     admin: Principal,
@@ -266,28 +296,14 @@ def add_operator(
     check_operator_id(operator_id)
     _check_password(password, admin.policy)
     with db.write() as session:
-        if session.get(Operator, operator_id) is not None:
-            raise Conflict(N_("Operator {operator} already exists."), operator=operator_id)
-        now = clock.now()
-        session.add(
-            Operator(
-                id=operator_id,
-                name=name.strip() or operator_id,
-                role=Role(role).value,
-                office_code=office,
-                password_hash=hash_password(password),
-                disabled=False,
-                created_at=now,
-                password_changed_at=now,
-                failed_logins=0,
-            )
+        _add_operator(
+            session, operator_id, name.strip() or operator_id, Role(role), password, clock, office
         )
-        audit.record(
+        audit.record_by(
             session,
-            action="operator_add",
-            operator_id=admin.operator_id,
-            counter_id=admin.counter_id,
-            clock=clock,
+            admin,
+            clock,
+            AuditAction.OPERATOR_ADD,
             target=operator_id,
             detail={"role": Role(role).value, "name": name},
         )
@@ -309,7 +325,7 @@ def set_disabled(
             op.failed_logins, op.locked_until = 0, None
         audit.record(
             session,
-            action="operator_disable" if disabled else "operator_enable",
+            action=AuditAction.OPERATOR_DISABLE if disabled else "operator_enable",
             operator_id=admin.operator_id,
             counter_id=admin.counter_id,
             clock=clock,
@@ -345,7 +361,7 @@ def change_password(db: Database, principal: Principal, old: str, new: str, cloc
         op.password_changed_at = clock.now()
         audit.record(
             session,
-            action="password_change",
+            action=AuditAction.PASSWORD_CHANGE,
             operator_id=principal.operator_id,
             counter_id=principal.counter_id,
             clock=clock,
@@ -366,7 +382,7 @@ def reset_password(
         op.failed_logins, op.locked_until = 0, None
         audit.record(
             session,
-            action="password_reset",
+            action=AuditAction.PASSWORD_RESET,
             operator_id=admin.operator_id,
             counter_id=admin.counter_id,
             clock=clock,
@@ -392,14 +408,11 @@ def list_operators(db: Database, principal: Principal, clock: Clock) -> list[Ope
 
 def locked_text(view: OperatorView, time_zone: str) -> str:
     """ "locked until 2026-04-01 08:30" in the office's time zone, or "" (for administrators)."""
-    from zoneinfo import ZoneInfo
-
     from app.i18n import _
 
     if view.locked_until is None:
         return ""
-    when = view.locked_until.astimezone(ZoneInfo(time_zone)).strftime("%Y-%m-%d %H:%M")
-    return _("locked until {time}", time=when)
+    return _("locked until {time}", time=local_time(view.locked_until, time_zone))
 
 
 def admin_exists(db: Database) -> bool:
@@ -424,24 +437,10 @@ def create_first_admin(
     with db.write() as session:
         if _active_admins(session):
             raise Conflict(N_("An administrator exists already; ask them to add operators."))
-        if session.get(Operator, operator_id) is not None:
-            raise Conflict(N_("Operator {operator} already exists."), operator=operator_id)
-        now = clock.now()
-        session.add(
-            Operator(
-                id=operator_id,
-                name=name or operator_id,
-                role=Role.ADMIN.value,
-                password_hash=hash_password(password),
-                disabled=False,
-                created_at=now,
-                password_changed_at=now,
-                failed_logins=0,
-            )
-        )
+        _add_operator(session, operator_id, name or operator_id, Role.ADMIN, password, clock)
         audit.record(
             session,
-            action="operator_add",
+            action=AuditAction.OPERATOR_ADD,
             operator_id=None,
             counter_id=counter_id,
             clock=clock,

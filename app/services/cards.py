@@ -134,12 +134,11 @@ def authorize(db: Database, actor: Principal, clock: Clock, *, action: str, targ
         actor.authorize(Action.ADMINISTER_CARDS, clock)
     except PermissionDenied:
         with db.write() as session:
-            audit.record(
+            audit.record_by(
                 session,
-                action=action,
-                operator_id=actor.operator_id,
-                counter_id=actor.counter_id,
-                clock=clock,
+                actor,
+                clock,
+                action,
                 target=target,
                 result="denied",
                 detail={"role": actor.role},
@@ -170,12 +169,11 @@ def record(
                 clock=clock,
                 counter_id=actor.counter_id,
             )
-        audit.record(
+        audit.record_by(
             session,
-            action=action,
-            operator_id=actor.operator_id,
-            counter_id=actor.counter_id,
-            clock=clock,
+            actor,
+            clock,
+            action,
             target=serial,
             detail={**detail, "approval": approval_request},
         )

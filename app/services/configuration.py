@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from app.clock import Clock
+from app.domain.audit import AuditAction
 from app.domain.permissions import Action
 from app.errors import ValidationError
 from app.i18n import N_
@@ -136,7 +137,7 @@ def change_settings(
     with db.write() as session:
         audit.record(
             session,
-            action="settings_change",
+            action=AuditAction.SETTINGS_CHANGE,
             operator_id=principal.operator_id,
             counter_id=counter_id,
             clock=clock,

@@ -19,6 +19,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from app.clock import Clock
+from app.domain.audit import AuditAction
 from app.domain.customers import MeterKind, Thresholds
 from app.domain.operators import Role
 from app.errors import CardVendError
@@ -26,7 +27,7 @@ from app.i18n import N_
 from app.persistence.db import Database
 from app.persistence.models import ArrearsItem, Customer, Office, Operator, TariffVersion
 from app.services import audit
-from app.services.customers import _insert_batch
+from app.services.customers.importing import _insert_batch
 from app.services.operators import add_operator
 from app.services.tariffs import add_version, ensure_plan
 
@@ -245,7 +246,7 @@ def load_demo(db: Database, clock: Clock) -> DemoReport:
         if report.operators_added or report.plans_added or report.customers_added:
             audit.record(
                 session,
-                action="demo_load",
+                action=AuditAction.DEMO_LOAD,
                 operator_id=None,
                 counter_id="-",
                 clock=clock,

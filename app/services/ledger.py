@@ -22,9 +22,11 @@ from sqlalchemy.orm import Session
 
 from app.clock import Clock
 from app.domain import pricing
+from app.domain.audit import AuditAction
 from app.domain.customers import CustomerStatus, MeterKind
 from app.domain.ledger import (
     UNRESOLVED,
+    PaymentSplit,
     PurchaseLimits,
     SaleKind,
     SaleState,
@@ -125,6 +127,69 @@ def unresolved_sale(session: Session, customer_id: int) -> Sale | None:
     )
 
 
+def require_active(customer: Customer) -> None:
+    """Only an active customer can buy."""
+    if customer.status != CustomerStatus.ACTIVE:
+        raise Conflict(
+            N_("Customer {customer_no} is {status}; only active customers can buy."),
+            customer_no=customer.customer_no,
+            status=customer.status,
+        )
+
+
+def check_cash(cash_received: int | None, amount: int) -> None:
+    """The cash handed over covers the amount (``None``: not counted)."""
+    if cash_received is not None and cash_received < amount:
+        raise Conflict(
+            N_("Cash received {cash} is less than the amount {amount}."),
+            cash=cash_received,
+            amount=amount,
+        )
+
+
+def new_sale(
+    session: Session,
+    *,
+    sale_id: str,
+    kind: SaleKind,
+    customer: Customer,
+    split: PaymentSplit,
+    actor: Principal,
+    shift_id: str,
+    state: SaleState,
+    now: dt.datetime,
+    cash_received: int | None,
+    training: bool,
+    **columns: Any,
+) -> Sale:
+    """A sale row for ``customer`` paid as ``split`` (arrears and fees first) at the tariff in
+    force; added and flushed (its dues are the caller's)."""
+    tariff = version_in_force(session, customer.tariff_plan_id, now)
+    sale = Sale(
+        id=sale_id,
+        kind=kind.value,
+        customer_id=customer.id,
+        amount=split.amount,
+        arrears=split.arrears,
+        fees=split.fees,
+        credit=split.credit,
+        energy_wh=pricing.amount_to_energy(tariff.spec, split.credit),
+        tariff_version_id=tariff.id,
+        operator_id=actor.operator_id,
+        counter_id=actor.counter_id,
+        shift_id=shift_id,
+        state=state.value,
+        cash_received=cash_received,
+        created_at=now,
+        updated_at=now,
+        training=training,
+        **columns,
+    )
+    session.add(sale)
+    session.flush()
+    return sale
+
+
 def begin_card_sale(
     db: Database,
     *,
@@ -142,103 +207,112 @@ def begin_card_sale(
     training sale is marked so and never reaches the outbox."""
     check_fen(amount)
     actor.authorize(Action.SELL, clock)
-    operator_id, counter_id = actor.operator_id, actor.counter_id
-    sale_id = sale_id or str(uuid.uuid4())
-    now = clock.now()
     try:
         with db.write() as session:
-            require_operator(session, operator_id)
-            shift = shifts.open_shift_for(session, counter_id)
-            customer = get_customer(session, customer_no, for_update=True)
-            if customer.status != CustomerStatus.ACTIVE:
-                raise Conflict(
-                    N_("Customer {customer_no} is {status}; only active customers can buy."),
-                    customer_no=customer_no,
-                    status=customer.status,
-                )
-            if customer.meter_kind != MeterKind.CARD:
-                raise Conflict(
-                    N_(
-                        "Customer {customer_no} has a remote fee-control meter; take a remote "
-                        "payment instead of a card sale."
-                    ),
-                    customer_no=customer_no,
-                )
-            open_sale = unresolved_sale(session, customer.id)
-            if open_sale is not None:
-                raise SaleInProgress(
-                    customer_no=customer_no,
-                    sale_id=open_sale.id,
-                    purchase_count=open_sale.purchase_count,
-                )
-            split = split_payment(amount, limits_for(session, customer, meter_balance))
-            if cash_received is not None and cash_received < amount:
-                raise Conflict(
-                    N_("Cash received {cash} is less than the amount {amount}."),
-                    cash=cash_received,
-                    amount=amount,
-                )
-            tariff = version_in_force(session, customer.tariff_plan_id, now)
-            sale = Sale(
-                id=sale_id,
-                kind=SaleKind.CARD.value,
-                customer_id=customer.id,
-                purchase_count=customer.purchase_count + 1,
-                amount=split.amount,
-                arrears=split.arrears,
-                fees=split.fees,
-                credit=split.credit,
-                energy_wh=pricing.amount_to_energy(tariff.spec, split.credit),
-                tariff_version_id=tariff.id,
-                operator_id=operator_id,
-                counter_id=counter_id,
-                shift_id=shift.id,
-                state=SaleState.PENDING.value,
-                cash_received=cash_received,
-                created_at=now,
-                updated_at=now,
-                card_serial=card_serial,
-                meter_balance=customer.meter_remaining,
-                training=training,
-            )
-            session.add(sale)
-            session.flush()
-            if not training:
-                enqueue(
-                    session,
-                    "sale",
-                    sale.id,
-                    {"customer_no": customer_no},
-                    sale.amount,
-                    clock,
-                    counter_id=counter_id,
-                )
-            audit.record_sale(
+            sale = _pending_card_sale(
                 session,
-                sale,
-                action="sale_begin",
-                operator_id=operator_id,
-                counter_id=counter_id,
+                sale_id=sale_id or str(uuid.uuid4()),
+                actor=actor,
+                customer_no=customer_no,
+                amount=amount,
                 clock=clock,
-                detail={
-                    "customer_no": customer_no,
-                    "amount": split.amount,
-                    "purchase_count": sale.purchase_count,
-                },
+                meter_balance=meter_balance,
+                cash_received=cash_received,
+                card_serial=card_serial,
+                training=training,
             )
             return _view(sale, customer_no)
     except IntegrityError as exc:
-        # another counter created a live sale of the same purchase between our read and write
-        with db.read() as session:
-            customer = get_customer(session, customer_no)
-            other = unresolved_sale(session, customer.id)
-        if other is None:
-            raise Conflict(
-                N_("The sale could not be recorded: {detail}"), detail=str(exc.orig)
-            ) from exc
+        raise _lost_race(db, customer_no, exc) from exc
+
+
+def _pending_card_sale(
+    session: Session,
+    *,
+    sale_id: str,
+    actor: Principal,
+    customer_no: str,
+    amount: int,
+    clock: Clock,
+    meter_balance: int,
+    cash_received: int | None,
+    card_serial: str | None,
+    training: bool,
+) -> Sale:
+    """The pending sale of purchase N+1, its outbox row and its audit seal, in ``session``."""
+    require_operator(session, actor.operator_id)
+    shift = shifts.open_shift_for(session, actor.counter_id)
+    customer = get_customer(session, customer_no, for_update=True)
+    require_active(customer)
+    if customer.meter_kind != MeterKind.CARD:
+        raise Conflict(
+            N_(
+                "Customer {customer_no} has a remote fee-control meter; take a remote "
+                "payment instead of a card sale."
+            ),
+            customer_no=customer_no,
+        )
+    open_sale = unresolved_sale(session, customer.id)
+    if open_sale is not None:
         raise SaleInProgress(
-            customer_no=customer_no, sale_id=other.id, purchase_count=other.purchase_count
-        ) from exc
+            customer_no=customer_no,
+            sale_id=open_sale.id,
+            purchase_count=open_sale.purchase_count,
+        )
+    split = split_payment(amount, limits_for(session, customer, meter_balance))
+    check_cash(cash_received, amount)
+    sale = new_sale(
+        session,
+        sale_id=sale_id,
+        kind=SaleKind.CARD,
+        customer=customer,
+        split=split,
+        actor=actor,
+        shift_id=shift.id,
+        state=SaleState.PENDING,
+        now=clock.now(),
+        cash_received=cash_received,
+        training=training,
+        purchase_count=customer.purchase_count + 1,
+        card_serial=card_serial,
+        meter_balance=customer.meter_remaining,
+    )
+    if not training:
+        enqueue(
+            session,
+            "sale",
+            sale.id,
+            {"customer_no": customer_no},
+            sale.amount,
+            clock,
+            counter_id=actor.counter_id,
+        )
+    audit.record_sale(
+        session,
+        sale,
+        action=AuditAction.SALE_BEGIN,
+        operator_id=actor.operator_id,
+        counter_id=actor.counter_id,
+        clock=clock,
+        detail={
+            "customer_no": customer_no,
+            "amount": sale.amount,
+            "purchase_count": sale.purchase_count,
+        },
+    )
+    return sale
+
+
+def _lost_race(db: Database, customer_no: str, exc: IntegrityError) -> Conflict:
+    """Another counter created a live sale of the same purchase between our read and write."""
+    with db.read() as session:
+        customer = get_customer(session, customer_no)
+        other = unresolved_sale(session, customer.id)
+    if other is None:
+        return Conflict(N_("The sale could not be recorded: {detail}"), detail=str(exc.orig))
+    return SaleInProgress(
+        customer_no=customer_no, sale_id=other.id, purchase_count=other.purchase_count
+    )
 
 
 def _load(session: Session, sale_id: str) -> tuple[Sale, Customer]:
@@ -441,14 +515,7 @@ def mark_in_doubt(
 
 def get_sale(db: Database, sale_id: str) -> SaleView:
     with db.read() as session:
-        row = session.execute(
-            select(Sale, Customer.customer_no)
-            .join(Customer, Customer.id == Sale.customer_id)
-            .where(Sale.id == sale_id)
-        ).first()
-        if row is None:
-            raise NotFound(what=N_("Sale"), key=sale_id)
-        return _view(row[0], row[1])
+        return view_in_session(session, sale_id)
 
 
 def list_sales(

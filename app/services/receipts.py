@@ -25,6 +25,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.clock import Clock, aware
+from app.domain.audit import AuditAction
 from app.domain.permissions import Action
 from app.domain.receipt import ReceiptData
 from app.errors import NotFound
@@ -74,7 +75,7 @@ def _receipt(
         operator_id=operator.id,
         operator_name=operator.name,
         created_at=aware(sale.created_at),
-        time_zone=str(settings.get(TIME_ZONE.key)),
+        time_zone=settings.value(TIME_ZONE),
         customer_no=customer.customer_no,
         customer_name=customer.name,
         address=customer.address,
@@ -150,12 +151,11 @@ def reprint(
                 printed_at=clock.now(),
             )
         )
-        audit.record(
+        audit.record_by(
             session,
-            action="receipt_reprint",
-            operator_id=actor.operator_id,
-            counter_id=actor.counter_id,
-            clock=clock,
+            actor,
+            clock,
+            AuditAction.RECEIPT_REPRINT,
             target=sale_id,
             detail={"copy_no": copy_no, "approval": approval.id if approval else None},
         )

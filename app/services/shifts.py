@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.clock import Clock
+from app.domain.audit import AuditAction
 from app.domain.ledger import UNRESOLVED, SaleState
 from app.domain.permissions import Action
 from app.errors import ShiftError
@@ -57,14 +58,19 @@ def _view(s: Shift) -> ShiftView:
     )
 
 
-def open_shift_for(session: Session, counter_id: str) -> Shift:
-    shift = session.scalar(
-        select(Shift).where(Shift.counter_id == counter_id, Shift.closed_at.is_(None))
+def no_shift(counter_id: str) -> ShiftError:
+    """The error of work that needs an open shift on a counter that has none."""
+    return ShiftError(
+        N_("No shift is open on counter {counter}. Open a shift first."), counter=counter_id
     )
+
+
+def open_shift_for(session: Session, counter_id: str, *, lock: bool = False) -> Shift:
+    """The counter's open shift (``lock``: locked for this unit of work), or :func:`no_shift`."""
+    query = select(Shift).where(Shift.counter_id == counter_id, Shift.closed_at.is_(None))
+    shift = session.scalar(query.with_for_update() if lock else query)
     if shift is None:
-        raise ShiftError(
-            N_("No shift is open on counter {counter}. Open a shift first."), counter=counter_id
-        )
+        raise no_shift(counter_id)
     return shift
 
 
@@ -97,7 +103,7 @@ def open_shift(db: Database, *, actor: Principal, float_fen: int, clock: Clock) 
             session.flush()
             audit.record(
                 session,
-                action="shift_open",
+                action=AuditAction.SHIFT_OPEN,
                 operator_id=operator_id,
                 counter_id=counter_id,
                 clock=clock,
@@ -168,7 +174,7 @@ def close_shift(db: Database, *, actor: Principal, counted_fen: int, clock: Cloc
         shift.closed_by = operator_id
         audit.record(
             session,
-            action="shift_close",
+            action=AuditAction.SHIFT_CLOSE,
             operator_id=operator_id,
             counter_id=counter_id,
             clock=clock,

@@ -20,6 +20,7 @@ from sqlalchemy import func, null, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.clock import Clock, aware
+from app.domain.audit import AuditAction
 from app.domain.permissions import Action
 from app.errors import NotFound, ValidationError
 from app.i18n import N_, translate
@@ -100,6 +101,40 @@ def mine(counter_id: str) -> Any:
 def unsent(counter_id: str) -> tuple[Any, ...]:
     """Rows of this counter the central system has not accepted (waiting or refused)."""
     return (mine(counter_id), OutboxEntry.sent_at.is_(None))
+
+
+@dataclass(frozen=True)
+class SyncState:
+    """What the offline limits look at: this counter's records the central system has not
+    accepted (waiting and refused) and its last successful sync."""
+
+    pending: int
+    pending_amount: int
+    oldest_pending: dt.datetime | None
+    last_success: dt.datetime | None
+
+    def age_hours(self, now: dt.datetime) -> float:
+        """How long this counter has sold without the central system seeing it: since the last
+        successful sync (or, never synced, since the oldest record); 0 with nothing waiting."""
+        since = self.last_success or self.oldest_pending
+        if since is None or self.pending == 0:
+            return 0.0
+        return (now - since).total_seconds() / 3600
+
+
+def sync_state(session: Session, counter_id: str) -> SyncState:
+    """This counter's records the central system has not accepted yet (waiting, and refused:
+    money it has not seen either way) and its last successful sync. Counters sharing a
+    database each have their own limits."""
+    count, amount, oldest = session.execute(
+        select(
+            func.count(),
+            func.coalesce(func.sum(OutboxEntry.amount), 0),
+            func.min(OutboxEntry.created_at),
+        ).where(*unsent(counter_id))
+    ).one()
+    last = _when(counter_setting(session, LAST_SUCCESS, counter_id))
+    return SyncState(int(count), int(amount), aware(oldest) if oldest is not None else None, last)
 
 
 @dataclass(frozen=True)
@@ -331,7 +366,7 @@ def requeue_refused(
             )
         audit.record(
             session,
-            action="sync_retry",
+            action=AuditAction.SYNC_RETRY,
             operator_id=actor.operator_id,
             counter_id=counter,
             clock=clock,

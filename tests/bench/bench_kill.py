@@ -219,9 +219,9 @@ def seller_main(db_path: str, keys_path: str, marker_path: str) -> int:
     killed it (the campaign signals it through a pidfd)."""
     import contextlib as cl
 
+    import app.faults as faults_mod
     import app.services.approvals as approvals_mod
     import app.services.ledger as ledger_mod
-    import app.services.selling as selling_mod
     from app.clock import FixedClock
     from app.errors import CardVendError
     from app.persistence.db import Database
@@ -280,7 +280,7 @@ def seller_main(db_path: str, keys_path: str, marker_path: str) -> int:
         if name == "reversal_pending":
             mark(E_PENDING)
 
-    selling_mod.checkpoint = checkpoint  # the reversal's named point
+    faults_mod.checkpoint = checkpoint  # the reversal's named point
     database_write = Database.write
 
     @cl.contextmanager

@@ -33,6 +33,7 @@ from app.domain.card import CardContents, CardWrite, WriteResult
 from app.persistence.db import Database
 from app.services import auth, ledger, selling, shifts
 from app.services.demo import load_demo
+from app.services.selling import sale as selling_sale
 from app.settings import Settings
 from cardio.emulator import CardImage, UserCardOS
 from cardio.keys import MasterKeys, SoftwareKeyProvider
@@ -88,9 +89,9 @@ class TimedTerminal(ApduTerminal):
 def timed_services(timings: Timings) -> Iterator[None]:
     """Wrap the service functions ``selling.sell`` calls with timers, for the benchmark only."""
     patches = [
-        (selling, "assess", "assess"),
-        (selling, "check_offline_limits", "offline_check"),
-        (selling, "_card_change", "card_change"),
+        (selling_sale, "assess", "assess"),
+        (selling_sale, "check_offline_limits", "offline_check"),
+        (selling_sale, "card_change", "card_change"),
         (ledger, "begin_card_sale", "begin_pending"),
         (ledger, "complete_sale", "complete"),
     ]

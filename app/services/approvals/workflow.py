@@ -1,434 +1,57 @@
-"""Approvals: the configurable sign-off some actions need before they may be done.
-
-A rule (table ``approval_rules``) gives, per action kind, an ordered list of steps; each step
-names the role that signs it and whether the signer must be a *distinct* person: someone other
-than the operator who asked, the people the caller named in ``distinct_from`` (for a reversal:
-the teller who made the sale) and whoever signed the earlier steps.  An empty list means the
-action needs no approval.  Migration 0002 seeds reverse, replace_card, override_offline_limit
-and reprint with one distinct supervisor step and a 60-minute time limit.
-
-The life of a request (table ``approval_requests``)::
-
-    request ──> pending ──approve (last step)──> approved ──use──> used
-                   │  └──reject──> rejected         │
-                   └──time limit passes──> expired <┘
-
-* :func:`request` puts a request in the queue; :func:`pending` is the queue (it first expires
-  whatever is past its time); :func:`approve` signs the next step, in order, and the last
-  signature makes the request *approved*; :func:`reject` ends it with a reason.
-* :func:`approve_on_spot` is the supervisor who signs in at the counter: request and signature
-  in one unit of work, for single-step rules only (a multi-step rule goes through the queue).
-* :func:`use` consumes an approved request once, for exactly the action and target it was
-  given for, by the operator who asked for it.  A service that performs the action calls
-  :func:`require_approval` (or :func:`consume`) inside its own unit of work instead, so that the
-  approval is used up in the same transaction as the action it allowed.
-* One time limit: ``expires_at = requested_at + ttl_minutes``; an approved request must also be
-  used before it.  A request is expired from ``expires_at`` on (``now >= expires_at``).
-
-Decisions (the rules a reviewer should know):
-
-* **Exact role match.** A step is signed only by an operator of exactly the step's role; an
-  admin does *not* stand in for a supervisor (admins manage the system, they do not work the
-  counter).  The signer must also hold :attr:`Action.APPROVE`, except on an admin step (admins do
-  not hold APPROVE; an admin step is the way to ask for an administrator's sign-off).
-* **Which roles a rule may name** (:func:`set_rule`): roles allowed :attr:`Action.APPROVE`
-  (today: supervisor) and admin.  Teller, technician and auditor steps are refused.
-* **Roles are checked against the database too**: the caller has authenticated the approver,
-  but if the operator's stored role differs from the one given (changed since sign-in) or the
-  operator is disabled, the signature is refused.
-* **Reject** needs the same signer as the current step (role, permission, distinctness): a
-  person who may not approve may not decide the other way either.
-* **Refused signatures are audited** (``result="denied"``) and committed before the error is
-  raised; so is the expiry found while trying to approve, reject or use an expired request.
-* The request keeps a copy of its rule (steps and excluded people) in ``payload["_approval"]``,
-  so an admin changing a rule does not change requests already in the queue.  The caller's own
-  payload is everything else; :class:`ApprovalView` shows it without the reserved key.
-* Asking for an approval does not check that the requester may do the action itself: the
-  service that performs the action checks that (a teller may ask a supervisor to override an
-  offline limit that the teller may not override alone).
-
-Audit actions: ``approval.rule``, ``approval.request``, ``approval.approve``,
-``approval.reject``, ``approval.expire``, ``approval.use``; the audit target is the request id
-(the rule's action for ``approval.rule``); the detail names the action and target approved.
-"""
+"""The life of an approval request: request, approve, reject, expire, use."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
 from app.clock import Clock
+from app.domain.audit import AuditAction
 from app.domain.operators import Role
-from app.domain.permissions import Action, PermissionDenied, allowed, require
-from app.errors import CardVendError, Conflict, NotFound, ValidationError
+from app.domain.permissions import Action, allowed
+from app.errors import CardVendError, ValidationError
 from app.i18n import N_
 from app.persistence.db import Database
-from app.persistence.models import ApprovalRequest, ApprovalRule
+from app.persistence.models import ApprovalRequest
 from app.services import audit
+from app.services.approvals.model import (
+    _STATE_NAMES,
+    _T_CANNOT_USE,
+    _T_MISMATCH,
+    _T_MULTI_STEP,
+    _T_NO_APPROVE,
+    _T_NOT_APPROVED_YET,
+    _T_NOT_NEEDED,
+    _T_OTHER_USER,
+    _T_ROLE_CHANGED,
+    _T_SAME_PERSON,
+    APPROVED,
+    EXPIRED,
+    MAX_REASON,
+    META_KEY,
+    PENDING,
+    REJECTED,
+    TARGET_LENGTH,
+    USED,
+    ApprovalDenied,
+    ApprovalExpired,
+    ApprovalNotFound,
+    ApprovalRequired,
+    ApprovalRuleView,
+    ApprovalStateError,
+    ApprovalStep,
+    ApprovalView,
+    _meta,
+    _view,
+)
+from app.services.approvals.rules import _steps_of, get_rule
 from app.services.operators import require_operator
-
-PENDING, APPROVED, REJECTED, EXPIRED, USED = "pending", "approved", "rejected", "expired", "used"
-DEFAULT_TTL_MINUTES = 60
-MAX_TTL_MINUTES = 7 * 24 * 60
-MAX_STEPS = 5
-MAX_REASON = 500
-TARGET_LENGTH = 120  # approval_requests.target
-META_KEY = "_approval"  # reserved payload key: the rule copy and the excluded people
-
-# names a person reads (role and state values are passed to messages, which translate them)
-_ROLE_NAMES = {
-    Role.TELLER: N_("teller"),
-    Role.SUPERVISOR: N_("supervisor"),
-    Role.TECHNICIAN: N_("technician"),
-    Role.ADMIN: N_("admin"),
-    Role.AUDITOR: N_("auditor"),
-}
-_STATE_NAMES = {
-    PENDING: N_("pending"),
-    APPROVED: N_("approved"),
-    REJECTED: N_("rejected"),
-    EXPIRED: N_("expired"),
-    USED: N_("used"),
-}
-
-
-# --------------------------------------------------------------------------- errors
-
-
-class ApprovalRequired(CardVendError):
-    code = "approval_required"
-    template = N_(
-        "To {action} you need the approval of a {role}. Ask a {role} to sign in here "
-        "or to approve your request from the approval queue."
-    )
-
-
-class ApprovalNotFound(NotFound):
-    code = "approval_not_found"
-    template = N_("Approval request {request} was not found. Check it or ask for a new approval.")
-
-
-class ApprovalExpired(CardVendError):
-    code = "approval_expired"
-    template = N_("Approval request {request} to {action} has expired. Ask for a new approval.")
-
-
-class ApprovalDenied(PermissionDenied):
-    """The operator may not sign (or use) this approval: wrong role, or the same person."""
-
-    code = "approval_denied"
-    template = N_(
-        "Operator {operator} ({role}) cannot sign step {step} of this approval: "
-        "it needs a {needed}. Ask a {needed}."
-    )
-
-
-class ApprovalStateError(Conflict):
-    code = "approval_state"
-    template = N_("Approval request {request} is {state}; it cannot be approved or rejected now.")
-
-
-_T_SAME_PERSON = N_(
-    "Operator {operator} may not sign this approval: it must be someone other than the person "
-    "who asked, the people involved and the earlier approvers. Ask another {needed}."
-)
-_T_NO_APPROVE = N_("Operator {operator} ({role}) may not approve. Ask a {needed}.")
-_T_ROLE_CHANGED = N_(
-    "Operator {operator} is no longer a {role}. Sign in again and retry, or ask a {needed}."
-)
-_T_OTHER_USER = N_(
-    "Approval request {request} was given to {requester}; only {requester} may use it."
-)
-_T_NOT_APPROVED_YET = N_(
-    "Approval request {request} is not approved yet. Wait for the approval, "
-    "or ask a supervisor to sign in here."
-)
-_T_CANNOT_USE = N_("Approval request {request} is {state} and cannot be used. Ask for a new one.")
-_T_MISMATCH = N_(
-    "Approval request {request} was given for another action or target. "
-    "Ask for an approval for this one."
-)
-_T_NOT_NEEDED = N_("No approval is needed to {action}; go ahead.")
-_T_MULTI_STEP = N_(
-    "To {action} {steps} approvals are needed one after the other. "
-    "Send the request to the approval queue."
-)
-
-
-# --------------------------------------------------------------------------- views
-
-
-@dataclass(frozen=True)
-class ApprovalStep:
-    role: str
-    distinct: bool = True
-
-    def to_json(self) -> dict[str, Any]:
-        return {"role": self.role, "distinct": self.distinct}
-
-
-@dataclass(frozen=True)
-class ApprovalRuleView:
-    action: str
-    steps: tuple[ApprovalStep, ...]
-    ttl_minutes: int
-
-    @property
-    def needs_approval(self) -> bool:
-        return bool(self.steps)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "action": self.action,
-            "steps": [s.to_json() for s in self.steps],
-            "ttl_minutes": self.ttl_minutes,
-        }
-
-
-@dataclass(frozen=True)
-class Signature:
-    operator: str
-    role: str
-    at: str
-    step: int  # 1-based
-
-    def to_json(self) -> dict[str, Any]:
-        return {"operator": self.operator, "role": self.role, "at": self.at, "step": self.step}
-
-
-@dataclass(frozen=True)
-class ApprovalView:
-    id: str
-    action: str
-    target: str
-    payload: dict[str, Any] = field(hash=False, compare=False)
-    requested_by: str
-    counter_id: str
-    requested_at: str
-    expires_at: str
-    state: str
-    steps: tuple[ApprovalStep, ...]
-    approvals: tuple[Signature, ...]
-    distinct_from: tuple[str, ...]
-    decided_at: str | None
-    used_at: str | None
-    reason: str
-
-    @property
-    def next_step(self) -> ApprovalStep | None:
-        """The step waiting for a signature (None unless pending)."""
-        if self.state != PENDING or len(self.approvals) >= len(self.steps):
-            return None
-        return self.steps[len(self.approvals)]
-
-    def to_json(self) -> dict[str, Any]:
-        nxt = self.next_step
-        return {
-            "id": self.id,
-            "action": self.action,
-            "target": self.target,
-            "payload": json.loads(json.dumps(self.payload)),
-            "requested_by": self.requested_by,
-            "counter_id": self.counter_id,
-            "requested_at": self.requested_at,
-            "expires_at": self.expires_at,
-            "state": self.state,
-            "steps": [s.to_json() for s in self.steps],
-            "approvals": [a.to_json() for a in self.approvals],
-            "distinct_from": list(self.distinct_from),
-            "next_role": nxt.role if nxt else None,
-            "decided_at": self.decided_at,
-            "used_at": self.used_at,
-            "reason": self.reason,
-        }
-
-
-def _iso(value: dt.datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
-def _meta(req: ApprovalRequest) -> dict[str, Any]:
-    meta = (req.payload or {}).get(META_KEY)
-    return meta if isinstance(meta, dict) else {}
-
-
-def _steps_of(session: Session | None, req: ApprovalRequest) -> tuple[ApprovalStep, ...]:
-    meta = _meta(req)
-    if "steps" in meta:
-        return _parse_steps(meta["steps"])
-    if session is None:  # pragma: no cover - every request made here carries its rule copy
-        return ()
-    return get_rule(session, req.action).steps
-
-
-def _view(req: ApprovalRequest, steps: tuple[ApprovalStep, ...]) -> ApprovalView:
-    meta = _meta(req)
-    return ApprovalView(
-        id=req.id,
-        action=req.action,
-        target=req.target,
-        payload={k: v for k, v in (req.payload or {}).items() if k != META_KEY},
-        requested_by=req.requested_by,
-        counter_id=req.counter_id,
-        requested_at=req.requested_at.isoformat(),
-        expires_at=req.expires_at.isoformat(),
-        state=req.state,
-        steps=steps,
-        approvals=tuple(
-            Signature(str(a["operator"]), str(a["role"]), str(a["at"]), int(a["step"]))
-            for a in req.approvals or []
-        ),
-        distinct_from=tuple(str(x) for x in meta.get("distinct_from", [])),
-        decided_at=_iso(req.decided_at),
-        used_at=_iso(req.used_at),
-        reason=req.reason or "",
-    )
-
-
-# --------------------------------------------------------------------------- rules
-
-
-def _action(action: Action | str) -> Action:
-    try:
-        value = Action(action)
-    except ValueError:
-        value = None
-    if value is None or value is Action.APPROVE:
-        raise ValidationError(
-            N_("{action} is not an action that approvals can be set for."), action=str(action)
-        )
-    return value
-
-
-def _parse_steps(raw: Sequence[Any]) -> tuple[ApprovalStep, ...]:
-    """Steps as stored (lenient: ``distinct`` defaults to true, the safe side)."""
-    return tuple(
-        ApprovalStep(str(s["role"]), bool(s.get("distinct", True)))
-        for s in raw
-        if isinstance(s, Mapping) and "role" in s
-    )
-
-
-def check_steps(steps: Iterable[ApprovalStep | Mapping[str, Any]]) -> tuple[ApprovalStep, ...]:
-    """Validate steps given by an administrator (see the module docstring for the roles)."""
-    if isinstance(steps, str | bytes | Mapping):
-        raise ValidationError(N_("Approval steps must be a list of steps."))
-    result: list[ApprovalStep] = []
-    for number, raw in enumerate(steps, start=1):
-        if isinstance(raw, ApprovalStep):
-            role_value: Any = raw.role
-            distinct: Any = raw.distinct
-        elif isinstance(raw, Mapping) and set(raw) <= {"role", "distinct"} and "role" in raw:
-            role_value, distinct = raw["role"], raw.get("distinct", True)
-        else:
-            raise ValidationError(
-                N_(
-                    "Approval step {step} must give a role and whether the signer must be "
-                    "another person."
-                ),
-                step=number,
-            )
-        if not isinstance(distinct, bool):
-            raise ValidationError(
-                N_("Approval step {step}: 'distinct' must be true or false."), step=number
-            )
-        try:
-            role = Role(role_value)
-        except ValueError:
-            raise ValidationError(
-                N_("Approval step {step}: there is no role {role}."), step=number, role=role_value
-            ) from None
-        if role is not Role.ADMIN and not allowed(role, Action.APPROVE):
-            raise ValidationError(
-                N_(
-                    "Approval step {step}: a {role} may not approve. Choose a supervisor or "
-                    "an admin."
-                ),
-                step=number,
-                role=_ROLE_NAMES[role],
-            )
-        result.append(ApprovalStep(role.value, distinct))
-    if len(result) > MAX_STEPS:
-        raise ValidationError(N_("An approval may have at most {max} steps."), max=MAX_STEPS)
-    return tuple(result)
-
-
-def get_rule(session: Session, action: Action | str) -> ApprovalRuleView:
-    """The rule for ``action``; no row means no approval needed (empty steps)."""
-    act = _action(action)
-    row = session.get(ApprovalRule, act.value)
-    if row is None:
-        return ApprovalRuleView(act.value, (), DEFAULT_TTL_MINUTES)
-    return ApprovalRuleView(act.value, _parse_steps(row.steps or []), row.ttl_minutes)
-
-
-def needs_approval(session: Session, action: Action | str) -> bool:
-    return get_rule(session, action).needs_approval
-
-
-def list_rules(db: Database) -> list[ApprovalRuleView]:
-    with db.read() as session:
-        rows = session.scalars(select(ApprovalRule).order_by(ApprovalRule.action))
-        return [
-            ApprovalRuleView(r.action, _parse_steps(r.steps or []), r.ttl_minutes) for r in rows
-        ]
-
-
-def set_rule(
-    db: Database,
-    *,
-    admin_id: str,
-    admin_role: Role | str,
-    action: Action | str,
-    steps: Iterable[ApprovalStep | Mapping[str, Any]],
-    ttl_minutes: int,
-    counter_id: str,
-    clock: Clock,
-) -> ApprovalRuleView:
-    """Create or replace the rule of ``action`` (admin only; audited). Empty ``steps`` = the
-    action needs no approval (the row is kept, so the decision is on record)."""
-    require(admin_id, admin_role, Action.CHANGE_SETTINGS)
-    act = _action(action)
-    checked = check_steps(steps)
-    if (
-        isinstance(ttl_minutes, bool)
-        or not isinstance(ttl_minutes, int)
-        or not (1 <= ttl_minutes <= MAX_TTL_MINUTES)
-    ):
-        raise ValidationError(
-            N_("The approval time limit must be 1 to {max} minutes, not {value}."),
-            max=MAX_TTL_MINUTES,
-            value=ttl_minutes,
-        )
-    with db.write() as session:
-        require_operator(session, admin_id)
-        row = session.get(ApprovalRule, act.value, with_for_update=True)
-        before = None if row is None else {"steps": row.steps, "ttl_minutes": row.ttl_minutes}
-        stored = [s.to_json() for s in checked]
-        if row is None:
-            row = ApprovalRule(action=act.value, steps=stored, ttl_minutes=ttl_minutes)
-            session.add(row)
-        else:
-            row.steps, row.ttl_minutes = stored, ttl_minutes
-        session.flush()
-        audit.record(
-            session,
-            action="approval.rule",
-            operator_id=admin_id,
-            counter_id=counter_id,
-            clock=clock,
-            target=act.value,
-            detail={"before": before, "after": {"steps": stored, "ttl_minutes": ttl_minutes}},
-        )
-        return ApprovalRuleView(act.value, checked, ttl_minutes)
-
 
 # --------------------------------------------------------------------------- helpers
 
@@ -454,7 +77,7 @@ def _expire(session: Session, req: ApprovalRequest, clock: Clock) -> None:
     session.flush()
     audit.record(
         session,
-        action="approval.expire",
+        action=AuditAction.APPROVAL_EXPIRE,
         operator_id=None,
         counter_id=req.counter_id,
         clock=clock,
@@ -473,7 +96,7 @@ def _expired_error(req: ApprovalRequest) -> ApprovalExpired:
 
 def _role_name(role: str) -> str:
     try:
-        return _ROLE_NAMES[Role(role)]
+        return Role(role).label
     except ValueError:  # pragma: no cover - rules name known roles (check_steps)
         return role
 
@@ -510,15 +133,15 @@ def _signer_problem(
     op = require_operator(session, approver_id)  # unknown or disabled: raises
     if op.role != role.value:
         return ApprovalDenied(
-            _T_ROLE_CHANGED, operator=approver_id, role=_ROLE_NAMES[role], needed=needed
+            _T_ROLE_CHANGED, operator=approver_id, role=Role(role).label, needed=needed
         )
     if role.value != step.role:
         return ApprovalDenied(
-            operator=approver_id, role=_ROLE_NAMES[role], step=number, needed=needed
+            operator=approver_id, role=Role(role).label, step=number, needed=needed
         )
     if role is not Role.ADMIN and not allowed(role, Action.APPROVE):
         return ApprovalDenied(
-            _T_NO_APPROVE, operator=approver_id, role=_ROLE_NAMES[role], needed=needed
+            _T_NO_APPROVE, operator=approver_id, role=Role(role).label, needed=needed
         )
     if step.distinct and approver_id in excluded:
         return ApprovalDenied(_T_SAME_PERSON, operator=approver_id, needed=needed)
@@ -613,7 +236,7 @@ def _create(
     session.flush()
     audit.record(
         session,
-        action="approval.request",
+        action=AuditAction.APPROVAL_REQUEST,
         operator_id=operator_id,
         counter_id=counter_id,
         clock=clock,
@@ -650,7 +273,7 @@ def _sign(
     session.flush()
     audit.record(
         session,
-        action="approval.approve",
+        action=AuditAction.APPROVAL_APPROVE,
         operator_id=approver_id,
         counter_id=counter_id,
         clock=clock,
@@ -745,31 +368,28 @@ def approve(
     clock: Clock,
 ) -> ApprovalView:
     """Sign the next step of a pending request; the last step makes it approved."""
-    with db.write() as session:
-        req = _load(session, request_id)
-        steps, failure = _decision_gate(
+
+    def sign(session: Session, req: ApprovalRequest, steps: tuple[ApprovalStep, ...]) -> None:
+        _sign(
             session,
             req,
-            audit_action="approval.approve",
+            steps,
             approver_id=approver_id,
-            approver_role=approver_role,
+            role=Role(approver_role).value,
             counter_id=counter_id,
             clock=clock,
         )
-        if failure is None:
-            _sign(
-                session,
-                req,
-                steps,
-                approver_id=approver_id,
-                role=Role(approver_role).value,
-                counter_id=counter_id,
-                clock=clock,
-            )
-        view = _view(req, steps)
-    if failure is not None:
-        raise failure
-    return view
+
+    return _decide(
+        db,
+        request_id,
+        AuditAction.APPROVAL_APPROVE,
+        approver_id,
+        approver_role,
+        counter_id,
+        clock,
+        sign,
+    )
 
 
 def reject(
@@ -786,31 +406,59 @@ def reject(
     if not isinstance(reason, str) or not reason.strip():
         raise ValidationError(N_("Give a reason for rejecting the approval."))
     reason = reason.strip()[:MAX_REASON]
+
+    def end(session: Session, req: ApprovalRequest, steps: tuple[ApprovalStep, ...]) -> None:
+        req.state = REJECTED
+        req.decided_at = clock.now()
+        req.reason = reason
+        session.flush()
+        audit.record(
+            session,
+            action=AuditAction.APPROVAL_REJECT,
+            operator_id=approver_id,
+            counter_id=counter_id,
+            clock=clock,
+            target=req.id,
+            detail=_detail(req, step=len(req.approvals or []) + 1, reason=reason),
+        )
+
+    return _decide(
+        db,
+        request_id,
+        AuditAction.APPROVAL_REJECT,
+        approver_id,
+        approver_role,
+        counter_id,
+        clock,
+        end,
+    )
+
+
+def _decide(
+    db: Database,
+    request_id: str,
+    audit_action: AuditAction,
+    approver_id: str,
+    approver_role: Role | str,
+    counter_id: str,
+    clock: Clock,
+    decide: Callable[[Session, ApprovalRequest, tuple[ApprovalStep, ...]], None],
+) -> ApprovalView:
+    """A decision on a pending request: the gate checks the signer (a refusal is audited and
+    committed, then raised), then ``decide`` acts, in one unit of work."""
     with db.write() as session:
         req = _load(session, request_id)
         steps, failure = _decision_gate(
             session,
             req,
-            audit_action="approval.reject",
+            audit_action=audit_action,
             approver_id=approver_id,
             approver_role=approver_role,
             counter_id=counter_id,
             clock=clock,
         )
         if failure is None:
-            req.state = REJECTED
-            req.decided_at = clock.now()
-            req.reason = reason
-            session.flush()
-            audit.record(
-                session,
-                action="approval.reject",
-                operator_id=approver_id,
-                counter_id=counter_id,
-                clock=clock,
-                target=req.id,
-                detail=_detail(req, step=len(req.approvals or []) + 1, reason=reason),
-            )
+            decide(session, req, steps)
         view = _view(req, steps)
     if failure is not None:
         raise failure
@@ -849,7 +497,7 @@ def approve_on_spot(
         if failure is not None:
             _audit_denied(
                 session,
-                audit_action="approval.approve",
+                audit_action=AuditAction.APPROVAL_APPROVE,
                 error=failure,
                 approver_id=approver_id,
                 counter_id=counter_id,
@@ -974,7 +622,7 @@ def consume(
     session.flush()
     audit.record(
         session,
-        action="approval.use",
+        action=AuditAction.APPROVAL_USE,
         operator_id=operator_id,
         counter_id=counter_id or req.counter_id,
         clock=clock,

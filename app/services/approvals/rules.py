@@ -1,0 +1,174 @@
+"""Approval rules: which actions need whose sign-off, set by an administrator."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.clock import Clock
+from app.domain.audit import AuditAction
+from app.domain.operators import Role
+from app.domain.permissions import Action, allowed, require
+from app.errors import ValidationError
+from app.i18n import N_
+from app.persistence.db import Database
+from app.persistence.models import ApprovalRequest, ApprovalRule
+from app.services import audit
+from app.services.approvals.model import (
+    DEFAULT_TTL_MINUTES,
+    MAX_STEPS,
+    MAX_TTL_MINUTES,
+    ApprovalRuleView,
+    ApprovalStep,
+    _meta,
+)
+from app.services.operators import require_operator
+
+# --------------------------------------------------------------------------- rules
+
+
+def _action(action: Action | str) -> Action:
+    try:
+        value = Action(action)
+    except ValueError:
+        value = None
+    if value is None or value is Action.APPROVE:
+        raise ValidationError(
+            N_("{action} is not an action that approvals can be set for."), action=str(action)
+        )
+    return value
+
+
+def _parse_steps(raw: Sequence[Any]) -> tuple[ApprovalStep, ...]:
+    """Steps as stored (lenient: ``distinct`` defaults to true, the safe side)."""
+    return tuple(
+        ApprovalStep(str(s["role"]), bool(s.get("distinct", True)))
+        for s in raw
+        if isinstance(s, Mapping) and "role" in s
+    )
+
+
+def check_steps(steps: Iterable[ApprovalStep | Mapping[str, Any]]) -> tuple[ApprovalStep, ...]:
+    """Validate steps given by an administrator (see the module docstring for the roles)."""
+    if isinstance(steps, str | bytes | Mapping):
+        raise ValidationError(N_("Approval steps must be a list of steps."))
+    result: list[ApprovalStep] = []
+    for number, raw in enumerate(steps, start=1):
+        if isinstance(raw, ApprovalStep):
+            role_value: Any = raw.role
+            distinct: Any = raw.distinct
+        elif isinstance(raw, Mapping) and set(raw) <= {"role", "distinct"} and "role" in raw:
+            role_value, distinct = raw["role"], raw.get("distinct", True)
+        else:
+            raise ValidationError(
+                N_(
+                    "Approval step {step} must give a role and whether the signer must be "
+                    "another person."
+                ),
+                step=number,
+            )
+        if not isinstance(distinct, bool):
+            raise ValidationError(
+                N_("Approval step {step}: 'distinct' must be true or false."), step=number
+            )
+        try:
+            role = Role(role_value)
+        except ValueError:
+            raise ValidationError(
+                N_("Approval step {step}: there is no role {role}."), step=number, role=role_value
+            ) from None
+        if role is not Role.ADMIN and not allowed(role, Action.APPROVE):
+            raise ValidationError(
+                N_(
+                    "Approval step {step}: a {role} may not approve. Choose a supervisor or "
+                    "an admin."
+                ),
+                step=number,
+                role=Role(role).label,
+            )
+        result.append(ApprovalStep(role.value, distinct))
+    if len(result) > MAX_STEPS:
+        raise ValidationError(N_("An approval may have at most {max} steps."), max=MAX_STEPS)
+    return tuple(result)
+
+
+def get_rule(session: Session, action: Action | str) -> ApprovalRuleView:
+    """The rule for ``action``; no row means no approval needed (empty steps)."""
+    act = _action(action)
+    row = session.get(ApprovalRule, act.value)
+    if row is None:
+        return ApprovalRuleView(act.value, (), DEFAULT_TTL_MINUTES)
+    return ApprovalRuleView(act.value, _parse_steps(row.steps or []), row.ttl_minutes)
+
+
+def needs_approval(session: Session, action: Action | str) -> bool:
+    return get_rule(session, action).needs_approval
+
+
+def list_rules(db: Database) -> list[ApprovalRuleView]:
+    with db.read() as session:
+        rows = session.scalars(select(ApprovalRule).order_by(ApprovalRule.action))
+        return [
+            ApprovalRuleView(r.action, _parse_steps(r.steps or []), r.ttl_minutes) for r in rows
+        ]
+
+
+def set_rule(
+    db: Database,
+    *,
+    admin_id: str,
+    admin_role: Role | str,
+    action: Action | str,
+    steps: Iterable[ApprovalStep | Mapping[str, Any]],
+    ttl_minutes: int,
+    counter_id: str,
+    clock: Clock,
+) -> ApprovalRuleView:
+    """Create or replace the rule of ``action`` (admin only; audited). Empty ``steps`` = the
+    action needs no approval (the row is kept, so the decision is on record)."""
+    require(admin_id, admin_role, Action.CHANGE_SETTINGS)
+    act = _action(action)
+    checked = check_steps(steps)
+    if (
+        isinstance(ttl_minutes, bool)
+        or not isinstance(ttl_minutes, int)
+        or not (1 <= ttl_minutes <= MAX_TTL_MINUTES)
+    ):
+        raise ValidationError(
+            N_("The approval time limit must be 1 to {max} minutes, not {value}."),
+            max=MAX_TTL_MINUTES,
+            value=ttl_minutes,
+        )
+    with db.write() as session:
+        require_operator(session, admin_id)
+        row = session.get(ApprovalRule, act.value, with_for_update=True)
+        before = None if row is None else {"steps": row.steps, "ttl_minutes": row.ttl_minutes}
+        stored = [s.to_json() for s in checked]
+        if row is None:
+            row = ApprovalRule(action=act.value, steps=stored, ttl_minutes=ttl_minutes)
+            session.add(row)
+        else:
+            row.steps, row.ttl_minutes = stored, ttl_minutes
+        session.flush()
+        audit.record(
+            session,
+            action=AuditAction.APPROVAL_RULE,
+            operator_id=admin_id,
+            counter_id=counter_id,
+            clock=clock,
+            target=act.value,
+            detail={"before": before, "after": {"steps": stored, "ttl_minutes": ttl_minutes}},
+        )
+        return ApprovalRuleView(act.value, checked, ttl_minutes)
+
+
+def _steps_of(session: Session | None, req: ApprovalRequest) -> tuple[ApprovalStep, ...]:
+    meta = _meta(req)
+    if "steps" in meta:
+        return _parse_steps(meta["steps"])
+    if session is None:  # pragma: no cover - every request made here carries its rule copy
+        return ()
+    return get_rule(session, req.action).steps

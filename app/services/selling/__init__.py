@@ -1,0 +1,67 @@
+"""Selling onto cards, crash-safe: the card sale (:mod:`.sale`, start here), what a presented card
+means (:mod:`.assessment`, :mod:`.resolution`), the offline limits (:mod:`.offline`), card work
+other than a sale (:mod:`.cardops`: open account, rewrite, replacement), reversal
+(:mod:`.reversal`) and payments for remote meters (:mod:`.remote`).
+
+``from app.services import selling; selling.sell(...)``: every public name is re-exported here.
+"""
+
+from app.services.selling.assessment import Assessment, assess, sold_credit
+from app.services.selling.cardops import open_account, replace_card, rewrite
+from app.services.selling.errors import (
+    CardAnomaly,
+    CardBehind,
+    CardRefused,
+    InsertIntoMeterFirst,
+    OfflineLimitReached,
+    ReversalRefused,
+    SaleInDoubt,
+)
+from app.services.selling.offline import (
+    OfflineLimits,
+    OfflineOutlook,
+    check_offline_limits,
+    offline_outlook,
+)
+from app.services.selling.records import EMPTY_PURCHASE, card_change, purchase_record
+from app.services.selling.remote import remote_payment
+from app.services.selling.reversal import reverse_sale
+from app.services.selling.sale import (
+    SaleOutcome,
+    is_training,
+    recover_at_start,
+    recover_with_card,
+    sell,
+    unresolved,
+)
+
+__all__ = [
+    "EMPTY_PURCHASE",
+    "Assessment",
+    "CardAnomaly",
+    "CardBehind",
+    "CardRefused",
+    "InsertIntoMeterFirst",
+    "OfflineLimitReached",
+    "OfflineLimits",
+    "OfflineOutlook",
+    "ReversalRefused",
+    "SaleInDoubt",
+    "SaleOutcome",
+    "assess",
+    "card_change",
+    "check_offline_limits",
+    "is_training",
+    "offline_outlook",
+    "open_account",
+    "purchase_record",
+    "recover_at_start",
+    "recover_with_card",
+    "remote_payment",
+    "replace_card",
+    "reverse_sale",
+    "rewrite",
+    "sell",
+    "sold_credit",
+    "unresolved",
+]

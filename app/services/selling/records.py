@@ -1,0 +1,99 @@
+"""What a card write carries: the parameter, tariff and purchase records, and the change a
+customer's card needs."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from app.domain.card import (
+    CardContents,
+    CardKind,
+    CardWrite,
+    ParameterRecord,
+    PurchaseRecord,
+    TariffRecord,
+    UpdateFlags,
+    UserCardType,
+)
+from app.persistence.models import Customer, Sale
+from app.services.tariffs import version_in_force
+
+
+def tariff_record(version: Any) -> TariffRecord:
+    return TariffRecord(version.version_no, version.effective_from, version.spec.to_dict())
+
+
+def parameter_record(
+    c: Customer, utility_code: str, card_type: UserCardType, *, flags: UpdateFlags
+) -> ParameterRecord:
+    return ParameterRecord(
+        card_kind=CardKind.USER,
+        utility_code=utility_code,
+        user_card_type=card_type,
+        customer_no=c.customer_no,
+        meter_no=c.meter_no,
+        alarm1=c.alarm1,
+        alarm2=c.alarm2,
+        overdraft_limit=c.overdraft_limit,
+        credit_ceiling=c.credit_ceiling,
+        ct_ratio=c.ct_ratio,
+        pt_ratio=c.pt_ratio,
+        update_flags=flags,
+        param_version=c.param_version,
+    )
+
+
+def purchase_record(sale: Sale) -> PurchaseRecord:
+    return PurchaseRecord(
+        sale.credit, sale.purchase_count or 0, uuid.UUID(sale.id).bytes[:8], sale.created_at
+    )
+
+
+EMPTY_PURCHASE = PurchaseRecord(0, 0, b"\x00" * 8, None)
+
+
+def card_change(
+    session: Session,
+    customer: Customer,
+    sale: Sale | None,
+    utility_code: str,
+    card_type: UserCardType,
+    at: dt.datetime,
+    *,
+    force_params: bool = False,
+) -> tuple[CardWrite, tuple[int, int | None]]:
+    tariff = version_in_force(session, customer.tariff_plan_id, at)
+    params_changed = force_params or customer.card_param_version != customer.param_version
+    tariff_changed = force_params or customer.card_tariff_version_id != tariff.id
+    flags = UpdateFlags.NONE
+    if params_changed or tariff_changed:
+        flags |= UpdateFlags.PARAMETERS
+    if tariff_changed:
+        flags |= UpdateFlags.CURRENT_TARIFF
+    change = CardWrite(
+        parameters=parameter_record(customer, utility_code, card_type, flags=flags)
+        if (params_changed or tariff_changed)
+        else None,
+        current_tariff=tariff_record(tariff) if tariff_changed else None,
+        purchase=purchase_record(sale) if sale is not None else None,
+    )
+    return change, (customer.param_version, tariff.id)
+
+
+def card_type(contents: CardContents, otherwise: UserCardType) -> UserCardType:
+    """The user-card type to write with new parameters.  An open or replacement card that no
+    meter has written back to yet stays what it is: the meter binds to a card only by that type,
+    so a replacement card rewritten as a purchase card before its first visit would be refused
+    by the customer's meter for good."""
+    params = contents.parameters
+    if (
+        contents.write_back is None
+        and params is not None
+        and params.user_card_type in (UserCardType.OPEN, UserCardType.REPLACEMENT)
+    ):
+        return params.user_card_type
+    return otherwise

@@ -1,0 +1,119 @@
+"""What a presented card decides: an unresolved sale completed or failed, a pending reversal
+finished or cancelled."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.clock import Clock
+from app.domain.audit import AuditAction
+from app.domain.card import CardContents
+from app.domain.ledger import UNRESOLVED, ReversalState, SaleState
+from app.persistence.models import ArrearsItem, Customer, Reversal, Sale
+from app.services import audit, ledger
+from app.services.auth import Principal
+from app.services.selling.records import EMPTY_PURCHASE
+
+
+def resolve_with_card(
+    session: Session,
+    customer: Customer,
+    contents: CardContents,
+    clock: Clock,
+    actor: Principal | None,
+) -> list[str]:
+    """Complete or fail this customer's unresolved sale, and finish or cancel a pending
+    reversal, by what the card holds. Returns the sale ids resolved."""
+    resolved: list[str] = []
+    card = contents.purchase or EMPTY_PURCHASE
+    for sale in session.scalars(
+        select(Sale).where(
+            Sale.customer_id == customer.id, Sale.state.in_([s.value for s in UNRESOLVED])
+        )
+    ).all():
+        if (
+            card.purchase_count == sale.purchase_count
+            and card.sale_tag == uuid.UUID(sale.id).bytes[:8]
+        ):
+            ledger.settle_in_session(session, sale, customer, clock, actor, note="card holds it")
+            resolved.append(sale.id)
+        elif card.purchase_count == (sale.purchase_count or 0) - 1:
+            ledger.move_in_session(
+                session,
+                sale,
+                customer,
+                SaleState.FAILED,
+                clock,
+                actor,
+                note="the card never got it; return the cash",
+            )
+            resolved.append(sale.id)
+        else:
+            ledger.move_in_session(
+                session,
+                sale,
+                customer,
+                SaleState.IN_DOUBT,
+                clock,
+                actor,
+                note=f"card shows purchase {card.purchase_count}",
+            )
+    for rev in session.scalars(
+        select(Reversal).where(
+            Reversal.state == ReversalState.PENDING.value,
+            Reversal.sale_id.in_(select(Sale.id).where(Sale.customer_id == customer.id)),
+        )
+    ).all():
+        reversed_sale = session.get(Sale, rev.sale_id)
+        assert reversed_sale is not None
+        if card.purchase_count == (reversed_sale.purchase_count or 0) - 1:
+            finish_reversal(session, rev, reversed_sale, customer, clock)
+        elif card.purchase_count == reversed_sale.purchase_count:
+            rev.state = ReversalState.FAILED.value
+            audit.record(
+                session,
+                action=AuditAction.REVERSAL_FAILED,
+                clock=clock,
+                target=reversed_sale.id,
+                operator_id=rev.operator_id,
+                counter_id=rev.counter_id,
+                result="failed",
+                detail={"reversal": rev.id},
+            )
+    return resolved
+
+
+def finish_reversal(
+    session: Session, rev: Reversal, sale: Sale, customer: Customer, clock: Clock
+) -> None:
+    sale.state = SaleState.REVERSED.value
+    sale.updated_at = clock.now()
+    customer.purchase_count = (sale.purchase_count or 1) - 1
+    # the whole amount goes back to the customer: what it paid off is owed again
+    for item in session.scalars(
+        select(ArrearsItem).where(ArrearsItem.settled_by_sale_id == sale.id)
+    ):
+        item.settled_by_sale_id = None
+    rev.state = ReversalState.COMPLETED.value
+    rev.completed_at = clock.now()
+    audit.record_sale(
+        session,
+        sale,
+        action=AuditAction.REVERSAL_COMPLETE,
+        operator_id=rev.operator_id,
+        counter_id=rev.counter_id,
+        clock=clock,
+        detail={"reversal": rev.id, "amount": rev.amount},
+    )
+    ledger.enqueue(
+        session,
+        "reversal",
+        rev.id,
+        {"sale_id": sale.id},
+        -rev.amount,
+        clock,
+        training=sale.training,
+    )
