@@ -16,6 +16,7 @@ from app.clock import FixedClock
 from app.i18n import set_language
 from app.persistence.db import Database, make_engine, normalize_url
 from tests.pcsc_fixtures import pcscd  # noqa: F401  (session fixture: a real pcscd)
+from tests.rigs.counter import Counter
 from tests.serial_rig import ptys  # noqa: F401  (a socat pty pair per test)
 
 PG_URL = os.environ.get("CARDVEND_TEST_PG_URL", "postgresql://127.0.0.1:5432/test")
@@ -96,3 +97,9 @@ def demo_db(db: Database, clock: FixedClock) -> Database:
 
     load_demo(db, clock)
     return db
+
+
+@pytest.fixture
+def counter(demo_db: Database, clock: FixedClock, tmp_path: Path) -> Counter:
+    """A counter on the demo database with an emulated card and a meter simulator."""
+    return Counter(demo_db, clock, tmp_path)

@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from app.persistence.db import Database
 from app.persistence.models import ApprovalRequest, AuditEntry, ReceiptPrint
 from tests.conftest import ROOT
-from tests.test_cli import run
+from tests.rigs.cli import run
 
 CUSTOMER = "100000000002"  # card meter, nothing owed
 REMOTE = "100000000010"

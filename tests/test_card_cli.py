@@ -18,12 +18,7 @@ from app.domain.card import (
     UpdateFlags,
     UserCardType,
 )
-from cardio.channel import EmulatedChannel
-from cardio.emulator import CardImage, UserCardOS
-from cardio.keys import SoftwareKeyProvider, open_keystore
-from cardio.terminal import ApduTerminal
-from cardio.wiring import DEMO_PASSPHRASE
-from tests.test_cli import run
+from tests.rigs.cli import run, terminal_for
 
 CST = dt.timezone(dt.timedelta(hours=8))
 
@@ -31,12 +26,6 @@ CST = dt.timezone(dt.timedelta(hours=8))
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
     return tmp_path
-
-
-def terminal_for(home: Path, image: Path) -> ApduTerminal:
-    master = open_keystore(home / "data" / "keystore.json", DEMO_PASSPHRASE)
-    card = UserCardOS(CardImage.load(image), persist_path=image)
-    return ApduTerminal(EmulatedChannel(card), SoftwareKeyProvider(master), utility_code="100001")
 
 
 def test_blank_issue_read_erase(home: Path) -> None:

@@ -18,7 +18,7 @@ from app.persistence.db import Database
 from app.persistence.models import AuditEntry
 from tests.conftest import ROOT
 from tests.pcsc_fixtures import READER_SLOT0, READER_SLOT1, Pcscd, wait_card_absent
-from tests.test_cli import run
+from tests.rigs.cli import run
 
 
 class Emulator:

@@ -21,7 +21,6 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from app.clock import FixedClock
 from app.domain.card import (
     CardKind,
     CardWrite,
@@ -32,7 +31,6 @@ from app.domain.card import (
     UserCardType,
 )
 from app.domain.ledger import SaleState
-from app.persistence.db import Database
 from app.persistence.models import AuditEntry, Customer, Sale
 from app.ports import KeyRole
 from app.services import ledger, selling
@@ -43,9 +41,8 @@ from cardio.keys import PsamKeyProvider
 from cardio.meter_sim import REASON_PURCHASE_MAC
 from cardio.terminal import ApduTerminal
 from tests.cardkit import UTILITY
-from tests.test_card_cli import terminal_for
-from tests.test_cli import run
-from tests.test_selling import CUSTOMER, Counter
+from tests.rigs.cli import run, terminal_for
+from tests.rigs.counter import CUSTOMER, Counter
 
 PARAMS = ParameterRecord(
     card_kind=CardKind.USER,
@@ -62,11 +59,6 @@ PARAMS = ParameterRecord(
     update_flags=UpdateFlags.PARAMETERS,
     param_version=1,
 )
-
-
-@pytest.fixture
-def counter(demo_db: Database, clock: FixedClock, tmp_path: Path) -> Counter:
-    return Counter(demo_db, clock, tmp_path)
 
 
 def edit_image(image: Path, sfi: int, change: object) -> None:

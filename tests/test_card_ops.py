@@ -5,14 +5,12 @@ PostgreSQL)."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from app.clock import FixedClock
 from app.domain.card import CardContents, CardError, CardRemoved, UserCardType
 from app.domain.receipt import ReceiptData
 from app.errors import Conflict, ShiftError
@@ -33,12 +31,7 @@ from app.services.auth import Principal
 from app.services.demo import FIRST_CUSTOMER, demo_arrears
 from cardio.emulator import CardImage, CardImageError
 from cardio.terminal import ApduTerminal
-from tests.test_selling import CUSTOMER, REMOTE, Counter
-
-
-@pytest.fixture
-def counter(demo_db: Database, clock: FixedClock, tmp_path: Path) -> Counter:
-    return Counter(demo_db, clock, tmp_path)
+from tests.rigs.counter import CUSTOMER, REMOTE, Counter
 
 
 def free_customers(db: Database, n: int) -> list[str]:

@@ -11,20 +11,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from sqlalchemy import update
 
-from app.clock import FixedClock
 from app.domain.card import CardWrite, UserCardType
-from app.persistence.db import Database
 from app.persistence.models import Customer
 from app.services import selling
-from tests.test_selling import CUSTOMER, Counter
-
-
-@pytest.fixture
-def counter(demo_db: Database, clock: FixedClock, tmp_path: Path) -> Counter:
-    return Counter(demo_db, clock, tmp_path)
+from tests.rigs.counter import CUSTOMER, Counter
 
 
 def replaced(counter: Counter) -> Path:

@@ -30,8 +30,8 @@ from sync.client import CentralClient
 from sync.errors import CounterIdTaken, RegistrationRefused
 from sync.service import SyncService
 from tests.conftest import PG_URL, drop_pg_schema, pg_available
-from tests.test_central_server import CARD, FIRST, REMOTE, Api, event, register, sale
-from tests.test_selling import CUSTOMER, Counter
+from tests.rigs.central import CARD, FIRST, REMOTE, Api, event, register, sale
+from tests.rigs.counter import CUSTOMER, Counter
 
 NOW = dt.datetime(2026, 3, 1, 9, 0, tzinfo=dt.UTC)
 NORTH_FIRST = central_seed.FIRST_SYNTHETIC_CUSTOMER + 500_000

@@ -11,45 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PG_URL, ROOT, drop_pg_schema, pg_available
-
-HEADER = "customer_no,name,address,phone,meter_no,meter_kind,tariff_plan,office,ct_ratio,pt_ratio\n"
-
-
-def run(
-    home: Path,
-    *args: str,
-    lang: str = "en",
-    env: dict[str, str] | None = None,
-    exe: list[str] | None = None,
-) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("CARDVEND_")}
-    full_env.update({"CARDVEND_HOME": str(home), "CARDVEND_LANG": lang}, **(env or {}))
-    return subprocess.run(
-        [*(exe or [sys.executable, str(ROOT / "main.py")]), *args],
-        capture_output=True,
-        text=True,
-        env=full_env,
-        timeout=120,
-        cwd=ROOT,
-    )
-
-
-def import_csv(
-    home: Path, path: Path | str, *args: str, exe: list[str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    """``customers import`` by the demo administrator a01."""
-    return run(
-        home,
-        "customers",
-        "import",
-        str(path),
-        "--operator",
-        "a01",
-        *args,
-        env={"CARDVEND_PASSWORD": "demo-a01"},
-        exe=exe,
-    )
+from tests.conftest import PG_URL, drop_pg_schema, pg_available
+from tests.rigs.cli import HEADER, import_csv, run
 
 
 @pytest.fixture(scope="module")

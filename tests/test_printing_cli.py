@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from app.persistence.db import Database
 from app.persistence.models import AuditEntry, ReceiptPrint
-from tests.test_cli import run
+from tests.rigs.cli import run
 
 REMOTE = "100000000010"
 T01 = {"CARDVEND_PASSWORD": "demo-t01", "CARDVEND_APPROVER_PASSWORD": "demo-s01"}

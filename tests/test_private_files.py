@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from app.persistence.db import Database
-from tests.test_cli import run
+from tests.rigs.cli import run
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="file modes are POSIX")
 
@@ -143,7 +143,7 @@ def test_a_database_is_created_private(tmp_path: Path) -> None:
 
 def test_the_pdf_folder_printer(tmp_path: Path) -> None:
     from printing.backends import PdfFolderPrinter
-    from tests.test_printers import make_receipt
+    from tests.rigs.receipts import make_receipt
 
     made = PdfFolderPrinter(tmp_path / "new" / "receipts", "80")
     made.print_receipt(make_receipt(), language="en")

@@ -30,7 +30,7 @@ from app.services import auth, reports, selling, shifts
 from app.services.auth import Principal, ReauthRequired
 from printing import reports as pdf
 from printing.reports import labels
-from tests.test_selling import CUSTOMER, OWING, REMOTE, Counter
+from tests.rigs.counter import CUSTOMER, OWING, REMOTE, Counter
 
 CJK = re.compile(r"[\u4e00-\u9fff]")
 TZ = "Asia/Shanghai"
@@ -156,11 +156,6 @@ def a_day(counter: Counter) -> Day:
     assert (closed.expected_fen, closed.variance_fen) == (14700, -100)
     supervisor = fresh(auth.login(db, "s01", "demo-s01", counter_id="C01", clock=clock), clock)
     return Day(counter, c01.shift_id, c02, empty, supervisor, reversed_sale, failed)
-
-
-@pytest.fixture
-def counter(demo_db: Database, clock: FixedClock, tmp_path: Path) -> Counter:
-    return Counter(demo_db, clock, tmp_path)
 
 
 @pytest.fixture
@@ -314,7 +309,13 @@ def test_shift_report_pdf_in_chinese(day: Day, tmp_path: Path) -> None:
         day.db, day.c01_shift, actor=day.supervisor, clock=day.clock, office_code="DEMO"
     )
     zh_text = pdftext(pdf.shift_report_pdf(r, language="zh_CN"), tmp_path, "shift-zh")
-    for msgid in (labels.SHIFT_TITLE, labels.EXPECTED, labels.VARIANCE, labels.REVERSALS, labels.COL_CUSTOMER):
+    for msgid in (
+        labels.SHIFT_TITLE,
+        labels.EXPECTED,
+        labels.VARIANCE,
+        labels.REVERSALS,
+        labels.COL_CUSTOMER,
+    ):
         assert zh(msgid) in zh_text
     assert "王丽" in zh_text and "803.00" in zh_text
     assert "Expected cash" not in zh_text
@@ -436,7 +437,13 @@ def test_daily_report_pdf_and_csv(day: Day, tmp_path: Path) -> None:
 def test_daily_report_pdf_in_chinese(day: Day, tmp_path: Path) -> None:
     r = reports.daily_report(day.db, "DEMO", DAY1, TZ, actor=day.supervisor, clock=day.clock)
     zh_text = pdftext(pdf.daily_report_pdf(r, language="zh_CN"), tmp_path, "daily-zh")
-    for msgid in (labels.DAILY_TITLE, labels.BY_OPERATOR, labels.BY_COUNTER, labels.COL_NET, labels.SHIFTS):
+    for msgid in (
+        labels.DAILY_TITLE,
+        labels.BY_OPERATOR,
+        labels.BY_COUNTER,
+        labels.COL_NET,
+        labels.SHIFTS,
+    ):
         assert zh(msgid) in zh_text
     assert "李强" in zh_text and "343.00" in zh_text  # net cash of the day
 

@@ -30,14 +30,9 @@ from sync.central.server import CentralServer
 from sync.client import CentralClient, RetryPolicy
 from sync.pull import pull_all
 from sync.service import SyncService
-from tests.test_selling import CUSTOMER, OWING, REMOTE, Counter
+from tests.rigs.counter import CUSTOMER, OWING, REMOTE, Counter
 
 LIMIT = 10_000  # fen: 100.00 yuan may wait unsynced
-
-
-@pytest.fixture
-def counter(demo_db: Database, clock: FixedClock, tmp_path: Path) -> Counter:
-    return Counter(demo_db, clock, tmp_path)
 
 
 @pytest.fixture

@@ -13,18 +13,12 @@ import pytest
 from alembic import command
 from sqlalchemy import select, text, update
 
-from app.clock import FixedClock
 from app.domain.audit import SALE_CHANGED, SALE_DELETED, SALE_UNSEALED, SEAL_ACTIONS
 from app.persistence.db import Database
 from app.persistence.models import AuditEntry, Sale
 from app.services import audit, selling
-from tests.test_cli import run
-from tests.test_selling import REMOTE, Counter
-
-
-@pytest.fixture
-def counter(demo_db: Database, clock: FixedClock, tmp_path: Path) -> Counter:
-    return Counter(demo_db, clock, tmp_path)
+from tests.rigs.cli import run
+from tests.rigs.counter import REMOTE, Counter
 
 
 def a_day(counter: Counter) -> dict[str, str]:

@@ -24,7 +24,7 @@ from sync.central.server import CentralServer
 from sync.client import CentralClient, RetryPolicy
 from sync.errors import AuditDiverged, CentralBadResponse, CentralUnreachable
 from sync.service import SyncService, reconcile
-from tests.test_selling import CUSTOMER, OWING, REMOTE, Counter
+from tests.rigs.counter import CUSTOMER, OWING, REMOTE, Counter
 
 
 class Sleeps:

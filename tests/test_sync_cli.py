@@ -5,50 +5,22 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.test_cli import ROOT, run
+from tests.rigs.central_process import free_port, ok_json, serve_central
+from tests.rigs.cli import run
 
 PASSWORDS = {"CARDVEND_PASSWORD": "demo-t01"}
 ADMIN = {"CARDVEND_PASSWORD": "demo-a01"}
 REMOTE = "100000000010"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def central(tmp_path: Path) -> Iterator[str]:
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CARDVEND_")}
-    env["CARDVEND_HOME"] = str(tmp_path / "central-home")
-    proc = subprocess.Popen(
-        [sys.executable, "main.py", "central", "serve", "--port", str(port),
-         "--db", f"sqlite:///{tmp_path / 'central.db'}", "--enrolment-key", "office-secret"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    assert f"http://127.0.0.1:{port}" in line, proc.stderr.read() if proc.stderr else line
-    yield f"http://127.0.0.1:{port}"
-    proc.terminate()
-    assert proc.wait(10) == 0  # SIGTERM is a clean stop
-
-
-def ok_json(r: subprocess.CompletedProcess[str]) -> Any:
-    assert r.returncode == 0, r.stderr
-    return json.loads(r.stdout)
+    yield from serve_central(tmp_path)
 
 
 def test_register_sell_offline_sync_status_reconcile(central: str, tmp_path: Path) -> None:
@@ -97,7 +69,7 @@ def test_register_sell_offline_sync_status_reconcile(central: str, tmp_path: Pat
 def test_central_down_is_offline_not_a_crash(tmp_path: Path) -> None:
     home = tmp_path / "counter"
     assert run(home, "demo").returncode == 0
-    port = _free_port()  # nobody listens here
+    port = free_port()  # nobody listens here
     (home / "data").mkdir(parents=True, exist_ok=True)
     (home / "data" / "central.token").write_text("t" * 43)
     settings = home / "config" / "settings.json"

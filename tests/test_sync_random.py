@@ -32,7 +32,7 @@ from sync.central.server import CentralServer
 from sync.client import CentralClient, RetryPolicy
 from sync.errors import SyncError
 from sync.outbox import push
-from tests.test_selling import Counter
+from tests.rigs.counter import Counter
 
 ROUNDS = int(os.environ.get("CARDVEND_SYNC_ROUNDS", "1000"))
 SEED = int(os.environ.get("CARDVEND_SYNC_SEED", "20261129"))

@@ -16,11 +16,17 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, text
 
-from tests.conftest import PG_URL, drop_pg_schema, pg_available
-from tests.test_cli import ROOT, run
-from tests.test_sync_cli import REMOTE, central, ok_json  # noqa: F401  (central: a fixture)
+from tests.conftest import PG_URL, ROOT, drop_pg_schema, pg_available
+from tests.rigs.central_process import ok_json, serve_central
+from tests.rigs.cli import run
+from tests.rigs.counter import REMOTE
 
 TELLERS = {"C01": "t01", "C02": "t02"}
+
+
+@pytest.fixture
+def central(tmp_path: Path) -> Iterator[str]:
+    yield from serve_central(tmp_path)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -63,7 +69,7 @@ def sell(home: Path, url: str, counter_id: str, amount: str) -> str:
 
 
 def test_counters_sharing_a_database_send_only_their_own(
-    central: str,  # noqa: F811
+    central: str,
     shared_url: str,
     tmp_path: Path,
 ) -> None:

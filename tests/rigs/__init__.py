@@ -1,0 +1,1 @@
+"""Shared test rigs: what several test modules need (no test module imports another)."""

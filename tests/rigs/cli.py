@@ -1,0 +1,59 @@
+"""The command line run as a person runs it: a separate process with its own CARDVEND_HOME."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from cardio.channel import EmulatedChannel
+from cardio.emulator import CardImage, UserCardOS
+from cardio.keys import SoftwareKeyProvider, open_keystore
+from cardio.terminal import ApduTerminal
+from cardio.wiring import DEMO_PASSPHRASE
+from tests.conftest import ROOT
+
+HEADER = "customer_no,name,address,phone,meter_no,meter_kind,tariff_plan,office,ct_ratio,pt_ratio\n"
+
+
+def run(
+    home: Path,
+    *args: str,
+    lang: str = "en",
+    env: dict[str, str] | None = None,
+    exe: list[str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("CARDVEND_")}
+    full_env.update({"CARDVEND_HOME": str(home), "CARDVEND_LANG": lang}, **(env or {}))
+    return subprocess.run(
+        [*(exe or [sys.executable, str(ROOT / "main.py")]), *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=120,
+        cwd=ROOT,
+    )
+
+
+def import_csv(
+    home: Path, path: Path | str, *args: str, exe: list[str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``customers import`` by the demo administrator a01."""
+    return run(
+        home,
+        "customers",
+        "import",
+        str(path),
+        "--operator",
+        "a01",
+        *args,
+        env={"CARDVEND_PASSWORD": "demo-a01"},
+        exe=exe,
+    )
+
+
+def terminal_for(home: Path, image: Path) -> ApduTerminal:
+    master = open_keystore(home / "data" / "keystore.json", DEMO_PASSPHRASE)
+    card = UserCardOS(CardImage.load(image), persist_path=image)
+    return ApduTerminal(EmulatedChannel(card), SoftwareKeyProvider(master), utility_code="100001")
