@@ -727,7 +727,7 @@ def return_card(
             "job_return",
             job.id,
             serial=serial,
-            result=result,
+            outcome=result,
             reason=reason,
             result_id=job.result_id,
             write_back=job.write_back,
