@@ -23,6 +23,7 @@ from app.ports import CardTerminal
 from app.services import jobs
 from app.settings import JOB_CARD_OVERDUE_DAYS, UTILITY_CODE
 
+JOB_ID = ids.IdFormat(N_("job id"), ids.UUID.pattern, ids.UUID.rule)
 _KIND_NAMES = {
     "price": N_("price adjustment"),
     "purchase_params": N_("purchase parameters"),
@@ -292,7 +293,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         g.add_argument("--reader", help=_("PC/SC reader name"))
         g.add_argument("--image", help=_("an emulated card image file instead of a reader"))
 
-    job_id = id_arg(ids.UUID)
+    job_id = id_arg(JOB_ID)
     q = jsub.add_parser("list", help=_("the office's open jobs and mine"))
     operator_arg(q)
     q.add_argument("--mine", action="store_true", help=_("only the jobs I hold"))
