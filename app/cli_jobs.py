@@ -38,7 +38,7 @@ _STATE_NAMES = {
     "issued": N_("card out"),
     "applied": N_("applied on site"),
     "returned": N_("card returned"),
-    "closed": N_("closed"),
+    "closed": N_("job closed"),
 }
 
 
