@@ -11,15 +11,13 @@ writes; ``--dry-run`` only shows it.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from app.cli import cli_login, emit_json, id_arg, open_db, operator_arg
+from app.cli_sales import card_terminal
 from app.context import AppContext
 from app.domain import ids
 from app.i18n import N_, _, translate
-from app.ports import CardTerminal
 from app.services import jobs
 from app.settings import JOB_CARD_OVERDUE_DAYS, UTILITY_CODE
 
@@ -40,17 +38,6 @@ _STATE_NAMES = {
     "returned": N_("card returned"),
     "closed": N_("job closed"),
 }
-
-
-@contextmanager
-def _card(ctx: AppContext, args: argparse.Namespace) -> Iterator[CardTerminal]:
-    terminal = ctx.open_terminal(args.reader, args.image)
-    try:
-        yield terminal
-    finally:
-        close = getattr(getattr(terminal, "channel", None), "close", None)
-        if callable(close):
-            close()
 
 
 def _overdue_days(ctx: AppContext) -> int:
@@ -155,24 +142,23 @@ def cmd_show(ctx: AppContext, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_take(ctx: AppContext, args: argparse.Namespace) -> int:
-    actor = cli_login(ctx, args.operator)
-    view = jobs.take(open_db(ctx), actor, ctx.clock, args.job, office_code=ctx.office_code)
-    if args.json:
-        emit_json(view.to_json())
-    else:
-        print(_("Job {job_id} is yours until you return or release it.", job_id=view.id))
-    return 0
+def _hold(step: Any, done: str) -> Any:
+    """``jobs take`` / ``jobs release``: the service step and the line that says it is done."""
+
+    def cmd(ctx: AppContext, args: argparse.Namespace) -> int:
+        actor = cli_login(ctx, args.operator)
+        view = step(open_db(ctx), actor, ctx.clock, args.job, office_code=ctx.office_code)
+        if args.json:
+            emit_json(view.to_json())
+        else:
+            print(translate(done).format(job_id=view.id))
+        return 0
+
+    return cmd
 
 
-def cmd_release(ctx: AppContext, args: argparse.Namespace) -> int:
-    actor = cli_login(ctx, args.operator)
-    view = jobs.release(open_db(ctx), actor, ctx.clock, args.job, office_code=ctx.office_code)
-    if args.json:
-        emit_json(view.to_json())
-    else:
-        print(_("Job {job_id} is released to the office.", job_id=view.id))
-    return 0
+cmd_take = _hold(jobs.take, N_("Job {job_id} is yours until you return or release it."))
+cmd_release = _hold(jobs.release, N_("Job {job_id} is released to the office."))
 
 
 def cmd_program(ctx: AppContext, args: argparse.Namespace) -> int:
@@ -189,7 +175,7 @@ def cmd_program(ctx: AppContext, args: argparse.Namespace) -> int:
         if args.json:
             emit_json({"card_content": plan.to_json(), "written": False})
         return 0
-    with _card(ctx, args) as terminal:
+    with card_terminal(ctx, args) as terminal:
         view = jobs.program(
             db,
             actor,
@@ -215,7 +201,7 @@ def cmd_program(ctx: AppContext, args: argparse.Namespace) -> int:
 
 def cmd_return(ctx: AppContext, args: argparse.Namespace) -> int:
     actor = cli_login(ctx, args.operator)
-    with _card(ctx, args) as terminal:
+    with card_terminal(ctx, args) as terminal:
         view = jobs.return_card(
             open_db(ctx),
             actor,
@@ -242,7 +228,7 @@ def cmd_return(ctx: AppContext, args: argparse.Namespace) -> int:
 
 def cmd_check_program(ctx: AppContext, args: argparse.Namespace) -> int:
     actor = cli_login(ctx, args.operator)
-    with _card(ctx, args) as terminal:
+    with card_terminal(ctx, args) as terminal:
         serial = jobs.program_check_card(
             open_db(ctx),
             actor,
@@ -260,7 +246,7 @@ def cmd_check_program(ctx: AppContext, args: argparse.Namespace) -> int:
 
 def cmd_check_read(ctx: AppContext, args: argparse.Namespace) -> int:
     actor = cli_login(ctx, args.operator)
-    with _card(ctx, args) as terminal:
+    with card_terminal(ctx, args) as terminal:
         reading = jobs.read_check_card(open_db(ctx), actor, ctx.clock, terminal)
     data = {
         "serial": reading.serial,

@@ -466,6 +466,36 @@ def _int_param(job: MgmtJob, key: str, default: int | None, lo: int, hi: int) ->
     return value
 
 
+def management_parameters(
+    kind: CardKind,
+    utility_code: str,
+    meter_no: str,
+    *,
+    limits: tuple[int, int, int, int] = (0, 0, 0, 0),
+    ratios: tuple[int, int] = (1, 1),
+    flags: UpdateFlags = UpdateFlags.NONE,
+    param_version: int = 0,
+) -> ParameterRecord:
+    """The parameter file of a management card for ``meter_no`` (or every meter):
+    ``limits`` are alarm1, alarm2, overdraft limit and credit ceiling in fen."""
+    alarm1, alarm2, overdraft, ceiling = limits
+    return ParameterRecord(
+        card_kind=kind,
+        utility_code=utility_code,
+        user_card_type=UserCardType.NONE,
+        customer_no=NO_CUSTOMER,
+        meter_no=meter_no,
+        alarm1=alarm1,
+        alarm2=alarm2,
+        overdraft_limit=overdraft,
+        credit_ceiling=ceiling,
+        ct_ratio=ratios[0],
+        pt_ratio=ratios[1],
+        update_flags=flags,
+        param_version=param_version,
+    )
+
+
 def plan_card(session: Session, job: MgmtJob, utility_code: str, now: dt.datetime) -> CardPlan:
     """The card content of ``job``, from the job and the archive."""
     if job.kind not in CARD_OF_JOB:
@@ -510,19 +540,13 @@ def plan_card(session: Session, job: MgmtJob, utility_code: str, now: dt.datetim
     else:
         reading_day = _int_param(job, "reading_day", None, 1, 28)
         reading_hour = _int_param(job, "reading_hour", 0, 0, 23)
-    params = ParameterRecord(
-        card_kind=kind,
-        utility_code=utility_code,
-        user_card_type=UserCardType.NONE,
-        customer_no=NO_CUSTOMER,
-        meter_no=job.meter_no,
-        alarm1=alarm1,
-        alarm2=alarm2,
-        overdraft_limit=overdraft,
-        credit_ceiling=ceiling,
-        ct_ratio=ct,
-        pt_ratio=pt,
-        update_flags=flags,
+    params = management_parameters(
+        kind,
+        utility_code,
+        job.meter_no,
+        limits=(alarm1, alarm2, overdraft, ceiling),
+        ratios=(ct, pt),
+        flags=flags,
         param_version=min(customer.param_version, 0xFFFF),
     )
     record_job = JobRecord(uuid.UUID(job.id).bytes, _JOB_KIND[job.kind], reading_day, reading_hour)
@@ -771,21 +795,7 @@ def program_check_card(
             target,
             WrongCardKind(found=card.kind.label, expected=CardKind.CHECK.label),
         )
-    params = ParameterRecord(
-        card_kind=CardKind.CHECK,
-        utility_code=utility_code,
-        user_card_type=UserCardType.NONE,
-        customer_no=NO_CUSTOMER,
-        meter_no=target,
-        alarm1=0,
-        alarm2=0,
-        overdraft_limit=0,
-        credit_ceiling=0,
-        ct_ratio=1,
-        pt_ratio=1,
-        update_flags=UpdateFlags.NONE,
-        param_version=0,
-    )
+    params = management_parameters(CardKind.CHECK, utility_code, target)
     job = JobRecord(uuid.uuid4().bytes, JobKind.CHECK)
     written = terminal.write(CardWrite(parameters=params, job=job), expect_serial=card.serial)
     serial = written.serial.hex().upper()
