@@ -38,7 +38,7 @@ def upgrade() -> None:
         batch.add_column(sa.Column("result_id", sa.String(36), nullable=True))
         batch.add_column(sa.Column("write_back", sa.JSON(), nullable=True))
         batch.create_check_constraint(
-            "card_state",
+            op.f("ck_mgmt_jobs_card_state"),
             "card_state IS NULL OR card_state IN ('issued','applied','returned','closed')",
         )
         batch.create_index("ix_mgmt_jobs_office_status", ["office_code", "status"])
@@ -47,7 +47,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table("mgmt_jobs") as batch:
         batch.drop_index("ix_mgmt_jobs_office_status")
-        batch.drop_constraint("card_state", type_="check")
+        batch.drop_constraint(op.f("ck_mgmt_jobs_card_state"), type_="check")
         for name in (
             "write_back",
             "result_id",
