@@ -128,3 +128,28 @@ def test_job_from_central_to_meter_and_back(central: str, tmp_path: Path) -> Non
     assert (after["status"], after["card_state"], after["result"]) == ("done", "closed", "applied")
     zh = run(home, "jobs", "list", "--all", "--operator", "f01", env=TECH, lang="zh_CN")
     assert zh.returncode == 0 and job_id in zh.stdout
+
+
+def test_check_card_reading_is_stored_and_sent(central: str, tmp_path: Path) -> None:  # noqa: F811
+    home = tmp_path / "counter"
+    assert run(home, "demo").returncode == 0
+    r = run(home, "counter", "register", "--central", central, "--enrolment-key",
+            "office-secret", "--operator", "a01", env=ADMIN)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert run(home, "sync").returncode == 0
+    card = str(tmp_path / "check.json")
+    assert (
+        run(home, "card", "blank", "--image", card, "--operator", "f01", env=TECH).returncode == 0
+    )
+    r = run(home, "card", "issue", "--kind", "check", "--image", card, "--operator", "f01",
+            env=TECH)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    out = ok_json(tech(home, "check-program", "--image", card, "--meter-no", METER, "--json"))
+    assert out["meter_no"] == METER
+    one_line(tech(home, "check-read", "--image", card), "holds no meter reading")
+    meter = str(tmp_path / "meter.json")
+    r = run(home, "meter", "insert", "--meter-state", meter, "--meter-no", METER, "--image", card)
+    assert r.returncode == 0, r.stderr
+    reading = ok_json(tech(home, "check-read", "--image", card, "--json"))
+    assert (reading["meter_no"], reading["customer_no"]) == (METER, CUSTOMER)
+    assert ok_json(run(home, "sync", "--json"))["control_reports"] == 1

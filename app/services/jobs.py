@@ -139,6 +139,13 @@ class JobCardNotUsed(JobError):
     )
 
 
+class CheckCardEmpty(JobError):
+    code = "check_card_empty"
+    template = N_(
+        "Check card {serial} holds no meter reading yet. Insert it into a meter, then read it."
+    )
+
+
 class JobCardForged(JobError):
     code = "job_card_forged"
     template = N_(
@@ -817,7 +824,7 @@ def read_check_card(
     if card.kind != CardKind.CHECK:
         error = WrongCardKind(found=card.kind.label, expected=CardKind.CHECK.label)
     elif wb is None:
-        error = JobCardNotUsed(job_id=serial, meter_no="-")
+        error = CheckCardEmpty(serial=serial)
     elif card.write_back_genuine is not True:
         error = JobCardForged(serial=serial)
     if error is not None:
