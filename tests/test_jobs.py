@@ -210,6 +210,10 @@ def test_wrong_meter_and_refused_results_are_recorded(field: Field) -> None:
     jobs.take(db, field.tech, clock, wrong, office_code=OFFICE)
     image = field.card(CardKind.PARAMETERS)
     field.program(wrong, image)
+    second = field.job("purchase_params")
+    jobs.take(db, field.tech, clock, second, office_code=OFFICE)
+    with pytest.raises(jobs.JobCardInUse):  # the card is out for the first job
+        field.program(second, image)
     other = field.meter(OTHER_METER)
     refused = other.insert(field.kit.terminal(image))
     assert not refused.accepted and other.state.alarm1 == 0  # nothing applied there

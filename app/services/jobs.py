@@ -146,6 +146,14 @@ class CheckCardEmpty(JobError):
     )
 
 
+class JobCardInUse(JobError):
+    code = "job_card_in_use"
+    template = N_(
+        "Card {serial} is out for job {job_id} and has not been returned. Return it first, or "
+        "use another card."
+    )
+
+
 class JobCardForged(JobError):
     code = "job_card_forged"
     template = N_(
@@ -611,6 +619,16 @@ def program(
         card = terminal.read()
         if card.kind != plan.card_kind:
             raise WrongCardKind(found=card.kind.label, expected=plan.card_kind.label)
+        with db.read() as session:
+            other = session.scalar(
+                select(MgmtJob.id).where(
+                    MgmtJob.card_serial == card.serial_hex,
+                    MgmtJob.card_state == "issued",
+                    MgmtJob.id != job_id,
+                )
+            )
+        if other is not None:  # its result would be lost
+            raise JobCardInUse(serial=card.serial_hex, job_id=other)
         written = terminal.write(plan.write, expect_serial=card.serial)
     except CardVendError as exc:
         with db.write() as session:
