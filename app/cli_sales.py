@@ -145,7 +145,7 @@ def _with_override(
 
 
 @contextmanager
-def _card(ctx: AppContext, args: argparse.Namespace) -> Iterator[CardTerminal]:
+def card_terminal(ctx: AppContext, args: argparse.Namespace) -> Iterator[CardTerminal]:
     terminal = ctx.open_terminal(args.reader, args.image)
     try:
         yield terminal
@@ -268,7 +268,7 @@ def cmd_open_account(ctx: AppContext, args: argparse.Namespace) -> int:
     _check_receipt_path(args)
     actor = cli_login(ctx, args.operator)
     db = open_db(ctx)
-    with _card(ctx, args) as terminal:
+    with card_terminal(ctx, args) as terminal:
 
         def first() -> selling.SaleOutcome | None:
             _, outcome = selling.open_account(
@@ -347,7 +347,7 @@ def cmd_sell(ctx: AppContext, args: argparse.Namespace) -> int:
         print(_("The central system will issue it to the meter."))
         _print_change(change)
         return 0
-    with _card(ctx, args) as terminal:
+    with card_terminal(ctx, args) as terminal:
 
         def attempt(request_id: str | None) -> selling.SaleOutcome:
             return selling.sell(
@@ -423,7 +423,7 @@ def _remote(
 def cmd_rewrite(ctx: AppContext, args: argparse.Namespace) -> int:
     actor = cli_login(ctx, args.operator)
     db = open_db(ctx)
-    with _card(ctx, args) as terminal:
+    with card_terminal(ctx, args) as terminal:
         # the service rewrites whatever customer's card is presented: check it is the one asked
         params = terminal.read().parameters
         if params is None or params.customer_no != args.customer:
@@ -455,7 +455,7 @@ def cmd_replace_card(ctx: AppContext, args: argparse.Namespace) -> int:
         args.customer,
         payload={"customer_no": args.customer},
     )
-    with _card(ctx, args) as terminal:
+    with card_terminal(ctx, args) as terminal:
         customer, fee = selling.replace_card(
             db,
             terminal,
@@ -501,7 +501,7 @@ def cmd_reverse(ctx: AppContext, args: argparse.Namespace) -> int:
         payload={"sale_id": args.sale_id},
         distinct_from=(seller,),
     )
-    with _card(ctx, args) as terminal:
+    with card_terminal(ctx, args) as terminal:
         sale = selling.reverse_sale(
             db,
             terminal,
@@ -536,7 +536,7 @@ def cmd_recover(ctx: AppContext, args: argparse.Namespace) -> int:
         selling.recover_at_start(db, actor.counter_id, ctx.clock)
     assessment = None
     if _has_card(args):
-        with _card(ctx, args) as terminal:
+        with card_terminal(ctx, args) as terminal:
             assessment = selling.recover_with_card(
                 db, terminal, clock=ctx.clock, settings=ctx.settings, actor=actor
             )

@@ -174,6 +174,12 @@ OFFLINE_MAX_AMOUNT = ConfigVar(
     "offline_max_amount_fen", int, 10_000_000, "Largest unsynced amount, in fen (100,000 yuan)"
 )
 OFFLINE_MAX_SALES = ConfigVar("offline_max_sales", int, 1000, "Most unsynced sales")
+JOB_CARD_OVERDUE_DAYS = ConfigVar(
+    "job_card_overdue_days",
+    int,
+    7,
+    "Days a programmed management card may stay out before its job is flagged overdue",
+)
 
 CENTRAL_URL = ConfigVar(
     "central_url",

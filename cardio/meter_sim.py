@@ -13,7 +13,9 @@ account's card the meter credits it if the write-back reached the card (or the c
 holds a later purchase, which the counter sells only after seeing that write-back), and
 otherwise forgets it and applies the purchase rule to what the card holds now.
 Management cards (tariff adjustment, purchase parameters, reading day, check) are applied when
-they name this meter or every meter (all 9s).
+they name this meter or every meter (all 9s); a management card of another meter is refused
+(an illegal insert) and, when it holds no write-back yet, gets this meter's write-back with the
+mismatch bit, so the technician's counter sees the job card went to the wrong meter.
 
 Consumption is simulated minute by minute on the meter's own clock (Beijing time, UTC+8):
 
@@ -577,7 +579,12 @@ class MeterSimulator:
         if params is None:
             return self._refuse(card, REASON_NO_PARAMETERS)
         if params.meter_no != ANY_METER and params.meter_no != s.meter_no:
-            return self._refuse(card, REASON_METER_NO)
+            refused = self._refuse(card, REASON_METER_NO)
+            if s.meter_no is None or card.write_back is not None:
+                return refused  # nothing to sign with; never overwrite another meter's result
+            # a job card brought to the wrong meter brings back that meter's "mismatch", so
+            # the counter records the job as done at the wrong meter
+            return replace(refused, write_back=self._write_back(terminal, WriteBackStatus.MISMATCH))
         if s.meter_no is None:  # nothing to sign a write-back with
             return self._refuse(card, REASON_NO_METER_NO, illegal=False)
         expected = _JOB_OF_CARD[card.kind]

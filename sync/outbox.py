@@ -72,8 +72,9 @@ RESOURCE_OF = {
     "replacement": "replacements",
     "rewrite": "rewrites",
     "reversal": "reversals",
+    "job_result": "job-results",  # app/services/jobs.py
 }
-SEND_ORDER = ("card-bindings", "sales", "replacements", "rewrites", "reversals")
+SEND_ORDER = ("card-bindings", "sales", "replacements", "rewrites", "reversals", "job-results")
 SETTLED_SALE_STATES = {"completed": "completed", "reversed": "completed", "failed": "failed"}
 
 
@@ -217,7 +218,20 @@ def build_body(
             "counter_id": p.get("counter_id") or row.counter_id,
             "created_at": created,
         }
+    if row.kind == "job_result":  # the payload is the record, written when the card came back
+        return {"id": rid, **{k: p[k] for k in _JOB_RESULT_FIELDS if k in p}}
     raise ValueError(f"unknown outbox kind {row.kind}")
+
+
+_JOB_RESULT_FIELDS = (
+    "job_id",
+    "outcome",
+    "technician_id",
+    "counter_id",
+    "done_at",
+    "write_back",
+    "note",
+)
 
 
 # --------------------------------------------------------------------------- push

@@ -25,6 +25,7 @@ from sync.client import CentralClient, RetryPolicy
 from sync.errors import AuditDiverged, CentralBadResponse, CentralUnreachable
 from sync.service import SyncService, reconcile
 from tests.rigs.counter import CUSTOMER, OWING, REMOTE, Counter
+from tests.rigs.sync import TOKENS, register
 
 
 class Sleeps:
@@ -71,21 +72,6 @@ def settle_centrally(central: CentralServer, ref: str, customer_no: str) -> None
 def lose_centrally(central: CentralServer, sale_id: str) -> None:
     t = central_models.sales
     central.store.write(lambda tx: tx.conn.execute(delete(t).where(t.c.id == sale_id)))
-
-
-_TOKENS: dict[tuple[str, str], str] = {}  # (central URL, counter id) -> its current token
-
-
-def register(central: CentralServer, counter_id: str = "C01") -> str:
-    """Register the counter, or register it again with its current token (as a counter does:
-    the central system gives an existing counter id only to the holder of its token)."""
-    client = CentralClient(central.url, _TOKENS.get((central.url, counter_id)))
-    answer = client.register(
-        c.RegisterRequest(counter_id=counter_id, office_code="DEMO", name="test"), None
-    )
-    client.close()
-    _TOKENS[(central.url, counter_id)] = answer.token
-    return answer.token
 
 
 @pytest.fixture
@@ -511,7 +497,7 @@ def test_receipt_codes_are_checked_by_the_central_system(
         c.RegisterRequest(counter_id="C01", office_code="DEMO"), None
     )
     assert first.token != token  # a new token each time, the same receipt key
-    _TOKENS[(central.url, "C01")] = first.token
+    TOKENS[(central.url, "C01")] = first.token
     key = bytes.fromhex(first.receipt_key)
     service = make_service(counter, central, sleeps)
     service.run_round()

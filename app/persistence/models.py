@@ -367,6 +367,30 @@ class MgmtJob(Base):
     status: Mapped[str] = mapped_column(String(10))
     created_at: Mapped[dt.datetime]
     updated_at: Mapped[dt.datetime]
+    # the technician's side (app/services/jobs.py): who holds it, the management card's
+    # lifecycle (issued -> applied on site -> returned -> closed) and the meter's result
+    taken_by: Mapped[str | None] = mapped_column(String(32))
+    taken_at: Mapped[dt.datetime | None]
+    card_serial: Mapped[str | None] = mapped_column(String(32))
+    card_state: Mapped[str | None] = mapped_column(String(10))
+    issued_at: Mapped[dt.datetime | None]
+    # the card's write-back MAC when it was programmed: a returned card still holding it has
+    # not been to a meter since
+    issued_wb_mac: Mapped[str | None] = mapped_column(String(8))
+    applied_at: Mapped[dt.datetime | None]  # meter time of the write-back
+    returned_at: Mapped[dt.datetime | None]
+    closed_at: Mapped[dt.datetime | None]
+    result: Mapped[str | None] = mapped_column(String(12))  # applied | refused | wrong_meter
+    result_reason: Mapped[str] = mapped_column(String(40), server_default="")
+    result_id: Mapped[str | None] = mapped_column(String(36))  # the JobResultRecord's UUID
+    write_back: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    __table_args__ = (
+        CheckConstraint(
+            "card_state IS NULL OR card_state IN ('issued','applied','returned','closed')",
+            name="card_state",
+        ),
+        Index("ix_mgmt_jobs_office_status", "office_code", "status"),
+    )
 
 
 class Reversal(Base):
