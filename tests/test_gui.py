@@ -121,6 +121,45 @@ def test_offline_banner_shows_the_numbers(qtbot, tmp_path: Path) -> None:  # typ
     assert "1 waiting" in window.status_link.text()
 
 
+def test_offline_banner_warns_whenever_a_sale_would_be_refused(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The last successful sync was 80 hours ago (limit 72) and a record from an hour ago waits:
+    the sale is refused, so the banner must warn, although the oldest record is young (the banner
+    once measured the oldest record while the sale measured the time since the last sync)."""
+    import datetime as dt
+    import uuid
+
+    from app.persistence.models import OutboxEntry
+    from app.services import selling
+    from app.services.sync_status import LAST_SUCCESS, put_counter_setting
+    from ui.app import prepare
+    from ui.main_window import MainWindow
+
+    ctx = make_ctx(tmp_path)
+    prepare(ctx)
+    now = dt.datetime.now(dt.UTC)
+    with ctx.db.write() as session:
+        put_counter_setting(
+            session, LAST_SUCCESS, ctx.counter_id, (now - dt.timedelta(hours=80)).isoformat()
+        )
+        session.add(
+            OutboxEntry(
+                kind="sale",
+                ref_id=str(uuid.uuid4()),
+                payload={},
+                amount=100,
+                counter_id=ctx.counter_id,
+                created_at=now - dt.timedelta(hours=1),
+            )
+        )
+    outlook = selling.offline_outlook(ctx.db, ctx.counter_id, ctx.clock, ctx.settings)
+    assert outlook.refused is not None and outlook.near
+    window = MainWindow(ctx)
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitUntil(window.offline_banner.isVisible)
+    assert "80.0 hours" in window.offline_banner.text()
+
+
 def test_signals_do_not_leak_references_to_true() -> None:
     """PySide6-Essentials 6.12.0 dropped a reference to True on every Signal.emit(): the
     counter aborted after a few thousand background operations (setup.cfg pins < 6.12)."""

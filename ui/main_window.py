@@ -34,7 +34,6 @@ from app.ports import BackgroundSync, CardTerminal
 from app.services.audit import AuditVerifyFailed
 from app.services.auth import Principal
 from app.services.sync_status import SyncStatus, sync_status
-from app.settings import OFFLINE_MAX_AMOUNT, OFFLINE_MAX_HOURS, OFFLINE_MAX_SALES
 from ui.bridge import CardEvents, Ops
 
 log = logging.getLogger(__name__)
@@ -59,7 +58,6 @@ PAGES = (
     PageSpec("reports", "ui.pages.reports", "ReportsPage", N_("Reports"), "F7"),
     PageSpec("admin", "ui.pages.admin", "AdminPage", N_("Administration"), "F8", admin_only=True),
 )
-NEAR = 0.8  # an offline limit is "near" from 80 % of it
 ROLE_NAMES = {
     "teller": N_("teller"),
     "supervisor": N_("supervisor"),
@@ -89,33 +87,6 @@ class Shell(Protocol):
         """The card now in the reader (or in training, in the tray's reader): for card work on
         the card thread (``ops.card``)."""
         ...
-
-
-def offline_warning(status: SyncStatus, settings: Any, now_age_h: float) -> str | None:
-    """The banner text when an offline limit is near or reached, else None."""
-    hours = int(settings.get(OFFLINE_MAX_HOURS.key))
-    amount = int(settings.get(OFFLINE_MAX_AMOUNT.key))
-    sales = int(settings.get(OFFLINE_MAX_SALES.key))
-    if status.pending == 0:
-        return None
-    if (
-        now_age_h >= hours * NEAR
-        or status.pending_amount >= amount * NEAR
-        or (status.pending >= sales * NEAR)
-    ):
-        return _(
-            "Offline limits are near: {pending} records ({amount} fen) wait for the central "
-            "system, the oldest for {hours} hours (limits: {max_sales} records, {max_amount} fen, "
-            "{max_hours} hours). Check the network or call the office's IT; a supervisor can "
-            "override a limit.",
-            pending=status.pending,
-            amount=status.pending_amount,
-            hours=round(now_age_h, 1),
-            max_sales=sales,
-            max_amount=amount,
-            max_hours=hours,
-        )
-    return None
 
 
 class MainWindow(QMainWindow):
@@ -263,17 +234,22 @@ class MainWindow(QMainWindow):
     def refresh_status(self) -> None:
         """Re-read the link status and shift off the GUI thread; update the bar and banners."""
 
-        def read() -> tuple[SyncStatus, Any]:
+        def read() -> tuple[SyncStatus, Any, str | None]:
+            from app.services.selling import offline_outlook
             from app.services.shifts import current_shift
 
-            return sync_status(self.ctx.db, self.ctx.clock, self.ctx.counter_id), current_shift(
-                self.ctx.db, self.ctx.counter_id
+            ctx = self.ctx
+            return (
+                sync_status(ctx.db, ctx.clock, ctx.counter_id),
+                current_shift(ctx.db, ctx.counter_id),
+                # the sale's own limits object: the banner warns whenever a sale would be refused
+                offline_outlook(ctx.db, ctx.counter_id, ctx.clock, ctx.settings).warning(),
             )
 
         self.ops.run(read, self._show_status, lambda exc: log.warning("status: %s", exc))
 
-    def _show_status(self, result: tuple[SyncStatus, Any]) -> None:
-        status, shift = result
+    def _show_status(self, result: tuple[SyncStatus, Any, str | None]) -> None:
+        status, shift, warning = result
         if status.online:
             link = _("Central: online")
         elif status.last_success is None and status.last_attempt is None:
@@ -304,10 +280,6 @@ class MainWindow(QMainWindow):
             else _("Nobody signed in")
         )
         self.status_operator.setToolTip(get_language())
-        hours = 0.0
-        if status.oldest_pending_age_s is not None:
-            hours = status.oldest_pending_age_s / 3600
-        warning = offline_warning(status, self.ctx.settings, hours)
         self.offline_banner.setVisible(warning is not None)
         if warning is not None:
             self.offline_banner.setText(warning)
