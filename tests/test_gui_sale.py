@@ -285,15 +285,19 @@ def test_arrears_offline_override_and_remote_payment(qtbot, tmp_path: Path) -> N
     page.amount.clear()
     qtbot.keyClicks(page.amount, "100")
     qtbot.keyClick(page.amount, Qt.Key.Key_Return)  # stops at the offline limit
-    qtbot.waitUntil(lambda: page.override_box.isVisible(), timeout=WAIT_MS)
+    # the one approval dialog, under the configured lockout policy
+    qtbot.waitUntil(lambda: page.override_dialog is not None, timeout=WAIT_MS)
+    dialog = page.override_dialog
+    assert dialog is not None and dialog.isVisible()
     assert "Selling has stopped" in page.message.text()
-    qtbot.keyClicks(page.supervisor_id, "s01")
-    qtbot.keyClicks(page.supervisor_password, "wrong-password")
-    qtbot.keyClick(page.supervisor_password, Qt.Key.Key_Return)
-    qtbot.waitUntil(lambda: "password is wrong" in page.message.text(), timeout=WAIT_MS)
-    assert page.override_box.isVisible() and page.state == page_module.READY
-    qtbot.keyClicks(page.supervisor_password, "demo-s01")
-    qtbot.keyClick(page.supervisor_password, Qt.Key.Key_Return)
+    qtbot.keyClicks(dialog.form.operator, "s01")
+    qtbot.keyClicks(dialog.form.password, "wrong-password")
+    qtbot.mouseClick(dialog.approve_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: "password is wrong" in dialog.message.text(), timeout=WAIT_MS)
+    assert dialog.isVisible() and page.state == page_module.READY
+    dialog.form.password.clear()
+    qtbot.keyClicks(dialog.form.password, "demo-s01")
+    qtbot.mouseClick(dialog.approve_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: page.state == page_module.DONE, timeout=WAIT_MS)
     assert "Collected first: 30.00 yuan arrears, 5.00 yuan fees." in page.message.text()
     qtbot.waitUntil(lambda: "No receipt printer" in page.receipt_label.text(), timeout=WAIT_MS)

@@ -377,22 +377,21 @@ class ApprovalDialog(QDialog):
             self.message.setText(_("Nobody is signed in at this counter. Sign in first."))
             return
         supervisor, password = self.form.values()
-        shell, action, target = self.shell, self.action, self.target
+        ctx, actor = self.shell.ctx, self.shell.principal
+        action, target = self.action, self.target
         payload, distinct = self.payload, self.distinct_from
-        operator_id, counter_id = self.operator_id, self.counter_id
 
         def work() -> ApprovalView:
-            approver = sign_in(shell, supervisor, password)
-            return approvals.approve_on_spot(
-                shell.ctx.db,
+            return approvals.sign_in_and_approve(
+                ctx.db,
+                approver_id=supervisor,
+                password=password,
+                actor=actor,
                 action=action,
                 target=target,
+                clock=ctx.clock,
+                settings=ctx.settings,
                 payload=payload,
-                operator_id=operator_id,
-                counter_id=counter_id,
-                approver_id=approver.operator_id,
-                approver_role=approver.role,
-                clock=shell.ctx.clock,
                 distinct_from=distinct,
             )
 

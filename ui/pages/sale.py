@@ -44,15 +44,15 @@ from PySide6.QtWidgets import (
 
 from app.domain.card import CardError, WriteBackStatus
 from app.domain.customers import MeterKind
-from app.domain.ids import OPERATOR_ID
 from app.domain.permissions import Action
 from app.errors import CardVendError
 from app.i18n import N_, _, translate
 from app.money import check_cash_received, format_yuan, parse_yuan
-from app.services import approvals, auth, receipts, selling
+from app.services import approvals, receipts, selling
 from app.services.customers import CustomerView, find_customers
 from app.settings import RECEIPT_LANGUAGE, TRAINING_MODE
-from ui.bridge import error_text, id_problem
+from ui.bridge import error_text
+from ui.dialogs import ApprovalDialog
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +121,7 @@ class SalePage(QWidget):
         self.outcome: Any = None  # SaleOutcome (card) or SaleView (remote) of the last sale
         self.override_request: str | None = None
         self.offline_detail = ""
+        self.override_dialog: ApprovalDialog | None = None
         self._seq = 0  # bumped by every card event: late results of an old card are dropped
         self._read_token = 0  # the read now running (older reads' results are dropped)
         self._pending_read = False
@@ -252,21 +253,6 @@ class SalePage(QWidget):
         self.sell_button.clicked.connect(self.confirm)
         pay.addWidget(self.sell_button)
 
-        self.override_box = QGroupBox(_("Supervisor override of the offline limit"))
-        ob = QGridLayout(self.override_box)
-        ob.addWidget(QLabel(_("Supervisor id")), 0, 0)
-        self.supervisor_id = QLineEdit()
-        ob.addWidget(self.supervisor_id, 0, 1)
-        ob.addWidget(QLabel(_("Password")), 1, 0)
-        self.supervisor_password = QLineEdit()
-        self.supervisor_password.setEchoMode(QLineEdit.EchoMode.Password)
-        ob.addWidget(self.supervisor_password, 1, 1)
-        self.override_button = QPushButton(_("Approve and sell (Enter)"))
-        self.override_button.clicked.connect(self.approve_override)
-        self.supervisor_password.returnPressed.connect(self.approve_override)
-        self.supervisor_id.returnPressed.connect(self.supervisor_password.setFocus)
-        ob.addWidget(self.override_button, 2, 0, 1, 2)
-        pay.addWidget(self.override_box)
         pay.addStretch(1)
 
         self.message = QLabel()
@@ -367,8 +353,8 @@ class SalePage(QWidget):
         self.read_again.setEnabled(state in (READY, BLOCKED, FAILED, DONE, WAITING))
         behind = self.assessment is not None and self.assessment.situation == "behind"
         self.rewrite_button.setVisible(state == BLOCKED and behind)
-        if state not in (READY, REMOTE):
-            self.override_box.hide()
+        if state not in (READY, REMOTE) and self.override_dialog is not None:
+            self.override_dialog.reject()
         self.training_mark.setVisible(self._training())
         if can_pay:
             self.amount.setFocus()
@@ -749,53 +735,37 @@ class SalePage(QWidget):
     # ------------------------------------------------------------------ offline override
 
     def _ask_override(self) -> None:
-        self.override_box.show()
-        self.supervisor_password.clear()
-        self.supervisor_id.setFocus()
-
-    def approve_override(self) -> None:
+        """A supervisor signs the override in the one approval dialog (on the spot under the
+        configured lockout policy, or from the queue); the sale then goes on by itself."""
         principal = self._principal()
-        if principal is None or self.state not in (READY, REMOTE):
+        if principal is None:
             return
-        sup_id = self.supervisor_id.text().strip()
-        problem = id_problem(OPERATOR_ID, sup_id)
-        if problem:
-            self._say(problem, error=True)
-            self.supervisor_id.setFocus()
-            return
-        password = self.supervisor_password.text()
-        self.supervisor_password.clear()
-        db, clock = self.ctx.db, self.ctx.clock
-        problem = self.offline_detail
+        dialog = ApprovalDialog(
+            self.shell,
+            Action.OVERRIDE_OFFLINE_LIMIT,
+            principal.counter_id,
+            payload={"problem": self.offline_detail},
+            parent=self,
+        )
+        self.override_dialog = dialog
 
-        def work() -> str:
-            supervisor = auth.login(
-                db, sup_id, password, counter_id=principal.counter_id, clock=clock
-            )
-            view = approvals.approve_on_spot(
-                db,
-                action=Action.OVERRIDE_OFFLINE_LIMIT,
-                target=principal.counter_id,
-                payload={"problem": problem},
-                operator_id=principal.operator_id,
-                counter_id=principal.counter_id,
-                approver_id=supervisor.operator_id,
-                approver_role=supervisor.role,
-                clock=clock,
-            )
-            return view.id
-
-        def done(request_id: str) -> None:
-            self.override_request = request_id
-            self.override_box.hide()
-            self._say(_("Offline limit overridden by {approver}.", approver=sup_id))
+        def approved(view: approvals.ApprovalView) -> None:
+            self.override_dialog = None
+            if self.state not in (READY, REMOTE):
+                return
+            self.override_request = view.id
+            approver = view.approvals[-1].operator if view.approvals else ""
+            self._say(_("Offline limit overridden by {approver}.", approver=approver))
             self.confirm()
 
-        def failed(exc: BaseException) -> None:
-            self._say(error_text(exc), error=True)
-            self.supervisor_id.setFocus()
+        def closed(_result: int) -> None:
+            if self.override_dialog is dialog:
+                self.override_dialog = None
+                self.amount.setFocus()
 
-        self.shell.ops.run(work, done, failed)
+        dialog.approved.connect(approved)
+        dialog.finished.connect(closed)
+        dialog.open()
 
     # ------------------------------------------------------------------ remote customers
 
@@ -905,9 +875,8 @@ class SalePage(QWidget):
     # ------------------------------------------------------------------ cancel
 
     def cancel(self) -> None:
-        if self.override_box.isVisible():
-            self.override_box.hide()
-            self.amount.setFocus()
+        if self.override_dialog is not None:
+            self.override_dialog.reject()
         elif self.state in (REMOTE, REMOTE_DONE):
             self._clear_customer()
             self.search.clear()
