@@ -34,6 +34,7 @@ from app.ports import BackgroundSync, CardTerminal
 from app.services.audit import AuditVerifyFailed
 from app.services.auth import Principal
 from app.services.sync_status import SyncStatus, sync_status
+from app.settings import TIME_ZONE
 from ui.bridge import CardEvents, Ops
 
 log = logging.getLogger(__name__)
@@ -58,13 +59,6 @@ PAGES = (
     PageSpec("reports", "ui.pages.reports", "ReportsPage", N_("Reports"), "F7"),
     PageSpec("admin", "ui.pages.admin", "AdminPage", N_("Administration"), "F8", admin_only=True),
 )
-ROLE_NAMES = {
-    "teller": N_("teller"),
-    "supervisor": N_("supervisor"),
-    "technician": N_("technician"),
-    "admin": N_("administrator"),
-    "auditor": N_("auditor"),
-}
 
 
 class Shell(Protocol):
@@ -272,9 +266,7 @@ class MainWindow(QMainWindow):
             _(
                 "Operator {id} ({role})",
                 id=self.principal.operator_id,
-                role=translate(
-                    ROLE_NAMES.get(self.principal.role.value, self.principal.role.value)
-                ),
+                role=translate(self.principal.role.label),
             )
             if self.principal is not None
             else _("Nobody signed in")
@@ -286,17 +278,9 @@ class MainWindow(QMainWindow):
 
     def _local_hhmm(self, iso: str) -> str:
         """An ISO time as HH:MM in the office's time zone."""
-        import datetime as dt
-        from zoneinfo import ZoneInfo
+        from app.localtime import local_time
 
-        from app.settings import TIME_ZONE
-
-        when = dt.datetime.fromisoformat(iso)
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=dt.UTC)
-        return when.astimezone(ZoneInfo(str(self.ctx.settings.get(TIME_ZONE.key)))).strftime(
-            "%H:%M"
-        )
+        return local_time(iso, self.ctx.settings.value(TIME_ZONE), "%H:%M")
 
     def set_reader_status(self, text: str) -> None:
         self.status_reader.setText(text)

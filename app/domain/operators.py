@@ -24,6 +24,6 @@ _ROLE_LABELS = {
     Role.TELLER: N_("teller"),
     Role.SUPERVISOR: N_("supervisor"),
     Role.TECHNICIAN: N_("technician"),
-    Role.ADMIN: N_("admin"),
+    Role.ADMIN: N_("administrator"),
     Role.AUDITOR: N_("auditor"),
 }

@@ -117,18 +117,11 @@ CHOICE_NAMES: dict[str, str] = {
     "zh_CN": "简体中文",
     "en": "English",
 }
-ROLE_NAMES = {  # the same messages as the approvals use
-    Role.TELLER: N_("teller"),
-    Role.SUPERVISOR: N_("supervisor"),
-    Role.TECHNICIAN: N_("technician"),
-    Role.ADMIN: N_("admin"),
-    Role.AUDITOR: N_("auditor"),
-}
 
 
 def role_name(role: str) -> str:
     try:
-        return translate(ROLE_NAMES[Role(role)])
+        return translate(Role(role).label)
     except ValueError:
         return role
 
