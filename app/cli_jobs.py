@@ -22,22 +22,6 @@ from app.services import jobs
 from app.settings import JOB_CARD_OVERDUE_DAYS, UTILITY_CODE
 
 JOB_ID = ids.IdFormat(N_("job id"), ids.UUID.pattern, ids.UUID.rule)
-_KIND_NAMES = {
-    "price": N_("price adjustment"),
-    "purchase_params": N_("purchase parameters"),
-    "reading_day": N_("meter reading day"),
-}
-_RESULT_NAMES = {
-    jobs.RESULT_APPLIED: N_("applied by the meter"),
-    jobs.RESULT_REFUSED: N_("refused by the meter"),
-    jobs.RESULT_WRONG_METER: N_("inserted into the wrong meter"),
-}
-_STATE_NAMES = {
-    "issued": N_("card out"),
-    "applied": N_("applied on site"),
-    "returned": N_("card returned"),
-    "closed": N_("job closed"),
-}
 
 
 def _overdue_days(ctx: AppContext) -> int:
@@ -49,12 +33,12 @@ def _utility(ctx: AppContext) -> str:
 
 
 def _line(v: jobs.JobView) -> str:
-    what = ", ".join(f"{k}={val}" for k, val in sorted(v.params.items()))
-    state = translate(_STATE_NAMES[v.card_state]) if v.card_state else translate(N_("open"))
+    what = jobs.what_to_set(v)
+    state = jobs.state_text(v)
     flag = " " + _("OVERDUE") if v.overdue else ""
     holder = v.taken_by or "-"
     return (
-        f"{v.id}  {translate(_KIND_NAMES.get(v.kind, v.kind))}  {v.customer_no} "
+        f"{v.id}  {translate(jobs.KIND_NAMES.get(v.kind, v.kind))}  {v.customer_no} "
         f"{v.customer_name or ''}  {_('meter')} {v.meter_no}  [{what}]  {holder}  {state}{flag}"
     )
 
@@ -66,7 +50,7 @@ def _show(v: jobs.JobView) -> None:
             "  "
             + _(
                 "Result: {result} {reason}",
-                result=translate(_RESULT_NAMES.get(v.result, v.result)),
+                result=translate(jobs.RESULT_NAMES.get(v.result, v.result)),
                 reason=v.result_reason,
             )
         )
@@ -219,7 +203,7 @@ def cmd_return(ctx: AppContext, args: argparse.Namespace) -> int:
                 "Job {job_id} closed: {result}. The result goes to the central system at the "
                 "next sync.",
                 job_id=view.id,
-                result=translate(_RESULT_NAMES.get(view.result or "", view.result or "")),
+                result=translate(jobs.RESULT_NAMES.get(view.result or "", view.result or "")),
             )
         )
         _show(view)

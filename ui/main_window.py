@@ -48,6 +48,7 @@ class PageSpec:
     title: str  # msgid
     fkey: str
     admin_only: bool = False
+    roles: tuple[str, ...] = ()  # shown only to these roles (empty: to everyone)
 
 
 PAGES = (
@@ -58,6 +59,7 @@ PAGES = (
     PageSpec("sync", "ui.pages.sync", "SyncPage", N_("Central link"), "F6"),
     PageSpec("reports", "ui.pages.reports", "ReportsPage", N_("Reports"), "F7"),
     PageSpec("admin", "ui.pages.admin", "AdminPage", N_("Administration"), "F8", admin_only=True),
+    PageSpec("jobs", "ui.pages.jobs", "JobsPage", N_("Jobs"), "F9", roles=("technician", "admin")),
 )
 
 
@@ -183,6 +185,9 @@ class MainWindow(QMainWindow):
         is_admin = self.principal is not None and self.principal.role.value == "admin"
         for spec in PAGES:
             if spec.admin_only and not is_admin:
+                continue
+            role = self.principal.role.value if self.principal is not None else ""
+            if spec.roles and role not in spec.roles:
                 continue
             try:
                 module = importlib.import_module(spec.module)

@@ -54,7 +54,7 @@ from app.domain.card import (
 from app.domain.permissions import Action, PermissionDenied
 from app.domain.pricing import TariffSpec
 from app.errors import CardVendError, Conflict, NotFound
-from app.i18n import N_
+from app.i18n import N_, translate
 from app.persistence.db import Database
 from app.persistence.models import Customer, MgmtJob, OutboxEntry, TariffPlan, TariffVersion
 from app.ports import CardTerminal
@@ -81,6 +81,23 @@ RESULT_WRONG_METER = "wrong_meter"
 # nor MISMATCH in the write-back status): the job file was missing, of another kind or invalid
 REASON_JOB_NOT_USABLE = "job_not_usable"
 CARD_STATES = ("issued", "applied", "returned", "closed")
+# what a person reads of a job (the CLI and the technician's page)
+KIND_NAMES = {
+    "price": N_("price adjustment"),
+    "purchase_params": N_("purchase parameters"),
+    "reading_day": N_("meter reading day"),
+}
+RESULT_NAMES = {
+    RESULT_APPLIED: N_("applied by the meter"),
+    RESULT_REFUSED: N_("refused by the meter"),
+    RESULT_WRONG_METER: N_("inserted into the wrong meter"),
+}
+STATE_NAMES = {
+    "issued": N_("card out"),
+    "applied": N_("applied on site"),
+    "returned": N_("card returned"),
+    "closed": N_("job closed"),
+}
 NO_CUSTOMER = "000000000000"
 
 
@@ -870,3 +887,13 @@ def read_check_card(
             write_back=data,
         )
     return CheckReading(serial, wb.meter_no, customer_no, data)
+
+
+def what_to_set(view: JobView) -> str:
+    """The job's content in one line (``key=value``, sorted)."""
+    return ", ".join(f"{k}={val}" for k, val in sorted(view.params.items()))
+
+
+def state_text(view: JobView) -> str:
+    """Where the job's card stands, translated (``open`` before a card is programmed)."""
+    return translate(STATE_NAMES[view.card_state] if view.card_state else N_("open"))

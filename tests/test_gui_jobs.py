@@ -1,0 +1,156 @@
+"""The technician's jobs page (F9), offscreen on a demo database: a job listed for the office,
+taken, its card programmed after the content is shown, applied by a simulated meter, returned,
+closed and queued for the central system; tellers do not see the page."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QMessageBox
+from sqlalchemy import select
+
+from app.context import AppContext
+from app.domain.card import CardKind
+from app.paths import resolve_paths
+from app.persistence.models import MgmtJob, OutboxEntry
+from app.services import auth
+from app.settings import UTILITY_CODE, Settings
+from cardio.meter_sim import MeterSimulator
+from tests.cardkit import UTILITY, CardKit
+
+pytestmark = pytest.mark.gui
+
+CUSTOMER = "100000000001"
+METER = "200000000001"
+WAIT = 10_000  # ms
+
+
+@pytest.fixture
+def ctx(tmp_path: Path) -> AppContext:
+    from ui.app import prepare
+
+    paths = resolve_paths(tmp_path / "home").ensure()
+    ctx = AppContext(paths=paths, settings=Settings.load(paths.settings_file))
+    prepare(ctx)
+    ctx.settings.set(UTILITY_CODE.key, UTILITY)
+    return ctx
+
+
+def add_job(ctx: AppContext, *, created: dt.datetime) -> str:
+    job_id = str(uuid.uuid4())
+    with ctx.db.write() as session:
+        session.add(
+            MgmtJob(
+                id=job_id,
+                kind="purchase_params",
+                customer_no=CUSTOMER,
+                meter_no=METER,
+                office_code=ctx.office_code,
+                params={"alarm1": 3000, "alarm2": 1500, "overdraft_limit": 500},
+                status="open",
+                created_at=created,
+                updated_at=created,
+            )
+        )
+    return job_id
+
+
+def window_for(qtbot: Any, ctx: AppContext, operator: str) -> Any:
+    from ui.main_window import MainWindow
+
+    principal = auth.login(
+        ctx.db, operator, f"demo-{operator}", counter_id=ctx.counter_id, clock=ctx.clock
+    )
+    window = MainWindow(ctx, principal=principal)
+    qtbot.addWidget(window)
+    window.show()
+    return window
+
+
+def test_tellers_do_not_see_the_jobs_page(qtbot: Any, ctx: AppContext) -> None:
+    assert "jobs" not in window_for(qtbot, ctx, "t01").pages
+
+
+def test_take_program_apply_return(
+    qtbot: Any, ctx: AppContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job_id = add_job(ctx, created=ctx.clock.now())
+    kit = CardKit(tmp_path)
+    image = kit.blank()
+    kit.terminal(image).issue(CardKind.PARAMETERS)
+    window = window_for(qtbot, ctx, "f01")
+    window.terminal = lambda: kit.terminal(image)  # the card in the reader
+    window.show_page("jobs")
+    page = window.pages["jobs"]
+    qtbot.waitUntil(lambda: page.open.rowCount() == 1, timeout=WAIT)
+    assert page.open.item(0, 3).text() == METER and "alarm1=3000" in page.open.item(0, 4).text()
+    assert not page.program_button.isEnabled()  # not taken yet
+
+    page.open.selectRow(0)
+    qtbot.mouseClick(page.take_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: page.mine.rowCount() == 1, timeout=WAIT)
+    assert page.open.rowCount() == 0
+
+    shown: list[str] = []
+
+    def confirm(_parent: Any, _title: str, text: str, *a: Any) -> QMessageBox.StandardButton:
+        shown.append(text)
+        return QMessageBox.StandardButton.Yes
+
+    monkeypatch.setattr(QMessageBox, "question", confirm)
+    page.mine.selectRow(0)
+    qtbot.mouseClick(page.program_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: "is written" in page.message.text(), timeout=WAIT)
+    assert shown and "alarm1_fen: 3000" in shown[0] and METER in shown[0]  # shown before writing
+    qtbot.waitUntil(lambda: "card out" in page.mine.item(0, 6).text(), timeout=WAIT)
+
+    meter = MeterSimulator(tmp_path / "meter.json", kit.keys, meter_no=METER, clock=ctx.clock)
+    meter.insert(kit.terminal(image))  # on site: the meter applies it and writes its result
+
+    qtbot.mouseClick(page.return_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: "applied by the meter" in page.message.text(), timeout=WAIT)
+    qtbot.waitUntil(lambda: page.mine.rowCount() == 0, timeout=WAIT)
+    with ctx.db.read() as session:
+        job = session.get(MgmtJob, job_id)
+        assert job is not None and (job.status, job.result) == ("done", "applied")
+        kinds = session.scalars(select(OutboxEntry.kind)).all()
+        assert kinds.count("job_result") == 1
+
+
+def test_an_overdue_card_is_flagged(qtbot: Any, ctx: AppContext, tmp_path: Path) -> None:
+    job_id = add_job(ctx, created=ctx.clock.now())
+    kit = CardKit(tmp_path)
+    image = kit.blank()
+    kit.terminal(image).issue(CardKind.PARAMETERS)
+    principal = auth.login(ctx.db, "f01", "demo-f01", counter_id=ctx.counter_id, clock=ctx.clock)
+    from app.services import jobs
+
+    jobs.take(ctx.db, principal, ctx.clock, job_id, office_code=ctx.office_code)
+    jobs.program(
+        ctx.db,
+        principal,
+        ctx.clock,
+        job_id,
+        kit.terminal(image),
+        office_code=ctx.office_code,
+        utility_code=UTILITY,
+    )
+    with ctx.db.write() as session:  # the card went out ten days ago
+        job = session.get(MgmtJob, job_id)
+        assert job is not None
+        job.issued_at = ctx.clock.now() - dt.timedelta(days=10)
+    window = window_for(qtbot, ctx, "f01")
+    window.show_page("jobs")
+    page = window.pages["jobs"]
+    qtbot.waitUntil(lambda: page.mine.rowCount() == 1, timeout=WAIT)
+    assert "OVERDUE" in page.mine.item(0, 6).text()
+    assert "more than 7 days" in page.message.text()
