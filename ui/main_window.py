@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 
 from app.context import AppContext
 from app.domain.audit import VerifyResult
+from app.domain.operators import Role
 from app.i18n import N_, _, get_language, translate
 from app.ports import BackgroundSync, CardTerminal
 from app.services.audit import AuditVerifyFailed
@@ -182,7 +183,7 @@ class MainWindow(QMainWindow):
         return label
 
     def _build_pages(self) -> None:
-        is_admin = self.principal is not None and self.principal.role.value == "admin"
+        is_admin = self.principal is not None and self.principal.role == Role.ADMIN
         for spec in PAGES:
             if spec.admin_only and not is_admin:
                 continue

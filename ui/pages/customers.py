@@ -43,13 +43,6 @@ from ui.models import CustomerSearchModel, meter_kind_text, status_text
 
 log = logging.getLogger(__name__)
 
-SALE_STATES = {
-    SaleState.PENDING.value: N_("pending"),
-    SaleState.COMPLETED.value: N_("completed"),
-    SaleState.FAILED.value: N_("failed"),
-    SaleState.IN_DOUBT.value: N_("in doubt"),
-    SaleState.REVERSED.value: N_("reversed"),
-}
 RECENT_SALES = 5
 DETAILS_DELAY_MS = 120  # arrows held down do not read every customer they pass
 
@@ -391,7 +384,7 @@ class CustomersPage(QWidget):
                 when=dialogs.when_text(s.created_at),
                 count=s.purchase_count if s.purchase_count is not None else "—",
                 amount=format_yuan(s.amount_fen),
-                state=translate(SALE_STATES.get(s.state, s.state)),
+                state=SaleState.text_of(s.state),
                 seller=s.operator_id,
             )
             for s in details.sales

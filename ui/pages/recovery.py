@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.domain.ledger import SaleState
+from app.domain.ledger import SaleState, Situation
 from app.domain.operators import Role
 from app.domain.permissions import Action
 from app.i18n import N_, _, translate
@@ -44,26 +44,6 @@ from ui.bridge import error_text
 log = logging.getLogger(__name__)
 
 REFRESH_MS = 5000
-SALE_STATES = {
-    SaleState.PENDING.value: N_("pending"),
-    SaleState.COMPLETED.value: N_("completed"),
-    SaleState.FAILED.value: N_("failed"),
-    SaleState.IN_DOUBT.value: N_("in doubt"),
-    SaleState.REVERSED.value: N_("reversed"),
-}
-SITUATIONS = {
-    "ready": N_("ready for a sale"),
-    "unloaded": N_("its last purchase is not loaded into the meter yet"),
-    "behind": N_("behind the ledger; rewrite it"),
-    "anomaly": N_("does not agree with the ledger"),
-}
-ROLES = {
-    Role.TELLER.value: N_("teller"),
-    Role.SUPERVISOR.value: N_("supervisor"),
-    Role.TECHNICIAN.value: N_("technician"),
-    Role.ADMIN.value: N_("admin"),
-    Role.AUDITOR.value: N_("auditor"),
-}
 
 
 def _table(headers: tuple[str, ...]) -> QTableWidget:
@@ -213,7 +193,7 @@ class RecoveryPage(QWidget):
                     s.customer_no,
                     str(s.purchase_count) if s.purchase_count is not None else "—",
                     format_yuan(s.amount_fen),
-                    translate(SALE_STATES.get(s.state, s.state)),
+                    SaleState.text_of(s.state),
                     s.counter_id,
                     s.operator_id,
                     s.sale_id,
@@ -230,9 +210,7 @@ class RecoveryPage(QWidget):
                     v.target,
                     v.requested_by,
                     v.counter_id,
-                    translate(ROLES.get(v.next_step.role, v.next_step.role))
-                    if v.next_step is not None
-                    else "—",
+                    Role.text_of(v.next_step.role) if v.next_step is not None else "—",
                     dialogs.when_text(v.expires_at),
                 ]
                 for v in self.queue
@@ -277,7 +255,7 @@ class RecoveryPage(QWidget):
                 "Card {serial} of customer {customer_no}: {situation}.",
                 serial=a.contents.serial_hex,
                 customer_no=a.customer.customer_no,
-                situation=translate(SITUATIONS.get(a.situation, a.situation)),
+                situation=Situation.text_of(a.situation),
             )
         ]
         if not a.recovered:
@@ -297,7 +275,7 @@ class RecoveryPage(QWidget):
                     _(
                         "Sale {sale_id} is now {state}.",
                         sale_id=s.sale_id,
-                        state=translate(SALE_STATES.get(s.state, s.state)),
+                        state=SaleState.text_of(s.state),
                     )
                 )
         self._result("\n".join(lines))

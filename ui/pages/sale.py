@@ -44,6 +44,7 @@ from PySide6.QtWidgets import (
 
 from app.domain.card import CardError, WriteBackStatus
 from app.domain.customers import MeterKind
+from app.domain.ledger import SaleState, Situation
 from app.domain.permissions import Action
 from app.errors import CardVendError
 from app.i18n import N_, _, translate
@@ -351,7 +352,7 @@ class SalePage(QWidget):
             button.setEnabled(can_pay)
         self.search.setEnabled(state not in (READING, WRITING))
         self.read_again.setEnabled(state in (READY, BLOCKED, FAILED, DONE, WAITING))
-        behind = self.assessment is not None and self.assessment.situation == "behind"
+        behind = self.assessment is not None and self.assessment.situation == Situation.BEHIND
         self.rewrite_button.setVisible(state == BLOCKED and behind)
         if state not in (READY, REMOTE) and self.override_dialog is not None:
             self.override_dialog.reject()
@@ -461,7 +462,7 @@ class SalePage(QWidget):
                 "card: {state}.",
                 amount=format_yuan(s.amount_fen),
                 count=s.purchase_count,
-                state=translate(_SALE_STATES.get(s.state, s.state)),
+                state=SaleState.text_of(s.state),
             )
             for s in a.recovered
         ]
@@ -479,11 +480,11 @@ class SalePage(QWidget):
             )
             self._situation_style(error=True)
             self._show_state(BLOCKED)
-        elif a.situation == "unloaded":
+        elif a.situation == Situation.UNLOADED:
             self.situation.setText(selling.InsertIntoMeterFirst(count=a.card_count).localized())
             self._situation_style(error=True)
             self._show_state(BLOCKED)
-        elif a.situation == "behind":
+        elif a.situation == Situation.BEHIND:
             self.situation.setText(
                 selling.CardBehind(card=a.card_count, ledger=a.ledger_count).localized()
                 + " "
@@ -698,7 +699,12 @@ class SalePage(QWidget):
     def rewrite_card(self) -> None:
         a = self.assessment
         principal = self._principal()
-        if self.state != BLOCKED or a is None or a.situation != "behind" or principal is None:
+        if (
+            self.state != BLOCKED
+            or a is None
+            or a.situation != Situation.BEHIND
+            or principal is None
+        ):
             return
         self._show_state(WRITING)
         db, clock, settings = self.ctx.db, self.ctx.clock, self._settings()
@@ -927,12 +933,3 @@ class SalePage(QWidget):
                 setter(_("Printer: fault"))
 
         self.shell.ops.run(work, done, failed)
-
-
-_SALE_STATES = {
-    "pending": N_("pending"),
-    "completed": N_("completed"),
-    "failed": N_("failed"),
-    "in_doubt": N_("in doubt"),
-    "reversed": N_("reversed"),
-}

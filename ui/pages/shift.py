@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.context import AppContext
+from app.domain.ledger import ReversalState, SaleState
 from app.domain.permissions import Action
 from app.errors import CardVendError
 from app.i18n import N_, _, translate
@@ -394,7 +395,7 @@ class ShiftPage(QWidget):
                         translate(report_service.KIND_LABELS.get(s.kind, s.kind)),
                         s.short_id,
                         s.customer_no,
-                        translate(report_service.STATE_LABELS.get(s.state, s.state)),
+                        SaleState.text_of(s.state),
                         yuan(s.amount_fen),
                     ],
                 )
@@ -407,7 +408,7 @@ class ShiftPage(QWidget):
                         _("reversal"),
                         r.short_id,
                         r.customer_no,
-                        translate(report_service.STATE_LABELS.get(r.state, r.state)),
+                        ReversalState.text_of(r.state),
                         yuan(-r.amount_fen),
                     ],
                 )
