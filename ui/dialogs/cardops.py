@@ -1,0 +1,432 @@
+"""The card operations that are not a plain sale: open account, rewrite, replacement, reversal, and the start_* functions that open them."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QLineEdit,
+    QWidget,
+)
+
+from app.domain.ledger import SaleKind, SaleState
+from app.domain.permissions import Action
+from app.errors import ValidationError
+from app.i18n import N_, _
+from app.money import check_cash_received, format_yuan
+from app.ports import CardTerminal
+from app.services import ledger, selling
+from app.services.auth import Principal
+from app.services.customers import CustomerView, customer_view
+from app.settings import REPLACEMENT_FEE
+from ui.bridge import error_text
+from ui.dialogs.approval import approver_of
+from ui.dialogs.common import when_text
+from ui.dialogs.operation import OperationDialog, _customer_info, _optional_yuan, print_receipt
+
+log = logging.getLogger(__name__)
+
+
+class OpenAccountDialog(OperationDialog):
+    """A blank card becomes the customer's first card; a first purchase may follow."""
+
+    def __init__(self, shell: Any, customer_no: str, parent: QWidget | None = None) -> None:
+        super().__init__(shell, _("Open account"), parent)
+        self.customer_no = customer_no
+        self.customer: CustomerView | None = None
+        self.opened = False  # the account is open; only the first purchase is left
+        self.amount = QLineEdit()
+        self.amount.setPlaceholderText(_("yuan, for example 100.00 (empty: no purchase)"))
+        self.cash = QLineEdit()
+        self.cash.setPlaceholderText(_("yuan (empty: no change shown)"))
+        self.form.addRow(_("First purchase"), self.amount)
+        self.form.addRow(_("Cash received"), self.cash)
+        db = shell.ctx.db
+        self.load(lambda: customer_view(db, customer_no), self._loaded)
+
+    def _loaded(self, customer: CustomerView) -> None:
+        self.customer = customer
+        self.ready(
+            _customer_info(customer),
+            _("Put a blank card in the reader, type the first purchase if any, press Enter."),
+            _("Open account (Enter)"),
+        )
+        self.amount.setFocus()
+
+    def start(self) -> None:
+        actor = self.actor()
+        amount = _optional_yuan(self.amount)
+        cash = _optional_yuan(self.cash)
+        if cash is not None and amount is None:
+            raise ValidationError(N_("Type the first purchase before the cash received."))
+        check_cash_received(amount, cash)
+        ctx, customer_no = self.shell.ctx, self.customer_no
+        if self.opened:  # the purchase stopped at an offline limit: retried as a plain sale
+            if amount is not None:
+                self._sell(actor, amount, cash, None)
+            return
+
+        def work(terminal: CardTerminal) -> tuple[CustomerView, selling.SaleOutcome | None]:
+            return selling.open_account(
+                ctx.db,
+                terminal,
+                actor=actor,
+                customer_no=customer_no,
+                clock=ctx.clock,
+                settings=ctx.settings,
+                amount=amount,
+                cash_received=cash,
+            )
+
+        def failed(exc: BaseException) -> None:
+            if isinstance(exc, selling.OfflineLimitReached) and amount is not None:
+                self.opened = True
+                self._offer_override(exc, actor, amount, cash)
+            else:
+                self.fail(exc)
+
+        self.run_card(work, lambda result: self._done(*result), failed)
+
+    def _offer_override(
+        self, exc: selling.OfflineLimitReached, actor: Principal, amount: int, cash: int | None
+    ) -> None:
+        self.show_message(
+            _("The account is open; the first purchase stopped:")
+            + "\n"
+            + error_text(exc)
+            + "\n"
+            + _("A supervisor may override the limit."),
+            error=True,
+        )
+        self.start_button.setText(_("Sell the first purchase (Enter)"))
+        self.start_button.setEnabled(True)
+        self.with_approval(
+            Action.OVERRIDE_OFFLINE_LIMIT,
+            actor.counter_id,
+            lambda request_id: self._sell(actor, amount, cash, request_id),
+            payload={"problem": str(exc.params.get("detail", ""))},
+            what=_("counter {counter}", counter=actor.counter_id),
+        )
+
+    def _sell(self, actor: Principal, amount: int, cash: int | None, request: str | None) -> None:
+        ctx, customer_no = self.shell.ctx, self.customer_no
+
+        def work(terminal: CardTerminal) -> tuple[CustomerView, selling.SaleOutcome]:
+            outcome = selling.sell(
+                ctx.db,
+                terminal,
+                actor=actor,
+                amount=amount,
+                clock=ctx.clock,
+                settings=ctx.settings,
+                cash_received=cash,
+                expect_customer=customer_no,
+                override_request=request,
+            )
+            return customer_view(ctx.db, customer_no), outcome
+
+        self.run_card(work, lambda result: self._done(*result))
+
+    def _done(self, customer: CustomerView, outcome: selling.SaleOutcome | None) -> None:
+        lines = [
+            _(
+                "Account of customer {customer_no} opened on card {serial}.",
+                customer_no=customer.customer_no,
+                serial=customer.card_serial,
+            )
+        ]
+        if outcome is not None:
+            sale = outcome.sale
+            lines.append(
+                _(
+                    "Customer {customer_no}, purchase {count}: {amount} yuan paid, {credit} yuan "
+                    "credit.",
+                    customer_no=sale.customer_no,
+                    count=sale.purchase_count,
+                    amount=format_yuan(sale.amount_fen),
+                    credit=format_yuan(sale.credit_fen),
+                )
+            )
+            if outcome.change_fen is not None:
+                lines.append(_("Change: {change} yuan.", change=format_yuan(outcome.change_fen)))
+            print_receipt(self.shell, sale.sale_id)
+        lines.append(_("Ask the customer to insert the card into the meter."))
+        self.succeed("\n".join(lines), (customer, outcome))
+
+
+class RewriteDialog(OperationDialog):
+    """The last purchase written again onto a card that is behind the ledger; no money."""
+
+    def __init__(self, shell: Any, customer_no: str, parent: QWidget | None = None) -> None:
+        super().__init__(shell, _("Rewrite card"), parent)
+        self.customer_no = customer_no
+        db = shell.ctx.db
+        self.load(lambda: customer_view(db, customer_no), self._loaded)
+
+    def _loaded(self, customer: CustomerView) -> None:
+        self.ready(
+            _customer_info(customer),
+            _(
+                "Put the customer's card in the reader. Its last purchase is written again; "
+                "no money is taken."
+            ),
+            _("Rewrite (Enter)"),
+        )
+
+    def start(self) -> None:
+        actor = self.actor()
+        ctx, customer_no = self.shell.ctx, self.customer_no
+
+        def work(terminal: CardTerminal) -> selling.SaleOutcome:
+            return selling.rewrite(
+                ctx.db,
+                terminal,
+                actor=actor,
+                clock=ctx.clock,
+                settings=ctx.settings,
+                expect_customer=customer_no,
+            )
+
+        self.run_card(work, self._done)
+
+    def _done(self, outcome: selling.SaleOutcome) -> None:
+        self.succeed(
+            _(
+                "Card of customer {customer_no} rewritten with purchase {count} (sale "
+                "{sale_id}); no money taken.",
+                customer_no=outcome.sale.customer_no,
+                count=outcome.sale.purchase_count,
+                sale_id=outcome.sale.sale_id,
+            ),
+            outcome,
+        )
+
+
+class ReplacementDialog(OperationDialog):
+    """A blank card replaces a lost or damaged one: approval, the fee, the old card
+    blacklisted."""
+
+    def __init__(self, shell: Any, customer_no: str, parent: QWidget | None = None) -> None:
+        super().__init__(shell, _("Replacement card"), parent)
+        self.customer_no = customer_no
+        self.fee = int(shell.ctx.settings.get(REPLACEMENT_FEE.key))
+        db = shell.ctx.db
+        self.load(lambda: customer_view(db, customer_no), self._loaded)
+
+    def _loaded(self, customer: CustomerView) -> None:
+        self.ready(
+            _customer_info(customer)
+            + "\n"
+            + _("Replacement fee: {fee} yuan.", fee=format_yuan(self.fee)),
+            _(
+                "Take the fee, put a blank card in the reader and press Enter; a supervisor "
+                "approves. The old card stops working."
+            ),
+            _("Issue replacement card (Enter)"),
+        )
+
+    def start(self) -> None:
+        actor = self.actor()
+        self.with_approval(
+            Action.REPLACE_CARD,
+            self.customer_no,
+            lambda request_id: self._write(actor, request_id),
+            payload={"customer_no": self.customer_no},
+            what=_("customer {customer_no}", customer_no=self.customer_no),
+        )
+
+    def _write(self, actor: Principal, request_id: str) -> None:
+        ctx, customer_no = self.shell.ctx, self.customer_no
+
+        def work(terminal: CardTerminal) -> tuple[CustomerView, int]:
+            return selling.replace_card(
+                ctx.db,
+                terminal,
+                actor=actor,
+                customer_no=customer_no,
+                clock=ctx.clock,
+                settings=ctx.settings,
+                approval_request=request_id,
+            )
+
+        self.run_card(work, lambda result: self._done(*result))
+
+    def _done(self, customer: CustomerView, fee: int) -> None:
+        approver = approver_of(self.request) if self.request is not None else "?"
+        if fee:
+            text = (
+                _(
+                    "Replacement card {serial} issued to customer {customer_no}, approved by "
+                    "{approver}; the old card is blacklisted.",
+                    serial=customer.card_serial,
+                    customer_no=customer.customer_no,
+                    approver=approver,
+                )
+                + "\n"
+                + _("Replacement fee: {fee} yuan.", fee=format_yuan(fee))
+            )
+        else:
+            text = _(
+                "The replacement card {serial} that was interrupted earlier is finished; no "
+                "fee is taken again.",
+                serial=customer.card_serial,
+            )
+        self.succeed(
+            text + "\n" + _("Ask the customer to insert the card into the meter."),
+            (customer, fee),
+        )
+
+
+def last_reversible(db: Any, customer_no: str) -> ledger.SaleView | None:
+    """The customer's latest completed card sale (the only one a reversal may take back)."""
+    for sale in ledger.list_sales(db, customer_no=customer_no, limit=20):
+        if sale.kind == SaleKind.CARD.value and sale.state in (
+            SaleState.COMPLETED.value,
+            SaleState.REVERSED.value,
+        ):
+            return sale if sale.state == SaleState.COMPLETED.value else None
+    return None
+
+
+class ReversalDialog(OperationDialog):
+    """Take a completed sale back from its card (card present, the meter has not loaded it),
+    approved by a supervisor other than the seller."""
+
+    def __init__(
+        self,
+        shell: Any,
+        *,
+        sale_id: str | None = None,
+        customer_no: str | None = None,
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(shell, _("Reverse a sale"), parent)
+        self.sale: ledger.SaleView | None = None
+        db = shell.ctx.db
+
+        def find() -> ledger.SaleView:
+            if sale_id is not None:
+                return ledger.get_sale(db, sale_id)
+            if customer_no is None:
+                raise ValidationError(N_("Choose a sale or a customer first."))
+            sale = last_reversible(db, customer_no)
+            if sale is None:
+                raise selling.ReversalRefused(
+                    reason=N_("only a completed card sale can be reversed")
+                )
+            return sale
+
+        self.load(find, self._loaded)
+
+    def _loaded(self, sale: ledger.SaleView) -> None:
+        self.sale = sale
+        self.ready(
+            _(
+                "Sale {sale_id}: customer {customer_no}, purchase {count}, {amount} yuan, "
+                "sold by {seller} at {when}.",
+                sale_id=sale.sale_id,
+                customer_no=sale.customer_no,
+                count=sale.purchase_count if sale.purchase_count is not None else "—",
+                amount=format_yuan(sale.amount_fen),
+                seller=sale.operator_id,
+                when=when_text(sale.created_at),
+            ),
+            _(
+                "Put the customer's card in the reader and press Enter; a supervisor other "
+                "than the seller approves. The card is set back to the purchase before this one."
+            ),
+            _("Reverse (Enter)"),
+        )
+
+    def start(self) -> None:
+        actor = self.actor()
+        sale = self.sale
+        if sale is None:
+            return
+        self.with_approval(
+            Action.REVERSE,
+            sale.sale_id,
+            lambda request_id: self._write(actor, sale, request_id),
+            payload={"sale_id": sale.sale_id},
+            distinct_from=(sale.operator_id,),
+            what=_(
+                "sale of {amount} yuan to customer {customer_no}",
+                amount=format_yuan(sale.amount_fen),
+                customer_no=sale.customer_no,
+            ),
+        )
+
+    def _write(self, actor: Principal, sale: ledger.SaleView, request_id: str) -> None:
+        ctx = self.shell.ctx
+
+        def work(terminal: CardTerminal) -> ledger.SaleView:
+            return selling.reverse_sale(
+                ctx.db,
+                terminal,
+                actor=actor,
+                sale_id=sale.sale_id,
+                clock=ctx.clock,
+                settings=ctx.settings,
+                approval_request=request_id,
+            )
+
+        self.run_card(work, self._done)
+
+    def _done(self, sale: ledger.SaleView) -> None:
+        approver = approver_of(self.request) if self.request is not None else "?"
+        self.succeed(
+            _(
+                "Sale {sale_id} reversed, approved by {approver}; the card holds purchase "
+                "{count} again.",
+                sale_id=sale.sale_id,
+                approver=approver,
+                count=(sale.purchase_count or 1) - 1,
+            )
+            + "\n"
+            + _("Hand back {amount} yuan to the customer.", amount=format_yuan(sale.amount_fen)),
+            sale,
+        )
+
+
+def _parent(shell: Any, parent: QWidget | None) -> QWidget | None:
+    if parent is not None:
+        return parent
+    return shell if isinstance(shell, QWidget) else None
+
+
+def _show(dialog: OperationDialog) -> OperationDialog:
+    dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+    dialog.open()
+    return dialog
+
+
+def start_open_account(
+    shell: Any, customer_no: str, parent: QWidget | None = None
+) -> OperationDialog:
+    return _show(OpenAccountDialog(shell, customer_no, _parent(shell, parent)))
+
+
+def start_rewrite(shell: Any, customer_no: str, parent: QWidget | None = None) -> OperationDialog:
+    return _show(RewriteDialog(shell, customer_no, _parent(shell, parent)))
+
+
+def start_replacement(
+    shell: Any, customer_no: str, parent: QWidget | None = None
+) -> OperationDialog:
+    return _show(ReplacementDialog(shell, customer_no, _parent(shell, parent)))
+
+
+def start_reversal(
+    shell: Any,
+    *,
+    sale_id: str | None = None,
+    customer_no: str | None = None,
+    parent: QWidget | None = None,
+) -> OperationDialog:
+    return _show(
+        ReversalDialog(
+            shell, sale_id=sale_id, customer_no=customer_no, parent=_parent(shell, parent)
+        )
+    )

@@ -1,0 +1,119 @@
+"""A person signs in for one decision: the form and the dialog around it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtWidgets import (
+    QDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.domain.ids import OPERATOR_ID
+from app.i18n import _
+from app.services.auth import Principal
+from ui.bridge import error_text, id_problem
+from ui.dialogs.common import _prepare, sign_in, tone
+
+
+class SignInForm(QWidget):
+    """Operator id and password."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        form = QFormLayout(self)
+        form.setContentsMargins(0, 0, 0, 0)
+        self.operator = QLineEdit()
+        self.operator.setPlaceholderText(_("for example s01"))
+        self.password = QLineEdit()
+        self.password.setEchoMode(QLineEdit.EchoMode.Password)
+        form.addRow(_("Operator id"), self.operator)
+        form.addRow(_("Password"), self.password)
+
+    def values(self) -> tuple[str, str]:
+        return self.operator.text().strip(), self.password.text()
+
+    def missing(self) -> QLineEdit | None:
+        """The field still to fill, if any (Enter moves there instead of failing)."""
+        operator, password = self.values()
+        if not operator:
+            return self.operator
+        if not password:
+            return self.password
+        return None
+
+    def problem(self) -> str | None:
+        """What is wrong with the operator id as typed (focused then), or None."""
+        problem = id_problem(OPERATOR_ID, self.values()[0])
+        if problem:
+            self.operator.setFocus()
+            self.operator.selectAll()
+        return problem
+
+    def retry(self) -> None:
+        self.password.clear()
+        self.operator.setFocus()
+        self.operator.selectAll()
+
+
+class SignInDialog(QDialog):
+    """A supervisor signs in for one decision (approving from the queue at a teller's
+    counter). ``principal`` holds who signed in once it is accepted."""
+
+    def __init__(self, shell: Any, text: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        _prepare(self)
+        self.shell = shell
+        self.principal: Principal | None = None
+        self.setWindowTitle(_("Supervisor sign-in"))
+        layout = QVBoxLayout(self)
+        intro = QLabel(text)
+        intro.setWordWrap(True)
+        layout.addWidget(intro)
+        self.form = SignInForm(self)
+        layout.addWidget(self.form)
+        self.message = QLabel()
+        self.message.setWordWrap(True)
+        tone(self.message, "error")
+        layout.addWidget(self.message)
+        buttons = QHBoxLayout()
+        self.ok_button = QPushButton(_("Sign in"))
+        self.ok_button.setDefault(True)
+        self.ok_button.clicked.connect(self.submit)
+        cancel = QPushButton(_("Cancel"))
+        cancel.clicked.connect(self.reject)
+        buttons.addStretch(1)
+        buttons.addWidget(self.ok_button)
+        buttons.addWidget(cancel)
+        layout.addLayout(buttons)
+        self.form.operator.setFocus()
+
+    def submit(self) -> None:
+        field = self.form.missing()
+        if field is not None:
+            field.setFocus()
+            return
+        problem = self.form.problem()
+        if problem:
+            self.message.setText(problem)
+            return
+        operator, password = self.form.values()
+        self.ok_button.setEnabled(False)
+        self.message.setText(_("Checking…"))
+        self.shell.ops.run(lambda: sign_in(self.shell, operator, password), self._ok, self._failed)
+
+    def _ok(self, principal: Principal) -> None:
+        self.ok_button.setEnabled(True)
+        self.principal = principal
+        self.accept()
+
+    def _failed(self, exc: BaseException) -> None:
+        self.ok_button.setEnabled(True)
+        self.message.setText(error_text(exc))
+        self.form.retry()
