@@ -1,0 +1,359 @@
+"""CounterSession: the counter's life from start to lock: login while the database is prepared, the window built for the operator, the lock after idle time, the rebuild on a language change."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import shiboken6
+from PySide6.QtCore import QObject, Qt, QTimer, Signal
+from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtWidgets import (
+    QDialog,
+    QPushButton,
+    QWidget,
+)
+
+from app.context import AppContext
+from app.domain.audit import VerifyResult
+from app.i18n import LANGUAGES, _, get_language, set_language
+from app.ports import BackgroundSync
+from app.services import auth
+from app.services.auth import Principal
+from app.settings import IDLE_MINUTES
+from ui.bridge import GuiThreadGC, Ops, error_text
+from ui.login.dialogs import FirstAdminDialog, LanguageBox, LoginDialog, _SignInDialog
+from ui.login.idle import IdleWatch
+
+if TYPE_CHECKING:
+    from ui.main_window import MainWindow
+
+log = logging.getLogger(__name__)
+
+
+class StartGate:
+    """The start-up work behind the login window: a sign-in waits for it (plain Python, so a
+    worker may hold it)."""
+
+    def __init__(self) -> None:
+        self.future: Any = None
+        self.error: BaseException | None = None
+
+    def wait(self) -> None:
+        if self.future is not None:
+            self.future.result()
+        if self.error is not None:
+            raise self.error
+
+
+class CounterSession(QObject):
+    """The counter from the login to the end: dialogs, the window, the lock, the language."""
+
+    quit_requested = Signal()
+    window_built = Signal(object)  # the new MainWindow
+
+    def __init__(
+        self,
+        ctx: AppContext,
+        *,
+        training: bool = False,
+        idle_ms: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.ctx = ctx
+        self.training = training
+        self.ops = Ops(workers=2)
+        self.audit_state: VerifyResult | None = None
+        self.sync_worker: BackgroundSync | None = None
+        self.principal: Principal | None = None
+        self.window: MainWindow | None = None
+        self.window_language: str | None = None
+        self.dialog: _SignInDialog | None = None
+        self.ready = False
+        self.gate = StartGate()
+        minutes = int(ctx.settings.get(IDLE_MINUTES.key))
+        self.idle_minutes = minutes
+        self.idle = IdleWatch(idle_ms if idle_ms is not None else minutes * 60_000, self._active)
+        self.idle.idle.connect(self.lock)
+        self._language_box: LanguageBox | None = None
+        self._rebuild_pending = False
+        self._closed = False
+        self._retired: list[QWidget] = []  # deleted widgets whose wrappers we still hold
+        self.gc = GuiThreadGC(self)
+        self.gc.start()
+
+    # ------------------------------------------------------------------ start
+
+    def start(
+        self, start_up: Callable[[], tuple[VerifyResult, bool, BackgroundSync | None]]
+    ) -> None:
+        """Show the login dialog now; ``start_up`` (prepare the database, is there an
+        administrator, the started sync worker) runs in the background meanwhile."""
+        dialog = self._show_login()
+        dialog.set_status(_("Preparing the database…"))
+
+        gate = self.gate
+
+        def job() -> tuple[VerifyResult, bool, BackgroundSync | None]:
+            try:
+                return start_up()
+            except BaseException as exc:
+                gate.error = exc
+                raise
+
+        gate.future = self.ops.run(job, self._started, self._start_failed)
+
+    def _started(self, result: tuple[VerifyResult, bool, BackgroundSync | None]) -> None:
+        self.audit_state, has_admin, self.sync_worker = result
+        self.ready = True
+        if self.window is not None or self.dialog is None:
+            return
+        if has_admin:
+            self.dialog.set_status("")
+            return
+        first = FirstAdminDialog(self.ctx, self.ops, before=self.gate.wait)
+        self._replace_dialog(first)
+        log.info("no administrator yet: first-administrator dialog shown")
+
+    def _start_failed(self, exc: BaseException) -> None:
+        log.error("start-up failed: %s", exc, exc_info=exc)
+        if self.dialog is not None:
+            self.dialog.set_status("")
+            self.dialog.show_error(error_text(exc))
+
+    def _show_login(self) -> LoginDialog:
+        dialog = LoginDialog(self.ctx, self.ops, before=self.gate.wait)
+        self._replace_dialog(dialog)
+        log.info("login window shown")
+        return dialog
+
+    def _replace_dialog(self, dialog: _SignInDialog) -> None:
+        old = self.dialog
+        self.dialog = dialog
+        dialog.signed_in.connect(self._signed_in)
+        dialog.rejected.connect(self._dialog_rejected)
+        dialog.show()
+        dialog.raise_()
+        dialog.activateWindow()
+        if old is not None:
+            old.signed_in.disconnect(self._signed_in)
+            old.rejected.disconnect(self._dialog_rejected)
+            self._retire(old)
+
+    def _dialog_rejected(self) -> None:
+        if self.window is None:
+            log.info("sign-in left: quitting")
+            self.quit_requested.emit()
+
+    # ------------------------------------------------------------------ signed in
+
+    def _signed_in(self, principal: Principal, language: str | None) -> None:
+        dialog = self.dialog
+        if language:
+            set_language(language)
+        previous = self.principal
+        self.principal = principal
+        if dialog is not None and isinstance(dialog, LoginDialog) and dialog.locked is not None:
+            self._unlocked(dialog, previous, principal)
+            return
+        self.dialog = None
+        self._build_window()
+        if dialog is not None:
+            self._retire(dialog)
+        self.idle.start()
+
+    def _unlocked(
+        self, dialog: LoginDialog, previous: Principal | None, principal: Principal
+    ) -> None:
+        self.dialog = None
+        self._retire(dialog)
+        window = self.window
+        body = window.centralWidget() if window is not None else None
+        if body is not None:
+            body.show()
+        if principal is not previous and previous is not None:
+            log.info("operator %s signed in at the lock screen", principal.operator_id)
+            ctx = self.ctx
+            self.ops.run(lambda: auth.logout(ctx.db, previous, ctx.clock))
+        if principal is not previous or get_language() != self.window_language:
+            self._rebuild_when_idle()
+        self.idle.start()
+
+    def _rebuild_when_idle(self) -> None:
+        """Rebuild once the window's running operations are done (a card write is never cut)."""
+        if not self._rebuild_pending:
+            self._rebuild_pending = True
+            self._rebuild_check()
+
+    def _rebuild_check(self) -> None:
+        if self._closed:
+            return
+        window = self.window
+        if window is not None and window.ops.busy > 0:
+            QTimer.singleShot(100, self._rebuild_check)
+            return
+        self._rebuild_pending = False
+        self._build_window()
+
+    def _build_window(self) -> None:
+        from ui.main_window import MainWindow  # the pages and services load after the login
+
+        old = self.window
+        page = self._current_page(old)
+        window = MainWindow(
+            self.ctx,
+            self.audit_state,
+            principal=self.principal,
+            training=self.training,
+            sync_worker=self.sync_worker,
+        )
+        self._add_controls(window)
+        if old is not None:
+            window.setGeometry(old.geometry())
+        self.window = window
+        self.window_language = get_language()
+        window.show()
+        if page is not None:
+            window.show_page(page)
+        if old is not None:
+            self._retire(old)
+        log.info(
+            "counter window shown for %s in %s",
+            self.principal.operator_id if self.principal else "-",
+            self.window_language,
+        )
+        self.window_built.emit(window)
+
+    @staticmethod
+    def _current_page(window: MainWindow | None) -> str | None:
+        if window is None:
+            return None
+        current = window.stack.currentWidget()
+        for key, page in window.pages.items():
+            if page is current:
+                return key
+        return None
+
+    def _add_controls(self, window: MainWindow) -> None:
+        """The language box and the lock button in the window's status bar; Ctrl+L locks."""
+        box = LanguageBox(window)
+        box.setToolTip(_("Language of the screens, remembered for you"))
+        box.chosen.connect(self.switch_language)
+        lock = QPushButton(_("Lock (Ctrl+L)"), window)
+        lock.setAutoDefault(False)
+        lock.clicked.connect(self.lock)
+        window.statusBar().addPermanentWidget(box)
+        window.statusBar().addPermanentWidget(lock)
+        shortcut = QShortcut(QKeySequence("Ctrl+L"), window)
+        shortcut.activated.connect(self.lock)
+        self._language_box = box
+
+    # ------------------------------------------------------------------ language
+
+    def switch_language(self, code: str) -> None:
+        """The signed-in operator chose a language: remember it and rebuild the window."""
+        if code not in LANGUAGES or (code == self.window_language and code == get_language()):
+            return
+        set_language(code)
+        principal = self.principal
+        if principal is not None:
+            ctx = self.ctx
+            self.ops.run(
+                lambda: auth.remember_language(ctx.db, principal, code),
+                None,
+                lambda exc: log.warning("language not remembered: %s", exc),
+            )
+        window = self.window
+        if window is not None and window.ops.busy > 0:
+            window.notify(_("The language changes when the current operation is finished."))
+        self._rebuild_when_idle()
+
+    # ------------------------------------------------------------------ lock
+
+    def _active(self) -> None:
+        """Activity in the window counts as the operator's activity for the services' idle
+        check too (Principal.last_activity)."""
+        if self.principal is not None and self.dialog is None:
+            self.principal.last_activity = self.ctx.clock.now()
+
+    def lock(self) -> None:
+        """Cover the window; the same operator's password (or another operator) opens it."""
+        window = self.window
+        if window is None or self.principal is None or self.dialog is not None:
+            return
+        self.idle.stop()
+        log.info("counter locked for %s", self.principal.operator_id)
+        body = window.centralWidget()
+        if body is not None:
+            body.hide()
+        dialog = LoginDialog(
+            self.ctx,
+            self.ops,
+            locked=self.principal,
+            idle_minutes=self.idle_minutes,
+            parent=window,
+        )
+        dialog.setWindowModality(Qt.WindowModality.ApplicationModal)
+        self.dialog = dialog
+        dialog.signed_in.connect(self._signed_in)
+        dialog.show()
+        dialog.raise_()
+        dialog.activateWindow()
+        dialog.password.setFocus()
+
+    @property
+    def locked(self) -> bool:
+        return isinstance(self.dialog, LoginDialog) and self.dialog.locked is not None
+
+    @staticmethod
+    def _close(widget: QWidget) -> None:
+        """A dialog is hidden (closing one means "rejected", and the lock screen refuses
+        that); a window is closed, which stops its timers and threads."""
+        if isinstance(widget, QDialog):
+            widget.hide()
+        else:
+            widget.close()
+
+    def _retire(self, widget: QWidget) -> None:
+        """Close and delete on the GUI thread, keeping the wrapper (see the note above)."""
+        self._close(widget)
+        widget.deleteLater()
+        self._retired.append(widget)
+        del self._retired[:-20]  # long deleted by now
+
+    # ------------------------------------------------------------------ end
+
+    def shutdown(self) -> None:
+        """At exit: the sign-out is audited, the sync worker stops, the threads end."""
+        if self._closed:
+            return
+        self._closed = True
+        self.idle.uninstall()
+        principal = self.principal
+        if principal is not None:
+            try:
+                auth.logout(self.ctx.db, principal, self.ctx.clock)
+            except Exception:
+                log.exception("logout not recorded")
+        if self.gate.future is not None and self.sync_worker is None:
+            try:  # the start-up may still be running: its worker must stop too
+                result = self.gate.future.result(timeout=30)
+                if result is not None:
+                    self.sync_worker = result[2]
+            except Exception:
+                pass
+        if self.sync_worker is not None:
+            try:
+                self.sync_worker.stop()
+            except Exception:
+                log.exception("sync worker did not stop")
+            self.sync_worker = None
+        for widget in (self.dialog, self.window):
+            if widget is not None:
+                self._close(widget)
+                shiboken6.delete(widget)  # here, on the GUI thread
+        self.dialog = self.window = None
+        self.ops.shutdown()
+        self._retired.clear()
+        self.gc.stop()
