@@ -1,4 +1,4 @@
-"""F9 Jobs: the technician's management-card jobs (app/services/jobs.py, as ``cardvend jobs``).
+"""Ctrl+F9 Jobs (F9 reads the card again on the sale page): the technician's management-card jobs (app/services/jobs.py, as ``cardvend jobs``).
 
 Two lists: my jobs (taken by me, until returned or released) and the office's open jobs. A job's
 card is programmed from the job and the archive, never typed: "Program card" shows what will be

@@ -26,20 +26,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import Qt
-from PySide6.QtGui import QFont, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
-    QFrame,
-    QGridLayout,
-    QGroupBox,
-    QHBoxLayout,
-    QLabel,
     QLineEdit,
-    QProgressBar,
-    QPushButton,
-    QSizePolicy,
-    QVBoxLayout,
-    QWidget,
 )
 
 from app.domain.card import CardError, WriteBackStatus
@@ -54,10 +42,9 @@ from app.services.customers import CustomerView, find_customers
 from app.settings import RECEIPT_LANGUAGE, TRAINING_MODE
 from ui.bridge import error_text
 from ui.dialogs import ApprovalDialog
+from ui.pages.sale_layout import SaleLayout
 
 log = logging.getLogger(__name__)
-
-PRESETS = (5000, 10000, 20000, 50000)  # fen: 50, 100, 200, 500 yuan
 
 # states of the screen
 WAITING = "waiting"  # no card
@@ -79,21 +66,6 @@ _STATUS_NAMES = (
     (WriteBackStatus.MISMATCH, N_("the meter refused the card")),
 )
 
-_FIELDS = (
-    ("customer_no", N_("Customer")),
-    ("name", N_("Name")),
-    ("address", N_("Address")),
-    ("meter_no", N_("Meter")),
-    ("tariff", N_("Tariff")),
-    ("purchases", N_("Purchases")),
-    ("arrears", N_("Arrears")),
-    ("fees", N_("Fees")),
-    ("balance", N_("Meter balance")),
-    ("meter_status", N_("Meter status")),
-    ("minimum", N_("Minimum amount")),
-    ("maximum", N_("Maximum amount")),
-)
-
 
 def meter_status_text(status: WriteBackStatus) -> str:
     names = [translate(name) for flag, name in _STATUS_NAMES if flag & status]
@@ -104,14 +76,7 @@ def yuan(fen: int | None) -> str:
     return "—" if fen is None else _("{amount} yuan", amount=format_yuan(fen))
 
 
-def _font(size: int, bold: bool = False) -> QFont:
-    font = QFont()
-    font.setPointSize(size)
-    font.setBold(bold)
-    return font
-
-
-class SalePage(QWidget):
+class SalePage(SaleLayout):
     def __init__(self, shell: Any) -> None:
         super().__init__()
         self.shell = shell
@@ -132,163 +97,6 @@ class SalePage(QWidget):
         self._build()
         shell.card_events.changed.connect(self._on_card)
         self._show_state(WAITING)
-
-    # ------------------------------------------------------------------ building
-
-    def _build(self) -> None:
-        outer = QVBoxLayout(self)
-        top = QHBoxLayout()
-        title = QLabel(_("Sell electricity"))
-        title.setFont(_font(20, True))
-        top.addWidget(title)
-        top.addStretch(1)
-        self.training_mark = QLabel(_("TRAINING SALE — not real, never sent"))
-        self.training_mark.setFont(_font(14, True))
-        self.training_mark.setStyleSheet(
-            "color: white; background: #6a1b9a; padding: 4px 10px; border-radius: 4px;"
-        )
-        self.training_mark.setVisible(self._training())
-        top.addWidget(self.training_mark)
-        outer.addLayout(top)
-
-        self.prompt = QLabel()
-        self.prompt.setFont(_font(22, True))
-        self.prompt.setWordWrap(True)
-        outer.addWidget(self.prompt)
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 0)  # busy
-        self.progress.setTextVisible(False)
-        self.progress.setMaximumHeight(14)
-        outer.addWidget(self.progress)
-        self.situation = QLabel()
-        self.situation.setWordWrap(True)
-        self.situation.setFont(_font(14, True))
-        outer.addWidget(self.situation)
-        actions = QHBoxLayout()
-        self.read_again = QPushButton(_("Read the card again (F9)"))
-        self.read_again.clicked.connect(self.read_card)
-        self.rewrite_button = QPushButton(_("Rewrite the card (F10)"))
-        self.rewrite_button.clicked.connect(self.rewrite_card)
-        actions.addWidget(self.read_again)
-        actions.addWidget(self.rewrite_button)
-        actions.addStretch(1)
-        outer.addLayout(actions)
-
-        body = QHBoxLayout()
-        outer.addLayout(body, 1)
-        self.customer_box = QGroupBox(_("Customer"))
-        grid = QGridLayout(self.customer_box)
-        self.values: dict[str, QLabel] = {}
-        for row, (key, label) in enumerate(_FIELDS):
-            name = QLabel(translate(label))
-            value = QLabel("—")
-            value.setFont(_font(14, key in ("name", "minimum", "maximum", "balance")))
-            value.setWordWrap(True)
-            value.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-            grid.addWidget(name, row, 0, Qt.AlignmentFlag.AlignTop)
-            grid.addWidget(value, row, 1)
-            self.values[key] = value
-        grid.setColumnStretch(1, 1)
-        body.addWidget(self.customer_box, 3)
-
-        pay = QVBoxLayout()
-        body.addLayout(pay, 2)
-        form = QGridLayout()
-        form.addWidget(QLabel(_("Amount (yuan)")), 0, 0)
-        self.amount = QLineEdit()
-        self.amount.setFont(_font(24, True))
-        self.amount.setAlignment(Qt.AlignmentFlag.AlignRight)
-        self.amount.setPlaceholderText("0.00")
-        form.addWidget(self.amount, 0, 1)
-        form.addWidget(QLabel(_("Cash received (yuan)")), 1, 0)
-        self.cash = QLineEdit()
-        self.cash.setFont(_font(18))
-        self.cash.setAlignment(Qt.AlignmentFlag.AlignRight)
-        self.cash.setPlaceholderText(_("optional"))
-        form.addWidget(self.cash, 1, 1)
-        form.addWidget(QLabel(_("Change")), 2, 0)
-        self.change = QLabel("—")
-        self.change.setFont(_font(18, True))
-        self.change.setAlignment(Qt.AlignmentFlag.AlignRight)
-        form.addWidget(self.change, 2, 1)
-        pay.addLayout(form)
-        for field in (self.amount, self.cash):
-            field.returnPressed.connect(self.confirm)
-            field.textChanged.connect(self._update_change)
-            field.installEventFilter(self)
-        self._input = self.amount
-
-        presets = QHBoxLayout()
-        self.preset_buttons: list[QPushButton] = []
-        for fen in PRESETS:
-            button = QPushButton(format_yuan(fen).removesuffix(".00"))
-            button.setFont(_font(16, True))
-            button.setMinimumHeight(44)
-            button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-            button.clicked.connect(self._preset(fen))
-            presets.addWidget(button)
-            self.preset_buttons.append(button)
-        pay.addLayout(presets)
-
-        pad = QGridLayout()
-        self.pad_buttons: list[QPushButton] = []
-        keys = ("7", "8", "9", "4", "5", "6", "1", "2", "3", ".", "0", "⌫")
-        for i, key in enumerate(keys):
-            button = QPushButton(key)
-            button.setFont(_font(16, True))
-            button.setMinimumHeight(44)
-            button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-            button.clicked.connect(self._pad(key))
-            pad.addWidget(button, i // 3, i % 3)
-            self.pad_buttons.append(button)
-        clear = QPushButton(_("Clear"))
-        clear.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-        clear.clicked.connect(self._pad("C"))
-        pad.addWidget(clear, 4, 0, 1, 3)
-        self.pad_buttons.append(clear)
-        pay.addLayout(pad)
-
-        self.sell_button = QPushButton(_("Sell (Enter / F12)"))
-        self.sell_button.setFont(_font(18, True))
-        self.sell_button.setMinimumHeight(52)
-        self.sell_button.clicked.connect(self.confirm)
-        pay.addWidget(self.sell_button)
-
-        pay.addStretch(1)
-
-        self.message = QLabel()
-        self.message.setWordWrap(True)
-        self.message.setFont(_font(13))
-        outer.addWidget(self.message)
-        self.receipt_label = QLabel()
-        self.receipt_label.setWordWrap(True)
-        outer.addWidget(self.receipt_label)
-
-        line = QFrame()
-        line.setFrameShape(QFrame.Shape.HLine)
-        outer.addWidget(line)
-        remote = QHBoxLayout()
-        remote.addWidget(QLabel(_("Remote fee-control customer (F11):")))
-        self.search = QLineEdit()
-        self.search.setPlaceholderText(_("customer number or meter number, then Enter"))
-        self.search.returnPressed.connect(self.find_remote)
-        self.search.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
-        remote.addWidget(self.search, 1)
-        find = QPushButton(_("Find"))
-        find.clicked.connect(self.find_remote)
-        remote.addWidget(find)
-        outer.addLayout(remote)
-
-        for key, slot in (
-            ("F12", self.confirm),
-            ("F9", self.read_card),
-            ("F10", self.rewrite_card),
-            ("F11", self._focus_search),
-            ("Esc", self.cancel),
-        ):
-            shortcut = QShortcut(QKeySequence(key), self)
-            shortcut.setContext(Qt.ShortcutContext.WindowShortcut)
-            shortcut.activated.connect(self._when_shown(slot))
 
     def _when_shown(self, slot: Callable[[], None]) -> Callable[[], None]:
         def run() -> None:
