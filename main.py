@@ -176,9 +176,17 @@ def wire_printing(ctx: AppContext) -> None:
     ctx.printer_factory = printer
 
 
-def wire_tray(ctx: AppContext) -> None:
-    """Card events for the window: the PC/SC readers, and training mode's emulated card tray
-    (cardio/tray.py). Both are built only when the window asks for them."""
+def wire_cards(ctx: AppContext) -> None:
+    """The card side: the one card thread (the GUI's card work and every APDU run on it; it
+    starts on first use), card terminals, card events for the window from the PC/SC readers, and
+    training mode's emulated card tray (cardio/tray.py). Readers and tray are built only when
+    the window asks for them."""
+    from cardio.pcsc import CardThread
+    from cardio.wiring import terminal_factory
+
+    card_thread = CardThread("card")
+    ctx.card_worker = card_thread
+    ctx.terminal_factory = terminal_factory(ctx, card_thread)
 
     def tray() -> CardTray:
         from cardio.tray import TrainingCardTray
@@ -188,7 +196,7 @@ def wire_tray(ctx: AppContext) -> None:
     def reader_port() -> CardReaderPort:
         from cardio.pcsc import PcscReaderPort
 
-        return PcscReaderPort()
+        return PcscReaderPort(card_thread)
 
     ctx.tray_factory = tray
     ctx.reader_port_factory = reader_port
@@ -228,10 +236,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             i18n.set_language(settings.get(LANGUAGE.key))
         configure_logging(paths.log_dir, settings.get(LOG_LEVEL.key), args.verbose)
         ctx = AppContext(paths=paths, settings=settings, db_url_override=args.db)
-        from cardio.wiring import terminal_factory
-
-        ctx.terminal_factory = terminal_factory(ctx)
-        wire_tray(ctx)
+        wire_cards(ctx)
         from sync.service import background_worker
 
         ctx.sync_factory = lambda: background_worker(ctx)

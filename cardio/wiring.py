@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from app.context import AppContext
 from app.fileio import private_dir
@@ -21,6 +22,9 @@ from cardio.keys import (
     create_keystore,
     open_keystore,
 )
+
+if TYPE_CHECKING:
+    from cardio.pcsc import CardThread
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +74,12 @@ def utility_code(ctx: AppContext) -> str:
     return str(ctx.settings.get(UTILITY_CODE.key))
 
 
-def terminal_factory(ctx: AppContext) -> Callable[[str | None, str | None], CardTerminal]:
+def terminal_factory(
+    ctx: AppContext, card_thread: CardThread | None = None
+) -> Callable[[str | None, str | None], CardTerminal]:
     """Card terminals for the ledger commands: an emulated card image (in-process), a named
-    PC/SC reader, or the ``card_reader`` setting (the first reader when it is empty)."""
+    PC/SC reader, or the ``card_reader`` setting (the first reader when it is empty).
+    ``card_thread``: the one card thread the PC/SC traffic runs on (main.py builds it)."""
 
     def make(reader: str | None, image: str | None) -> CardTerminal:
         from cardio.terminal import ApduTerminal
@@ -94,7 +101,7 @@ def terminal_factory(ctx: AppContext) -> Callable[[str | None, str | None], Card
         else:
             from cardio.pcsc import PcscReaderPort
 
-            port = PcscReaderPort()
+            port = PcscReaderPort(card_thread)
             name = reader or str(ctx.settings.get(CARD_READER.key) or "") or port.readers()[0]
             channel = port.connect(name, timeout=float(os.environ.get("CARDVEND_CARD_WAIT", "5")))
         return ApduTerminal(channel, keys, utility_code=utility_code(ctx))

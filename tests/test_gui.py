@@ -138,3 +138,25 @@ def test_signals_do_not_leak_references_to_true() -> None:
     for _ in range(50):
         emitter.fired.emit(1)
     assert sys.getrefcount(True) >= before
+
+
+def test_gui_card_work_runs_on_the_composition_roots_card_thread(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """One card thread: the window's card operations and the APDUs they send run on the thread
+    main.py built (ctx.card_worker), so a PC/SC call made there runs inline, without a hop."""
+    import threading
+
+    import main as composition
+    from ui.bridge import Ops
+
+    ctx = make_ctx(tmp_path)
+    composition.wire_cards(ctx)
+    card = ctx.card_worker
+    assert card is not None
+    ops = Ops(workers=1, card=card)
+    seen: list[tuple[str, bool]] = []
+    ops.card(lambda: (threading.current_thread().name, card.is_current()), seen.append)
+    qtbot.waitUntil(lambda: bool(seen), timeout=10_000)
+    assert seen == [("card", True)]
+    ops.shutdown()
+    assert card.submit(lambda: "still there").result(10) == "still there"  # the root's thread
+    card.shutdown()
