@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from app.context import AppContext
     from app.domain.receipt import ReceiptData
-    from app.ports import ByteLink, CardReaderPort, CardTray, Printer
+    from app.ports import ByteLink, CardReaderPort, CardTray, PassphraseHandler, Printer
     from app.services.auth import Principal
+    from cardio.wiring import KeySource
 
 log = logging.getLogger("cardvend")
 
@@ -176,17 +177,20 @@ def wire_printing(ctx: AppContext) -> None:
     ctx.printer_factory = printer
 
 
-def wire_cards(ctx: AppContext) -> None:
+def wire_cards(ctx: AppContext, handler: PassphraseHandler | None = None) -> KeySource:
     """The card side: the one card thread (the GUI's card work and every APDU run on it; it
-    starts on first use), card terminals, card events for the window from the PC/SC readers, and
-    training mode's emulated card tray (cardio/tray.py). Readers and tray are built only when
-    the window asks for them."""
+    starts on first use), the one key provider (built on first use; a passphrase the
+    environment does not give is asked through ``handler``, by default a prompt on the command
+    line), card terminals, card events for the window from the PC/SC readers, and training
+    mode's emulated card tray (cardio/tray.py). Readers and tray are built only when the window
+    asks for them. Returns the key source, for the caller to close."""
     from cardio.pcsc import CardThread
-    from cardio.wiring import terminal_factory
+    from cardio.wiring import KeySource, TerminalPassphrase, terminal_factory
 
     card_thread = CardThread("card")
+    keys = KeySource(ctx, handler or TerminalPassphrase(), card_thread)
     ctx.card_worker = card_thread
-    ctx.terminal_factory = terminal_factory(ctx, card_thread)
+    ctx.terminal_factory = terminal_factory(ctx, card_thread, keys)
 
     def tray() -> CardTray:
         from cardio.tray import TrainingCardTray
@@ -200,6 +204,7 @@ def wire_cards(ctx: AppContext) -> None:
 
     ctx.tray_factory = tray
     ctx.reader_port_factory = reader_port
+    return keys
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -236,7 +241,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             i18n.set_language(settings.get(LANGUAGE.key))
         configure_logging(paths.log_dir, settings.get(LOG_LEVEL.key), args.verbose)
         ctx = AppContext(paths=paths, settings=settings, db_url_override=args.db)
-        wire_cards(ctx)
+        handler: PassphraseHandler | None = None
+        if args.command is None:  # the window asks in a dialog, never on the terminal
+            from ui.passphrase import QtPassphraseHandler
+
+            handler = QtPassphraseHandler()
+        keys = wire_cards(ctx, handler)
         from sync.service import background_worker
 
         ctx.sync_factory = lambda: background_worker(ctx)
@@ -245,8 +255,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command is None:
             from ui.app import run_gui
 
-            return run_gui(ctx)
-        return int(args.func(ctx, args))
+            try:
+                return run_gui(ctx)
+            finally:
+                keys.close()
+        try:
+            return int(args.func(ctx, args))
+        finally:
+            keys.close()
     except CardVendError as exc:
         log.warning("command failed: %s", exc)
         print(f"cardvend: {exc.localized()}", file=sys.stderr)

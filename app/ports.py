@@ -63,6 +63,15 @@ class KeyProvider(Protocol):
         ...
 
 
+class PassphraseHandler(Protocol):
+    """How device code asks the person for a secret (like Electrum's ``HardwareHandlerBase``):
+    the GUI answers with a dialog on the GUI thread, the command line with a prompt on the main
+    thread. Called from any thread; blocks until the person answers. ``None``: the person
+    declined (or nobody can be asked)."""
+
+    def passphrase(self, prompt: str) -> str | None: ...
+
+
 class ApduChannel(Protocol):
     """A connection to one card: send an APDU, get data and the status word."""
 
