@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from app.context import AppContext
     from app.domain.receipt import ReceiptData
-    from app.ports import ByteLink, CardReaderPort, CardTray, Printer
+    from app.ports import ByteLink, CardReaderPort, CardTray, PassphraseHandler, Printer
     from app.services.auth import Principal
+    from cardio.wiring import KeySource
 
 log = logging.getLogger("cardvend")
 
@@ -177,9 +178,20 @@ def wire_printing(ctx: AppContext) -> None:
     ctx.printer_factory = printer
 
 
-def wire_tray(ctx: AppContext) -> None:
-    """Card events for the window: the PC/SC readers, and training mode's emulated card tray
-    (cardio/tray.py). Both are built only when the window asks for them."""
+def wire_cards(ctx: AppContext, handler: PassphraseHandler | None = None) -> KeySource:
+    """The card side: the one card thread (the GUI's card work and every APDU run on it; it
+    starts on first use), the one key provider (built on first use; a passphrase the
+    environment does not give is asked through ``handler``, by default a prompt on the command
+    line), card terminals, card events for the window from the PC/SC readers, and training
+    mode's emulated card tray (cardio/tray.py). Readers and tray are built only when the window
+    asks for them. Returns the key source, for the caller to close."""
+    from cardio.pcsc import CardThread
+    from cardio.wiring import KeySource, TerminalPassphrase, terminal_factory
+
+    card_thread = CardThread("card")
+    keys = KeySource(ctx, handler or TerminalPassphrase(), card_thread)
+    ctx.card_worker = card_thread
+    ctx.terminal_factory = terminal_factory(ctx, card_thread, keys)
 
     def tray() -> CardTray:
         from cardio.tray import TrainingCardTray
@@ -189,10 +201,11 @@ def wire_tray(ctx: AppContext) -> None:
     def reader_port() -> CardReaderPort:
         from cardio.pcsc import PcscReaderPort
 
-        return PcscReaderPort()
+        return PcscReaderPort(card_thread)
 
     ctx.tray_factory = tray
     ctx.reader_port_factory = reader_port
+    return keys
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -230,10 +243,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             i18n.set_language(language)
         configure_logging(paths.log_dir, settings.value(LOG_LEVEL), args.verbose)
         ctx = AppContext(paths=paths, settings=settings, db_url_override=args.db)
-        from cardio.wiring import terminal_factory
+        handler: PassphraseHandler | None = None
+        if args.command is None:  # the window asks in a dialog, never on the terminal
+            from ui.passphrase import QtPassphraseHandler
 
-        ctx.terminal_factory = terminal_factory(ctx)
-        wire_tray(ctx)
+            handler = QtPassphraseHandler()
+        keys = wire_cards(ctx, handler)
         from sync.service import background_worker
 
         ctx.sync_factory = lambda: background_worker(ctx)
@@ -242,8 +257,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command is None:
             from ui.app import run_gui
 
-            return run_gui(ctx)
-        return int(args.func(ctx, args))
+            try:
+                return run_gui(ctx)
+            finally:
+                keys.close()
+        try:
+            return int(args.func(ctx, args))
+        finally:
+            keys.close()
     except CardVendError as exc:
         log.warning("command failed: %s", exc)
         print(f"cardvend: {exc.localized()}", file=sys.stderr)

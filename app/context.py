@@ -18,6 +18,7 @@ from app.ports import (
     CardReaderPort,
     CardTerminal,
     CardTray,
+    CardWorker,
     CounterRegistrar,
     Printer,
     ReceiptRenderer,
@@ -54,6 +55,7 @@ class AppContext:
     # the PC/SC readers for card events (cardio/), built by main.py; the window follows the
     # ``card_reader`` setting's reader through it
     reader_port_factory: Callable[[], CardReaderPort] | None = None
+    card_worker: CardWorker | None = None  # the one card thread (cardio/), built by main.py
 
     def open_terminal(self, reader: str | None = None, image: str | None = None) -> CardTerminal:
         """The card in ``reader`` (or the configured reader), or an emulated card image."""

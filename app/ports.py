@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
+from concurrent.futures import Future
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from app.domain.card import CardContents, CardWrite, WriteResult
 from app.domain.receipt import ReceiptData
@@ -62,6 +63,15 @@ class KeyProvider(Protocol):
         ...
 
 
+class PassphraseHandler(Protocol):
+    """How device code asks the person for a secret (like Electrum's ``HardwareHandlerBase``):
+    the GUI answers with a dialog on the GUI thread, the command line with a prompt on the main
+    thread. Called from any thread; blocks until the person answers. ``None``: the person
+    declined (or nobody can be asked)."""
+
+    def passphrase(self, prompt: str) -> str | None: ...
+
+
 class ApduChannel(Protocol):
     """A connection to one card: send an APDU, get data and the status word."""
 
@@ -91,9 +101,29 @@ class CardEvent:
     atr: bytes = b""
 
 
+class CardWorker(Protocol):
+    """The one card thread (built by the composition root): every card operation and every APDU
+    runs on it, in submission order, without a hop between threads (in the spirit of Electrum's
+    ``run_in_hwd_thread``). The thread starts on first use, so a process forked before that has
+    its own."""
+
+    def submit(self, fn: Callable[[], Any], /) -> Future[Any]:
+        """Queue ``fn()`` on the card thread; its Future gives the result or the exception."""
+        ...
+
+    def is_current(self) -> bool:
+        """Whether the caller runs on the card thread (a call from there runs inline)."""
+        ...
+
+    def shutdown(self, wait: bool = True) -> None:
+        """Finish the queued work, then stop."""
+        ...
+
+
 class CardReaderPort(Protocol):
     """Readers, card presence and connections. Event callbacks arrive on the reader's own thread:
-    hand them on (a queue, a Qt signal), never touch the UI there."""
+    hand them on (a queue, a Qt signal), never touch the UI there. ``close()`` releases the PC/SC
+    context (after the subscriptions are stopped)."""
 
     def readers(self) -> list[str]: ...
 
@@ -103,10 +133,13 @@ class CardReaderPort(Protocol):
         """Start delivering events; returns a function that stops them."""
         ...
 
+    def close(self) -> None: ...
+
 
 class CardTerminal(Protocol):
     """What the services do with a card: read everything, write in one authenticated session
-    (with read-back), issue a blank card into a kind, erase it back to blank."""
+    (with read-back), issue a blank card into a kind, erase it back to blank. ``close()`` ends
+    the card connection."""
 
     def read(self) -> CardContents: ...
 
@@ -115,6 +148,8 @@ class CardTerminal(Protocol):
     def issue(self, kind: int) -> CardContents: ...
 
     def erase(self) -> CardContents: ...
+
+    def close(self) -> None: ...
 
 
 class BackgroundSync(Protocol):

@@ -299,6 +299,10 @@ class PsamKeyProvider:
         serial = self.serial.hex().upper() if self.serial else "not selected yet"
         return f"PsamKeyProvider(serial={serial})"
 
+    def close(self) -> None:
+        """Close the connection to the PSAM."""
+        self._channel.close()
+
     __str__ = __repr__
 
     def _select(self) -> None:

@@ -4,8 +4,11 @@ Threads
     * :class:`CardThread` (thread name ``card``): every PC/SC call that touches a card runs on this
       one worker.  :meth:`PcscChannel.transmit` and the other calls submit their work to it and
       wait; a call made on the card thread itself runs inline, so a whole card session may be
-      submitted as one function.  By default every :class:`PcscReaderPort` shares one card thread
-      (:func:`default_card_thread`).
+      submitted as one function.  The composition root (main.py) builds the one card thread and
+      hands it to the ports and to the GUI (``ctx.card_worker``, an :class:`app.ports.CardWorker`),
+      so the GUI's card operations and their APDUs run on the same thread; a port built without
+      one shares :func:`default_card_thread`.  The thread starts on first use (and again in a
+      forked child, where a thread started before ``fork`` does not exist).
     * the monitor thread (``pcsc-monitor``) waits in ``SCardGetStatusChange`` and calls the
       :meth:`PcscReaderPort.subscribe` callbacks.  **Callbacks run on that thread**: they must only
       hand the event on (a queue, a Qt signal) and return quickly; never touch the UI or a card
@@ -42,6 +45,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import os
 import queue
 import threading
 import time
@@ -126,16 +130,29 @@ _Job = tuple[Future[Any], Callable[[], Any]]
 class CardThread:
     """One worker thread that runs all card traffic, in submission order.
 
-    A daemon thread, so a card call stuck in PC/SC (``SCardBeginTransaction`` waits for as long as
-    another program holds the card) cannot keep the application from exiting."""
+    The thread starts on first use, not when the object is built. A daemon thread, so a card call
+    stuck in PC/SC (``SCardBeginTransaction`` waits for as long as another program holds the
+    card) cannot keep the application from exiting."""
 
     def __init__(self, name: str = "card") -> None:
         self.name = name
-        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._closed = False
-        self._thread = threading.Thread(target=self._work, name=name, daemon=True)
-        self._thread.start()
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    def _started(self) -> queue.SimpleQueue[_Job | None]:
+        """The queue of a running thread: started on first use, and again in a forked child
+        (a thread started before ``fork`` does not exist in the child). Called under the lock."""
+        if self._thread is None or self._pid != os.getpid():
+            self._queue = queue.SimpleQueue()
+            self._thread = threading.Thread(
+                target=self._work, args=(self._queue,), name=self.name, daemon=True
+            )
+            self._pid = os.getpid()
+            self._thread.start()
+        return self._queue
 
     def is_current(self) -> bool:
         """Whether the caller is running on this card thread."""
@@ -147,7 +164,7 @@ class CardThread:
         with self._lock:
             if self._closed:
                 raise RuntimeError(f"card thread {self.name!r} is shut down")
-            self._queue.put((future, lambda: fn(*args)))
+            self._started().put((future, lambda: fn(*args)))
         return future
 
     def run(self, fn: Callable[[*Ts], T], /, *args: *Ts, timeout: float | None = None) -> T:
@@ -165,13 +182,16 @@ class CardThread:
             if self._closed:
                 return
             self._closed = True
+            thread = self._thread if self._pid == os.getpid() else None
+            if thread is None:
+                return
             self._queue.put(None)
         if wait and not self.is_current():
-            self._thread.join()
+            thread.join()
 
-    def _work(self) -> None:
+    def _work(self, jobs: queue.SimpleQueue[_Job | None]) -> None:
         while True:
-            job = self._queue.get()
+            job = jobs.get()
             if job is None:
                 return
             future, call = job

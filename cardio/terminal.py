@@ -57,6 +57,10 @@ class ApduTerminal:
         self.utility_code = utility_code
         self.apdu_count = 0
 
+    def close(self) -> None:
+        """End the card connection (the key provider is not the terminal's: it stays open)."""
+        self.channel.close()
+
     # ------------------------------------------------------------------ low level
 
     def _send(self, command: bytes, name: str) -> tuple[bytes, int]:

@@ -58,13 +58,8 @@ def build_context(home: Path, clock: Any) -> Any:
 
     paths = resolve_paths(home).ensure()
     ctx = AppContext(paths=paths, settings=Settings.load(paths.settings_file), clock=clock)
-    from cardio.wiring import terminal_factory
-
-    ctx.terminal_factory = terminal_factory(ctx)
+    main.wire_cards(ctx)
     main.wire_printing(ctx)
-    wire_tray = getattr(main, "wire_tray", None)
-    if wire_tray is not None:
-        wire_tray(ctx)
     return ctx
 
 

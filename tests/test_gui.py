@@ -177,3 +177,79 @@ def test_signals_do_not_leak_references_to_true() -> None:
     for _ in range(50):
         emitter.fired.emit(1)
     assert sys.getrefcount(True) >= before
+
+
+def test_gui_card_work_runs_on_the_composition_roots_card_thread(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """One card thread: the window's card operations and the APDUs they send run on the thread
+    main.py built (ctx.card_worker), so a PC/SC call made there runs inline, without a hop."""
+    import threading
+
+    import main as composition
+    from ui.bridge import Ops
+
+    ctx = make_ctx(tmp_path)
+    composition.wire_cards(ctx)
+    card = ctx.card_worker
+    assert card is not None
+    ops = Ops(workers=1, card=card)
+    seen: list[tuple[str, bool]] = []
+    ops.card(lambda: (threading.current_thread().name, card.is_current()), seen.append)
+    qtbot.waitUntil(lambda: bool(seen), timeout=10_000)
+    assert seen == [("card", True)]
+    ops.shutdown()
+    assert card.submit(lambda: "still there").result(10) == "still there"  # the root's thread
+    card.shutdown()
+
+
+def test_gui_asks_for_the_keystore_passphrase_in_a_dialog_never_getpass(  # type: ignore[no-untyped-def]
+    qtbot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A GUI started from a terminal with no passphrase set used to hang in getpass on the card
+    thread: the window asks in a dialog on the GUI thread while the card thread waits."""
+    import getpass
+    import os as os_module
+
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication, QInputDialog
+
+    import main as composition
+    from cardio import wiring
+    from cardio.emulator import CardImage
+    from cardio.keys import create_keystore
+    from ui.bridge import Ops
+    from ui.passphrase import QtPassphraseHandler
+
+    def no_getpass(prompt: str = "") -> str:
+        raise AssertionError("getpass called")
+
+    monkeypatch.setattr(getpass, "getpass", no_getpass)
+    monkeypatch.delenv(wiring.PASSPHRASE_ENV, raising=False)
+    ctx = make_ctx(tmp_path)
+    master = create_keystore(wiring.keystore_path(ctx), "only the person knows")
+    serial = os_module.urandom(8)
+    image = tmp_path / "card.json"
+    keys = {int(r): k for r, k in master.diversified_card_keys(serial).items()}
+    CardImage.blank(serial, keys).save(image)
+    composition.wire_cards(ctx, QtPassphraseHandler())
+    ops = Ops(workers=1, card=ctx.card_worker)
+    issued: list[object] = []
+    failed: list[BaseException] = []
+    ops.card(lambda: ctx.open_terminal(None, str(image)).issue(1), issued.append, failed.append)
+
+    labels: list[str] = []
+
+    def answer() -> None:  # runs inside the dialog's own event loop
+        modal = QApplication.activeModalWidget()
+        if isinstance(modal, QInputDialog):
+            labels.append(modal.labelText())
+            modal.setTextValue("only the person knows")
+            modal.accept()
+
+    timer = QTimer()
+    timer.timeout.connect(answer)
+    timer.start(50)
+    qtbot.waitUntil(lambda: bool(issued or failed), timeout=10_000)
+    timer.stop()
+    assert not failed and len(issued) == 1
+    assert len(labels) == 1 and "Keystore passphrase" in labels[0]
+    ops.shutdown()

@@ -68,9 +68,8 @@ def make_ctx(home: Path, **settings: object) -> AppContext:
         ctx.settings.set(key, value)
     ctx.db.migrate()
     demo.load_demo(ctx.db, ctx.clock)
-    ctx.terminal_factory = wiring.terminal_factory(ctx)
+    composition.wire_cards(ctx)
     composition.wire_printing(ctx)
-    composition.wire_tray(ctx)
     wiring.ensure_demo_keystore(ctx)
     return ctx
 

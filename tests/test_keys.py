@@ -14,6 +14,7 @@ import os
 import stat
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -545,3 +546,81 @@ def test_a_version_1_keystore_opens_with_a_derived_purchase_key(tmp_path: Path) 
     create_keystore(path, PASSPHRASE, master, overwrite=True)
     assert json.loads(path.read_text())["version"] == 2
     assert open_keystore(path, PASSPHRASE) == master
+
+
+# --------------------------------------------------------------------------- one key provider
+
+
+def _ctx_with_cards(home: Path, count: int, passphrase: str) -> tuple[Any, list[Path]]:
+    from app.context import AppContext
+    from app.paths import resolve_paths
+    from app.settings import Settings
+    from cardio import wiring
+    from cardio.emulator import CardImage
+
+    paths = resolve_paths(home).ensure()
+    ctx = AppContext(paths=paths, settings=Settings.load(paths.settings_file))
+    master = create_keystore(wiring.keystore_path(ctx), passphrase)
+    images = []
+    for n in range(count):
+        serial = os.urandom(8)
+        image = home / f"card{n}.json"
+        keys = {int(r): k for r, k in master.diversified_card_keys(serial).items()}
+        CardImage.blank(serial, keys).save(image)
+        images.append(image)
+    return ctx, images
+
+
+def test_the_keystore_is_derived_once_for_many_cards(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The key provider is built once per program, not per card terminal: one scrypt
+    derivation for N cards."""
+    import main as composition
+    from cardio import wiring
+
+    monkeypatch.delenv(wiring.PASSPHRASE_ENV, raising=False)
+    ctx, images = _ctx_with_cards(tmp_path, 4, wiring.DEMO_PASSPHRASE)
+    opened: list[Path] = []
+    real_open = wiring.open_keystore
+
+    def counting_open(path: Path, passphrase: str) -> MasterKeys:
+        opened.append(path)
+        return real_open(path, passphrase)
+
+    monkeypatch.setattr(wiring, "open_keystore", counting_open)
+    keys = composition.wire_cards(ctx)
+    terminals = [ctx.open_terminal(None, str(image)) for image in images]
+    for terminal in terminals:  # each card issued (authenticated, MAC'd) with the one provider
+        terminal.issue(1)
+    assert len(opened) == 1
+    assert len({id(t.keys) for t in terminals}) == 1  # type: ignore[attr-defined]
+    keys.close()
+
+
+def test_a_passphrase_the_environment_does_not_give_is_asked_through_the_handler(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import getpass
+
+    import main as composition
+    from cardio import wiring
+
+    monkeypatch.delenv(wiring.PASSPHRASE_ENV, raising=False)
+    ctx, images = _ctx_with_cards(tmp_path, 2, "not the demo one")
+
+    def no_getpass(prompt: str = "") -> str:
+        raise AssertionError("getpass called")
+
+    monkeypatch.setattr(getpass, "getpass", no_getpass)
+    asked: list[str] = []
+
+    class Answer:
+        def passphrase(self, prompt: str) -> str | None:
+            asked.append(prompt)
+            return "not the demo one"
+
+    composition.wire_cards(ctx, Answer())
+    for image in images:
+        ctx.open_terminal(None, str(image)).issue(1)
+    assert asked == ["Keystore passphrase"]

@@ -15,6 +15,7 @@ import contextlib
 import functools
 import logging
 import operator
+import os
 import queue
 import socket
 import struct
@@ -349,6 +350,32 @@ def test_card_thread_runs_calls_on_one_named_thread() -> None:
         worker.shutdown()
     with pytest.raises(RuntimeError):
         worker.submit(lambda: None)
+
+
+def test_card_thread_starts_on_first_use_and_again_in_a_forked_child() -> None:
+    """The composition root builds the card thread before the benchmarks fork: a thread started
+    before ``fork`` does not exist in the child, so it starts on first use, per process."""
+    worker = CardThread("card-lazy")
+    try:
+        assert not any(t.name == "card-lazy" for t in threading.enumerate())
+        parent = worker.run(threading.get_ident)
+        assert any(t.name == "card-lazy" for t in threading.enumerate())
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: the parent's card thread is gone, a new one runs the call
+            try:
+                name = worker.run(lambda: threading.current_thread().name, timeout=WAIT)
+                os.write(write, name.encode())
+            finally:
+                os._exit(0)
+        os.close(write)
+        _, status = os.waitpid(pid, 0)
+        with os.fdopen(read, "rb") as answer:
+            assert answer.read() == b"card-lazy"
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert worker.run(threading.get_ident) == parent  # the parent's thread is untouched
+    finally:
+        worker.shutdown()
 
 
 def test_trace_masks_keys_macs_and_challenges() -> None:

@@ -2,8 +2,9 @@
 central system.
 
 ``Ops.run(fn, on_done, on_error)`` runs ``fn()`` on a worker thread and calls ``on_done(result)``
-or ``on_error(exc)`` back on the GUI thread. Card work goes to one dedicated thread (all card
-traffic runs on one card thread, DESIGN.md); other work to a small pool. Nothing in ``ui/``
+or ``on_error(exc)`` back on the GUI thread. Card work goes to the one card thread the composition
+root built (``ctx.card_worker``, an :class:`app.ports.CardWorker`), where the PC/SC calls of that
+work run inline, without a hop (DESIGN.md); other work to a small pool. Nothing in ``ui/``
 calls a service that touches I/O on the GUI thread except short reads at start-up.
 
 ``CardEvents`` turns card reader events (delivered on the reader's own thread) into a Qt signal.
@@ -22,6 +23,7 @@ from PySide6.QtCore import QCoreApplication, QObject, QTimer, Signal, Slot
 from app.domain.ids import IdFormat
 from app.errors import CardVendError
 from app.i18n import _
+from app.ports import CardWorker
 
 log = logging.getLogger(__name__)
 
@@ -53,16 +55,22 @@ class _Relay(QObject):
 
 
 class Ops:
-    def __init__(self, workers: int = 3) -> None:
+    """``card``: the card thread (``ctx.card_worker``); without one (a window built without the
+    composition root, in tests) card work gets a card thread of its own."""
+
+    def __init__(self, workers: int = 3, card: CardWorker | None = None) -> None:
         guard_gc()
         self._relay = _Relay()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ui-op")
-        self._card = ThreadPoolExecutor(max_workers=1, thread_name_prefix="card")
+        self._card: CardWorker | ThreadPoolExecutor = card or ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="card"
+        )
+        self._card_jobs: set[Future[Any]] = set()
         self.busy = 0
 
     def _submit(
         self,
-        pool: ThreadPoolExecutor,
+        pool: CardWorker | ThreadPoolExecutor,
         fn: Callable[[], Any],
         done: Done | None,
         failed: Failed | None,
@@ -97,11 +105,22 @@ class Ops:
         self, fn: Callable[[], Any], on_done: Done | None = None, on_error: Failed | None = None
     ) -> Future[Any]:
         """Card work: one at a time, on the card thread."""
-        return self._submit(self._card, fn, on_done, on_error)
+        future = self._submit(self._card, fn, on_done, on_error)
+        self._card_jobs.add(future)
+        future.add_done_callback(self._card_jobs.discard)
+        return future
 
     def shutdown(self) -> None:
+        """Cancel the work not started; wait for the card work under way (a card is never left
+        half-written). The shared card thread itself belongs to the composition root."""
         self._pool.shutdown(wait=False, cancel_futures=True)
-        self._card.shutdown(wait=True, cancel_futures=True)
+        if isinstance(self._card, ThreadPoolExecutor):
+            self._card.shutdown(wait=True, cancel_futures=True)
+            return
+        for job in list(self._card_jobs):
+            job.cancel()
+        if not self._card.is_current():
+            self._card.submit(lambda: None).result()
 
 
 def error_text(exc: BaseException) -> str:

@@ -40,11 +40,10 @@ Failed = Callable[[BaseException], None]
 
 
 def close_terminal(terminal: CardTerminal | None) -> None:
-    """Close a terminal's card connection, if it has one (quietly)."""
-    close = getattr(getattr(terminal, "channel", None), "close", None)
-    if callable(close):
+    """Close a terminal's card connection (quietly)."""
+    if terminal is not None:
         try:
-            close()
+            terminal.close()
         except Exception:  # a connection to a card that left may fail to close: nothing lost
             log.debug("closing a card connection failed", exc_info=True)
 
@@ -115,13 +114,12 @@ class CardWatch(QObject):
                 stop()
             except Exception:
                 log.debug("stopping card events failed", exc_info=True)
-        close = getattr(self._port, "close", None)
-        if callable(close):
+        port, self._port = self._port, None
+        if port is not None:
             try:
-                close()
+                port.close()
             except Exception:
                 log.debug("closing the reader port failed", exc_info=True)
-        self._port = None
         with self._lock:
             old, self._terminal = self._terminal, None
         close_terminal(old)

@@ -101,7 +101,7 @@ class MainWindow(QMainWindow):
     ) -> None:
         super().__init__()
         self.ctx = ctx
-        self.ops = ops or Ops()
+        self.ops = ops or Ops(card=ctx.card_worker)
         self.card_events = CardEvents()
         self.principal = principal
         self.training = training

@@ -63,7 +63,7 @@ class CounterSession(QObject):
         super().__init__()
         self.ctx = ctx
         self.training = training
-        self.ops = Ops(workers=2)
+        self.ops = Ops(workers=2, card=ctx.card_worker)
         self.audit_state: VerifyResult | None = None
         self.sync_worker: BackgroundSync | None = None
         self.principal: Principal | None = None
