@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -39,28 +40,9 @@ def terminal_for(home: Path, image: Path) -> ApduTerminal:
     return ApduTerminal(EmulatedChannel(card), SoftwareKeyProvider(master), utility_code="100001")
 
 
-def test_blank_issue_read_erase(home: Path) -> None:
-    image = home / "card.json"
-    r = run(home, "card", "blank", "--image", str(image), "--serial", "0102030405060708")
-    assert r.returncode == 0, r.stderr
-    r = run(home, "card", "read", "--image", str(image))
-    assert r.returncode == 1 and "blank card" in r.stderr
-    assert run(home, "card", "blank", "--image", str(image)).returncode == 1  # no overwrite
-    r = run(home, "card", "issue", "--image", str(image), "--kind", "user")
-    assert r.returncode == 0, r.stderr
-    data = json.loads(run(home, "card", "read", "--image", str(image), "--json").stdout)
-    assert (data["serial"], data["kind"], data["purchase_count"]) == ("0102030405060708", "user", 0)
-    assert run(home, "card", "issue", "--image", str(image), "--kind", "check").returncode == 1
-    assert run(home, "card", "erase", "--image", str(image)).returncode == 0
-    r = run(home, "card", "read", "--image", str(image))
-    assert r.returncode == 1 and "blank" in r.stderr
-
-
-def test_user_card_through_the_meter(home: Path) -> None:
-    image = home / "card.json"
-    state = home / "meter.json"
-    assert run(home, "card", "blank", "--image", str(image)).returncode == 0
-    assert run(home, "card", "issue", "--image", str(image), "--kind", "user").returncode == 0
+def write_user_card(home: Path, image: Path) -> Any:
+    """An issued user card for meter 200000000002 with a purchase of 100.00 yuan, parameters
+    (alarm 20.00/10.00 yuan, no overdraft) and a flat tariff; the terminal's write result."""
     terminal = terminal_for(home, image)
     params = ParameterRecord(
         card_kind=CardKind.USER,
@@ -91,7 +73,32 @@ def test_user_card_through_the_meter(home: Path) -> None:
         },
     )
     purchase = PurchaseRecord(10000, 1, b"\x01" * 8, dt.datetime(2026, 3, 1, 9, tzinfo=CST))
-    result = terminal.write(CardWrite(parameters=params, purchase=purchase, current_tariff=tariff))
+    return terminal.write(CardWrite(parameters=params, purchase=purchase, current_tariff=tariff))
+
+
+def test_blank_issue_read_erase(home: Path) -> None:
+    image = home / "card.json"
+    r = run(home, "card", "blank", "--image", str(image), "--serial", "0102030405060708")
+    assert r.returncode == 0, r.stderr
+    r = run(home, "card", "read", "--image", str(image))
+    assert r.returncode == 1 and "blank card" in r.stderr
+    assert run(home, "card", "blank", "--image", str(image)).returncode == 1  # no overwrite
+    r = run(home, "card", "issue", "--image", str(image), "--kind", "user")
+    assert r.returncode == 0, r.stderr
+    data = json.loads(run(home, "card", "read", "--image", str(image), "--json").stdout)
+    assert (data["serial"], data["kind"], data["purchase_count"]) == ("0102030405060708", "user", 0)
+    assert run(home, "card", "issue", "--image", str(image), "--kind", "check").returncode == 1
+    assert run(home, "card", "erase", "--image", str(image)).returncode == 0
+    r = run(home, "card", "read", "--image", str(image))
+    assert r.returncode == 1 and "blank" in r.stderr
+
+
+def test_user_card_through_the_meter(home: Path) -> None:
+    image = home / "card.json"
+    state = home / "meter.json"
+    assert run(home, "card", "blank", "--image", str(image)).returncode == 0
+    assert run(home, "card", "issue", "--image", str(image), "--kind", "user").returncode == 0
+    result = write_user_card(home, image)
     assert len(result.files) == 3
     r = run(home, "meter", "insert", "--meter-state", str(state), "--image", str(image), "--json")
     assert r.returncode == 0, r.stderr

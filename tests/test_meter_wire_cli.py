@@ -17,19 +17,10 @@ from typing import Any
 
 import pytest
 
-from app.domain.card import (
-    CardKind,
-    CardWrite,
-    ParameterRecord,
-    PurchaseRecord,
-    TariffRecord,
-    UpdateFlags,
-    UserCardType,
-)
 from tests.conftest import ROOT
 from tests.serial_rig import PtyPair, needs_socat
 from tests.test_card_admin_cli import audit_rows, one_line
-from tests.test_card_cli import terminal_for
+from tests.test_card_cli import write_user_card
 from tests.test_cli import run
 
 CST = dt.timezone(dt.timedelta(hours=8))
@@ -95,37 +86,7 @@ def bench(tmp_path: Path) -> Path:
     image = tmp_path / "card.json"
     assert run(tmp_path, "card", "blank", "--image", str(image)).returncode == 0
     assert run(tmp_path, "card", "issue", "--image", str(image), "--kind", "user").returncode == 0
-    terminal = terminal_for(tmp_path, image)
-    params = ParameterRecord(
-        card_kind=CardKind.USER,
-        utility_code="100001",
-        user_card_type=UserCardType.OPEN,
-        customer_no="100000000002",
-        meter_no=METER,
-        alarm1=2000,
-        alarm2=1000,
-        overdraft_limit=0,
-        credit_ceiling=99999999,
-        ct_ratio=1,
-        pt_ratio=1,
-        update_flags=UpdateFlags.PARAMETERS | UpdateFlags.CURRENT_TARIFF,
-        param_version=1,
-    )
-    tariff = TariffRecord(
-        1,
-        dt.datetime(2026, 1, 1, tzinfo=CST),
-        {
-            "kind": "flat",
-            "flat_rate": 5000,
-            "periods": [],
-            "schedule": [],
-            "tiers": [],
-            "reset_month": 1,
-            "reset_day": 1,
-        },
-    )
-    purchase = PurchaseRecord(10000, 1, b"\x01" * 8, dt.datetime(2026, 3, 1, 9, tzinfo=CST))
-    terminal.write(CardWrite(parameters=params, purchase=purchase, current_tariff=tariff))
+    write_user_card(tmp_path, image)
     return tmp_path
 
 

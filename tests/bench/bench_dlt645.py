@@ -33,6 +33,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -127,7 +128,12 @@ class PacedResponder(Responder):
         return reply
 
 
-def _timed_reads(responder: Responder, folder: Path, reads: int) -> list[float]:
+def _timed_reads(
+    responder: Responder,
+    folder: Path,
+    reads: int,
+    read: Callable[[MeterClient], object] = lambda c: c.read(METER, D.REMAINING_AMOUNT),
+) -> list[float]:
     folder.mkdir()
     pair = PtyPair(folder)
     try:
@@ -136,11 +142,13 @@ def _timed_reads(responder: Responder, folder: Path, reads: int) -> list[float]:
         link = open_serial_link(SerialSettings(str(pair.a), parity="N", timeout=2.0))
         client = MeterClient(link)
         try:
-            client.read(METER, D.REMAINING_AMOUNT)  # warm up
+            read(client)  # warm up
+            if isinstance(responder, CountingResponder):
+                responder.line_bytes = 0
             times = []
             for _ in range(reads):
                 t0 = time.perf_counter()
-                client.read(METER, D.REMAINING_AMOUNT)
+                read(client)
                 times.append(time.perf_counter() - t0)
             return times
         finally:
@@ -188,31 +196,9 @@ def read_ratio(reads: int, paced_reads: int) -> dict[str, Any]:
     )
 
 
-def _timed_meter_reads(
-    responder: CountingResponder, folder: Path, reads: int
-) -> tuple[list[float], int]:
-    """Wall times of full readings, and the line bytes of one."""
-    folder.mkdir()
-    pair = PtyPair(folder)
-    try:
-        server = SerialServer(responder, SerialSettings(str(pair.b), parity="N")).start()
-        link = open_serial_link(SerialSettings(str(pair.a), parity="N", timeout=2.0))
-        client = MeterClient(link)
-        try:
-            read_meter(client, METER)  # warm up
-            responder.line_bytes = 0
-            times = []
-            for _ in range(reads):
-                t0 = time.perf_counter()
-                reading = read_meter(client, METER)
-                times.append(time.perf_counter() - t0)
-                assert reading.remaining_fen == 0 and reading.relay == "open"
-            return times, responder.line_bytes // reads
-        finally:
-            link.close()
-            server.stop()
-    finally:
-        pair.stop()
+def _full_reading(client: MeterClient) -> None:
+    reading = read_meter(client, METER)
+    assert reading.remaining_fen == 0 and reading.relay == "open"
 
 
 def meter_read_ratio(reads: int, paced_reads: int) -> dict[str, Any]:
@@ -231,10 +217,15 @@ def meter_read_ratio(reads: int, paced_reads: int) -> dict[str, Any]:
         meter = MeterSimulator(Path(tmp) / "meter.json", keys, meter_no=METER, clock=SystemClock())
         registers = SimulatedMeterRegisters(meter)
         progress(f"{reads} full meter readings over an unpaced pty ...")
-        fast, size = _timed_meter_reads(CountingResponder([registers]), Path(tmp) / "fast", reads)
+        counting = CountingResponder([registers])
+        fast = _timed_reads(counting, Path(tmp) / "fast", reads, _full_reading)
+        size = counting.line_bytes // reads
         progress(f"{paced_reads} full meter readings paced at 2400 baud ...")
-        paced, _ = _timed_meter_reads(
-            CountingResponder([registers], pace=True), Path(tmp) / "paced", paced_reads
+        paced = _timed_reads(
+            CountingResponder([registers], pace=True),
+            Path(tmp) / "paced",
+            paced_reads,
+            _full_reading,
         )
     line = RS485.line_time(size)
     ratio = median(paced) / line
