@@ -14,9 +14,9 @@ from dataclasses import asdict, dataclass
 from typing import Any, Final
 
 from app.clock import Clock
-from app.domain.permissions import Action, PermissionDenied
+from app.domain.permissions import Action
 from app.persistence.db import Database
-from app.services import audit
+from app.services import audit, cards
 from app.services.auth import Principal
 
 RELAY_CLOSED: Final = "closed"
@@ -48,21 +48,9 @@ class MeterReading:
         return data
 
 
-def authorize(
-    db: Database | None,
-    actor: Principal,
-    clock: Clock,
-    *,
-    action: str,
-    target: str,
-) -> None:
-    """The permission to read or command a meter; a refusal is audited (with a database)."""
-    try:
-        actor.authorize(Action.READ_METER, clock)
-    except PermissionDenied:
-        if db is not None:
-            record(db, actor, clock, action=action, target=target, result="denied")
-        raise
+def authorize(db: Database, actor: Principal, clock: Clock, *, action: str, target: str) -> None:
+    """The permission to read or command a meter (``read_meter``); a refusal is audited."""
+    cards.authorize(db, actor, clock, action=action, target=target, permission=Action.READ_METER)
 
 
 def record(
