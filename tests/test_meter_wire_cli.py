@@ -269,3 +269,15 @@ def test_a_dead_serial_line_is_one_line(bench: Path, ptys: PtyPair) -> None:
 def test_a_missing_serial_port_is_one_line(bench: Path) -> None:
     r = run(bench, "meter", "read", "--port", str(bench / "nothing"), "--addr", METER)
     one_line(r, str(bench / "nothing"))
+
+
+def test_reading_at_a_counter_needs_read_meter(office: Path, tcp_meter: Simulator) -> None:
+    assert tcp_meter.endpoint is not None
+    line = ("meter", "read", "--tcp", tcp_meter.endpoint, "--addr", METER, "--json")
+    one_line(run(office, *line), "--operator")  # a database is set up here: someone signs in
+    r = run(office, *line, "--operator", "t01", env={"CARDVEND_PASSWORD": "demo-t01"})
+    one_line(r, "t01", "read a meter")
+    assert audit_rows(office, "meter_read")[-1]["result"] == "denied"
+    r = run(office, *line, "--operator", "f01", env={"CARDVEND_PASSWORD": "demo-f01"})
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["addr"] == METER
