@@ -489,3 +489,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     q.add_argument("--load-kw", help=_("load in kW during those hours"))
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_meter_insert)
+
+    from cardio import cli_meter  # read, relay, simulate over DL/T 645 (imports this module)
+
+    cli_meter.register(msub)

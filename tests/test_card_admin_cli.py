@@ -16,9 +16,10 @@ import pytest
 from sqlalchemy import func, select
 
 from app.persistence.db import Database
-from app.persistence.models import ApprovalRequest, AuditEntry, ReceiptPrint
+from app.persistence.models import ApprovalRequest, ReceiptPrint
 from tests.conftest import ROOT
 from tests.rigs.cli import run
+from tests.rigs.commands import audit_rows, one_line
 
 CUSTOMER = "100000000002"  # card meter, nothing owed
 REMOTE = "100000000010"
@@ -44,40 +45,9 @@ def cv(
     return run(home, *args, "--operator", operator, env=as_(operator, **extra))
 
 
-def one_line(r: subprocess.CompletedProcess[str], *texts: str) -> str:
-    """A refusal: exit 1 and one line on stderr that says what (no traceback, no 'Unexpected')."""
-    assert r.returncode == 1, (r.returncode, r.stdout, r.stderr)
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("cardvend: "), r.stderr
-    assert "Unexpected error" not in lines[0], lines[0]
-    for text in texts:
-        assert text in lines[0], lines[0]
-    return lines[0]
-
-
 def ok_json(r: subprocess.CompletedProcess[str]) -> Any:
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout)
-
-
-def audit_rows(home: Path, action: str) -> list[dict[str, Any]]:
-    db = Database(str(home / "data" / "cardvend.db"))
-    try:
-        with db.read() as session:
-            rows = session.scalars(
-                select(AuditEntry).where(AuditEntry.action == action).order_by(AuditEntry.seq)
-            ).all()
-            return [
-                {
-                    "operator": r.operator_id,
-                    "result": r.result,
-                    "target": r.target,
-                    "detail": json.loads(r.detail),
-                }
-                for r in rows
-            ]
-    finally:
-        db.dispose()
 
 
 @pytest.fixture(scope="module")

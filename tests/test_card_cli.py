@@ -9,16 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from app.domain.card import (
-    CardKind,
-    CardWrite,
-    ParameterRecord,
-    PurchaseRecord,
-    TariffRecord,
-    UpdateFlags,
-    UserCardType,
-)
-from tests.rigs.cli import run, terminal_for
+from tests.rigs.cli import run
+from tests.rigs.user_card import write_user_card
 
 CST = dt.timezone(dt.timedelta(hours=8))
 
@@ -50,37 +42,7 @@ def test_user_card_through_the_meter(home: Path) -> None:
     state = home / "meter.json"
     assert run(home, "card", "blank", "--image", str(image)).returncode == 0
     assert run(home, "card", "issue", "--image", str(image), "--kind", "user").returncode == 0
-    terminal = terminal_for(home, image)
-    params = ParameterRecord(
-        card_kind=CardKind.USER,
-        utility_code="100001",
-        user_card_type=UserCardType.OPEN,
-        customer_no="100000000002",
-        meter_no="200000000002",
-        alarm1=2000,
-        alarm2=1000,
-        overdraft_limit=0,
-        credit_ceiling=99999999,
-        ct_ratio=1,
-        pt_ratio=1,
-        update_flags=UpdateFlags.PARAMETERS | UpdateFlags.CURRENT_TARIFF,
-        param_version=1,
-    )
-    tariff = TariffRecord(
-        1,
-        dt.datetime(2026, 1, 1, tzinfo=CST),
-        {
-            "kind": "flat",
-            "flat_rate": 5000,
-            "periods": [],
-            "schedule": [],
-            "tiers": [],
-            "reset_month": 1,
-            "reset_day": 1,
-        },
-    )
-    purchase = PurchaseRecord(10000, 1, b"\x01" * 8, dt.datetime(2026, 3, 1, 9, tzinfo=CST))
-    result = terminal.write(CardWrite(parameters=params, purchase=purchase, current_tariff=tariff))
+    result = write_user_card(home, image)
     assert len(result.files) == 3
     r = run(home, "meter", "insert", "--meter-state", str(state), "--image", str(image), "--json")
     assert r.returncode == 0, r.stderr

@@ -127,11 +127,19 @@ def database_in_use(ctx: AppContext) -> bool:
         raise DatabaseError(detail=str(getattr(exc, "orig", None) or exc)) from exc
 
 
-def authorize(db: Database, actor: Principal, clock: Clock, *, action: str, target: str) -> None:
-    """The technician's or administrator's permission; a refusal is audited before it is
+def authorize(
+    db: Database,
+    actor: Principal,
+    clock: Clock,
+    *,
+    action: str,
+    target: str,
+    permission: Action = Action.ADMINISTER_CARDS,
+) -> None:
+    """The technician's or administrator's ``permission``; a refusal is audited before it is
     raised."""
     try:
-        actor.authorize(Action.ADMINISTER_CARDS, clock)
+        actor.authorize(permission, clock)
     except PermissionDenied:
         with db.write() as session:
             audit.record_by(

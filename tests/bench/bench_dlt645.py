@@ -17,7 +17,13 @@ its bytes take on a 2400 baud line.
      time of the request and the answer, as the wire would; ``ratio`` = paced_ms / line_ms
      (1.0 would be the wire alone).  Target: ratio <= 1.10.
 
-Needs socat for the read (skipped with a reason otherwise).
+3. ``dlt645:meter_read`` -- ``cardvend meter read``'s path: :func:`cardio.meter_wire.read_meter`
+   (every value of a reading, one request each) from the simulated meter's state file
+   (:class:`cardio.meter_wire.SimulatedMeterRegisters`, reloaded for every answer) over the pty
+   pair; ``line_ms`` counts every request and answer byte at 2400 8E1, ``paced_ms`` and
+   ``ratio`` as above. Target: ratio <= 1.10.
+
+Needs socat for the reads (skipped with a reason otherwise).
 """
 
 from __future__ import annotations
@@ -27,9 +33,11 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from app.clock import SystemClock
 from cardio.dlt645 import dataids as D
 from cardio.dlt645.client import MeterClient
 from cardio.dlt645.frame import Frame
@@ -39,6 +47,9 @@ from cardio.dlt645.parser import FrameParser
 from cardio.dlt645.registers import MemoryMeter
 from cardio.dlt645.responder import Responder
 from cardio.dlt645.server import SerialServer
+from cardio.keys import MasterKeys, SoftwareKeyProvider
+from cardio.meter_sim import MeterSimulator
+from cardio.meter_wire import READ_SET, SimulatedMeterRegisters, read_meter
 from tests.bench.common import emit, median, percentile, progress, rounded
 from tests.serial_rig import PtyPair
 
@@ -89,6 +100,24 @@ def parse_rate(frames: int) -> dict[str, Any]:
     )
 
 
+class CountingResponder(Responder):
+    """Counts the bytes of each request and answer; ``pace``: holds each answer back by their
+    line time (bench only)."""
+
+    def __init__(self, *args: Any, pace: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.pace = pace
+        self.line_bytes = 0
+
+    def handle(self, frame: Frame) -> Frame | None:
+        reply = super().handle(frame)
+        size = len(frame.encode()) + (len(reply.encode()) if reply is not None else 0)
+        self.line_bytes += size
+        if self.pace and reply is not None:
+            time.sleep(RS485.line_time(size))
+        return reply
+
+
 class PacedResponder(Responder):
     """Holds each answer back by the line time of the request and the answer (bench only)."""
 
@@ -99,7 +128,12 @@ class PacedResponder(Responder):
         return reply
 
 
-def _timed_reads(responder: Responder, folder: Path, reads: int) -> list[float]:
+def _timed_reads(
+    responder: Responder,
+    folder: Path,
+    reads: int,
+    read: Callable[[MeterClient], object] = lambda c: c.read(METER, D.REMAINING_AMOUNT),
+) -> list[float]:
     folder.mkdir()
     pair = PtyPair(folder)
     try:
@@ -108,11 +142,13 @@ def _timed_reads(responder: Responder, folder: Path, reads: int) -> list[float]:
         link = open_serial_link(SerialSettings(str(pair.a), parity="N", timeout=2.0))
         client = MeterClient(link)
         try:
-            client.read(METER, D.REMAINING_AMOUNT)  # warm up
+            read(client)  # warm up
+            if isinstance(responder, CountingResponder):
+                responder.line_bytes = 0
             times = []
             for _ in range(reads):
                 t0 = time.perf_counter()
-                client.read(METER, D.REMAINING_AMOUNT)
+                read(client)
                 times.append(time.perf_counter() - t0)
             return times
         finally:
@@ -160,9 +196,64 @@ def read_ratio(reads: int, paced_reads: int) -> dict[str, Any]:
     )
 
 
+def _full_reading(client: MeterClient) -> None:
+    reading = read_meter(client, METER)
+    assert reading.remaining_fen == 0 and reading.relay == "open"
+
+
+def meter_read_ratio(reads: int, paced_reads: int) -> dict[str, Any]:
+    if shutil.which("socat") is None:
+        return emit(
+            {
+                "bench": "dlt645",
+                "kind": "meter_read",
+                "skipped": "socat is not installed",
+                "target": f"ratio <= {RATIO_TARGET}",
+                "ok": False,
+            }
+        )
+    with tempfile.TemporaryDirectory(prefix="bench-meter-") as tmp:
+        keys = SoftwareKeyProvider(MasterKeys.generate())
+        meter = MeterSimulator(Path(tmp) / "meter.json", keys, meter_no=METER, clock=SystemClock())
+        registers = SimulatedMeterRegisters(meter)
+        progress(f"{reads} full meter readings over an unpaced pty ...")
+        counting = CountingResponder([registers])
+        fast = _timed_reads(counting, Path(tmp) / "fast", reads, _full_reading)
+        size = counting.line_bytes // reads
+        progress(f"{paced_reads} full meter readings paced at 2400 baud ...")
+        paced = _timed_reads(
+            CountingResponder([registers], pace=True),
+            Path(tmp) / "paced",
+            paced_reads,
+            _full_reading,
+        )
+    line = RS485.line_time(size)
+    ratio = median(paced) / line
+    return emit(
+        {
+            "bench": "dlt645",
+            "kind": "meter_read",
+            "values": len(READ_SET),
+            "bytes": size,
+            "line_ms": rounded(line * 1000),
+            "software_ms": rounded(median(fast) * 1000),
+            "software_p99_ms": rounded(percentile(fast, 99) * 1000),
+            "software_share": rounded(median(fast) / line, 4),
+            "paced_ms": rounded(median(paced) * 1000),
+            "ratio": rounded(ratio),
+            "target": f"ratio <= {RATIO_TARGET}",
+            "ok": ratio <= RATIO_TARGET,
+        }
+    )
+
+
 def run(frames: int = 200_000, reads: int = 500, paced_reads: int = 20) -> list[dict[str, Any]]:
     progress(f"parsing {frames:,} DL/T 645 frames ...")
-    return [parse_rate(frames), read_ratio(reads, paced_reads)]
+    return [
+        parse_rate(frames),
+        read_ratio(reads, paced_reads),
+        meter_read_ratio(max(1, reads // 10), max(1, paced_reads // 4)),
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,77 @@
+"""Reading and commanding a meter over a :class:`app.ports.MeterLink`, for the CLI and the
+technician's meter page.
+
+The protocol itself lives in ``cardio`` (``cardio.meter_wire.read_meter`` fills a
+:class:`MeterReading` from a DL/T 645 client); this module holds the typed result and the
+permission and audit rules: reading needs ``read_meter``, a relay command needs
+``read_meter`` too plus being audited (ok, refused or denied) with the meter and the command.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict, dataclass
+from typing import Any, Final
+
+from app.clock import Clock
+from app.domain.permissions import Action
+from app.persistence.db import Database
+from app.services import audit, cards
+from app.services.auth import Principal
+
+RELAY_CLOSED: Final = "closed"
+RELAY_OPEN: Final = "open"
+RELAY_COMMANDS: Final = ("trip", "close", "alarm", "release")
+
+
+@dataclass(frozen=True)
+class MeterReading:
+    """What a meter answered; ``None`` for a value it did not answer. Money in fen, energy Wh."""
+
+    addr: str
+    remaining_fen: int | None
+    overdraft_fen: int | None
+    purchase_count: int | None
+    energy_wh: int | None
+    energy_rates_wh: tuple[int | None, ...]
+    alarm1_fen: int | None
+    alarm2_fen: int | None
+    relay: str | None  # RELAY_CLOSED, RELAY_OPEN, or None
+    status_words: tuple[int | None, ...]
+    meter_time: dt.datetime | None
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["energy_rates_wh"] = list(self.energy_rates_wh)
+        data["status_words"] = list(self.status_words)
+        data["meter_time"] = self.meter_time.isoformat() if self.meter_time else None
+        return data
+
+
+def authorize(db: Database, actor: Principal, clock: Clock, *, action: str, target: str) -> None:
+    """The permission to read or command a meter (``read_meter``); a refusal is audited."""
+    cards.authorize(db, actor, clock, action=action, target=target, permission=Action.READ_METER)
+
+
+def record(
+    db: Database,
+    actor: Principal,
+    clock: Clock,
+    *,
+    action: str,
+    target: str,
+    result: str = "ok",
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """One audit row for a meter command."""
+    with db.write() as session:
+        audit.record(
+            session,
+            action=action,
+            operator_id=actor.operator_id,
+            counter_id=actor.counter_id,
+            clock=clock,
+            target=target,
+            result=result,
+            detail=detail or {"role": actor.role},
+        )

@@ -1,0 +1,193 @@
+"""The simulated meter (:class:`cardio.meter_sim.MeterSimulator`) on the wire: its state as
+DL/T 645-2007 registers (:class:`cardio.dlt645.MeterRegisters`).
+
+The state file is shared with the card slot (``cardvend meter insert``): every read reloads it,
+so a purchase loaded from a card shows in the remaining amount read over the wire, and every
+relay command or clock write is saved into it, so the card slot sees the relay a command set.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from typing import Any, TypeVar
+
+from app.services import meter_reading
+from app.services.meter_reading import MeterReading
+from cardio.dlt645 import dataids as D
+from cardio.dlt645.client import MeterClient
+from cardio.dlt645.errors import ErrorBits, MeterRefused, Refusal
+from cardio.dlt645.messages import Password, RelayCommand
+from cardio.meter_sim import RELAY_CLOSED, RELAY_TRIPPED, MeterSimulator, MeterState
+from cardio.profile import BEIJING
+
+T = TypeVar("T")
+
+NO_ADDRESS = "000000000000"  # a meter without a number yet
+
+
+class SimulatedMeterRegisters:
+    """:class:`~cardio.dlt645.MeterRegisters` over a :class:`MeterSimulator`'s state file."""
+
+    def __init__(self, meter: MeterSimulator, *, password: str = "000000") -> None:
+        self.meter = meter
+        self._password = password
+        self._lock = threading.Lock()
+        self._alarm = False
+
+    def _state(self) -> MeterState:
+        return self.meter.reload()
+
+    @property
+    def address(self) -> str:
+        return self.meter.state.meter_no or NO_ADDRESS
+
+    def value(self, di: D.DataId[T]) -> T | None:
+        with self._lock:
+            s = self._state()
+            return self._value(s, di)  # type: ignore[no-any-return]
+
+    def _value(self, s: MeterState, di: D.DataId[Any]) -> Any:
+        code = di.code
+        found: dict[int, Any] = {
+            D.REMAINING_AMOUNT.code: max(0, s.remaining),
+            D.OVERDRAFT_AMOUNT.code: s.overdraft_used,
+            D.PURCHASE_COUNT.code: s.purchase_count,
+            D.POSITIVE_ENERGY.code: s.total_energy_wh,
+            D.COMBINED_ENERGY.code: s.total_energy_wh,
+            D.ALARM_AMOUNT_1.code: s.alarm1,
+            D.ALARM_AMOUNT_2.code: s.alarm2,
+            D.OVERDRAFT_LIMIT.code: s.overdraft_limit,
+            D.CREDIT_CEILING.code: s.credit_ceiling,
+            D.STATUS_WORD_3.code: self._status3(s),
+            D.DATE_TIME.code: s.clock.astimezone(BEIJING),
+            D.DATE.code: s.clock.astimezone(BEIJING).date(),
+            D.TIME.code: s.clock.astimezone(BEIJING).time().replace(tzinfo=None),
+            D.METER_ADDRESS.code: s.meter_no or NO_ADDRESS,
+        }
+        if s.meter_no is not None:
+            found[D.METER_NUMBER.code] = s.meter_no
+        if code in found:
+            return found[code]
+        if di in D.STATUS_WORDS:
+            return 0  # a meter always has its status words
+        return None  # per-rate energy and the rest: this meter does not keep them
+
+    def _status3(self, s: MeterState) -> int:
+        word = int(D.Status3.MONEY_PREPAID)
+        if s.relay == RELAY_TRIPPED:
+            word |= D.Status3.RELAY_OPEN | D.Status3.RELAY_COMMAND_OPEN
+        if self._alarm:
+            word |= D.Status3.PRE_TRIP_ALARM
+        return word
+
+    def write(self, di: D.DataId[T], value: T, operator: str) -> None:
+        with self._lock:
+            s = self._state()
+            if isinstance(value, dt.datetime) and di.code == D.DATE_TIME.code:
+                self._set_clock(s, value)
+            else:
+                raise Refusal(ErrorBits.UNAUTHORISED)
+
+    def password_ok(self, password: Password) -> bool:
+        return password.code == self._password
+
+    def relay(self, command: RelayCommand, operator: str) -> None:
+        with self._lock:
+            s = self._state()
+            if command is RelayCommand.TRIP:
+                s.relay = RELAY_TRIPPED
+            elif command in (RelayCommand.CLOSE_PERMIT, RelayCommand.CLOSE_DIRECT):
+                if s.remaining <= s.trip_point:
+                    raise Refusal(ErrorBits.OTHER)  # no credit: the meter keeps the relay open
+                s.relay = RELAY_CLOSED
+            elif command is RelayCommand.ALARM:
+                self._alarm = True
+            elif command is RelayCommand.ALARM_RELEASE:
+                self._alarm = False
+            else:
+                raise Refusal(ErrorBits.OTHER)
+            self.meter.save()
+
+    def clock(self) -> dt.datetime:
+        with self._lock:
+            return self._state().clock.astimezone(BEIJING)
+
+    def set_clock(self, when: dt.datetime) -> None:
+        with self._lock:
+            self._set_clock(self._state(), when)
+
+    def _set_clock(self, s: MeterState, when: dt.datetime) -> None:
+        s.clock = when.astimezone(BEIJING).replace(second=0, microsecond=0)
+        self.meter.save()
+
+
+# --------------------------------------------------------------------------- the reading side
+
+READ_SET: tuple[D.DataId[Any], ...] = (
+    D.REMAINING_AMOUNT,
+    D.OVERDRAFT_AMOUNT,
+    D.PURCHASE_COUNT,
+    D.POSITIVE_ENERGY,
+    *D.POSITIVE_ENERGY_RATES,
+    D.ALARM_AMOUNT_1,
+    D.ALARM_AMOUNT_2,
+    D.STATUS_BLOCK,
+    D.DATE_TIME,
+)
+
+RELAY_COMMANDS: dict[str, RelayCommand] = {
+    "trip": RelayCommand.TRIP,
+    "close": RelayCommand.CLOSE_PERMIT,
+    "alarm": RelayCommand.ALARM,
+    "release": RelayCommand.ALARM_RELEASE,
+}
+
+
+def read_meter(client: MeterClient, address: str) -> MeterReading:
+    """Every value of :data:`READ_SET` the meter at ``address`` answers (``None`` for the
+    others); a meter that does not answer at all raises :class:`MeterNoAnswer`."""
+    got = client.read_many(address, READ_SET)
+    words = got.get(D.STATUS_BLOCK)
+    status: tuple[int | None, ...] = tuple(words) if words else (None,) * len(D.STATUS_WORDS)
+    status3 = status[2]
+    relay = None
+    if status3 is not None:
+        relay = meter_reading.RELAY_CLOSED if D.relay_closed(status3) else meter_reading.RELAY_OPEN
+    return MeterReading(
+        addr=address,
+        remaining_fen=got.get(D.REMAINING_AMOUNT),
+        overdraft_fen=got.get(D.OVERDRAFT_AMOUNT),
+        purchase_count=got.get(D.PURCHASE_COUNT),
+        energy_wh=got.get(D.POSITIVE_ENERGY),
+        energy_rates_wh=tuple(got.get(di) for di in D.POSITIVE_ENERGY_RATES),
+        alarm1_fen=got.get(D.ALARM_AMOUNT_1),
+        alarm2_fen=got.get(D.ALARM_AMOUNT_2),
+        relay=relay,
+        status_words=status,
+        meter_time=got.get(D.DATE_TIME),
+    )
+
+
+def command_relay(
+    client: MeterClient,
+    address: str,
+    command: str,
+    now: dt.datetime,
+    *,
+    operator: str,
+    password: Password,
+) -> None:
+    """Send ``command`` (:data:`RELAY_COMMANDS`); valid for ten minutes of the meter's clock
+    (its own time when it answers it, else ``now``)."""
+    try:
+        base = client.read(address, D.DATE_TIME)
+    except MeterRefused:
+        base = now
+    client.relay(
+        address,
+        RELAY_COMMANDS[command],
+        base + dt.timedelta(minutes=10),
+        password=password,
+        operator=operator,
+    )
