@@ -10,7 +10,7 @@ import logging.handlers
 import os
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from app.context import AppContext
@@ -178,6 +178,23 @@ def wire_printing(ctx: AppContext) -> None:
     ctx.printer_factory = printer
 
 
+def wire_meters(ctx: AppContext) -> None:
+    """Meters over DL/T 645 for the technician's meter page (cardio/meter_wire.py): a serial
+    port with the configured RS485 settings, or a terminal's HOST:PORT."""
+
+    def reader(where: str, addr: str) -> Any:
+        from cardio.meter_wire import read_at
+
+        return read_at(ctx.settings, where, addr)
+
+    def commander(where: str, addr: str, command: str, operator: str) -> None:
+        from cardio.meter_wire import relay_at
+
+        relay_at(ctx.settings, ctx.clock, where, addr, command, operator)
+
+    ctx.meter_reader, ctx.meter_commander = reader, commander
+
+
 def wire_cards(ctx: AppContext, handler: PassphraseHandler | None = None) -> KeySource:
     """The card side: the one card thread (the GUI's card work and every APDU run on it; it
     starts on first use), the one key provider (built on first use; a passphrase the
@@ -254,6 +271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ctx.sync_factory = lambda: background_worker(ctx)
         ctx.registrar = lambda url, key, operator: register_here(ctx, url, key, operator)
         wire_printing(ctx)
+        wire_meters(ctx)
         if args.command is None:
             from ui.app import run_gui
 

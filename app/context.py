@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 from app.clock import Clock, SystemClock
 from app.fileio import write_atomically
@@ -56,6 +57,9 @@ class AppContext:
     # ``card_reader`` setting's reader through it
     reader_port_factory: Callable[[], CardReaderPort] | None = None
     card_worker: CardWorker | None = None  # the one card thread (cardio/), built by main.py
+    # meters over DL/T 645 (cardio/), set by main.py: see app/services/meter_reading.py
+    meter_reader: Callable[[str, str], Any] | None = None
+    meter_commander: Callable[[str, str, str, str], None] | None = None
 
     def open_terminal(self, reader: str | None = None, image: str | None = None) -> CardTerminal:
         """The card in ``reader`` (or the configured reader), or an emulated card image."""

@@ -216,6 +216,21 @@ PRINTER = ConfigVar(
     choices=("pdf", "system", "escpos", "none"),
 )
 PRINTER_NAME = ConfigVar("printer_name", str, "", "System printer (CUPS queue); empty: default")
+METER_PORT = ConfigVar("meter_port", str, "", "Serial port of the RS485 meter bus (DL/T 645)")
+METER_BAUD = ConfigVar("meter_baud", int, 2400, "Baud rate of the RS485 meter bus")
+METER_PARITY = ConfigVar(
+    "meter_parity", str, "E", "Parity of the RS485 meter bus", choices=("N", "E", "O")
+)
+METER_TIMEOUT_MS = ConfigVar(
+    "meter_timeout_ms", int, 1000, "How long to wait for a meter's answer to begin, in ms"
+)
+METER_RETRIES = ConfigVar("meter_retries", int, 2, "How often a meter question is asked again")
+METER_PASSWORD = ConfigVar(
+    "meter_password", str, "000000", "The meters' password for relay commands (6 hex digits)"
+)
+METER_PASSWORD_LEVEL = ConfigVar(
+    "meter_password_level", int, 2, "The level of the meters' password (0 is the highest)"
+)
 PRINTER_PORT = ConfigVar("printer_port", str, "", "Serial port of the ESC/POS printer")
 PRINTER_BAUD = ConfigVar("printer_baud", int, 9600, "Baud rate of the ESC/POS printer")
 RECEIPT_SIZE = ConfigVar(

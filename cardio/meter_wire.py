@@ -9,14 +9,32 @@ relay command or clock write is saved into it, so the card slot sees the relay a
 from __future__ import annotations
 
 import datetime as dt
+import re
 import threading
 from typing import Any, TypeVar
 
+from app.clock import Clock
 from app.services import meter_reading
 from app.services.meter_reading import MeterReading
+from app.settings import (
+    METER_BAUD,
+    METER_PARITY,
+    METER_PASSWORD,
+    METER_PASSWORD_LEVEL,
+    METER_RETRIES,
+    METER_TIMEOUT_MS,
+    Settings,
+)
 from cardio.dlt645 import dataids as D
 from cardio.dlt645.client import MeterClient
 from cardio.dlt645.errors import ErrorBits, MeterRefused, Refusal
+from cardio.dlt645.link import (
+    FrameLink,
+    SerialSettings,
+    TcpSettings,
+    connect_tcp_link,
+    open_serial_link,
+)
 from cardio.dlt645.messages import Password, RelayCommand
 from cardio.meter_sim import RELAY_CLOSED, RELAY_TRIPPED, MeterSimulator, MeterState
 from cardio.profile import BEIJING
@@ -191,3 +209,54 @@ def command_relay(
         password=password,
         operator=operator,
     )
+
+
+# --------------------------------------------------------------------------- the configured bus
+
+_TCP = re.compile(r"[A-Za-z0-9.\-]+:[0-9]{1,5}", re.ASCII)
+
+
+def link_to(where: str, settings: Settings) -> FrameLink:
+    """The link to ``where``: a terminal's ``HOST:PORT`` (TCP), else a serial port with the
+    configured RS485 settings (baud, parity, timeout, retries)."""
+    timeout = settings.value(METER_TIMEOUT_MS) / 1000
+    retries = settings.value(METER_RETRIES)
+    if _TCP.fullmatch(where):
+        host, port = where.rsplit(":", 1)
+        return connect_tcp_link(TcpSettings(host, int(port), timeout=timeout, retries=retries))
+    return open_serial_link(
+        SerialSettings(
+            where,
+            baudrate=settings.value(METER_BAUD),
+            parity=settings.value(METER_PARITY),
+            timeout=timeout,
+            retries=retries,
+        )
+    )
+
+
+def read_at(settings: Settings, where: str, address: str) -> MeterReading:
+    """Read the meter at ``address`` on the bus or terminal ``where`` (:func:`link_to`)."""
+    link = link_to(where, settings)
+    try:
+        return read_meter(MeterClient(link), address)
+    finally:
+        link.close()
+
+
+def relay_at(
+    settings: Settings, clock: Clock, where: str, address: str, command: str, operator: str
+) -> None:
+    """A relay command to the meter at ``address`` with the configured meter password."""
+    link = link_to(where, settings)
+    try:
+        command_relay(
+            MeterClient(link),
+            address,
+            command,
+            clock.now(),
+            operator=operator,
+            password=Password(settings.value(METER_PASSWORD_LEVEL), settings.value(METER_PASSWORD)),
+        )
+    finally:
+        link.close()

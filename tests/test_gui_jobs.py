@@ -154,3 +154,57 @@ def test_an_overdue_card_is_flagged(qtbot: Any, ctx: AppContext, tmp_path: Path)
     qtbot.waitUntil(lambda: page.mine.rowCount() == 1, timeout=WAIT)
     assert "OVERDUE" in page.mine.item(0, 6).text()
     assert "more than 7 days" in page.message.text()
+
+
+def test_the_meter_page_reads_and_trips_a_meter_over_tcp(
+    qtbot: Any, ctx: AppContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``cardvend meter simulate --tcp 0`` as a process; the page reads it through the
+    composition root's meter reader, shows the values, trips the relay (audited)."""
+    import main
+    from app.persistence.models import AuditEntry
+    from cardio.wiring import ensure_demo_keystore
+    from tests.rigs.meter import METER, Simulator
+
+    main.wire_meters(ctx)
+    ensure_demo_keystore(ctx)  # the simulated meter's keys
+    sim = Simulator(tmp_path / "home", tmp_path / "meter.json", "--tcp", "0")
+    try:
+        assert sim.endpoint is not None
+        window = window_for(qtbot, ctx, "f01")
+        window.show_page("meter")
+        page = window.pages["meter"]
+        page.where.setText(sim.endpoint)
+        page.addr.setText("２" + METER[1:])  # a full-width digit from an input method
+        qtbot.mouseClick(page.read_button, Qt.MouseButton.LeftButton)
+        assert "12 digits" in page.message.text()  # refused before anything is sent
+        page.addr.setText(METER)
+        qtbot.mouseClick(page.read_button, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda: "answered" in page.message.text(), timeout=WAIT)
+        assert page.values["purchase_count"].text() == "0"
+        assert page.values["relay"].text() == "open (power off)"  # a new meter has no credit
+
+        def relay_rows() -> list[tuple[str, str]]:
+            with ctx.db.read() as session:
+                rows = session.scalars(
+                    select(AuditEntry).where(AuditEntry.action == "meter_relay")
+                ).all()
+                return [(r.operator_id, r.result) for r in rows]
+
+        monkeypatch.setattr(QMessageBox, "question", lambda *a: QMessageBox.StandardButton.Yes)
+        page.command.setCurrentIndex(page.command.findData("close"))
+        qtbot.mouseClick(page.send_button, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda: relay_rows() == [("f01", "failed")], timeout=WAIT)
+        qtbot.waitUntil(lambda: page.read_button.isEnabled(), timeout=WAIT)
+        assert page.message.styleSheet()  # shown as an error: no credit, no close permit
+        page.command.setCurrentIndex(page.command.findData("trip"))
+        qtbot.mouseClick(page.send_button, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda: relay_rows()[-1:] == [("f01", "ok")], timeout=WAIT)
+        qtbot.waitUntil(lambda: "answered" in page.message.text(), timeout=WAIT)
+        assert page.values["relay"].text() == "open (power off)"
+    finally:
+        sim.stop()
+
+
+def test_tellers_do_not_see_the_meter_page(qtbot: Any, ctx: AppContext) -> None:
+    assert "meter" not in window_for(qtbot, ctx, "t01").pages

@@ -7,24 +7,20 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import re
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT
 from tests.rigs.cli import run
 from tests.rigs.commands import audit_rows, one_line
+from tests.rigs.meter import METER, Simulator
 from tests.rigs.user_card import write_user_card
 from tests.serial_rig import PtyPair, needs_socat
 
 CST = dt.timezone(dt.timedelta(hours=8))
-METER = "200000000002"
 KEYS = [
     "addr",
     "remaining_fen",
@@ -34,49 +30,6 @@ KEYS = [
     "relay",
     "meter_time",
 ]
-
-
-def _env(home: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CARDVEND_")}
-    env.update({"CARDVEND_HOME": str(home), "CARDVEND_LANG": "en", **extra})
-    return env
-
-
-class Simulator:
-    """``cardvend meter simulate`` as a process; :attr:`where` is what its first line names."""
-
-    def __init__(self, home: Path, state: Path, *line: str) -> None:
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                str(ROOT / "main.py"),
-                "meter",
-                "simulate",
-                *line,
-                "--meter-state",
-                str(state),
-                "--meter-no",
-                METER,
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=_env(home),
-        )
-        assert self.proc.stdout is not None
-        first = self.proc.stdout.readline()
-        if not first:
-            self.stop()
-            pytest.fail(f"the simulator did not start: {self.proc.stderr.read()}")  # type: ignore[union-attr]
-        self.first = first
-        found = re.search(r"tcp ([\d.]+:\d+)", first)
-        self.endpoint = found.group(1) if found else None
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
-        assert self.proc.returncode in (0, -15), self.proc.stderr.read()  # type: ignore[union-attr]
 
 
 @pytest.fixture

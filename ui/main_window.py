@@ -63,6 +63,14 @@ PAGES = (
     PageSpec(
         "jobs", "ui.pages.jobs", "JobsPage", N_("Jobs"), "Ctrl+F9", roles=("technician", "admin")
     ),
+    PageSpec(
+        "meter",
+        "ui.pages.meter",
+        "MeterPage",
+        N_("Meter"),
+        "Ctrl+F10",
+        roles=("technician", "admin"),
+    ),
 )
 
 

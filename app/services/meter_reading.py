@@ -10,6 +10,7 @@ permission and audit rules: reading needs ``read_meter``, a relay command needs
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Final
 
@@ -75,3 +76,46 @@ def record(
             result=result,
             detail=detail or {"role": actor.role},
         )
+
+
+# set by the composition root (main.py, from cardio/): (where, meter address) -> the reading;
+# ``where`` is a serial port (``/dev/ttyUSB0``, ``COM3``) or a terminal's ``HOST:PORT``
+MeterReader = Callable[[str, str], MeterReading]
+# (where, meter address, command, operator id) -> None, or a typed error
+MeterCommander = Callable[[str, str, str, str], None]
+
+
+def target(where: str, addr: str) -> str:
+    return f"meter:{addr}@{where}"
+
+
+def read_for(
+    db: Database, actor: Principal, clock: Clock, reader: MeterReader, where: str, addr: str
+) -> MeterReading:
+    """Read meter ``addr`` at ``where`` for a signed-in person with ``read_meter``."""
+    authorize(db, actor, clock, action="meter_read", target=target(where, addr))
+    return reader(where, addr)
+
+
+def relay_for(
+    db: Database,
+    actor: Principal,
+    clock: Clock,
+    commander: MeterCommander,
+    where: str,
+    addr: str,
+    command: str,
+) -> None:
+    """A relay command (:data:`RELAY_COMMANDS`) to meter ``addr``, audited ok or failed."""
+    where_to = target(where, addr)
+    authorize(db, actor, clock, action="meter_relay", target=where_to)
+    detail: dict[str, Any] = {"command": command, "role": actor.role}
+    try:
+        commander(where, addr, command, actor.operator_id)
+    except Exception as exc:
+        detail["error"] = type(exc).__name__
+        record(
+            db, actor, clock, action="meter_relay", target=where_to, result="failed", detail=detail
+        )
+        raise
+    record(db, actor, clock, action="meter_relay", target=where_to, detail=detail)
