@@ -119,6 +119,8 @@ def test_take_program_apply_return(
     qtbot.mouseClick(page.return_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: "applied by the meter" in page.message.text(), timeout=WAIT)
     qtbot.waitUntil(lambda: page.mine.rowCount() == 0, timeout=WAIT)
+    assert page.returned.rowCount() == 1
+    assert page.returned.item(0, 4).text() == "applied by the meter"
     with ctx.db.read() as session:
         job = session.get(MgmtJob, job_id)
         assert job is not None and (job.status, job.result) == ("done", "applied")

@@ -48,12 +48,22 @@ COLUMNS = (
     N_("Card"),
     N_("Since"),
 )
+RETURNED_COLUMNS = (
+    N_("Job"),
+    N_("Kind"),
+    N_("Customer"),
+    N_("Meter"),
+    N_("Result"),
+    N_("Returned"),
+    N_("Taken by"),
+)
+RETURNED_SHOWN = 50  # the latest returned cards
 OVERDUE = QColor("#ffd6d6")
 
 
-def _table() -> QTableWidget:
-    table = QTableWidget(0, len(COLUMNS))
-    table.setHorizontalHeaderLabels([translate(h) for h in COLUMNS])
+def _table(columns: tuple[str, ...] = COLUMNS) -> QTableWidget:
+    table = QTableWidget(0, len(columns))
+    table.setHorizontalHeaderLabels([translate(h) for h in columns])
     table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
     table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
     table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
@@ -85,6 +95,10 @@ class JobsPage(QWidget):
             QVBoxLayout(box).addWidget(table)
             layout.addWidget(box, 1)
             table.itemSelectionChanged.connect(self._selection_changed)
+        self.returned = _table(RETURNED_COLUMNS)
+        box = QGroupBox(_("Returned cards and the meters' results"))
+        QVBoxLayout(box).addWidget(self.returned)
+        layout.addWidget(box, 1)
 
         buttons = QHBoxLayout()
         self.take_button = QPushButton(_("&Take"))
@@ -130,7 +144,12 @@ class JobsPage(QWidget):
 
         def work() -> list[JobView]:
             return jobs.list_jobs(
-                ctx.db, actor, ctx.clock, office_code=ctx.office_code, overdue_days=days
+                ctx.db,
+                actor,
+                ctx.clock,
+                office_code=ctx.office_code,
+                overdue_days=days,
+                include_closed=True,
             )
 
         self.shell.ops.run(work, self._show, self._failed)
@@ -138,8 +157,10 @@ class JobsPage(QWidget):
     def _show(self, views: list[JobView]) -> None:
         actor = self._principal()
         self.views = views
-        mine = jobs.my_jobs(views, actor.operator_id) if actor is not None else []
-        others = [v for v in views if v not in mine and v.taken_by is None]
+        active = [v for v in views if v.result is None and v.status == "open"]
+        mine = jobs.my_jobs(active, actor.operator_id) if actor is not None else []
+        others = [v for v in active if v not in mine and v.taken_by is None]
+        self._fill_returned([v for v in views if v.result is not None])
         self.shown = {id(self.mine): mine, id(self.open): others}
         for table, rows in ((self.mine, mine), (self.open, others)):
             self._fill(table, rows)
@@ -178,6 +199,31 @@ class JobsPage(QWidget):
                 if v.overdue:
                     item.setBackground(OVERDUE)
                 table.setItem(r, c, item)
+
+    def _fill_returned(self, rows: list[JobView]) -> None:
+        tz = self.ctx.settings.value(TIME_ZONE)
+        rows = sorted(rows, key=lambda v: v.closed_at or v.created_at, reverse=True)
+        rows = rows[:RETURNED_SHOWN]
+        self.returned.setRowCount(len(rows))
+        for r, v in enumerate(rows):
+            result = translate(jobs.RESULT_NAMES.get(v.result or "", v.result or ""))
+            if v.result_reason:
+                result += f" ({v.result_reason})"
+            returned = v.returned_at or v.closed_at
+            cells = (
+                v.id[:8],
+                translate(jobs.KIND_NAMES.get(v.kind, v.kind)),
+                f"{v.customer_no} {v.customer_name or ''}".strip(),
+                v.meter_no,
+                result,
+                local_time(returned, tz) if returned else "",
+                v.taken_by or "",
+            )
+            for c, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                if v.result != jobs.RESULT_APPLIED:
+                    item.setBackground(OVERDUE)
+                self.returned.setItem(r, c, item)
 
     def selected(self) -> JobView | None:
         """The selected job (selecting in one list clears the other)."""
