@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import func, select, update
 
 from app.clock import FixedClock
-from app.domain.card import CardKind, JobKind, JobRecord, WrongCardKind
+from app.domain.card import CardKind, CardWrite, JobKind, JobRecord, WrongCardKind
 from app.domain.operators import Role
 from app.domain.permissions import PermissionDenied
 from app.errors import NotFound, ValidationError
@@ -227,7 +227,7 @@ def test_wrong_meter_and_refused_results_are_recorded(field: Field) -> None:
     field.program(job_id, tariff_card)
     # the card's job file damaged into another kind: the meter takes the card, applies nothing
     field.kit.terminal(tariff_card).write(
-        jobs.CardWrite(job=JobRecord(uuid.UUID(job_id).bytes, JobKind.CHECK))
+        CardWrite(job=JobRecord(uuid.UUID(job_id).bytes, JobKind.CHECK))
     )
     meter = field.meter()
     result = meter.insert(field.kit.terminal(tariff_card))
