@@ -56,10 +56,6 @@ class BarChart(QWidget):
         )
         self.update()
 
-    def set_title(self, title: str) -> None:
-        self.title = title
-        self.update()
-
     # ------------------------------------------------------------------ drawing
 
     def paintEvent(self, event: QPaintEvent) -> None:
@@ -101,6 +97,15 @@ class BarChart(QWidget):
         if self.horizontal:
             self._draw_horizontal(p, QRectF(6, top, width - 12, height - top - 6), low, span)
             return
+        self._draw_vertical(p, top, high, low)
+
+    def _draw_vertical(self, p: QPainter, top: float, high: int, low: int) -> None:
+        """Bars up (and down for negative values) over a labelled axis."""
+        fm = p.fontMetrics()
+        line = fm.height()
+        width, height = self.width(), self.height()
+        values = [v for _, v in self.bars]
+        span = (high - low) or 1
         axis_labels = [self.value_text(high), self.value_text(low)]
         left = max(fm.horizontalAdvance(t) for t in axis_labels) + 12
         right = 8

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QKeyEvent, QKeySequence, QShortcut
+from PySide6.QtGui import QFont, QKeyEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QGridLayout,
     QGroupBox,
@@ -135,8 +135,16 @@ class ShiftPage(QWidget):
         outer.addLayout(body, 1)
         left = QVBoxLayout()
         body.addLayout(left, 0)
+        self._build_open(left)
+        bigger = self._build_count(left)
+        self._build_result(left, bigger)
+        left.addStretch(1)
+        right = QVBoxLayout()
+        body.addLayout(right, 1)
+        self._build_zreport(right)
+        self._finish_init(outer)
 
-        # ---- open
+    def _build_open(self, left: QVBoxLayout) -> None:
         self.open_box = QGroupBox(_("Open a shift"))
         row = QGridLayout(self.open_box)
         row.addWidget(QLabel(_("Float (yuan):")), 0, 0)
@@ -150,7 +158,8 @@ class ShiftPage(QWidget):
         row.addWidget(self.open_button, 1, 0, 1, 2)
         left.addWidget(self.open_box)
 
-        # ---- close: the cash count
+    def _build_count(self, left: QVBoxLayout) -> QFont:
+        """The cash count by denominations; returns the font of the totals."""
         self.close_box = QGroupBox(_("Close the shift: count the cash"))
         grid = QGridLayout(self.close_box)
         self.counts: dict[int, CountBox] = {}
@@ -188,8 +197,10 @@ class ShiftPage(QWidget):
         self.confirm_label.setStyleSheet("color: #e65100; font-weight: bold;")
         grid.addWidget(self.confirm_label, rows + 2, 0, 1, 3)
         left.addWidget(self.close_box)
+        return bigger
 
-        # ---- the outcome of the close
+    def _build_result(self, left: QVBoxLayout, bigger: QFont) -> None:
+        """The outcome of the close: expected, counted, variance."""
         self.result_box = QGroupBox(_("Cash at the close"))
         res = QGridLayout(self.result_box)
         self.expected_value = QLabel("—")
@@ -208,11 +219,8 @@ class ShiftPage(QWidget):
             res.addWidget(value, r, 1)
         self.result_box.hide()
         left.addWidget(self.result_box)
-        left.addStretch(1)
 
-        # ---- the Z-report
-        right = QVBoxLayout()
-        body.addLayout(right, 1)
+    def _build_zreport(self, right: QVBoxLayout) -> None:
         self.report_box = QGroupBox(_("Z-report"))
         zr = QVBoxLayout(self.report_box)
         self.report_summary = QLabel(_("No shift yet."))
@@ -234,6 +242,8 @@ class ShiftPage(QWidget):
             button.setAutoDefault(True)  # Enter presses the focused button
         right.addWidget(self.report_box, 1)
 
+    def _finish_init(self, outer: QVBoxLayout) -> None:
+        """The status line, the shortcuts, what the operator may not do."""
         self.status = QLabel()
         self.status.setWordWrap(True)
         outer.addWidget(self.status)

@@ -98,7 +98,12 @@ class SyncPage(QWidget):
         font.setBold(True)
         title.setFont(font)
         outer.addWidget(title)
+        self._build_status(outer)
+        self._build_notes(outer)
+        self._build_lists(outer)
+        self._finish_init()
 
+    def _build_status(self, outer: QVBoxLayout) -> None:
         box = QGroupBox(_("Status"))
         grid = QGridLayout(box)
         self.link_value = QLabel("—")
@@ -133,6 +138,8 @@ class SyncPage(QWidget):
         grid.setColumnStretch(1, 1)
         outer.addWidget(box)
 
+    def _build_notes(self, outer: QVBoxLayout) -> None:
+        """The audit warning, the registration hint, the training note and the buttons."""
         self.audit_note = QLabel()
         self.audit_note.setWordWrap(True)
         self.audit_note.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -153,7 +160,7 @@ class SyncPage(QWidget):
             _("Training mode: training sales are never sent to the central system.")
         )
         self.training_note.setWordWrap(True)
-        self.training_note.setVisible(bool(getattr(shell, "training", False)))
+        self.training_note.setVisible(bool(getattr(self.shell, "training", False)))
         outer.addWidget(self.training_note)
 
         buttons = QHBoxLayout()
@@ -167,6 +174,8 @@ class SyncPage(QWidget):
         buttons.addStretch(1)
         outer.addLayout(buttons)
 
+    def _build_lists(self, outer: QVBoxLayout) -> None:
+        """The records waiting, the refused ones with advice, the message line."""
         self.list_label = QLabel(_("Records waiting for the central system"))
         outer.addWidget(self.list_label)
         self.table = make_table([translate(h) for h in PENDING_HEADERS], stretch=-1)
@@ -189,6 +198,7 @@ class SyncPage(QWidget):
         self.message.setWordWrap(True)
         outer.addWidget(self.message)
 
+    def _finish_init(self) -> None:
         for key in ("Ctrl+Return", "Ctrl+Enter"):
             shortcut = QShortcut(QKeySequence(key), self)
             shortcut.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
