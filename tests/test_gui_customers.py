@@ -501,3 +501,47 @@ def test_an_approval_from_the_queue_is_picked_up_when_the_operation_starts_again
     assert ledger.get_sale(counter.db, sale_id).state == "reversed"
     assert approvals.get_request(counter.db, request_id).state == "used"
     dialog.close()
+
+
+def test_reprint_from_the_customers_sales_with_the_supervisors_approval(
+    counter: Counter, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No printer configured: the copy goes to a PDF the teller names, once a supervisor
+    approved (the rules ask it for a teller's reprint); counted and audited once."""
+    from PySide6.QtWidgets import QApplication, QFileDialog
+    from sqlalchemy import select
+
+    import main
+    from app.persistence.models import ReceiptPrint
+    from ui.dialogs import ApprovalDialog
+
+    main.wire_printing(counter.ctx)  # the PDF renderer, as main.py wires it
+    counter.ctx.printer_factory = lambda: None  # no printer here
+    sale_id = counter.sell_with_service(CUSTOMER, 4000)
+    assert sale_id is not None
+    out = tmp_path / "copy.pdf"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(out), "PDF"))
+    counter.open_customer(CUSTOMER)
+    page = counter.page
+    counter.qtbot.waitUntil(page.reprint_button.isEnabled, timeout=WAIT_MS)
+    assert page.reprint_sale.currentData() == sale_id
+    page.reprint_button.click()
+
+    def approval() -> Any:
+        found = [w for w in QApplication.topLevelWidgets() if isinstance(w, ApprovalDialog)] + [
+            w for w in page.findChildren(ApprovalDialog) if w.isVisible()
+        ]
+        return found[0] if found else None
+
+    counter.qtbot.waitUntil(lambda: approval() is not None, timeout=WAIT_MS)
+    dialog = approval()
+    assert not out.exists()  # nothing before the approval
+    dialog.form.operator.setText("s01")
+    dialog.form.password.setText("demo-s01")
+    dialog.approve_button.click()
+    counter.qtbot.waitUntil(lambda: "Copy 1" in page.status.text(), timeout=WAIT_MS)
+    assert out.read_bytes().startswith(b"%PDF")
+    assert sale_id[:8] in page.status.text() and str(out) in page.status.text()
+    with counter.db.read() as session:
+        [row] = session.scalars(select(ReceiptPrint).where(ReceiptPrint.sale_id == sale_id))
+        assert (row.copy_no, row.operator_id) == (1, "t01") and row.approval_id is not None

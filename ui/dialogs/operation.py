@@ -258,9 +258,8 @@ def print_receipt(shell: Any, sale_id: str) -> None:
         shell.notify(
             _(
                 "The sale is recorded, but its receipt was not printed ({detail}). Reprint it "
-                "with 'cardvend receipt {sale_id}'.",
+                "from the customer's latest sales (F3) once the printer works.",
                 detail=error_text(exc),
-                sale_id=sale_id,
             ),
             error=True,
         )

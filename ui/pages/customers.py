@@ -16,6 +16,7 @@ from PySide6.QtCore import QEvent, QModelIndex, QObject, Qt, QTimer
 from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QComboBox,
     QFormLayout,
     QGridLayout,
     QGroupBox,
@@ -39,6 +40,7 @@ from app.services import ledger
 from app.services.customers import SearchCursor, SearchHit, SearchPage, search_customers
 from ui import dialogs
 from ui.bridge import error_text
+from ui.dialogs.reprint import reprint_receipt
 from ui.models import CustomerSearchModel, meter_kind_text, status_text
 
 log = logging.getLogger(__name__)
@@ -184,6 +186,14 @@ class CustomersPage(QWidget):
         self.sales_label = QLabel("—")
         self.sales_label.setWordWrap(True)
         right.addWidget(self.sales_label)
+        reprint = QHBoxLayout()
+        self.reprint_sale = QComboBox()
+        reprint.addWidget(self.reprint_sale, 1)
+        self.reprint_button = QPushButton(_("Re&print receipt…"))
+        self.reprint_button.setEnabled(False)
+        self.reprint_button.clicked.connect(self.reprint)
+        reprint.addWidget(self.reprint_button)
+        right.addLayout(reprint)
         right.addStretch(1)
         self.open_button = QPushButton(_("&Open account"))
         self.rewrite_button = QPushButton(_("Re&write card"))
@@ -390,6 +400,13 @@ class CustomersPage(QWidget):
             for s in details.sales
         ]
         self.sales_label.setText("\n".join(lines) if lines else _("no sales yet"))
+        self.reprint_sale.clear()
+        for s in details.sales:
+            if s.state == SaleState.COMPLETED:
+                self.reprint_sale.addItem(
+                    f"{dialogs.when_text(s.created_at)}  {format_yuan(s.amount_fen)}", s.sale_id
+                )
+        self.reprint_button.setEnabled(self.reprint_sale.count() > 0)
         card_meter = c.meter_kind == MeterKind.CARD.value
         active = c.status == CustomerStatus.ACTIVE.value
         self.open_button.setEnabled(card_meter and active and not c.card_serial)
@@ -433,6 +450,11 @@ class CustomersPage(QWidget):
         customer_no = self._customer_no()
         if customer_no is not None:
             self._opened(dialogs.start_replacement(self.shell, customer_no, self))
+
+    def reprint(self) -> None:
+        sale_id = self.reprint_sale.currentData()
+        if sale_id:
+            reprint_receipt(self.shell, str(sale_id), self, self._status)
 
     def reversal(self) -> None:
         if self.details is None:
