@@ -33,7 +33,7 @@ screenshots: sysdeps venv
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy app cardio sync printing main.py
+	$(VENV)/bin/mypy app cardio sync printing ui main.py
 
 venv: $(STAMP)
 

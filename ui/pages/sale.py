@@ -98,13 +98,6 @@ class SalePage(SaleLayout):
         shell.card_events.changed.connect(self._on_card)
         self._show_state(WAITING)
 
-    def _when_shown(self, slot: Callable[[], None]) -> Callable[[], None]:
-        def run() -> None:
-            if self.isVisible():
-                slot()
-
-        return run
-
     def eventFilter(self, watched: Any, event: Any) -> bool:
         from PySide6.QtCore import QEvent
 

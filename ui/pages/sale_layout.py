@@ -3,6 +3,8 @@ remote customers' search and the shortcuts (ui/pages/sale.py holds what they do)
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QFont, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
@@ -50,6 +52,48 @@ def _font(size: int, bold: bool = False) -> QFont:
 
 class SaleLayout(QWidget):
     """The widgets of the sale page; :class:`ui.pages.sale.SalePage` gives them their slots."""
+
+    _input: QLineEdit | None  # the field the number pad types into
+
+    # the slots, given by SalePage
+    def confirm(self) -> None:
+        raise NotImplementedError
+
+    def read_card(self) -> None:
+        raise NotImplementedError
+
+    def rewrite_card(self) -> None:
+        raise NotImplementedError
+
+    def find_remote(self) -> None:
+        raise NotImplementedError
+
+    def cancel(self) -> None:
+        raise NotImplementedError
+
+    def _focus_search(self) -> None:
+        raise NotImplementedError
+
+    def _update_change(self) -> None:
+        raise NotImplementedError
+
+    def _training(self) -> bool:
+        raise NotImplementedError
+
+    def _preset(self, fen: int) -> Callable[[], None]:
+        raise NotImplementedError
+
+    def _pad(self, key: str) -> Callable[[], None]:
+        raise NotImplementedError
+
+    def _when_shown(self, slot: Callable[[], None]) -> Callable[[], None]:
+        """``slot`` for a shortcut: it acts only while the page is shown."""
+
+        def run() -> None:
+            if self.isVisible():
+                slot()
+
+        return run
 
     def _build(self) -> None:
         outer = QVBoxLayout(self)
