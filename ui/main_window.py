@@ -61,7 +61,7 @@ PAGES = (
     PageSpec("reports", "ui.pages.reports", "ReportsPage", N_("Reports"), "F7"),
     PageSpec("admin", "ui.pages.admin", "AdminPage", N_("Administration"), "F8", admin_only=True),
     PageSpec(
-        "jobs", "ui.pages.jobs", "JobsPage", N_("Jobs"), "Ctrl+F9", roles=("technician", "admin")
+        "jobs", "ui.pages.jobs", "JobsPage", N_("Jobs"), "Ctrl+F9", roles=("technician",)
     ),
     PageSpec(
         "meter",
@@ -69,7 +69,7 @@ PAGES = (
         "MeterPage",
         N_("Meter"),
         "Ctrl+F10",
-        roles=("technician", "admin"),
+        roles=("technician",),
     ),
 )
 

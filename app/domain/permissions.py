@@ -120,4 +120,4 @@ def allowed(role: Role | str, action: Action) -> bool:
 
 def require(operator_id: str, role: Role | str, action: Action) -> None:
     if not allowed(role, action):
-        raise PermissionDenied(operator=operator_id, role=Role(role).value, action=action.label)
+        raise PermissionDenied(operator=operator_id, role=Role(role).label, action=action.label)

@@ -1,0 +1,214 @@
+"""No English in the Chinese interface: every page of the window, for an administrator (who
+sees every page) and the error lines the pages show for typical mistakes, rendered in zh_CN;
+every text a person reads is searched for English words that were not translated."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QAbstractButton,
+    QComboBox,
+    QGroupBox,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QTableView,
+    QWidget,
+)
+
+from app.context import AppContext
+from app.i18n import set_language
+from app.paths import resolve_paths
+from app.services import auth
+from app.settings import Settings
+
+pytestmark = pytest.mark.gui
+
+WAIT = 10_000
+# words that are the same in both languages: units, formats, product and protocol names, keys
+ALLOWED = {
+    "kwh",
+    "pdf",
+    "csv",
+    "ic",
+    "psam",
+    "pc",
+    "sc",
+    "ctrl",
+    "esc",
+    "enter",
+    "tab",
+    "shift",
+    "alt",
+    "host",
+    "port",
+    "tcp",
+    "com",
+    "dev",
+    "ttyusb",
+    "utc",
+    "iana",
+    "asia",
+    "shanghai",
+    "dl",
+    "cardvend",
+    "https",
+    "http",
+    "url",
+    "api",
+    "json",
+    "id",
+    "ok",
+    "demo",
+    "rs",
+    "crc",
+    "mac",
+    "sms",
+    "apdu",
+    "qr",
+    "esc/pos",
+    "pos",
+    "ca",
+    "tls",
+    "sqlite",
+    "postgresql",
+    "utf",
+    "bom",
+    "cny",
+    "english",
+    "lp",
+    "cups",
+    "usb",
+    "atr",
+    "vpcd",
+    "pcscd",
+    "gb",
+    "sm",
+    "rmb",
+}
+ALLOWED |= {"del", "ins"}  # key names on buttons
+# what is not interface text: a command to type, a quoted literal (a reader's name), demo data
+LITERALS = re.compile(r"cardvend( [-\w:/.…]+)+|'[^']*'|Demo office")
+WORD = re.compile(r"[A-Za-z][A-Za-z]{2,}")
+
+
+def english_words(text: str) -> list[str]:
+    """Words of three or more Latin letters in ``text`` that are not allowed as they are."""
+    text = re.sub(r"https?://\S+|/[\w./-]+|\S+@\S+|[\w.-]+:\d+", " ", text)  # addresses, paths
+    text = LITERALS.sub(" ", text)
+    return [w for w in WORD.findall(text) if w.lower() not in ALLOWED]
+
+
+def visible_texts(root: QWidget) -> list[str]:
+    texts: list[str] = []
+    for w in [root, *root.findChildren(QWidget)]:
+        if isinstance(w, QLabel):
+            texts.append(w.text())
+        elif isinstance(w, QAbstractButton):
+            texts.append(w.text())
+        elif isinstance(w, QGroupBox):
+            texts.append(w.title())
+        elif isinstance(w, QLineEdit):
+            texts.append(w.placeholderText())
+        elif isinstance(w, QComboBox):
+            texts += [w.itemText(i) for i in range(w.count())]
+        elif isinstance(w, QListWidget):
+            texts += [w.item(i).text() for i in range(w.count())]
+        if isinstance(w, QTableView) and w.model() is not None:
+            model = w.model()
+            texts += [
+                str(model.headerData(c, Qt.Orientation.Horizontal) or "")
+                for c in range(model.columnCount())
+            ]
+        texts.append(w.toolTip())
+    return [t for t in texts if t]
+
+
+def untranslated(root: QWidget) -> list[str]:
+    found = []
+    for text in visible_texts(root):
+        words = english_words(re.sub(r"<[^>]+>", " ", text))
+        if words:
+            found.append(f"{text!r}: {words}")
+    return sorted(set(found))
+
+
+@pytest.fixture
+def ctx(tmp_path: Path) -> Any:
+    import main
+    from ui.app import prepare
+
+    paths = resolve_paths(tmp_path / "home").ensure()
+    ctx = AppContext(paths=paths, settings=Settings.load(paths.settings_file))
+    main.wire_printing(ctx)
+    main.wire_meters(ctx)
+    prepare(ctx)
+    set_language("zh_CN")
+    yield ctx
+    set_language("en")
+
+
+def test_the_english_finder_finds_english() -> None:
+    assert english_words("请插卡 Insert the card") == ["Insert", "the", "card"]
+    assert english_words("电量 12.50 kWh,端口 /dev/ttyUSB0 或 10.0.0.5:8899") == []
+    assert english_words("请执行 cardvend counter register --central URL 然后重启") == []
+
+
+@pytest.mark.parametrize("operator", ["a01", "f01"])  # every page: administrator, technician
+def test_every_page_in_chinese(qtbot: Any, ctx: AppContext, operator: str) -> None:
+    from ui.main_window import MainWindow
+
+    who = auth.login(
+        ctx.db, operator, f"demo-{operator}", counter_id=ctx.counter_id, clock=ctx.clock
+    )
+    window = MainWindow(ctx, principal=who)
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitUntil(lambda: window.status_link.text() != "", timeout=WAIT)
+    found: dict[str, list[str]] = {}
+    for key in window.pages:
+        window.show_page(key)
+        qtbot.wait(50)
+        found[key] = untranslated(window.pages[key])
+    found["window"] = untranslated(window.statusBar())
+    problems = [f"{k}: {text}" for k, v in found.items() for text in v]
+    assert not problems, "\n".join(problems)
+
+
+def test_error_lines_in_chinese(qtbot: Any, ctx: AppContext) -> None:
+    """The mistakes a teller makes on the pages: their error lines are in Chinese."""
+    from ui.main_window import MainWindow
+
+    teller = auth.login(ctx.db, "t01", "demo-t01", counter_id=ctx.counter_id, clock=ctx.clock)
+    window = MainWindow(ctx, principal=teller)
+    qtbot.addWidget(window)
+    window.show()
+    shift = window.pages["shift"]
+    window.show_page("shift")
+    shift.float_edit.setText("12.345")  # not an amount
+    qtbot.keyClick(shift.float_edit, Qt.Key.Key_Return)
+    assert shift.status.text()
+    sale = window.pages["sale"]
+    window.show_page("sale")
+    sale.search.setText("３００")  # full-width digits
+    qtbot.keyClick(sale.search, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: bool(sale.message.text()), timeout=WAIT)
+    customers = window.pages["customers"]
+    window.show_page("customers")
+    customers.search.setText("zzzz-nobody")
+    qtbot.wait(300)
+    texts = {
+        "shift": shift.status.text(),
+        "sale": sale.message.text(),
+        "customers": customers.status.text(),
+    }
+    assert {k: english_words(v) for k, v in texts.items() if english_words(v)} == {}
