@@ -151,28 +151,23 @@ def login(
         op = session.get(Operator, operator_id, with_for_update=True)
         stored = op.password_hash if op is not None and op.password_hash else _NO_OPERATOR_HASH
         password_ok = verify_password(password, stored) and stored != _NO_OPERATOR_HASH
+
+        def attempt(result: str, detail: dict[str, object] | None = None) -> None:
+            audit.record(
+                session,
+                action=AuditAction.LOGIN,
+                operator_id=op.id if op is not None else None,
+                counter_id=counter_id,
+                clock=clock,
+                target=op.id if op is not None else operator_id[:32],
+                result=result,
+                detail=detail,
+            )
+
         if op is None:
-            audit.record(
-                session,
-                action=AuditAction.LOGIN,
-                operator_id=None,
-                counter_id=counter_id,
-                clock=clock,
-                target=operator_id[:32],
-                result="failed",
-                detail={"reason": "unknown operator"},
-            )
+            attempt("failed", {"reason": "unknown operator"})
         elif op.locked_until is not None and op.locked_until > now:
-            audit.record(
-                session,
-                action=AuditAction.LOGIN,
-                operator_id=op.id,
-                counter_id=counter_id,
-                clock=clock,
-                target=op.id,
-                result="locked",
-                detail={"locked_until": op.locked_until.isoformat()},
-            )
+            attempt("locked", {"locked_until": op.locked_until.isoformat()})
         elif not password_ok:
             op.failed_logins += 1
             detail: dict[str, object] = {"failed_logins": op.failed_logins}
@@ -180,38 +175,13 @@ def login(
                 op.locked_until = now + dt.timedelta(minutes=policy.lockout_minutes)
                 op.failed_logins = 0
                 detail["locked_until"] = op.locked_until.isoformat()
-            audit.record(
-                session,
-                action=AuditAction.LOGIN,
-                operator_id=op.id,
-                counter_id=counter_id,
-                clock=clock,
-                target=op.id,
-                result="failed",
-                detail=detail,
-            )
+            attempt("failed", detail)
         elif op.disabled:
-            audit.record(
-                session,
-                action=AuditAction.LOGIN,
-                operator_id=op.id,
-                counter_id=counter_id,
-                clock=clock,
-                target=op.id,
-                result="denied",
-                detail={"reason": "disabled"},
-            )
+            attempt("denied", {"reason": "disabled"})
         else:
             op.failed_logins = 0
             op.locked_until = None
-            audit.record(
-                session,
-                action=AuditAction.LOGIN,
-                operator_id=op.id,
-                counter_id=counter_id,
-                clock=clock,
-                target=op.id,
-            )
+            attempt("ok")
             principal = Principal(op.id, op.name, Role(op.role), counter_id, now, now, policy)
     if principal is None:
         raise LoginFailed(attempts=policy.lockout_attempts, minutes=policy.lockout_minutes)
