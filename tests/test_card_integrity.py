@@ -22,13 +22,9 @@ import pytest
 from sqlalchemy import func, select
 
 from app.domain.card import (
-    CardKind,
     CardWrite,
     CorruptCardFile,
-    ParameterRecord,
     PurchaseRecord,
-    UpdateFlags,
-    UserCardType,
 )
 from app.domain.ledger import SaleState
 from app.persistence.models import AuditEntry, Customer, Sale
@@ -43,22 +39,9 @@ from cardio.terminal import ApduTerminal
 from tests.cardkit import UTILITY
 from tests.rigs.cli import run, terminal_for
 from tests.rigs.counter import CUSTOMER, Counter
+from tests.rigs.user_card import user_params
 
-PARAMS = ParameterRecord(
-    card_kind=CardKind.USER,
-    utility_code="100001",
-    user_card_type=UserCardType.OPEN,
-    customer_no="100000000002",
-    meter_no="200000000002",
-    alarm1=2000,
-    alarm2=1000,
-    overdraft_limit=0,
-    credit_ceiling=99999999,
-    ct_ratio=1,
-    pt_ratio=1,
-    update_flags=UpdateFlags.PARAMETERS,
-    param_version=1,
-)
+PARAMS = user_params()
 
 
 def edit_image(image: Path, sfi: int, change: object) -> None:

@@ -18,8 +18,6 @@ from app.domain.card import (
     CardWrite,
     ParameterRecord,
     PurchaseRecord,
-    UpdateFlags,
-    UserCardType,
 )
 from app.ports import KeyRole
 from cardio.emulator import CardImage, UserCardOS
@@ -28,6 +26,7 @@ from cardio.pcsc import PcscChannel, PcscReaderPort
 from cardio.terminal import ApduTerminal
 from cardio.vpcd import VpcdCard
 from tests.pcsc_fixtures import READER_SLOT0, Pcscd, wait_card_absent
+from tests.rigs.user_card import user_params
 
 CST = dt.timezone(dt.timedelta(hours=8))
 WAIT = 15.0
@@ -56,21 +55,7 @@ class Rig:
 
 
 def params(version: int = 1) -> ParameterRecord:
-    return ParameterRecord(
-        card_kind=CardKind.USER,
-        utility_code="100001",
-        user_card_type=UserCardType.OPEN,
-        customer_no="100000000002",
-        meter_no="200000000002",
-        alarm1=2000,
-        alarm2=1000,
-        overdraft_limit=0,
-        credit_ceiling=99999999,
-        ct_ratio=1,
-        pt_ratio=1,
-        update_flags=UpdateFlags.PARAMETERS,
-        param_version=version,
-    )
+    return user_params(param_version=version)
 
 
 def purchase(count: int, amount: int = 10000) -> PurchaseRecord:

@@ -25,7 +25,6 @@ from typing import Any
 from app.domain.card import (
     CardKind,
     CardWrite,
-    ParameterRecord,
     PurchaseRecord,
     TariffRecord,
     UpdateFlags,
@@ -39,24 +38,11 @@ from cardio.emulator import CardImage, UserCardOS
 from cardio.keys import MasterKeys, SoftwareKeyProvider
 from cardio.terminal import ApduTerminal
 from tests.bench.common import emit, median, percentile, rounded
+from tests.rigs.user_card import user_params
 
 CST = dt.timezone(dt.timedelta(hours=8))
 READER = "Virtual PCD 00 00"
-PARAMS = ParameterRecord(
-    card_kind=CardKind.USER,
-    utility_code="100001",
-    user_card_type=UserCardType.PURCHASE,
-    customer_no="100000000002",
-    meter_no="200000000002",
-    alarm1=2000,
-    alarm2=1000,
-    overdraft_limit=0,
-    credit_ceiling=99999999,
-    ct_ratio=1,
-    pt_ratio=1,
-    update_flags=UpdateFlags.NONE,
-    param_version=1,
-)
+PARAMS = user_params(user_card_type=UserCardType.PURCHASE, update_flags=UpdateFlags.NONE)
 TARIFF = TariffRecord(
     1,
     dt.datetime(2026, 1, 1, tzinfo=CST),

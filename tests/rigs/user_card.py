@@ -1,7 +1,9 @@
-"""An issued user card with a purchase, parameters and a tariff, written through a terminal over the demo keystore."""
+"""User-card parameters for customer 100000000002 / meter 200000000002, and an issued user card with a
+purchase, parameters and a tariff written through a terminal over the demo keystore."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from pathlib import Path
 from typing import Any
@@ -18,27 +20,33 @@ from app.domain.card import (
 from tests.rigs.cli import terminal_for
 
 CST = dt.timezone(dt.timedelta(hours=8))
+USER_PARAMS = ParameterRecord(
+    card_kind=CardKind.USER,
+    utility_code="100001",
+    user_card_type=UserCardType.OPEN,
+    customer_no="100000000002",
+    meter_no="200000000002",
+    alarm1=2000,
+    alarm2=1000,
+    overdraft_limit=0,
+    credit_ceiling=99999999,
+    ct_ratio=1,
+    pt_ratio=1,
+    update_flags=UpdateFlags.PARAMETERS,
+    param_version=1,
+)
+
+
+def user_params(**changes: Any) -> ParameterRecord:
+    """The test user card's parameters (alarm 20.00/10.00 yuan, no overdraft), with ``changes``."""
+    return dataclasses.replace(USER_PARAMS, **changes)
 
 
 def write_user_card(home: Path, image: Path) -> Any:
     """An issued user card for meter 200000000002 with a purchase of 100.00 yuan, parameters
     (alarm 20.00/10.00 yuan, no overdraft) and a flat tariff; the terminal's write result."""
     terminal = terminal_for(home, image)
-    params = ParameterRecord(
-        card_kind=CardKind.USER,
-        utility_code="100001",
-        user_card_type=UserCardType.OPEN,
-        customer_no="100000000002",
-        meter_no="200000000002",
-        alarm1=2000,
-        alarm2=1000,
-        overdraft_limit=0,
-        credit_ceiling=99999999,
-        ct_ratio=1,
-        pt_ratio=1,
-        update_flags=UpdateFlags.PARAMETERS | UpdateFlags.CURRENT_TARIFF,
-        param_version=1,
-    )
+    params = user_params(update_flags=UpdateFlags.PARAMETERS | UpdateFlags.CURRENT_TARIFF)
     tariff = TariffRecord(
         1,
         dt.datetime(2026, 1, 1, tzinfo=CST),
