@@ -304,13 +304,10 @@ def _refuse(
     log.warning(
         "outbox record %s (%s %s) refused: %s %s", row.id, row.kind, row.ref_id, code, reason
     )
-    audit.record(
+    audit.Actor(None, counter_id, clock).record(
         session,
-        action=AuditAction.SYNC_REFUSED,
-        operator_id=None,
-        counter_id=counter_id,
-        clock=clock,
-        target=row.ref_id,
+        AuditAction.SYNC_REFUSED,
+        row.ref_id,
         result="failed",
         detail={"record": row.id, "kind": row.kind, "status": code, "message": reason[:500]},
     )
@@ -561,13 +558,6 @@ def _flag(session: Session, sale_id: str, reason: str, clock: Clock) -> None:
     if sale is None or sale.review == reason:
         return
     sale.review = reason
-    audit.record(
-        session,
-        action=AuditAction.SALE_REVIEW,
-        operator_id=None,
-        counter_id=sale.counter_id,
-        clock=clock,
-        target=sale_id,
-        result="ok",
-        detail={"reason": reason},
+    audit.Actor(None, sale.counter_id, clock).record(
+        session, AuditAction.SALE_REVIEW, sale_id, result="ok", detail={"reason": reason}
     )

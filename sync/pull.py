@@ -468,13 +468,10 @@ class CustomerApplier:
         ):
             sale.review = "customer_closed"
             self.report.flagged += 1
-            audit.record(
+            audit.Actor(None, sale.counter_id, self.clock).record(
                 session,
-                action=AuditAction.SALE_REVIEW,
-                operator_id=None,
-                counter_id=sale.counter_id,
-                clock=self.clock,
-                target=sale.id,
+                AuditAction.SALE_REVIEW,
+                sale.id,
                 result="ok",
                 detail={"reason": "customer_closed"},
             )

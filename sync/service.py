@@ -117,13 +117,10 @@ def register_counter(
         operator.authorize(Action.CHANGE_SETTINGS, ctx.clock)
     except CardVendError as exc:
         with ctx.db.write() as session:
-            audit.record(
+            audit.Actor(operator.operator_id, ctx.counter_id, ctx.clock).record(
                 session,
-                action=AuditAction.COUNTER_REGISTER,
-                operator_id=operator.operator_id,
-                counter_id=ctx.counter_id,
-                clock=ctx.clock,
-                target=url,
+                AuditAction.COUNTER_REGISTER,
+                url,
                 result="denied",
                 detail={"error": exc.code},
             )
@@ -144,13 +141,10 @@ def register_counter(
         )
     except CardVendError as exc:
         with ctx.db.write() as session:
-            audit.record(
+            audit.Actor(operator.operator_id, ctx.counter_id, ctx.clock).record(
                 session,
-                action=AuditAction.COUNTER_REGISTER,
-                operator_id=operator.operator_id,
-                counter_id=ctx.counter_id,
-                clock=ctx.clock,
-                target=url,
+                AuditAction.COUNTER_REGISTER,
+                url,
                 result="failed",
                 detail={**detail, "error": exc.code},
             )
@@ -167,13 +161,10 @@ def register_counter(
     if ctx.settings.path is not None:
         ctx.settings.save()
     with ctx.db.write() as session:
-        audit.record(
+        audit.Actor(operator.operator_id, ctx.counter_id, ctx.clock).record(
             session,
-            action=AuditAction.COUNTER_REGISTER,
-            operator_id=operator.operator_id,
-            counter_id=ctx.counter_id,
-            clock=ctx.clock,
-            target=url,
+            AuditAction.COUNTER_REGISTER,
+            url,
             detail={**detail, "office": answer.office_code},
         )
     return answer
@@ -423,12 +414,9 @@ class SyncService:
             if before is None or before.get("message") != message:
                 flag = {"since": self.clock.now().isoformat(), "seq": seq, "message": message}
                 put_setting(session, key, json.dumps(flag, ensure_ascii=False))
-                audit.record(
+                audit.Actor(None, self.counter_id, self.clock).record(
                     session,
-                    action=AuditAction.AUDIT_DIVERGED,
-                    operator_id=None,
-                    counter_id=self.counter_id,
-                    clock=self.clock,
+                    AuditAction.AUDIT_DIVERGED,
                     result="failed",
                     detail={"seq": seq, "message": message},
                 )

@@ -21,7 +21,8 @@ import logging
 import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import Integer, String, exists, select, type_coerce
 from sqlalchemy.orm import Session, aliased
@@ -107,6 +108,64 @@ def record(
     return entry
 
 
+class _Acting(Protocol):
+    """Anything that names who acted and where: a signed-in principal, a reversal's request..."""
+
+    @property
+    def operator_id(self) -> str | None: ...
+    @property
+    def counter_id(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who did an audited action (``operator_id`` None: the counter itself), at which counter, on
+    which clock: the three things every audit row is stamped with, named once per operation."""
+
+    operator_id: str | None
+    counter_id: str
+    clock: Clock
+
+    @classmethod
+    def of(cls, principal: _Acting, clock: Clock) -> Actor:
+        return cls(principal.operator_id, principal.counter_id, clock)
+
+    def record(
+        self,
+        session: Session,
+        action: str,
+        target: str = "",
+        *,
+        result: str = "ok",
+        detail: Mapping[str, Any] | None = None,
+    ) -> AuditEntry:
+        """:func:`record` stamped with this actor."""
+        return record(
+            session,
+            action=action,
+            operator_id=self.operator_id,
+            counter_id=self.counter_id,
+            clock=self.clock,
+            target=target,
+            result=result,
+            detail=detail,
+        )
+
+    def record_sale(
+        self, session: Session, sale: Sale, action: str, detail: Mapping[str, Any] | None = None
+    ) -> AuditEntry:
+        """:func:`record_sale` stamped with this actor."""
+        return record_sale(
+            session,
+            sale,
+            action=action,
+            operator_id=self.operator_id,
+            counter_id=self.counter_id,
+            clock=self.clock,
+            detail=detail,
+        )
+
+
 def record_by(
     session: Session,
     actor: Principal,
@@ -118,16 +177,7 @@ def record_by(
     detail: Mapping[str, Any] | None = None,
 ) -> AuditEntry:
     """:func:`record` of an action the signed-in ``actor`` did at its counter (the usual shape)."""
-    return record(
-        session,
-        action=action,
-        operator_id=actor.operator_id,
-        counter_id=actor.counter_id,
-        clock=clock,
-        target=target,
-        result=result,
-        detail=detail,
-    )
+    return Actor.of(actor, clock).record(session, action, target, result=result, detail=detail)
 
 
 def record_sale(

@@ -153,13 +153,10 @@ def login(
         password_ok = verify_password(password, stored) and stored != _NO_OPERATOR_HASH
 
         def attempt(result: str, detail: dict[str, object] | None = None) -> None:
-            audit.record(
+            audit.Actor(op.id if op is not None else None, counter_id, clock).record(
                 session,
-                action=AuditAction.LOGIN,
-                operator_id=op.id if op is not None else None,
-                counter_id=counter_id,
-                clock=clock,
-                target=op.id if op is not None else operator_id[:32],
+                AuditAction.LOGIN,
+                op.id if op is not None else operator_id[:32],
                 result=result,
                 detail=detail,
             )
@@ -203,14 +200,7 @@ def reauthenticate(db: Database, principal: Principal, password: str, clock: Clo
 
 def logout(db: Database, principal: Principal, clock: Clock) -> None:
     with db.write() as session:
-        audit.record(
-            session,
-            action=AuditAction.LOGOUT,
-            operator_id=principal.operator_id,
-            counter_id=principal.counter_id,
-            clock=clock,
-            target=principal.operator_id,
-        )
+        audit.Actor.of(principal, clock).record(session, AuditAction.LOGOUT, principal.operator_id)
 
 
 # --------------------------------------------------------------------------- operators
@@ -293,13 +283,8 @@ def set_disabled(
         op.disabled = disabled
         if not disabled:
             op.failed_logins, op.locked_until = 0, None
-        audit.record(
-            session,
-            action=AuditAction.OPERATOR_DISABLE if disabled else "operator_enable",
-            operator_id=admin.operator_id,
-            counter_id=admin.counter_id,
-            clock=clock,
-            target=operator_id,
+        audit.Actor.of(admin, clock).record(
+            session, AuditAction.OPERATOR_DISABLE if disabled else "operator_enable", operator_id
         )
 
 
@@ -329,14 +314,7 @@ def change_password(db: Database, principal: Principal, old: str, new: str, cloc
         op = _get(session, principal.operator_id)
         op.password_hash = hash_password(new)
         op.password_changed_at = clock.now()
-        audit.record(
-            session,
-            action=AuditAction.PASSWORD_CHANGE,
-            operator_id=principal.operator_id,
-            counter_id=principal.counter_id,
-            clock=clock,
-            target=op.id,
-        )
+        audit.Actor.of(principal, clock).record(session, AuditAction.PASSWORD_CHANGE, op.id)
 
 
 def reset_password(
@@ -350,14 +328,7 @@ def reset_password(
         op.password_hash = hash_password(new)
         op.password_changed_at = clock.now()
         op.failed_logins, op.locked_until = 0, None
-        audit.record(
-            session,
-            action=AuditAction.PASSWORD_RESET,
-            operator_id=admin.operator_id,
-            counter_id=admin.counter_id,
-            clock=clock,
-            target=op.id,
-        )
+        audit.Actor.of(admin, clock).record(session, AuditAction.PASSWORD_RESET, op.id)
 
 
 def list_operators(db: Database, principal: Principal, clock: Clock) -> list[OperatorView]:
@@ -408,14 +379,8 @@ def create_first_admin(
         if _active_admins(session):
             raise Conflict(N_("An administrator exists already; ask them to add operators."))
         _add_operator(session, operator_id, name or operator_id, Role.ADMIN, password, clock)
-        audit.record(
-            session,
-            action=AuditAction.OPERATOR_ADD,
-            operator_id=None,
-            counter_id=counter_id,
-            clock=clock,
-            target=operator_id,
-            detail={"role": "admin", "first": True},
+        audit.Actor(None, counter_id, clock).record(
+            session, AuditAction.OPERATOR_ADD, operator_id, detail={"role": "admin", "first": True}
         )
     return OperatorView(operator_id, name, Role.ADMIN.value, False)
 

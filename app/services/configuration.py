@@ -135,13 +135,10 @@ def change_settings(
     for key, value in changed.items():
         stored.set(key, value)
     with db.write() as session:
-        audit.record(
+        audit.Actor(principal.operator_id, counter_id, clock).record(
             session,
-            action=AuditAction.SETTINGS_CHANGE,
-            operator_id=principal.operator_id,
-            counter_id=counter_id,
-            clock=clock,
-            target=",".join(sorted(changed))[:120],
+            AuditAction.SETTINGS_CHANGE,
+            ",".join(sorted(changed))[:120],
             detail={k: {"old": settings.get(k), "new": v} for k, v in changed.items()},
         )
         stored.save(target)  # a failed write rolls the audit row back with it

@@ -244,13 +244,10 @@ def load_demo(db: Database, clock: Clock) -> DemoReport:
             for item in items:
                 session.add(ArrearsItem(customer_id=cid, created_at=now, **item))
         if report.operators_added or report.plans_added or report.customers_added:
-            audit.record(
+            audit.Actor(None, "-", clock).record(
                 session,
-                action=AuditAction.DEMO_LOAD,
-                operator_id=None,
-                counter_id="-",
-                clock=clock,
-                target=OFFICE,
+                AuditAction.DEMO_LOAD,
+                OFFICE,
                 detail={
                     "operators": report.operators_added,
                     "plans": report.plans_added,

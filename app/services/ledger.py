@@ -287,14 +287,11 @@ def _pending_card_sale(
             clock,
             counter_id=actor.counter_id,
         )
-    audit.record_sale(
+    audit.Actor.of(actor, clock).record_sale(
         session,
         sale,
-        action=AuditAction.SALE_BEGIN,
-        operator_id=actor.operator_id,
-        counter_id=actor.counter_id,
-        clock=clock,
-        detail={
+        AuditAction.SALE_BEGIN,
+        {
             "customer_no": customer_no,
             "amount": sale.amount,
             "purchase_count": sale.purchase_count,
@@ -329,15 +326,9 @@ def _load(session: Session, sale_id: str) -> tuple[Sale, Customer]:
 def _audit(
     session: Session, sale: Sale, action: str, actor: Principal | None, clock: Clock, note: str = ""
 ) -> None:
-    audit.record_sale(
-        session,
-        sale,
-        action=action,
-        clock=clock,
-        operator_id=actor.operator_id if actor else None,
-        counter_id=actor.counter_id if actor else sale.counter_id,
-        detail={"note": note} if note else None,
-    )
+    audit.Actor(
+        actor.operator_id if actor else None, actor.counter_id if actor else sale.counter_id, clock
+    ).record_sale(session, sale, action, {"note": note} if note else None)
 
 
 def enqueue(

@@ -66,15 +66,8 @@ def record(
 ) -> None:
     """One audit row for a meter command."""
     with db.write() as session:
-        audit.record(
-            session,
-            action=action,
-            operator_id=actor.operator_id,
-            counter_id=actor.counter_id,
-            clock=clock,
-            target=target,
-            result=result,
-            detail=detail or {"role": actor.role},
+        audit.Actor.of(actor, clock).record(
+            session, action, target, result=result, detail=detail or {"role": actor.role}
         )
 
 

@@ -101,14 +101,8 @@ def open_shift(db: Database, *, actor: Principal, float_fen: int, clock: Clock) 
             )
             session.add(shift)
             session.flush()
-            audit.record(
-                session,
-                action=AuditAction.SHIFT_OPEN,
-                operator_id=operator_id,
-                counter_id=counter_id,
-                clock=clock,
-                target=shift.id,
-                detail={"float": float_fen},
+            audit.Actor(operator_id, counter_id, clock).record(
+                session, AuditAction.SHIFT_OPEN, shift.id, detail={"float": float_fen}
             )
             return _view(shift)
     except IntegrityError as exc:
@@ -172,13 +166,10 @@ def close_shift(db: Database, *, actor: Principal, counted_fen: int, clock: Cloc
         shift.variance = counted_fen - shift.expected_cash
         shift.closed_at = clock.now()
         shift.closed_by = operator_id
-        audit.record(
+        audit.Actor(operator_id, counter_id, clock).record(
             session,
-            action=AuditAction.SHIFT_CLOSE,
-            operator_id=operator_id,
-            counter_id=counter_id,
-            clock=clock,
-            target=shift.id,
+            AuditAction.SHIFT_CLOSE,
+            shift.id,
             detail={
                 "expected": shift.expected_cash,
                 "counted": counted_fen,

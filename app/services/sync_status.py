@@ -364,13 +364,10 @@ def requeue_refused(
                     body=null(), refused_at=None, refused_code="", refused_reason="", last_error=""
                 )
             )
-        audit.record(
+        audit.Actor(actor.operator_id, counter, clock).record(
             session,
-            action=AuditAction.SYNC_RETRY,
-            operator_id=actor.operator_id,
-            counter_id=counter,
-            clock=clock,
-            target="all" if all_refused else ",".join(records)[:120],
+            AuditAction.SYNC_RETRY,
+            "all" if all_refused else ",".join(records)[:120],
             detail={"records": ids, "refs": sorted(r.ref_id for r in rows)[:100]},
         )
     return ids

@@ -153,13 +153,10 @@ def set_rule(
         else:
             row.steps, row.ttl_minutes = stored, ttl_minutes
         session.flush()
-        audit.record(
+        audit.Actor(admin_id, counter_id, clock).record(
             session,
-            action=AuditAction.APPROVAL_RULE,
-            operator_id=admin_id,
-            counter_id=counter_id,
-            clock=clock,
-            target=act.value,
+            AuditAction.APPROVAL_RULE,
+            act.value,
             detail={"before": before, "after": {"steps": stored, "ttl_minutes": ttl_minutes}},
         )
         return ApprovalRuleView(act.value, checked, ttl_minutes)

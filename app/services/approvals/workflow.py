@@ -75,13 +75,10 @@ def _expire(session: Session, req: ApprovalRequest, clock: Clock) -> None:
     was = req.state
     req.state = EXPIRED
     session.flush()
-    audit.record(
+    audit.Actor(None, req.counter_id, clock).record(
         session,
-        action=AuditAction.APPROVAL_EXPIRE,
-        operator_id=None,
-        counter_id=req.counter_id,
-        clock=clock,
-        target=req.id,
+        AuditAction.APPROVAL_EXPIRE,
+        req.id,
         detail=_detail(req, was=was, expires_at=req.expires_at.isoformat()),
     )
 
@@ -159,15 +156,8 @@ def _audit_denied(
     target: str,
     detail: Mapping[str, Any],
 ) -> None:
-    audit.record(
-        session,
-        action=audit_action,
-        operator_id=approver_id,
-        counter_id=counter_id,
-        clock=clock,
-        target=target,
-        result="denied",
-        detail={**detail, "why": str(error)},
+    audit.Actor(approver_id, counter_id, clock).record(
+        session, audit_action, target, result="denied", detail={**detail, "why": str(error)}
     )
 
 
@@ -234,13 +224,10 @@ def _create(
     )
     session.add(req)
     session.flush()
-    audit.record(
+    audit.Actor(operator_id, counter_id, clock).record(
         session,
-        action=AuditAction.APPROVAL_REQUEST,
-        operator_id=operator_id,
-        counter_id=counter_id,
-        clock=clock,
-        target=req.id,
+        AuditAction.APPROVAL_REQUEST,
+        req.id,
         detail=_detail(
             req,
             steps=[s.to_json() for s in rule.steps],
@@ -271,13 +258,10 @@ def _sign(
         req.state = APPROVED
         req.decided_at = now
     session.flush()
-    audit.record(
+    audit.Actor(approver_id, counter_id, clock).record(
         session,
-        action=AuditAction.APPROVAL_APPROVE,
-        operator_id=approver_id,
-        counter_id=counter_id,
-        clock=clock,
-        target=req.id,
+        AuditAction.APPROVAL_APPROVE,
+        req.id,
         detail=_detail(req, step=number, of=len(steps), role=role, state=req.state),
     )
 
@@ -412,13 +396,10 @@ def reject(
         req.decided_at = clock.now()
         req.reason = reason
         session.flush()
-        audit.record(
+        audit.Actor(approver_id, counter_id, clock).record(
             session,
-            action=AuditAction.APPROVAL_REJECT,
-            operator_id=approver_id,
-            counter_id=counter_id,
-            clock=clock,
-            target=req.id,
+            AuditAction.APPROVAL_REJECT,
+            req.id,
             detail=_detail(req, step=len(req.approvals or []) + 1, reason=reason),
         )
 
@@ -620,14 +601,8 @@ def consume(
     req.state = USED
     req.used_at = clock.now()
     session.flush()
-    audit.record(
-        session,
-        action=AuditAction.APPROVAL_USE,
-        operator_id=operator_id,
-        counter_id=counter_id or req.counter_id,
-        clock=clock,
-        target=req.id,
-        detail=_detail(req),
+    audit.Actor(operator_id, counter_id or req.counter_id, clock).record(
+        session, AuditAction.APPROVAL_USE, req.id, detail=_detail(req)
     )
     return _view(req, _steps_of(session, req))
 

@@ -52,16 +52,7 @@ def _audit(
     result: str = "ok",
     **detail: Any,
 ) -> None:
-    audit.record(
-        session,
-        action=step,
-        operator_id=actor.operator_id,
-        counter_id=actor.counter_id,
-        clock=clock,
-        target=target,
-        result=result,
-        detail=detail,
-    )
+    audit.Actor.of(actor, clock).record(session, step, target, result=result, detail=detail)
 
 
 def _refuse(

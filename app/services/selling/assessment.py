@@ -107,13 +107,12 @@ def _anomaly(
     actor: Principal | None,
     **params: object,
 ) -> CardAnomaly:
-    audit.record(
+    audit.Actor(
+        actor.operator_id if actor else None, actor.counter_id if actor else "-", clock
+    ).record(
         session,
-        action=AuditAction.CARD_ANOMALY,
-        clock=clock,
-        target=customer.customer_no,
-        operator_id=actor.operator_id if actor else None,
-        counter_id=actor.counter_id if actor else "-",
+        AuditAction.CARD_ANOMALY,
+        customer.customer_no,
         result="failed",
         detail={"detail": detail, **params},
     )

@@ -79,13 +79,10 @@ def remote_payment(
             clock,
             training=training,
         )
-        audit.record_sale(
+        audit.Actor.of(actor, clock).record_sale(
             session,
             sale,
-            action=AuditAction.REMOTE_PAYMENT,
-            operator_id=actor.operator_id,
-            counter_id=actor.counter_id,
-            clock=clock,
-            detail={"customer_no": customer_no, "amount": split.amount},
+            AuditAction.REMOTE_PAYMENT,
+            {"customer_no": customer_no, "amount": split.amount},
         )
     return ledger.get_sale(db, sale_id)

@@ -73,13 +73,10 @@ def resolve_with_card(
             finish_reversal(session, rev, reversed_sale, customer, clock)
         elif card.purchase_count == reversed_sale.purchase_count:
             rev.state = ReversalState.FAILED.value
-            audit.record(
+            audit.Actor.of(rev, clock).record(
                 session,
-                action=AuditAction.REVERSAL_FAILED,
-                clock=clock,
-                target=reversed_sale.id,
-                operator_id=rev.operator_id,
-                counter_id=rev.counter_id,
+                AuditAction.REVERSAL_FAILED,
+                reversed_sale.id,
                 result="failed",
                 detail={"reversal": rev.id},
             )
@@ -99,14 +96,8 @@ def finish_reversal(
         item.settled_by_sale_id = None
     rev.state = ReversalState.COMPLETED.value
     rev.completed_at = clock.now()
-    audit.record_sale(
-        session,
-        sale,
-        action=AuditAction.REVERSAL_COMPLETE,
-        operator_id=rev.operator_id,
-        counter_id=rev.counter_id,
-        clock=clock,
-        detail={"reversal": rev.id, "amount": rev.amount},
+    audit.Actor.of(rev, clock).record_sale(
+        session, sale, AuditAction.REVERSAL_COMPLETE, {"reversal": rev.id, "amount": rev.amount}
     )
     ledger.enqueue(
         session,
