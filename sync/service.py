@@ -113,17 +113,17 @@ def register_counter(
     central system takes an existing counter id only from the holder of its token or of a
     one-time ``enrolment_code``); the token is never sent to another address."""
     url = url.strip().rstrip("/")
+
+    def note(detail: dict[str, Any], result: str = "ok") -> None:
+        with ctx.db.write() as session:
+            audit.Actor(operator.operator_id, ctx.counter_id, ctx.clock).record(
+                session, AuditAction.COUNTER_REGISTER, url, result=result, detail=detail
+            )
+
     try:
         operator.authorize(Action.CHANGE_SETTINGS, ctx.clock)
     except CardVendError as exc:
-        with ctx.db.write() as session:
-            audit.Actor(operator.operator_id, ctx.counter_id, ctx.clock).record(
-                session,
-                AuditAction.COUNTER_REGISTER,
-                url,
-                result="denied",
-                detail={"error": exc.code},
-            )
+        note({"error": exc.code}, "denied")
         raise
     known = ctx.settings.value(CENTRAL_URL).strip().rstrip("/")
     token = load_token(ctx) if known and known == url else None
@@ -140,14 +140,7 @@ def register_counter(
             enrolment_code=enrolment_code,
         )
     except CardVendError as exc:
-        with ctx.db.write() as session:
-            audit.Actor(operator.operator_id, ctx.counter_id, ctx.clock).record(
-                session,
-                AuditAction.COUNTER_REGISTER,
-                url,
-                result="failed",
-                detail={**detail, "error": exc.code},
-            )
+        note({**detail, "error": exc.code}, "failed")
         raise
     finally:
         client.close()
@@ -160,13 +153,7 @@ def register_counter(
     ctx.settings.set(CENTRAL_URL.key, url)
     if ctx.settings.path is not None:
         ctx.settings.save()
-    with ctx.db.write() as session:
-        audit.Actor(operator.operator_id, ctx.counter_id, ctx.clock).record(
-            session,
-            AuditAction.COUNTER_REGISTER,
-            url,
-            detail={**detail, "office": answer.office_code},
-        )
+    note({**detail, "office": answer.office_code})
     return answer
 
 

@@ -185,9 +185,9 @@ def login(
     return principal
 
 
-def reauthenticate(db: Database, principal: Principal, password: str, clock: Clock) -> None:
-    """After the idle time: the same operator types the password again."""
-    fresh = login(
+def _sign_in_again(db: Database, principal: Principal, password: str, clock: Clock) -> Principal:
+    """The signed-in operator's password checked again, as a sign-in (lockout and audit)."""
+    return login(
         db,
         principal.operator_id,
         password,
@@ -195,6 +195,11 @@ def reauthenticate(db: Database, principal: Principal, password: str, clock: Clo
         clock=clock,
         policy=principal.policy,
     )
+
+
+def reauthenticate(db: Database, principal: Principal, password: str, clock: Clock) -> None:
+    """After the idle time: the same operator types the password again."""
+    fresh = _sign_in_again(db, principal, password, clock)
     principal.authenticated_at = principal.last_activity = fresh.authenticated_at
 
 
@@ -302,14 +307,7 @@ def _active_admins(session: Session) -> int:
 def change_password(db: Database, principal: Principal, old: str, new: str, clock: Clock) -> None:
     """An operator changes their own password (the old one is checked again)."""
     _check_password(new, principal.policy)
-    login(
-        db,
-        principal.operator_id,
-        old,
-        counter_id=principal.counter_id,
-        clock=clock,
-        policy=principal.policy,
-    )
+    _sign_in_again(db, principal, old, clock)
     with db.write() as session:
         op = _get(session, principal.operator_id)
         op.password_hash = hash_password(new)

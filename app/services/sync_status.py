@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import func, null, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from app.clock import Clock, aware
 from app.domain.audit import AuditAction
@@ -213,43 +213,55 @@ class PendingRecord:
     attempts: int
     last_error: str  # "" until a send failed
 
+    @classmethod
+    def of(cls, row: OutboxEntry) -> PendingRecord:
+        return cls(
+            id=int(row.id),
+            kind=row.kind,
+            ref_id=row.ref_id,
+            amount_fen=int(row.amount or 0),
+            created_at=aware(row.created_at),
+            attempts=int(row.attempts or 0),
+            last_error=row.last_error or "",
+        )
+
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["created_at"] = self.created_at.isoformat()
         return data
 
 
+_T = TypeVar("_T")
+
+
+def _unsent_entries(
+    db: Database, counter_id: str, *, refused: bool, limit: int, build: Callable[[OutboxEntry], _T]
+) -> list[_T]:
+    """This counter's unsent outbox rows, either the refused or the waiting ones (bodies not
+    loaded), each made into what ``build`` makes of it inside the read unit."""
+    order: tuple[Any, ...]
+    if refused:
+        which = OutboxEntry.refused_at.is_not(None)
+        order = (OutboxEntry.refused_at.desc(), OutboxEntry.id.desc())
+    else:
+        which = OutboxEntry.refused_at.is_(None)
+        order = (OutboxEntry.created_at, OutboxEntry.id)
+    with db.read() as session:
+        rows = session.scalars(
+            select(OutboxEntry)
+            .options(defer(OutboxEntry.body))
+            .where(*unsent(counter_id), which)
+            .order_by(*order)
+            .limit(max(0, limit))
+        )
+        return [build(row) for row in rows]
+
+
 def pending_records(db: Database, counter_id: str, limit: int = 200) -> list[PendingRecord]:
     """The oldest ``limit`` records of this counter waiting to be sent, oldest first (read
     only; the count of all of them is :attr:`SyncStatus.pending`; refused records are listed
     by :func:`refused_records`)."""
-    with db.read() as session:
-        rows = session.execute(
-            select(
-                OutboxEntry.id,
-                OutboxEntry.kind,
-                OutboxEntry.ref_id,
-                OutboxEntry.amount,
-                OutboxEntry.created_at,
-                OutboxEntry.attempts,
-                OutboxEntry.last_error,
-            )
-            .where(*unsent(counter_id), OutboxEntry.refused_at.is_(None))
-            .order_by(OutboxEntry.created_at, OutboxEntry.id)
-            .limit(max(0, limit))
-        ).all()
-    return [
-        PendingRecord(
-            id=int(rid),
-            kind=kind,
-            ref_id=ref,
-            amount_fen=int(amount or 0),
-            created_at=aware(created),
-            attempts=int(attempts or 0),
-            last_error=error or "",
-        )
-        for rid, kind, ref, amount, created, attempts, error in rows
-    ]
+    return _unsent_entries(db, counter_id, refused=False, limit=limit, build=PendingRecord.of)
 
 
 @dataclass(frozen=True)
@@ -264,6 +276,19 @@ class RefusedRecord:
     refused_at: dt.datetime
     code: str  # invalid (the contract check here), rejected or conflict (the central system)
     reason: str
+
+    @classmethod
+    def of(cls, row: OutboxEntry) -> RefusedRecord:
+        return cls(
+            id=int(row.id),
+            kind=row.kind,
+            ref_id=row.ref_id,
+            amount_fen=int(row.amount or 0),
+            created_at=aware(row.created_at),
+            refused_at=aware(row.refused_at or row.created_at),
+            code=row.refused_code or REFUSED_REJECTED,
+            reason=row.refused_reason or "",
+        )
 
     @property
     def advice(self) -> str:
@@ -281,35 +306,7 @@ class RefusedRecord:
 
 def refused_records(db: Database, counter_id: str, limit: int = 200) -> list[RefusedRecord]:
     """This counter's refused records, the most recently refused first."""
-    with db.read() as session:
-        rows = session.execute(
-            select(
-                OutboxEntry.id,
-                OutboxEntry.kind,
-                OutboxEntry.ref_id,
-                OutboxEntry.amount,
-                OutboxEntry.created_at,
-                OutboxEntry.refused_at,
-                OutboxEntry.refused_code,
-                OutboxEntry.refused_reason,
-            )
-            .where(*unsent(counter_id), OutboxEntry.refused_at.is_not(None))
-            .order_by(OutboxEntry.refused_at.desc(), OutboxEntry.id.desc())
-            .limit(max(0, limit))
-        ).all()
-    return [
-        RefusedRecord(
-            id=int(rid),
-            kind=kind,
-            ref_id=ref,
-            amount_fen=int(amount or 0),
-            created_at=aware(created),
-            refused_at=aware(refused_at or created),
-            code=code or REFUSED_REJECTED,
-            reason=reason or "",
-        )
-        for rid, kind, ref, amount, created, refused_at, code, reason in rows
-    ]
+    return _unsent_entries(db, counter_id, refused=True, limit=limit, build=RefusedRecord.of)
 
 
 class NoRefusedRecord(NotFound):

@@ -150,13 +150,11 @@ def _audit_denied(
     *,
     audit_action: str,
     error: CardVendError,
-    approver_id: str,
-    counter_id: str,
-    clock: Clock,
+    approver: audit.Actor,
     target: str,
     detail: Mapping[str, Any],
 ) -> None:
-    audit.Actor(approver_id, counter_id, clock).record(
+    approver.record(
         session, audit_action, target, result="denied", detail={**detail, "why": str(error)}
     )
 
@@ -186,9 +184,7 @@ def _create(
     rule: ApprovalRuleView,
     target: str,
     payload: Mapping[str, Any] | None,
-    operator_id: str,
-    counter_id: str,
-    clock: Clock,
+    requester: audit.Actor,
     distinct_from: list[str],
     on_spot: bool,
 ) -> ApprovalRequest:
@@ -199,8 +195,9 @@ def _create(
         json.dumps(data)
     except (TypeError, ValueError):
         raise ValidationError(N_("The approval details must be plain JSON data.")) from None
+    operator_id = requester.operator_id or ""  # "": unknown, refused just below
     require_operator(session, operator_id)
-    now = clock.now()
+    now = requester.clock.now()
     data[META_KEY] = {
         "steps": [s.to_json() for s in rule.steps],
         "distinct_from": distinct_from,
@@ -213,7 +210,7 @@ def _create(
         target=target,
         payload=data,
         requested_by=operator_id,
-        counter_id=counter_id,
+        counter_id=requester.counter_id,
         requested_at=now,
         expires_at=now + dt.timedelta(minutes=rule.ttl_minutes),
         state=PENDING,
@@ -224,7 +221,7 @@ def _create(
     )
     session.add(req)
     session.flush()
-    audit.Actor(operator_id, counter_id, clock).record(
+    requester.record(
         session,
         AuditAction.APPROVAL_REQUEST,
         req.id,
@@ -242,23 +239,21 @@ def _sign(
     session: Session,
     req: ApprovalRequest,
     steps: tuple[ApprovalStep, ...],
-    *,
-    approver_id: str,
-    role: str,
-    counter_id: str,
-    clock: Clock,
+    approver: audit.Actor,
+    role: Role | str,
 ) -> None:
     number = len(req.approvals or []) + 1
-    now = clock.now()
+    now = approver.clock.now()
+    role = Role(role).value
     req.approvals = [
         *(req.approvals or []),
-        {"operator": approver_id, "role": role, "at": now.isoformat(), "step": number},
+        {"operator": approver.operator_id, "role": role, "at": now.isoformat(), "step": number},
     ]
     if number >= len(steps):
         req.state = APPROVED
         req.decided_at = now
     session.flush()
-    audit.Actor(approver_id, counter_id, clock).record(
+    approver.record(
         session,
         AuditAction.APPROVAL_APPROVE,
         req.id,
@@ -271,16 +266,14 @@ def _decision_gate(
     req: ApprovalRequest,
     *,
     audit_action: str,
-    approver_id: str,
+    approver: audit.Actor,
     approver_role: Role | str,
-    counter_id: str,
-    clock: Clock,
 ) -> tuple[tuple[ApprovalStep, ...], CardVendError | None]:
     """Check that the request waits for a decision by this approver. Expiry found here and
     refused signers are recorded (to be committed) and returned as the error to raise."""
     steps = _steps_of(session, req)
-    if req.state == PENDING and _is_due(req, clock):
-        _expire(session, req, clock)
+    if req.state == PENDING and _is_due(req, approver.clock):
+        _expire(session, req, approver.clock)
         return steps, _expired_error(req)
     if req.state == EXPIRED:
         return steps, _expired_error(req)
@@ -289,6 +282,7 @@ def _decision_gate(
     number = len(req.approvals or []) + 1
     if number > len(steps):  # pragma: no cover - a pending request always has a step left
         return steps, ApprovalStateError(request=req.id, state=_STATE_NAMES[req.state])
+    approver_id = approver.operator_id or ""
     problem = _signer_problem(
         session, steps[number - 1], number, approver_id, approver_role, _excluded(req)
     )
@@ -297,9 +291,7 @@ def _decision_gate(
             session,
             audit_action=audit_action,
             error=problem,
-            approver_id=approver_id,
-            counter_id=counter_id,
-            clock=clock,
+            approver=approver,
             target=req.id,
             detail=_detail(req, step=number),
         )
@@ -333,9 +325,7 @@ def request(
             rule=rule,
             target=target,
             payload=payload,
-            operator_id=operator_id,
-            counter_id=counter_id,
-            clock=clock,
+            requester=audit.Actor(operator_id, counter_id, clock),
             distinct_from=people,
             on_spot=False,
         )
@@ -352,28 +342,12 @@ def approve(
     clock: Clock,
 ) -> ApprovalView:
     """Sign the next step of a pending request; the last step makes it approved."""
+    approver = audit.Actor(approver_id, counter_id, clock)
 
     def sign(session: Session, req: ApprovalRequest, steps: tuple[ApprovalStep, ...]) -> None:
-        _sign(
-            session,
-            req,
-            steps,
-            approver_id=approver_id,
-            role=Role(approver_role).value,
-            counter_id=counter_id,
-            clock=clock,
-        )
+        _sign(session, req, steps, approver, approver_role)
 
-    return _decide(
-        db,
-        request_id,
-        AuditAction.APPROVAL_APPROVE,
-        approver_id,
-        approver_role,
-        counter_id,
-        clock,
-        sign,
-    )
+    return _decide(db, request_id, AuditAction.APPROVAL_APPROVE, approver, approver_role, sign)
 
 
 def reject(
@@ -390,39 +364,29 @@ def reject(
     if not isinstance(reason, str) or not reason.strip():
         raise ValidationError(N_("Give a reason for rejecting the approval."))
     reason = reason.strip()[:MAX_REASON]
+    approver = audit.Actor(approver_id, counter_id, clock)
 
     def end(session: Session, req: ApprovalRequest, steps: tuple[ApprovalStep, ...]) -> None:
         req.state = REJECTED
         req.decided_at = clock.now()
         req.reason = reason
         session.flush()
-        audit.Actor(approver_id, counter_id, clock).record(
+        approver.record(
             session,
             AuditAction.APPROVAL_REJECT,
             req.id,
             detail=_detail(req, step=len(req.approvals or []) + 1, reason=reason),
         )
 
-    return _decide(
-        db,
-        request_id,
-        AuditAction.APPROVAL_REJECT,
-        approver_id,
-        approver_role,
-        counter_id,
-        clock,
-        end,
-    )
+    return _decide(db, request_id, AuditAction.APPROVAL_REJECT, approver, approver_role, end)
 
 
 def _decide(
     db: Database,
     request_id: str,
     audit_action: AuditAction,
-    approver_id: str,
+    approver: audit.Actor,
     approver_role: Role | str,
-    counter_id: str,
-    clock: Clock,
     decide: Callable[[Session, ApprovalRequest, tuple[ApprovalStep, ...]], None],
 ) -> ApprovalView:
     """A decision on a pending request: the gate checks the signer (a refusal is audited and
@@ -430,13 +394,7 @@ def _decide(
     with db.write() as session:
         req = _load(session, request_id)
         steps, failure = _decision_gate(
-            session,
-            req,
-            audit_action=audit_action,
-            approver_id=approver_id,
-            approver_role=approver_role,
-            counter_id=counter_id,
-            clock=clock,
+            session, req, audit_action=audit_action, approver=approver, approver_role=approver_role
         )
         if failure is None:
             decide(session, req, steps)
@@ -475,14 +433,13 @@ def approve_on_spot(
         failure = _signer_problem(
             session, rule.steps[0], 1, approver_id, approver_role, {operator_id, *people}
         )
+        approver = audit.Actor(approver_id, counter_id, clock)
         if failure is not None:
             _audit_denied(
                 session,
                 audit_action=AuditAction.APPROVAL_APPROVE,
                 error=failure,
-                approver_id=approver_id,
-                counter_id=counter_id,
-                clock=clock,
+                approver=approver,
                 target=rule.action,
                 detail={"action": rule.action, "target": target, "step": 1, "on_spot": True},
             )
@@ -493,21 +450,11 @@ def approve_on_spot(
                 rule=rule,
                 target=target,
                 payload=payload,
-                operator_id=operator_id,
-                counter_id=counter_id,
-                clock=clock,
+                requester=audit.Actor(operator_id, counter_id, clock),
                 distinct_from=people,
                 on_spot=True,
             )
-            _sign(
-                session,
-                req,
-                rule.steps,
-                approver_id=approver_id,
-                role=Role(approver_role).value,
-                counter_id=counter_id,
-                clock=clock,
-            )
+            _sign(session, req, rule.steps, approver, approver_role)
             view = _view(req, rule.steps)
     if failure is not None:
         raise failure

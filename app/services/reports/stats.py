@@ -85,6 +85,18 @@ def _customer_counts(
     return kinds, per_plan_customers, buckets
 
 
+def _completed_sales(
+    office_code: str, start: dt.datetime, end: dt.datetime
+) -> tuple[ColumnElement[bool], ...]:
+    """The office's completed sales made in [start, end) (to join Sale with Customer)."""
+    return (
+        Customer.office_code == office_code,
+        Sale.state == SaleState.COMPLETED.value,
+        Sale.created_at >= start,
+        Sale.created_at < end,
+    )
+
+
 def _sales_per_day(
     session: Session, office_code: str, bounds: list[dt.datetime]
 ) -> dict[int, tuple[int, int, int]]:
@@ -104,12 +116,7 @@ def _sales_per_day(
             Sale.credit.label("credit"),
         )
         .join(Customer, Customer.id == Sale.customer_id)
-        .where(
-            Customer.office_code == office_code,
-            Sale.state == SaleState.COMPLETED.value,
-            Sale.created_at >= start,
-            Sale.created_at < end,
-        )
+        .where(*_completed_sales(office_code, start, end))
         .subquery()
     )
     return {
@@ -141,12 +148,7 @@ def _sales_per_plan(
             )
             .join(TariffVersion, TariffVersion.id == Sale.tariff_version_id)
             .join(Customer, Customer.id == Sale.customer_id)
-            .where(
-                Customer.office_code == office_code,
-                Sale.state == SaleState.COMPLETED.value,
-                Sale.created_at >= start,
-                Sale.created_at < end,
-            )
+            .where(*_completed_sales(office_code, start, end))
             .group_by(TariffVersion.plan_id)
         )
     }
