@@ -20,14 +20,14 @@ from sqlalchemy.orm import Session
 
 from app.clock import Clock
 from app.domain.audit import AuditAction
-from app.domain.customers import MeterKind, Thresholds
+from app.domain.customers import MeterKind
 from app.domain.operators import Role
 from app.errors import CardVendError
 from app.i18n import N_
 from app.persistence.db import Database
 from app.persistence.models import ArrearsItem, Customer, Office, Operator, TariffVersion
 from app.services import audit
-from app.services.customers.importing import _insert_batch
+from app.services.customers.importing import _insert_batch, new_account_values
 from app.services.operators import add_operator
 from app.services.tariffs import add_version, ensure_plan
 
@@ -205,7 +205,6 @@ def load_demo(db: Database, clock: Clock) -> DemoReport:
             if not has_version:
                 add_version(session, code, spec, SWITCH_OVER, clock)
                 report.plans_added += 1
-        t = Thresholds()
         rows = []
         for i in range(CUSTOMERS):
             c = demo_customer(i)
@@ -223,13 +222,7 @@ def load_demo(db: Database, clock: Clock) -> DemoReport:
                     "tariff_plan_id": plan_ids[c["tariff_plan"]],
                     "ct_ratio": 1,
                     "pt_ratio": 1,
-                    "alarm1": t.alarm1,
-                    "alarm2": t.alarm2,
-                    "overdraft_limit": t.overdraft_limit,
-                    "credit_ceiling": t.credit_ceiling,
-                    "card_serial": None,
-                    "purchase_count": 0,
-                    "updated_at": now,
+                    **new_account_values(now),
                 }
             )
         inserted = _insert_batch(session, rows)

@@ -201,6 +201,17 @@ def sync_status(db: Database, clock: Clock, counter_id: str) -> SyncStatus:
     )
 
 
+def _record_fields(row: OutboxEntry) -> dict[str, Any]:
+    """What every listed outbox record shows: which record, of what, for how much, since when."""
+    return {
+        "id": int(row.id),
+        "kind": row.kind,
+        "ref_id": row.ref_id,
+        "amount_fen": int(row.amount or 0),
+        "created_at": aware(row.created_at),
+    }
+
+
 @dataclass(frozen=True)
 class PendingRecord:
     """One outbox record waiting for the central system (for the sync screen)."""
@@ -216,11 +227,7 @@ class PendingRecord:
     @classmethod
     def of(cls, row: OutboxEntry) -> PendingRecord:
         return cls(
-            id=int(row.id),
-            kind=row.kind,
-            ref_id=row.ref_id,
-            amount_fen=int(row.amount or 0),
-            created_at=aware(row.created_at),
+            **_record_fields(row),
             attempts=int(row.attempts or 0),
             last_error=row.last_error or "",
         )
@@ -280,11 +287,7 @@ class RefusedRecord:
     @classmethod
     def of(cls, row: OutboxEntry) -> RefusedRecord:
         return cls(
-            id=int(row.id),
-            kind=row.kind,
-            ref_id=row.ref_id,
-            amount_fen=int(row.amount or 0),
-            created_at=aware(row.created_at),
+            **_record_fields(row),
             refused_at=aware(row.refused_at or row.created_at),
             code=row.refused_code or REFUSED_REJECTED,
             reason=row.refused_reason or "",

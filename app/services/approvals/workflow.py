@@ -180,12 +180,12 @@ def _clean_people(distinct_from: Iterable[str] | str) -> list[str]:
 
 def _create(
     session: Session,
-    *,
     rule: ApprovalRuleView,
     target: str,
     payload: Mapping[str, Any] | None,
     requester: audit.Actor,
     distinct_from: list[str],
+    *,
     on_spot: bool,
 ) -> ApprovalRequest:
     data = dict(payload or {})
@@ -316,19 +316,12 @@ def request(
     ``distinct_from`` names people who may not sign a distinct step besides the requester."""
     target = _clean_target(target)
     people = _clean_people(distinct_from)
+    requester = audit.Actor(operator_id, counter_id, clock)
     with db.write() as session:
         rule = get_rule(session, action)
         if not rule.needs_approval:
             raise ApprovalStateError(_T_NOT_NEEDED, action=_action_label(rule.action))
-        req = _create(
-            session,
-            rule=rule,
-            target=target,
-            payload=payload,
-            requester=audit.Actor(operator_id, counter_id, clock),
-            distinct_from=people,
-            on_spot=False,
-        )
+        req = _create(session, rule, target, payload, requester, people, on_spot=False)
         return _view(req, rule.steps)
 
 
@@ -434,6 +427,7 @@ def approve_on_spot(
             session, rule.steps[0], 1, approver_id, approver_role, {operator_id, *people}
         )
         approver = audit.Actor(approver_id, counter_id, clock)
+        requester = audit.Actor(operator_id, counter_id, clock)
         if failure is not None:
             _audit_denied(
                 session,
@@ -445,15 +439,7 @@ def approve_on_spot(
             )
             view = None
         else:
-            req = _create(
-                session,
-                rule=rule,
-                target=target,
-                payload=payload,
-                requester=audit.Actor(operator_id, counter_id, clock),
-                distinct_from=people,
-                on_spot=True,
-            )
+            req = _create(session, rule, target, payload, requester, people, on_spot=True)
             _sign(session, req, rule.steps, approver, approver_role)
             view = _view(req, rule.steps)
     if failure is not None:

@@ -416,6 +416,21 @@ def _large_sqlite_cache(session: Session) -> Iterator[None]:
         raw.execute("PRAGMA cache_size=-2000")
 
 
+def new_account_values(now: dt.datetime) -> dict[str, Any]:
+    """What every newly archived customer starts with: the default thresholds, no card yet, no
+    purchase."""
+    t = Thresholds()
+    return {
+        "alarm1": t.alarm1,
+        "alarm2": t.alarm2,
+        "overdraft_limit": t.overdraft_limit,
+        "credit_ceiling": t.credit_ceiling,
+        "card_serial": None,
+        "purchase_count": 0,
+        "updated_at": now,
+    }
+
+
 def _parse_row(
     record: Sequence[str], index: dict[str, int], plans: dict[str, int], now: dt.datetime
 ) -> dict[str, Any]:
@@ -426,7 +441,6 @@ def _parse_row(
     if plan_code not in plans:
         raise _RowProblem(N_("tariff plan {plan!r} is unknown"), plan=plan_code)
     phone = check_phone(col("phone"))
-    t = Thresholds()
     return {
         "customer_no": check_customer_no(col("customer_no")),
         "name": check_text(col("name"), "name", max_len=64),
@@ -440,13 +454,7 @@ def _parse_row(
         "tariff_plan_id": plans[plan_code],
         "ct_ratio": parse_ratio(col("ct_ratio"), "ct_ratio"),
         "pt_ratio": parse_ratio(col("pt_ratio"), "pt_ratio"),
-        "alarm1": t.alarm1,
-        "alarm2": t.alarm2,
-        "overdraft_limit": t.overdraft_limit,
-        "credit_ceiling": t.credit_ceiling,
-        "card_serial": None,
-        "purchase_count": 0,
-        "updated_at": now,
+        **new_account_values(now),
     }
 
 
