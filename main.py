@@ -10,7 +10,7 @@ import logging.handlers
 import os
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
     from app.context import AppContext
@@ -121,27 +121,23 @@ class _LazyReceiptRenderer:
 class _LazyReportRenderer:
     """Shift, daily and statistics reports as PDF or CSV (printing/reports/)."""
 
-    def report_pdf(self, report: object, *, language: str) -> bytes:
+    # the renderer of each report type: printing.reports.<name>_pdf and <name>_csv
+    _NAMES: ClassVar[dict[str, str]] = {
+        "ShiftReport": "shift_report",
+        "DailyReport": "daily_report",
+        "StatsReport": "stats_report",
+    }
+
+    def _render(self, report: object, form: str) -> Any:
         from printing import reports
 
-        name = type(report).__name__
-        render = {
-            "ShiftReport": reports.shift_report_pdf,
-            "DailyReport": reports.daily_report_pdf,
-            "StatsReport": reports.stats_report_pdf,
-        }[name]
-        return bytes(render(report, language=language))  # type: ignore[operator]
+        return getattr(reports, f"{self._NAMES[type(report).__name__]}_{form}")
+
+    def report_pdf(self, report: object, *, language: str) -> bytes:
+        return bytes(self._render(report, "pdf")(report, language=language))
 
     def report_csv(self, report: object) -> str:
-        from printing import reports
-
-        name = type(report).__name__
-        render = {
-            "ShiftReport": reports.shift_report_csv,
-            "DailyReport": reports.daily_report_csv,
-            "StatsReport": reports.stats_report_csv,
-        }[name]
-        return str(render(report))  # type: ignore[operator]
+        return str(self._render(report, "csv")(report))
 
 
 def register_here(ctx: AppContext, url: str, enrolment_key: str | None, operator: Principal) -> str:

@@ -220,8 +220,10 @@ def test_a_timeout_is_retried_with_the_same_idempotency_key(
     counter: Counter, central: CentralServer, sleeps: Sleeps
 ) -> None:
     a_day_of_sales(counter)
-    service = make_service(counter, central, sleeps, read_timeout=0.3, attempts=3)
-    central.faults.arm(latency_ms=800, path="/api/v1/sales/batch")
+    # the late first try still holds its records while the retry waits: the retry's timeout
+    # leaves a second of room for that on a loaded machine
+    service = make_service(counter, central, sleeps, read_timeout=1.5, attempts=3)
+    central.faults.arm(latency_ms=2000, path="/api/v1/sales/batch")
     sleeps.then = central.faults.clear  # the link is fast again for the retry
     service.run_round()  # the first try timed out (and committed late); the retry is answered
     assert len(sleeps.calls) == 1

@@ -391,23 +391,28 @@ def daily_report_pdf(report: DailyReport, *, language: str) -> bytes:
 # --------------------------------------------------------------------------- statistics PDF
 
 
+def _bars(page: _Page, chart: Any, values: list[int], *, empty_max: int) -> None:
+    """One series of bars without outlines on a value axis from 0, labelled in the page's font;
+    an empty period still draws its axis (up to ``empty_max``)."""
+    chart.data = [values]
+    chart.bars[0].strokeColor = None
+    chart.valueAxis.valueMin = 0
+    if max(values, default=0) == 0:
+        chart.valueAxis.valueMax = empty_max
+    chart.valueAxis.labels.fontName = page.font
+    chart.valueAxis.labels.fontSize = 6
+
+
 def _day_chart(page: _Page, report: StatsReport) -> Drawing:
     width, height = WIDTH, 70 * mm
     drawing = Drawing(width, height)
     chart = VerticalBarChart()
     chart.x, chart.y = 22 * mm, 14 * mm
     chart.width, chart.height = width - 26 * mm, height - 22 * mm
-    values = [d.amount_fen for d in report.daily]
-    chart.data = [values]
+    _bars(page, chart, [d.amount_fen for d in report.daily], empty_max=100)
     chart.bars[0].fillColor = BAR
-    chart.bars[0].strokeColor = None
     chart.barSpacing = 1
-    chart.valueAxis.valueMin = 0
-    if max(values, default=0) == 0:
-        chart.valueAxis.valueMax = 100  # an empty period still draws its axis
     chart.valueAxis.labelTextFormat = _axis_yuan
-    chart.valueAxis.labels.fontName = page.font
-    chart.valueAxis.labels.fontSize = 6
     chart.valueAxis.gridStrokeColor = colors.HexColor("#dddddd")
     chart.valueAxis.visibleGrid = True
     chart.categoryAxis.categoryNames = [d.day.strftime("%m-%d") for d in report.daily]
@@ -435,16 +440,9 @@ def _bucket_chart(page: _Page, report: StatsReport) -> Drawing:
     chart = HorizontalBarChart()
     chart.x, chart.y = 40 * mm, 4 * mm
     chart.width, chart.height = width - 50 * mm, height - 8 * mm
-    counts = [b.count for b in report.balances]
-    chart.data = [counts]
-    chart.bars[0].strokeColor = None
+    _bars(page, chart, [b.count for b in report.balances], empty_max=10)
     for i, b in enumerate(report.balances):
         chart.bars[(0, i)].fillColor = BUCKET_COLORS[b.bucket]
-    chart.valueAxis.valueMin = 0
-    if max(counts, default=0) == 0:
-        chart.valueAxis.valueMax = 10
-    chart.valueAxis.labels.fontName = page.font
-    chart.valueAxis.labels.fontSize = 6
     chart.valueAxis.labelTextFormat = "%d"
     chart.categoryAxis.categoryNames = [page.t(BUCKET_LABELS[b.bucket]) for b in report.balances]
     chart.categoryAxis.labels.fontName = page.font
