@@ -8,6 +8,7 @@ logs); :meth:`CardVendError.localized` gives the text in the current (or given) 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import ClassVar
 
 from app.i18n import N_, translate
@@ -46,6 +47,21 @@ class CardVendError(Exception):
         from app.i18n import get_language
 
         return self._render(language or get_language())
+
+
+class KindError(CardVendError):
+    """An error whose ``kind`` (a key of ``reasons``) picks the ``{reason}`` a person reads;
+    an unknown kind reads as ``default_kind``.  ``detail`` keeps the system's own words for
+    the log."""
+
+    reasons: ClassVar[Mapping[str, str]] = {}
+    default_kind: ClassVar[str] = ""
+
+    def __init__(self, kind: str, detail: str = "", **params: object) -> None:
+        self.kind = kind
+        self.detail = detail
+        reason = self.reasons.get(kind, self.reasons[self.default_kind])
+        super().__init__(reason=reason, **params)
 
 
 class ValidationError(CardVendError, ValueError):

@@ -355,12 +355,7 @@ class PsamKeyProvider:
         if not _check_write_back(card_serial, meter_no, body) or len(mac) != crypto.MAC_LEN:
             return False
         command = N_("the security module's write-back check")
-        _data, sw = self._call(0x02, 0x00, bytes(card_serial) + bytes(body) + bytes(mac))
-        if sw == _SW_BAD_MAC:
-            return False
-        if sw != _SW_OK:
-            raise _psam_error(sw, command)
-        return True
+        return self._verify(0x02, bytes(card_serial) + bytes(body) + bytes(mac), command)
 
     def purchase_mac(self, card_serial: bytes, body: bytes) -> bytes:
         _check_purchase(card_serial, body)
@@ -373,7 +368,12 @@ class PsamKeyProvider:
         if len(mac) != crypto.MAC_LEN:
             return False
         command = N_("the security module's purchase check")
-        _data, sw = self._call(0x05, 0x00, bytes(card_serial) + bytes(body) + bytes(mac))
+        return self._verify(0x05, bytes(card_serial) + bytes(body) + bytes(mac), command)
+
+    def _verify(self, p1: int, data: bytes, command: str) -> bool:
+        """The security module's check ``p1`` of ``data``: True if the MAC is right, False if
+        it is wrong; any other answer is an error."""
+        _data, sw = self._call(p1, 0x00, data)
         if sw == _SW_BAD_MAC:
             return False
         if sw != _SW_OK:

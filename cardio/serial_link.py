@@ -25,7 +25,7 @@ try:  # POSIX: pyserial lets termios.error (not an OSError) through when a setti
 except ImportError:  # pragma: no cover - Windows
     _TermiosError = OSError  # type: ignore[assignment,misc]
 
-from app.errors import CardVendError
+from app.errors import KindError
 from app.i18n import N_
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ _REASONS = {
 }
 
 
-class SerialPortError(CardVendError):
+class SerialPortError(KindError):
     """A serial port cannot be opened or used. ``kind`` is one of the module constants."""
 
     code: ClassVar[str] = "serial_port"
@@ -62,11 +62,12 @@ class SerialPortError(CardVendError):
         "program holds the port."
     )
 
+    reasons = _REASONS
+    default_kind = FAILED
+
     def __init__(self, port: str, kind: str, detail: str = "") -> None:
         self.port = port
-        self.kind = kind
-        self.detail = detail  # the system's own words, for the log
-        super().__init__(port=port, reason=_REASONS.get(kind, _REASONS[FAILED]))
+        super().__init__(kind, detail, port=port)
 
 
 def _open_kind(exc: BaseException) -> str:

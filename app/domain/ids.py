@@ -71,21 +71,16 @@ OPERATOR_ID = IdFormat(
     r"^[A-Za-z0-9_.-]{2,32}$",
     N_("2 to 32 letters A-Z, digits, dots, dashes or underscores"),
 )
-COUNTER_ID = IdFormat(
-    N_("counter id"),
-    r"^[A-Za-z0-9_.-]{1,32}$",
-    N_("1 to 32 letters A-Z, digits, dots, dashes or underscores"),
-)
+# counter ids and the contract's codes are spelled alike
+NAME32_PATTERN = r"^[A-Za-z0-9_.-]{1,32}$"
+NAME32_RULE = N_("1 to 32 letters A-Z, digits, dots, dashes or underscores")
+COUNTER_ID = IdFormat(N_("counter id"), NAME32_PATTERN, NAME32_RULE)
 OFFICE_CODE = IdFormat(
     N_("office code"),
     r"^[A-Za-z0-9_-]{1,16}$",
     N_("1 to 16 letters A-Z, digits, dashes or underscores"),
 )
-CODE = IdFormat(
-    N_("code"),
-    r"^[A-Za-z0-9_.-]{1,32}$",
-    N_("1 to 32 letters A-Z, digits, dots, dashes or underscores"),
-)
+CODE = IdFormat(N_("code"), NAME32_PATTERN, NAME32_RULE)
 CARD_SERIAL = IdFormat(N_("card serial"), r"^[0-9A-F]{16}$", N_("16 hexadecimal digits 0-9 A-F"))
 UUID = IdFormat(
     N_("id"),

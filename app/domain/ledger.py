@@ -19,65 +19,29 @@ from app.money import MAX_FEN, check_fen
 
 
 class SaleState(Labelled):
-    PENDING = "pending"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    IN_DOUBT = "in_doubt"
-    REVERSED = "reversed"
-
-    @classmethod
-    def _labels(cls) -> dict[SaleState, str]:
-        return _SALE_STATE_LABELS
-
-
-_SALE_STATE_LABELS = {
-    SaleState.PENDING: N_("pending"),
-    SaleState.COMPLETED: N_("completed"),
-    SaleState.FAILED: N_("failed"),
-    SaleState.IN_DOUBT: N_("in doubt"),
-    SaleState.REVERSED: N_("reversed"),
-}
+    PENDING = "pending", N_("pending")
+    COMPLETED = "completed", N_("completed")
+    FAILED = "failed", N_("failed")
+    IN_DOUBT = "in_doubt", N_("in doubt")
+    REVERSED = "reversed", N_("reversed")
 
 
 class Situation(Labelled):
     """What a presented card means for a new sale (the assessment's verdict)."""
 
-    READY = "ready"
-    UNLOADED = "unloaded"  # its last purchase is not in the meter yet
-    BEHIND = "behind"  # the card is behind the ledger: rewrite it
-    ANOMALY = "anomaly"  # it does not agree with the ledger
-
-    @classmethod
-    def _labels(cls) -> dict[Situation, str]:
-        return _SITUATION_LABELS
-
-
-_SITUATION_LABELS = {
-    Situation.READY: N_("ready for a sale"),
-    Situation.UNLOADED: N_("its last purchase is not loaded into the meter yet"),
-    Situation.BEHIND: N_("behind the ledger; rewrite it"),
-    Situation.ANOMALY: N_("does not agree with the ledger"),
-}
+    READY = "ready", N_("ready for a sale")
+    UNLOADED = "unloaded", N_("its last purchase is not loaded into the meter yet")
+    BEHIND = "behind", N_("behind the ledger; rewrite it")
+    ANOMALY = "anomaly", N_("does not agree with the ledger")
 
 
 class ReversalState(Labelled):
     """A reversal is *pending* from its approval until the card shows the purchase before,
     then *completed*; *failed* when the card still holds the purchase."""
 
-    PENDING = "pending"
-    COMPLETED = "completed"
-    FAILED = "failed"
-
-    @classmethod
-    def _labels(cls) -> dict[ReversalState, str]:
-        return _REVERSAL_STATE_LABELS
-
-
-_REVERSAL_STATE_LABELS = {
-    ReversalState.PENDING: N_("pending"),
-    ReversalState.COMPLETED: N_("completed"),
-    ReversalState.FAILED: N_("failed"),
-}
+    PENDING = "pending", N_("pending")
+    COMPLETED = "completed", N_("completed")
+    FAILED = "failed", N_("failed")
 
 
 class SaleKind(enum.StrEnum):

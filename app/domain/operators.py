@@ -9,21 +9,8 @@ from app.i18n import N_
 
 
 class Role(Labelled):
-    TELLER = "teller"
-    SUPERVISOR = "supervisor"
-    TECHNICIAN = "technician"
-    ADMIN = "admin"
-    AUDITOR = "auditor"
-
-    @classmethod
-    def _labels(cls) -> dict[Role, str]:
-        return _ROLE_LABELS
-
-
-_ROLE_LABELS = {
-    Role.TELLER: N_("teller"),
-    Role.SUPERVISOR: N_("supervisor"),
-    Role.TECHNICIAN: N_("technician"),
-    Role.ADMIN: N_("administrator"),
-    Role.AUDITOR: N_("auditor"),
-}
+    TELLER = "teller", N_("teller")
+    SUPERVISOR = "supervisor", N_("supervisor")
+    TECHNICIAN = "technician", N_("technician")
+    ADMIN = "admin", N_("administrator")
+    AUDITOR = "auditor", N_("auditor")

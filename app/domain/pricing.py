@@ -69,9 +69,9 @@ from __future__ import annotations
 
 import datetime as dt
 from bisect import bisect_right
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, TypeVar
 
 __all__ = [
     "MAX_RATE",
@@ -168,6 +168,9 @@ def _check_reset_date(month: object, day: object) -> None:
     _require_int(day, "reset_day", 1, limit)
 
 
+T = TypeVar("T")
+
+
 def _record(data: object, where: str, keys: tuple[str, ...]) -> dict[str, object]:
     """Check that ``data`` is a dict with exactly ``keys`` (all strings) and return it."""
     if not isinstance(data, dict):
@@ -187,8 +190,12 @@ def _array(value: object, where: str) -> list[object] | tuple[object, ...]:
     return value
 
 
-def _located(where: str, exc: TariffSpecError) -> TariffSpecError:
-    return TariffSpecError(f"{where}.{exc}")
+def _located(where: str, build: Callable[..., T], *args: object) -> T:
+    """``build(*args)``; a TariffSpecError it raises names ``where`` first."""
+    try:
+        return build(*args)
+    except TariffSpecError as exc:
+        raise TariffSpecError(f"{where}.{exc}") from None
 
 
 # ------------------------------------------------------------------------------- data model
@@ -213,10 +220,7 @@ class TouPeriod:
         d = _record(data, where, ("name", "rate"))
         name = _require_str(d["name"], f"{where}.name")
         rate = _require_int(d["rate"], f"{where}.rate")
-        try:
-            return cls(name, rate)
-        except TariffSpecError as exc:
-            raise _located(where, exc) from None
+        return _located(where, cls, name, rate)
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,10 +242,7 @@ class TouSegment:
         d = _record(data, where, ("start_minute", "period"))
         start = _require_int(d["start_minute"], f"{where}.start_minute")
         period = _require_str(d["period"], f"{where}.period")
-        try:
-            return cls(start, period)
-        except TariffSpecError as exc:
-            raise _located(where, exc) from None
+        return _located(where, cls, start, period)
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,10 +270,7 @@ class Tier:
         raw_upto = d["upto_kwh"]
         upto = None if raw_upto is None else _require_int(raw_upto, f"{where}.upto_kwh")
         surcharge = _require_int(d["surcharge"], f"{where}.surcharge")
-        try:
-            return cls(upto, surcharge)
-        except TariffSpecError as exc:
-            raise _located(where, exc) from None
+        return _located(where, cls, upto, surcharge)
 
 
 _SPEC_KEYS: Final = (

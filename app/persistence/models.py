@@ -36,8 +36,17 @@ NAMING = {
 }
 
 
+def _unique_where(name: str, where: str, *columns: str) -> Index:
+    """A partial unique index: ``columns`` are unique among the rows ``where`` holds for
+    (the same condition on SQLite and PostgreSQL)."""
+    return Index(
+        name, *columns, unique=True, sqlite_where=text(where), postgresql_where=text(where)
+    )
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
+
     type_annotation_map = {  # noqa: RUF012
         dt.datetime: UTCDateTime(),
         dict[str, Any]: JSON,
@@ -180,13 +189,7 @@ class Shift(Base):
     variance: Mapped[int | None] = mapped_column(BigInteger)
     __table_args__ = (
         # at most one open shift per counter
-        Index(
-            "uq_shifts_open_counter",
-            "counter_id",
-            unique=True,
-            sqlite_where=text("closed_at IS NULL"),
-            postgresql_where=text("closed_at IS NULL"),
-        ),
+        _unique_where("uq_shifts_open_counter", "closed_at IS NULL", "counter_id"),
     )
 
 
@@ -233,13 +236,11 @@ class Sale(Base):
         Index("ix_sales_created", "created_at"),  # daily reports and statistics
         # One live sale per customer and purchase count: the database itself refuses a second
         # sale of the same purchase, also across counters sharing a PostgreSQL database.
-        Index(
+        _unique_where(
             "uq_sales_customer_count_live",
+            "state IN ('pending','in_doubt','completed') AND kind = 'card'",
             "customer_id",
             "purchase_count",
-            unique=True,
-            sqlite_where=text("state IN ('pending','in_doubt','completed') AND kind = 'card'"),
-            postgresql_where=text("state IN ('pending','in_doubt','completed') AND kind = 'card'"),
         ),
     )
 

@@ -155,26 +155,22 @@ def demo_arrears(i: int) -> list[dict[str, Any]]:
     cno = str(FIRST_CUSTOMER + i)
     items: list[dict[str, Any]] = []
     if i % 25 == 0:
-        items.append(
-            {
-                "ref": f"DEMO-A-{cno}",
-                "kind": "arrears",
-                "description": "电费欠费",
-                "amount": 3000,
-                "must_collect": True,
-            }
-        )
+        items.append(arrears_item(f"DEMO-A-{cno}", "arrears", "电费欠费", 3000))
     if i % 40 == 0:
-        items.append(
-            {
-                "ref": f"DEMO-F-{cno}",
-                "kind": "fee",
-                "description": "工本费",
-                "amount": 500,
-                "must_collect": True,
-            }
-        )
+        items.append(arrears_item(f"DEMO-F-{cno}", "fee", "工本费", 500))
     return items
+
+
+def arrears_item(ref: str, kind: str, description: str, amount: int) -> dict[str, Any]:
+    """A demo arrears item (``kind`` arrears or fee, ``amount`` in fen) that must be collected
+    first, in the form the customer rows carry it."""
+    return {
+        "ref": ref,
+        "kind": kind,
+        "description": description,
+        "amount": amount,
+        "must_collect": True,
+    }
 
 
 def load_demo(db: Database, clock: Clock) -> DemoReport:

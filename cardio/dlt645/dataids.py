@@ -68,27 +68,28 @@ def di_code(wire: bytes) -> int:
 # --------------------------------------------------------------------------- energy (DI3 = 00)
 
 
-def _energy(kind: int, name: str, fmt: F.Bcd) -> tuple[DataId[int], tuple[DataId[int], ...]]:
+def _energy(
+    kind: int, name: str, fmt: F.Bcd
+) -> tuple[DataId[int], tuple[DataId[int], ...], DataId[tuple[int, ...]]]:
+    """An energy register: its total, its rates 1..4 and the block of all five."""
     total = DataId(kind << 16, f"{name}_total", fmt)
     rates = tuple(DataId((kind << 16) | (r << 8), f"{name}_rate{r}", fmt) for r in range(1, 5))
-    return total, rates
+    block = DataId(
+        (kind << 16) | 0xFF00,
+        f"{name}_block",
+        F.Repeated(0, "XXXXXX.XX*n", fmt, 1 + RATES),
+        members=(total, *rates),
+    )
+    return total, rates, block
 
 
 # 组合有功总电能 / 费率1..4电能: signed, Wh
-COMBINED_ENERGY, COMBINED_ENERGY_RATES = _energy(0x0000, "combined_energy", F.SIGNED_ENERGY)
-COMBINED_ENERGY_BLOCK: Final = DataId(
-    0x0000FF00,
-    "combined_energy_block",
-    F.Repeated(0, "XXXXXX.XX*n", F.SIGNED_ENERGY, 1 + RATES),
-    members=(COMBINED_ENERGY, *COMBINED_ENERGY_RATES),
+COMBINED_ENERGY, COMBINED_ENERGY_RATES, COMBINED_ENERGY_BLOCK = _energy(
+    0x0000, "combined_energy", F.SIGNED_ENERGY
 )
 # 正向有功总电能 / 费率1..4电能: Wh
-POSITIVE_ENERGY, POSITIVE_ENERGY_RATES = _energy(0x0001, "positive_energy", F.ENERGY)
-POSITIVE_ENERGY_BLOCK: Final = DataId(
-    0x0001FF00,
-    "positive_energy_block",
-    F.Repeated(0, "XXXXXX.XX*n", F.ENERGY, 1 + RATES),
-    members=(POSITIVE_ENERGY, *POSITIVE_ENERGY_RATES),
+POSITIVE_ENERGY, POSITIVE_ENERGY_RATES, POSITIVE_ENERGY_BLOCK = _energy(
+    0x0001, "positive_energy", F.ENERGY
 )
 REMAINING_AMOUNT: Final = DataId(0x00900200, "remaining_amount", F.MONEY)  # 当前剩余金额, fen
 OVERDRAFT_AMOUNT: Final = DataId(0x00900201, "overdraft_amount", F.MONEY)  # 当前透支金额, fen

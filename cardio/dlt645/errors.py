@@ -22,7 +22,7 @@ from __future__ import annotations
 import enum
 from typing import ClassVar
 
-from app.errors import CardVendError
+from app.errors import CardVendError, KindError
 from app.i18n import N_
 
 
@@ -173,7 +173,7 @@ _LINK_REASONS = {
 }
 
 
-class MeterLinkError(MeterProtocolError):
+class MeterLinkError(KindError, MeterProtocolError):
     """The terminal (concentrator) at ``endpoint`` cannot be reached or dropped the line."""
 
     code: ClassVar[str] = "meter_link"
@@ -182,11 +182,12 @@ class MeterLinkError(MeterProtocolError):
         "port, the network, and that the terminal is running."
     )
 
+    reasons = _LINK_REASONS
+    default_kind = CLOSED
+
     def __init__(self, endpoint: str, kind: str, detail: str = "") -> None:
         self.endpoint = endpoint
-        self.kind = kind
-        self.detail = detail
-        super().__init__(endpoint=endpoint, reason=_LINK_REASONS.get(kind, _LINK_REASONS[CLOSED]))
+        super().__init__(kind, detail, endpoint=endpoint)
 
 
 class ValueFormatError(MeterProtocolError, ValueError):

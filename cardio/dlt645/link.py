@@ -281,14 +281,7 @@ def open_serial_link(settings: SerialSettings) -> FrameLink:
             stopbits=settings.stopbits,
         )
 
-    return FrameLink(
-        opener,
-        name=settings.port,
-        timeout=settings.timeout,
-        byte_timeout=settings.byte_timeout,
-        retries=settings.retries,
-        byte_time=settings.line_time(1),
-    )
+    return _frame_link(opener, settings.port, settings, byte_time=settings.line_time(1))
 
 
 def connect_tcp_link(settings: TcpSettings) -> FrameLink:
@@ -297,10 +290,21 @@ def connect_tcp_link(settings: TcpSettings) -> FrameLink:
     def opener() -> ByteLink:
         return TcpLine.connect(settings.host, settings.port, settings.connect_timeout)
 
+    return _frame_link(opener, settings.endpoint, settings)
+
+
+def _frame_link(
+    opener: Callable[[], ByteLink],
+    name: str,
+    settings: SerialSettings | TcpSettings,
+    byte_time: float = 0.0,
+) -> FrameLink:
+    """A :class:`FrameLink` with the timeouts and retries of ``settings``."""
     return FrameLink(
         opener,
-        name=settings.endpoint,
+        name=name,
         timeout=settings.timeout,
         byte_timeout=settings.byte_timeout,
         retries=settings.retries,
+        byte_time=byte_time,
     )

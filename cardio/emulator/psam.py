@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from app.ports import KeyRole
 from cardio.crypto import (
@@ -120,21 +120,10 @@ class PsamOS(_EmulatedCard):
         return mac4(key, iv, data[SERIAL_LEN + BLOCK :])
 
     def _verify_write_back(self, p2: int, data: bytes) -> bytes:
-        if p2 != 0x00:
-            raise _Status(SW_WRONG_P1P2)
-        if len(data) != SERIAL_LEN + WRITE_BACK_BODY_LEN + MAC_LEN:
-            raise _Status(SW_WRONG_LENGTH)
-        serial, body = data[:SERIAL_LEN], data[SERIAL_LEN:-MAC_LEN]
-        if not hmac.compare_digest(self._write_back_mac(serial, body), data[-MAC_LEN:]):
-            raise _Status(SW_BAD_MAC)
-        return b""
+        return _verify(p2, data, WRITE_BACK_BODY_LEN, self._write_back_mac)
 
     def _compute_write_back(self, p2: int, data: bytes) -> bytes:
-        if p2 != 0x00:
-            raise _Status(SW_WRONG_P1P2)
-        if len(data) != SERIAL_LEN + WRITE_BACK_BODY_LEN:
-            raise _Status(SW_WRONG_LENGTH)
-        return self._write_back_mac(data[:SERIAL_LEN], data[SERIAL_LEN:])
+        return self._write_back_mac(*_signed_data(p2, data, WRITE_BACK_BODY_LEN))
 
     def _purchase_mac(self, serial: bytes, body: bytes) -> bytes:
         master = self._keys.get(KeyRole.PURCHASE)
@@ -143,18 +132,27 @@ class PsamOS(_EmulatedCard):
         return mac4(diversify_card_key(master, serial), bytes(BLOCK), serial + body)
 
     def _compute_purchase(self, p2: int, data: bytes) -> bytes:
-        if p2 != 0x00:
-            raise _Status(SW_WRONG_P1P2)
-        if len(data) != SERIAL_LEN + PURCHASE_BODY_LEN:
-            raise _Status(SW_WRONG_LENGTH)
-        return self._purchase_mac(data[:SERIAL_LEN], data[SERIAL_LEN:])
+        return self._purchase_mac(*_signed_data(p2, data, PURCHASE_BODY_LEN))
 
     def _verify_purchase(self, p2: int, data: bytes) -> bytes:
-        if p2 != 0x00:
-            raise _Status(SW_WRONG_P1P2)
-        if len(data) != SERIAL_LEN + PURCHASE_BODY_LEN + MAC_LEN:
-            raise _Status(SW_WRONG_LENGTH)
-        serial, body = data[:SERIAL_LEN], data[SERIAL_LEN:-MAC_LEN]
-        if not hmac.compare_digest(self._purchase_mac(serial, body), data[-MAC_LEN:]):
-            raise _Status(SW_BAD_MAC)
-        return b""
+        return _verify(p2, data, PURCHASE_BODY_LEN, self._purchase_mac)
+
+
+def _signed_data(p2: int, data: bytes, body_len: int) -> tuple[bytes, bytes]:
+    """The card serial and the body of a MAC command: P2 is 00 and the data exactly a serial
+    and a body of ``body_len`` bytes."""
+    if p2 != 0x00:
+        raise _Status(SW_WRONG_P1P2)
+    if len(data) != SERIAL_LEN + body_len:
+        raise _Status(SW_WRONG_LENGTH)
+    return data[:SERIAL_LEN], data[SERIAL_LEN:]
+
+
+def _verify(p2: int, data: bytes, body_len: int, mac_of: Callable[[bytes, bytes], bytes]) -> bytes:
+    """Check the MAC after a serial and a body: nothing if ``mac_of`` gives that MAC, SW_BAD_MAC
+    otherwise."""
+    serial, signed = _signed_data(p2, data, body_len + MAC_LEN)
+    body, mac = signed[:-MAC_LEN], signed[-MAC_LEN:]
+    if not hmac.compare_digest(mac_of(serial, body), mac):
+        raise _Status(SW_BAD_MAC)
+    return b""

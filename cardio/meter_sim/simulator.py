@@ -204,16 +204,7 @@ class MeterSimulator:
         # the write-back announcing the purchase is on the card (written and read back)
         credited += _credit_pending(s)
         self.save()
-        return InsertResult(
-            card_kind=card.kind,
-            serial=serial,
-            accepted=True,
-            status=written.status,
-            reason=reason,
-            credited=credited,
-            applied=applied,
-            write_back=written,
-        )
+        return _accepted(card, written, reason, applied, credited=credited)
 
     def _apply_update(
         self, card: CardContents, params: ParameterRecord, flags: UpdateFlags
@@ -277,16 +268,7 @@ class MeterSimulator:
         self._evaluate()
         self.save()
         written = self._write_back(terminal, status)
-        return InsertResult(
-            card_kind=card.kind,
-            serial=card.serial_hex,
-            accepted=True,
-            status=written.status,
-            reason=reason,
-            applied=applied,
-            job=done,
-            write_back=written,
-        )
+        return _accepted(card, written, reason, applied, job=done)
 
     def _apply_job(
         self, card: CardContents, params: ParameterRecord, job: JobRecord | None
@@ -509,6 +491,30 @@ class MeterSimulator:
     def snapshot(self) -> MeterState:
         """A copy of the state (tariff dicts shared; do not change them)."""
         return replace(self.state)
+
+
+def _accepted(
+    card: CardContents,
+    written: WriteBack,
+    reason: str | None,
+    applied: UpdateFlags,
+    *,
+    credited: int = 0,
+    job: JobKind | None = None,
+) -> InsertResult:
+    """The result of a card the meter took: the status it wrote back on the card and what the
+    insert did."""
+    return InsertResult(
+        card_kind=card.kind,
+        serial=card.serial_hex,
+        accepted=True,
+        status=written.status,
+        reason=reason,
+        credited=credited,
+        applied=applied,
+        job=job,
+        write_back=written,
+    )
 
 
 def _evaluate(s: MeterState) -> bool:

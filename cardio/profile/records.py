@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
 from app.domain.card import (
     PROFILE_VERSION,
@@ -59,6 +59,46 @@ from cardio.profile.layout import (
     TARIFF_KIND_CODES,
     WRITE_BACK_BODY,
 )
+
+R = TypeVar("R")
+
+
+def _decode_record(
+    data: bytes,
+    sfi: int,
+    body_size: int,
+    read: Callable[[_Reader], R],
+    check: Callable[[bytes], None] | None = None,
+) -> R | None:
+    """The record that ``read`` takes from file ``sfi``; ``None`` if it was never written.
+
+    ``check`` looks at the body before its length is; every byte of the body must be read.
+    """
+    name = FILE_NAMES[sfi]
+    with _decoding(name):
+        body = _file_body(data, sfi, name)
+        if body is None:
+            return None
+        if check is not None:
+            check(body)
+        r = _Reader(body, name, body_size)
+        rec = read(r)
+        r.done()
+        return rec
+
+
+def _fail_in(file_name: str) -> Callable[..., NoReturn]:
+    """A ``fail`` for the record checks that says the file ``file_name`` is corrupt."""
+
+    def fail(detail: str, **params: object) -> NoReturn:
+        _corrupt(file_name, detail, **params)
+
+    return fail
+
+
+def _with_mac(body: bytes, mac: bytes, sfi: int) -> bytes:
+    """File ``sfi`` holding ``body`` followed by its 4-byte ``mac``."""
+    return frame(body + _raw(mac, 4, "mac"), FILE_SIZES[sfi])
 
 
 def encode_parameters(rec: ParameterRecord) -> bytes:
@@ -120,47 +160,44 @@ def _check_kind_consistency(
             )
 
 
+def _check_profile_version(body: bytes) -> None:
+    if len(body) >= 2 and body[1] != PROFILE_VERSION:
+        raise UnsupportedProfile(version=body[1])
+
+
 def decode_parameters(data: bytes) -> ParameterRecord | None:
     """The parameter file (SFI 01); ``None`` if it was never written."""
-    name = FILE_NAMES[SFI_PARAMETERS]
-    with _decoding(name):
-        body = _file_body(data, SFI_PARAMETERS, name)
-        if body is None:
-            return None
-        if len(body) >= 2 and body[1] != PROFILE_VERSION:
-            raise UnsupportedProfile(version=body[1])
-        r = _Reader(body, name, PARAMETERS_BODY)
-        kind_code = r.uint(1, "card_kind")
-        if kind_code not in CardKind._value2member_map_ or kind_code == CardKind.BLANK:
-            r.out_of_range("card_kind", kind_code)
-        kind = CardKind(kind_code)
-        r.take(1, "profile_version")
-        utility_code = r.digits(3, "utility_code")
-        user_type = UserCardType(r.uint(1, "user_card_type", 0, 3))
-        customer_no = r.digits(6, "customer_no")
+    return _decode_record(
+        data, SFI_PARAMETERS, PARAMETERS_BODY, _read_parameters, _check_profile_version
+    )
 
-        def fail(detail: str, **params: object) -> NoReturn:
-            _corrupt(name, detail, **params)
 
-        _check_kind_consistency(kind, user_type, customer_no, fail)
-        rec = ParameterRecord(
-            card_kind=kind,
-            utility_code=utility_code,
-            user_card_type=user_type,
-            customer_no=customer_no,
-            meter_no=r.digits(6, "meter_no"),
-            alarm1=r.uint(4, "alarm1"),
-            alarm2=r.uint(4, "alarm2"),
-            overdraft_limit=r.uint(4, "overdraft_limit"),
-            credit_ceiling=r.uint(4, "credit_ceiling"),
-            ct_ratio=r.uint(4, "ct_ratio"),
-            pt_ratio=r.uint(4, "pt_ratio"),
-            update_flags=UpdateFlags(r.uint(1, "update_flags", 0, 7)),
-            param_version=r.uint(2, "param_version"),
-            profile_version=PROFILE_VERSION,
-        )
-        r.done()
-        return rec
+def _read_parameters(r: _Reader) -> ParameterRecord:
+    kind_code = r.uint(1, "card_kind")
+    if kind_code not in CardKind._value2member_map_ or kind_code == CardKind.BLANK:
+        r.out_of_range("card_kind", kind_code)
+    kind = CardKind(kind_code)
+    r.take(1, "profile_version")
+    utility_code = r.digits(3, "utility_code")
+    user_type = UserCardType(r.uint(1, "user_card_type", 0, 3))
+    customer_no = r.digits(6, "customer_no")
+    _check_kind_consistency(kind, user_type, customer_no, _fail_in(r.file))
+    return ParameterRecord(
+        card_kind=kind,
+        utility_code=utility_code,
+        user_card_type=user_type,
+        customer_no=customer_no,
+        meter_no=r.digits(6, "meter_no"),
+        alarm1=r.uint(4, "alarm1"),
+        alarm2=r.uint(4, "alarm2"),
+        overdraft_limit=r.uint(4, "overdraft_limit"),
+        credit_ceiling=r.uint(4, "credit_ceiling"),
+        ct_ratio=r.uint(4, "ct_ratio"),
+        pt_ratio=r.uint(4, "pt_ratio"),
+        update_flags=UpdateFlags(r.uint(1, "update_flags", 0, 7)),
+        param_version=r.uint(2, "param_version"),
+        profile_version=PROFILE_VERSION,
+    )
 
 
 def encode_purchase_body(rec: PurchaseRecord) -> bytes:
@@ -177,27 +214,22 @@ def encode_purchase_body(rec: PurchaseRecord) -> bytes:
 
 def encode_purchase(rec: PurchaseRecord) -> bytes:
     """The 32-byte purchase file (SFI 02) of ``rec``: the body and ``rec.mac`` (4 bytes)."""
-    body = encode_purchase_body(rec) + _raw(rec.mac, 4, "mac")
-    return frame(body, FILE_SIZES[SFI_PURCHASE])
+    return _with_mac(encode_purchase_body(rec), rec.mac, SFI_PURCHASE)
 
 
 def decode_purchase(data: bytes) -> PurchaseRecord | None:
     """The purchase file (SFI 02), MAC included but not checked; ``None`` if never written."""
-    name = FILE_NAMES[SFI_PURCHASE]
-    with _decoding(name):
-        body = _file_body(data, SFI_PURCHASE, name)
-        if body is None:
-            return None
-        r = _Reader(body, name, PURCHASE_BODY)
-        rec = PurchaseRecord(
-            amount=r.uint(4, "amount"),
-            purchase_count=r.uint(4, "purchase_count"),
-            sale_tag=r.take(8, "sale_tag"),
-            time=r.time("time"),
-            mac=r.take(4, "mac"),
-        )
-        r.done()
-        return rec
+    return _decode_record(data, SFI_PURCHASE, PURCHASE_BODY, _read_purchase)
+
+
+def _read_purchase(r: _Reader) -> PurchaseRecord:
+    return PurchaseRecord(
+        amount=r.uint(4, "amount"),
+        purchase_count=r.uint(4, "purchase_count"),
+        sale_tag=r.take(8, "sale_tag"),
+        time=r.time("time"),
+        mac=r.take(4, "mac"),
+    )
 
 
 def encode_tariff(rec: TariffRecord) -> bytes:
@@ -333,32 +365,27 @@ def encode_write_back_body(wb: WriteBack) -> bytes:
 
 def encode_write_back(wb: WriteBack) -> bytes:
     """The 64-byte write-back file (SFI 05): the body and ``wb.mac`` (4 bytes)."""
-    body = encode_write_back_body(wb) + _raw(wb.mac, 4, "mac")
-    return frame(body, FILE_SIZES[SFI_WRITE_BACK])
+    return _with_mac(encode_write_back_body(wb), wb.mac, SFI_WRITE_BACK)
 
 
 def decode_write_back(data: bytes) -> WriteBack | None:
     """The write-back file (SFI 05), MAC included but not checked; ``None`` if never written."""
-    name = FILE_NAMES[SFI_WRITE_BACK]
-    with _decoding(name):
-        body = _file_body(data, SFI_WRITE_BACK, name)
-        if body is None:
-            return None
-        r = _Reader(body, name, WRITE_BACK_BODY)
-        wb = WriteBack(
-            meter_no=r.digits(6, "meter_no"),
-            remaining=r.s32("remaining"),
-            overdraft_used=r.uint(4, "overdraft_used"),
-            purchase_count=r.uint(4, "purchase_count"),
-            total_energy_wh=r.uint(8, "total_energy_wh"),
-            status=WriteBackStatus(r.uint(1, "status", 0, 0x7F)),
-            illegal_insert_count=r.uint(2, "illegal_insert_count"),
-            time=r.time("time"),
-            param_version=r.uint(2, "param_version"),
-            mac=r.take(4, "mac"),
-        )
-        r.done()
-        return wb
+    return _decode_record(data, SFI_WRITE_BACK, WRITE_BACK_BODY, _read_write_back)
+
+
+def _read_write_back(r: _Reader) -> WriteBack:
+    return WriteBack(
+        meter_no=r.digits(6, "meter_no"),
+        remaining=r.s32("remaining"),
+        overdraft_used=r.uint(4, "overdraft_used"),
+        purchase_count=r.uint(4, "purchase_count"),
+        total_energy_wh=r.uint(8, "total_energy_wh"),
+        status=WriteBackStatus(r.uint(1, "status", 0, 0x7F)),
+        illegal_insert_count=r.uint(2, "illegal_insert_count"),
+        time=r.time("time"),
+        param_version=r.uint(2, "param_version"),
+        mac=r.take(4, "mac"),
+    )
 
 
 def _check_job(kind: JobKind, reading_day: int, fail: Callable[..., NoReturn]) -> None:
@@ -388,21 +415,14 @@ def encode_job(rec: JobRecord) -> bytes:
 
 def decode_job(data: bytes) -> JobRecord | None:
     """The job file (SFI 06); ``None`` if it was never written."""
-    name = FILE_NAMES[SFI_JOB]
-    with _decoding(name):
-        body = _file_body(data, SFI_JOB, name)
-        if body is None:
-            return None
-        r = _Reader(body, name, JOB_BODY)
-        job_id = r.take(16, "job_id")
-        kind = JobKind(r.uint(1, "kind", 1, 4))
-        day = r.uint(1, "reading_day", 0, 28)
+    return _decode_record(data, SFI_JOB, JOB_BODY, _read_job)
 
-        def fail(detail: str, **params: object) -> NoReturn:
-            _corrupt(name, detail, **params)
 
-        _check_job(kind, day, fail)
-        hour = r.uint(1, "reading_hour", 0, 23)
-        r.uint(1, "reserved", 0, 0)
-        r.done()
-        return JobRecord(job_id=job_id, kind=kind, reading_day=day, reading_hour=hour)
+def _read_job(r: _Reader) -> JobRecord:
+    job_id = r.take(16, "job_id")
+    kind = JobKind(r.uint(1, "kind", 1, 4))
+    day = r.uint(1, "reading_day", 0, 28)
+    _check_job(kind, day, _fail_in(r.file))
+    hour = r.uint(1, "reading_hour", 0, 23)
+    r.uint(1, "reserved", 0, 0)
+    return JobRecord(job_id=job_id, kind=kind, reading_day=day, reading_hour=hour)

@@ -663,37 +663,26 @@ def _record_control_reports(tx: Tx, reports: Sequence[c.ControlReport]) -> None:
         if before is None or rep.seen_at > before:
             last[rep.customer_no] = rep.seen_at
             latest[rep.customer_no] = rep
-    fresh = [
-        {
+    rows = {
+        no: {
             "customer_no": no,
             "meter_remaining": rep.meter_remaining,
             "meter_purchase_count": rep.meter_purchase_count,
             "last_report_at": rep.seen_at,
         }
         for no, rep in latest.items()
-        if no not in held
-    ]
+    }
+    fresh = [row for no, row in rows.items() if no not in held]
     if fresh:
         tx.conn.execute(insert(m.control_status), fresh)
-    newer = [
-        {
-            "b_no": no,
-            "b_remaining": rep.meter_remaining,
-            "b_count": rep.meter_purchase_count,
-            "b_at": rep.seen_at,
-        }
-        for no, rep in latest.items()
-        if no in held
-    ]
+    # the rows held already are updated in place; bind parameters may not take column names
+    newer = [{f"b_{k}": v for k, v in row.items()} for no, row in rows.items() if no in held]
     if newer:
+        changed = ("meter_remaining", "meter_purchase_count", "last_report_at")
         tx.conn.execute(
             update(m.control_status)
-            .where(cs.customer_no == bindparam("b_no"))
-            .values(
-                meter_remaining=bindparam("b_remaining", type_=cs.meter_remaining.type),
-                meter_purchase_count=bindparam("b_count", type_=cs.meter_purchase_count.type),
-                last_report_at=bindparam("b_at", type_=cs.last_report_at.type),
-            ),
+            .where(cs.customer_no == bindparam("b_customer_no"))
+            .values({name: bindparam(f"b_{name}", type_=cs[name].type) for name in changed}),
             newer,
         )
 

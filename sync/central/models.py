@@ -28,15 +28,9 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
+from app.persistence.models import NAMING
 from app.persistence.types import UTCDateTime
 
-NAMING = {
-    "ix": "ix_%(column_0_label)s",
-    "uq": "uq_%(table_name)s_%(column_0_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
 metadata = MetaData(naming_convention=NAMING)
 
 # the streams a pull can follow; one row each in central_streams

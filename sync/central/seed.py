@@ -118,15 +118,7 @@ def synthetic_customers(
         no = f"{start + i:012d}"
         arrears: list[dict[str, Any]] = []
         if i % 25 == 0:
-            arrears.append(
-                {
-                    "ref": f"SYN-A-{no}",
-                    "kind": "arrears",
-                    "description": "电费欠费",
-                    "amount": 3000,
-                    "must_collect": True,
-                }
-            )
+            arrears.append(demo.arrears_item(f"SYN-A-{no}", "arrears", "电费欠费", 3000))
         yield {
             "customer_no": no,
             "name": f"用户{i:07d}",
