@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from app.cli import cli_login, cli_secret, emit_json, id_arg, open_db, operator_arg
+from app.cli import card_args, cli_login, cli_secret, emit_json, id_arg, open_db, operator_arg
 from app.context import AppContext
 from app.domain import ids
 from app.domain.customers import MeterKind
@@ -522,12 +522,6 @@ def _approver(q: argparse.ArgumentParser, *, required: bool) -> None:
     )
 
 
-def _card_args(q: argparse.ArgumentParser) -> None:
-    g = q.add_mutually_exclusive_group()
-    g.add_argument("--reader", help=_("PC/SC reader name"))
-    g.add_argument("--image", help=_("an emulated card image file instead of a reader"))
-
-
 def _override(q: argparse.ArgumentParser) -> None:
     q.add_argument(
         "--override",
@@ -565,7 +559,7 @@ def _register_card_work(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     q.add_argument("--cash", metavar="YUAN", help=_("cash received in yuan (change is shown)"))
     receipt_args(q)
     _common(q)
-    _card_args(q)
+    card_args(q)
     _override(q)
     q.set_defaults(func=cmd_open_account)
 
@@ -581,14 +575,14 @@ def _register_card_work(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     q.add_argument("--cash", metavar="YUAN", help=_("cash received in yuan (change is shown)"))
     receipt_args(q)
     _common(q)
-    _card_args(q)
+    card_args(q)
     _override(q)
     q.set_defaults(func=cmd_sell)
 
     q = sub.add_parser("rewrite", help=_("write the last purchase again onto a card behind"))
     q.add_argument("--customer", required=True, metavar="NO", type=CUSTOMER_NO_ARG)
     _common(q)
-    _card_args(q)
+    card_args(q)
     q.set_defaults(func=cmd_rewrite)
 
     q = sub.add_parser(
@@ -596,14 +590,14 @@ def _register_card_work(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     )
     q.add_argument("--customer", required=True, metavar="NO", type=CUSTOMER_NO_ARG)
     _common(q)
-    _card_args(q)
+    card_args(q)
     _approver(q, required=True)
     q.set_defaults(func=cmd_replace_card)
 
     q = sub.add_parser("reverse", help=_("reverse a sale on its card (approval)"))
     q.add_argument("sale_id", metavar="SALE_ID", type=id_arg(ids.SALE_ID))
     _common(q)
-    _card_args(q)
+    card_args(q)
     _approver(q, required=True)
     q.set_defaults(func=cmd_reverse)
 
@@ -617,7 +611,7 @@ def _register_card_work(sub: argparse._SubParsersAction[argparse.ArgumentParser]
         help=_("first mark this counter's pending sales in doubt (after a crash)"),
     )
     _common(q)
-    _card_args(q)
+    card_args(q)
     q.set_defaults(func=cmd_recover)
 
 

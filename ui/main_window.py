@@ -60,9 +60,7 @@ PAGES = (
     PageSpec("sync", "ui.pages.sync", "SyncPage", N_("Central link"), "F6"),
     PageSpec("reports", "ui.pages.reports", "ReportsPage", N_("Reports"), "F7"),
     PageSpec("admin", "ui.pages.admin", "AdminPage", N_("Administration"), "F8", admin_only=True),
-    PageSpec(
-        "jobs", "ui.pages.jobs", "JobsPage", N_("Jobs"), "Ctrl+F9", roles=("technician",)
-    ),
+    PageSpec("jobs", "ui.pages.jobs", "JobsPage", N_("Jobs"), "Ctrl+F9", roles=("technician",)),
     PageSpec(
         "meter",
         "ui.pages.meter",
