@@ -240,14 +240,21 @@ def _check_receipt_path(args: argparse.Namespace) -> None:
         check_output(args.receipt)
 
 
-def cmd_open_account(ctx: AppContext, args: argparse.Namespace) -> int:
-    amount = _amount(args.amount)
+def _begin_sale(
+    ctx: AppContext, args: argparse.Namespace, amount: int | None
+) -> tuple[int | None, Principal, CardWork]:
+    """What is checked before a sale touches anything (``--cash``, ``--override``,
+    ``--receipt``), then ``--operator`` signs in: the cash received, the seller, the card work."""
     cash = _cash(args, amount)
     _check_override(args)
     _check_receipt_path(args)
     actor = cli_login(ctx, args.operator)
-    db = open_db(ctx)
-    work = CardWork.of(ctx, db)
+    return cash, actor, CardWork.of(ctx, open_db(ctx))
+
+
+def cmd_open_account(ctx: AppContext, args: argparse.Namespace) -> int:
+    amount = _amount(args.amount)
+    cash, actor, work = _begin_sale(ctx, args, amount)
     with card_terminal(ctx, args) as terminal:
 
         def first() -> selling.SaleOutcome | None:
@@ -259,7 +266,7 @@ def cmd_open_account(ctx: AppContext, args: argparse.Namespace) -> int:
             return work.sell(terminal, actor, amount, cash, args.customer, request_id)
 
         outcome = _with_override(ctx, args, actor, first, retry)
-    customer = customer_view(db, args.customer)
+    customer = customer_view(work.db, args.customer)
     saved = _save_receipt(ctx, args, outcome.sale.sale_id) if outcome is not None else None
     if args.json:
         emit_json(
@@ -279,13 +286,8 @@ def cmd_open_account(ctx: AppContext, args: argparse.Namespace) -> int:
 
 def cmd_sell(ctx: AppContext, args: argparse.Namespace) -> int:
     amount = parse_yuan(args.amount)
-    cash = _cash(args, amount)
-    _check_override(args)
-    _check_receipt_path(args)
-    actor = cli_login(ctx, args.operator)
-    db = open_db(ctx)
-    work = CardWork.of(ctx, db)
-    if customer_view(db, args.customer).meter_kind == MeterKind.REMOTE.value:
+    cash, actor, work = _begin_sale(ctx, args, amount)
+    if customer_view(work.db, args.customer).meter_kind == MeterKind.REMOTE.value:
         sale = _with_override(
             ctx,
             args,
