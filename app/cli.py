@@ -460,6 +460,13 @@ def operator_arg(q: argparse.ArgumentParser) -> None:
     )
 
 
+def card_args(q: argparse.ArgumentParser) -> None:
+    """``--reader NAME`` or ``--image FILE``: the card a command works on."""
+    g = q.add_mutually_exclusive_group()
+    g.add_argument("--reader", help=_("PC/SC reader name"))
+    g.add_argument("--image", help=_("an emulated card image file instead of a reader"))
+
+
 def register_security(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("operators", help=_("operators of this office"))
     osub = p.add_subparsers(dest="operators_command", required=True, metavar="COMMAND")

@@ -11,15 +11,23 @@ writes; ``--dry-run`` only shows it.
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from app.cli import cli_login, emit_json, id_arg, open_db, operator_arg
+from app.cli import card_args, cli_login, emit_json, id_arg, open_db, operator_arg
 from app.cli_sales import card_terminal
+from app.clock import Clock
 from app.context import AppContext
 from app.domain import ids
 from app.i18n import N_, _, translate
+from app.persistence.db import Database
+from app.ports import CardTerminal
 from app.services import jobs
+from app.services.auth import Principal
 from app.settings import JOB_CARD_OVERDUE_DAYS, UTILITY_CODE
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 JOB_ID = ids.IdFormat(N_("job id"), ids.UUID.pattern, ids.UUID.rule)
 
@@ -183,18 +191,29 @@ def cmd_program(ctx: AppContext, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_return(ctx: AppContext, args: argparse.Namespace) -> int:
+def _on_card(
+    ctx: AppContext,
+    args: argparse.Namespace,
+    service: Callable[Concatenate[Database, Principal, Clock, CardTerminal, P], T],
+    *service_args: P.args,
+    **options: P.kwargs,
+) -> T:
+    """``--operator`` signs in and ``service`` works on the card of ``--reader``/``--image``:
+    ``service(db, actor, clock, terminal, ...)``."""
     actor = cli_login(ctx, args.operator)
     with card_terminal(ctx, args) as terminal:
-        view = jobs.return_card(
-            open_db(ctx),
-            actor,
-            ctx.clock,
-            terminal,
-            office_code=ctx.office_code,
-            job_id=args.job,
-            note=args.note or "",
-        )
+        return service(open_db(ctx), actor, ctx.clock, terminal, *service_args, **options)
+
+
+def cmd_return(ctx: AppContext, args: argparse.Namespace) -> int:
+    view = _on_card(
+        ctx,
+        args,
+        jobs.return_card,
+        office_code=ctx.office_code,
+        job_id=args.job,
+        note=args.note or "",
+    )
     if args.json:
         emit_json(view.to_json())
     else:
@@ -211,16 +230,9 @@ def cmd_return(ctx: AppContext, args: argparse.Namespace) -> int:
 
 
 def cmd_check_program(ctx: AppContext, args: argparse.Namespace) -> int:
-    actor = cli_login(ctx, args.operator)
-    with card_terminal(ctx, args) as terminal:
-        serial = jobs.program_check_card(
-            open_db(ctx),
-            actor,
-            ctx.clock,
-            terminal,
-            utility_code=_utility(ctx),
-            meter_no=args.meter_no,
-        )
+    serial = _on_card(
+        ctx, args, jobs.program_check_card, utility_code=_utility(ctx), meter_no=args.meter_no
+    )
     if args.json:
         emit_json({"serial": serial, "meter_no": args.meter_no})
     else:
@@ -229,9 +241,7 @@ def cmd_check_program(ctx: AppContext, args: argparse.Namespace) -> int:
 
 
 def cmd_check_read(ctx: AppContext, args: argparse.Namespace) -> int:
-    actor = cli_login(ctx, args.operator)
-    with card_terminal(ctx, args) as terminal:
-        reading = jobs.read_check_card(open_db(ctx), actor, ctx.clock, terminal)
+    reading = _on_card(ctx, args, jobs.read_check_card)
     data = {
         "serial": reading.serial,
         "meter_no": reading.meter_no,
@@ -257,11 +267,6 @@ def cmd_check_read(ctx: AppContext, args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("jobs", help=_("management-card jobs of the technician"))
     jsub = p.add_subparsers(dest="jobs_command", required=True, metavar="COMMAND")
-
-    def card_args(q: argparse.ArgumentParser) -> None:
-        g = q.add_mutually_exclusive_group()
-        g.add_argument("--reader", help=_("PC/SC reader name"))
-        g.add_argument("--image", help=_("an emulated card image file instead of a reader"))
 
     job_id = id_arg(JOB_ID)
     q = jsub.add_parser("list", help=_("the office's open jobs and mine"))

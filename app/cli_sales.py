@@ -34,17 +34,28 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from app.cli import cli_login, cli_secret, emit_json, id_arg, open_db, operator_arg
+from app.cli import card_args, cli_login, cli_secret, emit_json, id_arg, open_db, operator_arg
 from app.context import AppContext
 from app.domain import ids
 from app.domain.customers import MeterKind
-from app.domain.ledger import SaleKind, SaleState, Situation
+from app.domain.ledger import SaleState, Situation
 from app.domain.permissions import Action
 from app.errors import CardVendError, ValidationError
 from app.files import check_output, save_output
 from app.i18n import N_, _
 from app.money import check_cash_received, format_yuan, parse_yuan
 from app.ports import CardTerminal
+from app.presenters.cardwork import (
+    CardWork,
+    approver_of,
+    change_lines,
+    collected_lines,
+    opened_line,
+    purchase_line,
+    replaced_lines,
+    reversed_lines,
+    rewritten_line,
+)
 from app.services import approvals, ledger, receipts, selling, shifts
 from app.services.auth import Principal
 from app.services.customers import customer_view
@@ -98,17 +109,8 @@ def approve_here(
     if not args.approver:
         raise ValidationError(N_("this command needs --approver ID"))
     password = cli_secret(APPROVER_ENV, _("Password for {operator}: ", operator=args.approver))
-    return approvals.sign_in_and_approve(
-        open_db(ctx),
-        approver_id=args.approver,
-        password=password,
-        actor=actor,
-        action=action,
-        target=target,
-        clock=ctx.clock,
-        settings=ctx.settings,
-        payload=payload,
-        distinct_from=distinct_from,
+    return CardWork.of(ctx, open_db(ctx)).approve_on_the_spot(
+        args.approver, password, actor, action, target, payload=payload, distinct_from=distinct_from
     )
 
 
@@ -138,7 +140,7 @@ def _with_override(
             print(
                 _(
                     "Offline limit overridden by {approver}.",
-                    approver=approval.approvals[-1].operator,
+                    approver=approver_of(approval),
                 )
             )
         return retry(approval.id)
@@ -159,41 +161,18 @@ def _has_card(args: argparse.Namespace) -> bool:
     return bool(args.reader or args.image)
 
 
+def _print_lines(lines: list[str]) -> None:
+    for line in lines:
+        print(line)
+
+
 def _print_sale(sale: ledger.SaleView) -> None:
     print(_("Sale {sale_id} is {state}.", sale_id=sale.sale_id, state=_state(sale.state)))
-    if sale.kind == SaleKind.REMOTE.value:
-        print(
-            _(
-                "Customer {customer_no}, remote payment: {amount} yuan paid, {credit} yuan credit.",
-                customer_no=sale.customer_no,
-                amount=_yuan(sale.amount_fen),
-                credit=_yuan(sale.credit_fen),
-            )
-        )
-    else:
-        print(
-            _(
-                "Customer {customer_no}, purchase {count}: {amount} yuan paid, {credit} yuan "
-                "credit.",
-                customer_no=sale.customer_no,
-                count=sale.purchase_count,
-                amount=_yuan(sale.amount_fen),
-                credit=_yuan(sale.credit_fen),
-            )
-        )
-    if sale.arrears_fen or sale.fees_fen:
-        print(
-            _(
-                "Collected first: {arrears} yuan arrears, {fees} yuan fees.",
-                arrears=_yuan(sale.arrears_fen),
-                fees=_yuan(sale.fees_fen),
-            )
-        )
+    _print_lines([purchase_line(sale), *collected_lines(sale)])
 
 
 def _print_change(change: int | None) -> None:
-    if change is not None:
-        print(_("Change: {change} yuan.", change=_yuan(change)))
+    _print_lines(change_lines(change))
 
 
 def _print_unresolved(views: list[ledger.SaleView]) -> None:
@@ -261,45 +240,33 @@ def _check_receipt_path(args: argparse.Namespace) -> None:
         check_output(args.receipt)
 
 
-def cmd_open_account(ctx: AppContext, args: argparse.Namespace) -> int:
-    amount = _amount(args.amount)
+def _begin_sale(
+    ctx: AppContext, args: argparse.Namespace, amount: int | None
+) -> tuple[int | None, Principal, CardWork]:
+    """What is checked before a sale touches anything (``--cash``, ``--override``,
+    ``--receipt``), then ``--operator`` signs in: the cash received, the seller, the card work."""
     cash = _cash(args, amount)
     _check_override(args)
     _check_receipt_path(args)
     actor = cli_login(ctx, args.operator)
-    db = open_db(ctx)
+    return cash, actor, CardWork.of(ctx, open_db(ctx))
+
+
+def cmd_open_account(ctx: AppContext, args: argparse.Namespace) -> int:
+    amount = _amount(args.amount)
+    cash, actor, work = _begin_sale(ctx, args, amount)
     with card_terminal(ctx, args) as terminal:
 
         def first() -> selling.SaleOutcome | None:
-            _, outcome = selling.open_account(
-                db,
-                terminal,
-                actor=actor,
-                customer_no=args.customer,
-                clock=ctx.clock,
-                settings=ctx.settings,
-                amount=amount,
-                cash_received=cash,
-            )
-            return outcome
+            return work.open_account(terminal, actor, args.customer, amount, cash)[1]
 
         def retry(request_id: str) -> selling.SaleOutcome | None:
             # the account is open by now: the first purchase is a plain sale onto the new card
             assert amount is not None
-            return selling.sell(
-                db,
-                terminal,
-                actor=actor,
-                amount=amount,
-                clock=ctx.clock,
-                settings=ctx.settings,
-                cash_received=cash,
-                expect_customer=args.customer,
-                override_request=request_id,
-            )
+            return work.sell(terminal, actor, amount, cash, args.customer, request_id)
 
         outcome = _with_override(ctx, args, actor, first, retry)
-    customer = customer_view(db, args.customer)
+    customer = customer_view(work.db, args.customer)
     saved = _save_receipt(ctx, args, outcome.sale.sale_id) if outcome is not None else None
     if args.json:
         emit_json(
@@ -310,13 +277,7 @@ def cmd_open_account(ctx: AppContext, args: argparse.Namespace) -> int:
             }
         )
         return 0
-    print(
-        _(
-            "Account of customer {customer_no} opened on card {serial}.",
-            customer_no=customer.customer_no,
-            serial=customer.card_serial,
-        )
-    )
+    print(opened_line(customer))
     if outcome is not None:
         _print_sale(outcome.sale)
         _print_change(outcome.change_fen)
@@ -325,18 +286,14 @@ def cmd_open_account(ctx: AppContext, args: argparse.Namespace) -> int:
 
 def cmd_sell(ctx: AppContext, args: argparse.Namespace) -> int:
     amount = parse_yuan(args.amount)
-    cash = _cash(args, amount)
-    _check_override(args)
-    _check_receipt_path(args)
-    actor = cli_login(ctx, args.operator)
-    db = open_db(ctx)
-    if customer_view(db, args.customer).meter_kind == MeterKind.REMOTE.value:
+    cash, actor, work = _begin_sale(ctx, args, amount)
+    if customer_view(work.db, args.customer).meter_kind == MeterKind.REMOTE.value:
         sale = _with_override(
             ctx,
             args,
             actor,
-            lambda: _remote(ctx, actor, args.customer, amount, cash, None),
-            lambda request_id: _remote(ctx, actor, args.customer, amount, cash, request_id),
+            lambda: work.remote_payment(actor, args.customer, amount, cash),
+            lambda request_id: work.remote_payment(actor, args.customer, amount, cash, request_id),
         )
         change = None if cash is None else cash - amount
         saved = _save_receipt(ctx, args, sale.sale_id)
@@ -350,17 +307,7 @@ def cmd_sell(ctx: AppContext, args: argparse.Namespace) -> int:
     with card_terminal(ctx, args) as terminal:
 
         def attempt(request_id: str | None) -> selling.SaleOutcome:
-            return selling.sell(
-                db,
-                terminal,
-                actor=actor,
-                amount=amount,
-                clock=ctx.clock,
-                settings=ctx.settings,
-                cash_received=cash,
-                expect_customer=args.customer,
-                override_request=request_id,
-            )
+            return work.sell(terminal, actor, amount, cash, args.customer, request_id)
 
         outcome = _with_override(ctx, args, actor, lambda: attempt(None), attempt)
     saved = _save_receipt(ctx, args, outcome.sale.sale_id)
@@ -400,26 +347,6 @@ def _save_receipt(ctx: AppContext, args: argparse.Namespace, sale_id: str) -> st
     return str(args.receipt)
 
 
-def _remote(
-    ctx: AppContext,
-    actor: Principal,
-    customer_no: str,
-    amount: int,
-    cash: int | None,
-    request_id: str | None,
-) -> ledger.SaleView:
-    return selling.remote_payment(
-        open_db(ctx),
-        actor=actor,
-        customer_no=customer_no,
-        amount=amount,
-        clock=ctx.clock,
-        settings=ctx.settings,
-        cash_received=cash,
-        override_request=request_id,
-    )
-
-
 def cmd_rewrite(ctx: AppContext, args: argparse.Namespace) -> int:
     actor = cli_login(ctx, args.operator)
     db = open_db(ctx)
@@ -428,19 +355,11 @@ def cmd_rewrite(ctx: AppContext, args: argparse.Namespace) -> int:
         params = terminal.read().parameters
         if params is None or params.customer_no != args.customer:
             raise selling.CardRefused(reason=N_("it belongs to another customer"))
-        outcome = selling.rewrite(db, terminal, actor=actor, clock=ctx.clock, settings=ctx.settings)
+        outcome = CardWork.of(ctx, db).rewrite(terminal, actor)
     if args.json:
         emit_json(outcome.to_json())
         return 0
-    print(
-        _(
-            "Card of customer {customer_no} rewritten with purchase {count} (sale {sale_id}); "
-            "no money taken.",
-            customer_no=outcome.sale.customer_no,
-            count=outcome.sale.purchase_count,
-            sale_id=outcome.sale.sale_id,
-        )
-    )
+    print(rewritten_line(outcome.sale))
     return 0
 
 
@@ -456,14 +375,8 @@ def cmd_replace_card(ctx: AppContext, args: argparse.Namespace) -> int:
         payload={"customer_no": args.customer},
     )
     with card_terminal(ctx, args) as terminal:
-        customer, fee = selling.replace_card(
-            db,
-            terminal,
-            actor=actor,
-            customer_no=args.customer,
-            clock=ctx.clock,
-            settings=ctx.settings,
-            approval_request=approval.id,
+        customer, fee = CardWork.of(ctx, db).replace_card(
+            terminal, actor, args.customer, approval.id
         )
     if args.json:
         emit_json(
@@ -475,16 +388,7 @@ def cmd_replace_card(ctx: AppContext, args: argparse.Namespace) -> int:
             }
         )
         return 0
-    print(
-        _(
-            "Replacement card {serial} issued to customer {customer_no}, approved by "
-            "{approver}; the old card is blacklisted.",
-            serial=customer.card_serial,
-            customer_no=customer.customer_no,
-            approver=approval.approvals[-1].operator,
-        )
-    )
-    print(_("Replacement fee: {fee} yuan.", fee=_yuan(fee)))
+    _print_lines(replaced_lines(customer, fee, approver_of(approval)))
     return 0
 
 
@@ -502,28 +406,11 @@ def cmd_reverse(ctx: AppContext, args: argparse.Namespace) -> int:
         distinct_from=(seller,),
     )
     with card_terminal(ctx, args) as terminal:
-        sale = selling.reverse_sale(
-            db,
-            terminal,
-            actor=actor,
-            sale_id=args.sale_id,
-            clock=ctx.clock,
-            settings=ctx.settings,
-            approval_request=approval.id,
-        )
+        sale = CardWork.of(ctx, db).reverse_sale(terminal, actor, args.sale_id, approval.id)
     if args.json:
         emit_json({**sale.to_json(), "approval_id": approval.id})
         return 0
-    print(
-        _(
-            "Sale {sale_id} reversed, approved by {approver}; the card holds purchase {count} "
-            "again.",
-            sale_id=sale.sale_id,
-            approver=approval.approvals[-1].operator,
-            count=(sale.purchase_count or 1) - 1,
-        )
-    )
-    print(_("Hand back {amount} yuan to the customer.", amount=_yuan(sale.amount_fen)))
+    _print_lines(reversed_lines(sale, approver_of(approval)))
     return 0
 
 
@@ -637,12 +524,6 @@ def _approver(q: argparse.ArgumentParser, *, required: bool) -> None:
     )
 
 
-def _card_args(q: argparse.ArgumentParser) -> None:
-    g = q.add_mutually_exclusive_group()
-    g.add_argument("--reader", help=_("PC/SC reader name"))
-    g.add_argument("--image", help=_("an emulated card image file instead of a reader"))
-
-
 def _override(q: argparse.ArgumentParser) -> None:
     q.add_argument(
         "--override",
@@ -680,7 +561,7 @@ def _register_card_work(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     q.add_argument("--cash", metavar="YUAN", help=_("cash received in yuan (change is shown)"))
     receipt_args(q)
     _common(q)
-    _card_args(q)
+    card_args(q)
     _override(q)
     q.set_defaults(func=cmd_open_account)
 
@@ -696,14 +577,14 @@ def _register_card_work(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     q.add_argument("--cash", metavar="YUAN", help=_("cash received in yuan (change is shown)"))
     receipt_args(q)
     _common(q)
-    _card_args(q)
+    card_args(q)
     _override(q)
     q.set_defaults(func=cmd_sell)
 
     q = sub.add_parser("rewrite", help=_("write the last purchase again onto a card behind"))
     q.add_argument("--customer", required=True, metavar="NO", type=CUSTOMER_NO_ARG)
     _common(q)
-    _card_args(q)
+    card_args(q)
     q.set_defaults(func=cmd_rewrite)
 
     q = sub.add_parser(
@@ -711,14 +592,14 @@ def _register_card_work(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     )
     q.add_argument("--customer", required=True, metavar="NO", type=CUSTOMER_NO_ARG)
     _common(q)
-    _card_args(q)
+    card_args(q)
     _approver(q, required=True)
     q.set_defaults(func=cmd_replace_card)
 
     q = sub.add_parser("reverse", help=_("reverse a sale on its card (approval)"))
     q.add_argument("sale_id", metavar="SALE_ID", type=id_arg(ids.SALE_ID))
     _common(q)
-    _card_args(q)
+    card_args(q)
     _approver(q, required=True)
     q.set_defaults(func=cmd_reverse)
 
@@ -732,7 +613,7 @@ def _register_card_work(sub: argparse._SubParsersAction[argparse.ArgumentParser]
         help=_("first mark this counter's pending sales in doubt (after a crash)"),
     )
     _common(q)
-    _card_args(q)
+    card_args(q)
     q.set_defaults(func=cmd_recover)
 
 

@@ -11,15 +11,16 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, is_dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from app.cli import cli_login, id_arg, open_db
+from app.cli import card_args, cli_login, id_arg, open_db
 from app.cli_sales import approve_here
+from app.clock import Clock
 from app.context import AppContext
 from app.domain import ids
 from app.domain.audit import AuditAction
@@ -37,6 +38,7 @@ from app.domain.permissions import Action
 from app.errors import CardVendError, ValidationError
 from app.files import check_output, file_problem, save_output
 from app.i18n import N_, _, translate
+from app.persistence.db import Database
 from app.ports import ApduChannel, KeyRole
 from app.services import cards
 from app.services.auth import Principal
@@ -188,19 +190,69 @@ def _administrator(ctx: AppContext, args: argparse.Namespace, action: str) -> Pr
     On a real reader someone always signs in.  On an emulated card image the same rule holds
     as soon as a database is set up here (training behaves as production); with no database
     (a card lab, the demo before ``cardvend init``) the image commands run as before."""
-    on_image = bool(getattr(args, "image", None))
-    if on_image and not args.operator and not cards.database_in_use(ctx):
-        return None
+    return sign_in_operator(
+        ctx,
+        args,
+        cards.authorize,
+        action,
+        _source(args),
+        optional=bool(getattr(args, "image", None)),
+        missing=N_(
+            "card administration is done by a technician or an administrator: add "
+            "--operator ID (password from CARDVEND_PASSWORD or a prompt)"
+        ),
+    )
+
+
+class Authorize(Protocol):
+    def __call__(
+        self, db: Database, actor: Principal, clock: Clock, *, action: str, target: str
+    ) -> None: ...
+
+
+def sign_in_operator(
+    ctx: AppContext,
+    args: argparse.Namespace,
+    authorize: Authorize,
+    action: str,
+    target: str,
+    *,
+    optional: bool,
+    missing: str,
+) -> Principal | None:
+    """``--operator`` signs in and ``authorize`` lets them do ``action`` on ``target``. Without
+    ``--operator``: None when the command is ``optional`` and no database is set up here (a card
+    lab, a bench), else the error ``missing`` (an ``N_`` message)."""
     if not args.operator:
-        raise ValidationError(
-            N_(
-                "card administration is done by a technician or an administrator: add "
-                "--operator ID (password from CARDVEND_PASSWORD or a prompt)"
-            )
-        )
+        if optional and not cards.database_in_use(ctx):
+            return None
+        raise ValidationError(missing)
     actor = cli_login(ctx, args.operator)
-    cards.authorize(open_db(ctx), actor, ctx.clock, action=action, target=_source(args))
+    authorize(open_db(ctx), actor, ctx.clock, action=action, target=target)
     return actor
+
+
+def _audit(
+    ctx: AppContext,
+    args: argparse.Namespace,
+    actor: Principal | None,
+    action: AuditAction,
+    serial: str,
+    detail: Mapping[str, Any] | None = None,
+    approval_request: str | None = None,
+) -> None:
+    """Audit a card administration step ``actor`` did on the card of ``--reader``/``--image``
+    (nothing when nobody signed in for it)."""
+    if actor is not None:
+        cards.record(
+            open_db(ctx),
+            actor,
+            ctx.clock,
+            action=action,
+            serial=serial,
+            detail={**(detail or {}), "source": _source(args)},
+            approval_request=approval_request,
+        )
 
 
 def cmd_blank(ctx: AppContext, args: argparse.Namespace) -> int:
@@ -216,15 +268,7 @@ def cmd_blank(ctx: AppContext, args: argparse.Namespace) -> int:
     master = wiring.load_master_keys(ctx)
     keys = {int(role): key for role, key in master.diversified_card_keys(serial).items()}
     save_output(path, CardImage.blank(serial, keys).to_bytes(), force=args.force)
-    if actor is not None:
-        cards.record(
-            open_db(ctx),
-            actor,
-            ctx.clock,
-            action=AuditAction.CARD_BLANK,
-            serial=serial.hex().upper(),
-            detail={"source": _source(args)},
-        )
+    _audit(ctx, args, actor, AuditAction.CARD_BLANK, serial.hex().upper())
     print(_("Blank card {serial} written to {path}", serial=serial.hex().upper(), path=str(path)))
     return 0
 
@@ -236,15 +280,7 @@ def cmd_issue(ctx: AppContext, args: argparse.Namespace) -> int:
         contents = ApduTerminal(channel, wiring.key_provider(ctx)).issue(KIND_NAMES[args.kind])
     finally:
         channel.close()
-    if actor is not None:
-        cards.record(
-            open_db(ctx),
-            actor,
-            ctx.clock,
-            action=AuditAction.CARD_ISSUE,
-            serial=contents.serial_hex,
-            detail={"kind": args.kind, "source": _source(args)},
-        )
+    _audit(ctx, args, actor, AuditAction.CARD_ISSUE, contents.serial_hex, {"kind": args.kind})
     print(
         _(
             "Card {serial} issued as a {kind}",
@@ -285,15 +321,9 @@ def cmd_erase(ctx: AppContext, args: argparse.Namespace) -> int:
         contents = terminal.erase()
     finally:
         channel.close()
-    if actor is not None and risk is not None:
-        cards.record(
-            open_db(ctx),
-            actor,
-            ctx.clock,
-            action=AuditAction.CARD_ERASE,
-            serial=contents.serial_hex,
-            detail={**risk.to_json(), "source": _source(args)},
-            approval_request=request,
+    if risk is not None:
+        _audit(
+            ctx, args, actor, AuditAction.CARD_ERASE, contents.serial_hex, risk.to_json(), request
         )
     print(_("Card {serial} erased back to blank", serial=contents.serial_hex))
     return 0
@@ -422,16 +452,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("card", help=_("card readers and cards"))
     csub = p.add_subparsers(dest="card_command", required=True, metavar="COMMAND")
 
-    def source(q: argparse.ArgumentParser) -> None:
-        g = q.add_mutually_exclusive_group()
-        g.add_argument("--reader", help=_("PC/SC reader name"))
-        g.add_argument("--image", help=_("an emulated card image file instead of a reader"))
-
     q = csub.add_parser("readers", help=_("list the PC/SC readers"))
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_readers)
     q = csub.add_parser("read", help=_("read and decode every file of a card"))
-    source(q)
+    card_args(q)
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_read)
 
@@ -453,12 +478,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     administrator(q)
     q.set_defaults(func=cmd_blank)
     q = csub.add_parser("issue", help=_("issue a blank card into a kind"))
-    source(q)
+    card_args(q)
     q.add_argument("--kind", required=True, choices=sorted(KIND_NAMES))
     administrator(q)
     q.set_defaults(func=cmd_issue)
     q = csub.add_parser("erase", help=_("erase a card back to blank"))
-    source(q)
+    card_args(q)
     administrator(q)
     q.add_argument(
         "--approver",

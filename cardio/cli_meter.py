@@ -16,15 +16,15 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from app.cli import cli_login, id_arg, open_db
+from app.cli import id_arg, open_db
 from app.context import AppContext
 from app.domain import ids
 from app.errors import ValidationError
 from app.i18n import N_, _
-from app.services import cards, meter_reading
+from app.services import meter_reading
 from app.services.auth import Principal
 from cardio import wiring
-from cardio.cli import MeterStateFileError, _meter_state
+from cardio.cli import MeterStateFileError, _meter_state, sign_in_operator
 from cardio.dlt645 import (
     FrameLink,
     MeterClient,
@@ -75,18 +75,18 @@ def _target(args: argparse.Namespace) -> str:
 def _operator(ctx: AppContext, args: argparse.Namespace, action: str) -> Principal | None:
     """Sign in ``--operator`` with ``read_meter``; with no database here (a lab bench) a read
     runs without one, a relay command never does."""
-    if not args.operator:
-        if action == "meter_read" and not cards.database_in_use(ctx):
-            return None
-        raise ValidationError(
-            N_(
-                "meter commands are done by a technician: add --operator ID (password from "
-                "CARDVEND_PASSWORD or a prompt)"
-            )
-        )
-    actor = cli_login(ctx, args.operator)
-    meter_reading.authorize(open_db(ctx), actor, ctx.clock, action=action, target=_target(args))
-    return actor
+    return sign_in_operator(
+        ctx,
+        args,
+        meter_reading.authorize,
+        action,
+        _target(args),
+        optional=action == "meter_read",
+        missing=N_(
+            "meter commands are done by a technician: add --operator ID (password from "
+            "CARDVEND_PASSWORD or a prompt)"
+        ),
+    )
 
 
 def cmd_read(ctx: AppContext, args: argparse.Namespace) -> int:

@@ -23,7 +23,8 @@ operator, action and target, so opening the operation again picks up its approva
 
 from __future__ import annotations
 
-from ui.dialogs.approval import ApprovalDialog, approver_of
+from app.presenters.cardwork import approver_of
+from ui.dialogs.approval import ApprovalDialog
 from ui.dialogs.cardops import (
     OpenAccountDialog,
     ReplacementDialog,

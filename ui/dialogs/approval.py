@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
 
 from app.domain.permissions import Action
 from app.i18n import _, translate
+from app.presenters.cardwork import CardWork
 from app.services import approvals
 from app.services.approvals import ApprovalView
 from ui.bridge import error_text
@@ -143,34 +144,19 @@ class ApprovalDialog(QDialog):
     # ------------------------------------------------------------------ on the spot
 
     def approve_here(self) -> None:
-        field = self.form.missing()
-        if field is not None:
-            field.setFocus()
-            return
-        problem = self.form.problem()
-        if problem:
-            self.message.setText(problem)
+        if not self.form.ready(self.message):
             return
         if self.shell.principal is None:
             self.message.setText(_("Nobody is signed in at this counter. Sign in first."))
             return
         supervisor, password = self.form.values()
-        ctx, actor = self.shell.ctx, self.shell.principal
+        cardwork, actor = CardWork.of(self.shell.ctx), self.shell.principal
         action, target = self.action, self.target
         payload, distinct = self.payload, self.distinct_from
 
         def work() -> ApprovalView:
-            return approvals.sign_in_and_approve(
-                ctx.db,
-                approver_id=supervisor,
-                password=password,
-                actor=actor,
-                action=action,
-                target=target,
-                clock=ctx.clock,
-                settings=ctx.settings,
-                payload=payload,
-                distinct_from=distinct,
+            return cardwork.approve_on_the_spot(
+                supervisor, password, actor, action, target, payload=payload, distinct_from=distinct
             )
 
         self._busy(True, _("Checking the supervisor…"))
@@ -331,7 +317,3 @@ class ApprovalDialog(QDialog):
         tone(self.message, "" if busy else "error")
         self.message.setText(text)
         self.adjustSize()
-
-
-def approver_of(view: ApprovalView) -> str:
-    return view.approvals[-1].operator if view.approvals else "?"

@@ -17,12 +17,22 @@ from app.errors import ValidationError
 from app.i18n import N_, _
 from app.money import check_cash_received, format_yuan
 from app.ports import CardTerminal
+from app.presenters.cardwork import (
+    CardWork,
+    approver_of,
+    change_lines,
+    fee_line,
+    opened_line,
+    purchase_line,
+    replaced_lines,
+    reversed_lines,
+    rewritten_line,
+)
 from app.services import ledger, selling
 from app.services.auth import Principal
 from app.services.customers import CustomerView, customer_view
 from app.settings import REPLACEMENT_FEE
 from ui.bridge import error_text
-from ui.dialogs.approval import approver_of
 from ui.dialogs.common import when_text
 from ui.dialogs.operation import OperationDialog, _customer_info, _optional_yuan, print_receipt
 
@@ -62,23 +72,14 @@ class OpenAccountDialog(OperationDialog):
         if cash is not None and amount is None:
             raise ValidationError(N_("Type the first purchase before the cash received."))
         check_cash_received(amount, cash)
-        ctx, customer_no = self.shell.ctx, self.customer_no
+        cardwork, customer_no = CardWork.of(self.shell.ctx), self.customer_no
         if self.opened:  # the purchase stopped at an offline limit: retried as a plain sale
             if amount is not None:
                 self._sell(actor, amount, cash, None)
             return
 
         def work(terminal: CardTerminal) -> tuple[CustomerView, selling.SaleOutcome | None]:
-            return selling.open_account(
-                ctx.db,
-                terminal,
-                actor=actor,
-                customer_no=customer_no,
-                clock=ctx.clock,
-                settings=ctx.settings,
-                amount=amount,
-                cash_received=cash,
-            )
+            return cardwork.open_account(terminal, actor, customer_no, amount, cash)
 
         def failed(exc: BaseException) -> None:
             if isinstance(exc, selling.OfflineLimitReached) and amount is not None:
@@ -111,46 +112,19 @@ class OpenAccountDialog(OperationDialog):
         )
 
     def _sell(self, actor: Principal, amount: int, cash: int | None, request: str | None) -> None:
-        ctx, customer_no = self.shell.ctx, self.customer_no
+        cardwork, customer_no = CardWork.of(self.shell.ctx), self.customer_no
 
         def work(terminal: CardTerminal) -> tuple[CustomerView, selling.SaleOutcome]:
-            outcome = selling.sell(
-                ctx.db,
-                terminal,
-                actor=actor,
-                amount=amount,
-                clock=ctx.clock,
-                settings=ctx.settings,
-                cash_received=cash,
-                expect_customer=customer_no,
-                override_request=request,
-            )
-            return customer_view(ctx.db, customer_no), outcome
+            outcome = cardwork.sell(terminal, actor, amount, cash, customer_no, request)
+            return customer_view(cardwork.db, customer_no), outcome
 
         self.run_card(work, lambda result: self._done(*result))
 
     def _done(self, customer: CustomerView, outcome: selling.SaleOutcome | None) -> None:
-        lines = [
-            _(
-                "Account of customer {customer_no} opened on card {serial}.",
-                customer_no=customer.customer_no,
-                serial=customer.card_serial,
-            )
-        ]
+        lines = [opened_line(customer)]
         if outcome is not None:
             sale = outcome.sale
-            lines.append(
-                _(
-                    "Customer {customer_no}, purchase {count}: {amount} yuan paid, {credit} yuan "
-                    "credit.",
-                    customer_no=sale.customer_no,
-                    count=sale.purchase_count,
-                    amount=format_yuan(sale.amount_fen),
-                    credit=format_yuan(sale.credit_fen),
-                )
-            )
-            if outcome.change_fen is not None:
-                lines.append(_("Change: {change} yuan.", change=format_yuan(outcome.change_fen)))
+            lines += [purchase_line(sale), *change_lines(outcome.change_fen)]
             print_receipt(self.shell, sale.sale_id)
         lines.append(_("Ask the customer to insert the card into the meter."))
         self.succeed("\n".join(lines), (customer, outcome))
@@ -177,31 +151,15 @@ class RewriteDialog(OperationDialog):
 
     def start(self) -> None:
         actor = self.actor()
-        ctx, customer_no = self.shell.ctx, self.customer_no
+        cardwork, customer_no = CardWork.of(self.shell.ctx), self.customer_no
 
         def work(terminal: CardTerminal) -> selling.SaleOutcome:
-            return selling.rewrite(
-                ctx.db,
-                terminal,
-                actor=actor,
-                clock=ctx.clock,
-                settings=ctx.settings,
-                expect_customer=customer_no,
-            )
+            return cardwork.rewrite(terminal, actor, customer_no)
 
         self.run_card(work, self._done)
 
     def _done(self, outcome: selling.SaleOutcome) -> None:
-        self.succeed(
-            _(
-                "Card of customer {customer_no} rewritten with purchase {count} (sale "
-                "{sale_id}); no money taken.",
-                customer_no=outcome.sale.customer_no,
-                count=outcome.sale.purchase_count,
-                sale_id=outcome.sale.sale_id,
-            ),
-            outcome,
-        )
+        self.succeed(rewritten_line(outcome.sale), outcome)
 
 
 class ReplacementDialog(OperationDialog):
@@ -217,9 +175,7 @@ class ReplacementDialog(OperationDialog):
 
     def _loaded(self, customer: CustomerView) -> None:
         self.ready(
-            _customer_info(customer)
-            + "\n"
-            + _("Replacement fee: {fee} yuan.", fee=format_yuan(self.fee)),
+            _customer_info(customer) + "\n" + fee_line(self.fee),
             _(
                 "Take the fee, put a blank card in the reader and press Enter; a supervisor "
                 "approves. The old card stops working."
@@ -238,35 +194,17 @@ class ReplacementDialog(OperationDialog):
         )
 
     def _write(self, actor: Principal, request_id: str) -> None:
-        ctx, customer_no = self.shell.ctx, self.customer_no
+        cardwork, customer_no = CardWork.of(self.shell.ctx), self.customer_no
 
         def work(terminal: CardTerminal) -> tuple[CustomerView, int]:
-            return selling.replace_card(
-                ctx.db,
-                terminal,
-                actor=actor,
-                customer_no=customer_no,
-                clock=ctx.clock,
-                settings=ctx.settings,
-                approval_request=request_id,
-            )
+            return cardwork.replace_card(terminal, actor, customer_no, request_id)
 
         self.run_card(work, lambda result: self._done(*result))
 
     def _done(self, customer: CustomerView, fee: int) -> None:
         approver = approver_of(self.request) if self.request is not None else "?"
         if fee:
-            text = (
-                _(
-                    "Replacement card {serial} issued to customer {customer_no}, approved by "
-                    "{approver}; the old card is blacklisted.",
-                    serial=customer.card_serial,
-                    customer_no=customer.customer_no,
-                    approver=approver,
-                )
-                + "\n"
-                + _("Replacement fee: {fee} yuan.", fee=format_yuan(fee))
-            )
+            text = "\n".join(replaced_lines(customer, fee, approver))
         else:
             text = _(
                 "The replacement card {serial} that was interrupted earlier is finished; no "
@@ -359,35 +297,16 @@ class ReversalDialog(OperationDialog):
         )
 
     def _write(self, actor: Principal, sale: ledger.SaleView, request_id: str) -> None:
-        ctx = self.shell.ctx
+        cardwork = CardWork.of(self.shell.ctx)
 
         def work(terminal: CardTerminal) -> ledger.SaleView:
-            return selling.reverse_sale(
-                ctx.db,
-                terminal,
-                actor=actor,
-                sale_id=sale.sale_id,
-                clock=ctx.clock,
-                settings=ctx.settings,
-                approval_request=request_id,
-            )
+            return cardwork.reverse_sale(terminal, actor, sale.sale_id, request_id)
 
         self.run_card(work, self._done)
 
     def _done(self, sale: ledger.SaleView) -> None:
         approver = approver_of(self.request) if self.request is not None else "?"
-        self.succeed(
-            _(
-                "Sale {sale_id} reversed, approved by {approver}; the card holds purchase "
-                "{count} again.",
-                sale_id=sale.sale_id,
-                approver=approver,
-                count=(sale.purchase_count or 1) - 1,
-            )
-            + "\n"
-            + _("Hand back {amount} yuan to the customer.", amount=format_yuan(sale.amount_fen)),
-            sale,
-        )
+        self.succeed("\n".join(reversed_lines(sale, approver)), sale)
 
 
 def _parent(shell: Any, parent: QWidget | None) -> QWidget | None:

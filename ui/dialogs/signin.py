@@ -56,6 +56,19 @@ class SignInForm(QWidget):
             self.operator.selectAll()
         return problem
 
+    def ready(self, message: QLabel) -> bool:
+        """Whether the form can go on; if not, the missing field is focused or what is wrong
+        with the operator id is shown in ``message``."""
+        field = self.missing()
+        if field is not None:
+            field.setFocus()
+            return False
+        problem = self.problem()
+        if problem:
+            message.setText(problem)
+            return False
+        return True
+
     def retry(self) -> None:
         self.password.clear()
         self.operator.setFocus()
@@ -95,13 +108,7 @@ class SignInDialog(QDialog):
         self.form.operator.setFocus()
 
     def submit(self) -> None:
-        field = self.form.missing()
-        if field is not None:
-            field.setFocus()
-            return
-        problem = self.form.problem()
-        if problem:
-            self.message.setText(problem)
+        if not self.form.ready(self.message):
             return
         operator, password = self.form.values()
         self.ok_button.setEnabled(False)

@@ -77,12 +77,21 @@ def language_after_login(db: Any, principal: Principal, chosen: str | None) -> s
     return auth.operator_language(db, principal.operator_id)
 
 
+def _login(ctx: AppContext, operator_id: str, password: str, policy: SecurityPolicy) -> Principal:
+    """On the worker: ``operator_id`` signs in at this counter."""
+    return auth.login(
+        ctx.db, operator_id, password, counter_id=ctx.counter_id, clock=ctx.clock, policy=policy
+    )
+
+
 class _SignInDialog(QDialog):
     """What the login, first-administrator and lock dialogs share: a language box, an error
     line, background work with the fields disabled, Enter to go on and Esc to leave."""
 
     # (principal, language to apply or None)
     signed_in = Signal(object, object)
+    operator: QLineEdit  # each dialog makes its own operator id and password fields
+    password: QLineEdit
 
     def __init__(
         self,
@@ -198,6 +207,24 @@ class _SignInDialog(QDialog):
     def policy(self) -> SecurityPolicy:
         return SecurityPolicy.from_settings(self.ctx.settings)
 
+    def _operator_id(self, *, clear_password: bool) -> str | None:
+        """The operator id as typed, or None once the error says what is wrong with it (the
+        password cleared too if ``clear_password``)."""
+        operator_id = self.operator.text().strip()
+        if not operator_id:
+            self.show_error(_("Type your operator id."))
+            self.operator.setFocus()
+            return None
+        problem = id_problem(OPERATOR_ID, operator_id)
+        if problem:
+            self.show_error(problem)
+            if clear_password:
+                self.password.clear()
+            self.operator.setFocus()
+            self.operator.selectAll()
+            return None
+        return operator_id
+
 
 class LoginDialog(_SignInDialog):
     """Operator id and password. With ``locked`` it is the lock screen: the same operator's
@@ -276,18 +303,9 @@ class LoginDialog(_SignInDialog):
     def submit(self) -> None:
         if self.busy:
             return
-        operator_id = self.operator.text().strip()
+        operator_id = self._operator_id(clear_password=True)
         password = self.password.text()
-        if not operator_id:
-            self.show_error(_("Type your operator id."))
-            self.operator.setFocus()
-            return
-        problem = id_problem(OPERATOR_ID, operator_id)
-        if problem:
-            self.show_error(problem)
-            self.password.clear()
-            self.operator.setFocus()
-            self.operator.selectAll()
+        if operator_id is None:
             return
         if not password:
             self.show_error(_("Type your password."))
@@ -303,14 +321,7 @@ class LoginDialog(_SignInDialog):
                 auth.reauthenticate(ctx.db, locked, password, ctx.clock)
                 principal = locked
             else:
-                principal = auth.login(
-                    ctx.db,
-                    operator_id,
-                    password,
-                    counter_id=ctx.counter_id,
-                    clock=ctx.clock,
-                    policy=policy,
-                )
+                principal = _login(ctx, operator_id, password, policy)
             return principal, language_after_login(ctx.db, principal, chosen)
 
         self._run(work)
@@ -378,19 +389,11 @@ class FirstAdminDialog(_SignInDialog):
     def submit(self) -> None:
         if self.busy:
             return
-        operator_id = self.operator.text().strip()
+        operator_id = self._operator_id(clear_password=False)
         name = self.name.text().strip()
         password = self.password.text()
         policy = self.policy()
-        if not operator_id:
-            self.show_error(_("Type your operator id."))
-            self.operator.setFocus()
-            return
-        problem = id_problem(OPERATOR_ID, operator_id)
-        if problem:
-            self.show_error(problem)
-            self.operator.setFocus()
-            self.operator.selectAll()
+        if operator_id is None:
             return
         if password != self.password2.text():
             self.show_error(_("The two passwords differ. Type them again."))
@@ -418,14 +421,7 @@ class FirstAdminDialog(_SignInDialog):
                 clock=ctx.clock,
                 policy=policy,
             )
-            principal = auth.login(
-                ctx.db,
-                operator_id,
-                password,
-                counter_id=ctx.counter_id,
-                clock=ctx.clock,
-                policy=policy,
-            )
+            principal = _login(ctx, operator_id, password, policy)
             return principal, language_after_login(ctx.db, principal, chosen)
 
         self._run(work)

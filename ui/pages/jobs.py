@@ -16,10 +16,8 @@ from typing import Any
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QGroupBox,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QMessageBox,
     QPushButton,
@@ -35,6 +33,7 @@ from app.services import jobs
 from app.services.jobs import JobView
 from app.settings import JOB_CARD_OVERDUE_DAYS, TIME_ZONE, UTILITY_CODE
 from ui.bridge import error_text
+from ui.pages.common import list_table
 
 log = logging.getLogger(__name__)
 
@@ -61,18 +60,6 @@ RETURNED_SHOWN = 50  # the latest returned cards
 OVERDUE = QColor("#ffd6d6")
 
 
-def _table(columns: tuple[str, ...] = COLUMNS) -> QTableWidget:
-    table = QTableWidget(0, len(columns))
-    table.setHorizontalHeaderLabels([translate(h) for h in columns])
-    table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-    table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-    table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-    table.verticalHeader().hide()
-    table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-    table.horizontalHeader().setStretchLastSection(True)
-    return table
-
-
 class JobsPage(QWidget):
     def __init__(self, shell: Any) -> None:
         super().__init__()
@@ -85,8 +72,8 @@ class JobsPage(QWidget):
         title.setStyleSheet("font-size: 18pt; font-weight: bold;")
         layout.addWidget(title)
 
-        self.mine = _table()
-        self.open = _table()
+        self.mine = list_table(COLUMNS)
+        self.open = list_table(COLUMNS)
         for caption, table in (
             (_("My jobs"), self.mine),
             (_("Open jobs of the office"), self.open),
@@ -95,7 +82,7 @@ class JobsPage(QWidget):
             QVBoxLayout(box).addWidget(table)
             layout.addWidget(box, 1)
             table.itemSelectionChanged.connect(self._selection_changed)
-        self.returned = _table(RETURNED_COLUMNS)
+        self.returned = list_table(RETURNED_COLUMNS)
         box = QGroupBox(_("Returned cards and the meters' results"))
         QVBoxLayout(box).addWidget(self.returned)
         layout.addWidget(box, 1)

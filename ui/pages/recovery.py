@@ -17,10 +17,8 @@ from typing import Any
 
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QGroupBox,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QLineEdit,
     QPushButton,
@@ -40,23 +38,16 @@ from app.services.approvals import ApprovalView
 from app.services.auth import Principal
 from ui import dialogs
 from ui.bridge import error_text
+from ui.pages.common import list_table
 
 log = logging.getLogger(__name__)
 
 REFRESH_MS = 5000
-
-
-def _table(headers: tuple[str, ...]) -> QTableWidget:
-    table = QTableWidget(0, len(headers))
-    table.setHorizontalHeaderLabels([translate(h) for h in headers])
-    table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-    table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-    table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-    table.verticalHeader().hide()
-    table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-    table.horizontalHeader().setStretchLastSection(True)
-    table.setTabKeyNavigation(False)
-    return table
+# what a supervisor's decision that settles a request says, by the request's new state
+DECIDED = {
+    approvals.APPROVED: N_("{approver} approved the request of {operator} to {action} ({target})."),
+    approvals.REJECTED: N_("{approver} rejected the request of {operator} to {action} ({target})."),
+}
 
 
 def _fill(table: QTableWidget, rows: list[list[str]]) -> None:
@@ -109,7 +100,7 @@ class RecoveryPage(QWidget):
         )
         intro.setWordWrap(True)
         sales_layout.addWidget(intro)
-        self.sales_table = _table(self.SALE_COLUMNS)
+        self.sales_table = list_table(self.SALE_COLUMNS, tab_navigation=False)
         sales_layout.addWidget(self.sales_table, 1)
         row = QHBoxLayout()
         self.present_button = QPushButton(_("Present the &card (Enter)"))
@@ -129,7 +120,7 @@ class RecoveryPage(QWidget):
 
         queue_box = QGroupBox(_("Approval queue"))
         queue_layout = QVBoxLayout(queue_box)
-        self.queue_table = _table(self.QUEUE_COLUMNS)
+        self.queue_table = list_table(self.QUEUE_COLUMNS, tab_navigation=False)
         queue_layout.addWidget(self.queue_table, 1)
         row = QHBoxLayout()
         self.approve_button = QPushButton(_("&Approve"))
@@ -369,18 +360,11 @@ class RecoveryPage(QWidget):
             )
 
         def done(view: ApprovalView) -> None:
-            if view.state == approvals.APPROVED:
-                text = _(
-                    "{approver} approved the request of {operator} to {action} ({target}).",
-                    approver=approver.operator_id,
-                    operator=view.requested_by,
-                    action=dialogs.action_text(view.action),
-                    target=view.target,
-                )
-            elif view.state == approvals.REJECTED:
-                self.reason.clear()
-                text = _(
-                    "{approver} rejected the request of {operator} to {action} ({target}).",
+            decided = DECIDED.get(view.state)
+            if decided is not None:
+                if view.state == approvals.REJECTED:
+                    self.reason.clear()
+                text = translate(decided).format(
                     approver=approver.operator_id,
                     operator=view.requested_by,
                     action=dialogs.action_text(view.action),

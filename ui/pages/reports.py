@@ -43,6 +43,7 @@ from app.services.auth import Principal
 from app.settings import TIME_ZONE
 from ui.bridge import error_text
 from ui.charts import BarChart
+from ui.pages.common import page_title
 
 log = logging.getLogger(__name__)
 RIGHT = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
@@ -227,12 +228,7 @@ class ReportsPage(QWidget):
         self.daily: report_service.DailyReport | None = None
         self.stats: report_service.StatsReport | None = None
         outer = QVBoxLayout(self)
-        title = QLabel(_("Reports"))
-        font = title.font()
-        font.setPointSize(font.pointSize() + 6)
-        font.setBold(True)
-        title.setFont(font)
-        outer.addWidget(title)
+        outer.addWidget(page_title(_("Reports")))
         self.denied = QLabel()
         self.denied.setWordWrap(True)
         self.denied.setStyleSheet("color: #b00020; font-weight: bold;")

@@ -37,6 +37,7 @@ from app.domain.permissions import Action
 from app.errors import CardVendError
 from app.i18n import N_, _, translate
 from app.money import check_cash_received, format_yuan, parse_yuan
+from app.presenters.cardwork import CardWork, change_lines, collected_lines, purchase_line
 from app.services import approvals, receipts, selling
 from app.services.customers import CustomerView, find_customers
 from app.settings import RECEIPT_LANGUAGE, TRAINING_MODE
@@ -112,6 +113,9 @@ class SalePage(SaleLayout):
 
     def _settings(self) -> Any:
         return self.ctx.settings
+
+    def _cardwork(self) -> CardWork:
+        return CardWork(self.ctx.db, self.ctx.clock, self._settings())
 
     def _principal(self) -> Any:
         return self.shell.principal
@@ -409,21 +413,12 @@ class SalePage(SaleLayout):
         amount, cash = amounts
         self._say("")
         self._show_state(WRITING)
-        db, clock, settings = self.ctx.db, self.ctx.clock, self._settings()
+        cardwork = self._cardwork()
         customer_no, override = a.customer.customer_no, self.override_request
 
         def work() -> selling.SaleOutcome:
-            return selling.sell(
-                db,
-                self.shell.terminal(),
-                actor=principal,
-                amount=amount,
-                clock=clock,
-                settings=settings,
-                cash_received=cash,
-                expect_customer=customer_no,
-                override_request=override,
-            )
+            terminal = self.shell.terminal()
+            return cardwork.sell(terminal, principal, amount, cash, customer_no, override)
 
         self.shell.ops.card(work, self._sold, self._sale_failed)
 
@@ -452,16 +447,7 @@ class SalePage(SaleLayout):
                 energy=f"{sale.energy_wh / 1000:.2f}",
             )
         ]
-        if sale.arrears_fen or sale.fees_fen:
-            parts.append(
-                _(
-                    "Collected first: {arrears} yuan arrears, {fees} yuan fees.",
-                    arrears=format_yuan(sale.arrears_fen),
-                    fees=format_yuan(sale.fees_fen),
-                )
-            )
-        if outcome.change_fen is not None:
-            parts.append(_("Change: {change} yuan.", change=format_yuan(outcome.change_fen)))
+        parts += collected_lines(sale) + change_lines(outcome.change_fen)
         if self._training():
             parts.append(_("Training sale: not real, never sent."))
         self._say(" ".join(parts))
@@ -508,18 +494,10 @@ class SalePage(SaleLayout):
         ):
             return
         self._show_state(WRITING)
-        db, clock, settings = self.ctx.db, self.ctx.clock, self._settings()
-        customer_no = a.customer.customer_no
+        cardwork, customer_no = self._cardwork(), a.customer.customer_no
 
         def work() -> selling.SaleOutcome:
-            return selling.rewrite(
-                db,
-                self.shell.terminal(),
-                actor=principal,
-                clock=clock,
-                settings=settings,
-                expect_customer=customer_no,
-            )
+            return cardwork.rewrite(self.shell.terminal(), principal, customer_no)
 
         def done(outcome: selling.SaleOutcome) -> None:
             self._say(
@@ -634,36 +612,16 @@ class SalePage(SaleLayout):
         amount, cash = amounts
         self._show_state(WRITING)
         self.prompt.setText(_("Recording the payment…"))
-        db, clock, settings = self.ctx.db, self.ctx.clock, self._settings()
-        override = self.override_request
+        cardwork, override = self._cardwork(), self.override_request
 
         def work() -> Any:
-            return selling.remote_payment(
-                db,
-                actor=principal,
-                customer_no=c.customer_no,
-                amount=amount,
-                clock=clock,
-                settings=settings,
-                cash_received=cash,
-                override_request=override,
-            )
+            return cardwork.remote_payment(principal, c.customer_no, amount, cash, override)
 
         def done(sale: Any) -> None:
             self.outcome = sale
             self.override_request = None
-            parts = [
-                _(
-                    "Customer {customer_no}, remote payment: {amount} yuan paid, {credit} yuan "
-                    "credit.",
-                    customer_no=sale.customer_no,
-                    amount=format_yuan(sale.amount_fen),
-                    credit=format_yuan(sale.credit_fen),
-                ),
-                _("The central system will issue it to the meter."),
-            ]
-            if cash is not None:
-                parts.append(_("Change: {change} yuan.", change=format_yuan(cash - amount)))
+            parts = [purchase_line(sale), _("The central system will issue it to the meter.")]
+            parts += change_lines(None if cash is None else cash - amount)
             if self._training():
                 parts.append(_("Training sale: not real, never sent."))
             self._say(" ".join(parts))

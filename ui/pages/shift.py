@@ -40,6 +40,7 @@ from app.services import shifts as shift_service
 from app.services.shifts import ShiftView
 from app.settings import TIME_ZONE
 from ui.bridge import error_text
+from ui.pages.common import page_title
 from ui.pages.reports import (
     ask_save_path,
     fill_table,
@@ -122,12 +123,7 @@ class ShiftPage(QWidget):
         self.closed: ShiftView | None = None  # the shift this page closed last
         self.confirming = False
         outer = QVBoxLayout(self)
-        title = QLabel(_("Shift"))
-        font = title.font()
-        font.setPointSize(font.pointSize() + 6)
-        font.setBold(True)
-        title.setFont(font)
-        outer.addWidget(title)
+        outer.addWidget(page_title(_("Shift")))
         self.state_label = QLabel()
         self.state_label.setWordWrap(True)
         outer.addWidget(self.state_label)

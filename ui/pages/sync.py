@@ -41,6 +41,7 @@ from app.services.sync_status import (
 )
 from app.settings import TIME_ZONE
 from ui.bridge import error_text
+from ui.pages.common import page_title
 from ui.pages.reports import fill_table, make_table
 
 log = logging.getLogger(__name__)
@@ -92,12 +93,7 @@ class SyncPage(QWidget):
         self.refused: list[RefusedRecord] = []
         self._reading = False
         outer = QVBoxLayout(self)
-        title = QLabel(_("Central link"))
-        font = title.font()
-        font.setPointSize(font.pointSize() + 6)
-        font.setBold(True)
-        title.setFont(font)
-        outer.addWidget(title)
+        outer.addWidget(page_title(_("Central link")))
         self._build_status(outer)
         self._build_notes(outer)
         self._build_lists(outer)

@@ -1,0 +1,254 @@
+"""The card operations as both front ends run them (``app/cli_sales.py`` and
+``ui/dialogs/cardops.py``, ``ui/pages/sale.py``, ``ui/dialogs/approval.py``): the service
+calls bound to one database, clock and settings, and the lines that tell their results."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from app.clock import Clock
+from app.context import AppContext
+from app.domain.ledger import SaleKind
+from app.domain.permissions import Action
+from app.i18n import _
+from app.money import format_yuan
+from app.persistence.db import Database
+from app.ports import CardTerminal
+from app.services import approvals, ledger, selling
+from app.services.auth import Principal
+from app.services.customers import CustomerView
+from app.settings import Settings
+
+
+@dataclass(frozen=True)
+class CardWork:
+    """The sale, card and approval use cases on one database with the context's clock and
+    settings. Build it on the calling thread (``CardWork.of``); its calls may run anywhere."""
+
+    db: Database
+    clock: Clock
+    settings: Settings
+
+    @classmethod
+    def of(cls, ctx: AppContext, db: Database | None = None) -> CardWork:
+        """``ctx``'s database (or ``db``, one the caller has checked), clock and settings."""
+        return cls(ctx.db if db is None else db, ctx.clock, ctx.settings)
+
+    def sell(
+        self,
+        terminal: CardTerminal,
+        actor: Principal,
+        amount: int,
+        cash: int | None,
+        customer_no: str,
+        request_id: str | None = None,
+    ) -> selling.SaleOutcome:
+        """Sell ``amount`` onto the card of ``customer_no`` (another customer's card is refused)."""
+        return selling.sell(
+            self.db,
+            terminal,
+            actor=actor,
+            amount=amount,
+            clock=self.clock,
+            settings=self.settings,
+            cash_received=cash,
+            expect_customer=customer_no,
+            override_request=request_id,
+        )
+
+    def open_account(
+        self,
+        terminal: CardTerminal,
+        actor: Principal,
+        customer_no: str,
+        amount: int | None,
+        cash: int | None,
+    ) -> tuple[CustomerView, selling.SaleOutcome | None]:
+        return selling.open_account(
+            self.db,
+            terminal,
+            actor=actor,
+            customer_no=customer_no,
+            clock=self.clock,
+            settings=self.settings,
+            amount=amount,
+            cash_received=cash,
+        )
+
+    def remote_payment(
+        self,
+        actor: Principal,
+        customer_no: str,
+        amount: int,
+        cash: int | None,
+        request_id: str | None = None,
+    ) -> ledger.SaleView:
+        return selling.remote_payment(
+            self.db,
+            actor=actor,
+            customer_no=customer_no,
+            amount=amount,
+            clock=self.clock,
+            settings=self.settings,
+            cash_received=cash,
+            override_request=request_id,
+        )
+
+    def rewrite(
+        self, terminal: CardTerminal, actor: Principal, customer_no: str | None = None
+    ) -> selling.SaleOutcome:
+        return selling.rewrite(
+            self.db,
+            terminal,
+            actor=actor,
+            clock=self.clock,
+            settings=self.settings,
+            expect_customer=customer_no,
+        )
+
+    def replace_card(
+        self, terminal: CardTerminal, actor: Principal, customer_no: str, request_id: str
+    ) -> tuple[CustomerView, int]:
+        return selling.replace_card(
+            self.db,
+            terminal,
+            actor=actor,
+            customer_no=customer_no,
+            clock=self.clock,
+            settings=self.settings,
+            approval_request=request_id,
+        )
+
+    def reverse_sale(
+        self, terminal: CardTerminal, actor: Principal, sale_id: str, request_id: str
+    ) -> ledger.SaleView:
+        return selling.reverse_sale(
+            self.db,
+            terminal,
+            actor=actor,
+            sale_id=sale_id,
+            clock=self.clock,
+            settings=self.settings,
+            approval_request=request_id,
+        )
+
+    def approve_on_the_spot(
+        self,
+        approver_id: str,
+        password: str,
+        actor: Principal,
+        action: Action,
+        target: str,
+        *,
+        payload: Mapping[str, Any] | None = None,
+        distinct_from: Iterable[str] = (),
+    ) -> approvals.ApprovalView:
+        """The approver signs in (under the lockout policy) and signs ``action`` on ``target``."""
+        return approvals.sign_in_and_approve(
+            self.db,
+            approver_id=approver_id,
+            password=password,
+            actor=actor,
+            action=action,
+            target=target,
+            clock=self.clock,
+            settings=self.settings,
+            payload=payload,
+            distinct_from=distinct_from,
+        )
+
+
+# --------------------------------------------------------------------------- result lines
+
+
+def purchase_line(sale: ledger.SaleView) -> str:
+    """What the customer paid and got: a card purchase or a remote payment."""
+    if sale.kind == SaleKind.REMOTE.value:
+        return _(
+            "Customer {customer_no}, remote payment: {amount} yuan paid, {credit} yuan credit.",
+            customer_no=sale.customer_no,
+            amount=format_yuan(sale.amount_fen),
+            credit=format_yuan(sale.credit_fen),
+        )
+    return _(
+        "Customer {customer_no}, purchase {count}: {amount} yuan paid, {credit} yuan credit.",
+        customer_no=sale.customer_no,
+        count=sale.purchase_count,
+        amount=format_yuan(sale.amount_fen),
+        credit=format_yuan(sale.credit_fen),
+    )
+
+
+def collected_lines(sale: ledger.SaleView) -> list[str]:
+    """The arrears and fees the sale settled first, if any."""
+    if not (sale.arrears_fen or sale.fees_fen):
+        return []
+    return [
+        _(
+            "Collected first: {arrears} yuan arrears, {fees} yuan fees.",
+            arrears=format_yuan(sale.arrears_fen),
+            fees=format_yuan(sale.fees_fen),
+        )
+    ]
+
+
+def change_lines(change: int | None) -> list[str]:
+    """The change to hand back, when the cash received was given."""
+    return [] if change is None else [_("Change: {change} yuan.", change=format_yuan(change))]
+
+
+def opened_line(customer: CustomerView) -> str:
+    return _(
+        "Account of customer {customer_no} opened on card {serial}.",
+        customer_no=customer.customer_no,
+        serial=customer.card_serial,
+    )
+
+
+def rewritten_line(sale: ledger.SaleView) -> str:
+    return _(
+        "Card of customer {customer_no} rewritten with purchase {count} (sale {sale_id}); "
+        "no money taken.",
+        customer_no=sale.customer_no,
+        count=sale.purchase_count,
+        sale_id=sale.sale_id,
+    )
+
+
+def fee_line(fee: int) -> str:
+    return _("Replacement fee: {fee} yuan.", fee=format_yuan(fee))
+
+
+def replaced_lines(customer: CustomerView, fee: int, approver: str) -> list[str]:
+    """A replacement card issued: who approved, and the fee taken."""
+    return [
+        _(
+            "Replacement card {serial} issued to customer {customer_no}, approved by "
+            "{approver}; the old card is blacklisted.",
+            serial=customer.card_serial,
+            customer_no=customer.customer_no,
+            approver=approver,
+        ),
+        fee_line(fee),
+    ]
+
+
+def reversed_lines(sale: ledger.SaleView, approver: str) -> list[str]:
+    """A sale reversed: who approved, what the card holds again, the money to hand back."""
+    return [
+        _(
+            "Sale {sale_id} reversed, approved by {approver}; the card holds purchase {count} "
+            "again.",
+            sale_id=sale.sale_id,
+            approver=approver,
+            count=(sale.purchase_count or 1) - 1,
+        ),
+        _("Hand back {amount} yuan to the customer.", amount=format_yuan(sale.amount_fen)),
+    ]
+
+
+def approver_of(view: approvals.ApprovalView) -> str:
+    """The supervisor who gave the last approval of ``view``."""
+    return view.approvals[-1].operator if view.approvals else "?"
