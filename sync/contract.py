@@ -91,6 +91,7 @@ REFUSALS: dict[str, tuple[int, str]] = {
         "registration of a counter id that another counter holds: an existing counter registers "
         "again only with its current token or a one-time enrolment code",
     ),
+    "meter_taken": (409, "a meter change to a meter number another customer holds"),
     "office_mismatch": (
         409,
         "registration with another office than the counter's (or than its enrolment code's)",
@@ -355,6 +356,26 @@ class JobResultRecord(Model):
     note: str = Field(default="", max_length=200)
 
 
+class AccountEventRecord(Model):
+    """A step of a customer's lifecycle made at a counter: a meter change (``new_meter_no``;
+    the old meter's state carried over in ``detail``), a close (settled; ``refund`` handed back
+    in cash), a pause or a resume (``reason``)."""
+
+    id: Uuid
+    customer_no: Digits12
+    kind: Literal["meter_change", "close", "pause", "resume"]
+    reason: Text200 = ""
+    new_meter_no: Digits12 | None = None
+    refund: NonNegFen = 0
+    detail: dict[Key, Text200 | int | bool | None] = Field(
+        default_factory=dict, max_length=MAX_ENTRIES
+    )
+    operator_id: Code
+    approver_id: Code | None = None
+    counter_id: Code
+    created_at: AwareDatetime
+
+
 class ItemResult(Model):
     id: str
     status: Literal["created", "duplicate", "conflict", "rejected"]
@@ -397,6 +418,7 @@ POSTED: dict[str, type[Model]] = {
     "control-reports": ControlReport,
     "sms": SmsRequest,
     "job-results": JobResultRecord,
+    "account-events": AccountEventRecord,
 }
 BATCHES: dict[str, type[Model]] = {path: batch_of(model) for path, model in POSTED.items()}
 

@@ -47,6 +47,7 @@ from app.clock import Clock, aware
 from app.domain.audit import AuditAction
 from app.persistence.db import Database
 from app.persistence.models import (
+    AccountEvent,
     ArrearsItem,
     Customer,
     FeePayment,
@@ -73,8 +74,19 @@ RESOURCE_OF = {
     "rewrite": "rewrites",
     "reversal": "reversals",
     "job_result": "job-results",  # app/services/jobs.py
+    "account_event": "account-events",  # app/services/lifecycle/
 }
-SEND_ORDER = ("card-bindings", "sales", "replacements", "rewrites", "reversals", "job-results")
+# a close or meter change after the sales it settled; a resume's later sales may arrive before it
+# (the central system takes sales to a paused customer)
+SEND_ORDER = (
+    "card-bindings",
+    "sales",
+    "replacements",
+    "rewrites",
+    "reversals",
+    "job-results",
+    "account-events",
+)
 SETTLED_SALE_STATES = {"completed": "completed", "reversed": "completed", "failed": "failed"}
 
 
@@ -217,6 +229,23 @@ def build_body(
             "operator_id": p.get("operator_id", "-"),
             "counter_id": p.get("counter_id") or row.counter_id,
             "created_at": created,
+        }
+    if row.kind == "account_event":
+        event = session.get(AccountEvent, row.ref_id)
+        if event is None:
+            raise ValueError(f"the account event {row.ref_id} is not in the ledger")
+        return {
+            "id": rid,
+            "customer_no": p["customer_no"],
+            "kind": event.kind,
+            "reason": event.reason,
+            "new_meter_no": p.get("new_meter_no"),
+            "refund": event.refund,
+            "detail": event.detail,
+            "operator_id": event.operator_id,
+            "approver_id": event.approver_id,
+            "counter_id": event.counter_id,
+            "created_at": _iso(event.created_at),
         }
     if row.kind == "job_result":  # the payload is the record, written when the card came back
         return {"id": rid, **{k: p[k] for k in _JOB_RESULT_FIELDS if k in p}}

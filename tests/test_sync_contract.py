@@ -108,6 +108,10 @@ def _examples() -> dict[str, c.Model]:
                             params={"remaining_fen": 900}, counter_id="C01", created_at=now),
         "job-results": c.JobResultRecord(id=next(ids), job_id=next(ids), outcome="done",
                                          technician_id="f01", counter_id="C01", done_at=now),
+        "account-events": c.AccountEventRecord(id=next(ids), customer_no="100000000011",
+                                               kind="pause", reason="vacant house",
+                                               operator_id="t01", counter_id="C01",
+                                               created_at=now),
     }  # fmt: skip
 
 

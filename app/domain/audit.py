@@ -75,6 +75,9 @@ class AuditAction(enum.StrEnum):
     (each row's hash covers its action, and the central system holds a copy of the chain), so
     they stay as first written; the member names follow one scheme, SUBJECT_VERB."""
 
+    ACCOUNT_CLOSE = "account_close"
+    ACCOUNT_PAUSE = "account_pause"
+    ACCOUNT_RESUME = "account_resume"
     APPROVAL_APPROVE = "approval.approve"
     APPROVAL_EXPIRE = "approval.expire"
     APPROVAL_REJECT = "approval.reject"
@@ -91,8 +94,10 @@ class AuditAction(enum.StrEnum):
     COUNTER_REGISTER = "counter_register"
     CUSTOMERS_IMPORT = "customers_import"
     DEMO_LOAD = "demo_load"
+    EXCHANGE_CARD = "exchange_card"
     LOGIN = "login"
     LOGOUT = "logout"
+    METER_CHANGE = "meter_change"
     OFFLINE_LIMIT = "offline_limit"
     OFFLINE_OVERRIDE = "offline_override"
     OPEN_ACCOUNT = "open_account"

@@ -33,6 +33,10 @@ class Action(enum.StrEnum):
     APPROVE = "approve"  # sign an approval step (the step names the role it needs)
     SHIFT = "shift"  # open and close one's own shift
     RETRY_SYNC = "retry_sync"  # re-send records the central system or the contract refused
+    CHANGE_METER = "change_meter"  # carry a customer's credit from the old meter to the new
+    CLOSE_ACCOUNT = "close_account"  # settle, refund and close a customer's account
+    PAUSE_ACCOUNT = "pause_account"  # pause or resume a customer's account (no sales meanwhile)
+    EXCHANGE_CARD = "exchange_card"  # a damaged or faulty card present, exchanged for a blank
 
     @property
     def label(self) -> str:
@@ -60,6 +64,10 @@ _LABELS = {
     Action.APPROVE: N_("approve"),
     Action.SHIFT: N_("open or close a shift"),
     Action.RETRY_SYNC: N_("re-send refused records to the central system"),
+    Action.CHANGE_METER: N_("change a customer's meter"),
+    Action.CLOSE_ACCOUNT: N_("close an account"),
+    Action.PAUSE_ACCOUNT: N_("pause or resume an account"),
+    Action.EXCHANGE_CARD: N_("exchange a damaged card"),
 }
 
 _COUNTER = {
@@ -71,6 +79,10 @@ _COUNTER = {
     Action.REPRINT,
     Action.SHIFT,
     Action.VIEW_REPORTS,
+    Action.CHANGE_METER,
+    Action.CLOSE_ACCOUNT,
+    Action.PAUSE_ACCOUNT,
+    Action.EXCHANGE_CARD,
 }
 
 PERMISSIONS: dict[Role, frozenset[Action]] = {

@@ -142,6 +142,8 @@ class Customer(Base):
     meter_purchase_count: Mapped[int | None] = mapped_column(Integer)
     meter_remaining: Mapped[int | None] = mapped_column(BigInteger)
     write_back_seen_at: Mapped[dt.datetime | None]
+    # why the account is paused or closed (migration 0010)
+    status_reason: Mapped[str] = mapped_column(String(200), default="", server_default="")
     updated_at: Mapped[dt.datetime]
     __table_args__ = (
         CheckConstraint("meter_kind IN ('card','remote')", name="meter_kind"),
@@ -408,6 +410,28 @@ class Reversal(Base):
     state: Mapped[str] = mapped_column(String(10))
     created_at: Mapped[dt.datetime]
     completed_at: Mapped[dt.datetime | None]
+
+
+class AccountEvent(Base):
+    """A step of a customer's lifecycle at the counter (migration 0010): a meter change, a
+    close, a pause or a resume, with its kind-specific facts in ``detail``."""
+
+    __tablename__ = "account_events"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(12))
+    reason: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    refund: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")  # cash out
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON)
+    operator_id: Mapped[str] = mapped_column(ForeignKey("operators.id"))
+    approver_id: Mapped[str | None] = mapped_column(ForeignKey("operators.id"))
+    counter_id: Mapped[str] = mapped_column(String(32))
+    shift_id: Mapped[str | None] = mapped_column(ForeignKey("shifts.id"), index=True)
+    created_at: Mapped[dt.datetime]
+    __table_args__ = (
+        CheckConstraint("kind IN ('meter_change','close','pause','resume')", name="kind"),
+        CheckConstraint("refund >= 0", name="refund"),
+    )
 
 
 class CardBlacklist(Base):

@@ -43,6 +43,7 @@ STREAMS_OF: dict[str, tuple[str, ...]] = {
     "control-reports": (),
     "sms": (),
     "job-results": ("jobs",),
+    "account-events": ("customers",),
 }
 # what an event is about (the column ``subject``)
 _SUBJECT: dict[str, str] = {
@@ -53,8 +54,9 @@ _SUBJECT: dict[str, str] = {
     "control-reports": "customer_no",
     "sms": "customer_no",
     "job-results": "job_id",
+    "account-events": "customer_no",
 }
-_BY_CUSTOMER = ("replacements", "card-bindings", "control-reports", "sms")
+_BY_CUSTOMER = ("replacements", "card-bindings", "control-reports", "sms", "account-events")
 
 
 @dataclass(slots=True)
@@ -476,12 +478,15 @@ def _apply_events(batch: _Batch, posted: Sequence[Posted], skew: dt.timedelta) -
                 offices[jr.id] = jr.office_code
 
     fresh: list[Posted] = []
+    claimed: dict[str, str] = {}  # meter numbers this batch's meter changes take -> customer
     for p in posted:
         old = held.get(p.id)
         if old is not None:
             batch.repeat(p.index, p.id, old, p.hash)
             continue
         refused = _vet_event(resource, p.item, sales, offices, counter, tx.now, skew)
+        if refused is None and resource == "account-events":
+            refused = _meter_taken(tx, cast(c.AccountEventRecord, p.item), claimed)
         if refused is not None:
             batch.reject(p.index, p.id, refused)
             continue
@@ -520,6 +525,9 @@ def _apply_events(batch: _Batch, posted: Sequence[Posted], skew: dt.timedelta) -
         _record_control_reports(tx, [cast(c.ControlReport, p.item) for p in fresh])
     elif resource == "job-results":
         _close_jobs(tx, [cast(c.JobResultRecord, p.item) for p in fresh])
+    elif resource == "account-events":
+        for p in fresh:
+            _apply_account_event(tx, cast(c.AccountEventRecord, p.item))
 
 
 def _vet_event(
@@ -629,6 +637,41 @@ def _reverse_sales(tx: Tx, reversals: Sequence[c.ReversalRecord]) -> None:
         )
         if done.rowcount:
             tx.touch_customer(row["b_no"])
+
+
+def _meter_taken(tx: Tx, event: c.AccountEventRecord, claimed: dict[str, str]) -> Refusal | None:
+    """A meter change to a meter number another customer holds (or takes in this batch)."""
+    meter = event.new_meter_no
+    if event.kind != "meter_change" or not meter:
+        return None
+    cu = m.customers.c
+    holder = claimed.get(meter) or tx.conn.scalar(
+        select(cu.customer_no).where(cu.meter_no == meter)
+    )
+    if holder is not None and holder != event.customer_no:
+        return Refusal(rules.METER_TAKEN, f"meter {meter} belongs to customer {holder}")
+    claimed[meter] = event.customer_no
+    return None
+
+
+_STATUS_AFTER = {"close": "closed", "pause": "paused", "resume": "active"}
+
+
+def _apply_account_event(tx: Tx, event: c.AccountEventRecord) -> None:
+    """The archive follows the counter's lifecycle step: the new meter number, or the status;
+    the other counters see it in their next pull."""
+    values: dict[str, Any] = {}
+    if event.kind == "meter_change" and event.new_meter_no:
+        values["meter_no"] = event.new_meter_no
+    elif event.kind in _STATUS_AFTER:
+        values["status"] = _STATUS_AFTER[event.kind]
+    if not values:
+        return
+    done = tx.conn.execute(
+        update(m.customers).where(m.customers.c.customer_no == event.customer_no).values(values)
+    )
+    if done.rowcount:
+        tx.touch_customer(event.customer_no)
 
 
 def _set_card_serial(tx: Tx, customer_no: str, serial: str | None) -> None:

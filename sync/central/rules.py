@@ -36,6 +36,7 @@ UNKNOWN_REF = "unknown_ref"
 FUTURE_CREATED_AT = "future_created_at"
 COUNTER_ID_TAKEN = "counter_id_taken"
 OFFICE_MISMATCH = "office_mismatch"
+METER_TAKEN = "meter_taken"
 UNAUTHORIZED = "unauthorized"
 
 REVIEW_UNKNOWN_CUSTOMER = "unknown_customer"
@@ -54,6 +55,7 @@ assert {
     FUTURE_CREATED_AT,
     COUNTER_ID_TAKEN,
     OFFICE_MISMATCH,
+    METER_TAKEN,
 } == set(c.REFUSALS)
 assert {
     REVIEW_UNKNOWN_CUSTOMER,
