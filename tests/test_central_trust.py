@@ -699,3 +699,76 @@ def test_a_forged_purchase_count_does_not_block_the_real_card(
     held = store.customer(CUSTOMER)
     assert held is not None and held.purchase_count == 2
     service.client.close()
+
+
+# --------------------------------------------------------------------------- account events
+
+
+def account_event(
+    customer_no: str, kind: str, counter_id: str = "C1", **over: Any
+) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "customer_no": customer_no,
+        "kind": kind,
+        "operator_id": "t01",
+        "created_at": LATER,
+    }
+    return event("account-events", counter_id, **{**fields, **over})
+
+
+def test_a_meter_change_moves_the_archive_and_other_counters_pull_it(
+    store: CentralStore, c1: Api, c2: Api
+) -> None:
+    _, cursor = c2.pull("/customers")
+    r = c1.post("/account-events", account_event(CARD, "meter_change", new_meter_no="990000000001"))
+    assert r.status_code == 201, r.text
+    held = store.customer(CARD)
+    assert held is not None and held.meter_no == "990000000001"
+    changed, _ = c2.pull("/customers", after=cursor)
+    assert [(x["customer_no"], x["meter_no"]) for x in changed] == [(CARD, "990000000001")]
+
+
+def test_a_meter_change_to_a_meter_another_customer_holds_is_refused(
+    store: CentralStore, c1: Api
+) -> None:
+    first = store.customer(FIRST)
+    assert first is not None
+    refused(
+        c1.post(
+            "/account-events", account_event(CARD, "meter_change", new_meter_no=first.meter_no)
+        ),
+        409,
+        "meter_taken",
+    )
+    # two changes in one batch to the same new meter: the first takes it
+    pair = [
+        account_event(CARD, "meter_change", new_meter_no="990000000002"),
+        account_event(FIRST, "meter_change", new_meter_no="990000000002"),
+    ]
+    r = c1.post("/account-events/batch", {"items": pair})
+    assert batch_codes(r) == [("created", None), ("rejected", "meter_taken")]
+    card, first = store.customer(CARD), store.customer(FIRST)
+    assert card is not None and card.meter_no == "990000000002"
+    assert first is not None and first.meter_no != "990000000002"
+
+
+def test_close_pause_and_resume_set_the_status_and_a_later_sale_is_reviewed(
+    store: CentralStore, c1: Api, n1: Api
+) -> None:
+    assert (
+        c1.post("/account-events", account_event(CARD, "pause", reason="vacant")).status_code == 201
+    )
+    held = store.customer(CARD)
+    assert held is not None and held.status == "paused"
+    assert c1.post("/account-events", account_event(CARD, "resume")).status_code == 201
+    held = store.customer(CARD)
+    assert held is not None and held.status == "active"
+    r = c1.post("/account-events", account_event(CARD, "close", refund=1500))
+    assert r.status_code == 201, r.text
+    held = store.customer(CARD)
+    assert held is not None and held.status == "closed"
+    # a sale an offline counter made after the close is taken and flagged, as before
+    r = c1.post("/sales", sale(CARD))
+    assert r.status_code == 201 and r.json()["review"] == "customer_closed"
+    # another office's counter may not touch the customer
+    refused(n1.post("/account-events", account_event(CARD, "pause", "N1")), 403, "other_office")
