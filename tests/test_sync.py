@@ -111,24 +111,8 @@ def a_day_of_sales(counter: Counter) -> dict[str, str]:
     sold = counter.sell(image, 3000, cash_received=5000).sale.sale_id
     counter.to_meter(image)
     reversed_ = counter.sell(image, 1200).sale.sale_id
-    req = counter.approval("reverse", reversed_, ["t01"])
-    selling.reverse_sale(
-        counter.db,
-        counter.kit.terminal(image),
-        actor=counter.teller,
-        sale_id=reversed_,
-        clock=counter.clock,
-        settings=counter.settings,
-        approval_request=req,
-    )
-    remote = selling.remote_payment(
-        counter.db,
-        actor=counter.teller,
-        customer_no=REMOTE,
-        amount=8800,
-        clock=counter.clock,
-        settings=counter.settings,
-    ).sale_id
+    counter.reverse(image, reversed_)
+    remote = counter.remote(8800).sale_id
     return {"sold": sold, "reversed": reversed_, "remote": remote}
 
 
@@ -446,23 +430,9 @@ def test_rewrites_and_replacements_reach_the_central_archive(
     counter.to_meter(old)
     sold = counter.sell(old, 2500).sale.sale_id
     counter.kit.terminal(old).write(CardWrite(purchase=PurchaseRecord(5000, 1, b"\0" * 8, None)))
-    selling.rewrite(
-        counter.db,
-        counter.kit.terminal(old),
-        actor=counter.teller,
-        clock=counter.clock,
-        settings=counter.settings,
-    )
+    counter.rewrite(old)
     new = counter.kit.blank()
-    view, fee = selling.replace_card(
-        counter.db,
-        counter.kit.terminal(new),
-        actor=counter.teller,
-        customer_no=CUSTOMER,
-        clock=counter.clock,
-        settings=counter.settings,
-        approval_request=counter.approval("replace_card", CUSTOMER),
-    )
+    view, fee = counter.replace(new)
     service = make_service(counter, central, sleeps)
     report = service.run_round()
     assert report.push.failed == 0 and sync_status(counter.db, counter.clock, "C01").pending == 0
@@ -520,15 +490,7 @@ def test_a_reversed_sale_owes_its_arrears_again_on_both_sides(
     service.run_round()
     held = central.store.customer(OWING)
     assert held is not None and held.arrears == []  # paid off by the sale
-    selling.reverse_sale(
-        counter.db,
-        counter.kit.terminal(image),
-        actor=counter.teller,
-        sale_id=sale.sale_id,
-        clock=counter.clock,
-        settings=counter.settings,
-        approval_request=counter.approval("reverse", sale.sale_id, ["t01"]),
-    )
+    counter.reverse(image, sale.sale_id)
     open_refs = select(ArrearsItem.ref).where(
         ArrearsItem.ref.is_not(None), ArrearsItem.settled_by_sale_id.is_(None)
     )
@@ -566,17 +528,7 @@ def test_training_sales_never_reach_the_central_system(
 
 
 def remote_payments(counter: Counter, n: int, amount: int = 100) -> list[str]:
-    return [
-        selling.remote_payment(
-            counter.db,
-            actor=counter.teller,
-            customer_no=REMOTE,
-            amount=amount + i,
-            clock=counter.clock,
-            settings=counter.settings,
-        ).sale_id
-        for i in range(n)
-    ]
+    return [counter.remote(amount + i).sale_id for i in range(n)]
 
 
 def poison_operator(counter: Counter, sale_id: str, bad: str = "t02\n") -> None:
@@ -708,20 +660,11 @@ def test_a_batch_the_central_side_refuses_whole_is_split_until_it_goes(
 def test_offline_limits_and_status_count_only_this_counters_records(
     counter: Counter, central: CentralServer, sleeps: Sleeps
 ) -> None:
-    from app.services import shifts
 
-    other = auth.login(counter.db, "t02", "demo-t02", counter_id="C02", clock=counter.clock)
-    shifts.open_shift(counter.db, actor=other, float_fen=0, clock=counter.clock)
+    other = counter.other_teller()
 
     def pay(actor: auth.Principal, amount: int = 100) -> str:
-        return selling.remote_payment(
-            counter.db,
-            actor=actor,
-            customer_no=REMOTE,
-            amount=amount,
-            clock=counter.clock,
-            settings=counter.settings,
-        ).sale_id
+        return counter.remote(amount, actor=actor).sale_id
 
     theirs = [pay(other) for _ in range(3)]
     counter.settings.set("offline_max_sales", 3)
@@ -778,10 +721,8 @@ def test_reconcile_compares_the_live_ledger_not_the_frozen_body(
 def test_each_counter_follows_its_own_remote_payment_statuses(
     counter: Counter, central: CentralServer, sleeps: Sleeps
 ) -> None:
-    from app.services import shifts
 
-    other = auth.login(counter.db, "t02", "demo-t02", counter_id="C02", clock=counter.clock)
-    shifts.open_shift(counter.db, actor=other, float_fen=0, clock=counter.clock)
+    other = counter.other_teller()
     services = {
         cid: SyncService(
             counter.db,
@@ -794,14 +735,7 @@ def test_each_counter_follows_its_own_remote_payment_statuses(
     }
     paid = {}
     for cid, actor in (("C01", counter.teller), ("C02", other)):
-        paid[cid] = selling.remote_payment(
-            counter.db,
-            actor=actor,
-            customer_no=REMOTE,
-            amount=1000,
-            clock=counter.clock,
-            settings=counter.settings,
-        ).sale_id
+        paid[cid] = counter.remote(1000, actor=actor).sale_id
         assert services[cid].run_round().push.sent == 1
     # the central side changes both later: C01's first, so C02's comes after it in the stream
     central.store.set_remote_status(paid["C01"], "failed", "meter offline")
@@ -817,19 +751,9 @@ def test_the_migration_gives_existing_outbox_rows_their_counter(counter: Counter
     unsent with a refusal is set aside as refused."""
     from alembic import command
 
-    from app.services import shifts
-
     ids = a_day_of_sales(counter)  # C01: binding, sales, reversal, remote payment
-    other = auth.login(counter.db, "t02", "demo-t02", counter_id="C02", clock=counter.clock)
-    shifts.open_shift(counter.db, actor=other, float_fen=0, clock=counter.clock)
-    theirs = selling.remote_payment(
-        counter.db,
-        actor=other,
-        customer_no=REMOTE,
-        amount=700,
-        clock=counter.clock,
-        settings=counter.settings,
-    ).sale_id
+    other = counter.other_teller()
+    theirs = counter.remote(700, actor=other).sale_id
     with counter.db.read() as session:
         before = {r.id: r.counter_id for r in session.scalars(select(OutboxEntry))}
     assert set(before.values()) == {"C01", "C02"} and len(before) == 7

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from app.clock import FixedClock
+import pytest
+
+from app.clock import Clock, FixedClock
 from app.persistence.db import Database
-from app.services import approvals, auth, selling, shifts
+from app.services import approvals, auth, ledger, selling, shifts
+from app.services.auth import Principal
+from app.services.customers import CustomerView
 from app.settings import Settings
 from cardio.meter_sim import MeterSimulator
 from tests.cardkit import CardKit
@@ -18,6 +22,39 @@ OWING = "100000000001"  # owes 30.00 arrears and a 5.00 fee
 
 
 REMOTE = "100000000010"
+
+
+PURCHASE_UPDATE_APDU = 5  # a sale's APDUs: the secure UPDATE of the purchase file is the fifth
+
+
+def sell_pulled(
+    db: Database,
+    kit: CardKit,
+    image: Path,
+    *,
+    actor: Principal,
+    amount: int,
+    clock: Clock,
+    settings: Settings,
+    applied: bool,
+) -> selling.SaleInDoubt:
+    """A sale whose card is pulled during the secure UPDATE of the purchase file (``applied``:
+    whether the card took the write before its answer was lost): the sale is left in doubt."""
+    card = kit.os(image)
+    terminal = kit.terminal(image, card)
+    contents = terminal.read()
+    card.pull_after(PURCHASE_UPDATE_APDU, applied=applied)
+    with pytest.raises(selling.SaleInDoubt) as info:
+        selling.sell(
+            db,
+            terminal,
+            actor=actor,
+            amount=amount,
+            clock=clock,
+            settings=settings,
+            contents=contents,
+        )
+    return info.value
 
 
 class Counter:
@@ -53,6 +90,79 @@ class Counter:
             settings=self.settings,
             **kw,
         )  # type: ignore[arg-type]
+
+    def sell_pulled(self, image: Path, amount: int, *, applied: bool) -> selling.SaleInDoubt:
+        """A sale left in doubt by a card pulled during its purchase write (see :func:`sell_pulled`)."""
+        return sell_pulled(
+            self.db,
+            self.kit,
+            image,
+            actor=self.teller,
+            amount=amount,
+            clock=self.clock,
+            settings=self.settings,
+            applied=applied,
+        )
+
+    def recover(self, image: Path) -> selling.Assessment:
+        """Present the card: whatever it can decide is decided."""
+        return selling.recover_with_card(
+            self.db, self.kit.terminal(image), clock=self.clock, settings=self.settings
+        )
+
+    def reverse(self, image: Path, sale_id: str) -> ledger.SaleView:
+        """Reverse a sale on its card, approved on the spot by a supervisor other than the seller."""
+        return selling.reverse_sale(
+            self.db,
+            self.kit.terminal(image),
+            actor=self.teller,
+            sale_id=sale_id,
+            clock=self.clock,
+            settings=self.settings,
+            approval_request=self.approval("reverse", sale_id, ["t01"]),
+        )
+
+    def replace(self, new: Path, customer: str = CUSTOMER) -> tuple[CustomerView, int]:
+        """Replace the customer's card by the blank card ``new``, approved on the spot: (view, fee)."""
+        return selling.replace_card(
+            self.db,
+            self.kit.terminal(new),
+            actor=self.teller,
+            customer_no=customer,
+            clock=self.clock,
+            settings=self.settings,
+            approval_request=self.approval("replace_card", customer),
+        )
+
+    def remote(
+        self, amount: int, customer: str = REMOTE, actor: Principal | None = None, **kw: object
+    ) -> ledger.SaleView:
+        """A payment for a remote fee-control meter, by ``actor`` (default: the teller)."""
+        return selling.remote_payment(
+            self.db,
+            actor=actor or self.teller,
+            customer_no=customer,
+            amount=amount,
+            clock=self.clock,
+            settings=self.settings,
+            **kw,
+        )  # type: ignore[arg-type]
+
+    def rewrite(self, image: Path) -> selling.SaleOutcome:
+        """Write the customer's last purchase onto the card again."""
+        return selling.rewrite(
+            self.db,
+            self.kit.terminal(image),
+            actor=self.teller,
+            clock=self.clock,
+            settings=self.settings,
+        )
+
+    def other_teller(self) -> Principal:
+        """Teller t02 signed in at a second counter, C02, with a shift open there."""
+        other = auth.login(self.db, "t02", "demo-t02", counter_id="C02", clock=self.clock)
+        shifts.open_shift(self.db, actor=other, float_fen=0, clock=self.clock)
+        return other
 
     def to_meter(self, image: Path) -> None:
         self.meter.insert(self.kit.terminal(image))
