@@ -19,7 +19,6 @@ tests/test_audit.py.
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import sys
 import tempfile
@@ -36,7 +35,7 @@ from app.domain.audit import GENESIS, AuditRow, canonical_detail, row_hash
 from app.persistence.db import Database
 from app.persistence.models import AuditEntry, AuditHead
 from app.services import audit
-from tests.bench.common import emit, median, percentile, progress, rounded
+from tests.bench.common import bench_main, emit, median, percentile, progress, rounded
 
 TARGET_VERIFY_S_PER_100K = 2.0
 START = dt.datetime(2026, 3, 1, 1, 0, tzinfo=dt.UTC)
@@ -305,13 +304,7 @@ def run(appends: int = 300, rows: int = 100_000, sales: int = 20_000) -> list[di
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--appends", type=int, default=300)
-    parser.add_argument("--rows", type=int, default=100_000)
-    parser.add_argument("--sales", type=int, default=20_000)
-    args = parser.parse_args(argv)
-    run(args.appends, args.rows, args.sales)
-    return 0
+    return bench_main(__doc__, run, argv, appends=300, rows=100_000, sales=20_000)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,6 @@ Needs socat for the reads (skipped with a reason otherwise).
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import sys
 import tempfile
@@ -50,7 +49,7 @@ from cardio.dlt645.server import SerialServer
 from cardio.keys import MasterKeys, SoftwareKeyProvider
 from cardio.meter_sim import MeterSimulator
 from cardio.meter_wire import READ_SET, SimulatedMeterRegisters, read_meter
-from tests.bench.common import emit, median, percentile, progress, rounded
+from tests.bench.common import bench_main, emit, median, percentile, progress, rounded
 from tests.serial_rig import PtyPair
 
 PARSE_TARGET = 100_000  # frames per second
@@ -158,17 +157,22 @@ def _timed_reads(
         pair.stop()
 
 
+def no_socat(kind: str) -> dict[str, Any]:
+    """The record of a read bench that cannot run: socat makes its serial line."""
+    return emit(
+        {
+            "bench": "dlt645",
+            "kind": kind,
+            "skipped": "socat is not installed",
+            "target": f"ratio <= {RATIO_TARGET}",
+            "ok": False,
+        }
+    )
+
+
 def read_ratio(reads: int, paced_reads: int) -> dict[str, Any]:
     if shutil.which("socat") is None:
-        return emit(
-            {
-                "bench": "dlt645",
-                "kind": "read",
-                "skipped": "socat is not installed",
-                "target": f"ratio <= {RATIO_TARGET}",
-                "ok": False,
-            }
-        )
+        return no_socat("read")
     meter = MemoryMeter.with_values(METER, {D.REMAINING_AMOUNT: 123_456})
     request = encode(METER, ReadRequest(D.REMAINING_AMOUNT.code)).encode()
     answer = encode(METER, ReadReply(D.REMAINING_AMOUNT.code, b"\x00" * 4)).encode()
@@ -203,15 +207,7 @@ def _full_reading(client: MeterClient) -> None:
 
 def meter_read_ratio(reads: int, paced_reads: int) -> dict[str, Any]:
     if shutil.which("socat") is None:
-        return emit(
-            {
-                "bench": "dlt645",
-                "kind": "meter_read",
-                "skipped": "socat is not installed",
-                "target": f"ratio <= {RATIO_TARGET}",
-                "ok": False,
-            }
-        )
+        return no_socat("meter_read")
     with tempfile.TemporaryDirectory(prefix="bench-meter-") as tmp:
         keys = SoftwareKeyProvider(MasterKeys.generate())
         meter = MeterSimulator(Path(tmp) / "meter.json", keys, meter_no=METER, clock=SystemClock())
@@ -257,13 +253,7 @@ def run(frames: int = 200_000, reads: int = 500, paced_reads: int = 20) -> list[
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--frames", type=int, default=200_000)
-    parser.add_argument("--reads", type=int, default=500)
-    parser.add_argument("--paced-reads", type=int, default=20)
-    args = parser.parse_args(argv)
-    run(args.frames, args.reads, args.paced_reads)
-    return 0
+    return bench_main(__doc__, run, argv, frames=200_000, reads=500, paced_reads=20)
 
 
 if __name__ == "__main__":

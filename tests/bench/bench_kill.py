@@ -111,17 +111,7 @@ REWRITE_PHASES = {
     "recorded, before return": {"written and recorded"},
     "finished": {"written and recorded"},
 }
-REVERSAL_PHASES = {
-    "starting": {"none"},
-    "before the pending commit": {"none", "failed"},
-    "pending, before the card write": {"failed"},
-    "card write, before the purchase update": {"failed"},
-    "card write, purchase update in flight": {"failed", "completed"},
-    "card write, read-back": {"completed"},
-    "written, before completion": {"completed"},
-    "completed, before return": {"completed"},
-    "finished": {"completed"},
-}
+REVERSAL_PHASES = SALE_PHASES  # a reversal passes the same steps, to the same outcomes
 REPLACEMENT_PHASES = {
     "starting": {"none"},
     "before the approval is used": {"none"},

@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import sys
 import time
@@ -24,7 +23,7 @@ from app.domain.receipt import ReceiptData
 from printing import fonts
 from printing.escpos import receipt_escpos
 from printing.receipt import SIZES, render_receipt_pdf
-from tests.bench.common import emit, median, percentile, progress, rounded
+from tests.bench.common import bench_main, emit, median, percentile, progress, rounded
 from tests.rigs.receipts import RECEIPT
 
 TARGET_MEDIAN_MS = 20.0
@@ -115,11 +114,7 @@ def run(renders: int = 200) -> list[dict[str, Any]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--renders", type=int, default=200)
-    args = parser.parse_args(argv)
-    run(args.renders)
-    return 0
+    return bench_main(__doc__, run, argv, renders=200)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ only the figures.
 
 from __future__ import annotations
 
+import argparse
 import csv
 import hashlib
 import json
@@ -16,7 +17,7 @@ import os
 import resource
 import sys
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,19 @@ def emit(record: dict[str, Any]) -> dict[str, Any]:
     sys.stdout.write(json.dumps(record, ensure_ascii=False, sort_keys=False) + "\n")
     sys.stdout.flush()
     return record
+
+
+def bench_main(
+    doc: str | None, run: Callable[..., object], argv: list[str] | None, **defaults: Any
+) -> int:
+    """A benchmark's command line: ``--name`` for each keyword of ``run`` given in ``defaults``
+    (typed as its default), the first paragraph of the module's ``doc`` as its description;
+    then ``run`` with what was given."""
+    parser = argparse.ArgumentParser(description=(doc or "").split("\n\n")[0])
+    for name, default in defaults.items():
+        parser.add_argument("--" + name.replace("_", "-"), type=type(default), default=default)
+    run(**vars(parser.parse_args(argv)))
+    return 0
 
 
 def progress(message: str) -> None:
