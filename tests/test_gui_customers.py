@@ -20,6 +20,7 @@ from app.services.customers import SearchHit, SearchPage, customer_view
 from app.services.demo import demo_customer
 from app.settings import Settings
 from tests.cardkit import CardKit
+from tests.rigs.counter import sell_pulled
 
 pytestmark = pytest.mark.gui
 
@@ -442,20 +443,16 @@ def test_in_doubt_sale_is_decided_by_presenting_the_card(counter: Counter) -> No
     image = counter.card
     assert image is not None
     # a sale whose card write is interrupted: in doubt, the card never got it
-    card_os = counter.kit.os(image)
-    terminal = counter.kit.terminal(image, card_os)
-    contents = terminal.read()
-    card_os.pull_after(5, applied=False)
-    with pytest.raises(selling.SaleInDoubt):
-        selling.sell(
-            counter.db,
-            terminal,
-            actor=counter.teller,
-            amount=2000,
-            clock=counter.ctx.clock,
-            settings=counter.ctx.settings,
-            contents=contents,
-        )
+    sell_pulled(
+        counter.db,
+        counter.kit,
+        image,
+        actor=counter.teller,
+        amount=2000,
+        clock=counter.ctx.clock,
+        settings=counter.ctx.settings,
+        applied=False,
+    )
     doubtful = selling.unresolved(counter.db)
     assert len(doubtful) == 1
     counter.window.show_page("recovery")

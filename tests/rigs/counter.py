@@ -8,6 +8,7 @@ import pytest
 
 from app.clock import Clock, FixedClock
 from app.persistence.db import Database
+from app.ports import CardTerminal
 from app.services import approvals, auth, ledger, selling, shifts
 from app.services.auth import Principal
 from app.services.customers import CustomerView
@@ -68,17 +69,23 @@ class Counter:
         self.meter = MeterSimulator(tmp / "meter.json", self.kit.keys, clock=clock)
 
     def open(self, customer: str = CUSTOMER, amount: int | None = 5000) -> Path:
+        """A blank card opened as ``customer``'s card, with a first sale of ``amount``."""
         image = self.kit.blank()
-        selling.open_account(
+        self.open_account(self.kit.terminal(image), customer, amount)
+        return image
+
+    def open_account(
+        self, terminal: CardTerminal, customer: str, amount: int | None
+    ) -> tuple[CustomerView, selling.SaleOutcome | None]:
+        return selling.open_account(
             self.db,
-            self.kit.terminal(image),
+            terminal,
             actor=self.teller,
             customer_no=customer,
             clock=self.clock,
             settings=self.settings,
             amount=amount,
         )
-        return image
 
     def sell(self, image: Path, amount: int, **kw: object) -> selling.SaleOutcome:
         return selling.sell(
@@ -124,14 +131,22 @@ class Counter:
 
     def replace(self, new: Path, customer: str = CUSTOMER) -> tuple[CustomerView, int]:
         """Replace the customer's card by the blank card ``new``, approved on the spot: (view, fee)."""
+        return self.replace_card(
+            self.kit.terminal(new), self.approval("replace_card", customer), customer
+        )
+
+    def replace_card(
+        self, terminal: CardTerminal, request: str, customer: str = CUSTOMER
+    ) -> tuple[CustomerView, int]:
+        """Replace the customer's card by the blank card in ``terminal``, under ``request``."""
         return selling.replace_card(
             self.db,
-            self.kit.terminal(new),
+            terminal,
             actor=self.teller,
             customer_no=customer,
             clock=self.clock,
             settings=self.settings,
-            approval_request=self.approval("replace_card", customer),
+            approval_request=request,
         )
 
     def remote(
