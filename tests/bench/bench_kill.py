@@ -155,8 +155,9 @@ def phase_of(op: str, events: list[int]) -> str:
             return "card write, before the purchase update"
         return None
 
-    if op == "sale":
-        if E_COMPLETED in seen:
+    if op in ("sale", "reversal"):  # the same steps; a reversal marks no E_COMPLETED
+        completed = E_COMPLETED in seen if op == "sale" else E_COMMIT in after(E_WRITTEN)
+        if completed:
             return "completed, before return"
         if E_WRITTEN in seen:
             return "written, before completion"
@@ -171,16 +172,6 @@ def phase_of(op: str, events: list[int]) -> str:
         if E_WRITTEN in seen:
             return "written, before the rewrite is recorded"
         return write_phase() or "before the card write"
-    if op == "reversal":
-        if E_COMMIT in after(E_WRITTEN):
-            return "completed, before return"
-        if E_WRITTEN in seen:
-            return "written, before completion"
-        if (w := write_phase()) is not None:
-            return w
-        return (
-            "pending, before the card write" if E_PENDING in seen else "before the pending commit"
-        )
     # replacement
     if E_WRITTEN in seen:
         return "written, before return"
