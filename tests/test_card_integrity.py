@@ -221,15 +221,7 @@ def test_a_write_back_with_a_wrong_mac_is_refused(counter: Counter, provider: st
     assert contents.write_back_genuine is False
     assert terminal._check_write_back(contents.serial, b"", contents.write_back) is False
     with pytest.raises(selling.CardAnomaly, match="write-back is not genuine"):
-        selling.sell(
-            counter.db,
-            terminal,
-            actor=counter.teller,
-            amount=100,
-            clock=counter.clock,
-            settings=counter.settings,
-            contents=contents,
-        )
+        counter.sell_on(terminal, 100, contents=contents)
     with counter.db.read() as session:  # the forged balance is not taken as the meter's
         customer = session.scalar(select(Customer).where(Customer.customer_no == CUSTOMER))
         assert customer is not None and customer.meter_remaining == 5000
@@ -247,14 +239,7 @@ def test_a_card_that_keeps_old_bytes_leaves_the_sale_in_doubt(
     card = counter.kit.os(image)
     card.keep_old_bytes(1, stored=stored, sfi=P.SFI_PURCHASE)
     with pytest.raises(selling.SaleInDoubt, match="did not keep"):
-        selling.sell(
-            counter.db,
-            counter.kit.terminal(image, card),
-            actor=counter.teller,
-            amount=2000,
-            clock=counter.clock,
-            settings=counter.settings,
-        )
+        counter.sell_on(counter.kit.terminal(image, card), 2000)
     (left,) = selling.unresolved(counter.db)
     assert (left.state, left.purchase_count) == (SaleState.IN_DOUBT.value, 2)
     if stored == 0:  # the card kept purchase 1: presenting it fails the sale (cash back)
@@ -296,35 +281,14 @@ def test_through_pcscd_a_card_that_keeps_old_bytes_leaves_the_sale_in_doubt(
     counter: Counter, vpcd_card: tuple[UserCardOS, ApduTerminal]
 ) -> None:
     card, terminal = vpcd_card
-    selling.open_account(
-        counter.db,
-        terminal,
-        actor=counter.teller,
-        customer_no=CUSTOMER,
-        clock=counter.clock,
-        settings=counter.settings,
-    )
+    counter.open_account(terminal, CUSTOMER, None)
     card.keep_old_bytes(1, sfi=P.SFI_PURCHASE)
     with pytest.raises(selling.SaleInDoubt, match="did not keep"):
-        selling.sell(
-            counter.db,
-            terminal,
-            actor=counter.teller,
-            amount=2000,
-            clock=counter.clock,
-            settings=counter.settings,
-        )
+        counter.sell_on(terminal, 2000)
     (left,) = selling.unresolved(counter.db)
     assert (left.state, left.purchase_count) == (SaleState.IN_DOUBT.value, 1)
     assert terminal.read().purchase is None  # the card acknowledged, and kept nothing
     selling.recover_with_card(counter.db, terminal, clock=counter.clock, settings=counter.settings)
     assert ledger.get_sale(counter.db, left.sale_id).state == SaleState.FAILED.value
-    done = selling.sell(  # the card works again: the next sale completes
-        counter.db,
-        terminal,
-        actor=counter.teller,
-        amount=2000,
-        clock=counter.clock,
-        settings=counter.settings,
-    )
+    done = counter.sell_on(terminal, 2000)  # the card works again: the next sale completes
     assert done.sale.state == SaleState.COMPLETED.value

@@ -444,13 +444,17 @@ def test_in_doubt_sale_is_decided_by_presenting_the_card(counter: Counter) -> No
     assert image is not None
     # a sale whose card write is interrupted: in doubt, the card never got it
     sell_pulled(
-        counter.db,
         counter.kit,
         image,
-        actor=counter.teller,
-        amount=2000,
-        clock=counter.ctx.clock,
-        settings=counter.ctx.settings,
+        lambda terminal, contents: selling.sell(
+            counter.db,
+            terminal,
+            actor=counter.teller,
+            amount=2000,
+            clock=counter.ctx.clock,
+            settings=counter.ctx.settings,
+            contents=contents,
+        ),
         applied=False,
     )
     doubtful = selling.unresolved(counter.db)

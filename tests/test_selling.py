@@ -168,14 +168,7 @@ def test_refused_cards(counter: Counter, tmp_path: Path) -> None:
     other = stranger.blank()
     stranger.terminal(other).issue(1)
     with pytest.raises(selling.CardRefused, match="bound to no customer"):
-        selling.sell(
-            counter.db,
-            stranger.terminal(other),
-            actor=counter.teller,
-            amount=100,
-            clock=counter.clock,
-            settings=counter.settings,
-        )
+        counter.sell_on(stranger.terminal(other), 100)
 
 
 def test_card_ahead_of_the_ledger_is_an_anomaly(counter: Counter) -> None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from app.clock import Clock, FixedClock
+from app.clock import FixedClock
+from app.domain.card import CardContents
 from app.persistence.db import Database
 from app.ports import CardTerminal
 from app.services import approvals, auth, ledger, selling, shifts
@@ -29,32 +32,21 @@ PURCHASE_UPDATE_APDU = 5  # a sale's APDUs: the secure UPDATE of the purchase fi
 
 
 def sell_pulled(
-    db: Database,
     kit: CardKit,
     image: Path,
+    sell: Callable[[CardTerminal, CardContents], object],
     *,
-    actor: Principal,
-    amount: int,
-    clock: Clock,
-    settings: Settings,
     applied: bool,
 ) -> selling.SaleInDoubt:
-    """A sale whose card is pulled during the secure UPDATE of the purchase file (``applied``:
-    whether the card took the write before its answer was lost): the sale is left in doubt."""
+    """``sell(terminal, contents)`` on the card ``image`` (already read) with the card pulled
+    during the secure UPDATE of the purchase file (``applied``: whether the card took the write
+    before its answer was lost): the sale is left in doubt."""
     card = kit.os(image)
     terminal = kit.terminal(image, card)
     contents = terminal.read()
     card.pull_after(PURCHASE_UPDATE_APDU, applied=applied)
     with pytest.raises(selling.SaleInDoubt) as info:
-        selling.sell(
-            db,
-            terminal,
-            actor=actor,
-            amount=amount,
-            clock=clock,
-            settings=settings,
-            contents=contents,
-        )
+        sell(terminal, contents)
     return info.value
 
 
@@ -68,6 +60,12 @@ class Counter:
         shifts.open_shift(db, actor=self.teller, float_fen=0, clock=clock)
         self.meter = MeterSimulator(tmp / "meter.json", self.kit.keys, clock=clock)
 
+    def service(self, use_case: Callable[..., Any], *args: object, **kw: object) -> Any:
+        """``use_case(db, *args, **kw)`` by the teller at this counter (``kw`` may name another
+        ``actor``), with its clock and settings."""
+        context = {"actor": self.teller, "clock": self.clock, "settings": self.settings}
+        return use_case(self.db, *args, **{**context, **kw})
+
     def open(self, customer: str = CUSTOMER, amount: int | None = 5000) -> Path:
         """A blank card opened as ``customer``'s card, with a first sale of ``amount``."""
         image = self.kit.blank()
@@ -77,37 +75,20 @@ class Counter:
     def open_account(
         self, terminal: CardTerminal, customer: str, amount: int | None
     ) -> tuple[CustomerView, selling.SaleOutcome | None]:
-        return selling.open_account(
-            self.db,
-            terminal,
-            actor=self.teller,
-            customer_no=customer,
-            clock=self.clock,
-            settings=self.settings,
-            amount=amount,
-        )
+        return self.service(selling.open_account, terminal, customer_no=customer, amount=amount)
 
     def sell(self, image: Path, amount: int, **kw: object) -> selling.SaleOutcome:
-        return selling.sell(
-            self.db,
-            self.kit.terminal(image),
-            actor=self.teller,
-            amount=amount,
-            clock=self.clock,
-            settings=self.settings,
-            **kw,
-        )  # type: ignore[arg-type]
+        return self.sell_on(self.kit.terminal(image), amount, **kw)
+
+    def sell_on(self, terminal: CardTerminal, amount: int, **kw: object) -> selling.SaleOutcome:
+        return self.service(selling.sell, terminal, amount=amount, **kw)
 
     def sell_pulled(self, image: Path, amount: int, *, applied: bool) -> selling.SaleInDoubt:
         """A sale left in doubt by a card pulled during its purchase write (see :func:`sell_pulled`)."""
         return sell_pulled(
-            self.db,
             self.kit,
             image,
-            actor=self.teller,
-            amount=amount,
-            clock=self.clock,
-            settings=self.settings,
+            lambda terminal, contents: self.sell_on(terminal, amount, contents=contents),
             applied=applied,
         )
 
@@ -119,14 +100,12 @@ class Counter:
 
     def reverse(self, image: Path, sale_id: str) -> ledger.SaleView:
         """Reverse a sale on its card, approved on the spot by a supervisor other than the seller."""
-        return selling.reverse_sale(
-            self.db,
+        request = self.approval("reverse", sale_id, ["t01"])
+        return self.service(
+            selling.reverse_sale,
             self.kit.terminal(image),
-            actor=self.teller,
             sale_id=sale_id,
-            clock=self.clock,
-            settings=self.settings,
-            approval_request=self.approval("reverse", sale_id, ["t01"]),
+            approval_request=request,
         )
 
     def replace(self, new: Path, customer: str = CUSTOMER) -> tuple[CustomerView, int]:
@@ -139,39 +118,17 @@ class Counter:
         self, terminal: CardTerminal, request: str, customer: str = CUSTOMER
     ) -> tuple[CustomerView, int]:
         """Replace the customer's card by the blank card in ``terminal``, under ``request``."""
-        return selling.replace_card(
-            self.db,
-            terminal,
-            actor=self.teller,
-            customer_no=customer,
-            clock=self.clock,
-            settings=self.settings,
-            approval_request=request,
+        return self.service(
+            selling.replace_card, terminal, customer_no=customer, approval_request=request
         )
 
-    def remote(
-        self, amount: int, customer: str = REMOTE, actor: Principal | None = None, **kw: object
-    ) -> ledger.SaleView:
-        """A payment for a remote fee-control meter, by ``actor`` (default: the teller)."""
-        return selling.remote_payment(
-            self.db,
-            actor=actor or self.teller,
-            customer_no=customer,
-            amount=amount,
-            clock=self.clock,
-            settings=self.settings,
-            **kw,
-        )  # type: ignore[arg-type]
+    def remote(self, amount: int, customer: str = REMOTE, **kw: object) -> ledger.SaleView:
+        """A payment for a remote fee-control meter (``kw`` may name another ``actor``)."""
+        return self.service(selling.remote_payment, customer_no=customer, amount=amount, **kw)
 
     def rewrite(self, image: Path) -> selling.SaleOutcome:
         """Write the customer's last purchase onto the card again."""
-        return selling.rewrite(
-            self.db,
-            self.kit.terminal(image),
-            actor=self.teller,
-            clock=self.clock,
-            settings=self.settings,
-        )
+        return self.service(selling.rewrite, self.kit.terminal(image))
 
     def other_teller(self) -> Principal:
         """Teller t02 signed in at a second counter, C02, with a shift open there."""
