@@ -22,23 +22,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from app.services.customers.importing import COLUMNS
+
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DATA_DIR = ROOT / "bench-data"  # git-ignored
 FULL_ROWS = 1_000_000
 QUICK_ROWS = 100_000
 
-HEADER = (
-    "customer_no",
-    "name",
-    "address",
-    "phone",
-    "meter_no",
-    "meter_kind",
-    "tariff_plan",
-    "office",
-    "ct_ratio",
-    "pt_ratio",
-)
+HEADER = COLUMNS  # the columns of an import file, in the order the bench writes them
 FIRST_CUSTOMER_NO = 500_000_000_000
 FIRST_METER_NO = 600_000_000_000
 PLANS = ("RES-FLAT", "RES-TOU", "RES-TIER")
