@@ -33,6 +33,7 @@ from sync.client import CentralClient, RetryPolicy
 from sync.errors import SyncError
 from sync.outbox import push
 from tests.rigs.counter import Counter
+from tests.rigs.sync import running_central
 
 ROUNDS = int(os.environ.get("CARDVEND_SYNC_ROUNDS", "1000"))
 SEED = int(os.environ.get("CARDVEND_SYNC_SEED", "20261129"))
@@ -78,13 +79,7 @@ def counter(tmp_path: Path, clock: FixedClock) -> Iterator[Counter]:
 
 @pytest.fixture
 def central(tmp_path: Path, clock: FixedClock) -> Iterator[CentralServer]:
-    from sync.central.seed import seed_demo
-
-    server = CentralServer(f"sqlite:///{tmp_path / 'central.db'}", faults=True)
-    seed_demo(server.store, clock.now())
-    server.start()
-    yield server
-    server.stop()
+    yield from running_central(tmp_path, clock, faults=True)
 
 
 def _pending(db: Database) -> int:

@@ -2,9 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
+from app.clock import FixedClock
 from sync import contract as c
 from sync.central.server import CentralServer
 from sync.client import CentralClient
+
+
+def running_central(
+    tmp_path: Path, clock: FixedClock, *, faults: bool = False
+) -> Iterator[CentralServer]:
+    """The in-process central server on its own SQLite database with the demo data, started;
+    stopped afterwards (wrap it in a fixture).  ``faults``: it accepts injected faults."""
+    from sync.central.seed import seed_demo
+
+    server = CentralServer(f"sqlite:///{tmp_path / 'central.db'}", faults=faults)
+    seed_demo(server.store, clock.now())
+    server.start()
+    yield server
+    server.stop()
+
 
 TOKENS: dict[tuple[str, str], str] = {}  # (central URL, counter id) -> its current token
 
