@@ -25,7 +25,7 @@ from sync.client import CentralClient, RetryPolicy
 from sync.errors import AuditDiverged, CentralBadResponse, CentralUnreachable
 from sync.service import SyncService, reconcile
 from tests.rigs.counter import CUSTOMER, OWING, REMOTE, Counter
-from tests.rigs.sync import TOKENS, register
+from tests.rigs.sync import TOKENS, register, running_central
 
 
 class Sleeps:
@@ -44,13 +44,7 @@ class Sleeps:
 
 @pytest.fixture
 def central(tmp_path: Path, clock: FixedClock) -> Iterator[CentralServer]:
-    server = CentralServer(f"sqlite:///{tmp_path / 'central.db'}", faults=True)
-    from sync.central.seed import seed_demo
-
-    seed_demo(server.store, clock.now())
-    server.start()
-    yield server
-    server.stop()
+    yield from running_central(tmp_path, clock, faults=True)
 
 
 @pytest.fixture
@@ -114,6 +108,17 @@ def a_day_of_sales(counter: Counter) -> dict[str, str]:
     counter.reverse(image, reversed_)
     remote = counter.remote(8800).sale_id
     return {"sold": sold, "reversed": reversed_, "remote": remote}
+
+
+def a_day_synced(
+    counter: Counter, central: CentralServer, sleeps: Sleeps
+) -> tuple[dict[str, str], SyncService]:
+    """:func:`a_day_of_sales` sent in one round: the central system holds all four sales."""
+    ids = a_day_of_sales(counter)
+    service = make_service(counter, central, sleeps)
+    service.run_round()
+    assert reconcile(service.db, service.client, counter_id="C01", office_code="DEMO").matched == 4
+    return ids, service
 
 
 def local_settled(db: Database) -> set[str]:
@@ -318,10 +323,7 @@ def test_same_uuid_with_another_body_is_refused_and_reported(
 def test_reconcile_reports_every_difference(
     counter: Counter, central: CentralServer, sleeps: Sleeps
 ) -> None:
-    ids = a_day_of_sales(counter)
-    service = make_service(counter, central, sleeps)
-    service.run_round()
-    assert reconcile(service.db, service.client, counter_id="C01", office_code="DEMO").matched == 4
+    ids, service = a_day_synced(counter, central, sleeps)
     lose_centrally(central, ids["sold"])
     with counter.db.write() as session:  # a sale the counter lost
         session.execute(
@@ -694,10 +696,7 @@ def test_offline_limits_and_status_count_only_this_counters_records(
 def test_reconcile_compares_the_live_ledger_not_the_frozen_body(
     counter: Counter, central: CentralServer, sleeps: Sleeps
 ) -> None:
-    ids = a_day_of_sales(counter)
-    service = make_service(counter, central, sleeps)
-    service.run_round()
-    assert reconcile(service.db, service.client, counter_id="C01", office_code="DEMO").matched == 4
+    ids, service = a_day_synced(counter, central, sleeps)
     with counter.db.write() as session:  # hand edits of sales already sent
         session.execute(update(Sale).where(Sale.id == ids["sold"]).values(amount=1, credit=1))
         session.execute(update(Sale).where(Sale.id == ids["remote"]).values(state="failed"))
