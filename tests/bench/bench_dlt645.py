@@ -170,6 +170,35 @@ def no_socat(kind: str) -> dict[str, Any]:
     )
 
 
+def ratio_record(
+    kind: str,
+    size: int,
+    line: float,
+    fast: list[float],
+    paced: list[float],
+    **extra: Any,
+) -> dict[str, Any]:
+    """The record of a read bench: ``size`` bytes on the line take ``line`` seconds at 2400
+    baud; ``fast`` are the times over an unpaced pty, ``paced`` those at line speed."""
+    ratio = median(paced) / line
+    return emit(
+        {
+            "bench": "dlt645",
+            "kind": kind,
+            **extra,
+            "bytes": size,
+            "line_ms": rounded(line * 1000),
+            "software_ms": rounded(median(fast) * 1000),
+            "software_p99_ms": rounded(percentile(fast, 99) * 1000),
+            "software_share": rounded(median(fast) / line, 4),
+            "paced_ms": rounded(median(paced) * 1000),
+            "ratio": rounded(ratio),
+            "target": f"ratio <= {RATIO_TARGET}",
+            "ok": ratio <= RATIO_TARGET,
+        }
+    )
+
+
 def read_ratio(reads: int, paced_reads: int) -> dict[str, Any]:
     if shutil.which("socat") is None:
         return no_socat("read")
@@ -182,22 +211,7 @@ def read_ratio(reads: int, paced_reads: int) -> dict[str, Any]:
         fast = _timed_reads(Responder([meter]), Path(tmp) / "fast", reads)
         progress(f"{paced_reads} reads with the answers paced at 2400 baud ...")
         paced = _timed_reads(PacedResponder([meter]), Path(tmp) / "paced", paced_reads)
-    ratio = median(paced) / line
-    return emit(
-        {
-            "bench": "dlt645",
-            "kind": "read",
-            "bytes": len(request) + len(answer),
-            "line_ms": rounded(line * 1000),
-            "software_ms": rounded(median(fast) * 1000),
-            "software_p99_ms": rounded(percentile(fast, 99) * 1000),
-            "software_share": rounded(median(fast) / line, 4),
-            "paced_ms": rounded(median(paced) * 1000),
-            "ratio": rounded(ratio),
-            "target": f"ratio <= {RATIO_TARGET}",
-            "ok": ratio <= RATIO_TARGET,
-        }
-    )
+    return ratio_record("read", len(request) + len(answer), line, fast, paced)
 
 
 def _full_reading(client: MeterClient) -> None:
@@ -224,23 +238,7 @@ def meter_read_ratio(reads: int, paced_reads: int) -> dict[str, Any]:
             _full_reading,
         )
     line = RS485.line_time(size)
-    ratio = median(paced) / line
-    return emit(
-        {
-            "bench": "dlt645",
-            "kind": "meter_read",
-            "values": len(READ_SET),
-            "bytes": size,
-            "line_ms": rounded(line * 1000),
-            "software_ms": rounded(median(fast) * 1000),
-            "software_p99_ms": rounded(percentile(fast, 99) * 1000),
-            "software_share": rounded(median(fast) / line, 4),
-            "paced_ms": rounded(median(paced) * 1000),
-            "ratio": rounded(ratio),
-            "target": f"ratio <= {RATIO_TARGET}",
-            "ok": ratio <= RATIO_TARGET,
-        }
-    )
+    return ratio_record("meter_read", size, line, fast, paced, values=len(READ_SET))
 
 
 def run(frames: int = 200_000, reads: int = 500, paced_reads: int = 20) -> list[dict[str, Any]]:
