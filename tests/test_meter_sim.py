@@ -644,6 +644,14 @@ def test_an_edited_purchase_already_loaded_is_refused_too(env: Env) -> None:
 WB_UPDATE_APDU = 11
 
 
+def pulled_insert(meter: MeterSimulator, card: Card, n: int, *, applied: bool) -> None:
+    """The card inserted into ``meter`` and pulled at its ``n``-th APDU (``applied``: whether
+    the card took that command)."""
+    card.os.pull_after(n, applied=applied)
+    with pytest.raises(CardRemoved):
+        meter.insert(card.slot())
+
+
 def second_purchase(env: Env, meter: MeterSimulator) -> Card:
     card = env.opened(meter)
     card.write(parameters=user_params(card_type=UserCardType.PURCHASE), purchase=purchase(2, 5_000))
@@ -654,9 +662,7 @@ def second_purchase(env: Env, meter: MeterSimulator) -> Card:
 def test_a_purchase_is_not_credited_before_its_write_back_is_on_the_card(env: Env, n: int) -> None:
     meter = env.meter()
     card = second_purchase(env, meter)
-    card.os.pull_after(n, applied=False)  # pulled before the write-back reached the card
-    with pytest.raises(CardRemoved):
-        meter.insert(card.slot())
+    pulled_insert(meter, card, n, applied=False)  # pulled before the write-back reached the card
     wb = card.read().write_back
     assert wb is not None and wb.purchase_count == 1  # the card still says: not loaded
     s = env.meter().state
@@ -672,9 +678,7 @@ def test_a_purchase_is_not_credited_before_its_write_back_is_on_the_card(env: En
 def test_a_purchase_taken_back_before_its_write_back_is_never_credited(env: Env) -> None:
     meter = env.meter()
     card = second_purchase(env, meter)
-    card.os.pull_after(WB_UPDATE_APDU, applied=False)
-    with pytest.raises(CardRemoved):
-        meter.insert(card.slot())
+    pulled_insert(meter, card, WB_UPDATE_APDU, applied=False)
     # the counter sees purchase 2 not loaded and reverses it: the card holds purchase 1 again
     card.write(purchase=purchase(1, 10_000))
     result = env.meter().insert(card.slot())
@@ -689,9 +693,8 @@ def test_a_purchase_whose_write_back_reached_the_card_is_credited_at_the_next_in
 ) -> None:
     meter = env.meter()
     card = second_purchase(env, meter)
-    card.os.pull_after(n, applied=True)  # the write-back is on the card, the meter never knew
-    with pytest.raises(CardRemoved):
-        meter.insert(card.slot())
+    # the write-back is on the card, the meter never knew
+    pulled_insert(meter, card, n, applied=True)
     wb = card.read().write_back
     assert wb is not None and wb.purchase_count == 2 and wb.remaining == 15_000
     assert card.read().write_back_genuine
@@ -709,9 +712,7 @@ def test_a_purchase_whose_write_back_reached_the_card_is_credited_at_the_next_in
 def test_a_pending_purchase_announced_on_a_lost_card_reaches_the_meter_once(env: Env) -> None:
     meter = env.meter()
     old = second_purchase(env, meter)
-    old.os.pull_after(WB_UPDATE_APDU, applied=True)
-    with pytest.raises(CardRemoved):
-        meter.insert(old.slot())
+    pulled_insert(meter, old, WB_UPDATE_APDU, applied=True)
     new = env.card()  # the replacement carries the last purchase, without a write-back
     new.write(
         parameters=user_params(card_type=UserCardType.REPLACEMENT),
