@@ -51,6 +51,7 @@ from cardio.meter_sim import (
     MeterStateError,
 )
 from cardio.terminal import ApduTerminal
+from tests.rigs.user_card import user_params as card_params
 
 UTILITY = "110000"
 METER = "000000123456"
@@ -141,23 +142,16 @@ def user_params(
     flags: UpdateFlags = UpdateFlags.PARAMETERS | UpdateFlags.CURRENT_TARIFF,
     **thresholds: int,
 ) -> ParameterRecord:
-    values = {
-        "alarm1": 1000,
-        "alarm2": 500,
-        "overdraft_limit": 0,
-        "credit_ceiling": 0,
-        "ct_ratio": 1,
-        "pt_ratio": 1,
-    } | thresholds
-    return ParameterRecord(
-        card_kind=CardKind.USER,
+    """The test meter's user-card parameters (alarm 10.00/5.00 yuan, no ceiling), with
+    ``thresholds`` changed."""
+    return card_params(
         utility_code=UTILITY,
         user_card_type=card_type,
         customer_no=CUSTOMER,
         meter_no=meter_no,
         update_flags=flags,
         param_version=version,
-        **values,
+        **({"alarm1": 1000, "alarm2": 500, "credit_ceiling": 0} | thresholds),
     )
 
 
@@ -748,20 +742,11 @@ def test_pending_purchase_in_the_state_file(env: Env) -> None:
 
 def management(env: Env, kind: CardKind, target: str, job: JobRecord, **files: Any) -> Card:
     card = env.card(kind)
-    params = ParameterRecord(
+    thresholds = {"alarm1": 2000, "alarm2": 700, "overdraft_limit": 300}
+    params = replace(
+        user_params(target, UserCardType.NONE, 0, UpdateFlags.NONE, **thresholds),
         card_kind=kind,
-        utility_code=UTILITY,
-        user_card_type=UserCardType.NONE,
         customer_no="0" * 12,
-        meter_no=target,
-        alarm1=2000,
-        alarm2=700,
-        overdraft_limit=300,
-        credit_ceiling=0,
-        ct_ratio=1,
-        pt_ratio=1,
-        update_flags=UpdateFlags.NONE,
-        param_version=0,
     )
     card.write(parameters=params, job=job, **files)
     return card
