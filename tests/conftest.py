@@ -22,6 +22,7 @@ from tests.serial_rig import ptys  # noqa: F401  (a socat pty pair per test)
 
 if TYPE_CHECKING:
     from sync.central.server import CentralServer
+    from tests.rigs.sync import Sleeps
 
 PG_URL = os.environ.get("CARDVEND_TEST_PG_URL", "postgresql://127.0.0.1:5432/test")
 ROOT = Path(__file__).resolve().parent.parent
@@ -111,8 +112,17 @@ def counter(demo_db: Database, clock: FixedClock, tmp_path: Path) -> Counter:
 
 @pytest.fixture
 def central(tmp_path: Path, clock: FixedClock) -> Iterator[CentralServer]:
-    """The in-process central server with the demo data (modules that need it otherwise
-    define their own ``central``)."""
+    """The in-process central server with the demo data; faults can be armed through its test
+    endpoint (none are unless a test arms them). Modules that need another kind of central
+    server define their own ``central``."""
     from tests.rigs.sync import running_central
 
-    yield from running_central(tmp_path, clock)
+    yield from running_central(tmp_path, clock, faults=True)
+
+
+@pytest.fixture
+def sleeps() -> Sleeps:
+    """The sync client's sleeps between retries, recorded instead of slept."""
+    from tests.rigs.sync import Sleeps
+
+    return Sleeps()

@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 from sqlalchemy import delete, select, update
 
-from app.clock import FixedClock
 from app.persistence.db import Database
 from app.persistence.models import ArrearsItem, AuditEntry, Customer, OutboxEntry, Sale
 from app.services import auth
@@ -33,13 +30,7 @@ from tests.rigs.sync import (
     central_sales,
     make_service,
     register,
-    running_central,
 )
-
-
-@pytest.fixture
-def central(tmp_path: Path, clock: FixedClock) -> Iterator[CentralServer]:
-    yield from running_central(tmp_path, clock, faults=True)
 
 
 def settle_centrally(central: CentralServer, ref: str, customer_no: str) -> None:
@@ -56,11 +47,6 @@ def settle_centrally(central: CentralServer, ref: str, customer_no: str) -> None
 def lose_centrally(central: CentralServer, sale_id: str) -> None:
     t = central_models.sales
     central.store.write(lambda tx: tx.conn.execute(delete(t).where(t.c.id == sale_id)))
-
-
-@pytest.fixture
-def sleeps() -> Sleeps:
-    return Sleeps()
 
 
 def local_settled(db: Database) -> set[str]:

@@ -33,7 +33,6 @@ from sync.client import CentralClient, RetryPolicy
 from sync.errors import SyncError
 from sync.outbox import push
 from tests.rigs.counter import Counter
-from tests.rigs.sync import running_central
 
 ROUNDS = int(os.environ.get("CARDVEND_SYNC_ROUNDS", "1000"))
 SEED = int(os.environ.get("CARDVEND_SYNC_SEED", "20261129"))
@@ -75,11 +74,6 @@ def counter(tmp_path: Path, clock: FixedClock) -> Iterator[Counter]:
     load_demo(db, clock)
     yield Counter(db, clock, tmp_path)
     db.dispose()
-
-
-@pytest.fixture
-def central(tmp_path: Path, clock: FixedClock) -> Iterator[CentralServer]:
-    yield from running_central(tmp_path, clock, faults=True)
 
 
 def _pending(db: Database) -> int:

@@ -5,14 +5,11 @@ PostgreSQL."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import select, text, update
 
-from app.clock import FixedClock
 from app.persistence.models import ArrearsItem, AuditEntry, Customer, OutboxEntry, Sale
 from app.services import auth, selling
 from app.services.sync_status import sync_status
@@ -28,19 +25,7 @@ from tests.rigs.sync import (
     central_sales,
     make_service,
     register,
-    running_central,
 )
-
-
-@pytest.fixture
-def central(tmp_path: Path, clock: FixedClock) -> Iterator[CentralServer]:
-    yield from running_central(tmp_path, clock, faults=True)
-
-
-@pytest.fixture
-def sleeps() -> Sleeps:
-    return Sleeps()
-
 
 # --------------------------------------------------------------------------- refused records
 
