@@ -8,6 +8,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from sqlalchemy import text
@@ -18,6 +19,10 @@ from app.persistence.db import Database, make_engine, normalize_url
 from tests.pcsc_fixtures import pcscd  # noqa: F401  (session fixture: a real pcscd)
 from tests.rigs.counter import Counter
 from tests.serial_rig import ptys  # noqa: F401  (a socat pty pair per test)
+
+if TYPE_CHECKING:
+    from sync.central.server import CentralServer
+    from tests.rigs.sync import Sleeps
 
 PG_URL = os.environ.get("CARDVEND_TEST_PG_URL", "postgresql://127.0.0.1:5432/test")
 ROOT = Path(__file__).resolve().parent.parent
@@ -103,3 +108,21 @@ def demo_db(db: Database, clock: FixedClock) -> Database:
 def counter(demo_db: Database, clock: FixedClock, tmp_path: Path) -> Counter:
     """A counter on the demo database with an emulated card and a meter simulator."""
     return Counter(demo_db, clock, tmp_path)
+
+
+@pytest.fixture
+def central(tmp_path: Path, clock: FixedClock) -> Iterator[CentralServer]:
+    """The in-process central server with the demo data; faults can be armed through its test
+    endpoint (none are unless a test arms them). Modules that need another kind of central
+    server define their own ``central``."""
+    from tests.rigs.sync import running_central
+
+    yield from running_central(tmp_path, clock, faults=True)
+
+
+@pytest.fixture
+def sleeps() -> Sleeps:
+    """The sync client's sleeps between retries, recorded instead of slept."""
+    from tests.rigs.sync import Sleeps
+
+    return Sleeps()

@@ -71,6 +71,18 @@ def sign(db: Database, clock: FixedClock, rid: str, who: str) -> ap.ApprovalView
     )
 
 
+def use(
+    db: Database,
+    clock: FixedClock,
+    rid: str,
+    *,
+    action: Action = Action.REVERSE,
+    target: str = SALE,
+    who: str = "t01",
+) -> ap.ApprovalView:
+    return ap.use(db, rid, action=action, target=target, operator_id=who, clock=clock)
+
+
 def trail(db: Database) -> list[tuple[str, str, str | None]]:
     """The approval rows of the audit log: (action, result, operator)."""
     with db.read() as s:
@@ -225,7 +237,7 @@ def test_reject(adb: Database, clock: FixedClock) -> None:
     with pytest.raises(ApprovalStateError):
         sign(adb, clock, req.id, "s02")
     with pytest.raises(ApprovalStateError):
-        ap.use(adb, req.id, action=Action.REVERSE, target=SALE, operator_id="t01", clock=clock)
+        use(adb, clock, req.id)
     assert trail(adb) == [
         ("approval.request", "ok", "t01"),
         ("approval.reject", "denied", "t02"),
@@ -264,12 +276,12 @@ def test_queue_and_sweep_expire_pending_and_unused(adb: Database, clock: FixedCl
 def test_use_once(adb: Database, clock: FixedClock) -> None:
     req = ask(adb, clock)
     with pytest.raises(ApprovalStateError, match="not approved yet"):
-        ap.use(adb, req.id, action=Action.REVERSE, target=SALE, operator_id="t01", clock=clock)
+        use(adb, clock, req.id)
     sign(adb, clock, req.id, "s01")
-    used = ap.use(adb, req.id, action=Action.REVERSE, target=SALE, operator_id="t01", clock=clock)
+    used = use(adb, clock, req.id)
     assert (used.state, used.used_at) == ("used", clock.now().isoformat())
     with pytest.raises(ApprovalStateError, match="used"):
-        ap.use(adb, req.id, action=Action.REVERSE, target=SALE, operator_id="t01", clock=clock)
+        use(adb, clock, req.id)
     assert [a[0] for a in trail(adb)] == ["approval.request", "approval.approve", "approval.use"]
 
 
@@ -277,17 +289,17 @@ def test_use_only_for_its_action_target_and_requester(adb: Database, clock: Fixe
     req = ask(adb, clock)
     sign(adb, clock, req.id, "s01")
     with pytest.raises(ApprovalStateError, match="another action or target"):
-        ap.use(adb, req.id, action=Action.REVERSE, target="sale-9", operator_id="t01", clock=clock)
+        use(adb, clock, req.id, target="sale-9")
     with pytest.raises(ApprovalStateError):
-        ap.use(adb, req.id, action=Action.REPRINT, target=SALE, operator_id="t01", clock=clock)
+        use(adb, clock, req.id, action=Action.REPRINT)
     with pytest.raises(ApprovalDenied):
-        ap.use(adb, req.id, action=Action.REVERSE, target=SALE, operator_id="t02", clock=clock)
+        use(adb, clock, req.id, who="t02")
     with pytest.raises(ApprovalNotFound):
-        ap.use(adb, "nope", action=Action.REVERSE, target=SALE, operator_id="t01", clock=clock)
+        use(adb, clock, "nope")
     assert state(adb, req.id) == "approved"  # the mistakes did not use it up
     clock.advance(minutes=60)
     with pytest.raises(ApprovalExpired):
-        ap.use(adb, req.id, action=Action.REVERSE, target=SALE, operator_id="t01", clock=clock)
+        use(adb, clock, req.id)
     assert state(adb, req.id) == "expired"
     assert trail(adb)[-1] == ("approval.expire", "ok", None)
 
@@ -315,14 +327,7 @@ def test_two_steps_in_order(adb: Database, clock: FixedClock) -> None:
     with pytest.raises(ApprovalDenied):
         sign(adb, clock, req.id, "s02")
     with pytest.raises(ApprovalStateError):  # not approved yet
-        ap.use(
-            adb,
-            req.id,
-            action=Action.REPLACE_CARD,
-            target="100000000002",
-            operator_id="t01",
-            clock=clock,
-        )
+        use(adb, clock, req.id, action=Action.REPLACE_CARD, target="100000000002")
     done = sign(adb, clock, req.id, "a01")
     assert done.state == "approved"
     assert [(a.operator, a.step) for a in done.approvals] == [("s01", 1), ("a01", 2)]
@@ -489,7 +494,7 @@ def test_require_approval_in_the_callers_unit_of_work(adb: Database, clock: Fixe
 def test_every_state_change_is_audited(adb: Database, clock: FixedClock) -> None:
     a = ask(adb, clock)
     sign(adb, clock, a.id, "s01")
-    ap.use(adb, a.id, action=Action.REVERSE, target=SALE, operator_id="t01", clock=clock)
+    use(adb, clock, a.id)
     b = ask(adb, clock, target="sale-2")
     ap.reject(
         adb,

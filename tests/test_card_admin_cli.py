@@ -10,7 +10,6 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -18,7 +17,7 @@ from sqlalchemy import func, select
 from app.persistence.db import Database
 from app.persistence.models import ApprovalRequest, ReceiptPrint
 from tests.conftest import ROOT
-from tests.rigs.cli import run
+from tests.rigs.cli import ok_json, run
 from tests.rigs.commands import audit_rows, one_line
 
 CUSTOMER = "100000000002"  # card meter, nothing owed
@@ -43,11 +42,6 @@ def cv(
     home: Path, *args: str, operator: str = "t01", **extra: str
 ) -> subprocess.CompletedProcess[str]:
     return run(home, *args, "--operator", operator, env=as_(operator, **extra))
-
-
-def ok_json(r: subprocess.CompletedProcess[str]) -> Any:
-    assert r.returncode == 0, r.stderr
-    return json.loads(r.stdout)
 
 
 @pytest.fixture(scope="module")

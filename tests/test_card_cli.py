@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import os
 from pathlib import Path
+from subprocess import CompletedProcess
 
 import pytest
 
@@ -37,6 +38,11 @@ def test_blank_issue_read_erase(home: Path) -> None:
     assert r.returncode == 1 and "blank" in r.stderr
 
 
+def meter_insert(home: Path, state: str, image: str, *args: str) -> CompletedProcess[str]:
+    """``cardvend meter insert``: the card image into the simulated meter kept in ``state``."""
+    return run(home, "meter", "insert", "--meter-state", state, "--image", image, *args)
+
+
 def test_user_card_through_the_meter(home: Path) -> None:
     image = home / "card.json"
     state = home / "meter.json"
@@ -44,24 +50,11 @@ def test_user_card_through_the_meter(home: Path) -> None:
     assert run(home, "card", "issue", "--image", str(image), "--kind", "user").returncode == 0
     result = write_user_card(home, image)
     assert len(result.files) == 3
-    r = run(home, "meter", "insert", "--meter-state", str(state), "--image", str(image), "--json")
+    r = meter_insert(home, str(state), str(image), "--json")
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["accepted"] and out["credited_fen"] == 10000
-    r = run(
-        home,
-        "meter",
-        "insert",
-        "--meter-state",
-        str(state),
-        "--image",
-        str(image),
-        "--hours",
-        "10",
-        "--load-kw",
-        "1",
-        "--json",
-    )
+    r = meter_insert(home, str(state), str(image), "--hours", "10", "--load-kw", "1", "--json")
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["credited_fen"] == 0  # the same purchase is not loaded twice
@@ -73,30 +66,10 @@ def test_user_card_through_the_meter(home: Path) -> None:
 
 
 def test_bad_hours_and_missing_image(home: Path) -> None:
-    r = run(
-        home,
-        "meter",
-        "insert",
-        "--meter-state",
-        str(home / "m.json"),
-        "--image",
-        str(home / "none.json"),
-    )
+    r = meter_insert(home, str(home / "m.json"), str(home / "none.json"))
     assert r.returncode == 1 and "none.json" in r.stderr
     image = home / "card.json"
     run(home, "card", "blank", "--image", str(image))
-    r = run(
-        home,
-        "meter",
-        "insert",
-        "--meter-state",
-        str(home / "m.json"),
-        "--image",
-        str(image),
-        "--hours",
-        "0.001",
-        "--load-kw",
-        "1",
-    )
+    r = meter_insert(home, str(home / "m.json"), str(image), "--hours", "0.001", "--load-kw", "1")
     assert r.returncode == 1 and "--hours" in r.stderr
     assert not os.path.exists(home / "m.json.tmp")

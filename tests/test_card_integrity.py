@@ -102,28 +102,13 @@ def test_an_edited_purchase_decides_no_sale(counter: Counter) -> None:
     if the write had never arrived) must not hand the cash back."""
     image = counter.open(amount=5000)
     counter.to_meter(image)
-    card = counter.kit.os(image)
-    terminal = counter.kit.terminal(image, card)
-    contents = terminal.read()
-    card.pull_after(5, applied=True)  # the purchase UPDATE is applied, the answer lost
-    with pytest.raises(selling.SaleInDoubt) as info:
-        selling.sell(
-            counter.db,
-            terminal,
-            actor=counter.teller,
-            amount=2000,
-            clock=counter.clock,
-            settings=counter.settings,
-            contents=contents,
-        )
-    sale_id = str(info.value.params["sale_id"])
+    doubt = counter.sell_pulled(image, 2000, applied=True)  # applied, the answer lost
+    sale_id = str(doubt.params["sale_id"])
     held = counter.kit.terminal(image).read().purchase
     assert held is not None and held.purchase_count == 2  # the card holds the sale
     edit_image(image, P.SFI_PURCHASE, {"purchase_count": 1})
     with pytest.raises(selling.CardAnomaly):
-        selling.recover_with_card(
-            counter.db, counter.kit.terminal(image), clock=counter.clock, settings=counter.settings
-        )
+        counter.recover(image)
     assert ledger.get_sale(counter.db, sale_id).state == SaleState.IN_DOUBT.value
 
 
@@ -182,9 +167,7 @@ def test_a_write_back_claiming_more_than_was_sold_is_an_anomaly(counter: Counter
     assert len(recorded) == 1
     assert (recorded[0]["remaining_fen"], recorded[0]["sold_fen"]) == (109_000, 9000)
     with pytest.raises(selling.CardAnomaly):  # each presentation is refused and recorded
-        selling.recover_with_card(
-            counter.db, counter.kit.terminal(image), clock=counter.clock, settings=counter.settings
-        )
+        counter.recover(image)
     assert len(anomalies(counter)) == 2
     # the meter's reading is still noted for the central system
     with counter.db.read() as session:
@@ -204,15 +187,7 @@ def test_sold_credit_counts_completed_and_unresolved_sales(counter: Counter) -> 
             return selling.sold_credit(session, customer)
 
     assert credit() == 9000
-    selling.reverse_sale(
-        counter.db,
-        counter.kit.terminal(image),
-        actor=counter.teller,
-        sale_id=sold.sale.sale_id,
-        clock=counter.clock,
-        settings=counter.settings,
-        approval_request=counter.approval("reverse", sold.sale.sale_id, ["t01"]),
-    )
+    counter.reverse(image, sold.sale.sale_id)
     assert credit() == 5000  # a reversed sale is no longer sold
     ledger.begin_card_sale(
         counter.db, actor=counter.teller, customer_no=CUSTOMER, amount=700, clock=counter.clock
@@ -232,9 +207,7 @@ def test_sold_credit_counts_completed_and_unresolved_sales(counter: Counter) -> 
 def test_a_write_back_with_a_wrong_mac_is_refused(counter: Counter, provider: str) -> None:
     image = counter.open(amount=5000)
     counter.to_meter(image)
-    before = selling.recover_with_card(  # the counter notes the genuine write-back: 50.00 left
-        counter.db, counter.kit.terminal(image), clock=counter.clock, settings=counter.settings
-    ).contents
+    before = counter.recover(image).contents  # the counter notes the genuine write-back: 50.00 left
     assert before.write_back_genuine is True and before.write_back is not None
     edit_image(image, P.SFI_WRITE_BACK, {"remaining": 4000})  # MAC kept, CRC fixed
 
@@ -248,15 +221,7 @@ def test_a_write_back_with_a_wrong_mac_is_refused(counter: Counter, provider: st
     assert contents.write_back_genuine is False
     assert terminal._check_write_back(contents.serial, b"", contents.write_back) is False
     with pytest.raises(selling.CardAnomaly, match="write-back is not genuine"):
-        selling.sell(
-            counter.db,
-            terminal,
-            actor=counter.teller,
-            amount=100,
-            clock=counter.clock,
-            settings=counter.settings,
-            contents=contents,
-        )
+        counter.sell_on(terminal, 100, contents=contents)
     with counter.db.read() as session:  # the forged balance is not taken as the meter's
         customer = session.scalar(select(Customer).where(Customer.customer_no == CUSTOMER))
         assert customer is not None and customer.meter_remaining == 5000
@@ -274,20 +239,11 @@ def test_a_card_that_keeps_old_bytes_leaves_the_sale_in_doubt(
     card = counter.kit.os(image)
     card.keep_old_bytes(1, stored=stored, sfi=P.SFI_PURCHASE)
     with pytest.raises(selling.SaleInDoubt, match="did not keep"):
-        selling.sell(
-            counter.db,
-            counter.kit.terminal(image, card),
-            actor=counter.teller,
-            amount=2000,
-            clock=counter.clock,
-            settings=counter.settings,
-        )
+        counter.sell_on(counter.kit.terminal(image, card), 2000)
     (left,) = selling.unresolved(counter.db)
     assert (left.state, left.purchase_count) == (SaleState.IN_DOUBT.value, 2)
     if stored == 0:  # the card kept purchase 1: presenting it fails the sale (cash back)
-        selling.recover_with_card(
-            counter.db, counter.kit.terminal(image), clock=counter.clock, settings=counter.settings
-        )
+        counter.recover(image)
         assert ledger.get_sale(counter.db, left.sale_id).state == SaleState.FAILED.value
     else:  # part new, part old: a damaged file decides nothing
         with pytest.raises(CorruptCardFile):
@@ -325,35 +281,14 @@ def test_through_pcscd_a_card_that_keeps_old_bytes_leaves_the_sale_in_doubt(
     counter: Counter, vpcd_card: tuple[UserCardOS, ApduTerminal]
 ) -> None:
     card, terminal = vpcd_card
-    selling.open_account(
-        counter.db,
-        terminal,
-        actor=counter.teller,
-        customer_no=CUSTOMER,
-        clock=counter.clock,
-        settings=counter.settings,
-    )
+    counter.open_account(terminal, CUSTOMER, None)
     card.keep_old_bytes(1, sfi=P.SFI_PURCHASE)
     with pytest.raises(selling.SaleInDoubt, match="did not keep"):
-        selling.sell(
-            counter.db,
-            terminal,
-            actor=counter.teller,
-            amount=2000,
-            clock=counter.clock,
-            settings=counter.settings,
-        )
+        counter.sell_on(terminal, 2000)
     (left,) = selling.unresolved(counter.db)
     assert (left.state, left.purchase_count) == (SaleState.IN_DOUBT.value, 1)
     assert terminal.read().purchase is None  # the card acknowledged, and kept nothing
     selling.recover_with_card(counter.db, terminal, clock=counter.clock, settings=counter.settings)
     assert ledger.get_sale(counter.db, left.sale_id).state == SaleState.FAILED.value
-    done = selling.sell(  # the card works again: the next sale completes
-        counter.db,
-        terminal,
-        actor=counter.teller,
-        amount=2000,
-        clock=counter.clock,
-        settings=counter.settings,
-    )
+    done = counter.sell_on(terminal, 2000)  # the card works again: the next sale completes
     assert done.sale.state == SaleState.COMPLETED.value

@@ -31,7 +31,7 @@ from app.services.auth import Principal
 from app.services.demo import FIRST_CUSTOMER, demo_arrears
 from cardio.emulator import CardImage, CardImageError
 from cardio.terminal import ApduTerminal
-from tests.rigs.counter import CUSTOMER, REMOTE, Counter
+from tests.rigs.counter import CUSTOMER, Counter
 
 
 def free_customers(db: Database, n: int) -> list[str]:
@@ -63,18 +63,6 @@ def bound_rows(db: Database, customer_no: str) -> int:
         return sum(1 for r in rows if r.payload["customer_no"] == customer_no)
 
 
-def open_account(counter: Counter, terminal: ApduTerminal, customer_no: str, amount: int | None):  # type: ignore[no-untyped-def]
-    return selling.open_account(
-        counter.db,
-        terminal,
-        actor=counter.teller,
-        customer_no=customer_no,
-        clock=counter.clock,
-        settings=counter.settings,
-        amount=amount,
-    )
-
-
 # --------------------------------------------------------------------------- open account
 
 
@@ -94,7 +82,7 @@ def test_open_account_pulled_at_every_apdu_then_retried(counter: Counter) -> Non
             card = counter.kit.os(image)
             card.pull_after(n, applied=applied)
             try:
-                open_account(counter, counter.kit.terminal(image, card), customer, None)
+                counter.open_account(counter.kit.terminal(image, card), customer, None)
             except CardRemoved:
                 pulled += 1
             else:
@@ -103,7 +91,7 @@ def test_open_account_pulled_at_every_apdu_then_retried(counter: Counter) -> Non
                 break
             assert card_of(counter.db, customer) is None, (n, applied)
             assert bound_rows(counter.db, customer) == 0
-            _, outcome = open_account(counter, counter.kit.terminal(image), customer, 3000)
+            _, outcome = counter.open_account(counter.kit.terminal(image), customer, 3000)
             assert outcome is not None and outcome.sale.state == "completed", (n, applied)
             assert card_of(counter.db, customer) == counter.kit.terminal(image).read().serial_hex
             assert bound_rows(counter.db, customer) == 1
@@ -136,7 +124,7 @@ def test_a_card_written_but_not_bound_says_so_and_the_retry_binds_it(counter: Co
     terminal.write(change)
     with pytest.raises(selling.CardRefused, match="open the account again"):
         counter.sell(image, 1000)
-    open_account(counter, counter.kit.terminal(image), CUSTOMER, None)
+    counter.open_account(counter.kit.terminal(image), CUSTOMER, None)
     assert counter.sell(image, 1000).sale.purchase_count == 1
     # another customer cannot take a card that carries someone else's account
     other = free_customers(counter.db, 1)[0]
@@ -144,14 +132,14 @@ def test_a_card_written_but_not_bound_says_so_and_the_retry_binds_it(counter: Co
     counter.kit.terminal(image2).issue(1)
     counter.kit.terminal(image2).write(change)
     with pytest.raises(selling.CardRefused, match="not blank"):
-        open_account(counter, counter.kit.terminal(image2), other, None)
+        counter.open_account(counter.kit.terminal(image2), other, None)
 
 
 def test_a_bound_card_cannot_open_another_account(counter: Counter) -> None:
     image = counter.open(amount=None)
     other = free_customers(counter.db, 1)[0]
     with pytest.raises(selling.CardRefused, match="not blank"):
-        open_account(counter, counter.kit.terminal(image), other, None)
+        counter.open_account(counter.kit.terminal(image), other, None)
     assert card_of(counter.db, other) is None
 
 
@@ -161,18 +149,6 @@ def test_a_bound_card_cannot_open_another_account(counter: Counter) -> None:
 # application, SELECT MF), the issue (SELECT MF, GET CHALLENGE, EXTERNAL AUTHENTICATE, ISSUE,
 # then SELECT and the reads of the new card's files: 11 in all)
 WRITE_START = 13
-
-
-def replace(counter: Counter, terminal: ApduTerminal, request: str) -> tuple[object, int]:
-    return selling.replace_card(
-        counter.db,
-        terminal,
-        actor=counter.teller,
-        customer_no=CUSTOMER,
-        clock=counter.clock,
-        settings=counter.settings,
-        approval_request=request,
-    )
 
 
 def approval_state(db: Database, request: str) -> str:
@@ -199,10 +175,10 @@ def test_replacement_issue_fails_and_the_approval_serves_the_retry(
     # the read of the blank card takes 2 APDUs; the 4th of the issue is the ISSUE command
     card.pull_after(6, applied=applied)
     with pytest.raises(CardRemoved):
-        replace(counter, counter.kit.terminal(new, card), request)
+        counter.replace_card(counter.kit.terminal(new, card), request)
     assert approval_state(counter.db, request) == "approved"
     assert card_of(counter.db, CUSTOMER) == old_serial and fees(counter.db) == []
-    _, fee = replace(counter, counter.kit.terminal(new), request)
+    _, fee = counter.replace_card(counter.kit.terminal(new), request)
     assert fee == 2000 and approval_state(counter.db, request) == "used"
     contents = counter.kit.terminal(new).read()
     assert card_of(counter.db, CUSTOMER) == contents.serial_hex != old_serial
@@ -233,13 +209,13 @@ def test_replacement_fee_goes_on_the_shift_the_binding_reads(counter: Counter) -
     new = counter.kit.blank()
     terminal = ShiftClosedDuringIssue(counter.kit.terminal(new), counter, counter.teller)
     with pytest.raises(ShiftError, match="No shift is open"):
-        replace(counter, terminal, request)
+        counter.replace_card(terminal, request)
     with counter.db.read() as session:
         first = session.scalars(select(Shift)).one()
         assert first.closed_at is not None and (first.expected_cash, first.variance) == (5000, 0)
     assert fees(counter.db) == [] and approval_state(counter.db, request) == "approved"
     second = shifts.open_shift(counter.db, actor=counter.teller, float_fen=0, clock=counter.clock)
-    _, fee = replace(counter, counter.kit.terminal(new), request)  # the card issued before
+    _, fee = counter.replace_card(counter.kit.terminal(new), request)  # the card issued before
     assert fees(counter.db) == [(fee, second.shift_id)]
     closed = shifts.close_shift(
         counter.db, actor=counter.teller, counted_fen=fee, clock=counter.clock
@@ -254,10 +230,10 @@ def test_replacement_write_pulled_is_finished_by_the_same_card(counter: Counter)
     card = counter.kit.os(new)
     card.pull_after(WRITE_START + 5, applied=False)  # inside the write
     with pytest.raises(CardError):
-        replace(counter, counter.kit.terminal(new, card), request)
+        counter.replace_card(counter.kit.terminal(new, card), request)
     serial = counter.kit.terminal(new).read().serial_hex
     assert card_of(counter.db, CUSTOMER) == serial  # bound: the next presentation finishes it
-    _, fee = replace(counter, counter.kit.terminal(new), counter.approval("replace_card", CUSTOMER))
+    _, fee = counter.replace(new)
     assert fee == 0 and len(fees(counter.db)) == 1
     counter.to_meter(new)  # the meter rebinds to the replacement card
     assert counter.sell(new, 1000).sale.purchase_count == 2
@@ -271,20 +247,20 @@ def test_a_card_bound_without_data_is_no_other_customers_card(counter: Counter) 
     card = counter.kit.os(new)
     card.pull_after(WRITE_START + 1, applied=False)
     with pytest.raises(CardRemoved):
-        replace(
-            counter, counter.kit.terminal(new, card), counter.approval("replace_card", CUSTOMER)
+        counter.replace_card(
+            counter.kit.terminal(new, card), counter.approval("replace_card", CUSTOMER)
         )
     assert counter.kit.terminal(new).read().parameters is None
     other = free_customers(counter.db, 1)[0]
     with pytest.raises(selling.CardRefused, match=f"card of customer {CUSTOMER}"):
-        open_account(counter, counter.kit.terminal(new), other, None)
+        counter.open_account(counter.kit.terminal(new), other, None)
     assert card_of(counter.db, other) is None
 
 
 def test_open_account_is_refused_once_bound(counter: Counter) -> None:
     counter.open()
     with pytest.raises(Conflict, match="already has a card"):
-        open_account(counter, counter.kit.terminal(counter.kit.blank()), CUSTOMER, None)
+        counter.open_account(counter.kit.terminal(counter.kit.blank()), CUSTOMER, None)
 
 
 # --------------------------------------------------------------------------- card images
@@ -331,14 +307,7 @@ def test_any_bytes_load_as_a_card_image_or_say_why(
 
 
 def test_a_reprint_is_counted_only_once_delivered(counter: Counter) -> None:
-    sale = selling.remote_payment(
-        counter.db,
-        actor=counter.teller,
-        customer_no=REMOTE,
-        amount=1000,
-        clock=counter.clock,
-        settings=counter.settings,
-    )
+    sale = counter.remote(1000)
     request = counter.approval("reprint", sale.sale_id)
 
     def broken(copy: ReceiptData) -> None:
@@ -376,9 +345,7 @@ def test_a_customers_card_erased_and_issued_again_is_not_blacklisted(counter: Co
     counter.to_meter(image)
     counter.kit.terminal(image).erase()
     serial = counter.kit.terminal(image).select_mf().serial.hex().upper()
-    _, fee = replace(
-        counter, counter.kit.terminal(image), counter.approval("replace_card", CUSTOMER)
-    )
+    _, fee = counter.replace(image)
     assert fee == 2000 and card_of(counter.db, CUSTOMER) == serial
     with counter.db.read() as session:
         assert session.get(CardBlacklist, serial) is None

@@ -24,20 +24,10 @@ def replaced(counter: Counter) -> Path:
     replaced."""
     old = counter.open()
     counter.to_meter(old)
-    seen = selling.recover_with_card(
-        counter.db, counter.kit.terminal(old), clock=counter.clock, settings=counter.settings
-    )
+    seen = counter.recover(old)
     assert (seen.situation, seen.meter_count) == ("ready", 1)
     new = counter.kit.blank()
-    selling.replace_card(
-        counter.db,
-        counter.kit.terminal(new),
-        actor=counter.teller,
-        customer_no=CUSTOMER,
-        clock=counter.clock,
-        settings=counter.settings,
-        approval_request=counter.approval("replace_card", CUSTOMER),
-    )
+    counter.replace(new)
     return new
 
 
@@ -81,13 +71,7 @@ def test_a_rewrite_with_new_parameters_keeps_a_replacement_card_one(counter: Cou
     # the card loses purchase 2 before the meter saw it (the previous purchase comes back)
     counter.kit.terminal(new).write(CardWrite(purchase=_purchase_of(counter, 1)))
     new_thresholds(counter, 3000)
-    out = selling.rewrite(
-        counter.db,
-        counter.kit.terminal(new),
-        actor=counter.teller,
-        clock=counter.clock,
-        settings=counter.settings,
-    )
+    out = counter.rewrite(new)
     assert out.sale.purchase_count == 2 and "parameter file" in out.files
     result = counter.meter.insert(counter.kit.terminal(new))
     assert result.accepted and result.reason is None, result

@@ -29,7 +29,7 @@ from sync.central import CentralServer, CentralStore
 from sync.central import seed as central_seed
 from sync.central.store import Counter
 from tests.conftest import PG_URL, ROOT, drop_pg_schema, pg_available
-from tests.rigs.central import CARD, FIRST, NOW, REMOTE, Api, event, register, sale
+from tests.rigs.central import CARD, FIRST, NOW, REMOTE, Api, event, register, reversal, sale
 
 # --------------------------------------------------------------------------- fixtures
 
@@ -190,14 +190,7 @@ def test_single_post_is_idempotent_by_id(api: Api, server: CentralServer) -> Non
     assert r3.json()["code"] == "conflict" and r3.json()["ids"] == [body["id"]]
     assert server.store.count("sales") == 1
     # the same holds for every other record kind
-    rev = event(
-        "reversals",
-        sale_id=body["id"],
-        amount=10_000,
-        operator_id="t01",
-        approver_id="s01",
-        created_at="2026-03-01T18:00:00+08:00",
-    )
+    rev = reversal(body["id"])
     assert api.post("/reversals", rev).status_code == 201
     assert api.post("/reversals", rev).status_code == 200
     assert api.post("/reversals", {**rev, "amount": 1}).status_code == 409
@@ -477,16 +470,6 @@ def test_a_batch_applies_as_if_one_by_one(store: CentralStore) -> None:
     assert [x.customer_no for x in delta] == [FIRST]  # one new seq for the customer
 
     # events: an id twice, two reversals of one sale, the latest control report wins
-    def reversal(sale_id: str) -> dict[str, Any]:
-        return event(
-            "reversals",
-            sale_id=sale_id,
-            amount=10_000,
-            operator_id="t01",
-            approver_id="s01",
-            created_at="2026-03-01T18:00:00+08:00",
-        )
-
     r1, r2 = reversal(first["id"]), reversal(first["id"])
     sales_seq = store.last_seq("sales")
     out = store.post(
@@ -513,16 +496,6 @@ def test_a_batch_applies_as_if_one_by_one(store: CentralStore) -> None:
 
 def test_reversal_before_or_after_the_sale(api: Api, server: CentralServer) -> None:
     early_sale, late_sale = sale(), sale(CARD)
-
-    def reversal(sale_id: str) -> dict[str, Any]:
-        return event(
-            "reversals",
-            sale_id=sale_id,
-            amount=10_000,
-            operator_id="t01",
-            approver_id="s01",
-            created_at="2026-03-01T18:00:00+08:00",
-        )
 
     assert api.post("/sales", early_sale).status_code == 201
     _, cursor = api.pull("/counters/me/sales")

@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -17,17 +16,12 @@ from sqlalchemy import select
 from sync.central import models as central_models
 from sync.central.store import CentralStore
 from tests.rigs.central_process import serve_central
-from tests.rigs.cli import run
+from tests.rigs.cli import ok_json, registered_counter, run
 
 CUSTOMER = "100000000001"
 METER = "200000000001"
 TECH = {"CARDVEND_PASSWORD": "demo-f01"}
 ADMIN = {"CARDVEND_PASSWORD": "demo-a01"}
-
-
-def ok_json(r: subprocess.CompletedProcess[str]) -> Any:
-    assert r.returncode == 0, r.stderr
-    return json.loads(r.stdout)
 
 
 def tech(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -59,11 +53,7 @@ def central(tmp_path: Path) -> Iterator[str]:
 
 
 def test_job_from_central_to_meter_and_back(central: str, tmp_path: Path) -> None:
-    home = tmp_path / "counter"
-    assert run(home, "demo").returncode == 0
-    r = run(home, "counter", "register", "--central", central, "--enrolment-key",
-            "office-secret", "--operator", "a01", env=ADMIN)  # fmt: skip
-    assert r.returncode == 0, r.stderr
+    home = registered_counter(tmp_path / "counter", central)
     db_url = f"sqlite:///{tmp_path / 'central.db'}"
     job_id = str(uuid.uuid4())
     store = CentralStore(db_url)
@@ -138,11 +128,7 @@ def test_job_from_central_to_meter_and_back(central: str, tmp_path: Path) -> Non
 
 
 def test_check_card_reading_is_stored_and_sent(central: str, tmp_path: Path) -> None:
-    home = tmp_path / "counter"
-    assert run(home, "demo").returncode == 0
-    r = run(home, "counter", "register", "--central", central, "--enrolment-key",
-            "office-secret", "--operator", "a01", env=ADMIN)  # fmt: skip
-    assert r.returncode == 0, r.stderr
+    home = registered_counter(tmp_path / "counter", central)
     assert run(home, "sync").returncode == 0
     card = str(tmp_path / "check.json")
     assert (

@@ -3,15 +3,13 @@ emulated card images in-process and a simulated meter."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from app.settings import OFFLINE_MAX_AMOUNT, Settings
-from tests.rigs.cli import run
+from tests.rigs.cli import ok_json, run
 
 CUSTOMER = "100000000001"  # card meter; the demo gives it 30.00 yuan arrears and 5.00 fees
 REMOTE = "100000000010"  # remote fee-control meter
@@ -37,11 +35,6 @@ def cv(
     """A ledger command signed in as ``operator`` (s01 approves)."""
     full = {**PASSWORDS, "CARDVEND_PASSWORD": f"demo-{operator}", **(env or {})}
     return run(home, *args, "--operator", operator, env=full)
-
-
-def ok_json(r: subprocess.CompletedProcess[str]) -> Any:
-    assert r.returncode == 0, r.stderr
-    return json.loads(r.stdout)
 
 
 def refused(r: subprocess.CompletedProcess[str], text: str) -> None:

@@ -10,6 +10,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pytest
@@ -319,34 +320,37 @@ def meter_answer(clock: FixedClock) -> Callable[[Frame], bytes]:
     return answer
 
 
+@contextmanager
+def scripted(script: Script) -> Iterator[tuple[ScriptedTerminal, MeterClient]]:
+    """A terminal that answers by ``script`` and a client connected to it over TCP."""
+    terminal = ScriptedTerminal(script)
+    try:
+        client = tcp_client(terminal.port)
+        yield terminal, client
+        client.link.close()
+    finally:
+        terminal.close()
+
+
 def damaged(raw: bytes) -> bytes:
     return raw[:-2] + bytes([raw[-2] ^ 0xFF]) + raw[-1:]
 
 
 def test_a_damaged_answer_is_retried(meter_answer: Callable[[Frame], bytes]) -> None:
-    terminal = ScriptedTerminal(
-        lambda n, f: damaged(meter_answer(f)) if n == 0 else meter_answer(f)
-    )
-    try:
-        client = tcp_client(terminal.port)
+    with scripted(lambda n, f: damaged(meter_answer(f)) if n == 0 else meter_answer(f)) as (
+        terminal,
+        client,
+    ):
         assert client.read(A, D.REMAINING_AMOUNT) == 123_456
         assert len(terminal.requests) == 2
-        client.link.close()
-    finally:
-        terminal.close()
 
 
 def test_answers_that_stay_damaged_give_the_damage(meter_answer: Callable[[Frame], bytes]) -> None:
-    terminal = ScriptedTerminal(lambda n, f: damaged(meter_answer(f)))
-    try:
-        client = tcp_client(terminal.port)
+    with scripted(lambda n, f: damaged(meter_answer(f))) as (terminal, client):
         with pytest.raises(ChecksumError) as caught:
             client.read(A, D.REMAINING_AMOUNT)
         assert "checksum" in str(caught.value)
         assert len(terminal.requests) == 1 + RETRIES
-        client.link.close()
-    finally:
-        terminal.close()
 
 
 def test_a_late_answer_for_another_meter_is_ignored(
@@ -355,25 +359,15 @@ def test_a_late_answer_for_another_meter_is_ignored(
     other = Responder([MemoryMeter.with_values("000000000002", {D.REMAINING_AMOUNT: 1})])
     stale = other.handle(Frame("000000000002", 0x11, D.REMAINING_AMOUNT.wire))
     assert stale is not None
-    terminal = ScriptedTerminal(lambda n, f: stale.encode() + meter_answer(f))
-    try:
-        client = tcp_client(terminal.port)
+    with scripted(lambda n, f: stale.encode() + meter_answer(f)) as (terminal, client):
         assert client.read(A, D.REMAINING_AMOUNT) == 123_456
         assert len(terminal.requests) == 1
-        client.link.close()
-    finally:
-        terminal.close()
 
 
 def test_a_dropped_connection_is_made_again(meter_answer: Callable[[Frame], bytes]) -> None:
-    terminal = ScriptedTerminal(lambda n, f: None if n == 0 else meter_answer(f))
-    try:
-        client = tcp_client(terminal.port)
+    with scripted(lambda n, f: None if n == 0 else meter_answer(f)) as (terminal, client):
         assert client.read(A, D.REMAINING_AMOUNT) == 123_456
         assert len(terminal.requests) == 2
-        client.link.close()
-    finally:
-        terminal.close()
 
 
 def test_a_bad_address_is_refused_before_sending(rig: Rig) -> None:

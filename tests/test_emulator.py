@@ -87,6 +87,12 @@ def get_challenge(card: UserCardOS) -> bytes:
     return data
 
 
+def fresh_update(card: UserCardOS, sfi: int, data: bytes, mac_key: bytes, offset: int = 0) -> int:
+    """A secure UPDATE of ``data`` into file ``sfi`` under a fresh challenge: its status word."""
+    challenge = get_challenge(card)
+    return tx(card, secure_update_apdu(sfi, offset, data, challenge, mac_key))[1]
+
+
 def authenticate(card: UserCardOS, key_id: int, key: bytes | None = None) -> int:
     challenge = get_challenge(card)
     cryptogram = auth_cryptogram(key if key is not None else KEYS[key_id], challenge)
@@ -276,10 +282,8 @@ def test_update_outside_the_file_is_refused_and_changes_nothing() -> None:
     challenge = counter_session(card)
     assert tx(card, secure_update_apdu(2, 30, b"\x01\x02\x03", challenge, KEYS[2]))[1] == 0x6B00
     assert card.image.files[2] == bytes(32)
-    challenge = get_challenge(card)
-    assert tx(card, secure_update_apdu(2, 0, bytes(33), challenge, KEYS[2]))[1] == 0x6B00
-    challenge = get_challenge(card)
-    assert tx(card, secure_update_apdu(2, 0, bytes(32), challenge, KEYS[2]))[1] == 0x9000
+    assert fresh_update(card, 2, bytes(33), KEYS[2]) == 0x6B00
+    assert fresh_update(card, 2, bytes(32), KEYS[2]) == 0x9000
 
 
 def test_bad_mac_is_refused_and_uses_the_challenge_up() -> None:
@@ -291,12 +295,10 @@ def test_bad_mac_is_refused_and_uses_the_challenge_up() -> None:
     assert card.image.files[2] == bytes(32)
     assert tx(card, good) == (b"", 0x6984)  # the challenge went with the bad MAC
     # a MAC made with the wrong key is a bad MAC too
-    challenge = get_challenge(card)
-    assert tx(card, secure_update_apdu(2, 0, b"\x11", challenge, KEYS[4]))[1] == 0x6988
+    assert fresh_update(card, 2, b"\x11", KEYS[4]) == 0x6988
     # and one made for another card (other serial, other diversified key)
     other = diversified_card_keys(MASTER, OTHER_SERIAL)
-    challenge = get_challenge(card)
-    assert tx(card, secure_update_apdu(2, 0, b"\x11", challenge, other[2]))[1] == 0x6988
+    assert fresh_update(card, 2, b"\x11", other[2]) == 0x6988
     # changing the header breaks the MAC: it covers CLA INS P1 P2 Lc
     challenge = get_challenge(card)
     apdu = bytearray(secure_update_apdu(2, 0, b"\x11", challenge, KEYS[2]))
@@ -387,21 +389,18 @@ def test_external_authenticate_syntax() -> None:
 def test_update_needs_authentication() -> None:
     card = issued_card()
     tx(card, SELECT_APP_AID)
-    challenge = get_challenge(card)
-    assert tx(card, secure_update_apdu(2, 0, b"\x01", challenge, KEYS[2]))[1] == 0x6982
+    assert fresh_update(card, 2, b"\x01", KEYS[2]) == 0x6982
     # plain UPDATE BINARY is never enough
     assert tx(card, bytes.fromhex("00D6820001FF"))[1] == 0x6982
     # the security state ends with a reset and with selecting another DF
-    challenge = counter_session(card)
+    counter_session(card)
     card.reset()
     tx(card, SELECT_APP_AID)
-    challenge = get_challenge(card)
-    assert tx(card, secure_update_apdu(2, 0, b"\x01", challenge, KEYS[2]))[1] == 0x6982
+    assert fresh_update(card, 2, b"\x01", KEYS[2]) == 0x6982
     counter_session(card)
     tx(card, SELECT_MF)
     tx(card, SELECT_APP_AID)
-    challenge = get_challenge(card)
-    assert tx(card, secure_update_apdu(2, 0, b"\x01", challenge, KEYS[2]))[1] == 0x6982
+    assert fresh_update(card, 2, b"\x01", KEYS[2]) == 0x6982
     assert card.image.files[2] == bytes(32)
 
 
@@ -412,28 +411,22 @@ def test_roles_meter_and_counter_are_kept_apart() -> None:
     challenge = get_challenge(card)
     # the meter cannot write the purchase file, even with the counter's MAC key
     assert tx(card, secure_update_apdu(2, 0, b"\x01", challenge, KEYS[4]))[1] == 0x6982
-    challenge = get_challenge(card)
-    assert tx(card, secure_update_apdu(2, 0, b"\x01", challenge, KEYS[2]))[1] == 0x6982
+    assert fresh_update(card, 2, b"\x01", KEYS[2]) == 0x6982
     # it writes the write-back, with the meter MAC key only
-    challenge = get_challenge(card)
-    assert tx(card, secure_update_apdu(5, 0, b"\x02", challenge, KEYS[2]))[1] == 0x6988
-    challenge = get_challenge(card)
-    assert tx(card, secure_update_apdu(5, 0, b"\x02" * 46, challenge, KEYS[4]))[1] == 0x9000
+    assert fresh_update(card, 5, b"\x02", KEYS[2]) == 0x6988
+    assert fresh_update(card, 5, b"\x02" * 46, KEYS[4]) == 0x9000
     card.reset()
     tx(card, SELECT_APP_AID)
     # the counter cannot write the write-back
     assert authenticate(card, KeyRole.COUNTER_AUTH) == 0x9000
-    challenge = get_challenge(card)
-    assert tx(card, secure_update_apdu(5, 0, b"\x03", challenge, KEYS[4]))[1] == 0x6982
-    challenge = get_challenge(card)
-    assert tx(card, secure_update_apdu(5, 0, b"\x03", challenge, KEYS[2]))[1] == 0x6982
+    assert fresh_update(card, 5, b"\x03", KEYS[4]) == 0x6982
+    assert fresh_update(card, 5, b"\x03", KEYS[2]) == 0x6982
     assert tx(card, read_apdu(5)) == (b"\x02" * 46 + bytes(18), 0x9000)
     # nor can the issuer write anything
     card.reset()
     tx(card, SELECT_APP_AID)
     assert authenticate(card, KeyRole.ISSUER) == 0x9000
-    challenge = get_challenge(card)
-    assert tx(card, secure_update_apdu(1, 0, b"\x03", challenge, KEYS[2]))[1] == 0x6982
+    assert fresh_update(card, 1, b"\x03", KEYS[2]) == 0x6982
 
 
 @pytest.mark.parametrize(

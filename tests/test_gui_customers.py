@@ -20,6 +20,7 @@ from app.services.customers import SearchHit, SearchPage, customer_view
 from app.services.demo import demo_customer
 from app.settings import Settings
 from tests.cardkit import CardKit
+from tests.rigs.counter import sell_pulled
 
 pytestmark = pytest.mark.gui
 
@@ -117,6 +118,20 @@ class Counter:
             amount=amount,
         )
         return outcome.sale.sale_id if outcome is not None else None
+
+    def reversal_waiting_in_the_queue(self, sale_id: str) -> tuple[Any, Any]:
+        """The reversal dialog for ``sale_id``, started, its approval request sent to the
+        queue and waiting: (reversal dialog, approval dialog)."""
+        from ui.dialogs import start_reversal
+
+        dialog: Any = start_reversal(self.window, sale_id=sale_id)
+        self.qtbot.waitUntil(dialog.start_button.isEnabled, timeout=WAIT_MS)
+        dialog.start_button.click()
+        self.qtbot.waitUntil(lambda: dialog.approval is not None, timeout=WAIT_MS)
+        approval = dialog.approval
+        approval.queue_button.click()
+        self.qtbot.waitUntil(lambda: approval.waiting_id is not None, timeout=WAIT_MS)
+        return dialog, approval
 
 
 @pytest.fixture
@@ -359,15 +374,7 @@ def test_reversal_approved_from_the_queue(counter: Counter) -> None:
 def test_rejected_request_is_shown_to_the_teller(counter: Counter) -> None:
     sale_id = counter.sell_with_service(OTHER, 2000)
     assert sale_id is not None
-    from ui.dialogs import start_reversal
-
-    dialog: Any = start_reversal(counter.window, sale_id=sale_id)
-    counter.qtbot.waitUntil(dialog.start_button.isEnabled, timeout=WAIT_MS)
-    dialog.start_button.click()
-    counter.qtbot.waitUntil(lambda: dialog.approval is not None, timeout=WAIT_MS)
-    approval = dialog.approval
-    approval.queue_button.click()
-    counter.qtbot.waitUntil(lambda: approval.waiting_id is not None, timeout=WAIT_MS)
+    dialog, approval = counter.reversal_waiting_in_the_queue(sale_id)
     supervisor = auth.login(
         counter.db, "s01", "demo-s01", counter_id="C02", clock=counter.ctx.clock
     )
@@ -442,12 +449,10 @@ def test_in_doubt_sale_is_decided_by_presenting_the_card(counter: Counter) -> No
     image = counter.card
     assert image is not None
     # a sale whose card write is interrupted: in doubt, the card never got it
-    card_os = counter.kit.os(image)
-    terminal = counter.kit.terminal(image, card_os)
-    contents = terminal.read()
-    card_os.pull_after(5, applied=False)
-    with pytest.raises(selling.SaleInDoubt):
-        selling.sell(
+    sell_pulled(
+        counter.kit,
+        image,
+        lambda terminal, contents: selling.sell(
             counter.db,
             terminal,
             actor=counter.teller,
@@ -455,7 +460,9 @@ def test_in_doubt_sale_is_decided_by_presenting_the_card(counter: Counter) -> No
             clock=counter.ctx.clock,
             settings=counter.ctx.settings,
             contents=contents,
-        )
+        ),
+        applied=False,
+    )
     doubtful = selling.unresolved(counter.db)
     assert len(doubtful) == 1
     counter.window.show_page("recovery")
@@ -472,17 +479,9 @@ def test_in_doubt_sale_is_decided_by_presenting_the_card(counter: Counter) -> No
 def test_an_approval_from_the_queue_is_picked_up_when_the_operation_starts_again(
     counter: Counter,
 ) -> None:
-    from ui.dialogs import start_reversal
-
     sale_id = counter.sell_with_service(OTHER, 2500)
     assert sale_id is not None
-    dialog: Any = start_reversal(counter.window, sale_id=sale_id)
-    counter.qtbot.waitUntil(dialog.start_button.isEnabled, timeout=WAIT_MS)
-    dialog.start_button.click()
-    counter.qtbot.waitUntil(lambda: dialog.approval is not None, timeout=WAIT_MS)
-    first = dialog.approval
-    first.queue_button.click()
-    counter.qtbot.waitUntil(lambda: first.waiting_id is not None, timeout=WAIT_MS)
+    dialog, first = counter.reversal_waiting_in_the_queue(sale_id)
     request_id = first.waiting_id
     first.reject()  # the teller stops waiting (Esc); the request stays in the queue
     counter.qtbot.waitUntil(lambda: "Not approved" in dialog.message.text(), timeout=WAIT_MS)

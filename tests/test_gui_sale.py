@@ -181,6 +181,17 @@ def test_card_sale_through_pcscd_and_vpcd(qtbot, pcscd: Pcscd, tmp_path: Path) -
         wait_card_absent()
 
 
+def training_window(qtbot, ctx: AppContext):  # type: ignore[no-untyped-def]
+    """The main window in training mode, teller t01 with a shift open: (window, sale page,
+    training card tray)."""
+    from ui.main_window import MainWindow
+
+    window = MainWindow(ctx, principal=teller_with_shift(ctx), training=True)
+    qtbot.addWidget(window)
+    window.show()
+    return window, window.pages["sale"], window.tray_dock
+
+
 def _tray_card(dock, customer_no: str) -> str:  # type: ignore[no-untyped-def]
     return next(c.card_id for c in dock.cards if c.customer_no == customer_no)
 
@@ -188,15 +199,10 @@ def _tray_card(dock, customer_no: str) -> str:  # type: ignore[no-untyped-def]
 def test_training_sale_with_the_card_tray(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from PySide6.QtCore import Qt
 
-    from ui.main_window import MainWindow
     from ui.pages import sale as page_module
 
     ctx = make_ctx(tmp_path / "home")
-    teller = teller_with_shift(ctx)
-    window = MainWindow(ctx, principal=teller, training=True)
-    qtbot.addWidget(window)
-    window.show()
-    page, dock = window.pages["sale"], window.tray_dock
+    window, page, dock = training_window(qtbot, ctx)
     assert page.training_mark.isVisible()
     # at first use the tray opened the accounts of five demo customers and has a blank card
     qtbot.waitUntil(lambda: len(dock.cards) == 6, timeout=WAIT_MS)
@@ -260,15 +266,10 @@ def test_arrears_offline_override_and_remote_payment(qtbot, tmp_path: Path) -> N
     from PySide6.QtCore import Qt
 
     from app.persistence.models import ApprovalRequest
-    from ui.main_window import MainWindow
     from ui.pages import sale as page_module
 
     ctx = make_ctx(tmp_path / "home", offline_max_sales=0, printer="none")
-    teller = teller_with_shift(ctx)
-    window = MainWindow(ctx, principal=teller, training=True)
-    qtbot.addWidget(window)
-    window.show()
-    page, dock = window.pages["sale"], window.tray_dock
+    window, page, dock = training_window(qtbot, ctx)
     qtbot.waitUntil(lambda: len(dock.cards) == 6, timeout=WAIT_MS)
 
     dock.select(_tray_card(dock, OWING))
@@ -346,15 +347,10 @@ def test_a_card_behind_the_ledger_is_rewritten(qtbot, tmp_path: Path) -> None:  
 
     from PySide6.QtCore import Qt
 
-    from ui.main_window import MainWindow
     from ui.pages import sale as page_module
 
     ctx = make_ctx(tmp_path / "home", printer="none")
-    teller = teller_with_shift(ctx)
-    window = MainWindow(ctx, principal=teller, training=True)
-    qtbot.addWidget(window)
-    window.show()
-    page, dock = window.pages["sale"], window.tray_dock
+    window, page, dock = training_window(qtbot, ctx)
     qtbot.waitUntil(lambda: len(dock.cards) == 6, timeout=WAIT_MS)
     card_id = _tray_card(dock, CUSTOMER)
     image = ctx.paths.data_dir / "training-cards" / f"{card_id}.json"

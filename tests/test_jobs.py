@@ -5,7 +5,6 @@ simulator: who may act on a job, the card's lifecycle and overdue flag, the mete
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -266,17 +265,6 @@ def test_check_card_reading_is_stored(field: Field) -> None:
     assert (reading.meter_no, reading.customer_no) == (METER, CUSTOMER)
     assert reading.write_back["remaining_fen"] == 12_345
     assert ("check_card_read", "ok") in _audit_actions(db)
-
-
-@pytest.fixture
-def central(tmp_path: Path, clock: FixedClock) -> Iterator[CentralServer]:
-    server = CentralServer(f"sqlite:///{tmp_path / 'central.db'}")
-    from sync.central.seed import seed_demo
-
-    seed_demo(server.store, clock.now())
-    server.start()
-    yield server
-    server.stop()
 
 
 def test_result_reaches_the_central_server_once(field: Field, central: CentralServer) -> None:

@@ -51,6 +51,7 @@ from cardio.meter_sim import (
     MeterStateError,
 )
 from cardio.terminal import ApduTerminal
+from tests.rigs.user_card import user_params as card_params
 
 UTILITY = "110000"
 METER = "000000123456"
@@ -141,23 +142,16 @@ def user_params(
     flags: UpdateFlags = UpdateFlags.PARAMETERS | UpdateFlags.CURRENT_TARIFF,
     **thresholds: int,
 ) -> ParameterRecord:
-    values = {
-        "alarm1": 1000,
-        "alarm2": 500,
-        "overdraft_limit": 0,
-        "credit_ceiling": 0,
-        "ct_ratio": 1,
-        "pt_ratio": 1,
-    } | thresholds
-    return ParameterRecord(
-        card_kind=CardKind.USER,
+    """The test meter's user-card parameters (alarm 10.00/5.00 yuan, no ceiling), with
+    ``thresholds`` changed."""
+    return card_params(
         utility_code=UTILITY,
         user_card_type=card_type,
         customer_no=CUSTOMER,
         meter_no=meter_no,
         update_flags=flags,
         param_version=version,
-        **values,
+        **({"alarm1": 1000, "alarm2": 500, "credit_ceiling": 0} | thresholds),
     )
 
 
@@ -644,6 +638,14 @@ def test_an_edited_purchase_already_loaded_is_refused_too(env: Env) -> None:
 WB_UPDATE_APDU = 11
 
 
+def pulled_insert(meter: MeterSimulator, card: Card, n: int, *, applied: bool) -> None:
+    """The card inserted into ``meter`` and pulled at its ``n``-th APDU (``applied``: whether
+    the card took that command)."""
+    card.os.pull_after(n, applied=applied)
+    with pytest.raises(CardRemoved):
+        meter.insert(card.slot())
+
+
 def second_purchase(env: Env, meter: MeterSimulator) -> Card:
     card = env.opened(meter)
     card.write(parameters=user_params(card_type=UserCardType.PURCHASE), purchase=purchase(2, 5_000))
@@ -654,9 +656,7 @@ def second_purchase(env: Env, meter: MeterSimulator) -> Card:
 def test_a_purchase_is_not_credited_before_its_write_back_is_on_the_card(env: Env, n: int) -> None:
     meter = env.meter()
     card = second_purchase(env, meter)
-    card.os.pull_after(n, applied=False)  # pulled before the write-back reached the card
-    with pytest.raises(CardRemoved):
-        meter.insert(card.slot())
+    pulled_insert(meter, card, n, applied=False)  # pulled before the write-back reached the card
     wb = card.read().write_back
     assert wb is not None and wb.purchase_count == 1  # the card still says: not loaded
     s = env.meter().state
@@ -672,9 +672,7 @@ def test_a_purchase_is_not_credited_before_its_write_back_is_on_the_card(env: En
 def test_a_purchase_taken_back_before_its_write_back_is_never_credited(env: Env) -> None:
     meter = env.meter()
     card = second_purchase(env, meter)
-    card.os.pull_after(WB_UPDATE_APDU, applied=False)
-    with pytest.raises(CardRemoved):
-        meter.insert(card.slot())
+    pulled_insert(meter, card, WB_UPDATE_APDU, applied=False)
     # the counter sees purchase 2 not loaded and reverses it: the card holds purchase 1 again
     card.write(purchase=purchase(1, 10_000))
     result = env.meter().insert(card.slot())
@@ -689,9 +687,8 @@ def test_a_purchase_whose_write_back_reached_the_card_is_credited_at_the_next_in
 ) -> None:
     meter = env.meter()
     card = second_purchase(env, meter)
-    card.os.pull_after(n, applied=True)  # the write-back is on the card, the meter never knew
-    with pytest.raises(CardRemoved):
-        meter.insert(card.slot())
+    # the write-back is on the card, the meter never knew
+    pulled_insert(meter, card, n, applied=True)
     wb = card.read().write_back
     assert wb is not None and wb.purchase_count == 2 and wb.remaining == 15_000
     assert card.read().write_back_genuine
@@ -709,9 +706,7 @@ def test_a_purchase_whose_write_back_reached_the_card_is_credited_at_the_next_in
 def test_a_pending_purchase_announced_on_a_lost_card_reaches_the_meter_once(env: Env) -> None:
     meter = env.meter()
     old = second_purchase(env, meter)
-    old.os.pull_after(WB_UPDATE_APDU, applied=True)
-    with pytest.raises(CardRemoved):
-        meter.insert(old.slot())
+    pulled_insert(meter, old, WB_UPDATE_APDU, applied=True)
     new = env.card()  # the replacement carries the last purchase, without a write-back
     new.write(
         parameters=user_params(card_type=UserCardType.REPLACEMENT),
@@ -747,20 +742,11 @@ def test_pending_purchase_in_the_state_file(env: Env) -> None:
 
 def management(env: Env, kind: CardKind, target: str, job: JobRecord, **files: Any) -> Card:
     card = env.card(kind)
-    params = ParameterRecord(
+    thresholds = {"alarm1": 2000, "alarm2": 700, "overdraft_limit": 300}
+    params = replace(
+        user_params(target, UserCardType.NONE, 0, UpdateFlags.NONE, **thresholds),
         card_kind=kind,
-        utility_code=UTILITY,
-        user_card_type=UserCardType.NONE,
         customer_no="0" * 12,
-        meter_no=target,
-        alarm1=2000,
-        alarm2=700,
-        overdraft_limit=300,
-        credit_ceiling=0,
-        ct_ratio=1,
-        pt_ratio=1,
-        update_flags=UpdateFlags.NONE,
-        param_version=0,
     )
     card.write(parameters=params, job=job, **files)
     return card

@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from app.persistence.db import Database
 from app.persistence.models import AuditEntry, ReceiptPrint
-from tests.rigs.cli import run
+from tests.rigs.cli import ok_json, run
 
 REMOTE = "100000000010"
 T01 = {"CARDVEND_PASSWORD": "demo-t01", "CARDVEND_APPROVER_PASSWORD": "demo-s01"}
@@ -27,11 +27,6 @@ def pdftext(path: Path) -> str:
     return subprocess.run(
         ["pdftotext", "-layout", str(path), "-"], capture_output=True, text=True, check=True
     ).stdout
-
-
-def ok_json(r: subprocess.CompletedProcess[str]) -> Any:
-    assert r.returncode == 0, r.stderr
-    return json.loads(r.stdout)
 
 
 @pytest.fixture(scope="module")

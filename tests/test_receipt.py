@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import datetime as dt
 import re
 import shutil
 import subprocess
@@ -44,14 +43,12 @@ from printing.receipt import (
     qr_modules,
     render_receipt_pdf,
 )
+from tests.rigs.receipts import ADDRESS, NAME, RECEIPT, SALE_ID
 
 pytestmark = pytest.mark.skipif(
     not (shutil.which("pdftotext") and shutil.which("pdftoppm")), reason="needs poppler-utils"
 )
 
-SALE_ID = "3f2b8c1e-9a4d-4e6b-8c2f-1a2b3c4d5e6f"
-NAME = "欧阳娜娜"
-ADDRESS = "浙江省杭州市滨江区长江路88号锦绣小区12栋3单元1502室"
 MM = 72 / 25.4
 # expected page width in points (and pixels at 72 dpi) per layout
 PAGE_WIDTH = {"80": 80 * MM, "58": 58 * MM, "a5": 148 * MM, "a4": 210 * MM}
@@ -61,35 +58,7 @@ PRINTABLE_MM = {"80": 72, "58": 48}
 
 @pytest.fixture
 def receipt() -> ReceiptData:
-    return ReceiptData(
-        sale_id=SALE_ID,
-        kind="card",
-        state="completed",
-        office_code="HZ01",
-        office_name="杭州城东营业厅",
-        counter_id="C02",
-        operator_id="t07",
-        operator_name="李秀英",
-        created_at=dt.datetime(2026, 3, 1, 1, 30, 5, tzinfo=dt.UTC),
-        time_zone="Asia/Shanghai",
-        customer_no="500000000123",
-        customer_name=NAME,
-        address=ADDRESS,
-        meter_no="600000000123",
-        purchase_count=17,
-        amount=20000,
-        arrears=1250,
-        fees=500,
-        credit=18250,
-        tariff_plan="RES-TIER",
-        tariff_name="居民阶梯电价",
-        tariff_version_no=3,
-        energy_wh=33182,
-        meter_balance=4567,
-        cash_received=25000,
-        change=5000,
-        verification_code="7K3QX9PA",
-    )
+    return RECEIPT
 
 
 # --------------------------------------------------------------------------- poppler helpers

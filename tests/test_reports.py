@@ -86,16 +86,7 @@ def a_day(counter: Counter) -> Day:
     counter.to_meter(image)
     reversed_sale = counter.sell(image, 1200).sale.sale_id
     tick()
-    req = counter.approval("reverse", reversed_sale, ["t01"])
-    selling.reverse_sale(
-        db,
-        counter.kit.terminal(image),
-        actor=counter.teller,
-        sale_id=reversed_sale,
-        clock=clock,
-        settings=counter.settings,
-        approval_request=req,
-    )
+    counter.reverse(image, reversed_sale)
     tick()
     from app.services import ledger
 
@@ -112,26 +103,9 @@ def a_day(counter: Counter) -> Day:
     sold = counter.sell(owing, 10000).sale
     assert (sold.arrears_fen, sold.fees_fen, sold.credit_fen) == (3000, 500, 6500)
     tick()
-    selling.remote_payment(
-        db,
-        actor=counter.teller,
-        customer_no=REMOTE,
-        amount=8800,
-        clock=clock,
-        settings=counter.settings,
-    )
+    counter.remote(8800)
     tick()
-    new = counter.kit.blank()
-    req = counter.approval("replace_card", CUSTOMER)
-    _view, fee = selling.replace_card(
-        db,
-        counter.kit.terminal(new),
-        actor=counter.teller,
-        customer_no=CUSTOMER,
-        clock=clock,
-        settings=counter.settings,
-        approval_request=req,
-    )
+    _view, fee = counter.replace(counter.kit.blank())
     assert fee == 2000
     tick()
     c01 = shifts.close_shift(db, actor=counter.teller, counted_fen=80350, clock=clock)
@@ -139,18 +113,9 @@ def a_day(counter: Counter) -> Day:
 
     t02 = auth.login(db, "t02", "demo-t02", counter_id="C02", clock=clock)
     c02 = shifts.open_shift(db, actor=t02, float_fen=10000, clock=clock).shift_id
-    selling.remote_payment(
-        db, actor=t02, customer_no=REMOTE2, amount=4000, clock=clock, settings=counter.settings
-    )
+    counter.remote(4000, REMOTE2, actor=t02)
     clock.set(dt.datetime(2026, 3, 1, 16, 0, tzinfo=dt.UTC))  # 00:00 on 2 March in Shanghai
-    selling.remote_payment(
-        db,
-        actor=fresh(t02, clock),
-        customer_no=REMOTE2,
-        amount=700,
-        clock=clock,
-        settings=counter.settings,
-    )
+    counter.remote(700, REMOTE2, actor=fresh(t02, clock))
     clock.advance(minutes=5)
     closed = shifts.close_shift(db, actor=fresh(t02, clock), counted_fen=14600, clock=clock)
     assert (closed.expected_fen, closed.variance_fen) == (14700, -100)

@@ -12,14 +12,11 @@ central server over HTTP where the central side takes part."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select, update
 
-from app.clock import FixedClock
 from app.persistence.db import Database
 from app.persistence.models import AuditEntry, Customer, Sale
 from app.services import receipts, selling
@@ -33,17 +30,6 @@ from sync.service import SyncService
 from tests.rigs.counter import CUSTOMER, OWING, REMOTE, Counter
 
 LIMIT = 10_000  # fen: 100.00 yuan may wait unsynced
-
-
-@pytest.fixture
-def central(tmp_path: Path, clock: FixedClock) -> Iterator[CentralServer]:
-    server = CentralServer(f"sqlite:///{tmp_path / 'central.db'}")
-    from sync.central.seed import seed_demo
-
-    seed_demo(server.store, clock.now())
-    server.start()
-    yield server
-    server.stop()
 
 
 class Link:

@@ -16,7 +16,7 @@ from sqlalchemy import select, text, update
 from app.domain.audit import SALE_CHANGED, SALE_DELETED, SALE_UNSEALED, SEAL_ACTIONS
 from app.persistence.db import Database
 from app.persistence.models import AuditEntry, Sale
-from app.services import audit, selling
+from app.services import audit
 from tests.rigs.cli import run
 from tests.rigs.counter import REMOTE, Counter
 
@@ -26,41 +26,10 @@ def a_day(counter: Counter) -> dict[str, str]:
     image = counter.open(amount=5000)  # completed
     counter.to_meter(image)
     sold = counter.sell(image, 3000)
-    request = counter.approval("reverse", sold.sale.sale_id, ["t01"])
-    selling.reverse_sale(
-        counter.db,
-        counter.kit.terminal(image),
-        actor=counter.teller,
-        sale_id=sold.sale.sale_id,
-        clock=counter.clock,
-        settings=counter.settings,
-        approval_request=request,
-    )  # reversed
-    card = counter.kit.os(image)
-    terminal = counter.kit.terminal(image, card)
-    contents = terminal.read()
-    card.pull_after(5, applied=False)
-    with pytest.raises(selling.SaleInDoubt):
-        selling.sell(
-            counter.db,
-            terminal,
-            actor=counter.teller,
-            amount=1000,
-            clock=counter.clock,
-            settings=counter.settings,
-            contents=contents,
-        )  # in doubt, then failed when the card is presented
-    selling.recover_with_card(
-        counter.db, counter.kit.terminal(image), clock=counter.clock, settings=counter.settings
-    )
-    remote = selling.remote_payment(
-        counter.db,
-        actor=counter.teller,
-        customer_no=REMOTE,
-        amount=8800,
-        clock=counter.clock,
-        settings=counter.settings,
-    )
+    counter.reverse(image, sold.sale.sale_id)  # reversed
+    counter.sell_pulled(image, 1000, applied=False)  # in doubt, then failed when presented
+    counter.recover(image)
+    remote = counter.remote(8800)
     with counter.db.read() as session:
         states = {s.id: s.state for s in session.scalars(select(Sale))}
     assert sorted(states.values()) == ["completed", "completed", "failed", "reversed"]

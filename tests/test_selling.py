@@ -9,9 +9,9 @@ from sqlalchemy import select, update
 
 from app.domain.card import CardWrite, PurchaseRecord
 from app.persistence.models import AuditEntry, Customer, OutboxEntry, Setting
-from app.services import approvals, auth, ledger, selling, shifts, sync_status
+from app.services import approvals, ledger, selling, shifts, sync_status
 from tests.cardkit import CardKit
-from tests.rigs.counter import CUSTOMER, OWING, REMOTE, Counter
+from tests.rigs.counter import CUSTOMER, OWING, Counter
 
 
 def test_open_sell_meter_sell(counter: Counter) -> None:
@@ -62,24 +62,9 @@ def test_card_pulled_during_the_write_is_decided_by_the_card(counter: Counter) -
     image = counter.open()
     counter.to_meter(image)
     for applied in (False, True):
-        card = counter.kit.os(image)
-        terminal = counter.kit.terminal(image, card)
-        contents = terminal.read()
-        card.pull_after(5, applied=applied)  # the secure UPDATE of the purchase file
-        with pytest.raises(selling.SaleInDoubt):
-            selling.sell(
-                counter.db,
-                terminal,
-                actor=counter.teller,
-                amount=2000,
-                clock=counter.clock,
-                settings=counter.settings,
-                contents=contents,
-            )
+        counter.sell_pulled(image, 2000, applied=applied)
         assert [s.state for s in selling.unresolved(counter.db)] == ["in_doubt"]
-        a = selling.recover_with_card(
-            counter.db, counter.kit.terminal(image), clock=counter.clock, settings=counter.settings
-        )
+        a = counter.recover(image)
         assert [s.state for s in a.recovered] == ["completed" if applied else "failed"]
         assert selling.unresolved(counter.db) == []
         if applied:
@@ -143,16 +128,7 @@ def test_reversal_with_a_supervisor_other_than_the_seller(counter: Counter) -> N
             approver_role="teller",
             clock=counter.clock,
         )
-    req = counter.approval("reverse", out.sale.sale_id, ["t01"])
-    rev = selling.reverse_sale(
-        counter.db,
-        counter.kit.terminal(image),
-        actor=counter.teller,
-        sale_id=out.sale.sale_id,
-        clock=counter.clock,
-        settings=counter.settings,
-        approval_request=req,
-    )
+    rev = counter.reverse(image, out.sale.sale_id)
     assert rev.state == "reversed"
     card = counter.kit.terminal(image).read()
     assert card.purchase is not None and card.purchase.purchase_count == 1
@@ -164,17 +140,8 @@ def test_no_reversal_once_the_meter_loaded_it(counter: Counter) -> None:
     counter.to_meter(image)
     out = counter.sell(image, 4000)
     counter.to_meter(image)
-    req = counter.approval("reverse", out.sale.sale_id, ["t01"])
     with pytest.raises(selling.ReversalRefused, match="already loaded"):
-        selling.reverse_sale(
-            counter.db,
-            counter.kit.terminal(image),
-            actor=counter.teller,
-            sale_id=out.sale.sale_id,
-            clock=counter.clock,
-            settings=counter.settings,
-            approval_request=req,
-        )
+        counter.reverse(image, out.sale.sale_id)
 
 
 def test_replacement_card_carries_the_unloaded_purchase(counter: Counter) -> None:
@@ -182,16 +149,7 @@ def test_replacement_card_carries_the_unloaded_purchase(counter: Counter) -> Non
     counter.to_meter(old)
     counter.sell(old, 7000)  # sold, never reached the meter; then the card is lost
     new = counter.kit.blank()
-    req = counter.approval("replace_card", CUSTOMER)
-    view, fee = selling.replace_card(
-        counter.db,
-        counter.kit.terminal(new),
-        actor=counter.teller,
-        customer_no=CUSTOMER,
-        clock=counter.clock,
-        settings=counter.settings,
-        approval_request=req,
-    )
+    view, fee = counter.replace(new)
     assert fee == 2000 and view.card_serial != counter.kit.terminal(old).read().serial_hex
     with pytest.raises(selling.CardRefused, match="blacklisted"):
         counter.sell(old, 100)
@@ -210,14 +168,7 @@ def test_refused_cards(counter: Counter, tmp_path: Path) -> None:
     other = stranger.blank()
     stranger.terminal(other).issue(1)
     with pytest.raises(selling.CardRefused, match="bound to no customer"):
-        selling.sell(
-            counter.db,
-            stranger.terminal(other),
-            actor=counter.teller,
-            amount=100,
-            clock=counter.clock,
-            settings=counter.settings,
-        )
+        counter.sell_on(stranger.terminal(other), 100)
 
 
 def test_card_ahead_of_the_ledger_is_an_anomaly(counter: Counter) -> None:
@@ -232,14 +183,7 @@ def test_card_ahead_of_the_ledger_is_an_anomaly(counter: Counter) -> None:
 
 
 def test_remote_payment_is_queued(counter: Counter) -> None:
-    sale = selling.remote_payment(
-        counter.db,
-        actor=counter.teller,
-        customer_no=REMOTE,
-        amount=8800,
-        clock=counter.clock,
-        settings=counter.settings,
-    )
+    sale = counter.remote(8800)
     assert (sale.kind, sale.state, sale.purchase_count) == ("remote", "completed", None)
     with counter.db.read() as session:
         assert (
@@ -247,14 +191,7 @@ def test_remote_payment_is_queued(counter: Counter) -> None:
             == "remote"
         )
     with pytest.raises(Exception, match="card meter"):
-        selling.remote_payment(
-            counter.db,
-            actor=counter.teller,
-            customer_no=CUSTOMER,
-            amount=100,
-            clock=counter.clock,
-            settings=counter.settings,
-        )
+        counter.remote(100, CUSTOMER)
 
 
 def test_offline_limits_and_the_supervisor_override(counter: Counter) -> None:
@@ -263,18 +200,8 @@ def test_offline_limits_and_the_supervisor_override(counter: Counter) -> None:
     counter.to_meter(image)
     with pytest.raises(selling.OfflineLimitReached, match="2 records"):
         counter.sell(image, 100)
-    req = approvals.approve_on_spot(
-        counter.db,
-        action="override_offline_limit",
-        target="C01",
-        payload={},
-        operator_id="t01",
-        counter_id="C01",
-        approver_id="s01",
-        approver_role="supervisor",
-        clock=counter.clock,
-    )
-    assert counter.sell(image, 100, override_request=req.id).sale.state == "completed"
+    req = counter.approval("override_offline_limit", "C01")
+    assert counter.sell(image, 100, override_request=req).sale.state == "completed"
     counter.settings.set("offline_max_sales", 1000)
     counter.settings.set("offline_max_hours", 2)
     counter.clock.advance(hours=3)
@@ -293,27 +220,8 @@ def test_shift_close_counts_fees_and_reversals(counter: Counter) -> None:
     image = counter.open(amount=5000)
     counter.to_meter(image)
     out = counter.sell(image, 4000)
-    req = counter.approval("reverse", out.sale.sale_id, ["t01"])
-    selling.reverse_sale(
-        counter.db,
-        counter.kit.terminal(image),
-        actor=counter.teller,
-        sale_id=out.sale.sale_id,
-        clock=counter.clock,
-        settings=counter.settings,
-        approval_request=req,
-    )
-    new = counter.kit.blank()
-    req = counter.approval("replace_card", CUSTOMER)
-    selling.replace_card(
-        counter.db,
-        counter.kit.terminal(new),
-        actor=counter.teller,
-        customer_no=CUSTOMER,
-        clock=counter.clock,
-        settings=counter.settings,
-        approval_request=req,
-    )
+    counter.reverse(image, out.sale.sale_id)
+    counter.replace(counter.kit.blank())
     closed = shifts.close_shift(
         counter.db, actor=counter.teller, counted_fen=7000, clock=counter.clock
     )
@@ -323,8 +231,7 @@ def test_shift_close_counts_fees_and_reversals(counter: Counter) -> None:
 def test_two_counters_cannot_sell_one_purchase_twice(counter: Counter) -> None:
     image = counter.open()
     counter.to_meter(image)
-    other = auth.login(counter.db, "t02", "demo-t02", counter_id="C02", clock=counter.clock)
-    shifts.open_shift(counter.db, actor=other, float_fen=0, clock=counter.clock)
+    other = counter.other_teller()
     first = ledger.begin_card_sale(
         counter.db, actor=other, customer_no=CUSTOMER, amount=100, clock=counter.clock
     )

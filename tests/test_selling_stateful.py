@@ -42,7 +42,7 @@ import shutil
 import sqlite3
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -364,14 +364,7 @@ class SellingMachine(RuleBasedStateMachine):
         self.cards = 0
         self.card_path = self.blank_card()
         self.old_cards: list[Path] = []
-        selling.open_account(
-            self.db,
-            self.terminal(self.card_path),
-            actor=self.teller,
-            customer_no=CUSTOMER,
-            clock=self.clock,
-            settings=self.settings,
-        )
+        self.service(selling.open_account, self.terminal(self.card_path), customer_no=CUSTOMER)
         self.meter_path = self.tmp / "meter.json"
         # the customer's meter as installed: its number set, no credit, bound to no card yet
         MeterSimulator(self.meter_path, self.keys, meter_no=METER_NO, clock=self.clock)
@@ -413,6 +406,27 @@ class SellingMachine(RuleBasedStateMachine):
         keys = {int(r): k for r, k in self.master.diversified_card_keys(serial).items()}
         CardImage.blank(serial, keys).save(path)
         return path
+
+    def service(self, use_case: Callable[..., Any], *args: object, **kw: object) -> Any:
+        """``use_case(db, *args, **kw)`` by the teller, with the counter's clock and settings."""
+        return use_case(
+            self.db, *args, actor=self.teller, clock=self.clock, settings=self.settings, **kw
+        )
+
+    def present_card(self, path: Path) -> selling.Assessment:
+        """The card at ``path`` presented at the counter: whatever it can decide is decided."""
+        return selling.recover_with_card(
+            self.db, self.terminal(path), clock=self.clock, settings=self.settings
+        )
+
+    def replace_card(self, terminal: ApduTerminal) -> tuple[Any, int]:
+        """The blank card in ``terminal`` becomes the customer's card, approved on the spot."""
+        return self.service(
+            selling.replace_card,
+            terminal,
+            customer_no=CUSTOMER,
+            approval_request=self.approval("replace_card", CUSTOMER),
+        )
 
     def terminal(self, path: Path, pull: tuple[int, bool] | None = None) -> ApduTerminal:
         """The card (re)inserted into the counter's reader; ``pull``: it vanishes at the n-th
@@ -604,13 +618,10 @@ class SellingMachine(RuleBasedStateMachine):
         kill = point if fault == "kill" else None
         try:
             with kill_at(kill):
-                out = selling.sell(
-                    self.db,
+                out = self.service(
+                    selling.sell,
                     self.terminal(self.card_path, pull),
-                    actor=self.teller,
                     amount=amount,
-                    clock=self.clock,
-                    settings=self.settings,
                     cash_received=amount,
                 )
         except Killed as k:
@@ -669,9 +680,7 @@ class SellingMachine(RuleBasedStateMachine):
         self.tick()
         before = self.snap
         expected = before.situation()
-        a = selling.recover_with_card(
-            self.db, self.terminal(self.card_path), clock=self.clock, settings=self.settings
-        )
+        a = self.present_card(self.card_path)
         after = self.observe()
         event(f"present: {a.situation}" + (" (resolved a sale)" if before.unresolved else ""))
         assert not after.unresolved, "an unresolved sale survived presenting its card"
@@ -728,13 +737,7 @@ class SellingMachine(RuleBasedStateMachine):
         pull = (n, applied) if fault == "pull" else None
         expected = before.situation()
         try:
-            selling.rewrite(
-                self.db,
-                self.terminal(self.card_path, pull),
-                actor=self.teller,
-                clock=self.clock,
-                settings=self.settings,
-            )
+            self.service(selling.rewrite, self.terminal(self.card_path, pull))
         except CardRemoved:
             event("rewrite: card pulled")
             assert pull is not None
@@ -786,13 +789,10 @@ class SellingMachine(RuleBasedStateMachine):
         request = self.approval("reverse", sale.id)
         try:
             with kill_at(kill):
-                selling.reverse_sale(
-                    self.db,
+                self.service(
+                    selling.reverse_sale,
                     self.terminal(self.card_path, pull),
-                    actor=self.teller,
                     sale_id=sale.id,
-                    clock=self.clock,
-                    settings=self.settings,
                     approval_request=request,
                 )
         except Killed as k:
@@ -831,15 +831,7 @@ class SellingMachine(RuleBasedStateMachine):
         )
         new = self.blank_card()
         try:
-            selling.replace_card(
-                self.db,
-                self.terminal(new, pull),
-                actor=self.teller,
-                customer_no=CUSTOMER,
-                clock=self.clock,
-                settings=self.settings,
-                approval_request=self.approval("replace_card", CUSTOMER),
-            )
+            self.replace_card(self.terminal(new, pull))
         except Conflict:
             event("replace: refused, unfinished sale")
             assert before.unresolved
@@ -851,15 +843,7 @@ class SellingMachine(RuleBasedStateMachine):
                 return
             event("replace: card pulled after it was bound")
             if breaks:  # the card is unusable: the teller puts it back to finish the job
-                selling.replace_card(
-                    self.db,
-                    self.terminal(new),
-                    actor=self.teller,
-                    customer_no=CUSTOMER,
-                    clock=self.clock,
-                    settings=self.settings,
-                    approval_request=self.approval("replace_card", CUSTOMER),
-                )
+                self.replace_card(self.terminal(new))
         else:
             event("replace: done")
         assert not before.unresolved
@@ -873,9 +857,7 @@ class SellingMachine(RuleBasedStateMachine):
         else:
             assert card.count == 0
         with pytest.raises(selling.CardRefused):  # the old card is blacklisted
-            selling.recover_with_card(
-                self.db, self.terminal(self.old_cards[-1]), clock=self.clock, settings=self.settings
-            )
+            self.present_card(self.old_cards[-1])
 
     @rule()
     def crash(self) -> None:
@@ -1039,33 +1021,21 @@ def machine() -> Iterator[SellingMachine]:
 
 
 def _sell(m: SellingMachine, amount: int) -> str:
-    out = selling.sell(
-        m.db,
-        m.terminal(m.card_path),
-        actor=m.teller,
-        amount=amount,
-        clock=m.clock,
-        settings=m.settings,
-    )
+    out = m.service(selling.sell, m.terminal(m.card_path), amount=amount)
     return out.sale.sale_id
 
 
 def _reverse(m: SellingMachine, sale_id: str, pull: tuple[int, bool] | None = None) -> None:
-    selling.reverse_sale(
-        m.db,
+    m.service(
+        selling.reverse_sale,
         m.terminal(m.card_path, pull),
-        actor=m.teller,
         sale_id=sale_id,
-        clock=m.clock,
-        settings=m.settings,
         approval_request=m.approval("reverse", sale_id),
     )
 
 
 def _present(m: SellingMachine) -> selling.Assessment:
-    return selling.recover_with_card(
-        m.db, m.terminal(m.card_path), clock=m.clock, settings=m.settings
-    )
+    return m.present_card(m.card_path)
 
 
 def test_reversal_that_missed_the_card_fails_when_presented(machine: SellingMachine) -> None:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.rigs.central_process import free_port, ok_json, serve_central
-from tests.rigs.cli import run
+from tests.rigs.central_process import free_port, serve_central
+from tests.rigs.cli import ok_json, register_counter, registered_counter, run
 
 PASSWORDS = {"CARDVEND_PASSWORD": "demo-t01"}
 ADMIN = {"CARDVEND_PASSWORD": "demo-a01"}
@@ -29,11 +29,9 @@ def test_register_sell_offline_sync_status_reconcile(central: str, tmp_path: Pat
     # not registered yet: a clear message, exit 1
     r = run(home, "sync")
     assert r.returncode == 1 and "not registered" in r.stderr
-    r = run(home, "counter", "register", "--central", central, "--enrolment-key", "wrong",
-            "--operator", "a01", env=ADMIN)  # fmt: skip
+    r = register_counter(home, central, "wrong")
     assert r.returncode == 1 and "refused" in r.stderr
-    r = run(home, "counter", "register", "--central", central, "--enrolment-key",
-            "office-secret", "--operator", "a01", env=ADMIN)  # fmt: skip
+    r = register_counter(home, central, "office-secret")
     assert r.returncode == 0 and "C01" in r.stdout, r.stderr
     token = home / "data" / "central.token"
     assert token.stat().st_mode & 0o777 == 0o600
@@ -147,11 +145,7 @@ def test_a_poisoned_record_is_set_aside_listed_and_resent_after_the_fix(
 ) -> None:
     import sqlite3
 
-    home = tmp_path / "counter"
-    assert run(home, "demo").returncode == 0
-    r = run(home, "counter", "register", "--central", central, "--enrolment-key", "office-secret",
-            "--operator", "a01", env=ADMIN)  # fmt: skip
-    assert r.returncode == 0, r.stderr
+    home = registered_counter(tmp_path / "counter", central)
     assert run(home, "shift", "open", "--float", "0", "--operator", "t01",
                env=PASSWORDS).returncode == 0  # fmt: skip
     sales = []

@@ -76,17 +76,6 @@ def counter(tmp_path: Path, clock: FixedClock) -> Iterator[Counter]:
     db.dispose()
 
 
-@pytest.fixture
-def central(tmp_path: Path, clock: FixedClock) -> Iterator[CentralServer]:
-    from sync.central.seed import seed_demo
-
-    server = CentralServer(f"sqlite:///{tmp_path / 'central.db'}", faults=True)
-    seed_demo(server.store, clock.now())
-    server.start()
-    yield server
-    server.stop()
-
-
 def _pending(db: Database) -> int:
     with db.read() as session:
         return int(

@@ -17,8 +17,8 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from tests.conftest import PG_URL, ROOT, drop_pg_schema, pg_available
-from tests.rigs.central_process import ok_json, serve_central
-from tests.rigs.cli import run
+from tests.rigs.central_process import serve_central
+from tests.rigs.cli import ok_json, run
 from tests.rigs.counter import REMOTE
 
 TELLERS = {"C01": "t01", "C02": "t02"}

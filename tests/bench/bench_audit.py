@@ -19,24 +19,23 @@ tests/test_audit.py.
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import sys
 import tempfile
 import time
 import tracemalloc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import insert, update
 
 from app.clock import FixedClock
-from app.domain.audit import GENESIS, AuditRow, canonical_detail, row_hash
+from app.domain.audit import GENESIS, AuditRow, VerifyResult, canonical_detail, row_hash
 from app.persistence.db import Database
 from app.persistence.models import AuditEntry, AuditHead
 from app.services import audit
-from tests.bench.common import emit, median, percentile, progress, rounded
+from tests.bench.common import bench_main, emit, median, percentile, progress, rounded
 
 TARGET_VERIFY_S_PER_100K = 2.0
 START = dt.datetime(2026, 3, 1, 1, 0, tzinfo=dt.UTC)
@@ -145,6 +144,21 @@ def bench_append(folder: Path, appends: int) -> dict[str, Any]:
     }
 
 
+def timed_verify(
+    db: Database, repeats: int, expected: Callable[[VerifyResult], bool]
+) -> tuple[list[float], bool]:
+    """``audit.verify`` ``repeats`` times: the times, and whether every result was ok and
+    ``expected``."""
+    times: list[float] = []
+    correct = True
+    for _ in range(repeats):
+        t = time.perf_counter()
+        result = audit.verify(db)
+        times.append(time.perf_counter() - t)
+        correct = correct and result.ok and expected(result)
+    return times, correct
+
+
 def bench_verify(folder: Path, rows: int, repeats: int = 3) -> list[dict[str, Any]]:
     progress(f"building and loading a {rows:,}-row audit chain ...")
     t0 = time.perf_counter()
@@ -157,13 +171,9 @@ def bench_verify(folder: Path, rows: int, repeats: int = 3) -> list[dict[str, An
     last = (chain[-1].seq, chain[-1].hash) if chain else (0, GENESIS)
     del chain
     progress(f"verifying {rows:,} rows {repeats} times ...")
-    times: list[float] = []
-    correct = True
-    for _ in range(repeats):
-        t = time.perf_counter()
-        result = audit.verify(db)
-        times.append(time.perf_counter() - t)
-        correct = correct and result.ok and (result.last_seq, result.last_hash) == last
+    times, correct = timed_verify(
+        db, repeats, lambda result: (result.last_seq, result.last_hash) == last
+    )
     tracemalloc.start()
     audit.verify(db)
     peak = tracemalloc.get_traced_memory()[1]
@@ -272,13 +282,7 @@ def bench_verify_sales(folder: Path, rows: int, count: int, repeats: int = 3) ->
         session.execute(AuditEntry.__table__.delete())
     load_chain(db, sale_chain(rows, sales))
     del sales
-    times: list[float] = []
-    correct = True
-    for _ in range(repeats):
-        t = time.perf_counter()
-        result = audit.verify(db)
-        times.append(time.perf_counter() - t)
-        correct = correct and result.ok and result.rows == rows
+    times, correct = timed_verify(db, repeats, lambda result: result.rows == rows)
     db.dispose()
     target = TARGET_VERIFY_S_PER_100K * rows / 100_000
     seconds = median(times)
@@ -305,13 +309,7 @@ def run(appends: int = 300, rows: int = 100_000, sales: int = 20_000) -> list[di
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--appends", type=int, default=300)
-    parser.add_argument("--rows", type=int, default=100_000)
-    parser.add_argument("--sales", type=int, default=20_000)
-    args = parser.parse_args(argv)
-    run(args.appends, args.rows, args.sales)
-    return 0
+    return bench_main(__doc__, run, argv, appends=300, rows=100_000, sales=20_000)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ purchase file (with its purchase MAC from the key provider) and its read-back (c
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import datetime as dt
 import os
@@ -37,7 +36,7 @@ from cardio.channel import EmulatedChannel
 from cardio.emulator import CardImage, UserCardOS
 from cardio.keys import MasterKeys, SoftwareKeyProvider
 from cardio.terminal import ApduTerminal
-from tests.bench.common import emit, median, percentile, rounded
+from tests.bench.common import bench_main, emit, median, percentile, rounded
 from tests.rigs.user_card import user_params
 
 CST = dt.timezone(dt.timedelta(hours=8))
@@ -233,11 +232,7 @@ def run(writes: int = 200) -> list[dict[str, Any]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--writes", type=int, default=200)
-    args = parser.parse_args(argv)
-    run(args.writes)
-    return 0
+    return bench_main(__doc__, run, argv, writes=200)
 
 
 if __name__ == "__main__":

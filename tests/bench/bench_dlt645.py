@@ -28,7 +28,6 @@ Needs socat for the reads (skipped with a reason otherwise).
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import sys
 import tempfile
@@ -50,7 +49,7 @@ from cardio.dlt645.server import SerialServer
 from cardio.keys import MasterKeys, SoftwareKeyProvider
 from cardio.meter_sim import MeterSimulator
 from cardio.meter_wire import READ_SET, SimulatedMeterRegisters, read_meter
-from tests.bench.common import emit, median, percentile, progress, rounded
+from tests.bench.common import bench_main, emit, median, percentile, progress, rounded
 from tests.serial_rig import PtyPair
 
 PARSE_TARGET = 100_000  # frames per second
@@ -158,32 +157,36 @@ def _timed_reads(
         pair.stop()
 
 
-def read_ratio(reads: int, paced_reads: int) -> dict[str, Any]:
-    if shutil.which("socat") is None:
-        return emit(
-            {
-                "bench": "dlt645",
-                "kind": "read",
-                "skipped": "socat is not installed",
-                "target": f"ratio <= {RATIO_TARGET}",
-                "ok": False,
-            }
-        )
-    meter = MemoryMeter.with_values(METER, {D.REMAINING_AMOUNT: 123_456})
-    request = encode(METER, ReadRequest(D.REMAINING_AMOUNT.code)).encode()
-    answer = encode(METER, ReadReply(D.REMAINING_AMOUNT.code, b"\x00" * 4)).encode()
-    line = RS485.line_time(len(request) + len(answer))
-    with tempfile.TemporaryDirectory(prefix="bench-dlt645-") as tmp:
-        progress(f"{reads} reads over an unpaced pty ...")
-        fast = _timed_reads(Responder([meter]), Path(tmp) / "fast", reads)
-        progress(f"{paced_reads} reads with the answers paced at 2400 baud ...")
-        paced = _timed_reads(PacedResponder([meter]), Path(tmp) / "paced", paced_reads)
+def no_socat(kind: str) -> dict[str, Any]:
+    """The record of a read bench that cannot run: socat makes its serial line."""
+    return emit(
+        {
+            "bench": "dlt645",
+            "kind": kind,
+            "skipped": "socat is not installed",
+            "target": f"ratio <= {RATIO_TARGET}",
+            "ok": False,
+        }
+    )
+
+
+def ratio_record(
+    kind: str,
+    size: int,
+    line: float,
+    fast: list[float],
+    paced: list[float],
+    **extra: Any,
+) -> dict[str, Any]:
+    """The record of a read bench: ``size`` bytes on the line take ``line`` seconds at 2400
+    baud; ``fast`` are the times over an unpaced pty, ``paced`` those at line speed."""
     ratio = median(paced) / line
     return emit(
         {
             "bench": "dlt645",
-            "kind": "read",
-            "bytes": len(request) + len(answer),
+            "kind": kind,
+            **extra,
+            "bytes": size,
             "line_ms": rounded(line * 1000),
             "software_ms": rounded(median(fast) * 1000),
             "software_p99_ms": rounded(percentile(fast, 99) * 1000),
@@ -196,6 +199,21 @@ def read_ratio(reads: int, paced_reads: int) -> dict[str, Any]:
     )
 
 
+def read_ratio(reads: int, paced_reads: int) -> dict[str, Any]:
+    if shutil.which("socat") is None:
+        return no_socat("read")
+    meter = MemoryMeter.with_values(METER, {D.REMAINING_AMOUNT: 123_456})
+    request = encode(METER, ReadRequest(D.REMAINING_AMOUNT.code)).encode()
+    answer = encode(METER, ReadReply(D.REMAINING_AMOUNT.code, b"\x00" * 4)).encode()
+    line = RS485.line_time(len(request) + len(answer))
+    with tempfile.TemporaryDirectory(prefix="bench-dlt645-") as tmp:
+        progress(f"{reads} reads over an unpaced pty ...")
+        fast = _timed_reads(Responder([meter]), Path(tmp) / "fast", reads)
+        progress(f"{paced_reads} reads with the answers paced at 2400 baud ...")
+        paced = _timed_reads(PacedResponder([meter]), Path(tmp) / "paced", paced_reads)
+    return ratio_record("read", len(request) + len(answer), line, fast, paced)
+
+
 def _full_reading(client: MeterClient) -> None:
     reading = read_meter(client, METER)
     assert reading.remaining_fen == 0 and reading.relay == "open"
@@ -203,15 +221,7 @@ def _full_reading(client: MeterClient) -> None:
 
 def meter_read_ratio(reads: int, paced_reads: int) -> dict[str, Any]:
     if shutil.which("socat") is None:
-        return emit(
-            {
-                "bench": "dlt645",
-                "kind": "meter_read",
-                "skipped": "socat is not installed",
-                "target": f"ratio <= {RATIO_TARGET}",
-                "ok": False,
-            }
-        )
+        return no_socat("meter_read")
     with tempfile.TemporaryDirectory(prefix="bench-meter-") as tmp:
         keys = SoftwareKeyProvider(MasterKeys.generate())
         meter = MeterSimulator(Path(tmp) / "meter.json", keys, meter_no=METER, clock=SystemClock())
@@ -228,23 +238,7 @@ def meter_read_ratio(reads: int, paced_reads: int) -> dict[str, Any]:
             _full_reading,
         )
     line = RS485.line_time(size)
-    ratio = median(paced) / line
-    return emit(
-        {
-            "bench": "dlt645",
-            "kind": "meter_read",
-            "values": len(READ_SET),
-            "bytes": size,
-            "line_ms": rounded(line * 1000),
-            "software_ms": rounded(median(fast) * 1000),
-            "software_p99_ms": rounded(percentile(fast, 99) * 1000),
-            "software_share": rounded(median(fast) / line, 4),
-            "paced_ms": rounded(median(paced) * 1000),
-            "ratio": rounded(ratio),
-            "target": f"ratio <= {RATIO_TARGET}",
-            "ok": ratio <= RATIO_TARGET,
-        }
-    )
+    return ratio_record("meter_read", size, line, fast, paced, values=len(READ_SET))
 
 
 def run(frames: int = 200_000, reads: int = 500, paced_reads: int = 20) -> list[dict[str, Any]]:
@@ -257,13 +251,7 @@ def run(frames: int = 200_000, reads: int = 500, paced_reads: int = 20) -> list[
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--frames", type=int, default=200_000)
-    parser.add_argument("--reads", type=int, default=500)
-    parser.add_argument("--paced-reads", type=int, default=20)
-    args = parser.parse_args(argv)
-    run(args.frames, args.reads, args.paced_reads)
-    return 0
+    return bench_main(__doc__, run, argv, frames=200_000, reads=500, paced_reads=20)
 
 
 if __name__ == "__main__":

@@ -111,17 +111,7 @@ REWRITE_PHASES = {
     "recorded, before return": {"written and recorded"},
     "finished": {"written and recorded"},
 }
-REVERSAL_PHASES = {
-    "starting": {"none"},
-    "before the pending commit": {"none", "failed"},
-    "pending, before the card write": {"failed"},
-    "card write, before the purchase update": {"failed"},
-    "card write, purchase update in flight": {"failed", "completed"},
-    "card write, read-back": {"completed"},
-    "written, before completion": {"completed"},
-    "completed, before return": {"completed"},
-    "finished": {"completed"},
-}
+REVERSAL_PHASES = SALE_PHASES  # a reversal passes the same steps, to the same outcomes
 REPLACEMENT_PHASES = {
     "starting": {"none"},
     "before the approval is used": {"none"},
@@ -165,8 +155,9 @@ def phase_of(op: str, events: list[int]) -> str:
             return "card write, before the purchase update"
         return None
 
-    if op == "sale":
-        if E_COMPLETED in seen:
+    if op in ("sale", "reversal"):  # the same steps; a reversal marks no E_COMPLETED
+        completed = E_COMPLETED in seen if op == "sale" else E_COMMIT in after(E_WRITTEN)
+        if completed:
             return "completed, before return"
         if E_WRITTEN in seen:
             return "written, before completion"
@@ -181,16 +172,6 @@ def phase_of(op: str, events: list[int]) -> str:
         if E_WRITTEN in seen:
             return "written, before the rewrite is recorded"
         return write_phase() or "before the card write"
-    if op == "reversal":
-        if E_COMMIT in after(E_WRITTEN):
-            return "completed, before return"
-        if E_WRITTEN in seen:
-            return "written, before completion"
-        if (w := write_phase()) is not None:
-            return w
-        return (
-            "pending, before the card write" if E_PENDING in seen else "before the pending commit"
-        )
     # replacement
     if E_WRITTEN in seen:
         return "written, before return"

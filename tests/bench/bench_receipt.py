@@ -12,9 +12,7 @@
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import datetime as dt
 import sys
 import time
 import uuid
@@ -25,40 +23,11 @@ from app.domain.receipt import ReceiptData
 from printing import fonts
 from printing.escpos import receipt_escpos
 from printing.receipt import SIZES, render_receipt_pdf
-from tests.bench.common import emit, median, percentile, progress, rounded
+from tests.bench.common import bench_main, emit, median, percentile, progress, rounded
+from tests.rigs.receipts import RECEIPT
 
 TARGET_MEDIAN_MS = 20.0
 LANGUAGES = ("zh_CN", "en")
-
-BASE = ReceiptData(
-    sale_id="00000000-0000-4000-8000-000000000000",
-    kind="card",
-    state="completed",
-    office_code="HZ01",
-    office_name="杭州城东营业厅",
-    counter_id="C02",
-    operator_id="t07",
-    operator_name="李秀英",
-    created_at=dt.datetime(2026, 3, 1, 1, 30, 5, tzinfo=dt.UTC),
-    time_zone="Asia/Shanghai",
-    customer_no="500000000123",
-    customer_name="欧阳娜娜",
-    address="浙江省杭州市滨江区长江路88号锦绣小区12栋3单元1502室",
-    meter_no="600000000123",
-    purchase_count=17,
-    amount=20000,
-    arrears=1250,
-    fees=500,
-    credit=18250,
-    tariff_plan="RES-TIER",
-    tariff_name="居民阶梯电价",
-    tariff_version_no=3,
-    energy_wh=33182,
-    meter_balance=4567,
-    cash_received=25000,
-    change=5000,
-    verification_code="7K3QX9PA",
-)
 
 
 def receipt(i: int) -> ReceiptData:
@@ -66,7 +35,7 @@ def receipt(i: int) -> ReceiptData:
     a copy and a training mark now and then."""
     sale_id = str(uuid.UUID(int=(0x5EED << 64) + i * 7919, version=4))
     return dataclasses.replace(
-        BASE,
+        RECEIPT,
         sale_id=sale_id,
         verification_code=f"{(i * 2654435761) % 36**8:08X}"[-8:],
         purchase_count=1 + i % 400,
@@ -145,11 +114,7 @@ def run(renders: int = 200) -> list[dict[str, Any]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--renders", type=int, default=200)
-    args = parser.parse_args(argv)
-    run(args.renders)
-    return 0
+    return bench_main(__doc__, run, argv, renders=200)
 
 
 if __name__ == "__main__":

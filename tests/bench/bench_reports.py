@@ -17,7 +17,6 @@ over 1,000,000 customers.
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import sys
 import tempfile
@@ -42,7 +41,7 @@ from app.persistence.models import (
 from app.services import auth, reports, shifts
 from app.services.demo import load_demo
 from printing import reports as render
-from tests.bench.common import emit, median, progress, rounded
+from tests.bench.common import bench_main, emit, median, progress, rounded
 
 TARGET_ZREPORT_S = 2.0
 TARGET_STATS_S_PER_1M = 5.0
@@ -293,12 +292,7 @@ def run(sales: int = 5000, customers: int = 1_000_000) -> list[dict[str, Any]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sales", type=int, default=5000)
-    parser.add_argument("--customers", type=int, default=1_000_000)
-    args = parser.parse_args(argv)
-    run(args.sales, args.customers)
-    return 0
+    return bench_main(__doc__, run, argv, sales=5000, customers=1_000_000)
 
 
 if __name__ == "__main__":

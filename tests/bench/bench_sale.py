@@ -14,7 +14,6 @@ Needs pcscd and the vpcd driver (started here if not running).
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import datetime as dt
 import functools
@@ -40,7 +39,7 @@ from cardio.keys import MasterKeys, SoftwareKeyProvider
 from cardio.meter_sim import MeterSimulator
 from cardio.terminal import ApduTerminal
 from tests.bench.bench_card import READER, running_pcscd
-from tests.bench.common import emit, median, percentile, progress, rounded
+from tests.bench.common import bench_main, emit, median, percentile, progress, rounded
 from tests.pcsc_fixtures import exclusive_virtual_readers
 
 CUSTOMER = "100000000002"  # a card-meter demo customer without arrears or fees
@@ -211,11 +210,7 @@ def run(sales: int = 100) -> list[dict[str, Any]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sales", type=int, default=100)
-    args = parser.parse_args(argv)
-    run(args.sales)
-    return 0
+    return bench_main(__doc__, run, argv, sales=100)
 
 
 if __name__ == "__main__":

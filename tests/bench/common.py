@@ -8,6 +8,7 @@ only the figures.
 
 from __future__ import annotations
 
+import argparse
 import csv
 import hashlib
 import json
@@ -16,28 +17,19 @@ import os
 import resource
 import sys
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from app.services.customers.importing import COLUMNS
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DATA_DIR = ROOT / "bench-data"  # git-ignored
 FULL_ROWS = 1_000_000
 QUICK_ROWS = 100_000
 
-HEADER = (
-    "customer_no",
-    "name",
-    "address",
-    "phone",
-    "meter_no",
-    "meter_kind",
-    "tariff_plan",
-    "office",
-    "ct_ratio",
-    "pt_ratio",
-)
+HEADER = COLUMNS  # the columns of an import file, in the order the bench writes them
 FIRST_CUSTOMER_NO = 500_000_000_000
 FIRST_METER_NO = 600_000_000_000
 PLANS = ("RES-FLAT", "RES-TOU", "RES-TIER")
@@ -55,6 +47,19 @@ def emit(record: dict[str, Any]) -> dict[str, Any]:
     sys.stdout.write(json.dumps(record, ensure_ascii=False, sort_keys=False) + "\n")
     sys.stdout.flush()
     return record
+
+
+def bench_main(
+    doc: str | None, run: Callable[..., object], argv: list[str] | None, **defaults: Any
+) -> int:
+    """A benchmark's command line: ``--name`` for each keyword of ``run`` given in ``defaults``
+    (typed as its default), the first paragraph of the module's ``doc`` as its description;
+    then ``run`` with what was given."""
+    parser = argparse.ArgumentParser(description=(doc or "").split("\n\n")[0])
+    for name, default in defaults.items():
+        parser.add_argument("--" + name.replace("_", "-"), type=type(default), default=default)
+    run(**vars(parser.parse_args(argv)))
+    return 0
 
 
 def progress(message: str) -> None:

@@ -112,3 +112,16 @@ def event(resource: str, counter_id: str = "C1", **fields: Any) -> dict[str, Any
     body = {"id": str(uuid.uuid4()), "counter_id": counter_id, **fields}
     c.POSTED[resource].model_validate(body)
     return body
+
+
+def reversal(sale_id: str, counter_id: str = "C1") -> dict[str, Any]:
+    """A reversal of the whole sale ``sale_id`` (100.00), approved by s01 at 18:00."""
+    return event(
+        "reversals",
+        counter_id,
+        sale_id=sale_id,
+        amount=10_000,
+        operator_id="t01",
+        approver_id="s01",
+        created_at="2026-03-01T18:00:00+08:00",
+    )

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from tests.conftest import ROOT
 
@@ -37,8 +35,3 @@ def serve_central(tmp_path: Path) -> Iterator[str]:
     yield f"http://127.0.0.1:{port}"
     proc.terminate()
     assert proc.wait(10) == 0  # SIGTERM is a clean stop
-
-
-def ok_json(r: subprocess.CompletedProcess[str]) -> Any:
-    assert r.returncode == 0, r.stderr
-    return json.loads(r.stdout)

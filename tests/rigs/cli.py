@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from cardio.channel import EmulatedChannel
 from cardio.emulator import CardImage, UserCardOS
@@ -34,6 +36,27 @@ def run(
         timeout=120,
         cwd=ROOT,
     )
+
+
+def ok_json(r: subprocess.CompletedProcess[str]) -> Any:
+    """The JSON a command printed, once it succeeded."""
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def registered_counter(home: Path, central: str, key: str = "office-secret") -> Path:
+    """A counter home with the demo data, registered with ``central`` by the administrator a01
+    with the office's enrolment ``key``."""
+    assert run(home, "demo").returncode == 0
+    r = register_counter(home, central, key)
+    assert r.returncode == 0, r.stderr
+    return home
+
+
+def register_counter(home: Path, central: str, key: str) -> subprocess.CompletedProcess[str]:
+    """``counter register`` with the enrolment ``key``, by the administrator a01."""
+    return run(home, "counter", "register", "--central", central, "--enrolment-key", key,
+               "--operator", "a01", env={"CARDVEND_PASSWORD": "demo-a01"})  # fmt: skip
 
 
 def import_csv(

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from app.clock import FixedClock
+from app.domain.card import CardContents
 from app.persistence.db import Database
-from app.services import approvals, auth, selling, shifts
+from app.ports import CardTerminal
+from app.services import approvals, auth, ledger, selling, shifts
+from app.services.auth import Principal
+from app.services.customers import CustomerView
 from app.settings import Settings
 from cardio.meter_sim import MeterSimulator
 from tests.cardkit import CardKit
@@ -20,6 +28,28 @@ OWING = "100000000001"  # owes 30.00 arrears and a 5.00 fee
 REMOTE = "100000000010"
 
 
+PURCHASE_UPDATE_APDU = 5  # a sale's APDUs: the secure UPDATE of the purchase file is the fifth
+
+
+def sell_pulled(
+    kit: CardKit,
+    image: Path,
+    sell: Callable[[CardTerminal, CardContents], object],
+    *,
+    applied: bool,
+) -> selling.SaleInDoubt:
+    """``sell(terminal, contents)`` on the card ``image`` (already read) with the card pulled
+    during the secure UPDATE of the purchase file (``applied``: whether the card took the write
+    before its answer was lost): the sale is left in doubt."""
+    card = kit.os(image)
+    terminal = kit.terminal(image, card)
+    contents = terminal.read()
+    card.pull_after(PURCHASE_UPDATE_APDU, applied=applied)
+    with pytest.raises(selling.SaleInDoubt) as info:
+        sell(terminal, contents)
+    return info.value
+
+
 class Counter:
     def __init__(self, db: Database, clock: FixedClock, tmp: Path) -> None:
         self.db, self.clock = db, clock
@@ -30,29 +60,81 @@ class Counter:
         shifts.open_shift(db, actor=self.teller, float_fen=0, clock=clock)
         self.meter = MeterSimulator(tmp / "meter.json", self.kit.keys, clock=clock)
 
+    def service(self, use_case: Callable[..., Any], *args: object, **kw: object) -> Any:
+        """``use_case(db, *args, **kw)`` by the teller at this counter (``kw`` may name another
+        ``actor``), with its clock and settings."""
+        context = {"actor": self.teller, "clock": self.clock, "settings": self.settings}
+        return use_case(self.db, *args, **{**context, **kw})
+
     def open(self, customer: str = CUSTOMER, amount: int | None = 5000) -> Path:
+        """A blank card opened as ``customer``'s card, with a first sale of ``amount``."""
         image = self.kit.blank()
-        selling.open_account(
-            self.db,
-            self.kit.terminal(image),
-            actor=self.teller,
-            customer_no=customer,
-            clock=self.clock,
-            settings=self.settings,
-            amount=amount,
-        )
+        self.open_account(self.kit.terminal(image), customer, amount)
         return image
 
+    def open_account(
+        self, terminal: CardTerminal, customer: str, amount: int | None
+    ) -> tuple[CustomerView, selling.SaleOutcome | None]:
+        return self.service(selling.open_account, terminal, customer_no=customer, amount=amount)
+
     def sell(self, image: Path, amount: int, **kw: object) -> selling.SaleOutcome:
-        return selling.sell(
-            self.db,
+        return self.sell_on(self.kit.terminal(image), amount, **kw)
+
+    def sell_on(self, terminal: CardTerminal, amount: int, **kw: object) -> selling.SaleOutcome:
+        return self.service(selling.sell, terminal, amount=amount, **kw)
+
+    def sell_pulled(self, image: Path, amount: int, *, applied: bool) -> selling.SaleInDoubt:
+        """A sale left in doubt by a card pulled during its purchase write (see :func:`sell_pulled`)."""
+        return sell_pulled(
+            self.kit,
+            image,
+            lambda terminal, contents: self.sell_on(terminal, amount, contents=contents),
+            applied=applied,
+        )
+
+    def recover(self, image: Path) -> selling.Assessment:
+        """Present the card: whatever it can decide is decided."""
+        return selling.recover_with_card(
+            self.db, self.kit.terminal(image), clock=self.clock, settings=self.settings
+        )
+
+    def reverse(self, image: Path, sale_id: str) -> ledger.SaleView:
+        """Reverse a sale on its card, approved on the spot by a supervisor other than the seller."""
+        request = self.approval("reverse", sale_id, ["t01"])
+        return self.service(
+            selling.reverse_sale,
             self.kit.terminal(image),
-            actor=self.teller,
-            amount=amount,
-            clock=self.clock,
-            settings=self.settings,
-            **kw,
-        )  # type: ignore[arg-type]
+            sale_id=sale_id,
+            approval_request=request,
+        )
+
+    def replace(self, new: Path, customer: str = CUSTOMER) -> tuple[CustomerView, int]:
+        """Replace the customer's card by the blank card ``new``, approved on the spot: (view, fee)."""
+        return self.replace_card(
+            self.kit.terminal(new), self.approval("replace_card", customer), customer
+        )
+
+    def replace_card(
+        self, terminal: CardTerminal, request: str, customer: str = CUSTOMER
+    ) -> tuple[CustomerView, int]:
+        """Replace the customer's card by the blank card in ``terminal``, under ``request``."""
+        return self.service(
+            selling.replace_card, terminal, customer_no=customer, approval_request=request
+        )
+
+    def remote(self, amount: int, customer: str = REMOTE, **kw: object) -> ledger.SaleView:
+        """A payment for a remote fee-control meter (``kw`` may name another ``actor``)."""
+        return self.service(selling.remote_payment, customer_no=customer, amount=amount, **kw)
+
+    def rewrite(self, image: Path) -> selling.SaleOutcome:
+        """Write the customer's last purchase onto the card again."""
+        return self.service(selling.rewrite, self.kit.terminal(image))
+
+    def other_teller(self) -> Principal:
+        """Teller t02 signed in at a second counter, C02, with a shift open there."""
+        other = auth.login(self.db, "t02", "demo-t02", counter_id="C02", clock=self.clock)
+        shifts.open_shift(self.db, actor=other, float_fen=0, clock=self.clock)
+        return other
 
     def to_meter(self, image: Path) -> None:
         self.meter.insert(self.kit.terminal(image))
