@@ -105,6 +105,8 @@ def test_default_rules(adb: Database) -> None:
             "override_offline_limit",
             "reprint",
             "erase_card",
+            "close_account",
+            "change_meter",
         ):
             rule = ap.get_rule(s, action)
             assert (rule.steps, rule.ttl_minutes) == (supervisor, 60)
@@ -113,7 +115,15 @@ def test_default_rules(adb: Database) -> None:
         with pytest.raises(ValidationError):
             ap.needs_approval(s, "bogus")
     assert [r.action for r in ap.list_rules(adb)] == sorted(
-        ["reverse", "replace_card", "override_offline_limit", "reprint", "erase_card"]
+        [
+            "reverse",
+            "replace_card",
+            "override_offline_limit",
+            "reprint",
+            "erase_card",
+            "close_account",
+            "change_meter",
+        ]
     )
 
 
