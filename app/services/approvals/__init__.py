@@ -104,8 +104,8 @@ from app.services.approvals.workflow import (
 
 __all__ = [
     "ALWAYS_APPROVED",
-    "ASKED_FOR",
     "APPROVED",
+    "ASKED_FOR",
     "DEFAULT_TTL_MINUTES",
     "EXPIRED",
     "MAX_REASON",
