@@ -101,7 +101,10 @@ def test_default_rules(adb: Database) -> None:
         with pytest.raises(ValidationError):
             ap.needs_approval(s, "bogus")
     assert [r.action for r in ap.list_rules(adb)] == sorted(
-        ["reverse", "replace_card", "override_offline_limit", "reprint", "erase_card"]
+        [
+            *("reverse", "replace_card", "override_offline_limit", "reprint", "erase_card"),
+            *("change_meter", "close_account"),  # migration 0010 (the customer lifecycle)
+        ]
     )
 
 
