@@ -10,6 +10,8 @@ while requests already filed keep the steps they were filed under (app/services/
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from typing import Any
 
 from app.cli import cli_login, emit_json, id_arg, open_db, operator_arg
 from app.context import AppContext
@@ -125,42 +127,39 @@ def _decided(view: ApprovalView) -> str:
     )
 
 
-def _print_decision(view: ApprovalView, as_json: bool) -> None:
-    if as_json:
-        emit_json(view.to_json())
-    else:
-        print(_decided(view))
-
-
-def cmd_approve(ctx: AppContext, args: argparse.Namespace) -> int:
+def _decide(
+    ctx: AppContext,
+    args: argparse.Namespace,
+    decision: Callable[..., ApprovalView],
+    **extra: Any,
+) -> int:
+    """``approve`` / ``reject``: ``--operator`` signs in and decides on the request as the
+    signer of its next step; the request as it is now is printed."""
     me = cli_login(ctx, args.operator)
-    view = approvals.approve(
+    view = decision(
         open_db(ctx),
         args.request,
         approver_id=me.operator_id,
         approver_role=me.role,
         counter_id=me.counter_id,
         clock=ctx.clock,
+        **extra,
     )
-    _print_decision(view, args.json)
+    if args.json:
+        emit_json(view.to_json())
+    else:
+        print(_decided(view))
     return 0
+
+
+def cmd_approve(ctx: AppContext, args: argparse.Namespace) -> int:
+    return _decide(ctx, args, approvals.approve)
 
 
 def cmd_reject(ctx: AppContext, args: argparse.Namespace) -> int:
     if not args.reason.strip():  # said before the password is asked
         raise ValidationError(N_("Give a reason for rejecting the approval."))
-    me = cli_login(ctx, args.operator)
-    view = approvals.reject(
-        open_db(ctx),
-        args.request,
-        approver_id=me.operator_id,
-        approver_role=me.role,
-        counter_id=me.counter_id,
-        clock=ctx.clock,
-        reason=args.reason,
-    )
-    _print_decision(view, args.json)
-    return 0
+    return _decide(ctx, args, approvals.reject, reason=args.reason)
 
 
 def _json(q: argparse.ArgumentParser) -> None:
