@@ -179,7 +179,10 @@ def cmd_tariffs_list(ctx: AppContext, args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from app import cli_approvals  # it builds on this module's helpers
+
     register_security(sub)
+    cli_approvals.register(sub)
     p = sub.add_parser("init", help=_("create or upgrade the database and the first administrator"))
     p.add_argument("--admin-id", default="admin", help=_("id of the first administrator"))
     p.add_argument("--admin-name", default="Administrator")

@@ -212,3 +212,36 @@ def test_error_lines_in_chinese(qtbot: Any, ctx: AppContext) -> None:
         "customers": customers.status.text(),
     }
     assert {k: english_words(v) for k, v in texts.items() if english_words(v)} == {}
+
+
+def test_approval_rules_tab_and_dialog_in_chinese(qtbot: Any, ctx: AppContext) -> None:
+    """The administration page's approval rules: the table's rows and the edit dialog with its
+    inline errors (the dialog's own and the service's)."""
+    from app.domain.permissions import Action
+    from ui.main_window import MainWindow
+
+    admin = auth.login(ctx.db, "a01", "demo-a01", counter_id=ctx.counter_id, clock=ctx.clock)
+    window = MainWindow(ctx, principal=admin)
+    qtbot.addWidget(window)
+    window.show()
+    window.show_page("admin")
+    tab = window.pages["admin"].rules
+    tab.load()
+    qtbot.waitUntil(lambda: len(tab.rows) > 0, timeout=WAIT)
+    table = tab.table
+    cells = [
+        table.item(i, j).text() for i in range(table.rowCount()) for j in range(table.columnCount())
+    ]
+    found = untranslated(tab) + [repr(t) for t in cells if english_words(t)]
+    table.selectRow([r.action for r in tab.rows].index(Action.SELL.value))  # not asked for yet
+    tab.edit_rule()
+    dialog = tab.dialog
+    dialog.needed.setChecked(True)
+    dialog.ttl.setText("x")
+    dialog.ok.click()
+    found += untranslated(dialog)
+    dialog.ttl.setText("0")
+    dialog.ok.click()
+    qtbot.waitUntil(lambda: "10080" in dialog.error.text(), timeout=WAIT)
+    found += [repr(t) for t in (dialog.error.text(),) if english_words(t)]
+    assert not found, "\n".join(found)

@@ -1,4 +1,5 @@
-"""Administration (administrators only): this counter's settings and its operators.
+"""Administration (administrators only): this counter's settings, its operators and the
+approval rules (ui/pages/approval_rules.py).
 
 Settings are checked by the settings registry (app/services/configuration.py), written to the
 settings file and audited; operators are listed, added, disabled or enabled and given a new
@@ -60,6 +61,7 @@ from app.settings import (
     TIME_ZONE,
 )
 from ui.bridge import error_text, id_problem
+from ui.pages.approval_rules import ApprovalRulesTab
 
 log = logging.getLogger(__name__)
 ERROR_STYLE = "color: #b00020; font-weight: bold;"
@@ -255,6 +257,8 @@ class AdminPage(QWidget):
         self.tabs = QTabWidget(self)
         self.tabs.addTab(self._settings_tab(), _("Settings"))
         self.tabs.addTab(self._operators_tab(), _("Operators"))
+        self.rules = ApprovalRulesTab(shell)
+        self.tabs.addTab(self.rules, _("Approval rules"))
         layout = QVBoxLayout(self)
         title = QLabel(_("Administration"))
         font = title.font()
@@ -511,6 +515,7 @@ class AdminPage(QWidget):
     def activated(self) -> None:
         self.load_settings()
         self.load_operators()
+        self.rules.load()
 
     def load_operators(self) -> None:
         ctx = self.shell.ctx

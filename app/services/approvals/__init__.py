@@ -76,9 +76,16 @@ from app.services.approvals.model import (
 )
 from app.services.approvals.on_spot import sign_in_and_approve
 from app.services.approvals.rules import (
+    ALWAYS_APPROVED,
+    ASKED_FOR,
+    all_rules,
+    approvable_actions,
+    approver_roles,
+    change_rule,
     check_steps,
     get_rule,
     list_rules,
+    may_sign,
     needs_approval,
     set_rule,
 )
@@ -96,7 +103,9 @@ from app.services.approvals.workflow import (
 )
 
 __all__ = [
+    "ALWAYS_APPROVED",
     "APPROVED",
+    "ASKED_FOR",
     "DEFAULT_TTL_MINUTES",
     "EXPIRED",
     "MAX_REASON",
@@ -116,14 +125,19 @@ __all__ = [
     "ApprovalStep",
     "ApprovalView",
     "Signature",
+    "all_rules",
+    "approvable_actions",
     "approve",
     "approve_on_spot",
+    "approver_roles",
+    "change_rule",
     "check_steps",
     "consume",
     "expire_due",
     "get_request",
     "get_rule",
     "list_rules",
+    "may_sign",
     "needs_approval",
     "pending",
     "reject",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -27,6 +27,9 @@ from app.services.approvals.model import (
 )
 from app.services.operators import require_operator
 
+if TYPE_CHECKING:
+    from app.services.auth import Principal
+
 # --------------------------------------------------------------------------- rules
 
 
@@ -40,6 +43,41 @@ def _action(action: Action | str) -> Action:
             N_("{action} is not an action that approvals can be set for."), action=str(action)
         )
     return value
+
+
+# the actions whose flows consult their rule (require_approval, consume, needs_approval); a rule
+# for any other action is kept but changes nothing until its flow asks for it
+ASKED_FOR = frozenset(
+    {
+        Action.REVERSE,
+        Action.REPLACE_CARD,
+        Action.OVERRIDE_OFFLINE_LIMIT,
+        Action.REPRINT,
+        Action.ERASE_CARD,
+        Action.CHANGE_METER,
+        Action.CLOSE_ACCOUNT,
+        Action.PAUSE_ACCOUNT,
+        Action.EXCHANGE_CARD,
+    }
+)
+# the flows that cannot go on without an approval (they take the signed request as an input):
+# "no approval needed" would stop them, so their rule keeps at least one step
+ALWAYS_APPROVED = frozenset({Action.REVERSE, Action.REPLACE_CARD, Action.OVERRIDE_OFFLINE_LIMIT})
+
+
+def approvable_actions() -> tuple[Action, ...]:
+    """Every action a rule may be set for: all but signing an approval itself."""
+    return tuple(a for a in Action if a is not Action.APPROVE)
+
+
+def may_sign(role: Role | str) -> bool:
+    """Whether a rule may name ``role`` for a step: roles allowed APPROVE, and admin."""
+    return Role(role) is Role.ADMIN or allowed(role, Action.APPROVE)
+
+
+def approver_roles() -> tuple[Role, ...]:
+    """The roles a step may name (the choices an editor offers)."""
+    return tuple(r for r in Role if may_sign(r))
 
 
 def _parse_steps(raw: Sequence[Any]) -> tuple[ApprovalStep, ...]:
@@ -80,7 +118,7 @@ def check_steps(steps: Iterable[ApprovalStep | Mapping[str, Any]]) -> tuple[Appr
             raise ValidationError(
                 N_("Approval step {step}: there is no role {role}."), step=number, role=role_value
             ) from None
-        if role is not Role.ADMIN and not allowed(role, Action.APPROVE):
+        if not may_sign(role):
             raise ValidationError(
                 N_(
                     "Approval step {step}: a {role} may not approve. Choose a supervisor or "
@@ -116,6 +154,39 @@ def list_rules(db: Database) -> list[ApprovalRuleView]:
         ]
 
 
+def all_rules(db: Database) -> list[ApprovalRuleView]:
+    """The rule of every approvable action, in :class:`Action` order; an action without a row
+    needs no approval (no steps, the default time limit)."""
+    stored = {r.action: r for r in list_rules(db)}
+    return [
+        stored.get(a.value) or ApprovalRuleView(a.value, (), DEFAULT_TTL_MINUTES)
+        for a in approvable_actions()
+    ]
+
+
+def change_rule(
+    db: Database,
+    principal: Principal,
+    action: Action | str,
+    steps: Iterable[ApprovalStep | Mapping[str, Any]],
+    ttl_minutes: int,
+    clock: Clock,
+) -> ApprovalRuleView:
+    """:func:`set_rule` by a signed-in administrator at their counter (the CLI and the
+    administration page): the sign-in must still be active."""
+    principal.authorize(Action.CHANGE_SETTINGS, clock)
+    return set_rule(
+        db,
+        admin_id=principal.operator_id,
+        admin_role=principal.role,
+        action=action,
+        steps=steps,
+        ttl_minutes=ttl_minutes,
+        counter_id=principal.counter_id,
+        clock=clock,
+    )
+
+
 def set_rule(
     db: Database,
     *,
@@ -132,6 +203,11 @@ def set_rule(
     require(admin_id, admin_role, Action.CHANGE_SETTINGS)
     act = _action(action)
     checked = check_steps(steps)
+    if not checked and act in ALWAYS_APPROVED:
+        raise ValidationError(
+            N_("To {action} an approval is always needed: give at least one approval step."),
+            action=act.label,
+        )
     if (
         isinstance(ttl_minutes, bool)
         or not isinstance(ttl_minutes, int)
