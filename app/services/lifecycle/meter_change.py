@@ -505,6 +505,12 @@ def _resume(
         and present.purchase is not None
         and present.purchase.sale_tag == tag
     )
+    if done and present is not None and present.write_back is not None:
+        raise Conflict(  # the new meter has taken the card already
+            N_("Customer {customer_no} already has meter {meter_no}."),
+            customer_no=customer_no,
+            meter_no=new_meter_no,
+        )
     if done:
         with db.write() as session:
             customer = get_customer(session, customer_no, for_update=True)
