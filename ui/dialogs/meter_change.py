@@ -15,7 +15,7 @@ from app.domain import ids
 from app.domain.permissions import Action
 from app.errors import ValidationError
 from app.files import save_output
-from app.i18n import N_, _
+from app.i18n import N_, _, translate
 from app.money import parse_yuan
 from app.ports import CardTerminal
 from app.presenters.cardwork import approver_of
@@ -47,7 +47,7 @@ class MeterChangeDialog(OperationDialog):
         self.new_meter.setMaxLength(12)
         self.source = QComboBox()
         for key, label in SOURCE_LABELS:
-            self.source.addItem(_(label), key)
+            self.source.addItem(translate(label), key)
         self.where = QLineEdit()
         self.where.setPlaceholderText(_("for example /dev/ttyUSB0 or 10.0.0.5:8001"))
         self.remaining = QLineEdit()
