@@ -95,6 +95,11 @@ def test_credit_from_the_cards_write_back_reaches_the_new_meter(
     assert card.parameters is not None and card.parameters.meter_no == NEW
     assert card.write_back is None and card.purchase is not None
     assert (card.purchase.amount, card.purchase.purchase_count) == (left, 2)
+    # no sale before the new meter has taken the transfer
+    a = assess(
+        counter.db, counter.kit.terminal(image).read(), counter.clock, settings=counter.settings
+    )
+    assert a.situation == "unloaded"
     # the old meter refuses the card now; the new meter takes it and shows the carried credit
     assert not counter.meter.insert(counter.kit.terminal(image)).accepted
     meter = new_meter(counter, tmp_path)
@@ -295,3 +300,44 @@ def test_the_central_archive_gets_the_new_meter_once(counter: Counter, central: 
     service.run_round()  # sent once: nothing left, the pull keeps the new number
     assert all(o.sent_at is not None for o in outbox(counter))
     assert customer_row(counter).meter_no == NEW
+
+
+@pytest.mark.parametrize(
+    ("language", "words"),
+    [
+        ("zh_CN", ["换表单", "旧表", "新表", "转入新表金额", "50.00元", "透支转欠费", "s01"]),
+        ("en", ["Meterchangeslip", "Creditcarriedtothenewmeter", "50.00yuan", "s01"]),
+    ],
+)
+def test_the_slip_in_both_languages(
+    counter: Counter, tmp_path: Path, language: str, words: list[str]
+) -> None:
+    import shutil
+    import subprocess
+
+    from printing.meter_change import render_meter_change_pdf
+
+    image = counter.open(amount=5000)
+    counter.to_meter(image)
+    typed = counter.approval("change_meter", CUSTOMER)
+    done = change(
+        counter,
+        image,
+        source=mc.SOURCE_TYPED,
+        remaining_fen=5000,
+        purchase_count=1,
+        approval_request=typed,
+    )
+    pdf = render_meter_change_pdf(done, language=language, tz="Asia/Shanghai")
+    assert pdf.startswith(b"%PDF")
+    assert render_meter_change_pdf(done, language=language, tz="Asia/Shanghai") == pdf
+    if not shutil.which("pdftotext"):
+        pytest.skip("needs poppler-utils")
+    path = tmp_path / "slip.pdf"
+    path.write_bytes(pdf)
+    out = subprocess.run(
+        ["pdftotext", "-enc", "UTF-8", str(path), "-"], capture_output=True, check=True
+    ).stdout.decode()
+    flat = "".join(out.split())
+    for word in [*words, NEW, done.old_meter_no, CUSTOMER]:
+        assert word in flat, (word, flat)
