@@ -39,6 +39,20 @@ def change(counter: Counter, image: Path, **kw: Any) -> mc.MeterChange:
     )
 
 
+def approved_typed(counter: Counter, image: Path, remaining: int, **kw: Any) -> mc.MeterChange:
+    """The old meter (which loaded purchase 1) typed in, approved by s01."""
+    counter.to_meter(image)
+    return change(
+        counter,
+        image,
+        source=mc.SOURCE_TYPED,
+        remaining_fen=remaining,
+        purchase_count=1,
+        approval_request=counter.approval("change_meter", CUSTOMER),
+        **kw,
+    )
+
+
 def new_meter(counter: Counter, tmp: Path, meter_no: str = NEW) -> MeterSimulator:
     return MeterSimulator(
         tmp / f"meter-{meter_no}.json", counter.kit.keys, meter_no=meter_no, clock=counter.clock
@@ -138,17 +152,7 @@ def test_a_purchase_the_old_meter_never_loaded_is_carried(counter: Counter, tmp_
 
 def test_an_overdraft_becomes_arrears(counter: Counter, tmp_path: Path) -> None:
     image = counter.open(amount=1000)
-    counter.to_meter(image)
-    typed = counter.approval("change_meter", CUSTOMER)
-    done = change(
-        counter,
-        image,
-        source=mc.SOURCE_TYPED,
-        remaining_fen=-1250,
-        purchase_count=1,
-        energy_wh=123_456,
-        approval_request=typed,
-    )
+    done = approved_typed(counter, image, -1250, energy_wh=123_456)
     assert (done.carried_fen, done.arrears_fen, done.approver_id) == (0, 1250, "s01")
     assert done.energy_wh == 123_456
     with counter.db.read() as session:
@@ -317,17 +321,7 @@ def test_the_slip_in_both_languages(
 
     from printing.meter_change import render_meter_change_pdf
 
-    image = counter.open(amount=5000)
-    counter.to_meter(image)
-    typed = counter.approval("change_meter", CUSTOMER)
-    done = change(
-        counter,
-        image,
-        source=mc.SOURCE_TYPED,
-        remaining_fen=5000,
-        purchase_count=1,
-        approval_request=typed,
-    )
+    done = approved_typed(counter, counter.open(amount=5000), 5000)
     pdf = render_meter_change_pdf(done, language=language, tz="Asia/Shanghai")
     assert pdf.startswith(b"%PDF")
     assert render_meter_change_pdf(done, language=language, tz="Asia/Shanghai") == pdf
