@@ -49,7 +49,7 @@ def build_parser(*, commands: bool = True) -> argparse.ArgumentParser:
         parser.set_defaults(command=None)
         return parser
     from app import cli as app_cli
-    from app import cli_jobs, cli_sales
+    from app import cli_jobs, cli_meter_change, cli_sales
     from cardio import cli as card_cli
     from printing import cli as printing_cli
     from sync import cli as sync_cli
@@ -59,6 +59,7 @@ def build_parser(*, commands: bool = True) -> argparse.ArgumentParser:
     app_cli.register(sub)
     cli_sales.register(sub)
     cli_jobs.register(sub)
+    cli_meter_change.register(sub)
     card_cli.register(sub)
     central_cli.register(sub)
     sync_cli.register(sub)
@@ -140,6 +141,15 @@ class _LazyReportRenderer:
         return str(self._render(report, "csv")(report))
 
 
+class _LazySlipRenderer:
+    """Imports the slip renderer (reportlab) on first use."""
+
+    def meter_change_pdf(self, change: Any, *, language: str, tz: str) -> bytes:
+        from printing.meter_change import render_meter_change_pdf
+
+        return render_meter_change_pdf(change, language=language, tz=tz)
+
+
 def register_here(ctx: AppContext, url: str, enrolment_key: str | None, operator: Principal) -> str:
     """Register this counter with the central system (the administration page's button, run as
     the signed-in administrator)."""
@@ -170,6 +180,7 @@ def wire_printing(ctx: AppContext) -> None:
 
     ctx.receipt_renderer = _LazyReceiptRenderer()
     ctx.report_renderer = _LazyReportRenderer()
+    ctx.slip_renderer = _LazySlipRenderer()
     ctx.serial_opener = opener
     ctx.printer_factory = printer
 

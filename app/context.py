@@ -25,6 +25,7 @@ from app.ports import (
     ReceiptRenderer,
     ReportRenderer,
     SerialOpener,
+    SlipRenderer,
 )
 from app.settings import COUNTER_ID, DB_URL, OFFICE_CODE, Settings
 
@@ -49,6 +50,7 @@ class AppContext:
     registrar: CounterRegistrar | None = None  # registers with the central system (sync/)
     receipt_renderer: ReceiptRenderer | None = None  # set by main.py (printing/)
     report_renderer: ReportRenderer | None = None  # set by main.py (printing/)
+    slip_renderer: SlipRenderer | None = None  # set by main.py (printing/)
     printer_factory: Callable[[], Printer | None] | None = None  # the configured printer
     serial_opener: SerialOpener | None = None  # set by main.py (cardio/)
     # training mode's emulated card tray (cardio/), built by main.py when no reader is set

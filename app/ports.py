@@ -243,6 +243,13 @@ class CardTray(Protocol):
         ...
 
 
+class SlipRenderer(Protocol):
+    """Renders lifecycle slips as PDF (printing/): ``change`` is an
+    :class:`app.services.lifecycle.meter_change.MeterChange`; times in the time zone ``tz``."""
+
+    def meter_change_pdf(self, change: Any, *, language: str, tz: str) -> bytes: ...
+
+
 class ReportRenderer(Protocol):
     """Renders reports as PDF or CSV (printing/). ``report`` is one of the report dataclasses
     of app/services/reports.py (ShiftReport, DailyReport, StatsReport)."""

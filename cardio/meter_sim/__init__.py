@@ -1,7 +1,8 @@
 """A simulated prepaid card meter: its card slot and its energy use, with persisted state.
 
 The meter follows ``cardio/PROFILE.md``: it reads a card inserted into its slot, binds itself
-to the account's first card, applies new parameters and tariffs by the card's update flags,
+to the account's first card (a new meter, never bound, loads the purchase of the OPEN card that
+binds it whatever its number, so after a meter change the account's purchase count continues), applies new parameters and tariffs by the card's update flags,
 applies the purchase rule and writes the write-back file (with the meter's write-back MAC).
 
 A purchase is loaded only when its record carries the purchase MAC of the card (checked with the

@@ -172,8 +172,13 @@ class MeterSimulator:
         if card.purchase is not None and card.purchase_genuine is not True:
             # edited, forged, or copied from another card: nothing of this card is used
             return self._refuse(card, REASON_PURCHASE_MAC)
+        fresh = s.card_serial is None and s.purchase_count == 0 and s.pending_purchase is None
         s.meter_no = meter_no
         s.card_serial = serial
+        if fresh and kind == UserCardType.OPEN and card.purchase is not None:
+            # a new meter fitted in place of another (a meter change) continues the account's
+            # purchase count: the open card's purchase is its first load, whatever its number
+            s.purchase_count = max(card.purchase.purchase_count - 1, 0)
 
         applied = UpdateFlags.NONE
         if params.param_version > s.param_version:

@@ -200,6 +200,8 @@ class CustomersPage(QWidget):
         self.replace_button = QPushButton(_("Re&placement card"))
         self.reverse_button = QPushButton(_("Re&verse last sale"))
         self.sell_button = QPushButton(_("&Sell (F2)"))
+        self.meter_button = QPushButton(_("Change &meter…"))
+        self.meter_button.clicked.connect(self.meter_change)
         self.open_button.clicked.connect(self.open_account)
         self.rewrite_button.clicked.connect(self.rewrite)
         self.replace_button.clicked.connect(self.replacement)
@@ -211,6 +213,7 @@ class CustomersPage(QWidget):
             self.replace_button,
             self.reverse_button,
             self.sell_button,
+            self.meter_button,
         )
         grid = QGridLayout()
         for n, button in enumerate(self.action_buttons):
@@ -414,6 +417,7 @@ class CustomersPage(QWidget):
         self.replace_button.setEnabled(card_meter and bool(c.card_serial))
         self.reverse_button.setEnabled(details.reversible is not None)
         self.sell_button.setEnabled(active)
+        self.meter_button.setEnabled(card_meter and active and bool(c.card_serial))
         if focus:
             for button in self.action_buttons:
                 if button.isEnabled():
@@ -450,6 +454,13 @@ class CustomersPage(QWidget):
         customer_no = self._customer_no()
         if customer_no is not None:
             self._opened(dialogs.start_replacement(self.shell, customer_no, self))
+
+    def meter_change(self) -> None:
+        from ui.dialogs.meter_change import start_meter_change
+
+        customer_no = self._customer_no()
+        if customer_no is not None:
+            self._opened(start_meter_change(self.shell, customer_no, self))
 
     def reprint(self) -> None:
         sale_id = self.reprint_sale.currentData()

@@ -1,0 +1,83 @@
+"""``cardvend change-meter`` run as a person runs it (a separate process per command): an
+account's credit moves from the old simulated meter to the new one on an emulated card."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.rigs.cli import run
+
+CUSTOMER = "100000000002"  # a card customer without arrears
+NEW = "990000000777"
+PASSWORDS = {"CARDVEND_PASSWORD": "demo-t01", "CARDVEND_APPROVER_PASSWORD": "demo-s01"}
+
+
+def cv(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return run(home, *args, "--operator", "t01", env=PASSWORDS)
+
+
+def ok_json(r: subprocess.CompletedProcess[str]) -> Any:
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    assert run(tmp_path, "demo").returncode == 0
+    r = run(
+        tmp_path, "card", "blank", "--image", str(tmp_path / "card.json"), "--operator", "f01",
+        env={"CARDVEND_PASSWORD": "demo-f01"},
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert cv(tmp_path, "shift", "open", "--float", "0").returncode == 0
+    return tmp_path
+
+
+def insert(home: Path, state: str, *extra: str) -> Any:
+    r = run(
+        home, "meter", "insert", "--meter-state", str(home / state),
+        "--image", str(home / "card.json"), "--json", *extra,
+    )  # fmt: skip
+    return ok_json(r)
+
+
+def test_change_meter_from_the_card_and_the_new_meter_takes_it(home: Path) -> None:
+    card = str(home / "card.json")
+    ok_json(cv(home, "open-account", "--customer", CUSTOMER, "--amount", "40", "--image", card,
+               "--json"))  # fmt: skip
+    assert insert(home, "old.json")["credited_fen"] == 4000
+    slip = home / "slip.pdf"
+    out = ok_json(
+        cv(home, "change-meter", "--customer", CUSTOMER, "--new-meter", NEW, "--from-card",
+           "--image", card, "--slip", str(slip), "--json")
+    )  # fmt: skip
+    assert (out["new_meter_no"], out["carried_fen"], out["purchase_count"]) == (NEW, 4000, 1)
+    assert out["source"] == "card" and out["approval_id"] is None
+    assert slip.read_bytes().startswith(b"%PDF")
+    taken = insert(home, "new.json", "--meter-no", NEW)
+    assert taken["accepted"] and taken["credited_fen"] == 4000
+    assert taken["write_back"]["remaining"] == 4000
+    # the same number again: already done
+    r = cv(home, "change-meter", "--customer", CUSTOMER, "--new-meter", NEW, "--image", card)
+    assert r.returncode == 1 and "already has meter" in r.stderr
+
+
+def test_typed_values_need_the_approver_and_net_the_unloaded_purchase(home: Path) -> None:
+    card = str(home / "card.json")
+    ok_json(cv(home, "open-account", "--customer", CUSTOMER, "--amount", "10", "--image", card,
+               "--json"))  # fmt: skip
+    typed = ("change-meter", "--customer", CUSTOMER, "--new-meter", NEW, "--image", card,
+             "--remaining", "-2.50", "--purchase-count", "0")  # fmt: skip
+    r = cv(home, *typed)
+    assert r.returncode != 0 and "--approver" in r.stderr
+    r = cv(home, *typed, "--approver", "s01", "--reading", "1234.5")
+    assert r.returncode == 0, r.stderr
+    assert "10.00 yuan the old meter had not loaded" in r.stdout
+    assert "Carried to the new meter: 7.50 yuan as purchase 1" in r.stdout
+    assert "Approved by s01." in r.stdout
+    assert insert(home, "new.json", "--meter-no", NEW)["credited_fen"] == 750
