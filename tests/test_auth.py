@@ -45,6 +45,10 @@ EXPECTED = {
     Action.EXPORT_REPORTS: "SAU",
     Action.VERIFY_AUDIT: "AU",
     Action.RETRY_SYNC: "SA",
+    Action.CHANGE_METER: "TS",
+    Action.CLOSE_ACCOUNT: "TS",  # with a supervisor's approval (the default rule)
+    Action.PAUSE_ACCOUNT: "TS",
+    Action.EXCHANGE_CARD: "TS",
 }
 LETTER = {
     Role.TELLER: "T",

@@ -78,6 +78,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.execute(_RULES.delete().where(_RULES.c.action.in_(NEW_RULES)))
+    # the events first: rebuilding customers (SQLite batch mode) with rows referring to it fails
+    op.drop_table("account_events")
     with op.batch_alter_table("customers") as batch:
         batch.drop_column("status_reason")
-    op.drop_table("account_events")
