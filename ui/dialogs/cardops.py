@@ -183,8 +183,8 @@ class ReplacementDialog(OperationDialog):
         self.customer: CustomerView | None = None
         self.fee = int(shell.ctx.settings.get(REPLACEMENT_FEE.key))
         self.exchange_fee = int(shell.ctx.settings.get(EXCHANGE_FEE.key))
-        self.lost = QRadioButton(_("Lost card (补卡): the old card is blacklisted"))
-        self.damaged = QRadioButton(_("Damaged card brought in (换卡): the old card is read"))
+        self.lost = QRadioButton(_("Lost card: the old card is blacklisted"))
+        self.damaged = QRadioButton(_("Damaged card brought in: the old card is read"))
         self.lost.setChecked(True)
         modes = QButtonGroup(self)
         for button in (self.lost, self.damaged):
