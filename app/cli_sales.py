@@ -31,7 +31,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any, TypeVar
 
 from app.cli import card_args, cli_login, cli_secret, emit_json, id_arg, open_db, operator_arg
@@ -50,8 +50,11 @@ from app.presenters.cardwork import (
     approver_of,
     change_lines,
     collected_lines,
+    erased_line,
+    exchanged_lines,
     opened_line,
     purchase_line,
+    read_old_card,
     replaced_lines,
     reversed_lines,
     rewritten_line,
@@ -152,9 +155,13 @@ def card_terminal(ctx: AppContext, args: argparse.Namespace) -> Iterator[CardTer
     try:
         yield terminal
     finally:
-        close = getattr(getattr(terminal, "channel", None), "close", None)
-        if callable(close):
-            close()
+        _close_terminal(terminal)
+
+
+def _close_terminal(terminal: CardTerminal) -> None:
+    close = getattr(getattr(terminal, "channel", None), "close", None)
+    if callable(close):
+        close()
 
 
 def _has_card(args: argparse.Namespace) -> bool:
@@ -364,6 +371,10 @@ def cmd_rewrite(ctx: AppContext, args: argparse.Namespace) -> int:
 
 
 def cmd_replace_card(ctx: AppContext, args: argparse.Namespace) -> int:
+    if args.mode == "damaged":
+        return _exchange_card(ctx, args)
+    if args.old_image or args.old_reader:
+        raise ValidationError(N_("--old-image and --old-reader go with --mode damaged"))
     actor = cli_login(ctx, args.operator)
     db = open_db(ctx)
     approval = approve_here(
@@ -385,10 +396,62 @@ def cmd_replace_card(ctx: AppContext, args: argparse.Namespace) -> int:
                 "card_serial": customer.card_serial,
                 "fee_fen": fee,
                 "approval_id": approval.id,
+                "mode": "lost",
             }
         )
         return 0
     _print_lines(replaced_lines(customer, fee, approver_of(approval)))
+    return 0
+
+
+def _exchange_card(ctx: AppContext, args: argparse.Namespace) -> int:
+    """``--mode damaged``: the old card (``--old-image``/``--old-reader``; none: it cannot be
+    read) is read, the blank card (``--image``/``--reader``) replaces it, then the old card is
+    erased (it stays blacklisted when that fails)."""
+    actor = cli_login(ctx, args.operator)
+    db = open_db(ctx)
+    cardwork = CardWork.of(ctx, db)
+    approval = None
+    if args.approver:  # needed only when a rule for exchange_card says so
+        approval = approve_here(
+            ctx,
+            args,
+            actor,
+            Action.EXCHANGE_CARD,
+            args.customer,
+            payload={"customer_no": args.customer},
+        )
+    has_old = bool(args.old_image or args.old_reader)
+    with ExitStack() as stack:
+        old_terminal = None
+        old_card = None
+        if has_old:
+            old_terminal = ctx.open_terminal(args.old_reader, args.old_image)
+            stack.callback(_close_terminal, old_terminal)
+            old_card = read_old_card(old_terminal)
+        terminal = stack.enter_context(card_terminal(ctx, args))
+        outcome = cardwork.exchange_card(
+            terminal, actor, args.customer, old_card, approval.id if approval else None
+        )
+        erased: str | None = None
+        if old_terminal is not None and outcome.old_serial is not None:
+            try:
+                erased = cardwork.erase_old_card(old_terminal, actor, args.customer)
+            except CardVendError:
+                erased = None
+    if args.json:
+        emit_json(
+            {
+                **outcome.to_json(),
+                "approval_id": approval.id if approval else None,
+                "old_erased": erased is not None,
+                "mode": "damaged",
+            }
+        )
+        return 0
+    _print_lines(exchanged_lines(outcome, approver_of(approval) if approval else None))
+    if outcome.old_serial is not None:
+        print(erased_line(erased))
     return 0
 
 
@@ -591,9 +654,21 @@ def _register_card_work(sub: argparse._SubParsersAction[argparse.ArgumentParser]
         "replace-card", help=_("make a blank card the customer's replacement card (approval)")
     )
     q.add_argument("--customer", required=True, metavar="NO", type=CUSTOMER_NO_ARG)
+    q.add_argument(
+        "--mode",
+        choices=("lost", "damaged"),
+        default="lost",
+        help=_(
+            "lost: the card is gone and is blacklisted (approval); damaged: the customer "
+            "brought the card, it is read when it can be and erased"
+        ),
+    )
     _common(q)
     card_args(q)
-    _approver(q, required=True)
+    old = q.add_mutually_exclusive_group()
+    old.add_argument("--old-image", help=_("the damaged card as an emulated card image"))
+    old.add_argument("--old-reader", help=_("the PC/SC reader that holds the damaged card"))
+    _approver(q, required=False)
     q.set_defaults(func=cmd_replace_card)
 
     q = sub.add_parser("reverse", help=_("reverse a sale on its card (approval)"))

@@ -157,6 +157,12 @@ MIN_PASSWORD_LENGTH = ConfigVar("min_password_length", int, 8, "Shortest passwor
 REPLACEMENT_FEE = ConfigVar(
     "replacement_fee_fen", int, 2000, "Fee for a replacement card, in fen (20.00 yuan)"
 )
+EXCHANGE_FEE = ConfigVar(
+    "exchange_fee_fen",
+    int,
+    1000,
+    "Fee for exchanging a damaged or faulty card the customer brings, in fen (10.00 yuan)",
+)
 REVERSAL_WINDOW = ConfigVar(
     "reversal_window",
     str,

@@ -323,6 +323,9 @@ class ReplacementRecord(Model):
     operator_id: Code
     counter_id: Code
     created_at: AwareDatetime
+    # lost: a blank card replaced a lost card (补卡); damaged: the customer's damaged or faulty
+    # card was exchanged (换卡). Records from counters before the exchange mode say nothing.
+    mode: Literal["lost", "damaged"] = "lost"
 
 
 class CardBindingRecord(Model):

@@ -220,6 +220,7 @@ def build_body(
             "operator_id": fee.operator_id,
             "counter_id": fee.counter_id,
             "created_at": created,
+            "mode": p.get("mode", "lost"),
         }
     if row.kind == "card_bound":
         return {

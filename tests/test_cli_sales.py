@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from app.domain.card import UnissuedCard
 from app.settings import OFFLINE_MAX_AMOUNT, Settings
-from tests.rigs.cli import ok_json, run
+from tests.rigs.cli import ok_json, run, terminal_for
 
 CUSTOMER = "100000000001"  # card meter; the demo gives it 30.00 yuan arrears and 5.00 fees
 REMOTE = "100000000010"  # remote fee-control meter
@@ -166,3 +167,52 @@ def test_bad_amounts(home: Path, amount: str) -> None:
 def test_operator_is_required(home: Path) -> None:
     r = run(home, "sell", "--customer", CUSTOMER, "--amount", "10")
     assert r.returncode == 2 and "--operator" in r.stderr
+
+
+def test_a_damaged_card_is_exchanged_and_erased(tmp_path: Path) -> None:
+    """``replace-card --mode damaged``: the damaged card in its own reader (here an image) is
+    read, the blank card replaces it, then the damaged card is erased; no approval rule."""
+    home = tmp_path
+    assert run(home, "demo").returncode == 0
+    old, new = str(home / "old.json"), str(home / "new.json")
+    for image in (old, new):
+        r = run(
+            home, "card", "blank", "--image", image, "--operator", "f01",
+            env={"CARDVEND_PASSWORD": "demo-f01"},
+        )  # fmt: skip
+        assert r.returncode == 0, r.stderr
+    customer = "100000000002"
+    assert cv(home, "shift", "open", "--float", "0").returncode == 0
+    opened = cv(home, "open-account", "--customer", customer, "--amount", "50", "--image", old)
+    assert opened.returncode == 0, opened.stderr
+    meter = ("meter", "insert", "--meter-state", str(home / "meter.json"), "--image")
+    assert run(home, *meter, old).returncode == 0
+    sold = cv(home, "sell", "--customer", customer, "--image", old, "--amount", "20")
+    assert sold.returncode == 0, sold.stderr  # purchase 2, not in the meter yet
+    old_serial = terminal_for(home, Path(old)).read().serial_hex
+
+    exchange = ("replace-card", "--customer", customer, "--mode", "damaged", "--image", new)
+    refused(cv(home, "replace-card", "--customer", customer, "--old-image", old), "--mode")
+    out = ok_json(cv(home, *exchange, "--old-image", old, "--json"))
+    assert (out["mode"], out["fee_fen"], out["old_serial"]) == ("damaged", 1000, old_serial)
+    assert out["old_read"] is True and out["old_erased"] is True and out["approval_id"] is None
+    with pytest.raises(UnissuedCard):
+        terminal_for(home, Path(old)).read()
+    card = terminal_for(home, Path(new)).read()
+    assert card.serial_hex == out["card_serial"] != old_serial
+    assert card.purchase is not None and card.purchase.purchase_count == 2
+    r = run(home, *meter, new)
+    assert r.returncode == 0, r.stderr
+    sold = ok_json(
+        cv(home, "sell", "--customer", customer, "--image", new, "--amount", "5", "--json")
+    )
+    assert sold["purchase_count"] == 3
+
+    # text output, in Chinese: the erased card serves as the blank of an exchange whose old
+    # card does not read
+    r = run(
+        home, "replace-card", "--customer", customer, "--mode", "damaged", "--image", old,
+        "--operator", "t01", lang="zh", env=PASSWORDS,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "10.00" in r.stdout and old_serial in r.stdout

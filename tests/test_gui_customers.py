@@ -14,6 +14,7 @@ import pytest
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from app.context import AppContext
+from app.domain.card import UnissuedCard
 from app.paths import resolve_paths
 from app.services import approvals, auth, ledger, selling, shifts
 from app.services.customers import SearchHit, SearchPage, customer_view
@@ -437,6 +438,42 @@ def test_rewrite_and_replacement_from_the_customers_page(counter: Counter) -> No
             clock=counter.ctx.clock,
             settings=counter.ctx.settings,
         )
+    assert ledger.get_sale(counter.db, sale_id).state == "completed"
+    dialog.close()
+
+
+def test_a_damaged_card_is_exchanged_from_the_customers_page(counter: Counter) -> None:
+    """One reader: the damaged card first, then the blank card, then the damaged card again to
+    erase it.  No approval rule for an exchange: nobody is asked to approve."""
+    sale_id = counter.sell_with_service(CUSTOMER, 5000)
+    assert sale_id is not None
+    old_card = counter.card
+    assert old_card is not None
+    old_serial = counter.terminal().read().serial_hex
+    counter.open_customer(CUSTOMER)
+    counter.page.replace_button.click()
+    dialog = counter.page.dialog
+    counter.qtbot.waitUntil(dialog.start_button.isEnabled, timeout=WAIT_MS)
+    dialog.damaged.click()
+    assert "Exchange fee: 10.00" in dialog.info.text()
+    dialog.start_button.click()  # the damaged card is in the reader: it is read
+    counter.qtbot.waitUntil(lambda: dialog.step == "new", timeout=WAIT_MS)
+    assert dialog.old_card is not None and dialog.old_card.serial_hex == old_serial
+    counter.blank()
+    counter.qtbot.waitUntil(dialog.start_button.isEnabled, timeout=WAIT_MS)
+    dialog.start_button.click()
+    counter.qtbot.waitUntil(lambda: dialog.step == "erase", timeout=WAIT_MS)
+    assert dialog.approval is None
+    assert "exchanged for card" in dialog.message.text()
+    new_serial = customer_view(counter.db, CUSTOMER).card_serial
+    assert new_serial == counter.terminal().read().serial_hex != old_serial
+    counter.card = old_card  # the old card back in the reader: erased for reuse
+    counter.qtbot.waitUntil(dialog.start_button.isEnabled, timeout=WAIT_MS)
+    dialog.start_button.click()
+    counter.qtbot.waitUntil(lambda: dialog.completed, timeout=WAIT_MS)
+    assert "is erased" in dialog.message.text()
+    with pytest.raises(UnissuedCard):
+        counter.terminal().read()
     assert ledger.get_sale(counter.db, sale_id).state == "completed"
     dialog.close()
 

@@ -10,6 +10,13 @@ from typing import Any
 
 from app.clock import Clock
 from app.context import AppContext
+from app.domain.card import (
+    CardAuthError,
+    CardCommandError,
+    CardContents,
+    CorruptCardFile,
+    UnsupportedProfile,
+)
 from app.domain.ledger import SaleKind
 from app.domain.permissions import Action
 from app.i18n import _
@@ -119,6 +126,33 @@ class CardWork:
             clock=self.clock,
             settings=self.settings,
             approval_request=request_id,
+        )
+
+    def exchange_card(
+        self,
+        terminal: CardTerminal,
+        actor: Principal,
+        customer_no: str,
+        old_card: CardContents | None,
+        request_id: str | None = None,
+    ) -> selling.ExchangeOutcome:
+        """The blank card in ``terminal`` replaces the damaged card ``old_card`` (as read from
+        it before; None: it could not be read)."""
+        return selling.exchange_card(
+            self.db,
+            terminal,
+            actor=actor,
+            customer_no=customer_no,
+            clock=self.clock,
+            settings=self.settings,
+            old_card=old_card,
+            approval_request=request_id,
+        )
+
+    def erase_old_card(self, terminal: CardTerminal, actor: Principal, customer_no: str) -> str:
+        """Erase the exchanged card in ``terminal`` (its blacklisting is lifted); its serial."""
+        return selling.erase_exchanged_card(
+            self.db, terminal, actor=actor, customer_no=customer_no, clock=self.clock
         )
 
     def reverse_sale(
@@ -233,6 +267,53 @@ def replaced_lines(customer: CustomerView, fee: int, approver: str) -> list[str]
         ),
         fee_line(fee),
     ]
+
+
+# a damaged card that answers with one of these is read as "cannot be read"; any other card
+# error (no card, a blank, another utility's or kind of card) stops the exchange instead
+UNREADABLE = (CorruptCardFile, CardCommandError, CardAuthError, UnsupportedProfile)
+
+
+def read_old_card(terminal: CardTerminal) -> CardContents | None:
+    """The damaged card in ``terminal`` as it reads, or None when it cannot be read."""
+    try:
+        return terminal.read()
+    except UNREADABLE:
+        return None
+
+
+def exchanged_lines(outcome: selling.ExchangeOutcome, approver: str | None) -> list[str]:
+    """A damaged card exchanged: what the new card carries over, who approved, the fee."""
+    customer = outcome.customer
+    if outcome.old_serial is None:
+        return [
+            _(
+                "The card {serial} of an interrupted exchange is finished; no fee is taken again.",
+                serial=customer.card_serial,
+            )
+        ]
+    lines = [
+        _(
+            "Card {old} of customer {customer_no} exchanged for card {serial}; the new card "
+            "carries the last purchase.",
+            old=outcome.old_serial,
+            customer_no=customer.customer_no,
+            serial=customer.card_serial,
+        ),
+        _("The old card was read: what the meter wrote back on it is kept.")
+        if outcome.old_read
+        else _("The old card could not be read: the purchase comes from the ledger."),
+    ]
+    if approver:
+        lines.append(_("Approved by {approver}.", approver=approver))
+    return [*lines, _("Exchange fee: {fee} yuan.", fee=format_yuan(outcome.fee))]
+
+
+def erased_line(serial: str | None) -> str:
+    """What became of the old card of an exchange (None: it could not be erased)."""
+    if serial is None:
+        return _("The old card could not be erased; it stays blacklisted.")
+    return _("The old card {serial} is erased and can be used as a blank card.", serial=serial)
 
 
 def reversed_lines(sale: ledger.SaleView, approver: str) -> list[str]:

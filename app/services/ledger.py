@@ -394,6 +394,13 @@ def settle_dues(session: Session, sale: Sale, customer: Customer) -> None:
             item.settled_by_sale_id = sale.id
 
 
+def note_card_versions(customer: Customer, versions: tuple[int, int | None]) -> None:
+    """Remember the parameter version and current tariff the customer's card now carries (a
+    parameter version raised for a new tariff becomes the customer's)."""
+    customer.card_param_version, customer.card_tariff_version_id = versions
+    customer.param_version = max(customer.param_version, versions[0])
+
+
 def settle_in_session(
     session: Session,
     sale: Sale,
@@ -420,7 +427,7 @@ def settle_in_session(
             )
         customer.purchase_count = sale.purchase_count
     if card_versions is not None:
-        customer.card_param_version, customer.card_tariff_version_id = card_versions
+        note_card_versions(customer, card_versions)
     settle_dues(session, sale, customer)
     sale.state = SaleState.COMPLETED.value
     sale.updated_at = clock.now()

@@ -139,6 +139,19 @@ def version_in_force(session: Session, plan_id: int, at: dt.datetime) -> TariffV
     return _view(row[0], row[1])
 
 
+def next_version(session: Session, plan_id: int, at: dt.datetime) -> TariffVersionView | None:
+    """The first version whose switch-over time is after ``at`` (a price already decided but
+    not yet due), or None."""
+    row = session.execute(
+        select(TariffPlan, TariffVersion)
+        .join(TariffVersion, TariffVersion.plan_id == TariffPlan.id)
+        .where(TariffPlan.id == plan_id, TariffVersion.effective_from > at.astimezone(dt.UTC))
+        .order_by(TariffVersion.effective_from)
+        .limit(1)
+    ).first()
+    return None if row is None else _view(row[0], row[1])
+
+
 def list_plans(session: Session, at: dt.datetime) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for plan in session.scalars(select(TariffPlan).order_by(TariffPlan.code)):

@@ -101,7 +101,7 @@ PER_PLAN = N_("By tariff plan")
 BALANCES = N_("Meter balances from card write-backs (card meters, not closed)")
 BALANCES_TOTAL = N_("Customers: {count}; remaining credit with a write-back: {amount} yuan")
 
-FEE_KIND_LABELS = {"replacement": N_("replacement card")}
+FEE_KIND_LABELS = {"replacement": N_("replacement card"), "exchange": N_("damaged card exchange")}
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 SHORT_TIME = "%H:%M:%S"

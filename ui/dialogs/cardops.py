@@ -7,10 +7,14 @@ from typing import Any
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
+    QButtonGroup,
     QLineEdit,
+    QPushButton,
+    QRadioButton,
     QWidget,
 )
 
+from app.domain.card import CardContents
 from app.domain.ledger import SaleKind, SaleState
 from app.domain.permissions import Action
 from app.errors import ValidationError
@@ -21,17 +25,20 @@ from app.presenters.cardwork import (
     CardWork,
     approver_of,
     change_lines,
+    erased_line,
+    exchanged_lines,
     fee_line,
     opened_line,
     purchase_line,
+    read_old_card,
     replaced_lines,
     reversed_lines,
     rewritten_line,
 )
-from app.services import ledger, selling
+from app.services import approvals, ledger, selling
 from app.services.auth import Principal
 from app.services.customers import CustomerView, customer_view
-from app.settings import REPLACEMENT_FEE
+from app.settings import EXCHANGE_FEE, REPLACEMENT_FEE
 from ui.bridge import error_text
 from ui.dialogs.common import when_text
 from ui.dialogs.operation import OperationDialog, _customer_info, _optional_yuan, print_receipt
@@ -163,35 +170,166 @@ class RewriteDialog(OperationDialog):
 
 
 class ReplacementDialog(OperationDialog):
-    """A blank card replaces a lost or damaged one: approval, the fee, the old card
-    blacklisted."""
+    """A blank card replaces the customer's card, in one of two modes.
+
+    Lost (补卡): approval, the fee, the old card blacklisted.  Damaged (换卡), one reader, in
+    the order a teller holds the cards: the damaged card first (read; "does not read" skips
+    it), then the blank card (exchanged), then, if the teller wishes, the damaged card again
+    (erased for reuse; otherwise it stays blacklisted)."""
 
     def __init__(self, shell: Any, customer_no: str, parent: QWidget | None = None) -> None:
         super().__init__(shell, _("Replacement card"), parent)
         self.customer_no = customer_no
+        self.customer: CustomerView | None = None
         self.fee = int(shell.ctx.settings.get(REPLACEMENT_FEE.key))
+        self.exchange_fee = int(shell.ctx.settings.get(EXCHANGE_FEE.key))
+        self.lost = QRadioButton(_("Lost card: the old card is blacklisted"))
+        self.damaged = QRadioButton(_("Damaged card brought in: the old card is read"))
+        self.lost.setChecked(True)
+        modes = QButtonGroup(self)
+        for button in (self.lost, self.damaged):
+            modes.addButton(button)
+            button.toggled.connect(self._mode_changed)
+        self.form.addRow(_("Mode"), self.lost)
+        self.form.addRow("", self.damaged)
+        self.unreadable_button = QPushButton(_("The old card does not read"))
+        self.unreadable_button.setAutoDefault(False)
+        self.unreadable_button.clicked.connect(lambda: self._old_read(None))
+        self.unreadable_button.hide()
+        self.form.addRow("", self.unreadable_button)
+        self.step = "choose"  # damaged mode: "old", "new", then "erase"
+        self.old_card: CardContents | None = None
+        self.exchanged: selling.ExchangeOutcome | None = None
         db = shell.ctx.db
         self.load(lambda: customer_view(db, customer_no), self._loaded)
 
     def _loaded(self, customer: CustomerView) -> None:
+        self.customer = customer
+        self._mode_changed()
+
+    def _mode_changed(self, *_args: object) -> None:
+        if self.customer is None or self.step not in ("choose", "old"):
+            return
+        info = _customer_info(self.customer)
+        if self.lost.isChecked():
+            self.step = "choose"
+            self.unreadable_button.hide()
+            self.ready(
+                info + "\n" + fee_line(self.fee),
+                _(
+                    "Take the fee, put a blank card in the reader and press Enter; a supervisor "
+                    "approves. The old card stops working."
+                ),
+                _("Issue replacement card (Enter)"),
+            )
+            return
+        self.step = "old"
+        self.unreadable_button.show()
         self.ready(
-            _customer_info(customer) + "\n" + fee_line(self.fee),
+            info + "\n" + _("Exchange fee: {fee} yuan.", fee=format_yuan(self.exchange_fee)),
             _(
-                "Take the fee, put a blank card in the reader and press Enter; a supervisor "
-                "approves. The old card stops working."
+                "Put the customer's damaged card in the reader and press Enter. If it does "
+                "not read, press \u201cThe old card does not read\u201d."
             ),
-            _("Issue replacement card (Enter)"),
+            _("Read the old card (Enter)"),
         )
 
     def start(self) -> None:
         actor = self.actor()
-        self.with_approval(
-            Action.REPLACE_CARD,
-            self.customer_no,
-            lambda request_id: self._write(actor, request_id),
-            payload={"customer_no": self.customer_no},
-            what=_("customer {customer_no}", customer_no=self.customer_no),
+        if self.step == "old":
+            self.run_card(read_old_card, self._old_read)
+        elif self.step == "new":
+            self._exchange(actor, None)
+        elif self.step == "erase":
+            cardwork, customer_no = CardWork.of(self.shell.ctx), self.customer_no
+            self.run_card(
+                lambda terminal: cardwork.erase_old_card(terminal, actor, customer_no),
+                self._erased,
+                lambda _exc: self._erased(None),
+            )
+        else:
+            self.with_approval(
+                Action.REPLACE_CARD,
+                self.customer_no,
+                lambda request_id: self._write(actor, request_id),
+                payload={"customer_no": self.customer_no},
+                what=_("customer {customer_no}", customer_no=self.customer_no),
+            )
+
+    # ------------------------------------------------------------------ damaged card
+
+    def _old_read(self, contents: CardContents | None) -> None:
+        self.old_card = contents
+        self.step = "new"
+        self.unreadable_button.hide()
+        self.lost.setEnabled(False)
+        self.damaged.setEnabled(False)
+        read = (
+            _("The old card was read.")
+            if contents is not None
+            else _("The old card is taken as unreadable; the purchase comes from the ledger.")
         )
+        self.show_message(read, ok=True)
+        self.ready(
+            self.info.text(),
+            _("Take the old card out, put a blank card in the reader and press Enter."),
+            _("Exchange the card (Enter)"),
+        )
+
+    def _exchange(self, actor: Principal, request_id: str | None) -> None:
+        cardwork, customer_no, old_card = (
+            CardWork.of(self.shell.ctx),
+            self.customer_no,
+            self.old_card,
+        )
+
+        def work(terminal: CardTerminal) -> selling.ExchangeOutcome:
+            return cardwork.exchange_card(terminal, actor, customer_no, old_card, request_id)
+
+        def failed(exc: BaseException) -> None:
+            if isinstance(exc, approvals.ApprovalRequired) and request_id is None:
+                self.with_approval(
+                    Action.EXCHANGE_CARD,
+                    customer_no,
+                    lambda rid: self._exchange(actor, rid),
+                    payload={"customer_no": customer_no},
+                    what=_("customer {customer_no}", customer_no=customer_no),
+                )
+                return
+            self.fail(exc)
+
+        self.run_card(work, self._exchange_done, failed)
+
+    def _exchange_done(self, outcome: selling.ExchangeOutcome) -> None:
+        self.exchanged = outcome
+        approver = approver_of(self.request) if self.request is not None else None
+        self.request = None
+        text = "\n".join(exchanged_lines(outcome, approver))
+        if outcome.old_serial is None:  # an interrupted exchange finished: nothing to erase
+            self.succeed(text, outcome)
+            return
+        self.finished_ok.emit(outcome)  # the customer's card has changed: the page refreshes
+        self.step = "erase"
+        self.show_message(text, ok=True)
+        self.ready(
+            self.info.text(),
+            _(
+                "Put the old card back in the reader and press Enter to erase it for reuse, "
+                "or close: it stays blacklisted. Then the customer takes the new card to the "
+                "meter."
+            ),
+            _("Erase the old card (Enter)"),
+        )
+
+    def _erased(self, serial: str | None) -> None:
+        assert self.exchanged is not None
+        lines = [*exchanged_lines(self.exchanged, None), erased_line(serial)]
+        self.succeed(
+            "\n".join(lines) + "\n" + _("Ask the customer to insert the card into the meter."),
+            self.exchanged,
+        )
+
+    # ------------------------------------------------------------------ lost card
 
     def _write(self, actor: Principal, request_id: str) -> None:
         cardwork, customer_no = CardWork.of(self.shell.ctx), self.customer_no

@@ -1,13 +1,20 @@
 """Selling onto cards, crash-safe: the card sale (:mod:`.sale`, start here), what a presented card
 means (:mod:`.assessment`, :mod:`.resolution`), the offline limits (:mod:`.offline`), card work
-other than a sale (:mod:`.cardops`: open account, rewrite, replacement), reversal
+other than a sale (:mod:`.cardops`: open account, rewrite, replacement, exchange), reversal
 (:mod:`.reversal`) and payments for remote meters (:mod:`.remote`).
 
 ``from app.services import selling; selling.sell(...)``: every public name is re-exported here.
 """
 
 from app.services.selling.assessment import Assessment, assess, sold_credit
-from app.services.selling.cardops import open_account, replace_card, rewrite
+from app.services.selling.cardops import (
+    ExchangeOutcome,
+    erase_exchanged_card,
+    exchange_card,
+    open_account,
+    replace_card,
+    rewrite,
+)
 from app.services.selling.errors import (
     CardAnomaly,
     CardBehind,
@@ -41,6 +48,7 @@ __all__ = [
     "CardAnomaly",
     "CardBehind",
     "CardRefused",
+    "ExchangeOutcome",
     "InsertIntoMeterFirst",
     "OfflineLimitReached",
     "OfflineLimits",
@@ -51,6 +59,8 @@ __all__ = [
     "assess",
     "card_change",
     "check_offline_limits",
+    "erase_exchanged_card",
+    "exchange_card",
     "is_training",
     "offline_outlook",
     "open_account",

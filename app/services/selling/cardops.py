@@ -1,8 +1,11 @@
-"""Card work other than a sale: open an account, write the last purchase again, replace a card."""
+"""Card work other than a sale: open an account, write the last purchase again, replace a lost
+card (补卡) or exchange a damaged one (换卡)."""
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -30,9 +33,11 @@ from app.services.auth import Principal
 from app.services.customers import CustomerView, customer_view, get_customer
 from app.services.selling.assessment import assess
 from app.services.selling.errors import CardRefused
-from app.services.selling.records import card_change, card_type
+from app.services.selling.records import card_change, card_type, purchase_record
 from app.services.selling.sale import SaleOutcome, is_training, sell
-from app.settings import REPLACEMENT_FEE, UTILITY_CODE, Settings
+from app.settings import EXCHANGE_FEE, REPLACEMENT_FEE, UTILITY_CODE, Settings
+
+EXCHANGED = "exchanged"  # the blacklist reason of an exchanged card, lifted once it is erased
 
 
 def card_to_bind(
@@ -114,7 +119,14 @@ def open_account(
     with db.read() as session:
         customer = get_customer(session, customer_no)
         change, versions = card_change(
-            session, customer, None, utility_code, UserCardType.OPEN, clock.now(), force_params=True
+            session,
+            customer,
+            None,
+            utility_code,
+            UserCardType.OPEN,
+            clock.now(),
+            on_card=card,
+            force_params=True,
         )
     terminal.write(change, expect_serial=card.serial)
     faults.checkpoint("card_written")
@@ -127,7 +139,7 @@ def open_account(
             )
         check_bindable(session, serial, customer_no)
         customer.card_serial = serial
-        customer.card_param_version, customer.card_tariff_version_id = versions
+        ledger.note_card_versions(customer, versions)
         audit.record_by(
             session,
             actor,
@@ -208,6 +220,7 @@ def rewrite(
             utility_code,
             card_type(contents, UserCardType.PURCHASE),
             clock.now(),
+            on_card=contents,
         )
         sale_id = sale.id
     result = terminal.write(change, expect_serial=contents.serial)
@@ -217,7 +230,7 @@ def rewrite(
         assert row is not None
         row.rewrites += 1
         row.card_serial = contents.serial_hex
-        customer.card_param_version, customer.card_tariff_version_id = versions
+        ledger.note_card_versions(customer, versions)
         audit.record_by(
             session,
             actor,
@@ -243,6 +256,45 @@ def rewrite(
     return SaleOutcome(ledger.get_sale(db, sale_id), a, result.files, result.apdus, None)
 
 
+@dataclass(frozen=True)
+class ReplacementMode:
+    """What differs between the two ways a card is replaced."""
+
+    name: str  # "lost" (补卡) or "damaged" (换卡): the mode on the outbox record
+    action: Action
+    audit: AuditAction
+    fee_kind: str  # FeePayment.kind
+    blacklist_reason: str
+
+
+LOST = ReplacementMode(
+    "lost", Action.REPLACE_CARD, AuditAction.REPLACE_CARD, "replacement", "replaced"
+)
+DAMAGED = ReplacementMode(
+    "damaged", Action.EXCHANGE_CARD, AuditAction.EXCHANGE_CARD, "exchange", EXCHANGED
+)
+
+
+@dataclass(frozen=True)
+class ExchangeOutcome:
+    """A damaged card exchanged: the customer as now, the fee (0: an interrupted exchange was
+    finished), the old card's serial (None: finishing one) and whether it could be read."""
+
+    customer: CustomerView
+    fee: int
+    old_serial: str | None
+    old_read: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "customer": self.customer.to_json(),
+            "card_serial": self.customer.card_serial,
+            "fee_fen": self.fee,
+            "old_serial": self.old_serial,
+            "old_read": self.old_read,
+        }
+
+
 def replace_card(
     db: Database,
     terminal: CardTerminal,
@@ -253,7 +305,7 @@ def replace_card(
     settings: Settings,
     approval_request: str,
 ) -> tuple[CustomerView, int]:
-    """A lost or damaged card: a blank card becomes the customer's card carrying the last
+    """A lost card (补卡): a blank card becomes the customer's card carrying the last
     purchase (so a purchase the meter had not loaded still reaches it), the old serial is
     blacklisted, the fee is taken.  Needs an approved ``replace_card`` request.
 
@@ -263,9 +315,156 @@ def replace_card(
     used for a retry, with a new blank card or with the card that was issued.  A write that
     fails after the binding is finished by presenting the same card again (no new fee)."""
     actor.authorize(Action.REPLACE_CARD, clock)
+    fee = _replace(
+        db,
+        terminal,
+        read_or_blank(terminal),
+        LOST,
+        settings.value(REPLACEMENT_FEE),
+        actor=actor,
+        customer_no=customer_no,
+        clock=clock,
+        settings=settings,
+        approval_request=approval_request,
+        carried={},
+    )
+    return customer_view(db, customer_no), fee
+
+
+def exchange_card(
+    db: Database,
+    terminal: CardTerminal,
+    *,
+    actor: Principal,
+    customer_no: str,
+    clock: Clock,
+    settings: Settings,
+    old_card: CardContents | None,
+    approval_request: str | None = None,
+) -> ExchangeOutcome:
+    """A damaged or faulty card the customer brings (换卡): ``old_card`` is that card as read
+    just before (None: it could not be read).  A blank card in ``terminal`` becomes the
+    customer's card.
+
+    A readable old card is assessed first, as a sale would: an unfinished sale it can decide is
+    decided, and its meter write-back (what the meter last loaded and has left) is noted on the
+    customer, so the new card starts where the old one was.  The new card carries the last
+    purchase of the ledger, which is the old card's own purchase record (same sale, same count:
+    the meter loads it once, from whichever card comes first).  The old serial is blacklisted
+    in the binding transaction; :func:`erase_exchanged_card` erases the old card afterwards and
+    lifts the blacklisting, so the erased card can serve as a blank.  The fee is
+    ``exchange_fee_fen``; an approval is needed only when a rule for ``exchange_card`` says so.
+    The binding and a write that fails afterwards behave as in :func:`replace_card`."""
+    actor.authorize(Action.EXCHANGE_CARD, clock)
+    with db.read() as session:
+        current = get_customer(session, customer_no).card_serial
+    present = read_or_blank(terminal)
+    resuming = present is not None and present.serial_hex == current
+    carried: dict[str, Any] = {"old_read": old_card is not None}
+    if old_card is not None and resuming and old_card.serial_hex == current:
+        raise CardRefused(reason=N_("it is the old card; put a blank card in the reader"))
+    if old_card is not None and not resuming:
+        carried.update(_carry_over(db, old_card, current, clock, settings, actor))
+    fee = _replace(
+        db,
+        terminal,
+        present,
+        DAMAGED,
+        settings.value(EXCHANGE_FEE),
+        actor=actor,
+        customer_no=customer_no,
+        clock=clock,
+        settings=settings,
+        approval_request=approval_request,
+        carried=carried,
+    )
+    return ExchangeOutcome(
+        customer_view(db, customer_no),
+        fee,
+        None if resuming else current,
+        old_card is not None,
+    )
+
+
+def _carry_over(
+    db: Database,
+    old_card: CardContents,
+    current: str | None,
+    clock: Clock,
+    settings: Settings,
+    actor: Principal,
+) -> dict[str, Any]:
+    """Assess the old card (decides an unfinished sale, notes its write-back on the customer)
+    and check that its purchase is the ledger's; what it carried, for the audit and outbox."""
+    if old_card.serial_hex != current:
+        raise CardRefused(reason=N_("it is not the card bound to this customer"))
+    a = assess(db, old_card, clock, settings=settings, actor=actor)
+    purchase = old_card.purchase
+    if purchase is not None and a.card_count == a.ledger_count and a.card_count:
+        with db.read() as session:
+            last = last_completed(session, get_customer(session, a.customer.customer_no))
+        if last is None or purchase_record(last).sale_tag != purchase.sale_tag:
+            raise CardRefused(reason=N_("its last purchase is not the one in the ledger"))
+    wb = old_card.write_back
+    return {
+        "card_count": a.card_count,
+        "meter_count": a.meter_count,
+        "meter_remaining": wb.remaining if wb is not None else None,
+        "situation": a.situation.value,
+    }
+
+
+def erase_exchanged_card(
+    db: Database,
+    terminal: CardTerminal,
+    *,
+    actor: Principal,
+    customer_no: str,
+    clock: Clock,
+) -> str:
+    """Erase the old card of an exchange (it is in ``terminal``) back to a blank card and lift
+    its blacklisting; its serial.  A card that cannot be erased stays blacklisted."""
+    actor.authorize(Action.EXCHANGE_CARD, clock)
+    serial = terminal.read().serial_hex
+    with db.read() as session:
+        customer = get_customer(session, customer_no)
+        row = session.get(CardBlacklist, serial)
+        if row is None or row.reason != EXCHANGED or row.customer_id != customer.id:
+            raise CardRefused(reason=N_("it is not a card exchanged for this customer"))
+    terminal.erase()
+    with db.write() as session:
+        row = session.get(CardBlacklist, serial)
+        if row is not None:
+            session.delete(row)
+        audit.record_by(
+            session,
+            actor,
+            clock,
+            AuditAction.EXCHANGE_CARD,
+            target=customer_no,
+            detail={"erased": serial},
+        )
+    return serial
+
+
+def _replace(
+    db: Database,
+    terminal: CardTerminal,
+    present: CardContents | None,
+    mode: ReplacementMode,
+    fee: int,
+    *,
+    actor: Principal,
+    customer_no: str,
+    clock: Clock,
+    settings: Settings,
+    approval_request: str | None,
+    carried: dict[str, Any],
+) -> int:
+    """Both modes: finish an interrupted replacement on its card (returns 0), or bind the blank
+    card in ``present`` and write it (returns the fee)."""
     utility_code = settings.value(UTILITY_CODE)
     old, done_count = _replaceable(db, customer_no)
-    present = read_or_blank(terminal)
     if present is not None and present.serial_hex == old:
         _resume_replacement(
             db,
@@ -277,28 +476,29 @@ def replace_card(
             clock=clock,
             utility_code=utility_code,
         )
-        return customer_view(db, customer_no), 0
+        return 0
     if shifts.current_shift(db, actor.counter_id) is None:  # before a card is issued for nothing
         raise shifts.no_shift(actor.counter_id)
     card = card_to_bind(db, terminal, present, customer_no)
-    fee = settings.value(REPLACEMENT_FEE)
     with db.write() as session:
         change, versions = _bind_replacement(
             session,
             old,
-            card.serial_hex,
+            card,
             fee,
+            mode,
             actor=actor,
             customer_no=customer_no,
             clock=clock,
             utility_code=utility_code,
             approval_request=approval_request,
             training=is_training(settings),
+            carried=carried,
         )
     faults.checkpoint("card_bound")
     terminal.write(change, expect_serial=card.serial)
     _note_card_versions(db, customer_no, versions)
-    return customer_view(db, customer_no), fee
+    return fee
 
 
 def _replaceable(db: Database, customer_no: str) -> tuple[str, int]:
@@ -345,12 +545,13 @@ def _resume_replacement(
             utility_code,
             UserCardType.REPLACEMENT,
             clock.now(),
+            on_card=present,
             force_params=True,
         )
     terminal.write(change, expect_serial=present.serial)
     with db.write() as session:
         customer = get_customer(session, customer_no, for_update=True)
-        customer.card_param_version, customer.card_tariff_version_id = versions
+        ledger.note_card_versions(customer, versions)
         audit.record_by(
             session,
             actor,
@@ -364,18 +565,21 @@ def _resume_replacement(
 def _bind_replacement(
     session: Session,
     old: str,
-    new: str,
+    card: CardContents,
     fee: int,
+    mode: ReplacementMode,
     *,
     actor: Principal,
     customer_no: str,
     clock: Clock,
     utility_code: str,
-    approval_request: str,
+    approval_request: str | None,
     training: bool,
+    carried: dict[str, Any],
 ) -> tuple[CardWrite, tuple[int, int | None]]:
     """One transaction: bind the new card, blacklist the old one, use up the approval and book
     the fee on the open shift (read and locked here); the change the new card gets."""
+    new = card.serial_hex
     customer = get_customer(session, customer_no, for_update=True)
     if customer.card_serial != old or ledger.unresolved_sale(session, customer.id):
         raise Conflict(
@@ -390,18 +594,14 @@ def _bind_replacement(
     shift = shifts.open_shift_for(session, actor.counter_id, lock=True)
     if new != old:  # the same card erased and issued again stays usable
         check_bindable(session, new, customer_no)
-    approvals.consume(
-        session,
-        approval_request,
-        action=Action.REPLACE_CARD.value,
-        target=customer_no,
-        operator_id=actor.operator_id,
-        clock=clock,
-    )
+    _use_approval(session, mode, approval_request, actor, customer_no, clock)
     if new != old and session.get(CardBlacklist, old) is None:
         session.add(
             CardBlacklist(
-                serial=old, customer_id=customer.id, reason="replaced", created_at=clock.now()
+                serial=old,
+                customer_id=customer.id,
+                reason=mode.blacklist_reason,
+                created_at=clock.now(),
             )
         )
     customer.card_serial = new
@@ -409,7 +609,7 @@ def _bind_replacement(
     payment = FeePayment(
         id=str(uuid.uuid4()),
         customer_id=customer.id,
-        kind="replacement",
+        kind=mode.fee_kind,
         amount=fee,
         operator_id=actor.operator_id,
         counter_id=actor.counter_id,
@@ -421,15 +621,15 @@ def _bind_replacement(
         session,
         actor,
         clock,
-        AuditAction.REPLACE_CARD,
+        mode.audit,
         target=customer_no,
-        detail={"old": old, "new": new, "fee": fee, "shift": shift.id},
+        detail={"old": old, "new": new, "fee": fee, "shift": shift.id, **carried},
     )
     ledger.enqueue(
         session,
         "replacement",
         payment.id,
-        {"customer_no": customer_no, "old": old, "new": new},
+        {"customer_no": customer_no, "old": old, "new": new, "mode": mode.name, **carried},
         fee,
         clock,
         training=training,
@@ -441,7 +641,38 @@ def _bind_replacement(
         utility_code,
         UserCardType.REPLACEMENT,
         clock.now(),
+        on_card=card,
         force_params=True,
+    )
+
+
+def _use_approval(
+    session: Session,
+    mode: ReplacementMode,
+    request_id: str | None,
+    actor: Principal,
+    customer_no: str,
+    clock: Clock,
+) -> None:
+    """A lost card always needs its approved request; an exchange only when its rule says so."""
+    if mode is LOST:
+        approvals.consume(
+            session,
+            request_id or "",
+            action=mode.action.value,
+            target=customer_no,
+            operator_id=actor.operator_id,
+            clock=clock,
+        )
+        return
+    approvals.require_approval(
+        session,
+        action=mode.action,
+        target=customer_no,
+        operator_id=actor.operator_id,
+        clock=clock,
+        request_id=request_id,
+        counter_id=actor.counter_id,
     )
 
 
@@ -449,7 +680,7 @@ def _note_card_versions(db: Database, customer_no: str, versions: tuple[int, int
     """Remember which parameter and tariff versions the customer's card now carries."""
     with db.write() as session:
         customer = get_customer(session, customer_no, for_update=True)
-        customer.card_param_version, customer.card_tariff_version_id = versions
+        ledger.note_card_versions(customer, versions)
 
 
 def last_completed(session: Session, customer: Customer) -> Sale | None:

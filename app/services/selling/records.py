@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -20,7 +21,7 @@ from app.domain.card import (
     UserCardType,
 )
 from app.persistence.models import Customer, Sale
-from app.services.tariffs import version_in_force
+from app.services.tariffs import next_version, version_in_force
 
 
 def tariff_record(version: Any) -> TariffRecord:
@@ -64,24 +65,53 @@ def card_change(
     card_type: UserCardType,
     at: dt.datetime,
     *,
+    on_card: CardContents | None = None,
     force_params: bool = False,
 ) -> tuple[CardWrite, tuple[int, int | None]]:
+    """What the customer's card gets written (``on_card``: the card as read just before; None
+    for a blank one) and the (parameter version, current tariff id) it then carries.
+
+    The current tariff file holds the version in force at ``at`` and changes only when another
+    version becomes due.  A version decided for later goes into the backup tariff file as soon
+    as the card is worked on, so the meter switches on time by itself.  A meter takes tariff
+    files only under a newer parameter version: a card bringing a tariff its meter may not have
+    yet carries the next parameter version (the caller stores it:
+    :func:`app.services.ledger.note_card_versions`)."""
     tariff = version_in_force(session, customer.tariff_plan_id, at)
+    upcoming = next_version(session, customer.tariff_plan_id, at)
+    backup = tariff_record(upcoming) if upcoming is not None else None
     params_changed = force_params or customer.card_param_version != customer.param_version
     tariff_changed = force_params or customer.card_tariff_version_id != tariff.id
+    backup_changed = backup is not None and (force_params or not holds_tariff(on_card, backup))
+    known = customer.card_tariff_version_id is not None  # a meter has had a tariff of ours
+    newer = known and (customer.card_tariff_version_id != tariff.id or backup_changed)
+    param_version = customer.param_version + 1 if newer else customer.param_version
     flags = UpdateFlags.NONE
-    if params_changed or tariff_changed:
+    if params_changed or tariff_changed or backup_changed:
         flags |= UpdateFlags.PARAMETERS
     if tariff_changed:
         flags |= UpdateFlags.CURRENT_TARIFF
+    if backup_changed:
+        flags |= UpdateFlags.BACKUP_TARIFF
+    params = parameter_record(customer, utility_code, card_type, flags=flags)
     change = CardWrite(
-        parameters=parameter_record(customer, utility_code, card_type, flags=flags)
-        if (params_changed or tariff_changed)
-        else None,
+        parameters=replace(params, param_version=param_version) if flags else None,
         current_tariff=tariff_record(tariff) if tariff_changed else None,
+        backup_tariff=backup if backup_changed else None,
         purchase=purchase_record(sale) if sale is not None else None,
     )
-    return change, (customer.param_version, tariff.id)
+    return change, (param_version, tariff.id)
+
+
+def holds_tariff(card: CardContents | None, record: TariffRecord) -> bool:
+    """Whether the card's backup tariff file already holds ``record``."""
+    held = None if card is None else card.backup_tariff
+    return (
+        held is not None
+        and held.version_no == record.version_no
+        and held.effective_from == record.effective_from
+        and held.spec == record.spec
+    )
 
 
 def card_type(contents: CardContents, otherwise: UserCardType) -> UserCardType:

@@ -120,6 +120,7 @@ def sell(
             utility_code,
             card_type(contents, UserCardType.PURCHASE if a.card_count else UserCardType.OPEN),
             clock.now(),
+            on_card=contents,
         )
     faults.checkpoint("before_write")
     try:
