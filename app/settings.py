@@ -157,6 +157,14 @@ MIN_PASSWORD_LENGTH = ConfigVar("min_password_length", int, 8, "Shortest passwor
 REPLACEMENT_FEE = ConfigVar(
     "replacement_fee_fen", int, 2000, "Fee for a replacement card, in fen (20.00 yuan)"
 )
+CLOSE_REFUND_MODE = ConfigVar(
+    "close_refund_mode",
+    str,
+    "refund",
+    "What a closed account's remaining credit becomes: refund (cash handed back on the shift) "
+    "or credit_note (kept as a credit note)",
+    choices=("refund", "credit_note"),
+)
 REVERSAL_WINDOW = ConfigVar(
     "reversal_window",
     str,
