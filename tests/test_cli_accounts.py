@@ -92,7 +92,7 @@ def test_pause_resume_and_close_with_the_card(home: Path) -> None:
             "--statement",
             str(statement),
             "--json",
-        )  # fmt: skip
+        )
     )
     assert (out["unloaded"], out["meter_remaining"], out["refund"], out["card"]) == (
         2000,
