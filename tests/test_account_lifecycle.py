@@ -6,6 +6,8 @@ reference central server once and pulled by another counter."""
 from __future__ import annotations
 
 import datetime as dt
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -342,3 +344,19 @@ def test_a_close_made_centrally_while_offline_stops_sales_here(
     assert customer_view(counter.db, CUSTOMER).status == "closed"
     with pytest.raises(Conflict, match="closed; only active customers can buy"):
         counter.sell(image, 1000)
+
+
+@pytest.mark.skipif(shutil.which("pdftotext") is None, reason="needs pdftotext (poppler-utils)")
+@pytest.mark.parametrize(("language", "words"), [("en", "Refunded in cash"), ("zh_CN", "现金退款")])
+def test_the_settlement_statement_in_both_languages(
+    counter: Counter, tmp_path: Path, language: str, words: str
+) -> None:
+    from printing.reports import settlement_pdf
+
+    done = close(counter, a_customer_with_credit(counter), reason="moved away")
+    pdf = tmp_path / f"statement-{language}.pdf"
+    pdf.write_bytes(settlement_pdf(done, language=language))
+    text = subprocess.run(
+        ["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True, check=True
+    ).stdout
+    assert words in text and CUSTOMER in text and "65.00" in text and "moved away" in text

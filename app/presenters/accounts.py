@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from app.clock import Clock
 from app.context import AppContext
 from app.domain import settlement as st
-from app.i18n import _
+from app.i18n import _, translate
 from app.money import format_yuan
 from app.persistence.db import Database
 from app.ports import CardTerminal
@@ -124,7 +124,7 @@ def settlement_lines(s: st.Settlement) -> list[str]:
         lines.append(
             _("{amount} yuan is kept as a credit note.", amount=format_yuan(s.credit_note))
         )
-    lines.append(_("Card: {card}.", card=_(st.CARD_TEXT[s.card])))
+    lines.append(_("Card: {card}.", card=translate(st.CARD_TEXT[s.card])))
     return lines
 
 
