@@ -36,6 +36,7 @@ from sync.central import models as central_models
 from sync.central.seed import seed_demo, set_customer_status
 from sync.central.server import CentralServer
 from sync.client import CentralClient
+from sync.pull import pull_all
 from sync.service import SyncService
 from tests.rigs.counter import CUSTOMER, OWING, REMOTE, Counter
 from tests.rigs.sync import register
@@ -339,9 +340,19 @@ def test_a_close_made_centrally_while_offline_stops_sales_here(
     counter.to_meter(image)
     here = sync_service(counter.db, central, counter.clock, "C01")
     here.run_round()
+    # a pause made here and not sent yet is not undone by a pull of the older central status
+    pause(counter, reason="dispute")
+    central.store.update_customer(CUSTOMER, alarm1=2500)
+    pull_all(counter.db, here.client, counter.clock, counter_id="C01")
+    view = customer_view(counter.db, CUSTOMER)
+    assert (view.status, view.status_reason, view.alarm1) == ("paused", "dispute", 2500)
+    here.run_round()
+    assert central_status(central, CUSTOMER) == "paused"
+    # closed centrally meanwhile (this counter offline): pulled, the pause's reason is gone
     set_customer_status(central.store, CUSTOMER, "closed")
     here.run_round()
-    assert customer_view(counter.db, CUSTOMER).status == "closed"
+    view = customer_view(counter.db, CUSTOMER)
+    assert (view.status, view.status_reason) == ("closed", "")
     with pytest.raises(Conflict, match="closed; only active customers can buy"):
         counter.sell(image, 1000)
 
