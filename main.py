@@ -49,7 +49,7 @@ def build_parser(*, commands: bool = True) -> argparse.ArgumentParser:
         parser.set_defaults(command=None)
         return parser
     from app import cli as app_cli
-    from app import cli_jobs, cli_meter_change, cli_sales
+    from app import cli_accounts, cli_jobs, cli_meter_change, cli_sales
     from cardio import cli as card_cli
     from printing import cli as printing_cli
     from sync import cli as sync_cli
@@ -58,6 +58,7 @@ def build_parser(*, commands: bool = True) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     app_cli.register(sub)
     cli_sales.register(sub)
+    cli_accounts.register(sub)
     cli_jobs.register(sub)
     cli_meter_change.register(sub)
     card_cli.register(sub)
@@ -127,6 +128,7 @@ class _LazyReportRenderer:
         "ShiftReport": "shift_report",
         "DailyReport": "daily_report",
         "StatsReport": "stats_report",
+        "Settlement": "settlement",  # the statement of a closed account (PDF only)
     }
 
     def _render(self, report: object, form: str) -> Any:

@@ -252,7 +252,8 @@ class SlipRenderer(Protocol):
 
 class ReportRenderer(Protocol):
     """Renders reports as PDF or CSV (printing/). ``report`` is one of the report dataclasses
-    of app/services/reports.py (ShiftReport, DailyReport, StatsReport)."""
+    of app/services/reports.py (ShiftReport, DailyReport, StatsReport), or the settlement
+    statement of a closed account (app/domain/settlement.py ``Settlement``, PDF only)."""
 
     def report_pdf(self, report: object, *, language: str) -> bytes: ...
 

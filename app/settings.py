@@ -163,6 +163,14 @@ EXCHANGE_FEE = ConfigVar(
     1000,
     "Fee for exchanging a damaged or faulty card the customer brings, in fen (10.00 yuan)",
 )
+CLOSE_REFUND_MODE = ConfigVar(
+    "close_refund_mode",
+    str,
+    "refund",
+    "What a closed account's remaining credit becomes: refund (cash handed back on the shift) "
+    "or credit_note (kept as a credit note)",
+    choices=("refund", "credit_note"),
+)
 REVERSAL_WINDOW = ConfigVar(
     "reversal_window",
     str,

@@ -234,6 +234,7 @@ _CUSTOMER_COLS = (
     Customer.card_serial,
     Customer.purchase_count,
     Customer.param_version,
+    Customer.status_reason,
     *(getattr(Customer, f) for f in ARCHIVE_FIELDS),
     *(getattr(Customer, f) for f in PARAM_FIELDS),
 )
@@ -247,6 +248,7 @@ class CustomerApplier:
         self.report = report
         self.plans: dict[str, int] = {}
         self.offices: set[str] = set()
+        self._status_held: set[str] = set()  # customers whose status here is not sent yet
 
     def _plan_id(self, session: Session, code: str) -> int:
         if code not in self.plans:
@@ -274,6 +276,7 @@ class CustomerApplier:
             return
         now = self.clock.now()
         unsent_binding = self._unsent_bindings(session)
+        self._status_held = self._unsent_account_events(session)
         page_refs = {a.ref for rec in page.items for a in rec.arrears}
         closed_now: list[int] = []
         for i in range(0, len(page.items), APPLY_CHUNK):
@@ -319,6 +322,8 @@ class CustomerApplier:
                 "tariff_plan_id": self._plan_id(session, rec.tariff_plan),
             }
             old = existing.get(rec.customer_no)
+            if old is not None and rec.customer_no in self._status_held:
+                values["status"] = old.status  # this counter's close, pause or resume is unsent
             if old is None:
                 new_rows.append(
                     {
@@ -351,6 +356,8 @@ class CustomerApplier:
                     {
                         **{k: change.get(k, getattr(old, k)) for k in _UPDATABLE},
                         "phone_rev": (rec.phone if "phone" in change else old.phone)[::-1],
+                        # a status changed elsewhere: this counter's reason no longer holds
+                        "status_reason": "" if "status" in change else old.status_reason,
                         "updated_at": now,
                         "b_id": old.id,
                     }
@@ -373,7 +380,12 @@ class CustomerApplier:
             stmt = (
                 update(table)
                 .where(table.c.id == bindparam("b_id"))
-                .values({k: bindparam(k) for k in (*_UPDATABLE, "phone_rev", "updated_at")})
+                .values(
+                    {
+                        k: bindparam(k)
+                        for k in (*_UPDATABLE, "phone_rev", "status_reason", "updated_at")
+                    }
+                )
             )
             session.connection().execute(stmt, updates)
         self.report.customers_new += len(new_rows)
@@ -387,6 +399,17 @@ class CustomerApplier:
             select(OutboxEntry.payload).where(
                 OutboxEntry.sent_at.is_(None),
                 OutboxEntry.kind.in_(("card_bound", "replacement")),
+            )
+        ).all()
+        return {str(p.get("customer_no")) for p in payloads if isinstance(p, dict)}
+
+    @staticmethod
+    def _unsent_account_events(session: Session) -> set[str]:
+        """Customers whose lifecycle step made here is not sent yet: the central status is
+        older than theirs here (a pull must not reopen an account closed offline)."""
+        payloads = session.scalars(
+            select(OutboxEntry.payload).where(
+                OutboxEntry.sent_at.is_(None), OutboxEntry.kind == "account_event"
             )
         ).all()
         return {str(p.get("customer_no")) for p in payloads if isinstance(p, dict)}

@@ -15,11 +15,14 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from app.context import AppContext
 from app.domain.card import UnissuedCard
+from app.domain.settlement import Settlement
+from app.errors import Conflict
 from app.paths import resolve_paths
 from app.services import approvals, auth, ledger, selling, shifts
 from app.services.customers import SearchHit, SearchPage, customer_view
 from app.services.demo import demo_customer
 from app.settings import Settings
+from cardio.meter_sim import MeterSimulator
 from tests.cardkit import CardKit
 from tests.rigs.counter import sell_pulled
 
@@ -651,3 +654,88 @@ def test_change_meter_from_the_card_then_typed_with_approval(
     second = meter(counter, tmp_path, METER_B)
     result = second.insert(counter.terminal())
     assert result.accepted and second.state.purchase_count == 1 and second.state.remaining == 0
+# --------------------------------------------------------------------------- account lifecycle
+
+
+class StatementRenderer:
+    """The report renderer main.py sets, for the settlement statement."""
+
+    def report_pdf(self, report: object, *, language: str) -> bytes:
+        from printing.reports import settlement_pdf
+
+        assert isinstance(report, Settlement)
+        return settlement_pdf(report, language=language)
+
+    def report_csv(self, report: object) -> str:
+        raise NotImplementedError
+
+
+def _sell(counter: Counter, amount: int) -> None:
+    selling.sell(
+        counter.db,
+        counter.terminal(),
+        actor=counter.teller,
+        amount=amount,
+        clock=counter.ctx.clock,
+        settings=counter.ctx.settings,
+    )
+
+
+def test_pause_resume_then_close_from_the_customers_page(counter: Counter, tmp_path: Path) -> None:
+    counter.ctx.report_renderer = StatementRenderer()
+    from PySide6.QtCore import Qt
+
+    counter.sell_with_service(CUSTOMER, 5000)
+    meter = MeterSimulator(tmp_path / "meter.json", counter.kit.keys, clock=counter.ctx.clock)
+    meter.insert(counter.terminal())  # the meter loaded the purchase and wrote back 50.00
+    counter.open_customer(CUSTOMER)
+    page = counter.page
+    assert page.pause_button.isEnabled() and not page.resume_button.isEnabled()
+
+    page.pause_button.click()
+    dialog = page.dialog
+    counter.qtbot.waitUntil(dialog.start_button.isEnabled, timeout=WAIT_MS)
+    type_text(counter.qtbot, dialog.reason, "vacant house")
+    counter.qtbot.keyClick(dialog.reason, Qt.Key.Key_Return)
+    counter.qtbot.waitUntil(lambda: dialog.completed, timeout=WAIT_MS)
+    assert "paused: vacant house" in dialog.message.text()
+    dialog.close()
+    counter.qtbot.waitUntil(lambda: "vacant house" in page.fields["status"].text(), timeout=WAIT_MS)
+    assert page.resume_button.isEnabled() and not page.pause_button.isEnabled()
+    assert not page.sell_button.isEnabled()
+    with pytest.raises(Conflict, match=r"paused \(vacant house\)"):
+        _sell(counter, 1000)
+
+    page.resume_button.click()
+    dialog = page.dialog
+    counter.qtbot.waitUntil(dialog.start_button.isEnabled, timeout=WAIT_MS)
+    assert "vacant house" in dialog.info.text()
+    dialog.start_button.click()
+    counter.qtbot.waitUntil(lambda: dialog.completed, timeout=WAIT_MS)
+    dialog.close()
+    counter.qtbot.waitUntil(page.pause_button.isEnabled, timeout=WAIT_MS)
+    assert customer_view(counter.db, CUSTOMER).status == "active"
+
+    # the close: the settlement first (card read), then the supervisor approves
+    page.close_account_button.click()
+    dialog = page.dialog
+    counter.qtbot.waitUntil(dialog.start_button.isEnabled, timeout=WAIT_MS)
+    type_text(counter.qtbot, dialog.reason, "moved away")
+    dialog.start_button.click()
+    counter.qtbot.waitUntil(lambda: dialog.preview is not None, timeout=WAIT_MS)
+    assert "Hand back 50.00 yuan" in dialog.message.text()
+    assert customer_view(counter.db, CUSTOMER).status == "active"  # nothing closed yet
+    dialog.start_button.click()
+    counter.qtbot.waitUntil(lambda: dialog.approval is not None, timeout=WAIT_MS)
+    _approve_on_spot(counter, dialog, "s01", "demo-s01")
+    counter.qtbot.waitUntil(lambda: dialog.completed, timeout=WAIT_MS)
+    assert "closed, approved by s01" in dialog.message.text()
+    view = customer_view(counter.db, CUSTOMER)
+    assert (view.status, view.status_reason, view.card_serial) == ("closed", "moved away", None)
+    statements = counter.ctx.paths.data_dir / "statements"
+    counter.qtbot.waitUntil(
+        lambda: statements.is_dir() and any(statements.glob("close-*.pdf")), timeout=WAIT_MS
+    )
+    dialog.close()
+    counter.qtbot.waitUntil(lambda: not page.close_account_button.isEnabled(), timeout=WAIT_MS)
+    assert "moved away" in page.fields["status"].text()

@@ -290,7 +290,7 @@ def test_shift_report_csv_sums_to_the_report(day: Day) -> None:
     r = reports.shift_report(day.db, day.c01_shift, actor=day.supervisor, clock=day.clock)
     text = pdf.shift_report_csv(r)
     got = sections(text)
-    assert set(got) == {"summary", "by_state", "sales", "reversals", "fee_payments"}
+    assert set(got) == {"summary", "by_state", "sales", "reversals", "fee_payments", "refunds"}
     head = summary(got["summary"])
     assert head["shift_id"] == day.c01_shift and head["operator_name"] == "王丽 Wang Li"
     assert (head["expected_cash"], head["counted_cash"], head["variance"]) == (

@@ -127,14 +127,34 @@ def unresolved_sale(session: Session, customer_id: int) -> Sale | None:
     )
 
 
+def not_active(customer_no: str, status: str, reason: str = "") -> Conflict:
+    """Why a customer who is not active cannot buy: a paused account says why it was paused
+    (a vacant house, a dispute) and that it must be resumed first."""
+    if status == CustomerStatus.PAUSED:
+        if reason:
+            return Conflict(
+                N_(
+                    "Customer {customer_no} is paused ({reason}); no sales until the account "
+                    "is resumed."
+                ),
+                customer_no=customer_no,
+                reason=reason,
+            )
+        return Conflict(
+            N_("Customer {customer_no} is paused; no sales until the account is resumed."),
+            customer_no=customer_no,
+        )
+    return Conflict(
+        N_("Customer {customer_no} is {status}; only active customers can buy."),
+        customer_no=customer_no,
+        status=status,
+    )
+
+
 def require_active(customer: Customer) -> None:
     """Only an active customer can buy."""
     if customer.status != CustomerStatus.ACTIVE:
-        raise Conflict(
-            N_("Customer {customer_no} is {status}; only active customers can buy."),
-            customer_no=customer.customer_no,
-            status=customer.status,
-        )
+        raise not_active(customer.customer_no, customer.status, customer.status_reason or "")
 
 
 def check_cash(cash_received: int | None, amount: int) -> None:

@@ -22,7 +22,7 @@ from app.errors import ShiftError
 from app.i18n import N_
 from app.money import check_fen
 from app.persistence.db import Database
-from app.persistence.models import FeePayment, Reversal, Sale, Shift
+from app.persistence.models import AccountEvent, FeePayment, Reversal, Sale, Shift
 from app.services import audit
 from app.services.auth import Principal
 from app.services.operators import require_operator
@@ -113,7 +113,8 @@ def open_shift(db: Database, *, actor: Principal, float_fen: int, clock: Clock) 
 
 def expected_cash(session: Session, shift: Shift) -> int:
     """Float + money taken by sales of this shift (completed, or reversed later: the cash was
-    taken then) + fees taken − cash handed back by reversals made in this shift."""
+    taken then) + fees taken − cash handed back by reversals made in this shift − cash refunded
+    to customers whose accounts were closed in this shift."""
     taken = session.scalar(
         select(func.coalesce(func.sum(Sale.amount), 0)).where(
             Sale.shift_id == shift.id,
@@ -128,7 +129,18 @@ def expected_cash(session: Session, shift: Shift) -> int:
             Reversal.shift_id == shift.id, Reversal.state == "completed"
         )
     )
-    return shift.float_amount + int(taken or 0) + int(fees or 0) - int(handed_back or 0)
+    refunded = session.scalar(
+        select(func.coalesce(func.sum(AccountEvent.refund), 0)).where(
+            AccountEvent.shift_id == shift.id
+        )
+    )
+    return (
+        shift.float_amount
+        + int(taken or 0)
+        + int(fees or 0)
+        - int(handed_back or 0)
+        - int(refunded or 0)
+    )
 
 
 def close_shift(db: Database, *, actor: Principal, counted_fen: int, clock: Clock) -> ShiftView:

@@ -17,10 +17,12 @@ leading ``'`` (:mod:`app.csvsafe`; plain numbers such as a variance of ``-5.00``
 
 from printing.reports.csvout import daily_report_csv, shift_report_csv, stats_report_csv
 from printing.reports.pdf import daily_report_pdf, shift_report_pdf, stats_report_pdf
+from printing.reports.settlement import settlement_pdf
 
 __all__ = [
     "daily_report_csv",
     "daily_report_pdf",
+    "settlement_pdf",
     "shift_report_csv",
     "shift_report_pdf",
     "stats_report_csv",

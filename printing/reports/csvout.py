@@ -104,6 +104,8 @@ def _shift_summary(report: ShiftReport) -> list[tuple[str, str | int | None, boo
         ("expected_cash", report.expected_cash_fen, True),
         ("counted_cash", report.counted_cash_fen, True),
         ("variance", report.variance_fen, True),
+        ("refunds_count", report.refunds_count, False),
+        ("refunds", report.refunds_fen, True),
     ]
 
 
@@ -177,6 +179,23 @@ def _shift_ledger_sections(s: _Sections, report: ShiftReport) -> None:
         ),
         _headers(
             ("at", "payment_id", "customer_no", "kind"), _money_cols("amount"), ("operator_id",)
+        ),
+    )
+    s.section(
+        "refunds",
+        (
+            {
+                "at": _iso(r.at),
+                "event_id": r.event_id,
+                "customer_no": r.customer_no,
+                **_money("amount", r.amount_fen),
+                "operator_id": r.operator_id,
+                "approver_id": r.approver_id,
+            }
+            for r in report.refunds
+        ),
+        _headers(
+            ("at", "event_id", "customer_no"), _money_cols("amount"), ("operator_id", "approver_id")
         ),
     )
 

@@ -96,6 +96,8 @@ from printing.reports.labels import (
     PERIOD,
     PERIOD_VALUE,
     PROVISIONAL,
+    REFUNDS,
+    REFUNDS_BACK,
     REVERSALS,
     REVERSALS_BACK,
     SALES,
@@ -168,6 +170,7 @@ def _shift_money(page: _Page, report: ShiftReport) -> list[Any]:
             (t(SALES_TAKEN, count=report.sales_count), report.sales_fen),
             (t(FEE_PAYMENTS_TAKEN, count=report.fee_payments_count), report.fee_payments_fen),
             (t(REVERSALS_BACK, count=report.reversals_count), -report.reversals_fen),
+            (t(REFUNDS_BACK, count=report.refunds_count), -report.refunds_fen),
             (t(NET_CASH), report.net_cash_fen),
             (t(EXPECTED), report.expected_cash_fen),
             (t(COUNTED), report.counted_cash_fen),
@@ -280,6 +283,23 @@ def _shift_reversals_and_fees(page: _Page, report: ShiftReport) -> list[Any]:
         (0.1, 0.18, 0.16, 0.14, 0.13),
         numeric_from=3,
     )
+    if report.refunds:
+        story.append(page.para(t(REFUNDS), page.h2))
+        story += page.grid(
+            (COL_TIME, COL_CUSTOMER, COL_AMOUNT, COL_OPERATOR, COL_APPROVER),
+            [
+                (
+                    _when(r.at, SHORT_TIME),
+                    r.customer_no,
+                    _yuan(r.amount_fen),
+                    r.operator_id,
+                    r.approver_id,
+                )
+                for r in report.refunds
+            ],
+            (0.1, 0.18, 0.14, 0.13, 0.13),
+            numeric_from=2,
+        )
     return story
 
 

@@ -670,8 +670,33 @@ def _apply_account_event(tx: Tx, event: c.AccountEventRecord) -> None:
     done = tx.conn.execute(
         update(m.customers).where(m.customers.c.customer_no == event.customer_no).values(values)
     )
+    if event.kind == "close":
+        _settle_by_close(tx, event)
     if done.rowcount:
         tx.touch_customer(event.customer_no)
+
+
+def _settle_by_close(tx: Tx, event: c.AccountEventRecord) -> None:
+    """The arrears and fees a close paid (``settled_refs``, ``settled_refs_2``, ... in its
+    detail, comma-separated) are settled by it."""
+    refs = [
+        ref
+        for key, value in sorted(event.detail.items())
+        if key.startswith("settled_refs") and isinstance(value, str)
+        for ref in value.split(",")
+        if ref
+    ]
+    ar = m.arrears_items.c
+    for part in chunks(refs):
+        tx.conn.execute(
+            update(m.arrears_items)
+            .where(
+                ar.ref.in_(part),
+                ar.customer_no == event.customer_no,
+                ar.settled_by_sale.is_(None),
+            )
+            .values(settled_by_sale=event.id)
+        )
 
 
 def _set_card_serial(tx: Tx, customer_no: str, serial: str | None) -> None:

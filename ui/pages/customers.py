@@ -40,6 +40,7 @@ from app.services import ledger
 from app.services.customers import SearchCursor, SearchHit, SearchPage, search_customers
 from ui import dialogs
 from ui.bridge import error_text
+from ui.dialogs.accounts import start_close_account, start_pause_account, start_resume_account
 from ui.dialogs.reprint import reprint_receipt
 from ui.models import CustomerSearchModel, meter_kind_text, status_text
 
@@ -207,6 +208,12 @@ class CustomersPage(QWidget):
         self.replace_button.clicked.connect(self.replacement)
         self.reverse_button.clicked.connect(self.reversal)
         self.sell_button.clicked.connect(lambda: self.shell.show_page("sale"))
+        self.pause_button = QPushButton(_("Pa&use account…"))
+        self.resume_button = QPushButton(_("Resu&me account…"))
+        self.close_account_button = QPushButton(_("C&lose account…"))
+        self.pause_button.clicked.connect(self.pause_account)
+        self.resume_button.clicked.connect(self.resume_account)
+        self.close_account_button.clicked.connect(self.close_account)
         self.action_buttons = (
             self.open_button,
             self.rewrite_button,
@@ -214,6 +221,9 @@ class CustomersPage(QWidget):
             self.reverse_button,
             self.sell_button,
             self.meter_button,
+            self.pause_button,
+            self.resume_button,
+            self.close_account_button,
         )
         grid = QGridLayout()
         for n, button in enumerate(self.action_buttons):
@@ -367,6 +377,11 @@ class CustomersPage(QWidget):
         )
         self.fields["status"].setText(
             _("{status}, office {office}", status=status_text(c.status), office=c.office)
+            + (
+                "\n" + _("Reason: {reason}", reason=c.status_reason)
+                if c.status_reason and c.status != CustomerStatus.ACTIVE.value
+                else ""
+            )
         )
         self.fields["tariff"].setText(c.tariff_plan)
         self.fields["card"].setText(
@@ -418,6 +433,9 @@ class CustomersPage(QWidget):
         self.reverse_button.setEnabled(details.reversible is not None)
         self.sell_button.setEnabled(active)
         self.meter_button.setEnabled(card_meter and active and bool(c.card_serial))
+        self.pause_button.setEnabled(active)
+        self.resume_button.setEnabled(c.status == CustomerStatus.PAUSED.value)
+        self.close_account_button.setEnabled(c.status != CustomerStatus.CLOSED.value)
         if focus:
             for button in self.action_buttons:
                 if button.isEnabled():
@@ -479,3 +497,18 @@ class CustomersPage(QWidget):
                 parent=self,
             )
         )
+
+    def pause_account(self) -> None:
+        customer_no = self._customer_no()
+        if customer_no is not None:
+            self._opened(start_pause_account(self.shell, customer_no, self))
+
+    def resume_account(self) -> None:
+        customer_no = self._customer_no()
+        if customer_no is not None:
+            self._opened(start_resume_account(self.shell, customer_no, self))
+
+    def close_account(self) -> None:
+        customer_no = self._customer_no()
+        if customer_no is not None:
+            self._opened(start_close_account(self.shell, customer_no, self))

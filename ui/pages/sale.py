@@ -38,7 +38,7 @@ from app.errors import CardVendError
 from app.i18n import N_, _, translate
 from app.money import check_cash_received, format_yuan, parse_yuan
 from app.presenters.cardwork import CardWork, change_lines, collected_lines, purchase_line
-from app.services import approvals, receipts, selling
+from app.services import approvals, ledger, receipts, selling
 from app.services.customers import CustomerView, find_customers
 from app.settings import RECEIPT_LANGUAGE, TRAINING_MODE
 from ui.bridge import error_text
@@ -277,11 +277,9 @@ class SalePage(SaleLayout):
             self._show_state(BLOCKED)
         elif a.customer.status != "active":
             self.situation.setText(
-                _(
-                    "Customer {customer_no} is {status}; only active customers can buy.",
-                    customer_no=a.customer.customer_no,
-                    status=a.customer.status,
-                )
+                ledger.not_active(
+                    a.customer.customer_no, a.customer.status, a.customer.status_reason
+                ).localized()
             )
             self._situation_style(error=True)
             self._show_state(BLOCKED)

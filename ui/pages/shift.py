@@ -432,6 +432,19 @@ class ShiftPage(QWidget):
                     ],
                 )
             )
+        for refund in report.refunds:
+            lines.append(
+                (
+                    refund.at,
+                    [
+                        _("account close refund"),
+                        refund.event_id[:8].upper(),
+                        refund.customer_no,
+                        _("completed"),
+                        yuan(-refund.amount_fen),
+                    ],
+                )
+            )
         lines.sort(key=lambda line: line[0])
         first_day = report.opened_at.date()
         rows = [
@@ -479,6 +492,16 @@ class ShiftPage(QWidget):
                 fcount=report.fee_payments_count,
                 famount=yuan(report.fee_payments_fen),
                 net=yuan(report.net_cash_fen),
+            )
+            + (
+                "\n"
+                + _(
+                    "Account close refunds: {count}, {amount} yuan handed back.",
+                    count=report.refunds_count,
+                    amount=yuan(report.refunds_fen),
+                )
+                if report.refunds
+                else ""
             )
             + "\n"
             + cash

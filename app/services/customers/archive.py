@@ -47,6 +47,7 @@ class CustomerView:
     credit_ceiling: int
     card_serial: str | None
     purchase_count: int
+    status_reason: str = ""  # why the account is paused or closed
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -71,6 +72,7 @@ def _view(c: Customer, plan_code: str) -> CustomerView:
         c.credit_ceiling,
         c.card_serial,
         c.purchase_count,
+        c.status_reason or "",
     )
 
 

@@ -15,7 +15,8 @@ What the figures mean (money in fen, never a float):
   loaded, arrears and fees collected.  A reversed sale's credit was taken back from the card.
 * ``reversals``: completed reversals, i.e. cash handed back (a shift: those made in the shift; a
   day: those completed that day).  ``fee_payments``: fees paid outside a sale (replacement cards).
-* ``net_cash_fen`` = sales_fen + fee_payments_fen - reversals_fen: what the drawer gained.  For a
+* ``net_cash_fen`` = sales_fen + fee_payments_fen - reversals_fen (- refunds_fen of account
+  closes on a shift report): what the drawer gained.  For a
   shift, expected cash = float + net cash (as app/services/shifts.py counts it at the close).
 * The business day is local midnight to local midnight in the office's time zone (setting
   ``time_zone``), so 23 or 25 hours on a daylight-saving change.  A sale belongs to the day of

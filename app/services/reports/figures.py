@@ -103,6 +103,18 @@ class FeePaymentLine(_Json):
 
 
 @dataclasses.dataclass(frozen=True)
+class RefundLine(_Json):
+    """Cash handed back when an account was closed on the shift."""
+
+    at: dt.datetime
+    event_id: str
+    customer_no: str
+    amount_fen: int
+    operator_id: str
+    approver_id: str
+
+
+@dataclasses.dataclass(frozen=True)
 class ShiftReport(_Json):
     shift_id: str
     counter_id: str
@@ -129,10 +141,14 @@ class ShiftReport(_Json):
     fee_payments: tuple[FeePaymentLine, ...]
     fee_payments_count: int
     fee_payments_fen: int
-    net_cash_fen: int  # sales_fen + fee_payments_fen - reversals_fen
+    net_cash_fen: int  # sales_fen + fee_payments_fen - reversals_fen - refunds_fen
     expected_cash_fen: int  # float + net cash; as stored at the close, provisional while open
     counted_cash_fen: int | None  # None while open
     variance_fen: int | None  # counted - expected; None while open
+    # cash refunded to customers whose accounts were closed on the shift
+    refunds: tuple[RefundLine, ...] = ()
+    refunds_count: int = 0
+    refunds_fen: int = 0
 
     @property
     def is_open(self) -> bool:

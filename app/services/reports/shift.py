@@ -15,6 +15,7 @@ from app.i18n import N_
 from app.localtime import local, zone
 from app.persistence.db import Database
 from app.persistence.models import (
+    AccountEvent,
     Customer,
     FeePayment,
     Operator,
@@ -32,6 +33,7 @@ from app.services.reports.figures import (
     STATE_ORDER,
     TAKEN,
     FeePaymentLine,
+    RefundLine,
     ReversalLine,
     ShiftReport,
     ShiftSaleLine,
@@ -133,6 +135,26 @@ def _shift_fee_payments(session: Session, shift_id: str, z: ZoneInfo) -> tuple[F
     )
 
 
+def _shift_refunds(session: Session, shift_id: str, z: ZoneInfo) -> tuple[RefundLine, ...]:
+    """The cash handed back by account closes on the shift, in order."""
+    return tuple(
+        RefundLine(local(at, z), eid, cno, amount, op, approver or "")
+        for at, eid, cno, amount, op, approver in session.execute(
+            select(
+                AccountEvent.created_at,
+                AccountEvent.id,
+                Customer.customer_no,
+                AccountEvent.refund,
+                AccountEvent.operator_id,
+                AccountEvent.approver_id,
+            )
+            .join(Customer, Customer.id == AccountEvent.customer_id)
+            .where(AccountEvent.shift_id == shift_id, AccountEvent.refund > 0)
+            .order_by(AccountEvent.created_at, AccountEvent.id)
+        )
+    )
+
+
 def shift_report(
     db: Database,
     shift_id: str,
@@ -153,6 +175,7 @@ def shift_report(
         sales = _shift_sales(session, shift.id, z)
         reversals = _shift_reversals(session, shift.id, z)
         payments = _shift_fee_payments(session, shift.id, z)
+        refunds = _shift_refunds(session, shift.id, z)
         expected = (
             shift.expected_cash
             if shift.closed_at is not None and shift.expected_cash is not None
@@ -169,6 +192,7 @@ def shift_report(
     sales_fen = sum(s.amount_fen for s in taken)
     reversals_fen = sum(r.amount_fen for r in done_reversals)
     payments_fen = sum(p.amount_fen for p in payments)
+    refunds_fen = sum(r.amount_fen for r in refunds)
     closed = shift.closed_at is not None
     return ShiftReport(
         shift_id=shift.id,
@@ -196,8 +220,11 @@ def shift_report(
         fee_payments=payments,
         fee_payments_count=len(payments),
         fee_payments_fen=payments_fen,
-        net_cash_fen=sales_fen + payments_fen - reversals_fen,
+        net_cash_fen=sales_fen + payments_fen - reversals_fen - refunds_fen,
         expected_cash_fen=expected,
         counted_cash_fen=shift.counted_cash if closed else None,
         variance_fen=shift.variance if closed else None,
+        refunds=refunds,
+        refunds_count=len(refunds),
+        refunds_fen=refunds_fen,
     )

@@ -1,0 +1,184 @@
+"""Account lifecycle commands at the counter: ``cardvend close-account|pause-account|
+resume-account --customer NO ... [--json]``.
+
+``close-account`` signs in ``--operator`` and, on the spot, ``--approver`` (the ``close_account``
+approval), reads the card in ``--reader NAME`` / ``--image FILE`` (or the configured reader),
+settles and closes the account, and saves the settlement statement with ``--statement FILE.pdf``.
+``--no-card`` closes without the card (lost or unreadable: it is blacklisted; the meter's last
+write-back counts, or ``--meter-remaining YUAN --meter-count N`` read from the meter);
+``--keep-card`` leaves the card with the customer, blacklisted, instead of erasing it.  A remote
+fee-control customer has no card: the meter's remaining balance counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from contextlib import AbstractContextManager, nullcontext
+
+from app.cli import card_args, cli_login, emit_json, open_db
+from app.cli_sales import (
+    CUSTOMER_NO_ARG,
+    _approver,
+    _common,
+    _print_lines,
+    approve_here,
+    card_terminal,
+)
+from app.context import AppContext
+from app.domain import settlement as st
+from app.domain.customers import MeterKind
+from app.domain.permissions import Action
+from app.errors import CardVendError, ValidationError
+from app.files import check_output, save_output
+from app.i18n import N_, _
+from app.money import parse_yuan
+from app.ports import CardTerminal
+from app.presenters.accounts import (
+    AccountWork,
+    closed_line,
+    paused_line,
+    resumed_line,
+    settlement_lines,
+)
+from app.services.customers import customer_view
+from app.services.lifecycle.account import MeterRead
+
+
+def _meter_read(args: argparse.Namespace) -> MeterRead | None:
+    if args.meter_remaining is None and args.meter_count is None:
+        return None
+    if args.meter_remaining is None or args.meter_count is None:
+        raise ValidationError(N_("--meter-remaining and --meter-count go together"))
+    text = args.meter_remaining.strip()
+    negative = text.startswith("-")
+    fen = parse_yuan(text.lstrip("-"), allow_zero=True)
+    return MeterRead(-fen if negative else fen, args.meter_count)
+
+
+def _terminal(
+    ctx: AppContext, args: argparse.Namespace, meter_kind: str
+) -> AbstractContextManager[CardTerminal | None]:
+    if args.no_card or meter_kind != MeterKind.CARD:
+        if args.reader or args.image:
+            raise ValidationError(N_("--no-card and a remote customer take no --reader or --image"))
+        return nullcontext(None)
+    return card_terminal(ctx, args)
+
+
+def cmd_close_account(ctx: AppContext, args: argparse.Namespace) -> int:
+    if args.statement:
+        check_output(args.statement)
+    meter_read = _meter_read(args)
+    actor = cli_login(ctx, args.operator)
+    db = open_db(ctx)
+    meter_kind = customer_view(db, args.customer).meter_kind
+    approval = approve_here(
+        ctx,
+        args,
+        actor,
+        Action.CLOSE_ACCOUNT,
+        args.customer,
+        payload={"customer_no": args.customer},
+    )
+    work = AccountWork.of(ctx, db)
+    with _terminal(ctx, args, meter_kind) as terminal:
+        done = work.close_account(
+            terminal,
+            actor,
+            args.customer,
+            approval.id,
+            card_outcome=st.KEEP if args.keep_card else st.ERASE,
+            reason=args.reason or "",
+            meter_read=meter_read,
+        )
+    saved = _save_statement(ctx, args, done, work.statement_language())
+    if args.json:
+        emit_json({**done.to_json(), "approval_id": approval.id, "statement": saved})
+        return 0
+    _print_lines([closed_line(done), *settlement_lines(done)])
+    if saved:
+        print(_("Settlement statement saved to {path}.", path=saved))
+    return 0
+
+
+def _save_statement(
+    ctx: AppContext, args: argparse.Namespace, done: st.Settlement, language: str
+) -> str | None:
+    """The statement saved to ``--statement``; a failure is told, the close stands."""
+    if not args.statement:
+        return None
+    try:
+        if ctx.report_renderer is None:
+            raise ValidationError(N_("no report renderer is configured"))
+        save_output(args.statement, ctx.report_renderer.report_pdf(done, language=language))
+    except Exception as exc:  # the account is closed; the statement is not
+        print(
+            _(
+                "The account is closed, but its settlement statement was not saved ({detail}).",
+                detail=exc.localized() if isinstance(exc, CardVendError) else str(exc),
+            ),
+            file=sys.stderr,
+        )
+        return None
+    return str(args.statement)
+
+
+def cmd_pause_account(ctx: AppContext, args: argparse.Namespace) -> int:
+    actor = cli_login(ctx, args.operator)
+    view = AccountWork.of(ctx, open_db(ctx)).pause(actor, args.customer, args.reason)
+    if args.json:
+        emit_json(view.to_json())
+        return 0
+    print(paused_line(view))
+    return 0
+
+
+def cmd_resume_account(ctx: AppContext, args: argparse.Namespace) -> int:
+    actor = cli_login(ctx, args.operator)
+    view = AccountWork.of(ctx, open_db(ctx)).resume(actor, args.customer, args.reason or "")
+    if args.json:
+        emit_json(view.to_json())
+        return 0
+    print(resumed_line(view))
+    return 0
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    q = sub.add_parser(
+        "close-account",
+        help=_("settle and close a customer's account: refund or credit note (approval)"),
+    )
+    q.add_argument("--customer", required=True, metavar="NO", type=CUSTOMER_NO_ARG)
+    q.add_argument("--reason", help=_("why the account is closed"))
+    q.add_argument(
+        "--keep-card",
+        action="store_true",
+        help=_("the customer keeps the card; it is blacklisted instead of erased"),
+    )
+    q.add_argument(
+        "--no-card",
+        action="store_true",
+        help=_("close without the card (lost or unreadable); it is blacklisted"),
+    )
+    q.add_argument(
+        "--meter-remaining", metavar="YUAN", help=_("the meter's remaining balance as read")
+    )
+    q.add_argument("--meter-count", type=int, metavar="N", help=_("the meter's purchase count"))
+    q.add_argument("--statement", metavar="FILE.pdf", help=_("save the settlement statement"))
+    _common(q)
+    card_args(q)
+    _approver(q, required=True)
+    q.set_defaults(func=cmd_close_account)
+
+    q = sub.add_parser("pause-account", help=_("pause an account: no sales until it is resumed"))
+    q.add_argument("--customer", required=True, metavar="NO", type=CUSTOMER_NO_ARG)
+    q.add_argument("--reason", required=True, help=_("why (shown when a sale is refused)"))
+    _common(q)
+    q.set_defaults(func=cmd_pause_account)
+
+    q = sub.add_parser("resume-account", help=_("resume a paused account"))
+    q.add_argument("--customer", required=True, metavar="NO", type=CUSTOMER_NO_ARG)
+    q.add_argument("--reason", help=_("why it is resumed"))
+    _common(q)
+    q.set_defaults(func=cmd_resume_account)

@@ -1,0 +1,148 @@
+"""Close, pause and resume an account as both front ends run them (``app/cli_accounts.py`` and
+the customers page, ``ui/pages/customers.py`` with ``ui/dialogs/accounts.py``): the service
+calls bound to one database, clock and settings, and the lines that tell their results."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from app.clock import Clock
+from app.context import AppContext
+from app.domain import settlement as st
+from app.i18n import _, translate
+from app.money import format_yuan
+from app.persistence.db import Database
+from app.ports import CardTerminal
+from app.services.auth import Principal
+from app.services.customers import CustomerView
+from app.services.lifecycle import account
+from app.settings import RECEIPT_LANGUAGE, Settings
+
+
+@dataclass(frozen=True)
+class AccountWork:
+    """The account lifecycle use cases on one database with the context's clock and settings."""
+
+    db: Database
+    clock: Clock
+    settings: Settings
+
+    @classmethod
+    def of(cls, ctx: AppContext, db: Database | None = None) -> AccountWork:
+        return cls(ctx.db if db is None else db, ctx.clock, ctx.settings)
+
+    def preview_close(
+        self,
+        terminal: CardTerminal | None,
+        actor: Principal,
+        customer_no: str,
+        card_outcome: str = st.ERASE,
+        meter_read: account.MeterRead | None = None,
+    ) -> st.Settlement:
+        return account.preview_close(
+            self.db,
+            terminal,
+            actor=actor,
+            customer_no=customer_no,
+            clock=self.clock,
+            settings=self.settings,
+            card_outcome=card_outcome,
+            meter_read=meter_read,
+        )
+
+    def close_account(
+        self,
+        terminal: CardTerminal | None,
+        actor: Principal,
+        customer_no: str,
+        request_id: str,
+        *,
+        card_outcome: str = st.ERASE,
+        reason: str = "",
+        meter_read: account.MeterRead | None = None,
+    ) -> st.Settlement:
+        return account.close_account(
+            self.db,
+            terminal,
+            actor=actor,
+            customer_no=customer_no,
+            clock=self.clock,
+            settings=self.settings,
+            approval_request=request_id,
+            card_outcome=card_outcome,
+            reason=reason,
+            meter_read=meter_read,
+        )
+
+    def pause(self, actor: Principal, customer_no: str, reason: str) -> CustomerView:
+        return account.pause_account(
+            self.db,
+            actor=actor,
+            customer_no=customer_no,
+            clock=self.clock,
+            settings=self.settings,
+            reason=reason,
+        )
+
+    def resume(self, actor: Principal, customer_no: str, reason: str = "") -> CustomerView:
+        return account.resume_account(
+            self.db,
+            actor=actor,
+            customer_no=customer_no,
+            clock=self.clock,
+            settings=self.settings,
+            reason=reason,
+        )
+
+    def statement_language(self) -> str:
+        return str(self.settings.value(RECEIPT_LANGUAGE))
+
+
+# --------------------------------------------------------------------------- result lines
+
+
+def settlement_lines(s: st.Settlement) -> list[str]:
+    """The figures of a close (or of its preview) and what to hand back."""
+    lines = [
+        _(
+            "Credit left: {unloaded} yuan on the card not loaded by the meter + {remaining} yuan "
+            "meter balance = {total} yuan.",
+            unloaded=format_yuan(s.unloaded),
+            remaining=format_yuan(s.meter_remaining),
+            total=format_yuan(s.unloaded + s.meter_remaining),
+        ),
+        _(
+            "Paid from it first: {arrears} yuan arrears, {fees} yuan fees; balance {balance} yuan.",
+            arrears=format_yuan(s.arrears),
+            fees=format_yuan(s.fees),
+            balance=format_yuan(s.balance),
+        ),
+    ]
+    if s.mode == st.REFUND:
+        lines.append(_("Hand back {amount} yuan to the customer.", amount=format_yuan(s.refund)))
+    else:
+        lines.append(
+            _("{amount} yuan is kept as a credit note.", amount=format_yuan(s.credit_note))
+        )
+    lines.append(_("Card: {card}.", card=translate(st.CARD_TEXT[s.card])))
+    return lines
+
+
+def closed_line(s: st.Settlement) -> str:
+    return _(
+        "Account of customer {customer_no} closed, approved by {approver}.",
+        customer_no=s.customer_no,
+        approver=s.approver_id or "?",
+    )
+
+
+def paused_line(view: CustomerView) -> str:
+    return _(
+        "Account of customer {customer_no} paused: {reason}. No sales until it is resumed.",
+        customer_no=view.customer_no,
+        reason=view.status_reason,
+    )
+
+
+def resumed_line(view: CustomerView) -> str:
+    return _("Account of customer {customer_no} resumed.", customer_no=view.customer_no)

@@ -1,0 +1,289 @@
+"""Close, pause and resume an account (the customers page's actions): the close shows the
+settlement first (the card read, nothing changed), then a supervisor approves and the account is
+settled and closed; the settlement statement is saved as a PDF."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QCheckBox, QLineEdit, QWidget
+
+from app.domain import settlement as st
+from app.domain.customers import MeterKind
+from app.domain.permissions import Action
+from app.fileio import private_dir
+from app.files import save_output
+from app.i18n import _
+from app.ports import CardTerminal
+from app.presenters.accounts import (
+    AccountWork,
+    closed_line,
+    paused_line,
+    resumed_line,
+    settlement_lines,
+)
+from app.services.auth import Principal
+from app.services.customers import CustomerView, customer_view
+from ui.bridge import error_text
+from ui.dialogs.operation import OperationDialog, _customer_info
+
+log = logging.getLogger(__name__)
+
+
+class _AccountDialog(OperationDialog):
+    """An operation on the customer's account that may not need the card."""
+
+    def __init__(self, shell: Any, title: str, customer_no: str, parent: QWidget | None) -> None:
+        super().__init__(shell, title, parent)
+        self.customer_no = customer_no
+        self.customer: CustomerView | None = None
+        db = shell.ctx.db
+        self.load(lambda: customer_view(db, customer_no), self._loaded)
+
+    def _loaded(self, customer: CustomerView) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def run_plain(self, fn: Callable[[], Any], on_done: Callable[[Any], None]) -> None:
+        """``fn()`` off the GUI thread (no card)."""
+        self._running(True)
+
+        def done(value: Any) -> None:
+            self._running(False)
+            on_done(value)
+
+        def failed(exc: BaseException) -> None:
+            self._running(False)
+            self.fail(exc)
+
+        self.shell.ops.run(fn, done, failed)
+
+
+class CloseAccountDialog(_AccountDialog):
+    """Enter reads the card and shows the settlement; Enter again (a supervisor approves)
+    settles and closes the account."""
+
+    def __init__(self, shell: Any, customer_no: str, parent: QWidget | None = None) -> None:
+        self.no_card = QCheckBox(_("The card is lost or cannot be read (it is blacklisted)"))
+        self.keep_card = QCheckBox(_("The customer keeps the card (it is blacklisted)"))
+        self.reason = QLineEdit()
+        self.reason.setPlaceholderText(_("for example: moved away"))
+        self.preview: st.Settlement | None = None
+        super().__init__(shell, _("Close account"), customer_no, parent)
+        self.form.addRow(self.no_card)
+        self.form.addRow(self.keep_card)
+        self.form.addRow(_("Reason"), self.reason)
+        for box in (self.no_card, self.keep_card):
+            box.toggled.connect(self._options_changed)
+
+    def _card_meter(self) -> bool:
+        return self.customer is not None and self.customer.meter_kind == MeterKind.CARD.value
+
+    def _uses_card(self) -> bool:
+        return self._card_meter() and not self.no_card.isChecked()
+
+    def _loaded(self, customer: CustomerView) -> None:
+        self.customer = customer
+        card = customer.meter_kind == MeterKind.CARD.value and bool(customer.card_serial)
+        self.no_card.setVisible(card)
+        self.keep_card.setVisible(card)
+        self._ask_preview()
+
+    def _ask_preview(self) -> None:
+        if self.customer is None:
+            return
+        self.preview = None
+        self.ready(
+            _customer_info(self.customer),
+            _("Put the customer's card in the reader and press Enter to see the settlement.")
+            if self._uses_card()
+            else _("Press Enter to see the settlement."),
+            _("Show settlement (Enter)"),
+        )
+
+    def _options_changed(self) -> None:
+        self.keep_card.setEnabled(not self.no_card.isChecked())
+        if not self.running and not self.completed:
+            self.show_message("")
+            self._ask_preview()
+
+    def _outcome(self) -> str:
+        return st.KEEP if self.keep_card.isChecked() else st.ERASE
+
+    def start(self) -> None:
+        actor = self.actor()
+        if self.preview is None:
+            self._show_preview(actor)
+            return
+        self.with_approval(
+            Action.CLOSE_ACCOUNT,
+            self.customer_no,
+            lambda request_id: self._close(actor, request_id),
+            payload={"customer_no": self.customer_no, "refund": self.preview.refund},
+            what=_("customer {customer_no}", customer_no=self.customer_no),
+        )
+
+    def _show_preview(self, actor: Principal) -> None:
+        work, customer_no, outcome = (
+            AccountWork.of(self.shell.ctx),
+            self.customer_no,
+            self._outcome(),
+        )
+
+        def done(preview: st.Settlement) -> None:
+            self.preview = preview
+            self.show_message("\n".join(settlement_lines(preview)))
+            self.instruction.setText(
+                _("Check the settlement with the customer; a supervisor approves the close.")
+            )
+            self.start_button.setText(_("Close account (Enter)"))
+            self.start_button.setEnabled(True)
+            self.start_button.setFocus()
+
+        if self._uses_card():
+            self.run_card(
+                lambda terminal: work.preview_close(terminal, actor, customer_no, outcome), done
+            )
+        else:
+            self.run_plain(lambda: work.preview_close(None, actor, customer_no, outcome), done)
+
+    def _close(self, actor: Principal, request_id: str) -> None:
+        work, customer_no, outcome = (
+            AccountWork.of(self.shell.ctx),
+            self.customer_no,
+            self._outcome(),
+        )
+        reason = self.reason.text()
+
+        def close(terminal: CardTerminal | None) -> st.Settlement:
+            return work.close_account(
+                terminal, actor, customer_no, request_id, card_outcome=outcome, reason=reason
+            )
+
+        if self._uses_card():
+            self.run_card(close, self._done)
+        else:
+            self.run_plain(lambda: close(None), self._done)
+
+    def _done(self, done: st.Settlement) -> None:
+        self.succeed("\n".join([closed_line(done), *settlement_lines(done)]), done)
+        save_statement(self.shell, done)
+
+
+def save_statement(shell: Any, done: st.Settlement) -> None:
+    """The settlement statement as a PDF in the data folder's ``statements`` (off the GUI
+    thread); the close stands whatever happens here."""
+    ctx = shell.ctx
+    renderer = ctx.report_renderer
+    if renderer is None:
+        return
+    language = AccountWork.of(ctx).statement_language()
+
+    def work() -> str:
+        folder = private_dir(ctx.paths.data_dir / "statements")
+        name = f"close-{done.customer_no}-{(done.event_id or '')[:8]}.pdf"
+        path = save_output(folder / name, renderer.report_pdf(done, language=language), force=True)
+        return str(path)
+
+    def saved(path: str) -> None:
+        shell.notify(_("Settlement statement saved to {path}.", path=path))
+
+    def failed(exc: BaseException) -> None:
+        shell.notify(
+            _(
+                "The account is closed, but its settlement statement was not saved ({detail}).",
+                detail=error_text(exc),
+            ),
+            error=True,
+        )
+
+    shell.ops.run(work, saved, failed)
+
+
+class PauseAccountDialog(_AccountDialog):
+    """Pause an active account with a reason: no sales until it is resumed."""
+
+    def __init__(self, shell: Any, customer_no: str, parent: QWidget | None = None) -> None:
+        self.reason = QLineEdit()
+        self.reason.setPlaceholderText(_("for example: vacant house, dispute over a bill"))
+        super().__init__(shell, _("Pause account"), customer_no, parent)
+        self.form.addRow(_("Reason"), self.reason)
+
+    def _loaded(self, customer: CustomerView) -> None:
+        self.customer = customer
+        self.ready(
+            _customer_info(customer),
+            _("Type why the account is paused; sales are refused with this reason."),
+            _("Pause (Enter)"),
+        )
+        self.reason.setFocus()
+
+    def start(self) -> None:
+        actor = self.actor()
+        work, customer_no, reason = (
+            AccountWork.of(self.shell.ctx),
+            self.customer_no,
+            self.reason.text(),
+        )
+        self.run_plain(
+            lambda: work.pause(actor, customer_no, reason),
+            lambda view: self.succeed(paused_line(view), view),
+        )
+
+
+class ResumeAccountDialog(_AccountDialog):
+    """Resume a paused account."""
+
+    def __init__(self, shell: Any, customer_no: str, parent: QWidget | None = None) -> None:
+        self.reason = QLineEdit()
+        self.reason.setPlaceholderText(_("optional"))
+        super().__init__(shell, _("Resume account"), customer_no, parent)
+        self.form.addRow(_("Reason"), self.reason)
+
+    def _loaded(self, customer: CustomerView) -> None:
+        self.customer = customer
+        self.ready(
+            _customer_info(customer)
+            + "\n"
+            + _("Paused: {reason}", reason=customer.status_reason or "—"),
+            _("Press Enter to allow sales again."),
+            _("Resume (Enter)"),
+        )
+
+    def start(self) -> None:
+        actor = self.actor()
+        work, customer_no, reason = (
+            AccountWork.of(self.shell.ctx),
+            self.customer_no,
+            self.reason.text(),
+        )
+        self.run_plain(
+            lambda: work.resume(actor, customer_no, reason),
+            lambda view: self.succeed(resumed_line(view), view),
+        )
+
+
+def _show(dialog: OperationDialog, parent: QWidget | None) -> OperationDialog:
+    dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+    dialog.open()
+    return dialog
+
+
+def start_close_account(
+    shell: Any, customer_no: str, parent: QWidget | None = None
+) -> OperationDialog:
+    return _show(CloseAccountDialog(shell, customer_no, parent), parent)
+
+
+def start_pause_account(
+    shell: Any, customer_no: str, parent: QWidget | None = None
+) -> OperationDialog:
+    return _show(PauseAccountDialog(shell, customer_no, parent), parent)
+
+
+def start_resume_account(
+    shell: Any, customer_no: str, parent: QWidget | None = None
+) -> OperationDialog:
+    return _show(ResumeAccountDialog(shell, customer_no, parent), parent)
