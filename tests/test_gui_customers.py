@@ -654,6 +654,8 @@ def test_change_meter_from_the_card_then_typed_with_approval(
     second = meter(counter, tmp_path, METER_B)
     result = second.insert(counter.terminal())
     assert result.accepted and second.state.purchase_count == 1 and second.state.remaining == 0
+
+
 # --------------------------------------------------------------------------- account lifecycle
 
 
