@@ -30,7 +30,7 @@ from app.persistence.models import (
 from app.services import selling, shifts
 from app.services.customers import customer_view
 from app.services.lifecycle import account
-from app.services.reports import shift_report
+from app.services.reports import daily_report, shift_report
 from app.settings import CLOSE_REFUND_MODE
 from sync.central import models as central_models
 from sync.central.seed import seed_demo, set_customer_status
@@ -153,6 +153,17 @@ def test_close_with_the_card_refunds_what_is_left_on_the_shift(counter: Counter)
     assert (report.refunds_count, report.refunds_fen) == (1, 6500)
     assert report.net_cash_fen == 8000 - 6500 == report.expected_cash_fen
     assert report.refunds[0].customer_no == CUSTOMER
+    # the office's day shows it too, by the operator and the counter that handed it back
+    day = daily_report(
+        counter.db,
+        "DEMO",
+        counter.clock.now().date(),
+        actor=counter.supervisor,
+        clock=counter.clock,
+    )
+    for row in (day.by_counter[0], day.by_operator[0], day.totals):
+        assert (row.refunds_count, row.refunds_fen) == (1, 6500)
+        assert row.net_cash_fen == 8000 - 6500
     # nothing more is sold to a closed account
     with pytest.raises(Conflict, match="not an active card-meter customer"):
         counter.open()

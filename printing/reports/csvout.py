@@ -223,6 +223,8 @@ def _daily_csv_row(row: DailyRow) -> dict[str, str]:
         **_money("reversals", row.reversals_fen),
         "fee_payments_count": str(row.fee_payments_count),
         **_money("fee_payments", row.fee_payments_fen),
+        "refunds_count": str(row.refunds_count),
+        **_money("refunds", row.refunds_fen),
         **_money("net_cash", row.net_cash_fen),
     }
 

@@ -64,6 +64,7 @@ from printing.reports.labels import (
     COL_OPENED,
     COL_OPERATOR,
     COL_PLAN,
+    COL_REFUNDS,
     COL_REMAINING,
     COL_REVERSALS,
     COL_REVERSED,
@@ -325,9 +326,10 @@ _DAILY_COLUMNS = (
     COL_REVERSALS,
     COL_REVERSED,
     COL_FEE_PAYMENTS,
+    COL_REFUNDS,
     COL_NET,
 )
-_DAILY_WIDTHS = (0.18, 0.06, 0.1, 0.1, 0.09, 0.08, 0.07, 0.1, 0.1, 0.12)
+_DAILY_WIDTHS = (0.16, 0.06, 0.09, 0.09, 0.08, 0.07, 0.07, 0.09, 0.09, 0.09, 0.11)
 
 
 def _daily_cells(row: DailyRow) -> list[str]:
@@ -340,6 +342,7 @@ def _daily_cells(row: DailyRow) -> list[str]:
         str(row.reversals_count),
         _yuan(row.reversals_fen),
         _yuan(row.fee_payments_fen),
+        _yuan(row.refunds_fen),
         _yuan(row.net_cash_fen),
     ]
 

@@ -174,6 +174,7 @@ DAILY_HEADERS = (
     N_("Reversals"),
     N_("Handed back"),
     N_("Fee payments"),
+    N_("Refunds"),
     N_("Net cash"),
 )
 SHIFT_HEADERS = (
@@ -207,6 +208,7 @@ def _daily_row(label: str, row: report_service.DailyRow) -> list[str]:
         str(row.reversals_count),
         yuan(row.reversals_fen),
         yuan(row.fee_payments_fen),
+        yuan(row.refunds_fen),
         yuan(row.net_cash_fen),
     ]
 

@@ -432,20 +432,11 @@ def pause_account(
 ) -> CustomerView:
     """Pause an active account (a vacant house, a dispute): no sales until it is resumed; the
     sale refusal says ``reason``."""
-    actor.authorize(Action.PAUSE_ACCOUNT, clock)
     reason = check_text(reason, N_("Reason"), max_len=200)
-    with db.write() as session:
-        customer = get_customer(session, customer_no, for_update=True)
-        if customer.status != CustomerStatus.ACTIVE:
-            raise Conflict(
-                N_("Customer {customer_no} is {status}; only an active account can be paused."),
-                customer_no=customer_no,
-                status=customer.status,
-            )
-        _set_status(
-            session, customer, CustomerStatus.PAUSED, reason, "pause", actor, clock, settings
-        )
-    return customer_view(db, customer_no)
+    refusal = N_("Customer {customer_no} is {status}; only an active account can be paused.")
+    return _change_status(
+        db, actor, customer_no, clock, settings, reason, CustomerStatus.ACTIVE, "pause", refusal
+    )
 
 
 def resume_account(
@@ -458,20 +449,33 @@ def resume_account(
     reason: str = "",
 ) -> CustomerView:
     """Resume a paused account: sales are possible again."""
-    actor.authorize(Action.PAUSE_ACCOUNT, clock)
     reason = check_text(reason, N_("Reason"), max_len=200, required=False)
+    refusal = N_("Customer {customer_no} is {status}; only a paused account can be resumed.")
+    # why it was resumed goes with the event; the customer's reason is cleared
+    return _change_status(
+        db, actor, customer_no, clock, settings, reason, CustomerStatus.PAUSED, "resume", refusal
+    )
+
+
+def _change_status(
+    db: Database,
+    actor: Principal,
+    customer_no: str,
+    clock: Clock,
+    settings: Settings,
+    reason: str,
+    required: CustomerStatus,
+    kind: str,
+    refusal: str,
+) -> CustomerView:
+    """Pause (from active) or resume (from paused) the account, in one unit of work."""
+    actor.authorize(Action.PAUSE_ACCOUNT, clock)
+    to = CustomerStatus.PAUSED if kind == "pause" else CustomerStatus.ACTIVE
     with db.write() as session:
         customer = get_customer(session, customer_no, for_update=True)
-        if customer.status != CustomerStatus.PAUSED:
-            raise Conflict(
-                N_("Customer {customer_no} is {status}; only a paused account can be resumed."),
-                customer_no=customer_no,
-                status=customer.status,
-            )
-        # why it was resumed goes with the event; the customer's reason is cleared
-        _set_status(
-            session, customer, CustomerStatus.ACTIVE, reason, "resume", actor, clock, settings
-        )
+        if customer.status != required:
+            raise Conflict(refusal, customer_no=customer_no, status=customer.status)
+        _set_status(session, customer, to, reason, kind, actor, clock, settings)
     return customer_view(db, customer_no)
 
 

@@ -14,6 +14,7 @@ from app.domain.permissions import Action
 from app.localtime import local, zone
 from app.persistence.db import Database
 from app.persistence.models import (
+    AccountEvent,
     FeePayment,
     Operator,
     Reversal,
@@ -34,6 +35,8 @@ from app.services.reports.figures import (
     DailyRow,
     DailyShift,
 )
+
+_FIGURES = 12  # the DailyRow figures after key and name
 
 
 def _daily_rows(
@@ -59,7 +62,7 @@ def _daily_rows(
         .where(Sale.created_at >= start, Sale.created_at < end, Sale.state.in_(TAKEN))
         .group_by(sale_key)
     ):
-        rows.setdefault(k, [0] * 10)[0:5] = [
+        rows.setdefault(k, [0] * _FIGURES)[0:5] = [
             _int(n),
             _int(amount),
             _int(credit),
@@ -76,16 +79,27 @@ def _daily_rows(
         )
         .group_by(rev_key)
     ):
-        rows.setdefault(k, [0] * 10)[5:7] = [_int(n), _int(amount)]
+        rows.setdefault(k, [0] * _FIGURES)[5:7] = [_int(n), _int(amount)]
     fee_key = getattr(FeePayment, key)
     for k, n, amount in session.execute(
         select(fee_key, func.count(), func.coalesce(func.sum(FeePayment.amount), 0))
         .where(FeePayment.created_at >= start, FeePayment.created_at < end)
         .group_by(fee_key)
     ):
-        rows.setdefault(k, [0] * 10)[7:9] = [_int(n), _int(amount)]
+        rows.setdefault(k, [0] * _FIGURES)[7:9] = [_int(n), _int(amount)]
+    event_key = getattr(AccountEvent, key)
+    for k, n, amount in session.execute(
+        select(event_key, func.count(), func.coalesce(func.sum(AccountEvent.refund), 0))
+        .where(
+            AccountEvent.created_at >= start,
+            AccountEvent.created_at < end,
+            AccountEvent.refund > 0,
+        )
+        .group_by(event_key)
+    ):
+        rows.setdefault(k, [0] * _FIGURES)[10:12] = [_int(n), _int(amount)]
     for figures in rows.values():
-        figures[9] = figures[1] + figures[8] - figures[6]
+        figures[9] = figures[1] + figures[8] - figures[6] - figures[11]
     return rows
 
 
@@ -145,7 +159,7 @@ def daily_report(
             )
         )
         office_name = _office_name(session, office_code) or office_code
-    totals = [sum(f[i] for f in by_counter.values()) for i in range(10)]
+    totals = [sum(f[i] for f in by_counter.values()) for i in range(_FIGURES)]
     return DailyReport(
         office_code=office_code,
         office_name=office_name,

@@ -174,7 +174,9 @@ class DailyRow(_Json):
     reversals_fen: int
     fee_payments_count: int
     fee_payments_fen: int
-    net_cash_fen: int
+    net_cash_fen: int  # sales + fee payments - handed back - refunds
+    refunds_count: int = 0  # accounts closed with cash handed back
+    refunds_fen: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
