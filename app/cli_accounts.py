@@ -41,6 +41,7 @@ from app.presenters.accounts import (
     resumed_line,
     settlement_lines,
 )
+from app.services.auth import Principal
 from app.services.customers import customer_view
 from app.services.lifecycle.account import MeterRead
 
@@ -124,9 +125,26 @@ def _save_statement(
     return str(args.statement)
 
 
+def _status_approval(ctx: AppContext, args: argparse.Namespace, actor: Principal) -> str | None:
+    """An approval signed here by ``--approver`` when one is given (a ``pause_account`` rule
+    asks for it; without a rule nobody is asked)."""
+    if not args.approver:
+        return None
+    view = approve_here(
+        ctx,
+        args,
+        actor,
+        Action.PAUSE_ACCOUNT,
+        args.customer,
+        payload={"customer_no": args.customer},
+    )
+    return view.id
+
+
 def cmd_pause_account(ctx: AppContext, args: argparse.Namespace) -> int:
     actor = cli_login(ctx, args.operator)
-    view = AccountWork.of(ctx, open_db(ctx)).pause(actor, args.customer, args.reason)
+    request = _status_approval(ctx, args, actor)
+    view = AccountWork.of(ctx, open_db(ctx)).pause(actor, args.customer, args.reason, request)
     if args.json:
         emit_json(view.to_json())
         return 0
@@ -136,7 +154,10 @@ def cmd_pause_account(ctx: AppContext, args: argparse.Namespace) -> int:
 
 def cmd_resume_account(ctx: AppContext, args: argparse.Namespace) -> int:
     actor = cli_login(ctx, args.operator)
-    view = AccountWork.of(ctx, open_db(ctx)).resume(actor, args.customer, args.reason or "")
+    request = _status_approval(ctx, args, actor)
+    view = AccountWork.of(ctx, open_db(ctx)).resume(
+        actor, args.customer, args.reason or "", request
+    )
     if args.json:
         emit_json(view.to_json())
         return 0
@@ -175,10 +196,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     q.add_argument("--customer", required=True, metavar="NO", type=CUSTOMER_NO_ARG)
     q.add_argument("--reason", required=True, help=_("why (shown when a sale is refused)"))
     _common(q)
+    _approver(q, required=False)  # when a pause_account rule asks for an approval
     q.set_defaults(func=cmd_pause_account)
 
     q = sub.add_parser("resume-account", help=_("resume a paused account"))
     q.add_argument("--customer", required=True, metavar="NO", type=CUSTOMER_NO_ARG)
     q.add_argument("--reason", help=_("why it is resumed"))
     _common(q)
+    _approver(q, required=False)
     q.set_defaults(func=cmd_resume_account)

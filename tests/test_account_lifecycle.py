@@ -18,7 +18,7 @@ from sqlalchemy import select
 from app.clock import FixedClock
 from app.domain import settlement as st
 from app.domain.card import UnissuedCard
-from app.errors import Conflict
+from app.errors import Conflict, ValidationError
 from app.persistence.db import Database
 from app.persistence.models import (
     AccountEvent,
@@ -27,7 +27,7 @@ from app.persistence.models import (
     Customer,
     OutboxEntry,
 )
-from app.services import selling, shifts
+from app.services import approvals, selling, shifts
 from app.services.customers import customer_view
 from app.services.lifecycle import account
 from app.services.reports import daily_report, shift_report
@@ -262,6 +262,46 @@ def test_pause_stops_sales_with_the_reason_and_resume_allows_them(counter: Count
             step(counter)
     with pytest.raises(Conflict, match="closed"):
         close(counter, None)
+
+
+def test_a_pause_rule_set_by_the_administrator_asks_for_an_approval(counter: Counter) -> None:
+    """Pausing needs no approval by default; once a rule asks for one it is required (and the
+    approver is recorded), and the close and the typed meter change always keep theirs."""
+    rule = {"role": "supervisor", "distinct": True}
+
+    def set_rule(action: str, steps: list[dict[str, Any]]) -> None:
+        approvals.set_rule(
+            counter.db,
+            admin_id="a01",
+            admin_role="admin",
+            action=action,
+            steps=steps,
+            ttl_minutes=30,
+            counter_id="C01",
+            clock=counter.clock,
+        )
+
+    set_rule("pause_account", [rule])
+    with pytest.raises(approvals.ApprovalRequired):
+        pause(counter)
+    assert customer_view(counter.db, CUSTOMER).status == "active"
+    account.pause_account(
+        counter.db,
+        actor=counter.teller,
+        customer_no=CUSTOMER,
+        clock=counter.clock,
+        settings=counter.settings,
+        reason="dispute",
+        approval_request=counter.approval("pause_account", CUSTOMER),
+    )
+    with counter.db.read() as session:
+        event = session.scalars(select(AccountEvent)).one()
+        assert (event.kind, event.approver_id) == ("pause", "s01")
+    set_rule("pause_account", [])  # back to no approval: resume goes through as asked
+    resume(counter)
+    for always in ("close_account", "change_meter"):
+        with pytest.raises(ValidationError, match="always needed"):
+            set_rule(always, [])
 
 
 # --------------------------------------------------------------------------- central

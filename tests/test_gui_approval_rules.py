@@ -140,17 +140,27 @@ def test_edit_a_rule_and_the_next_request_uses_it(qtbot: Any, ctx: AppContext) -
 
 def test_no_approval_needed_and_always_approved(qtbot: Any, ctx: AppContext) -> None:
     _window, tab = rules_tab(qtbot, ctx)
-    dialog = open_editor(qtbot, tab, Action.CLOSE_ACCOUNT)
+    dialog = open_editor(qtbot, tab, Action.PAUSE_ACCOUNT)
+    dialog.needed.setChecked(True)  # asks for one (not by default) ...
+    with qtbot.waitSignal(dialog.finished, timeout=WAIT):
+        dialog.ok.click()
+    qtbot.waitUntil(
+        lambda: cell(tab, Action.PAUSE_ACCOUNT, 1) != "no approval needed", timeout=WAIT
+    )
+    dialog = open_editor(qtbot, tab, Action.PAUSE_ACCOUNT)  # ... and no longer
     dialog.needed.setChecked(False)
     assert not dialog.count.isEnabled() and not dialog.ttl.isEnabled()
     with qtbot.waitSignal(dialog.finished, timeout=WAIT):
         dialog.ok.click()
     qtbot.waitUntil(
-        lambda: cell(tab, Action.CLOSE_ACCOUNT, 1) == "no approval needed", timeout=WAIT
+        lambda: cell(tab, Action.PAUSE_ACCOUNT, 1) == "no approval needed", timeout=WAIT
     )
     with ctx.db.read() as session:
-        assert not approvals.needs_approval(session, Action.CLOSE_ACCOUNT)
+        assert not approvals.needs_approval(session, Action.PAUSE_ACCOUNT)
 
     reverse = open_editor(qtbot, tab, Action.REVERSE)  # its flow cannot go on without one
     assert reverse.needed.isChecked() and not reverse.needed.isEnabled()
     reverse.reject()
+    close = open_editor(qtbot, tab, Action.CLOSE_ACCOUNT)  # a close hands back cash
+    assert close.needed.isChecked() and not close.needed.isEnabled()
+    close.reject()

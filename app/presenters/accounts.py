@@ -4,6 +4,7 @@ calls bound to one database, clock and settings, and the lines that tell their r
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from app.clock import Clock
@@ -74,24 +75,33 @@ class AccountWork:
             meter_read=meter_read,
         )
 
-    def pause(self, actor: Principal, customer_no: str, reason: str) -> CustomerView:
-        return account.pause_account(
-            self.db,
-            actor=actor,
-            customer_no=customer_no,
-            clock=self.clock,
-            settings=self.settings,
-            reason=reason,
-        )
+    def pause(
+        self, actor: Principal, customer_no: str, reason: str, request_id: str | None = None
+    ) -> CustomerView:
+        return self._status(account.pause_account, actor, customer_no, reason, request_id)
 
-    def resume(self, actor: Principal, customer_no: str, reason: str = "") -> CustomerView:
-        return account.resume_account(
+    def resume(
+        self, actor: Principal, customer_no: str, reason: str = "", request_id: str | None = None
+    ) -> CustomerView:
+        return self._status(account.resume_account, actor, customer_no, reason, request_id)
+
+    def _status(
+        self,
+        change: Callable[..., CustomerView],
+        actor: Principal,
+        customer_no: str,
+        reason: str,
+        request_id: str | None,
+    ) -> CustomerView:
+        """Pause or resume, with the approval a ``pause_account`` rule may ask for."""
+        return change(
             self.db,
             actor=actor,
             customer_no=customer_no,
             clock=self.clock,
             settings=self.settings,
             reason=reason,
+            approval_request=request_id,
         )
 
     def statement_language(self) -> str:

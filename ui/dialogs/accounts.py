@@ -25,6 +25,7 @@ from app.presenters.accounts import (
     resumed_line,
     settlement_lines,
 )
+from app.services import approvals
 from app.services.auth import Principal
 from app.services.customers import CustomerView, customer_view
 from ui.bridge import error_text
@@ -59,6 +60,32 @@ class _AccountDialog(OperationDialog):
             self.fail(exc)
 
         self.shell.ops.run(fn, done, failed)
+
+    def run_status_change(
+        self, fn: Callable[[str | None], Any], on_done: Callable[[Any], None]
+    ) -> None:
+        """Pause or resume: tried as it is; when a ``pause_account`` rule asks for an approval,
+        the supervisor approves here and it runs again with the request."""
+        self._running(True)
+
+        def done(value: Any) -> None:
+            self._running(False)
+            on_done(value)
+
+        def failed(exc: BaseException) -> None:
+            self._running(False)
+            if not isinstance(exc, approvals.ApprovalRequired):
+                self.fail(exc)
+                return
+            self.with_approval(
+                Action.PAUSE_ACCOUNT,
+                self.customer_no,
+                lambda request_id: self.run_plain(lambda: fn(request_id), on_done),
+                payload={"customer_no": self.customer_no},
+                what=_("customer {customer_no}", customer_no=self.customer_no),
+            )
+
+        self.shell.ops.run(lambda: fn(None), done, failed)
 
 
 class CloseAccountDialog(_AccountDialog):
@@ -227,8 +254,8 @@ class PauseAccountDialog(_AccountDialog):
             self.customer_no,
             self.reason.text(),
         )
-        self.run_plain(
-            lambda: work.pause(actor, customer_no, reason),
+        self.run_status_change(
+            lambda request: work.pause(actor, customer_no, reason, request),
             lambda view: self.succeed(paused_line(view), view),
         )
 
@@ -259,8 +286,8 @@ class ResumeAccountDialog(_AccountDialog):
             self.customer_no,
             self.reason.text(),
         )
-        self.run_plain(
-            lambda: work.resume(actor, customer_no, reason),
+        self.run_status_change(
+            lambda request: work.resume(actor, customer_no, reason, request),
             lambda view: self.succeed(resumed_line(view), view),
         )
 

@@ -61,8 +61,17 @@ ASKED_FOR = frozenset(
     }
 )
 # the flows that cannot go on without an approval (they take the signed request as an input):
-# "no approval needed" would stop them, so their rule keeps at least one step
-ALWAYS_APPROVED = frozenset({Action.REVERSE, Action.REPLACE_CARD, Action.OVERRIDE_OFFLINE_LIMIT})
+# "no approval needed" would stop them, so their rule keeps at least one step (a close hands
+# back cash; a meter change from typed values carries credit on a person's word)
+ALWAYS_APPROVED = frozenset(
+    {
+        Action.REVERSE,
+        Action.REPLACE_CARD,
+        Action.OVERRIDE_OFFLINE_LIMIT,
+        Action.CLOSE_ACCOUNT,
+        Action.CHANGE_METER,
+    }
+)
 
 
 def approvable_actions() -> tuple[Action, ...]:

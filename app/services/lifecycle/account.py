@@ -429,13 +429,23 @@ def pause_account(
     clock: Clock,
     settings: Settings,
     reason: str,
+    approval_request: str | None = None,
 ) -> CustomerView:
     """Pause an active account (a vacant house, a dispute): no sales until it is resumed; the
     sale refusal says ``reason``."""
     reason = check_text(reason, N_("Reason"), max_len=200)
     refusal = N_("Customer {customer_no} is {status}; only an active account can be paused.")
     return _change_status(
-        db, actor, customer_no, clock, settings, reason, CustomerStatus.ACTIVE, "pause", refusal
+        db,
+        actor,
+        customer_no,
+        clock,
+        settings,
+        reason,
+        CustomerStatus.ACTIVE,
+        "pause",
+        refusal,
+        approval_request,
     )
 
 
@@ -447,13 +457,23 @@ def resume_account(
     clock: Clock,
     settings: Settings,
     reason: str = "",
+    approval_request: str | None = None,
 ) -> CustomerView:
     """Resume a paused account: sales are possible again."""
     reason = check_text(reason, N_("Reason"), max_len=200, required=False)
     refusal = N_("Customer {customer_no} is {status}; only a paused account can be resumed.")
     # why it was resumed goes with the event; the customer's reason is cleared
     return _change_status(
-        db, actor, customer_no, clock, settings, reason, CustomerStatus.PAUSED, "resume", refusal
+        db,
+        actor,
+        customer_no,
+        clock,
+        settings,
+        reason,
+        CustomerStatus.PAUSED,
+        "resume",
+        refusal,
+        approval_request,
     )
 
 
@@ -467,15 +487,27 @@ def _change_status(
     required: CustomerStatus,
     kind: str,
     refusal: str,
+    approval_request: str | None,
 ) -> CustomerView:
-    """Pause (from active) or resume (from paused) the account, in one unit of work."""
+    """Pause (from active) or resume (from paused) the account, in one unit of work; approved
+    first when the ``pause_account`` rule asks for it (by default it does not)."""
     actor.authorize(Action.PAUSE_ACCOUNT, clock)
     to = CustomerStatus.PAUSED if kind == "pause" else CustomerStatus.ACTIVE
     with db.write() as session:
         customer = get_customer(session, customer_no, for_update=True)
         if customer.status != required:
             raise Conflict(refusal, customer_no=customer_no, status=customer.status)
-        _set_status(session, customer, to, reason, kind, actor, clock, settings)
+        approval = approvals.require_approval(
+            session,
+            action=Action.PAUSE_ACCOUNT,
+            target=customer_no,
+            operator_id=actor.operator_id,
+            clock=clock,
+            request_id=approval_request,
+            counter_id=actor.counter_id,
+        )
+        approver = approval.approvals[-1].operator if approval and approval.approvals else None
+        _set_status(session, customer, to, reason, kind, actor, clock, settings, approver)
     return customer_view(db, customer_no)
 
 
@@ -488,6 +520,7 @@ def _set_status(
     actor: Principal,
     clock: Clock,
     settings: Settings,
+    approver_id: str | None = None,
 ) -> None:
     before = customer.status
     customer.status = status.value
@@ -502,6 +535,7 @@ def _set_status(
         clock,
         detail={"before": before},
         reason=reason,
+        approver_id=approver_id,
         training=is_training(settings),
     )
 
