@@ -122,6 +122,15 @@ SCRATCH = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
 #    account's card.  The machine pulls cards anywhere in the meter's session, and counts a
 #    pending purchase as loaded exactly when its write-back is on the card
 #    (:meth:`SellingMachine.meter_view`).
+# 6. (meter change, replacement, exchange) After a meter change, until the next sale, the
+#    card's last purchase is the change's transfer (the old meter's remaining and a purchase it
+#    had not loaded), not the last sale.  A card replaced meanwhile carried the last sale's
+#    record instead: the new meter, never bound, refused it (a purchase count it did not
+#    continue from a replacement card) and the carried credit was lost; an exchange refused
+#    the damaged card it could read ("its last purchase is not the one in the ledger").  A
+#    replacement now carries the transfer while it is due (app/services/lifecycle/transfer.py),
+#    the exchange accepts it, and a meter never bound takes its first load from a replacement
+#    card as from an open card (cardio/meter_sim).
 
 
 def event(text: str) -> None:
@@ -980,13 +989,14 @@ class SellingMachine(RuleBasedStateMachine):
     def exchange_card(
         self, new: Path, old_card: Any, pull: tuple[int, bool] | None = None
     ) -> selling.ExchangeOutcome:
-        return self.service(
+        out: selling.ExchangeOutcome = self.service(
             selling.exchange_card,
             self.terminal(new, pull),
             customer_no=CUSTOMER,
             old_card=old_card,
             approval_request=None,
         )
+        return out
 
     @precondition(lambda self: self.meters < 4)
     @rule(
@@ -1069,13 +1079,14 @@ class SellingMachine(RuleBasedStateMachine):
     def meter_change(
         self, new_meter_no: str, pull: tuple[int, bool] | None = None
     ) -> mc.MeterChange:
-        return self.service(
+        out: mc.MeterChange = self.service(
             mc.change_meter,
             self.terminal(self.card_path, pull),
             customer_no=CUSTOMER,
             new_meter_no=new_meter_no,
             source=mc.SOURCE_CARD,
         )
+        return out
 
     def customer_meter(self) -> str:
         with self.db.read() as session:
@@ -1376,3 +1387,42 @@ def test_a_purchase_announced_on_the_card_cannot_be_reversed_and_is_credited(
     m.insert_into_meter(0, 0)
     state = load_state(m.meter_path)
     assert (state.remaining, state.purchase_count, state.pending_purchase) == (1500, 2, None)
+
+
+def _change_meter(m: SellingMachine, insert_first: bool) -> None:
+    m.change_meter(
+        insert_first=insert_first, fault="none", n=1, applied=False, point="meter_changed"
+    )
+    m.snap = m.observe()
+
+
+def test_a_card_replaced_after_a_meter_change_carries_the_transfer(
+    machine: SellingMachine,
+) -> None:
+    """Bug 6: the card is lost after a meter change, before the new meter saw it."""
+    m = machine
+    _sell(m, 1000)
+    m.insert_into_meter(0, 0)  # the old meter loads purchase 1
+    _sell(m, 500)  # purchase 2: the old meter never loads it
+    _change_meter(m, insert_first=False)  # carries 1000 + 500 as transfer 2
+    m.replace(fault="none", n=1, applied=False)
+    card = read_card(m.card_path)
+    assert (card.count, card.amount) == (2, 1500)
+    m.insert_into_meter(0, 0)  # the new meter, fresh, takes the transfer from this card
+    state = load_state(m.meter_path)
+    assert (state.remaining, state.purchase_count, state.meter_no) == (1500, 2, m.meter_no)
+
+
+def test_a_card_exchanged_after_a_meter_change_is_read(machine: SellingMachine) -> None:
+    """Bug 6: the damaged card holds the transfer of a meter change, not the last sale."""
+    m = machine
+    _sell(m, 1000)
+    _change_meter(m, insert_first=True)
+    old_card = m.terminal(m.card_path).read()
+    new = m.blank_card()
+    out = m.exchange_card(new, old_card)
+    assert out.old_read and out.fee == m.settings.value(EXCHANGE_FEE)
+    m.card_path = new
+    m.insert_into_meter(0, 0)
+    state = load_state(m.meter_path)
+    assert (state.remaining, state.purchase_count) == (1000, 1)
