@@ -19,6 +19,15 @@ and one counter (``C01``) with its SQLite database.  Hypothesis drives these rul
 * ``reverse`` the last sale with a supervisor's on-the-spot approval (clean, pulled, killed);
 * ``replace`` the card (a new blank image, approval, fee; sometimes pulled: a replacement
   interrupted after binding the card is finished on the same card); the old card is refused;
+* ``exchange`` a damaged card (换卡: the old card read or unreadable, no approval rule, the
+  exchange fee; sometimes pulled, finished like a replacement); the old card is erased back to
+  a blank card (used for a later replacement or exchange) or stays blacklisted;
+* ``change_meter`` (换表) from the card: the old meter writes back onto the card first (unless
+  the card's write-back already shows it as it is), then the account moves to a new meter
+  (a new ``MeterSimulator``, bound at the card's first insert) carrying the old meter's
+  remaining and a purchase it had not loaded as a transfer on the card; sometimes pulled or
+  killed after the commit, then finished by running it again.  The model retires the old
+  meter with what it loaded; the new meter's counts continue from the account's;
 * ``crash``: the counter process dies between operations (every in-memory object is dropped,
   ``recover_at_start`` runs);
 * ``close_shift`` counting the cash the model says is in the drawer, and open the next shift.
