@@ -404,9 +404,10 @@ def _carry_over(
     purchase = old_card.purchase
     if purchase is not None and a.card_count == a.ledger_count and a.card_count:
         with db.read() as session:
-            last = last_completed(session, get_customer(session, a.customer.customer_no))
+            customer = get_customer(session, a.customer.customer_no)
+            last = last_completed(session, customer)
             # after a meter change no sale has followed, the card holds its transfer
-            transfer = due_transfer(session, get_customer(session, a.customer.customer_no))
+            transfer = due_transfer(session, customer)
         tags = {purchase_record(last).sale_tag} if last is not None else set()
         if transfer is not None:
             tags.add(transfer.sale_tag)
