@@ -971,6 +971,9 @@ class SellingMachine(RuleBasedStateMachine):
             )
             assert serial == read_card(old).serial and not read_card(old).issued
             self.spare.append(old)  # a blank card again, not blacklisted
+            # what it held in its first life is gone (card_loses_purchase reverts within one)
+            for key in [k for k in self.purchase_files if k[0] == serial]:
+                del self.purchase_files[key]
             event("exchange: old card erased")
             return
         self.old_cards.append(old)
