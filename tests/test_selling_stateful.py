@@ -19,6 +19,15 @@ and one counter (``C01``) with its SQLite database.  Hypothesis drives these rul
 * ``reverse`` the last sale with a supervisor's on-the-spot approval (clean, pulled, killed);
 * ``replace`` the card (a new blank image, approval, fee; sometimes pulled: a replacement
   interrupted after binding the card is finished on the same card); the old card is refused;
+* ``exchange`` a damaged card (换卡: the old card read or unreadable, no approval rule, the
+  exchange fee; sometimes pulled, finished like a replacement); the old card is erased back to
+  a blank card (used for a later replacement or exchange) or stays blacklisted;
+* ``change_meter`` (换表) from the card: the old meter writes back onto the card first (unless
+  the card's write-back already shows it as it is), then the account moves to a new meter
+  (a new ``MeterSimulator``, bound at the card's first insert) carrying the old meter's
+  remaining and a purchase it had not loaded as a transfer on the card; sometimes pulled or
+  killed after the commit, then finished by running it again.  The model retires the old
+  meter with what it loaded; the new meter's counts continue from the account's;
 * ``crash``: the counter process dies between operations (every in-memory object is dropped,
   ``recover_at_start`` runs);
 * ``close_shift`` counting the cash the model says is in the drawer, and open the next shift.
@@ -67,7 +76,8 @@ from app.persistence.models import CardBlacklist, Customer, FeePayment, Reversal
 from app.services import approvals, auth, selling, shifts
 from app.services.auth import Principal
 from app.services.demo import load_demo
-from app.settings import UTILITY_CODE, Settings
+from app.services.lifecycle import meter_change as mc
+from app.settings import EXCHANGE_FEE, UTILITY_CODE, Settings
 from cardio import profile as P
 from cardio.channel import EmulatedChannel
 from cardio.emulator import CardImage, CardState, UserCardOS
@@ -121,6 +131,15 @@ SCRATCH = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
 #    account's card.  The machine pulls cards anywhere in the meter's session, and counts a
 #    pending purchase as loaded exactly when its write-back is on the card
 #    (:meth:`SellingMachine.meter_view`).
+# 6. (meter change, replacement, exchange) After a meter change, until the next sale, the
+#    card's last purchase is the change's transfer (the old meter's remaining and a purchase it
+#    had not loaded), not the last sale.  A card replaced meanwhile carried the last sale's
+#    record instead: the new meter, never bound, refused it (a purchase count it did not
+#    continue from a replacement card) and the carried credit was lost; an exchange refused
+#    the damaged card it could read ("its last purchase is not the one in the ledger").  A
+#    replacement now carries the transfer while it is due (app/services/lifecycle/transfer.py),
+#    the exchange accepts it, and a meter never bound takes its first load from a replacement
+#    card as from an open card (cardio/meter_sim).
 
 
 def event(text: str) -> None:
@@ -222,6 +241,8 @@ class CardFile:
     amount: int
     wb_count: int | None  # purchase count in the meter's write-back on this card
     purchase_raw: bytes
+    wb_meter: str | None = None  # the meter that wrote that write-back
+    wb_remaining: int | None = None  # its remaining then
 
 
 def read_card(path: Path) -> CardFile:
@@ -242,7 +263,20 @@ def read_card(path: Path) -> CardFile:
         purchase.amount if purchase else 0,
         wb.purchase_count if wb else None,
         raw,
+        wb.meter_no if wb else None,
+        wb.remaining if wb else None,
     )
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """A meter change's transfer record as the model expects it on the card: the account's
+    purchase count, the carried credit (the old meter's remaining + ``unloaded``) and the part
+    of it that was a purchase the old meter had not loaded (sale credit not delivered yet)."""
+
+    count: int
+    amount: int
+    unloaded: int
 
 
 @dataclass(frozen=True)
@@ -362,21 +396,34 @@ class SellingMachine(RuleBasedStateMachine):
         # purchase file contents seen, per (card serial, purchase count)
         self.purchase_files: dict[tuple[str, int], bytes] = {}
         self.cards = 0
+        self.spare: list[Path] = []  # exchanged cards erased back to blank cards
         self.card_path = self.blank_card()
         self.old_cards: list[Path] = []
         self.service(selling.open_account, self.terminal(self.card_path), customer_no=CUSTOMER)
+        self.meters = 1
+        self.meter_no = METER_NO
         self.meter_path = self.tmp / "meter.json"
         # the customer's meter as installed: its number set, no credit, bound to no card yet
         MeterSimulator(self.meter_path, self.keys, meter_no=METER_NO, clock=self.clock)
-        # the model: what the meter was seen to load and to use up
-        self.credited = 0
+        # the model: what the current meter was seen to load and to use up; ``base``: the
+        # purchase count it starts from (a meter fitted by a meter change continues the count)
         self.charged = 0
-        self.loaded: list[tuple[int, bytes, int]] = []  # (purchase count, sale tag, credit)
+        self.loaded: list[tuple[int, bytes, int]] = []  # (purchase count, tag, credit)
+        self.base = 0
+        # what retired meters loaded (they are out of the model's reach, but no purchase may
+        # be loaded twice across meters), and the transfers of the meter changes by tag
+        self.retired_loads: list[tuple[int, bytes, int]] = []
+        self.transfers: dict[bytes, Transfer] = {}
+        # sale credit delivered to a meter: loaded as a purchase, or carried by a transfer
+        # (the part of it that no meter had loaded: ``Transfer.unloaded``) the new meter loaded
+        self.credited = 0
         # the cash drawer of the open shift, moved by what happened at the counter
         self.drawer = FLOAT
         self.seen_sales: dict[str, str] = {}
         self.seen_reversals: dict[str, str] = {}
         self.seen_fees: set[str] = set()
+        self.last_transfer: bytes | None = None
+        self.sales_at_change = 0  # the sales made before the last meter change
         self.steps = self.shift_opened_at = 0
         self.snap = self.observe()
 
@@ -400,6 +447,8 @@ class SellingMachine(RuleBasedStateMachine):
         self.teller.last_activity = self.supervisor.last_activity = now
 
     def blank_card(self) -> Path:
+        if self.spare:
+            return self.spare.pop()
         self.cards += 1
         serial = uuid.uuid4().bytes[:8]
         path = self.tmp / f"card{self.cards}.json"
@@ -524,7 +573,7 @@ class SellingMachine(RuleBasedStateMachine):
             card,
             meter_count,
             meter_remaining,
-            meter_state.purchase_count,
+            self.credited_count(meter_state),
         )
 
     def meter_view(self, state: MeterState) -> tuple[int, int, int]:
@@ -540,7 +589,15 @@ class SellingMachine(RuleBasedStateMachine):
             if (count, tag) == (pending["count"], bytes.fromhex(pending["tag"])):
                 assert credit == pending["amount"]
                 return count, state.remaining + credit, credit
-        return state.purchase_count, state.remaining, 0
+        return self.credited_count(state), state.remaining, 0
+
+    def credited_count(self, state: MeterState) -> int:
+        """The purchase count the meter has credited; a meter fitted by a meter change and
+        not yet bound to a card continues the account's count (``self.base``)."""
+        fresh = state.card_serial is None and state.purchase_count == 0
+        if fresh and state.pending_purchase is None:
+            return self.base
+        return state.purchase_count
 
     def insert_into_meter(
         self, minutes: int, load_w: int, pull: tuple[int, bool] | None = None
@@ -578,7 +635,8 @@ class SellingMachine(RuleBasedStateMachine):
             assert card.tag is not None
             assert result is None or result.credited == settles + card.amount, (result, settles)
             self.loaded.append((card.count, card.tag, card.amount))
-            self.credited += card.amount
+            transfer = self.transfers.get(card.tag)
+            self.credited += card.amount if transfer is None else transfer.unloaded
         else:
             event("meter: nothing to load")
             assert after == before and (result is None or result.credited == settles)
@@ -851,13 +909,204 @@ class SellingMachine(RuleBasedStateMachine):
         self.card_path = new
         card = read_card(new)
         assert card.has_parameters
-        last = before.last_completed()
-        if last is not None:
-            assert card.count == last.count and card.tag == last.tag
-        else:
-            assert card.count == 0
+        self.assert_last_purchase(card, before)
         with pytest.raises(selling.CardRefused):  # the old card is blacklisted
             self.present_card(self.old_cards[-1])
+
+    @rule(
+        readable=st.booleans(),
+        erase=st.booleans(),
+        fault=st.sampled_from(("none", "none", "pull")),
+        n=st.integers(1, 24),
+        applied=st.booleans(),
+    )
+    def exchange(self, readable: bool, erase: bool, fault: str, n: int, applied: bool) -> None:
+        """The card is damaged (换卡): the customer brings it (read, or unreadable); a blank
+        card becomes the customer's card for the exchange fee; the old card is erased back to
+        a blank card (``erase``, when it can be read) or stays blacklisted."""
+        self.tick()
+        before = self.snap
+        old = self.card_path
+        old_card = self.terminal(old).read() if readable else None
+        pull = (n, applied) if fault == "pull" else None
+        breaks = pull is not None and (
+            REPLACE_BOUND_APDU <= n < REPLACE_PURCHASE_APDU
+            or (n == REPLACE_PURCHASE_APDU and not applied)
+        )
+        new = self.blank_card()
+        try:
+            out = self.exchange_card(new, old_card, pull)
+        except Conflict:
+            event("exchange: refused, unfinished sale")
+            assert before.unresolved and old_card is None
+            self.spare.append(new)
+            return
+        except CardRemoved:
+            assert pull is not None
+            if self.observe().card_serial != read_card(new).serial:
+                event("exchange: card pulled before it was bound")
+                return  # the new card may be issued already: it is not used again
+            event("exchange: card pulled after it was bound")
+            fee = self.settings.value(EXCHANGE_FEE)
+            if breaks:  # the card is unusable: the teller puts it back to finish the job
+                assert self.exchange_card(new, None).fee == 0
+        else:
+            event(f"exchange: done, old card {'read' if readable else 'unreadable'}")
+            fee = out.fee
+            assert out.old_read == readable and out.old_serial == read_card(old).serial
+        assert fee == self.settings.value(EXCHANGE_FEE)
+        after = self.observe()
+        assert not after.unresolved, "an exchange left a sale unresolved"
+        self.card_path = new
+        card = read_card(new)
+        assert card.has_parameters and after.card_serial == card.serial
+        self.assert_last_purchase(card, after)
+        if erase and readable:
+            serial = selling.erase_exchanged_card(
+                self.db,
+                self.terminal(old),
+                actor=self.teller,
+                customer_no=CUSTOMER,
+                clock=self.clock,
+            )
+            assert serial == read_card(old).serial and not read_card(old).issued
+            self.spare.append(old)  # a blank card again, not blacklisted
+            # what it held in its first life is gone (card_loses_purchase reverts within one)
+            for key in [k for k in self.purchase_files if k[0] == serial]:
+                del self.purchase_files[key]
+            event("exchange: old card erased")
+            return
+        self.old_cards.append(old)
+        with pytest.raises(selling.CardRefused):  # the old card is blacklisted
+            self.present_card(old)
+
+    def assert_last_purchase(self, card: CardFile, s: Snapshot) -> None:
+        """A replacement card carries the account's last purchase (the meter loads it at most
+        once): the last sale, or the transfer of a meter change no sale has completed since."""
+        since = s.sales[self.sales_at_change :]
+        if self.last_transfer is not None and not any(x.state == COMPLETED for x in since):
+            transfer = self.transfers[self.last_transfer]
+            assert (card.count, card.tag, card.amount) == (
+                transfer.count,
+                self.last_transfer,
+                transfer.amount,
+            ), card
+            return
+        last = s.last_completed()
+        if last is not None:
+            assert card.count == last.count and card.tag == last.tag, (card, last)
+        else:
+            assert card.count == 0
+
+    def exchange_card(
+        self, new: Path, old_card: Any, pull: tuple[int, bool] | None = None
+    ) -> selling.ExchangeOutcome:
+        out: selling.ExchangeOutcome = self.service(
+            selling.exchange_card,
+            self.terminal(new, pull),
+            customer_no=CUSTOMER,
+            old_card=old_card,
+            approval_request=None,
+        )
+        return out
+
+    @precondition(lambda self: self.meters < 4)
+    @rule(
+        insert_first=st.booleans(),
+        fault=st.sampled_from(("none", "none", "pull", "kill")),
+        n=st.integers(1, 30),
+        applied=st.booleans(),
+        point=st.sampled_from(("meter_changed", "card_erased")),
+    )
+    def change_meter(
+        self, insert_first: bool, fault: str, n: int, applied: bool, point: str
+    ) -> None:
+        """The meter is changed (换表) with the card: the old meter writes back onto the card
+        (the technician's last insert, unless the card's write-back already shows the meter as
+        it is), then the counter moves the account to a new meter, carrying the old meter's
+        remaining and a purchase it had not loaded on the card as a transfer; a pull or a kill
+        after the commit is finished by running the change again."""
+        snap = self.observe()
+        wb_current = (snap.card.wb_meter, snap.card.wb_count, snap.card.wb_remaining) == (
+            self.meter_no,
+            snap.meter_count,
+            snap.meter_remaining,
+        )
+        if insert_first or not wb_current:
+            self.insert_into_meter(0, 0)
+        self.tick()
+        before = self.observe()
+        c = before.card.count
+        unloaded = before.card.amount if before.meter_count == c - 1 else 0
+        if before.meter_remaining + unloaded < 0:
+            # the meter overshot its trip point in its last minute (an overdraft of a few fen):
+            # the change would book that as arrears, which this machine (a customer without
+            # arrears) does not model; tests/test_meter_change.py covers it
+            event("change_meter: skipped, the old meter is in overdraft")
+            return
+        new_meter_no = f"99{self.meters + 1:010d}"
+        pull = (n, applied) if fault == "pull" else None
+        kill = point if fault == "kill" else None
+        try:
+            with kill_at(kill):
+                out = self.meter_change(new_meter_no, pull)
+        except Conflict:
+            event("change_meter: refused")
+            assert before.unresolved or c < before.ledger_count, before
+            return
+        except (CardRemoved, Killed) as exc:
+            if isinstance(exc, Killed):
+                self.restart()
+            if self.customer_meter() != new_meter_no:
+                event("change_meter: interrupted before the change")
+                assert isinstance(exc, CardRemoved) and read_card(self.card_path) == before.card
+                return
+            event(f"change_meter: interrupted after the change ({type(exc).__name__})")
+            out = self.meter_change(new_meter_no)
+            assert out.resumed
+        else:
+            event("change_meter: done")
+        assert not before.unresolved and c == before.ledger_count, before
+        # the old meter's remaining (as its write-back on the card showed it, which is its
+        # state: no energy was used since) and the purchase it had not loaded are carried
+        assert before.meter_count in (c, c - 1)
+        assert (out.remaining_fen, out.unloaded_fen) == (before.meter_remaining, unloaded), out
+        assert (out.carried_fen, out.arrears_fen) == (before.meter_remaining + unloaded, 0)
+        assert out.purchase_count == c and out.new_meter_no == new_meter_no
+        card = read_card(self.card_path)
+        tag = uuid.UUID(out.event_id).bytes[:8]
+        assert (card.count, card.tag, card.amount) == (c, tag, out.carried_fen), card
+        assert card.wb_count is None and card.has_parameters
+        # the model moves to the new meter: the old one is retired with what it loaded
+        self.transfers[tag] = Transfer(c, out.carried_fen, unloaded)
+        self.last_transfer = tag
+        self.sales_at_change = len(before.sales)
+        self.retired_loads.extend(self.loaded)
+        self.loaded, self.charged, self.base = [], 0, max(c - 1, 0)
+        self.meters += 1
+        self.meter_no = new_meter_no
+        self.meter_path = self.tmp / f"meter{self.meters}.json"
+        MeterSimulator(self.meter_path, self.keys, meter_no=new_meter_no, clock=self.clock)
+
+    def meter_change(
+        self, new_meter_no: str, pull: tuple[int, bool] | None = None
+    ) -> mc.MeterChange:
+        out: mc.MeterChange = self.service(
+            mc.change_meter,
+            self.terminal(self.card_path, pull),
+            customer_no=CUSTOMER,
+            new_meter_no=new_meter_no,
+            source=mc.SOURCE_CARD,
+        )
+        return out
+
+    def customer_meter(self) -> str:
+        with self.db.read() as session:
+            meter_no = session.scalar(
+                select(Customer.meter_no).where(Customer.customer_no == CUSTOMER)
+            )
+            assert meter_no is not None
+            return meter_no
 
     @rule()
     def crash(self) -> None:
@@ -926,22 +1175,34 @@ class SellingMachine(RuleBasedStateMachine):
         for sale in unresolved:
             assert sale.count == s.ledger_count + 1
 
-        # the meter: what the model saw it load and use is what its state file says
-        assert s.meter_remaining == self.credited - self.charged
-        # no purchase applied twice: the meter loaded counts 1..k once each, each purchase of
-        # a distinct sale, which is still the live sale of that count (never failed/reversed)
-        assert s.meter_count == len(self.loaded)
-        assert [x[0] for x in self.loaded] == list(range(1, len(self.loaded) + 1))
+        # the current meter: what the model saw it load and use is what its state file says
+        assert s.meter_remaining == sum(x[2] for x in self.loaded) - self.charged
+        # no purchase applied twice: the meter loaded counts base+1..k once each (base: the
+        # count a meter fitted by a meter change continues from), each purchase of a distinct
+        # sale, which is still the live sale of that count (never failed/reversed), or the
+        # transfer of a meter change; across all meters no sale is loaded twice
+        assert s.meter_count == self.base + len(self.loaded)
+        counts = [x[0] for x in self.loaded]
+        assert counts == list(range(self.base + 1, self.base + len(self.loaded) + 1))
         live = {x.count: x for x in (*completed, *unresolved)}
-        for count, tag, credit in self.loaded:
+        delivered = 0
+        for count, tag, credit in (*self.retired_loads, *self.loaded):
+            transfer = self.transfers.get(tag)
+            if transfer is not None:
+                assert (count, credit) == (transfer.count, transfer.amount), transfer
+                delivered += transfer.unloaded
+                continue
             sale = by_tag[tag]
             assert live.get(count) == sale, f"the meter loaded purchase {count} of a dead sale"
             assert credit == sale.credit
-        assert self.credited == sum(x[2] for x in self.loaded)
+            delivered += credit
+        sale_loads = [x[0] for x in (*self.retired_loads, *self.loaded) if x[1] in by_tag]
+        assert len(sale_loads) == len(set(sale_loads)), "a purchase loaded by two meters"
+        assert self.credited == delivered
 
         # the meter credits a purchase only once the write-back announcing it is on the card
         # (bug 5): a write-back of this meter on the card never trails what the meter credited
-        if card.wb_count is not None:
+        if card.wb_count is not None and card.wb_meter == self.meter_no:
             assert s.meter_credited <= card.wb_count, (s.meter_credited, card.wb_count)
         assert s.meter_count - s.meter_credited in (0, 1)
 
@@ -956,18 +1217,27 @@ class SellingMachine(RuleBasedStateMachine):
         # live sale of its count
         for sale in completed:
             assert sale.tag in self.seen_tags, f"sale {sale.count} never reached a card"
-        if c:
+        # (or, after a meter change and before the next sale, the transfer of that change)
+        transfer = self.transfers.get(card.tag) if card.tag is not None else None
+        if transfer is not None:
+            assert card.tag == self.last_transfer, "the transfer of an earlier meter change"
+            assert (c, card.amount) == (transfer.count, transfer.amount), (card, transfer)
+        elif c:
             assert card.tag is not None and live.get(c) == by_tag.get(card.tag), "unknown sale"
 
         # money: cash taken (completed and reversed sales; a failed sale took none) and the
-        # cash of a sale in doubt that reached the card or the meter = credit loaded into the
+        # cash of a sale in doubt that reached the card or the meter = credit delivered to a
         # meter + credit waiting on the card + credit owed to a card behind the ledger (its
-        # rewrite, or its pending reversal, is due) + cash handed back by reversals
+        # rewrite, or its pending reversal, is due) + cash handed back by reversals.  A
+        # transfer waiting on the card holds the old meter's remaining (delivered already)
+        # and the purchase the old meter had not loaded (waiting)
         taken = sum(x.amount for x in s.by_state(COMPLETED, SaleState.REVERSED.value))
         delivered_in_doubt = sum(
             x.amount for x in unresolved if s.card_holds(x) or x.count <= s.meter_count
         )
-        waiting = card.amount if c == s.meter_count + 1 else 0
+        waiting = 0
+        if c == s.meter_count + 1:
+            waiting = card.amount if transfer is None else transfer.unloaded
         owed = sum(x.credit for x in completed if x.count > c)
         handed_back = sum(r.amount for r in s.reversals if r.state == "completed")
         assert taken + delivered_in_doubt == self.credited + waiting + owed + handed_back, (
@@ -1129,3 +1399,42 @@ def test_a_purchase_announced_on_the_card_cannot_be_reversed_and_is_credited(
     m.insert_into_meter(0, 0)
     state = load_state(m.meter_path)
     assert (state.remaining, state.purchase_count, state.pending_purchase) == (1500, 2, None)
+
+
+def _change_meter(m: SellingMachine, insert_first: bool) -> None:
+    m.change_meter(
+        insert_first=insert_first, fault="none", n=1, applied=False, point="meter_changed"
+    )
+    m.snap = m.observe()
+
+
+def test_a_card_replaced_after_a_meter_change_carries_the_transfer(
+    machine: SellingMachine,
+) -> None:
+    """Bug 6: the card is lost after a meter change, before the new meter saw it."""
+    m = machine
+    _sell(m, 1000)
+    m.insert_into_meter(0, 0)  # the old meter loads purchase 1
+    _sell(m, 500)  # purchase 2: the old meter never loads it
+    _change_meter(m, insert_first=False)  # carries 1000 + 500 as transfer 2
+    m.replace(fault="none", n=1, applied=False)
+    card = read_card(m.card_path)
+    assert (card.count, card.amount) == (2, 1500)
+    m.insert_into_meter(0, 0)  # the new meter, fresh, takes the transfer from this card
+    state = load_state(m.meter_path)
+    assert (state.remaining, state.purchase_count, state.meter_no) == (1500, 2, m.meter_no)
+
+
+def test_a_card_exchanged_after_a_meter_change_is_read(machine: SellingMachine) -> None:
+    """Bug 6: the damaged card holds the transfer of a meter change, not the last sale."""
+    m = machine
+    _sell(m, 1000)
+    _change_meter(m, insert_first=True)
+    old_card = m.terminal(m.card_path).read()
+    new = m.blank_card()
+    out = m.exchange_card(new, old_card)
+    assert out.old_read and out.fee == m.settings.value(EXCHANGE_FEE)
+    m.card_path = new
+    m.insert_into_meter(0, 0)
+    state = load_state(m.meter_path)
+    assert (state.remaining, state.purchase_count) == (1000, 1)

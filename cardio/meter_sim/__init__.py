@@ -1,7 +1,7 @@
 """A simulated prepaid card meter: its card slot and its energy use, with persisted state.
 
 The meter follows ``cardio/PROFILE.md``: it reads a card inserted into its slot, binds itself
-to the account's first card (a new meter, never bound, loads the purchase of the OPEN card that
+to the account's first card (a new meter, never bound, loads the purchase of the OPEN or REPLACEMENT card that
 binds it whatever its number, so after a meter change the account's purchase count continues), applies new parameters and tariffs by the card's update flags,
 applies the purchase rule and writes the write-back file (with the meter's write-back MAC).
 

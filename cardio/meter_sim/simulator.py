@@ -59,6 +59,9 @@ from cardio.meter_sim.state import (
 from cardio.profile import BEIJING, FILE_NAMES, SFI_BACKUP_TARIFF, SFI_CURRENT_TARIFF
 from cardio.terminal import ApduTerminal
 
+# the user cards a meter never bound to a card takes its first load from
+FIRST_CARDS = (UserCardType.OPEN, UserCardType.REPLACEMENT)
+
 
 class MeterSimulator:
     """A prepaid card meter whose state lives in ``state_path`` (created on first use).
@@ -175,9 +178,10 @@ class MeterSimulator:
         fresh = s.card_serial is None and s.purchase_count == 0 and s.pending_purchase is None
         s.meter_no = meter_no
         s.card_serial = serial
-        if fresh and kind == UserCardType.OPEN and card.purchase is not None:
+        if fresh and kind in FIRST_CARDS and card.purchase is not None:
             # a new meter fitted in place of another (a meter change) continues the account's
-            # purchase count: the open card's purchase is its first load, whatever its number
+            # purchase count: the open card's purchase is its first load, whatever its number;
+            # so does a replacement card (the card was replaced before the new meter saw it)
             s.purchase_count = max(card.purchase.purchase_count - 1, 0)
 
         applied = UpdateFlags.NONE

@@ -44,7 +44,6 @@ from app.domain.card import (
     CardContents,
     CardKind,
     CardWrite,
-    PurchaseRecord,
     UserCardType,
 )
 from app.domain.customers import CustomerStatus, MeterKind
@@ -53,12 +52,13 @@ from app.errors import Conflict, ValidationError
 from app.i18n import N_
 from app.money import format_yuan
 from app.persistence.db import Database
-from app.persistence.models import AccountEvent, ArrearsItem, Customer, Sale, Shift
+from app.persistence.models import AccountEvent, ArrearsItem, Customer, Shift
 from app.ports import CardTerminal
 from app.services import approvals, ledger
 from app.services.auth import Principal
 from app.services.customers import CustomerView, get_customer, view_in_session
 from app.services.lifecycle import record_event
+from app.services.lifecycle.transfer import KIND, last_change, sold_since, transfer_record
 from app.services.meter_reading import MeterReading
 from app.services.selling.assessment import identify
 from app.services.selling.cardops import read_or_blank
@@ -71,7 +71,6 @@ SOURCE_CARD: Final = "card"
 SOURCE_READ: Final = "read"
 SOURCE_TYPED: Final = "typed"
 SOURCES: Final = (SOURCE_CARD, SOURCE_READ, SOURCE_TYPED)
-KIND: Final = "meter_change"
 
 
 @dataclass(frozen=True)
@@ -418,13 +417,7 @@ def _transfer_change(
         clock.now(),
         force_params=True,
     )
-    transfer = PurchaseRecord(
-        int(event.detail["carried_fen"]),
-        int(event.detail["purchase_count"]),
-        uuid.UUID(event.id).bytes[:8],
-        event.created_at,
-    )
-    return replace(change, purchase=transfer), versions
+    return replace(change, purchase=transfer_record(event)), versions
 
 
 CardChange = tuple[CardWrite, tuple[int, int | None]]
@@ -456,15 +449,6 @@ def _write_card(
         customer.card_param_version, customer.card_tariff_version_id = versions
 
 
-def _last_change(session: Session, customer: Customer) -> AccountEvent | None:
-    return session.scalar(
-        select(AccountEvent)
-        .where(AccountEvent.customer_id == customer.id, AccountEvent.kind == KIND)
-        .order_by(AccountEvent.created_at.desc(), AccountEvent.id.desc())
-        .limit(1)
-    )
-
-
 def _resume(
     db: Database,
     terminal: CardTerminal,
@@ -482,12 +466,12 @@ def _resume(
         customer = get_customer(session, customer_no)
         if customer.meter_no != new_meter_no:
             return None
-        event = _last_change(session, customer)
+        event = last_change(session, customer)
         if event is None or event.detail.get("new_meter_no") != new_meter_no:
             return None
         if present is not None and present.serial_hex != customer.card_serial:
             raise CardRefused(reason=N_("it is not the card bound to this customer"))
-        if _sold_since(session, customer, event):
+        if sold_since(session, customer, event):
             raise Conflict(
                 N_("Customer {customer_no} already has meter {meter_no}."),
                 customer_no=customer_no,
@@ -519,18 +503,6 @@ def _resume(
         assert serial is not None  # erased, not issued again yet: no erase
         _write_card(db, terminal, serial, customer_no, change, erase=present is not None)
     return replace(_outcome(db, event_id), resumed=True)
-
-
-def _sold_since(session: Session, customer: Customer, event: AccountEvent) -> bool:
-    """Whether a sale followed the change (then the card needs no transfer any more)."""
-    return customer.purchase_count != int(event.detail["purchase_count"]) or (
-        session.scalar(
-            select(Sale.id).where(
-                Sale.customer_id == customer.id, Sale.created_at > event.created_at
-            )
-        )
-        is not None
-    )
 
 
 def _outcome(db: Database, event_id: str) -> MeterChange:

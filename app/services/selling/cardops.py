@@ -3,6 +3,7 @@ card (补卡) or exchange a damaged one (换卡)."""
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +32,7 @@ from app.ports import CardTerminal
 from app.services import approvals, audit, ledger, shifts
 from app.services.auth import Principal
 from app.services.customers import CustomerView, customer_view, get_customer
+from app.services.lifecycle.transfer import due_transfer
 from app.services.selling.assessment import assess
 from app.services.selling.errors import CardRefused
 from app.services.selling.records import card_change, card_type, purchase_record
@@ -402,8 +404,14 @@ def _carry_over(
     purchase = old_card.purchase
     if purchase is not None and a.card_count == a.ledger_count and a.card_count:
         with db.read() as session:
-            last = last_completed(session, get_customer(session, a.customer.customer_no))
-        if last is None or purchase_record(last).sale_tag != purchase.sale_tag:
+            customer = get_customer(session, a.customer.customer_no)
+            last = last_completed(session, customer)
+            # after a meter change no sale has followed, the card holds its transfer
+            transfer = due_transfer(session, customer)
+        tags = {purchase_record(last).sale_tag} if last is not None else set()
+        if transfer is not None:
+            tags.add(transfer.sale_tag)
+        if purchase.sale_tag not in tags:
             raise CardRefused(reason=N_("its last purchase is not the one in the ledger"))
     wb = old_card.write_back
     return {
@@ -538,15 +546,8 @@ def _resume_replacement(
         raise CardRefused(reason=N_("it is not blank; a replacement is made on a blank card"))
     with db.read() as session:
         customer = get_customer(session, customer_no)
-        change, versions = card_change(
-            session,
-            customer,
-            last_completed(session, customer),
-            utility_code,
-            UserCardType.REPLACEMENT,
-            clock.now(),
-            on_card=present,
-            force_params=True,
+        change, versions = replacement_change(
+            session, customer, last_completed(session, customer), utility_code, clock, present
         )
     terminal.write(change, expect_serial=present.serial)
     with db.write() as session:
@@ -634,7 +635,21 @@ def _bind_replacement(
         clock,
         training=training,
     )
-    return card_change(
+    return replacement_change(session, customer, last, utility_code, clock, card)
+
+
+def replacement_change(
+    session: Session,
+    customer: Customer,
+    last: Sale | None,
+    utility_code: str,
+    clock: Clock,
+    card: CardContents,
+) -> tuple[CardWrite, tuple[int, int | None]]:
+    """What a replacement card gets: all parameter files and the account's last purchase --
+    the last sale's record, or the transfer of a meter change no sale has followed yet (the
+    new meter may not have loaded it: it must reach the new meter from this card)."""
+    change, versions = card_change(
         session,
         customer,
         last,
@@ -644,6 +659,10 @@ def _bind_replacement(
         on_card=card,
         force_params=True,
     )
+    transfer = due_transfer(session, customer)
+    if transfer is not None:
+        change = dataclasses.replace(change, purchase=transfer)
+    return change, versions
 
 
 def _use_approval(
