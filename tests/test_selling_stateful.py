@@ -70,12 +70,15 @@ from app import faults
 from app.clock import FixedClock
 from app.domain.card import CardRemoved
 from app.domain.ledger import SaleKind, SaleState
+from app.domain.settlement import Settlement
 from app.errors import Conflict
 from app.persistence.db import Database
 from app.persistence.models import CardBlacklist, Customer, FeePayment, Reversal, Sale, Shift
 from app.services import approvals, auth, selling, shifts
 from app.services.auth import Principal
+from app.services.customers import customer_view
 from app.services.demo import load_demo
+from app.services.lifecycle import account
 from app.services.lifecycle import meter_change as mc
 from app.settings import EXCHANGE_FEE, UTILITY_CODE, Settings
 from cardio import profile as P
@@ -428,8 +431,55 @@ class SellingMachine(RuleBasedStateMachine):
         self.snap = self.observe()
 
     def teardown(self) -> None:
-        self.db.dispose()
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        try:
+            self.close_at_the_end()
+        finally:
+            self.db.dispose()
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def close_at_the_end(self) -> None:
+        """Every run ends with the account closed (issue 15): after a last visit to the meter,
+        what is left (the meter's remaining and the credit of completed sales the meter never
+        loaded) is handed back in cash, exactly, and leaves the drawer; nothing is left over."""
+        s = self.observe()
+        if s.unresolved or s.pending_reversals or s.shift_id is None:
+            event("close: skipped, unfinished work")
+            return
+        self.insert_into_meter(0, 0)  # a fresh write-back: the meter's remaining as it is now
+        s = self.snap = self.observe()
+        self._follow_cash(s)
+        unloaded = sum(x.credit for x in s.by_state(COMPLETED) if x.count > s.meter_count)
+        left = s.meter_remaining + unloaded
+        request = self.approval("close_account", CUSTOMER)
+
+        def close() -> Settlement:
+            return account.close_account(
+                self.db,
+                self.terminal(self.card_path),
+                actor=self.teller,
+                customer_no=CUSTOMER,
+                clock=self.clock,
+                settings=self.settings,
+                approval_request=request,
+            )
+
+        if left < 0:  # an overdraft is paid as a purchase before a close
+            with pytest.raises(Conflict):
+                close()
+            event("close: refused, overdraft")
+            return
+        done = close()
+        event("close: closed")
+        assert (done.meter_remaining, done.unloaded, done.refund) == (
+            s.meter_remaining,
+            unloaded,
+            left,
+        ), done
+        with self.db.read() as session:
+            shift = session.get(Shift, s.shift_id)
+            assert shift is not None
+            assert shifts.expected_cash(session, shift) == self.drawer - left
+        assert customer_view(self.db, CUSTOMER).status == "closed"
 
     # ------------------------------------------------------------------ helpers
 
