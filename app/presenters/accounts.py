@@ -7,30 +7,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from app.clock import Clock
-from app.context import AppContext
 from app.domain import settlement as st
 from app.i18n import _, translate
 from app.money import format_yuan
-from app.persistence.db import Database
 from app.ports import CardTerminal
+from app.presenters import Bound
 from app.services.auth import Principal
 from app.services.customers import CustomerView
 from app.services.lifecycle import account
-from app.settings import RECEIPT_LANGUAGE, Settings
+from app.settings import RECEIPT_LANGUAGE
 
 
 @dataclass(frozen=True)
-class AccountWork:
+class AccountWork(Bound):
     """The account lifecycle use cases on one database with the context's clock and settings."""
-
-    db: Database
-    clock: Clock
-    settings: Settings
-
-    @classmethod
-    def of(cls, ctx: AppContext, db: Database | None = None) -> AccountWork:
-        return cls(ctx.db if db is None else db, ctx.clock, ctx.settings)
 
     def preview_close(
         self,
@@ -40,13 +30,11 @@ class AccountWork:
         card_outcome: str = st.ERASE,
         meter_read: account.MeterRead | None = None,
     ) -> st.Settlement:
-        return account.preview_close(
-            self.db,
+        return self.call(
+            account.preview_close,
             terminal,
             actor=actor,
             customer_no=customer_no,
-            clock=self.clock,
-            settings=self.settings,
             card_outcome=card_outcome,
             meter_read=meter_read,
         )
@@ -62,13 +50,11 @@ class AccountWork:
         reason: str = "",
         meter_read: account.MeterRead | None = None,
     ) -> st.Settlement:
-        return account.close_account(
-            self.db,
+        return self.call(
+            account.close_account,
             terminal,
             actor=actor,
             customer_no=customer_no,
-            clock=self.clock,
-            settings=self.settings,
             approval_request=request_id,
             card_outcome=card_outcome,
             reason=reason,
@@ -94,14 +80,8 @@ class AccountWork:
         request_id: str | None,
     ) -> CustomerView:
         """Pause or resume, with the approval a ``pause_account`` rule may ask for."""
-        return change(
-            self.db,
-            actor=actor,
-            customer_no=customer_no,
-            clock=self.clock,
-            settings=self.settings,
-            reason=reason,
-            approval_request=request_id,
+        return self.call(
+            change, actor=actor, customer_no=customer_no, reason=reason, approval_request=request_id
         )
 
     def statement_language(self) -> str:

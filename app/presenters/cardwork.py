@@ -8,8 +8,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from app.clock import Clock
-from app.context import AppContext
 from app.domain.card import (
     CardAuthError,
     CardCommandError,
@@ -21,27 +19,17 @@ from app.domain.ledger import SaleKind
 from app.domain.permissions import Action
 from app.i18n import _
 from app.money import format_yuan
-from app.persistence.db import Database
 from app.ports import CardTerminal
+from app.presenters import Bound
 from app.services import approvals, ledger, selling
 from app.services.auth import Principal
 from app.services.customers import CustomerView
-from app.settings import Settings
 
 
 @dataclass(frozen=True)
-class CardWork:
+class CardWork(Bound):
     """The sale, card and approval use cases on one database with the context's clock and
     settings. Build it on the calling thread (``CardWork.of``); its calls may run anywhere."""
-
-    db: Database
-    clock: Clock
-    settings: Settings
-
-    @classmethod
-    def of(cls, ctx: AppContext, db: Database | None = None) -> CardWork:
-        """``ctx``'s database (or ``db``, one the caller has checked), clock and settings."""
-        return cls(ctx.db if db is None else db, ctx.clock, ctx.settings)
 
     def sell(
         self,
@@ -53,13 +41,11 @@ class CardWork:
         request_id: str | None = None,
     ) -> selling.SaleOutcome:
         """Sell ``amount`` onto the card of ``customer_no`` (another customer's card is refused)."""
-        return selling.sell(
-            self.db,
+        return self.call(
+            selling.sell,
             terminal,
             actor=actor,
             amount=amount,
-            clock=self.clock,
-            settings=self.settings,
             cash_received=cash,
             expect_customer=customer_no,
             override_request=request_id,
@@ -73,13 +59,11 @@ class CardWork:
         amount: int | None,
         cash: int | None,
     ) -> tuple[CustomerView, selling.SaleOutcome | None]:
-        return selling.open_account(
-            self.db,
+        return self.call(
+            selling.open_account,
             terminal,
             actor=actor,
             customer_no=customer_no,
-            clock=self.clock,
-            settings=self.settings,
             amount=amount,
             cash_received=cash,
         )
@@ -92,13 +76,11 @@ class CardWork:
         cash: int | None,
         request_id: str | None = None,
     ) -> ledger.SaleView:
-        return selling.remote_payment(
-            self.db,
+        return self.call(
+            selling.remote_payment,
             actor=actor,
             customer_no=customer_no,
             amount=amount,
-            clock=self.clock,
-            settings=self.settings,
             cash_received=cash,
             override_request=request_id,
         )
@@ -106,25 +88,16 @@ class CardWork:
     def rewrite(
         self, terminal: CardTerminal, actor: Principal, customer_no: str | None = None
     ) -> selling.SaleOutcome:
-        return selling.rewrite(
-            self.db,
-            terminal,
-            actor=actor,
-            clock=self.clock,
-            settings=self.settings,
-            expect_customer=customer_no,
-        )
+        return self.call(selling.rewrite, terminal, actor=actor, expect_customer=customer_no)
 
     def replace_card(
         self, terminal: CardTerminal, actor: Principal, customer_no: str, request_id: str
     ) -> tuple[CustomerView, int]:
-        return selling.replace_card(
-            self.db,
+        return self.call(
+            selling.replace_card,
             terminal,
             actor=actor,
             customer_no=customer_no,
-            clock=self.clock,
-            settings=self.settings,
             approval_request=request_id,
         )
 
@@ -138,13 +111,11 @@ class CardWork:
     ) -> selling.ExchangeOutcome:
         """The blank card in ``terminal`` replaces the damaged card ``old_card`` (as read from
         it before; None: it could not be read)."""
-        return selling.exchange_card(
-            self.db,
+        return self.call(
+            selling.exchange_card,
             terminal,
             actor=actor,
             customer_no=customer_no,
-            clock=self.clock,
-            settings=self.settings,
             old_card=old_card,
             approval_request=request_id,
         )
@@ -158,13 +129,11 @@ class CardWork:
     def reverse_sale(
         self, terminal: CardTerminal, actor: Principal, sale_id: str, request_id: str
     ) -> ledger.SaleView:
-        return selling.reverse_sale(
-            self.db,
+        return self.call(
+            selling.reverse_sale,
             terminal,
             actor=actor,
             sale_id=sale_id,
-            clock=self.clock,
-            settings=self.settings,
             approval_request=request_id,
         )
 
@@ -180,15 +149,13 @@ class CardWork:
         distinct_from: Iterable[str] = (),
     ) -> approvals.ApprovalView:
         """The approver signs in (under the lockout policy) and signs ``action`` on ``target``."""
-        return approvals.sign_in_and_approve(
-            self.db,
+        return self.call(
+            approvals.sign_in_and_approve,
             approver_id=approver_id,
             password=password,
             actor=actor,
             action=action,
             target=target,
-            clock=self.clock,
-            settings=self.settings,
             payload=payload,
             distinct_from=distinct_from,
         )

@@ -6,17 +6,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from app.clock import Clock
 from app.context import AppContext
 from app.errors import CardVendError
 from app.i18n import N_, _
 from app.money import format_yuan
 from app.persistence.db import Database
 from app.ports import CardTerminal, SlipRenderer
+from app.presenters import Bound
 from app.services.auth import Principal
 from app.services.lifecycle.meter_change import MeterChange, change_meter
 from app.services.meter_reading import MeterReading
-from app.settings import RECEIPT_LANGUAGE, TIME_ZONE, Settings
+from app.settings import RECEIPT_LANGUAGE, TIME_ZONE
 
 
 class NoSlipRenderer(CardVendError):
@@ -25,12 +25,9 @@ class NoSlipRenderer(CardVendError):
 
 
 @dataclass(frozen=True)
-class MeterChangeWork:
+class MeterChangeWork(Bound):
     """The meter change on one database with the context's clock and settings."""
 
-    db: Database
-    clock: Clock
-    settings: Settings
     slips: SlipRenderer | None = None
 
     @classmethod
@@ -51,14 +48,12 @@ class MeterChangeWork:
         energy_wh: int | None = None,
         approval_request: str | None = None,
     ) -> MeterChange:
-        return change_meter(
-            self.db,
+        return self.call(
+            change_meter,
             terminal,
             actor=actor,
             customer_no=customer_no,
             new_meter_no=new_meter_no,
-            clock=self.clock,
-            settings=self.settings,
             source=source,
             remaining_fen=remaining_fen,
             purchase_count=purchase_count,
