@@ -2,8 +2,9 @@
 
 These pydantic models are the contract; both sides use them (the client validates every response
 with them, the reference central server validates every request with them), and
-``sync/openapi.json`` is generated from them (``python -m sync.contract --write``; a test keeps
-the committed document equal to the generated one).
+``sync/openapi.json`` is generated from them by the station's FastAPI application
+(:mod:`sync.central.api`; ``python -m sync.contract --write``; a test keeps the committed
+document equal to the generated one).
 
 Conventions:
 - money is integer fen, energy integer Wh, times ISO 8601 with an offset;
@@ -26,7 +27,6 @@ Conventions:
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -485,70 +485,11 @@ class Health(Model):
     server_time: AwareDatetime
 
 
-# --------------------------------------------------------------------------- OpenAPI document
-
-_GET_PAGES: dict[str, tuple[type[Model], str]] = {
-    "/tariffs": (TariffPage, "Tariff versions after the cursor, in the order they were issued"),
-    "/customers": (
-        CustomerPage,
-        "Changes to the archive of this counter's office after the cursor (deltas)",
-    ),
-    "/remote-purchases": (
-        RemoteStatusPage,
-        "Issuing status of this counter's remote purchases, changes after the cursor",
-    ),
-    "/jobs": (JobPage, "Management-card jobs of the office, changes after the cursor"),
-}
+# --------------------------------------------------------------------------- the document
 
 
-def _ref(model: type[BaseModel]) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{model.__name__}"}
-
-
-def _json(model: type[BaseModel], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": _ref(model)}}}
-
-
-def _problems(*statuses: int) -> dict[str, Any]:
-    texts = {
-        400: "The request is not valid",
-        401: "No valid bearer token (or enrolment credential)",
-        403: "Outside this counter's lane (a refusal code)",
-        404: "Not found",
-        409: "Conflicts with what the central system holds",
-        413: "Too large",
-        415: "The body is not application/json",
-        422: "Refused: the record does not hold together (a refusal code)",
-    }
-    return {str(s): _json(Problem, texts[s]) for s in statuses}
-
-
-def _page_params() -> list[dict[str, Any]]:
-    return [
-        {
-            "name": "after",
-            "in": "query",
-            "required": False,
-            "schema": {"type": "integer", "minimum": 0, "default": 0},
-        },
-        {
-            "name": "limit",
-            "in": "query",
-            "required": False,
-            "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 1000},
-        },
-    ]
-
-
-_IDEMPOTENCY = {
-    "name": "Idempotency-Key",
-    "in": "header",
-    "required": True,
-    "schema": {"type": "string", "minLength": 8, "maxLength": 64},
-}
-
-
-def _description() -> str:
+def description() -> str:
+    """The contract's description in the OpenAPI document: these conventions and the codes."""
     refusals = "\n".join(
         f"- `{code}` ({status}): {meaning}" for code, (status, meaning) in REFUSALS.items()
     )
@@ -559,230 +500,10 @@ def _description() -> str:
     )
 
 
-def openapi() -> dict[str, Any]:
-    """The OpenAPI 3.1 document of the contract, built from the models."""
-    secured: list[dict[str, list[str]]] = [{"counterToken": []}]
-    paths = _fixed_paths(secured)
-    paths.update(_resource_paths(secured))
-    return {
-        "openapi": "3.1.0",
-        "info": {
-            "title": "CardVend central marketing system",
-            "version": CONTRACT_VERSION,
-            "description": _description(),
-        },
-        "servers": [{"url": API_PREFIX}],
-        "paths": paths,
-        "components": {
-            "schemas": _schemas(),
-            "securitySchemes": {"counterToken": {"type": "http", "scheme": "bearer"}},
-        },
-        "security": secured,
-    }
-
-
-def _schemas() -> dict[str, Any]:
-    models: list[type[BaseModel]] = [
-        Problem,
-        RegisterRequest,
-        RegisterResponse,
-        AuditHead,
-        AuditHeadAck,
-        ControlStatus,
-        ReceiptCheck,
-        ItemResult,
-        BatchResult,
-        CounterSalePage,
-        Health,
-        *(page for page, _ in _GET_PAGES.values()),
-        *POSTED.values(),
-        *BATCHES.values(),
-    ]
-    schemas: dict[str, Any] = {}
-    for model in models:
-        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
-        for name, sub in schema.pop("$defs", {}).items():
-            schemas[name] = sub
-        schemas[model.__name__] = schema
-    return schemas
-
-
-def _fixed_paths(secured: list[dict[str, list[str]]]) -> dict[str, Any]:
-    """The paths that are not a resource's page or post (a declarative table)."""
-    return {
-        "/health": {
-            "get": {
-                "operationId": "health",
-                "summary": "Whether the central system answers",
-                "security": [],
-                "responses": {"200": _json(Health, "Up")},
-            }
-        },
-        "/counters/register": {
-            "post": {
-                "operationId": "registerCounter",
-                "summary": "Register a counter; answers its bearer token (a new one each time)",
-                "description": (
-                    "A new counter id registers with the enrolment key (when the central system "
-                    "has one) or with an enrolment code issued for it.  A counter id that is "
-                    "registered already registers again only with its current token "
-                    "(Authorization: Bearer; the office stays the same, the receipt key is "
-                    "answered again) or with a one-time enrolment code the central administrator "
-                    "issued for it (the code's office; a new receipt key).  Otherwise 409 "
-                    "counter_id_taken."
-                ),
-                "security": [],
-                "parameters": [
-                    {
-                        "name": "X-Enrolment-Key",
-                        "in": "header",
-                        "required": False,
-                        "schema": {"type": "string", "maxLength": 128},
-                    },
-                    {
-                        "name": "X-Enrolment-Code",
-                        "in": "header",
-                        "required": False,
-                        "schema": {"type": "string", "maxLength": 64},
-                    },
-                ],
-                "requestBody": {
-                    "required": True,
-                    "content": {"application/json": {"schema": _ref(RegisterRequest)}},
-                },
-                "responses": {
-                    "200": _json(RegisterResponse, "Registered"),
-                    **_problems(400, 401, 409, 413, 415),
-                },
-            }
-        },
-        "/counters/me/audit-head": {
-            "put": {
-                "operationId": "putAuditHead",
-                "summary": "The counter's latest audit hash",
-                "security": secured,
-                "requestBody": {
-                    "required": True,
-                    "content": {"application/json": {"schema": _ref(AuditHead)}},
-                },
-                "responses": {
-                    "200": _json(AuditHeadAck, "Recorded"),
-                    **_problems(400, 401, 409, 413, 415),
-                },
-            }
-        },
-        "/counters/me/sales": {
-            "get": {
-                "operationId": "listCounterSales",
-                "summary": "The sales the central system holds for this counter",
-                "security": secured,
-                "parameters": _page_params(),
-                "responses": {"200": _json(CounterSalePage, "A page"), **_problems(400, 401)},
-            }
-        },
-        "/receipts/{sale_id}/check": {
-            "get": {
-                "operationId": "checkReceipt",
-                "summary": (
-                    "Check a receipt's verification code against a sale made in this counter's "
-                    "office (another office's sale is unknown here)"
-                ),
-                "security": secured,
-                "parameters": [
-                    {
-                        "name": "sale_id",
-                        "in": "path",
-                        "required": True,
-                        "schema": {"type": "string", "minLength": 1, "maxLength": 64},
-                    },
-                    {
-                        "name": "code",
-                        "in": "query",
-                        "required": True,
-                        "schema": {"type": "string", "minLength": 1, "maxLength": 16},
-                    },
-                ],
-                "responses": {"200": _json(ReceiptCheck, "The answer"), **_problems(400, 401)},
-            }
-        },
-        "/customers/{customer_no}/control-status": {
-            "get": {
-                "operationId": "getControlStatus",
-                "summary": "Charge-control status of one customer of this counter's office",
-                "security": secured,
-                "parameters": [
-                    {
-                        "name": "customer_no",
-                        "in": "path",
-                        "required": True,
-                        "schema": {"type": "string", "pattern": "^[0-9]{12}$"},
-                    }
-                ],
-                "responses": {
-                    "200": _json(ControlStatus, "The status"),
-                    **_problems(400, 401, 404),
-                },
-            }
-        },
-    }
-
-
-def _resource_paths(secured: list[dict[str, list[str]]]) -> dict[str, Any]:
-    """A GET page per pulled resource, and a single and a batch POST per posted one."""
-    paths: dict[str, Any] = {}
-    for path, (page, summary) in _GET_PAGES.items():
-        paths[path] = {
-            "get": {
-                "operationId": "list" + page.__name__.removesuffix("Page"),
-                "summary": summary,
-                "security": secured,
-                "parameters": _page_params(),
-                "responses": {"200": _json(page, "A page"), **_problems(400, 401)},
-            }
-        }
-    for path, model in POSTED.items():
-        batch = BATCHES[path]
-        paths[f"/{path}"] = {
-            "post": {
-                "operationId": "post" + model.__name__,
-                "summary": f"One {model.__name__}, idempotent by its id",
-                "security": secured,
-                "parameters": [_IDEMPOTENCY],
-                "requestBody": {
-                    "required": True,
-                    "content": {"application/json": {"schema": _ref(model)}},
-                },
-                "responses": {
-                    "201": _json(ItemResult, "Created"),
-                    "200": _json(ItemResult, "Already there with the same body"),
-                    **_problems(400, 401, 403, 409, 413, 415, 422),
-                },
-            }
-        }
-        paths[f"/{path}/batch"] = {
-            "post": {
-                "operationId": "post" + batch.__name__,
-                "summary": f"Up to {MAX_BATCH} {model.__name__} items; one result per item",
-                "security": secured,
-                "parameters": [_IDEMPOTENCY],
-                "requestBody": {
-                    "required": True,
-                    "content": {"application/json": {"schema": _ref(batch)}},
-                },
-                "responses": {
-                    "200": _json(BatchResult, "One result per item, in order"),
-                    **_problems(400, 401, 409, 413, 415),
-                },
-            }
-        }
-    return paths
-
-
-def openapi_text() -> str:
-    return json.dumps(openapi(), ensure_ascii=False, indent=1, sort_keys=True) + "\n"
-
-
 if __name__ == "__main__":  # pragma: no cover
+    # the document is generated by the station's FastAPI application from these models
+    from sync.central.api import openapi_text
+
     if "--write" in sys.argv:
         OPENAPI_FILE.write_text(openapi_text(), encoding="utf-8")
     else:

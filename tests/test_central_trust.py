@@ -555,7 +555,7 @@ def test_an_unauthenticated_post_is_refused_before_its_body_is_read(
     )
     assert time.monotonic() - start < 10
     head, _, body = answer.partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 401") and b"Connection: close" in head
+    assert head.startswith(b"HTTP/1.1 401") and b"connection: close" in head.lower()
     assert c.Problem.model_validate_json(body).code == "unauthorized"
     # the same for a registration that brings no credential while an enrolment key is set
     server.store.enrolment_key = "office-key"

@@ -9,10 +9,11 @@ import pytest
 from pydantic import ValidationError
 
 from sync import contract as c
+from sync.central.api import openapi_text
 
 
 def test_committed_document_is_the_generated_one() -> None:
-    assert c.OPENAPI_FILE.read_text(encoding="utf-8") == c.openapi_text(), (
+    assert c.OPENAPI_FILE.read_text(encoding="utf-8") == openapi_text(), (
         "sync/openapi.json is stale: run python -m sync.contract --write"
     )
 
@@ -27,13 +28,14 @@ def _refs(node: Any) -> list[str]:
 
 
 def test_every_reference_resolves_and_every_posted_record_has_a_batch() -> None:
-    doc = json.loads(c.openapi_text())
+    doc = json.loads(openapi_text())
     schemas = doc["components"]["schemas"]
     missing = {r for r in _refs(doc) if r.removeprefix("#/components/schemas/") not in schemas}
     assert not missing
     for resource in c.POSTED:
-        assert f"/{resource}" in doc["paths"] and f"/{resource}/batch" in doc["paths"]
-        post = doc["paths"][f"/{resource}/batch"]["post"]
+        path = f"{c.API_PREFIX}/{resource}"
+        assert path in doc["paths"] and f"{path}/batch" in doc["paths"]
+        post = doc["paths"][f"{path}/batch"]["post"]
         assert any(p["name"] == "Idempotency-Key" and p["required"] for p in post["parameters"])
 
 

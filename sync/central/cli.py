@@ -17,14 +17,18 @@ import datetime as dt
 import logging
 import os
 import signal
+import ssl
 import sys
 import threading
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.context import AppContext
 from app.errors import ValidationError
 from app.i18n import N_, _
+
+if TYPE_CHECKING:
+    from sync.central.server import CentralServer
 
 log = logging.getLogger(__name__)
 ENROLMENT_KEY_ENV = "CARDVEND_ENROLMENT_KEY"
@@ -36,11 +40,13 @@ def default_db(ctx: AppContext) -> str:
 
 
 def cmd_central_serve(ctx: AppContext, args: argparse.Namespace) -> int:
-    from sync.central.seed import seed_demo
-    from sync.central.server import CentralServer
+    from sync.central.server import CentralServer, ServeConfig, listen, serve_workers, url_of
 
     db_url = args.central_db or default_db(ctx)
     key = args.enrolment_key or os.environ.get(ENROLMENT_KEY_ENV) or None
+    tls = _tls_files(args)
+    if args.workers < 1:
+        raise ValidationError(N_("--workers must be 1 or more"))
     server = CentralServer(
         db_url,
         host=args.host,
@@ -49,20 +55,26 @@ def cmd_central_serve(ctx: AppContext, args: argparse.Namespace) -> int:
         faults=args.faults,
         clock=ctx.clock,
         clock_skew=dt.timedelta(minutes=args.clock_skew),
+        tls_cert=tls[0],
+        tls_key=tls[1],
     )
+    if not args.no_seed:
+        _seed(server, ctx)
+    if args.workers > 1:
+        # the workers build their own stores; this process only listens and supervises them
+        server.store.dispose()
+        sock = listen(args.host, args.port)
+        config = ServeConfig(
+            db_url=str(db_url),
+            enrolment_key=key,
+            faults=args.faults,
+            clock_skew_minutes=args.clock_skew,
+        )
+        _announce(url_of(sock, tls[0] is not None), key, args.workers)
+        serve_workers(config, sock, args.workers, tls_cert=tls[0], tls_key=tls[1])
+        return 0
     stop = threading.Event()
     try:
-        if not args.no_seed:
-            report = seed_demo(server.store, ctx.clock.now())
-            print(
-                _(
-                    "Demo data: {plans} tariff versions, {customers} customers, {jobs} jobs added.",
-                    plans=report.plans_added,
-                    customers=report.customers_added,
-                    jobs=report.jobs_added,
-                ),
-                file=sys.stderr,
-            )
         server.start()
         previous: dict[signal.Signals, Any] = {}
         if threading.current_thread() is threading.main_thread():
@@ -73,9 +85,7 @@ def cmd_central_serve(ctx: AppContext, args: argparse.Namespace) -> int:
 
             for sig in (signal.SIGINT, signal.SIGTERM):
                 previous[sig] = signal.signal(sig, on_signal)
-        print(f"central listening on {server.url}", flush=True)
-        if key is None:
-            print(_("No enrolment key: any counter may register."), file=sys.stderr)
+        _announce(server.url, key, 1)
         try:
             while not stop.wait(0.5):
                 pass
@@ -85,6 +95,51 @@ def cmd_central_serve(ctx: AppContext, args: argparse.Namespace) -> int:
     finally:
         server.stop()
     return 0
+
+
+def _seed(server: CentralServer, ctx: AppContext) -> None:
+    from sync.central.seed import seed_demo
+
+    report = seed_demo(server.store, ctx.clock.now())
+    print(
+        _(
+            "Demo data: {plans} tariff versions, {customers} customers, {jobs} jobs added.",
+            plans=report.plans_added,
+            customers=report.customers_added,
+            jobs=report.jobs_added,
+        ),
+        file=sys.stderr,
+    )
+
+
+def _announce(url: str, key: str | None, workers: int) -> None:
+    """The one line scripts and tests wait for (not translated), then what a person reads."""
+    print(f"central listening on {url}", flush=True)
+    if workers > 1:
+        print(_("{workers} worker processes.", workers=workers), file=sys.stderr)
+    if key is None:
+        print(_("No enrolment key: any counter may register."), file=sys.stderr)
+
+
+def _tls_files(args: argparse.Namespace) -> tuple[str | None, str | None]:
+    """The certificate and key, both or neither, checked before anything listens."""
+    from sync.central.server import tls_context_check
+
+    cert, key = args.tls_cert, args.tls_key
+    if (cert is None) != (key is None):
+        raise ValidationError(N_("--tls-cert and --tls-key go together"))
+    if cert is None or key is None:
+        return None, None
+    try:
+        tls_context_check(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise ValidationError(
+            N_("cannot use the TLS certificate {cert} with the key {key}: {detail}"),
+            cert=cert,
+            key=key,
+            detail=str(exc),
+        ) from exc
+    return cert, key
 
 
 def cmd_central_enrol(ctx: AppContext, args: argparse.Namespace) -> int:
@@ -155,6 +210,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help=_("how far ahead of this clock a record's time may be (default {minutes})",
                minutes=DEFAULT_SKEW_MINUTES),
     )  # fmt: skip
+    q.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help=_("worker processes serving the same database (default 1)"),
+    )
+    q.add_argument("--tls-cert", metavar="FILE", help=_("serve HTTPS with this certificate (PEM)"))
+    q.add_argument("--tls-key", metavar="FILE", help=_("the certificate's private key (PEM)"))
     q.set_defaults(func=cmd_central_serve)
 
     q = csub.add_parser(

@@ -1,14 +1,23 @@
-"""Fault injection for tests: the reference central server misbehaves on purpose when armed
-(``POST /_test/faults`` or :meth:`FaultInjector.arm`); see :mod:`sync.central.server`."""
+"""Fault injection for tests: the station misbehaves on purpose when armed (``POST
+/_test/faults`` or :meth:`FaultInjector.arm`).
+
+:class:`FaultMiddleware` is an ASGI middleware that the server adds only when it is started with
+faults on; without it ``/_test/faults`` is a 404 and nothing can be armed.  ``POST /_test/faults``
+arms (a :class:`FaultSpec` body), ``DELETE`` clears, ``GET`` shows what is armed and how many
+faults were injected.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import threading
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sync import contract as c
 
@@ -111,4 +120,104 @@ class FaultInjector:
             return Fault(latency) if latency else None
 
 
-__all__ = ["Fault", "FaultInjector", "FaultSpec"]
+FAULTS_PATH = "/_test/faults"
+_GARBAGE = (b'{"items": [{"truncated": tru', b'{"unexpected": "shape", "results": 7}')
+
+
+async def _answer(
+    send: Send, status: int, body: bytes, headers: dict[str, str] | None = None
+) -> None:
+    raw = [
+        (b"content-type", b"application/json; charset=utf-8"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    raw += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _drop(send: Send) -> None:
+    """Close the connection without an answer.  uvicorn's ``send`` is a method of the request's
+    cycle, which holds the connection's transport; closing it is what a dropped connection is.
+    (A server that does not expose it gets a 500 instead: still no answer the client can use.)"""
+    transport = getattr(getattr(send, "__self__", None), "transport", None)
+    if transport is None:
+        raise ConnectionAbortedError("injected fault: connection dropped")
+    transport.close()
+    await asyncio.sleep(0)  # let the server see the connection go before the app returns
+
+
+class FaultMiddleware:
+    """Applies what :meth:`FaultInjector.take` says to every request under the API prefix, and
+    serves ``/_test/faults``."""
+
+    def __init__(self, app: ASGIApp, injector: FaultInjector) -> None:
+        self.app = app
+        self.injector = injector
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        if path == FAULTS_PATH:
+            await self._control(scope, receive, send)
+            return
+        fault = self.injector.take(path) if path.startswith(c.API_PREFIX) else None
+        if fault is None:
+            await self.app(scope, receive, send)
+            return
+        if fault.latency_ms:
+            await asyncio.sleep(fault.latency_ms / 1000)
+        if fault.action == "drop_before":
+            await _drop(send)
+            return
+        if fault.action == "error_5xx":
+            headers = {"Connection": "close"}
+            if fault.retry_after is not None:
+                headers["Retry-After"] = str(fault.retry_after)
+            problem = c.Problem(code="server_error", message="unavailable (injected fault)")
+            await _answer(send, 503, problem.model_dump_json().encode(), headers)
+            return
+        if fault.action not in ("drop_after_commit", "malformed"):
+            await self.app(scope, receive, send)
+            return
+
+        async def swallow(message: Message) -> None:  # the real answer is done, not sent
+            pass
+
+        await self.app(scope, receive, swallow)
+        if fault.action == "drop_after_commit":
+            await _drop(send)
+        else:
+            await _answer(send, 200, _GARBAGE[fault.malformed_variant])
+
+    async def _control(self, scope: Scope, receive: Receive, send: Send) -> None:
+        method = scope["method"]
+        body = b""
+        more = True
+        while more:
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False) and len(body) < 65536
+        try:
+            if method == "POST":
+                self.injector.arm(FaultSpec.model_validate_json(body or b"{}"))
+            elif method == "DELETE":
+                self.injector.clear()
+            elif method != "GET":
+                problem = c.Problem(
+                    code="bad_request", message=f"{method} is not allowed on {FAULTS_PATH}"
+                )
+                await _answer(
+                    send, 405, problem.model_dump_json().encode(), {"Allow": "GET, POST, DELETE"}
+                )
+                return
+        except ValueError as exc:  # pydantic's ValidationError is a ValueError
+            problem = c.Problem(code="bad_request", message=str(exc).splitlines()[0][:200])
+            await _answer(send, 400, problem.model_dump_json().encode())
+            return
+        await _answer(send, 200, json.dumps(self.injector.state()).encode())
+
+
+__all__ = ["FAULTS_PATH", "Fault", "FaultInjector", "FaultMiddleware", "FaultSpec"]

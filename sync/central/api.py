@@ -1,0 +1,686 @@
+"""The station's HTTP API: a FastAPI application on the contract's pydantic models.
+
+The models in :mod:`sync.contract` stay the single source of the contract; FastAPI generates the
+OpenAPI document from the routes declared here (:func:`openapi_document`, committed as
+``sync/openapi.json``).  Every rule (who may register, what a counter may post, what it may see)
+is in :class:`~sync.central.store.CentralStore`; what HTTP adds lives in one place, the route
+class :class:`ContractRoute`, which every route of the API uses:
+
+- **authentication before the body**: a secured route's bearer token (a registration's
+  credentials) is checked before a byte of the body is read (401, the connection closes);
+- a POST or PUT body must be ``application/json`` in UTF-8 (415: no cross-site form posts), of at
+  most :data:`~sync.contract.MAX_BODY` bytes (413, checked on the declared length before reading
+  and while reading a chunked body);
+- **strict parsing**: the body is validated against the route's contract model the way JSON
+  Schema reads it (no ``"1"`` for 1; ``63.0`` is the integer 63; NaN is not JSON) before FastAPI
+  sees it; a batch of more than :data:`~sync.contract.MAX_BATCH` items is a 413;
+- every error is a :class:`~sync.contract.Problem`; bad input is a 400, never a 500; an
+  unexpected exception is a logged 500 ``server_error`` whose details stay in the log.
+
+The counter a request acts for is a dependency (:func:`current_counter`), its office scope comes
+with it, and idempotency is the store's (``post_keyed``: the key and the kept answer are rows in
+the same transaction as the records), so any number of workers and hosts can serve one database.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Coroutine, Sequence
+from decimal import Decimal, InvalidOperation
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from sync import contract as c
+from sync.central.store import (
+    DEFAULT_LIMIT,
+    AuditDiverged,
+    CentralStore,
+    Counter,
+    Credentials,
+    Refused,
+    canonical_json,
+    sha256_hex,
+)
+
+log = logging.getLogger("sync.central.server")
+
+JSON_TYPE = "application/json; charset=utf-8"
+MAX_BODY = c.MAX_BODY
+API = c.API_PREFIX
+KEY_MIN, KEY_MAX = 8, 64
+# routes anyone may call; every other route of the API needs a counter's bearer token
+OPEN_PATHS = frozenset({f"{API}/health", f"{API}/ready", f"{API}/openapi.json", f"{API}/metrics"})
+REGISTER_PATH = f"{API}/counters/register"
+_CREDENTIAL_LIMITS = {"X-Enrolment-Key": 128, "X-Enrolment-Code": 64, "Idempotency-Key": 64}
+_PROBLEM_TEXTS = {
+    400: "The request is not valid",
+    401: "No valid bearer token (or enrolment credential)",
+    403: "Outside this counter's lane (a refusal code)",
+    404: "Not found",
+    409: "Conflicts with what the central system holds",
+    413: "Too large",
+    415: "The body is not application/json",
+    422: "Refused: the record does not hold together (a refusal code)",
+}
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class HttpError(Exception):
+    """An answer other than success, as a :class:`~sync.contract.Problem`."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        headers: dict[str, str] | None = None,
+        close: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = dict(headers or {})
+        if close:  # the body may be left unread: its bytes must not become the next request
+            self.headers["Connection"] = "close"
+
+
+def json_response(
+    status: int, body: bytes | BaseModel, headers: dict[str, str] | None = None
+) -> Response:
+    data = body if isinstance(body, bytes) else body.model_dump_json().encode("utf-8")
+    return Response(data, status_code=status, media_type=JSON_TYPE, headers=headers)
+
+
+def problem_response(err: HttpError) -> Response:
+    return json_response(err.status, c.Problem(code=err.code, message=err.message), err.headers)
+
+
+def _first_error(errors: Sequence[Any]) -> str:
+    if not errors:
+        return "the request is not valid"
+    e = errors[0]
+    where = ".".join(str(p) for p in e.get("loc", ()) if p != "body")
+    return f"{where}: {e['msg']}" if where else str(e["msg"])
+
+
+def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {s: {"model": c.Problem, "description": _PROBLEM_TEXTS[s]} for s in statuses}
+
+
+# --------------------------------------------------------------------------- strict bodies
+
+
+class _IntegralFloats:
+    """``json.loads`` hooks: a number written with a fraction or exponent but a whole value
+    (``63.0``, ``1e3``) is an integer to JSON Schema, so it becomes an ``int``; NaN and
+    Infinity are not JSON and are refused."""
+
+    def __init__(self) -> None:
+        self.changed = False
+
+    def number(self, text: str) -> int | float:
+        try:
+            value = Decimal(text)
+        except InvalidOperation:
+            raise ValueError(f"bad number {text[:40]!r}") from None
+        if value.is_finite() and abs(value.adjusted()) <= 40 and value == value.to_integral_value():
+            self.changed = True
+            return int(value)
+        return float(text)
+
+    @staticmethod
+    def constant(text: str) -> Any:
+        raise ValueError(f"{text} is not JSON")
+
+
+def parse_strict(model: Any, body: bytes) -> Any:
+    """Validate a request body against the contract model, strictly (no "1" for 1), the way
+    JSON Schema reads it (63.0 is the integer 63)."""
+    data: bytes | str = body
+    hooks = _IntegralFloats()
+    try:
+        parsed = json.loads(body, parse_float=hooks.number, parse_constant=hooks.constant)
+    except (ValueError, RecursionError) as exc:
+        raise HttpError(400, "bad_request", f"Invalid JSON: {str(exc)[:200]}") from exc
+    if hooks.changed:
+        data = json.dumps(parsed)
+    try:
+        return model.model_validate_json(data, strict=True)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_input=False)
+        if (
+            errors
+            and errors[0].get("type") == "too_long"
+            and tuple(errors[0].get("loc", ())) == ("items",)
+        ):
+            raise HttpError(
+                413, "payload_too_large", f"a batch holds at most {c.MAX_BATCH} items"
+            ) from exc
+        raise HttpError(400, "bad_request", _first_error(errors)) from exc
+
+
+def _check_json(request: Request) -> None:
+    """A POST or PUT body is JSON, said so (a browser's cross-site form post cannot)."""
+    media, _, params = (request.headers.get("content-type") or "").partition(";")
+    charset = ""
+    for param in params.split(";"):
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset":
+            charset = value.strip().strip('"').lower()
+    if media.strip().lower() != "application/json" or charset not in ("", "utf-8"):
+        raise HttpError(
+            415,
+            "unsupported_media_type",
+            "the body must be Content-Type: application/json (UTF-8)",
+            close=True,
+        )
+
+
+async def _read_body(request: Request) -> bytes:
+    """The body, refused at :data:`~sync.contract.MAX_BODY` bytes: on the declared length
+    before reading, and while reading a chunked one."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY:
+        raise HttpError(
+            413, "payload_too_large", f"a body may have at most {MAX_BODY} bytes", close=True
+        )
+    parts: list[bytes] = []
+    total = 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > MAX_BODY:
+            raise HttpError(
+                413, "payload_too_large", f"a body may have at most {MAX_BODY} bytes", close=True
+            )
+        parts.append(chunk)
+    body = b"".join(parts)
+    request._body = body  # FastAPI reads the body from here
+    return body
+
+
+# --------------------------------------------------------------------------- authentication
+
+
+bearer = HTTPBearer(scheme_name="counterToken", auto_error=False)
+
+
+def store_of(request: Request) -> CentralStore:
+    store: CentralStore = request.app.state.store
+    return store
+
+
+def _authenticate(request: Request) -> Counter:
+    scheme, _, token = (request.headers.get("authorization") or "").strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise HttpError(
+            401, "unauthorized", "an Authorization: Bearer <token> is required", close=True
+        )
+    counter = store_of(request).authenticate(token.strip())
+    if counter is None:
+        raise HttpError(401, "unauthorized", "the bearer token is not valid", close=True)
+    return counter
+
+
+def credentials(request: Request) -> Credentials:
+    """What a registration brings: a bearer token, the enrolment key or an enrolment code."""
+    values: dict[str, str | None] = {}
+    for name, most in _CREDENTIAL_LIMITS.items():
+        value = request.headers.get(name)
+        if value is not None and len(value) > most:
+            raise HttpError(400, "bad_request", f"{name} has at most {most} characters", close=True)
+        values[name] = value or None
+    scheme, _, token = (request.headers.get("authorization") or "").strip().partition(" ")
+    return Credentials(
+        bearer=token.strip() or None if scheme.lower() == "bearer" else None,
+        enrolment_key=values["X-Enrolment-Key"],
+        enrolment_code=values["X-Enrolment-Code"],
+        request_key=values["Idempotency-Key"],
+    )
+
+
+def current_counter(
+    request: Request, _token: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+) -> Counter:
+    """The counter the request acts for (authenticated by :class:`ContractRoute` before the body
+    was read); its office is the scope of everything it may see or post."""
+    counter: Counter = request.state.counter
+    return counter
+
+
+CounterDep = Annotated[Counter, Depends(current_counter)]
+StoreDep = Annotated[CentralStore, Depends(store_of)]
+
+
+class ContractRoute(APIRoute):
+    """Every API route: authentication, media type, size and strict parsing before FastAPI
+    reads the body, and every failure as a Problem."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        secured = self.path not in OPEN_PATHS and self.path != REGISTER_PATH
+        register = self.path == REGISTER_PATH
+        model = self.body_field.field_info.annotation if self.body_field is not None else None
+        writes = bool((self.methods or set()) & {"POST", "PUT"})
+
+        async def guarded(request: Request) -> Response:
+            try:
+                if secured:
+                    counter = _authenticate(request)
+                    request.state.counter = counter
+                    request.scope.setdefault("state", {})["counter_id"] = counter.counter_id
+                elif register:
+                    creds = credentials(request)
+                    request.state.credentials = creds
+                    if not store_of(request).admits(creds):  # the body stays unread
+                        raise HttpError(
+                            401,
+                            "unauthorized",
+                            "registering needs the enrolment key (a new counter), the counter's "
+                            "current token, or an enrolment code from the central system's "
+                            "administrator",
+                            close=True,
+                        )
+                if writes:
+                    _check_json(request)
+                if model is not None:
+                    request.state.body = parse_strict(model, await _read_body(request))
+                return await handler(request)
+            except HttpError as err:
+                return problem_response(err)
+            except RequestValidationError as exc:
+                return problem_response(HttpError(400, "bad_request", _first_error(exc.errors())))
+            except Exception:
+                log.exception("unexpected error in %s %s", request.method, request.url.path[:200])
+                return problem_response(HttpError(500, "server_error", "unexpected server error"))
+
+        return guarded
+
+
+# --------------------------------------------------------------------------- the routes
+
+router = APIRouter(prefix=API, route_class=ContractRoute)
+After = Annotated[int, Query(ge=0)]
+Limit = Annotated[int, Query(ge=1, le=c.MAX_PAGE)]
+IdempotencyKey = Annotated[
+    str, Header(alias="Idempotency-Key", min_length=KEY_MIN, max_length=KEY_MAX)
+]
+PAGE_ANSWERS = {200: {"description": "A page"}, **_problems(400, 401)}
+
+
+@router.get(
+    "/health",
+    operation_id="health",
+    summary="Whether the central system answers",
+    response_model=c.Health,
+)
+def health(store: StoreDep) -> Response:
+    return json_response(
+        200, c.Health(status="ok", contract=c.CONTRACT_VERSION, server_time=store.now())
+    )
+
+
+@router.post(
+    "/counters/register",
+    operation_id="registerCounter",
+    summary="Register a counter; answers its bearer token (a new one each time)",
+    description=(
+        "A new counter id registers with the enrolment key (when the central system has one) or "
+        "with an enrolment code issued for it.  A counter id that is registered already registers "
+        "again only with its current token (Authorization: Bearer; the office stays the same, the "
+        "receipt key is answered again) or with a one-time enrolment code the central "
+        "administrator issued for it (the code's office; a new receipt key).  Otherwise 409 "
+        "counter_id_taken."
+    ),
+    response_model=c.RegisterResponse,
+    responses=_problems(400, 401, 409, 413, 415),
+)
+def register(
+    request: Request,
+    body: c.RegisterRequest,
+    store: StoreDep,
+    x_enrolment_key: Annotated[str | None, Header(alias="X-Enrolment-Key", max_length=128)] = None,
+    x_enrolment_code: Annotated[str | None, Header(alias="X-Enrolment-Code", max_length=64)] = None,
+) -> Response:
+    try:
+        answer = store.register(request.state.body, request.state.credentials)
+    except Refused as exc:
+        raise HttpError(exc.refusal.status, exc.refusal.code, exc.refusal.message) from exc
+    return json_response(200, answer)
+
+
+@router.put(
+    "/counters/me/audit-head",
+    operation_id="putAuditHead",
+    summary="The counter's latest audit hash",
+    response_model=c.AuditHeadAck,
+    responses=_problems(400, 401, 409, 413, 415),
+)
+def audit_head(
+    request: Request, body: c.AuditHead, counter: CounterDep, store: StoreDep
+) -> Response:
+    try:
+        ack = store.put_audit_head(counter, request.state.body)
+    except AuditDiverged as exc:
+        raise HttpError(409, "audit_diverged", str(exc)) from exc
+    return json_response(200, ack)
+
+
+@router.get(
+    "/counters/me/sales",
+    operation_id="listCounterSales",
+    summary="The sales the central system holds for this counter",
+    response_model=c.CounterSalePage,
+    responses=PAGE_ANSWERS,
+)
+def counter_sales(
+    counter: CounterDep, store: StoreDep, after: After = 0, limit: Limit = DEFAULT_LIMIT
+) -> Response:
+    return json_response(200, store.counter_sales_page_json(counter, after, limit))
+
+
+@router.get(
+    "/receipts/{sale_id}/check",
+    operation_id="checkReceipt",
+    summary=(
+        "Check a receipt's verification code against a sale made in this counter's office "
+        "(another office's sale is unknown here)"
+    ),
+    response_model=c.ReceiptCheck,
+    responses=_problems(400, 401),
+)
+def check_receipt(
+    counter: CounterDep,
+    store: StoreDep,
+    sale_id: Annotated[str, Path(min_length=1, max_length=64)],
+    code: Annotated[str, Query(min_length=1, max_length=16)],
+) -> Response:
+    return json_response(200, store.check_receipt(counter, sale_id, code))
+
+
+@router.get(
+    "/customers/{customer_no}/control-status",
+    operation_id="getControlStatus",
+    summary="Charge-control status of one customer of this counter's office",
+    response_model=c.ControlStatus,
+    responses=_problems(400, 401, 404),
+)
+def control_status(
+    counter: CounterDep,
+    store: StoreDep,
+    customer_no: Annotated[str, Path(pattern=r"^[0-9]{12}$")],
+) -> Response:
+    status = store.control_status(counter, customer_no)
+    if status is None:
+        raise HttpError(404, "not_found", f"no customer {customer_no}")
+    return json_response(200, status)
+
+
+def _page_route(path: str, page: type[c.Model], summary: str, fetch: str, scoped: bool) -> None:
+    """A GET page of a pulled resource after a cursor."""
+
+    def endpoint(
+        counter: CounterDep, store: StoreDep, after: After = 0, limit: Limit = DEFAULT_LIMIT
+    ) -> Response:
+        args = (counter, after, limit) if scoped else (after, limit)
+        return json_response(200, getattr(store, fetch)(*args))
+
+    router.add_api_route(
+        path,
+        endpoint,
+        methods=["GET"],
+        operation_id="list" + page.__name__.removesuffix("Page"),
+        summary=summary,
+        response_model=page,
+        responses=PAGE_ANSWERS,
+    )
+
+
+_page_route(
+    "/tariffs",
+    c.TariffPage,
+    "Tariff versions after the cursor, in the order they were issued",
+    "tariffs_page_json",
+    scoped=False,
+)
+_page_route(
+    "/customers",
+    c.CustomerPage,
+    "Changes to the archive of this counter's office after the cursor (deltas)",
+    "customers_page_json",
+    scoped=True,
+)
+_page_route(
+    "/remote-purchases",
+    c.RemoteStatusPage,
+    "Issuing status of this counter's remote purchases, changes after the cursor",
+    "remote_page_json",
+    scoped=True,
+)
+_page_route(
+    "/jobs",
+    c.JobPage,
+    "Management-card jobs of the office, changes after the cursor",
+    "jobs_page_json",
+    scoped=True,
+)
+
+
+def _render_single(results: list[c.ItemResult]) -> tuple[int, bytes]:
+    r = results[0]
+    if r.status == "created":
+        return 201, r.model_dump_json().encode()
+    if r.status == "duplicate":
+        return 200, r.model_dump_json().encode()
+    if r.status == "conflict":
+        code, status = "conflict", 409
+    elif r.code in c.REFUSALS:
+        code, status = r.code, c.REFUSALS[r.code][0]
+    else:
+        code, status = "bad_request", 400
+    return status, c.Problem(code=code, message=r.message, ids=[r.id]).model_dump_json().encode()
+
+
+def _render_batch(results: list[c.ItemResult]) -> tuple[int, bytes]:
+    return 200, c.BatchResult(results=results).model_dump_json().encode()
+
+
+ResultsHook = Callable[[str, list[c.ItemResult]], None]
+
+
+def _keyed(
+    request: Request,
+    resource: str,
+    items: list[Any],
+    key: str,
+    render: Callable[[list[c.ItemResult]], tuple[int, bytes]],
+) -> Response:
+    """A post under its Idempotency-Key: the store keeps the first answer with the key, in the
+    records' transaction, and replays it for the same request."""
+    counter: Counter = request.state.counter
+    canonical = canonical_json([i.model_dump(mode="json") for i in items])
+    request_hash = sha256_hex(f"{request.method} {request.url.path}\n{canonical}")
+    observe: ResultsHook | None = getattr(request.app.state, "observe_results", None)
+
+    def rendered(results: list[c.ItemResult]) -> tuple[int, bytes]:
+        if observe is not None:
+            request.state.results = results
+        return render(results)
+
+    reply = store_of(request).post_keyed(
+        resource, counter, items, key=key, request_hash=request_hash, render=rendered
+    )
+    results = getattr(request.state, "results", None)
+    if observe is not None and results is not None:
+        observe(resource, results)
+    headers = {"Idempotent-Replayed": "true"} if reply.replayed else {}
+    return json_response(reply.status, reply.body, headers)
+
+
+def _posted_routes(resource: str) -> None:
+    """A single and a batch POST of one posted resource, idempotent by the record's id and by
+    the request's Idempotency-Key."""
+    model = c.POSTED[resource]
+    batch = c.BATCHES[resource]
+
+    def post_one(request: Request, body: Any, counter: CounterDep, key: IdempotencyKey) -> Response:
+        return _keyed(request, resource, [request.state.body], key, _render_single)
+
+    def post_batch(
+        request: Request, body: Any, counter: CounterDep, key: IdempotencyKey
+    ) -> Response:
+        return _keyed(request, resource, list(request.state.body.items), key, _render_batch)
+
+    post_one.__annotations__["body"] = model
+    post_batch.__annotations__["body"] = batch
+    router.add_api_route(
+        f"/{resource}",
+        post_one,
+        methods=["POST"],
+        operation_id="post" + model.__name__,
+        summary=f"One {model.__name__}, idempotent by its id",
+        status_code=201,
+        response_model=c.ItemResult,
+        responses={
+            200: {"model": c.ItemResult, "description": "Already there with the same body"},
+            **_problems(400, 401, 403, 409, 413, 415, 422),
+        },
+    )
+    router.add_api_route(
+        f"/{resource}/batch",
+        post_batch,
+        methods=["POST"],
+        operation_id="post" + batch.__name__,
+        summary=f"Up to {c.MAX_BATCH} {model.__name__}s; one result per item, in order",
+        response_model=c.BatchResult,
+        responses=_problems(400, 401, 409, 413, 415),
+    )
+
+
+for _resource in c.POSTED:
+    _posted_routes(_resource)
+
+
+# --------------------------------------------------------------------------- the application
+
+
+async def _http_problem(request: Request, exc: Exception) -> Response:
+    """Starlette's own answers (no such path, a method the path does not take) as Problems."""
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 404:
+        err = HttpError(404, "not_found", f"no such path: {request.url.path[:200]}")
+    elif exc.status_code == 405:
+        err = HttpError(
+            405,
+            "bad_request",
+            f"{request.method} is not allowed on {request.url.path[:200]}",
+            headers=dict(exc.headers or {}),
+        )
+    else:
+        err = HttpError(
+            exc.status_code,
+            "bad_request" if exc.status_code < 500 else "server_error",
+            str(exc.detail),
+        )
+    return problem_response(err)
+
+
+async def _invalid(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    return problem_response(HttpError(400, "bad_request", _first_error(exc.errors())))
+
+
+def create_app(store: CentralStore | None = None) -> FastAPI:
+    """The API over ``store`` (None: only for the OpenAPI document)."""
+    app = FastAPI(
+        title="CardVend central marketing system",
+        version=c.CONTRACT_VERSION,
+        description=c.description(),
+        openapi_url=f"{API}/openapi.json",
+        docs_url=None,
+        redoc_url=None,
+        separate_input_output_schemas=False,
+    )
+    app.state.store = store
+    app.include_router(router)
+    app.add_exception_handler(StarletteHTTPException, _http_problem)
+    app.add_exception_handler(RequestValidationError, _invalid)
+    generate = app.openapi
+
+    def document() -> dict[str, Any]:
+        doc = generate()
+        _problems_only(doc)
+        return doc
+
+    app.openapi = document  # type: ignore[method-assign]
+    return app
+
+
+def _problems_only(doc: dict[str, Any]) -> None:
+    """FastAPI documents a 422 ``HTTPValidationError`` on every route with parameters; this API
+    answers invalid input with a 400 Problem (declared per route) and keeps 422 for records that
+    do not hold together, so that default goes."""
+    for operations in doc.get("paths", {}).values():
+        for operation in operations.values():
+            answer = operation.get("responses", {}).get("422")
+            if answer is not None and "HTTPValidationError" in json.dumps(answer):
+                del operation["responses"]["422"]
+    schemas = doc.get("components", {}).get("schemas", {})
+    for name in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(name, None)
+    # FastAPI's OpenAPI model holds numeric bounds as floats (2**63 - 1 would become 2**63):
+    # each contract model's schema is taken as pydantic writes it
+    for name in list(schemas):
+        model = getattr(c, name, None)
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            schemas.update(schema.pop("$defs", {}))
+            schemas[name] = schema
+    _whole_numbers(doc)
+
+
+def _whole_numbers(node: Any) -> Any:
+    """Integral floats (``5000.0`` for a parameter's bound) back to integers, in place."""
+    items = (
+        node.items()
+        if isinstance(node, dict)
+        else enumerate(node)
+        if isinstance(node, list)
+        else ()
+    )
+    for key, value in list(items):
+        if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+            node[key] = int(value)
+        else:
+            _whole_numbers(value)
+    return node
+
+
+def openapi_document() -> dict[str, Any]:
+    """The OpenAPI document FastAPI generates for the contract."""
+    return create_app().openapi()
+
+
+def openapi_text() -> str:
+    return json.dumps(openapi_document(), ensure_ascii=False, indent=1, sort_keys=True) + "\n"
+
+
+__all__ = [
+    "ContractRoute",
+    "HttpError",
+    "create_app",
+    "current_counter",
+    "openapi_document",
+    "openapi_text",
+    "parse_strict",
+]
