@@ -170,6 +170,7 @@ class RoundsOutcome:
     local: set[str]
     held: list[str]
     faults_seen: dict[str, int] = field(default_factory=dict)
+    fault_seconds: dict[str, float] = field(default_factory=dict)  # time spent, by fault
     urls_used: dict[str, int] = field(default_factory=dict)
 
 
@@ -246,6 +247,7 @@ def run_fault_rounds(
         elif fault == "restart":
             crash_after = rng.choice((0, 1))
         link = client(crash_after)
+        started = time.perf_counter()
         try:
             push(
                 counter.db,
@@ -266,6 +268,8 @@ def run_fault_rounds(
         finally:
             link.close()
             target.clear()
+            spent = time.perf_counter() - started
+            outcome.fault_seconds[fault] = outcome.fault_seconds.get(fault, 0.0) + spent
     # the link is good again: everything goes out, through each server in turn
     for attempt in range(5):
         if pending(counter.db) == 0:
