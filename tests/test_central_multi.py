@@ -280,7 +280,7 @@ def test_central_serve_https_through_the_cli(tls: Tls, tmp_path: Path) -> None:
         assert client.health().status == "ok"
         answer = client.register(c.RegisterRequest(counter_id="C01", office_code="DEMO"), None)
         assert answer.office_code == "DEMO"
-        with pytest.raises(CentralUnreachable, match="TLS: .*certificate verify failed"):
+        with pytest.raises(CentralUnreachable, match=r"TLS: .*certificate verify failed"):
             CentralClient(central.url, ca_bundle=str(tls.other_ca)).health()
         with pytest.raises(CentralUnreachable):  # plain HTTP to the HTTPS port gets nothing
             CentralClient(central.url.replace("https:", "http:")).health()
