@@ -91,7 +91,11 @@ class CentralClient:
         self.timeout = timeout
         self.retry = retry or RetryPolicy()
         self.http = session or requests.Session()
-        self.http.verify = ca_bundle or True
+        # given with every request: requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE in the
+        # environment override a session's verify (psf/requests#3829), which would silently
+        # drop the counter's central_ca_bundle setting
+        self.verify: str | bool = ca_bundle or True
+        self.http.verify = self.verify
         self.http.headers["User-Agent"] = f"cardvend-counter/{c.CONTRACT_VERSION}"
         self.http.headers["Accept"] = "application/json"
         # HTTP requests made, retries and halves included: what a push report counts
@@ -131,7 +135,13 @@ class CentralClient:
             try:
                 self.requests += 1
                 resp = self.http.request(
-                    method, url, params=params, data=data, headers=hdrs, timeout=self.timeout
+                    method,
+                    url,
+                    params=params,
+                    data=data,
+                    headers=hdrs,
+                    timeout=self.timeout,
+                    verify=self.verify,
                 )
             except requests.exceptions.SSLError as exc:
                 raise CentralUnreachable(url=self.base_url, detail=f"TLS: {exc}") from exc

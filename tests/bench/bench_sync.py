@@ -11,9 +11,14 @@
    only K sales one by one and scales the figure up (marked ``extrapolated``).
 3. ``sync_random``: the randomized exactly-once run of tests/test_sync_random.py with 10,000
    rounds (``--rounds``), reported with its wall time.
+4. ``sync_random_two_servers``: the same rounds against two ``central serve`` processes on one
+   PostgreSQL (tests/test_central_multi.py), the counter alternating between them; a fifth of
+   ``--rounds``.  Skipped (``ok: false``) without a PostgreSQL server.
+5. ``sync_push_tls``: one round of 500 sales pushed in one batch over HTTPS and over HTTP (the
+   in-process server; the median of 9, interleaved), so TLS's cost is one figure.
 
     python -m tests.bench.bench_sync [--customers N] [--sales N] [--rounds N] [--data-dir DIR]
-        [--only pull|push|random]
+        [--only pull|push|random|random2|tls]
 """
 
 from __future__ import annotations
@@ -303,37 +308,120 @@ def bench_push(sales: int, single_sample: int, data_dir: Path) -> dict[str, Any]
     )
 
 
-def bench_random(rounds: int) -> dict[str, Any]:
-    env = {**os.environ, "CARDVEND_SYNC_ROUNDS": str(rounds), "QT_QPA_PLATFORM": "offscreen"}
-    progress(f"randomized exactly-once run, {rounds:,} rounds...")
+def _pytest_rounds(bench: str, rounds: int, node: str, env_var: str) -> dict[str, Any]:
+    env = {**os.environ, env_var: str(rounds), "QT_QPA_PLATFORM": "offscreen"}
+    progress(f"{bench}: {rounds:,} rounds...")
     t0 = time.perf_counter()
     r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "--timeout",
-            "3600",
-            "tests/test_sync_random.py",
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+        [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
+         "--timeout", "3600", node],
+        cwd=ROOT, env=env, capture_output=True, text=True,
+    )  # fmt: skip
     elapsed = time.perf_counter() - t0
+    skipped = " skipped" in r.stdout and " passed" not in r.stdout
+    ok = r.returncode == 0 and not skipped
     return emit(
         {
-            "bench": "sync_random",
+            "bench": bench,
             "rounds": rounds,
             "seconds": rounded(elapsed, 1),
-            "passed": r.returncode == 0,
+            "passed": ok,
+            **({"skipped": r.stdout[-500:]} if skipped else {}),
             "target": "the central side holds exactly the local sales",
-            "ok": r.returncode == 0,
+            "ok": ok,
             **({} if r.returncode == 0 else {"output": r.stdout[-1500:]}),
+        }
+    )
+
+
+def bench_random(rounds: int) -> dict[str, Any]:
+    return _pytest_rounds(
+        "sync_random", rounds, "tests/test_sync_random.py", "CARDVEND_SYNC_ROUNDS"
+    )
+
+
+def bench_random_two_servers(rounds: int) -> dict[str, Any]:
+    return _pytest_rounds(
+        "sync_random_two_servers",
+        rounds,
+        "tests/test_central_multi.py::test_two_server_processes_on_one_database_exactly_once",
+        "CARDVEND_SYNC_MULTI_ROUNDS",
+    )
+
+
+def bench_push_tls(sales: int = 500, repeats: int = 9) -> dict[str, Any]:
+    """One round of ``sales`` sales in one batch, over HTTPS and over HTTP (median seconds)."""
+    import datetime as dt
+    import statistics
+    import tempfile
+
+    import trustme
+
+    from app.clock import FixedClock
+    from app.persistence.db import Database
+    from app.services import auth, shifts
+    from app.services.demo import load_demo
+    from sync.central.seed import seed_demo
+    from sync.central.server import CentralServer
+    from sync.client import CentralClient
+    from sync.contract import RegisterRequest
+    from sync.outbox import push
+
+    clock = FixedClock(dt.datetime(2026, 3, 1, 9, 0, tzinfo=dt.UTC))
+    with tempfile.TemporaryDirectory(prefix="cardvend-bench-tls-") as tmp:
+        work = Path(tmp)
+        ca = trustme.CA()
+        issued = ca.issue_cert("127.0.0.1")
+        ca.cert_pem.write_to_path(str(work / "ca.pem"))
+        issued.private_key_pem.write_to_path(str(work / "key.pem"))
+        for i, blob in enumerate(issued.cert_chain_pems):
+            blob.write_to_path(str(work / "cert.pem"), append=i > 0)
+        links: dict[str, tuple[CentralServer, Database, CentralClient]] = {}
+        try:
+            for mode in ("https", "http"):
+                tls = mode == "https"
+                server = CentralServer(
+                    f"sqlite:///{work / f'central-{mode}.db'}",
+                    tls_cert=str(work / "cert.pem") if tls else None,
+                    tls_key=str(work / "key.pem") if tls else None,
+                )
+                seed_demo(server.store, clock.now())
+                db = Database(str(work / f"counter-{mode}.db"))
+                db.migrate()
+                load_demo(db, clock)
+                teller = auth.login(db, "t01", "demo-t01", counter_id="C01", clock=clock)
+                shifts.open_shift(db, actor=teller, float_fen=0, clock=clock)
+                server.start()
+                client = CentralClient(server.url, ca_bundle=str(work / "ca.pem") if tls else None)
+                links[mode] = (server, db, client)
+                client.token = client.register(
+                    RegisterRequest(counter_id="C01", office_code="DEMO"), None
+                ).token
+            times: dict[str, list[float]] = {"https": [], "http": []}
+            for i in range(repeats):  # interleaved: the machine's load hits both alike
+                for mode in ("https", "http") if i % 2 else ("http", "https"):
+                    server, db, client = links[mode]
+                    _fill_outbox(db, sales, clock)
+                    client.close()  # each round opens its connection (and TLS handshake)
+                    t0 = time.perf_counter()
+                    report = push(db, client, clock, "DEMO", "C01", batch_size=sales)
+                    times[mode].append(time.perf_counter() - t0)
+                    assert report.sent == sales, report
+            medians = {mode: statistics.median(t) for mode, t in times.items()}
+        finally:
+            for server, db, client in links.values():
+                client.close()
+                server.stop()
+                db.dispose()
+    return emit(
+        {
+            "bench": "sync_push_tls",
+            "sales": sales,
+            "https_seconds": rounded(medians["https"], 3),
+            "http_seconds": rounded(medians["http"], 3),
+            "tls_ratio": rounded(medians["https"] / medians["http"], 2),
+            "target": "HTTPS within 1.5x of HTTP for a 500-sale round",
+            "ok": medians["https"] <= 1.5 * medians["http"],
         }
     )
 
@@ -356,6 +444,10 @@ def run(
         out.append(bench_push(sales, single_sample, data_dir))
     if rounds and only in (None, "random"):
         out.append(bench_random(rounds))
+    if rounds and only in (None, "random2"):
+        out.append(bench_random_two_servers(max(rounds // 5, 100)))
+    if only in (None, "tls"):
+        out.append(bench_push_tls())
     return out
 
 
@@ -366,7 +458,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--single-sample", type=int, default=10_000)
     p.add_argument("--rounds", type=int, default=10_000)
     p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
-    p.add_argument("--only", choices=("pull", "push", "random"), help="run one of the three")
+    p.add_argument(
+        "--only",
+        choices=("pull", "push", "random", "random2", "tls"),
+        help="run one of them (random2: the two-server rounds)",
+    )
     a = p.parse_args(argv)
     run(
         a.customers,

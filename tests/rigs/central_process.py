@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -18,20 +19,59 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class CentralProcess:
+    """``cardvend central serve --port P ARGS`` in a child process with its own home; ``url``
+    is what its first line announced (``central listening on URL``)."""
+
+    def __init__(self, home: Path, *args: str, lang: str = "en") -> None:
+        self.port = free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CARDVEND_")}
+        env.update(CARDVEND_HOME=str(home), CARDVEND_LANG=lang)
+        home.mkdir(parents=True, exist_ok=True)
+        self.stderr_path = home / "central-stderr.txt"  # a file: a full pipe would block it
+        self._stderr = self.stderr_path.open("w", encoding="utf-8")
+        self.proc = subprocess.Popen(
+            [sys.executable, "main.py", "central", "serve", "--port", str(self.port), *args],
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=self._stderr, text=True,
+        )  # fmt: skip
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line.startswith("central listening on "):
+            self.proc.kill()
+            self.proc.wait(10)
+            self._stderr.close()
+            raise AssertionError(f"the central server did not start: {line!r} {self.stderr()}")
+        self.url = line.removeprefix("central listening on ").strip()
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(encoding="utf-8")[-3000:]
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def stop(self) -> int:
+        """SIGTERM, and its exit status (killed after 15 s: then -9)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait(5)
+        finally:
+            if self.proc.stdout is not None:
+                self.proc.stdout.close()
+            self._stderr.close()
+
+
 def serve_central(tmp_path: Path) -> Iterator[str]:
     """``cardvend central serve`` on a free port with its own SQLite database: yields its URL,
     stops it cleanly afterwards (wrap it in a fixture)."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CARDVEND_")}
-    env["CARDVEND_HOME"] = str(tmp_path / "central-home")
-    proc = subprocess.Popen(
-        [sys.executable, "main.py", "central", "serve", "--port", str(port),
-         "--db", f"sqlite:///{tmp_path / 'central.db'}", "--enrolment-key", "office-secret"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    central = CentralProcess(
+        tmp_path / "central-home",
+        "--db", f"sqlite:///{tmp_path / 'central.db'}", "--enrolment-key", "office-secret",
     )  # fmt: skip
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    assert f"http://127.0.0.1:{port}" in line, proc.stderr.read() if proc.stderr else line
-    yield f"http://127.0.0.1:{port}"
-    proc.terminate()
-    assert proc.wait(10) == 0  # SIGTERM is a clean stop
+    assert central.url == f"http://127.0.0.1:{central.port}"
+    yield central.url
+    assert central.stop() == 0  # SIGTERM is a clean stop
