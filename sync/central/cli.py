@@ -70,7 +70,12 @@ def cmd_central_serve(ctx: AppContext, args: argparse.Namespace) -> int:
             faults=args.faults,
             clock_skew_minutes=args.clock_skew,
         )
-        _announce(url_of(sock, tls[0] is not None), key, args.workers)
+        url = url_of(sock, tls[0] is not None)
+        # the line scripts wait for comes once a worker answers, not when the socket is bound
+        waiter = threading.Thread(
+            target=_announce_when_up, args=(url, key, args.workers, tls[0]), daemon=True
+        )
+        waiter.start()
         serve_workers(config, sock, args.workers, tls_cert=tls[0], tls_key=tls[1])
         return 0
     stop = threading.Event()
@@ -119,6 +124,29 @@ def _announce(url: str, key: str | None, workers: int) -> None:
         print(_("{workers} worker processes.", workers=workers), file=sys.stderr)
     if key is None:
         print(_("No enrolment key: any counter may register."), file=sys.stderr)
+
+
+def _announce_when_up(url: str, key: str | None, workers: int, cert: str | None) -> None:
+    """Ask ``/health`` until a worker answers, then :func:`_announce`."""
+    import ssl as ssl_module
+    import time
+    import urllib.request
+
+    from sync.contract import API_PREFIX
+
+    context = None
+    if cert is not None:  # only whether it answers: the certificate is the operator's own
+        context = ssl_module.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl_module.CERT_NONE
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}{API_PREFIX}/health", timeout=2, context=context):
+                break
+        except OSError:
+            time.sleep(0.1)
+    _announce(url, key, workers)
 
 
 def _tls_files(args: argparse.Namespace) -> tuple[str | None, str | None]:
