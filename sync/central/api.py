@@ -38,6 +38,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sync import contract as c
+from sync.central.ops import Metrics
 from sync.central.store import (
     DEFAULT_LIMIT,
     AuditDiverged,
@@ -328,6 +329,33 @@ def health(store: StoreDep) -> Response:
     return json_response(
         200, c.Health(status="ok", contract=c.CONTRACT_VERSION, server_time=store.now())
     )
+
+
+@router.get(
+    "/ready",
+    operation_id="ready",
+    summary="Whether this server can serve: its database answers and its schema is current",
+    responses={503: {"description": "Not ready; the body says what is missing"}},
+)
+def ready(store: StoreDep) -> Response:
+    ok, detail = store.readiness()
+    body = json.dumps({"status": "ready" if ok else "not_ready", **detail}).encode()
+    return json_response(200 if ok else 503, body)
+
+
+@router.get(
+    "/metrics",
+    operation_id="metrics",
+    summary="Metrics in the Prometheus text format",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {}}, "description": "The metrics"}},
+)
+def metrics(request: Request) -> Response:
+    registry: Metrics | None = getattr(request.app.state, "metrics", None)
+    if registry is None:
+        raise HttpError(404, "not_found", "metrics are not collected by this server")
+    body, content_type = registry.render()
+    return Response(body, media_type=content_type)
 
 
 @router.post(

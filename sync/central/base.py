@@ -224,6 +224,15 @@ class StoreBase:
     def now(self) -> dt.datetime:
         return self.clock.now().astimezone(dt.UTC)
 
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """Whether this store can serve: the database answers."""
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(select(1)).scalar()
+        except Exception as exc:  # any failure of the database is "not ready", said
+            return False, {"database": f"unreachable: {type(exc).__name__}"}
+        return True, {"database": "ok"}
+
     def dispose(self) -> None:
         self.engine.dispose()
 

@@ -47,6 +47,10 @@ def cmd_central_serve(ctx: AppContext, args: argparse.Namespace) -> int:
     tls = _tls_files(args)
     if args.workers < 1:
         raise ValidationError(N_("--workers must be 1 or more"))
+    if args.log_json:
+        from sync.central.ops import configure_logging
+
+        configure_logging(json_lines=True)
     server = CentralServer(
         db_url,
         host=args.host,
@@ -69,6 +73,7 @@ def cmd_central_serve(ctx: AppContext, args: argparse.Namespace) -> int:
             enrolment_key=key,
             faults=args.faults,
             clock_skew_minutes=args.clock_skew,
+            log_json=args.log_json,
         )
         url = url_of(sock, tls[0] is not None)
         # the line scripts wait for comes once a worker answers, not when the socket is bound
@@ -246,6 +251,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     q.add_argument("--tls-cert", metavar="FILE", help=_("serve HTTPS with this certificate (PEM)"))
     q.add_argument("--tls-key", metavar="FILE", help=_("the certificate's private key (PEM)"))
+    q.add_argument(
+        "--log-json",
+        action="store_true",
+        help=_("log one JSON object per line on stderr, with each request's id"),
+    )
     q.set_defaults(func=cmd_central_serve)
 
     q = csub.add_parser(

@@ -20,11 +20,14 @@ import datetime as dt
 import json
 import logging
 import os
+import shutil
 import socket
 import ssl
+import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Self
 
@@ -36,6 +39,13 @@ from starlette.types import ASGIApp
 from app.clock import Clock
 from sync.central.api import create_app
 from sync.central.faults import Fault, FaultInjector, FaultMiddleware, FaultSpec
+from sync.central.ops import (
+    Metrics,
+    OpsMiddleware,
+    configure_logging,
+    prepare_multiprocess,
+    sync_lag,
+)
 from sync.central.store import DEFAULT_CLOCK_SKEW, CentralStore
 
 log = logging.getLogger(__name__)
@@ -46,11 +56,15 @@ BACKLOG = 2048  # an office's counters and a province's offices connect at once
 
 
 def build_asgi(store: CentralStore, faults: FaultInjector) -> tuple[FastAPI, ASGIApp]:
-    """The API over ``store`` and what uvicorn serves (the API, with the fault middleware
-    around it when faults are on)."""
+    """The API over ``store`` and what uvicorn serves: the API with its metrics, request ids
+    and access log around it (and the fault middleware when faults are on)."""
     app = create_app(store)
-    served: ASGIApp = FaultMiddleware(app, faults) if faults.enabled else app
-    return app, served
+    metrics = Metrics(lag=sync_lag(store.engine, store.now))
+    app.state.metrics = metrics
+    app.state.observe_results = metrics.observe_results
+    served: ASGIApp = OpsMiddleware(app, metrics)
+    # outermost: a dropped connection needs the server's own send (see faults._drop)
+    return app, FaultMiddleware(served, faults) if faults.enabled else served
 
 
 def _uvicorn_config(
@@ -199,6 +213,7 @@ class ServeConfig:
     faults: bool = False
     clock_skew_minutes: float = DEFAULT_CLOCK_SKEW.total_seconds() / 60
     pool_size: int | None = None
+    log_json: bool = False
 
     def to_env(self) -> str:
         return json.dumps(asdict(self))
@@ -214,6 +229,8 @@ class ServeConfig:
 def app_from_env() -> ASGIApp:
     """uvicorn's application factory in a worker process."""
     config = ServeConfig.from_env()
+    if config.log_json:
+        configure_logging(json_lines=True)
     store = CentralStore(
         config.db_url,
         enrolment_key=config.enrolment_key,
@@ -236,6 +253,8 @@ def serve_workers(
     from uvicorn.supervisors import Multiprocess
 
     os.environ[CONFIG_ENV] = config.to_env()
+    metrics_dir = Path(tempfile.mkdtemp(prefix="cardvend-metrics-"))
+    prepare_multiprocess(metrics_dir)  # a scrape on any worker adds up all of them
     uconfig = _uvicorn_config(
         f"{__name__}:app_from_env",
         tls_cert=tls_cert,
@@ -246,6 +265,7 @@ def serve_workers(
     try:
         Multiprocess(uconfig, sockets=[sock]).run()
     finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
         if on_stop is not None:
             on_stop()
 
