@@ -135,9 +135,7 @@ class MeterChangeDialog(OperationDialog):
                     work.db, actor, work.clock, ctx.meter_reader, where, old_meter
                 )
             remaining, count, wh = typed if typed is not None else (None, None, None)
-            change = work.change(
-                terminal,
-                actor,
+            request = mc.MeterChangeRequest(
                 customer_no,
                 new_meter,
                 source=source,
@@ -145,8 +143,8 @@ class MeterChangeDialog(OperationDialog):
                 purchase_count=count,
                 reading=reading,
                 energy_wh=wh,
-                approval_request=request_id,
             )
+            change = work.change(terminal, actor, request, request_id)
             return change, _save_slip(work, change, slips)
 
         self.run_card(run, lambda result: self._done(*result))

@@ -154,9 +154,28 @@ class OperationDialog(QDialog):
         on_error: Callable[[BaseException], None] | None = None,
     ) -> None:
         """``fn(terminal)`` on the card thread with the card now in the reader."""
-        self._running(True)
         self.show_message(_("Working on the card. Do not take the card out."))
         terminal = self.shell.terminal
+        self._run(self.shell.ops.card, lambda: fn(terminal()), on_done, on_error)
+
+    def run_plain(
+        self,
+        fn: Callable[[], Any],
+        on_done: Callable[[Any], None],
+        on_error: Callable[[BaseException], None] | None = None,
+    ) -> None:
+        """``fn()`` off the GUI thread, for an operation that needs no card."""
+        self._run(self.shell.ops.run, fn, on_done, on_error)
+
+    def _run(
+        self,
+        submit: Callable[..., Any],
+        fn: Callable[[], Any],
+        on_done: Callable[[Any], None],
+        on_error: Callable[[BaseException], None] | None,
+    ) -> None:
+        """The operation running (progress shown, Esc held) until ``fn`` is done or failed."""
+        self._running(True)
 
         def done(value: Any) -> None:
             self._running(False)
@@ -168,7 +187,7 @@ class OperationDialog(QDialog):
                 self.request = None  # used, expired or refused: the next try asks again
             (on_error or self.fail)(exc)
 
-        self.shell.ops.card(lambda: fn(terminal()), done, failed)
+        submit(fn, done, failed)
 
     def fail(self, exc: BaseException) -> None:
         self.show_message(error_text(exc), error=True)
