@@ -9,7 +9,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QCheckBox, QLineEdit, QWidget
 
 from app.domain import settlement as st
@@ -29,9 +28,9 @@ from app.presenters.accounts import (
 )
 from app.services import approvals
 from app.services.auth import Principal
-from app.services.customers import CustomerView, customer_view
+from app.services.customers import CustomerView
 from ui.bridge import error_text
-from ui.dialogs.operation import OperationDialog, _customer_info
+from ui.dialogs.operation import OperationDialog, _customer_info, dialog_parent, open_operation
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +41,7 @@ class _AccountDialog(OperationDialog):
     def __init__(self, shell: Any, title: str, customer_no: str, parent: QWidget | None) -> None:
         super().__init__(shell, title, parent)
         self.customer_no = customer_no
-        self.customer: CustomerView | None = None
-        db = shell.ctx.db
-        self.load(lambda: customer_view(db, customer_no), self._loaded)
-
-    def _loaded(self, customer: CustomerView) -> None:  # pragma: no cover - overridden
-        raise NotImplementedError
+        self.load_customer(customer_no)
 
     def run_status_change(
         self, fn: Callable[[str | None], Any], on_done: Callable[[Any], None]
@@ -93,8 +87,7 @@ class CloseAccountDialog(_AccountDialog):
     def _uses_card(self) -> bool:
         return self._card_meter() and not self.no_card.isChecked()
 
-    def _loaded(self, customer: CustomerView) -> None:
-        self.customer = customer
+    def customer_loaded(self, customer: CustomerView) -> None:
         card = customer.meter_kind == MeterKind.CARD.value and bool(customer.card_serial)
         self.no_card.setVisible(card)
         self.keep_card.setVisible(card)
@@ -249,8 +242,7 @@ class StatusChangeDialog(_AccountDialog):
         super().__init__(shell, translate(change.title), customer_no, parent)
         self.form.addRow(_("Reason"), self.reason)
 
-    def _loaded(self, customer: CustomerView) -> None:
-        self.customer = customer
+    def customer_loaded(self, customer: CustomerView) -> None:
         info = _customer_info(customer)
         if self.change.show_reason:
             info += "\n" + _("Paused: {reason}", reason=customer.status_reason or "—")
@@ -272,25 +264,23 @@ class StatusChangeDialog(_AccountDialog):
         )
 
 
-def _show(dialog: OperationDialog, parent: QWidget | None) -> OperationDialog:
-    dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-    dialog.open()
-    return dialog
-
-
 def start_close_account(
     shell: Any, customer_no: str, parent: QWidget | None = None
 ) -> OperationDialog:
-    return _show(CloseAccountDialog(shell, customer_no, parent), parent)
+    return open_operation(CloseAccountDialog(shell, customer_no, dialog_parent(shell, parent)))
 
 
 def start_pause_account(
     shell: Any, customer_no: str, parent: QWidget | None = None
 ) -> OperationDialog:
-    return _show(StatusChangeDialog(shell, PAUSE, customer_no, parent), parent)
+    return open_operation(
+        StatusChangeDialog(shell, PAUSE, customer_no, dialog_parent(shell, parent))
+    )
 
 
 def start_resume_account(
     shell: Any, customer_no: str, parent: QWidget | None = None
 ) -> OperationDialog:
-    return _show(StatusChangeDialog(shell, RESUME, customer_no, parent), parent)
+    return open_operation(
+        StatusChangeDialog(shell, RESUME, customer_no, dialog_parent(shell, parent))
+    )

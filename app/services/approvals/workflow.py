@@ -377,6 +377,22 @@ def reject(
     return _decide(db, request_id, AuditAction.APPROVAL_REJECT, approver, approver_role, end)
 
 
+def decide_as(
+    db: Database, request_id: str, approver: Principal, *, clock: Clock, reason: str | None = None
+) -> ApprovalView:
+    """The signed-in ``approver`` signs the next step of a pending request (:func:`approve`), or
+    rejects it with ``reason`` (:func:`reject`): the decision as both front ends make it."""
+    signer: dict[str, Any] = {
+        "approver_id": approver.operator_id,
+        "approver_role": approver.role,
+        "counter_id": approver.counter_id,
+        "clock": clock,
+    }
+    if reason is None:
+        return approve(db, request_id, **signer)
+    return reject(db, request_id, reason=reason, **signer)
+
+
 def _decide(
     db: Database,
     request_id: str,
