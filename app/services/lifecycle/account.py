@@ -434,6 +434,31 @@ def _commit_close(
 # --------------------------------------------------------------------------- pause and resume
 
 
+@dataclasses.dataclass(frozen=True)
+class _Transition:
+    """A pause or a resume: the account event, the status it starts from and leads to, and the
+    refusal when the account is in another status."""
+
+    kind: str
+    start: CustomerStatus
+    to: CustomerStatus
+    refusal: str
+
+
+_PAUSE = _Transition(
+    "pause",
+    CustomerStatus.ACTIVE,
+    CustomerStatus.PAUSED,
+    N_("Customer {customer_no} is {status}; only an active account can be paused."),
+)
+_RESUME = _Transition(
+    "resume",
+    CustomerStatus.PAUSED,
+    CustomerStatus.ACTIVE,
+    N_("Customer {customer_no} is {status}; only a paused account can be resumed."),
+)
+
+
 def pause_account(
     db: Database,
     *,
@@ -447,19 +472,7 @@ def pause_account(
     """Pause an active account (a vacant house, a dispute): no sales until it is resumed; the
     sale refusal says ``reason``."""
     reason = check_text(reason, N_("Reason"), max_len=200)
-    refusal = N_("Customer {customer_no} is {status}; only an active account can be paused.")
-    return _change_status(
-        db,
-        actor,
-        customer_no,
-        clock,
-        settings,
-        reason,
-        CustomerStatus.ACTIVE,
-        "pause",
-        refusal,
-        approval_request,
-    )
+    return _change_status(db, actor, customer_no, clock, settings, reason, _PAUSE, approval_request)
 
 
 def resume_account(
@@ -472,21 +485,11 @@ def resume_account(
     reason: str = "",
     approval_request: str | None = None,
 ) -> CustomerView:
-    """Resume a paused account: sales are possible again."""
+    """Resume a paused account: sales are possible again (why it was resumed goes with the
+    event; the customer's reason is cleared)."""
     reason = check_text(reason, N_("Reason"), max_len=200, required=False)
-    refusal = N_("Customer {customer_no} is {status}; only a paused account can be resumed.")
-    # why it was resumed goes with the event; the customer's reason is cleared
     return _change_status(
-        db,
-        actor,
-        customer_no,
-        clock,
-        settings,
-        reason,
-        CustomerStatus.PAUSED,
-        "resume",
-        refusal,
-        approval_request,
+        db, actor, customer_no, clock, settings, reason, _RESUME, approval_request
     )
 
 
@@ -497,19 +500,16 @@ def _change_status(
     clock: Clock,
     settings: Settings,
     reason: str,
-    required: CustomerStatus,
-    kind: str,
-    refusal: str,
+    step: _Transition,
     approval_request: str | None,
 ) -> CustomerView:
     """Pause (from active) or resume (from paused) the account, in one unit of work; approved
     first when the ``pause_account`` rule asks for it (by default it does not)."""
     actor.authorize(Action.PAUSE_ACCOUNT, clock)
-    to = CustomerStatus.PAUSED if kind == "pause" else CustomerStatus.ACTIVE
     with db.write() as session:
         customer = get_customer(session, customer_no, for_update=True)
-        if customer.status != required:
-            raise Conflict(refusal, customer_no=customer_no, status=customer.status)
+        if customer.status != step.start:
+            raise Conflict(step.refusal, customer_no=customer_no, status=customer.status)
         approval = approvals.require_by(
             session,
             actor,
@@ -519,7 +519,7 @@ def _change_status(
             clock=clock,
         )
         approver = approval.approver if approval else None
-        _set_status(session, customer, to, reason, kind, actor, clock, settings, approver)
+        _set_status(session, customer, step.to, reason, step.kind, actor, clock, settings, approver)
     return customer_view(db, customer_no)
 
 
