@@ -36,6 +36,7 @@ from app.money import parse_yuan
 from app.ports import CardTerminal
 from app.presenters.accounts import (
     AccountWork,
+    CloseRequest,
     closed_line,
     paused_line,
     resumed_line,
@@ -84,15 +85,10 @@ def cmd_close_account(ctx: AppContext, args: argparse.Namespace) -> int:
     )
     work = AccountWork.of(ctx, db)
     with _terminal(ctx, args, meter_kind) as terminal:
-        done = work.close_account(
-            terminal,
-            actor,
-            args.customer,
-            approval.id,
-            card_outcome=st.KEEP if args.keep_card else st.ERASE,
-            reason=args.reason or "",
-            meter_read=meter_read,
+        request = CloseRequest(
+            args.customer, st.KEEP if args.keep_card else st.ERASE, meter_read=meter_read
         )
+        done = work.close_account(terminal, actor, request, approval.id, reason=args.reason or "")
     saved = _save_statement(ctx, args, done, work.statement_language())
     if args.json:
         emit_json({**done.to_json(), "approval_id": approval.id, "statement": saved})

@@ -10,8 +10,6 @@ while requests already filed keep the steps they were filed under (app/services/
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
-from typing import Any
 
 from app.cli import cli_login, emit_json, id_arg, open_db, operator_arg
 from app.context import AppContext
@@ -127,24 +125,11 @@ def _decided(view: ApprovalView) -> str:
     )
 
 
-def _decide(
-    ctx: AppContext,
-    args: argparse.Namespace,
-    decision: Callable[..., ApprovalView],
-    **extra: Any,
-) -> int:
-    """``approve`` / ``reject``: ``--operator`` signs in and decides on the request as the
-    signer of its next step; the request as it is now is printed."""
+def _decide(ctx: AppContext, args: argparse.Namespace, reason: str | None = None) -> int:
+    """``approve`` / ``reject`` (with ``reason``): ``--operator`` signs in and decides on the
+    request as the signer of its next step; the request as it is now is printed."""
     me = cli_login(ctx, args.operator)
-    view = decision(
-        open_db(ctx),
-        args.request,
-        approver_id=me.operator_id,
-        approver_role=me.role,
-        counter_id=me.counter_id,
-        clock=ctx.clock,
-        **extra,
-    )
+    view = approvals.decide_as(open_db(ctx), args.request, me, clock=ctx.clock, reason=reason)
     if args.json:
         emit_json(view.to_json())
     else:
@@ -153,13 +138,13 @@ def _decide(
 
 
 def cmd_approve(ctx: AppContext, args: argparse.Namespace) -> int:
-    return _decide(ctx, args, approvals.approve)
+    return _decide(ctx, args)
 
 
 def cmd_reject(ctx: AppContext, args: argparse.Namespace) -> int:
     if not args.reason.strip():  # said before the password is asked
         raise ValidationError(N_("Give a reason for rejecting the approval."))
-    return _decide(ctx, args, approvals.reject, reason=args.reason)
+    return _decide(ctx, args, reason=args.reason)
 
 
 def _json(q: argparse.ArgumentParser) -> None:

@@ -92,9 +92,7 @@ def cmd_change_meter(ctx: AppContext, args: argparse.Namespace) -> int:
 
         reading = _read_old_meter(ctx, args, actor, customer_view(db, args.customer).meter_no)
     with card_terminal(ctx, args) as terminal:
-        change = work.change(
-            terminal,
-            actor,
+        request = mc.MeterChangeRequest(
             args.customer,
             args.new_meter,
             source=source,
@@ -104,8 +102,8 @@ def cmd_change_meter(ctx: AppContext, args: argparse.Namespace) -> int:
             purchase_count=args.purchase_count,
             reading=reading,
             energy_wh=_kwh(args.reading),
-            approval_request=approval.id if approval else None,
         )
+        change = work.change(terminal, actor, request, approval.id if approval else None)
     if args.slip:
         save_output(args.slip, work.slip_pdf(change))
     if args.json:

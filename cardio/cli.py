@@ -18,7 +18,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Protocol
 
-from app.cli import card_args, cli_login, id_arg, open_db
+from app.cli import card_args, cli_login, emit_json, id_arg, open_db
 from app.cli_sales import approve_here
 from app.clock import Clock
 from app.context import AppContext
@@ -162,8 +162,7 @@ def cmd_read(ctx: AppContext, args: argparse.Namespace) -> int:
         channel.close()
     data = contents_json(contents)
     if args.json:
-        json.dump(data, sys.stdout, ensure_ascii=False, indent=2)
-        print()
+        emit_json(data)
         return 0
     print(_("Card {serial}: {kind}", serial=data["serial"], kind=translate(contents.kind.label)))
     for key in ("customer_no", "meter_no", "purchase_count", "purchase_amount_fen"):
@@ -435,8 +434,7 @@ def cmd_meter_insert(ctx: AppContext, args: argparse.Namespace) -> int:
         "write_back": _plain(result.write_back),
     }
     if args.json:
-        json.dump(out, sys.stdout, ensure_ascii=False, indent=2)
-        print()
+        emit_json(out)
     else:
         for key, value in out.items():
             print(f"{key:14} {value}")

@@ -9,14 +9,12 @@ file the card slot (``meter insert``) uses.
 from __future__ import annotations
 
 import argparse
-import json
 import signal
-import sys
 import threading
 from pathlib import Path
 from typing import Any
 
-from app.cli import id_arg, open_db
+from app.cli import emit_json, id_arg, open_db
 from app.context import AppContext
 from app.domain import ids
 from app.errors import ValidationError
@@ -98,8 +96,7 @@ def cmd_read(ctx: AppContext, args: argparse.Namespace) -> int:
         link.close()
     out = reading.to_json()
     if args.json:
-        json.dump(out, sys.stdout, ensure_ascii=False, indent=2)
-        print()
+        emit_json(out)
     else:
         for key, value in out.items():
             print(f"{key:16} {'-' if value is None else value}")

@@ -37,7 +37,7 @@ import logging
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple, TypeVar, cast
 
 from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy import Table, bindparam, null, select, update
@@ -64,6 +64,7 @@ from sync.client import CentralClient
 from sync.errors import CentralRejected
 
 log = logging.getLogger(__name__)
+M = TypeVar("M")
 NAMESPACE = uuid.UUID("5d1c1f0e-8c7a-4f4e-9a53-c0a7d0e1e001")
 # outbox kind -> contract resource; the order is the order of sending
 RESOURCE_OF = {
@@ -196,9 +197,7 @@ def build_body(
             "created_at": _iso(rev.completed_at or rev.created_at),
         }
     if row.kind == "rewrite":
-        rewritten = session.get(Sale, p["sale_id"])
-        if rewritten is None:
-            raise ValueError(f"the rewritten sale {p['sale_id']} is not in the ledger")
+        rewritten = _in_ledger(session, Sale, p["sale_id"], "rewritten sale")
         return {
             "id": rid,
             "sale_id": p["sale_id"],
@@ -208,9 +207,7 @@ def build_body(
             "created_at": created,
         }
     if row.kind == "replacement":
-        fee = session.get(FeePayment, row.ref_id)
-        if fee is None:
-            raise ValueError(f"the fee payment {row.ref_id} is not in the ledger")
+        fee = _in_ledger(session, FeePayment, row.ref_id, "fee payment")
         return {
             "id": rid,
             "customer_no": p["customer_no"],
@@ -232,9 +229,7 @@ def build_body(
             "created_at": created,
         }
     if row.kind == "account_event":
-        event = session.get(AccountEvent, row.ref_id)
-        if event is None:
-            raise ValueError(f"the account event {row.ref_id} is not in the ledger")
+        event = _in_ledger(session, AccountEvent, row.ref_id, "account event")
         return {
             "id": rid,
             "customer_no": p["customer_no"],
@@ -251,6 +246,14 @@ def build_body(
     if row.kind == "job_result":  # the payload is the record, written when the card came back
         return {"id": rid, **{k: p[k] for k in _JOB_RESULT_FIELDS if k in p}}
     raise ValueError(f"unknown outbox kind {row.kind}")
+
+
+def _in_ledger(session: Session, model: type[M], key: str, what: str) -> M:
+    """The ledger row an outbox row reports; a missing one is a body that cannot be built."""
+    found = session.get(model, key)
+    if found is None:
+        raise ValueError(f"the {what} {key} is not in the ledger")
+    return found
 
 
 _JOB_RESULT_FIELDS = (

@@ -294,7 +294,6 @@ class CustomerApplier:
         page_refs: set[str],
     ) -> list[int]:
         """Customers (and their arrears) of one slice of a page; the ids of those closed now."""
-        table = cast(Table, Customer.__table__)
         nos = [r.customer_no for r in items]
         existing = {
             row.customer_no: row
@@ -305,93 +304,46 @@ class CustomerApplier:
         closed_now: list[int] = []
         for rec in items:
             self._office(session, rec.office_code)
-            values: dict[str, Any] = {
-                "name": rec.name,
-                "address": rec.address,
-                "phone": rec.phone,
-                "meter_no": rec.meter_no,
-                "meter_kind": rec.meter_kind,
-                "status": rec.status,
-                "office_code": rec.office_code,
-                "ct_ratio": rec.ct_ratio,
-                "pt_ratio": rec.pt_ratio,
-                "alarm1": rec.alarm1,
-                "alarm2": rec.alarm2,
-                "overdraft_limit": rec.overdraft_limit,
-                "credit_ceiling": rec.credit_ceiling,
-                "tariff_plan_id": self._plan_id(session, rec.tariff_plan),
-            }
+            values = self._values(session, rec)
             old = existing.get(rec.customer_no)
-            if old is not None and rec.customer_no in self._status_held:
-                values["status"] = old.status  # this counter's close, pause or resume is unsent
             if old is None:
-                new_rows.append(
-                    {
-                        **values,
-                        "customer_no": rec.customer_no,
-                        "phone_rev": rec.phone[::-1],
-                        "card_serial": rec.card_serial,
-                        "purchase_count": rec.purchase_count,
-                        "updated_at": now,
-                    }
-                )
+                new_rows.append(_new_row(rec, values, now))
                 continue
-            change = {k: v for k, v in values.items() if getattr(old, k) != v}
-            if rec.purchase_count > old.purchase_count:
-                change["purchase_count"] = rec.purchase_count
-            if (
-                rec.card_serial
-                and rec.card_serial != old.card_serial
-                and rec.customer_no not in unsent_binding
-            ):
-                change["card_serial"] = rec.card_serial
-            if any(f in change for f in PARAM_FIELDS):
-                change["param_version"] = old.param_version + 1
-            if "phone" in change:
-                change["phone_rev"] = rec.phone[::-1]
+            if rec.customer_no in self._status_held:
+                values["status"] = old.status  # this counter's close, pause or resume is unsent
+            change = _change(old, rec, values, keep_card=rec.customer_no in unsent_binding)
             if change.get("status") == "closed":
                 closed_now.append(old.id)
             if change:
-                updates.append(
-                    {
-                        **{k: change.get(k, getattr(old, k)) for k in _UPDATABLE},
-                        "phone_rev": (rec.phone if "phone" in change else old.phone)[::-1],
-                        # a status changed elsewhere: this counter's reason no longer holds
-                        "status_reason": "" if "status" in change else old.status_reason,
-                        "updated_at": now,
-                        "b_id": old.id,
-                    }
-                )
+                updates.append(_update_row(old, rec, change, now))
         ids: dict[str, int] = {no: row.id for no, row in existing.items()}
-        if new_rows:
-            # only a new customer with arrears needs its id back (for its items): the others
-            # go in one plain executemany, without rendering a statement per batch
-            owing = {rec.customer_no for rec in items if rec.arrears}
-            plain = [r for r in new_rows if r["customer_no"] not in owing]
-            if plain:
-                session.connection().execute(insert(table), plain)
-            returning = [r for r in new_rows if r["customer_no"] in owing]
-            if returning:
-                result = session.execute(
-                    insert(table).returning(table.c.id, table.c.customer_no), returning
-                )
-                ids.update({no: cid for cid, no in result.all()})
-        if updates:
-            stmt = (
-                update(table)
-                .where(table.c.id == bindparam("b_id"))
-                .values(
-                    {
-                        k: bindparam(k)
-                        for k in (*_UPDATABLE, "phone_rev", "status_reason", "updated_at")
-                    }
-                )
-            )
-            session.connection().execute(stmt, updates)
+        ids.update(
+            _insert_new(session, new_rows, {rec.customer_no for rec in items if rec.arrears})
+        )
+        _update_changed(session, updates)
         self.report.customers_new += len(new_rows)
         self.report.customers_changed += len(updates)
         self._arrears(session, items, ids, [row.id for row in existing.values()], now, page_refs)
         return closed_now
+
+    def _values(self, session: Session, rec: c.CustomerRecord) -> dict[str, Any]:
+        """The archive values of a record as the customer row holds them."""
+        return {
+            "name": rec.name,
+            "address": rec.address,
+            "phone": rec.phone,
+            "meter_no": rec.meter_no,
+            "meter_kind": rec.meter_kind,
+            "status": rec.status,
+            "office_code": rec.office_code,
+            "ct_ratio": rec.ct_ratio,
+            "pt_ratio": rec.pt_ratio,
+            "alarm1": rec.alarm1,
+            "alarm2": rec.alarm2,
+            "overdraft_limit": rec.overdraft_limit,
+            "credit_ceiling": rec.credit_ceiling,
+            "tariff_plan_id": self._plan_id(session, rec.tariff_plan),
+        }
 
     @staticmethod
     def _unsent_bindings(session: Session) -> set[str]:
@@ -501,6 +453,81 @@ class CustomerApplier:
 
 
 _UPDATABLE = (*ARCHIVE_FIELDS, *PARAM_FIELDS, "purchase_count", "card_serial", "param_version")
+
+
+def _new_row(rec: c.CustomerRecord, values: dict[str, Any], now: dt.datetime) -> dict[str, Any]:
+    """The row of a customer this counter does not hold yet."""
+    return {
+        **values,
+        "customer_no": rec.customer_no,
+        "phone_rev": rec.phone[::-1],
+        "card_serial": rec.card_serial,
+        "purchase_count": rec.purchase_count,
+        "updated_at": now,
+    }
+
+
+def _change(
+    old: Any, rec: c.CustomerRecord, values: dict[str, Any], keep_card: bool
+) -> dict[str, Any]:
+    """What a record changes of a customer this counter holds (``old``): the archive values
+    that differ, a higher purchase count, a card binding unless one made here is unsent
+    (``keep_card``), and what follows from them (``param_version``, ``phone_rev``)."""
+    change = {k: v for k, v in values.items() if getattr(old, k) != v}
+    if rec.purchase_count > old.purchase_count:
+        change["purchase_count"] = rec.purchase_count
+    if rec.card_serial and rec.card_serial != old.card_serial and not keep_card:
+        change["card_serial"] = rec.card_serial
+    if any(f in change for f in PARAM_FIELDS):
+        change["param_version"] = old.param_version + 1
+    if "phone" in change:
+        change["phone_rev"] = rec.phone[::-1]
+    return change
+
+
+def _update_row(
+    old: Any, rec: c.CustomerRecord, change: dict[str, Any], now: dt.datetime
+) -> dict[str, Any]:
+    """The parameters of one customer's UPDATE (every updatable column, changed or kept)."""
+    return {
+        **{k: change.get(k, getattr(old, k)) for k in _UPDATABLE},
+        "phone_rev": (rec.phone if "phone" in change else old.phone)[::-1],
+        # a status changed elsewhere: this counter's reason no longer holds
+        "status_reason": "" if "status" in change else old.status_reason,
+        "updated_at": now,
+        "b_id": old.id,
+    }
+
+
+def _insert_new(
+    session: Session, new_rows: list[dict[str, Any]], owing: set[str]
+) -> dict[str, int]:
+    """Insert new customers; the ids of those ``owing`` arrears (only they need their id back,
+    for their items: the others go in one plain executemany, without rendering a statement per
+    batch)."""
+    table = cast(Table, Customer.__table__)
+    plain = [r for r in new_rows if r["customer_no"] not in owing]
+    if plain:
+        session.connection().execute(insert(table), plain)
+    returning = [r for r in new_rows if r["customer_no"] in owing]
+    if not returning:
+        return {}
+    result = session.execute(insert(table).returning(table.c.id, table.c.customer_no), returning)
+    return {no: cid for cid, no in result.all()}
+
+
+def _update_changed(session: Session, updates: list[dict[str, Any]]) -> None:
+    if not updates:
+        return
+    table = cast(Table, Customer.__table__)
+    stmt = (
+        update(table)
+        .where(table.c.id == bindparam("b_id"))
+        .values(
+            {k: bindparam(k) for k in (*_UPDATABLE, "phone_rev", "status_reason", "updated_at")}
+        )
+    )
+    session.connection().execute(stmt, updates)
 
 
 # --------------------------------------------------------------------------- remote, jobs

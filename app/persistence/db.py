@@ -147,6 +147,16 @@ class Database:
         with self._read() as session:
             yield session
 
+    @contextmanager
+    def snapshot(self) -> Iterator[Session]:
+        """A read unit of work in which every statement sees the same committed state
+        (PostgreSQL: REPEATABLE READ, where READ COMMITTED would give each statement its own;
+        SQLite: a WAL read transaction is one snapshot already)."""
+        with self.read() as session:
+            if self.dialect == "postgresql":
+                session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+            yield session
+
     def migrate(self, revision: str = "head") -> None:
         """Create or upgrade the schema with Alembic."""
         from alembic import command

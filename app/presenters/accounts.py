@@ -15,7 +15,17 @@ from app.presenters import Bound
 from app.services.auth import Principal
 from app.services.customers import CustomerView
 from app.services.lifecycle import account
+from app.services.lifecycle.account import CloseRequest
 from app.settings import RECEIPT_LANGUAGE
+
+__all__ = [
+    "AccountWork",
+    "CloseRequest",
+    "closed_line",
+    "paused_line",
+    "resumed_line",
+    "settlement_lines",
+]
 
 
 @dataclass(frozen=True)
@@ -23,42 +33,29 @@ class AccountWork(Bound):
     """The account lifecycle use cases on one database with the context's clock and settings."""
 
     def preview_close(
-        self,
-        terminal: CardTerminal | None,
-        actor: Principal,
-        customer_no: str,
-        card_outcome: str = st.ERASE,
-        meter_read: account.MeterRead | None = None,
+        self, terminal: CardTerminal | None, actor: Principal, request: CloseRequest
     ) -> st.Settlement:
-        return self.call(
-            account.preview_close,
-            terminal,
-            actor=actor,
-            customer_no=customer_no,
-            card_outcome=card_outcome,
-            meter_read=meter_read,
-        )
+        return self.call(account.preview_close, terminal, request, actor=actor)
 
     def close_account(
         self,
         terminal: CardTerminal | None,
         actor: Principal,
-        customer_no: str,
+        request: CloseRequest,
         request_id: str,
         *,
-        card_outcome: str = st.ERASE,
         reason: str = "",
-        meter_read: account.MeterRead | None = None,
     ) -> st.Settlement:
+        """The close of ``request`` (the one previewed), approved by ``request_id``."""
         return self.call(
             account.close_account,
             terminal,
             actor=actor,
-            customer_no=customer_no,
+            customer_no=request.customer_no,
             approval_request=request_id,
-            card_outcome=card_outcome,
+            card_outcome=request.card_outcome,
             reason=reason,
-            meter_read=meter_read,
+            meter_read=request.meter_read,
         )
 
     def pause(

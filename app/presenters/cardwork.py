@@ -299,4 +299,4 @@ def reversed_lines(sale: ledger.SaleView, approver: str) -> list[str]:
 
 def approver_of(view: approvals.ApprovalView) -> str:
     """The supervisor who gave the last approval of ``view``."""
-    return view.approvals[-1].operator if view.approvals else "?"
+    return view.approver or "?"

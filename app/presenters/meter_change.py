@@ -14,8 +14,7 @@ from app.persistence.db import Database
 from app.ports import CardTerminal, SlipRenderer
 from app.presenters import Bound
 from app.services.auth import Principal
-from app.services.lifecycle.meter_change import MeterChange, change_meter
-from app.services.meter_reading import MeterReading
+from app.services.lifecycle.meter_change import MeterChange, MeterChangeRequest, change_meter
 from app.settings import RECEIPT_LANGUAGE, TIME_ZONE
 
 
@@ -38,28 +37,15 @@ class MeterChangeWork(Bound):
         self,
         terminal: CardTerminal | None,
         actor: Principal,
-        customer_no: str,
-        new_meter_no: str,
-        *,
-        source: str,
-        remaining_fen: int | None = None,
-        purchase_count: int | None = None,
-        reading: MeterReading | None = None,
-        energy_wh: int | None = None,
+        request: MeterChangeRequest,
         approval_request: str | None = None,
     ) -> MeterChange:
         return self.call(
             change_meter,
             terminal,
             actor=actor,
-            customer_no=customer_no,
-            new_meter_no=new_meter_no,
-            source=source,
-            remaining_fen=remaining_fen,
-            purchase_count=purchase_count,
-            reading=reading,
-            energy_wh=energy_wh,
             approval_request=approval_request,
+            **request.arguments(),
         )
 
     def slip_pdf(self, change: MeterChange, language: str | None = None) -> bytes:

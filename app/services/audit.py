@@ -15,7 +15,6 @@ inserted or deleted sale makes verification fail and names the sale.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import logging
 import os
@@ -261,15 +260,6 @@ class AuditVerifyFailed(CardVendError):
             super().__init__(seq=result.first_bad_seq, problem=result.problem)
 
 
-@contextlib.contextmanager
-def _snapshot(db: Database) -> Iterator[Session]:
-    """A read unit of work in which every statement sees the same committed state."""
-    with db.read() as session:
-        if db.dialect == "postgresql":  # READ COMMITTED would give each page its own snapshot
-            session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
-        yield session
-
-
 def _head(session: Session) -> tuple[int, str] | None:
     row = session.execute(select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1)).first()
     return None if row is None else (int(row[0]), str(row[1]))
@@ -425,7 +415,7 @@ def verify(db: Database, *, batch: int = BATCH) -> VerifyResult:
     """Check the whole chain and the head, then every sale against its seal, in one snapshot,
     streaming ``batch`` rows at a time."""
     started = time.perf_counter()
-    with _snapshot(db) as session:
+    with db.snapshot() as session:
         head = _head(session)
         rows = (_row(r) for r in _pages(session, batch))
         if head is None:  # the head row itself was removed: check the chain, then report that
@@ -510,7 +500,7 @@ def export_csv(db: Database, path: str | os.PathLike[str], *, batch: int = BATCH
     with replacing(path, open_mode="w", encoding="utf-8-sig", newline="") as f:
         writer = csvsafe.writer(f)
         writer.writerow(CSV_HEADER)
-        with _snapshot(db) as session:
+        with db.snapshot() as session:
             for values in _pages(session, batch):
                 when = _when(values[1])
                 stamp = (

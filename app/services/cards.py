@@ -168,14 +168,13 @@ def record(
     transaction."""
     with db.write() as session:
         if approval_request is not None:
-            approvals.consume(
+            approvals.consume_by(
                 session,
+                actor,
                 approval_request,
                 action=Action.ERASE_CARD,
                 target=serial,
-                operator_id=actor.operator_id,
                 clock=clock,
-                counter_id=actor.counter_id,
             )
         audit.record_by(
             session,

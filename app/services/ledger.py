@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -534,6 +535,18 @@ def mark_in_doubt(
 def get_sale(db: Database, sale_id: str) -> SaleView:
     with db.read() as session:
         return view_in_session(session, sale_id)
+
+
+def last_reversible(sales: Iterable[SaleView]) -> SaleView | None:
+    """The only sale of ``sales`` (a customer's, newest first) a reversal may take back: the
+    latest card sale that completed, unless the latest one was reversed already."""
+    for sale in sales:
+        if sale.kind == SaleKind.CARD.value and sale.state in (
+            SaleState.COMPLETED.value,
+            SaleState.REVERSED.value,
+        ):
+            return sale if sale.state == SaleState.COMPLETED.value else None
+    return None
 
 
 def list_sales(

@@ -126,14 +126,8 @@ def reprint(
     actor.authorize(Action.REPRINT, clock)
     with db.write() as session:
         receipt = _receipt(session, sale_id, settings, key, 0)
-        approval = approvals.require_approval(
-            session,
-            action=Action.REPRINT,
-            target=sale_id,
-            operator_id=actor.operator_id,
-            clock=clock,
-            request_id=approval_request,
-            counter_id=actor.counter_id,
+        approval = approvals.require_by(
+            session, actor, approval_request, action=Action.REPRINT, target=sale_id, clock=clock
         )
         done = session.scalar(
             select(func.count()).select_from(ReceiptPrint).where(ReceiptPrint.sale_id == sale_id)

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QCheckBox, QLineEdit, QWidget
 
 from app.domain import settlement as st
@@ -16,10 +16,11 @@ from app.domain.customers import MeterKind
 from app.domain.permissions import Action
 from app.fileio import private_dir
 from app.files import save_output
-from app.i18n import _
+from app.i18n import N_, _, translate
 from app.ports import CardTerminal
 from app.presenters.accounts import (
     AccountWork,
+    CloseRequest,
     closed_line,
     paused_line,
     resumed_line,
@@ -27,9 +28,9 @@ from app.presenters.accounts import (
 )
 from app.services import approvals
 from app.services.auth import Principal
-from app.services.customers import CustomerView, customer_view
+from app.services.customers import CustomerView
 from ui.bridge import error_text
-from ui.dialogs.operation import OperationDialog, _customer_info
+from ui.dialogs.operation import OperationDialog, _customer_info, dialog_parent, open_operation
 
 log = logging.getLogger(__name__)
 
@@ -40,40 +41,15 @@ class _AccountDialog(OperationDialog):
     def __init__(self, shell: Any, title: str, customer_no: str, parent: QWidget | None) -> None:
         super().__init__(shell, title, parent)
         self.customer_no = customer_no
-        self.customer: CustomerView | None = None
-        db = shell.ctx.db
-        self.load(lambda: customer_view(db, customer_no), self._loaded)
-
-    def _loaded(self, customer: CustomerView) -> None:  # pragma: no cover - overridden
-        raise NotImplementedError
-
-    def run_plain(self, fn: Callable[[], Any], on_done: Callable[[Any], None]) -> None:
-        """``fn()`` off the GUI thread (no card)."""
-        self._running(True)
-
-        def done(value: Any) -> None:
-            self._running(False)
-            on_done(value)
-
-        def failed(exc: BaseException) -> None:
-            self._running(False)
-            self.fail(exc)
-
-        self.shell.ops.run(fn, done, failed)
+        self.load_customer(customer_no)
 
     def run_status_change(
         self, fn: Callable[[str | None], Any], on_done: Callable[[Any], None]
     ) -> None:
         """Pause or resume: tried as it is; when a ``pause_account`` rule asks for an approval,
         the supervisor approves here and it runs again with the request."""
-        self._running(True)
-
-        def done(value: Any) -> None:
-            self._running(False)
-            on_done(value)
 
         def failed(exc: BaseException) -> None:
-            self._running(False)
             if not isinstance(exc, approvals.ApprovalRequired):
                 self.fail(exc)
                 return
@@ -85,7 +61,7 @@ class _AccountDialog(OperationDialog):
                 what=_("customer {customer_no}", customer_no=self.customer_no),
             )
 
-        self.shell.ops.run(lambda: fn(None), done, failed)
+        self.run_plain(lambda: fn(None), on_done, failed)
 
 
 class CloseAccountDialog(_AccountDialog):
@@ -111,8 +87,7 @@ class CloseAccountDialog(_AccountDialog):
     def _uses_card(self) -> bool:
         return self._card_meter() and not self.no_card.isChecked()
 
-    def _loaded(self, customer: CustomerView) -> None:
-        self.customer = customer
+    def customer_loaded(self, customer: CustomerView) -> None:
         card = customer.meter_kind == MeterKind.CARD.value and bool(customer.card_serial)
         self.no_card.setVisible(card)
         self.keep_card.setVisible(card)
@@ -136,8 +111,8 @@ class CloseAccountDialog(_AccountDialog):
             self.show_message("")
             self._ask_preview()
 
-    def _outcome(self) -> str:
-        return st.KEEP if self.keep_card.isChecked() else st.ERASE
+    def _request(self) -> CloseRequest:
+        return CloseRequest(self.customer_no, st.KEEP if self.keep_card.isChecked() else st.ERASE)
 
     def start(self) -> None:
         actor = self.actor()
@@ -153,11 +128,7 @@ class CloseAccountDialog(_AccountDialog):
         )
 
     def _show_preview(self, actor: Principal) -> None:
-        work, customer_no, outcome = (
-            AccountWork.of(self.shell.ctx),
-            self.customer_no,
-            self._outcome(),
-        )
+        work, request = AccountWork.of(self.shell.ctx), self._request()
 
         def done(preview: st.Settlement) -> None:
             self.preview = preview
@@ -169,30 +140,25 @@ class CloseAccountDialog(_AccountDialog):
             self.start_button.setEnabled(True)
             self.start_button.setFocus()
 
-        if self._uses_card():
-            self.run_card(
-                lambda terminal: work.preview_close(terminal, actor, customer_no, outcome), done
-            )
-        else:
-            self.run_plain(lambda: work.preview_close(None, actor, customer_no, outcome), done)
+        self._run_close(lambda terminal: work.preview_close(terminal, actor, request), done)
 
     def _close(self, actor: Principal, request_id: str) -> None:
-        work, customer_no, outcome = (
-            AccountWork.of(self.shell.ctx),
-            self.customer_no,
-            self._outcome(),
+        work, request, reason = AccountWork.of(self.shell.ctx), self._request(), self.reason.text()
+        self._run_close(
+            lambda terminal: work.close_account(
+                terminal, actor, request, request_id, reason=reason
+            ),
+            self._done,
         )
-        reason = self.reason.text()
 
-        def close(terminal: CardTerminal | None) -> st.Settlement:
-            return work.close_account(
-                terminal, actor, customer_no, request_id, card_outcome=outcome, reason=reason
-            )
-
+    def _run_close(
+        self, fn: Callable[[CardTerminal | None], Any], on_done: Callable[[Any], None]
+    ) -> None:
+        """``fn`` with the card in the reader, or with None when the close goes without it."""
         if self._uses_card():
-            self.run_card(close, self._done)
+            self.run_card(fn, on_done)
         else:
-            self.run_plain(lambda: close(None), self._done)
+            self.run_plain(lambda: fn(None), on_done)
 
     def _done(self, done: st.Settlement) -> None:
         self.succeed("\n".join([closed_line(done), *settlement_lines(done)]), done)
@@ -229,88 +195,92 @@ def save_statement(shell: Any, done: st.Settlement) -> None:
     shell.ops.run(work, saved, failed)
 
 
-class PauseAccountDialog(_AccountDialog):
-    """Pause an active account with a reason: no sales until it is resumed."""
+@dataclass(frozen=True)
+class StatusChange:
+    """What the pause or the resume dialog says (msgids, translated when shown) and does."""
 
-    def __init__(self, shell: Any, customer_no: str, parent: QWidget | None = None) -> None:
+    title: str
+    placeholder: str
+    instruction: str
+    button: str
+    run: Callable[[AccountWork, Principal, str, str, str | None], CustomerView]
+    line: Callable[[CustomerView], str]
+    show_reason: bool = False  # the customer's present reason (why it is paused) is shown
+    focus_reason: bool = False
+
+
+PAUSE = StatusChange(
+    title=N_("Pause account"),
+    placeholder=N_("for example: vacant house, dispute over a bill"),
+    instruction=N_("Type why the account is paused; sales are refused with this reason."),
+    button=N_("Pause (Enter)"),
+    run=AccountWork.pause,
+    line=paused_line,
+    focus_reason=True,
+)
+RESUME = StatusChange(
+    title=N_("Resume account"),
+    placeholder=N_("optional"),
+    instruction=N_("Press Enter to allow sales again."),
+    button=N_("Resume (Enter)"),
+    run=AccountWork.resume,
+    line=resumed_line,
+    show_reason=True,
+)
+
+
+class StatusChangeDialog(_AccountDialog):
+    """Pause an active account with a reason (no sales until it is resumed), or resume a
+    paused one: :data:`PAUSE` or :data:`RESUME`."""
+
+    def __init__(
+        self, shell: Any, change: StatusChange, customer_no: str, parent: QWidget | None = None
+    ) -> None:
+        self.change = change
         self.reason = QLineEdit()
-        self.reason.setPlaceholderText(_("for example: vacant house, dispute over a bill"))
-        super().__init__(shell, _("Pause account"), customer_no, parent)
+        self.reason.setPlaceholderText(translate(change.placeholder))
+        super().__init__(shell, translate(change.title), customer_no, parent)
         self.form.addRow(_("Reason"), self.reason)
 
-    def _loaded(self, customer: CustomerView) -> None:
-        self.customer = customer
-        self.ready(
-            _customer_info(customer),
-            _("Type why the account is paused; sales are refused with this reason."),
-            _("Pause (Enter)"),
-        )
-        self.reason.setFocus()
+    def customer_loaded(self, customer: CustomerView) -> None:
+        info = _customer_info(customer)
+        if self.change.show_reason:
+            info += "\n" + _("Paused: {reason}", reason=customer.status_reason or "—")
+        self.ready(info, translate(self.change.instruction), translate(self.change.button))
+        if self.change.focus_reason:
+            self.reason.setFocus()
 
     def start(self) -> None:
         actor = self.actor()
-        work, customer_no, reason = (
+        work, change, customer_no, reason = (
             AccountWork.of(self.shell.ctx),
+            self.change,
             self.customer_no,
             self.reason.text(),
         )
         self.run_status_change(
-            lambda request: work.pause(actor, customer_no, reason, request),
-            lambda view: self.succeed(paused_line(view), view),
+            lambda request: change.run(work, actor, customer_no, reason, request),
+            lambda view: self.succeed(change.line(view), view),
         )
-
-
-class ResumeAccountDialog(_AccountDialog):
-    """Resume a paused account."""
-
-    def __init__(self, shell: Any, customer_no: str, parent: QWidget | None = None) -> None:
-        self.reason = QLineEdit()
-        self.reason.setPlaceholderText(_("optional"))
-        super().__init__(shell, _("Resume account"), customer_no, parent)
-        self.form.addRow(_("Reason"), self.reason)
-
-    def _loaded(self, customer: CustomerView) -> None:
-        self.customer = customer
-        self.ready(
-            _customer_info(customer)
-            + "\n"
-            + _("Paused: {reason}", reason=customer.status_reason or "—"),
-            _("Press Enter to allow sales again."),
-            _("Resume (Enter)"),
-        )
-
-    def start(self) -> None:
-        actor = self.actor()
-        work, customer_no, reason = (
-            AccountWork.of(self.shell.ctx),
-            self.customer_no,
-            self.reason.text(),
-        )
-        self.run_status_change(
-            lambda request: work.resume(actor, customer_no, reason, request),
-            lambda view: self.succeed(resumed_line(view), view),
-        )
-
-
-def _show(dialog: OperationDialog, parent: QWidget | None) -> OperationDialog:
-    dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-    dialog.open()
-    return dialog
 
 
 def start_close_account(
     shell: Any, customer_no: str, parent: QWidget | None = None
 ) -> OperationDialog:
-    return _show(CloseAccountDialog(shell, customer_no, parent), parent)
+    return open_operation(CloseAccountDialog(shell, customer_no, dialog_parent(shell, parent)))
 
 
 def start_pause_account(
     shell: Any, customer_no: str, parent: QWidget | None = None
 ) -> OperationDialog:
-    return _show(PauseAccountDialog(shell, customer_no, parent), parent)
+    return open_operation(
+        StatusChangeDialog(shell, PAUSE, customer_no, dialog_parent(shell, parent))
+    )
 
 
 def start_resume_account(
     shell: Any, customer_no: str, parent: QWidget | None = None
 ) -> OperationDialog:
-    return _show(ResumeAccountDialog(shell, customer_no, parent), parent)
+    return open_operation(
+        StatusChangeDialog(shell, RESUME, customer_no, dialog_parent(shell, parent))
+    )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QButtonGroup,
     QLineEdit,
@@ -15,7 +14,6 @@ from PySide6.QtWidgets import (
 )
 
 from app.domain.card import CardContents
-from app.domain.ledger import SaleKind, SaleState
 from app.domain.permissions import Action
 from app.errors import ValidationError
 from app.i18n import N_, _
@@ -41,7 +39,14 @@ from app.services.customers import CustomerView, customer_view
 from app.settings import EXCHANGE_FEE, REPLACEMENT_FEE
 from ui.bridge import error_text
 from ui.dialogs.common import when_text
-from ui.dialogs.operation import OperationDialog, _customer_info, _optional_yuan, print_receipt
+from ui.dialogs.operation import (
+    OperationDialog,
+    _customer_info,
+    _optional_yuan,
+    dialog_parent,
+    open_operation,
+    print_receipt,
+)
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +57,6 @@ class OpenAccountDialog(OperationDialog):
     def __init__(self, shell: Any, customer_no: str, parent: QWidget | None = None) -> None:
         super().__init__(shell, _("Open account"), parent)
         self.customer_no = customer_no
-        self.customer: CustomerView | None = None
         self.opened = False  # the account is open; only the first purchase is left
         self.amount = QLineEdit()
         self.amount.setPlaceholderText(_("yuan, for example 100.00 (empty: no purchase)"))
@@ -60,11 +64,9 @@ class OpenAccountDialog(OperationDialog):
         self.cash.setPlaceholderText(_("yuan (empty: no change shown)"))
         self.form.addRow(_("First purchase"), self.amount)
         self.form.addRow(_("Cash received"), self.cash)
-        db = shell.ctx.db
-        self.load(lambda: customer_view(db, customer_no), self._loaded)
+        self.load_customer(customer_no)
 
-    def _loaded(self, customer: CustomerView) -> None:
-        self.customer = customer
+    def customer_loaded(self, customer: CustomerView) -> None:
         self.ready(
             _customer_info(customer),
             _("Put a blank card in the reader, type the first purchase if any, press Enter."),
@@ -143,10 +145,9 @@ class RewriteDialog(OperationDialog):
     def __init__(self, shell: Any, customer_no: str, parent: QWidget | None = None) -> None:
         super().__init__(shell, _("Rewrite card"), parent)
         self.customer_no = customer_no
-        db = shell.ctx.db
-        self.load(lambda: customer_view(db, customer_no), self._loaded)
+        self.load_customer(customer_no)
 
-    def _loaded(self, customer: CustomerView) -> None:
+    def customer_loaded(self, customer: CustomerView) -> None:
         self.ready(
             _customer_info(customer),
             _(
@@ -180,7 +181,6 @@ class ReplacementDialog(OperationDialog):
     def __init__(self, shell: Any, customer_no: str, parent: QWidget | None = None) -> None:
         super().__init__(shell, _("Replacement card"), parent)
         self.customer_no = customer_no
-        self.customer: CustomerView | None = None
         self.fee = int(shell.ctx.settings.get(REPLACEMENT_FEE.key))
         self.exchange_fee = int(shell.ctx.settings.get(EXCHANGE_FEE.key))
         self.lost = QRadioButton(_("Lost card: the old card is blacklisted"))
@@ -200,11 +200,9 @@ class ReplacementDialog(OperationDialog):
         self.step = "choose"  # damaged mode: "old", "new", then "erase"
         self.old_card: CardContents | None = None
         self.exchanged: selling.ExchangeOutcome | None = None
-        db = shell.ctx.db
-        self.load(lambda: customer_view(db, customer_no), self._loaded)
+        self.load_customer(customer_no)
 
-    def _loaded(self, customer: CustomerView) -> None:
-        self.customer = customer
+    def customer_loaded(self, customer: CustomerView) -> None:
         self._mode_changed()
 
     def _mode_changed(self, *_args: object) -> None:
@@ -357,13 +355,7 @@ class ReplacementDialog(OperationDialog):
 
 def last_reversible(db: Any, customer_no: str) -> ledger.SaleView | None:
     """The customer's latest completed card sale (the only one a reversal may take back)."""
-    for sale in ledger.list_sales(db, customer_no=customer_no, limit=20):
-        if sale.kind == SaleKind.CARD.value and sale.state in (
-            SaleState.COMPLETED.value,
-            SaleState.REVERSED.value,
-        ):
-            return sale if sale.state == SaleState.COMPLETED.value else None
-    return None
+    return ledger.last_reversible(ledger.list_sales(db, customer_no=customer_no, limit=20))
 
 
 class ReversalDialog(OperationDialog):
@@ -447,32 +439,20 @@ class ReversalDialog(OperationDialog):
         self.succeed("\n".join(reversed_lines(sale, approver)), sale)
 
 
-def _parent(shell: Any, parent: QWidget | None) -> QWidget | None:
-    if parent is not None:
-        return parent
-    return shell if isinstance(shell, QWidget) else None
-
-
-def _show(dialog: OperationDialog) -> OperationDialog:
-    dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-    dialog.open()
-    return dialog
-
-
 def start_open_account(
     shell: Any, customer_no: str, parent: QWidget | None = None
 ) -> OperationDialog:
-    return _show(OpenAccountDialog(shell, customer_no, _parent(shell, parent)))
+    return open_operation(OpenAccountDialog(shell, customer_no, dialog_parent(shell, parent)))
 
 
 def start_rewrite(shell: Any, customer_no: str, parent: QWidget | None = None) -> OperationDialog:
-    return _show(RewriteDialog(shell, customer_no, _parent(shell, parent)))
+    return open_operation(RewriteDialog(shell, customer_no, dialog_parent(shell, parent)))
 
 
 def start_replacement(
     shell: Any, customer_no: str, parent: QWidget | None = None
 ) -> OperationDialog:
-    return _show(ReplacementDialog(shell, customer_no, _parent(shell, parent)))
+    return open_operation(ReplacementDialog(shell, customer_no, dialog_parent(shell, parent)))
 
 
 def start_reversal(
@@ -482,8 +462,8 @@ def start_reversal(
     customer_no: str | None = None,
     parent: QWidget | None = None,
 ) -> OperationDialog:
-    return _show(
+    return open_operation(
         ReversalDialog(
-            shell, sale_id=sale_id, customer_no=customer_no, parent=_parent(shell, parent)
+            shell, sale_id=sale_id, customer_no=customer_no, parent=dialog_parent(shell, parent)
         )
     )

@@ -8,7 +8,6 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QComboBox, QLineEdit, QWidget
 
 from app.domain import ids
@@ -21,9 +20,9 @@ from app.ports import CardTerminal
 from app.presenters.cardwork import approver_of
 from app.presenters.meter_change import MeterChangeWork, meter_change_lines
 from app.services import meter_reading
-from app.services.customers import CustomerView, customer_view
+from app.services.customers import CustomerView
 from app.services.lifecycle import meter_change as mc
-from ui.dialogs.operation import OperationDialog, _customer_info
+from ui.dialogs.operation import OperationDialog, _customer_info, dialog_parent, open_operation
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +39,6 @@ class MeterChangeDialog(OperationDialog):
     def __init__(self, shell: Any, customer_no: str, parent: QWidget | None = None) -> None:
         super().__init__(shell, _("Change meter"), parent)
         self.customer_no = customer_no
-        self.customer: CustomerView | None = None
         self.slip_path: Path | None = None
         self.new_meter = QLineEdit()
         self.new_meter.setPlaceholderText(_("12 digits"))
@@ -63,11 +61,9 @@ class MeterChangeDialog(OperationDialog):
         self.form.addRow(_("Final reading"), self.reading)
         self.source.currentIndexChanged.connect(lambda _i: self._source_changed())
         self._source_changed()
-        db = shell.ctx.db
-        self.load(lambda: customer_view(db, customer_no), self._loaded)
+        self.load_customer(customer_no)
 
-    def _loaded(self, customer: CustomerView) -> None:
-        self.customer = customer
+    def customer_loaded(self, customer: CustomerView) -> None:
         self.ready(
             _customer_info(customer),
             _(
@@ -135,9 +131,7 @@ class MeterChangeDialog(OperationDialog):
                     work.db, actor, work.clock, ctx.meter_reader, where, old_meter
                 )
             remaining, count, wh = typed if typed is not None else (None, None, None)
-            change = work.change(
-                terminal,
-                actor,
+            request = mc.MeterChangeRequest(
                 customer_no,
                 new_meter,
                 source=source,
@@ -145,8 +139,8 @@ class MeterChangeDialog(OperationDialog):
                 purchase_count=count,
                 reading=reading,
                 energy_wh=wh,
-                approval_request=request_id,
             )
+            change = work.change(terminal, actor, request, request_id)
             return change, _save_slip(work, change, slips)
 
         self.run_card(run, lambda result: self._done(*result))
@@ -178,7 +172,4 @@ def _save_slip(work: MeterChangeWork, change: mc.MeterChange, folder: Path) -> P
 def start_meter_change(
     shell: Any, customer_no: str, parent: QWidget | None = None
 ) -> OperationDialog:
-    dialog = MeterChangeDialog(shell, customer_no, parent)
-    dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-    dialog.open()
-    return dialog
+    return open_operation(MeterChangeDialog(shell, customer_no, dialog_parent(shell, parent)))

@@ -27,7 +27,7 @@ from app.ports import CardTerminal
 from app.services import receipts
 from app.services.approvals import ApprovalView
 from app.services.auth import Principal
-from app.services.customers import CustomerView
+from app.services.customers import CustomerView, customer_view
 from app.settings import RECEIPT_LANGUAGE
 from ui.bridge import error_text
 from ui.dialogs.approval import ApprovalDialog
@@ -51,6 +51,7 @@ class OperationDialog(QDialog):
         self.outcome: Any = None
         self.approval: ApprovalDialog | None = None
         self.request: ApprovalView | None = None  # an approval not used yet
+        self.customer: CustomerView | None = None  # the customer it is for, once loaded
         self.setWindowTitle(title)
         self.setMinimumWidth(560)
         layout = QVBoxLayout(self)
@@ -103,6 +104,20 @@ class OperationDialog(QDialog):
         """Read what the dialog shows (off the GUI thread)."""
         self.shell.ops.run(fn, on_done, self.cannot_start)
 
+    def load_customer(self, customer_no: str) -> None:
+        """Read the customer the operation is for (off the GUI thread) into ``self.customer``;
+        :meth:`customer_loaded` then shows it."""
+        db = self.shell.ctx.db
+
+        def loaded(customer: CustomerView) -> None:
+            self.customer = customer
+            self.customer_loaded(customer)
+
+        self.load(lambda: customer_view(db, customer_no), loaded)
+
+    def customer_loaded(self, customer: CustomerView) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
     def cannot_start(self, exc: BaseException) -> None:
         self.info.setText(error_text(exc))
         tone(self.info, "error")
@@ -154,9 +169,28 @@ class OperationDialog(QDialog):
         on_error: Callable[[BaseException], None] | None = None,
     ) -> None:
         """``fn(terminal)`` on the card thread with the card now in the reader."""
-        self._running(True)
         self.show_message(_("Working on the card. Do not take the card out."))
         terminal = self.shell.terminal
+        self._run(self.shell.ops.card, lambda: fn(terminal()), on_done, on_error)
+
+    def run_plain(
+        self,
+        fn: Callable[[], Any],
+        on_done: Callable[[Any], None],
+        on_error: Callable[[BaseException], None] | None = None,
+    ) -> None:
+        """``fn()`` off the GUI thread, for an operation that needs no card."""
+        self._run(self.shell.ops.run, fn, on_done, on_error)
+
+    def _run(
+        self,
+        submit: Callable[..., Any],
+        fn: Callable[[], Any],
+        on_done: Callable[[Any], None],
+        on_error: Callable[[BaseException], None] | None,
+    ) -> None:
+        """The operation running (progress shown, Esc held) until ``fn`` is done or failed."""
+        self._running(True)
 
         def done(value: Any) -> None:
             self._running(False)
@@ -168,7 +202,7 @@ class OperationDialog(QDialog):
                 self.request = None  # used, expired or refused: the next try asks again
             (on_error or self.fail)(exc)
 
-        self.shell.ops.card(lambda: fn(terminal()), done, failed)
+        submit(fn, done, failed)
 
     def fail(self, exc: BaseException) -> None:
         self.show_message(error_text(exc), error=True)
@@ -220,6 +254,20 @@ class OperationDialog(QDialog):
             self.show_message(_("Wait: the card is being written. Do not take it out."))
             return
         super().reject()
+
+
+def dialog_parent(shell: Any, parent: QWidget | None) -> QWidget | None:
+    """``parent``, or the window itself when none is given."""
+    if parent is not None:
+        return parent
+    return shell if isinstance(shell, QWidget) else None
+
+
+def open_operation(dialog: OperationDialog) -> OperationDialog:
+    """Open an operation's dialog (window-modal, deleted once closed)."""
+    dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+    dialog.open()
+    return dialog
 
 
 def _customer_info(c: CustomerView) -> str:

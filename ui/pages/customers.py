@@ -33,7 +33,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.domain.customers import CustomerStatus, MeterKind
-from app.domain.ledger import SaleKind, SaleState
+from app.domain.ledger import SaleState
 from app.i18n import N_, _, translate
 from app.money import format_yuan
 from app.services import ledger
@@ -59,13 +59,7 @@ class CustomerDetails:
 
     @property
     def reversible(self) -> ledger.SaleView | None:
-        for sale in self.sales:
-            if sale.kind == SaleKind.CARD.value and sale.state in (
-                SaleState.COMPLETED.value,
-                SaleState.REVERSED.value,
-            ):
-                return sale if sale.state == SaleState.COMPLETED.value else None
-        return None
+        return ledger.last_reversible(self.sales)
 
 
 class CustomersPage(QWidget):

@@ -337,27 +337,9 @@ class RecoveryPage(QWidget):
 
     def _decide_as(self, approver: Principal, request: ApprovalView, reason: str | None) -> None:
         ctx = self.shell.ctx
-        counter_id = ctx.counter_id
 
         def work() -> ApprovalView:
-            if reason is None:
-                return approvals.approve(
-                    ctx.db,
-                    request.id,
-                    approver_id=approver.operator_id,
-                    approver_role=approver.role,
-                    counter_id=counter_id,
-                    clock=ctx.clock,
-                )
-            return approvals.reject(
-                ctx.db,
-                request.id,
-                approver_id=approver.operator_id,
-                approver_role=approver.role,
-                counter_id=counter_id,
-                clock=ctx.clock,
-                reason=reason,
-            )
+            return approvals.decide_as(ctx.db, request.id, approver, clock=ctx.clock, reason=reason)
 
         def done(view: ApprovalView) -> None:
             decided = DECIDED.get(view.state)

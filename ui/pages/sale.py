@@ -537,7 +537,7 @@ class SalePage(SaleLayout):
             if self.state not in (READY, REMOTE):
                 return
             self.override_request = view.id
-            approver = view.approvals[-1].operator if view.approvals else ""
+            approver = view.approver or ""
             self._say(_("Offline limit overridden by {approver}.", approver=approver))
             self.confirm()
 

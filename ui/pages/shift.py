@@ -91,6 +91,89 @@ def variance_text(fen: int) -> str:
     return _("{amount} (exact)", amount=format_yuan(0))
 
 
+def report_rows(report: report_service.ShiftReport) -> list[list[str]]:
+    """The Z-report's lines (sales, reversals, fees, close refunds) in time order, as the
+    table shows them (``ZREPORT_HEADERS``); a time on a later day than the shift's opening
+    carries its date."""
+    lines: list[tuple[dt.datetime, list[str]]] = []
+    for s in report.sales:
+        kind = translate(report_service.KIND_LABELS.get(s.kind, s.kind))
+        state = SaleState.text_of(s.state)
+        lines.append((s.at, [kind, s.short_id, s.customer_no, state, yuan(s.amount_fen)]))
+    for r in report.reversals:
+        state = ReversalState.text_of(r.state)
+        lines.append((r.at, [_("reversal"), r.short_id, r.customer_no, state, yuan(-r.amount_fen)]))
+    for f in report.fee_payments:
+        cells = [_("replacement fee"), _short(f.payment_id), f.customer_no, _("completed")]
+        lines.append((f.at, [*cells, yuan(f.amount_fen)]))
+    for refund in report.refunds:
+        cells = [_("account close refund"), _short(refund.event_id), refund.customer_no]
+        lines.append((refund.at, [*cells, _("completed"), yuan(-refund.amount_fen)]))
+    lines.sort(key=lambda line: line[0])
+    first_day = report.opened_at.date()
+    return [
+        [at.strftime("%H:%M" if at.date() == first_day else "%m-%d %H:%M"), *cells]
+        for at, cells in lines
+    ]
+
+
+def _short(record_id: str) -> str:
+    return record_id[:8].upper()
+
+
+def report_summary(report: report_service.ShiftReport) -> str:
+    """The Z-report's summary above its lines: whose shift, the totals, the cash."""
+    if report.is_open:
+        head = _(
+            "Open shift of {operator} on {counter}, since {opened}.",
+            operator=report.operator_id,
+            counter=report.counter_id,
+            opened=local_time(report.opened_at),
+        )
+        cash = _(
+            "Expected cash so far: {expected} yuan (float {float} + net cash {net}).",
+            expected=yuan(report.expected_cash_fen),
+            float=yuan(report.float_fen),
+            net=yuan(report.net_cash_fen),
+        )
+    else:
+        head = _(
+            "Shift of {operator} on {counter}, {opened} to {closed}.",
+            operator=report.operator_id,
+            counter=report.counter_id,
+            opened=local_time(report.opened_at),
+            closed=local_time(report.closed_at),
+        )
+        cash = _(
+            "Expected cash {expected} yuan, counted {counted} yuan, variance {variance}.",
+            expected=yuan(report.expected_cash_fen),
+            counted=yuan(report.counted_cash_fen),
+            variance=variance_text(report.variance_fen or 0),
+        )
+    totals = _(
+        "Sales: {count}, {amount} yuan; reversals: {rcount}, {ramount} yuan handed "
+        "back; fees: {fcount}, {famount} yuan; net cash {net} yuan.",
+        count=report.sales_count,
+        amount=yuan(report.sales_fen),
+        rcount=report.reversals_count,
+        ramount=yuan(report.reversals_fen),
+        fcount=report.fee_payments_count,
+        famount=yuan(report.fee_payments_fen),
+        net=yuan(report.net_cash_fen),
+    )
+    parts = [head, totals]
+    if report.refunds:
+        parts.append(
+            _(
+                "Account close refunds: {count}, {amount} yuan handed back.",
+                count=report.refunds_count,
+                amount=yuan(report.refunds_fen),
+            )
+        )
+    parts.append(cash)
+    return "\n".join(parts)
+
+
 class CountBox(QSpinBox):
     """A count of notes or coins; Enter moves on to the next field."""
 
@@ -392,120 +475,8 @@ class ShiftPage(QWidget):
             self.report_summary.setText(_("No shift yet."))
             fill_table(self.report_table, [])
             return
-        lines: list[tuple[dt.datetime, list[str]]] = []
-        for s in report.sales:
-            lines.append(
-                (
-                    s.at,
-                    [
-                        translate(report_service.KIND_LABELS.get(s.kind, s.kind)),
-                        s.short_id,
-                        s.customer_no,
-                        SaleState.text_of(s.state),
-                        yuan(s.amount_fen),
-                    ],
-                )
-            )
-        for r in report.reversals:
-            lines.append(
-                (
-                    r.at,
-                    [
-                        _("reversal"),
-                        r.short_id,
-                        r.customer_no,
-                        ReversalState.text_of(r.state),
-                        yuan(-r.amount_fen),
-                    ],
-                )
-            )
-        for f in report.fee_payments:
-            lines.append(
-                (
-                    f.at,
-                    [
-                        _("replacement fee"),
-                        f.payment_id[:8].upper(),
-                        f.customer_no,
-                        _("completed"),
-                        yuan(f.amount_fen),
-                    ],
-                )
-            )
-        for refund in report.refunds:
-            lines.append(
-                (
-                    refund.at,
-                    [
-                        _("account close refund"),
-                        refund.event_id[:8].upper(),
-                        refund.customer_no,
-                        _("completed"),
-                        yuan(-refund.amount_fen),
-                    ],
-                )
-            )
-        lines.sort(key=lambda line: line[0])
-        first_day = report.opened_at.date()
-        rows = [
-            [at.strftime("%H:%M" if at.date() == first_day else "%m-%d %H:%M"), *cells]
-            for at, cells in lines
-        ]
-        fill_table(self.report_table, rows, numeric=(5,))
-        if report.is_open:
-            head = _(
-                "Open shift of {operator} on {counter}, since {opened}.",
-                operator=report.operator_id,
-                counter=report.counter_id,
-                opened=local_time(report.opened_at),
-            )
-            cash = _(
-                "Expected cash so far: {expected} yuan (float {float} + net cash {net}).",
-                expected=yuan(report.expected_cash_fen),
-                float=yuan(report.float_fen),
-                net=yuan(report.net_cash_fen),
-            )
-        else:
-            head = _(
-                "Shift of {operator} on {counter}, {opened} to {closed}.",
-                operator=report.operator_id,
-                counter=report.counter_id,
-                opened=local_time(report.opened_at),
-                closed=local_time(report.closed_at),
-            )
-            cash = _(
-                "Expected cash {expected} yuan, counted {counted} yuan, variance {variance}.",
-                expected=yuan(report.expected_cash_fen),
-                counted=yuan(report.counted_cash_fen),
-                variance=variance_text(report.variance_fen or 0),
-            )
-        self.report_summary.setText(
-            head
-            + "\n"
-            + _(
-                "Sales: {count}, {amount} yuan; reversals: {rcount}, {ramount} yuan handed "
-                "back; fees: {fcount}, {famount} yuan; net cash {net} yuan.",
-                count=report.sales_count,
-                amount=yuan(report.sales_fen),
-                rcount=report.reversals_count,
-                ramount=yuan(report.reversals_fen),
-                fcount=report.fee_payments_count,
-                famount=yuan(report.fee_payments_fen),
-                net=yuan(report.net_cash_fen),
-            )
-            + (
-                "\n"
-                + _(
-                    "Account close refunds: {count}, {amount} yuan handed back.",
-                    count=report.refunds_count,
-                    amount=yuan(report.refunds_fen),
-                )
-                if report.refunds
-                else ""
-            )
-            + "\n"
-            + cash
-        )
+        fill_table(self.report_table, report_rows(report), numeric=(5,))
+        self.report_summary.setText(report_summary(report))
 
     # ------------------------------------------------------------------ open and close
 

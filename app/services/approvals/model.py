@@ -153,6 +153,11 @@ class ApprovalView:
     reason: str
 
     @property
+    def approver(self) -> str | None:
+        """Who signed last (the approver a record names), or None: nobody signed."""
+        return self.approvals[-1].operator if self.approvals else None
+
+    @property
     def next_step(self) -> ApprovalStep | None:
         """The step waiting for a signature (None unless pending)."""
         if self.state != PENDING or len(self.approvals) >= len(self.steps):

@@ -6,7 +6,7 @@ import datetime as dt
 import json
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
@@ -52,6 +52,9 @@ from app.services.approvals.model import (
 )
 from app.services.approvals.rules import _steps_of, get_rule
 from app.services.operators import require_operator
+
+if TYPE_CHECKING:
+    from app.services.auth import Principal
 
 # --------------------------------------------------------------------------- helpers
 
@@ -374,6 +377,22 @@ def reject(
     return _decide(db, request_id, AuditAction.APPROVAL_REJECT, approver, approver_role, end)
 
 
+def decide_as(
+    db: Database, request_id: str, approver: Principal, *, clock: Clock, reason: str | None = None
+) -> ApprovalView:
+    """The signed-in ``approver`` signs the next step of a pending request (:func:`approve`), or
+    rejects it with ``reason`` (:func:`reject`): the decision as both front ends make it."""
+    signer: dict[str, Any] = {
+        "approver_id": approver.operator_id,
+        "approver_role": approver.role,
+        "counter_id": approver.counter_id,
+        "clock": clock,
+    }
+    if reason is None:
+        return approve(db, request_id, **signer)
+    return reject(db, request_id, reason=reason, **signer)
+
+
 def _decide(
     db: Database,
     request_id: str,
@@ -603,4 +622,47 @@ def require_approval(
         operator_id=operator_id,
         clock=clock,
         counter_id=counter_id,
+    )
+
+
+def consume_by(
+    session: Session,
+    actor: Principal,
+    request_id: str,
+    *,
+    action: Action | str,
+    target: str,
+    clock: Clock,
+) -> ApprovalView:
+    """:func:`consume` by the signed-in ``actor`` (the operator who asked for it), audited at
+    the actor's counter: how a service uses the approval its action was given."""
+    return consume(
+        session,
+        request_id,
+        action=action,
+        target=target,
+        operator_id=actor.operator_id,
+        clock=clock,
+        counter_id=actor.counter_id,
+    )
+
+
+def require_by(
+    session: Session,
+    actor: Principal,
+    request_id: str | None,
+    *,
+    action: Action | str,
+    target: str,
+    clock: Clock,
+) -> ApprovalView | None:
+    """:func:`require_approval` for the signed-in ``actor``, at the actor's counter."""
+    return require_approval(
+        session,
+        action=action,
+        target=target,
+        operator_id=actor.operator_id,
+        clock=clock,
+        request_id=request_id,
+        counter_id=actor.counter_id,
     )

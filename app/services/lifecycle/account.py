@@ -64,23 +64,32 @@ class MeterRead:
     purchase_count: int
 
 
+@dataclasses.dataclass(frozen=True)
+class CloseRequest:
+    """What a close (and its preview) is asked for: whose account, what becomes of the card
+    (:data:`~app.domain.settlement.ERASE` or ``KEEP``) and a technician's meter read, if any.
+    The preview and the close take the same request, so what the teller saw is what is closed."""
+
+    customer_no: str
+    card_outcome: str = st.ERASE
+    meter_read: MeterRead | None = None
+
+    def __post_init__(self) -> None:
+        check_outcome(self.card_outcome)
+
+
 def preview_close(
     db: Database,
     terminal: CardTerminal | None,
+    request: CloseRequest,
     *,
     actor: Principal,
-    customer_no: str,
     clock: Clock,
     settings: Settings,
-    card_outcome: str = st.ERASE,
-    meter_read: MeterRead | None = None,
 ) -> st.Settlement:
     """The settlement a close would make now (the card is read; nothing is closed)."""
     actor.authorize(Action.CLOSE_ACCOUNT, clock)
-    contents = _read_card(db, terminal, actor, customer_no, clock, settings)
-    with db.read() as session:
-        customer = get_customer(session, customer_no)
-        return _settle(session, customer, contents, card_outcome, meter_read, settings)
+    return _plan(db, terminal, request, actor, clock, settings)[1]
 
 
 def close_account(
@@ -100,18 +109,9 @@ def close_account(
     arrears and fees paid from the credit left, the rest refunded or kept as a credit note, the
     card erased or blacklisted, the account closed; one ``close`` account event."""
     actor.authorize(Action.CLOSE_ACCOUNT, clock)
-    check_outcome(card_outcome)
+    request = CloseRequest(customer_no, card_outcome, meter_read)
     reason = check_text(reason, N_("Reason"), max_len=200, required=False)
-    contents = _read_card(db, terminal, actor, customer_no, clock, settings)
-    with db.read() as session:
-        planned = _settle(
-            session,
-            get_customer(session, customer_no),
-            contents,
-            card_outcome,
-            meter_read,
-            settings,
-        )
+    contents, planned = _plan(db, terminal, request, actor, clock, settings)
     if planned.refund and shifts.current_shift(db, actor.counter_id) is None:
         raise shifts.no_shift(actor.counter_id)  # before the card is erased for nothing
     if contents is not None and planned.card == st.CARD_ERASED:
@@ -122,7 +122,7 @@ def close_account(
     try:
         with db.write() as session:
             customer = get_customer(session, customer_no, for_update=True)
-            done = _settle(session, customer, contents, card_outcome, meter_read, settings)
+            done = _settle(session, customer, contents, request, settings)
             if done.detail() != planned.detail():
                 raise Conflict(
                     N_(
@@ -152,6 +152,21 @@ def close_account(
                 detail=exc.localized(),
             ) from exc
         raise
+
+
+def _plan(
+    db: Database,
+    terminal: CardTerminal | None,
+    request: CloseRequest,
+    actor: Principal,
+    clock: Clock,
+    settings: Settings,
+) -> tuple[CardContents | None, st.Settlement]:
+    """The card as read and the settlement as the ledger stands (nothing changed)."""
+    contents = _read_card(db, terminal, actor, request.customer_no, clock, settings)
+    with db.read() as session:
+        customer = get_customer(session, request.customer_no)
+        return contents, _settle(session, customer, contents, request, settings)
 
 
 def _read_card(
@@ -264,15 +279,14 @@ def _settle(
     session: Session,
     customer: Customer,
     contents: CardContents | None,
-    card_outcome: str,
-    meter_read: MeterRead | None,
+    request: CloseRequest,
     settings: Settings,
 ) -> st.Settlement:
     """The settlement of ``customer`` as the ledger stands; refuses what cannot be closed."""
     _closable(session, customer)
-    remaining, meter_count, source = _meter_state(session, customer, meter_read)
+    remaining, meter_count, source = _meter_state(session, customer, request.meter_read)
     unloaded, purchases = _unloaded(session, customer, meter_count)
-    card = _card_fate(customer, contents, card_outcome)
+    card = _card_fate(customer, contents, request.card_outcome)
     if card == st.CARD_KEPT and purchases:
         raise Conflict(
             N_(
@@ -370,15 +384,14 @@ def _commit_close(
             select(Shift.id).where(Shift.counter_id == actor.counter_id, Shift.closed_at.is_(None))
         )
         shift_id = open_now
-    approval = approvals.consume(
+    approver = approvals.consume_by(
         session,
+        actor,
         approval_request,
-        action=Action.CLOSE_ACCOUNT.value,
+        action=Action.CLOSE_ACCOUNT,
         target=customer.customer_no,
-        operator_id=actor.operator_id,
         clock=clock,
-    )
-    approver = approval.approvals[-1].operator if approval.approvals else None
+    ).approver
     refs = _settle_dues(session, customer)
     serial = customer.card_serial
     if serial and done.card in (st.CARD_KEPT, st.CARD_UNREADABLE):
@@ -421,6 +434,31 @@ def _commit_close(
 # --------------------------------------------------------------------------- pause and resume
 
 
+@dataclasses.dataclass(frozen=True)
+class _Transition:
+    """A pause or a resume: the account event, the status it starts from and leads to, and the
+    refusal when the account is in another status."""
+
+    kind: str
+    start: CustomerStatus
+    to: CustomerStatus
+    refusal: str
+
+
+_PAUSE = _Transition(
+    "pause",
+    CustomerStatus.ACTIVE,
+    CustomerStatus.PAUSED,
+    N_("Customer {customer_no} is {status}; only an active account can be paused."),
+)
+_RESUME = _Transition(
+    "resume",
+    CustomerStatus.PAUSED,
+    CustomerStatus.ACTIVE,
+    N_("Customer {customer_no} is {status}; only a paused account can be resumed."),
+)
+
+
 def pause_account(
     db: Database,
     *,
@@ -434,19 +472,7 @@ def pause_account(
     """Pause an active account (a vacant house, a dispute): no sales until it is resumed; the
     sale refusal says ``reason``."""
     reason = check_text(reason, N_("Reason"), max_len=200)
-    refusal = N_("Customer {customer_no} is {status}; only an active account can be paused.")
-    return _change_status(
-        db,
-        actor,
-        customer_no,
-        clock,
-        settings,
-        reason,
-        CustomerStatus.ACTIVE,
-        "pause",
-        refusal,
-        approval_request,
-    )
+    return _change_status(db, actor, customer_no, clock, settings, reason, _PAUSE, approval_request)
 
 
 def resume_account(
@@ -459,21 +485,11 @@ def resume_account(
     reason: str = "",
     approval_request: str | None = None,
 ) -> CustomerView:
-    """Resume a paused account: sales are possible again."""
+    """Resume a paused account: sales are possible again (why it was resumed goes with the
+    event; the customer's reason is cleared)."""
     reason = check_text(reason, N_("Reason"), max_len=200, required=False)
-    refusal = N_("Customer {customer_no} is {status}; only a paused account can be resumed.")
-    # why it was resumed goes with the event; the customer's reason is cleared
     return _change_status(
-        db,
-        actor,
-        customer_no,
-        clock,
-        settings,
-        reason,
-        CustomerStatus.PAUSED,
-        "resume",
-        refusal,
-        approval_request,
+        db, actor, customer_no, clock, settings, reason, _RESUME, approval_request
     )
 
 
@@ -484,30 +500,26 @@ def _change_status(
     clock: Clock,
     settings: Settings,
     reason: str,
-    required: CustomerStatus,
-    kind: str,
-    refusal: str,
+    step: _Transition,
     approval_request: str | None,
 ) -> CustomerView:
     """Pause (from active) or resume (from paused) the account, in one unit of work; approved
     first when the ``pause_account`` rule asks for it (by default it does not)."""
     actor.authorize(Action.PAUSE_ACCOUNT, clock)
-    to = CustomerStatus.PAUSED if kind == "pause" else CustomerStatus.ACTIVE
     with db.write() as session:
         customer = get_customer(session, customer_no, for_update=True)
-        if customer.status != required:
-            raise Conflict(refusal, customer_no=customer_no, status=customer.status)
-        approval = approvals.require_approval(
+        if customer.status != step.start:
+            raise Conflict(step.refusal, customer_no=customer_no, status=customer.status)
+        approval = approvals.require_by(
             session,
+            actor,
+            approval_request,
             action=Action.PAUSE_ACCOUNT,
             target=customer_no,
-            operator_id=actor.operator_id,
             clock=clock,
-            request_id=approval_request,
-            counter_id=actor.counter_id,
         )
-        approver = approval.approvals[-1].operator if approval and approval.approvals else None
-        _set_status(session, customer, to, reason, kind, actor, clock, settings, approver)
+        approver = approval.approver if approval else None
+        _set_status(session, customer, step.to, reason, step.kind, actor, clock, settings, approver)
     return customer_view(db, customer_no)
 
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any, Final
 
 from sqlalchemy import select
@@ -82,6 +82,24 @@ class OldMeter:
     purchase_count: int
     energy_wh: int | None = None
     taken_at: dt.datetime | None = None
+
+
+@dataclass(frozen=True)
+class MeterChangeRequest:
+    """A meter change as a front end asks for it: the customer, the new meter, and where the
+    old meter's state comes from (``source``, :data:`SOURCES`) with what that source takes."""
+
+    customer_no: str
+    new_meter_no: str
+    source: str
+    remaining_fen: int | None = None
+    purchase_count: int | None = None
+    reading: MeterReading | None = None
+    energy_wh: int | None = None
+
+    def arguments(self) -> dict[str, Any]:
+        """The request as :func:`change_meter`'s keyword arguments."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 @dataclass(frozen=True)
@@ -346,15 +364,14 @@ def _commit(
         )
     approver_id = None
     if approval_request is not None:
-        view = approvals.consume(
+        approver_id = approvals.consume_by(
             session,
+            actor,
             approval_request,
-            action=Action.CHANGE_METER.value,
+            action=Action.CHANGE_METER,
             target=customer_no,
-            operator_id=actor.operator_id,
             clock=clock,
-        )
-        approver_id = view.approvals[-1].operator if view.approvals else None
+        ).approver
     old_meter_no = customer.meter_no
     customer.meter_no = new_meter_no
     customer.meter_purchase_count = None  # the new meter has written nothing back yet

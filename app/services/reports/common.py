@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-from collections.abc import Iterator
 from typing import Any
 
 from sqlalchemy import select
@@ -24,14 +22,6 @@ def day_bounds(day: dt.date, tz: str) -> tuple[dt.datetime, dt.datetime]:
     start = dt.datetime.combine(day, dt.time(0), tzinfo=z)
     end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(0), tzinfo=z)
     return start, end
-
-
-@contextlib.contextmanager
-def _snapshot(db: Database) -> Iterator[Session]:
-    with db.read() as session:
-        if db.dialect == "postgresql":  # every query of the report sees the same state
-            session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
-        yield session
 
 
 def _int(value: Any) -> int:

@@ -25,7 +25,6 @@ from app.services.auth import Principal
 from app.services.reports.common import (
     _int,
     _office_name,
-    _snapshot,
     day_bounds,
 )
 from app.services.reports.figures import (
@@ -120,7 +119,7 @@ def daily_report(
     actor.authorize(Action.VIEW_REPORTS, clock)
     z = zone(tz)
     start, end = day_bounds(day, tz)
-    with _snapshot(db) as session:
+    with db.snapshot() as session:
         by_op = _daily_rows(session, "operator_id", start, end)
         by_counter = _daily_rows(session, "counter_id", start, end)
         names = dict(

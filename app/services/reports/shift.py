@@ -26,7 +26,6 @@ from app.persistence.models import (
 from app.services.auth import Principal
 from app.services.reports.common import (
     _office_name,
-    _snapshot,
 )
 from app.services.reports.figures import (
     DEFAULT_TZ,
@@ -167,7 +166,7 @@ def shift_report(
     """The Z-report of one shift (open or closed)."""
     actor.authorize(Action.VIEW_REPORTS, clock)
     z = zone(tz)
-    with _snapshot(db) as session:
+    with db.snapshot() as session:
         shift = session.get(Shift, shift_id)
         if shift is None:
             raise NotFound(what=N_("Shift"), key=shift_id)

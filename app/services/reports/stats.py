@@ -25,7 +25,6 @@ from app.services.auth import Principal
 from app.services.reports.common import (
     _int,
     _office_name,
-    _snapshot,
     day_bounds,
 )
 from app.services.reports.figures import (
@@ -177,7 +176,7 @@ def stats_report(
     bounds = [day_bounds(first_day + dt.timedelta(days=i), tz)[0] for i in range(days)]
     bounds.append(day_bounds(last_day, tz)[1])
     start, end = bounds[0], bounds[-1]
-    with _snapshot(db) as session:
+    with db.snapshot() as session:
         kinds, per_plan_customers, buckets = _customer_counts(session, office_code)
         per_day = _sales_per_day(session, office_code, bounds)
         per_plan_sales = _sales_per_plan(session, office_code, start, end)

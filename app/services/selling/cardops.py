@@ -675,23 +675,12 @@ def _use_approval(
 ) -> None:
     """A lost card always needs its approved request; an exchange only when its rule says so."""
     if mode is LOST:
-        approvals.consume(
-            session,
-            request_id or "",
-            action=mode.action.value,
-            target=customer_no,
-            operator_id=actor.operator_id,
-            clock=clock,
+        approvals.consume_by(
+            session, actor, request_id or "", action=mode.action, target=customer_no, clock=clock
         )
         return
-    approvals.require_approval(
-        session,
-        action=mode.action,
-        target=customer_no,
-        operator_id=actor.operator_id,
-        clock=clock,
-        request_id=request_id,
-        counter_id=actor.counter_id,
+    approvals.require_by(
+        session, actor, request_id, action=mode.action, target=customer_no, clock=clock
     )
 
 

@@ -137,12 +137,12 @@ def check_offline_limits(
                 detail={"problem": problem},
             )
         else:
-            approvals.consume(
+            approvals.consume_by(
                 session,
+                actor,
                 override_request,
-                action=Action.OVERRIDE_OFFLINE_LIMIT.value,
+                action=Action.OVERRIDE_OFFLINE_LIMIT,
                 target=actor.counter_id,
-                operator_id=actor.operator_id,
                 clock=clock,
             )
             audit.record_by(

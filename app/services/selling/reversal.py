@@ -69,13 +69,8 @@ def reverse_sale(
             raise ReversalRefused(reason=N_("it was sold in another shift"))
         if window == "day" and sale.created_at.date() != clock.now().date():
             raise ReversalRefused(reason=N_("it was sold on another day"))
-        approvals.consume(
-            session,
-            approval_request,
-            action=Action.REVERSE.value,
-            target=sale_id,
-            operator_id=actor.operator_id,
-            clock=clock,
+        approvals.consume_by(
+            session, actor, approval_request, action=Action.REVERSE, target=sale_id, clock=clock
         )
         approver = _approver_of(session, approval_request)
         previous = session.scalar(
