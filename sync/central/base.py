@@ -15,6 +15,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -173,6 +174,113 @@ class Tx:
         self._touched.clear()
 
 
+@dataclass
+class _Queued:
+    """One request waiting to be written with others (see :class:`WriteCombiner`)."""
+
+    work: Callable[[Tx], Any]
+    streams: tuple[str, ...]
+    size: int
+    done: bool = False
+    result: Any = None
+    error: BaseException | None = None
+
+
+class WriteCombiner:
+    """Group commit for posted records: requests that arrive while a write is under way are
+    written together in the next transaction, each in its own savepoint, so the per-transaction
+    costs (the stream locks, which serialize writers of a stream, and the commit's flush to
+    disk) are paid once per group instead of once per request.  A request's failure rolls back
+    its savepoint only; a unique-key race (another writer got there first) sends every request
+    of the group through :meth:`StoreBase.write` alone, which retries it.  The first waiting
+    request's thread writes the group (no thread of its own); the others wait for their result.
+    """
+
+    def __init__(self, store: StoreBase, most: int = 2000) -> None:
+        self.store = store
+        self.most = most  # records in one group at the most (a transaction stays short)
+        self._cond = threading.Condition()
+        self._queue: list[_Queued] = []
+        self._writing = False
+        self.groups = 0  # transactions that held more than one request
+        self.largest = 0  # the most requests one transaction held
+
+    def waiting(self) -> int:
+        with self._cond:
+            return len(self._queue)
+
+    def submit(self, work: Callable[[Tx], T], streams: Iterable[str], size: int) -> T:
+        entry = _Queued(work, tuple(streams), max(1, size))
+        with self._cond:
+            self._queue.append(entry)
+            while True:
+                if entry.done:
+                    break
+                if not self._writing:
+                    self._writing = True
+                    group = self._take()
+                    self._cond.release()
+                    try:
+                        self._write(group)
+                    finally:
+                        self._cond.acquire()
+                        self._writing = False
+                        self._cond.notify_all()
+                    continue
+                self._cond.wait()
+        if entry.error is not None:
+            raise entry.error
+        result: T = entry.result
+        return result
+
+    def _take(self) -> list[_Queued]:
+        group: list[_Queued] = []
+        total = 0
+        while self._queue and (not group or total + self._queue[0].size <= self.most):
+            entry = self._queue.pop(0)
+            group.append(entry)
+            total += entry.size
+        return group
+
+    def _write(self, group: list[_Queued]) -> None:
+        if len(group) > 1:
+            try:
+                self._together(group)
+                return
+            except IntegrityError:
+                log.info("a group of %d writes raced another writer: one by one", len(group))
+            except Exception:  # the commit itself failed: each request on its own
+                log.exception("a group of %d writes failed: one by one", len(group))
+        for entry in group:
+            try:
+                entry.result = self.store.write(entry.work, entry.streams)
+            except BaseException as exc:  # handed to the request's own thread
+                entry.error = exc
+            entry.done = True
+
+    def _together(self, group: list[_Queued]) -> None:
+        streams = sorted({s for entry in group for s in entry.streams})
+        outcomes: list[tuple[Any, BaseException | None]] = []
+
+        def work(tx: Tx) -> None:
+            outcomes.clear()
+            for entry in group:
+                try:
+                    with tx.conn.begin_nested():
+                        outcomes.append((entry.work(tx), None))
+                except IntegrityError:
+                    raise  # the whole group goes one by one
+                except Exception as exc:  # this request only: its savepoint is rolled back
+                    outcomes.append((None, exc))
+
+        with self.store._writing(streams) as tx:
+            work(tx)
+        self.groups += 1
+        self.largest = max(self.largest, len(group))
+        for entry, (result, error) in zip(group, outcomes, strict=True):
+            entry.result, entry.error, entry.done = result, error, True
+
+
 class StoreBase:
     """The central system's database: engines, transactions and the clock.  Thread-safe (one
     connection per call)."""
@@ -200,6 +308,8 @@ class StoreBase:
             else:
                 engine_kwargs.setdefault("pool_size", 10)
                 engine_kwargs.setdefault("max_overflow", 20)
+                # under a surge a request waits for a connection rather than failing with a 500
+                engine_kwargs.setdefault("pool_timeout", 120)
             engine = make_engine(self.url, **engine_kwargs)
         # an engine given by the caller must come from app.persistence.db.make_engine (on
         # SQLite that installs the BEGIN / BEGIN IMMEDIATE recipe this store relies on)
@@ -216,6 +326,7 @@ class StoreBase:
             for index in table.indexes:
                 index.create(self.engine, checkfirst=True)
         self._ensure_streams()
+        self.combiner = WriteCombiner(self)
 
     @property
     def dialect(self) -> str:

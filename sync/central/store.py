@@ -212,7 +212,7 @@ class CentralStore(CentralChanges):
             )
             return Reply(status, body)
 
-        return self.write(work, STREAMS_OF[resource])
+        return self.combiner.submit(work, STREAMS_OF[resource], len(items))
 
     # ------------------------------------------------------------------ pages
 

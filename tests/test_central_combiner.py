@@ -1,0 +1,156 @@
+"""Group commit on the station: posts that arrive while a write holds the streams are written
+together, each in its own savepoint, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import insert, select, text
+
+from app.persistence.db import make_engine
+from sync import contract as c
+from sync.central import CentralStore, Counter
+from sync.central import models as m
+from sync.central import seed as central_seed
+from sync.central.api import _render_batch
+from sync.central.base import Tx
+from tests.conftest import PG_URL, drop_pg_schema, pg_available
+from tests.rigs.central import NOW, REMOTE, sale
+
+C1 = Counter("C1", "DEMO")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CentralStore]:
+    if request.param == "sqlite":
+        s = CentralStore(str(tmp_path / "central.db"))
+        central_seed.seed_demo(s, NOW)
+        yield s
+        s.dispose()
+        return
+    if not pg_available():
+        pytest.skip(f"no PostgreSQL server at {PG_URL}")
+    schema = "central_" + uuid.uuid4().hex[:12]
+    admin = make_engine(PG_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    admin.dispose()
+    s = CentralStore(PG_URL, connect_args={"options": f"-csearch_path={schema}"})
+    try:
+        central_seed.seed_demo(s, NOW)
+        yield s
+    finally:
+        s.dispose()
+        drop_pg_schema(schema)
+
+
+def _wait_for(condition: object, seconds: float = 20.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_posts_that_queue_behind_a_write_commit_together(store: CentralStore) -> None:
+    posts = 8
+    replies: dict[int, int] = {}
+    bodies = [
+        [c.SaleRecord.model_validate(sale(REMOTE, kind="remote")) for _ in range(3)]
+        for _ in range(posts)
+    ]
+
+    def post(n: int) -> None:
+        reply = store.post_keyed(
+            "sales",
+            C1,
+            bodies[n],
+            key=f"group-key-{n:02d}",
+            request_hash=f"h{n}",
+            render=_render_batch,
+        )
+        replies[n] = reply.status
+
+    # a write holds the streams: the posts queue behind it (the first waits inside the store)
+    with store._writing(("customers", "remote", "sales")):
+        threads = [threading.Thread(target=post, args=(n,)) for n in range(posts)]
+        for t in threads:
+            t.start()
+        _wait_for(lambda: store.combiner.waiting() >= posts - 1)
+    for t in threads:
+        t.join(30)
+    assert replies == dict.fromkeys(range(posts), 200)
+    assert store.combiner.largest >= posts - 1  # one transaction for those that queued
+    with store.engine.connect() as conn:
+        seqs = sorted(conn.scalars(select(m.sales.c.seq)))
+        keys = conn.scalar(select(text("count(*)")).select_from(m.idempotency_keys))
+    assert seqs == list(range(1, 3 * posts + 1)) and keys == posts
+    # the same key again replays, not applies
+    again = store.post_keyed(
+        "sales", C1, bodies[0], key="group-key-00", request_hash="h0", render=_render_batch
+    )
+    assert again.replayed and store.count("sales") == 3 * posts
+
+
+def test_a_failing_request_does_not_take_its_group_down(store: CentralStore) -> None:
+    written: list[str] = []
+
+    def good(name: str) -> object:
+        def work(tx: Tx) -> str:
+            tx.conn.execute(
+                insert(m.refusals).values(
+                    counter_id="C1",
+                    resource="test",
+                    record_id=name,
+                    code="x",
+                    message=name,
+                    at=tx.now,
+                )
+            )
+            written.append(name)
+            return name
+
+        return work
+
+    def bad(tx: Tx) -> str:
+        tx.conn.execute(
+            insert(m.refusals).values(
+                counter_id="C1",
+                resource="test",
+                record_id="bad",
+                code="x",
+                message="bad",
+                at=tx.now,
+            )
+        )
+        raise ValueError("this request is wrong")
+
+    results: dict[str, object] = {}
+
+    def submit(name: str, work: object) -> None:
+        try:
+            results[name] = store.combiner.submit(work, ("sales",), 1)  # type: ignore[arg-type]
+        except ValueError as exc:
+            results[name] = exc
+
+    with store._writing(("sales",)):
+        threads = [
+            threading.Thread(target=submit, args=(name, bad if name == "bad" else good(name)))
+            for name in ("a", "bad", "b", "c")
+        ]
+        for t in threads:
+            t.start()
+        _wait_for(lambda: store.combiner.waiting() >= 3)
+    for t in threads:
+        t.join(30)
+    assert isinstance(results["bad"], ValueError)
+    assert {results[n] for n in ("a", "b", "c")} == {"a", "b", "c"}
+    with store.engine.connect() as conn:
+        held = set(
+            conn.scalars(select(m.refusals.c.record_id).where(m.refusals.c.resource == "test"))
+        )
+    assert held == {"a", "b", "c"}  # the failed request's row was rolled back with its savepoint
