@@ -30,6 +30,7 @@ from app.clock import Clock, SystemClock
 from app.persistence.db import WRITE_OPTION, make_engine, normalize_url
 from sync import contract as c
 from sync.central import models as m
+from sync.central import schema
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -320,11 +321,7 @@ class StoreBase:
             if self.engine.dialect.name == "postgresql"
             else self.engine
         )
-        m.metadata.create_all(self.engine)
-        # create_all makes the indexes of new tables only: an older database gets the new ones
-        for table in m.metadata.sorted_tables:
-            for index in table.indexes:
-                index.create(self.engine, checkfirst=True)
+        schema.upgrade(self.engine)
         self._ensure_streams()
         self.combiner = WriteCombiner(self)
 
@@ -336,13 +333,17 @@ class StoreBase:
         return self.clock.now().astimezone(dt.UTC)
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
-        """Whether this store can serve: the database answers."""
+        """Whether this store can serve: the database answers and its schema is the newest
+        revision this code knows (another host may have been upgraded, or not yet)."""
         try:
             with self.engine.connect() as conn:
                 conn.execute(select(1)).scalar()
+                revision = schema.current(conn)
         except Exception as exc:  # any failure of the database is "not ready", said
             return False, {"database": f"unreachable: {type(exc).__name__}"}
-        return True, {"database": "ok"}
+        wanted = schema.head()
+        detail = {"database": "ok", "schema": revision, "schema_wanted": wanted}
+        return revision == wanted, detail
 
     def dispose(self) -> None:
         self.engine.dispose()

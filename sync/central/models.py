@@ -53,6 +53,22 @@ counters = Table(
     # hex; kept when the counter registers again with its token, new after an enrolment code
     Column("receipt_key", String(64), nullable=False),
     Column("registered_at", UTCDateTime(), nullable=False),
+    # the last authenticated request (kept to the minute): the sync lag a scrape reports
+    Column("last_seen_at", UTCDateTime()),
+    # an administrator revoked it: its token no longer opens anything; an enrolment code lets
+    # the counter register again
+    Column("revoked_at", UTCDateTime()),
+)
+
+# the offices and their region (province / city), which the statistics group by
+offices = Table(
+    "central_offices",
+    metadata,
+    Column("code", String(32), primary_key=True),
+    Column("name", String(64), nullable=False, default=""),
+    Column("province", String(32), nullable=False, default=""),
+    Column("city", String(32), nullable=False, default=""),
+    Column("created_at", UTCDateTime(), nullable=False),
 )
 
 # the receipt keys a counter held before an enrolment code gave it a new one: receipts printed

@@ -137,7 +137,7 @@ def sync_lag(engine: Any, now: Callable[[], dt.datetime]) -> Callable[[], dict[s
 
     def lag() -> dict[str, float]:
         if "last_seen_at" in m.counters.c:
-            query = select(m.counters.c.counter_id, m.counters.c.last_seen_at)
+            query = select(m.counters.c.id, m.counters.c.last_seen_at)
         else:
             keys = m.idempotency_keys.c
             query = select(keys.counter_id, func.max(keys.created_at)).group_by(keys.counter_id)

@@ -18,12 +18,13 @@ database and transactions in :mod:`sync.central.base`.
 
 from __future__ import annotations
 
+import datetime as dt
 import hmac
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, func, insert, select
+from sqlalchemy import Connection, RowMapping, func, insert, select, update
 
 from sync import contract as c
 from sync.central import enrol
@@ -53,6 +54,9 @@ log = logging.getLogger(__name__)
 
 class AuditDiverged(Exception):
     """The audit head a counter reports does not continue what it reported before."""
+
+
+SEEN_EVERY = dt.timedelta(minutes=1)
 
 
 class CentralStore(CentralChanges):
@@ -96,12 +100,22 @@ class CentralStore(CentralChanges):
         digest = sha256_hex(token)
         with self._reading() as conn:
             row = conn.execute(
-                select(m.counters.c.id, m.counters.c.office_code, m.counters.c.name).where(
-                    m.counters.c.token_hash == digest
-                )
+                select(
+                    m.counters.c.id,
+                    m.counters.c.office_code,
+                    m.counters.c.name,
+                    m.counters.c.last_seen_at,
+                ).where(m.counters.c.token_hash == digest, m.counters.c.revoked_at.is_(None))
             ).first()
         if row is None:
             return None
+        now = self.now()
+        if row.last_seen_at is None or now - row.last_seen_at >= SEEN_EVERY:
+            # kept to the minute: a busy counter costs one small write a minute, not one a call
+            with self._write_engine.begin() as conn:
+                conn.execute(
+                    update(m.counters).where(m.counters.c.id == row.id).values(last_seen_at=now)
+                )
         return Counter(counter_id=row.id, office_code=row.office_code, name=row.name)
 
     def counter(self, counter_id: str) -> Counter | None:
