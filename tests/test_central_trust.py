@@ -480,6 +480,9 @@ def test_an_enrolment_code_enrols_a_counter_again_once(
         CentralClient(url).register(req, None, enrolment_code=code)
     # it expires; issuing a new one withdraws the unused one; it moves a counter's office
     late, _ = store.issue_enrolment_code("C1", "DEMO", hours=1)
+    with pytest.raises(ValueError, match="no office NORTH"):  # the station must know it
+        store.issue_enrolment_code("C1", "NORTH", hours=1)
+    store.add_office("NORTH", "North office", "浙江", "湖州")
     moved, _ = store.issue_enrolment_code("C1", "NORTH", hours=1)
     with pytest.raises(RegistrationRefused):
         CentralClient(url).register(req, None, enrolment_code=late)

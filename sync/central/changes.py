@@ -411,6 +411,58 @@ class CentralChanges(StoreBase):
                 )
             ]
 
+    # ------------------------------------------------------------------ offices, counters
+
+    def add_office(self, code: str, name: str = "", province: str = "", city: str = "") -> bool:
+        """Add an office with its region, or change the name and region of one that exists;
+        answers whether it is new."""
+        c.RegisterRequest(counter_id="X", office_code=code)  # an office code's format
+        values = {"name": name, "province": province, "city": city}
+        for field, text in values.items():
+            most = 64 if field == "name" else 32
+            if len(text) > most or not text.isprintable():
+                raise ValueError(f"{field} must be printable text of at most {most} characters")
+
+        def work(tx: Tx) -> bool:
+            o = m.offices.c
+            if tx.conn.execute(select(o.code).where(o.code == code)).first() is None:
+                tx.conn.execute(insert(m.offices).values(code=code, created_at=tx.now, **values))
+                return True
+            tx.conn.execute(update(m.offices).where(o.code == code).values(**values))
+            return False
+
+        return self.write(work)
+
+    def offices(self) -> list[dict[str, Any]]:
+        o = m.offices.c
+        with self._reading() as conn:
+            rows = conn.execute(select(o.code, o.name, o.province, o.city).order_by(o.code))
+            return [dict(row._mapping) for row in rows]
+
+    def counters(self, office_code: str | None = None) -> list[dict[str, Any]]:
+        """The registered counters: id, office, name, registered, last seen, revoked."""
+        co = m.counters.c
+        query = select(
+            co.id, co.office_code, co.name, co.registered_at, co.last_seen_at, co.revoked_at
+        ).order_by(co.office_code, co.id)
+        if office_code is not None:
+            query = query.where(co.office_code == office_code)
+        with self._reading() as conn:
+            return [dict(row._mapping) for row in conn.execute(query)]
+
+    def revoke_counter(self, counter_id: str) -> bool:
+        """Its token opens nothing any more; answers False for an unknown counter id."""
+
+        def work(tx: Tx) -> bool:
+            done = tx.conn.execute(
+                update(m.counters)
+                .where(m.counters.c.id == counter_id)
+                .values(revoked_at=func.coalesce(m.counters.c.revoked_at, tx.now))
+            )
+            return bool(done.rowcount)
+
+        return self.write(work)
+
     # ------------------------------------------------------------------ enrolment codes
 
     def issue_enrolment_code(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import logging
 import os
 import signal
@@ -29,6 +30,7 @@ from app.i18n import N_, _
 
 if TYPE_CHECKING:
     from sync.central.server import CentralServer
+    from sync.central.store import CentralStore
 
 log = logging.getLogger(__name__)
 ENROLMENT_KEY_ENV = "CARDVEND_ENROLMENT_KEY"
@@ -74,6 +76,7 @@ def cmd_central_serve(ctx: AppContext, args: argparse.Namespace) -> int:
             faults=args.faults,
             clock_skew_minutes=args.clock_skew,
             log_json=args.log_json,
+            pool_size=args.pool_size,
         )
         url = url_of(sock, tls[0] is not None)
         # the line scripts wait for comes once a worker answers, not when the socket is bound
@@ -207,6 +210,99 @@ def cmd_central_enrol(ctx: AppContext, args: argparse.Namespace) -> int:
     return 0
 
 
+def _store(ctx: AppContext, args: argparse.Namespace) -> CentralStore:
+    from sync.central.store import CentralStore
+
+    return CentralStore(args.central_db or default_db(ctx), clock=ctx.clock)
+
+
+def cmd_offices_add(ctx: AppContext, args: argparse.Namespace) -> int:
+    from pydantic import ValidationError as ModelError
+
+    store = _store(ctx, args)
+    try:
+        new = store.add_office(args.code, args.name, args.province, args.city)
+    except (ModelError, ValueError) as exc:
+        raise ValidationError(
+            N_("cannot add office {office}: {detail}"),
+            office=args.code,
+            detail=str(exc).splitlines()[0],
+        ) from exc
+    finally:
+        store.dispose()
+    text = _("Office {office} added.") if new else _("Office {office} changed.")
+    print(text.format(office=args.code))
+    return 0
+
+
+def cmd_offices_list(ctx: AppContext, args: argparse.Namespace) -> int:
+    store = _store(ctx, args)
+    try:
+        offices = store.offices()
+    finally:
+        store.dispose()
+    if args.json:
+        print(json.dumps(offices, ensure_ascii=False, indent=1))
+        return 0
+    if not offices:
+        print(_("No offices."))
+    for o in offices:
+        region = " / ".join(x for x in (o["province"], o["city"]) if x) or _("(no region)")
+        print(f"{o['code']}\t{o['name']}\t{region}")
+    return 0
+
+
+def cmd_counters_list(ctx: AppContext, args: argparse.Namespace) -> int:
+    store = _store(ctx, args)
+    try:
+        counters = store.counters(args.office)
+    finally:
+        store.dispose()
+    if args.json:
+        print(json.dumps(counters, ensure_ascii=False, indent=1, default=_iso))
+        return 0
+    if not counters:
+        print(_("No counters."))
+    for co in counters:
+        seen = _iso(co["last_seen_at"]) if co["last_seen_at"] else _("never")
+        state = _("revoked {at}", at=_iso(co["revoked_at"])) if co["revoked_at"] else _("active")
+        print(
+            _(
+                "{counter}\toffice {office}\tregistered {registered}\tlast seen {seen}\t{state}",
+                counter=co["id"],
+                office=co["office_code"],
+                registered=_iso(co["registered_at"]),
+                seen=seen,
+                state=state,
+            )
+        )
+    return 0
+
+
+def cmd_counters_revoke(ctx: AppContext, args: argparse.Namespace) -> int:
+    store = _store(ctx, args)
+    try:
+        known = store.revoke_counter(args.counter_id)
+    finally:
+        store.dispose()
+    if not known:
+        raise ValidationError(N_("no counter {counter} is registered"), counter=args.counter_id)
+    print(
+        _(
+            "Counter {counter} revoked: its token no longer works. It registers again only with "
+            "a new enrolment code (cardvend central enrol).",
+            counter=args.counter_id,
+        )
+    )
+    return 0
+
+
+def _iso(value: Any) -> str:
+    if isinstance(value, dt.datetime):
+        return value.isoformat(timespec="seconds")
+    raise TypeError(type(value).__name__)
+
+
 def _db_option(q: argparse.ArgumentParser) -> None:
     q.add_argument(
         "--db",
@@ -252,6 +348,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     q.add_argument("--tls-cert", metavar="FILE", help=_("serve HTTPS with this certificate (PEM)"))
     q.add_argument("--tls-key", metavar="FILE", help=_("the certificate's private key (PEM)"))
     q.add_argument(
+        "--pool-size",
+        type=int,
+        metavar="N",
+        help=_("database connections each worker keeps (PostgreSQL; default 10, plus 20 more "
+               "under a surge)"),
+    )  # fmt: skip
+    q.add_argument(
         "--log-json",
         action="store_true",
         help=_("log one JSON object per line on stderr, with each request's id"),
@@ -269,3 +372,29 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--hours", type=float, default=24, help=_("how long the code is valid (default 24)")
     )
     q.set_defaults(func=cmd_central_enrol)
+
+    q = csub.add_parser("offices", help=_("the offices the station serves, with their region"))
+    osub = q.add_subparsers(dest="offices_command", required=True, metavar="COMMAND")
+    r = osub.add_parser("add", help=_("add an office, or change its name and region"))
+    r.add_argument("code", metavar="CODE")
+    r.add_argument("--name", default="", help=_("the office's name"))
+    r.add_argument("--province", default="", help=_("the province it is in"))
+    r.add_argument("--city", default="", help=_("the city it is in"))
+    _db_option(r)
+    r.set_defaults(func=cmd_offices_add)
+    r = osub.add_parser("list", help=_("list the offices"))
+    r.add_argument("--json", action="store_true", help=_("JSON for scripts"))
+    _db_option(r)
+    r.set_defaults(func=cmd_offices_list)
+
+    q = csub.add_parser("counters", help=_("the counters registered with the station"))
+    ksub = q.add_subparsers(dest="counters_command", required=True, metavar="COMMAND")
+    r = ksub.add_parser("list", help=_("list the counters, their last contact and state"))
+    r.add_argument("--office", help=_("only this office's counters"))
+    r.add_argument("--json", action="store_true", help=_("JSON for scripts"))
+    _db_option(r)
+    r.set_defaults(func=cmd_counters_list)
+    r = ksub.add_parser("revoke", help=_("revoke a counter: its token stops working"))
+    r.add_argument("counter_id", metavar="COUNTER_ID")
+    _db_option(r)
+    r.set_defaults(func=cmd_counters_revoke)

@@ -149,11 +149,22 @@ def register(
     conn, now = tx.conn, tx.now
     co = m.counters.c
     row = conn.execute(
-        select(co.office_code, co.receipt_key).where(co.id == req.counter_id)
+        select(co.office_code, co.receipt_key, co.revoked_at).where(co.id == req.counter_id)
     ).first()
     code = _code_row(conn, creds.enrolment_code, now)
     if code is not None and code[0] != req.counter_id:
         code = None  # issued for another counter
+    if row is not None and row.revoked_at is not None and code is None:
+        # revoked by the administrator: its token, the enrolment key, nothing but a new code
+        return _refuse(
+            tx,
+            req,
+            Refusal(
+                UNAUTHORIZED,
+                f"counter {req.counter_id} was revoked: it registers again only with a new "
+                "enrolment code from the central administrator",
+            ),
+        )
     replay = row is not None and _replaying(conn, req.counter_id, creds.request_key, now)
     if creds.enrolment_code and code is None and not replay:
         # a code given and wrong: never something else
@@ -181,6 +192,7 @@ def register(
         "token_hash": sha256_hex(token),
         "receipt_key": receipt_key,
         "registered_at": now,
+        "revoked_at": None,
     }
     if row is None:
         conn.execute(insert(m.counters).values(id=req.counter_id, **values))
@@ -315,6 +327,12 @@ def issue_code(tx: Tx, counter_id: str, office_code: str, hours: float) -> tuple
     c.RegisterRequest(counter_id=counter_id, office_code=office_code)  # the same formats
     if not 0 < hours <= MAX_CODE_HOURS:
         raise ValueError(f"an enrolment code is valid for up to {MAX_CODE_HOURS} hours")
+    offices = set(tx.conn.scalars(select(m.offices.c.code)))
+    if offices and office_code not in offices:  # no offices kept yet: an older database
+        raise ValueError(
+            f"the station has no office {office_code}: add it first "
+            "(cardvend central offices add CODE --name N --province P --city C)"
+        )
     ec = m.enrolment_codes.c
     tx.conn.execute(
         delete(m.enrolment_codes).where(ec.counter_id == counter_id, ec.used_at.is_(None))

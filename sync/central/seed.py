@@ -85,10 +85,15 @@ def demo_customer_record(i: int) -> dict[str, Any]:
     }
 
 
+DEMO_PROVINCE, DEMO_CITY = "浙江", "杭州"  # the demo office's region
+
+
 def seed_demo(store: CentralStore, now: dt.datetime) -> SeedReport:
     """What ``cardvend demo`` loads into a counter, plus three open jobs (one of each kind,
     for the first remote-meter customers).  Idempotent."""
     report = SeedReport()
+    if not any(o["code"] == demo.OFFICE for o in store.offices()):
+        store.add_office(demo.OFFICE, "Demo office", DEMO_PROVINCE, DEMO_CITY)
     report.plans_added = seed_tariffs(store)
     report.customers_added = store.add_customers(
         demo_customer_record(i) for i in range(demo.CUSTOMERS)

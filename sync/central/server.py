@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import uvicorn
 from fastapi import FastAPI
@@ -231,10 +231,14 @@ def app_from_env() -> ASGIApp:
     config = ServeConfig.from_env()
     if config.log_json:
         configure_logging(json_lines=True)
+    pool: dict[str, Any] = {"pool_size": config.pool_size} if config.pool_size else {}
+    if config.db_url.startswith("sqlite") or "://" not in config.db_url:
+        pool = {}  # SQLite: one file, no pool to size
     store = CentralStore(
         config.db_url,
         enrolment_key=config.enrolment_key,
         clock_skew=dt.timedelta(minutes=config.clock_skew_minutes),
+        **pool,
     )
     return build_asgi(store, FaultInjector(enabled=config.faults))[1]
 
