@@ -19,6 +19,7 @@ from typing import Any
 from tests.bench import (
     bench_audit,
     bench_card,
+    bench_central_load,
     bench_dlt645,
     bench_find,
     bench_gui_search,
@@ -85,6 +86,17 @@ def main(argv: list[str] | None = None) -> int:
         single_sample=1_000 if quick else 10_000,
         rounds=1_000 if quick else 10_000,
     )
+    if quick:  # 200 counters for 10 s against this tree's server
+        records += bench_central_load.run(
+            counters=bench_central_load.QUICK_COUNTERS,
+            seconds=bench_central_load.QUICK_SECONDS,
+            workers=(1,),
+            data_dir=args.data_dir,
+        )
+    else:  # 2,000 counters for 60 s with 1, 2 and 4 workers, and the old server as baseline
+        records += bench_central_load.run(
+            baseline_rev=bench_central_load.BASELINE_REV, data_dir=args.data_dir
+        )
     failed = [
         r["bench"] + (f":{r['kind']}" if "kind" in r else "") for r in records if not r.get("ok")
     ]
