@@ -7,8 +7,9 @@ import datetime as dt
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from sqlalchemy import text
@@ -54,12 +55,36 @@ def clock() -> FixedClock:
     return FixedClock(dt.datetime(2026, 3, 1, 9, 0, tzinfo=dt.UTC))
 
 
-def make_pg_database() -> tuple[Database, str]:
-    schema = "t_" + uuid.uuid4().hex[:12]
+def create_pg_schema(prefix: str = "t_") -> str:
+    """A new empty PostgreSQL schema (a test's own database there); drop it with
+    :func:`drop_pg_schema`."""
+    schema = prefix + uuid.uuid4().hex[:12]
     admin = make_engine(PG_URL)
     with admin.begin() as conn:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     admin.dispose()
+    return schema
+
+
+@contextmanager
+def pg_schema(prefix: str = "central_") -> Iterator[str]:
+    """A PostgreSQL schema for the ``with`` block (the test is skipped without a server)."""
+    if not pg_available():
+        pytest.skip(f"no PostgreSQL server at {PG_URL}")
+    schema = create_pg_schema(prefix)
+    try:
+        yield schema
+    finally:
+        drop_pg_schema(schema)
+
+
+def in_schema(schema: str) -> dict[str, Any]:
+    """Engine arguments that put a connection's tables in ``schema``."""
+    return {"connect_args": {"options": f"-csearch_path={schema}"}}
+
+
+def make_pg_database() -> tuple[Database, str]:
+    schema = create_pg_schema()
     url = normalize_url(PG_URL)
     db = Database(url, connect_args={"options": f"-csearch_path={schema}"})
     return db, schema

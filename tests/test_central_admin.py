@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import threading
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,27 +13,19 @@ import pytest
 import requests
 from sqlalchemy import create_engine, select, text
 
-from app.persistence.db import make_engine
 from sync import contract as c
 from sync.central import CentralServer, CentralStore, schema
 from sync.central import models as m
 from sync.central import seed as central_seed
-from tests.conftest import PG_URL, drop_pg_schema, pg_available
+from tests.conftest import PG_URL, pg_schema
 from tests.rigs.central import NOW, Api, register
 from tests.rigs.cli import run
 
 
 @pytest.fixture
-def pg_schema() -> Iterator[str]:
-    if not pg_available():
-        pytest.skip(f"no PostgreSQL server at {PG_URL}")
-    name = "central_" + uuid.uuid4().hex[:12]
-    admin = make_engine(PG_URL)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{name}"'))
-    admin.dispose()
-    yield name
-    drop_pg_schema(name)
+def pg_schema_name() -> Iterator[str]:
+    with pg_schema() as name:
+        yield name
 
 
 def test_upgrade_from_empty_reaches_head_and_is_ready(tmp_path: Path) -> None:
@@ -100,8 +91,8 @@ def test_readiness_is_false_on_an_older_schema(tmp_path: Path) -> None:
 
 
 @pytest.mark.pg
-def test_processes_starting_together_upgrade_once(pg_schema: str) -> None:
-    url = f"{PG_URL}?options=-csearch_path%3D{pg_schema}"
+def test_processes_starting_together_upgrade_once(pg_schema_name: str) -> None:
+    url = f"{PG_URL}?options=-csearch_path%3D{pg_schema_name}"
     errors: list[BaseException] = []
     stores: list[CentralStore] = []
 

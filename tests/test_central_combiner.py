@@ -5,21 +5,19 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import insert, select, text
 
-from app.persistence.db import make_engine
 from sync import contract as c
 from sync.central import CentralStore, Counter
 from sync.central import models as m
 from sync.central import seed as central_seed
 from sync.central.api import _render_batch
 from sync.central.base import Tx
-from tests.conftest import PG_URL, drop_pg_schema, pg_available
+from tests.conftest import PG_URL, in_schema, pg_schema
 from tests.rigs.central import NOW, REMOTE, sale
 
 C1 = Counter("C1", "DEMO")
@@ -33,20 +31,13 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CentralSto
         yield s
         s.dispose()
         return
-    if not pg_available():
-        pytest.skip(f"no PostgreSQL server at {PG_URL}")
-    schema = "central_" + uuid.uuid4().hex[:12]
-    admin = make_engine(PG_URL)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    admin.dispose()
-    s = CentralStore(PG_URL, connect_args={"options": f"-csearch_path={schema}"})
-    try:
-        central_seed.seed_demo(s, NOW)
-        yield s
-    finally:
-        s.dispose()
-        drop_pg_schema(schema)
+    with pg_schema() as schema:
+        s = CentralStore(PG_URL, **in_schema(schema))
+        try:
+            central_seed.seed_demo(s, NOW)
+            yield s
+        finally:
+            s.dispose()
 
 
 def _wait_for(condition: object, seconds: float = 20.0) -> None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,12 +25,11 @@ from urllib.parse import quote
 
 import pytest
 import trustme
-from sqlalchemy import text
 
 from app.clock import FixedClock
 from app.context import AppContext
 from app.paths import resolve_paths
-from app.persistence.db import Database, make_engine
+from app.persistence.db import Database
 from app.services import auth
 from app.services.demo import load_demo
 from app.settings import CENTRAL_CA_BUNDLE
@@ -42,7 +40,7 @@ from sync.central.store import CentralStore
 from sync.client import CentralClient
 from sync.errors import CentralUnreachable
 from sync.service import SyncService, register_counter
-from tests.conftest import PG_URL, drop_pg_schema, pg_available
+from tests.conftest import PG_URL, pg_schema
 from tests.rigs.central_process import CentralProcess
 from tests.rigs.cli import run
 from tests.rigs.counter import Counter
@@ -68,18 +66,9 @@ def counter(tmp_path: Path, clock: FixedClock) -> Iterator[Counter]:
 def pg_central_url() -> Iterator[str]:
     """A database URL of the central side on its own PostgreSQL schema (in the URL, as a server
     process is given it: ``?options=-csearch_path=...``)."""
-    if not pg_available():
-        pytest.skip(f"no PostgreSQL server at {PG_URL}")
-    schema = "central_" + uuid.uuid4().hex[:12]
-    admin = make_engine(PG_URL)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    admin.dispose()
-    joiner = "&" if "?" in PG_URL else "?"
-    try:
+    with pg_schema() as schema:
+        joiner = "&" if "?" in PG_URL else "?"
         yield f"{PG_URL}{joiner}options={quote(f'-csearch_path={schema}', safe='')}"
-    finally:
-        drop_pg_schema(schema)
 
 
 def central_sales(url: str) -> int:

@@ -13,7 +13,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,14 +21,13 @@ import pytest
 import requests
 from sqlalchemy import text
 
-from app.persistence.db import make_engine
 from app.services import demo
 from sync import contract as c
 from sync.central import CentralServer, CentralStore
 from sync.central import seed as central_seed
 from sync.central.api import openapi_document
 from sync.central.store import Counter
-from tests.conftest import PG_URL, ROOT, drop_pg_schema, pg_available
+from tests.conftest import PG_URL, ROOT, in_schema, pg_schema
 from tests.rigs.central import CARD, FIRST, NOW, REMOTE, Api, event, register, reversal, sale
 
 # --------------------------------------------------------------------------- fixtures
@@ -44,20 +42,13 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CentralSto
         yield s
         s.dispose()
         return
-    if not pg_available():
-        pytest.skip(f"no PostgreSQL server at {PG_URL}")
-    schema = "central_" + uuid.uuid4().hex[:12]
-    admin = make_engine(PG_URL)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    admin.dispose()
-    s = CentralStore(PG_URL, connect_args={"options": f"-csearch_path={schema}"})
-    try:
-        central_seed.seed_demo(s, NOW)
-        yield s
-    finally:
-        s.dispose()
-        drop_pg_schema(schema)
+    with pg_schema() as schema:
+        s = CentralStore(PG_URL, **in_schema(schema))
+        try:
+            central_seed.seed_demo(s, NOW)
+            yield s
+        finally:
+            s.dispose()
 
 
 @pytest.fixture
