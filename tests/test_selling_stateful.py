@@ -34,6 +34,9 @@ and one counter (``C01``) with its SQLite database.  Hypothesis drives these rul
 
 The invariants are checked after every step from the database, the card image file and the
 meter state file, each read fresh: see :meth:`SellingMachine.invariants_hold`.
+The machine's state and helpers are in tests/rigs/selling_machine.py (the template, the
+simulated kill and the fresh reads in tests/rigs/selling_model.py), its replace, exchange and
+change_meter rules in tests/rigs/selling_lifecycle.py.
 
 Cost: a card operation takes a few ms, a login (scrypt) ~50 ms, migration + demo data ~0.5 s;
 so the database is built and the two operators log in once per test session, each machine run
@@ -44,67 +47,40 @@ The bugs it found are listed below ("bugs it found"), each with a regression tes
 
 from __future__ import annotations
 
-import dataclasses
-import datetime as dt
-import os
-import shutil
-import sqlite3
-import tempfile
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import pytest
 from hypothesis import HealthCheck, Phase, settings
-from hypothesis import event as hypothesis_event
 from hypothesis import strategies as st
-from hypothesis.control import currently_in_test_context
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
-from sqlalchemy import select
+from hypothesis.stateful import invariant, precondition, rule
 
-from app import faults
-from app.clock import FixedClock
 from app.domain.card import CardRemoved
-from app.domain.ledger import SaleKind, SaleState
-from app.domain.settlement import Settlement
+from app.domain.ledger import SaleState
 from app.errors import Conflict
-from app.persistence.db import Database
-from app.persistence.models import CardBlacklist, Customer, FeePayment, Reversal, Sale, Shift
-from app.services import approvals, auth, selling, shifts
-from app.services.auth import Principal
-from app.services.customers import customer_view
-from app.services.demo import load_demo
-from app.services.lifecycle import account
-from app.services.lifecycle import meter_change as mc
-from app.settings import EXCHANGE_FEE, UTILITY_CODE, Settings
+from app.persistence.models import Shift
+from app.services import selling, shifts
+from app.settings import EXCHANGE_FEE
 from cardio import profile as P
-from cardio.channel import EmulatedChannel
-from cardio.emulator import CardImage, CardState, UserCardOS
-from cardio.keys import MasterKeys, SoftwareKeyProvider
-from cardio.meter_sim import MeterSimulator, MeterState, load_state
-from cardio.terminal import ApduTerminal
-
-CUSTOMER = "100000000002"  # demo: a card-meter customer without arrears or fees
-METER_NO = "200000000002"  # its meter
-COUNTER = "C01"
-FLOAT = 10_000
-T0 = dt.datetime(2026, 3, 1, 9, 0, tzinfo=dt.UTC)
-SELL_POINTS = ("read", "pending", "before_write", "written", "completed")
-REVERSAL_POINTS = ("reversal_pending", "reversal_written")
-UNRESOLVED_STATES = (SaleState.PENDING.value, SaleState.IN_DOUBT.value)
-COMPLETED = SaleState.COMPLETED.value
-# APDUs of a purchase-only card session: a read is SELECT + 5 READ BINARY (1-6); the write is
-# SELECT, GET CHALLENGE, EXTERNAL AUTHENTICATE, GET CHALLENGE (7-10), UPDATE (11), READ (12)
-WRITE_FIRST_APDU, PURCHASE_UPDATE_APDU = 7, 11
-# replace_card: read (1-2), ISSUE session (3-13), write session (14-23): SELECT and
-# authentication (14-17), UPDATE tariff (18), parameters (19), purchase (20), read-backs (21-23)
-REPLACE_BOUND_APDU, REPLACE_PURCHASE_APDU = 14, 20
-# card files and SQLite on tmpfs when there is one: the machine commits and fsyncs a lot
-SCRATCH = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
+from cardio.emulator import CardImage
+from cardio.meter_sim import load_state
+from tests.rigs.selling_lifecycle import LifecycleRules
+from tests.rigs.selling_model import (
+    COMPLETED,
+    CUSTOMER,
+    FLOAT,
+    PURCHASE_UPDATE_APDU,
+    REPLACE_PURCHASE_APDU,
+    REVERSAL_POINTS,
+    SELL_POINTS,
+    WRITE_FIRST_APDU,
+    Killed,
+    event,
+    kill_at,
+    read_card,
+    remove_template,
+)
 
 # --------------------------------------------------------------------------- bugs it found
 # Each has a regression test at the end of this file (the shortest sequence that showed it).
@@ -133,7 +109,7 @@ SCRATCH = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
 #    before the meter saw that, N stays pending and is credited at the next insert of the
 #    account's card.  The machine pulls cards anywhere in the meter's session, and counts a
 #    pending purchase as loaded exactly when its write-back is on the card
-#    (:meth:`SellingMachine.meter_view`).
+#    (:meth:`SellingRig.meter_view`, tests/rigs/selling_machine.py).
 # 6. (meter change, replacement, exchange) After a meter change, until the next sale, the
 #    card's last purchase is the change's transfer (the old meter's remaining and a purchase it
 #    had not loaded), not the last sale.  A card replaced meanwhile carried the last sale's
@@ -145,226 +121,10 @@ SCRATCH = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
 #    card as from an open card (cardio/meter_sim).
 
 
-def event(text: str) -> None:
-    """Hypothesis' coverage note (shown by --hypothesis-show-statistics), also outside it."""
-    if currently_in_test_context():
-        hypothesis_event(text)
-
-
-# --------------------------------------------------------------------------- shared template
-
-
-@dataclass(frozen=True)
-class Template:
-    """Built once per session: a migrated database with the demo data, the keys, principals."""
-
-    directory: Path
-    db_file: Path
-    master: MasterKeys
-    keys: SoftwareKeyProvider
-    teller: Principal
-    supervisor: Principal
-
-
-_TEMPLATE: list[Template] = []
-
-
-def template() -> Template:
-    if not _TEMPLATE:
-        directory = Path(tempfile.mkdtemp(prefix="cv-stateful-", dir=SCRATCH))
-        db_file = directory / "template.sqlite"
-        clock = FixedClock(T0)
-        db = Database(str(db_file))
-        db.migrate()
-        load_demo(db, clock)
-        teller = auth.login(db, "t01", "demo-t01", counter_id=COUNTER, clock=clock)
-        supervisor = auth.login(db, "s01", "demo-s01", counter_id=COUNTER, clock=clock)
-        db.dispose()
-        master = MasterKeys.generate()
-        keys = SoftwareKeyProvider(master)
-        _TEMPLATE.append(Template(directory, db_file, master, keys, teller, supervisor))
-    return _TEMPLATE[0]
-
-
 @pytest.fixture(scope="module", autouse=True)
 def _template_cleanup() -> Iterator[None]:
     yield
-    while _TEMPLATE:
-        shutil.rmtree(_TEMPLATE.pop().directory, ignore_errors=True)
-
-
-def copy_database(source: Path, target: Path) -> None:
-    """A consistent copy whatever the journal mode (the SQLite backup API)."""
-    src = sqlite3.connect(source)
-    dst = sqlite3.connect(target)
-    try:
-        src.backup(dst)
-    finally:
-        src.close()
-        dst.close()
-
-
-# --------------------------------------------------------------------------- simulated kill
-
-
-class Killed(BaseException):
-    """The counter process died at a crash point (a BaseException: nothing may catch it)."""
-
-
-@contextmanager
-def kill_at(point: str | None) -> Iterator[None]:
-    """Make ``checkpoint(point)`` kill the "process".  Every crash point lies outside any open
-    transaction, so unwinding with an exception leaves exactly what SIGKILL would leave."""
-    if point is None:
-        yield
-        return
-
-    def checkpoint(name: str) -> None:
-        if name == point:
-            raise Killed(name)
-
-    with mock.patch.object(faults, "checkpoint", checkpoint):
-        yield
-
-
-# --------------------------------------------------------------------------- fresh reads
-
-
-def tag_of(sale_id: str) -> bytes:
-    return uuid.UUID(sale_id).bytes[:8]
-
-
-@dataclass(frozen=True)
-class CardFile:
-    serial: str
-    issued: bool
-    has_parameters: bool
-    count: int  # purchase count on the card (0: none)
-    tag: bytes | None
-    amount: int
-    wb_count: int | None  # purchase count in the meter's write-back on this card
-    purchase_raw: bytes
-    wb_meter: str | None = None  # the meter that wrote that write-back
-    wb_remaining: int | None = None  # its remaining then
-
-
-def read_card(path: Path) -> CardFile:
-    img = CardImage.load(path)
-    serial = img.serial.hex().upper()
-    if img.state is not CardState.ISSUED:
-        return CardFile(serial, False, False, 0, None, 0, None, b"")
-    raw = bytes(img.files[P.SFI_PURCHASE])
-    purchase = P.decode_purchase(raw)
-    wb = P.decode_write_back(bytes(img.files[P.SFI_WRITE_BACK]))
-    params = P.decode_parameters(bytes(img.files[P.SFI_PARAMETERS]))
-    return CardFile(
-        serial,
-        True,
-        params is not None,
-        purchase.purchase_count if purchase else 0,
-        purchase.sale_tag if purchase else None,
-        purchase.amount if purchase else 0,
-        wb.purchase_count if wb else None,
-        raw,
-        wb.meter_no if wb else None,
-        wb.remaining if wb else None,
-    )
-
-
-@dataclass(frozen=True)
-class Transfer:
-    """A meter change's transfer record as the model expects it on the card: the account's
-    purchase count, the carried credit (the old meter's remaining + ``unloaded``) and the part
-    of it that was a purchase the old meter had not loaded (sale credit not delivered yet)."""
-
-    count: int
-    amount: int
-    unloaded: int
-
-
-@dataclass(frozen=True)
-class SaleRow:
-    id: str
-    state: str
-    count: int
-    amount: int
-    credit: int
-    shift_id: str
-    card_serial: str | None  # the card it was (last) written to
-
-    @property
-    def tag(self) -> bytes:
-        return tag_of(self.id)
-
-
-@dataclass(frozen=True)
-class RevRow:
-    id: str
-    sale_id: str
-    state: str
-    amount: int
-    shift_id: str
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    ledger_count: int  # the customer's purchase_count
-    card_serial: str | None  # the customer's card
-    known_meter_count: int | None  # the last write-back the counter saw
-    sales: tuple[SaleRow, ...]  # card sales, oldest first
-    reversals: tuple[RevRow, ...]
-    fees: tuple[tuple[str, int], ...]
-    blacklist: frozenset[str]
-    shift_id: str | None
-    card: CardFile
-    meter_count: int  # purchases the meter credited, or has announced on a card (pending)
-    meter_remaining: int  # its remaining, with such an announced pending purchase credited
-    meter_credited: int  # purchases the meter has credited (its state file's purchase_count)
-
-    def by_state(self, *states: str) -> list[SaleRow]:
-        return [s for s in self.sales if s.state in states]
-
-    @property
-    def unresolved(self) -> list[SaleRow]:
-        return self.by_state(*UNRESOLVED_STATES)
-
-    @property
-    def pending_reversals(self) -> list[RevRow]:
-        return [r for r in self.reversals if r.state == "pending"]
-
-    def sale(self, sale_id: str) -> SaleRow:
-        return next(s for s in self.sales if s.id == sale_id)
-
-    def last_completed(self) -> SaleRow | None:
-        return next((s for s in self.by_state(COMPLETED) if s.count == self.ledger_count), None)
-
-    def card_holds(self, sale: SaleRow) -> bool:
-        return self.card.count == sale.count and self.card.tag == sale.tag
-
-    def resolved_ledger_count(self) -> int:
-        """The ledger's count once the card decided: an unresolved sale the card holds
-        completes (one it does not hold fails); a pending reversal finishes when the card was
-        restored (fails when it was not)."""
-        ledger_count = self.ledger_count
-        for sale in self.unresolved:
-            if self.card_holds(sale):
-                ledger_count = sale.count
-        for rev in self.pending_reversals:
-            if self.card.count == self.sale(rev.sale_id).count - 1:
-                ledger_count -= 1
-        return ledger_count
-
-    def situation(self) -> str:
-        """What ``assess`` must say of the card (after resolving what the card decides)."""
-        ledger_count = self.resolved_ledger_count()
-        if self.card.count < ledger_count:
-            return "behind"
-        # the counter knows the meter only from a write-back: this card's, or the last one it
-        # saw on any card of the customer (a replacement card has none of its own yet)
-        meter = self.card.wb_count if self.card.wb_count is not None else self.known_meter_count
-        if self.card.count > 0 and (meter is None or self.card.count > meter):
-            return "unloaded"
-        return "ready"
+    remove_template()
 
 
 # --------------------------------------------------------------------------- the machine
@@ -380,320 +140,7 @@ SELL_ARGS: dict[str, st.SearchStrategy[Any]] = {
 }
 
 
-class SellingMachine(RuleBasedStateMachine):
-    def __init__(self) -> None:
-        super().__init__()
-        t = template()
-        self.keys = t.keys
-        self.master = t.master
-        self.tmp = Path(tempfile.mkdtemp(prefix="cv-run-", dir=t.directory))
-        self.db_file = self.tmp / "db.sqlite"
-        copy_database(t.db_file, self.db_file)
-        self.clock = FixedClock(T0)
-        self.settings = Settings()
-        self.utility = str(self.settings.get(UTILITY_CODE.key))
-        self.db = Database(str(self.db_file))
-        self._sign_in()
-        shifts.open_shift(self.db, actor=self.teller, float_fen=FLOAT, clock=self.clock)
-        self.seen_tags: set[bytes] = set()  # every sale tag ever seen on one of our cards
-        # purchase file contents seen, per (card serial, purchase count)
-        self.purchase_files: dict[tuple[str, int], bytes] = {}
-        self.cards = 0
-        self.spare: list[Path] = []  # exchanged cards erased back to blank cards
-        self.card_path = self.blank_card()
-        self.old_cards: list[Path] = []
-        self.service(selling.open_account, self.terminal(self.card_path), customer_no=CUSTOMER)
-        self.meters = 1
-        self.meter_no = METER_NO
-        self.meter_path = self.tmp / "meter.json"
-        # the customer's meter as installed: its number set, no credit, bound to no card yet
-        MeterSimulator(self.meter_path, self.keys, meter_no=METER_NO, clock=self.clock)
-        # the model: what the current meter was seen to load and to use up; ``base``: the
-        # purchase count it starts from (a meter fitted by a meter change continues the count)
-        self.charged = 0
-        self.loaded: list[tuple[int, bytes, int]] = []  # (purchase count, tag, credit)
-        self.base = 0
-        # what retired meters loaded (they are out of the model's reach, but no purchase may
-        # be loaded twice across meters), and the transfers of the meter changes by tag
-        self.retired_loads: list[tuple[int, bytes, int]] = []
-        self.transfers: dict[bytes, Transfer] = {}
-        # sale credit delivered to a meter: loaded as a purchase, or carried by a transfer
-        # (the part of it that no meter had loaded: ``Transfer.unloaded``) the new meter loaded
-        self.credited = 0
-        # the cash drawer of the open shift, moved by what happened at the counter
-        self.drawer = FLOAT
-        self.seen_sales: dict[str, str] = {}
-        self.seen_reversals: dict[str, str] = {}
-        self.seen_fees: set[str] = set()
-        self.last_transfer: bytes | None = None
-        self.sales_at_change = 0  # the sales made before the last meter change
-        self.steps = self.shift_opened_at = 0
-        self.snap = self.observe()
-
-    def teardown(self) -> None:
-        try:
-            self.close_at_the_end()
-        finally:
-            self.db.dispose()
-            shutil.rmtree(self.tmp, ignore_errors=True)
-
-    def close_at_the_end(self) -> None:
-        """Every run ends with the account closed (issue 15): after a last visit to the meter,
-        what is left (the meter's remaining and the credit of completed sales the meter never
-        loaded) is handed back in cash, exactly, and leaves the drawer; nothing is left over."""
-        s = self.observe()
-        if s.unresolved or s.pending_reversals or s.shift_id is None:
-            event("close: skipped, unfinished work")
-            return
-        self.insert_into_meter(0, 0)  # a fresh write-back: the meter's remaining as it is now
-        s = self.snap = self.observe()
-        self._follow_cash(s)
-        unloaded = sum(x.credit for x in s.by_state(COMPLETED) if x.count > s.meter_count)
-        left = s.meter_remaining + unloaded
-        request = self.approval("close_account", CUSTOMER)
-
-        def close() -> Settlement:
-            return account.close_account(
-                self.db,
-                self.terminal(self.card_path),
-                actor=self.teller,
-                customer_no=CUSTOMER,
-                clock=self.clock,
-                settings=self.settings,
-                approval_request=request,
-            )
-
-        if left < 0:  # an overdraft is paid as a purchase before a close
-            with pytest.raises(Conflict):
-                close()
-            event("close: refused, overdraft")
-            return
-        done = close()
-        event("close: closed")
-        assert (done.meter_remaining, done.unloaded, done.refund) == (
-            s.meter_remaining,
-            unloaded,
-            left,
-        ), done
-        with self.db.read() as session:
-            shift = session.get(Shift, s.shift_id)
-            assert shift is not None
-            assert shifts.expected_cash(session, shift) == self.drawer - left
-        assert customer_view(self.db, CUSTOMER).status == "closed"
-
-    # ------------------------------------------------------------------ helpers
-
-    def _sign_in(self) -> None:
-        """The operators at the counter.  A real login costs ~50 ms (scrypt): the session's
-        principals stand in for a fresh login, stamped with this run's clock."""
-        now = self.clock.now()
-        t = template()
-        self.teller = dataclasses.replace(t.teller, authenticated_at=now, last_activity=now)
-        self.supervisor = dataclasses.replace(t.supervisor, authenticated_at=now, last_activity=now)
-
-    def tick(self, minutes: int = 1) -> None:
-        """Time passes at the counter; the operators keep working (no idle re-login)."""
-        now = self.clock.advance(minutes=minutes)
-        self.teller.last_activity = self.supervisor.last_activity = now
-
-    def blank_card(self) -> Path:
-        if self.spare:
-            return self.spare.pop()
-        self.cards += 1
-        serial = uuid.uuid4().bytes[:8]
-        path = self.tmp / f"card{self.cards}.json"
-        keys = {int(r): k for r, k in self.master.diversified_card_keys(serial).items()}
-        CardImage.blank(serial, keys).save(path)
-        return path
-
-    def service(self, use_case: Callable[..., Any], *args: object, **kw: object) -> Any:
-        """``use_case(db, *args, **kw)`` by the teller, with the counter's clock and settings."""
-        return use_case(
-            self.db, *args, actor=self.teller, clock=self.clock, settings=self.settings, **kw
-        )
-
-    def present_card(self, path: Path) -> selling.Assessment:
-        """The card at ``path`` presented at the counter: whatever it can decide is decided."""
-        return selling.recover_with_card(
-            self.db, self.terminal(path), clock=self.clock, settings=self.settings
-        )
-
-    def replace_card(self, terminal: ApduTerminal) -> tuple[Any, int]:
-        """The blank card in ``terminal`` becomes the customer's card, approved on the spot."""
-        return self.service(
-            selling.replace_card,
-            terminal,
-            customer_no=CUSTOMER,
-            approval_request=self.approval("replace_card", CUSTOMER),
-        )
-
-    def terminal(self, path: Path, pull: tuple[int, bool] | None = None) -> ApduTerminal:
-        """The card (re)inserted into the counter's reader; ``pull``: it vanishes at the n-th
-        APDU, before or after applying it (the channel then stays dead)."""
-        card_os = UserCardOS(CardImage.load(path), persist_path=path)
-        if pull is not None:
-            card_os.pull_after(pull[0], applied=pull[1])
-        return ApduTerminal(EmulatedChannel(card_os), self.keys, utility_code=self.utility)
-
-    def restart(self) -> None:
-        """The counter process died: drop every in-memory object and start again."""
-        self.db.dispose()
-        self.db = Database(str(self.db_file))
-        self._sign_in()
-        left = selling.recover_at_start(self.db, COUNTER, self.clock)
-        with self.db.read() as session:
-            pending = session.scalars(
-                select(Sale.id).where(
-                    Sale.counter_id == COUNTER, Sale.state == SaleState.PENDING.value
-                )
-            ).all()
-        assert not pending, f"pending sales after recover_at_start: {pending}"
-        assert all(s.state == SaleState.IN_DOUBT.value for s in left)
-
-    def approval(self, action: str, target: str) -> str:
-        view = approvals.approve_on_spot(
-            self.db,
-            action=action,
-            target=target,
-            payload={},
-            operator_id=self.teller.operator_id,
-            counter_id=COUNTER,
-            approver_id=self.supervisor.operator_id,
-            approver_role=self.supervisor.role,
-            clock=self.clock,
-        )
-        return view.id
-
-    def observe(self) -> Snapshot:
-        """Everything the invariants look at, read fresh from the database and the files."""
-        with self.db.read() as session:
-            customer = session.scalar(select(Customer).where(Customer.customer_no == CUSTOMER))
-            assert customer is not None
-            sales = tuple(
-                SaleRow(
-                    s.id,
-                    s.state,
-                    s.purchase_count or 0,
-                    s.amount,
-                    s.credit,
-                    s.shift_id,
-                    s.card_serial,
-                )
-                for s in session.scalars(
-                    select(Sale)
-                    .where(Sale.customer_id == customer.id, Sale.kind == SaleKind.CARD.value)
-                    .order_by(Sale.created_at, Sale.purchase_count)
-                )
-            )
-            reversals = tuple(
-                RevRow(r.id, r.sale_id, r.state, r.amount, r.shift_id)
-                for r in session.scalars(
-                    select(Reversal).where(Reversal.sale_id.in_([s.id for s in sales]))
-                )
-            )
-            fees = tuple(
-                (f.id, f.amount)
-                for f in session.scalars(
-                    select(FeePayment).where(FeePayment.customer_id == customer.id)
-                )
-            )
-            blacklist = frozenset(session.scalars(select(CardBlacklist.serial)).all())
-            shift_id = session.scalar(
-                select(Shift.id).where(Shift.counter_id == COUNTER, Shift.closed_at.is_(None))
-            )
-            ledger_count = customer.purchase_count
-            card_serial = customer.card_serial
-            known_meter_count = customer.meter_purchase_count
-        meter_state = load_state(self.meter_path)
-        meter_count, meter_remaining, _ = self.meter_view(meter_state)
-        card = read_card(self.card_path)
-        if card.issued:  # what the card held, for the invariants and card_loses_purchase
-            self.purchase_files[(card.serial, card.count)] = card.purchase_raw
-            if card.tag is not None and card.count:
-                self.seen_tags.add(card.tag)
-        return Snapshot(
-            ledger_count,
-            card_serial,
-            known_meter_count,
-            sales,
-            reversals,
-            fees,
-            blacklist,
-            shift_id,
-            card,
-            meter_count,
-            meter_remaining,
-            self.credited_count(meter_state),
-        )
-
-    def meter_view(self, state: MeterState) -> tuple[int, int, int]:
-        """The meter as the model sees it: (purchase count, remaining, pending amount counted).
-
-        A purchase the meter holds *pending* (its write-back was not confirmed) counts as
-        loaded when the model saw its write-back reach the card (it is then the last purchase
-        in ``self.loaded``): the meter credits it at the next insert of the account's card.
-        Otherwise it is not loaded yet: the meter forgets it at the next insert."""
-        pending = state.pending_purchase
-        if pending is not None and self.loaded:
-            count, tag, credit = self.loaded[-1]
-            if (count, tag) == (pending["count"], bytes.fromhex(pending["tag"])):
-                assert credit == pending["amount"]
-                return count, state.remaining + credit, credit
-        return self.credited_count(state), state.remaining, 0
-
-    def credited_count(self, state: MeterState) -> int:
-        """The purchase count the meter has credited; a meter fitted by a meter change and
-        not yet bound to a card continues the account's count (``self.base``)."""
-        fresh = state.card_serial is None and state.purchase_count == 0
-        if fresh and state.pending_purchase is None:
-            return self.base
-        return state.purchase_count
-
-    def insert_into_meter(
-        self, minutes: int, load_w: int, pull: tuple[int, bool] | None = None
-    ) -> None:
-        """The customer uses energy for ``minutes``, then puts the card into the meter (and
-        maybe pulls it out at the ``pull`` APDU)."""
-        card = read_card(self.card_path)
-        m = MeterSimulator(self.meter_path, self.keys, clock=self.clock)
-        if minutes:
-            self.charged += m.consume(minutes, load_w).charged
-        before, _, settles = self.meter_view(m.state)
-        try:
-            result = m.insert(self.terminal(self.card_path, pull))
-        except CardRemoved:
-            assert pull is not None
-            event("meter: card pulled")
-            result = None
-        else:
-            assert result.accepted and result.reason is None, result
-            assert result.write_back is not None
-            assert m.state.pending_purchase is None, "a purchase left pending by a clean insert"
-        state = load_state(self.meter_path)
-        after, _, _ = self.meter_view(state)
-        pending = state.pending_purchase
-        if pending is not None and after == state.purchase_count:
-            # pending and not counted yet: counted once the write-back announcing it is on the
-            # card (then the meter credits it at the next insert, whatever happens meanwhile)
-            assert result is None and pending["count"] == state.purchase_count + 1
-            announced = read_card(self.card_path).wb_count == pending["count"]
-            event(f"meter: pulled with a purchase pending, {'' if announced else 'not '}announced")
-            if announced:
-                after = pending["count"]
-        if card.count == before + 1 and after == card.count:
-            event("meter: loaded a purchase")
-            assert card.tag is not None
-            assert result is None or result.credited == settles + card.amount, (result, settles)
-            self.loaded.append((card.count, card.tag, card.amount))
-            transfer = self.transfers.get(card.tag)
-            self.credited += card.amount if transfer is None else transfer.unloaded
-        else:
-            event("meter: nothing to load")
-            assert after == before and (result is None or result.credited == settles)
-            assert result is None or card.count == before, (card, before)
-        if result is not None:  # a completed insert settles whatever was pending
-            assert state.purchase_count == after and pending is None
-
+class SellingMachine(LifecycleRules):
     # ------------------------------------------------------------------ rules
 
     # selling is what a counter does most: two rules, so it gets twice the steps
@@ -770,17 +217,6 @@ class SellingMachine(RuleBasedStateMachine):
         if then_reverse is not None:
             self.snap = after
             self.reverse_last(then_reverse, 15 - n, not applied, REVERSAL_POINTS[n % 2])
-
-    def assert_resolved(self, before: Snapshot) -> None:
-        """The card was read and assessed: what was unresolved is decided by what it held."""
-        after = self.observe()
-        for sale in before.unresolved:
-            want = COMPLETED if before.card_holds(sale) else SaleState.FAILED.value
-            assert after.sale(sale.id).state == want, (sale, before.card)
-        for rev in before.pending_reversals:
-            restored = before.card.count == before.sale(rev.sale_id).count - 1
-            want = "completed" if restored else "failed"
-            assert next(r for r in after.reversals if r.id == rev.id).state == want, rev
 
     @rule()
     def present(self) -> None:
@@ -923,241 +359,6 @@ class SellingMachine(RuleBasedStateMachine):
         assert after.ledger_count == sale.count - 1
         assert after.card.count == sale.count - 1
 
-    @rule(
-        fault=st.sampled_from(("none", "none", "pull")),
-        n=st.integers(1, 24),
-        applied=st.booleans(),
-    )
-    def replace(self, fault: str, n: int, applied: bool) -> None:
-        """The card is lost: a blank card becomes the customer's card, for a fee."""
-        self.tick()
-        before = self.snap
-        pull = (n, applied) if fault == "pull" else None
-        breaks = pull is not None and (
-            REPLACE_BOUND_APDU <= n < REPLACE_PURCHASE_APDU
-            or (n == REPLACE_PURCHASE_APDU and not applied)
-        )
-        new = self.blank_card()
-        try:
-            self.replace_card(self.terminal(new, pull))
-        except Conflict:
-            event("replace: refused, unfinished sale")
-            assert before.unresolved
-            return
-        except CardRemoved:
-            assert pull is not None
-            if self.observe().card_serial != read_card(new).serial:
-                event("replace: card pulled before it was bound")
-                return
-            event("replace: card pulled after it was bound")
-            if breaks:  # the card is unusable: the teller puts it back to finish the job
-                self.replace_card(self.terminal(new))
-        else:
-            event("replace: done")
-        assert not before.unresolved
-        self.old_cards.append(self.card_path)
-        self.card_path = new
-        card = read_card(new)
-        assert card.has_parameters
-        self.assert_last_purchase(card, before)
-        with pytest.raises(selling.CardRefused):  # the old card is blacklisted
-            self.present_card(self.old_cards[-1])
-
-    @rule(
-        readable=st.booleans(),
-        erase=st.booleans(),
-        fault=st.sampled_from(("none", "none", "pull")),
-        n=st.integers(1, 24),
-        applied=st.booleans(),
-    )
-    def exchange(self, readable: bool, erase: bool, fault: str, n: int, applied: bool) -> None:
-        """The card is damaged (换卡): the customer brings it (read, or unreadable); a blank
-        card becomes the customer's card for the exchange fee; the old card is erased back to
-        a blank card (``erase``, when it can be read) or stays blacklisted."""
-        self.tick()
-        before = self.snap
-        old = self.card_path
-        old_card = self.terminal(old).read() if readable else None
-        pull = (n, applied) if fault == "pull" else None
-        breaks = pull is not None and (
-            REPLACE_BOUND_APDU <= n < REPLACE_PURCHASE_APDU
-            or (n == REPLACE_PURCHASE_APDU and not applied)
-        )
-        new = self.blank_card()
-        try:
-            out = self.exchange_card(new, old_card, pull)
-        except Conflict:
-            event("exchange: refused, unfinished sale")
-            assert before.unresolved and old_card is None
-            self.spare.append(new)
-            return
-        except CardRemoved:
-            assert pull is not None
-            if self.observe().card_serial != read_card(new).serial:
-                event("exchange: card pulled before it was bound")
-                return  # the new card may be issued already: it is not used again
-            event("exchange: card pulled after it was bound")
-            fee = self.settings.value(EXCHANGE_FEE)
-            if breaks:  # the card is unusable: the teller puts it back to finish the job
-                assert self.exchange_card(new, None).fee == 0
-        else:
-            event(f"exchange: done, old card {'read' if readable else 'unreadable'}")
-            fee = out.fee
-            assert out.old_read == readable and out.old_serial == read_card(old).serial
-        assert fee == self.settings.value(EXCHANGE_FEE)
-        after = self.observe()
-        assert not after.unresolved, "an exchange left a sale unresolved"
-        self.card_path = new
-        card = read_card(new)
-        assert card.has_parameters and after.card_serial == card.serial
-        self.assert_last_purchase(card, after)
-        if erase and readable:
-            serial = selling.erase_exchanged_card(
-                self.db,
-                self.terminal(old),
-                actor=self.teller,
-                customer_no=CUSTOMER,
-                clock=self.clock,
-            )
-            assert serial == read_card(old).serial and not read_card(old).issued
-            self.spare.append(old)  # a blank card again, not blacklisted
-            # what it held in its first life is gone (card_loses_purchase reverts within one)
-            for key in [k for k in self.purchase_files if k[0] == serial]:
-                del self.purchase_files[key]
-            event("exchange: old card erased")
-            return
-        self.old_cards.append(old)
-        with pytest.raises(selling.CardRefused):  # the old card is blacklisted
-            self.present_card(old)
-
-    def assert_last_purchase(self, card: CardFile, s: Snapshot) -> None:
-        """A replacement card carries the account's last purchase (the meter loads it at most
-        once): the last sale, or the transfer of a meter change no sale has completed since."""
-        since = s.sales[self.sales_at_change :]
-        if self.last_transfer is not None and not any(x.state == COMPLETED for x in since):
-            transfer = self.transfers[self.last_transfer]
-            assert (card.count, card.tag, card.amount) == (
-                transfer.count,
-                self.last_transfer,
-                transfer.amount,
-            ), card
-            return
-        last = s.last_completed()
-        if last is not None:
-            assert card.count == last.count and card.tag == last.tag, (card, last)
-        else:
-            assert card.count == 0
-
-    def exchange_card(
-        self, new: Path, old_card: Any, pull: tuple[int, bool] | None = None
-    ) -> selling.ExchangeOutcome:
-        out: selling.ExchangeOutcome = self.service(
-            selling.exchange_card,
-            self.terminal(new, pull),
-            customer_no=CUSTOMER,
-            old_card=old_card,
-            approval_request=None,
-        )
-        return out
-
-    @precondition(lambda self: self.meters < 4)
-    @rule(
-        insert_first=st.booleans(),
-        fault=st.sampled_from(("none", "none", "pull", "kill")),
-        n=st.integers(1, 30),
-        applied=st.booleans(),
-        point=st.sampled_from(("meter_changed", "card_erased")),
-    )
-    def change_meter(
-        self, insert_first: bool, fault: str, n: int, applied: bool, point: str
-    ) -> None:
-        """The meter is changed (换表) with the card: the old meter writes back onto the card
-        (the technician's last insert, unless the card's write-back already shows the meter as
-        it is), then the counter moves the account to a new meter, carrying the old meter's
-        remaining and a purchase it had not loaded on the card as a transfer; a pull or a kill
-        after the commit is finished by running the change again."""
-        snap = self.observe()
-        wb_current = (snap.card.wb_meter, snap.card.wb_count, snap.card.wb_remaining) == (
-            self.meter_no,
-            snap.meter_count,
-            snap.meter_remaining,
-        )
-        if insert_first or not wb_current:
-            self.insert_into_meter(0, 0)
-        self.tick()
-        before = self.observe()
-        c = before.card.count
-        unloaded = before.card.amount if before.meter_count == c - 1 else 0
-        if before.meter_remaining + unloaded < 0:
-            # the meter overshot its trip point in its last minute (an overdraft of a few fen):
-            # the change would book that as arrears, which this machine (a customer without
-            # arrears) does not model; tests/test_meter_change.py covers it
-            event("change_meter: skipped, the old meter is in overdraft")
-            return
-        new_meter_no = f"99{self.meters + 1:010d}"
-        pull = (n, applied) if fault == "pull" else None
-        kill = point if fault == "kill" else None
-        try:
-            with kill_at(kill):
-                out = self.meter_change(new_meter_no, pull)
-        except Conflict:
-            event("change_meter: refused")
-            assert before.unresolved or c < before.ledger_count, before
-            return
-        except (CardRemoved, Killed) as exc:
-            if isinstance(exc, Killed):
-                self.restart()
-            if self.customer_meter() != new_meter_no:
-                event("change_meter: interrupted before the change")
-                assert isinstance(exc, CardRemoved) and read_card(self.card_path) == before.card
-                return
-            event(f"change_meter: interrupted after the change ({type(exc).__name__})")
-            out = self.meter_change(new_meter_no)
-            assert out.resumed
-        else:
-            event("change_meter: done")
-        assert not before.unresolved and c == before.ledger_count, before
-        # the old meter's remaining (as its write-back on the card showed it, which is its
-        # state: no energy was used since) and the purchase it had not loaded are carried
-        assert before.meter_count in (c, c - 1)
-        assert (out.remaining_fen, out.unloaded_fen) == (before.meter_remaining, unloaded), out
-        assert (out.carried_fen, out.arrears_fen) == (before.meter_remaining + unloaded, 0)
-        assert out.purchase_count == c and out.new_meter_no == new_meter_no
-        card = read_card(self.card_path)
-        tag = uuid.UUID(out.event_id).bytes[:8]
-        assert (card.count, card.tag, card.amount) == (c, tag, out.carried_fen), card
-        assert card.wb_count is None and card.has_parameters
-        # the model moves to the new meter: the old one is retired with what it loaded
-        self.transfers[tag] = Transfer(c, out.carried_fen, unloaded)
-        self.last_transfer = tag
-        self.sales_at_change = len(before.sales)
-        self.retired_loads.extend(self.loaded)
-        self.loaded, self.charged, self.base = [], 0, max(c - 1, 0)
-        self.meters += 1
-        self.meter_no = new_meter_no
-        self.meter_path = self.tmp / f"meter{self.meters}.json"
-        MeterSimulator(self.meter_path, self.keys, meter_no=new_meter_no, clock=self.clock)
-
-    def meter_change(
-        self, new_meter_no: str, pull: tuple[int, bool] | None = None
-    ) -> mc.MeterChange:
-        out: mc.MeterChange = self.service(
-            mc.change_meter,
-            self.terminal(self.card_path, pull),
-            customer_no=CUSTOMER,
-            new_meter_no=new_meter_no,
-            source=mc.SOURCE_CARD,
-        )
-        return out
-
-    def customer_meter(self) -> str:
-        with self.db.read() as session:
-            meter_no = session.scalar(
-                select(Customer.meter_no).where(Customer.customer_no == CUSTOMER)
-            )
-            assert meter_no is not None
-            return meter_no
-
     @rule()
     def crash(self) -> None:
         """The counter process dies between operations and starts again."""
@@ -1186,25 +387,6 @@ class SellingMachine(RuleBasedStateMachine):
         self.shift_opened_at = self.steps
 
     # ------------------------------------------------------------------ invariants
-
-    def _follow_cash(self, s: Snapshot) -> None:
-        """Move the drawer by what happened since the last step: the cash is taken when a sale
-        begins, handed back when it fails or when its reversal completes; fees are taken."""
-        for sale in s.sales:
-            old = self.seen_sales.get(sale.id)
-            if old is None:
-                self.drawer += sale.amount
-            if sale.state == SaleState.FAILED.value and old != SaleState.FAILED.value:
-                self.drawer -= sale.amount
-            self.seen_sales[sale.id] = sale.state
-        for rev in s.reversals:
-            if rev.state == "completed" and self.seen_reversals.get(rev.id) != "completed":
-                self.drawer -= rev.amount
-            self.seen_reversals[rev.id] = rev.state
-        for fee_id, amount in s.fees:
-            if fee_id not in self.seen_fees:
-                self.drawer += amount
-                self.seen_fees.add(fee_id)
 
     @invariant()
     def invariants_hold(self) -> None:
