@@ -43,7 +43,7 @@ from app.i18n import translate
 from app.persistence.db import Database
 from app.persistence.models import AuditEntry, AuditHead
 from app.services import audit
-from tests.bench.bench_audit import load_chain, make_chain
+from tests.rigs.audit import load_chain, make_chain
 
 N = 10_000
 # the columns a single-row edit changes, rotated by the row's position

@@ -13,8 +13,8 @@
   (default 20,000) are the seals of as many sales in the ledger (app/domain/audit.py): every
   sale is checked against its latest seal too.  Same target.
 
-The deterministic chain builders here (:func:`make_chain`, :func:`load_chain`) are also used by
-tests/test_audit.py.
+The deterministic chain builders (:func:`make_chain`, :func:`load_chain`) are in
+tests/rigs/audit.py, shared with tests/test_audit.py.
 """
 
 from __future__ import annotations
@@ -24,86 +24,21 @@ import sys
 import tempfile
 import time
 import tracemalloc
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert, update
+from sqlalchemy import insert
 
 from app.clock import FixedClock
 from app.domain.audit import GENESIS, AuditRow, VerifyResult, canonical_detail, row_hash
 from app.persistence.db import Database
-from app.persistence.models import AuditEntry, AuditHead
+from app.persistence.models import AuditEntry
 from app.services import audit
 from tests.bench.common import bench_main, emit, median, percentile, progress, rounded
+from tests.rigs.audit import START, chain_fields, load_chain, make_chain
 
 TARGET_VERIFY_S_PER_100K = 2.0
-START = dt.datetime(2026, 3, 1, 1, 0, tzinfo=dt.UTC)
-ACTIONS = (
-    "login",
-    "login_failed",
-    "sale_begin",
-    "sale_complete",
-    "sale_reversed",
-    "customer_update",
-    "shift_open",
-    "shift_close",
-)
-NAMES = ("王小明", "李秀英", "张伟", "刘洋", "陈静", "欧阳娜娜")
-
-
-def chain_fields(i: int) -> tuple[dt.datetime, str | None, str, str, str, str, str]:
-    """The content of the i-th row (0-based), a pure function of i: at, operator_id, counter_id,
-    action, target, result, detail (canonical JSON text, with Chinese)."""
-    at = START + dt.timedelta(seconds=37 * i, microseconds=(i * 7919) % 1_000_000)
-    operator_id = None if i % 13 == 0 else f"t{i % 7:02d}"  # None: a system action
-    name = NAMES[i % len(NAMES)]
-    target = f"客户 {100_000_000_000 + i} {name}"
-    detail = canonical_detail(
-        {"金额": (i % 500) * 100, "备注": f"第{i}次 购电", "柜台": "营业厅一号窗口", "n": i}
-    )
-    result = audit.RESULTS[i % len(audit.RESULTS)]
-    return at, operator_id, f"C{i % 3 + 1:02d}", ACTIONS[i % len(ACTIONS)], target, result, detail
-
-
-def make_chain(n: int) -> list[AuditRow]:
-    """A valid chain of ``n`` rows, seq 1..n, each hashed from its predecessor."""
-    rows: list[AuditRow] = []
-    prev = GENESIS
-    for i in range(n):
-        fields = chain_fields(i)
-        digest = row_hash(prev, i + 1, *fields)
-        rows.append(AuditRow(i + 1, *fields, prev_hash=prev, hash=digest))
-        prev = digest
-    return rows
-
-
-def _values(rows: list[AuditRow]) -> Iterator[dict[str, Any]]:
-    for r in rows:
-        yield {
-            "seq": r.seq,
-            "at": r.at,
-            "operator_id": r.operator_id,
-            "counter_id": r.counter_id,
-            "action": r.action,
-            "target": r.target,
-            "result": r.result,
-            "detail": r.detail,
-            "prev_hash": r.prev_hash,
-            "hash": r.hash,
-        }
-
-
-def load_chain(db: Database, rows: list[AuditRow], *, batch: int = 5000) -> None:
-    """Bulk-insert ``rows`` into an empty audit log (executemany, one transaction) and set the
-    head to the last of them."""
-    with db.write() as session:
-        for k in range(0, len(rows), batch):
-            session.execute(insert(AuditEntry), list(_values(rows[k : k + batch])))
-        last = (rows[-1].seq, rows[-1].hash) if rows else (0, GENESIS)
-        session.execute(
-            update(AuditHead).where(AuditHead.id == 1).values(seq=last[0], hash=last[1])
-        )
 
 
 def bench_append(folder: Path, appends: int) -> dict[str, Any]:
