@@ -1,14 +1,13 @@
 """The card operating system of cardio/emulator.py against cardio/PROFILE.md, in-process.
 
 Cryptograms and MACs are computed here from the test master keys with cardio/crypto.py, the way a
-key provider does, so the card's checks are verified independently of the PSAM emulator."""
+key provider does, so the card's checks are verified independently of the PSAM emulator (tested in
+tests/test_emulator_psam.py)."""
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,17 +17,10 @@ from hypothesis import strategies as st
 from app.domain.card import CardKind, CardRemoved
 from app.ports import KeyRole
 from cardio.channel import EmulatedChannel
-from cardio.crypto import (
-    auth_cryptogram,
-    challenge_iv,
-    diversify_card_key,
-    diversify_meter_key,
-    mac4,
-)
+from cardio.crypto import auth_cryptogram, challenge_iv, diversify_card_key, mac4
 from cardio.emulator import (
     APP_AID,
     FILE_SIZES,
-    PSAM_AID,
     CardImage,
     CardState,
     CardVanished,
@@ -36,42 +28,28 @@ from cardio.emulator import (
     UserCardOS,
     diversified_card_keys,
 )
-
-MASTER = {i: bytes([0x30 + i]) * 8 + bytes(range(i, i + 8)) for i in range(7)}
-SERIAL = bytes.fromhex("8600000000001234")
-OTHER_SERIAL = bytes.fromhex("8600000000009999")
-KEYS = diversified_card_keys(MASTER, SERIAL)
-PSAM_SERIAL = bytes.fromhex("5053414D00000001")
+from tests.rigs.emulator import (
+    GET_CHALLENGE,
+    KEYS,
+    MASTER,
+    OTHER_SERIAL,
+    PSAM_SERIAL,
+    SELECT_APP_AID,
+    SERIAL,
+    authenticate,
+    blank_card,
+    counting_rng,
+    ext_auth_apdu,
+    get_challenge,
+    issue_apdu,
+    issued_card,
+    read_apdu,
+    tx,
+)
 
 SELECT_MF = bytes.fromhex("00A40000023F00")
 SELECT_APP_FID = bytes.fromhex("00A40000021001")
-SELECT_APP_AID = bytes.fromhex("00A404000A") + APP_AID
-GET_CHALLENGE = bytes.fromhex("0084000008")
 ERASE = bytes.fromhex("800E000000")
-
-
-def counting_rng() -> Callable[[int], bytes]:
-    """Deterministic, never-repeating challenges."""
-    counter = itertools.count(1)
-    return lambda n: next(counter).to_bytes(n, "big")
-
-
-def tx(card: UserCardOS | PsamOS, apdu: bytes) -> tuple[bytes, int]:
-    response = card.process(apdu)
-    assert len(response) >= 2
-    return response[:-2], int.from_bytes(response[-2:], "big")
-
-
-def read_apdu(sfi: int, offset: int = 0, le: int = 0) -> bytes:
-    return bytes([0x00, 0xB0, 0x80 | sfi, offset, le])
-
-
-def ext_auth_apdu(key_id: int, cryptogram: bytes) -> bytes:
-    return bytes([0x00, 0x82, 0x00, key_id, len(cryptogram)]) + cryptogram
-
-
-def issue_apdu(kind: int) -> bytes:
-    return bytes([0x80, 0xE0, 0x00, kind, 0x00])
 
 
 def secure_update_apdu(
@@ -81,22 +59,10 @@ def secure_update_apdu(
     return header + data + mac4(mac_key, challenge_iv(challenge), header + data)
 
 
-def get_challenge(card: UserCardOS) -> bytes:
-    data, sw = tx(card, GET_CHALLENGE)
-    assert sw == 0x9000 and len(data) == 8
-    return data
-
-
 def fresh_update(card: UserCardOS, sfi: int, data: bytes, mac_key: bytes, offset: int = 0) -> int:
     """A secure UPDATE of ``data`` into file ``sfi`` under a fresh challenge: its status word."""
     challenge = get_challenge(card)
     return tx(card, secure_update_apdu(sfi, offset, data, challenge, mac_key))[1]
-
-
-def authenticate(card: UserCardOS, key_id: int, key: bytes | None = None) -> int:
-    challenge = get_challenge(card)
-    cryptogram = auth_cryptogram(key if key is not None else KEYS[key_id], challenge)
-    return tx(card, ext_auth_apdu(key_id, cryptogram))[1]
 
 
 def fci_fields(fci: bytes) -> dict[str, bytes]:
@@ -118,20 +84,6 @@ def fci_fields(fci: bytes) -> dict[str, bytes]:
         "kind": a5[16:17],
         "version": a5[19:20],
     }
-
-
-def blank_card(serial: bytes = SERIAL, **kw: object) -> UserCardOS:
-    keys = diversified_card_keys(MASTER, serial)
-    kw.setdefault("rng", counting_rng())
-    return UserCardOS(CardImage.blank(serial, keys), **kw)  # type: ignore[arg-type]
-
-
-def issued_card(kind: int = CardKind.USER, **kw: object) -> UserCardOS:
-    card = blank_card(**kw)
-    assert authenticate(card, KeyRole.ISSUER) == 0x9000
-    assert tx(card, issue_apdu(kind))[1] == 0x9000
-    card.reset()
-    return card
 
 
 def counter_session(card: UserCardOS) -> bytes:
@@ -721,161 +673,3 @@ def test_emulated_channel() -> None:
     channel.close()
     with pytest.raises(RuntimeError):
         channel.transmit(SELECT_APP_AID)
-
-
-# --------------------------------------------------------------------------- PSAM
-
-
-def psam() -> PsamOS:
-    module = PsamOS(MASTER, PSAM_SERIAL)
-    data, sw = tx(module, bytes.fromhex("00A404000A") + PSAM_AID)
-    assert sw == 0x9000
-    assert data == bytes.fromhex("6F19840A") + PSAM_AID + bytes.fromhex("A50B9F0C08") + PSAM_SERIAL
-    return module
-
-
-def psam_cryptogram(module: PsamOS, key_id: int, serial: bytes, challenge: bytes) -> bytes:
-    data, sw = tx(module, bytes([0x80, 0xFA, 0x00, key_id, 16]) + serial + challenge)
-    assert sw == 0x9000 and len(data) == 16
-    return data
-
-
-def psam_mac(module: PsamOS, key_id: int, serial: bytes, iv: bytes, data: bytes) -> bytes:
-    body = serial + iv + data
-    mac, sw = tx(module, bytes([0x80, 0xFA, 0x01, key_id, len(body)]) + body)
-    assert sw == 0x9000 and len(mac) == 4
-    return mac
-
-
-def test_psam_needs_selecting() -> None:
-    module = PsamOS(MASTER, PSAM_SERIAL)
-    assert tx(module, bytes([0x80, 0xFA, 0x00, 0x01, 16]) + bytes(16))[1] == 0x6985
-    assert tx(module, bytes.fromhex("00A404000A") + APP_AID)[1] == 0x6A82
-    module = psam()
-    module.reset()
-    assert tx(module, bytes([0x80, 0xFA, 0x00, 0x01, 16]) + bytes(16))[1] == 0x6985
-
-
-def test_psam_cryptogram_authenticates_on_the_card() -> None:
-    card = issued_card()
-    module = psam()
-    tx(card, SELECT_APP_AID)
-    challenge = get_challenge(card)
-    cryptogram = psam_cryptogram(module, 1, SERIAL, challenge)
-    assert cryptogram == auth_cryptogram(KEYS[1], challenge)
-    assert tx(card, ext_auth_apdu(1, cryptogram))[1] == 0x9000
-    # the PSAM's MAC is accepted by the card's own verification
-    challenge = get_challenge(card)
-    body = b"\x68\x00\x16" + bytes(19)
-    header = bytes([0x04, 0xD6, 0x82, 0x00, len(body) + 4])
-    mac = psam_mac(module, 2, SERIAL, challenge_iv(challenge), header + body)
-    next_challenge, sw = tx(card, header + body + mac)
-    assert sw == 0x9000
-    assert tx(card, read_apdu(2, 0, len(body))) == (body, 0x9000)
-    # chained: the next challenge works with a PSAM MAC too
-    header = bytes([0x04, 0xD6, 0x81, 0x00, 5])
-    mac = psam_mac(module, 2, SERIAL, challenge_iv(next_challenge), header + b"\x68")
-    assert tx(card, header + b"\x68" + mac)[1] == 0x9000
-    # a cryptogram for another card's serial does not work here
-    challenge = get_challenge(card)
-    cryptogram = psam_cryptogram(module, 3, OTHER_SERIAL, challenge)
-    assert tx(card, ext_auth_apdu(3, cryptogram))[1] == 0x63C4
-
-
-def test_psam_issuer_and_meter_roles_work_on_a_blank_card() -> None:
-    card = blank_card()
-    module = psam()
-    challenge = get_challenge(card)
-    cryptogram = psam_cryptogram(module, 0, SERIAL, challenge)
-    assert tx(card, ext_auth_apdu(0, cryptogram))[1] == 0x9000
-    assert tx(card, issue_apdu(CardKind.USER))[1] == 0x9000
-    challenge = get_challenge(card)
-    assert tx(card, ext_auth_apdu(3, psam_cryptogram(module, 3, SERIAL, challenge)))[1] == 0x9000
-    challenge = get_challenge(card)
-    header = bytes([0x04, 0xD6, 0x85, 0x00, 6])
-    mac = psam_mac(module, 4, SERIAL, challenge_iv(challenge), header + b"\x01\x02")
-    assert tx(card, header + b"\x01\x02" + mac)[1] == 0x9000
-
-
-def test_psam_refuses_the_write_back_key_and_long_data() -> None:
-    module = psam()
-    assert tx(module, bytes([0x80, 0xFA, 0x00, 0x05, 16]) + bytes(16))[1] == 0x6A86
-    assert tx(module, bytes([0x80, 0xFA, 0x01, 0x05, 25]) + bytes(25))[1] == 0x6A86
-    assert tx(module, bytes([0x80, 0xFA, 0x00, 0x06, 16]) + bytes(16))[1] == 0x6A86
-    assert tx(module, bytes([0x80, 0xFA, 0x01, 0x06, 25]) + bytes(25))[1] == 0x6A86
-    assert tx(module, bytes([0x80, 0xFA, 0x00, 0x07, 16]) + bytes(16))[1] == 0x6A86
-    assert tx(module, bytes([0x80, 0xFA, 0x06, 0x00, 16]) + bytes(16))[1] == 0x6A86
-    assert tx(module, bytes([0x80, 0xFA, 0x04, 0x00, 16]) + bytes(16))[1] == 0x6700
-    assert tx(module, bytes([0x80, 0xFA, 0x04, 0x01, 30]) + bytes(30))[1] == 0x6A86
-    assert tx(module, bytes([0x80, 0xFA, 0x05, 0x00, 30]) + bytes(30))[1] == 0x6700
-    assert tx(module, bytes([0x80, 0xFA, 0x00, 0x01, 15]) + bytes(15))[1] == 0x6700
-    assert tx(module, bytes([0x80, 0xFA, 0x01, 0x02, 23]) + bytes(23))[1] == 0x6700
-    too_long = bytes([0x80, 0xFA, 0x01, 0x02, 0x00, 0x01, 0x00]) + bytes(256)
-    assert tx(module, too_long)[1] == 0x6700
-    assert tx(module, bytes([0x80, 0xFA, 0x02, 0x00, 48]) + bytes(48))[1] == 0x6700
-    assert tx(module, bytes([0x80, 0xFA, 0x03, 0x00, 46]) + bytes(46))[1] == 0x6700
-    assert tx(module, bytes([0x80, 0xFA, 0x03, 0x01, 45]) + bytes(45))[1] == 0x6A86
-    assert tx(module, bytes.fromhex("80CA000000"))[1] == 0x6D00
-    assert tx(module, bytes.fromhex("00B0810000"))[1] == 0x6D00
-    assert tx(module, bytes.fromhex("A0FA000010") + bytes(16))[1] == 0x6E00
-    # the maximum short data is fine
-    assert len(psam_mac(module, 2, SERIAL, bytes(16), bytes(255 - 24))) == 4
-
-
-def test_psam_write_back_mac() -> None:
-    module = psam()
-    meter_no = bytes.fromhex("000012345678")
-    body = meter_no + bytes(range(31))
-    assert len(body) == 37
-    mac, sw = tx(module, bytes([0x80, 0xFA, 0x03, 0x00, 45]) + SERIAL + body)
-    assert sw == 0x9000
-    # exactly PROFILE.md's derivation, computed here independently
-    k_wb = diversify_meter_key(MASTER[5], meter_no)
-    assert mac == mac4(k_wb, bytes(16), SERIAL + body)
-
-    def verify(serial: bytes, body: bytes, mac: bytes) -> int:
-        return tx(module, bytes([0x80, 0xFA, 0x02, 0x00, 49]) + serial + body + mac)[1]
-
-    assert verify(SERIAL, body, mac) == 0x9000
-    assert verify(OTHER_SERIAL, body, mac) == 0x6988  # copied from another card
-    tampered = body[:10] + b"\xff" + body[11:]
-    assert verify(SERIAL, tampered, mac) == 0x6988
-    other_meter = bytes.fromhex("000012345679") + body[6:]
-    assert verify(SERIAL, other_meter, mac) == 0x6988
-    # a write-back made with a wrong meter key is refused
-    forged = mac4(diversify_meter_key(MASTER[4], meter_no), bytes(16), SERIAL + body)
-    assert verify(SERIAL, body, forged) == 0x6988
-
-
-def test_psam_purchase_mac() -> None:
-    module = psam()
-    body = bytes.fromhex("00002710 00000004") + b"\xab" * 8 + bytes.fromhex("260301093000")
-    assert len(body) == 22
-    mac, sw = tx(module, bytes([0x80, 0xFA, 0x04, 0x00, 30]) + SERIAL + body)
-    assert sw == 0x9000
-    # exactly PROFILE.md's derivation: the purchase key 06 diversified by the card serial
-    assert mac == mac4(diversify_card_key(MASTER[6], SERIAL), bytes(16), SERIAL + body)
-
-    def verify(serial: bytes, body: bytes, mac: bytes) -> int:
-        return tx(module, bytes([0x80, 0xFA, 0x05, 0x00, 34]) + serial + body + mac)[1]
-
-    assert verify(SERIAL, body, mac) == 0x9000
-    assert verify(OTHER_SERIAL, body, mac) == 0x6988  # copied from another card
-    raised = bytes.fromhex("000F4240") + body[4:]  # the amount raised to 10,000.00 yuan
-    assert verify(SERIAL, raised, mac) == 0x6988
-    # a card's own MAC key (which a card holds) does not make a purchase MAC
-    assert verify(SERIAL, body, mac4(KEYS[2], bytes(16), SERIAL + body)) == 0x6988
-    # a PSAM without the purchase key (six keys) cannot make or check one
-    old = PsamOS({i: MASTER[i] for i in range(6)}, PSAM_SERIAL)
-    tx(old, bytes.fromhex("00A404000A") + PSAM_AID)
-    assert tx(old, bytes([0x80, 0xFA, 0x04, 0x00, 30]) + SERIAL + body)[1] == 0x6985
-
-
-def test_psam_agrees_with_the_card_keys_for_every_role() -> None:
-    module = psam()
-    for key_id in range(5):
-        challenge = bytes([key_id]) * 8
-        assert psam_cryptogram(module, key_id, SERIAL, challenge) == auth_cryptogram(
-            KEYS[key_id], challenge
-        )
-        assert KEYS[key_id] == diversify_card_key(MASTER[key_id], SERIAL)
