@@ -1,15 +1,22 @@
-"""The reference central server over real HTTP: a counter's session with its token, and record bodies."""
+"""The reference central server over real HTTP: a counter's session with its token, record bodies,
+and a seeded central store on SQLite or PostgreSQL."""
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import requests
 
 from app.services import demo
 from sync import contract as c
+from sync.central import CentralStore
+from sync.central import seed as central_seed
+from tests.conftest import PG_URL, in_schema, pg_schema
 
 FIRST = str(demo.FIRST_CUSTOMER)  # 100000000001: card meter, owes DEMO-A-... and DEMO-F-...
 
@@ -125,3 +132,22 @@ def reversal(sale_id: str, counter_id: str = "C1") -> dict[str, Any]:
         approver_id="s01",
         created_at="2026-03-01T18:00:00+08:00",
     )
+
+
+@contextmanager
+def seeded_store(kind: str, tmp_path: Path) -> Iterator[CentralStore]:
+    """A central store seeded with the demo data, on ``kind`` ("sqlite" in ``tmp_path``, or
+    "postgresql": a schema of its own; the test is skipped without a server)."""
+    if kind == "sqlite":
+        s = CentralStore(str(tmp_path / "central.db"))
+        central_seed.seed_demo(s, NOW)
+        yield s
+        s.dispose()
+        return
+    with pg_schema() as schema:
+        s = CentralStore(PG_URL, **in_schema(schema))
+        try:
+            central_seed.seed_demo(s, NOW)
+            yield s
+        finally:
+            s.dispose()
