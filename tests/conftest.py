@@ -4,43 +4,32 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
-from sqlalchemy import text
 
 from app.clock import FixedClock
 from app.i18n import set_language
-from app.persistence.db import Database, make_engine, normalize_url
+from app.persistence.db import Database, normalize_url
 from tests.pcsc_fixtures import pcscd  # noqa: F401  (session fixture: a real pcscd)
 from tests.rigs.counter import Counter
+from tests.rigs.pg import (
+    PG_URL,
+    create_pg_schema,
+    drop_pg_schema,
+    in_schema,
+    pg_available,
+)
 from tests.serial_rig import ptys  # noqa: F401  (a socat pty pair per test)
 
 if TYPE_CHECKING:
     from sync.central.server import CentralServer
     from tests.rigs.sync import Sleeps
 
-PG_URL = os.environ.get("CARDVEND_TEST_PG_URL", "postgresql://127.0.0.1:5432/test")
 ROOT = Path(__file__).resolve().parent.parent
-_pg_state: dict[str, bool] = {}
-
-
-def pg_available() -> bool:
-    if "ok" not in _pg_state:
-        try:
-            engine = make_engine(PG_URL, connect_args={"connect_timeout": 3})
-            with engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
-            engine.dispose()
-            _pg_state["ok"] = True
-        except Exception:
-            _pg_state["ok"] = False
-    return _pg_state["ok"]
 
 
 @pytest.fixture(autouse=True)
@@ -55,17 +44,6 @@ def clock() -> FixedClock:
     return FixedClock(dt.datetime(2026, 3, 1, 9, 0, tzinfo=dt.UTC))
 
 
-def create_pg_schema(prefix: str = "t_") -> str:
-    """A new empty PostgreSQL schema (a test's own database there); drop it with
-    :func:`drop_pg_schema`."""
-    schema = prefix + uuid.uuid4().hex[:12]
-    admin = make_engine(PG_URL)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    admin.dispose()
-    return schema
-
-
 @contextmanager
 def pg_schema(prefix: str = "central_") -> Iterator[str]:
     """A PostgreSQL schema for the ``with`` block (the test is skipped without a server)."""
@@ -78,23 +56,11 @@ def pg_schema(prefix: str = "central_") -> Iterator[str]:
         drop_pg_schema(schema)
 
 
-def in_schema(schema: str) -> dict[str, Any]:
-    """Engine arguments that put a connection's tables in ``schema``."""
-    return {"connect_args": {"options": f"-csearch_path={schema}"}}
-
-
 def make_pg_database() -> tuple[Database, str]:
     schema = create_pg_schema()
     url = normalize_url(PG_URL)
-    db = Database(url, connect_args={"options": f"-csearch_path={schema}"})
+    db = Database(url, **in_schema(schema))
     return db, schema
-
-
-def drop_pg_schema(schema: str) -> None:
-    admin = make_engine(PG_URL)
-    with admin.begin() as conn:
-        conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-    admin.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

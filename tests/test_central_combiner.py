@@ -14,30 +14,18 @@ from sqlalchemy import insert, select, text
 from sync import contract as c
 from sync.central import CentralStore, Counter
 from sync.central import models as m
-from sync.central import seed as central_seed
 from sync.central.api import _render_batch
 from sync.central.base import Tx
 from tests.conftest import PG_URL, in_schema, pg_schema
-from tests.rigs.central import NOW, REMOTE, sale
+from tests.rigs.central import REMOTE, sale, seeded_store
 
 C1 = Counter("C1", "DEMO")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CentralStore]:
-    if request.param == "sqlite":
-        s = CentralStore(str(tmp_path / "central.db"))
-        central_seed.seed_demo(s, NOW)
+    with seeded_store(request.param, tmp_path) as s:
         yield s
-        s.dispose()
-        return
-    with pg_schema() as schema:
-        s = CentralStore(PG_URL, **in_schema(schema))
-        try:
-            central_seed.seed_demo(s, NOW)
-            yield s
-        finally:
-            s.dispose()
 
 
 def _wait_for(condition: object, seconds: float = 20.0) -> None:
@@ -124,7 +112,7 @@ def test_a_failing_request_does_not_take_its_group_down(store: CentralStore) -> 
 
     def submit(name: str, work: object) -> None:
         try:
-            results[name] = store.combiner.submit(work, ("sales",), 1)  # type: ignore[arg-type]
+            results[name] = store.combiner.submit(work, ("sales",), ("DEMO",), 1)  # type: ignore[arg-type]
         except ValueError as exc:
             results[name] = exc
 
@@ -145,3 +133,65 @@ def test_a_failing_request_does_not_take_its_group_down(store: CentralStore) -> 
             conn.scalars(select(m.refusals.c.record_id).where(m.refusals.c.resource == "test"))
         )
     assert held == {"a", "b", "c"}  # the failed request's row was rolled back with its savepoint
+
+
+def test_offices_write_side_by_side_on_postgresql() -> None:
+    """Two workers (two stores on one database): a write for office A does not hold up one for
+    office B, while another write for A, and the station's own changes, wait for it; the stream
+    is locked only from the first allocation to the commit, so seqs commit in order."""
+    with pg_schema() as schema:
+        one = CentralStore(PG_URL, **in_schema(schema))
+        two = CentralStore(PG_URL, **in_schema(schema))
+        try:
+            opened, release = threading.Event(), threading.Event()
+            seqs: dict[str, int] = {}
+            finished: list[str] = []
+
+            def hold_a() -> None:
+                with one._writing(("sales",), ("A",)) as tx:
+                    opened.set()
+                    release.wait(20)
+                    seqs["a"] = tx.next_seqs("sales")
+                finished.append("a")
+
+            def write(name: str, office: str | None, streams: tuple[str, ...]) -> None:
+                with two._writing(streams, None if office is None else (office,)) as tx:
+                    if streams:
+                        seqs[name] = tx.next_seqs(streams[0])
+                finished.append(name)
+
+            holder = threading.Thread(target=hold_a)
+            holder.start()
+            assert opened.wait(10)
+            write("b", "B", ("sales",))  # another office: not held up
+            assert finished == ["b"] and seqs["b"] == 1
+            others = [
+                threading.Thread(target=write, args=("a2", "A", ("sales",))),
+                threading.Thread(target=write, args=("station", None, ("customers",))),
+            ]
+            for t in others:
+                t.start()
+            time.sleep(0.5)
+            assert finished == ["b"]  # the same office and the station's change both wait
+            release.set()
+            holder.join(20)
+            for t in others:
+                t.join(20)
+            assert finished[:2] == ["b", "a"] and set(finished[2:]) == {"a2", "station"}
+            assert (seqs["a"], seqs["a2"]) == (2, 3)
+        finally:
+            one.dispose()
+            two.dispose()
+
+
+def test_a_post_may_only_allocate_from_its_declared_streams() -> None:
+    with pg_schema() as schema:
+        s = CentralStore(PG_URL, **in_schema(schema))
+        try:
+            with (
+                pytest.raises(ValueError, match="not declared"),
+                s._writing(("sales",), ("A",)) as tx,
+            ):
+                tx.next_seqs("jobs")
+        finally:
+            s.dispose()

@@ -26,15 +26,18 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from contextlib import asynccontextmanager
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
+import anyio.to_thread
 from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ValidationError
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sync import contract as c
@@ -263,6 +266,40 @@ CounterDep = Annotated[Counter, Depends(current_counter)]
 StoreDep = Annotated[CentralStore, Depends(store_of)]
 
 
+# the contract's models by name: its module's, and the batches it makes of the posted records
+_MODELS: dict[str, type[BaseModel]] = {
+    **{
+        name: value
+        for name, value in vars(c).items()
+        if isinstance(value, type) and issubclass(value, BaseModel)
+    },
+    **{batch.__name__: batch for batch in c.BATCHES.values()},
+}
+
+
+def contract_body(model: type[BaseModel]) -> dict[str, Any]:
+    """A route's ``openapi_extra`` for its JSON body of ``model`` (a contract model).  The body
+    is not a parameter of the handler: :class:`ContractRoute` parses it once, strictly, into
+    ``request.state.body``, and FastAPI neither reads nor validates it a second time."""
+    ref = f"#/components/schemas/{model.__name__}"
+    assert _MODELS.get(model.__name__) is model, f"{model.__name__} is not a contract model"
+    return {
+        "requestBody": {
+            "content": {"application/json": {"schema": {"$ref": ref}}},
+            "required": True,
+        }
+    }
+
+
+def body_model(openapi_extra: dict[str, Any] | None) -> type[BaseModel] | None:
+    """The contract model :func:`contract_body` declared for a route, if any."""
+    body = (openapi_extra or {}).get("requestBody")
+    if body is None:
+        return None
+    ref = body["content"]["application/json"]["schema"]["$ref"]
+    return _MODELS[ref.rsplit("/", 1)[1]]
+
+
 class ContractRoute(APIRoute):
     """Every API route: authentication, media type, size and strict parsing before FastAPI
     reads the body, and every failure as a Problem."""
@@ -271,19 +308,20 @@ class ContractRoute(APIRoute):
         handler = super().get_route_handler()
         secured = self.path not in OPEN_PATHS and self.path != REGISTER_PATH
         register = self.path == REGISTER_PATH
-        model = self.body_field.field_info.annotation if self.body_field is not None else None
+        model = body_model(self.openapi_extra)
         writes = bool((self.methods or set()) & {"POST", "PUT"})
 
         async def guarded(request: Request) -> Response:
             try:
-                if secured:
-                    counter = _authenticate(request)
+                if secured:  # a database read: off the event loop, which serves the others
+                    counter = await run_in_threadpool(_authenticate, request)
                     request.state.counter = counter
                     request.scope.setdefault("state", {})["counter_id"] = counter.counter_id
                 elif register:
                     creds = credentials(request)
                     request.state.credentials = creds
-                    if not store_of(request).admits(creds):  # the body stays unread
+                    admitted = await run_in_threadpool(store_of(request).admits, creds)
+                    if not admitted:  # the body stays unread
                         raise HttpError(
                             401,
                             "unauthorized",
@@ -372,10 +410,10 @@ def metrics(request: Request) -> Response:
     ),
     response_model=c.RegisterResponse,
     responses=_problems(400, 401, 409, 413, 415),
+    openapi_extra=contract_body(c.RegisterRequest),
 )
 def register(
     request: Request,
-    body: c.RegisterRequest,
     store: StoreDep,
     x_enrolment_key: Annotated[str | None, Header(alias="X-Enrolment-Key", max_length=128)] = None,
     x_enrolment_code: Annotated[str | None, Header(alias="X-Enrolment-Code", max_length=64)] = None,
@@ -393,10 +431,9 @@ def register(
     summary="The counter's latest audit hash",
     response_model=c.AuditHeadAck,
     responses=_problems(400, 401, 409, 413, 415),
+    openapi_extra=contract_body(c.AuditHead),
 )
-def audit_head(
-    request: Request, body: c.AuditHead, counter: CounterDep, store: StoreDep
-) -> Response:
+def audit_head(request: Request, counter: CounterDep, store: StoreDep) -> Response:
     try:
         ack = store.put_audit_head(counter, request.state.body)
     except AuditDiverged as exc:
@@ -561,16 +598,12 @@ def _posted_routes(resource: str) -> None:
     model = c.POSTED[resource]
     batch = c.BATCHES[resource]
 
-    def post_one(request: Request, body: Any, counter: CounterDep, key: IdempotencyKey) -> Response:
+    def post_one(request: Request, counter: CounterDep, key: IdempotencyKey) -> Response:
         return _keyed(request, resource, [request.state.body], key, _render_single)
 
-    def post_batch(
-        request: Request, body: Any, counter: CounterDep, key: IdempotencyKey
-    ) -> Response:
+    def post_batch(request: Request, counter: CounterDep, key: IdempotencyKey) -> Response:
         return _keyed(request, resource, list(request.state.body.items), key, _render_batch)
 
-    post_one.__annotations__["body"] = model
-    post_batch.__annotations__["body"] = batch
     router.add_api_route(
         f"/{resource}",
         post_one,
@@ -578,6 +611,7 @@ def _posted_routes(resource: str) -> None:
         operation_id="post" + model.__name__,
         summary=f"One {model.__name__}, idempotent by its id",
         status_code=201,
+        openapi_extra=contract_body(model),
         response_model=c.ItemResult,
         responses={
             200: {"model": c.ItemResult, "description": "Already there with the same body"},
@@ -592,6 +626,7 @@ def _posted_routes(resource: str) -> None:
         summary=f"Up to {c.MAX_BATCH} {model.__name__}s; one result per item, in order",
         response_model=c.BatchResult,
         responses=_problems(400, 401, 409, 413, 415),
+        openapi_extra=contract_body(batch),
     )
 
 
@@ -628,9 +663,22 @@ async def _invalid(request: Request, exc: Exception) -> Response:
     return problem_response(HttpError(400, "bad_request", _first_error(exc.errors())))
 
 
+# threads a worker runs its handlers on: a post waiting for its group's commit holds one, and
+# a pull or a login must never queue behind those (the pool's connections still bound the
+# database work)
+HANDLER_THREADS = 200
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    anyio.to_thread.current_default_thread_limiter().total_tokens = HANDLER_THREADS
+    yield
+
+
 def create_app(store: CentralStore | None = None) -> FastAPI:
     """The API over ``store`` (None: only for the OpenAPI document)."""
     app = FastAPI(
+        lifespan=_lifespan,
         title="CardVend central marketing system",
         version=c.CONTRACT_VERSION,
         description=c.description(),
@@ -663,14 +711,19 @@ def _problems_only(doc: dict[str, Any]) -> None:
             answer = operation.get("responses", {}).get("422")
             if answer is not None and "HTTPValidationError" in json.dumps(answer):
                 del operation["responses"]["422"]
-    schemas = doc.get("components", {}).get("schemas", {})
+    schemas = doc.setdefault("components", {}).setdefault("schemas", {})
     for name in ("HTTPValidationError", "ValidationError"):
         schemas.pop(name, None)
+    for operations in doc.get("paths", {}).values():  # the bodies of contract_body()
+        for operation in operations.values():
+            model = body_model(operation)
+            if model is not None:
+                schemas.setdefault(model.__name__, {})
     # FastAPI's OpenAPI model holds numeric bounds as floats (2**63 - 1 would become 2**63):
     # each contract model's schema is taken as pydantic writes it
     for name in list(schemas):
-        model = getattr(c, name, None)
-        if isinstance(model, type) and issubclass(model, BaseModel):
+        model = _MODELS.get(name)
+        if model is not None:
             schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
             schemas.update(schema.pop("$defs", {}))
             schemas[name] = schema

@@ -2,10 +2,23 @@
 sequence numbers, and small helpers.
 
 Transactions: every write is one transaction.  On SQLite it begins with ``BEGIN IMMEDIATE`` (one
-writer at a time); on PostgreSQL it first locks the rows of the streams it may allocate from, in
-name order (``SELECT ... FOR UPDATE``), so two writers of the same stream commit in the order of
-their sequence numbers and a reader never sees seq 11 before seq 10.  A race the locks do not
-cover (two new records with the same id on different streams, say) ends in an IntegrityError;
+writer at a time).  On PostgreSQL writers of different offices run side by side:
+
+* a counter's posted records are applied under its office's lock (a transaction-scoped advisory
+  lock; a combined group takes its offices' locks in order), so two writes that read and change
+  the same customers (purchase counts, open arrears, card serials) never interleave;
+* the station's own data changes (tariffs, the customer archive, arrears, jobs) take the lock of
+  every office at once (the exclusive side of a lock the posts share), since they may touch any
+  customer;
+* the stream rows a transaction allocates sequence numbers from are locked in name order
+  (``SELECT ... FOR UPDATE``) when it first allocates, which for a post is at the end of its work,
+  and held to its commit: two writers of the same stream therefore commit in the order of their
+  sequence numbers, and a reader never sees seq 11 before seq 10, while the work before that
+  point runs in parallel.
+
+Locks are always taken in the same order (the shared or exclusive station lock, offices by key,
+streams by name), so writers wait for each other but never deadlock.  A race the locks do not
+cover (two offices binding the same meter at the same moment, say) ends in an IntegrityError;
 the whole transaction is then retried and finds the first one's row.
 """
 
@@ -16,13 +29,14 @@ import hashlib
 import json
 import logging
 import threading
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pydantic import TypeAdapter
-from sqlalchemy import Connection, Engine, bindparam, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, insert, select, text, update
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import IntegrityError
 
@@ -39,6 +53,8 @@ DEFAULT_LIMIT = 1000
 SEQ_LIMIT = 2**62  # a cursor beyond this can only be past the end of every stream
 WRITE_ATTEMPTS = 5
 IN_CHUNK = 500  # values in one IN (...) of a batch's look-ups
+# the first key of the station's advisory locks (the second: 0 for the station, else an office)
+LOCK_NAMESPACE = 0x43560016
 # how far ahead of the central clock a record's time may be (the counters' clocks drift)
 DEFAULT_CLOCK_SKEW = dt.timedelta(minutes=10)
 _JSON_ANY: TypeAdapter[Any] = TypeAdapter(Any)
@@ -60,6 +76,13 @@ class Reply:
     status: int
     body: bytes
     replayed: bool = False
+
+
+def office_lock_key(office_code: str) -> int:
+    """The advisory-lock key of an office: a signed 32-bit number other than 0 (the station's).
+    Two offices that share a key only wait for each other."""
+    key = (zlib.crc32(office_code.encode("utf-8")) ^ 0x80000000) - 0x80000000
+    return key or 1
 
 
 def sha256_hex(data: bytes | str) -> str:
@@ -130,26 +153,55 @@ def customer_values(row: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class Tx:
-    """One write transaction: stream locks, sequence numbers, customers to re-sequence."""
+    """One write transaction: locks, sequence numbers, customers to re-sequence.
 
-    def __init__(self, conn: Connection, now: dt.datetime) -> None:
+    ``offices`` is None for the station's own changes (all offices locked, the streams at
+    once) and the offices written for when a counter's records are applied (the streams locked
+    at the first allocation)."""
+
+    def __init__(
+        self,
+        conn: Connection,
+        now: dt.datetime,
+        streams: Iterable[str] = (),
+        offices: Iterable[str] | None = None,
+    ) -> None:
         self.conn = conn
         self.now = now
         self._touched: dict[str, None] = {}
         self._postgres = conn.dialect.name == "postgresql"
+        self._streams = sorted(set(streams))
+        # whether the stream locks are still to be taken (at the first allocation of a post)
+        self._streams_locked = not self._postgres or offices is None
+        if not self._postgres:  # SQLite: BEGIN IMMEDIATE already holds the write lock
+            return
+        if offices is None:
+            if self._streams:
+                conn.execute(text("SELECT pg_advisory_xact_lock(:ns, 0)"), {"ns": LOCK_NAMESPACE})
+                self._lock_streams()
+            return
+        conn.execute(text("SELECT pg_advisory_xact_lock_shared(:ns, 0)"), {"ns": LOCK_NAMESPACE})
+        for key in sorted({office_lock_key(o) for o in offices}):
+            conn.execute(
+                text("SELECT pg_advisory_xact_lock(:ns, :key)"), {"ns": LOCK_NAMESPACE, "key": key}
+            )
 
-    def lock(self, names: Iterable[str]) -> None:
-        wanted = sorted(set(names))
-        if wanted and self._postgres:  # SQLite: BEGIN IMMEDIATE already holds the write lock
+    def _lock_streams(self) -> None:
+        self._streams_locked = True
+        if self._streams:
             self.conn.execute(
                 select(m.streams.c.name)
-                .where(m.streams.c.name.in_(wanted))
+                .where(m.streams.c.name.in_(self._streams))
                 .order_by(m.streams.c.name)
                 .with_for_update()
             ).all()
 
     def next_seqs(self, stream: str, n: int = 1) -> int:
         """Allocate ``n`` sequence numbers of ``stream``; answers the first of them."""
+        if not self._streams_locked:
+            if stream not in self._streams:
+                raise ValueError(f"stream {stream!r} was not declared for this transaction")
+            self._lock_streams()
         last = self.conn.execute(
             update(m.streams)
             .where(m.streams.c.name == stream)
@@ -181,6 +233,7 @@ class _Queued:
 
     work: Callable[[Tx], Any]
     streams: tuple[str, ...]
+    offices: tuple[str, ...]
     size: int
     done: bool = False
     result: Any = None
@@ -210,8 +263,11 @@ class WriteCombiner:
         with self._cond:
             return len(self._queue)
 
-    def submit(self, work: Callable[[Tx], T], streams: Iterable[str], size: int) -> T:
-        entry = _Queued(work, tuple(streams), max(1, size))
+    def submit(
+        self, work: Callable[[Tx], T], streams: Iterable[str], offices: Iterable[str], size: int
+    ) -> T:
+        """Write ``work`` (a counter's records for ``offices``) with whatever else is waiting."""
+        entry = _Queued(work, tuple(streams), tuple(offices), max(1, size))
         with self._cond:
             self._queue.append(entry)
             while True:
@@ -254,13 +310,14 @@ class WriteCombiner:
                 log.exception("a group of %d writes failed: one by one", len(group))
         for entry in group:
             try:
-                entry.result = self.store.write(entry.work, entry.streams)
+                entry.result = self.store.write(entry.work, entry.streams, entry.offices)
             except BaseException as exc:  # handed to the request's own thread
                 entry.error = exc
             entry.done = True
 
     def _together(self, group: list[_Queued]) -> None:
         streams = sorted({s for entry in group for s in entry.streams})
+        offices = sorted({o for entry in group for o in entry.offices})
         outcomes: list[tuple[Any, BaseException | None]] = []
 
         def work(tx: Tx) -> None:
@@ -274,7 +331,7 @@ class WriteCombiner:
                 except Exception as exc:  # this request only: its savepoint is rolled back
                     outcomes.append((None, exc))
 
-        with self.store._writing(streams) as tx:
+        with self.store._writing(streams, offices) as tx:
             work(tx)
         self.groups += 1
         self.largest = max(self.largest, len(group))
@@ -359,20 +416,28 @@ class StoreBase:
             pass
 
     @contextmanager
-    def _writing(self, streams: Iterable[str] = ()) -> Iterator[Tx]:
+    def _writing(
+        self, streams: Iterable[str] = (), offices: Iterable[str] | None = None
+    ) -> Iterator[Tx]:
         with self._write_engine.begin() as conn:
-            tx = Tx(conn, self.now())
-            tx.lock(streams)
+            tx = Tx(conn, self.now(), streams, offices)
             yield tx
             tx.finish()
 
-    def write(self, work: Callable[[Tx], T], streams: Iterable[str] = ()) -> T:
+    def write(
+        self,
+        work: Callable[[Tx], T],
+        streams: Iterable[str] = (),
+        offices: Iterable[str] | None = None,
+    ) -> T:
         """Run ``work`` in one write transaction, retried when a concurrent writer won a race
-        for a unique key (the retry then sees that writer's row)."""
+        for a unique key (the retry then sees that writer's row).  ``offices``: the offices a
+        counter's records are applied for (see :class:`Tx`)."""
         names = tuple(streams)
+        scope = None if offices is None else tuple(offices)
         for attempt in range(1, WRITE_ATTEMPTS + 1):
             try:
-                with self._writing(names) as tx:
+                with self._writing(names, scope) as tx:
                     return work(tx)
             except IntegrityError:
                 if attempt == WRITE_ATTEMPTS:

@@ -172,6 +172,7 @@ class CentralStore(CentralChanges):
         return self.write(
             lambda tx: apply_all(tx, resource, counter, items, self.clock_skew),
             STREAMS_OF[resource],
+            (counter.office_code,),
         )
 
     def post_keyed(
@@ -226,7 +227,7 @@ class CentralStore(CentralChanges):
             )
             return Reply(status, body)
 
-        return self.combiner.submit(work, STREAMS_OF[resource], len(items))
+        return self.combiner.submit(work, STREAMS_OF[resource], (counter.office_code,), len(items))
 
     # ------------------------------------------------------------------ pages
 
