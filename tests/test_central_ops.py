@@ -155,3 +155,17 @@ def test_metrics_add_up_across_worker_processes(tmp_path: Path) -> None:
         assert pids  # the families come from the workers' files
     finally:
         assert central.stop() == 0
+
+
+def test_the_workers_share_the_database_connections() -> None:
+    """``--workers N`` never opens more than ``--db-connections`` in all (PostgreSQL refuses
+    clients past its max_connections, 100 by default)."""
+    from sync.central.server import ServeConfig
+
+    one = ServeConfig(db_url="postgresql://x/y", workers=1).pool()
+    four = ServeConfig(db_url="postgresql://x/y", workers=4).pool()
+    assert one == {"pool_size": 10, "max_overflow": 70}
+    assert four == {"pool_size": 10, "max_overflow": 10}
+    for workers in range(1, 9):
+        pool = ServeConfig(db_url="postgresql://x/y", workers=workers, pool_size=30).pool()
+        assert workers * (pool["pool_size"] + pool["max_overflow"]) <= 80

@@ -77,6 +77,8 @@ def cmd_central_serve(ctx: AppContext, args: argparse.Namespace) -> int:
             clock_skew_minutes=args.clock_skew,
             log_json=args.log_json,
             pool_size=args.pool_size,
+            db_connections=args.db_connections,
+            workers=args.workers,
         )
         url = url_of(sock, tls[0] is not None)
         # the line scripts wait for comes once a worker answers, not when the socket is bound
@@ -351,8 +353,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--pool-size",
         type=int,
         metavar="N",
-        help=_("database connections each worker keeps (PostgreSQL; default 10, plus 20 more "
-               "under a surge)"),
+        help=_("database connections each worker keeps open (PostgreSQL; default 10)"),
+    )
+    q.add_argument(
+        "--db-connections",
+        type=int,
+        default=80,
+        metavar="N",
+        help=_("database connections all workers together may open (PostgreSQL; default 80, "
+               "within the server's usual limit of 100)"),
     )  # fmt: skip
     q.add_argument(
         "--log-json",

@@ -213,7 +213,16 @@ class ServeConfig:
     faults: bool = False
     clock_skew_minutes: float = DEFAULT_CLOCK_SKEW.total_seconds() / 60
     pool_size: int | None = None
+    db_connections: int = 80  # all workers together: within PostgreSQL's default of 100
+    workers: int = 1
     log_json: bool = False
+
+    def pool(self) -> dict[str, int]:
+        """A worker's pool: its share of ``db_connections``, ``pool_size`` kept open (10 by
+        default) and the rest of the share opened under a surge."""
+        share = max(2, self.db_connections // max(1, self.workers))
+        size = min(self.pool_size or 10, share)
+        return {"pool_size": size, "max_overflow": share - size}
 
     def to_env(self) -> str:
         return json.dumps(asdict(self))
@@ -231,7 +240,7 @@ def app_from_env() -> ASGIApp:
     config = ServeConfig.from_env()
     if config.log_json:
         configure_logging(json_lines=True)
-    pool: dict[str, Any] = {"pool_size": config.pool_size} if config.pool_size else {}
+    pool: dict[str, Any] = config.pool()
     if config.db_url.startswith("sqlite") or "://" not in config.db_url:
         pool = {}  # SQLite: one file, no pool to size
     store = CentralStore(
