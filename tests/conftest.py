@@ -30,6 +30,9 @@ if TYPE_CHECKING:
     from tests.rigs.sync import Sleeps
 
 ROOT = Path(__file__).resolve().parent.parent
+# fixtures shared by the modules of one part (the central server's store/server/api, the meter
+# simulator's master/keys/env); a module's own fixture of the same name wins
+pytest_plugins = ["tests.rigs.central", "tests.rigs.meter_sim"]
 
 
 @pytest.fixture(autouse=True)

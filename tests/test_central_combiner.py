@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy import insert, select, text
@@ -17,15 +15,12 @@ from sync.central import models as m
 from sync.central.api import _render_batch
 from sync.central.base import Tx
 from tests.conftest import PG_URL, in_schema, pg_schema
-from tests.rigs.central import REMOTE, sale, seeded_store
+from tests.rigs.central import REMOTE, sale
 
 C1 = Counter("C1", "DEMO")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CentralStore]:
-    with seeded_store(request.param, tmp_path) as s:
-        yield s
+# the fixture store (seeded, on each database): tests/rigs/central.py
 
 
 def _wait_for(condition: object, seconds: float = 20.0) -> None:

@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,28 +37,10 @@ from tests.rigs.central import (
     register,
     reversal,
     sale,
-    seeded_store,
 )
 
 # --------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CentralStore]:
-    """A seeded central store on each database."""
-    with seeded_store(request.param, tmp_path) as s:
-        yield s
-
-
-@pytest.fixture
-def server(store: CentralStore) -> Iterator[CentralServer]:
-    with CentralServer(store.url, faults=True, store=store) as srv:
-        yield srv
-
-
-@pytest.fixture
-def api(server: CentralServer) -> Api:
-    return Api(server.url, register(server.url))
+# the fixtures store, server and api: tests/rigs/central.py
 
 
 def control_report(customer_no: str, remaining: int, seen_at: str) -> dict[str, Any]:

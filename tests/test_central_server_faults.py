@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,28 +15,11 @@ import requests
 
 from app.services import demo
 from sync import contract as c
-from sync.central import CentralServer, CentralStore
-from tests.rigs.central import FIRST, REMOTE, Api, event, register, sale, seeded_store
+from sync.central import CentralServer
+from tests.rigs.central import FIRST, REMOTE, Api, event, register, sale
 
 # --------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CentralStore]:
-    """A seeded central store on each database."""
-    with seeded_store(request.param, tmp_path) as s:
-        yield s
-
-
-@pytest.fixture
-def server(store: CentralStore) -> Iterator[CentralServer]:
-    with CentralServer(store.url, faults=True, store=store) as srv:
-        yield srv
-
-
-@pytest.fixture
-def api(server: CentralServer) -> Api:
-    return Api(server.url, register(server.url))
+# the fixtures store, server and api: tests/rigs/central.py
 
 
 # --------------------------------------------------------------------------- bad input

@@ -21,7 +21,7 @@ import requests
 from sqlalchemy import text
 
 from app.clock import FixedClock
-from app.persistence.db import Database, make_engine
+from app.persistence.db import Database
 from app.services import demo, receipts
 from sync import contract as c
 from sync.central import CentralServer, CentralStore
@@ -29,8 +29,7 @@ from sync.central import seed as central_seed
 from sync.client import CentralClient
 from sync.errors import CounterIdTaken, RegistrationRefused
 from sync.service import SyncService
-from tests.conftest import PG_URL, drop_pg_schema, pg_available
-from tests.rigs.central import CARD, FIRST, REMOTE, Api, event, register, sale
+from tests.rigs.central import CARD, FIRST, REMOTE, Api, event, register, sale, seeded_store
 from tests.rigs.counter import CUSTOMER, Counter
 
 NOW = dt.datetime(2026, 3, 1, 9, 0, tzinfo=dt.UTC)
@@ -42,27 +41,9 @@ LATER = "2026-03-01T17:05:00+08:00"  # five minutes after NOW
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CentralStore]:
     """A seeded central store on each database, its clock fixed at NOW."""
-    clock = FixedClock(NOW)
-    if request.param == "sqlite":
-        s = CentralStore(str(tmp_path / "central.db"), clock=clock)
-        schema = None
-    else:
-        if not pg_available():
-            pytest.skip(f"no PostgreSQL server at {PG_URL}")
-        schema = "trust_" + uuid.uuid4().hex[:12]
-        admin = make_engine(PG_URL)
-        with admin.begin() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-        admin.dispose()
-        s = CentralStore(PG_URL, clock=clock, connect_args={"options": f"-csearch_path={schema}"})
-    try:
-        central_seed.seed_demo(s, NOW)
+    with seeded_store(request.param, tmp_path, clock=FixedClock(NOW)) as s:
         central_seed.seed_synthetic(s, 2, NORTH_FIRST, office_code="NORTH")
         yield s
-    finally:
-        s.dispose()
-        if schema is not None:
-            drop_pg_schema(schema)
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,7 +23,7 @@ from app.domain.card import (
     UserCardType,
 )
 from cardio import profile as P
-from cardio.keys import MasterKeys, SoftwareKeyProvider
+from cardio.keys import SoftwareKeyProvider
 from cardio.meter_sim import (
     REASON_CREDIT_CEILING,
     REASON_METER_NO,
@@ -57,21 +56,7 @@ OTHER = "000000654321"
 
 
 # --------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(scope="module")
-def master() -> MasterKeys:
-    return MasterKeys.generate()
-
-
-@pytest.fixture(scope="module")
-def keys(master: MasterKeys) -> SoftwareKeyProvider:
-    return SoftwareKeyProvider(master)
-
-
-@pytest.fixture
-def env(master: MasterKeys, keys: SoftwareKeyProvider, tmp_path: Path) -> Env:
-    return Env(master, keys, tmp_path)
+# the fixtures master, keys and env: tests/rigs/meter_sim.py
 
 
 # --------------------------------------------------------------------------- binding, purchases

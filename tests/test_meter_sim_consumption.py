@@ -5,13 +5,9 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from pathlib import Path
-
-import pytest
 
 from app.domain.card import UserCardType
 from app.domain.pricing import TariffSpec, rate_at
-from cardio.keys import MasterKeys, SoftwareKeyProvider
 from cardio.meter_sim import RELAY_CLOSED, RELAY_TRIPPED
 from tests.rigs.meter_sim import FLAT, TOU, Env, S, bj, purchase, spec, tariff, user_params
 
@@ -29,21 +25,7 @@ TIERED = {
 
 
 # --------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(scope="module")
-def master() -> MasterKeys:
-    return MasterKeys.generate()
-
-
-@pytest.fixture(scope="module")
-def keys(master: MasterKeys) -> SoftwareKeyProvider:
-    return SoftwareKeyProvider(master)
-
-
-@pytest.fixture
-def env(master: MasterKeys, keys: SoftwareKeyProvider, tmp_path: Path) -> Env:
-    return Env(master, keys, tmp_path)
+# the fixtures master, keys and env: tests/rigs/meter_sim.py
 
 
 # --------------------------------------------------------------------------- consumption

@@ -10,11 +10,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
 import requests
 
 from app.services import demo
 from sync import contract as c
-from sync.central import CentralStore
+from sync.central import CentralServer, CentralStore
 from sync.central import seed as central_seed
 from tests.conftest import PG_URL, in_schema, pg_schema
 
@@ -135,19 +136,47 @@ def reversal(sale_id: str, counter_id: str = "C1") -> dict[str, Any]:
 
 
 @contextmanager
-def seeded_store(kind: str, tmp_path: Path) -> Iterator[CentralStore]:
+def seeded_store(kind: str, tmp_path: Path, **store_args: Any) -> Iterator[CentralStore]:
     """A central store seeded with the demo data, on ``kind`` ("sqlite" in ``tmp_path``, or
-    "postgresql": a schema of its own; the test is skipped without a server)."""
+    "postgresql": a schema of its own; the test is skipped without a server); ``store_args``
+    for :class:`CentralStore` (a clock, say)."""
     if kind == "sqlite":
-        s = CentralStore(str(tmp_path / "central.db"))
-        central_seed.seed_demo(s, NOW)
-        yield s
-        s.dispose()
-        return
-    with pg_schema() as schema:
-        s = CentralStore(PG_URL, **in_schema(schema))
+        s = CentralStore(str(tmp_path / "central.db"), **store_args)
         try:
             central_seed.seed_demo(s, NOW)
             yield s
         finally:
             s.dispose()
+        return
+    with pg_schema() as schema:
+        s = CentralStore(PG_URL, **in_schema(schema), **store_args)
+        try:
+            central_seed.seed_demo(s, NOW)
+            yield s
+        finally:
+            s.dispose()
+
+
+# --------------------------------------------------------------------------- fixtures
+# (registered for every module by conftest's pytest_plugins; a module's own fixture of the same
+# name wins)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CentralStore]:
+    """A seeded central store on each database."""
+    with seeded_store(request.param, tmp_path) as s:
+        yield s
+
+
+@pytest.fixture
+def server(store: CentralStore) -> Iterator[CentralServer]:
+    """The in-process central server over ``store``, faults armable."""
+    with CentralServer(store.url, faults=True, store=store) as srv:
+        yield srv
+
+
+@pytest.fixture
+def api(server: CentralServer) -> Api:
+    """A counter registered with ``server``."""
+    return Api(server.url, register(server.url))

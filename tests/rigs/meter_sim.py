@@ -8,6 +8,8 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from app.clock import FixedClock
 from app.domain.card import (
     CardContents,
@@ -140,3 +142,23 @@ class Env:
         result = meter.insert(card.slot())
         assert result.accepted, result
         return card
+
+
+# --------------------------------------------------------------------------- fixtures
+# (registered for every module by conftest's pytest_plugins; a module's own fixture of the same
+# name wins)
+
+
+@pytest.fixture(scope="module")
+def master() -> MasterKeys:
+    return MasterKeys.generate()
+
+
+@pytest.fixture(scope="module")
+def keys(master: MasterKeys) -> SoftwareKeyProvider:
+    return SoftwareKeyProvider(master)
+
+
+@pytest.fixture
+def env(master: MasterKeys, keys: SoftwareKeyProvider, tmp_path: Path) -> Env:
+    return Env(master, keys, tmp_path)
