@@ -33,7 +33,8 @@ from sync.central import rules
 from sync.central.base import Counter, Tx, canonical_json, chunks, clean, sha256_hex
 from sync.central.rules import CustomerFacts, Refusal
 
-# the streams a post may allocate sequence numbers from (locked first, in name order)
+# the streams a post may allocate sequence numbers from (locked in name order at its first
+# allocation, see base.Tx)
 STREAMS_OF: dict[str, tuple[str, ...]] = {
     "sales": ("customers", "remote", "sales"),
     "reversals": ("customers", "sales"),
