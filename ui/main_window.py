@@ -86,6 +86,8 @@ class Shell(Protocol):
 
     def refresh_status(self) -> None: ...
 
+    def ledger_changed(self, source: object | None = None) -> None: ...
+
     def show_page(self, key: str) -> None: ...
 
     def terminal(self) -> CardTerminal:
@@ -238,6 +240,16 @@ class MainWindow(QMainWindow):
     def notify(self, text: str, *, error: bool = False) -> None:
         self.message.setText(text)
         self.message.setStyleSheet("color: #b00020; font-weight: bold;" if error else "")
+
+    def ledger_changed(self, source: object | None = None) -> None:
+        """A card or the ledger changed (a sale, reversal, rewrite, replacement, recovery, an
+        approval): the status bar and every page that shows them read them again (a page
+        with a ``ledger_changed`` method; ``source``, the page that made the change, knows)."""
+        self.refresh_status()
+        for page in self.pages.values():
+            hook = getattr(page, "ledger_changed", None)
+            if page is not source and callable(hook):
+                hook()
 
     def refresh_status(self) -> None:
         """Re-read the link status and shift off the GUI thread; update the bar and banners."""

@@ -220,6 +220,9 @@ class OperationDialog(QDialog):
         self.close_button.setDefault(True)
         self.close_button.setFocus()
         self.shell.notify(text.splitlines()[0])
+        changed = getattr(self.shell, "ledger_changed", None)
+        if callable(changed):  # the card or the ledger changed: the pages read them again
+            changed()
         self.finished_ok.emit(outcome)
 
     def show_message(self, text: str, *, error: bool = False, ok: bool = False) -> None:

@@ -151,8 +151,9 @@ def report_summary(report: report_service.ShiftReport) -> str:
             variance=variance_text(report.variance_fen or 0),
         )
     totals = _(
-        "Sales: {count}, {amount} yuan; reversals: {rcount}, {ramount} yuan handed "
-        "back; fees: {fcount}, {famount} yuan; net cash {net} yuan.",
+        "Money taken by sales: {count}, {amount} yuan (reversed sales included); reversals: "
+        "{rcount}, {ramount} yuan handed back; fees: {fcount}, {famount} yuan; net cash {net} "
+        "yuan.",
         count=report.sales_count,
         amount=yuan(report.sales_fen),
         rcount=report.reversals_count,
@@ -507,7 +508,7 @@ class ShiftPage(QWidget):
             self._say(
                 _("Shift opened with a float of {amount} yuan.", amount=format_yuan(float_fen))
             )
-            self.shell.refresh_status()
+            self.shell.ledger_changed(source=self)
             self.refresh()
             self.counts[DENOMINATIONS[0][0]].setFocus()
 
@@ -560,7 +561,7 @@ class ShiftPage(QWidget):
                     variance=variance_text(view.variance_fen or 0),
                 )
             )
-            self.shell.refresh_status()
+            self.shell.ledger_changed(source=self)
             self.refresh()
             self.pdf_button.setFocus()
 
