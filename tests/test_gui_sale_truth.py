@@ -135,3 +135,23 @@ def test_a_card_rewritten_elsewhere_is_read_again_without_f9(qtbot: Any, tmp_pat
     )
     assert page.values["purchases"].text() == "card 1, ledger 1"
     window.close()
+
+
+def test_focus_returns_to_the_amount_after_a_dialog(qtbot: Any, tmp_path: Path) -> None:
+    from app.domain.permissions import Action
+    from ui.dialogs import ApprovalDialog
+    from ui.pages import sale as page_module
+
+    ctx = make_ctx(tmp_path / "home", printer="none")
+    window, page, dock = training_window(qtbot, ctx)
+    insert(qtbot, dock, CUSTOMER)
+    qtbot.waitUntil(lambda: page.state == page_module.READY, timeout=WAIT_MS)
+    window.activateWindow()
+    page.amount.setFocus()
+    qtbot.waitUntil(page.amount.hasFocus, timeout=WAIT_MS)
+    dialog = ApprovalDialog(window, Action.REVERSE, "a-sale", parent=page)
+    dialog.open()
+    qtbot.waitUntil(lambda: dialog.form.operator.hasFocus() or dialog.isActiveWindow())
+    dialog.reject()
+    qtbot.waitUntil(page.amount.hasFocus, timeout=WAIT_MS)
+    window.close()
