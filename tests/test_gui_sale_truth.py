@@ -63,16 +63,18 @@ def test_no_shift_is_said_when_the_card_is_read_and_f4_clears_it(
     window.close()
 
 
-def test_a_technician_is_told_at_once_that_the_role_does_not_sell(
-    qtbot: Any, tmp_path: Path
-) -> None:
-    from ui.pages import sale as page_module
+def test_a_technician_has_no_sale_page_and_selling_says_why(qtbot: Any, tmp_path: Path) -> None:
+    from app.services import selling
+    from ui.main_window import MainWindow
 
     ctx = make_ctx(tmp_path / "home", printer="none")
-    window, page, dock = training_window(qtbot, ctx, sign_in(ctx, "f01"))
-    insert(qtbot, dock, CUSTOMER)
-    qtbot.waitUntil(lambda: page.state == page_module.BLOCKED, timeout=WAIT_MS)
-    assert "Your role (technician) may not sell electricity" in page.situation.text()
+    technician = sign_in(ctx, "f01")
+    window = MainWindow(ctx, principal=technician, training=True)
+    qtbot.addWidget(window)
+    assert "sale" not in window.pages and window.landing_page() == "jobs"
+    readiness = selling.sale_readiness(ctx.db, technician, ctx.clock, ctx.settings)
+    assert readiness.blocked is not None
+    assert "Your role (technician) may not sell electricity" in readiness.blocked
     window.close()
 
 
