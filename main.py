@@ -167,6 +167,15 @@ def register_here(ctx: AppContext, url: str, enrolment_key: str | None, operator
     )
 
 
+def registered_with(ctx: AppContext) -> str | None:
+    """The central system's URL this counter holds a token for, or None."""
+    from app.settings import CENTRAL_URL
+    from sync.service import load_token
+
+    url = ctx.settings.value(CENTRAL_URL).strip()
+    return url if url and load_token(ctx) else None
+
+
 def wire_printing(ctx: AppContext) -> None:
     def opener(port: str, baudrate: int) -> ByteLink:
         from cardio.serial_link import open_serial
@@ -279,6 +288,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         ctx.sync_factory = lambda: background_worker(ctx)
         ctx.registrar = lambda url, key, operator: register_here(ctx, url, key, operator)
+        ctx.registered_with = lambda: registered_with(ctx)
         wire_printing(ctx)
         wire_meters(ctx)
         if args.command is None:

@@ -227,7 +227,9 @@ def cmd_shift_open(ctx: AppContext, args: argparse.Namespace) -> int:
 def cmd_shift_close(ctx: AppContext, args: argparse.Namespace) -> int:
     counted = parse_yuan(args.counted, allow_zero=True)
     actor = cli_login(ctx, args.operator)
-    view = shifts.close_shift(open_db(ctx), actor=actor, counted_fen=counted, clock=ctx.clock)
+    view = shifts.close_shift(
+        open_db(ctx), actor=actor, counted_fen=counted, clock=ctx.clock, reason=args.reason or ""
+    )
     if args.json:
         emit_json(view.to_json())
         return 0
@@ -611,6 +613,9 @@ def _register_shift(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     q.set_defaults(func=cmd_shift_open)
     q = ssub.add_parser("close", help=_("close the shift with the counted cash"))
     q.add_argument("--counted", required=True, metavar="YUAN", help=_("counted cash in yuan"))
+    q.add_argument(
+        "--reason", help=_("why the counted cash differs from the expected (needed then)")
+    )
     _common(q)
     q.set_defaults(func=cmd_shift_close)
 

@@ -48,6 +48,8 @@ class AppContext:
     terminal_factory: TerminalFactory | None = None
     sync_factory: SyncFactory | None = None
     registrar: CounterRegistrar | None = None  # registers with the central system (sync/)
+    # where this counter is registered (the central system's URL), or None: set by main.py
+    registered_with: Callable[[], str | None] | None = None
     receipt_renderer: ReceiptRenderer | None = None  # set by main.py (printing/)
     report_renderer: ReportRenderer | None = None  # set by main.py (printing/)
     slip_renderer: SlipRenderer | None = None  # set by main.py (printing/)

@@ -35,7 +35,9 @@ from sync.errors import (
     CentralUnauthorized,
     CentralUnreachable,
     CounterIdTaken,
+    EnrolmentKeyRefused,
     RegistrationRefused,
+    RegistrationUnreachable,
 )
 
 log = logging.getLogger(__name__)
@@ -226,8 +228,12 @@ class CentralClient:
                 headers=headers,
                 idempotency_key=uuid.uuid4().hex,
             )[1]
+        except CentralUnreachable as exc:
+            raise RegistrationUnreachable(
+                url=self.base_url, detail=exc.params.get("detail", "")
+            ) from exc
         except CentralUnauthorized as exc:
-            raise RegistrationRefused(
+            raise EnrolmentKeyRefused(
                 counter=req.counter_id, detail=exc.params.get("detail", "")
             ) from exc
         except CentralRejected as exc:

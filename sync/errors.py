@@ -64,6 +64,23 @@ class RegistrationRefused(SyncError):
     )
 
 
+class EnrolmentKeyRefused(RegistrationRefused):
+    code = "enrolment_key_refused"
+    template = N_(
+        "The central system refused to register counter {counter}: the enrolment key (or "
+        "code) is not right. Check it with the central system's administrator, or ask for an "
+        "enrolment code."
+    )
+
+
+class RegistrationUnreachable(SyncError):
+    code = "registration_unreachable"
+    template = N_(
+        "The central system at {url} cannot be reached, so nothing was registered. Check the "
+        "address (with its https:// or http://) and this PC's network, then register again."
+    )
+
+
 class CounterIdTaken(RegistrationRefused):
     code = "counter_id_taken"
     template = N_(

@@ -157,7 +157,11 @@ def work_a_week(ctx: Any, clock: Any, teller: Any, tray: Any) -> None:
                 )  # fmt: skip
                 off = (0, 50, -100, 0, 20, -10)[back % 6]
                 shifts.close_shift(
-                    ctx.db, actor=teller, counted_fen=report.expected_cash_fen + off, clock=clock
+                    ctx.db,
+                    actor=teller,
+                    counted_fen=report.expected_cash_fen + off,
+                    clock=clock,
+                    reason="coins miscounted" if off else "",
                 )
     clock.set(local(TODAY, 11, 42))
     teller.last_activity = clock.now()

@@ -112,7 +112,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for args in (
         ("shift", "open", "--float", "100"),
         ("sell", "--customer", REMOTE, "--amount", "30", "--cash", "50"),
-        ("shift", "close", "--counted", "125"),  # expected 130.00: variance -5.00
+        ("shift", "close", "--counted", "125", "--reason", "=5 short"),  # expected 130.00
     ):
         r = run(home, *args, "--operator", "x01", env=x01)
         assert r.returncode == 0, r.stderr

@@ -516,29 +516,38 @@ def test_in_doubt_sale_is_decided_by_presenting_the_card(counter: Counter) -> No
     assert ledger.get_sale(counter.db, doubtful[0].sale_id).state == "failed"
 
 
-def test_an_approval_from_the_queue_is_picked_up_when_the_operation_starts_again(
-    counter: Counter,
-) -> None:
+def test_cancel_withdraws_the_request_from_the_queue(counter: Counter) -> None:
+    """Cancel while waiting for a supervisor withdraws the request: it leaves the queue, an
+    approval cannot be given to it any more, and starting again asks anew."""
     sale_id = counter.sell_with_service(OTHER, 2500)
     assert sale_id is not None
     dialog, first = counter.reversal_waiting_in_the_queue(sale_id)
     request_id = first.waiting_id
-    first.reject()  # the teller stops waiting (Esc); the request stays in the queue
-    counter.qtbot.waitUntil(lambda: "Not approved" in dialog.message.text(), timeout=WAIT_MS)
-    # meanwhile a supervisor approves it at another counter
-    approvals.approve(
-        counter.db,
-        request_id,
-        approver_id="s01",
-        approver_role="supervisor",
-        counter_id="C02",
-        clock=counter.ctx.clock,
+    first.reject()  # the teller stops waiting (Esc)
+    counter.qtbot.waitUntil(
+        lambda: "withdrawn from the approval queue: nothing was done" in dialog.message.text(),
+        timeout=WAIT_MS,
     )
-    dialog.start_button.click()  # again: the approved request is found and used
-    counter.qtbot.waitUntil(lambda: dialog.completed, timeout=WAIT_MS)
-    assert dialog.approval is not first
-    assert ledger.get_sale(counter.db, sale_id).state == "reversed"
-    assert approvals.get_request(counter.db, request_id).state == "used"
+    counter.qtbot.waitUntil(
+        lambda: approvals.get_request(counter.db, request_id).state == "withdrawn",
+        timeout=WAIT_MS,
+    )
+    assert request_id not in [v.id for v in approvals.pending(counter.db, clock=counter.ctx.clock)]
+    with pytest.raises(approvals.ApprovalStateError):
+        approvals.approve(
+            counter.db,
+            request_id,
+            approver_id="s01",
+            approver_role="supervisor",
+            counter_id="C02",
+            clock=counter.ctx.clock,
+        )
+    dialog.start_button.click()  # again: a new request, nothing reversed meanwhile
+    counter.qtbot.waitUntil(
+        lambda: dialog.approval is not None and dialog.approval is not first, timeout=WAIT_MS
+    )
+    assert ledger.get_sale(counter.db, sale_id).state == "completed"
+    dialog.approval.reject()
     dialog.close()
 
 

@@ -400,3 +400,70 @@ def test_a_database_that_cannot_start_is_said_on_the_login(qtbot: Any, tmp_path:
         assert dialog.error.text() and session.window is None
     finally:
         session.shutdown()
+
+
+def test_a_manual_lock_covers_the_tray_and_open_dialogs_even_from_a_dialog(
+    qtbot: Any, start: Any, tmp_path: Path
+) -> None:
+    """Ctrl+L works while the teller waits in an approval dialog; the lock screen does not
+    claim an idle time for a manual lock; the training card tray and the dialog are hidden
+    behind it and come back with the unlock."""
+    import main as composition
+    from app.domain.permissions import Action
+    from cardio import wiring
+    from ui.dialogs import ApprovalDialog
+
+    ctx = make_ctx(tmp_path)
+    composition.wire_cards(ctx)  # no reader configured: training on the card tray
+    wiring.ensure_demo_keystore(ctx)
+    session = start(ctx)
+    window = sign_in(qtbot, session, "t01")
+    tray = window.tray_dock
+    qtbot.waitUntil(tray.isVisible)
+    dialog = ApprovalDialog(window, Action.REVERSE, "a-sale", parent=window)
+    dialog.open()
+    qtbot.waitUntil(dialog.isVisible)
+    dialog.activateWindow()
+    qtbot.waitUntil(dialog.isActiveWindow)
+    qtbot.keyClick(dialog.form.operator, Qt.Key.Key_L, Qt.KeyboardModifier.ControlModifier)
+    qtbot.waitUntil(lambda: session.locked, timeout=5000)
+    lock = session.dialog
+    assert "without activity" not in lock.info.text() and "t01" in lock.info.text()
+    assert not tray.isVisible() and not dialog.isVisible()
+    lock.password.setText("demo-t01")
+    qtbot.keyClick(lock.password, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: not session.locked)
+    assert session.window is window and tray.isVisible() and dialog.isVisible()
+    dialog.reject()
+
+
+def test_the_idle_lock_names_the_configured_minutes(qtbot: Any, start: Any) -> None:
+    session = start()
+    sign_in(qtbot, session, "t01")
+    session.ctx.settings.set("idle_minutes", 7)  # changed by the administrator meanwhile
+    session.lock(idle=True)
+    assert session.locked
+    assert "locked after 7 minutes without activity" in session.dialog.info.text()
+
+
+@pytest.mark.parametrize(
+    ("operator", "landing", "hidden"),
+    [
+        ("t01", "sale", {"admin", "jobs", "meter"}),
+        ("f01", "jobs", {"sale", "shift", "recovery", "admin"}),
+        ("a01", "admin", {"sale", "shift", "recovery", "jobs", "meter"}),
+    ],
+)
+def test_each_role_lands_on_its_page_and_sees_only_its_pages(
+    qtbot: Any, start: Any, operator: str, landing: str, hidden: set[str]
+) -> None:
+    session = start()
+    window = sign_in(qtbot, session, operator)
+    current = window.stack.currentWidget()
+    assert window.pages[landing] is current
+    assert not hidden & set(window.pages)
+    # another operator at the lock screen lands on their own page, not the last one's
+    session.lock()
+    type_login(qtbot, session.dialog, "s01", "demo-s01")
+    qtbot.waitUntil(lambda: session.window is not window and session.window is not None)
+    assert session.window.stack.currentWidget() is session.window.pages["sale"]

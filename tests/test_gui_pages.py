@@ -138,6 +138,12 @@ def test_open_and_close_a_shift_with_a_cash_count(
         qtbot.keyClick(box, Qt.Key.Key_Return)
     assert page.counted() == 58850
     assert "588.50" in page.total_label.text()
+    # counted - expected while counting; a difference asks for the reason first
+    assert "counted − expected = +0.50" in page.difference_label.text()
+    page.close_button.click()
+    assert not page.confirming and "say why first" in page.status.text()
+    assert page.reason_edit.isVisible() and page.reason_edit.hasFocus()
+    qtbot.keyClicks(page.reason_edit, "a 5 jiao coin from the last customer")
 
     page.close_button.click()  # the first press asks to confirm
     assert page.confirming and "588.50" in page.confirm_label.text()
@@ -150,6 +156,7 @@ def test_open_and_close_a_shift_with_a_cash_count(
     with ctx.db.read() as session:
         shift = session.scalars(select(Shift)).one()
         assert (shift.expected_cash, shift.counted_cash, shift.variance) == (58800, 58850, 50)
+        assert shift.variance_reason == "a 5 jiao coin from the last customer"
         assert shift.closed_at is not None
     assert page.expected_value.text() == "588.00"
     assert page.counted_value.text() == "588.50"
@@ -195,6 +202,8 @@ def test_closing_with_a_short_count_shows_the_shortfall(qtbot: Any, ctx: AppCont
     page.counts[5000].setValue(1)
     page.counts[2000].setValue(2)
     page.counts[1].setValue(3)  # 90.03 counted against 100.00
+    assert "counted − expected = -9.97 (short)" in page.difference_label.text()
+    page.reason_edit.setText("a customer's change was counted twice")
     page.request_close()
     page.request_close()
     qtbot.waitUntil(lambda: page.closed is not None, timeout=WAIT)

@@ -14,24 +14,27 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from sqlalchemy import func, select
 
-import main as composition
 from app.context import AppContext
-from app.paths import resolve_paths
-from app.persistence.models import Customer, OutboxEntry, Sale
-from app.services import auth, demo, selling, shifts
-from app.services.auth import Principal
-from app.settings import CARD_READER, Settings
+from app.persistence.models import OutboxEntry
+from app.services import demo, selling
+from app.settings import CARD_READER
 from cardio import wiring
 from cardio.channel import EmulatedChannel
 from cardio.emulator import CardImage, UserCardOS
 from cardio.terminal import ApduTerminal
 from tests.pcsc_fixtures import READER_SLOT0, Pcscd, wait_card_absent
+from tests.rigs.sale_window import (
+    CUSTOMER,
+    OWING,
+    WAIT_MS,
+    make_ctx,
+    sales_of,
+    teller_with_shift,
+    training_window,
+    tray_card,
+)
 
 pytestmark = pytest.mark.gui
-
-WAIT_MS = 20_000
-CUSTOMER = "100000000002"  # a demo card customer without arrears
-OWING = "100000000001"  # owes 30.00 arrears and a 5.00 fee
 
 
 class Heartbeat:
@@ -61,25 +64,6 @@ class Heartbeat:
         return self.longest
 
 
-def make_ctx(home: Path, **settings: object) -> AppContext:
-    paths = resolve_paths(home).ensure()
-    ctx = AppContext(paths=paths, settings=Settings.load(paths.settings_file))
-    for key, value in settings.items():
-        ctx.settings.set(key, value)
-    ctx.db.migrate()
-    demo.load_demo(ctx.db, ctx.clock)
-    composition.wire_cards(ctx)
-    composition.wire_printing(ctx)
-    wiring.ensure_demo_keystore(ctx)
-    return ctx
-
-
-def teller_with_shift(ctx: AppContext) -> Principal:
-    teller = auth.login(ctx.db, "t01", "demo-t01", counter_id=ctx.counter_id, clock=ctx.clock)
-    shifts.open_shift(ctx.db, actor=teller, float_fen=0, clock=ctx.clock)
-    return teller
-
-
 def read_image(ctx: AppContext, path: Path) -> object:
     """What the card image holds now, read in-process."""
     keys = wiring.key_provider(ctx)
@@ -88,16 +72,6 @@ def read_image(ctx: AppContext, path: Path) -> object:
         return ApduTerminal(channel, keys, utility_code="100001").read()
     finally:
         channel.close()
-
-
-def sales_of(ctx: AppContext, customer_no: str) -> list[Sale]:
-    with ctx.db.read() as session:
-        cid = session.scalar(select(Customer.id).where(Customer.customer_no == customer_no))
-        rows = session.scalars(
-            select(Sale).where(Sale.customer_id == cid).order_by(Sale.purchase_count)
-        ).all()
-        session.expunge_all()
-        return list(rows)
 
 
 @pytest.fixture(autouse=True)
@@ -181,21 +155,6 @@ def test_card_sale_through_pcscd_and_vpcd(qtbot, pcscd: Pcscd, tmp_path: Path) -
         wait_card_absent()
 
 
-def training_window(qtbot, ctx: AppContext):  # type: ignore[no-untyped-def]
-    """The main window in training mode, teller t01 with a shift open: (window, sale page,
-    training card tray)."""
-    from ui.main_window import MainWindow
-
-    window = MainWindow(ctx, principal=teller_with_shift(ctx), training=True)
-    qtbot.addWidget(window)
-    window.show()
-    return window, window.pages["sale"], window.tray_dock
-
-
-def _tray_card(dock, customer_no: str) -> str:  # type: ignore[no-untyped-def]
-    return next(c.card_id for c in dock.cards if c.customer_no == customer_no)
-
-
 def test_training_sale_with_the_card_tray(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from PySide6.QtCore import Qt
 
@@ -209,7 +168,7 @@ def test_training_sale_with_the_card_tray(qtbot, tmp_path: Path) -> None:  # typ
     assert [c.customer_no for c in dock.cards][:2] == [OWING, CUSTOMER]
     assert dock.cards[-1].customer_no is None
 
-    card_id = _tray_card(dock, CUSTOMER)
+    card_id = tray_card(dock, CUSTOMER)
     dock.select(card_id)
     qtbot.mouseClick(dock.insert_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: page.state == page_module.READY, timeout=WAIT_MS)
@@ -272,18 +231,29 @@ def test_arrears_offline_override_and_remote_payment(qtbot, tmp_path: Path) -> N
     window, page, dock = training_window(qtbot, ctx)
     qtbot.waitUntil(lambda: len(dock.cards) == 6, timeout=WAIT_MS)
 
-    dock.select(_tray_card(dock, OWING))
+    dock.select(tray_card(dock, OWING))
     qtbot.mouseClick(dock.insert_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: page.state == page_module.READY, timeout=WAIT_MS)
     assert page.values["arrears"].text() == "30.00 yuan"
     assert page.values["fees"].text() == "5.00 yuan"
-    assert page.values["minimum"].text() == "35.00 yuan"
-    qtbot.keyClicks(page.amount, "20")
+    # at least the dues and some credit; no maximum without a credit ceiling
+    assert page.values["minimum"].text() == "35.01 yuan"
+    assert page.values["maximum"].text() == "no limit (no credit ceiling)"
+    # the offline limit is said when the card is read, not after the amount
+    assert "Selling has stopped" in page.situation.text()
+    qtbot.keyClick(page.amount, Qt.Key.Key_Return)  # nothing typed yet
+    assert page.message.text() == "Type the amount first."
+    qtbot.keyClicks(page.amount, "35")
+    assert page.message.text() == ""  # the error goes once the amount is edited
+    assert "Not a valid amount" in page.split.text()
     qtbot.keyClick(page.amount, Qt.Key.Key_Return)
-    assert page.state == page_module.READY and "at least 35.00 yuan" in page.message.text()
+    assert page.state == page_module.READY and "at least 35.01 yuan" in page.message.text()
 
     page.amount.clear()
     qtbot.keyClicks(page.amount, "100")
+    assert page.split.text().startswith(
+        "Deducted first: arrears 30.00 yuan, fees 5.00 yuan. 65.00 yuan credit ("
+    )
     qtbot.keyClick(page.amount, Qt.Key.Key_Return)  # stops at the offline limit
     # the one approval dialog, under the configured lockout policy
     qtbot.waitUntil(lambda: page.override_dialog is not None, timeout=WAIT_MS)
@@ -352,7 +322,7 @@ def test_a_card_behind_the_ledger_is_rewritten(qtbot, tmp_path: Path) -> None:  
     ctx = make_ctx(tmp_path / "home", printer="none")
     window, page, dock = training_window(qtbot, ctx)
     qtbot.waitUntil(lambda: len(dock.cards) == 6, timeout=WAIT_MS)
-    card_id = _tray_card(dock, CUSTOMER)
+    card_id = tray_card(dock, CUSTOMER)
     image = ctx.paths.data_dir / "training-cards" / f"{card_id}.json"
     before = tmp_path / "before.json"
     shutil.copy(image, before)

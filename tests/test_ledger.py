@@ -9,7 +9,14 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from app.clock import FixedClock
-from app.errors import AmountError, Conflict, InvalidTransition, SaleInProgress, ShiftError
+from app.errors import (
+    AmountError,
+    Conflict,
+    InvalidTransition,
+    SaleInProgress,
+    ShiftError,
+    ValidationError,
+)
 from app.persistence.db import Database
 from app.persistence.models import Customer, Sale
 from app.services import ledger, shifts
@@ -172,11 +179,20 @@ def test_shift_close_counts_cash(demo_db: Database, clock: FixedClock) -> None:
         shifts.close_shift(demo_db, actor=who(demo_db, clock), counted_fen=0, clock=clock)
     ledger.fail_sale(demo_db, bad.sale_id, clock)
     clock.advance(hours=8)
+    with pytest.raises(ValidationError, match="say why"):  # a variance needs its reason
+        shifts.close_shift(
+            demo_db, actor=who(demo_db, clock), counted_fen=50000 + 12345 - 100, clock=clock
+        )
     closed = shifts.close_shift(
-        demo_db, actor=who(demo_db, clock), counted_fen=50000 + 12345 - 100, clock=clock
+        demo_db,
+        actor=who(demo_db, clock),
+        counted_fen=50000 + 12345 - 100,
+        clock=clock,
+        reason="1.00 short",
     )
     assert closed.shift_id == shift_id
     assert (closed.expected_fen, closed.variance_fen) == (62345, -100)
+    assert closed.variance_reason == "1.00 short"
     assert shifts.current_shift(demo_db, "C01") is None
 
 

@@ -82,11 +82,29 @@ def test_split_never_loses_a_fen(
     )
     if limits.minimum <= amount <= limits.maximum:
         s = split_payment(amount, limits)
-        assert s.arrears + s.fees + s.credit == amount and s.credit >= 0
+        assert s.arrears + s.fees + s.credit == amount and s.credit >= 1  # never a 0.00 sale
         assert balance + s.credit <= max(ceiling, balance)
     else:
         with pytest.raises(AmountError):
             split_payment(amount, limits)
+
+
+def test_a_sale_loads_credit_and_the_maximum_binds_only_under_a_ceiling() -> None:
+    """A sale of exactly the dues would write a purchase of 0.00 credit that then blocks the
+    customer's next sale until the card has been in the meter: it is refused."""
+    from app.domain.ledger import NO_CREDIT_CEILING
+
+    limits = purchase_limits(
+        arrears_due=3000, fees_due=500, credit_ceiling=NO_CREDIT_CEILING, meter_balance=0
+    )
+    assert limits.minimum == 3501 and not limits.ceiling_set and not limits.at_ceiling
+    with pytest.raises(AmountError, match="load some credit"):
+        split_payment(3500, limits)
+    assert split_payment(3501, limits).credit == 1
+    full = purchase_limits(arrears_due=0, fees_due=0, credit_ceiling=50000, meter_balance=50000)
+    assert full.ceiling_set and full.at_ceiling
+    with pytest.raises(AmountError, match="most credit"):
+        split_payment(100, full)
 
 
 def test_settings_defaults_save_load(tmp_path: Path) -> None:

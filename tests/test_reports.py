@@ -108,7 +108,9 @@ def a_day(counter: Counter) -> Day:
     _view, fee = counter.replace(counter.kit.blank())
     assert fee == 2000
     tick()
-    c01 = shifts.close_shift(db, actor=counter.teller, counted_fen=80350, clock=clock)
+    c01 = shifts.close_shift(
+        db, actor=counter.teller, counted_fen=80350, clock=clock, reason="found 0.50"
+    )
     assert (c01.expected_fen, c01.variance_fen) == (80300, 50)
 
     t02 = auth.login(db, "t02", "demo-t02", counter_id="C02", clock=clock)
@@ -117,7 +119,9 @@ def a_day(counter: Counter) -> Day:
     clock.set(dt.datetime(2026, 3, 1, 16, 0, tzinfo=dt.UTC))  # 00:00 on 2 March in Shanghai
     counter.remote(700, REMOTE2, actor=fresh(t02, clock))
     clock.advance(minutes=5)
-    closed = shifts.close_shift(db, actor=fresh(t02, clock), counted_fen=14600, clock=clock)
+    closed = shifts.close_shift(
+        db, actor=fresh(t02, clock), counted_fen=14600, clock=clock, reason="1.00 short"
+    )
     assert (closed.expected_fen, closed.variance_fen) == (14700, -100)
     supervisor = fresh(auth.login(db, "s01", "demo-s01", counter_id="C01", clock=clock), clock)
     return Day(counter, c01.shift_id, c02, empty, supervisor, reversed_sale, failed)

@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 from app.context import AppContext
 from app.domain.audit import VerifyResult
 from app.domain.operators import Role
+from app.domain.permissions import Action, allowed
 from app.i18n import N_, _, get_language, translate
 from app.ports import BackgroundSync, CardTerminal
 from app.services.audit import AuditVerifyFailed
@@ -50,15 +51,24 @@ class PageSpec:
     fkey: str
     admin_only: bool = False
     roles: tuple[str, ...] = ()  # shown only to these roles (empty: to everyone)
+    needs: Action | None = None  # shown only to roles that may do this
+
+
+# the page each role starts on (any other: the first page shown)
+LANDING = {"teller": "sale", "supervisor": "sale", "technician": "jobs", "admin": "admin"}
 
 
 PAGES = (
-    PageSpec("sale", "ui.pages.sale", "SalePage", N_("Sell"), "F2"),
+    PageSpec("sale", "ui.pages.sale", "SalePage", N_("Sell"), "F2", needs=Action.SELL),
     PageSpec("customers", "ui.pages.customers", "CustomersPage", N_("Customers"), "F3"),
-    PageSpec("shift", "ui.pages.shift", "ShiftPage", N_("Shift"), "F4"),
-    PageSpec("recovery", "ui.pages.recovery", "RecoveryPage", N_("Unresolved"), "F5"),
+    PageSpec("shift", "ui.pages.shift", "ShiftPage", N_("Shift"), "F4", needs=Action.SHIFT),
+    PageSpec(
+        "recovery", "ui.pages.recovery", "RecoveryPage", N_("Unresolved"), "F5", needs=Action.SELL
+    ),
     PageSpec("sync", "ui.pages.sync", "SyncPage", N_("Central link"), "F6"),
-    PageSpec("reports", "ui.pages.reports", "ReportsPage", N_("Reports"), "F7"),
+    PageSpec(
+        "reports", "ui.pages.reports", "ReportsPage", N_("Reports"), "F7", needs=Action.VIEW_REPORTS
+    ),
     PageSpec("admin", "ui.pages.admin", "AdminPage", N_("Administration"), "F8", admin_only=True),
     PageSpec("jobs", "ui.pages.jobs", "JobsPage", N_("Jobs"), "Ctrl+F9", roles=("technician",)),
     PageSpec(
@@ -85,6 +95,8 @@ class Shell(Protocol):
     def notify(self, text: str, *, error: bool = False) -> None: ...
 
     def refresh_status(self) -> None: ...
+
+    def ledger_changed(self, source: object | None = None) -> None: ...
 
     def show_page(self, key: str) -> None: ...
 
@@ -113,6 +125,8 @@ class MainWindow(QMainWindow):
         self.training = training
         self.sync_worker = sync_worker  # "sync now" wakes it; None when not registered
         self.card_watch: Any = None  # ui/card_watch.CardWatch once built (reader or tray)
+        # locks the counter (set by the session; the dialogs' Ctrl+L reach it through here)
+        self.request_lock: Callable[[], None] | None = None
         self.pages: dict[str, QWidget] = {}
         self.setWindowTitle(_("CardVend counter"))
         self.resize(1200, 800)
@@ -170,6 +184,7 @@ class MainWindow(QMainWindow):
         self.nav.currentRowChanged.connect(self._on_nav)
         if self.nav.count():
             self.nav.setCurrentRow(0)
+            self.show_page(self.landing_page())
         self.card_watch.start()  # once the pages listen to card_events
         if self.card_watch.tray is not None:
             from ui.tray import TrayDock
@@ -190,13 +205,25 @@ class MainWindow(QMainWindow):
         label.setStyleSheet(f"color: white; background: {color}; padding: 6px; font-weight: bold;")
         return label
 
+    def _shown(self, spec: PageSpec) -> bool:
+        """Whether the signed-in operator's role has any use for the page."""
+        role = self.principal.role.value if self.principal is not None else ""
+        if spec.admin_only and role != Role.ADMIN:
+            return False
+        if spec.roles and role not in spec.roles:
+            return False
+        return spec.needs is None or not role or allowed(role, spec.needs)
+
+    def landing_page(self) -> str:
+        """The page the signed-in operator starts on: selling for tellers and supervisors, jobs
+        for technicians, administration for administrators."""
+        role = self.principal.role.value if self.principal is not None else ""
+        wanted = LANDING.get(role, "sale")
+        return wanted if wanted in self.pages else next(iter(self.pages), "sale")
+
     def _build_pages(self) -> None:
-        is_admin = self.principal is not None and self.principal.role == Role.ADMIN
         for spec in PAGES:
-            if spec.admin_only and not is_admin:
-                continue
-            role = self.principal.role.value if self.principal is not None else ""
-            if spec.roles and role not in spec.roles:
+            if not self._shown(spec):
                 continue
             try:
                 module = importlib.import_module(spec.module)
@@ -238,6 +265,16 @@ class MainWindow(QMainWindow):
     def notify(self, text: str, *, error: bool = False) -> None:
         self.message.setText(text)
         self.message.setStyleSheet("color: #b00020; font-weight: bold;" if error else "")
+
+    def ledger_changed(self, source: object | None = None) -> None:
+        """A card or the ledger changed (a sale, reversal, rewrite, replacement, recovery, an
+        approval): the status bar and every page that shows them read them again (a page
+        with a ``ledger_changed`` method; ``source``, the page that made the change, knows)."""
+        self.refresh_status()
+        for page in self.pages.values():
+            hook = getattr(page, "ledger_changed", None)
+            if page is not source and callable(hook):
+                hook()
 
     def refresh_status(self) -> None:
         """Re-read the link status and shift off the GUI thread; update the bar and banners."""

@@ -84,6 +84,7 @@ class AuditAction(enum.StrEnum):
     APPROVAL_REQUEST = "approval.request"
     APPROVAL_RULE = "approval.rule"
     APPROVAL_USE = "approval.use"
+    APPROVAL_WITHDRAW = "approval.withdraw"
     AUDIT_DIVERGED = "audit_diverged"
     AUDIT_EXPORT = "audit_export"
     AUDIT_VERIFY = "audit_verify"

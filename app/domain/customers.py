@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from app.domain.ids import check_customer_no as check_customer_no
 from app.domain.ids import check_meter_no as check_meter_no
 from app.domain.ids import is_digits
+from app.domain.ledger import NO_CREDIT_CEILING
 from app.errors import ValidationError
 from app.i18n import N_
 
@@ -93,7 +94,7 @@ class Thresholds:
     alarm1: int = 2000  # first low-balance alarm
     alarm2: int = 1000  # second alarm, shortly before the trip
     overdraft_limit: int = 0  # credit the meter may run below zero before it trips
-    credit_ceiling: int = 999_999_99  # most credit a customer may hold (hoarding limit)
+    credit_ceiling: int = NO_CREDIT_CEILING  # most credit a customer may hold (hoarding limit)
 
     def validate(self) -> Thresholds:
         for name in ("alarm1", "alarm2", "overdraft_limit", "credit_ceiling"):

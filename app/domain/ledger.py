@@ -65,12 +65,25 @@ def check_transition(sale_id: str, current: SaleState, target: SaleState) -> Non
         raise InvalidTransition(sale_id=sale_id, state=current.value, target=target.value)
 
 
+# the credit ceiling of a customer without one (the largest credit a purchase file holds)
+NO_CREDIT_CEILING = 999_999_99
+# the least credit a sale loads: a purchase of nothing would occupy the card until it has been
+# in the meter, and block the customer's next sale for no electricity
+MIN_CREDIT = 1
+
+
 @dataclass(frozen=True, slots=True)
 class PurchaseLimits:
-    minimum: int  # fen: arrears to collect + fees (at least 1 fen)
+    minimum: int  # fen: arrears to collect + fees + the least credit
     maximum: int  # fen: what the credit ceiling still allows, plus the deductions
     arrears_due: int
     fees_due: int
+    ceiling_set: bool = False  # the customer has a real credit ceiling (not the "none" value)
+
+    @property
+    def at_ceiling(self) -> bool:
+        """The meter holds as much credit as the ceiling allows: no sale can load any."""
+        return self.maximum < self.minimum
 
 
 def purchase_limits(
@@ -85,9 +98,11 @@ def purchase_limits(
     """
     deductions = arrears_due + fees_due
     room = max(0, credit_ceiling - meter_balance)
-    minimum = max(1, deductions)
+    minimum = deductions + MIN_CREDIT
     maximum = min(MAX_FEN, deductions + room)
-    return PurchaseLimits(minimum, maximum, arrears_due, fees_due)
+    return PurchaseLimits(
+        minimum, maximum, arrears_due, fees_due, credit_ceiling < NO_CREDIT_CEILING
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,10 +116,19 @@ class PaymentSplit:
 def split_payment(amount: int, limits: PurchaseLimits) -> PaymentSplit:
     """Split a payment into arrears, fees and the credit loaded onto the card."""
     check_fen(amount)
+    if limits.at_ceiling:
+        raise AmountError(
+            N_(
+                "The amount {value} cannot be sold: the meter already holds the most credit "
+                "the credit ceiling allows."
+            ),
+            value=amount,
+        )
     if amount < limits.minimum:
         raise AmountError(
             N_(
-                "The amount {value} is below the minimum {minimum}: it must cover the arrears and fees."
+                "The amount {value} is below the minimum {minimum}: it must cover the arrears and "
+                "fees and load some credit."
             ),
             value=amount,
             minimum=limits.minimum,

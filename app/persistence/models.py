@@ -189,6 +189,7 @@ class Shift(Base):
     expected_cash: Mapped[int | None] = mapped_column(BigInteger)
     counted_cash: Mapped[int | None] = mapped_column(BigInteger)
     variance: Mapped[int | None] = mapped_column(BigInteger)
+    variance_reason: Mapped[str] = mapped_column(Text, default="", server_default="")
     __table_args__ = (
         # at most one open shift per counter
         _unique_where("uq_shifts_open_counter", "closed_at IS NULL", "counter_id"),
@@ -306,7 +307,8 @@ class ApprovalRequest(Base):
     reason: Mapped[str] = mapped_column(Text, default="")
     __table_args__ = (
         CheckConstraint(
-            "state IN ('pending','approved','rejected','expired','used')", name="state"
+            "state IN ('pending','approved','rejected','expired','used','withdrawn')",
+            name="state",
         ),
     )
 

@@ -18,9 +18,9 @@ from app.clock import Clock
 from app.domain.audit import AuditAction
 from app.domain.ledger import UNRESOLVED, SaleState
 from app.domain.permissions import Action
-from app.errors import ShiftError
+from app.errors import ShiftError, ValidationError
 from app.i18n import N_
-from app.money import check_fen
+from app.money import check_fen, format_yuan
 from app.persistence.db import Database
 from app.persistence.models import AccountEvent, FeePayment, Reversal, Sale, Shift
 from app.services import audit
@@ -39,6 +39,7 @@ class ShiftView:
     expected_fen: int | None
     counted_fen: int | None
     variance_fen: int | None
+    variance_reason: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -55,6 +56,7 @@ def _view(s: Shift) -> ShiftView:
         s.expected_cash,
         s.counted_cash,
         s.variance,
+        s.variance_reason or "",
     )
 
 
@@ -143,8 +145,16 @@ def expected_cash(session: Session, shift: Shift) -> int:
     )
 
 
-def close_shift(db: Database, *, actor: Principal, counted_fen: int, clock: Clock) -> ShiftView:
+MAX_VARIANCE_REASON = 500
+
+
+def close_shift(
+    db: Database, *, actor: Principal, counted_fen: int, clock: Clock, reason: str = ""
+) -> ShiftView:
+    """Close the counter's open shift with the cash counted; a variance (counted other than
+    expected) needs a ``reason``, kept with the shift and in the audit log."""
     check_fen(counted_fen, allow_zero=True)
+    reason = reason.strip()[:MAX_VARIANCE_REASON] if isinstance(reason, str) else ""
     actor.authorize(Action.SHIFT, clock)
     operator_id, counter_id = actor.operator_id, actor.counter_id
     with db.write() as session:
@@ -173,9 +183,19 @@ def close_shift(db: Database, *, actor: Principal, counted_fen: int, clock: Cloc
                 ),
                 count=pending_reversals,
             )
-        shift.expected_cash = expected_cash(session, shift)
+        expected = expected_cash(session, shift)
+        if counted_fen != expected and not reason:
+            raise ValidationError(
+                N_(
+                    "The counted cash differs from the expected cash by {variance} yuan: "
+                    "say why before closing the shift."
+                ),
+                variance=format_yuan(counted_fen - expected),
+            )
+        shift.expected_cash = expected
         shift.counted_cash = counted_fen
-        shift.variance = counted_fen - shift.expected_cash
+        shift.variance = counted_fen - expected
+        shift.variance_reason = reason if shift.variance else ""
         shift.closed_at = clock.now()
         shift.closed_by = operator_id
         audit.Actor(operator_id, counter_id, clock).record(
@@ -186,6 +206,7 @@ def close_shift(db: Database, *, actor: Principal, counted_fen: int, clock: Cloc
                 "expected": shift.expected_cash,
                 "counted": counted_fen,
                 "variance": shift.variance,
+                "reason": shift.variance_reason,
             },
         )
         return _view(shift)

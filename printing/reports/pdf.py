@@ -115,6 +115,7 @@ from printing.reports.labels import (
     STILL_OPEN,
     TIME_ZONE,
     TOTAL,
+    TOTAL_WITH_REVERSED,
     UNRESOLVED,
     VARIANCE,
     WIDTH,
@@ -231,7 +232,7 @@ def _shift_sales(page: _Page, report: ShiftReport) -> list[Any]:
         (0.08, 0.1, 0.13, 0.1, 0.08, 0.11, 0.1, 0.09, 0.11, 0.1),
         numeric_from=5,
         total=(
-            t(TOTAL),
+            t(TOTAL_WITH_REVERSED),
             "",
             "",
             "",

@@ -67,6 +67,7 @@ class ApprovalDialog(QDialog):
         self.distinct_from = tuple(distinct_from)
         self.view: ApprovalView | None = None
         self.waiting_id: str | None = None  # the queue request being waited for
+        self.withdrawn: str | None = None  # the request Cancel withdrew
         self._polling = False
         self.setWindowTitle(_("Approval needed"))
         self.setMinimumWidth(520)
@@ -297,15 +298,31 @@ class ApprovalDialog(QDialog):
     def _done(self, view: ApprovalView) -> None:
         self._busy(False, "")
         self.poll_timer.stop()
-        if self.closed:  # cancelled meanwhile: the approval waits for the next try
-            key = self._key()
-            if view.id not in _remembered.get(key, []):
-                _remembered.setdefault(key, []).append(view.id)
+        if self.closed:  # cancelled meanwhile: withdrawn, it starts nothing
             return
         self._forget(view.id)
         self.view = view
         self.approved.emit(view)
         self.accept()
+
+    def reject(self) -> None:
+        """Cancel: a request waiting in the queue is withdrawn (it leaves the queue, and an
+        approval given later starts nothing); then the dialog closes."""
+        request_id = self.waiting_id
+        if request_id is not None and self.view is None and self.shell.principal is not None:
+            self._forget(request_id)
+            self.withdrawn = request_id
+            self.waiting_id = None
+            db, clock = self.shell.ctx.db, self.shell.ctx.clock
+            operator_id, counter_id = self.operator_id, self.counter_id
+            self.shell.ops.run(
+                lambda: approvals.withdraw(
+                    db, request_id, operator_id=operator_id, counter_id=counter_id, clock=clock
+                ),
+                None,
+                lambda exc: log.warning("request %s not withdrawn: %s", request_id, exc),
+            )
+        super().reject()
 
     def _closed(self, _result: int) -> None:
         self.closed = True

@@ -7,12 +7,14 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import Qt
-from PySide6.QtGui import QColor, QPalette
+import shiboken6
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtGui import QColor, QKeySequence, QPalette, QShortcut
 from PySide6.QtWidgets import (
     QApplication,
     QDialog,
     QLabel,
+    QWidget,
 )
 
 from app.domain.permissions import Action
@@ -34,6 +36,7 @@ REQUEST_STATES = {
     approvals.REJECTED: N_("rejected"),
     approvals.EXPIRED: N_("expired"),
     approvals.USED: N_("used"),
+    approvals.WITHDRAWN: N_("withdrawn"),
 }
 
 
@@ -79,6 +82,36 @@ def _prepare(dialog: QDialog) -> None:
     font = parent.font() if parent is not None else dialog.font()
     font.setPointSize(max(font.pointSize(), 12))
     dialog.setFont(font)
+    # Ctrl+L locks the counter from a dialog too: the window's own shortcut is blocked while
+    # a modal dialog is open (a teller waiting for a supervisor must still be able to lock)
+    lock = QShortcut(QKeySequence("Ctrl+L"), dialog)
+    lock.activated.connect(lambda: request_lock(dialog))
+    # when it closes, the focus goes back where the person was (function keys keep working)
+    before = QApplication.focusWidget()
+    dialog.finished.connect(lambda _result: QTimer.singleShot(0, lambda: _refocus(before)))
+
+
+def _refocus(widget: QWidget | None) -> None:
+    if widget is None or not shiboken6.isValid(widget):
+        return
+    window = widget.window()
+    if widget.isVisible() and widget.isEnabled():
+        window.activateWindow()
+        widget.setFocus()
+    elif window.isVisible():
+        window.activateWindow()
+
+
+def request_lock(widget: QWidget) -> None:
+    """Lock the counter of the window ``widget`` belongs to (the session gives the window its
+    ``request_lock``); nothing where there is none (a dialog of a test)."""
+    w: QWidget | None = widget
+    while w is not None:
+        lock = getattr(w, "request_lock", None)
+        if callable(lock):
+            lock()
+            return
+        w = w.parentWidget()
 
 
 def sign_in(shell: Any, operator_id: str, password: str) -> Principal:
@@ -108,6 +141,40 @@ def action_text(action: str) -> str:
         return translate(Action(action).label)
     except ValueError:
         return action
+
+
+def can_retry(exc: BaseException) -> bool:
+    """Whether trying the same operation again can help: a card problem or a card that does
+    not fit (another card, the card put back or taken to the meter first), the database or printer busy or away, an approval that expired or must be
+    asked for again. A refusal (not allowed, not valid, rejected, not found) stays one."""
+    from app.domain.card import CardError
+    from app.errors import DatabaseError, PrinterError
+    from app.services.selling import (
+        CardBehind,
+        CardRefused,
+        InsertIntoMeterFirst,
+        NoRewriteNeeded,
+        OfflineLimitReached,
+        SaleInDoubt,
+    )
+
+    retryable = (
+        CardError  # another card, or the card again (or after the meter) can change it
+        | CardRefused
+        | CardBehind
+        | InsertIntoMeterFirst
+        | NoRewriteNeeded
+        | DatabaseError
+        | PrinterError
+        | OSError
+        | SaleInDoubt
+        | OfflineLimitReached
+        | approvals.ApprovalExpired
+        | approvals.ApprovalStateError
+        | approvals.ApprovalNotFound
+        | approvals.ApprovalRequired
+    )
+    return isinstance(exc, retryable)
 
 
 def is_approval_problem(exc: BaseException) -> bool:

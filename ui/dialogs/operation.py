@@ -31,7 +31,7 @@ from app.services.customers import CustomerView, customer_view
 from app.settings import RECEIPT_LANGUAGE
 from ui.bridge import error_text
 from ui.dialogs.approval import ApprovalDialog
-from ui.dialogs.common import _prepare, _title, is_approval_problem, tone
+from ui.dialogs.common import _prepare, _title, can_retry, is_approval_problem, tone
 
 log = logging.getLogger(__name__)
 
@@ -157,9 +157,18 @@ class OperationDialog(QDialog):
             then(view.id)
 
         dialog.approved.connect(approved)
-        dialog.rejected.connect(
-            lambda: self.show_message(_("Not approved: nothing was done."), error=True)
-        )
+
+        def cancelled() -> None:
+            if dialog.withdrawn is not None:
+                text = _(
+                    "Request {request} withdrawn from the approval queue: nothing was done.",
+                    request=dialog.withdrawn[:8],
+                )
+            else:
+                text = _("Not approved: nothing was done.")
+            self.show_message(text, error=True)
+
+        dialog.rejected.connect(cancelled)
         dialog.open()
 
     def run_card(
@@ -205,10 +214,19 @@ class OperationDialog(QDialog):
         submit(fn, done, failed)
 
     def fail(self, exc: BaseException) -> None:
+        """Say what went wrong; offer to try again only where that can help."""
         self.show_message(error_text(exc), error=True)
-        self.start_button.setText(_("Try again (Enter)"))
-        self.start_button.setEnabled(True)
-        self.start_button.setFocus()
+        if can_retry(exc):
+            self.start_button.setText(_("Try again (Enter)"))
+            self.start_button.setEnabled(True)
+            self.start_button.setFocus()
+        elif isinstance(exc, ValidationError):  # something typed here: corrected, it starts
+            self.start_button.setEnabled(True)
+        else:
+            self.start_button.setEnabled(False)
+            self.start_button.hide()
+            self.close_button.setDefault(True)
+            self.close_button.setFocus()
 
     def succeed(self, text: str, outcome: Any) -> None:
         self.completed = True
@@ -220,6 +238,9 @@ class OperationDialog(QDialog):
         self.close_button.setDefault(True)
         self.close_button.setFocus()
         self.shell.notify(text.splitlines()[0])
+        changed = getattr(self.shell, "ledger_changed", None)
+        if callable(changed):  # the card or the ledger changed: the pages read them again
+            changed()
         self.finished_ok.emit(outcome)
 
     def show_message(self, text: str, *, error: bool = False, ok: bool = False) -> None:

@@ -288,7 +288,7 @@ class LoginDialog(_SignInDialog):
                         "The counter was locked after {minutes} minutes without activity. "
                         "{name} ({id}): enter your password to continue, or another operator "
                         "signs in with their own id and password.",
-                        minutes=self.idle_minutes,
+                        minutes=f"{self.idle_minutes:g}",
                         name=self.locked.name,
                         id=self.locked.operator_id,
                     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -10,6 +11,7 @@ import shiboken6
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
+    QApplication,
     QDialog,
     QPushButton,
     QWidget,
@@ -72,14 +74,14 @@ class CounterSession(QObject):
         self.dialog: _SignInDialog | None = None
         self.ready = False
         self.gate = StartGate()
-        minutes = int(ctx.settings.get(IDLE_MINUTES.key))
-        self.idle_minutes = minutes
-        self.idle = IdleWatch(idle_ms if idle_ms is not None else minutes * 60_000, self._active)
-        self.idle.idle.connect(self.lock)
+        self._idle_ms_override = idle_ms
+        self.idle = IdleWatch(self._idle_ms(), self._active)
+        self.idle.idle.connect(lambda: self.lock(idle=True))
         self._language_box: LanguageBox | None = None
         self._rebuild_pending = False
         self._closed = False
         self._retired: list[QWidget] = []  # deleted widgets whose wrappers we still hold
+        self._hidden: list[QWidget] = []  # dialogs hidden behind the lock
         self.gc = GuiThreadGC(self)
         self.gc.start()
 
@@ -161,24 +163,22 @@ class CounterSession(QObject):
         self._build_window()
         if dialog is not None:
             self._retire(dialog)
-        self.idle.start()
+        self._watch_idle()
 
     def _unlocked(
         self, dialog: LoginDialog, previous: Principal | None, principal: Principal
     ) -> None:
         self.dialog = None
         self._retire(dialog)
-        window = self.window
-        body = window.centralWidget() if window is not None else None
-        if body is not None:
-            body.show()
+        if self.window is not None:
+            self._hide_for_lock(self.window, False)
         if principal is not previous and previous is not None:
             log.info("operator %s signed in at the lock screen", principal.operator_id)
             ctx = self.ctx
             self.ops.run(lambda: auth.logout(ctx.db, previous, ctx.clock))
         if principal is not previous or get_language() != self.window_language:
             self._rebuild_when_idle()
-        self.idle.start()
+        self._watch_idle()
 
     def _rebuild_when_idle(self) -> None:
         """Rebuild once the window's running operations are done (a card write is never cut)."""
@@ -200,7 +200,14 @@ class CounterSession(QObject):
         from ui.main_window import MainWindow  # the pages and services load after the login
 
         old = self.window
-        page = self._current_page(old)
+        # the same operator keeps the page (a language change); another lands on their own
+        same = (
+            old is not None
+            and old.principal is not None
+            and self.principal is not None
+            and old.principal.operator_id == self.principal.operator_id
+        )
+        page = self._current_page(old) if same else None
         window = MainWindow(
             self.ctx,
             self.audit_state,
@@ -242,11 +249,12 @@ class CounterSession(QObject):
         box.chosen.connect(self.switch_language)
         lock = QPushButton(_("Lock (Ctrl+L)"), window)
         lock.setAutoDefault(False)
-        lock.clicked.connect(self.lock)
+        lock.clicked.connect(lambda: self.lock())
         window.statusBar().addPermanentWidget(box)
         window.statusBar().addPermanentWidget(lock)
         shortcut = QShortcut(QKeySequence("Ctrl+L"), window)
-        shortcut.activated.connect(self.lock)
+        shortcut.activated.connect(lambda: self.lock())
+        window.request_lock = lambda: self.lock()  # Ctrl+L of the dialogs open on it
         self._language_box = box
 
     # ------------------------------------------------------------------ language
@@ -277,21 +285,36 @@ class CounterSession(QObject):
         if self.principal is not None and self.dialog is None:
             self.principal.last_activity = self.ctx.clock.now()
 
-    def lock(self) -> None:
-        """Cover the window; the same operator's password (or another operator) opens it."""
+    @property
+    def idle_minutes(self) -> float:
+        """The configured idle time, read when it is used (the administrator may change it)."""
+        if self._idle_ms_override is not None:
+            return self._idle_ms_override / 60_000
+        return float(self.ctx.settings.value(IDLE_MINUTES))
+
+    def _idle_ms(self) -> int:
+        return int(self.idle_minutes * 60_000)
+
+    def _watch_idle(self) -> None:
+        """Start the idle watch with the idle time configured now."""
+        self.idle.timeout_ms = max(1, self._idle_ms())
+        self.idle.start()
+
+    def lock(self, *, idle: bool = False) -> None:
+        """Cover the window and its training card tray; the same operator's password (or
+        another operator) opens it. ``idle``: the idle time locked it (the screen says so);
+        otherwise the operator locked it (Ctrl+L or the button)."""
         window = self.window
         if window is None or self.principal is None or self.dialog is not None:
             return
         self.idle.stop()
+        self._hide_for_lock(window, True)
         log.info("counter locked for %s", self.principal.operator_id)
-        body = window.centralWidget()
-        if body is not None:
-            body.hide()
         dialog = LoginDialog(
             self.ctx,
             self.ops,
             locked=self.principal,
-            idle_minutes=self.idle_minutes,
+            idle_minutes=self.idle_minutes if idle else None,
             parent=window,
         )
         dialog.setWindowModality(Qt.WindowModality.ApplicationModal)
@@ -301,6 +324,27 @@ class CounterSession(QObject):
         dialog.raise_()
         dialog.activateWindow()
         dialog.password.setFocus()
+
+    def _hide_for_lock(self, window: MainWindow, hidden: bool) -> None:
+        """Behind the lock nothing of the window can be seen or used: its pages, the
+        training card tray (a dock of its own) and the dialogs open on it (an approval being
+        waited for goes on waiting, and shows again once the counter is unlocked)."""
+        for part in (window.centralWidget(), getattr(window, "tray_dock", None)):
+            if part is not None:
+                part.setVisible(not hidden)
+        if hidden:
+            self._hidden = [
+                w
+                for w in QApplication.topLevelWidgets()
+                if isinstance(w, QDialog) and w.isVisible() and w is not self.dialog
+            ]
+            for w in self._hidden:
+                w.hide()
+        else:
+            for w in self._hidden:
+                with contextlib.suppress(RuntimeError):  # deleted meanwhile
+                    w.show()
+            self._hidden = []
 
     @property
     def locked(self) -> bool:

@@ -352,6 +352,19 @@ class AdminPage(QWidget):
 
     def _show_register_note(self, url: str) -> None:
         self.register_note.setStyleSheet("")
+        ctx = self.shell.ctx
+        registered = ctx.registered_with() if ctx.registered_with is not None else None
+        if registered and registered.rstrip("/") == url.strip().rstrip("/"):
+            self.register_note.setText(
+                _(
+                    "Registered as counter {counter} of office {office} with {url}. Register "
+                    "again only to replace this counter's token.",
+                    counter=ctx.counter_id,
+                    office=ctx.office_code,
+                    url=registered,
+                )
+            )
+            return
         self.register_note.setText(
             _(
                 "Registering gives this counter its token (kept in the data folder, not in the "
@@ -380,8 +393,7 @@ class AdminPage(QWidget):
         def done(message: str) -> None:
             self.register_button.setEnabled(True)
             self.enrolment_key.clear()
-            self.register_note.setStyleSheet("")
-            self.register_note.setText(message)
+            self._show_register_note(url)  # "registered as …", kept while the page lives
             shell.notify(message)
             if getattr(shell, "sync_worker", None) is None and shell.ctx.sync_factory is not None:
                 worker = shell.ctx.sync_factory()

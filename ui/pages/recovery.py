@@ -241,6 +241,8 @@ class RecoveryPage(QWidget):
 
     def _assessed(self, a: selling.Assessment) -> None:
         self.present_button.setEnabled(True)
+        if a.recovered:
+            self.shell.ledger_changed(source=self)
         lines = [
             _(
                 "Card {serial} of customer {customer_no}: {situation}.",
@@ -358,6 +360,7 @@ class RecoveryPage(QWidget):
                     approver=approver.operator_id,
                 )
             self._queue_message(text)
+            self.shell.ledger_changed(source=self)
             self.refresh()
 
         def failed(exc: BaseException) -> None:

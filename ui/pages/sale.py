@@ -32,7 +32,7 @@ from PySide6.QtWidgets import (
 
 from app.domain.card import CardError, WriteBackStatus
 from app.domain.customers import MeterKind
-from app.domain.ledger import SaleState, Situation
+from app.domain.ledger import PurchaseLimits, SaleState, Situation
 from app.domain.permissions import Action
 from app.errors import CardVendError
 from app.i18n import N_, _, translate
@@ -84,6 +84,8 @@ class SalePage(SaleLayout):
         self.ctx = shell.ctx
         self.state = WAITING
         self.assessment: selling.Assessment | None = None
+        self.readiness: selling.Readiness | None = None
+        self._error_shown = False  # the message line holds an error about the amounts
         self.remote_customer: CustomerView | None = None
         self.outcome: Any = None  # SaleOutcome (card) or SaleView (remote) of the last sale
         self.override_request: str | None = None
@@ -132,6 +134,12 @@ class SalePage(SaleLayout):
     def _say(self, text: str, *, error: bool = False) -> None:
         self.message.setText(text)
         self.message.setStyleSheet("color: #b00020; font-weight: bold;" if error else "")
+        self._error_shown = error and bool(text)
+
+    def _edited(self) -> None:
+        """An error about the amounts goes once the person changes them."""
+        if self._error_shown and self.state in (READY, REMOTE):
+            self._say("")
 
     def _show_state(self, state: str) -> None:
         self.state = state
@@ -167,6 +175,7 @@ class SalePage(SaleLayout):
 
     def _clear_customer(self) -> None:
         self.assessment = None
+        self.readiness = None
         self.remote_customer = None
         self.override_request = None
         for value in self.values.values():
@@ -175,6 +184,7 @@ class SalePage(SaleLayout):
         self.amount.clear()
         self.cash.clear()
         self.change.setText("—")
+        self.split.clear()
 
     # ------------------------------------------------------------------ card events
 
@@ -199,6 +209,17 @@ class SalePage(SaleLayout):
             self._clear_customer()
             self._show_state(WAITING)
 
+    def ledger_changed(self) -> None:
+        """Another page changed a card or the ledger (a reversal, replacement, rewrite,
+        approval): the card in the reader is read again, now or when the page is shown, so
+        the page never shows it as it was."""
+        if self.state in (READING, WRITING, REMOTE, REMOTE_DONE) or not self._card_present():
+            return
+        if self.isVisible():
+            self.read_card()
+        else:
+            self._pending_read = True
+
     def activated(self) -> None:
         if self._pending_read or (self.state == WAITING and self._card_present()):
             self._pending_read = False
@@ -220,9 +241,10 @@ class SalePage(SaleLayout):
         token, seq = self._read_token, self._seq
         db, clock, settings = self.ctx.db, self.ctx.clock, self._settings()
 
-        def work() -> selling.Assessment:
+        def work() -> tuple[selling.Assessment, selling.Readiness]:
             contents = self.shell.terminal().read()
-            return selling.assess(db, contents, clock, settings=settings, actor=principal)
+            assessment = selling.assess(db, contents, clock, settings=settings, actor=principal)
+            return assessment, selling.sale_readiness(db, principal, clock, settings)
 
         self.shell.ops.card(
             work,
@@ -241,10 +263,14 @@ class SalePage(SaleLayout):
             return True
         return False
 
-    def _read_done(self, token: int, seq: int, a: selling.Assessment) -> None:
+    def _read_done(
+        self, token: int, seq: int, result: tuple[selling.Assessment, selling.Readiness]
+    ) -> None:
         if self._stale(token, seq):
             return
+        a, readiness = result
         self.assessment = a
+        self.readiness = readiness
         self._show_customer(a.customer)
         wb = a.contents.write_back
         v = self.values
@@ -259,8 +285,7 @@ class SalePage(SaleLayout):
         else:
             v["balance"].setText(_("not read by the meter yet"))
             v["meter_status"].setText("—")
-        v["minimum"].setText(yuan(a.limits.minimum if a.limits else None))
-        v["maximum"].setText(yuan(a.limits.maximum if a.limits else None))
+        self._show_limits(a.limits)
         notes = [
             _(
                 "An unfinished sale of {amount} yuan (purchase {count}) was decided by this "
@@ -272,8 +297,26 @@ class SalePage(SaleLayout):
             for s in a.recovered
         ]
         self._say(" ".join(notes))
-        if self._principal() is None:
-            self.situation.setText(_("Sign in to sell."))
+        self._decide(a, readiness)
+
+    def _show_limits(self, limits: PurchaseLimits | None) -> None:
+        """The least and the most a sale may be; the most only where the customer has a
+        credit ceiling (otherwise it is the largest a card holds, of no use to anyone)."""
+        v = self.values
+        if limits is None or limits.at_ceiling:
+            v["minimum"].setText("—")
+            v["maximum"].setText("—")
+            return
+        v["minimum"].setText(yuan(limits.minimum))
+        v["maximum"].setText(
+            yuan(limits.maximum) if limits.ceiling_set else _("no limit (no credit ceiling)")
+        )
+
+    def _decide(self, a: selling.Assessment, readiness: selling.Readiness) -> None:
+        """Ready for a sale, or blocked, and why: said as soon as the card is read."""
+        if readiness.blocked is not None:
+            self.situation.setText(readiness.blocked)
+            self._situation_style(error=True)
             self._show_state(BLOCKED)
         elif a.customer.status != "active":
             self.situation.setText(
@@ -295,6 +338,19 @@ class SalePage(SaleLayout):
             )
             self._situation_style(error=True)
             self._show_state(BLOCKED)
+        elif a.limits is not None and a.limits.at_ceiling:
+            self.situation.setText(
+                _(
+                    "The meter already holds the most credit the customer's credit ceiling "
+                    "allows: no sale until some of it is used."
+                )
+            )
+            self._situation_style(error=True)
+            self._show_state(BLOCKED)
+        elif readiness.needs_override is not None:
+            self.situation.setText(readiness.needs_override)
+            self._situation_style(error=True)
+            self._show_state(READY)
         else:
             self.situation.setText(_("Ready for a sale."))
             self._situation_style(error=False)
@@ -342,7 +398,39 @@ class SalePage(SaleLayout):
 
         return press
 
+    def _update_split(self) -> None:
+        """Before Enter: what the typed amount pays off and what it loads onto the card."""
+        a = self.assessment
+        text = self.amount.text().strip()
+        if self.state != READY or a is None or not text:
+            self.split.clear()
+            return
+        try:
+            quote = a.quote(parse_yuan(text))
+        except CardVendError:
+            self.split.setText(_("Not a valid amount for this card; see the limits above."))
+            return
+        split = quote.split
+        energy = "—" if quote.energy_wh is None else f"{quote.energy_wh / 1000:.2f}"
+        loaded = _(
+            "{credit} yuan credit ({energy} kWh) goes onto the card.",
+            credit=format_yuan(split.credit),
+            energy=energy,
+        )
+        if split.arrears or split.fees:
+            loaded = (
+                _(
+                    "Deducted first: arrears {arrears} yuan, fees {fees} yuan.",
+                    arrears=format_yuan(split.arrears),
+                    fees=format_yuan(split.fees),
+                )
+                + " "
+                + loaded
+            )
+        self.split.setText(loaded)
+
     def _update_change(self) -> None:
+        self._update_split()
         try:
             amount = parse_yuan(self.amount.text())
             cash = parse_yuan(self.cash.text()) if self.cash.text().strip() else None
@@ -358,6 +446,10 @@ class SalePage(SaleLayout):
 
     def _amounts(self) -> tuple[int, int | None] | None:
         """The amount and cash in fen, or None after saying what is wrong."""
+        if not self.amount.text().strip():
+            self._say(_("Type the amount first."), error=True)
+            self.amount.setFocus()
+            return None
         try:
             amount = parse_yuan(self.amount.text())
             cash = parse_yuan(self.cash.text()) if self.cash.text().strip() else None
@@ -375,7 +467,7 @@ class SalePage(SaleLayout):
                 self._say(
                     _(
                         "The amount must be at least {minimum} yuan: arrears and fees are "
-                        "collected first.",
+                        "collected first, and some credit must go onto the card.",
                         minimum=format_yuan(limits.minimum),
                     ),
                     error=True,
@@ -456,9 +548,7 @@ class SalePage(SaleLayout):
             self._clear_customer()
             self._show_state(WAITING)
         self._print_receipt(sale.sale_id)
-        refresh = getattr(self.shell, "refresh_status", None)
-        if callable(refresh):
-            refresh()
+        self.shell.ledger_changed(source=self)
 
     def _sale_failed(self, exc: BaseException) -> None:
         if isinstance(exc, selling.OfflineLimitReached):
@@ -504,8 +594,13 @@ class SalePage(SaleLayout):
                     count=outcome.sale.purchase_count,
                 )
             )
+            count = outcome.sale.purchase_count
+            self.values["purchases"].setText(
+                _("card {card}, ledger {ledger}", card=count, ledger=count)
+            )
             self.situation.setText("")
             self._show_state(DONE if self._card_present() else WAITING)
+            self.shell.ledger_changed(source=self)
 
         def failed(exc: BaseException) -> None:
             if isinstance(exc, CardError):

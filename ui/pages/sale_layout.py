@@ -77,6 +77,9 @@ class SaleLayout(QWidget):
     def _update_change(self) -> None:
         raise NotImplementedError
 
+    def _edited(self) -> None:
+        raise NotImplementedError
+
     def _training(self) -> bool:
         raise NotImplementedError
 
@@ -189,9 +192,15 @@ class SaleLayout(QWidget):
         self.change.setAlignment(Qt.AlignmentFlag.AlignRight)
         form.addWidget(self.change, 2, 1)
         pay.addLayout(form)
+        # what the amount does before Enter: arrears and fees deducted, credit and kWh loaded
+        self.split = QLabel()
+        self.split.setWordWrap(True)
+        self.split.setFont(_font(13))
+        pay.addWidget(self.split)
         for field in (self.amount, self.cash):
             field.returnPressed.connect(self.confirm)
             field.textChanged.connect(self._update_change)
+            field.textChanged.connect(self._edited)
             field.installEventFilter(self)
         self._input = self.amount
 

@@ -151,8 +151,9 @@ def report_summary(report: report_service.ShiftReport) -> str:
             variance=variance_text(report.variance_fen or 0),
         )
     totals = _(
-        "Sales: {count}, {amount} yuan; reversals: {rcount}, {ramount} yuan handed "
-        "back; fees: {fcount}, {famount} yuan; net cash {net} yuan.",
+        "Money taken by sales: {count}, {amount} yuan (reversed sales included); reversals: "
+        "{rcount}, {ramount} yuan handed back; fees: {fcount}, {famount} yuan; net cash {net} "
+        "yuan.",
         count=report.sales_count,
         amount=yuan(report.sales_fen),
         rcount=report.reversals_count,
@@ -262,6 +263,15 @@ class ShiftPage(QWidget):
         bigger.setBold(True)
         self.total_label.setFont(bigger)
         grid.addWidget(self.total_label, rows, 0, 1, 3)
+        # counted - expected while counting; a difference needs a reason to close
+        self.difference_label = QLabel()
+        self.difference_label.setWordWrap(True)
+        grid.addWidget(self.difference_label, rows + 3, 0, 1, 3)
+        self.reason_edit = QLineEdit()
+        self.reason_edit.setPlaceholderText(_("Why does the count differ? (needed to close)"))
+        self.reason_edit.returnPressed.connect(self.request_close)
+        self.reason_edit.hide()
+        grid.addWidget(self.reason_edit, rows + 4, 0, 1, 3)
         buttons = QHBoxLayout()
         self.clear_button = QPushButton(_("Clear count"))
         self.clear_button.clicked.connect(self.clear_count)
@@ -394,7 +404,34 @@ class ShiftPage(QWidget):
         self.total_label.setText(
             _("Counted cash: {amount} yuan", amount=format_yuan(self.counted()))
         )
+        self._show_difference()
         self.cancel_close()
+
+    def difference(self) -> int | None:
+        """Counted minus expected cash of the open shift (None: not known yet)."""
+        report = self.report
+        if self.shift is None or report is None or not report.is_open:
+            return None
+        return self.counted() - report.expected_cash_fen
+
+    def _show_difference(self) -> None:
+        diff = self.difference()
+        if diff is None:
+            self.difference_label.clear()
+            self.reason_edit.hide()
+            return
+        expected = self.counted() - diff
+        if diff == 0:
+            text = _("Expected {expected} yuan: the count matches.", expected=yuan(expected))
+        else:
+            text = _(
+                "Expected {expected} yuan: counted − expected = {variance}. Say why below.",
+                expected=yuan(expected),
+                variance=variance_text(diff),
+            )
+        self.difference_label.setText(text)
+        self.difference_label.setStyleSheet("" if diff == 0 else "color: #b00020;")
+        self.reason_edit.setVisible(diff != 0)
 
     def clear_count(self) -> None:
         for box in self.counts.values():
@@ -469,6 +506,7 @@ class ShiftPage(QWidget):
 
     def show_report(self, report: report_service.ShiftReport | None) -> None:
         self.report = report
+        self._show_difference()
         self.pdf_button.setEnabled(report is not None)
         self.csv_button.setEnabled(report is not None and self._can(Action.EXPORT_REPORTS))
         if report is None:
@@ -507,7 +545,7 @@ class ShiftPage(QWidget):
             self._say(
                 _("Shift opened with a float of {amount} yuan.", amount=format_yuan(float_fen))
             )
-            self.shell.refresh_status()
+            self.shell.ledger_changed(source=self)
             self.refresh()
             self.counts[DENOMINATIONS[0][0]].setFocus()
 
@@ -517,6 +555,11 @@ class ShiftPage(QWidget):
     def request_close(self) -> None:
         """First press: ask to confirm with the counted total; second press: close."""
         if self.shift is None or not self.close_box.isEnabled():
+            return
+        if (self.difference() or 0) != 0 and not self.reason_edit.text().strip():
+            self._say(_("The count differs from the expected cash: say why first."), error=True)
+            self.reason_edit.show()
+            self.reason_edit.setFocus()
             return
         if not self.confirming:
             self.confirming = True
@@ -540,18 +583,19 @@ class ShiftPage(QWidget):
 
     def close_shift(self) -> None:
         """Close the open shift with the counted cash (no confirmation)."""
-        counted = self.counted()
+        counted, reason = self.counted(), self.reason_edit.text()
         self.cancel_close()
         ctx, actor = self.ctx, self.shell.principal
 
         def work() -> ShiftView:
             return shift_service.close_shift(
-                ctx.db, actor=actor, counted_fen=counted, clock=ctx.clock
+                ctx.db, actor=actor, counted_fen=counted, clock=ctx.clock, reason=reason
             )
 
         def done(view: ShiftView) -> None:
             self.closed = view
             self.shift = None
+            self.reason_edit.clear()
             self.show_close(view)
             self._show_state()
             self._say(
@@ -560,7 +604,7 @@ class ShiftPage(QWidget):
                     variance=variance_text(view.variance_fen or 0),
                 )
             )
-            self.shell.refresh_status()
+            self.shell.ledger_changed(source=self)
             self.refresh()
             self.pdf_button.setFocus()
 

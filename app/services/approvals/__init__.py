@@ -48,7 +48,8 @@ Decisions (the rules a reviewer should know):
   offline limit that the teller may not override alone).
 
 Audit actions: ``approval.rule``, ``approval.request``, ``approval.approve``,
-``approval.reject``, ``approval.expire``, ``approval.use``; the audit target is the request id
+``approval.reject``, ``approval.expire``, ``approval.use``, ``approval.withdraw`` (the
+requester cancelled); the audit target is the request id
 (the rule's action for ``approval.rule``); the detail names the action and target approved.
 """
 
@@ -64,6 +65,7 @@ from app.services.approvals.model import (
     REJECTED,
     TARGET_LENGTH,
     USED,
+    WITHDRAWN,
     ApprovalDenied,
     ApprovalExpired,
     ApprovalNotFound,
@@ -103,6 +105,7 @@ from app.services.approvals.workflow import (
     require_approval,
     require_by,
     use,
+    withdraw,
 )
 
 __all__ = [
@@ -119,6 +122,7 @@ __all__ = [
     "REJECTED",
     "TARGET_LENGTH",
     "USED",
+    "WITHDRAWN",
     "ApprovalDenied",
     "ApprovalExpired",
     "ApprovalNotFound",
@@ -152,4 +156,5 @@ __all__ = [
     "set_rule",
     "sign_in_and_approve",
     "use",
+    "withdraw",
 ]

@@ -13,6 +13,7 @@ from app.i18n import N_
 from app.persistence.models import ApprovalRequest
 
 PENDING, APPROVED, REJECTED, EXPIRED, USED = "pending", "approved", "rejected", "expired", "used"
+WITHDRAWN = "withdrawn"  # the requester cancelled while waiting
 DEFAULT_TTL_MINUTES = 60
 MAX_TTL_MINUTES = 7 * 24 * 60
 MAX_STEPS = 5
@@ -27,6 +28,7 @@ _STATE_NAMES = {
     REJECTED: N_("rejected"),
     EXPIRED: N_("expired"),
     USED: N_("used"),
+    WITHDRAWN: N_("withdrawn"),
 }
 
 

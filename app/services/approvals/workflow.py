@@ -39,6 +39,7 @@ from app.services.approvals.model import (
     REJECTED,
     TARGET_LENGTH,
     USED,
+    WITHDRAWN,
     ApprovalDenied,
     ApprovalExpired,
     ApprovalNotFound,
@@ -375,6 +376,25 @@ def reject(
         )
 
     return _decide(db, request_id, AuditAction.APPROVAL_REJECT, approver, approver_role, end)
+
+
+def withdraw(
+    db: Database, request_id: str, *, operator_id: str, counter_id: str, clock: Clock
+) -> ApprovalView:
+    """The requester cancels a request not used yet (pending or approved): it leaves the queue
+    and can no longer be used. A request already ended is left as it is."""
+    with db.write() as session:
+        req = _load(session, request_id)
+        if req.requested_by != operator_id:
+            raise ApprovalDenied(_T_OTHER_USER, request=req.id, requester=req.requested_by)
+        if req.state in (PENDING, APPROVED):
+            req.state = WITHDRAWN
+            req.decided_at = clock.now()
+            session.flush()
+            audit.Actor(operator_id, counter_id, clock).record(
+                session, AuditAction.APPROVAL_WITHDRAW, req.id, detail=_detail(req)
+            )
+        return _view(req, _steps_of(session, req))
 
 
 def decide_as(

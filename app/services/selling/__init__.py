@@ -6,7 +6,7 @@ other than a sale (:mod:`.cardops`: open account, rewrite, replacement, exchange
 ``from app.services import selling; selling.sell(...)``: every public name is re-exported here.
 """
 
-from app.services.selling.assessment import Assessment, assess, sold_credit
+from app.services.selling.assessment import Assessment, Quote, assess, sold_credit
 from app.services.selling.cardops import (
     ExchangeOutcome,
     erase_exchanged_card,
@@ -20,6 +20,7 @@ from app.services.selling.errors import (
     CardBehind,
     CardRefused,
     InsertIntoMeterFirst,
+    NoRewriteNeeded,
     OfflineLimitReached,
     ReversalRefused,
     SaleInDoubt,
@@ -30,6 +31,7 @@ from app.services.selling.offline import (
     check_offline_limits,
     offline_outlook,
 )
+from app.services.selling.readiness import Readiness, sale_readiness
 from app.services.selling.records import EMPTY_PURCHASE, card_change, purchase_record
 from app.services.selling.remote import remote_payment
 from app.services.selling.reversal import reverse_sale
@@ -50,9 +52,12 @@ __all__ = [
     "CardRefused",
     "ExchangeOutcome",
     "InsertIntoMeterFirst",
+    "NoRewriteNeeded",
     "OfflineLimitReached",
     "OfflineLimits",
     "OfflineOutlook",
+    "Quote",
+    "Readiness",
     "ReversalRefused",
     "SaleInDoubt",
     "SaleOutcome",
@@ -71,6 +76,7 @@ __all__ = [
     "replace_card",
     "reverse_sale",
     "rewrite",
+    "sale_readiness",
     "sell",
     "sold_credit",
     "unresolved",

@@ -10,16 +10,21 @@ from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from app.clock import Clock
+from app.domain import pricing
 from app.domain.audit import AuditAction
 from app.domain.card import CardContents, CardKind, WrongCardKind
 from app.domain.ledger import (
     UNRESOLVED,
+    PaymentSplit,
     PurchaseLimits,
     ReversalState,
     SaleKind,
     SaleState,
     Situation,
+    split_payment,
 )
+from app.domain.pricing import TariffSpec
+from app.errors import AmountError, CardVendError
 from app.i18n import N_
 from app.money import format_yuan
 from app.persistence.db import Database
@@ -29,7 +34,16 @@ from app.services.auth import Principal
 from app.services.customers import CustomerView, get_customer, view_in_session
 from app.services.selling.errors import CardAnomaly, CardRefused
 from app.services.selling.resolution import resolve_with_card
+from app.services.tariffs import version_in_force
 from app.settings import UTILITY_CODE, Settings
+
+
+@dataclass(frozen=True)
+class Quote:
+    """The split of a payment before it is made, for the teller to see."""
+
+    split: PaymentSplit
+    energy_wh: int | None  # None: the tariff is not known
 
 
 @dataclass(frozen=True)
@@ -46,6 +60,16 @@ class Assessment:
     arrears_due: int
     fees_due: int
     recovered: tuple[ledger.SaleView, ...] = ()
+    tariff: TariffSpec | None = None  # the customer's tariff in force when the card was read
+
+    def quote(self, amount: int) -> Quote:
+        """What a payment of ``amount`` fen would do: the arrears and fees it settles, the
+        credit and the energy it loads (raises the sale's own AmountError when it cannot)."""
+        if self.limits is None:
+            raise AmountError(value=format_yuan(amount), reason=N_("no sale on this card now"))
+        split = split_payment(amount, self.limits)
+        energy = pricing.amount_to_energy(self.tariff, split.credit) if self.tariff else None
+        return Quote(split, energy)
 
     def to_json(self) -> dict[str, Any]:
         wb = self.contents.write_back
@@ -282,8 +306,16 @@ def _assess_in(
         arrears,
         fees,
         recovered,
+        _tariff_in_force(session, customer, clock),
     )
     return _Found(assessment, problem, problem_params)
+
+
+def _tariff_in_force(session: Session, customer: Customer, clock: Clock) -> TariffSpec | None:
+    try:
+        return version_in_force(session, customer.tariff_plan_id, clock.now()).spec
+    except CardVendError:  # no version in force: the sale itself says so
+        return None
 
 
 def _card_problem(

@@ -34,7 +34,7 @@ from app.services.auth import Principal
 from app.services.customers import CustomerView, customer_view, get_customer
 from app.services.lifecycle.transfer import due_transfer
 from app.services.selling.assessment import assess
-from app.services.selling.errors import CardRefused
+from app.services.selling.errors import CardRefused, NoRewriteNeeded
 from app.services.selling.records import card_change, card_type, purchase_record
 from app.services.selling.sale import SaleOutcome, is_training, sell
 from app.settings import EXCHANGE_FEE, REPLACEMENT_FEE, UTILITY_CODE, Settings
@@ -197,11 +197,7 @@ def rewrite(
     if expect_customer and a.customer.customer_no != expect_customer:
         raise CardRefused(reason=N_("it belongs to another customer"))
     if a.situation != Situation.BEHIND or a.card_count != a.ledger_count - 1:
-        raise Conflict(
-            N_("This card does not need a rewrite (card {card}, ledger {ledger})."),
-            card=a.card_count,
-            ledger=a.ledger_count,
-        )
+        raise NoRewriteNeeded(card=a.card_count, ledger=a.ledger_count)
     utility_code = settings.value(UTILITY_CODE)
     with db.read() as session:
         customer = get_customer(session, a.customer.customer_no)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.errors import CardVendError
+from app.errors import CardVendError, Conflict
 from app.i18n import N_
 
 
@@ -25,6 +25,11 @@ class CardBehind(CardVendError):
         "The card is behind the ledger (card {card}, ledger {ledger}). Rewrite the card with "
         "the last purchase instead of selling."
     )
+
+
+class NoRewriteNeeded(Conflict):
+    code = "no_rewrite"
+    template = N_("This card does not need a rewrite (card {card}, ledger {ledger}).")
 
 
 class CardAnomaly(CardVendError):

@@ -17,6 +17,7 @@ from app.clock import Clock
 from app.domain.audit import AuditAction
 from app.domain.permissions import Action
 from app.i18n import _
+from app.money import format_yuan
 from app.persistence.db import Database
 from app.services import approvals, audit
 from app.services.auth import Principal
@@ -47,11 +48,13 @@ class OfflineLimits:
     def problem(self, state: SyncState, now: dt.datetime, extra_amount: int = 0) -> str | None:
         """Why one more record of ``extra_amount`` fen is refused, or None when it may go."""
         if state.age_hours(now) > self.max_hours:
-            return f"no sync for more than {self.max_hours} hours"
+            return _("no sync for more than {hours} hours", hours=self.max_hours)
         if state.pending_amount + extra_amount > self.max_amount:
-            return f"more than {self.max_amount} fen would wait unsynced"
+            return _(
+                "more than {amount} yuan would wait unsynced", amount=format_yuan(self.max_amount)
+            )
         if state.pending + 1 > self.max_sales:
-            return f"more than {self.max_sales} records would wait unsynced"
+            return _("more than {count} records would wait unsynced", count=self.max_sales)
         return None
 
     def near(self, state: SyncState, now: dt.datetime) -> bool:
