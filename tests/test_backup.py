@@ -15,6 +15,8 @@ import threading
 import zipfile
 from pathlib import Path
 
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
 import pytest
 from sqlalchemy import func, select, text
 
@@ -337,3 +339,35 @@ def test_postgresql_schema_backup_and_restore(tmp_path: Path, clock: FixedClock)
             db.dispose()
             if aside:
                 drop_pg_schema(aside)
+
+
+def test_the_window_timer_takes_a_due_backup(
+    tmp_path: Path, clock: FixedClock, qtbot: object
+) -> None:
+    from app.context import AppContext
+    from app.paths import resolve_paths
+    from app.settings import Settings
+    from ui.backup_timer import BackupTimer
+    from ui.bridge import Ops
+
+    paths = resolve_paths(tmp_path / "home").ensure()
+    ctx = AppContext(paths=paths, settings=Settings(), clock=clock)
+    ctx.db.migrate()
+    load_demo(ctx.db, clock)
+    ops = Ops()
+    timer = BackupTimer(ctx, ops)
+    try:
+        timer.check()
+        qtbot.waitUntil(lambda: not timer.running, timeout=30000)  # type: ignore[attr-defined]
+        folder = paths.data_dir / "backups"
+        assert len(backup_service.scheduled_backups(folder)) == 1
+        timer.check()  # not due again on the same clock
+        qtbot.waitUntil(lambda: not timer.running, timeout=30000)  # type: ignore[attr-defined]
+        clock.advance(hours=24)
+        timer.check()
+        qtbot.waitUntil(lambda: not timer.running, timeout=30000)  # type: ignore[attr-defined]
+        assert len(backup_service.scheduled_backups(folder)) == 2
+    finally:
+        timer.stop()
+        ops.shutdown()
+        ctx.db.dispose()
