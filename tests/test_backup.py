@@ -163,6 +163,24 @@ def test_changed_or_foreign_backups_are_refused(
     assert not target.is_initialized()  # nothing was restored by any of these
 
 
+def test_missing_client_programs_and_newer_schemas_are_said_clearly(
+    sqlite_counter: Counter, tmp_path: Path, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    good = tmp_path / "good.cvbak"
+    manifest = take(sqlite_counter.db, good, clock).to_json()
+    bad = tmp_path / "newer.cvbak"
+    rewrite(good, bad, manifest={**manifest, "schema_revision": "9999_from_the_future"})
+    with pytest.raises(restore_service.NewerSchema):
+        restore(Database(str(tmp_path / "target" / "cardvend.db")), bad, clock)
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # no pg_dump on this PATH
+    on_pg = Database(normalize_url(PG_URL))
+    with pytest.raises(backup_service.ToolMissing) as info:
+        take(on_pg, tmp_path / "pg.cvbak", clock)
+    assert "pg_dump was not found" in info.value.localized()
+    assert not (tmp_path / "pg.cvbak").exists()
+
+
 def test_a_backup_whose_audit_log_was_edited_is_refused(
     sqlite_counter: Counter, tmp_path: Path, clock: FixedClock
 ) -> None:

@@ -342,11 +342,13 @@ def take_backup(
         raise BackupError(
             detail=N_("the folder {folder} does not exist"), folder=str(target.parent)
         )
-    if not db.is_initialized():
-        raise BackupError(detail=N_("the database has no CardVend tables yet"))
     dialect = db.dialect
     if dialect not in MEMBERS:
         raise BackupError(detail=f"unsupported database {dialect}")
+    if dialect == "postgresql":
+        pg_tool("pg_dump")  # said before anything is done
+    if not db.is_initialized():
+        raise BackupError(detail=N_("the database has no CardVend tables yet"))
     taken_at = clock.now().astimezone(dt.UTC)
     schema = None
     with scratch_file(target.parent, ".part") as copy:

@@ -33,6 +33,7 @@ from app.clock import Clock
 from app.domain.audit import AuditAction
 from app.domain.permissions import Action
 from app.errors import CardVendError
+from app.fileio import fsync_directory
 from app.i18n import N_
 from app.persistence.db import Database
 from app.services import audit as audit_service
@@ -80,6 +81,14 @@ class SchemaMismatch(CardVendError):
     )
 
 
+class NewerSchema(CardVendError):
+    code = "backup_newer_schema"
+    template = N_(
+        "The backup {path} was made by a newer CardVend (database revision {revision}). Nothing "
+        "was restored; update CardVend on this counter first."
+    )
+
+
 @dataclass(frozen=True)
 class RestoreResult:
     manifest: Manifest
@@ -94,7 +103,20 @@ def check_backup(path: Path, db: Database, office: str) -> Manifest:
         raise DialectMismatch(path=str(path), backup_dialect=manifest.dialect, dialect=db.dialect)
     if manifest.office != office:
         raise ForeignOffice(path=str(path), backup_office=manifest.office, office=office)
+    if manifest.revision is not None and not _known_revision(db, manifest.revision):
+        raise NewerSchema(path=str(path), revision=manifest.revision)
     return manifest
+
+
+def _known_revision(db: Database, revision: str) -> bool:
+    """Whether this version's migrations know ``revision`` (it can be upgraded from)."""
+    from alembic.script import ScriptDirectory
+    from alembic.util import CommandError
+
+    try:
+        return ScriptDirectory.from_config(db.alembic_config()).get_revision(revision) is not None
+    except CommandError:
+        return False
 
 
 def extract(path: Path, manifest: Manifest, target: Path) -> None:
@@ -210,6 +232,7 @@ def _restore_sqlite(
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(f"{live}{extra}")
         os.replace(staged, live)
+        fsync_directory(live.parent)
     log.warning("database %s restored from %s (taken %s)", live, source, manifest.taken_at)
     return RestoreResult(manifest, kept, force)
 
