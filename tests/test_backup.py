@@ -325,6 +325,15 @@ def pg_tools() -> None:
         pytest.skip(f"pg_dump {client} cannot dump a PostgreSQL {server} server")
 
 
+def asides(db: Database, schema: str) -> list[str]:
+    with db.engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT nspname FROM pg_namespace WHERE nspname LIKE :p"),
+            {"p": f"{schema}_before_restore_%"},
+        )
+        return [str(r[0]) for r in rows]
+
+
 @pytest.mark.pg
 def test_postgresql_schema_backup_and_restore(tmp_path: Path, clock: FixedClock) -> None:
     pg_tools()
@@ -344,6 +353,13 @@ def test_postgresql_schema_backup_and_restore(tmp_path: Path, clock: FixedClock)
             counter.remote(700)
             with pytest.raises(restore_service.NewerLedger):
                 restore(db, out, clock)
+            wrong = lambda d: auth.login(d, "a01", "wrong", counter_id="C01", clock=clock)  # noqa: E731
+            with pytest.raises(auth.LoginFailed):  # restored, then put back as it was
+                restore_service.restore(
+                    db, out, office="DEMO", clock=clock, authenticate=wrong, force=True
+                )
+            assert sales(db) == manifest.rows["sales"] + 1
+            assert asides(db, schema) == []
             result = restore(db, out, clock, force=True)
             aside = result.kept_aside
             assert aside.startswith(f"{schema}_before_restore_")
