@@ -49,7 +49,7 @@ def build_parser(*, commands: bool = True) -> argparse.ArgumentParser:
         parser.set_defaults(command=None)
         return parser
     from app import cli as app_cli
-    from app import cli_accounts, cli_jobs, cli_meter_change, cli_sales
+    from app import cli_accounts, cli_backup, cli_jobs, cli_meter_change, cli_sales
     from cardio import cli as card_cli
     from printing import cli as printing_cli
     from sync import cli as sync_cli
@@ -61,6 +61,7 @@ def build_parser(*, commands: bool = True) -> argparse.ArgumentParser:
     cli_accounts.register(sub)
     cli_jobs.register(sub)
     cli_meter_change.register(sub)
+    cli_backup.register(sub)
     card_cli.register(sub)
     central_cli.register(sub)
     sync_cli.register(sub)

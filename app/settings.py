@@ -261,6 +261,14 @@ RECEIPT_DIR = ConfigVar(
     "receipt_dir", str, "", "Folder of the pdf printer; empty: receipts/ in the data directory"
 )
 
+BACKUP_DIR = ConfigVar(
+    "backup_dir", str, "", "Folder of scheduled backups; empty: backups/ in the data directory"
+)
+BACKUP_INTERVAL_HOURS = ConfigVar(
+    "backup_interval_hours", int, 24, "Hours between scheduled backups; 0 turns them off"
+)
+BACKUP_KEEP = ConfigVar("backup_keep", int, 14, "How many scheduled backups to keep")
+
 
 def _upgrade_0_to_1(data: dict[str, Any]) -> dict[str, Any]:
     # version 0 files (no schema_version) called the database setting "database"

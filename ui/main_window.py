@@ -196,6 +196,9 @@ class MainWindow(QMainWindow):
         self.timer.timeout.connect(self.refresh_status)
         self.timer.start()
         self.refresh_status()
+        from ui.backup_timer import BackupTimer  # scheduled backups (app/services/backup.py)
+
+        self.backup_timer = BackupTimer(ctx, self.ops, self)
 
     # ------------------------------------------------------------------ building
 
@@ -341,6 +344,7 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event: Any) -> None:
         self.timer.stop()
+        self.backup_timer.stop()
         self.ops.shutdown()
         if self.card_watch is not None:
             self.card_watch.stop()

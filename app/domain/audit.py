@@ -88,6 +88,7 @@ class AuditAction(enum.StrEnum):
     AUDIT_DIVERGED = "audit_diverged"
     AUDIT_EXPORT = "audit_export"
     AUDIT_VERIFY = "audit_verify"
+    BACKUP_RESTORE = "backup_restore"
     CARD_ANOMALY = "card_anomaly"
     CARD_BLANK = "card_blank"
     CARD_ERASE = "card_erase"
