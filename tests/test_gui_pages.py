@@ -126,6 +126,7 @@ def test_open_and_close_a_shift_with_a_cash_count(
     rows = cells(page.report_table)
     assert len(rows) == 1 and rows[0][3] == REMOTE and rows[0][5] == "88.00"
     assert "588.00" in page.report_summary.text()  # expected so far: float + the sale
+    assert "(reversed sales included)" in page.report_summary.text()
 
     # the count: 5 x 100, 1 x 50, 1 x 20, 1 x 10, 8 x 1 yuan and one 5 jiao coin = 588.50,
     # typed with Enter moving from one denomination to the next

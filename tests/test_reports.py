@@ -271,6 +271,10 @@ def test_shift_report_pdf(day: Day, tmp_path: Path) -> None:
     assert re.search(r"Credit loaded\s+248\.00", en)
     assert day.reversed_sale[:8].upper() in en and "reversed" in en
     assert en.count(CUSTOMER) == 6 + 1  # its sales and the fee payment
+    # the sales table's total holds the reversed sale; "Collected" leaves it out: both say so
+    flat = " ".join(en.split())
+    assert "Collected by the sales that stand (reversed sales left out)" in flat
+    assert "Total, reversed sales included" in flat
 
 
 def test_shift_report_pdf_in_chinese(day: Day, tmp_path: Path) -> None:
