@@ -27,6 +27,7 @@ from tests.rigs.sale_window import (
     CUSTOMER,
     OWING,
     WAIT_MS,
+    card_behind_the_ledger,
     make_ctx,
     sales_of,
     teller_with_shift,
@@ -313,34 +314,13 @@ def test_arrears_offline_override_and_remote_payment(qtbot, tmp_path: Path) -> N
 
 
 def test_a_card_behind_the_ledger_is_rewritten(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    import shutil
-
     from PySide6.QtCore import Qt
 
     from ui.pages import sale as page_module
 
     ctx = make_ctx(tmp_path / "home", printer="none")
     window, page, dock = training_window(qtbot, ctx)
-    qtbot.waitUntil(lambda: len(dock.cards) == 6, timeout=WAIT_MS)
-    card_id = tray_card(dock, CUSTOMER)
-    image = ctx.paths.data_dir / "training-cards" / f"{card_id}.json"
-    before = tmp_path / "before.json"
-    shutil.copy(image, before)
-
-    dock.select(card_id)
-    qtbot.mouseClick(dock.insert_button, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: page.state == page_module.READY, timeout=WAIT_MS)
-    qtbot.keyClicks(page.amount, "20")
-    qtbot.keyClick(page.amount, Qt.Key.Key_Return)
-    qtbot.waitUntil(lambda: page.state == page_module.DONE, timeout=WAIT_MS)
-    qtbot.mouseClick(dock.remove_button, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: page.state == page_module.WAITING, timeout=WAIT_MS)
-
-    shutil.copy(before, image)  # the card lost its last write
-    dock.select(card_id)
-    qtbot.mouseClick(dock.insert_button, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: page.state == page_module.BLOCKED, timeout=WAIT_MS)
-    assert "behind the ledger" in page.situation.text()
+    card_behind_the_ledger(qtbot, ctx, page, dock, tmp_path)
     assert page.rewrite_button.isVisible() and not page.sell_button.isEnabled()
     qtbot.mouseClick(page.rewrite_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: page.state == page_module.DONE, timeout=WAIT_MS)

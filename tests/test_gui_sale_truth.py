@@ -18,10 +18,11 @@ from cardio import wiring
 from tests.rigs.sale_window import (
     CUSTOMER,
     WAIT_MS,
+    card_behind_the_ledger,
+    insert,
     make_ctx,
     sign_in,
     training_window,
-    tray_card,
 )
 
 pytestmark = pytest.mark.gui
@@ -34,14 +35,6 @@ def _no_keystore_passphrase(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
 
 
-def insert(qtbot: Any, dock: Any, customer_no: str) -> None:
-    from PySide6.QtCore import Qt
-
-    qtbot.waitUntil(lambda: len(dock.cards) == 6, timeout=WAIT_MS)
-    dock.select(tray_card(dock, customer_no))
-    qtbot.mouseClick(dock.insert_button, Qt.MouseButton.LeftButton)
-
-
 def test_no_shift_is_said_when_the_card_is_read_and_f4_clears_it(
     qtbot: Any, tmp_path: Path
 ) -> None:
@@ -50,8 +43,7 @@ def test_no_shift_is_said_when_the_card_is_read_and_f4_clears_it(
     ctx = make_ctx(tmp_path / "home", printer="none")
     teller = sign_in(ctx, "t01")  # no shift open
     window, page, dock = training_window(qtbot, ctx, teller)
-    insert(qtbot, dock, CUSTOMER)
-    qtbot.waitUntil(lambda: page.state == page_module.BLOCKED, timeout=WAIT_MS)
+    insert(qtbot, dock, CUSTOMER, page, page_module.BLOCKED)
     assert "No shift is open on this counter: press F4" in page.situation.text()
     assert not page.amount.isEnabled() and not page.sell_button.isEnabled()
 
@@ -83,8 +75,7 @@ def test_the_split_is_shown_before_enter(qtbot: Any, tmp_path: Path) -> None:
 
     ctx = make_ctx(tmp_path / "home", printer="none")
     window, page, dock = training_window(qtbot, ctx)
-    insert(qtbot, dock, CUSTOMER)
-    qtbot.waitUntil(lambda: page.state == page_module.READY, timeout=WAIT_MS)
+    insert(qtbot, dock, CUSTOMER, page, page_module.READY)
     assert page.values["minimum"].text() == "0.01 yuan"
     qtbot.keyClicks(page.amount, "100")
     quote = page.assessment.quote(10000)
@@ -99,32 +90,11 @@ def test_the_split_is_shown_before_enter(qtbot: Any, tmp_path: Path) -> None:
 def test_a_card_rewritten_elsewhere_is_read_again_without_f9(qtbot: Any, tmp_path: Path) -> None:
     """The sale page showed the card behind the ledger; the rewrite dialog (customers page)
     writes it: the sale page shows the card as it is now, not as it was."""
-    import shutil
-
-    from PySide6.QtCore import Qt
-
     from ui.dialogs import start_rewrite
-    from ui.pages import sale as page_module
 
     ctx = make_ctx(tmp_path / "home", printer="none")
     window, page, dock = training_window(qtbot, ctx)
-    qtbot.waitUntil(lambda: len(dock.cards) == 6, timeout=WAIT_MS)
-    card_id = tray_card(dock, CUSTOMER)
-    image = ctx.paths.data_dir / "training-cards" / f"{card_id}.json"
-    before = tmp_path / "before.json"
-    shutil.copy(image, before)
-    insert(qtbot, dock, CUSTOMER)
-    qtbot.waitUntil(lambda: page.state == page_module.READY, timeout=WAIT_MS)
-    qtbot.keyClicks(page.amount, "20")
-    qtbot.keyClick(page.amount, Qt.Key.Key_Return)
-    qtbot.waitUntil(lambda: page.state == page_module.DONE, timeout=WAIT_MS)
-    qtbot.mouseClick(dock.remove_button, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: page.state == page_module.WAITING, timeout=WAIT_MS)
-
-    shutil.copy(before, image)  # the card lost its last write
-    insert(qtbot, dock, CUSTOMER)
-    qtbot.waitUntil(lambda: page.state == page_module.BLOCKED, timeout=WAIT_MS)
-    assert "behind the ledger" in page.situation.text()
+    card_behind_the_ledger(qtbot, ctx, page, dock, tmp_path)
 
     dialog: Any = start_rewrite(window, CUSTOMER)
     qtbot.waitUntil(dialog.start_button.isEnabled, timeout=WAIT_MS)
@@ -146,8 +116,7 @@ def test_focus_returns_to_the_amount_after_a_dialog(qtbot: Any, tmp_path: Path) 
 
     ctx = make_ctx(tmp_path / "home", printer="none")
     window, page, dock = training_window(qtbot, ctx)
-    insert(qtbot, dock, CUSTOMER)
-    qtbot.waitUntil(lambda: page.state == page_module.READY, timeout=WAIT_MS)
+    insert(qtbot, dock, CUSTOMER, page, page_module.READY)
     window.activateWindow()
     page.amount.setFocus()
     qtbot.waitUntil(page.amount.hasFocus, timeout=WAIT_MS)

@@ -71,3 +71,39 @@ def training_window(qtbot, ctx: AppContext, principal: Principal | None = None):
 
 def tray_card(dock, customer_no: str) -> str:  # type: ignore[no-untyped-def]
     return next(c.card_id for c in dock.cards if c.customer_no == customer_no)
+
+
+def insert(qtbot, dock, customer_no: str, page=None, state: str | None = None) -> None:  # type: ignore[no-untyped-def]
+    """The customer's tray card into the reader; with ``page`` and ``state``, until the sale
+    page shows that state."""
+    from PySide6.QtCore import Qt
+
+    qtbot.waitUntil(lambda: len(dock.cards) == 6, timeout=WAIT_MS)
+    dock.select(tray_card(dock, customer_no))
+    qtbot.mouseClick(dock.insert_button, Qt.MouseButton.LeftButton)
+    if page is not None and state is not None:
+        qtbot.waitUntil(lambda: page.state == state, timeout=WAIT_MS)
+
+
+def card_behind_the_ledger(qtbot, ctx: AppContext, page, dock, scratch: Path) -> None:  # type: ignore[no-untyped-def]
+    """Sell 20.00 onto CUSTOMER's tray card, then give the card back its contents from before
+    the sale (its last write lost) and insert it: the sale page shows it behind the ledger."""
+    import shutil
+
+    from PySide6.QtCore import Qt
+
+    from ui.pages import sale as page_module
+
+    qtbot.waitUntil(lambda: len(dock.cards) == 6, timeout=WAIT_MS)
+    image = ctx.paths.data_dir / "training-cards" / f"{tray_card(dock, CUSTOMER)}.json"
+    before = scratch / "before.json"
+    shutil.copy(image, before)
+    insert(qtbot, dock, CUSTOMER, page, page_module.READY)
+    qtbot.keyClicks(page.amount, "20")
+    qtbot.keyClick(page.amount, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: page.state == page_module.DONE, timeout=WAIT_MS)
+    qtbot.mouseClick(dock.remove_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: page.state == page_module.WAITING, timeout=WAIT_MS)
+    shutil.copy(before, image)  # the card lost its last write
+    insert(qtbot, dock, CUSTOMER, page, page_module.BLOCKED)
+    assert "behind the ledger" in page.situation.text()
