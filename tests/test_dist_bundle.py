@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
+from tests.rigs.central_process import CentralProcess
 from tests.rigs.cli import ok_json, run
 
 BUNDLE = os.environ.get("CARDVEND_BUNDLE", "")
@@ -65,6 +66,31 @@ def test_a_sale_on_an_emulated_card(tmp_path: Path) -> None:
     r = cv("sell", "--customer", CUSTOMER, "--image", card, "--amount", "30", "--cash", "50")
     assert r.returncode == 0, r.stderr
     assert "purchase 2" in r.stdout and "Change: 20.00 yuan." in r.stdout
+
+
+def test_the_station_and_a_counter_sync(tmp_path: Path) -> None:
+    """The station (uvicorn, its own migrations) and a counter registered with it, both the bundle:
+    a remote payment sold offline is sent and reconciled."""
+    db = f"sqlite:///{tmp_path / 'central.db'}"
+    central = CentralProcess(tmp_path / "central-home", "--db", db, "--enrolment-key", "key",
+                             exe=exe())  # fmt: skip
+    try:
+        home = tmp_path / "counter"
+        assert run(home, "demo", exe=exe()).returncode == 0
+        r = run(home, "counter", "register", "--central", central.url, "--enrolment-key", "key",
+                "--operator", "a01", env={"CARDVEND_PASSWORD": "demo-a01"}, exe=exe())  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        teller = {"CARDVEND_PASSWORD": "demo-t01"}
+        r = run(home, "shift", "open", "--float", "0", "--operator", "t01", env=teller, exe=exe())
+        assert r.returncode == 0, r.stderr
+        r = run(home, "sell", "--customer", "100000000010", "--amount", "88", "--operator", "t01",
+                env=teller, exe=exe())  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        assert ok_json(run(home, "sync", "--json", exe=exe()))["sent"] == 1
+        diff = ok_json(run(home, "sync", "reconcile", "--json", exe=exe()))
+        assert (diff["local"], diff["central"], diff["matched"]) == (1, 1, 1)
+    finally:
+        assert central.stop() == 0, central.stderr()
 
 
 def test_the_window_opens_offscreen(tmp_path: Path) -> None:
