@@ -25,9 +25,12 @@ __version__ = "0.1.0"  # setup.cfg reads it (version = attr: main.__version__)
 
 
 def app_version() -> str:
-    """The installed package's version; the bundle (PyInstaller) carries no package metadata."""
+    """The installed package's version; the bundle's own (PyInstaller: metadata it may have
+    copied from the build's checkout can be older than the code)."""
     from importlib.metadata import PackageNotFoundError, version
 
+    if getattr(sys, "frozen", False):
+        return __version__
     try:
         return version("cardvend")
     except PackageNotFoundError:
