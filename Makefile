@@ -12,7 +12,7 @@ DEB_PACKAGES := pcscd vsmartcard-vpcd socat xvfb poppler-utils fonts-wqy-microhe
 export PYTHONDONTWRITEBYTECODE := 1
 export HYPOTHESIS_STORAGE_DIRECTORY ?= $(CURDIR)/.hypothesis
 
-.PHONY: run test bench bench-quick lint sysdeps venv clean screenshots
+.PHONY: run test bench bench-quick lint sysdeps venv clean screenshots dist dist-smoke
 
 run: sysdeps venv
 	$(PY) main.py
@@ -57,4 +57,16 @@ sysdeps:
 	fi
 
 clean:
-	rm -rf $(VENV) .hypothesis *.egg-info
+	rm -rf $(VENV) .hypothesis *.egg-info build dist
+
+# the one-folder application dist/cardvend/ (packaging/cardvend.spec); PyInstaller is installed
+# here only, not with the dev extras, so `make venv` and `make test` do not need it
+PYINSTALLER := pyinstaller>=6.10,<7
+dist: venv
+	@$(PY) -c "import PyInstaller" 2>/dev/null || $(PY) -m pip install -q '$(PYINSTALLER)'
+	$(PY) -m PyInstaller --noconfirm --clean --log-level WARN \
+	  --distpath dist --workpath build/pyinstaller packaging/cardvend.spec
+
+# build it and start the built bundle: --version, a CLI sale on an emulated card, the window
+dist-smoke: sysdeps
+	bash .ci/dist-smoke

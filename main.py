@@ -21,6 +21,21 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("cardvend")
 
+__version__ = "0.1.0"  # setup.cfg reads it (version = attr: main.__version__)
+
+
+def app_version() -> str:
+    """The installed package's version; the bundle's own (PyInstaller: metadata it may have
+    copied from the build's checkout can be older than the code)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    if getattr(sys, "frozen", False):
+        return __version__
+    try:
+        return version("cardvend")
+    except PackageNotFoundError:
+        return __version__
+
 
 def build_parser(*, commands: bool = True) -> argparse.ArgumentParser:
     """The command line; ``commands=False`` only the global options (what starting the window
@@ -45,6 +60,10 @@ def build_parser(*, commands: bool = True) -> argparse.ArgumentParser:
     )
     parser.add_argument("--lang", choices=("zh_CN", "en"), help=_("language of messages"))
     parser.add_argument("-v", "--verbose", action="store_true", help=_("log to stderr too"))
+    parser.add_argument(
+        "--version", action="version", version=f"cardvend {app_version()}",
+        help=_("print the version and quit"),
+    )  # fmt: skip
     if not commands:
         parser.set_defaults(command=None)
         return parser

@@ -12,14 +12,15 @@ import ast
 import logging
 import os
 import threading
-from pathlib import Path
+
+from app.resources import resource_dir
 
 log = logging.getLogger(__name__)
 
 LANGUAGES = ("zh_CN", "en")
 DEFAULT_LANGUAGE = "zh_CN"
 DOMAIN = "cardvend"
-LOCALE_DIR = Path(__file__).resolve().parent.parent / "resources" / "locale"
+LOCALE_DIR = resource_dir("locale")
 
 _lock = threading.Lock()
 _catalogs: dict[str, dict[str, str]] = {}

@@ -22,11 +22,12 @@ from reportlab.pdfbase.ttfonts import TTFError, TTFont
 
 from app.errors import CardVendError
 from app.i18n import N_
+from app.resources import resource_dir
 
 log = logging.getLogger(__name__)
 
-# found relative to the checkout, like app/i18n.py finds resources/locale
-FONT_DIR = Path(__file__).resolve().parent.parent / "resources" / "fonts"
+# the checkout, the installed wheel or the bundle (app/resources.py), like resources/locale
+FONT_DIR = resource_dir("fonts")
 FONT_FILE = FONT_DIR / "wqy-microhei.ttc"
 FONT_NAME = "CardVendCJK"
 SUBFONT_INDEX = 0  # the proportional face; index 1 is WenQuanYi Micro Hei Mono

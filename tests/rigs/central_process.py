@@ -23,7 +23,9 @@ class CentralProcess:
     """``cardvend central serve --port P ARGS`` in a child process with its own home; ``url``
     is what its first line announced (``central listening on URL``)."""
 
-    def __init__(self, home: Path, *args: str, lang: str = "en") -> None:
+    def __init__(
+        self, home: Path, *args: str, lang: str = "en", exe: list[str] | None = None
+    ) -> None:
         self.port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("CARDVEND_")}
         env.update(CARDVEND_HOME=str(home), CARDVEND_LANG=lang)
@@ -31,7 +33,8 @@ class CentralProcess:
         self.stderr_path = home / "central-stderr.txt"  # a file: a full pipe would block it
         self._stderr = self.stderr_path.open("w", encoding="utf-8")
         self.proc = subprocess.Popen(
-            [sys.executable, "main.py", "central", "serve", "--port", str(self.port), *args],
+            [*(exe or [sys.executable, "main.py"]), "central", "serve", "--port", str(self.port),
+             *args],
             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=self._stderr, text=True,
         )  # fmt: skip
         assert self.proc.stdout is not None
