@@ -37,7 +37,6 @@ from app.ports import SetupProbe
 from app.services import audit, auth
 from app.settings import (
     CARD_READER,
-    CENTRAL_URL,
     COUNTER_ID,
     DB_URL,
     DEMO_MODE,
