@@ -1,0 +1,223 @@
+"""The first-run set-up wizard, driven offscreen with pytest-qt: each page refuses what is wrong
+with the step's translated message, Finish writes the settings, the administrator and the audit
+entry, Cancel writes nothing; the reader page lists pcscd's readers and reads a card served on
+a vpcd slot."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from sqlalchemy import select
+
+import main as composition
+from app.context import AppContext
+from app.i18n import set_language
+from app.paths import resolve_paths
+from app.persistence.db import Database
+from app.persistence.models import AuditEntry
+from app.services import auth
+from app.services.setup import setup_needed
+from app.settings import Settings
+from cardio.keys import create_keystore
+from tests.conftest import ROOT
+from tests.pcsc_fixtures import READER_SLOT0, READER_SLOT1, Pcscd
+from tests.rigs.cli import run
+
+pytestmark = pytest.mark.gui
+PASSPHRASE = "office-keys-2026"
+
+
+def make_ctx(home: Path) -> AppContext:
+    paths = resolve_paths(home).ensure()
+    ctx = AppContext(paths=paths, settings=Settings.load(paths.settings_file))
+    composition.wire_cards(ctx)
+    composition.wire_printing(ctx)
+    ctx.setup_probe = composition.SetupDevices(ctx)
+    return ctx
+
+
+@pytest.fixture
+def wizard(qtbot: Any, tmp_path: Path) -> Iterator[Any]:
+    from ui.setup_wizard import SetupWizard
+
+    ctx = make_ctx(tmp_path / "counter")
+    w = SetupWizard(ctx)
+    qtbot.addWidget(w)
+    w.show()
+    yield w
+    w.shutdown()
+    assert ctx.card_worker is not None
+    ctx.card_worker.shutdown()
+
+
+@pytest.fixture
+def keystore(tmp_path: Path) -> Path:
+    path = tmp_path / "it" / "keystore.json"
+    path.parent.mkdir()
+    create_keystore(path, PASSPHRASE)
+    return path
+
+
+def next_page(w: Any) -> str:
+    """Press Next; the error the page shows (empty when it moved on)."""
+    page = w.currentPage()
+    w.next()
+    return "" if w.currentPage() is not page else page.error.text()
+
+
+def fill_to_admin(w: Any, keystore: Path) -> None:
+    office, db, reader, keys, printer = w.pages[:5]
+    office.office.setText("OF01")
+    office.counter.setText("C07")
+    assert next_page(w) == ""
+    assert next_page(w) == ""  # this PC's SQLite
+    reader.reader.setCurrentIndex(0)  # emulated cards
+    assert next_page(w) == ""
+    keys.file.setText(str(keystore))
+    keys.passphrase.setText(PASSPHRASE)
+    assert next_page(w) == ""
+    assert next_page(w) == ""  # PDF files
+
+
+def test_wrong_answers_are_refused_page_by_page_and_finish_sets_up(
+    wizard: Any, keystore: Path, qtbot: Any
+) -> None:
+    w, ctx = wizard, wizard.ctx
+    office, db, reader, keys, printer, admin, central = w.pages
+    office.office.setText("BAD OFFICE!")
+    office.counter.setText("C07")
+    error = next_page(w)
+    assert "office and counter" in error and "office code" in error
+    office.office.setText("OF01")
+    assert next_page(w) == ""
+    db.office.setChecked(True)
+    db.url.setText("mysql://nowhere/x")
+    assert "not a PostgreSQL URL" in next_page(w)
+    db.local.setChecked(True)
+    assert next_page(w) == ""
+    reader.reader.setCurrentIndex(0)
+    assert next_page(w) == ""
+    keys.file.setText(str(keystore))
+    keys.passphrase.setText("wrong")
+    assert "passphrase is wrong" in next_page(w)
+    keys.passphrase.setText(PASSPHRASE)
+    assert next_page(w) == ""
+    printer.test.click()
+    qtbot.waitUntil(lambda: "test receipt went to PDF" in printer.result.text(), timeout=20_000)
+    assert list((ctx.paths.data_dir / "receipts").glob("*.pdf"))
+    assert next_page(w) == ""
+    admin.admin_id.setText("boss")
+    admin.password.setText("short")
+    admin.repeat.setText("short")
+    assert "at least 8 characters" in next_page(w)
+    admin.password.setText("boss-password")
+    admin.repeat.setText("boss-passwort")
+    assert "differ" in next_page(w)
+    admin.repeat.setText("boss-password")
+    assert next_page(w) == ""
+    assert w.currentPage() is central
+    assert not ctx.paths.settings_file.exists()  # nothing written before Finish
+    central.url.setText("ftp://central")
+    # the last page: Finish (validatePage) checks and applies
+    assert not central.validatePage() and "not a web address" in central.error.text()
+    central.url.setText("")
+    assert central.validatePage() and w.outcome is not None
+    settings = json.loads(ctx.paths.settings_file.read_text())
+    assert settings["office_code"] == "OF01" and settings["demo_mode"] is False
+    db_ = Database(str(ctx.paths.default_db_file))
+    try:
+        auth.login(db_, "boss", "boss-password", counter_id="C07", clock=ctx.clock)
+        with db_.read() as session:
+            actions = session.scalars(select(AuditEntry.action)).all()
+        assert "counter_setup" in actions
+    finally:
+        db_.dispose()
+
+
+def test_cancel_writes_nothing(wizard: Any, keystore: Path) -> None:
+    fill_to_admin(wizard, keystore)
+    wizard.reject()
+    ctx = wizard.ctx
+    assert not ctx.paths.settings_file.exists()
+    assert not (ctx.paths.data_dir / "keystore.json").exists()
+    assert not ctx.paths.default_db_file.exists()
+
+
+def test_errors_in_chinese(wizard: Any) -> None:
+    set_language("zh_CN")
+    office = wizard.pages[0]
+    office.office.setText("BAD OFFICE!")
+    office.counter.setText("C07")
+    error = next_page(wizard)
+    assert error and "设置" in error, error
+
+
+def test_the_wizard_shows_when_demo_mode_is_off(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = Settings.load(tmp_path / "settings.json")
+    monkeypatch.delenv("CARDVEND_DEMO", raising=False)
+    assert not setup_needed(settings)  # make run: the demo as before
+    assert setup_needed(settings, forced=True)
+    monkeypatch.setenv("CARDVEND_DEMO", "0")
+    assert setup_needed(settings)
+    (tmp_path / "settings.json").write_text('{"schema_version": 1}')
+    assert not setup_needed(Settings.load(tmp_path / "settings.json"))
+
+
+class Emulator:
+    """``cardvend card emulate`` serving a card image on a vpcd slot."""
+
+    def __init__(self, home: Path, *args: str) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CARDVEND_")}
+        env.update(CARDVEND_HOME=str(home), CARDVEND_LANG="en")
+        self.proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "main.py"), "card", "emulate", *args],
+            env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert self.proc.stdout is not None
+        assert "Serving card" in self.proc.stdout.readline()
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        assert self.proc.wait(timeout=30) == 0
+
+
+def test_reader_page_lists_readers_reads_a_card_and_says_no_card(
+    pcscd: Pcscd, wizard: Any, qtbot: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CARDVEND_CARD_WAIT", "1")
+    w = wizard
+    reader = w.pages[2]
+    w.pages[0].office.setText("OF01")
+    w.next()
+    w.next()
+    assert w.currentPage() is reader
+    names = [reader.reader.itemData(i) for i in range(reader.reader.count())]
+    assert names[0] == "" and {READER_SLOT0, READER_SLOT1} <= set(names)
+    reader.reader.setCurrentIndex(names.index(READER_SLOT0))
+    reader.test.click()  # no card in the slot
+    qtbot.waitUntil(lambda: bool(reader.error.text()), timeout=20_000)
+    assert "no card" in reader.error.text().lower()
+    cards = tmp_path / "cards"
+    image = cards / "card.json"
+    assert run(cards, "card", "blank", "--image", str(image)).returncode == 0
+    assert run(cards, "card", "issue", "--image", str(image), "--kind", "user").returncode == 0
+    card = Emulator(cards, "--slot", "0", "--image", str(image))
+    try:
+        reader.test.click()
+        qtbot.waitUntil(lambda: "serial" in reader.result.text(), timeout=20_000)
+        assert "user card" in reader.result.text() and not reader.error.text()
+    finally:
+        card.stop()
