@@ -16,7 +16,7 @@ import os
 from app.cli import cli_secret
 from app.context import AppContext
 from app.errors import ValidationError
-from app.i18n import N_, _
+from app.i18n import N_, _, translate
 from app.services import setup
 from app.settings import PRINTER
 
@@ -72,7 +72,7 @@ def cmd_setup(ctx: AppContext, args: argparse.Namespace) -> int:
     )
     for step, check in steps:
         check()
-        print(_("{step}: ok", step=_(step)))
+        print(_("{step}: ok", step=translate(step)))
     if args.test_read:
         print(setup.test_read(plan, probe))
     if args.test_print:

@@ -77,7 +77,7 @@ def next_page(w: Any) -> str:
 
 
 def fill_to_admin(w: Any, keystore: Path) -> None:
-    office, db, reader, keys, printer = w.pages[:5]
+    office, _db, reader, keys, _printer = w.pages[:5]
     office.office.setText("OF01")
     office.counter.setText("C07")
     assert next_page(w) == ""

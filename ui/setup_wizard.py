@@ -33,7 +33,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.context import AppContext
-from app.i18n import N_, _
+from app.i18n import N_, _, translate
 from app.services import setup
 from app.services.setup import SetupPlan
 from app.settings import PRINTER
@@ -262,7 +262,7 @@ class PrinterPage(StepPage):
         super().__init__(wizard, _("Printer"))
         self.kind = QComboBox()
         for kind in PRINTER.choices or ():
-            self.kind.addItem(_(PRINTER_LABELS.get(kind, kind)), kind)
+            self.kind.addItem(translate(PRINTER_LABELS.get(kind, kind)), kind)
         self.form.addRow(_("Receipts go to"), self.kind)
         self.name = self.line(_("System printer (empty: the default)"))
         self.port = self.line(_("Serial port"))

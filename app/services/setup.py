@@ -208,7 +208,7 @@ def check_reader(plan: SetupPlan, probe: SetupProbe | None) -> None:
 
 def test_read(plan: SetupPlan, probe: SetupProbe | None) -> str:
     """Read the card in the chosen reader: its kind and serial number."""
-    from app.i18n import _
+    from app.i18n import _, translate
 
     check_reader(plan, probe)
     if not plan.card_reader or probe is None:
@@ -217,7 +217,9 @@ def test_read(plan: SetupPlan, probe: SetupProbe | None) -> str:
         card = probe.read_card(plan.card_reader)
     except CardVendError as exc:
         raise _fail(READER, exc) from None
-    return _("{kind} card, serial {serial}", kind=_(card.kind.label), serial=card.serial_hex)
+    return _(
+        "{kind} card, serial {serial}", kind=translate(card.kind.label), serial=card.serial_hex
+    )
 
 
 def check_keys(plan: SetupPlan, probe: SetupProbe | None) -> None:
