@@ -247,23 +247,30 @@ class SetupDevices:
     def __init__(self, ctx: AppContext) -> None:
         self._ctx = ctx
 
+    @contextlib.contextmanager
     def _port(self) -> Any:
         from cardio.pcsc import PcscReaderPort
 
-        return PcscReaderPort(self._ctx.card_worker)  # type: ignore[arg-type]
+        port = PcscReaderPort(self._ctx.card_worker)  # type: ignore[arg-type]
+        try:
+            yield port
+        finally:
+            port.close()
 
     def readers(self) -> list[str]:
-        return list(self._port().readers())
+        with self._port() as port:
+            return list(port.readers())
 
     def read_card(self, reader: str) -> Any:
         from cardio.terminal import ApduTerminal
 
         wait = float(os.environ.get("CARDVEND_CARD_WAIT", "2"))
-        terminal = ApduTerminal(self._port().connect(reader, timeout=wait))
-        try:
-            return terminal.read()
-        finally:
-            terminal.close()
+        with self._port() as port:
+            terminal = ApduTerminal(port.connect(reader, timeout=wait))
+            try:
+                return terminal.read()
+            finally:
+                terminal.close()
 
     def open_keystore(self, path: str, passphrase: str) -> None:
         from cardio.keys import open_keystore
@@ -273,7 +280,8 @@ class SetupDevices:
     def open_psam(self, reader: str) -> None:
         from cardio.keys import PsamKeyProvider
 
-        PsamKeyProvider(self._port().connect(reader, timeout=2.0)).close()
+        with self._port() as port:
+            PsamKeyProvider(port.connect(reader, timeout=2.0)).close()
 
     def test_print(self, settings: Any, receipt: ReceiptData) -> str:
         from printing.backends import make_printer

@@ -132,7 +132,9 @@ def test_wrong_answers_are_refused_page_by_page_and_finish_sets_up(
     # the last page: Finish (validatePage) checks and applies
     assert not central.validatePage() and "not a web address" in central.error.text()
     central.url.setText("")
-    assert central.validatePage() and w.outcome is not None
+    assert not central.validatePage()  # applying, off the GUI thread
+    qtbot.waitUntil(lambda: w.outcome is not None, timeout=30_000)
+    assert w.result() == w.DialogCode.Accepted and not central.error.text()
     settings = json.loads(ctx.paths.settings_file.read_text())
     assert settings["office_code"] == "OF01" and settings["demo_mode"] is False
     db_ = Database(str(ctx.paths.default_db_file))

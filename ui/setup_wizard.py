@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
@@ -325,9 +324,37 @@ class CentralPage(StepPage):
     def check(self) -> None:
         self.store()
         setup.check_central(self.w.plan)
-        ctx = self.w.ctx
-        self.w.outcome = setup.apply(self.w.plan, ctx.paths, ctx.settings, ctx.clock,
-                                    ctx.setup_probe)  # fmt: skip
+
+    def validatePage(self) -> bool:
+        """Finish: check this page, then apply the plan off the GUI thread (migrating,
+        registering); the wizard closes when it is done, or shows the step that failed."""
+        if self.w.outcome is not None:
+            return True
+        if self.w.busy or not super().validatePage():
+            return False
+        self.w.busy = True
+        self.result.setText(_("Setting up…"))
+        finish = self.w.button(QWizard.WizardButton.FinishButton)
+        finish.setEnabled(False)
+        ctx, plan = self.w.ctx, self.w.plan
+
+        def done(outcome: setup.SetupResult) -> None:
+            self.w.busy = False
+            self.w.outcome = outcome
+            self.w.accept()
+
+        def failed(exc: BaseException) -> None:
+            self.w.busy = False
+            finish.setEnabled(True)
+            self.result.clear()
+            self.error.setText(error_text(exc))
+
+        self.w.ops.run(
+            lambda: setup.apply(plan, ctx.paths, ctx.settings, ctx.clock, ctx.setup_probe),
+            done,
+            failed,
+        )
+        return False
 
 
 class SetupWizard(QWizard):
@@ -337,7 +364,8 @@ class SetupWizard(QWizard):
         super().__init__(parent)
         self.ctx = ctx
         self.plan = SetupPlan()
-        self.outcome: Any = None
+        self.outcome: setup.SetupResult | None = None
+        self.busy = False  # Finish is applying the plan: Cancel waits for it
         self.ops = Ops(card=ctx.card_worker)
         self.setWindowTitle(_("CardVend set-up"))
         self.setOption(QWizard.WizardOption.NoBackButtonOnStartPage, True)
@@ -353,6 +381,10 @@ class SetupWizard(QWizard):
         for page in self.pages:
             self.addPage(page)
         self.rejected.connect(lambda: setup.discard(ctx.paths))
+
+    def reject(self) -> None:
+        if not self.busy:
+            super().reject()
 
     def shutdown(self) -> None:
         self.ops.shutdown()
