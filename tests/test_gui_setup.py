@@ -76,9 +76,9 @@ def next_page(w: Any) -> str:
     return "" if w.currentPage() is not page else page.error.text()
 
 
-def fill_to_admin(w: Any, keystore: Path) -> None:
+def fill_to_admin(w: Any, keystore: Path, office_code: str = "OF01") -> None:
     office, _db, reader, keys, _printer = w.pages[:5]
-    office.office.setText("OF01")
+    office.office.setText(office_code)
     office.counter.setText("C07")
     assert next_page(w) == ""
     assert next_page(w) == ""  # this PC's SQLite
@@ -156,6 +156,24 @@ def test_cancel_writes_nothing(wizard: Any, keystore: Path) -> None:
     assert not ctx.paths.default_db_file.exists()
 
 
+def test_finish_registers_with_the_central_system(
+    wizard: Any, keystore: Path, qtbot: Any, central: Any
+) -> None:
+    w = wizard
+    fill_to_admin(w, keystore, "DEMO")
+    admin, page = w.pages[5:]
+    admin.password.setText("boss-password")
+    admin.repeat.setText("boss-password")
+    assert next_page(w) == ""
+    page.url.setText(central.url)
+    assert not page.validatePage()
+    qtbot.waitUntil(lambda: w.outcome is not None or bool(page.error.text()), timeout=30_000)
+    assert not page.error.text() and w.outcome.registered == "DEMO/C07"
+    settings = json.loads(w.ctx.paths.settings_file.read_text())
+    assert settings["central_url"] == central.url.rstrip("/")
+    assert (w.ctx.paths.data_dir / "central.token").exists()
+
+
 def test_errors_in_chinese(wizard: Any) -> None:
     set_language("zh_CN")
     office = wizard.pages[0]
@@ -223,3 +241,33 @@ def test_reader_page_lists_readers_reads_a_card_and_says_no_card(
         assert "user card" in reader.result.text() and not reader.error.text()
     finally:
         card.stop()
+
+
+def test_run_setup_cancelled_quits_without_configuration(qtbot: Any, tmp_path: Path) -> None:
+    """What run_gui does first with CARDVEND_DEMO=0 or --setup: the wizard, modal; Cancel
+    answers False (the window then quits) and writes nothing."""
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from ui.setup_wizard import SetupWizard, run_setup
+
+    ctx = make_ctx(tmp_path / "counter")
+    seen: list[str] = []
+
+    def cancel() -> None:
+        modal = QApplication.activeModalWidget()
+        if isinstance(modal, SetupWizard):
+            seen.append(modal.windowTitle())
+            modal.reject()
+
+    timer = QTimer()
+    timer.timeout.connect(cancel)
+    timer.start(50)
+    try:
+        assert run_setup(ctx) is False
+    finally:
+        timer.stop()
+        assert ctx.card_worker is not None
+        ctx.card_worker.shutdown()
+    assert seen[:1] == ["CardVend set-up"]
+    assert not ctx.paths.settings_file.exists() and not ctx.paths.default_db_file.exists()
