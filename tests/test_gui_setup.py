@@ -7,9 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,8 +27,8 @@ from app.services import auth
 from app.services.setup import setup_needed
 from app.settings import Settings
 from cardio.keys import create_keystore
-from tests.conftest import ROOT
 from tests.pcsc_fixtures import READER_SLOT0, READER_SLOT1, Pcscd
+from tests.rigs.card_process import Emulator
 from tests.rigs.cli import run
 
 pytestmark = pytest.mark.gui
@@ -194,24 +191,6 @@ def test_the_wizard_shows_when_demo_mode_is_off(
     assert setup_needed(settings)
     (tmp_path / "settings.json").write_text('{"schema_version": 1}')
     assert not setup_needed(Settings.load(tmp_path / "settings.json"))
-
-
-class Emulator:
-    """``cardvend card emulate`` serving a card image on a vpcd slot."""
-
-    def __init__(self, home: Path, *args: str) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CARDVEND_")}
-        env.update(CARDVEND_HOME=str(home), CARDVEND_LANG="en")
-        self.proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "main.py"), "card", "emulate", *args],
-            env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        assert self.proc.stdout is not None
-        assert "Serving card" in self.proc.stdout.readline()
-
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        assert self.proc.wait(timeout=30) == 0
 
 
 def test_reader_page_lists_readers_reads_a_card_and_says_no_card(

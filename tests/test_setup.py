@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from cardio.keys import create_keystore, open_keystore
+from tests.pcsc_fixtures import READER_SLOT0, READER_SLOT1, Pcscd
+from tests.rigs.card_process import Emulator
 from tests.rigs.central_process import free_port, serve_central
 from tests.rigs.cli import run
 from tests.rigs.pg import create_pg_schema, drop_pg_schema, pg_available, schema_url
@@ -154,3 +156,34 @@ def test_setup_registers_with_the_central_system(
     assert run(home, "sync").returncode == 0
     actions = [row["action"] for row in audit_rows(home, tmp_path)]
     assert "counter_register" in actions and actions.count("counter_setup") == 1
+
+
+def test_setup_with_a_psam_and_a_reader_through_pcscd(pcscd: Pcscd, tmp_path: Path) -> None:
+    """The readers pcscd sees: a card read in the user-card slot, a PSAM in the other; an
+    unknown reader and an empty slot are one line each."""
+    cards = tmp_path / "cards"
+    image = cards / "card.json"
+    assert run(cards, "card", "blank", "--image", str(image)).returncode == 0
+    assert run(cards, "card", "issue", "--image", str(image), "--kind", "user").returncode == 0
+    home = tmp_path / "counter"
+    base = ["setup", "--office", "OF01", "--counter", "C07", "--admin", "boss"]
+    env = {**SECRETS, "CARDVEND_CARD_WAIT": "1"}
+    r = run(home, *base, "--reader", "No Such Reader", "--psam-reader", READER_SLOT1, env=env)
+    assert r.returncode == 1 and "card reader" in r.stderr and "No Such Reader" in r.stderr
+    r = run(home, *base, "--reader", READER_SLOT0, "--psam-reader", READER_SLOT1, env=env)
+    assert r.returncode == 1 and "key provider" in r.stderr, r.stderr  # no PSAM in its slot
+    assert len(r.stderr.strip().splitlines()) == 1
+    card = Emulator(cards, "--slot", "0", "--image", str(image))
+    psam = Emulator(cards, "--slot", "1", "--psam")
+    try:
+        r = run(home, *base, "--reader", READER_SLOT0, "--psam-reader", READER_SLOT1,
+                "--test-read", env=env)  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        assert "user card, serial" in r.stdout
+    finally:
+        psam.stop()
+        card.stop()
+    settings = json.loads((home / "config" / "settings.json").read_text())
+    assert settings["key_provider"] == "psam" and settings["psam_reader"] == READER_SLOT1
+    assert settings["card_reader"] == READER_SLOT0
+    assert not (home / "data" / "keystore.json").exists()

@@ -217,9 +217,7 @@ def test_read(plan: SetupPlan, probe: SetupProbe | None) -> str:
         card = probe.read_card(plan.card_reader)
     except CardVendError as exc:
         raise _fail(READER, exc) from None
-    return _(
-        "{kind} card, serial {serial}", kind=translate(card.kind.label), serial=card.serial_hex
-    )
+    return _("{kind}, serial {serial}", kind=translate(card.kind.label), serial=card.serial_hex)
 
 
 def check_keys(plan: SetupPlan, probe: SetupProbe | None) -> None:
