@@ -67,9 +67,13 @@ def keystore(tmp_path: Path) -> Path:
 
 
 def next_page(w: Any) -> str:
-    """Press Next; the error the page shows (empty when it moved on)."""
+    """Press Next and wait for the page's check; the error it shows (empty when it moved on)."""
+    from pytestqt.qtbot import QtBot
+
     page = w.currentPage()
     w.next()
+    QtBot(w).waitUntil(lambda: w.currentPage() is not page or bool(page.error.text()),
+                       timeout=30_000)  # fmt: skip
     return "" if w.currentPage() is not page else page.error.text()
 
 
@@ -126,10 +130,12 @@ def test_wrong_answers_are_refused_page_by_page_and_finish_sets_up(
     assert w.currentPage() is central
     assert not ctx.paths.settings_file.exists()  # nothing written before Finish
     central.url.setText("ftp://central")
-    # the last page: Finish (validatePage) checks and applies
-    assert not central.validatePage() and "not a web address" in central.error.text()
+    # the last page: Finish (validatePage) checks and applies, off the GUI thread
+    assert not central.validatePage()
+    qtbot.waitUntil(lambda: bool(central.error.text()), timeout=30_000)
+    assert "not a web address" in central.error.text() and w.outcome is None
     central.url.setText("")
-    assert not central.validatePage()  # applying, off the GUI thread
+    assert not central.validatePage()
     qtbot.waitUntil(lambda: w.outcome is not None, timeout=30_000)
     assert w.result() == w.DialogCode.Accepted and not central.error.text()
     settings = json.loads(ctx.paths.settings_file.read_text())
@@ -200,8 +206,7 @@ def test_reader_page_lists_readers_reads_a_card_and_says_no_card(
     w = wizard
     reader = w.pages[2]
     w.pages[0].office.setText("OF01")
-    w.next()
-    w.next()
+    assert next_page(w) == "" and next_page(w) == ""
     assert w.currentPage() is reader
     names = [reader.reader.itemData(i) for i in range(reader.reader.count())]
     assert names[0] == "" and {READER_SLOT0, READER_SLOT1} <= set(names)

@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
-from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
-    QApplication,
     QButtonGroup,
     QComboBox,
     QFileDialog,
@@ -54,6 +53,8 @@ class StepPage(QWizardPage):
         self.error.setObjectName("setupError")
         self.error.setStyleSheet("color: #b00020;")
         self.error.setWordWrap(True)
+        self.passed = False  # verified: the next validatePage lets the wizard move on
+        self.busy_text = _("Checking…")
         self.result = QLabel()
         self.result.setObjectName("setupResult")
         self.result.setWordWrap(True)
@@ -76,20 +77,43 @@ class StepPage(QWizardPage):
         self.form.addRow("", b)
         return b
 
-    def check(self) -> None:
+    def verify(self) -> Any:
+        """Check the answers :meth:`store` put in the plan (off the GUI thread)."""
         raise NotImplementedError
 
     def validatePage(self) -> bool:
+        """Next: store the answers, check them off the GUI thread (a database, a keystore, a
+        reader may take a while), then move on, or show the step's error."""
+        if self.passed:
+            self.passed = False
+            return True
+        if self.w.busy:
+            return False
         self.error.clear()
-        QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
         try:
-            self.check()
+            self.store()
         except Exception as exc:
             self.error.setText(error_text(exc))
             return False
-        finally:
-            QApplication.restoreOverrideCursor()
-        return True
+        self.w.set_busy(True)
+        self.result.setText(self.busy_text)
+
+        def done(value: Any) -> None:
+            self.w.set_busy(False)
+            self.result.clear()
+            self.passed = True
+            self.finished(value)
+
+        def failed(exc: BaseException) -> None:
+            self.w.set_busy(False)
+            self.result.clear()
+            self.error.setText(error_text(exc))
+
+        self.w.ops.run(self.verify, done, failed)
+        return False
+
+    def finished(self, value: Any) -> None:
+        self.w.next()
 
     def trial(self, work: Callable[[], str], *, card: bool = False) -> None:
         """Run a test off the GUI thread; its answer or its error on the page."""
@@ -127,8 +151,7 @@ class OfficePage(StepPage):
         self.w.plan.office_code = self.office.text().strip()
         self.w.plan.counter_id = self.counter.text().strip()
 
-    def check(self) -> None:
-        self.store()
+    def verify(self) -> Any:
         setup.check_office(self.w.plan)
 
 
@@ -149,16 +172,15 @@ class DatabasePage(StepPage):
 
     def store(self) -> None:
         self.w.plan.db_url = self.url.text().strip() if self.office.isChecked() else ""
+        if self.office.isChecked() and not self.w.plan.db_url:
+            raise setup.SetupError(setup.DATABASE, N_("enter the PostgreSQL URL"))
 
     def test_connection(self) -> None:
         plan, paths = self.w.plan, self.w.ctx.paths
         self.trial(lambda: _("The database answers: {url}", url=setup.check_database(plan, paths)))
 
-    def check(self) -> None:
-        self.store()
-        if self.office.isChecked() and not self.w.plan.db_url:
-            raise setup.SetupError(setup.DATABASE, N_("enter the PostgreSQL URL"))
-        setup.check_database(self.w.plan, self.w.ctx.paths)
+    def verify(self) -> Any:
+        return setup.check_database(self.w.plan, self.w.ctx.paths)
 
 
 class ReaderPage(StepPage):
@@ -194,8 +216,7 @@ class ReaderPage(StepPage):
         plan, probe = self.w.plan, self.w.ctx.setup_probe
         self.trial(lambda: setup.test_read(plan, probe))
 
-    def check(self) -> None:
-        self.store()
+    def verify(self) -> Any:
         setup.check_reader(self.w.plan, self.w.ctx.setup_probe)
 
 
@@ -243,8 +264,7 @@ class KeysPage(StepPage):
         plan.keystore_passphrase = self.passphrase.text()
         plan.psam_reader = self.psam_reader.currentText().strip()
 
-    def check(self) -> None:
-        self.store()
+    def verify(self) -> Any:
         setup.check_keys(self.w.plan, self.w.ctx.setup_probe)
 
 
@@ -277,8 +297,7 @@ class PrinterPage(StepPage):
         plan, probe, clock = self.w.plan, self.w.ctx.setup_probe, self.w.ctx.clock
         self.trial(lambda: setup.test_print(plan, probe, clock))
 
-    def check(self) -> None:
-        self.store()
+    def verify(self) -> Any:
         setup.check_printer(self.w.plan)
 
 
@@ -290,16 +309,17 @@ class AdminPage(StepPage):
         self.admin_name = self.line(_("Name"))
         self.password = self.line(_("Password"), secret=True)
         self.repeat = self.line(_("Password again"), secret=True)
+        self.repeated = ""
 
     def store(self) -> None:
         plan = self.w.plan
         plan.admin_id = self.admin_id.text().strip()
         plan.admin_name = self.admin_name.text().strip()
         plan.admin_password = self.password.text()
+        self.repeated = self.repeat.text()
 
-    def check(self) -> None:
-        self.store()
-        setup.check_admin(self.w.plan, self.w.ctx.settings, self.repeat.text())
+    def verify(self) -> Any:
+        setup.check_admin(self.w.plan, self.w.ctx.settings, self.repeated)
 
 
 class CentralPage(StepPage):
@@ -310,6 +330,7 @@ class CentralPage(StepPage):
         self.setSubTitle(
             _("Register this counter now, or leave the address empty and register it later.")
         )
+        self.busy_text = _("Setting up…")
         self.url = self.line(_("Central system URL"))
         self.url.setPlaceholderText("https://central.example/")
         self.key = self.line(_("Enrolment key"), secret=True)
@@ -321,40 +342,15 @@ class CentralPage(StepPage):
         plan.enrolment_key = self.key.text().strip()
         plan.enrolment_code = self.code.text().strip()
 
-    def check(self) -> None:
-        self.store()
+    def verify(self) -> Any:
+        """Finish: check this page, then apply the plan (migrating, registering)."""
         setup.check_central(self.w.plan)
+        ctx = self.w.ctx
+        return setup.apply(self.w.plan, ctx.paths, ctx.settings, ctx.clock, ctx.setup_probe)
 
-    def validatePage(self) -> bool:
-        """Finish: check this page, then apply the plan off the GUI thread (migrating,
-        registering); the wizard closes when it is done, or shows the step that failed."""
-        if self.w.outcome is not None:
-            return True
-        if self.w.busy or not super().validatePage():
-            return False
-        self.w.busy = True
-        self.result.setText(_("Setting up…"))
-        finish = self.w.button(QWizard.WizardButton.FinishButton)
-        finish.setEnabled(False)
-        ctx, plan = self.w.ctx, self.w.plan
-
-        def done(outcome: setup.SetupResult) -> None:
-            self.w.busy = False
-            self.w.outcome = outcome
-            self.w.accept()
-
-        def failed(exc: BaseException) -> None:
-            self.w.busy = False
-            finish.setEnabled(True)
-            self.result.clear()
-            self.error.setText(error_text(exc))
-
-        self.w.ops.run(
-            lambda: setup.apply(plan, ctx.paths, ctx.settings, ctx.clock, ctx.setup_probe),
-            done,
-            failed,
-        )
-        return False
+    def finished(self, value: Any) -> None:
+        self.w.outcome = value
+        self.w.accept()
 
 
 class SetupWizard(QWizard):
@@ -381,6 +377,17 @@ class SetupWizard(QWizard):
         for page in self.pages:
             self.addPage(page)
         self.rejected.connect(lambda: setup.discard(ctx.paths))
+
+    def set_busy(self, busy: bool) -> None:
+        """A page is checking (or applying): Back, Next, Finish and Cancel wait for it."""
+        self.busy = busy
+        for which in (
+            QWizard.WizardButton.BackButton,
+            QWizard.WizardButton.NextButton,
+            QWizard.WizardButton.FinishButton,
+            QWizard.WizardButton.CancelButton,
+        ):
+            self.button(which).setEnabled(not busy)
 
     def reject(self) -> None:
         if not self.busy:
