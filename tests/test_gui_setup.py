@@ -255,3 +255,33 @@ def test_run_setup_cancelled_quits_without_configuration(qtbot: Any, tmp_path: P
         ctx.card_worker.shutdown()
     assert seen[:1] == ["CardVend set-up"]
     assert not ctx.paths.settings_file.exists() and not ctx.paths.default_db_file.exists()
+
+
+def test_after_the_set_up_the_login_signs_in_the_new_administrator(
+    wizard: Any, keystore: Path, qtbot: Any
+) -> None:
+    from PySide6.QtCore import Qt
+
+    from ui.app import start_session
+
+    w, ctx = wizard, wizard.ctx
+    fill_to_admin(w, keystore)
+    admin, central = w.pages[5:]
+    admin.password.setText("boss-password")
+    admin.repeat.setText("boss-password")
+    assert next_page(w) == ""
+    assert not central.validatePage()
+    qtbot.waitUntil(lambda: w.outcome is not None, timeout=30_000)
+    ctx.settings = Settings.load(ctx.paths.settings_file)  # as run_setup does
+    session = start_session(ctx)
+    try:
+        qtbot.waitUntil(lambda: session.ready, timeout=30_000)
+        dialog = session.dialog
+        dialog.operator.setText("admin")  # the page's default id
+        qtbot.keyClick(dialog.operator, Qt.Key.Key_Return)
+        dialog.password.setText("boss-password")
+        qtbot.keyClick(dialog.password, Qt.Key.Key_Return)
+        qtbot.waitUntil(lambda: session.window is not None, timeout=20_000)
+        assert ctx.office_code == "OF01" and ctx.counter_id == "C07"
+    finally:
+        session.shutdown()
