@@ -29,7 +29,7 @@ from app.domain import ids
 from app.domain.audit import AuditAction
 from app.domain.receipt import ReceiptData
 from app.errors import CardVendError
-from app.fileio import private_dir
+from app.fileio import private_dir, write_atomically
 from app.i18n import N_
 from app.paths import Paths
 from app.persistence.db import Database
@@ -244,12 +244,17 @@ def check_keys(plan: SetupPlan, probe: SetupProbe | None) -> None:
         raise _fail(KEYS, exc) from None
 
 
+def _printer_values(plan: SetupPlan) -> dict[str, str]:
+    return {
+        PRINTER.key: plan.printer,
+        PRINTER_NAME.key: plan.printer_name,
+        PRINTER_PORT.key: plan.printer_port,
+    }
+
+
 def printer_settings(plan: SetupPlan) -> Settings:
-    s = Settings()
-    s.set(PRINTER.key, plan.printer)
-    s.set(PRINTER_NAME.key, plan.printer_name)
-    s.set(PRINTER_PORT.key, plan.printer_port)
-    return s
+    """Settings naming the plan's printer (for the test print)."""
+    return Settings(_printer_values(plan))
 
 
 def check_printer(plan: SetupPlan) -> None:
@@ -334,7 +339,7 @@ def new_settings(plan: SetupPlan, paths: Paths, base: Settings) -> Settings:
         s.set(KEYSTORE_FILE.key, str(paths.data_dir / KEYSTORE_NAME))
     else:
         s.set(PSAM_READER.key, plan.psam_reader)
-    for key, value in printer_settings(plan)._values.items():
+    for key, value in _printer_values(plan).items():
         s.set(key, value)
     s.set(DEMO_MODE.key, False)
     if plan.language:
@@ -362,20 +367,27 @@ def _admin(db: Database, plan: SetupPlan, settings: Settings, clock: Clock) -> a
         raise _fail(ADMIN, exc) from None
 
 
-def _import_keystore(plan: SetupPlan, paths: Paths) -> Path | None:
-    """Copy the keystore into the data folder (0600); the copy's path when one was made."""
+def _import_keystore(plan: SetupPlan, paths: Paths) -> Callable[[], None] | None:
+    """Copy the keystore into the data folder (0600); returns what undoes it (the file that
+    was there before, e.g. a demo keystore, comes back), None when nothing was copied."""
     if plan.key_provider != "software":
         return None
     target = paths.data_dir / KEYSTORE_NAME
     source = Path(plan.keystore_source)
     if target.exists() and source.resolve() == target.resolve():
         return None
-    from app.fileio import write_atomically
-
+    before = target.read_bytes() if target.exists() else None
     private_dir(target.parent)
     write_atomically(target, source.read_bytes())
     os.chmod(target, 0o600)
-    return target
+
+    def undo() -> None:
+        if before is None:
+            target.unlink(missing_ok=True)
+        else:
+            write_atomically(target, before)
+
+    return undo
 
 
 @dataclass
@@ -397,14 +409,14 @@ def apply(
     settings = new_settings(plan, paths, base)
     url = database_url(plan, paths)
     db = Database(url)
-    copied: Path | None = None
+    undo: Callable[[], None] | None = None
     try:
         try:
             db.migrate()
         except CardVendError as exc:
             raise _fail(DATABASE, exc) from None
         admin = _admin(db, plan, settings, clock)
-        copied = _import_keystore(plan, paths)
+        undo = _import_keystore(plan, paths)
         registered = ""
         if plan.central_url.strip():
             registered = _register(plan, paths, settings, url, admin, clock, probe)
@@ -415,8 +427,8 @@ def apply(
         settings.save(paths.settings_file)
         os.chmod(paths.settings_file, 0o600)
     except BaseException:
-        if copied is not None:
-            copied.unlink(missing_ok=True)
+        if undo is not None:
+            undo()
         raise
     finally:
         db.dispose()
