@@ -187,3 +187,14 @@ def test_setup_with_a_psam_and_a_reader_through_pcscd(pcscd: Pcscd, tmp_path: Pa
     assert settings["key_provider"] == "psam" and settings["psam_reader"] == READER_SLOT1
     assert settings["card_reader"] == READER_SLOT0
     assert not (home / "data" / "keystore.json").exists()
+
+
+def test_a_test_print_on_a_missing_printer_port_is_one_line(keystore: Path, tmp_path: Path) -> None:
+    home = tmp_path / "counter"
+    r = run(home, *setup_args(keystore, "--printer", "escpos", "--printer-port",
+                              str(tmp_path / "no-such-tty"), "--test-print"), env=SECRETS)  # fmt: skip
+    assert r.returncode == 1 and "Set-up, printer:" in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert nothing_configured(home)
+    r = run(home, *setup_args(keystore, "--printer", "escpos"), env=SECRETS)
+    assert r.returncode == 1 and "serial port" in r.stderr

@@ -72,14 +72,16 @@ OFFICE, DATABASE, READER, KEYS, PRINTING, CENTRAL, ADMIN = (
 
 
 class SetupError(CardVendError):
-    """One step of the set-up is wrong: ``{step}: {reason}`` (both translated)."""
+    """One step of the set-up is wrong: the step and the problem, both translated; ``params``
+    fill the problem's placeholders (the parameter names of the frame are ones no other
+    error uses, so an error's own ``step`` or ``reason`` passes through)."""
 
     code = "setup"
-    template = N_("Set-up, {step}: {reason}")
+    template = N_("Set-up, {setup_step}: {setup_problem}")
 
-    def __init__(self, step: str, reason: str, **params: object) -> None:
+    def __init__(self, step: str, problem: str, /, **params: object) -> None:
         self.step = step
-        super().__init__(step=step, reason=reason, **params)
+        super().__init__(setup_step=step, setup_problem=problem, **params)
 
 
 @dataclass
