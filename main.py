@@ -64,11 +64,16 @@ def build_parser(*, commands: bool = True) -> argparse.ArgumentParser:
         "--version", action="version", version=f"cardvend {app_version()}",
         help=_("print the version and quit"),
     )  # fmt: skip
+    parser.add_argument(
+        "--setup",
+        action="store_true",
+        help=_("start the window with the first-run set-up (also: CARDVEND_DEMO=0, no settings)"),
+    )
     if not commands:
         parser.set_defaults(command=None)
         return parser
     from app import cli as app_cli
-    from app import cli_accounts, cli_backup, cli_jobs, cli_meter_change, cli_sales
+    from app import cli_accounts, cli_backup, cli_jobs, cli_meter_change, cli_sales, cli_setup
     from cardio import cli as card_cli
     from printing import cli as printing_cli
     from sync import cli as sync_cli
@@ -85,6 +90,7 @@ def build_parser(*, commands: bool = True) -> argparse.ArgumentParser:
     central_cli.register(sub)
     sync_cli.register(sub)
     printing_cli.register(sub)
+    cli_setup.register(sub)
     return parser
 
 
@@ -263,6 +269,69 @@ def wire_cards(ctx: AppContext, handler: PassphraseHandler | None = None) -> Key
     return keys
 
 
+class SetupDevices:
+    """The first-run set-up's devices (app.ports.SetupProbe): cardio/ readers, cards, keystores
+    and PSAMs on the one card thread, printing/ the test receipt, sync/ the registration."""
+
+    def __init__(self, ctx: AppContext) -> None:
+        self._ctx = ctx
+
+    @contextlib.contextmanager
+    def _port(self) -> Any:
+        from cardio.pcsc import PcscReaderPort
+
+        port = PcscReaderPort(self._ctx.card_worker)  # type: ignore[arg-type]
+        try:
+            yield port
+        finally:
+            port.close()
+
+    def readers(self) -> list[str]:
+        with self._port() as port:
+            return list(port.readers())
+
+    def read_card(self, reader: str) -> Any:
+        from cardio.terminal import ApduTerminal
+
+        wait = float(os.environ.get("CARDVEND_CARD_WAIT", "2"))
+        with self._port() as port:
+            terminal = ApduTerminal(port.connect(reader, timeout=wait))
+            try:
+                return terminal.read()
+            finally:
+                terminal.close()
+
+    def open_keystore(self, path: str, passphrase: str) -> None:
+        from cardio.keys import open_keystore
+
+        open_keystore(path, passphrase)
+
+    def open_psam(self, reader: str) -> None:
+        from cardio.keys import PsamKeyProvider
+
+        with self._port() as port:
+            PsamKeyProvider(port.connect(reader, timeout=2.0)).close()
+
+    def test_print(self, settings: Any, receipt: ReceiptData) -> str:
+        from printing.backends import make_printer
+
+        ctx = self._ctx
+        printer = make_printer(settings, receipt_dir=ctx.paths.data_dir / "receipts",
+                               opener=ctx.serial_opener)  # fmt: skip
+        if printer is None:
+            return ""
+        printer.print_receipt(receipt, language=str(settings.get("receipt_language")))
+        return printer.name
+
+    def register(
+        self, ctx: AppContext, url: str, key: str | None, code: str | None, operator: Principal
+    ) -> str:
+        from sync.service import register_counter
+
+        answer = register_counter(ctx, url, key, operator=operator, enrolment_code=code)
+        return f"{answer.office_code}/{answer.counter_id}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from app import i18n
     from app.context import AppContext
@@ -311,11 +380,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         ctx.registered_with = lambda: registered_with(ctx)
         wire_printing(ctx)
         wire_meters(ctx)
+        ctx.setup_probe = SetupDevices(ctx)
         if args.command is None:
             from ui.app import run_gui
 
             try:
-                return run_gui(ctx)
+                return run_gui(ctx, setup=args.setup)
             finally:
                 keys.close()
         try:

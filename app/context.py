@@ -25,6 +25,7 @@ from app.ports import (
     ReceiptRenderer,
     ReportRenderer,
     SerialOpener,
+    SetupProbe,
     SlipRenderer,
 )
 from app.settings import COUNTER_ID, DB_URL, OFFICE_CODE, Settings
@@ -64,6 +65,7 @@ class AppContext:
     # meters over DL/T 645 (cardio/), set by main.py: see app/services/meter_reading.py
     meter_reader: Callable[[str, str], Any] | None = None
     meter_commander: Callable[[str, str, str, str], None] | None = None
+    setup_probe: SetupProbe | None = None  # the first-run set-up's devices, set by main.py
 
     def open_terminal(self, reader: str | None = None, image: str | None = None) -> CardTerminal:
         """The card in ``reader`` (or the configured reader), or an emulated card image."""

@@ -264,3 +264,35 @@ class ReportRenderer(Protocol):
 # (counter and office registered); raises a typed error saying what went wrong. sync/
 # implements it (audited; registering again sends the counter's current token).
 CounterRegistrar = Callable[[str, str | None, "Principal"], str]
+
+
+class SetupProbe(Protocol):
+    """What the first-run set-up (app/services/setup.py) asks of the parts app/ may not import;
+    main.py wires it (cardio/ readers and keystores, printing/ the test receipt, sync/ the
+    registration). Each raises a typed error saying what is wrong."""
+
+    def readers(self) -> list[str]:
+        """The PC/SC readers pcscd sees."""
+        ...
+
+    def read_card(self, reader: str) -> CardContents:
+        """Read the card in ``reader`` without keys (kind and serial; NoCard when none)."""
+        ...
+
+    def open_keystore(self, path: str, passphrase: str) -> None:
+        """Open the keystore at ``path`` (KeystoreError when the passphrase is wrong)."""
+        ...
+
+    def open_psam(self, reader: str) -> None:
+        """Connect to the PSAM in ``reader`` and select its application."""
+        ...
+
+    def test_print(self, settings: Any, receipt: ReceiptData) -> str:
+        """Print ``receipt`` on the printer ``settings`` name; says which printer it went to."""
+        ...
+
+    def register(
+        self, ctx: Any, url: str, key: str | None, code: str | None, operator: Principal
+    ) -> str:
+        """Register the counter of ``ctx`` with the central system at ``url``."""
+        ...

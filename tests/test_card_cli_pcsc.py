@@ -4,10 +4,7 @@ on the vpcd slots, the other commands reach them with --reader like a physical r
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,30 +13,9 @@ from sqlalchemy import select
 
 from app.persistence.db import Database
 from app.persistence.models import AuditEntry
-from tests.conftest import ROOT
 from tests.pcsc_fixtures import READER_SLOT0, READER_SLOT1, Pcscd, wait_card_absent
+from tests.rigs.card_process import Emulator
 from tests.rigs.cli import run
-
-
-class Emulator:
-    def __init__(self, home: Path, *args: str) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CARDVEND_")}
-        env.update(CARDVEND_HOME=str(home), CARDVEND_LANG="en")
-        self.proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "main.py"), "card", "emulate", *args],
-            env=env,
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        assert "Serving card" in line, (line, self.proc.stderr.read() if self.proc.stderr else "")
-
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        assert self.proc.wait(timeout=30) == 0
 
 
 @pytest.fixture

@@ -92,10 +92,19 @@ def start_session(ctx: AppContext, *, idle_ms: int | None = None) -> CounterSess
     return session
 
 
-def run_gui(ctx: AppContext, argv: list[str] | None = None) -> int:
+def run_gui(ctx: AppContext, argv: list[str] | None = None, *, setup: bool = False) -> int:
+    """``setup``: the first-run set-up first (also when nothing is configured and CARDVEND_DEMO
+    is 0; see app/services/setup.py ``setup_needed``); cancelling it quits."""
     from PySide6.QtWidgets import QApplication
 
+    from app.services.setup import setup_needed
+
     qapp = QApplication.instance() or QApplication(argv or sys.argv[:1])
+    if setup_needed(ctx.settings, forced=setup):
+        from ui.setup_wizard import run_setup
+
+        if not run_setup(ctx):
+            return 0
     session = start_session(ctx)
     session.quit_requested.connect(qapp.quit)
     smoke_ms = os.environ.get("CARDVEND_SMOKE_QUIT_MS")

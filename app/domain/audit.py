@@ -94,6 +94,7 @@ class AuditAction(enum.StrEnum):
     CARD_ERASE = "card_erase"
     CARD_ISSUE = "card_issue"
     COUNTER_REGISTER = "counter_register"
+    COUNTER_SETUP = "counter_setup"  # the first-run set-up (app/services/setup.py)
     CUSTOMERS_IMPORT = "customers_import"
     DEMO_LOAD = "demo_load"
     EXCHANGE_CARD = "exchange_card"
