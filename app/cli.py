@@ -66,6 +66,8 @@ def open_db(ctx: AppContext, *, migrate: bool = False) -> Database:
         raise DatabaseError(
             detail=N_("it has no CardVend tables yet; run 'cardvend init' (or 'cardvend demo')")
         )
+    else:
+        db.check_revision()  # a newer CardVend's database is not used by this one
     return db
 
 

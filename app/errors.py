@@ -109,6 +109,24 @@ class DatabaseError(CardVendError):
     )
 
 
+class SchemaTooNew(CardVendError):
+    """The database's schema revision is unknown to this code: a newer CardVend made it.  It is
+    refused, never downgraded (a downgrade drops what the newer version recorded)."""
+
+    code = "schema_too_new"
+    template = N_(
+        "This database was made by a newer CardVend (schema {found}); this version knows up to "
+        "{known}. Install the newer version or restore a backup."
+    )
+
+
+class StationSchemaTooNew(SchemaTooNew):
+    template = N_(
+        "This station database was made by a newer CardVend station (schema {found}); this "
+        "version knows up to {known}. Install the newer version or restore a backup."
+    )
+
+
 class ImportFileError(CardVendError):
     code = "import_file"
     template = N_("The file {path} cannot be imported: {detail}. Nothing was imported.")

@@ -25,7 +25,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.errors import DatabaseError
+from app.errors import DatabaseError, SchemaTooNew
 from app.fileio import create_private_file, private_dir
 
 log = logging.getLogger(__name__)
@@ -158,12 +158,16 @@ class Database:
             yield session
 
     def migrate(self, revision: str = "head") -> None:
-        """Create or upgrade the schema with Alembic."""
+        """Create or upgrade the schema with Alembic; :class:`SchemaTooNew` when a newer CardVend
+        made the database (it is never downgraded)."""
         from alembic import command
 
         try:
-            with self._write_engine.connect() as conn:
-                command.upgrade(self.alembic_config(conn), revision)
+            with self._write_engine.connect() as conn, _foreign_keys_deferred(conn):
+                cfg = self.alembic_config(conn)
+                refuse_unknown_revision(conn, cfg)
+                command.upgrade(cfg, revision)
+                _check_foreign_keys(conn)
                 conn.commit()
         except OperationalError as exc:
             raise DatabaseError(detail=str(exc.orig)) from exc
@@ -179,6 +183,11 @@ class Database:
         cfg.attributes["connection"] = connection
         return cfg
 
+    def check_revision(self) -> None:
+        """:class:`SchemaTooNew` when the database's schema is newer than this code knows."""
+        with self.engine.connect() as conn:
+            refuse_unknown_revision(conn, self.alembic_config(conn))
+
     def current_revision(self) -> str | None:
         from alembic.runtime.migration import MigrationContext
 
@@ -191,3 +200,51 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+@contextmanager
+def _foreign_keys_deferred(conn: Any) -> Iterator[None]:
+    """SQLite: foreign keys off while migrating.  A batch migration rebuilds a table (a copy, then
+    DROP and rename); with foreign keys on, dropping a table that other rows refer to fails, so
+    a database with sales could not take a migration that rebuilds ``sales``.  The pragma only
+    works outside a transaction, so it goes to the driver's connection before the upgrade
+    begins; :func:`_check_foreign_keys` checks every reference before the commit."""
+    if conn.dialect.name != "sqlite":
+        yield
+        return
+    raw = conn.connection.dbapi_connection
+    raw.execute("PRAGMA foreign_keys=OFF")
+    try:
+        yield
+    finally:
+        if conn.in_transaction():
+            conn.rollback()
+        raw.execute("PRAGMA foreign_keys=ON")
+
+
+def _check_foreign_keys(conn: Any) -> None:
+    if conn.dialect.name == "sqlite":
+        broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+        if broken:
+            raise DatabaseError(detail=f"the upgrade broke references: {broken[:3]}")
+
+
+def refuse_unknown_revision(
+    connection: Any,
+    cfg: Any,
+    *,
+    version_table: str = "alembic_version",
+    error: type[SchemaTooNew] = SchemaTooNew,
+) -> None:
+    """Raise ``error`` when the database stands at a revision the migrations of ``cfg`` do not
+    have: a newer version made it, and upgrading (or downgrading) from there is not possible."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    context = MigrationContext.configure(connection, opts={"version_table": version_table})
+    found = context.get_current_heads()
+    script = ScriptDirectory.from_config(cfg)
+    known = {rev.revision for rev in script.walk_revisions()}
+    unknown = [rev for rev in found if rev not in known]
+    if unknown:
+        raise error(found=", ".join(unknown), known=script.get_current_head())

@@ -14,6 +14,9 @@ from typing import Any
 
 from sqlalchemy import Connection, inspect, text
 
+from app.errors import StationSchemaTooNew
+from app.persistence.db import refuse_unknown_revision
+
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 BASELINE = "c0001"
 VERSION_TABLE = "central_alembic_version"
@@ -58,5 +61,8 @@ def upgrade(engine: Any, revision: str = "head") -> None:
         cfg = _config(conn)
         if VERSION_TABLE not in tables and "central_counters" in tables:
             command.stamp(cfg, BASELINE)  # made by create_all before there were migrations
+        refuse_unknown_revision(
+            conn, cfg, version_table=VERSION_TABLE, error=StationSchemaTooNew
+        )  # a newer station's database: refused, never downgraded
         command.upgrade(cfg, revision)
         conn.commit()
