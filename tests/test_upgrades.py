@@ -132,7 +132,10 @@ def _load_released(revision: str, path: Path) -> None:
 
 
 def test_every_released_counter_schema_has_its_demo_database() -> None:
-    assert _released() == _chain(MIGRATIONS_DIR)
+    """Each schema up to the last release has its demo database; revisions after it (made
+    since, not released yet) get theirs when they are released (tests/tools/released_fixtures.py)."""
+    released, chain = _released(), _chain(MIGRATIONS_DIR)
+    assert len(released) >= 9 and released == chain[: len(released)]
 
 
 @pytest.mark.parametrize("revision", _released())
@@ -177,7 +180,8 @@ def test_a_newer_counter_database_is_refused_not_downgraded(empty_db: Database) 
     with pytest.raises(SchemaTooNew) as refused:
         empty_db.migrate()
     text = refused.value.localized("en")
-    assert "newer CardVend (schema 9999)" in text and "knows up to 0010" in text
+    head = _chain(MIGRATIONS_DIR)[-1]
+    assert "newer CardVend (schema 9999)" in text and f"knows up to {head}" in text
     assert "Install the newer version or restore a backup" in text
     assert "9999" in refused.value.localized("zh_CN")
     with pytest.raises(SchemaTooNew):
