@@ -107,6 +107,14 @@ def record(
     return entry
 
 
+def lock_head(session: Session) -> None:
+    """Hold the chain's head from now to the end of the unit of work: one that decides from what
+    it reads whether to write (the first administrator, which counters sharing a database may
+    create at the same moment) takes it before reading, so such units of work run one after
+    the other (SQLite: ``BEGIN IMMEDIATE`` does that already)."""
+    session.execute(select(AuditHead.id).where(AuditHead.id == 1).with_for_update())
+
+
 class _Acting(Protocol):
     """Anything that names who acted and where: a signed-in principal, a reversal's request..."""
 
