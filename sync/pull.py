@@ -133,7 +133,7 @@ def _pull(
     pages stay small (memory: the page applied and the one being fetched), commits few, and
     the write lock is never held while waiting for the central side."""
     key = cursor_key(stream, counter_id)
-    _ensure_cursor(db, key)
+    ensure_setting(db, key)
     with db.read() as session:
         after = int(get_setting(session, key) or 0)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"pull-{stream}") as pool:
@@ -160,8 +160,8 @@ def _pull(
                 put_setting(session, key, str(after))
 
 
-def _ensure_cursor(db: Database, key: str) -> None:
-    """The cursor's row exists, so that a page's transaction can lock it (two counters that
+def ensure_setting(db: Database, key: str, initial: str = "0") -> None:
+    """The setting's row (a cursor) exists, so that a transaction can lock it (two counters that
     share a database may pull the same stream at the same time)."""
     with db.read() as session:
         if session.get(Setting, key) is not None:
@@ -169,7 +169,7 @@ def _ensure_cursor(db: Database, key: str) -> None:
     try:
         with db.write() as session:
             if session.get(Setting, key) is None:
-                session.add(Setting(key=key, value="0"))
+                session.add(Setting(key=key, value=initial))
     except IntegrityError:  # the other counter made it meanwhile
         pass
 
