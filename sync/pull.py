@@ -155,7 +155,14 @@ def _pull(
                     page = None  # memory: at most the page applied and the one being fetched
                     report.pages += 1
                     after = next_cursor
-                    if more and records < TX_RECORDS and pending.done():
+                    # a page that appended to the audit log (a sale flagged for review) holds
+                    # the head: the next page's customers go in a transaction of their own
+                    if (
+                        more
+                        and records < TX_RECORDS
+                        and pending.done()
+                        and not audit.holds_head(session)
+                    ):
                         page = pending.result()
                 put_setting(session, key, str(after))
 
