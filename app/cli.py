@@ -22,7 +22,7 @@ from app.domain import ids
 from app.domain.audit import AuditAction
 from app.domain.operators import Role
 from app.domain.permissions import Action
-from app.errors import DatabaseError, ValidationError
+from app.errors import Conflict, DatabaseError, ValidationError
 from app.files import check_output, output_errors
 from app.i18n import N_, _
 from app.localtime import local_time
@@ -317,15 +317,20 @@ def cmd_init(ctx: AppContext, args: argparse.Namespace) -> int:
             )
         )
         return 0
-    auth.create_first_admin(
-        db,
-        args.admin_id,
-        args.admin_name,
-        password,
-        counter_id=ctx.counter_id,
-        clock=ctx.clock,
-        policy=auth.SecurityPolicy.from_settings(ctx.settings),
-    )
+    try:
+        auth.create_first_admin(
+            db,
+            args.admin_id,
+            args.admin_name,
+            password,
+            counter_id=ctx.counter_id,
+            clock=ctx.clock,
+            policy=auth.SecurityPolicy.from_settings(ctx.settings),
+        )
+    except Conflict:
+        if auth.admin_exists(db):  # another counter's init created it meanwhile
+            return 0
+        raise
     print(_("Administrator {operator} created.", operator=args.admin_id))
     return 0
 

@@ -133,7 +133,7 @@ def _pull(
     pages stay small (memory: the page applied and the one being fetched), commits few, and
     the write lock is never held while waiting for the central side."""
     key = cursor_key(stream, counter_id)
-    _ensure_cursor(db, key)
+    ensure_setting(db, key)
     with db.read() as session:
         after = int(get_setting(session, key) or 0)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"pull-{stream}") as pool:
@@ -155,13 +155,20 @@ def _pull(
                     page = None  # memory: at most the page applied and the one being fetched
                     report.pages += 1
                     after = next_cursor
-                    if more and records < TX_RECORDS and pending.done():
+                    # a page that appended to the audit log (a sale flagged for review) holds
+                    # the head: the next page's customers go in a transaction of their own
+                    if (
+                        more
+                        and records < TX_RECORDS
+                        and pending.done()
+                        and not audit.holds_head(session)
+                    ):
                         page = pending.result()
                 put_setting(session, key, str(after))
 
 
-def _ensure_cursor(db: Database, key: str) -> None:
-    """The cursor's row exists, so that a page's transaction can lock it (two counters that
+def ensure_setting(db: Database, key: str, initial: str = "0") -> None:
+    """The setting's row (a cursor) exists, so that a transaction can lock it (two counters that
     share a database may pull the same stream at the same time)."""
     with db.read() as session:
         if session.get(Setting, key) is not None:
@@ -169,7 +176,7 @@ def _ensure_cursor(db: Database, key: str) -> None:
     try:
         with db.write() as session:
             if session.get(Setting, key) is None:
-                session.add(Setting(key=key, value="0"))
+                session.add(Setting(key=key, value=initial))
     except IntegrityError:  # the other counter made it meanwhile
         pass
 

@@ -33,7 +33,7 @@ from app.domain.permissions import Action
 from app.errors import CardVendError
 from app.fileio import private_dir, write_atomically
 from app.persistence.db import Database
-from app.persistence.models import AuditEntry, Customer, OutboxEntry, Sale
+from app.persistence.models import AuditEntry, Customer, OutboxEntry, Sale, Setting
 from app.services import audit
 from app.services.auth import Principal
 from app.services.sync_status import (
@@ -57,7 +57,7 @@ from sync import contract as c
 from sync.client import CentralClient
 from sync.errors import AuditDiverged, NotRegistered
 from sync.outbox import NAMESPACE, PushReport, SaleFacts, push, sale_body
-from sync.pull import PullReport, get_setting, pull_all, put_setting
+from sync.pull import PullReport, ensure_setting, get_setting, pull_all, put_setting
 
 log = logging.getLogger(__name__)
 TOKEN_FILE = "central.token"
@@ -194,6 +194,30 @@ class RoundReport:
         }
 
 
+def _control_position(raw: str | None) -> tuple[dt.datetime, int] | None:
+    """The control cursor ``SEEN_AT|CUSTOMER_ID`` (the last write-back reported), or None."""
+    since, _, last_id = (raw or "").partition("|")
+    return (aware(dt.datetime.fromisoformat(since)), int(last_id)) if since else None
+
+
+def _advance_control_cursor(db: Database, seen: dt.datetime, customer_id: int) -> None:
+    """Move the shared control cursor forward, never back: another counter of this database may
+    have reported further meanwhile (taking its position back would send those reports again).
+    The row is locked while it is compared and written."""
+    ensure_setting(db, CONTROL_CURSOR, initial="")
+    with db.write() as session:
+        row = session.scalar(
+            select(Setting)
+            .where(Setting.key == CONTROL_CURSOR)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        assert row is not None
+        held = _control_position(row.value)
+        if held is None or (seen, customer_id) > held:
+            row.value = f"{seen.isoformat()}|{customer_id}"
+
+
 class SyncService:
     def __init__(
         self,
@@ -282,8 +306,7 @@ class SyncService:
         reports = sms = refused = 0
         while True:
             with self.db.read() as session:
-                raw = get_setting(session, CONTROL_CURSOR) or ""
-                since, _, last_id = raw.partition("|")
+                position = _control_position(get_setting(session, CONTROL_CURSOR))
                 query = select(
                     Customer.id,
                     Customer.customer_no,
@@ -292,11 +315,11 @@ class SyncService:
                     Customer.write_back_seen_at,
                     Customer.alarm1,
                 ).where(Customer.write_back_seen_at.is_not(None))
-                if since:
-                    when = dt.datetime.fromisoformat(since)
+                if position is not None:
+                    when, last_id = position
                     query = query.where(
                         (Customer.write_back_seen_at > when)
-                        | ((Customer.write_back_seen_at == when) & (Customer.id > int(last_id)))
+                        | ((Customer.write_back_seen_at == when) & (Customer.id > last_id))
                     )
                 rows = session.execute(
                     query.order_by(Customer.write_back_seen_at, Customer.id).limit(page)
@@ -349,10 +372,7 @@ class SyncService:
             sms += len(texts)
             last_id_now, last_seen = rows[-1][0], rows[-1][4]
             assert last_seen is not None
-            with self.db.write() as session:
-                put_setting(
-                    session, CONTROL_CURSOR, f"{aware(last_seen).isoformat()}|{last_id_now}"
-                )
+            _advance_control_cursor(self.db, aware(last_seen), last_id_now)
             if len(rows) < page:
                 return reports, sms, refused
 

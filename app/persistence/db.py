@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.dialects.sqlite.base import SQLiteCompiler
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
@@ -33,6 +33,10 @@ log = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 WRITE_OPTION = "cardvend_write"
 READ_OPTION = "cardvend_read"
+# one migration at a time per schema (released when the migration's transaction ends)
+MIGRATION_LOCK = text(
+    "SELECT pg_advisory_xact_lock(hashtext('cardvend.migrate.' || current_schema()))"
+)
 
 
 def normalize_url(url: str | URL) -> URL:
@@ -159,11 +163,16 @@ class Database:
 
     def migrate(self, revision: str = "head") -> None:
         """Create or upgrade the schema with Alembic; :class:`SchemaTooNew` when a newer CardVend
-        made the database (it is never downgraded)."""
+        made the database (it is never downgraded).  On PostgreSQL the counters of an office
+        share the database and may run ``cardvend init`` at the same moment: the migration runs
+        under a transaction-level advisory lock on the schema, so the others wait and then find
+        it done (without it two ``CREATE TABLE`` of one table collide)."""
         from alembic import command
 
         try:
             with self._write_engine.connect() as conn, _foreign_keys_deferred(conn):
+                if self.dialect == "postgresql":
+                    conn.execute(MIGRATION_LOCK)
                 cfg = self.alembic_config(conn)
                 refuse_unknown_revision(conn, cfg)
                 command.upgrade(cfg, revision)

@@ -57,6 +57,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RESULTS = ("ok", "denied", "failed", "locked", "error")
+HEAD_HELD = "cardvend_audit_head_held"  # Session.info: this unit of work holds the head
 
 
 def record(
@@ -104,7 +105,24 @@ def record(
     session.add(entry)
     head.seq, head.hash = seq, digest
     session.flush()
+    session.info[HEAD_HELD] = True
     return entry
+
+
+def holds_head(session: Session) -> bool:
+    """Whether this unit of work appended to the audit log, so holds the head's lock until it
+    ends: it should then lock no more rows that others lock before they append (a customer's
+    row for a sale), or the two could wait on each other."""
+    return bool(session.info.get(HEAD_HELD))
+
+
+def lock_head(session: Session) -> None:
+    """Hold the chain's head from now to the end of the unit of work: one that decides from what
+    it reads whether to write (the first administrator, which counters sharing a database may
+    create at the same moment) takes it before reading, so such units of work run one after
+    the other (SQLite: ``BEGIN IMMEDIATE`` does that already)."""
+    session.execute(select(AuditHead.id).where(AuditHead.id == 1).with_for_update())
+    session.info[HEAD_HELD] = True
 
 
 class _Acting(Protocol):

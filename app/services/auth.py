@@ -374,6 +374,7 @@ def create_first_admin(
     check_operator_id(operator_id)
     _check_password(password, policy or SecurityPolicy())
     with db.write() as session:
+        audit.lock_head(session)  # another counter's first start or init may be at this step
         if _active_admins(session):
             raise Conflict(N_("An administrator exists already; ask them to add operators."))
         _add_operator(session, operator_id, name or operator_id, Role.ADMIN, password, clock)
