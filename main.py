@@ -73,7 +73,15 @@ def build_parser(*, commands: bool = True) -> argparse.ArgumentParser:
         parser.set_defaults(command=None)
         return parser
     from app import cli as app_cli
-    from app import cli_accounts, cli_backup, cli_jobs, cli_meter_change, cli_sales, cli_setup
+    from app import (
+        cli_accounts,
+        cli_backup,
+        cli_diag,
+        cli_jobs,
+        cli_meter_change,
+        cli_sales,
+        cli_setup,
+    )
     from cardio import cli as card_cli
     from printing import cli as printing_cli
     from sync import cli as sync_cli
@@ -91,6 +99,7 @@ def build_parser(*, commands: bool = True) -> argparse.ArgumentParser:
     sync_cli.register(sub)
     printing_cli.register(sub)
     cli_setup.register(sub)
+    cli_diag.register(sub)
     return parser
 
 
@@ -332,6 +341,49 @@ class SetupDevices:
         return f"{answer.office_code}/{answer.counter_id}"
 
 
+class DiagDevices(SetupDevices):
+    """The self-test's and the support bundle's devices (app.ports.DiagProbe): the configured
+    key provider (cardio/), printer (printing/) and central system (sync/)."""
+
+    def load_keys(self) -> str:
+        from app.i18n import _
+        from app.settings import KEY_PROVIDER, PSAM_READER
+        from cardio.wiring import key_provider, keystore_path
+
+        ctx = self._ctx
+        provider = key_provider(ctx, card_thread=ctx.card_worker)  # type: ignore[arg-type]
+        close = getattr(provider, "close", None)
+        if callable(close):
+            close()
+        if ctx.settings.value(KEY_PROVIDER) == "psam":
+            return _("PSAM in {reader}", reader=ctx.settings.value(PSAM_READER))
+        return _("keystore {path} opened", path=keystore_path(ctx))
+
+    def printer_status(self) -> str | None:
+        from printing.backends import printer_status
+
+        ctx = self._ctx
+        return printer_status(ctx.settings, receipt_dir=ctx.paths.data_dir / "receipts",
+                              opener=ctx.serial_opener)  # fmt: skip
+
+    def central_time(self) -> Any:
+        from sync.service import make_client
+
+        if registered_with(self._ctx) is None:
+            return None
+        client = make_client(self._ctx)
+        try:
+            return client.health().server_time
+        finally:
+            client.close()
+
+    def secrets(self) -> list[str]:
+        from sync.service import load_token
+
+        token = load_token(self._ctx)
+        return [token] if token else []
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from app import i18n
     from app.context import AppContext
@@ -381,6 +433,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         wire_printing(ctx)
         wire_meters(ctx)
         ctx.setup_probe = SetupDevices(ctx)
+        ctx.diag_probe = DiagDevices(ctx)
         if args.command is None:
             from ui.app import run_gui
 

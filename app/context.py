@@ -21,6 +21,7 @@ from app.ports import (
     CardTray,
     CardWorker,
     CounterRegistrar,
+    DiagProbe,
     Printer,
     ReceiptRenderer,
     ReportRenderer,
@@ -51,6 +52,7 @@ class AppContext:
     registrar: CounterRegistrar | None = None  # registers with the central system (sync/)
     # where this counter is registered (the central system's URL), or None: set by main.py
     registered_with: Callable[[], str | None] | None = None
+    diag_probe: DiagProbe | None = None  # selftest and diag's device checks: set by main.py
     receipt_renderer: ReceiptRenderer | None = None  # set by main.py (printing/)
     report_renderer: ReportRenderer | None = None  # set by main.py (printing/)
     slip_renderer: SlipRenderer | None = None  # set by main.py (printing/)

@@ -296,3 +296,33 @@ class SetupProbe(Protocol):
     ) -> str:
         """Register the counter of ``ctx`` with the central system at ``url``."""
         ...
+
+
+class DiagProbe(Protocol):
+    """What ``cardvend selftest`` and ``cardvend diag`` ask of the parts app/ may not import
+    (cardio/ readers and keys, printing/ the printer, sync/ the central system); main.py wires
+    it. Each raises a typed error saying what is wrong."""
+
+    def readers(self) -> list[str]:
+        """The PC/SC readers pcscd sees."""
+        ...
+
+    def read_card(self, reader: str) -> CardContents:
+        """Read the card in ``reader`` without keys (NoCard when none)."""
+        ...
+
+    def load_keys(self) -> str:
+        """Build the configured key provider; says which (keystore file or PSAM reader)."""
+        ...
+
+    def printer_status(self) -> str | None:
+        """Whether the configured printer can be reached; None: no printer configured."""
+        ...
+
+    def central_time(self) -> Any:
+        """The central system's clock (an aware datetime), or None when not registered."""
+        ...
+
+    def secrets(self) -> list[str]:
+        """Secrets held outside the settings (the central token): never in a bundle."""
+        ...

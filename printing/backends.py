@@ -65,6 +65,7 @@ ESCPOS_WIDTHS = {"80": 48, "58": 32}  # characters per line of font A
 SPOOL_MAX_AGE = 3600.0  # Windows: PDFs handed to the reader are removed after an hour
 
 HINT_CONNECTED = N_("Check that the printer is on and connected, then reprint the receipt.")
+HINT_SETTINGS = N_("Check the printer settings on the administration page.")
 HINT_REPORT = N_("The sale is saved. Tell IT support, then reprint the receipt.")
 
 # printer status (printing.escpos.parse_*_status) -> reason, hint; "paper_near_end" still prints
@@ -394,3 +395,35 @@ def make_printer(
             ESCPOS_WIDTHS.get(size, ESCPOS_WIDTHS["80"]),
         )
     raise ValueError(f"unknown printer kind {kind!r}")
+
+
+def printer_status(
+    settings: Settings, *, receipt_dir: Path, opener: SerialOpener | None
+) -> str | None:
+    """Whether the configured printer can be reached, without printing (``cardvend
+    selftest``): the PDF folder is writable, the CUPS queue is known, the ESC/POS port opens.
+    None when no printer is configured; PrinterError saying what is wrong."""
+    from app.i18n import _
+
+    printer = make_printer(settings, receipt_dir=receipt_dir, opener=opener)
+    if printer is None:
+        return None
+    if isinstance(printer, PdfFolderPrinter):
+        private_dir(printer.folder)
+        if not os.access(printer.folder, os.W_OK):
+            raise PrinterError(printer=printer.name, reason=N_("the folder cannot be written"),
+                               hint=HINT_SETTINGS)  # fmt: skip
+        return _("{printer}: the folder can be written", printer=printer.name)
+    if isinstance(printer, EscPosPrinter):
+        try:
+            link = printer.opener(printer.port, printer.baudrate)
+        except CardVendError:
+            raise
+        except Exception as exc:
+            raise PrinterError(printer=printer.name, reason=N_("the port cannot be opened"),
+                               hint=HINT_SETTINGS) from exc  # fmt: skip
+        close = getattr(link, "close", None)
+        if callable(close):
+            close()
+        return _("{printer}: the port opens", printer=printer.name)
+    return _("{printer}: configured (the system's print queue)", printer=printer.name)

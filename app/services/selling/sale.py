@@ -27,6 +27,8 @@ the same card again, without a new fee).
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -37,6 +39,7 @@ from app.clock import Clock
 from app.domain.card import CardContents, CardError, UserCardType
 from app.domain.ledger import SaleState, Situation
 from app.domain.permissions import Action
+from app.errors import CardVendError
 from app.i18n import N_
 from app.money import check_fen
 from app.persistence.db import Database
@@ -50,6 +53,8 @@ from app.services.selling.errors import CardBehind, CardRefused, InsertIntoMeter
 from app.services.selling.offline import check_offline_limits
 from app.services.selling.records import card_change, card_type
 from app.settings import TRAINING_MODE, UTILITY_CODE, Settings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -83,7 +88,48 @@ def sell(
     override_request: str | None = None,
     contents: CardContents | None = None,
 ) -> SaleOutcome:
-    """Sell ``amount`` fen onto the card in the terminal (card first)."""
+    """Sell ``amount`` fen onto the card in the terminal (card first); one log line per sale
+    (its id and receipt number, customer, amount, outcome and duration) lets support follow
+    a sale through the log."""
+    started = time.monotonic()
+    try:
+        outcome = _sell(
+            db, terminal, actor=actor, amount=amount, clock=clock, settings=settings,
+            cash_received=cash_received, expect_customer=expect_customer,
+            override_request=override_request, contents=contents,
+        )  # fmt: skip
+    except CardVendError as exc:
+        log.info(
+            "sale %s at %s by %s: %d fen %s (%s) after %d ms",
+            exc.params.get("sale_id", "-"), actor.counter_id, actor.operator_id, amount,
+            "in doubt" if isinstance(exc, SaleInDoubt) else "not made", exc.code,
+            (time.monotonic() - started) * 1000,
+        )  # fmt: skip
+        raise
+    sale = outcome.sale
+    log.info(
+        "sale %s (receipt %s) at %s by %s: customer %s, %d fen, credit %d fen, purchase %s: "
+        "%s in %d ms",
+        sale.sale_id, sale.sale_id[:8].upper(), actor.counter_id, actor.operator_id,
+        outcome.assessment.customer.customer_no, sale.amount_fen, sale.credit_fen,
+        sale.purchase_count, sale.state, (time.monotonic() - started) * 1000,
+    )  # fmt: skip
+    return outcome
+
+
+def _sell(
+    db: Database,
+    terminal: CardTerminal,
+    *,
+    actor: Principal,
+    amount: int,
+    clock: Clock,
+    settings: Settings,
+    cash_received: int | None = None,
+    expect_customer: str | None = None,
+    override_request: str | None = None,
+    contents: CardContents | None = None,
+) -> SaleOutcome:
     check_fen(amount)
     actor.authorize(Action.SELL, clock)
     contents = contents or terminal.read()
