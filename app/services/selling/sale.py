@@ -27,10 +27,12 @@ the same card again, without a new fee).
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import select
 
@@ -75,6 +77,40 @@ class SaleOutcome:
         }
 
 
+F = TypeVar("F", bound=Callable[..., "SaleOutcome"])
+
+
+def _logged(fn: F) -> F:
+    """One log line per sale (its id and receipt number, customer, amount, outcome and
+    duration), so support can follow a sale through the log."""
+
+    @functools.wraps(fn)
+    def logged(*args: Any, actor: Principal, amount: int, **kwargs: Any) -> SaleOutcome:
+        started = time.monotonic()
+        try:
+            outcome = fn(*args, actor=actor, amount=amount, **kwargs)
+        except CardVendError as exc:
+            log.info(
+                "sale %s at %s by %s: %d fen %s (%s) after %d ms",
+                exc.params.get("sale_id", "-"), actor.counter_id, actor.operator_id, amount,
+                "in doubt" if isinstance(exc, SaleInDoubt) else "not made", exc.code,
+                (time.monotonic() - started) * 1000,
+            )  # fmt: skip
+            raise
+        sale = outcome.sale
+        log.info(
+            "sale %s (receipt %s) at %s by %s: customer %s, %d fen, credit %d fen, purchase "
+            "%s: %s in %d ms",
+            sale.sale_id, sale.sale_id[:8].upper(), actor.counter_id, actor.operator_id,
+            outcome.assessment.customer.customer_no, sale.amount_fen, sale.credit_fen,
+            sale.purchase_count, sale.state, (time.monotonic() - started) * 1000,
+        )  # fmt: skip
+        return outcome
+
+    return cast(F, logged)
+
+
+@_logged
 def sell(
     db: Database,
     terminal: CardTerminal,
@@ -88,48 +124,7 @@ def sell(
     override_request: str | None = None,
     contents: CardContents | None = None,
 ) -> SaleOutcome:
-    """Sell ``amount`` fen onto the card in the terminal (card first); one log line per sale
-    (its id and receipt number, customer, amount, outcome and duration) lets support follow
-    a sale through the log."""
-    started = time.monotonic()
-    try:
-        outcome = _sell(
-            db, terminal, actor=actor, amount=amount, clock=clock, settings=settings,
-            cash_received=cash_received, expect_customer=expect_customer,
-            override_request=override_request, contents=contents,
-        )  # fmt: skip
-    except CardVendError as exc:
-        log.info(
-            "sale %s at %s by %s: %d fen %s (%s) after %d ms",
-            exc.params.get("sale_id", "-"), actor.counter_id, actor.operator_id, amount,
-            "in doubt" if isinstance(exc, SaleInDoubt) else "not made", exc.code,
-            (time.monotonic() - started) * 1000,
-        )  # fmt: skip
-        raise
-    sale = outcome.sale
-    log.info(
-        "sale %s (receipt %s) at %s by %s: customer %s, %d fen, credit %d fen, purchase %s: "
-        "%s in %d ms",
-        sale.sale_id, sale.sale_id[:8].upper(), actor.counter_id, actor.operator_id,
-        outcome.assessment.customer.customer_no, sale.amount_fen, sale.credit_fen,
-        sale.purchase_count, sale.state, (time.monotonic() - started) * 1000,
-    )  # fmt: skip
-    return outcome
-
-
-def _sell(
-    db: Database,
-    terminal: CardTerminal,
-    *,
-    actor: Principal,
-    amount: int,
-    clock: Clock,
-    settings: Settings,
-    cash_received: int | None = None,
-    expect_customer: str | None = None,
-    override_request: str | None = None,
-    contents: CardContents | None = None,
-) -> SaleOutcome:
+    """Sell ``amount`` fen onto the card in the terminal (card first)."""
     check_fen(amount)
     actor.authorize(Action.SELL, clock)
     contents = contents or terminal.read()
