@@ -80,9 +80,9 @@ def test_the_offline_amount_limit_counts_what_already_waits(counter: Counter) ->
     image = counter.open(amount=None)  # the card binding waits too, with no money
     before = sales_count(counter.db)
 
-    with pytest.raises(selling.OfflineLimitReached, match=f"more than {LIMIT} fen"):
+    with pytest.raises(selling.OfflineLimitReached, match=f"more than {LIMIT // 100}.00 yuan"):
         counter.sell(image, 5000)  # 60 + 50 > 100
-    with pytest.raises(selling.OfflineLimitReached, match=f"more than {LIMIT} fen"):
+    with pytest.raises(selling.OfflineLimitReached, match=f"more than {LIMIT // 100}.00 yuan"):
         remote(counter, 5000)
     assert sales_count(counter.db) == before  # a refused sale leaves nothing behind
     with counter.db.read() as session:

@@ -144,9 +144,8 @@ def test_the_upgrade_seals_the_sales_made_before(counter: Counter) -> None:
     a_day(counter)
     old = insert_copy(counter.db, first_card_sale(counter.db))
     assert audit.verify(counter.db).problem == SALE_UNSEALED
-    with counter.db._write_engine.connect() as conn:
+    with counter.db.migration_connection() as conn:
         command.downgrade(counter.db.alembic_config(conn), "0005")
-        conn.commit()
     counter.db.migrate()
     assert audit.verify(counter.db).ok
     with counter.db.read() as session:

@@ -257,9 +257,8 @@ def test_the_migration_gives_existing_outbox_rows_their_counter(counter: Counter
     with counter.db.read() as session:
         before = {r.id: r.counter_id for r in session.scalars(select(OutboxEntry))}
     assert set(before.values()) == {"C01", "C02"} and len(before) == 7
-    with counter.db._write_engine.connect() as conn:
+    with counter.db.migration_connection() as conn:
         command.downgrade(counter.db.alembic_config(conn), "0006")
-        conn.commit()
     with counter.db.write() as session:
         session.execute(
             text(

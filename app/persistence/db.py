@@ -170,16 +170,23 @@ class Database:
         from alembic import command
 
         try:
-            with self._write_engine.connect() as conn, _foreign_keys_deferred(conn):
+            with self.migration_connection() as conn:
                 if self.dialect == "postgresql":
                     conn.execute(MIGRATION_LOCK)
                 cfg = self.alembic_config(conn)
                 refuse_unknown_revision(conn, cfg)
                 command.upgrade(cfg, revision)
-                _check_foreign_keys(conn)
-                conn.commit()
         except OperationalError as exc:
             raise DatabaseError(detail=str(exc.orig)) from exc
+
+    @contextmanager
+    def migration_connection(self) -> Iterator[Any]:
+        """A connection for Alembic: on SQLite foreign keys are off while it runs (a batch
+        migration rebuilds tables) and every reference is checked before the commit."""
+        with self._write_engine.connect() as conn, _foreign_keys_deferred(conn):
+            yield conn
+            _check_foreign_keys(conn)
+            conn.commit()
 
     def alembic_config(self, connection: Any = None) -> Any:
         from alembic.config import Config
