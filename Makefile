@@ -17,6 +17,8 @@ export HYPOTHESIS_STORAGE_DIRECTORY ?= $(CURDIR)/.hypothesis
 run: sysdeps venv
 	$(PY) main.py
 
+# serial for now; `pytest -n auto --dist loadgroup` (pytest-xdist, conftest.py groups the pcscd
+# tests onto one worker) roughly halves it and is to become the default once a full run is green
 test: sysdeps venv
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q
 
@@ -26,9 +28,14 @@ bench: sysdeps venv
 bench-quick: sysdeps venv
 	$(PY) -m tests.bench.run --quick
 
-# every page of the counter window in Chinese and English, under Xvfb, into resources/screenshots/
+# every page of the counter window in Chinese and English, under Xvfb, at the two screen sizes
+# counter PCs run, into resources/screenshots/<size>/ (each run also checks that they fit)
+SCREEN_SIZES := 1366x768 1920x1080
 screenshots: sysdeps venv
-	QT_QPA_PLATFORM=xcb xvfb-run -a -s "-screen 0 1600x1000x24" $(PY) -m tests.screenshots
+	@for size in $(SCREEN_SIZES); do \
+	  QT_QPA_PLATFORM=xcb xvfb-run -a -s "-screen 0 $${size}x24" $(PY) -m tests.screenshots --out resources/screenshots/$$size || exit 1; \
+	  QT_QPA_PLATFORM=xcb xvfb-run -a -s "-screen 0 $${size}x24" $(PY) -m tests.screenshots --check || exit 1; \
+	done
 
 lint: venv
 	$(VENV)/bin/ruff check .

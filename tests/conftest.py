@@ -120,3 +120,12 @@ def sleeps() -> Sleeps:
     from tests.rigs.sync import Sleeps
 
     return Sleeps()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (``pytest -n auto --dist loadgroup``) every test on the
+    real pcscd runs in one worker: the virtual card slots are one machine-wide resource that a
+    session holds for as long as it runs (tests/pcsc_fixtures.py)."""
+    for item in items:
+        if "pcscd" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("vpcd"))

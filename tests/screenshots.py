@@ -1,16 +1,20 @@
-"""Screenshots of the counter window, every page, in Simplified Chinese and English.
+"""Screenshots of the counter window, every page, in Simplified Chinese and English, and the check
+that every page fits the screen for every role.
 
-    make screenshots                      # under Xvfb (xvfb-run -a, QT_QPA_PLATFORM=xcb)
+    make screenshots                      # both counter screen sizes, under Xvfb
     python -m tests.screenshots [--out DIR] [--lang en] [--pages sale,shift]
+    python -m tests.screenshots --check   # what does not fit the screen, as JSON; exit 1 if any
 
 It builds the real window (``ui.main_window.MainWindow``) the way a new machine starts it after
 ``make run``: a fresh CARDVEND_HOME in a temporary folder, the demo database, no card reader, so
-training mode with the emulated card tray; teller ``t01`` signs in (``app.services.auth.login``,
-password ``demo-t01``).  Before the pictures it works a week at the counter on a fixed clock
-(shifts opened and closed with a cash count, remote payments and card sales through the
-tray), so the reports and the Z-report have something to show.  Then each page is shown and the
-whole window is grabbed (``widget.grab().save(png)``) into ``resources/screenshots/<page>-<lang>.png``
-(``sale-<lang>.png`` with a customer's card inserted, ``login-<lang>.png`` the sign-in dialog).
+training mode with the emulated card tray.  Before the pictures it works a week at the counter on
+a fixed clock (shifts opened and closed with a cash count, remote payments and card sales through
+the tray), so the reports and the Z-report have something to show.  Then a teller, a supervisor,
+a technician and an administrator each sign in (``app.services.auth.login``, the demo passwords)
+and the window opens over the whole screen as the session opens it (``place_on_screen``); each
+page they see is filled as at work (a card in the reader, a search, a cash count) and either
+grabbed (``widget.grab().save(png)``) into ``<out>/<page>-<lang>.png``, from the first role
+that sees it, or checked (:func:`fit_problems`).  ``login-<lang>.png`` is the sign-in dialog.
 
 Everything a page reads runs in the background (ui/bridge.Ops): a page is grabbed once the
 window has had no operation running for a moment.
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import logging
 import os
 import sys
@@ -32,7 +37,6 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "resources" / "screenshots"
 LANGS = ("zh_CN", "en")
-SIZE = (1440, 900)
 TZ_OFFSET = dt.timedelta(hours=8)  # the demo office is in Asia/Shanghai
 TODAY = dt.date(2026, 3, 9)
 HISTORY_DAYS = 6  # closed shifts before today
@@ -240,80 +244,211 @@ def fill_count(page: Any) -> None:
         box.setValue(n)
 
 
-def shoot(
-    ctx: Any, audit_state: Any, teller: Any, lang: str, out: Path, pages: set[str]
+def open_window(ctx: Any, audit_state: Any, principal: Any) -> Any:
+    """The counter window as the session opens it: over the screen's whole available area."""
+    from ui.main_window import MainWindow
+
+    window = MainWindow(ctx, audit_state, principal=principal, training=True, sync_worker=None)
+    window.place_on_screen()
+    window.show()
+    settle(window)
+    return window
+
+
+def fill_page(window: Any, key: str, page: Any) -> list[str]:
+    """Put on the page what a person has there at work (a card in the reader, a search, a cash
+    count); what could not be done."""
+    if key == "sale" and not insert_card(window, CARD_CUSTOMER):
+        return ["sale (no card inserted: the tray is not wired)"]
+    if key == "sale":
+        settle(window, quiet_ms=800)
+    elif key == "customers":
+        search_customers(window, page, "李")
+    elif key == "shift":
+        fill_count(page)
+        settle(window, quiet_ms=200)
+    return []
+
+
+def tour(
+    ctx: Any,
+    audit_state: Any,
+    operators: dict[str, Any],
+    lang: str,
+    visit: Callable[[Any, str, str], None],
 ) -> list[str]:
+    """Every page each operator (role → principal) sees, in ``lang``, filled as at work;
+    ``visit(window, role, view)`` on each (``view``: the page key, ``reports-stats`` for the
+    reports' charts).  What could not be shown."""
     from PySide6.QtWidgets import QApplication
 
     from app.i18n import set_language
-    from app.services import auth
-    from ui.main_window import MainWindow
 
     set_language(lang)
     missing: list[str] = []
-    if "login" in pages:
-        try:
-            from ui.bridge import Ops
-            from ui.login import LoginDialog
-
-            ops = Ops(workers=1)
-            dialog = LoginDialog(ctx, ops)
-            dialog.operator.setText("t01")
-            dialog.show()
-            settle(ops, quiet_ms=200)
-            grab(dialog, out / f"login-{lang}.png")
-            dialog.close()
-            ops.shutdown()
-        except Exception:
-            log.exception("login dialog")
-            missing.append(f"login-{lang}")
-    window = MainWindow(ctx, audit_state, principal=teller, training=True, sync_worker=None)
-    window.resize(*SIZE)
-    window.show()
-    settle(window)
-    for key in list(window.pages):
-        if key not in pages:
-            continue
-        window.show_page(key)
-        settle(window)
-        page = window.pages[key]
-        if key == "sale":
-            if insert_card(window, CARD_CUSTOMER):
-                settle(window, quiet_ms=800)
-            else:
-                missing.append(f"sale-{lang} (no card inserted: the tray is not wired)")
-        elif key == "customers":
-            search_customers(window, page, "李")
-        elif key == "shift":
-            fill_count(page)
-            settle(window, quiet_ms=200)
-        elif key == "reports":
-            grab(window, out / f"reports-{lang}.png")
-            page.tabs.setCurrentIndex(1)
+    for role, principal in operators.items():
+        window = open_window(ctx, audit_state, principal)
+        for key in list(window.pages):
+            window.show_page(key)
             settle(window)
-            grab(window, out / f"reports-stats-{lang}.png")
-            page.tabs.setCurrentIndex(0)
-            continue
-        grab(window, out / f"{key}-{lang}.png")
-    built = set(window.pages)
-    window.close()
-    QApplication.instance().processEvents()
-    if "admin" in pages and "admin" not in built:  # an administrator's page: a01 signs in
-        admin = auth.login(ctx.db, "a01", "demo-a01", counter_id=ctx.counter_id, clock=ctx.clock)
-        window = MainWindow(ctx, audit_state, principal=admin, training=True, sync_worker=None)
-        window.resize(*SIZE)
-        window.show()
-        settle(window)
-        if "admin" in window.pages:
-            window.show_page("admin")
-            settle(window)
-            grab(window, out / f"admin-{lang}.png")
-            built.add("admin")
+            page = window.pages[key]
+            missing += [f"{m}-{lang}" for m in fill_page(window, key, page)]
+            visit(window, role, key)
+            if key == "reports":
+                page.tabs.setCurrentIndex(1)
+                settle(window)
+                visit(window, role, "reports-stats")
+                page.tabs.setCurrentIndex(0)
         window.close()
         QApplication.instance().processEvents()
-    for spec_key in pages - built - {"login"}:
-        missing.append(f"{spec_key}-{lang} (page not built)")
     return missing
+
+
+def shoot_login(ctx: Any, lang: str, out: Path) -> None:
+    from app.i18n import set_language
+    from ui.bridge import Ops
+    from ui.login import LoginDialog
+
+    set_language(lang)
+    ops = Ops(workers=1)
+    dialog = LoginDialog(ctx, ops)
+    dialog.operator.setText("t01")
+    dialog.show()
+    settle(ops, quiet_ms=200)
+    grab(dialog, out / f"login-{lang}.png")
+    dialog.close()
+    ops.shutdown()
+
+
+def shoot(
+    ctx: Any, audit_state: Any, operators: dict[str, Any], lang: str, out: Path, pages: set[str]
+) -> list[str]:
+    """Each page once, from the first role that sees it (a teller's pages, then the
+    technician's and the administrator's)."""
+    taken: set[str] = set()
+
+    def visit(window: Any, _role: str, view: str) -> None:
+        if view in taken or view.split("-")[0] not in pages:
+            return
+        taken.add(view)
+        grab(window, out / f"{view}-{lang}.png")
+
+    missing = tour(ctx, audit_state, operators, lang, visit)
+    if "login" in pages:
+        shoot_login(ctx, lang, out)
+    return missing + [f"{k}-{lang} (page not built)" for k in pages - taken - {"login"}]
+
+
+# --------------------------------------------------------------------------- the fit check
+
+
+def fit_problems(window: Any, view: str) -> list[str]:
+    """What does not fit on the screen the window is on: the window or its status bar leaving
+    the screen, a page that needs scrolling sideways, a key column of a table elided or out of
+    view."""
+    from PySide6.QtCore import QPoint, QRect
+    from PySide6.QtWidgets import QAbstractItemView, QScrollArea
+
+    problems: list[str] = []
+    screen = window.screen().geometry()
+    frame = window.frameGeometry()
+    if not screen.contains(frame):
+        problems.append(f"window {rect(frame)} leaves the screen {rect(screen)}")
+    bar = window.statusBar()
+    bar_rect = QRect(bar.mapToGlobal(QPoint(0, 0)), bar.size())
+    if not bar.isVisible() or not screen.contains(bar_rect):
+        problems.append(f"status bar {rect(bar_rect)} is not on the screen {rect(screen)}")
+    area = window.stack.currentWidget()
+    if isinstance(area, QScrollArea) and area.horizontalScrollBar().maximum() > 0:
+        problems.append(
+            f"the page is {area.widget().minimumSizeHint().width()} px wide, "
+            f"{area.viewport().width()} px show"
+        )
+    page = window.current_page()
+    problems += label_problems(window, page)
+    for table in page.findChildren(QAbstractItemView):
+        if not table.isVisibleTo(window) or table.model() is None:
+            continue
+        problems += column_problems(table)
+    return [f"{view}: {p}" for p in problems]
+
+
+def label_problems(window: Any, page: Any) -> list[str]:
+    """Texts cut off: a wrapped label shorter than its lines, a one-line label narrower than
+    its text (not a label that scrolls in a box of its own)."""
+    from PySide6.QtWidgets import QLabel
+
+    problems = []
+    for label in page.findChildren(QLabel):
+        text = label.text()
+        if not text or not label.isVisibleTo(window) or scrolls_within(label, page):
+            continue
+        if label.wordWrap():
+            need = label.heightForWidth(label.width())
+            if need > label.height() + 2:
+                problems.append(f"label {text[:40]!r} is {label.height()} px tall, needs {need}")
+        elif label.width() + 2 < label.minimumSizeHint().width():
+            problems.append(
+                f"label {text[:40]!r} is {label.width()} px wide, needs "
+                f"{label.minimumSizeHint().width()}"
+            )
+    return problems
+
+
+def scrolls_within(widget: Any, page: Any) -> bool:
+    """Whether ``widget`` sits in a scroll area of its own inside the page (it may be taller)."""
+    from PySide6.QtWidgets import QAbstractScrollArea
+
+    parent = widget.parentWidget()
+    while parent is not None and parent is not page:
+        if isinstance(parent, QAbstractScrollArea):
+            return True
+        parent = parent.parentWidget()
+    return False
+
+
+def column_problems(table: Any) -> list[str]:
+    header = table.horizontalHeader() if hasattr(table, "horizontalHeader") else None
+    if header is None:
+        return []
+    model = table.model()
+    from ui.pages.common import KEY_COLUMNS
+
+    keys = table.property(KEY_COLUMNS)
+    keys = list(keys) if keys else [0]
+    name = table.objectName() or type(table).__name__
+    problems = []
+    shown = table.viewport().width()
+    for column in keys:
+        if column >= model.columnCount() or header.isSectionHidden(column):
+            continue
+        title = model.headerData(column, header.orientation())
+        need = max(table.sizeHintForColumn(column), header.sectionSizeHint(column))
+        width = header.sectionSize(column)
+        if model.rowCount() and width + 2 < need:
+            problems.append(f"{name} column {title!r} is {width} px, its text needs {need}")
+        left = header.sectionViewportPosition(column)
+        if left < 0 or left + min(width, need) > shown:
+            problems.append(f"{name} column {title!r} is out of view ({left}+{width} > {shown})")
+    return problems
+
+
+def rect(r: Any) -> str:
+    return f"{r.width()}x{r.height()}+{r.x()}+{r.y()}"
+
+
+def check(ctx: Any, audit_state: Any, operators: dict[str, Any], lang: str) -> list[str]:
+    """Every page for every role in ``lang``: what does not fit."""
+    problems: list[str] = []
+
+    def visit(window: Any, role: str, view: str) -> None:
+        problems.extend(f"{lang} {role} {p}" for p in fit_problems(window, view))
+
+    problems += tour(ctx, audit_state, operators, lang, visit)
+    return problems
+
+
+OPERATORS = {"teller": "t01", "supervisor": "s01", "technician": "f01", "admin": "a01"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -321,6 +456,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=OUT, help="folder of the PNGs")
     parser.add_argument("--lang", action="append", choices=LANGS, help="language (repeatable)")
     parser.add_argument("--pages", help="comma-separated page keys (default: all, and login)")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="no pictures: open every page for every role and print, as JSON, what does not "
+        "fit the screen (exit 1 when something does not)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -336,21 +477,34 @@ def main(argv: list[str] | None = None) -> int:
 
     qapp = QApplication.instance() or QApplication(["cardvend-screenshots"])
     wanted = set(args.pages.split(",")) if args.pages else {p.key for p in PAGES} | {"login"}
+    screen = qapp.primaryScreen().geometry()
     with tempfile.TemporaryDirectory(prefix="cardvend-shots-") as home:
         clock = FixedClock(local(TODAY - dt.timedelta(days=HISTORY_DAYS + 1), 8, 0))
         ctx = build_context(Path(home), clock)
         training_on(ctx)
         audit_state = prepare(ctx)
-        teller = auth.login(ctx.db, "t01", "demo-t01", counter_id=ctx.counter_id, clock=clock)
+        operators = {
+            role: auth.login(ctx.db, op, f"demo-{op}", counter_id=ctx.counter_id, clock=clock)
+            for role, op in OPERATORS.items()
+        }
         tray = ctx.tray_factory() if ctx.tray_factory is not None else None
-        work_a_week(ctx, clock, teller, tray)
+        work_a_week(ctx, clock, operators["teller"], tray)
+        for principal in operators.values():
+            principal.last_activity = clock.now()
         missing: list[str] = []
+        problems: list[str] = []
         for lang in args.lang or LANGS:
-            missing += shoot(ctx, audit_state, teller, lang, args.out, wanted)
+            if args.check:
+                problems += check(ctx, audit_state, operators, lang)
+            else:
+                missing += shoot(ctx, audit_state, operators, lang, args.out, wanted)
         ctx.db.dispose()
     del qapp
     if missing:
         print("missing: " + "; ".join(missing), file=sys.stderr)
+    if args.check:
+        print(json.dumps({"screen": [screen.width(), screen.height()], "problems": problems}))
+        return 1 if problems else 0
     return 0
 
 

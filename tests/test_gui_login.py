@@ -459,11 +459,11 @@ def test_each_role_lands_on_its_page_and_sees_only_its_pages(
 ) -> None:
     session = start()
     window = sign_in(qtbot, session, operator)
-    current = window.stack.currentWidget()
+    current = window.current_page()
     assert window.pages[landing] is current
     assert not hidden & set(window.pages)
     # another operator at the lock screen lands on their own page, not the last one's
     session.lock()
     type_login(qtbot, session.dialog, "s01", "demo-s01")
     qtbot.waitUntil(lambda: session.window is not window and session.window is not None)
-    assert session.window.stack.currentWidget() is session.window.pages["sale"]
+    assert session.window.current_page() is session.window.pages["sale"]

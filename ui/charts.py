@@ -162,16 +162,13 @@ class BarChart(QWidget):
                 p.fillRect(rect, color)
             if i == top_index or (categories and value != 0):
                 p.setPen(AXIS)
-                spot = (
-                    QRectF(plot.left() + i * slot, rect.top() - line - 2, slot, line)
-                    if categories
-                    else QRectF(x - slot, rect.top() - line - 2, bar_w + 2 * slot, line)
-                )
-                p.drawText(
-                    spot,
-                    Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignBottom,
-                    self.value_text(value),
-                )
+                text = self.value_text(value)
+                # centred over its bar but kept inside the chart (the first or last bar's
+                # value used to be cut at the edge)
+                text_w = min(fm.horizontalAdvance(text) + 4, width)
+                spot_left = min(max(x + bar_w / 2 - text_w / 2, 0.0), width - text_w)
+                spot = QRectF(spot_left, rect.top() - line - 2, text_w, line)
+                p.drawText(spot, Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignBottom, text)
             if i % step == 0:
                 p.setPen(AXIS)
                 p.drawText(

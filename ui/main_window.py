@@ -15,13 +15,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from PySide6.QtCore import Qt, QTimer
-from PySide6.QtGui import QFont, QKeySequence, QShortcut
+from PySide6.QtCore import QRect, Qt, QTimer
+from PySide6.QtGui import QFont, QGuiApplication, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
+    QFrame,
     QHBoxLayout,
     QLabel,
     QListWidget,
     QMainWindow,
+    QScrollArea,
     QStackedWidget,
     QVBoxLayout,
     QWidget,
@@ -38,6 +40,7 @@ from app.services.auth import Principal
 from app.services.sync_status import SyncStatus, sync_status
 from app.settings import TIME_ZONE
 from ui.bridge import CardEvents, Ops
+from ui.style import set_banner, set_tone
 
 log = logging.getLogger(__name__)
 
@@ -129,24 +132,23 @@ class MainWindow(QMainWindow):
         self.request_lock: Callable[[], None] | None = None
         self.pages: dict[str, QWidget] = {}
         self.setWindowTitle(_("CardVend counter"))
-        self.resize(1200, 800)
-        font = self.font()
-        font.setPointSize(max(font.pointSize(), 12))  # large type at the counter
-        self.setFont(font)
+        from ui.style import apply_style
+
+        apply_style()  # one font and one stylesheet for the window and every dialog
 
         central = QWidget(self)
         outer = QVBoxLayout(central)
         self.training_banner = self._banner(
             _("TRAINING MODE — emulated cards; these sales are not real and are never sent."),
-            "#6a1b9a",
+            "training",
         )
         self.training_banner.setVisible(training)
-        self.audit_warning = self._banner("", "#b00020")
+        self.audit_warning = self._banner("", "audit")
         if audit_state is not None and not audit_state.ok:
             self.audit_warning.setText(AuditVerifyFailed(audit_state).localized())
         else:
             self.audit_warning.hide()
-        self.offline_banner = self._banner("", "#e65100")
+        self.offline_banner = self._banner("", "offline")
         self.offline_banner.hide()
         self.message = QLabel(central)
         self.message.setWordWrap(True)
@@ -175,6 +177,9 @@ class MainWindow(QMainWindow):
             self.status_shift,
             self.status_operator,
         ):
+            # a long reader name or link line is cut rather than
+            # widening the window past a 1366-pixel screen
+            label.setMinimumWidth(40)
             self.statusBar().addPermanentWidget(label)
 
         from ui.card_watch import CardWatch  # the card source: a reader or the training tray
@@ -202,10 +207,10 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ building
 
-    def _banner(self, text: str, color: str) -> QLabel:
+    def _banner(self, text: str, kind: str) -> QLabel:
         label = QLabel(text)
         label.setWordWrap(True)
-        label.setStyleSheet(f"color: white; background: {color}; padding: 6px; font-weight: bold;")
+        set_banner(label, kind)
         return label
 
     def _shown(self, spec: PageSpec) -> bool:
@@ -235,7 +240,7 @@ class MainWindow(QMainWindow):
                 log.exception("page %s left out", spec.key)
                 continue
             self.pages[spec.key] = page
-            self.stack.addWidget(page)
+            self.stack.addWidget(scrolled(page))
             self.nav.addItem(f"{spec.fkey}  {translate(spec.title)}")
             row = self.nav.count() - 1
             shortcut = QShortcut(QKeySequence(spec.fkey), self)
@@ -248,7 +253,7 @@ class MainWindow(QMainWindow):
         if row < 0:
             return
         self.stack.setCurrentIndex(row)
-        page = self.stack.currentWidget()
+        page = self.current_page()
         activated = getattr(page, "activated", None)
         if callable(activated):
             activated()
@@ -256,9 +261,28 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------ for pages
 
     def show_page(self, key: str) -> None:
-        page = self.pages.get(key)
-        if page is not None:
-            self.nav.setCurrentRow(self.stack.indexOf(page))
+        if key in self.pages:
+            self.nav.setCurrentRow(list(self.pages).index(key))
+
+    def current_page(self) -> QWidget | None:
+        """The page on show (the stack holds each inside its scroll area)."""
+        area = self.stack.currentWidget()
+        return area.widget() if isinstance(area, QScrollArea) else area
+
+    def current_key(self) -> str | None:
+        page = self.current_page()
+        return next((k for k, p in self.pages.items() if p is page), None)
+
+    def place_on_screen(self) -> None:
+        """Open over the whole available area of the screen the window is on (a counter PC runs
+        nothing else; 1366×768 and 1920×1080 are the usual sizes): the pages scroll inside it,
+        so the banners, the F-keys and the status bar always stay on the screen."""
+        screen = self.screen() or QGuiApplication.primaryScreen()
+        if screen is None:
+            self.resize(1200, 800)
+            return
+        self.setGeometry(within(screen.availableGeometry(), self.frameGeometry(), self.geometry()))
+        self.setWindowState(self.windowState() | Qt.WindowState.WindowMaximized)
 
     def terminal(self) -> CardTerminal:
         if self.card_watch is not None:
@@ -267,7 +291,7 @@ class MainWindow(QMainWindow):
 
     def notify(self, text: str, *, error: bool = False) -> None:
         self.message.setText(text)
-        self.message.setStyleSheet("color: #b00020; font-weight: bold;" if error else "")
+        set_tone(self.message, "error" if error else None)
 
     def ledger_changed(self, source: object | None = None) -> None:
         """A card or the ledger changed (a sale, reversal, rewrite, replacement, recovery, an
@@ -349,6 +373,26 @@ class MainWindow(QMainWindow):
         if self.card_watch is not None:
             self.card_watch.stop()
         super().closeEvent(event)
+
+
+def scrolled(page: QWidget) -> QScrollArea:
+    """A page inside a frameless scroll area: a page taller or wider than the screen scrolls
+    instead of pushing the status bar off it."""
+    area = QScrollArea()
+    area.setWidget(page)
+    area.setWidgetResizable(True)
+    area.setFrameShape(QFrame.Shape.NoFrame)
+    return area
+
+
+def within(available: QRect, frame: QRect, inner: QRect) -> QRect:
+    """The window's own geometry (without the frame the window manager adds) that makes its
+    frame fill ``available``."""
+    left = inner.x() - frame.x()
+    top = inner.y() - frame.y()
+    right = frame.right() - inner.right()
+    bottom = frame.bottom() - inner.bottom()
+    return available.adjusted(left, top, -right, -bottom)
 
 
 def title_font(size: int = 20) -> QFont:

@@ -36,6 +36,7 @@ from app.services import setup
 from app.services.setup import SetupPlan
 from app.settings import PRINTER
 from ui.bridge import Ops, error_text
+from ui.style import set_tone
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ class StepPage(QWizardPage):
         self.form = QFormLayout()
         self.error = QLabel()
         self.error.setObjectName("setupError")
-        self.error.setStyleSheet("color: #b00020;")
+        set_tone(self.error, "error")
         self.error.setWordWrap(True)
         self.passed = False  # verified: the next validatePage lets the wizard move on
         self.busy_text = _("Checking…")

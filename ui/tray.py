@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 from app.i18n import _
 from app.ports import CardTray, TrayCard
 from ui.bridge import error_text
+from ui.style import set_tone
 
 log = logging.getLogger(__name__)
 
@@ -138,11 +139,11 @@ class TrayDock(QDockWidget):
 
     def _fail(self, exc: BaseException) -> None:
         self.summary.setText(error_text(exc))
-        self.summary.setStyleSheet("color: #b00020;")
+        set_tone(self.summary, "error")
 
     def _say(self, text: str) -> None:
         self.summary.setText(text)
-        self.summary.setStyleSheet("")
+        set_tone(self.summary, None)
 
     # ------------------------------------------------------------------ actions
 

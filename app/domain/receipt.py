@@ -11,6 +11,12 @@ import datetime as dt
 from dataclasses import dataclass
 
 
+def receipt_no(record_id: str) -> str:
+    """The short number a person reads for a sale (or any record with a UUID): the id's first 8
+    characters, upper case, as the receipt prints it beside the QR code."""
+    return record_id[:8].upper()
+
+
 @dataclass(frozen=True)
 class ReceiptData:
     sale_id: str
@@ -45,8 +51,8 @@ class ReceiptData:
 
     @property
     def short_id(self) -> str:
-        """The sale UUID's first 8 characters, as printed beside the QR code."""
-        return self.sale_id[:8].upper()
+        """The receipt number printed beside the QR code (:func:`receipt_no`)."""
+        return receipt_no(self.sale_id)
 
     @property
     def qr_payload(self) -> str:

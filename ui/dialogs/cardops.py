@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (
 
 from app.domain.card import CardContents
 from app.domain.permissions import Action
+from app.domain.receipt import receipt_no
 from app.errors import ValidationError
 from app.i18n import N_, _
 from app.money import check_cash_received, format_yuan
@@ -394,7 +395,7 @@ class ReversalDialog(OperationDialog):
             _(
                 "Sale {sale_id}: customer {customer_no}, purchase {count}, {amount} yuan, "
                 "sold by {seller} at {when}.",
-                sale_id=sale.sale_id,
+                sale_id=receipt_no(sale.sale_id),
                 customer_no=sale.customer_no,
                 count=sale.purchase_count if sale.purchase_count is not None else "—",
                 amount=format_yuan(sale.amount_fen),

@@ -9,7 +9,7 @@ from typing import Any
 
 import shiboken6
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtGui import QColor, QKeySequence, QPalette, QShortcut
+from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QApplication,
     QDialog,
@@ -21,13 +21,14 @@ from app.domain.permissions import Action
 from app.i18n import N_, translate
 from app.services import approvals, auth
 from app.services.auth import Principal
+from ui.style import set_tone
 
 log = logging.getLogger(__name__)
 
 POLL_MS = 1500  # how often a dialog waiting on the queue asks about its request
 
 
-TONES = {"error": "#b00020", "ok": "#1b5e20"}
+TONES = ("error", "ok")  # the tones a dialog message takes
 
 
 REQUEST_STATES = {
@@ -49,20 +50,9 @@ def when_text(iso: str) -> str:
 
 
 def tone(label: QLabel, kind: str = "") -> None:
-    """Colour and weight of a message: "error" (red, bold), "ok" (green, bold) or plain.
-    A palette and a font rather than a style sheet, which would drop the large type."""
-    palette = label.palette()
-    color = TONES.get(kind)
-    parent = label.parentWidget()
-    base = parent.palette() if parent is not None else QApplication.palette()
-    palette.setColor(
-        QPalette.ColorRole.WindowText,
-        QColor(color) if color else base.color(QPalette.ColorRole.WindowText),
-    )
-    label.setPalette(palette)
-    font = label.font()
-    font.setBold(color is not None)
-    label.setFont(font)
+    """Colour and weight of a message: "error" (red, bold), "ok" (green, bold) or plain, from
+    the one stylesheet (ui/style.py)."""
+    set_tone(label, kind or None)
 
 
 def _title(text: str, size: int = 16) -> QLabel:

@@ -25,14 +25,12 @@ from app.i18n import LANGUAGES, _, get_language, set_language
 from app.services import auth
 from app.services.auth import Principal, SecurityPolicy
 from ui.bridge import Ops, error_text, id_problem
+from ui.style import set_tone
 
 log = logging.getLogger(__name__)
 
 # each language named in itself, so a person finds theirs whatever is shown now
 LANGUAGE_NAMES = {"zh_CN": "简体中文", "en": "English"}
-
-
-ERROR_STYLE = "color: #b00020; font-weight: bold;"
 
 
 def _big(widget: QWidget, points: int = 14) -> None:
@@ -118,7 +116,7 @@ class _SignInDialog(QDialog):
         self.form = QFormLayout()
         self.error = QLabel()
         self.error.setWordWrap(True)
-        self.error.setStyleSheet(ERROR_STYLE)
+        set_tone(self.error, "error")
         self.status = QLabel()
         self.status.setWordWrap(True)
         self.language = LanguageBox(self)

@@ -218,6 +218,8 @@ class CounterSession(QObject):
         self._add_controls(window)
         if old is not None:
             window.setGeometry(old.geometry())
+        else:
+            window.place_on_screen()
         self.window = window
         self.window_language = get_language()
         window.show()
@@ -236,11 +238,7 @@ class CounterSession(QObject):
     def _current_page(window: MainWindow | None) -> str | None:
         if window is None:
             return None
-        current = window.stack.currentWidget()
-        for key, page in window.pages.items():
-            if page is current:
-                return key
-        return None
+        return window.current_key()
 
     def _add_controls(self, window: MainWindow) -> None:
         """The language box and the lock button in the window's status bar; Ctrl+L locks."""

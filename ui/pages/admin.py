@@ -62,9 +62,9 @@ from app.settings import (
 )
 from ui.bridge import error_text, id_problem
 from ui.pages.approval_rules import ApprovalRulesTab
+from ui.style import mark_invalid, set_tone
 
 log = logging.getLogger(__name__)
-ERROR_STYLE = "color: #b00020; font-weight: bold;"
 
 # (group title, [(setting key, label)]) -- the settings an administrator edits here
 GROUPS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
@@ -106,6 +106,8 @@ GROUPS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
     ),
     (N_("Office"), ((TIME_ZONE.key, N_("Time zone (like Asia/Shanghai)")),)),
 )
+# the label a person reads for each setting key (a msgid, translated when shown)
+LABELS = {key: label for _title, rows in GROUPS for key, label in rows}
 YUAN_KEYS = frozenset({OFFLINE_MAX_AMOUNT.key})  # kept in fen, shown and typed in yuan
 CHOICE_NAMES: dict[str, str] = {
     "pdf": N_("PDF files in the receipts folder"),
@@ -140,7 +142,7 @@ class _FormDialog(QDialog):
         self.form = QFormLayout()
         self.error = QLabel()
         self.error.setWordWrap(True)
-        self.error.setStyleSheet(ERROR_STYLE)
+        set_tone(self.error, "error")
         self.ok = QPushButton(_("OK (Enter)"))
         self.cancel = QPushButton(_("Cancel (Esc)"))
         for button in (self.ok, self.cancel):
@@ -309,7 +311,7 @@ class AdminPage(QWidget):
             column.addWidget(box)
         self.settings_error = QLabel()
         self.settings_error.setWordWrap(True)
-        self.settings_error.setStyleSheet(ERROR_STYLE)
+        set_tone(self.settings_error, "error")
         column.addWidget(self.settings_error)
         buttons = QHBoxLayout()
         self.save_button = QPushButton(_("Save settings (Ctrl+S)"))
@@ -351,7 +353,7 @@ class AdminPage(QWidget):
         return edit
 
     def _show_register_note(self, url: str) -> None:
-        self.register_note.setStyleSheet("")
+        set_tone(self.register_note, None)
         ctx = self.shell.ctx
         registered = ctx.registered_with() if ctx.registered_with is not None else None
         if registered and registered.rstrip("/") == url.strip().rstrip("/"):
@@ -385,7 +387,7 @@ class AdminPage(QWidget):
         principal = shell.principal
         if registrar is None or not url or principal is None:
             self.register_note.setText(_("Type the address of the central system first."))
-            self.register_note.setStyleSheet(ERROR_STYLE)
+            set_tone(self.register_note, "error")
             return
         key = self.enrolment_key.text() or None
         self.register_button.setEnabled(False)
@@ -404,7 +406,7 @@ class AdminPage(QWidget):
         def failed(exc: BaseException) -> None:
             self.register_button.setEnabled(True)
             self.register_note.setText(error_text(exc))
-            self.register_note.setStyleSheet(ERROR_STYLE)
+            set_tone(self.register_note, "error")
 
         shell.ops.run(lambda: registrar(url, key, principal), done, failed)
 
@@ -421,7 +423,7 @@ class AdminPage(QWidget):
                     field.setText(format_yuan(int(value)))
                 else:
                     field.setText("" if value is None else str(value))
-                field.setStyleSheet("")
+                mark_invalid(field, False)
         self.settings_error.setText("")
         self._show_register_note(str(settings.get(CENTRAL_URL.key) or ""))
 
@@ -430,7 +432,7 @@ class AdminPage(QWidget):
         focused and marked."""
         values: dict[str, Any] = {}
         for key, field in self.fields.items():
-            field.setStyleSheet("")
+            mark_invalid(field, False)
             try:
                 if isinstance(field, QComboBox):
                     values[key] = configuration.check_setting(key, field.currentData())
@@ -442,9 +444,11 @@ class AdminPage(QWidget):
                         )
                     else:
                         values[key] = configuration.parse_setting(key, text)
-            except CardVendError:
-                field.setStyleSheet("border: 2px solid #b00020;")
+            except CardVendError as exc:
+                mark_invalid(field)
                 field.setFocus()
+                if "key" in exc.params:  # a person reads the field's label, not the setting key
+                    exc.params["key"] = LABELS.get(key, key)
                 raise
         return values
 

@@ -6,12 +6,20 @@ from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QLabel, QTableWidg
 
 from app.i18n import translate
 
+# a table's property: the columns that identify a row or hold money, which must show whole and
+# in view at counter screen sizes (tests/screenshots.py --check); the others may scroll
+KEY_COLUMNS = "keyColumns"
 
-def list_table(headers: tuple[str, ...], *, tab_navigation: bool = True) -> QTableWidget:
+
+def list_table(
+    headers: tuple[str, ...], *, tab_navigation: bool = True, keys: tuple[int, ...] = (0,)
+) -> QTableWidget:
     """A read-only table of rows chosen one at a time, headed by ``headers`` (``N_`` texts,
     translated here), columns sized to their contents and the last one taking the spare width.
-    Without ``tab_navigation`` Tab leaves the table instead of moving between its cells."""
+    Without ``tab_navigation`` Tab leaves the table instead of moving between its cells;
+    ``keys`` are its key columns (:data:`KEY_COLUMNS`)."""
     table = QTableWidget(0, len(headers))
+    table.setProperty(KEY_COLUMNS, list(keys))
     table.setHorizontalHeaderLabels([translate(h) for h in headers])
     table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
     table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)

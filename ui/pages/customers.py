@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
     QFormLayout,
+    QFrame,
     QGridLayout,
     QGroupBox,
     QHBoxLayout,
@@ -26,6 +27,7 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QSplitter,
     QTableView,
     QVBoxLayout,
@@ -43,6 +45,7 @@ from ui.bridge import error_text
 from ui.dialogs.accounts import start_close_account, start_pause_account, start_resume_account
 from ui.dialogs.reprint import reprint_receipt
 from ui.models import CustomerSearchModel, meter_kind_text, status_text
+from ui.pages.common import KEY_COLUMNS
 
 log = logging.getLogger(__name__)
 
@@ -113,9 +116,17 @@ class CustomersPage(QWidget):
         self.table.setTabKeyNavigation(False)
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-        header.setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
-        for column, width in ((0, 150), (1, 100), (2, 260), (3, 150), (4, 140), (5, 70), (6, 90)):
+        # what identifies the customer and what they owe come first and show whole; the address,
+        # last, takes the width left over (elided when the screen is small)
+        arrears = self.model.ARREARS_COLUMN
+        self.table.setProperty(KEY_COLUMNS, [0, 1, arrears])
+        for visual, logical in enumerate((0, 1, arrears, 5, 3, 4, 2)):
+            header.moveSection(header.visualIndex(logical), visual)
+        header.setStretchLastSection(True)
+        for column, width in ((0, 150), (1, 100), (arrears, 90), (5, 70), (3, 150), (4, 140)):
             self.table.setColumnWidth(column, width)
+        self.model.modelReset.connect(self._fit_key_columns)
+        self.model.rowsInserted.connect(self._fit_key_columns)
         split.addWidget(self.table)
         split.addWidget(self._build_details())
         split.setStretchFactor(0, 1)
@@ -140,6 +151,13 @@ class CustomersPage(QWidget):
         self.model.modelReset.connect(self._show_details_of_current)
 
     # ------------------------------------------------------------------ building
+
+    def _fit_key_columns(self, *_args: object) -> None:
+        """The customer number, name and arrears as wide as their text (at least as before)."""
+        for column in self.table.property(KEY_COLUMNS):
+            width = max(self.table.sizeHintForColumn(column), 90)
+            if width > self.table.columnWidth(column):
+                self.table.setColumnWidth(column, width)
 
     def _build_details(self) -> QWidget:
         """Below the table: the fields on the left; the latest sales and the actions on the
@@ -180,7 +198,12 @@ class CustomersPage(QWidget):
         right.addWidget(QLabel(_("Latest sales")))
         self.sales_label = QLabel("—")
         self.sales_label.setWordWrap(True)
-        right.addWidget(self.sales_label)
+        self.sales_label.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+        sales = QScrollArea()  # the latest sales scroll rather than being cut off
+        sales.setWidget(self.sales_label)
+        sales.setWidgetResizable(True)
+        sales.setFrameShape(QFrame.Shape.NoFrame)
+        right.addWidget(sales, 1)
         reprint = QHBoxLayout()
         self.reprint_sale = QComboBox()
         reprint.addWidget(self.reprint_sale, 1)
@@ -189,7 +212,6 @@ class CustomersPage(QWidget):
         self.reprint_button.clicked.connect(self.reprint)
         reprint.addWidget(self.reprint_button)
         right.addLayout(reprint)
-        right.addStretch(1)
         self.open_button = QPushButton(_("&Open account"))
         self.rewrite_button = QPushButton(_("Re&write card"))
         self.replace_button = QPushButton(_("Re&placement card"))

@@ -34,6 +34,7 @@ from app.services.jobs import JobView
 from app.settings import JOB_CARD_OVERDUE_DAYS, TIME_ZONE, UTILITY_CODE
 from ui.bridge import error_text
 from ui.pages.common import list_table
+from ui.style import set_tone
 
 log = logging.getLogger(__name__)
 
@@ -69,11 +70,11 @@ class JobsPage(QWidget):
         self.shown: dict[int, list[JobView]] = {}
         layout = QVBoxLayout(self)
         title = QLabel(_("Management-card jobs"))
-        title.setStyleSheet("font-size: 18pt; font-weight: bold;")
+        set_tone(title, "title")
         layout.addWidget(title)
 
-        self.mine = list_table(COLUMNS)
-        self.open = list_table(COLUMNS)
+        self.mine = list_table(COLUMNS, keys=(0, 2, 3))
+        self.open = list_table(COLUMNS, keys=(0, 2, 3))
         for caption, table in (
             (_("My jobs"), self.mine),
             (_("Open jobs of the office"), self.open),
@@ -82,7 +83,7 @@ class JobsPage(QWidget):
             QVBoxLayout(box).addWidget(table)
             layout.addWidget(box, 1)
             table.itemSelectionChanged.connect(self._selection_changed)
-        self.returned = list_table(RETURNED_COLUMNS)
+        self.returned = list_table(RETURNED_COLUMNS, keys=(0, 2, 3))
         box = QGroupBox(_("Returned cards and the meters' results"))
         QVBoxLayout(box).addWidget(self.returned)
         layout.addWidget(box, 1)
@@ -240,7 +241,7 @@ class JobsPage(QWidget):
 
     def _say(self, text: str, *, error: bool = False) -> None:
         self.message.setText(text)
-        self.message.setStyleSheet("color: #b00020; font-weight: bold;" if error else "")
+        set_tone(self.message, "error" if error else None)
 
     def _failed(self, exc: BaseException) -> None:
         self._say(error_text(exc), error=True)

@@ -33,6 +33,7 @@ from app.services import meter_reading
 from app.services.meter_reading import MeterReading
 from app.settings import METER_PORT, TIME_ZONE
 from ui.bridge import error_text, id_problem
+from ui.style import set_tone
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +126,7 @@ class MeterPage(QWidget):
 
     def _say(self, text: str, *, error: bool = False) -> None:
         self.message.setText(text)
-        self.message.setStyleSheet("color: #b00020; font-weight: bold;" if error else "")
+        set_tone(self.message, "error" if error else None)
 
     def _target(self) -> tuple[str, str] | None:
         where, addr = self.where.text().strip(), self.addr.text().strip()

@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
 from app.domain.ledger import SaleState, Situation
 from app.domain.operators import Role
 from app.domain.permissions import Action
+from app.domain.receipt import receipt_no
 from app.i18n import N_, _, translate
 from app.money import format_yuan
 from app.services import approvals, ledger, selling
@@ -69,7 +70,7 @@ class RecoveryPage(QWidget):
         N_("State"),
         N_("Counter"),
         N_("Operator"),
-        N_("Sale"),
+        N_("Receipt"),
     )
     QUEUE_COLUMNS = (
         N_("Asked at"),
@@ -100,7 +101,7 @@ class RecoveryPage(QWidget):
         )
         intro.setWordWrap(True)
         sales_layout.addWidget(intro)
-        self.sales_table = list_table(self.SALE_COLUMNS, tab_navigation=False)
+        self.sales_table = list_table(self.SALE_COLUMNS, tab_navigation=False, keys=(1, 2, 3, 7))
         sales_layout.addWidget(self.sales_table, 1)
         row = QHBoxLayout()
         self.present_button = QPushButton(_("Present the &card (Enter)"))
@@ -187,7 +188,7 @@ class RecoveryPage(QWidget):
                     SaleState.text_of(s.state),
                     s.counter_id,
                     s.operator_id,
-                    s.sale_id,
+                    receipt_no(s.sale_id),
                 ]
                 for s in self.sales
             ],
@@ -259,7 +260,7 @@ class RecoveryPage(QWidget):
                     _(
                         "Sale {sale_id} failed: the card never got it; return {amount} yuan to "
                         "the customer.",
-                        sale_id=s.sale_id,
+                        sale_id=receipt_no(s.sale_id),
                         amount=format_yuan(s.amount_fen),
                     )
                 )
@@ -267,7 +268,7 @@ class RecoveryPage(QWidget):
                 lines.append(
                     _(
                         "Sale {sale_id} is now {state}.",
-                        sale_id=s.sale_id,
+                        sale_id=receipt_no(s.sale_id),
                         state=SaleState.text_of(s.state),
                     )
                 )

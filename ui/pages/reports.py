@@ -43,7 +43,8 @@ from app.services.auth import Principal
 from app.settings import TIME_ZONE
 from ui.bridge import error_text
 from ui.charts import BarChart
-from ui.pages.common import page_title
+from ui.pages.common import KEY_COLUMNS, page_title
+from ui.style import set_tone
 
 log = logging.getLogger(__name__)
 RIGHT = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
@@ -114,9 +115,10 @@ def ask_save_path(parent: QWidget, suggested: str, fmt: str) -> str | None:
 
 
 def make_table(
-    headers: Sequence[str], parent: QWidget | None = None, *, stretch: int = 0
+    headers: Sequence[str], parent: QWidget | None = None, *, stretch: int | None = None
 ) -> QTableWidget:
-    """A read-only table sized to its contents; column ``stretch`` takes the spare width."""
+    """A read-only table, every column as wide as its contents (a key column is never elided);
+    column ``stretch``, a secondary one such as an error text, takes the spare width."""
     table = QTableWidget(0, len(headers), parent)
     table.setHorizontalHeaderLabels(list(headers))
     table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
@@ -125,14 +127,18 @@ def make_table(
     table.verticalHeader().setVisible(False)
     header = table.horizontalHeader()
     header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-    header.setSectionResizeMode(stretch % len(headers), QHeaderView.ResizeMode.Stretch)
+    if stretch is not None:
+        header.setSectionResizeMode(stretch % len(headers), QHeaderView.ResizeMode.Stretch)
     return table
 
 
 def fill_table(
     table: QTableWidget, rows: Sequence[Sequence[str]], numeric: Sequence[int] = ()
 ) -> None:
-    """Put ``rows`` of text into ``table``; the ``numeric`` columns are right-aligned."""
+    """Put ``rows`` of text into ``table``; the ``numeric`` columns are right-aligned and, with
+    the first (what identifies a row), the key columns (never elided: ui/pages/common.py)."""
+    if not table.property(KEY_COLUMNS):
+        table.setProperty(KEY_COLUMNS, [0, *numeric])
     table.setRowCount(len(rows))
     for r, row in enumerate(rows):
         for c, text in enumerate(row):
@@ -233,7 +239,7 @@ class ReportsPage(QWidget):
         outer.addWidget(page_title(_("Reports")))
         self.denied = QLabel()
         self.denied.setWordWrap(True)
-        self.denied.setStyleSheet("color: #b00020; font-weight: bold;")
+        set_tone(self.denied, "error")
         self.denied.hide()
         outer.addWidget(self.denied)
         self.tabs = QTabWidget()
@@ -266,9 +272,14 @@ class ReportsPage(QWidget):
         self.day_summary.setWordWrap(True)
         day_box.addWidget(self.day_summary)
         self.day_table = make_table([translate(h) for h in DAILY_HEADERS])
+        # the identifying column and the money a supervisor reads first stay in view: net cash
+        # moves beside the amount; the counts and the rest scroll on a narrow screen
+        self.day_table.setProperty(KEY_COLUMNS, [0, 2, len(DAILY_HEADERS) - 1])
+        header = self.day_table.horizontalHeader()
+        header.moveSection(len(DAILY_HEADERS) - 1, 3)
         day_box.addWidget(self.day_table, 2)
         day_box.addWidget(QLabel(_("Shifts of the day")))
-        self.shift_table = make_table([translate(h) for h in SHIFT_HEADERS], stretch=-1)
+        self.shift_table = make_table([translate(h) for h in SHIFT_HEADERS])
         day_box.addWidget(self.shift_table, 1)
         self.tabs.addTab(day_tab, _("Daily report"))
         # a changed day (typed or picked) is shown after a short pause
@@ -303,6 +314,10 @@ class ReportsPage(QWidget):
         charts.setColumnStretch(1, 1)
         stats_box.addLayout(charts, 3)
         self.plan_table = make_table([translate(h) for h in PLAN_HEADERS])
+        self.plan_table.setProperty(KEY_COLUMNS, [0, 3, 4])  # the plan, amount and credit
+        plan_header = self.plan_table.horizontalHeader()
+        plan_header.moveSection(3, 1)
+        plan_header.moveSection(4, 2)
         stats_box.addWidget(self.plan_table, 1)
         self.tabs.addTab(stats_tab, _("Charge-control statistics"))
         self.tabs.currentChanged.connect(lambda _i: self.activated())
@@ -359,12 +374,12 @@ class ReportsPage(QWidget):
     def _failed(self, exc: BaseException) -> None:
         text = error_text(exc)
         self.status.setText(text)
-        self.status.setStyleSheet("color: #b00020; font-weight: bold;")
+        set_tone(self.status, "error")
         self.shell.notify(text, error=True)
 
     def _say(self, text: str) -> None:
         self.status.setText(text)
-        self.status.setStyleSheet("")
+        set_tone(self.status, None)
 
     def selected_day(self) -> dt.date:
         d = self.day.date()

@@ -44,6 +44,7 @@ from app.settings import RECEIPT_LANGUAGE, TRAINING_MODE
 from ui.bridge import error_text
 from ui.dialogs import ApprovalDialog
 from ui.pages.sale_layout import SaleLayout
+from ui.style import set_tone
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +134,7 @@ class SalePage(SaleLayout):
 
     def _say(self, text: str, *, error: bool = False) -> None:
         self.message.setText(text)
-        self.message.setStyleSheet("color: #b00020; font-weight: bold;" if error else "")
+        set_tone(self.message, "error" if error else None)
         self._error_shown = error and bool(text)
 
     def _edited(self) -> None:
@@ -357,7 +358,7 @@ class SalePage(SaleLayout):
             self._show_state(READY)
 
     def _situation_style(self, *, error: bool) -> None:
-        self.situation.setStyleSheet("color: #b00020;" if error else "color: #1b5e20;")
+        set_tone(self.situation, "error" if error else "ok")
 
     def _read_failed(self, token: int, seq: int, exc: BaseException) -> None:
         if isinstance(exc, CardError):
@@ -771,7 +772,7 @@ class SalePage(SaleLayout):
                 )
             else:
                 self.receipt_label.setText(_("Receipt printed on {printer}.", printer=name))
-            self.receipt_label.setStyleSheet("")
+            set_tone(self.receipt_label, None)
 
         def failed(exc: BaseException) -> None:
             self.receipt_label.setText(
@@ -779,7 +780,7 @@ class SalePage(SaleLayout):
                 + " "
                 + _("The sale stands; reprint the receipt from the sales list once it is fixed.")
             )
-            self.receipt_label.setStyleSheet("color: #b00020; font-weight: bold;")
+            set_tone(self.receipt_label, "error")
             setter = getattr(self.shell, "set_printer_status", None)
             if callable(setter):
                 setter(_("Printer: fault"))

@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
 
 from app.i18n import N_, _, translate
 from app.money import format_yuan
+from ui.style import set_tone
 
 PRESETS = (5000, 10000, 20000, 50000)  # fen: 50, 100, 200, 500 yuan
 
@@ -125,9 +126,7 @@ class SaleLayout(QWidget):
         top.addStretch(1)
         self.training_mark = QLabel(_("TRAINING SALE — not real, never sent"))
         self.training_mark.setFont(_font(14, True))
-        self.training_mark.setStyleSheet(
-            "color: white; background: #6a1b9a; padding: 4px 10px; border-radius: 4px;"
-        )
+        set_tone(self.training_mark, "mark")
         self.training_mark.setVisible(self._training())
         top.addWidget(self.training_mark)
         outer.addLayout(top)

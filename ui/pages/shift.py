@@ -18,6 +18,7 @@ from typing import Any
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QFont, QKeyEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
+    QBoxLayout,
     QGridLayout,
     QGroupBox,
     QHBoxLayout,
@@ -32,6 +33,7 @@ from PySide6.QtWidgets import (
 from app.context import AppContext
 from app.domain.ledger import ReversalState, SaleState
 from app.domain.permissions import Action
+from app.domain.receipt import receipt_no
 from app.errors import CardVendError
 from app.i18n import N_, _, translate
 from app.money import format_yuan, parse_yuan
@@ -40,7 +42,7 @@ from app.services import shifts as shift_service
 from app.services.shifts import ShiftView
 from app.settings import TIME_ZONE
 from ui.bridge import error_text
-from ui.pages.common import page_title
+from ui.pages.common import KEY_COLUMNS, page_title
 from ui.pages.reports import (
     ask_save_path,
     fill_table,
@@ -50,6 +52,7 @@ from ui.pages.reports import (
     save_report,
     yuan,
 )
+from ui.style import set_tone
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +71,7 @@ DENOMINATIONS: tuple[tuple[int, str], ...] = (
     (1, N_("1 fen")),
 )
 MAX_COUNT = 99_999
+STACK_BELOW_PX = 1000  # narrower than this, the Z-report goes below the cash count
 ZREPORT_HEADERS = (
     N_("Time"),
     N_("Line"),
@@ -104,10 +108,10 @@ def report_rows(report: report_service.ShiftReport) -> list[list[str]]:
         state = ReversalState.text_of(r.state)
         lines.append((r.at, [_("reversal"), r.short_id, r.customer_no, state, yuan(-r.amount_fen)]))
     for f in report.fee_payments:
-        cells = [_("replacement fee"), _short(f.payment_id), f.customer_no, _("completed")]
+        cells = [_("replacement fee"), receipt_no(f.payment_id), f.customer_no, _("completed")]
         lines.append((f.at, [*cells, yuan(f.amount_fen)]))
     for refund in report.refunds:
-        cells = [_("account close refund"), _short(refund.event_id), refund.customer_no]
+        cells = [_("account close refund"), receipt_no(refund.event_id), refund.customer_no]
         lines.append((refund.at, [*cells, _("completed"), yuan(-refund.amount_fen)]))
     lines.sort(key=lambda line: line[0])
     first_day = report.opened_at.date()
@@ -115,10 +119,6 @@ def report_rows(report: report_service.ShiftReport) -> list[list[str]]:
         [at.strftime("%H:%M" if at.date() == first_day else "%m-%d %H:%M"), *cells]
         for at, cells in lines
     ]
-
-
-def _short(record_id: str) -> str:
-    return record_id[:8].upper()
 
 
 def report_summary(report: report_service.ShiftReport) -> str:
@@ -211,7 +211,9 @@ class ShiftPage(QWidget):
         self.state_label = QLabel()
         self.state_label.setWordWrap(True)
         outer.addWidget(self.state_label)
-        body = QHBoxLayout()
+        # the count beside the Z-report; on a narrow page (1366×768 with the training tray) the
+        # Z-report goes below the count, whole, and the page scrolls
+        self.body = body = QBoxLayout(QBoxLayout.Direction.LeftToRight)
         outer.addLayout(body, 1)
         left = QVBoxLayout()
         body.addLayout(left, 0)
@@ -223,6 +225,13 @@ class ShiftPage(QWidget):
         body.addLayout(right, 1)
         self._build_zreport(right)
         self._finish_init(outer)
+
+    def resizeEvent(self, event: Any) -> None:
+        stacked = self.width() < STACK_BELOW_PX
+        self.body.setDirection(
+            QBoxLayout.Direction.TopToBottom if stacked else QBoxLayout.Direction.LeftToRight
+        )
+        super().resizeEvent(event)
 
     def _build_open(self, left: QVBoxLayout) -> None:
         self.open_box = QGroupBox(_("Open a shift"))
@@ -283,7 +292,7 @@ class ShiftPage(QWidget):
         grid.addLayout(buttons, rows + 1, 0, 1, 3)
         self.confirm_label = QLabel()
         self.confirm_label.setWordWrap(True)
-        self.confirm_label.setStyleSheet("color: #e65100; font-weight: bold;")
+        set_tone(self.confirm_label, "warn")
         grid.addWidget(self.confirm_label, rows + 2, 0, 1, 3)
         left.addWidget(self.close_box)
         return bigger
@@ -315,7 +324,9 @@ class ShiftPage(QWidget):
         self.report_summary = QLabel(_("No shift yet."))
         self.report_summary.setWordWrap(True)
         zr.addWidget(self.report_summary)
-        self.report_table = make_table([translate(h) for h in ZREPORT_HEADERS], stretch=1)
+        self.report_table = make_table([translate(h) for h in ZREPORT_HEADERS])
+        self.report_table.setMinimumHeight(220)
+        self.report_table.setProperty(KEY_COLUMNS, [0, 1, 2, 4, 5])  # all but the customer
         zr.addWidget(self.report_table, 1)
         zb = QHBoxLayout()
         self.pdf_button = QPushButton(_("Save PDF…"))
@@ -381,7 +392,7 @@ class ShiftPage(QWidget):
 
     def _say(self, text: str, *, error: bool = False) -> None:
         self.status.setText(text)
-        self.status.setStyleSheet("color: #b00020; font-weight: bold;" if error else "")
+        set_tone(self.status, "error" if error else None)
         self.shell.notify(text, error=error)
 
     def _failed(self, exc: BaseException) -> None:
@@ -430,7 +441,7 @@ class ShiftPage(QWidget):
                 variance=variance_text(diff),
             )
         self.difference_label.setText(text)
-        self.difference_label.setStyleSheet("" if diff == 0 else "color: #b00020;")
+        set_tone(self.difference_label, None if diff == 0 else "error")
         self.reason_edit.setVisible(diff != 0)
 
     def clear_count(self) -> None:
@@ -616,7 +627,7 @@ class ShiftPage(QWidget):
         self.counted_value.setText(yuan(view.counted_fen))
         variance = view.variance_fen or 0
         self.variance_value.setText(variance_text(variance))
-        self.variance_value.setStyleSheet("" if variance == 0 else "color: #b00020;")
+        set_tone(self.variance_value, None if variance == 0 else "error")
         self.result_box.show()
 
     # ------------------------------------------------------------------ saving

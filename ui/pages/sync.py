@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.context import AppContext
+from app.domain.receipt import receipt_no
 from app.errors import CardVendError
 from app.i18n import N_, _, translate
 from app.money import format_yuan
@@ -43,6 +44,7 @@ from app.settings import TIME_ZONE
 from ui.bridge import error_text
 from ui.pages.common import page_title
 from ui.pages.reports import fill_table, make_table
+from ui.style import set_tone
 
 log = logging.getLogger(__name__)
 SHOWN = 200  # pending records listed (the oldest first); the count covers all of them
@@ -139,18 +141,14 @@ class SyncPage(QWidget):
         self.audit_note = QLabel()
         self.audit_note.setWordWrap(True)
         self.audit_note.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.audit_note.setStyleSheet(
-            "background: #ffebee; color: #b00020; padding: 6px; font-weight: bold;"
-        )
+        set_tone(self.audit_note, "alarm")
         self.audit_note.hide()
         outer.addWidget(self.audit_note)
 
         self.register_note = QLabel()
         self.register_note.setWordWrap(True)
         self.register_note.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.register_note.setStyleSheet(
-            "background: #fff3e0; color: #e65100; padding: 6px; font-weight: bold;"
-        )
+        set_tone(self.register_note, "notice")
         outer.addWidget(self.register_note)
         self.training_note = QLabel(
             _("Training mode: training sales are never sent to the central system.")
@@ -184,7 +182,7 @@ class SyncPage(QWidget):
         self.advice = QLabel()  # what to do with the selected refused record
         self.advice.setWordWrap(True)
         self.advice.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.advice.setStyleSheet("background: #fff3e0; padding: 6px;")
+        set_tone(self.advice, "note")
         outer.addWidget(self.refused_label)
         outer.addWidget(self.refused_table, 1)
         outer.addWidget(self.advice)
@@ -266,7 +264,7 @@ class SyncPage(QWidget):
         def failed(exc: BaseException) -> None:
             self._reading = False
             self.message.setText(error_text(exc))
-            self.message.setStyleSheet("color: #b00020; font-weight: bold;")
+            set_tone(self.message, "error")
 
         self.shell.ops.run(read, self._show, failed)
 
@@ -275,13 +273,13 @@ class SyncPage(QWidget):
         status, records, refused = result
         self.status_data, self.records, self.refused = status, records, refused
         if status.online:
-            link, color = _("online"), "#2e7d32"
+            link, tone = _("online"), "ok"
         elif status.last_success is None and status.last_attempt is None:
-            link, color = _("not connected yet"), "#616161"
+            link, tone = _("not connected yet"), None
         else:
-            link, color = _("OFFLINE"), "#b00020"
+            link, tone = _("OFFLINE"), "error"
         self.link_value.setText(link)
-        self.link_value.setStyleSheet(f"color: {color};")
+        set_tone(self.link_value, tone)
         self.pending_value.setText(
             _(
                 "{count} records, {amount} yuan",
@@ -303,7 +301,7 @@ class SyncPage(QWidget):
             if status.refused
             else "0"
         )
-        self.refused_value.setStyleSheet("color: #b00020;" if status.refused else "")
+        set_tone(self.refused_value, "error" if status.refused else None)
         if status.audit_diverged:
             self.audit_note.setText(
                 _(
@@ -320,7 +318,7 @@ class SyncPage(QWidget):
                 [
                     self._when(r.refused_at),
                     translate(KIND_LABELS[r.kind]) if r.kind in KIND_LABELS else r.kind,
-                    f"{r.id} · {r.ref_id}",
+                    f"{r.id} · {receipt_no(r.ref_id)}",  # the record (sync retry N), the receipt
                     format_yuan(r.amount_fen),
                     f"{r.code}: {r.reason}",
                 ]
@@ -344,7 +342,7 @@ class SyncPage(QWidget):
                 [
                     self._when(r.created_at),
                     translate(KIND_LABELS[r.kind]) if r.kind in KIND_LABELS else r.kind,
-                    r.ref_id,
+                    receipt_no(r.ref_id),
                     format_yuan(r.amount_fen),
                     str(r.attempts),
                     r.last_error,
@@ -363,7 +361,7 @@ class SyncPage(QWidget):
             )
         else:
             self.list_label.setText(_("Records waiting for the central system"))
-        self.message.setStyleSheet("")
+        set_tone(self.message, None)
 
     def _show_advice(self, row: int, *_args: int) -> None:
         if 0 <= row < len(self.refused):
@@ -383,13 +381,13 @@ class SyncPage(QWidget):
                 "administrator runs: cardvend counter register --central URL"
             )
             self.message.setText(text)
-            self.message.setStyleSheet("color: #b00020; font-weight: bold;")
+            set_tone(self.message, "error")
             self.shell.notify(text, error=True)
             return
         worker.sync_now()  # wakes the worker's thread; it returns at once
         text = _("Syncing with the central system… the status below updates when it is done.")
         self.message.setText(text)
-        self.message.setStyleSheet("")
+        set_tone(self.message, None)
         self.shell.notify(text)
         for ms in (1000, 3000, 8000):
             QTimer.singleShot(ms, self, self.refresh)
