@@ -40,7 +40,7 @@ from app.services.auth import Principal
 from app.services.sync_status import SyncStatus, sync_status
 from app.settings import TIME_ZONE
 from ui.bridge import CardEvents, Ops
-from ui.style import set_banner, set_tone
+from ui.style import apply_style, set_banner, set_tone
 
 log = logging.getLogger(__name__)
 
@@ -132,8 +132,6 @@ class MainWindow(QMainWindow):
         self.request_lock: Callable[[], None] | None = None
         self.pages: dict[str, QWidget] = {}
         self.setWindowTitle(_("CardVend counter"))
-        from ui.style import apply_style
-
         apply_style()  # one font and one stylesheet for the window and every dialog
 
         central = QWidget(self)
