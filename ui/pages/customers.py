@@ -190,8 +190,19 @@ class CustomersPage(QWidget):
             value.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
             self.fields[key] = value
             form.addRow(translate(label), value)
-        left.addLayout(form)
-        left.addStretch(1)
+        # the fields scroll inside the box rather than being cut off when a 768-pixel screen
+        # leaves the box less height than their wrapped lines need
+        fields = QWidget()
+        fields_column = QVBoxLayout(fields)
+        fields_column.setContentsMargins(0, 0, 0, 0)
+        fields_column.addLayout(form)
+        fields_column.addStretch(1)
+        fields_area = QScrollArea()
+        fields_area.setWidget(fields)
+        fields_area.setWidgetResizable(True)
+        fields_area.setFrameShape(QFrame.Shape.NoFrame)
+        fields_area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        left.addWidget(fields_area, 1)
         columns.addLayout(left, 3)
 
         right = QVBoxLayout()
