@@ -17,10 +17,12 @@ export HYPOTHESIS_STORAGE_DIRECTORY ?= $(CURDIR)/.hypothesis
 run: sysdeps venv
 	$(PY) main.py
 
-# serial for now; `pytest -n auto --dist loadgroup` (pytest-xdist, conftest.py groups the pcscd
-# tests onto one worker) roughly halves it and is to become the default once a full run is green
+# one pytest worker per core (pytest-xdist); tests/conftest.py puts every test on the real pcscd
+# in one group that one worker runs, since the virtual card slots are machine-wide.  TEST_ARGS
+# adds to it, e.g. `make test TEST_ARGS="-n 0 -x"` for a serial run that stops at the first failure
+TEST_ARGS ?=
 test: sysdeps venv
-	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q -n auto --dist loadgroup $(TEST_ARGS)
 
 bench: sysdeps venv
 	$(PY) -m tests.bench.run
