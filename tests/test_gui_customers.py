@@ -750,3 +750,32 @@ def test_pause_resume_then_close_from_the_customers_page(counter: Counter, tmp_p
     dialog.close()
     counter.qtbot.waitUntil(lambda: not page.close_account_button.isEnabled(), timeout=WAIT_MS)
     assert "moved away" in page.fields["status"].text()
+
+
+def test_the_latest_sales_show_the_office_time_not_the_pcs(
+    counter: Counter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A counter PC set to another time zone still shows the office's local time (the
+    ``time_zone`` setting) in the customer's latest sales and the reprint list."""
+    import datetime as dt
+    import time
+
+    from app.localtime import local_time
+    from app.settings import TIME_ZONE
+
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        sale_id = counter.sell_with_service("100000000042", 5000)
+        assert sale_id is not None
+        created = ledger.get_sale(counter.db, sale_id).created_at
+        office = local_time(created, counter.ctx.settings.value(TIME_ZONE))
+        on_the_pc = dt.datetime.fromisoformat(created).astimezone().strftime("%Y-%m-%d %H:%M")
+        assert office != on_the_pc  # Asia/Shanghai and New York never share a wall clock
+        counter.open_customer("100000000042")
+        assert office in counter.page.sales_label.text()
+        assert on_the_pc not in counter.page.sales_label.text()
+        assert counter.page.reprint_sale.itemText(0).startswith(office)
+    finally:
+        monkeypatch.undo()  # the PC's own zone back before anything else reads it
+        time.tzset()

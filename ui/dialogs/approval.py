@@ -22,6 +22,7 @@ from app.i18n import _, translate
 from app.presenters.cardwork import CardWork
 from app.services import approvals
 from app.services.approvals import ApprovalView
+from app.settings import TIME_ZONE
 from ui.bridge import error_text
 from ui.dialogs.common import (
     POLL_MS,
@@ -205,7 +206,7 @@ class ApprovalDialog(QDialog):
                 "Request {request} waits in the queue for a supervisor (until {until}). "
                 "This window goes on by itself once it is approved.",
                 request=view.id[:8],
-                until=when_text(view.expires_at),
+                until=when_text(view.expires_at, self.shell.ctx.settings.value(TIME_ZONE)),
             )
         )
         self.poll_timer.start()

@@ -37,7 +37,7 @@ from app.presenters.cardwork import (
 from app.services import approvals, ledger, selling
 from app.services.auth import Principal
 from app.services.customers import CustomerView, customer_view
-from app.settings import EXCHANGE_FEE, REPLACEMENT_FEE
+from app.settings import EXCHANGE_FEE, REPLACEMENT_FEE, TIME_ZONE
 from ui.bridge import error_text
 from ui.dialogs.common import when_text
 from ui.dialogs.operation import (
@@ -400,7 +400,7 @@ class ReversalDialog(OperationDialog):
                 count=sale.purchase_count if sale.purchase_count is not None else "—",
                 amount=format_yuan(sale.amount_fen),
                 seller=sale.operator_id,
-                when=when_text(sale.created_at),
+                when=when_text(sale.created_at, self.shell.ctx.settings.value(TIME_ZONE)),
             ),
             _(
                 "Put the customer's card in the reader and press Enter; a supervisor other "

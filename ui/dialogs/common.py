@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -18,7 +17,9 @@ from PySide6.QtWidgets import (
 )
 
 from app.domain.permissions import Action
+from app.errors import CardVendError
 from app.i18n import N_, translate
+from app.localtime import local_time
 from app.services import approvals, auth
 from app.services.auth import Principal
 from ui.style import set_tone
@@ -41,12 +42,13 @@ REQUEST_STATES = {
 }
 
 
-def when_text(iso: str) -> str:
-    """An ISO time as this computer's local time, to the minute."""
+def when_text(iso: str, tz: str) -> str:
+    """A stored time (ISO text, UTC) in the office's time zone ``tz`` (the ``time_zone``
+    setting, never the PC's), to the minute; text that is not a time as it stands."""
     try:
-        return dt.datetime.fromisoformat(iso).astimezone().strftime("%Y-%m-%d %H:%M")
-    except ValueError:
-        return iso[:16]
+        return local_time(iso, tz)
+    except (ValueError, CardVendError):
+        return iso[:16].replace("T", " ")
 
 
 def tone(label: QLabel, kind: str = "") -> None:

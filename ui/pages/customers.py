@@ -40,6 +40,7 @@ from app.i18n import N_, _, translate
 from app.money import format_yuan
 from app.services import ledger
 from app.services.customers import SearchCursor, SearchHit, SearchPage, search_customers
+from app.settings import TIME_ZONE
 from ui import dialogs
 from ui.bridge import error_text
 from ui.dialogs.accounts import start_close_account, start_pause_account, start_resume_account
@@ -389,6 +390,7 @@ class CustomersPage(QWidget):
         self.details = details
         hit = details.hit
         c = hit.customer
+        tz = self.shell.ctx.settings.value(TIME_ZONE)
         self.details_title.setText(c.name)
         self.fields["customer_no"].setText(c.customer_no)
         self.fields["address"].setText(c.address or "—")
@@ -436,7 +438,7 @@ class CustomersPage(QWidget):
         lines = [
             _(
                 "{when}  purchase {count}  {amount} yuan  {state}  {seller}",
-                when=dialogs.when_text(s.created_at),
+                when=dialogs.when_text(s.created_at, tz),
                 count=s.purchase_count if s.purchase_count is not None else "—",
                 amount=format_yuan(s.amount_fen),
                 state=SaleState.text_of(s.state),
@@ -449,7 +451,7 @@ class CustomersPage(QWidget):
         for s in details.sales:
             if s.state == SaleState.COMPLETED:
                 self.reprint_sale.addItem(
-                    f"{dialogs.when_text(s.created_at)}  {format_yuan(s.amount_fen)}", s.sale_id
+                    f"{dialogs.when_text(s.created_at, tz)}  {format_yuan(s.amount_fen)}", s.sale_id
                 )
         self.reprint_button.setEnabled(self.reprint_sale.count() > 0)
         card_meter = c.meter_kind == MeterKind.CARD.value

@@ -37,6 +37,7 @@ from app.money import format_yuan
 from app.services import approvals, ledger, selling
 from app.services.approvals import ApprovalView
 from app.services.auth import Principal
+from app.settings import TIME_ZONE
 from ui import dialogs
 from ui.bridge import error_text
 from ui.pages.common import list_table
@@ -177,11 +178,12 @@ class RecoveryPage(QWidget):
     def _show(self, data: tuple[list[ledger.SaleView], list[ApprovalView]]) -> None:
         self._loading = False
         self.sales, self.queue = data
+        tz = self.shell.ctx.settings.value(TIME_ZONE)
         _fill(
             self.sales_table,
             [
                 [
-                    dialogs.when_text(s.created_at),
+                    dialogs.when_text(s.created_at, tz),
                     s.customer_no,
                     str(s.purchase_count) if s.purchase_count is not None else "—",
                     format_yuan(s.amount_fen),
@@ -197,13 +199,13 @@ class RecoveryPage(QWidget):
             self.queue_table,
             [
                 [
-                    dialogs.when_text(v.requested_at),
+                    dialogs.when_text(v.requested_at, tz),
                     dialogs.action_text(v.action),
                     v.target,
                     v.requested_by,
                     v.counter_id,
                     Role.text_of(v.next_step.role) if v.next_step is not None else "—",
-                    dialogs.when_text(v.expires_at),
+                    dialogs.when_text(v.expires_at, tz),
                 ]
                 for v in self.queue
             ],

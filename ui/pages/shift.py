@@ -42,6 +42,7 @@ from app.services import shifts as shift_service
 from app.services.shifts import ShiftView
 from app.settings import TIME_ZONE
 from ui.bridge import error_text
+from ui.dialogs.common import when_text
 from ui.pages.common import KEY_COLUMNS, page_title
 from ui.pages.reports import (
     ask_save_path,
@@ -375,11 +376,7 @@ class ShiftPage(QWidget):
 
     def _local(self, iso: str) -> str:
         """A stored time (ISO text) in the office's time zone, to the minute."""
-        try:
-            zone = report_service.zone(str(self.ctx.settings.get(TIME_ZONE.key)))
-            return local_time(dt.datetime.fromisoformat(iso).astimezone(zone))
-        except (ValueError, CardVendError):
-            return iso[:16].replace("T", " ")
+        return when_text(iso, self.ctx.settings.value(TIME_ZONE))
 
     def _next_field(self, i: int) -> Callable[[], None]:
         def go() -> None:
