@@ -83,6 +83,7 @@ def build_parser(*, commands: bool = True) -> argparse.ArgumentParser:
         cli_setup,
     )
     from cardio import cli as card_cli
+    from cardio import cli_fleet
     from printing import cli as printing_cli
     from sync import cli as sync_cli
     from sync.central import cli as central_cli
@@ -95,6 +96,7 @@ def build_parser(*, commands: bool = True) -> argparse.ArgumentParser:
     cli_meter_change.register(sub)
     cli_backup.register(sub)
     card_cli.register(sub)
+    cli_fleet.register(sub)
     central_cli.register(sub)
     sync_cli.register(sub)
     printing_cli.register(sub)

@@ -22,6 +22,7 @@ from tests.bench import (
     bench_central_load,
     bench_dlt645,
     bench_find,
+    bench_fleet,
     bench_gui_search,
     bench_gui_start,
     bench_import,
@@ -71,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     records += bench_card.run()
     records += bench_dlt645.run()
+    records += bench_fleet.run(10_000 if not quick else 2_000)
     records += bench_sale.run()
     records += bench_kill.run(bench_kill.QUICK_KILLS if quick else bench_kill.FULL_KILLS)
     records += bench_audit.run()
