@@ -17,12 +17,13 @@ export HYPOTHESIS_STORAGE_DIRECTORY ?= $(CURDIR)/.hypothesis
 run: sysdeps venv
 	$(PY) main.py
 
-# one pytest worker per core (pytest-xdist); tests/conftest.py puts every test on the real pcscd
-# in one group that one worker runs, since the virtual card slots are machine-wide.  TEST_ARGS
-# adds to it, e.g. `make test TEST_ARGS="-n 0 -x"` for a serial run that stops at the first failure
+# the suite on a pytest worker per core (pytest-xdist), then the tests on the real pcscd (marked
+# `vpcd` by tests/conftest.py) in one process, since the virtual card slots are machine-wide.
+# TEST_ARGS adds to both, e.g. `make test TEST_ARGS="-x"`
 TEST_ARGS ?=
 test: sysdeps venv
-	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q -n auto --dist loadgroup $(TEST_ARGS)
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q -n auto -m "not vpcd" $(TEST_ARGS)
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q -m vpcd $(TEST_ARGS)
 
 bench: sysdeps venv
 	$(PY) -m tests.bench.run

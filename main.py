@@ -247,7 +247,13 @@ def wire_meters(ctx: AppContext) -> None:
 
         relay_at(ctx.settings, ctx.clock, where, addr, command, operator)
 
+    def remote_meters(where: str) -> Any:
+        from cardio.meter_wire import TerminalMeters
+
+        return TerminalMeters(ctx.settings, ctx.clock, where)
+
     ctx.meter_reader, ctx.meter_commander = reader, commander
+    ctx.remote_meters_factory = remote_meters
 
 
 def wire_cards(ctx: AppContext, handler: PassphraseHandler | None = None) -> KeySource:

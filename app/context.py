@@ -24,6 +24,7 @@ from app.ports import (
     DiagProbe,
     Printer,
     ReceiptRenderer,
+    RemoteMeters,
     ReportRenderer,
     SerialOpener,
     SetupProbe,
@@ -67,6 +68,8 @@ class AppContext:
     # meters over DL/T 645 (cardio/), set by main.py: see app/services/meter_reading.py
     meter_reader: Callable[[str, str], Any] | None = None
     meter_commander: Callable[[str, str, str, str], None] | None = None
+    # the station's remote meters behind a terminal (where -> RemoteMeters), built by main.py
+    remote_meters_factory: Callable[[str], RemoteMeters] | None = None
     setup_probe: SetupProbe | None = None  # the first-run set-up's devices, set by main.py
 
     def open_terminal(self, reader: str | None = None, image: str | None = None) -> CardTerminal:

@@ -18,6 +18,7 @@ from app.domain.receipt import ReceiptData
 
 if TYPE_CHECKING:
     from app.services.auth import Principal
+    from app.services.meter_reading import MeterReading
 
 
 class KeyRole(enum.IntEnum):
@@ -326,3 +327,19 @@ class DiagProbe(Protocol):
     def secrets(self) -> list[str]:
         """Secrets held outside the settings (the central token): never in a bundle."""
         ...
+
+
+class RemoteMeters(Protocol):
+    """The remote fee-control meters the charge-control station reaches through its terminals
+    (DL/T 645-2007 over TCP or RS485; built by the composition root from ``cardio/``).  A meter
+    that does not answer or refuses raises a typed error (a :class:`app.errors.CardVendError`)."""
+
+    def read(self, meter_no: str) -> MeterReading:
+        """Energy by rate, relay, status words and clock of the meter."""
+        ...
+
+    def command(self, meter_no: str, command: str, operator: str) -> None:
+        """``trip``, ``close`` (permit), ``alarm`` or ``release`` (the alarm)."""
+        ...
+
+    def close(self) -> None: ...

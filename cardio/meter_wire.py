@@ -260,3 +260,32 @@ def relay_at(
         )
     finally:
         link.close()
+
+
+class TerminalMeters:
+    """:class:`app.ports.RemoteMeters` behind one terminal (``where``: ``HOST:PORT`` or a serial
+    port), over one link kept open (made again after it broke) with the configured meter
+    password."""
+
+    def __init__(self, settings: Settings, clock: Clock, where: str) -> None:
+        self._clock = clock
+        self._password = Password(
+            settings.value(METER_PASSWORD_LEVEL), settings.value(METER_PASSWORD)
+        )
+        self._link = link_to(where, settings)
+        self._client = MeterClient(self._link)
+        self._lock = threading.Lock()
+
+    def read(self, meter_no: str) -> MeterReading:
+        with self._lock:
+            return read_meter(self._client, meter_no)
+
+    def command(self, meter_no: str, command: str, operator: str) -> None:
+        with self._lock:
+            command_relay(
+                self._client, meter_no, command, self._clock.now(),
+                operator=operator, password=self._password,
+            )  # fmt: skip
+
+    def close(self) -> None:
+        self._link.close()

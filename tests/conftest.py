@@ -123,9 +123,10 @@ def sleeps() -> Sleeps:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under pytest-xdist (``pytest -n auto --dist loadgroup``) every test on the
-    real pcscd runs in one worker: the virtual card slots are one machine-wide resource that a
-    session holds for as long as it runs (tests/pcsc_fixtures.py)."""
+    """Every test on the real pcscd is marked ``vpcd``: the virtual card slots are one
+    machine-wide resource that a session holds for as long as it runs (tests/pcsc_fixtures.py),
+    so ``make test`` runs the rest on a worker per core (pytest-xdist, ``-m "not vpcd"``) and
+    these in one process after it (``-m vpcd``)."""
     for item in items:
         if "pcscd" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("vpcd"))
+            item.add_marker(pytest.mark.vpcd)

@@ -75,6 +75,7 @@ from typing import Final, TypeVar
 
 __all__ = [
     "MAX_RATE",
+    "METER_RATE_PERIODS",
     "MINUTES_PER_DAY",
     "MIN_RATE",
     "RATE_SCALE",
@@ -87,6 +88,7 @@ __all__ = [
     "TouSegment",
     "amount_to_energy",
     "base_rate",
+    "consumption_cost",
     "energy_to_amount",
     "period_at",
     "rate_at",
@@ -567,6 +569,41 @@ def energy_to_amount(spec: TariffSpec, energy_wh: int, year_used_wh: int = 0) ->
         numerator += take * rate
         remaining -= take
     return -(-numerator // RATE_SCALE)
+
+
+# the periods a meter's rate registers 1..4 count: 尖 sharp, 峰 peak, 平 flat, 谷 valley
+METER_RATE_PERIODS: Final = ("sharp", "peak", "flat", "valley")
+
+
+def consumption_cost(spec: TariffSpec, rates_wh: Sequence[int], year_used_wh: int = 0) -> int:
+    """The exact cost (fen x :data:`RATE_SCALE`, not rounded) of energy a meter counted by rate
+    (``rates_wh``: Wh in its registers 1..4 since the last reading), after ``year_used_wh`` Wh
+    this tier year.
+
+    A rate register is priced at the TOU period of its name (:data:`METER_RATE_PERIODS`) where
+    the tariff has one, else at the base rate (rule 1); the tier surcharge follows the yearly
+    consumption, the registers taken in the order valley, flat, peak, sharp (the meter does not
+    say in which order the interval's Wh came).  The caller sums these numerators and rounds up
+    once, so a balance never loses a fraction of a fen to rounding between readings."""
+    if len(rates_wh) != len(METER_RATE_PERIODS):
+        raise ValueError(f"rates_wh needs {len(METER_RATE_PERIODS)} values")
+    for wh in rates_wh:
+        _non_negative(wh, "rates_wh")
+    _non_negative(year_used_wh, "year_used_wh")
+    period_rates = {p.name: p.rate for p in spec.periods} if spec.is_tou else {}
+    numerator = 0
+    used = year_used_wh
+    for index in reversed(range(len(METER_RATE_PERIODS))):
+        remaining = rates_wh[index]
+        own = period_rates.get(METER_RATE_PERIODS[index], base_rate(spec))
+        for capacity, rate in _pieces(spec, used):
+            if remaining == 0:
+                break
+            take = remaining if capacity is None else min(capacity, remaining)
+            numerator += take * (own + rate - base_rate(spec))  # the piece's tier surcharge
+            remaining -= take
+            used += take
+    return numerator
 
 
 # -------------------------------------------------------------------------------- tier year

@@ -29,6 +29,7 @@ from app.errors import ValidationError
 from app.i18n import N_, _
 
 if TYPE_CHECKING:
+    from sync.central.cli_control import ControlRunner
     from sync.central.server import CentralServer
     from sync.central.store import CentralStore
 
@@ -66,6 +67,7 @@ def cmd_central_serve(ctx: AppContext, args: argparse.Namespace) -> int:
     )
     if not args.no_seed:
         _seed(server, ctx)
+    runner = _control_runner(ctx, args, server)
     if args.workers > 1:
         # the workers build their own stores; this process only listens and supervises them
         server.store.dispose()
@@ -86,7 +88,11 @@ def cmd_central_serve(ctx: AppContext, args: argparse.Namespace) -> int:
             target=_announce_when_up, args=(url, key, args.workers, tls[0]), daemon=True
         )
         waiter.start()
-        serve_workers(config, sock, args.workers, tls_cert=tls[0], tls_key=tls[1])
+        try:
+            serve_workers(config, sock, args.workers, tls_cert=tls[0], tls_key=tls[1])
+        finally:
+            if runner is not None:
+                runner.stop()
         return 0
     stop = threading.Event()
     try:
@@ -108,8 +114,28 @@ def cmd_central_serve(ctx: AppContext, args: argparse.Namespace) -> int:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
     finally:
+        if runner is not None:
+            runner.stop()
         server.stop()
     return 0
+
+
+def _control_runner(
+    ctx: AppContext, args: argparse.Namespace, server: CentralServer
+) -> ControlRunner | None:
+    """The charge-control loop in this (the supervising) process, when ``--terminals`` names
+    the meters' terminal; its own store, so the workers' pools stay theirs."""
+    from sync.central import cli_control
+    from sync.central.control import ControlLoop
+    from sync.central.store import CentralStore
+
+    meters = cli_control.remote_meters(ctx, args.terminals)
+    if meters is None:
+        return None
+    store = CentralStore(args.central_db or default_db(ctx), clock=ctx.clock)
+    opening = cli_control.opening_fen(args, demo=not args.no_seed)
+    loop = ControlLoop(store, meters, opening_fen=opening)
+    return cli_control.ControlRunner(loop, args.control_interval).start()
 
 
 def _seed(server: CentralServer, ctx: AppContext) -> None:
@@ -368,6 +394,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         action="store_true",
         help=_("log one JSON object per line on stderr, with each request's id"),
     )
+    from sync.central import cli_control
+
+    cli_control.control_options(q)
+    q.add_argument(
+        "--control-interval",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help=_("seconds between runs of the control loop (with --terminals; default 10)"),
+    )
     q.set_defaults(func=cmd_central_serve)
 
     q = csub.add_parser(
@@ -381,6 +417,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--hours", type=float, default=24, help=_("how long the code is valid (default 24)")
     )
     q.set_defaults(func=cmd_central_enrol)
+
+    cli_control.register(csub)
 
     q = csub.add_parser("offices", help=_("the offices the station serves, with their region"))
     osub = q.add_subparsers(dest="offices_command", required=True, metavar="COMMAND")

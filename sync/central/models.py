@@ -286,3 +286,85 @@ Index("ix_central_sales_counter_seq", sales.c.counter_id, sales.c.seq)
 Index("ix_central_jobs_office_seq", jobs.c.office_code, jobs.c.seq)
 Index("ix_central_customers_office_seq", customers.c.office_code, customers.c.seq)
 Index("ix_central_refusals_counter_at", refusals.c.counter_id, refusals.c.at)
+
+# --------------------------------------------------------------------------- charge control
+# (control.py: readings from remote meters, balances, alarm / trip / close permit commands)
+
+# one row a customer under fee control: the balance and where the control stands
+control = Table(
+    "central_control",
+    metadata,
+    Column("customer_no", String(12), primary_key=True),
+    Column("meter_no", String(12), nullable=False),
+    Column("state", String(8), nullable=False),  # normal | alarm1 | alarm2 | tripped
+    Column("opening_fen", BigInteger, nullable=False),  # the balance it came under control with
+    Column("paid_fen", BigInteger, nullable=False),  # remote payments since (credits)
+    # consumption since, as fen x RATE_SCALE (exact; rounded up once in remaining_fen)
+    Column("cost_num", BigInteger, nullable=False),
+    Column("remaining_fen", BigInteger, nullable=False),
+    Column("energy_wh", BigInteger),  # the last reading taken as consumption
+    Column("read_at", UTCDateTime()),
+    Column("relay", String(8)),  # as the meter last said: closed | open
+    Column("enrolled_at", UTCDateTime(), nullable=False),  # payments from then on count
+    Column("state_since", UTCDateTime(), nullable=False),
+    Column("close_permit_at", UTCDateTime()),  # when the last close permit reached the meter
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+readings = Table(
+    "central_readings",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("customer_no", String(12), nullable=False),
+    Column("meter_no", String(12), nullable=False),
+    Column("read_at", UTCDateTime(), nullable=False),
+    Column("meter_time", UTCDateTime()),
+    Column("energy_wh", BigInteger, nullable=False),
+    Column("rates_wh", JSON, nullable=False),  # [rate 1 .. rate 4]
+    Column("relay", String(8)),
+    Column("cost_num", BigInteger, nullable=False),  # the consumption since the last, priced
+    Column("status", String(10), nullable=False),  # billed | first | exception
+)
+
+commands = Table(
+    "central_commands",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("customer_no", String(12), nullable=False),
+    Column("meter_no", String(12), nullable=False),
+    Column("command", String(16), nullable=False),  # alarm | alarm_release | trip | close
+    Column("reason", String(40), nullable=False),
+    Column("status", String(8), nullable=False),  # pending | done | failed | dropped
+    Column("attempts", Integer, nullable=False),
+    Column("next_at", UTCDateTime(), nullable=False),
+    Column("last_error", String(200), nullable=False, default=""),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("done_at", UTCDateTime()),
+)
+
+exceptions = Table(
+    "central_exceptions",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("customer_no", String(12), nullable=False),
+    Column("kind", String(24), nullable=False),
+    Column("detail", String(300), nullable=False),
+    Column(
+        "state", String(10), nullable=False
+    ),  # new | assigned | explained | resolved | escalated
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+# who runs the control loop now: one holder across workers and hosts, until its lease ends
+leases = Table(
+    "central_leases",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("holder", String(64), nullable=False),
+    Column("until", UTCDateTime(), nullable=False),
+)
+
+Index("ix_central_readings_customer_id", readings.c.customer_no, readings.c.id)
+Index("ix_central_commands_status_next", commands.c.status, commands.c.next_at)
+Index("ix_central_exceptions_customer_kind", exceptions.c.customer_no, exceptions.c.kind)

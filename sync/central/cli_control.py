@@ -1,0 +1,180 @@
+"""``cardvend central control run|status``, and the control loop that ``central serve
+--terminals HOST:PORT`` runs in the background (:class:`ControlRunner`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import threading
+from typing import Any
+
+from app.context import AppContext
+from app.errors import NotFound, ValidationError
+from app.i18n import N_, _
+from app.money import format_yuan, parse_yuan
+from app.ports import RemoteMeters
+from sync.central.base import StoreBase
+from sync.central.control import ControlLoop, RunReport, control_status
+
+log = logging.getLogger(__name__)
+
+DEMO_OPENING_FEN = 5000  # the demo's remote customers come under control with 50.00 yuan
+
+
+def remote_meters(ctx: AppContext, where: str | None) -> RemoteMeters | None:
+    """The terminals behind ``where`` (``HOST:PORT`` or a serial port), or None."""
+    if not where:
+        return None
+    if ctx.remote_meters_factory is None:
+        raise ValidationError(N_("this program cannot reach meters (no DL/T 645 link is wired)"))
+    return ctx.remote_meters_factory(where)
+
+
+def opening_fen(args: argparse.Namespace, *, demo: bool) -> int:
+    if args.opening_yuan is None:
+        return DEMO_OPENING_FEN if demo else 0
+    return parse_yuan(args.opening_yuan)
+
+
+class ControlRunner:
+    """Runs ``loop`` every ``interval`` seconds in a background thread until :meth:`stop`; a run
+    that fails is logged and the next one comes on time (the lease keeps it to one worker)."""
+
+    def __init__(self, loop: ControlLoop, interval: float) -> None:
+        if not interval > 0:
+            raise ValidationError(N_("--control-interval must be above 0"))
+        self.loop = loop
+        self.interval = interval
+        self.last: RunReport | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> ControlRunner:
+        self._thread = threading.Thread(target=self._run, name="charge control", daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.last = self.loop.run()
+            except Exception:  # the loop goes on: a database hiccup must not stop control
+                log.exception("control run failed")
+            self._stop.wait(self.interval)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(30)
+            self._thread = None
+        if self.loop.meters is not None:
+            self.loop.meters.close()
+        self.loop.store.dispose()
+
+
+def _store(ctx: AppContext, args: argparse.Namespace) -> StoreBase:
+    from sync.central.cli import default_db
+    from sync.central.store import CentralStore
+
+    return CentralStore(args.central_db or default_db(ctx), clock=ctx.clock)
+
+
+def cmd_control_run(ctx: AppContext, args: argparse.Namespace) -> int:
+    store = _store(ctx, args)
+    meters = remote_meters(ctx, args.terminals)
+    try:
+        report = ControlLoop(store, meters, opening_fen=opening_fen(args, demo=False)).run()
+    finally:
+        if meters is not None:
+            meters.close()
+        store.dispose()
+    if args.json:
+        print(json.dumps(report.to_json(), ensure_ascii=False, indent=1))
+        return 0 if report.ran else 3
+    if not report.ran:
+        print(_("Another worker is running the control loop now; nothing was done."))
+        return 3
+    print(
+        _(
+            "{enrolled} customers came under control, {read} meters read, {exceptions} new "
+            "exceptions, {changed} changed state; {sent} commands sent, {failed} failed, "
+            "{waiting} waiting.",
+            enrolled=report.enrolled,
+            read=report.read,
+            exceptions=report.exceptions,
+            changed=report.changed,
+            sent=report.commands_sent,
+            failed=report.commands_failed,
+            waiting=report.commands_waiting,
+        )
+    )
+    return 0
+
+
+STATE_TEXT = {
+    "normal": N_("normal"),
+    "alarm1": N_("first alarm"),
+    "alarm2": N_("second alarm"),
+    "tripped": N_("tripped"),
+}
+
+
+def cmd_control_status(ctx: AppContext, args: argparse.Namespace) -> int:
+    store = _store(ctx, args)
+    try:
+        status: dict[str, Any] | None = control_status(store, args.customer_no)
+    finally:
+        store.dispose()
+    if status is None:
+        raise NotFound(N_("Customer {customer_no} is not under fee control."),
+                       customer_no=args.customer_no)  # fmt: skip
+    if args.json:
+        print(json.dumps(status, ensure_ascii=False, indent=1))
+        return 0
+    print(
+        _(
+            "{customer_no}: {state}, remaining {remaining} yuan, relay {relay}, last reading "
+            "{read_at}, close permit sent {permit_at}",
+            customer_no=status["customer_no"],
+            state=_(STATE_TEXT.get(status["state"], status["state"])),
+            remaining=format_yuan(status["remaining_fen"]),
+            relay=status["relay"] or "—",
+            read_at=status["last_reading_at"] or "—",
+            permit_at=status["close_permit_sent_at"] or "—",
+        )
+    )
+    return 0
+
+
+def control_options(q: argparse.ArgumentParser) -> None:
+    """The options ``central serve`` and ``central control run`` share."""
+    q.add_argument(
+        "--terminals",
+        metavar="HOST:PORT",
+        help=_("the terminal (concentrator) behind which the remote meters answer"),
+    )
+    q.add_argument(
+        "--opening-yuan",
+        metavar="YUAN",
+        help=_("the balance a customer comes under control with (demo data: 50.00, else 0)"),
+    )
+
+
+def register(csub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from sync.central.cli import _db_option
+
+    q = csub.add_parser("control", help=_("the charge-control loop"))
+    ksub = q.add_subparsers(dest="control_command", required=True, metavar="COMMAND")
+    r = ksub.add_parser(
+        "run", help=_("one run: read the meters, compute balances, send alarm/trip/close")
+    )
+    _db_option(r)
+    control_options(r)
+    r.add_argument("--json", action="store_true")
+    r.set_defaults(func=cmd_control_run)
+    r = ksub.add_parser("status", help=_("a customer's control state, balance and relay"))
+    r.add_argument("customer_no", metavar="CUSTOMER_NO")
+    _db_option(r)
+    r.add_argument("--json", action="store_true")
+    r.set_defaults(func=cmd_control_status)

@@ -1,0 +1,584 @@
+"""The charge-control loop of the station: remote meters read, balances kept, alarm / trip /
+close permit sent.
+
+One run (:meth:`ControlLoop.run`), under a lease so that one worker of one host runs it at a time
+(``central_leases``: a row whose holder and end the run takes with one conditional UPDATE, so it
+holds across processes and hosts on one database and survives a crashed holder by expiring):
+
+1. **Enrol.** Every active customer with a remote fee-control meter that is not under control yet
+   comes under it with the opening balance given (``central_control``); payments received from
+   then on count.
+2. **Acquire.** Each controlled meter is read through the terminals (:class:`app.ports.RemoteMeters`).
+   The energy since the last reading is priced by rate under the customer's tariff version in force
+   at the reading (:func:`app.domain.pricing.consumption_cost`) and added to the customer's cost.
+   A meter that does not answer, a reading that goes backwards (in total or in a rate), or one
+   that grows more than :data:`MAX_KW` (times CT x PT) could draw in the meter's own time since
+   the last reading, is an exception (``central_exceptions``, one open per customer and kind),
+   never a bill: the reading is kept with status ``exception`` and the cost does not move.
+3. **Balance.** One UPDATE over all controlled customers: paid = the credit of their completed,
+   not reversed remote purchases since enrolment; remaining = opening + paid - ceil(cost).
+4. **Decide.** One SELECT finds the customers whose state (by remaining against their alarm1,
+   alarm2 and the trip threshold, -overdraft_limit) differs from the one recorded; each gets its
+   commands: an alarm at alarm1 and at alarm2, a trip at the threshold, a close permit (and the
+   alarm again when still low) when a payment lifts a tripped customer, an alarm release when
+   the balance is back to normal.  Pending commands a new decision supersedes are dropped.
+5. **Send.** Due commands go to the meters; a failure is retried with backoff
+   (:data:`BACKOFF_S`), and after :data:`MAX_ATTEMPTS` it fails and opens an exception
+   (``command_failed``) for a technician.
+
+Commands, readings and exceptions are rows: a restart loses nothing and resends what was due.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any, Final
+
+from sqlalchemy import case, func, insert, select, update
+from sqlalchemy.engine import Connection
+
+from app.domain.pricing import RATE_SCALE, TariffSpec, consumption_cost
+from app.errors import CardVendError
+from app.ports import RemoteMeters
+from app.services.meter_reading import MeterReading
+from app.services.tariffs import SPEC_DEFAULTS
+from sync.central import models as m
+from sync.central.base import StoreBase, chunks
+
+log = logging.getLogger(__name__)
+
+LEASE: Final = "control"
+LEASE_S: Final = 300  # a holder that died frees the loop after this long
+OPERATOR: Final = "station"
+MAX_ATTEMPTS: Final = 5
+BACKOFF_S: Final = (5, 15, 45, 120, 300)
+MAX_KW: Final = 100  # more than this per CT x PT in the meter's own time is not a real draw
+BATCH: Final = 500
+
+NORMAL, ALARM1, ALARM2, TRIPPED = "normal", "alarm1", "alarm2", "tripped"
+STATES: Final = (NORMAL, ALARM1, ALARM2, TRIPPED)
+PENDING, DONE, FAILED, DROPPED = "pending", "done", "failed", "dropped"
+
+# what to send when a customer moves from one state to another
+_LOW = (ALARM1, ALARM2)
+
+
+def commands_for(old: str, new: str) -> list[str]:
+    """The meter commands, in order, that take a meter from control state ``old`` to ``new``."""
+    if new == TRIPPED:
+        return ["trip"]
+    if old == TRIPPED:
+        return ["close", "alarm"] if new in _LOW else ["close", "release"]
+    if new in _LOW:
+        return ["alarm"]
+    return ["release"] if old in _LOW else []
+
+
+@dataclass
+class RunReport:
+    """What one run did (``central control run --json``)."""
+
+    ran: bool = True  # False: another worker holds the loop
+    enrolled: int = 0
+    read: int = 0
+    exceptions: int = 0
+    changed: int = 0
+    commands_sent: int = 0
+    commands_failed: int = 0
+    commands_waiting: int = 0
+    states: dict[str, int] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class _Meter:
+    customer_no: str
+    meter_no: str
+    plan: str
+    ratio: int
+    energy_wh: int | None
+    rates_wh: tuple[int, ...] | None
+    meter_time: dt.datetime | None
+    cost_num: int
+
+
+class ControlLoop:
+    """Runs the charge-control loop on ``store``'s database; ``meters`` reaches the remote
+    meters (None: balances and decisions only, nothing read or sent)."""
+
+    def __init__(
+        self,
+        store: StoreBase,
+        meters: RemoteMeters | None,
+        *,
+        opening_fen: int = 0,
+        holder: str | None = None,
+    ) -> None:
+        if opening_fen < 0:
+            raise ValueError("the opening balance cannot be negative")
+        self.store = store
+        self.meters = meters
+        self.opening_fen = opening_fen
+        self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+    # ------------------------------------------------------------------ the run
+
+    def run(self) -> RunReport:
+        if not self._take_lease():
+            return RunReport(ran=False)
+        report = RunReport()
+        try:
+            report.enrolled = self._enrol()
+            if self.meters is not None:
+                self._acquire(report)
+            self._balance()
+            report.changed = self._decide()
+            if self.meters is not None:
+                self._send(report)
+            report.states, report.commands_waiting = self._tally()
+        finally:
+            self._release_lease()
+        log.info("control run: %s", report.to_json())
+        return report
+
+    # ------------------------------------------------------------------ the lease
+
+    def _take_lease(self) -> bool:
+        le = m.leases.c
+        now = self.store.now()
+        with self.store.engine.begin() as conn:
+            taken = conn.execute(
+                update(m.leases)
+                .where(le.name == LEASE, (le.until < now) | (le.holder == self.holder))
+                .values(holder=self.holder, until=now + dt.timedelta(seconds=LEASE_S))
+            ).rowcount
+            if taken:
+                return True
+            if conn.execute(select(le.name).where(le.name == LEASE)).first() is not None:
+                return False
+        try:
+            with self.store.engine.begin() as conn:
+                conn.execute(
+                    insert(m.leases).values(
+                        name=LEASE, holder=self.holder, until=now + dt.timedelta(seconds=LEASE_S)
+                    )
+                )
+            return True
+        except Exception:  # another worker inserted it at the same moment: it holds the loop
+            return False
+
+    def _release_lease(self) -> None:
+        le = m.leases.c
+        with self.store.engine.begin() as conn:
+            conn.execute(
+                update(m.leases)
+                .where(le.name == LEASE, le.holder == self.holder)
+                .values(until=self.store.now() - dt.timedelta(seconds=1))
+            )
+
+    # ------------------------------------------------------------------ 1. enrol
+
+    def _enrol(self) -> int:
+        cu, co = m.customers.c, m.control.c
+        now = self.store.now()
+        new = select(cu.customer_no, cu.meter_no).where(
+            cu.meter_kind == "remote",
+            cu.status == "active",
+            ~select(co.customer_no).where(co.customer_no == cu.customer_no).exists(),
+        )
+        with self.store.engine.begin() as conn:
+            rows = conn.execute(new).all()
+            for part in chunks(rows, BATCH):
+                conn.execute(
+                    insert(m.control),
+                    [
+                        {
+                            "customer_no": r[0],
+                            "meter_no": r[1],
+                            "state": NORMAL,
+                            "opening_fen": self.opening_fen,
+                            "paid_fen": 0,
+                            "cost_num": 0,
+                            "remaining_fen": self.opening_fen,
+                            "enrolled_at": now,
+                            "state_since": now,
+                            "updated_at": now,
+                        }
+                        for r in part
+                    ],
+                )
+        return len(rows)
+
+    # ------------------------------------------------------------------ 2. acquire
+
+    def _controlled(self, conn: Connection) -> list[_Meter]:
+        co, cu, rd = m.control.c, m.customers.c, m.readings.c
+        last = (
+            select(rd.customer_no, func.max(rd.id).label("id"))
+            .where(rd.status != "exception")
+            .group_by(rd.customer_no)
+            .subquery()
+        )
+        rows = conn.execute(
+            select(
+                co.customer_no,
+                co.meter_no,
+                cu.tariff_plan,
+                cu.ct_ratio,
+                cu.pt_ratio,
+                co.energy_wh,
+                co.cost_num,
+                m.readings.c.rates_wh,
+                m.readings.c.meter_time,
+            )
+            .join(m.customers, cu.customer_no == co.customer_no)
+            .outerjoin(last, last.c.customer_no == co.customer_no)
+            .outerjoin(m.readings, m.readings.c.id == last.c.id)
+            .where(cu.status == "active")
+            .order_by(co.customer_no)
+        ).all()
+        return [
+            _Meter(
+                r[0],
+                r[1],
+                r[2],
+                max(1, int(r[3]) * int(r[4])),
+                r[5],
+                tuple(int(x) for x in r[7]) if r[7] is not None else None,
+                r[8],
+                int(r[6]),
+            )
+            for r in rows
+        ]
+
+    def _tariffs(self, conn: Connection) -> dict[str, list[tuple[dt.datetime, TariffSpec]]]:
+        t = m.tariff_versions.c
+        found: dict[str, list[tuple[dt.datetime, TariffSpec]]] = {}
+        for plan, since, spec in conn.execute(
+            select(t.plan_code, t.effective_from, t.spec).order_by(t.effective_from, t.version_no)
+        ):
+            try:
+                found.setdefault(plan, []).append(
+                    (since, TariffSpec.from_dict({**SPEC_DEFAULTS, **spec}))
+                )
+            except ValueError as exc:
+                log.warning("tariff %s from %s cannot price readings: %s", plan, since, exc)
+        return found
+
+    @staticmethod
+    def _in_force(
+        versions: list[tuple[dt.datetime, TariffSpec]], at: dt.datetime
+    ) -> TariffSpec | None:
+        spec = None
+        for since, candidate in versions:
+            if since <= at:
+                spec = candidate
+        return spec
+
+    def _acquire(self, report: RunReport) -> None:
+        assert self.meters is not None
+        with self.store.engine.connect() as conn:
+            meters = self._controlled(conn)
+            tariffs = self._tariffs(conn)
+        for part in chunks(meters, BATCH):
+            taken: list[tuple[_Meter, MeterReading | None, str]] = []
+            for meter in part:
+                try:
+                    taken.append((meter, self.meters.read(meter.meter_no), ""))
+                except (CardVendError, OSError) as exc:
+                    taken.append((meter, None, str(exc)[:250]))
+            report.read += sum(1 for _, r, _ in taken if r is not None)
+            report.exceptions += self._store_readings(taken, tariffs)
+
+    def _store_readings(
+        self,
+        taken: Iterable[tuple[_Meter, MeterReading | None, str]],
+        tariffs: Mapping[str, list[tuple[dt.datetime, TariffSpec]]],
+    ) -> int:
+        now = self.store.now()
+        opened = 0
+        with self.store.engine.begin() as conn:
+            for meter, reading, error in taken:
+                if reading is None:
+                    opened += self._exception(conn, meter.customer_no, "reading_missing", error)
+                    continue
+                status, cost, problem = self._price(meter, reading, tariffs, now)
+                conn.execute(
+                    insert(m.readings).values(
+                        customer_no=meter.customer_no,
+                        meter_no=meter.meter_no,
+                        read_at=now,
+                        meter_time=reading.meter_time,
+                        energy_wh=reading.energy_wh or 0,
+                        rates_wh=[int(x or 0) for x in reading.energy_rates_wh],
+                        relay=reading.relay,
+                        cost_num=cost,
+                        status=status,
+                    )
+                )
+                values: dict[str, Any] = {"relay": reading.relay, "read_at": now, "updated_at": now}
+                if status != "exception":
+                    values.update(energy_wh=reading.energy_wh, cost_num=meter.cost_num + cost)
+                else:
+                    opened += self._exception(conn, meter.customer_no, problem[0], problem[1])
+                conn.execute(
+                    update(m.control)
+                    .where(m.control.c.customer_no == meter.customer_no)
+                    .values(**values)
+                )
+        return opened
+
+    def _price(
+        self,
+        meter: _Meter,
+        reading: MeterReading,
+        tariffs: Mapping[str, list[tuple[dt.datetime, TariffSpec]]],
+        now: dt.datetime,
+    ) -> tuple[str, int, tuple[str, str]]:
+        """(status, cost numerator, (exception kind, detail)) of a reading."""
+        rates = tuple(reading.energy_rates_wh)
+        if reading.energy_wh is None or any(x is None for x in rates) or len(rates) != 4:
+            return "exception", 0, ("reading_incomplete", "the meter gave no energy by rate")
+        now_rates = tuple(int(x) for x in rates)  # type: ignore[arg-type]
+        if meter.energy_wh is None or meter.rates_wh is None:
+            return "first", 0, ("", "")
+        delta = [a - b for a, b in zip(now_rates, meter.rates_wh, strict=True)]
+        total = int(reading.energy_wh) - meter.energy_wh
+        if total < 0 or any(d < 0 for d in delta):
+            detail = f"energy went from {meter.energy_wh} Wh to {reading.energy_wh} Wh"
+            return "exception", 0, ("reading_backwards", detail)
+        then = meter.meter_time
+        if then is not None and reading.meter_time is not None:
+            hours = max((reading.meter_time - then).total_seconds(), 0.0) / 3600
+            most = MAX_KW * 1000 * meter.ratio * hours + 1000  # a kWh of slack for rounding
+            if total > most:
+                detail = f"{total} Wh in {hours:.2f} h of the meter's time"
+                return "exception", 0, ("reading_jump", detail)
+        spec = self._in_force(tariffs.get(meter.plan, []), now)
+        if spec is None:
+            return "exception", 0, ("no_tariff", f"no version of tariff {meter.plan} in force")
+        year_used = 0  # the tier year is counted from the first reading under control
+        return "billed", consumption_cost(spec, delta, year_used), ("", "")
+
+    def _exception(self, conn: Connection, customer_no: str, kind: str, detail: str) -> int:
+        """Open an exception unless one of this kind is open for the customer; 1 if opened."""
+        ex = m.exceptions.c
+        open_one = conn.execute(
+            select(ex.id).where(
+                ex.customer_no == customer_no,
+                ex.kind == kind,
+                ex.state.in_(("new", "assigned", "escalated")),
+            )
+        ).first()
+        if open_one is not None:
+            return 0
+        now = self.store.now()
+        conn.execute(
+            insert(m.exceptions).values(
+                id=str(uuid.uuid4()),
+                customer_no=customer_no,
+                kind=kind,
+                detail=detail[:300],
+                state="new",
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        return 1
+
+    # ------------------------------------------------------------------ 3. balance
+
+    def _balance(self) -> None:
+        co, sa = m.control.c, m.sales.c
+        paid = (
+            select(func.coalesce(func.sum(sa.credit), 0))
+            .where(
+                sa.customer_no == co.customer_no,
+                sa.kind == "remote",
+                sa.state == "completed",
+                sa.reversed.is_(False),
+                sa.received_at >= co.enrolled_at,
+            )
+            .scalar_subquery()
+        )
+        with self.store.engine.begin() as conn:
+            conn.execute(
+                update(m.control).values(
+                    paid_fen=paid,
+                    remaining_fen=co.opening_fen
+                    + paid
+                    - (co.cost_num + (RATE_SCALE - 1)) // RATE_SCALE,
+                )
+            )
+
+    # ------------------------------------------------------------------ 4. decide
+
+    def _decide(self) -> int:
+        co, cu, cm = m.control.c, m.customers.c, m.commands.c
+        target = case(
+            (co.remaining_fen <= -cu.overdraft_limit, TRIPPED),
+            (co.remaining_fen <= cu.alarm2, ALARM2),
+            (co.remaining_fen <= cu.alarm1, ALARM1),
+            else_=NORMAL,
+        )
+        now = self.store.now()
+        with self.store.engine.begin() as conn:
+            changes = conn.execute(
+                select(co.customer_no, co.meter_no, co.state, target)
+                .join(m.customers, cu.customer_no == co.customer_no)
+                .where(co.state != target, cu.status == "active")
+            ).all()
+            for part in chunks(changes, BATCH):
+                numbers = [c[0] for c in part]
+                conn.execute(
+                    update(m.commands)
+                    .where(cm.customer_no.in_(numbers), cm.status == PENDING)
+                    .values(status=DROPPED, done_at=now)
+                )
+                rows = [
+                    {
+                        "id": str(uuid.uuid4()),
+                        "customer_no": number,
+                        "meter_no": meter_no,
+                        "command": command,
+                        "reason": f"{old}->{new}",
+                        "status": PENDING,
+                        "attempts": 0,
+                        "next_at": now,
+                        "last_error": "",
+                        "created_at": now + dt.timedelta(microseconds=i),  # in order
+                    }
+                    for number, meter_no, old, new in part
+                    for i, command in enumerate(commands_for(old, new))
+                ]
+                if rows:
+                    conn.execute(insert(m.commands), rows)
+                for number, _meter, _old, new in part:
+                    conn.execute(
+                        update(m.control)
+                        .where(co.customer_no == number)
+                        .values(state=new, state_since=now, updated_at=now)
+                    )
+        return len(changes)
+
+    # ------------------------------------------------------------------ 5. send
+
+    def _send(self, report: RunReport) -> None:
+        assert self.meters is not None
+        cm = m.commands.c
+        now = self.store.now()
+        with self.store.engine.connect() as conn:
+            due = conn.execute(
+                select(cm.id, cm.customer_no, cm.meter_no, cm.command, cm.attempts)
+                .where(cm.status == PENDING, cm.next_at <= now)
+                .order_by(cm.created_at)
+            ).all()
+        for command_id, customer_no, meter_no, command, attempts in due:
+            try:
+                self.meters.command(meter_no, command, OPERATOR)
+            except (CardVendError, OSError) as exc:
+                self._failed(command_id, customer_no, command, attempts + 1, str(exc)[:200])
+                report.commands_failed += 1
+                continue
+            done = self.store.now()
+            with self.store.engine.begin() as conn:
+                conn.execute(
+                    update(m.commands)
+                    .where(cm.id == command_id)
+                    .values(status=DONE, attempts=attempts + 1, done_at=done, last_error="")
+                )
+                if command == "close":
+                    conn.execute(
+                        update(m.control)
+                        .where(m.control.c.customer_no == customer_no)
+                        .values(close_permit_at=done, relay="closed", updated_at=done)
+                    )
+                elif command == "trip":
+                    conn.execute(
+                        update(m.control)
+                        .where(m.control.c.customer_no == customer_no)
+                        .values(relay="open", updated_at=done)
+                    )
+            report.commands_sent += 1
+
+    def _failed(
+        self, command_id: str, customer_no: str, command: str, attempts: int, error: str
+    ) -> None:
+        cm = m.commands.c
+        now = self.store.now()
+        gave_up = attempts >= MAX_ATTEMPTS
+        with self.store.engine.begin() as conn:
+            conn.execute(
+                update(m.commands)
+                .where(cm.id == command_id)
+                .values(
+                    status=FAILED if gave_up else PENDING,
+                    attempts=attempts,
+                    last_error=error,
+                    next_at=now
+                    + dt.timedelta(seconds=BACKOFF_S[min(attempts, len(BACKOFF_S)) - 1]),
+                    done_at=now if gave_up else None,
+                )
+            )
+            if gave_up:
+                detail = f"{command} failed {attempts} times: {error}"
+                self._exception(conn, customer_no, "command_failed", detail)
+
+    # ------------------------------------------------------------------ tally
+
+    def _tally(self) -> tuple[dict[str, int], int]:
+        co, cm = m.control.c, m.commands.c
+        with self.store.engine.connect() as conn:
+            states: dict[str, int] = {
+                str(state): int(n)
+                for state, n in conn.execute(select(co.state, func.count()).group_by(co.state))
+            }
+            waiting = conn.execute(
+                select(func.count()).select_from(m.commands).where(cm.status == PENDING)
+            ).scalar_one()
+        return {s: int(states.get(s, 0)) for s in STATES}, int(waiting)
+
+
+def control_status(store: StoreBase, customer_no: str) -> dict[str, Any] | None:
+    """A controlled customer's state, balance, relay and times (None: not under control)."""
+    co, cm = m.control.c, m.commands.c
+    with store.engine.connect() as conn:
+        row = (
+            conn.execute(select(m.control).where(co.customer_no == customer_no)).mappings().first()
+        )
+        if row is None:
+            return None
+        pending = (
+            conn.execute(
+                select(cm.command)
+                .where(cm.customer_no == customer_no, cm.status == PENDING)
+                .order_by(cm.created_at)
+            )
+            .scalars()
+            .all()
+        )
+    return {
+        "customer_no": row["customer_no"],
+        "meter_no": row["meter_no"],
+        "state": row["state"],
+        "remaining_fen": int(row["remaining_fen"]),
+        "paid_fen": int(row["paid_fen"]),
+        "relay": row["relay"],
+        "last_reading_at": row["read_at"].isoformat() if row["read_at"] else None,
+        "close_permit_sent_at": (
+            row["close_permit_at"].isoformat() if row["close_permit_at"] else None
+        ),
+        "state_since": row["state_since"].isoformat(),
+        "commands_pending": list(pending),
+    }
+
+
+__all__ = ["ControlLoop", "RunReport", "commands_for", "control_status"]
