@@ -28,6 +28,7 @@ from hypothesis import strategies as st
 
 from app.domain.pricing import (
     MAX_RATE,
+    RATE_SCALE,
     TARIFF_KINDS,
     TariffSpec,
     TariffSpecError,
@@ -36,6 +37,7 @@ from app.domain.pricing import (
     TouSegment,
     amount_to_energy,
     base_rate,
+    consumption_cost,
     energy_to_amount,
     period_at,
     rate_at,
@@ -700,3 +702,50 @@ def test_valid_examples_and_error_type() -> None:
         TouSegment(0, "")
     with pytest.raises(TariffSpecError):
         Tier(None, -1)
+
+
+# --------------------------------------------------------------------------- meter readings
+
+
+@FAST
+@given(specs(), st.integers(0, 10**7), st.integers(0, 10**7))
+def test_a_reading_all_in_one_register_of_a_spec_without_periods_costs_what_energy_costs(
+    spec: TariffSpec, e: int, u: int
+) -> None:
+    """Without TOU periods every register is priced at the base rate plus the tier surcharge:
+    the exact cost of the whole reading is the exact cost of that energy."""
+    if spec.is_tou:
+        return
+    assert consumption_cost(spec, [0, 0, e, 0], u) == oracle_cost(spec, e, u) * RATE_SCALE
+
+
+@FAST
+@given(specs(), st.lists(st.integers(0, 10**6), min_size=4, max_size=4), st.integers(0, 10**7))
+def test_a_reading_costs_each_register_at_its_period_and_never_rounds(
+    spec: TariffSpec, rates: list[int], u: int
+) -> None:
+    cost = consumption_cost(spec, rates, u)
+    named = {p.name: p.rate for p in spec.periods} if spec.is_tou else {}
+    if not spec.tiers:
+        expected = sum(
+            wh * named.get(name, oracle_base(spec)) for wh, name in zip(rates, NAMES, strict=True)
+        )
+        assert cost == expected
+    if spec.tiers and spec.is_tou:
+        return  # which register meets which tier depends on the split: no identity to hold
+    # splitting a reading in two (the tier position carried on) costs the same
+    half = [r // 2 for r in rates]
+    rest = [r - h for r, h in zip(rates, half, strict=True)]
+    assert cost == consumption_cost(spec, half, u) + consumption_cost(spec, rest, u + sum(half))
+
+
+def test_a_reading_needs_four_registers_and_no_negative_energy() -> None:
+    spec = TariffSpec.from_dict(
+        {"kind": "flat", "flat_rate": 5000, "periods": [], "schedule": [], "tiers": [],
+         "reset_month": 1, "reset_day": 1}
+    )  # fmt: skip
+    assert consumption_cost(spec, [0, 0, 1000, 0]) == 1000 * 5000
+    with pytest.raises(ValueError):
+        consumption_cost(spec, [1, 2, 3])
+    with pytest.raises(ValueError):
+        consumption_cost(spec, [0, -1, 0, 0])

@@ -11,7 +11,7 @@ from typing import Any
 
 from app.context import AppContext
 from app.errors import NotFound, ValidationError
-from app.i18n import N_, _
+from app.i18n import N_, _, translate
 from app.money import format_yuan, parse_yuan
 from app.ports import RemoteMeters
 from sync.central.base import StoreBase
@@ -137,7 +137,7 @@ def cmd_control_status(ctx: AppContext, args: argparse.Namespace) -> int:
             "{customer_no}: {state}, remaining {remaining} yuan, relay {relay}, last reading "
             "{read_at}, close permit sent {permit_at}",
             customer_no=status["customer_no"],
-            state=_(STATE_TEXT.get(status["state"], status["state"])),
+            state=translate(STATE_TEXT.get(status["state"], status["state"])),
             remaining=format_yuan(status["remaining_fen"]),
             relay=status["relay"] or "—",
             read_at=status["last_reading_at"] or "—",
