@@ -23,9 +23,10 @@ import sys
 import threading
 from typing import Any
 
-from app.cli import cli_login, emit_json, open_db
+from app.cli import cli_login, emit_json, id_arg, open_db
 from app.context import AppContext
-from app.i18n import _
+from app.domain import ids
+from app.i18n import N_, _, translate
 from app.money import format_yuan
 from app.services.sync_status import refused_records, requeue_refused, sync_status
 from app.settings import SYNC_INTERVAL
@@ -224,6 +225,45 @@ def cmd_register(ctx: AppContext, args: argparse.Namespace) -> int:
     return 0
 
 
+CONTROL_STATES = {
+    "normal": N_("normal"),
+    "alarm1": N_("first alarm"),
+    "alarm2": N_("second alarm"),
+    "tripped": N_("tripped"),
+    "closed": N_("closed"),
+    "unknown": N_("unknown"),
+}
+
+
+def cmd_control_status(ctx: AppContext, args: argparse.Namespace) -> int:
+    """A customer's charge control as the station holds it (the user balance view)."""
+    client = make_client(ctx)
+    try:
+        status = client.control_status(args.customer_no)
+    finally:
+        client.close()
+    if args.json:
+        emit_json(status.model_dump(mode="json"))
+        return 0
+    none = "—"
+    remaining = status.remaining_fen if status.remaining_fen is not None else status.meter_remaining
+    print(
+        _(
+            "{customer_no}: {state}, remaining {remaining} yuan, relay {relay}, last reading "
+            "{read_at}, close permit sent {permit_at}",
+            customer_no=status.customer_no,
+            state=translate(CONTROL_STATES[status.state]),
+            remaining=format_yuan(remaining) if remaining is not None else none,
+            relay=status.relay or none,
+            read_at=status.last_reading_at.isoformat() if status.last_reading_at else none,
+            permit_at=(
+                status.close_permit_sent_at.isoformat() if status.close_permit_sent_at else none
+            ),
+        )
+    )
+    return 0
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("sync", help=_("sync with the central system (one round)"))
     p.add_argument("--watch", action="store_true", help=_("keep syncing until stopped"))
@@ -272,3 +312,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help=_("the administrator who registers (password from CARDVEND_PASSWORD or a prompt)"),
     )
     q.set_defaults(func=cmd_register)
+
+    p = sub.add_parser("control", help=_("charge control of remote fee-control customers"))
+    ksub = p.add_subparsers(dest="control_command", required=True, metavar="COMMAND")
+    q = ksub.add_parser(
+        "status", help=_("a customer's control state, balance and relay, from the station")
+    )
+    q.add_argument("customer_no", metavar="CUSTOMER_NO", type=id_arg(ids.CUSTOMER_NO))
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_control_status)

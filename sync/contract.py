@@ -252,6 +252,13 @@ class ControlStatus(Model):
     meter_purchase_count: int | None = None
     system_credit: NonNegFen = Field(description="credit sold to this customer, all counters")
     last_report_at: AwareDatetime | None = None
+    # a remote fee-control customer under the station's charge control (None otherwise)
+    remaining_fen: Fen | None = Field(
+        default=None, description="the station's balance: opening + payments - consumption"
+    )
+    relay: Literal["closed", "open"] | None = None
+    last_reading_at: AwareDatetime | None = None
+    close_permit_sent_at: AwareDatetime | None = None
 
 
 class ControlReport(Model):

@@ -291,6 +291,13 @@ def test_end_to_end_a_remote_customer_trips_pays_at_a_counter_and_is_closed_agai
         assert status is not None and status["close_permit_sent_at"] is not None
         assert status["paid_fen"] > 0 and status["state"] != "tripped"
         assert closed_after < 60
+        # the counter's view of it (cardvend control status), through the contract
+        viewer = CentralClient(url, token, timeout=(2.0, 10.0), retry=RetryPolicy(sleep=sleeps))
+        seen = viewer.control_status(REMOTE)
+        viewer.close()
+        assert seen.state == status["state"] and seen.relay == "closed"
+        assert seen.remaining_fen == status["remaining_fen"] > 0
+        assert seen.close_permit_sent_at is not None and seen.last_reading_at is not None
         shown = subprocess.run(
             [sys.executable, str(ROOT / "main.py"), "central", "control", "status", REMOTE,
              "--db", f"sqlite:///{db}", "--json"],
