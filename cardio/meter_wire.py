@@ -162,10 +162,20 @@ RELAY_COMMANDS: dict[str, RelayCommand] = {
 }
 
 
-def read_meter(client: MeterClient, address: str) -> MeterReading:
-    """Every value of :data:`READ_SET` the meter at ``address`` answers (``None`` for the
-    others); a meter that does not answer at all raises :class:`MeterNoAnswer`."""
-    got = client.read_many(address, READ_SET)
+# what the station's control loop needs of a remote meter: three questions, not twelve
+STATION_SET: tuple[D.DataId[Any], ...] = (D.POSITIVE_ENERGY_BLOCK, D.STATUS_BLOCK, D.DATE_TIME)
+
+
+def read_meter(
+    client: MeterClient, address: str, dis: tuple[D.DataId[Any], ...] = READ_SET
+) -> MeterReading:
+    """Every value of ``dis`` (:data:`READ_SET`) the meter at ``address`` answers (``None`` for
+    the others); a meter that does not answer at all raises :class:`MeterNoAnswer`."""
+    got = client.read_many(address, dis)
+    block = got.get(D.POSITIVE_ENERGY_BLOCK)
+    if block:  # the total and the four rates in one answer
+        got[D.POSITIVE_ENERGY] = block[0]
+        got.update(zip(D.POSITIVE_ENERGY_RATES, block[1:], strict=False))
     words = got.get(D.STATUS_BLOCK)
     status: tuple[int | None, ...] = tuple(words) if words else (None,) * len(D.STATUS_WORDS)
     status3 = status[2]
@@ -278,7 +288,7 @@ class TerminalMeters:
 
     def read(self, meter_no: str) -> MeterReading:
         with self._lock:
-            return read_meter(self._client, meter_no)
+            return read_meter(self._client, meter_no, STATION_SET)
 
     def command(self, meter_no: str, command: str, operator: str) -> None:
         with self._lock:

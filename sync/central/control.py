@@ -40,7 +40,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Final
 
-from sqlalchemy import case, func, insert, select, update
+from sqlalchemy import bindparam, case, func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from app.domain.pricing import RATE_SCALE, TariffSpec, consumption_cost
@@ -305,35 +305,62 @@ class ControlLoop:
     ) -> int:
         now = self.store.now()
         opened = 0
-        with self.store.engine.begin() as conn:
-            for meter, reading, error in taken:
-                if reading is None:
-                    opened += self._exception(conn, meter.customer_no, "reading_missing", error)
-                    continue
-                status, cost, problem = self._price(meter, reading, tariffs, now)
-                conn.execute(
-                    insert(m.readings).values(
-                        customer_no=meter.customer_no,
-                        meter_no=meter.meter_no,
-                        read_at=now,
-                        meter_time=reading.meter_time,
-                        energy_wh=reading.energy_wh or 0,
-                        rates_wh=[int(x or 0) for x in reading.energy_rates_wh],
-                        relay=reading.relay,
-                        cost_num=cost,
-                        status=status,
-                    )
+        rows: list[dict[str, Any]] = []
+        billed: list[dict[str, Any]] = []
+        kept: list[dict[str, Any]] = []
+        problems: list[tuple[str, str, str]] = []
+        for meter, reading, error in taken:
+            if reading is None:
+                problems.append((meter.customer_no, "reading_missing", error))
+                continue
+            status, cost, problem = self._price(meter, reading, tariffs, now)
+            rows.append(
+                {
+                    "customer_no": meter.customer_no,
+                    "meter_no": meter.meter_no,
+                    "read_at": now,
+                    "meter_time": reading.meter_time,
+                    "energy_wh": reading.energy_wh or 0,
+                    "rates_wh": [int(x or 0) for x in reading.energy_rates_wh],
+                    "relay": reading.relay,
+                    "cost_num": cost,
+                    "status": status,
+                }
+            )
+            same = {"b_customer": meter.customer_no, "b_relay": reading.relay}
+            if status != "exception":
+                billed.append(
+                    {**same, "b_energy": reading.energy_wh, "b_cost": meter.cost_num + cost}
                 )
-                values: dict[str, Any] = {"relay": reading.relay, "read_at": now, "updated_at": now}
-                if status != "exception":
-                    values.update(energy_wh=reading.energy_wh, cost_num=meter.cost_num + cost)
-                else:
-                    opened += self._exception(conn, meter.customer_no, problem[0], problem[1])
+            else:
+                kept.append(same)
+                problems.append((meter.customer_no, problem[0], problem[1]))
+        co = m.control.c
+        with self.store.engine.begin() as conn:
+            if rows:
+                conn.execute(insert(m.readings), rows)
+            if billed:
                 conn.execute(
                     update(m.control)
-                    .where(m.control.c.customer_no == meter.customer_no)
-                    .values(**values)
+                    .where(co.customer_no == bindparam("b_customer"))
+                    .values(
+                        relay=bindparam("b_relay"),
+                        energy_wh=bindparam("b_energy"),
+                        cost_num=bindparam("b_cost"),
+                        read_at=now,
+                        updated_at=now,
+                    ),
+                    billed,
                 )
+            if kept:
+                conn.execute(
+                    update(m.control)
+                    .where(co.customer_no == bindparam("b_customer"))
+                    .values(relay=bindparam("b_relay"), read_at=now, updated_at=now),
+                    kept,
+                )
+            for customer_no, kind, detail in problems:
+                opened += self._exception(conn, customer_no, kind, detail)
         return opened
 
     def _price(
@@ -481,6 +508,7 @@ class ControlLoop:
                 .where(cm.status == PENDING, cm.next_at <= now)
                 .order_by(cm.created_at)
             ).all()
+        done: list[dict[str, Any]] = []
         for command_id, customer_no, meter_no, command, attempts in due:
             try:
                 self.meters.command(meter_no, command, OPERATOR)
@@ -488,26 +516,53 @@ class ControlLoop:
                 self._failed(command_id, customer_no, command, attempts + 1, str(exc)[:200])
                 report.commands_failed += 1
                 continue
-            done = self.store.now()
-            with self.store.engine.begin() as conn:
-                conn.execute(
-                    update(m.commands)
-                    .where(cm.id == command_id)
-                    .values(status=DONE, attempts=attempts + 1, done_at=done, last_error="")
-                )
-                if command == "close":
-                    conn.execute(
-                        update(m.control)
-                        .where(m.control.c.customer_no == customer_no)
-                        .values(close_permit_at=done, relay="closed", updated_at=done)
-                    )
-                elif command == "trip":
-                    conn.execute(
-                        update(m.control)
-                        .where(m.control.c.customer_no == customer_no)
-                        .values(relay="open", updated_at=done)
-                    )
+            done.append(
+                {"b_id": command_id, "b_customer": customer_no, "b_command": command,
+                 "b_attempts": attempts + 1, "b_at": self.store.now()}
+            )  # fmt: skip
             report.commands_sent += 1
+            if len(done) >= BATCH:
+                self._done(done)
+                done = []
+        self._done(done)
+
+    def _done(self, done: list[dict[str, Any]]) -> None:
+        """Record commands the meters took (one transaction for a batch of them)."""
+        if not done:
+            return
+        cm, co = m.commands.c, m.control.c
+        closes = [d for d in done if d["b_command"] == "close"]
+        trips = [d for d in done if d["b_command"] == "trip"]
+        with self.store.engine.begin() as conn:
+            conn.execute(
+                update(m.commands)
+                .where(cm.id == bindparam("b_id"))
+                .values(
+                    status=DONE,
+                    attempts=bindparam("b_attempts"),
+                    done_at=bindparam("b_at"),
+                    last_error="",
+                ),
+                done,
+            )
+            if closes:
+                conn.execute(
+                    update(m.control)
+                    .where(co.customer_no == bindparam("b_customer"))
+                    .values(
+                        close_permit_at=bindparam("b_at"),
+                        relay="closed",
+                        updated_at=bindparam("b_at"),
+                    ),
+                    closes,
+                )
+            if trips:
+                conn.execute(
+                    update(m.control)
+                    .where(co.customer_no == bindparam("b_customer"))
+                    .values(relay="open", updated_at=bindparam("b_at")),
+                    trips,
+                )
 
     def _failed(
         self, command_id: str, customer_no: str, command: str, attempts: int, error: str

@@ -20,6 +20,7 @@ from tests.bench import (
     bench_audit,
     bench_card,
     bench_central_load,
+    bench_control,
     bench_dlt645,
     bench_find,
     bench_fleet,
@@ -73,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     records += bench_card.run()
     records += bench_dlt645.run()
     records += bench_fleet.run(10_000 if not quick else 2_000)
+    records += bench_control.run(rows, 10_000 if not quick else 1_000, 100 if not quick else 20)
     records += bench_sale.run()
     records += bench_kill.run(bench_kill.QUICK_KILLS if quick else bench_kill.FULL_KILLS)
     records += bench_audit.run()
