@@ -26,8 +26,9 @@ from typing import Any
 from app.cli import cli_login, emit_json, id_arg, open_db
 from app.context import AppContext
 from app.domain import ids
-from app.i18n import N_, _, translate
+from app.i18n import _
 from app.money import format_yuan
+from app.presenters.control import status_line
 from app.services.sync_status import refused_records, requeue_refused, sync_status
 from app.settings import SYNC_INTERVAL
 from sync.errors import AuditDiverged, SyncError
@@ -225,16 +226,6 @@ def cmd_register(ctx: AppContext, args: argparse.Namespace) -> int:
     return 0
 
 
-CONTROL_STATES = {
-    "normal": N_("normal"),
-    "alarm1": N_("first alarm"),
-    "alarm2": N_("second alarm"),
-    "tripped": N_("tripped"),
-    "closed": N_("closed"),
-    "unknown": N_("unknown"),
-}
-
-
 def cmd_control_status(ctx: AppContext, args: argparse.Namespace) -> int:
     """A customer's charge control as the station holds it (the user balance view)."""
     client = make_client(ctx)
@@ -245,22 +236,13 @@ def cmd_control_status(ctx: AppContext, args: argparse.Namespace) -> int:
     if args.json:
         emit_json(status.model_dump(mode="json"))
         return 0
-    none = "—"
     remaining = status.remaining_fen if status.remaining_fen is not None else status.meter_remaining
     print(
-        _(
-            "{customer_no}: {state}, remaining {remaining} yuan, relay {relay}, last reading "
-            "{read_at}, close permit sent {permit_at}",
-            customer_no=status.customer_no,
-            state=translate(CONTROL_STATES[status.state]),
-            remaining=format_yuan(remaining) if remaining is not None else none,
-            relay=status.relay or none,
-            read_at=status.last_reading_at.isoformat() if status.last_reading_at else none,
-            permit_at=(
-                status.close_permit_sent_at.isoformat() if status.close_permit_sent_at else none
-            ),
+        status_line(
+            status.customer_no, status.state, remaining, status.relay, status.last_reading_at,
+            status.close_permit_sent_at,
         )
-    )
+    )  # fmt: skip
     return 0
 
 

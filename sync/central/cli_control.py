@@ -11,9 +11,10 @@ from typing import Any
 
 from app.context import AppContext
 from app.errors import NotFound, ValidationError
-from app.i18n import N_, _, translate
-from app.money import format_yuan, parse_yuan
+from app.i18n import N_, _
+from app.money import parse_yuan
 from app.ports import RemoteMeters
+from app.presenters.control import status_line
 from sync.central.base import StoreBase
 from sync.central.control import ControlLoop, RunReport, control_status
 
@@ -112,14 +113,6 @@ def cmd_control_run(ctx: AppContext, args: argparse.Namespace) -> int:
     return 0
 
 
-STATE_TEXT = {
-    "normal": N_("normal"),
-    "alarm1": N_("first alarm"),
-    "alarm2": N_("second alarm"),
-    "tripped": N_("tripped"),
-}
-
-
 def cmd_control_status(ctx: AppContext, args: argparse.Namespace) -> int:
     store = _store(ctx, args)
     try:
@@ -133,17 +126,11 @@ def cmd_control_status(ctx: AppContext, args: argparse.Namespace) -> int:
         print(json.dumps(status, ensure_ascii=False, indent=1))
         return 0
     print(
-        _(
-            "{customer_no}: {state}, remaining {remaining} yuan, relay {relay}, last reading "
-            "{read_at}, close permit sent {permit_at}",
-            customer_no=status["customer_no"],
-            state=translate(STATE_TEXT.get(status["state"], status["state"])),
-            remaining=format_yuan(status["remaining_fen"]),
-            relay=status["relay"] or "—",
-            read_at=status["last_reading_at"] or "—",
-            permit_at=status["close_permit_sent_at"] or "—",
+        status_line(
+            status["customer_no"], status["state"], status["remaining_fen"], status["relay"],
+            status["last_reading_at"], status["close_permit_sent_at"],
         )
-    )
+    )  # fmt: skip
     return 0
 
 
