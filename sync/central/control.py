@@ -450,11 +450,25 @@ class ControlLoop:
 
     def _decide(self) -> int:
         co, cu, cm = m.control.c, m.customers.c, m.commands.c
-        target = case(
-            (co.remaining_fen <= -cu.overdraft_limit, TRIPPED),
-            (co.remaining_fen <= cu.alarm2, ALARM2),
-            (co.remaining_fen <= cu.alarm1, ALARM1),
-            else_=NORMAL,
+
+        def target_of(cust: Any) -> Any:
+            return case(
+                (co.remaining_fen <= -cust.overdraft_limit, TRIPPED),
+                (co.remaining_fen <= cust.alarm2, ALARM2),
+                (co.remaining_fen <= cust.alarm1, ALARM1),
+                else_=NORMAL,
+            )
+
+        target = target_of(cu)
+        # the same, as a value of each control row (for the one UPDATE below)
+        own = m.customers.alias("own")
+        new_state = (
+            select(target_of(own.c)).where(own.c.customer_no == co.customer_no).scalar_subquery()
+        )
+        changed = (
+            select(co.customer_no)
+            .join(m.customers, cu.customer_no == co.customer_no)
+            .where(co.state != target, cu.status == "active")
         )
         now = self.store.now()
         with self.store.engine.begin() as conn:
@@ -463,37 +477,37 @@ class ControlLoop:
                 .join(m.customers, cu.customer_no == co.customer_no)
                 .where(co.state != target, cu.status == "active")
             ).all()
-            for part in chunks(changes, BATCH):
-                numbers = [c[0] for c in part]
-                conn.execute(
-                    update(m.commands)
-                    .where(cm.customer_no.in_(numbers), cm.status == PENDING)
-                    .values(status=DROPPED, done_at=now)
-                )
-                rows = [
-                    {
-                        "id": str(uuid.uuid4()),
-                        "customer_no": number,
-                        "meter_no": meter_no,
-                        "command": command,
-                        "reason": f"{old}->{new}",
-                        "status": PENDING,
-                        "attempts": 0,
-                        "next_at": now,
-                        "last_error": "",
-                        "created_at": now + dt.timedelta(microseconds=i),  # in order
-                    }
-                    for number, meter_no, old, new in part
-                    for i, command in enumerate(commands_for(old, new))
-                ]
-                if rows:
-                    conn.execute(insert(m.commands), rows)
-                for number, _meter, _old, new in part:
-                    conn.execute(
-                        update(m.control)
-                        .where(co.customer_no == number)
-                        .values(state=new, state_since=now, updated_at=now)
-                    )
+            if not changes:
+                return 0
+            # superseded: what was still waiting for these customers
+            conn.execute(
+                update(m.commands)
+                .where(cm.status == PENDING, cm.customer_no.in_(changed.scalar_subquery()))
+                .values(status=DROPPED, done_at=now)
+            )
+            rows = [
+                {
+                    "id": str(uuid.uuid4()),
+                    "customer_no": number,
+                    "meter_no": meter_no,
+                    "command": command,
+                    "reason": f"{old}->{new}",
+                    "status": PENDING,
+                    "attempts": 0,
+                    "next_at": now,
+                    "last_error": "",
+                    "created_at": now + dt.timedelta(microseconds=i),  # in order
+                }
+                for number, meter_no, old, new in changes
+                for i, command in enumerate(commands_for(old, new))
+            ]
+            for part in chunks(rows, 5000):
+                conn.execute(insert(m.commands), list(part))
+            conn.execute(
+                update(m.control)
+                .where(co.customer_no.in_(changed.scalar_subquery()))
+                .values(state=new_state, state_since=now, updated_at=now)
+            )
         return len(changes)
 
     # ------------------------------------------------------------------ 5. send

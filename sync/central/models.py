@@ -367,4 +367,5 @@ leases = Table(
 
 Index("ix_central_readings_customer_id", readings.c.customer_no, readings.c.id)
 Index("ix_central_commands_status_next", commands.c.status, commands.c.next_at)
+Index("ix_central_commands_customer_status", commands.c.customer_no, commands.c.status)
 Index("ix_central_exceptions_customer_kind", exceptions.c.customer_no, exceptions.c.kind)

@@ -66,6 +66,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_central_commands")),
     )
     op.create_index("ix_central_commands_status_next", "central_commands", ["status", "next_at"])
+    op.create_index(
+        "ix_central_commands_customer_status", "central_commands", ["customer_no", "status"]
+    )
     op.create_table(
         "central_exceptions",
         sa.Column("id", sa.String(length=36), nullable=False),
@@ -93,6 +96,7 @@ def downgrade() -> None:
     op.drop_table("central_leases")
     op.drop_index("ix_central_exceptions_customer_kind", table_name="central_exceptions")
     op.drop_table("central_exceptions")
+    op.drop_index("ix_central_commands_customer_status", table_name="central_commands")
     op.drop_index("ix_central_commands_status_next", table_name="central_commands")
     op.drop_table("central_commands")
     op.drop_index("ix_central_readings_customer_id", table_name="central_readings")
