@@ -392,7 +392,7 @@ class ControlLoop:
         spec = self._in_force(tariffs.get(meter.plan, []), now)
         if spec is None:
             return "exception", 0, ("no_tariff", f"no version of tariff {meter.plan} in force")
-        year_used = 0  # the tier year is counted from the first reading under control
+        year_used = 0  # not yet kept: every reading is priced at the start of the tier year
         return "billed", consumption_cost(spec, delta, year_used), ("", "")
 
     def _exception(self, conn: Connection, customer_no: str, kind: str, detail: str) -> int:
