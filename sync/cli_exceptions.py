@@ -4,7 +4,7 @@ resolve|escalate [--json]``.
 Every command signs in ``--operator`` (password from ``CARDVEND_PASSWORD`` or a prompt), who
 must be a supervisor (``handle_exceptions``); the station answers for this counter's office only
 (another office's exception is unknown here, like an id that does not exist).  The steps are
-audited at the counter (``exception_assign`` ...), refused ones too; a refusal is a typed error
+audited at the counter (``exception_assign`` ...; a step the station refuses as ``failed`` with its code); a refusal is a typed error
 (:class:`~sync.errors.ExceptionNotFound`, :class:`~sync.errors.IllegalTransition`), one line on
 stderr and exit 1 (with ``--json`` also ``{"error": CODE, "message": ...}`` on stdout).
 """
@@ -18,7 +18,7 @@ from app.cli import cli_login, emit_json, id_arg, open_db, operator_arg
 from app.context import AppContext
 from app.domain import ids
 from app.domain.permissions import Action, PermissionDenied
-from app.i18n import _
+from app.i18n import N_, _
 from app.localtime import local_time
 from app.services import audit
 from app.services.auth import Principal
@@ -29,6 +29,23 @@ from sync.service import make_client
 
 STATES = ("open", "new", "assigned", "explained", "resolved", "escalated")
 STEPS = ("assign", "explain", "resolve", "escalate")
+# what a person reads for the station's state and step codes
+LABELS = {
+    "new": N_("new"),
+    "assigned": N_("assigned"),
+    "explained": N_("explained"),
+    "resolved": N_("resolved"),
+    "escalated": N_("escalated"),
+    "opened": N_("opened"),
+    "assign": N_("assign"),
+    "explain": N_("explain"),
+    "resolve": N_("resolve"),
+    "escalate": N_("escalate"),
+}
+
+
+def label(code: str | None) -> str:
+    return _(LABELS[code]) if code in LABELS else (code or "-")
 
 
 def _supervisor(ctx: AppContext, args: argparse.Namespace, what: str, target: str) -> Principal:
@@ -49,7 +66,7 @@ def _supervisor(ctx: AppContext, args: argparse.Namespace, what: str, target: st
 def _line(item: c.ExceptionItem, tz: str) -> str:
     who = item.assignee or "-"
     return (
-        f"{item.id}  {item.customer_no:12}  {item.kind:22} {item.state:9}  {who:10} "
+        f"{item.id}  {item.customer_no:12}  {item.kind:22} {label(item.state):9}  {who:10} "
         f"{local_time(item.created_at, tz)}"
     )
 
@@ -82,9 +99,9 @@ def _print_detail(ctx: AppContext, d: c.ExceptionDetail) -> None:
     for e in d.history:
         who = e.operator_id or _("station")
         where = f"@{e.counter_id}" if e.counter_id else ""
-        moved = f"{e.from_state or '-'} -> {e.to_state}"
+        moved = f"{label(e.from_state)} -> {label(e.to_state)}"
         note = f"  {e.note}" if e.note else ""
-        print(f"    {local_time(e.at, tz)}  {e.action:9} {moved:22} {who}{where}{note}")
+        print(f"    {local_time(e.at, tz)}  {label(e.action):9} {moved:22} {who}{where}{note}")
 
 
 def _refused(args: argparse.Namespace, err: Exception, code: str) -> None:
@@ -127,7 +144,7 @@ def cmd_step(ctx: AppContext, args: argparse.Namespace) -> int:
     except (ExceptionNotFound, IllegalTransition) as err:
         with open_db(ctx).write() as session:
             audit.record_by(
-                session, me, ctx.clock, what, target=args.exception_id, result="refused",
+                session, me, ctx.clock, what, target=args.exception_id, result="failed",
                 detail={**detail_of, "code": err.code},
             )  # fmt: skip
         _refused(args, err, err.code)
@@ -143,7 +160,7 @@ def cmd_step(ctx: AppContext, args: argparse.Namespace) -> int:
     if args.json:
         emit_json(done.model_dump(mode="json"))
     else:
-        print(_("Exception {id} is now {state}.", id=done.id, state=done.state))
+        print(_("Exception {id} is now {state}.", id=done.id, state=label(done.state)))
     return 0
 
 
