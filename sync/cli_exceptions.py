@@ -18,7 +18,7 @@ from app.cli import cli_login, emit_json, id_arg, open_db, operator_arg
 from app.context import AppContext
 from app.domain import ids
 from app.domain.permissions import Action, PermissionDenied
-from app.i18n import N_, _
+from app.i18n import N_, _, translate
 from app.localtime import local_time
 from app.services import audit
 from app.services.auth import Principal
@@ -45,7 +45,7 @@ LABELS = {
 
 
 def label(code: str | None) -> str:
-    return _(LABELS[code]) if code in LABELS else (code or "-")
+    return translate(LABELS[code]) if code in LABELS else (code or "-")
 
 
 def _supervisor(ctx: AppContext, args: argparse.Namespace, what: str, target: str) -> Principal:
