@@ -230,3 +230,52 @@ def test_a_supervisor_works_the_queue_from_the_counter(central: str, tmp_path: P
         db.close()
     assert ("exception_assign", "ok") in rows and ("exception_explain", "ok") in rows
     assert ("exception_resolve", "failed") in rows and ("exception_list", "denied") in rows
+
+
+def test_exceptions_opened_before_the_workflow_get_their_office_and_opening(
+    tmp_path: Path,
+) -> None:
+    """c0004 on a station at c0003 that holds an exception: the customer's office and an
+    "opened" history entry are filled in; the downgrade to c0003 takes it all back."""
+    import sqlalchemy as sa
+
+    from app.persistence.db import make_engine
+    from sync.central import schema
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    try:
+        schema.upgrade(engine, "c0003")
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "INSERT INTO central_customers (customer_no, name, address, phone, meter_no, "
+                    "meter_kind, status, office_code, tariff_plan, ct_ratio, pt_ratio, alarm1, "
+                    "alarm2, overdraft_limit, credit_ceiling, purchase_count, seq) VALUES "
+                    "('100000000010', 'x', '', '', '200000000010', 'remote', 'active', 'DEMO', "
+                    "'RES-FLAT', 1, 1, 2000, 1000, 0, 100000, 0, 1)"
+                )
+            )
+            conn.execute(sa.text(
+                "INSERT INTO central_exceptions (id, customer_no, kind, detail, state, "
+                "created_at, updated_at) VALUES ('00000000-0000-4000-8000-000000000001', "
+                "'100000000010', 'reading_missing', 'no answer', 'new', "
+                "'2026-03-01 09:00:00.000000', '2026-03-01 09:00:00.000000')"
+            ))  # fmt: skip
+        schema.upgrade(engine)
+        with engine.connect() as conn:
+            office = conn.execute(sa.text("SELECT office_code FROM central_exceptions")).scalar()
+            events = conn.execute(
+                sa.text("SELECT action, to_state FROM central_exception_events")
+            ).all()
+        assert office == "DEMO" and [tuple(e) for e in events] == [("opened", "new")]
+        from alembic import command
+
+        with engine.connect() as conn:
+            command.downgrade(schema._config(conn), "c0003")
+            conn.commit()
+        with engine.connect() as conn:
+            names = set(sa.inspect(conn).get_table_names())
+            columns = {col["name"] for col in sa.inspect(conn).get_columns("central_exceptions")}
+        assert "central_exception_events" not in names and "office_code" not in columns
+    finally:
+        engine.dispose()
