@@ -23,6 +23,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import requests
 from pydantic import BaseModel, ValidationError
@@ -36,6 +37,8 @@ from sync.errors import (
     CentralUnreachable,
     CounterIdTaken,
     EnrolmentKeyRefused,
+    ExceptionNotFound,
+    IllegalTransition,
     RegistrationRefused,
     RegistrationUnreachable,
 )
@@ -65,6 +68,15 @@ def batch_key(path: str, ids: Sequence[str]) -> str:
     (a single post and a batch of one are different requests, so they get different keys)."""
     digest = hashlib.sha256((path + "\n" + "\n".join(ids)).encode()).hexdigest()
     return digest[:48]
+
+
+def _exception_error(exc: CentralRejected, exception_id: str) -> Exception:
+    """The station's 404 and illegal_transition for an exception as their typed errors."""
+    if exc.params.get("status") == 404:
+        return ExceptionNotFound(exception_id=exception_id[:64])
+    if exc.params.get("problem") == "illegal_transition":
+        return IllegalTransition(detail=exc.params.get("detail", ""))
+    return exc
 
 
 def _retry_after(resp: requests.Response) -> float | None:
@@ -265,6 +277,34 @@ class CentralClient:
 
     def control_status(self, customer_no: str) -> c.ControlStatus:
         return self._send("GET", f"/customers/{customer_no}/control-status", c.ControlStatus)[1]
+
+    # ------------------------------------------------------------------ exceptions queue
+
+    def list_exceptions(self, state: str | None = None, limit: int = 100) -> c.ExceptionList:
+        params: dict[str, Any] = {"limit": limit}
+        if state is not None:
+            params["state"] = state
+        return self._send("GET", "/exceptions", c.ExceptionList, params=params)[1]
+
+    def get_exception(self, exception_id: str) -> c.ExceptionDetail:
+        path = f"/exceptions/{quote(exception_id, safe='')}"
+        try:
+            return self._send("GET", path, c.ExceptionDetail)[1]
+        except CentralRejected as exc:
+            raise _exception_error(exc, exception_id) from exc
+
+    def act_on_exception(
+        self, exception_id: str, step: c.ExceptionAction, *, key: str | None = None
+    ) -> c.ExceptionDetail:
+        """One workflow step; ``key`` (default: a new one) is its Idempotency-Key, so a retry
+        after a lost answer is not a second step."""
+        path = f"/exceptions/{quote(exception_id, safe='')}/actions"
+        try:
+            return self._send(
+                "POST", path, c.ExceptionDetail, body=step, idempotency_key=key or uuid.uuid4().hex
+            )[1]
+        except CentralRejected as exc:
+            raise _exception_error(exc, exception_id) from exc
 
     def check_receipt(self, sale_id: str, code: str) -> c.ReceiptCheck:
         return self._send(

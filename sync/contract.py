@@ -270,6 +270,60 @@ class ControlReport(Model):
     meter_purchase_count: int = Field(ge=0, le=BIGINT_MAX)
     seen_at: AwareDatetime
     counter_id: Code
+    # the meter's illegal-insert count from the same write-back (None: not read); an increase
+    # opens an exception at the station
+    illegal_insert_count: int | None = Field(default=None, ge=0, le=BIGINT_MAX)
+
+
+# --------------------------------------------------------------------------- exceptions queue
+
+ExceptionState = Literal["new", "assigned", "explained", "resolved", "escalated"]
+Note = Annotated[str, Field(max_length=300)]
+
+
+class ExceptionItem(Model):
+    """One exception of the station's queue (a customer of the counter's office)."""
+
+    id: Uuid
+    customer_no: str = Field(max_length=12)
+    kind: str = Field(max_length=24)
+    detail: str = Field(max_length=300)
+    state: ExceptionState
+    office_code: str = Field(max_length=32)
+    assignee: str | None = Field(default=None, max_length=32)
+    updated_by: str | None = Field(default=None, max_length=32)
+    note: Note = ""
+    created_at: AwareDatetime
+    updated_at: AwareDatetime
+
+
+class ExceptionEvent(Model):
+    """One step of an exception's history (``operator_id`` None: the station opened it)."""
+
+    action: Literal["opened", "assign", "explain", "resolve", "escalate"]
+    from_state: ExceptionState | None = None
+    to_state: ExceptionState
+    operator_id: str | None = Field(default=None, max_length=32)
+    counter_id: str | None = Field(default=None, max_length=32)
+    note: Note = ""
+    at: AwareDatetime
+
+
+class ExceptionDetail(ExceptionItem):
+    history: list[ExceptionEvent]
+
+
+class ExceptionList(Model):
+    items: list[ExceptionItem]
+
+
+class ExceptionAction(Model):
+    """A supervisor's step on an exception, signed in at the counter that sends it."""
+
+    action: Literal["assign", "explain", "resolve", "escalate"]
+    operator_id: Code
+    assignee: Code | None = Field(default=None, description="for assign: who takes it")
+    note: Note = ""
 
 
 # --------------------------------------------------------------------------- sales and events

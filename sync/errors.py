@@ -90,3 +90,19 @@ class CounterIdTaken(RegistrationRefused):
         "an enrolment code ('cardvend central enrol {counter} --office OFFICE') and register "
         "with it; otherwise give this counter an id of its own."
     )
+
+
+class ExceptionNotFound(SyncError):
+    code = "exception_not_found"
+    template = N_(
+        "The station holds no exception {exception_id} for this counter's office. Check the id "
+        "with 'cardvend exceptions list'."
+    )
+
+
+class IllegalTransition(SyncError):
+    code = "illegal_transition"
+    template = N_(
+        "The exception cannot take this step now ({detail}). Look at its state with "
+        "'cardvend exceptions show ID'."
+    )

@@ -49,6 +49,7 @@ EXPECTED = {
     Action.CLOSE_ACCOUNT: "TS",  # with a supervisor's approval (the default rule)
     Action.PAUSE_ACCOUNT: "TS",
     Action.EXCHANGE_CARD: "TS",
+    Action.HANDLE_EXCEPTIONS: "S",
 }
 LETTER = {
     Role.TELLER: "T",

@@ -37,6 +37,7 @@ class Action(enum.StrEnum):
     CLOSE_ACCOUNT = "close_account"  # settle, refund and close a customer's account
     PAUSE_ACCOUNT = "pause_account"  # pause or resume a customer's account (no sales meanwhile)
     EXCHANGE_CARD = "exchange_card"  # a damaged or faulty card present, exchanged for a blank
+    HANDLE_EXCEPTIONS = "handle_exceptions"  # the station's exceptions queue of the office
 
     @property
     def label(self) -> str:
@@ -68,6 +69,7 @@ _LABELS = {
     Action.CLOSE_ACCOUNT: N_("close an account"),
     Action.PAUSE_ACCOUNT: N_("pause or resume an account"),
     Action.EXCHANGE_CARD: N_("exchange a damaged card"),
+    Action.HANDLE_EXCEPTIONS: N_("work the exceptions queue"),
 }
 
 _COUNTER = {
@@ -95,6 +97,7 @@ PERMISSIONS: dict[Role, frozenset[Action]] = {
             Action.APPROVE,
             Action.EXPORT_REPORTS,
             Action.RETRY_SYNC,
+            Action.HANDLE_EXCEPTIONS,
         }
     ),
     Role.TECHNICIAN: frozenset(

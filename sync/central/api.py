@@ -675,6 +675,12 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     yield
 
 
+def _exceptions_router() -> APIRouter:
+    from sync.central.api_exceptions import router as exceptions  # it imports this module
+
+    return exceptions
+
+
 def create_app(store: CentralStore | None = None) -> FastAPI:
     """The API over ``store`` (None: only for the OpenAPI document)."""
     app = FastAPI(
@@ -689,6 +695,7 @@ def create_app(store: CentralStore | None = None) -> FastAPI:
     )
     app.state.store = store
     app.include_router(router)
+    app.include_router(_exceptions_router())
     app.add_exception_handler(StarletteHTTPException, _http_problem)
     app.add_exception_handler(RequestValidationError, _invalid)
     generate = app.openapi

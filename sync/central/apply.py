@@ -31,6 +31,7 @@ from sync import contract as c
 from sync.central import models as m
 from sync.central import rules
 from sync.central.base import Counter, Tx, canonical_json, chunks, clean, sha256_hex
+from sync.central.card_checks import compare_write_backs
 from sync.central.rules import CustomerFacts, Refusal
 
 # the streams a post may allocate sequence numbers from (locked in name order at its first
@@ -524,6 +525,7 @@ def _apply_events(batch: _Batch, posted: Sequence[Posted], skew: dt.timedelta) -
             _set_card_serial(tx, bind.customer_no, clean(bind.serial) or None)
     elif resource == "control-reports":
         _record_control_reports(tx, [cast(c.ControlReport, p.item) for p in fresh])
+        compare_write_backs(tx, [cast(c.ControlReport, p.item) for p in fresh])
     elif resource == "job-results":
         _close_jobs(tx, [cast(c.JobResultRecord, p.item) for p in fresh])
     elif resource == "account-events":

@@ -50,6 +50,7 @@ from app.services.meter_reading import MeterReading
 from app.services.tariffs import SPEC_DEFAULTS
 from sync.central import models as m
 from sync.central.base import StoreBase, chunks
+from sync.central.exceptions import open_exception
 
 log = logging.getLogger(__name__)
 
@@ -397,29 +398,7 @@ class ControlLoop:
 
     def _exception(self, conn: Connection, customer_no: str, kind: str, detail: str) -> int:
         """Open an exception unless one of this kind is open for the customer; 1 if opened."""
-        ex = m.exceptions.c
-        open_one = conn.execute(
-            select(ex.id).where(
-                ex.customer_no == customer_no,
-                ex.kind == kind,
-                ex.state.in_(("new", "assigned", "escalated")),
-            )
-        ).first()
-        if open_one is not None:
-            return 0
-        now = self.store.now()
-        conn.execute(
-            insert(m.exceptions).values(
-                id=str(uuid.uuid4()),
-                customer_no=customer_no,
-                kind=kind,
-                detail=detail[:300],
-                state="new",
-                created_at=now,
-                updated_at=now,
-            )
-        )
-        return 1
+        return open_exception(conn, self.store.now(), customer_no, kind, detail)
 
     # ------------------------------------------------------------------ 3. balance
 

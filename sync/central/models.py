@@ -369,3 +369,33 @@ Index("ix_central_readings_customer_id", readings.c.customer_no, readings.c.id)
 Index("ix_central_commands_status_next", commands.c.status, commands.c.next_at)
 Index("ix_central_commands_customer_status", commands.c.customer_no, commands.c.status)
 Index("ix_central_exceptions_customer_kind", exceptions.c.customer_no, exceptions.c.kind)
+
+# --------------------------------------------------------------------------- exceptions workflow
+# (exceptions.py, migration c0004: the queue's workflow, its history, the customer's office on
+# each exception, and the last illegal-insert count a card write-back reported)
+
+exceptions.append_column(Column("office_code", String(32), nullable=False, default=""))
+exceptions.append_column(Column("assignee", String(32)))  # the operator it is assigned to
+exceptions.append_column(Column("updated_by", String(32)))  # who moved it last
+exceptions.append_column(Column("note", String(300), nullable=False, default=""))
+control_status.append_column(Column("illegal_insert_count", BigInteger))
+
+# every step of an exception: opened, assigned, explained, resolved, escalated
+exception_events = Table(
+    "central_exception_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("exception_id", String(36), nullable=False),
+    Column("action", String(12), nullable=False),
+    Column("from_state", String(10)),  # None when opened
+    Column("to_state", String(10), nullable=False),
+    Column("operator_id", String(32)),  # None: the station itself
+    Column("counter_id", String(32)),
+    Column("note", String(300), nullable=False, default=""),
+    Column("at", UTCDateTime(), nullable=False),
+)
+
+Index(
+    "ix_central_exception_events_exception", exception_events.c.exception_id, exception_events.c.id
+)
+Index("ix_central_exceptions_office_state", exceptions.c.office_code, exceptions.c.state)

@@ -1,0 +1,201 @@
+"""The station's exceptions queue at the counter: ``cardvend exceptions list|show|assign|explain|
+resolve|escalate [--json]``.
+
+Every command signs in ``--operator`` (password from ``CARDVEND_PASSWORD`` or a prompt), who
+must be a supervisor (``handle_exceptions``); the station answers for this counter's office only
+(another office's exception is unknown here, like an id that does not exist).  The steps are
+audited at the counter (``exception_assign`` ...; a step the station refuses as ``failed`` with its code); a refusal is a typed error
+(:class:`~sync.errors.ExceptionNotFound`, :class:`~sync.errors.IllegalTransition`), one line on
+stderr and exit 1 (with ``--json`` also ``{"error": CODE, "message": ...}`` on stdout).
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from app.cli import cli_login, emit_json, id_arg, open_db, operator_arg
+from app.context import AppContext
+from app.domain import ids
+from app.domain.permissions import Action, PermissionDenied
+from app.i18n import N_, _, translate
+from app.localtime import local_time
+from app.services import audit
+from app.services.auth import Principal
+from app.settings import TIME_ZONE
+from sync import contract as c
+from sync.errors import ExceptionNotFound, IllegalTransition
+from sync.service import make_client
+
+STATES = ("open", "new", "assigned", "explained", "resolved", "escalated")
+STEPS = ("assign", "explain", "resolve", "escalate")
+# what a person reads for the station's state and step codes
+LABELS = {
+    "new": N_("new"),
+    "assigned": N_("assigned"),
+    "explained": N_("explained"),
+    "resolved": N_("resolved"),
+    "escalated": N_("escalated"),
+    "opened": N_("opened"),
+    "assign": N_("assign"),
+    "explain": N_("explain"),
+    "resolve": N_("resolve"),
+    "escalate": N_("escalate"),
+}
+
+
+def label(code: str | None) -> str:
+    return translate(LABELS[code]) if code in LABELS else (code or "-")
+
+
+def _supervisor(ctx: AppContext, args: argparse.Namespace, what: str, target: str) -> Principal:
+    """The signed-in operator, who must be a supervisor; a refusal is audited first."""
+    me = cli_login(ctx, args.operator)
+    try:
+        me.authorize(Action.HANDLE_EXCEPTIONS, ctx.clock)
+    except PermissionDenied:
+        with open_db(ctx).write() as session:
+            audit.record_by(
+                session, me, ctx.clock, what, target=target, result="denied",
+                detail={"role": str(me.role)},
+            )  # fmt: skip
+        raise
+    return me
+
+
+def _line(item: c.ExceptionItem, tz: str) -> str:
+    who = item.assignee or "-"
+    return (
+        f"{item.id}  {item.customer_no:12}  {item.kind:22} {label(item.state):9}  {who:10} "
+        f"{local_time(item.created_at, tz)}"
+    )
+
+
+def cmd_list(ctx: AppContext, args: argparse.Namespace) -> int:
+    _supervisor(ctx, args, "exception_list", args.state or "")
+    client = make_client(ctx)
+    try:
+        page = client.list_exceptions(args.state, args.limit)
+    finally:
+        client.close()
+    if args.json:
+        emit_json(page.model_dump(mode="json"))
+        return 0
+    if not page.items:
+        print(_("No exceptions in this office's queue."))
+    tz = ctx.settings.value(TIME_ZONE)
+    for item in page.items:
+        print(_line(item, tz))
+    return 0
+
+
+def _print_detail(ctx: AppContext, d: c.ExceptionDetail) -> None:
+    tz = ctx.settings.value(TIME_ZONE)
+    print(_line(d, tz))
+    print(f"  {_('detail')}: {d.detail}")
+    if d.note:
+        print(f"  {_('note')}: {d.note}")
+    print(f"  {_('history')}:")
+    for e in d.history:
+        who = e.operator_id or _("station")
+        where = f"@{e.counter_id}" if e.counter_id else ""
+        moved = f"{label(e.from_state)} -> {label(e.to_state)}"
+        note = f"  {e.note}" if e.note else ""
+        print(f"    {local_time(e.at, tz)}  {label(e.action):9} {moved:22} {who}{where}{note}")
+
+
+def _refused(args: argparse.Namespace, err: Exception, code: str) -> None:
+    if args.json:
+        message = err.localized() if hasattr(err, "localized") else str(err)
+        emit_json({"error": code, "message": message})
+
+
+def cmd_show(ctx: AppContext, args: argparse.Namespace) -> int:
+    _supervisor(ctx, args, "exception_show", args.exception_id)
+    client = make_client(ctx)
+    try:
+        detail = client.get_exception(args.exception_id)
+    except ExceptionNotFound as err:
+        _refused(args, err, err.code)
+        raise
+    finally:
+        client.close()
+    if args.json:
+        emit_json(detail.model_dump(mode="json"))
+    else:
+        _print_detail(ctx, detail)
+    return 0
+
+
+def cmd_step(ctx: AppContext, args: argparse.Namespace) -> int:
+    """assign / explain / resolve / escalate, audited at the counter (refused steps too)."""
+    what = f"exception_{args.step}"
+    me = _supervisor(ctx, args, what, args.exception_id)
+    step = c.ExceptionAction(
+        action=args.step,
+        operator_id=me.operator_id,
+        assignee=getattr(args, "to", None),
+        note=args.note or "",
+    )
+    client = make_client(ctx)
+    detail_of: dict[str, Any] = {"note": step.note}
+    try:
+        done = client.act_on_exception(args.exception_id, step)
+    except (ExceptionNotFound, IllegalTransition) as err:
+        with open_db(ctx).write() as session:
+            audit.record_by(
+                session, me, ctx.clock, what, target=args.exception_id, result="failed",
+                detail={**detail_of, "code": err.code},
+            )  # fmt: skip
+        _refused(args, err, err.code)
+        raise
+    finally:
+        client.close()
+    with open_db(ctx).write() as session:
+        audit.record_by(
+            session, me, ctx.clock, what, target=done.id,
+            detail={**detail_of, "customer_no": done.customer_no, "state": done.state,
+                    "assignee": done.assignee},
+        )  # fmt: skip
+    if args.json:
+        emit_json(done.model_dump(mode="json"))
+    else:
+        print(_("Exception {id} is now {state}.", id=done.id, state=label(done.state)))
+    return 0
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "exceptions", help=_("the station's exceptions queue of this office (supervisors)")
+    )
+    esub = p.add_subparsers(dest="exceptions_command", required=True, metavar="COMMAND")
+    q = esub.add_parser("list", help=_("the office's exceptions, newest first"))
+    q.add_argument("--state", choices=STATES, help=_("only this state ('open': not closed)"))
+    q.add_argument("--limit", type=int, default=100, help=_("at most this many (1-500)"))
+    operator_arg(q)
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_list)
+    q = esub.add_parser("show", help=_("one exception and its history"))
+    q.add_argument("exception_id", metavar="ID", type=id_arg(ids.UUID))
+    operator_arg(q)
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_show)
+    helps = {
+        "assign": _("assign an exception to an operator"),
+        "explain": _("close an exception with its explanation"),
+        "resolve": _("close an exception as resolved"),
+        "escalate": _("escalate an exception"),
+    }
+    for step in STEPS:
+        q = esub.add_parser(step, help=helps[step])
+        q.add_argument("exception_id", metavar="ID", type=id_arg(ids.UUID))
+        if step == "assign":
+            q.add_argument(
+                "--to", required=True, type=id_arg(ids.OPERATOR_ID), help=_("who takes it")
+            )
+        q.add_argument(
+            "--note", required=step == "explain", default="", help=_("what was found or done")
+        )
+        operator_arg(q)
+        q.add_argument("--json", action="store_true")
+        q.set_defaults(func=cmd_step, step=step)
