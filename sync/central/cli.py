@@ -126,6 +126,7 @@ def _control_runner(
     """The charge-control loop in this (the supervising) process, when ``--terminals`` names
     the meters' terminal; its own store, so the workers' pools stay theirs."""
     from sync.central import cli_control
+    from sync.central.cli_sms import loop_steps
     from sync.central.control import ControlLoop
     from sync.central.store import CentralStore
 
@@ -134,7 +135,7 @@ def _control_runner(
         return None
     store = CentralStore(args.central_db or default_db(ctx), clock=ctx.clock)
     opening = cli_control.opening_fen(args, demo=not args.no_seed)
-    loop = ControlLoop(store, meters, opening_fen=opening)
+    loop = ControlLoop(store, meters, opening_fen=opening, steps=loop_steps(store, args))
     return cli_control.ControlRunner(loop, args.control_interval).start()
 
 
@@ -405,6 +406,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help=_("seconds between runs of the control loop (with --terminals; default 10)"),
     )
     q.set_defaults(func=cmd_central_serve)
+    from sync.central import cli_sms
+
+    cli_sms.register(csub)
 
     q = csub.add_parser(
         "enrol",
