@@ -303,3 +303,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     q.add_argument("customer_no", metavar="CUSTOMER_NO", type=id_arg(ids.CUSTOMER_NO))
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_control_status)
+    from sync import cli_condition
+
+    cli_condition.register(ksub)

@@ -266,6 +266,10 @@ class CentralClient:
     def control_status(self, customer_no: str) -> c.ControlStatus:
         return self._send("GET", f"/customers/{customer_no}/control-status", c.ControlStatus)[1]
 
+    def terminal_condition(self, customer_no: str) -> c.TerminalCondition:
+        """The station calls the customer's remote meter now (condition release)."""
+        return self._send("GET", f"/customers/{customer_no}/condition", c.TerminalCondition)[1]
+
     def check_receipt(self, sale_id: str, code: str) -> c.ReceiptCheck:
         return self._send(
             "GET", f"/receipts/{sale_id}/check", c.ReceiptCheck, params={"code": code}

@@ -68,6 +68,10 @@ def cmd_central_serve(ctx: AppContext, args: argparse.Namespace) -> int:
     if not args.no_seed:
         _seed(server, ctx)
     runner = _control_runner(ctx, args, server)
+    if args.workers == 1:  # condition release: the API reaches the terminals too
+        from sync.central.condition import meters_factory
+
+        server.app.state.condition_meters = meters_factory(ctx, args.terminals)
     if args.workers > 1:
         # the workers build their own stores; this process only listens and supervises them
         server.store.dispose()
