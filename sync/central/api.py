@@ -494,10 +494,8 @@ def control_status(
 @router.get(
     "/customers/{customer_no}/condition",
     operation_id="getTerminalCondition",
-    summary="Call the remote meter of one customer of this counter's office (condition release)",
-    description="The station reads the meter through its terminals now and answers its relay, "
-    "status words, clock and energy.  404 for an unknown or another office's customer; 409 "
-    "`not_remote`, `no_terminals` or `terminal_no_answer` (the meter did not answer in time).",
+    summary="Call the meter of one customer of this office now (409: not_remote, no_terminals, "
+    "terminal_no_answer)",
     response_model=c.TerminalCondition,
     responses=_problems(400, 401, 404, 409),
 )
