@@ -44,17 +44,16 @@ def notice_options(q: argparse.ArgumentParser) -> None:
 def loop_steps(store: StoreBase, args: argparse.Namespace) -> list[LoopStep]:
     """Arrears control, then the SMS notices (sent when ``--sms-url`` is given)."""
     url = getattr(args, "sms_url", None)
-    try:
-        gateway = HttpSmsGateway(url) if url else None
-        arrears = ArrearsControl(
-            store,
-            grace_days=getattr(args, "arrears_grace_days", GRACE_DAYS),
-            interval_h=getattr(args, "arrears_interval_h", INTERVAL_H),
-        )
-    except ValueError as exc:
-        raise ValidationError(
-            N_("Invalid SMS or arrears setting: {error}"), error=str(exc)
-        ) from exc
+    grace = getattr(args, "arrears_grace_days", GRACE_DAYS)
+    interval = getattr(args, "arrears_interval_h", INTERVAL_H)
+    if url and not url.startswith(("http://", "https://")):
+        raise ValidationError(N_("--sms-url must begin with http:// or https://"))
+    if grace < 0:
+        raise ValidationError(N_("--arrears-grace-days cannot be negative"))
+    if not interval > 0:
+        raise ValidationError(N_("--arrears-interval-h must be above 0"))
+    gateway = HttpSmsGateway(url) if url else None
+    arrears = ArrearsControl(store, grace_days=grace, interval_h=interval)
     return [arrears, Notices(store, gateway)]
 
 
