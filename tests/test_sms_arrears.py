@@ -266,3 +266,54 @@ def test_overdue_arrears_bring_reminders_until_paid_then_are_lifted(
         loop.run()
         assert len(received(out)) == 2  # no reminder after it was paid
         http.close()
+
+
+def test_the_serving_station_sends_its_notices_to_the_gateway_url(
+    tmp_path: Path, gateway: tuple[str, Path]
+) -> None:
+    """``central serve --terminals ... --sms-url URL`` (real processes): every remote customer
+    comes under control with 0.01 yuan, at alarm2: the reminders reach the gateway as Chinese
+    SMS, each once, past the gateway's two failures."""
+    import time
+
+    from tests.test_condition import _start
+
+    url, out = gateway
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CARDVEND_")}
+    env["CARDVEND_HOME"] = str(tmp_path / "home")
+    procs: list[subprocess.Popen[str]] = []
+    try:
+        fleet, line = _start(
+            ["fleet", "simulate", "--tcp", "0", "--demo", "--state", str(tmp_path / "fleet")],
+            env, "Serving",
+        )  # fmt: skip
+        procs.append(fleet)
+        where = "127.0.0.1:" + line.split("127.0.0.1:")[1].split()[0]
+        db = f"sqlite:///{tmp_path / 'station.db'}"
+        station, _ = _start(
+            ["central", "serve", "--port", "0", "--db", db, "--terminals", where,
+             "--opening-yuan", "0.01", "--control-interval", "0.5", "--sms-url", url],
+            env, "central listening on",
+        )  # fmt: skip
+        procs.append(station)
+        deadline = time.monotonic() + 90  # the two refused wait 10 s for their retry
+
+        def reminders() -> list[dict[str, Any]]:
+            return [g for g in received(out) if "即将停电" in g["text"]]
+
+        while len(reminders()) < len(demo_meters()):
+            assert time.monotonic() < deadline, len(received(out))
+            time.sleep(0.5)
+        time.sleep(1.5)  # three more runs: no reminder again
+        got = reminders()
+        assert len(got) == len(demo_meters()) == len({g["to"] for g in got})
+        assert all(g["language"] == "zh_CN" and "0.01元" in g["text"] for g in got)
+        assert len({g["id"] for g in received(out)}) == len(received(out))  # none twice
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                p.kill()
