@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,26 +22,12 @@ from tests.conftest import pg_schema
 from tests.rigs.cli import ok_json, registered_counter, run
 from tests.rigs.counter import REMOTE
 from tests.rigs.pg import schema_url
+from tests.rigs.processes import start, stop
 
 ROOT = Path(__file__).resolve().parent.parent
 SILENT = "100000000020"  # its meter number is moved to an address no meter answers
 FOREIGN = "100000000030"  # moved to another office
 CARD = "100000000002"
-
-
-def _start(
-    args: list[str], env: dict[str, str], wait_for: str
-) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "main.py"), "--lang", "en", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
-    )  # fmt: skip
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if wait_for not in line:
-        proc.kill()
-        raise AssertionError(f"{args[:2]} did not start: {line!r}")
-    return proc, line
 
 
 @contextlib.contextmanager
@@ -63,13 +48,13 @@ def test_the_counter_calls_a_meters_condition_through_the_station(
     procs: list[subprocess.Popen[str]] = []
     with database(kind, tmp_path) as db:
         try:
-            fleet, line = _start(
+            fleet, line = start(
                 ["fleet", "simulate", "--tcp", "0", "--demo", "--state", str(tmp_path / "fleet")],
                 env, "Serving",
             )  # fmt: skip
             procs.append(fleet)
             where = "127.0.0.1:" + line.split("127.0.0.1:")[1].split()[0]
-            station, line = _start(
+            station, line = start(
                 ["central", "serve", "--port", "0", "--db", db, "--terminals", where,
                  "--enrolment-key", "office-secret", "--control-interval", "3600"],
                 env, "central listening on",
@@ -115,10 +100,4 @@ def test_the_counter_calls_a_meters_condition_through_the_station(
             assert zh.returncode == 1 and "没有应答" in zh.stderr, zh.stderr
             store.dispose()
         finally:
-            for p in procs:
-                p.terminate()
-            for p in procs:
-                try:
-                    p.wait(20)
-                except subprocess.TimeoutExpired:
-                    p.kill()
+            stop(procs)

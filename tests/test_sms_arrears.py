@@ -33,6 +33,7 @@ from sync.central.sms import HttpSmsGateway, Notices
 from sync.central.store import CentralStore
 from tests.rigs.central import NOW, seeded_store
 from tests.rigs.counter import REMOTE
+from tests.rigs.processes import start, stop
 
 ROOT = Path(__file__).resolve().parent.parent
 ENGLISH = "100000000030"  # a remote customer who reads English
@@ -276,21 +277,19 @@ def test_the_serving_station_sends_its_notices_to_the_gateway_url(
     SMS, each once, past the gateway's two failures."""
     import time
 
-    from tests.test_condition import _start
-
     url, out = gateway
     env = {k: v for k, v in os.environ.items() if not k.startswith("CARDVEND_")}
     env["CARDVEND_HOME"] = str(tmp_path / "home")
     procs: list[subprocess.Popen[str]] = []
     try:
-        fleet, line = _start(
+        fleet, line = start(
             ["fleet", "simulate", "--tcp", "0", "--demo", "--state", str(tmp_path / "fleet")],
             env, "Serving",
         )  # fmt: skip
         procs.append(fleet)
         where = "127.0.0.1:" + line.split("127.0.0.1:")[1].split()[0]
         db = f"sqlite:///{tmp_path / 'station.db'}"
-        station, _ = _start(
+        station, _ = start(
             ["central", "serve", "--port", "0", "--db", db, "--terminals", where,
              "--opening-yuan", "0.01", "--control-interval", "0.5", "--sms-url", url],
             env, "central listening on",
@@ -310,10 +309,4 @@ def test_the_serving_station_sends_its_notices_to_the_gateway_url(
         assert all(g["language"] == "zh_CN" and "0.01元" in g["text"] for g in got)
         assert len({g["id"] for g in received(out)}) == len(received(out))  # none twice
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(20)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop(procs)
