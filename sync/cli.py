@@ -305,3 +305,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_control_status)
     cli_exceptions.register(sub)
+
+    from sync import cli_condition
+
+    cli_condition.register(ksub)

@@ -306,6 +306,10 @@ class CentralClient:
         except CentralRejected as exc:
             raise _exception_error(exc, exception_id) from exc
 
+    def terminal_condition(self, customer_no: str) -> c.TerminalCondition:
+        """The station calls the customer's remote meter now (condition release)."""
+        return self._send("GET", f"/customers/{customer_no}/condition", c.TerminalCondition)[1]
+
     def check_receipt(self, sale_id: str, code: str) -> c.ReceiptCheck:
         return self._send(
             "GET", f"/receipts/{sale_id}/check", c.ReceiptCheck, params={"code": code}

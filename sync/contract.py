@@ -261,6 +261,22 @@ class ControlStatus(Model):
     close_permit_sent_at: AwareDatetime | None = None
 
 
+class TerminalCondition(Model):
+    """A remote meter's operating data the station called from it for the counter (condition
+    release): relay, status words, the meter's clock and its energy register, when fetched."""
+
+    customer_no: Digits12
+    meter_no: Digits12
+    relay: Literal["closed", "open"] | None = None
+    status_words: list[int | None] = Field(max_length=16, description="status words 1..7")
+    meter_time: AwareDatetime | None = Field(default=None, description="the meter's own clock")
+    energy_wh: int | None = Field(default=None, ge=0, description="positive active energy, Wh")
+    last_reading_at: AwareDatetime | None = Field(
+        default=None, description="the control loop's last reading of this meter"
+    )
+    fetched_at: AwareDatetime
+
+
 class ControlReport(Model):
     """A write-back the counter read off a customer's card."""
 

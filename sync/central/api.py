@@ -491,6 +491,29 @@ def control_status(
     return json_response(200, status)
 
 
+@router.get(
+    "/customers/{customer_no}/condition",
+    operation_id="getTerminalCondition",
+    summary="Call the meter of one customer of this office now (409: not_remote, no_terminals, "
+    "terminal_no_answer)",
+    response_model=c.TerminalCondition,
+    responses=_problems(400, 401, 404, 409),
+)
+def terminal_condition(
+    request: Request,
+    counter: CounterDep,
+    store: StoreDep,
+    customer_no: Annotated[str, Path(pattern=r"^[0-9]{12}$")],
+) -> Response:
+    from sync.central.condition import ConditionError, call_condition
+
+    meters = getattr(request.app.state, "condition_meters", None)
+    try:
+        return json_response(200, call_condition(store, counter, customer_no, meters))
+    except ConditionError as exc:
+        raise HttpError(exc.status, exc.code, exc.message) from exc
+
+
 def _page_route(path: str, page: type[c.Model], summary: str, fetch: str, scoped: bool) -> None:
     """A GET page of a pulled resource after a cursor."""
 

@@ -68,6 +68,10 @@ def cmd_central_serve(ctx: AppContext, args: argparse.Namespace) -> int:
     if not args.no_seed:
         _seed(server, ctx)
     runner = _control_runner(ctx, args, server)
+    if args.workers == 1:  # condition release: the API reaches the terminals too
+        from sync.central.condition import meters_factory
+
+        server.app.state.condition_meters = meters_factory(ctx, args.terminals)
     if args.workers > 1:
         # the workers build their own stores; this process only listens and supervises them
         server.store.dispose()
@@ -126,6 +130,7 @@ def _control_runner(
     """The charge-control loop in this (the supervising) process, when ``--terminals`` names
     the meters' terminal; its own store, so the workers' pools stay theirs."""
     from sync.central import cli_control
+    from sync.central.cli_sms import loop_steps
     from sync.central.control import ControlLoop
     from sync.central.store import CentralStore
 
@@ -134,7 +139,7 @@ def _control_runner(
         return None
     store = CentralStore(args.central_db or default_db(ctx), clock=ctx.clock)
     opening = cli_control.opening_fen(args, demo=not args.no_seed)
-    loop = ControlLoop(store, meters, opening_fen=opening)
+    loop = ControlLoop(store, meters, opening_fen=opening, steps=loop_steps(store, args))
     return cli_control.ControlRunner(loop, args.control_interval).start()
 
 
@@ -405,6 +410,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help=_("seconds between runs of the control loop (with --terminals; default 10)"),
     )
     q.set_defaults(func=cmd_central_serve)
+    from sync.central import cli_sms
+
+    cli_sms.register(csub)
 
     q = csub.add_parser(
         "enrol",

@@ -16,6 +16,7 @@ from app.money import parse_yuan
 from app.ports import RemoteMeters
 from app.presenters.control import status_line
 from sync.central.base import StoreBase
+from sync.central.cli_sms import loop_steps, notice_options
 from sync.central.control import ControlLoop, RunReport, control_status
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,9 @@ def cmd_control_run(ctx: AppContext, args: argparse.Namespace) -> int:
     store = _store(ctx, args)
     meters = remote_meters(ctx, args.terminals)
     try:
-        report = ControlLoop(store, meters, opening_fen=opening_fen(args, demo=False)).run()
+        report = ControlLoop(
+            store, meters, opening_fen=opening_fen(args, demo=False), steps=loop_steps(store, args)
+        ).run()
     finally:
         if meters is not None:
             meters.close()
@@ -146,6 +149,7 @@ def control_options(q: argparse.ArgumentParser) -> None:
         metavar="YUAN",
         help=_("the balance a customer comes under control with (demo data: 50.00, else 0)"),
     )
+    notice_options(q)
 
 
 def register(csub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -36,9 +36,9 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from sqlalchemy import bindparam, case, func, insert, select, update
 from sqlalchemy.engine import Connection
@@ -111,9 +111,19 @@ class _Meter:
     cost_num: int
 
 
+class LoopStep(Protocol):
+    """A step added to the run (arrears control, SMS notices): called after the decisions,
+    before and after the commands are sent (whether or not meters are reachable)."""
+
+    def before_send(self) -> None: ...
+
+    def after_send(self) -> None: ...
+
+
 class ControlLoop:
     """Runs the charge-control loop on ``store``'s database; ``meters`` reaches the remote
-    meters (None: balances and decisions only, nothing read or sent)."""
+    meters (None: balances and decisions only, nothing read or sent); ``steps`` run after the
+    decisions (:class:`LoopStep`)."""
 
     def __init__(
         self,
@@ -122,6 +132,7 @@ class ControlLoop:
         *,
         opening_fen: int = 0,
         holder: str | None = None,
+        steps: Sequence[LoopStep] = (),
     ) -> None:
         if opening_fen < 0:
             raise ValueError("the opening balance cannot be negative")
@@ -129,6 +140,7 @@ class ControlLoop:
         self.meters = meters
         self.opening_fen = opening_fen
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.steps = tuple(steps)
 
     # ------------------------------------------------------------------ the run
 
@@ -142,8 +154,12 @@ class ControlLoop:
                 self._acquire(report)
             self._balance()
             report.changed = self._decide()
+            for step in self.steps:
+                step.before_send()
             if self.meters is not None:
                 self._send(report)
+            for step in self.steps:
+                step.after_send()
             report.states, report.commands_waiting = self._tally()
         finally:
             self._release_lease()

@@ -399,3 +399,66 @@ Index(
     "ix_central_exception_events_exception", exception_events.c.exception_id, exception_events.c.id
 )
 Index("ix_central_exceptions_office_state", exceptions.c.office_code, exceptions.c.state)
+
+# --------------------------------------------------------------------------- SMS notices, arrears
+# control and condition release (sms.py, arrears.py, condition.py; migration c0005)
+
+# when an arrears item falls due (NULL: no due date given, never judged overdue)
+arrears_items.append_column(Column("due_at", UTCDateTime()))
+
+# the SMS outbox: one row a notice, once per (kind, cause) whatever how often the loop runs
+sms_outbox = Table(
+    "central_sms",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("customer_no", String(12), nullable=False),
+    Column("phone", String(24), nullable=False),
+    Column("kind", String(12), nullable=False),  # alarm1 | alarm2 | trip | close | arrears
+    Column("cause", String(64), nullable=False),  # what caused it (a command id, a reminder)
+    Column("language", String(8), nullable=False),
+    Column("text", String(500), nullable=False),
+    Column("status", String(8), nullable=False),  # pending | sent | failed | unsent
+    Column("attempts", Integer, nullable=False),
+    Column("next_at", UTCDateTime(), nullable=False),
+    Column("sent_at", UTCDateTime()),
+    Column("last_error", String(200), nullable=False, default=""),
+    Column("created_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("kind", "cause", name="uq_central_sms_kind_cause"),
+)
+
+# a customer's SMS language and opt-out (no row: Chinese, notices on)
+sms_prefs = Table(
+    "central_sms_prefs",
+    metadata,
+    Column("customer_no", String(12), primary_key=True),
+    Column("language", String(8), nullable=False),
+    Column("opted_out", Boolean, nullable=False, default=False),
+)
+
+# a customer whose overdue arrears put under arrears control, until lifted on payment
+arrears_control = Table(
+    "central_arrears_control",
+    metadata,
+    Column("customer_no", String(12), primary_key=True),
+    Column("state", String(8), nullable=False),  # active | lifted
+    Column("since", UTCDateTime(), nullable=False),
+    Column("reminders", Integer, nullable=False),
+    Column("last_reminder_at", UTCDateTime()),
+    Column("lifted_at", UTCDateTime()),
+)
+
+# the operating data last called from a customer's meter for a counter (condition release)
+conditions = Table(
+    "central_conditions",
+    metadata,
+    Column("customer_no", String(12), primary_key=True),
+    Column("meter_no", String(12), nullable=False),
+    Column("relay", String(8)),
+    Column("status_words", JSON, nullable=False),
+    Column("meter_time", UTCDateTime()),
+    Column("energy_wh", BigInteger),
+    Column("fetched_at", UTCDateTime(), nullable=False),
+    Column("counter_id", String(32), nullable=False),
+)
+
+Index("ix_central_sms_status_next", sms_outbox.c.status, sms_outbox.c.next_at)

@@ -1,0 +1,105 @@
+"""``cardvend control condition CUSTOMER_NO [--json]``: the station calls a remote customer's
+meter now and the counter shows its operating data (condition release, seed 3.10): relay,
+status words, the meter's clock, its energy register, the control loop's last reading and when
+it was called.  A customer of another office is unknown; a meter that does not answer is a
+clear error within seconds (the station's meter timeout), never a hang."""
+
+from __future__ import annotations
+
+import argparse
+
+from app.cli import emit_json, id_arg
+from app.context import AppContext
+from app.domain import ids
+from app.errors import NotFound
+from app.i18n import N_, _
+from sync import contract as c
+from sync.client import CentralClient
+from sync.errors import CentralRejected, SyncError
+from sync.service import make_client
+
+
+class MeterSilent(SyncError):
+    code = "terminal_no_answer"
+    template = N_(
+        "The meter of customer {customer_no} did not answer the station ({detail}). Check the "
+        "terminal and the meter's line, then call it again."
+    )
+
+
+class NoRemoteMeter(SyncError):
+    code = "not_remote"
+    template = N_("Customer {customer_no} has no remote meter: there is no condition to call.")
+
+
+class NoTerminals(SyncError):
+    code = "no_terminals"
+    template = N_(
+        "The station is not connected to the meters' terminals, so it cannot call meter "
+        "conditions. Ask the station's administrator."
+    )
+
+
+def call_condition(client: CentralClient, customer_no: str) -> c.TerminalCondition:
+    """The condition of ``customer_no``'s meter, or a typed error a teller understands."""
+    try:
+        return client.terminal_condition(customer_no)
+    except CentralRejected as exc:
+        problem, detail = exc.params.get("problem"), exc.params.get("detail", "")
+        if problem == "not_found":
+            raise NotFound(
+                N_("Customer {customer_no} is not a customer of this office."),
+                customer_no=customer_no,
+            ) from exc
+        if problem == "not_remote":
+            raise NoRemoteMeter(customer_no=customer_no) from exc
+        if problem == "no_terminals":
+            raise NoTerminals() from exc
+        if problem == "terminal_no_answer":
+            raise MeterSilent(customer_no=customer_no, detail=detail) from exc
+        raise
+
+
+def _kwh(wh: int | None) -> str:
+    return "—" if wh is None else f"{wh // 1000}.{wh % 1000:03d}"
+
+
+def condition_text(cond: c.TerminalCondition) -> str:
+    relay = {"closed": _("closed"), "open": _("open")}.get(cond.relay or "", "—")
+    words = " ".join(f"{w:04X}" if w is not None else "----" for w in cond.status_words)
+    return _(
+        "{customer_no} (meter {meter_no}): relay {relay}, meter clock {clock}, energy {energy} "
+        "kWh, status words {words}; last reading by the station {read_at}; called {fetched_at}",
+        customer_no=cond.customer_no,
+        meter_no=cond.meter_no,
+        relay=relay,
+        clock=cond.meter_time.isoformat() if cond.meter_time else "—",
+        energy=_kwh(cond.energy_wh),
+        words=words or "—",
+        read_at=cond.last_reading_at.isoformat() if cond.last_reading_at else "—",
+        fetched_at=cond.fetched_at.isoformat(),
+    )
+
+
+def cmd_control_condition(ctx: AppContext, args: argparse.Namespace) -> int:
+    client = make_client(ctx)
+    try:
+        cond = call_condition(client, args.customer_no)
+    finally:
+        client.close()
+    if args.json:
+        emit_json(cond.model_dump(mode="json"))
+    else:
+        print(condition_text(cond))
+    return 0
+
+
+def register(ksub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``condition`` under the counter's ``control`` command."""
+    q = ksub.add_parser(
+        "condition",
+        help=_("call a remote customer's meter through the station: relay, status, clock"),
+    )
+    q.add_argument("customer_no", metavar="CUSTOMER_NO", type=id_arg(ids.CUSTOMER_NO))
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_control_condition)

@@ -1,0 +1,103 @@
+"""Condition release with real processes: the fleet simulator serving the demo's remote meters
+over DL/T 645 on TCP, the station (``central serve --terminals``) on SQLite and PostgreSQL, and
+the counter's own command line (``cardvend control condition``) in a process of its own: the
+station calls the meter and the counter shows its relay, status words and clock; a silent meter,
+another office's customer and a card customer are clear errors, in seconds."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, update
+
+from sync.central import models as m
+from sync.central.store import CentralStore
+from tests.conftest import pg_schema
+from tests.rigs.cli import ok_json, registered_counter, run
+from tests.rigs.counter import REMOTE
+from tests.rigs.pg import schema_url
+from tests.rigs.processes import start, stop
+
+ROOT = Path(__file__).resolve().parent.parent
+SILENT = "100000000020"  # its meter number is moved to an address no meter answers
+FOREIGN = "100000000030"  # moved to another office
+CARD = "100000000002"
+
+
+@contextlib.contextmanager
+def database(kind: str, tmp_path: Path) -> Iterator[str]:
+    if kind == "sqlite":
+        yield f"sqlite:///{tmp_path / 'station.db'}"
+        return
+    with pg_schema() as schema:
+        yield schema_url(schema)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_the_counter_calls_a_meters_condition_through_the_station(
+    kind: str, tmp_path: Path
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CARDVEND_")}
+    env["CARDVEND_HOME"] = str(tmp_path / "station-home")
+    procs: list[subprocess.Popen[str]] = []
+    with database(kind, tmp_path) as db:
+        try:
+            fleet, line = start(
+                ["fleet", "simulate", "--tcp", "0", "--demo", "--state", str(tmp_path / "fleet")],
+                env, "Serving",
+            )  # fmt: skip
+            procs.append(fleet)
+            where = "127.0.0.1:" + line.split("127.0.0.1:")[1].split()[0]
+            station, line = start(
+                ["central", "serve", "--port", "0", "--db", db, "--terminals", where,
+                 "--enrolment-key", "office-secret", "--control-interval", "3600"],
+                env, "central listening on",
+            )  # fmt: skip
+            procs.append(station)
+            url = line.split("central listening on ")[1].strip()
+            store = CentralStore(db)
+            cu = m.customers.c
+            with store.engine.begin() as conn:
+                conn.execute(
+                    update(m.customers)
+                    .where(cu.customer_no == SILENT)
+                    .values(meter_no="299999999999")
+                )
+                conn.execute(
+                    update(m.customers).where(cu.customer_no == FOREIGN).values(office_code="ELSE")
+                )
+            home = registered_counter(tmp_path / "counter", url)
+
+            seen = ok_json(run(home, "control", "condition", REMOTE, "--json"))
+            assert seen["customer_no"] == REMOTE and seen["meter_no"] == "200000000010"
+            assert seen["relay"] == "closed" and len(seen["status_words"]) == 7
+            assert seen["meter_time"] is not None and seen["energy_wh"] >= 0
+            cd = m.conditions.c
+            with store.engine.connect() as conn:
+                kept = conn.execute(
+                    select(cd.relay, cd.counter_id).where(cd.customer_no == REMOTE)
+                ).one()
+            assert kept[0] == "closed" and kept[1]  # kept, with the counter that asked
+            shown = run(home, "control", "condition", REMOTE)
+            assert shown.returncode == 0 and "relay closed" in shown.stdout, shown.stderr
+
+            started = time.monotonic()
+            silent = run(home, "control", "condition", SILENT)
+            assert silent.returncode == 1 and "did not answer" in silent.stderr, silent.stderr
+            assert time.monotonic() - started < 30  # the meter timeout, not a hang
+            foreign = run(home, "control", "condition", FOREIGN)
+            assert foreign.returncode == 1
+            assert "not a customer of this office" in foreign.stderr, foreign.stderr
+            card = run(home, "control", "condition", CARD)
+            assert card.returncode == 1 and "no remote meter" in card.stderr, card.stderr
+            zh = run(home, "control", "condition", SILENT, lang="zh_CN")
+            assert zh.returncode == 1 and "没有应答" in zh.stderr, zh.stderr
+            store.dispose()
+        finally:
+            stop(procs)
