@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import logging
 import random
@@ -38,6 +39,7 @@ from sync.errors import (
     EnrolmentKeyRefused,
     RegistrationRefused,
     RegistrationUnreachable,
+    StatsRefused,
 )
 
 log = logging.getLogger(__name__)
@@ -265,6 +267,36 @@ class CentralClient:
 
     def control_status(self, customer_no: str) -> c.ControlStatus:
         return self._send("GET", f"/customers/{customer_no}/control-status", c.ControlStatus)[1]
+
+    def stats(
+        self,
+        *,
+        region: str | None = None,
+        date_from: dt.date | None = None,
+        date_to: dt.date | None = None,
+        plan: str | None = None,
+        state: str | None = None,
+    ) -> c.Stats:
+        """Charge-control statistics of this counter's office, city or province
+        (:class:`StatsRefused` when the station refuses the region, period or filter)."""
+        params = {
+            "region": region,
+            "from": date_from.isoformat() if date_from else None,
+            "to": date_to.isoformat() if date_to else None,
+            "plan": plan,
+            "state": state,
+        }
+        try:
+            return self._send(
+                "GET", "/stats", c.Stats, params={k: v for k, v in params.items() if v}
+            )[1]
+        except CentralRejected as exc:
+            problem = str(exc.params.get("problem") or "")
+            if exc.params.get("status") in (400, 403, 404):
+                raise StatsRefused(
+                    problem, str(exc.params.get("detail", "")), region=region or "—"
+                ) from exc
+            raise
 
     def check_receipt(self, sale_id: str, code: str) -> c.ReceiptCheck:
         return self._send(

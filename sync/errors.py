@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from app.errors import CardVendError
+from collections.abc import Mapping
+from typing import ClassVar
+
+from app.errors import CardVendError, KindError
 from app.i18n import N_
 
 
@@ -90,3 +93,22 @@ class CounterIdTaken(RegistrationRefused):
         "an enrolment code ('cardvend central enrol {counter} --office OFFICE') and register "
         "with it; otherwise give this counter an id of its own."
     )
+
+
+class StatsRefused(KindError, SyncError):
+    """The station refused a statistics request (``kind`` is its problem code)."""
+
+    code = "stats_refused"
+    template = N_("The station cannot give statistics for region {region}: {reason}")
+    default_kind = "bad_request"
+    reasons: ClassVar[Mapping[str, str]] = {
+        "unknown_region": N_(
+            "no office is in that region; give an office code, city:NAME or province:NAME"
+        ),
+        "region_not_allowed": N_(
+            "a counter sees only its own office and the city and province it is in"
+        ),
+        "bad_period": N_("the period is not valid (from after to, or more than 366 days)"),
+        "bad_filter": N_("no such tariff plan or control state"),
+        "bad_request": N_("the request is not valid"),
+    }

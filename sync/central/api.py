@@ -689,6 +689,9 @@ def create_app(store: CentralStore | None = None) -> FastAPI:
     )
     app.state.store = store
     app.include_router(router)
+    from sync.central.api_stats import router as stats_router  # it builds on this module
+
+    app.include_router(stats_router)
     app.add_exception_handler(StarletteHTTPException, _http_problem)
     app.add_exception_handler(RequestValidationError, _invalid)
     generate = app.openapi
