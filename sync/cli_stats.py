@@ -6,28 +6,13 @@ cannot be reached."""
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 
 from app.cli import emit_json
 from app.context import AppContext
 from app.errors import ValidationError
 from app.i18n import _
-from app.presenters.stats import stats_lines
+from app.presenters.stats import CONTROL_STATES, date_arg, stats_lines
 from sync.service import make_client
-
-STATES = ("normal", "alarm1", "alarm2", "tripped")
-
-
-def date_arg(text: str) -> dt.date:
-    """An argparse ``type``: a calendar date YYYY-MM-DD (an office day)."""
-    try:
-        if len(text) != 10 or not text.isascii():
-            raise ValueError(text)
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            _("{text} is not a date; write it as YYYY-MM-DD, e.g. 2026-03-01", text=text)
-        ) from None
 
 
 def cmd_stats(ctx: AppContext, args: argparse.Namespace) -> int:
@@ -69,6 +54,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--from", dest="date_from", type=date_arg, metavar="D", help=_("first day"))
     p.add_argument("--to", dest="date_to", type=date_arg, metavar="D", help=_("last day"))
     p.add_argument("--plan", metavar="P", help=_("only customers on this tariff plan"))
-    p.add_argument("--state", choices=STATES, help=_("only customers in this control state"))
+    p.add_argument(
+        "--state", choices=CONTROL_STATES, help=_("only customers in this control state")
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_stats)

@@ -95,3 +95,23 @@ def test_cardvend_stats_as_a_counter_runs_it(station: tuple[str, Any], tmp_path:
     assert late.returncode == 1 and "is after" in late.stderr, late.stderr
     bad = run(home, "stats", "--from", "2026-13-01")
     assert bad.returncode == 2 and "YYYY-MM-DD" in bad.stderr, bad.stderr
+
+
+def test_central_stats_on_the_station(tmp_path: Path) -> None:
+    """``cardvend central stats`` over the station's own database (any region)."""
+    with seeded_store("sqlite", tmp_path) as store:
+        rows = sd.build(store)
+    db = f"sqlite:///{tmp_path / 'central.db'}"
+    period = ("--from", "2026-03-01", "--to", "2026-03-10")
+    got = ok_json(run(tmp_path / "home", "central", "stats", "--db", db, *period, "--json"))
+    # the station's clock is now, past the rows: only the control figures need no clock
+    want = sd.expected(rows, set(rows.offices))
+    for key in ("controlled", "tripped", "balance_fen", "sold_fen", "consumption_wh"):
+        assert got[key] == want[key], key
+    got = ok_json(run(tmp_path / "home", "central", "stats", "--db", db, "--region", "SH1",
+                      *period, "--json"))  # fmt: skip
+    assert got["controlled"] == sd.expected(rows, {"SH1"})["controlled"]
+    text = run(tmp_path / "home", "central", "stats", "--db", db, "--region", "province:浙江")
+    assert text.returncode == 0 and "宁波" in text.stdout
+    bad = run(tmp_path / "home", "central", "stats", "--db", db, "--region", "county:x")
+    assert bad.returncode == 1 and "No office is in region" in bad.stderr, bad.stderr

@@ -4,6 +4,8 @@ plain mapping (``sync.contract.Stats`` dumped; ``app`` does not import ``sync``)
 
 from __future__ import annotations
 
+import argparse
+import datetime as dt
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -37,6 +39,21 @@ LEVEL_TEXT: Final = {
     "city": N_("city"),
     "office": N_("office"),
 }
+
+
+CONTROL_STATES: Final = ("normal", "alarm1", "alarm2", "tripped")
+
+
+def date_arg(text: str) -> dt.date:
+    """An argparse ``type``: a calendar date YYYY-MM-DD (an office day)."""
+    try:
+        if len(text) != 10 or not text.isascii():
+            raise ValueError(text)
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            _("{text} is not a date; write it as YYYY-MM-DD, e.g. 2026-03-01", text=text)
+        ) from None
 
 
 def format_kwh(wh: int) -> str:
