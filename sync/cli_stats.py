@@ -49,7 +49,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--region",
         metavar="CODE",
-        help=_("this office's code (the default), city:NAME or province:NAME of this office"),
+        help=_(
+            "this office (the default), city or province (the ones this office is in), or "
+            "city:NAME, province:NAME"
+        ),
     )
     p.add_argument("--from", dest="date_from", type=date_arg, metavar="D", help=_("first day"))
     p.add_argument("--to", dest="date_to", type=date_arg, metavar="D", help=_("last day"))

@@ -5,7 +5,7 @@ attempt: a page shows at once that the station cannot be reached, and asks again
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from app.context import AppContext
@@ -14,13 +14,14 @@ from sync.service import make_client
 
 
 class ClientViews:
-    """:class:`app.ports.StationViews` over :class:`CentralClient` with this counter's token."""
+    """:class:`app.ports.StationViews` over a :class:`CentralClient` that ``make`` builds for
+    each request (:func:`for_counter`: this counter's URL and token, read when asked)."""
 
-    def __init__(self, ctx: AppContext) -> None:
-        self.ctx = ctx
+    def __init__(self, make: Callable[[], CentralClient]) -> None:
+        self.make = make
 
     def _client(self) -> CentralClient:
-        client = make_client(self.ctx)  # NotRegistered when this counter is not registered
+        client = self.make()
         client.retry = RetryPolicy(attempts=1)
         return client
 
@@ -48,3 +49,8 @@ class ClientViews:
             return found.model_dump(mode="json")
         finally:
             client.close()
+
+
+def for_counter(ctx: AppContext) -> ClientViews:
+    """The views with this counter's registration (NotRegistered when it has none)."""
+    return ClientViews(lambda: make_client(ctx))

@@ -85,6 +85,8 @@ def test_a_counter_sees_its_office_city_and_province(data: tuple[CentralStore, A
     check(ask("HZ2", None), sd.expected(rows, {"HZ2"}))  # its own office by default
     check(ask("HZ2", "city:杭州"), sd.expected(rows, {"DEMO", "HZ2"}))  # its province's city
     check(ask("HZ2", "province:浙江"), sd.expected(rows, ZJ))
+    check(ask("NB1", "city"), sd.expected(rows, {"NB1"}))  # the city its office is in
+    check(ask("NB1", "province"), sd.expected(rows, ZJ))
     for region in ("NB1", "city:宁波", "province:上海", "all", "city:上海/杭州"):
         with pytest.raises((stats.RegionNotAllowed, stats.UnknownRegion)):
             ask("HZ2", region)

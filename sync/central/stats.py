@@ -143,12 +143,21 @@ def parse_region(text: str | None) -> Region:
 
 
 def counter_region(conn: Connection, office_code: str, text: str | None) -> Region:
-    """The region a counter of ``office_code`` asks for (its office when none is given),
-    refused unless it contains that office."""
+    """The region a counter of ``office_code`` asks for (its office when none is given;
+    ``city`` and ``province`` alone: the ones its office is in), refused unless it contains
+    that office."""
     o = m.offices.c
     own = conn.execute(select(o.province, o.city).where(o.code == office_code)).first()
     province, city = (own[0], own[1]) if own is not None else ("", "")
-    region = parse_region(text) if text and text.strip() else Region("office", office=office_code)
+    word = (text or "").strip()
+    if word in ("", "office"):
+        region = Region("office", office=office_code)
+    elif word == "city":  # the city its office is in
+        region = Region("city", province=province, city=city)
+    elif word == "province":
+        region = Region("province", province=province)
+    else:
+        region = parse_region(word)
     if region.level == "city" and not region.province:
         region = Region("city", province=province, city=region.city)  # its own province's city
     allowed = (
@@ -158,7 +167,7 @@ def counter_region(conn: Connection, office_code: str, text: str | None) -> Regi
     )
     if region.level != "all":
         known_region(conn, region)
-    if not allowed or (region.level != "office" and not (province or city)):
+    if not allowed or (region.level != "office" and not (region.province or region.city)):
         raise RegionNotAllowed(region=region.spec, office=office_code)
     return region
 

@@ -8,17 +8,25 @@ from __future__ import annotations
 import datetime as dt
 import random
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import insert
 
+from app.clock import FixedClock
 from app.domain.pricing import RATE_SCALE
 from app.services import demo
+from sync import contract
+from sync.central import CentralServer
 from sync.central import models as m
 from sync.central import seed as central_seed
 from sync.central.store import CentralStore
+from sync.client import CentralClient
+from sync.views import ClientViews
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 # the clock of the statistics tests: 2026-03-10 12:00 in the offices' zone
@@ -249,3 +257,26 @@ def expected(
     out["cost_fen"] = -(-cost // RATE_SCALE)
     out["by_day"] = {k: (v[0], v[1], -(-v[2] // RATE_SCALE)) for k, v in days.items() if any(v)}
     return out
+
+
+@contextmanager
+def serving_station(
+    folder: Path, office: str = "DEMO", counter_id: str = "C01"
+) -> Iterator[tuple[CentralServer, Rows, ClientViews]]:
+    """A station in this process on SQLite in ``folder``, seeded with the demo and the
+    statistics rows, and the counter's views of it (a counter of ``office`` registered)."""
+    store = CentralStore(f"sqlite:///{folder / 'stats-central.db'}", clock=FixedClock(NOW))
+    central_seed.seed_demo(store, NOW)
+    rows = build(store)
+    server = CentralServer("", store=store)
+    server.start()
+    try:
+        client = CentralClient(server.url, None)
+        token = client.register(
+            contract.RegisterRequest(counter_id=counter_id, office_code=office, name="test"), None
+        ).token
+        client.close()
+        yield server, rows, ClientViews(lambda: CentralClient(server.url, token))
+    finally:
+        server.stop()
+        store.dispose()
