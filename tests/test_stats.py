@@ -16,12 +16,8 @@ from sync.central import stats
 from sync.central.store import CentralStore
 from tests.rigs import stats_data as sd
 from tests.rigs.central import seeded_store
+from tests.rigs.stats_data import check
 
-FIGURES = (
-    "controlled", "normal", "alarm1", "alarm2", "tripped", "balance_fen", "relay_closed",
-    "relay_open", "relay_unknown", "not_read_recently", "close_permits_pending",
-    "reading_missing", "sales", "sold_fen", "sold_by_kind", "consumption_wh", "cost_fen",
-)  # fmt: skip
 ZJ = {"DEMO", "HZ2", "NB1"}
 
 
@@ -29,12 +25,6 @@ ZJ = {"DEMO", "HZ2", "NB1"}
 def data(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[CentralStore, Any]]:
     with seeded_store(request.param, tmp_path, clock=FixedClock(sd.NOW)) as store:
         yield store, sd.build(store)
-
-
-def check(got: dict[str, Any], want: dict[str, Any]) -> None:
-    assert {k: got[k] for k in FIGURES} == {k: want[k] for k in FIGURES}
-    days = {d["day"]: (d["sold_fen"], d["consumption_wh"], d["cost_fen"]) for d in got["by_day"]}
-    assert {k: v for k, v in days.items() if any(v)} == want["by_day"]
 
 
 def station(store: CentralStore, region: str | None, **kw: Any) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from sync.errors import StatsRefused
 from tests.rigs import stats_data as sd
 from tests.rigs.central import Api, register, seeded_store
 from tests.rigs.cli import ok_json, registered_counter, run
-from tests.test_stats import FIGURES, check
+from tests.rigs.stats_data import FIGURES, check
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

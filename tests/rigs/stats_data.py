@@ -40,6 +40,11 @@ OFFICES = {
 }
 PLANS = tuple(demo.PLANS)
 STATES = ("normal", "alarm1", "alarm2", "tripped")
+FIGURES = (
+    "controlled", "normal", "alarm1", "alarm2", "tripped", "balance_fen", "relay_closed",
+    "relay_open", "relay_unknown", "not_read_recently", "close_permits_pending",
+    "reading_missing", "sales", "sold_fen", "sold_by_kind", "consumption_wh", "cost_fen",
+)  # fmt: skip
 
 
 @dataclass
@@ -280,3 +285,9 @@ def serving_station(
     finally:
         server.stop()
         store.dispose()
+
+
+def check(got: dict[str, Any], want: dict[str, Any]) -> None:
+    assert {k: got[k] for k in FIGURES} == {k: want[k] for k in FIGURES}
+    days = {d["day"]: (d["sold_fen"], d["consumption_wh"], d["cost_fen"]) for d in got["by_day"]}
+    assert {k: v for k, v in days.items() if any(v)} == want["by_day"]
