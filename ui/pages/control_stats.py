@@ -44,7 +44,7 @@ REGIONS = (
     ("city", N_("This city")),
     ("province", N_("This province")),
 )
-COLUMNS = 3  # label/value pairs a row of the figures
+COLUMNS = 2  # label/value pairs a row of the figures (the page fits 1366x768)
 
 
 class ControlStatsPage(QWidget):
@@ -72,12 +72,12 @@ class ControlStatsPage(QWidget):
             _("Balance by area"), lambda fen: format_yuan(fen), horizontal=True
         )
         for chart in (self.state_chart, self.day_chart, self.area_chart):
-            chart.setMinimumSize(300, 190)
+            chart.setMinimumSize(220, 170)
             charts.addWidget(chart, 1)
         outer.addLayout(charts, 1)
         self._show(None)
 
-    def _build_filters(self) -> QHBoxLayout:
+    def _build_filters(self) -> QVBoxLayout:
         row = QHBoxLayout()
         self.region = QComboBox()
         for value, label in REGIONS:
@@ -99,18 +99,24 @@ class ControlStatsPage(QWidget):
         self.refresh_button = QPushButton(_("Refresh"))
         self.refresh_button.clicked.connect(self.refresh)
         self.plan.returnPressed.connect(self.refresh)
-        for label, widget in (
-            (_("Region"), self.region),
-            (_("From"), self.date_from),
-            (_("To"), self.date_to),
-            (_("Tariff plan"), self.plan),
-            (_("State"), self.state),
+        second = QHBoxLayout()
+        for line, pairs in (
+            (
+                row,
+                ((_("Region"), self.region), (_("From"), self.date_from), (_("To"), self.date_to)),
+            ),
+            (second, ((_("Tariff plan"), self.plan), (_("State"), self.state))),
         ):
-            row.addWidget(QLabel(label))
-            row.addWidget(widget)
-        row.addWidget(self.refresh_button)
+            for label, widget in pairs:
+                line.addWidget(QLabel(label))
+                line.addWidget(widget)
+        second.addWidget(self.refresh_button)
+        second.addStretch(1)
         row.addStretch(1)
-        return row
+        both = QVBoxLayout()
+        both.addLayout(row)
+        both.addLayout(second)
+        return both
 
     def activated(self) -> None:
         if not self._loaded_once:
