@@ -103,7 +103,11 @@ class ControlStatsPage(QWidget):
         for line, pairs in (
             (
                 row,
-                ((_("Region"), self.region), (_("From"), self.date_from), (_("To"), self.date_to)),
+                (
+                    (_("Region"), self.region),
+                    (_("First day"), self.date_from),
+                    (_("Last day"), self.date_to),
+                ),
             ),
             (second, ((_("Tariff plan"), self.plan), (_("State"), self.state))),
         ):
