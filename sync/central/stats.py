@@ -242,22 +242,13 @@ def _blank() -> dict[str, int]:
 
 def compute(store: StoreBase, q: Query) -> dict[str, Any]:
     """The statistics of ``q`` as the contract's ``Stats`` (a JSON-ready dict)."""
-    o, cu, co, cm, ex = m.offices.c, m.customers.c, m.control.c, m.commands.c, m.exceptions.c
+    cu = m.customers.c
     now = store.now()
     bounds = _bounds(q)
-    child = q.region.child().label("area")
     in_scope = [q.region.where()]
     if q.plan:
         in_scope.append(cu.tariff_plan == q.plan)
-    controlled = in_scope + ([co.state == q.state] if q.state else [])
-    base = m.control.join(m.customers, cu.customer_no == co.customer_no).join(
-        m.offices, o.code == cu.office_code
-    )
-    stale = now - dt.timedelta(hours=STALE_HOURS)
     areas: dict[str, dict[str, int]] = {}
-    states = dict.fromkeys(STATES, 0)
-    relay = {"closed": 0, "open": 0, "unknown": 0}
-    totals = {"balance_fen": 0, "not_read_recently": 0, "reading_missing": 0, "permits": 0}
     with store.engine.connect() as conn:
         if q.region.level != "all":
             known_region(conn, q.region)
@@ -266,37 +257,7 @@ def compute(store: StoreBase, q: Query) -> dict[str, Any]:
             if conn.execute(select(t.id).where(t.plan_code == q.plan).limit(1)).first() is None:
                 raise BadFilter(detail=f"no tariff plan {q.plan}")
         names = _area_names(conn, q.region)
-        relay_of = func.coalesce(co.relay, literal("unknown"))
-        late = case(((co.read_at.is_(None)) | (co.read_at < stale), 1), else_=0)
-        for area, state, rel, n, balance, not_read in conn.execute(
-            select(child, co.state, relay_of, func.count(), func.sum(co.remaining_fen),
-                   func.sum(late))
-            .select_from(base).where(*controlled).group_by(child, co.state, relay_of)
-        ):  # fmt: skip
-            a = areas.setdefault(str(area), _blank())
-            n, balance = int(n), int(balance or 0)
-            a["controlled"] += n
-            a["balance_fen"] += balance
-            a["alarm"] += n if state in ("alarm1", "alarm2") else 0
-            a["tripped"] += n if state == "tripped" else 0
-            states[str(state)] = states.get(str(state), 0) + n
-            relay[str(rel) if rel in relay else "unknown"] += n
-            totals["balance_fen"] += balance
-            totals["not_read_recently"] += int(not_read or 0)
-        totals["permits"] = int(
-            conn.execute(
-                select(func.count(distinct(cm.customer_no)))
-                .select_from(base.join(m.commands, cm.customer_no == co.customer_no))
-                .where(*controlled, cm.command == "close", cm.status == "pending")
-            ).scalar_one()
-        )
-        totals["reading_missing"] = int(
-            conn.execute(
-                select(func.count(distinct(ex.customer_no)))
-                .select_from(base.join(m.exceptions, ex.customer_no == co.customer_no))
-                .where(*controlled, ex.kind == "reading_missing", ex.state.in_(OPEN_EXCEPTION))
-            ).scalar_one()
-        )
+        states, relay, totals = _control(conn, q, in_scope, now, areas)
         sold, by_kind, sales, sold_days = _sales(conn, q, in_scope, bounds, areas)
         energy, cost_num, used_days = _consumption(conn, q, in_scope, bounds, areas)
     by_day = [
@@ -347,6 +308,58 @@ def compute(store: StoreBase, q: Query) -> dict[str, Any]:
         "by_day": by_day,
         "generated_at": now.isoformat(),
     }
+
+
+def _control(
+    conn: Connection,
+    q: Query,
+    in_scope: list[ColumnElement[bool]],
+    now: dt.datetime,
+    areas: dict[str, dict[str, int]],
+) -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
+    """(customers by state, by relay, totals) of the controlled customers; adds each area's."""
+    o, cu, co, cm, ex = m.offices.c, m.customers.c, m.control.c, m.commands.c, m.exceptions.c
+    child = q.region.child().label("area")
+    controlled = in_scope + ([co.state == q.state] if q.state else [])
+    base = m.control.join(m.customers, cu.customer_no == co.customer_no).join(
+        m.offices, o.code == cu.office_code
+    )
+    stale = now - dt.timedelta(hours=STALE_HOURS)
+    states = dict.fromkeys(STATES, 0)
+    relay = {"closed": 0, "open": 0, "unknown": 0}
+    totals = {"balance_fen": 0, "not_read_recently": 0, "reading_missing": 0, "permits": 0}
+    relay_of = func.coalesce(co.relay, literal("unknown"))
+    late = case(((co.read_at.is_(None)) | (co.read_at < stale), 1), else_=0)
+    for area, state, rel, n, balance, not_read in conn.execute(
+        select(child, co.state, relay_of, func.count(), func.sum(co.remaining_fen),
+               func.sum(late))
+        .select_from(base).where(*controlled).group_by(child, co.state, relay_of)
+    ):  # fmt: skip
+        a = areas.setdefault(str(area), _blank())
+        n, balance = int(n), int(balance or 0)
+        a["controlled"] += n
+        a["balance_fen"] += balance
+        a["alarm"] += n if state in ("alarm1", "alarm2") else 0
+        a["tripped"] += n if state == "tripped" else 0
+        states[str(state)] = states.get(str(state), 0) + n
+        relay[str(rel) if rel in relay else "unknown"] += n
+        totals["balance_fen"] += balance
+        totals["not_read_recently"] += int(not_read or 0)
+    totals["permits"] = int(
+        conn.execute(
+            select(func.count(distinct(cm.customer_no)))
+            .select_from(base.join(m.commands, cm.customer_no == co.customer_no))
+            .where(*controlled, cm.command == "close", cm.status == "pending")
+        ).scalar_one()
+    )
+    totals["reading_missing"] = int(
+        conn.execute(
+            select(func.count(distinct(ex.customer_no)))
+            .select_from(base.join(m.exceptions, ex.customer_no == co.customer_no))
+            .where(*controlled, ex.kind == "reading_missing", ex.state.in_(OPEN_EXCEPTION))
+        ).scalar_one()
+    )
+    return states, relay, totals
 
 
 def _area_names(conn: Connection, region: Region) -> dict[str, str]:
