@@ -115,3 +115,21 @@ def test_central_stats_on_the_station(tmp_path: Path) -> None:
     assert text.returncode == 0 and "宁波" in text.stdout
     bad = run(tmp_path / "home", "central", "stats", "--db", db, "--region", "county:x")
     assert bad.returncode == 1 and "No office is in region" in bad.stderr, bad.stderr
+
+
+def test_cardvend_stats_without_a_station_is_one_clear_line(tmp_path: Path) -> None:
+    home = tmp_path / "counter"
+    assert run(home, "demo").returncode == 0
+    unregistered = run(home, "stats")
+    assert unregistered.returncode == 1 and "not registered" in unregistered.stderr
+    with seeded_store("sqlite", tmp_path) as store:
+        server = CentralServer("", store=store, enrolment_key="office-secret")
+        server.start()
+        url = server.url
+        try:
+            registered_counter(home, url)
+        finally:
+            server.stop()
+    away = run(home, "stats", "--json")
+    lines = away.stderr.strip().splitlines()
+    assert away.returncode == 1 and len(lines) == 1 and "cannot be reached" in lines[0], lines
