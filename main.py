@@ -434,10 +434,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             handler = QtPassphraseHandler()
         keys = wire_cards(ctx, handler)
         from sync.service import background_worker
+        from sync.views import for_counter as station_views
 
         ctx.sync_factory = lambda: background_worker(ctx)
         ctx.registrar = lambda url, key, operator: register_here(ctx, url, key, operator)
         ctx.registered_with = lambda: registered_with(ctx)
+        ctx.station = station_views(ctx)
         wire_printing(ctx)
         wire_meters(ctx)
         ctx.setup_probe = SetupDevices(ctx)

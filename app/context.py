@@ -29,6 +29,7 @@ from app.ports import (
     SerialOpener,
     SetupProbe,
     SlipRenderer,
+    StationViews,
 )
 from app.settings import COUNTER_ID, DB_URL, OFFICE_CODE, Settings
 
@@ -71,6 +72,7 @@ class AppContext:
     # the station's remote meters behind a terminal (where -> RemoteMeters), built by main.py
     remote_meters_factory: Callable[[str], RemoteMeters] | None = None
     setup_probe: SetupProbe | None = None  # the first-run set-up's devices, set by main.py
+    station: StationViews | None = None  # the station's views for pages (sync/), by main.py
 
     def open_terminal(self, reader: str | None = None, image: str | None = None) -> CardTerminal:
         """The card in ``reader`` (or the configured reader), or an emulated card image."""

@@ -6,8 +6,9 @@ Each has a real implementation and a simulated one outside ``app/`` (``cardio/``
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -162,6 +163,29 @@ class BackgroundSync(Protocol):
     def sync_now(self) -> None: ...
 
     def stop(self, timeout: float = 10.0) -> None: ...
+
+
+class StationViews(Protocol):
+    """What the counter's pages read from the charge-control station (sync/ implements it over
+    the contract; main.py sets ``AppContext.station``).  Answers are the contract's models as
+    plain mappings (JSON values); a failure is a typed error (not registered, unreachable,
+    refused) whose text says what to do."""
+
+    def control_status(self, customer_no: str) -> Mapping[str, Any]:
+        """A customer's charge control: state, remaining_fen, relay, last_reading_at, ..."""
+        ...
+
+    def stats(
+        self,
+        *,
+        region: str | None = None,
+        date_from: dt.date | None = None,
+        date_to: dt.date | None = None,
+        plan: str | None = None,
+        state: str | None = None,
+    ) -> Mapping[str, Any]:
+        """Charge-control statistics of this office, its city or its province."""
+        ...
 
 
 class ReceiptRenderer(Protocol):

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import logging
 import random
@@ -41,6 +42,7 @@ from sync.errors import (
     IllegalTransition,
     RegistrationRefused,
     RegistrationUnreachable,
+    StatsRefused,
 )
 
 log = logging.getLogger(__name__)
@@ -309,6 +311,36 @@ class CentralClient:
     def terminal_condition(self, customer_no: str) -> c.TerminalCondition:
         """The station calls the customer's remote meter now (condition release)."""
         return self._send("GET", f"/customers/{customer_no}/condition", c.TerminalCondition)[1]
+
+    def stats(
+        self,
+        *,
+        region: str | None = None,
+        date_from: dt.date | None = None,
+        date_to: dt.date | None = None,
+        plan: str | None = None,
+        state: str | None = None,
+    ) -> c.Stats:
+        """Charge-control statistics of this counter's office, city or province
+        (:class:`StatsRefused` when the station refuses the region, period or filter)."""
+        params = {
+            "region": region,
+            "from": date_from.isoformat() if date_from else None,
+            "to": date_to.isoformat() if date_to else None,
+            "plan": plan,
+            "state": state,
+        }
+        try:
+            return self._send(
+                "GET", "/stats", c.Stats, params={k: v for k, v in params.items() if v}
+            )[1]
+        except CentralRejected as exc:
+            problem = str(exc.params.get("problem") or "")
+            if exc.params.get("status") in (400, 403, 404):
+                raise StatsRefused(
+                    problem, str(exc.params.get("detail", "")), region=region or "—"
+                ) from exc
+            raise
 
     def check_receipt(self, sale_id: str, code: str) -> c.ReceiptCheck:
         return self._send(

@@ -27,6 +27,7 @@ Conventions:
 
 from __future__ import annotations
 
+import datetime as dt
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -107,6 +108,12 @@ PROBLEM_CODES = (
     "unsupported_media_type",
     "server_error",
     *REFUSALS,
+    # statistics (GET /stats): an unknown region (404), one that does not contain the counter's
+    # office (403), a period or filter that is not valid (400)
+    "unknown_region",
+    "region_not_allowed",
+    "bad_period",
+    "bad_filter",
 )
 # why the central system flags an accepted sale for a supervisor's review
 REVIEWS: dict[str, str] = {
@@ -554,6 +561,76 @@ class JobPage(Model):
     items: list[Job]
     next_cursor: Cursor
     has_more: bool
+
+
+# --------------------------------------------------------------------------- statistics
+
+StatsState = Literal["normal", "alarm1", "alarm2", "tripped"]
+Count = Annotated[int, Field(ge=0, le=BIGINT_MAX)]
+Wh = Annotated[int, Field(ge=-BIGINT_MAX, le=BIGINT_MAX, description="energy in Wh")]
+TotalFen = Annotated[
+    int, Field(ge=-BIGINT_MAX, le=BIGINT_MAX, description="a sum of money in fen (0.01 yuan)")
+]
+
+
+class StatsArea(Model):
+    """One area one level below the region (a province, a city or an office)."""
+
+    area: str = Field(max_length=64, description="province or city name, or office code")
+    name: str = Field(max_length=64)
+    controlled: Count
+    alarm: Count
+    tripped: Count
+    balance_fen: TotalFen
+    sold_fen: TotalFen
+    consumption_wh: Wh
+    cost_fen: TotalFen
+
+
+class StatsDay(Model):
+    """One office day of the period."""
+
+    day: dt.date
+    sold_fen: TotalFen
+    consumption_wh: Wh
+    cost_fen: TotalFen
+
+
+class Stats(Model):
+    """Charge-control statistics of a region over a period of office days (inclusive).
+
+    Control figures are now; sales are credit completed and not reversed, received by the
+    station in the period; consumption is the billed readings taken in the period (energy since
+    the reading before, and its priced cost rounded up to the fen)."""
+
+    region: str = Field(max_length=80)
+    level: Literal["all", "province", "city", "office"]
+    date_from: dt.date
+    date_to: dt.date
+    time_zone: str = Field(max_length=64)
+    plan: str | None = Field(default=None, max_length=32)
+    state: StatsState | None = None
+    controlled: Count = Field(description="customers under fee control")
+    normal: Count
+    alarm1: Count
+    alarm2: Count
+    tripped: Count
+    close_permits_pending: Count = Field(description="customers with a close permit waiting")
+    sales: Count
+    sold_fen: TotalFen
+    sold_by_kind: dict[str, TotalFen] = Field(max_length=8)
+    consumption_wh: Wh
+    cost_fen: TotalFen
+    balance_fen: TotalFen = Field(description="sum of the controlled customers' remaining_fen")
+    relay_closed: Count
+    relay_open: Count
+    relay_unknown: Count
+    reading_missing: Count = Field(description="meters with an open reading_missing exception")
+    not_read_recently: Count = Field(description="meters not read in the last stale_hours")
+    stale_hours: Count
+    by_area: list[StatsArea] = Field(max_length=5000)
+    by_day: list[StatsDay] = Field(max_length=366)
+    generated_at: AwareDatetime
 
 
 class Health(Model):

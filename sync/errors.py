@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from app.errors import CardVendError
+from collections.abc import Mapping
+from typing import ClassVar
+
+from app.errors import CardVendError, KindError
 from app.i18n import N_
 
 
@@ -106,3 +109,22 @@ class IllegalTransition(SyncError):
         "The exception cannot take this step now ({detail}). Look at its state with "
         "'cardvend exceptions show ID'."
     )
+
+
+class StatsRefused(KindError, SyncError):
+    """The station refused a statistics request (``kind`` is its problem code)."""
+
+    code = "stats_refused"
+    template = N_("The station cannot give statistics for region {region}: {reason}")
+    default_kind = "bad_request"
+    reasons: ClassVar[Mapping[str, str]] = {
+        "unknown_region": N_(
+            "no office is in that region; give an office code, city:NAME or province:NAME"
+        ),
+        "region_not_allowed": N_(
+            "a counter sees only its own office and the city and province it is in"
+        ),
+        "bad_period": N_("the period is not valid (from after to, or more than 366 days)"),
+        "bad_filter": N_("no such tariff plan or control state"),
+        "bad_request": N_("the request is not valid"),
+    }

@@ -23,6 +23,7 @@ window has had no operation running for a moment.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -267,6 +268,8 @@ def fill_page(window: Any, key: str, page: Any) -> list[str]:
     elif key == "shift":
         fill_count(page)
         settle(window, quiet_ms=200)
+    elif key == "control_stats":  # the station's answer (tests/rigs/stats_data.serving_station)
+        settle(window, quiet_ms=300)
     return []
 
 
@@ -481,6 +484,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="cardvend-shots-") as home:
         clock = FixedClock(local(TODAY - dt.timedelta(days=HISTORY_DAYS + 1), 8, 0))
         ctx = build_context(Path(home), clock)
+        from tests.rigs.stats_data import serving_station
+
+        station = contextlib.ExitStack()
+        ctx.station = station.enter_context(serving_station(Path(home)))[2]
         training_on(ctx)
         audit_state = prepare(ctx)
         operators = {
@@ -499,6 +506,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 missing += shoot(ctx, audit_state, operators, lang, args.out, wanted)
         ctx.db.dispose()
+        station.close()
     del qapp
     if missing:
         print("missing: " + "; ".join(missing), file=sys.stderr)

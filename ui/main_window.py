@@ -72,6 +72,14 @@ PAGES = (
     PageSpec(
         "reports", "ui.pages.reports", "ReportsPage", N_("Reports"), "F7", needs=Action.VIEW_REPORTS
     ),
+    PageSpec(
+        "control_stats",
+        "ui.pages.control_stats",
+        "ControlStatsPage",
+        N_("Control statistics"),
+        "Ctrl+F7",
+        roles=("supervisor", "admin", "auditor"),
+    ),
     PageSpec("admin", "ui.pages.admin", "AdminPage", N_("Administration"), "F8", admin_only=True),
     PageSpec("jobs", "ui.pages.jobs", "JobsPage", N_("Jobs"), "Ctrl+F9", roles=("technician",)),
     PageSpec(

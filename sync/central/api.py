@@ -698,10 +698,12 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     yield
 
 
-def _exceptions_router() -> APIRouter:
-    from sync.central.api_exceptions import router as exceptions  # it imports this module
+def _routers() -> list[APIRouter]:
+    """The routers of the modules that build on this one (they import it: imported late)."""
+    from sync.central.api_exceptions import router as exceptions
+    from sync.central.api_stats import router as stats
 
-    return exceptions
+    return [exceptions, stats]
 
 
 def create_app(store: CentralStore | None = None) -> FastAPI:
@@ -718,7 +720,8 @@ def create_app(store: CentralStore | None = None) -> FastAPI:
     )
     app.state.store = store
     app.include_router(router)
-    app.include_router(_exceptions_router())
+    for more in _routers():
+        app.include_router(more)
     app.add_exception_handler(StarletteHTTPException, _http_problem)
     app.add_exception_handler(RequestValidationError, _invalid)
     generate = app.openapi

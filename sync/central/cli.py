@@ -399,7 +399,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         action="store_true",
         help=_("log one JSON object per line on stderr, with each request's id"),
     )
-    from sync.central import cli_control
+    from sync.central import cli_control, cli_stats
 
     cli_control.control_options(q)
     q.add_argument(
@@ -427,6 +427,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     q.set_defaults(func=cmd_central_enrol)
 
     cli_control.register(csub)
+    cli_stats.register(csub)  # central stats (sync/central/cli_stats.py)
 
     q = csub.add_parser("offices", help=_("the offices the station serves, with their region"))
     osub = q.add_subparsers(dest="offices_command", required=True, metavar="COMMAND")

@@ -1,6 +1,7 @@
 """The station's charge-control loop on PostgreSQL.
 
     python -m tests.bench.bench_control [--customers N] [--meters N] [--payments N]
+        [--stats-customers N]
 
 1. ``control:balance`` -- N remote customers under control (1,000,000 by default; made in SQL),
    a tenth of them with a remote payment: the set-based balance UPDATE over all of them, and the
@@ -13,6 +14,10 @@
    counter's push applies it) while the loop runs every second, as ``central serve
    --terminals`` does: p50 / p99 seconds from the payment to the relay closed on the meter.
    Target: p99 within the 60 s the close permit is due in.
+4. ``control:stats`` -- S (100,000) controlled customers in four offices of two provinces,
+   with two readings each and a tenth with a payment, states decided by the loop: the region
+   statistics (``sync/central/stats.py``) for every office over 30 days, and for one office.
+   Target: within 10 s.
 
 Skipped with a reason without a PostgreSQL server.
 """
@@ -48,8 +53,10 @@ FIRST_CUSTOMER = 500_000_000_000
 FIRST_METER = 600_000_000_000
 
 
-def _customers_sql(n: int, office: str = "BENCH") -> list[str]:
-    """Statements that add ``n`` remote customers in control, a tenth with a payment."""
+def _customers_sql(n: int, office: str = "BENCH", offset: int = 0) -> list[str]:
+    """Statements that add ``n`` remote customers in control, a tenth with a payment (numbered
+    from the ``offset``-th)."""
+    first, last = offset, offset + n - 1
     return [
         f"""INSERT INTO central_customers (customer_no, name, address, phone, meter_no,
             meter_kind, status, office_code, tariff_plan, ct_ratio, pt_ratio, alarm1, alarm2,
@@ -57,19 +64,19 @@ def _customers_sql(n: int, office: str = "BENCH") -> list[str]:
         SELECT ({FIRST_CUSTOMER} + g)::text, 'bench', '', '', ({FIRST_METER} + g)::text,
             'remote', 'active', '{office}', 'RES-FLAT', 1, 1, 2000, 1000, 0, 100000000, NULL, 0,
             10000000 + g
-        FROM generate_series(0, {n - 1}) AS g""",
+        FROM generate_series({first}, {last}) AS g""",
         f"""INSERT INTO central_control (customer_no, meter_no, state, opening_fen, paid_fen,
             cost_num, remaining_fen, energy_wh, read_at, relay, enrolled_at, state_since,
             close_permit_at, updated_at)
         SELECT ({FIRST_CUSTOMER} + g)::text, ({FIRST_METER} + g)::text, 'normal', 5000, 0,
             (g % 7000) * 100000, 0, 0, NULL, 'closed', now() - interval '1 day',
             now() - interval '1 day', NULL, now() - interval '1 day'
-        FROM generate_series(0, {n - 1}) AS g""",
+        FROM generate_series({first}, {last}) AS g""",
         f"""INSERT INTO central_sales (id, counter_id, customer_no, kind, state, credit, body,
             body_hash, received_at, review, reversed, seq)
         SELECT md5(g::text)::uuid::text, 'C01', ({FIRST_CUSTOMER} + g)::text, 'remote',
             'completed', 3000, '{{}}', md5(g::text), now(), NULL, false, 20000000 + g
-        FROM generate_series(0, {n - 1}, 10) AS g""",
+        FROM generate_series({first}, {last}, 10) AS g""",
     ]
 
 
@@ -217,15 +224,92 @@ def close_latency(payments: int) -> dict[str, Any]:
     )
 
 
+STATS_TARGET_S = 10.0
+
+
+def stats_run(customers: int) -> dict[str, Any]:
+    from sync.central import stats
+
+    schema = create_pg_schema("bench_stats_")
+    try:
+        store = CentralStore(PG_URL, **in_schema(schema))
+        progress(f"control:stats: {customers:,} controlled customers")
+        quarter = customers // 4
+        with store.engine.begin() as conn:
+            for k, (office, province, city) in enumerate(
+                (("B1", "P1", "C1"), ("B2", "P1", "C1"), ("B3", "P1", "C2"), ("B4", "P2", "C3"))
+            ):
+                conn.execute(
+                    text(
+                        "INSERT INTO central_offices (code, name, province, city, created_at) "
+                        "VALUES (:o, :o, :p, :c, now())"
+                    ),
+                    {"o": office, "p": province, "c": city},
+                )
+                for statement in _customers_sql(quarter, office, offset=k * quarter):
+                    conn.execute(text(statement))
+            conn.execute(
+                text(
+                    f"""INSERT INTO central_readings (customer_no, meter_no, read_at, meter_time,
+                    energy_wh, rates_wh, relay, cost_num, status)
+                SELECT ({FIRST_CUSTOMER} + g)::text, ({FIRST_METER} + g)::text,
+                    now() - (r || ' hours')::interval, NULL, 1000 * (3 - r), '[0,0,0,0]',
+                    'closed', CASE WHEN r = 1 THEN 53000000 ELSE 0 END,
+                    CASE WHEN r = 1 THEN 'billed' ELSE 'first' END
+                FROM generate_series(0, {4 * quarter - 1}) AS g, generate_series(1, 2) AS r"""
+                )
+            )
+            conn.execute(text("ANALYZE"))
+        loop = ControlLoop(store, None)
+        loop._balance()
+        loop._decide()
+        today = dt.datetime.now(dt.UTC).date()
+        period = (today - dt.timedelta(days=29), today + dt.timedelta(days=1))
+        t0 = time.perf_counter()
+        everything = stats.for_station(store, "all", *period, None, None)
+        all_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        one = stats.for_station(store, "B1", *period, None, None)
+        office_s = time.perf_counter() - t0
+        store.dispose()
+    finally:
+        drop_pg_schema(schema)
+    return emit(
+        {
+            "bench": "control:stats",
+            "customers": customers,
+            "all_offices_s": rounded(all_s, 2),
+            "one_office_s": rounded(office_s, 2),
+            "controlled": everything["controlled"],
+            "office_controlled": one["controlled"],
+            "target": f"all offices <= {STATS_TARGET_S:g} s",
+            "ok": all_s <= STATS_TARGET_S and everything["controlled"] == 4 * quarter,
+        }
+    )
+
+
 def run(
-    customers: int = 1_000_000, meters: int = 10_000, payments: int = 100
+    customers: int = 1_000_000,
+    meters: int = 10_000,
+    payments: int = 100,
+    stats_customers: int = 100_000,
 ) -> list[dict[str, Any]]:
     if not pg_available():
         return [
             emit({"bench": "control", "skipped": f"no PostgreSQL server at {PG_URL}", "ok": True})
         ]
-    return [balance(customers), trip(meters), close_latency(payments)]
+    return [
+        balance(customers),
+        trip(meters),
+        close_latency(payments),
+        stats_run(stats_customers),
+    ]
 
 
 if __name__ == "__main__":
-    sys.exit(bench_main(__doc__, run, None, customers=1_000_000, meters=10_000, payments=100))
+    sys.exit(
+        bench_main(
+            __doc__, run, None, customers=1_000_000, meters=10_000, payments=100,
+            stats_customers=100_000,
+        )
+    )  # fmt: skip

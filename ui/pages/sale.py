@@ -43,6 +43,7 @@ from app.services.customers import CustomerView, find_customers
 from app.settings import RECEIPT_LANGUAGE, TRAINING_MODE
 from ui.bridge import error_text
 from ui.dialogs import ApprovalDialog
+from ui.pages.sale_control import ControlLine
 from ui.pages.sale_layout import SaleLayout
 from ui.style import set_tone
 
@@ -99,6 +100,7 @@ class SalePage(SaleLayout):
         if shell.training and not self.ctx.settings.get(TRAINING_MODE.key):
             self.ctx.settings.set(TRAINING_MODE.key, True)  # in memory: training sales
         self._build()
+        self.control = ControlLine(shell, self.control_line)
         shell.card_events.changed.connect(self._on_card)
         self._show_state(WAITING)
 
@@ -178,6 +180,7 @@ class SalePage(SaleLayout):
         self.assessment = None
         self.readiness = None
         self.remote_customer = None
+        self.control.clear()
         self.override_request = None
         for value in self.values.values():
             value.setText("—")
@@ -685,6 +688,7 @@ class SalePage(SaleLayout):
             self._say("")
             self.receipt_label.clear()
             self._show_state(REMOTE)
+            self.control.load(c.customer_no)
 
         self.shell.ops.run(
             lambda: find_customers(db, text, limit=20),
@@ -720,6 +724,7 @@ class SalePage(SaleLayout):
                 parts.append(_("Training sale: not real, never sent."))
             self._say(" ".join(parts))
             self._show_state(REMOTE_DONE)
+            self.control.load(c.customer_no)
             self._print_receipt(sale.sale_id)
 
         def failed(exc: BaseException) -> None:

@@ -1,0 +1,52 @@
+"""``GET /stats``: the charge-control statistics of a region, for a counter (its office, its
+city or its province; :func:`sync.central.stats.counter_region`).  A router of its own, included
+by :func:`sync.central.api.create_app`, on the same route class (the token is checked first)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+
+from sync import contract as c
+from sync.central import stats
+from sync.central.api import (
+    API,
+    ContractRoute,
+    CounterDep,
+    HttpError,
+    StoreDep,
+    _problems,
+    json_response,
+)
+
+router = APIRouter(prefix=API, route_class=ContractRoute)
+
+
+@router.get(
+    "/stats",
+    operation_id="getStats",
+    summary=(
+        "Charge-control statistics of this counter's office, or of the city or province it is "
+        "in (region: an office code, city:NAME, province:NAME); period from/to in office days"
+    ),
+    response_model=c.Stats,
+    responses=_problems(400, 401, 403, 404),
+)
+def get_stats(
+    counter: CounterDep,
+    store: StoreDep,
+    region: Annotated[str | None, Query(max_length=80)] = None,
+    date_from: Annotated[dt.date | None, Query(alias="from")] = None,
+    date_to: Annotated[dt.date | None, Query(alias="to")] = None,
+    plan: Annotated[str | None, Query(max_length=32)] = None,
+    state: Annotated[c.StatsState | None, Query()] = None,
+) -> Response:
+    try:
+        found = stats.for_counter(
+            store, counter.office_code, region, date_from, date_to, plan, state
+        )
+    except stats.StatsError as err:
+        raise HttpError(err.status, err.code, str(err)) from err
+    return json_response(200, c.Stats.model_validate(found))

@@ -1,0 +1,51 @@
+"""``cardvend central stats [--region R] [--from D --to D] [--plan P] [--state S] [--json]``:
+the station's charge-control statistics for any region (``all`` by default, ``province:NAME``,
+``city:NAME`` or ``city:PROVINCE/NAME``, an office code), read straight from its database."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from app.context import AppContext
+from app.i18n import _
+from app.presenters.stats import CONTROL_STATES, date_arg, stats_lines
+from sync.central import stats
+
+
+def cmd_central_stats(ctx: AppContext, args: argparse.Namespace) -> int:
+    from sync.central.cli import default_db
+    from sync.central.store import CentralStore
+
+    store = CentralStore(args.central_db or default_db(ctx), clock=ctx.clock)
+    try:
+        found = stats.for_station(
+            store, args.region, args.date_from, args.date_to, args.plan, args.state
+        )
+    finally:
+        store.dispose()
+    if args.json:
+        print(json.dumps(found, ensure_ascii=False, indent=1))
+    else:
+        print("\n".join(stats_lines(found)))
+    return 0
+
+
+def register(csub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from sync.central.cli import _db_option
+
+    q = csub.add_parser("stats", help=_("charge-control statistics by region"))
+    q.add_argument(
+        "--region",
+        metavar="R",
+        help=_("all (the default), province:NAME, city:NAME, city:PROVINCE/NAME or an office code"),
+    )
+    q.add_argument("--from", dest="date_from", type=date_arg, metavar="D", help=_("first day"))
+    q.add_argument("--to", dest="date_to", type=date_arg, metavar="D", help=_("last day"))
+    q.add_argument("--plan", metavar="P", help=_("only customers on this tariff plan"))
+    q.add_argument(
+        "--state", choices=CONTROL_STATES, help=_("only customers in this control state")
+    )
+    _db_option(q)
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_central_stats)
