@@ -698,10 +698,11 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     yield
 
 
-def _exceptions_router() -> APIRouter:
-    from sync.central.api_exceptions import router as exceptions  # it imports this module
+def _routers() -> list[APIRouter]:
+    from sync.central.api_channels import router as channels  # they import this module
+    from sync.central.api_exceptions import router as exceptions
 
-    return exceptions
+    return [exceptions, channels]
 
 
 def create_app(store: CentralStore | None = None) -> FastAPI:
@@ -718,7 +719,8 @@ def create_app(store: CentralStore | None = None) -> FastAPI:
     )
     app.state.store = store
     app.include_router(router)
-    app.include_router(_exceptions_router())
+    for more in _routers():
+        app.include_router(more)
     app.add_exception_handler(StarletteHTTPException, _http_problem)
     app.add_exception_handler(RequestValidationError, _invalid)
     generate = app.openapi

@@ -55,9 +55,7 @@ def upgrade() -> None:
             name=op.f("fk_central_channel_payments_channel_id_central_channels"),
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_central_channel_payments")),
-        sa.UniqueConstraint(
-            "channel_id", "txn_id", name="uq_central_channel_payments_channel_txn"
-        ),
+        sa.UniqueConstraint("channel_id", "txn_id", name="uq_central_channel_payments_channel_txn"),
     )
     op.create_index(
         "ix_central_channel_payments_customer_received",
