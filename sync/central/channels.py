@@ -7,12 +7,13 @@ remote fee-control customers, and the station reconciles with each channel day b
 - **Whom it serves.** The offices it is added for (``--office``, repeatable) or every office
   (``--all-offices``).  A customer of another office and an unknown number are the same
   refusal, ``customer_not_allowed`` (403): a channel learns nothing about other offices.
-- **What it may pay.** Remote fee-control customers only, whose account is active: a card
-  customer's credit must be written onto the card at a counter (``not_remote``, 409), so a
-  channel cannot take it.  1 fen to :data:`~sync.contract.CHANNEL_MAX_FEN` (the contract);
-  ``paid_at`` neither ahead of the station's clock by more than its clock skew allowance nor
-  more than :data:`PAID_AT_MAX_AGE` old.  A channel payment is credit only: it settles no
-  arrears item (those are paid at a counter).
+- **What it may pay.** Remote fee-control customers only, not closed (a paused account may be
+  paid): a card customer's credit must be written onto the card at a counter (``not_remote``,
+  409), so a channel cannot take it; a closed account is ``customer_closed`` (409).  1 fen to
+  :data:`~sync.contract.CHANNEL_MAX_FEN` (the contract); ``paid_at`` neither ahead of the
+  station's clock by more than its clock skew allowance nor more than :data:`PAID_AT_MAX_AGE`
+  old.  A channel payment is credit only: it settles no arrears item (those are paid at a
+  counter).
 - **Exactly once.** A payment is one row, UNIQUE (channel, the channel's transaction id).  The
   same id with the same body answers the payment held (``replayed``); with another body it is a
   409 ``conflict``.  A refused payment is not kept: a retry after the cause is fixed (the
@@ -235,7 +236,7 @@ def _customer_checks(tx: Tx, channel: Channel, customer_no: str) -> str:
             f"customer {customer_no} has a card meter: the credit is written onto the card at a "
             "counter",
         )
-    if row.status != "active":
+    if row.status == "closed":  # a paused account may still be paid
         code = "customer_closed"
         raise ChannelError(
             c.CHANNEL_REFUSALS[code][0], code, f"customer {customer_no}'s account is closed"
