@@ -71,7 +71,7 @@ def cmd_add(ctx: AppContext, args: argparse.Namespace) -> int:
     served = _("all offices") if args.all_offices else ", ".join(sorted(set(args.office)))
     print(
         _(
-            "Payment channel {channel} added for {offices}. Give it this token over a safe way: "
+            "Payment channel {channel} added for {offices}. Hand the channel this token safely: "
             "it is shown this once. It sends 'Authorization: Bearer TOKEN' to "
             "/api/v1/channel/payments.",
             channel=args.channel_id,
