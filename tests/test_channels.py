@@ -13,6 +13,7 @@ import stat
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +117,19 @@ def test_a_channel_pays_once_per_transaction_id_and_only_its_offices_remote_cust
         ch.add_channel(store, "APP2", "", ["NOPE"], all_offices=False)
     with pytest.raises(ValueError, match="not valid"):
         ch.add_channel(store, "bank\n", "", ["DEMO"], all_offices=False)
+
+
+def test_the_same_transaction_posted_at_once_is_taken_once(store: CentralStore) -> None:
+    """Eight posts of one transaction at the same moment: one payment, seven replays."""
+    chan = ch.authenticate(store, ch.add_channel(store, "BANK1", "", ["DEMO"], False))
+    assert chan is not None
+    same = request(body())
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: ch.pay(store, chan, same), range(8)))
+    assert sorted(a.replayed for a in answers) == [False] + [True] * 7
+    assert len({a.payment for a in answers}) == 1
+    with store.engine.connect() as conn:
+        assert len(conn.execute(select(m.channel_payments.c.id)).all()) == 1
 
 
 def test_a_channel_payment_lifts_a_tripped_customer_with_a_close_permit(

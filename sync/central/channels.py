@@ -43,7 +43,7 @@ from sqlalchemy.exc import IntegrityError
 from app.domain import ids
 from sync import contract as c
 from sync.central import models as m
-from sync.central.base import StoreBase, Tx, canonical_json, sha256_hex
+from sync.central.base import StoreBase, Tx, canonical_json, chunks, sha256_hex
 
 DAY_ZONE: Final = ZoneInfo("Asia/Shanghai")
 PAID_AT_MAX_AGE: Final = dt.timedelta(days=3)
@@ -338,8 +338,6 @@ def payments_by_txn(
     store: StoreBase, channel_id: str, txn_ids: Iterable[str]
 ) -> dict[str, c.ChannelPayment]:
     """The payments of ``channel_id`` the station holds under these transaction ids."""
-    from sync.central.base import chunks
-
     cp = m.channel_payments.c
     wanted = sorted(set(txn_ids))
     found: dict[str, c.ChannelPayment] = {}
