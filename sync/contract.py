@@ -114,6 +114,12 @@ PROBLEM_CODES = (
     "region_not_allowed",
     "bad_period",
     "bad_filter",
+    # third-party channels' payments (POST /channel/payments)
+    "customer_not_allowed",
+    "not_remote",
+    "customer_closed",
+    "future_paid_at",
+    "stale_paid_at",
 )
 # why the central system flags an accepted sale for a supervisor's review
 REVIEWS: dict[str, str] = {
@@ -639,6 +645,62 @@ class Health(Model):
     server_time: AwareDatetime
 
 
+# --------------------------------------------------------------------------- payment channels
+# (a bank, a mobile app, an agent: its own bearer token, the customers of the offices it serves;
+# the station's sync.central.channels holds the rules)
+
+CHANNEL_PREFIX = "/channel"
+CHANNEL_MAX_FEN = 10_000_000  # 100,000.00 yuan: the most one channel payment may be
+TxnId = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+        description="the channel's own transaction id: unique per channel, the idempotency key",
+    ),
+]
+# why the station refuses a channel's payment: code -> (HTTP status, what it means)
+CHANNEL_REFUSALS: dict[str, tuple[int, str]] = {
+    "customer_not_allowed": (
+        403,
+        "no customer of the offices this channel serves has this number (unknown, or another "
+        "office's)",
+    ),
+    "not_remote": (
+        409,
+        "a card-meter customer: the credit must be written onto the card at a counter",
+    ),
+    "customer_closed": (409, "the customer's account is closed"),
+    "future_paid_at": (
+        422,
+        "paid_at is ahead of the station's clock by more than the allowed clock skew",
+    ),
+    "stale_paid_at": (422, "paid_at is more than 3 days before the station's clock"),
+}
+
+
+class ChannelPaymentRequest(Model):
+    """A payment a channel took for a remote fee-control customer.  The same ``txn_id`` with
+    the same body answers the same payment again; with another body it is a 409 ``conflict``."""
+
+    txn_id: TxnId
+    customer_no: Digits12
+    amount_fen: int = Field(ge=1, le=CHANNEL_MAX_FEN, description="money in fen (0.01 yuan)")
+    paid_at: AwareDatetime = Field(description="when the channel took it: the day it reconciles")
+
+
+class ChannelPayment(Model):
+    """A payment the station holds: it counts in the customer's balance from ``received_at``."""
+
+    channel_id: Code
+    txn_id: TxnId
+    customer_no: Digits12
+    amount_fen: int = Field(ge=1, le=CHANNEL_MAX_FEN)
+    paid_at: AwareDatetime
+    received_at: AwareDatetime
+
+
 # --------------------------------------------------------------------------- the document
 
 
@@ -648,9 +710,14 @@ def description() -> str:
         f"- `{code}` ({status}): {meaning}" for code, (status, meaning) in REFUSALS.items()
     )
     reviews = "\n".join(f"- `{code}`: {meaning}" for code, meaning in REVIEWS.items())
+    channel = "\n".join(
+        f"- `{code}` ({status}): {meaning}" for code, (status, meaning) in CHANNEL_REFUSALS.items()
+    )
     return (
         f"{(__doc__ or '').strip()}\n\nRefusal codes (the HTTP status of a single post or of "
-        f"a registration):\n{refusals}\n\nReview codes of accepted sales:\n{reviews}"
+        f"a registration):\n{refusals}\n\nReview codes of accepted sales:\n{reviews}\n\n"
+        f"Payment channels (`{API_PREFIX}{CHANNEL_PREFIX}/...`, a channel's own bearer token) "
+        f"are refused with:\n{channel}"
     )
 
 

@@ -698,12 +698,12 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     yield
 
 
-def _routers() -> list[APIRouter]:
-    """The routers of the modules that build on this one (they import it: imported late)."""
+def _routers() -> list[APIRouter]:  # of the modules that import this one: imported late
+    from sync.central.api_channels import router as channels
     from sync.central.api_exceptions import router as exceptions
     from sync.central.api_stats import router as stats
 
-    return [exceptions, stats]
+    return [exceptions, stats, channels]
 
 
 def create_app(store: CentralStore | None = None) -> FastAPI:

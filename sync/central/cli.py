@@ -454,3 +454,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     r.add_argument("counter_id", metavar="COUNTER_ID")
     _db_option(r)
     r.set_defaults(func=cmd_counters_revoke)
+    from sync.central import cli_channels
+
+    cli_channels.register(csub, _db_option)

@@ -431,12 +431,20 @@ class ControlLoop:
             )
             .scalar_subquery()
         )
+        # and what payment channels (a bank, an app, an agent) took for them since (channels.py)
+        cp = m.channel_payments.c
+        by_channel = (
+            select(func.coalesce(func.sum(cp.amount_fen), 0))
+            .where(cp.customer_no == co.customer_no, cp.received_at >= co.enrolled_at)
+            .scalar_subquery()
+        )
         with self.store.engine.begin() as conn:
             conn.execute(
                 update(m.control).values(
-                    paid_fen=paid,
+                    paid_fen=paid + by_channel,
                     remaining_fen=co.opening_fen
                     + paid
+                    + by_channel
                     - (co.cost_num + (RATE_SCALE - 1)) // RATE_SCALE,
                 )
             )

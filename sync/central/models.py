@@ -462,3 +462,55 @@ conditions = Table(
 )
 
 Index("ix_central_sms_status_next", sms_outbox.c.status, sms_outbox.c.next_at)
+
+# --------------------------------------------------------------------------- payment channels
+# (channels.py, api_channels.py; migration c0007: third parties that take payments for remote
+# fee-control customers, each with its own token and the offices whose customers it may serve)
+
+# a bank, a mobile app or an agent; only its token's hash is kept
+channels = Table(
+    "central_channels",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(64), nullable=False, default=""),
+    Column("token_hash", String(64), nullable=False, unique=True),  # sha256 hex of the token
+    Column("all_offices", Boolean, nullable=False, default=False),  # else central_channel_offices
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("revoked_at", UTCDateTime()),  # revoked: its token opens nothing
+)
+
+# the offices whose customers a channel may take payments for (unless all_offices)
+channel_offices = Table(
+    "central_channel_offices",
+    metadata,
+    Column("channel_id", String(32), ForeignKey("central_channels.id"), nullable=False),
+    Column("office_code", String(32), nullable=False),
+    PrimaryKeyConstraint("channel_id", "office_code", name="pk_central_channel_offices"),
+)
+
+# one row a payment a channel made, once per (channel, its transaction id)
+channel_payments = Table(
+    "central_channel_payments",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("channel_id", String(32), ForeignKey("central_channels.id"), nullable=False),
+    Column("txn_id", String(64), nullable=False),  # the channel's transaction id
+    Column("customer_no", String(12), nullable=False),
+    Column("office_code", String(32), nullable=False),  # the customer's, when paid
+    Column("amount_fen", BigInteger, nullable=False),
+    Column("paid_at", UTCDateTime(), nullable=False),  # the channel's time: the day it reconciles
+    Column("received_at", UTCDateTime(), nullable=False),  # the station's: the balance counts it
+    Column("body_hash", String(64), nullable=False),  # the request (same id, other body: 409)
+    UniqueConstraint("channel_id", "txn_id", name="uq_central_channel_payments_channel_txn"),
+)
+
+Index(
+    "ix_central_channel_payments_customer_received",
+    channel_payments.c.customer_no,
+    channel_payments.c.received_at,
+)
+Index(
+    "ix_central_channel_payments_channel_paid",
+    channel_payments.c.channel_id,
+    channel_payments.c.paid_at,
+)

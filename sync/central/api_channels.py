@@ -1,0 +1,147 @@
+"""The payment channels' routes (:mod:`sync.central.channels` holds the rules).
+
+A channel authenticates with its own bearer token (``channelToken`` in the OpenAPI document),
+not a counter's: :class:`ChannelRoute` checks it before a byte of the body is read (401, the
+connection closes; a revoked channel's token is unknown), then does what
+:class:`~sync.central.api.ContractRoute` does for a counter's post (JSON only, the size limit,
+strict parsing against the contract model, every failure a Problem).  The channel's transaction
+id is the idempotency key, so no ``Idempotency-Key`` header is needed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
+
+from sync import contract as c
+from sync.central import channels as ch
+from sync.central.api import (
+    API,
+    HttpError,
+    _check_json,
+    _first_error,
+    _problems,
+    _read_body,
+    body_model,
+    contract_body,
+    json_response,
+    parse_strict,
+    problem_response,
+    store_of,
+)
+
+log = logging.getLogger("sync.central.server")
+channel_bearer = HTTPBearer(scheme_name="channelToken", auto_error=False)
+
+
+def _authenticate(request: Request) -> ch.Channel:
+    scheme, _, token = (request.headers.get("authorization") or "").strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise HttpError(
+            401, "unauthorized", "an Authorization: Bearer <channel token> is required", close=True
+        )
+    channel = ch.authenticate(store_of(request), token.strip())
+    if channel is None:
+        raise HttpError(401, "unauthorized", "the channel token is not valid", close=True)
+    return channel
+
+
+class ChannelRoute(APIRoute):
+    """Every channel route: the channel's token, media type, size and strict parsing before
+    FastAPI reads the body, and every failure as a Problem."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        model = body_model(self.openapi_extra)
+        writes = bool((self.methods or set()) & {"POST", "PUT"})
+
+        async def guarded(request: Request) -> Response:
+            try:
+                channel = await run_in_threadpool(_authenticate, request)
+                request.state.channel = channel
+                request.scope.setdefault("state", {})["counter_id"] = (
+                    f"channel:{channel.channel_id}"
+                )
+                if writes:
+                    _check_json(request)
+                if model is not None:
+                    request.state.body = parse_strict(model, await _read_body(request))
+                return await handler(request)
+            except HttpError as err:
+                return problem_response(err)
+            except RequestValidationError as exc:
+                return problem_response(HttpError(400, "bad_request", _first_error(exc.errors())))
+            except Exception:
+                log.exception("unexpected error in %s %s", request.method, request.url.path[:200])
+                return problem_response(HttpError(500, "server_error", "unexpected server error"))
+
+        return guarded
+
+
+def current_channel(
+    request: Request,
+    _token: Annotated[HTTPAuthorizationCredentials | None, Depends(channel_bearer)],
+) -> ch.Channel:
+    channel: ch.Channel = request.state.channel
+    return channel
+
+
+ChannelDep = Annotated[ch.Channel, Depends(current_channel)]
+TxnPath = Annotated[
+    str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+]
+router = APIRouter(prefix=API + c.CHANNEL_PREFIX, route_class=ChannelRoute, tags=["channels"])
+
+
+def _refused(err: ch.ChannelError) -> HttpError:
+    return HttpError(err.status, err.code, err.message)
+
+
+@router.post(
+    "/payments",
+    operation_id="postChannelPayment",
+    summary="A payment a channel took for a remote fee-control customer",
+    description=(
+        "Idempotent by txn_id: the same txn_id and body answer the payment held "
+        "(`Idempotent-Replayed: true`, 200); the same txn_id with another body is a 409 "
+        "`conflict`. A new payment is a 201. It counts in the customer's balance at the next "
+        "run of the control loop (a tripped customer then gets a close permit)."
+    ),
+    status_code=201,
+    response_model=c.ChannelPayment,
+    responses={
+        200: {"model": c.ChannelPayment, "description": "The payment held (a replay)"},
+        **_problems(400, 401, 403, 409, 413, 415, 422),
+    },
+    openapi_extra=contract_body(c.ChannelPaymentRequest),
+)
+def post_payment(request: Request, channel: ChannelDep) -> Response:
+    body: c.ChannelPaymentRequest = request.state.body
+    try:
+        paid = ch.pay(store_of(request), channel, body)
+    except ch.ChannelError as err:
+        raise _refused(err) from err
+    if paid.replayed:
+        return json_response(200, paid.payment, {"Idempotent-Replayed": "true"})
+    return json_response(201, paid.payment)
+
+
+@router.get(
+    "/payments/{txn_id}",
+    operation_id="getChannelPayment",
+    summary="Whether the station holds this channel's payment (after a timeout, say)",
+    response_model=c.ChannelPayment,
+    responses=_problems(400, 401, 404),
+)
+def get_payment(request: Request, channel: ChannelDep, txn_id: TxnPath) -> Response:
+    found = ch.payment(store_of(request), channel, txn_id)
+    if found is None:
+        raise HttpError(404, "not_found", f"no payment {txn_id} of this channel")
+    return json_response(200, found)
