@@ -1,0 +1,118 @@
+"""The control loop's lifecycle (issue 17, part "life"): tier pricing kept across readings, a
+command that keeps failing becoming a job the counter pulls, control parameters and
+commissioning with the first purchase, and lifting control with a supervisor's approval.  On
+SQLite and PostgreSQL, with the fleet simulator over TCP."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import time
+from collections.abc import Iterator
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from app.clock import FixedClock, SystemClock
+from app.domain.pricing import RATE_SCALE, TariffSpec
+from app.paths import resolve_paths
+from app.services.tariffs import SPEC_DEFAULTS
+from app.settings import Settings
+from cardio.dlt645 import TcpServer
+from cardio.fleet import Fleet, demo_meters
+from cardio.meter_wire import TerminalMeters
+from sync.central import models as m
+from sync.central.control import ControlLoop, control_status, tier_year_used
+from tests.rigs.central import NOW, seeded_store
+from tests.rigs.counter import REMOTE
+from tests.test_pricing import oracle_cost
+
+REMOTE_METER = "200000000010"
+START = dt.datetime(2026, 3, 2, 8, 0, tzinfo=dt.UTC)
+TIERED = {
+    "kind": "tiered",
+    "flat_rate": 5000,  # 0.5000 yuan/kWh
+    "tiers": [{"upto_kwh": 10, "surcharge": 0}, {"upto_kwh": None, "surcharge": 3000}],
+    "reset_month": 1,
+    "reset_day": 1,
+}
+
+
+def settings(tmp_path: Path) -> Settings:
+    s = Settings.load(resolve_paths(tmp_path / "home").ensure().settings_file)
+    s.set("meter_timeout_ms", 300)
+    s.set("meter_retries", 0)
+    return s
+
+
+@pytest.fixture
+def fleet(tmp_path: Path) -> Iterator[tuple[Fleet, TcpServer]]:
+    """The demo's remote meters under a negligible load, an hour a real second (so that a few
+    kWh set by hand between runs are a possible draw), on a free TCP port."""
+    f = Fleet.open(tmp_path / "fleet", demo_meters(), load_kw=0.001, speed=3600, start=START)
+    with TcpServer(f.responder()) as server:
+        yield f, server
+
+
+def _where(server: TcpServer) -> str:
+    return f"127.0.0.1:{server.port}"
+
+
+def test_the_tier_year_is_kept_until_a_new_one_starts() -> None:
+    spec = TariffSpec.from_dict({**SPEC_DEFAULTS, **TIERED})
+    year = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    at = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
+    assert tier_year_used(7000, year, spec, at, at) == (7000, year)
+    # the first reading of 2027 starts a new tier year: nothing used in it yet
+    later = dt.datetime(2027, 1, 1, 0, 5, tzinfo=dt.UTC)
+    new_year = dt.datetime(2027, 1, 1, tzinfo=dt.UTC)
+    assert tier_year_used(7000, year, spec, later, later) == (0, new_year)
+    # never kept before: 0
+    assert tier_year_used(0, None, spec, at, at) == (0, year)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_a_tiered_customer_reaches_the_higher_tier(
+    kind: str, tmp_path: Path, fleet: tuple[Fleet, TcpServer]
+) -> None:
+    """Three readings of 6 kWh each on a tariff whose second tier starts at 10 kWh: the station
+    prices each against the consumption of the tier year so far (the pricing oracle of
+    tests/test_pricing.py), so the second and third readings cost more than the first."""
+    f, server = fleet
+    clock = FixedClock(START)
+    with seeded_store(kind, tmp_path, clock=clock) as store:
+        store.add_tariff_version("RES-TIER", "tiered", TIERED, NOW - dt.timedelta(days=30))
+        store.update_customer(REMOTE, tariff_plan="RES-TIER")
+        spec = TariffSpec.from_dict({**SPEC_DEFAULTS, **TIERED})
+        meters = TerminalMeters(settings(tmp_path), SystemClock(), _where(server))
+        loop = ControlLoop(store, meters, opening_fen=100_000)
+        meter = f.meters[REMOTE_METER]
+        loop.run()  # the first reading: nothing to price yet
+        for _ in range(3):
+            meter.energy_wh[1] += 6000.0
+            clock.advance(minutes=30)
+            time.sleep(0.3)  # 18 minutes of the meters' time: 6 kWh is a possible draw
+            loop.run()
+        meters.close()
+        rd = m.readings.c
+        with store.engine.connect() as conn:
+            rows = conn.execute(
+                select(rd.energy_wh, rd.cost_num, rd.status)
+                .where(rd.customer_no == REMOTE)
+                .order_by(rd.id)
+            ).all()
+        assert [r.status for r in rows] == ["first", "billed", "billed", "billed"]
+        used, costs = 0, []
+        for before, after in itertools.pairwise(rows):
+            energy = after.energy_wh - before.energy_wh
+            expected = oracle_cost(spec, energy, used) * RATE_SCALE
+            assert expected.denominator == 1 and after.cost_num == expected
+            costs.append(Fraction(after.cost_num, energy))
+            used += energy
+        assert costs[0] == Fraction(5000 * RATE_SCALE, 100_000)  # all in the first tier
+        assert costs[1] > costs[0]  # crosses 10 kWh
+        assert costs[2] == Fraction(8000 * RATE_SCALE, 100_000)  # all in the second tier
+        status = control_status(store, REMOTE)
+        assert status is not None and status["tier_year_used_wh"] == used >= 18_000
