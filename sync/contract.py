@@ -470,7 +470,9 @@ class Job(Model):
     management card."""
 
     id: Uuid
-    kind: Literal["price", "purchase_params", "reading_day"]
+    # onsite_control: the station gave up a control command or commissioning of a remote meter;
+    # the technician re-issues its control parameters with a parameters card and checks it
+    kind: Literal["price", "purchase_params", "reading_day", "onsite_control"]
     customer_no: Digits12
     meter_no: Digits12
     office_code: Code

@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -24,8 +25,11 @@ from cardio.dlt645 import TcpServer
 from cardio.fleet import Fleet, demo_meters
 from cardio.meter_wire import TerminalMeters
 from sync.central import models as m
-from sync.central.control import ControlLoop, control_status, tier_year_used
+from sync.central.control import MAX_ATTEMPTS, ControlLoop, control_status, tier_year_used
+from sync.central.server import CentralServer
+from sync.central.store import CentralStore
 from tests.rigs.central import NOW, seeded_store
+from tests.rigs.cli import ok_json, registered_counter, run
 from tests.rigs.counter import REMOTE
 from tests.test_pricing import oracle_cost
 
@@ -116,3 +120,72 @@ def test_a_tiered_customer_reaches_the_higher_tier(
         assert costs[2] == Fraction(8000 * RATE_SCALE, 100_000)  # all in the second tier
         status = control_status(store, REMOTE)
         assert status is not None and status["tier_year_used_wh"] == used >= 18_000
+
+
+# --------------------------------------------------------------------------- jobs
+
+TECH = {"CARDVEND_PASSWORD": "demo-f01"}
+
+
+def _serve(store: CentralStore) -> CentralServer:
+    store.enrolment_key = "office-secret"
+    return CentralServer(store.url, store=store)
+
+
+def _give_up_on(loop: ControlLoop, clock: FixedClock) -> None:
+    for _ in range(MAX_ATTEMPTS + 1):
+        loop.run()
+        clock.advance(minutes=10)
+
+
+def onsite_jobs(store: CentralStore, customer_no: str) -> list[dict[str, Any]]:
+    j = m.jobs.c
+    with store.engine.connect() as conn:
+        rows = conn.execute(
+            select(j.id, j.kind, j.office_code, j.params, j.status, j.seq).where(
+                j.customer_no == customer_no, j.kind == "onsite_control"
+            )
+        ).mappings()
+        return [dict(r) for r in rows]
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_a_silent_meters_command_ends_in_a_job_the_counter_pulls(
+    kind: str, tmp_path: Path, fleet: tuple[Fleet, TcpServer]
+) -> None:
+    """The meter of a customer at the trip threshold is gone from the bus: after the last
+    attempt the trip becomes one on-site job of the customer's office (not one per failure),
+    which a real counter process pulls and lists for the technician with what to do."""
+    _, server = fleet
+    clock = FixedClock(START)
+    with seeded_store(kind, tmp_path, clock=clock) as store:
+        meters = TerminalMeters(settings(tmp_path), SystemClock(), _where(server))
+        loop = ControlLoop(store, meters, opening_fen=0)  # at the trip threshold at once
+        server.responder.remove(REMOTE_METER)
+        _give_up_on(loop, clock)
+        # the trip failed for good; later commands that fail again add no second job
+        store.update_customer(REMOTE, alarm1=10**6)
+        _give_up_on(loop, clock)
+        meters.close()
+        found = onsite_jobs(store, REMOTE)
+        assert len(found) == 1, found
+        job = found[0]
+        assert (job["office_code"], job["status"]) == ("DEMO", "open")
+        assert job["params"]["purpose"] == "command_failed"
+        assert job["params"]["command"] == "trip" and job["params"]["attempts"] == MAX_ATTEMPTS
+        with _serve(store) as central:
+            home = registered_counter(tmp_path / "counter", central.url)
+            r = run(home, "sync")
+            assert r.returncode == 0, r.stderr
+            listed = ok_json(run(home, "jobs", "list", "--json", "--operator", "f01", env=TECH))
+            shown = ok_json(
+                run(home, "jobs", "show", job["id"], "--json", "--operator", "f01", env=TECH)
+            )
+            text = run(home, "jobs", "list", "--operator", "f01", env=TECH, lang="zh_CN")
+        mine = [j for j in listed if j["id"] == job["id"]]
+        assert [(j["kind"], j["customer_no"], j["card_kind"]) for j in mine] == [
+            ("onsite_control", REMOTE, "parameters")
+        ]
+        assert shown["params"]["command"] == "trip"
+        assert shown["card_content"]["alarm1_fen"] == 10**6  # the archive as pulled
+        assert "现场费控检查" in text.stdout, text.stdout

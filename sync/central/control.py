@@ -49,6 +49,7 @@ from app.errors import CardVendError
 from app.ports import RemoteMeters
 from app.services.meter_reading import MeterReading
 from app.services.tariffs import SPEC_DEFAULTS
+from sync.central import control_jobs
 from sync.central import models as m
 from sync.central.base import StoreBase, chunks
 
@@ -638,6 +639,9 @@ class ControlLoop:
             if gave_up:
                 detail = f"{command} failed {attempts} times: {error}"
                 self._exception(conn, customer_no, "command_failed", detail)
+        if gave_up:  # a technician goes on site: a job for the customer's office
+            params = {"command": command, "attempts": attempts, "last_error": error[:120]}
+            control_jobs.open_job(self.store, customer_no, control_jobs.COMMAND_FAILED, params)
 
     # ------------------------------------------------------------------ tally
 
