@@ -22,13 +22,16 @@ from app.paths import resolve_paths
 from app.services.tariffs import SPEC_DEFAULTS
 from app.settings import Settings
 from cardio.dlt645 import TcpServer
+from cardio.dlt645 import dataids as D
 from cardio.fleet import Fleet, demo_meters
 from cardio.meter_wire import TerminalMeters
+from sync import contract as c
 from sync.central import models as m
+from sync.central.base import Counter
 from sync.central.control import MAX_ATTEMPTS, ControlLoop, control_status, tier_year_used
 from sync.central.server import CentralServer
 from sync.central.store import CentralStore
-from tests.rigs.central import NOW, seeded_store
+from tests.rigs.central import NOW, sale, seeded_store
 from tests.rigs.cli import ok_json, registered_counter, run
 from tests.rigs.counter import REMOTE
 from tests.test_pricing import oracle_cost
@@ -189,3 +192,80 @@ def test_a_silent_meters_command_ends_in_a_job_the_counter_pulls(
         assert shown["params"]["command"] == "trip"
         assert shown["card_content"]["alarm1_fen"] == 10**6  # the archive as pulled
         assert "现场费控检查" in text.stdout, text.stdout
+
+
+# --------------------------------------------------------------------------- commissioning
+
+
+def pay(store: CentralStore, customer_no: str, fen: int, when: dt.datetime) -> None:
+    """A remote payment of ``fen`` a counter of the office posted."""
+    body = sale(customer_no, kind="remote", purchase_count=None, amount=fen, credit=fen,
+                cash_received=fen, energy_wh=fen, created_at=when.isoformat())  # fmt: skip
+    [result] = store.post("sales", Counter("C1", "DEMO"), [c.SaleRecord.model_validate(body)])
+    assert result.status == "created", result
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_control_input_issues_parameters_and_the_first_purchase_commissions(
+    kind: str, tmp_path: Path, fleet: tuple[Fleet, TcpServer]
+) -> None:
+    """Coming under control writes the archive's alarm thresholds and overdraft allowance into
+    the meter (read back over DL/T 645 from the simulator); the first purchase tests the
+    control function: the relay of the tripped customer reads closed after the close permit,
+    and commissioning passed."""
+    f, server = fleet
+    clock = FixedClock(START)
+    with seeded_store(kind, tmp_path, clock=clock) as store:
+        meters = TerminalMeters(settings(tmp_path), SystemClock(), _where(server))
+        loop = ControlLoop(store, meters, opening_fen=0)  # at the trip threshold at once
+        first = loop.run()
+        assert first.params_issued == first.enrolled == len(demo_meters())
+        meter = f.meters[REMOTE_METER]
+        cust = store.customer(REMOTE)
+        assert cust is not None
+        assert meter.value(D.ALARM_AMOUNT_1) == cust.alarm1
+        assert meter.value(D.ALARM_AMOUNT_2) == cust.alarm2
+        assert meter.value(D.OVERDRAFT_LIMIT) == cust.overdraft_limit
+        assert meter.relay_open  # tripped
+        status = control_status(store, REMOTE)
+        assert status is not None and status["commission"] == "pending"
+        clock.advance(minutes=5)
+        assert loop.run().commissioned == 0  # no purchase yet: still pending
+        pay(store, REMOTE, 20_000, clock.now())
+        clock.advance(minutes=1)
+        report = loop.run()
+        meters.close()
+        assert report.commissioned == 1 and report.commission_failed == 0
+        status = control_status(store, REMOTE)
+        assert status is not None and status["commission"] == "passed"
+        assert status["commission_at"] == clock.now().isoformat()
+        assert not meter.relay_open
+        assert onsite_jobs(store, REMOTE) == []
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_commissioning_that_fails_opens_an_onsite_job(
+    kind: str, tmp_path: Path, fleet: tuple[Fleet, TcpServer]
+) -> None:
+    """The meter stopped answering after it came under control: the first purchase's test
+    fails, commissioning is failed, and one on-site job says why."""
+    _, server = fleet
+    clock = FixedClock(START)
+    with seeded_store(kind, tmp_path, clock=clock) as store:
+        meters = TerminalMeters(settings(tmp_path), SystemClock(), _where(server))
+        loop = ControlLoop(store, meters, opening_fen=5000)
+        loop.run()
+        server.responder.remove(REMOTE_METER)
+        pay(store, REMOTE, 20_000, clock.now())
+        clock.advance(minutes=1)
+        report = loop.run()
+        loop.run()  # failed stays failed: no second test, no second job
+        meters.close()
+        assert report.commission_failed == 1
+        status = control_status(store, REMOTE)
+        assert status is not None and status["commission"] == "failed"
+        jobs = onsite_jobs(store, REMOTE)
+        assert [j["params"]["purpose"] for j in jobs] == ["commission_failed"]
+        assert jobs[0]["params"]["problem"]
+        other = control_status(store, "100000000030")
+        assert other is not None and other["commission"] == "pending"  # no purchase there

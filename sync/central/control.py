@@ -49,7 +49,7 @@ from app.errors import CardVendError
 from app.ports import RemoteMeters
 from app.services.meter_reading import MeterReading
 from app.services.tariffs import SPEC_DEFAULTS
-from sync.central import control_jobs
+from sync.central import commissioning, control_jobs
 from sync.central import models as m
 from sync.central.base import StoreBase, chunks
 
@@ -112,6 +112,9 @@ class RunReport:
     commands_sent: int = 0
     commands_failed: int = 0
     commands_waiting: int = 0
+    params_issued: int = 0  # meters that took their control parameters
+    commissioned: int = 0  # control function tested with the first purchase: passed
+    commission_failed: int = 0  # ... failed: an on-site job
     states: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -171,8 +174,11 @@ class ControlLoop:
         try:
             report.enrolled = self._enrol()
             if self.meters is not None:
+                commissioning.issue_parameters(self.store, self.meters, report)
                 self._acquire(report)
             self._balance()
+            if self.meters is not None:
+                commissioning.commission(self.store, self.meters, report)
             report.changed = self._decide()
             if self.meters is not None:
                 self._send(report)
@@ -241,6 +247,7 @@ class ControlLoop:
                             "paid_fen": 0,
                             "cost_num": 0,
                             "remaining_fen": self.opening_fen,
+                            "commission": commissioning.PENDING,  # at the first purchase
                             "enrolled_at": now,
                             "state_since": now,
                             "updated_at": now,
@@ -507,14 +514,14 @@ class ControlLoop:
         changed = (
             select(co.customer_no)
             .join(m.customers, cu.customer_no == co.customer_no)
-            .where(co.state != target, cu.status == "active")
+            .where(co.state != target, cu.status == "active", co.lifted_at.is_(None))
         )
         now = self.store.now()
         with self.store.engine.begin() as conn:
             changes = conn.execute(
                 select(co.customer_no, co.meter_no, co.state, target)
                 .join(m.customers, cu.customer_no == co.customer_no)
-                .where(co.state != target, cu.status == "active")
+                .where(co.state != target, cu.status == "active", co.lifted_at.is_(None))
             ).all()
             if not changes:
                 return 0
