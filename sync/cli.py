@@ -31,6 +31,7 @@ from app.money import format_yuan
 from app.presenters.control import status_line
 from app.services.sync_status import refused_records, requeue_refused, sync_status
 from app.settings import SYNC_INTERVAL
+from sync import cli_control_lift
 from sync.errors import AuditDiverged, SyncError
 from sync.service import RoundReport, SyncService, make_client, reconcile, register_counter
 
@@ -303,3 +304,4 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     q.add_argument("customer_no", metavar="CUSTOMER_NO", type=id_arg(ids.CUSTOMER_NO))
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_control_status)
+    cli_control_lift.register(ksub)  # lift (approved) and resume

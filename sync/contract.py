@@ -259,6 +259,24 @@ class ControlStatus(Model):
     relay: Literal["closed", "open"] | None = None
     last_reading_at: AwareDatetime | None = None
     close_permit_sent_at: AwareDatetime | None = None
+    # control lifted (an approved lift from a counter): no alarms or trips until it is resumed
+    lifted_at: AwareDatetime | None = None
+    # the control function tested with the first purchase (None: not asked for)
+    commission: Literal["pending", "passed", "failed"] | None = None
+
+
+class ControlLift(Model):
+    """A counter lifts a remote customer's fee control (``lift``: a supervisor approved it at
+    the counter; no more alarms or trips, the meter gets a close permit and an alarm release)
+    or puts it back (``resume``).  Idempotent by ``id``."""
+
+    id: Uuid
+    action: Literal["lift", "resume"]
+    reason: str = Field(default="", max_length=200)
+    operator_id: Code
+    approver_id: Code | None = Field(default=None, description="required for a lift")
+    approval_id: Uuid | None = Field(default=None, description="the counter's approval request")
+    created_at: AwareDatetime
 
 
 class ControlReport(Model):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import json
 import time
 from collections.abc import Iterator
 from fractions import Fraction
@@ -269,3 +270,73 @@ def test_commissioning_that_fails_opens_an_onsite_job(
         assert jobs[0]["params"]["problem"]
         other = control_status(store, "100000000030")
         assert other is not None and other["commission"] == "pending"  # no purchase there
+
+
+# --------------------------------------------------------------------------- lift and resume
+
+TELLER = {"CARDVEND_PASSWORD": "demo-t01"}
+
+
+def lift_events(store: CentralStore, customer_no: str) -> list[dict[str, Any]]:
+    e = m.events.c
+    with store.engine.connect() as conn:
+        rows = conn.execute(
+            select(e.body, e.counter_id).where(e.kind == "control_lift", e.subject == customer_no)
+        ).all()
+    return [{**r.body, "counter": r.counter_id} for r in rows]
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_lifting_control_needs_an_approval_and_stops_trips_until_resumed(
+    kind: str, tmp_path: Path, fleet: tuple[Fleet, TcpServer]
+) -> None:
+    """A real counter process asks the station to lift a tripped customer's control: refused
+    without a supervisor's approval (the station changes nothing), done with one (who asked
+    and who approved kept at the station); the next run sends the close permit and the alarm
+    release and no trip although the balance is below the threshold; a resume trips again."""
+    f, server = fleet
+    clock = FixedClock(START)
+    meter = f.meters[REMOTE_METER]
+    with seeded_store(kind, tmp_path, clock=clock) as store:
+        meters = TerminalMeters(settings(tmp_path), SystemClock(), _where(server))
+        loop = ControlLoop(store, meters, opening_fen=0)  # tripped at once
+        loop.run()
+        assert meter.relay_open
+        with _serve(store) as central:
+            home = registered_counter(tmp_path / "counter", central.url)
+            lift = ["control", "lift", REMOTE, "--reason", "hospital ward", "--operator", "t01"]
+            refused = run(home, *lift, env=TELLER)
+            assert refused.returncode != 0 and "approv" in refused.stderr, refused.stderr
+            assert control_status(store, REMOTE)["lifted_at"] is None  # type: ignore[index]
+            assert lift_events(store, REMOTE) == []
+            same = run(home, *lift, "--approver", "t01", env={**TELLER,
+                       "CARDVEND_APPROVER_PASSWORD": "demo-t01"})  # fmt: skip
+            assert same.returncode != 0  # a teller cannot approve, least of all their own
+            done = run(home, *lift, "--approver", "s01", "--json",
+                       env={**TELLER, "CARDVEND_APPROVER_PASSWORD": "demo-s01"})  # fmt: skip
+            assert done.returncode == 0, done.stderr
+            answer = json.loads(done.stdout)
+            assert answer["lifted_at"] is not None and answer["state"] == "normal"
+            [event] = lift_events(store, REMOTE)
+            assert (event["action"], event["operator_id"], event["approver_id"]) == (
+                "lift",
+                "t01",
+                "s01",
+            )
+            assert event["reason"] == "hospital ward" and event["approval_id"]
+            clock.advance(minutes=5)
+            report = loop.run()
+            assert not meter.relay_open and not meter.alarm  # close permit and release taken
+            assert report.changed == 0  # no decision for a lifted customer
+            status = control_status(store, REMOTE)
+            assert status is not None and status["remaining_fen"] <= 0
+            assert status["state"] == "normal" and status["commands_pending"] == []
+            back = run(home, "control", "resume", REMOTE, "--operator", "t01", "--json",
+                       env=TELLER)  # fmt: skip
+            assert back.returncode == 0, back.stderr
+            assert json.loads(back.stdout)["lifted_at"] is None
+        clock.advance(minutes=5)
+        loop.run()
+        meters.close()
+        assert meter.relay_open  # under control again: tripped
+        assert control_status(store, REMOTE)["state"] == "tripped"  # type: ignore[index]

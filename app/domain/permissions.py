@@ -37,6 +37,8 @@ class Action(enum.StrEnum):
     CLOSE_ACCOUNT = "close_account"  # settle, refund and close a customer's account
     PAUSE_ACCOUNT = "pause_account"  # pause or resume a customer's account (no sales meanwhile)
     EXCHANGE_CARD = "exchange_card"  # a damaged or faulty card present, exchanged for a blank
+    # ask the station to lift a remote customer's fee control (approved) or to resume it
+    LIFT_CONTROL = "lift_control"
 
     @property
     def label(self) -> str:
@@ -68,6 +70,7 @@ _LABELS = {
     Action.CLOSE_ACCOUNT: N_("close an account"),
     Action.PAUSE_ACCOUNT: N_("pause or resume an account"),
     Action.EXCHANGE_CARD: N_("exchange a damaged card"),
+    Action.LIFT_CONTROL: N_("lift or resume a customer's fee control"),
 }
 
 _COUNTER = {
@@ -83,6 +86,7 @@ _COUNTER = {
     Action.CLOSE_ACCOUNT,
     Action.PAUSE_ACCOUNT,
     Action.EXCHANGE_CARD,
+    Action.LIFT_CONTROL,
 }
 
 PERMISSIONS: dict[Role, frozenset[Action]] = {

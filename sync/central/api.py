@@ -41,6 +41,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sync import contract as c
+from sync.central.control_lift import LiftRefused, apply_lift
 from sync.central.ops import Metrics
 from sync.central.store import (
     DEFAULT_LIMIT,
@@ -488,6 +489,31 @@ def control_status(
     status = store.control_status(counter, customer_no)
     if status is None:
         raise HttpError(404, "not_found", f"no customer {customer_no}")
+    return json_response(200, status)
+
+
+@router.put(
+    "/customers/{customer_no}/control-lift",
+    operation_id="putControlLift",
+    summary="Lift (approved at the counter) or resume the charge control of one customer of "
+    "this counter's office; idempotent by the request's id",
+    response_model=c.ControlStatus,
+    responses=_problems(400, 401, 404, 413, 415, 422),
+    openapi_extra=contract_body(c.ControlLift),
+)
+def control_lift(
+    request: Request,
+    counter: CounterDep,
+    store: StoreDep,
+    customer_no: Annotated[str, Path(pattern=r"^[0-9]{12}$")],
+) -> Response:
+    try:
+        found = apply_lift(store, counter, customer_no, request.state.body)
+    except LiftRefused as exc:
+        raise HttpError(exc.status, exc.code, exc.message) from exc
+    status = store.control_status(counter, customer_no) if found else None
+    if status is None:
+        raise HttpError(404, "not_found", f"no customer {customer_no} under control")
     return json_response(200, status)
 
 

@@ -441,6 +441,8 @@ class CentralStore(CentralChanges):
                 "relay": None if ctl is None else ctl["relay"],
                 "last_reading_at": None if ctl is None else ctl["last_reading_at"],
                 "close_permit_sent_at": None if ctl is None else ctl["close_permit_sent_at"],
+                "lifted_at": None if ctl is None else ctl["lifted_at"],
+                "commission": None if ctl is None else ctl["commission"],
             }
         )
 
