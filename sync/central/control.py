@@ -24,7 +24,10 @@ holds across processes and hosts on one database and survives a crashed holder b
    the balance is back to normal.  Pending commands a new decision supersedes are dropped.
 5. **Send.** Due commands go to the meters; a failure is retried with backoff
    (:data:`BACKOFF_S`), and after :data:`MAX_ATTEMPTS` it fails and opens an exception
-   (``command_failed``) for a technician.
+   (``command_failed``) and an on-site job (:mod:`sync.central.control_jobs`) for a technician.
+
+Control parameters and commissioning with the first purchase: :mod:`sync.central.commissioning`;
+lifting control: :mod:`sync.central.control_lift` (a lifted customer gets no decisions).
 
 Commands, readings and exceptions are rows: a restart loses nothing and resends what was due.
 """
