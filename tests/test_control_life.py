@@ -35,7 +35,7 @@ from sync.central.store import CentralStore
 from tests.rigs.central import NOW, sale, seeded_store
 from tests.rigs.cli import ok_json, registered_counter, run
 from tests.rigs.counter import REMOTE
-from tests.test_pricing import oracle_cost
+from tests.rigs.pricing_oracle import oracle_cost
 
 REMOTE_METER = "200000000010"
 START = dt.datetime(2026, 3, 2, 8, 0, tzinfo=dt.UTC)
