@@ -70,7 +70,10 @@ REFUSALS: dict[str, tuple[int, str]] = {
         "another office",
     ),
     "not_own_sale": (403, "a reversal or rewrite of a sale that another counter made"),
-    "approver_is_operator": (422, "a reversal approved by its own operator"),
+    "approver_is_operator": (
+        422,
+        "a reversal approved by its own operator; a control lift with no approver but the operator",
+    ),
     "does_not_add_up": (
         422,
         "a sale whose amount is not arrears + fees + credit, or a reversal whose amount is not "

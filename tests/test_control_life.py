@@ -9,6 +9,7 @@ import datetime as dt
 import itertools
 import json
 import time
+import uuid
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -30,6 +31,7 @@ from sync import contract as c
 from sync.central import models as m
 from sync.central.base import Counter
 from sync.central.control import MAX_ATTEMPTS, ControlLoop, control_status, tier_year_used
+from sync.central.control_lift import LiftRefused, apply_lift
 from sync.central.server import CentralServer
 from sync.central.store import CentralStore
 from tests.rigs.central import NOW, sale, seeded_store
@@ -302,6 +304,17 @@ def test_lifting_control_needs_an_approval_and_stops_trips_until_resumed(
         loop = ControlLoop(store, meters, opening_fen=0)  # tripped at once
         loop.run()
         assert meter.relay_open
+        # the station's own rule, whatever a counter does: a lift names another approver, and
+        # a counter of another office cannot reach the customer
+        own, other = Counter("C1", "DEMO"), Counter("C9", "ELSEWHERE")
+        for approver in (None, "t01"):
+            with pytest.raises(LiftRefused):
+                apply_lift(store, own, REMOTE, c.ControlLift(
+                    id=str(uuid.uuid4()), action="lift", operator_id="t01",
+                    approver_id=approver, created_at=START))  # fmt: skip
+        assert not apply_lift(store, other, REMOTE, c.ControlLift(
+            id=str(uuid.uuid4()), action="lift", operator_id="t01", approver_id="s01",
+            created_at=START))  # fmt: skip
         with _serve(store) as central:
             home = registered_counter(tmp_path / "counter", central.url)
             lift = ["control", "lift", REMOTE, "--reason", "hospital ward", "--operator", "t01"]

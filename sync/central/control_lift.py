@@ -40,10 +40,10 @@ class LiftRefused(Exception):
 def apply_lift(store: StoreBase, counter: Counter, customer_no: str, rec: c.ControlLift) -> bool:
     """Lift or resume ``customer_no``'s control for ``counter``; False when the customer is not
     one of the counter's office under control (a 404, like an unknown one)."""
-    if rec.action == "lift" and not rec.approver_id:
-        raise LiftRefused(400, "bad_request", "a lift needs the supervisor who approved it")
-    if rec.approver_id and rec.approver_id == rec.operator_id:
-        raise LiftRefused(422, "approver_is_operator", "the approver cannot be the operator")
+    if rec.action == "lift" and (not rec.approver_id or rec.approver_id == rec.operator_id):
+        raise LiftRefused(
+            422, "approver_is_operator", "a lift needs a supervisor other than the operator"
+        )
 
     def work(tx: Tx) -> bool:
         co, cu, ev = m.control.c, m.customers.c, m.events.c
