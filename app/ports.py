@@ -353,6 +353,16 @@ class DiagProbe(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class ControlParameters:
+    """What the station puts into a remote fee-control meter when the customer comes under
+    control (fen): the two alarm thresholds and the overdraft allowance, from the archive."""
+
+    alarm1_fen: int
+    alarm2_fen: int
+    overdraft_limit_fen: int
+
+
 class RemoteMeters(Protocol):
     """The remote fee-control meters the charge-control station reaches through its terminals
     (DL/T 645-2007 over TCP or RS485; built by the composition root from ``cardio/``).  A meter
@@ -364,6 +374,12 @@ class RemoteMeters(Protocol):
 
     def command(self, meter_no: str, command: str, operator: str) -> None:
         """``trip``, ``close`` (permit), ``alarm`` or ``release`` (the alarm)."""
+        ...
+
+    def set_parameters(
+        self, meter_no: str, params: ControlParameters, operator: str
+    ) -> ControlParameters:
+        """Write the control parameters into the meter and read them back: what it holds."""
         ...
 
     def close(self) -> None: ...

@@ -14,6 +14,7 @@ import threading
 from typing import Any, TypeVar
 
 from app.clock import Clock
+from app.ports import ControlParameters
 from app.services import meter_reading
 from app.services.meter_reading import MeterReading
 from app.settings import (
@@ -27,7 +28,7 @@ from app.settings import (
 )
 from cardio.dlt645 import dataids as D
 from cardio.dlt645.client import MeterClient
-from cardio.dlt645.errors import ErrorBits, MeterRefused, Refusal
+from cardio.dlt645.errors import ErrorBits, MalformedFrame, MeterRefused, Refusal
 from cardio.dlt645.link import (
     FrameLink,
     SerialSettings,
@@ -296,6 +297,25 @@ class TerminalMeters:
                 self._client, meter_no, command, self._clock.now(),
                 operator=operator, password=self._password,
             )  # fmt: skip
+
+    def set_parameters(
+        self, meter_no: str, params: ControlParameters, operator: str
+    ) -> ControlParameters:
+        """Write alarm amounts 1 and 2 and the overdraft limit (DL/T 645 04001001..03), then
+        read the three back in one exchange."""
+        written = (
+            (D.ALARM_AMOUNT_1, params.alarm1_fen),
+            (D.ALARM_AMOUNT_2, params.alarm2_fen),
+            (D.OVERDRAFT_LIMIT, params.overdraft_limit_fen),
+        )
+        with self._lock:
+            for di, value in written:
+                self._client.write(meter_no, di, value, self._password, operator)
+            got = self._client.read_many(meter_no, tuple(di for di, _ in written))
+        held = [got.get(di) for di, _ in written]
+        if any(v is None for v in held):
+            raise MalformedFrame(f"meter {meter_no} did not give its control parameters back")
+        return ControlParameters(int(held[0]), int(held[1]), int(held[2]))  # type: ignore[arg-type]
 
     def close(self) -> None:
         self._link.close()

@@ -31,7 +31,7 @@ from app.money import format_yuan
 from app.presenters.control import status_line
 from app.services.sync_status import refused_records, requeue_refused, sync_status
 from app.settings import SYNC_INTERVAL
-from sync import cli_condition, cli_exceptions, cli_stats
+from sync import cli_condition, cli_control_lift, cli_exceptions, cli_stats
 from sync.errors import AuditDiverged, SyncError
 from sync.service import RoundReport, SyncService, make_client, reconcile, register_counter
 
@@ -306,4 +306,5 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     q.set_defaults(func=cmd_control_status)
     cli_condition.register(ksub)  # cardvend control condition
     cli_exceptions.register(sub)  # cardvend exceptions
+    cli_control_lift.register(ksub)  # cardvend control lift (approved) | resume
     cli_stats.register(sub)  # cardvend stats

@@ -347,6 +347,11 @@ class CentralClient:
             "GET", f"/receipts/{sale_id}/check", c.ReceiptCheck, params={"code": code}
         )[1]
 
+    def control_lift(self, customer_no: str, lift: c.ControlLift) -> c.ControlStatus:
+        """Lift or resume a customer's charge control (a PUT: retried, idempotent by id)."""
+        path = f"/customers/{customer_no}/control-lift"
+        return self._send("PUT", path, c.ControlStatus, body=lift)[1]
+
     def put_audit_head(self, head: c.AuditHead) -> c.AuditHeadAck:
         return self._send("PUT", "/counters/me/audit-head", c.AuditHeadAck, body=head)[1]
 

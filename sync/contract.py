@@ -71,7 +71,10 @@ REFUSALS: dict[str, tuple[int, str]] = {
         "another office",
     ),
     "not_own_sale": (403, "a reversal or rewrite of a sale that another counter made"),
-    "approver_is_operator": (422, "a reversal approved by its own operator"),
+    "approver_is_operator": (
+        422,
+        "a reversal approved by its own operator; a control lift with no approver but the operator",
+    ),
     "does_not_add_up": (
         422,
         "a sale whose amount is not arrears + fees + credit, or a reversal whose amount is not "
@@ -272,6 +275,24 @@ class ControlStatus(Model):
     relay: Literal["closed", "open"] | None = None
     last_reading_at: AwareDatetime | None = None
     close_permit_sent_at: AwareDatetime | None = None
+    # control lifted (an approved lift from a counter): no alarms or trips until it is resumed
+    lifted_at: AwareDatetime | None = None
+    # the control function tested with the first purchase (None: not asked for)
+    commission: Literal["pending", "passed", "failed"] | None = None
+
+
+class ControlLift(Model):
+    """A counter lifts a remote customer's fee control (``lift``: a supervisor approved it at
+    the counter; no more alarms or trips, the meter gets a close permit and an alarm release)
+    or puts it back (``resume``).  Idempotent by ``id``."""
+
+    id: Uuid
+    action: Literal["lift", "resume"]
+    reason: str = Field(default="", max_length=200)
+    operator_id: Code
+    approver_id: Code | None = Field(default=None, description="required for a lift")
+    approval_id: Uuid | None = Field(default=None, description="the counter's approval request")
+    created_at: AwareDatetime
 
 
 class TerminalCondition(Model):
@@ -553,7 +574,9 @@ class Job(Model):
     management card."""
 
     id: Uuid
-    kind: Literal["price", "purchase_params", "reading_day"]
+    # onsite_control: the station gave up a control command or commissioning of a remote meter;
+    # the technician re-issues its control parameters with a parameters card and checks it
+    kind: Literal["price", "purchase_params", "reading_day", "onsite_control"]
     customer_no: Digits12
     meter_no: Digits12
     office_code: Code

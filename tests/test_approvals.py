@@ -107,6 +107,7 @@ def test_default_rules(adb: Database) -> None:
             "erase_card",
             "close_account",
             "change_meter",
+            "lift_control",
         ):
             rule = ap.get_rule(s, action)
             assert (rule.steps, rule.ttl_minutes) == (supervisor, 60)
@@ -116,6 +117,7 @@ def test_default_rules(adb: Database) -> None:
             ap.needs_approval(s, "bogus")
     assert [r.action for r in ap.list_rules(adb)] == sorted(
         [
+            "lift_control",
             "reverse",
             "replace_card",
             "override_offline_limit",

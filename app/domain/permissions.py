@@ -39,6 +39,9 @@ class Action(enum.StrEnum):
     EXCHANGE_CARD = "exchange_card"  # a damaged or faulty card present, exchanged for a blank
     HANDLE_EXCEPTIONS = "handle_exceptions"  # the station's exceptions queue of the office
 
+    # ask the station to lift a remote customer's fee control (approved) or to resume it
+    LIFT_CONTROL = "lift_control"
+
     @property
     def label(self) -> str:
         return _LABELS[self]
@@ -70,6 +73,7 @@ _LABELS = {
     Action.PAUSE_ACCOUNT: N_("pause or resume an account"),
     Action.EXCHANGE_CARD: N_("exchange a damaged card"),
     Action.HANDLE_EXCEPTIONS: N_("work the exceptions queue"),
+    Action.LIFT_CONTROL: N_("lift or resume a customer's fee control"),
 }
 
 _COUNTER = {
@@ -85,6 +89,7 @@ _COUNTER = {
     Action.CLOSE_ACCOUNT,
     Action.PAUSE_ACCOUNT,
     Action.EXCHANGE_CARD,
+    Action.LIFT_CONTROL,
 }
 
 PERMISSIONS: dict[Role, frozenset[Action]] = {

@@ -473,47 +473,6 @@ def check_receipt(
     return json_response(200, store.check_receipt(counter, sale_id, code))
 
 
-@router.get(
-    "/customers/{customer_no}/control-status",
-    operation_id="getControlStatus",
-    summary="Charge-control status of one customer of this counter's office",
-    response_model=c.ControlStatus,
-    responses=_problems(400, 401, 404),
-)
-def control_status(
-    counter: CounterDep,
-    store: StoreDep,
-    customer_no: Annotated[str, Path(pattern=r"^[0-9]{12}$")],
-) -> Response:
-    status = store.control_status(counter, customer_no)
-    if status is None:
-        raise HttpError(404, "not_found", f"no customer {customer_no}")
-    return json_response(200, status)
-
-
-@router.get(
-    "/customers/{customer_no}/condition",
-    operation_id="getTerminalCondition",
-    summary="Call the meter of one customer of this office now (409: not_remote, no_terminals, "
-    "terminal_no_answer)",
-    response_model=c.TerminalCondition,
-    responses=_problems(400, 401, 404, 409),
-)
-def terminal_condition(
-    request: Request,
-    counter: CounterDep,
-    store: StoreDep,
-    customer_no: Annotated[str, Path(pattern=r"^[0-9]{12}$")],
-) -> Response:
-    from sync.central.condition import ConditionError, call_condition
-
-    meters = getattr(request.app.state, "condition_meters", None)
-    try:
-        return json_response(200, call_condition(store, counter, customer_no, meters))
-    except ConditionError as exc:
-        raise HttpError(exc.status, exc.code, exc.message) from exc
-
-
 def _page_route(path: str, page: type[c.Model], summary: str, fetch: str, scoped: bool) -> None:
     """A GET page of a pulled resource after a cursor."""
 
@@ -700,10 +659,11 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 def _routers() -> list[APIRouter]:  # of the modules that import this one: imported late
     from sync.central.api_channels import router as channels
+    from sync.central.api_control import router as control
     from sync.central.api_exceptions import router as exceptions
     from sync.central.api_stats import router as stats
 
-    return [exceptions, stats, channels]
+    return [control, exceptions, stats, channels]
 
 
 def create_app(store: CentralStore | None = None) -> FastAPI:

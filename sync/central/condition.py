@@ -1,7 +1,7 @@
 """Condition release (seed 3.10): on a counter's request the station calls a customer's remote
 meter through the terminals and publishes its operating data to the counter.
 
-``GET /customers/{customer_no}/condition`` (:mod:`sync.central.api`): only a customer of the
+``GET /customers/{customer_no}/condition`` (:mod:`sync.central.api_control`): only a customer of the
 counter's office with a remote meter (another office's customer is unknown, 404); the meter is
 read through :class:`app.ports.RemoteMeters` (a link of its own to the terminal, made for the
 call, so it never waits behind the control loop's link), with the configured meter timeout and

@@ -24,7 +24,10 @@ holds across processes and hosts on one database and survives a crashed holder b
    the balance is back to normal.  Pending commands a new decision supersedes are dropped.
 5. **Send.** Due commands go to the meters; a failure is retried with backoff
    (:data:`BACKOFF_S`), and after :data:`MAX_ATTEMPTS` it fails and opens an exception
-   (``command_failed``) for a technician.
+   (``command_failed``) and an on-site job (:mod:`sync.central.control_jobs`) for a technician.
+
+Control parameters and commissioning with the first purchase: :mod:`sync.central.commissioning`;
+lifting control: :mod:`sync.central.control_lift` (a lifted customer gets no decisions).
 
 Commands, readings and exceptions are rows: a restart loses nothing and resends what was due.
 """
@@ -42,12 +45,14 @@ from typing import Any, Final, Protocol
 
 from sqlalchemy import bindparam, case, func, insert, select, update
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
 
-from app.domain.pricing import RATE_SCALE, TariffSpec, consumption_cost
+from app.domain.pricing import RATE_SCALE, TariffSpec, consumption_cost, tier_year_start
 from app.errors import CardVendError
 from app.ports import RemoteMeters
 from app.services.meter_reading import MeterReading
 from app.services.tariffs import SPEC_DEFAULTS
+from sync.central import commissioning, control_jobs
 from sync.central import models as m
 from sync.central.base import StoreBase, chunks
 from sync.central.exceptions import open_exception
@@ -81,6 +86,24 @@ def commands_for(old: str, new: str) -> list[str]:
     return ["release"] if old in _LOW else []
 
 
+def tier_year_used(
+    used_wh: int,
+    since: dt.datetime | None,
+    spec: TariffSpec,
+    meter_time: dt.datetime | None,
+    now: dt.datetime,
+) -> tuple[int, dt.datetime]:
+    """(Wh used so far in the tier year of a reading, that tier year's start): what was kept
+    when the kept year is the reading's, else 0 (a new tier year began).  The year follows the
+    meter's own clock, as the card meter's does (the station's time when the meter gave none);
+    it starts at 00:00 on the tariff's reset date."""
+    at = meter_time if meter_time is not None and meter_time.tzinfo is not None else now
+    start = tier_year_start(at, spec.reset_month, spec.reset_day)
+    if since is not None and since == start:
+        return used_wh, start
+    return 0, start
+
+
 @dataclass
 class RunReport:
     """What one run did (``central control run --json``)."""
@@ -93,6 +116,9 @@ class RunReport:
     commands_sent: int = 0
     commands_failed: int = 0
     commands_waiting: int = 0
+    params_issued: int = 0  # meters that took their control parameters
+    commissioned: int = 0  # control function tested with the first purchase: passed
+    commission_failed: int = 0  # ... failed: an on-site job
     states: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -109,6 +135,19 @@ class _Meter:
     rates_wh: tuple[int, ...] | None
     meter_time: dt.datetime | None
     cost_num: int
+    tier_used_wh: int = 0  # consumption in the tier year that starts at tier_start
+    tier_start: dt.datetime | None = None
+
+
+@dataclass(frozen=True)
+class _Priced:
+    """What :meth:`ControlLoop._price` made of a reading."""
+
+    status: str  # billed | first | exception
+    cost_num: int = 0
+    problem: tuple[str, str] = ("", "")  # exception kind, detail
+    tier_used_wh: int = 0  # the tier year's consumption after this reading
+    tier_start: dt.datetime | None = None
 
 
 class LoopStep(Protocol):
@@ -151,8 +190,11 @@ class ControlLoop:
         try:
             report.enrolled = self._enrol()
             if self.meters is not None:
+                commissioning.issue_parameters(self.store, self.meters, report)
                 self._acquire(report)
             self._balance()
+            if self.meters is not None:
+                commissioning.commission(self.store, self.meters, report)
             report.changed = self._decide()
             for step in self.steps:
                 step.before_send()
@@ -189,7 +231,7 @@ class ControlLoop:
                     )
                 )
             return True
-        except Exception:  # another worker inserted it at the same moment: it holds the loop
+        except IntegrityError:  # another worker inserted it at the same moment: it holds the loop
             return False
 
     def _release_lease(self) -> None:
@@ -225,6 +267,7 @@ class ControlLoop:
                             "paid_fen": 0,
                             "cost_num": 0,
                             "remaining_fen": self.opening_fen,
+                            "commission": commissioning.PENDING,  # at the first purchase
                             "enrolled_at": now,
                             "state_since": now,
                             "updated_at": now,
@@ -237,41 +280,31 @@ class ControlLoop:
     # ------------------------------------------------------------------ 2. acquire
 
     def _controlled(self, conn: Connection) -> list[_Meter]:
-        co, cu, rd = m.control.c, m.customers.c, m.readings.c
-        last = (
-            select(rd.customer_no, func.max(rd.id).label("id"))
-            .where(rd.status != "exception")
-            .group_by(rd.customer_no)
-            .subquery()
-        )
+        """The controlled customers with their last billed reading, all from central_control
+        (the last reading's rates and meter time are kept there when it is billed)."""
+        co, cu = m.control.c, m.customers.c
         rows = conn.execute(
             select(
-                co.customer_no,
-                co.meter_no,
-                cu.tariff_plan,
-                cu.ct_ratio,
-                cu.pt_ratio,
-                co.energy_wh,
-                co.cost_num,
-                m.readings.c.rates_wh,
-                m.readings.c.meter_time,
+                co.customer_no, co.meter_no, cu.tariff_plan, cu.ct_ratio, cu.pt_ratio,
+                co.energy_wh, co.rates_wh, co.meter_time, co.cost_num,
+                co.tier_year_used_wh, co.tier_year_start,
             )
             .join(m.customers, cu.customer_no == co.customer_no)
-            .outerjoin(last, last.c.customer_no == co.customer_no)
-            .outerjoin(m.readings, m.readings.c.id == last.c.id)
             .where(cu.status == "active")
             .order_by(co.customer_no)
-        ).all()
+        ).all()  # fmt: skip
         return [
             _Meter(
-                r[0],
-                r[1],
-                r[2],
-                max(1, int(r[3]) * int(r[4])),
-                r[5],
-                tuple(int(x) for x in r[7]) if r[7] is not None else None,
-                r[8],
-                int(r[6]),
+                r.customer_no,
+                r.meter_no,
+                r.tariff_plan,
+                max(1, int(r.ct_ratio) * int(r.pt_ratio)),
+                r.energy_wh,
+                tuple(int(x) for x in r.rates_wh) if r.rates_wh is not None else None,
+                r.meter_time,
+                int(r.cost_num),
+                int(r.tier_year_used_wh or 0),
+                r.tier_year_start,
             )
             for r in rows
         ]
@@ -330,7 +363,8 @@ class ControlLoop:
             if reading is None:
                 problems.append((meter.customer_no, "reading_missing", error))
                 continue
-            status, cost, problem = self._price(meter, reading, tariffs, now)
+            priced = self._price(meter, reading, tariffs, now)
+            status, cost, problem = priced.status, priced.cost_num, priced.problem
             rows.append(
                 {
                     "customer_no": meter.customer_no,
@@ -347,8 +381,10 @@ class ControlLoop:
             same = {"b_customer": meter.customer_no, "b_relay": reading.relay}
             if status != "exception":
                 billed.append(
-                    {**same, "b_energy": reading.energy_wh, "b_cost": meter.cost_num + cost}
-                )
+                    {**same, "b_energy": reading.energy_wh, "b_cost": meter.cost_num + cost,
+                     "b_rates": rows[-1]["rates_wh"], "b_meter_time": reading.meter_time,
+                     "b_tier_used": priced.tier_used_wh, "b_tier_start": priced.tier_start}
+                )  # fmt: skip
             else:
                 kept.append(same)
                 problems.append((meter.customer_no, problem[0], problem[1]))
@@ -364,6 +400,10 @@ class ControlLoop:
                         relay=bindparam("b_relay"),
                         energy_wh=bindparam("b_energy"),
                         cost_num=bindparam("b_cost"),
+                        rates_wh=bindparam("b_rates"),
+                        meter_time=bindparam("b_meter_time"),
+                        tier_year_used_wh=bindparam("b_tier_used"),
+                        tier_year_start=bindparam("b_tier_start"),
                         read_at=now,
                         updated_at=now,
                     ),
@@ -386,31 +426,40 @@ class ControlLoop:
         reading: MeterReading,
         tariffs: Mapping[str, list[tuple[dt.datetime, TariffSpec]]],
         now: dt.datetime,
-    ) -> tuple[str, int, tuple[str, str]]:
-        """(status, cost numerator, (exception kind, detail)) of a reading."""
+    ) -> _Priced:
+        """What a reading is: billed (its cost and the tier year's consumption after it),
+        the first, or an exception (kind and detail)."""
         rates = tuple(reading.energy_rates_wh)
         if reading.energy_wh is None or any(x is None for x in rates) or len(rates) != 4:
-            return "exception", 0, ("reading_incomplete", "the meter gave no energy by rate")
+            return _Priced(
+                "exception", problem=("reading_incomplete", "the meter gave no energy by rate")
+            )
         now_rates = tuple(int(x) for x in rates)  # type: ignore[arg-type]
         if meter.energy_wh is None or meter.rates_wh is None:
-            return "first", 0, ("", "")
+            return _Priced("first", tier_used_wh=meter.tier_used_wh, tier_start=meter.tier_start)
         delta = [a - b for a, b in zip(now_rates, meter.rates_wh, strict=True)]
         total = int(reading.energy_wh) - meter.energy_wh
         if total < 0 or any(d < 0 for d in delta):
             detail = f"energy went from {meter.energy_wh} Wh to {reading.energy_wh} Wh"
-            return "exception", 0, ("reading_backwards", detail)
+            return _Priced("exception", problem=("reading_backwards", detail))
         then = meter.meter_time
         if then is not None and reading.meter_time is not None:
             hours = max((reading.meter_time - then).total_seconds(), 0.0) / 3600
             most = MAX_KW * 1000 * meter.ratio * hours + 1000  # a kWh of slack for rounding
             if total > most:
                 detail = f"{total} Wh in {hours:.2f} h of the meter's time"
-                return "exception", 0, ("reading_jump", detail)
+                return _Priced("exception", problem=("reading_jump", detail))
         spec = self._in_force(tariffs.get(meter.plan, []), now)
         if spec is None:
-            return "exception", 0, ("no_tariff", f"no version of tariff {meter.plan} in force")
-        year_used = 0  # not yet kept: every reading is priced at the start of the tier year
-        return "billed", consumption_cost(spec, delta, year_used), ("", "")
+            return _Priced(
+                "exception", problem=("no_tariff", f"no version of tariff {meter.plan} in force")
+            )
+        used, start = tier_year_used(
+            meter.tier_used_wh, meter.tier_start, spec, reading.meter_time, now
+        )
+        return _Priced(
+            "billed", consumption_cost(spec, delta, used), ("", ""), used + sum(delta), start
+        )
 
     def _exception(self, conn: Connection, customer_no: str, kind: str, detail: str) -> int:
         """Open an exception unless one of this kind is open for the customer; 1 if opened."""
@@ -471,14 +520,14 @@ class ControlLoop:
         changed = (
             select(co.customer_no)
             .join(m.customers, cu.customer_no == co.customer_no)
-            .where(co.state != target, cu.status == "active")
+            .where(co.state != target, cu.status == "active", co.lifted_at.is_(None))
         )
         now = self.store.now()
         with self.store.engine.begin() as conn:
             changes = conn.execute(
                 select(co.customer_no, co.meter_no, co.state, target)
                 .join(m.customers, cu.customer_no == co.customer_no)
-                .where(co.state != target, cu.status == "active")
+                .where(co.state != target, cu.status == "active", co.lifted_at.is_(None))
             ).all()
             if not changes:
                 return 0
@@ -603,6 +652,9 @@ class ControlLoop:
             if gave_up:
                 detail = f"{command} failed {attempts} times: {error}"
                 self._exception(conn, customer_no, "command_failed", detail)
+        if gave_up:  # a technician goes on site: a job for the customer's office
+            params = {"command": command, "attempts": attempts, "last_error": error[:120]}
+            control_jobs.open_job(self.store, customer_no, control_jobs.COMMAND_FAILED, params)
 
     # ------------------------------------------------------------------ tally
 
@@ -621,22 +673,30 @@ class ControlLoop:
 
 def control_status(store: StoreBase, customer_no: str) -> dict[str, Any] | None:
     """A controlled customer's state, balance, relay and times (None: not under control)."""
-    co, cm = m.control.c, m.commands.c
     with store.engine.connect() as conn:
-        row = (
-            conn.execute(select(m.control).where(co.customer_no == customer_no)).mappings().first()
+        return control_of(conn, customer_no)
+
+
+def _iso(when: dt.datetime | None) -> str | None:
+    return when.isoformat() if when is not None else None
+
+
+def control_of(conn: Connection, customer_no: str) -> dict[str, Any] | None:
+    """The one reader of a customer's ``central_control`` row (the station's CLI and the
+    contract's control status both use it): None when the customer is not under control."""
+    co, cm = m.control.c, m.commands.c
+    row = conn.execute(select(m.control).where(co.customer_no == customer_no)).mappings().first()
+    if row is None:
+        return None
+    pending = (
+        conn.execute(
+            select(cm.command)
+            .where(cm.customer_no == customer_no, cm.status == PENDING)
+            .order_by(cm.created_at)
         )
-        if row is None:
-            return None
-        pending = (
-            conn.execute(
-                select(cm.command)
-                .where(cm.customer_no == customer_no, cm.status == PENDING)
-                .order_by(cm.created_at)
-            )
-            .scalars()
-            .all()
-        )
+        .scalars()
+        .all()
+    )
     return {
         "customer_no": row["customer_no"],
         "meter_no": row["meter_no"],
@@ -644,13 +704,22 @@ def control_status(store: StoreBase, customer_no: str) -> dict[str, Any] | None:
         "remaining_fen": int(row["remaining_fen"]),
         "paid_fen": int(row["paid_fen"]),
         "relay": row["relay"],
-        "last_reading_at": row["read_at"].isoformat() if row["read_at"] else None,
-        "close_permit_sent_at": (
-            row["close_permit_at"].isoformat() if row["close_permit_at"] else None
-        ),
+        "last_reading_at": _iso(row["read_at"]),
+        "close_permit_sent_at": _iso(row["close_permit_at"]),
         "state_since": row["state_since"].isoformat(),
         "commands_pending": list(pending),
+        "tier_year_used_wh": int(row["tier_year_used_wh"] or 0),
+        "commission": row["commission"],
+        "commission_at": _iso(row["commission_at"]),
+        "lifted_at": _iso(row["lifted_at"]),
     }
 
 
-__all__ = ["ControlLoop", "RunReport", "commands_for", "control_status"]
+__all__ = [
+    "ControlLoop",
+    "RunReport",
+    "commands_for",
+    "control_of",
+    "control_status",
+    "tier_year_used",
+]

@@ -309,6 +309,20 @@ control = Table(
     Column("state_since", UTCDateTime(), nullable=False),
     Column("close_permit_at", UTCDateTime()),  # when the last close permit reached the meter
     Column("updated_at", UTCDateTime(), nullable=False),
+    # c0006: the last reading taken as consumption, so a run reads only this table
+    Column("rates_wh", JSON),  # [rate 1 .. rate 4] of that reading
+    Column("meter_time", UTCDateTime()),  # the meter's own clock at that reading
+    # consumption in the tier year that starts at tier_year_start (priced tiers follow it)
+    Column("tier_year_used_wh", BigInteger, nullable=False, default=0, server_default="0"),
+    Column("tier_year_start", UTCDateTime()),
+    # commissioning with the first purchase: pending | passed | failed (NULL: not needed, e.g.
+    # a customer under control before commissioning existed), and when it was decided
+    Column("commission", String(8)),
+    Column("commission_at", UTCDateTime()),
+    Column("params_at", UTCDateTime()),  # when the control parameters reached the meter
+    # control lifted (an approved counter request): no alarms or trips while set
+    Column("lifted_at", UTCDateTime()),
+    Column("lift_event", String(36)),  # the central_events row (kind control_lift) that did it
 )
 
 readings = Table(

@@ -46,6 +46,7 @@ from sync.central.base import (
     sha256_hex,
 )
 from sync.central.changes import ARREARS_COLUMNS, CUSTOMER_COLUMNS, CentralChanges
+from sync.central.control import control_of
 from sync.central.enrol import Credentials
 from sync.central.rules import Refusal, Refused
 
@@ -412,17 +413,12 @@ class CentralStore(CentralChanges):
                     s.reversed.is_(False),
                 )
             ).scalar_one()
-            ctl = conn.execute(
-                select(
-                    m.control.c.state, m.control.c.remaining_fen, m.control.c.relay,
-                    m.control.c.read_at, m.control.c.close_permit_at,
-                ).where(m.control.c.customer_no == customer_no)
-            ).first()  # fmt: skip
+            ctl = control_of(conn, customer_no)  # the one reader of central_control
         state: str
         if cust.status == "closed":
             state = "closed"
         elif ctl is not None:  # a remote customer under charge control: the station's own state
-            state = ctl.state
+            state = ctl["state"]
         elif rep is None:
             state = "unknown"
         elif rep.meter_remaining <= -cust.overdraft_limit:
@@ -441,10 +437,12 @@ class CentralStore(CentralChanges):
                 "meter_purchase_count": None if rep is None else rep.meter_purchase_count,
                 "system_credit": min(int(credit), 10**12),
                 "last_report_at": None if rep is None else rep.last_report_at,
-                "remaining_fen": None if ctl is None else ctl.remaining_fen,
-                "relay": None if ctl is None else ctl.relay,
-                "last_reading_at": None if ctl is None else ctl.read_at,
-                "close_permit_sent_at": None if ctl is None else ctl.close_permit_at,
+                "remaining_fen": None if ctl is None else ctl["remaining_fen"],
+                "relay": None if ctl is None else ctl["relay"],
+                "last_reading_at": None if ctl is None else ctl["last_reading_at"],
+                "close_permit_sent_at": None if ctl is None else ctl["close_permit_sent_at"],
+                "lifted_at": None if ctl is None else ctl["lifted_at"],
+                "commission": None if ctl is None else ctl["commission"],
             }
         )
 

@@ -58,6 +58,7 @@ ASKED_FOR = frozenset(
         Action.CLOSE_ACCOUNT,
         Action.PAUSE_ACCOUNT,
         Action.EXCHANGE_CARD,
+        Action.LIFT_CONTROL,
     }
 )
 # the flows that cannot go on without an approval (they take the signed request as an input):
@@ -70,6 +71,7 @@ ALWAYS_APPROVED = frozenset(
         Action.OVERRIDE_OFFLINE_LIMIT,
         Action.CLOSE_ACCOUNT,
         Action.CHANGE_METER,
+        Action.LIFT_CONTROL,  # no alarm or trip for the customer until it is resumed
     }
 )
 

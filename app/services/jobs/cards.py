@@ -156,7 +156,7 @@ def plan_card(session: Session, job: MgmtJob, utility_code: str, now: dt.datetim
             backup, flags = record, UpdateFlags.BACKUP_TARIFF
         else:
             current, flags = record, UpdateFlags.CURRENT_TARIFF
-    elif job.kind == "purchase_params":
+    elif job.kind in ("purchase_params", "onsite_control"):
         limit = 2**32 - 1
         alarm1 = _int_param(job, "alarm1", alarm1, 0, limit)
         alarm2 = _int_param(job, "alarm2", alarm2, 0, limit)

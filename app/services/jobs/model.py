@@ -16,6 +16,9 @@ CARD_OF_JOB: dict[str, CardKind] = {
     "price": CardKind.TARIFF,
     "purchase_params": CardKind.PARAMETERS,
     "reading_day": CardKind.READING_DAY,
+    # a remote meter the station could not control (a command given up, commissioning failed):
+    # on site, its control parameters go in with a parameters card and the relay is checked
+    "onsite_control": CardKind.PARAMETERS,
 }
 
 
@@ -23,6 +26,7 @@ _JOB_KIND: dict[str, JobKind] = {
     "price": JobKind.TARIFF,
     "purchase_params": JobKind.PARAMETERS,
     "reading_day": JobKind.READING_DAY,
+    "onsite_control": JobKind.PARAMETERS,
 }
 
 
@@ -48,6 +52,7 @@ KIND_NAMES = {
     "price": N_("price adjustment"),
     "purchase_params": N_("purchase parameters"),
     "reading_day": N_("meter reading day"),
+    "onsite_control": N_("on-site control check"),
 }
 
 
