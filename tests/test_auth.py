@@ -50,6 +50,7 @@ EXPECTED = {
     Action.PAUSE_ACCOUNT: "TS",
     Action.EXCHANGE_CARD: "TS",
     Action.HANDLE_EXCEPTIONS: "S",
+    Action.LIFT_CONTROL: "TS",  # with a supervisor's approval (the default rule)
 }
 LETTER = {
     Role.TELLER: "T",
