@@ -295,3 +295,92 @@ def test_the_administrator_sets_preferences_and_sees_the_notices_from_the_comman
     )
     text = run(home, "central", "sms", "list", "--db", db)
     assert text.returncode == 0 and "purchase pending" in text.stdout
+
+
+def test_a_serving_station_confirms_payments_in_each_language_within_the_rate_limit(
+    tmp_path: Path, gateway: tuple[str, Path]
+) -> None:
+    """End to end with real processes: the terminal (``fleet simulate``), the station (``central
+    serve --terminals ... --sms-url ... --sms-per-customer-per-hour 2``), the gateway; a counter
+    posts payments over HTTP, the administrator sets preferences with ``central sms prefs``."""
+    import sqlite3
+    import time
+
+    from tests.rigs.central import Api, register
+
+    url, out = gateway
+    burst = "100000000050"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CARDVEND_")}
+    env["CARDVEND_HOME"] = str(tmp_path / "home")
+    db_file = tmp_path / "station.db"
+    db = f"sqlite:///{db_file}"
+    procs: list[Any] = []
+    try:
+        fleet, line = start(
+            ["fleet", "simulate", "--tcp", "0", "--demo", "--state", str(tmp_path / "fleet")],
+            env, "Serving",
+        )  # fmt: skip
+        procs.append(fleet)
+        where = "127.0.0.1:" + line.split("127.0.0.1:")[1].split()[0]
+        station, line = start(
+            ["central", "serve", "--port", "0", "--db", db, "--terminals", where,
+             "--opening-yuan", "100", "--control-interval", "0.5", "--sms-url", url,
+             "--sms-per-customer-per-hour", "2", "--enrolment-key", "office-secret"],
+            env, "central listening on",
+        )  # fmt: skip
+        procs.append(station)
+        base = line.split("central listening on ", 1)[1].split()[0].rstrip(",")
+        home = tmp_path / "admin"
+        for args in ((ENGLISH, "--language", "en"), (OPTED_OUT, "--opt-out")):
+            assert run(home, "central", "sms", "prefs", *args, "--db", db).returncode == 0
+        token = register(base, "C1", "DEMO", **{"X-Enrolment-Key": "office-secret"})
+        api = Api(base, token)
+        now = dt.datetime.now(dt.UTC).isoformat()
+        paid = {REMOTE: [10_000], ENGLISH: [12_345], OPTED_OUT: [10_000], burst: [100] * 4}
+        for number, amounts in paid.items():
+            for fen in amounts:
+                body = sale(number, kind="remote", amount=fen, credit=fen, cash_received=fen,
+                            purchase_count=None, created_at=now)  # fmt: skip
+                assert api.post("/sales", body).status_code == 201
+
+        def by(number: str) -> list[dict[str, Any]]:
+            with sqlite3.connect(db_file, timeout=10) as conn:
+                (phone,) = conn.execute(
+                    "SELECT phone FROM central_customers WHERE customer_no = ?", (number,)
+                ).fetchone()
+            return [g for g in received(out) if g["to"] == phone]
+
+        def listed(number: str) -> list[dict[str, Any]]:
+            r = run(home, "central", "sms", "list", "--customer", number, "--json", "--db", db)
+            return list(ok_json(r))
+
+        deadline = time.monotonic() + 60
+        while not (by(REMOTE) and by(ENGLISH) and len(by(burst)) >= 2):
+            assert time.monotonic() < deadline, received(out)
+            time.sleep(0.5)
+        time.sleep(1.5)  # three more runs: nothing again
+        (zh,) = by(REMOTE)
+        assert zh["language"] == "zh_CN" and "100.00元" in zh["text"] and "200.00元" in zh["text"]
+        (en,) = by(ENGLISH)
+        assert en["language"] == "en" and "Balance: 223.45 yuan" in en["text"]
+        assert by(OPTED_OUT) == [] and listed(OPTED_OUT)[0]["status"] == "unsent"
+        assert len(by(burst)) == 2  # the burst of four: two within the hour's limit
+        states = sorted(n["status"] for n in listed(burst))
+        assert states == ["limited", "limited", "sent", "sent"]
+        # the burst customer's balance falls past the trip threshold: the trip notice goes
+        with sqlite3.connect(db_file, timeout=10) as conn:
+            conn.execute(
+                "UPDATE central_control SET opening_fen = -10000000 WHERE customer_no = ?",
+                (burst,),
+            )
+        deadline = time.monotonic() + 60
+        while len(by(burst)) < 3:
+            assert time.monotonic() < deadline, listed(burst)
+            time.sleep(0.5)
+        time.sleep(1.5)
+        got = by(burst)
+        assert len(got) == 3 and "停止供电" in got[-1]["text"]
+        assert len({g["id"] for g in received(out)}) == len(received(out))  # none twice
+        assert all(n["gateway_id"] for n in listed(burst) if n["status"] == "sent")
+    finally:
+        stop(procs)
