@@ -117,8 +117,10 @@ def cmd_sms_prefs(ctx: AppContext, args: argparse.Namespace) -> int:
     finally:
         store.dispose()
     if found is None:
-        raise NotFound(N_("Customer {customer_no} is not in the station's archive."),
-                       customer_no=args.customer_no)  # fmt: skip
+        raise NotFound(
+            N_("Customer {customer_no} is not in the station's archive. Check the number."),
+            customer_no=args.customer_no,
+        )
     if args.json:
         print(json.dumps(found, ensure_ascii=False, indent=1))
         return 0
