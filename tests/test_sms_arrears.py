@@ -193,7 +193,7 @@ def test_a_gateway_that_is_down_is_retried_with_growing_waits(
         quiet = Notices(store, None)
         with store.engine.begin() as conn:
             conn.execute(update(m.sms_outbox).values(status="pending", attempts=0))
-        assert quiet.send_due() == (0, 0)
+        assert quiet.send_due() == (0, 0, 0)
         assert outbox(store, REMOTE)[0]["status"] == "pending"
         clock.advance(days=2)
         quiet.send_due()

@@ -42,9 +42,10 @@ class ArrearsControl:
         self.store = store
         self.grace = dt.timedelta(days=grace_days)
         self.interval = dt.timedelta(hours=interval_h)
+        self.last: dict[str, int] = {}  # what the last run did (``central control run --json``)
 
     def before_send(self) -> None:
-        self.run()
+        self.last = self.run()
 
     def after_send(self) -> None:
         pass

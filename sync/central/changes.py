@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import func, insert, select, update
 
 from sync import contract as c
-from sync.central import enrol
+from sync.central import enrol, sms_admin
 from sync.central import models as m
 from sync.central.base import StoreBase, Tx, customer_values
 
@@ -102,8 +102,10 @@ class CentralChanges(StoreBase):
 
         A row holds the fields of :class:`~sync.contract.CustomerRecord` without ``seq``
         (``address``, ``phone``, ``status``, ratios, ``card_serial`` and ``purchase_count`` may
-        be left out) and optionally ``arrears``: a list of ``ref``/``kind``/``amount``/...
-        dicts.  A customer already there is skipped with its arrears.  Answers how many were
+        be left out), optionally ``arrears``: a list of ``ref``/``kind``/``amount``/...
+        dicts (``due_at``, when given, is when the item falls due), and optionally
+        ``sms_language`` (zh_CN | en) and ``sms_opted_out``: the customer's SMS preferences.
+        A customer already there is skipped with its arrears and preferences.  Answers how many were
         added.  One transaction, Core executemany in chunks (for archives of a million)."""
         cu = m.customers.c
 
@@ -119,15 +121,22 @@ class CentralChanges(StoreBase):
             for i, (values, _owed) in enumerate(fresh):
                 values["seq"] = first + i
             tx.conn.execute(insert(m.customers), [values for values, _owed in fresh])
+            sms_admin.prefs_from_archive(
+                tx.conn, [wishes[v["customer_no"]] for v, _o in fresh if v["customer_no"] in wishes]
+            )
             owed = [item for _values, items in fresh for item in items]
             if owed:
                 self._insert_arrears(tx, owed, chunk=chunk, touch=False)
             return len(fresh)
 
+        wishes: dict[str, Mapping[str, Any]] = {}  # the SMS preferences the archive gives
+
         def work(tx: Tx) -> int:
             added = 0
             batch: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
             for row in rows:
+                if row.get("sms_language") is not None or row.get("sms_opted_out") is not None:
+                    wishes[row["customer_no"]] = row
                 owed = [{**a, "customer_no": row["customer_no"]} for a in row.get("arrears", ())]
                 batch.append((customer_values(row), owed))
                 if len(batch) >= chunk:
@@ -157,6 +166,7 @@ class CentralChanges(StoreBase):
                     "amount": int(i["amount"]),
                     "must_collect": bool(i.get("must_collect", True)),
                     "settled_by_sale": None,
+                    "due_at": i.get("due_at"),
                 }
                 for i in items[start : start + chunk]
             ]
@@ -181,9 +191,13 @@ class CentralChanges(StoreBase):
         kind: str = "arrears",
         description: str = "",
         must_collect: bool = True,
+        due_at: dt.datetime | None = None,
     ) -> bool:
-        """Add an open arrears item; the customer reappears in the next delta pull.  False when
-        the ref exists already."""
+        """Add an open arrears item (falling due at ``due_at``; None: no due date, never judged
+        overdue); the customer reappears in the next delta pull.  False when the ref exists
+        already."""
+        if due_at is not None and due_at.tzinfo is None:
+            raise ValueError("due_at must be timezone-aware")
         item = c.ArrearsRecord.model_validate(
             {
                 "ref": ref,
@@ -197,7 +211,9 @@ class CentralChanges(StoreBase):
         def work(tx: Tx) -> bool:
             return bool(
                 self._insert_arrears(
-                    tx, [{"customer_no": customer_no, **item.model_dump()}], chunk=1
+                    tx,
+                    [{"customer_no": customer_no, "due_at": due_at, **item.model_dump()}],
+                    chunk=1,
                 )
             )
 

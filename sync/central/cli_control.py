@@ -16,7 +16,7 @@ from app.money import parse_yuan
 from app.ports import RemoteMeters
 from app.presenters.control import status_line
 from sync.central.base import StoreBase
-from sync.central.cli_sms import loop_steps, notice_options
+from sync.central.cli_sms import loop_steps, notice_options, step_counts
 from sync.central.control import ControlLoop, RunReport, control_status
 
 log = logging.getLogger(__name__)
@@ -85,16 +85,18 @@ def _store(ctx: AppContext, args: argparse.Namespace) -> StoreBase:
 def cmd_control_run(ctx: AppContext, args: argparse.Namespace) -> int:
     store = _store(ctx, args)
     meters = remote_meters(ctx, args.terminals)
+    steps = loop_steps(store, args)
     try:
         report = ControlLoop(
-            store, meters, opening_fen=opening_fen(args, demo=False), steps=loop_steps(store, args)
+            store, meters, opening_fen=opening_fen(args, demo=False), steps=steps
         ).run()
     finally:
         if meters is not None:
             meters.close()
         store.dispose()
     if args.json:
-        print(json.dumps(report.to_json(), ensure_ascii=False, indent=1))
+        out = {**report.to_json(), **(step_counts(steps) if report.ran else {})}
+        print(json.dumps(out, ensure_ascii=False, indent=1))
         return 0 if report.ran else 3
     if not report.ran:
         print(_("Another worker is running the control loop now; nothing was done."))
@@ -111,6 +113,15 @@ def cmd_control_run(ctx: AppContext, args: argparse.Namespace) -> int:
             sent=report.commands_sent,
             failed=report.commands_failed,
             waiting=report.commands_waiting,
+        )
+    )
+    counts = step_counts(steps)
+    print(
+        _(
+            "SMS: {queued} queued, {sent} sent, {failed} failed, {limited} over the rate limit; "
+            "arrears: {entered} came under arrears control, {reminded} reminded, {lifted} lifted.",
+            **counts["sms"],
+            **counts["arrears"],
         )
     )
     return 0

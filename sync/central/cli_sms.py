@@ -1,22 +1,27 @@
-"""The station's SMS and arrears options (``--sms-url``, ``--arrears-grace-days``,
-``--arrears-interval-h`` on ``central serve`` and ``central control run``), the loop steps they
-build, and ``cardvend central sms-gateway`` (the reference gateway, :mod:`sync.central.sms_gateway`)."""
+"""The station's SMS and arrears options (``--sms-url``, ``--sms-per-customer-per-hour``,
+``--sms-per-customer-per-day``, ``--arrears-grace-days``, ``--arrears-interval-h`` on ``central
+serve`` and ``central control run``), the loop steps they build and what they did in a run
+(:func:`step_counts`), ``cardvend central sms prefs|list`` (:mod:`sync.central.sms_admin`) and
+``cardvend central sms-gateway`` (the reference gateway, :mod:`sync.central.sms_gateway`)."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from app.context import AppContext
-from app.errors import ValidationError
+from app.errors import NotFound, ValidationError
 from app.i18n import N_, _
 from sync.central.arrears import GRACE_DAYS, INTERVAL_H, ArrearsControl
 from sync.central.base import StoreBase
 from sync.central.control import LoopStep
-from sync.central.sms import HttpSmsGateway, Notices
+from sync.central.sms import PER_DAY, PER_HOUR, STATUSES, HttpSmsGateway, Limits, Notices
 
 
 def notice_options(q: argparse.ArgumentParser) -> None:
@@ -24,6 +29,20 @@ def notice_options(q: argparse.ArgumentParser) -> None:
         "--sms-url",
         metavar="URL",
         help=_("the SMS gateway notices are posted to (without it they stay queued)"),
+    )
+    q.add_argument(
+        "--sms-per-customer-per-hour",
+        type=int,
+        default=PER_HOUR,
+        metavar="N",
+        help=_("at most N SMS to a customer in an hour; trip and close always go (0: no limit)"),
+    )
+    q.add_argument(
+        "--sms-per-customer-per-day",
+        type=int,
+        default=PER_DAY,
+        metavar="N",
+        help=_("at most N SMS to a customer in a day; trip and close always go (0: no limit)"),
     )
     q.add_argument(
         "--arrears-grace-days",
@@ -52,9 +71,92 @@ def loop_steps(store: StoreBase, args: argparse.Namespace) -> list[LoopStep]:
         raise ValidationError(N_("--arrears-grace-days cannot be negative"))
     if not interval > 0:
         raise ValidationError(N_("--arrears-interval-h must be above 0"))
+    per_hour = getattr(args, "sms_per_customer_per_hour", PER_HOUR)
+    per_day = getattr(args, "sms_per_customer_per_day", PER_DAY)
+    if per_hour < 0 or per_day < 0:
+        raise ValidationError(N_("an SMS rate limit cannot be negative"))
     gateway = HttpSmsGateway(url) if url else None
     arrears = ArrearsControl(store, grace_days=grace, interval_h=interval)
-    return [arrears, Notices(store, gateway)]
+    limits = Limits(per_hour=per_hour, per_day=per_day)
+    return [arrears, Notices(store, gateway, limits=limits)]
+
+
+def step_counts(steps: Sequence[LoopStep]) -> dict[str, dict[str, int]]:
+    """What the SMS and arrears steps did in the last run: ``{"sms": {queued, sent, failed,
+    limited}, "arrears": {entered, reminded, lifted}}`` (zeros for a step that did not run)."""
+    counts: dict[str, dict[str, int]] = {
+        "sms": dict.fromkeys(("queued", "sent", "failed", "limited"), 0),
+        "arrears": dict.fromkeys(("entered", "reminded", "lifted"), 0),
+    }
+    for step in steps:
+        if isinstance(step, Notices):
+            counts["sms"].update(step.last)
+        elif isinstance(step, ArrearsControl):
+            counts["arrears"].update(step.last)
+    return counts
+
+
+def _store(ctx: AppContext, args: argparse.Namespace) -> StoreBase:
+    from sync.central.cli import default_db
+    from sync.central.store import CentralStore
+
+    return CentralStore(args.central_db or default_db(ctx), clock=ctx.clock)
+
+
+def cmd_sms_prefs(ctx: AppContext, args: argparse.Namespace) -> int:
+    from sync.central import sms_admin
+
+    store = _store(ctx, args)
+    try:
+        if args.language is None and args.opted_out is None:
+            found: dict[str, Any] | None = sms_admin.prefs(store, args.customer_no)
+        else:
+            found = sms_admin.set_prefs(
+                store, args.customer_no, language=args.language, opted_out=args.opted_out
+            )
+    finally:
+        store.dispose()
+    if found is None:
+        raise NotFound(
+            N_("Customer {customer_no} is not in the station's archive. Check the number."),
+            customer_no=args.customer_no,
+        )
+    if args.json:
+        print(json.dumps(found, ensure_ascii=False, indent=1))
+        return 0
+    print(
+        _("Customer {customer_no}: SMS in {language}, {state}.", customer_no=found["customer_no"],
+          language=found["language"],
+          state=_("opted out") if found["opted_out"] else _("notices on"))
+    )  # fmt: skip
+    return 0
+
+
+def cmd_sms_list(ctx: AppContext, args: argparse.Namespace) -> int:
+    from sync.central import sms_admin
+
+    if args.limit < 1:
+        raise ValidationError(N_("--limit must be at least 1"))
+    store = _store(ctx, args)
+    try:
+        rows = sms_admin.list_notices(
+            store, customer_no=args.customer, status=args.status, limit=args.limit
+        )
+    finally:
+        store.dispose()
+    if args.json:
+        print(json.dumps(rows, ensure_ascii=False, indent=1))
+        return 0
+    if not rows:
+        print(_("No SMS notices."))
+    for r in rows:
+        print(
+            _("{id} {customer_no} {kind} {status}, {attempts} attempts, sent {sent_at}{error}",
+              id=r["id"], customer_no=r["customer_no"], kind=r["kind"], status=r["status"],
+              attempts=r["attempts"], sent_at=r["sent_at"] or "-",
+              error=f": {r['last_error']}" if r["last_error"] else "")
+        )  # fmt: skip
+    return 0
 
 
 def cmd_sms_gateway(ctx: AppContext, args: argparse.Namespace) -> int:
@@ -84,6 +186,29 @@ def cmd_sms_gateway(ctx: AppContext, args: argparse.Namespace) -> int:
 
 
 def register(csub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from sync.central.cli import _db_option
+
+    sms = csub.add_parser("sms", help=_("the station's SMS notices and customers' preferences"))
+    ssub = sms.add_subparsers(dest="sms_command", required=True)
+    q = ssub.add_parser("prefs", help=_("show or set a customer's SMS language and opt-out"))
+    q.add_argument("customer_no", metavar="CUSTOMER_NO")
+    q.add_argument("--language", choices=("zh_CN", "en"), help=_("the language of their SMS"))
+    way = q.add_mutually_exclusive_group()
+    way.add_argument("--opt-out", dest="opted_out", action="store_const", const=True,
+                     help=_("send this customer no SMS"))  # fmt: skip
+    way.add_argument("--opt-in", dest="opted_out", action="store_const", const=False,
+                     help=_("send this customer SMS again"))  # fmt: skip
+    q.add_argument("--json", action="store_true", help=_("print JSON"))
+    _db_option(q)
+    q.set_defaults(func=cmd_sms_prefs, opted_out=None)
+    q = ssub.add_parser("list", help=_("the latest SMS notices with their delivery status"))
+    q.add_argument("--customer", metavar="NO", help=_("only this customer's notices"))
+    q.add_argument("--status", choices=STATUSES, help=_("only notices in this status"))
+    q.add_argument("--limit", type=int, default=100, help=_("at most this many (default 100)"))
+    q.add_argument("--json", action="store_true", help=_("print JSON"))
+    _db_option(q)
+    q.set_defaults(func=cmd_sms_list)
+
     q = csub.add_parser(
         "sms-gateway", help=_("a reference SMS gateway that records what it receives")
     )

@@ -528,3 +528,15 @@ Index(
     channel_payments.c.channel_id,
     channel_payments.c.paid_at,
 )
+
+# --------------------------------------------------------------------------- SMS completion:
+# purchase confirmations, the rate limit per customer, delivery status (sms.py, sms_admin.py;
+# migration c0008)
+
+# the message id a gateway answered with, when it gives one (a delivery receipt to quote)
+sms_outbox.append_column(Column("gateway_id", String(64)))
+
+# the purchase step finds the sales received lately; the rate limit counts a customer's sent SMS
+Index("ix_central_sales_received_at", sales.c.received_at)
+Index("ix_central_sms_customer_sent", sms_outbox.c.customer_no, sms_outbox.c.sent_at)
+Index("ix_central_sms_kind_created", sms_outbox.c.kind, sms_outbox.c.created_at)

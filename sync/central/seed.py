@@ -191,11 +191,14 @@ def add_arrears(
     kind: str = "arrears",
     description: str = "",
     must_collect: bool = True,
+    due_at: dt.datetime | None = None,
 ) -> c.CustomerRecord:
-    """A new open arrears item; answers the customer as the next pull shows it."""
+    """A new open arrears item (falling due at ``due_at``, if given); answers the customer as
+    the next pull shows it."""
     store.add_arrears(
-        customer_no, ref, amount, kind=kind, description=description, must_collect=must_collect
-    )
+        customer_no, ref, amount, kind=kind, description=description,
+        must_collect=must_collect, due_at=due_at,
+    )  # fmt: skip
     found = store.customer(customer_no)
     if found is None:
         raise KeyError(customer_no)

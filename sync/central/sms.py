@@ -7,7 +7,12 @@ often the loop runs or crashes:
   the alarm that goes with a close permit (the close notice says it);
 * ``trip``: a trip command (cause: its id);
 * ``close``: a close permit the meter took after a payment (cause: the command's id, once done);
-* ``arrears``: a reminder of overdue arrears (:mod:`sync.central.arrears`; cause: the reminder).
+* ``arrears``: a reminder of overdue arrears (:mod:`sync.central.arrears`; cause: the reminder);
+* ``purchase``: a confirmation of a completed, not reversed sale the station received (a card
+  sale or a remote payment; cause: the sale id), with the amount paid and, for a remote
+  customer under control, the new balance; a sale reversed after its confirmation was queued
+  gets a ``reversal`` notice (cause: the sale id), and one reversed before it was sent is
+  ``unsent`` instead.
 
 Texts are rendered when queued in the customer's language (``central_sms_prefs``; Chinese when
 not set) with the customer's name and balance in yuan.  A customer without a phone number or who
@@ -17,6 +22,11 @@ opted out gets a row with status ``unsent`` (so the cause is answered once, and 
 a JSON POST to the configured URL); a failure is retried with backoff (:data:`BACKOFF_S`), and
 after :data:`MAX_ATTEMPTS` it is ``failed``.  Without a gateway (no ``--sms-url``) notices stay
 queued; a notice not sent within :data:`EXPIRE` is ``failed`` (expired) rather than sent late.
+
+A customer gets at most :attr:`Limits.per_hour` / :attr:`Limits.per_day` SMS in a rolling hour
+/ day (counted when sent); a notice over the limit is ``limited`` and never sent, except trip and
+close notices (:data:`ALWAYS`), which always go (and count).  A gateway may answer with the
+message id it gave (``{"message_id": ...}``): it is kept in ``gateway_id`` for delivery enquiries.
 """
 
 from __future__ import annotations
@@ -24,10 +34,11 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 import requests
-from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy import and_, case, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 from app.i18n import N_, normalize_language, translate
@@ -37,11 +48,16 @@ from sync.central.base import StoreBase, chunks
 
 log = logging.getLogger(__name__)
 
-PENDING, SENT, FAILED, UNSENT = "pending", "sent", "failed", "unsent"
+PENDING, SENT, FAILED, UNSENT, LIMITED = "pending", "sent", "failed", "unsent", "limited"
+STATUSES: Final = (PENDING, SENT, FAILED, UNSENT, LIMITED)
+ALWAYS: Final = frozenset({"trip", "close"})  # never held back by the rate limit
+PER_HOUR: Final = 3
+PER_DAY: Final = 10
 MAX_ATTEMPTS: Final = 6
 BACKOFF_S: Final = (10, 30, 90, 300, 900)
 EXPIRE: Final = dt.timedelta(days=1)  # an SMS later than this is no news: not sent at all
-RECENT: Final = dt.timedelta(days=1)  # commands older than this get no notice (a new gateway)
+RECENT: Final = dt.timedelta(days=1)  # commands and sales older than this get no notice
+REVERSAL_WINDOW: Final = dt.timedelta(days=7)  # a reversal later than this gets no notice
 BATCH: Final = 200
 DEFAULT_LANGUAGE: Final = "zh_CN"
 
@@ -66,7 +82,25 @@ TEMPLATES: Final[Mapping[str, str]] = {
         "Dear {name}, you have overdue arrears of {owed} yuan. Please pay them at a business "
         "office soon."
     ),
+    "purchase": N_("Dear {name}, your payment of {amount} yuan has been received. Thank you."),
+    "purchase+balance": N_(
+        "Dear {name}, your payment of {amount} yuan has been received. Balance: {balance} yuan."
+    ),
+    "reversal": N_("Dear {name}, your payment of {amount} yuan has been reversed at the counter."),
 }
+MONEY: Final = ("balance", "owed", "amount")  # template values given in fen
+
+
+@dataclass(frozen=True)
+class Limits:
+    """SMS a customer may get in a rolling hour and day (0: no limit of that kind)."""
+
+    per_hour: int = PER_HOUR
+    per_day: int = PER_DAY
+
+    def __post_init__(self) -> None:
+        if self.per_hour < 0 or self.per_day < 0:
+            raise ValueError("an SMS rate limit cannot be negative")
 
 
 class SmsError(Exception):
@@ -76,14 +110,16 @@ class SmsError(Exception):
 class SmsGateway(Protocol):
     """Where the station hands its SMS over."""
 
-    def send(self, message_id: str, phone: str, text: str, language: str) -> None:
-        """Raises :class:`SmsError` (or ``OSError``) when the message was not taken."""
+    def send(self, message_id: str, phone: str, text: str, language: str) -> str | None:
+        """The gateway's own id of the message, if it gives one; raises :class:`SmsError` (or
+        ``OSError``) when the message was not taken."""
         ...
 
 
 class HttpSmsGateway:
     """An HTTP JSON gateway: ``POST url`` with ``{"id", "to", "text", "language"}``; a 2xx
-    answer means taken.  ``id`` is the same on every retry, so a gateway can drop repeats."""
+    answer means taken (a JSON ``message_id`` in it is the gateway's id).  ``id`` is the same on
+    every retry, so a gateway can drop repeats."""
 
     def __init__(self, url: str, *, timeout: float = 5.0) -> None:
         if not url.startswith(("http://", "https://")):
@@ -92,7 +128,7 @@ class HttpSmsGateway:
         self.timeout = timeout
         self._http = requests.Session()
 
-    def send(self, message_id: str, phone: str, text: str, language: str) -> None:
+    def send(self, message_id: str, phone: str, text: str, language: str) -> str | None:
         body = {"id": message_id, "to": phone, "text": text, "language": language}
         try:
             answer = self._http.post(self.url, json=body, timeout=self.timeout)
@@ -100,6 +136,11 @@ class HttpSmsGateway:
             raise SmsError(f"the SMS gateway did not answer: {exc}") from exc
         if not 200 <= answer.status_code < 300:
             raise SmsError(f"the SMS gateway answered {answer.status_code}")
+        try:
+            given = answer.json().get("message_id")
+        except (ValueError, AttributeError):
+            return None
+        return str(given)[:64] if given else None
 
     def close(self) -> None:
         self._http.close()
@@ -107,12 +148,13 @@ class HttpSmsGateway:
 
 def render(kind: str, language: str, **values: Any) -> str:
     """The text of a ``kind`` notice in ``language``; amounts given in fen become yuan."""
-    shown = {k: format_yuan(v) if k in ("balance", "owed") else v for k, v in values.items()}
+    shown = {k: format_yuan(v) if k in MONEY else v for k, v in values.items()}
     return translate(TEMPLATES[kind], language).format(**shown)
 
 
 def queue(conn: Connection, notices: Iterable[Mapping[str, Any]], now: dt.datetime) -> int:
-    """Queue ``notices`` (customer_no, kind, cause, and the template's values: balance, owed)
+    """Queue ``notices`` (customer_no, kind, cause, and the template's values: balance, owed,
+    amount; ``template`` when it is not the kind's own; ``why_unsent`` to record one unsent)
     whose (kind, cause) is not queued yet; their name, phone and language come from the
     archive and the preferences.  Answers how many were queued."""
     wanted = {(n["kind"], n["cause"]): n for n in notices}
@@ -140,8 +182,9 @@ def queue(conn: Connection, notices: Iterable[Mapping[str, Any]], now: dt.dateti
                 continue
             name, phone, language, opted_out = people[n["customer_no"]]
             language = normalize_language(language or DEFAULT_LANGUAGE)
-            values = {k: v for k, v in n.items() if k in ("balance", "owed")}
+            values = {k: v for k, v in n.items() if k in MONEY}
             why = "opted out" if opted_out else "" if phone else "no phone number"
+            why = why or n.get("why_unsent", "")
             rows.append(
                 {
                     "customer_no": n["customer_no"],
@@ -149,7 +192,9 @@ def queue(conn: Connection, notices: Iterable[Mapping[str, Any]], now: dt.dateti
                     "kind": n["kind"],
                     "cause": n["cause"],
                     "language": language,
-                    "text": render(n["kind"], language, name=name, **values)[:500],
+                    "text": render(n.get("template", n["kind"]), language, name=name, **values)[
+                        :500
+                    ],
                     "status": UNSENT if why else PENDING,
                     "attempts": 0,
                     "next_at": now,
@@ -164,19 +209,25 @@ def queue(conn: Connection, notices: Iterable[Mapping[str, Any]], now: dt.dateti
 
 
 class Notices:
-    """The SMS step of the control loop: :meth:`after_decide` (nothing: notices follow the
-    commands) and :meth:`after_send` queues the notices of the commands and sends what is due."""
+    """The SMS step of the control loop: :meth:`after_send` queues the notices of the commands
+    and of the sales received, then sends what is due within the rate limit.  :attr:`last`
+    holds the counts of the last run (``central control run --json``)."""
 
-    def __init__(self, store: StoreBase, gateway: SmsGateway | None) -> None:
+    def __init__(
+        self, store: StoreBase, gateway: SmsGateway | None, *, limits: Limits | None = None
+    ) -> None:
         self.store = store
         self.gateway = gateway
+        self.limits = limits or Limits()
+        self.last: dict[str, int] = {}
 
     def before_send(self) -> None:
         pass
 
     def after_send(self) -> None:
-        self.queue_from_commands()
-        self.send_due()
+        queued = self.queue_from_commands() + self.queue_purchases()
+        sent, failed, limited = self.send_due()
+        self.last = {"queued": queued, "sent": sent, "failed": failed, "limited": limited}
 
     # ------------------------------------------------------------------ queue
 
@@ -212,11 +263,65 @@ class Notices:
             ]
             return queue(conn, notices, now)
 
+    def queue_purchases(self) -> int:
+        """A confirmation for each completed, not reversed sale received within :data:`RECENT`
+        that has none yet (an anti-join on the (kind, cause) key, the sales found through
+        their ``received_at`` index); a ``reversal`` notice for a sale whose confirmation went
+        out and that was reversed since; a confirmation still waiting for a reversed sale is
+        ``unsent``.  Answers how many notices were queued."""
+        sa, co, sm = m.sales.c, m.control.c, m.sms_outbox.c
+        now = self.store.now()
+        since = now - RECENT
+
+        def notice_of(kind: str) -> Any:
+            return select(sm.id).where(sm.kind == kind, sm.cause == sa.id).exists()
+
+        with self.store.engine.begin() as conn:
+            fresh = conn.execute(
+                select(sa.id, sa.customer_no, sa.kind, sa.credit, sa.body, co.remaining_fen)
+                .outerjoin(m.control, and_(co.customer_no == sa.customer_no, sa.kind == "remote"))
+                .where(
+                    sa.received_at >= since,
+                    sa.state == "completed",
+                    sa.reversed.is_(False),
+                    ~notice_of("purchase"),
+                )
+                .order_by(sa.received_at)
+            ).all()
+            reversed_sale = select(sa.id).where(sa.id == sm.cause, sa.reversed.is_(True))
+            conn.execute(
+                update(m.sms_outbox)
+                .where(sm.kind == "purchase", sm.status == PENDING, reversed_sale.exists())
+                .values(status=UNSENT, last_error="the sale was reversed")
+            )
+            recent = select(sm.cause).where(
+                sm.kind == "purchase", sm.status == SENT, sm.created_at >= now - REVERSAL_WINDOW
+            )
+            undone = conn.execute(
+                select(sa.id, sa.customer_no, sa.credit, sa.body).where(
+                    sa.id.in_(recent), sa.reversed.is_(True), ~notice_of("reversal")
+                )
+            ).all()
+            notices = [
+                _purchase(sale_id, number, kind, credit, body, remaining)
+                for sale_id, number, kind, credit, body, remaining in fresh
+            ] + [
+                {
+                    "customer_no": number,
+                    "kind": "reversal",
+                    "cause": sale_id,
+                    "amount": _amount(body, credit),
+                }
+                for sale_id, number, credit, body in undone
+            ]
+            return queue(conn, notices, now)
+
     # ------------------------------------------------------------------ send
 
-    def send_due(self) -> tuple[int, int]:
-        """Send the notices that are due; (sent, failed this time).  Without a gateway nothing
-        is sent; notices older than :data:`EXPIRE` fail as expired."""
+    def send_due(self) -> tuple[int, int, int]:
+        """Send the notices that are due; (sent, failed, limited this time).  Without a
+        gateway nothing is sent; notices older than :data:`EXPIRE` fail as expired; one over
+        the customer's rate limit is ``limited`` (trip and close always go)."""
         sm = m.sms_outbox.c
         now = self.store.now()
         with self.store.engine.begin() as conn:
@@ -226,34 +331,88 @@ class Notices:
                 .values(status=FAILED, last_error="expired: not sent in time")
             )
         if self.gateway is None:
-            return 0, 0
+            return 0, 0, 0
         with self.store.engine.connect() as conn:
             due = conn.execute(
-                select(sm.id, sm.phone, sm.text, sm.language, sm.attempts)
+                select(sm.id, sm.customer_no, sm.kind, sm.phone, sm.text, sm.language, sm.attempts)
                 .where(sm.status == PENDING, sm.next_at <= now)
                 .order_by(sm.id)
                 .limit(BATCH)
             ).all()
+            counts = self._sent_counts(conn, {r[1] for r in due}, now)
         sent = failed = 0
-        for sms_id, phone, text, language, attempts in due:
+        limited: list[tuple[int, str]] = []
+        for sms_id, number, kind, phone, text, language, attempts in due:
+            hour, day = counts.get(number, (0, 0))
+            over = self._over(hour, day)
+            if over and kind not in ALWAYS:
+                limited.append((sms_id, over))
+                continue
             try:
-                self.gateway.send(f"sms-{sms_id}", phone, text, language)
+                given = self.gateway.send(f"sms-{sms_id}", phone, text, language)
             except (SmsError, OSError) as exc:
                 self._failed(sms_id, attempts + 1, str(exc)[:200])
                 failed += 1
                 break  # the gateway is down: the rest wait for the next run
+            counts[number] = (hour + 1, day + 1)
             with self.store.engine.begin() as conn:
                 conn.execute(
                     update(m.sms_outbox)
                     .where(sm.id == sms_id)
                     .values(
-                        status=SENT, attempts=attempts + 1, sent_at=self.store.now(), last_error=""
+                        status=SENT,
+                        attempts=attempts + 1,
+                        sent_at=self.store.now(),
+                        last_error="",
+                        gateway_id=given,
                     )
                 )
             sent += 1
-        if sent or failed:
-            log.info("SMS: %d sent, %d failed", sent, failed)
-        return sent, failed
+        self._limited(limited)
+        if sent or failed or limited:
+            log.info("SMS: %d sent, %d failed, %d limited", sent, failed, len(limited))
+        return sent, failed, len(limited)
+
+    def _over(self, hour: int, day: int) -> str:
+        """Why one more SMS is over the limit ('' when it is not)."""
+        if self.limits.per_hour and hour >= self.limits.per_hour:
+            return f"rate limit: {self.limits.per_hour} an hour"
+        if self.limits.per_day and day >= self.limits.per_day:
+            return f"rate limit: {self.limits.per_day} a day"
+        return ""
+
+    @staticmethod
+    def _sent_counts(
+        conn: Connection, customers: set[str], now: dt.datetime
+    ) -> dict[str, tuple[int, int]]:
+        """Customer -> SMS sent to them in the last hour and day."""
+        sm = m.sms_outbox.c
+        hour = func.sum(case((sm.sent_at > now - dt.timedelta(hours=1), 1), else_=0))
+        found: dict[str, tuple[int, int]] = {}
+        for part in chunks(sorted(customers), BATCH):
+            for number, in_hour, in_day in conn.execute(
+                select(sm.customer_no, hour, func.count())
+                .where(
+                    sm.customer_no.in_(part),
+                    sm.sent_at > now - dt.timedelta(days=1),
+                    sm.status == SENT,
+                )
+                .group_by(sm.customer_no)
+            ):
+                found[str(number)] = (int(in_hour or 0), int(in_day))
+        return found
+
+    def _limited(self, limited: list[tuple[int, str]]) -> None:
+        if not limited:
+            return
+        sm = m.sms_outbox.c
+        with self.store.engine.begin() as conn:
+            for sms_id, why in limited:
+                conn.execute(
+                    update(m.sms_outbox)
+                    .where(sm.id == sms_id, sm.status == PENDING)
+                    .values(status=LIMITED, last_error=why)
+                )
 
     def _failed(self, sms_id: int, attempts: int, error: str) -> None:
         sm = m.sms_outbox.c
@@ -273,4 +432,33 @@ class Notices:
             )
 
 
-__all__ = ["HttpSmsGateway", "Notices", "SmsError", "SmsGateway", "queue", "render"]
+def _amount(body: Any, credit: Any) -> int:
+    """What the customer paid for a sale (its ``amount``; the credit if the body lacks it)."""
+    amount = body.get("amount") if isinstance(body, Mapping) else None
+    return int(amount) if isinstance(amount, int) else int(credit)
+
+
+def _purchase(
+    sale_id: str, number: str, kind: str, credit: Any, body: Any, remaining: Any
+) -> dict[str, Any]:
+    """The confirmation notice of a sale; a remote customer under control gets the balance."""
+    notice: dict[str, Any] = {
+        "customer_no": number,
+        "kind": "purchase",
+        "cause": sale_id,
+        "amount": _amount(body, credit),
+    }
+    if kind == "remote" and remaining is not None:
+        notice.update(balance=int(remaining), template="purchase+balance")
+    return notice
+
+
+__all__ = [
+    "HttpSmsGateway",
+    "Limits",
+    "Notices",
+    "SmsError",
+    "SmsGateway",
+    "queue",
+    "render",
+]

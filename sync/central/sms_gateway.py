@@ -2,7 +2,8 @@
 
 It takes what :class:`sync.central.sms.HttpSmsGateway` posts (``POST /`` or ``POST /sms``, a
 JSON object with ``id``, ``to``, ``text``, ``language``) and appends each message it accepts as
-one JSON line to FILE (with the time it came).  It can be told to fail: ``--fail N`` answers the
+one JSON line to FILE (with the time it came and the message id it answered with:
+``{"accepted": true, "message_id": "gw-N"}``, N counting from 1 in this process).  It can be told to fail: ``--fail N`` answers the
 first N messages with 503, and ``POST /_fail`` with ``{"count": N}`` fails the next N (a gateway
 that is down for a while).  It prints ``sms gateway listening on http://HOST:PORT`` once ready.
 """
@@ -30,20 +31,24 @@ class SmsSink:
         self.out = out
         self.fail = fail
         self.lock = threading.Lock()
+        self.taken = 0
 
-    def take(self, message: dict[str, Any]) -> int:
-        """The HTTP status for ``message``: 503 while failing, 400 when malformed, else 200."""
+    def take(self, message: dict[str, Any]) -> tuple[int, str]:
+        """The HTTP status for ``message`` (503 while failing, 400 when malformed, else 200)
+        and the message id given to it ('' when not taken)."""
         with self.lock:
             if self.fail > 0:
                 self.fail -= 1
-                return 503
+                return 503, ""
             if not all(isinstance(message.get(k), str) and message[k] for k in FIELDS):
-                return 400
+                return 400, ""
+            self.taken += 1
             line = {k: message[k] for k in FIELDS}
+            line["message_id"] = f"gw-{self.taken}"
             line["received_at"] = dt.datetime.now(dt.UTC).isoformat()  # a record, decides nothing
             with self.out.open("a", encoding="utf-8") as f:
                 f.write(json.dumps(line, ensure_ascii=False) + "\n")
-            return 200
+            return 200, line["message_id"]
 
 
 def handler_for(sink: SmsSink) -> type[BaseHTTPRequestHandler]:
@@ -67,8 +72,11 @@ def handler_for(sink: SmsSink) -> type[BaseHTTPRequestHandler]:
                     sink.fail = int(body.get("count", 0))
                 self._answer(200, {"failing": sink.fail})
             elif self.path in ("/", "/sms"):
-                status = sink.take(body)
-                self._answer(status, {"accepted": status == 200})
+                status, given = sink.take(body)
+                answer: dict[str, Any] = {"accepted": status == 200}
+                if given:
+                    answer["message_id"] = given
+                self._answer(status, answer)
             else:
                 self._answer(404, {"error": "no such path"})
 
