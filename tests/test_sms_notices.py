@@ -21,7 +21,7 @@ from sqlalchemy import select, update
 from app.clock import FixedClock
 from sync import contract as c
 from sync.central import models as m
-from sync.central import sms_admin
+from sync.central import channels, sms_admin
 from sync.central.arrears import ArrearsControl
 from sync.central.base import Counter
 from sync.central.control import ControlLoop
@@ -155,6 +155,29 @@ def test_a_confirmation_still_waiting_for_a_reversed_sale_is_not_sent(tmp_path: 
         notices.queue_purchases()
         (row,) = outbox(store, CARD)
         assert (row["status"], row["last_error"]) == ("unsent", "the sale was reversed")
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_a_channel_payment_is_confirmed_once_with_the_balance(kind: str, tmp_path: Path) -> None:
+    clock = FixedClock(START)
+    with seeded_store(kind, tmp_path, clock=clock) as store:
+        notices = Notices(store, None)  # no gateway: the notices wait in the outbox
+        loop = ControlLoop(store, None, opening_fen=5000, steps=[notices])
+        loop.run()  # under control with 50.00
+        bank = channels.authenticate(
+            store, channels.add_channel(store, "BANK1", "Bank", ["DEMO"], all_offices=False)
+        )
+        assert bank is not None
+        request = c.ChannelPaymentRequest(
+            txn_id="T-0001", customer_no=REMOTE, amount_fen=8_800, paid_at=START
+        )
+        channels.pay(store, bank, request)
+        channels.pay(store, bank, request)  # the channel's retry: the same payment, replayed
+        loop.run()
+        loop.run()
+        (notice,) = outbox(store, REMOTE)
+        assert notice["kind"] == "purchase" and notice["cause"].startswith("ch-")
+        assert "88.00" in notice["text"] and "138.00" in notice["text"]  # paid, then balance
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 import requests
-from sqlalchemy import and_, case, func, insert, or_, select, update
+from sqlalchemy import String, and_, case, cast, func, insert, literal, or_, select, update
 from sqlalchemy.engine import Connection
 
 from app.i18n import N_, normalize_language, translate
@@ -58,6 +58,7 @@ BACKOFF_S: Final = (10, 30, 90, 300, 900)
 EXPIRE: Final = dt.timedelta(days=1)  # an SMS later than this is no news: not sent at all
 RECENT: Final = dt.timedelta(days=1)  # commands and sales older than this get no notice
 REVERSAL_WINDOW: Final = dt.timedelta(days=7)  # a reversal later than this gets no notice
+CHANNEL_CAUSE: Final = "ch-"  # a channel payment's confirmation: this and the payment's row id
 BATCH: Final = 200
 DEFAULT_LANGUAGE: Final = "zh_CN"
 
@@ -266,7 +267,8 @@ class Notices:
     def queue_purchases(self) -> int:
         """A confirmation for each completed, not reversed sale received within :data:`RECENT`
         that has none yet (an anti-join on the (kind, cause) key, the sales found through
-        their ``received_at`` index); a ``reversal`` notice for a sale whose confirmation went
+        their ``received_at`` index), and for each payment a third-party channel made; a
+        ``reversal`` notice for a sale whose confirmation went
         out and that was reversed since; a confirmation still waiting for a reversed sale is
         ``unsent``.  Answers how many notices were queued."""
         sa, co, sm = m.sales.c, m.control.c, m.sms_outbox.c
@@ -302,9 +304,29 @@ class Notices:
                     sa.id.in_(recent), sa.reversed.is_(True), ~notice_of("reversal")
                 )
             ).all()
+            # a third party's payment (channels.py) is a remote customer's purchase too: its
+            # cause is "ch-" and the payment's row id (unique; the txn id alone is per channel)
+            cp = m.channel_payments.c
+            by_channel = conn.execute(
+                select(cp.id, cp.customer_no, cp.amount_fen, co.remaining_fen)
+                .outerjoin(m.control, co.customer_no == cp.customer_no)
+                .where(
+                    cp.received_at >= since,
+                    ~select(sm.id)
+                    .where(
+                        sm.kind == "purchase",
+                        sm.cause == literal(CHANNEL_CAUSE) + cast(cp.id, String),
+                    )
+                    .exists(),
+                )
+                .order_by(cp.received_at)
+            ).all()
             notices = [
                 _purchase(sale_id, number, kind, credit, body, remaining)
                 for sale_id, number, kind, credit, body, remaining in fresh
+            ] + [
+                _purchase(f"{CHANNEL_CAUSE}{row_id}", number, "remote", fen, None, remaining)
+                for row_id, number, fen, remaining in by_channel
             ] + [
                 {
                     "customer_no": number,
