@@ -20,8 +20,8 @@ from sqlalchemy import select, update
 
 from app.clock import FixedClock
 from sync import contract as c
-from sync.central import models as m
 from sync.central import channels, sms_admin
+from sync.central import models as m
 from sync.central.arrears import ArrearsControl
 from sync.central.base import Counter
 from sync.central.control import ControlLoop

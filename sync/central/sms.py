@@ -321,21 +321,25 @@ class Notices:
                 )
                 .order_by(cp.received_at)
             ).all()
-            notices = [
-                _purchase(sale_id, number, kind, credit, body, remaining)
-                for sale_id, number, kind, credit, body, remaining in fresh
-            ] + [
-                _purchase(f"{CHANNEL_CAUSE}{row_id}", number, "remote", fen, None, remaining)
-                for row_id, number, fen, remaining in by_channel
-            ] + [
-                {
-                    "customer_no": number,
-                    "kind": "reversal",
-                    "cause": sale_id,
-                    "amount": _amount(body, credit),
-                }
-                for sale_id, number, credit, body in undone
-            ]
+            notices = (
+                [
+                    _purchase(sale_id, number, kind, credit, body, remaining)
+                    for sale_id, number, kind, credit, body, remaining in fresh
+                ]
+                + [
+                    _purchase(f"{CHANNEL_CAUSE}{row_id}", number, "remote", fen, None, remaining)
+                    for row_id, number, fen, remaining in by_channel
+                ]
+                + [
+                    {
+                        "customer_no": number,
+                        "kind": "reversal",
+                        "cause": sale_id,
+                        "amount": _amount(body, credit),
+                    }
+                    for sale_id, number, credit, body in undone
+                ]
+            )
             return queue(conn, notices, now)
 
     # ------------------------------------------------------------------ send
