@@ -314,6 +314,7 @@ class SyncService:
                     Customer.meter_purchase_count,
                     Customer.write_back_seen_at,
                     Customer.alarm1,
+                    Customer.meter_illegal_insert_count,
                 ).where(Customer.write_back_seen_at.is_not(None))
                 if position is not None:
                     when, last_id = position
@@ -328,7 +329,7 @@ class SyncService:
                 return reports, sms, refused
             items: list[c.ControlReport] = []
             texts: list[c.SmsRequest] = []
-            for _cid, cno, remaining, count, seen, alarm1 in rows:
+            for _cid, cno, remaining, count, seen, alarm1, illegal in rows:
                 if remaining is None or count is None or seen is None:
                     continue
                 seen_at = aware(seen)
@@ -341,6 +342,7 @@ class SyncService:
                         meter_purchase_count=count,
                         seen_at=seen_at,
                         counter_id=self.counter_id,
+                        illegal_insert_count=illegal,
                     )
                     text = None
                     if remaining <= alarm1:

@@ -17,7 +17,7 @@ from app.domain.operators import Role
 from app.domain.permissions import PermissionDenied
 from app.errors import NotFound, ValidationError
 from app.persistence.db import Database
-from app.persistence.models import AuditEntry, MgmtJob, OutboxEntry
+from app.persistence.models import AuditEntry, Customer, MgmtJob, OutboxEntry
 from app.services import auth, jobs
 from app.services.operators import add_operator
 from cardio.meter_sim import MeterSimulator
@@ -259,11 +259,19 @@ def test_check_card_reading_is_stored(field: Field) -> None:
     )
     meter = field.meter()
     meter.state.remaining = 12_345
+    meter.state.illegal_insert_count = 4
     meter.save()
     assert meter.insert(field.kit.terminal(image)).job == JobKind.CHECK
     reading = jobs.read_check_card(db, field.tech, clock, field.kit.terminal(image))
     assert (reading.meter_no, reading.customer_no) == (METER, CUSTOMER)
     assert reading.write_back["remaining_fen"] == 12_345
+    with db.read() as session:  # kept for the next control report, illegal inserts too
+        kept = session.execute(
+            select(Customer.meter_remaining, Customer.meter_illegal_insert_count).where(
+                Customer.customer_no == CUSTOMER
+            )
+        ).one()
+    assert tuple(kept) == (12_345, 4)
     assert ("check_card_read", "ok") in _audit_actions(db)
 
 

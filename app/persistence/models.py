@@ -141,6 +141,8 @@ class Customer(Base):
     # what the meter last wrote back (from the card), and when the counter saw it
     meter_purchase_count: Mapped[int | None] = mapped_column(Integer)
     meter_remaining: Mapped[int | None] = mapped_column(BigInteger)
+    # the meter's illegal-insert count from the same write-back (migration 0013)
+    meter_illegal_insert_count: Mapped[int | None] = mapped_column(Integer)
     write_back_seen_at: Mapped[dt.datetime | None]
     # why the account is paused or closed (migration 0010)
     status_reason: Mapped[str] = mapped_column(String(200), default="", server_default="")

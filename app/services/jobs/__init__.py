@@ -21,7 +21,7 @@ Rules: a counter acts only on its own office's jobs; ids are ASCII and matched w
 
 A check card (:func:`read_check_card`) collects a meter's write-back on site; what it brings
 back is stored on the customer's archive row (``meter_remaining``, ``meter_purchase_count``,
-``write_back_seen_at``) and sent by the next sync round as a control report.
+``meter_illegal_insert_count``, ``write_back_seen_at``) and sent by the next sync round as a control report.
 """
 
 from __future__ import annotations

@@ -98,6 +98,7 @@ def read_check_card(
             customer_no = customer.customer_no
             customer.meter_remaining = wb.remaining
             customer.meter_purchase_count = wb.purchase_count
+            customer.meter_illegal_insert_count = wb.illegal_insert_count
             customer.write_back_seen_at = clock.now()
         _audit(
             session,

@@ -376,6 +376,7 @@ def _commit(
     customer.meter_no = new_meter_no
     customer.meter_purchase_count = None  # the new meter has written nothing back yet
     customer.meter_remaining = None
+    customer.meter_illegal_insert_count = None
     session.flush()  # the meter number is unique: a clash shows here
     if arrears:
         session.add(

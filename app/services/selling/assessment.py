@@ -194,6 +194,7 @@ def _new_write_back(customer: Customer, contents: CardContents) -> bool:
         and (
             customer.meter_purchase_count != wb.purchase_count
             or customer.meter_remaining != wb.remaining
+            or (customer.meter_illegal_insert_count or 0) != wb.illegal_insert_count
         )
     )
 
@@ -203,6 +204,7 @@ def _note_write_back(customer: Customer, contents: CardContents, clock: Clock) -
     if wb is not None and _new_write_back(customer, contents):
         customer.meter_purchase_count = wb.purchase_count
         customer.meter_remaining = wb.remaining
+        customer.meter_illegal_insert_count = wb.illegal_insert_count
         customer.write_back_seen_at = clock.now()
 
 
