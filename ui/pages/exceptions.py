@@ -61,11 +61,13 @@ class ExceptionsPage(QWidget):
         self.state.addItem(_("all states"), None)
         for state in STATES[1:]:
             self.state.addItem(label(state), state)
-        self.state.currentIndexChanged.connect(self.refresh)
+        self.state.currentIndexChanged.connect(lambda: self.refresh())
         row.addWidget(self.state)
         self.refresh_button = QPushButton(_("Refresh"))
-        self.refresh_button.clicked.connect(self.refresh)
+        self.refresh_button.clicked.connect(lambda: self.refresh())
         row.addWidget(self.refresh_button)
+        self.count = QLabel()  # how many are listed (the status line keeps a step's answer)
+        row.addWidget(self.count)
         row.addStretch(1)
         outer.addLayout(row)
         self.status = QLabel()
@@ -125,7 +127,8 @@ class ExceptionsPage(QWidget):
             )
         return views
 
-    def refresh(self) -> None:
+    def refresh(self, *, keep_message: bool = False) -> None:
+        """Ask for the list again (``keep_message``: the status line keeps a step's answer)."""
         views = self._views()
         if views is None:
             return
@@ -133,7 +136,9 @@ class ExceptionsPage(QWidget):
         self._asked += 1
         asked = self._asked
         state = self.state.currentData()
-        self._say(_("Asking the station…"))
+        self.count.setText(_("Asking the station…"))
+        if not keep_message:
+            self._say("")
         self.refresh_button.setEnabled(False)
 
         def done(found: Mapping[str, Any]) -> None:
@@ -166,14 +171,14 @@ class ExceptionsPage(QWidget):
         _fill(self.table, rows)
         self.table.blockSignals(False)
         if not items:
-            self._say(_("No exceptions in this office's queue."))
+            self.count.setText(_("No exceptions in this office's queue."))
         else:
-            self._say(_("{n} exceptions of this office.", n=len(items)))
+            self.count.setText(_("{n} exceptions of this office.", n=len(items)))
         ids = [str(i["id"]) for i in items]
-        if keep in ids:
+        if keep in ids:  # the one shown stays shown (out of the list after a step, too)
+            self.table.blockSignals(True)
             self.table.selectRow(ids.index(keep))
-        else:
-            self._show_detail(None)
+            self.table.blockSignals(False)
 
     def _selected(self) -> None:
         row = self.table.currentRow()
@@ -228,7 +233,7 @@ class ExceptionsPage(QWidget):
             self.apply_button.setEnabled(True)
             self.note.clear()
             self._show_detail(found)
-            self.refresh()
+            self.refresh(keep_message=True)
             self._say(
                 _("Exception {id} is now {state}.", id=found["id"], state=label(found["state"])),
                 "ok",
@@ -295,6 +300,7 @@ class ExceptionsPage(QWidget):
         _fill(self.table, [])
         self.table.blockSignals(False)
         self._show_detail(None)
+        self.count.setText("")
         self._say(text, "error")
 
     def _say(self, text: str, tone: str | None = None) -> None:
