@@ -104,6 +104,7 @@ WORD = re.compile(r"[A-Za-z][A-Za-z]{2,}")
 def english_words(text: str) -> list[str]:
     """Words of three or more Latin letters in ``text`` that are not allowed as they are."""
     text = re.sub(r"https?://\S+|/[\w./-]+|\S+@\S+|[\w.-]+:\d+", " ", text)  # addresses, paths
+    text = re.sub(r"\b[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}\b", " ", text)  # ids (UUIDs)
     text = LITERALS.sub(" ", text)
     return [w for w in WORD.findall(text) if w.lower() not in ALLOWED]
 
@@ -161,6 +162,7 @@ def test_the_english_finder_finds_english() -> None:
     assert english_words("请插卡 Insert the card") == ["Insert", "the", "card"]
     assert english_words("电量 12.50 kWh,端口 /dev/ttyUSB0 或 10.0.0.5:8899") == []
     assert english_words("请执行 cardvend counter register --central URL 然后重启") == []
+    assert english_words("异常 14d99928-1888-4a6f-9cbb-ff87078955ed") == []
 
 
 @pytest.mark.parametrize("operator", ["a01", "f01"])  # every page: administrator, technician

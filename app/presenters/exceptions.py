@@ -23,6 +23,24 @@ LABELS = {
     "escalate": N_("escalate"),
 }
 
+# what the station opens an exception for (sync/central/control.py, card_checks.py)
+KINDS = {
+    "reading_missing": N_("no reading"),
+    "reading_incomplete": N_("incomplete reading"),
+    "reading_backwards": N_("reading went backwards"),
+    "reading_jump": N_("reading jumped"),
+    "no_tariff": N_("no tariff in force"),
+    "balance_mismatch": N_("card balance mismatch"),
+    "purchase_count_gap": N_("purchase count gap"),
+    "illegal_insert": N_("illegal card inserts"),
+}
+
+
+def kind_label(code: str) -> str:
+    """What the station opened the exception for, in the current language (an unknown kind as
+    its code)."""
+    return translate(KINDS[code]) if code in KINDS else code
+
 
 def label(code: str | None) -> str:
     """The state or step ``code`` in the current language ("-" for none)."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QComboBox,
     QHBoxLayout,
@@ -29,7 +30,7 @@ from PySide6.QtWidgets import (
 from app.context import AppContext
 from app.errors import CardVendError
 from app.i18n import N_, _
-from app.presenters.exceptions import STATES, STEPS, label
+from app.presenters.exceptions import STATES, STEPS, kind_label, label
 from app.services import exceptions_queue as queue
 from app.settings import TIME_ZONE
 from ui.bridge import error_text
@@ -85,7 +86,11 @@ class ExceptionsPage(QWidget):
         side = QVBoxLayout()
         self.info = QLabel()
         self.info.setWordWrap(True)
+        self.info.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)  # the id
         side.addWidget(self.info)
+        self.record = QLabel()
+        self.record.setWordWrap(True)
+        side.addWidget(self.record)
         self.history = list_table(HISTORY_HEADERS)
         side.addWidget(self.history, 1)
         form = QHBoxLayout()
@@ -160,7 +165,7 @@ class ExceptionsPage(QWidget):
         rows = [
             (
                 str(i["customer_no"]),
-                str(i["kind"]),
+                kind_label(str(i["kind"])),
                 label(i["state"]),
                 i.get("assignee") or "-",
                 when_text(str(i["created_at"]), tz),
@@ -273,16 +278,18 @@ class ExceptionsPage(QWidget):
         if found is None:
             self.assignee.setEnabled(False)
             self.info.setText(_("Choose an exception in the list to see its history."))
+            self.record.setText("")
             _fill(self.history, [])
             return
         tz = self.ctx.settings.value(TIME_ZONE)
         text = _(
-            "Exception {id}\nCustomer {customer}, {kind}: {state}, assigned to {who}.\n{detail}",
-            id=found["id"], customer=found["customer_no"], kind=found["kind"],
+            "Exception {id}\nCustomer {customer}, {kind}: {state}, assigned to {who}.",
+            id=found["id"], customer=found["customer_no"], kind=kind_label(str(found["kind"])),
             state=label(found["state"]), who=found.get("assignee") or "-",
-            detail=found.get("detail") or "",
         )  # fmt: skip
         self.info.setText(text)
+        # the station's own record of what it saw (its words, not the counter's)
+        self.record.setText(str(found.get("detail") or ""))
         rows = []
         for e in found.get("history", []):
             who = e.get("operator_id") or _("station")
