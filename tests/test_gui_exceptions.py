@@ -128,34 +128,3 @@ def test_a_teller_has_no_exceptions_page(qtbot: Any, tmp_path: Path) -> None:
     qtbot.addWidget(window)
     assert "exceptions" not in window.pages and "control_stats" not in window.pages
     window.close()
-
-
-def test_the_page_in_chinese_with_an_exception_shown(qtbot: Any, tmp_path: Path) -> None:
-    from app.i18n import set_language
-    from tests.test_gui_zh import untranslated
-    from ui.main_window import MainWindow
-
-    ctx = make_ctx(tmp_path / "home")
-    ctx.clock = FixedClock(sd.NOW)
-    set_language("zh_CN")
-    try:
-        with sd.serving_station(tmp_path) as (server, _rows, views):
-            ctx.station = views
-            window = MainWindow(ctx, principal=sign_in(ctx, "s01"), training=True)
-            qtbot.addWidget(window)
-            window.show()
-            window.show_page("exceptions")
-            page = window.pages["exceptions"]
-            qtbot.waitUntil(lambda: bool(page.items), timeout=WAIT_MS)
-            page.table.selectRow(0)
-            qtbot.waitUntil(lambda: page.detail is not None, timeout=WAIT_MS)
-            assert "异常" in page.info.text() and page.history.rowCount() >= 0
-            take(qtbot, page, "explain")
-            assert untranslated(page) == [], untranslated(page)
-            server.stop()
-            page.refresh()
-            qtbot.waitUntil(lambda: page.items is None, timeout=WAIT_MS)
-            assert untranslated(page) == [], untranslated(page)
-            window.close()
-    finally:
-        set_language("en")
