@@ -1,12 +1,13 @@
 """The exceptions queue page (Ctrl+F5), offscreen, against a real station in this process: a
 supervisor sees this office's exceptions (open ones first, then every state), takes steps that
-the history shows with the operator and the counter, an illegal step and a missing note are
-one clear line, the steps are audited at the counter, a stopped station is one line, and a
-teller has no such page."""
+the history shows with the operator and the counter; an illegal step, an unknown id and a
+missing note are one clear line each, the steps are audited at the counter, a stopped station
+is one line, and a teller has no such page."""
 
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +113,10 @@ def test_a_supervisor_works_the_office_queue(qtbot: Any, tmp_path: Path) -> None
             ("exception_assign", "ok"), ("exception_resolve", "ok"),
             ("exception_escalate", "failed"),
         ]  # fmt: skip
+
+        page.load(str(uuid.uuid4()))  # an id the station does not hold for this office
+        qtbot.waitUntil(lambda: "holds no such exception" in page.status.text(), timeout=WAIT_MS)
+        assert page.detail is None and not page.apply_button.isEnabled()
 
         server.stop()
         page.refresh()

@@ -184,6 +184,7 @@ class ExceptionsPage(QWidget):
             self.table.blockSignals(True)
             self.table.selectRow(ids.index(keep))
             self.table.blockSignals(False)
+            self.load(str(keep))  # its history as the station has it now
 
     def _selected(self) -> None:
         row = self.table.currentRow()
@@ -234,10 +235,15 @@ class ExceptionsPage(QWidget):
                 lambda req: views.act_on_exception(exception_id, req),
             )  # fmt: skip
 
+        def still_shown() -> bool:  # not another exception chosen meanwhile
+            return self.detail is not None and str(self.detail["id"]) == exception_id
+
         def done(found: Mapping[str, Any]) -> None:
             self.apply_button.setEnabled(True)
-            self.note.clear()
-            self._show_detail(found)
+            if still_shown():
+                self.note.clear()
+                self._asked_one += 1  # a history asked before the step is older than this
+                self._show_detail(found)
             self.refresh(keep_message=True)
             self._say(
                 _("Exception {id} is now {state}.", id=found["id"], state=label(found["state"])),
@@ -247,6 +253,8 @@ class ExceptionsPage(QWidget):
         def failed(exc: BaseException) -> None:
             self.apply_button.setEnabled(True)
             self._say(self._refusal_text(exc, step=step, state=state), "error")
+            if still_shown() and getattr(exc, "code", "") == "illegal_transition":
+                self.load(exception_id)  # the state the station holds now
 
         self.shell.ops.run(work, done, failed)
 
