@@ -38,7 +38,7 @@ from ui.dialogs.common import when_text
 from ui.pages.common import list_table, page_title
 from ui.style import set_tone
 
-LIST_HEADERS = (N_("Customer"), N_("Kind"), N_("State"), N_("Assigned to"), N_("Opened"))
+LIST_HEADERS = (N_("Customer"), N_("Kind"), N_("State"), N_("Assigned to"), N_("Raised at"))
 HISTORY_HEADERS = (N_("Time"), N_("Step"), N_("State"), N_("By"), N_("Note"))
 LIMIT = 200
 
