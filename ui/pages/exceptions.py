@@ -74,16 +74,14 @@ class ExceptionsPage(QWidget):
         self.status = QLabel()
         self.status.setWordWrap(True)
         outer.addWidget(self.status)
-        body = QHBoxLayout()
         self.table = list_table(LIST_HEADERS)
         self.table.itemSelectionChanged.connect(self._selected)
-        body.addWidget(self.table, 3)
-        body.addLayout(self._build_detail(), 2)
-        outer.addLayout(body, 1)
+        outer.addWidget(self.table, 3)  # the list the whole width, the one chosen below it
+        outer.addLayout(self._build_detail(), 2)
         self._show_detail(None)
 
-    def _build_detail(self) -> QVBoxLayout:
-        side = QVBoxLayout()
+    def _build_detail(self) -> QHBoxLayout:
+        side = QVBoxLayout()  # what it is and the step to take, beside its history
         self.info = QLabel()
         self.info.setWordWrap(True)
         self.info.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)  # the id
@@ -91,8 +89,7 @@ class ExceptionsPage(QWidget):
         self.record = QLabel()
         self.record.setWordWrap(True)
         side.addWidget(self.record)
-        self.history = list_table(HISTORY_HEADERS)
-        side.addWidget(self.history, 1)
+        side.addStretch(1)
         form = QHBoxLayout()
         self.step = QComboBox()
         for step in STEPS:
@@ -100,11 +97,12 @@ class ExceptionsPage(QWidget):
         self.step.currentIndexChanged.connect(self._step_changed)
         self.assignee = QLineEdit()
         self.assignee.setPlaceholderText(_("operator id"))
-        self.assignee.setMaximumWidth(120)
+        self.assignee.setMaximumWidth(140)
         form.addWidget(QLabel(_("Step")))
         form.addWidget(self.step)
         form.addWidget(QLabel(_("to")))
         form.addWidget(self.assignee)
+        form.addStretch(1)
         side.addLayout(form)
         second = QHBoxLayout()
         self.note = QLineEdit()
@@ -116,7 +114,11 @@ class ExceptionsPage(QWidget):
         second.addWidget(self.note, 1)
         second.addWidget(self.apply_button)
         side.addLayout(second)
-        return side
+        below = QHBoxLayout()
+        below.addLayout(side, 2)
+        self.history = list_table(HISTORY_HEADERS)
+        below.addWidget(self.history, 3)
+        return below
 
     def activated(self) -> None:
         if not self._loaded_once:
