@@ -187,6 +187,20 @@ class StationViews(Protocol):
         """Charge-control statistics of this office, its city or its province."""
         ...
 
+    def exceptions(self, state: str | None = None, limit: int = 100) -> Mapping[str, Any]:
+        """The office's exceptions queue, newest first: ``{"items": [...]}`` (``state``: one
+        state, "open" for those not closed, None for all)."""
+        ...
+
+    def exception(self, exception_id: str) -> Mapping[str, Any]:
+        """One exception of the office with its ``history`` (who, when, from and to state)."""
+        ...
+
+    def act_on_exception(self, exception_id: str, step: Mapping[str, Any]) -> Mapping[str, Any]:
+        """A supervisor's step (the contract's ExceptionAction); the exception after it, or a
+        typed error (``exception_not_found``, ``illegal_transition``)."""
+        ...
+
 
 class ReceiptRenderer(Protocol):
     """Renders receipts as PDF (printing/). ``size``: "80", "58" (mm rolls), "a5", "a4"."""

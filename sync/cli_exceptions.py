@@ -12,54 +12,30 @@ stderr and exit 1 (with ``--json`` also ``{"error": CODE, "message": ...}`` on s
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
 from typing import Any
 
 from app.cli import cli_login, emit_json, id_arg, open_db, operator_arg
 from app.context import AppContext
 from app.domain import ids
-from app.domain.permissions import Action, PermissionDenied
-from app.i18n import N_, _, translate
+from app.i18n import _
 from app.localtime import local_time
-from app.services import audit
+from app.presenters import exceptions as exc_text
+from app.services import exceptions_queue as queue
 from app.services.auth import Principal
 from app.settings import TIME_ZONE
 from sync import contract as c
 from sync.errors import ExceptionNotFound, IllegalTransition
 from sync.service import make_client
 
-STATES = ("open", "new", "assigned", "explained", "resolved", "escalated")
-STEPS = ("assign", "explain", "resolve", "escalate")
-# what a person reads for the station's state and step codes
-LABELS = {
-    "new": N_("new"),
-    "assigned": N_("assigned"),
-    "explained": N_("explained"),
-    "resolved": N_("resolved"),
-    "escalated": N_("escalated"),
-    "opened": N_("opened"),
-    "assign": N_("assign"),
-    "explain": N_("explain"),
-    "resolve": N_("resolve"),
-    "escalate": N_("escalate"),
-}
-
-
-def label(code: str | None) -> str:
-    return translate(LABELS[code]) if code in LABELS else (code or "-")
+STATES, STEPS = exc_text.STATES, exc_text.STEPS
+label = exc_text.label  # what a person reads for the station's state and step codes
 
 
 def _supervisor(ctx: AppContext, args: argparse.Namespace, what: str, target: str) -> Principal:
     """The signed-in operator, who must be a supervisor; a refusal is audited first."""
     me = cli_login(ctx, args.operator)
-    try:
-        me.authorize(Action.HANDLE_EXCEPTIONS, ctx.clock)
-    except PermissionDenied:
-        with open_db(ctx).write() as session:
-            audit.record_by(
-                session, me, ctx.clock, what, target=target, result="denied",
-                detail={"role": str(me.role)},
-            )  # fmt: skip
-        raise
+    queue.authorize(open_db(ctx), me, ctx.clock, what, target)
     return me
 
 
@@ -129,38 +105,27 @@ def cmd_show(ctx: AppContext, args: argparse.Namespace) -> int:
 
 def cmd_step(ctx: AppContext, args: argparse.Namespace) -> int:
     """assign / explain / resolve / escalate, audited at the counter (refused steps too)."""
-    what = f"exception_{args.step}"
-    me = _supervisor(ctx, args, what, args.exception_id)
-    step = c.ExceptionAction(
-        action=args.step,
-        operator_id=me.operator_id,
-        assignee=getattr(args, "to", None),
-        note=args.note or "",
+    me = _supervisor(ctx, args, f"exception_{args.step}", args.exception_id)
+    request = queue.step_request(
+        me, args.step, assignee=getattr(args, "to", None), note=args.note or ""
     )
     client = make_client(ctx)
-    detail_of: dict[str, Any] = {"note": step.note}
+
+    def send(req: Mapping[str, Any]) -> Mapping[str, Any]:
+        step = c.ExceptionAction.model_validate(req)
+        return client.act_on_exception(args.exception_id, step).model_dump(mode="json")
+
     try:
-        done = client.act_on_exception(args.exception_id, step)
+        done = queue.take_step(open_db(ctx), me, ctx.clock, args.exception_id, request, send)
     except (ExceptionNotFound, IllegalTransition) as err:
-        with open_db(ctx).write() as session:
-            audit.record_by(
-                session, me, ctx.clock, what, target=args.exception_id, result="failed",
-                detail={**detail_of, "code": err.code},
-            )  # fmt: skip
         _refused(args, err, err.code)
         raise
     finally:
         client.close()
-    with open_db(ctx).write() as session:
-        audit.record_by(
-            session, me, ctx.clock, what, target=done.id,
-            detail={**detail_of, "customer_no": done.customer_no, "state": done.state,
-                    "assignee": done.assignee},
-        )  # fmt: skip
     if args.json:
-        emit_json(done.model_dump(mode="json"))
+        emit_json(dict(done))
     else:
-        print(_("Exception {id} is now {state}.", id=done.id, state=label(done.state)))
+        print(_("Exception {id} is now {state}.", id=done["id"], state=label(done["state"])))
     return 0
 
 

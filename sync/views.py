@@ -1,5 +1,5 @@
 """The station's views the counter's pages read (:class:`app.ports.StationViews`): a customer's
-charge control and the statistics, each a short request of its own over the contract (one
+charge control, the statistics and the exceptions queue, each a short request of its own over the contract (one
 attempt: a page shows at once that the station cannot be reached, and asks again when told)."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from app.context import AppContext
+from sync import contract as c
 from sync.client import CentralClient, RetryPolicy
 from sync.service import make_client
 
@@ -47,6 +48,28 @@ class ClientViews:
                 region=region, date_from=date_from, date_to=date_to, plan=plan, state=state
             )
             return found.model_dump(mode="json")
+        finally:
+            client.close()
+
+    def exceptions(self, state: str | None = None, limit: int = 100) -> Mapping[str, Any]:
+        client = self._client()
+        try:
+            return client.list_exceptions(state, limit).model_dump(mode="json")
+        finally:
+            client.close()
+
+    def exception(self, exception_id: str) -> Mapping[str, Any]:
+        client = self._client()
+        try:
+            return client.get_exception(exception_id).model_dump(mode="json")
+        finally:
+            client.close()
+
+    def act_on_exception(self, exception_id: str, step: Mapping[str, Any]) -> Mapping[str, Any]:
+        client = self._client()
+        try:
+            request = c.ExceptionAction.model_validate(step)
+            return client.act_on_exception(exception_id, request).model_dump(mode="json")
         finally:
             client.close()
 

@@ -268,8 +268,11 @@ def fill_page(window: Any, key: str, page: Any) -> list[str]:
     elif key == "shift":
         fill_count(page)
         settle(window, quiet_ms=200)
-    elif key == "control_stats":  # the station's answer (tests/rigs/stats_data.serving_station)
+    elif key in ("control_stats", "exceptions"):  # the station's answer (serving_station)
         settle(window, quiet_ms=300)
+        if key == "exceptions" and page.table.rowCount():
+            page.table.selectRow(0)  # one exception with its history
+            settle(window, quiet_ms=300)
     return []
 
 

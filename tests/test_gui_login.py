@@ -449,8 +449,8 @@ def test_the_idle_lock_names_the_configured_minutes(qtbot: Any, start: Any) -> N
 @pytest.mark.parametrize(
     ("operator", "landing", "hidden"),
     [
-        ("t01", "sale", {"admin", "jobs", "meter", "control_stats"}),
-        ("f01", "jobs", {"sale", "shift", "recovery", "admin", "control_stats"}),
+        ("t01", "sale", {"admin", "jobs", "meter", "control_stats", "exceptions"}),
+        ("f01", "jobs", {"sale", "shift", "recovery", "admin", "control_stats", "exceptions"}),
         ("a01", "admin", {"sale", "shift", "recovery", "jobs", "meter"}),
     ],
 )

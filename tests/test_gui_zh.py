@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.clock import FixedClock
 from app.context import AppContext
 from app.i18n import set_language
 from app.paths import resolve_paths
@@ -104,6 +105,7 @@ WORD = re.compile(r"[A-Za-z][A-Za-z]{2,}")
 def english_words(text: str) -> list[str]:
     """Words of three or more Latin letters in ``text`` that are not allowed as they are."""
     text = re.sub(r"https?://\S+|/[\w./-]+|\S+@\S+|[\w.-]+:\d+", " ", text)  # addresses, paths
+    text = re.sub(r"\b[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}\b", " ", text)  # ids (UUIDs)
     text = LITERALS.sub(" ", text)
     return [w for w in WORD.findall(text) if w.lower() not in ALLOWED]
 
@@ -161,6 +163,7 @@ def test_the_english_finder_finds_english() -> None:
     assert english_words("请插卡 Insert the card") == ["Insert", "the", "card"]
     assert english_words("电量 12.50 kWh,端口 /dev/ttyUSB0 或 10.0.0.5:8899") == []
     assert english_words("请执行 cardvend counter register --central URL 然后重启") == []
+    assert english_words("异常 14d99928-1888-4a6f-9cbb-ff87078955ed") == []
 
 
 @pytest.mark.parametrize("operator", ["a01", "f01"])  # every page: administrator, technician
@@ -245,3 +248,37 @@ def test_approval_rules_tab_and_dialog_in_chinese(qtbot: Any, ctx: AppContext) -
     qtbot.waitUntil(lambda: "10080" in dialog.error.text(), timeout=WAIT)
     found += [repr(t) for t in (dialog.error.text(),) if english_words(t)]
     assert not found, "\n".join(found)
+
+
+def test_the_exceptions_page_in_chinese(qtbot: Any, tmp_path: Path) -> None:
+    """The exceptions queue with the station's answers (an exception and its history shown, a
+    step refused here) and with the station away."""
+    from tests.rigs import stats_data as sd
+    from tests.rigs.sale_window import make_ctx, sign_in
+    from ui.main_window import MainWindow
+
+    ctx = make_ctx(tmp_path / "home")
+    ctx.clock = FixedClock(sd.NOW)
+    set_language("zh_CN")
+    try:
+        with sd.serving_station(tmp_path) as (server, _rows, views):
+            ctx.station = views
+            window = MainWindow(ctx, principal=sign_in(ctx, "s01"), training=True)
+            qtbot.addWidget(window)
+            window.show()
+            window.show_page("exceptions")
+            page = window.pages["exceptions"]
+            qtbot.waitUntil(lambda: bool(page.items), timeout=WAIT)
+            page.table.selectRow(0)
+            qtbot.waitUntil(lambda: page.detail is not None, timeout=WAIT)
+            assert "异常" in page.info.text()
+            page.step.setCurrentIndex(page.step.findData("explain"))
+            page.apply()  # no note: refused at the counter
+            assert untranslated(page) == [], untranslated(page)
+            server.stop()
+            page.refresh()
+            qtbot.waitUntil(lambda: page.items is None, timeout=WAIT)
+            assert untranslated(page) == [], untranslated(page)
+            window.close()
+    finally:
+        set_language("en")

@@ -68,6 +68,14 @@ PAGES = (
     PageSpec(
         "recovery", "ui.pages.recovery", "RecoveryPage", N_("Unresolved"), "F5", needs=Action.SELL
     ),
+    PageSpec(
+        "exceptions",
+        "ui.pages.exceptions",
+        "ExceptionsPage",
+        N_("Exceptions"),
+        "Ctrl+F5",
+        needs=Action.HANDLE_EXCEPTIONS,
+    ),
     PageSpec("sync", "ui.pages.sync", "SyncPage", N_("Central link"), "F6"),
     PageSpec(
         "reports", "ui.pages.reports", "ReportsPage", N_("Reports"), "F7", needs=Action.VIEW_REPORTS

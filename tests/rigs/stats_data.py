@@ -150,6 +150,7 @@ def _controlled(rnd: random.Random, rows: Rows, no: str, meter: str) -> None:
                 "id": str(uuid.uuid4()), "customer_no": no,
                 "kind": rnd.choice(["reading_missing", "reading_jump"]),
                 "detail": "", "state": rnd.choice(["new", "resolved", "assigned"]),
+                "office_code": rows.customers[no]["office"],  # the queue's office scope
                 "created_at": NOW, "updated_at": NOW,
             }
         )  # fmt: skip
