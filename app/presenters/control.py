@@ -45,9 +45,15 @@ def status_line(
     )
 
 
+RELAY_TEXT = {  # whole phrases: "closed" alone is an account's state in Chinese
+    "closed": N_("relay closed"),
+    "open": N_("relay open"),
+}
+
+
 def relay_text(relay: str | None) -> str:
-    """A meter's relay as a person reads it (closed: power on; open: power off)."""
-    return {"closed": _("closed"), "open": _("open")}.get(relay or "", "—")
+    """A meter's relay as a person reads it: "relay closed" (power on), "relay open"."""
+    return translate(RELAY_TEXT.get(relay or "", N_("relay —")))
 
 
 def kwh(wh: int | None) -> str:
@@ -68,7 +74,7 @@ def condition_text(
     """What a called meter said in full (``cardvend control condition``): relay, clock, energy,
     status words, the station's last reading and when it was called."""
     return _(
-        "{customer_no} (meter {meter_no}): relay {relay}, meter clock {clock}, energy {energy} "
+        "{customer_no} (meter {meter_no}): {relay}, meter clock {clock}, energy {energy} "
         "kWh, status words {words}; last reading by the station {read_at}; called {fetched_at}",
         customer_no=customer_no,
         meter_no=meter_no,
@@ -86,8 +92,8 @@ def meter_line(
 ) -> str:
     """What a called meter said, short (the sale page, beside the station's view)."""
     return _(
-        "Meter {meter_no} called at {fetched_at}: relay {relay}, meter clock {clock}, energy "
-        "{energy} kWh",
+        "Meter {meter_no} called at {fetched_at}: {relay}, meter clock {clock}, energy {energy} "
+        "kWh",
         meter_no=meter_no,
         fetched_at=fetched_at,
         relay=relay_text(relay),

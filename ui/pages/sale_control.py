@@ -142,11 +142,11 @@ class ControlLine:
         self.condition = cond
         tz = zone(self.shell.ctx.settings.value(TIME_ZONE))
         self.condition_label.setText(
-            _("Meter: {line}", line=meter_line(
+            meter_line(
                 str(cond["meter_no"]), cond.get("relay"),
                 local(cond.get("meter_time"), tz, seconds=True), cond.get("energy_wh"),
                 local(cond.get("fetched_at"), tz, seconds=True) or "—",
-            ))
+            )
         )  # fmt: skip
         set_tone(self.condition_label, "alarm" if cond.get("relay") == "open" else "note")
 
