@@ -105,3 +105,23 @@ def test_a_station_without_terminals_or_away_says_so(qtbot: Any, tmp_path: Path)
     qtbot.waitUntil(lambda: page.call_meter.isEnabled(), timeout=WAIT_MS)
     assert "cannot be reached" in page.condition_line.text(), page.condition_line.text()
     window.close()
+
+
+def test_the_meter_lines_read_in_chinese() -> None:
+    from app.errors import CardVendError
+    from app.i18n import set_language
+    from app.presenters.control import meter_line
+    from tests.test_gui_zh import english_words
+    from ui.pages.sale_control import refusal
+
+    codes = ["terminal_no_answer", "no_terminals", "not_remote", "not_found", "central_unreachable"]
+    set_language("zh_CN")
+    try:
+        lines = [meter_line("200000000010", "closed", "2026-12-05 21:50:01", 12345, "—")]
+        lines += [meter_line("200000000010", relay, None, None, "—") for relay in ("open", None)]
+        lines += [refusal(type("Refused", (CardVendError,), {"code": code})()) for code in codes]
+        for line in lines:
+            assert not english_words(line), line
+        assert "继电器合闸" in lines[0] and "12.345" in lines[0]
+    finally:
+        set_language("en")
