@@ -34,12 +34,12 @@ def status_line(
         return value.isoformat() if isinstance(value, dt.datetime) else value
 
     return _(
-        "{customer_no}: {state}, remaining {remaining} yuan, relay {relay}, last reading "
-        "{read_at}, close permit sent {permit_at}",
+        "{customer_no}: {state}, remaining {remaining} yuan, {relay}, last reading {read_at}, "
+        "close permit sent {permit_at}",
         customer_no=customer_no,
         state=translate(STATE_TEXT.get(state, state)),
         remaining=format_yuan(remaining_fen) if remaining_fen is not None else "—",
-        relay=relay or "—",
+        relay=relay_text(relay),
         read_at=when(read_at),
         permit_at=when(permit_at),
     )
