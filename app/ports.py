@@ -175,6 +175,13 @@ class StationViews(Protocol):
         """A customer's charge control: state, remaining_fen, relay, last_reading_at, ..."""
         ...
 
+    def terminal_condition(self, customer_no: str) -> Mapping[str, Any]:
+        """The station calls the customer's remote meter now (condition release): relay,
+        status_words, meter_time, energy_wh, last_reading_at, fetched_at.  Refusals are typed
+        errors with ``code`` ``terminal_no_answer`` (the meter did not answer), ``no_terminals``
+        (the station has no terminals), ``not_remote`` or ``not_found``; may take seconds."""
+        ...
+
     def stats(
         self,
         *,

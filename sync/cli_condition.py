@@ -13,6 +13,7 @@ from app.context import AppContext
 from app.domain import ids
 from app.errors import NotFound
 from app.i18n import N_, _
+from app.presenters import control
 from sync import contract as c
 from sync.client import CentralClient
 from sync.errors import CentralRejected, SyncError
@@ -60,24 +61,16 @@ def call_condition(client: CentralClient, customer_no: str) -> c.TerminalConditi
         raise
 
 
-def _kwh(wh: int | None) -> str:
-    return "—" if wh is None else f"{wh // 1000}.{wh % 1000:03d}"
-
-
 def condition_text(cond: c.TerminalCondition) -> str:
-    relay = {"closed": _("closed"), "open": _("open")}.get(cond.relay or "", "—")
-    words = " ".join(f"{w:04X}" if w is not None else "----" for w in cond.status_words)
-    return _(
-        "{customer_no} (meter {meter_no}): relay {relay}, meter clock {clock}, energy {energy} "
-        "kWh, status words {words}; last reading by the station {read_at}; called {fetched_at}",
-        customer_no=cond.customer_no,
-        meter_no=cond.meter_no,
-        relay=relay,
-        clock=cond.meter_time.isoformat() if cond.meter_time else "—",
-        energy=_kwh(cond.energy_wh),
-        words=words or "—",
-        read_at=cond.last_reading_at.isoformat() if cond.last_reading_at else "—",
-        fetched_at=cond.fetched_at.isoformat(),
+    return control.condition_text(
+        cond.customer_no,
+        cond.meter_no,
+        cond.relay,
+        list(cond.status_words),
+        cond.meter_time.isoformat() if cond.meter_time else None,
+        cond.energy_wh,
+        cond.last_reading_at.isoformat() if cond.last_reading_at else None,
+        cond.fetched_at.isoformat(),
     )
 
 

@@ -1,6 +1,7 @@
 """The station's views the counter's pages read (:class:`app.ports.StationViews`): a customer's
-charge control, the statistics and the exceptions queue, each a short request of its own over the contract (one
-attempt: a page shows at once that the station cannot be reached, and asks again when told)."""
+charge control, its meter called now (condition release), the statistics and the exceptions
+queue, each a short request of its own over the contract (one attempt: a page shows at once that
+the station cannot be reached, and asks again when told)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 
 from app.context import AppContext
 from sync import contract as c
+from sync.cli_condition import call_condition
 from sync.client import CentralClient, RetryPolicy
 from sync.service import make_client
 
@@ -30,6 +32,13 @@ class ClientViews:
         client = self._client()
         try:
             return client.control_status(customer_no).model_dump(mode="json")
+        finally:
+            client.close()
+
+    def terminal_condition(self, customer_no: str) -> Mapping[str, Any]:
+        client = self._client()
+        try:
+            return call_condition(client, customer_no).model_dump(mode="json")
         finally:
             client.close()
 

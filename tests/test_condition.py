@@ -7,26 +7,22 @@ another office's customer and a card customer are clear errors, in seconds."""
 from __future__ import annotations
 
 import contextlib
-import os
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from sync.central import models as m
 from sync.central.store import CentralStore
 from tests.conftest import pg_schema
 from tests.rigs.cli import ok_json, registered_counter, run
+from tests.rigs.condition import FOREIGN, SILENT, fleet_and_station
 from tests.rigs.counter import REMOTE
 from tests.rigs.pg import schema_url
-from tests.rigs.processes import start, stop
 
 ROOT = Path(__file__).resolve().parent.parent
-SILENT = "100000000020"  # its meter number is moved to an address no meter answers
-FOREIGN = "100000000030"  # moved to another office
 CARD = "100000000002"
 
 
@@ -43,61 +39,32 @@ def database(kind: str, tmp_path: Path) -> Iterator[str]:
 def test_the_counter_calls_a_meters_condition_through_the_station(
     kind: str, tmp_path: Path
 ) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CARDVEND_")}
-    env["CARDVEND_HOME"] = str(tmp_path / "station-home")
-    procs: list[subprocess.Popen[str]] = []
-    with database(kind, tmp_path) as db:
-        try:
-            fleet, line = start(
-                ["fleet", "simulate", "--tcp", "0", "--demo", "--state", str(tmp_path / "fleet")],
-                env, "Serving",
-            )  # fmt: skip
-            procs.append(fleet)
-            where = "127.0.0.1:" + line.split("127.0.0.1:")[1].split()[0]
-            station, line = start(
-                ["central", "serve", "--port", "0", "--db", db, "--terminals", where,
-                 "--enrolment-key", "office-secret", "--control-interval", "3600"],
-                env, "central listening on",
-            )  # fmt: skip
-            procs.append(station)
-            url = line.split("central listening on ")[1].strip()
-            store = CentralStore(db)
-            cu = m.customers.c
-            with store.engine.begin() as conn:
-                conn.execute(
-                    update(m.customers)
-                    .where(cu.customer_no == SILENT)
-                    .values(meter_no="299999999999")
-                )
-                conn.execute(
-                    update(m.customers).where(cu.customer_no == FOREIGN).values(office_code="ELSE")
-                )
-            home = registered_counter(tmp_path / "counter", url)
+    with database(kind, tmp_path) as db, fleet_and_station(tmp_path, db) as station:
+        store = CentralStore(db)
+        home = registered_counter(tmp_path / "counter", station.url)
 
-            seen = ok_json(run(home, "control", "condition", REMOTE, "--json"))
-            assert seen["customer_no"] == REMOTE and seen["meter_no"] == "200000000010"
-            assert seen["relay"] == "closed" and len(seen["status_words"]) == 7
-            assert seen["meter_time"] is not None and seen["energy_wh"] >= 0
-            cd = m.conditions.c
-            with store.engine.connect() as conn:
-                kept = conn.execute(
-                    select(cd.relay, cd.counter_id).where(cd.customer_no == REMOTE)
-                ).one()
-            assert kept[0] == "closed" and kept[1]  # kept, with the counter that asked
-            shown = run(home, "control", "condition", REMOTE)
-            assert shown.returncode == 0 and "relay closed" in shown.stdout, shown.stderr
+        seen = ok_json(run(home, "control", "condition", REMOTE, "--json"))
+        assert seen["customer_no"] == REMOTE and seen["meter_no"] == "200000000010"
+        assert seen["relay"] == "closed" and len(seen["status_words"]) == 7
+        assert seen["meter_time"] is not None and seen["energy_wh"] >= 0
+        cd = m.conditions.c
+        with store.engine.connect() as conn:
+            kept = conn.execute(
+                select(cd.relay, cd.counter_id).where(cd.customer_no == REMOTE)
+            ).one()
+        assert kept[0] == "closed" and kept[1]  # kept, with the counter that asked
+        shown = run(home, "control", "condition", REMOTE)
+        assert shown.returncode == 0 and "relay closed" in shown.stdout, shown.stderr
 
-            started = time.monotonic()
-            silent = run(home, "control", "condition", SILENT)
-            assert silent.returncode == 1 and "did not answer" in silent.stderr, silent.stderr
-            assert time.monotonic() - started < 30  # the meter timeout, not a hang
-            foreign = run(home, "control", "condition", FOREIGN)
-            assert foreign.returncode == 1
-            assert "not a customer of this office" in foreign.stderr, foreign.stderr
-            card = run(home, "control", "condition", CARD)
-            assert card.returncode == 1 and "no remote meter" in card.stderr, card.stderr
-            zh = run(home, "control", "condition", SILENT, lang="zh_CN")
-            assert zh.returncode == 1 and "没有应答" in zh.stderr, zh.stderr
-            store.dispose()
-        finally:
-            stop(procs)
+        started = time.monotonic()
+        silent = run(home, "control", "condition", SILENT)
+        assert silent.returncode == 1 and "did not answer" in silent.stderr, silent.stderr
+        assert time.monotonic() - started < 30  # the meter timeout, not a hang
+        foreign = run(home, "control", "condition", FOREIGN)
+        assert foreign.returncode == 1
+        assert "not a customer of this office" in foreign.stderr, foreign.stderr
+        card = run(home, "control", "condition", CARD)
+        assert card.returncode == 1 and "no remote meter" in card.stderr, card.stderr
+        zh = run(home, "control", "condition", SILENT, lang="zh_CN")
+        assert zh.returncode == 1 and "没有应答" in zh.stderr, zh.stderr
+        store.dispose()

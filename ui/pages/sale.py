@@ -100,7 +100,7 @@ class SalePage(SaleLayout):
         if shell.training and not self.ctx.settings.get(TRAINING_MODE.key):
             self.ctx.settings.set(TRAINING_MODE.key, True)  # in memory: training sales
         self._build()
-        self.control = ControlLine(shell, self.control_line)
+        self.control = ControlLine(shell, self.control_line, self.call_meter, self.condition_line)
         shell.card_events.changed.connect(self._on_card)
         self._show_state(WAITING)
 
