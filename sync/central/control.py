@@ -52,7 +52,7 @@ from app.errors import CardVendError
 from app.ports import RemoteMeters
 from app.services.meter_reading import MeterReading
 from app.services.tariffs import SPEC_DEFAULTS
-from sync.central import commissioning, control_jobs
+from sync.central import commissioning, control_jobs, tasks
 from sync.central import models as m
 from sync.central.base import StoreBase, chunks
 from sync.central.exceptions import open_exception
@@ -280,8 +280,9 @@ class ControlLoop:
     # ------------------------------------------------------------------ 2. acquire
 
     def _controlled(self, conn: Connection) -> list[_Meter]:
-        """The controlled customers with their last billed reading, all from central_control
-        (the last reading's rates and meter time are kept there when it is billed)."""
+        """The controlled customers due to be read under their measurement task
+        (:mod:`sync.central.tasks`; no task: all) with their last billed reading, all from
+        central_control (the last reading's rates and meter time are kept there when billed)."""
         co, cu = m.control.c, m.customers.c
         rows = conn.execute(
             select(
@@ -290,7 +291,7 @@ class ControlLoop:
                 co.tier_year_used_wh, co.tier_year_start,
             )
             .join(m.customers, cu.customer_no == co.customer_no)
-            .where(cu.status == "active")
+            .where(cu.status == "active", tasks.due_clause(conn, self.store.now()))
             .order_by(co.customer_no)
         ).all()  # fmt: skip
         return [
