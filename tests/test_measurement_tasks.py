@@ -4,6 +4,7 @@ on SQLite and PostgreSQL; ``central tasks`` is run as a process."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
@@ -173,3 +174,66 @@ def test_a_meter_that_did_not_answer_is_due_again_at_the_next_run(
             assert _read_at(store, clock.now()) == {silent}  # the others were read 20 min ago
         finally:
             meters.close()
+
+
+@contextlib.contextmanager
+def _database(kind: str, tmp_path: Path) -> Iterator[str]:
+    if kind == "sqlite":
+        yield f"sqlite:///{tmp_path / 'station.db'}"
+        return
+    with pg_schema() as schema:
+        yield schema_url(schema)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_central_tasks_as_a_process(kind: str, tmp_path: Path) -> None:
+    """add / list / remove, and each bad input a typed error in the person's language with
+    nothing stored."""
+    home = tmp_path / "station-home"
+    with _database(kind, tmp_path) as db:
+        r = run(home, "central", "offices", "add", "DEMO", "--db", db)
+        assert r.returncode == 0, r.stderr
+        found = _cli_round(home, db)
+        assert found == [
+            {"name": "flat-hourly", "office": "DEMO", "plan": "RES-FLAT", "every_min": 60,
+             "registers": ["energy", "status"]},
+        ]  # fmt: skip
+        store = CentralStore(db)
+        try:
+            assert tasks.list_tasks(store) == []  # removed again
+        finally:
+            store.dispose()
+
+
+def _cli_round(home: Path, db: str) -> list[dict[str, object]]:
+    def tasks_cmd(*args: str, lang: str = "en") -> tuple[int, str, str]:
+        r = run(home, "central", "tasks", *args, "--db", db, lang=lang)
+        return r.returncode, r.stdout, r.stderr
+
+    code, out, _err = tasks_cmd(
+        "add", "flat-hourly", "--every", "60", "--office", "DEMO", "--plan", "RES-FLAT",
+        "--registers", "status",
+    )  # fmt: skip
+    assert code == 0 and "60" in out, _err
+    errors = {
+        ("add", "flat-hourly", "--every", "60"): ("exists already", "已存在"),
+        ("add", "x", "--every", "0"): ("is not valid", "无效"),
+        ("add", "x", "--every", "soon"): ("is not valid", "无效"),
+        ("add", "x", "--every", "5", "--office", "NOWHERE"): ("No office NOWHERE", "NOWHERE"),
+        ("add", "x", "--every", "5", "--registers", "volts"): ("Unknown register volts", "volts"),
+        ("remove", "no-such"): ("No measurement task named no-such", "no-such"),
+    }
+    for args, (en, zh) in errors.items():
+        code, out, err = tasks_cmd(*args)
+        assert code != 0 and en in err, (args, err)
+        code, out, err = tasks_cmd(*args, lang="zh")
+        assert code != 0 and zh in err and any("\u4e00" <= ch <= "\u9fff" for ch in err), err
+    r = run(home, "central", "tasks", "list", "--json", "--db", db)
+    found = [{k: v for k, v in t.items() if k != "created_at"} for t in ok_json(r)]
+    code, out, _err = tasks_cmd("list")
+    assert code == 0 and "flat-hourly" in out and "RES-FLAT" in out
+    code, out, _err = tasks_cmd("remove", "flat-hourly")
+    assert code == 0
+    code, out, _err = tasks_cmd("list")
+    assert code == 0 and "flat-hourly" not in out
+    return found
