@@ -20,11 +20,11 @@ from sync.central import models as m
 from sync.central import tasks
 from sync.central.control import ControlLoop
 from sync.central.store import CentralStore
+from tests.conftest import pg_schema
 from tests.rigs.central import NOW, seeded_store
 from tests.rigs.cli import ok_json, run
 from tests.rigs.fleet_process import fleet_process
 from tests.rigs.pg import schema_url
-from tests.conftest import pg_schema
 
 
 @pytest.fixture(scope="module")
@@ -101,9 +101,7 @@ def test_each_group_is_read_as_often_as_its_task_says(
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
-def test_without_a_task_every_meter_is_read_each_run(
-    kind: str, tmp_path: Path, where: str
-) -> None:
+def test_without_a_task_every_meter_is_read_each_run(kind: str, tmp_path: Path, where: str) -> None:
     """No task: every controlled meter each run (as before tasks); with a task for one plan,
     the customers it does not match are still read every run."""
     clock = FixedClock(NOW)

@@ -164,10 +164,7 @@ def due_clause(conn: Connection, now: dt.datetime) -> ColumnElement[bool]:
     return or_(
         every.is_(None),
         co.read_at.is_(None),
-        *(
-            and_(every == v, co.read_at <= now - dt.timedelta(minutes=v))
-            for v in sorted(intervals)
-        ),
+        *(and_(every == v, co.read_at <= now - dt.timedelta(minutes=v)) for v in sorted(intervals)),
     )
 
 
