@@ -45,6 +45,14 @@ def _read_at(store: CentralStore, at: dt.datetime) -> set[str]:
         return set(conn.execute(select(rd.customer_no).where(rd.read_at == at)).scalars())
 
 
+def _relays(store: CentralStore, at: dt.datetime) -> dict[str, str | None]:
+    """The relay each reading taken at ``at`` gave (None: the status words were not read)."""
+    rd = m.readings.c
+    with store.engine.connect() as conn:
+        rows = conn.execute(select(rd.customer_no, rd.relay).where(rd.read_at == at)).all()
+    return {number: relay for number, relay in rows}
+
+
 def _by_plan(store: CentralStore) -> dict[str, set[str]]:
     cu = m.customers.c
     with store.engine.connect() as conn:
@@ -115,9 +123,20 @@ def test_without_a_task_every_meter_is_read_each_run(kind: str, tmp_path: Path, 
                 assert loop.run().read == len(everyone)
                 assert _read_at(store, clock.now()) == everyone
                 clock.advance(minutes=10)
-            tasks.add_task(store, "flat-hourly", 60, plan="RES-FLAT")
+            flat = plans["RES-FLAT"]
+            tasks.add_task(store, "flat-hourly", 60, plan="RES-FLAT", registers="energy")
             loop.run()  # the flat-rate customers were read 10 minutes ago: not due
-            assert _read_at(store, clock.now()) == everyone - plans["RES-FLAT"]
+            assert _read_at(store, clock.now()) == everyone - flat
+            clock.advance(minutes=50)  # an hour after their last reading
+            loop.run()
+            relays = _relays(store, clock.now())
+            assert relays.keys() == everyone  # the flat-rate ones without the status words:
+            assert {relays[c] for c in flat} == {None}
+            assert None not in {relays[c] for c in everyone - flat}
+            co = m.control.c
+            with store.engine.connect() as conn:  # ... their relay as last read is kept
+                kept = conn.execute(select(co.relay).where(co.customer_no.in_(flat))).scalars()
+                assert None not in set(kept)
             tasks.remove_task(store, "flat-hourly")
             clock.advance(minutes=10)
             loop.run()
@@ -194,7 +213,7 @@ def test_central_tasks_as_a_process(kind: str, tmp_path: Path) -> None:
         found = _cli_round(home, db)
         assert found == [
             {"name": "flat-hourly", "office": "DEMO", "plan": "RES-FLAT", "every_min": 60,
-             "registers": ["energy", "status"]},
+             "registers": ["energy", "clock"]},
         ]  # fmt: skip
         store = CentralStore(db)
         try:
@@ -210,7 +229,7 @@ def _cli_round(home: Path, db: str) -> list[dict[str, object]]:
 
     code, out, _err = tasks_cmd(
         "add", "flat-hourly", "--every", "60", "--office", "DEMO", "--plan", "RES-FLAT",
-        "--registers", "status",
+        "--registers", "energy",
     )  # fmt: skip
     assert code == 0 and "60" in out, _err
     errors = {

@@ -104,9 +104,8 @@ def register(
     r.add_argument("--plan", metavar="PLAN", help=_("only customers on this tariff plan"))
     r.add_argument(
         "--registers",
-        default="energy",
         metavar="LIST",
-        help=_("what to read: energy,status,clock (energy always: billing needs it)"),
+        help=_("what to read, of energy,status,clock (default all; energy and clock always)"),
     )
     db_option(r)
     r.set_defaults(func=cmd_tasks_add)

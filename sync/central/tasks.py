@@ -2,8 +2,11 @@
 often, and which registers (``central_measurement_tasks``; ``central tasks`` administers them).
 
 A task selects a group of customers by office and/or tariff plan (neither: every customer) and
-says how often (``every_min``) and which registers (:data:`REGISTERS`; ``energy``, the total and
-by rate, is always read: billing needs it).  A customer that several tasks match is read as the
+says how often (``every_min``) and which registers (:data:`REGISTERS`, default all; ``energy``,
+the total and by rate, and ``clock``, the meter's time, are always read: billing needs the energy,
+and the jump check and the tier year go by the meter's clock; ``status``, the relay and status
+words, is optional: a reading without it leaves the relay last read as it was).  The registers
+are those of the most frequent task that matches (ties: by name).  A customer that several tasks match is read as the
 most frequent of them says; one that no task matches is read every run, as is everyone when
 there is no task at all (so adding a task can only make reading less frequent for its group).
 
@@ -29,6 +32,7 @@ from sync.central.base import StoreBase
 
 ENERGY: Final = "energy"
 REGISTERS: Final = (ENERGY, "status", "clock")
+MANDATORY: Final = frozenset({ENERGY, "clock"})
 MAX_EVERY_MIN: Final = 31 * 24 * 60  # a month
 NAME_LEN: Final = 32
 
@@ -64,9 +68,12 @@ class NoSuchTask(NotFound):
 
 
 def parse_registers(text: str | Iterable[str] | None) -> list[str]:
-    """The registers a task reads, in :data:`REGISTERS` order, energy always among them."""
-    items = text.split(",") if isinstance(text, str) else list(text or ())
-    wanted = {ENERGY}
+    """The registers a task reads, in :data:`REGISTERS` order (None: all), :data:`MANDATORY`
+    always among them."""
+    if text is None:
+        return list(REGISTERS)
+    items = text.split(",") if isinstance(text, str) else list(text)
+    wanted = set(MANDATORY)
     for item in items:
         name = item.strip().lower()
         if not name:
@@ -153,6 +160,19 @@ def every_of(cust: Any) -> Any:
     return select(func.min(t.every_min)).where(_matching(cust)).scalar_subquery()
 
 
+def registers_of(cust: Any) -> Any:
+    """The registers a customer's meter is read for (NULL: no task matches: all): those of
+    the most frequent task that matches."""
+    t = m.measurement_tasks.c
+    return (
+        select(t.registers)
+        .where(_matching(cust))
+        .order_by(t.every_min, t.name)
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
 def due_clause(conn: Connection, now: dt.datetime) -> ColumnElement[bool]:
     """A condition on ``central_control`` joined with ``central_customers``: the customer's
     meter is due to be read at ``now`` (always true when there is no task)."""
@@ -181,5 +201,6 @@ __all__ = [
     "every_of",
     "list_tasks",
     "parse_registers",
+    "registers_of",
     "remove_task",
 ]
