@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import Future
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -389,8 +389,9 @@ class RemoteMeters(Protocol):
     (DL/T 645-2007 over TCP or RS485; built by the composition root from ``cardio/``).  A meter
     that does not answer or refuses raises a typed error (a :class:`app.errors.CardVendError`)."""
 
-    def read(self, meter_no: str) -> MeterReading:
-        """Energy by rate, relay, status words and clock of the meter."""
+    def read(self, meter_no: str, registers: Collection[str] | None = None) -> MeterReading:
+        """Energy by rate, relay, status words and clock of the meter; ``registers`` (a subset
+        of ``energy``, ``status``, ``clock``; None: all) reads only those, the rest ``None``."""
         ...
 
     def command(self, meter_no: str, command: str, operator: str) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import threading
+from collections.abc import Collection
 from typing import Any, TypeVar
 
 from app.clock import Clock
@@ -165,6 +166,12 @@ RELAY_COMMANDS: dict[str, RelayCommand] = {
 
 # what the station's control loop needs of a remote meter: three questions, not twelve
 STATION_SET: tuple[D.DataId[Any], ...] = (D.POSITIVE_ENERGY_BLOCK, D.STATUS_BLOCK, D.DATE_TIME)
+# the registers a station's measurement task names (app.ports.RemoteMeters.read)
+STATION_REGISTERS: dict[str, D.DataId[Any]] = {
+    "energy": D.POSITIVE_ENERGY_BLOCK,
+    "status": D.STATUS_BLOCK,
+    "clock": D.DATE_TIME,
+}
 
 
 def read_meter(
@@ -287,9 +294,12 @@ class TerminalMeters:
         self._client = MeterClient(self._link)
         self._lock = threading.Lock()
 
-    def read(self, meter_no: str) -> MeterReading:
+    def read(self, meter_no: str, registers: Collection[str] | None = None) -> MeterReading:
+        dis = STATION_SET
+        if registers is not None:
+            dis = tuple(di for name, di in STATION_REGISTERS.items() if name in registers)
         with self._lock:
-            return read_meter(self._client, meter_no, STATION_SET)
+            return read_meter(self._client, meter_no, dis)
 
     def command(self, meter_no: str, command: str, operator: str) -> None:
         with self._lock:

@@ -457,3 +457,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from sync.central import cli_channels
 
     cli_channels.register(csub, _db_option)
+    from sync.central import cli_tasks
+
+    cli_tasks.register(csub, _db_option)  # central tasks (sync/central/cli_tasks.py)

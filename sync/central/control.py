@@ -52,7 +52,7 @@ from app.errors import CardVendError
 from app.ports import RemoteMeters
 from app.services.meter_reading import MeterReading
 from app.services.tariffs import SPEC_DEFAULTS
-from sync.central import commissioning, control_jobs
+from sync.central import commissioning, control_jobs, tasks
 from sync.central import models as m
 from sync.central.base import StoreBase, chunks
 from sync.central.exceptions import open_exception
@@ -137,6 +137,7 @@ class _Meter:
     cost_num: int
     tier_used_wh: int = 0  # consumption in the tier year that starts at tier_start
     tier_start: dt.datetime | None = None
+    registers: tuple[str, ...] | None = None  # what its measurement task reads (None: all)
 
 
 @dataclass(frozen=True)
@@ -280,17 +281,18 @@ class ControlLoop:
     # ------------------------------------------------------------------ 2. acquire
 
     def _controlled(self, conn: Connection) -> list[_Meter]:
-        """The controlled customers with their last billed reading, all from central_control
-        (the last reading's rates and meter time are kept there when it is billed)."""
+        """The controlled customers due to be read under their measurement task
+        (:mod:`sync.central.tasks`; no task: all) with their last billed reading, all from
+        central_control (the last reading's rates and meter time are kept there when billed)."""
         co, cu = m.control.c, m.customers.c
         rows = conn.execute(
             select(
                 co.customer_no, co.meter_no, cu.tariff_plan, cu.ct_ratio, cu.pt_ratio,
                 co.energy_wh, co.rates_wh, co.meter_time, co.cost_num,
-                co.tier_year_used_wh, co.tier_year_start,
+                co.tier_year_used_wh, co.tier_year_start, tasks.registers_of(cu).label("regs"),
             )
             .join(m.customers, cu.customer_no == co.customer_no)
-            .where(cu.status == "active")
+            .where(cu.status == "active", tasks.due_clause(conn, self.store.now()))
             .order_by(co.customer_no)
         ).all()  # fmt: skip
         return [
@@ -305,6 +307,7 @@ class ControlLoop:
                 int(r.cost_num),
                 int(r.tier_year_used_wh or 0),
                 r.tier_year_start,
+                tuple(r.regs) if r.regs is not None else None,
             )
             for r in rows
         ]
@@ -342,7 +345,11 @@ class ControlLoop:
             taken: list[tuple[_Meter, MeterReading | None, str]] = []
             for meter in part:
                 try:
-                    taken.append((meter, self.meters.read(meter.meter_no), ""))
+                    if meter.registers is None:
+                        reading = self.meters.read(meter.meter_no)
+                    else:
+                        reading = self.meters.read(meter.meter_no, registers=meter.registers)
+                    taken.append((meter, reading, ""))
                 except (CardVendError, OSError) as exc:
                     taken.append((meter, None, str(exc)[:250]))
             report.read += sum(1 for _, r, _ in taken if r is not None)
@@ -397,7 +404,9 @@ class ControlLoop:
                     update(m.control)
                     .where(co.customer_no == bindparam("b_customer"))
                     .values(
-                        relay=bindparam("b_relay"),
+                        relay=func.coalesce(
+                            bindparam("b_relay", type_=co.relay.type), co.relay
+                        ),  # not read: kept
                         energy_wh=bindparam("b_energy"),
                         cost_num=bindparam("b_cost"),
                         rates_wh=bindparam("b_rates"),
@@ -413,7 +422,11 @@ class ControlLoop:
                 conn.execute(
                     update(m.control)
                     .where(co.customer_no == bindparam("b_customer"))
-                    .values(relay=bindparam("b_relay"), read_at=now, updated_at=now),
+                    .values(
+                        relay=func.coalesce(bindparam("b_relay", type_=co.relay.type), co.relay),
+                        read_at=now,
+                        updated_at=now,
+                    ),
                     kept,
                 )
             for customer_no, kind, detail in problems:

@@ -540,3 +540,18 @@ sms_outbox.append_column(Column("gateway_id", String(64)))
 Index("ix_central_sales_received_at", sales.c.received_at)
 Index("ix_central_sms_customer_sent", sms_outbox.c.customer_no, sms_outbox.c.sent_at)
 Index("ix_central_sms_kind_created", sms_outbox.c.kind, sms_outbox.c.created_at)
+
+# --------------------------------------------------------------------------- measurement tasks
+# (tasks.py, cli_tasks.py; migration c0009: which customers' meters the control loop reads, how
+# often and which registers; no task at all: every controlled meter each run)
+
+measurement_tasks = Table(
+    "central_measurement_tasks",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("office_code", String(32)),  # NULL: every office
+    Column("tariff_plan", String(32)),  # NULL: every plan
+    Column("every_min", Integer, nullable=False),  # read a matched meter this often
+    Column("registers", JSON, nullable=False),  # ["energy", "status", "clock"]: energy always
+    Column("created_at", UTCDateTime(), nullable=False),
+)

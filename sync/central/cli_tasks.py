@@ -1,0 +1,119 @@
+"""``cardvend central tasks add|list|remove``: the measurement tasks (:mod:`sync.central.tasks`)
+that say which customers' meters the control loop reads, how often and which registers."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+
+from app.context import AppContext
+from app.i18n import _
+from sync.central import tasks
+from sync.central.base import StoreBase
+
+
+def _store(ctx: AppContext, args: argparse.Namespace) -> StoreBase:
+    from sync.central.cli import default_db
+    from sync.central.store import CentralStore
+
+    return CentralStore(args.central_db or default_db(ctx), clock=ctx.clock)
+
+
+def _every(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise tasks.BadInterval(every=text, most=tasks.MAX_EVERY_MIN) from None
+
+
+def cmd_tasks_add(ctx: AppContext, args: argparse.Namespace) -> int:
+    store = _store(ctx, args)
+    try:
+        task = tasks.add_task(
+            store,
+            args.name,
+            _every(args.every),
+            office=args.office,
+            plan=args.plan,
+            registers=args.registers,
+        )
+    finally:
+        store.dispose()
+    print(
+        _(
+            "Task {name} added: its customers' meters are read every {every} minutes "
+            "({registers}).",
+            name=task["name"],
+            every=task["every_min"],
+            registers=",".join(task["registers"]),
+        )
+    )
+    return 0
+
+
+def cmd_tasks_list(ctx: AppContext, args: argparse.Namespace) -> int:
+    store = _store(ctx, args)
+    try:
+        found = tasks.list_tasks(store)
+    finally:
+        store.dispose()
+    if args.json:
+        print(json.dumps(found, ensure_ascii=False, indent=1))
+        return 0
+    if not found:
+        print(_("No measurement tasks: every controlled meter is read each run."))
+    for t in found:
+        print(
+            _(
+                "{name}\toffice {office}\tplan {plan}\tevery {every} min\t{registers}",
+                name=t["name"],
+                office=t["office"] or _("(any)"),
+                plan=t["plan"] or _("(any)"),
+                every=t["every_min"],
+                registers=",".join(t["registers"]),
+            )
+        )
+    return 0
+
+
+def cmd_tasks_remove(ctx: AppContext, args: argparse.Namespace) -> int:
+    store = _store(ctx, args)
+    try:
+        tasks.remove_task(store, args.name)
+    finally:
+        store.dispose()
+    print(_("Task {name} removed.", name=args.name))
+    return 0
+
+
+def register(
+    csub: argparse._SubParsersAction[argparse.ArgumentParser],
+    db_option: Callable[[argparse.ArgumentParser], None],
+) -> None:
+    q = csub.add_parser(
+        "tasks", help=_("measurement tasks: whose meters are read, how often, which registers")
+    )
+    tsub = q.add_subparsers(dest="tasks_command", required=True, metavar="COMMAND")
+    r = tsub.add_parser("add", help=_("add a measurement task for a group of customers"))
+    r.add_argument("name", metavar="NAME")
+    r.add_argument(
+        "--every", required=True, metavar="MINUTES", help=_("read their meters this often")
+    )
+    r.add_argument("--office", metavar="CODE", help=_("only this office's customers"))
+    r.add_argument("--plan", metavar="PLAN", help=_("only customers on this tariff plan"))
+    r.add_argument(
+        "--registers",
+        metavar="LIST",
+        help=_("what to read, of energy,status,clock (default all; energy and clock always)"),
+    )
+    db_option(r)
+    r.set_defaults(func=cmd_tasks_add)
+    r = tsub.add_parser("list", help=_("list the measurement tasks"))
+    r.add_argument("--json", action="store_true", help=_("JSON for scripts"))
+    db_option(r)
+    r.set_defaults(func=cmd_tasks_list)
+    r = tsub.add_parser("remove", help=_("remove a measurement task"))
+    r.add_argument("name", metavar="NAME")
+    db_option(r)
+    r.set_defaults(func=cmd_tasks_remove)
