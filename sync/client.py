@@ -336,7 +336,7 @@ class CentralClient:
             )[1]
         except CentralRejected as exc:
             problem = str(exc.params.get("problem") or "")
-            if exc.params.get("status") in (400, 403, 404):
+            if exc.params.get("status") in (400, 403, 404, 422):
                 raise StatsRefused(
                     problem, str(exc.params.get("detail", "")), region=region or "—"
                 ) from exc

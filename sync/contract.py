@@ -112,7 +112,7 @@ PROBLEM_CODES = (
     "server_error",
     *REFUSALS,
     # statistics (GET /stats): an unknown region (404), one that does not contain the counter's
-    # office (403), a period or filter that is not valid (400)
+    # office (403), a period or filter that cannot be answered (422)
     "unknown_region",
     "region_not_allowed",
     "bad_period",

@@ -54,8 +54,13 @@ def test_the_api_answers_a_counter_for_its_areas_only(station: tuple[str, Any]) 
         r = api.get("/stats", region=region)
         assert (r.status_code, r.json()["code"]) == (status, code), r.text
     r = api.get("/stats", **{"from": "2026-03-05", "to": "2026-03-01"})
-    assert (r.status_code, r.json()["code"]) == (400, "bad_period")
+    assert (r.status_code, r.json()["code"]) == (422, "bad_period")
+    r = api.get("/stats", **{"from": "2000-01-01"})  # well formed, but more than 366 days
+    assert (r.status_code, r.json()["code"]) == (422, "bad_period")
+    r = api.get("/stats", plan="NO-SUCH-PLAN")
+    assert (r.status_code, r.json()["code"]) == (422, "bad_filter")
     assert api.get("/stats", **{"from": "2026-02-30"}).status_code == 400
+    assert api.get("/stats", to="0").status_code == 400  # a number is no day
     assert api.get("/stats", state="dimmed").status_code == 400
     assert Api(url).get("/stats").status_code == 401
     # the client turns a refusal into a typed error a person can read

@@ -5,9 +5,10 @@ by :func:`sync.central.api.create_app`, on the same route class (the token is ch
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 
 from sync import contract as c
 from sync.central import stats
@@ -22,6 +23,8 @@ from sync.central.api import (
 )
 
 router = APIRouter(prefix=API, route_class=ContractRoute)
+# a day as the document gives it (format date): YYYY-MM-DD, not a number of seconds
+DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 @router.get(
@@ -32,9 +35,10 @@ router = APIRouter(prefix=API, route_class=ContractRoute)
         "in (region: an office code, city:NAME, province:NAME); period from/to in office days"
     ),
     response_model=c.Stats,
-    responses=_problems(400, 401, 403, 404),
+    responses=_problems(400, 401, 403, 404, 422),
 )
 def get_stats(
+    request: Request,
     counter: CounterDep,
     store: StoreDep,
     region: Annotated[str | None, Query(max_length=80)] = None,
@@ -43,6 +47,10 @@ def get_stats(
     plan: Annotated[str | None, Query(max_length=32)] = None,
     state: Annotated[c.StatsState | None, Query()] = None,
 ) -> Response:
+    for name in ("from", "to"):
+        given = request.query_params.get(name)
+        if given is not None and not DAY.fullmatch(given):
+            raise HttpError(400, "bad_request", f"{name}: a day is written YYYY-MM-DD")
     try:
         found = stats.for_counter(
             store, counter.office_code, region, date_from, date_to, plan, state

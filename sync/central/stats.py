@@ -55,7 +55,7 @@ class StatsError(CardVendError):
     """A statistics request that cannot be answered; ``code`` says why (and the HTTP status)."""
 
     code = "stats"
-    status = 400
+    status = 422  # the request is well formed (schema-valid); what it asks cannot be answered
     template = N_("Statistics: {detail}")
 
 
