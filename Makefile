@@ -19,10 +19,11 @@ run: sysdeps venv
 
 # the suite on a pytest worker per core (pytest-xdist), then the tests on the real pcscd (marked
 # `vpcd` by tests/conftest.py) in one process, since the virtual card slots are machine-wide.
+# --durations names the slowest tests, to keep the suite near 15 minutes.
 # TEST_ARGS adds to both, e.g. `make test TEST_ARGS="-x"`
 TEST_ARGS ?=
 test: sysdeps venv
-	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q -n auto -m "not vpcd" $(TEST_ARGS)
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q -n auto -m "not vpcd" --durations=30 $(TEST_ARGS)
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q -m vpcd $(TEST_ARGS)
 
 bench: sysdeps venv
