@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import io
 import logging
 import logging.handlers
@@ -15,7 +16,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 if TYPE_CHECKING:
     from app.context import AppContext
     from app.domain.receipt import ReceiptData
-    from app.ports import ByteLink, CardReaderPort, CardTray, PassphraseHandler, Printer
+    from app.ports import (
+        BackgroundSync,
+        ByteLink,
+        CardReaderPort,
+        CardTray,
+        PassphraseHandler,
+        Printer,
+    )
     from app.services.auth import Principal
     from cardio.wiring import KeySource
 
@@ -37,9 +45,35 @@ def app_version() -> str:
         return __version__
 
 
-def build_parser(*, commands: bool = True) -> argparse.ArgumentParser:
+# The module that registers each command.  A command line imports only the module of its command
+# (together the command modules take about a second to import); -h, no command or an unknown
+# one builds them all.  tests/test_main_commands.py holds this table to what the modules register.
+COMMAND_MODULES: dict[str, str] = {
+    **dict.fromkeys(
+        ("approvals", "audit", "customers", "demo", "init", "operators", "tariffs"), "app.cli"
+    ),
+    **dict.fromkeys(
+        ("open-account", "recover", "replace-card", "reverse", "rewrite", "sales", "sell", "shift"),
+        "app.cli_sales",
+    ),
+    **dict.fromkeys(("close-account", "pause-account", "resume-account"), "app.cli_accounts"),
+    "jobs": "app.cli_jobs",
+    "change-meter": "app.cli_meter_change",
+    **dict.fromkeys(("backup", "restore"), "app.cli_backup"),
+    **dict.fromkeys(("card", "meter"), "cardio.cli"),
+    "fleet": "cardio.cli_fleet",
+    "central": "sync.central.cli",
+    **dict.fromkeys(("control", "counter", "exceptions", "stats", "sync"), "sync.cli"),
+    **dict.fromkeys(("print", "receipt", "report"), "printing.cli"),
+    "setup": "app.cli_setup",
+    **dict.fromkeys(("diag", "selftest"), "app.cli_diag"),
+}
+
+
+def build_parser(*, commands: bool = True, command: str | None = None) -> argparse.ArgumentParser:
     """The command line; ``commands=False`` only the global options (what starting the window
-    needs: the command modules import a lot that the window does not need at start)."""
+    needs: the command modules import a lot that the window does not need at start); with
+    ``command``, only that command's module (see :data:`COMMAND_MODULES`)."""
     from app.i18n import _
 
     parser = argparse.ArgumentParser(
@@ -72,36 +106,12 @@ def build_parser(*, commands: bool = True) -> argparse.ArgumentParser:
     if not commands:
         parser.set_defaults(command=None)
         return parser
-    from app import cli as app_cli
-    from app import (
-        cli_accounts,
-        cli_backup,
-        cli_diag,
-        cli_jobs,
-        cli_meter_change,
-        cli_sales,
-        cli_setup,
-    )
-    from cardio import cli as card_cli
-    from cardio import cli_fleet
-    from printing import cli as printing_cli
-    from sync import cli as sync_cli
-    from sync.central import cli as central_cli
-
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    app_cli.register(sub)
-    cli_sales.register(sub)
-    cli_accounts.register(sub)
-    cli_jobs.register(sub)
-    cli_meter_change.register(sub)
-    cli_backup.register(sub)
-    card_cli.register(sub)
-    cli_fleet.register(sub)
-    central_cli.register(sub)
-    sync_cli.register(sub)
-    printing_cli.register(sub)
-    cli_setup.register(sub)
-    cli_diag.register(sub)
+    modules = list(dict.fromkeys(COMMAND_MODULES.values()))  # in the order of the help text
+    if command in COMMAND_MODULES:
+        modules = [COMMAND_MODULES[command]]
+    for name in modules:
+        importlib.import_module(name).register(sub)
     return parser
 
 
@@ -187,6 +197,14 @@ class _LazySlipRenderer:
         from printing.meter_change import render_meter_change_pdf
 
         return render_meter_change_pdf(change, language=language, tz=tz)
+
+
+def sync_worker(ctx: AppContext) -> BackgroundSync | None:
+    """The window's background sync, or None when this counter is not registered (sync/ is
+    imported when it is asked for, not by every command)."""
+    from sync.service import background_worker
+
+    return background_worker(ctx)
 
 
 def register_here(ctx: AppContext, url: str, enrolment_key: str | None, operator: Principal) -> str:
@@ -413,8 +431,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             i18n.set_language(argv[i + 1])
     light = build_parser(commands=False)
     args, rest = light.parse_known_args(argv)
-    if rest:  # a command (or -h): the full parser
-        args = build_parser().parse_args(argv)
+    if rest:  # a command (or -h): the full parser, with only that command's module if known
+        command = rest[0] if not rest[0].startswith("-") else None
+        args = build_parser(command=command).parse_args(argv)
     try:
         paths = resolve_paths(args.home)
         # the folders exist and are private (0700); one that cannot be made is said where it
@@ -433,13 +452,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             handler = QtPassphraseHandler()
         keys = wire_cards(ctx, handler)
-        from sync.service import background_worker
-        from sync.views import for_counter as station_views
-
-        ctx.sync_factory = lambda: background_worker(ctx)
+        ctx.sync_factory = lambda: sync_worker(ctx)
         ctx.registrar = lambda url, key, operator: register_here(ctx, url, key, operator)
         ctx.registered_with = lambda: registered_with(ctx)
-        ctx.station = station_views(ctx)
+        if args.command is None:  # only the window's pages read the station's views
+            from sync.views import for_counter as station_views
+
+            ctx.station = station_views(ctx)
         wire_printing(ctx)
         wire_meters(ctx)
         ctx.setup_probe = SetupDevices(ctx)
