@@ -10,13 +10,10 @@ phases as JSON lines on stdout and writes every sale id it made to the config's 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import random
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,223 +128,58 @@ def counter_customers(n: int) -> list[Cust]:
 # --------------------------------------------------------------------------- the generator
 
 
-def generate(cfg: LoadConfig) -> None:
-    """The load generator (a child process): prints phase lines (JSON) on stdout and writes
-    every sale id it made to ``cfg.ids_file``."""
-    import resource
+class LoadRun:
+    """What the counters of one run share: the config, the phase flags and counts, the
+    latencies measured in the window and every sale id made."""
 
-    import gevent
-    from locust import FastHttpUser, events, task
-    from locust.env import Environment
+    def __init__(self, cfg: LoadConfig) -> None:
+        self.cfg = cfg
+        self.per_counter = cfg.rate * (1 - cfg.big_share) / cfg.counters  # small sales a second
+        self.big_per_round = cfg.rate * cfg.big_share * cfg.interval / (BIG_BATCH * cfg.counters)
+        self.lat: dict[str, list[float]] = {}
+        self.state: dict[str, Any] = {
+            "registered": 0,
+            "unregistered": 0,
+            "measuring": False,
+            "draining": False,
+            "rounds": 0,
+            "errors": 0,
+            "error_samples": [],
+            "reviews": 0,
+            "sent_sales": 0,
+        }
+        self.made_ids: list[str] = []
+        self.pending_total = 0
+        self.next_n = iter(range(cfg.counters))
 
-    per_counter = cfg.rate * (1 - cfg.big_share) / cfg.counters  # small sales per second
-    big_per_round = cfg.rate * cfg.big_share * cfg.interval / (BIG_BATCH * cfg.counters)
-    lat: dict[str, list[float]] = {}
-    state: dict[str, Any] = {
-        "registered": 0,
-        "unregistered": 0,
-        "measuring": False,
-        "draining": False,
-        "rounds": 0,
-        "errors": 0,
-        "error_samples": [],
-        "reviews": 0,
-        "sent_sales": 0,
-    }
-    made_ids: list[str] = []
-    pending_total = [0]
-    next_n = iter(range(cfg.counters))
-
+    @staticmethod
     def say(record: dict[str, Any]) -> None:
         sys.stdout.write(json.dumps(record) + "\n")
         sys.stdout.flush()
 
-    def error(what: str) -> None:
-        state["errors"] += 1
-        if len(state["error_samples"]) < 10:
-            state["error_samples"].append(what[:300])
+    def error(self, what: str) -> None:
+        self.state["errors"] += 1
+        if len(self.state["error_samples"]) < 10:
+            self.state["error_samples"].append(what[:300])
 
-    def timed(name: str, seconds: float) -> None:
-        if state["measuring"]:
-            lat.setdefault(name, []).append(seconds)
+    def timed(self, name: str, seconds: float) -> None:
+        if self.state["measuring"]:
+            self.lat.setdefault(name, []).append(seconds)
 
-    class Counter(FastHttpUser):  # type: ignore[misc]
-        host = cfg.url
-        network_timeout = 120.0
-        connection_timeout = 60.0
-        max_retries = 0
-        insecure = True
 
-        def wait_time(self) -> float:
-            return self._rng.uniform(0.8, 1.2) * cfg.interval
+def generate(cfg: LoadConfig) -> None:
+    """The load generator (a child process): prints phase lines (JSON) on stdout and writes
+    every sale id it made to ``cfg.ids_file``."""
+    import gevent
+    from locust import events
+    from locust.env import Environment
 
-        def on_start(self) -> None:
-            self.n = next(next_n)
-            self._rng = random.Random(cfg.seed * 100_003 + self.n)
-            self.cid = counter_id(self.n)
-            self.office = office_code(self.n // COUNTERS_PER_OFFICE)
-            self.custs = counter_customers(self.n)
-            self.shift = str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
-            self.pending: list[tuple[str, str]] = []  # (id, JSON body)
-            self.cursors = {
-                "tariffs": 0,
-                "customers": cfg.customers_cursor,
-                "remote-purchases": 0,
-                "jobs": 0,
-            }
-            self.last = time.monotonic()
-            self.token = self.register()
-            self.auth = {"Authorization": f"Bearer {self.token}"}
-            self.pull()  # the first round's pulls (from the cursors it had)
-            state["registered"] += 1
+    from tests.bench.central_load_user import LoadCounter
 
-        def register(self) -> str:
-            """Register with the enrolment key; a failed attempt (counted as an error) is
-            tried again after a pause, as a counter's administrator would."""
-            body = json.dumps({"counter_id": self.cid, "office_code": self.office})
-            for attempt in range(8):
-                t0 = time.perf_counter()
-                with self.client.post(
-                    "/api/v1/counters/register",
-                    data=body,
-                    headers={
-                        "Content-Type": "application/json",
-                        "X-Enrolment-Key": ENROLMENT_KEY,
-                        "Idempotency-Key": uuid.uuid4().hex,
-                    },
-                    name="register",
-                    catch_response=True,
-                ) as resp:
-                    if resp.status_code == 200:
-                        timed("register", time.perf_counter() - t0)
-                        return str(json.loads(resp.text)["token"])
-                    resp.failure(f"register {resp.status_code}")
-                    error(f"register {self.cid}: {resp.status_code} {(resp.text or '')[:200]}")
-                gevent.sleep(self._rng.uniform(1, 2) * 2**attempt)
-            state["unregistered"] += 1
-            raise RuntimeError(f"{self.cid} could not register")
-
-        # ---------------------------------------------------------------- sales
-
-        def sale(self, now: str) -> tuple[str, str]:
-            r = self._rng
-            cust = self.custs[r.randrange(len(self.custs))]
-            sid = str(uuid.UUID(int=r.getrandbits(128), version=4))
-            failed = r.random() < 0.02
-            credit = r.randrange(1000, 50_000, 100)
-            arrears, refs = 0, "[]"
-            if cust.ref is not None and not failed:
-                arrears, refs = 3000, f'["{cust.ref}"]'
-                cust.ref = None
-            amount = arrears + credit
-            if cust.remote:
-                kind, count, serial = "remote", "null", "null"
-            else:
-                kind, serial = "card", f'"CS{cust.no}"'
-                count = str(cust.count + 1)
-                if not failed:
-                    cust.count += 1
-            body = (
-                f'{{"id":"{sid}","kind":"{kind}",'
-                f'"state":"{"failed" if failed else "completed"}",'
-                f'"customer_no":"{cust.no}","purchase_count":{count},"amount":{amount},'
-                f'"arrears":{arrears},"fees":0,"credit":{credit},"energy_wh":{credit * 2},'
-                f'"tariff_plan":"{cust.plan}","tariff_version_no":1,"settled_refs":{refs},'
-                f'"operator_id":"T01","counter_id":"{self.cid}","office_code":"{self.office}",'
-                f'"shift_id":"{self.shift}","card_serial":{serial},'
-                f'"cash_received":{amount},"created_at":"{now}"}}'
-            )
-            made_ids.append(sid)
-            return sid, body
-
-        def accrue(self) -> None:
-            t = time.monotonic()
-            elapsed, self.last = t - self.last, t
-            if state["draining"]:
-                return
-            expect = per_counter * elapsed
-            n = int(expect) + (1 if self._rng.random() < expect - int(expect) else 0)
-            if self._rng.random() < big_per_round:
-                n += BIG_BATCH
-            now = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
-            for _ in range(n):
-                self.pending.append(self.sale(now))
-            pending_total[0] += n
-
-        def push(self) -> None:
-            while self.pending:
-                batch = self.pending[:BIG_BATCH]
-                ids = [sid for sid, _ in batch]
-                key = hashlib.sha256(("/sales/batch\n" + "\n".join(ids)).encode()).hexdigest()
-                body = '{"items":[' + ",".join(b for _, b in batch) + "]}"
-                name = "push 500" if len(batch) == BIG_BATCH else "push <500"
-                t0 = time.perf_counter()
-                with self.client.post(
-                    "/api/v1/sales/batch",
-                    data=body,
-                    headers={
-                        **self.auth,
-                        "Content-Type": "application/json",
-                        "Idempotency-Key": key[:48],
-                    },
-                    name=name,
-                    catch_response=True,
-                ) as resp:
-                    took = time.perf_counter() - t0
-                    if resp.status_code != 200:
-                        resp.failure(f"{resp.status_code}")
-                        error(f"{name} {self.cid}: {resp.status_code} {(resp.text or '')[:200]}")
-                        return  # the batch stays pending: the next round sends it again
-                    results = json.loads(resp.text)["results"]
-                    bad = [r for r in results if r["status"] not in ("created", "duplicate")]
-                    state["reviews"] += sum(1 for r in results if r.get("review"))
-                    if bad or len(results) != len(batch):
-                        resp.failure("refused items")
-                        error(f"{name} {self.cid}: {len(bad)} refused, first {bad[:1]}")
-                timed(name, took)
-                timed("push", took)
-                del self.pending[: len(batch)]
-                pending_total[0] -= len(batch)
-                state["sent_sales"] += len(batch)
-
-        # ---------------------------------------------------------------- pulls
-
-        def pull(self) -> None:
-            for pulled, limit in (
-                ("tariffs", 1000),
-                ("customers", 1000),
-                ("remote-purchases", 1000),
-                ("jobs", 1000),
-            ):
-                while True:
-                    t0 = time.perf_counter()
-                    with self.client.get(
-                        f"/api/v1/{pulled}?after={self.cursors[pulled]}&limit={limit}",
-                        headers=self.auth,
-                        name=f"pull {pulled}",
-                        catch_response=True,
-                    ) as resp:
-                        took = time.perf_counter() - t0
-                        if resp.status_code != 200:
-                            resp.failure(f"{resp.status_code}")
-                            error(f"pull {pulled} {self.cid}: {resp.status_code}")
-                            return
-                        page = json.loads(resp.text)
-                    timed(f"pull {pulled}", took)
-                    timed("pull", took)
-                    self.cursors[pulled] = page["next_cursor"]
-                    if not page["has_more"]:
-                        break
-
-        @task
-        def round(self) -> None:
-            self.accrue()
-            self.push()
-            self.pull()
-            if state["measuring"]:
-                state["rounds"] += 1
-
-    env = Environment(user_classes=[Counter], events=events)
+    run = LoadRun(cfg)
+    LoadCounter.load = run
+    LoadCounter.host = cfg.url
+    env = Environment(user_classes=[LoadCounter], events=events)
     runner = env.create_local_runner()
     lags: list[float] = []
 
@@ -358,6 +190,23 @@ def generate(cfg: LoadConfig) -> None:
             lags.append(time.perf_counter() - t0 - 0.05)
 
     watcher = gevent.spawn(watch_loop)
+    try:
+        done = _phases(run, runner, lags)
+    finally:
+        runner.quit()
+        watcher.kill()
+    Path(cfg.ids_file).write_text("\n".join(run.made_ids), encoding="utf-8")
+    run.say(done)
+
+
+def _phases(run: LoadRun, runner: Any, lags: list[float]) -> dict[str, Any]:
+    """Register every counter, settle into the rhythm, measure the window and drain; answers
+    the run's figures (the ``done`` line)."""
+    import resource
+
+    import gevent
+
+    cfg, state = run.cfg, run.state
     t_start = time.monotonic()
     runner.start(cfg.counters, spawn_rate=cfg.spawn_rate)
     while state["registered"] + state["unregistered"] < cfg.counters:
@@ -365,64 +214,57 @@ def generate(cfg: LoadConfig) -> None:
             break
         gevent.sleep(0.2)
     spawn_s = time.monotonic() - t_start
-    say({"phase": "registered", "counters": state["registered"], "seconds": spawn_s})
+    run.say({"phase": "registered", "counters": state["registered"], "seconds": spawn_s})
     registered = state["registered"]
     gevent.sleep(cfg.interval * 1.2)  # every counter into its rhythm
     lags.clear()
     ru0 = resource.getrusage(resource.RUSAGE_SELF)
     state["measuring"] = True
     t0 = time.monotonic()
-    say({"phase": "window_start", "t": time.time()})
+    run.say({"phase": "window_start", "t": time.time()})
     gevent.sleep(cfg.seconds)
     state["measuring"] = False
     window = time.monotonic() - t0
     ru1 = resource.getrusage(resource.RUSAGE_SELF)
-    say({"phase": "window_end", "t": time.time()})
+    run.say({"phase": "window_end", "t": time.time()})
     cpu = (ru1.ru_utime + ru1.ru_stime - ru0.ru_utime - ru0.ru_stime) / window
     window_lags = list(lags)
     window_state = dict(state)
     # drain: no new sales, the counters push what is pending
     state["draining"] = True
     t_drain = time.monotonic()
-    while pending_total[0] > 0 and time.monotonic() - t_drain < cfg.drain_s:
+    while run.pending_total > 0 and time.monotonic() - t_drain < cfg.drain_s:
         gevent.sleep(0.5)
     drain_s = time.monotonic() - t_drain
-    runner.quit()
-    watcher.kill()
-    Path(cfg.ids_file).write_text("\n".join(made_ids), encoding="utf-8")
+    return {
+        "phase": "done",
+        "window_s": rounded(window, 2),
+        "spawn_s": rounded(spawn_s, 1),
+        "registered": registered,
+        "rounds": window_state["rounds"],
+        "errors_window": window_state["errors"],
+        "errors": state["errors"],
+        "error_samples": state["error_samples"],
+        "reviews": state["reviews"],
+        "made": len(run.made_ids),
+        "left_pending": run.pending_total,
+        "drain_s": rounded(drain_s, 1),
+        "latency": {name: _pcts(v) for name, v in sorted(run.lat.items())},
+        "generator_cpu": rounded(cpu, 2),
+        "loop_lag_p99_ms": rounded(percentile(window_lags, 99) * 1000, 1) if window_lags else None,
+        "loop_lag_max_ms": rounded(max(window_lags) * 1000, 1) if window_lags else None,
+    }
 
-    def pcts(values: list[float]) -> dict[str, Any]:
-        if not values:
-            return {"n": 0}
-        return {
-            "n": len(values),
-            "p50_ms": rounded(percentile(values, 50) * 1000, 1),
-            "p99_ms": rounded(percentile(values, 99) * 1000, 1),
-            "max_ms": rounded(max(values) * 1000, 1),
-        }
 
-    say(
-        {
-            "phase": "done",
-            "window_s": rounded(window, 2),
-            "spawn_s": rounded(spawn_s, 1),
-            "registered": registered,
-            "rounds": window_state["rounds"],
-            "errors_window": window_state["errors"],
-            "errors": state["errors"],
-            "error_samples": state["error_samples"],
-            "reviews": state["reviews"],
-            "made": len(made_ids),
-            "left_pending": pending_total[0],
-            "drain_s": rounded(drain_s, 1),
-            "latency": {name: pcts(v) for name, v in sorted(lat.items())},
-            "generator_cpu": rounded(cpu, 2),
-            "loop_lag_p99_ms": rounded(percentile(window_lags, 99) * 1000, 1)
-            if window_lags
-            else None,
-            "loop_lag_max_ms": rounded(max(window_lags) * 1000, 1) if window_lags else None,
-        }
-    )
+def _pcts(values: list[float]) -> dict[str, Any]:
+    if not values:
+        return {"n": 0}
+    return {
+        "n": len(values),
+        "p50_ms": rounded(percentile(values, 50) * 1000, 1),
+        "p99_ms": rounded(percentile(values, 99) * 1000, 1),
+        "max_ms": rounded(max(values) * 1000, 1),
+    }
 
 
 if __name__ == "__main__":
