@@ -255,26 +255,8 @@ def run_one(
             stderr=(home / "generator.log").open("w", encoding="utf-8"),
             text=True,
         )
-        assert gen.stdout is not None
-        marks: dict[str, tuple[float, int, float, float]] = {}
-        done: dict[str, Any] = {}
         try:
-            for line in gen.stdout:
-                msg = json.loads(line)
-                phase = msg["phase"]
-                if phase in ("window_start", "window_end"):
-                    marks[phase] = (
-                        time.monotonic(),
-                        _count(engine),
-                        server.cpu_seconds(),
-                        postgres_cpu_seconds(),
-                    )
-                    progress(f"[{label}] {phase}")
-                elif phase == "registered":
-                    progress(f"[{label}] {msg['counters']:,} registered in {msg['seconds']:.1f} s")
-                elif phase == "done":
-                    done = msg
-            gen.wait()
+            marks, done = _follow(label, gen, engine, server)
         finally:
             if gen.poll() is None:
                 gen.kill()
@@ -283,6 +265,47 @@ def run_one(
             raise RuntimeError(f"the load generator failed; see {home / 'generator.log'}")
         progress(f"[{label}] verifying...")
         check = _verify(engine, Path(cfg.ids_file))
+    return emit(_record(label, workers, counters, rate, interval, marks, done, check))
+
+
+def _follow(
+    label: str, gen: subprocess.Popen[str], engine: Any, server: Server
+) -> tuple[dict[str, tuple[float, int, float, float]], dict[str, Any]]:
+    """Read the generator's phase lines until it ends: at the window's start and end, the time,
+    the sales held, and the server's and PostgreSQL's CPU seconds; and its ``done`` figures."""
+    assert gen.stdout is not None
+    marks: dict[str, tuple[float, int, float, float]] = {}
+    done: dict[str, Any] = {}
+    for line in gen.stdout:
+        msg = json.loads(line)
+        phase = msg["phase"]
+        if phase in ("window_start", "window_end"):
+            marks[phase] = (
+                time.monotonic(),
+                _count(engine),
+                server.cpu_seconds(),
+                postgres_cpu_seconds(),
+            )
+            progress(f"[{label}] {phase}")
+        elif phase == "registered":
+            progress(f"[{label}] {msg['counters']:,} registered in {msg['seconds']:.1f} s")
+        elif phase == "done":
+            done = msg
+    gen.wait()
+    return marks, done
+
+
+def _record(
+    label: str,
+    workers: int | None,
+    counters: int,
+    rate: float,
+    interval: float,
+    marks: dict[str, tuple[float, int, float, float]],
+    done: dict[str, Any],
+    check: dict[str, Any],
+) -> dict[str, Any]:
+    """The run's JSON line: throughput and latencies in the window, the check after the drain."""
     (t0, n0, s0, p0), (t1, n1, s1, p1) = marks["window_start"], marks["window_end"]
     span = t1 - t0
     applied = (n1 - n0) / span
@@ -304,44 +327,42 @@ def run_one(
         and done["errors"] == 0
         and intact
     )
-    return emit(
-        {
-            "bench": "central_load",
-            "server": label,
-            "workers": workers,
-            "counters": counters,
-            "window_s": rounded(span, 1),
-            "offered_sales_per_s": rate,
-            "round_interval_s": interval,
-            "applied_sales_per_s": round(applied),
-            "rounds_per_s": rounded(done["rounds"] / done["window_s"], 1),
-            "pull_p50_ms": pull.get("p50_ms"),
-            "pull_p99_ms": pull.get("p99_ms"),
-            "batch500_n": big.get("n", 0),
-            "batch500_p50_ms": big.get("p50_ms"),
-            "batch500_p99_ms": big.get("p99_ms"),
-            "latency": done["latency"],
-            "errors": done["errors"],
-            "errors_in_window": done["errors_window"],
-            "error_samples": done["error_samples"],
-            "register_s": done["spawn_s"],
-            "drain_s": done["drain_s"],
-            "left_pending": done["left_pending"],
-            "check": check,
-            "intact": intact,
-            "cpu_cores": {
-                "server": rounded((s1 - s0) / span, 2),
-                "postgres": rounded((p1 - p0) / span, 2),
-                "generator": done["generator_cpu"],
-            },
-            "generator_loop_lag_p99_ms": done["loop_lag_p99_ms"],
-            "target": (
-                f">= {TARGET_RATE:.0f} sales/s applied, p99 of a 500-sale batch <= "
-                f"{TARGET_P99_BIG_MS:.0f} ms, no error, nothing lost or doubled"
-            ),
-            "ok": ok,
-        }
-    )
+    return {
+        "bench": "central_load",
+        "server": label,
+        "workers": workers,
+        "counters": counters,
+        "window_s": rounded(span, 1),
+        "offered_sales_per_s": rate,
+        "round_interval_s": interval,
+        "applied_sales_per_s": round(applied),
+        "rounds_per_s": rounded(done["rounds"] / done["window_s"], 1),
+        "pull_p50_ms": pull.get("p50_ms"),
+        "pull_p99_ms": pull.get("p99_ms"),
+        "batch500_n": big.get("n", 0),
+        "batch500_p50_ms": big.get("p50_ms"),
+        "batch500_p99_ms": big.get("p99_ms"),
+        "latency": done["latency"],
+        "errors": done["errors"],
+        "errors_in_window": done["errors_window"],
+        "error_samples": done["error_samples"],
+        "register_s": done["spawn_s"],
+        "drain_s": done["drain_s"],
+        "left_pending": done["left_pending"],
+        "check": check,
+        "intact": intact,
+        "cpu_cores": {
+            "server": rounded((s1 - s0) / span, 2),
+            "postgres": rounded((p1 - p0) / span, 2),
+            "generator": done["generator_cpu"],
+        },
+        "generator_loop_lag_p99_ms": done["loop_lag_p99_ms"],
+        "target": (
+            f">= {TARGET_RATE:.0f} sales/s applied, p99 of a 500-sale batch <= "
+            f"{TARGET_P99_BIG_MS:.0f} ms, no error, nothing lost or doubled"
+        ),
+        "ok": ok,
+    }
 
 
 def run(
