@@ -179,6 +179,56 @@ def texts(rows: int, rng: random.Random) -> list[tuple[str, str]]:
     ]
 
 
+def _type_text(
+    page: Any, meter: StallMeter, kind: str, keys: str, keystroke_ms: int, rows: int
+) -> tuple[dict[str, Any], list[float]]:
+    """Type one text into the search box at the typing rhythm, wait for the results, scroll
+    through them; answers its record and the GUI's stalls meanwhile."""
+    progress(f"gui search: typing {kind} {keys!r}")
+    page.search.setFocus()
+    page.search.selectAll()
+    _key(page.search, "\b")
+    _spin_until(lambda: page.model.idle, SETTLE_TIMEOUT_S)
+    meter.take()
+    for ch in keys:
+        _key(page.search, ch)
+        _spin(keystroke_ms / 1000)
+    last_key = time.perf_counter()
+    settled = _spin_until(
+        lambda: page.model.idle and page.model.text == page.search.text().strip(),
+        SETTLE_TIMEOUT_S,
+    )
+    results_ms = (time.perf_counter() - last_key) * 1000
+    first_rows = page.model.rowCount()
+    for _ in range(SCROLLS):
+        if not page.model.canFetchMore():
+            break
+        page.table.scrollToBottom()
+        _spin_until(lambda: page.model.idle, SETTLE_TIMEOUT_S)
+    _spin(0.05)
+    stalls = meter.take()
+    return (
+        {
+            "bench": "gui_search",
+            "kind": kind,
+            "rows": rows,
+            "text": page.search.text(),
+            "keystrokes": len(keys),
+            "ticks": len(stalls),
+            "max_stall_ms": rounded(max(stalls, default=0.0), 1),
+            "p99_stall_ms": rounded(percentile(stalls, 99), 1) if stalls else 0.0,
+            "results_after_last_key_ms": rounded(results_ms, 1),
+            "rows_first_page": first_rows,
+            "rows_after_scrolling": page.model.rowCount(),
+            "status": page.status.text(),
+            "settled": settled,
+            "target": f"max_stall_ms <= {TARGET_MAX_STALL_MS:g}",
+            "ok": settled and max(stalls, default=0.0) <= TARGET_MAX_STALL_MS,
+        },
+        stalls,
+    )
+
+
 def run(
     rows: int = FULL_ROWS,
     data_dir: Path = DEFAULT_DATA_DIR,
@@ -208,51 +258,9 @@ def run(
         _spin(0.2)
         meter.take()  # start-up noise (first paint) is not typing
         for kind, keys in texts(rows, rng):
-            progress(f"gui search: typing {kind} {keys!r}")
-            page.search.setFocus()
-            page.search.selectAll()
-            _key(page.search, "\b")
-            _spin_until(lambda: page.model.idle, SETTLE_TIMEOUT_S)
-            meter.take()
-            for ch in keys:
-                _key(page.search, ch)
-                _spin(keystroke_ms / 1000)
-            last_key = time.perf_counter()
-            settled = _spin_until(
-                lambda: page.model.idle and page.model.text == page.search.text().strip(),
-                SETTLE_TIMEOUT_S,
-            )
-            results_ms = (time.perf_counter() - last_key) * 1000
-            first_rows = page.model.rowCount()
-            for _ in range(SCROLLS):
-                if not page.model.canFetchMore():
-                    break
-                page.table.scrollToBottom()
-                _spin_until(lambda: page.model.idle, SETTLE_TIMEOUT_S)
-            _spin(0.05)
-            stalls = meter.take()
+            record, stalls = _type_text(page, meter, kind, keys, keystroke_ms, rows)
             every += stalls
-            records.append(
-                emit(
-                    {
-                        "bench": "gui_search",
-                        "kind": kind,
-                        "rows": rows,
-                        "text": page.search.text(),
-                        "keystrokes": len(keys),
-                        "ticks": len(stalls),
-                        "max_stall_ms": rounded(max(stalls, default=0.0), 1),
-                        "p99_stall_ms": rounded(percentile(stalls, 99), 1) if stalls else 0.0,
-                        "results_after_last_key_ms": rounded(results_ms, 1),
-                        "rows_first_page": first_rows,
-                        "rows_after_scrolling": page.model.rowCount(),
-                        "status": page.status.text(),
-                        "settled": settled,
-                        "target": f"max_stall_ms <= {TARGET_MAX_STALL_MS:g}",
-                        "ok": settled and max(stalls, default=0.0) <= TARGET_MAX_STALL_MS,
-                    }
-                )
-            )
+            records.append(emit(record))
     finally:
         meter.stop()
         page.close()
