@@ -13,7 +13,7 @@ import json
 import os
 import secrets
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,16 @@ Handler = Callable[[AppContext, argparse.Namespace], int]
 def emit_json(data: Any) -> None:
     json.dump(data, sys.stdout, ensure_ascii=False, indent=2, default=str)
     sys.stdout.write("\n")
+
+
+def emit_fields(data: Mapping[str, Any], *, as_json: bool, width: int, none: str = "") -> None:
+    """``data`` as JSON, or one ``key value`` line a field, the keys padded to ``width`` and
+    ``none`` standing for a value that is None."""
+    if as_json:
+        emit_json(data)
+        return
+    for key, value in data.items():
+        print(f"{key:{width}} {none if value is None else value}")
 
 
 def id_arg(fmt: ids.IdFormat) -> Callable[[str], str]:
@@ -152,14 +162,11 @@ def cmd_customers_find(ctx: AppContext, args: argparse.Namespace) -> int:
 
 def cmd_customers_show(ctx: AppContext, args: argparse.Namespace) -> int:
     db = open_db(ctx)
-    c = customer_service.customer_view(db, args.customer_no)
-    if args.json:
-        emit_json(c.to_json())
-        return 0
-    for key, value in c.to_json().items():
-        if key in ("alarm1", "alarm2", "overdraft_limit", "credit_ceiling"):
-            value = format_yuan(value)
-        print(f"{key:16} {value if value is not None else ''}")
+    data = customer_service.customer_view(db, args.customer_no).to_json()
+    if not args.json:
+        yuan = ("alarm1", "alarm2", "overdraft_limit", "credit_ceiling")
+        data = {k: format_yuan(v) if k in yuan else v for k, v in data.items()}
+    emit_fields(data, as_json=args.json, width=16)
     return 0
 
 

@@ -620,17 +620,24 @@ def _register_shift(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     q.set_defaults(func=cmd_shift_close)
 
 
+def _paid_at_the_card(q: argparse.ArgumentParser) -> None:
+    """What a command that takes cash and writes a card (open-account, sell) takes after its
+    amount: the cash, the receipt, the operator and --json, the card, and an override of an
+    offline limit."""
+    q.add_argument("--cash", metavar="YUAN", help=_("cash received in yuan (change is shown)"))
+    receipt_args(q)
+    _common(q)
+    card_args(q)
+    _override(q)
+
+
 def _register_card_work(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     q = sub.add_parser(
         "open-account", help=_("issue a blank card as a customer's first card, optionally sell")
     )
     q.add_argument("--customer", required=True, metavar="NO", type=CUSTOMER_NO_ARG)
     q.add_argument("--amount", metavar="YUAN", help=_("first purchase in yuan"))
-    q.add_argument("--cash", metavar="YUAN", help=_("cash received in yuan (change is shown)"))
-    receipt_args(q)
-    _common(q)
-    card_args(q)
-    _override(q)
+    _paid_at_the_card(q)
     q.set_defaults(func=cmd_open_account)
 
     q = sub.add_parser(
@@ -642,11 +649,7 @@ def _register_card_work(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     )
     q.add_argument("--customer", required=True, metavar="NO", type=CUSTOMER_NO_ARG)
     q.add_argument("--amount", required=True, metavar="YUAN", help=_("amount paid in yuan"))
-    q.add_argument("--cash", metavar="YUAN", help=_("cash received in yuan (change is shown)"))
-    receipt_args(q)
-    _common(q)
-    card_args(q)
-    _override(q)
+    _paid_at_the_card(q)
     q.set_defaults(func=cmd_sell)
 
     q = sub.add_parser("rewrite", help=_("write the last purchase again onto a card behind"))

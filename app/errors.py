@@ -2,8 +2,10 @@
 
 Every error that may reach a teller, technician or IT person derives from :class:`CardVendError`.
 Its ``template`` is an English message id (translated through the gettext catalogs) that says what
-happened and what to do; ``params`` fill the template's placeholders.  ``str(err)`` is English (for
-logs); :meth:`CardVendError.localized` gives the text in the current (or given) language.
+happened and what to do; ``params`` fill the template's placeholders.  A parameter is translated
+too only when it is a :class:`~app.i18n.Msg` (``N_("Customer")``, a reason, a label); any other
+text is shown as it is.  ``str(err)`` is English (for logs); :meth:`CardVendError.localized` gives
+the text in the current (or given) language.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import ClassVar
 
-from app.i18n import N_, translate
+from app.i18n import N_, Msg, translate
 
 
 class CardVendError(Exception):
@@ -25,7 +27,8 @@ class CardVendError(Exception):
 
     def _render(self, language: str) -> str:
         text = translate(self.message_template, language)
-        # parameters that are themselves marked messages (N_("Customer"), reasons) translate too
+        # parameters that are marked messages (N_("Customer"), reasons, labels) translate too;
+        # any other text (a name, a number) is shown as it is
         params = {k: self._param(v, language) for k, v in self.params.items()}
         try:
             return text.format(**params)
@@ -33,7 +36,7 @@ class CardVendError(Exception):
             return f"{text} {self.params!r}"
 
     def _param(self, value: object, language: str) -> object:
-        if not isinstance(value, str):
+        if not isinstance(value, Msg):
             return value
         text = translate(value, language)
         if ("{" in text and text != value) or "{" in value:

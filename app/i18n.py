@@ -3,7 +3,8 @@
 Message ids are English source strings with ``{named}`` placeholders. Catalogs are gettext ``.po``
 files under ``resources/locale/<lang>/LC_MESSAGES/cardvend.po`` (``zh_CN`` and ``en``); they are
 parsed directly, so no compile step is needed.  ``_()`` marks and translates a string now;
-``N_()`` only marks it (for strings translated later, e.g. error templates).
+``N_()`` only marks it (for strings translated later, e.g. error templates) and gives a
+:class:`Msg`: the one kind of text that an error translates when it is a parameter.
 """
 
 from __future__ import annotations
@@ -111,6 +112,15 @@ def _(msgid: str, /, **params: object) -> str:
     return text.format(**params) if params else text
 
 
-def N_(msgid: str, /) -> str:
+class Msg(str):
+    """A message id that is translated where it is shown.  An error's parameter is translated
+    only when it is a ``Msg`` (``N_()`` gives one; a label of a :class:`~app.domain.labels.Labelled`
+    member is one); any other text, a name or a number someone typed, is shown as it is, even
+    when it happens to equal a message id."""
+
+    __slots__ = ()
+
+
+def N_(msgid: str, /) -> Msg:
     """Mark ``msgid`` for translation without translating it now."""
-    return msgid
+    return Msg(msgid)

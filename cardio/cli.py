@@ -18,7 +18,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Protocol
 
-from app.cli import card_args, cli_login, emit_json, id_arg, open_db
+from app.cli import card_args, cli_login, emit_fields, emit_json, id_arg, open_db
 from app.cli_sales import approve_here
 from app.clock import Clock
 from app.context import AppContext
@@ -433,11 +433,7 @@ def cmd_meter_insert(ctx: AppContext, args: argparse.Namespace) -> int:
         "consumed": _plain(consumed) if consumed is not None else None,
         "write_back": _plain(result.write_back),
     }
-    if args.json:
-        emit_json(out)
-    else:
-        for key, value in out.items():
-            print(f"{key:14} {value}")
+    emit_fields(out, as_json=args.json, width=14, none="None")
     return 0
 
 

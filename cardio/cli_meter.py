@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from app.cli import emit_json, id_arg, open_db
+from app.cli import emit_fields, id_arg, open_db
 from app.context import AppContext
 from app.domain import ids
 from app.errors import ValidationError
@@ -94,12 +94,7 @@ def cmd_read(ctx: AppContext, args: argparse.Namespace) -> int:
         reading = read_meter(MeterClient(link), args.addr)
     finally:
         link.close()
-    out = reading.to_json()
-    if args.json:
-        emit_json(out)
-    else:
-        for key, value in out.items():
-            print(f"{key:16} {'-' if value is None else value}")
+    emit_fields(reading.to_json(), as_json=args.json, width=16, none="-")
     return 0
 
 

@@ -548,7 +548,7 @@ def test_messages_in_chinese(adb: Database, clock: FixedClock) -> None:
         sign(adb, clock, req.id, "t02")
     zh = e.value.localized("zh_CN")
     assert "主管" in zh and "柜员" in zh
-    err = ApprovalRequired(action=Action.REVERSE.label, role="supervisor")
+    err = ApprovalRequired(action=Action.REVERSE.label, role=Role.SUPERVISOR.label)
     assert "主管" in err.localized("zh_CN") and "审批" in err.localized("zh_CN")
 
 

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from app import i18n
 from app.errors import AmountError, CardVendError, SaleInProgress, ValidationError
-from app.i18n import LANGUAGES, normalize_language, parse_po
+from app.i18n import LANGUAGES, N_, Msg, normalize_language, parse_po
 from tests.i18n_catalog import (
     UNWRITABLE,
     Location,
@@ -276,7 +276,22 @@ def test_marked_parameters_are_translated_too() -> None:
         parse_yuan("-1")
     text = info.value.localized("zh_CN")
     assert "it must not be negative" not in text and "-1" in text
-    assert "Customer" not in NotFound(what="Customer", key="100000000001").localized("zh_CN")
+    assert "Customer" not in NotFound(what=N_("Customer"), key="100000000001").localized("zh_CN")
+
+
+def test_plain_text_parameters_are_never_translated() -> None:
+    """Only a marked message (a :class:`~app.i18n.Msg`, as ``N_()`` gives) is translated as a
+    parameter: a name someone chose that happens to equal a message id stays as it is."""
+    from app.errors import Conflict, NotFound
+
+    assert "Customer 1" in NotFound(what="Customer", key="1").localized("zh_CN")
+    err = NotFound(what=N_("Task"), key="nothing")
+    assert "nothing" in err.localized("zh_CN") and "无" not in err.localized("zh_CN")
+    assert Conflict(detail="nothing").localized("zh_CN") == "nothing"
+    assert Conflict(detail=Msg("nothing")).localized("zh_CN") == "无"
+    # plain text with braces is not a template either
+    assert Conflict(detail="{detail} {x}", x=1).localized("zh_CN") == "{detail} {x}"
+    assert isinstance(N_("Customer"), Msg) and N_("Customer") == "Customer"
 
 
 # --------------------------------------------------------------------------- language names

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from app.domain.labels import Labelled
 from app.errors import AmountError, InvalidTransition
-from app.i18n import N_
+from app.i18n import N_, Msg
 from app.money import MAX_FEN, check_fen
 
 
@@ -62,7 +62,8 @@ TRANSITIONS: dict[SaleState, frozenset[SaleState]] = {
 
 def check_transition(sale_id: str, current: SaleState, target: SaleState) -> None:
     if target not in TRANSITIONS[current]:
-        raise InvalidTransition(sale_id=sale_id, state=current.value, target=target.value)
+        # a state's value is the msgid of its name wherever the catalog has one
+        raise InvalidTransition(sale_id=sale_id, state=Msg(current.value), target=Msg(target.value))
 
 
 # the credit ceiling of a customer without one (the largest credit a purchase file holds)

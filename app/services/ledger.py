@@ -37,7 +37,7 @@ from app.domain.ledger import (
 )
 from app.domain.permissions import Action
 from app.errors import Conflict, NotFound, SaleInProgress
-from app.i18n import N_
+from app.i18n import N_, Msg
 from app.money import check_fen
 from app.persistence.db import Database
 from app.persistence.models import (
@@ -148,7 +148,7 @@ def not_active(customer_no: str, status: str, reason: str = "") -> Conflict:
     return Conflict(
         N_("Customer {customer_no} is {status}; only active customers can buy."),
         customer_no=customer_no,
-        status=status,
+        status=Msg(status),  # a customer status is the msgid of its name
     )
 
 

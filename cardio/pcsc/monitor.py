@@ -109,6 +109,19 @@ class _Monitor:
             if old is not None and old != context:
                 scard.SCardReleaseContext(old)
 
+    def _failed(self, hr: int, doing: str) -> bool:
+        """Whether the PC/SC call that answered ``hr`` failed, which ends this round: a lost
+        context is dropped (the next round makes a new one), any other failure is logged and
+        waited out."""
+        if hr in _CONTEXT_LOST:
+            self._set_context(None)
+            return True
+        if hr != _OK:
+            log.warning("card monitor: %s failed: %s", doing, hresult_text(hr))
+            self._stopping.wait(self.RETRY_SECONDS)
+            return True
+        return False
+
     def _step(self) -> None:
         self._deliver_snapshots()
         context = self._context
@@ -125,12 +138,7 @@ class _Monitor:
         hr = _u32(hr)
         if hr == _E_NO_READERS_AVAILABLE:
             names = []
-        elif hr in _CONTEXT_LOST:
-            self._set_context(None)
-            return
-        elif hr != _OK:
-            log.warning("card monitor: listing readers failed: %s", hresult_text(hr))
-            self._stopping.wait(self.RETRY_SECONDS)
+        elif self._failed(hr, "listing readers"):
             return
         readers = [str(name) for name in names]
         self._sync_readers(readers)
@@ -140,12 +148,7 @@ class _Monitor:
         hr = _u32(hr)
         if hr in (_E_TIMEOUT, _E_CANCELLED, _E_UNKNOWN_READER):
             return  # nothing new, woken up, or a reader went away: list again
-        if hr in _CONTEXT_LOST:
-            self._set_context(None)
-            return
-        if hr != _OK:
-            log.warning("card monitor: waiting for changes failed: %s", hresult_text(hr))
-            self._stopping.wait(self.RETRY_SECONDS)
+        if self._failed(hr, "waiting for changes"):
             return
         for name, state, atr in new_states:
             if name == _PNP:

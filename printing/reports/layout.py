@@ -154,6 +154,10 @@ class _Page:
         safe = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
         return Paragraph(safe, style or self.body)
 
+    def heading(self, pairs: Sequence[tuple[str, str]]) -> list[Any]:
+        """How every report begins: its title, then what it covers as :meth:`fields`."""
+        return [self.para(self.title, self.h1), self.fields(pairs)]
+
     def fields(self, pairs: Sequence[tuple[str, str]]) -> Table:
         """Label/value pairs, two pairs a row."""
         cells = [(self.t(label), value) for label, value in pairs]

@@ -132,8 +132,7 @@ from printing.reports.layout import _money_table, _Page
 
 def shift_report_pdf(report: ShiftReport, *, language: str) -> bytes:
     page = _Page(_t(SHIFT_TITLE, language), language, report.generated_at)
-    story: list[Any] = [page.para(page.title, page.h1)]
-    story += _shift_head(page, report)
+    story = _shift_head(page, report)
     story += _shift_money(page, report)
     story += _shift_sales(page, report)
     story += _shift_reversals_and_fees(page, report)
@@ -143,7 +142,6 @@ def shift_report_pdf(report: ShiftReport, *, language: str) -> bytes:
 
 def _shift_head(page: _Page, report: ShiftReport) -> list[Any]:
     t = page.t
-    story: list[Any] = []
     pairs: list[tuple[str, str]] = []
     if report.office_code is not None:
         pairs.append((OFFICE, _name(report.office_name or "", report.office_code)))
@@ -156,7 +154,7 @@ def _shift_head(page: _Page, report: ShiftReport) -> list[Any]:
         (CLOSED_BY, report.closed_by or ""),
         (TIME_ZONE, report.time_zone),
     ]
-    story.append(page.fields(pairs))
+    story = page.heading(pairs)
     if report.is_open:
         story.append(page.para(t(PROVISIONAL)))
     return story
@@ -351,16 +349,13 @@ def _daily_cells(row: DailyRow) -> list[str]:
 def daily_report_pdf(report: DailyReport, *, language: str) -> bytes:
     page = _Page(_t(DAILY_TITLE, language), language, report.generated_at)
     t = page.t
-    story: list[Any] = [page.para(page.title, page.h1)]
-    story.append(
-        page.fields(
-            [
-                (OFFICE, _name(report.office_name, report.office_code)),
-                (DAY, report.day.isoformat()),
-                (TIME_ZONE, report.time_zone),
-                (PERIOD, f"{_when(report.start, DAY_TIME)} – {_when(report.end, DAY_TIME)}"),
-            ]
-        )
+    story = page.heading(
+        [
+            (OFFICE, _name(report.office_name, report.office_code)),
+            (DAY, report.day.isoformat()),
+            (TIME_ZONE, report.time_zone),
+            (PERIOD, f"{_when(report.start, DAY_TIME)} – {_when(report.end, DAY_TIME)}"),
+        ]
     )
     total = [t(TOTAL), *_daily_cells(report.totals)]
     story.append(page.para(t(BY_OPERATOR), page.h2))
@@ -484,22 +479,19 @@ def _bucket_chart(page: _Page, report: StatsReport) -> Drawing:
 def stats_report_pdf(report: StatsReport, *, language: str) -> bytes:
     page = _Page(_t(STATS_TITLE, language), language, report.generated_at)
     t = page.t
-    story: list[Any] = [page.para(page.title, page.h1)]
-    story.append(
-        page.fields(
-            [
-                (OFFICE, _name(report.office_name, report.office_code)),
-                (
-                    PERIOD,
-                    t(
-                        PERIOD_VALUE,
-                        first=report.first_day.isoformat(),
-                        last=report.last_day.isoformat(),
-                    ),
+    story = page.heading(
+        [
+            (OFFICE, _name(report.office_name, report.office_code)),
+            (
+                PERIOD,
+                t(
+                    PERIOD_VALUE,
+                    first=report.first_day.isoformat(),
+                    last=report.last_day.isoformat(),
                 ),
-                (TIME_ZONE, report.time_zone),
-            ]
-        )
+            ),
+            (TIME_ZONE, report.time_zone),
+        ]
     )
     story.append(page.para(t(CUSTOMERS), page.h2))
     counts = {(c.meter_kind, c.status): c.count for c in report.customers}

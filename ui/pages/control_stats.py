@@ -39,7 +39,7 @@ from ui.charts import BarChart
 from ui.pages.common import page_title
 from ui.style import set_tone
 
-REGIONS = (
+REGIONS: tuple[tuple[str | None, str], ...] = (
     (None, N_("This office")),
     ("city", N_("This city")),
     ("province", N_("This province")),

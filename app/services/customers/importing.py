@@ -308,7 +308,7 @@ def _checked_row(
     row = _parse_row(record, index, plans, now)
     office = row["office_code"]
     if office not in offices:
-        OFFICE_CODE.check(office, "office")
+        OFFICE_CODE.check(office, N_("office"))
         session.add(Office(code=office, name=office))
         session.flush()
         offices.add(office)

@@ -27,7 +27,7 @@ from app.domain.card import (
 from app.domain.permissions import Action
 from app.domain.pricing import TariffSpec
 from app.errors import CardVendError, NotFound
-from app.i18n import N_
+from app.i18n import N_, Msg
 from app.persistence.db import Database
 from app.persistence.models import Customer, MgmtJob, OutboxEntry, TariffPlan, TariffVersion
 from app.ports import CardTerminal
@@ -197,7 +197,7 @@ def preview(
     """What :func:`program` would write, for the technician to see first."""
     actor.authorize(Action.PROGRAM_MANAGEMENT_CARD, clock)
     with db.read() as session:
-        job = session.get(MgmtJob, ids.UUID.check(job_id, "job id"))
+        job = session.get(MgmtJob, ids.UUID.check(job_id, N_("job id")))
         if job is None:
             raise NotFound(what=N_("Job"), key=job_id)
         if job.office_code != office_code:
@@ -224,7 +224,7 @@ def program(
         if job.taken_by != actor.operator_id:
             raise JobNotTaken(job_id=job_id)
         if job.status != "open":
-            raise JobNotOpen(job_id=job_id, status=job.status)
+            raise JobNotOpen(job_id=job_id, status=Msg(job.status))  # a status is a msgid
         return plan_card(session, job, utility_code, clock.now())
 
     plan: CardPlan = _guarded(db, actor, clock, "job_program", job_id, check)
@@ -320,7 +320,7 @@ def return_card(
     target = job_id or "-"
     _allow(db, actor, clock, Action.PROGRAM_MANAGEMENT_CARD, "job_return", target)
     if job_id is not None:
-        ids.UUID.check(job_id, "job id")
+        ids.UUID.check(job_id, N_("job id"))
     try:
         card = terminal.read()
         if not card.kind.is_management or card.kind == CardKind.CHECK:

@@ -14,7 +14,7 @@ from app.domain.card import (
 )
 from app.domain.permissions import Action, PermissionDenied
 from app.errors import CardVendError, Conflict, NotFound
-from app.i18n import N_
+from app.i18n import N_, Msg
 from app.persistence.db import Database
 from app.persistence.models import MgmtJob
 from app.services import audit
@@ -74,7 +74,7 @@ def _own_job(
     step: str,
 ) -> MgmtJob:
     """The job ``job_id`` (a UUID, matched whole) of this counter's office, row-locked."""
-    ids.UUID.check(job_id, "job id")
+    ids.UUID.check(job_id, N_("job id"))
     job = session.scalar(select(MgmtJob).where(MgmtJob.id == job_id).with_for_update())
     if job is None:
         raise NotFound(what=N_("Job"), key=job_id)
@@ -136,7 +136,7 @@ def get_job(
     overdue_days: int = 7,
 ) -> JobView:
     actor.authorize(Action.PROGRAM_MANAGEMENT_CARD, clock)
-    ids.UUID.check(job_id, "job id")
+    ids.UUID.check(job_id, N_("job id"))
     with db.read() as session:
         job = session.get(MgmtJob, job_id)
         if job is None:
@@ -157,7 +157,7 @@ def take(db: Database, actor: Principal, clock: Clock, job_id: str, *, office_co
         if job.taken_by is not None and job.taken_by != actor.operator_id:
             raise JobTakenByOther(job_id=job_id, holder=job.taken_by)
         if job.status != "open":
-            raise JobNotOpen(job_id=job_id, status=job.status)
+            raise JobNotOpen(job_id=job_id, status=Msg(job.status))  # a status is a msgid
         if job.taken_by is None:
             job.taken_by = actor.operator_id
             job.taken_at = clock.now()

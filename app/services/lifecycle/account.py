@@ -39,7 +39,7 @@ from app.domain.customers import CustomerStatus, MeterKind, check_text
 from app.domain.ledger import SaleKind, SaleState
 from app.domain.permissions import Action
 from app.errors import CardVendError, Conflict, ValidationError
-from app.i18n import N_
+from app.i18n import N_, Msg
 from app.money import format_yuan
 from app.persistence.db import Database
 from app.persistence.models import ArrearsItem, CardBlacklist, Customer, Sale, Shift
@@ -198,7 +198,7 @@ def _closable(session: Session, customer: Customer) -> None:
                 "Customer {customer_no} is {status}; only an active or paused account can be closed."
             ),
             customer_no=customer.customer_no,
-            status=customer.status,
+            status=Msg(customer.status),  # a customer status is the msgid of its name
         )
     if ledger.unresolved_sale(session, customer.id) is not None:
         raise Conflict(
@@ -509,7 +509,8 @@ def _change_status(
     with db.write() as session:
         customer = get_customer(session, customer_no, for_update=True)
         if customer.status != step.start:
-            raise Conflict(step.refusal, customer_no=customer_no, status=customer.status)
+            status = Msg(customer.status)  # a customer status is the msgid of its name
+            raise Conflict(step.refusal, customer_no=customer_no, status=status)
         approval = approvals.require_by(
             session,
             actor,
