@@ -165,6 +165,12 @@ class CustomersPage(QWidget):
         right."""
         self.details_box = QGroupBox(_("Customer"))
         columns = QHBoxLayout(self.details_box)
+        columns.addLayout(self._build_fields(), 3)
+        columns.addLayout(self._build_actions(), 2)
+        return self.details_box
+
+    def _build_fields(self) -> QVBoxLayout:
+        """The customer's name above its fields (which scroll)."""
         left = QVBoxLayout()
         self.details_title = QLabel(_("Search for a customer, then press Enter on a row."))
         self.details_title.setWordWrap(True)
@@ -204,8 +210,11 @@ class CustomersPage(QWidget):
         fields_area.setFrameShape(QFrame.Shape.NoFrame)
         fields_area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         left.addWidget(fields_area, 1)
-        columns.addLayout(left, 3)
+        return left
 
+    def _build_actions(self) -> QVBoxLayout:
+        """The latest sales (one to reprint) and the buttons of what can be done for the
+        customer, all disabled until one is chosen."""
         right = QVBoxLayout()
         right.addWidget(QLabel(_("Latest sales")))
         self.sales_label = QLabel("—")
@@ -259,8 +268,7 @@ class CustomersPage(QWidget):
             button.setAutoDefault(True)
             grid.addWidget(button, n // 2, n % 2)
         right.addLayout(grid)
-        columns.addLayout(right, 2)
-        return self.details_box
+        return right
 
     # ------------------------------------------------------------------ page
 
