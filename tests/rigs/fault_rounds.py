@@ -217,36 +217,10 @@ def run_fault_rounds(
         target = targets[number % len(targets)]
         settings.set(CENTRAL_URL.key, target.url)
         outcome.urls_used[target.url] = outcome.urls_used.get(target.url, 0) + 1
-        for _ in range(rng.choice((0, 0, 1, 1, 2, 3))):
-            selling.remote_payment(
-                counter.db,
-                actor=counter.teller,
-                customer_no=rng.choice(REMOTES),
-                amount=rng.randrange(100, 20_000),
-                clock=counter.clock,
-                settings=settings,
-            )
-        if rng.random() < 0.03:
-            counter.to_meter(card)
-            counter.sell(card, rng.randrange(100, 5000))
+        _sell_some(counter, card, rng)
         fault = rng.choice(FAULTS)
         outcome.faults_seen[fault] = outcome.faults_seen.get(fault, 0) + 1
-        crash_after = None
-        if fault == "drop_after_commit":
-            target.arm(drop_after_commit=rng.choice((1, 2)))
-        elif fault == "drop_before":
-            target.arm(drop_before=1)
-        elif fault == "error_5xx":
-            target.arm(error_5xx=rng.choice((1, 2, 3)))
-        elif fault == "retry_after":
-            target.arm(error_5xx=1, retry_after=0)
-        elif fault == "latency" and rng.random() < 0.3:  # keep the slow rounds few
-            target.arm(latency_ms=400)
-        elif fault == "malformed":
-            target.arm(malformed=1)
-        elif fault == "restart":
-            crash_after = rng.choice((0, 1))
-        link = client(crash_after)
+        link = client(_arm(target, fault, rng))
         started = time.perf_counter()
         try:
             push(
@@ -287,17 +261,58 @@ def run_fault_rounds(
         settings.set(CENTRAL_URL.key, target.url)
         link = client(calm=True)
         try:
-            held = held_sales(link)
+            outcome.held = _held_once(link, outcome.local, target.url)
         finally:
             link.close()
-        assert len(held) == len(set(held)), f"a sale reached the central side twice ({target.url})"
-        assert set(held) == outcome.local, (
-            f"missing centrally: {len(outcome.local - set(held))}, "
-            f"unknown locally: {len(set(held) - outcome.local)} ({target.url})"
-        )
-        outcome.held = held
     assert len(outcome.local) > rounds // 2
     assert all(
         outcome.faults_seen.get(f, 0) > 0 for f in ("drop_after_commit", "restart", "malformed")
     )
     return outcome
+
+
+def _sell_some(counter: Counter, card: Any, rng: random.Random) -> None:
+    """A round's sales: a few remote payments, now and then a card sale."""
+    for _ in range(rng.choice((0, 0, 1, 1, 2, 3))):
+        selling.remote_payment(
+            counter.db,
+            actor=counter.teller,
+            customer_no=rng.choice(REMOTES),
+            amount=rng.randrange(100, 20_000),
+            clock=counter.clock,
+            settings=counter.settings,
+        )
+    if rng.random() < 0.03:
+        counter.to_meter(card)
+        counter.sell(card, rng.randrange(100, 5000))
+
+
+def _arm(target: FaultTarget, fault: str, rng: random.Random) -> int | None:
+    """Arm ``fault`` on the server; answers after how many posts the client crashes (a restart
+    of the counter mid-push), None for no crash."""
+    if fault == "drop_after_commit":
+        target.arm(drop_after_commit=rng.choice((1, 2)))
+    elif fault == "drop_before":
+        target.arm(drop_before=1)
+    elif fault == "error_5xx":
+        target.arm(error_5xx=rng.choice((1, 2, 3)))
+    elif fault == "retry_after":
+        target.arm(error_5xx=1, retry_after=0)
+    elif fault == "latency" and rng.random() < 0.3:  # keep the slow rounds few
+        target.arm(latency_ms=400)
+    elif fault == "malformed":
+        target.arm(malformed=1)
+    elif fault == "restart":
+        return rng.choice((0, 1))
+    return None
+
+
+def _held_once(link: CentralClient, local: set[str], url: str) -> list[str]:
+    """The sales the server holds, each once and exactly the counter's settled ones."""
+    held = held_sales(link)
+    assert len(held) == len(set(held)), f"a sale reached the central side twice ({url})"
+    assert set(held) == local, (
+        f"missing centrally: {len(local - set(held))}, "
+        f"unknown locally: {len(set(held) - local)} ({url})"
+    )
+    return held
