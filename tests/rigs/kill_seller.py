@@ -15,9 +15,9 @@ import mmap
 import os
 import sys
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 ROOT = Path(__file__).resolve().parents[2]
 CUSTOMER = "100000000002"  # a card-meter demo customer without arrears or fees
@@ -151,22 +151,28 @@ def seller_main(db_path: str, keys_path: str, marker_path: str) -> int:
     runs on); ``{"cmd": "reap", "pid": N}`` waits for that child and answers its exit status.
     The child is reaped only when asked, so its pid cannot be reused before the campaign has
     killed it (the campaign signals it through a pidfd)."""
-    import contextlib as cl
+    mark = _marker(marker_path)
+    _hook_markers(mark)  # before signing in: every child inherits the hooked code
+    seller = _Seller(db_path, keys_path, mark)
+    for line in sys.stdin:
+        req = json.loads(line)
+        if req["cmd"] == "run":
+            pid = os.fork()
+            if pid == 0:
+                seller.child(req)
+            answer: dict[str, Any] = {"pid": pid}
+        elif req["cmd"] == "reap":
+            _pid, status = os.waitpid(req["pid"], 0)
+            answer = {"status": os.waitstatus_to_exitcode(status)}
+        else:
+            break
+        sys.stdout.write(json.dumps(answer) + "\n")
+        sys.stdout.flush()
+    return 0
 
-    import app.faults as faults_mod
-    import app.services.approvals as approvals_mod
-    import app.services.ledger as ledger_mod
-    from app.clock import FixedClock
-    from app.errors import CardVendError
-    from app.persistence.db import Database
-    from app.ports import KeyRole
-    from app.services import auth, selling
-    from app.settings import OFFLINE_MAX_AMOUNT, OFFLINE_MAX_SALES, Settings
-    from cardio import profile as P
-    from cardio.keys import MasterKeys, SoftwareKeyProvider
-    from cardio.pcsc import PcscReaderPort
-    from cardio.terminal import ApduTerminal
 
+def _marker(marker_path: str) -> Callable[[int], None]:
+    """``mark(event)``: append ``event`` to the shared marker page."""
     fd = os.open(marker_path, os.O_RDWR)
     page = mmap.mmap(fd, MARKER_SIZE)
     os.close(fd)
@@ -177,7 +183,21 @@ def seller_main(db_path: str, keys_path: str, marker_path: str) -> int:
             page[1 + n] = event
             page[0] = n + 1  # one byte: the step counts once this store is done
 
-    # ---- the markers, hooked into the real code (inherited by every child)
+    return mark
+
+
+def _hook_markers(mark: Callable[[int], None]) -> None:
+    """The markers, hooked into the real code: the card commands, the ledger's steps, the
+    approval's use, the reversal's named point and every committed write."""
+    import contextlib as cl
+
+    import app.faults as faults_mod
+    import app.services.approvals as approvals_mod
+    import app.services.ledger as ledger_mod
+    from app.persistence.db import Database
+    from cardio import profile as P
+    from cardio.terminal import ApduTerminal
+
     def hook(owner: Any, name: str, before: int | None, after: int | None) -> None:
         original = getattr(owner, name)
 
@@ -225,27 +245,46 @@ def seller_main(db_path: str, keys_path: str, marker_path: str) -> int:
 
     Database.write = marked_write  # type: ignore[method-assign]
 
-    saved = json.loads(Path(keys_path).read_text(encoding="ascii"))
-    keys = SoftwareKeyProvider(
-        MasterKeys.from_roles({KeyRole[k]: bytes.fromhex(v) for k, v in saved.items()})
-    )
-    clock = FixedClock(NOW)
-    settings = Settings()
-    settings.set(OFFLINE_MAX_AMOUNT.key, 10**12)
-    settings.set(OFFLINE_MAX_SALES.key, 10**9)
-    db = Database(db_path)
-    actor = auth.login(db, "t01", "demo-t01", counter_id=COUNTER, clock=clock)
-    db.dispose()  # no connection crosses a fork
 
-    def operate(req: dict[str, Any]) -> dict[str, Any]:
-        mark(E_START)
-        cdb = Database(db_path)
+class _Seller:
+    """t01 signed in once, with the campaign's keys, clock and settings; runs one operation in
+    a forked child."""
+
+    def __init__(self, db_path: str, keys_path: str, mark: Callable[[int], None]) -> None:
+        from app.clock import FixedClock
+        from app.persistence.db import Database
+        from app.ports import KeyRole
+        from app.services import auth
+        from app.settings import OFFLINE_MAX_AMOUNT, OFFLINE_MAX_SALES, Settings
+        from cardio.keys import MasterKeys, SoftwareKeyProvider
+
+        self.db_path, self.mark = db_path, mark
+        saved = json.loads(Path(keys_path).read_text(encoding="ascii"))
+        self.keys = SoftwareKeyProvider(
+            MasterKeys.from_roles({KeyRole[k]: bytes.fromhex(v) for k, v in saved.items()})
+        )
+        self.clock = FixedClock(NOW)
+        self.settings = Settings()
+        self.settings.set(OFFLINE_MAX_AMOUNT.key, 10**12)
+        self.settings.set(OFFLINE_MAX_SALES.key, 10**9)
+        db = Database(db_path)
+        self.actor = auth.login(db, "t01", "demo-t01", counter_id=COUNTER, clock=self.clock)
+        db.dispose()  # no connection crosses a fork
+
+    def operate(self, req: dict[str, Any]) -> dict[str, Any]:
+        from app.persistence.db import Database
+        from app.services import selling
+        from cardio.pcsc import PcscReaderPort
+        from cardio.terminal import ApduTerminal
+
+        self.mark(E_START)
+        cdb = Database(self.db_path)
         port = PcscReaderPort()
         channel = port.connect(req["reader"], timeout=WAIT)
-        terminal = ApduTerminal(channel, keys, utility_code=UTILITY)
-        mark(E_READY)
+        terminal = ApduTerminal(channel, self.keys, utility_code=UTILITY)
+        self.mark(E_READY)
         out: dict[str, Any]
-        common = {"actor": actor, "clock": clock, "settings": settings}
+        common = {"actor": self.actor, "clock": self.clock, "settings": self.settings}
         if req["op"] == "sale":
             sold = selling.sell(cdb, terminal, amount=AMOUNT, **common)  # type: ignore[arg-type]
             out = {"sale_id": sold.sale.sale_id, "state": sold.sale.state}
@@ -270,13 +309,19 @@ def seller_main(db_path: str, keys_path: str, marker_path: str) -> int:
                 **common,  # type: ignore[arg-type]
             )
             out = {"card_serial": customer.card_serial, "fee": fee}
-        mark(E_END)
+        self.mark(E_END)
         channel.close()
         port.close()
         cdb.dispose()
         return out
 
-    def child(req: dict[str, Any]) -> None:
+    def child(self, req: dict[str, Any]) -> NoReturn:
+        """The forked child: the operation, its answer in ``req["out"]``, its output in
+        ``req["log"]``; exits 0 (done), 3 (a refusal) or 4 (anything else)."""
+        import contextlib as cl
+
+        from app.errors import CardVendError
+
         code = 4
         try:
             log_fd = os.open(req["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -286,7 +331,7 @@ def seller_main(db_path: str, keys_path: str, marker_path: str) -> int:
             sys.stdout = open(1, "w", closefd=False)
             sys.stderr = open(2, "w", closefd=False)
             try:
-                result = {"ok": True, **operate(req)}
+                result = {"ok": True, **self.operate(req)}
                 code = 0
             except CardVendError as exc:
                 result = {"ok": False, "error": exc.code, "message": exc.localized("en")}
@@ -299,22 +344,6 @@ def seller_main(db_path: str, keys_path: str, marker_path: str) -> int:
                 sys.stdout.flush()
                 sys.stderr.flush()
             os._exit(code)
-
-    for line in sys.stdin:
-        req = json.loads(line)
-        if req["cmd"] == "run":
-            pid = os.fork()
-            if pid == 0:
-                child(req)
-            answer: dict[str, Any] = {"pid": pid}
-        elif req["cmd"] == "reap":
-            _pid, status = os.waitpid(req["pid"], 0)
-            answer = {"status": os.waitstatus_to_exitcode(status)}
-        else:
-            break
-        sys.stdout.write(json.dumps(answer) + "\n")
-        sys.stdout.flush()
-    return 0
 
 
 if __name__ == "__main__":
