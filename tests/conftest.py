@@ -22,6 +22,7 @@ from tests.rigs.pg import (
     drop_pg_schema,
     in_schema,
     pg_available,
+    schema_url,
 )
 from tests.serial_rig import ptys  # noqa: F401  (a socat pty pair per test)
 
@@ -57,6 +58,17 @@ def pg_schema(prefix: str = "central_") -> Iterator[str]:
         yield schema
     finally:
         drop_pg_schema(schema)
+
+
+@contextmanager
+def station_db(kind: str, tmp_path: Path) -> Iterator[str]:
+    """A station database URL for a process of its own: ``kind`` "sqlite" (``station.db`` in
+    ``tmp_path``) or "postgresql" (a schema for the ``with`` block)."""
+    if kind == "sqlite":
+        yield f"sqlite:///{tmp_path / 'station.db'}"
+        return
+    with pg_schema() as schema:
+        yield schema_url(schema)
 
 
 def make_pg_database() -> tuple[Database, str]:
