@@ -3,11 +3,15 @@ teller t01 with a shift open, the window in training mode with its card tray."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
 
 import main as composition
+from app.clock import FixedClock
 from app.context import AppContext
 from app.paths import resolve_paths
 from app.persistence.models import Customer, Sale
@@ -67,6 +71,39 @@ def training_window(qtbot, ctx: AppContext, principal: Principal | None = None):
     qtbot.addWidget(window)
     window.show()
     return window, window.pages["sale"], window.tray_dock
+
+
+@contextmanager
+def station_page(qtbot, ctx: AppContext, folder: Path, name: str) -> Iterator[tuple[Any, ...]]:  # type: ignore[no-untyped-def]
+    """The main window in training mode with supervisor s01 signed in, its clock at the
+    statistics' ``NOW`` and its station views on a station serving the statistics rows (in
+    ``folder``), shown on page ``name``: (server, rows, window, page)."""
+    from tests.rigs import stats_data as sd
+    from ui.main_window import MainWindow
+
+    ctx.clock = FixedClock(sd.NOW)
+    with sd.serving_station(folder) as (server, rows, views):
+        ctx.station = views
+        window = MainWindow(ctx, principal=sign_in(ctx, "s01"), training=True)
+        qtbot.addWidget(window)
+        window.show()
+        window.show_page(name)
+        yield server, rows, window, window.pages[name]
+
+
+def rules_tab(qtbot, ctx: AppContext) -> tuple[Any, Any]:  # type: ignore[no-untyped-def]
+    """The main window with administrator a01 signed in, on the administration page's approval
+    rules tab once its rows are loaded: (window, tab)."""
+    from ui.main_window import MainWindow
+
+    window = MainWindow(ctx, principal=sign_in(ctx, "a01"))
+    qtbot.addWidget(window)
+    window.show()
+    window.show_page("admin")
+    tab = window.pages["admin"].rules
+    tab.load()
+    qtbot.waitUntil(lambda: len(tab.rows) > 0, timeout=10_000)
+    return window, tab
 
 
 def tray_card(dock, customer_no: str) -> str:  # type: ignore[no-untyped-def]
