@@ -22,13 +22,10 @@ from tests.rigs.counter import CUSTOMER, Counter
 def exchange(
     counter: Counter, new: Path, old_card: CardContents | None, request: str | None = None
 ) -> selling.ExchangeOutcome:
-    return selling.exchange_card(
-        counter.db,
+    return counter.service(
+        selling.exchange_card,
         counter.kit.terminal(new),
-        actor=counter.teller,
         customer_no=CUSTOMER,
-        clock=counter.clock,
-        settings=counter.settings,
         old_card=old_card,
         approval_request=request,
     )

@@ -28,15 +28,7 @@ NEW = "990000000123"
 def change(counter: Counter, image: Path, **kw: Any) -> mc.MeterChange:
     kw.setdefault("source", mc.SOURCE_CARD)
     kw.setdefault("new_meter_no", NEW)
-    return mc.change_meter(
-        counter.db,
-        counter.kit.terminal(image),
-        actor=counter.teller,
-        customer_no=CUSTOMER,
-        clock=counter.clock,
-        settings=counter.settings,
-        **kw,
-    )
+    return counter.service(mc.change_meter, counter.kit.terminal(image), customer_no=CUSTOMER, **kw)
 
 
 def approved_typed(counter: Counter, image: Path, remaining: int, **kw: Any) -> mc.MeterChange:
@@ -273,14 +265,9 @@ def test_a_card_pulled_after_the_commit_is_finished_by_running_it_again(
 
 @pytest.fixture
 def central(tmp_path: Path, clock: FixedClock) -> Iterator[Any]:
-    from sync.central.seed import seed_demo
-    from sync.central.server import CentralServer
+    from tests.rigs.sync import running_central
 
-    server = CentralServer(f"sqlite:///{tmp_path / 'central.db'}")
-    seed_demo(server.store, clock.now())
-    server.start()
-    yield server
-    server.stop()
+    yield from running_central(tmp_path, clock)
 
 
 def test_the_central_archive_gets_the_new_meter_once(counter: Counter, central: Any) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ from app.ports import CardTerminal
 from app.services import approvals, auth, ledger, selling, shifts
 from app.services.auth import Principal
 from app.services.customers import CustomerView
+from app.services.demo import load_demo
 from app.settings import Settings
 from cardio.meter_sim import MeterSimulator
 from tests.cardkit import CardKit
@@ -152,3 +153,16 @@ class Counter:
             clock=self.clock,
             distinct_from=distinct or [],
         ).id
+
+
+def counter_on_sqlite(
+    tmp_path: Path, clock: FixedClock, db_file: Path | None = None
+) -> Iterator[Counter]:
+    """A counter on its own SQLite database (``db_file``, default ``counter.db`` in
+    ``tmp_path``) with the demo data, for a module's fixture that wants no PostgreSQL variant
+    (``yield from`` it)."""
+    db = Database(str(db_file or tmp_path / "counter.db"))
+    db.migrate()
+    load_demo(db, clock)
+    yield Counter(db, clock, tmp_path)
+    db.dispose()
