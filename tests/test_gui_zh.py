@@ -28,7 +28,6 @@ from PySide6.QtWidgets import (
 from app.context import AppContext
 from app.i18n import set_language
 from app.paths import resolve_paths
-from app.services import auth
 from app.settings import Settings
 
 pytestmark = pytest.mark.gui
@@ -167,14 +166,9 @@ def test_the_english_finder_finds_english() -> None:
 
 @pytest.mark.parametrize("operator", ["a01", "f01"])  # every page: administrator, technician
 def test_every_page_in_chinese(qtbot: Any, ctx: AppContext, operator: str) -> None:
-    from ui.main_window import MainWindow
+    from tests.rigs.sale_window import main_window, sign_in
 
-    who = auth.login(
-        ctx.db, operator, f"demo-{operator}", counter_id=ctx.counter_id, clock=ctx.clock
-    )
-    window = MainWindow(ctx, principal=who)
-    qtbot.addWidget(window)
-    window.show()
+    window = main_window(qtbot, ctx, sign_in(ctx, operator))
     qtbot.waitUntil(lambda: window.status_link.text() != "", timeout=WAIT)
     found: dict[str, list[str]] = {}
     for key in window.pages:
@@ -188,12 +182,9 @@ def test_every_page_in_chinese(qtbot: Any, ctx: AppContext, operator: str) -> No
 
 def test_error_lines_in_chinese(qtbot: Any, ctx: AppContext) -> None:
     """The mistakes a teller makes on the pages: their error lines are in Chinese."""
-    from ui.main_window import MainWindow
+    from tests.rigs.sale_window import main_window, sign_in
 
-    teller = auth.login(ctx.db, "t01", "demo-t01", counter_id=ctx.counter_id, clock=ctx.clock)
-    window = MainWindow(ctx, principal=teller)
-    qtbot.addWidget(window)
-    window.show()
+    window = main_window(qtbot, ctx, sign_in(ctx, "t01"))
     shift = window.pages["shift"]
     window.show_page("shift")
     shift.float_edit.setText("12.345")  # not an amount

@@ -61,15 +61,21 @@ def sign_in(ctx: AppContext, operator_id: str) -> Principal:
     )
 
 
+def main_window(qtbot, ctx: AppContext, principal: Principal, **kw: Any):  # type: ignore[no-untyped-def]
+    """The main window with ``principal`` signed in (``kw``: ``training=True``), shown."""
+    from ui.main_window import MainWindow
+
+    window = MainWindow(ctx, principal=principal, **kw)
+    qtbot.addWidget(window)
+    window.show()
+    return window
+
+
 def training_window(qtbot, ctx: AppContext, principal: Principal | None = None):  # type: ignore[no-untyped-def]
     """The main window in training mode, ``principal`` signed in (default: teller t01 with a
     shift open): (window, sale page, training card tray)."""
-    from ui.main_window import MainWindow
-
     principal = principal or teller_with_shift(ctx)
-    window = MainWindow(ctx, principal=principal, training=True)
-    qtbot.addWidget(window)
-    window.show()
+    window = main_window(qtbot, ctx, principal, training=True)
     return window, window.pages["sale"], window.tray_dock
 
 
@@ -79,14 +85,11 @@ def station_page(qtbot, ctx: AppContext, folder: Path, name: str) -> Iterator[tu
     statistics' ``NOW`` and its station views on a station serving the statistics rows (in
     ``folder``), shown on page ``name``: (server, rows, window, page)."""
     from tests.rigs import stats_data as sd
-    from ui.main_window import MainWindow
 
     ctx.clock = FixedClock(sd.NOW)
     with sd.serving_station(folder) as (server, rows, views):
         ctx.station = views
-        window = MainWindow(ctx, principal=sign_in(ctx, "s01"), training=True)
-        qtbot.addWidget(window)
-        window.show()
+        window = main_window(qtbot, ctx, sign_in(ctx, "s01"), training=True)
         window.show_page(name)
         yield server, rows, window, window.pages[name]
 
@@ -94,11 +97,7 @@ def station_page(qtbot, ctx: AppContext, folder: Path, name: str) -> Iterator[tu
 def rules_tab(qtbot, ctx: AppContext) -> tuple[Any, Any]:  # type: ignore[no-untyped-def]
     """The main window with administrator a01 signed in, on the administration page's approval
     rules tab once its rows are loaded: (window, tab)."""
-    from ui.main_window import MainWindow
-
-    window = MainWindow(ctx, principal=sign_in(ctx, "a01"))
-    qtbot.addWidget(window)
-    window.show()
+    window = main_window(qtbot, ctx, sign_in(ctx, "a01"))
     window.show_page("admin")
     tab = window.pages["admin"].rules
     tab.load()
