@@ -51,6 +51,31 @@ def sell_pulled(
     return info.value
 
 
+def approved_on_spot(
+    db: Database,
+    clock: FixedClock,
+    action: str,
+    target: str,
+    *,
+    counter_id: str = "C01",
+    distinct: list[str],
+) -> str:
+    """Teller t01's ``action`` on ``target`` approved on the spot by supervisor s01 (someone
+    other than ``distinct``); the approval's id."""
+    return approvals.approve_on_spot(
+        db,
+        action=action,
+        target=target,
+        payload={},
+        operator_id="t01",
+        counter_id=counter_id,
+        approver_id="s01",
+        approver_role="supervisor",
+        clock=clock,
+        distinct_from=distinct,
+    ).id
+
+
 class Counter:
     def __init__(self, db: Database, clock: FixedClock, tmp: Path) -> None:
         self.db, self.clock = db, clock
@@ -141,18 +166,7 @@ class Counter:
         self.meter.insert(self.kit.terminal(image))
 
     def approval(self, action: str, target: str, distinct: list[str] | None = None) -> str:
-        return approvals.approve_on_spot(
-            self.db,
-            action=action,
-            target=target,
-            payload={},
-            operator_id="t01",
-            counter_id="C01",
-            approver_id="s01",
-            approver_role="supervisor",
-            clock=self.clock,
-            distinct_from=distinct or [],
-        ).id
+        return approved_on_spot(self.db, self.clock, action, target, distinct=distinct or [])
 
 
 def counter_on_sqlite(
