@@ -105,6 +105,24 @@ def rules_tab(qtbot, ctx: AppContext) -> tuple[Any, Any]:  # type: ignore[no-unt
     return window, tab
 
 
+def key_in(widget, ch: str) -> None:  # type: ignore[no-untyped-def]
+    """One keystroke into ``widget`` as a person types it: backspace (``"\\b"``), an ASCII
+    key, or a character (Chinese) committed by an input method."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtGui import QInputMethodEvent
+    from PySide6.QtTest import QTest
+    from PySide6.QtWidgets import QApplication
+
+    if ch == "\b":
+        QTest.keyClick(widget, Qt.Key.Key_Backspace)
+    elif ch.isascii():
+        QTest.keyClicks(widget, ch)
+    else:
+        event = QInputMethodEvent("", [])
+        event.setCommitString(ch)
+        QApplication.sendEvent(widget, event)
+
+
 def tray_card(dock, customer_no: str) -> str:  # type: ignore[no-untyped-def]
     return next(c.card_id for c in dock.cards if c.customer_no == customer_no)
 
