@@ -126,6 +126,21 @@ def central(tmp_path: Path, clock: FixedClock) -> Iterator[CentralServer]:
     yield from running_central(tmp_path, clock, faults=True)
 
 
+KEYSTORE_PASSPHRASE = "office-keys-2026"
+
+
+@pytest.fixture
+def keystore(tmp_path: Path) -> Path:
+    """The office's keystore as IT hands it out for a counter's setup (outside the counter's
+    home), protected by :data:`KEYSTORE_PASSPHRASE`."""
+    from cardio.keys import create_keystore
+
+    path = tmp_path / "it" / "keystore.json"
+    path.parent.mkdir()
+    create_keystore(path, KEYSTORE_PASSPHRASE)
+    return path
+
+
 @pytest.fixture
 def sleeps() -> Sleeps:
     """The sync client's sleeps between retries, recorded instead of slept."""
