@@ -54,8 +54,10 @@ def close(
     )
 
 
-def pause(counter: Counter, customer: str = CUSTOMER, reason: str = "vacant house") -> None:
-    counter.service(account.pause_account, customer_no=customer, reason=reason)
+def pause(
+    counter: Counter, customer: str = CUSTOMER, reason: str = "vacant house", **kw: Any
+) -> None:
+    counter.service(account.pause_account, customer_no=customer, reason=reason, **kw)
 
 
 def resume(counter: Counter, customer: str = CUSTOMER) -> None:
@@ -269,15 +271,7 @@ def test_a_pause_rule_set_by_the_administrator_asks_for_an_approval(counter: Cou
     with pytest.raises(approvals.ApprovalRequired):
         pause(counter)
     assert customer_view(counter.db, CUSTOMER).status == "active"
-    account.pause_account(
-        counter.db,
-        actor=counter.teller,
-        customer_no=CUSTOMER,
-        clock=counter.clock,
-        settings=counter.settings,
-        reason="dispute",
-        approval_request=counter.approval("pause_account", CUSTOMER),
-    )
+    pause(counter, reason="dispute", approval_request=counter.approval("pause_account", CUSTOMER))
     with counter.db.read() as session:
         event = session.scalars(select(AccountEvent)).one()
         assert (event.kind, event.approver_id) == ("pause", "s01")

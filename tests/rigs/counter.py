@@ -7,10 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from app.clock import FixedClock
 from app.domain.card import CardContents
 from app.persistence.db import Database
+from app.persistence.models import Customer
 from app.ports import CardTerminal
 from app.services import approvals, auth, ledger, selling, shifts
 from app.services.auth import Principal
@@ -161,6 +163,14 @@ class Counter:
         other = auth.login(self.db, "t02", "demo-t02", counter_id="C02", clock=self.clock)
         shifts.open_shift(self.db, actor=other, float_fen=0, clock=self.clock)
         return other
+
+    def customer_row(self, customer: str = CUSTOMER) -> Customer:
+        """The customer's row as stored now (detached from its session)."""
+        with self.db.read() as session:
+            row = session.scalar(select(Customer).where(Customer.customer_no == customer))
+            assert row is not None
+            session.expunge(row)
+            return row
 
     def to_meter(self, image: Path) -> None:
         self.meter.insert(self.kit.terminal(image))
