@@ -98,9 +98,14 @@ def on_spot(
 
 def reject(db: Database, clock: FixedClock, rid: str, who: str, reason: str) -> ap.ApprovalView:
     return ap.reject(
-        db, rid, approver_id=who, approver_role=PEOPLE[who], counter_id="C02", clock=clock,
+        db,
+        rid,
+        approver_id=who,
+        approver_role=PEOPLE[who],
+        counter_id="C02",
+        clock=clock,
         reason=reason,
-    )  # fmt: skip
+    )
 
 
 def use(
