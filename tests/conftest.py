@@ -23,6 +23,7 @@ from tests.rigs.pg import (
     drop_pg_schema,
     in_schema,
     pg_available,
+    schema_url,
 )
 from tests.serial_rig import ptys  # noqa: F401  (a socat pty pair per test)
 
@@ -58,6 +59,17 @@ def pg_schema(prefix: str = "central_") -> Iterator[str]:
         yield schema
     finally:
         drop_pg_schema(schema)
+
+
+@contextmanager
+def station_db(kind: str, tmp_path: Path) -> Iterator[str]:
+    """A station database URL for a process of its own: ``kind`` "sqlite" (``station.db`` in
+    ``tmp_path``) or "postgresql" (a schema for the ``with`` block)."""
+    if kind == "sqlite":
+        yield f"sqlite:///{tmp_path / 'station.db'}"
+        return
+    with pg_schema() as schema:
+        yield schema_url(schema)
 
 
 def make_pg_database() -> tuple[Database, str]:
@@ -129,6 +141,21 @@ def central(tmp_path: Path, clock: FixedClock) -> Iterator[CentralServer]:
     from tests.rigs.sync import running_central
 
     yield from running_central(tmp_path, clock, faults=True)
+
+
+KEYSTORE_PASSPHRASE = "office-keys-2026"
+
+
+@pytest.fixture
+def keystore(tmp_path: Path) -> Path:
+    """The office's keystore as IT hands it out for a counter's setup (outside the counter's
+    home), protected by :data:`KEYSTORE_PASSPHRASE`."""
+    from cardio.keys import create_keystore
+
+    path = tmp_path / "it" / "keystore.json"
+    path.parent.mkdir()
+    create_keystore(path, KEYSTORE_PASSPHRASE)
+    return path
 
 
 @pytest.fixture

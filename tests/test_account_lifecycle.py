@@ -33,49 +33,35 @@ from app.services.lifecycle import account
 from app.services.reports import daily_report, shift_report
 from app.settings import CLOSE_REFUND_MODE
 from sync.central import models as central_models
-from sync.central.seed import seed_demo, set_customer_status
+from sync.central.seed import set_customer_status
 from sync.central.server import CentralServer
 from sync.client import CentralClient
 from sync.pull import pull_all
 from sync.service import SyncService
 from tests.rigs.counter import CUSTOMER, OWING, REMOTE, Counter
-from tests.rigs.sync import register
+from tests.rigs.sync import register, running_central
 
 
 def close(
     counter: Counter, image: Path | None, customer: str = CUSTOMER, **kw: Any
 ) -> st.Settlement:
-    return account.close_account(
-        counter.db,
+    return counter.service(
+        account.close_account,
         None if image is None else counter.kit.terminal(image),
-        actor=counter.teller,
         customer_no=customer,
-        clock=counter.clock,
-        settings=counter.settings,
         approval_request=counter.approval("close_account", customer),
         **kw,
     )
 
 
-def pause(counter: Counter, customer: str = CUSTOMER, reason: str = "vacant house") -> None:
-    account.pause_account(
-        counter.db,
-        actor=counter.teller,
-        customer_no=customer,
-        clock=counter.clock,
-        settings=counter.settings,
-        reason=reason,
-    )
+def pause(
+    counter: Counter, customer: str = CUSTOMER, reason: str = "vacant house", **kw: Any
+) -> None:
+    counter.service(account.pause_account, customer_no=customer, reason=reason, **kw)
 
 
 def resume(counter: Counter, customer: str = CUSTOMER) -> None:
-    account.resume_account(
-        counter.db,
-        actor=counter.teller,
-        customer_no=customer,
-        clock=counter.clock,
-        settings=counter.settings,
-    )
+    counter.service(account.resume_account, customer_no=customer)
 
 
 def owe(db: Database, customer: str, kind: str, amount: int, ref: str | None = None) -> None:
@@ -285,15 +271,7 @@ def test_a_pause_rule_set_by_the_administrator_asks_for_an_approval(counter: Cou
     with pytest.raises(approvals.ApprovalRequired):
         pause(counter)
     assert customer_view(counter.db, CUSTOMER).status == "active"
-    account.pause_account(
-        counter.db,
-        actor=counter.teller,
-        customer_no=CUSTOMER,
-        clock=counter.clock,
-        settings=counter.settings,
-        reason="dispute",
-        approval_request=counter.approval("pause_account", CUSTOMER),
-    )
+    pause(counter, reason="dispute", approval_request=counter.approval("pause_account", CUSTOMER))
     with counter.db.read() as session:
         event = session.scalars(select(AccountEvent)).one()
         assert (event.kind, event.approver_id) == ("pause", "s01")
@@ -309,11 +287,7 @@ def test_a_pause_rule_set_by_the_administrator_asks_for_an_approval(counter: Cou
 
 @pytest.fixture
 def central(tmp_path: Path, clock: FixedClock) -> Iterator[CentralServer]:
-    server = CentralServer(f"sqlite:///{tmp_path / 'central.db'}")
-    seed_demo(server.store, clock.now())
-    server.start()
-    yield server
-    server.stop()
+    yield from running_central(tmp_path, clock)
 
 
 def sync_service(

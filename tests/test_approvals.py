@@ -71,6 +71,43 @@ def sign(db: Database, clock: FixedClock, rid: str, who: str) -> ap.ApprovalView
     )
 
 
+def on_spot(
+    db: Database,
+    clock: FixedClock,
+    who: str,
+    *,
+    action: Action = Action.REVERSE,
+    target: str = SALE,
+    payload: dict[str, int] | None = None,
+    distinct_from: list[str] | tuple[str, ...] = (),
+) -> ap.ApprovalView:
+    """t01's ``action`` at counter C01, approved on the spot by ``who`` in their own role."""
+    return ap.approve_on_spot(
+        db,
+        action=action,
+        target=target,
+        payload=payload or {},
+        operator_id="t01",
+        counter_id="C01",
+        approver_id=who,
+        approver_role=PEOPLE[who],
+        clock=clock,
+        distinct_from=distinct_from,
+    )
+
+
+def reject(db: Database, clock: FixedClock, rid: str, who: str, reason: str) -> ap.ApprovalView:
+    return ap.reject(
+        db,
+        rid,
+        approver_id=who,
+        approver_role=PEOPLE[who],
+        counter_id="C02",
+        clock=clock,
+        reason=reason,
+    )
+
+
 def use(
     db: Database,
     clock: FixedClock,
@@ -96,37 +133,30 @@ def state(db: Database, rid: str) -> str:
     return ap.get_request(db, rid).state
 
 
+# the actions a rule covers by default (one supervisor, 60 minutes)
+RULED = (
+    "reverse",
+    "replace_card",
+    "override_offline_limit",
+    "reprint",
+    "erase_card",
+    "close_account",
+    "change_meter",
+    "lift_control",
+)
+
+
 def test_default_rules(adb: Database) -> None:
     supervisor = (ApprovalStep("supervisor", True),)
     with adb.read() as s:
-        for action in (
-            "reverse",
-            "replace_card",
-            "override_offline_limit",
-            "reprint",
-            "erase_card",
-            "close_account",
-            "change_meter",
-            "lift_control",
-        ):
+        for action in RULED:
             rule = ap.get_rule(s, action)
             assert (rule.steps, rule.ttl_minutes) == (supervisor, 60)
             assert ap.needs_approval(s, action)
         assert not ap.needs_approval(s, Action.SELL)
         with pytest.raises(ValidationError):
             ap.needs_approval(s, "bogus")
-    assert [r.action for r in ap.list_rules(adb)] == sorted(
-        [
-            "lift_control",
-            "reverse",
-            "replace_card",
-            "override_offline_limit",
-            "reprint",
-            "erase_card",
-            "close_account",
-            "change_meter",
-        ]
-    )
+    assert [r.action for r in ap.list_rules(adb)] == sorted(RULED)
 
 
 def test_queue_and_supervisor_approves(adb: Database, clock: FixedClock) -> None:
@@ -196,18 +226,7 @@ def test_distinct_from_the_seller(adb: Database, clock: FixedClock) -> None:
     with pytest.raises(ApprovalDenied):
         sign(adb, clock, req.id, "s01")
     with pytest.raises(ApprovalDenied):
-        ap.approve_on_spot(
-            adb,
-            action=Action.REVERSE,
-            target="sale-2",
-            payload={},
-            operator_id="t01",
-            counter_id="C01",
-            approver_id="s01",
-            approver_role=Role.SUPERVISOR,
-            clock=clock,
-            distinct_from=["s01"],
-        )
+        on_spot(adb, clock, "s01", target="sale-2", distinct_from=["s01"])
     assert sign(adb, clock, req.id, "s02").state == "approved"
     with adb.read() as s:
         assert s.scalar(select(ApprovalRequest).where(ApprovalRequest.target == "sale-2")) is None
@@ -216,34 +235,10 @@ def test_distinct_from_the_seller(adb: Database, clock: FixedClock) -> None:
 def test_reject(adb: Database, clock: FixedClock) -> None:
     req = ask(adb, clock)
     with pytest.raises(ValidationError):
-        ap.reject(
-            adb,
-            req.id,
-            approver_id="s01",
-            approver_role="supervisor",
-            counter_id="C02",
-            clock=clock,
-            reason="  ",
-        )
+        reject(adb, clock, req.id, "s01", "  ")
     with pytest.raises(ApprovalDenied):
-        ap.reject(
-            adb,
-            req.id,
-            approver_id="t02",
-            approver_role="teller",
-            counter_id="C02",
-            clock=clock,
-            reason="no",
-        )
-    out = ap.reject(
-        adb,
-        req.id,
-        approver_id="s01",
-        approver_role="supervisor",
-        counter_id="C02",
-        clock=clock,
-        reason="customer has no receipt",
-    )
+        reject(adb, clock, req.id, "t02", "no")
+    out = reject(adb, clock, req.id, "s01", "customer has no receipt")
     assert (out.state, out.reason) == ("rejected", "customer has no receipt")
     assert ap.pending(adb, clock=clock) == []
     with pytest.raises(ApprovalStateError):
@@ -344,17 +339,7 @@ def test_two_steps_in_order(adb: Database, clock: FixedClock) -> None:
     assert done.state == "approved"
     assert [(a.operator, a.step) for a in done.approvals] == [("s01", 1), ("a01", 2)]
     with pytest.raises(ApprovalStateError, match="one after the other"):
-        ap.approve_on_spot(
-            adb,
-            action=Action.REPLACE_CARD,
-            target="x",
-            payload={},
-            operator_id="t01",
-            counter_id="C01",
-            approver_id="s01",
-            approver_role="supervisor",
-            clock=clock,
-        )
+        on_spot(adb, clock, "s01", action=Action.REPLACE_CARD, target="x")
     # two supervisor steps: the first signer may not sign the second (distinct)
     ap.set_rule(
         adb,
@@ -375,29 +360,9 @@ def test_two_steps_in_order(adb: Database, clock: FixedClock) -> None:
 
 def test_approve_on_spot(adb: Database, clock: FixedClock) -> None:
     with pytest.raises(ApprovalDenied):
-        ap.approve_on_spot(
-            adb,
-            action=Action.REVERSE,
-            target=SALE,
-            payload={"a": 1},
-            operator_id="t01",
-            counter_id="C01",
-            approver_id="t02",
-            approver_role="teller",
-            clock=clock,
-        )
+        on_spot(adb, clock, "t02", payload={"a": 1})
     assert trail(adb) == [("approval.approve", "denied", "t02")]  # and no request left behind
-    v = ap.approve_on_spot(
-        adb,
-        action=Action.REVERSE,
-        target=SALE,
-        payload={"a": 1},
-        operator_id="t01",
-        counter_id="C01",
-        approver_id="s01",
-        approver_role=Role.SUPERVISOR,
-        clock=clock,
-    )
+    v = on_spot(adb, clock, "s01", payload={"a": 1})
     assert (v.state, v.payload, [a.operator for a in v.approvals]) == (
         "approved",
         {"a": 1},
@@ -478,17 +443,7 @@ def test_require_approval_in_the_callers_unit_of_work(adb: Database, clock: Fixe
                 clock=clock,
                 request_id=None,
             )
-    v = ap.approve_on_spot(
-        adb,
-        action=Action.REVERSE,
-        target=SALE,
-        payload={},
-        operator_id="t01",
-        counter_id="C01",
-        approver_id="s01",
-        approver_role="supervisor",
-        clock=clock,
-    )
+    v = on_spot(adb, clock, "s01")
     with pytest.raises(RuntimeError), adb.write() as s:  # the action fails: approval kept
         ap.require_approval(
             s, action=Action.REVERSE, target=SALE, operator_id="t01", clock=clock, request_id=v.id
@@ -508,15 +463,7 @@ def test_every_state_change_is_audited(adb: Database, clock: FixedClock) -> None
     sign(adb, clock, a.id, "s01")
     use(adb, clock, a.id)
     b = ask(adb, clock, target="sale-2")
-    ap.reject(
-        adb,
-        b.id,
-        approver_id="s01",
-        approver_role="supervisor",
-        counter_id="C02",
-        clock=clock,
-        reason="wrong sale",
-    )
+    reject(adb, clock, b.id, "s01", "wrong sale")
     c = ask(adb, clock, target="sale-3")
     clock.advance(hours=2)
     ap.expire_due(adb, clock)

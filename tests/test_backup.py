@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import threading
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -31,7 +32,7 @@ from app.services import restore as restore_service
 from app.services.demo import load_demo
 from tests.conftest import pg_schema
 from tests.rigs.cli import run
-from tests.rigs.counter import Counter
+from tests.rigs.counter import Counter, counter_on_sqlite
 from tests.rigs.pg import PG_URL, drop_pg_schema, in_schema
 
 
@@ -62,11 +63,8 @@ def last_action(db: Database) -> str:
 
 
 @pytest.fixture
-def sqlite_counter(tmp_path: Path, clock: FixedClock) -> Counter:
-    db = Database(str(tmp_path / "live" / "cardvend.db"))
-    db.migrate()
-    load_demo(db, clock)
-    return Counter(db, clock, tmp_path)
+def sqlite_counter(tmp_path: Path, clock: FixedClock) -> Iterator[Counter]:
+    yield from counter_on_sqlite(tmp_path, clock, tmp_path / "live" / "cardvend.db")
 
 
 def test_a_backup_taken_while_selling_restores_into_a_fresh_home(
@@ -127,16 +125,27 @@ def rewrite(src: Path, dst: Path, *, manifest: dict[str, object] | None = None,
         z.writestr(name, member if member is not None else data)
 
 
+def good_backup(
+    counter: Counter, tmp_path: Path, clock: FixedClock
+) -> tuple[Path, dict[str, object]]:
+    """An account opened, then a backup taken into ``good.cvbak``: (the file, its manifest)."""
+    counter.open()
+    good = tmp_path / "good.cvbak"
+    return good, take(counter.db, good, clock).to_json()
+
+
+def database_copy(backup: Path) -> bytes:
+    """The SQLite database copy inside ``backup``."""
+    with zipfile.ZipFile(backup) as z:
+        return z.read("database.sqlite")
+
+
 def test_changed_or_foreign_backups_are_refused(
     sqlite_counter: Counter, tmp_path: Path, clock: FixedClock
 ) -> None:
-    counter = sqlite_counter
-    counter.open()
-    good = tmp_path / "good.cvbak"
-    manifest = take(counter.db, good, clock).to_json()
+    good, manifest = good_backup(sqlite_counter, tmp_path, clock)
     target = Database(str(tmp_path / "target" / "cardvend.db"))
-    with zipfile.ZipFile(good) as z:
-        copy = bytearray(z.read("database.sqlite"))
+    copy = bytearray(database_copy(good))
 
     bad = tmp_path / "bad.cvbak"
     copy[len(copy) // 2] ^= 0xFF  # one byte of the database copy changed
@@ -184,13 +193,9 @@ def test_missing_client_programs_and_newer_schemas_are_said_clearly(
 def test_a_backup_whose_audit_log_was_edited_is_refused(
     sqlite_counter: Counter, tmp_path: Path, clock: FixedClock
 ) -> None:
-    counter = sqlite_counter
-    counter.open()
-    good = tmp_path / "good.cvbak"
-    manifest = take(counter.db, good, clock).to_json()
+    good, manifest = good_backup(sqlite_counter, tmp_path, clock)
     copy = tmp_path / "copy.db"
-    with zipfile.ZipFile(good) as z:
-        copy.write_bytes(z.read("database.sqlite"))
+    copy.write_bytes(database_copy(good))
     edited = Database(str(copy))
     with edited.engine.begin() as conn:  # a sale made smaller, checksum made to match
         conn.execute(text("UPDATE sales SET amount = amount - 1, credit = credit - 1"))

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from app.domain.card import CardContents, CardKind, UnissuedCard, UserCardType
 from app.domain.ledger import Situation
 from app.errors import Conflict
-from app.persistence.models import AuditEntry, CardBlacklist, Customer, FeePayment, OutboxEntry
+from app.persistence.models import AuditEntry, CardBlacklist, FeePayment, OutboxEntry
 from app.services import approvals, selling
 from app.services.approvals import ApprovalRequired
 from app.settings import Settings
@@ -22,13 +22,10 @@ from tests.rigs.counter import CUSTOMER, Counter
 def exchange(
     counter: Counter, new: Path, old_card: CardContents | None, request: str | None = None
 ) -> selling.ExchangeOutcome:
-    return selling.exchange_card(
-        counter.db,
+    return counter.service(
+        selling.exchange_card,
         counter.kit.terminal(new),
-        actor=counter.teller,
         customer_no=CUSTOMER,
-        clock=counter.clock,
-        settings=counter.settings,
         old_card=old_card,
         approval_request=request,
     )
@@ -42,14 +39,6 @@ def erase(counter: Counter, old: Path) -> str:
         customer_no=CUSTOMER,
         clock=counter.clock,
     )
-
-
-def customer(counter: Counter) -> Customer:
-    with counter.db.read() as session:
-        row = session.scalar(select(Customer).where(Customer.customer_no == CUSTOMER))
-        assert row is not None
-        session.expunge(row)
-        return row
 
 
 def blacklist_reason(counter: Counter, serial: str) -> str | None:
@@ -82,7 +71,7 @@ def test_an_unloaded_purchase_and_the_write_back_carry_over_exactly(counter: Cou
     assert new_card.purchase == old_card.purchase  # the same sale, count, tag and amount
     assert new_card.purchase is not None and new_card.purchase.purchase_count == 2
     # the old card's write-back is noted: the meter has loaded purchase 1, not 2
-    c = customer(counter)
+    c = counter.customer_row()
     assert (c.meter_purchase_count, c.meter_remaining) == (1, old_card.write_back.remaining)
     # blacklisted until it is erased; the fee and the record say which mode
     assert blacklist_reason(counter, old_card.serial_hex) == "exchanged"
@@ -137,7 +126,7 @@ def test_the_write_back_makes_the_new_card_ready_where_a_lost_card_would_wait(
     may be sold onto at once.  A lost card's replacement must go to the meter first."""
     old = counter.open()
     counter.to_meter(old)
-    assert customer(counter).meter_purchase_count in (None, 0)
+    assert counter.customer_row().meter_purchase_count in (None, 0)
     new = counter.kit.blank()
     exchange(counter, new, counter.kit.terminal(old).read())
     a = selling.recover_with_card(
@@ -183,15 +172,7 @@ def test_an_in_doubt_sale_on_the_old_card_is_decided_by_the_exchange(counter: Co
         )
     # a lost-card replacement cannot start while the sale is unresolved
     with pytest.raises(Conflict, match="unfinished sale"):
-        selling.replace_card(
-            counter.db,
-            counter.kit.terminal(counter.kit.blank()),
-            actor=counter.teller,
-            customer_no=CUSTOMER,
-            clock=counter.clock,
-            settings=counter.settings,
-            approval_request=counter.approval("replace_card", CUSTOMER),
-        )
+        counter.replace(counter.kit.blank())
     new = counter.kit.blank()
     outcome = exchange(counter, new, counter.kit.terminal(old).read())
     assert outcome.customer.purchase_count == 1  # the card decided: the sale failed
@@ -215,7 +196,7 @@ def test_approval_follows_the_exchange_rule_and_fees_follow_the_mode(counter: Co
     new = counter.kit.blank()
     with pytest.raises(ApprovalRequired):
         exchange(counter, new, old_card)
-    assert customer(counter).card_serial == old_card.serial_hex  # nothing bound
+    assert counter.customer_row().card_serial == old_card.serial_hex  # nothing bound
     request = counter.approval("exchange_card", CUSTOMER)
     settings = Settings()
     settings.set("exchange_fee_fen", 1500)
@@ -239,15 +220,7 @@ def test_the_old_card_in_the_blank_cards_reader_is_refused(counter: Counter) -> 
 def test_a_lost_card_still_takes_its_approval_and_fee(counter: Counter) -> None:
     counter.open()
     request = counter.approval("replace_card", CUSTOMER)
-    _, fee = selling.replace_card(
-        counter.db,
-        counter.kit.terminal(counter.kit.blank()),
-        actor=counter.teller,
-        customer_no=CUSTOMER,
-        clock=counter.clock,
-        settings=counter.settings,
-        approval_request=request,
-    )
+    _, fee = counter.replace_card(counter.kit.terminal(counter.kit.blank()), request)
     assert fee == 2000
     (row,) = replacement_rows(counter)
     assert row["mode"] == "lost"

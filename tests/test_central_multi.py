@@ -29,9 +29,7 @@ import trustme
 from app.clock import FixedClock
 from app.context import AppContext
 from app.paths import resolve_paths
-from app.persistence.db import Database
 from app.services import auth
-from app.services.demo import load_demo
 from app.settings import CENTRAL_CA_BUNDLE
 from sync import contract as c
 from sync.central.seed import seed_demo
@@ -43,7 +41,7 @@ from sync.service import SyncService, register_counter
 from tests.conftest import PG_URL, pg_schema
 from tests.rigs.central_process import CentralProcess
 from tests.rigs.cli import run
-from tests.rigs.counter import Counter
+from tests.rigs.counter import Counter, counter_on_sqlite
 from tests.rigs.fault_rounds import HttpFaults, pending, run_fault_rounds
 
 ROUNDS = int(os.environ.get("CARDVEND_SYNC_MULTI_ROUNDS", "150"))
@@ -55,11 +53,8 @@ SEED = int(os.environ.get("CARDVEND_SYNC_SEED", "20261205"))
 
 @pytest.fixture
 def counter(tmp_path: Path, clock: FixedClock) -> Iterator[Counter]:
-    db = Database(str(tmp_path / "counter.db"))
-    db.migrate()
-    load_demo(db, clock)
-    yield Counter(db, clock, tmp_path)
-    db.dispose()
+    """The counter on SQLite only (the shared ``counter`` runs on PostgreSQL too)."""
+    yield from counter_on_sqlite(tmp_path, clock)
 
 
 @pytest.fixture

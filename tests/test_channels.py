@@ -21,8 +21,6 @@ import pytest
 import requests
 from sqlalchemy import select
 
-from cardio.dlt645 import MeterClient, TcpSettings, connect_tcp_link
-from cardio.dlt645 import dataids as D
 from sync import contract as c
 from sync.central import channels as ch
 from sync.central import models as m
@@ -33,7 +31,7 @@ from sync.central.store import CentralStore
 from tests.rigs.central import CARD, REMOTE, register
 from tests.rigs.central_process import CentralProcess
 from tests.rigs.cli import run
-from tests.rigs.processes import start, stop
+from tests.rigs.fleet_process import station_with_fleet, wait_closed, wait_tripped
 
 SHANGHAI = dt.timezone(dt.timedelta(hours=8))
 OTHER_REMOTE = str(central_seed.FIRST_SYNTHETIC_CUSTOMER + 9)  # office OTHER's remote customer
@@ -378,58 +376,24 @@ def test_reconcile_and_statement_commands(station: tuple[str, str, Path], tmp_pa
 # --------------------------------------------------------------------------- end to end
 
 
-def relay_open(where: str, meter_no: str) -> bool:
-    host, port = where.split(":")
-    client = MeterClient(connect_tcp_link(TcpSettings(host, int(port), timeout=2.0)))
-    try:
-        return bool(client.read(meter_no, D.STATUS_WORD_3) & D.Status3.RELAY_OPEN)
-    finally:
-        client.link.close()
-
-
 def test_end_to_end_a_tripped_customer_pays_through_a_channel_and_is_closed_again(
     tmp_path: Path,
 ) -> None:
     """Real processes: the fleet simulator and ``central serve --terminals``; the bank posts
     the payment over HTTP; the meter's relay, read over DL/T 645, closes within 60 s."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CARDVEND_")}
-    env["CARDVEND_HOME"] = str(tmp_path / "home")
-    procs = []
-    try:
-        fleet_proc, line = start(
-            ["fleet", "simulate", "--tcp", "0", "--demo", "--state", str(tmp_path / "fleet"),
-             "--speed", "7200", "--load-kw", "5"], env, "Serving",
-        )  # fmt: skip
-        procs.append(fleet_proc)
-        where = "127.0.0.1:" + line.split("127.0.0.1:")[1].split()[0]
-        db = f"sqlite:///{tmp_path / 'station.db'}"
-        station_proc, line = start(
-            ["central", "serve", "--port", "0", "--db", db, "--terminals", where,
-             "--control-interval", "0.5"], env, "central listening on",
-        )  # fmt: skip
-        procs.append(station_proc)
-        url = line.split("central listening on ")[1].strip()
+    db = f"sqlite:///{tmp_path / 'station.db'}"
+    with station_with_fleet(
+        tmp_path, db, "--control-interval", "0.5", fleet_args=("--speed", "7200", "--load-kw", "5")
+    ) as running:
+        assert running.where is not None
+        where, url = running.where, running.url
         token = add(tmp_path / "cli-home", db, "BANK1", "--office", "DEMO")
         store = CentralStore(db)
-        deadline = time.monotonic() + 90
-        while (control_status(store, REMOTE) or {}).get("state") != "tripped":
-            assert time.monotonic() < deadline, control_status(store, REMOTE)
-            time.sleep(0.3)
-        while not relay_open(where, REMOTE_METER):
-            assert time.monotonic() < deadline, control_status(store, REMOTE)
-            time.sleep(0.1)
+        wait_tripped(store, REMOTE, where, REMOTE_METER)
         r = post(url, token, body(amount=20_000))
         assert r.status_code == 201, r.text
-        paid_at = time.monotonic()
-        while relay_open(where, REMOTE_METER):
-            assert time.monotonic() - paid_at < 60, control_status(store, REMOTE)
-            time.sleep(0.2)
-        while (control_status(store, REMOTE) or {}).get("close_permit_sent_at") is None:
-            assert time.monotonic() - paid_at < 60, control_status(store, REMOTE)
-            time.sleep(0.1)
+        wait_closed(store, REMOTE, where, REMOTE_METER, time.monotonic())
         status = control_status(store, REMOTE)
         assert status is not None and status["paid_fen"] == 20_000
         assert status["state"] != "tripped"
         store.dispose()
-    finally:
-        stop(procs)

@@ -3,45 +3,24 @@ command), on emulated card images and the simulated meter; the statement read ba
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.rigs.cli import run
+from tests.rigs.cli import cv, demo_with_cards, ok_json, run
 
 CUSTOMER = "100000000002"  # card meter, nothing owed
 OTHER = "100000000003"
 REMOTE = "100000000010"
-PASSWORDS = {"CARDVEND_PASSWORD": "demo-t01", "CARDVEND_APPROVER_PASSWORD": "demo-s01"}
 
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    home = tmp_path_factory.mktemp("accounts")
-    assert run(home, "demo").returncode == 0
-    for name in ("card1.json", "card2.json"):
-        r = run(
-            home, "card", "blank", "--image", str(home / name), "--operator", "f01",
-            env={"CARDVEND_PASSWORD": "demo-f01"},
-        )  # fmt: skip
-        assert r.returncode == 0, r.stderr
+    home = demo_with_cards(tmp_path_factory.mktemp("accounts"), "card1.json", "card2.json")
     assert cv(home, "shift", "open", "--float", "100").returncode == 0
     return home
-
-
-def cv(
-    home: Path, *args: str, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    return run(home, *args, "--operator", "t01", env={**PASSWORDS, **(env or {})})
-
-
-def ok_json(r: subprocess.CompletedProcess[str]) -> Any:
-    assert r.returncode == 0, r.stderr
-    return json.loads(r.stdout)
 
 
 def refused(r: subprocess.CompletedProcess[str], text: str) -> None:

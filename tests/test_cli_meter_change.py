@@ -3,37 +3,20 @@ account's credit moves from the old simulated meter to the new one on an emulate
 
 from __future__ import annotations
 
-import json
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.rigs.cli import run
+from tests.rigs.cli import cv, demo_with_cards, ok_json, run
 
 CUSTOMER = "100000000002"  # a card customer without arrears
 NEW = "990000000777"
-PASSWORDS = {"CARDVEND_PASSWORD": "demo-t01", "CARDVEND_APPROVER_PASSWORD": "demo-s01"}
-
-
-def cv(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return run(home, *args, "--operator", "t01", env=PASSWORDS)
-
-
-def ok_json(r: subprocess.CompletedProcess[str]) -> Any:
-    assert r.returncode == 0, r.stderr
-    return json.loads(r.stdout)
 
 
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
-    assert run(tmp_path, "demo").returncode == 0
-    r = run(
-        tmp_path, "card", "blank", "--image", str(tmp_path / "card.json"), "--operator", "f01",
-        env={"CARDVEND_PASSWORD": "demo-f01"},
-    )  # fmt: skip
-    assert r.returncode == 0, r.stderr
+    demo_with_cards(tmp_path, "card.json")
     assert cv(tmp_path, "shift", "open", "--float", "0").returncode == 0
     return tmp_path
 

@@ -10,32 +10,15 @@ import pytest
 
 from app.domain.card import UnissuedCard
 from app.settings import OFFLINE_MAX_AMOUNT, Settings
-from tests.rigs.cli import ok_json, run, terminal_for
+from tests.rigs.cli import PASSWORDS, cv, demo_with_cards, ok_json, run, terminal_for
 
 CUSTOMER = "100000000001"  # card meter; the demo gives it 30.00 yuan arrears and 5.00 fees
 REMOTE = "100000000010"  # remote fee-control meter
-PASSWORDS = {"CARDVEND_PASSWORD": "demo-t01", "CARDVEND_APPROVER_PASSWORD": "demo-s01"}
 
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    home = tmp_path_factory.mktemp("sales")
-    assert run(home, "demo").returncode == 0
-    for name in ("card1.json", "card2.json"):
-        r = run(
-            home, "card", "blank", "--image", str(home / name), "--operator", "f01",
-            env={"CARDVEND_PASSWORD": "demo-f01"},
-        )  # fmt: skip
-        assert r.returncode == 0, r.stderr
-    return home
-
-
-def cv(
-    home: Path, *args: str, operator: str = "t01", env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    """A ledger command signed in as ``operator`` (s01 approves)."""
-    full = {**PASSWORDS, "CARDVEND_PASSWORD": f"demo-{operator}", **(env or {})}
-    return run(home, *args, "--operator", operator, env=full)
+    return demo_with_cards(tmp_path_factory.mktemp("sales"), "card1.json", "card2.json")
 
 
 def refused(r: subprocess.CompletedProcess[str], text: str) -> None:

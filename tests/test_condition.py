@@ -6,9 +6,7 @@ another office's customer and a card customer are clear errors, in seconds."""
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,30 +14,20 @@ from sqlalchemy import select
 
 from sync.central import models as m
 from sync.central.store import CentralStore
-from tests.conftest import pg_schema
+from tests.conftest import station_db
 from tests.rigs.cli import ok_json, registered_counter, run
 from tests.rigs.condition import FOREIGN, SILENT, fleet_and_station
 from tests.rigs.counter import REMOTE
-from tests.rigs.pg import schema_url
 
 ROOT = Path(__file__).resolve().parent.parent
 CARD = "100000000002"
-
-
-@contextlib.contextmanager
-def database(kind: str, tmp_path: Path) -> Iterator[str]:
-    if kind == "sqlite":
-        yield f"sqlite:///{tmp_path / 'station.db'}"
-        return
-    with pg_schema() as schema:
-        yield schema_url(schema)
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
 def test_the_counter_calls_a_meters_condition_through_the_station(
     kind: str, tmp_path: Path
 ) -> None:
-    with database(kind, tmp_path) as db, fleet_and_station(tmp_path, db) as station:
+    with station_db(kind, tmp_path) as db, fleet_and_station(tmp_path, db) as station:
         store = CentralStore(db)
         home = registered_counter(tmp_path / "counter", station.url)
 

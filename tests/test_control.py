@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import json
-import os
 import subprocess
 import sys
 import time
@@ -24,8 +23,7 @@ from sqlalchemy import select
 from app.clock import FixedClock, SystemClock
 from app.paths import resolve_paths
 from app.settings import Settings
-from cardio.dlt645 import MeterClient, TcpServer, TcpSettings, connect_tcp_link
-from cardio.dlt645 import dataids as D
+from cardio.dlt645 import TcpServer
 from cardio.fleet import Fleet, demo_meters
 from cardio.meter_wire import TerminalMeters
 from sync.central import models as m
@@ -38,6 +36,7 @@ from sync.central.control import (
 from sync.central.store import CentralStore
 from tests.rigs.central import NOW, seeded_store
 from tests.rigs.counter import REMOTE
+from tests.rigs.fleet_process import relay_open, station_with_fleet, wait_closed, wait_tripped
 
 ROOT = Path(__file__).resolve().parent.parent
 REMOTE_METER = "200000000010"
@@ -55,15 +54,6 @@ def fleet(tmp_path: Path) -> Iterator[tuple[Fleet, str]]:
                    start=dt.datetime(2026, 3, 2, 0, 0, tzinfo=dt.UTC))  # fmt: skip
     with TcpServer(f.responder()) as server:
         yield f, f"127.0.0.1:{server.port}"
-
-
-def relay_open(where: str, meter_no: str) -> bool:
-    host, port = where.split(":")
-    client = MeterClient(connect_tcp_link(TcpSettings(host, int(port), timeout=2.0)))
-    try:
-        return bool(client.read(meter_no, D.STATUS_WORD_3) & D.Status3.RELAY_OPEN)
-    finally:
-        client.link.close()
 
 
 def commands_of(store: CentralStore, customer_no: str) -> list[tuple[str, str]]:
@@ -221,21 +211,6 @@ def test_one_run_at_a_time(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- end to end
 
 
-def _start(
-    args: list[str], env: dict[str, str], wait_for: str
-) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "main.py"), "--lang", "en", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
-    )  # fmt: skip
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if wait_for not in line:
-        proc.kill()
-        raise AssertionError(f"{args[:2]} did not start: {line!r}")
-    return proc, line
-
-
 def test_end_to_end_a_remote_customer_trips_pays_at_a_counter_and_is_closed_again(
     tmp_path: Path, counter: Any, sleeps: Any
 ) -> None:
@@ -246,31 +221,15 @@ def test_end_to_end_a_remote_customer_trips_pays_at_a_counter_and_is_closed_agai
     from sync.contract import RegisterRequest
     from sync.service import SyncService
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CARDVEND_")}
-    env["CARDVEND_HOME"] = str(tmp_path / "home")
-    procs: list[subprocess.Popen[str]] = []
-    try:
-        fleet_proc, line = _start(
-            ["fleet", "simulate", "--tcp", "0", "--demo", "--state", str(tmp_path / "fleet"),
-             "--speed", "7200", "--load-kw", "5"], env, "Serving",
-        )  # fmt: skip
-        procs.append(fleet_proc)
-        where = "127.0.0.1:" + line.split("127.0.0.1:")[1].split()[0]
-        db = tmp_path / "station.db"
-        station, line = _start(
-            ["central", "serve", "--port", "0", "--db", f"sqlite:///{db}", "--terminals", where,
-             "--control-interval", "0.5"], env, "central listening on",
-        )  # fmt: skip
-        procs.append(station)
-        url = line.split("central listening on ")[1].strip()
+    db = tmp_path / "station.db"
+    with station_with_fleet(
+        tmp_path, f"sqlite:///{db}", "--control-interval", "0.5",
+        fleet_args=("--speed", "7200", "--load-kw", "5"),
+    ) as running:  # fmt: skip
+        assert running.where is not None
+        where, url = running.where, running.url
         store = CentralStore(f"sqlite:///{db}")
-        deadline = time.monotonic() + 90
-        while (control_status(store, REMOTE) or {}).get("state") != "tripped":
-            assert time.monotonic() < deadline, control_status(store, REMOTE)
-            time.sleep(0.3)
-        while not relay_open(where, REMOTE_METER):  # the trip goes out after the decision
-            assert time.monotonic() < deadline, control_status(store, REMOTE)
-            time.sleep(0.1)
+        wait_tripped(store, REMOTE, where, REMOTE_METER)
 
         client = CentralClient(url, None, timeout=(2.0, 10.0), retry=RetryPolicy(sleep=sleeps))
         token = client.register(
@@ -285,14 +244,7 @@ def test_end_to_end_a_remote_customer_trips_pays_at_a_counter_and_is_closed_agai
         counter.remote(20_000)  # 200.00 yuan at the counter
         paid_at = time.monotonic()
         assert service.run_round().push.sent >= 1
-        while relay_open(where, REMOTE_METER):
-            assert time.monotonic() - paid_at < 60, control_status(store, REMOTE)
-            time.sleep(0.2)
-        closed_after = time.monotonic() - paid_at
-        # the run records what the meters took once its batch of commands is sent
-        while (control_status(store, REMOTE) or {}).get("close_permit_sent_at") is None:
-            assert time.monotonic() - paid_at < 60, control_status(store, REMOTE)
-            time.sleep(0.1)
+        closed_after = wait_closed(store, REMOTE, where, REMOTE_METER, paid_at)
         status = control_status(store, REMOTE)
         assert status is not None and status["close_permit_sent_at"] is not None
         assert status["paid_fen"] > 0 and status["state"] != "tripped"
@@ -307,16 +259,8 @@ def test_end_to_end_a_remote_customer_trips_pays_at_a_counter_and_is_closed_agai
         shown = subprocess.run(
             [sys.executable, str(ROOT / "main.py"), "central", "control", "status", REMOTE,
              "--db", f"sqlite:///{db}", "--json"],
-            capture_output=True, text=True, env=env, timeout=60,
+            capture_output=True, text=True, env=running.env, timeout=60,
         )  # fmt: skip
         assert shown.returncode == 0, shown.stderr
         assert json.loads(shown.stdout)["close_permit_sent_at"] == status["close_permit_sent_at"]
         store.dispose()
-    finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(20)
-            except subprocess.TimeoutExpired:
-                p.kill()

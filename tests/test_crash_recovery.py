@@ -28,7 +28,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -53,6 +52,7 @@ from cardio.pcsc import PcscReaderPort
 from cardio.terminal import ApduTerminal
 from cardio.vpcd import VpcdCard
 from tests.pcsc_fixtures import READER_SLOT0, Pcscd, wait_card_absent
+from tests.rigs.kill import wait_reader_ready
 
 pytestmark = pytest.mark.usefixtures("pcscd")  # skipped cleanly without pcscd and vpcd
 
@@ -156,39 +156,6 @@ def save_master_keys(master: MasterKeys, path: Path) -> None:
     path.chmod(0o600)
 
 
-def wait_reader_idle(reader: str = READER_SLOT0, timeout: float = WAIT) -> float:
-    """Wait until no program holds a connection to the card in ``reader``; returns the seconds
-    waited.
-
-    A killed client's connection stays open in pcscd until pcscd reads the end of its socket
-    (the kernel closes it when the process dies); pcscd then ends its transaction and
-    disconnects it *with a card reset*.  A connection made before that would see its session
-    reset under it, so the next start waits for SCARD_STATE_INUSE to clear.  Only call this
-    while this process holds no connection to the reader."""
-    from smartcard import scard
-
-    hr, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
-    assert hr == scard.SCARD_S_SUCCESS, f"no PC/SC context: {hr:#x}"
-    started = time.monotonic()
-    try:
-        while True:
-            hr, states = scard.SCardGetStatusChange(
-                context, 0, [(reader, scard.SCARD_STATE_UNAWARE)]
-            )
-            state = int(states[0][1]) if hr == scard.SCARD_S_SUCCESS else 0
-            if state & scard.SCARD_STATE_PRESENT and not state & (
-                scard.SCARD_STATE_INUSE | scard.SCARD_STATE_EXCLUSIVE
-            ):
-                return time.monotonic() - started
-            if time.monotonic() - started > timeout:
-                raise AssertionError(
-                    f"{reader!r} still in use {timeout} s after the seller died (state {state:#x})"
-                )
-            time.sleep(0.005)
-    finally:
-        scard.SCardReleaseContext(context)
-
-
 @pytest.fixture(scope="module")
 def rig(pcscd: Pcscd, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     tmp = tmp_path_factory.mktemp("crash")
@@ -272,7 +239,7 @@ def tag(sale: Sale) -> bytes:
 def next_start(rig: Rig) -> CardContents:
     """What the counter does when it starts again and the customer presents the card; returns
     the card as the recovery read it.  The card then goes into the meter."""
-    wait_reader_idle()
+    wait_reader_ready(READER_SLOT0)  # the killed seller's connection gone
     selling.recover_at_start(rig.db, COUNTER, rig.clock)
     with rig.terminal() as t:
         assessment = selling.recover_with_card(rig.db, t, clock=rig.clock, settings=rig.settings)

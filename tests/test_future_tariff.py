@@ -7,7 +7,7 @@ import datetime as dt
 from zoneinfo import ZoneInfo
 
 from app.domain.card import UpdateFlags
-from app.services import auth, selling, tariffs
+from app.services import auth, tariffs
 from tests.rigs.counter import CUSTOMER, Counter
 
 BEIJING = ZoneInfo("Asia/Shanghai")
@@ -84,15 +84,7 @@ def test_a_replacement_card_and_a_new_account_carry_the_future_price(counter: Co
     assert taken.applied & UpdateFlags.BACKUP_TARIFF
 
     new = counter.kit.blank()
-    selling.replace_card(
-        counter.db,
-        counter.kit.terminal(new),
-        actor=counter.teller,
-        customer_no=CUSTOMER,
-        clock=counter.clock,
-        settings=counter.settings,
-        approval_request=counter.approval("replace_card", CUSTOMER),
-    )
+    counter.replace_card(counter.kit.terminal(new), counter.approval("replace_card", CUSTOMER))
     replacement = counter.kit.terminal(new).read()
     assert replacement.backup_tariff == card.backup_tariff
     assert replacement.parameters is not None

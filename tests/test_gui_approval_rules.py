@@ -18,9 +18,10 @@ from app.context import AppContext
 from app.domain.permissions import Action
 from app.i18n import set_language
 from app.paths import resolve_paths
-from app.services import approvals, auth
+from app.services import approvals
 from app.services.approvals import ApprovalStep
 from app.settings import Settings
+from tests.rigs.sale_window import rules_tab
 
 pytestmark = pytest.mark.gui
 
@@ -36,20 +37,6 @@ def ctx(tmp_path: Path) -> Iterator[AppContext]:
     prepare(ctx)  # the demo database
     yield ctx
     set_language("en")
-
-
-def rules_tab(qtbot: Any, ctx: AppContext) -> tuple[Any, Any]:
-    from ui.main_window import MainWindow
-
-    admin = auth.login(ctx.db, "a01", "demo-a01", counter_id=ctx.counter_id, clock=ctx.clock)
-    window = MainWindow(ctx, principal=admin)
-    qtbot.addWidget(window)
-    window.show()
-    window.show_page("admin")
-    tab = window.pages["admin"].rules
-    tab.load()
-    qtbot.waitUntil(lambda: len(tab.rows) > 0, timeout=WAIT)
-    return window, tab
 
 
 def row_of(tab: Any, action: Action) -> int:

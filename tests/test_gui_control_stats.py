@@ -16,11 +16,10 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from PySide6.QtCore import QDate
 
-from app.clock import FixedClock
 from app.i18n import translate
 from app.presenters.stats import FIGURES, figure_text
 from tests.rigs import stats_data as sd
-from tests.rigs.sale_window import WAIT_MS, make_ctx, sign_in
+from tests.rigs.sale_window import WAIT_MS, make_ctx, sign_in, station_page
 
 pytestmark = pytest.mark.gui
 LAST_30 = (dt.date(2026, 2, 9), dt.date(2026, 3, 10))  # the default period at sd.NOW
@@ -32,17 +31,8 @@ def shown(page: Any, want: dict[str, Any]) -> None:
 
 
 def test_a_supervisor_sees_the_station_figures(qtbot: Any, tmp_path: Path) -> None:
-    from ui.main_window import MainWindow
-
     ctx = make_ctx(tmp_path / "home")
-    ctx.clock = FixedClock(sd.NOW)
-    with sd.serving_station(tmp_path) as (server, rows, views):
-        ctx.station = views
-        window = MainWindow(ctx, principal=sign_in(ctx, "s01"), training=True)
-        qtbot.addWidget(window)
-        window.show()
-        window.show_page("control_stats")
-        page = window.pages["control_stats"]
+    with station_page(qtbot, ctx, tmp_path, "control_stats") as (server, rows, window, page):
         qtbot.waitUntil(lambda: page.stats is not None, timeout=WAIT_MS)
         want = sd.expected(rows, {"DEMO"}, period=LAST_30)
         shown(page, want)

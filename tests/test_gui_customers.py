@@ -25,6 +25,7 @@ from app.settings import Settings
 from cardio.meter_sim import MeterSimulator
 from tests.cardkit import CardKit
 from tests.rigs.counter import sell_pulled
+from tests.rigs.sale_window import key_in
 
 pytestmark = pytest.mark.gui
 
@@ -33,18 +34,10 @@ CUSTOMER = "100000000002"  # a card customer without arrears
 OTHER = "100000000003"
 
 
-def type_text(qtbot: Any, widget: Any, text: str) -> None:
+def type_text(widget: Any, text: str) -> None:
     """Type into a line edit: ASCII by key clicks, Chinese as an input method commits it."""
-    from PySide6.QtGui import QInputMethodEvent
-    from PySide6.QtWidgets import QApplication
-
     for ch in text:
-        if ch.isascii():
-            qtbot.keyClick(widget, ch)
-        else:
-            event = QInputMethodEvent("", [])
-            event.setCommitString(ch)
-            QApplication.sendEvent(widget, event)
+        key_in(widget, ch)
 
 
 class Counter:
@@ -87,7 +80,7 @@ class Counter:
         self.window.show_page("customers")
         page.search.clear()
         page.model.set_text("")
-        type_text(self.qtbot, page.search, text)
+        type_text(page.search, text)
         self.qtbot.waitUntil(
             lambda: page.model.text == text and page.model.idle and bool(page.status.text()),
             timeout=WAIT_MS,
@@ -706,7 +699,7 @@ def test_pause_resume_then_close_from_the_customers_page(counter: Counter, tmp_p
     page.pause_button.click()
     dialog = page.dialog
     counter.qtbot.waitUntil(dialog.start_button.isEnabled, timeout=WAIT_MS)
-    type_text(counter.qtbot, dialog.reason, "vacant house")
+    type_text(dialog.reason, "vacant house")
     counter.qtbot.keyClick(dialog.reason, Qt.Key.Key_Return)
     counter.qtbot.waitUntil(lambda: dialog.completed, timeout=WAIT_MS)
     assert "paused: vacant house" in dialog.message.text()
@@ -731,7 +724,7 @@ def test_pause_resume_then_close_from_the_customers_page(counter: Counter, tmp_p
     page.close_account_button.click()
     dialog = page.dialog
     counter.qtbot.waitUntil(dialog.start_button.isEnabled, timeout=WAIT_MS)
-    type_text(counter.qtbot, dialog.reason, "moved away")
+    type_text(dialog.reason, "moved away")
     dialog.start_button.click()
     counter.qtbot.waitUntil(lambda: dialog.preview is not None, timeout=WAIT_MS)
     assert "Hand back 50.00 yuan" in dialog.message.text()

@@ -17,9 +17,8 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from sqlalchemy import text
 
-from app.clock import FixedClock
 from tests.rigs import stats_data as sd
-from tests.rigs.sale_window import WAIT_MS, make_ctx, sign_in
+from tests.rigs.sale_window import WAIT_MS, make_ctx, sign_in, station_page
 
 pytestmark = pytest.mark.gui
 OPEN = {"new", "assigned", "escalated"}
@@ -54,17 +53,8 @@ def take(qtbot: Any, page: Any, step: str, *, to: str = "", note: str = "") -> N
 
 
 def test_a_supervisor_works_the_office_queue(qtbot: Any, tmp_path: Path) -> None:
-    from ui.main_window import MainWindow
-
     ctx = make_ctx(tmp_path / "home")
-    ctx.clock = FixedClock(sd.NOW)
-    with sd.serving_station(tmp_path) as (server, rows, views):
-        ctx.station = views
-        window = MainWindow(ctx, principal=sign_in(ctx, "s01"), training=True)
-        qtbot.addWidget(window)
-        window.show()
-        window.show_page("exceptions")
-        page = window.pages["exceptions"]
+    with station_page(qtbot, ctx, tmp_path, "exceptions") as (server, rows, window, page):
         qtbot.waitUntil(lambda: page.items is not None, timeout=WAIT_MS)
         want = office_rows(rows, OPEN)
         assert want and listed(page) == sorted((e["customer_no"], e["state"]) for e in want)

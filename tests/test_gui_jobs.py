@@ -22,10 +22,10 @@ from app.context import AppContext
 from app.domain.card import CardKind
 from app.paths import resolve_paths
 from app.persistence.models import MgmtJob, OutboxEntry
-from app.services import auth
 from app.settings import UTILITY_CODE, Settings
 from cardio.meter_sim import MeterSimulator
 from tests.cardkit import UTILITY, CardKit
+from tests.rigs.sale_window import main_window, sign_in
 
 pytestmark = pytest.mark.gui
 
@@ -64,20 +64,8 @@ def add_job(ctx: AppContext, *, created: dt.datetime) -> str:
     return job_id
 
 
-def window_for(qtbot: Any, ctx: AppContext, operator: str) -> Any:
-    from ui.main_window import MainWindow
-
-    principal = auth.login(
-        ctx.db, operator, f"demo-{operator}", counter_id=ctx.counter_id, clock=ctx.clock
-    )
-    window = MainWindow(ctx, principal=principal)
-    qtbot.addWidget(window)
-    window.show()
-    return window
-
-
 def test_tellers_do_not_see_the_jobs_page(qtbot: Any, ctx: AppContext) -> None:
-    assert "jobs" not in window_for(qtbot, ctx, "t01").pages
+    assert "jobs" not in main_window(qtbot, ctx, sign_in(ctx, "t01")).pages
 
 
 def test_take_program_apply_return(
@@ -87,7 +75,7 @@ def test_take_program_apply_return(
     kit = CardKit(tmp_path)
     image = kit.blank()
     kit.terminal(image).issue(CardKind.PARAMETERS)
-    window = window_for(qtbot, ctx, "f01")
+    window = main_window(qtbot, ctx, sign_in(ctx, "f01"))
     window.terminal = lambda: kit.terminal(image)  # the card in the reader
     window.show_page("jobs")
     page = window.pages["jobs"]
@@ -133,7 +121,7 @@ def test_an_overdue_card_is_flagged(qtbot: Any, ctx: AppContext, tmp_path: Path)
     kit = CardKit(tmp_path)
     image = kit.blank()
     kit.terminal(image).issue(CardKind.PARAMETERS)
-    principal = auth.login(ctx.db, "f01", "demo-f01", counter_id=ctx.counter_id, clock=ctx.clock)
+    principal = sign_in(ctx, "f01")
     from app.services import jobs
 
     jobs.take(ctx.db, principal, ctx.clock, job_id, office_code=ctx.office_code)
@@ -150,7 +138,7 @@ def test_an_overdue_card_is_flagged(qtbot: Any, ctx: AppContext, tmp_path: Path)
         job = session.get(MgmtJob, job_id)
         assert job is not None
         job.issued_at = ctx.clock.now() - dt.timedelta(days=10)
-    window = window_for(qtbot, ctx, "f01")
+    window = main_window(qtbot, ctx, sign_in(ctx, "f01"))
     window.show_page("jobs")
     page = window.pages["jobs"]
     qtbot.waitUntil(lambda: page.mine.rowCount() == 1, timeout=WAIT)
@@ -173,7 +161,7 @@ def test_the_meter_page_reads_and_trips_a_meter_over_tcp(
     sim = Simulator(tmp_path / "home", tmp_path / "meter.json", "--tcp", "0")
     try:
         assert sim.endpoint is not None
-        window = window_for(qtbot, ctx, "f01")
+        window = main_window(qtbot, ctx, sign_in(ctx, "f01"))
         window.show_page("meter")
         page = window.pages["meter"]
         page.where.setText(sim.endpoint)
@@ -209,4 +197,4 @@ def test_the_meter_page_reads_and_trips_a_meter_over_tcp(
 
 
 def test_tellers_do_not_see_the_meter_page(qtbot: Any, ctx: AppContext) -> None:
-    assert "meter" not in window_for(qtbot, ctx, "t01").pages
+    assert "meter" not in main_window(qtbot, ctx, sign_in(ctx, "t01")).pages

@@ -23,10 +23,11 @@ from sqlalchemy import select
 from app.context import AppContext
 from app.paths import resolve_paths
 from app.persistence.models import Shift
-from app.services import auth, selling, shifts
+from app.services import selling, shifts
 from app.services.auth import Principal
 from app.services.sync_status import pending_records, sync_status
 from app.settings import Settings
+from tests.rigs.sale_window import main_window, sign_in
 
 pytestmark = pytest.mark.gui
 
@@ -44,21 +45,6 @@ def ctx(tmp_path: Path) -> AppContext:
     main.wire_printing(ctx)  # the report renderer, as main.py wires it
     prepare(ctx)  # the demo database
     return ctx
-
-
-def login(ctx: AppContext, operator: str) -> Principal:
-    return auth.login(
-        ctx.db, operator, f"demo-{operator}", counter_id=ctx.counter_id, clock=ctx.clock
-    )
-
-
-def window_for(qtbot: Any, ctx: AppContext, principal: Principal, **kw: Any) -> Any:
-    from ui.main_window import MainWindow
-
-    window = MainWindow(ctx, principal=principal, **kw)
-    qtbot.addWidget(window)
-    window.show()
-    return window
 
 
 def remote_payment(ctx: AppContext, actor: Principal, amount: int) -> None:
@@ -102,8 +88,8 @@ def test_counted_cash_is_count_times_face_value() -> None:
 def test_open_and_close_a_shift_with_a_cash_count(
     qtbot: Any, ctx: AppContext, tmp_path: Path
 ) -> None:
-    teller = login(ctx, "t01")
-    window = window_for(qtbot, ctx, teller)
+    teller = sign_in(ctx, "t01")
+    window = main_window(qtbot, ctx, teller)
     page = window.pages["shift"]
     window.show_page("shift")
     qtbot.waitUntil(lambda: page.open_box.isEnabled(), timeout=WAIT)
@@ -194,9 +180,9 @@ def test_open_and_close_a_shift_with_a_cash_count(
 
 
 def test_closing_with_a_short_count_shows_the_shortfall(qtbot: Any, ctx: AppContext) -> None:
-    teller = login(ctx, "t01")
+    teller = sign_in(ctx, "t01")
     shifts.open_shift(ctx.db, actor=teller, float_fen=10000, clock=ctx.clock)
-    window = window_for(qtbot, ctx, teller)
+    window = main_window(qtbot, ctx, teller)
     page = window.pages["shift"]
     window.show_page("shift")
     qtbot.waitUntil(lambda: page.close_box.isEnabled(), timeout=WAIT)
@@ -215,7 +201,7 @@ def test_closing_with_a_short_count_shows_the_shortfall(qtbot: Any, ctx: AppCont
 
 
 def test_sync_page_shows_pending_records_and_how_to_register(qtbot: Any, ctx: AppContext) -> None:
-    teller = login(ctx, "t01")
+    teller = sign_in(ctx, "t01")
     shifts.open_shift(ctx.db, actor=teller, float_fen=0, clock=ctx.clock)
     remote_payment(ctx, teller, 4000)
     remote_payment(ctx, teller, 1250)
@@ -225,7 +211,7 @@ def test_sync_page_shows_pending_records_and_how_to_register(qtbot: Any, ctx: Ap
     assert len(records) == status.pending and records[0].created_at <= records[-1].created_at
     assert len(pending_records(ctx.db, ctx.counter_id, 1)) == 1
 
-    window = window_for(qtbot, ctx, teller)
+    window = main_window(qtbot, ctx, teller)
     page = window.pages["sync"]
     window.show_page("sync")
     qtbot.waitUntil(lambda: page.status_data is not None, timeout=WAIT)
@@ -262,7 +248,7 @@ def test_sync_page_lists_refused_records_with_what_to_do(qtbot: Any, ctx: AppCon
     from app.persistence.models import OutboxEntry, Setting
     from app.services.sync_status import AUDIT_DIVERGED, counter_key
 
-    teller = login(ctx, "t01")
+    teller = sign_in(ctx, "t01")
     shifts.open_shift(ctx.db, actor=teller, float_fen=0, clock=ctx.clock)
     remote_payment(ctx, teller, 4000)
     remote_payment(ctx, teller, 1250)
@@ -281,7 +267,7 @@ def test_sync_page_lists_refused_records_with_what_to_do(qtbot: Any, ctx: AppCon
         session.add(
             Setting(key=counter_key(AUDIT_DIVERGED, ctx.counter_id), value=json.dumps(message))
         )
-    window = window_for(qtbot, ctx, teller)
+    window = main_window(qtbot, ctx, teller)
     page = window.pages["sync"]
     window.show_page("sync")
     qtbot.waitUntil(lambda: page.status_data is not None, timeout=WAIT)
@@ -296,11 +282,11 @@ def test_sync_page_lists_refused_records_with_what_to_do(qtbot: Any, ctx: AppCon
 
 
 def test_reports_page_charts_and_csv_export(qtbot: Any, ctx: AppContext, tmp_path: Path) -> None:
-    teller = login(ctx, "t01")
+    teller = sign_in(ctx, "t01")
     shifts.open_shift(ctx.db, actor=teller, float_fen=0, clock=ctx.clock)
     remote_payment(ctx, teller, 8800)
-    supervisor = login(ctx, "s01")
-    window = window_for(qtbot, ctx, supervisor)
+    supervisor = sign_in(ctx, "s01")
+    window = main_window(qtbot, ctx, supervisor)
     page = window.pages["reports"]
     window.show_page("reports")
     qtbot.waitUntil(lambda: page.daily is not None, timeout=WAIT)
@@ -331,7 +317,7 @@ def test_reports_page_charts_and_csv_export(qtbot: Any, ctx: AppContext, tmp_pat
 
 
 def test_reports_page_for_a_teller_has_no_csv(qtbot: Any, ctx: AppContext) -> None:
-    window = window_for(qtbot, ctx, login(ctx, "t01"))
+    window = main_window(qtbot, ctx, sign_in(ctx, "t01"))
     page = window.pages["reports"]
     assert page.tabs.isEnabled()
     assert not page.day_csv.isEnabled() and not page.stats_csv.isEnabled()

@@ -26,13 +26,13 @@ from app.persistence.models import AuditEntry
 from app.services import auth
 from app.services.setup import setup_needed
 from app.settings import Settings
-from cardio.keys import create_keystore
+from tests.conftest import KEYSTORE_PASSPHRASE
 from tests.pcsc_fixtures import READER_SLOT0, READER_SLOT1, Pcscd, wait_card_absent
 from tests.rigs.card_process import Emulator
 from tests.rigs.cli import run
 
 pytestmark = pytest.mark.gui
-PASSPHRASE = "office-keys-2026"
+PASSPHRASE = KEYSTORE_PASSPHRASE  # the conftest keystore's
 
 
 def make_ctx(home: Path) -> AppContext:
@@ -56,14 +56,6 @@ def wizard(qtbot: Any, tmp_path: Path) -> Iterator[Any]:
     w.shutdown()
     assert ctx.card_worker is not None
     ctx.card_worker.shutdown()
-
-
-@pytest.fixture
-def keystore(tmp_path: Path) -> Path:
-    path = tmp_path / "it" / "keystore.json"
-    path.parent.mkdir()
-    create_keystore(path, PASSPHRASE)
-    return path
 
 
 def next_page(w: Any) -> str:

@@ -25,11 +25,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.clock import FixedClock
 from app.context import AppContext
 from app.i18n import set_language
 from app.paths import resolve_paths
-from app.services import auth
 from app.settings import Settings
 
 pytestmark = pytest.mark.gui
@@ -168,14 +166,9 @@ def test_the_english_finder_finds_english() -> None:
 
 @pytest.mark.parametrize("operator", ["a01", "f01"])  # every page: administrator, technician
 def test_every_page_in_chinese(qtbot: Any, ctx: AppContext, operator: str) -> None:
-    from ui.main_window import MainWindow
+    from tests.rigs.sale_window import main_window, sign_in
 
-    who = auth.login(
-        ctx.db, operator, f"demo-{operator}", counter_id=ctx.counter_id, clock=ctx.clock
-    )
-    window = MainWindow(ctx, principal=who)
-    qtbot.addWidget(window)
-    window.show()
+    window = main_window(qtbot, ctx, sign_in(ctx, operator))
     qtbot.waitUntil(lambda: window.status_link.text() != "", timeout=WAIT)
     found: dict[str, list[str]] = {}
     for key in window.pages:
@@ -189,12 +182,9 @@ def test_every_page_in_chinese(qtbot: Any, ctx: AppContext, operator: str) -> No
 
 def test_error_lines_in_chinese(qtbot: Any, ctx: AppContext) -> None:
     """The mistakes a teller makes on the pages: their error lines are in Chinese."""
-    from ui.main_window import MainWindow
+    from tests.rigs.sale_window import main_window, sign_in
 
-    teller = auth.login(ctx.db, "t01", "demo-t01", counter_id=ctx.counter_id, clock=ctx.clock)
-    window = MainWindow(ctx, principal=teller)
-    qtbot.addWidget(window)
-    window.show()
+    window = main_window(qtbot, ctx, sign_in(ctx, "t01"))
     shift = window.pages["shift"]
     window.show_page("shift")
     shift.float_edit.setText("12.345")  # not an amount
@@ -221,16 +211,9 @@ def test_approval_rules_tab_and_dialog_in_chinese(qtbot: Any, ctx: AppContext) -
     """The administration page's approval rules: the table's rows and the edit dialog with its
     inline errors (the dialog's own and the service's)."""
     from app.domain.permissions import Action
-    from ui.main_window import MainWindow
+    from tests.rigs.sale_window import rules_tab
 
-    admin = auth.login(ctx.db, "a01", "demo-a01", counter_id=ctx.counter_id, clock=ctx.clock)
-    window = MainWindow(ctx, principal=admin)
-    qtbot.addWidget(window)
-    window.show()
-    window.show_page("admin")
-    tab = window.pages["admin"].rules
-    tab.load()
-    qtbot.waitUntil(lambda: len(tab.rows) > 0, timeout=WAIT)
+    _window, tab = rules_tab(qtbot, ctx)
     table = tab.table
     cells = [
         table.item(i, j).text() for i in range(table.rowCount()) for j in range(table.columnCount())
@@ -253,21 +236,12 @@ def test_approval_rules_tab_and_dialog_in_chinese(qtbot: Any, ctx: AppContext) -
 def test_the_exceptions_page_in_chinese(qtbot: Any, tmp_path: Path) -> None:
     """The exceptions queue with the station's answers (an exception and its history shown, a
     step refused here) and with the station away."""
-    from tests.rigs import stats_data as sd
-    from tests.rigs.sale_window import make_ctx, sign_in
-    from ui.main_window import MainWindow
+    from tests.rigs.sale_window import make_ctx, station_page
 
     ctx = make_ctx(tmp_path / "home")
-    ctx.clock = FixedClock(sd.NOW)
     set_language("zh_CN")
     try:
-        with sd.serving_station(tmp_path) as (server, _rows, views):
-            ctx.station = views
-            window = MainWindow(ctx, principal=sign_in(ctx, "s01"), training=True)
-            qtbot.addWidget(window)
-            window.show()
-            window.show_page("exceptions")
-            page = window.pages["exceptions"]
+        with station_page(qtbot, ctx, tmp_path, "exceptions") as (server, _rows, window, page):
             qtbot.waitUntil(lambda: bool(page.items), timeout=WAIT)
             page.table.selectRow(0)
             qtbot.waitUntil(lambda: page.detail is not None, timeout=WAIT)

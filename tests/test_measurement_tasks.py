@@ -4,7 +4,6 @@ on SQLite and PostgreSQL; ``central tasks`` is run as a process."""
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,11 +19,10 @@ from sync.central import models as m
 from sync.central import tasks
 from sync.central.control import ControlLoop
 from sync.central.store import CentralStore
-from tests.conftest import pg_schema
+from tests.conftest import station_db
 from tests.rigs.central import NOW, seeded_store
 from tests.rigs.cli import ok_json, run
 from tests.rigs.fleet_process import fleet_process
-from tests.rigs.pg import schema_url
 
 
 @pytest.fixture(scope="module")
@@ -193,21 +191,12 @@ def test_a_meter_that_did_not_answer_is_due_again_at_the_next_run(
             meters.close()
 
 
-@contextlib.contextmanager
-def _database(kind: str, tmp_path: Path) -> Iterator[str]:
-    if kind == "sqlite":
-        yield f"sqlite:///{tmp_path / 'station.db'}"
-        return
-    with pg_schema() as schema:
-        yield schema_url(schema)
-
-
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
 def test_central_tasks_as_a_process(kind: str, tmp_path: Path) -> None:
     """add / list / remove, and each bad input a typed error in the person's language with
     nothing stored."""
     home = tmp_path / "station-home"
-    with _database(kind, tmp_path) as db:
+    with station_db(kind, tmp_path) as db:
         r = run(home, "central", "offices", "add", "DEMO", "--db", db)
         assert r.returncode == 0, r.stderr
         found = _cli_round(home, db)

@@ -28,15 +28,7 @@ NEW = "990000000123"
 def change(counter: Counter, image: Path, **kw: Any) -> mc.MeterChange:
     kw.setdefault("source", mc.SOURCE_CARD)
     kw.setdefault("new_meter_no", NEW)
-    return mc.change_meter(
-        counter.db,
-        counter.kit.terminal(image),
-        actor=counter.teller,
-        customer_no=CUSTOMER,
-        clock=counter.clock,
-        settings=counter.settings,
-        **kw,
-    )
+    return counter.service(mc.change_meter, counter.kit.terminal(image), customer_no=CUSTOMER, **kw)
 
 
 def approved_typed(counter: Counter, image: Path, remaining: int, **kw: Any) -> mc.MeterChange:
@@ -57,14 +49,6 @@ def new_meter(counter: Counter, tmp: Path, meter_no: str = NEW) -> MeterSimulato
     return MeterSimulator(
         tmp / f"meter-{meter_no}.json", counter.kit.keys, meter_no=meter_no, clock=counter.clock
     )
-
-
-def customer_row(counter: Counter) -> Customer:
-    with counter.db.read() as session:
-        row = session.scalar(select(Customer).where(Customer.customer_no == CUSTOMER))
-        assert row is not None
-        session.expunge(row)
-        return row
 
 
 def events(counter: Counter) -> list[AccountEvent]:
@@ -95,7 +79,7 @@ def test_credit_from_the_cards_write_back_reaches_the_new_meter(
     counter.to_meter(image)  # the technician's last insert before taking the meter out
     left = counter.meter.state.remaining
     assert 0 < left < 8000 and counter.meter.state.purchase_count == 2
-    old_meter_no = customer_row(counter).meter_no
+    old_meter_no = counter.customer_row().meter_no
 
     done = change(counter, image)
 
@@ -103,7 +87,7 @@ def test_credit_from_the_cards_write_back_reaches_the_new_meter(
     assert (done.remaining_fen, done.unloaded_fen, done.carried_fen) == (left, 0, left)
     assert done.arrears_fen == 0 and done.purchase_count == 2 and done.energy_wh
     assert done.customer.meter_no == NEW and not done.resumed
-    row = customer_row(counter)
+    row = counter.customer_row()
     assert row.meter_no == NEW and row.purchase_count == 2 and row.meter_purchase_count is None
     card = counter.kit.terminal(image).read()
     assert card.parameters is not None and card.parameters.meter_no == NEW
@@ -182,7 +166,7 @@ def test_typed_values_need_an_approval_that_is_used_once(counter: Counter) -> No
             purchase_count=1,
             approval_request=other,
         )
-    assert customer_row(counter).meter_no != NEW and not events(counter)
+    assert counter.customer_row().meter_no != NEW and not events(counter)
     typed = counter.approval("change_meter", CUSTOMER)
     with pytest.raises(Conflict):  # a count that does not fit the ledger changes nothing
         change(
@@ -207,7 +191,7 @@ def test_typed_values_need_an_approval_that_is_used_once(counter: Counter) -> No
 def test_a_technicians_read_is_a_source(counter: Counter, tmp_path: Path) -> None:
     image = counter.open(amount=4000)
     counter.to_meter(image)
-    old = customer_row(counter).meter_no
+    old = counter.customer_row().meter_no
     reading = MeterReading(old, 3500, 0, 1, 777, (), None, None, None, (), None)
     with pytest.raises(ValidationError):
         change(
@@ -233,7 +217,7 @@ def test_the_new_meter_number_must_be_valid_and_free(counter: Counter, bad: str)
     with pytest.raises(Conflict, match="already the meter of customer"):
         change(counter, image, new_meter_no=taken)
     with pytest.raises(Conflict, match="already has meter"):
-        change(counter, image, new_meter_no=customer_row(counter).meter_no)
+        change(counter, image, new_meter_no=counter.customer_row().meter_no)
 
 
 def test_a_card_without_the_old_meters_write_back_is_refused(counter: Counter) -> None:
@@ -262,7 +246,7 @@ def test_a_card_pulled_after_the_commit_is_finished_by_running_it_again(
     with pytest.raises(CardRemoved):
         change(counter, image)
     monkeypatch.setattr(ApduTerminal, stop_at, original)
-    assert customer_row(counter).meter_no == NEW  # committed: the retry needs no approval
+    assert counter.customer_row().meter_no == NEW  # committed: the retry needs no approval
     again = change(counter, image, source=mc.SOURCE_TYPED)  # the source no longer matters
     assert again.resumed and again.carried_fen == 5000
     once_more = change(counter, image)
@@ -273,14 +257,9 @@ def test_a_card_pulled_after_the_commit_is_finished_by_running_it_again(
 
 @pytest.fixture
 def central(tmp_path: Path, clock: FixedClock) -> Iterator[Any]:
-    from sync.central.seed import seed_demo
-    from sync.central.server import CentralServer
+    from tests.rigs.sync import running_central
 
-    server = CentralServer(f"sqlite:///{tmp_path / 'central.db'}")
-    seed_demo(server.store, clock.now())
-    server.start()
-    yield server
-    server.stop()
+    yield from running_central(tmp_path, clock)
 
 
 def test_the_central_archive_gets_the_new_meter_once(counter: Counter, central: Any) -> None:
@@ -303,7 +282,7 @@ def test_the_central_archive_gets_the_new_meter_once(counter: Counter, central: 
     assert held is not None and held.meter_no == NEW
     service.run_round()  # sent once: nothing left, the pull keeps the new number
     assert all(o.sent_at is not None for o in outbox(counter))
-    assert customer_row(counter).meter_no == NEW
+    assert counter.customer_row().meter_no == NEW
 
 
 @pytest.mark.parametrize(

@@ -68,7 +68,6 @@ from cardio.meter_sim import load_state
 from tests.rigs.selling_lifecycle import LifecycleRules
 from tests.rigs.selling_model import (
     COMPLETED,
-    CUSTOMER,
     FLOAT,
     PURCHASE_UPDATE_APDU,
     REPLACE_PURCHASE_APDU,
@@ -573,15 +572,7 @@ def test_no_reversal_of_a_purchase_the_meter_may_have(machine: SellingMachine) -
 
 
 def _replace(m: SellingMachine, card: Path, pull: tuple[int, bool] | None = None) -> None:
-    selling.replace_card(
-        m.db,
-        m.terminal(card, pull),
-        actor=m.teller,
-        customer_no=CUSTOMER,
-        clock=m.clock,
-        settings=m.settings,
-        approval_request=m.approval("replace_card", CUSTOMER),
-    )
+    m.replace_card(m.terminal(card, pull))
 
 
 def test_interrupted_replacement_is_resumed(machine: SellingMachine) -> None:

@@ -12,23 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from cardio.keys import create_keystore, open_keystore
+from cardio.keys import open_keystore
+from tests.conftest import KEYSTORE_PASSPHRASE
 from tests.pcsc_fixtures import READER_SLOT0, READER_SLOT1, Pcscd
 from tests.rigs.card_process import Emulator
 from tests.rigs.central_process import free_port, serve_central
 from tests.rigs.cli import run
 from tests.rigs.pg import create_pg_schema, drop_pg_schema, pg_available, schema_url
 
-PASSPHRASE = "office-keys-2026"
+PASSPHRASE = KEYSTORE_PASSPHRASE  # the conftest keystore's
 SECRETS = {"CARDVEND_KEYSTORE_PASSPHRASE": PASSPHRASE, "CARDVEND_PASSWORD": "boss-password"}
-
-
-@pytest.fixture
-def keystore(tmp_path: Path) -> Path:
-    path = tmp_path / "from-it" / "keystore.json"
-    path.parent.mkdir()
-    create_keystore(path, PASSPHRASE)
-    return path
 
 
 @pytest.fixture

@@ -8,10 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,7 +29,8 @@ from sync.central.sms import HttpSmsGateway, Notices
 from sync.central.store import CentralStore
 from tests.rigs.central import NOW, seeded_store
 from tests.rigs.counter import REMOTE
-from tests.rigs.processes import start, stop
+from tests.rigs.fleet_process import station_with_fleet
+from tests.rigs.sms import phone_of, received, sms_gateway
 
 ROOT = Path(__file__).resolve().parent.parent
 ENGLISH = "100000000030"  # a remote customer who reads English
@@ -44,21 +41,8 @@ START = dt.datetime(2026, 3, 2, 8, 0, tzinfo=dt.UTC)
 @pytest.fixture
 def gateway(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """The reference SMS gateway process, failing its first two messages: (url, out file)."""
-    out = tmp_path / "sms.jsonl"
-    env = {**os.environ, "CARDVEND_HOME": str(tmp_path / "gw-home")}
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "main.py"), "--lang", "en", "central", "sms-gateway",
-         "--port", "0", "--out", str(out), "--fail", "2"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
-    )  # fmt: skip
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    try:
-        assert "sms gateway listening on http://" in line, line
-        yield line.split(" on ", 1)[1].strip(), out
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    with sms_gateway(tmp_path, "--fail", "2") as g:
+        yield g
 
 
 @pytest.fixture
@@ -71,12 +55,6 @@ def meters(tmp_path: Path) -> Iterator[TerminalMeters]:
         t.close()
 
 
-def received(out: Path) -> list[dict[str, Any]]:
-    if not out.exists():
-        return []
-    return [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
-
-
 def outbox(store: CentralStore, customer_no: str) -> list[dict[str, Any]]:
     sm = m.sms_outbox.c
     with store.engine.connect() as conn:
@@ -84,12 +62,6 @@ def outbox(store: CentralStore, customer_no: str) -> list[dict[str, Any]]:
             select(m.sms_outbox).where(sm.customer_no == customer_no).order_by(sm.id)
         ).mappings()
         return [dict(r) for r in rows]
-
-
-def phone_of(store: CentralStore, customer_no: str) -> str:
-    cu = m.customers.c
-    with store.engine.connect() as conn:
-        return str(conn.execute(select(cu.phone).where(cu.customer_no == customer_no)).scalar_one())
 
 
 def prefer(store: CentralStore) -> None:
@@ -278,23 +250,10 @@ def test_the_serving_station_sends_its_notices_to_the_gateway_url(
     import time
 
     url, out = gateway
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CARDVEND_")}
-    env["CARDVEND_HOME"] = str(tmp_path / "home")
-    procs: list[subprocess.Popen[str]] = []
-    try:
-        fleet, line = start(
-            ["fleet", "simulate", "--tcp", "0", "--demo", "--state", str(tmp_path / "fleet")],
-            env, "Serving",
-        )  # fmt: skip
-        procs.append(fleet)
-        where = "127.0.0.1:" + line.split("127.0.0.1:")[1].split()[0]
-        db = f"sqlite:///{tmp_path / 'station.db'}"
-        station, _ = start(
-            ["central", "serve", "--port", "0", "--db", db, "--terminals", where,
-             "--opening-yuan", "0.01", "--control-interval", "0.5", "--sms-url", url],
-            env, "central listening on",
-        )  # fmt: skip
-        procs.append(station)
+    db = f"sqlite:///{tmp_path / 'station.db'}"
+    with station_with_fleet(
+        tmp_path, db, "--opening-yuan", "0.01", "--control-interval", "0.5", "--sms-url", url
+    ):
         deadline = time.monotonic() + 90  # the two refused wait 10 s for their retry
 
         def reminders() -> list[dict[str, Any]]:
@@ -308,5 +267,3 @@ def test_the_serving_station_sends_its_notices_to_the_gateway_url(
         assert len(got) == len(demo_meters()) == len({g["to"] for g in got})
         assert all(g["language"] == "zh_CN" and "0.01元" in g["text"] for g in got)
         assert len({g["id"] for g in received(out)}) == len(received(out))  # none twice
-    finally:
-        stop(procs)

@@ -8,8 +8,6 @@ parts: the reference SMS gateway as its own process, the station on SQLite and P
 from __future__ import annotations
 
 import datetime as dt
-import json
-import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,7 +27,8 @@ from sync.central.sms import HttpSmsGateway, Limits, Notices
 from sync.central.store import CentralStore
 from tests.rigs.central import CARD, REMOTE, sale, seeded_store
 from tests.rigs.cli import ok_json, run
-from tests.rigs.processes import start, stop
+from tests.rigs.fleet_process import station_with_fleet
+from tests.rigs.sms import phone_of, received, sms_gateway
 
 ENGLISH = "100000000030"  # a remote customer who reads English
 OPTED_OUT = "100000000040"
@@ -40,28 +39,8 @@ HERE = Counter("C1", "DEMO")
 @pytest.fixture
 def gateway(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """The reference SMS gateway process (it fails nothing): (url, out file)."""
-    out = tmp_path / "sms.jsonl"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CARDVEND_")}
-    env["CARDVEND_HOME"] = str(tmp_path / "gw-home")
-    proc, line = start(
-        ["central", "sms-gateway", "--port", "0", "--out", str(out)], env, "listening on"
-    )
-    try:
-        yield line.split(" on ", 1)[1].strip(), out
-    finally:
-        stop([proc])
-
-
-def received(out: Path) -> list[dict[str, Any]]:
-    if not out.exists():
-        return []
-    return [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
-
-
-def phone_of(store: CentralStore, customer_no: str) -> str:
-    cu = m.customers.c
-    with store.engine.connect() as conn:
-        return str(conn.execute(select(cu.phone).where(cu.customer_no == customer_no)).scalar_one())
+    with sms_gateway(tmp_path) as g:
+        yield g
 
 
 def to(store: CentralStore, out: Path, customer_no: str) -> list[dict[str, Any]]:
@@ -333,26 +312,13 @@ def test_a_serving_station_confirms_payments_in_each_language_within_the_rate_li
 
     url, out = gateway
     burst = "100000000050"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CARDVEND_")}
-    env["CARDVEND_HOME"] = str(tmp_path / "home")
     db_file = tmp_path / "station.db"
     db = f"sqlite:///{db_file}"
-    procs: list[Any] = []
-    try:
-        fleet, line = start(
-            ["fleet", "simulate", "--tcp", "0", "--demo", "--state", str(tmp_path / "fleet")],
-            env, "Serving",
-        )  # fmt: skip
-        procs.append(fleet)
-        where = "127.0.0.1:" + line.split("127.0.0.1:")[1].split()[0]
-        station, line = start(
-            ["central", "serve", "--port", "0", "--db", db, "--terminals", where,
-             "--opening-yuan", "100", "--control-interval", "0.5", "--sms-url", url,
-             "--sms-per-customer-per-hour", "2", "--enrolment-key", "office-secret"],
-            env, "central listening on",
-        )  # fmt: skip
-        procs.append(station)
-        base = line.split("central listening on ", 1)[1].split()[0].rstrip(",")
+    with station_with_fleet(
+        tmp_path, db, "--opening-yuan", "100", "--control-interval", "0.5", "--sms-url", url,
+        "--sms-per-customer-per-hour", "2", "--enrolment-key", "office-secret",
+    ) as running:  # fmt: skip
+        base = running.url
         home = tmp_path / "admin"
         for args in ((ENGLISH, "--language", "en"), (OPTED_OUT, "--opt-out")):
             assert run(home, "central", "sms", "prefs", *args, "--db", db).returncode == 0
@@ -405,5 +371,3 @@ def test_a_serving_station_confirms_payments_in_each_language_within_the_rate_li
         assert len(got) == 3 and "停止供电" in got[-1]["text"]
         assert len({g["id"] for g in received(out)}) == len(received(out))  # none twice
         assert all(n["gateway_id"] for n in listed(burst) if n["status"] == "sent")
-    finally:
-        stop(procs)

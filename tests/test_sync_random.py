@@ -20,10 +20,8 @@ from pathlib import Path
 import pytest
 
 from app.clock import FixedClock
-from app.persistence.db import Database
-from app.services.demo import load_demo
 from sync.central.server import CentralServer
-from tests.rigs.counter import Counter
+from tests.rigs.counter import Counter, counter_on_sqlite
 from tests.rigs.fault_rounds import InProcessFaults, run_fault_rounds
 
 ROUNDS = int(os.environ.get("CARDVEND_SYNC_ROUNDS", "1000"))
@@ -32,11 +30,8 @@ SEED = int(os.environ.get("CARDVEND_SYNC_SEED", "20261129"))
 
 @pytest.fixture
 def counter(tmp_path: Path, clock: FixedClock) -> Iterator[Counter]:
-    db = Database(str(tmp_path / "counter.db"))
-    db.migrate()
-    load_demo(db, clock)
-    yield Counter(db, clock, tmp_path)
-    db.dispose()
+    """The counter on SQLite only (the shared ``counter`` runs on PostgreSQL too)."""
+    yield from counter_on_sqlite(tmp_path, clock)
 
 
 def test_exactly_once_under_faults(counter: Counter, central: CentralServer) -> None:

@@ -45,6 +45,7 @@ from tests.bench.common import (
     progress,
     rounded,
 )
+from tests.rigs.sale_window import key_in
 
 TARGET_MAX_STALL_MS = 50.0
 TICK_MS = 5
@@ -136,23 +137,6 @@ def _spin_until(done: Any, timeout: float) -> bool:
     return True
 
 
-def _key(widget: Any, ch: str) -> None:
-    """One keystroke: an ASCII key, or a character committed by an input method."""
-    from PySide6.QtCore import Qt
-    from PySide6.QtGui import QInputMethodEvent
-    from PySide6.QtTest import QTest
-    from PySide6.QtWidgets import QApplication
-
-    if ch == "\b":
-        QTest.keyClick(widget, Qt.Key.Key_Backspace)
-    elif ch.isascii():
-        QTest.keyClicks(widget, ch)
-    else:
-        event = QInputMethodEvent("", [])
-        event.setCommitString(ch)
-        QApplication.sendEvent(widget, event)
-
-
 def texts(rows: int, rng: random.Random) -> list[tuple[str, str]]:
     """(kind, keystrokes) that find customers in the generated data; ``\\b`` is Backspace."""
     pick = [customer_row(rng.randrange(rows)) for _ in range(6)]
@@ -187,11 +171,11 @@ def _type_text(
     progress(f"gui search: typing {kind} {keys!r}")
     page.search.setFocus()
     page.search.selectAll()
-    _key(page.search, "\b")
+    key_in(page.search, "\b")
     _spin_until(lambda: page.model.idle, SETTLE_TIMEOUT_S)
     meter.take()
     for ch in keys:
-        _key(page.search, ch)
+        key_in(page.search, ch)
         _spin(keystroke_ms / 1000)
     last_key = time.perf_counter()
     settled = _spin_until(

@@ -27,7 +27,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -46,18 +45,13 @@ from tests.bench.common import (
     progress,
     rounded,
 )
+from tests.rigs.central_process import CentralProcess
 
 PULL_TARGET_S_PER_MILLION = 90.0
 PULL_TARGET_RSS_MB = 200.0
 PUSH_TARGET_S = 10.0
 PUSH_TARGET_SPEEDUP = 10.0
 CENTRAL_SCHEMA = 3  # bump when sync/central/models.py changes: the cached archive is rebuilt
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def central_db(data_dir: Path, customers: int) -> Path:
@@ -83,40 +77,9 @@ def central_db(data_dir: Path, customers: int) -> Path:
     return path
 
 
-class CentralProcess:
-    def __init__(self, db: Path, home: Path) -> None:
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "main.py",
-                "central",
-                "serve",
-                "--port",
-                str(self.port),
-                "--db",
-                f"sqlite:///{db}",
-                "--no-seed",
-            ],
-            cwd=ROOT,
-            env=child_env(home),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if "listening" not in line:
-            self.stop()
-            raise RuntimeError(f"the central server did not start: {line!r}")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+def central_process(db: Path, home: Path) -> CentralProcess:
+    """``central serve`` on the SQLite database ``db`` as it is (no demo seed)."""
+    return CentralProcess(home, "--db", f"sqlite:///{db}", "--no-seed")
 
 
 def _cv(
@@ -150,7 +113,7 @@ def bench_pull(customers: int, data_dir: Path) -> dict[str, Any]:
     # archive stays as built and every run starts from the same central state
     work_db = home / "central.db"
     shutil.copyfile(db, work_db)
-    central = CentralProcess(work_db, home)
+    central = central_process(work_db, home)
     try:
         _cv(home, "demo")
         _cv(
@@ -263,7 +226,7 @@ def bench_push(sales: int, single_sample: int, data_dir: Path) -> dict[str, Any]
     store = CentralStore(f"sqlite:///{central_file}")
     seed_demo(store, clock.now())
     store.dispose()
-    central = CentralProcess(central_file, work)
+    central = central_process(central_file, work)
     try:
         db = Database(str(work / "counter.db"))
         db.migrate()

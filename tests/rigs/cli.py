@@ -16,6 +16,8 @@ from cardio.terminal import ApduTerminal
 from cardio.wiring import DEMO_PASSPHRASE
 from tests.conftest import ROOT
 
+# the demo teller t01's password, and supervisor s01's for a step that needs an approver
+PASSWORDS = {"CARDVEND_PASSWORD": "demo-t01", "CARDVEND_APPROVER_PASSWORD": "demo-s01"}
 HEADER = "customer_no,name,address,phone,meter_no,meter_kind,tariff_plan,office,ct_ratio,pt_ratio\n"
 
 
@@ -36,6 +38,27 @@ def run(
         timeout=120,
         cwd=ROOT,
     )
+
+
+def cv(
+    home: Path, *args: str, operator: str = "t01", env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """A command signed in as the demo ``operator`` (s01 approves)."""
+    full = {**PASSWORDS, "CARDVEND_PASSWORD": f"demo-{operator}", **(env or {})}
+    return run(home, *args, "--operator", operator, env=full)
+
+
+def demo_with_cards(home: Path, *names: str) -> Path:
+    """``home`` with the demo data and a blank card image in it for each of ``names``,
+    written by the demo technician f01."""
+    assert run(home, "demo").returncode == 0
+    for name in names:
+        r = run(
+            home, "card", "blank", "--image", str(home / name), "--operator", "f01",
+            env={"CARDVEND_PASSWORD": "demo-f01"},
+        )  # fmt: skip
+        assert r.returncode == 0, r.stderr
+    return home
 
 
 def ok_json(r: subprocess.CompletedProcess[str]) -> Any:

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from app.clock import FixedClock
 from app.domain.card import CardContents
 from app.persistence.db import Database
+from app.persistence.models import Customer
 from app.ports import CardTerminal
 from app.services import approvals, auth, ledger, selling, shifts
 from app.services.auth import Principal
 from app.services.customers import CustomerView
+from app.services.demo import load_demo
 from app.settings import Settings
 from cardio.meter_sim import MeterSimulator
 from tests.cardkit import CardKit
@@ -48,6 +51,31 @@ def sell_pulled(
     with pytest.raises(selling.SaleInDoubt) as info:
         sell(terminal, contents)
     return info.value
+
+
+def approved_on_spot(
+    db: Database,
+    clock: FixedClock,
+    action: str,
+    target: str,
+    *,
+    counter_id: str = "C01",
+    distinct: list[str],
+) -> str:
+    """Teller t01's ``action`` on ``target`` approved on the spot by supervisor s01 (someone
+    other than ``distinct``); the approval's id."""
+    return approvals.approve_on_spot(
+        db,
+        action=action,
+        target=target,
+        payload={},
+        operator_id="t01",
+        counter_id=counter_id,
+        approver_id="s01",
+        approver_role="supervisor",
+        clock=clock,
+        distinct_from=distinct,
+    ).id
 
 
 class Counter:
@@ -136,19 +164,29 @@ class Counter:
         shifts.open_shift(self.db, actor=other, float_fen=0, clock=self.clock)
         return other
 
+    def customer_row(self, customer: str = CUSTOMER) -> Customer:
+        """The customer's row as stored now (detached from its session)."""
+        with self.db.read() as session:
+            row = session.scalar(select(Customer).where(Customer.customer_no == customer))
+            assert row is not None
+            session.expunge(row)
+            return row
+
     def to_meter(self, image: Path) -> None:
         self.meter.insert(self.kit.terminal(image))
 
     def approval(self, action: str, target: str, distinct: list[str] | None = None) -> str:
-        return approvals.approve_on_spot(
-            self.db,
-            action=action,
-            target=target,
-            payload={},
-            operator_id="t01",
-            counter_id="C01",
-            approver_id="s01",
-            approver_role="supervisor",
-            clock=self.clock,
-            distinct_from=distinct or [],
-        ).id
+        return approved_on_spot(self.db, self.clock, action, target, distinct=distinct or [])
+
+
+def counter_on_sqlite(
+    tmp_path: Path, clock: FixedClock, db_file: Path | None = None
+) -> Iterator[Counter]:
+    """A counter on its own SQLite database (``db_file``, default ``counter.db`` in
+    ``tmp_path``) with the demo data, for a module's fixture that wants no PostgreSQL variant
+    (``yield from`` it)."""
+    db = Database(str(db_file or tmp_path / "counter.db"))
+    db.migrate()
+    load_demo(db, clock)
+    yield Counter(db, clock, tmp_path)
+    db.dispose()

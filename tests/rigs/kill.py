@@ -460,20 +460,11 @@ class Campaign:
         return self.meter.state.purchase_count < (count or 0)
 
     def approval(self, action: str, target: str) -> str:
-        from app.services import approvals
+        from tests.rigs.counter import approved_on_spot
 
-        return approvals.approve_on_spot(
-            self.db,
-            action=action,
-            target=target,
-            payload={},
-            operator_id="t01",
-            counter_id=COUNTER,
-            approver_id="s01",
-            approver_role="supervisor",
-            clock=self.clock,
-            distinct_from=["t01"],
-        ).id
+        return approved_on_spot(
+            self.db, self.clock, action, target, counter_id=COUNTER, distinct=["t01"]
+        )
 
     def prepare(self, op: str) -> dict[str, Any]:
         """Bring the books and cards where ``op`` can run; returns the request for the seller."""

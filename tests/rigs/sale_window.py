@@ -3,11 +3,15 @@ teller t01 with a shift open, the window in training mode with its card tray."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
 
 import main as composition
+from app.clock import FixedClock
 from app.context import AppContext
 from app.paths import resolve_paths
 from app.persistence.models import Customer, Sale
@@ -57,16 +61,66 @@ def sign_in(ctx: AppContext, operator_id: str) -> Principal:
     )
 
 
+def main_window(qtbot, ctx: AppContext, principal: Principal, **kw: Any):  # type: ignore[no-untyped-def]
+    """The main window with ``principal`` signed in (``kw``: ``training=True``), shown."""
+    from ui.main_window import MainWindow
+
+    window = MainWindow(ctx, principal=principal, **kw)
+    qtbot.addWidget(window)
+    window.show()
+    return window
+
+
 def training_window(qtbot, ctx: AppContext, principal: Principal | None = None):  # type: ignore[no-untyped-def]
     """The main window in training mode, ``principal`` signed in (default: teller t01 with a
     shift open): (window, sale page, training card tray)."""
-    from ui.main_window import MainWindow
-
     principal = principal or teller_with_shift(ctx)
-    window = MainWindow(ctx, principal=principal, training=True)
-    qtbot.addWidget(window)
-    window.show()
+    window = main_window(qtbot, ctx, principal, training=True)
     return window, window.pages["sale"], window.tray_dock
+
+
+@contextmanager
+def station_page(qtbot, ctx: AppContext, folder: Path, name: str) -> Iterator[tuple[Any, ...]]:  # type: ignore[no-untyped-def]
+    """The main window in training mode with supervisor s01 signed in, its clock at the
+    statistics' ``NOW`` and its station views on a station serving the statistics rows (in
+    ``folder``), shown on page ``name``: (server, rows, window, page)."""
+    from tests.rigs import stats_data as sd
+
+    ctx.clock = FixedClock(sd.NOW)
+    with sd.serving_station(folder) as (server, rows, views):
+        ctx.station = views
+        window = main_window(qtbot, ctx, sign_in(ctx, "s01"), training=True)
+        window.show_page(name)
+        yield server, rows, window, window.pages[name]
+
+
+def rules_tab(qtbot, ctx: AppContext) -> tuple[Any, Any]:  # type: ignore[no-untyped-def]
+    """The main window with administrator a01 signed in, on the administration page's approval
+    rules tab once its rows are loaded: (window, tab)."""
+    window = main_window(qtbot, ctx, sign_in(ctx, "a01"))
+    window.show_page("admin")
+    tab = window.pages["admin"].rules
+    tab.load()
+    qtbot.waitUntil(lambda: len(tab.rows) > 0, timeout=10_000)
+    return window, tab
+
+
+def key_in(widget, ch: str) -> None:  # type: ignore[no-untyped-def]
+    """One keystroke into ``widget`` as a person types it: backspace (``"\\b"``), an ASCII
+    key, or a character (Chinese) committed by an input method."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtGui import QInputMethodEvent
+    from PySide6.QtTest import QTest
+    from PySide6.QtWidgets import QApplication
+
+    if ch == "\b":
+        QTest.keyClick(widget, Qt.Key.Key_Backspace)
+    elif ch.isascii():
+        QTest.keyClicks(widget, ch)
+    else:
+        event = QInputMethodEvent("", [])
+        event.setCommitString(ch)
+        QApplication.sendEvent(widget, event)
 
 
 def tray_card(dock, customer_no: str) -> str:  # type: ignore[no-untyped-def]

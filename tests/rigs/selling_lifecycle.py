@@ -25,12 +25,11 @@ from tests.rigs.selling_machine import SellingRig
 from tests.rigs.selling_model import (
     COMPLETED,
     CUSTOMER,
-    REPLACE_BOUND_APDU,
-    REPLACE_PURCHASE_APDU,
     CardFile,
     Killed,
     Snapshot,
     Transfer,
+    breaks_replacement,
     event,
     kill_at,
     read_card,
@@ -50,10 +49,7 @@ class LifecycleRules(SellingRig):
         self.tick()
         before = self.snap
         pull = (n, applied) if fault == "pull" else None
-        breaks = pull is not None and (
-            REPLACE_BOUND_APDU <= n < REPLACE_PURCHASE_APDU
-            or (n == REPLACE_PURCHASE_APDU and not applied)
-        )
+        breaks = breaks_replacement(pull)
         new = self.blank_card()
         try:
             self.replace_card(self.terminal(new, pull))
@@ -96,10 +92,7 @@ class LifecycleRules(SellingRig):
         old = self.card_path
         old_card = self.terminal(old).read() if readable else None
         pull = (n, applied) if fault == "pull" else None
-        breaks = pull is not None and (
-            REPLACE_BOUND_APDU <= n < REPLACE_PURCHASE_APDU
-            or (n == REPLACE_PURCHASE_APDU and not applied)
-        )
+        breaks = breaks_replacement(pull)
         new = self.blank_card()
         try:
             out = self.exchange_card(new, old_card, pull)

@@ -277,3 +277,14 @@ def remove_template() -> None:
     """Remove the template's directory (the end of a test module that built it)."""
     while _TEMPLATE:
         shutil.rmtree(_TEMPLATE.pop().directory, ignore_errors=True)
+
+
+def breaks_replacement(pull: tuple[int, bool] | None) -> bool:
+    """Whether a card pulled during a replacement at ``pull`` (APDU n, whether it was applied)
+    is left bound without its purchase: unusable until the teller puts it back."""
+    if pull is None:
+        return False
+    n, applied = pull
+    return REPLACE_BOUND_APDU <= n < REPLACE_PURCHASE_APDU or (
+        n == REPLACE_PURCHASE_APDU and not applied
+    )
