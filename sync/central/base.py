@@ -227,6 +227,43 @@ class Tx:
         self._touched.clear()
 
 
+def keyed_reply(
+    tx: Tx,
+    counter_id: str,
+    key: str,
+    request_hash: str,
+    answer: Callable[[], tuple[int, bytes]],
+) -> Reply:
+    """A write under a counter's Idempotency-Key: the answer kept with the key is replayed for
+    the same request and the same key with another request is a 409 conflict; else ``answer()``
+    (status and body) is kept with the key in ``tx`` and returned."""
+    ik = m.idempotency_keys.c
+    kept = tx.conn.execute(
+        select(ik.request_hash, ik.status_code, ik.response).where(
+            ik.counter_id == counter_id, ik.key == key
+        )
+    ).first()
+    if kept is not None:
+        if kept.request_hash == request_hash:
+            return Reply(kept.status_code, kept.response.encode("utf-8"), replayed=True)
+        return Reply(
+            409,
+            problem_json("conflict", "this Idempotency-Key was used before for another request"),
+        )
+    status, body = answer()
+    tx.conn.execute(
+        insert(m.idempotency_keys).values(
+            counter_id=counter_id,
+            key=key,
+            request_hash=request_hash,
+            status_code=status,
+            response=body.decode("utf-8"),
+            created_at=tx.now,
+        )
+    )
+    return Reply(status, body)
+
+
 @dataclass
 class _Queued:
     """One request waiting to be written with others (see :class:`WriteCombiner`)."""
