@@ -7,7 +7,6 @@ serve`` and ``central control run``), the loop steps they build and what they di
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import threading
 from collections.abc import Sequence
@@ -20,6 +19,7 @@ from app.errors import NotFound, ValidationError
 from app.i18n import N_, _
 from sync.central.arrears import GRACE_DAYS, INTERVAL_H, ArrearsControl
 from sync.central.base import StoreBase
+from sync.central.cli import opened_store, print_json
 from sync.central.control import LoopStep
 from sync.central.sms import PER_DAY, PER_HOUR, STATUSES, HttpSmsGateway, Limits, Notices
 
@@ -96,33 +96,23 @@ def step_counts(steps: Sequence[LoopStep]) -> dict[str, dict[str, int]]:
     return counts
 
 
-def _store(ctx: AppContext, args: argparse.Namespace) -> StoreBase:
-    from sync.central.cli import default_db
-    from sync.central.store import CentralStore
-
-    return CentralStore(args.central_db or default_db(ctx), clock=ctx.clock)
-
-
 def cmd_sms_prefs(ctx: AppContext, args: argparse.Namespace) -> int:
     from sync.central import sms_admin
 
-    store = _store(ctx, args)
-    try:
+    with opened_store(ctx, args) as store:
         if args.language is None and args.opted_out is None:
             found: dict[str, Any] | None = sms_admin.prefs(store, args.customer_no)
         else:
             found = sms_admin.set_prefs(
                 store, args.customer_no, language=args.language, opted_out=args.opted_out
             )
-    finally:
-        store.dispose()
     if found is None:
         raise NotFound(
             N_("Customer {customer_no} is not in the station's archive. Check the number."),
             customer_no=args.customer_no,
         )
     if args.json:
-        print(json.dumps(found, ensure_ascii=False, indent=1))
+        print_json(found)
         return 0
     print(
         _("Customer {customer_no}: SMS in {language}, {state}.", customer_no=found["customer_no"],
@@ -137,15 +127,12 @@ def cmd_sms_list(ctx: AppContext, args: argparse.Namespace) -> int:
 
     if args.limit < 1:
         raise ValidationError(N_("--limit must be at least 1"))
-    store = _store(ctx, args)
-    try:
+    with opened_store(ctx, args) as store:
         rows = sms_admin.list_notices(
             store, customer_no=args.customer, status=args.status, limit=args.limit
         )
-    finally:
-        store.dispose()
     if args.json:
-        print(json.dumps(rows, ensure_ascii=False, indent=1))
+        print_json(rows)
         return 0
     if not rows:
         print(_("No SMS notices."))

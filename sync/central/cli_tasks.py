@@ -4,20 +4,12 @@ that say which customers' meters the control loop reads, how often and which reg
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Callable
 
 from app.context import AppContext
 from app.i18n import _
 from sync.central import tasks
-from sync.central.base import StoreBase
-
-
-def _store(ctx: AppContext, args: argparse.Namespace) -> StoreBase:
-    from sync.central.cli import default_db
-    from sync.central.store import CentralStore
-
-    return CentralStore(args.central_db or default_db(ctx), clock=ctx.clock)
+from sync.central.cli import opened_store, print_json
 
 
 def _every(text: str) -> int:
@@ -28,8 +20,7 @@ def _every(text: str) -> int:
 
 
 def cmd_tasks_add(ctx: AppContext, args: argparse.Namespace) -> int:
-    store = _store(ctx, args)
-    try:
+    with opened_store(ctx, args) as store:
         task = tasks.add_task(
             store,
             args.name,
@@ -38,8 +29,6 @@ def cmd_tasks_add(ctx: AppContext, args: argparse.Namespace) -> int:
             plan=args.plan,
             registers=args.registers,
         )
-    finally:
-        store.dispose()
     print(
         _(
             "Task {name} added: its customers' meters are read every {every} minutes "
@@ -53,13 +42,10 @@ def cmd_tasks_add(ctx: AppContext, args: argparse.Namespace) -> int:
 
 
 def cmd_tasks_list(ctx: AppContext, args: argparse.Namespace) -> int:
-    store = _store(ctx, args)
-    try:
+    with opened_store(ctx, args) as store:
         found = tasks.list_tasks(store)
-    finally:
-        store.dispose()
     if args.json:
-        print(json.dumps(found, ensure_ascii=False, indent=1))
+        print_json(found)
         return 0
     if not found:
         print(_("No measurement tasks: every controlled meter is read each run."))
@@ -78,11 +64,8 @@ def cmd_tasks_list(ctx: AppContext, args: argparse.Namespace) -> int:
 
 
 def cmd_tasks_remove(ctx: AppContext, args: argparse.Namespace) -> int:
-    store = _store(ctx, args)
-    try:
+    with opened_store(ctx, args) as store:
         tasks.remove_task(store, args.name)
-    finally:
-        store.dispose()
     print(_("Task {name} removed.", name=args.name))
     return 0
 
