@@ -21,7 +21,7 @@ import signal
 import ssl
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -64,6 +64,31 @@ def opened_store(ctx: AppContext, args: argparse.Namespace) -> Iterator[CentralS
 def print_json(data: Any) -> None:
     """A command's ``--json`` answer: indented by one, text as it is, times to the second."""
     print(json.dumps(data, ensure_ascii=False, indent=1, default=iso_seconds))
+
+
+def print_rows(
+    rows: Sequence[Mapping[str, Any]],
+    as_json: bool,
+    none: str,
+    line: Callable[[Mapping[str, Any]], str],
+) -> int:
+    """A listing command's answer: the rows as JSON (``--json``), else a line a row (``none``
+    when there are no rows)."""
+    if as_json:
+        print_json(rows)
+        return 0
+    if not rows:
+        print(none)
+    for row in rows:
+        print(line(row))
+    return 0
+
+
+def revoked_state(row: Mapping[str, Any]) -> str:
+    """A counter's or channel's state in a listing: revoked (when) or active."""
+    if row["revoked_at"]:
+        return _("revoked {at}", at=iso_seconds(row["revoked_at"]))
+    return _("active")
 
 
 def iso_seconds(value: Any) -> str:
@@ -293,41 +318,29 @@ def cmd_offices_add(ctx: AppContext, args: argparse.Namespace) -> int:
 def cmd_offices_list(ctx: AppContext, args: argparse.Namespace) -> int:
     with opened_store(ctx, args) as store:
         offices = store.offices()
-    if args.json:
-        print_json(offices)
-        return 0
-    if not offices:
-        print(_("No offices."))
-    for o in offices:
-        region = " / ".join(x for x in (o["province"], o["city"]) if x) or _("(no region)")
-        print(f"{o['code']}\t{o['name']}\t{region}")
-    return 0
+    return print_rows(offices, args.json, _("No offices."), _office_line)
+
+
+def _office_line(o: Mapping[str, Any]) -> str:
+    region = " / ".join(x for x in (o["province"], o["city"]) if x) or _("(no region)")
+    return f"{o['code']}\t{o['name']}\t{region}"
 
 
 def cmd_counters_list(ctx: AppContext, args: argparse.Namespace) -> int:
     with opened_store(ctx, args) as store:
         counters = store.counters(args.office)
-    if args.json:
-        print_json(counters)
-        return 0
-    if not counters:
-        print(_("No counters."))
-    for co in counters:
-        seen = iso_seconds(co["last_seen_at"]) if co["last_seen_at"] else _("never")
-        state = (
-            _("revoked {at}", at=iso_seconds(co["revoked_at"])) if co["revoked_at"] else _("active")
-        )
-        print(
-            _(
-                "{counter}\toffice {office}\tregistered {registered}\tlast seen {seen}\t{state}",
-                counter=co["id"],
-                office=co["office_code"],
-                registered=iso_seconds(co["registered_at"]),
-                seen=seen,
-                state=state,
-            )
-        )
-    return 0
+    return print_rows(counters, args.json, _("No counters."), _counter_line)
+
+
+def _counter_line(co: Mapping[str, Any]) -> str:
+    return _(
+        "{counter}\toffice {office}\tregistered {registered}\tlast seen {seen}\t{state}",
+        counter=co["id"],
+        office=co["office_code"],
+        registered=iso_seconds(co["registered_at"]),
+        seen=iso_seconds(co["last_seen_at"]) if co["last_seen_at"] else _("never"),
+        state=revoked_state(co),
+    )
 
 
 def cmd_counters_revoke(ctx: AppContext, args: argparse.Namespace) -> int:

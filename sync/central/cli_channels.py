@@ -12,13 +12,14 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from app.context import AppContext
 from app.errors import ValidationError
 from app.i18n import N_, _
-from sync.central.cli import iso_seconds, opened_store, print_json
+from sync.central.cli import iso_seconds, opened_store, print_json, print_rows, revoked_state
 
 if TYPE_CHECKING:
     from sync.central.channel_reconcile import Reconciliation
@@ -78,29 +79,18 @@ def cmd_list(ctx: AppContext, args: argparse.Namespace) -> int:
 
     with opened_store(ctx, args) as store:
         found = list_channels(store)
-    if args.json:
-        print_json(found)
-        return 0
-    if not found:
-        print(_("No payment channels."))
-    for chan in found:
-        served = _("all offices") if chan["all_offices"] else ", ".join(chan["offices"])
-        state = (
-            _("revoked {at}", at=iso_seconds(chan["revoked_at"]))
-            if chan["revoked_at"]
-            else _("active")
-        )
-        print(
-            _(
-                "{channel}\t{name}\toffices: {offices}\tadded {added}\t{state}",
-                channel=chan["id"],
-                name=chan["name"],
-                offices=served,
-                added=iso_seconds(chan["created_at"]),
-                state=state,
-            )
-        )
-    return 0
+    return print_rows(found, args.json, _("No payment channels."), _channel_line)
+
+
+def _channel_line(chan: Mapping[str, Any]) -> str:
+    return _(
+        "{channel}\t{name}\toffices: {offices}\tadded {added}\t{state}",
+        channel=chan["id"],
+        name=chan["name"],
+        offices=_("all offices") if chan["all_offices"] else ", ".join(chan["offices"]),
+        added=iso_seconds(chan["created_at"]),
+        state=revoked_state(chan),
+    )
 
 
 def cmd_revoke(ctx: AppContext, args: argparse.Namespace) -> int:

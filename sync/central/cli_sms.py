@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import signal
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -19,7 +19,7 @@ from app.errors import NotFound, ValidationError
 from app.i18n import N_, _
 from sync.central.arrears import GRACE_DAYS, INTERVAL_H, ArrearsControl
 from sync.central.base import StoreBase
-from sync.central.cli import opened_store, print_json
+from sync.central.cli import opened_store, print_json, print_rows
 from sync.central.control import LoopStep
 from sync.central.sms import PER_DAY, PER_HOUR, STATUSES, HttpSmsGateway, Limits, Notices
 
@@ -131,19 +131,20 @@ def cmd_sms_list(ctx: AppContext, args: argparse.Namespace) -> int:
         rows = sms_admin.list_notices(
             store, customer_no=args.customer, status=args.status, limit=args.limit
         )
-    if args.json:
-        print_json(rows)
-        return 0
-    if not rows:
-        print(_("No SMS notices."))
-    for r in rows:
-        print(
-            _("{id} {customer_no} {kind} {status}, {attempts} attempts, sent {sent_at}{error}",
-              id=r["id"], customer_no=r["customer_no"], kind=r["kind"], status=r["status"],
-              attempts=r["attempts"], sent_at=r["sent_at"] or "-",
-              error=f": {r['last_error']}" if r["last_error"] else "")
-        )  # fmt: skip
-    return 0
+    return print_rows(rows, args.json, _("No SMS notices."), _notice_line)
+
+
+def _notice_line(r: Mapping[str, Any]) -> str:
+    return _(
+        "{id} {customer_no} {kind} {status}, {attempts} attempts, sent {sent_at}{error}",
+        id=r["id"],
+        customer_no=r["customer_no"],
+        kind=r["kind"],
+        status=r["status"],
+        attempts=r["attempts"],
+        sent_at=r["sent_at"] or "-",
+        error=f": {r['last_error']}" if r["last_error"] else "",
+    )
 
 
 def cmd_sms_gateway(ctx: AppContext, args: argparse.Namespace) -> int:

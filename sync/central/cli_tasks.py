@@ -4,12 +4,13 @@ that say which customers' meters the control loop reads, how often and which reg
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from app.context import AppContext
 from app.i18n import _
 from sync.central import tasks
-from sync.central.cli import opened_store, print_json
+from sync.central.cli import opened_store, print_rows
 
 
 def _every(text: str) -> int:
@@ -44,23 +45,19 @@ def cmd_tasks_add(ctx: AppContext, args: argparse.Namespace) -> int:
 def cmd_tasks_list(ctx: AppContext, args: argparse.Namespace) -> int:
     with opened_store(ctx, args) as store:
         found = tasks.list_tasks(store)
-    if args.json:
-        print_json(found)
-        return 0
-    if not found:
-        print(_("No measurement tasks: every controlled meter is read each run."))
-    for t in found:
-        print(
-            _(
-                "{name}\toffice {office}\tplan {plan}\tevery {every} min\t{registers}",
-                name=t["name"],
-                office=t["office"] or _("(any)"),
-                plan=t["plan"] or _("(any)"),
-                every=t["every_min"],
-                registers=",".join(t["registers"]),
-            )
-        )
-    return 0
+    none = _("No measurement tasks: every controlled meter is read each run.")
+    return print_rows(found, args.json, none, _task_line)
+
+
+def _task_line(t: Mapping[str, Any]) -> str:
+    return _(
+        "{name}\toffice {office}\tplan {plan}\tevery {every} min\t{registers}",
+        name=t["name"],
+        office=t["office"] or _("(any)"),
+        plan=t["plan"] or _("(any)"),
+        every=t["every_min"],
+        registers=",".join(t["registers"]),
+    )
 
 
 def cmd_tasks_remove(ctx: AppContext, args: argparse.Namespace) -> int:
