@@ -15,7 +15,7 @@ from sync.central.cli import opened_store, print_json
 
 def cmd_central_stats(ctx: AppContext, args: argparse.Namespace) -> int:
     with opened_store(ctx, args) as store:
-        found = stats.for_station(
+        found = stats.for_region(
             store, args.region, args.date_from, args.date_to, args.plan, args.state
         )
     if args.json:
