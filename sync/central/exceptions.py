@@ -20,14 +20,21 @@ from __future__ import annotations
 
 import re
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
 
 from sync import contract as c
 from sync.central import models as m
-from sync.central.base import Counter, Reply, StoreBase, Tx, keyed_reply, problem_json
+from sync.central.base import (
+    Counter,
+    Reply,
+    RequestRefused,
+    StoreBase,
+    Tx,
+    keyed_reply,
+    problem_json,
+)
 
 OPEN_STATES = ("new", "assigned", "escalated")
 STATES = ("new", "assigned", "explained", "resolved", "escalated")
@@ -42,16 +49,8 @@ _ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 LIST_MAX = 500
 
 
-@dataclass
-class ExceptionError(Exception):
-    """A refused request: ``status`` and ``code`` become the Problem answered."""
-
-    status: int
-    code: str
-    message: str
-
-    def __str__(self) -> str:
-        return self.message
+class ExceptionError(RequestRefused):
+    """A step of the exceptions queue refused (see :class:`RequestRefused`)."""
 
 
 def open_exception(conn: Connection, now: Any, customer_no: str, kind: str, detail: str) -> int:
