@@ -12,7 +12,7 @@ from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import Future
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypedDict, Unpack
 
 from app.domain.card import CardContents, CardWrite, WriteResult
 from app.domain.receipt import ReceiptData
@@ -165,6 +165,18 @@ class BackgroundSync(Protocol):
     def stop(self, timeout: float = 10.0) -> None: ...
 
 
+class StatsFilter(TypedDict, total=False):
+    """What a statistics request asks for (each may be left out): ``region`` (an office code,
+    ``city:NAME``, ``province:NAME``), the period ``date_from``/``date_to`` in office days, a
+    tariff ``plan``, a control ``state``."""
+
+    region: str | None
+    date_from: dt.date | None
+    date_to: dt.date | None
+    plan: str | None
+    state: str | None
+
+
 class StationViews(Protocol):
     """What the counter's pages read from the charge-control station (sync/ implements it over
     the contract; main.py sets ``AppContext.station``).  Answers are the contract's models as
@@ -182,15 +194,7 @@ class StationViews(Protocol):
         (the station has no terminals), ``not_remote`` or ``not_found``; may take seconds."""
         ...
 
-    def stats(
-        self,
-        *,
-        region: str | None = None,
-        date_from: dt.date | None = None,
-        date_to: dt.date | None = None,
-        plan: str | None = None,
-        state: str | None = None,
-    ) -> Mapping[str, Any]:
+    def stats(self, **filters: Unpack[StatsFilter]) -> Mapping[str, Any]:
         """Charge-control statistics of this office, its city or its province."""
         ...
 

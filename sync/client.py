@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import logging
 import random
@@ -23,12 +22,13 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, Unpack
 from urllib.parse import quote
 
 import requests
 from pydantic import BaseModel, ValidationError
 
+from app.ports import StatsFilter
 from sync import contract as c
 from sync.errors import (
     AuditDiverged,
@@ -312,23 +312,17 @@ class CentralClient:
         """The station calls the customer's remote meter now (condition release)."""
         return self._send("GET", f"/customers/{customer_no}/condition", c.TerminalCondition)[1]
 
-    def stats(
-        self,
-        *,
-        region: str | None = None,
-        date_from: dt.date | None = None,
-        date_to: dt.date | None = None,
-        plan: str | None = None,
-        state: str | None = None,
-    ) -> c.Stats:
+    def stats(self, **filters: Unpack[StatsFilter]) -> c.Stats:
         """Charge-control statistics of this counter's office, city or province
         (:class:`StatsRefused` when the station refuses the region, period or filter)."""
+        region = filters.get("region")
+        date_from, date_to = filters.get("date_from"), filters.get("date_to")
         params = {
             "region": region,
             "from": date_from.isoformat() if date_from else None,
             "to": date_to.isoformat() if date_to else None,
-            "plan": plan,
-            "state": state,
+            "plan": filters.get("plan"),
+            "state": filters.get("state"),
         }
         try:
             return self._send(

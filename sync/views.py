@@ -5,11 +5,11 @@ the station cannot be reached, and asks again when told)."""
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Unpack
 
 from app.context import AppContext
+from app.ports import StatsFilter
 from sync import contract as c
 from sync.cli_condition import call_condition
 from sync.client import CentralClient, RetryPolicy
@@ -23,64 +23,36 @@ class ClientViews:
     def __init__(self, make: Callable[[], CentralClient]) -> None:
         self.make = make
 
-    def _client(self) -> CentralClient:
+    def _ask(self, request: Callable[[CentralClient], c.Model]) -> Mapping[str, Any]:
+        """One request on a client of its own (one attempt), its answer as JSON values."""
         client = self.make()
         client.retry = RetryPolicy(attempts=1)
-        return client
+        try:
+            return request(client).model_dump(mode="json")
+        finally:
+            client.close()
 
     def control_status(self, customer_no: str) -> Mapping[str, Any]:
-        client = self._client()
-        try:
-            return client.control_status(customer_no).model_dump(mode="json")
-        finally:
-            client.close()
+        return self._ask(lambda client: client.control_status(customer_no))
 
     def terminal_condition(self, customer_no: str) -> Mapping[str, Any]:
-        client = self._client()
-        try:
-            return call_condition(client, customer_no).model_dump(mode="json")
-        finally:
-            client.close()
+        return self._ask(lambda client: call_condition(client, customer_no))
 
-    def stats(
-        self,
-        *,
-        region: str | None = None,
-        date_from: dt.date | None = None,
-        date_to: dt.date | None = None,
-        plan: str | None = None,
-        state: str | None = None,
-    ) -> Mapping[str, Any]:
-        client = self._client()
-        try:
-            found = client.stats(
-                region=region, date_from=date_from, date_to=date_to, plan=plan, state=state
-            )
-            return found.model_dump(mode="json")
-        finally:
-            client.close()
+    def stats(self, **filters: Unpack[StatsFilter]) -> Mapping[str, Any]:
+        return self._ask(lambda client: client.stats(**filters))
 
     def exceptions(self, state: str | None = None, limit: int = 100) -> Mapping[str, Any]:
-        client = self._client()
-        try:
-            return client.list_exceptions(state, limit).model_dump(mode="json")
-        finally:
-            client.close()
+        return self._ask(lambda client: client.list_exceptions(state, limit))
 
     def exception(self, exception_id: str) -> Mapping[str, Any]:
-        client = self._client()
-        try:
-            return client.get_exception(exception_id).model_dump(mode="json")
-        finally:
-            client.close()
+        return self._ask(lambda client: client.get_exception(exception_id))
 
     def act_on_exception(self, exception_id: str, step: Mapping[str, Any]) -> Mapping[str, Any]:
-        client = self._client()
-        try:
-            request = c.ExceptionAction.model_validate(step)
-            return client.act_on_exception(exception_id, request).model_dump(mode="json")
-        finally:
-            client.close()
+        return self._ask(
+            lambda client: client.act_on_exception(
+                exception_id, c.ExceptionAction.model_validate(step)
+            )
+        )
 
 
 def for_counter(ctx: AppContext) -> ClientViews:

@@ -285,7 +285,7 @@ def test_customer_delta_after_a_sale_settles_arrears(api: Api, server: CentralSe
     assert again.status_code == 201 and again.json()["review"] == "purchase_count_gap"
     assert api.pull("/customers", after=cursor2)[0] == []
     # central-side changes reappear too
-    central_seed.add_arrears(server.store, CARD, "NEW-1", 1_234, description="补收")
+    server.store.add_arrears(CARD, "NEW-1", 1_234, description="补收")
     central_seed.set_customer_status(server.store, REMOTE, "paused")
     delta2, cursor3 = api.pull("/customers", after=cursor2)
     assert [x["customer_no"] for x in delta2] == [CARD, REMOTE]

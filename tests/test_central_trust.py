@@ -340,7 +340,7 @@ def test_pulls_control_status_and_receipts_answer_for_the_counters_office_only(
     assert [x["customer_no"] for x in north] == [NORTH, f"{NORTH_FIRST + 1:012d}"]
     assert north[0]["arrears"][0]["ref"] == f"SYN-A-{NORTH}"
     # a change of a DEMO customer is not in NORTH's delta
-    central_seed.add_arrears(store, FIRST, "NEW-DEMO-1", 100)
+    store.add_arrears(FIRST, "NEW-DEMO-1", 100)
     assert n1.pull("/customers", after=cursor)[0] == []
     # control status of another office's customer: 404, as for an unknown one
     r = n1.get(f"/customers/{FIRST}/control-status")

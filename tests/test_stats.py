@@ -28,7 +28,7 @@ def data(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Centr
 
 
 def station(store: CentralStore, region: str | None, **kw: Any) -> dict[str, Any]:
-    return stats.for_station(store, region, *sd.PERIOD, kw.get("plan"), kw.get("state"))
+    return stats.for_region(store, region, *sd.PERIOD, kw.get("plan"), kw.get("state"))
 
 
 def test_figures_by_region_match_the_rows(data: tuple[CentralStore, Any]) -> None:
@@ -61,7 +61,7 @@ def test_filters_by_plan_state_and_period(data: tuple[CentralStore, Any]) -> Non
     plan = sd.PLANS[1]
     check(station(store, "province:浙江", plan=plan), sd.expected(rows, ZJ, plan=plan))
     one_day = (dt.date(2026, 3, 1), dt.date(2026, 3, 1))
-    got = stats.for_station(store, "all", *one_day, None, None)
+    got = stats.for_region(store, "all", *one_day, None, None)
     check(got, sd.expected(rows, set(rows.offices), period=one_day))
     assert [d["day"] for d in got["by_day"]] == ["2026-03-01"]
 
@@ -70,7 +70,7 @@ def test_a_counter_sees_its_office_city_and_province(data: tuple[CentralStore, A
     store, rows = data
 
     def ask(office: str, region: str | None) -> dict[str, Any]:
-        return stats.for_counter(store, office, region, *sd.PERIOD, None, None)
+        return stats.for_region(store, region, *sd.PERIOD, None, None, office_code=office)
 
     check(ask("HZ2", None), sd.expected(rows, {"HZ2"}))  # its own office by default
     check(ask("HZ2", "city:杭州"), sd.expected(rows, {"DEMO", "HZ2"}))  # its province's city
@@ -94,10 +94,10 @@ def test_bad_input_is_a_typed_error(data: tuple[CentralStore, Any]) -> None:
     with pytest.raises(stats.UnknownRegion):
         station(store, "county:x")
     with pytest.raises(stats.BadPeriod) as late:
-        stats.for_station(store, None, dt.date(2026, 3, 5), dt.date(2026, 3, 1), None, None)
+        stats.for_region(store, None, dt.date(2026, 3, 5), dt.date(2026, 3, 1), None, None)
     assert "after" in str(late.value)
     with pytest.raises(stats.BadPeriod):
-        stats.for_station(store, None, dt.date(2024, 1, 1), dt.date(2026, 3, 1), None, None)
+        stats.for_region(store, None, dt.date(2024, 1, 1), dt.date(2026, 3, 1), None, None)
     with pytest.raises(stats.BadFilter):
         station(store, None, state="dimmed")
     with pytest.raises(stats.BadFilter):
@@ -108,6 +108,6 @@ def test_the_default_period_is_the_last_thirty_office_days(
     data: tuple[CentralStore, Any],
 ) -> None:
     store, _ = data
-    got = stats.for_station(store, None, None, None, None, None)
+    got = stats.for_region(store, None, None, None, None, None)
     assert (got["date_from"], got["date_to"]) == ("2026-02-09", "2026-03-10")
     assert got["level"] == "all" and got["time_zone"] == "Asia/Shanghai"

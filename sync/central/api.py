@@ -300,36 +300,24 @@ def body_model(openapi_extra: dict[str, Any] | None) -> type[BaseModel] | None:
     return _MODELS[ref.rsplit("/", 1)[1]]
 
 
-class ContractRoute(APIRoute):
-    """Every API route: authentication, media type, size and strict parsing before FastAPI
-    reads the body, and every failure as a Problem."""
+class GuardedRoute(APIRoute):
+    """A route whose caller is admitted (:meth:`admit`, each route class its own) before FastAPI
+    reads the body; then a POST or PUT body's media type, its size and its strict parsing; and
+    every failure as a Problem."""
+
+    async def admit(self, request: Request) -> None:
+        """Check who is asking, before a byte of the body is read (an :class:`HttpError` if not
+        admitted)."""
+        raise NotImplementedError
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
-        secured = self.path not in OPEN_PATHS and self.path != REGISTER_PATH
-        register = self.path == REGISTER_PATH
         model = body_model(self.openapi_extra)
         writes = bool((self.methods or set()) & {"POST", "PUT"})
 
         async def guarded(request: Request) -> Response:
             try:
-                if secured:  # a database read: off the event loop, which serves the others
-                    counter = await run_in_threadpool(_authenticate, request)
-                    request.state.counter = counter
-                    request.scope.setdefault("state", {})["counter_id"] = counter.counter_id
-                elif register:
-                    creds = credentials(request)
-                    request.state.credentials = creds
-                    admitted = await run_in_threadpool(store_of(request).admits, creds)
-                    if not admitted:  # the body stays unread
-                        raise HttpError(
-                            401,
-                            "unauthorized",
-                            "registering needs the enrolment key (a new counter), the counter's "
-                            "current token, or an enrolment code from the central system's "
-                            "administrator",
-                            close=True,
-                        )
+                await self.admit(request)
                 if writes:
                     _check_json(request)
                 if model is not None:
@@ -344,6 +332,31 @@ class ContractRoute(APIRoute):
                 return problem_response(HttpError(500, "server_error", "unexpected server error"))
 
         return guarded
+
+
+class ContractRoute(GuardedRoute):
+    """Every API route: authentication, media type, size and strict parsing before FastAPI
+    reads the body, and every failure as a Problem."""
+
+    async def admit(self, request: Request) -> None:
+        if self.path == REGISTER_PATH:
+            creds = credentials(request)
+            request.state.credentials = creds
+            admitted = await run_in_threadpool(store_of(request).admits, creds)
+            if not admitted:  # the body stays unread
+                raise HttpError(
+                    401,
+                    "unauthorized",
+                    "registering needs the enrolment key (a new counter), the counter's "
+                    "current token, or an enrolment code from the central system's "
+                    "administrator",
+                    close=True,
+                )
+        elif self.path not in OPEN_PATHS:
+            # a database read: off the event loop, which serves the others
+            counter = await run_in_threadpool(_authenticate, request)
+            request.state.counter = counter
+            request.scope.setdefault("state", {})["counter_id"] = counter.counter_id
 
 
 # --------------------------------------------------------------------------- the routes
@@ -751,6 +764,7 @@ def openapi_text() -> str:
 
 __all__ = [
     "ContractRoute",
+    "GuardedRoute",
     "HttpError",
     "create_app",
     "current_counter",

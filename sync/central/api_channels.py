@@ -10,13 +10,9 @@ id is the idempotency key, so no ``Idempotency-Key`` header is needed.
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable, Coroutine
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Request, Response
-from fastapi.exceptions import RequestValidationError
-from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
@@ -24,20 +20,14 @@ from sync import contract as c
 from sync.central import channels as ch
 from sync.central.api import (
     API,
+    GuardedRoute,
     HttpError,
-    _check_json,
-    _first_error,
     _problems,
-    _read_body,
-    body_model,
     contract_body,
     json_response,
-    parse_strict,
-    problem_response,
     store_of,
 )
 
-log = logging.getLogger("sync.central.server")
 channel_bearer = HTTPBearer(scheme_name="channelToken", auto_error=False)
 
 
@@ -53,36 +43,14 @@ def _authenticate(request: Request) -> ch.Channel:
     return channel
 
 
-class ChannelRoute(APIRoute):
+class ChannelRoute(GuardedRoute):
     """Every channel route: the channel's token, media type, size and strict parsing before
     FastAPI reads the body, and every failure as a Problem."""
 
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-        model = body_model(self.openapi_extra)
-        writes = bool((self.methods or set()) & {"POST", "PUT"})
-
-        async def guarded(request: Request) -> Response:
-            try:
-                channel = await run_in_threadpool(_authenticate, request)
-                request.state.channel = channel
-                request.scope.setdefault("state", {})["counter_id"] = (
-                    f"channel:{channel.channel_id}"
-                )
-                if writes:
-                    _check_json(request)
-                if model is not None:
-                    request.state.body = parse_strict(model, await _read_body(request))
-                return await handler(request)
-            except HttpError as err:
-                return problem_response(err)
-            except RequestValidationError as exc:
-                return problem_response(HttpError(400, "bad_request", _first_error(exc.errors())))
-            except Exception:
-                log.exception("unexpected error in %s %s", request.method, request.url.path[:200])
-                return problem_response(HttpError(500, "server_error", "unexpected server error"))
-
-        return guarded
+    async def admit(self, request: Request) -> None:
+        channel = await run_in_threadpool(_authenticate, request)
+        request.state.channel = channel
+        request.scope.setdefault("state", {})["counter_id"] = f"channel:{channel.channel_id}"
 
 
 def current_channel(

@@ -52,8 +52,8 @@ def get_stats(
         if given is not None and not DAY.fullmatch(given):
             raise HttpError(400, "bad_request", f"{name}: a day is written YYYY-MM-DD")
     try:
-        found = stats.for_counter(
-            store, counter.office_code, region, date_from, date_to, plan, state
+        found = stats.for_region(
+            store, region, date_from, date_to, plan, state, office_code=counter.office_code
         )
     except stats.StatsError as err:
         raise HttpError(err.status, err.code, str(err)) from err

@@ -549,23 +549,17 @@ def _vet_event(
         rw = cast(c.RewriteRecord, item)
         held = sales.get(rw.sale_id)
         refused = rules.own_sale(rw.sale_id, None if held is None else held[0], counter.counter_id)
-    elif resource == "job-results":
-        job_id = cast(c.JobResultRecord, item).job_id
-        office = offices.get(job_id)
-        refused = None
-        if office is not None and office != counter.office_code:
-            refused = Refusal(
-                rules.OTHER_OFFICE,
-                f"job {job_id} does not belong to office {counter.office_code!r}",
-            )
     else:
-        customer_no = str(getattr(item, "customer_no"))  # noqa: B009 (not on every model)
-        office = offices.get(customer_no)
+        if resource == "job-results":
+            what, key = "job", cast(c.JobResultRecord, item).job_id
+        else:  # customer_no is not on every model
+            what, key = "customer", str(getattr(item, "customer_no"))  # noqa: B009
+        office = offices.get(key)
         refused = None
         if office is not None and office != counter.office_code:
             refused = Refusal(
                 rules.OTHER_OFFICE,
-                f"customer {customer_no} does not belong to office {counter.office_code!r}",
+                f"{what} {key} does not belong to office {counter.office_code!r}",
             )
     return refused or rules.vet_time(item, now, skew)
 

@@ -78,6 +78,18 @@ class Reply:
     replayed: bool = False
 
 
+@dataclass
+class RequestRefused(Exception):
+    """A refused request: ``status`` and ``code`` become the Problem answered."""
+
+    status: int
+    code: str
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
+
+
 def office_lock_key(office_code: str) -> int:
     """The advisory-lock key of an office: a signed 32-bit number other than 0 (the station's).
     Two offices that share a key only wait for each other."""
@@ -108,6 +120,21 @@ def clean(text: str | None) -> str | None:
 
 def problem_json(code: str, message: str, ids: Sequence[str] = ()) -> bytes:
     return c.Problem(code=code, message=message, ids=list(ids)).model_dump_json().encode()
+
+
+def failed_attempt(
+    attempts: int, error: str, now: dt.datetime, most: int, backoff_s: Sequence[int]
+) -> dict[str, Any]:
+    """The columns of a queued row (a command to a meter, an SMS) whose attempt ``attempts``
+    failed with ``error``: ``failed`` once ``most`` attempts were made, else ``pending`` again
+    after that attempt's wait in ``backoff_s`` (its last wait repeats)."""
+    wait = backoff_s[min(attempts, len(backoff_s)) - 1]
+    return {
+        "status": "failed" if attempts >= most else "pending",
+        "attempts": attempts,
+        "last_error": error,
+        "next_at": now + dt.timedelta(seconds=wait),
+    }
 
 
 def clamp_cursor(after: int) -> int:
@@ -225,6 +252,43 @@ class Tx:
             [{"no": no, "new_seq": first + i} for i, no in enumerate(self._touched)],
         )
         self._touched.clear()
+
+
+def keyed_reply(
+    tx: Tx,
+    counter_id: str,
+    key: str,
+    request_hash: str,
+    answer: Callable[[], tuple[int, bytes]],
+) -> Reply:
+    """A write under a counter's Idempotency-Key: the answer kept with the key is replayed for
+    the same request and the same key with another request is a 409 conflict; else ``answer()``
+    (status and body) is kept with the key in ``tx`` and returned."""
+    ik = m.idempotency_keys.c
+    kept = tx.conn.execute(
+        select(ik.request_hash, ik.status_code, ik.response).where(
+            ik.counter_id == counter_id, ik.key == key
+        )
+    ).first()
+    if kept is not None:
+        if kept.request_hash == request_hash:
+            return Reply(kept.status_code, kept.response.encode("utf-8"), replayed=True)
+        return Reply(
+            409,
+            problem_json("conflict", "this Idempotency-Key was used before for another request"),
+        )
+    status, body = answer()
+    tx.conn.execute(
+        insert(m.idempotency_keys).values(
+            counter_id=counter_id,
+            key=key,
+            request_hash=request_hash,
+            status_code=status,
+            response=body.decode("utf-8"),
+            created_at=tx.now,
+        )
+    )
+    return Reply(status, body)
 
 
 @dataclass

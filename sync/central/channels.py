@@ -43,7 +43,7 @@ from sqlalchemy.exc import IntegrityError
 from app.domain import ids
 from sync import contract as c
 from sync.central import models as m
-from sync.central.base import StoreBase, Tx, canonical_json, chunks, sha256_hex
+from sync.central.base import RequestRefused, StoreBase, Tx, canonical_json, chunks, sha256_hex
 
 DAY_ZONE: Final = ZoneInfo("Asia/Shanghai")
 PAID_AT_MAX_AGE: Final = dt.timedelta(days=3)
@@ -63,16 +63,8 @@ class Channel:
         return self.all_offices or office_code in self.offices
 
 
-@dataclass
-class ChannelError(Exception):
-    """A refused request: ``status`` and ``code`` become the Problem answered."""
-
-    status: int
-    code: str
-    message: str
-
-    def __str__(self) -> str:
-        return self.message
+class ChannelError(RequestRefused):
+    """A payment channel's request refused (see :class:`RequestRefused`)."""
 
 
 @dataclass(frozen=True)

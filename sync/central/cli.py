@@ -21,6 +21,8 @@ import signal
 import ssl
 import sys
 import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +42,60 @@ DEFAULT_SKEW_MINUTES = 10
 
 def default_db(ctx: AppContext) -> str:
     return str(ctx.paths.data_dir / "central.db")
+
+
+def central_store(ctx: AppContext, args: argparse.Namespace) -> CentralStore:
+    """The station's store on the database the command names (``--db``), else the default one."""
+    from sync.central.store import CentralStore
+
+    return CentralStore(args.central_db or default_db(ctx), clock=ctx.clock)
+
+
+@contextmanager
+def opened_store(ctx: AppContext, args: argparse.Namespace) -> Iterator[CentralStore]:
+    """:func:`central_store` for the length of a ``with`` block, disposed of after it."""
+    store = central_store(ctx, args)
+    try:
+        yield store
+    finally:
+        store.dispose()
+
+
+def print_json(data: Any) -> None:
+    """A command's ``--json`` answer: indented by one, text as it is, times to the second."""
+    print(json.dumps(data, ensure_ascii=False, indent=1, default=iso_seconds))
+
+
+def print_rows(
+    rows: Sequence[Mapping[str, Any]],
+    as_json: bool,
+    none: str,
+    line: Callable[[Mapping[str, Any]], str],
+) -> int:
+    """A listing command's answer: the rows as JSON (``--json``), else a line a row (``none``
+    when there are no rows)."""
+    if as_json:
+        print_json(rows)
+        return 0
+    if not rows:
+        print(none)
+    for row in rows:
+        print(line(row))
+    return 0
+
+
+def revoked_state(row: Mapping[str, Any]) -> str:
+    """A counter's or channel's state in a listing: revoked (when) or active."""
+    if row["revoked_at"]:
+        return _("revoked {at}", at=iso_seconds(row["revoked_at"]))
+    return _("active")
+
+
+def iso_seconds(value: Any) -> str:
+    """A time in a command's answer (a ``json.dumps`` default too: other types are a TypeError)."""
+    if isinstance(value, dt.datetime):
+        return value.isoformat(timespec="seconds")
+    raise TypeError(type(value).__name__)
 
 
 def cmd_central_serve(ctx: AppContext, args: argparse.Namespace) -> int:
@@ -132,12 +188,11 @@ def _control_runner(
     from sync.central import cli_control
     from sync.central.cli_sms import loop_steps
     from sync.central.control import ControlLoop
-    from sync.central.store import CentralStore
 
     meters = cli_control.remote_meters(ctx, args.terminals)
     if meters is None:
         return None
-    store = CentralStore(args.central_db or default_db(ctx), clock=ctx.clock)
+    store = central_store(ctx, args)
     opening = cli_control.opening_fen(args, demo=not args.no_seed)
     loop = ControlLoop(store, meters, opening_fen=opening, steps=loop_steps(store, args))
     return cli_control.ControlRunner(loop, args.control_interval).start()
@@ -214,20 +269,20 @@ def _tls_files(args: argparse.Namespace) -> tuple[str | None, str | None]:
 def cmd_central_enrol(ctx: AppContext, args: argparse.Namespace) -> int:
     from pydantic import ValidationError as ModelError
 
-    from sync.central.store import CentralStore
-
-    store = CentralStore(args.central_db or default_db(ctx), clock=ctx.clock)
-    try:
-        code, expires = store.issue_enrolment_code(args.counter_id, args.office, hours=args.hours)
-    except (ModelError, ValueError) as exc:
-        raise ValidationError(
-            N_("cannot issue an enrolment code for counter {counter} of office {office}: {detail}"),
-            counter=args.counter_id,
-            office=args.office,
-            detail=str(exc).splitlines()[0],
-        ) from exc
-    finally:
-        store.dispose()
+    with opened_store(ctx, args) as store:
+        try:
+            code, expires = store.issue_enrolment_code(
+                args.counter_id, args.office, hours=args.hours
+            )
+        except (ModelError, ValueError) as exc:
+            raise ValidationError(
+                N_(
+                    "cannot issue an enrolment code for counter {counter} of office {office}: {detail}"
+                ),
+                counter=args.counter_id,
+                office=args.office,
+                detail=str(exc).splitlines()[0],
+            ) from exc
     print(code, flush=True)
     print(
         _(
@@ -243,81 +298,54 @@ def cmd_central_enrol(ctx: AppContext, args: argparse.Namespace) -> int:
     return 0
 
 
-def _store(ctx: AppContext, args: argparse.Namespace) -> CentralStore:
-    from sync.central.store import CentralStore
-
-    return CentralStore(args.central_db or default_db(ctx), clock=ctx.clock)
-
-
 def cmd_offices_add(ctx: AppContext, args: argparse.Namespace) -> int:
     from pydantic import ValidationError as ModelError
 
-    store = _store(ctx, args)
-    try:
-        new = store.add_office(args.code, args.name, args.province, args.city)
-    except (ModelError, ValueError) as exc:
-        raise ValidationError(
-            N_("cannot add office {office}: {detail}"),
-            office=args.code,
-            detail=str(exc).splitlines()[0],
-        ) from exc
-    finally:
-        store.dispose()
+    with opened_store(ctx, args) as store:
+        try:
+            new = store.add_office(args.code, args.name, args.province, args.city)
+        except (ModelError, ValueError) as exc:
+            raise ValidationError(
+                N_("cannot add office {office}: {detail}"),
+                office=args.code,
+                detail=str(exc).splitlines()[0],
+            ) from exc
     text = _("Office {office} added.") if new else _("Office {office} changed.")
     print(text.format(office=args.code))
     return 0
 
 
 def cmd_offices_list(ctx: AppContext, args: argparse.Namespace) -> int:
-    store = _store(ctx, args)
-    try:
+    with opened_store(ctx, args) as store:
         offices = store.offices()
-    finally:
-        store.dispose()
-    if args.json:
-        print(json.dumps(offices, ensure_ascii=False, indent=1))
-        return 0
-    if not offices:
-        print(_("No offices."))
-    for o in offices:
-        region = " / ".join(x for x in (o["province"], o["city"]) if x) or _("(no region)")
-        print(f"{o['code']}\t{o['name']}\t{region}")
-    return 0
+    return print_rows(offices, args.json, _("No offices."), _office_line)
+
+
+def _office_line(o: Mapping[str, Any]) -> str:
+    region = " / ".join(x for x in (o["province"], o["city"]) if x) or _("(no region)")
+    return f"{o['code']}\t{o['name']}\t{region}"
 
 
 def cmd_counters_list(ctx: AppContext, args: argparse.Namespace) -> int:
-    store = _store(ctx, args)
-    try:
+    with opened_store(ctx, args) as store:
         counters = store.counters(args.office)
-    finally:
-        store.dispose()
-    if args.json:
-        print(json.dumps(counters, ensure_ascii=False, indent=1, default=_iso))
-        return 0
-    if not counters:
-        print(_("No counters."))
-    for co in counters:
-        seen = _iso(co["last_seen_at"]) if co["last_seen_at"] else _("never")
-        state = _("revoked {at}", at=_iso(co["revoked_at"])) if co["revoked_at"] else _("active")
-        print(
-            _(
-                "{counter}\toffice {office}\tregistered {registered}\tlast seen {seen}\t{state}",
-                counter=co["id"],
-                office=co["office_code"],
-                registered=_iso(co["registered_at"]),
-                seen=seen,
-                state=state,
-            )
-        )
-    return 0
+    return print_rows(counters, args.json, _("No counters."), _counter_line)
+
+
+def _counter_line(co: Mapping[str, Any]) -> str:
+    return _(
+        "{counter}\toffice {office}\tregistered {registered}\tlast seen {seen}\t{state}",
+        counter=co["id"],
+        office=co["office_code"],
+        registered=iso_seconds(co["registered_at"]),
+        seen=iso_seconds(co["last_seen_at"]) if co["last_seen_at"] else _("never"),
+        state=revoked_state(co),
+    )
 
 
 def cmd_counters_revoke(ctx: AppContext, args: argparse.Namespace) -> int:
-    store = _store(ctx, args)
-    try:
+    with opened_store(ctx, args) as store:
         known = store.revoke_counter(args.counter_id)
-    finally:
-        store.dispose()
     if not known:
         raise ValidationError(N_("no counter {counter} is registered"), counter=args.counter_id)
     print(
@@ -328,12 +356,6 @@ def cmd_counters_revoke(ctx: AppContext, args: argparse.Namespace) -> int:
         )
     )
     return 0
-
-
-def _iso(value: Any) -> str:
-    if isinstance(value, dt.datetime):
-        return value.isoformat(timespec="seconds")
-    raise TypeError(type(value).__name__)
 
 
 def _db_option(q: argparse.ArgumentParser) -> None:

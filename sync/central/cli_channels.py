@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from app.context import AppContext
 from app.errors import ValidationError
 from app.i18n import N_, _
+from sync.central.cli import iso_seconds, opened_store, print_json, print_rows, revoked_state
 
 if TYPE_CHECKING:
     from sync.central.channel_reconcile import Reconciliation
@@ -26,13 +27,6 @@ if TYPE_CHECKING:
 
 DIFFERENCES_EXIT = 3
 MAX_FILE = 256 * 1024 * 1024
-
-
-def _store(ctx: AppContext, args: argparse.Namespace) -> CentralStore:
-    from sync.central.cli import default_db
-    from sync.central.store import CentralStore
-
-    return CentralStore(args.central_db or default_db(ctx), clock=ctx.clock)
 
 
 def _day(text: str) -> dt.date:
@@ -56,17 +50,15 @@ def _known_channel(store: CentralStore, channel_id: str) -> None:
 def cmd_add(ctx: AppContext, args: argparse.Namespace) -> int:
     from sync.central.channels import add_channel
 
-    store = _store(ctx, args)
-    try:
-        token = add_channel(store, args.channel_id, args.name, args.office, args.all_offices)
-    except ValueError as exc:
-        raise ValidationError(
-            N_("cannot add payment channel {channel}: {detail}"),
-            channel=args.channel_id,
-            detail=str(exc).splitlines()[0],
-        ) from exc
-    finally:
-        store.dispose()
+    with opened_store(ctx, args) as store:
+        try:
+            token = add_channel(store, args.channel_id, args.name, args.office, args.all_offices)
+        except ValueError as exc:
+            raise ValidationError(
+                N_("cannot add payment channel {channel}: {detail}"),
+                channel=args.channel_id,
+                detail=str(exc).splitlines()[0],
+            ) from exc
     print(token, flush=True)
     served = _("all offices") if args.all_offices else ", ".join(sorted(set(args.office)))
     print(
@@ -82,51 +74,30 @@ def cmd_add(ctx: AppContext, args: argparse.Namespace) -> int:
     return 0
 
 
-def _iso(value: Any) -> str:
-    if isinstance(value, dt.datetime):
-        return value.isoformat(timespec="seconds")
-    raise TypeError(type(value).__name__)
-
-
 def cmd_list(ctx: AppContext, args: argparse.Namespace) -> int:
     from sync.central.channels import list_channels
 
-    store = _store(ctx, args)
-    try:
+    with opened_store(ctx, args) as store:
         found = list_channels(store)
-    finally:
-        store.dispose()
-    if args.json:
-        print(json.dumps(found, ensure_ascii=False, indent=1, default=_iso))
-        return 0
-    if not found:
-        print(_("No payment channels."))
-    for chan in found:
-        served = _("all offices") if chan["all_offices"] else ", ".join(chan["offices"])
-        state = (
-            _("revoked {at}", at=_iso(chan["revoked_at"])) if chan["revoked_at"] else _("active")
-        )
-        print(
-            _(
-                "{channel}\t{name}\toffices: {offices}\tadded {added}\t{state}",
-                channel=chan["id"],
-                name=chan["name"],
-                offices=served,
-                added=_iso(chan["created_at"]),
-                state=state,
-            )
-        )
-    return 0
+    return print_rows(found, args.json, _("No payment channels."), _channel_line)
+
+
+def _channel_line(chan: Mapping[str, Any]) -> str:
+    return _(
+        "{channel}\t{name}\toffices: {offices}\tadded {added}\t{state}",
+        channel=chan["id"],
+        name=chan["name"],
+        offices=_("all offices") if chan["all_offices"] else ", ".join(chan["offices"]),
+        added=iso_seconds(chan["created_at"]),
+        state=revoked_state(chan),
+    )
 
 
 def cmd_revoke(ctx: AppContext, args: argparse.Namespace) -> int:
     from sync.central.channels import revoke_channel
 
-    store = _store(ctx, args)
-    try:
+    with opened_store(ctx, args) as store:
         known = revoke_channel(store, args.channel_id)
-    finally:
-        store.dispose()
     if not known:
         raise ValidationError(N_("no payment channel {channel}"), channel=args.channel_id)
     print(
@@ -204,14 +175,11 @@ def cmd_reconcile(ctx: AppContext, args: argparse.Namespace) -> int:
         raise ValidationError(
             N_("{path}, line {line}: {detail}"), path=args.file, line=exc.line, detail=exc.detail
         ) from None
-    store = _store(ctx, args)
-    try:
+    with opened_store(ctx, args) as store:
         _known_channel(store, args.channel)
         report = reconcile(store, args.channel, day, lines)
-    finally:
-        store.dispose()
     if args.json:
-        print(json.dumps(report.to_json(), ensure_ascii=False, indent=1))
+        print_json(report.to_json())
     else:
         _show(report)
     return DIFFERENCES_EXIT if report.differences else 0
@@ -224,12 +192,9 @@ def cmd_statement(ctx: AppContext, args: argparse.Namespace) -> int:
 
     day = _day(args.date)
     target = check_output(args.out, force=args.force)
-    store = _store(ctx, args)
-    try:
+    with opened_store(ctx, args) as store:
         _known_channel(store, args.channel)
         payments = day_payments(store, args.channel, day)
-    finally:
-        store.dispose()
     save_output(target, statement_csv(payments), force=args.force)
     print(
         _(

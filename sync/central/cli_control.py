@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import threading
 from typing import Any
@@ -15,7 +14,7 @@ from app.i18n import N_, _
 from app.money import parse_yuan
 from app.ports import RemoteMeters
 from app.presenters.control import status_line
-from sync.central.base import StoreBase
+from sync.central.cli import central_store, opened_store, print_json
 from sync.central.cli_sms import loop_steps, notice_options, step_counts
 from sync.central.control import ControlLoop, RunReport, control_status
 
@@ -75,15 +74,8 @@ class ControlRunner:
         self.loop.store.dispose()
 
 
-def _store(ctx: AppContext, args: argparse.Namespace) -> StoreBase:
-    from sync.central.cli import default_db
-    from sync.central.store import CentralStore
-
-    return CentralStore(args.central_db or default_db(ctx), clock=ctx.clock)
-
-
 def cmd_control_run(ctx: AppContext, args: argparse.Namespace) -> int:
-    store = _store(ctx, args)
+    store = central_store(ctx, args)
     meters = remote_meters(ctx, args.terminals)
     steps = loop_steps(store, args)
     try:
@@ -96,7 +88,7 @@ def cmd_control_run(ctx: AppContext, args: argparse.Namespace) -> int:
         store.dispose()
     if args.json:
         out = {**report.to_json(), **(step_counts(steps) if report.ran else {})}
-        print(json.dumps(out, ensure_ascii=False, indent=1))
+        print_json(out)
         return 0 if report.ran else 3
     if not report.ran:
         print(_("Another worker is running the control loop now; nothing was done."))
@@ -128,16 +120,13 @@ def cmd_control_run(ctx: AppContext, args: argparse.Namespace) -> int:
 
 
 def cmd_control_status(ctx: AppContext, args: argparse.Namespace) -> int:
-    store = _store(ctx, args)
-    try:
+    with opened_store(ctx, args) as store:
         status: dict[str, Any] | None = control_status(store, args.customer_no)
-    finally:
-        store.dispose()
     if status is None:
         raise NotFound(N_("Customer {customer_no} is not under fee control."),
                        customer_no=args.customer_no)  # fmt: skip
     if args.json:
-        print(json.dumps(status, ensure_ascii=False, indent=1))
+        print_json(status)
         return 0
     print(
         status_line(

@@ -7,10 +7,9 @@ serve`` and ``central control run``), the loop steps they build and what they di
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -20,6 +19,7 @@ from app.errors import NotFound, ValidationError
 from app.i18n import N_, _
 from sync.central.arrears import GRACE_DAYS, INTERVAL_H, ArrearsControl
 from sync.central.base import StoreBase
+from sync.central.cli import opened_store, print_json, print_rows
 from sync.central.control import LoopStep
 from sync.central.sms import PER_DAY, PER_HOUR, STATUSES, HttpSmsGateway, Limits, Notices
 
@@ -96,33 +96,23 @@ def step_counts(steps: Sequence[LoopStep]) -> dict[str, dict[str, int]]:
     return counts
 
 
-def _store(ctx: AppContext, args: argparse.Namespace) -> StoreBase:
-    from sync.central.cli import default_db
-    from sync.central.store import CentralStore
-
-    return CentralStore(args.central_db or default_db(ctx), clock=ctx.clock)
-
-
 def cmd_sms_prefs(ctx: AppContext, args: argparse.Namespace) -> int:
     from sync.central import sms_admin
 
-    store = _store(ctx, args)
-    try:
+    with opened_store(ctx, args) as store:
         if args.language is None and args.opted_out is None:
             found: dict[str, Any] | None = sms_admin.prefs(store, args.customer_no)
         else:
             found = sms_admin.set_prefs(
                 store, args.customer_no, language=args.language, opted_out=args.opted_out
             )
-    finally:
-        store.dispose()
     if found is None:
         raise NotFound(
             N_("Customer {customer_no} is not in the station's archive. Check the number."),
             customer_no=args.customer_no,
         )
     if args.json:
-        print(json.dumps(found, ensure_ascii=False, indent=1))
+        print_json(found)
         return 0
     print(
         _("Customer {customer_no}: SMS in {language}, {state}.", customer_no=found["customer_no"],
@@ -137,26 +127,24 @@ def cmd_sms_list(ctx: AppContext, args: argparse.Namespace) -> int:
 
     if args.limit < 1:
         raise ValidationError(N_("--limit must be at least 1"))
-    store = _store(ctx, args)
-    try:
+    with opened_store(ctx, args) as store:
         rows = sms_admin.list_notices(
             store, customer_no=args.customer, status=args.status, limit=args.limit
         )
-    finally:
-        store.dispose()
-    if args.json:
-        print(json.dumps(rows, ensure_ascii=False, indent=1))
-        return 0
-    if not rows:
-        print(_("No SMS notices."))
-    for r in rows:
-        print(
-            _("{id} {customer_no} {kind} {status}, {attempts} attempts, sent {sent_at}{error}",
-              id=r["id"], customer_no=r["customer_no"], kind=r["kind"], status=r["status"],
-              attempts=r["attempts"], sent_at=r["sent_at"] or "-",
-              error=f": {r['last_error']}" if r["last_error"] else "")
-        )  # fmt: skip
-    return 0
+    return print_rows(rows, args.json, _("No SMS notices."), _notice_line)
+
+
+def _notice_line(r: Mapping[str, Any]) -> str:
+    return _(
+        "{id} {customer_no} {kind} {status}, {attempts} attempts, sent {sent_at}{error}",
+        id=r["id"],
+        customer_no=r["customer_no"],
+        kind=r["kind"],
+        status=r["status"],
+        attempts=r["attempts"],
+        sent_at=r["sent_at"] or "-",
+        error=f": {r['last_error']}" if r["last_error"] else "",
+    )
 
 
 def cmd_sms_gateway(ctx: AppContext, args: argparse.Namespace) -> int:

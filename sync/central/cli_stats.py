@@ -5,27 +5,21 @@ the station's charge-control statistics for any region (``all`` by default, ``pr
 from __future__ import annotations
 
 import argparse
-import json
 
 from app.context import AppContext
 from app.i18n import _
 from app.presenters.stats import CONTROL_STATES, date_arg, stats_lines
 from sync.central import stats
+from sync.central.cli import opened_store, print_json
 
 
 def cmd_central_stats(ctx: AppContext, args: argparse.Namespace) -> int:
-    from sync.central.cli import default_db
-    from sync.central.store import CentralStore
-
-    store = CentralStore(args.central_db or default_db(ctx), clock=ctx.clock)
-    try:
-        found = stats.for_station(
+    with opened_store(ctx, args) as store:
+        found = stats.for_region(
             store, args.region, args.date_from, args.date_to, args.plan, args.state
         )
-    finally:
-        store.dispose()
     if args.json:
-        print(json.dumps(found, ensure_ascii=False, indent=1))
+        print_json(found)
     else:
         print("\n".join(stats_lines(found)))
     return 0

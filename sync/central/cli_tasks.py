@@ -4,20 +4,13 @@ that say which customers' meters the control loop reads, how often and which reg
 from __future__ import annotations
 
 import argparse
-import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from app.context import AppContext
 from app.i18n import _
 from sync.central import tasks
-from sync.central.base import StoreBase
-
-
-def _store(ctx: AppContext, args: argparse.Namespace) -> StoreBase:
-    from sync.central.cli import default_db
-    from sync.central.store import CentralStore
-
-    return CentralStore(args.central_db or default_db(ctx), clock=ctx.clock)
+from sync.central.cli import opened_store, print_rows
 
 
 def _every(text: str) -> int:
@@ -28,8 +21,7 @@ def _every(text: str) -> int:
 
 
 def cmd_tasks_add(ctx: AppContext, args: argparse.Namespace) -> int:
-    store = _store(ctx, args)
-    try:
+    with opened_store(ctx, args) as store:
         task = tasks.add_task(
             store,
             args.name,
@@ -38,8 +30,6 @@ def cmd_tasks_add(ctx: AppContext, args: argparse.Namespace) -> int:
             plan=args.plan,
             registers=args.registers,
         )
-    finally:
-        store.dispose()
     print(
         _(
             "Task {name} added: its customers' meters are read every {every} minutes "
@@ -53,36 +43,26 @@ def cmd_tasks_add(ctx: AppContext, args: argparse.Namespace) -> int:
 
 
 def cmd_tasks_list(ctx: AppContext, args: argparse.Namespace) -> int:
-    store = _store(ctx, args)
-    try:
+    with opened_store(ctx, args) as store:
         found = tasks.list_tasks(store)
-    finally:
-        store.dispose()
-    if args.json:
-        print(json.dumps(found, ensure_ascii=False, indent=1))
-        return 0
-    if not found:
-        print(_("No measurement tasks: every controlled meter is read each run."))
-    for t in found:
-        print(
-            _(
-                "{name}\toffice {office}\tplan {plan}\tevery {every} min\t{registers}",
-                name=t["name"],
-                office=t["office"] or _("(any)"),
-                plan=t["plan"] or _("(any)"),
-                every=t["every_min"],
-                registers=",".join(t["registers"]),
-            )
-        )
-    return 0
+    none = _("No measurement tasks: every controlled meter is read each run.")
+    return print_rows(found, args.json, none, _task_line)
+
+
+def _task_line(t: Mapping[str, Any]) -> str:
+    return _(
+        "{name}\toffice {office}\tplan {plan}\tevery {every} min\t{registers}",
+        name=t["name"],
+        office=t["office"] or _("(any)"),
+        plan=t["plan"] or _("(any)"),
+        every=t["every_min"],
+        registers=",".join(t["registers"]),
+    )
 
 
 def cmd_tasks_remove(ctx: AppContext, args: argparse.Namespace) -> int:
-    store = _store(ctx, args)
-    try:
+    with opened_store(ctx, args) as store:
         tasks.remove_task(store, args.name)
-    finally:
-        store.dispose()
     print(_("Task {name} removed.", name=args.name))
     return 0
 

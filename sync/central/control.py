@@ -54,7 +54,7 @@ from app.services.meter_reading import MeterReading
 from app.services.tariffs import SPEC_DEFAULTS
 from sync.central import commissioning, control_jobs, tasks
 from sync.central import models as m
-from sync.central.base import StoreBase, chunks
+from sync.central.base import StoreBase, chunks, failed_attempt
 from sync.central.exceptions import open_exception
 
 log = logging.getLogger(__name__)
@@ -654,11 +654,7 @@ class ControlLoop:
                 update(m.commands)
                 .where(cm.id == command_id)
                 .values(
-                    status=FAILED if gave_up else PENDING,
-                    attempts=attempts,
-                    last_error=error,
-                    next_at=now
-                    + dt.timedelta(seconds=BACKOFF_S[min(attempts, len(BACKOFF_S)) - 1]),
+                    **failed_attempt(attempts, error, now, MAX_ATTEMPTS, BACKOFF_S),
                     done_at=now if gave_up else None,
                 )
             )

@@ -20,14 +20,21 @@ from __future__ import annotations
 
 import re
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
 
 from sync import contract as c
 from sync.central import models as m
-from sync.central.base import Counter, Reply, StoreBase, Tx, problem_json
+from sync.central.base import (
+    Counter,
+    Reply,
+    RequestRefused,
+    StoreBase,
+    Tx,
+    keyed_reply,
+    problem_json,
+)
 
 OPEN_STATES = ("new", "assigned", "escalated")
 STATES = ("new", "assigned", "explained", "resolved", "escalated")
@@ -42,16 +49,8 @@ _ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 LIST_MAX = 500
 
 
-@dataclass
-class ExceptionError(Exception):
-    """A refused request: ``status`` and ``code`` become the Problem answered."""
-
-    status: int
-    code: str
-    message: str
-
-    def __str__(self) -> str:
-        return self.message
+class ExceptionError(RequestRefused):
+    """A step of the exceptions queue refused (see :class:`RequestRefused`)."""
 
 
 def open_exception(conn: Connection, now: Any, customer_no: str, kind: str, detail: str) -> int:
@@ -211,40 +210,18 @@ def act(
     """One step of the workflow under an Idempotency-Key: the answer (a refusal too) is kept with
     the key in the step's transaction and replayed for the same request; the same key with
     another request is a 409 conflict."""
-    ik = m.idempotency_keys.c
 
-    def work(tx: Tx) -> Reply:
-        kept = tx.conn.execute(
-            select(ik.request_hash, ik.status_code, ik.response).where(
-                ik.counter_id == counter.counter_id, ik.key == key
-            )
-        ).first()
-        if kept is not None:
-            if kept.request_hash == request_hash:
-                return Reply(kept.status_code, kept.response.encode("utf-8"), replayed=True)
-            return Reply(
-                409,
-                problem_json(
-                    "conflict", "this Idempotency-Key was used before for another request"
-                ),
-            )
+    def answer(tx: Tx) -> tuple[int, bytes]:
         nested = tx.conn.begin_nested()
         try:
-            status, body = 200, _move(tx, counter, exc_id, req).model_dump_json().encode()
+            body = _move(tx, counter, exc_id, req).model_dump_json().encode()
             nested.commit()
         except ExceptionError as err:
             nested.rollback()
-            status, body = err.status, problem_json(err.code, err.message)
-        tx.conn.execute(
-            insert(m.idempotency_keys).values(
-                counter_id=counter.counter_id,
-                key=key,
-                request_hash=request_hash,
-                status_code=status,
-                response=body.decode("utf-8"),
-                created_at=tx.now,
-            )
-        )
-        return Reply(status, body)
+            return err.status, problem_json(err.code, err.message)
+        return 200, body
+
+    def work(tx: Tx) -> Reply:
+        return keyed_reply(tx, counter.counter_id, key, request_hash, lambda: answer(tx))
 
     return store.write(work, (), (counter.office_code,))

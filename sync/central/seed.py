@@ -1,5 +1,5 @@
 """Data for the reference central server: the demo office, synthetic archives, and the small
-central-side changes tests make (a new tariff version, a closed customer, new arrears, a job).
+central-side changes tests make (a new tariff version, a closed customer, a job).
 
 :func:`seed_demo` puts in exactly what ``cardvend demo`` puts into a counter (office DEMO, the
 three tariff plans effective at the switch-over, the 1,000 demo customers with their arrears
@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from app.domain.customers import Thresholds
@@ -45,13 +45,9 @@ def demo_job_id(kind: str, customer_no: str) -> str:
 
 
 def _thresholds() -> dict[str, int]:
-    t = Thresholds()
-    return {
-        "alarm1": t.alarm1,
-        "alarm2": t.alarm2,
-        "overdraft_limit": t.overdraft_limit,
-        "credit_ceiling": t.credit_ceiling,
-    }
+    """The default thresholds as the archive's columns (alarm1, alarm2, overdraft_limit,
+    credit_ceiling)."""
+    return asdict(Thresholds())
 
 
 def seed_tariffs(store: CentralStore) -> int:
@@ -180,29 +176,6 @@ def set_customer_status(store: CentralStore, customer_no: str, status: str) -> c
     if status not in ("active", "paused", "closed"):
         raise ValueError(f"unknown customer status {status!r}")
     return store.update_customer(customer_no, status=status)
-
-
-def add_arrears(
-    store: CentralStore,
-    customer_no: str,
-    ref: str,
-    amount: int,
-    *,
-    kind: str = "arrears",
-    description: str = "",
-    must_collect: bool = True,
-    due_at: dt.datetime | None = None,
-) -> c.CustomerRecord:
-    """A new open arrears item (falling due at ``due_at``, if given); answers the customer as
-    the next pull shows it."""
-    store.add_arrears(
-        customer_no, ref, amount, kind=kind, description=description,
-        must_collect=must_collect, due_at=due_at,
-    )  # fmt: skip
-    found = store.customer(customer_no)
-    if found is None:
-        raise KeyError(customer_no)
-    return found
 
 
 def add_job(

@@ -44,7 +44,7 @@ from sqlalchemy.engine import Connection
 from app.i18n import N_, normalize_language, translate
 from app.money import format_yuan
 from sync.central import models as m
-from sync.central.base import StoreBase, chunks
+from sync.central.base import StoreBase, chunks, failed_attempt
 
 log = logging.getLogger(__name__)
 
@@ -443,18 +443,11 @@ class Notices:
     def _failed(self, sms_id: int, attempts: int, error: str) -> None:
         sm = m.sms_outbox.c
         now = self.store.now()
-        gave_up = attempts >= MAX_ATTEMPTS
-        wait = BACKOFF_S[min(attempts, len(BACKOFF_S)) - 1]
         with self.store.engine.begin() as conn:
             conn.execute(
                 update(m.sms_outbox)
                 .where(sm.id == sms_id)
-                .values(
-                    status=FAILED if gave_up else PENDING,
-                    attempts=attempts,
-                    last_error=error,
-                    next_at=now + dt.timedelta(seconds=wait),
-                )
+                .values(**failed_attempt(attempts, error, now, MAX_ATTEMPTS, BACKOFF_S))
             )
 
 

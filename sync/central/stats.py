@@ -483,31 +483,23 @@ def _consumption(
     return energy, cost, days
 
 
-def for_counter(
-    store: StoreBase,
-    office_code: str,
-    region: str | None,
-    date_from: dt.date | None,
-    date_to: dt.date | None,
-    plan: str | None,
-    state: str | None,
-) -> dict[str, Any]:
-    """The statistics a counter of ``office_code`` may see (see :func:`counter_region`)."""
-    with store.engine.connect() as conn:
-        where = counter_region(conn, office_code, region)
-    return compute(store, make_query(where, date_from, date_to, plan, state, store.now()))
-
-
-def for_station(
+def for_region(
     store: StoreBase,
     region: str | None,
     date_from: dt.date | None,
     date_to: dt.date | None,
     plan: str | None,
     state: str | None,
+    *,
+    office_code: str | None = None,
 ) -> dict[str, Any]:
-    """The statistics the station's administrator asks for (any region)."""
-    where = parse_region(region)
+    """The statistics of ``region``: any region the station's administrator asks for, or, for a
+    counter of ``office_code``, what that counter may see (see :func:`counter_region`)."""
+    if office_code is None:
+        where = parse_region(region)
+    else:
+        with store.engine.connect() as conn:
+            where = counter_region(conn, office_code, region)
     return compute(store, make_query(where, date_from, date_to, plan, state, store.now()))
 
 
@@ -521,8 +513,7 @@ __all__ = [
     "UnknownRegion",
     "compute",
     "counter_region",
-    "for_counter",
-    "for_station",
+    "for_region",
     "make_query",
     "parse_region",
 ]

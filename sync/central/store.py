@@ -41,8 +41,8 @@ from sync.central.base import (
     check_limit,
     clamp_cursor,
     clean,
+    keyed_reply,
     page_json,
-    problem_json,
     sha256_hex,
 )
 from sync.central.changes import ARREARS_COLUMNS, CUSTOMER_COLUMNS, CentralChanges
@@ -194,39 +194,13 @@ class CentralStore(CentralChanges):
         key = clean(key) or ""
 
         def work(tx: Tx) -> Reply:
-            kept = tx.conn.execute(
-                select(
-                    m.idempotency_keys.c.request_hash,
-                    m.idempotency_keys.c.status_code,
-                    m.idempotency_keys.c.response,
-                ).where(
-                    m.idempotency_keys.c.counter_id == counter.counter_id,
-                    m.idempotency_keys.c.key == key,
-                )
-            ).first()
-            if kept is not None:
-                if kept.request_hash == request_hash:
-                    return Reply(kept.status_code, kept.response.encode("utf-8"), replayed=True)
-                return Reply(
-                    409,
-                    problem_json(
-                        "conflict",
-                        "this Idempotency-Key was used before for another request",
-                    ),
-                )
-            results = apply_all(tx, resource, counter, items, self.clock_skew)
-            status, body = render(results)
-            tx.conn.execute(
-                insert(m.idempotency_keys).values(
-                    counter_id=counter.counter_id,
-                    key=key,
-                    request_hash=request_hash,
-                    status_code=status,
-                    response=body.decode("utf-8"),
-                    created_at=tx.now,
-                )
+            return keyed_reply(
+                tx,
+                counter.counter_id,
+                key,
+                request_hash,
+                lambda: render(apply_all(tx, resource, counter, items, self.clock_skew)),
             )
-            return Reply(status, body)
 
         return self.combiner.submit(work, STREAMS_OF[resource], (counter.office_code,), len(items))
 

@@ -266,10 +266,10 @@ def stats_run(customers: int) -> dict[str, Any]:
         today = dt.datetime.now(dt.UTC).date()
         period = (today - dt.timedelta(days=29), today + dt.timedelta(days=1))
         t0 = time.perf_counter()
-        everything = stats.for_station(store, "all", *period, None, None)
+        everything = stats.for_region(store, "all", *period, None, None)
         all_s = time.perf_counter() - t0
         t0 = time.perf_counter()
-        one = stats.for_station(store, "B1", *period, None, None)
+        one = stats.for_region(store, "B1", *period, None, None)
         office_s = time.perf_counter() - t0
         store.dispose()
     finally:
