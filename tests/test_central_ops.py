@@ -169,3 +169,23 @@ def test_the_workers_share_the_database_connections() -> None:
     for workers in range(1, 9):
         pool = ServeConfig(db_url="postgresql://x/y", workers=workers, pool_size=30).pool()
         assert workers * (pool["pool_size"] + pool["max_overflow"]) <= 80
+    assert ServeConfig(db_url="sqlite:///station.db", workers=2).pool() == {}
+
+
+def test_one_process_sizes_its_pool_like_a_worker() -> None:
+    """``--pool-size`` and ``--db-connections`` hold with one process too (they once applied
+    only to ``--workers N``)."""
+    from sync.central.server import ServeConfig
+    from tests.conftest import pg_schema
+    from tests.rigs.pg import schema_url
+
+    with pg_schema() as schema:
+        config = ServeConfig(db_url=schema_url(schema), pool_size=3, db_connections=5)
+        server = CentralServer(config.db_url, pool=config.pool())
+        try:
+            pool = server.store.engine.pool
+            assert config.pool() == {"pool_size": 3, "max_overflow": 2}
+            assert pool.size() == 3
+            assert getattr(pool, "_max_overflow", None) == 2
+        finally:
+            server.store.dispose()

@@ -110,6 +110,16 @@ def cmd_central_serve(ctx: AppContext, args: argparse.Namespace) -> int:
         from sync.central.ops import configure_logging
 
         configure_logging(json_lines=True)
+    config = ServeConfig(
+        db_url=str(db_url),
+        enrolment_key=key,
+        faults=args.faults,
+        clock_skew_minutes=args.clock_skew,
+        log_json=args.log_json,
+        pool_size=args.pool_size,
+        db_connections=args.db_connections,
+        workers=args.workers,
+    )
     server = CentralServer(
         db_url,
         host=args.host,
@@ -120,6 +130,8 @@ def cmd_central_serve(ctx: AppContext, args: argparse.Namespace) -> int:
         clock_skew=dt.timedelta(minutes=args.clock_skew),
         tls_cert=tls[0],
         tls_key=tls[1],
+        # one process serving: the whole share is its pool (--pool-size kept open)
+        pool=config.pool() if args.workers == 1 else None,
     )
     if not args.no_seed:
         _seed(server, ctx)
@@ -132,16 +144,6 @@ def cmd_central_serve(ctx: AppContext, args: argparse.Namespace) -> int:
         # the workers build their own stores; this process only listens and supervises them
         server.store.dispose()
         sock = listen(args.host, args.port)
-        config = ServeConfig(
-            db_url=str(db_url),
-            enrolment_key=key,
-            faults=args.faults,
-            clock_skew_minutes=args.clock_skew,
-            log_json=args.log_json,
-            pool_size=args.pool_size,
-            db_connections=args.db_connections,
-            workers=args.workers,
-        )
         url = url_of(sock, tls[0] is not None)
         # the line scripts wait for comes once a worker answers, not when the socket is bound
         waiter = threading.Thread(

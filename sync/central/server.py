@@ -126,10 +126,15 @@ class CentralServer:
         clock_skew: dt.timedelta = DEFAULT_CLOCK_SKEW,
         tls_cert: str | None = None,
         tls_key: str | None = None,
+        pool: dict[str, Any] | None = None,
     ) -> None:
         if store is None:
             store = CentralStore(
-                db_url, clock=clock, enrolment_key=enrolment_key, clock_skew=clock_skew
+                db_url,
+                clock=clock,
+                enrolment_key=enrolment_key,
+                clock_skew=clock_skew,
+                **(pool or {}),
             )
         elif enrolment_key is not None:
             store.enrolment_key = enrolment_key
@@ -217,9 +222,11 @@ class ServeConfig:
     workers: int = 1
     log_json: bool = False
 
-    def pool(self) -> dict[str, int]:
+    def pool(self) -> dict[str, Any]:
         """A worker's pool: its share of ``db_connections``, ``pool_size`` kept open (10 by
-        default) and the rest of the share opened under a surge."""
+        default) and the rest of the share opened under a surge (SQLite: one file, no pool)."""
+        if self.db_url.startswith("sqlite") or "://" not in self.db_url:
+            return {}
         share = max(2, self.db_connections // max(1, self.workers))
         size = min(self.pool_size or 10, share)
         return {"pool_size": size, "max_overflow": share - size}
@@ -240,14 +247,11 @@ def app_from_env() -> ASGIApp:
     config = ServeConfig.from_env()
     if config.log_json:
         configure_logging(json_lines=True)
-    pool: dict[str, Any] = config.pool()
-    if config.db_url.startswith("sqlite") or "://" not in config.db_url:
-        pool = {}  # SQLite: one file, no pool to size
     store = CentralStore(
         config.db_url,
         enrolment_key=config.enrolment_key,
         clock_skew=dt.timedelta(minutes=config.clock_skew_minutes),
-        **pool,
+        **config.pool(),
     )
     return build_asgi(store, FaultInjector(enabled=config.faults))[1]
 
