@@ -29,10 +29,18 @@ def refused(r: subprocess.CompletedProcess[str], text: str) -> None:
 
 
 def test_a_counter_day(home: Path) -> None:
+    """One teller's day through the command line, step by step (each step a function below)."""
     card1, card2 = str(home / "card1.json"), str(home / "card2.json")
     r = cv(home, "shift", "open", "--float", "100")
     assert r.returncode == 0 and "100.00" in r.stdout, r.stderr
+    first_serial = _first_purchase(home, card1)
+    _sell_reverse_and_resell(home, card1)
+    _replace_and_rewrite(home, card1, card2, first_serial)
+    _crash_and_recover(home, card2)
+    _remote_then_close(home)
 
+
+def _first_purchase(home: Path, card1: str) -> str:
     # a first card with its first purchase (arrears and fees are collected first)
     out = ok_json(
         cv(
@@ -51,7 +59,10 @@ def test_a_counter_day(home: Path) -> None:
     assert (first["state"], first["purchase_count"], first["amount_fen"]) == ("completed", 1, 5000)
     assert (first["arrears_fen"], first["fees_fen"], first["credit_fen"]) == (3000, 500, 1500)
     assert out["customer"]["card_serial"] == first["customer"]["card_serial"]
+    return str(first["customer"]["card_serial"])
 
+
+def _sell_reverse_and_resell(home: Path, card1: str) -> None:
     # the meter has not loaded purchase 1 yet
     sell = ("sell", "--customer", CUSTOMER, "--image", card1)
     refused(cv(home, *sell, "--amount", "30"), "insert the card into the meter first")
@@ -88,6 +99,9 @@ def test_a_counter_day(home: Path) -> None:
     r = cv(home, "reverse", out["sale_id"], "--image", card1, "--approver", "s01")
     refused(r, "someone other than")
 
+
+def _replace_and_rewrite(home: Path, card1: str, card2: str, first_serial: str) -> None:
+    sell = ("sell", "--customer", CUSTOMER, "--image", card1)
     # a replacement card carries purchase 2; the old card is refused from now on
     out = ok_json(
         cv(
@@ -102,7 +116,7 @@ def test_a_counter_day(home: Path) -> None:
             "--json",
         )
     )
-    assert out["fee_fen"] == 2000 and out["card_serial"] != first["customer"]["card_serial"]
+    assert out["fee_fen"] == 2000 and out["card_serial"] != first_serial
     refused(cv(home, *sell, "--amount", "20"), "blacklisted")
 
     # the meter loads purchase 2 from the new card; a card that lost its write is rewritten
@@ -115,6 +129,10 @@ def test_a_counter_day(home: Path) -> None:
     out = ok_json(cv(home, "rewrite", "--customer", CUSTOMER, "--image", card2, "--json"))
     assert (out["sale_id"], out["purchase_count"]) == (third["sale_id"], 3)
 
+
+def _crash_and_recover(home: Path, card2: str) -> None:
+    meter = ("meter", "insert", "--meter-state", str(home / "meter.json"), "--image", card2)
+    sell2 = ("sell", "--customer", CUSTOMER, "--image", card2)
     # the process dies after writing the card: at start the sale is in doubt, the card decides
     assert run(home, *meter).returncode == 0
     r = cv(home, *sell2, "--amount", "7", env={"CARDVEND_CRASH_AT": "written"})
@@ -127,6 +145,8 @@ def test_a_counter_day(home: Path) -> None:
     r = cv(home, "recover")
     assert r.returncode == 0 and "No sale is unresolved." in r.stdout, r.stderr
 
+
+def _remote_then_close(home: Path) -> None:
     # a remote fee-control customer pays without a card; an offline limit needs an override
     settings = Settings.load(home / "config" / "settings.json")
     settings.set(OFFLINE_MAX_AMOUNT.key, 1)

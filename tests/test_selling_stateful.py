@@ -75,6 +75,9 @@ from tests.rigs.selling_model import (
     SELL_POINTS,
     WRITE_FIRST_APDU,
     Killed,
+    SaleRow,
+    Snapshot,
+    Transfer,
     event,
     kill_at,
     read_card,
@@ -391,7 +394,6 @@ class SellingMachine(LifecycleRules):
     def invariants_hold(self) -> None:
         self.steps += 1
         s = self.snap = self.observe()
-        card, c = s.card, s.card.count
         self._follow_cash(s)
         completed = s.by_state(COMPLETED)
         unresolved = s.unresolved
@@ -405,6 +407,18 @@ class SellingMachine(LifecycleRules):
         assert len(unresolved) <= 1, "two sales in progress for one customer"
         for sale in unresolved:
             assert sale.count == s.ledger_count + 1
+        live = self._meters_hold(s, completed, unresolved, by_tag)
+        transfer = self._card_holds(s, completed, unresolved, live, by_tag)
+        self._money_holds(s, completed, unresolved, transfer)
+
+    def _meters_hold(
+        self,
+        s: Snapshot,
+        completed: list[SaleRow],
+        unresolved: list[SaleRow],
+        by_tag: dict[Any, SaleRow],
+    ) -> dict[int, SaleRow]:
+        """What the meters loaded; answers the live sale of each purchase count."""
 
         # the current meter: what the model saw it load and use is what its state file says
         assert s.meter_remaining == sum(x[2] for x in self.loaded) - self.charged
@@ -430,6 +444,18 @@ class SellingMachine(LifecycleRules):
         sale_loads = [x[0] for x in (*self.retired_loads, *self.loaded) if x[1] in by_tag]
         assert len(sale_loads) == len(set(sale_loads)), "a purchase loaded by two meters"
         assert self.credited == delivered
+        return live
+
+    def _card_holds(
+        self,
+        s: Snapshot,
+        completed: list[SaleRow],
+        unresolved: list[SaleRow],
+        live: dict[int, SaleRow],
+        by_tag: dict[Any, SaleRow],
+    ) -> Transfer | None:
+        """The card against the meter and the ledger; answers the transfer the card holds."""
+        card, c = s.card, s.card.count
 
         # the meter credits a purchase only once the write-back announcing it is on the card
         # (bug 5): a write-back of this meter on the card never trails what the meter credited
@@ -455,6 +481,17 @@ class SellingMachine(LifecycleRules):
             assert (c, card.amount) == (transfer.count, transfer.amount), (card, transfer)
         elif c:
             assert card.tag is not None and live.get(c) == by_tag.get(card.tag), "unknown sale"
+        return transfer
+
+    def _money_holds(
+        self,
+        s: Snapshot,
+        completed: list[SaleRow],
+        unresolved: list[SaleRow],
+        transfer: Transfer | None,
+    ) -> None:
+        """Cash taken against credit delivered, waiting, owed and handed back; the drawer."""
+        card, c = s.card, s.card.count
 
         # money: cash taken (completed and reversed sales; a failed sale took none) and the
         # cash of a sale in doubt that reached the card or the meter = credit delivered to a

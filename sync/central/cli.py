@@ -374,6 +374,23 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "central", help=_("the reference central marketing system (for tests and demos)")
     )
     csub = p.add_subparsers(dest="central_command", required=True, metavar="COMMAND")
+    _register_serve(csub)
+    from sync.central import cli_control, cli_sms, cli_stats
+
+    cli_sms.register(csub)
+    _register_admin(csub)
+    cli_control.register(csub)
+    cli_stats.register(csub)  # central stats (sync/central/cli_stats.py)
+    _register_offices_and_counters(csub)
+    from sync.central import cli_channels
+
+    cli_channels.register(csub, _db_option)
+    from sync.central import cli_tasks
+
+    cli_tasks.register(csub, _db_option)  # central tasks (sync/central/cli_tasks.py)
+
+
+def _register_serve(csub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     q = csub.add_parser("serve", help=_("serve the central system's contract over HTTP"))
     q.add_argument("--port", type=int, default=0, help=_("TCP port; 0 picks a free one"))
     q.add_argument("--host", default="127.0.0.1", help=_("address to listen on"))
@@ -423,7 +440,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         action="store_true",
         help=_("log one JSON object per line on stderr, with each request's id"),
     )
-    from sync.central import cli_control, cli_stats
+    from sync.central import cli_control
 
     cli_control.control_options(q)
     q.add_argument(
@@ -434,10 +451,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help=_("seconds between runs of the control loop (with --terminals; default 10)"),
     )
     q.set_defaults(func=cmd_central_serve)
-    from sync.central import cli_sms
 
-    cli_sms.register(csub)
 
+def _register_admin(csub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     q = csub.add_parser(
         "enrol",
         help=_("issue a one-time enrolment code with which a counter registers (again)"),
@@ -450,9 +466,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     q.set_defaults(func=cmd_central_enrol)
 
-    cli_control.register(csub)
-    cli_stats.register(csub)  # central stats (sync/central/cli_stats.py)
 
+def _register_offices_and_counters(
+    csub: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> None:
     q = csub.add_parser("offices", help=_("the offices the station serves, with their region"))
     osub = q.add_subparsers(dest="offices_command", required=True, metavar="COMMAND")
     r = osub.add_parser("add", help=_("add an office, or change its name and region"))
@@ -478,9 +495,3 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     r.add_argument("counter_id", metavar="COUNTER_ID")
     _db_option(r)
     r.set_defaults(func=cmd_counters_revoke)
-    from sync.central import cli_channels
-
-    cli_channels.register(csub, _db_option)
-    from sync.central import cli_tasks
-
-    cli_tasks.register(csub, _db_option)  # central tasks (sync/central/cli_tasks.py)
