@@ -19,7 +19,13 @@ from alembic.script import ScriptDirectory
 
 from app.clock import FixedClock
 from app.errors import SchemaTooNew, StationSchemaTooNew
-from app.persistence.db import MIGRATIONS_DIR, Database, make_engine
+from app.persistence.db import (
+    MIGRATIONS_DIR,
+    Database,
+    known_revisions,
+    make_engine,
+    stamped_revisions,
+)
 from app.persistence.models import Base
 from app.services import audit as audit_service
 from sync.central import models as central_models
@@ -189,6 +195,19 @@ def test_a_newer_counter_database_is_refused_not_downgraded(empty_db: Database) 
     assert empty_db.current_revision() == "9999"  # nothing was changed
     with empty_db.read() as session:  # the tables are all there: nothing was dropped
         assert session.execute(sa.text("SELECT count(*) FROM customers")).scalar() == 0
+
+
+def test_the_quick_revision_check_knows_what_alembic_knows(empty_db: Database) -> None:
+    """A command checks the database's revision without loading Alembic: the revisions it
+    reads from the scripts are Alembic's, for the counter's and the station's migrations."""
+    for location in (MIGRATIONS_DIR, schema.MIGRATIONS_DIR):
+        assert known_revisions(location / "versions") == set(_chain(location))
+    with empty_db.engine.connect() as conn:
+        assert stamped_revisions(conn) == []
+    empty_db.migrate()
+    with empty_db.engine.connect() as conn:
+        assert stamped_revisions(conn) == [_chain(MIGRATIONS_DIR)[-1]]
+    empty_db.check_revision()  # the newest revision passes
 
 
 def test_the_command_line_refuses_a_newer_database(tmp_path: Path) -> None:
