@@ -44,9 +44,12 @@ def _english() -> Iterator[None]:
     set_language("en")
 
 
+DEMO_LOADED_AT = dt.datetime(2026, 3, 1, 9, 0, tzinfo=dt.UTC)
+
+
 @pytest.fixture
 def clock() -> FixedClock:
-    return FixedClock(dt.datetime(2026, 3, 1, 9, 0, tzinfo=dt.UTC))
+    return FixedClock(DEMO_LOADED_AT)
 
 
 @contextmanager
@@ -119,10 +122,29 @@ def db(empty_db: Database, _migrated_sqlite: Path) -> Database:
     return empty_db
 
 
-@pytest.fixture
-def demo_db(db: Database, clock: FixedClock) -> Database:
+@pytest.fixture(scope="session")
+def _demo_sqlite(_migrated_sqlite: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The migrated SQLite file with the demo data loaded at :data:`DEMO_LOADED_AT`, which
+    ``demo_db`` copies (the demo's five operators cost five password derivations, about 0.2 s,
+    which a thousand tests would pay again for the same rows)."""
     from app.services.demo import load_demo
 
+    path = tmp_path_factory.mktemp("demo") / "cardvend.db"
+    shutil.copyfile(_migrated_sqlite, path)
+    template = Database(str(path))
+    load_demo(template, FixedClock(DEMO_LOADED_AT))
+    template.dispose()
+    return path
+
+
+@pytest.fixture
+def demo_db(db: Database, clock: FixedClock, _demo_sqlite: Path) -> Database:
+    from app.services.demo import load_demo
+
+    if db.dialect == "sqlite" and db.url.database and clock.now() == DEMO_LOADED_AT:
+        db.dispose()
+        shutil.copyfile(_demo_sqlite, db.url.database)  # what load_demo(db, clock) writes
+        return db
     load_demo(db, clock)
     return db
 
