@@ -12,8 +12,9 @@
 
 For the addressed meter:
 
-* read (0x11): the value from :class:`~cardio.dlt645.registers.MeterRegisters`; a block sends its
-  members up to the first one the meter does not have.  Unknown identifiers, and data the meter
+* read (0x11): the value from :class:`~cardio.dlt645.registers.MeterRegisters`; a block is the
+  meter's value for the block when it has one (read at one moment), else its members up to
+  the first one the meter does not have.  Unknown identifiers, and data the meter
   does not have, get an error reply with ``NO_DATA``.  An answer longer than ``max_data`` bytes
   goes out in follow-up frames (bit 5 set), which the master asks for with 0x12 and the
   sequence number 1, 2, ...; a sequence number out of turn gets ``NO_DATA``;
@@ -199,8 +200,8 @@ def _encoded(meter: MeterRegisters, di: D.DataId[Any]) -> bytes | None:
     """The bytes the meter sends for ``di``; ``None`` when it has no such data. A value its
     register cannot carry (a negative remaining amount) is logged and not sent."""
     try:
-        if not di.members:
-            value = meter.value(di)
+        value = meter.value(di)  # a block too: a meter may read it whole, at one moment
+        if value is not None or not di.members:
             return None if value is None else di.encode(value)
         parts = []
         for member in di.members:

@@ -144,7 +144,10 @@ class FleetMeter(MemoryMeter):
 
     def value(self, di: D.DataId[T]) -> T | None:
         found: Any
-        if di.code in (D.POSITIVE_ENERGY.code, D.COMBINED_ENERGY.code):
+        if di.code in (D.POSITIVE_ENERGY_BLOCK.code, D.COMBINED_ENERGY_BLOCK.code):
+            rates = self.energy_by_rate()  # the total and its rates settled to one moment
+            found = (sum(rates), *rates)
+        elif di.code in (D.POSITIVE_ENERGY.code, D.COMBINED_ENERGY.code):
             found = sum(self.energy_by_rate())
         elif di.code in _RATE_INDEX:
             found = self.energy_by_rate()[_RATE_INDEX[di.code]]
