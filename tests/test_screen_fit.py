@@ -23,13 +23,13 @@ ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.gui
 
 
-def tour_at(width: int, height: int) -> dict[str, Any]:
+def tour_at(width: int, height: int, *args: str) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CARDVEND_")}
     env["QT_QPA_PLATFORM"] = "xcb"
     run = subprocess.run(
         [
             "xvfb-run", "-a", "-s", f"-screen 0 {width}x{height}x24",
-            sys.executable, "-m", "tests.screenshots", "--check",
+            sys.executable, "-m", "tests.screenshots", "--check", *args,
         ],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=280,
     )  # fmt: skip
@@ -40,8 +40,9 @@ def tour_at(width: int, height: int) -> dict[str, Any]:
 
 
 @pytest.mark.skipif(shutil.which("xvfb-run") is None, reason="xvfb-run is not installed")
-def test_every_page_for_every_role_fits_1366_by_768() -> None:
-    result = tour_at(1366, 768)
+@pytest.mark.parametrize("lang", ["zh_CN", "en"])  # a language each: two workers share the tour
+def test_every_page_for_every_role_fits_1366_by_768(lang: str) -> None:
+    result = tour_at(1366, 768, "--lang", lang)
     assert result["screen"] == [1366, 768]
     assert result["problems"] == [], "\n".join(result["problems"])
     assert result["returncode"] == 0
