@@ -158,6 +158,9 @@ class Server:
 
 
 def postgres_cpu_seconds() -> float:
+    """The CPU seconds of PostgreSQL's processes so far: the live ones, and the backends that
+    ended (the postmaster's reaped children: a connection closed during the window, an overflow
+    connection of a pool, took its CPU time with it from the live sum)."""
     import psutil
 
     total = 0.0
@@ -165,7 +168,7 @@ def postgres_cpu_seconds() -> float:
         if p.info["name"] in ("postgres", "postmaster"):
             try:
                 t = p.cpu_times()
-                total += t.user + t.system
+                total += t.user + t.system + t.children_user + t.children_system
             except psutil.Error:
                 pass
     return total
