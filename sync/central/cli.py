@@ -374,20 +374,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "central", help=_("the reference central marketing system (for tests and demos)")
     )
     csub = p.add_subparsers(dest="central_command", required=True, metavar="COMMAND")
-    _register_serve(csub)
-    from sync.central import cli_control, cli_sms, cli_stats
+    from sync.central import cli_channels, cli_control, cli_sms, cli_stats, cli_tasks
 
+    _register_serve(csub)
     cli_sms.register(csub)
     _register_admin(csub)
     cli_control.register(csub)
-    cli_stats.register(csub)  # central stats (sync/central/cli_stats.py)
+    cli_stats.register(csub)
     _register_offices_and_counters(csub)
-    from sync.central import cli_channels
-
     cli_channels.register(csub, _db_option)
-    from sync.central import cli_tasks
-
-    cli_tasks.register(csub, _db_option)  # central tasks (sync/central/cli_tasks.py)
+    cli_tasks.register(csub, _db_option)
 
 
 def _register_serve(csub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
