@@ -113,7 +113,10 @@ def children_peak_rss_mb() -> float:
 
 # Runs main.main(argv) in this very process and, at exit, writes its own resource usage to the
 # file named by the first argument: ``python -c RUSAGE_LAUNCHER OUT.json ARGS...`` is the
-# process ``python main.py ARGS...`` with its peak RSS measured alone.
+# process ``python main.py ARGS...`` with its peak RSS measured alone.  On Linux the peak is
+# VmHWM (the high-water mark of this program's own memory): ru_maxrss keeps the peak of the
+# process image before exec too, so a child of a large parent (``make bench`` runs every bench
+# in one process) would report the parent's size.
 RUSAGE_LAUNCHER = """\
 import json, resource, sys
 out = sys.argv[1]
@@ -124,8 +127,16 @@ try:
     rc = main.main(sys.argv[1:])
 finally:
     ru = resource.getrusage(resource.RUSAGE_SELF)
+    peak = ru.ru_maxrss
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    peak = int(line.split()[1])  # kB, as ru_maxrss on Linux
+    except OSError:
+        pass
     with open(out, "w", encoding="utf-8") as f:
-        json.dump({"ru_maxrss": ru.ru_maxrss, "ru_utime": ru.ru_utime, "ru_stime": ru.ru_stime,
+        json.dump({"ru_maxrss": peak, "ru_utime": ru.ru_utime, "ru_stime": ru.ru_stime,
                    "platform": sys.platform}, f)
 sys.exit(rc)
 """
