@@ -31,7 +31,11 @@ lag of its event loop are reported with every run: a loop lag of more than a few
 one core would mean the generator, not the server, sets the pace.
 
     python -m tests.bench.bench_central_load [--counters 2000] [--seconds 60] [--workers 1,2,4]
-        [--baseline-rev REV] [--quick] [--interval S]
+        [--baseline-rev REV] [--quick] [--interval S] [--rate R | --rate R1,R2,...]
+
+Several rates sweep the offered load: a run each, then a ``central_load_capacity`` line with
+the highest rate whose 500-sale batches kept the p99 target (the latency this machine holds
+at each load, rather than one overloaded figure).
 """
 
 from __future__ import annotations
@@ -378,17 +382,19 @@ def run(
     big_share: float = 1 / 3,
     interval: float | None = None,
     data_dir: Path | None = None,
+    sweep: tuple[float, ...] = (),
 ) -> list[dict[str, Any]]:
     """The load runs against this tree's server for each worker count (skipped, with the
-    reason, when it has no ``--workers``), then against ``baseline_rev``'s server."""
+    reason, when it has no ``--workers``), then against ``baseline_rev``'s server.  With
+    ``sweep`` (offered rates), each worker count runs at each rate instead, and a
+    ``central_load_capacity`` line says the highest rate that kept the latency target."""
     work = (data_dir or ROOT / "bench-data") / "central-load"
     work.mkdir(parents=True, exist_ok=True)
     # the offered load: the target's rate for the full 2,000 counters plus a fifth, scaled
     offered = rate if rate is not None else TARGET_RATE * 1.2 * counters / FULL_COUNTERS
-    common = {
+    common: dict[str, Any] = {
         "counters": counters,
         "seconds": seconds,
-        "rate": offered,
         "big_share": big_share,
         "interval": interval or (QUICK_INTERVAL if counters <= QUICK_COUNTERS else FULL_INTERVAL),
         "work": work,
@@ -421,12 +427,27 @@ def run(
                 )
             )
             continue
+        if sweep:
+            out += _sweep(n if multi else None, sweep, common)
+            continue
         out.append(
-            run_one(label=f"worktree-w{n}", cwd=ROOT, workers=n if multi else None, **common)
+            run_one(
+                label=f"worktree-w{n}",
+                cwd=ROOT,
+                workers=n if multi else None,
+                rate=offered,
+                **common,
+            )
         )
     if baseline_rev:
         with exported(baseline_rev) as tree:
-            rec = run_one(label=f"baseline-{baseline_rev[:10]}", cwd=tree, workers=None, **common)
+            rec = run_one(
+                label=f"baseline-{baseline_rev[:10]}",
+                cwd=tree,
+                workers=None,
+                rate=offered,
+                **common,
+            )
         out.append(rec)
         mine = [r for r in out[:-1] if "applied_sales_per_s" in r]
         if mine and rec["applied_sales_per_s"]:
@@ -453,6 +474,44 @@ def run(
     return out
 
 
+def _sweep(
+    workers: int | None, rates: tuple[float, ...], common: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """One run per offered rate (lowest first), then the capacity line: the highest rate at
+    which the 500-sale batches kept their p99 target with no error and nothing lost."""
+    runs = [
+        run_one(
+            label=f"worktree-w{workers or 1}-r{rate:g}",
+            cwd=ROOT,
+            workers=workers,
+            rate=rate,
+            **common,
+        )
+        for rate in sorted(rates)
+    ]
+    kept = [
+        r
+        for r in runs
+        if r["batch500_n"]
+        and r["batch500_p99_ms"] <= TARGET_P99_BIG_MS
+        and r["errors"] == 0
+        and r["intact"]
+    ]
+    best = max(kept, key=lambda r: r["applied_sales_per_s"], default=None)
+    capacity = {
+        "bench": "central_load_capacity",
+        "workers": workers,
+        "counters": common["counters"],
+        "round_interval_s": common["interval"],
+        "rates": {f"{r['offered_sales_per_s']:g}": r["batch500_p99_ms"] for r in runs},
+        "applied_sales_per_s_at_target": best["applied_sales_per_s"] if best else 0,
+        "target": f">= {TARGET_RATE:.0f} sales/s with a 500-sale batch p99 <= "
+        f"{TARGET_P99_BIG_MS:.0f} ms",
+    }
+    capacity["ok"] = capacity["applied_sales_per_s_at_target"] >= TARGET_RATE
+    return [*runs, emit(capacity)]
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="200 counters for 10 s, one worker")
@@ -462,7 +521,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--baseline-rev", help=f"also run the server of this git revision "
                    f"(e.g. {BASELINE_REV[:7]}, the standard-library server)")  # fmt: skip
     p.add_argument("--baseline-only", action="store_true", help="only the baseline run")
-    p.add_argument("--rate", type=float, help="sales offered per second (all counters)")
+    p.add_argument(
+        "--rate",
+        help="sales offered per second (all counters); several, comma-separated, sweep them "
+        "and report the highest that keeps the latency target",
+    )
     p.add_argument("--big-share", type=float, default=1 / 3)
     p.add_argument("--interval", type=float, help="seconds between a counter's rounds")
     a = p.parse_args(argv)
@@ -471,12 +534,14 @@ def main(argv: list[str] | None = None) -> int:
     workers = tuple(int(w) for w in a.workers.split(",") if w.strip())
     if a.quick and a.workers == "1,2,4":
         workers = (1,)
+    rates = tuple(float(r) for r in (a.rate or "").split(",") if r.strip())
     run(
         counters=counters,
         seconds=seconds,
         workers=() if a.baseline_only else workers,
         baseline_rev=a.baseline_rev,
-        rate=a.rate,
+        rate=rates[0] if len(rates) == 1 else None,
+        sweep=rates if len(rates) > 1 else (),
         big_share=a.big_share,
         interval=a.interval,
     )
