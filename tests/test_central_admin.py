@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 import requests
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import create_engine, inspect, select, text
 
 from sync import contract as c
-from sync.central import CentralServer, CentralStore, schema
+from sync.central import CentralServer, CentralStore, Counter, schema
 from sync.central import models as m
 from sync.central import seed as central_seed
 from tests.conftest import PG_URL, pg_schema
@@ -176,3 +176,53 @@ def test_offices_and_counters_on_the_command_line(tmp_path: Path, lang: str) -> 
     store.dispose()
     with create_engine(f"sqlite:///{db}").connect() as conn:
         assert conn.execute(select(m.counters.c.revoked_at)).scalar() is not None
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_c0010_gives_the_remote_statuses_held_their_counter(kind: str, tmp_path: Path) -> None:
+    """A station at c0009 holding a remote purchase: c0010 fills in the status's counter from
+    its sale, and the pull of that counter (only) lists it; the downgrade takes the column
+    back."""
+    from alembic import command
+
+    from app.persistence.db import make_engine
+    from tests.conftest import station_db
+
+    with station_db(kind, tmp_path) as url:
+        engine = make_engine(url)
+        try:
+            schema.upgrade(engine, "c0009")
+            with engine.begin() as conn:
+                conn.execute(
+                    text(
+                        "INSERT INTO central_sales (id, counter_id, customer_no, kind, state, "
+                        "credit, body, body_hash, received_at, reversed, seq) VALUES ('00000000-0000-4000-8000-0000000000a1', "
+                        "'C7', '100000000010', 'remote', 'completed', 500, '{}', 'h', "
+                        "'2026-03-01 09:00:00.000000', false, 1)"
+                    )
+                )
+                conn.execute(
+                    text(
+                        "INSERT INTO central_remote_status (sale_id, status, reason, seq) "
+                        "VALUES ('00000000-0000-4000-8000-0000000000a1', 'issued', '', 4)"
+                    )
+                )
+            store = CentralStore(url, engine=engine)  # upgrades to the head
+            with engine.connect() as conn:
+                held = conn.execute(text("SELECT counter_id FROM central_remote_status")).all()
+            assert [tuple(r) for r in held] == [("C7",)]
+            mine = store.remote_page(Counter("C7", "DEMO"))
+            assert [(s.sale_id, s.status, s.seq) for s in mine.items] == [
+                ("00000000-0000-4000-8000-0000000000a1", "issued", 4)
+            ]
+            assert store.remote_page(Counter("C8", "DEMO")).items == []
+            with engine.connect() as conn:
+                command.downgrade(schema._config(conn), "c0009")
+                conn.commit()
+            with engine.connect() as conn:
+                columns = {
+                    col["name"] for col in inspect(conn).get_columns("central_remote_status")
+                }
+            assert "counter_id" not in columns
+        finally:
+            engine.dispose()

@@ -247,7 +247,14 @@ def _apply_sales(batch: _Batch, posted: Sequence[Posted], skew: dt.timedelta) ->
         rows.sales.append(_sale_row(batch.tx, p, sale, review, sale.id in world.reversed_before))
         if sale.kind == "remote" and sale.state == "completed":
             status, reason = _remote_status(cust, review)
-            rows.remote.append({"sale_id": sale.id, "status": status, "reason": reason})
+            rows.remote.append(
+                {
+                    "sale_id": sale.id,
+                    "status": status,
+                    "reason": reason,
+                    "counter_id": sale.counter_id,
+                }
+            )
         held[p.id] = (p.hash, review)
         batch.results[p.index] = c.ItemResult(id=sale.id, status="created", review=review)
     if rows.sales:

@@ -309,9 +309,18 @@ class CentralChanges(StoreBase):
                 .values(status=status, reason=reason, seq=seq)
             )
             if not done.rowcount:
+                counter_id = tx.conn.scalar(
+                    select(m.sales.c.counter_id).where(m.sales.c.id == sale_id)
+                )
+                if counter_id is None:
+                    raise KeyError(sale_id)
                 tx.conn.execute(
                     insert(m.remote_status).values(
-                        sale_id=sale_id, status=status, reason=reason, seq=seq
+                        sale_id=sale_id,
+                        status=status,
+                        reason=reason,
+                        seq=seq,
+                        counter_id=counter_id,
                     )
                 )
 

@@ -216,6 +216,8 @@ remote_status = Table(
     Column("status", String(8), nullable=False),  # queued | issued | failed
     Column("reason", String(200), nullable=False, default=""),
     Column("seq", BigInteger, nullable=False, unique=True),
+    # the sale's counter, kept here so that a counter's pull walks its own rows (c0010)
+    Column("counter_id", String(32), nullable=False),
 )
 
 jobs = Table(
@@ -283,6 +285,7 @@ idempotency_keys = Table(
 
 # pulls filter by counter / office and walk by seq
 Index("ix_central_sales_counter_seq", sales.c.counter_id, sales.c.seq)
+Index("ix_central_remote_status_counter_seq", remote_status.c.counter_id, remote_status.c.seq)
 Index("ix_central_jobs_office_seq", jobs.c.office_code, jobs.c.seq)
 Index("ix_central_customers_office_seq", customers.c.office_code, customers.c.seq)
 Index("ix_central_refusals_counter_at", refusals.c.counter_id, refusals.c.at)
