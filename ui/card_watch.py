@@ -14,7 +14,8 @@ Every change becomes ``shell.card_events.changed`` ("inserted"/"removed", reader
 
 :meth:`CardWatch.terminal` is called on the card thread (``ops.card``). With a reader it keeps
 one connection per inserted card (opening one loads the key provider), dropped when the card
-leaves or a card operation fails (:meth:`CardWatch.reset`).
+leaves or a card operation fails (:meth:`CardWatch.reset`); a connection opened while the card
+changed is closed at once and the card now in opened again, so none is left holding the reader.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Signal, Slot
 
+from app.domain.card import CardRemoved, NoReader
 from app.i18n import N_, _, translate
 from app.ports import CardEvent, CardEventKind, CardTerminal, CardTray, TrayCard
 from app.settings import CARD_READER, TRAINING_MODE
@@ -34,6 +36,7 @@ log = logging.getLogger(__name__)
 
 READER, TRAY, NONE = "reader", "tray", "none"
 TRAY_READER = N_("training card tray")  # the tray's reader, for a tray without events
+OPEN_ATTEMPTS = 3  # opening the card again when it changed while its connection was being opened
 
 Done = Callable[[Any], None]
 Failed = Callable[[BaseException], None]
@@ -65,6 +68,7 @@ class CardWatch(QObject):
         self._lock = threading.Lock()
         self._terminal: CardTerminal | None = None
         self._generation = 0  # bumped whenever the card changes
+        self._stopped = False
         self._stop: Callable[[], None] | None = None
         self._port: Any = None
         self._tray_events = False
@@ -108,6 +112,8 @@ class CardWatch(QObject):
             self._status(_("No card reader configured"))
 
     def stop(self) -> None:
+        with self._lock:
+            self._stopped = True
         stop, self._stop = self._stop, None
         if stop is not None:
             try:
@@ -178,15 +184,28 @@ class CardWatch(QObject):
             return self.tray.terminal()
         if self.mode == NONE:
             return self.shell.ctx.open_terminal()  # type: ignore[no-any-return]
-        with self._lock:
-            if self._terminal is not None:
-                return self._terminal
-            generation = self._generation
-        terminal = self.shell.ctx.open_terminal(self.reader_name, None)
-        with self._lock:
-            if generation == self._generation and self._terminal is None:
-                self._terminal = terminal
-        return terminal  # type: ignore[no-any-return]
+        for _attempt in range(OPEN_ATTEMPTS):
+            with self._lock:
+                if self._terminal is not None:
+                    return self._terminal
+                if self._stopped:
+                    raise NoReader()
+                generation = self._generation
+            terminal: CardTerminal = self.shell.ctx.open_terminal(self.reader_name, None)
+            with self._lock:
+                kept = (
+                    not self._stopped and generation == self._generation and self._terminal is None
+                )
+                if kept:
+                    self._terminal = terminal
+            if kept:
+                return terminal
+            # the card changed (or the window stopped watching) while this connection was being
+            # opened: it is closed here, since a connection nobody keeps would hold the reader
+            # (in use for every other program) until the counter program ends; the card now in
+            # is opened again
+            close_terminal(terminal)
+        raise CardRemoved()
 
     def reset(self) -> None:
         """Forget the open card connection (the card left, or an operation on it failed); it

@@ -1,0 +1,103 @@
+"""The window's card connection (ui/card_watch.py) when the card changes while it is being
+opened: the connection opened across the change is closed at once, never left holding the
+reader (a held reader is "in use" for every other program until the counter program ends), and
+the card now in is opened again.  The card is an emulated user card behind the real terminal;
+the change is the window's own ``reset`` (what a card-removed event does), made while the
+terminal is being opened."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.domain.card import CardRemoved, NoReader
+from app.ports import CardTerminal
+from app.settings import CARD_READER
+from cardio import wiring
+from cardio.emulator import CardImage
+from tests.rigs.sale_window import main_window, make_ctx, sign_in
+
+READER = "Counter reader 0"
+
+
+class Opened:
+    """The terminals the window opened, each noted as closed when it is."""
+
+    def __init__(self) -> None:
+        self.terminals: list[CardTerminal] = []
+        self.closed: list[CardTerminal] = []
+
+
+def watched_window(
+    qtbot: Any, tmp_path: Path, during_open: Callable[[Any, int], None]
+) -> tuple[Any, Opened]:
+    ctx = make_ctx(tmp_path / "home", **{CARD_READER.key: READER})
+    image = tmp_path / "card.json"
+    serial = b"\x01" * 8
+    master = wiring.load_master_keys(ctx)
+    keys = master.diversified_card_keys(serial)
+    CardImage.blank(serial, {int(r): k for r, k in keys.items()}).save(image)
+    real = ctx.terminal_factory
+    assert real is not None
+    opened = Opened()
+    window: Any = None
+
+    def factory(reader: str | None, _image: str | None) -> CardTerminal:
+        assert reader == READER
+        terminal = real(None, str(image))
+        close = terminal.close
+
+        def closing() -> None:
+            opened.closed.append(terminal)
+            close()
+
+        terminal.close = closing  # type: ignore[method-assign]
+        opened.terminals.append(terminal)
+        during_open(window, len(opened.terminals))
+        return terminal
+
+    ctx.terminal_factory = factory
+    window = main_window(qtbot, ctx, sign_in(ctx, "t01"))
+    return window, opened
+
+
+def test_a_connection_opened_while_the_card_changed_is_closed_and_opened_again(
+    qtbot: Any, tmp_path: Path
+) -> None:
+    def change_once(window: Any, count: int) -> None:
+        if count == 1:
+            window.card_watch.reset()  # the card left and came back while it was being opened
+
+    window, opened = watched_window(qtbot, tmp_path, change_once)
+    watch = window.card_watch
+    terminal = watch.terminal()
+    first, second = opened.terminals
+    assert terminal is second and opened.closed == [first]
+    assert watch.terminal() is second  # kept for the card now in: not opened a third time
+    assert len(opened.terminals) == 2
+    watch.stop()  # the window stops watching: the kept connection is closed
+    assert opened.closed == [first, second]
+    with pytest.raises(NoReader):
+        watch.terminal()  # nothing is opened once the window stopped watching
+    assert len(opened.terminals) == 2
+
+
+def test_a_card_that_keeps_changing_is_reported_as_taken_out_with_nothing_held(
+    qtbot: Any, tmp_path: Path
+) -> None:
+    window, opened = watched_window(qtbot, tmp_path, lambda w, _n: w.card_watch.reset())
+    with pytest.raises(CardRemoved):
+        window.card_watch.terminal()
+    assert len(opened.terminals) == 3 and opened.closed == opened.terminals
+
+
+def test_a_connection_opened_as_the_window_stops_watching_is_closed(
+    qtbot: Any, tmp_path: Path
+) -> None:
+    window, opened = watched_window(qtbot, tmp_path, lambda w, _n: w.card_watch.stop())
+    with pytest.raises(NoReader):
+        window.card_watch.terminal()
+    assert len(opened.terminals) == 1 and opened.closed == opened.terminals
