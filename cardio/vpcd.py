@@ -63,7 +63,8 @@ class VpcdCard:
     poll is never seen leaving, and pcscd then keeps answering "no smart card" for a card that is
     there (measured with pcscd 1.9.9 and vpcd 0.8); a person cannot swap a card that fast.  The
     rule holds per reader slot across all VpcdCards of the process, so a new virtual card put into
-    a slot just after another one was pulled waits too (a plain ``stop()`` is not a pull)."""
+    a slot just after another one was pulled or stopped waits too; a card served by another
+    process is not covered (wait until pcscd has seen it leave before serving the next one)."""
 
     def __init__(
         self,
@@ -121,6 +122,8 @@ class VpcdCard:
         with self._cond:
             self._stopping = True
             sock = self._sock
+            if sock is not None:  # a card that was in leaves: the next one in the slot waits
+                _mark_pulled(self.address)
             self._cond.notify_all()
         self._shutdown(sock)
         thread = self._thread

@@ -241,3 +241,38 @@ def wait_card_absent(reader: str = READER_SLOT0, timeout: float = 10.0) -> None:
                 conn.disconnect()
         time.sleep(POLL)
     raise AssertionError(f"a card stayed in {reader!r} for {timeout} s")
+
+
+def pcscd_clients() -> list[str]:
+    """The processes connected to pcscd now (``pid command``), to name whoever holds a reader
+    when a test finds it taken.  Read from ``ss -x`` (socket pairs) and /proc (socket owners);
+    an empty list where either is unavailable."""
+    socket = str(PCSCD_RUN_DIR / "pcscd.comm")
+    try:
+        out = subprocess.run(["ss", "-xan"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    peers: set[str] = set()
+    for line in out.splitlines():
+        fields = line.split()
+        # u_str ESTAB 0 0 <local path> <local inode> * <peer inode>
+        if len(fields) >= 8 and fields[4] == socket and fields[1] == "ESTAB":
+            peers.add(fields[7])
+    owners: dict[str, int] = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            for fd in (proc / "fd").iterdir():
+                with contextlib.suppress(OSError):
+                    target = os.readlink(fd)
+                    if target.startswith("socket:[") and target[8:-1] in peers:
+                        owners[target[8:-1]] = int(proc.name)
+    found = []
+    for pid in sorted(set(owners.values())):
+        try:
+            command = (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            command = b"?"
+        found.append(f"{pid} {command.decode(errors='replace').strip()[:160]}")
+    return found

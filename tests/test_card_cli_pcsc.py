@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from app.persistence.db import Database
 from app.persistence.models import AuditEntry
-from tests.pcsc_fixtures import READER_SLOT0, READER_SLOT1, Pcscd, wait_card_absent
+from tests.pcsc_fixtures import READER_SLOT0, READER_SLOT1, Pcscd
 from tests.rigs.card_process import Emulator
 from tests.rigs.cli import run
 
@@ -74,8 +74,6 @@ def test_read_issue_erase_through_pcscd_with_a_psam(home: Path) -> None:
         card.stop()
         if psam is not None:
             psam.stop()
-        wait_card_absent(READER_SLOT0)
-        wait_card_absent(READER_SLOT1)
     # the emulator persisted what the card acknowledged
     r = run(home, "card", "read", "--image", str(image), "--json")
     assert json.loads(r.stdout)["kind"] == "check"
@@ -112,7 +110,6 @@ def test_erasing_a_customers_card_with_unloaded_credit_on_a_reader(home: Path) -
         assert r.returncode == 0, r.stderr
     finally:
         card.stop()
-        wait_card_absent(READER_SLOT0)
     r = run(home, "card", "read", "--image", str(image))
     assert r.returncode == 1 and "blank" in r.stderr
 

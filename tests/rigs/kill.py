@@ -103,7 +103,12 @@ def wait_reader_ready(reader: str, timeout: float = WAIT) -> float:
             ):
                 return time.monotonic() - started
             if time.monotonic() - started > timeout:
-                raise RuntimeError(f"{reader!r} not ready after {timeout} s (state {state:#x})")
+                from tests.pcsc_fixtures import pcscd_clients
+
+                raise RuntimeError(
+                    f"{reader!r} not ready after {timeout} s (state {state:#x}); "
+                    f"connected to pcscd: {pcscd_clients()}"
+                )
             time.sleep(0.002)
     finally:
         scard.SCardReleaseContext(context)
