@@ -7,6 +7,7 @@ terminal is being opened."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -106,3 +107,31 @@ def test_no_connection_is_left_open_when_none_can_be_kept(
     with pytest.raises(error):
         window.card_watch.terminal()
     assert len(seen.terminals) == opened and seen.closed == seen.terminals
+
+
+def test_a_connection_dropped_as_the_window_closes_is_closed(qtbot: Any, tmp_path: Path) -> None:
+    """The card leaves (reset queues the close on the card thread) while the card thread is
+    still busy, and the window closes: closing cancels the queued work, and the connection is
+    closed by the watch as it stops instead."""
+    window, opened = watched_window(qtbot, tmp_path, lambda _w, _n: None)
+    watch = window.card_watch
+    terminal = watch.terminal()
+    busy = threading.Event()
+    release = threading.Event()
+
+    def card_work() -> None:
+        busy.set()
+        release.wait(10)
+
+    window.ops.card(card_work)  # the card thread is busy with the window's card work
+    assert busy.wait(10)
+    watch.reset()  # the card left: its close waits behind that work
+    assert opened.closed == []
+    releaser = threading.Timer(0.5, release.set)  # the work under way ends while it closes
+    releaser.start()
+    try:
+        window.close()
+    finally:
+        releaser.cancel()
+        release.set()
+    assert opened.closed == [terminal]

@@ -69,6 +69,7 @@ class CardWatch(QObject):
         self._terminal: CardTerminal | None = None
         self._generation = 0  # bumped whenever the card changes
         self._stopped = False
+        self._closing: list[CardTerminal] = []  # dropped connections not closed yet
         self._stop: Callable[[], None] | None = None
         self._port: Any = None
         self._tray_events = False
@@ -128,7 +129,10 @@ class CardWatch(QObject):
                 log.debug("closing the reader port failed", exc_info=True)
         with self._lock:
             old, self._terminal = self._terminal, None
-        close_terminal(old)
+            # closes that reset() queued and the window cancelled as it closed
+            pending, self._closing = self._closing, []
+        for terminal in [*pending, old]:
+            close_terminal(terminal)
 
     # ------------------------------------------------------------------ events
 
@@ -209,15 +213,25 @@ class CardWatch(QObject):
 
     def reset(self) -> None:
         """Forget the open card connection (the card left, or an operation on it failed); it
-        is closed on the card thread."""
+        is closed on the card thread, or by :meth:`stop` if the window cancelled that work as
+        it closed."""
         with self._lock:
             self._generation += 1
             old, self._terminal = self._terminal, None
+            if old is not None:
+                self._closing.append(old)
         if old is not None:
             try:
-                self.shell.ops.card(lambda: close_terminal(old))
+                self.shell.ops.card(lambda: self._close_pending(old))
             except RuntimeError:  # the window is closing: no card thread any more
-                close_terminal(old)
+                self._close_pending(old)
+
+    def _close_pending(self, terminal: CardTerminal) -> None:
+        with self._lock:
+            if not any(t is terminal for t in self._closing):
+                return  # closed already (by stop())
+            self._closing = [t for t in self._closing if t is not terminal]
+        close_terminal(terminal)
 
     # ------------------------------------------------------------------ the training tray
 
