@@ -44,6 +44,27 @@ def _english() -> Iterator[None]:
     set_language("en")
 
 
+@pytest.fixture(autouse=True)
+def _no_card_connection_left(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test on the real pcscd leaves no card connection of its own open once its fixtures
+    are torn down: a connection dropped without close() keeps the reader "in use" for every
+    other program, and a later test that waits for a free reader would fail in its place."""
+    if "pcscd" not in request.fixturenames:
+        yield
+        return
+    import gc
+
+    from cardio.pcsc import channel
+
+    before = set(map(id, channel.connected_channels()))
+    dropped = channel.dropped_connected
+    yield
+    left = [c for c in channel.connected_channels() if id(c) not in before]
+    assert not left, f"card connections left open: {left}"
+    gc.collect()  # a channel dropped without close() is counted when it is collected
+    assert channel.dropped_connected == dropped, "a card connection was dropped without close()"
+
+
 DEMO_LOADED_AT = dt.datetime(2026, 3, 1, 9, 0, tzinfo=dt.UTC)
 
 

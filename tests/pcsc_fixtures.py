@@ -276,3 +276,22 @@ def pcscd_clients() -> list[str]:
             command = b"?"
         found.append(f"{pid} {command.decode(errors='replace').strip()[:160]}")
     return found
+
+
+def card_connections_here() -> list[str]:
+    """The card connections this process holds: its channels (cardio.pcsc) and pyscard's own
+    connections (the rig's), by reader."""
+    import gc
+
+    from cardio.pcsc.channel import connected_channels
+
+    found = [repr(channel) for channel in connected_channels()]
+    with contextlib.suppress(ImportError):
+        from smartcard.pcsc.PCSCCardConnection import PCSCCardConnection
+
+        found += [
+            f"pyscard {obj.reader!s}"
+            for obj in gc.get_objects()
+            if isinstance(obj, PCSCCardConnection) and getattr(obj, "hcard", None) is not None
+        ]
+    return found

@@ -6,6 +6,7 @@ import contextlib
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -42,6 +43,19 @@ from cardio.pcsc.trace import (
 )
 
 log = logging.getLogger(__name__)
+
+# the channels of this process that are connected: one that is dropped without close() keeps
+# its reader "in use" for every other program until the process ends
+_connected: weakref.WeakSet[PcscChannel] = weakref.WeakSet()
+
+
+# how many channels were dropped while connected (closed when they were collected, see __del__)
+dropped_connected = 0
+
+
+def connected_channels() -> list[PcscChannel]:
+    """The channels of this process that are connected now (not yet closed)."""
+    return [channel for channel in list(_connected) if not channel.closed]
 
 
 def _pci_for(protocol: int) -> Any:
@@ -88,6 +102,18 @@ class PcscChannel:
         self._owner: int | None = None
         self._claims = 0
         self._locks = 0
+        _connected.add(self)
+
+    def __del__(self) -> None:
+        # a channel dropped without close() would keep its PC/SC context and card handle, so the
+        # reader stays "in use" for every other program until this one ends: closed here instead
+        if getattr(self, "_hcard", None) is None and getattr(self, "_context", None) is None:
+            return
+        global dropped_connected
+        dropped_connected += 1
+        with contextlib.suppress(Exception):
+            log.warning("%s: a card connection was dropped without close(); closed now", self)
+            self._close()
 
     def __repr__(self) -> str:
         state = "closed" if self._hcard is None else f"T={self._protocol - 1}"
@@ -290,6 +316,7 @@ class PcscChannel:
 
     def _close(self) -> None:
         hcard, self._hcard = self._hcard, None
+        _connected.discard(self)
         context, self._context = self._context, None
         if hcard is not None:
             hr = _u32(scard.SCardDisconnect(hcard, scard.SCARD_RESET_CARD))

@@ -103,11 +103,12 @@ def wait_reader_ready(reader: str, timeout: float = WAIT) -> float:
             ):
                 return time.monotonic() - started
             if time.monotonic() - started > timeout:
-                from tests.pcsc_fixtures import pcscd_clients
+                from tests.pcsc_fixtures import card_connections_here, pcscd_clients
 
                 raise RuntimeError(
                     f"{reader!r} not ready after {timeout} s (state {state:#x}); "
-                    f"connected to pcscd: {pcscd_clients()}"
+                    f"connected to pcscd: {pcscd_clients()}; "
+                    f"card connections of this process: {card_connections_here()}"
                 )
             time.sleep(0.002)
     finally:
