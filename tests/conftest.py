@@ -62,7 +62,8 @@ def _no_card_connection_left(request: pytest.FixtureRequest) -> Iterator[None]:
     left = [c for c in channel.connected_channels() if id(c) not in before]
     assert not left, f"card connections left open: {left}"
     gc.collect()  # a channel dropped without close() is counted when it is collected
-    assert channel.dropped_connected == dropped, "a card connection was dropped without close()"
+    if request.node.get_closest_marker("drops_card_connection") is None:
+        assert channel.dropped_connected == dropped, "a card connection was dropped unclosed"
 
 
 DEMO_LOADED_AT = dt.datetime(2026, 3, 1, 9, 0, tzinfo=dt.UTC)

@@ -603,3 +603,42 @@ def test_recovers_after_pcscd_restart(
     with port.connect(READER) as channel:
         assert channel.transmit(SELECT) == (b"", 0x9000)
     cards.remove(card)
+
+
+def _in_use(reader: str) -> bool:
+    """Whether some program holds a connection to the card in ``reader`` (pcscd's view)."""
+    from smartcard import scard
+
+    hr, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
+    assert hr == scard.SCARD_S_SUCCESS
+    try:
+        hr, states = scard.SCardGetStatusChange(context, 0, [(reader, scard.SCARD_STATE_UNAWARE)])
+        assert hr == scard.SCARD_S_SUCCESS
+        return bool(int(states[0][1]) & scard.SCARD_STATE_INUSE)
+    finally:
+        scard.SCardReleaseContext(context)
+
+
+@pytest.mark.drops_card_connection
+def test_a_channel_dropped_while_connected_is_closed_when_collected(
+    port: PcscReaderPort, card: VirtualCard, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A channel nobody closed would hold the reader ("in use" for every other program) until
+    the process ends; it is closed when it is collected, with a warning."""
+    import gc
+
+    from cardio.pcsc import channel as channel_module
+
+    dropped = channel_module.dropped_connected
+    channel = port.connect(READER)
+    assert channel.transmit(SELECT) == (b"", 0x9000)
+    assert _in_use(READER)
+    with caplog.at_level(logging.WARNING, logger="cardio.pcsc.channel"):
+        del channel
+        gc.collect()
+    assert channel_module.dropped_connected == dropped + 1
+    assert "dropped without close()" in caplog.text
+    deadline = time.monotonic() + WAIT
+    while _in_use(READER) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not _in_use(READER)  # the reader is free for other programs again

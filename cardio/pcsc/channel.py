@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 # the channels of this process that are connected: one that is dropped without close() keeps
 # its reader "in use" for every other program until the process ends
 _connected: weakref.WeakSet[PcscChannel] = weakref.WeakSet()
+_connected_lock = threading.RLock()  # re-entrant: a collection may close a channel while held
 
 
 # how many channels were dropped while connected (closed when they were collected, see __del__)
@@ -55,7 +56,9 @@ dropped_connected = 0
 
 def connected_channels() -> list[PcscChannel]:
     """The channels of this process that are connected now (not yet closed)."""
-    return [channel for channel in list(_connected) if not channel.closed]
+    with _connected_lock:
+        channels = list(_connected)
+    return [channel for channel in channels if not channel.closed]
 
 
 def _pci_for(protocol: int) -> Any:
@@ -102,7 +105,8 @@ class PcscChannel:
         self._owner: int | None = None
         self._claims = 0
         self._locks = 0
-        _connected.add(self)
+        with _connected_lock:
+            _connected.add(self)
 
     def __del__(self) -> None:
         # a channel dropped without close() would keep its PC/SC context and card handle, so the
@@ -316,7 +320,8 @@ class PcscChannel:
 
     def _close(self) -> None:
         hcard, self._hcard = self._hcard, None
-        _connected.discard(self)
+        with _connected_lock:
+            _connected.discard(self)
         context, self._context = self._context, None
         if hcard is not None:
             hr = _u32(scard.SCardDisconnect(hcard, scard.SCARD_RESET_CARD))
