@@ -32,15 +32,6 @@ from cardio.crypto import challenge_iv
 
 log = logging.getLogger(__name__)
 
-FILE_NAMES = {
-    P.SFI_PARAMETERS: N_("parameter file"),
-    P.SFI_PURCHASE: N_("purchase file"),
-    P.SFI_CURRENT_TARIFF: N_("current tariff file"),
-    P.SFI_BACKUP_TARIFF: N_("backup tariff file"),
-    P.SFI_WRITE_BACK: N_("write-back file"),
-    P.SFI_JOB: N_("job file"),
-}
-
 
 class ApduTerminal:
     """One card in one reader. ``keys`` may be ``None`` for read-only use."""
@@ -165,13 +156,17 @@ class ApduTerminal:
             profile_version=fci.profile_version,
             parameters=params,
             purchase=purchase,
-            current_tariff=P.decode_tariff(raw[P.SFI_CURRENT_TARIFF], N_("current tariff file")),
-            backup_tariff=P.decode_tariff(raw[P.SFI_BACKUP_TARIFF], N_("backup tariff file")),
+            current_tariff=P.decode_tariff(
+                raw[P.SFI_CURRENT_TARIFF], P.FILE_NAMES[P.SFI_CURRENT_TARIFF]
+            ),
+            backup_tariff=P.decode_tariff(
+                raw[P.SFI_BACKUP_TARIFF], P.FILE_NAMES[P.SFI_BACKUP_TARIFF]
+            ),
             write_back=write_back,
             job=P.decode_job(raw[P.SFI_JOB]) if P.SFI_JOB in raw else None,
             write_back_genuine=genuine,
             purchase_genuine=self._check_purchase(fci.serial, purchase),
-            raw={FILE_NAMES[s]: v for s, v in raw.items()},
+            raw={P.FILE_NAMES[s]: v for s, v in raw.items()},
         )
 
     def _check_purchase(self, serial: bytes, purchase: PurchaseRecord | None) -> bool | None:
@@ -224,9 +219,9 @@ class ApduTerminal:
                     )
                 for sfi, data in files:
                     if self.read_file(sfi) != data:
-                        raise WriteVerifyFailed(file=FILE_NAMES[sfi])
+                        raise WriteVerifyFailed(file=P.FILE_NAMES[sfi])
         return WriteResult(
-            fci.serial, tuple(FILE_NAMES[sfi] for sfi, _ in files), self.apdu_count - start
+            fci.serial, tuple(P.FILE_NAMES[sfi] for sfi, _ in files), self.apdu_count - start
         )
 
     def write_back(self, wb: WriteBack, *, meter_no: str) -> CardContents:
@@ -240,7 +235,7 @@ class ApduTerminal:
             challenge = self.authenticate(fci.serial, KeyRole.METER_AUTH)
             self.secure_update(fci.serial, P.SFI_WRITE_BACK, data, challenge, KeyRole.METER_MAC)
             if self.read_file(P.SFI_WRITE_BACK) != data:
-                raise WriteVerifyFailed(file=FILE_NAMES[P.SFI_WRITE_BACK])
+                raise WriteVerifyFailed(file=P.FILE_NAMES[P.SFI_WRITE_BACK])
             return self._read_files(fci)
 
     def issue(self, kind: int) -> CardContents:

@@ -61,6 +61,11 @@ def kwh(wh: int | None) -> str:
     return "—" if wh is None else f"{wh // 1000}.{wh % 1000:03d}"
 
 
+def _meter_answer(relay: str | None, clock: str | None, energy_wh: int | None) -> dict[str, str]:
+    """The relay, clock and energy a called meter gave, as the meter texts show them."""
+    return {"relay": relay_text(relay), "clock": clock or "—", "energy": kwh(energy_wh)}
+
+
 def condition_text(
     customer_no: str,
     meter_no: str,
@@ -78,9 +83,7 @@ def condition_text(
         "kWh, status words {words}; last reading by the station {read_at}; called {fetched_at}",
         customer_no=customer_no,
         meter_no=meter_no,
-        relay=relay_text(relay),
-        clock=clock or "—",
-        energy=kwh(energy_wh),
+        **_meter_answer(relay, clock, energy_wh),
         words=" ".join(f"{w:04X}" if w is not None else "----" for w in words) or "—",
         read_at=read_at or "—",
         fetched_at=fetched_at,
@@ -96,7 +99,5 @@ def meter_line(
         "kWh",
         meter_no=meter_no,
         fetched_at=fetched_at,
-        relay=relay_text(relay),
-        clock=clock or "—",
-        energy=kwh(energy_wh),
+        **_meter_answer(relay, clock, energy_wh),
     )

@@ -18,9 +18,9 @@ import logging
 import socket
 import threading
 from collections.abc import Sequence
-from types import TracebackType
 from typing import Final, Self
 
+from app.background import Background
 from app.ports import ByteLink
 from cardio.dlt645.frame import Frame
 from cardio.dlt645.link import SerialSettings
@@ -34,26 +34,7 @@ POLL: Final = 0.1  # how often a serial server looks at its stop flag
 READ_CHUNK: Final = 4096
 
 
-class _Background:
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    def start(self) -> Self:
-        raise NotImplementedError
-
-    def stop(self) -> None:
-        raise NotImplementedError
-
-
-class SerialServer(_Background):
+class SerialServer(Background):
     """Answers frames on a serial port (opened now: a typed error names the port if it cannot)."""
 
     def __init__(self, responder: Responder, settings: SerialSettings) -> None:
@@ -104,7 +85,7 @@ class SerialServer(_Background):
             self._thread = None
 
 
-class TcpServer(_Background):
+class TcpServer(Background):
     """One TCP endpoint answering for every meter of ``responder`` (``port`` 0: any free port;
     :attr:`port` is the bound one after :meth:`start`)."""
 

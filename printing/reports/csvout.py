@@ -19,7 +19,7 @@ from printing.reports.labels import _kwh, _yuan
 
 
 def _money(name: str, fen: int | None) -> dict[str, str]:
-    return {f"{name}_yuan": _yuan(fen), f"{name}_fen": "" if fen is None else str(fen)}
+    return {f"{name}_yuan": _yuan(fen), f"{name}_fen": _opt(fen)}
 
 
 def _iso(value: dt.datetime | dt.date | None) -> str:
@@ -47,14 +47,15 @@ class _Sections:
                 fen = value if isinstance(value, int) else None
                 rows.append({"field": field, "value": _yuan(fen), "fen": _opt(fen)})
             else:
-                rows.append({"field": field, "value": "" if value is None else str(value)})
+                rows.append({"field": field, "value": _opt(value)})
         self.section("summary", rows, ("field", "value", "fen"))
 
     def text(self) -> str:
         return self.out.getvalue()
 
 
-def _opt(value: int | None) -> str:
+def _opt(value: object) -> str:
+    """A cell: empty for ``None``, else the value as text."""
     return "" if value is None else str(value)
 
 
