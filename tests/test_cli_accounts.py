@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.rigs.cli import cv, demo_with_cards, ok_json, run
+from tests.rigs.cli import cv, demo_with_cards, ok_json, open_account, run
 
 CUSTOMER = "100000000002"  # card meter, nothing owed
 OTHER = "100000000003"
@@ -30,19 +30,7 @@ def refused(r: subprocess.CompletedProcess[str], text: str) -> None:
 
 def test_pause_resume_and_close_with_the_card(home: Path) -> None:
     card = str(home / "card1.json")
-    ok_json(
-        cv(
-            home,
-            "open-account",
-            "--customer",
-            CUSTOMER,
-            "--amount",
-            "50",
-            "--image",
-            card,
-            "--json",
-        )
-    )
+    open_account(home, CUSTOMER, card, amount="50")
     meter = ("meter", "insert", "--meter-state", str(home / "meter.json"), "--image", card)
     assert run(home, *meter).returncode == 0, "the meter loads purchase 1"
     sell = ("sell", "--customer", CUSTOMER, "--image", card, "--amount", "20")
@@ -94,7 +82,7 @@ def test_pause_resume_and_close_with_the_card(home: Path) -> None:
 def test_close_without_the_card_blacklists_it_and_a_remote_customer_has_none(home: Path) -> None:
     card = str(home / "card2.json")
     assert cv(home, "shift", "open", "--float", "0").returncode in (0, 1)
-    ok_json(cv(home, "open-account", "--customer", OTHER, "--image", card, "--json"))
+    open_account(home, OTHER, card)
     r = cv(
         home, "close-account", "--customer", OTHER, "--no-card", "--approver", "s01",
         "--meter-remaining", "-8.00", "--meter-count", "0",

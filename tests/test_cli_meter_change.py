@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.rigs.cli import cv, demo_with_cards, ok_json, run
+from tests.rigs.cli import cv, demo_with_cards, ok_json, open_account, run
 
 CUSTOMER = "100000000002"  # a card customer without arrears
 NEW = "990000000777"
@@ -31,8 +31,7 @@ def insert(home: Path, state: str, *extra: str) -> Any:
 
 def test_change_meter_from_the_card_and_the_new_meter_takes_it(home: Path) -> None:
     card = str(home / "card.json")
-    ok_json(cv(home, "open-account", "--customer", CUSTOMER, "--amount", "40", "--image", card,
-               "--json"))  # fmt: skip
+    open_account(home, CUSTOMER, card, amount="40")
     assert insert(home, "old.json")["credited_fen"] == 4000
     slip = home / "slip.pdf"
     out = ok_json(
@@ -52,8 +51,7 @@ def test_change_meter_from_the_card_and_the_new_meter_takes_it(home: Path) -> No
 
 def test_typed_values_need_the_approver_and_net_the_unloaded_purchase(home: Path) -> None:
     card = str(home / "card.json")
-    ok_json(cv(home, "open-account", "--customer", CUSTOMER, "--amount", "10", "--image", card,
-               "--json"))  # fmt: skip
+    open_account(home, CUSTOMER, card, amount="10")
     typed = ("change-meter", "--customer", CUSTOMER, "--new-meter", NEW, "--image", card,
              "--remaining", "-2.50", "--purchase-count", "0")  # fmt: skip
     r = cv(home, *typed)

@@ -10,7 +10,15 @@ import pytest
 
 from app.domain.card import UnissuedCard
 from app.settings import OFFLINE_MAX_AMOUNT, Settings
-from tests.rigs.cli import PASSWORDS, cv, demo_with_cards, ok_json, run, terminal_for
+from tests.rigs.cli import (
+    PASSWORDS,
+    cv,
+    demo_with_cards,
+    ok_json,
+    open_account,
+    run,
+    terminal_for,
+)
 
 CUSTOMER = "100000000001"  # card meter; the demo gives it 30.00 yuan arrears and 5.00 fees
 REMOTE = "100000000010"  # remote fee-control meter
@@ -42,19 +50,7 @@ def test_a_counter_day(home: Path) -> None:
 
 def _first_purchase(home: Path, card1: str) -> str:
     # a first card with its first purchase (arrears and fees are collected first)
-    out = ok_json(
-        cv(
-            home,
-            "open-account",
-            "--customer",
-            CUSTOMER,
-            "--amount",
-            "50",
-            "--image",
-            card1,
-            "--json",
-        )
-    )
+    out = open_account(home, CUSTOMER, card1, amount="50")
     first = out["sale"]
     assert (first["state"], first["purchase_count"], first["amount_fen"]) == ("completed", 1, 5000)
     assert (first["arrears_fen"], first["fees_fen"], first["credit_fen"]) == (3000, 500, 1500)

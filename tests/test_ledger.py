@@ -54,9 +54,15 @@ def sell(
     amount: int = 10000,
     op: str = "t01",
     counter: str = "C01",
+    meter_balance: int = 0,
 ) -> ledger.SaleView:
     return ledger.begin_card_sale(
-        db, actor=who(db, clock, op, counter), customer_no=customer, amount=amount, clock=clock
+        db,
+        actor=who(db, clock, op, counter),
+        customer_no=customer,
+        amount=amount,
+        clock=clock,
+        meter_balance=meter_balance,
     )
 
 
@@ -127,22 +133,8 @@ def test_credit_ceiling_limits_the_amount(demo_db: Database, clock: FixedClock) 
             update(Customer).where(Customer.customer_no == CARD).values(credit_ceiling=50000)
         )
     with pytest.raises(AmountError, match="maximum"):
-        ledger.begin_card_sale(
-            demo_db,
-            customer_no=CARD,
-            amount=30001,
-            actor=who(demo_db, clock),
-            clock=clock,
-            meter_balance=20000,
-        )
-    s = ledger.begin_card_sale(
-        demo_db,
-        customer_no=CARD,
-        amount=30000,
-        actor=who(demo_db, clock),
-        clock=clock,
-        meter_balance=20000,
-    )
+        sell(demo_db, clock, amount=30001, meter_balance=20000)
+    s = sell(demo_db, clock, amount=30000, meter_balance=20000)
     assert s.credit_fen == 30000
 
 

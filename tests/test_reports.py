@@ -31,6 +31,7 @@ from app.services.auth import Principal, ReauthRequired
 from printing import reports as pdf
 from printing.reports import labels
 from tests.rigs.counter import CUSTOMER, OWING, REMOTE, Counter
+from tests.rigs.sale_rows import sale_row
 
 CJK = re.compile(r"[\u4e00-\u9fff]")
 TZ = "Asia/Shanghai"
@@ -491,27 +492,18 @@ def seed_statistics(day: Day) -> None:
             start=1,
         ):
             rows.append(
-                {
-                    "id": str(uuid.uuid4()),
-                    "kind": "card",
-                    "customer_id": customer.id,
-                    "purchase_count": n,
-                    "amount": amount,
-                    "arrears": 0,
-                    "fees": 0,
-                    "credit": amount,
-                    "energy_wh": amount * 2,
-                    "tariff_version_id": version,
-                    "operator_id": "t02",
-                    "counter_id": "C09",
-                    "shift_id": shift_id,
-                    "state": state,
-                    "cash_received": None,
-                    "created_at": when,
-                    "updated_at": when,
-                    "note": "",
-                    "rewrites": 0,
-                }
+                sale_row(
+                    str(uuid.uuid4()),
+                    customer.id,
+                    amount,
+                    purchase_count=n,
+                    tariff_version_id=version,
+                    shift_id=shift_id,
+                    at=when,
+                    state=state,
+                    operator_id="t02",
+                    counter_id="C09",
+                )
             )
         session.execute(insert(Sale), rows)
 

@@ -37,6 +37,7 @@ from app.persistence.models import AuditEntry
 from app.services import audit
 from tests.bench.common import bench_main, emit, median, percentile, progress, rounded
 from tests.rigs.audit import START, chain_fields, load_chain, make_chain
+from tests.rigs.sale_rows import sale_row
 
 TARGET_VERIFY_S_PER_100K = 2.0
 
@@ -163,26 +164,16 @@ def sealed_sales(db: Database, count: int) -> list[dict[str, Any]]:
         for i in range(count):
             amount = 1000 + i % 997 * 100
             sales.append(
-                {
-                    "id": f"00000000-0000-4000-8000-{i:012d}",
-                    "kind": "card",
-                    "customer_id": customers[i % len(customers)],
-                    "purchase_count": i // len(customers) + 1,
-                    "amount": amount,
-                    "arrears": 0,
-                    "fees": 0,
-                    "credit": amount,
-                    "energy_wh": amount * 2,
-                    "tariff_version_id": version,
-                    "cash_received": amount if i % 3 else None,
-                    "operator_id": "t01",
-                    "counter_id": "C01",
-                    "shift_id": "bench-shift",
-                    "created_at": START + dt.timedelta(seconds=i),
-                    "updated_at": START + dt.timedelta(seconds=i),
-                    "training": False,
-                    "state": "completed",
-                }
+                sale_row(
+                    f"00000000-0000-4000-8000-{i:012d}",
+                    customers[i % len(customers)],
+                    amount,
+                    purchase_count=i // len(customers) + 1,
+                    tariff_version_id=version,
+                    shift_id="bench-shift",
+                    at=START + dt.timedelta(seconds=i),
+                    cash_received=amount if i % 3 else None,
+                )
             )
         for k in range(0, count, 5000):
             session.execute(insert(Sale), sales[k : k + 5000])

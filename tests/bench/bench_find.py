@@ -18,7 +18,6 @@ customers; its target is that the index is faster than the scan.
 
 from __future__ import annotations
 
-import argparse
 import random
 import sys
 import time
@@ -37,6 +36,7 @@ from tests.bench.common import (
     FIRST_CUSTOMER_NO,
     FIRST_METER_NO,
     FULL_ROWS,
+    bench_main,
     customer_row,
     emit,
     median,
@@ -255,14 +255,11 @@ def run(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rows", type=int, default=FULL_ROWS)
-    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
-    parser.add_argument("--queries", type=int, default=200, help="indexed queries per kind")
-    parser.add_argument("--scans", type=int, default=5, help="unindexed queries per kind")
-    args = parser.parse_args(argv)
-    run(args.rows, args.data_dir, queries=args.queries, scans=args.scans)
-    return 0
+    helps = {"queries": "indexed queries per kind", "scans": "unindexed queries per kind"}
+    return bench_main(
+        __doc__, run, argv, helps=helps,
+        rows=FULL_ROWS, data_dir=DEFAULT_DATA_DIR, queries=200, scans=5,
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

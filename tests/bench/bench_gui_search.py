@@ -21,7 +21,6 @@ keystroke to the first page shown, then a summary.  Target: the largest stall <=
 
 from __future__ import annotations
 
-import argparse
 import gc
 import os
 import random
@@ -40,6 +39,7 @@ from tests.bench.common import (
     FIRST_CUSTOMER_NO,
     FIRST_METER_NO,
     FULL_ROWS,
+    bench_main,
     customer_row,
     emit,
     percentile,
@@ -282,14 +282,9 @@ def run(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rows", type=int, default=FULL_ROWS)
-    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
-    parser.add_argument("--keystroke-ms", type=int, default=90)
-    parser.add_argument("--seed", type=int, default=SEED)
-    args = parser.parse_args(argv)
-    run(args.rows, args.data_dir, keystroke_ms=args.keystroke_ms, seed=args.seed)
-    return 0
+    return bench_main(
+        __doc__, run, argv, rows=FULL_ROWS, data_dir=DEFAULT_DATA_DIR, keystroke_ms=90, seed=SEED
+    )
 
 
 if __name__ == "__main__":

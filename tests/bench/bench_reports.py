@@ -42,6 +42,7 @@ from app.services import auth, reports, shifts
 from app.services.demo import load_demo
 from printing import reports as render
 from tests.bench.common import bench_main, emit, median, progress, rounded
+from tests.rigs.sale_rows import sale_row
 
 TARGET_ZREPORT_S = 2.0
 TARGET_STATS_S_PER_1M = 5.0
@@ -73,28 +74,20 @@ def fill_shift(db: Database, shift_id: str, n: int) -> None:
                 count = counts[cid]
             sid = str(uuid.uuid4())
             sales.append(
-                {
-                    "id": sid,
-                    "kind": kind,
-                    "customer_id": cid,
-                    "purchase_count": count,
-                    "amount": amount,
-                    "arrears": arrears,
-                    "fees": 0,
-                    "credit": amount - arrears,
-                    "energy_wh": (amount - arrears) * 2,
-                    "tariff_version_id": versions[plan],
-                    "operator_id": "t01",
-                    "counter_id": "C01",
-                    "shift_id": shift_id,
-                    "state": state,
-                    "cash_received": amount + 500 if i % 3 == 0 else None,
-                    "created_at": when,
-                    "updated_at": when,
-                    "note": "",
-                    "rewrites": 0,
-                    "remote_status": "queued" if kind == "remote" else None,
-                }
+                sale_row(
+                    sid,
+                    cid,
+                    amount,
+                    kind=kind,
+                    purchase_count=count,
+                    tariff_version_id=versions[plan],
+                    shift_id=shift_id,
+                    at=when,
+                    state=state,
+                    arrears=arrears,
+                    cash_received=amount + 500 if i % 3 == 0 else None,
+                    remote_status="queued" if kind == "remote" else None,
+                )
             )
             if state == "reversed":
                 later = when + dt.timedelta(seconds=2)

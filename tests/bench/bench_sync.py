@@ -46,6 +46,7 @@ from tests.bench.common import (
     rounded,
 )
 from tests.rigs.central_process import CentralProcess
+from tests.rigs.sale_rows import sale_row
 
 PULL_TARGET_S_PER_MILLION = 90.0
 PULL_TARGET_RSS_MB = 200.0
@@ -164,28 +165,19 @@ def _fill_outbox(db: Any, n: int, clock: Any) -> None:
             sid = str(uuid.uuid4())
             amount = 1000 + i % 9000
             sales.append(
-                {
-                    "id": sid,
-                    "kind": "remote",
-                    "customer_id": cid,
-                    "purchase_count": None,
-                    "amount": amount,
-                    "arrears": 0,
-                    "fees": 0,
-                    "credit": amount,
-                    "energy_wh": amount * 10,
-                    "tariff_version_id": versions[plan],
-                    "operator_id": "t01",
-                    "counter_id": "C01",
-                    "shift_id": shift_id,
-                    "state": "completed",
-                    "cash_received": amount,
-                    "created_at": now,
-                    "updated_at": now,
-                    "note": "",
-                    "rewrites": 0,
-                    "remote_status": "queued",
-                }
+                sale_row(
+                    sid,
+                    cid,
+                    amount,
+                    kind="remote",
+                    purchase_count=None,
+                    tariff_version_id=versions[plan],
+                    shift_id=shift_id,
+                    at=now,
+                    cash_received=amount,
+                    wh_per_fen=10,
+                    remote_status="queued",
+                )
             )
             rows.append(
                 {

@@ -10,7 +10,7 @@ import json
 import random
 import time
 import uuid
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import gevent
 from locust import FastHttpUser, task
@@ -26,6 +26,11 @@ from tests.bench.central_load_gen import (
 )
 
 PULLED = ("tariffs", "customers", "remote-purchases", "jobs")
+
+
+def status_and_text(resp: Any) -> str:
+    """A refused request's status and the start of its answer, for the error list."""
+    return f"{resp.status_code} {(resp.text or '')[:200]}"
 
 
 class LoadCounter(FastHttpUser):
@@ -55,30 +60,30 @@ class LoadCounter(FastHttpUser):
         self.pull()  # the first round's pulls (from the cursors it had)
         run.state["registered"] += 1
 
+    def post_json(self, path: str, body: str, name: str, headers: dict[str, str]) -> Any:
+        """POST the JSON ``body`` to ``path`` (counted under ``name``); the caller judges the
+        response and marks it failed."""
+        return self.client.post(
+            path,
+            data=body,
+            headers={"Content-Type": "application/json", **headers},
+            name=name,
+            catch_response=True,
+        )
+
     def register(self) -> str:
         """Register with the enrolment key; a failed attempt (counted as an error) is tried
         again after a pause, as a counter's administrator would."""
         body = json.dumps({"counter_id": self.cid, "office_code": self.office})
         for attempt in range(8):
             t0 = time.perf_counter()
-            with self.client.post(
-                "/api/v1/counters/register",
-                data=body,
-                headers={
-                    "Content-Type": "application/json",
-                    "X-Enrolment-Key": ENROLMENT_KEY,
-                    "Idempotency-Key": uuid.uuid4().hex,
-                },
-                name="register",
-                catch_response=True,
-            ) as resp:
+            headers = {"X-Enrolment-Key": ENROLMENT_KEY, "Idempotency-Key": uuid.uuid4().hex}
+            with self.post_json("/api/v1/counters/register", body, "register", headers) as resp:
                 if resp.status_code == 200:
                     self.load.timed("register", time.perf_counter() - t0)
                     return str(json.loads(resp.text)["token"])
                 resp.failure(f"register {resp.status_code}")
-                self.load.error(
-                    f"register {self.cid}: {resp.status_code} {(resp.text or '')[:200]}"
-                )
+                self.load.error(f"register {self.cid}: {status_and_text(resp)}")
             gevent.sleep(self._rng.uniform(1, 2) * 2**attempt)
         self.load.state["unregistered"] += 1
         raise RuntimeError(f"{self.cid} could not register")
@@ -139,21 +144,12 @@ class LoadCounter(FastHttpUser):
             body = '{"items":[' + ",".join(b for _, b in batch) + "]}"
             name = "push 500" if len(batch) == BIG_BATCH else "push <500"
             t0 = time.perf_counter()
-            with self.client.post(
-                "/api/v1/sales/batch",
-                data=body,
-                headers={
-                    **self.auth,
-                    "Content-Type": "application/json",
-                    "Idempotency-Key": key[:48],
-                },
-                name=name,
-                catch_response=True,
-            ) as resp:
+            headers = {**self.auth, "Idempotency-Key": key[:48]}
+            with self.post_json("/api/v1/sales/batch", body, name, headers) as resp:
                 took = time.perf_counter() - t0
                 if resp.status_code != 200:
                     resp.failure(f"{resp.status_code}")
-                    run.error(f"{name} {self.cid}: {resp.status_code} {(resp.text or '')[:200]}")
+                    run.error(f"{name} {self.cid}: {status_and_text(resp)}")
                     return  # the batch stays pending: the next round sends it again
                 results = json.loads(resp.text)["results"]
                 bad = [r for r in results if r["status"] not in ("created", "duplicate")]

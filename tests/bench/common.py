@@ -17,7 +17,7 @@ import os
 import resource
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,14 +50,24 @@ def emit(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def bench_main(
-    doc: str | None, run: Callable[..., object], argv: list[str] | None, **defaults: Any
+    doc: str | None,
+    run: Callable[..., object],
+    argv: list[str] | None,
+    *,
+    helps: Mapping[str, str] | None = None,
+    **defaults: Any,
 ) -> int:
     """A benchmark's command line: ``--name`` for each keyword of ``run`` given in ``defaults``
-    (typed as its default), the first paragraph of the module's ``doc`` as its description;
-    then ``run`` with what was given."""
+    (typed as its default, with its text in ``helps`` if any), the first paragraph of the
+    module's ``doc`` as its description; then ``run`` with what was given."""
     parser = argparse.ArgumentParser(description=(doc or "").split("\n\n")[0])
     for name, default in defaults.items():
-        parser.add_argument("--" + name.replace("_", "-"), type=type(default), default=default)
+        parser.add_argument(
+            "--" + name.replace("_", "-"),
+            type=type(default),
+            default=default,
+            help=(helps or {}).get(name),
+        )
     run(**vars(parser.parse_args(argv)))
     return 0
 

@@ -67,6 +67,14 @@ def ok_json(r: subprocess.CompletedProcess[str]) -> Any:
     return json.loads(r.stdout)
 
 
+def open_account(home: Path, customer: str, image: str, amount: str | None = None) -> Any:
+    """``open-account`` for ``customer`` onto the card image ``image`` by the demo teller t01,
+    with a first purchase of ``amount`` yuan if given; the JSON it printed, once it succeeded."""
+    first_purchase = ("--amount", amount) if amount is not None else ()
+    args = ("--customer", customer, *first_purchase, "--image", image, "--json")
+    return ok_json(cv(home, "open-account", *args))
+
+
 def registered_counter(home: Path, central: str, key: str = "office-secret") -> Path:
     """A counter home with the demo data, registered with ``central`` by the administrator a01
     with the office's enrolment ``key``."""

@@ -80,6 +80,15 @@ class Round:
     result: dict[str, Any] = field(default_factory=dict)
 
 
+def new_row(before: dict[str, Any], after: dict[str, Any], table: str) -> Any:
+    """The row of ``table`` ("sales" or "reversals") in the ledger ``after`` that was not in the
+    ledger ``before`` (None if there is none); more than one from one attempt is a violation."""
+    new = [row_id for row_id in after[table] if row_id not in before[table]]
+    if len(new) > 1:
+        raise Violation(f"{len(new)} {table} from one attempt")
+    return after[table][new[0]] if new else None
+
+
 def wait_reader_ready(reader: str, timeout: float = WAIT) -> float:
     """Wait until a card is present in ``reader`` and no program holds it; returns the seconds.
 
@@ -631,19 +640,15 @@ class Campaign:
             raise Violation(f"presenting the card: {exc.localized('en')}") from exc
         after = self.ledger()
         if rnd.op == "sale":
-            new = [sid for sid in after["sales"] if sid not in before["sales"]]
-            if len(new) > 1:
-                raise Violation(f"{len(new)} sales from one attempt")
-            rnd.outcome = after["sales"][new[0]][0] if new else "none"
+            sale = new_row(before, after, "sales")
+            rnd.outcome = sale[0] if sale else "none"
             if rnd.outcome == "completed":
-                self.cash += after["sales"][new[0]][3]
+                self.cash += sale[3]
         elif rnd.op == "reversal":
-            new = [rid for rid in after["reversals"] if rid not in before["reversals"]]
-            if len(new) > 1:
-                raise Violation(f"{len(new)} reversals from one attempt")
-            rnd.outcome = after["reversals"][new[0]][1] if new else "none"
+            reversal = new_row(before, after, "reversals")
+            rnd.outcome = reversal[1] if reversal else "none"
             if rnd.outcome == "completed":
-                self.cash -= after["reversals"][new[0]][2]
+                self.cash -= reversal[2]
         elif rnd.op == "rewrite":
             sid = request_sale = self.last_completed(before)
             assert request_sale is not None
