@@ -41,6 +41,7 @@ from app.services.sync_status import SyncStatus, sync_status
 from app.settings import TIME_ZONE
 from ui.bridge import CardEvents, Ops
 from ui.style import apply_style, set_banner, set_tone
+from ui.widgets import wrapped_label
 
 log = logging.getLogger(__name__)
 
@@ -222,8 +223,7 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------ building
 
     def _banner(self, text: str, kind: str) -> QLabel:
-        label = QLabel(text)
-        label.setWordWrap(True)
+        label = wrapped_label(text)
         set_banner(label, kind)
         return label
 

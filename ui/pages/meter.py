@@ -34,6 +34,7 @@ from app.services.meter_reading import MeterReading
 from app.settings import METER_PORT, TIME_ZONE
 from ui.bridge import error_text, id_problem
 from ui.style import set_tone
+from ui.widgets import wrapped_label
 
 log = logging.getLogger(__name__)
 
@@ -118,8 +119,7 @@ class MeterPage(QWidget):
         relay.addStretch(1)
         layout.addLayout(relay)
 
-        self.message = QLabel()
-        self.message.setWordWrap(True)
+        self.message = wrapped_label()
         layout.addWidget(self.message)
 
     # ------------------------------------------------------------------ helpers

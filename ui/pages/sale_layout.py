@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
 from app.i18n import N_, _, translate
 from app.money import format_yuan
 from ui.style import set_tone
+from ui.widgets import button_row, wrapped_label
 
 PRESETS = (5000, 10000, 20000, 50000)  # fen: 50, 100, 200, 500 yuan
 
@@ -140,29 +141,22 @@ class SaleLayout(QWidget):
         self.progress.setTextVisible(False)
         self.progress.setMaximumHeight(14)
         outer.addWidget(self.progress)
-        self.situation = QLabel()
-        self.situation.setWordWrap(True)
+        self.situation = wrapped_label()
         self.situation.setFont(_font(14, True))
         outer.addWidget(self.situation)
-        self.control_line = QLabel()  # a remote customer's control state (sale_control.py)
-        self.control_line.setWordWrap(True)
+        self.control_line = wrapped_label()  # a remote customer's control state (sale_control.py)
         self.call_meter = QPushButton(_("Call the meter"))  # condition release (sale_control.py)
         control_row = QHBoxLayout()
         control_row.addWidget(self.control_line, 1)
         control_row.addWidget(self.call_meter, 0, Qt.AlignmentFlag.AlignTop)
         outer.addLayout(control_row)
-        self.condition_line = QLabel()  # what the called meter said
-        self.condition_line.setWordWrap(True)
+        self.condition_line = wrapped_label()  # what the called meter said
         outer.addWidget(self.condition_line)
-        actions = QHBoxLayout()
         self.read_again = QPushButton(_("Read the card again (F9)"))
-        self.read_again.clicked.connect(self.read_card)
         self.rewrite_button = QPushButton(_("Rewrite the card (F10)"))
-        self.rewrite_button.clicked.connect(self.rewrite_card)
-        actions.addWidget(self.read_again)
-        actions.addWidget(self.rewrite_button)
-        actions.addStretch(1)
-        outer.addLayout(actions)
+        outer.addLayout(
+            button_row((self.read_again, self.read_card), (self.rewrite_button, self.rewrite_card))
+        )
 
     def _build_customer(self, body: QHBoxLayout) -> None:
         self.customer_box = QGroupBox(_("Customer"))
@@ -202,8 +196,7 @@ class SaleLayout(QWidget):
         form.addWidget(self.change, 2, 1)
         pay.addLayout(form)
         # what the amount does before Enter: arrears and fees deducted, credit and kWh loaded
-        self.split = QLabel()
-        self.split.setWordWrap(True)
+        self.split = wrapped_label()
         self.split.setFont(_font(13))
         pay.addWidget(self.split)
         for field in (self.amount, self.cash):
@@ -247,12 +240,10 @@ class SaleLayout(QWidget):
 
     def _build_foot(self, outer: QVBoxLayout) -> None:
         """The message and receipt lines, the remote customers' search, the shortcuts."""
-        self.message = QLabel()
-        self.message.setWordWrap(True)
+        self.message = wrapped_label()
         self.message.setFont(_font(13))
         outer.addWidget(self.message)
-        self.receipt_label = QLabel()
-        self.receipt_label.setWordWrap(True)
+        self.receipt_label = wrapped_label()
         outer.addWidget(self.receipt_label)
 
         line = QFrame()
