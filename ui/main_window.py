@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from PySide6.QtCore import QRect, Qt, QTimer
-from PySide6.QtGui import QFont, QGuiApplication, QKeySequence, QShortcut
+from PySide6.QtGui import QGuiApplication, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
@@ -407,13 +407,6 @@ def within(available: QRect, frame: QRect, inner: QRect) -> QRect:
     right = frame.right() - inner.right()
     bottom = frame.bottom() - inner.bottom()
     return available.adjusted(left, top, -right, -bottom)
-
-
-def title_font(size: int = 20) -> QFont:
-    font = QFont()
-    font.setPointSize(size)
-    font.setBold(True)
-    return font
 
 
 ALIGN_RIGHT = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter

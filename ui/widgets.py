@@ -6,9 +6,18 @@ from collections.abc import Callable
 from typing import Literal
 
 from PySide6.QtCore import QObject, Qt
+from PySide6.QtGui import QFont
 from PySide6.QtWidgets import QButtonGroup, QHBoxLayout, QLabel, QPushButton, QRadioButton
 
 from ui.style import set_tone
+
+
+def sized_font(size: int, *, bold: bool = False) -> QFont:
+    """The application's font at ``size`` points, bold or not."""
+    font = QFont()
+    font.setPointSize(size)
+    font.setBold(bold)
+    return font
 
 
 def wrapped_label(text: str = "", *, tone: str | None = None, selectable: bool = False) -> QLabel:
