@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QComboBox,
     QHBoxLayout,
@@ -82,8 +81,7 @@ class ExceptionsPage(QWidget):
 
     def _build_detail(self) -> QHBoxLayout:
         side = QVBoxLayout()  # what it is and the step to take, beside its history
-        self.info = wrapped_label()
-        self.info.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)  # the id
+        self.info = wrapped_label(selectable=True)  # the id can be copied
         side.addWidget(self.info)
         self.record = wrapped_label()
         side.addWidget(self.record)
