@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from PySide6.QtCore import QRect, Qt, QTimer
-from PySide6.QtGui import QFont, QGuiApplication, QKeySequence, QShortcut
+from PySide6.QtGui import QGuiApplication, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
@@ -41,6 +41,7 @@ from app.services.sync_status import SyncStatus, sync_status
 from app.settings import TIME_ZONE
 from ui.bridge import CardEvents, Ops
 from ui.style import apply_style, set_banner, set_tone
+from ui.widgets import wrapped_label
 
 log = logging.getLogger(__name__)
 
@@ -222,8 +223,7 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------ building
 
     def _banner(self, text: str, kind: str) -> QLabel:
-        label = QLabel(text)
-        label.setWordWrap(True)
+        label = wrapped_label(text)
         set_banner(label, kind)
         return label
 
@@ -407,13 +407,6 @@ def within(available: QRect, frame: QRect, inner: QRect) -> QRect:
     right = frame.right() - inner.right()
     bottom = frame.bottom() - inner.bottom()
     return available.adjusted(left, top, -right, -bottom)
-
-
-def title_font(size: int = 20) -> QFont:
-    font = QFont()
-    font.setPointSize(size)
-    font.setBold(True)
-    return font
 
 
 ALIGN_RIGHT = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter

@@ -15,15 +15,12 @@ from collections.abc import Callable
 from typing import Any
 
 from PySide6.QtWidgets import (
-    QButtonGroup,
     QComboBox,
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
-    QLabel,
     QLineEdit,
     QPushButton,
-    QRadioButton,
     QVBoxLayout,
     QWidget,
     QWizard,
@@ -36,7 +33,7 @@ from app.services import setup
 from app.services.setup import SetupPlan
 from app.settings import PRINTER
 from ui.bridge import Ops, error_text
-from ui.style import set_tone
+from ui.widgets import radio_buttons, wrapped_label
 
 log = logging.getLogger(__name__)
 
@@ -50,15 +47,12 @@ class StepPage(QWizardPage):
         self.w = wizard
         self.setTitle(title)
         self.form = QFormLayout()
-        self.error = QLabel()
+        self.error = wrapped_label(tone="error")
         self.error.setObjectName("setupError")
-        set_tone(self.error, "error")
-        self.error.setWordWrap(True)
         self.passed = False  # verified: the next validatePage lets the wizard move on
         self.busy_text = _("Checking…")
-        self.result = QLabel()
+        self.result = wrapped_label()
         self.result.setObjectName("setupResult")
-        self.result.setWordWrap(True)
         box = QVBoxLayout(self)
         box.addLayout(self.form)
         box.addWidget(self.result)
@@ -159,13 +153,13 @@ class OfficePage(StepPage):
 class DatabasePage(StepPage):
     def __init__(self, wizard: SetupWizard) -> None:
         super().__init__(wizard, _("Database"))
-        self.local = QRadioButton(_("This PC (a SQLite file in the data folder)"))
-        self.office = QRadioButton(_("The office's PostgreSQL server"))
-        self.local.setChecked(True)
-        group = QButtonGroup(self)
-        for b in (self.local, self.office):
-            group.addButton(b)
-            self.form.addRow(b)
+        self.local, self.office = radio_buttons(
+            self,
+            _("This PC (a SQLite file in the data folder)"),
+            _("The office's PostgreSQL server"),
+        )
+        self.form.addRow(self.local)
+        self.form.addRow(self.office)
         self.url = self.line(_("PostgreSQL URL"))
         self.url.setPlaceholderText("postgresql://user@host/cardvend")
         self.url.textEdited.connect(lambda _text: self.office.setChecked(True))
@@ -224,12 +218,9 @@ class ReaderPage(StepPage):
 class KeysPage(StepPage):
     def __init__(self, wizard: SetupWizard) -> None:
         super().__init__(wizard, _("Key provider"))
-        self.software = QRadioButton(_("A keystore file (import it)"))
-        self.psam = QRadioButton(_("A PSAM card in a reader"))
-        self.software.setChecked(True)
-        group = QButtonGroup(self)
-        for b in (self.software, self.psam):
-            group.addButton(b)
+        self.software, self.psam = radio_buttons(
+            self, _("A keystore file (import it)"), _("A PSAM card in a reader")
+        )
         self.form.addRow(self.software)
         row = QWidget()
         lay = QHBoxLayout(row)

@@ -18,7 +18,6 @@ from PySide6.QtWidgets import (
     QDoubleSpinBox,
     QFormLayout,
     QGroupBox,
-    QHBoxLayout,
     QLabel,
     QListWidget,
     QListWidgetItem,
@@ -31,6 +30,7 @@ from app.i18n import _
 from app.ports import CardTray, TrayCard
 from ui.bridge import error_text
 from ui.style import set_tone
+from ui.widgets import button_row, wrapped_label
 
 log = logging.getLogger(__name__)
 
@@ -49,13 +49,12 @@ class TrayDock(QDockWidget):
 
         body = QWidget()
         layout = QVBoxLayout(body)
-        note = QLabel(
+        note = wrapped_label(
             _(
                 "Training: these cards are emulated. Pick a card and insert it into the "
                 "reader; take it out; carry it to the customer's meter."
             )
         )
-        note.setWordWrap(True)
         layout.addWidget(note)
         self.in_reader = QLabel()
         font = QFont()
@@ -67,14 +66,15 @@ class TrayDock(QDockWidget):
         self.list.itemActivated.connect(lambda _item: self.insert_selected())
         layout.addWidget(self.list, 1)
 
-        row = QHBoxLayout()
         self.insert_button = QPushButton(_("Insert"))
-        self.insert_button.clicked.connect(self.insert_selected)
         self.remove_button = QPushButton(_("Take out"))
-        self.remove_button.clicked.connect(self.remove_card)
-        row.addWidget(self.insert_button)
-        row.addWidget(self.remove_button)
-        layout.addLayout(row)
+        layout.addLayout(
+            button_row(
+                (self.insert_button, self.insert_selected),
+                (self.remove_button, self.remove_card),
+                align="fill",
+            )
+        )
         self.blank_button = QPushButton(_("New blank card"))
         self.blank_button.clicked.connect(self.new_blank)
         layout.addWidget(self.blank_button)
@@ -98,8 +98,7 @@ class TrayDock(QDockWidget):
         form.addRow(self.meter_button)
         layout.addWidget(meter)
 
-        self.summary = QLabel()
-        self.summary.setWordWrap(True)
+        self.summary = wrapped_label()
         layout.addWidget(self.summary)
         self.setWidget(body)
         self.setMinimumWidth(280)

@@ -10,8 +10,6 @@ from PySide6.QtCore import QTimer, Signal
 from PySide6.QtWidgets import (
     QDialog,
     QGroupBox,
-    QHBoxLayout,
-    QLabel,
     QPushButton,
     QVBoxLayout,
     QWidget,
@@ -35,6 +33,7 @@ from ui.dialogs.common import (
     when_text,
 )
 from ui.dialogs.signin import SignInForm
+from ui.widgets import button_row, wrapped_label
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +73,7 @@ class ApprovalDialog(QDialog):
         self.setMinimumWidth(520)
         layout = QVBoxLayout(self)
         layout.addWidget(_title(_("A supervisor's approval is needed")))
-        intro = QLabel(
+        intro = wrapped_label(
             _(
                 "To {action} ({what}) a supervisor other than you and the people involved must "
                 "approve. The supervisor signs in here, or approves your request from the "
@@ -83,7 +82,6 @@ class ApprovalDialog(QDialog):
                 what=what or target,
             )
         )
-        intro.setWordWrap(True)
         layout.addWidget(intro)
 
         spot = QGroupBox(_("A supervisor signs in here"))
@@ -100,25 +98,17 @@ class ApprovalDialog(QDialog):
         queue_layout = QVBoxLayout(queue)
         self.queue_button = QPushButton(_("Ask for approval in the &queue"))
         self.queue_button.clicked.connect(self.ask_queue)
-        self.queue_status = QLabel(
+        self.queue_status = wrapped_label(
             _("A supervisor approves it on page F5 at any counter; this window goes on by itself.")
         )
-        self.queue_status.setWordWrap(True)
         queue_layout.addWidget(self.queue_button)
         queue_layout.addWidget(self.queue_status)
         layout.addWidget(queue)
 
-        self.message = QLabel()
-        self.message.setWordWrap(True)
-        tone(self.message, "error")
+        self.message = wrapped_label(tone="error")
         layout.addWidget(self.message)
-        buttons = QHBoxLayout()
         cancel = QPushButton(_("Cancel (Esc)"))
-        cancel.setAutoDefault(False)
-        cancel.clicked.connect(self.reject)
-        buttons.addStretch(1)
-        buttons.addWidget(cancel)
-        layout.addLayout(buttons)
+        layout.addLayout(button_row((cancel, self.reject), auto_default=False, align="right"))
 
         self.poll_timer = QTimer(self)
         self.poll_timer.setInterval(POLL_MS)

@@ -33,6 +33,7 @@ from app.services import approvals
 from app.services.approvals import ApprovalStep
 from ui.bridge import error_text
 from ui.dialogs.common import _prepare, _title, tone
+from ui.widgets import wrapped_label
 
 # save(steps, ttl_minutes, done, failed): run the service; done() closes, failed(exc) explains
 Save = Callable[
@@ -85,8 +86,7 @@ class ApprovalRuleDialog(QDialog):
         self.ttl = QLineEdit()
         self.ttl.setMaxLength(6)
         self.ttl.setPlaceholderText(_("1 to {max} minutes", max=approvals.MAX_TTL_MINUTES))
-        self.error = QLabel()
-        self.error.setWordWrap(True)
+        self.error = wrapped_label()
         self.ok = QPushButton(_("Save (Enter)"))
         self.cancel = QPushButton(_("Cancel (Esc)"))
         self._layout(row)
@@ -106,13 +106,12 @@ class ApprovalRuleDialog(QDialog):
             self.needed.setEnabled(False)
             self.needed.setToolTip(_("This action always needs an approval at the counter."))
         if not row.asked_for:
-            note = QLabel(
+            note = wrapped_label(
                 _(
                     "The counter does not ask for an approval for this action yet; the rule is "
                     "kept and applies once it does."
                 )
             )
-            note.setWordWrap(True)
             layout.addWidget(note)
         layout.addWidget(self.needed)
         form = QFormLayout()

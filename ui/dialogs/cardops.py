@@ -6,10 +6,8 @@ import logging
 from typing import Any
 
 from PySide6.QtWidgets import (
-    QButtonGroup,
     QLineEdit,
     QPushButton,
-    QRadioButton,
     QWidget,
 )
 
@@ -48,6 +46,7 @@ from ui.dialogs.operation import (
     open_operation,
     print_receipt,
 )
+from ui.widgets import radio_buttons
 
 log = logging.getLogger(__name__)
 
@@ -184,12 +183,12 @@ class ReplacementDialog(OperationDialog):
         self.customer_no = customer_no
         self.fee = int(shell.ctx.settings.get(REPLACEMENT_FEE.key))
         self.exchange_fee = int(shell.ctx.settings.get(EXCHANGE_FEE.key))
-        self.lost = QRadioButton(_("Lost card: the old card is blacklisted"))
-        self.damaged = QRadioButton(_("Damaged card brought in: the old card is read"))
-        self.lost.setChecked(True)
-        modes = QButtonGroup(self)
+        self.lost, self.damaged = radio_buttons(
+            self,
+            _("Lost card: the old card is blacklisted"),
+            _("Damaged card brought in: the old card is read"),
+        )
         for button in (self.lost, self.damaged):
-            modes.addButton(button)
             button.toggled.connect(self._mode_changed)
         self.form.addRow(_("Mode"), self.lost)
         self.form.addRow("", self.damaged)

@@ -10,8 +10,6 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QDialog,
     QFormLayout,
-    QHBoxLayout,
-    QLabel,
     QLineEdit,
     QProgressBar,
     QPushButton,
@@ -32,6 +30,7 @@ from app.settings import RECEIPT_LANGUAGE
 from ui.bridge import error_text
 from ui.dialogs.approval import ApprovalDialog
 from ui.dialogs.common import _prepare, _title, can_retry, is_approval_problem, tone
+from ui.widgets import button_row, wrapped_label
 
 log = logging.getLogger(__name__)
 
@@ -56,36 +55,32 @@ class OperationDialog(QDialog):
         self.setMinimumWidth(560)
         layout = QVBoxLayout(self)
         layout.addWidget(_title(title, 18))
-        self.info = QLabel(_("Loading…"))
-        self.info.setWordWrap(True)
+        self.info = wrapped_label(_("Loading…"))
         self.info.setTextFormat(Qt.TextFormat.PlainText)
         layout.addWidget(self.info)
         self.form = QFormLayout()
         layout.addLayout(self.form)
-        self.instruction = QLabel()
-        self.instruction.setWordWrap(True)
+        self.instruction = wrapped_label()
         layout.addWidget(self.instruction)
         self.progress = QProgressBar()
         self.progress.setRange(0, 0)  # busy, no percentage
         self.progress.setTextVisible(False)
         self.progress.hide()
         layout.addWidget(self.progress)
-        self.message = QLabel()
-        self.message.setWordWrap(True)
-        self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.message = wrapped_label(selectable=True)
         layout.addWidget(self.message)
-        buttons = QHBoxLayout()
         self.start_button = QPushButton(_("Start (Enter)"))
         self.start_button.setDefault(True)
         self.start_button.setEnabled(False)
-        self.start_button.clicked.connect(self._start_clicked)
         self.close_button = QPushButton(_("Close (Esc)"))
         self.close_button.setAutoDefault(False)
-        self.close_button.clicked.connect(self.reject)
-        buttons.addStretch(1)
-        buttons.addWidget(self.start_button)
-        buttons.addWidget(self.close_button)
-        layout.addLayout(buttons)
+        layout.addLayout(
+            button_row(
+                (self.start_button, self._start_clicked),
+                (self.close_button, self.reject),
+                align="right",
+            )
+        )
 
     # ------------------------------------------------------------------ for subclasses
 

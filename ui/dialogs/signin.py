@@ -7,7 +7,6 @@ from typing import Any
 from PySide6.QtWidgets import (
     QDialog,
     QFormLayout,
-    QHBoxLayout,
     QLabel,
     QLineEdit,
     QPushButton,
@@ -19,7 +18,8 @@ from app.domain.ids import OPERATOR_ID
 from app.i18n import _
 from app.services.auth import Principal
 from ui.bridge import error_text, id_problem
-from ui.dialogs.common import _prepare, sign_in, tone
+from ui.dialogs.common import _prepare, sign_in
+from ui.widgets import button_row, wrapped_label
 
 
 class SignInForm(QWidget):
@@ -86,25 +86,18 @@ class SignInDialog(QDialog):
         self.principal: Principal | None = None
         self.setWindowTitle(_("Supervisor sign-in"))
         layout = QVBoxLayout(self)
-        intro = QLabel(text)
-        intro.setWordWrap(True)
+        intro = wrapped_label(text)
         layout.addWidget(intro)
         self.form = SignInForm(self)
         layout.addWidget(self.form)
-        self.message = QLabel()
-        self.message.setWordWrap(True)
-        tone(self.message, "error")
+        self.message = wrapped_label(tone="error")
         layout.addWidget(self.message)
-        buttons = QHBoxLayout()
         self.ok_button = QPushButton(_("Sign in"))
         self.ok_button.setDefault(True)
-        self.ok_button.clicked.connect(self.submit)
         cancel = QPushButton(_("Cancel"))
-        cancel.clicked.connect(self.reject)
-        buttons.addStretch(1)
-        buttons.addWidget(self.ok_button)
-        buttons.addWidget(cancel)
-        layout.addLayout(buttons)
+        layout.addLayout(
+            button_row((self.ok_button, self.submit), (cancel, self.reject), align="right")
+        )
         self.form.operator.setFocus()
 
     def submit(self) -> None:

@@ -25,7 +25,7 @@ from app.i18n import LANGUAGES, _, get_language, set_language
 from app.services import auth
 from app.services.auth import Principal, SecurityPolicy
 from ui.bridge import Ops, error_text, id_problem
-from ui.style import set_tone
+from ui.widgets import wrapped_label
 
 log = logging.getLogger(__name__)
 
@@ -111,14 +111,10 @@ class _SignInDialog(QDialog):
         title_font.setPointSize(20)
         title_font.setBold(True)
         self.title.setFont(title_font)
-        self.info = QLabel()
-        self.info.setWordWrap(True)
+        self.info = wrapped_label()
         self.form = QFormLayout()
-        self.error = QLabel()
-        self.error.setWordWrap(True)
-        set_tone(self.error, "error")
-        self.status = QLabel()
-        self.status.setWordWrap(True)
+        self.error = wrapped_label(tone="error")
+        self.status = wrapped_label()
         self.language = LanguageBox(self)
         self.language.chosen.connect(self._language_chosen)
         self.language_label = QLabel()

@@ -20,7 +20,6 @@ from PySide6.QtWidgets import (
     QDialog,
     QFormLayout,
     QGroupBox,
-    QHBoxLayout,
     QHeaderView,
     QLabel,
     QLineEdit,
@@ -63,6 +62,7 @@ from app.settings import (
 from ui.bridge import error_text, id_problem
 from ui.pages.approval_rules import ApprovalRulesTab
 from ui.style import mark_invalid, set_tone
+from ui.widgets import button_row, wrapped_label
 
 log = logging.getLogger(__name__)
 
@@ -140,24 +140,21 @@ class _FormDialog(QDialog):
         super().__init__(parent)
         self.setWindowTitle(title)
         self.form = QFormLayout()
-        self.error = QLabel()
-        self.error.setWordWrap(True)
-        set_tone(self.error, "error")
+        self.error = wrapped_label(tone="error")
         self.ok = QPushButton(_("OK (Enter)"))
         self.cancel = QPushButton(_("Cancel (Esc)"))
-        for button in (self.ok, self.cancel):
-            button.setAutoDefault(False)
-        self.ok.clicked.connect(self.check_and_accept)
-        self.cancel.clicked.connect(self.reject)
         self.fields: list[QWidget] = []
         layout = QVBoxLayout(self)
         layout.addLayout(self.form)
         layout.addWidget(self.error)
-        row = QHBoxLayout()
-        row.addStretch(1)
-        row.addWidget(self.ok)
-        row.addWidget(self.cancel)
-        layout.addLayout(row)
+        layout.addLayout(
+            button_row(
+                (self.ok, self.check_and_accept),
+                (self.cancel, self.reject),
+                auto_default=False,
+                align="right",
+            )
+        )
         self.setMinimumWidth(460)
 
     def add(self, label: str, field: QWidget) -> None:
@@ -288,13 +285,14 @@ class AdminPage(QWidget):
                 form.addRow(QLabel(translate(label)), field)
             if title == GROUPS[0][0]:
                 form.addRow(
-                    self._note(
+                    wrapped_label(
                         _(
                             "Reader changes take effect when CardVend is started again. With no "
                             "user-card reader the counter runs in training mode on emulated "
                             "cards. Reader names are those of the PC/SC system, like "
                             "'Virtual PCD 00 00'."
-                        )
+                        ),
+                        selectable=True,
                     )
                 )
             if title == N_("Central system"):
@@ -306,24 +304,20 @@ class AdminPage(QWidget):
                 self.register_button.setAutoDefault(False)
                 self.register_button.clicked.connect(self.register_counter)
                 form.addRow(self.register_button)
-                self.register_note = self._note("")
+                self.register_note = wrapped_label(selectable=True)
                 form.addRow(self.register_note)
             column.addWidget(box)
-        self.settings_error = QLabel()
-        self.settings_error.setWordWrap(True)
-        set_tone(self.settings_error, "error")
+        self.settings_error = wrapped_label(tone="error")
         column.addWidget(self.settings_error)
-        buttons = QHBoxLayout()
         self.save_button = QPushButton(_("Save settings (Ctrl+S)"))
-        self.save_button.setAutoDefault(False)
-        self.save_button.clicked.connect(self.save_settings)
         self.revert_button = QPushButton(_("Undo changes"))
-        self.revert_button.setAutoDefault(False)
-        self.revert_button.clicked.connect(self.load_settings)
-        buttons.addWidget(self.save_button)
-        buttons.addWidget(self.revert_button)
-        buttons.addStretch(1)
-        column.addLayout(buttons)
+        column.addLayout(
+            button_row(
+                (self.save_button, self.save_settings),
+                (self.revert_button, self.load_settings),
+                auto_default=False,
+            )
+        )
         column.addStretch(1)
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
@@ -332,12 +326,6 @@ class AdminPage(QWidget):
         assert isinstance(central, QLineEdit)
         central.textChanged.connect(self._show_register_note)
         return scroll
-
-    def _note(self, text: str) -> QLabel:
-        label = QLabel(text)
-        label.setWordWrap(True)
-        label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        return label
 
     def _field_for(self, key: str) -> QWidget:
         var = REGISTRY[key]
@@ -506,22 +494,19 @@ class AdminPage(QWidget):
         self.table.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
         self.table.verticalHeader().hide()
         layout.addWidget(self.table, 1)
-        row = QHBoxLayout()
         self.add_button = QPushButton(_("Add operator (Ins)"))
         self.toggle_button = QPushButton(_("Disable / enable (Del)"))
         self.reset_button = QPushButton(_("New password"))
         self.reload_button = QPushButton(_("Refresh"))
-        for button, slot in (
-            (self.add_button, self.add_operator),
-            (self.toggle_button, self.toggle_operator),
-            (self.reset_button, self.reset_password),
-            (self.reload_button, self.load_operators),
-        ):
-            button.setAutoDefault(False)
-            button.clicked.connect(slot)
-            row.addWidget(button)
-        row.addStretch(1)
-        layout.addLayout(row)
+        layout.addLayout(
+            button_row(
+                (self.add_button, self.add_operator),
+                (self.toggle_button, self.toggle_operator),
+                (self.reset_button, self.reset_password),
+                (self.reload_button, self.load_operators),
+                auto_default=False,
+            )
+        )
         for key, slot in (("Ins", self.add_operator), ("Del", self.toggle_operator)):
             shortcut = QShortcut(QKeySequence(key), tab)
             shortcut.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)

@@ -14,9 +14,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
-    QHBoxLayout,
     QHeaderView,
-    QLabel,
     QPushButton,
     QTableWidget,
     QTableWidgetItem,
@@ -30,6 +28,7 @@ from app.services import approvals
 from app.services.approvals import ApprovalStep
 from ui.bridge import error_text
 from ui.dialogs.approval_rules import ApprovalRuleDialog, Save
+from ui.widgets import button_row, wrapped_label
 
 
 class ApprovalRulesTab(QWidget):
@@ -39,14 +38,13 @@ class ApprovalRulesTab(QWidget):
         self.rows: list[RuleRow] = []
         self.dialog: ApprovalRuleDialog | None = None  # the dialog open now (tests look at it)
         layout = QVBoxLayout(self)
-        note = QLabel(
+        note = wrapped_label(
             _(
                 "Which actions need an approval, who signs each step and how long a request "
                 "waits. A change applies to the next request; requests already waiting keep "
                 "their rule."
             )
         )
-        note.setWordWrap(True)
         layout.addWidget(note)
         self.table = QTableWidget(0, 3)
         self.table.setHorizontalHeaderLabels([_("Action"), _("Approval"), _("Time limit")])
@@ -57,15 +55,15 @@ class ApprovalRulesTab(QWidget):
         self.table.verticalHeader().hide()
         self.table.cellDoubleClicked.connect(lambda row, _col: self.edit_rule(row))
         layout.addWidget(self.table, 1)
-        buttons = QHBoxLayout()
         self.edit_button = QPushButton(_("Edit rule (Enter)"))
         self.reload_button = QPushButton(_("Refresh"))
-        for button, slot in ((self.edit_button, self.edit_rule), (self.reload_button, self.load)):
-            button.setAutoDefault(False)
-            button.clicked.connect(lambda _checked=False, slot=slot: slot())
-            buttons.addWidget(button)
-        buttons.addStretch(1)
-        layout.addLayout(buttons)
+        layout.addLayout(
+            button_row(
+                (self.edit_button, lambda: self.edit_rule()),
+                (self.reload_button, lambda: self.load()),
+                auto_default=False,
+            )
+        )
         for key in ("Return", "Enter"):
             shortcut = QShortcut(QKeySequence(key), self.table)
             shortcut.setContext(Qt.ShortcutContext.WidgetShortcut)

@@ -38,6 +38,7 @@ from ui.bridge import error_text
 from ui.charts import BarChart
 from ui.pages.common import page_title
 from ui.style import set_tone
+from ui.widgets import wrapped_label
 
 REGIONS: tuple[tuple[str | None, str], ...] = (
     (None, N_("This office")),
@@ -58,8 +59,7 @@ class ControlStatsPage(QWidget):
         outer = QVBoxLayout(self)
         outer.addWidget(page_title(_("Control statistics")))
         outer.addLayout(self._build_filters())
-        self.status = QLabel()
-        self.status.setWordWrap(True)
+        self.status = wrapped_label()
         outer.addWidget(self.status)
         self.grid = QGridLayout()
         self.grid.setHorizontalSpacing(18)

@@ -47,6 +47,7 @@ from ui.dialogs.accounts import start_close_account, start_pause_account, start_
 from ui.dialogs.reprint import reprint_receipt
 from ui.models import CustomerSearchModel, meter_kind_text, status_text
 from ui.pages.common import KEY_COLUMNS
+from ui.widgets import wrapped_label
 
 log = logging.getLogger(__name__)
 
@@ -102,8 +103,7 @@ class CustomersPage(QWidget):
         top.addWidget(self.search, 1)
         top.addWidget(self.busy)
         outer.addLayout(top)
-        self.status = QLabel()
-        self.status.setWordWrap(True)
+        self.status = wrapped_label()
         outer.addWidget(self.status)
 
         split = QSplitter(Qt.Orientation.Vertical)  # the table keeps the page's whole width
@@ -172,8 +172,7 @@ class CustomersPage(QWidget):
     def _build_fields(self) -> QVBoxLayout:
         """The customer's name above its fields (which scroll)."""
         left = QVBoxLayout()
-        self.details_title = QLabel(_("Search for a customer, then press Enter on a row."))
-        self.details_title.setWordWrap(True)
+        self.details_title = wrapped_label(_("Search for a customer, then press Enter on a row."))
         font = self.details_title.font()
         font.setPointSize(max(font.pointSize(), 12) + 4)
         font.setBold(True)
@@ -192,9 +191,7 @@ class CustomersPage(QWidget):
             ("owed", N_("Owed")),
             ("thresholds", N_("Thresholds")),
         ):
-            value = QLabel("—")
-            value.setWordWrap(True)
-            value.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            value = wrapped_label("—", selectable=True)
             self.fields[key] = value
             form.addRow(translate(label), value)
         # the fields scroll inside the box rather than being cut off when a 768-pixel screen
@@ -217,8 +214,7 @@ class CustomersPage(QWidget):
         customer, all disabled until one is chosen."""
         right = QVBoxLayout()
         right.addWidget(QLabel(_("Latest sales")))
-        self.sales_label = QLabel("—")
-        self.sales_label.setWordWrap(True)
+        self.sales_label = wrapped_label("—")
         self.sales_label.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
         sales = QScrollArea()  # the latest sales scroll rather than being cut off
         sales.setWidget(self.sales_label)

@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QComboBox,
     QHBoxLayout,
@@ -37,6 +36,7 @@ from ui.bridge import error_text
 from ui.dialogs.common import when_text
 from ui.pages.common import list_table, page_title
 from ui.style import set_tone
+from ui.widgets import wrapped_label
 
 LIST_HEADERS = (N_("Customer"), N_("Kind"), N_("State"), N_("Assigned to"), N_("Raised at"))
 HISTORY_HEADERS = (N_("Time"), N_("Step"), N_("State"), N_("By"), N_("Note"))
@@ -71,8 +71,7 @@ class ExceptionsPage(QWidget):
         row.addWidget(self.count)
         row.addStretch(1)
         outer.addLayout(row)
-        self.status = QLabel()
-        self.status.setWordWrap(True)
+        self.status = wrapped_label()
         outer.addWidget(self.status)
         self.table = list_table(LIST_HEADERS)
         self.table.itemSelectionChanged.connect(self._selected)
@@ -82,12 +81,9 @@ class ExceptionsPage(QWidget):
 
     def _build_detail(self) -> QHBoxLayout:
         side = QVBoxLayout()  # what it is and the step to take, beside its history
-        self.info = QLabel()
-        self.info.setWordWrap(True)
-        self.info.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)  # the id
+        self.info = wrapped_label(selectable=True)  # the id can be copied
         side.addWidget(self.info)
-        self.record = QLabel()
-        self.record.setWordWrap(True)
+        self.record = wrapped_label()
         side.addWidget(self.record)
         side.addStretch(1)
         form = QHBoxLayout()

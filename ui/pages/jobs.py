@@ -13,11 +13,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QGroupBox,
-    QHBoxLayout,
     QLabel,
     QMessageBox,
     QPushButton,
@@ -35,6 +33,7 @@ from app.settings import JOB_CARD_OVERDUE_DAYS, TIME_ZONE, UTILITY_CODE
 from ui.bridge import error_text
 from ui.pages.common import list_table
 from ui.style import set_tone
+from ui.widgets import button_row, wrapped_label
 
 log = logging.getLogger(__name__)
 
@@ -88,27 +87,22 @@ class JobsPage(QWidget):
         QVBoxLayout(box).addWidget(self.returned)
         layout.addWidget(box, 1)
 
-        buttons = QHBoxLayout()
         self.take_button = QPushButton(_("&Take"))
         self.release_button = QPushButton(_("Re&lease"))
         self.program_button = QPushButton(_("&Program card…"))
         self.return_button = QPushButton(_("Re&turn card"))
         self.refresh_button = QPushButton(_("&Refresh"))
-        for button, slot in (
-            (self.take_button, self.take),
-            (self.release_button, self.release),
-            (self.program_button, self.program),
-            (self.return_button, self.return_card),
-            (self.refresh_button, self.refresh),
-        ):
-            button.clicked.connect(slot)
-            buttons.addWidget(button)
-        buttons.addStretch(1)
-        layout.addLayout(buttons)
+        layout.addLayout(
+            button_row(
+                (self.take_button, self.take),
+                (self.release_button, self.release),
+                (self.program_button, self.program),
+                (self.return_button, self.return_card),
+                (self.refresh_button, self.refresh),
+            )
+        )
 
-        self.message = QLabel()
-        self.message.setWordWrap(True)
-        self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.message = wrapped_label(selectable=True)
         layout.addWidget(self.message)
         self._selection_changed()
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from PySide6.QtGui import QFont
 from PySide6.QtWidgets import (
     QComboBox,
     QGridLayout,
@@ -34,6 +33,7 @@ from app.services.meter_reading import MeterReading
 from app.settings import METER_PORT, TIME_ZONE
 from ui.bridge import error_text, id_problem
 from ui.style import set_tone
+from ui.widgets import sized_font, wrapped_label
 
 log = logging.getLogger(__name__)
 
@@ -59,13 +59,6 @@ RELAY_TEXT = {
 }
 
 
-def _big(label: QLabel, size: int, bold: bool = False) -> None:
-    font = QFont()
-    font.setPointSize(size)
-    font.setBold(bold)
-    label.setFont(font)
-
-
 class MeterPage(QWidget):
     def __init__(self, shell: Any) -> None:
         super().__init__()
@@ -74,7 +67,7 @@ class MeterPage(QWidget):
         self.reading: MeterReading | None = None
         layout = QVBoxLayout(self)
         title = QLabel(_("Read a meter"))
-        _big(title, 18, True)
+        title.setFont(sized_font(18, bold=True))
         layout.addWidget(title)
 
         where = QHBoxLayout()
@@ -100,7 +93,7 @@ class MeterPage(QWidget):
         for row, (key, name) in enumerate(VALUES):
             grid.addWidget(QLabel(translate(name)), row, 0)
             value = QLabel("—")
-            _big(value, 20, key in ("remaining_fen", "relay"))
+            value.setFont(sized_font(20, bold=key in ("remaining_fen", "relay")))
             grid.addWidget(value, row, 1)
             self.values[key] = value
         grid.setColumnStretch(1, 1)
@@ -118,8 +111,7 @@ class MeterPage(QWidget):
         relay.addStretch(1)
         layout.addLayout(relay)
 
-        self.message = QLabel()
-        self.message.setWordWrap(True)
+        self.message = wrapped_label()
         layout.addWidget(self.message)
 
     # ------------------------------------------------------------------ helpers

@@ -15,11 +15,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
-    QLabel,
     QLineEdit,
     QPushButton,
     QTableWidget,
@@ -41,6 +40,7 @@ from app.settings import TIME_ZONE
 from ui import dialogs
 from ui.bridge import error_text
 from ui.pages.common import list_table
+from ui.widgets import button_row, wrapped_label
 
 log = logging.getLogger(__name__)
 
@@ -94,29 +94,24 @@ class RecoveryPage(QWidget):
 
         sales_box = QGroupBox(_("Unresolved sales"))
         sales_layout = QVBoxLayout(sales_box)
-        intro = QLabel(
+        intro = wrapped_label(
             _(
                 "The card decides a sale in doubt. Ask the customer for the card, put it in the "
                 "reader and press Enter. Keep the cash until the card has decided."
             )
         )
-        intro.setWordWrap(True)
         sales_layout.addWidget(intro)
         self.sales_table = list_table(self.SALE_COLUMNS, tab_navigation=False, keys=(1, 2, 3, 7))
         sales_layout.addWidget(self.sales_table, 1)
-        row = QHBoxLayout()
         self.present_button = QPushButton(_("Present the &card (Enter)"))
         self.present_button.setDefault(True)
-        self.present_button.clicked.connect(self.present_card)
         self.refresh_button = QPushButton(_("&Refresh"))
-        self.refresh_button.clicked.connect(self.refresh)
-        row.addWidget(self.present_button)
-        row.addWidget(self.refresh_button)
-        row.addStretch(1)
-        sales_layout.addLayout(row)
-        self.result = QLabel()
-        self.result.setWordWrap(True)
-        self.result.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        sales_layout.addLayout(
+            button_row(
+                (self.present_button, self.present_card), (self.refresh_button, self.refresh)
+            )
+        )
+        self.result = wrapped_label(selectable=True)
         sales_layout.addWidget(self.result)
         layout.addWidget(sales_box, 3)
 
@@ -135,8 +130,7 @@ class RecoveryPage(QWidget):
         row.addWidget(self.reason, 1)
         row.addWidget(self.reject_button)
         queue_layout.addLayout(row)
-        self.queue_message = QLabel()
-        self.queue_message.setWordWrap(True)
+        self.queue_message = wrapped_label()
         queue_layout.addWidget(self.queue_message)
         layout.addWidget(queue_box, 2)
 

@@ -45,6 +45,7 @@ from ui.bridge import error_text
 from ui.charts import BarChart
 from ui.pages.common import KEY_COLUMNS, page_title
 from ui.style import set_tone
+from ui.widgets import wrapped_label
 
 log = logging.getLogger(__name__)
 RIGHT = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
@@ -237,15 +238,12 @@ class ReportsPage(QWidget):
         self.stats: report_service.StatsReport | None = None
         outer = QVBoxLayout(self)
         outer.addWidget(page_title(_("Reports")))
-        self.denied = QLabel()
-        self.denied.setWordWrap(True)
-        set_tone(self.denied, "error")
+        self.denied = wrapped_label(tone="error")
         self.denied.hide()
         outer.addWidget(self.denied)
         self.tabs = QTabWidget()
         outer.addWidget(self.tabs, 1)
-        self.status = QLabel()
-        self.status.setWordWrap(True)
+        self.status = wrapped_label()
         outer.addWidget(self.status)
 
         # ---- the day
@@ -268,8 +266,7 @@ class ReportsPage(QWidget):
         bar.addWidget(self.day_pdf)
         bar.addWidget(self.day_csv)
         day_box.addLayout(bar)
-        self.day_summary = QLabel()
-        self.day_summary.setWordWrap(True)
+        self.day_summary = wrapped_label()
         day_box.addWidget(self.day_summary)
         self.day_table = make_table([translate(h) for h in DAILY_HEADERS])
         # the identifying column and the money a supervisor reads first stay in view: net cash
@@ -293,8 +290,7 @@ class ReportsPage(QWidget):
         stats_tab = QWidget()
         stats_box = QVBoxLayout(stats_tab)
         bar = QHBoxLayout()
-        self.stats_summary = QLabel()
-        self.stats_summary.setWordWrap(True)
+        self.stats_summary = wrapped_label()
         bar.addWidget(self.stats_summary, 1)
         self.stats_refresh = QPushButton(_("Refresh"))
         self.stats_refresh.clicked.connect(self.load_stats)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QFont, QKeySequence, QShortcut
+from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QFrame,
     QGridLayout,
@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
 from app.i18n import N_, _, translate
 from app.money import format_yuan
 from ui.style import set_tone
+from ui.widgets import button_row, sized_font, wrapped_label
 
 PRESETS = (5000, 10000, 20000, 50000)  # fen: 50, 100, 200, 500 yuan
 
@@ -42,13 +43,6 @@ _FIELDS = (
     ("minimum", N_("Minimum amount")),
     ("maximum", N_("Maximum amount")),
 )
-
-
-def _font(size: int, bold: bool = False) -> QFont:
-    font = QFont()
-    font.setPointSize(size)
-    font.setBold(bold)
-    return font
 
 
 class SaleLayout(QWidget):
@@ -110,7 +104,7 @@ class SaleLayout(QWidget):
         self._build_amounts(pay)
         self._build_keys(pay)
         self.sell_button = QPushButton(_("Sell (Enter / F12)"))
-        self.sell_button.setFont(_font(18, True))
+        self.sell_button.setFont(sized_font(18, bold=True))
         self.sell_button.setMinimumHeight(52)
         self.sell_button.clicked.connect(self.confirm)
         pay.addWidget(self.sell_button)
@@ -121,18 +115,18 @@ class SaleLayout(QWidget):
         """Title, training mark, the prompt, progress, the card's situation and its actions."""
         top = QHBoxLayout()
         title = QLabel(_("Sell electricity"))
-        title.setFont(_font(20, True))
+        title.setFont(sized_font(20, bold=True))
         top.addWidget(title)
         top.addStretch(1)
         self.training_mark = QLabel(_("TRAINING SALE — not real, never sent"))
-        self.training_mark.setFont(_font(14, True))
+        self.training_mark.setFont(sized_font(14, bold=True))
         set_tone(self.training_mark, "mark")
         self.training_mark.setVisible(self._training())
         top.addWidget(self.training_mark)
         outer.addLayout(top)
 
         self.prompt = QLabel()
-        self.prompt.setFont(_font(22, True))
+        self.prompt.setFont(sized_font(22, bold=True))
         self.prompt.setWordWrap(True)
         outer.addWidget(self.prompt)
         self.progress = QProgressBar()
@@ -140,29 +134,22 @@ class SaleLayout(QWidget):
         self.progress.setTextVisible(False)
         self.progress.setMaximumHeight(14)
         outer.addWidget(self.progress)
-        self.situation = QLabel()
-        self.situation.setWordWrap(True)
-        self.situation.setFont(_font(14, True))
+        self.situation = wrapped_label()
+        self.situation.setFont(sized_font(14, bold=True))
         outer.addWidget(self.situation)
-        self.control_line = QLabel()  # a remote customer's control state (sale_control.py)
-        self.control_line.setWordWrap(True)
+        self.control_line = wrapped_label()  # a remote customer's control state (sale_control.py)
         self.call_meter = QPushButton(_("Call the meter"))  # condition release (sale_control.py)
         control_row = QHBoxLayout()
         control_row.addWidget(self.control_line, 1)
         control_row.addWidget(self.call_meter, 0, Qt.AlignmentFlag.AlignTop)
         outer.addLayout(control_row)
-        self.condition_line = QLabel()  # what the called meter said
-        self.condition_line.setWordWrap(True)
+        self.condition_line = wrapped_label()  # what the called meter said
         outer.addWidget(self.condition_line)
-        actions = QHBoxLayout()
         self.read_again = QPushButton(_("Read the card again (F9)"))
-        self.read_again.clicked.connect(self.read_card)
         self.rewrite_button = QPushButton(_("Rewrite the card (F10)"))
-        self.rewrite_button.clicked.connect(self.rewrite_card)
-        actions.addWidget(self.read_again)
-        actions.addWidget(self.rewrite_button)
-        actions.addStretch(1)
-        outer.addLayout(actions)
+        outer.addLayout(
+            button_row((self.read_again, self.read_card), (self.rewrite_button, self.rewrite_card))
+        )
 
     def _build_customer(self, body: QHBoxLayout) -> None:
         self.customer_box = QGroupBox(_("Customer"))
@@ -171,7 +158,7 @@ class SaleLayout(QWidget):
         for row, (key, label) in enumerate(_FIELDS):
             name = QLabel(translate(label))
             value = QLabel("—")
-            value.setFont(_font(14, key in ("name", "minimum", "maximum", "balance")))
+            value.setFont(sized_font(14, bold=key in ("name", "minimum", "maximum", "balance")))
             value.setWordWrap(True)
             value.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
             grid.addWidget(name, row, 0, Qt.AlignmentFlag.AlignTop)
@@ -185,26 +172,25 @@ class SaleLayout(QWidget):
         form = QGridLayout()
         form.addWidget(QLabel(_("Amount (yuan)")), 0, 0)
         self.amount = QLineEdit()
-        self.amount.setFont(_font(24, True))
+        self.amount.setFont(sized_font(24, bold=True))
         self.amount.setAlignment(Qt.AlignmentFlag.AlignRight)
         self.amount.setPlaceholderText("0.00")
         form.addWidget(self.amount, 0, 1)
         form.addWidget(QLabel(_("Cash received (yuan)")), 1, 0)
         self.cash = QLineEdit()
-        self.cash.setFont(_font(18))
+        self.cash.setFont(sized_font(18))
         self.cash.setAlignment(Qt.AlignmentFlag.AlignRight)
         self.cash.setPlaceholderText(_("optional"))
         form.addWidget(self.cash, 1, 1)
         form.addWidget(QLabel(_("Change")), 2, 0)
         self.change = QLabel("—")
-        self.change.setFont(_font(18, True))
+        self.change.setFont(sized_font(18, bold=True))
         self.change.setAlignment(Qt.AlignmentFlag.AlignRight)
         form.addWidget(self.change, 2, 1)
         pay.addLayout(form)
         # what the amount does before Enter: arrears and fees deducted, credit and kWh loaded
-        self.split = QLabel()
-        self.split.setWordWrap(True)
-        self.split.setFont(_font(13))
+        self.split = wrapped_label()
+        self.split.setFont(sized_font(13))
         pay.addWidget(self.split)
         for field in (self.amount, self.cash):
             field.returnPressed.connect(self.confirm)
@@ -219,7 +205,7 @@ class SaleLayout(QWidget):
         self.preset_buttons: list[QPushButton] = []
         for fen in PRESETS:
             button = QPushButton(format_yuan(fen).removesuffix(".00"))
-            button.setFont(_font(16, True))
+            button.setFont(sized_font(16, bold=True))
             button.setMinimumHeight(44)
             button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
             button.clicked.connect(self._preset(fen))
@@ -232,7 +218,7 @@ class SaleLayout(QWidget):
         keys = ("7", "8", "9", "4", "5", "6", "1", "2", "3", ".", "0", "⌫")
         for i, key in enumerate(keys):
             button = QPushButton(key)
-            button.setFont(_font(16, True))
+            button.setFont(sized_font(16, bold=True))
             button.setMinimumHeight(44)
             button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
             button.clicked.connect(self._pad(key))
@@ -247,12 +233,10 @@ class SaleLayout(QWidget):
 
     def _build_foot(self, outer: QVBoxLayout) -> None:
         """The message and receipt lines, the remote customers' search, the shortcuts."""
-        self.message = QLabel()
-        self.message.setWordWrap(True)
-        self.message.setFont(_font(13))
+        self.message = wrapped_label()
+        self.message.setFont(sized_font(13))
         outer.addWidget(self.message)
-        self.receipt_label = QLabel()
-        self.receipt_label.setWordWrap(True)
+        self.receipt_label = wrapped_label()
         outer.addWidget(self.receipt_label)
 
         line = QFrame()

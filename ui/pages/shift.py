@@ -54,6 +54,7 @@ from ui.pages.reports import (
     yuan,
 )
 from ui.style import set_tone
+from ui.widgets import button_row, wrapped_label
 
 log = logging.getLogger(__name__)
 
@@ -209,8 +210,7 @@ class ShiftPage(QWidget):
         self.confirming = False
         outer = QVBoxLayout(self)
         outer.addWidget(page_title(_("Shift")))
-        self.state_label = QLabel()
-        self.state_label.setWordWrap(True)
+        self.state_label = wrapped_label()
         outer.addWidget(self.state_label)
         # the count beside the Z-report; on a narrow page (1366×768 with the training tray) the
         # Z-report goes below the count, whole, and the page scrolls
@@ -274,8 +274,7 @@ class ShiftPage(QWidget):
         self.total_label.setFont(bigger)
         grid.addWidget(self.total_label, rows, 0, 1, 3)
         # counted - expected while counting; a difference needs a reason to close
-        self.difference_label = QLabel()
-        self.difference_label.setWordWrap(True)
+        self.difference_label = wrapped_label()
         grid.addWidget(self.difference_label, rows + 3, 0, 1, 3)
         self.reason_edit = QLineEdit()
         self.reason_edit.setPlaceholderText(_("Why does the count differ? (needed to close)"))
@@ -291,9 +290,7 @@ class ShiftPage(QWidget):
         buttons.addStretch(1)
         buttons.addWidget(self.close_button)
         grid.addLayout(buttons, rows + 1, 0, 1, 3)
-        self.confirm_label = QLabel()
-        self.confirm_label.setWordWrap(True)
-        set_tone(self.confirm_label, "warn")
+        self.confirm_label = wrapped_label(tone="warn")
         grid.addWidget(self.confirm_label, rows + 2, 0, 1, 3)
         left.addWidget(self.close_box)
         return bigger
@@ -322,31 +319,29 @@ class ShiftPage(QWidget):
     def _build_zreport(self, right: QVBoxLayout) -> None:
         self.report_box = QGroupBox(_("Z-report"))
         zr = QVBoxLayout(self.report_box)
-        self.report_summary = QLabel(_("No shift yet."))
-        self.report_summary.setWordWrap(True)
+        self.report_summary = wrapped_label(_("No shift yet."))
         zr.addWidget(self.report_summary)
         self.report_table = make_table([translate(h) for h in ZREPORT_HEADERS])
         self.report_table.setMinimumHeight(220)
         self.report_table.setProperty(KEY_COLUMNS, [0, 1, 2, 4, 5])  # all but the customer
         zr.addWidget(self.report_table, 1)
-        zb = QHBoxLayout()
         self.pdf_button = QPushButton(_("Save PDF…"))
         self.pdf_button.setToolTip("Ctrl+S")
-        self.pdf_button.clicked.connect(lambda: self.save_zreport(fmt="pdf"))
         self.csv_button = QPushButton(_("Export CSV…"))
-        self.csv_button.clicked.connect(lambda: self.save_zreport(fmt="csv"))
-        zb.addStretch(1)
-        zb.addWidget(self.pdf_button)
-        zb.addWidget(self.csv_button)
-        zr.addLayout(zb)
+        zr.addLayout(
+            button_row(
+                (self.pdf_button, lambda: self.save_zreport(fmt="pdf")),
+                (self.csv_button, lambda: self.save_zreport(fmt="csv")),
+                align="right",
+            )
+        )
         for button in (self.open_button, self.close_button, self.clear_button, self.pdf_button):
             button.setAutoDefault(True)  # Enter presses the focused button
         right.addWidget(self.report_box, 1)
 
     def _finish_init(self, outer: QVBoxLayout) -> None:
         """The status line, the shortcuts, what the operator may not do."""
-        self.status = QLabel()
-        self.status.setWordWrap(True)
+        self.status = wrapped_label()
         outer.addWidget(self.status)
 
         for key, slot in (

@@ -19,7 +19,6 @@ from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QGridLayout,
     QGroupBox,
-    QHBoxLayout,
     QLabel,
     QPushButton,
     QVBoxLayout,
@@ -45,6 +44,7 @@ from ui.bridge import error_text
 from ui.pages.common import page_title
 from ui.pages.reports import fill_table, make_table
 from ui.style import set_tone
+from ui.widgets import button_row, wrapped_label
 
 log = logging.getLogger(__name__)
 SHOWN = 200  # pending records listed (the oldest first); the count covers all of them
@@ -138,35 +138,29 @@ class SyncPage(QWidget):
 
     def _build_notes(self, outer: QVBoxLayout) -> None:
         """The audit warning, the registration hint, the training note and the buttons."""
-        self.audit_note = QLabel()
-        self.audit_note.setWordWrap(True)
-        self.audit_note.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.audit_note = wrapped_label(selectable=True)
         set_tone(self.audit_note, "alarm")
         self.audit_note.hide()
         outer.addWidget(self.audit_note)
 
-        self.register_note = QLabel()
-        self.register_note.setWordWrap(True)
-        self.register_note.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.register_note = wrapped_label(selectable=True)
         set_tone(self.register_note, "notice")
         outer.addWidget(self.register_note)
-        self.training_note = QLabel(
+        self.training_note = wrapped_label(
             _("Training mode: training sales are never sent to the central system.")
         )
-        self.training_note.setWordWrap(True)
         self.training_note.setVisible(bool(getattr(self.shell, "training", False)))
         outer.addWidget(self.training_note)
 
-        buttons = QHBoxLayout()
         self.sync_button = QPushButton(_("Sync now (Ctrl+Enter)"))
-        self.sync_button.clicked.connect(self.sync_now)
         self.refresh_button = QPushButton(_("Refresh"))
-        self.refresh_button.clicked.connect(self.refresh)
-        for b in (self.sync_button, self.refresh_button):
-            b.setAutoDefault(True)
-            buttons.addWidget(b)
-        buttons.addStretch(1)
-        outer.addLayout(buttons)
+        outer.addLayout(
+            button_row(
+                (self.sync_button, self.sync_now),
+                (self.refresh_button, self.refresh),
+                auto_default=True,
+            )
+        )
 
     def _build_lists(self, outer: QVBoxLayout) -> None:
         """The records waiting, the refused ones with advice, the message line."""
@@ -179,17 +173,14 @@ class SyncPage(QWidget):
         )
         self.refused_table = make_table([translate(h) for h in REFUSED_HEADERS], stretch=-1)
         self.refused_table.currentCellChanged.connect(self._show_advice)
-        self.advice = QLabel()  # what to do with the selected refused record
-        self.advice.setWordWrap(True)
-        self.advice.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.advice = wrapped_label(selectable=True)  # what to do with the selected refused record
         set_tone(self.advice, "note")
         outer.addWidget(self.refused_label)
         outer.addWidget(self.refused_table, 1)
         outer.addWidget(self.advice)
         for w in (self.refused_label, self.refused_table, self.advice):
             w.hide()
-        self.message = QLabel()
-        self.message.setWordWrap(True)
+        self.message = wrapped_label()
         outer.addWidget(self.message)
 
     def _finish_init(self) -> None:
