@@ -181,17 +181,22 @@ def ensure_setting(db: Database, key: str, initial: str = "0") -> None:
         pass
 
 
-def _locked_cursor(session: Session, key: str) -> int:
-    """The cursor as committed now, its row locked until this transaction ends (PostgreSQL;
-    on SQLite the write transaction holds the database): of two counters pulling the same
-    shared stream at once, the second sees that the first moved it and stops, instead of
-    applying the same page again."""
-    row = session.scalar(
+def locked_setting(session: Session, key: str) -> Setting | None:
+    """The setting's row as committed now, locked until this transaction ends (PostgreSQL; on
+    SQLite the write transaction holds the database)."""
+    return session.scalar(
         select(Setting)
         .where(Setting.key == key)
         .with_for_update()
         .execution_options(populate_existing=True)
     )
+
+
+def _locked_cursor(session: Session, key: str) -> int:
+    """The cursor as committed now, its row locked (:func:`locked_setting`): of two counters
+    pulling the same shared stream at once, the second sees that the first moved it and stops,
+    instead of applying the same page again."""
+    row = locked_setting(session, key)
     return int(row.value or 0) if row is not None else 0
 
 

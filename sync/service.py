@@ -33,7 +33,7 @@ from app.domain.permissions import Action
 from app.errors import CardVendError
 from app.fileio import private_dir, write_atomically
 from app.persistence.db import Database
-from app.persistence.models import AuditEntry, Customer, OutboxEntry, Sale, Setting
+from app.persistence.models import AuditEntry, Customer, OutboxEntry, Sale
 from app.services import audit
 from app.services.auth import Principal
 from app.services.sync_status import (
@@ -57,7 +57,14 @@ from sync import contract as c
 from sync.client import CentralClient
 from sync.errors import AuditDiverged, NotRegistered
 from sync.outbox import NAMESPACE, PushReport, SaleFacts, push, sale_body
-from sync.pull import PullReport, ensure_setting, get_setting, pull_all, put_setting
+from sync.pull import (
+    PullReport,
+    ensure_setting,
+    get_setting,
+    locked_setting,
+    pull_all,
+    put_setting,
+)
 
 log = logging.getLogger(__name__)
 TOKEN_FILE = "central.token"
@@ -206,12 +213,7 @@ def _advance_control_cursor(db: Database, seen: dt.datetime, customer_id: int) -
     The row is locked while it is compared and written."""
     ensure_setting(db, CONTROL_CURSOR, initial="")
     with db.write() as session:
-        row = session.scalar(
-            select(Setting)
-            .where(Setting.key == CONTROL_CURSOR)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
+        row = locked_setting(session, CONTROL_CURSOR)
         assert row is not None
         held = _control_position(row.value)
         if held is None or (seen, customer_id) > held:

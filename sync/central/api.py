@@ -41,6 +41,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sync import contract as c
+from sync.central.base import RequestRefused
 from sync.central.ops import Metrics
 from sync.central.store import (
     DEFAULT_LIMIT,
@@ -97,6 +98,11 @@ class HttpError(Exception):
         self.headers = dict(headers or {})
         if close:  # the body may be left unread: its bytes must not become the next request
             self.headers["Connection"] = "close"
+
+    @classmethod
+    def refused(cls, err: RequestRefused) -> HttpError:
+        """The Problem a request the station's rules refused is answered with."""
+        return cls(err.status, err.code, err.message)
 
 
 def json_response(

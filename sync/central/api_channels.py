@@ -68,10 +68,6 @@ TxnPath = Annotated[
 router = APIRouter(prefix=API + c.CHANNEL_PREFIX, route_class=ChannelRoute, tags=["channels"])
 
 
-def _refused(err: ch.ChannelError) -> HttpError:
-    return HttpError(err.status, err.code, err.message)
-
-
 @router.post(
     "/payments",
     operation_id="postChannelPayment",
@@ -95,7 +91,7 @@ def post_payment(request: Request, channel: ChannelDep) -> Response:
     try:
         paid = ch.pay(store_of(request), channel, body)
     except ch.ChannelError as err:
-        raise _refused(err) from err
+        raise HttpError.refused(err) from err
     if paid.replayed:
         return json_response(200, paid.payment, {"Idempotent-Replayed": "true"})
     return json_response(201, paid.payment)

@@ -56,7 +56,7 @@ def terminal_condition(
     try:
         return json_response(200, call_condition(store, counter, customer_no, meters))
     except ConditionError as exc:
-        raise HttpError(exc.status, exc.code, exc.message) from exc
+        raise HttpError.refused(exc) from exc
 
 
 @router.put(
@@ -74,7 +74,7 @@ def control_lift(
     try:
         found = apply_lift(store, counter, customer_no, request.state.body)
     except LiftRefused as exc:
-        raise HttpError(exc.status, exc.code, exc.message) from exc
+        raise HttpError.refused(exc) from exc
     status = store.control_status(counter, customer_no) if found else None
     if status is None:
         raise HttpError(404, "not_found", f"no customer {customer_no} under control")

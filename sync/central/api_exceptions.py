@@ -55,7 +55,7 @@ def show_exception(counter: CounterDep, store: StoreDep, exception_id: Exception
     try:
         return json_response(200, ex.show_exception(store, counter, exception_id))
     except ex.ExceptionError as err:
-        raise HttpError(err.status, err.code, err.message) from err
+        raise HttpError.refused(err) from err
 
 
 @router.post(

@@ -366,16 +366,12 @@ def _remote_status(cust: _Cust | None, review: str | None) -> tuple[str, str]:
 
 def _write_sales(tx: Tx, rows: _SaleRows, custs: dict[str, _Cust]) -> None:
     conn, ar = tx.conn, m.arrears_items.c
-    first = tx.next_seqs("sales", len(rows.sales))
-    for i, row in enumerate(rows.sales):
-        row["seq"] = first + i
+    tx.number_rows("sales", rows.sales)
     # the UNIQUE id is the last guard: a sale a concurrent writer inserted meanwhile ends
     # this transaction in an IntegrityError, and the store's write() retries it
     conn.execute(insert(m.sales), rows.sales)
     if rows.remote:
-        first = tx.next_seqs("remote", len(rows.remote))
-        for i, row in enumerate(rows.remote):
-            row["seq"] = first + i
+        tx.number_rows("remote", rows.remote)
         conn.execute(insert(m.remote_status), rows.remote)
     if rows.settle:
         conn.execute(

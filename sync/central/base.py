@@ -242,6 +242,12 @@ class Tx:
         ).scalar_one()
         return int(last) - n + 1
 
+    def number_rows(self, stream: str, rows: Sequence[dict[str, Any]]) -> None:
+        """Give each row, in order, the next sequence number of ``stream`` (its ``seq``)."""
+        first = self.next_seqs(stream, len(rows))
+        for i, row in enumerate(rows):
+            row["seq"] = first + i
+
     def touch_customer(self, customer_no: str) -> None:
         """The customer changed: it gets a new seq (once) when the transaction finishes."""
         self._touched[customer_no] = None

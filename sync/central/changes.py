@@ -117,10 +117,9 @@ class CentralChanges(StoreBase):
             fresh = [b for b in batch if b[0]["customer_no"] not in present]
             if not fresh:
                 return 0
-            first = tx.next_seqs("customers", len(fresh))
-            for i, (values, _owed) in enumerate(fresh):
-                values["seq"] = first + i
-            tx.conn.execute(insert(m.customers), [values for values, _owed in fresh])
+            rows = [values for values, _owed in fresh]
+            tx.number_rows("customers", rows)
+            tx.conn.execute(insert(m.customers), rows)
             sms_admin.prefs_from_archive(
                 tx.conn, [wishes[v["customer_no"]] for v, _o in fresh if v["customer_no"] in wishes]
             )

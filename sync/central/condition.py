@@ -25,7 +25,7 @@ from app.errors import CardVendError
 from app.ports import RemoteMeters
 from sync import contract as c
 from sync.central import models as m
-from sync.central.base import StoreBase
+from sync.central.base import RequestRefused, StoreBase
 from sync.central.store import Counter
 
 log = logging.getLogger(__name__)
@@ -41,15 +41,9 @@ def meters_factory(ctx: AppContext, where: str | None) -> MetersFactory | None:
     return lambda: factory(where)
 
 
-class ConditionError(Exception):
+class ConditionError(RequestRefused):
     """Why a condition cannot be called: ``code`` (not_found, not_remote, no_terminals,
-    terminal_no_answer) and the HTTP status the API answers with."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
+    terminal_no_answer) and the HTTP status the API answers with (see :class:`RequestRefused`)."""
 
 
 def call_condition(

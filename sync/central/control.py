@@ -43,7 +43,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Final, Protocol
 
-from sqlalchemy import bindparam, case, func, insert, select, update
+from sqlalchemy import Update, bindparam, case, func, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
@@ -399,14 +399,12 @@ class ControlLoop:
         with self.store.engine.begin() as conn:
             if rows:
                 conn.execute(insert(m.readings), rows)
+            # the relay as read; the one last read when the reading left the status out
+            relay = func.coalesce(bindparam("b_relay", type_=co.relay.type), co.relay)
             if billed:
                 conn.execute(
-                    update(m.control)
-                    .where(co.customer_no == bindparam("b_customer"))
-                    .values(
-                        relay=func.coalesce(
-                            bindparam("b_relay", type_=co.relay.type), co.relay
-                        ),  # not read: kept
+                    _each_control(
+                        relay=relay,
                         energy_wh=bindparam("b_energy"),
                         cost_num=bindparam("b_cost"),
                         rates_wh=bindparam("b_rates"),
@@ -419,16 +417,7 @@ class ControlLoop:
                     billed,
                 )
             if kept:
-                conn.execute(
-                    update(m.control)
-                    .where(co.customer_no == bindparam("b_customer"))
-                    .values(
-                        relay=func.coalesce(bindparam("b_relay", type_=co.relay.type), co.relay),
-                        read_at=now,
-                        updated_at=now,
-                    ),
-                    kept,
-                )
+                conn.execute(_each_control(relay=relay, read_at=now, updated_at=now), kept)
             for customer_no, kind, detail in problems:
                 opened += self._exception(conn, customer_no, kind, detail)
         return opened
@@ -609,7 +598,7 @@ class ControlLoop:
         """Record commands the meters took (one transaction for a batch of them)."""
         if not done:
             return
-        cm, co = m.commands.c, m.control.c
+        cm = m.commands.c
         closes = [d for d in done if d["b_command"] == "close"]
         trips = [d for d in done if d["b_command"] == "trip"]
         with self.store.engine.begin() as conn:
@@ -626,9 +615,7 @@ class ControlLoop:
             )
             if closes:
                 conn.execute(
-                    update(m.control)
-                    .where(co.customer_no == bindparam("b_customer"))
-                    .values(
+                    _each_control(
                         close_permit_at=bindparam("b_at"),
                         relay="closed",
                         updated_at=bindparam("b_at"),
@@ -636,12 +623,7 @@ class ControlLoop:
                     closes,
                 )
             if trips:
-                conn.execute(
-                    update(m.control)
-                    .where(co.customer_no == bindparam("b_customer"))
-                    .values(relay="open", updated_at=bindparam("b_at")),
-                    trips,
-                )
+                conn.execute(_each_control(relay="open", updated_at=bindparam("b_at")), trips)
 
     def _failed(
         self, command_id: str, customer_no: str, command: str, attempts: int, error: str
@@ -678,6 +660,14 @@ class ControlLoop:
                 select(func.count()).select_from(m.commands).where(cm.status == PENDING)
             ).scalar_one()
         return {s: int(states.get(s, 0)) for s in STATES}, int(waiting)
+
+
+def _each_control(**values: Any) -> Update:
+    """An UPDATE of ``central_control`` to execute with a list of parameter sets, each naming
+    its customer in ``b_customer``."""
+    return (
+        update(m.control).where(m.control.c.customer_no == bindparam("b_customer")).values(**values)
+    )
 
 
 def control_status(store: StoreBase, customer_no: str) -> dict[str, Any] | None:

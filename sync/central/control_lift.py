@@ -24,17 +24,14 @@ from sqlalchemy import insert, select, update
 
 from sync import contract as c
 from sync.central import models as m
-from sync.central.base import Counter, StoreBase, Tx
+from sync.central.base import Counter, RequestRefused, StoreBase, Tx
 
 KIND: Final = "control_lift"
 
 
-class LiftRefused(Exception):
-    """A lift or resume the station refuses: an HTTP status, a stable code and a message."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+class LiftRefused(RequestRefused):
+    """A lift or resume the station refuses: an HTTP status, a stable code and a message (see
+    :class:`RequestRefused`)."""
 
 
 def apply_lift(store: StoreBase, counter: Counter, customer_no: str, rec: c.ControlLift) -> bool:
