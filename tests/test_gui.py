@@ -198,6 +198,13 @@ def test_gui_card_work_runs_on_the_composition_roots_card_thread(qtbot, tmp_path
     assert seen == [("card", True)]
     ops.shutdown()
     assert card.submit(lambda: "still there").result(10) == "still there"  # the root's thread
+    # a closing window's timer asking for work after the shutdown: not run, no error
+    ran: list[str] = []
+    late = ops.run(lambda: ran.append("late"), seen.append)
+    assert late.cancelled()
+    assert ops.card(lambda: "closed", seen.append).result(10) == "closed"
+    qtbot.waitUntil(lambda: len(seen) == 2, timeout=10_000)
+    assert ran == [] and seen[1] == "closed"
     card.shutdown()
 
 

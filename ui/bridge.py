@@ -65,8 +65,10 @@ class Ops:
         self._card: CardWorker | ThreadPoolExecutor = card or ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="card"
         )
+        self._card_worker = card
         self._card_jobs: set[Future[Any]] = set()
         self.busy = 0
+        self._shut = False  # after shutdown() work asked for is not run (the window is closing)
 
     def _submit(
         self,
@@ -75,6 +77,12 @@ class Ops:
         done: Done | None,
         failed: Failed | None,
     ) -> Future[Any]:
+        if self._shut and pool is not self._card_worker:
+            # a timer or a late signal of a closing window: nothing runs, nothing is reported
+            # (the composition root's card thread still takes card work: a close, say)
+            skipped: Future[Any] = Future()
+            skipped.cancel()
+            return skipped
         self.busy += 1
 
         def work() -> Any:
@@ -112,7 +120,9 @@ class Ops:
 
     def shutdown(self) -> None:
         """Cancel the work not started; wait for the card work under way (a card is never left
-        half-written). The shared card thread itself belongs to the composition root."""
+        half-written). The shared card thread itself belongs to the composition root.  Work asked
+        for afterwards is not run, other than on that shared card thread."""
+        self._shut = True
         self._pool.shutdown(wait=False, cancel_futures=True)
         if isinstance(self._card, ThreadPoolExecutor):
             self._card.shutdown(wait=True, cancel_futures=True)
