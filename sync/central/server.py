@@ -28,7 +28,6 @@ import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self
 
 import uvicorn
@@ -36,6 +35,7 @@ from fastapi import FastAPI
 from sqlalchemy.engine import URL
 from starlette.types import ASGIApp
 
+from app.background import Background
 from app.clock import Clock
 from sync.central.api import create_app
 from sync.central.faults import Fault, FaultInjector, FaultMiddleware, FaultSpec
@@ -109,7 +109,7 @@ def url_of(sock: socket.socket, tls: bool) -> str:
     return f"{'https' if tls else 'http'}://{shown}:{port}"
 
 
-class CentralServer:
+class CentralServer(Background):
     """The station in a background thread: ``CentralServer(db_url).start()`` serves on a free
     loopback port (``port=0``); ``.url`` is where, ``.store`` the data."""
 
@@ -193,17 +193,6 @@ class CentralServer:
             self._thread.join(timeout=10)
             self._thread = None
         self.store.dispose()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 # --------------------------------------------------------------------------- worker processes
