@@ -45,6 +45,7 @@ from app.domain.audit import (
     seal_of_values,
     verify_rows,
 )
+from app.domain.permissions import Action, PermissionDenied
 from app.errors import CardVendError
 from app.fileio import replacing
 from app.i18n import N_
@@ -195,6 +196,42 @@ def record_by(
 ) -> AuditEntry:
     """:func:`record` of an action the signed-in ``actor`` did at its counter (the usual shape)."""
     return Actor.of(actor, clock).record(session, action, target, result=result, detail=detail)
+
+
+def record_alone(
+    db: Database,
+    actor: Principal,
+    clock: Clock,
+    action: str,
+    *,
+    target: str = "",
+    result: str = "ok",
+    detail: Mapping[str, Any] | None = None,
+) -> None:
+    """:func:`record_by` in a write unit of work of its own: the row of a step that changes
+    nothing else, or of a refusal or failure that must be kept although the action is not done."""
+    with db.write() as session:
+        record_by(session, actor, clock, action, target=target, result=result, detail=detail)
+
+
+def authorize_or_record(
+    db: Database, actor: Principal, clock: Clock, permission: Action, action: str, target: str
+) -> None:
+    """``actor`` holds ``permission``; a refusal is audited as ``action`` on ``target``
+    (``denied``, with the actor's role) in its own unit of work, then raised."""
+    try:
+        actor.authorize(permission, clock)
+    except PermissionDenied:
+        record_alone(
+            db,
+            actor,
+            clock,
+            action,
+            target=target,
+            result="denied",
+            detail={"role": str(actor.role)},
+        )
+        raise
 
 
 def record_sale(

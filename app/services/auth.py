@@ -20,13 +20,13 @@ from app.clock import Clock
 from app.domain.audit import AuditAction
 from app.domain.operators import Role, check_operator_id
 from app.domain.permissions import Action, require
-from app.errors import CardVendError, Conflict, NotFound, ValidationError
+from app.errors import CardVendError, Conflict, ValidationError
 from app.i18n import N_
 from app.localtime import local_time
 from app.persistence.db import Database
 from app.persistence.models import Operator
 from app.security import hash_password, verify_password
-from app.services import audit
+from app.services import audit, operators
 from app.services.operators import AuthenticationFailed, OperatorView
 from app.settings import (
     IDLE_MINUTES,
@@ -204,18 +204,10 @@ def reauthenticate(db: Database, principal: Principal, password: str, clock: Clo
 
 
 def logout(db: Database, principal: Principal, clock: Clock) -> None:
-    with db.write() as session:
-        audit.Actor.of(principal, clock).record(session, AuditAction.LOGOUT, principal.operator_id)
+    audit.record_alone(db, principal, clock, AuditAction.LOGOUT, target=principal.operator_id)
 
 
 # --------------------------------------------------------------------------- operators
-
-
-def _get(session: Session, operator_id: str) -> Operator:
-    op = session.get(Operator, operator_id, with_for_update=True)
-    if op is None:
-        raise NotFound(what=N_("Operator"), key=operator_id)
-    return op
 
 
 def _add_operator(
@@ -228,22 +220,8 @@ def _add_operator(
     office: str | None = None,
 ) -> None:
     """A new operator row with a fresh password; an id that exists already is a conflict."""
-    if session.get(Operator, operator_id) is not None:
-        raise Conflict(N_("Operator {operator} already exists."), operator=operator_id)
-    now = clock.now()
-    session.add(
-        Operator(
-            id=operator_id,
-            name=name,
-            role=role.value,
-            office_code=office,
-            password_hash=hash_password(password),
-            disabled=False,
-            created_at=now,
-            password_changed_at=now,
-            failed_logins=0,
-        )
-    )
+    op = operators.add_operator(session, operator_id, name, role, password, clock, office=office)
+    op.password_changed_at = op.created_at
 
 
 def add_operator(
@@ -282,7 +260,7 @@ def set_disabled(
     if disabled and operator_id == admin.operator_id:
         raise Conflict(N_("You cannot disable yourself."))
     with db.write() as session:
-        op = _get(session, operator_id)
+        op = operators.get_operator(session, operator_id, for_update=True)
         if disabled and op.role == Role.ADMIN and _active_admins(session) <= 1 and not op.disabled:
             raise Conflict(N_("{operator} is the last active administrator."), operator=op.id)
         op.disabled = disabled
@@ -309,7 +287,7 @@ def change_password(db: Database, principal: Principal, old: str, new: str, cloc
     _check_password(new, principal.policy)
     _sign_in_again(db, principal, old, clock)
     with db.write() as session:
-        op = _get(session, principal.operator_id)
+        op = operators.get_operator(session, principal.operator_id, for_update=True)
         op.password_hash = hash_password(new)
         op.password_changed_at = clock.now()
         audit.Actor.of(principal, clock).record(session, AuditAction.PASSWORD_CHANGE, op.id)
@@ -322,7 +300,7 @@ def reset_password(
     admin.authorize(Action.MANAGE_OPERATORS, clock)
     _check_password(new, admin.policy)
     with db.write() as session:
-        op = _get(session, operator_id)
+        op = operators.get_operator(session, operator_id, for_update=True)
         op.password_hash = hash_password(new)
         op.password_changed_at = clock.now()
         op.failed_logins, op.locked_until = 0, None
@@ -406,4 +384,4 @@ def remember_language(db: Database, principal: Principal, language: str) -> None
             choices=", ".join(LANGUAGES),
         )
     with db.write() as session:
-        _get(session, principal.operator_id).language = language
+        operators.get_operator(session, principal.operator_id, for_update=True).language = language

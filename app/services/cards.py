@@ -24,7 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from app.clock import Clock
 from app.context import AppContext
 from app.domain.card import CardContents, CardKind
-from app.domain.permissions import Action, PermissionDenied
+from app.domain.permissions import Action
 from app.errors import CardVendError, DatabaseError
 from app.i18n import N_
 from app.persistence.db import Database
@@ -138,20 +138,7 @@ def authorize(
 ) -> None:
     """The technician's or administrator's ``permission``; a refusal is audited before it is
     raised."""
-    try:
-        actor.authorize(permission, clock)
-    except PermissionDenied:
-        with db.write() as session:
-            audit.record_by(
-                session,
-                actor,
-                clock,
-                action,
-                target=target,
-                result="denied",
-                detail={"role": actor.role},
-            )
-        raise
+    audit.authorize_or_record(db, actor, clock, permission, action, target)
 
 
 def record(

@@ -15,7 +15,7 @@ from typing import Any
 from app.clock import Clock
 from app.domain import ids
 from app.domain.customers import check_text
-from app.domain.permissions import Action, PermissionDenied
+from app.domain.permissions import Action
 from app.errors import CardVendError
 from app.i18n import N_
 from app.persistence.db import Database
@@ -33,15 +33,7 @@ Send = Callable[[Mapping[str, Any]], Mapping[str, Any]]
 
 def authorize(db: Database, me: Principal, clock: Clock, what: str, target: str) -> None:
     """``me`` may work the exceptions queue; a refusal is audited (``denied``) and raised."""
-    try:
-        me.authorize(Action.HANDLE_EXCEPTIONS, clock)
-    except PermissionDenied:
-        with db.write() as session:
-            audit.record_by(
-                session, me, clock, what, target=target, result="denied",
-                detail={"role": str(me.role)},
-            )  # fmt: skip
-        raise
+    audit.authorize_or_record(db, me, clock, Action.HANDLE_EXCEPTIONS, what, target)
 
 
 def step_request(
@@ -75,16 +67,14 @@ def take_step(
         done = send(request)
     except CardVendError as err:
         if err.code in REFUSALS:
-            with db.write() as session:
-                audit.record_by(
-                    session, me, clock, what, target=exception_id, result="failed",
-                    detail={**detail_of, "code": err.code},
-                )  # fmt: skip
+            audit.record_alone(
+                db, me, clock, what, target=exception_id, result="failed",
+                detail={**detail_of, "code": err.code},
+            )  # fmt: skip
         raise
-    with db.write() as session:
-        audit.record_by(
-            session, me, clock, what, target=str(done["id"]),
-            detail={**detail_of, "customer_no": done["customer_no"], "state": done["state"],
-                    "assignee": done.get("assignee")},
-        )  # fmt: skip
+    audit.record_alone(
+        db, me, clock, what, target=str(done["id"]),
+        detail={**detail_of, "customer_no": done["customer_no"], "state": done["state"],
+                "assignee": done.get("assignee")},
+    )  # fmt: skip
     return done

@@ -333,10 +333,16 @@ def _lost_race(db: Database, customer_no: str, exc: IntegrityError) -> Conflict:
     )
 
 
-def _load(session: Session, sale_id: str) -> tuple[Sale, Customer]:
-    sale = session.scalar(select(Sale).where(Sale.id == sale_id).with_for_update())
+def load_sale(session: Session, sale_id: str, *, for_update: bool = False) -> Sale:
+    """The sale ``sale_id`` (row-locked with ``for_update``)."""
+    sale = session.get(Sale, sale_id, with_for_update=for_update)
     if sale is None:
         raise NotFound(what=N_("Sale"), key=sale_id)
+    return sale
+
+
+def _load(session: Session, sale_id: str) -> tuple[Sale, Customer]:
+    sale = load_sale(session, sale_id, for_update=True)
     customer = session.scalar(
         select(Customer).where(Customer.id == sale.customer_id).with_for_update()
     )

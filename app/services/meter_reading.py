@@ -65,10 +65,15 @@ def record(
     detail: dict[str, Any] | None = None,
 ) -> None:
     """One audit row for a meter command."""
-    with db.write() as session:
-        audit.Actor.of(actor, clock).record(
-            session, action, target, result=result, detail=detail or {"role": actor.role}
-        )
+    audit.record_alone(
+        db,
+        actor,
+        clock,
+        action,
+        target=target,
+        result=result,
+        detail=detail or {"role": actor.role},
+    )
 
 
 # set by the composition root (main.py, from cardio/): (where, meter address) -> the reading;

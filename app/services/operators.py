@@ -64,10 +64,17 @@ def add_operator(
     return op
 
 
-def require_operator(session: Session, operator_id: str) -> Operator:
-    op = session.get(Operator, operator_id)
+def get_operator(session: Session, operator_id: str, *, for_update: bool = False) -> Operator:
+    """The operator ``operator_id``, disabled or not (row-locked with ``for_update``)."""
+    op = session.get(Operator, operator_id, with_for_update=for_update)
     if op is None:
         raise NotFound(what=N_("Operator"), key=operator_id)
+    return op
+
+
+def require_operator(session: Session, operator_id: str) -> Operator:
+    """The operator ``operator_id``, who must not be disabled."""
+    op = get_operator(session, operator_id)
     if op.disabled:
         raise OperatorDisabled(operator=operator_id)
     return op

@@ -28,19 +28,16 @@ from app.clock import Clock, aware
 from app.domain.audit import AuditAction
 from app.domain.permissions import Action
 from app.domain.receipt import ReceiptData
-from app.errors import NotFound
-from app.i18n import N_
 from app.persistence.db import Database
 from app.persistence.models import (
     Customer,
     Office,
     Operator,
     ReceiptPrint,
-    Sale,
     TariffPlan,
     TariffVersion,
 )
-from app.services import approvals, audit
+from app.services import approvals, audit, ledger
 from app.services.auth import Principal
 from app.settings import TIME_ZONE, Settings
 
@@ -54,9 +51,7 @@ def verification_code(key: bytes, sale_id: str, customer_no: str, amount: int, c
 def _receipt(
     session: Session, sale_id: str, settings: Settings, key: bytes, copy_no: int
 ) -> ReceiptData:
-    sale = session.get(Sale, sale_id)
-    if sale is None:
-        raise NotFound(what=N_("Sale"), key=sale_id)
+    sale = ledger.load_sale(session, sale_id)
     customer = session.get(Customer, sale.customer_id)
     version = session.get(TariffVersion, sale.tariff_version_id)
     operator = session.get(Operator, sale.operator_id)

@@ -162,18 +162,19 @@ def _record(
     db: Database, admin: Principal, clock: Clock, path: Path, manifest: Manifest, forced: bool
 ) -> None:
     """The restored log's row saying what it was restored from, and by whom."""
-    with db.write() as session:
-        audit_service.Actor.of(admin, clock).record(
-            session,
-            AuditAction.BACKUP_RESTORE,
-            path.name[-120:],
-            detail={
-                "taken_at": manifest.taken_at,
-                "audit_seq": manifest.audit_seq,
-                "sha256": manifest.sha256,
-                "forced": forced,
-            },
-        )
+    audit_service.record_alone(
+        db,
+        admin,
+        clock,
+        AuditAction.BACKUP_RESTORE,
+        target=path.name[-120:],
+        detail={
+            "taken_at": manifest.taken_at,
+            "audit_seq": manifest.audit_seq,
+            "sha256": manifest.sha256,
+            "forced": forced,
+        },
+    )
 
 
 def _sign_in(db: Database, authenticate: Authenticate, clock: Clock) -> Principal:

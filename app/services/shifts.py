@@ -10,7 +10,7 @@ import uuid
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, and_, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -67,9 +67,19 @@ def no_shift(counter_id: str) -> ShiftError:
     )
 
 
+def _open_on(counter_id: str) -> ColumnElement[bool]:
+    """The condition of the counter's open shift (a counter has one at the most)."""
+    return and_(Shift.counter_id == counter_id, Shift.closed_at.is_(None))
+
+
+def open_shift_id(session: Session, counter_id: str) -> str | None:
+    """The id of the counter's open shift, or None when no shift is open."""
+    return session.scalar(select(Shift.id).where(_open_on(counter_id)))
+
+
 def open_shift_for(session: Session, counter_id: str, *, lock: bool = False) -> Shift:
     """The counter's open shift (``lock``: locked for this unit of work), or :func:`no_shift`."""
-    query = select(Shift).where(Shift.counter_id == counter_id, Shift.closed_at.is_(None))
+    query = select(Shift).where(_open_on(counter_id))
     shift = session.scalar(query.with_for_update() if lock else query)
     if shift is None:
         raise no_shift(counter_id)
@@ -83,9 +93,7 @@ def open_shift(db: Database, *, actor: Principal, float_fen: int, clock: Clock) 
     try:
         with db.write() as session:
             require_operator(session, operator_id)
-            existing = session.scalar(
-                select(Shift).where(Shift.counter_id == counter_id, Shift.closed_at.is_(None))
-            )
+            existing = session.scalar(select(Shift).where(_open_on(counter_id)))
             if existing is not None:
                 raise ShiftError(
                     N_(
@@ -214,7 +222,5 @@ def close_shift(
 
 def current_shift(db: Database, counter_id: str) -> ShiftView | None:
     with db.read() as session:
-        shift = session.scalar(
-            select(Shift).where(Shift.counter_id == counter_id, Shift.closed_at.is_(None))
-        )
+        shift = session.scalar(select(Shift).where(_open_on(counter_id)))
         return _view(shift) if shift else None

@@ -122,19 +122,25 @@ class SyncState:
         return (now - since).total_seconds() / 3600
 
 
-def sync_state(session: Session, counter_id: str) -> SyncState:
-    """This counter's records the central system has not accepted yet (waiting, and refused:
-    money it has not seen either way) and its last successful sync. Counters sharing a
-    database each have their own limits."""
+def _outbox_totals(session: Session, *where: Any) -> tuple[int, int, dt.datetime | None]:
+    """How many outbox rows match ``where``, the fen they carry, and when the oldest was made."""
     count, amount, oldest = session.execute(
         select(
             func.count(),
             func.coalesce(func.sum(OutboxEntry.amount), 0),
             func.min(OutboxEntry.created_at),
-        ).where(*unsent(counter_id))
+        ).where(*where)
     ).one()
+    return int(count), int(amount), oldest
+
+
+def sync_state(session: Session, counter_id: str) -> SyncState:
+    """This counter's records the central system has not accepted yet (waiting, and refused:
+    money it has not seen either way) and its last successful sync. Counters sharing a
+    database each have their own limits."""
+    count, amount, oldest = _outbox_totals(session, *unsent(counter_id))
     last = _when(counter_setting(session, LAST_SUCCESS, counter_id))
-    return SyncState(int(count), int(amount), aware(oldest) if oldest is not None else None, last)
+    return SyncState(count, amount, aware(oldest) if oldest is not None else None, last)
 
 
 @dataclass(frozen=True)
@@ -161,18 +167,12 @@ class SyncStatus:
 
 def sync_status(db: Database, clock: Clock, counter_id: str) -> SyncStatus:
     with db.read() as session:
-        count, amount, oldest = session.execute(
-            select(
-                func.count(),
-                func.coalesce(func.sum(OutboxEntry.amount), 0),
-                func.min(OutboxEntry.created_at),
-            ).where(*unsent(counter_id), OutboxEntry.refused_at.is_(None))
-        ).one()
-        refused, refused_amount = session.execute(
-            select(func.count(), func.coalesce(func.sum(OutboxEntry.amount), 0)).where(
-                *unsent(counter_id), OutboxEntry.refused_at.is_not(None)
-            )
-        ).one()
+        count, amount, oldest = _outbox_totals(
+            session, *unsent(counter_id), OutboxEntry.refused_at.is_(None)
+        )
+        refused, refused_amount, _ = _outbox_totals(
+            session, *unsent(counter_id), OutboxEntry.refused_at.is_not(None)
+        )
         review = session.scalar(
             select(func.count())
             .select_from(Sale)
@@ -188,14 +188,14 @@ def sync_status(db: Database, clock: Clock, counter_id: str) -> SyncStatus:
         age = max(0, int((clock.now() - aware(oldest)).total_seconds()))
     return SyncStatus(
         online=online,
-        pending=int(count),
-        pending_amount=int(amount),
+        pending=count,
+        pending_amount=amount,
         oldest_pending_age_s=age,
         last_success=last_success,
         last_attempt=last_attempt,
         last_error=last_error,
-        refused=int(refused or 0),
-        refused_amount=int(refused_amount or 0),
+        refused=refused,
+        refused_amount=refused_amount,
         review=int(review or 0),
         audit_diverged=str(json.loads(diverged).get("message", "")) if diverged else "",
     )

@@ -60,12 +60,12 @@ if TYPE_CHECKING:
 # --------------------------------------------------------------------------- helpers
 
 
-def _load(session: Session, request_id: str) -> ApprovalRequest:
+def _load(session: Session, request_id: str, *, lock: bool = True) -> ApprovalRequest:
+    """The request ``request_id``, row-locked unless ``lock`` is False (a read unit of work)."""
     if not isinstance(request_id, str) or not request_id:
         raise ApprovalNotFound(request=str(request_id))
-    req = session.scalar(
-        select(ApprovalRequest).where(ApprovalRequest.id == request_id).with_for_update()
-    )
+    query = select(ApprovalRequest).where(ApprovalRequest.id == request_id)
+    req = session.scalar(query.with_for_update() if lock else query)
     if req is None:
         raise ApprovalNotFound(request=request_id)
     return req
@@ -538,11 +538,7 @@ def pending(db: Database, *, clock: Clock, role: Role | str | None = None) -> li
 def get_request(db: Database, request_id: str) -> ApprovalView:
     """One request as stored (a counter waiting for the queue polls this)."""
     with db.read() as session:
-        if not isinstance(request_id, str) or not request_id:
-            raise ApprovalNotFound(request=str(request_id))
-        req = session.get(ApprovalRequest, request_id)
-        if req is None:
-            raise ApprovalNotFound(request=request_id)
+        req = _load(session, request_id, lock=False)
         return _view(req, _steps_of(session, req))
 
 

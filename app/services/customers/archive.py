@@ -76,12 +76,18 @@ def _view(c: Customer, plan_code: str) -> CustomerView:
     )
 
 
+def customer_or_none(
+    session: Session, customer_no: str, *, for_update: bool = False
+) -> Customer | None:
+    """The customer ``customer_no`` (row-locked with ``for_update``), or None: the caller says
+    what a missing customer means."""
+    query = select(Customer).where(Customer.customer_no == customer_no)
+    return session.scalar(query.with_for_update() if for_update else query)
+
+
 def get_customer(session: Session, customer_no: str, *, for_update: bool = False) -> Customer:
     check_customer_no(customer_no)
-    q = select(Customer).where(Customer.customer_no == customer_no)
-    if for_update:
-        q = q.with_for_update()
-    c = session.scalar(q)
+    c = customer_or_none(session, customer_no, for_update=for_update)
     if c is None:
         raise NotFound(what=N_("Customer"), key=customer_no)
     return c

@@ -97,10 +97,7 @@ class ImportReport:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "rows": self.rows,
-            "imported": self.imported,
-            "bad": self.bad,
-            "committed": self.committed,
+            **self.summary(),
             "offices_created": self.offices_created,
             "errors": [e.to_json() for e in self.errors],
         }

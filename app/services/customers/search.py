@@ -33,17 +33,24 @@ def _prefix_clause(column: Any, prefix: str, dialect: str) -> Any:
     return and_(column >= prefix, column < upper)
 
 
+def _search_text(text: str, limit: int) -> str:
+    """The text a search looks for (stripped); an empty text or a limit out of range is
+    refused."""
+    text = (text or "").strip()
+    if not text:
+        raise ValidationError(N_("type a customer number, meter number, name or phone"))
+    if limit < 1 or limit > 10_000:
+        raise ValidationError(N_("limit must be from 1 to 10000"))
+    return text
+
+
 def find_customers(
     db: Database, text: str, *, limit: int = DEFAULT_LIMIT, use_index: bool = True
 ) -> list[CustomerView]:
     """Find by customer_no or meter_no (12 digits, exact), phone suffix (4 to 11 digits) or
     name prefix (anything else).  ``use_index=False`` runs the same query without its index
     (for the benchmark's comparison; SQLite only)."""
-    text = (text or "").strip()
-    if not text:
-        raise ValidationError(N_("type a customer number, meter number, name or phone"))
-    if limit < 1 or limit > 10_000:
-        raise ValidationError(N_("limit must be from 1 to 10000"))
+    text = _search_text(text, limit)
     with db.read() as session:
         dialect = db.dialect
         query = select(Customer, TariffPlan.code).join(
@@ -215,11 +222,7 @@ def search_customers(
     cursor of the next page.  12 digits: the customer or meter number; 4 to 11 digits: the
     phone's last digits; other text: the name's beginning and, when the text looks like an
     address (:func:`looks_like_address`), then addresses holding it."""
-    text = (text or "").strip()
-    if not text:
-        raise ValidationError(N_("type a customer number, meter number, name or phone"))
-    if limit < 1 or limit > 10_000:
-        raise ValidationError(N_("limit must be from 1 to 10000"))
+    text = _search_text(text, limit)
     stages = _stages(text)
     if after is not None and after[0] not in stages:
         raise ValidationError(N_("This page of results belongs to another search; search again."))

@@ -26,12 +26,13 @@ from app.domain.card import (
 )
 from app.domain.permissions import Action
 from app.domain.pricing import TariffSpec
-from app.errors import CardVendError, NotFound
+from app.errors import CardVendError
 from app.i18n import N_, Msg
 from app.persistence.db import Database
-from app.persistence.models import Customer, MgmtJob, OutboxEntry, TariffPlan, TariffVersion
+from app.persistence.models import MgmtJob, OutboxEntry, TariffPlan, TariffVersion
 from app.ports import CardTerminal
 from app.services.auth import Principal
+from app.services.customers import customer_or_none
 from app.services.jobs.errors import (
     JobCardForged,
     JobCardInUse,
@@ -41,7 +42,6 @@ from app.services.jobs.errors import (
     JobContentMissing,
     JobNotOpen,
     JobNotTaken,
-    JobOfOtherOffice,
 )
 from app.services.jobs.model import (
     _JOB_KIND,
@@ -53,7 +53,7 @@ from app.services.jobs.model import (
     RESULT_REFUSED,
     RESULT_WRONG_METER,
 )
-from app.services.jobs.service import _allow, _audit, _guarded, _own_job, _refuse
+from app.services.jobs.service import _allow, _audit, _guarded, _refuse, office_job
 from app.services.jobs.views import JobView, _view
 
 
@@ -128,7 +128,7 @@ def plan_card(session: Session, job: MgmtJob, utility_code: str, now: dt.datetim
     """The card content of ``job``, from the job and the archive."""
     if job.kind not in CARD_OF_JOB:
         raise JobContentMissing(job_id=job.id, reason=N_("a job kind this counter does not know"))
-    customer = session.scalar(select(Customer).where(Customer.customer_no == job.customer_no))
+    customer = customer_or_none(session, job.customer_no)
     if customer is None:
         raise JobContentMissing(job_id=job.id, reason=N_("its customer is not in the archive"))
     kind = CARD_OF_JOB[job.kind]
@@ -197,11 +197,7 @@ def preview(
     """What :func:`program` would write, for the technician to see first."""
     actor.authorize(Action.PROGRAM_MANAGEMENT_CARD, clock)
     with db.read() as session:
-        job = session.get(MgmtJob, ids.UUID.check(job_id, N_("job id")))
-        if job is None:
-            raise NotFound(what=N_("Job"), key=job_id)
-        if job.office_code != office_code:
-            raise JobOfOtherOffice(job_id=job_id, office=job.office_code, own=office_code)
+        job = office_job(session, job_id, office_code, lock=False)
         return plan_card(session, job, utility_code, clock.now())
 
 
@@ -220,7 +216,7 @@ def program(
     _allow(db, actor, clock, Action.PROGRAM_MANAGEMENT_CARD, "job_program", job_id)
 
     def check(session: Session) -> CardPlan:
-        job = _own_job(db, session, actor, clock, job_id, office_code, "job_program")
+        job = office_job(session, job_id, office_code)
         if job.taken_by != actor.operator_id:
             raise JobNotTaken(job_id=job_id)
         if job.status != "open":
@@ -244,14 +240,13 @@ def program(
             raise JobCardInUse(serial=card.serial_hex, job_id=other)
         written = terminal.write(plan.write, expect_serial=card.serial)
     except CardVendError as exc:
-        with db.write() as session:
-            _audit(session, actor, clock, "job_program", job_id, result="failed", code=exc.code)
+        _refuse(db, actor, clock, "job_program", job_id, exc)
         raise
     serial = written.serial.hex().upper()
     wb_mac = card.write_back.mac.hex() if card.write_back is not None else None
 
     def mark(session: Session) -> JobView:
-        job = _own_job(db, session, actor, clock, job_id, office_code, "job_program")
+        job = office_job(session, job_id, office_code)
         if job.taken_by != actor.operator_id:  # released and taken by someone meanwhile
             raise JobNotTaken(job_id=job_id)
         now = clock.now()
@@ -334,7 +329,7 @@ def return_card(
         wanted = job_id or card_job
         if wanted is None:
             raise JobCardNotProgrammed(job_id="-")
-        job = _own_job(db, session, actor, clock, wanted, office_code, "job_return")
+        job = office_job(session, wanted, office_code)
         if job.taken_by != actor.operator_id:
             raise JobNotTaken(job_id=job.id)
         if job.card_state != "issued" or job.card_serial is None:

@@ -24,6 +24,7 @@ from app.errors import CardVendError
 from app.persistence.db import Database
 from app.persistence.models import Customer
 from app.ports import CardTerminal
+from app.services import audit
 from app.services.auth import Principal
 from app.services.jobs.cards import management_parameters, write_back_json
 from app.services.jobs.errors import CheckCardEmpty, JobCardForged
@@ -64,8 +65,9 @@ def program_check_card(
     job = JobRecord(uuid.uuid4().bytes, JobKind.CHECK)
     written = terminal.write(CardWrite(parameters=params, job=job), expect_serial=card.serial)
     serial = written.serial.hex().upper()
-    with db.write() as session:
-        _audit(session, actor, clock, "check_card_program", target, serial=serial)
+    audit.record_alone(
+        db, actor, clock, "check_card_program", target=target, detail={"serial": serial}
+    )
     return serial
 
 

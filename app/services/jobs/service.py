@@ -12,7 +12,7 @@ from app.domain import ids
 from app.domain.card import (
     WrongCardKind,
 )
-from app.domain.permissions import Action, PermissionDenied
+from app.domain.permissions import Action
 from app.errors import CardVendError, Conflict, NotFound
 from app.i18n import N_, Msg
 from app.persistence.db import Database
@@ -34,12 +34,7 @@ def _allow(
     db: Database, actor: Principal, clock: Clock, action: Action, step: str, target: str
 ) -> None:
     """The permission; a refusal is audited before it is raised."""
-    try:
-        actor.authorize(action, clock)
-    except PermissionDenied:
-        with db.write() as session:
-            _audit(session, actor, clock, step, target, result="denied", role=str(actor.role))
-        raise
+    audit.authorize_or_record(db, actor, clock, action, step, target)
 
 
 def _audit(
@@ -59,23 +54,18 @@ def _refuse(
     db: Database, actor: Principal, clock: Clock, step: str, target: str, error: CardVendError
 ) -> CardVendError:
     """Audit a refused step (in its own transaction) and give the error back to raise."""
-    with db.write() as session:
-        _audit(session, actor, clock, step, target, result="failed", code=error.code)
+    audit.record_alone(
+        db, actor, clock, step, target=target, result="failed", detail={"code": error.code}
+    )
     return error
 
 
-def _own_job(
-    db: Database,
-    session: Session,
-    actor: Principal,
-    clock: Clock,
-    job_id: str,
-    office_code: str,
-    step: str,
-) -> MgmtJob:
-    """The job ``job_id`` (a UUID, matched whole) of this counter's office, row-locked."""
+def office_job(session: Session, job_id: str, office_code: str, *, lock: bool = True) -> MgmtJob:
+    """The job ``job_id`` (a UUID, matched whole) of this counter's office, row-locked unless
+    ``lock`` is False (a read unit of work)."""
     ids.UUID.check(job_id, N_("job id"))
-    job = session.scalar(select(MgmtJob).where(MgmtJob.id == job_id).with_for_update())
+    query = select(MgmtJob).where(MgmtJob.id == job_id)
+    job = session.scalar(query.with_for_update() if lock else query)
     if job is None:
         raise NotFound(what=N_("Job"), key=job_id)
     if job.office_code != office_code:
@@ -136,13 +126,8 @@ def get_job(
     overdue_days: int = 7,
 ) -> JobView:
     actor.authorize(Action.PROGRAM_MANAGEMENT_CARD, clock)
-    ids.UUID.check(job_id, N_("job id"))
     with db.read() as session:
-        job = session.get(MgmtJob, job_id)
-        if job is None:
-            raise NotFound(what=N_("Job"), key=job_id)
-        if job.office_code != office_code:
-            raise JobOfOtherOffice(job_id=job_id, office=job.office_code, own=office_code)
+        job = office_job(session, job_id, office_code, lock=False)
         names = _names(session, [job.customer_no])
         return _view(job, names.get(job.customer_no), clock.now(), overdue_days)
 
@@ -153,7 +138,7 @@ def take(db: Database, actor: Principal, clock: Clock, job_id: str, *, office_co
     _allow(db, actor, clock, Action.PROGRAM_MANAGEMENT_CARD, "job_take", job_id)
 
     def work(session: Session) -> JobView:
-        job = _own_job(db, session, actor, clock, job_id, office_code, "job_take")
+        job = office_job(session, job_id, office_code)
         if job.taken_by is not None and job.taken_by != actor.operator_id:
             raise JobTakenByOther(job_id=job_id, holder=job.taken_by)
         if job.status != "open":
@@ -176,7 +161,7 @@ def release(
     _allow(db, actor, clock, Action.PROGRAM_MANAGEMENT_CARD, "job_release", job_id)
 
     def work(session: Session) -> JobView:
-        job = _own_job(db, session, actor, clock, job_id, office_code, "job_release")
+        job = office_job(session, job_id, office_code)
         if job.taken_by != actor.operator_id:
             raise JobNotTaken(job_id=job_id)
         if job.card_state == "issued":

@@ -42,12 +42,13 @@ from app.errors import CardVendError, Conflict, ValidationError
 from app.i18n import N_, Msg
 from app.money import format_yuan
 from app.persistence.db import Database
-from app.persistence.models import ArrearsItem, CardBlacklist, Customer, Sale, Shift
+from app.persistence.models import ArrearsItem, Customer, Sale
 from app.ports import CardTerminal
 from app.services import approvals, ledger, lifecycle, shifts
 from app.services.auth import Principal
 from app.services.customers import CustomerView, customer_view, get_customer
 from app.services.selling.assessment import assess
+from app.services.selling.cardops import blacklist_card
 from app.services.selling.errors import CardRefused
 from app.services.selling.sale import is_training
 from app.settings import CLOSE_REFUND_MODE, Settings
@@ -380,10 +381,7 @@ def _commit_close(
     if done.refund:
         shift_id: str | None = shifts.open_shift_for(session, actor.counter_id, lock=True).id
     else:
-        open_now = session.scalar(
-            select(Shift.id).where(Shift.counter_id == actor.counter_id, Shift.closed_at.is_(None))
-        )
-        shift_id = open_now
+        shift_id = shifts.open_shift_id(session, actor.counter_id)
     approver = approvals.consume_by(
         session,
         actor,
@@ -395,12 +393,7 @@ def _commit_close(
     refs = _settle_dues(session, customer)
     serial = customer.card_serial
     if serial and done.card in (st.CARD_KEPT, st.CARD_UNREADABLE):
-        if session.get(CardBlacklist, serial) is None:
-            session.add(
-                CardBlacklist(
-                    serial=serial, customer_id=customer.id, reason="closed", created_at=clock.now()
-                )
-            )
+        blacklist_card(session, serial, customer, "closed", clock)
     customer.status = CustomerStatus.CLOSED.value
     customer.status_reason = reason
     customer.card_serial = None

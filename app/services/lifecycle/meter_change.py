@@ -52,7 +52,7 @@ from app.errors import Conflict, ValidationError
 from app.i18n import N_
 from app.money import format_yuan
 from app.persistence.db import Database
-from app.persistence.models import AccountEvent, ArrearsItem, Customer, Shift
+from app.persistence.models import AccountEvent, ArrearsItem, Customer
 from app.ports import CardTerminal
 from app.services import approvals, ledger
 from app.services.auth import Principal
@@ -65,6 +65,7 @@ from app.services.selling.cardops import read_or_blank
 from app.services.selling.errors import CardRefused
 from app.services.selling.records import card_change
 from app.services.selling.sale import is_training
+from app.services.shifts import open_shift_id
 from app.settings import UTILITY_CODE, Settings
 
 SOURCE_CARD: Final = "card"
@@ -389,9 +390,8 @@ def _commit(
                 created_at=clock.now(),
             )
         )
-    shift = session.scalar(  # no money changes hands: an open shift is noted, not needed
-        select(Shift.id).where(Shift.counter_id == actor.counter_id, Shift.closed_at.is_(None))
-    )
+    # no money changes hands: an open shift is noted, not needed
+    shift = open_shift_id(session, actor.counter_id)
     detail = {
         "old_meter_no": old_meter_no,
         "new_meter_no": new_meter_no,

@@ -14,6 +14,7 @@ from app.persistence.models import (
     Office,
     Shift,
 )
+from app.services.shifts import open_shift_id
 
 
 def day_bounds(day: dt.date, tz: str) -> tuple[dt.datetime, dt.datetime]:
@@ -38,9 +39,7 @@ def _office_name(session: Session, office_code: str | None) -> str | None:
 def current_shift_id(db: Database, counter_id: str) -> str | None:
     """The open shift of ``counter_id``, else its last closed one, else None."""
     with db.read() as session:
-        open_id = session.scalar(
-            select(Shift.id).where(Shift.counter_id == counter_id, Shift.closed_at.is_(None))
-        )
+        open_id = open_shift_id(session, counter_id)
         if open_id is not None:
             return open_id
         return session.scalar(

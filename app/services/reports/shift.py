@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
 from app.clock import Clock
@@ -41,26 +43,38 @@ from app.services.reports.figures import (
 from app.services.shifts import expected_cash
 
 
+def _on_shift(
+    session: Session,
+    fact: type[Sale] | type[FeePayment] | type[AccountEvent],
+    shift_id: str,
+    *columns: Any,
+    where: tuple[ColumnElement[bool], ...] = (),
+) -> Sequence[Sequence[Any]]:
+    """The rows of ``fact`` taken on the shift, in order: when, id, the customer's number, then
+    ``columns``."""
+    return session.execute(
+        select(fact.created_at, fact.id, Customer.customer_no, *columns)
+        .join(Customer, Customer.id == fact.customer_id)
+        .where(fact.shift_id == shift_id, *where)
+        .order_by(fact.created_at, fact.id)
+    ).all()
+
+
 def _shift_sales(session: Session, shift_id: str, z: ZoneInfo) -> tuple[ShiftSaleLine, ...]:
     """The shift's sales, in order."""
-    rows = session.execute(
-        select(
-            Sale.created_at,
-            Sale.id,
-            Customer.customer_no,
-            Sale.kind,
-            Sale.state,
-            Sale.purchase_count,
-            Sale.amount,
-            Sale.arrears,
-            Sale.fees,
-            Sale.credit,
-            Sale.cash_received,
-        )
-        .join(Customer, Customer.id == Sale.customer_id)
-        .where(Sale.shift_id == shift_id)
-        .order_by(Sale.created_at, Sale.id)
-    ).all()
+    rows = _on_shift(
+        session,
+        Sale,
+        shift_id,
+        Sale.kind,
+        Sale.state,
+        Sale.purchase_count,
+        Sale.amount,
+        Sale.arrears,
+        Sale.fees,
+        Sale.credit,
+        Sale.cash_received,
+    )
     return tuple(
         ShiftSaleLine(
             at=local(at, z),
@@ -118,18 +132,13 @@ def _shift_fee_payments(session: Session, shift_id: str, z: ZoneInfo) -> tuple[F
     """The fees paid on the shift, in order."""
     return tuple(
         FeePaymentLine(local(at, z), pid, cno, kind, amount, op)
-        for at, pid, cno, kind, amount, op in session.execute(
-            select(
-                FeePayment.created_at,
-                FeePayment.id,
-                Customer.customer_no,
-                FeePayment.kind,
-                FeePayment.amount,
-                FeePayment.operator_id,
-            )
-            .join(Customer, Customer.id == FeePayment.customer_id)
-            .where(FeePayment.shift_id == shift_id)
-            .order_by(FeePayment.created_at, FeePayment.id)
+        for at, pid, cno, kind, amount, op in _on_shift(
+            session,
+            FeePayment,
+            shift_id,
+            FeePayment.kind,
+            FeePayment.amount,
+            FeePayment.operator_id,
         )
     )
 
@@ -138,18 +147,14 @@ def _shift_refunds(session: Session, shift_id: str, z: ZoneInfo) -> tuple[Refund
     """The cash handed back by account closes on the shift, in order."""
     return tuple(
         RefundLine(local(at, z), eid, cno, amount, op, approver or "")
-        for at, eid, cno, amount, op, approver in session.execute(
-            select(
-                AccountEvent.created_at,
-                AccountEvent.id,
-                Customer.customer_no,
-                AccountEvent.refund,
-                AccountEvent.operator_id,
-                AccountEvent.approver_id,
-            )
-            .join(Customer, Customer.id == AccountEvent.customer_id)
-            .where(AccountEvent.shift_id == shift_id, AccountEvent.refund > 0)
-            .order_by(AccountEvent.created_at, AccountEvent.id)
+        for at, eid, cno, amount, op, approver in _on_shift(
+            session,
+            AccountEvent,
+            shift_id,
+            AccountEvent.refund,
+            AccountEvent.operator_id,
+            AccountEvent.approver_id,
+            where=(AccountEvent.refund > 0,),
         )
     )
 

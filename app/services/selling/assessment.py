@@ -31,7 +31,12 @@ from app.persistence.db import Database
 from app.persistence.models import CardBlacklist, Customer, Reversal, Sale
 from app.services import audit, ledger
 from app.services.auth import Principal
-from app.services.customers import CustomerView, get_customer, view_in_session
+from app.services.customers import (
+    CustomerView,
+    customer_or_none,
+    get_customer,
+    view_in_session,
+)
 from app.services.selling.errors import CardAnomaly, CardRefused
 from app.services.selling.resolution import resolve_with_card
 from app.services.tariffs import version_in_force
@@ -105,8 +110,7 @@ def identify(
         raise CardRefused(reason=N_("it is issued but bound to no customer"))
     if params.utility_code != utility_code:
         raise CardRefused(reason=N_("it belongs to another utility"))
-    query = select(Customer).where(Customer.customer_no == params.customer_no)
-    customer = session.scalar(query.with_for_update() if lock else query)
+    customer = customer_or_none(session, params.customer_no, for_update=lock)
     if customer is None:
         raise CardRefused(reason=N_("its customer is not in this archive"))
     if customer.card_serial != serial:

@@ -76,6 +76,19 @@ def check_bindable(session: Session, serial: str, customer_no: str) -> None:
         raise CardRefused(reason=N_("it is the card of customer {holder}"), holder=holder)
 
 
+def blacklist_card(
+    session: Session, serial: str, customer: Customer, reason: str, clock: Clock
+) -> None:
+    """Blacklist the card ``serial`` of ``customer`` (lost, replaced, closed); a card on the
+    list already keeps its first entry."""
+    if session.get(CardBlacklist, serial) is None:
+        session.add(
+            CardBlacklist(
+                serial=serial, customer_id=customer.id, reason=reason, created_at=clock.now()
+            )
+        )
+
+
 def read_or_blank(terminal: CardTerminal) -> CardContents | None:
     try:
         return terminal.read()
@@ -592,15 +605,8 @@ def _bind_replacement(
     if new != old:  # the same card erased and issued again stays usable
         check_bindable(session, new, customer_no)
     _use_approval(session, mode, approval_request, actor, customer_no, clock)
-    if new != old and session.get(CardBlacklist, old) is None:
-        session.add(
-            CardBlacklist(
-                serial=old,
-                customer_id=customer.id,
-                reason=mode.blacklist_reason,
-                created_at=clock.now(),
-            )
-        )
+    if new != old:
+        blacklist_card(session, old, customer, mode.blacklist_reason, clock)
     customer.card_serial = new
     last = last_completed(session, customer)
     payment = FeePayment(

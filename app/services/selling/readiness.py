@@ -5,17 +5,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select
-
 from app.clock import Clock
 from app.domain.operators import Role
 from app.domain.permissions import Action, allowed
 from app.i18n import _
 from app.persistence.db import Database
-from app.persistence.models import Shift
 from app.services.auth import Principal
 from app.services.selling.errors import OfflineLimitReached
 from app.services.selling.offline import offline_outlook
+from app.services.shifts import open_shift_id
 from app.settings import Settings
 
 
@@ -42,9 +40,7 @@ def sale_readiness(
             )
         )
     with db.read() as session:
-        shift = session.scalar(
-            select(Shift.id).where(Shift.counter_id == actor.counter_id, Shift.closed_at.is_(None))
-        )
+        shift = open_shift_id(session, actor.counter_id)
     if shift is None:
         return Readiness(_("No shift is open on this counter: press F4 to open one."))
     outlook = offline_outlook(db, actor.counter_id, clock, settings)

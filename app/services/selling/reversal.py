@@ -13,7 +13,6 @@ from app.domain.audit import AuditAction
 from app.domain.card import CardWrite
 from app.domain.ledger import ReversalState, SaleKind, SaleState
 from app.domain.permissions import Action
-from app.errors import NotFound
 from app.i18n import N_
 from app.persistence.db import Database
 from app.persistence.models import Reversal, Sale
@@ -45,9 +44,7 @@ def reverse_sale(
     contents = terminal.read()
     a = assess(db, contents, clock, settings=settings, actor=actor)
     with db.write() as session:
-        sale = session.get(Sale, sale_id, with_for_update=True)
-        if sale is None:
-            raise NotFound(what=N_("Sale"), key=sale_id)
+        sale = ledger.load_sale(session, sale_id, for_update=True)
         if sale.state != SaleState.COMPLETED.value or sale.kind != SaleKind.CARD.value:
             raise ReversalRefused(reason=N_("only a completed card sale can be reversed"))
         customer = get_customer(session, a.customer.customer_no, for_update=True)
@@ -108,10 +105,10 @@ def reverse_sale(
     faults.checkpoint("reversal_written")
     with db.write() as session:
         rev_row = session.get(Reversal, rev_id, with_for_update=True)
-        sale = session.get(Sale, sale_id, with_for_update=True)
-        assert rev_row is not None and sale is not None
+        sale_row = session.get(Sale, sale_id, with_for_update=True)
+        assert rev_row is not None and sale_row is not None
         customer = get_customer(session, a.customer.customer_no, for_update=True)
-        finish_reversal(session, rev_row, sale, customer, clock)
+        finish_reversal(session, rev_row, sale_row, customer, clock)
     return ledger.get_sale(db, sale_id)
 
 
