@@ -21,6 +21,7 @@ import os
 import signal
 import sys
 import threading
+from contextlib import closing
 from typing import Any
 
 from app.cli import cli_login, emit_json, id_arg, open_db
@@ -186,11 +187,8 @@ def cmd_retry(ctx: AppContext, args: argparse.Namespace) -> int:
 
 def cmd_reconcile(ctx: AppContext, args: argparse.Namespace) -> int:
     db = open_db(ctx)
-    client = make_client(ctx)
-    try:
+    with closing(make_client(ctx)) as client:
         report = reconcile(db, client, counter_id=ctx.counter_id, office_code=ctx.office_code)
-    finally:
-        client.close()
     if args.json:
         emit_json(report.to_json())
     else:
@@ -229,11 +227,8 @@ def cmd_register(ctx: AppContext, args: argparse.Namespace) -> int:
 
 def cmd_control_status(ctx: AppContext, args: argparse.Namespace) -> int:
     """A customer's charge control as the station holds it (the user balance view)."""
-    client = make_client(ctx)
-    try:
+    with closing(make_client(ctx)) as client:
         status = client.control_status(args.customer_no)
-    finally:
-        client.close()
     if args.json:
         emit_json(status.model_dump(mode="json"))
         return 0
