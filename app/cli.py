@@ -10,11 +10,16 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import logging
 import os
 import secrets
+import signal
 import sys
-from collections.abc import Callable, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from app.context import AppContext
@@ -37,6 +42,8 @@ from app.services.auth import Principal
 from app.settings import COUNTER_ID, TIME_ZONE
 
 Handler = Callable[[AppContext, argparse.Namespace], int]
+
+log = logging.getLogger(__name__)
 
 
 def emit_json(data: Any) -> None:
@@ -66,6 +73,28 @@ def id_arg(fmt: ids.IdFormat) -> Callable[[str], str]:
 
     parse.__name__ = str(fmt.name)
     return parse
+
+
+@contextmanager
+def stop_on_signals(what: str) -> Iterator[threading.Event]:
+    """An event that SIGINT or SIGTERM sets, for a command that runs until it is stopped
+    (``what`` names it in the log); the previous handlers come back after the block.  Off the
+    main thread, where Python takes no signal handlers, only the caller sets it."""
+    stop = threading.Event()
+    previous: dict[signal.Signals, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+
+        def on_signal(signum: int, _frame: FrameType | None) -> None:
+            log.info("%s: signal %d, stopping", what, signum)
+            stop.set()
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, on_signal)
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def open_db(ctx: AppContext, *, migrate: bool = False) -> Database:

@@ -18,13 +18,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
-import threading
 from contextlib import closing
-from typing import Any
 
-from app.cli import cli_login, emit_json, id_arg, open_db
+from app.cli import cli_login, emit_json, id_arg, open_db, stop_on_signals
 from app.context import AppContext
 from app.domain import ids
 from app.i18n import _
@@ -92,23 +89,17 @@ def cmd_sync(ctx: AppContext, args: argparse.Namespace) -> int:
             _print_round(report)
         return 0
     interval = args.interval or ctx.settings.value(SYNC_INTERVAL)
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: Any) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    while not stop.is_set():
-        try:
-            report = service.run_round()
-            if args.json:
-                emit_json(report.to_json())
-            else:
-                _print_round(report)
-        except SyncError as exc:
-            print(exc.localized(), flush=True)
-        stop.wait(interval)
+    with stop_on_signals("sync --watch") as stop:
+        while not stop.is_set():
+            try:
+                report = service.run_round()
+                if args.json:
+                    emit_json(report.to_json())
+                else:
+                    _print_round(report)
+            except SyncError as exc:
+                print(exc.localized(), flush=True)
+            stop.wait(interval)
     return 0
 
 

@@ -17,15 +17,14 @@ import datetime as dt
 import json
 import logging
 import os
-import signal
 import ssl
 import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from app.cli import stop_on_signals
 from app.context import AppContext
 from app.errors import ValidationError
 from app.i18n import N_, _
@@ -156,25 +155,12 @@ def cmd_central_serve(ctx: AppContext, args: argparse.Namespace) -> int:
             if runner is not None:
                 runner.stop()
         return 0
-    stop = threading.Event()
     try:
         server.start()
-        previous: dict[signal.Signals, Any] = {}
-        if threading.current_thread() is threading.main_thread():
-
-            def on_signal(signum: int, _frame: FrameType | None) -> None:
-                log.info("central server: signal %d, stopping", signum)
-                stop.set()
-
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                previous[sig] = signal.signal(sig, on_signal)
-        _announce(server.url, key, 1)
-        try:
+        with stop_on_signals("central server") as stop:
+            _announce(server.url, key, 1)
             while not stop.wait(0.5):
                 pass
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
     finally:
         if runner is not None:
             runner.stop()

@@ -7,13 +7,12 @@ serve`` and ``central control run``), the loop steps they build and what they di
 from __future__ import annotations
 
 import argparse
-import signal
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
+from app.cli import stop_on_signals
 from app.context import AppContext
 from app.errors import NotFound, ValidationError
 from app.i18n import N_, _
@@ -153,23 +152,17 @@ def cmd_sms_gateway(ctx: AppContext, args: argparse.Namespace) -> int:
     if args.fail < 0:
         raise ValidationError(N_("--fail cannot be negative"))
     server = make_server(args.host, args.port, SmsSink(Path(args.out), args.fail))
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        stop.set()
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, on_signal)
-    thread = threading.Thread(target=server.serve_forever, name="sms gateway", daemon=True)
-    thread.start()
-    host, port = server.server_address[:2]
-    print(f"sms gateway listening on http://{host!s}:{port}", flush=True)
-    try:
-        while not stop.wait(0.5):
-            pass
-    finally:
-        server.shutdown()
-        server.server_close()
+    with stop_on_signals("sms gateway") as stop:
+        thread = threading.Thread(target=server.serve_forever, name="sms gateway", daemon=True)
+        thread.start()
+        host, port = server.server_address[:2]
+        print(f"sms gateway listening on http://{host!s}:{port}", flush=True)
+        try:
+            while not stop.wait(0.5):
+                pass
+        finally:
+            server.shutdown()
+            server.server_close()
     return 0
 
 
