@@ -60,6 +60,17 @@ def opened_store(ctx: AppContext, args: argparse.Namespace) -> Iterator[CentralS
         store.dispose()
 
 
+@contextmanager
+def invalid_input(template: str, **params: Any) -> Iterator[None]:
+    """A ValueError in the block (a pydantic ValidationError is one) becomes the
+    :class:`ValidationError` ``template`` with ``params`` and the error's first line as
+    ``detail``."""
+    try:
+        yield
+    except ValueError as exc:
+        raise ValidationError(template, **params, detail=str(exc).splitlines()[0]) from exc
+
+
 def print_json(data: Any) -> None:
     """A command's ``--json`` answer: indented by one, text as it is, times to the second."""
     print(json.dumps(data, ensure_ascii=False, indent=1, default=iso_seconds))
@@ -255,22 +266,14 @@ def _tls_files(args: argparse.Namespace) -> tuple[str | None, str | None]:
 
 
 def cmd_central_enrol(ctx: AppContext, args: argparse.Namespace) -> int:
-    from pydantic import ValidationError as ModelError
-
+    refused = N_(
+        "cannot issue an enrolment code for counter {counter} of office {office}: {detail}"
+    )
     with opened_store(ctx, args) as store:
-        try:
+        with invalid_input(refused, counter=args.counter_id, office=args.office):
             code, expires = store.issue_enrolment_code(
                 args.counter_id, args.office, hours=args.hours
             )
-        except (ModelError, ValueError) as exc:
-            raise ValidationError(
-                N_(
-                    "cannot issue an enrolment code for counter {counter} of office {office}: {detail}"
-                ),
-                counter=args.counter_id,
-                office=args.office,
-                detail=str(exc).splitlines()[0],
-            ) from exc
     print(code, flush=True)
     print(
         _(
@@ -287,17 +290,9 @@ def cmd_central_enrol(ctx: AppContext, args: argparse.Namespace) -> int:
 
 
 def cmd_offices_add(ctx: AppContext, args: argparse.Namespace) -> int:
-    from pydantic import ValidationError as ModelError
-
     with opened_store(ctx, args) as store:
-        try:
+        with invalid_input(N_("cannot add office {office}: {detail}"), office=args.code):
             new = store.add_office(args.code, args.name, args.province, args.city)
-        except (ModelError, ValueError) as exc:
-            raise ValidationError(
-                N_("cannot add office {office}: {detail}"),
-                office=args.code,
-                detail=str(exc).splitlines()[0],
-            ) from exc
     text = _("Office {office} added.") if new else _("Office {office} changed.")
     print(text.format(office=args.code))
     return 0
