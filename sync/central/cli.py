@@ -341,7 +341,8 @@ def cmd_counters_revoke(ctx: AppContext, args: argparse.Namespace) -> int:
     return 0
 
 
-def _db_option(q: argparse.ArgumentParser) -> None:
+def db_option(q: argparse.ArgumentParser) -> None:
+    """``--db URL``: the station's database a command works on (:func:`central_store`)."""
     q.add_argument(
         "--db",
         dest="central_db",
@@ -363,15 +364,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     cli_control.register(csub)
     cli_stats.register(csub)
     _register_offices_and_counters(csub)
-    cli_channels.register(csub, _db_option)
-    cli_tasks.register(csub, _db_option)
+    cli_channels.register(csub)
+    cli_tasks.register(csub)
 
 
 def _register_serve(csub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     q = csub.add_parser("serve", help=_("serve the central system's contract over HTTP"))
     q.add_argument("--port", type=int, default=0, help=_("TCP port; 0 picks a free one"))
     q.add_argument("--host", default="127.0.0.1", help=_("address to listen on"))
-    _db_option(q)
+    db_option(q)
     q.add_argument(
         "--enrolment-key",
         help=_("counters must send this key to register (or set {env})", env=ENROLMENT_KEY_ENV),
@@ -437,7 +438,7 @@ def _register_admin(csub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     )
     q.add_argument("counter_id", metavar="COUNTER_ID")
     q.add_argument("--office", required=True, help=_("the office the counter belongs to"))
-    _db_option(q)
+    db_option(q)
     q.add_argument(
         "--hours", type=float, default=24, help=_("how long the code is valid (default 24)")
     )
@@ -454,11 +455,11 @@ def _register_offices_and_counters(
     r.add_argument("--name", default="", help=_("the office's name"))
     r.add_argument("--province", default="", help=_("the province it is in"))
     r.add_argument("--city", default="", help=_("the city it is in"))
-    _db_option(r)
+    db_option(r)
     r.set_defaults(func=cmd_offices_add)
     r = osub.add_parser("list", help=_("list the offices"))
     r.add_argument("--json", action="store_true", help=_("JSON for scripts"))
-    _db_option(r)
+    db_option(r)
     r.set_defaults(func=cmd_offices_list)
 
     q = csub.add_parser("counters", help=_("the counters registered with the station"))
@@ -466,9 +467,9 @@ def _register_offices_and_counters(
     r = ksub.add_parser("list", help=_("list the counters, their last contact and state"))
     r.add_argument("--office", help=_("only this office's counters"))
     r.add_argument("--json", action="store_true", help=_("JSON for scripts"))
-    _db_option(r)
+    db_option(r)
     r.set_defaults(func=cmd_counters_list)
     r = ksub.add_parser("revoke", help=_("revoke a counter: its token stops working"))
     r.add_argument("counter_id", metavar="COUNTER_ID")
-    _db_option(r)
+    db_option(r)
     r.set_defaults(func=cmd_counters_revoke)

@@ -20,6 +20,7 @@ from app.context import AppContext
 from app.errors import ValidationError
 from app.i18n import N_, _
 from sync.central.cli import (
+    db_option,
     invalid_input,
     iso_seconds,
     opened_store,
@@ -211,10 +212,7 @@ def cmd_statement(ctx: AppContext, args: argparse.Namespace) -> int:
     return 0
 
 
-def register(
-    csub: argparse._SubParsersAction[argparse.ArgumentParser],
-    db_option: Any,
-) -> None:
+def register(csub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     q = csub.add_parser(
         "channels", help=_("payment channels (a bank, an app, an agent) and their reconciliation")
     )

@@ -18,7 +18,7 @@ from app.errors import NotFound, ValidationError
 from app.i18n import N_, _
 from sync.central.arrears import GRACE_DAYS, INTERVAL_H, ArrearsControl
 from sync.central.base import StoreBase
-from sync.central.cli import opened_store, print_json, print_rows
+from sync.central.cli import db_option, opened_store, print_json, print_rows
 from sync.central.control import LoopStep
 from sync.central.sms import PER_DAY, PER_HOUR, STATUSES, HttpSmsGateway, Limits, Notices
 
@@ -167,8 +167,6 @@ def cmd_sms_gateway(ctx: AppContext, args: argparse.Namespace) -> int:
 
 
 def register(csub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from sync.central.cli import _db_option
-
     sms = csub.add_parser("sms", help=_("the station's SMS notices and customers' preferences"))
     ssub = sms.add_subparsers(dest="sms_command", required=True)
     q = ssub.add_parser("prefs", help=_("show or set a customer's SMS language and opt-out"))
@@ -180,14 +178,14 @@ def register(csub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     way.add_argument("--opt-in", dest="opted_out", action="store_const", const=False,
                      help=_("send this customer SMS again"))  # fmt: skip
     q.add_argument("--json", action="store_true", help=_("print JSON"))
-    _db_option(q)
+    db_option(q)
     q.set_defaults(func=cmd_sms_prefs, opted_out=None)
     q = ssub.add_parser("list", help=_("the latest SMS notices with their delivery status"))
     q.add_argument("--customer", metavar="NO", help=_("only this customer's notices"))
     q.add_argument("--status", choices=STATUSES, help=_("only notices in this status"))
     q.add_argument("--limit", type=int, default=100, help=_("at most this many (default 100)"))
     q.add_argument("--json", action="store_true", help=_("print JSON"))
-    _db_option(q)
+    db_option(q)
     q.set_defaults(func=cmd_sms_list)
 
     q = csub.add_parser(
