@@ -448,12 +448,11 @@ def cmd_audit_verify(ctx: AppContext, args: argparse.Namespace) -> int:
     db = open_db(ctx)
     result = audit_service.verify(db)
     with db.write() as session:
-        audit_service.record(
+        audit_service.record_by(
             session,
-            action=AuditAction.AUDIT_VERIFY,
-            operator_id=me.operator_id,
-            counter_id=me.counter_id,
-            clock=ctx.clock,
+            me,
+            ctx.clock,
+            AuditAction.AUDIT_VERIFY,
             result="ok" if result.ok else "failed",
             detail={"rows": result.rows, "first_bad_seq": result.first_bad_seq},
         )
@@ -483,12 +482,11 @@ def cmd_audit_export(ctx: AppContext, args: argparse.Namespace) -> int:
     with output_errors(out):
         rows = audit_service.export_csv(db, out)
     with db.write() as session:
-        audit_service.record(
+        audit_service.record_by(
             session,
-            action=AuditAction.AUDIT_EXPORT,
-            operator_id=me.operator_id,
-            counter_id=me.counter_id,
-            clock=ctx.clock,
+            me,
+            ctx.clock,
+            AuditAction.AUDIT_EXPORT,
             target=args.out[-120:],
             detail={"rows": rows},
         )
