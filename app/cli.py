@@ -511,6 +511,30 @@ def card_args(q: argparse.ArgumentParser) -> None:
     g.add_argument("--image", help=_("an emulated card image file instead of a reader"))
 
 
+def operator_json_args(q: argparse.ArgumentParser) -> None:
+    """``--operator ID`` and ``--json``: who runs the command, and its answer as JSON."""
+    operator_arg(q)
+    q.add_argument("--json", action="store_true", help=_("print JSON"))
+
+
+def approver_arg(q: argparse.ArgumentParser, *, required: bool) -> None:
+    """``--approver ID``: the supervisor who signs here (see ``approve_here``)."""
+    q.add_argument(
+        "--approver",
+        required=required,
+        type=id_arg(ids.OPERATOR_ID),
+        help=_(
+            "the supervisor who approves here (password from CARDVEND_APPROVER_PASSWORD "
+            "or a prompt)"
+        ),
+    )
+
+
+def print_lines(lines: list[str]) -> None:
+    for line in lines:
+        print(line)
+
+
 def register_security(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("operators", help=_("operators of this office"))
     osub = p.add_subparsers(dest="operators_command", required=True, metavar="COMMAND")
