@@ -61,6 +61,15 @@ def emit_fields(data: Mapping[str, Any], *, as_json: bool, width: int, none: str
         print(f"{key:{width}} {none if value is None else value}")
 
 
+def command_group(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help_text: str
+) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+    """``cardvend NAME COMMAND``: a command made of subcommands, which are added to what this
+    returns; the one chosen is ``args.NAME_command``."""
+    group = sub.add_parser(name, help=help_text)
+    return group.add_subparsers(dest=f"{name}_command", required=True, metavar="COMMAND")
+
+
 def id_arg(fmt: ids.IdFormat) -> Callable[[str], str]:
     """An argparse ``type`` for an argument that is an id: a malformed one (``t01\\n``,
     full-width digits) is a usage error (exit 2) whose line says what the id must look like."""
@@ -237,8 +246,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("demo", help=_("load the demo office, operators, tariffs and customers"))
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("customers", help=_("the customer archive"))
-    csub = p.add_subparsers(dest="customers_command", required=True, metavar="COMMAND")
+    csub = command_group(sub, "customers", _("the customer archive"))
     q = csub.add_parser(
         "import", help=_("import customers from a UTF-8 CSV file (an administrator)")
     )
@@ -261,8 +269,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_customers_show)
 
-    p = sub.add_parser("tariffs", help=_("tariff plans and their versions"))
-    tsub = p.add_subparsers(dest="tariffs_command", required=True, metavar="COMMAND")
+    tsub = command_group(sub, "tariffs", _("tariff plans and their versions"))
     q = tsub.add_parser("list", help=_("list tariff plans and versions"))
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_tariffs_list)
@@ -536,8 +543,7 @@ def print_lines(lines: list[str]) -> None:
 
 
 def register_security(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("operators", help=_("operators of this office"))
-    osub = p.add_subparsers(dest="operators_command", required=True, metavar="COMMAND")
+    osub = command_group(sub, "operators", _("operators of this office"))
     q = osub.add_parser(
         "add", help=_("add an operator (password from CARDVEND_NEW_PASSWORD or a prompt)")
     )
@@ -560,8 +566,7 @@ def register_security(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     operator_arg(q)
     q.set_defaults(func=cmd_operators_passwd)
 
-    p = sub.add_parser("audit", help=_("the tamper-evident audit log"))
-    asub = p.add_subparsers(dest="audit_command", required=True, metavar="COMMAND")
+    asub = command_group(sub, "audit", _("the tamper-evident audit log"))
     q = asub.add_parser("verify", help=_("check the hash chain of the whole log"))
     operator_arg(q)
     q.add_argument("--json", action="store_true")

@@ -14,7 +14,7 @@ import argparse
 from collections.abc import Callable, Mapping
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from app.cli import card_args, cli_login, emit_json, id_arg, open_db, operator_arg
+from app.cli import card_args, cli_login, command_group, emit_json, id_arg, open_db, operator_arg
 from app.cli_sales import card_terminal
 from app.clock import Clock
 from app.context import AppContext
@@ -268,8 +268,7 @@ def cmd_check_read(ctx: AppContext, args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("jobs", help=_("management-card jobs of the technician"))
-    jsub = p.add_subparsers(dest="jobs_command", required=True, metavar="COMMAND")
+    jsub = command_group(sub, "jobs", _("management-card jobs of the technician"))
 
     job_id = id_arg(JOB_ID)
     q = jsub.add_parser("list", help=_("the office's open jobs and mine"))

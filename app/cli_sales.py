@@ -39,6 +39,7 @@ from app.cli import (
     card_args,
     cli_login,
     cli_secret,
+    command_group,
     emit_json,
     id_arg,
     open_db,
@@ -593,8 +594,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _register_shift(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("shift", help=_("open or close this counter's shift"))
-    ssub = p.add_subparsers(dest="shift_command", required=True, metavar="COMMAND")
+    ssub = command_group(sub, "shift", _("open or close this counter's shift"))
     q = ssub.add_parser("open", help=_("open a shift with a cash float"))
     q.add_argument("--float", required=True, metavar="YUAN", help=_("cash float in yuan"))
     operator_json_args(q)
@@ -689,8 +689,7 @@ def _register_card_work(sub: argparse._SubParsersAction[argparse.ArgumentParser]
 
 
 def _register_sales(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("sales", help=_("the sales ledger"))
-    lsub = p.add_subparsers(dest="sales_command", required=True, metavar="COMMAND")
+    lsub = command_group(sub, "sales", _("the sales ledger"))
     q = lsub.add_parser("list", help=_("list sales, newest first"))
     q.add_argument("--customer", metavar="NO", type=CUSTOMER_NO_ARG)
     q.add_argument("--state", choices=[s.value for s in SaleState])

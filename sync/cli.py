@@ -21,7 +21,7 @@ import os
 import sys
 from contextlib import closing
 
-from app.cli import cli_login, emit_json, id_arg, open_db, stop_on_signals
+from app.cli import cli_login, command_group, emit_json, id_arg, open_db, stop_on_signals
 from app.context import AppContext
 from app.domain import ids
 from app.i18n import _
@@ -262,8 +262,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_reconcile)
 
-    p = sub.add_parser("counter", help=_("this counter"))
-    csub = p.add_subparsers(dest="counter_command", required=True, metavar="COMMAND")
+    csub = command_group(sub, "counter", _("this counter"))
     q = csub.add_parser("register", help=_("register with the central system"))
     q.add_argument("--central", required=True, help=_("the central system's URL"))
     q.add_argument("--enrolment-key", help=_("enrolment key (or set CARDVEND_ENROLMENT_KEY)"))
@@ -282,8 +281,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     q.set_defaults(func=cmd_register)
 
-    p = sub.add_parser("control", help=_("charge control of remote fee-control customers"))
-    ksub = p.add_subparsers(dest="control_command", required=True, metavar="COMMAND")
+    ksub = command_group(sub, "control", _("charge control of remote fee-control customers"))
     q = ksub.add_parser(
         "status", help=_("a customer's control state, balance and relay, from the station")
     )

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from contextlib import closing
 from typing import Any
 
-from app.cli import cli_login, emit_json, id_arg, open_db, operator_arg
+from app.cli import cli_login, command_group, emit_json, id_arg, open_db, operator_arg
 from app.context import AppContext
 from app.domain import ids
 from app.i18n import _
@@ -124,10 +124,9 @@ def cmd_step(ctx: AppContext, args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser(
-        "exceptions", help=_("the station's exceptions queue of this office (supervisors)")
+    esub = command_group(
+        sub, "exceptions", _("the station's exceptions queue of this office (supervisors)")
     )
-    esub = p.add_subparsers(dest="exceptions_command", required=True, metavar="COMMAND")
     q = esub.add_parser("list", help=_("the office's exceptions, newest first"))
     q.add_argument("--state", choices=STATES, help=_("only this state ('open': not closed)"))
     q.add_argument("--limit", type=int, default=100, help=_("at most this many (1-500)"))

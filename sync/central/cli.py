@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from app.cli import stop_on_signals
+from app.cli import command_group, stop_on_signals
 from app.context import AppContext
 from app.errors import ValidationError
 from app.i18n import N_, _
@@ -352,10 +352,9 @@ def db_option(q: argparse.ArgumentParser) -> None:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser(
-        "central", help=_("the reference central marketing system (for tests and demos)")
+    csub = command_group(
+        sub, "central", _("the reference central marketing system (for tests and demos)")
     )
-    csub = p.add_subparsers(dest="central_command", required=True, metavar="COMMAND")
     from sync.central import cli_channels, cli_control, cli_sms, cli_stats, cli_tasks
 
     _register_serve(csub)
@@ -448,8 +447,7 @@ def _register_admin(csub: argparse._SubParsersAction[argparse.ArgumentParser]) -
 def _register_offices_and_counters(
     csub: argparse._SubParsersAction[argparse.ArgumentParser],
 ) -> None:
-    q = csub.add_parser("offices", help=_("the offices the station serves, with their region"))
-    osub = q.add_subparsers(dest="offices_command", required=True, metavar="COMMAND")
+    osub = command_group(csub, "offices", _("the offices the station serves, with their region"))
     r = osub.add_parser("add", help=_("add an office, or change its name and region"))
     r.add_argument("code", metavar="CODE")
     r.add_argument("--name", default="", help=_("the office's name"))
@@ -462,8 +460,7 @@ def _register_offices_and_counters(
     db_option(r)
     r.set_defaults(func=cmd_offices_list)
 
-    q = csub.add_parser("counters", help=_("the counters registered with the station"))
-    ksub = q.add_subparsers(dest="counters_command", required=True, metavar="COMMAND")
+    ksub = command_group(csub, "counters", _("the counters registered with the station"))
     r = ksub.add_parser("list", help=_("list the counters, their last contact and state"))
     r.add_argument("--office", help=_("only this office's counters"))
     r.add_argument("--json", action="store_true", help=_("JSON for scripts"))

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from app.cli import command_group
 from app.context import AppContext
 from app.errors import ValidationError
 from app.i18n import N_, _
@@ -213,10 +214,9 @@ def cmd_statement(ctx: AppContext, args: argparse.Namespace) -> int:
 
 
 def register(csub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    q = csub.add_parser(
-        "channels", help=_("payment channels (a bank, an app, an agent) and their reconciliation")
+    sub = command_group(
+        csub, "channels", _("payment channels (a bank, an app, an agent) and their reconciliation")
     )
-    sub = q.add_subparsers(dest="channels_command", required=True, metavar="COMMAND")
     r = sub.add_parser("add", help=_("add a payment channel; prints its token once"))
     r.add_argument("channel_id", metavar="CHANNEL_ID")
     r.add_argument("--name", default="", help=_("the channel's name"))

@@ -8,6 +8,7 @@ import logging
 import threading
 from typing import Any
 
+from app.cli import command_group
 from app.context import AppContext
 from app.errors import NotFound, ValidationError
 from app.i18n import N_, _
@@ -153,8 +154,7 @@ def control_options(q: argparse.ArgumentParser) -> None:
 
 
 def register(csub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    q = csub.add_parser("control", help=_("the charge-control loop"))
-    ksub = q.add_subparsers(dest="control_command", required=True, metavar="COMMAND")
+    ksub = command_group(csub, "control", _("the charge-control loop"))
     r = ksub.add_parser(
         "run", help=_("one run: read the meters, compute balances, send alarm/trip/close")
     )

@@ -7,6 +7,7 @@ import argparse
 from collections.abc import Mapping
 from typing import Any
 
+from app.cli import command_group
 from app.context import AppContext
 from app.i18n import _
 from sync.central import tasks
@@ -68,10 +69,9 @@ def cmd_tasks_remove(ctx: AppContext, args: argparse.Namespace) -> int:
 
 
 def register(csub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    q = csub.add_parser(
-        "tasks", help=_("measurement tasks: whose meters are read, how often, which registers")
+    tsub = command_group(
+        csub, "tasks", _("measurement tasks: whose meters are read, how often, which registers")
     )
-    tsub = q.add_subparsers(dest="tasks_command", required=True, metavar="COMMAND")
     r = tsub.add_parser("add", help=_("add a measurement task for a group of customers"))
     r.add_argument("name", metavar="NAME")
     r.add_argument(
