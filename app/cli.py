@@ -10,11 +10,16 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import logging
 import os
 import secrets
+import signal
 import sys
-from collections.abc import Callable, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from app.context import AppContext
@@ -38,6 +43,8 @@ from app.settings import COUNTER_ID, TIME_ZONE
 
 Handler = Callable[[AppContext, argparse.Namespace], int]
 
+log = logging.getLogger(__name__)
+
 
 def emit_json(data: Any) -> None:
     json.dump(data, sys.stdout, ensure_ascii=False, indent=2, default=str)
@@ -54,6 +61,15 @@ def emit_fields(data: Mapping[str, Any], *, as_json: bool, width: int, none: str
         print(f"{key:{width}} {none if value is None else value}")
 
 
+def command_group(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help_text: str
+) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+    """``cardvend NAME COMMAND``: a command made of subcommands, which are added to what this
+    returns; the one chosen is ``args.NAME_command``."""
+    group = sub.add_parser(name, help=help_text)
+    return group.add_subparsers(dest=f"{name}_command", required=True, metavar="COMMAND")
+
+
 def id_arg(fmt: ids.IdFormat) -> Callable[[str], str]:
     """An argparse ``type`` for an argument that is an id: a malformed one (``t01\\n``,
     full-width digits) is a usage error (exit 2) whose line says what the id must look like."""
@@ -66,6 +82,28 @@ def id_arg(fmt: ids.IdFormat) -> Callable[[str], str]:
 
     parse.__name__ = str(fmt.name)
     return parse
+
+
+@contextmanager
+def stop_on_signals(what: str) -> Iterator[threading.Event]:
+    """An event that SIGINT or SIGTERM sets, for a command that runs until it is stopped
+    (``what`` names it in the log); the previous handlers come back after the block.  Off the
+    main thread, where Python takes no signal handlers, only the caller sets it."""
+    stop = threading.Event()
+    previous: dict[signal.Signals, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+
+        def on_signal(signum: int, _frame: FrameType | None) -> None:
+            log.info("%s: signal %d, stopping", what, signum)
+            stop.set()
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, on_signal)
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def open_db(ctx: AppContext, *, migrate: bool = False) -> Database:
@@ -208,8 +246,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("demo", help=_("load the demo office, operators, tariffs and customers"))
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("customers", help=_("the customer archive"))
-    csub = p.add_subparsers(dest="customers_command", required=True, metavar="COMMAND")
+    csub = command_group(sub, "customers", _("the customer archive"))
     q = csub.add_parser(
         "import", help=_("import customers from a UTF-8 CSV file (an administrator)")
     )
@@ -232,8 +269,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_customers_show)
 
-    p = sub.add_parser("tariffs", help=_("tariff plans and their versions"))
-    tsub = p.add_subparsers(dest="tariffs_command", required=True, metavar="COMMAND")
+    tsub = command_group(sub, "tariffs", _("tariff plans and their versions"))
     q = tsub.add_parser("list", help=_("list tariff plans and versions"))
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_tariffs_list)
@@ -419,12 +455,11 @@ def cmd_audit_verify(ctx: AppContext, args: argparse.Namespace) -> int:
     db = open_db(ctx)
     result = audit_service.verify(db)
     with db.write() as session:
-        audit_service.record(
+        audit_service.record_by(
             session,
-            action=AuditAction.AUDIT_VERIFY,
-            operator_id=me.operator_id,
-            counter_id=me.counter_id,
-            clock=ctx.clock,
+            me,
+            ctx.clock,
+            AuditAction.AUDIT_VERIFY,
             result="ok" if result.ok else "failed",
             detail={"rows": result.rows, "first_bad_seq": result.first_bad_seq},
         )
@@ -454,12 +489,11 @@ def cmd_audit_export(ctx: AppContext, args: argparse.Namespace) -> int:
     with output_errors(out):
         rows = audit_service.export_csv(db, out)
     with db.write() as session:
-        audit_service.record(
+        audit_service.record_by(
             session,
-            action=AuditAction.AUDIT_EXPORT,
-            operator_id=me.operator_id,
-            counter_id=me.counter_id,
-            clock=ctx.clock,
+            me,
+            ctx.clock,
+            AuditAction.AUDIT_EXPORT,
             target=args.out[-120:],
             detail={"rows": rows},
         )
@@ -484,9 +518,32 @@ def card_args(q: argparse.ArgumentParser) -> None:
     g.add_argument("--image", help=_("an emulated card image file instead of a reader"))
 
 
+def operator_json_args(q: argparse.ArgumentParser) -> None:
+    """``--operator ID`` and ``--json``: who runs the command, and its answer as JSON."""
+    operator_arg(q)
+    q.add_argument("--json", action="store_true", help=_("print JSON"))
+
+
+def approver_arg(q: argparse.ArgumentParser, *, required: bool) -> None:
+    """``--approver ID``: the supervisor who signs here (see ``approve_here``)."""
+    q.add_argument(
+        "--approver",
+        required=required,
+        type=id_arg(ids.OPERATOR_ID),
+        help=_(
+            "the supervisor who approves here (password from CARDVEND_APPROVER_PASSWORD "
+            "or a prompt)"
+        ),
+    )
+
+
+def print_lines(lines: list[str]) -> None:
+    for line in lines:
+        print(line)
+
+
 def register_security(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("operators", help=_("operators of this office"))
-    osub = p.add_subparsers(dest="operators_command", required=True, metavar="COMMAND")
+    osub = command_group(sub, "operators", _("operators of this office"))
     q = osub.add_parser(
         "add", help=_("add an operator (password from CARDVEND_NEW_PASSWORD or a prompt)")
     )
@@ -509,8 +566,7 @@ def register_security(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     operator_arg(q)
     q.set_defaults(func=cmd_operators_passwd)
 
-    p = sub.add_parser("audit", help=_("the tamper-evident audit log"))
-    asub = p.add_subparsers(dest="audit_command", required=True, metavar="COMMAND")
+    asub = command_group(sub, "audit", _("the tamper-evident audit log"))
     q = asub.add_parser("verify", help=_("check the hash chain of the whole log"))
     operator_arg(q)
     q.add_argument("--json", action="store_true")

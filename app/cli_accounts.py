@@ -16,15 +16,16 @@ import argparse
 import sys
 from contextlib import AbstractContextManager, nullcontext
 
-from app.cli import card_args, cli_login, emit_json, open_db
-from app.cli_sales import (
-    CUSTOMER_NO_ARG,
-    _approver,
-    _common,
-    _print_lines,
-    approve_here,
-    card_terminal,
+from app.cli import (
+    approver_arg,
+    card_args,
+    cli_login,
+    emit_json,
+    open_db,
+    operator_json_args,
+    print_lines,
 )
+from app.cli_sales import CUSTOMER_NO_ARG, approve_here, card_terminal
 from app.context import AppContext
 from app.domain import settlement as st
 from app.domain.customers import MeterKind
@@ -93,7 +94,7 @@ def cmd_close_account(ctx: AppContext, args: argparse.Namespace) -> int:
     if args.json:
         emit_json({**done.to_json(), "approval_id": approval.id, "statement": saved})
         return 0
-    _print_lines([closed_line(done), *settlement_lines(done)])
+    print_lines([closed_line(done), *settlement_lines(done)])
     if saved:
         print(_("Settlement statement saved to {path}.", path=saved))
     return 0
@@ -183,21 +184,21 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     q.add_argument("--meter-count", type=int, metavar="N", help=_("the meter's purchase count"))
     q.add_argument("--statement", metavar="FILE.pdf", help=_("save the settlement statement"))
-    _common(q)
+    operator_json_args(q)
     card_args(q)
-    _approver(q, required=True)
+    approver_arg(q, required=True)
     q.set_defaults(func=cmd_close_account)
 
     q = sub.add_parser("pause-account", help=_("pause an account: no sales until it is resumed"))
     q.add_argument("--customer", required=True, metavar="NO", type=CUSTOMER_NO_ARG)
     q.add_argument("--reason", required=True, help=_("why (shown when a sale is refused)"))
-    _common(q)
-    _approver(q, required=False)  # when a pause_account rule asks for an approval
+    operator_json_args(q)
+    approver_arg(q, required=False)  # when a pause_account rule asks for an approval
     q.set_defaults(func=cmd_pause_account)
 
     q = sub.add_parser("resume-account", help=_("resume a paused account"))
     q.add_argument("--customer", required=True, metavar="NO", type=CUSTOMER_NO_ARG)
     q.add_argument("--reason", help=_("why it is resumed"))
-    _common(q)
-    _approver(q, required=False)
+    operator_json_args(q)
+    approver_arg(q, required=False)
     q.set_defaults(func=cmd_resume_account)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from app.cli import cli_login, emit_json, id_arg, open_db, operator_arg
+from app.cli import cli_login, command_group, emit_json, id_arg, open_db, operator_arg
 from app.context import AppContext
 from app.domain import ids
 from app.errors import ValidationError
@@ -152,11 +152,9 @@ def _json(q: argparse.ArgumentParser) -> None:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("approvals", help=_("approval rules and the approval queue"))
-    asub = p.add_subparsers(dest="approvals_command", required=True, metavar="COMMAND")
+    asub = command_group(sub, "approvals", _("approval rules and the approval queue"))
 
-    r = asub.add_parser("rules", help=_("which actions need whose approval"))
-    rsub = r.add_subparsers(dest="rules_command", required=True, metavar="COMMAND")
+    rsub = command_group(asub, "rules", _("which actions need whose approval"))
     q = rsub.add_parser("list", help=_("every approvable action and its rule"))
     _json(q)
     q.set_defaults(func=cmd_rules_list)

@@ -11,10 +11,10 @@ writes; ``--dry-run`` only shows it.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from app.cli import card_args, cli_login, emit_json, id_arg, open_db, operator_arg
+from app.cli import card_args, cli_login, command_group, emit_json, id_arg, open_db, operator_arg
 from app.cli_sales import card_terminal
 from app.clock import Clock
 from app.context import AppContext
@@ -51,6 +51,12 @@ def _line(v: jobs.JobView) -> str:
     )
 
 
+def _print_fields(data: Mapping[str, Any], prefix: str) -> None:
+    """One line a field: ``prefix``, the key padded to 20, the value."""
+    for key, value in data.items():
+        print(f"{prefix}{key:20} {value}")
+
+
 def _show(v: jobs.JobView) -> None:
     print(_line(v))
     if v.result:
@@ -63,8 +69,7 @@ def _show(v: jobs.JobView) -> None:
             )
         )
     if v.write_back:
-        for key, value in v.write_back.items():
-            print(f"  write_back.{key:20} {value}")
+        _print_fields(v.write_back, "  write_back.")
 
 
 def cmd_list(ctx: AppContext, args: argparse.Namespace) -> int:
@@ -99,8 +104,9 @@ def cmd_list(ctx: AppContext, args: argparse.Namespace) -> int:
 
 def cmd_show(ctx: AppContext, args: argparse.Namespace) -> int:
     actor = cli_login(ctx, args.operator)
+    db = open_db(ctx)
     view = jobs.get_job(
-        open_db(ctx),
+        db,
         actor,
         ctx.clock,
         args.job,
@@ -111,7 +117,7 @@ def cmd_show(ctx: AppContext, args: argparse.Namespace) -> int:
     if view.status == "open":
         try:
             plan = jobs.preview(
-                open_db(ctx),
+                db,
                 actor,
                 ctx.clock,
                 args.job,
@@ -127,8 +133,7 @@ def cmd_show(ctx: AppContext, args: argparse.Namespace) -> int:
     _show(view)
     if "card_content" in data:
         print("  " + _("Card content:"))
-        for key, value in data["card_content"].items():
-            print(f"    {key:20} {value}")
+        _print_fields(data["card_content"], "    ")
     if "card_content_problem" in data:
         print("  " + data["card_content_problem"])
     return 0
@@ -161,8 +166,7 @@ def cmd_program(ctx: AppContext, args: argparse.Namespace) -> int:
     )
     if not args.json:
         print(_("Card content of job {job_id}:", job_id=args.job))
-        for key, value in plan.to_json().items():
-            print(f"  {key:20} {value}")
+        _print_fields(plan.to_json(), "  ")
     if args.dry_run:
         if args.json:
             emit_json({"card_content": plan.to_json(), "written": False})
@@ -259,14 +263,12 @@ def cmd_check_read(ctx: AppContext, args: argparse.Namespace) -> int:
                 customer_no=reading.customer_no or "-",
             )
         )
-        for key, value in reading.write_back.items():
-            print(f"  {key:20} {value}")
+        _print_fields(reading.write_back, "  ")
     return 0
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("jobs", help=_("management-card jobs of the technician"))
-    jsub = p.add_subparsers(dest="jobs_command", required=True, metavar="COMMAND")
+    jsub = command_group(sub, "jobs", _("management-card jobs of the technician"))
 
     job_id = id_arg(JOB_ID)
     q = jsub.add_parser("list", help=_("the office's open jobs and mine"))

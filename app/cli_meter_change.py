@@ -16,7 +16,16 @@ from __future__ import annotations
 
 import argparse
 
-from app.cli import card_args, cli_login, emit_json, id_arg, open_db, operator_arg
+from app.cli import (
+    approver_arg,
+    card_args,
+    cli_login,
+    emit_json,
+    id_arg,
+    open_db,
+    operator_json_args,
+    print_lines,
+)
 from app.cli_sales import approve_here, card_terminal
 from app.context import AppContext
 from app.domain import ids
@@ -109,8 +118,7 @@ def cmd_change_meter(ctx: AppContext, args: argparse.Namespace) -> int:
     if args.json:
         emit_json({**change.to_json(), "approval_id": approval.id if approval else None})
         return 0
-    for line in meter_change_lines(change):
-        print(line)
+    print_lines(meter_change_lines(change))
     if approval is not None:
         print(_("Approved by {approver}.", approver=approver_of(approval)))
     return 0
@@ -142,15 +150,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     q.add_argument("--purchase-count", type=int, metavar="N", help=_("the old meter's count"))
     q.add_argument("--reading", metavar="KWH", help=_("the old meter's final reading in kWh"))
     q.add_argument("--slip", metavar="FILE.pdf", help=_("save the meter change slip"))
-    q.add_argument(
-        "--approver",
-        type=id_arg(ids.OPERATOR_ID),
-        help=_(
-            "the supervisor who approves here (password from CARDVEND_APPROVER_PASSWORD "
-            "or a prompt)"
-        ),
-    )
-    operator_arg(q)
-    q.add_argument("--json", action="store_true", help=_("print JSON"))
+    approver_arg(q, required=False)
+    operator_json_args(q)
     card_args(q)
     q.set_defaults(func=cmd_change_meter)

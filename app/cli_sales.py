@@ -34,7 +34,18 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any, TypeVar
 
-from app.cli import card_args, cli_login, cli_secret, emit_json, id_arg, open_db, operator_arg
+from app.cli import (
+    approver_arg,
+    card_args,
+    cli_login,
+    cli_secret,
+    command_group,
+    emit_json,
+    id_arg,
+    open_db,
+    operator_json_args,
+    print_lines,
+)
 from app.context import AppContext
 from app.domain import ids
 from app.domain.customers import MeterKind
@@ -168,18 +179,13 @@ def _has_card(args: argparse.Namespace) -> bool:
     return bool(args.reader or args.image)
 
 
-def _print_lines(lines: list[str]) -> None:
-    for line in lines:
-        print(line)
-
-
 def _print_sale(sale: ledger.SaleView) -> None:
     print(_("Sale {sale_id} is {state}.", sale_id=sale.sale_id, state=_state(sale.state)))
-    _print_lines([purchase_line(sale), *collected_lines(sale)])
+    print_lines([purchase_line(sale), *collected_lines(sale)])
 
 
 def _print_change(change: int | None) -> None:
-    _print_lines(change_lines(change))
+    print_lines(change_lines(change))
 
 
 def _print_unresolved(views: list[ledger.SaleView]) -> None:
@@ -402,7 +408,7 @@ def cmd_replace_card(ctx: AppContext, args: argparse.Namespace) -> int:
             }
         )
         return 0
-    _print_lines(replaced_lines(customer, fee, approver_of(approval)))
+    print_lines(replaced_lines(customer, fee, approver_of(approval)))
     return 0
 
 
@@ -451,7 +457,7 @@ def _exchange_card(ctx: AppContext, args: argparse.Namespace) -> int:
             }
         )
         return 0
-    _print_lines(exchanged_lines(outcome, approver_of(approval) if approval else None))
+    print_lines(exchanged_lines(outcome, approver_of(approval) if approval else None))
     if outcome.old_serial is not None:
         print(erased_line(erased))
     return 0
@@ -475,7 +481,7 @@ def cmd_reverse(ctx: AppContext, args: argparse.Namespace) -> int:
     if args.json:
         emit_json({**sale.to_json(), "approval_id": approval.id})
         return 0
-    _print_lines(reversed_lines(sale, approver_of(approval)))
+    print_lines(reversed_lines(sale, approver_of(approval)))
     return 0
 
 
@@ -572,30 +578,13 @@ def receipt_args(q: argparse.ArgumentParser) -> None:
 CUSTOMER_NO_ARG = id_arg(ids.CUSTOMER_NO)
 
 
-def _common(q: argparse.ArgumentParser) -> None:
-    operator_arg(q)
-    q.add_argument("--json", action="store_true", help=_("print JSON"))
-
-
-def _approver(q: argparse.ArgumentParser, *, required: bool) -> None:
-    q.add_argument(
-        "--approver",
-        required=required,
-        type=id_arg(ids.OPERATOR_ID),
-        help=_(
-            "the supervisor who approves here (password from CARDVEND_APPROVER_PASSWORD "
-            "or a prompt)"
-        ),
-    )
-
-
 def _override(q: argparse.ArgumentParser) -> None:
     q.add_argument(
         "--override",
         action="store_true",
         help=_("if an offline limit stops the sale, let --approver override it"),
     )
-    _approver(q, required=False)
+    approver_arg(q, required=False)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -605,18 +594,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _register_shift(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("shift", help=_("open or close this counter's shift"))
-    ssub = p.add_subparsers(dest="shift_command", required=True, metavar="COMMAND")
+    ssub = command_group(sub, "shift", _("open or close this counter's shift"))
     q = ssub.add_parser("open", help=_("open a shift with a cash float"))
     q.add_argument("--float", required=True, metavar="YUAN", help=_("cash float in yuan"))
-    _common(q)
+    operator_json_args(q)
     q.set_defaults(func=cmd_shift_open)
     q = ssub.add_parser("close", help=_("close the shift with the counted cash"))
     q.add_argument("--counted", required=True, metavar="YUAN", help=_("counted cash in yuan"))
     q.add_argument(
         "--reason", help=_("why the counted cash differs from the expected (needed then)")
     )
-    _common(q)
+    operator_json_args(q)
     q.set_defaults(func=cmd_shift_close)
 
 
@@ -626,7 +614,7 @@ def _paid_at_the_card(q: argparse.ArgumentParser) -> None:
     offline limit."""
     q.add_argument("--cash", metavar="YUAN", help=_("cash received in yuan (change is shown)"))
     receipt_args(q)
-    _common(q)
+    operator_json_args(q)
     card_args(q)
     _override(q)
 
@@ -654,7 +642,7 @@ def _register_card_work(sub: argparse._SubParsersAction[argparse.ArgumentParser]
 
     q = sub.add_parser("rewrite", help=_("write the last purchase again onto a card behind"))
     q.add_argument("--customer", required=True, metavar="NO", type=CUSTOMER_NO_ARG)
-    _common(q)
+    operator_json_args(q)
     card_args(q)
     q.set_defaults(func=cmd_rewrite)
 
@@ -671,19 +659,19 @@ def _register_card_work(sub: argparse._SubParsersAction[argparse.ArgumentParser]
             "brought the card, it is read when it can be and erased"
         ),
     )
-    _common(q)
+    operator_json_args(q)
     card_args(q)
     old = q.add_mutually_exclusive_group()
     old.add_argument("--old-image", help=_("the damaged card as an emulated card image"))
     old.add_argument("--old-reader", help=_("the PC/SC reader that holds the damaged card"))
-    _approver(q, required=False)
+    approver_arg(q, required=False)
     q.set_defaults(func=cmd_replace_card)
 
     q = sub.add_parser("reverse", help=_("reverse a sale on its card (approval)"))
     q.add_argument("sale_id", metavar="SALE_ID", type=id_arg(ids.SALE_ID))
-    _common(q)
+    operator_json_args(q)
     card_args(q)
-    _approver(q, required=True)
+    approver_arg(q, required=True)
     q.set_defaults(func=cmd_reverse)
 
     q = sub.add_parser(
@@ -695,17 +683,16 @@ def _register_card_work(sub: argparse._SubParsersAction[argparse.ArgumentParser]
         action="store_true",
         help=_("first mark this counter's pending sales in doubt (after a crash)"),
     )
-    _common(q)
+    operator_json_args(q)
     card_args(q)
     q.set_defaults(func=cmd_recover)
 
 
 def _register_sales(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("sales", help=_("the sales ledger"))
-    lsub = p.add_subparsers(dest="sales_command", required=True, metavar="COMMAND")
+    lsub = command_group(sub, "sales", _("the sales ledger"))
     q = lsub.add_parser("list", help=_("list sales, newest first"))
     q.add_argument("--customer", metavar="NO", type=CUSTOMER_NO_ARG)
     q.add_argument("--state", choices=[s.value for s in SaleState])
     q.add_argument("--limit", type=int, default=200)
-    _common(q)
+    operator_json_args(q)
     q.set_defaults(func=cmd_sales_list)

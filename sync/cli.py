@@ -18,12 +18,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
-import threading
-from typing import Any
+from contextlib import closing
 
-from app.cli import cli_login, emit_json, id_arg, open_db
+from app.cli import cli_login, command_group, emit_json, id_arg, open_db, stop_on_signals
 from app.context import AppContext
 from app.domain import ids
 from app.i18n import _
@@ -91,23 +89,17 @@ def cmd_sync(ctx: AppContext, args: argparse.Namespace) -> int:
             _print_round(report)
         return 0
     interval = args.interval or ctx.settings.value(SYNC_INTERVAL)
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: Any) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    while not stop.is_set():
-        try:
-            report = service.run_round()
-            if args.json:
-                emit_json(report.to_json())
-            else:
-                _print_round(report)
-        except SyncError as exc:
-            print(exc.localized(), flush=True)
-        stop.wait(interval)
+    with stop_on_signals("sync --watch") as stop:
+        while not stop.is_set():
+            try:
+                report = service.run_round()
+                if args.json:
+                    emit_json(report.to_json())
+                else:
+                    _print_round(report)
+            except SyncError as exc:
+                print(exc.localized(), flush=True)
+            stop.wait(interval)
     return 0
 
 
@@ -186,11 +178,8 @@ def cmd_retry(ctx: AppContext, args: argparse.Namespace) -> int:
 
 def cmd_reconcile(ctx: AppContext, args: argparse.Namespace) -> int:
     db = open_db(ctx)
-    client = make_client(ctx)
-    try:
+    with closing(make_client(ctx)) as client:
         report = reconcile(db, client, counter_id=ctx.counter_id, office_code=ctx.office_code)
-    finally:
-        client.close()
     if args.json:
         emit_json(report.to_json())
     else:
@@ -229,11 +218,8 @@ def cmd_register(ctx: AppContext, args: argparse.Namespace) -> int:
 
 def cmd_control_status(ctx: AppContext, args: argparse.Namespace) -> int:
     """A customer's charge control as the station holds it (the user balance view)."""
-    client = make_client(ctx)
-    try:
+    with closing(make_client(ctx)) as client:
         status = client.control_status(args.customer_no)
-    finally:
-        client.close()
     if args.json:
         emit_json(status.model_dump(mode="json"))
         return 0
@@ -276,8 +262,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_reconcile)
 
-    p = sub.add_parser("counter", help=_("this counter"))
-    csub = p.add_subparsers(dest="counter_command", required=True, metavar="COMMAND")
+    csub = command_group(sub, "counter", _("this counter"))
     q = csub.add_parser("register", help=_("register with the central system"))
     q.add_argument("--central", required=True, help=_("the central system's URL"))
     q.add_argument("--enrolment-key", help=_("enrolment key (or set CARDVEND_ENROLMENT_KEY)"))
@@ -296,8 +281,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     q.set_defaults(func=cmd_register)
 
-    p = sub.add_parser("control", help=_("charge control of remote fee-control customers"))
-    ksub = p.add_subparsers(dest="control_command", required=True, metavar="COMMAND")
+    ksub = command_group(sub, "control", _("charge control of remote fee-control customers"))
     q = ksub.add_parser(
         "status", help=_("a customer's control state, balance and relay, from the station")
     )

@@ -7,6 +7,7 @@ clear error within seconds (the station's meter timeout), never a hang."""
 from __future__ import annotations
 
 import argparse
+from contextlib import closing
 
 from app.cli import emit_json, id_arg
 from app.context import AppContext
@@ -75,11 +76,8 @@ def condition_text(cond: c.TerminalCondition) -> str:
 
 
 def cmd_control_condition(ctx: AppContext, args: argparse.Namespace) -> int:
-    client = make_client(ctx)
-    try:
+    with closing(make_client(ctx)) as client:
         cond = call_condition(client, args.customer_no)
-    finally:
-        client.close()
     if args.json:
         emit_json(cond.model_dump(mode="json"))
     else:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import uuid
+from contextlib import closing
 
 from app.cli import cli_login, emit_json, id_arg, open_db
 from app.cli_sales import approve_here
@@ -23,17 +24,16 @@ from sync.service import make_client
 def _run(ctx: AppContext, args: argparse.Namespace, action: str) -> int:
     actor = cli_login(ctx, args.operator)
     customer_no = args.customer_no
-    client = make_client(ctx)
+    with closing(make_client(ctx)) as client:
 
-    def send(approver: str | None, approval_id: str | None) -> c.ControlStatus:
-        record = c.ControlLift(
-            id=str(uuid.uuid4()), action=action,  # type: ignore[arg-type]
-            reason=getattr(args, "reason", "") or "", operator_id=actor.operator_id,
-            approver_id=approver, approval_id=approval_id, created_at=ctx.clock.now(),
-        )  # fmt: skip
-        return client.control_lift(customer_no, record)
+        def send(approver: str | None, approval_id: str | None) -> c.ControlStatus:
+            record = c.ControlLift(
+                id=str(uuid.uuid4()), action=action,  # type: ignore[arg-type]
+                reason=getattr(args, "reason", "") or "", operator_id=actor.operator_id,
+                approver_id=approver, approval_id=approval_id, created_at=ctx.clock.now(),
+            )  # fmt: skip
+            return client.control_lift(customer_no, record)
 
-    try:
         db = open_db(ctx)
         if action == "lift":
             request = args.approval
@@ -47,8 +47,6 @@ def _run(ctx: AppContext, args: argparse.Namespace, action: str) -> int:
             )
         else:
             status = control_lift.resume(db, actor, ctx.clock, customer_no, send)
-    finally:
-        client.close()
     if args.json:
         emit_json(status.model_dump(mode="json"))
         return 0

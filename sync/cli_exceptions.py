@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Mapping
+from contextlib import closing
 from typing import Any
 
-from app.cli import cli_login, emit_json, id_arg, open_db, operator_arg
+from app.cli import cli_login, command_group, emit_json, id_arg, open_db, operator_arg
 from app.context import AppContext
 from app.domain import ids
 from app.i18n import _
@@ -49,11 +50,8 @@ def _line(item: c.ExceptionItem, tz: str) -> str:
 
 def cmd_list(ctx: AppContext, args: argparse.Namespace) -> int:
     _supervisor(ctx, args, "exception_list", args.state or "")
-    client = make_client(ctx)
-    try:
+    with closing(make_client(ctx)) as client:
         page = client.list_exceptions(args.state, args.limit)
-    finally:
-        client.close()
     if args.json:
         emit_json(page.model_dump(mode="json"))
         return 0
@@ -88,14 +86,12 @@ def _refused(args: argparse.Namespace, err: Exception, code: str) -> None:
 
 def cmd_show(ctx: AppContext, args: argparse.Namespace) -> int:
     _supervisor(ctx, args, "exception_show", args.exception_id)
-    client = make_client(ctx)
-    try:
-        detail = client.get_exception(args.exception_id)
-    except ExceptionNotFound as err:
-        _refused(args, err, err.code)
-        raise
-    finally:
-        client.close()
+    with closing(make_client(ctx)) as client:
+        try:
+            detail = client.get_exception(args.exception_id)
+        except ExceptionNotFound as err:
+            _refused(args, err, err.code)
+            raise
     if args.json:
         emit_json(detail.model_dump(mode="json"))
     else:
@@ -109,19 +105,17 @@ def cmd_step(ctx: AppContext, args: argparse.Namespace) -> int:
     request = queue.step_request(
         me, args.step, assignee=getattr(args, "to", None), note=args.note or ""
     )
-    client = make_client(ctx)
+    with closing(make_client(ctx)) as client:
 
-    def send(req: Mapping[str, Any]) -> Mapping[str, Any]:
-        step = c.ExceptionAction.model_validate(req)
-        return client.act_on_exception(args.exception_id, step).model_dump(mode="json")
+        def send(req: Mapping[str, Any]) -> Mapping[str, Any]:
+            step = c.ExceptionAction.model_validate(req)
+            return client.act_on_exception(args.exception_id, step).model_dump(mode="json")
 
-    try:
-        done = queue.take_step(open_db(ctx), me, ctx.clock, args.exception_id, request, send)
-    except (ExceptionNotFound, IllegalTransition) as err:
-        _refused(args, err, err.code)
-        raise
-    finally:
-        client.close()
+        try:
+            done = queue.take_step(open_db(ctx), me, ctx.clock, args.exception_id, request, send)
+        except (ExceptionNotFound, IllegalTransition) as err:
+            _refused(args, err, err.code)
+            raise
     if args.json:
         emit_json(dict(done))
     else:
@@ -130,10 +124,9 @@ def cmd_step(ctx: AppContext, args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser(
-        "exceptions", help=_("the station's exceptions queue of this office (supervisors)")
+    esub = command_group(
+        sub, "exceptions", _("the station's exceptions queue of this office (supervisors)")
     )
-    esub = p.add_subparsers(dest="exceptions_command", required=True, metavar="COMMAND")
     q = esub.add_parser("list", help=_("the office's exceptions, newest first"))
     q.add_argument("--state", choices=STATES, help=_("only this state ('open': not closed)"))
     q.add_argument("--limit", type=int, default=100, help=_("at most this many (1-500)"))

@@ -6,6 +6,7 @@ cannot be reached."""
 from __future__ import annotations
 
 import argparse
+from contextlib import closing
 
 from app.cli import emit_json
 from app.context import AppContext
@@ -24,8 +25,7 @@ def cmd_stats(ctx: AppContext, args: argparse.Namespace) -> int:
                 date_to=args.date_to.isoformat(),
             )
         )
-    client = make_client(ctx)
-    try:
+    with closing(make_client(ctx)) as client:
         found = client.stats(
             region=args.region,
             date_from=args.date_from,
@@ -33,8 +33,6 @@ def cmd_stats(ctx: AppContext, args: argparse.Namespace) -> int:
             plan=args.plan,
             state=args.state,
         )
-    finally:
-        client.close()
     if args.json:
         emit_json(found.model_dump(mode="json"))
         return 0

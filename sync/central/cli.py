@@ -17,15 +17,14 @@ import datetime as dt
 import json
 import logging
 import os
-import signal
 import ssl
 import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from app.cli import command_group, stop_on_signals
 from app.context import AppContext
 from app.errors import ValidationError
 from app.i18n import N_, _
@@ -59,6 +58,17 @@ def opened_store(ctx: AppContext, args: argparse.Namespace) -> Iterator[CentralS
         yield store
     finally:
         store.dispose()
+
+
+@contextmanager
+def invalid_input(template: str, **params: Any) -> Iterator[None]:
+    """A ValueError in the block (a pydantic ValidationError is one) becomes the
+    :class:`ValidationError` ``template`` with ``params`` and the error's first line as
+    ``detail``."""
+    try:
+        yield
+    except ValueError as exc:
+        raise ValidationError(template, **params, detail=str(exc).splitlines()[0]) from exc
 
 
 def print_json(data: Any) -> None:
@@ -156,25 +166,12 @@ def cmd_central_serve(ctx: AppContext, args: argparse.Namespace) -> int:
             if runner is not None:
                 runner.stop()
         return 0
-    stop = threading.Event()
     try:
         server.start()
-        previous: dict[signal.Signals, Any] = {}
-        if threading.current_thread() is threading.main_thread():
-
-            def on_signal(signum: int, _frame: FrameType | None) -> None:
-                log.info("central server: signal %d, stopping", signum)
-                stop.set()
-
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                previous[sig] = signal.signal(sig, on_signal)
-        _announce(server.url, key, 1)
-        try:
+        with stop_on_signals("central server") as stop:
+            _announce(server.url, key, 1)
             while not stop.wait(0.5):
                 pass
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
     finally:
         if runner is not None:
             runner.stop()
@@ -269,22 +266,14 @@ def _tls_files(args: argparse.Namespace) -> tuple[str | None, str | None]:
 
 
 def cmd_central_enrol(ctx: AppContext, args: argparse.Namespace) -> int:
-    from pydantic import ValidationError as ModelError
-
+    refused = N_(
+        "cannot issue an enrolment code for counter {counter} of office {office}: {detail}"
+    )
     with opened_store(ctx, args) as store:
-        try:
+        with invalid_input(refused, counter=args.counter_id, office=args.office):
             code, expires = store.issue_enrolment_code(
                 args.counter_id, args.office, hours=args.hours
             )
-        except (ModelError, ValueError) as exc:
-            raise ValidationError(
-                N_(
-                    "cannot issue an enrolment code for counter {counter} of office {office}: {detail}"
-                ),
-                counter=args.counter_id,
-                office=args.office,
-                detail=str(exc).splitlines()[0],
-            ) from exc
     print(code, flush=True)
     print(
         _(
@@ -301,17 +290,9 @@ def cmd_central_enrol(ctx: AppContext, args: argparse.Namespace) -> int:
 
 
 def cmd_offices_add(ctx: AppContext, args: argparse.Namespace) -> int:
-    from pydantic import ValidationError as ModelError
-
     with opened_store(ctx, args) as store:
-        try:
+        with invalid_input(N_("cannot add office {office}: {detail}"), office=args.code):
             new = store.add_office(args.code, args.name, args.province, args.city)
-        except (ModelError, ValueError) as exc:
-            raise ValidationError(
-                N_("cannot add office {office}: {detail}"),
-                office=args.code,
-                detail=str(exc).splitlines()[0],
-            ) from exc
     text = _("Office {office} added.") if new else _("Office {office} changed.")
     print(text.format(office=args.code))
     return 0
@@ -360,7 +341,8 @@ def cmd_counters_revoke(ctx: AppContext, args: argparse.Namespace) -> int:
     return 0
 
 
-def _db_option(q: argparse.ArgumentParser) -> None:
+def db_option(q: argparse.ArgumentParser) -> None:
+    """``--db URL``: the station's database a command works on (:func:`central_store`)."""
     q.add_argument(
         "--db",
         dest="central_db",
@@ -370,10 +352,9 @@ def _db_option(q: argparse.ArgumentParser) -> None:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser(
-        "central", help=_("the reference central marketing system (for tests and demos)")
+    csub = command_group(
+        sub, "central", _("the reference central marketing system (for tests and demos)")
     )
-    csub = p.add_subparsers(dest="central_command", required=True, metavar="COMMAND")
     from sync.central import cli_channels, cli_control, cli_sms, cli_stats, cli_tasks
 
     _register_serve(csub)
@@ -382,15 +363,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     cli_control.register(csub)
     cli_stats.register(csub)
     _register_offices_and_counters(csub)
-    cli_channels.register(csub, _db_option)
-    cli_tasks.register(csub, _db_option)
+    cli_channels.register(csub)
+    cli_tasks.register(csub)
 
 
 def _register_serve(csub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     q = csub.add_parser("serve", help=_("serve the central system's contract over HTTP"))
     q.add_argument("--port", type=int, default=0, help=_("TCP port; 0 picks a free one"))
     q.add_argument("--host", default="127.0.0.1", help=_("address to listen on"))
-    _db_option(q)
+    db_option(q)
     q.add_argument(
         "--enrolment-key",
         help=_("counters must send this key to register (or set {env})", env=ENROLMENT_KEY_ENV),
@@ -456,7 +437,7 @@ def _register_admin(csub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     )
     q.add_argument("counter_id", metavar="COUNTER_ID")
     q.add_argument("--office", required=True, help=_("the office the counter belongs to"))
-    _db_option(q)
+    db_option(q)
     q.add_argument(
         "--hours", type=float, default=24, help=_("how long the code is valid (default 24)")
     )
@@ -466,28 +447,26 @@ def _register_admin(csub: argparse._SubParsersAction[argparse.ArgumentParser]) -
 def _register_offices_and_counters(
     csub: argparse._SubParsersAction[argparse.ArgumentParser],
 ) -> None:
-    q = csub.add_parser("offices", help=_("the offices the station serves, with their region"))
-    osub = q.add_subparsers(dest="offices_command", required=True, metavar="COMMAND")
+    osub = command_group(csub, "offices", _("the offices the station serves, with their region"))
     r = osub.add_parser("add", help=_("add an office, or change its name and region"))
     r.add_argument("code", metavar="CODE")
     r.add_argument("--name", default="", help=_("the office's name"))
     r.add_argument("--province", default="", help=_("the province it is in"))
     r.add_argument("--city", default="", help=_("the city it is in"))
-    _db_option(r)
+    db_option(r)
     r.set_defaults(func=cmd_offices_add)
     r = osub.add_parser("list", help=_("list the offices"))
     r.add_argument("--json", action="store_true", help=_("JSON for scripts"))
-    _db_option(r)
+    db_option(r)
     r.set_defaults(func=cmd_offices_list)
 
-    q = csub.add_parser("counters", help=_("the counters registered with the station"))
-    ksub = q.add_subparsers(dest="counters_command", required=True, metavar="COMMAND")
+    ksub = command_group(csub, "counters", _("the counters registered with the station"))
     r = ksub.add_parser("list", help=_("list the counters, their last contact and state"))
     r.add_argument("--office", help=_("only this office's counters"))
     r.add_argument("--json", action="store_true", help=_("JSON for scripts"))
-    _db_option(r)
+    db_option(r)
     r.set_defaults(func=cmd_counters_list)
     r = ksub.add_parser("revoke", help=_("revoke a counter: its token stops working"))
     r.add_argument("counter_id", metavar="COUNTER_ID")
-    _db_option(r)
+    db_option(r)
     r.set_defaults(func=cmd_counters_revoke)

@@ -16,10 +16,19 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from app.cli import command_group
 from app.context import AppContext
 from app.errors import ValidationError
 from app.i18n import N_, _
-from sync.central.cli import iso_seconds, opened_store, print_json, print_rows, revoked_state
+from sync.central.cli import (
+    db_option,
+    invalid_input,
+    iso_seconds,
+    opened_store,
+    print_json,
+    print_rows,
+    revoked_state,
+)
 
 if TYPE_CHECKING:
     from sync.central.channel_reconcile import Reconciliation
@@ -50,15 +59,10 @@ def _known_channel(store: CentralStore, channel_id: str) -> None:
 def cmd_add(ctx: AppContext, args: argparse.Namespace) -> int:
     from sync.central.channels import add_channel
 
+    refused = N_("cannot add payment channel {channel}: {detail}")
     with opened_store(ctx, args) as store:
-        try:
+        with invalid_input(refused, channel=args.channel_id):
             token = add_channel(store, args.channel_id, args.name, args.office, args.all_offices)
-        except ValueError as exc:
-            raise ValidationError(
-                N_("cannot add payment channel {channel}: {detail}"),
-                channel=args.channel_id,
-                detail=str(exc).splitlines()[0],
-            ) from exc
     print(token, flush=True)
     served = _("all offices") if args.all_offices else ", ".join(sorted(set(args.office)))
     print(
@@ -209,14 +213,10 @@ def cmd_statement(ctx: AppContext, args: argparse.Namespace) -> int:
     return 0
 
 
-def register(
-    csub: argparse._SubParsersAction[argparse.ArgumentParser],
-    db_option: Any,
-) -> None:
-    q = csub.add_parser(
-        "channels", help=_("payment channels (a bank, an app, an agent) and their reconciliation")
+def register(csub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    sub = command_group(
+        csub, "channels", _("payment channels (a bank, an app, an agent) and their reconciliation")
     )
-    sub = q.add_subparsers(dest="channels_command", required=True, metavar="COMMAND")
     r = sub.add_parser("add", help=_("add a payment channel; prints its token once"))
     r.add_argument("channel_id", metavar="CHANNEL_ID")
     r.add_argument("--name", default="", help=_("the channel's name"))

@@ -8,13 +8,14 @@ import logging
 import threading
 from typing import Any
 
+from app.cli import command_group
 from app.context import AppContext
 from app.errors import NotFound, ValidationError
 from app.i18n import N_, _
 from app.money import parse_yuan
 from app.ports import RemoteMeters
 from app.presenters.control import status_line
-from sync.central.cli import central_store, opened_store, print_json
+from sync.central.cli import central_store, db_option, opened_store, print_json
 from sync.central.cli_sms import loop_steps, notice_options, step_counts
 from sync.central.control import ControlLoop, RunReport, control_status
 
@@ -153,19 +154,16 @@ def control_options(q: argparse.ArgumentParser) -> None:
 
 
 def register(csub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from sync.central.cli import _db_option
-
-    q = csub.add_parser("control", help=_("the charge-control loop"))
-    ksub = q.add_subparsers(dest="control_command", required=True, metavar="COMMAND")
+    ksub = command_group(csub, "control", _("the charge-control loop"))
     r = ksub.add_parser(
         "run", help=_("one run: read the meters, compute balances, send alarm/trip/close")
     )
-    _db_option(r)
+    db_option(r)
     control_options(r)
     r.add_argument("--json", action="store_true")
     r.set_defaults(func=cmd_control_run)
     r = ksub.add_parser("status", help=_("a customer's control state, balance and relay"))
     r.add_argument("customer_no", metavar="CUSTOMER_NO")
-    _db_option(r)
+    db_option(r)
     r.add_argument("--json", action="store_true")
     r.set_defaults(func=cmd_control_status)

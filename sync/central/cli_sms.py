@@ -7,19 +7,18 @@ serve`` and ``central control run``), the loop steps they build and what they di
 from __future__ import annotations
 
 import argparse
-import signal
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
+from app.cli import stop_on_signals
 from app.context import AppContext
 from app.errors import NotFound, ValidationError
 from app.i18n import N_, _
 from sync.central.arrears import GRACE_DAYS, INTERVAL_H, ArrearsControl
 from sync.central.base import StoreBase
-from sync.central.cli import opened_store, print_json, print_rows
+from sync.central.cli import db_option, opened_store, print_json, print_rows
 from sync.central.control import LoopStep
 from sync.central.sms import PER_DAY, PER_HOUR, STATUSES, HttpSmsGateway, Limits, Notices
 
@@ -153,29 +152,21 @@ def cmd_sms_gateway(ctx: AppContext, args: argparse.Namespace) -> int:
     if args.fail < 0:
         raise ValidationError(N_("--fail cannot be negative"))
     server = make_server(args.host, args.port, SmsSink(Path(args.out), args.fail))
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        stop.set()
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, on_signal)
-    thread = threading.Thread(target=server.serve_forever, name="sms gateway", daemon=True)
-    thread.start()
-    host, port = server.server_address[:2]
-    print(f"sms gateway listening on http://{host!s}:{port}", flush=True)
-    try:
-        while not stop.wait(0.5):
-            pass
-    finally:
-        server.shutdown()
-        server.server_close()
+    with stop_on_signals("sms gateway") as stop:
+        thread = threading.Thread(target=server.serve_forever, name="sms gateway", daemon=True)
+        thread.start()
+        host, port = server.server_address[:2]
+        print(f"sms gateway listening on http://{host!s}:{port}", flush=True)
+        try:
+            while not stop.wait(0.5):
+                pass
+        finally:
+            server.shutdown()
+            server.server_close()
     return 0
 
 
 def register(csub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from sync.central.cli import _db_option
-
     sms = csub.add_parser("sms", help=_("the station's SMS notices and customers' preferences"))
     ssub = sms.add_subparsers(dest="sms_command", required=True)
     q = ssub.add_parser("prefs", help=_("show or set a customer's SMS language and opt-out"))
@@ -187,14 +178,14 @@ def register(csub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     way.add_argument("--opt-in", dest="opted_out", action="store_const", const=False,
                      help=_("send this customer SMS again"))  # fmt: skip
     q.add_argument("--json", action="store_true", help=_("print JSON"))
-    _db_option(q)
+    db_option(q)
     q.set_defaults(func=cmd_sms_prefs, opted_out=None)
     q = ssub.add_parser("list", help=_("the latest SMS notices with their delivery status"))
     q.add_argument("--customer", metavar="NO", help=_("only this customer's notices"))
     q.add_argument("--status", choices=STATUSES, help=_("only notices in this status"))
     q.add_argument("--limit", type=int, default=100, help=_("at most this many (default 100)"))
     q.add_argument("--json", action="store_true", help=_("print JSON"))
-    _db_option(q)
+    db_option(q)
     q.set_defaults(func=cmd_sms_list)
 
     q = csub.add_parser(

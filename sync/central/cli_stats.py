@@ -10,7 +10,7 @@ from app.context import AppContext
 from app.i18n import _
 from app.presenters.stats import CONTROL_STATES, date_arg, stats_lines
 from sync.central import stats
-from sync.central.cli import opened_store, print_json
+from sync.central.cli import db_option, opened_store, print_json
 
 
 def cmd_central_stats(ctx: AppContext, args: argparse.Namespace) -> int:
@@ -26,8 +26,6 @@ def cmd_central_stats(ctx: AppContext, args: argparse.Namespace) -> int:
 
 
 def register(csub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from sync.central.cli import _db_option
-
     q = csub.add_parser("stats", help=_("charge-control statistics by region"))
     q.add_argument(
         "--region",
@@ -40,6 +38,6 @@ def register(csub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     q.add_argument(
         "--state", choices=CONTROL_STATES, help=_("only customers in this control state")
     )
-    _db_option(q)
+    db_option(q)
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_central_stats)

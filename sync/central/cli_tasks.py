@@ -4,13 +4,14 @@ that say which customers' meters the control loop reads, how often and which reg
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
+from app.cli import command_group
 from app.context import AppContext
 from app.i18n import _
 from sync.central import tasks
-from sync.central.cli import opened_store, print_rows
+from sync.central.cli import db_option, opened_store, print_rows
 
 
 def _every(text: str) -> int:
@@ -67,14 +68,10 @@ def cmd_tasks_remove(ctx: AppContext, args: argparse.Namespace) -> int:
     return 0
 
 
-def register(
-    csub: argparse._SubParsersAction[argparse.ArgumentParser],
-    db_option: Callable[[argparse.ArgumentParser], None],
-) -> None:
-    q = csub.add_parser(
-        "tasks", help=_("measurement tasks: whose meters are read, how often, which registers")
+def register(csub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    tsub = command_group(
+        csub, "tasks", _("measurement tasks: whose meters are read, how often, which registers")
     )
-    tsub = q.add_subparsers(dest="tasks_command", required=True, metavar="COMMAND")
     r = tsub.add_parser("add", help=_("add a measurement task for a group of customers"))
     r.add_argument("name", metavar="NAME")
     r.add_argument(
