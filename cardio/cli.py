@@ -8,9 +8,7 @@ import datetime as dt
 import enum
 import json
 import os
-import signal
 import sys
-import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, is_dataclass
@@ -18,7 +16,16 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Protocol
 
-from app.cli import card_args, cli_login, emit_fields, emit_json, id_arg, open_db
+from app.cli import (
+    card_args,
+    cli_login,
+    command_group,
+    emit_fields,
+    emit_json,
+    id_arg,
+    open_db,
+    stop_on_signals,
+)
 from app.cli_sales import approve_here
 from app.clock import Clock
 from app.context import AppContext
@@ -345,19 +352,17 @@ def cmd_emulate(ctx: AppContext, args: argparse.Namespace) -> int:
         card = ImageCard(Path(args.image))
         card_os, serial = card.os, card.os.image.serial
     server = VpcdCard(card_os, slot=args.slot)
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    server.start()
-    print(
-        _(
-            "Serving card {serial} on vpcd slot {slot}; stop with Ctrl-C",
-            serial=serial.hex().upper(),
-            slot=args.slot,
-        ),
-        flush=True,
-    )
-    stop.wait()
+    with stop_on_signals("card emulate") as stop:
+        server.start()
+        print(
+            _(
+                "Serving card {serial} on vpcd slot {slot}; stop with Ctrl-C",
+                serial=serial.hex().upper(),
+                slot=args.slot,
+            ),
+            flush=True,
+        )
+        stop.wait()
     server.stop()
     return 0
 
@@ -443,8 +448,7 @@ def card_serial(text: str) -> str:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("card", help=_("card readers and cards"))
-    csub = p.add_subparsers(dest="card_command", required=True, metavar="COMMAND")
+    csub = command_group(sub, "card", _("card readers and cards"))
 
     q = csub.add_parser("readers", help=_("list the PC/SC readers"))
     q.add_argument("--json", action="store_true")
@@ -498,8 +502,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     q.add_argument("--serial", type=card_serial, help=_("PSAM serial, 16 hex digits"))
     q.set_defaults(func=cmd_emulate)
 
-    p = sub.add_parser("meter", help=_("the simulated meter"))
-    msub = p.add_subparsers(dest="meter_command", required=True, metavar="COMMAND")
+    msub = command_group(sub, "meter", _("the simulated meter"))
     q = msub.add_parser("insert", help=_("insert a card into the simulated meter"))
     q.add_argument("--meter-state", required=True)
     q.add_argument("--image", required=True)

@@ -5,12 +5,10 @@ what a saved fleet holds (energy by rate, relay), for a technician or a test."""
 from __future__ import annotations
 
 import argparse
-import signal
-import threading
 from pathlib import Path
 from typing import Any
 
-from app.cli import emit_json
+from app.cli import command_group, emit_json, stop_on_signals
 from app.context import AppContext
 from app.i18n import N_, _
 from cardio.dlt645 import TcpServer
@@ -37,22 +35,20 @@ def cmd_simulate(ctx: AppContext, args: argparse.Namespace) -> int:
     server = TcpServer(fleet.responder(), args.host, args.tcp)
     server.start()
     fleet.keep_saved(args.save_every)
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    print(
-        _(
-            "Serving {count} meters on tcp {host}:{port} at {speed}x, simulated time {when}; "
-            "stop with Ctrl-C",
-            count=len(fleet.meters),
-            host=args.host,
-            port=server.port,
-            speed=f"{args.speed:g}",
-            when=fleet.clock.now().isoformat(timespec="seconds"),
-        ),
-        flush=True,
-    )
-    stop.wait()
+    with stop_on_signals("fleet simulate") as stop:
+        print(
+            _(
+                "Serving {count} meters on tcp {host}:{port} at {speed}x, simulated time {when}; "
+                "stop with Ctrl-C",
+                count=len(fleet.meters),
+                host=args.host,
+                port=server.port,
+                speed=f"{args.speed:g}",
+                when=fleet.clock.now().isoformat(timespec="seconds"),
+            ),
+            flush=True,
+        )
+        stop.wait()
     server.stop()
     fleet.close()
     return 0
@@ -93,8 +89,9 @@ def cmd_show(ctx: AppContext, args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("fleet", help=_("simulated remote fee-control meters behind a concentrator"))
-    fsub = p.add_subparsers(dest="fleet_command", required=True, metavar="COMMAND")
+    fsub = command_group(
+        sub, "fleet", _("simulated remote fee-control meters behind a concentrator")
+    )
     q = fsub.add_parser(
         "simulate", help=_("serve many remote meters on one TCP endpoint over DL/T 645-2007")
     )
