@@ -14,6 +14,7 @@ ONLY``; a write inside it fails, and it ends with a rollback.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import re
 from collections.abc import Iterator
@@ -108,8 +109,23 @@ def _create_sqlite_file(database: str) -> None:
         raise DatabaseError(detail=f"{database}: {exc.strerror or exc}") from exc
 
 
+class JsonText(str):
+    """A JSON column's value that is already JSON text: stored as it is, not encoded again (a
+    record whose canonical text was made for its hash)."""
+
+    __slots__ = ()
+
+
+def dump_json(value: Any) -> str:
+    """The JSON columns' encoder: :class:`JsonText` as it is, anything else by ``json.dumps``."""
+    if isinstance(value, JsonText):
+        return str.__str__(value)
+    return json.dumps(value)
+
+
 def make_engine(url: str | URL, *, echo: bool = False, **kwargs: Any) -> Engine:
     u = normalize_url(url)
+    kwargs.setdefault("json_serializer", dump_json)
     if u.get_backend_name() == "sqlite":
         _create_sqlite_file(u.database or "")
         engine = create_engine(u, echo=echo, **kwargs)

@@ -41,7 +41,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sync import contract as c
-from sync.central.base import RequestRefused
+from sync.central.base import Dumped, RequestRefused, request_hash
 from sync.central.ops import Metrics
 from sync.central.store import (
     DEFAULT_LIMIT,
@@ -50,8 +50,6 @@ from sync.central.store import (
     Counter,
     Credentials,
     Refused,
-    canonical_json,
-    sha256_hex,
 )
 
 log = logging.getLogger("sync.central.server")
@@ -574,8 +572,8 @@ def _keyed(
     """A post under its Idempotency-Key: the store keeps the first answer with the key, in the
     records' transaction, and replays it for the same request."""
     counter: Counter = request.state.counter
-    canonical = canonical_json([i.model_dump(mode="json") for i in items])
-    request_hash = sha256_hex(f"{request.method} {request.url.path}\n{canonical}")
+    records = [Dumped.of(item) for item in items]  # once: for this hash and for the rows
+    digest = request_hash(f"{request.method} {request.url.path}", records)
     observe: ResultsHook | None = getattr(request.app.state, "observe_results", None)
 
     def rendered(results: list[c.ItemResult]) -> tuple[int, bytes]:
@@ -584,7 +582,7 @@ def _keyed(
         return render(results)
 
     reply = store_of(request).post_keyed(
-        resource, counter, items, key=key, request_hash=request_hash, render=rendered
+        resource, counter, records, key=key, request_hash=digest, render=rendered
     )
     results = getattr(request.state, "results", None)
     if observe is not None and results is not None:

@@ -27,10 +27,11 @@ from typing import Any, cast
 
 from sqlalchemy import bindparam, insert, select, update
 
+from app.persistence.db import JsonText
 from sync import contract as c
 from sync.central import models as m
 from sync.central import rules
-from sync.central.base import Counter, Tx, canonical_json, chunks, clean, sha256_hex
+from sync.central.base import Counter, Dumped, Tx, chunks, clean
 from sync.central.card_checks import compare_write_backs
 from sync.central.rules import CustomerFacts, Refusal
 
@@ -63,13 +64,14 @@ _BY_CUSTOMER = ("replacements", "card-bindings", "control-reports", "sms", "acco
 
 @dataclass(slots=True)
 class Posted:
-    """A posted record of this counter: its place in the batch, its body as stored (dumped
-    once) and the canonical hash of that body."""
+    """A posted record of this counter: its place in the batch, its body (dumped once: the
+    value the rules read, the canonical text stored) and the hash of that text."""
 
     index: int
     id: str
     item: c.Model
     body: dict[str, Any]
+    text: JsonText
     hash: str
 
 
@@ -141,23 +143,29 @@ class _Batch:
 
 
 def apply_all(
-    tx: Tx, resource: str, counter: Counter, items: Sequence[c.Model], skew: dt.timedelta
+    tx: Tx,
+    resource: str,
+    counter: Counter,
+    items: Sequence[c.Model | Dumped],
+    skew: dt.timedelta,
 ) -> list[c.ItemResult]:
-    """Apply posted records of ``counter`` in one transaction: one result per item, in order."""
+    """Apply posted records of ``counter`` in one transaction: one result per item, in order
+    (a record the caller dumped already, for the request's hash, is not dumped again)."""
     model = c.POSTED[resource]
-    for item in items:
-        if not isinstance(item, model):
-            raise TypeError(f"{resource} takes {model.__name__}, not {type(item).__name__}")
-    batch = _Batch(tx, resource, counter, len(items))
+    records = [item if isinstance(item, Dumped) else Dumped.of(item) for item in items]
+    for record in records:
+        if not isinstance(record.item, model):
+            raise TypeError(f"{resource} takes {model.__name__}, not {type(record.item).__name__}")
+    batch = _Batch(tx, resource, counter, len(records))
     posted: list[Posted] = []
-    for index, item in enumerate(items):
-        body = item.model_dump(mode="json")  # once: stored as is, and hashed
+    for index, record in enumerate(records):
+        body = record.value
         item_id = str(body["id"])
         refused = rules.own_counter(str(body["counter_id"]), counter.counter_id)
         if refused is not None:
             batch.reject(index, item_id, refused)
             continue
-        posted.append(Posted(index, item_id, item, body, sha256_hex(canonical_json(body))))
+        posted.append(Posted(index, item_id, record.item, body, record.text, record.hash))
     if posted:
         if resource == "sales":
             _apply_sales(batch, posted, skew)
@@ -343,7 +351,7 @@ def _sale_row(
         "kind": sale.kind,
         "state": sale.state,
         "credit": sale.credit,
-        "body": p.body,
+        "body": p.text,
         "body_hash": p.hash,
         "received_at": tx.now,
         "review": review,
@@ -508,7 +516,7 @@ def _apply_events(batch: _Batch, posted: Sequence[Posted], skew: dt.timedelta) -
                 "id": p.id,
                 "subject": str(getattr(p.item, subject)),
                 "counter_id": str(p.body["counter_id"]),
-                "body": p.body,
+                "body": p.text,
                 "body_hash": p.hash,
                 "received_at": tx.now,
             }

@@ -41,7 +41,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import IntegrityError
 
 from app.clock import Clock, SystemClock
-from app.persistence.db import WRITE_OPTION, make_engine, normalize_url
+from app.persistence.db import WRITE_OPTION, JsonText, make_engine, normalize_url
 from sync import contract as c
 from sync.central import models as m
 from sync.central import schema
@@ -116,6 +116,30 @@ def canonical_json(value: Any) -> str:
 def body_hash(item: c.Model) -> str:
     """The canonical hash of a validated record (what duplicate/conflict compare)."""
     return sha256_hex(canonical_json(item.model_dump(mode="json")))
+
+
+@dataclass(frozen=True, slots=True)
+class Dumped:
+    """A posted record dumped once: its JSON value (what the rules read), its canonical text
+    (stored as the row's body, which reads back as the same value) and that text's hash."""
+
+    item: c.Model
+    value: dict[str, Any]
+    text: JsonText
+    hash: str
+
+    @classmethod
+    def of(cls, item: c.Model) -> Dumped:
+        value = item.model_dump(mode="json")
+        text = canonical_json(value)
+        return cls(item, value, JsonText(text), sha256_hex(text))
+
+
+def request_hash(request_line: str, records: Sequence[Dumped]) -> str:
+    """The hash an Idempotency-Key keeps of a post: its method and path and the canonical text
+    of its records as a list (the same text as ``canonical_json`` of their values)."""
+    listed = ",".join(d.text for d in records)
+    return sha256_hex(f"{request_line}\n[{listed}]")
 
 
 def clean(text: str | None) -> str | None:
@@ -453,6 +477,12 @@ class StoreBase:
             if self.engine.dialect.name == "postgresql"
             else self.engine
         )
+        # one statement needs no transaction: its own snapshot, without BEGIN and ROLLBACK
+        self._statement_engine = (
+            self.engine.execution_options(isolation_level="AUTOCOMMIT")
+            if self.engine.dialect.name == "postgresql"
+            else None
+        )
         schema.upgrade(self.engine)
         self._ensure_streams()
         self.combiner = WriteCombiner(self)
@@ -523,4 +553,15 @@ class StoreBase:
     @contextmanager
     def _reading(self) -> Iterator[Connection]:
         with self._read_engine.connect() as conn, conn.begin():
+            yield conn
+
+    @contextmanager
+    def _reading_one(self) -> Iterator[Connection]:
+        """A read of one statement (a bearer token, a page): on PostgreSQL in autocommit, the
+        statement its own snapshot, two round trips fewer than :meth:`_reading`."""
+        if self._statement_engine is None:
+            with self._reading() as conn:
+                yield conn
+            return
+        with self._statement_engine.connect() as conn:
             yield conn

@@ -34,6 +34,7 @@ from sync.central.base import (
     DEFAULT_CLOCK_SKEW,
     DEFAULT_LIMIT,
     Counter,
+    Dumped,
     Reply,
     Tx,
     body_hash,
@@ -99,7 +100,7 @@ class CentralStore(CentralChanges):
         if not token or len(token) > 256:
             return None
         digest = sha256_hex(token)
-        with self._reading() as conn:
+        with self._reading_one() as conn:
             row = conn.execute(
                 select(
                     m.counters.c.id,
@@ -180,7 +181,7 @@ class CentralStore(CentralChanges):
         self,
         resource: str,
         counter: Counter,
-        items: Sequence[c.Model],
+        items: Sequence[c.Model | Dumped],
         *,
         key: str,
         request_hash: str,
@@ -233,7 +234,7 @@ class CentralStore(CentralChanges):
         stmt = select(
             t.plan_code, t.plan_name, t.version_no, t.kind, t.effective_from, t.spec, t.seq
         )
-        with self._reading() as conn:
+        with self._reading_one() as conn:
             rows, cursor, more = self._page(conn, t.seq, stmt, after, limit)
         items = [dict(r) for r in rows]
         return page_json(items, cursor, more)
@@ -302,7 +303,7 @@ class CentralStore(CentralChanges):
         stmt = select(rs.sale_id, rs.status, rs.reason, rs.seq).where(
             rs.counter_id == counter.counter_id
         )
-        with self._reading() as conn:
+        with self._reading_one() as conn:
             rows, cursor, more = self._page(conn, rs.seq, stmt, after, limit)
         return page_json([dict(r) for r in rows], cursor, more)
 
@@ -324,7 +325,7 @@ class CentralStore(CentralChanges):
             j.created_at,
             j.seq,
         ).where(j.office_code == counter.office_code)
-        with self._reading() as conn:
+        with self._reading_one() as conn:
             rows, cursor, more = self._page(conn, j.seq, stmt, after, limit)
         return page_json([dict(r) for r in rows], cursor, more)
 
@@ -344,7 +345,7 @@ class CentralStore(CentralChanges):
         stmt = select(s.body, s.received_at, s.reversed, s.review, s.seq).where(
             s.counter_id == counter.counter_id
         )
-        with self._reading() as conn:
+        with self._reading_one() as conn:
             rows, cursor, more = self._page(conn, s.seq, stmt, after, limit)
         items = [
             {
