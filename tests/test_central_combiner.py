@@ -1,10 +1,11 @@
-"""Group commit on the station: posts that arrive while a write holds the streams are written
+"""Group commit on the station: posts that arrive while a write holds their offices are written
 together, each in its own savepoint, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from sqlalchemy import insert, select, text
@@ -131,9 +132,10 @@ def test_a_failing_request_does_not_take_its_group_down(store: CentralStore) -> 
 
 
 def test_offices_write_side_by_side_on_postgresql() -> None:
-    """Two workers (two stores on one database): a write for office A does not hold up one for
-    office B, while another write for A, and the station's own changes, wait for it; the stream
-    is locked only from the first allocation to the commit, so seqs commit in order."""
+    """Two workers (two stores on one database): a write for office A that has taken its seq
+    does not hold up one for office B, while another write for A, and the station's own
+    changes, wait for it: an office's seqs (from the stream's sequence, which locks nothing)
+    commit in order."""
     with pg_schema() as schema:
         one = CentralStore(PG_URL, **in_schema(schema))
         two = CentralStore(PG_URL, **in_schema(schema))
@@ -144,22 +146,24 @@ def test_offices_write_side_by_side_on_postgresql() -> None:
 
             def hold_a() -> None:
                 with one._writing(("sales",), ("A",)) as tx:
+                    seqs["a"] = tx.next_seq("sales")
                     opened.set()
                     release.wait(20)
-                    seqs["a"] = tx.next_seqs("sales")
                 finished.append("a")
 
             def write(name: str, office: str | None, streams: tuple[str, ...]) -> None:
                 with two._writing(streams, None if office is None else (office,)) as tx:
                     if streams:
-                        seqs[name] = tx.next_seqs(streams[0])
+                        seqs[name] = tx.next_seq(streams[0])
                 finished.append(name)
 
             holder = threading.Thread(target=hold_a)
             holder.start()
             assert opened.wait(10)
-            write("b", "B", ("sales",))  # another office: not held up
-            assert finished == ["b"] and seqs["b"] == 1
+            other_office = threading.Thread(target=write, args=("b", "B", ("sales",)))
+            other_office.start()
+            other_office.join(10)  # another office: not held up, though A holds a seq
+            assert finished == ["b"] and (seqs["a"], seqs["b"]) == (1, 2)
             others = [
                 threading.Thread(target=write, args=("a2", "A", ("sales",))),
                 threading.Thread(target=write, args=("station", None, ("customers",))),
@@ -173,10 +177,47 @@ def test_offices_write_side_by_side_on_postgresql() -> None:
             for t in others:
                 t.join(20)
             assert finished[:2] == ["b", "a"] and set(finished[2:]) == {"a2", "station"}
-            assert (seqs["a"], seqs["a2"]) == (2, 3)
+            assert seqs["a2"] == 3
         finally:
+            release.set()
             one.dispose()
             two.dispose()
+
+
+def test_c0011_continues_each_stream_after_its_last_seq(tmp_path: Path) -> None:
+    """A station at c0010 (seqs counted in central_streams): c0011 gives each stream a sequence
+    that hands out the seq after its last; the downgrade writes the last one back."""
+    from alembic import command
+
+    from app.persistence.db import make_engine
+    from sync.central import schema as central_schema
+    from tests.conftest import station_db
+
+    with station_db("postgresql", tmp_path) as url:
+        engine = make_engine(url)
+        try:
+            central_schema.upgrade(engine, "c0010")
+            with engine.begin() as conn:
+                conn.execute(
+                    insert(m.streams),
+                    [{"name": "customers", "last_seq": 41}, {"name": "sales", "last_seq": 7}],
+                )
+            store = CentralStore(url, engine=engine)  # upgrades to the head
+            assert [store.last_seq(s) for s in ("customers", "sales", "jobs")] == [41, 7, 0]
+            with store._writing(("sales",), ("A",)) as tx:
+                assert tx.seqs("sales", 3) == [8, 9, 10]
+            with store._writing(("jobs",)) as tx:
+                assert tx.next_seq("jobs") == 1
+            assert [store.last_seq(s) for s in ("customers", "sales", "jobs")] == [41, 10, 1]
+            with engine.connect() as conn:
+                command.downgrade(central_schema._config(conn), "c0010")
+                conn.commit()
+            with engine.connect() as conn:
+                kept = dict(conn.execute(select(m.streams.c.name, m.streams.c.last_seq)).all())
+                gone = conn.execute(text("SELECT to_regclass('central_seq_sales')")).scalar()
+            assert (kept["customers"], kept["sales"], kept["jobs"], gone) == (41, 10, 1, None)
+        finally:
+            engine.dispose()
 
 
 def test_a_post_may_only_allocate_from_its_declared_streams() -> None:
@@ -187,6 +228,6 @@ def test_a_post_may_only_allocate_from_its_declared_streams() -> None:
                 pytest.raises(ValueError, match="not declared"),
                 s._writing(("sales",), ("A",)) as tx,
             ):
-                tx.next_seqs("jobs")
+                tx.next_seq("jobs")
         finally:
             s.dispose()

@@ -35,8 +35,7 @@ from sync.central.base import Counter, Dumped, Tx, chunks, clean
 from sync.central.card_checks import compare_write_backs
 from sync.central.rules import CustomerFacts, Refusal
 
-# the streams a post may allocate sequence numbers from (locked in name order at its first
-# allocation, see base.Tx)
+# the streams a post may allocate sequence numbers from (declared: see base.Tx.seqs)
 STREAMS_OF: dict[str, tuple[str, ...]] = {
     "sales": ("customers", "remote", "sales"),
     "reversals": ("customers", "sales"),
@@ -586,16 +585,16 @@ def _reverse_sales(tx: Tx, reversals: Sequence[c.ReversalRecord]) -> None:
             select(s.id, s.reversed, s.customer_no, s.review, s.body).where(s.id.in_(part))
         ):
             state[r.id] = (bool(r.reversed), r.customer_no, r.review, r.body)
-    first = tx.next_seqs("sales", len(reversals))
+    seqs = tx.seqs("sales", len(reversals))
     rows: list[dict[str, Any]] = []
     back: list[dict[str, Any]] = []  # the customer's latest card purchase was reversed
-    for i, rev in enumerate(reversals):
+    for seq, rev in zip(seqs, reversals, strict=True):
         held = state.get(rev.sale_id)
         if held is None or held[0]:
             continue
         _, customer_no, review, body = held
         state[rev.sale_id] = (True, customer_no, review, body)
-        rows.append({"b_id": rev.sale_id, "b_seq": first + i})
+        rows.append({"b_id": rev.sale_id, "b_seq": seq})
         count = body.get("purchase_count")
         if body.get("kind") == "card" and body.get("state") == "completed":
             if isinstance(count, int):
@@ -771,13 +770,13 @@ def _close_jobs(tx: Tx, outcomes: Sequence[c.JobResultRecord]) -> None:
     for part in chunks(list(dict.fromkeys(r.job_id for r in outcomes))):
         for r in tx.conn.execute(select(j.id, j.status).where(j.id.in_(part))):
             status[r.id] = r.status
-    first = tx.next_seqs("jobs", len(outcomes))
+    seqs = tx.seqs("jobs", len(outcomes))
     rows: list[dict[str, Any]] = []
-    for i, res in enumerate(outcomes):
+    for seq, res in zip(seqs, outcomes, strict=True):
         now = status.get(res.job_id)
         if now is not None and now != res.outcome:
             status[res.job_id] = res.outcome
-            rows.append({"b_id": res.job_id, "b_status": res.outcome, "b_seq": first + i})
+            rows.append({"b_id": res.job_id, "b_status": res.outcome, "b_seq": seq})
     if rows:
         tx.conn.execute(
             update(m.jobs)

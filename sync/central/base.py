@@ -10,16 +10,16 @@ writer at a time).  On PostgreSQL writers of different offices run side by side:
 * the station's own data changes (tariffs, the customer archive, arrears, jobs) take the lock of
   every office at once (the exclusive side of a lock the posts share), since they may touch any
   customer;
-* the stream rows a transaction allocates sequence numbers from are locked in name order
-  (``SELECT ... FOR UPDATE``) when it first allocates, which for a post is at the end of its work,
-  and held to its commit: two writers of the same stream therefore commit in the order of their
-  sequence numbers, and a reader never sees seq 11 before seq 10, while the work before that
-  point runs in parallel.
+* sequence numbers come from each stream's own PostgreSQL sequence, which locks nothing: the
+  office locks already make the writers of one office commit one after another, so an office's
+  rows commit in the order of their numbers, and a pull (always one office's or one counter's
+  rows) never sees seq 11 before seq 10.  The tariffs, which every office pulls, are written
+  only by the station's own changes, under every office's lock.
 
-Locks are always taken in the same order (the shared or exclusive station lock, offices by key,
-streams by name), so writers wait for each other but never deadlock.  A race the locks do not
-cover (two offices binding the same meter at the same moment, say) ends in an IntegrityError;
-the whole transaction is then retried and finds the first one's row.
+Locks are always taken in the same order (the shared or exclusive station lock, then offices by
+key), so writers wait for each other but never deadlock.  A race the locks do not cover (two
+offices binding the same meter at the same moment, say) ends in an IntegrityError; the whole
+transaction is then retried and finds the first one's row.
 """
 
 from __future__ import annotations
@@ -54,9 +54,10 @@ SEQ_LIMIT = 2**62  # a cursor beyond this can only be past the end of every stre
 WRITE_ATTEMPTS = 5
 IN_CHUNK = 500  # values in one IN (...) of a batch's look-ups
 # records in one group commit at the most: a 500-sale batch and a little more.  A group holds
-# its offices' locks and, from its first allocation, the stream locks until it commits, so a
-# larger group makes the other workers' groups (and a 500-sale batch behind it) wait longer:
-# with 2,000, the full load bench's 500-sale batches took 12 s at the median, with 600 2.1 s
+# its offices' locks until it commits, so a larger group makes the other workers' groups of
+# those offices (and a 500-sale batch behind it) wait longer: with 2,000, the full load bench's
+# 500-sale batches took 12 s at the median, with 600 2.1 s (when the stream locks still made
+# every group wait for the one before it)
 GROUP_RECORDS = 600
 # the first key of the station's advisory locks (the second: 0 for the station, else an office)
 LOCK_NAMESPACE = 0x43560016
@@ -211,9 +212,10 @@ def customer_values(row: Mapping[str, Any]) -> dict[str, Any]:
 class Tx:
     """One write transaction: locks, sequence numbers, customers to re-sequence.
 
-    ``offices`` is None for the station's own changes (all offices locked, the streams at
-    once) and the offices written for when a counter's records are applied (the streams locked
-    at the first allocation)."""
+    ``offices`` is None for the station's own changes (every office locked: the exclusive side
+    of the station lock, taken at once when ``streams`` are declared, else at the first
+    allocation) and the offices written for when a counter's records are applied (their locks
+    taken at once; a post allocates only from the ``streams`` it declared)."""
 
     def __init__(
         self,
@@ -226,15 +228,15 @@ class Tx:
         self.now = now
         self._touched: dict[str, None] = {}
         self._postgres = conn.dialect.name == "postgresql"
-        self._streams = sorted(set(streams))
-        # whether the stream locks are still to be taken (at the first allocation of a post)
-        self._streams_locked = not self._postgres or offices is None
-        if not self._postgres:  # SQLite: BEGIN IMMEDIATE already holds the write lock
+        self._streams = frozenset(streams)
+        self._post = offices is not None
+        # whether this transaction holds what allocating needs (SQLite: BEGIN IMMEDIATE)
+        self._locked = not self._postgres or self._post
+        if not self._postgres:
             return
         if offices is None:
             if self._streams:
-                conn.execute(text("SELECT pg_advisory_xact_lock(:ns, 0)"), {"ns": LOCK_NAMESPACE})
-                self._lock_streams()
+                self._lock_station()
             return
         conn.execute(text("SELECT pg_advisory_xact_lock_shared(:ns, 0)"), {"ns": LOCK_NAMESPACE})
         for key in sorted({office_lock_key(o) for o in offices}):
@@ -242,35 +244,47 @@ class Tx:
                 text("SELECT pg_advisory_xact_lock(:ns, :key)"), {"ns": LOCK_NAMESPACE, "key": key}
             )
 
-    def _lock_streams(self) -> None:
-        self._streams_locked = True
-        if self._streams:
-            self.conn.execute(
-                select(m.streams.c.name)
-                .where(m.streams.c.name.in_(self._streams))
-                .order_by(m.streams.c.name)
-                .with_for_update()
-            ).all()
+    def _lock_station(self) -> None:
+        self.conn.execute(text("SELECT pg_advisory_xact_lock(:ns, 0)"), {"ns": LOCK_NAMESPACE})
+        self._locked = True
 
-    def next_seqs(self, stream: str, n: int = 1) -> int:
-        """Allocate ``n`` sequence numbers of ``stream``; answers the first of them."""
-        if not self._streams_locked:
-            if stream not in self._streams:
-                raise ValueError(f"stream {stream!r} was not declared for this transaction")
-            self._lock_streams()
+    def seqs(self, stream: str, n: int) -> list[int]:
+        """Allocate ``n`` sequence numbers of ``stream``, in increasing order.
+
+        On PostgreSQL they come from the stream's sequence (``central_seq_<stream>``), which
+        takes no lock: the office locks make the writers of an office commit one after another,
+        so an office's rows commit in the order of their numbers and a pull, which always reads
+        one office's (or one counter's) rows, never sees seq 11 before seq 10.  The numbers are
+        unique but not contiguous (two offices' writers interleave; a rolled-back allocation is
+        a gap).  On SQLite the one writer counts in ``central_streams``."""
+        if n <= 0:
+            return []
+        if self._post and stream not in self._streams:
+            raise ValueError(f"stream {stream!r} was not declared for this transaction")
+        if not self._locked:
+            self._lock_station()
+        if self._postgres:
+            values = self.conn.execute(
+                text("SELECT nextval(CAST(:seq AS regclass)) FROM generate_series(1, :n)"),
+                {"seq": m.stream_sequence(stream), "n": n},
+            ).scalars()
+            return sorted(int(v) for v in values)
         last = self.conn.execute(
             update(m.streams)
             .where(m.streams.c.name == stream)
             .values(last_seq=m.streams.c.last_seq + n)
             .returning(m.streams.c.last_seq)
         ).scalar_one()
-        return int(last) - n + 1
+        return list(range(int(last) - n + 1, int(last) + 1))
+
+    def next_seq(self, stream: str) -> int:
+        """One sequence number of ``stream``."""
+        return self.seqs(stream, 1)[0]
 
     def number_rows(self, stream: str, rows: Sequence[dict[str, Any]]) -> None:
         """Give each row, in order, the next sequence number of ``stream`` (its ``seq``)."""
-        first = self.next_seqs(stream, len(rows))
-        for i, row in enumerate(rows):
-            row["seq"] = first + i
+        for row, seq in zip(rows, self.seqs(stream, len(rows)), strict=True):
+            row["seq"] = seq
 
     def touch_customer(self, customer_no: str) -> None:
         """The customer changed: it gets a new seq (once) when the transaction finishes."""
@@ -279,12 +293,12 @@ class Tx:
     def finish(self) -> None:
         if not self._touched:
             return
-        first = self.next_seqs("customers", len(self._touched))
+        seqs = self.seqs("customers", len(self._touched))
         self.conn.execute(
             update(m.customers)
             .where(m.customers.c.customer_no == bindparam("no"))
             .values(seq=bindparam("new_seq")),
-            [{"no": no, "new_seq": first + i} for i, no in enumerate(self._touched)],
+            [{"no": no, "new_seq": seq} for no, seq in zip(self._touched, seqs, strict=True)],
         )
         self._touched.clear()
 
@@ -342,8 +356,8 @@ class _Queued:
 class WriteCombiner:
     """Group commit for posted records: requests that arrive while a write is under way are
     written together in the next transaction, each in its own savepoint, so the per-transaction
-    costs (the stream locks, which serialize writers of a stream, and the commit's flush to
-    disk) are paid once per group instead of once per request.  A request's failure rolls back
+    costs (the office locks and the commit's flush to disk) are paid once per group instead of
+    once per request.  A request's failure rolls back
     its savepoint only; a unique-key race (another writer got there first) sends every request
     of the group through :meth:`StoreBase.write` alone, which retries it.  The first waiting
     request's thread writes the group (no thread of its own); the others wait for their result.

@@ -56,7 +56,7 @@ def open_job(
             "params": {"purpose": purpose, **params},
             "status": "open",
             "created_at": tx.now,
-            "seq": tx.next_seqs("jobs"),
+            "seq": tx.next_seq("jobs"),
         }
         c.Job.model_validate(values)
         tx.conn.execute(insert(m.jobs).values(**values))

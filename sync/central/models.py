@@ -6,7 +6,7 @@ history) with ``app.persistence``; :meth:`CentralStore.__init__` creates them wi
 a counter's database by mistake cannot mix the two.
 
 Money is BigInteger fen, times are timezone-aware UTC (:class:`UTCDateTime`).  The ``seq``
-columns are positions in a stream (see ``central_streams``): unique, indexed, allocated inside
+columns are positions in a stream (see :func:`stream_sequence`): unique, indexed, allocated inside
 the writing transaction.
 """
 
@@ -33,8 +33,17 @@ from app.persistence.types import UTCDateTime
 
 metadata = MetaData(naming_convention=NAMING)
 
-# the streams a pull can follow; one row each in central_streams
+# the streams a pull can follow: on PostgreSQL a sequence each (see stream_sequence), on
+# SQLite a row each in central_streams
 STREAMS = ("customers", "jobs", "remote", "sales", "tariffs")
+
+
+def stream_sequence(stream: str) -> str:
+    """The PostgreSQL sequence a stream's seqs come from (made by migration c0011)."""
+    if stream not in STREAMS:
+        raise ValueError(f"unknown stream {stream!r}")
+    return f"central_seq_{stream}"
+
 
 streams = Table(
     "central_streams",

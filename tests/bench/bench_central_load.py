@@ -3,7 +3,8 @@ PostgreSQL (issue 16, "Load and scale").
 
 Each simulated counter registers (enrolment key), then runs sync rounds at a counter's rhythm
 (one every ``--interval`` seconds, jittered; by default the counter application's own sync
-interval, 60 s, and 6 s for the 200 counters of ``--quick``): it pushes its pending sales in batches of at most
+interval, 60 s, and 6 s for the 200 counters of ``--quick``; each counter's rounds start at a
+random phase of the interval, as counters do not open in the same few seconds): it pushes its pending sales in batches of at most
 500 (``POST /sales/batch`` with an Idempotency-Key, the same key again after an error, as the
 outbox does), then pulls its deltas (tariffs, its office's customers, its remote purchases, its
 office's jobs) from its cursors.  Sales accrue at ``--rate`` sales/s over all counters; a share

@@ -59,6 +59,11 @@ class LoadCounter(FastHttpUser):
         self.auth = {"Authorization": f"Bearer {self.token}"}
         self.pull()  # the first round's pulls (from the cursors it had)
         run.state["registered"] += 1
+        # a counter's rounds start at a phase of their own: counters do not open their day in
+        # the same few seconds, as they registered here (else every round of all of them would
+        # fall into the registration's 8 s of each interval: a surge at 1.5 times the rate,
+        # then a pause, instead of the rate)
+        gevent.sleep(self._rng.uniform(0, run.cfg.interval))
 
     def post_json(self, path: str, body: str, name: str, headers: dict[str, str]) -> Any:
         """POST the JSON ``body`` to ``path`` (counted under ``name``); the caller judges the
