@@ -59,6 +59,9 @@ IN_CHUNK = 500  # values in one IN (...) of a batch's look-ups
 # 500-sale batches took 12 s at the median, with 600 2.1 s (when the stream locks still made
 # every group wait for the one before it)
 GROUP_RECORDS = 600
+# groups a worker writes at once on PostgreSQL (SQLite: one writer at a time): two offices'
+# groups run side by side, and a second one overlaps the first one's waits for the database
+GROUP_WRITERS = 2
 # the first key of the station's advisory locks (the second: 0 for the station, else an office)
 LOCK_NAMESPACE = 0x43560016
 # how far ahead of the central clock a record's time may be (the counters' clocks drift)
@@ -348,6 +351,7 @@ class _Queued:
     streams: tuple[str, ...]
     offices: tuple[str, ...]
     size: int
+    taken: bool = False  # in a group being written
     done: bool = False
     result: Any = None
     error: BaseException | None = None
@@ -357,18 +361,21 @@ class WriteCombiner:
     """Group commit for posted records: requests that arrive while a write is under way are
     written together in the next transaction, each in its own savepoint, so the per-transaction
     costs (the office locks and the commit's flush to disk) are paid once per group instead of
-    once per request.  A request's failure rolls back
-    its savepoint only; a unique-key race (another writer got there first) sends every request
-    of the group through :meth:`StoreBase.write` alone, which retries it.  The first waiting
-    request's thread writes the group (no thread of its own); the others wait for their result.
+    once per request.  A request's failure rolls back its savepoint only; a unique-key race
+    (another writer got there first) sends every request of the group through
+    :meth:`StoreBase.write` alone, which retries it.  A waiting request's thread writes the
+    group it takes (no thread of its own); the others wait for their result.  Up to
+    ``writers`` groups are written at once: while one waits for the database (a round trip,
+    its offices' locks, the commit's flush), the next one's Python runs.
     """
 
-    def __init__(self, store: StoreBase, most: int = GROUP_RECORDS) -> None:
+    def __init__(self, store: StoreBase, most: int = GROUP_RECORDS, writers: int = 1) -> None:
         self.store = store
         self.most = most  # records in one group at the most (a transaction stays short)
+        self.writers = max(1, writers)
         self._cond = threading.Condition()
         self._queue: list[_Queued] = []
-        self._writing = False
+        self._active = 0  # groups being written
         self.groups = 0  # transactions that held more than one request
         self.largest = 0  # the most requests one transaction held
 
@@ -383,18 +390,16 @@ class WriteCombiner:
         entry = _Queued(work, tuple(streams), tuple(offices), max(1, size))
         with self._cond:
             self._queue.append(entry)
-            while True:
-                if entry.done:
-                    break
-                if not self._writing:
-                    self._writing = True
+            while not entry.done:
+                if not entry.taken and self._active < self.writers:
+                    self._active += 1
                     group = self._take()
                     self._cond.release()
                     try:
                         self._write(group)
                     finally:
                         self._cond.acquire()
-                        self._writing = False
+                        self._active -= 1
                         self._cond.notify_all()
                     continue
                 self._cond.wait()
@@ -408,6 +413,7 @@ class WriteCombiner:
         total = 0
         while self._queue and (not group or total + self._queue[0].size <= self.most):
             entry = self._queue.pop(0)
+            entry.taken = True
             group.append(entry)
             total += entry.size
         return group
@@ -499,7 +505,9 @@ class StoreBase:
         )
         schema.upgrade(self.engine)
         self._ensure_streams()
-        self.combiner = WriteCombiner(self)
+        self.combiner = WriteCombiner(
+            self, writers=GROUP_WRITERS if self.engine.dialect.name == "postgresql" else 1
+        )
 
     @property
     def dialect(self) -> str:
