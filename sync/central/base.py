@@ -119,7 +119,7 @@ def canonical_json(value: Any) -> str:
 
 def body_hash(item: c.Model) -> str:
     """The canonical hash of a validated record (what duplicate/conflict compare)."""
-    return sha256_hex(canonical_json(item.model_dump(mode="json")))
+    return Dumped.of(item).hash
 
 
 @dataclass(frozen=True, slots=True)
