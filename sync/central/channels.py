@@ -190,14 +190,7 @@ def authenticate(store: StoreBase, token: str) -> Channel | None:
 
 
 def _payment(row: Any) -> c.ChannelPayment:
-    return c.ChannelPayment(
-        channel_id=row.channel_id,
-        txn_id=row.txn_id,
-        customer_no=row.customer_no,
-        amount_fen=row.amount_fen,
-        paid_at=row.paid_at,
-        received_at=row.received_at,
-    )
+    return c.ChannelPayment.model_validate(row, from_attributes=True)
 
 
 def _held(tx: Tx, channel_id: str, txn_id: str) -> Any:

@@ -90,19 +90,7 @@ def open_exception(conn: Connection, now: Any, customer_no: str, kind: str, deta
 
 
 def _item(row: Any) -> c.ExceptionItem:
-    return c.ExceptionItem(
-        id=row.id,
-        customer_no=row.customer_no,
-        kind=row.kind,
-        detail=row.detail,
-        state=row.state,
-        office_code=row.office_code,
-        assignee=row.assignee,
-        updated_by=row.updated_by,
-        note=row.note,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-    )
+    return c.ExceptionItem.model_validate(row, from_attributes=True)
 
 
 def _find(conn: Connection, counter: Counter, exc_id: str, *, lock: bool = False) -> Any:
@@ -138,15 +126,7 @@ def list_exceptions(
 def _detail(conn: Connection, row: Any) -> c.ExceptionDetail:
     ev = m.exception_events.c
     history = [
-        c.ExceptionEvent(
-            action=e.action,
-            from_state=e.from_state,
-            to_state=e.to_state,
-            operator_id=e.operator_id,
-            counter_id=e.counter_id,
-            note=e.note,
-            at=e.at,
-        )
+        c.ExceptionEvent.model_validate(e, from_attributes=True)
         for e in conn.execute(
             select(m.exception_events).where(ev.exception_id == row.id).order_by(ev.id)
         )
