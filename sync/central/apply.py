@@ -74,22 +74,6 @@ class Posted:
     hash: str
 
 
-@dataclass(slots=True)
-class _Cust:
-    """What applying sales reads of a customer (and follows while a batch runs)."""
-
-    office_code: str
-    status: str
-    meter_kind: str
-    purchase_count: int
-    card_serial: str | None
-
-    def facts(self) -> CustomerFacts:
-        return CustomerFacts(
-            self.office_code, self.status, self.meter_kind, self.purchase_count, self.card_serial
-        )
-
-
 class _Batch:
     """Results and refusals of one posted batch."""
 
@@ -176,9 +160,9 @@ def apply_all(
 # --------------------------------------------------------------------------- sales
 
 
-def _customers(tx: Tx, numbers: Iterable[str]) -> dict[str, _Cust]:
+def _customers(tx: Tx, numbers: Iterable[str]) -> dict[str, CustomerFacts]:
     cu = m.customers.c
-    found: dict[str, _Cust] = {}
+    found: dict[str, CustomerFacts] = {}
     for part in chunks(list(dict.fromkeys(numbers))):
         for r in tx.conn.execute(
             select(
@@ -190,7 +174,7 @@ def _customers(tx: Tx, numbers: Iterable[str]) -> dict[str, _Cust]:
                 cu.card_serial,
             ).where(cu.customer_no.in_(part))
         ):
-            found[r.customer_no] = _Cust(
+            found[r.customer_no] = CustomerFacts(
                 r.office_code, r.status, r.meter_kind, int(r.purchase_count), r.card_serial
             )
     return found
@@ -201,7 +185,7 @@ class _SaleWorld:
     """What the new sales of a batch refer to, read with a query each (the customers' purchase
     count and card serial and the open arrears are followed in memory as the batch runs)."""
 
-    custs: dict[str, _Cust]
+    custs: dict[str, CustomerFacts]
     tariffs: set[tuple[str, int]]
     reversed_before: set[str]  # reversals of this counter that came before their sale
     refs: dict[str, str]  # every named ref the central system holds -> its customer
@@ -241,7 +225,7 @@ def _apply_sales(batch: _Batch, posted: Sequence[Posted], skew: dt.timedelta) ->
         cust = world.custs.get(sale.customer_no)
         refused = rules.vet_sale(
             sale,
-            None if cust is None else cust.facts(),
+            cust,
             world.refs,
             batch.counter.office_code,
             batch.tx.now,
@@ -305,7 +289,7 @@ def _sale_world(batch: _Batch, todo: Sequence[c.SaleRecord]) -> _SaleWorld:
 
 
 def _take_sale(
-    tx: Tx, sale: c.SaleRecord, cust: _Cust | None, world: _SaleWorld, rows: _SaleRows
+    tx: Tx, sale: c.SaleRecord, cust: CustomerFacts | None, world: _SaleWorld, rows: _SaleRows
 ) -> str | None:
     """What an accepted sale changes (arrears it settles, the card's purchase count and
     serial), and its review code."""
@@ -358,7 +342,7 @@ def _sale_row(
     }
 
 
-def _remote_status(cust: _Cust | None, review: str | None) -> tuple[str, str]:
+def _remote_status(cust: CustomerFacts | None, review: str | None) -> tuple[str, str]:
     """Whether a completed remote purchase is issued to the meter, and why not."""
     if cust is None:
         return "failed", "unknown customer"
@@ -371,7 +355,7 @@ def _remote_status(cust: _Cust | None, review: str | None) -> tuple[str, str]:
     return "issued", ""
 
 
-def _write_sales(tx: Tx, rows: _SaleRows, custs: dict[str, _Cust]) -> None:
+def _write_sales(tx: Tx, rows: _SaleRows, custs: dict[str, CustomerFacts]) -> None:
     conn, ar = tx.conn, m.arrears_items.c
     tx.number_rows("sales", rows.sales)
     # the UNIQUE id is the last guard: a sale a concurrent writer inserted meanwhile ends

@@ -88,9 +88,10 @@ class Refused(Exception):
         self.refusal = refusal
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class CustomerFacts:
-    """What the rules read of a customer in the central archive."""
+    """What the rules read of a customer in the central archive (applying a batch of sales
+    follows the purchase count and card serial in it as the batch runs)."""
 
     office_code: str
     status: str
