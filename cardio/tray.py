@@ -34,7 +34,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from app.context import AppContext
@@ -80,13 +80,7 @@ class _Entry:
     blank_no: int | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "card_id": self.card_id,
-            "file": self.file,
-            "customer_no": self.customer_no,
-            "name": self.name,
-            "blank_no": self.blank_no,
-        }
+        return asdict(self)
 
     def card(self) -> TrayCard:
         if self.customer_no:
