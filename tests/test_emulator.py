@@ -19,8 +19,6 @@ from app.ports import KeyRole
 from cardio.channel import EmulatedChannel
 from cardio.crypto import auth_cryptogram, challenge_iv, diversify_card_key, mac4
 from cardio.emulator import (
-    APP_AID,
-    FILE_SIZES,
     CardImage,
     CardState,
     CardVanished,
@@ -28,6 +26,7 @@ from cardio.emulator import (
     UserCardOS,
     diversified_card_keys,
 )
+from cardio.profile import APP_AID, FILE_SIZES
 from tests.rigs.emulator import (
     GET_CHALLENGE,
     KEYS,

@@ -12,7 +12,8 @@ from cardio.crypto import (
     diversify_meter_key,
     mac4,
 )
-from cardio.emulator import APP_AID, PSAM_AID, PsamOS
+from cardio.emulator import PsamOS
+from cardio.profile import APP_AID, PSAM_AID
 from tests.rigs.emulator import (
     KEYS,
     MASTER,

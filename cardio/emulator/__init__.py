@@ -25,32 +25,8 @@ from cardio.emulator.image import (
 )
 from cardio.emulator.psam import PsamOS
 from cardio.emulator.user_card import UserCardOS
-from cardio.profile import (
-    APP_AID,
-    APP_FID,
-    FILE_SIZES,
-    MF_FID,
-    PSAM_AID,
-    SFI_BACKUP_TARIFF,
-    SFI_CURRENT_TARIFF,
-    SFI_JOB,
-    SFI_PARAMETERS,
-    SFI_PURCHASE,
-    SFI_WRITE_BACK,
-)
 
 __all__ = [
-    "APP_AID",
-    "APP_FID",
-    "FILE_SIZES",
-    "MF_FID",
-    "PSAM_AID",
-    "SFI_BACKUP_TARIFF",
-    "SFI_CURRENT_TARIFF",
-    "SFI_JOB",
-    "SFI_PARAMETERS",
-    "SFI_PURCHASE",
-    "SFI_WRITE_BACK",
     "CardImage",
     "CardImageError",
     "CardOS",
