@@ -172,16 +172,13 @@ class Actor:
     def record_sale(
         self, session: Session, sale: Sale, action: str, detail: Mapping[str, Any] | None = None
     ) -> AuditEntry:
-        """:func:`record_sale` stamped with this actor."""
-        return record_sale(
-            session,
-            sale,
-            action=action,
-            operator_id=self.operator_id,
-            counter_id=self.counter_id,
-            clock=self.clock,
-            detail=detail,
-        )
+        """Append the row of a change of ``sale`` (one of :data:`SEAL_ACTIONS`), sealed with the
+        sale as it is now: call it after the change, in the unit of work that makes it."""
+        if action not in SEAL_ACTIONS:
+            raise ValueError(f"{action!r} is not a sale action")
+        session.flush()  # ids and defaults as the database will hold them
+        seal = sale_seal({name: getattr(sale, name) for name in SEALED_FIELDS})
+        return self.record(session, action, sale.id, detail={**(detail or {}), SEAL_KEY: seal})
 
 
 def record_by(
@@ -232,33 +229,6 @@ def authorize_or_record(
             detail={"role": str(actor.role)},
         )
         raise
-
-
-def record_sale(
-    session: Session,
-    sale: Sale,
-    *,
-    action: str,
-    operator_id: str | None,
-    counter_id: str,
-    clock: Clock,
-    detail: Mapping[str, Any] | None = None,
-) -> AuditEntry:
-    """Append the row of a change of ``sale`` (one of :data:`SEAL_ACTIONS`), sealed with the sale
-    as it is now: call it after the change, in the unit of work that makes it."""
-    if action not in SEAL_ACTIONS:
-        raise ValueError(f"{action!r} is not a sale action")
-    session.flush()  # ids and defaults as the database will hold them
-    seal = sale_seal({name: getattr(sale, name) for name in SEALED_FIELDS})
-    return record(
-        session,
-        action=action,
-        operator_id=operator_id,
-        counter_id=counter_id,
-        clock=clock,
-        target=sale.id,
-        detail={**(detail or {}), SEAL_KEY: seal},
-    )
 
 
 # --------------------------------------------------------------------------- verification

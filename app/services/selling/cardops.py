@@ -22,7 +22,7 @@ from app.domain.card import (
     UserCardType,
 )
 from app.domain.customers import CustomerStatus, MeterKind
-from app.domain.ledger import SaleKind, SaleState, Situation
+from app.domain.ledger import Situation
 from app.domain.permissions import Action
 from app.errors import Conflict, NotFound
 from app.i18n import N_
@@ -124,11 +124,7 @@ def open_account(
                 N_("Customer {customer_no} is not an active card-meter customer."),
                 customer_no=customer_no,
             )
-        if customer.card_serial:
-            raise Conflict(
-                N_("Customer {customer_no} already has a card; issue a replacement card instead."),
-                customer_no=customer_no,
-            )
+        _check_no_card(customer)
     card = card_to_bind(db, terminal, read_or_blank(terminal), customer_no)
     serial = card.serial_hex
     with db.read() as session:
@@ -147,11 +143,7 @@ def open_account(
     faults.checkpoint("card_written")
     with db.write() as session:
         customer = get_customer(session, customer_no, for_update=True)
-        if customer.card_serial:  # another counter opened the account meanwhile
-            raise Conflict(
-                N_("Customer {customer_no} already has a card; issue a replacement card instead."),
-                customer_no=customer_no,
-            )
+        _check_no_card(customer)  # another counter may have opened the account meanwhile
         check_bindable(session, serial, customer_no)
         customer.card_serial = serial
         ledger.note_card_versions(customer, versions)
@@ -193,6 +185,14 @@ def open_account(
     return customer_view(db, customer_no), outcome
 
 
+def _check_no_card(customer: Customer) -> None:
+    if customer.card_serial:
+        raise Conflict(
+            N_("Customer {customer_no} already has a card; issue a replacement card instead."),
+            customer_no=customer.customer_no,
+        )
+
+
 def rewrite(
     db: Database,
     terminal: CardTerminal,
@@ -214,14 +214,7 @@ def rewrite(
     utility_code = settings.value(UTILITY_CODE)
     with db.read() as session:
         customer = get_customer(session, a.customer.customer_no)
-        sale = session.scalar(
-            select(Sale).where(
-                Sale.customer_id == customer.id,
-                Sale.purchase_count == a.ledger_count,
-                Sale.state == SaleState.COMPLETED.value,
-                Sale.kind == SaleKind.CARD.value,
-            )
-        )
+        sale = ledger.completed_card_sale(session, customer.id, a.ledger_count)
         if sale is None:
             raise NotFound(what=N_("Sale"), key=f"{a.customer.customer_no}/{a.ledger_count}")
         change, versions = card_change(
@@ -694,11 +687,5 @@ def _note_card_versions(db: Database, customer_no: str, versions: tuple[int, int
 
 
 def last_completed(session: Session, customer: Customer) -> Sale | None:
-    return session.scalar(
-        select(Sale).where(
-            Sale.customer_id == customer.id,
-            Sale.purchase_count == customer.purchase_count,
-            Sale.state == SaleState.COMPLETED.value,
-            Sale.kind == SaleKind.CARD.value,
-        )
-    )
+    """The sale of the customer's last purchase (None: no card purchase yet)."""
+    return ledger.completed_card_sale(session, customer.id, customer.purchase_count)
