@@ -37,7 +37,7 @@ from app.services.selling.assessment import assess
 from app.services.selling.errors import CardRefused, NoRewriteNeeded
 from app.services.selling.records import card_change, card_type, purchase_record
 from app.services.selling.sale import SaleOutcome, is_training, sell
-from app.settings import EXCHANGE_FEE, REPLACEMENT_FEE, UTILITY_CODE, Settings
+from app.settings import EXCHANGE_FEE, REPLACEMENT_FEE, UTILITY_CODE, ConfigVar, Settings
 
 EXCHANGED = "exchanged"  # the blacklist reason of an exchanged card, lifted once it is erased
 
@@ -268,14 +268,20 @@ class ReplacementMode:
     action: Action
     audit: AuditAction
     fee_kind: str  # FeePayment.kind
+    fee: ConfigVar[int]  # the setting that prices it
     blacklist_reason: str
 
 
 LOST = ReplacementMode(
-    "lost", Action.REPLACE_CARD, AuditAction.REPLACE_CARD, "replacement", "replaced"
+    "lost",
+    Action.REPLACE_CARD,
+    AuditAction.REPLACE_CARD,
+    "replacement",
+    REPLACEMENT_FEE,
+    "replaced",
 )
 DAMAGED = ReplacementMode(
-    "damaged", Action.EXCHANGE_CARD, AuditAction.EXCHANGE_CARD, "exchange", EXCHANGED
+    "damaged", Action.EXCHANGE_CARD, AuditAction.EXCHANGE_CARD, "exchange", EXCHANGE_FEE, EXCHANGED
 )
 
 
@@ -324,7 +330,6 @@ def replace_card(
         terminal,
         read_or_blank(terminal),
         LOST,
-        settings.value(REPLACEMENT_FEE),
         actor=actor,
         customer_no=customer_no,
         clock=clock,
@@ -374,7 +379,6 @@ def exchange_card(
         terminal,
         present,
         DAMAGED,
-        settings.value(EXCHANGE_FEE),
         actor=actor,
         customer_no=customer_no,
         clock=clock,
@@ -462,7 +466,6 @@ def _replace(
     terminal: CardTerminal,
     present: CardContents | None,
     mode: ReplacementMode,
-    fee: int,
     *,
     actor: Principal,
     customer_no: str,
@@ -472,8 +475,9 @@ def _replace(
     carried: dict[str, Any],
 ) -> int:
     """Both modes: finish an interrupted replacement on its card (returns 0), or bind the blank
-    card in ``present`` and write it (returns the fee)."""
+    card in ``present`` and write it (returns the mode's fee)."""
     utility_code = settings.value(UTILITY_CODE)
+    fee = settings.value(mode.fee)
     old, done_count = _replaceable(db, customer_no)
     if present is not None and present.serial_hex == old:
         _resume_replacement(
