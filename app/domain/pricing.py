@@ -71,7 +71,7 @@ import datetime as dt
 from bisect import bisect_right
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Final, TypeVar
+from typing import ClassVar, Final, Self, TypeVar
 
 __all__ = [
     "MAX_RATE",
@@ -186,6 +186,10 @@ def _record(data: object, where: str, keys: tuple[str, ...]) -> dict[str, object
     return {k: data[k] for k in keys}
 
 
+def _optional_int(value: object, where: str) -> int | None:
+    return None if value is None else _require_int(value, where)
+
+
 def _array(value: object, where: str) -> list[object] | tuple[object, ...]:
     if not isinstance(value, list | tuple):
         raise TariffSpecError(f"{where}: must be a list, got {_describe(value)}")
@@ -202,10 +206,45 @@ def _located(where: str, build: Callable[..., T], *args: object) -> T:
 
 # ------------------------------------------------------------------------------- data model
 
+_Reader = Callable[[object, str], object]
+
+
+class _Row:
+    """An item of one of a tariff's lists, to and from a plain dict field by field: ``_FIELDS``
+    names each field with the check of its type (ranges are the class's ``__post_init__``'s),
+    ``_WHERE`` is where an error says it is when the caller does not say."""
+
+    __slots__ = ()
+    _FIELDS: ClassVar[tuple[tuple[str, _Reader], ...]]
+    _WHERE: ClassVar[str]
+
+    def to_dict(self) -> dict[str, object]:
+        return {name: getattr(self, name) for name, _ in self._FIELDS}
+
+    @classmethod
+    def from_dict(cls, data: object, *, where: str | None = None) -> Self:
+        where = where or cls._WHERE
+        d = _record(data, where, tuple(name for name, _ in cls._FIELDS))
+        return _located(
+            where, cls, *(read(d[name], f"{where}.{name}") for name, read in cls._FIELDS)
+        )
+
+
+_R = TypeVar("_R", bound=_Row)
+
+
+def _rows(data: dict[str, object], key: str, row: type[_R]) -> tuple[_R, ...]:
+    """The list ``data[key]`` read as rows of ``row`` (an error names ``key[i]``)."""
+    items = _array(data[key], key)
+    return tuple(row.from_dict(item, where=f"{key}[{i}]") for i, item in enumerate(items))
+
 
 @dataclass(frozen=True, slots=True)
-class TouPeriod:
+class TouPeriod(_Row):
     """A time-of-use period such as ``"peak"`` and its rate (0.0001 yuan/kWh, ``1..99999``)."""
+
+    _FIELDS = (("name", _require_str), ("rate", _require_int))
+    _WHERE = "period"
 
     name: str
     rate: int
@@ -214,20 +253,13 @@ class TouPeriod:
         _require_name(self.name, "name")
         _require_int(self.rate, "rate", MIN_RATE, MAX_RATE)
 
-    def to_dict(self) -> dict[str, object]:
-        return {"name": self.name, "rate": self.rate}
-
-    @classmethod
-    def from_dict(cls, data: object, *, where: str = "period") -> TouPeriod:
-        d = _record(data, where, ("name", "rate"))
-        name = _require_str(d["name"], f"{where}.name")
-        rate = _require_int(d["rate"], f"{where}.rate")
-        return _located(where, cls, name, rate)
-
 
 @dataclass(frozen=True, slots=True)
-class TouSegment:
+class TouSegment(_Row):
     """Part of the daily schedule: ``period`` applies from ``start_minute`` (0..1439) on."""
+
+    _FIELDS = (("start_minute", _require_int), ("period", _require_str))
+    _WHERE = "segment"
 
     start_minute: int
     period: str
@@ -236,24 +268,17 @@ class TouSegment:
         _require_int(self.start_minute, "start_minute", 0, MINUTES_PER_DAY - 1)
         _require_name(self.period, "period")
 
-    def to_dict(self) -> dict[str, object]:
-        return {"start_minute": self.start_minute, "period": self.period}
-
-    @classmethod
-    def from_dict(cls, data: object, *, where: str = "segment") -> TouSegment:
-        d = _record(data, where, ("start_minute", "period"))
-        start = _require_int(d["start_minute"], f"{where}.start_minute")
-        period = _require_str(d["period"], f"{where}.period")
-        return _located(where, cls, start, period)
-
 
 @dataclass(frozen=True, slots=True)
-class Tier:
+class Tier(_Row):
     """A yearly consumption tier.
 
     ``upto_kwh`` is the cumulative upper bound over the tier year in whole kWh (``None`` for the
     last, open tier); ``surcharge`` (0.0001 yuan/kWh, ``>= 0``) is added to the base rate.
     """
+
+    _FIELDS = (("upto_kwh", _optional_int), ("surcharge", _require_int))
+    _WHERE = "tier"
 
     upto_kwh: int | None
     surcharge: int
@@ -262,17 +287,6 @@ class Tier:
         if self.upto_kwh is not None:
             _require_int(self.upto_kwh, "upto_kwh", 1)
         _require_int(self.surcharge, "surcharge", 0, MAX_RATE - MIN_RATE)
-
-    def to_dict(self) -> dict[str, object]:
-        return {"upto_kwh": self.upto_kwh, "surcharge": self.surcharge}
-
-    @classmethod
-    def from_dict(cls, data: object, *, where: str = "tier") -> Tier:
-        d = _record(data, where, ("upto_kwh", "surcharge"))
-        raw_upto = d["upto_kwh"]
-        upto = None if raw_upto is None else _require_int(raw_upto, f"{where}.upto_kwh")
-        surcharge = _require_int(d["surcharge"], f"{where}.surcharge")
-        return _located(where, cls, upto, surcharge)
 
 
 _SPEC_KEYS: Final = (
@@ -434,20 +448,10 @@ class TariffSpec:
         """
         d = _record(data, "tariff", _SPEC_KEYS)
         kind = _require_str(d["kind"], "kind")
-        raw_rate = d["flat_rate"]
-        flat_rate = None if raw_rate is None else _require_int(raw_rate, "flat_rate")
-        periods = tuple(
-            TouPeriod.from_dict(item, where=f"periods[{i}]")
-            for i, item in enumerate(_array(d["periods"], "periods"))
-        )
-        schedule = tuple(
-            TouSegment.from_dict(item, where=f"schedule[{i}]")
-            for i, item in enumerate(_array(d["schedule"], "schedule"))
-        )
-        tiers = tuple(
-            Tier.from_dict(item, where=f"tiers[{i}]")
-            for i, item in enumerate(_array(d["tiers"], "tiers"))
-        )
+        flat_rate = _optional_int(d["flat_rate"], "flat_rate")
+        periods = _rows(d, "periods", TouPeriod)
+        schedule = _rows(d, "schedule", TouSegment)
+        tiers = _rows(d, "tiers", Tier)
         reset_month = _require_int(d["reset_month"], "reset_month")
         reset_day = _require_int(d["reset_day"], "reset_day")
         return cls(kind, flat_rate, periods, schedule, tiers, reset_month, reset_day)

@@ -72,42 +72,9 @@ def record(
     result: str = "ok",
     detail: Mapping[str, Any] | None = None,
 ) -> AuditEntry:
-    """Append one row. The head row is locked, so appends are serial on every database; the row
-    commits or rolls back with the action it records."""
-    if result not in RESULTS:
-        raise ValueError(f"audit result {result!r}")
-    # populate_existing: a head this session loaded earlier must not hide a newer committed one
-    head = session.scalar(
-        select(AuditHead)
-        .where(AuditHead.id == 1)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    if head is None:  # pragma: no cover - created by migration 0002
-        raise RuntimeError("the audit log has no head row; run cardvend init")
-    seq = head.seq + 1
-    at = clock.now()
-    text = canonical_detail(detail)
-    digest = row_hash(
-        head.hash, seq, at, operator_id, counter_id, action, target[:120], result, text
-    )
-    entry = AuditEntry(
-        seq=seq,
-        at=at,
-        operator_id=operator_id,
-        counter_id=counter_id,
-        action=action,
-        target=target[:120],
-        result=result,
-        detail=text,
-        prev_hash=head.hash,
-        hash=digest,
-    )
-    session.add(entry)
-    head.seq, head.hash = seq, digest
-    session.flush()
-    session.info[HEAD_HELD] = True
-    return entry
+    """Append one row (:meth:`Actor.record`, the actor named field by field)."""
+    actor = Actor(operator_id, counter_id, clock)
+    return actor.record(session, action, target, result=result, detail=detail)
 
 
 def holds_head(session: Session) -> bool:
@@ -157,31 +124,54 @@ class Actor:
         result: str = "ok",
         detail: Mapping[str, Any] | None = None,
     ) -> AuditEntry:
-        """:func:`record` stamped with this actor."""
-        return record(
-            session,
-            action=action,
-            operator_id=self.operator_id,
-            counter_id=self.counter_id,
-            clock=self.clock,
-            target=target,
-            result=result,
-            detail=detail,
+        """Append one row stamped with this actor. The head row is locked, so appends are serial
+        on every database; the row commits or rolls back with the action it records."""
+        if result not in RESULTS:
+            raise ValueError(f"audit result {result!r}")
+        # populate_existing: a head this session loaded earlier must not hide a newer committed one
+        head = session.scalar(
+            select(AuditHead)
+            .where(AuditHead.id == 1)
+            .with_for_update()
+            .execution_options(populate_existing=True)
         )
+        if head is None:  # pragma: no cover - created by migration 0002
+            raise RuntimeError("the audit log has no head row; run cardvend init")
+        seq = head.seq + 1
+        at = self.clock.now()
+        text = canonical_detail(detail)
+        operator_id, counter_id = self.operator_id, self.counter_id
+        digest = row_hash(
+            head.hash, seq, at, operator_id, counter_id, action, target[:120], result, text
+        )
+        entry = AuditEntry(
+            seq=seq,
+            at=at,
+            operator_id=operator_id,
+            counter_id=counter_id,
+            action=action,
+            target=target[:120],
+            result=result,
+            detail=text,
+            prev_hash=head.hash,
+            hash=digest,
+        )
+        session.add(entry)
+        head.seq, head.hash = seq, digest
+        session.flush()
+        session.info[HEAD_HELD] = True
+        return entry
 
     def record_sale(
         self, session: Session, sale: Sale, action: str, detail: Mapping[str, Any] | None = None
     ) -> AuditEntry:
-        """:func:`record_sale` stamped with this actor."""
-        return record_sale(
-            session,
-            sale,
-            action=action,
-            operator_id=self.operator_id,
-            counter_id=self.counter_id,
-            clock=self.clock,
-            detail=detail,
-        )
+        """Append the row of a change of ``sale`` (one of :data:`SEAL_ACTIONS`), sealed with the
+        sale as it is now: call it after the change, in the unit of work that makes it."""
+        if action not in SEAL_ACTIONS:
+            raise ValueError(f"{action!r} is not a sale action")
+        session.flush()  # ids and defaults as the database will hold them
+        seal = sale_seal({name: getattr(sale, name) for name in SEALED_FIELDS})
+        return self.record(session, action, sale.id, detail={**(detail or {}), SEAL_KEY: seal})
 
 
 def record_by(
@@ -232,33 +222,6 @@ def authorize_or_record(
             detail={"role": str(actor.role)},
         )
         raise
-
-
-def record_sale(
-    session: Session,
-    sale: Sale,
-    *,
-    action: str,
-    operator_id: str | None,
-    counter_id: str,
-    clock: Clock,
-    detail: Mapping[str, Any] | None = None,
-) -> AuditEntry:
-    """Append the row of a change of ``sale`` (one of :data:`SEAL_ACTIONS`), sealed with the sale
-    as it is now: call it after the change, in the unit of work that makes it."""
-    if action not in SEAL_ACTIONS:
-        raise ValueError(f"{action!r} is not a sale action")
-    session.flush()  # ids and defaults as the database will hold them
-    seal = sale_seal({name: getattr(sale, name) for name in SEALED_FIELDS})
-    return record(
-        session,
-        action=action,
-        operator_id=operator_id,
-        counter_id=counter_id,
-        clock=clock,
-        target=sale.id,
-        detail={**(detail or {}), SEAL_KEY: seal},
-    )
 
 
 # --------------------------------------------------------------------------- verification

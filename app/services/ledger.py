@@ -128,6 +128,18 @@ def unresolved_sale(session: Session, customer_id: int) -> Sale | None:
     )
 
 
+def completed_card_sale(session: Session, customer_id: int, purchase_count: int) -> Sale | None:
+    """The completed card sale that made purchase ``purchase_count`` of the customer, if any."""
+    return session.scalar(
+        select(Sale).where(
+            Sale.customer_id == customer_id,
+            Sale.purchase_count == purchase_count,
+            Sale.state == SaleState.COMPLETED.value,
+            Sale.kind == SaleKind.CARD.value,
+        )
+    )
+
+
 def not_active(customer_no: str, status: str, reason: str = "") -> Conflict:
     """Why a customer who is not active cannot buy: a paused account says why it was paused
     (a vacant house, a dispute) and that it must be resumed first."""

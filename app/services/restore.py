@@ -158,31 +158,6 @@ def _stamp(clock: Clock) -> str:
     return clock.now().astimezone(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
-def _record(
-    db: Database, admin: Principal, clock: Clock, path: Path, manifest: Manifest, forced: bool
-) -> None:
-    """The restored log's row saying what it was restored from, and by whom."""
-    audit_service.record_alone(
-        db,
-        admin,
-        clock,
-        AuditAction.BACKUP_RESTORE,
-        target=path.name[-120:],
-        detail={
-            "taken_at": manifest.taken_at,
-            "audit_seq": manifest.audit_seq,
-            "sha256": manifest.sha256,
-            "forced": forced,
-        },
-    )
-
-
-def _sign_in(db: Database, authenticate: Authenticate, clock: Clock) -> Principal:
-    admin = authenticate(db)
-    admin.authorize(Action.CHANGE_SETTINGS, clock)
-    return admin
-
-
 def restore(
     db: Database,
     path: str | os.PathLike[str],
@@ -196,46 +171,8 @@ def restore(
     the caller opens the restored database afresh."""
     source = Path(path)
     manifest = check_backup(source, db, office)
-    if manifest.dialect == "sqlite":
-        return _restore_sqlite(db, source, manifest, clock, authenticate, force)
-    return _restore_postgresql(db, source, manifest, clock, authenticate, force)
-
-
-def _restore_sqlite(
-    db: Database,
-    source: Path,
-    manifest: Manifest,
-    clock: Clock,
-    authenticate: Authenticate,
-    force: bool,
-) -> RestoreResult:
-    live = sqlite_path(db)
-    live.parent.mkdir(parents=True, exist_ok=True)
-    with scratch_file(live.parent, ".restore") as staged:
-        extract(source, manifest, staged)
-        copy = Database(str(staged))
-        try:
-            audit_service.verify_or_raise(copy)
-            admin = _sign_in(copy, authenticate, clock)
-            check_not_newer(db, manifest, source, force=force)
-            kept = ""
-            if live.exists() and db.is_initialized():
-                aside = live.with_name(f"{live.name}.before-restore-{_stamp(clock)}")
-                copy_sqlite(live, aside)
-                os.chmod(aside, 0o600)
-                kept = str(aside)
-            _record(copy, admin, clock, source, manifest, force)
-            copy.migrate()
-        finally:
-            copy.dispose()
-        db.dispose()
-        for extra in ("-wal", "-shm", "-journal"):  # the old database's, never to be replayed
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(f"{live}{extra}")
-        os.replace(staged, live)
-        fsync_directory(live.parent)
-    log.warning("database %s restored from %s (taken %s)", live, source, manifest.taken_at)
-    return RestoreResult(manifest, kept, force)
+    job = _Restore(db, source, manifest, clock, authenticate, force)
+    return job.sqlite() if manifest.dialect == "sqlite" else job.postgresql()
 
 
 def _schema_in_dump(dump: Path, schema: str, env: dict[str, str]) -> bool:
@@ -247,48 +184,106 @@ def _schema_in_dump(dump: Path, schema: str, env: dict[str, str]) -> bool:
     return re.search(rf"\bSCHEMA - {re.escape(schema)}\b", done.stdout) is not None
 
 
-def _restore_postgresql(
-    db: Database,
-    source: Path,
-    manifest: Manifest,
-    clock: Clock,
-    authenticate: Authenticate,
-    force: bool,
-) -> RestoreResult:
-    tool = pg_tool("pg_restore")
-    env = pg_env(db.url)
-    with db.engine.connect() as conn:
-        schema = str(conn.execute(text("SELECT current_schema()")).scalar_one())
-    if manifest.schema != schema:
-        raise SchemaMismatch(path=str(source), backup_schema=manifest.schema, schema=schema)
-    with scratch_file(Path(tempfile.gettempdir()), ".dump") as dump:
-        extract(source, manifest, dump)
-        check_not_newer(db, manifest, source, force=force)
-        creates_schema = _schema_in_dump(dump, schema, env)
-        aside = f"{schema}_before_restore_{_stamp(clock)}".lower()[:63]
-        db.dispose()
-        with db.engine.begin() as conn:
-            conn.execute(text(f'ALTER SCHEMA "{schema}" RENAME TO "{aside}"'))
-            if not creates_schema:
-                conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-        db.dispose()
-        try:
-            run_tool(
-                [tool, "--no-owner", "--single-transaction", "--exit-on-error",
-                 "-d", env.get("PGDATABASE", "postgres"), str(dump)],
-                env,
-            )  # fmt: skip
-            audit_service.verify_or_raise(db)
-            admin = _sign_in(db, authenticate, clock)
-        except BaseException:
+@dataclass(frozen=True)
+class _Restore:
+    """One restore: the live database, the checked backup ``source`` and its manifest, the
+    clock, how the administrator signs in and whether it is forced; one method per dialect."""
+
+    db: Database
+    source: Path
+    manifest: Manifest
+    clock: Clock
+    authenticate: Authenticate
+    force: bool
+
+    def _sign_in(self, db: Database) -> Principal:
+        admin = self.authenticate(db)
+        admin.authorize(Action.CHANGE_SETTINGS, self.clock)
+        return admin
+
+    def _record(self, db: Database, admin: Principal) -> None:
+        """The restored log's row saying what it was restored from, and by whom."""
+        manifest = self.manifest
+        audit_service.record_alone(
+            db,
+            admin,
+            self.clock,
+            AuditAction.BACKUP_RESTORE,
+            target=self.source.name[-120:],
+            detail={
+                "taken_at": manifest.taken_at,
+                "audit_seq": manifest.audit_seq,
+                "sha256": manifest.sha256,
+                "forced": self.force,
+            },
+        )
+
+    def sqlite(self) -> RestoreResult:
+        db, source, manifest, clock = self.db, self.source, self.manifest, self.clock
+        live = sqlite_path(db)
+        live.parent.mkdir(parents=True, exist_ok=True)
+        with scratch_file(live.parent, ".restore") as staged:
+            extract(source, manifest, staged)
+            copy = Database(str(staged))
+            try:
+                audit_service.verify_or_raise(copy)
+                admin = self._sign_in(copy)
+                check_not_newer(db, manifest, source, force=self.force)
+                kept = ""
+                if live.exists() and db.is_initialized():
+                    aside = live.with_name(f"{live.name}.before-restore-{_stamp(clock)}")
+                    copy_sqlite(live, aside)
+                    os.chmod(aside, 0o600)
+                    kept = str(aside)
+                self._record(copy, admin)
+                copy.migrate()
+            finally:
+                copy.dispose()
+            db.dispose()
+            for extra in ("-wal", "-shm", "-journal"):  # the old database's, never to be replayed
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(f"{live}{extra}")
+            os.replace(staged, live)
+            fsync_directory(live.parent)
+        log.warning("database %s restored from %s (taken %s)", live, source, manifest.taken_at)
+        return RestoreResult(manifest, kept, self.force)
+
+    def postgresql(self) -> RestoreResult:
+        db, source, manifest = self.db, self.source, self.manifest
+        tool = pg_tool("pg_restore")
+        env = pg_env(db.url)
+        with db.engine.connect() as conn:
+            schema = str(conn.execute(text("SELECT current_schema()")).scalar_one())
+        if manifest.schema != schema:
+            raise SchemaMismatch(path=str(source), backup_schema=manifest.schema, schema=schema)
+        with scratch_file(Path(tempfile.gettempdir()), ".dump") as dump:
+            extract(source, manifest, dump)
+            check_not_newer(db, manifest, source, force=self.force)
+            creates_schema = _schema_in_dump(dump, schema, env)
+            aside = f"{schema}_before_restore_{_stamp(self.clock)}".lower()[:63]
             db.dispose()
             with db.engine.begin() as conn:
-                conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-                conn.execute(text(f'ALTER SCHEMA "{aside}" RENAME TO "{schema}"'))
+                conn.execute(text(f'ALTER SCHEMA "{schema}" RENAME TO "{aside}"'))
+                if not creates_schema:
+                    conn.execute(text(f'CREATE SCHEMA "{schema}"'))
             db.dispose()
-            raise
-    _record(db, admin, clock, source, manifest, force)
-    db.migrate()
-    db.dispose()
-    log.warning("schema %s restored from %s (taken %s)", schema, source, manifest.taken_at)
-    return RestoreResult(manifest, aside, force)
+            try:
+                run_tool(
+                    [tool, "--no-owner", "--single-transaction", "--exit-on-error",
+                     "-d", env.get("PGDATABASE", "postgres"), str(dump)],
+                    env,
+                )  # fmt: skip
+                audit_service.verify_or_raise(db)
+                admin = self._sign_in(db)
+            except BaseException:
+                db.dispose()
+                with db.engine.begin() as conn:
+                    conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+                    conn.execute(text(f'ALTER SCHEMA "{aside}" RENAME TO "{schema}"'))
+                db.dispose()
+                raise
+        self._record(db, admin)
+        db.migrate()
+        db.dispose()
+        log.warning("schema %s restored from %s (taken %s)", schema, source, manifest.taken_at)
+        return RestoreResult(manifest, aside, self.force)

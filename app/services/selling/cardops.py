@@ -22,7 +22,7 @@ from app.domain.card import (
     UserCardType,
 )
 from app.domain.customers import CustomerStatus, MeterKind
-from app.domain.ledger import SaleKind, SaleState, Situation
+from app.domain.ledger import Situation
 from app.domain.permissions import Action
 from app.errors import Conflict, NotFound
 from app.i18n import N_
@@ -37,7 +37,7 @@ from app.services.selling.assessment import assess
 from app.services.selling.errors import CardRefused, NoRewriteNeeded
 from app.services.selling.records import card_change, card_type, purchase_record
 from app.services.selling.sale import SaleOutcome, is_training, sell
-from app.settings import EXCHANGE_FEE, REPLACEMENT_FEE, UTILITY_CODE, Settings
+from app.settings import EXCHANGE_FEE, REPLACEMENT_FEE, UTILITY_CODE, ConfigVar, Settings
 
 EXCHANGED = "exchanged"  # the blacklist reason of an exchanged card, lifted once it is erased
 
@@ -124,11 +124,7 @@ def open_account(
                 N_("Customer {customer_no} is not an active card-meter customer."),
                 customer_no=customer_no,
             )
-        if customer.card_serial:
-            raise Conflict(
-                N_("Customer {customer_no} already has a card; issue a replacement card instead."),
-                customer_no=customer_no,
-            )
+        _check_no_card(customer)
     card = card_to_bind(db, terminal, read_or_blank(terminal), customer_no)
     serial = card.serial_hex
     with db.read() as session:
@@ -147,11 +143,7 @@ def open_account(
     faults.checkpoint("card_written")
     with db.write() as session:
         customer = get_customer(session, customer_no, for_update=True)
-        if customer.card_serial:  # another counter opened the account meanwhile
-            raise Conflict(
-                N_("Customer {customer_no} already has a card; issue a replacement card instead."),
-                customer_no=customer_no,
-            )
+        _check_no_card(customer)  # another counter may have opened the account meanwhile
         check_bindable(session, serial, customer_no)
         customer.card_serial = serial
         ledger.note_card_versions(customer, versions)
@@ -193,6 +185,14 @@ def open_account(
     return customer_view(db, customer_no), outcome
 
 
+def _check_no_card(customer: Customer) -> None:
+    if customer.card_serial:
+        raise Conflict(
+            N_("Customer {customer_no} already has a card; issue a replacement card instead."),
+            customer_no=customer.customer_no,
+        )
+
+
 def rewrite(
     db: Database,
     terminal: CardTerminal,
@@ -214,14 +214,7 @@ def rewrite(
     utility_code = settings.value(UTILITY_CODE)
     with db.read() as session:
         customer = get_customer(session, a.customer.customer_no)
-        sale = session.scalar(
-            select(Sale).where(
-                Sale.customer_id == customer.id,
-                Sale.purchase_count == a.ledger_count,
-                Sale.state == SaleState.COMPLETED.value,
-                Sale.kind == SaleKind.CARD.value,
-            )
-        )
+        sale = ledger.completed_card_sale(session, customer.id, a.ledger_count)
         if sale is None:
             raise NotFound(what=N_("Sale"), key=f"{a.customer.customer_no}/{a.ledger_count}")
         change, versions = card_change(
@@ -275,14 +268,20 @@ class ReplacementMode:
     action: Action
     audit: AuditAction
     fee_kind: str  # FeePayment.kind
+    fee: ConfigVar[int]  # the setting that prices it
     blacklist_reason: str
 
 
 LOST = ReplacementMode(
-    "lost", Action.REPLACE_CARD, AuditAction.REPLACE_CARD, "replacement", "replaced"
+    "lost",
+    Action.REPLACE_CARD,
+    AuditAction.REPLACE_CARD,
+    "replacement",
+    REPLACEMENT_FEE,
+    "replaced",
 )
 DAMAGED = ReplacementMode(
-    "damaged", Action.EXCHANGE_CARD, AuditAction.EXCHANGE_CARD, "exchange", EXCHANGED
+    "damaged", Action.EXCHANGE_CARD, AuditAction.EXCHANGE_CARD, "exchange", EXCHANGE_FEE, EXCHANGED
 )
 
 
@@ -331,7 +330,6 @@ def replace_card(
         terminal,
         read_or_blank(terminal),
         LOST,
-        settings.value(REPLACEMENT_FEE),
         actor=actor,
         customer_no=customer_no,
         clock=clock,
@@ -381,7 +379,6 @@ def exchange_card(
         terminal,
         present,
         DAMAGED,
-        settings.value(EXCHANGE_FEE),
         actor=actor,
         customer_no=customer_no,
         clock=clock,
@@ -469,7 +466,6 @@ def _replace(
     terminal: CardTerminal,
     present: CardContents | None,
     mode: ReplacementMode,
-    fee: int,
     *,
     actor: Principal,
     customer_no: str,
@@ -479,8 +475,9 @@ def _replace(
     carried: dict[str, Any],
 ) -> int:
     """Both modes: finish an interrupted replacement on its card (returns 0), or bind the blank
-    card in ``present`` and write it (returns the fee)."""
+    card in ``present`` and write it (returns the mode's fee)."""
     utility_code = settings.value(UTILITY_CODE)
+    fee = settings.value(mode.fee)
     old, done_count = _replaceable(db, customer_no)
     if present is not None and present.serial_hex == old:
         _resume_replacement(
@@ -694,11 +691,5 @@ def _note_card_versions(db: Database, customer_no: str, versions: tuple[int, int
 
 
 def last_completed(session: Session, customer: Customer) -> Sale | None:
-    return session.scalar(
-        select(Sale).where(
-            Sale.customer_id == customer.id,
-            Sale.purchase_count == customer.purchase_count,
-            Sale.state == SaleState.COMPLETED.value,
-            Sale.kind == SaleKind.CARD.value,
-        )
-    )
+    """The sale of the customer's last purchase (None: no card purchase yet)."""
+    return ledger.completed_card_sale(session, customer.id, customer.purchase_count)

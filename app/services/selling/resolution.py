@@ -40,27 +40,15 @@ def resolve_with_card(
         ):
             ledger.settle_in_session(session, sale, customer, clock, actor, note="card holds it")
             resolved.append(sale.id)
-        elif card.purchase_count == (sale.purchase_count or 0) - 1:
-            ledger.move_in_session(
-                session,
-                sale,
-                customer,
-                SaleState.FAILED,
-                clock,
-                actor,
-                note="the card never got it; return the cash",
-            )
-            resolved.append(sale.id)
+            continue
+        never_got_it = card.purchase_count == (sale.purchase_count or 0) - 1
+        if never_got_it:
+            state, note = SaleState.FAILED, "the card never got it; return the cash"
         else:
-            ledger.move_in_session(
-                session,
-                sale,
-                customer,
-                SaleState.IN_DOUBT,
-                clock,
-                actor,
-                note=f"card shows purchase {card.purchase_count}",
-            )
+            state, note = SaleState.IN_DOUBT, f"card shows purchase {card.purchase_count}"
+        ledger.move_in_session(session, sale, customer, state, clock, actor, note=note)
+        if never_got_it:
+            resolved.append(sale.id)
     for rev in session.scalars(
         select(Reversal).where(
             Reversal.state == ReversalState.PENDING.value,

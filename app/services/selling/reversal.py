@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app import faults
@@ -70,14 +69,7 @@ def reverse_sale(
             session, actor, approval_request, action=Action.REVERSE, target=sale_id, clock=clock
         )
         approver = _approver_of(session, approval_request)
-        previous = session.scalar(
-            select(Sale).where(
-                Sale.customer_id == customer.id,
-                Sale.purchase_count == (sale.purchase_count or 0) - 1,
-                Sale.state == SaleState.COMPLETED.value,
-                Sale.kind == SaleKind.CARD.value,
-            )
-        )
+        previous = ledger.completed_card_sale(session, customer.id, (sale.purchase_count or 0) - 1)
         restore = purchase_record(previous) if previous is not None else EMPTY_PURCHASE
         rev = Reversal(
             id=str(uuid.uuid4()),
