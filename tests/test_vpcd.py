@@ -15,13 +15,12 @@ from app.domain.card import CardKind
 from app.ports import KeyRole
 from cardio.crypto import auth_cryptogram, challenge_iv, mac4
 from cardio.emulator import (
-    APP_AID,
-    PSAM_AID,
     CardImage,
     PsamOS,
     UserCardOS,
     diversified_card_keys,
 )
+from cardio.profile import APP_AID, PSAM_AID
 from cardio.vpcd import VpcdCard
 from tests.pcsc_fixtures import READER_SLOT0, READER_SLOT1, Pcscd
 
