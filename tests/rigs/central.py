@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -143,16 +143,12 @@ def seeded_store(kind: str, tmp_path: Path, **store_args: Any) -> Iterator[Centr
     """A central store seeded with the demo data, on ``kind`` ("sqlite" in ``tmp_path``, or
     "postgresql": a schema of its own; the test is skipped without a server); ``store_args``
     for :class:`CentralStore` (a clock, say)."""
-    if kind == "sqlite":
-        s = CentralStore(str(tmp_path / "central.db"), **store_args)
-        try:
-            central_seed.seed_demo(s, NOW)
-            yield s
-        finally:
-            s.dispose()
-        return
-    with pg_schema() as schema:
-        s = CentralStore(PG_URL, **in_schema(schema), **store_args)
+    with ExitStack() as stack:
+        if kind == "sqlite":
+            s = CentralStore(str(tmp_path / "central.db"), **store_args)
+        else:
+            schema = stack.enter_context(pg_schema())
+            s = CentralStore(PG_URL, **in_schema(schema), **store_args)
         try:
             central_seed.seed_demo(s, NOW)
             yield s
