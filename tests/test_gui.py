@@ -3,11 +3,14 @@ window shows at once (changed audit log, offline limits near), offscreen."""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,6 +18,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from app.context import AppContext
 from app.paths import resolve_paths
+from app.persistence.models import OutboxEntry
 from app.settings import Settings
 from tests.conftest import ROOT
 
@@ -24,6 +28,18 @@ pytestmark = pytest.mark.gui
 def make_ctx(tmp_path: Path) -> AppContext:
     paths = resolve_paths(tmp_path).ensure()
     return AppContext(paths=paths, settings=Settings.load(paths.settings_file))
+
+
+def unsent_sale(amount: int, created_at: dt.datetime, **fields: Any) -> OutboxEntry:
+    """A sale's record of ``amount`` fen waiting in the outbox since ``created_at``."""
+    return OutboxEntry(
+        kind="sale",
+        ref_id=str(uuid.uuid4()),
+        payload={},
+        amount=amount,
+        created_at=created_at,
+        **fields,
+    )
 
 
 def test_prepare_loads_demo_only_when_unconfigured(tmp_path: Path) -> None:
@@ -88,10 +104,6 @@ def test_changed_audit_log_is_shown_at_start(qtbot, tmp_path: Path) -> None:  # 
 
 def test_offline_banner_shows_the_numbers(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """An unsent record older than 80 % of offline_max_hours (72 h): the banner says so."""
-    import datetime as dt
-    import uuid
-
-    from app.persistence.models import OutboxEntry
     from ui.app import prepare
     from ui.main_window import MainWindow
 
@@ -104,15 +116,7 @@ def test_offline_banner_shows_the_numbers(qtbot, tmp_path: Path) -> None:  # typ
     assert not window.offline_banner.isVisible()  # nothing waits
 
     with ctx.db.write() as session:
-        session.add(
-            OutboxEntry(
-                kind="sale",
-                ref_id=str(uuid.uuid4()),
-                payload={},
-                amount=12345,
-                created_at=dt.datetime.now(dt.UTC) - dt.timedelta(hours=60),
-            )
-        )
+        session.add(unsent_sale(12345, dt.datetime.now(dt.UTC) - dt.timedelta(hours=60)))
     window.refresh_status()
     qtbot.waitUntil(window.offline_banner.isVisible)
     text = window.offline_banner.text()
@@ -125,10 +129,6 @@ def test_offline_banner_warns_whenever_a_sale_would_be_refused(qtbot, tmp_path: 
     """The last successful sync was 80 hours ago (limit 72) and a record from an hour ago waits:
     the sale is refused, so the banner must warn, although the oldest record is young (the banner
     once measured the oldest record while the sale measured the time since the last sync)."""
-    import datetime as dt
-    import uuid
-
-    from app.persistence.models import OutboxEntry
     from app.services import selling
     from app.services.sync_status import LAST_SUCCESS, put_counter_setting
     from ui.app import prepare
@@ -141,16 +141,7 @@ def test_offline_banner_warns_whenever_a_sale_would_be_refused(qtbot, tmp_path: 
         put_counter_setting(
             session, LAST_SUCCESS, ctx.counter_id, (now - dt.timedelta(hours=80)).isoformat()
         )
-        session.add(
-            OutboxEntry(
-                kind="sale",
-                ref_id=str(uuid.uuid4()),
-                payload={},
-                amount=100,
-                counter_id=ctx.counter_id,
-                created_at=now - dt.timedelta(hours=1),
-            )
-        )
+        session.add(unsent_sale(100, now - dt.timedelta(hours=1), counter_id=ctx.counter_id))
     outlook = selling.offline_outlook(ctx.db, ctx.counter_id, ctx.clock, ctx.settings)
     assert outlook.refused is not None and outlook.near
     window = MainWindow(ctx)

@@ -20,7 +20,6 @@ from sync.central import tasks
 from sync.central.control import ControlLoop
 from sync.central.store import CentralStore
 from tests.conftest import station_db
-from tests.rigs.central import NOW, seeded_store
 from tests.rigs.cli import ok_json, run
 from tests.rigs.fleet_process import fleet_process
 
@@ -63,84 +62,80 @@ def _by_plan(store: CentralStore) -> dict[str, set[str]]:
     return found
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
 def test_each_group_is_read_as_often_as_its_task_says(
-    kind: str, tmp_path: Path, where: str
+    clocked_store: CentralStore, clock: FixedClock, tmp_path: Path, where: str
 ) -> None:
     """Everyone daily, flat-rate customers hourly, time-of-use ones every 15 minutes: a
     customer that several tasks match is read as the most frequent says."""
-    clock = FixedClock(NOW)
-    with seeded_store(kind, tmp_path, clock=clock) as store:
-        plans = _by_plan(store)
-        flat, tou, tier = plans["RES-FLAT"], plans["RES-TOU"], plans["RES-TIER"]
-        assert flat and tou and tier
-        tasks.add_task(store, "daily", 24 * 60)
-        tasks.add_task(store, "flat-hourly", 60, plan="RES-FLAT")
-        tasks.add_task(store, "tou-15", 15, office="DEMO", plan="RES-TOU", registers="status")
-        meters = _meters(tmp_path, where)
-        loop = ControlLoop(store, meters)
-        start = clock.now()
-        try:
-            first = loop.run()  # never read: everyone is due
-            assert _read_at(store, start) == flat | tou | tier
-            assert first.read == len(flat | tou | tier)
-            clock.advance(minutes=10)
-            assert loop.run().read == 0  # nobody is due 10 minutes later
-            assert _read_at(store, clock.now()) == set()
-            clock.advance(minutes=5)  # 15 minutes
-            loop.run()
-            assert _read_at(store, clock.now()) == tou
-            clock.advance(minutes=44)  # 59: the hourly group is not due yet
-            loop.run()
-            assert _read_at(store, clock.now()) == tou
-            clock.advance(minutes=1)  # 60 minutes after the first reading: the hourly group
-            loop.run()
-            assert _read_at(store, clock.now()) == flat  # tou was read a minute ago
-            clock.advance(minutes=14)
-            loop.run()
-            assert _read_at(store, clock.now()) == tou
-            clock.set(start + dt.timedelta(days=1))  # the daily task: everyone again
-            loop.run()
-            assert _read_at(store, clock.now()) == flat | tou | tier
-        finally:
-            meters.close()
+    plans = _by_plan(clocked_store)
+    flat, tou, tier = plans["RES-FLAT"], plans["RES-TOU"], plans["RES-TIER"]
+    assert flat and tou and tier
+    tasks.add_task(clocked_store, "daily", 24 * 60)
+    tasks.add_task(clocked_store, "flat-hourly", 60, plan="RES-FLAT")
+    tasks.add_task(clocked_store, "tou-15", 15, office="DEMO", plan="RES-TOU", registers="status")
+    meters = _meters(tmp_path, where)
+    loop = ControlLoop(clocked_store, meters)
+    start = clock.now()
+    try:
+        first = loop.run()  # never read: everyone is due
+        assert _read_at(clocked_store, start) == flat | tou | tier
+        assert first.read == len(flat | tou | tier)
+        clock.advance(minutes=10)
+        assert loop.run().read == 0  # nobody is due 10 minutes later
+        assert _read_at(clocked_store, clock.now()) == set()
+        clock.advance(minutes=5)  # 15 minutes
+        loop.run()
+        assert _read_at(clocked_store, clock.now()) == tou
+        clock.advance(minutes=44)  # 59: the hourly group is not due yet
+        loop.run()
+        assert _read_at(clocked_store, clock.now()) == tou
+        clock.advance(minutes=1)  # 60 minutes after the first reading: the hourly group
+        loop.run()
+        assert _read_at(clocked_store, clock.now()) == flat  # tou was read a minute ago
+        clock.advance(minutes=14)
+        loop.run()
+        assert _read_at(clocked_store, clock.now()) == tou
+        clock.set(start + dt.timedelta(days=1))  # the daily task: everyone again
+        loop.run()
+        assert _read_at(clocked_store, clock.now()) == flat | tou | tier
+    finally:
+        meters.close()
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
-def test_without_a_task_every_meter_is_read_each_run(kind: str, tmp_path: Path, where: str) -> None:
+def test_without_a_task_every_meter_is_read_each_run(
+    clocked_store: CentralStore, clock: FixedClock, tmp_path: Path, where: str
+) -> None:
     """No task: every controlled meter each run (as before tasks); with a task for one plan,
     the customers it does not match are still read every run."""
-    clock = FixedClock(NOW)
-    with seeded_store(kind, tmp_path, clock=clock) as store:
-        plans = _by_plan(store)
-        everyone = set().union(*plans.values())
-        meters = _meters(tmp_path, where)
-        loop = ControlLoop(store, meters)
-        try:
-            for _ in range(2):
-                assert loop.run().read == len(everyone)
-                assert _read_at(store, clock.now()) == everyone
-                clock.advance(minutes=10)
-            flat = plans["RES-FLAT"]
-            tasks.add_task(store, "flat-hourly", 60, plan="RES-FLAT", registers="energy")
-            loop.run()  # the flat-rate customers were read 10 minutes ago: not due
-            assert _read_at(store, clock.now()) == everyone - flat
-            clock.advance(minutes=50)  # an hour after their last reading
-            loop.run()
-            relays = _relays(store, clock.now())
-            assert relays.keys() == everyone  # the flat-rate ones without the status words:
-            assert {relays[c] for c in flat} == {None}
-            assert None not in {relays[c] for c in everyone - flat}
-            co = m.control.c
-            with store.engine.connect() as conn:  # ... their relay as last read is kept
-                kept = conn.execute(select(co.relay).where(co.customer_no.in_(flat))).scalars()
-                assert None not in set(kept)
-            tasks.remove_task(store, "flat-hourly")
+    plans = _by_plan(clocked_store)
+    everyone = set().union(*plans.values())
+    meters = _meters(tmp_path, where)
+    loop = ControlLoop(clocked_store, meters)
+    try:
+        for _ in range(2):
+            assert loop.run().read == len(everyone)
+            assert _read_at(clocked_store, clock.now()) == everyone
             clock.advance(minutes=10)
-            loop.run()
-            assert _read_at(store, clock.now()) == everyone
-        finally:
-            meters.close()
+        flat = plans["RES-FLAT"]
+        tasks.add_task(clocked_store, "flat-hourly", 60, plan="RES-FLAT", registers="energy")
+        loop.run()  # the flat-rate customers were read 10 minutes ago: not due
+        assert _read_at(clocked_store, clock.now()) == everyone - flat
+        clock.advance(minutes=50)  # an hour after their last reading
+        loop.run()
+        relays = _relays(clocked_store, clock.now())
+        assert relays.keys() == everyone  # the flat-rate ones without the status words:
+        assert {relays[c] for c in flat} == {None}
+        assert None not in {relays[c] for c in everyone - flat}
+        co = m.control.c
+        with clocked_store.engine.connect() as conn:  # ... their relay as last read is kept
+            kept = conn.execute(select(co.relay).where(co.customer_no.in_(flat))).scalars()
+            assert None not in set(kept)
+        tasks.remove_task(clocked_store, "flat-hourly")
+        clock.advance(minutes=10)
+        loop.run()
+        assert _read_at(clocked_store, clock.now()) == everyone
+    finally:
+        meters.close()
 
 
 def _move_meter(store: CentralStore, customer_no: str, meter_no: str) -> None:
@@ -152,43 +147,38 @@ def _move_meter(store: CentralStore, customer_no: str, meter_no: str) -> None:
         )
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
 def test_a_meter_that_did_not_answer_is_due_again_at_the_next_run(
-    kind: str, tmp_path: Path, where: str
+    clocked_store: CentralStore, clock: FixedClock, tmp_path: Path, where: str
 ) -> None:
     """A missing reading is an exception as before, and the meter is not taken as read: the
     next run tries it again although its task reads the others hourly."""
-    clock = FixedClock(NOW)
-    with seeded_store(kind, tmp_path, clock=clock) as store:
-        plans = _by_plan(store)
-        everyone = set().union(*plans.values())
-        silent = sorted(plans["RES-TOU"])[0]
-        ControlLoop(store, None).run()  # everyone comes under control, nothing read
-        co, ex = m.control.c, m.exceptions.c
-        with store.engine.connect() as conn:
-            meter_no = conn.execute(
-                select(co.meter_no).where(co.customer_no == silent)
-            ).scalar_one()
-        _move_meter(store, silent, "299999999999")  # no meter answers there
-        tasks.add_task(store, "hourly", 60)
-        meters = _meters(tmp_path, where)
-        loop = ControlLoop(store, meters)
-        try:
-            report = loop.run()
-            assert _read_at(store, clock.now()) == everyone - {silent}
-            assert report.exceptions == 1
-            clock.advance(minutes=10)
-            report = loop.run()  # only the silent meter is due: tried, still silent
-            assert report.read == 0 and _read_at(store, clock.now()) == set()
-            with store.engine.connect() as conn:
-                kinds = conn.execute(select(ex.kind).where(ex.customer_no == silent)).scalars()
-                assert list(kinds) == ["reading_missing"]  # one open exception, not one a run
-            _move_meter(store, silent, meter_no)  # answering again
-            clock.advance(minutes=10)
-            loop.run()
-            assert _read_at(store, clock.now()) == {silent}  # the others were read 20 min ago
-        finally:
-            meters.close()
+    plans = _by_plan(clocked_store)
+    everyone = set().union(*plans.values())
+    silent = sorted(plans["RES-TOU"])[0]
+    ControlLoop(clocked_store, None).run()  # everyone comes under control, nothing read
+    co, ex = m.control.c, m.exceptions.c
+    with clocked_store.engine.connect() as conn:
+        meter_no = conn.execute(select(co.meter_no).where(co.customer_no == silent)).scalar_one()
+    _move_meter(clocked_store, silent, "299999999999")  # no meter answers there
+    tasks.add_task(clocked_store, "hourly", 60)
+    meters = _meters(tmp_path, where)
+    loop = ControlLoop(clocked_store, meters)
+    try:
+        report = loop.run()
+        assert _read_at(clocked_store, clock.now()) == everyone - {silent}
+        assert report.exceptions == 1
+        clock.advance(minutes=10)
+        report = loop.run()  # only the silent meter is due: tried, still silent
+        assert report.read == 0 and _read_at(clocked_store, clock.now()) == set()
+        with clocked_store.engine.connect() as conn:
+            kinds = conn.execute(select(ex.kind).where(ex.customer_no == silent)).scalars()
+            assert list(kinds) == ["reading_missing"]  # one open exception, not one a run
+        _move_meter(clocked_store, silent, meter_no)  # answering again
+        clock.advance(minutes=10)
+        loop.run()
+        assert _read_at(clocked_store, clock.now()) == {silent}  # the others were read 20 min ago
+    finally:
+        meters.close()
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])

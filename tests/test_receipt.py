@@ -158,18 +158,25 @@ COMMON_VALUES = ("杭州城东营业厅", "HZ01", "C02", "李秀英", "t07", "20
                  "7K3QX9PA", "3F2B8C1E")  # fmt: skip
 
 
+def receipt_text(receipt: ReceiptData, size: str, language: str, tmp_path: Path) -> tuple[str, str]:
+    """The receipt in ``language`` read back by pdftotext, as read and squeezed; every one of
+    the values that stand on it in any language (``COMMON_VALUES``) is there."""
+    text = pdf_text(render_receipt_pdf(receipt, size=size, language=language), tmp_path)
+    flat = squeeze(text)
+    for value in COMMON_VALUES:
+        assert squeeze(value) in flat, value
+    return text, flat
+
+
 @pytest.mark.parametrize("size", SIZES)
 def test_chinese_receipt_text_comes_back_from_pdftotext(
     receipt: ReceiptData, size: str, tmp_path: Path
 ) -> None:
-    text = pdf_text(render_receipt_pdf(receipt, size=size, language="zh_CN"), tmp_path)
-    flat = squeeze(text)
+    text, flat = receipt_text(receipt, size, "zh_CN", tmp_path)
     title = "购电凭证" if size in ("80", "58") else "购电结算单"
     assert title in flat
     for label in ZH_LABELS:
         assert label in flat, label
-    for value in COMMON_VALUES:
-        assert squeeze(value) in flat, value
     # money as yuan text from fen, energy as kWh with two decimals, local time (+08:00)
     for amount in ("200.00元", "12.50元", "5.00元", "182.50元", "45.67元", "250.00元", "50.00元"):
         assert amount in flat, amount
@@ -187,15 +194,12 @@ def test_chinese_receipt_text_comes_back_from_pdftotext(
 def test_english_receipt_text_comes_back_from_pdftotext(
     receipt: ReceiptData, size: str, tmp_path: Path
 ) -> None:
-    text = pdf_text(render_receipt_pdf(receipt, size=size, language="en"), tmp_path)
-    flat = squeeze(text)
+    text, flat = receipt_text(receipt, size, "en", tmp_path)
     one_line = " ".join(text.split())
     title = "Electricity purchase receipt" if size in ("80", "58") else "purchase statement"
     assert title in one_line
     for label in EN_LABELS:
         assert squeeze(label) in flat, label
-    for value in COMMON_VALUES:
-        assert squeeze(value) in flat, value
     for amount in ("200.00 yuan", "12.50 yuan", "5.00 yuan", "182.50 yuan", "45.67 yuan"):
         assert amount in one_line, amount
     assert "33.18 kWh" in one_line

@@ -186,6 +186,14 @@ def zh(msgid: str) -> str:
     return text
 
 
+def chinese_pdf(data: bytes, tmp_path: Path, name: str, *msgids: str) -> str:
+    """The text of a report PDF made in Chinese; each of ``msgids`` stands on it translated."""
+    text = pdftext(data, tmp_path, name)
+    for msgid in msgids:
+        assert zh(msgid) in text, msgid
+    return text
+
+
 # --------------------------------------------------------------------------- shift report
 
 
@@ -282,15 +290,16 @@ def test_shift_report_pdf_in_chinese(day: Day, tmp_path: Path) -> None:
     r = reports.shift_report(
         day.db, day.c01_shift, actor=day.supervisor, clock=day.clock, office_code="DEMO"
     )
-    zh_text = pdftext(pdf.shift_report_pdf(r, language="zh_CN"), tmp_path, "shift-zh")
-    for msgid in (
+    zh_text = chinese_pdf(
+        pdf.shift_report_pdf(r, language="zh_CN"),
+        tmp_path,
+        "shift-zh",
         labels.SHIFT_TITLE,
         labels.EXPECTED,
         labels.VARIANCE,
         labels.REVERSALS,
         labels.COL_CUSTOMER,
-    ):
-        assert zh(msgid) in zh_text
+    )
     assert "王丽" in zh_text and "803.00" in zh_text
     assert "Expected cash" not in zh_text
 
@@ -410,15 +419,16 @@ def test_daily_report_pdf_and_csv(day: Day, tmp_path: Path) -> None:
 
 def test_daily_report_pdf_in_chinese(day: Day, tmp_path: Path) -> None:
     r = reports.daily_report(day.db, "DEMO", DAY1, TZ, actor=day.supervisor, clock=day.clock)
-    zh_text = pdftext(pdf.daily_report_pdf(r, language="zh_CN"), tmp_path, "daily-zh")
-    for msgid in (
+    zh_text = chinese_pdf(
+        pdf.daily_report_pdf(r, language="zh_CN"),
+        tmp_path,
+        "daily-zh",
         labels.DAILY_TITLE,
         labels.BY_OPERATOR,
         labels.BY_COUNTER,
         labels.COL_NET,
         labels.SHIFTS,
-    ):
-        assert zh(msgid) in zh_text
+    )
     assert "李强" in zh_text and "343.00" in zh_text  # net cash of the day
 
 
@@ -617,9 +627,14 @@ def test_stats_report_pdf_chart_and_csv(day: Day, tmp_path: Path) -> None:
 
 def test_stats_report_pdf_in_chinese(day: Day, tmp_path: Path) -> None:
     r = reports.stats_report(day.db, "DEMO", day.clock, TZ, actor=day.supervisor)
-    zh_text = pdftext(pdf.stats_report_pdf(r, language="zh_CN"), tmp_path, "stats-zh")
-    for msgid in (labels.STATS_TITLE, labels.SOLD_PER_DAY, reports.BUCKET_LABELS["tripped"]):
-        assert zh(msgid) in zh_text
+    zh_text = chinese_pdf(
+        pdf.stats_report_pdf(r, language="zh_CN"),
+        tmp_path,
+        "stats-zh",
+        labels.STATS_TITLE,
+        labels.SOLD_PER_DAY,
+        reports.BUCKET_LABELS["tripped"],
+    )
     assert zh(reports.KIND_LABELS["remote"]) in zh_text and "示范营业厅" in zh_text
 
 

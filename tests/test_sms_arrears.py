@@ -27,15 +27,18 @@ from sync.central.arrears import ArrearsControl
 from sync.central.control import ControlLoop
 from sync.central.sms import HttpSmsGateway, Notices
 from sync.central.store import CentralStore
-from tests.rigs.central import NOW, seeded_store
+from tests.rigs.central import NOW, START, seeded_store
 from tests.rigs.counter import REMOTE
 from tests.rigs.fleet_process import station_with_fleet
-from tests.rigs.sms import phone_of, received, sms_gateway
+from tests.rigs.sms import ENGLISH, OPTED_OUT, phone_of, received, sms_gateway
 
 ROOT = Path(__file__).resolve().parent.parent
-ENGLISH = "100000000030"  # a remote customer who reads English
-OPTED_OUT = "100000000040"
-START = dt.datetime(2026, 3, 2, 8, 0, tzinfo=dt.UTC)
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    """The station's time (``clocked_store``'s) starts at ``START``, the day after the demo data."""
+    return FixedClock(START)
 
 
 @pytest.fixture
@@ -86,54 +89,54 @@ def pay(store: CentralStore, customer_no: str, fen: int) -> None:
         )
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
 def test_trip_and_close_notices_go_once_through_a_gateway_that_fails_then_recovers(
-    kind: str, tmp_path: Path, gateway: tuple[str, Path], meters: TerminalMeters
+    clocked_store: CentralStore,
+    clock: FixedClock,
+    gateway: tuple[str, Path],
+    meters: TerminalMeters,
 ) -> None:
     url, out = gateway
-    clock = FixedClock(START)
-    with seeded_store(kind, tmp_path, clock=clock) as store:
-        prefer(store)
-        http = HttpSmsGateway(url)
-        steps = [ArrearsControl(store), Notices(store, http)]
-        loop = ControlLoop(store, meters, opening_fen=0, steps=steps)  # all trip at once
-        loop.run()
-        first = outbox(store, REMOTE)
-        assert [(n["kind"], n["language"]) for n in first] == [("trip", "zh_CN")]
-        assert "0.00" in first[0]["text"] and "元" in first[0]["text"]
-        loop.run()  # the gateway refuses the second message too: the rest wait a run
-        sm = m.sms_outbox.c
-        with store.engine.connect() as conn:
-            refused = conn.execute(
-                select(sm.next_at, sm.last_error).where(sm.status == "pending", sm.attempts == 1)
-            ).all()
-        assert len(refused) == 2 and all("503" in r[1] for r in refused)
-        assert all(r[0] == START + dt.timedelta(seconds=sms.BACKOFF_S[0]) for r in refused)
-        loop.run()  # the others go; the two refused wait for their retry
-        assert len(received(out)) == len(demo_meters()) - 3
-        clock.advance(seconds=sms.BACKOFF_S[0])
-        loop.run()
-        loop.run()  # nothing new: every cause has had its notice
-        got = received(out)
-        remote_customers = len(demo_meters()) - 1  # the opted-out one gets none
-        assert len(got) == remote_customers
-        assert len({g["id"] for g in got}) == remote_customers  # each once
-        assert phone_of(store, OPTED_OUT) not in {g["to"] for g in got}
-        assert outbox(store, OPTED_OUT)[0]["status"] == "unsent"
-        english = [g for g in got if g["to"] == phone_of(store, ENGLISH)]
-        assert len(english) == 1 and "cut off" in english[0]["text"]
-        # a payment: the close permit reaches the meter, then the close notice goes
-        pay(store, ENGLISH, 12345)
-        clock.advance(minutes=1)
-        loop.run()
-        loop.run()
-        closes = [n for n in outbox(store, ENGLISH) if n["kind"] == "close"]
-        assert len(closes) == 1 and closes[0]["status"] == "sent"
-        assert "Balance: 123.45 yuan" in closes[0]["text"]
-        last = received(out)[-1]
-        assert last["to"] == phone_of(store, ENGLISH) and "restored" in last["text"]
-        assert len(received(out)) == remote_customers + 1
-        http.close()
+    prefer(clocked_store)
+    http = HttpSmsGateway(url)
+    steps = [ArrearsControl(clocked_store), Notices(clocked_store, http)]
+    loop = ControlLoop(clocked_store, meters, opening_fen=0, steps=steps)  # all trip at once
+    loop.run()
+    first = outbox(clocked_store, REMOTE)
+    assert [(n["kind"], n["language"]) for n in first] == [("trip", "zh_CN")]
+    assert "0.00" in first[0]["text"] and "元" in first[0]["text"]
+    loop.run()  # the gateway refuses the second message too: the rest wait a run
+    sm = m.sms_outbox.c
+    with clocked_store.engine.connect() as conn:
+        refused = conn.execute(
+            select(sm.next_at, sm.last_error).where(sm.status == "pending", sm.attempts == 1)
+        ).all()
+    assert len(refused) == 2 and all("503" in r[1] for r in refused)
+    assert all(r[0] == START + dt.timedelta(seconds=sms.BACKOFF_S[0]) for r in refused)
+    loop.run()  # the others go; the two refused wait for their retry
+    assert len(received(out)) == len(demo_meters()) - 3
+    clock.advance(seconds=sms.BACKOFF_S[0])
+    loop.run()
+    loop.run()  # nothing new: every cause has had its notice
+    got = received(out)
+    remote_customers = len(demo_meters()) - 1  # the opted-out one gets none
+    assert len(got) == remote_customers
+    assert len({g["id"] for g in got}) == remote_customers  # each once
+    assert phone_of(clocked_store, OPTED_OUT) not in {g["to"] for g in got}
+    assert outbox(clocked_store, OPTED_OUT)[0]["status"] == "unsent"
+    english = [g for g in got if g["to"] == phone_of(clocked_store, ENGLISH)]
+    assert len(english) == 1 and "cut off" in english[0]["text"]
+    # a payment: the close permit reaches the meter, then the close notice goes
+    pay(clocked_store, ENGLISH, 12345)
+    clock.advance(minutes=1)
+    loop.run()
+    loop.run()
+    closes = [n for n in outbox(clocked_store, ENGLISH) if n["kind"] == "close"]
+    assert len(closes) == 1 and closes[0]["status"] == "sent"
+    assert "Balance: 123.45 yuan" in closes[0]["text"]
+    last = received(out)[-1]
+    assert last["to"] == phone_of(clocked_store, ENGLISH) and "restored" in last["text"]
+    assert len(received(out)) == remote_customers + 1
+    http.close()
 
 
 def test_a_gateway_that_is_down_is_retried_with_growing_waits(
@@ -172,73 +175,75 @@ def test_a_gateway_that_is_down_is_retried_with_growing_waits(
         assert outbox(store, REMOTE)[0]["status"] == "failed"
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
 def test_overdue_arrears_bring_reminders_until_paid_then_are_lifted(
-    kind: str, tmp_path: Path, gateway: tuple[str, Path], meters: TerminalMeters
+    clocked_store: CentralStore,
+    clock: FixedClock,
+    gateway: tuple[str, Path],
+    meters: TerminalMeters,
 ) -> None:
     url, out = gateway
-    clock = FixedClock(START)
-    with seeded_store(kind, tmp_path, clock=clock) as store:
-        ar = m.arrears_items.c
-        with store.engine.begin() as conn:  # the demo's arrears carry no due date: never overdue
-            conn.execute(update(m.arrears_items).values(settled_by_sale="paid-before"))
-            conn.execute(
-                insert(m.arrears_items).values(
-                    ref="OVERDUE-1", customer_no=REMOTE, kind="arrears", description="",
-                    amount=4321, must_collect=True, due_at=START - dt.timedelta(days=40),
-                )
-            )  # fmt: skip
-            conn.execute(
-                insert(m.arrears_items).values(
-                    ref="NOT-YET-1", customer_no=ENGLISH, kind="arrears", description="",
-                    amount=999, must_collect=True, due_at=START - dt.timedelta(days=10),
-                )
-            )  # fmt: skip
-        http = HttpSmsGateway(url)
-        loop = ControlLoop(
-            store, meters, opening_fen=100_000,
-            steps=[ArrearsControl(store, grace_days=30, interval_h=24), Notices(store, http)],
-        )  # fmt: skip
-        for _ in range(3):  # the gateway's two failures, then the reminder
-            loop.run()
-            clock.advance(seconds=sms.BACKOFF_S[1])
-        cm, ac = m.commands.c, m.arrears_control.c
-
-        def commands() -> list[tuple[str, str, str]]:
-            with store.engine.connect() as conn:
-                rows = conn.execute(
-                    select(cm.command, cm.reason, cm.status)
-                    .where(cm.customer_no == REMOTE)
-                    .order_by(cm.created_at)
-                ).all()
-            return [(r[0], r[1], r[2]) for r in rows]
-
-        assert commands() == [("alarm", "arrears", "done")]
-        got = received(out)
-        assert [g["to"] for g in got] == [phone_of(store, REMOTE)]  # not the one within grace
-        assert "43.21" in got[0]["text"]
-        clock.advance(hours=12)
-        loop.run()
-        assert len(received(out)) == 1  # at most one reminder an interval
-        clock.advance(hours=13)
-        loop.run()
-        assert len(received(out)) == 2 and commands()[-1] == ("alarm", "arrears", "done")
-        with store.engine.begin() as conn:  # a counter's sale settles it
-            conn.execute(
-                update(m.arrears_items).where(ar.ref == "OVERDUE-1").values(settled_by_sale="s1")
+    ar = m.arrears_items.c
+    with (
+        clocked_store.engine.begin() as conn
+    ):  # the demo's arrears carry no due date: never overdue
+        conn.execute(update(m.arrears_items).values(settled_by_sale="paid-before"))
+        conn.execute(
+            insert(m.arrears_items).values(
+                ref="OVERDUE-1", customer_no=REMOTE, kind="arrears", description="",
+                amount=4321, must_collect=True, due_at=START - dt.timedelta(days=40),
             )
-        clock.advance(minutes=1)
+        )  # fmt: skip
+        conn.execute(
+            insert(m.arrears_items).values(
+                ref="NOT-YET-1", customer_no=ENGLISH, kind="arrears", description="",
+                amount=999, must_collect=True, due_at=START - dt.timedelta(days=10),
+            )
+        )  # fmt: skip
+    http = HttpSmsGateway(url)
+    loop = ControlLoop(
+        clocked_store, meters, opening_fen=100_000,
+        steps=[ArrearsControl(clocked_store, grace_days=30, interval_h=24), Notices(clocked_store, http)],
+    )  # fmt: skip
+    for _ in range(3):  # the gateway's two failures, then the reminder
         loop.run()
-        assert commands()[-1] == ("release", "arrears paid", "done")
-        with store.engine.connect() as conn:
-            state, reminders = conn.execute(
-                select(ac.state, ac.reminders).where(ac.customer_no == REMOTE)
-            ).one()
-        assert (state, reminders) == ("lifted", 2)
-        clock.advance(days=3)
-        loop.run()
-        assert len(received(out)) == 2  # no reminder after it was paid
-        http.close()
+        clock.advance(seconds=sms.BACKOFF_S[1])
+    cm, ac = m.commands.c, m.arrears_control.c
+
+    def commands() -> list[tuple[str, str, str]]:
+        with clocked_store.engine.connect() as conn:
+            rows = conn.execute(
+                select(cm.command, cm.reason, cm.status)
+                .where(cm.customer_no == REMOTE)
+                .order_by(cm.created_at)
+            ).all()
+        return [(r[0], r[1], r[2]) for r in rows]
+
+    assert commands() == [("alarm", "arrears", "done")]
+    got = received(out)
+    assert [g["to"] for g in got] == [phone_of(clocked_store, REMOTE)]  # not the one within grace
+    assert "43.21" in got[0]["text"]
+    clock.advance(hours=12)
+    loop.run()
+    assert len(received(out)) == 1  # at most one reminder an interval
+    clock.advance(hours=13)
+    loop.run()
+    assert len(received(out)) == 2 and commands()[-1] == ("alarm", "arrears", "done")
+    with clocked_store.engine.begin() as conn:  # a counter's sale settles it
+        conn.execute(
+            update(m.arrears_items).where(ar.ref == "OVERDUE-1").values(settled_by_sale="s1")
+        )
+    clock.advance(minutes=1)
+    loop.run()
+    assert commands()[-1] == ("release", "arrears paid", "done")
+    with clocked_store.engine.connect() as conn:
+        state, reminders = conn.execute(
+            select(ac.state, ac.reminders).where(ac.customer_no == REMOTE)
+        ).one()
+    assert (state, reminders) == ("lifted", 2)
+    clock.advance(days=3)
+    loop.run()
+    assert len(received(out)) == 2  # no reminder after it was paid
+    http.close()
 
 
 def test_the_serving_station_sends_its_notices_to_the_gateway_url(

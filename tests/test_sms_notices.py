@@ -25,14 +25,18 @@ from sync.central.base import Counter
 from sync.central.control import ControlLoop
 from sync.central.sms import HttpSmsGateway, Limits, Notices
 from sync.central.store import CentralStore
-from tests.rigs.central import CARD, REMOTE, sale, seeded_store
+from tests.rigs.central import CARD, REMOTE, START, sale, seeded_store
 from tests.rigs.cli import ok_json, run
 from tests.rigs.fleet_process import station_with_fleet
-from tests.rigs.sms import phone_of, received, sms_gateway
+from tests.rigs.sms import ENGLISH, OPTED_OUT, phone_of, received, sms_gateway
 
-ENGLISH = "100000000030"  # a remote customer who reads English
-OPTED_OUT = "100000000040"
-START = dt.datetime(2026, 3, 2, 8, 0, tzinfo=dt.UTC)
+
+@pytest.fixture
+def clock() -> FixedClock:
+    """The station's time (``clocked_store``'s) starts at ``START``, the day after the demo data."""
+    return FixedClock(START)
+
+
 HERE = Counter("C1", "DEMO")
 
 
@@ -71,57 +75,59 @@ def outbox(store: CentralStore, customer_no: str) -> list[dict[str, Any]]:
     return list(reversed(sms_admin.list_notices(store, customer_no=customer_no)))
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
 def test_a_purchase_is_confirmed_once_in_the_customers_language(
-    kind: str, tmp_path: Path, gateway: tuple[str, Path]
+    clocked_store: CentralStore, clock: FixedClock, gateway: tuple[str, Path]
 ) -> None:
     url, out = gateway
-    clock = FixedClock(START)
-    with seeded_store(kind, tmp_path, clock=clock) as store:
-        assert sms_admin.set_prefs(store, ENGLISH, language="en") is not None
-        assert sms_admin.set_prefs(store, OPTED_OUT, opted_out=True) is not None
-        http = HttpSmsGateway(url)
-        notices = Notices(store, http)
-        loop = ControlLoop(store, None, opening_fen=5000, steps=[ArrearsControl(store), notices])
-        loop.run()  # under control with 50.00; nothing sold yet: no notice
-        assert received(out) == []
-        clock.advance(minutes=1)
-        chinese = sell(store, REMOTE, 10_000)
-        english = sell(store, ENGLISH, 12_345)
-        sell(store, OPTED_OUT, 10_000)
-        card = sell(store, CARD, 2_000, kind="card")
-        loop.run()
-        loop.run()  # again: each sale has had its confirmation
-        assert notices.last == {"queued": 0, "sent": 0, "failed": 0, "limited": 0}
-        (zh,) = to(store, out, REMOTE)
-        assert zh["language"] == "zh_CN" and "100.00" in zh["text"] and "150.00" in zh["text"]
-        (en,) = to(store, out, ENGLISH)
-        assert en["language"] == "en"
-        assert "payment of 123.45 yuan" in en["text"] and "Balance: 173.45 yuan" in en["text"]
-        (cd,) = to(store, out, CARD)  # a card sale: the amount, no balance the station knows
-        assert "20.00" in cd["text"] and "余额" not in cd["text"]
-        assert to(store, out, OPTED_OUT) == []
-        (unsent,) = outbox(store, OPTED_OUT)
-        assert (unsent["kind"], unsent["status"], unsent["last_error"]) == (
-            "purchase", "unsent", "opted out",
-        )  # fmt: skip
-        sent = outbox(store, ENGLISH)[0]
-        assert sent["cause"] == english and sent["status"] == "sent" and sent["attempts"] == 1
-        assert sent["gateway_id"].startswith("gw-") and sent["sent_at"] is not None
-        assert {n["cause"] for n in outbox(store, REMOTE)} == {chinese}
-        # the card sale is reversed after its confirmation went: a reversal notice, once
-        reverse(store, card, 2_000)
-        clock.advance(minutes=1)
-        loop.run()
-        loop.run()
-        assert [n["kind"] for n in outbox(store, CARD)] == ["purchase", "reversal"]
-        assert len(to(store, out, CARD)) == 2 and "20.00" in to(store, out, CARD)[1]["text"]
-        # a sale reversed before the station saw it sold is no purchase at all
-        late = sell(store, REMOTE, 500)
-        reverse(store, late, 500)
-        loop.run()
-        assert late not in {n["cause"] for n in outbox(store, REMOTE)}
-        http.close()
+    assert sms_admin.set_prefs(clocked_store, ENGLISH, language="en") is not None
+    assert sms_admin.set_prefs(clocked_store, OPTED_OUT, opted_out=True) is not None
+    http = HttpSmsGateway(url)
+    notices = Notices(clocked_store, http)
+    loop = ControlLoop(
+        clocked_store, None, opening_fen=5000, steps=[ArrearsControl(clocked_store), notices]
+    )
+    loop.run()  # under control with 50.00; nothing sold yet: no notice
+    assert received(out) == []
+    clock.advance(minutes=1)
+    chinese = sell(clocked_store, REMOTE, 10_000)
+    english = sell(clocked_store, ENGLISH, 12_345)
+    sell(clocked_store, OPTED_OUT, 10_000)
+    card = sell(clocked_store, CARD, 2_000, kind="card")
+    loop.run()
+    loop.run()  # again: each sale has had its confirmation
+    assert notices.last == {"queued": 0, "sent": 0, "failed": 0, "limited": 0}
+    (zh,) = to(clocked_store, out, REMOTE)
+    assert zh["language"] == "zh_CN" and "100.00" in zh["text"] and "150.00" in zh["text"]
+    (en,) = to(clocked_store, out, ENGLISH)
+    assert en["language"] == "en"
+    assert "payment of 123.45 yuan" in en["text"] and "Balance: 173.45 yuan" in en["text"]
+    (cd,) = to(clocked_store, out, CARD)  # a card sale: the amount, no balance the station knows
+    assert "20.00" in cd["text"] and "余额" not in cd["text"]
+    assert to(clocked_store, out, OPTED_OUT) == []
+    (unsent,) = outbox(clocked_store, OPTED_OUT)
+    assert (unsent["kind"], unsent["status"], unsent["last_error"]) == (
+        "purchase", "unsent", "opted out",
+    )  # fmt: skip
+    sent = outbox(clocked_store, ENGLISH)[0]
+    assert sent["cause"] == english and sent["status"] == "sent" and sent["attempts"] == 1
+    assert sent["gateway_id"].startswith("gw-") and sent["sent_at"] is not None
+    assert {n["cause"] for n in outbox(clocked_store, REMOTE)} == {chinese}
+    # the card sale is reversed after its confirmation went: a reversal notice, once
+    reverse(clocked_store, card, 2_000)
+    clock.advance(minutes=1)
+    loop.run()
+    loop.run()
+    assert [n["kind"] for n in outbox(clocked_store, CARD)] == ["purchase", "reversal"]
+    assert (
+        len(to(clocked_store, out, CARD)) == 2
+        and "20.00" in to(clocked_store, out, CARD)[1]["text"]
+    )
+    # a sale reversed before the station saw it sold is no purchase at all
+    late = sell(clocked_store, REMOTE, 500)
+    reverse(clocked_store, late, 500)
+    loop.run()
+    assert late not in {n["cause"] for n in outbox(clocked_store, REMOTE)}
+    http.close()
 
 
 def test_a_confirmation_still_waiting_for_a_reversed_sale_is_not_sent(tmp_path: Path) -> None:
@@ -136,81 +142,76 @@ def test_a_confirmation_still_waiting_for_a_reversed_sale_is_not_sent(tmp_path: 
         assert (row["status"], row["last_error"]) == ("unsent", "the sale was reversed")
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
-def test_a_channel_payment_is_confirmed_once_with_the_balance(kind: str, tmp_path: Path) -> None:
-    clock = FixedClock(START)
-    with seeded_store(kind, tmp_path, clock=clock) as store:
-        notices = Notices(store, None)  # no gateway: the notices wait in the outbox
-        loop = ControlLoop(store, None, opening_fen=5000, steps=[notices])
-        loop.run()  # under control with 50.00
-        bank = channels.authenticate(
-            store, channels.add_channel(store, "BANK1", "Bank", ["DEMO"], all_offices=False)
-        )
-        assert bank is not None
-        request = c.ChannelPaymentRequest(
-            txn_id="T-0001", customer_no=REMOTE, amount_fen=8_800, paid_at=START
-        )
-        channels.pay(store, bank, request)
-        channels.pay(store, bank, request)  # the channel's retry: the same payment, replayed
-        loop.run()
-        loop.run()
-        (notice,) = outbox(store, REMOTE)
-        assert notice["kind"] == "purchase" and notice["cause"].startswith("ch-")
-        assert "88.00" in notice["text"] and "138.00" in notice["text"]  # paid, then balance
+def test_a_channel_payment_is_confirmed_once_with_the_balance(
+    clocked_store: CentralStore, clock: FixedClock
+) -> None:
+    notices = Notices(clocked_store, None)  # no gateway: the notices wait in the outbox
+    loop = ControlLoop(clocked_store, None, opening_fen=5000, steps=[notices])
+    loop.run()  # under control with 50.00
+    bank = channels.authenticate(
+        clocked_store,
+        channels.add_channel(clocked_store, "BANK1", "Bank", ["DEMO"], all_offices=False),
+    )
+    assert bank is not None
+    request = c.ChannelPaymentRequest(
+        txn_id="T-0001", customer_no=REMOTE, amount_fen=8_800, paid_at=START
+    )
+    channels.pay(clocked_store, bank, request)
+    channels.pay(clocked_store, bank, request)  # the channel's retry: the same payment, replayed
+    loop.run()
+    loop.run()
+    (notice,) = outbox(clocked_store, REMOTE)
+    assert notice["kind"] == "purchase" and notice["cause"].startswith("ch-")
+    assert "88.00" in notice["text"] and "138.00" in notice["text"]  # paid, then balance
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
 def test_the_rate_limit_holds_back_a_burst_but_not_a_trip(
-    kind: str, tmp_path: Path, gateway: tuple[str, Path]
+    clocked_store: CentralStore, clock: FixedClock, gateway: tuple[str, Path]
 ) -> None:
     url, out = gateway
-    clock = FixedClock(START)
-    with seeded_store(kind, tmp_path, clock=clock) as store:
-        http = HttpSmsGateway(url)
-        notices = Notices(store, http, limits=Limits(per_hour=2, per_day=4))
-        loop = ControlLoop(store, None, opening_fen=100_000, steps=[notices])
-        loop.run()
-        for _ in range(5):  # a burst of payments
-            sell(store, ENGLISH, 1_000)
-        loop.run()
-        assert notices.last == {"queued": 5, "sent": 2, "failed": 0, "limited": 3}
-        assert len(to(store, out, ENGLISH)) == 2
-        limited = [n for n in outbox(store, ENGLISH) if n["status"] == "limited"]
-        assert len(limited) == 3 and all("2 an hour" in n["last_error"] for n in limited)
-        co = m.control.c
-        with store.engine.begin() as conn:  # the balance falls below the trip threshold
-            conn.execute(
-                update(m.control).where(co.customer_no == ENGLISH).values(opening_fen=-500_000)
-            )
-        clock.advance(minutes=5)
-        loop.run()
-        got = to(store, out, ENGLISH)
-        assert len(got) == 3 and "停止供电" in got[-1]["text"]  # the trip went, over the limit
-        loop.run()
-        assert len(to(store, out, ENGLISH)) == 3  # the limited ones never go later
-        # an hour on the hour's limit is free again, but the day holds 3 of 4
-        clock.advance(hours=1, minutes=1)
-        with store.engine.begin() as conn:
-            conn.execute(
-                update(m.control).where(co.customer_no == ENGLISH).values(opening_fen=600_000)
-            )
-        sell(store, ENGLISH, 1_000)
-        sell(store, ENGLISH, 1_000)
-        loop.run()
-        assert notices.last["sent"] == 1 and notices.last["limited"] == 1
-        with store.engine.connect() as conn:
-            last = conn.execute(
-                select(m.sms_outbox.c.last_error)
-                .where(m.sms_outbox.c.status == "limited")
-                .order_by(m.sms_outbox.c.id.desc())
-            ).first()
-        assert last is not None and "4 a day" in last[0]
-        # a day later the customer hears from the station again
-        clock.advance(days=1)
-        sell(store, ENGLISH, 1_000)
-        loop.run()
-        assert notices.last["sent"] == 1 and len(to(store, out, ENGLISH)) == 5
-        http.close()
+    http = HttpSmsGateway(url)
+    notices = Notices(clocked_store, http, limits=Limits(per_hour=2, per_day=4))
+    loop = ControlLoop(clocked_store, None, opening_fen=100_000, steps=[notices])
+    loop.run()
+    for _ in range(5):  # a burst of payments
+        sell(clocked_store, ENGLISH, 1_000)
+    loop.run()
+    assert notices.last == {"queued": 5, "sent": 2, "failed": 0, "limited": 3}
+    assert len(to(clocked_store, out, ENGLISH)) == 2
+    limited = [n for n in outbox(clocked_store, ENGLISH) if n["status"] == "limited"]
+    assert len(limited) == 3 and all("2 an hour" in n["last_error"] for n in limited)
+    co = m.control.c
+    with clocked_store.engine.begin() as conn:  # the balance falls below the trip threshold
+        conn.execute(
+            update(m.control).where(co.customer_no == ENGLISH).values(opening_fen=-500_000)
+        )
+    clock.advance(minutes=5)
+    loop.run()
+    got = to(clocked_store, out, ENGLISH)
+    assert len(got) == 3 and "停止供电" in got[-1]["text"]  # the trip went, over the limit
+    loop.run()
+    assert len(to(clocked_store, out, ENGLISH)) == 3  # the limited ones never go later
+    # an hour on the hour's limit is free again, but the day holds 3 of 4
+    clock.advance(hours=1, minutes=1)
+    with clocked_store.engine.begin() as conn:
+        conn.execute(update(m.control).where(co.customer_no == ENGLISH).values(opening_fen=600_000))
+    sell(clocked_store, ENGLISH, 1_000)
+    sell(clocked_store, ENGLISH, 1_000)
+    loop.run()
+    assert notices.last["sent"] == 1 and notices.last["limited"] == 1
+    with clocked_store.engine.connect() as conn:
+        last = conn.execute(
+            select(m.sms_outbox.c.last_error)
+            .where(m.sms_outbox.c.status == "limited")
+            .order_by(m.sms_outbox.c.id.desc())
+        ).first()
+    assert last is not None and "4 a day" in last[0]
+    # a day later the customer hears from the station again
+    clock.advance(days=1)
+    sell(clocked_store, ENGLISH, 1_000)
+    loop.run()
+    assert notices.last["sent"] == 1 and len(to(clocked_store, out, ENGLISH)) == 5
+    http.close()
 
 
 def test_the_archive_feed_carries_sms_preferences_and_arrears_due_dates(

@@ -36,22 +36,16 @@ def test_switch_over_time_decides_the_version(demo_db: Database, clock: FixedClo
     shifts.open_shift(demo_db, actor=teller, float_fen=0, clock=clock)
     clock.set(SWITCH - dt.timedelta(seconds=1))
     teller = login(demo_db, "t01", "demo-t01", counter_id="C01", clock=clock)  # months later
-    old = ledger.begin_card_sale(
-        demo_db,
-        customer_no=FLAT_CUSTOMER,
-        amount=5283,
-        actor=teller,
-        clock=clock,
-    )
+
+    def sale(amount: int) -> ledger.SaleView:
+        return ledger.begin_card_sale(
+            demo_db, customer_no=FLAT_CUSTOMER, amount=amount, actor=teller, clock=clock
+        )
+
+    old = sale(5283)
     ledger.complete_sale(demo_db, old.sale_id, clock)
     clock.set(SWITCH)
-    new = ledger.begin_card_sale(
-        demo_db,
-        customer_no=FLAT_CUSTOMER,
-        amount=6000,
-        actor=teller,
-        clock=clock,
-    )
+    new = sale(6000)
     assert old.tariff_version_id == before.id and old.energy_wh == 100_000  # 52.83 yuan = 100 kWh
     assert new.tariff_version_id == v2.id and new.energy_wh == 100_000
 

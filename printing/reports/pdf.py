@@ -410,6 +410,17 @@ def daily_report_pdf(report: DailyReport, *, language: str) -> bytes:
 # --------------------------------------------------------------------------- statistics PDF
 
 
+def _placed(chart: Any, height: float, margins: tuple[float, float, float, float]) -> Drawing:
+    """A drawing the page's width and ``height`` high holding ``chart``, inset by ``margins``
+    (left, bottom, right, top)."""
+    left, bottom, right, top = margins
+    drawing = Drawing(WIDTH, height)
+    chart.x, chart.y = left, bottom
+    chart.width, chart.height = WIDTH - left - right, height - bottom - top
+    drawing.add(chart)
+    return drawing
+
+
 def _bars(page: _Page, chart: Any, values: list[int], *, empty_max: int) -> None:
     """One series of bars without outlines on a value axis from 0, labelled in the page's font;
     an empty period still draws its axis (up to ``empty_max``)."""
@@ -423,11 +434,9 @@ def _bars(page: _Page, chart: Any, values: list[int], *, empty_max: int) -> None
 
 
 def _day_chart(page: _Page, report: StatsReport) -> Drawing:
-    width, height = WIDTH, 70 * mm
-    drawing = Drawing(width, height)
+    height = 70 * mm
     chart = VerticalBarChart()
-    chart.x, chart.y = 22 * mm, 14 * mm
-    chart.width, chart.height = width - 26 * mm, height - 22 * mm
+    drawing = _placed(chart, height, (22 * mm, 14 * mm, 4 * mm, 8 * mm))
     _bars(page, chart, [d.amount_fen for d in report.daily], empty_max=100)
     chart.bars[0].fillColor = BAR
     chart.barSpacing = 1
@@ -440,7 +449,6 @@ def _day_chart(page: _Page, report: StatsReport) -> Drawing:
     chart.categoryAxis.labels.angle = 90
     chart.categoryAxis.labels.boxAnchor = "e"
     chart.categoryAxis.labels.dy = -2
-    drawing.add(chart)
     drawing.add(
         String(
             0, height - 6, page.t(SOLD_PER_DAY), fontName=page.font, fontSize=8, textAnchor="start"
@@ -454,11 +462,8 @@ def _axis_yuan(value: float) -> str:
 
 
 def _bucket_chart(page: _Page, report: StatsReport) -> Drawing:
-    width, height = WIDTH, 45 * mm
-    drawing = Drawing(width, height)
     chart = HorizontalBarChart()
-    chart.x, chart.y = 40 * mm, 4 * mm
-    chart.width, chart.height = width - 50 * mm, height - 8 * mm
+    drawing = _placed(chart, 45 * mm, (40 * mm, 4 * mm, 10 * mm, 4 * mm))
     _bars(page, chart, [b.count for b in report.balances], empty_max=10)
     for i, b in enumerate(report.balances):
         chart.bars[(0, i)].fillColor = BUCKET_COLORS[b.bucket]
@@ -472,7 +477,6 @@ def _bucket_chart(page: _Page, report: StatsReport) -> Drawing:
     chart.barLabels.fontSize = 6
     chart.barLabels.boxAnchor = "w"
     chart.barLabels.dx = 3
-    drawing.add(chart)
     return drawing
 
 

@@ -31,6 +31,7 @@ from app.domain.card import (
     WriteBack,
     WriteBackStatus,
 )
+from app.services import demo
 from cardio import profile as P
 from cardio.channel import EmulatedChannel
 from cardio.emulator import CardImage, UserCardOS
@@ -42,25 +43,18 @@ from tests.rigs.user_card import user_params
 CST = dt.timezone(dt.timedelta(hours=8))
 READER = "Virtual PCD 00 00"
 PARAMS = user_params(user_card_type=UserCardType.PURCHASE, update_flags=UpdateFlags.NONE)
-TARIFF = TariffRecord(
+_TOU, _TIERED = demo.PLANS["RES-TOU"][1], demo.PLANS["RES-TIER"][1]
+TARIFF = TariffRecord(  # the demo's time-of-use periods with its tiers
     1,
     dt.datetime(2026, 1, 1, tzinfo=CST),
     {
         "kind": "tou_tiered",
         "flat_rate": None,
-        "periods": [{"name": "peak", "rate": 5583}, {"name": "valley", "rate": 3583}],
-        "schedule": [
-            {"start_minute": 0, "period": "valley"},
-            {"start_minute": 480, "period": "peak"},
-            {"start_minute": 1320, "period": "valley"},
-        ],
-        "tiers": [
-            {"upto_kwh": 2160, "surcharge": 0},
-            {"upto_kwh": 4200, "surcharge": 500},
-            {"upto_kwh": None, "surcharge": 3000},
-        ],
-        "reset_month": 1,
-        "reset_day": 1,
+        "periods": _TOU["periods"],
+        "schedule": _TOU["schedule"],
+        "tiers": _TIERED["tiers"],
+        "reset_month": _TIERED["reset_month"],
+        "reset_day": _TIERED["reset_day"],
     },
 )
 WRITE_BACK = WriteBack(

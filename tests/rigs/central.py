@@ -6,13 +6,14 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
+from app.clock import FixedClock
 from app.services import demo
 from sync import contract as c
 from sync.central import CentralServer, CentralStore
@@ -29,6 +30,8 @@ CARD = str(demo.FIRST_CUSTOMER + 1)  # a card meter without arrears
 
 
 NOW = dt.datetime(2026, 3, 1, 9, 0, tzinfo=dt.UTC)
+# the next morning: where the control and SMS tests start the station's clock
+START = dt.datetime(2026, 3, 2, 8, 0, tzinfo=dt.UTC)
 
 
 HEX = "0123456789abcdef" * 4
@@ -140,16 +143,12 @@ def seeded_store(kind: str, tmp_path: Path, **store_args: Any) -> Iterator[Centr
     """A central store seeded with the demo data, on ``kind`` ("sqlite" in ``tmp_path``, or
     "postgresql": a schema of its own; the test is skipped without a server); ``store_args``
     for :class:`CentralStore` (a clock, say)."""
-    if kind == "sqlite":
-        s = CentralStore(str(tmp_path / "central.db"), **store_args)
-        try:
-            central_seed.seed_demo(s, NOW)
-            yield s
-        finally:
-            s.dispose()
-        return
-    with pg_schema() as schema:
-        s = CentralStore(PG_URL, **in_schema(schema), **store_args)
+    with ExitStack() as stack:
+        if kind == "sqlite":
+            s = CentralStore(str(tmp_path / "central.db"), **store_args)
+        else:
+            schema = stack.enter_context(pg_schema())
+            s = CentralStore(PG_URL, **in_schema(schema), **store_args)
         try:
             central_seed.seed_demo(s, NOW)
             yield s
@@ -166,6 +165,16 @@ def seeded_store(kind: str, tmp_path: Path, **store_args: Any) -> Iterator[Centr
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CentralStore]:
     """A seeded central store on each database."""
     with seeded_store(request.param, tmp_path) as s:
+        yield s
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def clocked_store(
+    request: pytest.FixtureRequest, tmp_path: Path, clock: FixedClock
+) -> Iterator[CentralStore]:
+    """A seeded central store on each database that keeps the test's ``clock`` (a module whose
+    tests move the station's time from another start sets its own ``clock``)."""
+    with seeded_store(request.param, tmp_path, clock=clock) as s:
         yield s
 
 

@@ -15,6 +15,9 @@ from sync.central import models as m
 from sync.central.store import CentralStore
 from tests.rigs.processes import home_env, start, stop
 
+ENGLISH = "100000000030"  # a remote customer who reads English
+OPTED_OUT = "100000000040"  # a remote customer who wants no SMS
+
 
 @contextlib.contextmanager
 def sms_gateway(tmp_path: Path, *args: str) -> Iterator[tuple[str, Path]]:
