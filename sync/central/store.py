@@ -267,7 +267,7 @@ class CentralStore(CentralChanges):
             if rows:
                 # the open items of exactly these customers: the same seq range, joined (one
                 # query on the seq index, no 5000-value IN list to compile)
-                first_seq, last_seq = rows[0][-1], rows[-1][-1]
+                first_seq, last_seq = rows[0].seq, rows[-1].seq
                 for r in conn.execute(
                     select(ar.customer_no, *(ar[name] for name in ARREARS_COLUMNS))
                     .join(m.customers, cu.customer_no == ar.customer_no)
@@ -283,7 +283,7 @@ class CentralStore(CentralChanges):
         items = []
         for r in rows:
             d = dict(zip(CUSTOMER_COLUMNS, r, strict=True))
-            d["arrears"] = owed.get(r[0], [])
+            d["arrears"] = owed.get(r.customer_no, [])
             items.append(d)
         cursor = int(rows[-1][-1]) if rows else after
         return page_json(items, cursor, has_more)
