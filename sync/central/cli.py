@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from app.cli import command_group, stop_on_signals
+from app.cli import Handler, command_group, stop_on_signals
 from app.context import AppContext
 from app.errors import ValidationError
 from app.i18n import N_, _
@@ -351,6 +351,21 @@ def db_option(q: argparse.ArgumentParser) -> None:
     )
 
 
+def on_station_db(q: argparse.ArgumentParser, func: Handler, *, json: bool = False) -> None:
+    """What a command on the station's database ends with: ``--json`` when it can answer in
+    JSON, ``--db`` (:func:`db_option`) and its handler ``func``."""
+    if json:
+        q.add_argument("--json", action="store_true", help=_("JSON for scripts"))
+    db_option(q)
+    q.set_defaults(func=func)
+
+
+def listen_options(q: argparse.ArgumentParser) -> None:
+    """``--port`` and ``--host``: where a server command listens."""
+    q.add_argument("--port", type=int, default=0, help=_("TCP port; 0 picks a free one"))
+    q.add_argument("--host", default="127.0.0.1", help=_("address to listen on"))
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     csub = command_group(
         sub, "central", _("the reference central marketing system (for tests and demos)")
@@ -369,8 +384,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def _register_serve(csub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     q = csub.add_parser("serve", help=_("serve the central system's contract over HTTP"))
-    q.add_argument("--port", type=int, default=0, help=_("TCP port; 0 picks a free one"))
-    q.add_argument("--host", default="127.0.0.1", help=_("address to listen on"))
+    listen_options(q)
     db_option(q)
     q.add_argument(
         "--enrolment-key",
@@ -437,11 +451,10 @@ def _register_admin(csub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     )
     q.add_argument("counter_id", metavar="COUNTER_ID")
     q.add_argument("--office", required=True, help=_("the office the counter belongs to"))
-    db_option(q)
     q.add_argument(
         "--hours", type=float, default=24, help=_("how long the code is valid (default 24)")
     )
-    q.set_defaults(func=cmd_central_enrol)
+    on_station_db(q, cmd_central_enrol)
 
 
 def _register_offices_and_counters(
@@ -453,20 +466,14 @@ def _register_offices_and_counters(
     r.add_argument("--name", default="", help=_("the office's name"))
     r.add_argument("--province", default="", help=_("the province it is in"))
     r.add_argument("--city", default="", help=_("the city it is in"))
-    db_option(r)
-    r.set_defaults(func=cmd_offices_add)
+    on_station_db(r, cmd_offices_add)
     r = osub.add_parser("list", help=_("list the offices"))
-    r.add_argument("--json", action="store_true", help=_("JSON for scripts"))
-    db_option(r)
-    r.set_defaults(func=cmd_offices_list)
+    on_station_db(r, cmd_offices_list, json=True)
 
     ksub = command_group(csub, "counters", _("the counters registered with the station"))
     r = ksub.add_parser("list", help=_("list the counters, their last contact and state"))
     r.add_argument("--office", help=_("only this office's counters"))
-    r.add_argument("--json", action="store_true", help=_("JSON for scripts"))
-    db_option(r)
-    r.set_defaults(func=cmd_counters_list)
+    on_station_db(r, cmd_counters_list, json=True)
     r = ksub.add_parser("revoke", help=_("revoke a counter: its token stops working"))
     r.add_argument("counter_id", metavar="COUNTER_ID")
-    db_option(r)
-    r.set_defaults(func=cmd_counters_revoke)
+    on_station_db(r, cmd_counters_revoke)

@@ -21,9 +21,9 @@ from app.context import AppContext
 from app.errors import ValidationError
 from app.i18n import N_, _
 from sync.central.cli import (
-    db_option,
     invalid_input,
     iso_seconds,
+    on_station_db,
     opened_store,
     print_json,
     print_rows,
@@ -224,16 +224,12 @@ def register(csub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help=_("an office whose customers it may take payments for (repeatable)"))  # fmt: skip
     r.add_argument("--all-offices", action="store_true",
                    help=_("it may take payments for every office's customers"))  # fmt: skip
-    db_option(r)
-    r.set_defaults(func=cmd_add)
+    on_station_db(r, cmd_add)
     r = sub.add_parser("list", help=_("list the payment channels"))
-    r.add_argument("--json", action="store_true", help=_("JSON for scripts"))
-    db_option(r)
-    r.set_defaults(func=cmd_list)
+    on_station_db(r, cmd_list, json=True)
     r = sub.add_parser("revoke", help=_("revoke a payment channel: its token stops working"))
     r.add_argument("channel_id", metavar="CHANNEL_ID")
-    db_option(r)
-    r.set_defaults(func=cmd_revoke)
+    on_station_db(r, cmd_revoke)
     r = sub.add_parser(
         "reconcile", help=_("compare a channel's file of a day with what the station holds")
     )
@@ -242,14 +238,11 @@ def register(csub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help=_("the day (Asia/Shanghai)"))  # fmt: skip
     r.add_argument("--file", required=True, metavar="F",
                    help=_("the channel's CSV: txn_id,customer_no,amount_fen,paid_at"))  # fmt: skip
-    r.add_argument("--json", action="store_true", help=_("JSON for scripts"))
-    db_option(r)
-    r.set_defaults(func=cmd_reconcile)
+    on_station_db(r, cmd_reconcile, json=True)
     r = sub.add_parser("statement", help=_("write the station's file of a channel's day"))
     r.add_argument("--channel", required=True, metavar="ID", help=_("the channel"))
     r.add_argument("--date", required=True, metavar="YYYY-MM-DD",
                    help=_("the day (Asia/Shanghai)"))  # fmt: skip
     r.add_argument("--out", required=True, metavar="F", help=_("the CSV file to write"))
     r.add_argument("--force", action="store_true", help=_("replace the file if it exists"))
-    db_option(r)
-    r.set_defaults(func=cmd_statement)
+    on_station_db(r, cmd_statement)
