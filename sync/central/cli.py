@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from app.cli import Handler, command_group, stop_on_signals
 from app.context import AppContext
 from app.errors import ValidationError
-from app.i18n import N_, _
+from app.i18n import N_, _, translate
 
 if TYPE_CHECKING:
     from sync.central.cli_control import ControlRunner
@@ -327,17 +327,35 @@ def _counter_line(co: Mapping[str, Any]) -> str:
 
 
 def cmd_counters_revoke(ctx: AppContext, args: argparse.Namespace) -> int:
-    with opened_store(ctx, args) as store:
-        known = store.revoke_counter(args.counter_id)
-    if not known:
-        raise ValidationError(N_("no counter {counter} is registered"), counter=args.counter_id)
-    print(
-        _(
+    return revoke(
+        ctx,
+        args,
+        lambda store: store.revoke_counter(args.counter_id),
+        N_("no counter {counter} is registered"),
+        N_(
             "Counter {counter} revoked: its token no longer works. It registers again only with "
-            "a new enrolment code (cardvend central enrol).",
-            counter=args.counter_id,
-        )
+            "a new enrolment code (cardvend central enrol)."
+        ),
+        counter=args.counter_id,
     )
+
+
+def revoke(
+    ctx: AppContext,
+    args: argparse.Namespace,
+    revoke_in: Callable[[CentralStore], bool],
+    unknown: str,
+    done: str,
+    **params: str,
+) -> int:
+    """A ``revoke`` command: ``revoke_in`` the station's store says whether there was one to
+    revoke; if not, the :class:`ValidationError` ``unknown``, else ``done`` (translated) is
+    printed.  Both messages take ``params``."""
+    with opened_store(ctx, args) as store:
+        known = revoke_in(store)
+    if not known:
+        raise ValidationError(unknown, **params)
+    print(translate(done).format(**params))
     return 0
 
 

@@ -20,6 +20,7 @@ from app.cli import command_group
 from app.context import AppContext
 from app.errors import ValidationError
 from app.i18n import N_, _
+from app.presenters.stats import date_arg
 from sync.central.cli import (
     invalid_input,
     iso_seconds,
@@ -27,6 +28,7 @@ from sync.central.cli import (
     opened_store,
     print_json,
     print_rows,
+    revoke,
     revoked_state,
 )
 
@@ -39,11 +41,11 @@ MAX_FILE = 256 * 1024 * 1024
 
 
 def _day(text: str) -> dt.date:
+    """``--date``: a day as :func:`~app.presenters.stats.date_arg` reads it; another text is
+    an error of the command (exit 1), not of its usage."""
     try:
-        if len(text) != 10 or not text.isascii():
-            raise ValueError(text)
-        return dt.date.fromisoformat(text)
-    except ValueError:
+        return date_arg(text)
+    except argparse.ArgumentTypeError:
         raise ValidationError(
             N_("{value!r} is not a date; write one like 2026-03-01."), value=text
         ) from None
@@ -100,18 +102,17 @@ def _channel_line(chan: Mapping[str, Any]) -> str:
 def cmd_revoke(ctx: AppContext, args: argparse.Namespace) -> int:
     from sync.central.channels import revoke_channel
 
-    with opened_store(ctx, args) as store:
-        known = revoke_channel(store, args.channel_id)
-    if not known:
-        raise ValidationError(N_("no payment channel {channel}"), channel=args.channel_id)
-    print(
-        _(
+    return revoke(
+        ctx,
+        args,
+        lambda store: revoke_channel(store, args.channel_id),
+        N_("no payment channel {channel}"),
+        N_(
             "Payment channel {channel} revoked: its token no longer works. The payments it took "
-            "stay and still count.",
-            channel=args.channel_id,
-        )
+            "stay and still count."
+        ),
+        channel=args.channel_id,
     )
-    return 0
 
 
 def _read_channel_file(path: str) -> str:
