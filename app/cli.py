@@ -254,24 +254,23 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     q.add_argument(
         "--all-or-nothing", action="store_true", help=_("import nothing if any row is bad")
     )
-    q.add_argument("--json", action="store_true")
-    operator_arg(q)
+    operator_json_args(q)
     q.set_defaults(func=cmd_customers_import)
     q = csub.add_parser(
         "find", help=_("find by customer_no, meter_no, name prefix or phone suffix")
     )
     q.add_argument("text")
     q.add_argument("--limit", type=int, default=50)
-    q.add_argument("--json", action="store_true")
+    json_arg(q)
     q.set_defaults(func=cmd_customers_find)
     q = csub.add_parser("show", help=_("show one customer"))
     q.add_argument("customer_no", type=id_arg(ids.CUSTOMER_NO))
-    q.add_argument("--json", action="store_true")
+    json_arg(q)
     q.set_defaults(func=cmd_customers_show)
 
     tsub = command_group(sub, "tariffs", _("tariff plans and their versions"))
     q = tsub.add_parser("list", help=_("list tariff plans and versions"))
-    q.add_argument("--json", action="store_true")
+    json_arg(q)
     q.set_defaults(func=cmd_tariffs_list)
 
 
@@ -518,10 +517,15 @@ def card_args(q: argparse.ArgumentParser) -> None:
     g.add_argument("--image", help=_("an emulated card image file instead of a reader"))
 
 
+def json_arg(q: argparse.ArgumentParser) -> None:
+    """``--json``: the command's answer as JSON (for scripts)."""
+    q.add_argument("--json", action="store_true", help=_("print JSON"))
+
+
 def operator_json_args(q: argparse.ArgumentParser) -> None:
     """``--operator ID`` and ``--json``: who runs the command, and its answer as JSON."""
     operator_arg(q)
-    q.add_argument("--json", action="store_true", help=_("print JSON"))
+    json_arg(q)
 
 
 def approver_arg(q: argparse.ArgumentParser, *, required: bool) -> None:
@@ -553,8 +557,7 @@ def register_security(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     operator_arg(q)
     q.set_defaults(func=cmd_operators_add)
     q = osub.add_parser("list", help=_("list the operators"))
-    operator_arg(q)
-    q.add_argument("--json", action="store_true")
+    operator_json_args(q)
     q.set_defaults(func=cmd_operators_list)
     for name, text in (("disable", _("disable an operator")), ("enable", _("enable an operator"))):
         q = osub.add_parser(name, help=text)
@@ -568,8 +571,7 @@ def register_security(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
     asub = command_group(sub, "audit", _("the tamper-evident audit log"))
     q = asub.add_parser("verify", help=_("check the hash chain of the whole log"))
-    operator_arg(q)
-    q.add_argument("--json", action="store_true")
+    operator_json_args(q)
     q.set_defaults(func=cmd_audit_verify)
     q = asub.add_parser("export", help=_("export the log as CSV"))
     q.add_argument("--out", required=True)

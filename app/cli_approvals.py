@@ -11,7 +11,15 @@ from __future__ import annotations
 
 import argparse
 
-from app.cli import cli_login, command_group, emit_json, id_arg, open_db, operator_arg
+from app.cli import (
+    cli_login,
+    command_group,
+    emit_json,
+    id_arg,
+    json_arg,
+    open_db,
+    operator_json_args,
+)
 from app.context import AppContext
 from app.domain import ids
 from app.errors import ValidationError
@@ -147,16 +155,12 @@ def cmd_reject(ctx: AppContext, args: argparse.Namespace) -> int:
     return _decide(ctx, args, reason=args.reason)
 
 
-def _json(q: argparse.ArgumentParser) -> None:
-    q.add_argument("--json", action="store_true", help=_("print JSON"))
-
-
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     asub = command_group(sub, "approvals", _("approval rules and the approval queue"))
 
     rsub = command_group(asub, "rules", _("which actions need whose approval"))
     q = rsub.add_parser("list", help=_("every approvable action and its rule"))
-    _json(q)
+    json_arg(q)
     q.set_defaults(func=cmd_rules_list)
     actions = ", ".join(a.value for a in approvals.approvable_actions())
     q = rsub.add_parser(
@@ -183,25 +187,21 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help=_("time limit of a request in minutes (default: keep the current one)"),
     )
     q.add_argument("--none", action="store_true", help=_("the action needs no approval"))
-    operator_arg(q)
-    _json(q)
+    operator_json_args(q)
     q.set_defaults(func=cmd_rules_set)
 
     q = asub.add_parser("pending", help=_("the requests waiting for your signature"))
     q.add_argument("--all", action="store_true", help=_("every waiting request, for any role"))
-    operator_arg(q)
-    _json(q)
+    operator_json_args(q)
     q.set_defaults(func=cmd_pending)
 
     q = asub.add_parser("approve", help=_("sign the next step of a request"))
     q.add_argument("request", metavar="ID", type=id_arg(REQUEST_ID))
-    operator_arg(q)
-    _json(q)
+    operator_json_args(q)
     q.set_defaults(func=cmd_approve)
 
     q = asub.add_parser("reject", help=_("reject a request, with a reason"))
     q.add_argument("request", metavar="ID", type=id_arg(REQUEST_ID))
     q.add_argument("--reason", required=True, metavar="TEXT", help=_("why it is rejected"))
-    operator_arg(q)
-    _json(q)
+    operator_json_args(q)
     q.set_defaults(func=cmd_reject)

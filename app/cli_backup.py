@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from app.cli import cli_secret, emit_json, open_db, operator_arg
+from app.cli import cli_secret, emit_json, json_arg, open_db, operator_arg
 from app.context import AppContext
 from app.files import check_output
 from app.i18n import _
@@ -125,7 +125,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         ),
     )
     p.add_argument("--force", action="store_true", help=_("replace an existing file"))
-    p.add_argument("--json", action="store_true")
+    json_arg(p)
     p.set_defaults(func=cmd_backup)
 
     p = sub.add_parser(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from app.cli import emit_json
+from app.cli import emit_json, json_arg
 from app.context import AppContext
 from app.errors import CardVendError
 from app.files import check_output
@@ -54,7 +54,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     q = sub.add_parser(
         "selftest", help=_("check database, audit chain, keys, reader, printer, central link")
     )
-    q.add_argument("--json", action="store_true")
+    json_arg(q)
     q.set_defaults(func=cmd_selftest)
     q = sub.add_parser("diag", help=_("write a support bundle (zip) without any secret"))
     q.add_argument("--out", metavar="FILE.zip", help=_("the bundle to write"))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from contextlib import closing
 
-from app.cli import emit_json, id_arg
+from app.cli import emit_json, id_arg, json_arg
 from app.context import AppContext
 from app.domain import ids
 from app.errors import NotFound
@@ -92,5 +92,5 @@ def register(ksub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help=_("call a remote customer's meter through the station: relay, status, clock"),
     )
     q.add_argument("customer_no", metavar="CUSTOMER_NO", type=id_arg(ids.CUSTOMER_NO))
-    q.add_argument("--json", action="store_true")
+    json_arg(q)
     q.set_defaults(func=cmd_control_condition)

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from contextlib import closing
 from typing import Any
 
-from app.cli import cli_login, command_group, emit_json, id_arg, open_db, operator_arg
+from app.cli import cli_login, command_group, emit_json, id_arg, open_db, operator_json_args
 from app.context import AppContext
 from app.domain import ids
 from app.i18n import _
@@ -130,13 +130,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     q = esub.add_parser("list", help=_("the office's exceptions, newest first"))
     q.add_argument("--state", choices=STATES, help=_("only this state ('open': not closed)"))
     q.add_argument("--limit", type=int, default=100, help=_("at most this many (1-500)"))
-    operator_arg(q)
-    q.add_argument("--json", action="store_true")
+    operator_json_args(q)
     q.set_defaults(func=cmd_list)
     q = esub.add_parser("show", help=_("one exception and its history"))
     q.add_argument("exception_id", metavar="ID", type=id_arg(ids.UUID))
-    operator_arg(q)
-    q.add_argument("--json", action="store_true")
+    operator_json_args(q)
     q.set_defaults(func=cmd_show)
     helps = {
         "assign": _("assign an exception to an operator"),
@@ -154,6 +152,5 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         q.add_argument(
             "--note", required=step == "explain", default="", help=_("what was found or done")
         )
-        operator_arg(q)
-        q.add_argument("--json", action="store_true")
+        operator_json_args(q)
         q.set_defaults(func=cmd_step, step=step)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from contextlib import closing
 
-from app.cli import emit_json
+from app.cli import emit_json, json_arg
 from app.context import AppContext
 from app.errors import ValidationError
 from app.i18n import _
@@ -58,5 +58,5 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--state", choices=CONTROL_STATES, help=_("only customers in this control state")
     )
-    p.add_argument("--json", action="store_true")
+    json_arg(p)
     p.set_defaults(func=cmd_stats)
