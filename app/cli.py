@@ -16,7 +16,7 @@ import secrets
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
@@ -49,6 +49,16 @@ log = logging.getLogger(__name__)
 def emit_json(data: Any) -> None:
     json.dump(data, sys.stdout, ensure_ascii=False, indent=2, default=str)
     sys.stdout.write("\n")
+
+
+def answer(as_json: bool, data: Any, *lines: str, dump: Callable[[Any], None] = emit_json) -> int:
+    """A command's answer and its exit code 0: ``data`` as JSON (``--json``; ``dump`` writes
+    it), else ``lines``, one a line."""
+    if as_json:
+        dump(data)
+    else:
+        print_lines(lines)
+    return 0
 
 
 def emit_fields(data: Mapping[str, Any], *, as_json: bool, width: int, none: str = "") -> None:
@@ -184,18 +194,13 @@ def cmd_customers_import(ctx: AppContext, args: argparse.Namespace) -> int:
 def cmd_customers_find(ctx: AppContext, args: argparse.Namespace) -> int:
     db = open_db(ctx)
     found = customer_service.find_customers(db, args.text, limit=args.limit)
-    if args.json:
-        emit_json([c.to_json() for c in found])
-        return 0
-    if not found:
-        print(_("No customer matches {text!r}.", text=args.text))
-        return 0
-    for c in found:
-        print(
-            f"{c.customer_no}  {c.meter_no}  {c.meter_kind:6}  {c.status:6}  {c.name}  "
-            f"{c.phone}  {c.address}"
-        )
-    return 0
+    lines = [
+        f"{c.customer_no}  {c.meter_no}  {c.meter_kind:6}  {c.status:6}  {c.name}  "
+        f"{c.phone}  {c.address}"
+        for c in found
+    ]
+    none = _("No customer matches {text!r}.", text=args.text)
+    return answer(args.json, [c.to_json() for c in found], *(lines or [none]))
 
 
 def cmd_customers_show(ctx: AppContext, args: argparse.Namespace) -> int:
@@ -541,7 +546,7 @@ def approver_arg(q: argparse.ArgumentParser, *, required: bool) -> None:
     )
 
 
-def print_lines(lines: list[str]) -> None:
+def print_lines(lines: Iterable[str]) -> None:
     for line in lines:
         print(line)
 

@@ -17,6 +17,7 @@ import sys
 from contextlib import AbstractContextManager, nullcontext
 
 from app.cli import (
+    answer,
     approver_arg,
     card_args,
     cli_login,
@@ -142,11 +143,7 @@ def cmd_pause_account(ctx: AppContext, args: argparse.Namespace) -> int:
     actor = cli_login(ctx, args.operator)
     request = _status_approval(ctx, args, actor)
     view = AccountWork.of(ctx, open_db(ctx)).pause(actor, args.customer, args.reason, request)
-    if args.json:
-        emit_json(view.to_json())
-        return 0
-    print(paused_line(view))
-    return 0
+    return answer(args.json, view.to_json(), paused_line(view))
 
 
 def cmd_resume_account(ctx: AppContext, args: argparse.Namespace) -> int:
@@ -155,11 +152,7 @@ def cmd_resume_account(ctx: AppContext, args: argparse.Namespace) -> int:
     view = AccountWork.of(ctx, open_db(ctx)).resume(
         actor, args.customer, args.reason or "", request
     )
-    if args.json:
-        emit_json(view.to_json())
-        return 0
-    print(resumed_line(view))
-    return 0
+    return answer(args.json, view.to_json(), resumed_line(view))
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

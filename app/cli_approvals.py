@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 
 from app.cli import (
+    answer,
     cli_login,
     command_group,
     emit_json,
@@ -48,12 +49,7 @@ def _rule_line(row: RuleRow) -> str:
 
 def cmd_rules_list(ctx: AppContext, args: argparse.Namespace) -> int:
     rows = rule_rows(open_db(ctx))
-    if args.json:
-        emit_json([r.to_json() for r in rows])
-        return 0
-    for row in rows:
-        print(_rule_line(row))
-    return 0
+    return answer(args.json, [r.to_json() for r in rows], *map(_rule_line, rows))
 
 
 def _steps_of(args: argparse.Namespace) -> list[ApprovalStep]:
@@ -76,12 +72,12 @@ def cmd_rules_set(ctx: AppContext, args: argparse.Namespace) -> int:
             ttl = approvals.get_rule(session, args.action).ttl_minutes
     rule = approvals.change_rule(db, admin, args.action, steps, ttl, ctx.clock)
     row = RuleRow.of(rule)
-    if args.json:
-        emit_json(row.to_json())
-        return 0
-    print(_("Approval rule saved; it applies to the next request."))
-    print(_rule_line(row))
-    return 0
+    return answer(
+        args.json,
+        row.to_json(),
+        _("Approval rule saved; it applies to the next request."),
+        _rule_line(row),
+    )
 
 
 def _request_line(view: ApprovalView, tz: str) -> str:
@@ -138,11 +134,7 @@ def _decide(ctx: AppContext, args: argparse.Namespace, reason: str | None = None
     request as the signer of its next step; the request as it is now is printed."""
     me = cli_login(ctx, args.operator)
     view = approvals.decide_as(open_db(ctx), args.request, me, clock=ctx.clock, reason=reason)
-    if args.json:
-        emit_json(view.to_json())
-    else:
-        print(_decided(view))
-    return 0
+    return answer(args.json, view.to_json(), _decided(view))
 
 
 def cmd_approve(ctx: AppContext, args: argparse.Namespace) -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from app.cli import cli_secret, emit_json, json_arg, open_db, operator_arg
+from app.cli import answer, cli_secret, emit_json, json_arg, open_db, operator_arg
 from app.context import AppContext
 from app.files import check_output
 from app.i18n import _
@@ -46,18 +46,16 @@ def cmd_backup(ctx: AppContext, args: argparse.Namespace) -> int:
     manifest = backup_service.take_backup(
         db, out, office=ctx.office_code, counter_id=ctx.counter_id, clock=ctx.clock
     )
-    if args.json:
-        emit_json(manifest.to_json())
-    else:
-        print(
-            _(
-                "Backup written to {path}: audit rows up to {seq}, {sales} sales.",
-                path=out,
-                seq=manifest.audit_seq,
-                sales=manifest.rows.get("sales", 0),
-            )
-        )
-    return 0
+    return answer(
+        args.json,
+        manifest.to_json(),
+        _(
+            "Backup written to {path}: audit rows up to {seq}, {sales} sales.",
+            path=out,
+            seq=manifest.audit_seq,
+            sales=manifest.rows.get("sales", 0),
+        ),
+    )
 
 
 def cmd_restore(ctx: AppContext, args: argparse.Namespace) -> int:

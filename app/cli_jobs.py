@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from app.cli import (
+    answer,
     card_args,
     cli_login,
     command_group,
@@ -152,11 +153,7 @@ def _hold(step: Any, done: str) -> Any:
     def cmd(ctx: AppContext, args: argparse.Namespace) -> int:
         actor = cli_login(ctx, args.operator)
         view = step(open_db(ctx), actor, ctx.clock, args.job, office_code=ctx.office_code)
-        if args.json:
-            emit_json(view.to_json())
-        else:
-            print(translate(done).format(job_id=view.id))
-        return 0
+        return answer(args.json, view.to_json(), translate(done).format(job_id=view.id))
 
     return cmd
 
@@ -186,18 +183,16 @@ def cmd_program(ctx: AppContext, args: argparse.Namespace) -> int:
             office_code=ctx.office_code,
             utility_code=_utility(ctx),
         )
-    if args.json:
-        emit_json({**view.to_json(), "card_content": plan.to_json(), "written": True})
-    else:
-        print(
-            _(
-                "Card {serial} programmed for job {job_id}. Take it to meter {meter_no}.",
-                serial=view.card_serial,
-                job_id=view.id,
-                meter_no=view.meter_no,
-            )
-        )
-    return 0
+    return answer(
+        args.json,
+        {**view.to_json(), "card_content": plan.to_json(), "written": True},
+        _(
+            "Card {serial} programmed for job {job_id}. Take it to meter {meter_no}.",
+            serial=view.card_serial,
+            job_id=view.id,
+            meter_no=view.meter_no,
+        ),
+    )
 
 
 def _on_card(
@@ -242,11 +237,11 @@ def cmd_check_program(ctx: AppContext, args: argparse.Namespace) -> int:
     serial = _on_card(
         ctx, args, jobs.program_check_card, utility_code=_utility(ctx), meter_no=args.meter_no
     )
-    if args.json:
-        emit_json({"serial": serial, "meter_no": args.meter_no})
-    else:
-        print(_("Check card {serial} programmed.", serial=serial))
-    return 0
+    return answer(
+        args.json,
+        {"serial": serial, "meter_no": args.meter_no},
+        _("Check card {serial} programmed.", serial=serial),
+    )
 
 
 def cmd_check_read(ctx: AppContext, args: argparse.Namespace) -> int:

@@ -21,7 +21,16 @@ import os
 import sys
 from contextlib import closing
 
-from app.cli import cli_login, command_group, emit_json, id_arg, json_arg, open_db, stop_on_signals
+from app.cli import (
+    answer,
+    cli_login,
+    command_group,
+    emit_json,
+    id_arg,
+    json_arg,
+    open_db,
+    stop_on_signals,
+)
 from app.context import AppContext
 from app.domain import ids
 from app.i18n import _
@@ -181,20 +190,15 @@ def cmd_reconcile(ctx: AppContext, args: argparse.Namespace) -> int:
     db = open_db(ctx)
     with closing(make_client(ctx)) as client:
         report = reconcile(db, client, counter_id=ctx.counter_id, office_code=ctx.office_code)
-    if args.json:
-        emit_json(report.to_json())
-    else:
-        print(
-            _(
-                "local {local}, central {central}, matched {matched}, differences {count}",
-                local=report.local,
-                central=report.central,
-                matched=report.matched,
-                count=len(report.differences),
-            )
-        )
-        for d in report.differences:
-            print(f"{d.kind}\t{d.sale_id}\t{d.detail}")
+    summary = _(
+        "local {local}, central {central}, matched {matched}, differences {count}",
+        local=report.local,
+        central=report.central,
+        matched=report.matched,
+        count=len(report.differences),
+    )
+    rows = [f"{d.kind}\t{d.sale_id}\t{d.detail}" for d in report.differences]
+    answer(args.json, report.to_json(), summary, *rows)
     return EXIT_DIFFERENCES if report.serious else 0
 
 
@@ -225,17 +229,12 @@ def cmd_control_status(ctx: AppContext, args: argparse.Namespace) -> int:
     """A customer's charge control as the station holds it (the user balance view)."""
     with closing(make_client(ctx)) as client:
         status = client.control_status(args.customer_no)
-    if args.json:
-        emit_json(status.model_dump(mode="json"))
-        return 0
     remaining = status.remaining_fen if status.remaining_fen is not None else status.meter_remaining
-    print(
-        status_line(
-            status.customer_no, status.state, remaining, status.relay, status.last_reading_at,
-            status.close_permit_sent_at,
-        )
+    line = status_line(
+        status.customer_no, status.state, remaining, status.relay, status.last_reading_at,
+        status.close_permit_sent_at,
     )  # fmt: skip
-    return 0
+    return answer(args.json, status.model_dump(mode="json"), line)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from contextlib import closing
 
-from app.cli import emit_json, id_arg, json_arg
+from app.cli import answer, id_arg, json_arg
 from app.context import AppContext
 from app.domain import ids
 from app.errors import NotFound
@@ -78,11 +78,7 @@ def condition_text(cond: c.TerminalCondition) -> str:
 def cmd_control_condition(ctx: AppContext, args: argparse.Namespace) -> int:
     with closing(make_client(ctx)) as client:
         cond = call_condition(client, args.customer_no)
-    if args.json:
-        emit_json(cond.model_dump(mode="json"))
-    else:
-        print(condition_text(cond))
-    return 0
+    return answer(args.json, cond.model_dump(mode="json"), condition_text(cond))
 
 
 def register(ksub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

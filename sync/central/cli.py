@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from app.cli import Handler, command_group, stop_on_signals
+from app.cli import Handler, answer, command_group, stop_on_signals
 from app.context import AppContext
 from app.errors import ValidationError
 from app.i18n import N_, _, translate
@@ -84,14 +84,7 @@ def print_rows(
 ) -> int:
     """A listing command's answer: the rows as JSON (``--json``), else a line a row (``none``
     when there are no rows)."""
-    if as_json:
-        print_json(rows)
-        return 0
-    if not rows:
-        print(none)
-    for row in rows:
-        print(line(row))
-    return 0
+    return answer(as_json, rows, *([line(row) for row in rows] or [none]), dump=print_json)
 
 
 def revoked_state(row: Mapping[str, Any]) -> str:

@@ -8,7 +8,7 @@ import logging
 import threading
 from typing import Any
 
-from app.cli import command_group
+from app.cli import answer, command_group
 from app.context import AppContext
 from app.errors import NotFound, ValidationError
 from app.i18n import N_, _
@@ -126,16 +126,11 @@ def cmd_control_status(ctx: AppContext, args: argparse.Namespace) -> int:
     if status is None:
         raise NotFound(N_("Customer {customer_no} is not under fee control."),
                        customer_no=args.customer_no)  # fmt: skip
-    if args.json:
-        print_json(status)
-        return 0
-    print(
-        status_line(
-            status["customer_no"], status["state"], status["remaining_fen"], status["relay"],
-            status["last_reading_at"], status["close_permit_sent_at"],
-        )
+    line = status_line(
+        status["customer_no"], status["state"], status["remaining_fen"], status["relay"],
+        status["last_reading_at"], status["close_permit_sent_at"],
     )  # fmt: skip
-    return 0
+    return answer(args.json, status, line, dump=print_json)
 
 
 def control_options(q: argparse.ArgumentParser) -> None:

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
-from app.cli import stop_on_signals
+from app.cli import answer, stop_on_signals
 from app.context import AppContext
 from app.errors import NotFound, ValidationError
 from app.i18n import N_, _, translate
@@ -96,15 +96,11 @@ def cmd_sms_prefs(ctx: AppContext, args: argparse.Namespace) -> int:
             N_("Customer {customer_no} is not in the station's archive. Check the number."),
             customer_no=args.customer_no,
         )
-    if args.json:
-        print_json(found)
-        return 0
-    print(
-        _("Customer {customer_no}: SMS in {language}, {state}.", customer_no=found["customer_no"],
-          language=found["language"],
-          state=_("opted out") if found["opted_out"] else _("notices on"))
+    line = _(
+        "Customer {customer_no}: SMS in {language}, {state}.", customer_no=found["customer_no"],
+        language=found["language"], state=_("opted out") if found["opted_out"] else _("notices on"),
     )  # fmt: skip
-    return 0
+    return answer(args.json, found, line, dump=print_json)
 
 
 def cmd_sms_list(ctx: AppContext, args: argparse.Namespace) -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 
+from app.cli import answer
 from app.context import AppContext
 from app.i18n import _
 from app.presenters.stats import CONTROL_STATES, date_arg, stats_lines
@@ -18,11 +19,7 @@ def cmd_central_stats(ctx: AppContext, args: argparse.Namespace) -> int:
         found = stats.for_region(
             store, args.region, args.date_from, args.date_to, args.plan, args.state
         )
-    if args.json:
-        print_json(found)
-    else:
-        print("\n".join(stats_lines(found)))
-    return 0
+    return answer(args.json, found, *stats_lines(found), dump=print_json)
 
 
 def register(csub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
