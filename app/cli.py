@@ -167,27 +167,26 @@ def cmd_customers_import(ctx: AppContext, args: argparse.Namespace) -> int:
         on_error=on_error,
         language=lang,
     )
-    if args.json:
-        emit_json(report.to_json())
-    elif report.committed:
-        print(
+    if report.committed:
+        lines = [
             _(
                 "Imported {imported} of {rows} rows; {bad} bad rows were not imported.",
                 imported=report.imported,
                 rows=report.rows,
                 bad=report.bad,
             )
-        )
+        ]
     else:
-        print(
+        lines = [
             _(
                 "Nothing was imported: {bad} of {rows} rows are bad and all-or-nothing was asked.",
                 bad=report.bad,
                 rows=report.rows,
             )
-        )
-    if report.offices_created and not args.json:
-        print(_("New offices created: {offices}", offices=", ".join(report.offices_created)))
+        ]
+    if report.offices_created:
+        lines.append(_("New offices created: {offices}", offices=", ".join(report.offices_created)))
+    answer(args.json, report.to_json(), *lines)
     return 0 if report.bad == 0 else 1
 
 

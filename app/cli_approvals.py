@@ -15,7 +15,6 @@ from app.cli import (
     answer,
     cli_login,
     command_group,
-    emit_json,
     id_arg,
     json_arg,
     open_db,
@@ -98,21 +97,20 @@ def _request_line(view: ApprovalView, tz: str) -> str:
     )
 
 
+def _request_lines(view: ApprovalView, tz: str) -> list[str]:
+    """A waiting request: its line, then a line a step of its rule."""
+    steps = ["    " + step_text(number, step) for number, step in enumerate(view.steps, start=1)]
+    return [_request_line(view, tz), *steps]
+
+
 def cmd_pending(ctx: AppContext, args: argparse.Namespace) -> int:
     me = cli_login(ctx, args.operator)
     role = None if args.all else me.role
     views = approvals.pending(open_db(ctx), clock=ctx.clock, role=role)
-    if args.json:
-        emit_json([v.to_json() for v in views])
-        return 0
-    if not views:
-        print(_("No approval requests are waiting."))
     tz = str(ctx.settings.value(TIME_ZONE))
-    for view in views:
-        print(_request_line(view, tz))
-        for number, step in enumerate(view.steps, start=1):
-            print("    " + step_text(number, step))
-    return 0
+    lines = [line for view in views for line in _request_lines(view, tz)]
+    none = _("No approval requests are waiting.")
+    return answer(args.json, [v.to_json() for v in views], *(lines or [none]))
 
 
 def _decided(view: ApprovalView) -> str:
