@@ -207,10 +207,10 @@ def cmd_register(ctx: AppContext, args: argparse.Namespace) -> int:
     admin = cli_login(ctx, args.operator)
     key = args.enrolment_key or os.environ.get("CARDVEND_ENROLMENT_KEY")
     code = args.enrolment_code or os.environ.get("CARDVEND_ENROLMENT_CODE")
-    answer = register_counter(
+    registered = register_counter(
         ctx, args.central, key, args.name or "", operator=admin, enrolment_code=code or None
     )
-    print(registered_line(answer, args.central))
+    print(registered_line(registered, args.central))
     return 0
 
 
