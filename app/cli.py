@@ -27,9 +27,9 @@ from app.domain import ids
 from app.domain.audit import AuditAction
 from app.domain.operators import Role
 from app.domain.permissions import Action
-from app.errors import Conflict, DatabaseError, ValidationError
-from app.files import check_output, output_errors
-from app.i18n import N_, _
+from app.errors import CardVendError, Conflict, DatabaseError, ValidationError
+from app.files import check_output, output_errors, save_output
+from app.i18n import N_, _, translate
 from app.localtime import local_time
 from app.money import format_yuan
 from app.persistence.db import Database
@@ -59,6 +59,19 @@ def answer(as_json: bool, data: Any, *lines: str, dump: Callable[[Any], None] = 
     else:
         print_lines(lines)
     return 0
+
+
+def save_after(path: str, render: Callable[[], bytes], failed: str, **params: object) -> str | None:
+    """Save what ``render`` makes to ``path`` after the action it belongs to is done, and say
+    where (``path``).  The action stands whatever happens here: a failure is the message
+    ``failed`` (its ``detail`` and ``params`` filled in) on stderr, and None."""
+    try:
+        save_output(path, render())
+    except Exception as exc:  # the action is done; what shows it is not saved
+        detail = exc.localized() if isinstance(exc, CardVendError) else str(exc)
+        print(translate(failed).format(detail=detail, **params), file=sys.stderr)
+        return None
+    return str(path)
 
 
 def emit_fields(data: Mapping[str, Any], *, as_json: bool, width: int, none: str = "") -> None:

@@ -29,7 +29,6 @@ Decisions:
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any, TypeVar
@@ -46,6 +45,7 @@ from app.cli import (
     open_db,
     operator_json_args,
     print_lines,
+    save_after,
 )
 from app.context import AppContext
 from app.domain import ids
@@ -53,7 +53,7 @@ from app.domain.customers import MeterKind
 from app.domain.ledger import SaleState, Situation
 from app.domain.permissions import Action
 from app.errors import CardVendError, ValidationError
-from app.files import check_output, save_output
+from app.files import check_output
 from app.i18n import N_, _
 from app.money import check_cash_received, format_yuan, parse_yuan
 from app.ports import CardTerminal
@@ -338,27 +338,21 @@ def _save_receipt(ctx: AppContext, args: argparse.Namespace, sale_id: str) -> st
     here: a failure is one line on stderr and the receipt can be reprinted."""
     if not args.receipt:
         return None
-    try:
+
+    def render() -> bytes:
         if ctx.receipt_renderer is None:
             raise RuntimeError("no receipt renderer was configured")
         data = receipts.original_receipt(
             open_db(ctx), sale_id, settings=ctx.settings, key=ctx.receipt_key()
         )
         language = ctx.settings.value(RECEIPT_LANGUAGE)
-        pdf = ctx.receipt_renderer.receipt_pdf(data, size=args.receipt_size, language=language)
-        save_output(args.receipt, pdf)
-    except Exception as exc:  # the sale is done; the receipt is not
-        print(
-            _(
-                "The sale is recorded, but its receipt was not saved ({detail}). Reprint it "
-                "with 'cardvend receipt {sale_id}'.",
-                detail=exc.localized() if isinstance(exc, CardVendError) else str(exc),
-                sale_id=sale_id,
-            ),
-            file=sys.stderr,
-        )
-        return None
-    return str(args.receipt)
+        return ctx.receipt_renderer.receipt_pdf(data, size=args.receipt_size, language=language)
+
+    failed = N_(
+        "The sale is recorded, but its receipt was not saved ({detail}). Reprint it "
+        "with 'cardvend receipt {sale_id}'."
+    )
+    return save_after(args.receipt, render, failed, sale_id=sale_id)
 
 
 def cmd_rewrite(ctx: AppContext, args: argparse.Namespace) -> int:
