@@ -97,9 +97,11 @@ def cmd_sms_prefs(ctx: AppContext, args: argparse.Namespace) -> int:
             customer_no=args.customer_no,
         )
     line = _(
-        "Customer {customer_no}: SMS in {language}, {state}.", customer_no=found["customer_no"],
-        language=found["language"], state=_("opted out") if found["opted_out"] else _("notices on"),
-    )  # fmt: skip
+        "Customer {customer_no}: SMS in {language}, {state}.",
+        customer_no=found["customer_no"],
+        language=found["language"],
+        state=_("opted out") if found["opted_out"] else _("notices on"),
+    )
     return answer(args.json, found, line, dump=print_json)
 
 
