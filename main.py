@@ -210,16 +210,10 @@ def sync_worker(ctx: AppContext) -> BackgroundSync | None:
 def register_here(ctx: AppContext, url: str, enrolment_key: str | None, operator: Principal) -> str:
     """Register this counter with the central system (the administration page's button, run as
     the signed-in administrator)."""
-    from app.i18n import _
+    from sync.cli import registered_line
     from sync.service import register_counter
 
-    answer = register_counter(ctx, url, enrolment_key, operator=operator)
-    return _(
-        "counter {counter} of office {office} registered with {url}",
-        counter=answer.counter_id,
-        office=answer.office_code,
-        url=url,
-    )
+    return registered_line(register_counter(ctx, url, enrolment_key, operator=operator), url)
 
 
 def registered_with(ctx: AppContext) -> str | None:

@@ -16,7 +16,7 @@ import secrets
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
@@ -27,9 +27,9 @@ from app.domain import ids
 from app.domain.audit import AuditAction
 from app.domain.operators import Role
 from app.domain.permissions import Action
-from app.errors import Conflict, DatabaseError, ValidationError
-from app.files import check_output, output_errors
-from app.i18n import N_, _
+from app.errors import CardVendError, Conflict, DatabaseError, ValidationError
+from app.files import check_output, output_errors, save_output
+from app.i18n import N_, _, translate
 from app.localtime import local_time
 from app.money import format_yuan
 from app.persistence.db import Database
@@ -49,6 +49,29 @@ log = logging.getLogger(__name__)
 def emit_json(data: Any) -> None:
     json.dump(data, sys.stdout, ensure_ascii=False, indent=2, default=str)
     sys.stdout.write("\n")
+
+
+def answer(as_json: bool, data: Any, *lines: str, dump: Callable[[Any], None] = emit_json) -> int:
+    """A command's answer and its exit code 0: ``data`` as JSON (``--json``; ``dump`` writes
+    it), else ``lines``, one a line."""
+    if as_json:
+        dump(data)
+    else:
+        print_lines(lines)
+    return 0
+
+
+def save_after(path: str, render: Callable[[], bytes], failed: str, **params: object) -> str | None:
+    """Save what ``render`` makes to ``path`` after the action it belongs to is done, and say
+    where (``path``).  The action stands whatever happens here: a failure is the message
+    ``failed`` (its ``detail`` and ``params`` filled in) on stderr, and None."""
+    try:
+        save_output(path, render())
+    except Exception as exc:  # the action is done; what shows it is not saved
+        detail = exc.localized() if isinstance(exc, CardVendError) else str(exc)
+        print(translate(failed).format(detail=detail, **params), file=sys.stderr)
+        return None
+    return str(path)
 
 
 def emit_fields(data: Mapping[str, Any], *, as_json: bool, width: int, none: str = "") -> None:
@@ -157,45 +180,39 @@ def cmd_customers_import(ctx: AppContext, args: argparse.Namespace) -> int:
         on_error=on_error,
         language=lang,
     )
-    if args.json:
-        emit_json(report.to_json())
-    elif report.committed:
-        print(
+    if report.committed:
+        lines = [
             _(
                 "Imported {imported} of {rows} rows; {bad} bad rows were not imported.",
                 imported=report.imported,
                 rows=report.rows,
                 bad=report.bad,
             )
-        )
+        ]
     else:
-        print(
+        lines = [
             _(
                 "Nothing was imported: {bad} of {rows} rows are bad and all-or-nothing was asked.",
                 bad=report.bad,
                 rows=report.rows,
             )
-        )
-    if report.offices_created and not args.json:
-        print(_("New offices created: {offices}", offices=", ".join(report.offices_created)))
+        ]
+    if report.offices_created:
+        lines.append(_("New offices created: {offices}", offices=", ".join(report.offices_created)))
+    answer(args.json, report.to_json(), *lines)
     return 0 if report.bad == 0 else 1
 
 
 def cmd_customers_find(ctx: AppContext, args: argparse.Namespace) -> int:
     db = open_db(ctx)
     found = customer_service.find_customers(db, args.text, limit=args.limit)
-    if args.json:
-        emit_json([c.to_json() for c in found])
-        return 0
-    if not found:
-        print(_("No customer matches {text!r}.", text=args.text))
-        return 0
-    for c in found:
-        print(
-            f"{c.customer_no}  {c.meter_no}  {c.meter_kind:6}  {c.status:6}  {c.name}  "
-            f"{c.phone}  {c.address}"
-        )
-    return 0
+    lines = [
+        f"{c.customer_no}  {c.meter_no}  {c.meter_kind:6}  {c.status:6}  {c.name}  "
+        f"{c.phone}  {c.address}"
+        for c in found
+    ]
+    none = _("No customer matches {text!r}.", text=args.text)
+    return answer(args.json, [c.to_json() for c in found], *(lines or [none]))
 
 
 def cmd_customers_show(ctx: AppContext, args: argparse.Namespace) -> int:
@@ -254,24 +271,23 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     q.add_argument(
         "--all-or-nothing", action="store_true", help=_("import nothing if any row is bad")
     )
-    q.add_argument("--json", action="store_true")
-    operator_arg(q)
+    operator_json_args(q)
     q.set_defaults(func=cmd_customers_import)
     q = csub.add_parser(
         "find", help=_("find by customer_no, meter_no, name prefix or phone suffix")
     )
     q.add_argument("text")
     q.add_argument("--limit", type=int, default=50)
-    q.add_argument("--json", action="store_true")
+    json_arg(q)
     q.set_defaults(func=cmd_customers_find)
     q = csub.add_parser("show", help=_("show one customer"))
     q.add_argument("customer_no", type=id_arg(ids.CUSTOMER_NO))
-    q.add_argument("--json", action="store_true")
+    json_arg(q)
     q.set_defaults(func=cmd_customers_show)
 
     tsub = command_group(sub, "tariffs", _("tariff plans and their versions"))
     q = tsub.add_parser("list", help=_("list tariff plans and versions"))
-    q.add_argument("--json", action="store_true")
+    json_arg(q)
     q.set_defaults(func=cmd_tariffs_list)
 
 
@@ -518,10 +534,15 @@ def card_args(q: argparse.ArgumentParser) -> None:
     g.add_argument("--image", help=_("an emulated card image file instead of a reader"))
 
 
+def json_arg(q: argparse.ArgumentParser) -> None:
+    """``--json``: the command's answer as JSON (for scripts)."""
+    q.add_argument("--json", action="store_true", help=_("print JSON"))
+
+
 def operator_json_args(q: argparse.ArgumentParser) -> None:
     """``--operator ID`` and ``--json``: who runs the command, and its answer as JSON."""
     operator_arg(q)
-    q.add_argument("--json", action="store_true", help=_("print JSON"))
+    json_arg(q)
 
 
 def approver_arg(q: argparse.ArgumentParser, *, required: bool) -> None:
@@ -537,7 +558,7 @@ def approver_arg(q: argparse.ArgumentParser, *, required: bool) -> None:
     )
 
 
-def print_lines(lines: list[str]) -> None:
+def print_lines(lines: Iterable[str]) -> None:
     for line in lines:
         print(line)
 
@@ -553,8 +574,7 @@ def register_security(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     operator_arg(q)
     q.set_defaults(func=cmd_operators_add)
     q = osub.add_parser("list", help=_("list the operators"))
-    operator_arg(q)
-    q.add_argument("--json", action="store_true")
+    operator_json_args(q)
     q.set_defaults(func=cmd_operators_list)
     for name, text in (("disable", _("disable an operator")), ("enable", _("enable an operator"))):
         q = osub.add_parser(name, help=text)
@@ -568,8 +588,7 @@ def register_security(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
     asub = command_group(sub, "audit", _("the tamper-evident audit log"))
     q = asub.add_parser("verify", help=_("check the hash chain of the whole log"))
-    operator_arg(q)
-    q.add_argument("--json", action="store_true")
+    operator_json_args(q)
     q.set_defaults(func=cmd_audit_verify)
     q = asub.add_parser("export", help=_("export the log as CSV"))
     q.add_argument("--out", required=True)

@@ -13,10 +13,10 @@ fee-control customer has no card: the meter's remaining balance counts.
 from __future__ import annotations
 
 import argparse
-import sys
 from contextlib import AbstractContextManager, nullcontext
 
 from app.cli import (
+    answer,
     approver_arg,
     card_args,
     cli_login,
@@ -24,14 +24,15 @@ from app.cli import (
     open_db,
     operator_json_args,
     print_lines,
+    save_after,
 )
 from app.cli_sales import CUSTOMER_NO_ARG, approve_here, card_terminal
 from app.context import AppContext
 from app.domain import settlement as st
 from app.domain.customers import MeterKind
 from app.domain.permissions import Action
-from app.errors import CardVendError, ValidationError
-from app.files import check_output, save_output
+from app.errors import ValidationError
+from app.files import check_output
 from app.i18n import N_, _
 from app.money import parse_yuan
 from app.ports import CardTerminal
@@ -106,20 +107,17 @@ def _save_statement(
     """The statement saved to ``--statement``; a failure is told, the close stands."""
     if not args.statement:
         return None
-    try:
+
+    def render() -> bytes:
         if ctx.report_renderer is None:
             raise ValidationError(N_("no report renderer is configured"))
-        save_output(args.statement, ctx.report_renderer.report_pdf(done, language=language))
-    except Exception as exc:  # the account is closed; the statement is not
-        print(
-            _(
-                "The account is closed, but its settlement statement was not saved ({detail}).",
-                detail=exc.localized() if isinstance(exc, CardVendError) else str(exc),
-            ),
-            file=sys.stderr,
-        )
-        return None
-    return str(args.statement)
+        return ctx.report_renderer.report_pdf(done, language=language)
+
+    return save_after(
+        args.statement,
+        render,
+        N_("The account is closed, but its settlement statement was not saved ({detail})."),
+    )
 
 
 def _status_approval(ctx: AppContext, args: argparse.Namespace, actor: Principal) -> str | None:
@@ -142,11 +140,7 @@ def cmd_pause_account(ctx: AppContext, args: argparse.Namespace) -> int:
     actor = cli_login(ctx, args.operator)
     request = _status_approval(ctx, args, actor)
     view = AccountWork.of(ctx, open_db(ctx)).pause(actor, args.customer, args.reason, request)
-    if args.json:
-        emit_json(view.to_json())
-        return 0
-    print(paused_line(view))
-    return 0
+    return answer(args.json, view.to_json(), paused_line(view))
 
 
 def cmd_resume_account(ctx: AppContext, args: argparse.Namespace) -> int:
@@ -155,11 +149,7 @@ def cmd_resume_account(ctx: AppContext, args: argparse.Namespace) -> int:
     view = AccountWork.of(ctx, open_db(ctx)).resume(
         actor, args.customer, args.reason or "", request
     )
-    if args.json:
-        emit_json(view.to_json())
-        return 0
-    print(resumed_line(view))
-    return 0
+    return answer(args.json, view.to_json(), resumed_line(view))
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -11,7 +11,15 @@ from __future__ import annotations
 
 import argparse
 
-from app.cli import cli_login, command_group, emit_json, id_arg, open_db, operator_arg
+from app.cli import (
+    answer,
+    cli_login,
+    command_group,
+    id_arg,
+    json_arg,
+    open_db,
+    operator_json_args,
+)
 from app.context import AppContext
 from app.domain import ids
 from app.errors import ValidationError
@@ -40,12 +48,7 @@ def _rule_line(row: RuleRow) -> str:
 
 def cmd_rules_list(ctx: AppContext, args: argparse.Namespace) -> int:
     rows = rule_rows(open_db(ctx))
-    if args.json:
-        emit_json([r.to_json() for r in rows])
-        return 0
-    for row in rows:
-        print(_rule_line(row))
-    return 0
+    return answer(args.json, [r.to_json() for r in rows], *map(_rule_line, rows))
 
 
 def _steps_of(args: argparse.Namespace) -> list[ApprovalStep]:
@@ -68,12 +71,12 @@ def cmd_rules_set(ctx: AppContext, args: argparse.Namespace) -> int:
             ttl = approvals.get_rule(session, args.action).ttl_minutes
     rule = approvals.change_rule(db, admin, args.action, steps, ttl, ctx.clock)
     row = RuleRow.of(rule)
-    if args.json:
-        emit_json(row.to_json())
-        return 0
-    print(_("Approval rule saved; it applies to the next request."))
-    print(_rule_line(row))
-    return 0
+    return answer(
+        args.json,
+        row.to_json(),
+        _("Approval rule saved; it applies to the next request."),
+        _rule_line(row),
+    )
 
 
 def _request_line(view: ApprovalView, tz: str) -> str:
@@ -94,21 +97,20 @@ def _request_line(view: ApprovalView, tz: str) -> str:
     )
 
 
+def _request_lines(view: ApprovalView, tz: str) -> list[str]:
+    """A waiting request: its line, then a line a step of its rule."""
+    steps = ["    " + step_text(number, step) for number, step in enumerate(view.steps, start=1)]
+    return [_request_line(view, tz), *steps]
+
+
 def cmd_pending(ctx: AppContext, args: argparse.Namespace) -> int:
     me = cli_login(ctx, args.operator)
     role = None if args.all else me.role
     views = approvals.pending(open_db(ctx), clock=ctx.clock, role=role)
-    if args.json:
-        emit_json([v.to_json() for v in views])
-        return 0
-    if not views:
-        print(_("No approval requests are waiting."))
     tz = str(ctx.settings.value(TIME_ZONE))
-    for view in views:
-        print(_request_line(view, tz))
-        for number, step in enumerate(view.steps, start=1):
-            print("    " + step_text(number, step))
-    return 0
+    lines = [line for view in views for line in _request_lines(view, tz)]
+    none = _("No approval requests are waiting.")
+    return answer(args.json, [v.to_json() for v in views], *(lines or [none]))
 
 
 def _decided(view: ApprovalView) -> str:
@@ -130,11 +132,7 @@ def _decide(ctx: AppContext, args: argparse.Namespace, reason: str | None = None
     request as the signer of its next step; the request as it is now is printed."""
     me = cli_login(ctx, args.operator)
     view = approvals.decide_as(open_db(ctx), args.request, me, clock=ctx.clock, reason=reason)
-    if args.json:
-        emit_json(view.to_json())
-    else:
-        print(_decided(view))
-    return 0
+    return answer(args.json, view.to_json(), _decided(view))
 
 
 def cmd_approve(ctx: AppContext, args: argparse.Namespace) -> int:
@@ -147,16 +145,12 @@ def cmd_reject(ctx: AppContext, args: argparse.Namespace) -> int:
     return _decide(ctx, args, reason=args.reason)
 
 
-def _json(q: argparse.ArgumentParser) -> None:
-    q.add_argument("--json", action="store_true", help=_("print JSON"))
-
-
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     asub = command_group(sub, "approvals", _("approval rules and the approval queue"))
 
     rsub = command_group(asub, "rules", _("which actions need whose approval"))
     q = rsub.add_parser("list", help=_("every approvable action and its rule"))
-    _json(q)
+    json_arg(q)
     q.set_defaults(func=cmd_rules_list)
     actions = ", ".join(a.value for a in approvals.approvable_actions())
     q = rsub.add_parser(
@@ -183,25 +177,21 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help=_("time limit of a request in minutes (default: keep the current one)"),
     )
     q.add_argument("--none", action="store_true", help=_("the action needs no approval"))
-    operator_arg(q)
-    _json(q)
+    operator_json_args(q)
     q.set_defaults(func=cmd_rules_set)
 
     q = asub.add_parser("pending", help=_("the requests waiting for your signature"))
     q.add_argument("--all", action="store_true", help=_("every waiting request, for any role"))
-    operator_arg(q)
-    _json(q)
+    operator_json_args(q)
     q.set_defaults(func=cmd_pending)
 
     q = asub.add_parser("approve", help=_("sign the next step of a request"))
     q.add_argument("request", metavar="ID", type=id_arg(REQUEST_ID))
-    operator_arg(q)
-    _json(q)
+    operator_json_args(q)
     q.set_defaults(func=cmd_approve)
 
     q = asub.add_parser("reject", help=_("reject a request, with a reason"))
     q.add_argument("request", metavar="ID", type=id_arg(REQUEST_ID))
     q.add_argument("--reason", required=True, metavar="TEXT", help=_("why it is rejected"))
-    operator_arg(q)
-    _json(q)
+    operator_json_args(q)
     q.set_defaults(func=cmd_reject)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from app.cli import cli_secret, emit_json, open_db, operator_arg
+from app.cli import answer, cli_secret, emit_json, json_arg, open_db, operator_arg
 from app.context import AppContext
 from app.files import check_output
 from app.i18n import _
@@ -46,18 +46,16 @@ def cmd_backup(ctx: AppContext, args: argparse.Namespace) -> int:
     manifest = backup_service.take_backup(
         db, out, office=ctx.office_code, counter_id=ctx.counter_id, clock=ctx.clock
     )
-    if args.json:
-        emit_json(manifest.to_json())
-    else:
-        print(
-            _(
-                "Backup written to {path}: audit rows up to {seq}, {sales} sales.",
-                path=out,
-                seq=manifest.audit_seq,
-                sales=manifest.rows.get("sales", 0),
-            )
-        )
-    return 0
+    return answer(
+        args.json,
+        manifest.to_json(),
+        _(
+            "Backup written to {path}: audit rows up to {seq}, {sales} sales.",
+            path=out,
+            seq=manifest.audit_seq,
+            sales=manifest.rows.get("sales", 0),
+        ),
+    )
 
 
 def cmd_restore(ctx: AppContext, args: argparse.Namespace) -> int:
@@ -125,7 +123,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         ),
     )
     p.add_argument("--force", action="store_true", help=_("replace an existing file"))
-    p.add_argument("--json", action="store_true")
+    json_arg(p)
     p.set_defaults(func=cmd_backup)
 
     p = sub.add_parser(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from app.cli import emit_json
+from app.cli import answer, json_arg
 from app.context import AppContext
 from app.errors import CardVendError
 from app.files import check_output
@@ -22,11 +22,7 @@ def _probe(ctx: AppContext) -> diagnostics.DiagProbe:
 
 def cmd_selftest(ctx: AppContext, args: argparse.Namespace) -> int:
     checks = diagnostics.selftest(ctx, _probe(ctx))
-    if args.json:
-        emit_json([c.to_json() for c in checks])
-    else:
-        for check in checks:
-            print(check.line())
+    answer(args.json, [c.to_json() for c in checks], *(check.line() for check in checks))
     return 1 if any(c.status == diagnostics.FAIL for c in checks) else 0
 
 
@@ -54,7 +50,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     q = sub.add_parser(
         "selftest", help=_("check database, audit chain, keys, reader, printer, central link")
     )
-    q.add_argument("--json", action="store_true")
+    json_arg(q)
     q.set_defaults(func=cmd_selftest)
     q = sub.add_parser("diag", help=_("write a support bundle (zip) without any secret"))
     q.add_argument("--out", metavar="FILE.zip", help=_("the bundle to write"))

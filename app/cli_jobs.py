@@ -14,7 +14,16 @@ import argparse
 from collections.abc import Callable, Mapping
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from app.cli import card_args, cli_login, command_group, emit_json, id_arg, open_db, operator_arg
+from app.cli import (
+    answer,
+    card_args,
+    cli_login,
+    command_group,
+    emit_json,
+    id_arg,
+    open_db,
+    operator_json_args,
+)
 from app.cli_sales import card_terminal
 from app.clock import Clock
 from app.context import AppContext
@@ -38,6 +47,13 @@ def _overdue_days(ctx: AppContext) -> int:
 
 def _utility(ctx: AppContext) -> str:
     return str(ctx.settings.get(UTILITY_CODE.key))
+
+
+def _preview(ctx: AppContext, db: Database, actor: Principal, job_id: str) -> jobs.CardPlan:
+    """The card content of this office's job ``job_id`` (what ``program`` writes)."""
+    return jobs.preview(
+        db, actor, ctx.clock, job_id, office_code=ctx.office_code, utility_code=_utility(ctx)
+    )
 
 
 def _line(v: jobs.JobView) -> str:
@@ -116,15 +132,7 @@ def cmd_show(ctx: AppContext, args: argparse.Namespace) -> int:
     data: dict[str, Any] = view.to_json()
     if view.status == "open":
         try:
-            plan = jobs.preview(
-                db,
-                actor,
-                ctx.clock,
-                args.job,
-                office_code=ctx.office_code,
-                utility_code=_utility(ctx),
-            )
-            data["card_content"] = plan.to_json()
+            data["card_content"] = _preview(ctx, db, actor, args.job).to_json()
         except jobs.JobContentMissing as exc:
             data["card_content_problem"] = exc.localized()
     if args.json:
@@ -145,11 +153,7 @@ def _hold(step: Any, done: str) -> Any:
     def cmd(ctx: AppContext, args: argparse.Namespace) -> int:
         actor = cli_login(ctx, args.operator)
         view = step(open_db(ctx), actor, ctx.clock, args.job, office_code=ctx.office_code)
-        if args.json:
-            emit_json(view.to_json())
-        else:
-            print(translate(done).format(job_id=view.id))
-        return 0
+        return answer(args.json, view.to_json(), translate(done).format(job_id=view.id))
 
     return cmd
 
@@ -161,9 +165,7 @@ cmd_release = _hold(jobs.release, N_("Job {job_id} is released to the office."))
 def cmd_program(ctx: AppContext, args: argparse.Namespace) -> int:
     actor = cli_login(ctx, args.operator)
     db = open_db(ctx)
-    plan = jobs.preview(
-        db, actor, ctx.clock, args.job, office_code=ctx.office_code, utility_code=_utility(ctx)
-    )
+    plan = _preview(ctx, db, actor, args.job)
     if not args.json:
         print(_("Card content of job {job_id}:", job_id=args.job))
         _print_fields(plan.to_json(), "  ")
@@ -181,18 +183,16 @@ def cmd_program(ctx: AppContext, args: argparse.Namespace) -> int:
             office_code=ctx.office_code,
             utility_code=_utility(ctx),
         )
-    if args.json:
-        emit_json({**view.to_json(), "card_content": plan.to_json(), "written": True})
-    else:
-        print(
-            _(
-                "Card {serial} programmed for job {job_id}. Take it to meter {meter_no}.",
-                serial=view.card_serial,
-                job_id=view.id,
-                meter_no=view.meter_no,
-            )
-        )
-    return 0
+    return answer(
+        args.json,
+        {**view.to_json(), "card_content": plan.to_json(), "written": True},
+        _(
+            "Card {serial} programmed for job {job_id}. Take it to meter {meter_no}.",
+            serial=view.card_serial,
+            job_id=view.id,
+            meter_no=view.meter_no,
+        ),
+    )
 
 
 def _on_card(
@@ -237,11 +237,11 @@ def cmd_check_program(ctx: AppContext, args: argparse.Namespace) -> int:
     serial = _on_card(
         ctx, args, jobs.program_check_card, utility_code=_utility(ctx), meter_no=args.meter_no
     )
-    if args.json:
-        emit_json({"serial": serial, "meter_no": args.meter_no})
-    else:
-        print(_("Check card {serial} programmed.", serial=serial))
-    return 0
+    return answer(
+        args.json,
+        {"serial": serial, "meter_no": args.meter_no},
+        _("Check card {serial} programmed.", serial=serial),
+    )
 
 
 def cmd_check_read(ctx: AppContext, args: argparse.Namespace) -> int:
@@ -272,10 +272,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     job_id = id_arg(JOB_ID)
     q = jsub.add_parser("list", help=_("the office's open jobs and mine"))
-    operator_arg(q)
+    operator_json_args(q)
     q.add_argument("--mine", action="store_true", help=_("only the jobs I hold"))
     q.add_argument("--all", action="store_true", help=_("closed jobs too"))
-    q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_list)
 
     for name, func, text in (
@@ -285,35 +284,30 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ):
         q = jsub.add_parser(name, help=text)
         q.add_argument("job", type=job_id)
-        operator_arg(q)
-        q.add_argument("--json", action="store_true")
+        operator_json_args(q)
         q.set_defaults(func=func)
 
     q = jsub.add_parser("program", help=_("program the job's management card"))
     q.add_argument("job", type=job_id)
-    operator_arg(q)
+    operator_json_args(q)
     card_args(q)
     q.add_argument("--dry-run", action="store_true", help=_("only show the card content"))
-    q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_program)
 
     q = jsub.add_parser("return", help=_("read a returned job card and close its job"))
     q.add_argument("job", nargs="?", type=job_id, help=_("the job (default: the card's)"))
-    operator_arg(q)
+    operator_json_args(q)
     card_args(q)
     q.add_argument("--note", help=_("a note for the central system (200 characters)"))
-    q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_return)
 
     q = jsub.add_parser("check-program", help=_("program a check card to read meters"))
-    operator_arg(q)
+    operator_json_args(q)
     card_args(q)
     q.add_argument("--meter-no", type=id_arg(ids.METER_NO), help=_("one meter (default: any)"))
-    q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_check_program)
 
     q = jsub.add_parser("check-read", help=_("store and send what a check card brought back"))
-    operator_arg(q)
+    operator_json_args(q)
     card_args(q)
-    q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_check_read)

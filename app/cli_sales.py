@@ -29,12 +29,12 @@ Decisions:
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any, TypeVar
 
 from app.cli import (
+    answer,
     approver_arg,
     card_args,
     cli_login,
@@ -45,6 +45,7 @@ from app.cli import (
     open_db,
     operator_json_args,
     print_lines,
+    save_after,
 )
 from app.context import AppContext
 from app.domain import ids
@@ -52,7 +53,7 @@ from app.domain.customers import MeterKind
 from app.domain.ledger import SaleState, Situation
 from app.domain.permissions import Action
 from app.errors import CardVendError, ValidationError
-from app.files import check_output, save_output
+from app.files import check_output
 from app.i18n import N_, _
 from app.money import check_cash_received, format_yuan, parse_yuan
 from app.ports import CardTerminal
@@ -215,19 +216,17 @@ def cmd_shift_open(ctx: AppContext, args: argparse.Namespace) -> int:
     float_fen = parse_yuan(args.float, allow_zero=True)
     actor = cli_login(ctx, args.operator)
     view = shifts.open_shift(open_db(ctx), actor=actor, float_fen=float_fen, clock=ctx.clock)
-    if args.json:
-        emit_json(view.to_json())
-        return 0
-    print(
+    return answer(
+        args.json,
+        view.to_json(),
         _(
             "Shift {shift} opened on counter {counter} by {operator} with a float of {float} yuan.",
             shift=view.shift_id,
             counter=view.counter_id,
             operator=view.operator_id,
             float=_yuan(view.float_fen),
-        )
+        ),
     )
-    return 0
 
 
 def cmd_shift_close(ctx: AppContext, args: argparse.Namespace) -> int:
@@ -236,14 +235,14 @@ def cmd_shift_close(ctx: AppContext, args: argparse.Namespace) -> int:
     view = shifts.close_shift(
         open_db(ctx), actor=actor, counted_fen=counted, clock=ctx.clock, reason=args.reason or ""
     )
-    if args.json:
-        emit_json(view.to_json())
-        return 0
-    print(_("Shift {shift} closed.", shift=view.shift_id))
-    print(_("Expected cash: {amount} yuan.", amount=_yuan(view.expected_fen or 0)))
-    print(_("Counted cash: {amount} yuan.", amount=_yuan(view.counted_fen or 0)))
-    print(_("Variance: {amount} yuan.", amount=_yuan(view.variance_fen or 0)))
-    return 0
+    return answer(
+        args.json,
+        view.to_json(),
+        _("Shift {shift} closed.", shift=view.shift_id),
+        _("Expected cash: {amount} yuan.", amount=_yuan(view.expected_fen or 0)),
+        _("Counted cash: {amount} yuan.", amount=_yuan(view.counted_fen or 0)),
+        _("Variance: {amount} yuan.", amount=_yuan(view.variance_fen or 0)),
+    )
 
 
 # --------------------------------------------------------------------------- sales
@@ -339,27 +338,21 @@ def _save_receipt(ctx: AppContext, args: argparse.Namespace, sale_id: str) -> st
     here: a failure is one line on stderr and the receipt can be reprinted."""
     if not args.receipt:
         return None
-    try:
+
+    def render() -> bytes:
         if ctx.receipt_renderer is None:
             raise RuntimeError("no receipt renderer was configured")
         data = receipts.original_receipt(
             open_db(ctx), sale_id, settings=ctx.settings, key=ctx.receipt_key()
         )
         language = ctx.settings.value(RECEIPT_LANGUAGE)
-        pdf = ctx.receipt_renderer.receipt_pdf(data, size=args.receipt_size, language=language)
-        save_output(args.receipt, pdf)
-    except Exception as exc:  # the sale is done; the receipt is not
-        print(
-            _(
-                "The sale is recorded, but its receipt was not saved ({detail}). Reprint it "
-                "with 'cardvend receipt {sale_id}'.",
-                detail=exc.localized() if isinstance(exc, CardVendError) else str(exc),
-                sale_id=sale_id,
-            ),
-            file=sys.stderr,
-        )
-        return None
-    return str(args.receipt)
+        return ctx.receipt_renderer.receipt_pdf(data, size=args.receipt_size, language=language)
+
+    failed = N_(
+        "The sale is recorded, but its receipt was not saved ({detail}). Reprint it "
+        "with 'cardvend receipt {sale_id}'."
+    )
+    return save_after(args.receipt, render, failed, sale_id=sale_id)
 
 
 def cmd_rewrite(ctx: AppContext, args: argparse.Namespace) -> int:
@@ -371,11 +364,7 @@ def cmd_rewrite(ctx: AppContext, args: argparse.Namespace) -> int:
         if params is None or params.customer_no != args.customer:
             raise selling.CardRefused(reason=N_("it belongs to another customer"))
         outcome = CardWork.of(ctx, db).rewrite(terminal, actor)
-    if args.json:
-        emit_json(outcome.to_json())
-        return 0
-    print(rewritten_line(outcome.sale))
-    return 0
+    return answer(args.json, outcome.to_json(), rewritten_line(outcome.sale))
 
 
 def cmd_replace_card(ctx: AppContext, args: argparse.Namespace) -> int:
@@ -397,19 +386,17 @@ def cmd_replace_card(ctx: AppContext, args: argparse.Namespace) -> int:
         customer, fee = CardWork.of(ctx, db).replace_card(
             terminal, actor, args.customer, approval.id
         )
-    if args.json:
-        emit_json(
-            {
-                "customer": customer.to_json(),
-                "card_serial": customer.card_serial,
-                "fee_fen": fee,
-                "approval_id": approval.id,
-                "mode": "lost",
-            }
-        )
-        return 0
-    print_lines(replaced_lines(customer, fee, approver_of(approval)))
-    return 0
+    return answer(
+        args.json,
+        {
+            "customer": customer.to_json(),
+            "card_serial": customer.card_serial,
+            "fee_fen": fee,
+            "approval_id": approval.id,
+            "mode": "lost",
+        },
+        *replaced_lines(customer, fee, approver_of(approval)),
+    )
 
 
 def _exchange_card(ctx: AppContext, args: argparse.Namespace) -> int:
@@ -478,11 +465,11 @@ def cmd_reverse(ctx: AppContext, args: argparse.Namespace) -> int:
     )
     with card_terminal(ctx, args) as terminal:
         sale = CardWork.of(ctx, db).reverse_sale(terminal, actor, args.sale_id, approval.id)
-    if args.json:
-        emit_json({**sale.to_json(), "approval_id": approval.id})
-        return 0
-    print_lines(reversed_lines(sale, approver_of(approval)))
-    return 0
+    return answer(
+        args.json,
+        {**sale.to_json(), "approval_id": approval.id},
+        *reversed_lines(sale, approver_of(approval)),
+    )
 
 
 def cmd_recover(ctx: AppContext, args: argparse.Namespace) -> int:
@@ -550,19 +537,16 @@ def cmd_sales_list(ctx: AppContext, args: argparse.Namespace) -> int:
     views = ledger.list_sales(
         open_db(ctx), customer_no=args.customer, state=args.state, limit=limit
     )
-    if args.json:
-        emit_json([v.to_json() for v in views])
-        return 0
-    if not views:
-        print(_("No sales."))
-        return 0
-    for v in views:
-        count = "-" if v.purchase_count is None else str(v.purchase_count)
-        print(
-            f"{v.created_at[:19]}  {v.sale_id}  {v.customer_no}  {v.kind:6}  {count:>4}  "
-            f"{_yuan(v.amount_fen):>12}  {_state(v.state)}  {v.operator_id}"
-        )
-    return 0
+    lines = [_sale_row(v) for v in views] or [_("No sales.")]
+    return answer(args.json, [v.to_json() for v in views], *lines)
+
+
+def _sale_row(v: ledger.SaleView) -> str:
+    count = "-" if v.purchase_count is None else str(v.purchase_count)
+    return (
+        f"{v.created_at[:19]}  {v.sale_id}  {v.customer_no}  {v.kind:6}  {count:>4}  "
+        f"{_yuan(v.amount_fen):>12}  {_state(v.state)}  {v.operator_id}"
+    )
 
 
 # --------------------------------------------------------------------------- parser

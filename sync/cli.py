@@ -21,7 +21,16 @@ import os
 import sys
 from contextlib import closing
 
-from app.cli import cli_login, command_group, emit_json, id_arg, open_db, stop_on_signals
+from app.cli import (
+    answer,
+    cli_login,
+    command_group,
+    emit_json,
+    id_arg,
+    json_arg,
+    open_db,
+    stop_on_signals,
+)
 from app.context import AppContext
 from app.domain import ids
 from app.i18n import _
@@ -30,6 +39,7 @@ from app.presenters.control import status_line
 from app.services.sync_status import refused_records, requeue_refused, sync_status
 from app.settings import SYNC_INTERVAL
 from sync import cli_condition, cli_control_lift, cli_exceptions, cli_stats
+from sync import contract as c
 from sync.errors import AuditDiverged, SyncError
 from sync.service import RoundReport, SyncService, make_client, reconcile, register_counter
 
@@ -180,20 +190,15 @@ def cmd_reconcile(ctx: AppContext, args: argparse.Namespace) -> int:
     db = open_db(ctx)
     with closing(make_client(ctx)) as client:
         report = reconcile(db, client, counter_id=ctx.counter_id, office_code=ctx.office_code)
-    if args.json:
-        emit_json(report.to_json())
-    else:
-        print(
-            _(
-                "local {local}, central {central}, matched {matched}, differences {count}",
-                local=report.local,
-                central=report.central,
-                matched=report.matched,
-                count=len(report.differences),
-            )
-        )
-        for d in report.differences:
-            print(f"{d.kind}\t{d.sale_id}\t{d.detail}")
+    summary = _(
+        "local {local}, central {central}, matched {matched}, differences {count}",
+        local=report.local,
+        central=report.central,
+        matched=report.matched,
+        count=len(report.differences),
+    )
+    rows = [f"{d.kind}\t{d.sale_id}\t{d.detail}" for d in report.differences]
+    answer(args.json, report.to_json(), summary, *rows)
     return EXIT_DIFFERENCES if report.serious else 0
 
 
@@ -202,46 +207,45 @@ def cmd_register(ctx: AppContext, args: argparse.Namespace) -> int:
     admin = cli_login(ctx, args.operator)
     key = args.enrolment_key or os.environ.get("CARDVEND_ENROLMENT_KEY")
     code = args.enrolment_code or os.environ.get("CARDVEND_ENROLMENT_CODE")
-    answer = register_counter(
+    registered = register_counter(
         ctx, args.central, key, args.name or "", operator=admin, enrolment_code=code or None
     )
-    print(
-        _(
-            "counter {counter} of office {office} registered with {url}",
-            counter=answer.counter_id,
-            office=answer.office_code,
-            url=args.central,
-        )
-    )
+    print(registered_line(registered, args.central))
     return 0
+
+
+def registered_line(answer: c.RegisterResponse, url: str) -> str:
+    """What registering with the central system at ``url`` says (``counter register`` and the
+    window's administration page)."""
+    return _(
+        "counter {counter} of office {office} registered with {url}",
+        counter=answer.counter_id,
+        office=answer.office_code,
+        url=url,
+    )
 
 
 def cmd_control_status(ctx: AppContext, args: argparse.Namespace) -> int:
     """A customer's charge control as the station holds it (the user balance view)."""
     with closing(make_client(ctx)) as client:
         status = client.control_status(args.customer_no)
-    if args.json:
-        emit_json(status.model_dump(mode="json"))
-        return 0
     remaining = status.remaining_fen if status.remaining_fen is not None else status.meter_remaining
-    print(
-        status_line(
-            status.customer_no, status.state, remaining, status.relay, status.last_reading_at,
-            status.close_permit_sent_at,
-        )
+    line = status_line(
+        status.customer_no, status.state, remaining, status.relay, status.last_reading_at,
+        status.close_permit_sent_at,
     )  # fmt: skip
-    return 0
+    return answer(args.json, status.model_dump(mode="json"), line)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("sync", help=_("sync with the central system (one round)"))
     p.add_argument("--watch", action="store_true", help=_("keep syncing until stopped"))
     p.add_argument("--interval", type=int, help=_("seconds between rounds with --watch"))
-    p.add_argument("--json", action="store_true")
+    json_arg(p)
     p.set_defaults(func=cmd_sync)
     ssub = p.add_subparsers(dest="sync_command", metavar="COMMAND")
     q = ssub.add_parser("status", help=_("online, pending sales, last success and error"))
-    q.add_argument("--json", action="store_true")
+    json_arg(q)
     q.set_defaults(func=cmd_status)
     q = ssub.add_parser(
         "retry", help=_("re-send refused records once the cause is fixed (audited)")
@@ -259,7 +263,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     q = ssub.add_parser(
         "reconcile", help=_("compare this counter's sales with the central system's")
     )
-    q.add_argument("--json", action="store_true")
+    json_arg(q)
     q.set_defaults(func=cmd_reconcile)
 
     csub = command_group(sub, "counter", _("this counter"))
@@ -286,7 +290,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "status", help=_("a customer's control state, balance and relay, from the station")
     )
     q.add_argument("customer_no", metavar="CUSTOMER_NO", type=id_arg(ids.CUSTOMER_NO))
-    q.add_argument("--json", action="store_true")
+    json_arg(q)
     q.set_defaults(func=cmd_control_status)
     cli_condition.register(ksub)  # cardvend control condition
     cli_exceptions.register(sub)  # cardvend exceptions

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from contextlib import closing
 
-from app.cli import emit_json, id_arg
+from app.cli import answer, id_arg, json_arg
 from app.context import AppContext
 from app.domain import ids
 from app.errors import NotFound
@@ -78,11 +78,7 @@ def condition_text(cond: c.TerminalCondition) -> str:
 def cmd_control_condition(ctx: AppContext, args: argparse.Namespace) -> int:
     with closing(make_client(ctx)) as client:
         cond = call_condition(client, args.customer_no)
-    if args.json:
-        emit_json(cond.model_dump(mode="json"))
-    else:
-        print(condition_text(cond))
-    return 0
+    return answer(args.json, cond.model_dump(mode="json"), condition_text(cond))
 
 
 def register(ksub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -92,5 +88,5 @@ def register(ksub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help=_("call a remote customer's meter through the station: relay, status, clock"),
     )
     q.add_argument("customer_no", metavar="CUSTOMER_NO", type=id_arg(ids.CUSTOMER_NO))
-    q.add_argument("--json", action="store_true")
+    json_arg(q)
     q.set_defaults(func=cmd_control_condition)

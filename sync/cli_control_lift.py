@@ -9,7 +9,7 @@ import argparse
 import uuid
 from contextlib import closing
 
-from app.cli import cli_login, emit_json, id_arg, open_db
+from app.cli import answer, cli_login, id_arg, json_arg, open_db
 from app.cli_sales import approve_here
 from app.context import AppContext
 from app.domain import ids
@@ -47,17 +47,16 @@ def _run(ctx: AppContext, args: argparse.Namespace, action: str) -> int:
             )
         else:
             status = control_lift.resume(db, actor, ctx.clock, customer_no, send)
-    if args.json:
-        emit_json(status.model_dump(mode="json"))
-        return 0
-    print(_("Fee control is lifted.") if status.lifted_at else _("Fee control is in force."))
-    print(
-        status_line(
-            status.customer_no, status.state, status.remaining_fen, status.relay,
-            status.last_reading_at, status.close_permit_sent_at,
-        )
+    line = status_line(
+        status.customer_no, status.state, status.remaining_fen, status.relay,
+        status.last_reading_at, status.close_permit_sent_at,
     )  # fmt: skip
-    return 0
+    return answer(
+        args.json,
+        status.model_dump(mode="json"),
+        _("Fee control is lifted.") if status.lifted_at else _("Fee control is in force."),
+        line,
+    )
 
 
 def cmd_lift(ctx: AppContext, args: argparse.Namespace) -> int:
@@ -84,7 +83,7 @@ def register(ksub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help=_("the supervisor who signs here (password from CARDVEND_APPROVER_PASSWORD)"),
     )  # fmt: skip
     q.add_argument("--approval", metavar="REQUEST", help=_("an approved request from the queue"))
-    q.add_argument("--json", action="store_true")
+    json_arg(q)
     q.set_defaults(func=cmd_lift)
     q = ksub.add_parser("resume", help=_("put a customer back under fee control"))
     q.add_argument("customer_no", metavar="CUSTOMER_NO", type=id_arg(ids.CUSTOMER_NO))
@@ -92,5 +91,5 @@ def register(ksub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--operator", required=True, metavar="ID",
         help=_("who asks (password from CARDVEND_PASSWORD or a prompt)"),
     )  # fmt: skip
-    q.add_argument("--json", action="store_true")
+    json_arg(q)
     q.set_defaults(func=cmd_resume)

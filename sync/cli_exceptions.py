@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from contextlib import closing
 from typing import Any
 
-from app.cli import cli_login, command_group, emit_json, id_arg, open_db, operator_arg
+from app.cli import answer, cli_login, command_group, emit_json, id_arg, open_db, operator_json_args
 from app.context import AppContext
 from app.domain import ids
 from app.i18n import _
@@ -52,15 +52,9 @@ def cmd_list(ctx: AppContext, args: argparse.Namespace) -> int:
     _supervisor(ctx, args, "exception_list", args.state or "")
     with closing(make_client(ctx)) as client:
         page = client.list_exceptions(args.state, args.limit)
-    if args.json:
-        emit_json(page.model_dump(mode="json"))
-        return 0
-    if not page.items:
-        print(_("No exceptions in this office's queue."))
     tz = ctx.settings.value(TIME_ZONE)
-    for item in page.items:
-        print(_line(item, tz))
-    return 0
+    lines = [_line(item, tz) for item in page.items] or [_("No exceptions in this office's queue.")]
+    return answer(args.json, page.model_dump(mode="json"), *lines)
 
 
 def _print_detail(ctx: AppContext, d: c.ExceptionDetail) -> None:
@@ -116,11 +110,8 @@ def cmd_step(ctx: AppContext, args: argparse.Namespace) -> int:
         except (ExceptionNotFound, IllegalTransition) as err:
             _refused(args, err, err.code)
             raise
-    if args.json:
-        emit_json(dict(done))
-    else:
-        print(_("Exception {id} is now {state}.", id=done["id"], state=label(done["state"])))
-    return 0
+    text = _("Exception {id} is now {state}.", id=done["id"], state=label(done["state"]))
+    return answer(args.json, dict(done), text)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -130,13 +121,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     q = esub.add_parser("list", help=_("the office's exceptions, newest first"))
     q.add_argument("--state", choices=STATES, help=_("only this state ('open': not closed)"))
     q.add_argument("--limit", type=int, default=100, help=_("at most this many (1-500)"))
-    operator_arg(q)
-    q.add_argument("--json", action="store_true")
+    operator_json_args(q)
     q.set_defaults(func=cmd_list)
     q = esub.add_parser("show", help=_("one exception and its history"))
     q.add_argument("exception_id", metavar="ID", type=id_arg(ids.UUID))
-    operator_arg(q)
-    q.add_argument("--json", action="store_true")
+    operator_json_args(q)
     q.set_defaults(func=cmd_show)
     helps = {
         "assign": _("assign an exception to an operator"),
@@ -154,6 +143,5 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         q.add_argument(
             "--note", required=step == "explain", default="", help=_("what was found or done")
         )
-        operator_arg(q)
-        q.add_argument("--json", action="store_true")
+        operator_json_args(q)
         q.set_defaults(func=cmd_step, step=step)

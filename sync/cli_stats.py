@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from contextlib import closing
 
-from app.cli import emit_json
+from app.cli import answer, json_arg
 from app.context import AppContext
 from app.errors import ValidationError
 from app.i18n import _
@@ -33,11 +33,8 @@ def cmd_stats(ctx: AppContext, args: argparse.Namespace) -> int:
             plan=args.plan,
             state=args.state,
         )
-    if args.json:
-        emit_json(found.model_dump(mode="json"))
-        return 0
-    print("\n".join(stats_lines(found.model_dump(mode="json"))))
-    return 0
+    data = found.model_dump(mode="json")
+    return answer(args.json, data, *stats_lines(data))
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -58,5 +55,5 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--state", choices=CONTROL_STATES, help=_("only customers in this control state")
     )
-    p.add_argument("--json", action="store_true")
+    json_arg(p)
     p.set_defaults(func=cmd_stats)

@@ -24,10 +24,10 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from app.cli import command_group, stop_on_signals
+from app.cli import Handler, answer, command_group, stop_on_signals
 from app.context import AppContext
 from app.errors import ValidationError
-from app.i18n import N_, _
+from app.i18n import N_, _, translate
 
 if TYPE_CHECKING:
     from sync.central.cli_control import ControlRunner
@@ -84,14 +84,7 @@ def print_rows(
 ) -> int:
     """A listing command's answer: the rows as JSON (``--json``), else a line a row (``none``
     when there are no rows)."""
-    if as_json:
-        print_json(rows)
-        return 0
-    if not rows:
-        print(none)
-    for row in rows:
-        print(line(row))
-    return 0
+    return answer(as_json, rows, *([line(row) for row in rows] or [none]), dump=print_json)
 
 
 def revoked_state(row: Mapping[str, Any]) -> str:
@@ -327,17 +320,35 @@ def _counter_line(co: Mapping[str, Any]) -> str:
 
 
 def cmd_counters_revoke(ctx: AppContext, args: argparse.Namespace) -> int:
-    with opened_store(ctx, args) as store:
-        known = store.revoke_counter(args.counter_id)
-    if not known:
-        raise ValidationError(N_("no counter {counter} is registered"), counter=args.counter_id)
-    print(
-        _(
+    return revoke(
+        ctx,
+        args,
+        lambda store: store.revoke_counter(args.counter_id),
+        N_("no counter {counter} is registered"),
+        N_(
             "Counter {counter} revoked: its token no longer works. It registers again only with "
-            "a new enrolment code (cardvend central enrol).",
-            counter=args.counter_id,
-        )
+            "a new enrolment code (cardvend central enrol)."
+        ),
+        counter=args.counter_id,
     )
+
+
+def revoke(
+    ctx: AppContext,
+    args: argparse.Namespace,
+    revoke_in: Callable[[CentralStore], bool],
+    unknown: str,
+    done: str,
+    **params: str,
+) -> int:
+    """A ``revoke`` command: ``revoke_in`` the station's store says whether there was one to
+    revoke; if not, the :class:`ValidationError` ``unknown``, else ``done`` (translated) is
+    printed.  Both messages take ``params``."""
+    with opened_store(ctx, args) as store:
+        known = revoke_in(store)
+    if not known:
+        raise ValidationError(unknown, **params)
+    print(translate(done).format(**params))
     return 0
 
 
@@ -349,6 +360,21 @@ def db_option(q: argparse.ArgumentParser) -> None:
         metavar="URL",
         help=_("the central system's own database URL; default: central.db in the data folder"),
     )
+
+
+def on_station_db(q: argparse.ArgumentParser, func: Handler, *, json: bool = False) -> None:
+    """What a command on the station's database ends with: ``--json`` when it can answer in
+    JSON, ``--db`` (:func:`db_option`) and its handler ``func``."""
+    if json:
+        q.add_argument("--json", action="store_true", help=_("JSON for scripts"))
+    db_option(q)
+    q.set_defaults(func=func)
+
+
+def listen_options(q: argparse.ArgumentParser) -> None:
+    """``--port`` and ``--host``: where a server command listens."""
+    q.add_argument("--port", type=int, default=0, help=_("TCP port; 0 picks a free one"))
+    q.add_argument("--host", default="127.0.0.1", help=_("address to listen on"))
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -369,8 +395,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def _register_serve(csub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     q = csub.add_parser("serve", help=_("serve the central system's contract over HTTP"))
-    q.add_argument("--port", type=int, default=0, help=_("TCP port; 0 picks a free one"))
-    q.add_argument("--host", default="127.0.0.1", help=_("address to listen on"))
+    listen_options(q)
     db_option(q)
     q.add_argument(
         "--enrolment-key",
@@ -437,11 +462,10 @@ def _register_admin(csub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     )
     q.add_argument("counter_id", metavar="COUNTER_ID")
     q.add_argument("--office", required=True, help=_("the office the counter belongs to"))
-    db_option(q)
     q.add_argument(
         "--hours", type=float, default=24, help=_("how long the code is valid (default 24)")
     )
-    q.set_defaults(func=cmd_central_enrol)
+    on_station_db(q, cmd_central_enrol)
 
 
 def _register_offices_and_counters(
@@ -453,20 +477,14 @@ def _register_offices_and_counters(
     r.add_argument("--name", default="", help=_("the office's name"))
     r.add_argument("--province", default="", help=_("the province it is in"))
     r.add_argument("--city", default="", help=_("the city it is in"))
-    db_option(r)
-    r.set_defaults(func=cmd_offices_add)
+    on_station_db(r, cmd_offices_add)
     r = osub.add_parser("list", help=_("list the offices"))
-    r.add_argument("--json", action="store_true", help=_("JSON for scripts"))
-    db_option(r)
-    r.set_defaults(func=cmd_offices_list)
+    on_station_db(r, cmd_offices_list, json=True)
 
     ksub = command_group(csub, "counters", _("the counters registered with the station"))
     r = ksub.add_parser("list", help=_("list the counters, their last contact and state"))
     r.add_argument("--office", help=_("only this office's counters"))
-    r.add_argument("--json", action="store_true", help=_("JSON for scripts"))
-    db_option(r)
-    r.set_defaults(func=cmd_counters_list)
+    on_station_db(r, cmd_counters_list, json=True)
     r = ksub.add_parser("revoke", help=_("revoke a counter: its token stops working"))
     r.add_argument("counter_id", metavar="COUNTER_ID")
-    db_option(r)
-    r.set_defaults(func=cmd_counters_revoke)
+    on_station_db(r, cmd_counters_revoke)

@@ -20,13 +20,15 @@ from app.cli import command_group
 from app.context import AppContext
 from app.errors import ValidationError
 from app.i18n import N_, _
+from app.presenters.stats import date_arg
 from sync.central.cli import (
-    db_option,
     invalid_input,
     iso_seconds,
+    on_station_db,
     opened_store,
     print_json,
     print_rows,
+    revoke,
     revoked_state,
 )
 
@@ -39,11 +41,11 @@ MAX_FILE = 256 * 1024 * 1024
 
 
 def _day(text: str) -> dt.date:
+    """``--date``: a day as :func:`~app.presenters.stats.date_arg` reads it; another text is
+    an error of the command (exit 1), not of its usage."""
     try:
-        if len(text) != 10 or not text.isascii():
-            raise ValueError(text)
-        return dt.date.fromisoformat(text)
-    except ValueError:
+        return date_arg(text)
+    except argparse.ArgumentTypeError:
         raise ValidationError(
             N_("{value!r} is not a date; write one like 2026-03-01."), value=text
         ) from None
@@ -100,18 +102,17 @@ def _channel_line(chan: Mapping[str, Any]) -> str:
 def cmd_revoke(ctx: AppContext, args: argparse.Namespace) -> int:
     from sync.central.channels import revoke_channel
 
-    with opened_store(ctx, args) as store:
-        known = revoke_channel(store, args.channel_id)
-    if not known:
-        raise ValidationError(N_("no payment channel {channel}"), channel=args.channel_id)
-    print(
-        _(
+    return revoke(
+        ctx,
+        args,
+        lambda store: revoke_channel(store, args.channel_id),
+        N_("no payment channel {channel}"),
+        N_(
             "Payment channel {channel} revoked: its token no longer works. The payments it took "
-            "stay and still count.",
-            channel=args.channel_id,
-        )
+            "stay and still count."
+        ),
+        channel=args.channel_id,
     )
-    return 0
 
 
 def _read_channel_file(path: str) -> str:
@@ -224,16 +225,12 @@ def register(csub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help=_("an office whose customers it may take payments for (repeatable)"))  # fmt: skip
     r.add_argument("--all-offices", action="store_true",
                    help=_("it may take payments for every office's customers"))  # fmt: skip
-    db_option(r)
-    r.set_defaults(func=cmd_add)
+    on_station_db(r, cmd_add)
     r = sub.add_parser("list", help=_("list the payment channels"))
-    r.add_argument("--json", action="store_true", help=_("JSON for scripts"))
-    db_option(r)
-    r.set_defaults(func=cmd_list)
+    on_station_db(r, cmd_list, json=True)
     r = sub.add_parser("revoke", help=_("revoke a payment channel: its token stops working"))
     r.add_argument("channel_id", metavar="CHANNEL_ID")
-    db_option(r)
-    r.set_defaults(func=cmd_revoke)
+    on_station_db(r, cmd_revoke)
     r = sub.add_parser(
         "reconcile", help=_("compare a channel's file of a day with what the station holds")
     )
@@ -242,14 +239,11 @@ def register(csub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help=_("the day (Asia/Shanghai)"))  # fmt: skip
     r.add_argument("--file", required=True, metavar="F",
                    help=_("the channel's CSV: txn_id,customer_no,amount_fen,paid_at"))  # fmt: skip
-    r.add_argument("--json", action="store_true", help=_("JSON for scripts"))
-    db_option(r)
-    r.set_defaults(func=cmd_reconcile)
+    on_station_db(r, cmd_reconcile, json=True)
     r = sub.add_parser("statement", help=_("write the station's file of a channel's day"))
     r.add_argument("--channel", required=True, metavar="ID", help=_("the channel"))
     r.add_argument("--date", required=True, metavar="YYYY-MM-DD",
                    help=_("the day (Asia/Shanghai)"))  # fmt: skip
     r.add_argument("--out", required=True, metavar="F", help=_("the CSV file to write"))
     r.add_argument("--force", action="store_true", help=_("replace the file if it exists"))
-    db_option(r)
-    r.set_defaults(func=cmd_statement)
+    on_station_db(r, cmd_statement)

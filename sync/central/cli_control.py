@@ -8,14 +8,14 @@ import logging
 import threading
 from typing import Any
 
-from app.cli import command_group
+from app.cli import answer, command_group
 from app.context import AppContext
 from app.errors import NotFound, ValidationError
 from app.i18n import N_, _
 from app.money import parse_yuan
 from app.ports import RemoteMeters
 from app.presenters.control import status_line
-from sync.central.cli import central_store, db_option, opened_store, print_json
+from sync.central.cli import central_store, on_station_db, opened_store, print_json
 from sync.central.cli_sms import loop_steps, notice_options, step_counts
 from sync.central.control import ControlLoop, RunReport, control_status
 
@@ -126,16 +126,11 @@ def cmd_control_status(ctx: AppContext, args: argparse.Namespace) -> int:
     if status is None:
         raise NotFound(N_("Customer {customer_no} is not under fee control."),
                        customer_no=args.customer_no)  # fmt: skip
-    if args.json:
-        print_json(status)
-        return 0
-    print(
-        status_line(
-            status["customer_no"], status["state"], status["remaining_fen"], status["relay"],
-            status["last_reading_at"], status["close_permit_sent_at"],
-        )
+    line = status_line(
+        status["customer_no"], status["state"], status["remaining_fen"], status["relay"],
+        status["last_reading_at"], status["close_permit_sent_at"],
     )  # fmt: skip
-    return 0
+    return answer(args.json, status, line, dump=print_json)
 
 
 def control_options(q: argparse.ArgumentParser) -> None:
@@ -158,12 +153,8 @@ def register(csub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     r = ksub.add_parser(
         "run", help=_("one run: read the meters, compute balances, send alarm/trip/close")
     )
-    db_option(r)
     control_options(r)
-    r.add_argument("--json", action="store_true")
-    r.set_defaults(func=cmd_control_run)
+    on_station_db(r, cmd_control_run, json=True)
     r = ksub.add_parser("status", help=_("a customer's control state, balance and relay"))
     r.add_argument("customer_no", metavar="CUSTOMER_NO")
-    db_option(r)
-    r.add_argument("--json", action="store_true")
-    r.set_defaults(func=cmd_control_status)
+    on_station_db(r, cmd_control_status, json=True)

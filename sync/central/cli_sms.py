@@ -10,17 +10,29 @@ import argparse
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
-from app.cli import stop_on_signals
+from app.cli import answer, stop_on_signals
 from app.context import AppContext
 from app.errors import NotFound, ValidationError
-from app.i18n import N_, _
+from app.i18n import N_, _, translate
 from sync.central.arrears import GRACE_DAYS, INTERVAL_H, ArrearsControl
 from sync.central.base import StoreBase
-from sync.central.cli import db_option, opened_store, print_json, print_rows
+from sync.central.cli import listen_options, on_station_db, opened_store, print_json, print_rows
 from sync.central.control import LoopStep
 from sync.central.sms import PER_DAY, PER_HOUR, STATUSES, HttpSmsGateway, Limits, Notices
+
+# the SMS rate limits and the arrears timing: (option, type, default, metavar, help)
+LIMIT_OPTIONS: Final = (
+    ("--sms-per-customer-per-hour", int, PER_HOUR, "N",
+     N_("at most N SMS to a customer in an hour; trip and close always go (0: no limit)")),
+    ("--sms-per-customer-per-day", int, PER_DAY, "N",
+     N_("at most N SMS to a customer in a day; trip and close always go (0: no limit)")),
+    ("--arrears-grace-days", float, GRACE_DAYS, "DAYS",
+     N_("days after its due date an arrears item is overdue (default 30)")),
+    ("--arrears-interval-h", float, INTERVAL_H, "HOURS",
+     N_("hours between two arrears reminders to a customer (default 24)")),
+)  # fmt: skip
 
 
 def notice_options(q: argparse.ArgumentParser) -> None:
@@ -29,34 +41,8 @@ def notice_options(q: argparse.ArgumentParser) -> None:
         metavar="URL",
         help=_("the SMS gateway notices are posted to (without it they stay queued)"),
     )
-    q.add_argument(
-        "--sms-per-customer-per-hour",
-        type=int,
-        default=PER_HOUR,
-        metavar="N",
-        help=_("at most N SMS to a customer in an hour; trip and close always go (0: no limit)"),
-    )
-    q.add_argument(
-        "--sms-per-customer-per-day",
-        type=int,
-        default=PER_DAY,
-        metavar="N",
-        help=_("at most N SMS to a customer in a day; trip and close always go (0: no limit)"),
-    )
-    q.add_argument(
-        "--arrears-grace-days",
-        type=float,
-        default=GRACE_DAYS,
-        metavar="DAYS",
-        help=_("days after its due date an arrears item is overdue (default 30)"),
-    )
-    q.add_argument(
-        "--arrears-interval-h",
-        type=float,
-        default=INTERVAL_H,
-        metavar="HOURS",
-        help=_("hours between two arrears reminders to a customer (default 24)"),
-    )
+    for option, kind, default, metavar, text in LIMIT_OPTIONS:
+        q.add_argument(option, type=kind, default=default, metavar=metavar, help=translate(text))
 
 
 def loop_steps(store: StoreBase, args: argparse.Namespace) -> list[LoopStep]:
@@ -110,15 +96,13 @@ def cmd_sms_prefs(ctx: AppContext, args: argparse.Namespace) -> int:
             N_("Customer {customer_no} is not in the station's archive. Check the number."),
             customer_no=args.customer_no,
         )
-    if args.json:
-        print_json(found)
-        return 0
-    print(
-        _("Customer {customer_no}: SMS in {language}, {state}.", customer_no=found["customer_no"],
-          language=found["language"],
-          state=_("opted out") if found["opted_out"] else _("notices on"))
-    )  # fmt: skip
-    return 0
+    line = _(
+        "Customer {customer_no}: SMS in {language}, {state}.",
+        customer_no=found["customer_no"],
+        language=found["language"],
+        state=_("opted out") if found["opted_out"] else _("notices on"),
+    )
+    return answer(args.json, found, line, dump=print_json)
 
 
 def cmd_sms_list(ctx: AppContext, args: argparse.Namespace) -> int:
@@ -177,22 +161,18 @@ def register(csub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                      help=_("send this customer no SMS"))  # fmt: skip
     way.add_argument("--opt-in", dest="opted_out", action="store_const", const=False,
                      help=_("send this customer SMS again"))  # fmt: skip
-    q.add_argument("--json", action="store_true", help=_("print JSON"))
-    db_option(q)
-    q.set_defaults(func=cmd_sms_prefs, opted_out=None)
+    on_station_db(q, cmd_sms_prefs, json=True)
+    q.set_defaults(opted_out=None)
     q = ssub.add_parser("list", help=_("the latest SMS notices with their delivery status"))
     q.add_argument("--customer", metavar="NO", help=_("only this customer's notices"))
     q.add_argument("--status", choices=STATUSES, help=_("only notices in this status"))
     q.add_argument("--limit", type=int, default=100, help=_("at most this many (default 100)"))
-    q.add_argument("--json", action="store_true", help=_("print JSON"))
-    db_option(q)
-    q.set_defaults(func=cmd_sms_list)
+    on_station_db(q, cmd_sms_list, json=True)
 
     q = csub.add_parser(
         "sms-gateway", help=_("a reference SMS gateway that records what it receives")
     )
-    q.add_argument("--port", type=int, default=0, help=_("TCP port; 0 picks a free one"))
-    q.add_argument("--host", default="127.0.0.1", help=_("address to listen on"))
+    listen_options(q)
     q.add_argument("--out", required=True, metavar="FILE",
                    help=_("the file each message received is appended to (JSON lines)"))  # fmt: skip
     q.add_argument("--fail", type=int, default=0, metavar="N",

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import argparse
 
+from app.cli import answer
 from app.context import AppContext
 from app.i18n import _
 from app.presenters.stats import CONTROL_STATES, date_arg, stats_lines
 from sync.central import stats
-from sync.central.cli import db_option, opened_store, print_json
+from sync.central.cli import on_station_db, opened_store, print_json
 
 
 def cmd_central_stats(ctx: AppContext, args: argparse.Namespace) -> int:
@@ -18,11 +19,7 @@ def cmd_central_stats(ctx: AppContext, args: argparse.Namespace) -> int:
         found = stats.for_region(
             store, args.region, args.date_from, args.date_to, args.plan, args.state
         )
-    if args.json:
-        print_json(found)
-    else:
-        print("\n".join(stats_lines(found)))
-    return 0
+    return answer(args.json, found, *stats_lines(found), dump=print_json)
 
 
 def register(csub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -38,6 +35,4 @@ def register(csub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     q.add_argument(
         "--state", choices=CONTROL_STATES, help=_("only customers in this control state")
     )
-    db_option(q)
-    q.add_argument("--json", action="store_true")
-    q.set_defaults(func=cmd_central_stats)
+    on_station_db(q, cmd_central_stats, json=True)

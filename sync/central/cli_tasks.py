@@ -11,7 +11,7 @@ from app.cli import command_group
 from app.context import AppContext
 from app.i18n import _
 from sync.central import tasks
-from sync.central.cli import db_option, opened_store, print_rows
+from sync.central.cli import on_station_db, opened_store, print_rows
 
 
 def _every(text: str) -> int:
@@ -84,13 +84,9 @@ def register(csub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="LIST",
         help=_("what to read, of energy,status,clock (default all; energy and clock always)"),
     )
-    db_option(r)
-    r.set_defaults(func=cmd_tasks_add)
+    on_station_db(r, cmd_tasks_add)
     r = tsub.add_parser("list", help=_("list the measurement tasks"))
-    r.add_argument("--json", action="store_true", help=_("JSON for scripts"))
-    db_option(r)
-    r.set_defaults(func=cmd_tasks_list)
+    on_station_db(r, cmd_tasks_list, json=True)
     r = tsub.add_parser("remove", help=_("remove a measurement task"))
     r.add_argument("name", metavar="NAME")
-    db_option(r)
-    r.set_defaults(func=cmd_tasks_remove)
+    on_station_db(r, cmd_tasks_remove)
