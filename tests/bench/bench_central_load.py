@@ -16,7 +16,9 @@ open arrears items settled by their ref, remote payments for remote meters.
 Measured over the sustained window (``--seconds``): sale records applied per second (the
 ``central_sales`` count at the window's start and end), sync rounds per second, p50/p99 of the
 pulls and of 500-sale batches, errors, the CPU of the server, of the load generator and of
-PostgreSQL.  Then the counters push what is still pending (drain) and the run checks that every
+PostgreSQL.  The target is the issue's (2,000 sales/s applied for 2,000 counters, a 500-sale
+batch p99 of 500 ms, no error, nothing lost or doubled); a smaller run (``--quick``) is held to
+its share of the rate (1 sale/s a counter).  Then the counters push what is still pending (drain) and the run checks that every
 sale generated is held exactly once, that no other sale is, that no sale was refused or flagged
 for review, and that the customers' purchase counts equal the number of completed card sales.
 
@@ -328,8 +330,10 @@ def _record(
         and check["purchase_counts_match"]
         and done["left_pending"] == 0
     )
+    # the issue's rate is for 2,000 counters; a smaller run (--quick) is held to its share
+    wanted = TARGET_RATE * min(1.0, counters / FULL_COUNTERS)
     ok = (
-        applied >= TARGET_RATE
+        applied >= wanted
         and big.get("n", 0) > 0
         and big["p99_ms"] <= TARGET_P99_BIG_MS
         and done["errors"] == 0
@@ -366,7 +370,7 @@ def _record(
         },
         "generator_loop_lag_p99_ms": done["loop_lag_p99_ms"],
         "target": (
-            f">= {TARGET_RATE:.0f} sales/s applied, p99 of a 500-sale batch <= "
+            f">= {wanted:.0f} sales/s applied, p99 of a 500-sale batch <= "
             f"{TARGET_P99_BIG_MS:.0f} ms, no error, nothing lost or doubled"
         ),
         "ok": ok,
