@@ -61,22 +61,6 @@ RESULTS = ("ok", "denied", "failed", "locked", "error")
 HEAD_HELD = "cardvend_audit_head_held"  # Session.info: this unit of work holds the head
 
 
-def record(
-    session: Session,
-    *,
-    action: str,
-    operator_id: str | None,
-    counter_id: str,
-    clock: Clock,
-    target: str = "",
-    result: str = "ok",
-    detail: Mapping[str, Any] | None = None,
-) -> AuditEntry:
-    """Append one row (:meth:`Actor.record`, the actor named field by field)."""
-    actor = Actor(operator_id, counter_id, clock)
-    return actor.record(session, action, target, result=result, detail=detail)
-
-
 def holds_head(session: Session) -> bool:
     """Whether this unit of work appended to the audit log, so holds the head's lock until it
     ends: it should then lock no more rows that others lock before they append (a customer's
