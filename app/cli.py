@@ -471,10 +471,8 @@ def cmd_audit_verify(ctx: AppContext, args: argparse.Namespace) -> int:
     db = open_db(ctx)
     result = audit_service.verify(db)
     with db.write() as session:
-        audit_service.record_by(
+        audit_service.Actor.of(me, ctx.clock).record(
             session,
-            me,
-            ctx.clock,
             AuditAction.AUDIT_VERIFY,
             result="ok" if result.ok else "failed",
             detail={"rows": result.rows, "first_bad_seq": result.first_bad_seq},
@@ -505,13 +503,8 @@ def cmd_audit_export(ctx: AppContext, args: argparse.Namespace) -> int:
     with output_errors(out):
         rows = audit_service.export_csv(db, out)
     with db.write() as session:
-        audit_service.record_by(
-            session,
-            me,
-            ctx.clock,
-            AuditAction.AUDIT_EXPORT,
-            target=args.out[-120:],
-            detail={"rows": rows},
+        audit_service.Actor.of(me, ctx.clock).record(
+            session, AuditAction.AUDIT_EXPORT, args.out[-120:], detail={"rows": rows}
         )
     print(_("{rows} audit rows written to {path}.", rows=rows, path=args.out))
     return 0

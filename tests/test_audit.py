@@ -54,13 +54,11 @@ EVENT_FIELDS = FIELDS[:7]  # what happened: all but the chain's own columns
 
 def record(db: Database, clock: FixedClock, i: int, **kw: Any) -> None:
     with db.write() as session:
-        audit.record(
+        actor = audit.Actor(kw.pop("operator_id", "t01"), kw.pop("counter_id", "C01"), clock)
+        actor.record(
             session,
-            action=kw.pop("action", "sale_complete"),
-            operator_id=kw.pop("operator_id", "t01"),
-            counter_id=kw.pop("counter_id", "C01"),
-            clock=clock,
-            target=kw.pop("target", f"客户 {100000000000 + i} 王小明"),
+            kw.pop("action", "sale_complete"),
+            kw.pop("target", f"客户 {100000000000 + i} 王小明"),
             detail=kw.pop("detail", {"金额": i * 100, "备注": f"第{i}次购电"}),
             **kw,
         )
@@ -117,16 +115,14 @@ def test_record_then_verify_on_both_databases(db: Database, clock: FixedClock) -
 
 def test_record_refuses_an_unknown_result(db: Database, clock: FixedClock) -> None:
     with pytest.raises(ValueError), db.write() as session:
-        audit.record(
-            session, action="login", operator_id="t01", counter_id="C01", clock=clock, result="?"
-        )
+        audit.Actor("t01", "C01", clock).record(session, "login", result="?")
     assert audit.latest(db) == (0, GENESIS)
 
 
 def test_a_rolled_back_action_leaves_no_row(db: Database, clock: FixedClock) -> None:
     record(db, clock, 0)
     with pytest.raises(RuntimeError), db.write() as session:
-        audit.record(session, action="sale_begin", operator_id="t01", counter_id="C01", clock=clock)
+        audit.Actor("t01", "C01", clock).record(session, "sale_begin")
         raise RuntimeError("the sale failed")
     record(db, clock, 1)
     result = audit.verify(db)
@@ -143,13 +139,8 @@ def test_appends_from_two_threads_stay_one_chain(db: Database, clock: FixedClock
             start.wait()
             for i in range(per_thread):
                 with db.write() as session:  # a session and a transaction of its own per row
-                    audit.record(
-                        session,
-                        action="sale_complete",
-                        operator_id="t01",
-                        counter_id=counter_id,
-                        clock=clock,
-                        target=f"{counter_id} 第{i}笔",
+                    audit.Actor("t01", counter_id, clock).record(
+                        session, "sale_complete", f"{counter_id} 第{i}笔"
                     )
         except BaseException as exc:  # reported below, in the test's thread
             errors.append(exc)
@@ -183,13 +174,7 @@ def test_verify_sees_one_snapshot_while_counters_append(db: Database, clock: Fix
         try:
             while not stop.is_set():
                 with db.write() as session:
-                    audit.record(
-                        session,
-                        action="sale_complete",
-                        operator_id="t02",
-                        counter_id="C02",
-                        clock=clock,
-                    )
+                    audit.Actor("t02", "C02", clock).record(session, "sale_complete")
         except BaseException as exc:
             errors.append(exc)
 
@@ -637,9 +622,7 @@ def test_record_after_the_session_read_an_older_head(db: Database, clock: FixedC
     with db.write() as session:
         assert session.get(AuditHead, 1) is not None  # the head as it was: seq 1
         record(db, clock, 1)  # another counter appends and commits meanwhile
-        entry = audit.record(
-            session, action="logout", operator_id="t01", counter_id="C01", clock=clock
-        )
+        entry = audit.Actor("t01", "C01", clock).record(session, "logout")
         assert entry.seq == 3
     result = audit.verify(db)
     assert (result.ok, result.rows) == (True, 3)

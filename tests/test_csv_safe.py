@@ -167,8 +167,9 @@ def test_audit_export_csv(home: Path) -> None:
     db = Database(str(home / "data" / "cardvend.db"))
     try:
         with db.write() as session:
-            audit.record(session, action="login", operator_id=None, counter_id="C01",
-                         clock=SystemClock(), target=EVIL_ID, result="failed")  # fmt: skip
+            audit.Actor(None, "C01", SystemClock()).record(
+                session, "login", EVIL_ID, result="failed"
+            )
     finally:
         db.dispose()
     out = home / "audit.csv"

@@ -61,22 +61,6 @@ RESULTS = ("ok", "denied", "failed", "locked", "error")
 HEAD_HELD = "cardvend_audit_head_held"  # Session.info: this unit of work holds the head
 
 
-def record(
-    session: Session,
-    *,
-    action: str,
-    operator_id: str | None,
-    counter_id: str,
-    clock: Clock,
-    target: str = "",
-    result: str = "ok",
-    detail: Mapping[str, Any] | None = None,
-) -> AuditEntry:
-    """Append one row (:meth:`Actor.record`, the actor named field by field)."""
-    actor = Actor(operator_id, counter_id, clock)
-    return actor.record(session, action, target, result=result, detail=detail)
-
-
 def holds_head(session: Session) -> bool:
     """Whether this unit of work appended to the audit log, so holds the head's lock until it
     ends: it should then lock no more rows that others lock before they append (a customer's
@@ -105,7 +89,9 @@ class _Acting(Protocol):
 @dataclass(frozen=True)
 class Actor:
     """Who did an audited action (``operator_id`` None: the counter itself), at which counter, on
-    which clock: the three things every audit row is stamped with, named once per operation."""
+    which clock: the three things every audit row is stamped with, named once per operation.
+    Every row is appended through one: ``Actor.of(principal, clock)`` for what a signed-in
+    principal (or a request naming who and where) did, the three fields themselves otherwise."""
 
     operator_id: str | None
     counter_id: str
@@ -173,35 +159,20 @@ class Actor:
         seal = sale_seal({name: getattr(sale, name) for name in SEALED_FIELDS})
         return self.record(session, action, sale.id, detail={**(detail or {}), SEAL_KEY: seal})
 
-
-def record_by(
-    session: Session,
-    actor: Principal,
-    clock: Clock,
-    action: str,
-    *,
-    target: str = "",
-    result: str = "ok",
-    detail: Mapping[str, Any] | None = None,
-) -> AuditEntry:
-    """:func:`record` of an action the signed-in ``actor`` did at its counter (the usual shape)."""
-    return Actor.of(actor, clock).record(session, action, target, result=result, detail=detail)
-
-
-def record_alone(
-    db: Database,
-    actor: Principal,
-    clock: Clock,
-    action: str,
-    *,
-    target: str = "",
-    result: str = "ok",
-    detail: Mapping[str, Any] | None = None,
-) -> None:
-    """:func:`record_by` in a write unit of work of its own: the row of a step that changes
-    nothing else, or of a refusal or failure that must be kept although the action is not done."""
-    with db.write() as session:
-        record_by(session, actor, clock, action, target=target, result=result, detail=detail)
+    def record_alone(
+        self,
+        db: Database,
+        action: str,
+        target: str = "",
+        *,
+        result: str = "ok",
+        detail: Mapping[str, Any] | None = None,
+    ) -> None:
+        """:meth:`record` in a write unit of work of its own: the row of a step that changes
+        nothing else, or of a refusal or failure that must be kept although the action is not
+        done."""
+        with db.write() as session:
+            self.record(session, action, target, result=result, detail=detail)
 
 
 def authorize_or_record(
@@ -212,14 +183,8 @@ def authorize_or_record(
     try:
         actor.authorize(permission, clock)
     except PermissionDenied:
-        record_alone(
-            db,
-            actor,
-            clock,
-            action,
-            target=target,
-            result="denied",
-            detail={"role": str(actor.role)},
+        Actor.of(actor, clock).record_alone(
+            db, action, target, result="denied", detail={"role": str(actor.role)}
         )
         raise
 

@@ -204,7 +204,7 @@ def reauthenticate(db: Database, principal: Principal, password: str, clock: Clo
 
 
 def logout(db: Database, principal: Principal, clock: Clock) -> None:
-    audit.record_alone(db, principal, clock, AuditAction.LOGOUT, target=principal.operator_id)
+    audit.Actor.of(principal, clock).record_alone(db, AuditAction.LOGOUT, principal.operator_id)
 
 
 # --------------------------------------------------------------------------- operators
@@ -242,12 +242,10 @@ def add_operator(
         _add_operator(
             session, operator_id, name.strip() or operator_id, Role(role), password, clock, office
         )
-        audit.record_by(
+        audit.Actor.of(admin, clock).record(
             session,
-            admin,
-            clock,
             AuditAction.OPERATOR_ADD,
-            target=operator_id,
+            operator_id,
             detail={"role": Role(role).value, "name": name},
         )
     return OperatorView(operator_id, name, Role(role).value, False)

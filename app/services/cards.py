@@ -163,13 +163,8 @@ def record(
                 target=serial,
                 clock=clock,
             )
-        audit.record_by(
-            session,
-            actor,
-            clock,
-            action,
-            target=serial,
-            detail={**detail, "approval": approval_request},
+        audit.Actor.of(actor, clock).record(
+            session, action, serial, detail={**detail, "approval": approval_request}
         )
 
 

@@ -67,14 +67,19 @@ def take_step(
         done = send(request)
     except CardVendError as err:
         if err.code in REFUSALS:
-            audit.record_alone(
-                db, me, clock, what, target=exception_id, result="failed",
-                detail={**detail_of, "code": err.code},
-            )  # fmt: skip
+            audit.Actor.of(me, clock).record_alone(
+                db, what, exception_id, result="failed", detail={**detail_of, "code": err.code}
+            )
         raise
-    audit.record_alone(
-        db, me, clock, what, target=str(done["id"]),
-        detail={**detail_of, "customer_no": done["customer_no"], "state": done["state"],
-                "assignee": done.get("assignee")},
-    )  # fmt: skip
+    audit.Actor.of(me, clock).record_alone(
+        db,
+        what,
+        str(done["id"]),
+        detail={
+            **detail_of,
+            "customer_no": done["customer_no"],
+            "state": done["state"],
+            "assignee": done.get("assignee"),
+        },
+    )
     return done

@@ -65,14 +65,8 @@ def record(
     detail: dict[str, Any] | None = None,
 ) -> None:
     """One audit row for a meter command."""
-    audit.record_alone(
-        db,
-        actor,
-        clock,
-        action,
-        target=target,
-        result=result,
-        detail=detail or {"role": actor.role},
+    audit.Actor.of(actor, clock).record_alone(
+        db, action, target, result=result, detail=detail or {"role": actor.role}
     )
 
 

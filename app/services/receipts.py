@@ -140,12 +140,10 @@ def reprint(
                 printed_at=clock.now(),
             )
         )
-        audit.record_by(
+        audit.Actor.of(actor, clock).record(
             session,
-            actor,
-            clock,
             AuditAction.RECEIPT_REPRINT,
-            target=sale_id,
+            sale_id,
             detail={"copy_no": copy_no, "approval": approval.id if approval else None},
         )
     return replace(receipt, copy_no=copy_no)

@@ -204,12 +204,10 @@ class _Restore:
     def _record(self, db: Database, admin: Principal) -> None:
         """The restored log's row saying what it was restored from, and by whom."""
         manifest = self.manifest
-        audit_service.record_alone(
+        audit_service.Actor.of(admin, self.clock).record_alone(
             db,
-            admin,
-            self.clock,
             AuditAction.BACKUP_RESTORE,
-            target=self.source.name[-120:],
+            self.source.name[-120:],
             detail={
                 "taken_at": manifest.taken_at,
                 "audit_seq": manifest.audit_seq,

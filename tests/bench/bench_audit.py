@@ -1,8 +1,8 @@
-"""Audit log benchmarks: appending with ``record`` and verifying the hash chain.
+"""Audit log benchmarks: appending with ``Actor.record`` and verifying the hash chain.
 
     python -m tests.bench.bench_audit [--appends N] [--rows N]
 
-* ``append``: ``app.services.audit.record``, one write unit of work (one durable SQLite
+* ``append``: ``app.services.audit.Actor.record``, one write unit of work (one durable SQLite
   transaction, ``synchronous=FULL``) per row, as every audited action does; reference only.
 * ``verify``: ``app.services.audit.verify`` over a chain of 100,000 rows (built in memory and
   bulk-inserted).  Target: verification at start must not hold up the counter, at most 2 s for
@@ -53,15 +53,8 @@ def bench_append(folder: Path, appends: int) -> dict[str, Any]:
         clock.set(at)
         t = time.perf_counter()
         with db.write() as session:
-            audit.record(
-                session,
-                action=action,
-                operator_id=operator_id,
-                counter_id=counter_id,
-                clock=clock,
-                target=target,
-                result=result,
-                detail={"金额": i * 100, "备注": "购电"},
+            audit.Actor(operator_id, counter_id, clock).record(
+                session, action, target, result=result, detail={"金额": i * 100, "备注": "购电"}
             )
         times.append(time.perf_counter() - t)
     total = time.perf_counter() - t0

@@ -244,12 +244,10 @@ def _audit_import(
     result: str,
     detail: dict[str, object],
 ) -> None:
-    audit.record_by(
+    audit.Actor.of(actor, clock).record(
         session,
-        actor,
-        clock,
         AuditAction.CUSTOMERS_IMPORT,
-        target=path.name[-120:],
+        path.name[-120:],
         result=result,
         detail={"file": str(path), **detail},
     )

@@ -65,8 +65,8 @@ def program_check_card(
     job = JobRecord(uuid.uuid4().bytes, JobKind.CHECK)
     written = terminal.write(CardWrite(parameters=params, job=job), expect_serial=card.serial)
     serial = written.serial.hex().upper()
-    audit.record_alone(
-        db, actor, clock, "check_card_program", target=target, detail={"serial": serial}
+    audit.Actor.of(actor, clock).record_alone(
+        db, "check_card_program", target, detail={"serial": serial}
     )
     return serial
 

@@ -54,8 +54,8 @@ def _refuse(
     db: Database, actor: Principal, clock: Clock, step: str, target: str, error: CardVendError
 ) -> CardVendError:
     """Audit a refused step (in its own transaction) and give the error back to raise."""
-    audit.record_alone(
-        db, actor, clock, step, target=target, result="failed", detail={"code": error.code}
+    audit.Actor.of(actor, clock).record_alone(
+        db, step, target, result="failed", detail={"code": error.code}
     )
     return error
 

@@ -67,12 +67,10 @@ def record_event(
     )
     session.add(event)
     session.flush()
-    audit.record_by(
+    audit.Actor.of(actor, clock).record(
         session,
-        actor,
-        clock,
         AUDIT_OF[kind],
-        target=customer.customer_no,
+        customer.customer_no,
         detail={"event": event.id, "reason": reason, "refund": refund, **detail},
     )
     payload = {"customer_no": customer.customer_no, "new_meter_no": new_meter_no}

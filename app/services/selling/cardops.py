@@ -147,13 +147,8 @@ def open_account(
         check_bindable(session, serial, customer_no)
         customer.card_serial = serial
         ledger.note_card_versions(customer, versions)
-        audit.record_by(
-            session,
-            actor,
-            clock,
-            AuditAction.OPEN_ACCOUNT,
-            target=customer_no,
-            detail={"serial": serial},
+        audit.Actor.of(actor, clock).record(
+            session, AuditAction.OPEN_ACCOUNT, customer_no, detail={"serial": serial}
         )
         ledger.enqueue(
             session,
@@ -235,12 +230,10 @@ def rewrite(
         row.rewrites += 1
         row.card_serial = contents.serial_hex
         ledger.note_card_versions(customer, versions)
-        audit.record_by(
+        audit.Actor.of(actor, clock).record(
             session,
-            actor,
-            clock,
             AuditAction.REWRITE,
-            target=sale_id,
+            sale_id,
             detail={"purchase_count": row.purchase_count, "rewrites": row.rewrites},
         )
         ledger.enqueue(
@@ -450,13 +443,8 @@ def erase_exchanged_card(
         row = session.get(CardBlacklist, serial)
         if row is not None:
             session.delete(row)
-        audit.record_by(
-            session,
-            actor,
-            clock,
-            AuditAction.EXCHANGE_CARD,
-            target=customer_no,
-            detail={"erased": serial},
+        audit.Actor.of(actor, clock).record(
+            session, AuditAction.EXCHANGE_CARD, customer_no, detail={"erased": serial}
         )
     return serial
 
@@ -559,12 +547,10 @@ def _resume_replacement(
     with db.write() as session:
         customer = get_customer(session, customer_no, for_update=True)
         ledger.note_card_versions(customer, versions)
-        audit.record_by(
+        audit.Actor.of(actor, clock).record(
             session,
-            actor,
-            clock,
             AuditAction.REPLACE_CARD_RESUMED,
-            target=customer_no,
+            customer_no,
             detail={"serial": present.serial_hex},
         )
 
@@ -617,12 +603,10 @@ def _bind_replacement(
         created_at=clock.now(),
     )
     session.add(payment)
-    audit.record_by(
+    audit.Actor.of(actor, clock).record(
         session,
-        actor,
-        clock,
         mode.audit,
-        target=customer_no,
+        customer_no,
         detail={"old": old, "new": new, "fee": fee, "shift": shift.id, **carried},
     )
     ledger.enqueue(

@@ -131,13 +131,8 @@ def check_offline_limits(
         if problem is None:
             return
         if override_request is None:
-            audit.record_by(
-                session,
-                actor,
-                clock,
-                AuditAction.OFFLINE_LIMIT,
-                result="denied",
-                detail={"problem": problem},
+            audit.Actor.of(actor, clock).record(
+                session, AuditAction.OFFLINE_LIMIT, result="denied", detail={"problem": problem}
             )
         else:
             approvals.consume_by(
@@ -148,10 +143,8 @@ def check_offline_limits(
                 target=actor.counter_id,
                 clock=clock,
             )
-            audit.record_by(
+            audit.Actor.of(actor, clock).record(
                 session,
-                actor,
-                clock,
                 AuditAction.OFFLINE_OVERRIDE,
                 detail={"problem": problem, "approval": override_request},
             )

@@ -83,12 +83,10 @@ def reverse_sale(
             created_at=clock.now(),
         )
         session.add(rev)
-        audit.record_by(
+        audit.Actor.of(actor, clock).record(
             session,
-            actor,
-            clock,
             AuditAction.REVERSAL_BEGIN,
-            target=sale.id,
+            sale.id,
             detail={"reversal": rev.id, "approver": approver},
         )
         rev_id = rev.id
