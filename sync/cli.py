@@ -29,6 +29,7 @@ from app.cli import (
     id_arg,
     json_arg,
     open_db,
+    operator_arg,
     stop_on_signals,
 )
 from app.context import AppContext
@@ -254,10 +255,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "records", nargs="*", metavar="RECORD", help=_("record ids (or sale ids) to re-send")
     )
     q.add_argument("--all-refused", action="store_true", help=_("every refused record"))
-    q.add_argument(
-        "--operator",
-        required=True,
-        help=_("a supervisor or administrator (password from CARDVEND_PASSWORD or a prompt)"),
+    operator_arg(
+        q, _("a supervisor or administrator (password from CARDVEND_PASSWORD or a prompt)")
     )
     q.set_defaults(func=cmd_retry)
     q = ssub.add_parser(

@@ -9,7 +9,7 @@ import argparse
 import uuid
 from contextlib import closing
 
-from app.cli import answer, cli_login, id_arg, json_arg, open_db
+from app.cli import answer, approver_arg, cli_login, id_arg, json_arg, open_db, operator_arg
 from app.cli_sales import approve_here
 from app.context import AppContext
 from app.domain import ids
@@ -74,22 +74,13 @@ def register(ksub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     q.add_argument("customer_no", metavar="CUSTOMER_NO", type=id_arg(ids.CUSTOMER_NO))
     q.add_argument("--reason", required=True, help=_("why the fee control is lifted"))
-    q.add_argument(
-        "--operator", required=True, metavar="ID",
-        help=_("who asks (password from CARDVEND_PASSWORD or a prompt)"),
-    )  # fmt: skip
-    q.add_argument(
-        "--approver", metavar="ID",
-        help=_("the supervisor who signs here (password from CARDVEND_APPROVER_PASSWORD)"),
-    )  # fmt: skip
+    operator_arg(q)
+    approver_arg(q, required=False)  # or --approval
     q.add_argument("--approval", metavar="REQUEST", help=_("an approved request from the queue"))
     json_arg(q)
     q.set_defaults(func=cmd_lift)
     q = ksub.add_parser("resume", help=_("put a customer back under fee control"))
     q.add_argument("customer_no", metavar="CUSTOMER_NO", type=id_arg(ids.CUSTOMER_NO))
-    q.add_argument(
-        "--operator", required=True, metavar="ID",
-        help=_("who asks (password from CARDVEND_PASSWORD or a prompt)"),
-    )  # fmt: skip
+    operator_arg(q)
     json_arg(q)
     q.set_defaults(func=cmd_resume)
