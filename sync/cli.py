@@ -36,7 +36,6 @@ from app.context import AppContext
 from app.domain import ids
 from app.i18n import _
 from app.money import format_yuan
-from app.presenters.control import status_line
 from app.services.sync_status import refused_records, requeue_refused, sync_status
 from app.settings import SYNC_INTERVAL
 from sync import cli_condition, cli_control_lift, cli_exceptions, cli_stats
@@ -230,12 +229,7 @@ def cmd_control_status(ctx: AppContext, args: argparse.Namespace) -> int:
     """A customer's charge control as the station holds it (the user balance view)."""
     with closing(make_client(ctx)) as client:
         status = client.control_status(args.customer_no)
-    remaining = status.remaining_fen if status.remaining_fen is not None else status.meter_remaining
-    line = status_line(
-        status.customer_no, status.state, remaining, status.relay, status.last_reading_at,
-        status.close_permit_sent_at,
-    )  # fmt: skip
-    return answer(args.json, status.model_dump(mode="json"), line)
+    return answer(args.json, status.model_dump(mode="json"), cli_control_lift.control_line(status))
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -1,7 +1,9 @@
 """``cardvend control lift CUSTOMER_NO --reason TEXT --operator ID (--approver ID | --approval
 REQUEST)`` and ``cardvend control resume CUSTOMER_NO --operator ID``: lift a remote customer's
 fee control with a supervisor's approval, or put it back, at the charge-control station
-(:mod:`app.services.control_lift`; the station's side is :mod:`sync.central.control_lift`)."""
+(:mod:`app.services.control_lift`; the station's side is :mod:`sync.central.control_lift`).
+:func:`control_line` is the status line every ``cardvend control`` command that answers with a
+status prints."""
 
 from __future__ import annotations
 
@@ -47,16 +49,22 @@ def _run(ctx: AppContext, args: argparse.Namespace, action: str) -> int:
             )
         else:
             status = control_lift.resume(db, actor, ctx.clock, customer_no, send)
-    line = status_line(
-        status.customer_no, status.state, status.remaining_fen, status.relay,
-        status.last_reading_at, status.close_permit_sent_at,
-    )  # fmt: skip
     return answer(
         args.json,
         status.model_dump(mode="json"),
         _("Fee control is lifted.") if status.lifted_at else _("Fee control is in force."),
-        line,
+        control_line(status),
     )
+
+
+def control_line(status: c.ControlStatus) -> str:
+    """The line the counter's ``control status``, ``lift`` and ``resume`` print: the station's
+    balance, or the card's write-back where the station keeps none (not under its control)."""
+    remaining = status.remaining_fen if status.remaining_fen is not None else status.meter_remaining
+    return status_line(
+        status.customer_no, status.state, remaining, status.relay, status.last_reading_at,
+        status.close_permit_sent_at,
+    )  # fmt: skip
 
 
 def cmd_lift(ctx: AppContext, args: argparse.Namespace) -> int:
