@@ -510,13 +510,14 @@ def cmd_audit_export(ctx: AppContext, args: argparse.Namespace) -> int:
     return 0
 
 
-def operator_arg(q: argparse.ArgumentParser) -> None:
-    """``--operator ID``: who runs the command (signed in by :func:`cli_login`)."""
+def operator_arg(q: argparse.ArgumentParser, help_text: str | None = None) -> None:
+    """``--operator ID``: who runs the command (signed in by :func:`cli_login`); ``help_text``
+    says who may, where only some may."""
     q.add_argument(
         "--operator",
         required=True,
         type=id_arg(ids.OPERATOR_ID),
-        help=_("who runs the command (password from CARDVEND_PASSWORD or a prompt)"),
+        help=help_text or _("who runs the command (password from CARDVEND_PASSWORD or a prompt)"),
     )
 
 

@@ -9,7 +9,8 @@ The old meter's state comes from the card's write-back (``--from-card``, the def
 ``read_meter``), or values typed from its display (``--remaining``, negative for an overdraft,
 and ``--purchase-count``), which ``--approver`` signs on the spot (password from
 ``CARDVEND_APPROVER_PASSWORD`` or a prompt).  ``--slip`` saves the meter change slip (PDF, in
-the receipt language).  Running the command again after a card write that failed finishes it.
+the receipt language); a slip that cannot be saved is one line on stderr and the change stands.
+Running the command again after a card write that failed finishes it.
 """
 
 from __future__ import annotations
@@ -25,13 +26,14 @@ from app.cli import (
     open_db,
     operator_json_args,
     print_lines,
+    save_after,
 )
 from app.cli_sales import approve_here, card_terminal
 from app.context import AppContext
 from app.domain import ids
 from app.domain.permissions import Action
 from app.errors import ValidationError
-from app.files import check_output, save_output
+from app.files import check_output
 from app.i18n import N_, _
 from app.money import parse_yuan
 from app.presenters.cardwork import approver_of
@@ -78,6 +80,19 @@ def _read_old_meter(
     )
 
 
+def _save_slip(
+    args: argparse.Namespace, work: MeterChangeWork, change: mc.MeterChange
+) -> str | None:
+    """The slip saved to ``--slip``; a failure is told, the meter change stands."""
+    if not args.slip:
+        return None
+    return save_after(
+        args.slip,
+        lambda: work.slip_pdf(change),
+        N_("The meter is changed, but its slip was not saved ({detail})."),
+    )
+
+
 def cmd_change_meter(ctx: AppContext, args: argparse.Namespace) -> int:
     source = _source(args)
     if args.slip:
@@ -113,10 +128,10 @@ def cmd_change_meter(ctx: AppContext, args: argparse.Namespace) -> int:
             energy_wh=_kwh(args.reading),
         )
         change = work.change(terminal, actor, request, approval.id if approval else None)
-    if args.slip:
-        save_output(args.slip, work.slip_pdf(change))
+    saved = _save_slip(args, work, change)
     if args.json:
-        emit_json({**change.to_json(), "approval_id": approval.id if approval else None})
+        approval_id = approval.id if approval else None
+        emit_json({**change.to_json(), "approval_id": approval_id, "slip": saved})
         return 0
     print_lines(meter_change_lines(change))
     if approval is not None:

@@ -29,13 +29,13 @@ from app.cli import (
     id_arg,
     json_arg,
     open_db,
+    operator_arg,
     stop_on_signals,
 )
 from app.context import AppContext
 from app.domain import ids
 from app.i18n import _
 from app.money import format_yuan
-from app.presenters.control import status_line
 from app.services.sync_status import refused_records, requeue_refused, sync_status
 from app.settings import SYNC_INTERVAL
 from sync import cli_condition, cli_control_lift, cli_exceptions, cli_stats
@@ -229,12 +229,7 @@ def cmd_control_status(ctx: AppContext, args: argparse.Namespace) -> int:
     """A customer's charge control as the station holds it (the user balance view)."""
     with closing(make_client(ctx)) as client:
         status = client.control_status(args.customer_no)
-    remaining = status.remaining_fen if status.remaining_fen is not None else status.meter_remaining
-    line = status_line(
-        status.customer_no, status.state, remaining, status.relay, status.last_reading_at,
-        status.close_permit_sent_at,
-    )  # fmt: skip
-    return answer(args.json, status.model_dump(mode="json"), line)
+    return answer(args.json, status.model_dump(mode="json"), cli_control_lift.control_line(status))
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -254,10 +249,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "records", nargs="*", metavar="RECORD", help=_("record ids (or sale ids) to re-send")
     )
     q.add_argument("--all-refused", action="store_true", help=_("every refused record"))
-    q.add_argument(
-        "--operator",
-        required=True,
-        help=_("a supervisor or administrator (password from CARDVEND_PASSWORD or a prompt)"),
+    operator_arg(
+        q, _("a supervisor or administrator (password from CARDVEND_PASSWORD or a prompt)")
     )
     q.set_defaults(func=cmd_retry)
     q = ssub.add_parser(

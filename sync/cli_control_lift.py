@@ -1,7 +1,9 @@
 """``cardvend control lift CUSTOMER_NO --reason TEXT --operator ID (--approver ID | --approval
 REQUEST)`` and ``cardvend control resume CUSTOMER_NO --operator ID``: lift a remote customer's
 fee control with a supervisor's approval, or put it back, at the charge-control station
-(:mod:`app.services.control_lift`; the station's side is :mod:`sync.central.control_lift`)."""
+(:mod:`app.services.control_lift`; the station's side is :mod:`sync.central.control_lift`).
+:func:`control_line` is the status line every ``cardvend control`` command that answers with a
+status prints."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import argparse
 import uuid
 from contextlib import closing
 
-from app.cli import answer, cli_login, id_arg, json_arg, open_db
+from app.cli import answer, approver_arg, cli_login, id_arg, json_arg, open_db, operator_arg
 from app.cli_sales import approve_here
 from app.context import AppContext
 from app.domain import ids
@@ -47,16 +49,22 @@ def _run(ctx: AppContext, args: argparse.Namespace, action: str) -> int:
             )
         else:
             status = control_lift.resume(db, actor, ctx.clock, customer_no, send)
-    line = status_line(
-        status.customer_no, status.state, status.remaining_fen, status.relay,
-        status.last_reading_at, status.close_permit_sent_at,
-    )  # fmt: skip
     return answer(
         args.json,
         status.model_dump(mode="json"),
         _("Fee control is lifted.") if status.lifted_at else _("Fee control is in force."),
-        line,
+        control_line(status),
     )
+
+
+def control_line(status: c.ControlStatus) -> str:
+    """The line the counter's ``control status``, ``lift`` and ``resume`` print: the station's
+    balance, or the card's write-back where the station keeps none (not under its control)."""
+    remaining = status.remaining_fen if status.remaining_fen is not None else status.meter_remaining
+    return status_line(
+        status.customer_no, status.state, remaining, status.relay, status.last_reading_at,
+        status.close_permit_sent_at,
+    )  # fmt: skip
 
 
 def cmd_lift(ctx: AppContext, args: argparse.Namespace) -> int:
@@ -74,22 +82,13 @@ def register(ksub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     q.add_argument("customer_no", metavar="CUSTOMER_NO", type=id_arg(ids.CUSTOMER_NO))
     q.add_argument("--reason", required=True, help=_("why the fee control is lifted"))
-    q.add_argument(
-        "--operator", required=True, metavar="ID",
-        help=_("who asks (password from CARDVEND_PASSWORD or a prompt)"),
-    )  # fmt: skip
-    q.add_argument(
-        "--approver", metavar="ID",
-        help=_("the supervisor who signs here (password from CARDVEND_APPROVER_PASSWORD)"),
-    )  # fmt: skip
+    operator_arg(q)
+    approver_arg(q, required=False)  # or --approval
     q.add_argument("--approval", metavar="REQUEST", help=_("an approved request from the queue"))
     json_arg(q)
     q.set_defaults(func=cmd_lift)
     q = ksub.add_parser("resume", help=_("put a customer back under fee control"))
     q.add_argument("customer_no", metavar="CUSTOMER_NO", type=id_arg(ids.CUSTOMER_NO))
-    q.add_argument(
-        "--operator", required=True, metavar="ID",
-        help=_("who asks (password from CARDVEND_PASSWORD or a prompt)"),
-    )  # fmt: skip
+    operator_arg(q)
     json_arg(q)
     q.set_defaults(func=cmd_resume)

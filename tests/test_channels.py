@@ -363,12 +363,16 @@ def test_reconcile_and_statement_commands(station: tuple[str, str, Path], tmp_pa
     refused = channels(home, db, "reconcile", "--channel", "BANK1", "--date", day, "--file",
                        str(bad))  # fmt: skip
     assert refused.returncode == 1 and "line 2" in refused.stderr
-    for args in (
-        ("--channel", "NOPE", "--date", day),
-        ("--channel", "BANK1", "--date", "2026-3-1"),
+    r = channels(home, db, "reconcile", "--channel", "NOPE", "--date", day, "--file", str(out))
+    assert r.returncode == 1 and "no payment channel NOPE" in r.stderr, r.stderr
+    # a day that is not one is a usage error, said as by every command that takes a date
+    for command, lang, said in (
+        (("reconcile", "--file"), "en", "is not a date; write it as YYYY-MM-DD, e.g. 2026-03-01"),
+        (("statement", "--out"), "zh_CN", "不是日期；请写成 YYYY-MM-DD，例如 2026-03-01"),
     ):
-        r = channels(home, db, "reconcile", *args, "--file", str(out))
-        assert r.returncode == 1, r.stderr
+        r = run(home, "central", "channels", command[0], "--channel", "BANK1", "--date",
+                "2026-3-1", command[1], str(out), "--db", db, lang=lang)  # fmt: skip
+        assert r.returncode == 2 and r.stderr.strip().endswith(f"2026-3-1 {said}"), r.stderr
     again = channels(home, db, "statement", "--channel", "BANK1", "--date", day, "--out", str(out))
     assert again.returncode == 1  # an existing file is not replaced without --force
 

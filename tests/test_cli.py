@@ -206,6 +206,9 @@ def test_find_says_which_digits_to_type(home: Path, value: str) -> None:
     assert "0-9" in r.stderr and "half-width" in r.stderr
 
 
+LIFT = ("control", "lift", "100000000042", "--reason", "hospital ward")
+
+
 @pytest.mark.parametrize(
     "args",
     [
@@ -223,6 +226,10 @@ def test_find_says_which_digits_to_type(home: Path, value: str) -> None:
         ("customers", "import", "c.csv", "--operator", "ａ01"),
         ("card", "blank", "--image", "c.img", "--serial", "０００００００００００００００１"),
         ("meter", "insert", "--meter-state", "m.json", "--image", "c.img", "--meter-no", "2²"),
+        ("sync", "retry", "--all-refused", "--operator", "s01\n"),
+        (*LIFT, "--operator", "ｔ01", "--approver", "s01"),
+        (*LIFT, "--operator", "t01", "--approver", "s０1"),
+        ("control", "resume", "100000000042", "--operator", "t01\n"),
     ],
 )
 def test_every_id_argument_is_checked_before_anything_runs(

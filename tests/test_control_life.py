@@ -13,11 +13,13 @@ import uuid
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
+import main
 from app.clock import FixedClock, SystemClock
 from app.domain.pricing import RATE_SCALE, TariffSpec
 from app.paths import resolve_paths
@@ -27,6 +29,8 @@ from cardio.dlt645 import TcpServer
 from cardio.dlt645 import dataids as D
 from cardio.fleet import Fleet, demo_meters
 from cardio.meter_wire import TerminalMeters
+from sync import cli as sync_cli
+from sync import cli_control_lift
 from sync import contract as c
 from sync.central import models as m
 from sync.central.base import Counter
@@ -345,3 +349,32 @@ def test_lifting_control_needs_an_approval_and_stops_trips_until_resumed(
     meters.close()
     assert meter.relay_open  # under control again: tripped
     assert control_status(clocked_store, REMOTE)["state"] == "tripped"  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["status", REMOTE],
+        ["lift", REMOTE, "--reason", "hospital ward", "--operator", "t01", "--approval", "A1"],
+        ["resume", REMOTE, "--operator", "t01"],
+    ],
+)
+def test_every_control_command_shows_the_card_balance_where_the_station_keeps_none(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    """``control status``, ``lift`` and ``resume`` print one status line: a customer the
+    station does not control yet shows the card's write-back, not "—" (lift and resume did)."""
+    status = c.ControlStatus(
+        customer_no=REMOTE, state="normal", meter_remaining=1234, system_credit=5000
+    )
+    client = SimpleNamespace(control_status=lambda customer_no: status, close=lambda: None)
+    for module in (sync_cli, cli_control_lift):
+        monkeypatch.setattr(module, "make_client", lambda ctx: client)
+    monkeypatch.setattr(cli_control_lift, "cli_login", lambda ctx, who: None)
+    monkeypatch.setattr(cli_control_lift, "open_db", lambda ctx: None)
+    for action in ("lift", "resume"):
+        monkeypatch.setattr(cli_control_lift.control_lift, action, lambda *a: status)
+    args = main.build_parser(command="control").parse_args(["--lang", "en", "control", *argv])
+    assert args.func(SimpleNamespace(clock=None), args) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith(f"{REMOTE}: normal, remaining 12.34 yuan,"), line

@@ -10,7 +10,6 @@ difference (like ``cardvend sync reconcile``).
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -38,17 +37,6 @@ if TYPE_CHECKING:
 
 DIFFERENCES_EXIT = 3
 MAX_FILE = 256 * 1024 * 1024
-
-
-def _day(text: str) -> dt.date:
-    """``--date``: a day as :func:`~app.presenters.stats.date_arg` reads it; another text is
-    an error of the command (exit 1), not of its usage."""
-    try:
-        return date_arg(text)
-    except argparse.ArgumentTypeError:
-        raise ValidationError(
-            N_("{value!r} is not a date; write one like 2026-03-01."), value=text
-        ) from None
 
 
 def _known_channel(store: CentralStore, channel_id: str) -> None:
@@ -172,7 +160,6 @@ def _show(report: Reconciliation) -> None:
 def cmd_reconcile(ctx: AppContext, args: argparse.Namespace) -> int:
     from sync.central.channel_reconcile import FileError, read_file, reconcile
 
-    day = _day(args.date)
     text = _read_channel_file(args.file)
     try:
         lines = read_file(text)
@@ -182,7 +169,7 @@ def cmd_reconcile(ctx: AppContext, args: argparse.Namespace) -> int:
         ) from None
     with opened_store(ctx, args) as store:
         _known_channel(store, args.channel)
-        report = reconcile(store, args.channel, day, lines)
+        report = reconcile(store, args.channel, args.date, lines)
     if args.json:
         print_json(report.to_json())
     else:
@@ -195,18 +182,17 @@ def cmd_statement(ctx: AppContext, args: argparse.Namespace) -> int:
     from sync.central.channel_reconcile import statement_csv
     from sync.central.channels import day_payments
 
-    day = _day(args.date)
     target = check_output(args.out, force=args.force)
     with opened_store(ctx, args) as store:
         _known_channel(store, args.channel)
-        payments = day_payments(store, args.channel, day)
+        payments = day_payments(store, args.channel, args.date)
     save_output(target, statement_csv(payments), force=args.force)
     print(
         _(
             "{n} payments of channel {channel} on {day} ({fen} fen) written to {path}.",
             n=len(payments),
             channel=args.channel,
-            day=day.isoformat(),
+            day=args.date.isoformat(),
             fen=sum(p.amount_fen for p in payments),
             path=str(target),
         )
@@ -235,14 +221,14 @@ def register(csub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "reconcile", help=_("compare a channel's file of a day with what the station holds")
     )
     r.add_argument("--channel", required=True, metavar="ID", help=_("the channel"))
-    r.add_argument("--date", required=True, metavar="YYYY-MM-DD",
+    r.add_argument("--date", required=True, type=date_arg, metavar="YYYY-MM-DD",
                    help=_("the day (Asia/Shanghai)"))  # fmt: skip
     r.add_argument("--file", required=True, metavar="F",
                    help=_("the channel's CSV: txn_id,customer_no,amount_fen,paid_at"))  # fmt: skip
     on_station_db(r, cmd_reconcile, json=True)
     r = sub.add_parser("statement", help=_("write the station's file of a channel's day"))
     r.add_argument("--channel", required=True, metavar="ID", help=_("the channel"))
-    r.add_argument("--date", required=True, metavar="YYYY-MM-DD",
+    r.add_argument("--date", required=True, type=date_arg, metavar="YYYY-MM-DD",
                    help=_("the day (Asia/Shanghai)"))  # fmt: skip
     r.add_argument("--out", required=True, metavar="F", help=_("the CSV file to write"))
     r.add_argument("--force", action="store_true", help=_("replace the file if it exists"))
