@@ -54,20 +54,6 @@ def local(day: dt.date, hour: int, minute: int = 0) -> dt.datetime:
 # --------------------------------------------------------------------------- the counter
 
 
-def build_context(home: Path, clock: Any) -> Any:
-    """The context main.py builds, in ``home``, on ``clock``."""
-    import main
-    from app.context import AppContext
-    from app.paths import resolve_paths
-    from app.settings import Settings
-
-    paths = resolve_paths(home).ensure()
-    ctx = AppContext(paths=paths, settings=Settings.load(paths.settings_file), clock=clock)
-    main.wire_cards(ctx)
-    main.wire_printing(ctx)
-    return ctx
-
-
 def training_on(ctx: Any) -> bool:
     try:
         from ui.app import decide_training
@@ -477,7 +463,7 @@ def main(argv: list[str] | None = None) -> int:
     from PySide6.QtWidgets import QApplication
 
     from app.clock import FixedClock
-    from app.services import auth
+    from tests.rigs.context import make_ctx, sign_in
     from ui.app import prepare
     from ui.main_window import PAGES
 
@@ -486,17 +472,14 @@ def main(argv: list[str] | None = None) -> int:
     screen = qapp.primaryScreen().geometry()
     with tempfile.TemporaryDirectory(prefix="cardvend-shots-") as home:
         clock = FixedClock(local(TODAY - dt.timedelta(days=HISTORY_DAYS + 1), 8, 0))
-        ctx = build_context(Path(home), clock)
+        ctx = make_ctx(Path(home), clock=clock, wire=("cards", "printing"))
         from tests.rigs.stats_data import serving_station
 
         station = contextlib.ExitStack()
         ctx.station = station.enter_context(serving_station(Path(home)))[2]
         training_on(ctx)
         audit_state = prepare(ctx)
-        operators = {
-            role: auth.login(ctx.db, op, f"demo-{op}", counter_id=ctx.counter_id, clock=clock)
-            for role, op in OPERATORS.items()
-        }
+        operators = {role: sign_in(ctx, op) for role, op in OPERATORS.items()}
         tray = ctx.tray_factory() if ctx.tray_factory is not None else None
         work_a_week(ctx, clock, operators["teller"], tray)
         for principal in operators.values():

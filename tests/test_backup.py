@@ -383,22 +383,17 @@ def test_postgresql_schema_backup_and_restore(tmp_path: Path, clock: FixedClock)
 def test_the_window_timer_takes_a_due_backup(
     tmp_path: Path, clock: FixedClock, qtbot: object
 ) -> None:
-    from app.context import AppContext
-    from app.paths import resolve_paths
-    from app.settings import Settings
+    from tests.rigs.context import make_ctx
     from ui.backup_timer import BackupTimer
     from ui.bridge import Ops
 
-    paths = resolve_paths(tmp_path / "home").ensure()
-    ctx = AppContext(paths=paths, settings=Settings(), clock=clock)
-    ctx.db.migrate()
-    load_demo(ctx.db, clock)
+    ctx = make_ctx(tmp_path / "home", clock=clock, data="demo")
     ops = Ops()
     timer = BackupTimer(ctx, ops)
     try:
         timer.check()
         qtbot.waitUntil(lambda: not timer.running, timeout=30000)  # type: ignore[attr-defined]
-        folder = paths.data_dir / "backups"
+        folder = ctx.paths.data_dir / "backups"
         assert len(backup_service.scheduled_backups(folder)) == 1
         timer.check()  # not due again on the same clock
         qtbot.waitUntil(lambda: not timer.running, timeout=30000)  # type: ignore[attr-defined]

@@ -27,8 +27,6 @@ import pytest
 import trustme
 
 from app.clock import FixedClock
-from app.context import AppContext
-from app.paths import resolve_paths
 from app.services import auth
 from app.settings import CENTRAL_CA_BUNDLE
 from sync import contract as c
@@ -41,6 +39,7 @@ from sync.service import SyncService, register_counter
 from tests.conftest import PG_URL, pg_schema
 from tests.rigs.central_process import CentralProcess
 from tests.rigs.cli import run
+from tests.rigs.context import make_ctx
 from tests.rigs.counter import Counter, counter_on_sqlite
 from tests.rigs.fault_rounds import HttpFaults, pending, run_fault_rounds
 
@@ -201,17 +200,6 @@ def _alive(pid: int) -> bool:
 # --------------------------------------------------------------------------- TLS
 
 
-def _context(counter: Counter, tmp_path: Path, bundle: Path | None) -> AppContext:
-    ctx = AppContext(
-        paths=resolve_paths(tmp_path / "home").ensure(),
-        settings=counter.settings,
-        db_url_override=counter.db.url.render_as_string(hide_password=False),
-        clock=counter.clock,
-    )
-    ctx.settings.set(CENTRAL_CA_BUNDLE.key, str(bundle) if bundle else "")
-    return ctx
-
-
 def test_https_with_the_ca_bundle_and_never_without_it(
     counter: Counter,
     tls: Tls,
@@ -230,7 +218,13 @@ def test_https_with_the_ca_bundle_and_never_without_it(
     seed_demo(server.store, clock.now())
     with server:
         assert server.url.startswith("https://127.0.0.1:")
-        ctx = _context(counter, tmp_path, tls.ca)
+        ctx = make_ctx(  # the counter's own settings, database and clock
+            tmp_path / "home",
+            settings=counter.settings,
+            db_url=counter.db.url.render_as_string(hide_password=False),
+            clock=counter.clock,
+            **{CENTRAL_CA_BUNDLE.key: str(tls.ca)},
+        )
         admin = auth.login(counter.db, "a01", "demo-a01", counter_id="C01", clock=clock)
         register_counter(ctx, server.url, None, operator=admin)
         counter.remote(8800)

@@ -10,12 +10,10 @@ from pathlib import Path
 import pytest
 
 from app.clock import FixedClock
-from app.context import AppContext
-from app.paths import resolve_paths
 from app.persistence.db import Database
 from app.services import auth, demo
-from app.settings import Settings
 from tests.rigs.cli import HEADER, run
+from tests.rigs.context import make_ctx
 
 REFUSED = "This database holds {what} that are not the demo's (such as {example})"
 
@@ -111,15 +109,10 @@ def test_idempotent_on_a_demo_database(tmp_path: Path) -> None:
     assert r.returncode == 0 and "0 operators, 0 tariff plans, 1 customers added" in r.stdout
 
 
-def _ctx(home: Path) -> AppContext:
-    paths = resolve_paths(home).ensure()
-    return AppContext(paths=paths, settings=Settings.load(paths.settings_file))
-
-
 def test_the_window_loads_the_demo_into_an_empty_database_only(tmp_path: Path) -> None:
     from ui.app import prepare
 
-    ctx = _ctx(tmp_path / "empty")
+    ctx = make_ctx(tmp_path / "empty")
     assert prepare(ctx).ok
     assert auth.login(ctx.db, "a01", "demo-a01", counter_id="C01", clock=ctx.clock)
     ctx.db.dispose()
@@ -128,7 +121,7 @@ def test_the_window_loads_the_demo_into_an_empty_database_only(tmp_path: Path) -
     r = run(home, "init", env={"CARDVEND_ADMIN_PASSWORD": "a-real-secret"})
     assert r.returncode == 0, r.stderr
     before = counts(home)
-    ctx = _ctx(home)
+    ctx = make_ctx(home)
     assert prepare(ctx).ok  # starts, without the demo
     ctx.db.dispose()
     assert counts(home) == before

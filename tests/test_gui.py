@@ -16,18 +16,12 @@ import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from app.context import AppContext
-from app.paths import resolve_paths
 from app.persistence.models import OutboxEntry
 from app.settings import Settings
 from tests.conftest import ROOT
+from tests.rigs.context import make_ctx
 
 pytestmark = pytest.mark.gui
-
-
-def make_ctx(tmp_path: Path) -> AppContext:
-    paths = resolve_paths(tmp_path).ensure()
-    return AppContext(paths=paths, settings=Settings.load(paths.settings_file))
 
 
 def unsent_sale(amount: int, created_at: dt.datetime, **fields: Any) -> OutboxEntry:
@@ -104,11 +98,9 @@ def test_changed_audit_log_is_shown_at_start(qtbot, tmp_path: Path) -> None:  # 
 
 def test_offline_banner_shows_the_numbers(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """An unsent record older than 80 % of offline_max_hours (72 h): the banner says so."""
-    from ui.app import prepare
     from ui.main_window import MainWindow
 
-    ctx = make_ctx(tmp_path)
-    prepare(ctx)
+    ctx = make_ctx(tmp_path, data="prepared")
     window = MainWindow(ctx)
     qtbot.addWidget(window)
     window.show()
@@ -131,11 +123,9 @@ def test_offline_banner_warns_whenever_a_sale_would_be_refused(qtbot, tmp_path: 
     once measured the oldest record while the sale measured the time since the last sync)."""
     from app.services import selling
     from app.services.sync_status import LAST_SUCCESS, put_counter_setting
-    from ui.app import prepare
     from ui.main_window import MainWindow
 
-    ctx = make_ctx(tmp_path)
-    prepare(ctx)
+    ctx = make_ctx(tmp_path, data="prepared")
     now = dt.datetime.now(dt.UTC)
     with ctx.db.write() as session:
         put_counter_setting(
@@ -175,11 +165,9 @@ def test_gui_card_work_runs_on_the_composition_roots_card_thread(qtbot, tmp_path
     main.py built (ctx.card_worker), so a PC/SC call made there runs inline, without a hop."""
     import threading
 
-    import main as composition
     from ui.bridge import Ops
 
-    ctx = make_ctx(tmp_path)
-    composition.wire_cards(ctx)
+    ctx = make_ctx(tmp_path, wire=("cards",))
     card = ctx.card_worker
     assert card is not None
     ops = Ops(workers=1, card=card)

@@ -17,10 +17,9 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 from app.context import AppContext
 from app.domain.permissions import Action
 from app.i18n import set_language
-from app.paths import resolve_paths
 from app.services import approvals
 from app.services.approvals import ApprovalStep
-from app.settings import Settings
+from tests.rigs.context import make_ctx
 from tests.rigs.sale_window import rules_tab
 
 pytestmark = pytest.mark.gui
@@ -30,12 +29,7 @@ WAIT = 10_000  # ms
 
 @pytest.fixture
 def ctx(tmp_path: Path) -> Iterator[AppContext]:
-    from ui.app import prepare
-
-    paths = resolve_paths(tmp_path / "home").ensure()
-    ctx = AppContext(paths=paths, settings=Settings.load(paths.settings_file))
-    prepare(ctx)  # the demo database
-    yield ctx
+    yield make_ctx(tmp_path / "home", data="prepared")  # the demo database
     set_language("en")
 
 

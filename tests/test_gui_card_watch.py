@@ -19,7 +19,8 @@ from app.ports import CardTerminal
 from app.settings import CARD_READER
 from cardio import wiring
 from cardio.emulator import CardImage
-from tests.rigs.sale_window import main_window, make_ctx, sign_in
+from tests.rigs.context import SELLING, make_ctx, sign_in
+from tests.rigs.sale_window import main_window
 
 READER = "Counter reader 0"
 
@@ -35,7 +36,7 @@ class Opened:
 def watched_window(
     qtbot: Any, tmp_path: Path, during_open: Callable[[Any, int], None]
 ) -> tuple[Any, Opened]:
-    ctx = make_ctx(tmp_path / "home", **{CARD_READER.key: READER})
+    ctx = make_ctx(tmp_path / "home", data="demo", wire=SELLING, **{CARD_READER.key: READER})
     image = tmp_path / "card.json"
     serial = b"\x01" * 8
     master = wiring.load_master_keys(ctx)

@@ -19,7 +19,8 @@ from PySide6.QtCore import QDate
 from app.i18n import translate
 from app.presenters.stats import FIGURES, figure_text
 from tests.rigs import stats_data as sd
-from tests.rigs.sale_window import WAIT_MS, make_ctx, sign_in, station_page
+from tests.rigs.context import SELLING, make_ctx, sign_in
+from tests.rigs.sale_window import WAIT_MS, station_page
 
 pytestmark = pytest.mark.gui
 LAST_30 = (dt.date(2026, 2, 9), dt.date(2026, 3, 10))  # the default period at sd.NOW
@@ -31,7 +32,7 @@ def shown(page: Any, want: dict[str, Any]) -> None:
 
 
 def test_a_supervisor_sees_the_station_figures(qtbot: Any, tmp_path: Path) -> None:
-    ctx = make_ctx(tmp_path / "home")
+    ctx = make_ctx(tmp_path / "home", data="demo", wire=SELLING)
     with station_page(qtbot, ctx, tmp_path, "control_stats") as (server, rows, window, page):
         qtbot.waitUntil(lambda: page.stats is not None, timeout=WAIT_MS)
         want = sd.expected(rows, {"DEMO"}, period=LAST_30)
@@ -64,7 +65,7 @@ def test_a_supervisor_sees_the_station_figures(qtbot: Any, tmp_path: Path) -> No
 def test_a_teller_has_no_statistics_page(qtbot: Any, tmp_path: Path) -> None:
     from ui.main_window import MainWindow
 
-    ctx = make_ctx(tmp_path / "home")
+    ctx = make_ctx(tmp_path / "home", data="demo", wire=SELLING)
     window = MainWindow(ctx, principal=sign_in(ctx, "t01"), training=True)
     qtbot.addWidget(window)
     assert "control_stats" not in window.pages

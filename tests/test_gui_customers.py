@@ -13,17 +13,15 @@ import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from app.context import AppContext
 from app.domain.card import UnissuedCard
 from app.domain.settlement import Settlement
 from app.errors import Conflict
-from app.paths import resolve_paths
-from app.services import approvals, auth, ledger, selling, shifts
+from app.services import approvals, auth, ledger, selling
 from app.services.customers import SearchHit, SearchPage, customer_view
 from app.services.demo import demo_customer
-from app.settings import Settings
 from cardio.meter_sim import MeterSimulator
 from tests.cardkit import CardKit
+from tests.rigs.context import make_ctx, teller_with_shift
 from tests.rigs.counter import sell_pulled
 from tests.rigs.sale_window import key_in
 
@@ -45,19 +43,13 @@ class Counter:
     card image now "in the reader"."""
 
     def __init__(self, qtbot: Any, tmp_path: Path) -> None:
-        from ui.app import prepare
         from ui.main_window import MainWindow
 
-        paths = resolve_paths(tmp_path / "home").ensure()
-        self.ctx = AppContext(paths=paths, settings=Settings.load(paths.settings_file))
-        prepare(self.ctx)  # the demo data
+        self.ctx = make_ctx(tmp_path / "home", data="prepared")  # the demo data
         self.db = self.ctx.db
         self.kit = CardKit(tmp_path)
         self.card: Path | None = None
-        self.teller = auth.login(
-            self.db, "t01", "demo-t01", counter_id=self.ctx.counter_id, clock=self.ctx.clock
-        )
-        shifts.open_shift(self.db, actor=self.teller, float_fen=0, clock=self.ctx.clock)
+        self.teller = teller_with_shift(self.ctx)
         self.ctx.terminal_factory = lambda _reader, _image: self.terminal()
         self.window = MainWindow(self.ctx, principal=self.teller)
         self.window.terminal = self.terminal  # type: ignore[method-assign]

@@ -18,7 +18,8 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 from sqlalchemy import text
 
 from tests.rigs import stats_data as sd
-from tests.rigs.sale_window import WAIT_MS, make_ctx, sign_in, station_page
+from tests.rigs.context import SELLING, make_ctx, sign_in
+from tests.rigs.sale_window import WAIT_MS, station_page
 
 pytestmark = pytest.mark.gui
 OPEN = {"new", "assigned", "escalated"}
@@ -53,7 +54,7 @@ def take(qtbot: Any, page: Any, step: str, *, to: str = "", note: str = "") -> N
 
 
 def test_a_supervisor_works_the_office_queue(qtbot: Any, tmp_path: Path) -> None:
-    ctx = make_ctx(tmp_path / "home")
+    ctx = make_ctx(tmp_path / "home", data="demo", wire=SELLING)
     with station_page(qtbot, ctx, tmp_path, "exceptions") as (server, rows, window, page):
         qtbot.waitUntil(lambda: page.items is not None, timeout=WAIT_MS)
         want = office_rows(rows, OPEN)
@@ -118,7 +119,7 @@ def test_a_supervisor_works_the_office_queue(qtbot: Any, tmp_path: Path) -> None
 def test_a_teller_has_no_exceptions_page(qtbot: Any, tmp_path: Path) -> None:
     from ui.main_window import MainWindow
 
-    ctx = make_ctx(tmp_path / "home")
+    ctx = make_ctx(tmp_path / "home", data="demo", wire=SELLING)
     window = MainWindow(ctx, principal=sign_in(ctx, "t01"), training=True)
     qtbot.addWidget(window)
     assert "exceptions" not in window.pages and "control_stats" not in window.pages

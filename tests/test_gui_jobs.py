@@ -20,12 +20,12 @@ from sqlalchemy import select
 
 from app.context import AppContext
 from app.domain.card import CardKind
-from app.paths import resolve_paths
 from app.persistence.models import MgmtJob, OutboxEntry
-from app.settings import UTILITY_CODE, Settings
+from app.settings import UTILITY_CODE
 from cardio.meter_sim import MeterSimulator
 from tests.cardkit import UTILITY, CardKit
-from tests.rigs.sale_window import main_window, sign_in
+from tests.rigs.context import make_ctx, sign_in
+from tests.rigs.sale_window import main_window
 
 pytestmark = pytest.mark.gui
 
@@ -36,13 +36,7 @@ WAIT = 10_000  # ms
 
 @pytest.fixture
 def ctx(tmp_path: Path) -> AppContext:
-    from ui.app import prepare
-
-    paths = resolve_paths(tmp_path / "home").ensure()
-    ctx = AppContext(paths=paths, settings=Settings.load(paths.settings_file))
-    prepare(ctx)
-    ctx.settings.set(UTILITY_CODE.key, UTILITY)
-    return ctx
+    return make_ctx(tmp_path / "home", data="prepared", **{UTILITY_CODE.key: UTILITY})
 
 
 def add_job(ctx: AppContext, *, created: dt.datetime) -> str:

@@ -19,10 +19,10 @@ from PySide6.QtCore import Qt
 from sqlalchemy import select
 
 from app.context import AppContext
-from app.paths import resolve_paths
 from app.persistence.models import AuditEntry
 from app.services import auth
 from app.settings import Settings
+from tests.rigs.context import make_ctx
 
 pytestmark = pytest.mark.gui
 
@@ -38,11 +38,6 @@ WRONG_ZH = (
     "操作员工号或密码错误，或该操作员现在不能登录。请检查后重试；连续输错 5 次密码，"
     "操作员将被锁定 30 分钟，管理员可以解除锁定。"
 )
-
-
-def make_ctx(tmp_path: Path) -> AppContext:
-    paths = resolve_paths(tmp_path).ensure()
-    return AppContext(paths=paths, settings=Settings.load(paths.settings_file))
 
 
 @pytest.fixture
@@ -364,10 +359,8 @@ def test_only_administrators_change_settings_and_languages_are_checked(tmp_path:
     from app.domain.permissions import PermissionDenied
     from app.errors import ValidationError
     from app.services import configuration
-    from ui.app import prepare
 
-    ctx = make_ctx(tmp_path)
-    prepare(ctx)
+    ctx = make_ctx(tmp_path, data="prepared")
     teller = auth.login(ctx.db, "t01", "demo-t01", counter_id="C01", clock=ctx.clock)
     with pytest.raises(PermissionDenied):
         configuration.change_settings(
@@ -408,14 +401,11 @@ def test_a_manual_lock_covers_the_tray_and_open_dialogs_even_from_a_dialog(
     """Ctrl+L works while the teller waits in an approval dialog; the lock screen does not
     claim an idle time for a manual lock; the training card tray and the dialog are hidden
     behind it and come back with the unlock."""
-    import main as composition
     from app.domain.permissions import Action
-    from cardio import wiring
     from ui.dialogs import ApprovalDialog
 
-    ctx = make_ctx(tmp_path)
-    composition.wire_cards(ctx)  # no reader configured: training on the card tray
-    wiring.ensure_demo_keystore(ctx)
+    # no reader configured: training on the card tray
+    ctx = make_ctx(tmp_path, wire=("cards", "demo_keys"))
     session = start(ctx)
     window = sign_in(qtbot, session, "t01")
     tray = window.tray_dock

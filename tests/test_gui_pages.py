@@ -21,13 +21,12 @@ from PySide6.QtCore import Qt
 from sqlalchemy import select
 
 from app.context import AppContext
-from app.paths import resolve_paths
 from app.persistence.models import Shift
 from app.services import selling, shifts
 from app.services.auth import Principal
 from app.services.sync_status import pending_records, sync_status
-from app.settings import Settings
-from tests.rigs.sale_window import main_window, sign_in
+from tests.rigs.context import make_ctx, sign_in
+from tests.rigs.sale_window import main_window
 
 pytestmark = pytest.mark.gui
 
@@ -37,14 +36,8 @@ WAIT = 10_000  # ms
 
 @pytest.fixture
 def ctx(tmp_path: Path) -> AppContext:
-    import main
-    from ui.app import prepare
-
-    paths = resolve_paths(tmp_path / "home").ensure()
-    ctx = AppContext(paths=paths, settings=Settings.load(paths.settings_file))
-    main.wire_printing(ctx)  # the report renderer, as main.py wires it
-    prepare(ctx)  # the demo database
-    return ctx
+    # the demo database; the report renderer, as main.py wires it
+    return make_ctx(tmp_path / "home", data="prepared", wire=("printing",))
 
 
 def remote_payment(ctx: AppContext, actor: Principal, amount: int) -> None:

@@ -10,11 +10,9 @@ from typing import Any
 
 import pytest
 
-from app.context import AppContext
-from app.paths import resolve_paths
-from app.services import auth
 from app.settings import CENTRAL_URL, Settings
 from sync.central.server import CentralServer
+from tests.rigs.context import make_ctx, sign_in
 
 pytestmark = pytest.mark.gui
 
@@ -29,16 +27,13 @@ def dead_url() -> str:
 def test_admin_registers_the_counter(qtbot: Any, tmp_path: Path) -> None:
     import main
     from sync.service import background_worker, token_path
-    from ui.app import prepare
     from ui.main_window import MainWindow
 
-    paths = resolve_paths(tmp_path / "home").ensure()
-    ctx = AppContext(paths=paths, settings=Settings.load(paths.settings_file))
-    prepare(ctx)
+    ctx = make_ctx(tmp_path / "home", data="prepared")
     ctx.registrar = lambda url, key, who: main.register_here(ctx, url, key, who)
     ctx.registered_with = lambda: main.registered_with(ctx)
     ctx.sync_factory = lambda: background_worker(ctx)
-    admin = auth.login(ctx.db, "a01", "demo-a01", counter_id=ctx.counter_id, clock=ctx.clock)
+    admin = sign_in(ctx, "a01")
     server = CentralServer(f"sqlite:///{tmp_path / 'central.db'}", enrolment_key="office-key")
     server.start()
     window = MainWindow(ctx, principal=admin)
@@ -65,8 +60,8 @@ def test_admin_registers_the_counter(qtbot: Any, tmp_path: Path) -> None:
             timeout=20_000,
         )
         token = token_path(ctx).read_text().strip()
-        assert len(token) >= 32 and token not in paths.settings_file.read_text()
-        assert Settings.load(paths.settings_file).get(CENTRAL_URL.key) == server.url
+        assert len(token) >= 32 and token not in ctx.paths.settings_file.read_text()
+        assert Settings.load(ctx.paths.settings_file).get(CENTRAL_URL.key) == server.url
         assert window.sync_worker is not None  # the background sync runs from now on
         # the page says so whenever it is shown again
         page.load_settings()

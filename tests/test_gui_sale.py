@@ -23,14 +23,13 @@ from cardio.channel import EmulatedChannel
 from cardio.emulator import CardImage, UserCardOS
 from cardio.terminal import ApduTerminal
 from tests.pcsc_fixtures import READER_SLOT0, Pcscd, wait_card_absent
+from tests.rigs.context import SELLING, make_ctx, teller_with_shift
 from tests.rigs.sale_window import (
     CUSTOMER,
     OWING,
     WAIT_MS,
     card_behind_the_ledger,
-    make_ctx,
     sales_of,
-    teller_with_shift,
     training_window,
     tray_card,
 )
@@ -89,7 +88,7 @@ def test_card_sale_through_pcscd_and_vpcd(qtbot, pcscd: Pcscd, tmp_path: Path) -
     from ui.main_window import MainWindow
     from ui.pages import sale as page_module
 
-    ctx = make_ctx(tmp_path / "home", **{CARD_READER.key: READER_SLOT0})
+    ctx = make_ctx(tmp_path / "home", data="demo", wire=SELLING, **{CARD_READER.key: READER_SLOT0})
     teller = teller_with_shift(ctx)
     # the customer's card: a blank image issued by opening the account in-process
     master = wiring.load_master_keys(ctx)
@@ -161,7 +160,7 @@ def test_training_sale_with_the_card_tray(qtbot, tmp_path: Path) -> None:  # typ
 
     from ui.pages import sale as page_module
 
-    ctx = make_ctx(tmp_path / "home")
+    ctx = make_ctx(tmp_path / "home", data="demo", wire=SELLING)
     window, page, dock = training_window(qtbot, ctx)
     assert page.training_mark.isVisible()
     # at first use the tray opened the accounts of five demo customers and has a blank card
@@ -228,7 +227,9 @@ def test_arrears_offline_override_and_remote_payment(qtbot, tmp_path: Path) -> N
     from app.persistence.models import ApprovalRequest
     from ui.pages import sale as page_module
 
-    ctx = make_ctx(tmp_path / "home", offline_max_sales=0, printer="none")
+    ctx = make_ctx(
+        tmp_path / "home", data="demo", wire=SELLING, offline_max_sales=0, printer="none"
+    )
     window, page, dock = training_window(qtbot, ctx)
     qtbot.waitUntil(lambda: len(dock.cards) == 6, timeout=WAIT_MS)
 
@@ -318,7 +319,7 @@ def test_a_card_behind_the_ledger_is_rewritten(qtbot, tmp_path: Path) -> None:  
 
     from ui.pages import sale as page_module
 
-    ctx = make_ctx(tmp_path / "home", printer="none")
+    ctx = make_ctx(tmp_path / "home", data="demo", wire=SELLING, printer="none")
     window, page, dock = training_window(qtbot, ctx)
     card_behind_the_ledger(qtbot, ctx, page, dock, tmp_path)
     assert page.rewrite_button.isVisible() and not page.sell_button.isEnabled()

@@ -20,8 +20,9 @@ from sync.client import CentralClient
 from sync.views import ClientViews
 from tests.rigs.cli import ok_json, run
 from tests.rigs.condition import SILENT, fleet_and_station
+from tests.rigs.context import SELLING, make_ctx
 from tests.rigs.counter import REMOTE
-from tests.rigs.sale_window import WAIT_MS, make_ctx, training_window
+from tests.rigs.sale_window import WAIT_MS, training_window
 
 pytestmark = pytest.mark.gui
 
@@ -52,7 +53,7 @@ def test_the_sale_page_calls_the_customers_meter(qtbot: Any, tmp_path: Path) -> 
 
     db = f"sqlite:///{tmp_path / 'station.db'}"
     with fleet_and_station(tmp_path, db) as station:
-        ctx = make_ctx(tmp_path / "home")
+        ctx = make_ctx(tmp_path / "home", data="demo", wire=SELLING)
         ctx.station = views(station.url)
         window, page, _dock = training_window(qtbot, ctx)
         assert not page.call_meter.isVisible() and not page.condition_line.isVisible()
@@ -93,7 +94,7 @@ def test_the_sale_page_calls_the_customers_meter(qtbot: Any, tmp_path: Path) -> 
 
 def test_a_station_without_terminals_or_away_says_so(qtbot: Any, tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'station.db'}"
-    ctx = make_ctx(tmp_path / "home")
+    ctx = make_ctx(tmp_path / "home", data="demo", wire=SELLING)
     with fleet_and_station(tmp_path, db, terminals=False) as station:
         ctx.station = views(station.url)
         window, page, _dock = training_window(qtbot, ctx)

@@ -20,8 +20,9 @@ from sync.central.control import ControlLoop, control_status
 from sync.central.seed import seed_demo
 from sync.client import CentralClient
 from sync.views import ClientViews
+from tests.rigs.context import SELLING, make_ctx
 from tests.rigs.counter import REMOTE
-from tests.rigs.sale_window import WAIT_MS, make_ctx, training_window
+from tests.rigs.sale_window import WAIT_MS, training_window
 
 pytestmark = pytest.mark.gui
 
@@ -40,7 +41,7 @@ def test_the_sale_page_shows_the_station_control_state(qtbot: Any, tmp_path: Pat
             c.RegisterRequest(counter_id="C01", office_code="DEMO", name="test"), None
         ).token
         client.close()
-        ctx = make_ctx(tmp_path / "home")
+        ctx = make_ctx(tmp_path / "home", data="demo", wire=SELLING)
         ctx.station = ClientViews(lambda: CentralClient(server.url, token))
         window, page, _dock = training_window(qtbot, ctx)
         assert not page.control_line.isVisible()

@@ -15,13 +15,12 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from app.services import shifts
 from cardio import wiring
+from tests.rigs.context import SELLING, make_ctx, sign_in
 from tests.rigs.sale_window import (
     CUSTOMER,
     WAIT_MS,
     card_behind_the_ledger,
     insert,
-    make_ctx,
-    sign_in,
     training_window,
 )
 
@@ -40,7 +39,7 @@ def test_no_shift_is_said_when_the_card_is_read_and_f4_clears_it(
 ) -> None:
     from ui.pages import sale as page_module
 
-    ctx = make_ctx(tmp_path / "home", printer="none")
+    ctx = make_ctx(tmp_path / "home", data="demo", wire=SELLING, printer="none")
     teller = sign_in(ctx, "t01")  # no shift open
     window, page, dock = training_window(qtbot, ctx, teller)
     insert(qtbot, dock, CUSTOMER, page, page_module.BLOCKED)
@@ -59,7 +58,7 @@ def test_a_technician_has_no_sale_page_and_selling_says_why(qtbot: Any, tmp_path
     from app.services import selling
     from ui.main_window import MainWindow
 
-    ctx = make_ctx(tmp_path / "home", printer="none")
+    ctx = make_ctx(tmp_path / "home", data="demo", wire=SELLING, printer="none")
     technician = sign_in(ctx, "f01")
     window = MainWindow(ctx, principal=technician, training=True)
     qtbot.addWidget(window)
@@ -73,7 +72,7 @@ def test_a_technician_has_no_sale_page_and_selling_says_why(qtbot: Any, tmp_path
 def test_the_split_is_shown_before_enter(qtbot: Any, tmp_path: Path) -> None:
     from ui.pages import sale as page_module
 
-    ctx = make_ctx(tmp_path / "home", printer="none")
+    ctx = make_ctx(tmp_path / "home", data="demo", wire=SELLING, printer="none")
     window, page, dock = training_window(qtbot, ctx)
     insert(qtbot, dock, CUSTOMER, page, page_module.READY)
     assert page.values["minimum"].text() == "0.01 yuan"
@@ -92,7 +91,7 @@ def test_a_card_rewritten_elsewhere_is_read_again_without_f9(qtbot: Any, tmp_pat
     writes it: the sale page shows the card as it is now, not as it was."""
     from ui.dialogs import start_rewrite
 
-    ctx = make_ctx(tmp_path / "home", printer="none")
+    ctx = make_ctx(tmp_path / "home", data="demo", wire=SELLING, printer="none")
     window, page, dock = training_window(qtbot, ctx)
     card_behind_the_ledger(qtbot, ctx, page, dock, tmp_path)
 
@@ -114,7 +113,7 @@ def test_focus_returns_to_the_amount_after_a_dialog(qtbot: Any, tmp_path: Path) 
     from ui.dialogs import ApprovalDialog
     from ui.pages import sale as page_module
 
-    ctx = make_ctx(tmp_path / "home", printer="none")
+    ctx = make_ctx(tmp_path / "home", data="demo", wire=SELLING, printer="none")
     window, page, dock = training_window(qtbot, ctx)
     insert(qtbot, dock, CUSTOMER, page, page_module.READY)
     window.activateWindow()

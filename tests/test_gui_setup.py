@@ -17,10 +17,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from sqlalchemy import select
 
-import main as composition
-from app.context import AppContext
 from app.i18n import set_language
-from app.paths import resolve_paths
 from app.persistence.db import Database
 from app.persistence.models import AuditEntry
 from app.services import auth
@@ -30,25 +27,21 @@ from tests.conftest import KEYSTORE_PASSPHRASE
 from tests.pcsc_fixtures import READER_SLOT0, READER_SLOT1, Pcscd
 from tests.rigs.card_process import Emulator
 from tests.rigs.cli import run
+from tests.rigs.context import make_ctx
 
 pytestmark = pytest.mark.gui
 PASSPHRASE = KEYSTORE_PASSPHRASE  # the conftest keystore's
 
 
-def make_ctx(home: Path) -> AppContext:
-    paths = resolve_paths(home).ensure()
-    ctx = AppContext(paths=paths, settings=Settings.load(paths.settings_file))
-    composition.wire_cards(ctx)
-    composition.wire_printing(ctx)
-    ctx.setup_probe = composition.SetupDevices(ctx)
-    return ctx
+# what the wizard's pages use: readers, cards and keystores, the test receipt, the registration
+DEVICES = ("cards", "printing", "setup")
 
 
 @pytest.fixture
 def wizard(qtbot: Any, tmp_path: Path) -> Iterator[Any]:
     from ui.setup_wizard import SetupWizard
 
-    ctx = make_ctx(tmp_path / "counter")
+    ctx = make_ctx(tmp_path / "counter", wire=DEVICES)
     w = SetupWizard(ctx)
     qtbot.addWidget(w)
     w.show()
@@ -227,7 +220,7 @@ def test_run_setup_cancelled_quits_without_configuration(qtbot: Any, tmp_path: P
 
     from ui.setup_wizard import SetupWizard, run_setup
 
-    ctx = make_ctx(tmp_path / "counter")
+    ctx = make_ctx(tmp_path / "counter", wire=DEVICES)
     seen: list[str] = []
 
     def cancel() -> None:

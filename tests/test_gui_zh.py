@@ -27,8 +27,7 @@ from PySide6.QtWidgets import (
 
 from app.context import AppContext
 from app.i18n import set_language
-from app.paths import resolve_paths
-from app.settings import Settings
+from tests.rigs.context import SELLING, make_ctx, sign_in
 
 pytestmark = pytest.mark.gui
 
@@ -144,14 +143,7 @@ def untranslated(root: QWidget) -> list[str]:
 
 @pytest.fixture
 def ctx(tmp_path: Path) -> Any:
-    import main
-    from ui.app import prepare
-
-    paths = resolve_paths(tmp_path / "home").ensure()
-    ctx = AppContext(paths=paths, settings=Settings.load(paths.settings_file))
-    main.wire_printing(ctx)
-    main.wire_meters(ctx)
-    prepare(ctx)
+    ctx = make_ctx(tmp_path / "home", data="prepared", wire=("printing", "meters"))
     set_language("zh_CN")
     yield ctx
     set_language("en")
@@ -166,7 +158,7 @@ def test_the_english_finder_finds_english() -> None:
 
 @pytest.mark.parametrize("operator", ["a01", "f01"])  # every page: administrator, technician
 def test_every_page_in_chinese(qtbot: Any, ctx: AppContext, operator: str) -> None:
-    from tests.rigs.sale_window import main_window, sign_in
+    from tests.rigs.sale_window import main_window
 
     window = main_window(qtbot, ctx, sign_in(ctx, operator))
     qtbot.waitUntil(lambda: window.status_link.text() != "", timeout=WAIT)
@@ -182,7 +174,7 @@ def test_every_page_in_chinese(qtbot: Any, ctx: AppContext, operator: str) -> No
 
 def test_error_lines_in_chinese(qtbot: Any, ctx: AppContext) -> None:
     """The mistakes a teller makes on the pages: their error lines are in Chinese."""
-    from tests.rigs.sale_window import main_window, sign_in
+    from tests.rigs.sale_window import main_window
 
     window = main_window(qtbot, ctx, sign_in(ctx, "t01"))
     shift = window.pages["shift"]
@@ -236,9 +228,9 @@ def test_approval_rules_tab_and_dialog_in_chinese(qtbot: Any, ctx: AppContext) -
 def test_the_exceptions_page_in_chinese(qtbot: Any, tmp_path: Path) -> None:
     """The exceptions queue with the station's answers (an exception and its history shown, a
     step refused here) and with the station away."""
-    from tests.rigs.sale_window import make_ctx, station_page
+    from tests.rigs.sale_window import station_page
 
-    ctx = make_ctx(tmp_path / "home")
+    ctx = make_ctx(tmp_path / "home", data="demo", wire=SELLING)
     set_language("zh_CN")
     try:
         with station_page(qtbot, ctx, tmp_path, "exceptions") as (server, _rows, window, page):

@@ -13,9 +13,7 @@ import pytest
 
 from app.context import AppContext
 from app.domain.card import CardKind
-from app.paths import resolve_paths
 from app.ports import KeyRole
-from app.settings import Settings
 from cardio import wiring
 from cardio.emulator import CardImage, PsamOS, UserCardOS
 from cardio.keys import MasterKeys
@@ -23,6 +21,7 @@ from cardio.pcsc import PcscReaderPort
 from cardio.terminal import ApduTerminal
 from cardio.vpcd import VpcdCard
 from tests.pcsc_fixtures import READER_SLOT0, READER_SLOT1, Pcscd, wait_card_absent
+from tests.rigs.context import make_ctx
 
 WAIT = 15.0
 
@@ -55,11 +54,7 @@ def psam_and_card(pcscd: Pcscd, tmp_path: Path) -> Iterator[tuple[AppContext, Pa
         serial, {int(r): k for r, k in master.diversified_card_keys(serial).items()}
     ).save(image)
     card = UserCardOS(CardImage.load(image), persist_path=image)
-    paths = resolve_paths(tmp_path / "home").ensure()
-    settings = Settings.load(paths.settings_file)
-    settings.set("key_provider", "psam")
-    settings.set("psam_reader", READER_SLOT1)
-    ctx = AppContext(paths=paths, settings=settings)
+    ctx = make_ctx(tmp_path / "home", key_provider="psam", psam_reader=READER_SLOT1)
     with VpcdCard(module, slot=1), VpcdCard(card, slot=0, min_out_time=1.0):
         for reader in (READER_SLOT1, READER_SLOT0):  # both seen by pcscd before the test starts
             PcscReaderPort().connect(reader, timeout=WAIT).close()

@@ -552,14 +552,11 @@ def test_a_version_1_keystore_opens_with_a_derived_purchase_key(tmp_path: Path) 
 
 
 def _ctx_with_cards(home: Path, count: int, passphrase: str) -> tuple[Any, list[Path]]:
-    from app.context import AppContext
-    from app.paths import resolve_paths
-    from app.settings import Settings
     from cardio import wiring
     from cardio.emulator import CardImage
+    from tests.rigs.context import make_ctx
 
-    paths = resolve_paths(home).ensure()
-    ctx = AppContext(paths=paths, settings=Settings.load(paths.settings_file))
+    ctx = make_ctx(home)
     master = create_keystore(wiring.keystore_path(ctx), passphrase)
     images = []
     for n in range(count):

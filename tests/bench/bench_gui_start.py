@@ -91,13 +91,10 @@ sys.exit(main.main([]))
 
 def prepare_home(home: Path) -> float:
     """Migrations and the demo data in ``home``, as the first start does; seconds taken."""
-    from app.context import AppContext
-    from app.paths import resolve_paths
-    from app.settings import Settings
+    from tests.rigs.context import make_ctx
     from ui.app import prepare
 
-    paths = resolve_paths(home).ensure()
-    ctx = AppContext(paths=paths, settings=Settings.load(paths.settings_file))
+    ctx = make_ctx(home)
     t0 = time.perf_counter()
     prepare(ctx)
     seconds = time.perf_counter() - t0

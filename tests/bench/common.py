@@ -13,12 +13,13 @@ import csv
 import hashlib
 import json
 import math
+import operator
 import os
 import resource
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -354,18 +355,11 @@ class CustomerRow:
     pt_ratio: str
 
     def as_tuple(self) -> tuple[str, ...]:
-        return (
-            self.customer_no,
-            self.name,
-            self.address,
-            self.phone,
-            self.meter_no,
-            self.meter_kind,
-            self.tariff_plan,
-            self.office,
-            self.ct_ratio,
-            self.pt_ratio,
-        )
+        """The row's values in field order (the order of ``HEADER``)."""
+        return _row_values(self)
+
+
+_row_values = operator.attrgetter(*(f.name for f in fields(CustomerRow)))
 
 
 def customer_row(i: int) -> CustomerRow:
