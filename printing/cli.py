@@ -16,7 +16,7 @@ import datetime as dt
 from collections.abc import Callable
 from pathlib import Path
 
-from app.cli import cli_login, emit_json, id_arg, open_db, operator_arg
+from app.cli import cli_login, emit_json, id_arg, json_arg, open_db, operator_arg
 from app.cli_sales import approve_here
 from app.context import AppContext
 from app.domain import ids
@@ -26,6 +26,7 @@ from app.errors import ValidationError
 from app.files import check_output, save_output
 from app.i18n import N_, _
 from app.localtime import local
+from app.presenters.stats import date_arg
 from app.services import receipts
 from app.services import reports as report_service
 from app.settings import RECEIPT_LANGUAGE, RECEIPT_SIZE, TIME_ZONE
@@ -91,13 +92,9 @@ def cmd_print(ctx: AppContext, args: argparse.Namespace) -> int:
     return 0
 
 
-def _day(text: str | None, ctx: AppContext) -> dt.date:
-    if not text:
-        return local(ctx.clock.now(), ctx.settings.value(TIME_ZONE)).date()
-    try:
-        return dt.date.fromisoformat(text)
-    except ValueError as exc:
-        raise ValidationError(N_("a day is written YYYY-MM-DD, got {value}"), value=text) from exc
+def _day(day: dt.date | None, ctx: AppContext) -> dt.date:
+    """``--day`` (checked by :func:`date_arg`), else today in the office's time zone."""
+    return day or local(ctx.clock.now(), ctx.settings.value(TIME_ZONE)).date()
 
 
 def cmd_report(ctx: AppContext, args: argparse.Namespace) -> int:
@@ -161,7 +158,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     q.add_argument("--out", required=True, metavar="FILE.pdf")
     q.add_argument("--force", action="store_true", help=_("replace an existing file"))
     q.add_argument("--size", choices=("80", "58", "a5", "a4"), help=_("receipt layout"))
-    q.add_argument("--json", action="store_true")
+    json_arg(q)
     signed(q, True)
     q.set_defaults(func=cmd_receipt)
 
@@ -175,6 +172,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     q.add_argument("--out", required=True, metavar="FILE.pdf|FILE.csv")
     q.add_argument("--shift", metavar="ID", type=id_arg(ids.SHIFT_ID),
                    help=_("the shift (default: this counter's last)"))  # fmt: skip
-    q.add_argument("--day", metavar="YYYY-MM-DD", help=_("the day (default: today)"))
+    q.add_argument("--day", metavar="YYYY-MM-DD", type=date_arg, help=_("the day (default: today)"))
     signed(q, False)
     q.set_defaults(func=cmd_report)

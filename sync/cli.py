@@ -271,10 +271,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         ),
     )
     q.add_argument("--name", help=_("a name for this counter"))
-    q.add_argument(
-        "--operator",
-        metavar="ID",
-        help=_("the administrator who registers (password from CARDVEND_PASSWORD or a prompt)"),
+    operator_arg(
+        q, _("the administrator who registers (password from CARDVEND_PASSWORD or a prompt)")
     )
     q.set_defaults(func=cmd_register)
 

@@ -12,6 +12,7 @@ import uuid
 from contextlib import closing
 
 from app.cli import answer, approver_arg, cli_login, id_arg, json_arg, open_db, operator_arg
+from app.cli_approvals import REQUEST_ID
 from app.cli_sales import approve_here
 from app.context import AppContext
 from app.domain import ids
@@ -84,7 +85,8 @@ def register(ksub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     q.add_argument("--reason", required=True, help=_("why the fee control is lifted"))
     operator_arg(q)
     approver_arg(q, required=False)  # or --approval
-    q.add_argument("--approval", metavar="REQUEST", help=_("an approved request from the queue"))
+    q.add_argument("--approval", metavar="REQUEST", type=id_arg(REQUEST_ID),
+                   help=_("an approved request from the queue"))  # fmt: skip
     json_arg(q)
     q.set_defaults(func=cmd_lift)
     q = ksub.add_parser("resume", help=_("put a customer back under fee control"))

@@ -230,6 +230,8 @@ LIFT = ("control", "lift", "100000000042", "--reason", "hospital ward")
         (*LIFT, "--operator", "ｔ01", "--approver", "s01"),
         (*LIFT, "--operator", "t01", "--approver", "s０1"),
         ("control", "resume", "100000000042", "--operator", "t01\n"),
+        (*LIFT, "--operator", "t01", "--approval", "not-a-request"),
+        ("counter", "register", "--central", "http://127.0.0.1:9", "--operator", "a01\n"),
     ],
 )
 def test_every_id_argument_is_checked_before_anything_runs(
@@ -242,6 +244,19 @@ def test_every_id_argument_is_checked_before_anything_runs(
     last = r.stderr.strip().splitlines()[-1]
     assert "is not valid:" in last and "error: argument" in last, last
     assert not (tmp_path / "r.pdf").exists()
+
+
+@pytest.mark.parametrize("day", ["2026-3-1", "20260301", "２０２６-03-01"])
+def test_a_report_day_is_read_by_the_one_date_rule(home: Path, tmp_path: Path, day: str) -> None:
+    """``report --day`` took whatever ``date.fromisoformat`` took (``20260301``, full-width
+    digits) and answered a bad day with exit 1 after signing in; it is the date rule of every
+    other day argument now: a usage error before anything runs."""
+    out = tmp_path / "d.pdf"
+    r = run(home, "report", "daily", "--day", day, "--out", str(out), "--operator", "s01")
+    assert r.returncode == 2, r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert "error: argument --day" in last and "is not a date" in last, last
+    assert not out.exists()
 
 
 def test_a_settings_file_with_a_bad_counter_id_is_one_clear_line(tmp_path: Path) -> None:

@@ -351,11 +351,14 @@ def test_lifting_control_needs_an_approval_and_stops_trips_until_resumed(
     assert control_status(clocked_store, REMOTE)["state"] == "tripped"  # type: ignore[index]
 
 
+REQUEST = "5d1c1f0e-8c7a-4f4e-9a53-c0a7d0e1e001"  # an approval request id (a UUID)
+
+
 @pytest.mark.parametrize(
     "argv",
     [
         ["status", REMOTE],
-        ["lift", REMOTE, "--reason", "hospital ward", "--operator", "t01", "--approval", "A1"],
+        ["lift", REMOTE, "--reason", "hospital ward", "--operator", "t01", "--approval", REQUEST],
         ["resume", REMOTE, "--operator", "t01"],
     ],
 )
