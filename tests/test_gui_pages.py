@@ -213,11 +213,12 @@ def test_sync_page_shows_pending_records_and_how_to_register(qtbot: Any, ctx: Ap
     assert page.table.rowCount() == status.pending
     assert {"40.00", "12.50"} <= {row[3] for row in cells(page.table)}
     assert page.register_note.isVisible()
-    assert "cardvend counter register --central URL" in page.register_note.text()
+    # a command the administrator can run as it is: it names who registers (a required argument)
+    assert "cardvend counter register --central URL --operator ID" in page.register_note.text()
 
     page.sync_button.click()
     assert "not registered" in page.message.text()
-    assert "cardvend counter register --central URL" in window.message.text()
+    assert "cardvend counter register --central URL --operator ID" in window.message.text()
 
     class Worker:
         woken = 0

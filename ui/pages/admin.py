@@ -359,7 +359,7 @@ class AdminPage(QWidget):
             _(
                 "Registering gives this counter its token (kept in the data folder, not in the "
                 "settings); it is done once per counter, here or with "
-                "'cardvend counter register --central {url} --enrolment-key KEY'.",
+                "'cardvend counter register --central {url} --enrolment-key KEY --operator ID'.",
                 url=url.strip() or "https://…",
             )
         )

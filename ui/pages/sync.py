@@ -212,8 +212,8 @@ class SyncPage(QWidget):
             _(
                 "This counter is not registered with the central system, so nothing is sent "
                 "and sync now does nothing. An administrator registers it once with: "
-                "cardvend counter register --central URL (the central system's address), "
-                "then restarts CardVend."
+                "cardvend counter register --central URL --operator ID (the central system's "
+                "address and the administrator's id), then restarts CardVend."
             )
         )
         self.register_note.show()
@@ -369,7 +369,7 @@ class SyncPage(QWidget):
             self._show_registration()
             text = _(
                 "Not sent: this counter is not registered with the central system. An "
-                "administrator runs: cardvend counter register --central URL"
+                "administrator runs: cardvend counter register --central URL --operator ID"
             )
             self.message.setText(text)
             set_tone(self.message, "error")
