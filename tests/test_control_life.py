@@ -13,13 +13,11 @@ import uuid
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
-import main
 from app.clock import FixedClock, SystemClock
 from app.domain.pricing import RATE_SCALE, TariffSpec
 from app.paths import resolve_paths
@@ -29,7 +27,6 @@ from cardio.dlt645 import TcpServer
 from cardio.dlt645 import dataids as D
 from cardio.fleet import Fleet, demo_meters
 from cardio.meter_wire import TerminalMeters
-from sync import cli as sync_cli
 from sync import cli_control_lift
 from sync import contract as c
 from sync.central import models as m
@@ -351,33 +348,19 @@ def test_lifting_control_needs_an_approval_and_stops_trips_until_resumed(
     assert control_status(clocked_store, REMOTE)["state"] == "tripped"  # type: ignore[index]
 
 
-REQUEST = "5d1c1f0e-8c7a-4f4e-9a53-c0a7d0e1e001"  # an approval request id (a UUID)
-
-
-@pytest.mark.parametrize(
-    "argv",
-    [
-        ["status", REMOTE],
-        ["lift", REMOTE, "--reason", "hospital ward", "--operator", "t01", "--approval", REQUEST],
-        ["resume", REMOTE, "--operator", "t01"],
-    ],
-)
-def test_every_control_command_shows_the_card_balance_where_the_station_keeps_none(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], argv: list[str]
+@pytest.mark.parametrize(("station", "shown"), [(None, "12.34"), (5000, "50.00"), (0, "0.00")])
+def test_the_control_line_shows_the_card_balance_where_the_station_keeps_none(
+    station: int | None, shown: str
 ) -> None:
-    """``control status``, ``lift`` and ``resume`` print one status line: a customer the
-    station does not control yet shows the card's write-back, not "—" (lift and resume did)."""
+    """``control status``, ``lift`` and ``resume`` print this one line (lift and resume had
+    their own, which showed "—" for a customer the station does not control yet): the
+    station's balance where it keeps one, else the card's write-back."""
     status = c.ControlStatus(
-        customer_no=REMOTE, state="normal", meter_remaining=1234, system_credit=5000
+        customer_no=REMOTE,
+        state="normal",
+        meter_remaining=1234,
+        system_credit=5000,
+        remaining_fen=station,
     )
-    client = SimpleNamespace(control_status=lambda customer_no: status, close=lambda: None)
-    for module in (sync_cli, cli_control_lift):
-        monkeypatch.setattr(module, "make_client", lambda ctx: client)
-    monkeypatch.setattr(cli_control_lift, "cli_login", lambda ctx, who: None)
-    monkeypatch.setattr(cli_control_lift, "open_db", lambda ctx: None)
-    for action in ("lift", "resume"):
-        monkeypatch.setattr(cli_control_lift.control_lift, action, lambda *a: status)
-    args = main.build_parser(command="control").parse_args(["--lang", "en", "control", *argv])
-    assert args.func(SimpleNamespace(clock=None), args) == 0
-    line = capsys.readouterr().out.strip().splitlines()[-1]
-    assert line.startswith(f"{REMOTE}: normal, remaining 12.34 yuan,"), line
+    line = cli_control_lift.control_line(status)
+    assert line.startswith(f"{REMOTE}: normal, remaining {shown} yuan,"), line
