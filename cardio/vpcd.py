@@ -1,7 +1,8 @@
 """The card emulator as a virtual card behind pcscd, through the vpcd driver (vsmartcard).
 
-pcscd's vpcd driver listens on TCP ``35963 + slot`` ("Virtual PCD 00 00", "Virtual PCD 00 01");
-:class:`VpcdCard` connects to it as the card.  Every message is a 2-byte big-endian length and a
+pcscd's vpcd driver listens on TCP ``35963 + slot`` ("Virtual PCD 00 00", "Virtual PCD 00 01"),
+or on the port its reader.conf names (``DEVICENAME /dev/null:0xPORT``), given to the emulator as
+``CARDVEND_VPCD_PORT``; :class:`VpcdCard` connects to it as the card.  Every message is a 2-byte big-endian length and a
 payload: a one-byte payload is a control (``00`` power off, ``01`` power on, ``02`` reset, ``04``
 send the ATR, answered with the ATR), anything longer an APDU, answered with response data and
 SW1 SW2.  Closing the socket takes the card out of the reader.
@@ -14,16 +15,21 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import socket
 import threading
 import time
 
+from app.errors import ValidationError
+from app.i18n import N_
 from cardio.emulator import CardOS, CardVanished
 
 log = logging.getLogger(__name__)
 
 VPCD_HOST = "127.0.0.1"
-VPCD_PORT = 35963  # slot N listens on VPCD_PORT + N
+VPCD_PORT = 35963  # slot N listens on VPCD_PORT + N, unless CARDVEND_VPCD_PORT says otherwise
+VPCD_PORT_ENV = "CARDVEND_VPCD_PORT"
+VPCD_SLOTS = 2  # the driver's slots: "Virtual PCD 00 00" and "Virtual PCD 00 01"
 
 CTRL_POWER_OFF = 0x00
 CTRL_POWER_ON = 0x01
@@ -47,8 +53,21 @@ def _last_pulled(address: tuple[str, int]) -> float:
         return _pulled_at.get(address, float("-inf"))
 
 
+def base_port() -> int:
+    """Slot 0's port: ``CARDVEND_VPCD_PORT`` where set (a pcscd configured for another port),
+    else the driver's default."""
+    text = os.environ.get(VPCD_PORT_ENV, "").strip()
+    if not text:
+        return VPCD_PORT
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 65536 - VPCD_SLOTS:
+        raise ValidationError(
+            N_("{name} must be a TCP port number, not {value}"), name=VPCD_PORT_ENV, value=text
+        )
+    return int(text)
+
+
 def port_for_slot(slot: int) -> int:
-    return VPCD_PORT + slot
+    return base_port() + slot
 
 
 class VpcdCard:
@@ -70,7 +89,7 @@ class VpcdCard:
         self,
         card_os: CardOS,
         host: str = VPCD_HOST,
-        port: int = VPCD_PORT,
+        port: int | None = None,
         *,
         slot: int | None = None,
         retry_initial: float = 0.02,
@@ -78,7 +97,9 @@ class VpcdCard:
         min_out_time: float = 1.0,
     ) -> None:
         self.card_os = card_os
-        self.address = (host, port_for_slot(slot) if slot is not None else port)
+        if slot is not None:
+            port = port_for_slot(slot)
+        self.address = (host, base_port() if port is None else port)
         self._retry_initial = retry_initial
         self._retry_max = retry_max
         self.min_out_time = min_out_time

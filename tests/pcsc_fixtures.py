@@ -4,6 +4,12 @@
 starts ``pcscd --foreground`` and stops it after the session.  Skips with the reason when the
 daemon, the vpcd driver or pyscard is missing.  Works as root in CI (creates /run/pcscd).
 
+A pcscd started here reads a reader.conf.d of its own (``--config``) whose vpcd reader listens on
+the driver's default ports (35963, 35964) when they are free, else on the next free pair: any
+process may hold one of them (a listening server, or a long-lived connection that the kernel gave
+it as its local port), and the driver then cannot listen, so the readers never appear.  The
+session exports the port to the emulators it starts (``CARDVEND_VPCD_PORT``).
+
 A vpcd slot serves one card connection at a time, so test sessions running side by side on one
 machine would take each other's cards.  The fixture therefore holds an advisory lock
 (``$TMPDIR/cardvend-vpcd.lock``) for the whole session: sessions take turns, waiting up to
@@ -18,6 +24,7 @@ import contextlib
 import fcntl
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -25,6 +32,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from cardio.vpcd import VPCD_PORT, VPCD_PORT_ENV, VPCD_SLOTS
 
 VPCD_DRIVER = Path("/usr/lib/pcsc/drivers/serial/libifdvpcd.so")
 PCSCD_RUN_DIR = Path("/run/pcscd")
@@ -35,6 +44,43 @@ POLL = 0.05
 # pcscd polls the vpcd driver for presence every 0.4 s; a card back sooner is never seen leaving
 PCSCD_POLL_MARGIN = 1.0
 LOCK_PATH = Path(tempfile.gettempdir()) / "cardvend-vpcd.lock"
+PORT_SEARCH = 100  # port pairs tried after the default one
+
+
+def _listenable(port: int) -> bool:
+    """Whether the vpcd driver could listen on ``port`` now (it binds every address with
+    SO_REUSEADDR, so a connection lingering in TIME_WAIT does not stand in its way)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("0.0.0.0", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_vpcd_port(preferred: int = VPCD_PORT) -> int:
+    """Slot 0's port for a pcscd started here: the preferred one when all its slots' ports are
+    free, else the first free run of ports above it."""
+    for n in range(PORT_SEARCH + 1):
+        base = preferred + n * VPCD_SLOTS
+        if all(_listenable(base + slot) for slot in range(VPCD_SLOTS)):
+            return base
+    raise RuntimeError(f"no {VPCD_SLOTS} free ports for the vpcd readers from {preferred} on")
+
+
+def vpcd_config(folder: Path, port: int) -> Path:
+    """A reader.conf.d for ``pcscd --config``: the vpcd reader (named as the Debian package
+    names it) listening on ``port`` and the ports after it, one per slot."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vpcd").write_text(
+        'FRIENDLYNAME "Virtual PCD"\n'
+        f"DEVICENAME   /dev/null:0x{port:04X}\n"
+        f"LIBPATH      {VPCD_DRIVER}\n"
+        f"CHANNELID    0x{port:04X}\n",
+        encoding="ascii",
+    )
+    return folder
 
 
 class Pcscd:
@@ -46,6 +92,8 @@ class Pcscd:
         self.readers = readers
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path: Path | None = None
+        self.config: Path | None = None  # the reader.conf.d of a pcscd started here
+        self.port = int(os.environ.get(VPCD_PORT_ENV) or VPCD_PORT)  # slot 0's vpcd port
 
     @property
     def started_here(self) -> bool:
@@ -61,9 +109,13 @@ class Pcscd:
             handle = tempfile.NamedTemporaryFile(prefix="pcscd-", suffix=".log", delete=False)
             handle.close()
             self.log_path = Path(handle.name)
+        if self.config is None:
+            self.port = free_vpcd_port()
+            self.config = vpcd_config(Path(tempfile.mkdtemp(prefix="pcscd-conf-")), self.port)
+        os.environ[VPCD_PORT_ENV] = str(self.port)  # for the emulators, here and in children
         with self.log_path.open("ab") as out:
             self.proc = subprocess.Popen(
-                [self.binary, "--foreground"],
+                [self.binary, "--foreground", "--config", str(self.config)],
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -73,8 +125,8 @@ class Pcscd:
         if READER_SLOT0 not in names:
             output = self.log_path.read_text(errors="replace")[-4000:]
             pytest.fail(
-                f"pcscd did not offer {READER_SLOT0!r} within {START_TIMEOUT:.0f} s "
-                f"(exit code {self.proc.poll()}); its log:\n{output}"
+                f"pcscd did not offer {READER_SLOT0!r} (vpcd port {self.port}) within "
+                f"{START_TIMEOUT:.0f} s (exit code {self.proc.poll()}); its log:\n{output}"
             )
         self.readers = names
 
@@ -194,6 +246,15 @@ def pcscd() -> Iterator[Pcscd]:
         yield from _pcscd_session(binary)
 
 
+@contextlib.contextmanager
+def pcscd_session() -> Iterator[Pcscd]:
+    """The running pcscd, or one started here for the ``with`` block (benchmarks)."""
+    binary = _find_pcscd()
+    if binary is None:
+        raise RuntimeError("pcscd is not installed (Debian package pcscd)")
+    yield from _pcscd_session(binary)
+
+
 def _pcscd_session(binary: str) -> Iterator[Pcscd]:
     if pcscd_running():
         names = wait_for_readers()
@@ -205,14 +266,21 @@ def _pcscd_session(binary: str) -> Iterator[Pcscd]:
         yield Pcscd(None, names)
         return
     daemon = Pcscd(binary)
+    exported = os.environ.get(VPCD_PORT_ENV)
     try:
         daemon.start()
         yield daemon
     finally:
         daemon.stop()
+        if exported is None:
+            os.environ.pop(VPCD_PORT_ENV, None)
+        else:
+            os.environ[VPCD_PORT_ENV] = exported
         if daemon.log_path is not None:
             with contextlib.suppress(OSError):
                 daemon.log_path.unlink()
+        if daemon.config is not None:
+            shutil.rmtree(daemon.config, ignore_errors=True)
 
 
 def wait_card_absent(reader: str = READER_SLOT0, timeout: float = 10.0) -> None:

@@ -9,7 +9,6 @@ import datetime as dt
 import http.client
 import json
 import logging
-import os
 import signal
 import subprocess
 import sys
@@ -38,6 +37,7 @@ from tests.rigs.central import (
     reversal,
     sale,
 )
+from tests.rigs.env import child_env
 
 # --------------------------------------------------------------------------- fixtures
 # the fixtures store, server and api: tests/rigs/central.py
@@ -609,8 +609,7 @@ def test_seed_matches_the_counter_demo(store: CentralStore) -> None:
 
 
 def test_cli_serve(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CARDVEND_")}
-    env.update(CARDVEND_HOME=str(tmp_path / "home"), CARDVEND_LANG="en")
+    env = child_env(CARDVEND_HOME=str(tmp_path / "home"), CARDVEND_LANG="en")
     proc = subprocess.Popen(
         [
             sys.executable,

@@ -52,6 +52,7 @@ from cardio.pcsc import PcscReaderPort
 from cardio.terminal import ApduTerminal
 from cardio.vpcd import VpcdCard
 from tests.pcsc_fixtures import READER_SLOT0, Pcscd, wait_card_absent
+from tests.rigs.env import child_env
 from tests.rigs.kill import wait_reader_ready
 
 pytestmark = pytest.mark.usefixtures("pcscd")  # skipped cleanly without pcscd and vpcd
@@ -82,6 +83,7 @@ from app.settings import Settings
 from cardio.keys import MasterKeys, SoftwareKeyProvider
 from cardio.pcsc import PcscReaderPort
 from cardio.terminal import ApduTerminal
+from tests.rigs.env import child_env
 
 db_path, keys_path, reader, amount, now = sys.argv[1:6]
 saved = json.loads(open(keys_path, encoding="ascii").read())
@@ -135,7 +137,7 @@ class Rig:
 
     def sell(self, crash_at: str | None) -> subprocess.CompletedProcess[str]:
         """Run one sale in a selling process of its own; ``crash_at`` kills it there."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CARDVEND_")}
+        env = child_env()
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
         env["CARDVEND_LANG"] = "en"
         if crash_at is not None:

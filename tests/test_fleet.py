@@ -37,6 +37,7 @@ from cardio.fleet import (
     read_meters_file,
 )
 from cardio.profile import BEIJING
+from tests.rigs.env import child_env
 
 ROOT = Path(__file__).resolve().parent.parent
 MIDNIGHT = dt.datetime(2026, 3, 2, 0, 0, tzinfo=BEIJING)
@@ -240,7 +241,7 @@ def served(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], int, Path]]:
     meters = tmp_path / "meters.csv"
     meters.write_text("".join(f"{300000000000 + i}\n" for i in range(2000)))
     state = tmp_path / "state"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CARDVEND_")}
+    env = child_env()
     env["CARDVEND_HOME"] = str(tmp_path / "home")
     proc = subprocess.Popen(
         [sys.executable, str(ROOT / "main.py"), "--lang", "en", "fleet", "simulate", "--tcp", "0",

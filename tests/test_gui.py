@@ -20,6 +20,7 @@ from app.persistence.models import OutboxEntry
 from app.settings import Settings
 from tests.conftest import ROOT
 from tests.rigs.context import make_ctx
+from tests.rigs.env import child_env
 
 pytestmark = pytest.mark.gui
 
@@ -51,8 +52,7 @@ def test_prepare_loads_demo_only_when_unconfigured(tmp_path: Path) -> None:
 
 
 def test_python_main_py_starts_the_window(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CARDVEND_")}
-    env.update(CARDVEND_HOME=str(tmp_path), QT_QPA_PLATFORM="offscreen")
+    env = child_env(CARDVEND_HOME=str(tmp_path), QT_QPA_PLATFORM="offscreen")
     proc = subprocess.Popen(
         [sys.executable, str(ROOT / "main.py")],
         env=env,

@@ -29,6 +29,7 @@ from cardio.keys import MasterKeys
 from tests.conftest import ROOT, pg_schema
 from tests.rigs.central_process import serve_central
 from tests.rigs.cli import ok_json, register_counter, run
+from tests.rigs.env import child_env
 from tests.rigs.pg import schema_url
 
 pytestmark = pytest.mark.pg
@@ -60,8 +61,7 @@ def counter_home(tmp_path: Path, counter_id: str, url: str) -> Path:
 
 
 def env_for(home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CARDVEND_")}
-    env.update(CARDVEND_HOME=str(home), CARDVEND_LANG="en")
+    env = child_env(CARDVEND_HOME=str(home), CARDVEND_LANG="en")
     return env
 
 

@@ -35,11 +35,12 @@ from cardio.pcsc import (
     trace_command,
     trace_response,
 )
+from cardio.vpcd import port_for_slot
 from tests.pcsc_fixtures import Pcscd as SharedPcscd
 
 READER = "Virtual PCD 00 00"
 OTHER_READER = "Virtual PCD 00 01"
-VPCD_PORTS = {READER: 35963, OTHER_READER: 35964}
+SLOTS = {READER: 0, OTHER_READER: 1}
 WAIT = 10.0  # seconds: the most any event may take
 BUSY_WAIT = 60.0  # seconds a reader may stay occupied by another test run's emulator
 
@@ -81,7 +82,7 @@ class VirtualCard:
         self.controls: list[int] = []
         self.removed = threading.Event()
         self._pending = b""
-        self._sock = self._connect(VPCD_PORTS[reader])
+        self._sock = self._connect(port_for_slot(SLOTS[reader]))
         self._thread = threading.Thread(target=self._serve, name="vpcd-card", daemon=True)
         self._thread.start()
 

@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from tests.rigs.env import child_env
+
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,7 +26,7 @@ pytestmark = pytest.mark.gui
 
 
 def tour_at(width: int, height: int, *args: str) -> dict[str, Any]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CARDVEND_")}
+    env = child_env()
     env["QT_QPA_PLATFORM"] = "xcb"
     run = subprocess.run(
         [

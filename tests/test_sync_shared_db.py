@@ -20,6 +20,7 @@ from tests.conftest import PG_URL, ROOT, drop_pg_schema, pg_available
 from tests.rigs.central_process import serve_central
 from tests.rigs.cli import ok_json, run
 from tests.rigs.counter import REMOTE
+from tests.rigs.env import child_env
 
 TELLERS = {"C01": "t01", "C02": "t02"}
 
@@ -145,8 +146,6 @@ def test_counters_sharing_a_database_send_only_their_own(
 
 
 def _env(home: Path) -> dict[str, str]:
-    import os
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CARDVEND_")}
-    env.update({"CARDVEND_HOME": str(home), "CARDVEND_LANG": "en"})
+    env = child_env(CARDVEND_HOME=str(home), CARDVEND_LANG="en")
     return env

@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import socket
 import time
 from collections.abc import Iterator
 
 import pytest
 
 from app.domain.card import CardKind
+from app.errors import ValidationError
 from app.ports import KeyRole
 from cardio.crypto import auth_cryptogram, challenge_iv, mac4
 from cardio.emulator import (
@@ -21,8 +24,8 @@ from cardio.emulator import (
     diversified_card_keys,
 )
 from cardio.profile import APP_AID, PSAM_AID
-from cardio.vpcd import VpcdCard
-from tests.pcsc_fixtures import READER_SLOT0, READER_SLOT1, Pcscd
+from cardio.vpcd import VPCD_PORT, VPCD_PORT_ENV, VPCD_SLOTS, VpcdCard, port_for_slot
+from tests.pcsc_fixtures import READER_SLOT0, READER_SLOT1, Pcscd, free_vpcd_port
 
 MASTER = {i: bytes([0x50 + i]) * 16 for i in range(6)}
 SELECT_APP = bytes.fromhex("00A404000A") + APP_AID
@@ -216,3 +219,52 @@ def test_psam_in_the_second_slot_authenticates_the_user_card(
         finally:
             disconnect(sam)
             disconnect(user)
+
+
+def test_a_pcscd_started_here_moves_off_a_taken_vpcd_port(pcscd: Pcscd) -> None:
+    """A CI run once found the driver's default port held by another process: the driver could
+    not listen, pcscd listed no reader, and every card test failed.  A pcscd started by the suite
+    listens on the next free ports, and the emulator, told by CARDVEND_VPCD_PORT, follows."""
+    if not pcscd.owned:
+        pytest.skip("the running pcscd was not started by this test session")
+    taken = pcscd.port
+    pcscd.stop()
+    moved = Pcscd(pcscd.binary)
+    try:
+        with socket.create_server(("0.0.0.0", taken)):  # another program's server on the port
+            moved.start()
+            assert moved.port != taken
+            assert os.environ[VPCD_PORT_ENV] == str(moved.port)
+            card = new_user_card()
+            with VpcdCard(card, slot=0) as virtual:
+                assert virtual.address == ("127.0.0.1", moved.port)
+                connection = wait_for_card(READER_SLOT0, card.atr)
+                try:
+                    assert send(connection, SELECT_APP)[1] == 0x9000
+                finally:
+                    disconnect(connection)
+    finally:
+        moved.stop()
+        if moved.config is not None:
+            shutil.rmtree(moved.config, ignore_errors=True)
+        pcscd.start()  # the tests after this one need the session's pcscd, on its own port
+    assert os.environ[VPCD_PORT_ENV] == str(pcscd.port)
+
+
+def test_the_vpcd_ports_skip_a_port_in_use_and_the_emulator_reads_its_port(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as held:
+        port = held.getsockname()[1]
+        chosen = free_vpcd_port(port)
+        assert chosen != port and chosen > port
+        assert chosen % VPCD_SLOTS == port % VPCD_SLOTS  # pairs move whole
+    monkeypatch.setenv(VPCD_PORT_ENV, "40100")
+    assert port_for_slot(1) == 40101
+    assert VpcdCard(new_user_card(), slot=1).address == ("127.0.0.1", 40101)
+    for bad in ("http", "-1", "0", "65535", "４０１００"):
+        monkeypatch.setenv(VPCD_PORT_ENV, bad)
+        with pytest.raises(ValidationError, match=VPCD_PORT_ENV):
+            port_for_slot(0)
+    monkeypatch.delenv(VPCD_PORT_ENV)
+    assert port_for_slot(0) == VPCD_PORT

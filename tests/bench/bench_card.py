@@ -12,8 +12,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
-import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -84,26 +82,12 @@ def purchase(n: int) -> PurchaseRecord:
 
 @contextlib.contextmanager
 def running_pcscd() -> Iterator[None]:
-    if subprocess.run(["pgrep", "-x", "pcscd"], capture_output=True).returncode == 0:
-        yield
-        return
-    binary = shutil.which("pcscd") or "/usr/sbin/pcscd"
-    Path("/run/pcscd").mkdir(parents=True, exist_ok=True)
-    proc = subprocess.Popen(
-        [binary, "--foreground"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        from tests.pcsc_fixtures import wait_for_readers
+    from tests.pcsc_fixtures import pcscd_session
 
-        if READER not in wait_for_readers():
+    with pcscd_session() as daemon:
+        if READER not in daemon.readers:
             raise RuntimeError("pcscd shows no vpcd reader")
         yield
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def make_card(folder: Path) -> tuple[UserCardOS, SoftwareKeyProvider]:

@@ -14,7 +14,6 @@ meters within 10 s on one connection, a start (or restart) within 10 s, under 30
 from __future__ import annotations
 
 import datetime as dt
-import os
 import signal
 import subprocess
 import sys
@@ -27,6 +26,7 @@ from cardio.dlt645 import MeterClient, Password, TcpSettings, connect_tcp_link
 from cardio.dlt645 import dataids as D
 from cardio.dlt645.messages import RelayCommand
 from tests.bench.common import bench_main, emit, progress, rounded
+from tests.rigs.env import child_env
 
 ROOT = Path(__file__).resolve().parents[2]
 ROUND_TARGET_S = 10.0
@@ -43,7 +43,7 @@ def _rss_mb(pid: int) -> float:
 
 
 def _start(meters_file: Path, state: Path, home: Path) -> tuple[subprocess.Popen[str], int, float]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CARDVEND_")}
+    env = child_env()
     env["CARDVEND_HOME"] = str(home)
     t0 = time.perf_counter()
     proc = subprocess.Popen(

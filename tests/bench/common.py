@@ -14,7 +14,6 @@ import hashlib
 import json
 import math
 import operator
-import os
 import resource
 import sys
 import time
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from app.services.customers.importing import COLUMNS
+from tests.rigs import env as rigs_env
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DATA_DIR = ROOT / "bench-data"  # git-ignored
@@ -157,11 +157,9 @@ def child_env(home: Path) -> dict[str, str]:
     """The environment for a CardVend child process: this one without any CARDVEND_* variable
     (a CARDVEND_DB pointing at a real database must never receive benchmark data), plus
     CARDVEND_HOME and English messages."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CARDVEND_")}
-    env["CARDVEND_HOME"] = str(home)
-    env["CARDVEND_LANG"] = "en"
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
-    return env
+    return rigs_env.child_env(
+        CARDVEND_HOME=str(home), CARDVEND_LANG="en", PYTHONDONTWRITEBYTECODE="1"
+    )
 
 
 # --------------------------------------------------------------------------- customer data

@@ -8,7 +8,6 @@ answers with this card's ATR and the first command fails ("Transaction failed").
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -16,14 +15,14 @@ from pathlib import Path
 
 from tests.conftest import ROOT
 from tests.pcsc_fixtures import READER_SLOT0, READER_SLOT1, wait_card_absent
+from tests.rigs.env import child_env
 
 
 class Emulator:
     def __init__(self, home: Path, *args: str) -> None:
         slot = args[args.index("--slot") + 1] if "--slot" in args else "0"
         self.reader = {"0": READER_SLOT0, "1": READER_SLOT1}[slot]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CARDVEND_")}
-        env.update(CARDVEND_HOME=str(home), CARDVEND_LANG="en")
+        env = child_env(CARDVEND_HOME=str(home), CARDVEND_LANG="en")
         self.proc = subprocess.Popen(
             [sys.executable, str(ROOT / "main.py"), "card", "emulate", *args],
             env=env,

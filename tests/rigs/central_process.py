@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
@@ -11,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from tests.conftest import ROOT
+from tests.rigs.env import child_env
 
 
 def free_port() -> int:
@@ -27,8 +27,7 @@ class CentralProcess:
         self, home: Path, *args: str, lang: str = "en", exe: list[str] | None = None
     ) -> None:
         self.port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CARDVEND_")}
-        env.update(CARDVEND_HOME=str(home), CARDVEND_LANG=lang)
+        env = child_env(CARDVEND_HOME=str(home), CARDVEND_LANG=lang)
         home.mkdir(parents=True, exist_ok=True)
         self.stderr_path = home / "central-stderr.txt"  # a file: a full pipe would block it
         self._stderr = self.stderr_path.open("w", encoding="utf-8")

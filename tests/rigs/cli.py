@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +14,7 @@ from cardio.keys import SoftwareKeyProvider, open_keystore
 from cardio.terminal import ApduTerminal
 from cardio.wiring import DEMO_PASSPHRASE
 from tests.conftest import ROOT
+from tests.rigs.env import child_env
 
 # the demo teller t01's password, and supervisor s01's for a step that needs an approver
 PASSWORDS = {"CARDVEND_PASSWORD": "demo-t01", "CARDVEND_APPROVER_PASSWORD": "demo-s01"}
@@ -28,7 +28,7 @@ def run(
     env: dict[str, str] | None = None,
     exe: list[str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("CARDVEND_")}
+    full_env = child_env()
     full_env.update({"CARDVEND_HOME": str(home), "CARDVEND_LANG": lang}, **(env or {}))
     return subprocess.run(
         [*(exe or [sys.executable, str(ROOT / "main.py")]), *args],

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.rigs.env import child_env
 from tests.rigs.kill_seller import (
     AMOUNT,
     CALIBRATION,
@@ -222,7 +223,7 @@ class Campaign:
         self._start_seller()
 
     def _start_seller(self) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CARDVEND_")}
+        env = child_env()
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
         env["CARDVEND_LANG"] = "en"
         errors = (self.folder / "seller.log").open("w")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -11,12 +10,13 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
+from tests.rigs.env import child_env
 
 METER = "200000000002"
 
 
 def meter_env(home: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CARDVEND_")}
+    env = child_env()
     env.update({"CARDVEND_HOME": str(home), "CARDVEND_LANG": "en", **extra})
     return env
 

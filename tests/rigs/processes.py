@@ -3,17 +3,17 @@ station, a gateway), once it printed the line that says it is ready."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 from tests.conftest import ROOT
+from tests.rigs.env import child_env
 
 
 def home_env(home: Path) -> dict[str, str]:
     """This environment without its ``CARDVEND_`` settings, with ``CARDVEND_HOME`` at ``home``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CARDVEND_")}
+    env = child_env()
     env["CARDVEND_HOME"] = str(home)
     return env
 
