@@ -14,7 +14,7 @@ from sync import contract as c
 from sync.central import CentralStore, Counter
 from sync.central import models as m
 from sync.central.api import _render_batch
-from sync.central.base import Tx
+from sync.central.base import LOCK_NAMESPACE, Tx, lock_namespace
 from tests.conftest import PG_URL, in_schema, pg_schema
 from tests.rigs.central import REMOTE, sale
 
@@ -151,7 +151,9 @@ def test_offices_write_side_by_side_on_postgresql() -> None:
                     seqs["a"] = tx.next_seq("sales")
                     opened.set()
                     release.wait(20)
-                finished.append("a")
+                    # said while its locks are still held: the writers waiting for them can only
+                    # finish after this (said after the commit, a waiter could come first)
+                    finished.append("a")
 
             def write(name: str, office: str | None, streams: tuple[str, ...]) -> None:
                 with two._writing(streams, None if office is None else (office,)) as tx:
@@ -233,3 +235,39 @@ def test_a_post_may_only_allocate_from_its_declared_streams() -> None:
                 tx.next_seq("jobs")
         finally:
             s.dispose()
+
+
+def test_stations_in_two_schemas_never_wait_for_each_others_locks() -> None:
+    """Advisory locks belong to the whole PostgreSQL database: two stations in two schemas of one
+    database (or two test sessions) took the same keys, so one's office A waited for the other's,
+    and the station-wide change of one held up every write of the other.  Each schema now takes
+    its locks under a key of its own; ``public`` keeps the key earlier versions took."""
+    assert lock_namespace("public") == lock_namespace(None) == LOCK_NAMESPACE
+    assert lock_namespace("station_a") == lock_namespace("station_a")
+    assert len({lock_namespace("station_a"), lock_namespace("station_b"), LOCK_NAMESPACE}) == 3
+    with pg_schema() as first_schema, pg_schema() as second_schema:
+        first = CentralStore(PG_URL, **in_schema(first_schema))
+        second = CentralStore(PG_URL, **in_schema(second_schema))
+        try:
+            assert first._lock_namespace == lock_namespace(first_schema) != LOCK_NAMESPACE
+            assert first._lock_namespace != second._lock_namespace
+            finished: list[str] = []
+
+            def write(office: str | None) -> None:
+                streams = ("sales",) if office else ("customers",)
+                with second._writing(streams, None if office is None else (office,)) as tx:
+                    tx.next_seq(streams[0])
+                finished.append(office or "station")
+
+            # the first station's change holds all its offices (the exclusive station lock)
+            with first._writing(("customers",)) as tx:
+                tx.next_seq("customers")
+                writers = [threading.Thread(target=write, args=(o,)) for o in ("A", None)]
+                for t in writers:
+                    t.start()
+                for t in writers:
+                    t.join(10)
+                assert sorted(finished) == ["A", "station"]  # neither waited for the first
+        finally:
+            first.dispose()
+            second.dispose()

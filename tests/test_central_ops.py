@@ -86,6 +86,21 @@ def test_metrics_count_requests_by_route_template_and_records_by_outcome(
     batch = "/api/v1/sales/batch"
     assert value(found, "cardvend_central_request_seconds_count", route=batch) == 2
     assert value(found, "cardvend_central_request_seconds_bucket", route=batch, le="10.0") == 2
+    # the write path: each post waited for a group, each group's transaction timed by phase
+    queued = value(found, "cardvend_central_write_queue_seconds_count") - value(
+        before, "cardvend_central_write_queue_seconds_count"
+    )
+    groups = {
+        phase: value(found, "cardvend_central_write_seconds_count", phase=phase)
+        - value(before, "cardvend_central_write_seconds_count", phase=phase)
+        for phase in ("locks", "applying")
+    }
+    records = value(found, "cardvend_central_write_group_records_sum") - value(
+        before, "cardvend_central_write_group_records_sum"
+    )
+    assert queued == 2 and groups["locks"] == groups["applying"] and 1 <= groups["locks"] <= 2
+    assert records == 4  # two posts of two records, in one group or two
+    assert value(found, "cardvend_central_write_seconds_sum", phase="applying") > 0
     lag = value(found, "cardvend_central_sync_lag_seconds", counter="M1")
     assert ("cardvend_central_sync_lag_seconds", (("counter", "M1"),)) in found and lag >= 0
 

@@ -29,11 +29,12 @@ import hashlib
 import json
 import logging
 import threading
+import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from pydantic import TypeAdapter
 from sqlalchemy import Connection, Engine, bindparam, insert, select, text, update
@@ -97,6 +98,19 @@ class RequestRefused(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+
+def lock_namespace(schema_name: str | None) -> int:
+    """The first key of a station's advisory locks.  Advisory locks are the whole PostgreSQL
+    database's, not a schema's: a station in a schema of its own (several stations, or a
+    station's tests, in one database) takes its locks under a key of its own, so that it never
+    waits for another's.  A station in ``public`` keeps :data:`LOCK_NAMESPACE`, the key every
+    earlier version took, so hosts of two versions still exclude each other while a rolling
+    upgrade runs."""
+    if not schema_name or schema_name == "public":
+        return LOCK_NAMESPACE
+    key = (zlib.crc32(f"cardvend.station.{schema_name}".encode()) ^ 0x80000000) - 0x80000000
+    return key if key not in (0, LOCK_NAMESPACE) else LOCK_NAMESPACE + 1
 
 
 def office_lock_key(office_code: str) -> int:
@@ -226,9 +240,11 @@ class Tx:
         now: dt.datetime,
         streams: Iterable[str] = (),
         offices: Iterable[str] | None = None,
+        namespace: int = LOCK_NAMESPACE,
     ) -> None:
         self.conn = conn
         self.now = now
+        self._namespace = namespace  # the first key of this station's advisory locks
         self._touched: dict[str, None] = {}
         self._postgres = conn.dialect.name == "postgresql"
         self._streams = frozenset(streams)
@@ -241,14 +257,14 @@ class Tx:
             if self._streams:
                 self._lock_station()
             return
-        conn.execute(text("SELECT pg_advisory_xact_lock_shared(:ns, 0)"), {"ns": LOCK_NAMESPACE})
+        conn.execute(text("SELECT pg_advisory_xact_lock_shared(:ns, 0)"), {"ns": namespace})
         for key in sorted({office_lock_key(o) for o in offices}):
             conn.execute(
-                text("SELECT pg_advisory_xact_lock(:ns, :key)"), {"ns": LOCK_NAMESPACE, "key": key}
+                text("SELECT pg_advisory_xact_lock(:ns, :key)"), {"ns": namespace, "key": key}
             )
 
     def _lock_station(self) -> None:
-        self.conn.execute(text("SELECT pg_advisory_xact_lock(:ns, 0)"), {"ns": LOCK_NAMESPACE})
+        self.conn.execute(text("SELECT pg_advisory_xact_lock(:ns, 0)"), {"ns": self._namespace})
         self._locked = True
 
     def seqs(self, stream: str, n: int) -> list[int]:
@@ -343,6 +359,21 @@ def keyed_reply(
     return Reply(status, body)
 
 
+class WriteTimes(Protocol):
+    """Where posted records spend their time on the write path (the station's metrics)."""
+
+    def queued(self, seconds: float) -> None:
+        """A post waited ``seconds`` for a group to take it."""
+
+    def written(self, records: int, locks: float, applying: float) -> None:
+        """A transaction wrote ``records``: ``locks`` seconds to get a connection, begin and take
+        its offices' locks, then ``applying`` seconds to apply them and commit."""
+
+
+# the time a write took: (seconds to get a connection, begin and lock; seconds to work and commit)
+Timed = Callable[[float, float], None]
+
+
 @dataclass
 class _Queued:
     """One request waiting to be written with others (see :class:`WriteCombiner`)."""
@@ -351,6 +382,7 @@ class _Queued:
     streams: tuple[str, ...]
     offices: tuple[str, ...]
     size: int
+    queued_at: float = 0.0  # time.perf_counter() when submitted
     taken: bool = False  # in a group being written
     done: bool = False
     result: Any = None
@@ -378,6 +410,7 @@ class WriteCombiner:
         self._active = 0  # groups being written
         self.groups = 0  # transactions that held more than one request
         self.largest = 0  # the most requests one transaction held
+        self.times: WriteTimes | None = None  # where the time goes (set by the server's metrics)
 
     def waiting(self) -> int:
         with self._cond:
@@ -387,7 +420,7 @@ class WriteCombiner:
         self, work: Callable[[Tx], T], streams: Iterable[str], offices: Iterable[str], size: int
     ) -> T:
         """Write ``work`` (a counter's records for ``offices``) with whatever else is waiting."""
-        entry = _Queued(work, tuple(streams), tuple(offices), max(1, size))
+        entry = _Queued(work, tuple(streams), tuple(offices), max(1, size), time.perf_counter())
         with self._cond:
             self._queue.append(entry)
             while not entry.done:
@@ -414,6 +447,8 @@ class WriteCombiner:
         while self._queue and (not group or total + self._queue[0].size <= self.most):
             entry = self._queue.pop(0)
             entry.taken = True
+            if self.times is not None:
+                self.times.queued(time.perf_counter() - entry.queued_at)
             group.append(entry)
             total += entry.size
         return group
@@ -429,10 +464,18 @@ class WriteCombiner:
                 log.exception("a group of %d writes failed: one by one", len(group))
         for entry in group:
             try:
-                entry.result = self.store.write(entry.work, entry.streams, entry.offices)
+                entry.result = self.store.write(
+                    entry.work, entry.streams, entry.offices, timed=self._timed(entry.size)
+                )
             except BaseException as exc:  # handed to the request's own thread
                 entry.error = exc
             entry.done = True
+
+    def _timed(self, records: int) -> Timed | None:
+        times = self.times
+        if times is None:
+            return None
+        return lambda locks, applying: times.written(records, locks, applying)
 
     def _together(self, group: list[_Queued]) -> None:
         streams = sorted({s for entry in group for s in entry.streams})
@@ -450,7 +493,8 @@ class WriteCombiner:
                 except Exception as exc:  # this request only: its savepoint is rolled back
                     outcomes.append((None, exc))
 
-        with self.store._writing(streams, offices) as tx:
+        size = sum(entry.size for entry in group)
+        with self.store._writing(streams, offices, timed=self._timed(size)) as tx:
             work(tx)
         self.groups += 1
         self.largest = max(self.largest, len(group))
@@ -504,6 +548,10 @@ class StoreBase:
             else None
         )
         schema.upgrade(self.engine)
+        self._lock_namespace = LOCK_NAMESPACE
+        if self.engine.dialect.name == "postgresql":
+            with self.engine.connect() as conn:
+                self._lock_namespace = lock_namespace(conn.scalar(text("SELECT current_schema()")))
         self._ensure_streams()
         self.combiner = WriteCombiner(
             self, writers=GROUP_WRITERS if self.engine.dialect.name == "postgresql" else 1
@@ -544,18 +592,30 @@ class StoreBase:
 
     @contextmanager
     def _writing(
-        self, streams: Iterable[str] = (), offices: Iterable[str] | None = None
+        self,
+        streams: Iterable[str] = (),
+        offices: Iterable[str] | None = None,
+        *,
+        timed: Timed | None = None,
     ) -> Iterator[Tx]:
+        """A write transaction; ``timed`` hears, once it has committed, how long the connection,
+        BEGIN and the locks took and how long the rest did."""
+        start = time.perf_counter()
         with self._write_engine.begin() as conn:
-            tx = Tx(conn, self.now(), streams, offices)
+            tx = Tx(conn, self.now(), streams, offices, self._lock_namespace)
+            locked = time.perf_counter()
             yield tx
             tx.finish()
+        if timed is not None:
+            timed(locked - start, time.perf_counter() - locked)
 
     def write(
         self,
         work: Callable[[Tx], T],
         streams: Iterable[str] = (),
         offices: Iterable[str] | None = None,
+        *,
+        timed: Timed | None = None,
     ) -> T:
         """Run ``work`` in one write transaction, retried when a concurrent writer won a race
         for a unique key (the retry then sees that writer's row).  ``offices``: the offices a
@@ -564,7 +624,7 @@ class StoreBase:
         scope = None if offices is None else tuple(offices)
         for attempt in range(1, WRITE_ATTEMPTS + 1):
             try:
-                with self._writing(names, scope) as tx:
+                with self._writing(names, scope, timed=timed) as tx:
                     return work(tx)
             except IntegrityError:
                 if attempt == WRITE_ATTEMPTS:

@@ -2,8 +2,10 @@
 
 - :class:`Metrics` holds the station's metrics in a registry of its own (several stations can run
   in one test process): requests by route template and status, a latency histogram by route,
-  records applied and refused by resource and outcome (:meth:`Metrics.observe_results`), and at
-  scrape time the sync lag per counter read from the database.  With several uvicorn workers
+  records applied and refused by resource and outcome (:meth:`Metrics.observe_results`), where a
+  posted record's time goes on the write path (waiting for its group, the group's connection and
+  office locks, applying and committing: :class:`sync.central.base.WriteTimes`), and at scrape
+  time the sync lag per counter read from the database.  With several uvicorn workers
   (``PROMETHEUS_MULTIPROC_DIR`` set before they start, :func:`prepare_multiprocess`) every
   worker writes its values to that folder and a scrape on any worker adds them up.
 - :class:`OpsMiddleware` (pure ASGI) times every request, counts it under its route template
@@ -46,6 +48,7 @@ access_log = logging.getLogger("cardvend.central.access")
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 REQUEST_ID_HEADER = "X-Request-Id"
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+GROUP_BUCKETS = (1, 10, 50, 100, 250, 500, 600, 1000, 2000)
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}\Z")
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
@@ -109,8 +112,37 @@ class Metrics:
             ["resource", "outcome"],
             registry=self.registry,
         )
+        self.write_queue = Histogram(
+            "cardvend_central_write_queue_seconds",
+            "Time a post waited for a group commit to take it",
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.write_phase = Histogram(
+            "cardvend_central_write_seconds",
+            "Time of a write transaction of posted records, by phase (locks: a connection, BEGIN "
+            "and the offices' locks; applying: the records and the commit)",
+            ["phase"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.write_records = Histogram(
+            "cardvend_central_write_group_records",
+            "Posted records one write transaction held",
+            buckets=GROUP_BUCKETS,
+            registry=self.registry,
+        )
         if lag is not None:
             self.registry.register(_SyncLag(lag))
+
+    # the write path's times (sync.central.base.WriteTimes)
+    def queued(self, seconds: float) -> None:
+        self.write_queue.observe(seconds)
+
+    def written(self, records: int, locks: float, applying: float) -> None:
+        self.write_phase.labels("locks").observe(locks)
+        self.write_phase.labels("applying").observe(applying)
+        self.write_records.observe(records)
 
     def observe_results(self, resource: str, results: list[c.ItemResult]) -> None:
         counts: dict[str, int] = {}

@@ -62,6 +62,7 @@ def build_asgi(store: CentralStore, faults: FaultInjector) -> tuple[FastAPI, ASG
     metrics = Metrics(lag=sync_lag(store.engine, store.now))
     app.state.metrics = metrics
     app.state.observe_results = metrics.observe_results
+    store.combiner.times = metrics
     served: ASGIApp = OpsMiddleware(app, metrics)
     # outermost: a dropped connection needs the server's own send (see faults._drop)
     return app, FaultMiddleware(served, faults) if faults.enabled else served

@@ -141,6 +141,25 @@ class Server:
             )
         self.url = line.split("central listening on", 1)[1].strip()
 
+    def write_path(self) -> dict[str, float]:
+        """The server's write-path metrics now (sums and counts, and the queue's histogram
+        buckets), from /metrics; empty from a server that has none (the old baseline)."""
+        import requests
+        from prometheus_client.parser import text_string_to_metric_families
+
+        try:
+            text = requests.get(f"{self.url}/api/v1/metrics", timeout=30).text
+            found: dict[str, float] = {}
+            for family in text_string_to_metric_families(text):
+                if not family.name.startswith("cardvend_central_write"):
+                    continue
+                for sample in family.samples:
+                    tags = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+                    found[f"{sample.name}{{{tags}}}"] = sample.value
+            return found
+        except (requests.RequestException, ValueError):
+            return {}
+
     def cpu_seconds(self) -> float:
         import psutil
 
@@ -285,6 +304,7 @@ def _follow(
     the sales held, and the server's and PostgreSQL's CPU seconds; and its ``done`` figures."""
     assert gen.stdout is not None
     marks: dict[str, tuple[float, int, float, float]] = {}
+    paths: dict[str, dict[str, float]] = {}
     done: dict[str, Any] = {}
     for line in gen.stdout:
         msg = json.loads(line)
@@ -296,13 +316,53 @@ def _follow(
                 server.cpu_seconds(),
                 postgres_cpu_seconds(),
             )
+            paths[phase] = server.write_path()
             progress(f"[{label}] {phase}")
         elif phase == "registered":
             progress(f"[{label}] {msg['counters']:,} registered in {msg['seconds']:.1f} s")
         elif phase == "done":
             done = msg
     gen.wait()
+    if done:
+        done["write_path"] = write_path_window(paths.get("window_start"), paths.get("window_end"))
     return marks, done
+
+
+def write_path_window(
+    before: dict[str, float] | None, after: dict[str, float] | None
+) -> dict[str, Any] | None:
+    """Where the window's posted records spent their time on the server's write path (its
+    metrics at the window's start and end): the wait for a group (mean, and the histogram
+    bucket that holds the p99), then each transaction's connection and locks, and its applying
+    and commit (means), and the records a transaction held."""
+    if not before or not after:
+        return None
+
+    def delta(key: str) -> float:
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    def mean_ms(name: str, tags: str = "") -> float | None:
+        n = delta(f"{name}_count{{{tags}}}")
+        return rounded(delta(f"{name}_sum{{{tags}}}") / n * 1000, 1) if n else None
+
+    queue, phases = "cardvend_central_write_queue_seconds", "cardvend_central_write_seconds"
+    records = "cardvend_central_write_group_records"
+    posts = delta(f"{queue}_count{{}}")
+    buckets = sorted(
+        (float(key.rsplit("le=", 1)[1].rstrip("}")), delta(key))
+        for key in after
+        if key.startswith(f"{queue}_bucket{{")
+    )
+    groups = delta(f"{records}_count{{}}")
+    return {
+        "posts": int(posts),
+        "queue_mean_ms": mean_ms(queue),
+        "queue_p99_at_most_s": next((le for le, n in buckets if posts and n >= 0.99 * posts), None),
+        "groups": int(groups),
+        "records_per_group": rounded(delta(f"{records}_sum{{}}") / groups, 1) if groups else None,
+        "locks_mean_ms": mean_ms(phases, "phase=locks"),
+        "applying_mean_ms": mean_ms(phases, "phase=applying"),
+    }
 
 
 def _record(
@@ -369,6 +429,7 @@ def _record(
             "generator": done["generator_cpu"],
         },
         "generator_loop_lag_p99_ms": done["loop_lag_p99_ms"],
+        "write_path": done.get("write_path"),
         "target": (
             f">= {wanted:.0f} sales/s applied, p99 of a 500-sale batch <= "
             f"{TARGET_P99_BIG_MS:.0f} ms, no error, nothing lost or doubled"
