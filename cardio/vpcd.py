@@ -2,10 +2,10 @@
 
 pcscd's vpcd driver listens on TCP ``35963 + slot`` ("Virtual PCD 00 00", "Virtual PCD 00 01"),
 or on the port its reader.conf names (``DEVICENAME /dev/null:0xPORT``), given to the emulator as
-``CARDVEND_VPCD_PORT``; :class:`VpcdCard` connects to it as the card.  Every message is a 2-byte big-endian length and a
-payload: a one-byte payload is a control (``00`` power off, ``01`` power on, ``02`` reset, ``04``
-send the ATR, answered with the ATR), anything longer an APDU, answered with response data and
-SW1 SW2.  Closing the socket takes the card out of the reader.
+``CARDVEND_VPCD_PORT``; :class:`VpcdCard` connects to it as the card.  Every message is a 2-byte
+big-endian length and a payload: a one-byte payload is a control (``00`` power off, ``01`` power
+on, ``02`` reset, ``04`` send the ATR, answered with the ATR), anything longer an APDU, answered
+with response data and SW1 SW2.  Closing the socket takes the card out of the reader.
 
 TCP_NODELAY is set once and TCP_QUICKACK before every receive: without them every APDU waits for
 delayed ACKs (measured 48 ms a round trip, 0.14 ms with them).

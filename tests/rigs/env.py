@@ -6,7 +6,8 @@ import os
 
 from cardio.vpcd import VPCD_PORT_ENV
 
-# the machine's, not a person's: where the suite's pcscd has its vpcd readers (tests/pcsc_fixtures.py)
+# the machine's, not a person's: where the suite's pcscd has its vpcd readers
+# (tests/pcsc_fixtures.py)
 KEPT = frozenset({VPCD_PORT_ENV})
 
 
