@@ -427,8 +427,9 @@ def _register_serve(csub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "--pool-size",
         type=int,
         metavar="N",
-        help=_("database connections each worker keeps open (PostgreSQL; default 10)"),
-    )
+        help=_("database connections each worker keeps open once opened (PostgreSQL; default: "
+               "its whole share of --db-connections)"),
+    )  # fmt: skip
     q.add_argument(
         "--db-connections",
         type=int,

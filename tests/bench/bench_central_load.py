@@ -16,7 +16,8 @@ open arrears items settled by their ref, remote payments for remote meters.
 Measured over the sustained window (``--seconds``): sale records applied per second (the
 ``central_sales`` count at the window's start and end), sync rounds per second, p50/p99 of the
 pulls and of 500-sale batches, errors, the CPU of the server, of the load generator and of
-PostgreSQL.  The target is the issue's (2,000 sales/s applied for 2,000 counters, a 500-sale
+PostgreSQL, and the connections PostgreSQL opened (``pg_sessions_opened``: a pool that closes
+and opens connections under a steady load forks a backend for each).  The target is the issue's (2,000 sales/s applied for 2,000 counters, a 500-sale
 batch p99 of 500 ms, no error, nothing lost or doubled); a smaller run (``--quick``) is held to
 its share of the rate (1 sale/s a counter).  Then the counters push what is still pending (drain) and the run checks that every
 sale generated is held exactly once, that no other sale is, that no sale was refused or flagged
@@ -200,6 +201,23 @@ def postgres_cpu_seconds() -> float:
     return total
 
 
+def pg_sessions(engine: Any) -> int | None:
+    """Sessions PostgreSQL has opened in this database so far (its ``pg_stat_database``,
+    PostgreSQL 14 and later; None before): a new backend, forked on the database's side, for
+    each connection a pool opens."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    try:
+        with engine.connect() as conn:
+            found = conn.execute(
+                text("SELECT sessions FROM pg_stat_database WHERE datname = current_database()")
+            ).scalar()
+    except DBAPIError:
+        return None
+    return None if found is None else int(found)
+
+
 def _count(engine: Any) -> int:
     from sqlalchemy import text
 
@@ -305,6 +323,7 @@ def _follow(
     assert gen.stdout is not None
     marks: dict[str, tuple[float, int, float, float]] = {}
     paths: dict[str, dict[str, float]] = {}
+    sessions: dict[str, int | None] = {}
     done: dict[str, Any] = {}
     for line in gen.stdout:
         msg = json.loads(line)
@@ -317,6 +336,7 @@ def _follow(
                 postgres_cpu_seconds(),
             )
             paths[phase] = server.write_path()
+            sessions[phase] = pg_sessions(engine)
             progress(f"[{label}] {phase}")
         elif phase == "registered":
             progress(f"[{label}] {msg['counters']:,} registered in {msg['seconds']:.1f} s")
@@ -325,6 +345,8 @@ def _follow(
     gen.wait()
     if done:
         done["write_path"] = write_path_window(paths.get("window_start"), paths.get("window_end"))
+        first, last = sessions.get("window_start"), sessions.get("window_end")
+        done["pg_sessions_opened"] = None if first is None or last is None else last - first
     return marks, done
 
 
@@ -430,6 +452,8 @@ def _record(
         },
         "generator_loop_lag_p99_ms": done["loop_lag_p99_ms"],
         "write_path": done.get("write_path"),
+        # connections the server (and this bench's reads) opened in the window
+        "pg_sessions_opened": done.get("pg_sessions_opened"),
         "target": (
             f">= {wanted:.0f} sales/s applied, p99 of a 500-sale batch <= "
             f"{TARGET_P99_BIG_MS:.0f} ms, no error, nothing lost or doubled"
