@@ -17,9 +17,10 @@ Measured over the sustained window (``--seconds``): sale records applied per sec
 ``central_sales`` count at the window's start and end), sync rounds per second, p50/p99 of the
 pulls and of 500-sale batches, errors, the CPU of the server, of the load generator and of
 PostgreSQL, and the connections PostgreSQL opened (``pg_sessions_opened``: a pool that closes
-and opens connections under a steady load forks a backend for each).  The target is the issue's (2,000 sales/s applied for 2,000 counters, a 500-sale
-batch p99 of 500 ms, no error, nothing lost or doubled); a smaller run (``--quick``) is held to
-its share of the rate (1 sale/s a counter).  Then the counters push what is still pending (drain) and the run checks that every
+and opens connections under a steady load forks a backend for each). The target is the issue's
+(2,000 sales/s applied for 2,000 counters, a 500-sale batch p99 of 500 ms, no error, nothing
+lost or doubled); a smaller run (``--quick``) is held to its share of the rate (1 sale/s a
+counter). Then the counters push what is still pending (drain) and the run checks that every
 sale generated is held exactly once, that no other sale is, that no sale was refused or flagged
 for review, and that the customers' purchase counts equal the number of completed card sales.
 
