@@ -372,3 +372,45 @@ def test_a_serving_station_confirms_payments_in_each_language_within_the_rate_li
         assert len(got) == 3 and "停止供电" in got[-1]["text"]
         assert len({g["id"] for g in received(out)}) == len(received(out))  # none twice
         assert all(n["gateway_id"] for n in listed(burst) if n["status"] == "sent")
+
+
+def test_an_administrators_change_waits_for_a_serving_stations_write_on_sqlite(
+    tmp_path: Path,
+) -> None:
+    """``central sms prefs`` beside a serving station on SQLite: the preference is read, then
+    written.  Under a plain ``BEGIN`` the write failed at once with "database is locked" while
+    the station was writing (SQLite does not wait to turn a reader into a writer; CI saw it
+    once); a station change now begins ``BEGIN IMMEDIATE`` and waits for the other writer."""
+    import sqlite3
+    import threading
+    import time
+
+    with seeded_store("sqlite", tmp_path) as store:
+        # the serving station's write, held open (another connection, another process's kind)
+        other = sqlite3.connect(tmp_path / "central.db", isolation_level=None, timeout=10)
+        other.execute("BEGIN IMMEDIATE")
+        other.execute(
+            "INSERT INTO central_sms_prefs (customer_no, language, opted_out) VALUES (?, ?, ?)",
+            (ENGLISH, "en", 0),
+        )
+        results: list[object] = []
+
+        def admin() -> None:
+            try:
+                results.append(sms_admin.set_prefs(store, OPTED_OUT, opted_out=True))
+            except Exception as exc:  # the test says which error it was
+                results.append(exc)
+
+        worker = threading.Thread(target=admin)
+        worker.start()
+        time.sleep(0.5)  # the change has begun (and, before, read) while the write is open
+        assert results == []  # it waits for the write
+        other.execute("COMMIT")
+        other.close()
+        worker.join(15)
+        assert results == [{"customer_no": OPTED_OUT, "language": "zh_CN", "opted_out": True}]
+        with store.engine.connect() as conn:
+            held = dict(
+                conn.execute(select(m.sms_prefs.c.customer_no, m.sms_prefs.c.opted_out)).all()
+            )
+        assert held == {ENGLISH: False, OPTED_OUT: True}

@@ -53,7 +53,7 @@ class ArrearsControl:
     def run(self) -> dict[str, int]:
         """One pass; how many came under control, were reminded and were lifted."""
         now = self.store.now()
-        with self.store.engine.begin() as conn:
+        with self.store.begin() as conn:
             overdue = self._overdue(conn, now)
             came = self._enter(conn, set(overdue), now)
             reminded = self._remind(conn, overdue, now)

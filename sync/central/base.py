@@ -32,7 +32,7 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -576,6 +576,16 @@ class StoreBase:
         wanted = schema.head()
         detail = {"database": "ok", "schema": revision, "schema_wanted": wanted}
         return revision == wanted, detail
+
+    def begin(self) -> AbstractContextManager[Connection]:
+        """A connection in a write transaction of its own (committed at the end of the block,
+        rolled back on an error), for a station task's or an administrator's change outside the
+        posts' locks.  On SQLite it begins ``BEGIN IMMEDIATE``, like every write here: under a
+        plain ``BEGIN`` a transaction that reads and then writes fails at once with "database
+        is locked" while another connection writes (SQLite does not wait to turn a reader into
+        a writer, whatever the busy timeout), as an administrator's ``central sms prefs`` did
+        beside a serving station."""
+        return self._write_engine.begin()
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -59,7 +59,7 @@ def _candidates(store: StoreBase, *where: Any) -> list[Any]:
 
 
 def _set(store: StoreBase, customer_no: str, **values: Any) -> None:
-    with store.engine.begin() as conn:
+    with store.begin() as conn:
         conn.execute(
             update(m.control)
             .where(m.control.c.customer_no == customer_no)

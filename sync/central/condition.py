@@ -92,7 +92,7 @@ def call_condition(
         fetched_at=now,
     )
     cd = m.conditions.c
-    with store.engine.begin() as conn:
+    with store.begin() as conn:
         conn.execute(delete(m.conditions).where(cd.customer_no == customer_no))
         conn.execute(
             insert(m.conditions).values(

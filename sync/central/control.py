@@ -214,7 +214,7 @@ class ControlLoop:
     def _take_lease(self) -> bool:
         le = m.leases.c
         now = self.store.now()
-        with self.store.engine.begin() as conn:
+        with self.store.begin() as conn:
             taken = conn.execute(
                 update(m.leases)
                 .where(le.name == LEASE, (le.until < now) | (le.holder == self.holder))
@@ -225,7 +225,7 @@ class ControlLoop:
             if conn.execute(select(le.name).where(le.name == LEASE)).first() is not None:
                 return False
         try:
-            with self.store.engine.begin() as conn:
+            with self.store.begin() as conn:
                 conn.execute(
                     insert(m.leases).values(
                         name=LEASE, holder=self.holder, until=now + dt.timedelta(seconds=LEASE_S)
@@ -237,7 +237,7 @@ class ControlLoop:
 
     def _release_lease(self) -> None:
         le = m.leases.c
-        with self.store.engine.begin() as conn:
+        with self.store.begin() as conn:
             conn.execute(
                 update(m.leases)
                 .where(le.name == LEASE, le.holder == self.holder)
@@ -254,7 +254,7 @@ class ControlLoop:
             cu.status == "active",
             ~select(co.customer_no).where(co.customer_no == cu.customer_no).exists(),
         )
-        with self.store.engine.begin() as conn:
+        with self.store.begin() as conn:
             rows = conn.execute(new).all()
             for part in chunks(rows, BATCH):
                 conn.execute(
@@ -396,7 +396,7 @@ class ControlLoop:
                 kept.append(same)
                 problems.append((meter.customer_no, problem[0], problem[1]))
         co = m.control.c
-        with self.store.engine.begin() as conn:
+        with self.store.begin() as conn:
             if rows:
                 conn.execute(insert(m.readings), rows)
             # the relay as read; the one last read when the reading left the status out
@@ -489,7 +489,7 @@ class ControlLoop:
             .where(cp.customer_no == co.customer_no, cp.received_at >= co.enrolled_at)
             .scalar_subquery()
         )
-        with self.store.engine.begin() as conn:
+        with self.store.begin() as conn:
             conn.execute(
                 update(m.control).values(
                     paid_fen=paid + by_channel,
@@ -525,7 +525,7 @@ class ControlLoop:
             .where(co.state != target, cu.status == "active", co.lifted_at.is_(None))
         )
         now = self.store.now()
-        with self.store.engine.begin() as conn:
+        with self.store.begin() as conn:
             changes = conn.execute(
                 select(co.customer_no, co.meter_no, co.state, target)
                 .join(m.customers, cu.customer_no == co.customer_no)
@@ -601,7 +601,7 @@ class ControlLoop:
         cm = m.commands.c
         closes = [d for d in done if d["b_command"] == "close"]
         trips = [d for d in done if d["b_command"] == "trip"]
-        with self.store.engine.begin() as conn:
+        with self.store.begin() as conn:
             conn.execute(
                 update(m.commands)
                 .where(cm.id == bindparam("b_id"))
@@ -631,7 +631,7 @@ class ControlLoop:
         cm = m.commands.c
         now = self.store.now()
         gave_up = attempts >= MAX_ATTEMPTS
-        with self.store.engine.begin() as conn:
+        with self.store.begin() as conn:
             conn.execute(
                 update(m.commands)
                 .where(cm.id == command_id)

@@ -247,7 +247,7 @@ class Notices:
             ),
             and_(cm.command == "close", cm.status == "done", cm.done_at >= since),
         )
-        with self.store.engine.begin() as conn:
+        with self.store.begin() as conn:
             rows = conn.execute(
                 select(cm.id, cm.customer_no, cm.command, cm.reason, co.remaining_fen)
                 .join(m.control, co.customer_no == cm.customer_no)
@@ -278,7 +278,7 @@ class Notices:
         def notice_of(kind: str) -> Any:
             return select(sm.id).where(sm.kind == kind, sm.cause == sa.id).exists()
 
-        with self.store.engine.begin() as conn:
+        with self.store.begin() as conn:
             fresh = conn.execute(
                 select(sa.id, sa.customer_no, sa.kind, sa.credit, sa.body, co.remaining_fen)
                 .outerjoin(m.control, and_(co.customer_no == sa.customer_no, sa.kind == "remote"))
@@ -350,7 +350,7 @@ class Notices:
         the customer's rate limit is ``limited`` (trip and close always go)."""
         sm = m.sms_outbox.c
         now = self.store.now()
-        with self.store.engine.begin() as conn:
+        with self.store.begin() as conn:
             conn.execute(
                 update(m.sms_outbox)
                 .where(sm.status == PENDING, sm.created_at < now - EXPIRE)
@@ -381,7 +381,7 @@ class Notices:
                 failed += 1
                 break  # the gateway is down: the rest wait for the next run
             counts[number] = (hour + 1, day + 1)
-            with self.store.engine.begin() as conn:
+            with self.store.begin() as conn:
                 conn.execute(
                     update(m.sms_outbox)
                     .where(sm.id == sms_id)
@@ -432,7 +432,7 @@ class Notices:
         if not limited:
             return
         sm = m.sms_outbox.c
-        with self.store.engine.begin() as conn:
+        with self.store.begin() as conn:
             for sms_id, why in limited:
                 conn.execute(
                     update(m.sms_outbox)
@@ -443,7 +443,7 @@ class Notices:
     def _failed(self, sms_id: int, attempts: int, error: str) -> None:
         sm = m.sms_outbox.c
         now = self.store.now()
-        with self.store.engine.begin() as conn:
+        with self.store.begin() as conn:
             conn.execute(
                 update(m.sms_outbox)
                 .where(sm.id == sms_id)

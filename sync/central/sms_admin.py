@@ -59,7 +59,7 @@ def set_prefs(
     """The administrator sets a customer's SMS language and/or opt-out; answers the
     preferences now, or None when the archive holds no such customer."""
     cu = m.customers.c
-    with store.engine.begin() as conn:
+    with store.begin() as conn:
         known = conn.execute(select(cu.customer_no).where(cu.customer_no == customer_no)).first()
         if known is None:
             return None

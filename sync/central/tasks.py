@@ -111,7 +111,7 @@ def add_task(
         "created_at": store.now(),
     }
     try:
-        with store.engine.begin() as conn:
+        with store.begin() as conn:
             if office and conn.execute(select(of.code).where(of.code == office)).first() is None:
                 raise UnknownOffice(office=office)
             conn.execute(insert(m.measurement_tasks).values(**row))
@@ -140,7 +140,7 @@ def list_tasks(store: StoreBase) -> list[dict[str, Any]]:
 
 def remove_task(store: StoreBase, name: str) -> None:
     t = m.measurement_tasks.c
-    with store.engine.begin() as conn:
+    with store.begin() as conn:
         if not conn.execute(delete(m.measurement_tasks).where(t.name == name)).rowcount:
             raise NoSuchTask(name=name)
 
