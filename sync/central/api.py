@@ -257,7 +257,7 @@ def credentials(request: Request) -> Credentials:
     )
 
 
-def current_counter(
+async def current_counter(
     request: Request, _token: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 ) -> Counter:
     """The counter the request acts for (authenticated by :class:`ContractRoute` before the body
@@ -266,8 +266,15 @@ def current_counter(
     return counter
 
 
+async def request_store(request: Request) -> CentralStore:
+    """:func:`store_of` as a dependency."""
+    return store_of(request)
+
+
+# the dependencies only read what the request holds: coroutines, so FastAPI runs them on the
+# event loop (a plain function would cost each request a hop to a worker thread and back)
 CounterDep = Annotated[Counter, Depends(current_counter)]
-StoreDep = Annotated[CentralStore, Depends(store_of)]
+StoreDep = Annotated[CentralStore, Depends(request_store)]
 
 
 # the contract's models by name: its module's, and the batches it makes of the posted records

@@ -53,7 +53,7 @@ class ChannelRoute(GuardedRoute):
         request.scope.setdefault("state", {})["counter_id"] = f"channel:{channel.channel_id}"
 
 
-def current_channel(
+async def current_channel(
     request: Request,
     _token: Annotated[HTTPAuthorizationCredentials | None, Depends(channel_bearer)],
 ) -> ch.Channel:

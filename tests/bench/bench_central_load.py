@@ -451,6 +451,9 @@ def _record(
             "postgres": rounded((p1 - p0) / span, 2),
             "generator": done["generator_cpu"],
         },
+        # the server's CPU per unit of work: steadier than the rates on a shared machine
+        "server_cpu_ms_per_round": _per(s1 - s0, done["rounds"] * span / done["window_s"], 1e3),
+        "server_cpu_us_per_sale": _per(s1 - s0, n1 - n0, 1e6),
         "generator_loop_lag_p99_ms": done["loop_lag_p99_ms"],
         "write_path": done.get("write_path"),
         # connections the server (and this bench's reads) opened in the window
@@ -461,6 +464,10 @@ def _record(
         ),
         "ok": ok,
     }
+
+
+def _per(cpu_s: float, units: float, scale: float) -> float | None:
+    return rounded(cpu_s * scale / units, 1) if units > 0 else None
 
 
 def run(
