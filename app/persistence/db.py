@@ -17,6 +17,7 @@ import functools
 import json
 import logging
 import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,7 +26,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.dialects.sqlite.base import SQLiteCompiler
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+from sqlalchemy.exc import ArgumentError, DisconnectionError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.errors import DatabaseError, SchemaTooNew
@@ -123,7 +124,43 @@ def dump_json(value: Any) -> str:
     return json.dumps(value)
 
 
-def make_engine(url: str | URL, *, echo: bool = False, **kwargs: Any) -> Engine:
+# a pooled connection idle this long is pinged before it is handed out (see _install_idle_ping)
+PING_AFTER_IDLE = 10.0  # seconds
+_IDLE_SINCE = "cardvend_idle_since"
+
+
+def _install_idle_ping(engine: Engine, after: float) -> None:
+    """Ping a pooled connection before handing it out only when it has been idle ``after``
+    seconds or more; a dead one is replaced (the pool's documented ``DisconnectionError``).
+
+    SQLAlchemy's ``pool_pre_ping`` pings at every checkout: under a server's load that is a
+    round trip and its driver work for each statement (a pull of the station checks out twice).
+    A connection in steady use has just proved itself; one that waited long is where a database
+    restart or an idle timeout hides.  A restart during steady use shows on the next statement of
+    each connection then in use, once: the driver reports the disconnect and the pool replaces
+    every connection older than it."""
+    dialect = engine.dialect
+
+    @event.listens_for(engine, "checkin")
+    def _checked_in(dbapi_conn: Any, record: Any) -> None:
+        record.info[_IDLE_SINCE] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_conn: Any, record: Any, proxy: Any) -> None:
+        since = record.info.pop(_IDLE_SINCE, None)
+        if since is None or time.monotonic() - since < after:
+            return  # new, or in steady use
+        try:
+            dialect.do_ping(dbapi_conn)
+        except dialect.loaded_dbapi.Error as exc:
+            raise DisconnectionError(f"an idle pooled connection is gone: {exc}") from exc
+
+
+def make_engine(
+    url: str | URL, *, echo: bool = False, ping_after: float = PING_AFTER_IDLE, **kwargs: Any
+) -> Engine:
+    """The engine of ``url``; on a server database a pooled connection idle ``ping_after``
+    seconds is pinged before use (see :func:`_install_idle_ping`)."""
     u = normalize_url(url)
     kwargs.setdefault("json_serializer", dump_json)
     if u.get_backend_name() == "sqlite":
@@ -133,9 +170,10 @@ def make_engine(url: str | URL, *, echo: bool = False, **kwargs: Any) -> Engine:
         engine.dialect.statement_compiler = _SQLiteHintCompiler
         return engine
     try:
-        engine = create_engine(u, echo=echo, pool_pre_ping=True, **kwargs)
+        engine = create_engine(u, echo=echo, **kwargs)
     except (ArgumentError, NoSuchModuleError) as exc:
         raise DatabaseError(detail=f"unsupported database URL {u.drivername}://...") from exc
+    _install_idle_ping(engine, ping_after)
     _install_read_only_transactions(engine)
     return engine
 
