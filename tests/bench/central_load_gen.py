@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,6 +125,41 @@ def counter_customers(n: int) -> list[Cust]:
             )
         )
     return out
+
+
+def sale_body(
+    cust: Cust, rng: random.Random, counter: str, office: str, shift: str, now: str
+) -> tuple[str, str]:
+    """A valid sale of ``cust`` by ``counter`` (its id and its JSON text, made as text: the
+    generator's CPU is part of what a load run measures).  One in 50 failed; the first
+    completed sale of a customer who owes settles the arrears; a card sale's purchase count
+    follows the card's, which the customer's record keeps."""
+    sid = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+    failed = rng.random() < 0.02
+    credit = rng.randrange(1000, 50_000, 100)
+    arrears, refs = 0, "[]"
+    if cust.ref is not None and not failed:
+        arrears, refs = 3000, f'["{cust.ref}"]'
+        cust.ref = None
+    amount = arrears + credit
+    if cust.remote:
+        kind, count, serial = "remote", "null", "null"
+    else:
+        kind, serial = "card", f'"CS{cust.no}"'
+        count = str(cust.count + 1)
+        if not failed:
+            cust.count += 1
+    body = (
+        f'{{"id":"{sid}","kind":"{kind}",'
+        f'"state":"{"failed" if failed else "completed"}",'
+        f'"customer_no":"{cust.no}","purchase_count":{count},"amount":{amount},'
+        f'"arrears":{arrears},"fees":0,"credit":{credit},"energy_wh":{credit * 2},'
+        f'"tariff_plan":"{cust.plan}","tariff_version_no":1,"settled_refs":{refs},'
+        f'"operator_id":"T01","counter_id":"{counter}","office_code":"{office}",'
+        f'"shift_id":"{shift}","card_serial":{serial},'
+        f'"cash_received":{amount},"created_at":"{now}"}}'
+    )
+    return sid, body
 
 
 # --------------------------------------------------------------------------- the generator

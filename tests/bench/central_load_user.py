@@ -23,6 +23,7 @@ from tests.bench.central_load_gen import (
     counter_customers,
     counter_id,
     office_code,
+    sale_body,
 )
 
 PULLED = ("tariffs", "customers", "remote-purchases", "jobs")
@@ -96,33 +97,8 @@ class LoadCounter(FastHttpUser):
     # ---------------------------------------------------------------- sales
 
     def sale(self, now: str) -> tuple[str, str]:
-        r = self._rng
-        cust = self.custs[r.randrange(len(self.custs))]
-        sid = str(uuid.UUID(int=r.getrandbits(128), version=4))
-        failed = r.random() < 0.02
-        credit = r.randrange(1000, 50_000, 100)
-        arrears, refs = 0, "[]"
-        if cust.ref is not None and not failed:
-            arrears, refs = 3000, f'["{cust.ref}"]'
-            cust.ref = None
-        amount = arrears + credit
-        if cust.remote:
-            kind, count, serial = "remote", "null", "null"
-        else:
-            kind, serial = "card", f'"CS{cust.no}"'
-            count = str(cust.count + 1)
-            if not failed:
-                cust.count += 1
-        body = (
-            f'{{"id":"{sid}","kind":"{kind}",'
-            f'"state":"{"failed" if failed else "completed"}",'
-            f'"customer_no":"{cust.no}","purchase_count":{count},"amount":{amount},'
-            f'"arrears":{arrears},"fees":0,"credit":{credit},"energy_wh":{credit * 2},'
-            f'"tariff_plan":"{cust.plan}","tariff_version_no":1,"settled_refs":{refs},'
-            f'"operator_id":"T01","counter_id":"{self.cid}","office_code":"{self.office}",'
-            f'"shift_id":"{self.shift}","card_serial":{serial},'
-            f'"cash_received":{amount},"created_at":"{now}"}}'
-        )
+        cust = self.custs[self._rng.randrange(len(self.custs))]
+        sid, body = sale_body(cust, self._rng, self.cid, self.office, self.shift, now)
         self.load.made_ids.append(sid)
         return sid, body
 

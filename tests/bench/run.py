@@ -20,6 +20,7 @@ from tests.bench import (
     bench_audit,
     bench_card,
     bench_central_load,
+    bench_central_request,
     bench_control,
     bench_dlt645,
     bench_find,
@@ -90,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         single_sample=1_000 if quick else 10_000,
         rounds=1_000 if quick else 10_000,
     )
+    records += bench_central_request.run(requests=500 if quick else 2000)
     if quick:  # 200 counters for 10 s against this tree's server
         records += bench_central_load.run(
             counters=bench_central_load.QUICK_COUNTERS,
