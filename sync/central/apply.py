@@ -61,6 +61,68 @@ _SUBJECT: dict[str, str] = {
 _BY_CUSTOMER = ("replacements", "card-bindings", "control-reports", "sms", "account-events")
 
 
+# the sales' statements, built once (see the note in store.py); "ids", "nos", "plans" and
+# "refs" take a list (an expanding IN)
+_sa, _cu, _tv = m.sales.c, m.customers.c, m.tariff_versions.c
+_ev, _ar = m.events.c, m.arrears_items.c
+_HELD_SALES = select(_sa.id, _sa.body_hash, _sa.review).where(
+    _sa.id.in_(bindparam("ids", expanding=True))
+)
+_CUSTOMER_FACTS = select(
+    _cu.customer_no,
+    _cu.office_code,
+    _cu.status,
+    _cu.meter_kind,
+    _cu.purchase_count,
+    _cu.card_serial,
+).where(_cu.customer_no.in_(bindparam("nos", expanding=True)))
+_TARIFF_VERSIONS = select(_tv.plan_code, _tv.version_no).where(
+    _tv.plan_code.in_(bindparam("plans", expanding=True))
+)
+_REVERSED_BEFORE = select(_ev.subject).where(
+    _ev.kind == "reversals",
+    _ev.subject.in_(bindparam("ids", expanding=True)),
+    _ev.counter_id == bindparam("counter"),
+)
+_NAMED_REFS = select(_ar.ref, _ar.customer_no, _ar.settled_by_sale).where(
+    _ar.ref.in_(bindparam("refs", expanding=True))
+)
+_INSERT_SALES = insert(m.sales)
+_INSERT_REMOTE = insert(m.remote_status)
+_SETTLE = (
+    update(m.arrears_items)
+    .where(
+        _ar.ref == bindparam("b_ref"),
+        _ar.customer_no == bindparam("b_customer"),
+        _ar.settled_by_sale.is_(None),
+    )
+    .values(settled_by_sale=bindparam("b_sale"))
+)
+_GAP_SALES = select(_sa.customer_no, _sa.body).where(
+    _sa.customer_no.in_(bindparam("nos", expanding=True)),
+    _sa.review == rules.REVIEW_PURCHASE_COUNT_GAP,
+    _sa.reversed.is_(False),
+    _sa.state == "completed",
+    _sa.kind == "card",
+)
+_CARD_COUNTS = select(_cu.customer_no, _cu.purchase_count, _cu.card_serial).where(
+    _cu.customer_no.in_(bindparam("nos", expanding=True))
+)
+_card_updates: dict[tuple[str, ...], Any] = {}
+
+
+def _card_update(names: tuple[str, ...]) -> Any:
+    """The update of these card columns of a customer (``b_no``, ``b_<name>``), built once."""
+    stmt = _card_updates.get(names)
+    if stmt is None:
+        stmt = _card_updates[names] = (
+            update(m.customers)
+            .where(_cu.customer_no == bindparam("b_no"))
+            .values({name: bindparam(f"b_{name}") for name in names})
+        )
+    return stmt
+
+
 @dataclass(slots=True)
 class Posted:
     """A posted record of this counter: its place in the batch, its body (dumped once: the
@@ -161,19 +223,9 @@ def apply_all(
 
 
 def _customers(tx: Tx, numbers: Iterable[str]) -> dict[str, CustomerFacts]:
-    cu = m.customers.c
     found: dict[str, CustomerFacts] = {}
     for part in chunks(list(dict.fromkeys(numbers))):
-        for r in tx.conn.execute(
-            select(
-                cu.customer_no,
-                cu.office_code,
-                cu.status,
-                cu.meter_kind,
-                cu.purchase_count,
-                cu.card_serial,
-            ).where(cu.customer_no.in_(part))
-        ):
+        for r in tx.conn.execute(_CUSTOMER_FACTS, {"nos": part}):
             found[r.customer_no] = CustomerFacts(
                 r.office_code, r.status, r.meter_kind, int(r.purchase_count), r.card_serial
             )
@@ -202,11 +254,10 @@ class _SaleRows:
 
 def _apply_sales(batch: _Batch, posted: Sequence[Posted], skew: dt.timedelta) -> None:
     conn = batch.tx.conn
-    s = m.sales.c
     # what is held already: id -> (body_hash, review); accepted sales of the batch join it
     held: dict[str, tuple[str, str | None]] = {}
     for part in chunks(list(dict.fromkeys(p.id for p in posted))):
-        for r in conn.execute(select(s.id, s.body_hash, s.review).where(s.id.in_(part))):
+        for r in conn.execute(_HELD_SALES, {"ids": part}):
             held[r.id] = (r.body_hash, r.review)
     todo = [cast(c.SaleRecord, p.item) for p in posted if p.id not in held]
     if not todo:
@@ -254,24 +305,17 @@ def _apply_sales(batch: _Batch, posted: Sequence[Posted], skew: dt.timedelta) ->
 
 def _sale_world(batch: _Batch, todo: Sequence[c.SaleRecord]) -> _SaleWorld:
     conn = batch.tx.conn
-    tv, ev, ar = m.tariff_versions.c, m.events.c, m.arrears_items.c
     custs = _customers(batch.tx, (sale.customer_no for sale in todo))
     tariffs: set[tuple[str, int]] = set()
     for part in chunks(list(dict.fromkeys(sale.tariff_plan for sale in todo))):
         tariffs.update(
             (r.plan_code, int(r.version_no))
-            for r in conn.execute(select(tv.plan_code, tv.version_no).where(tv.plan_code.in_(part)))
+            for r in conn.execute(_TARIFF_VERSIONS, {"plans": part})
         )
     reversed_before: set[str] = set()
     for part in chunks(list(dict.fromkeys(sale.id for sale in todo))):
         reversed_before.update(
-            conn.scalars(
-                select(ev.subject).where(
-                    ev.kind == "reversals",
-                    ev.subject.in_(part),
-                    ev.counter_id == batch.counter.counter_id,
-                )
-            )
+            conn.scalars(_REVERSED_BEFORE, {"ids": part, "counter": batch.counter.counter_id})
         )
     names = list(
         dict.fromkeys(ref for sale in todo for ref in sale.settled_refs if "\x00" not in ref)
@@ -279,9 +323,7 @@ def _sale_world(batch: _Batch, todo: Sequence[c.SaleRecord]) -> _SaleWorld:
     refs: dict[str, str] = {}
     open_refs: set[str] = set()
     for part in chunks(names):
-        for a in conn.execute(
-            select(ar.ref, ar.customer_no, ar.settled_by_sale).where(ar.ref.in_(part))
-        ):
+        for a in conn.execute(_NAMED_REFS, {"refs": part}):
             refs[a.ref] = a.customer_no
             if a.settled_by_sale is None:
                 open_refs.add(a.ref)
@@ -356,25 +398,16 @@ def _remote_status(cust: CustomerFacts | None, review: str | None) -> tuple[str,
 
 
 def _write_sales(tx: Tx, rows: _SaleRows, custs: dict[str, CustomerFacts]) -> None:
-    conn, ar = tx.conn, m.arrears_items.c
+    conn = tx.conn
     tx.number_rows("sales", rows.sales)
     # the UNIQUE id is the last guard: a sale a concurrent writer inserted meanwhile ends
     # this transaction in an IntegrityError, and the store's write() retries it
-    conn.execute(insert(m.sales), rows.sales)
+    conn.execute(_INSERT_SALES, rows.sales)
     if rows.remote:
         tx.number_rows("remote", rows.remote)
-        conn.execute(insert(m.remote_status), rows.remote)
+        conn.execute(_INSERT_REMOTE, rows.remote)
     if rows.settle:
-        conn.execute(
-            update(m.arrears_items)
-            .where(
-                ar.ref == bindparam("b_ref"),
-                ar.customer_no == bindparam("b_customer"),
-                ar.settled_by_sale.is_(None),
-            )
-            .values(settled_by_sale=bindparam("b_sale")),
-            rows.settle,
-        )
+        conn.execute(_SETTLE, rows.settle)
     by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for no, columns in rows.changed.items():
         names = tuple(sorted(columns))
@@ -383,12 +416,7 @@ def _write_sales(tx: Tx, rows: _SaleRows, custs: dict[str, CustomerFacts]) -> No
             {"b_no": no, **{f"b_{name}": getattr(cust, name) for name in names}}
         )
     for names, update_rows in by_columns.items():
-        conn.execute(
-            update(m.customers)
-            .where(m.customers.c.customer_no == bindparam("b_no"))
-            .values({name: bindparam(f"b_{name}") for name in names}),
-            update_rows,
-        )
+        conn.execute(_card_update(names), update_rows)
     advance_purchase_counts(tx, rows.changed)
 
 
@@ -399,18 +427,10 @@ def advance_purchase_counts(tx: Tx, customer_nos: Iterable[str]) -> None:
     numbers = list(dict.fromkeys(customer_nos))
     if not numbers:
         return
-    s, cu = m.sales.c, m.customers.c
+    cu = m.customers.c
     waiting: dict[str, dict[int, str | None]] = {}  # customer -> count -> card serial
     for part in chunks(numbers):
-        for r in tx.conn.execute(
-            select(s.customer_no, s.body).where(
-                s.customer_no.in_(part),
-                s.review == rules.REVIEW_PURCHASE_COUNT_GAP,
-                s.reversed.is_(False),
-                s.state == "completed",
-                s.kind == "card",
-            )
-        ):
+        for r in tx.conn.execute(_GAP_SALES, {"nos": part}):
             count = r.body.get("purchase_count")
             if isinstance(count, int):
                 waiting.setdefault(r.customer_no, {})[count] = r.body.get("card_serial")
@@ -433,14 +453,9 @@ def advance_purchase_counts(tx: Tx, customer_nos: Iterable[str]) -> None:
 
 
 def _counts(tx: Tx, numbers: Sequence[str]) -> dict[str, tuple[int, str | None]]:
-    cu = m.customers.c
     found: dict[str, tuple[int, str | None]] = {}
     for part in chunks(numbers):
-        for r in tx.conn.execute(
-            select(cu.customer_no, cu.purchase_count, cu.card_serial).where(
-                cu.customer_no.in_(part)
-            )
-        ):
+        for r in tx.conn.execute(_CARD_COUNTS, {"nos": part}):
             found[r.customer_no] = (int(r.purchase_count), r.card_serial)
     return found
 

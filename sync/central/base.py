@@ -226,6 +226,29 @@ def customer_values(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+# the write path's statements, built once (see the note in store.py)
+_LOCK_STATION_SHARED = text("SELECT pg_advisory_xact_lock_shared(:ns, 0)")
+_LOCK = text("SELECT pg_advisory_xact_lock(:ns, :key)")
+_NEXTVALS = text("SELECT nextval(CAST(:seq AS regclass)) FROM generate_series(1, :n)")
+_st = m.streams.c
+_COUNT_UP = (
+    update(m.streams)
+    .where(_st.name == bindparam("stream"))
+    .values(last_seq=_st.last_seq + bindparam("n"))
+    .returning(_st.last_seq)
+)
+_RESEQUENCE = (
+    update(m.customers)
+    .where(m.customers.c.customer_no == bindparam("no"))
+    .values(seq=bindparam("new_seq"))
+)
+_ik = m.idempotency_keys.c
+_KEPT = select(_ik.request_hash, _ik.status_code, _ik.response).where(
+    _ik.counter_id == bindparam("counter"), _ik.key == bindparam("key")
+)
+_KEEP = insert(m.idempotency_keys)
+
+
 class Tx:
     """One write transaction: locks, sequence numbers, customers to re-sequence.
 
@@ -257,14 +280,12 @@ class Tx:
             if self._streams:
                 self._lock_station()
             return
-        conn.execute(text("SELECT pg_advisory_xact_lock_shared(:ns, 0)"), {"ns": namespace})
+        conn.execute(_LOCK_STATION_SHARED, {"ns": namespace})
         for key in sorted({office_lock_key(o) for o in offices}):
-            conn.execute(
-                text("SELECT pg_advisory_xact_lock(:ns, :key)"), {"ns": namespace, "key": key}
-            )
+            conn.execute(_LOCK, {"ns": namespace, "key": key})
 
     def _lock_station(self) -> None:
-        self.conn.execute(text("SELECT pg_advisory_xact_lock(:ns, 0)"), {"ns": self._namespace})
+        self.conn.execute(_LOCK, {"ns": self._namespace, "key": 0})
         self._locked = True
 
     def seqs(self, stream: str, n: int) -> list[int]:
@@ -284,16 +305,10 @@ class Tx:
             self._lock_station()
         if self._postgres:
             values = self.conn.execute(
-                text("SELECT nextval(CAST(:seq AS regclass)) FROM generate_series(1, :n)"),
-                {"seq": m.stream_sequence(stream), "n": n},
+                _NEXTVALS, {"seq": m.stream_sequence(stream), "n": n}
             ).scalars()
             return sorted(int(v) for v in values)
-        last = self.conn.execute(
-            update(m.streams)
-            .where(m.streams.c.name == stream)
-            .values(last_seq=m.streams.c.last_seq + n)
-            .returning(m.streams.c.last_seq)
-        ).scalar_one()
+        last = self.conn.execute(_COUNT_UP, {"stream": stream, "n": n}).scalar_one()
         return list(range(int(last) - n + 1, int(last) + 1))
 
     def next_seq(self, stream: str) -> int:
@@ -314,9 +329,7 @@ class Tx:
             return
         seqs = self.seqs("customers", len(self._touched))
         self.conn.execute(
-            update(m.customers)
-            .where(m.customers.c.customer_no == bindparam("no"))
-            .values(seq=bindparam("new_seq")),
+            _RESEQUENCE,
             [{"no": no, "new_seq": seq} for no, seq in zip(self._touched, seqs, strict=True)],
         )
         self._touched.clear()
@@ -332,12 +345,7 @@ def keyed_reply(
     """A write under a counter's Idempotency-Key: the answer kept with the key is replayed for
     the same request and the same key with another request is a 409 conflict; else ``answer()``
     (status and body) is kept with the key in ``tx`` and returned."""
-    ik = m.idempotency_keys.c
-    kept = tx.conn.execute(
-        select(ik.request_hash, ik.status_code, ik.response).where(
-            ik.counter_id == counter_id, ik.key == key
-        )
-    ).first()
+    kept = tx.conn.execute(_KEPT, {"counter": counter_id, "key": key}).first()
     if kept is not None:
         if kept.request_hash == request_hash:
             return Reply(kept.status_code, kept.response.encode("utf-8"), replayed=True)
@@ -347,14 +355,15 @@ def keyed_reply(
         )
     status, body = answer()
     tx.conn.execute(
-        insert(m.idempotency_keys).values(
-            counter_id=counter_id,
-            key=key,
-            request_hash=request_hash,
-            status_code=status,
-            response=body.decode("utf-8"),
-            created_at=tx.now,
-        )
+        _KEEP,
+        {
+            "counter_id": counter_id,
+            "key": key,
+            "request_hash": request_hash,
+            "status_code": status,
+            "response": body.decode("utf-8"),
+            "created_at": tx.now,
+        },
     )
     return Reply(status, body)
 

@@ -24,7 +24,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, func, insert, select, update
+from sqlalchemy import RowMapping, Select, bindparam, func, insert, select, update
 
 from sync import contract as c
 from sync.central import enrol
@@ -52,6 +52,89 @@ from sync.central.enrol import Credentials
 from sync.central.rules import Refusal, Refused
 
 log = logging.getLogger(__name__)
+
+
+# --------------------------------------------------------------------------- statements
+# The statements of the requests every counter makes each round, built once with named
+# parameters: building a Core statement and its cache key costs about as much CPU as running it
+# (0.28 of 0.69 ms for the bearer token's look-up, measured), and SQLAlchemy keeps the compiled
+# form of a statement it has seen.
+
+
+def paged(stmt: Select[Any], seq: Any) -> Select[Any]:
+    """``stmt``'s page after the cursor: parameters ``after`` (a clamped cursor) and ``n`` (the
+    page's limit plus one, which tells whether there is more)."""
+    return stmt.where(seq > bindparam("after")).order_by(seq).limit(bindparam("n"))
+
+
+def page_params(after: int, limit: int, **scope: Any) -> dict[str, Any]:
+    return {"after": clamp_cursor(after), "n": limit + 1, **scope}
+
+
+_co = m.counters.c
+_BY_TOKEN = select(_co.id, _co.office_code, _co.name, _co.last_seen_at).where(
+    _co.token_hash == bindparam("digest"), _co.revoked_at.is_(None)
+)
+_tv = m.tariff_versions.c
+_TARIFFS_PAGE = paged(
+    select(
+        _tv.plan_code,
+        _tv.plan_name,
+        _tv.version_no,
+        _tv.kind,
+        _tv.effective_from,
+        _tv.spec,
+        _tv.seq,
+    ),
+    _tv.seq,
+)
+_cu, _ar = m.customers.c, m.arrears_items.c
+_CUSTOMERS_PAGE = paged(
+    select(*(_cu[name] for name in CUSTOMER_COLUMNS)).where(_cu.office_code == bindparam("office")),
+    _cu.seq,
+)
+# the open items of a page's customers: the same seq range, joined (one query on the seq
+# index, no 5000-value IN list to compile)
+_PAGE_ARREARS = (
+    select(_ar.customer_no, *(_ar[name] for name in ARREARS_COLUMNS))
+    .join(m.customers, _cu.customer_no == _ar.customer_no)
+    .where(
+        _cu.office_code == bindparam("office"),
+        _cu.seq >= bindparam("first"),
+        _cu.seq <= bindparam("last"),
+        _ar.settled_by_sale.is_(None),
+    )
+    .order_by(_ar.id)
+)
+_rs = m.remote_status.c
+_REMOTE_PAGE = paged(
+    select(_rs.sale_id, _rs.status, _rs.reason, _rs.seq).where(
+        _rs.counter_id == bindparam("counter")
+    ),
+    _rs.seq,
+)
+_jo = m.jobs.c
+_JOBS_PAGE = paged(
+    select(
+        _jo.id,
+        _jo.kind,
+        _jo.customer_no,
+        _jo.meter_no,
+        _jo.office_code,
+        _jo.params,
+        _jo.status,
+        _jo.created_at,
+        _jo.seq,
+    ).where(_jo.office_code == bindparam("office")),
+    _jo.seq,
+)
+_sa = m.sales.c
+_COUNTER_SALES_PAGE = paged(
+    select(_sa.body, _sa.received_at, _sa.reversed, _sa.review, _sa.seq).where(
+        _sa.counter_id == bindparam("counter")
+    ),
+    _sa.seq,
+)
 
 
 class AuditDiverged(Exception):
@@ -99,16 +182,8 @@ class CentralStore(CentralChanges):
     def authenticate(self, token: str) -> Counter | None:
         if not token or len(token) > 256:
             return None
-        digest = sha256_hex(token)
         with self._reading_one() as conn:
-            row = conn.execute(
-                select(
-                    m.counters.c.id,
-                    m.counters.c.office_code,
-                    m.counters.c.name,
-                    m.counters.c.last_seen_at,
-                ).where(m.counters.c.token_hash == digest, m.counters.c.revoked_at.is_(None))
-            ).first()
+            row = conn.execute(_BY_TOKEN, {"digest": sha256_hex(token)}).first()
         if row is None:
             return None
         now = self.now()
@@ -208,18 +283,12 @@ class CentralStore(CentralChanges):
     # ------------------------------------------------------------------ pages
 
     def _page(
-        self,
-        conn: Connection,
-        table_seq: Any,
-        stmt: Any,
-        after: int,
-        limit: int,
+        self, stmt: Select[Any], after: int, limit: int, **scope: Any
     ) -> tuple[list[RowMapping], int, bool]:
-        rows = list(
-            conn.execute(
-                stmt.where(table_seq > clamp_cursor(after)).order_by(table_seq).limit(limit + 1)
-            ).mappings()
-        )
+        """A page of a :func:`paged` statement (one statement: its own snapshot)."""
+        check_limit(limit)
+        with self._reading_one() as conn:
+            rows = list(conn.execute(stmt, page_params(after, limit, **scope)).mappings())
         has_more = len(rows) > limit
         rows = rows[:limit]
         next_cursor = int(rows[-1]["seq"]) if rows else after
@@ -229,13 +298,7 @@ class CentralStore(CentralChanges):
         return c.TariffPage.model_validate_json(self.tariffs_page_json(after, limit))
 
     def tariffs_page_json(self, after: int = 0, limit: int = DEFAULT_LIMIT) -> bytes:
-        check_limit(limit)
-        t = m.tariff_versions.c
-        stmt = select(
-            t.plan_code, t.plan_name, t.version_no, t.kind, t.effective_from, t.spec, t.seq
-        )
-        with self._reading_one() as conn:
-            rows, cursor, more = self._page(conn, t.seq, stmt, after, limit)
+        rows, cursor, more = self._page(_TARIFFS_PAGE, after, limit)
         items = [dict(r) for r in rows]
         return page_json(items, cursor, more)
 
@@ -251,34 +314,15 @@ class CentralStore(CentralChanges):
         not in it).  The hot path of a full archive pull: two Core queries (the customers, then
         the open arrears of the same seq range), plain tuples, one JSON dump in pydantic-core."""
         check_limit(limit)
-        cu = m.customers.c
-        ar = m.arrears_items.c
         office = counter.office_code
         with self._reading() as conn:
-            rows = conn.execute(
-                select(*(cu[name] for name in CUSTOMER_COLUMNS))
-                .where(cu.office_code == office, cu.seq > clamp_cursor(after))
-                .order_by(cu.seq)
-                .limit(limit + 1)
-            ).all()
+            rows = conn.execute(_CUSTOMERS_PAGE, page_params(after, limit, office=office)).all()
             has_more = len(rows) > limit
             rows = rows[:limit]
             owed: dict[str, list[dict[str, Any]]] = {}
             if rows:
-                # the open items of exactly these customers: the same seq range, joined (one
-                # query on the seq index, no 5000-value IN list to compile)
-                first_seq, last_seq = rows[0].seq, rows[-1].seq
-                for r in conn.execute(
-                    select(ar.customer_no, *(ar[name] for name in ARREARS_COLUMNS))
-                    .join(m.customers, cu.customer_no == ar.customer_no)
-                    .where(
-                        cu.office_code == office,
-                        cu.seq >= first_seq,
-                        cu.seq <= last_seq,
-                        ar.settled_by_sale.is_(None),
-                    )
-                    .order_by(ar.id)
-                ):
+                span = {"office": office, "first": rows[0].seq, "last": rows[-1].seq}
+                for r in conn.execute(_PAGE_ARREARS, span):
                     owed.setdefault(r[0], []).append(dict(zip(ARREARS_COLUMNS, r[1:], strict=True)))
         items = []
         for r in rows:
@@ -298,13 +342,7 @@ class CentralStore(CentralChanges):
     ) -> bytes:
         """The issuing status of ``counter``'s own remote purchases (on the counter's own
         index: the other counters' rows are never read)."""
-        check_limit(limit)
-        rs = m.remote_status.c
-        stmt = select(rs.sale_id, rs.status, rs.reason, rs.seq).where(
-            rs.counter_id == counter.counter_id
-        )
-        with self._reading_one() as conn:
-            rows, cursor, more = self._page(conn, rs.seq, stmt, after, limit)
+        rows, cursor, more = self._page(_REMOTE_PAGE, after, limit, counter=counter.counter_id)
         return page_json([dict(r) for r in rows], cursor, more)
 
     def jobs_page(self, counter: Counter, after: int = 0, limit: int = DEFAULT_LIMIT) -> c.JobPage:
@@ -312,21 +350,7 @@ class CentralStore(CentralChanges):
 
     def jobs_page_json(self, counter: Counter, after: int = 0, limit: int = DEFAULT_LIMIT) -> bytes:
         """The management-card jobs of ``counter``'s office."""
-        check_limit(limit)
-        j = m.jobs.c
-        stmt = select(
-            j.id,
-            j.kind,
-            j.customer_no,
-            j.meter_no,
-            j.office_code,
-            j.params,
-            j.status,
-            j.created_at,
-            j.seq,
-        ).where(j.office_code == counter.office_code)
-        with self._reading_one() as conn:
-            rows, cursor, more = self._page(conn, j.seq, stmt, after, limit)
+        rows, cursor, more = self._page(_JOBS_PAGE, after, limit, office=counter.office_code)
         return page_json([dict(r) for r in rows], cursor, more)
 
     def counter_sales_page(
@@ -340,13 +364,9 @@ class CentralStore(CentralChanges):
         self, counter: Counter, after: int = 0, limit: int = DEFAULT_LIMIT
     ) -> bytes:
         """The sales ``counter`` made, as the central system holds them."""
-        check_limit(limit)
-        s = m.sales.c
-        stmt = select(s.body, s.received_at, s.reversed, s.review, s.seq).where(
-            s.counter_id == counter.counter_id
+        rows, cursor, more = self._page(
+            _COUNTER_SALES_PAGE, after, limit, counter=counter.counter_id
         )
-        with self._reading_one() as conn:
-            rows, cursor, more = self._page(conn, s.seq, stmt, after, limit)
         items = [
             {
                 "sale": r["body"],
