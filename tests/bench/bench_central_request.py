@@ -16,7 +16,8 @@ With ``--against REV`` the server of git revision REV (its tree exported, on a s
 own) runs beside this tree's, and blocks of each kind alternate between the two servers
 (``--repeats`` blocks each, the order swapped every repeat), so that a slow minute of the
 machine falls on both: each kind's line gives both medians and the median ratio of this tree's
-block to the other's, with its range.
+block to the other's, with its range.  PostgreSQL's CPU per request is given beside the
+server's (the backends' CPU over the same blocks).
 
     python -m tests.bench.bench_central_request [--requests 2000] [--repeats 6] [--against REV]
 """
@@ -36,7 +37,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.bench.bench_central_load import Server, exported, pg_schema
+from tests.bench.bench_central_load import Server, exported, pg_schema, postgres_cpu_seconds
 from tests.bench.central_load_gen import (
     ENROLMENT_KEY,
     counter_customers,
@@ -127,13 +128,17 @@ class OneCounter:
         }[name]
 
 
-def block_ms(client: OneCounter, name: str, n: int) -> float:
-    """The server's CPU milliseconds per request over ``n`` requests of kind ``name``."""
+def block_ms(client: OneCounter, name: str, n: int) -> tuple[float, float]:
+    """The CPU milliseconds per request of the server and of PostgreSQL (the one server asks
+    it meanwhile) over ``n`` requests of kind ``name``."""
     ask = client.kind(name)
-    before = client.server.cpu_seconds()
+    server, postgres = client.server.cpu_seconds(), postgres_cpu_seconds()
     for _ in range(n):
         ask()
-    return (client.server.cpu_seconds() - before) * 1000 / n
+    return (
+        (client.server.cpu_seconds() - server) * 1000 / n,
+        (postgres_cpu_seconds() - postgres) * 1000 / n,
+    )
 
 
 def run(requests: int = 2000, repeats: int = 6, against: str = "") -> list[dict[str, Any]]:
@@ -161,7 +166,7 @@ def run(requests: int = 2000, repeats: int = 6, against: str = "") -> list[dict[
             stack.callback(server.stop)
             clients[label] = OneCounter(server)
             progress(f"[{label}] server at {server.url}")
-        blocks: dict[tuple[str, str], list[float]] = {}
+        blocks: dict[tuple[str, str], list[tuple[float, float]]] = {}
         for name, share in KINDS.items():  # warm: caches, prepared statements, the pool
             for client in clients.values():
                 block_ms(client, name, max(3, int(requests * share) // 20))
@@ -175,19 +180,25 @@ def run(requests: int = 2000, repeats: int = 6, against: str = "") -> list[dict[
         failures = {label: client.failures for label, client in clients.items()}
     out = []
     for name, share in KINDS.items():
-        mine = blocks[(name, "worktree")]
+        mine = [server for server, _ in blocks[(name, "worktree")]]
         record: dict[str, Any] = {
             "bench": "central_request",
             "kind": name,
             "requests": max(1, int(requests * share) // repeats) * repeats,
             "server_cpu_ms": rounded(statistics.median(mine), 3),
+            "postgres_cpu_ms": rounded(
+                statistics.median(pg for _, pg in blocks[(name, "worktree")]), 3
+            ),
         }
         if against:
-            theirs = blocks[(name, against)]
+            theirs = [server for server, _ in blocks[(name, against)]]
             ratios = [a / b for a, b in zip(mine, theirs, strict=True) if b > 0]
             record |= {
                 "against": against,
                 "against_server_cpu_ms": rounded(statistics.median(theirs), 3),
+                "against_postgres_cpu_ms": rounded(
+                    statistics.median(pg for _, pg in blocks[(name, against)]), 3
+                ),
                 "ratio_median": rounded(statistics.median(ratios), 3) if ratios else None,
                 "ratio_range": [rounded(min(ratios), 3), rounded(max(ratios), 3)]
                 if ratios
