@@ -78,13 +78,7 @@ _BY_TOKEN = select(_co.id, _co.office_code, _co.name, _co.last_seen_at).where(
 _tv = m.tariff_versions.c
 _TARIFFS_PAGE = paged(
     select(
-        _tv.plan_code,
-        _tv.plan_name,
-        _tv.version_no,
-        _tv.kind,
-        _tv.effective_from,
-        _tv.spec,
-        _tv.seq,
+        *(_tv[n] for n in "plan_code plan_name version_no kind effective_from spec seq".split())
     ),
     _tv.seq,
 )
@@ -116,15 +110,10 @@ _REMOTE_PAGE = paged(
 _jo = m.jobs.c
 _JOBS_PAGE = paged(
     select(
-        _jo.id,
-        _jo.kind,
-        _jo.customer_no,
-        _jo.meter_no,
-        _jo.office_code,
-        _jo.params,
-        _jo.status,
-        _jo.created_at,
-        _jo.seq,
+        *(
+            _jo[n]
+            for n in "id kind customer_no meter_no office_code params status created_at seq".split()
+        )
     ).where(_jo.office_code == bindparam("office")),
     _jo.seq,
 )
