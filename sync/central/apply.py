@@ -21,6 +21,7 @@ sale made again after the reversal, sent before it).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -108,19 +109,16 @@ _GAP_SALES = select(_sa.customer_no, _sa.body).where(
 _CARD_COUNTS = select(_cu.customer_no, _cu.purchase_count, _cu.card_serial).where(
     _cu.customer_no.in_(bindparam("nos", expanding=True))
 )
-_card_updates: dict[tuple[str, ...], Any] = {}
 
 
+@functools.cache
 def _card_update(names: tuple[str, ...]) -> Any:
     """The update of these card columns of a customer (``b_no``, ``b_<name>``), built once."""
-    stmt = _card_updates.get(names)
-    if stmt is None:
-        stmt = _card_updates[names] = (
-            update(m.customers)
-            .where(_cu.customer_no == bindparam("b_no"))
-            .values({name: bindparam(f"b_{name}") for name in names})
-        )
-    return stmt
+    return (
+        update(m.customers)
+        .where(_cu.customer_no == bindparam("b_no"))
+        .values({name: bindparam(f"b_{name}") for name in names})
+    )
 
 
 @dataclass(slots=True)
