@@ -643,3 +643,30 @@ def test_cli_serve(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_a_serving_process_freezes_its_start_up_heap() -> None:
+    """settle_heap (called by ``central serve`` and each worker) takes start-up's objects out
+    of the collector's view and collects the young generation less often; a child process, so
+    this test process's collector stays as it is."""
+    probe = (
+        "import gc, json\n"
+        "from sync.central.server import GC_YOUNG_THRESHOLD, settle_heap\n"
+        "before = (gc.get_freeze_count(), gc.get_threshold()[0])\n"
+        "settle_heap()\n"
+        "print(json.dumps([before, [gc.get_freeze_count(), gc.get_threshold()[0]],"
+        " GC_YOUNG_THRESHOLD]))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=ROOT,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    before, after, young = json.loads(out.stdout.strip().splitlines()[-1])
+    assert before == [0, 700]
+    assert after[0] > 10_000  # the modules and their objects, frozen
+    assert after[1] == young > 700

@@ -102,7 +102,14 @@ def iso_seconds(value: Any) -> str:
 
 
 def cmd_central_serve(ctx: AppContext, args: argparse.Namespace) -> int:
-    from sync.central.server import CentralServer, ServeConfig, listen, serve_workers, url_of
+    from sync.central.server import (
+        CentralServer,
+        ServeConfig,
+        listen,
+        serve_workers,
+        settle_heap,
+        url_of,
+    )
 
     db_url = args.central_db or default_db(ctx)
     key = args.enrolment_key or os.environ.get(ENROLMENT_KEY_ENV) or None
@@ -161,6 +168,7 @@ def cmd_central_serve(ctx: AppContext, args: argparse.Namespace) -> int:
         return 0
     try:
         server.start()
+        settle_heap()
         with stop_on_signals("central server") as stop:
             _announce(server.url, key, 1)
             while not stop.wait(0.5):
