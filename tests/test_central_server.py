@@ -21,7 +21,7 @@ from sqlalchemy import text
 
 from app.services import demo
 from sync import contract as c
-from sync.central import CentralServer, CentralStore
+from sync.central import CentralServer, CentralStore, apply
 from sync.central import seed as central_seed
 from sync.central.api import openapi_document
 from sync.central.store import Counter
@@ -465,6 +465,33 @@ def test_a_batch_applies_as_if_one_by_one(store: CentralStore) -> None:
     assert [x.status for x in out] == ["created"] * 3
     status = store.control_status(counter, CARD)
     assert status is not None and status.meter_remaining == 100
+
+
+def test_the_sales_waiting_for_a_count_are_found_by_their_own_index(store: CentralStore) -> None:
+    """Each card sale that moves a customer's purchase count looks for the customer's sales
+    waiting for a count: through the partial index of those sales, not through every sale the
+    customer ever bought (the look-up grew with the customer's history)."""
+    store.register(c.RegisterRequest(counter_id="C1", office_code="DEMO"), token="t" * 40)
+    counter = store.counter("C1")
+    assert counter is not None
+    history = [sale(purchase_count=n, card_serial=f"S{n}") for n in range(1, 301)]
+    store.post("sales", counter, [c.SaleRecord.model_validate(b) for b in history])
+    waiting = sale(purchase_count=302, card_serial="S302")
+    out = store.post("sales", counter, [c.SaleRecord.model_validate(waiting)])
+    assert out[0].review == "purchase_count_gap"
+    with store.engine.connect() as conn:
+        if store.dialect == "postgresql":
+            conn.execute(text("ANALYZE central_sales"))
+        gaps = apply._GAP_SALES.params(nos=[FIRST])
+        sql = str(gaps.compile(conn, compile_kwargs={"literal_binds": True}))
+        explain = "EXPLAIN " if store.dialect == "postgresql" else "EXPLAIN QUERY PLAN "
+        plan = " ".join(str(row) for row in conn.execute(text(explain + sql)))
+        assert [r.body["purchase_count"] for r in conn.execute(gaps)] == [302]
+    assert "ix_central_sales_gaps" in plan, plan
+    # the missing sale arrives: the waiting one follows it
+    store.post("sales", counter, [c.SaleRecord.model_validate(sale(purchase_count=301))])
+    rec = store.customer(FIRST)
+    assert rec is not None and (rec.purchase_count, rec.card_serial) == (302, "S302")
 
 
 def test_reversal_before_or_after_the_sale(api: Api, server: CentralServer) -> None:

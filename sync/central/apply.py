@@ -101,11 +101,12 @@ _SETTLE = (
 )
 _GAP_SALES = select(_sa.customer_no, _sa.body).where(
     _sa.customer_no.in_(bindparam("nos", expanding=True)),
-    _sa.review == rules.REVIEW_PURCHASE_COUNT_GAP,
+    m.SALE_WAITS_FOR_COUNT,  # a literal: the partial index ix_central_sales_gaps
     _sa.reversed.is_(False),
     _sa.state == "completed",
     _sa.kind == "card",
 )
+assert m.REVIEW_GAP == rules.REVIEW_PURCHASE_COUNT_GAP
 _CARD_COUNTS = select(_cu.customer_no, _cu.purchase_count, _cu.card_serial).where(
     _cu.customer_no.in_(bindparam("nos", expanding=True))
 )

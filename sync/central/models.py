@@ -26,6 +26,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    literal_column,
 )
 
 from app.persistence.models import NAMING
@@ -566,4 +567,17 @@ measurement_tasks = Table(
     Column("every_min", Integer, nullable=False),  # read a matched meter this often
     Column("registers", JSON, nullable=False),  # ["energy", "status", "clock"]: energy always
     Column("created_at", UTCDateTime(), nullable=False),
+)
+
+# --------------------------------------------------------------------------- purchase-count gaps
+# (apply.advance_purchase_counts; migration c0012): the sales waiting for a purchase count are
+# found by customer without reading the customer's whole history of sales.  The predicate is a
+# literal in the index and in the query alike, so that a prepared (generic) plan can use it.
+REVIEW_GAP = "purchase_count_gap"  # rules.REVIEW_PURCHASE_COUNT_GAP
+SALE_WAITS_FOR_COUNT = sales.c.review == literal_column(f"'{REVIEW_GAP}'")
+Index(
+    "ix_central_sales_gaps",
+    sales.c.customer_no,
+    postgresql_where=SALE_WAITS_FOR_COUNT,
+    sqlite_where=SALE_WAITS_FOR_COUNT,
 )
