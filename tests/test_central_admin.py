@@ -5,6 +5,7 @@ counters listed and revoked (over real HTTP and through the CLI)."""
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ from sync import contract as c
 from sync.central import CentralServer, CentralStore, Counter, schema
 from sync.central import models as m
 from sync.central import seed as central_seed
+from sync.central.base import AUTOVACUUM_OFF
 from tests.conftest import PG_URL, pg_schema
 from tests.rigs.central import NOW, Api, register
 from tests.rigs.cli import run
@@ -88,6 +90,34 @@ def test_readiness_is_false_on_an_older_schema(tmp_path: Path) -> None:
             assert requests.get(server.url + "/api/v1/health", timeout=5).status_code == 200
     finally:
         store.dispose()
+
+
+@pytest.mark.pg
+def test_readiness_says_whether_postgresql_keeps_statistics(
+    pg_schema_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The station relies on autovacuum for the planner's statistics: /ready says the server's
+    setting (never a reason to stop serving), and a store on a server with it off warns once
+    at start."""
+    url = f"{PG_URL}?options=-csearch_path%3D{pg_schema_name}"
+    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    with engine.connect() as conn:
+        setting = str(conn.execute(text("SHOW autovacuum")).scalar())
+    engine.dispose()
+    with caplog.at_level(logging.WARNING, logger="sync.central.base"):
+        store = CentralStore(url)
+    try:
+        ok, detail = store.readiness()
+        assert ok and detail["autovacuum"] == setting
+        warned = [r.getMessage() for r in caplog.records if "autovacuum is off" in r.getMessage()]
+        assert warned == ([AUTOVACUUM_OFF] if setting == "off" else [])
+    finally:
+        store.dispose()
+    sqlite = CentralStore("sqlite://")
+    try:
+        assert "autovacuum" not in sqlite.readiness()[1]
+    finally:
+        sqlite.dispose()
 
 
 @pytest.mark.pg

@@ -511,6 +511,20 @@ class WriteCombiner:
             entry.result, entry.error, entry.done = result, error, True
 
 
+AUTOVACUUM_OFF = (
+    "PostgreSQL's autovacuum is off: the planner keeps the statistics of the tables as they were"
+    " when last analyzed (a station's sales table grows fast); run ANALYZE on a schedule"
+)
+
+
+def _autovacuum(conn: Connection) -> str | None:
+    """PostgreSQL's ``autovacuum`` setting (None on SQLite): the station relies on it for the
+    planner's statistics (see sync/README.md)."""
+    if conn.dialect.name != "postgresql":
+        return None
+    return str(conn.execute(text("SHOW autovacuum")).scalar())
+
+
 class StoreBase:
     """The central system's database: engines, transactions and the clock.  Thread-safe (one
     connection per call)."""
@@ -561,6 +575,8 @@ class StoreBase:
         if self.engine.dialect.name == "postgresql":
             with self.engine.connect() as conn:
                 self._lock_namespace = lock_namespace(conn.scalar(text("SELECT current_schema()")))
+                if _autovacuum(conn) == "off":
+                    log.warning(AUTOVACUUM_OFF)
         self._ensure_streams()
         self.combiner = WriteCombiner(
             self, writers=GROUP_WRITERS if self.engine.dialect.name == "postgresql" else 1
@@ -580,10 +596,13 @@ class StoreBase:
             with self.engine.connect() as conn:
                 conn.execute(select(1)).scalar()
                 revision = schema.current(conn)
+                autovacuum = _autovacuum(conn)
         except Exception as exc:  # any failure of the database is "not ready", said
             return False, {"database": f"unreachable: {type(exc).__name__}"}
         wanted = schema.head()
         detail = {"database": "ok", "schema": revision, "schema_wanted": wanted}
+        if autovacuum is not None:  # said, not a condition: the station serves either way
+            detail["autovacuum"] = autovacuum
         return revision == wanted, detail
 
     def begin(self) -> AbstractContextManager[Connection]:
