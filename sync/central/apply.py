@@ -32,7 +32,7 @@ from app.persistence.db import JsonText
 from sync import contract as c
 from sync.central import models as m
 from sync.central import rules
-from sync.central.base import Counter, Dumped, Tx, chunks, clean
+from sync.central.base import AmongList, Counter, Dumped, Tx, chunks, clean
 from sync.central.card_checks import compare_write_backs
 from sync.central.rules import CustomerFacts, Refusal
 
@@ -63,30 +63,36 @@ _BY_CUSTOMER = ("replacements", "card-bindings", "control-reports", "sms", "acco
 
 
 # the sales' statements, built once (see the note in store.py); "ids", "nos", "plans" and
-# "refs" take a list (an expanding IN)
+# "refs" take a list (see AmongList)
 _sa, _cu, _tv = m.sales.c, m.customers.c, m.tariff_versions.c
 _ev, _ar = m.events.c, m.arrears_items.c
-_HELD_SALES = select(_sa.id, _sa.body_hash, _sa.review).where(
-    _sa.id.in_(bindparam("ids", expanding=True))
+_HELD_SALES = AmongList(
+    lambda among: select(_sa.id, _sa.body_hash, _sa.review).where(among(_sa.id, "ids"))
 )
-_CUSTOMER_FACTS = select(
-    _cu.customer_no,
-    _cu.office_code,
-    _cu.status,
-    _cu.meter_kind,
-    _cu.purchase_count,
-    _cu.card_serial,
-).where(_cu.customer_no.in_(bindparam("nos", expanding=True)))
-_TARIFF_VERSIONS = select(_tv.plan_code, _tv.version_no).where(
-    _tv.plan_code.in_(bindparam("plans", expanding=True))
+_CUSTOMER_FACTS = AmongList(
+    lambda among: select(
+        _cu.customer_no,
+        _cu.office_code,
+        _cu.status,
+        _cu.meter_kind,
+        _cu.purchase_count,
+        _cu.card_serial,
+    ).where(among(_cu.customer_no, "nos"))
 )
-_REVERSED_BEFORE = select(_ev.subject).where(
-    _ev.kind == "reversals",
-    _ev.subject.in_(bindparam("ids", expanding=True)),
-    _ev.counter_id == bindparam("counter"),
+_TARIFF_VERSIONS = AmongList(
+    lambda among: select(_tv.plan_code, _tv.version_no).where(among(_tv.plan_code, "plans"))
 )
-_NAMED_REFS = select(_ar.ref, _ar.customer_no, _ar.settled_by_sale).where(
-    _ar.ref.in_(bindparam("refs", expanding=True))
+_REVERSED_BEFORE = AmongList(
+    lambda among: select(_ev.subject).where(
+        _ev.kind == "reversals",
+        among(_ev.subject, "ids"),
+        _ev.counter_id == bindparam("counter"),
+    )
+)
+_NAMED_REFS = AmongList(
+    lambda among: select(_ar.ref, _ar.customer_no, _ar.settled_by_sale).where(
+        among(_ar.ref, "refs")
+    )
 )
 _INSERT_SALES = insert(m.sales)
 _INSERT_REMOTE = insert(m.remote_status)
@@ -99,16 +105,20 @@ _SETTLE = (
     )
     .values(settled_by_sale=bindparam("b_sale"))
 )
-_GAP_SALES = select(_sa.customer_no, _sa.body).where(
-    _sa.customer_no.in_(bindparam("nos", expanding=True)),
-    m.SALE_WAITS_FOR_COUNT,  # a literal: the partial index ix_central_sales_gaps
-    _sa.reversed.is_(False),
-    _sa.state == "completed",
-    _sa.kind == "card",
+_GAP_SALES = AmongList(
+    lambda among: select(_sa.customer_no, _sa.body).where(
+        among(_sa.customer_no, "nos"),
+        m.SALE_WAITS_FOR_COUNT,  # a literal: the partial index ix_central_sales_gaps
+        _sa.reversed.is_(False),
+        _sa.state == "completed",
+        _sa.kind == "card",
+    )
 )
 assert m.REVIEW_GAP == rules.REVIEW_PURCHASE_COUNT_GAP
-_CARD_COUNTS = select(_cu.customer_no, _cu.purchase_count, _cu.card_serial).where(
-    _cu.customer_no.in_(bindparam("nos", expanding=True))
+_CARD_COUNTS = AmongList(
+    lambda among: select(_cu.customer_no, _cu.purchase_count, _cu.card_serial).where(
+        among(_cu.customer_no, "nos")
+    )
 )
 
 
@@ -224,7 +234,7 @@ def apply_all(
 def _customers(tx: Tx, numbers: Iterable[str]) -> dict[str, CustomerFacts]:
     found: dict[str, CustomerFacts] = {}
     for part in chunks(list(dict.fromkeys(numbers))):
-        for r in tx.conn.execute(_CUSTOMER_FACTS, {"nos": part}):
+        for r in tx.conn.execute(_CUSTOMER_FACTS.on(tx.conn), {"nos": part}):
             found[r.customer_no] = CustomerFacts(
                 r.office_code, r.status, r.meter_kind, int(r.purchase_count), r.card_serial
             )
@@ -256,7 +266,7 @@ def _apply_sales(batch: _Batch, posted: Sequence[Posted], skew: dt.timedelta) ->
     # what is held already: id -> (body_hash, review); accepted sales of the batch join it
     held: dict[str, tuple[str, str | None]] = {}
     for part in chunks(list(dict.fromkeys(p.id for p in posted))):
-        for r in conn.execute(_HELD_SALES, {"ids": part}):
+        for r in conn.execute(_HELD_SALES.on(conn), {"ids": part}):
             held[r.id] = (r.body_hash, r.review)
     todo = [cast(c.SaleRecord, p.item) for p in posted if p.id not in held]
     if not todo:
@@ -309,12 +319,14 @@ def _sale_world(batch: _Batch, todo: Sequence[c.SaleRecord]) -> _SaleWorld:
     for part in chunks(list(dict.fromkeys(sale.tariff_plan for sale in todo))):
         tariffs.update(
             (r.plan_code, int(r.version_no))
-            for r in conn.execute(_TARIFF_VERSIONS, {"plans": part})
+            for r in conn.execute(_TARIFF_VERSIONS.on(conn), {"plans": part})
         )
     reversed_before: set[str] = set()
     for part in chunks(list(dict.fromkeys(sale.id for sale in todo))):
         reversed_before.update(
-            conn.scalars(_REVERSED_BEFORE, {"ids": part, "counter": batch.counter.counter_id})
+            conn.scalars(
+                _REVERSED_BEFORE.on(conn), {"ids": part, "counter": batch.counter.counter_id}
+            )
         )
     names = list(
         dict.fromkeys(ref for sale in todo for ref in sale.settled_refs if "\x00" not in ref)
@@ -322,7 +334,7 @@ def _sale_world(batch: _Batch, todo: Sequence[c.SaleRecord]) -> _SaleWorld:
     refs: dict[str, str] = {}
     open_refs: set[str] = set()
     for part in chunks(names):
-        for a in conn.execute(_NAMED_REFS, {"refs": part}):
+        for a in conn.execute(_NAMED_REFS.on(conn), {"refs": part}):
             refs[a.ref] = a.customer_no
             if a.settled_by_sale is None:
                 open_refs.add(a.ref)
@@ -429,7 +441,7 @@ def advance_purchase_counts(tx: Tx, customer_nos: Iterable[str]) -> None:
     cu = m.customers.c
     waiting: dict[str, dict[int, str | None]] = {}  # customer -> count -> card serial
     for part in chunks(numbers):
-        for r in tx.conn.execute(_GAP_SALES, {"nos": part}):
+        for r in tx.conn.execute(_GAP_SALES.on(tx.conn), {"nos": part}):
             count = r.body.get("purchase_count")
             if isinstance(count, int):
                 waiting.setdefault(r.customer_no, {})[count] = r.body.get("card_serial")
@@ -454,7 +466,7 @@ def advance_purchase_counts(tx: Tx, customer_nos: Iterable[str]) -> None:
 def _counts(tx: Tx, numbers: Sequence[str]) -> dict[str, tuple[int, str | None]]:
     found: dict[str, tuple[int, str | None]] = {}
     for part in chunks(numbers):
-        for r in tx.conn.execute(_CARD_COUNTS, {"nos": part}):
+        for r in tx.conn.execute(_CARD_COUNTS.on(tx.conn), {"nos": part}):
             found[r.customer_no] = (int(r.purchase_count), r.card_serial)
     return found
 

@@ -37,9 +37,11 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from pydantic import TypeAdapter
-from sqlalchemy import Connection, Engine, bindparam, insert, select, text, update
+from sqlalchemy import Connection, Engine, any_, bindparam, insert, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql import Executable
 
 from app.clock import Clock, SystemClock
 from app.persistence.db import WRITE_OPTION, JsonText, make_engine, normalize_url
@@ -192,6 +194,21 @@ def check_limit(limit: int) -> int:
     if not 1 <= limit <= c.MAX_PAGE:
         raise ValueError(f"limit must be 1 to {c.MAX_PAGE}")
     return limit
+
+
+class AmongList:
+    """A statement whose rows are looked up among a list (``among(column, name)`` where the
+    statement has its condition), built once for each kind of database: on PostgreSQL
+    ``column = ANY(:name)``, the list sent as one array, so that every length of list is one
+    SQL text (rendered, parsed, prepared and planned once); elsewhere an expanding ``IN``.
+    An ``IN`` of 500 values rendered a new text of 500 parameters for each batch."""
+
+    def __init__(self, build: Callable[[Callable[[Any, str], Any]], Executable]) -> None:
+        self.postgres = build(lambda col, name: col == any_(bindparam(name, type_=ARRAY(col.type))))
+        self.other = build(lambda col, name: col.in_(bindparam(name, expanding=True)))
+
+    def on(self, conn: Connection) -> Executable:
+        return self.postgres if conn.dialect.name == "postgresql" else self.other
 
 
 def chunks(values: Sequence[T], size: int = IN_CHUNK) -> Iterator[Sequence[T]]:
