@@ -534,12 +534,15 @@ AUTOVACUUM_OFF = (
 )
 
 
-def _autovacuum(conn: Connection) -> str | None:
+_SHOW_AUTOVACUUM = text("SHOW autovacuum")
+
+
+def autovacuum_setting(conn: Connection) -> str | None:
     """PostgreSQL's ``autovacuum`` setting (None on SQLite): the station relies on it for the
     planner's statistics (see sync/README.md)."""
     if conn.dialect.name != "postgresql":
         return None
-    return str(conn.execute(text("SHOW autovacuum")).scalar())
+    return str(conn.execute(_SHOW_AUTOVACUUM).scalar())
 
 
 class StoreBase:
@@ -592,7 +595,7 @@ class StoreBase:
         if self.engine.dialect.name == "postgresql":
             with self.engine.connect() as conn:
                 self._lock_namespace = lock_namespace(conn.scalar(text("SELECT current_schema()")))
-                if _autovacuum(conn) == "off":
+                if autovacuum_setting(conn) == "off":
                     log.warning(AUTOVACUUM_OFF)
         self._ensure_streams()
         self.combiner = WriteCombiner(
@@ -613,7 +616,7 @@ class StoreBase:
             with self.engine.connect() as conn:
                 conn.execute(select(1)).scalar()
                 revision = schema.current(conn)
-                autovacuum = _autovacuum(conn)
+                autovacuum = autovacuum_setting(conn)
         except Exception as exc:  # any failure of the database is "not ready", said
             return False, {"database": f"unreachable: {type(exc).__name__}"}
         wanted = schema.head()

@@ -92,10 +92,10 @@ ANALYZE_EVERY = 10.0  # seconds
 
 
 def autovacuum_on(engine: Any) -> bool:
-    from sqlalchemy import text
+    from sync.central.base import autovacuum_setting
 
     with engine.connect() as conn:
-        return str(conn.execute(text("SHOW autovacuum")).scalar()) == "on"
+        return autovacuum_setting(conn) == "on"
 
 
 def _analyze_now_and_then(engine: Any, stop: threading.Event) -> None:
