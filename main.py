@@ -11,19 +11,19 @@ import logging.handlers
 import os
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING
+from typing import Any
+from typing import ClassVar
 
 if TYPE_CHECKING:
     from app.context import AppContext
     from app.domain.receipt import ReceiptData
-    from app.ports import (
-        BackgroundSync,
-        ByteLink,
-        CardReaderPort,
-        CardTray,
-        PassphraseHandler,
-        Printer,
-    )
+    from app.ports import BackgroundSync
+    from app.ports import ByteLink
+    from app.ports import CardReaderPort
+    from app.ports import CardTray
+    from app.ports import PassphraseHandler
+    from app.ports import Printer
     from app.services.auth import Principal
     from cardio.wiring import KeySource
 
@@ -35,7 +35,8 @@ __version__ = "0.1.0"  # setup.cfg reads it (version = attr: main.__version__)
 def app_version() -> str:
     """The installed package's version; the bundle's own (PyInstaller: metadata it may have
     copied from the build's checkout can be older than the code)."""
-    from importlib.metadata import PackageNotFoundError, version
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version
 
     if getattr(sys, "frozen", False):
         return __version__
@@ -276,7 +277,9 @@ def wire_cards(ctx: AppContext, handler: PassphraseHandler | None = None) -> Key
     mode's emulated card tray (cardio/tray.py). Readers and tray are built only when the window
     asks for them. Returns the key source, for the caller to close."""
     from cardio.pcsc import CardThread
-    from cardio.wiring import KeySource, TerminalPassphrase, terminal_factory
+    from cardio.wiring import KeySource
+    from cardio.wiring import TerminalPassphrase
+    from cardio.wiring import terminal_factory
 
     card_thread = CardThread("card")
     keys = KeySource(ctx, handler or TerminalPassphrase(), card_thread)
@@ -367,8 +370,10 @@ class DiagDevices(SetupDevices):
 
     def load_keys(self) -> str:
         from app.i18n import _
-        from app.settings import KEY_PROVIDER, PSAM_READER
-        from cardio.wiring import key_provider, keystore_path
+        from app.settings import KEY_PROVIDER
+        from app.settings import PSAM_READER
+        from cardio.wiring import key_provider
+        from cardio.wiring import keystore_path
 
         ctx = self._ctx
         provider = key_provider(ctx, card_thread=ctx.card_worker)  # type: ignore[arg-type]
@@ -409,7 +414,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from app.context import AppContext
     from app.errors import CardVendError
     from app.paths import resolve_paths
-    from app.settings import LANGUAGE, LOG_LEVEL, Settings
+    from app.settings import LANGUAGE
+    from app.settings import LOG_LEVEL
+    from app.settings import Settings
 
     private_process()
     argv = list(sys.argv[1:] if argv is None else argv)

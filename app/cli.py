@@ -16,7 +16,10 @@ import secrets
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable
+from collections.abc import Iterable
+from collections.abc import Iterator
+from collections.abc import Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
@@ -27,9 +30,16 @@ from app.domain import ids
 from app.domain.audit import AuditAction
 from app.domain.operators import Role
 from app.domain.permissions import Action
-from app.errors import CardVendError, Conflict, DatabaseError, ValidationError
-from app.files import check_output, output_errors, save_output
-from app.i18n import N_, _, translate
+from app.errors import CardVendError
+from app.errors import Conflict
+from app.errors import DatabaseError
+from app.errors import ValidationError
+from app.files import check_output
+from app.files import output_errors
+from app.files import save_output
+from app.i18n import N_
+from app.i18n import _
+from app.i18n import translate
 from app.localtime import local_time
 from app.money import format_yuan
 from app.persistence.db import Database
@@ -39,7 +49,8 @@ from app.services import customers as customer_service
 from app.services import demo as demo_service
 from app.services import tariffs as tariff_service
 from app.services.auth import Principal
-from app.settings import COUNTER_ID, TIME_ZONE
+from app.settings import COUNTER_ID
+from app.settings import TIME_ZONE
 
 Handler = Callable[[AppContext, argparse.Namespace], int]
 

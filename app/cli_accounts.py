@@ -13,37 +13,37 @@ fee-control customer has no card: the meter's remaining balance counts.
 from __future__ import annotations
 
 import argparse
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
+from contextlib import nullcontext
 
-from app.cli import (
-    answer,
-    approver_arg,
-    card_args,
-    cli_login,
-    emit_json,
-    open_db,
-    operator_json_args,
-    print_lines,
-    save_after,
-)
-from app.cli_sales import CUSTOMER_NO_ARG, approve_here, card_terminal
+from app.cli import answer
+from app.cli import approver_arg
+from app.cli import card_args
+from app.cli import cli_login
+from app.cli import emit_json
+from app.cli import open_db
+from app.cli import operator_json_args
+from app.cli import print_lines
+from app.cli import save_after
+from app.cli_sales import CUSTOMER_NO_ARG
+from app.cli_sales import approve_here
+from app.cli_sales import card_terminal
 from app.context import AppContext
 from app.domain import settlement as st
 from app.domain.customers import MeterKind
 from app.domain.permissions import Action
 from app.errors import ValidationError
 from app.files import check_output
-from app.i18n import N_, _
+from app.i18n import N_
+from app.i18n import _
 from app.money import parse_yuan
 from app.ports import CardTerminal
-from app.presenters.accounts import (
-    AccountWork,
-    CloseRequest,
-    closed_line,
-    paused_line,
-    resumed_line,
-    settlement_lines,
-)
+from app.presenters.accounts import AccountWork
+from app.presenters.accounts import CloseRequest
+from app.presenters.accounts import closed_line
+from app.presenters.accounts import paused_line
+from app.presenters.accounts import resumed_line
+from app.presenters.accounts import settlement_lines
 from app.services.auth import Principal
 from app.services.customers import customer_view
 from app.services.lifecycle.account import MeterRead

@@ -11,30 +11,28 @@ from __future__ import annotations
 
 import argparse
 
-from app.cli import (
-    answer,
-    cli_login,
-    command_group,
-    id_arg,
-    json_arg,
-    open_db,
-    operator_json_args,
-)
+from app.cli import answer
+from app.cli import cli_login
+from app.cli import command_group
+from app.cli import id_arg
+from app.cli import json_arg
+from app.cli import open_db
+from app.cli import operator_json_args
 from app.context import AppContext
 from app.domain import ids
 from app.errors import ValidationError
-from app.i18n import N_, _
+from app.i18n import N_
+from app.i18n import _
 from app.localtime import local_time
-from app.presenters.approval_rules import (
-    RuleRow,
-    action_label,
-    parse_step,
-    role_label,
-    rule_rows,
-    step_text,
-)
+from app.presenters.approval_rules import RuleRow
+from app.presenters.approval_rules import action_label
+from app.presenters.approval_rules import parse_step
+from app.presenters.approval_rules import role_label
+from app.presenters.approval_rules import rule_rows
+from app.presenters.approval_rules import step_text
 from app.services import approvals
-from app.services.approvals import ApprovalStep, ApprovalView
+from app.services.approvals import ApprovalStep
+from app.services.approvals import ApprovalView
 from app.settings import TIME_ZONE
 
 REQUEST_ID = ids.IdFormat(N_("approval request id"), ids.UUID.pattern, ids.UUID.rule)

@@ -9,7 +9,12 @@ from __future__ import annotations
 
 import argparse
 
-from app.cli import answer, cli_secret, emit_json, json_arg, open_db, operator_arg
+from app.cli import answer
+from app.cli import cli_secret
+from app.cli import emit_json
+from app.cli import json_arg
+from app.cli import open_db
+from app.cli import operator_arg
 from app.context import AppContext
 from app.files import check_output
 from app.i18n import _

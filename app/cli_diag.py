@@ -6,11 +6,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from app.cli import answer, json_arg
+from app.cli import answer
+from app.cli import json_arg
 from app.context import AppContext
 from app.errors import CardVendError
 from app.files import check_output
-from app.i18n import N_, _
+from app.i18n import N_
+from app.i18n import _
 from app.services import diagnostics
 
 

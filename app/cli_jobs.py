@@ -11,29 +11,34 @@ writes; ``--dry-run`` only shows it.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Mapping
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from collections.abc import Callable
+from collections.abc import Mapping
+from typing import Any
+from typing import Concatenate
+from typing import ParamSpec
+from typing import TypeVar
 
-from app.cli import (
-    answer,
-    card_args,
-    cli_login,
-    command_group,
-    emit_json,
-    id_arg,
-    open_db,
-    operator_json_args,
-)
+from app.cli import answer
+from app.cli import card_args
+from app.cli import cli_login
+from app.cli import command_group
+from app.cli import emit_json
+from app.cli import id_arg
+from app.cli import open_db
+from app.cli import operator_json_args
 from app.cli_sales import card_terminal
 from app.clock import Clock
 from app.context import AppContext
 from app.domain import ids
-from app.i18n import N_, _, translate
+from app.i18n import N_
+from app.i18n import _
+from app.i18n import translate
 from app.persistence.db import Database
 from app.ports import CardTerminal
 from app.services import jobs
 from app.services.auth import Principal
-from app.settings import JOB_CARD_OVERDUE_DAYS, UTILITY_CODE
+from app.settings import JOB_CARD_OVERDUE_DAYS
+from app.settings import UTILITY_CODE
 
 P = ParamSpec("P")
 T = TypeVar("T")

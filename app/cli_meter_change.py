@@ -17,27 +17,28 @@ from __future__ import annotations
 
 import argparse
 
-from app.cli import (
-    approver_arg,
-    card_args,
-    cli_login,
-    emit_json,
-    id_arg,
-    open_db,
-    operator_json_args,
-    print_lines,
-    save_after,
-)
-from app.cli_sales import approve_here, card_terminal
+from app.cli import approver_arg
+from app.cli import card_args
+from app.cli import cli_login
+from app.cli import emit_json
+from app.cli import id_arg
+from app.cli import open_db
+from app.cli import operator_json_args
+from app.cli import print_lines
+from app.cli import save_after
+from app.cli_sales import approve_here
+from app.cli_sales import card_terminal
 from app.context import AppContext
 from app.domain import ids
 from app.domain.permissions import Action
 from app.errors import ValidationError
 from app.files import check_output
-from app.i18n import N_, _
+from app.i18n import N_
+from app.i18n import _
 from app.money import parse_yuan
 from app.presenters.cardwork import approver_of
-from app.presenters.meter_change import MeterChangeWork, meter_change_lines
+from app.presenters.meter_change import MeterChangeWork
+from app.presenters.meter_change import meter_change_lines
 from app.services import meter_reading
 from app.services.auth import Principal
 from app.services.lifecycle import meter_change as mc

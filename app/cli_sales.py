@@ -29,49 +29,57 @@ Decisions:
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
-from typing import Any, TypeVar
+from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import ExitStack
+from contextlib import contextmanager
+from typing import Any
+from typing import TypeVar
 
-from app.cli import (
-    answer,
-    approver_arg,
-    card_args,
-    cli_login,
-    cli_secret,
-    command_group,
-    emit_json,
-    id_arg,
-    open_db,
-    operator_json_args,
-    print_lines,
-    save_after,
-)
+from app.cli import answer
+from app.cli import approver_arg
+from app.cli import card_args
+from app.cli import cli_login
+from app.cli import cli_secret
+from app.cli import command_group
+from app.cli import emit_json
+from app.cli import id_arg
+from app.cli import open_db
+from app.cli import operator_json_args
+from app.cli import print_lines
+from app.cli import save_after
 from app.context import AppContext
 from app.domain import ids
 from app.domain.customers import MeterKind
-from app.domain.ledger import SaleState, Situation
+from app.domain.ledger import SaleState
+from app.domain.ledger import Situation
 from app.domain.permissions import Action
-from app.errors import CardVendError, ValidationError
+from app.errors import CardVendError
+from app.errors import ValidationError
 from app.files import check_output
-from app.i18n import N_, _
-from app.money import check_cash_received, format_yuan, parse_yuan
+from app.i18n import N_
+from app.i18n import _
+from app.money import check_cash_received
+from app.money import format_yuan
+from app.money import parse_yuan
 from app.ports import CardTerminal
-from app.presenters.cardwork import (
-    CardWork,
-    approver_of,
-    change_lines,
-    collected_lines,
-    erased_line,
-    exchanged_lines,
-    opened_line,
-    purchase_line,
-    read_old_card,
-    replaced_lines,
-    reversed_lines,
-    rewritten_line,
-)
-from app.services import approvals, ledger, receipts, selling, shifts
+from app.presenters.cardwork import CardWork
+from app.presenters.cardwork import approver_of
+from app.presenters.cardwork import change_lines
+from app.presenters.cardwork import collected_lines
+from app.presenters.cardwork import erased_line
+from app.presenters.cardwork import exchanged_lines
+from app.presenters.cardwork import opened_line
+from app.presenters.cardwork import purchase_line
+from app.presenters.cardwork import read_old_card
+from app.presenters.cardwork import replaced_lines
+from app.presenters.cardwork import reversed_lines
+from app.presenters.cardwork import rewritten_line
+from app.services import approvals
+from app.services import ledger
+from app.services import receipts
+from app.services import selling
+from app.services import shifts
 from app.services.auth import Principal
 from app.services.customers import customer_view
 from app.settings import RECEIPT_LANGUAGE

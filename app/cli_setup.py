@@ -16,7 +16,9 @@ import os
 from app.cli import cli_secret
 from app.context import AppContext
 from app.errors import ValidationError
-from app.i18n import N_, _, translate
+from app.i18n import N_
+from app.i18n import _
+from app.i18n import translate
 from app.services import setup
 from app.settings import PRINTER
 

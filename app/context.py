@@ -5,33 +5,36 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from app.clock import Clock, SystemClock
+from app.clock import Clock
+from app.clock import SystemClock
 from app.fileio import write_atomically
 from app.paths import Paths
 from app.persistence.db import Database
-from app.ports import (
-    BackgroundSync,
-    CardReaderPort,
-    CardTerminal,
-    CardTray,
-    CardWorker,
-    CounterRegistrar,
-    DiagProbe,
-    Printer,
-    ReceiptRenderer,
-    RemoteMeters,
-    ReportRenderer,
-    SerialOpener,
-    SetupProbe,
-    SlipRenderer,
-    StationViews,
-)
-from app.settings import COUNTER_ID, DB_URL, OFFICE_CODE, Settings
+from app.ports import BackgroundSync
+from app.ports import CardReaderPort
+from app.ports import CardTerminal
+from app.ports import CardTray
+from app.ports import CardWorker
+from app.ports import CounterRegistrar
+from app.ports import DiagProbe
+from app.ports import Printer
+from app.ports import ReceiptRenderer
+from app.ports import RemoteMeters
+from app.ports import ReportRenderer
+from app.ports import SerialOpener
+from app.ports import SetupProbe
+from app.ports import SlipRenderer
+from app.ports import StationViews
+from app.settings import COUNTER_ID
+from app.settings import DB_URL
+from app.settings import OFFICE_CODE
+from app.settings import Settings
 
 log = logging.getLogger(__name__)
 RECEIPT_KEY_FILE = "receipt.key"

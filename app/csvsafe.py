@@ -22,7 +22,8 @@ from __future__ import annotations
 import csv
 import re
 from collections.abc import Iterable
-from typing import Any, Protocol
+from typing import Any
+from typing import Protocol
 
 TRIGGERS = ("=", "+", "-", "@", "\t", "\r", "'")
 PREFIX = "'"

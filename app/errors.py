@@ -13,7 +13,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import ClassVar
 
-from app.i18n import N_, Msg, translate
+from app.i18n import N_
+from app.i18n import Msg
+from app.i18n import translate
 
 
 class CardVendError(Exception):

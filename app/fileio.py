@@ -16,7 +16,8 @@ import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
+from typing import Any
 
 PRIVATE_FILE = 0o600
 PRIVATE_DIR = 0o700

@@ -4,7 +4,8 @@ never the PC's.  Times are stored in UTC; a naive time read back from SQLite is 
 from __future__ import annotations
 
 import datetime as dt
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfoNotFoundError
 
 from app.clock import aware
 from app.errors import ValidationError

@@ -8,13 +8,21 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable
+from collections.abc import Collection
+from collections.abc import Mapping
 from concurrent.futures import Future
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, TypedDict, Unpack
+from typing import TYPE_CHECKING
+from typing import Any
+from typing import Protocol
+from typing import TypedDict
+from typing import Unpack
 
-from app.domain.card import CardContents, CardWrite, WriteResult
+from app.domain.card import CardContents
+from app.domain.card import CardWrite
+from app.domain.card import WriteResult
 from app.domain.receipt import ReceiptData
 
 if TYPE_CHECKING:

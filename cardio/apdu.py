@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import logging
 
-from app.domain.card import (
-    CardAuthError,
-    CardCommandError,
-    CardError,
-    ForeignCard,
-    UnissuedCard,
-    WrongCardKind,
-)
+from app.domain.card import CardAuthError
+from app.domain.card import CardCommandError
+from app.domain.card import CardError
+from app.domain.card import ForeignCard
+from app.domain.card import UnissuedCard
+from app.domain.card import WrongCardKind
 from app.i18n import N_
 
 log = logging.getLogger(__name__)

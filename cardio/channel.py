@@ -12,7 +12,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from app.domain.card import CardRemoved
-from cardio.emulator import CardOS, CardVanished
+from cardio.emulator import CardOS
+from cardio.emulator import CardVanished
 
 
 class EmulatedChannel:

@@ -9,50 +9,57 @@ import enum
 import json
 import os
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
+from collections.abc import Mapping
 from contextlib import contextmanager
-from dataclasses import asdict, is_dataclass
-from decimal import Decimal, InvalidOperation
+from dataclasses import asdict
+from dataclasses import is_dataclass
+from decimal import Decimal
+from decimal import InvalidOperation
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
+from typing import Protocol
 
-from app.cli import (
-    card_args,
-    cli_login,
-    command_group,
-    emit_fields,
-    emit_json,
-    id_arg,
-    open_db,
-    stop_on_signals,
-)
+from app.cli import card_args
+from app.cli import cli_login
+from app.cli import command_group
+from app.cli import emit_fields
+from app.cli import emit_json
+from app.cli import id_arg
+from app.cli import open_db
+from app.cli import stop_on_signals
 from app.cli_sales import approve_here
 from app.clock import Clock
 from app.context import AppContext
 from app.domain import ids
 from app.domain.audit import AuditAction
-from app.domain.card import (
-    CardContents,
-    CardKind,
-    CorruptCardFile,
-    ForeignCard,
-    NoReader,
-    UnsupportedProfile,
-    WrongCardKind,
-)
+from app.domain.card import CardContents
+from app.domain.card import CardKind
+from app.domain.card import CorruptCardFile
+from app.domain.card import ForeignCard
+from app.domain.card import NoReader
+from app.domain.card import UnsupportedProfile
+from app.domain.card import WrongCardKind
 from app.domain.ids import METER_NO
 from app.domain.permissions import Action
-from app.errors import CardVendError, ValidationError
-from app.files import check_output, file_problem, save_output
-from app.i18n import N_, _, translate
+from app.errors import CardVendError
+from app.errors import ValidationError
+from app.files import check_output
+from app.files import file_problem
+from app.files import save_output
+from app.i18n import N_
+from app.i18n import _
+from app.i18n import translate
 from app.persistence.db import Database
-from app.ports import ApduChannel, KeyRole
+from app.ports import ApduChannel
+from app.ports import KeyRole
 from app.services import cards
 from app.services.auth import Principal
 from app.settings import CARD_READER
 from cardio import wiring
 from cardio.channel import EmulatedChannel
-from cardio.emulator import CardImage, UserCardOS
+from cardio.emulator import CardImage
+from cardio.emulator import UserCardOS
 from cardio.terminal import ApduTerminal
 
 KIND_NAMES = {
@@ -336,7 +343,8 @@ def cmd_erase(ctx: AppContext, args: argparse.Namespace) -> int:
 
 
 def cmd_emulate(ctx: AppContext, args: argparse.Namespace) -> int:
-    from cardio.emulator import CardOS, PsamOS
+    from cardio.emulator import CardOS
+    from cardio.emulator import PsamOS
     from cardio.vpcd import VpcdCard
 
     card_os: CardOS
@@ -410,7 +418,8 @@ def _meter_state(path: Path) -> Iterator[None]:
 
 
 def cmd_meter_insert(ctx: AppContext, args: argparse.Namespace) -> int:
-    from cardio.meter_sim import MeterSimulator, MeterStateError
+    from cardio.meter_sim import MeterSimulator
+    from cardio.meter_sim import MeterStateError
 
     if args.meter_no is not None:
         METER_NO.check(args.meter_no, "--meter-no")

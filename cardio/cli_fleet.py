@@ -8,11 +8,17 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from app.cli import command_group, emit_json, stop_on_signals
+from app.cli import command_group
+from app.cli import emit_json
+from app.cli import stop_on_signals
 from app.context import AppContext
-from app.i18n import N_, _
+from app.i18n import N_
+from app.i18n import _
 from cardio.dlt645 import TcpServer
-from cardio.fleet import Fleet, FleetStateError, demo_meters, read_meters_file
+from cardio.fleet import Fleet
+from cardio.fleet import FleetStateError
+from cardio.fleet import demo_meters
+from cardio.fleet import read_meters_file
 from cardio.fleet.fleet import STATE_FILE
 
 

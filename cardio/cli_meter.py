@@ -14,28 +14,34 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from app.cli import emit_fields, id_arg, open_db
+from app.cli import emit_fields
+from app.cli import id_arg
+from app.cli import open_db
 from app.context import AppContext
 from app.domain import ids
 from app.errors import ValidationError
-from app.i18n import N_, _
+from app.i18n import N_
+from app.i18n import _
 from app.services import meter_reading
 from app.services.auth import Principal
 from cardio import wiring
-from cardio.cli import MeterStateFileError, _meter_state, sign_in_operator
-from cardio.dlt645 import (
-    FrameLink,
-    MeterClient,
-    Password,
-    Responder,
-    SerialServer,
-    SerialSettings,
-    TcpServer,
-    TcpSettings,
-    connect_tcp_link,
-    open_serial_link,
-)
-from cardio.meter_wire import RELAY_COMMANDS, SimulatedMeterRegisters, command_relay, read_meter
+from cardio.cli import MeterStateFileError
+from cardio.cli import _meter_state
+from cardio.cli import sign_in_operator
+from cardio.dlt645 import FrameLink
+from cardio.dlt645 import MeterClient
+from cardio.dlt645 import Password
+from cardio.dlt645 import Responder
+from cardio.dlt645 import SerialServer
+from cardio.dlt645 import SerialSettings
+from cardio.dlt645 import TcpServer
+from cardio.dlt645 import TcpSettings
+from cardio.dlt645 import connect_tcp_link
+from cardio.dlt645 import open_serial_link
+from cardio.meter_wire import RELAY_COMMANDS
+from cardio.meter_wire import SimulatedMeterRegisters
+from cardio.meter_wire import command_relay
+from cardio.meter_wire import read_meter
 
 PARITIES = ("N", "E", "O")
 
@@ -135,7 +141,8 @@ def cmd_relay(ctx: AppContext, args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(ctx: AppContext, args: argparse.Namespace) -> int:
-    from cardio.meter_sim import MeterSimulator, MeterStateError
+    from cardio.meter_sim import MeterSimulator
+    from cardio.meter_sim import MeterStateError
 
     state = Path(args.meter_state)
     with _meter_state(state):

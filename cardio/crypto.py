@@ -5,7 +5,9 @@ Uses the SM4 block cipher of ``cryptography``.  Nothing here logs or keeps a key
 
 from __future__ import annotations
 
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers import Cipher
+from cryptography.hazmat.primitives.ciphers import algorithms
+from cryptography.hazmat.primitives.ciphers import modes
 
 BLOCK = 16
 KEY_LEN = 16

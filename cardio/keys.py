@@ -23,20 +23,29 @@ import os
 import stat
 import unicodedata
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
+from dataclasses import fields
 from pathlib import Path
-from typing import Any, ClassVar, Final
+from typing import Any
+from typing import ClassVar
+from typing import Final
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from app.domain.card import CardAuthError, CardCommandError, CardError
+from app.domain.card import CardAuthError
+from app.domain.card import CardCommandError
+from app.domain.card import CardError
 from app.errors import CardVendError
-from app.fileio import private_dir, write_atomically
+from app.fileio import private_dir
+from app.fileio import write_atomically
 from app.i18n import N_
-from app.ports import ApduChannel, KeyRole
+from app.ports import ApduChannel
+from app.ports import KeyRole
 from cardio import crypto
-from cardio.profile import PSAM_AID, bcd_encode, parse_psam_fci
+from cardio.profile import PSAM_AID
+from cardio.profile import bcd_encode
+from cardio.profile import parse_psam_fci
 
 __all__ = [
     "CARD_ROLES",

@@ -12,33 +12,37 @@ import datetime as dt
 import re
 import threading
 from collections.abc import Collection
-from typing import Any, TypeVar
+from typing import Any
+from typing import TypeVar
 
 from app.clock import Clock
 from app.ports import ControlParameters
 from app.services import meter_reading
 from app.services.meter_reading import MeterReading
-from app.settings import (
-    METER_BAUD,
-    METER_PARITY,
-    METER_PASSWORD,
-    METER_PASSWORD_LEVEL,
-    METER_RETRIES,
-    METER_TIMEOUT_MS,
-    Settings,
-)
+from app.settings import METER_BAUD
+from app.settings import METER_PARITY
+from app.settings import METER_PASSWORD
+from app.settings import METER_PASSWORD_LEVEL
+from app.settings import METER_RETRIES
+from app.settings import METER_TIMEOUT_MS
+from app.settings import Settings
 from cardio.dlt645 import dataids as D
 from cardio.dlt645.client import MeterClient
-from cardio.dlt645.errors import ErrorBits, MalformedFrame, MeterRefused, Refusal
-from cardio.dlt645.link import (
-    FrameLink,
-    SerialSettings,
-    TcpSettings,
-    connect_tcp_link,
-    open_serial_link,
-)
-from cardio.dlt645.messages import Password, RelayCommand
-from cardio.meter_sim import RELAY_CLOSED, RELAY_TRIPPED, MeterSimulator, MeterState
+from cardio.dlt645.errors import ErrorBits
+from cardio.dlt645.errors import MalformedFrame
+from cardio.dlt645.errors import MeterRefused
+from cardio.dlt645.errors import Refusal
+from cardio.dlt645.link import FrameLink
+from cardio.dlt645.link import SerialSettings
+from cardio.dlt645.link import TcpSettings
+from cardio.dlt645.link import connect_tcp_link
+from cardio.dlt645.link import open_serial_link
+from cardio.dlt645.messages import Password
+from cardio.dlt645.messages import RelayCommand
+from cardio.meter_sim import RELAY_CLOSED
+from cardio.meter_sim import RELAY_TRIPPED
+from cardio.meter_sim import MeterSimulator
+from cardio.meter_sim import MeterState
 from cardio.profile import BEIJING
 
 T = TypeVar("T")

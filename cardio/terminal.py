@@ -10,22 +10,22 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 
-from app.domain.card import (
-    CardContents,
-    CardKind,
-    CardWrite,
-    DifferentCard,
-    ForeignCard,
-    PurchaseRecord,
-    UnissuedCard,
-    WriteBack,
-    WriteResult,
-    WriteVerifyFailed,
-    WrongCardKind,
-)
+from app.domain.card import CardContents
+from app.domain.card import CardKind
+from app.domain.card import CardWrite
+from app.domain.card import DifferentCard
+from app.domain.card import ForeignCard
+from app.domain.card import PurchaseRecord
+from app.domain.card import UnissuedCard
+from app.domain.card import WriteBack
+from app.domain.card import WriteResult
+from app.domain.card import WriteVerifyFailed
+from app.domain.card import WrongCardKind
 from app.faults import checkpoint
 from app.i18n import N_
-from app.ports import ApduChannel, KeyProvider, KeyRole
+from app.ports import ApduChannel
+from app.ports import KeyProvider
+from app.ports import KeyRole
 from cardio import apdu as A
 from cardio import profile as P
 from cardio.crypto import challenge_iv

@@ -34,25 +34,38 @@ import logging
 import os
 import threading
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
+from dataclasses import dataclass
 from typing import Any
 
 from app.context import AppContext
-from app.domain.card import CardError, NoCard, UnissuedCard
-from app.domain.customers import CustomerStatus, MeterKind
+from app.domain.card import CardError
+from app.domain.card import NoCard
+from app.domain.card import UnissuedCard
+from app.domain.customers import CustomerStatus
+from app.domain.customers import MeterKind
 from app.domain.operators import Role
-from app.errors import CardVendError, NotFound
+from app.errors import CardVendError
+from app.errors import NotFound
 from app.fileio import write_atomically
-from app.i18n import N_, _
-from app.ports import CardEvent, CardEventKind, CardTerminal, KeyProvider, TrayCard
-from app.services import demo, selling
+from app.i18n import N_
+from app.i18n import _
+from app.ports import CardEvent
+from app.ports import CardEventKind
+from app.ports import CardTerminal
+from app.ports import KeyProvider
+from app.ports import TrayCard
+from app.services import demo
+from app.services import selling
 from app.services.auth import Principal
 from app.services.customers import customer_view
 from app.services.operators import list_operators
-from app.settings import TRAINING_MODE, Settings
+from app.settings import TRAINING_MODE
+from app.settings import Settings
 from cardio import wiring
 from cardio.channel import EmulatedChannel
-from cardio.emulator import CardImage, UserCardOS
+from cardio.emulator import CardImage
+from cardio.emulator import UserCardOS
 from cardio.terminal import ApduTerminal
 
 log = logging.getLogger(__name__)
@@ -172,7 +185,8 @@ class TrainingCardTray:
     def to_meter(self, card_id: str, *, hours: float = 0.0, load_kw: float = 0.0) -> str:
         """The customer takes the card home: out of the reader, ``hours`` at ``load_kw`` of use
         on the customer's meter, then the card goes into the meter. Returns what happened."""
-        from cardio.meter_sim import RELAY_TRIPPED, MeterSimulator
+        from cardio.meter_sim import RELAY_TRIPPED
+        from cardio.meter_sim import MeterSimulator
 
         if hours < 0 or load_kw < 0:
             raise TrayError(detail=N_("Hours and load cannot be negative."))

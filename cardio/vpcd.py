@@ -22,7 +22,8 @@ import time
 
 from app.errors import ValidationError
 from app.i18n import N_
-from cardio.emulator import CardOS, CardVanished
+from cardio.emulator import CardOS
+from cardio.emulator import CardVanished
 
 log = logging.getLogger(__name__)
 

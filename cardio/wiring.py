@@ -14,16 +14,21 @@ from typing import TYPE_CHECKING
 from app.context import AppContext
 from app.fileio import private_dir
 from app.i18n import _
-from app.ports import ApduChannel, CardTerminal, KeyProvider, PassphraseHandler
-from app.settings import CARD_READER, KEY_PROVIDER, KEYSTORE_FILE, PSAM_READER, UTILITY_CODE
-from cardio.keys import (
-    KeystoreError,
-    MasterKeys,
-    PsamKeyProvider,
-    SoftwareKeyProvider,
-    create_keystore,
-    open_keystore,
-)
+from app.ports import ApduChannel
+from app.ports import CardTerminal
+from app.ports import KeyProvider
+from app.ports import PassphraseHandler
+from app.settings import CARD_READER
+from app.settings import KEY_PROVIDER
+from app.settings import KEYSTORE_FILE
+from app.settings import PSAM_READER
+from app.settings import UTILITY_CODE
+from cardio.keys import KeystoreError
+from cardio.keys import MasterKeys
+from cardio.keys import PsamKeyProvider
+from cardio.keys import SoftwareKeyProvider
+from cardio.keys import create_keystore
+from cardio.keys import open_keystore
 
 if TYPE_CHECKING:
     from cardio.pcsc import CardThread
@@ -142,7 +147,8 @@ def terminal_factory(
         keys = source.get()
         if image:
             from cardio.channel import EmulatedChannel
-            from cardio.emulator import CardImage, UserCardOS
+            from cardio.emulator import CardImage
+            from cardio.emulator import UserCardOS
 
             path = Path(image)
             if not path.exists():

@@ -33,28 +33,29 @@ from pathlib import Path
 from typing import Any
 
 from app.domain.receipt import ReceiptData
-from app.errors import CardVendError, PrinterError
-from app.fileio import private_dir, write_atomically
+from app.errors import CardVendError
+from app.errors import PrinterError
+from app.fileio import private_dir
+from app.fileio import write_atomically
 from app.i18n import N_
-from app.ports import ByteLink, Printer, ReceiptRenderer, SerialOpener
-from app.settings import (
-    PRINTER,
-    PRINTER_BAUD,
-    PRINTER_NAME,
-    PRINTER_PORT,
-    RECEIPT_DIR,
-    RECEIPT_SIZE,
-    Settings,
-)
-from printing.escpos import (
-    STATUS_OFFLINE,
-    STATUS_PRINTER,
-    STATUS_QUERY,
-    parse_offline_status,
-    parse_paper_status,
-    parse_printer_status,
-    receipt_escpos,
-)
+from app.ports import ByteLink
+from app.ports import Printer
+from app.ports import ReceiptRenderer
+from app.ports import SerialOpener
+from app.settings import PRINTER
+from app.settings import PRINTER_BAUD
+from app.settings import PRINTER_NAME
+from app.settings import PRINTER_PORT
+from app.settings import RECEIPT_DIR
+from app.settings import RECEIPT_SIZE
+from app.settings import Settings
+from printing.escpos import STATUS_OFFLINE
+from printing.escpos import STATUS_PRINTER
+from printing.escpos import STATUS_QUERY
+from printing.escpos import parse_offline_status
+from printing.escpos import parse_paper_status
+from printing.escpos import parse_printer_status
+from printing.escpos import receipt_escpos
 from printing.receipt import PdfReceiptRenderer
 
 log = logging.getLogger(__name__)

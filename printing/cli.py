@@ -16,20 +16,29 @@ import datetime as dt
 from collections.abc import Callable
 from pathlib import Path
 
-from app.cli import cli_login, emit_json, id_arg, json_arg, open_db, operator_arg
+from app.cli import cli_login
+from app.cli import emit_json
+from app.cli import id_arg
+from app.cli import json_arg
+from app.cli import open_db
+from app.cli import operator_arg
 from app.cli_sales import approve_here
 from app.context import AppContext
 from app.domain import ids
 from app.domain.permissions import Action
 from app.domain.receipt import ReceiptData
 from app.errors import ValidationError
-from app.files import check_output, save_output
-from app.i18n import N_, _
+from app.files import check_output
+from app.files import save_output
+from app.i18n import N_
+from app.i18n import _
 from app.localtime import local
 from app.presenters.stats import date_arg
 from app.services import receipts
 from app.services import reports as report_service
-from app.settings import RECEIPT_LANGUAGE, RECEIPT_SIZE, TIME_ZONE
+from app.settings import RECEIPT_LANGUAGE
+from app.settings import RECEIPT_SIZE
+from app.settings import TIME_ZONE
 
 
 def _language(ctx: AppContext, args: argparse.Namespace) -> str:

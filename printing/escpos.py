@@ -33,7 +33,10 @@ from __future__ import annotations
 
 from app.domain.receipt import ReceiptData
 from app.i18n import normalize_language
-from printing.labels import Field, ReceiptText, receipt_text, wrap
+from printing.labels import Field
+from printing.labels import ReceiptText
+from printing.labels import receipt_text
+from printing.labels import wrap
 
 ESC = b"\x1b"
 GS = b"\x1d"

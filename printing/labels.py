@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 from app.domain.ledger import SaleState
 from app.domain.receipt import ReceiptData
-from app.i18n import N_, translate
+from app.i18n import N_
+from app.i18n import translate
 from app.money import format_yuan
 
 # --------------------------------------------------------------------------- titles and marks

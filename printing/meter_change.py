@@ -17,12 +17,20 @@ import io
 from reportlab.lib.pagesizes import A5
 from reportlab.pdfgen.canvas import Canvas
 
-from app.i18n import N_, normalize_language
+from app.i18n import N_
+from app.i18n import normalize_language
 from app.localtime import local_time
 from app.services.lifecycle.meter_change import MeterChange
-from printing.fonts import SAVE_LOCK, font_name
-from printing.labels import NOT_AVAILABLE, Field, energy, money, name_and_code, text
-from printing.receipt import MM, _Text
+from printing.fonts import SAVE_LOCK
+from printing.fonts import font_name
+from printing.labels import NOT_AVAILABLE
+from printing.labels import Field
+from printing.labels import energy
+from printing.labels import money
+from printing.labels import name_and_code
+from printing.labels import text
+from printing.receipt import MM
+from printing.receipt import _Text
 
 TITLE = N_("Meter change slip")
 NOTE = N_("A transfer of the old meter's credit, not a sale: no money changed hands.")

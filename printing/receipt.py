@@ -18,20 +18,27 @@ a subset so ``pdftotext`` gives the Chinese back.  Output is deterministic for t
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from reportlab.graphics.barcode.qr import QrCodeWidget
-from reportlab.lib.pagesizes import A4, A5
+from reportlab.lib.pagesizes import A4
+from reportlab.lib.pagesizes import A5
 from reportlab.pdfbase.pdfmetrics import stringWidth
 from reportlab.pdfgen.canvas import Canvas
 
 from app.domain.receipt import ReceiptData
 from app.errors import ValidationError
-from app.i18n import N_, normalize_language
-from printing.fonts import SAVE_LOCK, font_name
-from printing.labels import Field, ReceiptText, receipt_text, wrap
+from app.i18n import N_
+from app.i18n import normalize_language
+from printing.fonts import SAVE_LOCK
+from printing.fonts import font_name
+from printing.labels import Field
+from printing.labels import ReceiptText
+from printing.labels import receipt_text
+from printing.labels import wrap
 
 MM = 72 / 25.4
 SIZES = ("80", "58", "a5", "a4")

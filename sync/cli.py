@@ -21,27 +21,35 @@ import os
 import sys
 from contextlib import closing
 
-from app.cli import (
-    answer,
-    cli_login,
-    command_group,
-    emit_json,
-    id_arg,
-    json_arg,
-    open_db,
-    operator_arg,
-    stop_on_signals,
-)
+from app.cli import answer
+from app.cli import cli_login
+from app.cli import command_group
+from app.cli import emit_json
+from app.cli import id_arg
+from app.cli import json_arg
+from app.cli import open_db
+from app.cli import operator_arg
+from app.cli import stop_on_signals
 from app.context import AppContext
 from app.domain import ids
 from app.i18n import _
 from app.money import format_yuan
-from app.services.sync_status import refused_records, requeue_refused, sync_status
+from app.services.sync_status import refused_records
+from app.services.sync_status import requeue_refused
+from app.services.sync_status import sync_status
 from app.settings import SYNC_INTERVAL
-from sync import cli_condition, cli_control_lift, cli_exceptions, cli_stats
+from sync import cli_condition
+from sync import cli_control_lift
+from sync import cli_exceptions
+from sync import cli_stats
 from sync import contract as c
-from sync.errors import AuditDiverged, SyncError
-from sync.service import RoundReport, SyncService, make_client, reconcile, register_counter
+from sync.errors import AuditDiverged
+from sync.errors import SyncError
+from sync.service import RoundReport
+from sync.service import SyncService
+from sync.service import make_client
+from sync.service import reconcile
+from sync.service import register_counter
 
 EXIT_DIFFERENCES = 3
 REFUSED_SHOWN = 50  # refused records listed by ``sync status`` (all of them with --json)

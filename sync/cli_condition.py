@@ -9,15 +9,19 @@ from __future__ import annotations
 import argparse
 from contextlib import closing
 
-from app.cli import answer, id_arg, json_arg
+from app.cli import answer
+from app.cli import id_arg
+from app.cli import json_arg
 from app.context import AppContext
 from app.domain import ids
 from app.errors import NotFound
-from app.i18n import N_, _
+from app.i18n import N_
+from app.i18n import _
 from app.presenters import control
 from sync import contract as c
 from sync.client import CentralClient
-from sync.errors import CentralRejected, SyncError
+from sync.errors import CentralRejected
+from sync.errors import SyncError
 from sync.service import make_client
 
 

@@ -11,7 +11,13 @@ import argparse
 import uuid
 from contextlib import closing
 
-from app.cli import answer, approver_arg, cli_login, id_arg, json_arg, open_db, operator_arg
+from app.cli import answer
+from app.cli import approver_arg
+from app.cli import cli_login
+from app.cli import id_arg
+from app.cli import json_arg
+from app.cli import open_db
+from app.cli import operator_arg
 from app.cli_approvals import REQUEST_ID
 from app.cli_sales import approve_here
 from app.context import AppContext

@@ -16,7 +16,13 @@ from collections.abc import Mapping
 from contextlib import closing
 from typing import Any
 
-from app.cli import answer, cli_login, command_group, emit_json, id_arg, open_db, operator_json_args
+from app.cli import answer
+from app.cli import cli_login
+from app.cli import command_group
+from app.cli import emit_json
+from app.cli import id_arg
+from app.cli import open_db
+from app.cli import operator_json_args
 from app.context import AppContext
 from app.domain import ids
 from app.i18n import _
@@ -26,7 +32,8 @@ from app.services import exceptions_queue as queue
 from app.services.auth import Principal
 from app.settings import TIME_ZONE
 from sync import contract as c
-from sync.errors import ExceptionNotFound, IllegalTransition
+from sync.errors import ExceptionNotFound
+from sync.errors import IllegalTransition
 from sync.service import make_client
 
 STATES, STEPS = exc_text.STATES, exc_text.STEPS

@@ -8,11 +8,14 @@ from __future__ import annotations
 import argparse
 from contextlib import closing
 
-from app.cli import answer, json_arg
+from app.cli import answer
+from app.cli import json_arg
 from app.context import AppContext
 from app.errors import ValidationError
 from app.i18n import _
-from app.presenters.stats import CONTROL_STATES, date_arg, stats_lines
+from app.presenters.stats import CONTROL_STATES
+from app.presenters.stats import date_arg
+from app.presenters.stats import stats_lines
 from sync.service import make_client
 
 

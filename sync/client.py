@@ -20,30 +20,33 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, TypeVar, Unpack
+from collections.abc import Callable
+from collections.abc import Sequence
+from dataclasses import dataclass
+from dataclasses import field
+from typing import Any
+from typing import TypeVar
+from typing import Unpack
 from urllib.parse import quote
 
 import requests
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
+from pydantic import ValidationError
 
 from app.ports import StatsFilter
 from sync import contract as c
-from sync.errors import (
-    AuditDiverged,
-    CentralBadResponse,
-    CentralRejected,
-    CentralUnauthorized,
-    CentralUnreachable,
-    CounterIdTaken,
-    EnrolmentKeyRefused,
-    ExceptionNotFound,
-    IllegalTransition,
-    RegistrationRefused,
-    RegistrationUnreachable,
-    StatsRefused,
-)
+from sync.errors import AuditDiverged
+from sync.errors import CentralBadResponse
+from sync.errors import CentralRejected
+from sync.errors import CentralUnauthorized
+from sync.errors import CentralUnreachable
+from sync.errors import CounterIdTaken
+from sync.errors import EnrolmentKeyRefused
+from sync.errors import ExceptionNotFound
+from sync.errors import IllegalTransition
+from sync.errors import RegistrationRefused
+from sync.errors import RegistrationUnreachable
+from sync.errors import StatsRefused
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)

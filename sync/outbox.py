@@ -35,28 +35,37 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import uuid
-from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any, NamedTuple, TypeVar, cast
+from collections.abc import Iterable
+from collections.abc import Sequence
+from dataclasses import asdict
+from dataclasses import dataclass
+from dataclasses import field
+from typing import Any
+from typing import NamedTuple
+from typing import TypeVar
+from typing import cast
 
 from pydantic import ValidationError as PydanticValidationError
-from sqlalchemy import Table, bindparam, null, select, update
+from sqlalchemy import Table
+from sqlalchemy import bindparam
+from sqlalchemy import null
+from sqlalchemy import select
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from app.clock import Clock, aware
+from app.clock import Clock
+from app.clock import aware
 from app.domain.audit import AuditAction
 from app.persistence.db import Database
-from app.persistence.models import (
-    AccountEvent,
-    ArrearsItem,
-    Customer,
-    FeePayment,
-    OutboxEntry,
-    Reversal,
-    Sale,
-    TariffPlan,
-    TariffVersion,
-)
+from app.persistence.models import AccountEvent
+from app.persistence.models import ArrearsItem
+from app.persistence.models import Customer
+from app.persistence.models import FeePayment
+from app.persistence.models import OutboxEntry
+from app.persistence.models import Reversal
+from app.persistence.models import Sale
+from app.persistence.models import TariffPlan
+from app.persistence.models import TariffVersion
 from app.services import audit
 from app.services.sync_status import REFUSED_INVALID
 from sync import contract as c

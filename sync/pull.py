@@ -24,33 +24,43 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable
+from collections.abc import Sequence
+from concurrent.futures import Future
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, TypeVar, cast
+from typing import Any
+from typing import TypeVar
+from typing import cast
 
-from sqlalchemy import Table, bindparam, delete, insert, or_, select, update
+from sqlalchemy import Table
+from sqlalchemy import bindparam
+from sqlalchemy import delete
+from sqlalchemy import insert
+from sqlalchemy import or_
+from sqlalchemy import select
+from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.clock import Clock
 from app.domain.audit import AuditAction
-from app.domain.pricing import TariffSpec, TariffSpecError
+from app.domain.pricing import TariffSpec
+from app.domain.pricing import TariffSpecError
 from app.persistence.db import Database
-from app.persistence.models import (
-    ArrearsItem,
-    Customer,
-    MgmtJob,
-    Office,
-    OutboxEntry,
-    Sale,
-    Setting,
-    TariffPlan,
-    TariffVersion,
-)
+from app.persistence.models import ArrearsItem
+from app.persistence.models import Customer
+from app.persistence.models import MgmtJob
+from app.persistence.models import Office
+from app.persistence.models import OutboxEntry
+from app.persistence.models import Sale
+from app.persistence.models import Setting
+from app.persistence.models import TariffPlan
+from app.persistence.models import TariffVersion
 from app.services import audit
 from app.services.sync_status import counter_key
-from app.services.tariffs import SPEC_DEFAULTS, ensure_plan
+from app.services.tariffs import SPEC_DEFAULTS
+from app.services.tariffs import ensure_plan
 from sync import contract as c
 from sync.client import CentralClient
 from sync.errors import SyncError

@@ -19,52 +19,57 @@ import os
 import threading
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy import select
 
-from app.clock import Clock, aware
+from app.clock import Clock
+from app.clock import aware
 from app.context import AppContext
 from app.domain.audit import AuditAction
 from app.domain.permissions import Action
 from app.errors import CardVendError
-from app.fileio import private_dir, write_atomically
+from app.fileio import private_dir
+from app.fileio import write_atomically
 from app.persistence.db import Database
-from app.persistence.models import AuditEntry, Customer, OutboxEntry, Sale
+from app.persistence.models import AuditEntry
+from app.persistence.models import Customer
+from app.persistence.models import OutboxEntry
+from app.persistence.models import Sale
 from app.services import audit
 from app.services.auth import Principal
-from app.services.sync_status import (
-    AUDIT_DIVERGED,
-    LAST_ATTEMPT,
-    LAST_ERROR,
-    LAST_SUCCESS,
-    ONLINE,
-    counter_key,
-    counter_setting,
-    put_counter_setting,
-)
-from app.settings import (
-    CENTRAL_CA_BUNDLE,
-    CENTRAL_URL,
-    SYNC_BATCH,
-    SYNC_INTERVAL,
-    SYNC_TIMEOUT,
-)
+from app.services.sync_status import AUDIT_DIVERGED
+from app.services.sync_status import LAST_ATTEMPT
+from app.services.sync_status import LAST_ERROR
+from app.services.sync_status import LAST_SUCCESS
+from app.services.sync_status import ONLINE
+from app.services.sync_status import counter_key
+from app.services.sync_status import counter_setting
+from app.services.sync_status import put_counter_setting
+from app.settings import CENTRAL_CA_BUNDLE
+from app.settings import CENTRAL_URL
+from app.settings import SYNC_BATCH
+from app.settings import SYNC_INTERVAL
+from app.settings import SYNC_TIMEOUT
 from sync import contract as c
 from sync.client import CentralClient
-from sync.errors import AuditDiverged, NotRegistered
-from sync.outbox import NAMESPACE, PushReport, SaleFacts, push, sale_body
-from sync.pull import (
-    PullReport,
-    ensure_setting,
-    get_setting,
-    locked_setting,
-    pull_all,
-    put_setting,
-)
+from sync.errors import AuditDiverged
+from sync.errors import NotRegistered
+from sync.outbox import NAMESPACE
+from sync.outbox import PushReport
+from sync.outbox import SaleFacts
+from sync.outbox import push
+from sync.outbox import sale_body
+from sync.pull import PullReport
+from sync.pull import ensure_setting
+from sync.pull import get_setting
+from sync.pull import locked_setting
+from sync.pull import pull_all
+from sync.pull import put_setting
 
 log = logging.getLogger(__name__)
 TOKEN_FILE = "central.token"

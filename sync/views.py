@@ -5,14 +5,17 @@ the station cannot be reached, and asks again when told)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any, Unpack
+from collections.abc import Callable
+from collections.abc import Mapping
+from typing import Any
+from typing import Unpack
 
 from app.context import AppContext
 from app.ports import StatsFilter
 from sync import contract as c
 from sync.cli_condition import call_condition
-from sync.client import CentralClient, RetryPolicy
+from sync.client import CentralClient
+from sync.client import RetryPolicy
 from sync.service import make_client
 
 

@@ -6,8 +6,10 @@ import os
 from pathlib import Path
 
 from cardio.channel import EmulatedChannel
-from cardio.emulator import CardImage, UserCardOS
-from cardio.keys import MasterKeys, SoftwareKeyProvider
+from cardio.emulator import CardImage
+from cardio.emulator import UserCardOS
+from cardio.keys import MasterKeys
+from cardio.keys import SoftwareKeyProvider
 from cardio.terminal import ApduTerminal
 
 UTILITY = "100001"

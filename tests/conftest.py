@@ -14,17 +14,16 @@ import pytest
 
 from app.clock import FixedClock
 from app.i18n import set_language
-from app.persistence.db import Database, normalize_url
+from app.persistence.db import Database
+from app.persistence.db import normalize_url
 from tests.pcsc_fixtures import pcscd  # noqa: F401  (session fixture: a real pcscd)
 from tests.rigs.counter import Counter
-from tests.rigs.pg import (
-    PG_URL,
-    create_pg_schema,
-    drop_pg_schema,
-    in_schema,
-    pg_available,
-    schema_url,
-)
+from tests.rigs.pg import PG_URL
+from tests.rigs.pg import create_pg_schema
+from tests.rigs.pg import drop_pg_schema
+from tests.rigs.pg import in_schema
+from tests.rigs.pg import pg_available
+from tests.rigs.pg import schema_url
 from tests.serial_rig import ptys  # noqa: F401  (a socat pty pair per test)
 
 if TYPE_CHECKING:

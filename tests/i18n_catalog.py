@@ -27,12 +27,18 @@ import re
 import string
 import sys
 import unicodedata
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable
+from collections.abc import Iterator
+from collections.abc import Mapping
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from app.i18n import DOMAIN, LANGUAGES, LOCALE_DIR, parse_po
+from app.i18n import DOMAIN
+from app.i18n import LANGUAGES
+from app.i18n import LOCALE_DIR
+from app.i18n import parse_po
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE_DIRS = ("app", "ui", "cardio", "printing", "sync")

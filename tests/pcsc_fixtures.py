@@ -33,7 +33,9 @@ from pathlib import Path
 
 import pytest
 
-from cardio.vpcd import VPCD_PORT, VPCD_PORT_ENV, VPCD_SLOTS
+from cardio.vpcd import VPCD_PORT
+from cardio.vpcd import VPCD_PORT_ENV
+from cardio.vpcd import VPCD_SLOTS
 
 VPCD_DRIVER = Path("/usr/lib/pcsc/drivers/serial/libifdvpcd.so")
 PCSCD_RUN_DIR = Path("/run/pcscd")
@@ -296,7 +298,8 @@ def wait_card_absent(reader: str = READER_SLOT0, timeout: float = 10.0) -> None:
 
     pcscd notices a removal only by polling the driver; a new emulated card connecting before
     that poll would be taken for the old one.  Call this after stopping an emulated card."""
-    from smartcard.Exceptions import CardConnectionException, NoCardException
+    from smartcard.Exceptions import CardConnectionException
+    from smartcard.Exceptions import NoCardException
     from smartcard.System import readers
 
     time.sleep(PCSCD_POLL_MARGIN)  # pcscd must poll once while the card is out

@@ -104,7 +104,8 @@ def card_sale(ctx: Any, tray: Any, teller: Any, customer_no: str, amount: int) -
 
 def work_a_week(ctx: Any, clock: Any, teller: Any, tray: Any) -> None:
     """Shifts of the last days, each closed with a count a little off, and today's open one."""
-    from app.services import selling, shifts
+    from app.services import selling
+    from app.services import shifts
 
     for back in range(HISTORY_DAYS, -1, -1):
         day = TODAY - dt.timedelta(days=back)
@@ -140,7 +141,8 @@ def work_a_week(ctx: Any, clock: Any, teller: Any, tray: Any) -> None:
             view = shifts.current_shift(ctx.db, ctx.counter_id)
             if view is not None:
                 from app.persistence.db import Database  # noqa: F401  (typing only)
-                from app.services.reports import current_shift_id, shift_report
+                from app.services.reports import current_shift_id
+                from app.services.reports import shift_report
 
                 report = shift_report(
                     ctx.db, current_shift_id(ctx.db, ctx.counter_id) or view.shift_id,
@@ -338,8 +340,10 @@ def fit_problems(window: Any, view: str) -> list[str]:
     """What does not fit on the screen the window is on: the window or its status bar leaving
     the screen, a page that needs scrolling sideways, a key column of a table elided or out of
     view."""
-    from PySide6.QtCore import QPoint, QRect
-    from PySide6.QtWidgets import QAbstractItemView, QScrollArea
+    from PySide6.QtCore import QPoint
+    from PySide6.QtCore import QRect
+    from PySide6.QtWidgets import QAbstractItemView
+    from PySide6.QtWidgets import QScrollArea
 
     problems: list[str] = []
     screen = window.screen().geometry()
@@ -463,7 +467,8 @@ def main(argv: list[str] | None = None) -> int:
     from PySide6.QtWidgets import QApplication
 
     from app.clock import FixedClock
-    from tests.rigs.context import make_ctx, sign_in
+    from tests.rigs.context import make_ctx
+    from tests.rigs.context import sign_in
     from ui.app import prepare
     from ui.main_window import PAGES
 

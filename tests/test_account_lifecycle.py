@@ -18,19 +18,21 @@ from sqlalchemy import select
 from app.clock import FixedClock
 from app.domain import settlement as st
 from app.domain.card import UnissuedCard
-from app.errors import Conflict, ValidationError
+from app.errors import Conflict
+from app.errors import ValidationError
 from app.persistence.db import Database
-from app.persistence.models import (
-    AccountEvent,
-    ArrearsItem,
-    CardBlacklist,
-    Customer,
-    OutboxEntry,
-)
-from app.services import approvals, selling, shifts
+from app.persistence.models import AccountEvent
+from app.persistence.models import ArrearsItem
+from app.persistence.models import CardBlacklist
+from app.persistence.models import Customer
+from app.persistence.models import OutboxEntry
+from app.services import approvals
+from app.services import selling
+from app.services import shifts
 from app.services.customers import customer_view
 from app.services.lifecycle import account
-from app.services.reports import daily_report, shift_report
+from app.services.reports import daily_report
+from app.services.reports import shift_report
 from app.settings import CLOSE_REFUND_MODE
 from sync.central import models as central_models
 from sync.central.seed import set_customer_status
@@ -38,8 +40,12 @@ from sync.central.server import CentralServer
 from sync.client import CentralClient
 from sync.pull import pull_all
 from sync.service import SyncService
-from tests.rigs.counter import CUSTOMER, OWING, REMOTE, Counter
-from tests.rigs.sync import register, running_central
+from tests.rigs.counter import CUSTOMER
+from tests.rigs.counter import OWING
+from tests.rigs.counter import REMOTE
+from tests.rigs.counter import Counter
+from tests.rigs.sync import register
+from tests.rigs.sync import running_central
 
 
 def close(

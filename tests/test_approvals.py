@@ -10,19 +10,20 @@ from sqlalchemy import select
 
 from app.clock import FixedClock
 from app.domain.operators import Role
-from app.domain.permissions import Action, PermissionDenied
+from app.domain.permissions import Action
+from app.domain.permissions import PermissionDenied
 from app.errors import ValidationError
 from app.persistence.db import Database
-from app.persistence.models import ApprovalRequest, AuditEntry, Operator
+from app.persistence.models import ApprovalRequest
+from app.persistence.models import AuditEntry
+from app.persistence.models import Operator
 from app.services import approvals as ap
-from app.services.approvals import (
-    ApprovalDenied,
-    ApprovalExpired,
-    ApprovalNotFound,
-    ApprovalRequired,
-    ApprovalStateError,
-    ApprovalStep,
-)
+from app.services.approvals import ApprovalDenied
+from app.services.approvals import ApprovalExpired
+from app.services.approvals import ApprovalNotFound
+from app.services.approvals import ApprovalRequired
+from app.services.approvals import ApprovalStateError
+from app.services.approvals import ApprovalStep
 
 SALE = "sale-0001"
 PEOPLE = {
@@ -504,7 +505,8 @@ def test_sign_in_and_approve_uses_the_configured_lockout(adb: Database, clock: F
     attempts here), and a right one signs the approval for the actor at once."""
     from app.security import hash_password
     from app.services import auth
-    from app.settings import LOCKOUT_ATTEMPTS, Settings
+    from app.settings import LOCKOUT_ATTEMPTS
+    from app.settings import Settings
 
     with adb.write() as s:
         op = s.get(Operator, "s01")

@@ -15,7 +15,8 @@ import json
 import random
 import shutil
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,27 +24,27 @@ import pytest
 from sqlalchemy import text
 
 from app.clock import FixedClock
-from app.domain.audit import (
-    BEYOND_HEAD,
-    CONTENT_CHANGED,
-    GENESIS,
-    HEAD_MISMATCH,
-    HEAD_MISSING,
-    LINK_BROKEN,
-    SEQUENCE_BROKEN,
-    TAIL_MISSING,
-    AuditRow,
-    VerifyResult,
-    canonical_detail,
-    hash_of,
-    row_hash,
-    verify_rows,
-)
+from app.domain.audit import BEYOND_HEAD
+from app.domain.audit import CONTENT_CHANGED
+from app.domain.audit import GENESIS
+from app.domain.audit import HEAD_MISMATCH
+from app.domain.audit import HEAD_MISSING
+from app.domain.audit import LINK_BROKEN
+from app.domain.audit import SEQUENCE_BROKEN
+from app.domain.audit import TAIL_MISSING
+from app.domain.audit import AuditRow
+from app.domain.audit import VerifyResult
+from app.domain.audit import canonical_detail
+from app.domain.audit import hash_of
+from app.domain.audit import row_hash
+from app.domain.audit import verify_rows
 from app.i18n import translate
 from app.persistence.db import Database
-from app.persistence.models import AuditEntry, AuditHead
+from app.persistence.models import AuditEntry
+from app.persistence.models import AuditHead
 from app.services import audit
-from tests.rigs.audit import load_chain, make_chain
+from tests.rigs.audit import load_chain
+from tests.rigs.audit import make_chain
 
 N = 10_000
 # the columns a single-row edit changes, rotated by the row's position: every column of a row,

@@ -6,17 +6,28 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import select
+from sqlalchemy import text
 
 from app.clock import FixedClock
 from app.domain.operators import Role
-from app.domain.permissions import PERMISSIONS, Action, PermissionDenied, allowed
-from app.errors import Conflict, ValidationError
+from app.domain.permissions import PERMISSIONS
+from app.domain.permissions import Action
+from app.domain.permissions import PermissionDenied
+from app.domain.permissions import allowed
+from app.errors import Conflict
+from app.errors import ValidationError
 from app.persistence.db import Database
-from app.persistence.models import AuditEntry, Operator
-from app.services import auth, ledger, shifts
-from app.services.auth import LoginFailed, ReauthRequired, SecurityPolicy
-from app.services.customers import COLUMNS, import_csv
+from app.persistence.models import AuditEntry
+from app.persistence.models import Operator
+from app.services import auth
+from app.services import ledger
+from app.services import shifts
+from app.services.auth import LoginFailed
+from app.services.auth import ReauthRequired
+from app.services.auth import SecurityPolicy
+from app.services.customers import COLUMNS
+from app.services.customers import import_csv
 from app.services.operators import AuthenticationFailed
 
 ROLE_OF = {"t01": Role.TELLER, "s01": Role.SUPERVISOR, "f01": Role.TECHNICIAN, "a01": Role.ADMIN}

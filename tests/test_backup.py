@@ -19,12 +19,16 @@ from pathlib import Path
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import func
+from sqlalchemy import select
+from sqlalchemy import text
 
 from app.clock import FixedClock
 from app.domain.audit import AuditAction
-from app.persistence.db import Database, normalize_url
-from app.persistence.models import AuditEntry, Sale
+from app.persistence.db import Database
+from app.persistence.db import normalize_url
+from app.persistence.models import AuditEntry
+from app.persistence.models import Sale
 from app.services import audit as audit_service
 from app.services import auth
 from app.services import backup as backup_service
@@ -32,8 +36,11 @@ from app.services import restore as restore_service
 from app.services.demo import load_demo
 from tests.conftest import pg_schema
 from tests.rigs.cli import run
-from tests.rigs.counter import Counter, counter_on_sqlite
-from tests.rigs.pg import PG_URL, drop_pg_schema, in_schema
+from tests.rigs.counter import Counter
+from tests.rigs.counter import counter_on_sqlite
+from tests.rigs.pg import PG_URL
+from tests.rigs.pg import drop_pg_schema
+from tests.rigs.pg import in_schema
 
 
 def admin(clock: FixedClock) -> restore_service.Authenticate:

@@ -12,13 +12,17 @@ import sys
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func
+from sqlalchemy import select
 
 from app.persistence.db import Database
-from app.persistence.models import ApprovalRequest, ReceiptPrint
+from app.persistence.models import ApprovalRequest
+from app.persistence.models import ReceiptPrint
 from tests.conftest import ROOT
-from tests.rigs.cli import ok_json, run
-from tests.rigs.commands import audit_rows, one_line
+from tests.rigs.cli import ok_json
+from tests.rigs.cli import run
+from tests.rigs.commands import audit_rows
+from tests.rigs.commands import one_line
 
 CUSTOMER = "100000000002"  # card meter, nothing owed
 REMOTE = "100000000010"

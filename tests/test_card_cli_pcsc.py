@@ -13,7 +13,9 @@ from sqlalchemy import select
 
 from app.persistence.db import Database
 from app.persistence.models import AuditEntry
-from tests.pcsc_fixtures import READER_SLOT0, READER_SLOT1, Pcscd
+from tests.pcsc_fixtures import READER_SLOT0
+from tests.pcsc_fixtures import READER_SLOT1
+from tests.pcsc_fixtures import Pcscd
 from tests.rigs.card_process import Emulator
 from tests.rigs.cli import run
 

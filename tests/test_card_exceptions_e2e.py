@@ -16,7 +16,9 @@ import pytest
 
 from tests.rigs.central import CARD
 from tests.rigs.central_process import serve_central
-from tests.rigs.cli import ok_json, registered_counter, run
+from tests.rigs.cli import ok_json
+from tests.rigs.cli import registered_counter
+from tests.rigs.cli import run
 from tests.rigs.meter_tamper import tamper_meter
 
 SUPERVISOR = {"CARDVEND_PASSWORD": "demo-s01"}

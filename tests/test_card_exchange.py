@@ -8,15 +8,23 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from app.domain.card import CardContents, CardKind, UnissuedCard, UserCardType
+from app.domain.card import CardContents
+from app.domain.card import CardKind
+from app.domain.card import UnissuedCard
+from app.domain.card import UserCardType
 from app.domain.ledger import Situation
 from app.errors import Conflict
-from app.persistence.models import AuditEntry, CardBlacklist, FeePayment, OutboxEntry
-from app.services import approvals, selling
+from app.persistence.models import AuditEntry
+from app.persistence.models import CardBlacklist
+from app.persistence.models import FeePayment
+from app.persistence.models import OutboxEntry
+from app.services import approvals
+from app.services import selling
 from app.services.approvals import ApprovalRequired
 from app.settings import Settings
 from cardio.meter_sim.state import REASON_SERIAL
-from tests.rigs.counter import CUSTOMER, Counter
+from tests.rigs.counter import CUSTOMER
+from tests.rigs.counter import Counter
 
 
 def exchange(

@@ -19,26 +19,32 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func
+from sqlalchemy import select
 
-from app.domain.card import (
-    CardWrite,
-    CorruptCardFile,
-    PurchaseRecord,
-)
+from app.domain.card import CardWrite
+from app.domain.card import CorruptCardFile
+from app.domain.card import PurchaseRecord
 from app.domain.ledger import SaleState
-from app.persistence.models import AuditEntry, Customer, Sale
+from app.persistence.models import AuditEntry
+from app.persistence.models import Customer
+from app.persistence.models import Sale
 from app.ports import KeyRole
-from app.services import ledger, selling
+from app.services import ledger
+from app.services import selling
 from cardio import profile as P
 from cardio.channel import EmulatedChannel
-from cardio.emulator import CardImage, PsamOS, UserCardOS
+from cardio.emulator import CardImage
+from cardio.emulator import PsamOS
+from cardio.emulator import UserCardOS
 from cardio.keys import PsamKeyProvider
 from cardio.meter_sim import REASON_PURCHASE_MAC
 from cardio.terminal import ApduTerminal
 from tests.cardkit import UTILITY
-from tests.rigs.cli import run, terminal_for
-from tests.rigs.counter import CUSTOMER, Counter
+from tests.rigs.cli import run
+from tests.rigs.cli import terminal_for
+from tests.rigs.counter import CUSTOMER
+from tests.rigs.counter import Counter
 from tests.rigs.user_card import user_params
 
 PARAMS = user_params()
@@ -258,7 +264,8 @@ def test_a_card_that_keeps_old_bytes_leaves_the_sale_in_doubt(
 def vpcd_card(pcscd: object, counter: Counter) -> Iterator[tuple[UserCardOS, ApduTerminal]]:
     from cardio.pcsc import PcscReaderPort
     from cardio.vpcd import VpcdCard
-    from tests.pcsc_fixtures import READER_SLOT0, wait_card_absent
+    from tests.pcsc_fixtures import READER_SLOT0
+    from tests.pcsc_fixtures import wait_card_absent
 
     image = counter.kit.blank()
     card = UserCardOS(CardImage.load(image), persist_path=image)

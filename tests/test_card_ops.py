@@ -7,31 +7,41 @@ from __future__ import annotations
 import json
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck
+from hypothesis import given
+from hypothesis import settings
 from hypothesis import strategies as st
-from sqlalchemy import func, select
+from sqlalchemy import func
+from sqlalchemy import select
 
-from app.domain.card import CardContents, CardError, CardRemoved, UserCardType
+from app.domain.card import CardContents
+from app.domain.card import CardError
+from app.domain.card import CardRemoved
+from app.domain.card import UserCardType
 from app.domain.receipt import ReceiptData
-from app.errors import Conflict, ShiftError
+from app.errors import Conflict
+from app.errors import ShiftError
 from app.files import OutputFileError
 from app.persistence.db import Database
-from app.persistence.models import (
-    ApprovalRequest,
-    AuditEntry,
-    CardBlacklist,
-    Customer,
-    FeePayment,
-    OutboxEntry,
-    ReceiptPrint,
-    Shift,
-)
-from app.services import receipts, selling, shifts
+from app.persistence.models import ApprovalRequest
+from app.persistence.models import AuditEntry
+from app.persistence.models import CardBlacklist
+from app.persistence.models import Customer
+from app.persistence.models import FeePayment
+from app.persistence.models import OutboxEntry
+from app.persistence.models import ReceiptPrint
+from app.persistence.models import Shift
+from app.services import receipts
+from app.services import selling
+from app.services import shifts
 from app.services.auth import Principal
-from app.services.demo import FIRST_CUSTOMER, demo_arrears
-from cardio.emulator import CardImage, CardImageError
+from app.services.demo import FIRST_CUSTOMER
+from app.services.demo import demo_arrears
+from cardio.emulator import CardImage
+from cardio.emulator import CardImageError
 from cardio.terminal import ApduTerminal
-from tests.rigs.counter import CUSTOMER, Counter
+from tests.rigs.counter import CUSTOMER
+from tests.rigs.counter import Counter
 
 
 def free_customers(db: Database, n: int) -> list[str]:

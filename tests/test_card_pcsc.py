@@ -6,26 +6,30 @@ from __future__ import annotations
 import datetime as dt
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 from pathlib import Path
 
 import pytest
 
-from app.domain.card import (
-    CardAuthError,
-    CardKind,
-    CardRemoved,
-    CardWrite,
-    ParameterRecord,
-    PurchaseRecord,
-)
+from app.domain.card import CardAuthError
+from app.domain.card import CardKind
+from app.domain.card import CardRemoved
+from app.domain.card import CardWrite
+from app.domain.card import ParameterRecord
+from app.domain.card import PurchaseRecord
 from app.ports import KeyRole
-from cardio.emulator import CardImage, UserCardOS
-from cardio.keys import MasterKeys, SoftwareKeyProvider
-from cardio.pcsc import PcscChannel, PcscReaderPort
+from cardio.emulator import CardImage
+from cardio.emulator import UserCardOS
+from cardio.keys import MasterKeys
+from cardio.keys import SoftwareKeyProvider
+from cardio.pcsc import PcscChannel
+from cardio.pcsc import PcscReaderPort
 from cardio.terminal import ApduTerminal
 from cardio.vpcd import VpcdCard
-from tests.pcsc_fixtures import READER_SLOT0, Pcscd, wait_card_absent
+from tests.pcsc_fixtures import READER_SLOT0
+from tests.pcsc_fixtures import Pcscd
+from tests.pcsc_fixtures import wait_card_absent
 from tests.rigs.user_card import user_params
 
 CST = dt.timezone(dt.timedelta(hours=8))

@@ -13,10 +13,12 @@ from pathlib import Path
 
 from sqlalchemy import update
 
-from app.domain.card import CardWrite, UserCardType
+from app.domain.card import CardWrite
+from app.domain.card import UserCardType
 from app.persistence.models import Customer
 from app.services import selling
-from tests.rigs.counter import CUSTOMER, Counter
+from tests.rigs.counter import CUSTOMER
+from tests.rigs.counter import Counter
 
 
 def replaced(counter: Counter) -> Path:

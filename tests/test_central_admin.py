@@ -12,15 +12,24 @@ from pathlib import Path
 
 import pytest
 import requests
-from sqlalchemy import create_engine, inspect, select, text
+from sqlalchemy import create_engine
+from sqlalchemy import inspect
+from sqlalchemy import select
+from sqlalchemy import text
 
 from sync import contract as c
-from sync.central import CentralServer, CentralStore, Counter, schema
+from sync.central import CentralServer
+from sync.central import CentralStore
+from sync.central import Counter
 from sync.central import models as m
+from sync.central import schema
 from sync.central import seed as central_seed
 from sync.central.base import AUTOVACUUM_OFF
-from tests.conftest import PG_URL, pg_schema
-from tests.rigs.central import NOW, Api, register
+from tests.conftest import PG_URL
+from tests.conftest import pg_schema
+from tests.rigs.central import NOW
+from tests.rigs.central import Api
+from tests.rigs.central import register
 from tests.rigs.cli import run
 
 

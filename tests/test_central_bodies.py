@@ -9,12 +9,18 @@ import json
 import pytest
 from sqlalchemy import select
 
-from app.persistence.db import JsonText, dump_json
+from app.persistence.db import JsonText
+from app.persistence.db import dump_json
 from sync import contract as c
-from sync.central import CentralStore, Counter
+from sync.central import CentralStore
+from sync.central import Counter
 from sync.central import models as m
-from sync.central.base import Dumped, canonical_json, request_hash, sha256_hex
-from tests.rigs.central import REMOTE, sale
+from sync.central.base import Dumped
+from sync.central.base import canonical_json
+from sync.central.base import request_hash
+from sync.central.base import sha256_hex
+from tests.rigs.central import REMOTE
+from tests.rigs.central import sale
 
 C1 = Counter("C1", "DEMO")
 

@@ -8,15 +8,23 @@ import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy import insert, select, text
+from sqlalchemy import insert
+from sqlalchemy import select
+from sqlalchemy import text
 
 from sync import contract as c
-from sync.central import CentralStore, Counter
+from sync.central import CentralStore
+from sync.central import Counter
 from sync.central import models as m
 from sync.central.api import _render_batch
-from sync.central.base import LOCK_NAMESPACE, Tx, lock_namespace
-from tests.conftest import PG_URL, in_schema, pg_schema
-from tests.rigs.central import REMOTE, sale
+from sync.central.base import LOCK_NAMESPACE
+from sync.central.base import Tx
+from sync.central.base import lock_namespace
+from tests.conftest import PG_URL
+from tests.conftest import in_schema
+from tests.conftest import pg_schema
+from tests.rigs.central import REMOTE
+from tests.rigs.central import sale
 
 C1 = Counter("C1", "DEMO")
 

@@ -35,13 +35,18 @@ from sync.central.server import CentralServer
 from sync.central.store import CentralStore
 from sync.client import CentralClient
 from sync.errors import CentralUnreachable
-from sync.service import SyncService, register_counter
-from tests.conftest import PG_URL, pg_schema
+from sync.service import SyncService
+from sync.service import register_counter
+from tests.conftest import PG_URL
+from tests.conftest import pg_schema
 from tests.rigs.central_process import CentralProcess
 from tests.rigs.cli import run
 from tests.rigs.context import make_ctx
-from tests.rigs.counter import Counter, counter_on_sqlite
-from tests.rigs.fault_rounds import HttpFaults, pending, run_fault_rounds
+from tests.rigs.counter import Counter
+from tests.rigs.counter import counter_on_sqlite
+from tests.rigs.fault_rounds import HttpFaults
+from tests.rigs.fault_rounds import pending
+from tests.rigs.fault_rounds import run_fault_rounds
 
 ROUNDS = int(os.environ.get("CARDVEND_SYNC_MULTI_ROUNDS", "150"))
 SEED = int(os.environ.get("CARDVEND_SYNC_SEED", "20261205"))

@@ -14,10 +14,16 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from sync import contract as c
-from sync.central import CentralServer, CentralStore
+from sync.central import CentralServer
+from sync.central import CentralStore
 from sync.central import seed as central_seed
-from sync.central.ops import JsonFormatter, RequestIdFilter
-from tests.rigs.central import FIRST, NOW, Api, register, sale
+from sync.central.ops import JsonFormatter
+from sync.central.ops import RequestIdFilter
+from tests.rigs.central import FIRST
+from tests.rigs.central import NOW
+from tests.rigs.central import Api
+from tests.rigs.central import register
+from tests.rigs.central import sale
 from tests.rigs.central_process import CentralProcess
 
 

@@ -21,22 +21,22 @@ from sqlalchemy import text
 
 from app.services import demo
 from sync import contract as c
-from sync.central import CentralServer, CentralStore, apply
+from sync.central import CentralServer
+from sync.central import CentralStore
+from sync.central import apply
 from sync.central import seed as central_seed
 from sync.central.api import openapi_document
 from sync.central.store import Counter
 from tests.conftest import ROOT
-from tests.rigs.central import (
-    CARD,
-    FIRST,
-    NOW,
-    REMOTE,
-    Api,
-    event,
-    register,
-    reversal,
-    sale,
-)
+from tests.rigs.central import CARD
+from tests.rigs.central import FIRST
+from tests.rigs.central import NOW
+from tests.rigs.central import REMOTE
+from tests.rigs.central import Api
+from tests.rigs.central import event
+from tests.rigs.central import register
+from tests.rigs.central import reversal
+from tests.rigs.central import sale
 from tests.rigs.env import child_env
 
 # --------------------------------------------------------------------------- fixtures

@@ -16,7 +16,12 @@ import requests
 from app.services import demo
 from sync import contract as c
 from sync.central import CentralServer
-from tests.rigs.central import FIRST, REMOTE, Api, event, register, sale
+from tests.rigs.central import FIRST
+from tests.rigs.central import REMOTE
+from tests.rigs.central import Api
+from tests.rigs.central import event
+from tests.rigs.central import register
+from tests.rigs.central import sale
 
 # --------------------------------------------------------------------------- fixtures
 # the fixtures store, server and api: tests/rigs/central.py

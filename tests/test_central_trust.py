@@ -22,15 +22,26 @@ from sqlalchemy import text
 
 from app.clock import FixedClock
 from app.persistence.db import Database
-from app.services import demo, receipts
+from app.services import demo
+from app.services import receipts
 from sync import contract as c
-from sync.central import CentralServer, CentralStore
+from sync.central import CentralServer
+from sync.central import CentralStore
 from sync.central import seed as central_seed
 from sync.client import CentralClient
-from sync.errors import CounterIdTaken, RegistrationRefused
+from sync.errors import CounterIdTaken
+from sync.errors import RegistrationRefused
 from sync.service import SyncService
-from tests.rigs.central import CARD, FIRST, REMOTE, Api, event, register, sale, seeded_store
-from tests.rigs.counter import CUSTOMER, Counter
+from tests.rigs.central import CARD
+from tests.rigs.central import FIRST
+from tests.rigs.central import REMOTE
+from tests.rigs.central import Api
+from tests.rigs.central import event
+from tests.rigs.central import register
+from tests.rigs.central import sale
+from tests.rigs.central import seeded_store
+from tests.rigs.counter import CUSTOMER
+from tests.rigs.counter import Counter
 
 NOW = dt.datetime(2026, 3, 1, 9, 0, tzinfo=dt.UTC)
 NORTH_FIRST = central_seed.FIRST_SYNTHETIC_CUSTOMER + 500_000

@@ -25,13 +25,20 @@ from sync import contract as c
 from sync.central import channels as ch
 from sync.central import models as m
 from sync.central import seed as central_seed
-from sync.central.channel_reconcile import read_file, reconcile, statement_csv
-from sync.central.control import ControlLoop, control_status
+from sync.central.channel_reconcile import read_file
+from sync.central.channel_reconcile import reconcile
+from sync.central.channel_reconcile import statement_csv
+from sync.central.control import ControlLoop
+from sync.central.control import control_status
 from sync.central.store import CentralStore
-from tests.rigs.central import CARD, REMOTE, register
+from tests.rigs.central import CARD
+from tests.rigs.central import REMOTE
+from tests.rigs.central import register
 from tests.rigs.central_process import CentralProcess
 from tests.rigs.cli import run
-from tests.rigs.fleet_process import station_with_fleet, wait_closed, wait_tripped
+from tests.rigs.fleet_process import station_with_fleet
+from tests.rigs.fleet_process import wait_closed
+from tests.rigs.fleet_process import wait_tripped
 
 SHANGHAI = dt.timezone(dt.timedelta(hours=8))
 OTHER_REMOTE = str(central_seed.FIRST_SYNTHETIC_CUSTOMER + 9)  # office OTHER's remote customer

@@ -11,8 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PG_URL, drop_pg_schema, pg_available
-from tests.rigs.cli import HEADER, import_csv, run
+from tests.conftest import PG_URL
+from tests.conftest import drop_pg_schema
+from tests.conftest import pg_available
+from tests.rigs.cli import HEADER
+from tests.rigs.cli import import_csv
+from tests.rigs.cli import run
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.rigs.cli import cv, demo_with_cards, ok_json, open_account, run
+from tests.rigs.cli import cv
+from tests.rigs.cli import demo_with_cards
+from tests.rigs.cli import ok_json
+from tests.rigs.cli import open_account
+from tests.rigs.cli import run
 
 CUSTOMER = "100000000002"  # card meter, nothing owed
 OTHER = "100000000003"

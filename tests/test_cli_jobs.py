@@ -16,7 +16,9 @@ from sqlalchemy import select
 from sync.central import models as central_models
 from sync.central.store import CentralStore
 from tests.rigs.central_process import serve_central
-from tests.rigs.cli import ok_json, registered_counter, run
+from tests.rigs.cli import ok_json
+from tests.rigs.cli import registered_counter
+from tests.rigs.cli import run
 
 CUSTOMER = "100000000001"
 METER = "200000000001"

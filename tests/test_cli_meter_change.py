@@ -9,7 +9,12 @@ from typing import Any
 
 import pytest
 
-from tests.rigs.cli import PASSWORDS, cv, demo_with_cards, ok_json, open_account, run
+from tests.rigs.cli import PASSWORDS
+from tests.rigs.cli import cv
+from tests.rigs.cli import demo_with_cards
+from tests.rigs.cli import ok_json
+from tests.rigs.cli import open_account
+from tests.rigs.cli import run
 
 CUSTOMER = "100000000002"  # a card customer without arrears
 NEW = "990000000777"

@@ -9,16 +9,15 @@ from pathlib import Path
 import pytest
 
 from app.domain.card import UnissuedCard
-from app.settings import OFFLINE_MAX_AMOUNT, Settings
-from tests.rigs.cli import (
-    PASSWORDS,
-    cv,
-    demo_with_cards,
-    ok_json,
-    open_account,
-    run,
-    terminal_for,
-)
+from app.settings import OFFLINE_MAX_AMOUNT
+from app.settings import Settings
+from tests.rigs.cli import PASSWORDS
+from tests.rigs.cli import cv
+from tests.rigs.cli import demo_with_cards
+from tests.rigs.cli import ok_json
+from tests.rigs.cli import open_account
+from tests.rigs.cli import run
+from tests.rigs.cli import terminal_for
 
 CUSTOMER = "100000000001"  # card meter; the demo gives it 30.00 yuan arrears and 5.00 fees
 REMOTE = "100000000010"  # remote fee-control meter

@@ -15,8 +15,12 @@ from sqlalchemy import select
 from sync.central import models as m
 from sync.central.store import CentralStore
 from tests.conftest import station_db
-from tests.rigs.cli import ok_json, registered_counter, run
-from tests.rigs.condition import FOREIGN, SILENT, fleet_and_station
+from tests.rigs.cli import ok_json
+from tests.rigs.cli import registered_counter
+from tests.rigs.cli import run
+from tests.rigs.condition import FOREIGN
+from tests.rigs.condition import SILENT
+from tests.rigs.condition import fleet_and_station
 from tests.rigs.counter import REMOTE
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -16,8 +16,11 @@ from typing import Any
 import pytest
 import requests
 import schemathesis
-from hypothesis import HealthCheck, settings
-from pydantic import AwareDatetime, TypeAdapter, ValidationError
+from hypothesis import HealthCheck
+from hypothesis import settings
+from pydantic import AwareDatetime
+from pydantic import TypeAdapter
+from pydantic import ValidationError
 
 from sync import contract as c
 from sync.central import CentralServer

@@ -20,23 +20,27 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from app.clock import FixedClock, SystemClock
+from app.clock import FixedClock
+from app.clock import SystemClock
 from app.paths import resolve_paths
 from app.settings import Settings
 from cardio.dlt645 import TcpServer
-from cardio.fleet import Fleet, demo_meters
+from cardio.fleet import Fleet
+from cardio.fleet import demo_meters
 from cardio.meter_wire import TerminalMeters
 from sync.central import models as m
-from sync.central.control import (
-    MAX_ATTEMPTS,
-    ControlLoop,
-    commands_for,
-    control_status,
-)
+from sync.central.control import MAX_ATTEMPTS
+from sync.central.control import ControlLoop
+from sync.central.control import commands_for
+from sync.central.control import control_status
 from sync.central.store import CentralStore
-from tests.rigs.central import NOW, seeded_store
+from tests.rigs.central import NOW
+from tests.rigs.central import seeded_store
 from tests.rigs.counter import REMOTE
-from tests.rigs.fleet_process import relay_open, station_with_fleet, wait_closed, wait_tripped
+from tests.rigs.fleet_process import relay_open
+from tests.rigs.fleet_process import station_with_fleet
+from tests.rigs.fleet_process import wait_closed
+from tests.rigs.fleet_process import wait_tripped
 
 ROOT = Path(__file__).resolve().parent.parent
 REMOTE_METER = "200000000010"
@@ -217,7 +221,8 @@ def test_end_to_end_a_remote_customer_trips_pays_at_a_counter_and_is_closed_agai
     """Real processes: the fleet simulator and the station with ``--terminals``; the counter
     takes the payment and syncs over HTTP; the meter's relay, read over DL/T 645, closes again
     within the set time (60 s)."""
-    from sync.client import CentralClient, RetryPolicy
+    from sync.client import CentralClient
+    from sync.client import RetryPolicy
     from sync.contract import RegisterRequest
     from sync.service import SyncService
 

@@ -18,25 +18,36 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from app.clock import FixedClock, SystemClock
-from app.domain.pricing import RATE_SCALE, TariffSpec
+from app.clock import FixedClock
+from app.clock import SystemClock
+from app.domain.pricing import RATE_SCALE
+from app.domain.pricing import TariffSpec
 from app.paths import resolve_paths
 from app.services.tariffs import SPEC_DEFAULTS
 from app.settings import Settings
 from cardio.dlt645 import TcpServer
 from cardio.dlt645 import dataids as D
-from cardio.fleet import Fleet, demo_meters
+from cardio.fleet import Fleet
+from cardio.fleet import demo_meters
 from cardio.meter_wire import TerminalMeters
 from sync import cli_control_lift
 from sync import contract as c
 from sync.central import models as m
 from sync.central.base import Counter
-from sync.central.control import MAX_ATTEMPTS, ControlLoop, control_status, tier_year_used
-from sync.central.control_lift import LiftRefused, apply_lift
+from sync.central.control import MAX_ATTEMPTS
+from sync.central.control import ControlLoop
+from sync.central.control import control_status
+from sync.central.control import tier_year_used
+from sync.central.control_lift import LiftRefused
+from sync.central.control_lift import apply_lift
 from sync.central.server import CentralServer
 from sync.central.store import CentralStore
-from tests.rigs.central import NOW, START, sale
-from tests.rigs.cli import ok_json, registered_counter, run
+from tests.rigs.central import NOW
+from tests.rigs.central import START
+from tests.rigs.central import sale
+from tests.rigs.cli import ok_json
+from tests.rigs.cli import registered_counter
+from tests.rigs.cli import run
 from tests.rigs.counter import REMOTE
 from tests.rigs.pricing_oracle import oracle_cost
 

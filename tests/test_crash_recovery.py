@@ -40,18 +40,25 @@ from app.clock import FixedClock
 from app.domain.card import CardContents
 from app.domain.ledger import SaleState
 from app.persistence.db import Database
-from app.persistence.models import Customer, Sale
+from app.persistence.models import Customer
+from app.persistence.models import Sale
 from app.ports import KeyRole
-from app.services import auth, selling, shifts
+from app.services import auth
+from app.services import selling
+from app.services import shifts
 from app.services.demo import load_demo
 from app.settings import Settings
-from cardio.emulator import CardImage, UserCardOS
-from cardio.keys import MasterKeys, SoftwareKeyProvider
+from cardio.emulator import CardImage
+from cardio.emulator import UserCardOS
+from cardio.keys import MasterKeys
+from cardio.keys import SoftwareKeyProvider
 from cardio.meter_sim import MeterSimulator
 from cardio.pcsc import PcscReaderPort
 from cardio.terminal import ApduTerminal
 from cardio.vpcd import VpcdCard
-from tests.pcsc_fixtures import READER_SLOT0, Pcscd, wait_card_absent
+from tests.pcsc_fixtures import READER_SLOT0
+from tests.pcsc_fixtures import Pcscd
+from tests.pcsc_fixtures import wait_card_absent
 from tests.rigs.env import child_env
 from tests.rigs.kill import wait_reader_ready
 

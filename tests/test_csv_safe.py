@@ -15,8 +15,10 @@ from pathlib import Path
 import pytest
 
 from app.clock import SystemClock
-from app.csvsafe import safe_cell, unescape_cell
-from app.domain.audit import AuditRow, verify_rows
+from app.csvsafe import safe_cell
+from app.csvsafe import unescape_cell
+from app.domain.audit import AuditRow
+from app.domain.audit import verify_rows
 from app.persistence.db import Database
 from app.persistence.models import AuditEntry
 from app.services import audit

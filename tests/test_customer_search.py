@@ -7,13 +7,11 @@ import pytest
 
 from app.errors import ValidationError
 from app.persistence.db import Database
-from app.services.customers import (
-    SearchCursor,
-    SearchHit,
-    find_customers,
-    looks_like_address,
-    search_customers,
-)
+from app.services.customers import SearchCursor
+from app.services.customers import SearchHit
+from app.services.customers import find_customers
+from app.services.customers import looks_like_address
+from app.services.customers import search_customers
 from app.services.demo import demo_customer
 
 

@@ -12,19 +12,20 @@ from sqlalchemy import select
 from app.clock import FixedClock
 from app.domain import ids
 from app.domain.permissions import PermissionDenied
-from app.errors import ImportFileError, NotFound, ValidationError
+from app.errors import ImportFileError
+from app.errors import NotFound
+from app.errors import ValidationError
 from app.persistence.db import Database
-from app.persistence.models import AuditEntry, Customer
+from app.persistence.models import AuditEntry
+from app.persistence.models import Customer
 from app.services import audit as audit_service
 from app.services import auth
-from app.services.customers import (
-    MAX_ROW_CHARS,
-    count_customers,
-    customer_view,
-    find_customers,
-    import_csv,
-    search_customers,
-)
+from app.services.customers import MAX_ROW_CHARS
+from app.services.customers import count_customers
+from app.services.customers import customer_view
+from app.services.customers import find_customers
+from app.services.customers import import_csv
+from app.services.customers import search_customers
 
 HEADER = "customer_no,name,address,phone,meter_no,meter_kind,tariff_plan,office,ct_ratio,pt_ratio\n"
 

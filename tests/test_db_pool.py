@@ -7,11 +7,13 @@ from __future__ import annotations
 import time
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
+from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from app.persistence.db import make_engine
-from tests.rigs.pg import PG_URL, pg_available
+from tests.rigs.pg import PG_URL
+from tests.rigs.pg import pg_available
 
 pytestmark = pytest.mark.skipif(not pg_available(), reason=f"no PostgreSQL server at {PG_URL}")
 

@@ -11,8 +11,10 @@ import pytest
 
 from app.clock import FixedClock
 from app.persistence.db import Database
-from app.services import auth, demo
-from tests.rigs.cli import HEADER, run
+from app.services import auth
+from app.services import demo
+from tests.rigs.cli import HEADER
+from tests.rigs.cli import run
 from tests.rigs.context import make_ctx
 
 REFUSED = "This database holds {what} that are not the demo's (such as {example})"
@@ -66,7 +68,8 @@ def test_imported_customers_keep_the_demo_out(tmp_path: Path) -> None:
     # the plan must exist for the import: take it from a demo database's definition
     db = Database(str(tmp_path / "data" / "cardvend.db"))
     try:
-        from app.services.tariffs import add_version, ensure_plan
+        from app.services.tariffs import add_version
+        from app.services.tariffs import ensure_plan
 
         with db.write() as session:
             ensure_plan(session, "RES-FLAT", "flat")

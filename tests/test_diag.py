@@ -17,8 +17,12 @@ from typing import Any
 import pytest
 
 from sync.central.server import CentralServer
-from tests.rigs.cli import registered_counter, run
-from tests.rigs.pg import create_pg_schema, drop_pg_schema, pg_available, schema_url
+from tests.rigs.cli import registered_counter
+from tests.rigs.cli import run
+from tests.rigs.pg import create_pg_schema
+from tests.rigs.pg import drop_pg_schema
+from tests.rigs.pg import pg_available
+from tests.rigs.pg import schema_url
 
 ADMIN = {"CARDVEND_PASSWORD": "demo-a01"}
 

@@ -15,7 +15,8 @@ import pytest
 
 from tests.conftest import ROOT
 from tests.rigs.central_process import CentralProcess
-from tests.rigs.cli import ok_json, run
+from tests.rigs.cli import ok_json
+from tests.rigs.cli import run
 
 BUNDLE = os.environ.get("CARDVEND_BUNDLE", "")
 pytestmark = pytest.mark.skipif(not BUNDLE, reason="CARDVEND_BUNDLE is not set (make dist-smoke)")

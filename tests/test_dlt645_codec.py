@@ -7,54 +7,49 @@ import datetime as dt
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
+from hypothesis import settings
 from hypothesis import strategies as st
 
 from app.errors import ValidationError
 from cardio.dlt645 import dataids as D
 from cardio.dlt645 import formats as F
-from cardio.dlt645.errors import (
-    ChecksumError,
-    ErrorBits,
-    FrameLengthError,
-    MalformedFrame,
-    MeterDataUnavailable,
-    MeterLinkError,
-    MeterNoAnswer,
-    MeterPasswordRefused,
-    MeterRefused,
-    TruncatedFrame,
-    ValueFormatError,
-)
-from cardio.dlt645.frame import (
-    BROADCAST,
-    WILDCARD,
-    Frame,
-    Function,
-    address_matches,
-    control,
-    decode_frame,
-    is_address,
-    is_meter_address,
-)
-from cardio.dlt645.messages import (
-    Ack,
-    AddressReply,
-    AddressRequest,
-    ErrorReply,
-    FollowUpRequest,
-    Message,
-    Password,
-    ReadReply,
-    ReadRequest,
-    RelayCommand,
-    RelayRequest,
-    TimeBroadcast,
-    WriteRequest,
-    decode,
-    encode,
-    operator_code,
-)
+from cardio.dlt645.errors import ChecksumError
+from cardio.dlt645.errors import ErrorBits
+from cardio.dlt645.errors import FrameLengthError
+from cardio.dlt645.errors import MalformedFrame
+from cardio.dlt645.errors import MeterDataUnavailable
+from cardio.dlt645.errors import MeterLinkError
+from cardio.dlt645.errors import MeterNoAnswer
+from cardio.dlt645.errors import MeterPasswordRefused
+from cardio.dlt645.errors import MeterRefused
+from cardio.dlt645.errors import TruncatedFrame
+from cardio.dlt645.errors import ValueFormatError
+from cardio.dlt645.frame import BROADCAST
+from cardio.dlt645.frame import WILDCARD
+from cardio.dlt645.frame import Frame
+from cardio.dlt645.frame import Function
+from cardio.dlt645.frame import address_matches
+from cardio.dlt645.frame import control
+from cardio.dlt645.frame import decode_frame
+from cardio.dlt645.frame import is_address
+from cardio.dlt645.frame import is_meter_address
+from cardio.dlt645.messages import Ack
+from cardio.dlt645.messages import AddressReply
+from cardio.dlt645.messages import AddressRequest
+from cardio.dlt645.messages import ErrorReply
+from cardio.dlt645.messages import FollowUpRequest
+from cardio.dlt645.messages import Message
+from cardio.dlt645.messages import Password
+from cardio.dlt645.messages import ReadReply
+from cardio.dlt645.messages import ReadRequest
+from cardio.dlt645.messages import RelayCommand
+from cardio.dlt645.messages import RelayRequest
+from cardio.dlt645.messages import TimeBroadcast
+from cardio.dlt645.messages import WriteRequest
+from cardio.dlt645.messages import decode
+from cardio.dlt645.messages import encode
+from cardio.dlt645.messages import operator_code
 from cardio.dlt645.registers import MemoryMeter
 from cardio.dlt645.responder import Responder
 from cardio.profile import BEIJING

@@ -42,29 +42,34 @@ import pytest
 
 pytest.importorskip("dlt645", reason="the dlt645 package (a dev extra) is not installed")
 
-from dlt645 import DLT645Protocol, MeterClientService, MeterServerService, TcpClient
-from dlt645.common.transform import (
-    bcd_to_float,
-    bcd_to_string,
-    float_to_bcd,
-    string_to_bcd,
-)
+from dlt645 import DLT645Protocol
+from dlt645 import MeterClientService
+from dlt645 import MeterServerService
+from dlt645 import TcpClient
+from dlt645.common.transform import bcd_to_float
+from dlt645.common.transform import bcd_to_string
+from dlt645.common.transform import float_to_bcd
+from dlt645.common.transform import string_to_bcd
 
 from app.clock import FixedClock
 from cardio.dlt645 import dataids as D
 from cardio.dlt645.client import MeterClient
-from cardio.dlt645.errors import MeterDataUnavailable, MeterPasswordRefused
-from cardio.dlt645.frame import BROADCAST, WILDCARD, Frame, address_bytes, decode_frame
-from cardio.dlt645.link import TcpSettings, connect_tcp_link
-from cardio.dlt645.messages import (
-    Password,
-    ReadReply,
-    RelayCommand,
-    RelayRequest,
-    TimeBroadcast,
-    decode,
-    encode,
-)
+from cardio.dlt645.errors import MeterDataUnavailable
+from cardio.dlt645.errors import MeterPasswordRefused
+from cardio.dlt645.frame import BROADCAST
+from cardio.dlt645.frame import WILDCARD
+from cardio.dlt645.frame import Frame
+from cardio.dlt645.frame import address_bytes
+from cardio.dlt645.frame import decode_frame
+from cardio.dlt645.link import TcpSettings
+from cardio.dlt645.link import connect_tcp_link
+from cardio.dlt645.messages import Password
+from cardio.dlt645.messages import ReadReply
+from cardio.dlt645.messages import RelayCommand
+from cardio.dlt645.messages import RelayRequest
+from cardio.dlt645.messages import TimeBroadcast
+from cardio.dlt645.messages import decode
+from cardio.dlt645.messages import encode
 from cardio.dlt645.parser import FrameParser
 from cardio.dlt645.registers import MemoryMeter
 from cardio.dlt645.responder import Responder

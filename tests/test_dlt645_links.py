@@ -9,7 +9,8 @@ import shutil
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -19,27 +20,27 @@ from app.clock import FixedClock
 from app.errors import ValidationError
 from cardio.dlt645 import dataids as D
 from cardio.dlt645.client import MeterClient
-from cardio.dlt645.errors import (
-    ChecksumError,
-    MeterDataUnavailable,
-    MeterLinkError,
-    MeterNoAnswer,
-    MeterPasswordRefused,
-)
+from cardio.dlt645.errors import ChecksumError
+from cardio.dlt645.errors import MeterDataUnavailable
+from cardio.dlt645.errors import MeterLinkError
+from cardio.dlt645.errors import MeterNoAnswer
+from cardio.dlt645.errors import MeterPasswordRefused
 from cardio.dlt645.frame import Frame
-from cardio.dlt645.link import (
-    SerialSettings,
-    TcpSettings,
-    connect_tcp_link,
-    open_serial_link,
-)
-from cardio.dlt645.messages import Password, RelayCommand
+from cardio.dlt645.link import SerialSettings
+from cardio.dlt645.link import TcpSettings
+from cardio.dlt645.link import connect_tcp_link
+from cardio.dlt645.link import open_serial_link
+from cardio.dlt645.messages import Password
+from cardio.dlt645.messages import RelayCommand
 from cardio.dlt645.parser import FrameParser
 from cardio.dlt645.registers import MemoryMeter
 from cardio.dlt645.responder import Responder
-from cardio.dlt645.server import SerialServer, TcpServer
+from cardio.dlt645.server import SerialServer
+from cardio.dlt645.server import TcpServer
 from cardio.profile import BEIJING
-from cardio.serial_link import BUSY, FAILED, SerialPortError
+from cardio.serial_link import BUSY
+from cardio.serial_link import FAILED
+from cardio.serial_link import SerialPortError
 from tests.serial_rig import PtyPair
 
 A = "000000000001"

@@ -6,12 +6,19 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck
+from hypothesis import given
+from hypothesis import settings
 from hypothesis import strategies as st
 
-from cardio.dlt645.errors import ChecksumError, FrameError, FrameLengthError, TruncatedFrame
-from cardio.dlt645.frame import MIN_FRAME, Frame
-from cardio.dlt645.parser import FrameParser, Item
+from cardio.dlt645.errors import ChecksumError
+from cardio.dlt645.errors import FrameError
+from cardio.dlt645.errors import FrameLengthError
+from cardio.dlt645.errors import TruncatedFrame
+from cardio.dlt645.frame import MIN_FRAME
+from cardio.dlt645.frame import Frame
+from cardio.dlt645.parser import FrameParser
+from cardio.dlt645.parser import Item
 
 FAST = settings(max_examples=100, deadline=None, database=None)
 FUZZ = settings(

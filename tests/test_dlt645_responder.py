@@ -11,24 +11,25 @@ import pytest
 from app.clock import FixedClock
 from cardio.dlt645 import dataids as D
 from cardio.dlt645.errors import ErrorBits
-from cardio.dlt645.frame import BROADCAST, WILDCARD, Frame, Function
-from cardio.dlt645.messages import (
-    Ack,
-    AddressReply,
-    AddressRequest,
-    ErrorReply,
-    FollowUpRequest,
-    Message,
-    Password,
-    ReadReply,
-    ReadRequest,
-    RelayCommand,
-    RelayRequest,
-    TimeBroadcast,
-    WriteRequest,
-    decode,
-    encode,
-)
+from cardio.dlt645.frame import BROADCAST
+from cardio.dlt645.frame import WILDCARD
+from cardio.dlt645.frame import Frame
+from cardio.dlt645.frame import Function
+from cardio.dlt645.messages import Ack
+from cardio.dlt645.messages import AddressReply
+from cardio.dlt645.messages import AddressRequest
+from cardio.dlt645.messages import ErrorReply
+from cardio.dlt645.messages import FollowUpRequest
+from cardio.dlt645.messages import Message
+from cardio.dlt645.messages import Password
+from cardio.dlt645.messages import ReadReply
+from cardio.dlt645.messages import ReadRequest
+from cardio.dlt645.messages import RelayCommand
+from cardio.dlt645.messages import RelayRequest
+from cardio.dlt645.messages import TimeBroadcast
+from cardio.dlt645.messages import WriteRequest
+from cardio.dlt645.messages import decode
+from cardio.dlt645.messages import encode
 from cardio.dlt645.registers import MemoryMeter
 from cardio.dlt645.responder import Responder
 from cardio.profile import BEIJING

@@ -11,40 +11,42 @@ import os
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
+from hypothesis import settings
 from hypothesis import strategies as st
 
-from app.domain.card import CardKind, CardRemoved
+from app.domain.card import CardKind
+from app.domain.card import CardRemoved
 from app.ports import KeyRole
 from cardio.channel import EmulatedChannel
-from cardio.crypto import auth_cryptogram, challenge_iv, diversify_card_key, mac4
-from cardio.emulator import (
-    CardImage,
-    CardState,
-    CardVanished,
-    PsamOS,
-    UserCardOS,
-    diversified_card_keys,
-)
-from cardio.profile import APP_AID, FILE_SIZES
-from tests.rigs.emulator import (
-    GET_CHALLENGE,
-    KEYS,
-    MASTER,
-    OTHER_SERIAL,
-    PSAM_SERIAL,
-    SELECT_APP_AID,
-    SERIAL,
-    authenticate,
-    blank_card,
-    counting_rng,
-    ext_auth_apdu,
-    get_challenge,
-    issue_apdu,
-    issued_card,
-    read_apdu,
-    tx,
-)
+from cardio.crypto import auth_cryptogram
+from cardio.crypto import challenge_iv
+from cardio.crypto import diversify_card_key
+from cardio.crypto import mac4
+from cardio.emulator import CardImage
+from cardio.emulator import CardState
+from cardio.emulator import CardVanished
+from cardio.emulator import PsamOS
+from cardio.emulator import UserCardOS
+from cardio.emulator import diversified_card_keys
+from cardio.profile import APP_AID
+from cardio.profile import FILE_SIZES
+from tests.rigs.emulator import GET_CHALLENGE
+from tests.rigs.emulator import KEYS
+from tests.rigs.emulator import MASTER
+from tests.rigs.emulator import OTHER_SERIAL
+from tests.rigs.emulator import PSAM_SERIAL
+from tests.rigs.emulator import SELECT_APP_AID
+from tests.rigs.emulator import SERIAL
+from tests.rigs.emulator import authenticate
+from tests.rigs.emulator import blank_card
+from tests.rigs.emulator import counting_rng
+from tests.rigs.emulator import ext_auth_apdu
+from tests.rigs.emulator import get_challenge
+from tests.rigs.emulator import issue_apdu
+from tests.rigs.emulator import issued_card
+from tests.rigs.emulator import read_apdu
+from tests.rigs.emulator import tx
 
 SELECT_MF = bytes.fromhex("00A40000023F00")
 SELECT_APP_FID = bytes.fromhex("00A40000021001")

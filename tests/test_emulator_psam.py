@@ -5,30 +5,27 @@ user card's checks for every key role, and it refuses what it must refuse."""
 from __future__ import annotations
 
 from app.domain.card import CardKind
-from cardio.crypto import (
-    auth_cryptogram,
-    challenge_iv,
-    diversify_card_key,
-    diversify_meter_key,
-    mac4,
-)
+from cardio.crypto import auth_cryptogram
+from cardio.crypto import challenge_iv
+from cardio.crypto import diversify_card_key
+from cardio.crypto import diversify_meter_key
+from cardio.crypto import mac4
 from cardio.emulator import PsamOS
-from cardio.profile import APP_AID, PSAM_AID
-from tests.rigs.emulator import (
-    KEYS,
-    MASTER,
-    OTHER_SERIAL,
-    PSAM_SERIAL,
-    SELECT_APP_AID,
-    SERIAL,
-    blank_card,
-    ext_auth_apdu,
-    get_challenge,
-    issue_apdu,
-    issued_card,
-    read_apdu,
-    tx,
-)
+from cardio.profile import APP_AID
+from cardio.profile import PSAM_AID
+from tests.rigs.emulator import KEYS
+from tests.rigs.emulator import MASTER
+from tests.rigs.emulator import OTHER_SERIAL
+from tests.rigs.emulator import PSAM_SERIAL
+from tests.rigs.emulator import SELECT_APP_AID
+from tests.rigs.emulator import SERIAL
+from tests.rigs.emulator import blank_card
+from tests.rigs.emulator import ext_auth_apdu
+from tests.rigs.emulator import get_challenge
+from tests.rigs.emulator import issue_apdu
+from tests.rigs.emulator import issued_card
+from tests.rigs.emulator import read_apdu
+from tests.rigs.emulator import tx
 
 
 def psam() -> PsamOS:

@@ -20,17 +20,20 @@ from sync import contract as c
 from sync.central import models as m
 from sync.central.base import Counter
 from sync.central.card_checks import BALANCE_TOLERANCE_FEN
-from sync.central.exceptions import (
-    ExceptionError,
-    act,
-    list_exceptions,
-    open_exception,
-    show_exception,
-)
+from sync.central.exceptions import ExceptionError
+from sync.central.exceptions import act
+from sync.central.exceptions import list_exceptions
+from sync.central.exceptions import open_exception
+from sync.central.exceptions import show_exception
 from sync.central.store import CentralStore
-from tests.rigs.central import CARD, REMOTE, Api, sale
+from tests.rigs.central import CARD
+from tests.rigs.central import REMOTE
+from tests.rigs.central import Api
+from tests.rigs.central import sale
 from tests.rigs.central_process import serve_central
-from tests.rigs.cli import ok_json, registered_counter, run
+from tests.rigs.cli import ok_json
+from tests.rigs.cli import registered_counter
+from tests.rigs.cli import run
 
 HERE = Counter("C1", "DEMO")
 ELSEWHERE = Counter("C9", "FAR")

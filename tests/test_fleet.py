@@ -16,26 +16,28 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
+from hypothesis import settings
 from hypothesis import strategies as st
 
-from cardio.dlt645 import MeterClient, Password, TcpSettings, connect_tcp_link
+from cardio.dlt645 import MeterClient
+from cardio.dlt645 import Password
+from cardio.dlt645 import TcpSettings
+from cardio.dlt645 import connect_tcp_link
 from cardio.dlt645 import dataids as D
 from cardio.dlt645.errors import MeterNoAnswer
 from cardio.dlt645.messages import RelayCommand
-from cardio.fleet import (
-    LOAD_PROFILE,
-    RATE_OF_HOUR,
-    Fleet,
-    FleetError,
-    FleetMeter,
-    FleetStateError,
-    MetersFileError,
-    SimClock,
-    consumption,
-    demo_meters,
-    read_meters_file,
-)
+from cardio.fleet import LOAD_PROFILE
+from cardio.fleet import RATE_OF_HOUR
+from cardio.fleet import Fleet
+from cardio.fleet import FleetError
+from cardio.fleet import FleetMeter
+from cardio.fleet import FleetStateError
+from cardio.fleet import MetersFileError
+from cardio.fleet import SimClock
+from cardio.fleet import consumption
+from cardio.fleet import demo_meters
+from cardio.fleet import read_meters_file
 from cardio.profile import BEIJING
 from tests.rigs.env import child_env
 
@@ -221,7 +223,8 @@ def test_a_fleet_needs_meters_and_a_sensible_load(tmp_path: Path) -> None:
 
 
 def test_the_demo_fleet_is_the_demo_databases_remote_meters() -> None:
-    from app.services.demo import CUSTOMERS, demo_customer
+    from app.services.demo import CUSTOMERS
+    from app.services.demo import demo_customer
 
     remote = {
         demo_customer(i)["meter_no"]

@@ -7,8 +7,10 @@ import datetime as dt
 from zoneinfo import ZoneInfo
 
 from app.domain.card import UpdateFlags
-from app.services import auth, tariffs
-from tests.rigs.counter import CUSTOMER, Counter
+from app.services import auth
+from app.services import tariffs
+from tests.rigs.counter import CUSTOMER
+from tests.rigs.counter import Counter
 
 BEIJING = ZoneInfo("Asia/Shanghai")
 NEW_PRICE = {"kind": "flat", "flat_rate": 10000}  # 1.0000 yuan/kWh: 1 kWh costs 100 fen

@@ -122,7 +122,8 @@ def test_offline_banner_warns_whenever_a_sale_would_be_refused(qtbot, tmp_path: 
     the sale is refused, so the banner must warn, although the oldest record is young (the banner
     once measured the oldest record while the sale measured the time since the last sync)."""
     from app.services import selling
-    from app.services.sync_status import LAST_SUCCESS, put_counter_setting
+    from app.services.sync_status import LAST_SUCCESS
+    from app.services.sync_status import put_counter_setting
     from ui.main_window import MainWindow
 
     ctx = make_ctx(tmp_path, data="prepared")
@@ -146,7 +147,9 @@ def test_signals_do_not_leak_references_to_true() -> None:
     counter aborted after a few thousand background operations (setup.cfg pins < 6.12)."""
     import sys
 
-    from PySide6.QtCore import QCoreApplication, QObject, Signal
+    from PySide6.QtCore import QCoreApplication
+    from PySide6.QtCore import QObject
+    from PySide6.QtCore import Signal
 
     QCoreApplication.instance() or QCoreApplication([])
 
@@ -196,7 +199,8 @@ def test_gui_asks_for_the_keystore_passphrase_in_a_dialog_never_getpass(  # type
     import os as os_module
 
     from PySide6.QtCore import QTimer
-    from PySide6.QtWidgets import QApplication, QInputDialog
+    from PySide6.QtWidgets import QApplication
+    from PySide6.QtWidgets import QInputDialog
 
     import main as composition
     from cardio import wiring

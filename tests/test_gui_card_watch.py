@@ -14,12 +14,15 @@ from typing import Any
 
 import pytest
 
-from app.domain.card import CardRemoved, NoReader
+from app.domain.card import CardRemoved
+from app.domain.card import NoReader
 from app.ports import CardTerminal
 from app.settings import CARD_READER
 from cardio import wiring
 from cardio.emulator import CardImage
-from tests.rigs.context import SELLING, make_ctx, sign_in
+from tests.rigs.context import SELLING
+from tests.rigs.context import make_ctx
+from tests.rigs.context import sign_in
 from tests.rigs.sale_window import main_window
 
 READER = "Counter reader 0"

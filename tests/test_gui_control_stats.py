@@ -17,10 +17,14 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 from PySide6.QtCore import QDate
 
 from app.i18n import translate
-from app.presenters.stats import FIGURES, figure_text
+from app.presenters.stats import FIGURES
+from app.presenters.stats import figure_text
 from tests.rigs import stats_data as sd
-from tests.rigs.context import SELLING, make_ctx, sign_in
-from tests.rigs.sale_window import WAIT_MS, station_page
+from tests.rigs.context import SELLING
+from tests.rigs.context import make_ctx
+from tests.rigs.context import sign_in
+from tests.rigs.sale_window import WAIT_MS
+from tests.rigs.sale_window import station_page
 
 pytestmark = pytest.mark.gui
 LAST_30 = (dt.date(2026, 2, 9), dt.date(2026, 3, 10))  # the default period at sd.NOW

@@ -16,12 +16,18 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 from app.domain.card import UnissuedCard
 from app.domain.settlement import Settlement
 from app.errors import Conflict
-from app.services import approvals, auth, ledger, selling
-from app.services.customers import SearchHit, SearchPage, customer_view
+from app.services import approvals
+from app.services import auth
+from app.services import ledger
+from app.services import selling
+from app.services.customers import SearchHit
+from app.services.customers import SearchPage
+from app.services.customers import customer_view
 from app.services.demo import demo_customer
 from cardio.meter_sim import MeterSimulator
 from tests.cardkit import CardKit
-from tests.rigs.context import make_ctx, teller_with_shift
+from tests.rigs.context import make_ctx
+from tests.rigs.context import teller_with_shift
 from tests.rigs.counter import sell_pulled
 from tests.rigs.sale_window import key_in
 
@@ -541,7 +547,8 @@ def test_reprint_from_the_customers_sales_with_the_supervisors_approval(
 ) -> None:
     """No printer configured: the copy goes to a PDF the teller names, once a supervisor
     approved (the rules ask it for a teller's reprint); counted and audited once."""
-    from PySide6.QtWidgets import QApplication, QFileDialog
+    from PySide6.QtWidgets import QApplication
+    from PySide6.QtWidgets import QFileDialog
     from sqlalchemy import select
 
     import main

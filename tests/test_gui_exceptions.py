@@ -18,8 +18,11 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 from sqlalchemy import text
 
 from tests.rigs import stats_data as sd
-from tests.rigs.context import SELLING, make_ctx, sign_in
-from tests.rigs.sale_window import WAIT_MS, station_page
+from tests.rigs.context import SELLING
+from tests.rigs.context import make_ctx
+from tests.rigs.context import sign_in
+from tests.rigs.sale_window import WAIT_MS
+from tests.rigs.sale_window import station_page
 
 pytestmark = pytest.mark.gui
 OPEN = {"new", "assigned", "escalated"}

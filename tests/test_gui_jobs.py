@@ -20,11 +20,14 @@ from sqlalchemy import select
 
 from app.context import AppContext
 from app.domain.card import CardKind
-from app.persistence.models import MgmtJob, OutboxEntry
+from app.persistence.models import MgmtJob
+from app.persistence.models import OutboxEntry
 from app.settings import UTILITY_CODE
 from cardio.meter_sim import MeterSimulator
-from tests.cardkit import UTILITY, CardKit
-from tests.rigs.context import make_ctx, sign_in
+from tests.cardkit import UTILITY
+from tests.cardkit import CardKit
+from tests.rigs.context import make_ctx
+from tests.rigs.context import sign_in
 from tests.rigs.sale_window import main_window
 
 pytestmark = pytest.mark.gui
@@ -148,7 +151,8 @@ def test_the_meter_page_reads_and_trips_a_meter_over_tcp(
     import main
     from app.persistence.models import AuditEntry
     from cardio.wiring import ensure_demo_keystore
-    from tests.rigs.meter import METER, Simulator
+    from tests.rigs.meter import METER
+    from tests.rigs.meter import Simulator
 
     main.wire_meters(ctx)
     ensure_demo_keystore(ctx)  # the simulated meter's keys

@@ -22,10 +22,13 @@ from sqlalchemy import select
 
 from app.context import AppContext
 from app.persistence.models import Shift
-from app.services import selling, shifts
+from app.services import selling
+from app.services import shifts
 from app.services.auth import Principal
-from app.services.sync_status import pending_records, sync_status
-from tests.rigs.context import make_ctx, sign_in
+from app.services.sync_status import pending_records
+from app.services.sync_status import sync_status
+from tests.rigs.context import make_ctx
+from tests.rigs.context import sign_in
 from tests.rigs.sale_window import main_window
 
 pytestmark = pytest.mark.gui
@@ -59,7 +62,8 @@ def cells(table: Any) -> list[list[str]]:
 
 
 def test_counted_cash_is_count_times_face_value() -> None:
-    from ui.pages.shift import DENOMINATIONS, counted_fen
+    from ui.pages.shift import DENOMINATIONS
+    from ui.pages.shift import counted_fen
 
     assert [face for face, _ in DENOMINATIONS] == [
         10000,
@@ -239,8 +243,10 @@ def test_sync_page_lists_refused_records_with_what_to_do(qtbot: Any, ctx: AppCon
 
     from sqlalchemy import update
 
-    from app.persistence.models import OutboxEntry, Setting
-    from app.services.sync_status import AUDIT_DIVERGED, counter_key
+    from app.persistence.models import OutboxEntry
+    from app.persistence.models import Setting
+    from app.services.sync_status import AUDIT_DIVERGED
+    from app.services.sync_status import counter_key
 
     teller = sign_in(ctx, "t01")
     shifts.open_shift(ctx.db, actor=teller, float_fen=0, clock=ctx.clock)

@@ -10,9 +10,11 @@ from typing import Any
 
 import pytest
 
-from app.settings import CENTRAL_URL, Settings
+from app.settings import CENTRAL_URL
+from app.settings import Settings
 from sync.central.server import CentralServer
-from tests.rigs.context import make_ctx, sign_in
+from tests.rigs.context import make_ctx
+from tests.rigs.context import sign_in
 
 pytestmark = pytest.mark.gui
 
@@ -26,7 +28,8 @@ def dead_url() -> str:
 
 def test_admin_registers_the_counter(qtbot: Any, tmp_path: Path) -> None:
     import main
-    from sync.service import background_worker, token_path
+    from sync.service import background_worker
+    from sync.service import token_path
     from ui.main_window import MainWindow
 
     ctx = make_ctx(tmp_path / "home", data="prepared")

@@ -12,27 +12,32 @@ import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from sqlalchemy import func, select
+from sqlalchemy import func
+from sqlalchemy import select
 
 from app.context import AppContext
 from app.persistence.models import OutboxEntry
-from app.services import demo, selling
+from app.services import demo
+from app.services import selling
 from app.settings import CARD_READER
 from cardio import wiring
 from cardio.channel import EmulatedChannel
-from cardio.emulator import CardImage, UserCardOS
+from cardio.emulator import CardImage
+from cardio.emulator import UserCardOS
 from cardio.terminal import ApduTerminal
-from tests.pcsc_fixtures import READER_SLOT0, Pcscd, wait_card_absent
-from tests.rigs.context import SELLING, make_ctx, teller_with_shift
-from tests.rigs.sale_window import (
-    CUSTOMER,
-    OWING,
-    WAIT_MS,
-    card_behind_the_ledger,
-    sales_of,
-    training_window,
-    tray_card,
-)
+from tests.pcsc_fixtures import READER_SLOT0
+from tests.pcsc_fixtures import Pcscd
+from tests.pcsc_fixtures import wait_card_absent
+from tests.rigs.context import SELLING
+from tests.rigs.context import make_ctx
+from tests.rigs.context import teller_with_shift
+from tests.rigs.sale_window import CUSTOMER
+from tests.rigs.sale_window import OWING
+from tests.rigs.sale_window import WAIT_MS
+from tests.rigs.sale_window import card_behind_the_ledger
+from tests.rigs.sale_window import sales_of
+from tests.rigs.sale_window import training_window
+from tests.rigs.sale_window import tray_card
 
 pytestmark = pytest.mark.gui
 

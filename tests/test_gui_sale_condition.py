@@ -18,11 +18,15 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 from sync import contract as c
 from sync.client import CentralClient
 from sync.views import ClientViews
-from tests.rigs.cli import ok_json, run
-from tests.rigs.condition import SILENT, fleet_and_station
-from tests.rigs.context import SELLING, make_ctx
+from tests.rigs.cli import ok_json
+from tests.rigs.cli import run
+from tests.rigs.condition import SILENT
+from tests.rigs.condition import fleet_and_station
+from tests.rigs.context import SELLING
+from tests.rigs.context import make_ctx
 from tests.rigs.counter import REMOTE
-from tests.rigs.sale_window import WAIT_MS, training_window
+from tests.rigs.sale_window import WAIT_MS
+from tests.rigs.sale_window import training_window
 
 pytestmark = pytest.mark.gui
 

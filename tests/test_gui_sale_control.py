@@ -15,14 +15,18 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from app.clock import SystemClock
 from sync import contract as c
-from sync.central import CentralServer, CentralStore
-from sync.central.control import ControlLoop, control_status
+from sync.central import CentralServer
+from sync.central import CentralStore
+from sync.central.control import ControlLoop
+from sync.central.control import control_status
 from sync.central.seed import seed_demo
 from sync.client import CentralClient
 from sync.views import ClientViews
-from tests.rigs.context import SELLING, make_ctx
+from tests.rigs.context import SELLING
+from tests.rigs.context import make_ctx
 from tests.rigs.counter import REMOTE
-from tests.rigs.sale_window import WAIT_MS, training_window
+from tests.rigs.sale_window import WAIT_MS
+from tests.rigs.sale_window import training_window
 
 pytestmark = pytest.mark.gui
 

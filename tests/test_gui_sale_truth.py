@@ -15,14 +15,14 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from app.services import shifts
 from cardio import wiring
-from tests.rigs.context import SELLING, make_ctx, sign_in
-from tests.rigs.sale_window import (
-    CUSTOMER,
-    WAIT_MS,
-    card_behind_the_ledger,
-    insert,
-    training_window,
-)
+from tests.rigs.context import SELLING
+from tests.rigs.context import make_ctx
+from tests.rigs.context import sign_in
+from tests.rigs.sale_window import CUSTOMER
+from tests.rigs.sale_window import WAIT_MS
+from tests.rigs.sale_window import card_behind_the_ledger
+from tests.rigs.sale_window import insert
+from tests.rigs.sale_window import training_window
 
 pytestmark = pytest.mark.gui
 

@@ -24,7 +24,9 @@ from app.services import auth
 from app.services.setup import setup_needed
 from app.settings import Settings
 from tests.conftest import KEYSTORE_PASSPHRASE
-from tests.pcsc_fixtures import READER_SLOT0, READER_SLOT1, Pcscd
+from tests.pcsc_fixtures import READER_SLOT0
+from tests.pcsc_fixtures import READER_SLOT1
+from tests.pcsc_fixtures import Pcscd
 from tests.rigs.card_process import Emulator
 from tests.rigs.cli import run
 from tests.rigs.context import make_ctx
@@ -218,7 +220,8 @@ def test_run_setup_cancelled_quits_without_configuration(qtbot: Any, tmp_path: P
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
-    from ui.setup_wizard import SetupWizard, run_setup
+    from ui.setup_wizard import SetupWizard
+    from ui.setup_wizard import run_setup
 
     ctx = make_ctx(tmp_path / "counter", wire=DEVICES)
     seen: list[str] = []

@@ -13,24 +13,30 @@ from functools import cache
 from pathlib import Path
 
 import pytest
-from hypothesis import example, given
+from hypothesis import example
+from hypothesis import given
 from hypothesis import strategies as st
 
 from app import i18n
-from app.errors import AmountError, CardVendError, SaleInProgress, ValidationError
-from app.i18n import LANGUAGES, N_, Msg, normalize_language, parse_po
-from tests.i18n_catalog import (
-    UNWRITABLE,
-    Location,
-    catalog_msgids,
-    escape,
-    extract,
-    placeholders,
-    po_path,
-    read_catalog,
-    render_po,
-    scan,
-)
+from app.errors import AmountError
+from app.errors import CardVendError
+from app.errors import SaleInProgress
+from app.errors import ValidationError
+from app.i18n import LANGUAGES
+from app.i18n import N_
+from app.i18n import Msg
+from app.i18n import normalize_language
+from app.i18n import parse_po
+from tests.i18n_catalog import UNWRITABLE
+from tests.i18n_catalog import Location
+from tests.i18n_catalog import catalog_msgids
+from tests.i18n_catalog import escape
+from tests.i18n_catalog import extract
+from tests.i18n_catalog import placeholders
+from tests.i18n_catalog import po_path
+from tests.i18n_catalog import read_catalog
+from tests.i18n_catalog import render_po
+from tests.i18n_catalog import scan
 
 HINT = "run `.venv/bin/python -m tests.i18n_catalog --update` and translate the zh_CN entries"
 CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
@@ -282,7 +288,8 @@ def test_marked_parameters_are_translated_too() -> None:
 def test_plain_text_parameters_are_never_translated() -> None:
     """Only a marked message (a :class:`~app.i18n.Msg`, as ``N_()`` gives) is translated as a
     parameter: a name someone chose that happens to equal a message id stays as it is."""
-    from app.errors import Conflict, NotFound
+    from app.errors import Conflict
+    from app.errors import NotFound
 
     assert "Customer 1" in NotFound(what="Customer", key="1").localized("zh_CN")
     err = NotFound(what=N_("Task"), key="nothing")

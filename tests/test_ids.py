@@ -58,7 +58,8 @@ def test_patterns_agree_with_pydantic() -> None:
     """The contract models take the same strings: pydantic must refuse what the check refuses."""
     from typing import Annotated
 
-    from pydantic import BaseModel, Field
+    from pydantic import BaseModel
+    from pydantic import Field
     from pydantic import ValidationError as PydanticError
 
     class M(BaseModel):

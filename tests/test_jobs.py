@@ -9,23 +9,35 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import func
+from sqlalchemy import select
+from sqlalchemy import update
 
 from app.clock import FixedClock
-from app.domain.card import CardKind, CardWrite, JobKind, JobRecord, WrongCardKind
+from app.domain.card import CardKind
+from app.domain.card import CardWrite
+from app.domain.card import JobKind
+from app.domain.card import JobRecord
+from app.domain.card import WrongCardKind
 from app.domain.operators import Role
 from app.domain.permissions import PermissionDenied
-from app.errors import NotFound, ValidationError
+from app.errors import NotFound
+from app.errors import ValidationError
 from app.persistence.db import Database
-from app.persistence.models import AuditEntry, Customer, MgmtJob, OutboxEntry
-from app.services import auth, jobs
+from app.persistence.models import AuditEntry
+from app.persistence.models import Customer
+from app.persistence.models import MgmtJob
+from app.persistence.models import OutboxEntry
+from app.services import auth
+from app.services import jobs
 from app.services.operators import add_operator
 from cardio.meter_sim import MeterSimulator
 from sync.central import models as central_models
 from sync.central.server import CentralServer
 from sync.client import CentralClient
 from sync.service import SyncService
-from tests.cardkit import UTILITY, CardKit
+from tests.cardkit import UTILITY
+from tests.cardkit import CardKit
 from tests.rigs.sync import register
 
 CUSTOMER = "100000000001"  # card meter, RES-FLAT

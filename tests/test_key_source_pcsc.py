@@ -15,12 +15,17 @@ from app.context import AppContext
 from app.domain.card import CardKind
 from app.ports import KeyRole
 from cardio import wiring
-from cardio.emulator import CardImage, PsamOS, UserCardOS
+from cardio.emulator import CardImage
+from cardio.emulator import PsamOS
+from cardio.emulator import UserCardOS
 from cardio.keys import MasterKeys
 from cardio.pcsc import PcscReaderPort
 from cardio.terminal import ApduTerminal
 from cardio.vpcd import VpcdCard
-from tests.pcsc_fixtures import READER_SLOT0, READER_SLOT1, Pcscd, wait_card_absent
+from tests.pcsc_fixtures import READER_SLOT0
+from tests.pcsc_fixtures import READER_SLOT1
+from tests.pcsc_fixtures import Pcscd
+from tests.pcsc_fixtures import wait_card_absent
 from tests.rigs.context import make_ctx
 
 WAIT = 15.0

@@ -17,30 +17,30 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from hypothesis import given, settings
+from cryptography.hazmat.primitives.ciphers import Cipher
+from cryptography.hazmat.primitives.ciphers import algorithms
+from cryptography.hazmat.primitives.ciphers import modes
+from hypothesis import given
+from hypothesis import settings
 from hypothesis import strategies as st
 
-from app.domain.card import (
-    CardAuthError,
-    CardCommandError,
-    PurchaseRecord,
-    WriteBack,
-    WriteBackStatus,
-)
+from app.domain.card import CardAuthError
+from app.domain.card import CardCommandError
+from app.domain.card import PurchaseRecord
+from app.domain.card import WriteBack
+from app.domain.card import WriteBackStatus
 from app.errors import CardVendError
-from app.ports import KeyProvider, KeyRole
+from app.ports import KeyProvider
+from app.ports import KeyRole
 from cardio import profile as P
-from cardio.keys import (
-    CARD_ROLES,
-    KeystoreError,
-    MasterKeys,
-    PsamKeyProvider,
-    SoftwareKeyProvider,
-    create_keystore,
-    derive_v1_purchase_key,
-    open_keystore,
-)
+from cardio.keys import CARD_ROLES
+from cardio.keys import KeystoreError
+from cardio.keys import MasterKeys
+from cardio.keys import PsamKeyProvider
+from cardio.keys import SoftwareKeyProvider
+from cardio.keys import create_keystore
+from cardio.keys import derive_v1_purchase_key
+from cardio.keys import open_keystore
 
 FAST = settings(max_examples=50, deadline=None, database=None)
 STD_KEY = bytes.fromhex("0123456789abcdeffedcba9876543210")

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from tests.pcsc_fixtures import wait_card_absent
-from tests.rigs import kill, kill_seller
+from tests.rigs import kill
+from tests.rigs import kill_seller
 
 pytestmark = pytest.mark.usefixtures("pcscd")  # skipped cleanly without pcscd and vpcd
 

@@ -5,22 +5,24 @@ from __future__ import annotations
 import threading
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select
+from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 
 from app.clock import FixedClock
-from app.errors import (
-    AmountError,
-    Conflict,
-    InvalidTransition,
-    SaleInProgress,
-    ShiftError,
-    ValidationError,
-)
+from app.errors import AmountError
+from app.errors import Conflict
+from app.errors import InvalidTransition
+from app.errors import SaleInProgress
+from app.errors import ShiftError
+from app.errors import ValidationError
 from app.persistence.db import Database
-from app.persistence.models import Customer, Sale
-from app.services import ledger, shifts
-from app.services.auth import Principal, login
+from app.persistence.models import Customer
+from app.persistence.models import Sale
+from app.services import ledger
+from app.services import shifts
+from app.services.auth import Principal
+from app.services.auth import login
 from app.services.customers import customer_view
 
 CARD = "100000000002"  # a card-meter demo customer without arrears

@@ -9,9 +9,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select
+from sqlalchemy import update
 
-from app.clock import FixedClock, SystemClock
+from app.clock import FixedClock
+from app.clock import SystemClock
 from app.paths import resolve_paths
 from app.settings import Settings
 from cardio.meter_wire import TerminalMeters
@@ -20,7 +22,8 @@ from sync.central import tasks
 from sync.central.control import ControlLoop
 from sync.central.store import CentralStore
 from tests.conftest import station_db
-from tests.rigs.cli import ok_json, run
+from tests.rigs.cli import ok_json
+from tests.rigs.cli import run
 from tests.rigs.fleet_process import fleet_process
 
 

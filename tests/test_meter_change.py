@@ -12,15 +12,21 @@ from sqlalchemy import select
 
 from app.clock import FixedClock
 from app.domain.card import CardRemoved
-from app.errors import Conflict, ValidationError
-from app.persistence.models import AccountEvent, ArrearsItem, AuditEntry, Customer, OutboxEntry
+from app.errors import Conflict
+from app.errors import ValidationError
+from app.persistence.models import AccountEvent
+from app.persistence.models import ArrearsItem
+from app.persistence.models import AuditEntry
+from app.persistence.models import Customer
+from app.persistence.models import OutboxEntry
 from app.services.approvals import ApprovalStateError
 from app.services.lifecycle import meter_change as mc
 from app.services.meter_reading import MeterReading
 from app.services.selling import assess
 from app.services.selling.errors import CardRefused
 from cardio.meter_sim import MeterSimulator
-from tests.rigs.counter import CUSTOMER, Counter
+from tests.rigs.counter import CUSTOMER
+from tests.rigs.counter import Counter
 
 NEW = "990000000123"
 

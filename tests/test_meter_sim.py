@@ -11,46 +11,40 @@ from typing import Any
 
 import pytest
 
-from app.domain.card import (
-    ANY_METER,
-    CardKind,
-    CardRemoved,
-    CorruptCardFile,
-    JobKind,
-    JobRecord,
-    UnissuedCard,
-    UpdateFlags,
-    UserCardType,
-)
+from app.domain.card import ANY_METER
+from app.domain.card import CardKind
+from app.domain.card import CardRemoved
+from app.domain.card import CorruptCardFile
+from app.domain.card import JobKind
+from app.domain.card import JobRecord
+from app.domain.card import UnissuedCard
+from app.domain.card import UpdateFlags
+from app.domain.card import UserCardType
 from cardio import profile as P
 from cardio.keys import SoftwareKeyProvider
-from cardio.meter_sim import (
-    REASON_CREDIT_CEILING,
-    REASON_METER_NO,
-    REASON_NO_JOB,
-    REASON_NOT_OPENED,
-    REASON_PURCHASE_COUNT,
-    REASON_PURCHASE_MAC,
-    REASON_SERIAL,
-    RELAY_CLOSED,
-    RELAY_TRIPPED,
-    MeterSimulator,
-    MeterState,
-    MeterStateError,
-)
-from tests.rigs.meter_sim import (
-    FLAT,
-    METER,
-    TOU,
-    Card,
-    Env,
-    S,
-    bj,
-    purchase,
-    spec,
-    tariff,
-    user_params,
-)
+from cardio.meter_sim import REASON_CREDIT_CEILING
+from cardio.meter_sim import REASON_METER_NO
+from cardio.meter_sim import REASON_NO_JOB
+from cardio.meter_sim import REASON_NOT_OPENED
+from cardio.meter_sim import REASON_PURCHASE_COUNT
+from cardio.meter_sim import REASON_PURCHASE_MAC
+from cardio.meter_sim import REASON_SERIAL
+from cardio.meter_sim import RELAY_CLOSED
+from cardio.meter_sim import RELAY_TRIPPED
+from cardio.meter_sim import MeterSimulator
+from cardio.meter_sim import MeterState
+from cardio.meter_sim import MeterStateError
+from tests.rigs.meter_sim import FLAT
+from tests.rigs.meter_sim import METER
+from tests.rigs.meter_sim import TOU
+from tests.rigs.meter_sim import Card
+from tests.rigs.meter_sim import Env
+from tests.rigs.meter_sim import S
+from tests.rigs.meter_sim import bj
+from tests.rigs.meter_sim import purchase
+from tests.rigs.meter_sim import spec
+from tests.rigs.meter_sim import tariff
+from tests.rigs.meter_sim import user_params
 
 OTHER = "000000654321"
 

@@ -7,9 +7,19 @@ import datetime as dt
 import time
 
 from app.domain.card import UserCardType
-from app.domain.pricing import TariffSpec, rate_at
-from cardio.meter_sim import RELAY_CLOSED, RELAY_TRIPPED
-from tests.rigs.meter_sim import FLAT, TOU, Env, S, bj, purchase, spec, tariff, user_params
+from app.domain.pricing import TariffSpec
+from app.domain.pricing import rate_at
+from cardio.meter_sim import RELAY_CLOSED
+from cardio.meter_sim import RELAY_TRIPPED
+from tests.rigs.meter_sim import FLAT
+from tests.rigs.meter_sim import TOU
+from tests.rigs.meter_sim import Env
+from tests.rigs.meter_sim import S
+from tests.rigs.meter_sim import bj
+from tests.rigs.meter_sim import purchase
+from tests.rigs.meter_sim import spec
+from tests.rigs.meter_sim import tariff
+from tests.rigs.meter_sim import user_params
 
 TIERED = {
     "kind": "tiered",

@@ -15,10 +15,13 @@ from typing import Any
 import pytest
 
 from tests.rigs.cli import run
-from tests.rigs.commands import audit_rows, one_line
-from tests.rigs.meter import METER, Simulator
+from tests.rigs.commands import audit_rows
+from tests.rigs.commands import one_line
+from tests.rigs.meter import METER
+from tests.rigs.meter import Simulator
 from tests.rigs.user_card import write_user_card
-from tests.serial_rig import PtyPair, needs_socat
+from tests.serial_rig import PtyPair
+from tests.serial_rig import needs_socat
 
 CST = dt.timezone(dt.timedelta(hours=8))
 KEYS = [

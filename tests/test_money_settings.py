@@ -9,10 +9,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.domain.ledger import purchase_limits, split_payment
-from app.errors import AmountError, ValidationError
-from app.money import MAX_FEN, check_fen, format_yuan, parse_yuan
-from app.settings import SCHEMA_VERSION, Settings
+from app.domain.ledger import purchase_limits
+from app.domain.ledger import split_payment
+from app.errors import AmountError
+from app.errors import ValidationError
+from app.money import MAX_FEN
+from app.money import check_fen
+from app.money import format_yuan
+from app.money import parse_yuan
+from app.settings import SCHEMA_VERSION
+from app.settings import Settings
 
 
 @pytest.mark.parametrize(
@@ -192,7 +198,9 @@ def test_good_id_settings_load() -> None:
 
 
 def test_typed_accessor_gives_the_configvar_type() -> None:
-    from app.settings import LOCKOUT_ATTEMPTS, TIME_ZONE, Settings
+    from app.settings import LOCKOUT_ATTEMPTS
+    from app.settings import TIME_ZONE
+    from app.settings import Settings
 
     settings = Settings()
     assert settings.value(LOCKOUT_ATTEMPTS) == 5 and isinstance(

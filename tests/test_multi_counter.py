@@ -21,14 +21,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine
+from sqlalchemy import text
 
 from app.ports import KeyRole
 from cardio.emulator import CardImage
 from cardio.keys import MasterKeys
-from tests.conftest import ROOT, pg_schema
+from tests.conftest import ROOT
+from tests.conftest import pg_schema
 from tests.rigs.central_process import serve_central
-from tests.rigs.cli import ok_json, register_counter, run
+from tests.rigs.cli import ok_json
+from tests.rigs.cli import register_counter
+from tests.rigs.cli import run
 from tests.rigs.env import child_env
 from tests.rigs.pg import schema_url
 

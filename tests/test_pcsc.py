@@ -26,15 +26,16 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from app.domain.card import CardRemoved, NoCard, NoReader
-from app.ports import CardEvent, CardEventKind
-from cardio.pcsc import (
-    CardThread,
-    PcscReaderPort,
-    command_name,
-    trace_command,
-    trace_response,
-)
+from app.domain.card import CardRemoved
+from app.domain.card import NoCard
+from app.domain.card import NoReader
+from app.ports import CardEvent
+from app.ports import CardEventKind
+from cardio.pcsc import CardThread
+from cardio.pcsc import PcscReaderPort
+from cardio.pcsc import command_name
+from cardio.pcsc import trace_command
+from cardio.pcsc import trace_response
 from cardio.vpcd import port_for_slot
 from tests.pcsc_fixtures import Pcscd as SharedPcscd
 

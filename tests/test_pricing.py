@@ -18,33 +18,39 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import UTC, datetime, time, timedelta, timezone
+from datetime import UTC
+from datetime import datetime
+from datetime import time
+from datetime import timedelta
+from datetime import timezone
 from fractions import Fraction
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck
+from hypothesis import given
+from hypothesis import settings
 from hypothesis import strategies as st
 
-from app.domain.pricing import (
-    MAX_RATE,
-    RATE_SCALE,
-    TARIFF_KINDS,
-    TariffSpec,
-    TariffSpecError,
-    Tier,
-    TouPeriod,
-    TouSegment,
-    amount_to_energy,
-    base_rate,
-    consumption_cost,
-    energy_to_amount,
-    period_at,
-    rate_at,
-    tier_year_start,
-    year_used_since_reset,
-)
-from tests.rigs.pricing_oracle import oracle_bands, oracle_base, oracle_cost
+from app.domain.pricing import MAX_RATE
+from app.domain.pricing import RATE_SCALE
+from app.domain.pricing import TARIFF_KINDS
+from app.domain.pricing import TariffSpec
+from app.domain.pricing import TariffSpecError
+from app.domain.pricing import Tier
+from app.domain.pricing import TouPeriod
+from app.domain.pricing import TouSegment
+from app.domain.pricing import amount_to_energy
+from app.domain.pricing import base_rate
+from app.domain.pricing import consumption_cost
+from app.domain.pricing import energy_to_amount
+from app.domain.pricing import period_at
+from app.domain.pricing import rate_at
+from app.domain.pricing import tier_year_start
+from app.domain.pricing import year_used_since_reset
+from tests.rigs.pricing_oracle import oracle_bands
+from tests.rigs.pricing_oracle import oracle_base
+from tests.rigs.pricing_oracle import oracle_cost
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 ZONES = [SHANGHAI, UTC, ZoneInfo("America/New_York"), timezone(timedelta(hours=-3, minutes=-30))]

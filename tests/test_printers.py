@@ -16,17 +16,22 @@ import pytest
 from app.domain.receipt import ReceiptData
 from app.errors import PrinterError
 from app.settings import Settings
-from cardio.serial_link import SerialLink, SerialPortError, open_serial
-from printing.backends import (
-    EscPosPrinter,
-    PdfFolderPrinter,
-    SystemPrinter,
-    make_printer,
-    receipt_file_name,
-)
-from printing.escpos import STATUS_OFFLINE, STATUS_PRINTER, STATUS_QUERY, receipt_escpos
-from tests.rigs.receipts import NAME, make_receipt
-from tests.serial_rig import PtyPair, needs_socat
+from cardio.serial_link import SerialLink
+from cardio.serial_link import SerialPortError
+from cardio.serial_link import open_serial
+from printing.backends import EscPosPrinter
+from printing.backends import PdfFolderPrinter
+from printing.backends import SystemPrinter
+from printing.backends import make_printer
+from printing.backends import receipt_file_name
+from printing.escpos import STATUS_OFFLINE
+from printing.escpos import STATUS_PRINTER
+from printing.escpos import STATUS_QUERY
+from printing.escpos import receipt_escpos
+from tests.rigs.receipts import NAME
+from tests.rigs.receipts import make_receipt
+from tests.serial_rig import PtyPair
+from tests.serial_rig import needs_socat
 
 QR_COMMAND = b"\x1d(k"  # GS ( k: the ESC/POS QR code functions
 # status bytes (fixed bits 1 and 4 set): DLE EOT 1 printer status, DLE EOT 4 paper sensor

@@ -15,8 +15,10 @@ import pytest
 from sqlalchemy import select
 
 from app.persistence.db import Database
-from app.persistence.models import AuditEntry, ReceiptPrint
-from tests.rigs.cli import ok_json, run
+from app.persistence.models import AuditEntry
+from app.persistence.models import ReceiptPrint
+from tests.rigs.cli import ok_json
+from tests.rigs.cli import run
 
 REMOTE = "100000000010"
 T01 = {"CARDVEND_PASSWORD": "demo-t01", "CARDVEND_APPROVER_PASSWORD": "demo-s01"}

@@ -11,24 +11,24 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck
+from hypothesis import given
+from hypothesis import settings
 from hypothesis import strategies as st
 
-from app.domain.card import (
-    ANY_METER,
-    CardKind,
-    CorruptCardFile,
-    JobKind,
-    JobRecord,
-    ParameterRecord,
-    PurchaseRecord,
-    TariffRecord,
-    UnsupportedProfile,
-    UpdateFlags,
-    UserCardType,
-    WriteBack,
-    WriteBackStatus,
-)
+from app.domain.card import ANY_METER
+from app.domain.card import CardKind
+from app.domain.card import CorruptCardFile
+from app.domain.card import JobKind
+from app.domain.card import JobRecord
+from app.domain.card import ParameterRecord
+from app.domain.card import PurchaseRecord
+from app.domain.card import TariffRecord
+from app.domain.card import UnsupportedProfile
+from app.domain.card import UpdateFlags
+from app.domain.card import UserCardType
+from app.domain.card import WriteBack
+from app.domain.card import WriteBackStatus
 from app.domain.pricing import TariffSpec
 from cardio import profile as P
 from cardio.crypto import crc16_x25

@@ -13,22 +13,21 @@ from typing import Any
 
 import pytest
 
-from app.domain.card import (
-    ANY_METER,
-    CardKind,
-    CorruptCardFile,
-    JobKind,
-    JobRecord,
-    ParameterRecord,
-    PurchaseRecord,
-    TariffRecord,
-    UnsupportedProfile,
-    UpdateFlags,
-    UserCardType,
-    WriteBack,
-    WriteBackStatus,
-)
-from app.domain.pricing import TariffSpec, TariffSpecError
+from app.domain.card import ANY_METER
+from app.domain.card import CardKind
+from app.domain.card import CorruptCardFile
+from app.domain.card import JobKind
+from app.domain.card import JobRecord
+from app.domain.card import ParameterRecord
+from app.domain.card import PurchaseRecord
+from app.domain.card import TariffRecord
+from app.domain.card import UnsupportedProfile
+from app.domain.card import UpdateFlags
+from app.domain.card import UserCardType
+from app.domain.card import WriteBack
+from app.domain.card import WriteBackStatus
+from app.domain.pricing import TariffSpec
+from app.domain.pricing import TariffSpecError
 from cardio import profile as P
 from cardio.crypto import crc16_x25
 

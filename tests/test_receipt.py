@@ -22,28 +22,29 @@ import pytest
 from app.domain.receipt import ReceiptData
 from app.errors import ValidationError
 from app.ports import ReceiptRenderer
-from printing import escpos, fonts, labels
-from printing.escpos import (
-    CHINESE_OFF,
-    CHINESE_ON,
-    CUT,
-    INIT,
-    STATUS_PRINTER,
-    STATUS_QUERY,
-    columns,
-    parse_offline_status,
-    parse_paper_status,
-    parse_printer_status,
-    receipt_escpos,
-)
-from printing.receipt import (
-    QR_BORDER,
-    SIZES,
-    PdfReceiptRenderer,
-    qr_modules,
-    render_receipt_pdf,
-)
-from tests.rigs.receipts import ADDRESS, NAME, RECEIPT, SALE_ID
+from printing import escpos
+from printing import fonts
+from printing import labels
+from printing.escpos import CHINESE_OFF
+from printing.escpos import CHINESE_ON
+from printing.escpos import CUT
+from printing.escpos import INIT
+from printing.escpos import STATUS_PRINTER
+from printing.escpos import STATUS_QUERY
+from printing.escpos import columns
+from printing.escpos import parse_offline_status
+from printing.escpos import parse_paper_status
+from printing.escpos import parse_printer_status
+from printing.escpos import receipt_escpos
+from printing.receipt import QR_BORDER
+from printing.receipt import SIZES
+from printing.receipt import PdfReceiptRenderer
+from printing.receipt import qr_modules
+from printing.receipt import render_receipt_pdf
+from tests.rigs.receipts import ADDRESS
+from tests.rigs.receipts import NAME
+from tests.rigs.receipts import RECEIPT
+from tests.rigs.receipts import SALE_ID
 
 pytestmark = pytest.mark.skipif(
     not (shutil.which("pdftotext") and shutil.which("pdftoppm")), reason="needs poppler-utils"

@@ -16,21 +16,34 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert
+from sqlalchemy import select
+from sqlalchemy import update
 
 from app.clock import FixedClock
 from app.domain import permissions
 from app.domain.operators import Role
-from app.domain.permissions import Action, PermissionDenied
+from app.domain.permissions import Action
+from app.domain.permissions import PermissionDenied
 from app.i18n import translate
 from app.money import format_yuan
 from app.persistence.db import Database
-from app.persistence.models import Customer, Sale, Shift, TariffVersion
-from app.services import auth, reports, selling, shifts
-from app.services.auth import Principal, ReauthRequired
+from app.persistence.models import Customer
+from app.persistence.models import Sale
+from app.persistence.models import Shift
+from app.persistence.models import TariffVersion
+from app.services import auth
+from app.services import reports
+from app.services import selling
+from app.services import shifts
+from app.services.auth import Principal
+from app.services.auth import ReauthRequired
 from printing import reports as pdf
 from printing.reports import labels
-from tests.rigs.counter import CUSTOMER, OWING, REMOTE, Counter
+from tests.rigs.counter import CUSTOMER
+from tests.rigs.counter import OWING
+from tests.rigs.counter import REMOTE
+from tests.rigs.counter import Counter
 from tests.rigs.sale_rows import sale_row
 
 CJK = re.compile(r"[\u4e00-\u9fff]")
@@ -695,7 +708,8 @@ def test_business_day_follows_the_office_time_zone() -> None:
 
 
 def test_bad_input(day: Day) -> None:
-    from app.errors import NotFound, ValidationError
+    from app.errors import NotFound
+    from app.errors import ValidationError
 
     with pytest.raises(NotFound):
         reports.shift_report(day.db, "no-such-shift", actor=day.supervisor, clock=day.clock)

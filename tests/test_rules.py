@@ -15,19 +15,28 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import func
+from sqlalchemy import select
+from sqlalchemy import update
 
 from app.persistence.db import Database
-from app.persistence.models import AuditEntry, Customer, Sale
-from app.services import receipts, selling
+from app.persistence.models import AuditEntry
+from app.persistence.models import Customer
+from app.persistence.models import Sale
+from app.services import receipts
+from app.services import selling
 from app.settings import OFFLINE_MAX_AMOUNT
 from sync import contract as c
 from sync.central import models as central_models
 from sync.central.server import CentralServer
-from sync.client import CentralClient, RetryPolicy
+from sync.client import CentralClient
+from sync.client import RetryPolicy
 from sync.pull import pull_all
 from sync.service import SyncService
-from tests.rigs.counter import CUSTOMER, OWING, REMOTE, Counter
+from tests.rigs.counter import CUSTOMER
+from tests.rigs.counter import OWING
+from tests.rigs.counter import REMOTE
+from tests.rigs.counter import Counter
 
 LIMIT = 10_000  # fen: 100.00 yuan may wait unsynced
 

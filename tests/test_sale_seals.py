@@ -11,14 +11,21 @@ from typing import Any
 
 import pytest
 from alembic import command
-from sqlalchemy import select, text, update
+from sqlalchemy import select
+from sqlalchemy import text
+from sqlalchemy import update
 
-from app.domain.audit import SALE_CHANGED, SALE_DELETED, SALE_UNSEALED, SEAL_ACTIONS
+from app.domain.audit import SALE_CHANGED
+from app.domain.audit import SALE_DELETED
+from app.domain.audit import SALE_UNSEALED
+from app.domain.audit import SEAL_ACTIONS
 from app.persistence.db import Database
-from app.persistence.models import AuditEntry, Sale
+from app.persistence.models import AuditEntry
+from app.persistence.models import Sale
 from app.services import audit
 from tests.rigs.cli import run
-from tests.rigs.counter import REMOTE, Counter
+from tests.rigs.counter import REMOTE
+from tests.rigs.counter import Counter
 
 
 def a_day(counter: Counter) -> dict[str, str]:

@@ -57,7 +57,8 @@ def test_the_check_sees_an_elided_key_column(qtbot: Any) -> None:
 
     from tests.screenshots import column_problems
     from ui.pages.common import KEY_COLUMNS
-    from ui.pages.reports import fill_table, make_table
+    from ui.pages.reports import fill_table
+    from ui.pages.reports import make_table
 
     table = make_table(["Customer", "Address", "Amount"])
     qtbot.addWidget(table)

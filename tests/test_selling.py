@@ -5,13 +5,24 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select
+from sqlalchemy import update
 
-from app.domain.card import CardWrite, PurchaseRecord
-from app.persistence.models import AuditEntry, Customer, OutboxEntry, Setting
-from app.services import approvals, ledger, selling, shifts, sync_status
+from app.domain.card import CardWrite
+from app.domain.card import PurchaseRecord
+from app.persistence.models import AuditEntry
+from app.persistence.models import Customer
+from app.persistence.models import OutboxEntry
+from app.persistence.models import Setting
+from app.services import approvals
+from app.services import ledger
+from app.services import selling
+from app.services import shifts
+from app.services import sync_status
 from tests.cardkit import CardKit
-from tests.rigs.counter import CUSTOMER, OWING, Counter
+from tests.rigs.counter import CUSTOMER
+from tests.rigs.counter import OWING
+from tests.rigs.counter import Counter
 
 
 def test_open_sell_meter_sell(counter: Counter) -> None:

@@ -52,37 +52,40 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, Phase, settings
+from hypothesis import HealthCheck
+from hypothesis import Phase
+from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import invariant, precondition, rule
+from hypothesis.stateful import invariant
+from hypothesis.stateful import precondition
+from hypothesis.stateful import rule
 
 from app.domain.card import CardRemoved
 from app.domain.ledger import SaleState
 from app.errors import Conflict
 from app.persistence.models import Shift
-from app.services import selling, shifts
+from app.services import selling
+from app.services import shifts
 from app.settings import EXCHANGE_FEE
 from cardio import profile as P
 from cardio.emulator import CardImage
 from cardio.meter_sim import load_state
 from tests.rigs.selling_lifecycle import LifecycleRules
-from tests.rigs.selling_model import (
-    COMPLETED,
-    FLOAT,
-    PURCHASE_UPDATE_APDU,
-    REPLACE_PURCHASE_APDU,
-    REVERSAL_POINTS,
-    SELL_POINTS,
-    WRITE_FIRST_APDU,
-    Killed,
-    SaleRow,
-    Snapshot,
-    Transfer,
-    event,
-    kill_at,
-    read_card,
-    remove_template,
-)
+from tests.rigs.selling_model import COMPLETED
+from tests.rigs.selling_model import FLOAT
+from tests.rigs.selling_model import PURCHASE_UPDATE_APDU
+from tests.rigs.selling_model import REPLACE_PURCHASE_APDU
+from tests.rigs.selling_model import REVERSAL_POINTS
+from tests.rigs.selling_model import SELL_POINTS
+from tests.rigs.selling_model import WRITE_FIRST_APDU
+from tests.rigs.selling_model import Killed
+from tests.rigs.selling_model import SaleRow
+from tests.rigs.selling_model import Snapshot
+from tests.rigs.selling_model import Transfer
+from tests.rigs.selling_model import event
+from tests.rigs.selling_model import kill_at
+from tests.rigs.selling_model import read_card
+from tests.rigs.selling_model import remove_template
 
 # --------------------------------------------------------------------------- bugs it found
 # Each has a regression test at the end of this file (the shortest sequence that showed it).

@@ -14,11 +14,17 @@ import pytest
 
 from cardio.keys import open_keystore
 from tests.conftest import KEYSTORE_PASSPHRASE
-from tests.pcsc_fixtures import READER_SLOT0, READER_SLOT1, Pcscd
+from tests.pcsc_fixtures import READER_SLOT0
+from tests.pcsc_fixtures import READER_SLOT1
+from tests.pcsc_fixtures import Pcscd
 from tests.rigs.card_process import Emulator
-from tests.rigs.central_process import free_port, serve_central
+from tests.rigs.central_process import free_port
+from tests.rigs.central_process import serve_central
 from tests.rigs.cli import run
-from tests.rigs.pg import create_pg_schema, drop_pg_schema, pg_available, schema_url
+from tests.rigs.pg import create_pg_schema
+from tests.rigs.pg import drop_pg_schema
+from tests.rigs.pg import pg_available
+from tests.rigs.pg import schema_url
 
 PASSPHRASE = KEYSTORE_PASSPHRASE  # the conftest keystore's
 SECRETS = {"CARDVEND_KEYSTORE_PASSPHRASE": PASSPHRASE, "CARDVEND_PASSWORD": "boss-password"}

@@ -13,24 +13,35 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert
+from sqlalchemy import select
+from sqlalchemy import update
 
-from app.clock import FixedClock, SystemClock
+from app.clock import FixedClock
+from app.clock import SystemClock
 from app.paths import resolve_paths
 from app.settings import Settings
 from cardio.dlt645 import TcpServer
-from cardio.fleet import Fleet, demo_meters
+from cardio.fleet import Fleet
+from cardio.fleet import demo_meters
 from cardio.meter_wire import TerminalMeters
 from sync.central import models as m
 from sync.central import sms
 from sync.central.arrears import ArrearsControl
 from sync.central.control import ControlLoop
-from sync.central.sms import HttpSmsGateway, Notices
+from sync.central.sms import HttpSmsGateway
+from sync.central.sms import Notices
 from sync.central.store import CentralStore
-from tests.rigs.central import NOW, START, seeded_store
+from tests.rigs.central import NOW
+from tests.rigs.central import START
+from tests.rigs.central import seeded_store
 from tests.rigs.counter import REMOTE
 from tests.rigs.fleet_process import station_with_fleet
-from tests.rigs.sms import ENGLISH, OPTED_OUT, phone_of, received, sms_gateway
+from tests.rigs.sms import ENGLISH
+from tests.rigs.sms import OPTED_OUT
+from tests.rigs.sms import phone_of
+from tests.rigs.sms import received
+from tests.rigs.sms import sms_gateway
 
 ROOT = Path(__file__).resolve().parent.parent
 

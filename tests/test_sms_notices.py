@@ -14,21 +14,34 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select
+from sqlalchemy import update
 
 from app.clock import FixedClock
 from sync import contract as c
-from sync.central import channels, sms_admin
+from sync.central import channels
 from sync.central import models as m
+from sync.central import sms_admin
 from sync.central.arrears import ArrearsControl
 from sync.central.base import Counter
 from sync.central.control import ControlLoop
-from sync.central.sms import HttpSmsGateway, Limits, Notices
+from sync.central.sms import HttpSmsGateway
+from sync.central.sms import Limits
+from sync.central.sms import Notices
 from sync.central.store import CentralStore
-from tests.rigs.central import CARD, REMOTE, START, sale, seeded_store
-from tests.rigs.cli import ok_json, run
+from tests.rigs.central import CARD
+from tests.rigs.central import REMOTE
+from tests.rigs.central import START
+from tests.rigs.central import sale
+from tests.rigs.central import seeded_store
+from tests.rigs.cli import ok_json
+from tests.rigs.cli import run
 from tests.rigs.fleet_process import station_with_fleet
-from tests.rigs.sms import ENGLISH, OPTED_OUT, phone_of, received, sms_gateway
+from tests.rigs.sms import ENGLISH
+from tests.rigs.sms import OPTED_OUT
+from tests.rigs.sms import phone_of
+from tests.rigs.sms import received
+from tests.rigs.sms import sms_gateway
 
 
 @pytest.fixture
@@ -309,7 +322,8 @@ def test_a_serving_station_confirms_payments_in_each_language_within_the_rate_li
     import sqlite3
     import time
 
-    from tests.rigs.central import Api, register
+    from tests.rigs.central import Api
+    from tests.rigs.central import register
 
     url, out = gateway
     burst = "100000000050"

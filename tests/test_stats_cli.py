@@ -15,12 +15,18 @@ import pytest
 from app.clock import FixedClock
 from sync import contract as c
 from sync.central import CentralServer
-from sync.client import CentralClient, RetryPolicy
+from sync.client import CentralClient
+from sync.client import RetryPolicy
 from sync.errors import StatsRefused
 from tests.rigs import stats_data as sd
-from tests.rigs.central import Api, register, seeded_store
-from tests.rigs.cli import ok_json, registered_counter, run
-from tests.rigs.stats_data import FIGURES, check
+from tests.rigs.central import Api
+from tests.rigs.central import register
+from tests.rigs.central import seeded_store
+from tests.rigs.cli import ok_json
+from tests.rigs.cli import registered_counter
+from tests.rigs.cli import run
+from tests.rigs.stats_data import FIGURES
+from tests.rigs.stats_data import check
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -9,12 +9,16 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import event, select, text
+from sqlalchemy import event
+from sqlalchemy import select
+from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from app.errors import DatabaseError
-from app.persistence.db import Database, normalize_url
-from app.persistence.models import Base, Office
+from app.persistence.db import Database
+from app.persistence.db import normalize_url
+from app.persistence.models import Base
+from app.persistence.models import Office
 
 
 def test_sqlite_pragmas(tmp_path: Path) -> None:

@@ -9,28 +9,38 @@ from typing import Any
 
 import pytest
 import requests
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete
+from sqlalchemy import select
+from sqlalchemy import update
 
 from app.persistence.db import Database
-from app.persistence.models import ArrearsItem, AuditEntry, Customer, OutboxEntry, Sale
+from app.persistence.models import ArrearsItem
+from app.persistence.models import AuditEntry
+from app.persistence.models import Customer
+from app.persistence.models import OutboxEntry
+from app.persistence.models import Sale
 from app.services import auth
 from app.services.sync_status import sync_status
 from sync import contract as c
 from sync.central import models as central_models
 from sync.central.server import CentralServer
-from sync.client import CentralClient, RetryPolicy
-from sync.errors import AuditDiverged, CentralBadResponse, CentralUnreachable
-from sync.service import SyncService, reconcile
-from tests.rigs.counter import CUSTOMER, OWING, Counter
-from tests.rigs.sync import (
-    TOKENS,
-    Sleeps,
-    a_day_of_sales,
-    a_day_synced,
-    central_sales,
-    make_service,
-    register,
-)
+from sync.client import CentralClient
+from sync.client import RetryPolicy
+from sync.errors import AuditDiverged
+from sync.errors import CentralBadResponse
+from sync.errors import CentralUnreachable
+from sync.service import SyncService
+from sync.service import reconcile
+from tests.rigs.counter import CUSTOMER
+from tests.rigs.counter import OWING
+from tests.rigs.counter import Counter
+from tests.rigs.sync import TOKENS
+from tests.rigs.sync import Sleeps
+from tests.rigs.sync import a_day_of_sales
+from tests.rigs.sync import a_day_synced
+from tests.rigs.sync import central_sales
+from tests.rigs.sync import make_service
+from tests.rigs.sync import register
 
 
 def settle_centrally(central: CentralServer, ref: str, customer_no: str) -> None:
@@ -356,7 +366,8 @@ def test_background_worker_keeps_going_through_errors(
 def test_rewrites_and_replacements_reach_the_central_archive(
     counter: Counter, central: CentralServer, sleeps: Sleeps
 ) -> None:
-    from app.domain.card import CardWrite, PurchaseRecord
+    from app.domain.card import CardWrite
+    from app.domain.card import PurchaseRecord
 
     old = counter.open()
     counter.to_meter(old)

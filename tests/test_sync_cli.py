@@ -10,8 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.rigs.central_process import free_port, serve_central
-from tests.rigs.cli import ok_json, register_counter, registered_counter, run
+from tests.rigs.central_process import free_port
+from tests.rigs.central_process import serve_central
+from tests.rigs.cli import ok_json
+from tests.rigs.cli import register_counter
+from tests.rigs.cli import registered_counter
+from tests.rigs.cli import run
 
 PASSWORDS = {"CARDVEND_PASSWORD": "demo-t01"}
 ADMIN = {"CARDVEND_PASSWORD": "demo-a01"}

@@ -21,8 +21,10 @@ import pytest
 
 from app.clock import FixedClock
 from sync.central.server import CentralServer
-from tests.rigs.counter import Counter, counter_on_sqlite
-from tests.rigs.fault_rounds import InProcessFaults, run_fault_rounds
+from tests.rigs.counter import Counter
+from tests.rigs.counter import counter_on_sqlite
+from tests.rigs.fault_rounds import InProcessFaults
+from tests.rigs.fault_rounds import run_fault_rounds
 
 ROUNDS = int(os.environ.get("CARDVEND_SYNC_ROUNDS", "1000"))
 SEED = int(os.environ.get("CARDVEND_SYNC_SEED", "20261129"))

@@ -8,24 +8,34 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sqlalchemy import select, text, update
+from sqlalchemy import select
+from sqlalchemy import text
+from sqlalchemy import update
 
-from app.persistence.models import ArrearsItem, AuditEntry, Customer, OutboxEntry, Sale
-from app.services import auth, selling
+from app.persistence.models import ArrearsItem
+from app.persistence.models import AuditEntry
+from app.persistence.models import Customer
+from app.persistence.models import OutboxEntry
+from app.persistence.models import Sale
+from app.services import auth
+from app.services import selling
 from app.services.sync_status import sync_status
 from sync.central import models as central_models
 from sync.central.server import CentralServer
-from sync.client import CentralClient, RetryPolicy
-from sync.service import SyncService, reconcile
-from tests.rigs.counter import CUSTOMER, OWING, REMOTE, Counter
-from tests.rigs.sync import (
-    Sleeps,
-    a_day_of_sales,
-    a_day_synced,
-    central_sales,
-    make_service,
-    register,
-)
+from sync.client import CentralClient
+from sync.client import RetryPolicy
+from sync.service import SyncService
+from sync.service import reconcile
+from tests.rigs.counter import CUSTOMER
+from tests.rigs.counter import OWING
+from tests.rigs.counter import REMOTE
+from tests.rigs.counter import Counter
+from tests.rigs.sync import Sleeps
+from tests.rigs.sync import a_day_of_sales
+from tests.rigs.sync import a_day_synced
+from tests.rigs.sync import central_sales
+from tests.rigs.sync import make_service
+from tests.rigs.sync import register
 
 # --------------------------------------------------------------------------- refused records
 
@@ -57,7 +67,8 @@ def test_one_poisoned_record_among_100_is_set_aside_and_the_rest_go_up(
     counter: Counter, central: CentralServer, sleeps: Sleeps
 ) -> None:
     from app.domain.permissions import PermissionDenied
-    from app.services.sync_status import refused_records, requeue_refused
+    from app.services.sync_status import refused_records
+    from app.services.sync_status import requeue_refused
 
     sales = remote_payments(counter, 100)
     bad = sales[37]
@@ -124,7 +135,8 @@ def test_a_full_width_customer_number_is_refused_by_the_contract_check_alone(
 def test_a_record_the_central_side_refuses_is_set_aside_and_resent_once_fixed(
     counter: Counter, central: CentralServer, sleeps: Sleeps
 ) -> None:
-    from app.services.sync_status import refused_records, requeue_refused
+    from app.services.sync_status import refused_records
+    from app.services.sync_status import requeue_refused
 
     service = make_service(counter, central, sleeps)
     first = remote_payments(counter, 2)

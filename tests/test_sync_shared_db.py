@@ -14,11 +14,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine
+from sqlalchemy import text
 
-from tests.conftest import PG_URL, ROOT, drop_pg_schema, pg_available
+from tests.conftest import PG_URL
+from tests.conftest import ROOT
+from tests.conftest import drop_pg_schema
+from tests.conftest import pg_available
 from tests.rigs.central_process import serve_central
-from tests.rigs.cli import ok_json, run
+from tests.rigs.cli import ok_json
+from tests.rigs.cli import run
 from tests.rigs.counter import REMOTE
 from tests.rigs.env import child_env
 

@@ -12,16 +12,23 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from sqlalchemy import text, update
+from sqlalchemy import text
+from sqlalchemy import update
 
 from app.persistence.models import Customer
 from sync import contract as c
 from sync.central.server import CentralServer
 from sync.client import CentralClient
-from sync.pull import get_setting, pull_all
-from sync.service import CONTROL_CURSOR, SyncService
-from tests.rigs.counter import CUSTOMER, OWING, Counter
-from tests.rigs.sync import Sleeps, make_service, register
+from sync.pull import get_setting
+from sync.pull import pull_all
+from sync.service import CONTROL_CURSOR
+from sync.service import SyncService
+from tests.rigs.counter import CUSTOMER
+from tests.rigs.counter import OWING
+from tests.rigs.counter import Counter
+from tests.rigs.sync import Sleeps
+from tests.rigs.sync import make_service
+from tests.rigs.sync import register
 
 
 def seen(counter: Counter, customer_no: str, at: dt.datetime, remaining: int) -> None:

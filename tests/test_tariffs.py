@@ -7,12 +7,17 @@ import datetime as dt
 import pytest
 
 from app.clock import FixedClock
-from app.errors import Conflict, NotFound, ValidationError
+from app.errors import Conflict
+from app.errors import NotFound
+from app.errors import ValidationError
 from app.persistence.db import Database
-from app.services import ledger, shifts
+from app.services import ledger
+from app.services import shifts
 from app.services.auth import login
 from app.services.customers import get_customer
-from app.services.tariffs import add_version, list_plans, version_in_force
+from app.services.tariffs import add_version
+from app.services.tariffs import list_plans
+from app.services.tariffs import version_in_force
 
 CST = dt.timezone(dt.timedelta(hours=8))
 SWITCH = dt.datetime(2026, 7, 1, 0, 0, tzinfo=CST)

@@ -18,23 +18,26 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 from app.clock import FixedClock
-from app.errors import SchemaTooNew, StationSchemaTooNew
-from app.persistence.db import (
-    MIGRATIONS_DIR,
-    Database,
-    known_revisions,
-    make_engine,
-    stamped_revisions,
-)
+from app.errors import SchemaTooNew
+from app.errors import StationSchemaTooNew
+from app.persistence.db import MIGRATIONS_DIR
+from app.persistence.db import Database
+from app.persistence.db import known_revisions
+from app.persistence.db import make_engine
+from app.persistence.db import stamped_revisions
 from app.persistence.models import Base
 from app.services import audit as audit_service
 from sync.central import models as central_models
 from sync.central import schema
-from tests.conftest import PG_URL, pg_schema
+from tests.conftest import PG_URL
+from tests.conftest import pg_schema
 from tests.rigs.cli import run
-from tests.rigs.counter import CUSTOMER, Counter
+from tests.rigs.counter import CUSTOMER
+from tests.rigs.counter import Counter
 from tests.rigs.pg import in_schema
-from tests.rigs.upgrade_data import Filled, check, fill
+from tests.rigs.upgrade_data import Filled
+from tests.rigs.upgrade_data import check
+from tests.rigs.upgrade_data import fill
 
 RELEASED = Path(__file__).parent / "data" / "released"
 # Differences between the migrated schema and the models that are known and harmless; each

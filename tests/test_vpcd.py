@@ -16,16 +16,24 @@ import pytest
 from app.domain.card import CardKind
 from app.errors import ValidationError
 from app.ports import KeyRole
-from cardio.crypto import auth_cryptogram, challenge_iv, mac4
-from cardio.emulator import (
-    CardImage,
-    PsamOS,
-    UserCardOS,
-    diversified_card_keys,
-)
-from cardio.profile import APP_AID, PSAM_AID
-from cardio.vpcd import VPCD_PORT, VPCD_PORT_ENV, VPCD_SLOTS, VpcdCard, port_for_slot
-from tests.pcsc_fixtures import READER_SLOT0, READER_SLOT1, Pcscd, free_vpcd_port
+from cardio.crypto import auth_cryptogram
+from cardio.crypto import challenge_iv
+from cardio.crypto import mac4
+from cardio.emulator import CardImage
+from cardio.emulator import PsamOS
+from cardio.emulator import UserCardOS
+from cardio.emulator import diversified_card_keys
+from cardio.profile import APP_AID
+from cardio.profile import PSAM_AID
+from cardio.vpcd import VPCD_PORT
+from cardio.vpcd import VPCD_PORT_ENV
+from cardio.vpcd import VPCD_SLOTS
+from cardio.vpcd import VpcdCard
+from cardio.vpcd import port_for_slot
+from tests.pcsc_fixtures import READER_SLOT0
+from tests.pcsc_fixtures import READER_SLOT1
+from tests.pcsc_fixtures import Pcscd
+from tests.pcsc_fixtures import free_vpcd_port
 
 MASTER = {i: bytes([0x50 + i]) * 16 for i in range(6)}
 SELECT_APP = bytes.fromhex("00A404000A") + APP_AID
@@ -37,7 +45,8 @@ CARD_TIMEOUT = 10.0
 
 
 def _pcsc() -> tuple[object, type[Exception], type[Exception]]:
-    from smartcard.Exceptions import CardConnectionException, NoCardException
+    from smartcard.Exceptions import CardConnectionException
+    from smartcard.Exceptions import NoCardException
     from smartcard.System import readers
 
     return readers, NoCardException, CardConnectionException

@@ -18,7 +18,9 @@ from typing import TYPE_CHECKING
 from app.context import AppContext
 from app.domain.audit import VerifyResult
 from app.ports import BackgroundSync
-from app.settings import CARD_READER, DEMO_MODE, TRAINING_MODE
+from app.settings import CARD_READER
+from app.settings import DEMO_MODE
+from app.settings import TRAINING_MODE
 
 if TYPE_CHECKING:
     from ui.login import CounterSession

@@ -25,12 +25,22 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import QObject, Signal, Slot
+from PySide6.QtCore import QObject
+from PySide6.QtCore import Signal
+from PySide6.QtCore import Slot
 
-from app.domain.card import CardRemoved, NoReader
-from app.i18n import N_, _, translate
-from app.ports import CardEvent, CardEventKind, CardTerminal, CardTray, TrayCard
-from app.settings import CARD_READER, TRAINING_MODE
+from app.domain.card import CardRemoved
+from app.domain.card import NoReader
+from app.i18n import N_
+from app.i18n import _
+from app.i18n import translate
+from app.ports import CardEvent
+from app.ports import CardEventKind
+from app.ports import CardTerminal
+from app.ports import CardTray
+from app.ports import TrayCard
+from app.settings import CARD_READER
+from app.settings import TRAINING_MODE
 
 log = logging.getLogger(__name__)
 

@@ -13,34 +13,46 @@ import importlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
+from typing import Protocol
 
-from PySide6.QtCore import QRect, Qt, QTimer
-from PySide6.QtGui import QGuiApplication, QKeySequence, QShortcut
-from PySide6.QtWidgets import (
-    QFrame,
-    QHBoxLayout,
-    QLabel,
-    QListWidget,
-    QMainWindow,
-    QScrollArea,
-    QStackedWidget,
-    QVBoxLayout,
-    QWidget,
-)
+from PySide6.QtCore import QRect
+from PySide6.QtCore import Qt
+from PySide6.QtCore import QTimer
+from PySide6.QtGui import QGuiApplication
+from PySide6.QtGui import QKeySequence
+from PySide6.QtGui import QShortcut
+from PySide6.QtWidgets import QFrame
+from PySide6.QtWidgets import QHBoxLayout
+from PySide6.QtWidgets import QLabel
+from PySide6.QtWidgets import QListWidget
+from PySide6.QtWidgets import QMainWindow
+from PySide6.QtWidgets import QScrollArea
+from PySide6.QtWidgets import QStackedWidget
+from PySide6.QtWidgets import QVBoxLayout
+from PySide6.QtWidgets import QWidget
 
 from app.context import AppContext
 from app.domain.audit import VerifyResult
 from app.domain.operators import Role
-from app.domain.permissions import Action, allowed
-from app.i18n import N_, _, get_language, translate
-from app.ports import BackgroundSync, CardTerminal
+from app.domain.permissions import Action
+from app.domain.permissions import allowed
+from app.i18n import N_
+from app.i18n import _
+from app.i18n import get_language
+from app.i18n import translate
+from app.ports import BackgroundSync
+from app.ports import CardTerminal
 from app.services.audit import AuditVerifyFailed
 from app.services.auth import Principal
-from app.services.sync_status import SyncStatus, sync_status
+from app.services.sync_status import SyncStatus
+from app.services.sync_status import sync_status
 from app.settings import TIME_ZONE
-from ui.bridge import CardEvents, Ops
-from ui.style import apply_style, set_banner, set_tone
+from ui.bridge import CardEvents
+from ui.bridge import Ops
+from ui.style import apply_style
+from ui.style import set_banner
+from ui.style import set_tone
 from ui.widgets import wrapped_label
 
 log = logging.getLogger(__name__)

@@ -18,20 +18,23 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import (
-    QAbstractTableModel,
-    QModelIndex,
-    QObject,
-    QPersistentModelIndex,
-    Qt,
-    QTimer,
-    Signal,
-)
+from PySide6.QtCore import QAbstractTableModel
+from PySide6.QtCore import QModelIndex
+from PySide6.QtCore import QObject
+from PySide6.QtCore import QPersistentModelIndex
+from PySide6.QtCore import Qt
+from PySide6.QtCore import QTimer
+from PySide6.QtCore import Signal
 
-from app.i18n import N_, _, translate
+from app.i18n import N_
+from app.i18n import _
+from app.i18n import translate
 from app.money import format_yuan
-from app.services.customers import SearchCursor, SearchHit, SearchPage
-from ui.bridge import Ops, error_text
+from app.services.customers import SearchCursor
+from app.services.customers import SearchHit
+from app.services.customers import SearchPage
+from ui.bridge import Ops
+from ui.bridge import error_text
 
 log = logging.getLogger(__name__)
 

@@ -14,26 +14,28 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtWidgets import (
-    QComboBox,
-    QFileDialog,
-    QFormLayout,
-    QHBoxLayout,
-    QLineEdit,
-    QPushButton,
-    QVBoxLayout,
-    QWidget,
-    QWizard,
-    QWizardPage,
-)
+from PySide6.QtWidgets import QComboBox
+from PySide6.QtWidgets import QFileDialog
+from PySide6.QtWidgets import QFormLayout
+from PySide6.QtWidgets import QHBoxLayout
+from PySide6.QtWidgets import QLineEdit
+from PySide6.QtWidgets import QPushButton
+from PySide6.QtWidgets import QVBoxLayout
+from PySide6.QtWidgets import QWidget
+from PySide6.QtWidgets import QWizard
+from PySide6.QtWidgets import QWizardPage
 
 from app.context import AppContext
-from app.i18n import N_, _, translate
+from app.i18n import N_
+from app.i18n import _
+from app.i18n import translate
 from app.services import setup
 from app.services.setup import SetupPlan
 from app.settings import PRINTER
-from ui.bridge import Ops, error_text
-from ui.widgets import radio_buttons, wrapped_label
+from ui.bridge import Ops
+from ui.bridge import error_text
+from ui.widgets import radio_buttons
+from ui.widgets import wrapped_label
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,8 @@ the window's font for the platform's smaller one).
 from __future__ import annotations
 
 from PySide6.QtGui import QFont
-from PySide6.QtWidgets import QApplication, QWidget
+from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QWidget
 
 BASE_POINT_SIZE = 12  # large type at the counter
 

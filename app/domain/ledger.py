@@ -13,9 +13,12 @@ import enum
 from dataclasses import dataclass
 
 from app.domain.labels import Labelled
-from app.errors import AmountError, InvalidTransition
-from app.i18n import N_, Msg
-from app.money import MAX_FEN, check_fen
+from app.errors import AmountError
+from app.errors import InvalidTransition
+from app.i18n import N_
+from app.i18n import Msg
+from app.money import MAX_FEN
+from app.money import check_fen
 
 
 class SaleState(Labelled):

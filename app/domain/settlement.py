@@ -4,7 +4,8 @@ was handed back (the figures of the close's account event and of its printed sta
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
+from dataclasses import dataclass
 from typing import Any
 
 from app.i18n import N_

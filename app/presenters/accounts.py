@@ -8,7 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from app.domain import settlement as st
-from app.i18n import _, translate
+from app.i18n import _
+from app.i18n import translate
 from app.money import format_yuan
 from app.ports import CardTerminal
 from app.presenters import Bound

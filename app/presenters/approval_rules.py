@@ -13,10 +13,13 @@ from typing import Any
 from app.domain.operators import Role
 from app.domain.permissions import Action
 from app.errors import ValidationError
-from app.i18n import N_, _, translate
+from app.i18n import N_
+from app.i18n import _
+from app.i18n import translate
 from app.persistence.db import Database
 from app.services import approvals
-from app.services.approvals import ApprovalRuleView, ApprovalStep
+from app.services.approvals import ApprovalRuleView
+from app.services.approvals import ApprovalStep
 
 # how a ``--step`` (and the editor's check box) says whether the signer must be another person
 SAME, DISTINCT = "same", "distinct"

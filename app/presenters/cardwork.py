@@ -4,24 +4,25 @@ calls bound to one database, clock and settings, and the lines that tell their r
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from app.domain.card import (
-    CardAuthError,
-    CardCommandError,
-    CardContents,
-    CorruptCardFile,
-    UnsupportedProfile,
-)
+from app.domain.card import CardAuthError
+from app.domain.card import CardCommandError
+from app.domain.card import CardContents
+from app.domain.card import CorruptCardFile
+from app.domain.card import UnsupportedProfile
 from app.domain.ledger import SaleKind
 from app.domain.permissions import Action
 from app.i18n import _
 from app.money import format_yuan
 from app.ports import CardTerminal
 from app.presenters import Bound
-from app.services import approvals, ledger, selling
+from app.services import approvals
+from app.services import ledger
+from app.services import selling
 from app.services.auth import Principal
 from app.services.customers import CustomerView
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-from app.i18n import N_, _, translate
+from app.i18n import N_
+from app.i18n import _
+from app.i18n import translate
 from app.money import format_yuan
 
 STATE_TEXT = {

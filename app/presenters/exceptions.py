@@ -3,7 +3,8 @@ shared by ``cardvend exceptions`` and the window's exceptions page."""
 
 from __future__ import annotations
 
-from app.i18n import N_, translate
+from app.i18n import N_
+from app.i18n import translate
 
 # the states a list may be filtered by ("open": not closed)
 STATES = ("open", "new", "assigned", "explained", "resolved", "escalated")

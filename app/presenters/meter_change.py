@@ -8,14 +8,19 @@ from dataclasses import dataclass
 
 from app.context import AppContext
 from app.errors import CardVendError
-from app.i18n import N_, _
+from app.i18n import N_
+from app.i18n import _
 from app.money import format_yuan
 from app.persistence.db import Database
-from app.ports import CardTerminal, SlipRenderer
+from app.ports import CardTerminal
+from app.ports import SlipRenderer
 from app.presenters import Bound
 from app.services.auth import Principal
-from app.services.lifecycle.meter_change import MeterChange, MeterChangeRequest, change_meter
-from app.settings import RECEIPT_LANGUAGE, TIME_ZONE
+from app.services.lifecycle.meter_change import MeterChange
+from app.services.lifecycle.meter_change import MeterChangeRequest
+from app.services.lifecycle.meter_change import change_meter
+from app.settings import RECEIPT_LANGUAGE
+from app.settings import TIME_ZONE
 
 
 class NoSlipRenderer(CardVendError):

@@ -19,38 +19,48 @@ import datetime as dt
 import logging
 import os
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator
+from collections.abc import Mapping
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING
+from typing import Any
+from typing import Protocol
 
-from sqlalchemy import Integer, String, exists, select, type_coerce
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import Integer
+from sqlalchemy import String
+from sqlalchemy import exists
+from sqlalchemy import select
+from sqlalchemy import type_coerce
+from sqlalchemy.orm import Session
+from sqlalchemy.orm import aliased
 
 from app import csvsafe
 from app.clock import Clock
-from app.domain.audit import (
-    GENESIS,
-    HEAD_MISSING,
-    SALE_CHANGED,
-    SALE_DELETED,
-    SALE_UNSEALED,
-    SEAL_ACTIONS,
-    SEAL_KEY,
-    SEALED_FIELDS,
-    AuditRow,
-    VerifyResult,
-    canonical_detail,
-    row_hash,
-    sale_seal,
-    seal_of_values,
-    verify_rows,
-)
-from app.domain.permissions import Action, PermissionDenied
+from app.domain.audit import GENESIS
+from app.domain.audit import HEAD_MISSING
+from app.domain.audit import SALE_CHANGED
+from app.domain.audit import SALE_DELETED
+from app.domain.audit import SALE_UNSEALED
+from app.domain.audit import SEAL_ACTIONS
+from app.domain.audit import SEAL_KEY
+from app.domain.audit import SEALED_FIELDS
+from app.domain.audit import AuditRow
+from app.domain.audit import VerifyResult
+from app.domain.audit import canonical_detail
+from app.domain.audit import row_hash
+from app.domain.audit import sale_seal
+from app.domain.audit import seal_of_values
+from app.domain.audit import verify_rows
+from app.domain.permissions import Action
+from app.domain.permissions import PermissionDenied
 from app.errors import CardVendError
 from app.fileio import replacing
 from app.i18n import N_
 from app.persistence.db import Database
-from app.persistence.models import AuditEntry, AuditHead, Sale
+from app.persistence.models import AuditEntry
+from app.persistence.models import AuditHead
+from app.persistence.models import Sale
 
 if TYPE_CHECKING:
     from app.services.auth import Principal

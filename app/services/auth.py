@@ -10,31 +10,38 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 
-from sqlalchemy import func, select
+from sqlalchemy import func
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app import security
 from app.clock import Clock
 from app.domain.audit import AuditAction
-from app.domain.operators import Role, check_operator_id
-from app.domain.permissions import Action, require
-from app.errors import CardVendError, Conflict, ValidationError
+from app.domain.operators import Role
+from app.domain.operators import check_operator_id
+from app.domain.permissions import Action
+from app.domain.permissions import require
+from app.errors import CardVendError
+from app.errors import Conflict
+from app.errors import ValidationError
 from app.i18n import N_
 from app.localtime import local_time
 from app.persistence.db import Database
 from app.persistence.models import Operator
-from app.security import hash_password, verify_password
-from app.services import audit, operators
-from app.services.operators import AuthenticationFailed, OperatorView
-from app.settings import (
-    IDLE_MINUTES,
-    LOCKOUT_ATTEMPTS,
-    LOCKOUT_MINUTES,
-    MIN_PASSWORD_LENGTH,
-    Settings,
-)
+from app.security import hash_password
+from app.security import verify_password
+from app.services import audit
+from app.services import operators
+from app.services.operators import AuthenticationFailed
+from app.services.operators import OperatorView
+from app.settings import IDLE_MINUTES
+from app.settings import LOCKOUT_ATTEMPTS
+from app.settings import LOCKOUT_MINUTES
+from app.settings import MIN_PASSWORD_LENGTH
+from app.settings import Settings
 
 
 class LoginFailed(AuthenticationFailed):

@@ -32,17 +32,23 @@ import sqlite3
 import subprocess
 import tempfile
 import zipfile
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from collections.abc import Mapping
+from dataclasses import dataclass
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, create_engine, text
+from sqlalchemy import Connection
+from sqlalchemy import create_engine
+from sqlalchemy import text
 from sqlalchemy.engine import URL
 
 from app.clock import Clock
 from app.errors import CardVendError
-from app.fileio import PRIVATE_FILE, private_dir, replacing
+from app.fileio import PRIVATE_FILE
+from app.fileio import private_dir
+from app.fileio import replacing
 from app.i18n import N_
 from app.persistence.db import Database
 from app.persistence.models import Base
@@ -477,7 +483,9 @@ def run_scheduled(
 
 def schedule_of(settings: Any, data_dir: Path) -> Schedule:
     """The schedule the settings give (``backup_dir`` empty: backups/ in the data folder)."""
-    from app.settings import BACKUP_DIR, BACKUP_INTERVAL_HOURS, BACKUP_KEEP
+    from app.settings import BACKUP_DIR
+    from app.settings import BACKUP_INTERVAL_HOURS
+    from app.settings import BACKUP_KEEP
 
     folder = settings.value(BACKUP_DIR) or str(data_dir / "backups")
     return Schedule(

@@ -23,13 +23,17 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app.clock import Clock
 from app.context import AppContext
-from app.domain.card import CardContents, CardKind
+from app.domain.card import CardContents
+from app.domain.card import CardKind
 from app.domain.permissions import Action
-from app.errors import CardVendError, DatabaseError
+from app.errors import CardVendError
+from app.errors import DatabaseError
 from app.i18n import N_
 from app.persistence.db import Database
 from app.persistence.models import Customer
-from app.services import approvals, audit, ledger
+from app.services import approvals
+from app.services import audit
+from app.services import ledger
 from app.services.auth import Principal
 
 

@@ -23,20 +23,18 @@ from app.i18n import N_
 from app.persistence.db import Database
 from app.services import audit
 from app.services.auth import Principal
-from app.settings import (
-    CENTRAL_URL,
-    IDLE_MINUTES,
-    LOCKOUT_ATTEMPTS,
-    LOCKOUT_MINUTES,
-    MIN_PASSWORD_LENGTH,
-    PRINTER_BAUD,
-    REGISTRY,
-    SYNC_BATCH,
-    SYNC_INTERVAL,
-    SYNC_TIMEOUT,
-    TIME_ZONE,
-    Settings,
-)
+from app.settings import CENTRAL_URL
+from app.settings import IDLE_MINUTES
+from app.settings import LOCKOUT_ATTEMPTS
+from app.settings import LOCKOUT_MINUTES
+from app.settings import MIN_PASSWORD_LENGTH
+from app.settings import PRINTER_BAUD
+from app.settings import REGISTRY
+from app.settings import SYNC_BATCH
+from app.settings import SYNC_INTERVAL
+from app.settings import SYNC_TIMEOUT
+from app.settings import TIME_ZONE
+from app.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +68,8 @@ def check_setting(key: str, value: Any) -> Any:
             minimum=MINIMUM.get(key, 0),
         )
     if key == TIME_ZONE.key:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+        from zoneinfo import ZoneInfo
+        from zoneinfo import ZoneInfoNotFoundError
 
         try:
             ZoneInfo(value)

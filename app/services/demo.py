@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func
+from sqlalchemy import or_
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.clock import Clock
@@ -25,11 +27,17 @@ from app.domain.operators import Role
 from app.errors import CardVendError
 from app.i18n import N_
 from app.persistence.db import Database
-from app.persistence.models import ArrearsItem, Customer, Office, Operator, TariffVersion
+from app.persistence.models import ArrearsItem
+from app.persistence.models import Customer
+from app.persistence.models import Office
+from app.persistence.models import Operator
+from app.persistence.models import TariffVersion
 from app.services import audit
-from app.services.customers.importing import _insert_batch, new_account_values
+from app.services.customers.importing import _insert_batch
+from app.services.customers.importing import new_account_values
 from app.services.operators import add_operator
-from app.services.tariffs import add_version, ensure_plan
+from app.services.tariffs import add_version
+from app.services.tariffs import ensure_plan
 
 OFFICE = "DEMO"
 OPERATORS = (

@@ -23,7 +23,8 @@ import os
 import platform
 import sys
 import zipfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,9 +33,13 @@ from app.context import AppContext
 from app.domain.card import NoCard
 from app.errors import CardVendError
 from app.fileio import create_private_file
-from app.i18n import N_, _, translate
+from app.i18n import N_
+from app.i18n import _
+from app.i18n import translate
 from app.ports import DiagProbe as DiagProbe
-from app.settings import CARD_READER, METER_PASSWORD, REGISTRY
+from app.settings import CARD_READER
+from app.settings import METER_PASSWORD
+from app.settings import REGISTRY
 
 log = logging.getLogger(__name__)
 

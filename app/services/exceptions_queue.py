@@ -9,7 +9,8 @@ HTTP).  A step is audited as ``exception_<step>``: ``ok`` with the exception's n
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
+from collections.abc import Mapping
 from typing import Any
 
 from app.clock import Clock

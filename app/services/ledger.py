@@ -14,7 +14,8 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
@@ -24,31 +25,32 @@ from sqlalchemy.orm import Session
 from app.clock import Clock
 from app.domain import pricing
 from app.domain.audit import AuditAction
-from app.domain.customers import CustomerStatus, MeterKind
-from app.domain.ledger import (
-    UNRESOLVED,
-    PaymentSplit,
-    PurchaseLimits,
-    SaleKind,
-    SaleState,
-    check_transition,
-    purchase_limits,
-    split_payment,
-)
+from app.domain.customers import CustomerStatus
+from app.domain.customers import MeterKind
+from app.domain.ledger import UNRESOLVED
+from app.domain.ledger import PaymentSplit
+from app.domain.ledger import PurchaseLimits
+from app.domain.ledger import SaleKind
+from app.domain.ledger import SaleState
+from app.domain.ledger import check_transition
+from app.domain.ledger import purchase_limits
+from app.domain.ledger import split_payment
 from app.domain.permissions import Action
-from app.errors import Conflict, NotFound, SaleInProgress
-from app.i18n import N_, Msg
+from app.errors import Conflict
+from app.errors import NotFound
+from app.errors import SaleInProgress
+from app.i18n import N_
+from app.i18n import Msg
 from app.money import check_fen
 from app.persistence.db import Database
-from app.persistence.models import (
-    ArrearsItem,
-    Customer,
-    FeePayment,
-    OutboxEntry,
-    Reversal,
-    Sale,
-)
-from app.services import audit, shifts
+from app.persistence.models import ArrearsItem
+from app.persistence.models import Customer
+from app.persistence.models import FeePayment
+from app.persistence.models import OutboxEntry
+from app.persistence.models import Reversal
+from app.persistence.models import Sale
+from app.services import audit
+from app.services import shifts
 from app.services.auth import Principal
 from app.services.customers import get_customer
 from app.services.operators import require_operator

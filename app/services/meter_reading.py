@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from typing import Any, Final
+from dataclasses import asdict
+from dataclasses import dataclass
+from typing import Any
+from typing import Final
 
 from app.clock import Clock
 from app.domain.permissions import Action
 from app.persistence.db import Database
-from app.services import audit, cards
+from app.services import audit
+from app.services import cards
 from app.services.auth import Principal
 
 RELAY_CLOSED: Final = "closed"

@@ -9,8 +9,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.clock import Clock
-from app.domain.operators import Role, check_operator_id
-from app.errors import CardVendError, Conflict, NotFound
+from app.domain.operators import Role
+from app.domain.operators import check_operator_id
+from app.errors import CardVendError
+from app.errors import Conflict
+from app.errors import NotFound
 from app.i18n import N_
 from app.persistence.models import Operator
 from app.security import hash_password

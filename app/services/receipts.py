@@ -21,25 +21,28 @@ import hmac
 from collections.abc import Callable
 from dataclasses import replace
 
-from sqlalchemy import func, select
+from sqlalchemy import func
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.clock import Clock, aware
+from app.clock import Clock
+from app.clock import aware
 from app.domain.audit import AuditAction
 from app.domain.permissions import Action
 from app.domain.receipt import ReceiptData
 from app.persistence.db import Database
-from app.persistence.models import (
-    Customer,
-    Office,
-    Operator,
-    ReceiptPrint,
-    TariffPlan,
-    TariffVersion,
-)
-from app.services import approvals, audit, ledger
+from app.persistence.models import Customer
+from app.persistence.models import Office
+from app.persistence.models import Operator
+from app.persistence.models import ReceiptPrint
+from app.persistence.models import TariffPlan
+from app.persistence.models import TariffVersion
+from app.services import approvals
+from app.services import audit
+from app.services import ledger
 from app.services.auth import Principal
-from app.settings import TIME_ZONE, Settings
+from app.settings import TIME_ZONE
+from app.settings import Settings
 
 
 def verification_code(key: bytes, sale_id: str, customer_no: str, amount: int, credit: int) -> str:

@@ -38,24 +38,22 @@ from app.i18n import N_
 from app.persistence.db import Database
 from app.services import audit as audit_service
 from app.services.auth import Principal
-from app.services.backup import (
-    BackupChecksumError,
-    DialectMismatch,
-    ForeignOffice,
-    Manifest,
-    NotABackup,
-    ToolFailed,
-    copy_sqlite,
-    ledger_facts,
-    parse_time,
-    pg_env,
-    pg_tool,
-    read_manifest,
-    run_tool,
-    scratch_file,
-    sha256_file,
-    sqlite_path,
-)
+from app.services.backup import BackupChecksumError
+from app.services.backup import DialectMismatch
+from app.services.backup import ForeignOffice
+from app.services.backup import Manifest
+from app.services.backup import NotABackup
+from app.services.backup import ToolFailed
+from app.services.backup import copy_sqlite
+from app.services.backup import ledger_facts
+from app.services.backup import parse_time
+from app.services.backup import pg_env
+from app.services.backup import pg_tool
+from app.services.backup import read_manifest
+from app.services.backup import run_tool
+from app.services.backup import scratch_file
+from app.services.backup import sha256_file
+from app.services.backup import sqlite_path
 
 log = logging.getLogger(__name__)
 

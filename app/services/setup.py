@@ -18,7 +18,8 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
@@ -29,28 +30,28 @@ from app.domain import ids
 from app.domain.audit import AuditAction
 from app.domain.receipt import ReceiptData
 from app.errors import CardVendError
-from app.fileio import private_dir, write_atomically
+from app.fileio import private_dir
+from app.fileio import write_atomically
 from app.i18n import N_
 from app.paths import Paths
 from app.persistence.db import Database
 from app.ports import SetupProbe
-from app.services import audit, auth
-from app.settings import (
-    CARD_READER,
-    COUNTER_ID,
-    DB_URL,
-    DEMO_MODE,
-    KEY_PROVIDER,
-    KEYSTORE_FILE,
-    LANGUAGE,
-    MIN_PASSWORD_LENGTH,
-    OFFICE_CODE,
-    PRINTER,
-    PRINTER_NAME,
-    PRINTER_PORT,
-    PSAM_READER,
-    Settings,
-)
+from app.services import audit
+from app.services import auth
+from app.settings import CARD_READER
+from app.settings import COUNTER_ID
+from app.settings import DB_URL
+from app.settings import DEMO_MODE
+from app.settings import KEY_PROVIDER
+from app.settings import KEYSTORE_FILE
+from app.settings import LANGUAGE
+from app.settings import MIN_PASSWORD_LENGTH
+from app.settings import OFFICE_CODE
+from app.settings import PRINTER
+from app.settings import PRINTER_NAME
+from app.settings import PRINTER_PORT
+from app.settings import PSAM_READER
+from app.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -210,7 +211,8 @@ def check_reader(plan: SetupPlan, probe: SetupProbe | None) -> None:
 
 def test_read(plan: SetupPlan, probe: SetupProbe | None) -> str:
     """Read the card in the chosen reader: its kind and serial number."""
-    from app.i18n import _, translate
+    from app.i18n import _
+    from app.i18n import translate
 
     check_reader(plan, probe)
     if not plan.card_reader or probe is None:

@@ -7,22 +7,33 @@ reversed sale's money was handed back, a failed sale's never kept); variance = c
 from __future__ import annotations
 
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, select
+from sqlalchemy import ColumnElement
+from sqlalchemy import and_
+from sqlalchemy import func
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.clock import Clock
 from app.domain.audit import AuditAction
-from app.domain.ledger import UNRESOLVED, SaleState
+from app.domain.ledger import UNRESOLVED
+from app.domain.ledger import SaleState
 from app.domain.permissions import Action
-from app.errors import ShiftError, ValidationError
+from app.errors import ShiftError
+from app.errors import ValidationError
 from app.i18n import N_
-from app.money import check_fen, format_yuan
+from app.money import check_fen
+from app.money import format_yuan
 from app.persistence.db import Database
-from app.persistence.models import AccountEvent, FeePayment, Reversal, Sale, Shift
+from app.persistence.models import AccountEvent
+from app.persistence.models import FeePayment
+from app.persistence.models import Reversal
+from app.persistence.models import Sale
+from app.persistence.models import Shift
 from app.services import audit
 from app.services.auth import Principal
 from app.services.operators import require_operator

@@ -12,20 +12,33 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
-from typing import Any, TypeVar
+from collections.abc import Callable
+from collections.abc import Sequence
+from dataclasses import asdict
+from dataclasses import dataclass
+from typing import Any
+from typing import TypeVar
 
-from sqlalchemy import func, null, or_, select, update
-from sqlalchemy.orm import Session, defer
+from sqlalchemy import func
+from sqlalchemy import null
+from sqlalchemy import or_
+from sqlalchemy import select
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+from sqlalchemy.orm import defer
 
-from app.clock import Clock, aware
+from app.clock import Clock
+from app.clock import aware
 from app.domain.audit import AuditAction
 from app.domain.permissions import Action
-from app.errors import NotFound, ValidationError
-from app.i18n import N_, translate
+from app.errors import NotFound
+from app.errors import ValidationError
+from app.i18n import N_
+from app.i18n import translate
 from app.persistence.db import Database
-from app.persistence.models import OutboxEntry, Sale, Setting
+from app.persistence.models import OutboxEntry
+from app.persistence.models import Sale
+from app.persistence.models import Setting
 from app.services import audit
 from app.services.auth import Principal
 

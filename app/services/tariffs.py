@@ -14,11 +14,16 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.clock import Clock, aware
-from app.domain.pricing import TariffSpec, TariffSpecError
-from app.errors import Conflict, NotFound, ValidationError
+from app.clock import Clock
+from app.clock import aware
+from app.domain.pricing import TariffSpec
+from app.domain.pricing import TariffSpecError
+from app.errors import Conflict
+from app.errors import NotFound
+from app.errors import ValidationError
 from app.i18n import N_
-from app.persistence.models import TariffPlan, TariffVersion
+from app.persistence.models import TariffPlan
+from app.persistence.models import TariffVersion
 
 # keys a tariff document may leave out
 SPEC_DEFAULTS: dict[str, Any] = {

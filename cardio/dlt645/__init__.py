@@ -14,34 +14,38 @@ Read ``PROTOCOL.md`` (beside this file) for what we implement and the data ident
 """
 
 from cardio.dlt645.client import MeterClient
-from cardio.dlt645.errors import (
-    ChecksumError,
-    ErrorBits,
-    FrameError,
-    FrameLengthError,
-    MalformedFrame,
-    MeterDataUnavailable,
-    MeterLinkError,
-    MeterNoAnswer,
-    MeterPasswordRefused,
-    MeterProtocolError,
-    MeterRefused,
-    TruncatedFrame,
-    ValueFormatError,
-)
-from cardio.dlt645.frame import BROADCAST, WILDCARD, Frame, Function, decode_frame
-from cardio.dlt645.link import (
-    FrameLink,
-    SerialSettings,
-    TcpSettings,
-    connect_tcp_link,
-    open_serial_link,
-)
-from cardio.dlt645.messages import Password, RelayCommand, operator_code
+from cardio.dlt645.errors import ChecksumError
+from cardio.dlt645.errors import ErrorBits
+from cardio.dlt645.errors import FrameError
+from cardio.dlt645.errors import FrameLengthError
+from cardio.dlt645.errors import MalformedFrame
+from cardio.dlt645.errors import MeterDataUnavailable
+from cardio.dlt645.errors import MeterLinkError
+from cardio.dlt645.errors import MeterNoAnswer
+from cardio.dlt645.errors import MeterPasswordRefused
+from cardio.dlt645.errors import MeterProtocolError
+from cardio.dlt645.errors import MeterRefused
+from cardio.dlt645.errors import TruncatedFrame
+from cardio.dlt645.errors import ValueFormatError
+from cardio.dlt645.frame import BROADCAST
+from cardio.dlt645.frame import WILDCARD
+from cardio.dlt645.frame import Frame
+from cardio.dlt645.frame import Function
+from cardio.dlt645.frame import decode_frame
+from cardio.dlt645.link import FrameLink
+from cardio.dlt645.link import SerialSettings
+from cardio.dlt645.link import TcpSettings
+from cardio.dlt645.link import connect_tcp_link
+from cardio.dlt645.link import open_serial_link
+from cardio.dlt645.messages import Password
+from cardio.dlt645.messages import RelayCommand
+from cardio.dlt645.messages import operator_code
 from cardio.dlt645.parser import FrameParser
-from cardio.dlt645.registers import MemoryMeter, MeterRegisters
+from cardio.dlt645.registers import MemoryMeter
+from cardio.dlt645.registers import MeterRegisters
 from cardio.dlt645.responder import Responder
-from cardio.dlt645.server import SerialServer, TcpServer
+from cardio.dlt645.server import SerialServer
+from cardio.dlt645.server import TcpServer
 
 __all__ = [
     "BROADCAST",

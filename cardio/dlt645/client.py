@@ -17,38 +17,40 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Iterable
-from typing import Any, Final, TypeVar
+from typing import Any
+from typing import Final
+from typing import TypeVar
 
 from app.errors import ValidationError
 from app.i18n import N_
 from app.ports import MeterLink
 from cardio.dlt645.dataids import DataId
-from cardio.dlt645.errors import (
-    FrameError,
-    MalformedFrame,
-    MeterNoAnswer,
-    MeterRefused,
-    ValueFormatError,
-)
-from cardio.dlt645.frame import BROADCAST, WILDCARD, Function, decode_frame, is_address
-from cardio.dlt645.messages import (
-    Ack,
-    AddressReply,
-    AddressRequest,
-    ErrorReply,
-    FollowUpRequest,
-    Message,
-    Password,
-    ReadReply,
-    ReadRequest,
-    RelayCommand,
-    RelayRequest,
-    TimeBroadcast,
-    WriteRequest,
-    decode,
-    encode,
-    operator_code,
-)
+from cardio.dlt645.errors import FrameError
+from cardio.dlt645.errors import MalformedFrame
+from cardio.dlt645.errors import MeterNoAnswer
+from cardio.dlt645.errors import MeterRefused
+from cardio.dlt645.errors import ValueFormatError
+from cardio.dlt645.frame import BROADCAST
+from cardio.dlt645.frame import WILDCARD
+from cardio.dlt645.frame import Function
+from cardio.dlt645.frame import decode_frame
+from cardio.dlt645.frame import is_address
+from cardio.dlt645.messages import Ack
+from cardio.dlt645.messages import AddressReply
+from cardio.dlt645.messages import AddressRequest
+from cardio.dlt645.messages import ErrorReply
+from cardio.dlt645.messages import FollowUpRequest
+from cardio.dlt645.messages import Message
+from cardio.dlt645.messages import Password
+from cardio.dlt645.messages import ReadReply
+from cardio.dlt645.messages import ReadRequest
+from cardio.dlt645.messages import RelayCommand
+from cardio.dlt645.messages import RelayRequest
+from cardio.dlt645.messages import TimeBroadcast
+from cardio.dlt645.messages import WriteRequest
+from cardio.dlt645.messages import decode
+from cardio.dlt645.messages import encode
+from cardio.dlt645.messages import operator_code
 
 log = logging.getLogger(__name__)
 

@@ -15,10 +15,14 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any, Final, Generic, TypeVar
+from typing import Any
+from typing import Final
+from typing import Generic
+from typing import TypeVar
 
 from cardio.dlt645 import formats as F
-from cardio.dlt645.errors import MalformedFrame, ValueFormatError
+from cardio.dlt645.errors import MalformedFrame
+from cardio.dlt645.errors import ValueFormatError
 
 T = TypeVar("T")
 

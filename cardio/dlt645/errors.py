@@ -22,7 +22,8 @@ from __future__ import annotations
 import enum
 from typing import ClassVar
 
-from app.errors import CardVendError, KindError
+from app.errors import CardVendError
+from app.errors import KindError
 from app.i18n import N_
 
 

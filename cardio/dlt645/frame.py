@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import enum
 import re
-from typing import Final, NamedTuple
+from typing import Final
+from typing import NamedTuple
 
-from cardio.dlt645.errors import (
-    ChecksumError,
-    FrameLengthError,
-    MalformedFrame,
-    TruncatedFrame,
-)
+from cardio.dlt645.errors import ChecksumError
+from cardio.dlt645.errors import FrameLengthError
+from cardio.dlt645.errors import MalformedFrame
+from cardio.dlt645.errors import TruncatedFrame
 
 START: Final = 0x68
 END: Final = 0x16

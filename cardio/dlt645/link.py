@@ -34,19 +34,23 @@ from dataclasses import dataclass
 from typing import Final
 
 from app.ports import ByteLink
-from cardio.dlt645.errors import (
-    CLOSED,
-    REFUSED,
-    TIMEOUT,
-    UNREACHABLE,
-    FrameError,
-    MeterLinkError,
-    MeterNoAnswer,
-)
-from cardio.dlt645.frame import MAX_DATA, MIN_FRAME, PREAMBLE, Frame, Function, decode_frame
+from cardio.dlt645.errors import CLOSED
+from cardio.dlt645.errors import REFUSED
+from cardio.dlt645.errors import TIMEOUT
+from cardio.dlt645.errors import UNREACHABLE
+from cardio.dlt645.errors import FrameError
+from cardio.dlt645.errors import MeterLinkError
+from cardio.dlt645.errors import MeterNoAnswer
+from cardio.dlt645.frame import MAX_DATA
+from cardio.dlt645.frame import MIN_FRAME
+from cardio.dlt645.frame import PREAMBLE
+from cardio.dlt645.frame import Frame
+from cardio.dlt645.frame import Function
 from cardio.dlt645.frame import address_matches as _address_matches
+from cardio.dlt645.frame import decode_frame
 from cardio.dlt645.parser import FrameParser
-from cardio.serial_link import SerialPortError, open_serial
+from cardio.serial_link import SerialPortError
+from cardio.serial_link import open_serial
 
 log = logging.getLogger(__name__)
 

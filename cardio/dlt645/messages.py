@@ -31,8 +31,13 @@ from app.errors import ValidationError
 from app.i18n import N_
 from cardio.dlt645 import formats as F
 from cardio.dlt645.dataids import di_code
-from cardio.dlt645.errors import ErrorBits, MalformedFrame
-from cardio.dlt645.frame import Frame, Function, address_text, control, is_address
+from cardio.dlt645.errors import ErrorBits
+from cardio.dlt645.errors import MalformedFrame
+from cardio.dlt645.frame import Frame
+from cardio.dlt645.frame import Function
+from cardio.dlt645.frame import address_text
+from cardio.dlt645.frame import control
+from cardio.dlt645.frame import is_address
 
 _HEX6 = re.compile(r"[0-9A-F]{6}", re.ASCII)
 _PASSWORD_TEXT = re.compile(r"[0-9A-Fa-f]{8}", re.ASCII)

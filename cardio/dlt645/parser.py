@@ -27,13 +27,16 @@ from __future__ import annotations
 
 from typing import Final
 
-from cardio.dlt645.errors import (
-    ChecksumError,
-    FrameError,
-    FrameLengthError,
-    TruncatedFrame,
-)
-from cardio.dlt645.frame import END, HEADER_SIZE, MIN_FRAME, START, UNMASK, Frame
+from cardio.dlt645.errors import ChecksumError
+from cardio.dlt645.errors import FrameError
+from cardio.dlt645.errors import FrameLengthError
+from cardio.dlt645.errors import TruncatedFrame
+from cardio.dlt645.frame import END
+from cardio.dlt645.frame import HEADER_SIZE
+from cardio.dlt645.frame import MIN_FRAME
+from cardio.dlt645.frame import START
+from cardio.dlt645.frame import UNMASK
+from cardio.dlt645.frame import Frame
 
 _SECOND_START: Final = 7
 _LENGTH: Final = 9

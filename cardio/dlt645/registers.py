@@ -10,13 +10,19 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from dataclasses import dataclass
+from dataclasses import field
+from typing import Any
+from typing import Protocol
+from typing import TypeVar
 
-from app.clock import Clock, SystemClock
+from app.clock import Clock
+from app.clock import SystemClock
 from cardio.dlt645 import dataids as D
-from cardio.dlt645.errors import ErrorBits, Refusal
-from cardio.dlt645.messages import Password, RelayCommand
+from cardio.dlt645.errors import ErrorBits
+from cardio.dlt645.errors import Refusal
+from cardio.dlt645.messages import Password
+from cardio.dlt645.messages import RelayCommand
 from cardio.profile import BEIJING
 
 T = TypeVar("T")

@@ -33,27 +33,33 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable
-from typing import Any, Final
+from typing import Any
+from typing import Final
 
 from cardio.dlt645 import dataids as D
-from cardio.dlt645.errors import ErrorBits, MalformedFrame, Refusal, ValueFormatError
-from cardio.dlt645.frame import BROADCAST, Frame, Function, address_matches, control
+from cardio.dlt645.errors import ErrorBits
+from cardio.dlt645.errors import MalformedFrame
+from cardio.dlt645.errors import Refusal
+from cardio.dlt645.errors import ValueFormatError
+from cardio.dlt645.frame import BROADCAST
+from cardio.dlt645.frame import Frame
+from cardio.dlt645.frame import Function
+from cardio.dlt645.frame import address_matches
+from cardio.dlt645.frame import control
 from cardio.dlt645.messages import Ack as _Ack
-from cardio.dlt645.messages import (
-    AddressReply,
-    AddressRequest,
-    ErrorReply,
-    FollowUpRequest,
-    Message,
-    ReadReply,
-    ReadRequest,
-    RelayRequest,
-    Reply,
-    TimeBroadcast,
-    WriteRequest,
-    decode,
-    encode,
-)
+from cardio.dlt645.messages import AddressReply
+from cardio.dlt645.messages import AddressRequest
+from cardio.dlt645.messages import ErrorReply
+from cardio.dlt645.messages import FollowUpRequest
+from cardio.dlt645.messages import Message
+from cardio.dlt645.messages import ReadReply
+from cardio.dlt645.messages import ReadRequest
+from cardio.dlt645.messages import RelayRequest
+from cardio.dlt645.messages import Reply
+from cardio.dlt645.messages import TimeBroadcast
+from cardio.dlt645.messages import WriteRequest
+from cardio.dlt645.messages import decode
+from cardio.dlt645.messages import encode
 from cardio.dlt645.registers import MeterRegisters
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,8 @@ import logging
 import socket
 import threading
 from collections.abc import Sequence
-from typing import Final, Self
+from typing import Final
+from typing import Self
 
 from app.background import Background
 from app.ports import ByteLink
@@ -26,7 +27,8 @@ from cardio.dlt645.frame import Frame
 from cardio.dlt645.link import SerialSettings
 from cardio.dlt645.parser import FrameParser
 from cardio.dlt645.responder import Responder
-from cardio.serial_link import SerialPortError, open_serial
+from cardio.serial_link import SerialPortError
+from cardio.serial_link import open_serial
 
 log = logging.getLogger(__name__)
 

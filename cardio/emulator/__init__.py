@@ -15,14 +15,12 @@ on reset and power off.  Nothing here logs a key, a cryptogram or a MAC.
 
 from __future__ import annotations
 
-from cardio.emulator.image import (
-    CardImage,
-    CardImageError,
-    CardOS,
-    CardState,
-    CardVanished,
-    diversified_card_keys,
-)
+from cardio.emulator.image import CardImage
+from cardio.emulator.image import CardImageError
+from cardio.emulator.image import CardOS
+from cardio.emulator.image import CardState
+from cardio.emulator.image import CardVanished
+from cardio.emulator.image import diversified_card_keys
 from cardio.emulator.psam import PsamOS
 from cardio.emulator.user_card import UserCardOS
 

@@ -7,7 +7,9 @@ import logging
 import threading
 from dataclasses import dataclass
 
-from cardio.emulator.image import SW_UNKNOWN_ERROR, SW_WRONG_LENGTH, CardVanished
+from cardio.emulator.image import SW_UNKNOWN_ERROR
+from cardio.emulator.image import SW_WRONG_LENGTH
+from cardio.emulator.image import CardVanished
 
 log = logging.getLogger(__name__)
 

@@ -6,8 +6,10 @@ import enum
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass
+from dataclasses import field
+from typing import Any
+from typing import Protocol
 
 from app.domain.card import CardKind
 from app.errors import CardVendError
@@ -15,13 +17,9 @@ from app.fileio import write_atomically
 from app.files import file_problem
 from app.i18n import N_
 from app.ports import KeyRole
-from cardio.crypto import (
-    KEY_LEN,
-    diversify_card_key,
-)
-from cardio.profile import (
-    FILE_SIZES,
-)
+from cardio.crypto import KEY_LEN
+from cardio.crypto import diversify_card_key
+from cardio.profile import FILE_SIZES
 
 CARD_KEY_IDS = (
     KeyRole.ISSUER,

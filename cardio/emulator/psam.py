@@ -3,38 +3,37 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
+from collections.abc import Mapping
 
 from app.ports import KeyRole
-from cardio.crypto import (
-    BLOCK,
-    KEY_LEN,
-    MAC_LEN,
-    auth_cryptogram,
-    diversify_card_key,
-    diversify_meter_key,
-    mac4,
-)
-from cardio.emulator.base import _Apdu, _EmulatedCard, _Status, _sw, _tlv
-from cardio.emulator.image import (
-    CARD_KEY_IDS,
-    CHALLENGE_LEN,
-    PURCHASE_BODY_LEN,
-    SERIAL_LEN,
-    SW_BAD_MAC,
-    SW_CLA_NOT_SUPPORTED,
-    SW_CONDITIONS,
-    SW_INS_NOT_SUPPORTED,
-    SW_NOT_FOUND,
-    SW_OK,
-    SW_WRONG_LENGTH,
-    SW_WRONG_P1P2,
-    WRITE_BACK_BODY_LEN,
-    make_atr,
-)
-from cardio.profile import (
-    PSAM_AID,
-)
+from cardio.crypto import BLOCK
+from cardio.crypto import KEY_LEN
+from cardio.crypto import MAC_LEN
+from cardio.crypto import auth_cryptogram
+from cardio.crypto import diversify_card_key
+from cardio.crypto import diversify_meter_key
+from cardio.crypto import mac4
+from cardio.emulator.base import _Apdu
+from cardio.emulator.base import _EmulatedCard
+from cardio.emulator.base import _Status
+from cardio.emulator.base import _sw
+from cardio.emulator.base import _tlv
+from cardio.emulator.image import CARD_KEY_IDS
+from cardio.emulator.image import CHALLENGE_LEN
+from cardio.emulator.image import PURCHASE_BODY_LEN
+from cardio.emulator.image import SERIAL_LEN
+from cardio.emulator.image import SW_BAD_MAC
+from cardio.emulator.image import SW_CLA_NOT_SUPPORTED
+from cardio.emulator.image import SW_CONDITIONS
+from cardio.emulator.image import SW_INS_NOT_SUPPORTED
+from cardio.emulator.image import SW_NOT_FOUND
+from cardio.emulator.image import SW_OK
+from cardio.emulator.image import SW_WRONG_LENGTH
+from cardio.emulator.image import SW_WRONG_P1P2
+from cardio.emulator.image import WRITE_BACK_BODY_LEN
+from cardio.emulator.image import make_atr
+from cardio.profile import PSAM_AID
 
 
 class PsamOS(_EmulatedCard):

@@ -11,42 +11,42 @@ from pathlib import Path
 
 from app.domain.card import PROFILE_VERSION
 from app.ports import KeyRole
-from cardio.crypto import (
-    MAC_LEN,
-    auth_cryptogram,
-    challenge_iv,
-    mac4,
-)
-from cardio.emulator.base import _Apdu, _Df, _EmulatedCard, _SilentFault, _Status, _sw, _tlv
-from cardio.emulator.image import (
-    CHALLENGE_LEN,
-    ISSUABLE_KINDS,
-    MAX_TRIES,
-    SW_BAD_MAC,
-    SW_CLA_NOT_SUPPORTED,
-    SW_CONDITIONS,
-    SW_INS_NOT_SUPPORTED,
-    SW_KEY_BLOCKED,
-    SW_MEMORY_FAILURE,
-    SW_NO_CHALLENGE,
-    SW_NOT_AUTHENTICATED,
-    SW_NOT_FOUND,
-    SW_OK,
-    SW_WRONG_LENGTH,
-    SW_WRONG_OFFSET,
-    SW_WRONG_P1P2,
-    CardImage,
-    CardState,
-    make_atr,
-    sw_tries_left,
-)
-from cardio.profile import (
-    APP_AID,
-    APP_FID,
-    FILE_SIZES,
-    MF_FID,
-    SFI_WRITE_BACK,
-)
+from cardio.crypto import MAC_LEN
+from cardio.crypto import auth_cryptogram
+from cardio.crypto import challenge_iv
+from cardio.crypto import mac4
+from cardio.emulator.base import _Apdu
+from cardio.emulator.base import _Df
+from cardio.emulator.base import _EmulatedCard
+from cardio.emulator.base import _SilentFault
+from cardio.emulator.base import _Status
+from cardio.emulator.base import _sw
+from cardio.emulator.base import _tlv
+from cardio.emulator.image import CHALLENGE_LEN
+from cardio.emulator.image import ISSUABLE_KINDS
+from cardio.emulator.image import MAX_TRIES
+from cardio.emulator.image import SW_BAD_MAC
+from cardio.emulator.image import SW_CLA_NOT_SUPPORTED
+from cardio.emulator.image import SW_CONDITIONS
+from cardio.emulator.image import SW_INS_NOT_SUPPORTED
+from cardio.emulator.image import SW_KEY_BLOCKED
+from cardio.emulator.image import SW_MEMORY_FAILURE
+from cardio.emulator.image import SW_NO_CHALLENGE
+from cardio.emulator.image import SW_NOT_AUTHENTICATED
+from cardio.emulator.image import SW_NOT_FOUND
+from cardio.emulator.image import SW_OK
+from cardio.emulator.image import SW_WRONG_LENGTH
+from cardio.emulator.image import SW_WRONG_OFFSET
+from cardio.emulator.image import SW_WRONG_P1P2
+from cardio.emulator.image import CardImage
+from cardio.emulator.image import CardState
+from cardio.emulator.image import make_atr
+from cardio.emulator.image import sw_tries_left
+from cardio.profile import APP_AID
+from cardio.profile import APP_FID
+from cardio.profile import FILE_SIZES
+from cardio.profile import MF_FID
+from cardio.profile import SFI_WRITE_BACK
 
 log = logging.getLogger(__name__)
 

@@ -14,17 +14,22 @@ import datetime as dt
 import json
 import logging
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
+from typing import Final
 
 from app.domain import ids
 from app.domain.customers import MeterKind
 from app.errors import CardVendError
-from app.fileio import private_dir, write_atomically
+from app.fileio import private_dir
+from app.fileio import write_atomically
 from app.i18n import N_
 from cardio.dlt645.responder import Responder
-from cardio.fleet.model import FleetMeter, SimClock, load_factor
+from cardio.fleet.model import FleetMeter
+from cardio.fleet.model import SimClock
+from cardio.fleet.model import load_factor
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +59,8 @@ class MetersFileError(FleetError):
 
 def demo_meters() -> list[tuple[str, float | None]]:
     """The demo database's remote fee-control meters (their mean load: the fleet's)."""
-    from app.services.demo import CUSTOMERS, demo_customer
+    from app.services.demo import CUSTOMERS
+    from app.services.demo import demo_customer
 
     found = (demo_customer(i) for i in range(CUSTOMERS))
     return [(c["meter_no"], None) for c in found if c["meter_kind"] == MeterKind.REMOTE.value]

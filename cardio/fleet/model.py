@@ -21,8 +21,11 @@ import hashlib
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Final, TypeVar
+from dataclasses import dataclass
+from dataclasses import field
+from typing import Any
+from typing import Final
+from typing import TypeVar
 
 from cardio.dlt645 import dataids as D
 from cardio.dlt645.messages import RelayCommand

@@ -47,23 +47,21 @@ moves only with :meth:`MeterSimulator.consume` (use ``load_w=0`` to let time pas
 from __future__ import annotations
 
 from cardio.meter_sim.simulator import MeterSimulator
-from cardio.meter_sim.state import (
-    REASON_CREDIT_CEILING,
-    REASON_METER_NO,
-    REASON_NO_JOB,
-    REASON_NOT_OPENED,
-    REASON_PURCHASE_COUNT,
-    REASON_PURCHASE_MAC,
-    REASON_SERIAL,
-    RELAY_CLOSED,
-    RELAY_TRIPPED,
-    ConsumeResult,
-    InsertResult,
-    MeterState,
-    MeterStateError,
-    load_state,
-    save_state,
-)
+from cardio.meter_sim.state import REASON_CREDIT_CEILING
+from cardio.meter_sim.state import REASON_METER_NO
+from cardio.meter_sim.state import REASON_NO_JOB
+from cardio.meter_sim.state import REASON_NOT_OPENED
+from cardio.meter_sim.state import REASON_PURCHASE_COUNT
+from cardio.meter_sim.state import REASON_PURCHASE_MAC
+from cardio.meter_sim.state import REASON_SERIAL
+from cardio.meter_sim.state import RELAY_CLOSED
+from cardio.meter_sim.state import RELAY_TRIPPED
+from cardio.meter_sim.state import ConsumeResult
+from cardio.meter_sim.state import InsertResult
+from cardio.meter_sim.state import MeterState
+from cardio.meter_sim.state import MeterStateError
+from cardio.meter_sim.state import load_state
+from cardio.meter_sim.state import save_state
 from cardio.profile import BEIJING
 
 __all__ = [

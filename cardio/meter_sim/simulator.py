@@ -10,53 +10,50 @@ from typing import Any
 
 from app.clock import Clock
 from app.domain import ids
-from app.domain.card import (
-    ANY_METER,
-    CardContents,
-    CardKind,
-    JobKind,
-    JobRecord,
-    ParameterRecord,
-    UpdateFlags,
-    UserCardType,
-    WriteBack,
-    WriteBackStatus,
-    WrongCardKind,
-)
-from app.domain.pricing import (
-    MINUTES_PER_DAY,
-    RATE_SCALE,
-    WH_PER_KWH,
-    TariffSpec,
-    period_at,
-    tier_year_start,
-)
+from app.domain.card import ANY_METER
+from app.domain.card import CardContents
+from app.domain.card import CardKind
+from app.domain.card import JobKind
+from app.domain.card import JobRecord
+from app.domain.card import ParameterRecord
+from app.domain.card import UpdateFlags
+from app.domain.card import UserCardType
+from app.domain.card import WriteBack
+from app.domain.card import WriteBackStatus
+from app.domain.card import WrongCardKind
+from app.domain.pricing import MINUTES_PER_DAY
+from app.domain.pricing import RATE_SCALE
+from app.domain.pricing import WH_PER_KWH
+from app.domain.pricing import TariffSpec
+from app.domain.pricing import period_at
+from app.domain.pricing import tier_year_start
 from app.ports import KeyProvider
-from cardio.meter_sim.state import (
-    _JOB_OF_CARD,
-    ILLEGAL_CARD_ERRORS,
-    MINUTE,
-    REASON_CREDIT_CEILING,
-    REASON_METER_NO,
-    REASON_NO_JOB,
-    REASON_NO_METER_NO,
-    REASON_NO_PARAMETERS,
-    REASON_NOT_OPENED,
-    REASON_PURCHASE_COUNT,
-    REASON_PURCHASE_MAC,
-    REASON_SERIAL,
-    RELAY_CLOSED,
-    RELAY_TRIPPED,
-    WH_DIVISOR,
-    ConsumeResult,
-    InsertResult,
-    MeterState,
-    _parse_time,
-    _tariff_dict,
-    load_state,
-    save_state,
-)
-from cardio.profile import BEIJING, FILE_NAMES, SFI_BACKUP_TARIFF, SFI_CURRENT_TARIFF
+from cardio.meter_sim.state import _JOB_OF_CARD
+from cardio.meter_sim.state import ILLEGAL_CARD_ERRORS
+from cardio.meter_sim.state import MINUTE
+from cardio.meter_sim.state import REASON_CREDIT_CEILING
+from cardio.meter_sim.state import REASON_METER_NO
+from cardio.meter_sim.state import REASON_NO_JOB
+from cardio.meter_sim.state import REASON_NO_METER_NO
+from cardio.meter_sim.state import REASON_NO_PARAMETERS
+from cardio.meter_sim.state import REASON_NOT_OPENED
+from cardio.meter_sim.state import REASON_PURCHASE_COUNT
+from cardio.meter_sim.state import REASON_PURCHASE_MAC
+from cardio.meter_sim.state import REASON_SERIAL
+from cardio.meter_sim.state import RELAY_CLOSED
+from cardio.meter_sim.state import RELAY_TRIPPED
+from cardio.meter_sim.state import WH_DIVISOR
+from cardio.meter_sim.state import ConsumeResult
+from cardio.meter_sim.state import InsertResult
+from cardio.meter_sim.state import MeterState
+from cardio.meter_sim.state import _parse_time
+from cardio.meter_sim.state import _tariff_dict
+from cardio.meter_sim.state import load_state
+from cardio.meter_sim.state import save_state
+from cardio.profile import BEIJING
+from cardio.profile import FILE_NAMES
+from cardio.profile import SFI_BACKUP_TARIFF
+from cardio.profile import SFI_CURRENT_TARIFF
 from cardio.terminal import ApduTerminal
 
 # the user cards a meter never bound to a card takes its first load from

@@ -6,29 +6,27 @@ import datetime as dt
 import json
 import os
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
+from dataclasses import fields
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
+from typing import Final
 
 from app.domain import ids
-from app.domain.card import (
-    CardKind,
-    CorruptCardFile,
-    ForeignCard,
-    JobKind,
-    TariffRecord,
-    UnissuedCard,
-    UnsupportedProfile,
-    UpdateFlags,
-    WriteBack,
-    WriteBackStatus,
-    WrongCardKind,
-)
-from app.domain.pricing import (
-    RATE_SCALE,
-    TariffSpec,
-    TariffSpecError,
-)
+from app.domain.card import CardKind
+from app.domain.card import CorruptCardFile
+from app.domain.card import ForeignCard
+from app.domain.card import JobKind
+from app.domain.card import TariffRecord
+from app.domain.card import UnissuedCard
+from app.domain.card import UnsupportedProfile
+from app.domain.card import UpdateFlags
+from app.domain.card import WriteBack
+from app.domain.card import WriteBackStatus
+from app.domain.card import WrongCardKind
+from app.domain.pricing import RATE_SCALE
+from app.domain.pricing import TariffSpec
+from app.domain.pricing import TariffSpecError
 from app.fileio import write_atomically
 from cardio.profile import BEIJING
 

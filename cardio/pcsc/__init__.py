@@ -46,8 +46,11 @@ from cardio.pcsc.channel import PcscChannel
 from cardio.pcsc.codes import hresult_text
 from cardio.pcsc.monitor import EventCallback
 from cardio.pcsc.reader import PcscReaderPort
-from cardio.pcsc.thread import CardThread, default_card_thread
-from cardio.pcsc.trace import command_name, trace_command, trace_response
+from cardio.pcsc.thread import CardThread
+from cardio.pcsc.thread import default_card_thread
+from cardio.pcsc.trace import command_name
+from cardio.pcsc.trace import trace_command
+from cardio.pcsc.trace import trace_response
 
 __all__ = [
     "CardThread",

@@ -12,35 +12,35 @@ from typing import Any
 
 from smartcard import scard
 
-from app.domain.card import CardCommandError, CardError, CardRemoved, NoCard, NoReader
-from cardio.pcsc.codes import (
-    _CARD_GONE,
-    _CHANGED,
-    _CONTEXT_LOST,
-    _E_NO_SMARTCARD,
-    _E_SHARING_VIOLATION,
-    _E_TIMEOUT,
-    _MAX_GET_RESPONSE,
-    _OK,
-    _PRESENT,
-    _READER_GONE,
-    _REMOVAL_GRACE_MS,
-    _SERVICE_GONE,
-    _UNAWARE,
-    _W_REMOVED_CARD,
-    _W_UNPOWERED_CARD,
-    _W_UNRESPONSIVE_CARD,
-    _u32,
-    hresult_text,
-)
+from app.domain.card import CardCommandError
+from app.domain.card import CardError
+from app.domain.card import CardRemoved
+from app.domain.card import NoCard
+from app.domain.card import NoReader
+from cardio.pcsc.codes import _CARD_GONE
+from cardio.pcsc.codes import _CHANGED
+from cardio.pcsc.codes import _CONTEXT_LOST
+from cardio.pcsc.codes import _E_NO_SMARTCARD
+from cardio.pcsc.codes import _E_SHARING_VIOLATION
+from cardio.pcsc.codes import _E_TIMEOUT
+from cardio.pcsc.codes import _MAX_GET_RESPONSE
+from cardio.pcsc.codes import _OK
+from cardio.pcsc.codes import _PRESENT
+from cardio.pcsc.codes import _READER_GONE
+from cardio.pcsc.codes import _REMOVAL_GRACE_MS
+from cardio.pcsc.codes import _SERVICE_GONE
+from cardio.pcsc.codes import _UNAWARE
+from cardio.pcsc.codes import _W_REMOVED_CARD
+from cardio.pcsc.codes import _W_UNPOWERED_CARD
+from cardio.pcsc.codes import _W_UNRESPONSIVE_CARD
+from cardio.pcsc.codes import _u32
+from cardio.pcsc.codes import hresult_text
 from cardio.pcsc.thread import CardThread
-from cardio.pcsc.trace import (
-    _get_response_cla,
-    _with_le,
-    command_name,
-    trace_command,
-    trace_response,
-)
+from cardio.pcsc.trace import _get_response_cla
+from cardio.pcsc.trace import _with_le
+from cardio.pcsc.trace import command_name
+from cardio.pcsc.trace import trace_command
+from cardio.pcsc.trace import trace_response
 
 log = logging.getLogger(__name__)
 

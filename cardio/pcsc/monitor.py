@@ -10,22 +10,21 @@ from dataclasses import dataclass
 
 from smartcard import scard
 
-from app.ports import CardEvent, CardEventKind
-from cardio.pcsc.codes import (
-    _CHANGED,
-    _CONTEXT_LOST,
-    _E_CANCELLED,
-    _E_NO_READERS_AVAILABLE,
-    _E_TIMEOUT,
-    _E_UNKNOWN_READER,
-    _GONE_STATES,
-    _OK,
-    _PNP,
-    _PRESENT,
-    _UNAWARE,
-    _u32,
-    hresult_text,
-)
+from app.ports import CardEvent
+from app.ports import CardEventKind
+from cardio.pcsc.codes import _CHANGED
+from cardio.pcsc.codes import _CONTEXT_LOST
+from cardio.pcsc.codes import _E_CANCELLED
+from cardio.pcsc.codes import _E_NO_READERS_AVAILABLE
+from cardio.pcsc.codes import _E_TIMEOUT
+from cardio.pcsc.codes import _E_UNKNOWN_READER
+from cardio.pcsc.codes import _GONE_STATES
+from cardio.pcsc.codes import _OK
+from cardio.pcsc.codes import _PNP
+from cardio.pcsc.codes import _PRESENT
+from cardio.pcsc.codes import _UNAWARE
+from cardio.pcsc.codes import _u32
+from cardio.pcsc.codes import hresult_text
 
 log = logging.getLogger(__name__)
 

@@ -11,23 +11,26 @@ from typing import Any
 
 from smartcard import scard
 
-from app.domain.card import CardError, NoCard, NoReader
-from cardio.pcsc.channel import PcscChannel, _connect_error
-from cardio.pcsc.codes import (
-    _CHANGED,
-    _CONTEXT_LOST,
-    _E_CANCELLED,
-    _E_NO_READERS_AVAILABLE,
-    _E_TIMEOUT,
-    _OK,
-    _PRESENT,
-    _READER_GONE,
-    _UNAWARE,
-    _u32,
-    hresult_text,
-)
-from cardio.pcsc.monitor import EventCallback, _Monitor
-from cardio.pcsc.thread import CardThread, default_card_thread
+from app.domain.card import CardError
+from app.domain.card import NoCard
+from app.domain.card import NoReader
+from cardio.pcsc.channel import PcscChannel
+from cardio.pcsc.channel import _connect_error
+from cardio.pcsc.codes import _CHANGED
+from cardio.pcsc.codes import _CONTEXT_LOST
+from cardio.pcsc.codes import _E_CANCELLED
+from cardio.pcsc.codes import _E_NO_READERS_AVAILABLE
+from cardio.pcsc.codes import _E_TIMEOUT
+from cardio.pcsc.codes import _OK
+from cardio.pcsc.codes import _PRESENT
+from cardio.pcsc.codes import _READER_GONE
+from cardio.pcsc.codes import _UNAWARE
+from cardio.pcsc.codes import _u32
+from cardio.pcsc.codes import hresult_text
+from cardio.pcsc.monitor import EventCallback
+from cardio.pcsc.monitor import _Monitor
+from cardio.pcsc.thread import CardThread
+from cardio.pcsc.thread import default_card_thread
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,9 @@ import queue
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Any, TypeVar, TypeVarTuple
+from typing import Any
+from typing import TypeVar
+from typing import TypeVarTuple
 
 T = TypeVar("T")
 

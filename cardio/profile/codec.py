@@ -7,13 +7,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import NoReturn
 
-from app.domain.card import (
-    CorruptCardFile,
-)
+from app.domain.card import CorruptCardFile
 from app.errors import ValidationError
 from app.i18n import N_
 from cardio.crypto import crc16_x25
-from cardio.profile.layout import _DIGITS, _END, _OVERHEAD, _START, _U16, BEIJING, FILE_SIZES
+from cardio.profile.layout import _DIGITS
+from cardio.profile.layout import _END
+from cardio.profile.layout import _OVERHEAD
+from cardio.profile.layout import _START
+from cardio.profile.layout import _U16
+from cardio.profile.layout import BEIJING
+from cardio.profile.layout import FILE_SIZES
 
 
 class NotCardable(ValidationError):

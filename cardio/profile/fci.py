@@ -5,14 +5,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from app.domain.card import (
-    PROFILE_VERSION,
-    CardKind,
-    UnsupportedProfile,
-)
+from app.domain.card import PROFILE_VERSION
+from app.domain.card import CardKind
+from app.domain.card import UnsupportedProfile
 from app.i18n import N_
-from cardio.profile.codec import _as_bytes, _corrupt, _decoding, _int, _raw
-from cardio.profile.layout import _U8, _U16, FCI_NAME, PSAM_AID, STATE_BLANK, STATE_ISSUED
+from cardio.profile.codec import _as_bytes
+from cardio.profile.codec import _corrupt
+from cardio.profile.codec import _decoding
+from cardio.profile.codec import _int
+from cardio.profile.codec import _raw
+from cardio.profile.layout import _U8
+from cardio.profile.layout import _U16
+from cardio.profile.layout import FCI_NAME
+from cardio.profile.layout import PSAM_AID
+from cardio.profile.layout import STATE_BLANK
+from cardio.profile.layout import STATE_ISSUED
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,7 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Final
 
-from app.domain.card import (
-    UserCardType,
-)
+from app.domain.card import UserCardType
 from app.i18n import N_
 
 MF_FID: Final = 0x3F00

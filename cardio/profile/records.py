@@ -3,62 +3,58 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NoReturn, TypeVar
+from typing import NoReturn
+from typing import TypeVar
 
-from app.domain.card import (
-    PROFILE_VERSION,
-    CardKind,
-    JobKind,
-    JobRecord,
-    ParameterRecord,
-    PurchaseRecord,
-    TariffRecord,
-    UnsupportedProfile,
-    UpdateFlags,
-    UserCardType,
-    WriteBack,
-    WriteBackStatus,
-)
-from app.domain.pricing import TariffSpec, TariffSpecError
+from app.domain.card import PROFILE_VERSION
+from app.domain.card import CardKind
+from app.domain.card import JobKind
+from app.domain.card import JobRecord
+from app.domain.card import ParameterRecord
+from app.domain.card import PurchaseRecord
+from app.domain.card import TariffRecord
+from app.domain.card import UnsupportedProfile
+from app.domain.card import UpdateFlags
+from app.domain.card import UserCardType
+from app.domain.card import WriteBack
+from app.domain.card import WriteBackStatus
+from app.domain.pricing import TariffSpec
+from app.domain.pricing import TariffSpecError
 from app.i18n import N_
-from cardio.profile.codec import (
-    _corrupt,
-    _decoding,
-    _digits,
-    _file_body,
-    _int,
-    _not_cardable,
-    _put,
-    _raw,
-    _Reader,
-    _time,
-    frame,
-)
-from cardio.profile.layout import (
-    _KIND_NAMES,
-    _PERIOD_NAMES,
-    _U8,
-    _U32,
-    _USER_CARD_TYPES,
-    FILE_NAMES,
-    FILE_SIZES,
-    JOB_BODY,
-    MAX_PERIODS,
-    MAX_SEGMENTS,
-    MAX_TIERS,
-    OPEN_TIER,
-    PARAMETERS_BODY,
-    PERIOD_CODES,
-    PURCHASE_BODY,
-    SFI_CURRENT_TARIFF,
-    SFI_JOB,
-    SFI_PARAMETERS,
-    SFI_PURCHASE,
-    SFI_WRITE_BACK,
-    TARIFF_BODY_MAX,
-    TARIFF_KIND_CODES,
-    WRITE_BACK_BODY,
-)
+from cardio.profile.codec import _corrupt
+from cardio.profile.codec import _decoding
+from cardio.profile.codec import _digits
+from cardio.profile.codec import _file_body
+from cardio.profile.codec import _int
+from cardio.profile.codec import _not_cardable
+from cardio.profile.codec import _put
+from cardio.profile.codec import _raw
+from cardio.profile.codec import _Reader
+from cardio.profile.codec import _time
+from cardio.profile.codec import frame
+from cardio.profile.layout import _KIND_NAMES
+from cardio.profile.layout import _PERIOD_NAMES
+from cardio.profile.layout import _U8
+from cardio.profile.layout import _U32
+from cardio.profile.layout import _USER_CARD_TYPES
+from cardio.profile.layout import FILE_NAMES
+from cardio.profile.layout import FILE_SIZES
+from cardio.profile.layout import JOB_BODY
+from cardio.profile.layout import MAX_PERIODS
+from cardio.profile.layout import MAX_SEGMENTS
+from cardio.profile.layout import MAX_TIERS
+from cardio.profile.layout import OPEN_TIER
+from cardio.profile.layout import PARAMETERS_BODY
+from cardio.profile.layout import PERIOD_CODES
+from cardio.profile.layout import PURCHASE_BODY
+from cardio.profile.layout import SFI_CURRENT_TARIFF
+from cardio.profile.layout import SFI_JOB
+from cardio.profile.layout import SFI_PARAMETERS
+from cardio.profile.layout import SFI_PURCHASE
+from cardio.profile.layout import SFI_WRITE_BACK
+from cardio.profile.layout import TARIFF_BODY_MAX
+from cardio.profile.layout import TARIFF_KIND_CODES
+from cardio.profile.layout import WRITE_BACK_BODY
 
 R = TypeVar("R")
 

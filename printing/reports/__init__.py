@@ -15,8 +15,12 @@ with their offset.  Cells that a spreadsheet would run as a formula are escaped 
 leading ``'`` (:mod:`app.csvsafe`; plain numbers such as a variance of ``-5.00`` stay numbers).
 """
 
-from printing.reports.csvout import daily_report_csv, shift_report_csv, stats_report_csv
-from printing.reports.pdf import daily_report_pdf, shift_report_pdf, stats_report_pdf
+from printing.reports.csvout import daily_report_csv
+from printing.reports.csvout import shift_report_csv
+from printing.reports.csvout import stats_report_csv
+from printing.reports.pdf import daily_report_pdf
+from printing.reports.pdf import shift_report_pdf
+from printing.reports.pdf import stats_report_pdf
 from printing.reports.settlement import settlement_pdf
 
 __all__ = [

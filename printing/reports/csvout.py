@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
+from collections.abc import Sequence
 
 from app import csvsafe
-from app.services.reports import (
-    DailyReport,
-    DailyRow,
-    ShiftReport,
-    StatsReport,
-)
-from printing.reports.labels import _kwh, _yuan
+from app.services.reports import DailyReport
+from app.services.reports import DailyRow
+from app.services.reports import ShiftReport
+from app.services.reports import StatsReport
+from printing.reports.labels import _kwh
+from printing.reports.labels import _yuan
 
 # --------------------------------------------------------------------------- CSV
 

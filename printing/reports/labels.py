@@ -8,7 +8,8 @@ from reportlab.lib import colors
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.units import mm
 
-from app.i18n import N_, translate
+from app.i18n import N_
+from app.i18n import translate
 from app.money import format_yuan
 
 # --------------------------------------------------------------------------- labels

@@ -12,33 +12,30 @@ from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import ParagraphStyle
 from reportlab.lib.units import mm
 from reportlab.pdfbase import pdfmetrics
-from reportlab.platypus import (
-    Flowable,
-    Paragraph,
-    SimpleDocTemplate,
-    Table,
-    TableStyle,
-)
+from reportlab.platypus import Flowable
+from reportlab.platypus import Paragraph
+from reportlab.platypus import SimpleDocTemplate
+from reportlab.platypus import Table
+from reportlab.platypus import TableStyle
 
-from printing.fonts import SAVE_LOCK, font_name
-from printing.reports.labels import (
-    BODY_SIZE,
-    COL_AMOUNT,
-    COL_ITEM,
-    GENERATED,
-    GRID,
-    HEAD_BG,
-    MARGIN,
-    NONE,
-    PAGE,
-    ROW_HEIGHT,
-    TABLE_SIZE,
-    TOTAL_BG,
-    WIDTH,
-    _t,
-    _when,
-    _yuan,
-)
+from printing.fonts import SAVE_LOCK
+from printing.fonts import font_name
+from printing.reports.labels import BODY_SIZE
+from printing.reports.labels import COL_AMOUNT
+from printing.reports.labels import COL_ITEM
+from printing.reports.labels import GENERATED
+from printing.reports.labels import GRID
+from printing.reports.labels import HEAD_BG
+from printing.reports.labels import MARGIN
+from printing.reports.labels import NONE
+from printing.reports.labels import PAGE
+from printing.reports.labels import ROW_HEIGHT
+from printing.reports.labels import TABLE_SIZE
+from printing.reports.labels import TOTAL_BG
+from printing.reports.labels import WIDTH
+from printing.reports.labels import _t
+from printing.reports.labels import _when
+from printing.reports.labels import _yuan
 
 # --------------------------------------------------------------------------- PDF building blocks
 

@@ -4,128 +4,125 @@ from __future__ import annotations
 
 from typing import Any
 
-from reportlab.graphics.charts.barcharts import HorizontalBarChart, VerticalBarChart
-from reportlab.graphics.shapes import Drawing, String
+from reportlab.graphics.charts.barcharts import HorizontalBarChart
+from reportlab.graphics.charts.barcharts import VerticalBarChart
+from reportlab.graphics.shapes import Drawing
+from reportlab.graphics.shapes import String
 from reportlab.lib import colors
 from reportlab.lib.units import mm
-from reportlab.platypus import (
-    KeepTogether,
-    Spacer,
-    Table,
-    TableStyle,
-)
+from reportlab.platypus import KeepTogether
+from reportlab.platypus import Spacer
+from reportlab.platypus import Table
+from reportlab.platypus import TableStyle
 
 from app.money import format_yuan
-from app.services.reports import (
-    BUCKET_LABELS,
-    KIND_LABELS,
-    KIND_ORDER,
-    STATE_LABELS,
-    STATUS_LABELS,
-    STATUS_ORDER,
-    DailyReport,
-    DailyRow,
-    ShiftReport,
-    StatsReport,
-)
-from printing.reports.labels import (
-    ARREARS_COLLECTED,
-    BALANCES,
-    BALANCES_TOTAL,
-    BAR,
-    BODY_SIZE,
-    BUCKET_COLORS,
-    BY_COUNTER,
-    BY_OPERATOR,
-    BY_STATE,
-    CASH,
-    CLOSED,
-    CLOSED_BY,
-    COL_AMOUNT,
-    COL_APPROVER,
-    COL_ARREARS,
-    COL_BUCKET,
-    COL_CASH,
-    COL_CLOSED,
-    COL_COUNT,
-    COL_COUNTED,
-    COL_COUNTER,
-    COL_CREDIT,
-    COL_CUSTOMER,
-    COL_CUSTOMERS,
-    COL_ENERGY,
-    COL_EXPECTED,
-    COL_FEE_PAYMENTS,
-    COL_FEES,
-    COL_FLOAT,
-    COL_KIND,
-    COL_METER_KIND,
-    COL_NET,
-    COL_OPENED,
-    COL_OPERATOR,
-    COL_PLAN,
-    COL_REFUNDS,
-    COL_REMAINING,
-    COL_REVERSALS,
-    COL_REVERSED,
-    COL_SALE,
-    COL_SALES,
-    COL_STATE,
-    COL_TIME,
-    COL_TOTAL,
-    COL_VARIANCE,
-    COLLECTED,
-    COUNTED,
-    COUNTER,
-    CREDIT_LOADED,
-    CUSTOMERS,
-    DAILY_TITLE,
-    DAY,
-    DAY_TIME,
-    EXPECTED,
-    FAILED,
-    FEE_KIND_LABELS,
-    FEE_PAYMENTS,
-    FEE_PAYMENTS_TAKEN,
-    FEES_COLLECTED,
-    FLOAT,
-    NET_CASH,
-    OFFICE,
-    OPENED,
-    OPERATOR,
-    PER_PLAN,
-    PERIOD,
-    PERIOD_VALUE,
-    PROVISIONAL,
-    REFUNDS,
-    REFUNDS_BACK,
-    REVERSALS,
-    REVERSALS_BACK,
-    SALES,
-    SALES_TAKEN,
-    SHIFT,
-    SHIFT_TITLE,
-    SHIFTS,
-    SHORT_TIME,
-    SIGN_SUPERVISOR,
-    SIGN_TELLER,
-    SOLD_PER_DAY,
-    SOLD_TOTAL,
-    STATS_TITLE,
-    STILL_OPEN,
-    TIME_ZONE,
-    TOTAL,
-    TOTAL_WITH_REVERSED,
-    UNRESOLVED,
-    VARIANCE,
-    WIDTH,
-    _kwh,
-    _name,
-    _t,
-    _when,
-    _yuan,
-)
-from printing.reports.layout import _money_table, _Page
+from app.services.reports import BUCKET_LABELS
+from app.services.reports import KIND_LABELS
+from app.services.reports import KIND_ORDER
+from app.services.reports import STATE_LABELS
+from app.services.reports import STATUS_LABELS
+from app.services.reports import STATUS_ORDER
+from app.services.reports import DailyReport
+from app.services.reports import DailyRow
+from app.services.reports import ShiftReport
+from app.services.reports import StatsReport
+from printing.reports.labels import ARREARS_COLLECTED
+from printing.reports.labels import BALANCES
+from printing.reports.labels import BALANCES_TOTAL
+from printing.reports.labels import BAR
+from printing.reports.labels import BODY_SIZE
+from printing.reports.labels import BUCKET_COLORS
+from printing.reports.labels import BY_COUNTER
+from printing.reports.labels import BY_OPERATOR
+from printing.reports.labels import BY_STATE
+from printing.reports.labels import CASH
+from printing.reports.labels import CLOSED
+from printing.reports.labels import CLOSED_BY
+from printing.reports.labels import COL_AMOUNT
+from printing.reports.labels import COL_APPROVER
+from printing.reports.labels import COL_ARREARS
+from printing.reports.labels import COL_BUCKET
+from printing.reports.labels import COL_CASH
+from printing.reports.labels import COL_CLOSED
+from printing.reports.labels import COL_COUNT
+from printing.reports.labels import COL_COUNTED
+from printing.reports.labels import COL_COUNTER
+from printing.reports.labels import COL_CREDIT
+from printing.reports.labels import COL_CUSTOMER
+from printing.reports.labels import COL_CUSTOMERS
+from printing.reports.labels import COL_ENERGY
+from printing.reports.labels import COL_EXPECTED
+from printing.reports.labels import COL_FEE_PAYMENTS
+from printing.reports.labels import COL_FEES
+from printing.reports.labels import COL_FLOAT
+from printing.reports.labels import COL_KIND
+from printing.reports.labels import COL_METER_KIND
+from printing.reports.labels import COL_NET
+from printing.reports.labels import COL_OPENED
+from printing.reports.labels import COL_OPERATOR
+from printing.reports.labels import COL_PLAN
+from printing.reports.labels import COL_REFUNDS
+from printing.reports.labels import COL_REMAINING
+from printing.reports.labels import COL_REVERSALS
+from printing.reports.labels import COL_REVERSED
+from printing.reports.labels import COL_SALE
+from printing.reports.labels import COL_SALES
+from printing.reports.labels import COL_STATE
+from printing.reports.labels import COL_TIME
+from printing.reports.labels import COL_TOTAL
+from printing.reports.labels import COL_VARIANCE
+from printing.reports.labels import COLLECTED
+from printing.reports.labels import COUNTED
+from printing.reports.labels import COUNTER
+from printing.reports.labels import CREDIT_LOADED
+from printing.reports.labels import CUSTOMERS
+from printing.reports.labels import DAILY_TITLE
+from printing.reports.labels import DAY
+from printing.reports.labels import DAY_TIME
+from printing.reports.labels import EXPECTED
+from printing.reports.labels import FAILED
+from printing.reports.labels import FEE_KIND_LABELS
+from printing.reports.labels import FEE_PAYMENTS
+from printing.reports.labels import FEE_PAYMENTS_TAKEN
+from printing.reports.labels import FEES_COLLECTED
+from printing.reports.labels import FLOAT
+from printing.reports.labels import NET_CASH
+from printing.reports.labels import OFFICE
+from printing.reports.labels import OPENED
+from printing.reports.labels import OPERATOR
+from printing.reports.labels import PER_PLAN
+from printing.reports.labels import PERIOD
+from printing.reports.labels import PERIOD_VALUE
+from printing.reports.labels import PROVISIONAL
+from printing.reports.labels import REFUNDS
+from printing.reports.labels import REFUNDS_BACK
+from printing.reports.labels import REVERSALS
+from printing.reports.labels import REVERSALS_BACK
+from printing.reports.labels import SALES
+from printing.reports.labels import SALES_TAKEN
+from printing.reports.labels import SHIFT
+from printing.reports.labels import SHIFT_TITLE
+from printing.reports.labels import SHIFTS
+from printing.reports.labels import SHORT_TIME
+from printing.reports.labels import SIGN_SUPERVISOR
+from printing.reports.labels import SIGN_TELLER
+from printing.reports.labels import SOLD_PER_DAY
+from printing.reports.labels import SOLD_TOTAL
+from printing.reports.labels import STATS_TITLE
+from printing.reports.labels import STILL_OPEN
+from printing.reports.labels import TIME_ZONE
+from printing.reports.labels import TOTAL
+from printing.reports.labels import TOTAL_WITH_REVERSED
+from printing.reports.labels import UNRESOLVED
+from printing.reports.labels import VARIANCE
+from printing.reports.labels import WIDTH
+from printing.reports.labels import _kwh
+from printing.reports.labels import _name
+from printing.reports.labels import _t
+from printing.reports.labels import _when
+from printing.reports.labels import _yuan
+from printing.reports.layout import _money_table
+from printing.reports.layout import _Page
 
 # --------------------------------------------------------------------------- shift report PDF
 

@@ -8,12 +8,16 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from reportlab.platypus import Spacer, Table
+from reportlab.platypus import Spacer
+from reportlab.platypus import Table
 
 from app.domain import settlement as st
 from app.i18n import N_
-from printing.reports.labels import WIDTH, _t, _when
-from printing.reports.layout import _money_table, _Page
+from printing.reports.labels import WIDTH
+from printing.reports.labels import _t
+from printing.reports.labels import _when
+from printing.reports.layout import _money_table
+from printing.reports.layout import _Page
 
 TITLE = N_("Account settlement statement")
 TRAINING = N_("TRAINING — not a real close")

@@ -18,8 +18,14 @@ for the utility's marketing system in tests, benchmarks and demos.
 
 from __future__ import annotations
 
-from sync.central.server import CentralServer, FaultInjector, FaultSpec
-from sync.central.store import AuditDiverged, CentralStore, Counter, Credentials, Refused
+from sync.central.server import CentralServer
+from sync.central.server import FaultInjector
+from sync.central.server import FaultSpec
+from sync.central.store import AuditDiverged
+from sync.central.store import CentralStore
+from sync.central.store import Counter
+from sync.central.store import Credentials
+from sync.central.store import Refused
 
 __all__ = [
     "AuditDiverged",

@@ -26,31 +26,45 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator
+from collections.abc import Callable
+from collections.abc import Coroutine
+from collections.abc import Sequence
 from contextlib import asynccontextmanager
-from decimal import Decimal, InvalidOperation
-from typing import Annotated, Any
+from decimal import Decimal
+from decimal import InvalidOperation
+from typing import Annotated
+from typing import Any
 
 import anyio.to_thread
-from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request, Response
+from fastapi import APIRouter
+from fastapi import Depends
+from fastapi import FastAPI
+from fastapi import Header
+from fastapi import Path
+from fastapi import Query
+from fastapi import Request
+from fastapi import Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ValidationError
+from fastapi.security import HTTPAuthorizationCredentials
+from fastapi.security import HTTPBearer
+from pydantic import BaseModel
+from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sync import contract as c
-from sync.central.base import Dumped, RequestRefused, request_hash
+from sync.central.base import Dumped
+from sync.central.base import RequestRefused
+from sync.central.base import request_hash
 from sync.central.ops import Metrics
-from sync.central.store import (
-    DEFAULT_LIMIT,
-    AuditDiverged,
-    CentralStore,
-    Counter,
-    Credentials,
-    Refused,
-)
+from sync.central.store import DEFAULT_LIMIT
+from sync.central.store import AuditDiverged
+from sync.central.store import CentralStore
+from sync.central.store import Counter
+from sync.central.store import Credentials
+from sync.central.store import Refused
 
 log = logging.getLogger("sync.central.server")
 

@@ -12,21 +12,24 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Request, Response
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import APIRouter
+from fastapi import Depends
+from fastapi import Path
+from fastapi import Request
+from fastapi import Response
+from fastapi.security import HTTPAuthorizationCredentials
+from fastapi.security import HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
 from sync import contract as c
 from sync.central import channels as ch
-from sync.central.api import (
-    API,
-    GuardedRoute,
-    HttpError,
-    _problems,
-    contract_body,
-    json_response,
-    store_of,
-)
+from sync.central.api import API
+from sync.central.api import GuardedRoute
+from sync.central.api import HttpError
+from sync.central.api import _problems
+from sync.central.api import contract_body
+from sync.central.api import json_response
+from sync.central.api import store_of
 
 channel_bearer = HTTPBearer(scheme_name="channelToken", auto_error=False)
 

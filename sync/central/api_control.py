@@ -7,21 +7,24 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Request, Response
+from fastapi import APIRouter
+from fastapi import Path
+from fastapi import Request
+from fastapi import Response
 
 from sync import contract as c
-from sync.central.api import (
-    API,
-    ContractRoute,
-    CounterDep,
-    HttpError,
-    StoreDep,
-    _problems,
-    contract_body,
-    json_response,
-)
-from sync.central.condition import ConditionError, call_condition
-from sync.central.control_lift import LiftRefused, apply_lift
+from sync.central.api import API
+from sync.central.api import ContractRoute
+from sync.central.api import CounterDep
+from sync.central.api import HttpError
+from sync.central.api import StoreDep
+from sync.central.api import _problems
+from sync.central.api import contract_body
+from sync.central.api import json_response
+from sync.central.condition import ConditionError
+from sync.central.condition import call_condition
+from sync.central.control_lift import LiftRefused
+from sync.central.control_lift import apply_lift
 
 router = APIRouter(prefix=API, route_class=ContractRoute)
 CustomerNo = Annotated[str, Path(pattern=r"^[0-9]{12}$")]

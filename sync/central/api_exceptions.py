@@ -4,24 +4,28 @@ A step is a POST under an Idempotency-Key (the answer is kept with the key, a re
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
+from typing import Literal
 
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter
+from fastapi import Path
+from fastapi import Query
+from fastapi import Request
+from fastapi import Response
 
 from sync import contract as c
 from sync.central import exceptions as ex
-from sync.central.api import (
-    API,
-    ContractRoute,
-    CounterDep,
-    HttpError,
-    IdempotencyKey,
-    StoreDep,
-    _problems,
-    contract_body,
-    json_response,
-)
-from sync.central.store import canonical_json, sha256_hex
+from sync.central.api import API
+from sync.central.api import ContractRoute
+from sync.central.api import CounterDep
+from sync.central.api import HttpError
+from sync.central.api import IdempotencyKey
+from sync.central.api import StoreDep
+from sync.central.api import _problems
+from sync.central.api import contract_body
+from sync.central.api import json_response
+from sync.central.store import canonical_json
+from sync.central.store import sha256_hex
 
 router = APIRouter(prefix=API, route_class=ContractRoute)
 ExceptionId = Annotated[str, Path(min_length=1, max_length=64)]

@@ -8,19 +8,20 @@ import datetime as dt
 import re
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter
+from fastapi import Query
+from fastapi import Request
+from fastapi import Response
 
 from sync import contract as c
 from sync.central import stats
-from sync.central.api import (
-    API,
-    ContractRoute,
-    CounterDep,
-    HttpError,
-    StoreDep,
-    _problems,
-    json_response,
-)
+from sync.central.api import API
+from sync.central.api import ContractRoute
+from sync.central.api import CounterDep
+from sync.central.api import HttpError
+from sync.central.api import StoreDep
+from sync.central.api import _problems
+from sync.central.api import json_response
 
 router = APIRouter(prefix=API, route_class=ContractRoute)
 # a day as the document gives it (format date): YYYY-MM-DD, not a number of seconds

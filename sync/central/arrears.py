@@ -17,14 +17,19 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any, Final
+from typing import Any
+from typing import Final
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func
+from sqlalchemy import insert
+from sqlalchemy import select
+from sqlalchemy import update
 from sqlalchemy.engine import Connection
 
 from sync.central import models as m
 from sync.central import sms
-from sync.central.base import StoreBase, chunks
+from sync.central.base import StoreBase
+from sync.central.base import chunks
 
 ACTIVE, LIFTED = "active", "lifted"
 GRACE_DAYS: Final = 30

@@ -31,20 +31,38 @@ import logging
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable
+from collections.abc import Iterable
+from collections.abc import Iterator
+from collections.abc import Mapping
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any
+from typing import Protocol
+from typing import TypeVar
 
 from pydantic import TypeAdapter
-from sqlalchemy import Connection, Engine, any_, bindparam, insert, select, text, update
+from sqlalchemy import Connection
+from sqlalchemy import Engine
+from sqlalchemy import any_
+from sqlalchemy import bindparam
+from sqlalchemy import insert
+from sqlalchemy import select
+from sqlalchemy import text
+from sqlalchemy import update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql import Executable
 
-from app.clock import Clock, SystemClock
-from app.persistence.db import WRITE_OPTION, JsonText, make_engine, normalize_url
+from app.clock import Clock
+from app.clock import SystemClock
+from app.persistence.db import WRITE_OPTION
+from app.persistence.db import JsonText
+from app.persistence.db import make_engine
+from app.persistence.db import normalize_url
 from sync import contract as c
 from sync.central import models as m
 from sync.central import schema

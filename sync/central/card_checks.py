@@ -22,11 +22,13 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
+from sqlalchemy import update
 
 from sync import contract as c
 from sync.central import models as m
-from sync.central.base import Tx, chunks
+from sync.central.base import Tx
+from sync.central.base import chunks
 from sync.central.exceptions import open_exception
 
 log = logging.getLogger(__name__)

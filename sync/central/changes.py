@@ -7,15 +7,24 @@ applies here: these are the central system's own changes.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable
+from collections.abc import Mapping
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, insert, select, text, update
+from sqlalchemy import func
+from sqlalchemy import insert
+from sqlalchemy import select
+from sqlalchemy import text
+from sqlalchemy import update
 
 from sync import contract as c
-from sync.central import enrol, sms_admin
+from sync.central import enrol
 from sync.central import models as m
-from sync.central.base import StoreBase, Tx, customer_values
+from sync.central import sms_admin
+from sync.central.base import StoreBase
+from sync.central.base import Tx
+from sync.central.base import customer_values
 
 CUSTOMER_COLUMNS = (
     "customer_no",

@@ -27,13 +27,18 @@ import csv
 import datetime as dt
 import io
 import re
-from dataclasses import asdict, dataclass, field
-from typing import Any, Final
+from dataclasses import asdict
+from dataclasses import dataclass
+from dataclasses import field
+from typing import Any
+from typing import Final
 
 from app import csvsafe
 from sync import contract as c
 from sync.central.base import StoreBase
-from sync.central.channels import DAY_ZONE, day_payments, payments_by_txn
+from sync.central.channels import DAY_ZONE
+from sync.central.channels import day_payments
+from sync.central.channels import payments_by_txn
 
 HEADER: Final = ("txn_id", "customer_no", "amount_fen", "paid_at")
 KINDS: Final = (

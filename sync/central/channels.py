@@ -34,16 +34,24 @@ import re
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any
+from typing import Final
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert
+from sqlalchemy import select
+from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 
 from app.domain import ids
 from sync import contract as c
 from sync.central import models as m
-from sync.central.base import RequestRefused, StoreBase, Tx, canonical_json, chunks, sha256_hex
+from sync.central.base import RequestRefused
+from sync.central.base import StoreBase
+from sync.central.base import Tx
+from sync.central.base import canonical_json
+from sync.central.base import chunks
+from sync.central.base import sha256_hex
 
 DAY_ZONE: Final = ZoneInfo("Asia/Shanghai")
 PAID_AT_MAX_AGE: Final = dt.timedelta(days=3)

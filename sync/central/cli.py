@@ -20,14 +20,23 @@ import os
 import ssl
 import sys
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable
+from collections.abc import Iterator
+from collections.abc import Mapping
+from collections.abc import Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+from typing import Any
 
-from app.cli import Handler, answer, command_group, stop_on_signals
+from app.cli import Handler
+from app.cli import answer
+from app.cli import command_group
+from app.cli import stop_on_signals
 from app.context import AppContext
 from app.errors import ValidationError
-from app.i18n import N_, _, translate
+from app.i18n import N_
+from app.i18n import _
+from app.i18n import translate
 
 if TYPE_CHECKING:
     from sync.central.cli_control import ControlRunner
@@ -102,14 +111,12 @@ def iso_seconds(value: Any) -> str:
 
 
 def cmd_central_serve(ctx: AppContext, args: argparse.Namespace) -> int:
-    from sync.central.server import (
-        CentralServer,
-        ServeConfig,
-        listen,
-        serve_workers,
-        settle_heap,
-        url_of,
-    )
+    from sync.central.server import CentralServer
+    from sync.central.server import ServeConfig
+    from sync.central.server import listen
+    from sync.central.server import serve_workers
+    from sync.central.server import settle_heap
+    from sync.central.server import url_of
 
     db_url = args.central_db or default_db(ctx)
     key = args.enrolment_key or os.environ.get(ENROLMENT_KEY_ENV) or None
@@ -389,7 +396,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     csub = command_group(
         sub, "central", _("the reference central marketing system (for tests and demos)")
     )
-    from sync.central import cli_channels, cli_control, cli_sms, cli_stats, cli_tasks
+    from sync.central import cli_channels
+    from sync.central import cli_control
+    from sync.central import cli_sms
+    from sync.central import cli_stats
+    from sync.central import cli_tasks
 
     _register_serve(csub)
     cli_sms.register(csub)

@@ -13,23 +13,23 @@ import argparse
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+from typing import Any
 
 from app.cli import command_group
 from app.context import AppContext
 from app.errors import ValidationError
-from app.i18n import N_, _
+from app.i18n import N_
+from app.i18n import _
 from app.presenters.stats import date_arg
-from sync.central.cli import (
-    invalid_input,
-    iso_seconds,
-    on_station_db,
-    opened_store,
-    print_json,
-    print_rows,
-    revoke,
-    revoked_state,
-)
+from sync.central.cli import invalid_input
+from sync.central.cli import iso_seconds
+from sync.central.cli import on_station_db
+from sync.central.cli import opened_store
+from sync.central.cli import print_json
+from sync.central.cli import print_rows
+from sync.central.cli import revoke
+from sync.central.cli import revoked_state
 
 if TYPE_CHECKING:
     from sync.central.channel_reconcile import Reconciliation
@@ -158,7 +158,9 @@ def _show(report: Reconciliation) -> None:
 
 
 def cmd_reconcile(ctx: AppContext, args: argparse.Namespace) -> int:
-    from sync.central.channel_reconcile import FileError, read_file, reconcile
+    from sync.central.channel_reconcile import FileError
+    from sync.central.channel_reconcile import read_file
+    from sync.central.channel_reconcile import reconcile
 
     text = _read_channel_file(args.file)
     try:
@@ -178,7 +180,8 @@ def cmd_reconcile(ctx: AppContext, args: argparse.Namespace) -> int:
 
 
 def cmd_statement(ctx: AppContext, args: argparse.Namespace) -> int:
-    from app.files import check_output, save_output
+    from app.files import check_output
+    from app.files import save_output
     from sync.central.channel_reconcile import statement_csv
     from sync.central.channels import day_payments
 

@@ -8,16 +8,26 @@ import logging
 import threading
 from typing import Any
 
-from app.cli import answer, command_group
+from app.cli import answer
+from app.cli import command_group
 from app.context import AppContext
-from app.errors import NotFound, ValidationError
-from app.i18n import N_, _
+from app.errors import NotFound
+from app.errors import ValidationError
+from app.i18n import N_
+from app.i18n import _
 from app.money import parse_yuan
 from app.ports import RemoteMeters
 from app.presenters.control import status_line
-from sync.central.cli import central_store, on_station_db, opened_store, print_json
-from sync.central.cli_sms import loop_steps, notice_options, step_counts
-from sync.central.control import ControlLoop, RunReport, control_status
+from sync.central.cli import central_store
+from sync.central.cli import on_station_db
+from sync.central.cli import opened_store
+from sync.central.cli import print_json
+from sync.central.cli_sms import loop_steps
+from sync.central.cli_sms import notice_options
+from sync.central.cli_sms import step_counts
+from sync.central.control import ControlLoop
+from sync.central.control import RunReport
+from sync.central.control import control_status
 
 log = logging.getLogger(__name__)
 

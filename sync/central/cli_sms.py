@@ -8,19 +8,36 @@ from __future__ import annotations
 
 import argparse
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
+from typing import Final
 
-from app.cli import answer, stop_on_signals
+from app.cli import answer
+from app.cli import stop_on_signals
 from app.context import AppContext
-from app.errors import NotFound, ValidationError
-from app.i18n import N_, _, translate
-from sync.central.arrears import GRACE_DAYS, INTERVAL_H, ArrearsControl
+from app.errors import NotFound
+from app.errors import ValidationError
+from app.i18n import N_
+from app.i18n import _
+from app.i18n import translate
+from sync.central.arrears import GRACE_DAYS
+from sync.central.arrears import INTERVAL_H
+from sync.central.arrears import ArrearsControl
 from sync.central.base import StoreBase
-from sync.central.cli import listen_options, on_station_db, opened_store, print_json, print_rows
+from sync.central.cli import listen_options
+from sync.central.cli import on_station_db
+from sync.central.cli import opened_store
+from sync.central.cli import print_json
+from sync.central.cli import print_rows
 from sync.central.control import LoopStep
-from sync.central.sms import PER_DAY, PER_HOUR, STATUSES, HttpSmsGateway, Limits, Notices
+from sync.central.sms import PER_DAY
+from sync.central.sms import PER_HOUR
+from sync.central.sms import STATUSES
+from sync.central.sms import HttpSmsGateway
+from sync.central.sms import Limits
+from sync.central.sms import Notices
 
 # the SMS rate limits and the arrears timing: (option, type, default, metavar, help)
 LIMIT_OPTIONS: Final = (
@@ -131,7 +148,8 @@ def _notice_line(r: Mapping[str, Any]) -> str:
 
 
 def cmd_sms_gateway(ctx: AppContext, args: argparse.Namespace) -> int:
-    from sync.central.sms_gateway import SmsSink, make_server
+    from sync.central.sms_gateway import SmsSink
+    from sync.central.sms_gateway import make_server
 
     if args.fail < 0:
         raise ValidationError(N_("--fail cannot be negative"))

@@ -9,9 +9,13 @@ import argparse
 from app.cli import answer
 from app.context import AppContext
 from app.i18n import _
-from app.presenters.stats import CONTROL_STATES, date_arg, stats_lines
+from app.presenters.stats import CONTROL_STATES
+from app.presenters.stats import date_arg
+from app.presenters.stats import stats_lines
 from sync.central import stats
-from sync.central.cli import on_station_db, opened_store, print_json
+from sync.central.cli import on_station_db
+from sync.central.cli import opened_store
+from sync.central.cli import print_json
 
 
 def cmd_central_stats(ctx: AppContext, args: argparse.Namespace) -> int:

@@ -11,7 +11,9 @@ from app.cli import command_group
 from app.context import AppContext
 from app.i18n import _
 from sync.central import tasks
-from sync.central.cli import on_station_db, opened_store, print_rows
+from sync.central.cli import on_station_db
+from sync.central.cli import opened_store
+from sync.central.cli import print_rows
 
 
 def _every(text: str) -> int:

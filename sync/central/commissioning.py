@@ -16,12 +16,16 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Final, Protocol
+from typing import Any
+from typing import Final
+from typing import Protocol
 
-from sqlalchemy import select, update
+from sqlalchemy import select
+from sqlalchemy import update
 
 from app.errors import CardVendError
-from app.ports import ControlParameters, RemoteMeters
+from app.ports import ControlParameters
+from app.ports import RemoteMeters
 from sync.central import control_jobs
 from sync.central import models as m
 from sync.central.base import StoreBase

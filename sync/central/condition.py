@@ -18,14 +18,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete
+from sqlalchemy import insert
+from sqlalchemy import select
 
 from app.context import AppContext
 from app.errors import CardVendError
 from app.ports import RemoteMeters
 from sync import contract as c
 from sync.central import models as m
-from sync.central.base import RequestRefused, StoreBase
+from sync.central.base import RequestRefused
+from sync.central.base import StoreBase
 from sync.central.store import Counter
 
 log = logging.getLogger(__name__)

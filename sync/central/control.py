@@ -39,22 +39,41 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any, Final, Protocol
+from collections.abc import Iterable
+from collections.abc import Mapping
+from collections.abc import Sequence
+from dataclasses import asdict
+from dataclasses import dataclass
+from dataclasses import field
+from typing import Any
+from typing import Final
+from typing import Protocol
 
-from sqlalchemy import Update, bindparam, case, func, insert, select, update
+from sqlalchemy import Update
+from sqlalchemy import bindparam
+from sqlalchemy import case
+from sqlalchemy import func
+from sqlalchemy import insert
+from sqlalchemy import select
+from sqlalchemy import update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from app.domain.pricing import RATE_SCALE, TariffSpec, consumption_cost, tier_year_start
+from app.domain.pricing import RATE_SCALE
+from app.domain.pricing import TariffSpec
+from app.domain.pricing import consumption_cost
+from app.domain.pricing import tier_year_start
 from app.errors import CardVendError
 from app.ports import RemoteMeters
 from app.services.meter_reading import MeterReading
 from app.services.tariffs import SPEC_DEFAULTS
-from sync.central import commissioning, control_jobs, tasks
+from sync.central import commissioning
+from sync.central import control_jobs
 from sync.central import models as m
-from sync.central.base import StoreBase, chunks, failed_attempt
+from sync.central import tasks
+from sync.central.base import StoreBase
+from sync.central.base import chunks
+from sync.central.base import failed_attempt
 from sync.central.exceptions import open_exception
 
 log = logging.getLogger(__name__)

@@ -13,13 +13,16 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Any
+from typing import Final
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert
+from sqlalchemy import select
 
 from sync import contract as c
 from sync.central import models as m
-from sync.central.base import StoreBase, Tx
+from sync.central.base import StoreBase
+from sync.central.base import Tx
 
 log = logging.getLogger(__name__)
 

@@ -20,11 +20,16 @@ import json
 import uuid
 from typing import Final
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert
+from sqlalchemy import select
+from sqlalchemy import update
 
 from sync import contract as c
 from sync.central import models as m
-from sync.central.base import Counter, RequestRefused, StoreBase, Tx
+from sync.central.base import Counter
+from sync.central.base import RequestRefused
+from sync.central.base import StoreBase
+from sync.central.base import Tx
 
 KIND: Final = "control_lift"
 

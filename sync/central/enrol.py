@@ -30,17 +30,21 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection
+from sqlalchemy import delete
+from sqlalchemy import insert
+from sqlalchemy import select
+from sqlalchemy import update
 
 from sync import contract as c
 from sync.central import models as m
-from sync.central.base import Tx, clean, sha256_hex
-from sync.central.rules import (
-    COUNTER_ID_TAKEN,
-    OFFICE_MISMATCH,
-    UNAUTHORIZED,
-    Refusal,
-)
+from sync.central.base import Tx
+from sync.central.base import clean
+from sync.central.base import sha256_hex
+from sync.central.rules import COUNTER_ID_TAKEN
+from sync.central.rules import OFFICE_MISMATCH
+from sync.central.rules import UNAUTHORIZED
+from sync.central.rules import Refusal
 
 TOKEN_BYTES = 32
 CODE_BYTES = 15  # 24 base32 characters

@@ -22,19 +22,20 @@ import re
 import uuid
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection
+from sqlalchemy import insert
+from sqlalchemy import select
+from sqlalchemy import update
 
 from sync import contract as c
 from sync.central import models as m
-from sync.central.base import (
-    Counter,
-    Reply,
-    RequestRefused,
-    StoreBase,
-    Tx,
-    keyed_reply,
-    problem_json,
-)
+from sync.central.base import Counter
+from sync.central.base import Reply
+from sync.central.base import RequestRefused
+from sync.central.base import StoreBase
+from sync.central.base import Tx
+from sync.central.base import keyed_reply
+from sync.central.base import problem_json
 
 OPEN_STATES = ("new", "assigned", "escalated")
 STATES = ("new", "assigned", "explained", "resolved", "escalated")

@@ -12,7 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, inspect, text
+from sqlalchemy import Connection
+from sqlalchemy import inspect
+from sqlalchemy import text
 
 from app.errors import StationSchemaTooNew
 from app.persistence.db import refuse_unknown_revision

@@ -27,9 +27,11 @@ import ssl
 import tempfile
 import threading
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
+from typing import Self
 
 import uvicorn
 from fastapi import FastAPI
@@ -39,15 +41,17 @@ from starlette.types import ASGIApp
 from app.background import Background
 from app.clock import Clock
 from sync.central.api import create_app
-from sync.central.faults import Fault, FaultInjector, FaultMiddleware, FaultSpec
-from sync.central.ops import (
-    Metrics,
-    OpsMiddleware,
-    configure_logging,
-    prepare_multiprocess,
-    sync_lag,
-)
-from sync.central.store import DEFAULT_CLOCK_SKEW, CentralStore
+from sync.central.faults import Fault
+from sync.central.faults import FaultInjector
+from sync.central.faults import FaultMiddleware
+from sync.central.faults import FaultSpec
+from sync.central.ops import Metrics
+from sync.central.ops import OpsMiddleware
+from sync.central.ops import configure_logging
+from sync.central.ops import prepare_multiprocess
+from sync.central.ops import sync_lag
+from sync.central.store import DEFAULT_CLOCK_SKEW
+from sync.central.store import CentralStore
 
 log = logging.getLogger(__name__)
 

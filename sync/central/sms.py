@@ -33,18 +33,34 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final, Protocol
+from typing import Any
+from typing import Final
+from typing import Protocol
 
 import requests
-from sqlalchemy import String, and_, case, cast, func, insert, literal, or_, select, update
+from sqlalchemy import String
+from sqlalchemy import and_
+from sqlalchemy import case
+from sqlalchemy import cast
+from sqlalchemy import func
+from sqlalchemy import insert
+from sqlalchemy import literal
+from sqlalchemy import or_
+from sqlalchemy import select
+from sqlalchemy import update
 from sqlalchemy.engine import Connection
 
-from app.i18n import N_, normalize_language, translate
+from app.i18n import N_
+from app.i18n import normalize_language
+from app.i18n import translate
 from app.money import format_yuan
 from sync.central import models as m
-from sync.central.base import StoreBase, chunks, failed_attempt
+from sync.central.base import StoreBase
+from sync.central.base import chunks
+from sync.central.base import failed_attempt
 
 log = logging.getLogger(__name__)
 

@@ -10,15 +10,21 @@ gets notices.  The counters' contract does not carry them: only the station send
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any, Final
+from collections.abc import Iterable
+from collections.abc import Mapping
+from typing import Any
+from typing import Final
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert
+from sqlalchemy import select
+from sqlalchemy import update
 from sqlalchemy.engine import Connection
 
 from sync.central import models as m
-from sync.central.base import StoreBase, chunks
-from sync.central.sms import DEFAULT_LANGUAGE, STATUSES
+from sync.central.base import StoreBase
+from sync.central.base import chunks
+from sync.central.sms import DEFAULT_LANGUAGE
+from sync.central.sms import STATUSES
 
 LANGUAGES: Final = ("zh_CN", "en")
 LIST_LIMIT: Final = 100

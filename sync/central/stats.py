@@ -29,9 +29,17 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any
+from typing import Final
 
-from sqlalchemy import ColumnElement, and_, case, distinct, func, literal, select, true
+from sqlalchemy import ColumnElement
+from sqlalchemy import and_
+from sqlalchemy import case
+from sqlalchemy import distinct
+from sqlalchemy import func
+from sqlalchemy import literal
+from sqlalchemy import select
+from sqlalchemy import true
 from sqlalchemy.engine import Connection
 
 from app.domain.pricing import RATE_SCALE

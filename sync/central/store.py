@@ -21,35 +21,44 @@ from __future__ import annotations
 import datetime as dt
 import hmac
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import RowMapping, Select, bindparam, func, insert, select, update
+from sqlalchemy import RowMapping
+from sqlalchemy import Select
+from sqlalchemy import bindparam
+from sqlalchemy import func
+from sqlalchemy import insert
+from sqlalchemy import select
+from sqlalchemy import update
 
 from sync import contract as c
 from sync.central import enrol
 from sync.central import models as m
-from sync.central.apply import STREAMS_OF, apply_all
-from sync.central.base import (
-    DEFAULT_CLOCK_SKEW,
-    DEFAULT_LIMIT,
-    Counter,
-    Dumped,
-    Reply,
-    Tx,
-    body_hash,
-    canonical_json,
-    check_limit,
-    clamp_cursor,
-    clean,
-    keyed_reply,
-    page_json,
-    sha256_hex,
-)
-from sync.central.changes import ARREARS_COLUMNS, CUSTOMER_COLUMNS, CentralChanges
+from sync.central.apply import STREAMS_OF
+from sync.central.apply import apply_all
+from sync.central.base import DEFAULT_CLOCK_SKEW
+from sync.central.base import DEFAULT_LIMIT
+from sync.central.base import Counter
+from sync.central.base import Dumped
+from sync.central.base import Reply
+from sync.central.base import Tx
+from sync.central.base import body_hash
+from sync.central.base import canonical_json
+from sync.central.base import check_limit
+from sync.central.base import clamp_cursor
+from sync.central.base import clean
+from sync.central.base import keyed_reply
+from sync.central.base import page_json
+from sync.central.base import sha256_hex
+from sync.central.changes import ARREARS_COLUMNS
+from sync.central.changes import CUSTOMER_COLUMNS
+from sync.central.changes import CentralChanges
 from sync.central.control import control_of
 from sync.central.enrol import Credentials
-from sync.central.rules import Refusal, Refused
+from sync.central.rules import Refusal
+from sync.central.rules import Refused
 
 log = logging.getLogger(__name__)
 

@@ -19,13 +19,23 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
-from typing import Any, Final
+from typing import Any
+from typing import Final
 
-from sqlalchemy import ColumnElement, and_, delete, func, insert, or_, select, true
+from sqlalchemy import ColumnElement
+from sqlalchemy import and_
+from sqlalchemy import delete
+from sqlalchemy import func
+from sqlalchemy import insert
+from sqlalchemy import or_
+from sqlalchemy import select
+from sqlalchemy import true
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from app.errors import Conflict, NotFound, ValidationError
+from app.errors import Conflict
+from app.errors import NotFound
+from app.errors import ValidationError
 from app.i18n import N_
 from sync.central import models as m
 from sync.central.base import StoreBase

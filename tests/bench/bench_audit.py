@@ -31,12 +31,24 @@ from typing import Any
 from sqlalchemy import insert
 
 from app.clock import FixedClock
-from app.domain.audit import GENESIS, AuditRow, VerifyResult, canonical_detail, row_hash
+from app.domain.audit import GENESIS
+from app.domain.audit import AuditRow
+from app.domain.audit import VerifyResult
+from app.domain.audit import canonical_detail
+from app.domain.audit import row_hash
 from app.persistence.db import Database
 from app.persistence.models import AuditEntry
 from app.services import audit
-from tests.bench.common import bench_main, emit, median, percentile, progress, rounded
-from tests.rigs.audit import START, chain_fields, load_chain, make_chain
+from tests.bench.common import bench_main
+from tests.bench.common import emit
+from tests.bench.common import median
+from tests.bench.common import percentile
+from tests.bench.common import progress
+from tests.bench.common import rounded
+from tests.rigs.audit import START
+from tests.rigs.audit import chain_fields
+from tests.rigs.audit import load_chain
+from tests.rigs.audit import make_chain
 from tests.rigs.sale_rows import sale_row
 
 TARGET_VERIFY_S_PER_100K = 2.0
@@ -141,7 +153,10 @@ def sealed_sales(db: Database, count: int) -> list[dict[str, Any]]:
     sealing values of each (the fields app.domain.audit.SEALED_FIELDS)."""
     from sqlalchemy import select
 
-    from app.persistence.models import Customer, Sale, Shift, TariffVersion
+    from app.persistence.models import Customer
+    from app.persistence.models import Sale
+    from app.persistence.models import Shift
+    from app.persistence.models import TariffVersion
     from app.services.demo import load_demo
 
     load_demo(db, FixedClock(START))
@@ -175,7 +190,8 @@ def sealed_sales(db: Database, count: int) -> list[dict[str, Any]]:
 
 def sale_chain(rows: int, sales: list[dict[str, Any]]) -> list[AuditRow]:
     """A valid chain of ``rows`` rows whose last ``len(sales)`` rows seal ``sales``."""
-    from app.domain.audit import SEAL_KEY, sale_seal
+    from app.domain.audit import SEAL_KEY
+    from app.domain.audit import sale_seal
 
     chain = make_chain(rows - len(sales))
     prev = chain[-1].hash if chain else GENESIS

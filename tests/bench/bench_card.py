@@ -15,27 +15,32 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from app.domain.card import (
-    CardKind,
-    CardWrite,
-    PurchaseRecord,
-    TariffRecord,
-    UpdateFlags,
-    UserCardType,
-    WriteBack,
-    WriteBackStatus,
-)
+from app.domain.card import CardKind
+from app.domain.card import CardWrite
+from app.domain.card import PurchaseRecord
+from app.domain.card import TariffRecord
+from app.domain.card import UpdateFlags
+from app.domain.card import UserCardType
+from app.domain.card import WriteBack
+from app.domain.card import WriteBackStatus
 from app.services import demo
 from cardio import profile as P
 from cardio.channel import EmulatedChannel
-from cardio.emulator import CardImage, UserCardOS
-from cardio.keys import MasterKeys, SoftwareKeyProvider
+from cardio.emulator import CardImage
+from cardio.emulator import UserCardOS
+from cardio.keys import MasterKeys
+from cardio.keys import SoftwareKeyProvider
 from cardio.terminal import ApduTerminal
-from tests.bench.common import bench_main, emit, median, percentile, rounded
+from tests.bench.common import bench_main
+from tests.bench.common import emit
+from tests.bench.common import median
+from tests.bench.common import percentile
+from tests.bench.common import rounded
 from tests.rigs.user_card import user_params
 
 CST = dt.timezone(dt.timedelta(hours=8))

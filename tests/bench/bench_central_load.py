@@ -60,19 +60,25 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from tests.bench.central_load_gen import (
-    ENROLMENT_KEY,
-    FULL_COUNTERS,
-    FULL_INTERVAL,
-    FULL_SECONDS,
-    QUICK_COUNTERS,
-    QUICK_INTERVAL,
-    QUICK_SECONDS,
-    LoadConfig,
-    seed_archive,
-)
-from tests.bench.common import ROOT, child_env, emit, progress, rounded
-from tests.rigs.pg import PG_URL, create_pg_schema, drop_pg_schema, pg_available, schema_url
+from tests.bench.central_load_gen import ENROLMENT_KEY
+from tests.bench.central_load_gen import FULL_COUNTERS
+from tests.bench.central_load_gen import FULL_INTERVAL
+from tests.bench.central_load_gen import FULL_SECONDS
+from tests.bench.central_load_gen import QUICK_COUNTERS
+from tests.bench.central_load_gen import QUICK_INTERVAL
+from tests.bench.central_load_gen import QUICK_SECONDS
+from tests.bench.central_load_gen import LoadConfig
+from tests.bench.central_load_gen import seed_archive
+from tests.bench.common import ROOT
+from tests.bench.common import child_env
+from tests.bench.common import emit
+from tests.bench.common import progress
+from tests.bench.common import rounded
+from tests.rigs.pg import PG_URL
+from tests.rigs.pg import create_pg_schema
+from tests.rigs.pg import drop_pg_schema
+from tests.rigs.pg import pg_available
+from tests.rigs.pg import schema_url
 
 TARGET_RATE = 2000.0  # sale records applied per second
 TARGET_P99_BIG_MS = 500.0

@@ -37,17 +37,23 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.bench.bench_central_load import Server, exported, pg_schema, postgres_cpu_seconds
-from tests.bench.central_load_gen import (
-    ENROLMENT_KEY,
-    counter_customers,
-    counter_id,
-    office_code,
-    sale_body,
-    seed_archive,
-)
-from tests.bench.common import ROOT, bench_main, emit, progress, rounded
-from tests.rigs.pg import PG_URL, pg_available
+from tests.bench.bench_central_load import Server
+from tests.bench.bench_central_load import exported
+from tests.bench.bench_central_load import pg_schema
+from tests.bench.bench_central_load import postgres_cpu_seconds
+from tests.bench.central_load_gen import ENROLMENT_KEY
+from tests.bench.central_load_gen import counter_customers
+from tests.bench.central_load_gen import counter_id
+from tests.bench.central_load_gen import office_code
+from tests.bench.central_load_gen import sale_body
+from tests.bench.central_load_gen import seed_archive
+from tests.bench.common import ROOT
+from tests.bench.common import bench_main
+from tests.bench.common import emit
+from tests.bench.common import progress
+from tests.bench.common import rounded
+from tests.rigs.pg import PG_URL
+from tests.rigs.pg import pg_available
 
 API = "/api/v1"
 # requests of each kind per measured block, as a share of --requests

@@ -43,8 +43,16 @@ from cardio.meter_wire import TerminalMeters
 from sync.central.control import ControlLoop
 from sync.central.seed import seed_demo
 from sync.central.store import CentralStore
-from tests.bench.common import bench_main, emit, percentile, progress, rounded
-from tests.rigs.pg import PG_URL, create_pg_schema, drop_pg_schema, in_schema, pg_available
+from tests.bench.common import bench_main
+from tests.bench.common import emit
+from tests.bench.common import percentile
+from tests.bench.common import progress
+from tests.bench.common import rounded
+from tests.rigs.pg import PG_URL
+from tests.rigs.pg import create_pg_schema
+from tests.rigs.pg import drop_pg_schema
+from tests.rigs.pg import in_schema
+from tests.rigs.pg import pg_available
 
 BALANCE_TARGET_S = 60.0
 TRIP_TARGET_S = 60.0

@@ -40,16 +40,28 @@ from app.clock import SystemClock
 from cardio.dlt645 import dataids as D
 from cardio.dlt645.client import MeterClient
 from cardio.dlt645.frame import Frame
-from cardio.dlt645.link import SerialSettings, open_serial_link
-from cardio.dlt645.messages import ReadReply, ReadRequest, decode, encode
+from cardio.dlt645.link import SerialSettings
+from cardio.dlt645.link import open_serial_link
+from cardio.dlt645.messages import ReadReply
+from cardio.dlt645.messages import ReadRequest
+from cardio.dlt645.messages import decode
+from cardio.dlt645.messages import encode
 from cardio.dlt645.parser import FrameParser
 from cardio.dlt645.registers import MemoryMeter
 from cardio.dlt645.responder import Responder
 from cardio.dlt645.server import SerialServer
-from cardio.keys import MasterKeys, SoftwareKeyProvider
+from cardio.keys import MasterKeys
+from cardio.keys import SoftwareKeyProvider
 from cardio.meter_sim import MeterSimulator
-from cardio.meter_wire import READ_SET, SimulatedMeterRegisters, read_meter
-from tests.bench.common import bench_main, emit, median, percentile, progress, rounded
+from cardio.meter_wire import READ_SET
+from cardio.meter_wire import SimulatedMeterRegisters
+from cardio.meter_wire import read_meter
+from tests.bench.common import bench_main
+from tests.bench.common import emit
+from tests.bench.common import median
+from tests.bench.common import percentile
+from tests.bench.common import progress
+from tests.bench.common import rounded
 from tests.serial_rig import PtyPair
 
 PARSE_TARGET = 100_000  # frames per second

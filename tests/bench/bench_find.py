@@ -21,7 +21,8 @@ from __future__ import annotations
 import random
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -29,21 +30,21 @@ from typing import Any
 from sqlalchemy import event
 
 from app.persistence.db import Database
-from app.services.customers import CustomerView, count_customers, find_customers
+from app.services.customers import CustomerView
+from app.services.customers import count_customers
+from app.services.customers import find_customers
 from tests.bench import bench_import
-from tests.bench.common import (
-    DEFAULT_DATA_DIR,
-    FIRST_CUSTOMER_NO,
-    FIRST_METER_NO,
-    FULL_ROWS,
-    bench_main,
-    customer_row,
-    emit,
-    median,
-    percentile,
-    progress,
-    rounded,
-)
+from tests.bench.common import DEFAULT_DATA_DIR
+from tests.bench.common import FIRST_CUSTOMER_NO
+from tests.bench.common import FIRST_METER_NO
+from tests.bench.common import FULL_ROWS
+from tests.bench.common import bench_main
+from tests.bench.common import customer_row
+from tests.bench.common import emit
+from tests.bench.common import median
+from tests.bench.common import percentile
+from tests.bench.common import progress
+from tests.bench.common import rounded
 
 TARGET_EXACT_MEDIAN_MS = 2.0
 TARGET_PREFIX_P95_MS = 30.0

@@ -22,10 +22,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cardio.dlt645 import MeterClient, Password, TcpSettings, connect_tcp_link
+from cardio.dlt645 import MeterClient
+from cardio.dlt645 import Password
+from cardio.dlt645 import TcpSettings
+from cardio.dlt645 import connect_tcp_link
 from cardio.dlt645 import dataids as D
 from cardio.dlt645.messages import RelayCommand
-from tests.bench.common import bench_main, emit, progress, rounded
+from tests.bench.common import bench_main
+from tests.bench.common import emit
+from tests.bench.common import progress
+from tests.bench.common import rounded
 from tests.rigs.env import child_env
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -34,18 +34,16 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 from app.clock import SystemClock
 from app.persistence.db import Database
 from tests.bench.bench_find import ensure_database
-from tests.bench.common import (
-    DEFAULT_DATA_DIR,
-    FIRST_CUSTOMER_NO,
-    FIRST_METER_NO,
-    FULL_ROWS,
-    bench_main,
-    customer_row,
-    emit,
-    percentile,
-    progress,
-    rounded,
-)
+from tests.bench.common import DEFAULT_DATA_DIR
+from tests.bench.common import FIRST_CUSTOMER_NO
+from tests.bench.common import FIRST_METER_NO
+from tests.bench.common import FULL_ROWS
+from tests.bench.common import bench_main
+from tests.bench.common import customer_row
+from tests.bench.common import emit
+from tests.bench.common import percentile
+from tests.bench.common import progress
+from tests.bench.common import rounded
 from tests.rigs.sale_window import key_in
 
 TARGET_MAX_STALL_MS = 50.0
@@ -59,7 +57,8 @@ class _Shell:
     """What the page uses of the window: the database, the worker threads, nobody signed in."""
 
     def __init__(self, db: Database) -> None:
-        from ui.bridge import CardEvents, Ops
+        from ui.bridge import CardEvents
+        from ui.bridge import Ops
 
         self.ctx = _Ctx(db)
         self.ops = Ops()
@@ -92,7 +91,8 @@ class StallMeter:
     """A precise timer ticking every TICK_MS on the GUI thread; records the gaps between ticks."""
 
     def __init__(self) -> None:
-        from PySide6.QtCore import Qt, QTimer
+        from PySide6.QtCore import Qt
+        from PySide6.QtCore import QTimer
 
         self.gaps: list[float] = []
         self.last: float | None = None
@@ -122,7 +122,8 @@ class StallMeter:
 
 def _spin(seconds: float) -> None:
     """Run the GUI event loop for ``seconds`` (the way the application's own loop runs)."""
-    from PySide6.QtCore import QEventLoop, QTimer
+    from PySide6.QtCore import QEventLoop
+    from PySide6.QtCore import QTimer
 
     loop = QEventLoop()
     QTimer.singleShot(max(0, round(seconds * 1000)), loop.quit)

@@ -32,7 +32,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.bench.common import ROOT, child_env, emit, median, progress, rounded
+from tests.bench.common import ROOT
+from tests.bench.common import child_env
+from tests.bench.common import emit
+from tests.bench.common import median
+from tests.bench.common import progress
+from tests.bench.common import rounded
 
 TARGET_S = 1.5
 TIMEOUT_S = 60

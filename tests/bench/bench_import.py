@@ -27,19 +27,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.bench.common import (
-    DEFAULT_DATA_DIR,
-    FULL_ROWS,
-    ROOT,
-    RUSAGE_LAUNCHER,
-    child_env,
-    children_peak_rss_mb,
-    emit,
-    ensure_customers_csv,
-    maxrss_to_mb,
-    progress,
-    rounded,
-)
+from tests.bench.common import DEFAULT_DATA_DIR
+from tests.bench.common import FULL_ROWS
+from tests.bench.common import ROOT
+from tests.bench.common import RUSAGE_LAUNCHER
+from tests.bench.common import child_env
+from tests.bench.common import children_peak_rss_mb
+from tests.bench.common import emit
+from tests.bench.common import ensure_customers_csv
+from tests.bench.common import maxrss_to_mb
+from tests.bench.common import progress
+from tests.bench.common import rounded
 
 TARGET_SECONDS_PER_MILLION = 60.0
 TARGET_PEAK_RSS_MB = 300.0

@@ -50,8 +50,12 @@ import sys
 from collections import Counter as Tally
 from typing import Any
 
-from tests.rigs.kill import Campaign, campaign
-from tests.rigs.kill_seller import FULL_KILLS, OPS, PHASES, QUICK_KILLS
+from tests.rigs.kill import Campaign
+from tests.rigs.kill import campaign
+from tests.rigs.kill_seller import FULL_KILLS
+from tests.rigs.kill_seller import OPS
+from tests.rigs.kill_seller import PHASES
+from tests.rigs.kill_seller import QUICK_KILLS
 
 
 def records(c: Campaign, seconds: float, kills_asked: int) -> list[dict[str, Any]]:
@@ -112,7 +116,8 @@ def records(c: Campaign, seconds: float, kills_asked: int) -> list[dict[str, Any
 
 def run(kills: int = FULL_KILLS, seed: int | None = None) -> list[dict[str, Any]]:
     from tests.bench.bench_card import running_pcscd
-    from tests.bench.common import emit, progress
+    from tests.bench.common import emit
+    from tests.bench.common import progress
     from tests.pcsc_fixtures import exclusive_virtual_readers
 
     with exclusive_virtual_readers(), running_pcscd():

@@ -22,8 +22,14 @@ from typing import Any
 from app.domain.receipt import ReceiptData
 from printing import fonts
 from printing.escpos import receipt_escpos
-from printing.receipt import SIZES, render_receipt_pdf
-from tests.bench.common import bench_main, emit, median, percentile, progress, rounded
+from printing.receipt import SIZES
+from printing.receipt import render_receipt_pdf
+from tests.bench.common import bench_main
+from tests.bench.common import emit
+from tests.bench.common import median
+from tests.bench.common import percentile
+from tests.bench.common import progress
+from tests.bench.common import rounded
 from tests.rigs.receipts import RECEIPT
 
 TARGET_MEDIAN_MS = 20.0

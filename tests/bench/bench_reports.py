@@ -25,23 +25,28 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert
+from sqlalchemy import select
 
 from app.clock import FixedClock
 from app.persistence.db import Database
-from app.persistence.models import (
-    Customer,
-    FeePayment,
-    Reversal,
-    Sale,
-    Shift,
-    TariffPlan,
-    TariffVersion,
-)
-from app.services import auth, reports, shifts
+from app.persistence.models import Customer
+from app.persistence.models import FeePayment
+from app.persistence.models import Reversal
+from app.persistence.models import Sale
+from app.persistence.models import Shift
+from app.persistence.models import TariffPlan
+from app.persistence.models import TariffVersion
+from app.services import auth
+from app.services import reports
+from app.services import shifts
 from app.services.demo import load_demo
 from printing import reports as render
-from tests.bench.common import bench_main, emit, median, progress, rounded
+from tests.bench.common import bench_main
+from tests.bench.common import emit
+from tests.bench.common import median
+from tests.bench.common import progress
+from tests.bench.common import rounded
 from tests.rigs.sale_rows import sale_row
 
 TARGET_ZREPORT_S = 2.0

@@ -21,25 +21,40 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
+from typing import TypeVar
 
 from sqlalchemy import text
 
 from app.clock import FixedClock
-from app.domain.card import CardContents, CardWrite, WriteResult
+from app.domain.card import CardContents
+from app.domain.card import CardWrite
+from app.domain.card import WriteResult
 from app.persistence.db import Database
-from app.services import auth, ledger, selling, shifts
+from app.services import auth
+from app.services import ledger
+from app.services import selling
+from app.services import shifts
 from app.services.demo import load_demo
 from app.services.selling import sale as selling_sale
 from app.settings import Settings
-from cardio.emulator import CardImage, UserCardOS
-from cardio.keys import MasterKeys, SoftwareKeyProvider
+from cardio.emulator import CardImage
+from cardio.emulator import UserCardOS
+from cardio.keys import MasterKeys
+from cardio.keys import SoftwareKeyProvider
 from cardio.meter_sim import MeterSimulator
 from cardio.terminal import ApduTerminal
-from tests.bench.bench_card import READER, running_pcscd
-from tests.bench.common import bench_main, emit, median, percentile, progress, rounded
+from tests.bench.bench_card import READER
+from tests.bench.bench_card import running_pcscd
+from tests.bench.common import bench_main
+from tests.bench.common import emit
+from tests.bench.common import median
+from tests.bench.common import percentile
+from tests.bench.common import progress
+from tests.bench.common import rounded
 from tests.pcsc_fixtures import exclusive_virtual_readers
 
 CUSTOMER = "100000000002"  # a card-meter demo customer without arrears or fees

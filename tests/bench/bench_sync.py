@@ -34,17 +34,15 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from tests.bench.common import (
-    DEFAULT_DATA_DIR,
-    FULL_ROWS,
-    ROOT,
-    RUSAGE_LAUNCHER,
-    child_env,
-    emit,
-    maxrss_to_mb,
-    progress,
-    rounded,
-)
+from tests.bench.common import DEFAULT_DATA_DIR
+from tests.bench.common import FULL_ROWS
+from tests.bench.common import ROOT
+from tests.bench.common import RUSAGE_LAUNCHER
+from tests.bench.common import child_env
+from tests.bench.common import emit
+from tests.bench.common import maxrss_to_mb
+from tests.bench.common import progress
+from tests.bench.common import rounded
 from tests.rigs.central_process import CentralProcess
 from tests.rigs.sale_rows import sale_row
 
@@ -64,7 +62,8 @@ def central_db(data_dir: Path, customers: int) -> Path:
     path.unlink(missing_ok=True)
     progress(f"building the central archive of {customers:,} customers (once)...")
     t0 = time.perf_counter()
-    from sync.central.seed import seed_demo, seed_synthetic
+    from sync.central.seed import seed_demo
+    from sync.central.seed import seed_synthetic
     from sync.central.store import CentralStore
 
     store = CentralStore(f"sqlite:///{path}")
@@ -148,9 +147,14 @@ def bench_pull(customers: int, data_dir: Path) -> dict[str, Any]:
 def _fill_outbox(db: Any, n: int, clock: Any) -> None:
     """``n`` settled remote payments with their outbox rows, written straight into the
     ledger tables (the sale flow itself is measured by bench_sale)."""
-    from sqlalchemy import insert, select
+    from sqlalchemy import insert
+    from sqlalchemy import select
 
-    from app.persistence.models import Customer, OutboxEntry, Sale, Shift, TariffVersion
+    from app.persistence.models import Customer
+    from app.persistence.models import OutboxEntry
+    from app.persistence.models import Sale
+    from app.persistence.models import Shift
+    from app.persistence.models import TariffVersion
 
     now = clock.now()
     with db.write() as session:
@@ -200,7 +204,8 @@ def bench_push(sales: int, single_sample: int, data_dir: Path) -> dict[str, Any]
 
     from app.clock import FixedClock
     from app.persistence.db import Database
-    from app.services import auth, shifts
+    from app.services import auth
+    from app.services import shifts
     from app.services.demo import load_demo
     from sync.client import CentralClient
     from sync.contract import RegisterRequest
@@ -314,7 +319,8 @@ def bench_push_tls(sales: int = 500, repeats: int = 9) -> dict[str, Any]:
 
     from app.clock import FixedClock
     from app.persistence.db import Database
-    from app.services import auth, shifts
+    from app.services import auth
+    from app.services import shifts
     from app.services.demo import load_demo
     from sync.central.seed import seed_demo
     from sync.central.server import CentralServer

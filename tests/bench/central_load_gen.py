@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.bench.common import percentile, rounded
+from tests.bench.common import percentile
+from tests.bench.common import rounded
 
 ENROLMENT_KEY = "bench-load-enrolment-key"
 FULL_COUNTERS, FULL_SECONDS = 2000, 60.0

@@ -10,21 +10,21 @@ import json
 import random
 import time
 import uuid
-from typing import Any, ClassVar
+from typing import Any
+from typing import ClassVar
 
 import gevent
-from locust import FastHttpUser, task
+from locust import FastHttpUser
+from locust import task
 
-from tests.bench.central_load_gen import (
-    BIG_BATCH,
-    COUNTERS_PER_OFFICE,
-    ENROLMENT_KEY,
-    LoadRun,
-    counter_customers,
-    counter_id,
-    office_code,
-    sale_body,
-)
+from tests.bench.central_load_gen import BIG_BATCH
+from tests.bench.central_load_gen import COUNTERS_PER_OFFICE
+from tests.bench.central_load_gen import ENROLMENT_KEY
+from tests.bench.central_load_gen import LoadRun
+from tests.bench.central_load_gen import counter_customers
+from tests.bench.central_load_gen import counter_id
+from tests.bench.central_load_gen import office_code
+from tests.bench.central_load_gen import sale_body
 
 PULLED = ("tariffs", "customers", "remote-purchases", "jobs")
 

@@ -16,25 +16,26 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.bench import (
-    bench_audit,
-    bench_card,
-    bench_central_load,
-    bench_central_request,
-    bench_control,
-    bench_dlt645,
-    bench_find,
-    bench_fleet,
-    bench_gui_search,
-    bench_gui_start,
-    bench_import,
-    bench_kill,
-    bench_receipt,
-    bench_reports,
-    bench_sale,
-    bench_sync,
-)
-from tests.bench.common import DEFAULT_DATA_DIR, FULL_ROWS, QUICK_ROWS, emit
+from tests.bench import bench_audit
+from tests.bench import bench_card
+from tests.bench import bench_central_load
+from tests.bench import bench_central_request
+from tests.bench import bench_control
+from tests.bench import bench_dlt645
+from tests.bench import bench_find
+from tests.bench import bench_fleet
+from tests.bench import bench_gui_search
+from tests.bench import bench_gui_start
+from tests.bench import bench_import
+from tests.bench import bench_kill
+from tests.bench import bench_receipt
+from tests.bench import bench_reports
+from tests.bench import bench_sale
+from tests.bench import bench_sync
+from tests.bench.common import DEFAULT_DATA_DIR
+from tests.bench.common import FULL_ROWS
+from tests.bench.common import QUICK_ROWS
+from tests.bench.common import emit
 
 
 def main(argv: list[str] | None = None) -> int:

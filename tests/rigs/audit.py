@@ -8,11 +8,16 @@ import datetime as dt
 from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy import insert, update
+from sqlalchemy import insert
+from sqlalchemy import update
 
-from app.domain.audit import GENESIS, AuditRow, canonical_detail, row_hash
+from app.domain.audit import GENESIS
+from app.domain.audit import AuditRow
+from app.domain.audit import canonical_detail
+from app.domain.audit import row_hash
 from app.persistence.db import Database
-from app.persistence.models import AuditEntry, AuditHead
+from app.persistence.models import AuditEntry
+from app.persistence.models import AuditHead
 from app.services import audit
 
 START = dt.datetime(2026, 3, 1, 1, 0, tzinfo=dt.UTC)

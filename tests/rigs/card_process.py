@@ -14,7 +14,9 @@ import sys
 from pathlib import Path
 
 from tests.conftest import ROOT
-from tests.pcsc_fixtures import READER_SLOT0, READER_SLOT1, wait_card_absent
+from tests.pcsc_fixtures import READER_SLOT0
+from tests.pcsc_fixtures import READER_SLOT1
+from tests.pcsc_fixtures import wait_card_absent
 from tests.rigs.env import child_env
 
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +17,12 @@ import requests
 from app.clock import FixedClock
 from app.services import demo
 from sync import contract as c
-from sync.central import CentralServer, CentralStore
+from sync.central import CentralServer
+from sync.central import CentralStore
 from sync.central import seed as central_seed
-from tests.conftest import PG_URL, in_schema, pg_schema
+from tests.conftest import PG_URL
+from tests.conftest import in_schema
+from tests.conftest import pg_schema
 
 FIRST = str(demo.FIRST_CUSTOMER)  # 100000000001: card meter, owes DEMO-A-... and DEMO-F-...
 

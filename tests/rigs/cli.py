@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from cardio.channel import EmulatedChannel
-from cardio.emulator import CardImage, UserCardOS
-from cardio.keys import SoftwareKeyProvider, open_keystore
+from cardio.emulator import CardImage
+from cardio.emulator import UserCardOS
+from cardio.keys import SoftwareKeyProvider
+from cardio.keys import open_keystore
 from cardio.terminal import ApduTerminal
 from cardio.wiring import DEMO_PASSPHRASE
 from tests.conftest import ROOT

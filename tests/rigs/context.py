@@ -6,7 +6,8 @@ nothing in its database; the keywords say what a test needs beyond that."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable
+from collections.abc import Collection
 from pathlib import Path
 from typing import Literal
 
@@ -14,7 +15,9 @@ import main as composition
 from app.clock import Clock
 from app.context import AppContext
 from app.paths import resolve_paths
-from app.services import auth, demo, shifts
+from app.services import auth
+from app.services import demo
+from app.services import shifts
 from app.services.auth import Principal
 from app.settings import Settings
 from cardio import wiring

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,11 @@ from app.domain.card import CardContents
 from app.persistence.db import Database
 from app.persistence.models import Customer
 from app.ports import CardTerminal
-from app.services import approvals, auth, ledger, selling, shifts
+from app.services import approvals
+from app.services import auth
+from app.services import ledger
+from app.services import selling
+from app.services import shifts
 from app.services.auth import Principal
 from app.services.customers import CustomerView
 from app.services.demo import load_demo

@@ -9,7 +9,10 @@ from collections.abc import Callable
 from app.domain.card import CardKind
 from app.ports import KeyRole
 from cardio.crypto import auth_cryptogram
-from cardio.emulator import CardImage, PsamOS, UserCardOS, diversified_card_keys
+from cardio.emulator import CardImage
+from cardio.emulator import PsamOS
+from cardio.emulator import UserCardOS
+from cardio.emulator import diversified_card_keys
 from cardio.profile import APP_AID
 
 MASTER = {i: bytes([0x30 + i]) * 8 + bytes(range(i, i + 8)) for i in range(7)}

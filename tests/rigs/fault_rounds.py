@@ -14,21 +14,30 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass
+from dataclasses import field
+from typing import Any
+from typing import Protocol
 
 import requests
-from sqlalchemy import func, select
+from sqlalchemy import func
+from sqlalchemy import select
 
 from app.persistence.db import Database
-from app.persistence.models import OutboxEntry, Sale
+from app.persistence.models import OutboxEntry
+from app.persistence.models import Sale
 from app.services import selling
-from app.services.demo import demo_arrears, demo_customer
-from app.settings import CENTRAL_CA_BUNDLE, CENTRAL_URL, OFFLINE_MAX_AMOUNT, OFFLINE_MAX_SALES
+from app.services.demo import demo_arrears
+from app.services.demo import demo_customer
+from app.settings import CENTRAL_CA_BUNDLE
+from app.settings import CENTRAL_URL
+from app.settings import OFFLINE_MAX_AMOUNT
+from app.settings import OFFLINE_MAX_SALES
 from sync import contract as c
 from sync.central.faults import FAULTS_PATH
 from sync.central.server import CentralServer
-from sync.client import CentralClient, RetryPolicy
+from sync.client import CentralClient
+from sync.client import RetryPolicy
 from sync.errors import SyncError
 from sync.outbox import push
 from tests.rigs.counter import Counter

@@ -11,11 +11,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from cardio.dlt645 import MeterClient, TcpSettings, connect_tcp_link
+from cardio.dlt645 import MeterClient
+from cardio.dlt645 import TcpSettings
+from cardio.dlt645 import connect_tcp_link
 from cardio.dlt645 import dataids as D
 from sync.central.control import control_status
 from sync.central.store import CentralStore
-from tests.rigs.processes import home_env, start, stop
+from tests.rigs.processes import home_env
+from tests.rigs.processes import start
+from tests.rigs.processes import stop
 
 
 def start_fleet(state: Path, env: dict[str, str], *args: str) -> tuple[subprocess.Popen[str], str]:

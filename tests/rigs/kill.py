@@ -17,29 +17,29 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from collections.abc import Iterator
+from dataclasses import dataclass
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
 from tests.rigs.env import child_env
-from tests.rigs.kill_seller import (
-    AMOUNT,
-    CALIBRATION,
-    COUNTER,
-    CUSTOMER,
-    MARKER_SIZE,
-    NOW,
-    OPS,
-    PARAMETER_CHANGE,
-    PHASES,
-    READERS,
-    ROOT,
-    UTILITY,
-    WAIT,
-    WEIGHTS,
-    phase_of,
-)
+from tests.rigs.kill_seller import AMOUNT
+from tests.rigs.kill_seller import CALIBRATION
+from tests.rigs.kill_seller import COUNTER
+from tests.rigs.kill_seller import CUSTOMER
+from tests.rigs.kill_seller import MARKER_SIZE
+from tests.rigs.kill_seller import NOW
+from tests.rigs.kill_seller import OPS
+from tests.rigs.kill_seller import PARAMETER_CHANGE
+from tests.rigs.kill_seller import PHASES
+from tests.rigs.kill_seller import READERS
+from tests.rigs.kill_seller import ROOT
+from tests.rigs.kill_seller import UTILITY
+from tests.rigs.kill_seller import WAIT
+from tests.rigs.kill_seller import WEIGHTS
+from tests.rigs.kill_seller import phase_of
 
 # --------------------------------------------------------------------------- the campaign
 
@@ -113,7 +113,8 @@ def wait_reader_ready(reader: str, timeout: float = WAIT) -> float:
             ):
                 return time.monotonic() - started
             if time.monotonic() - started > timeout:
-                from tests.pcsc_fixtures import card_connections_here, pcscd_clients
+                from tests.pcsc_fixtures import card_connections_here
+                from tests.pcsc_fixtures import pcscd_clients
 
                 raise RuntimeError(
                     f"{reader!r} not ready after {timeout} s (state {state:#x}); "
@@ -165,10 +166,14 @@ class Campaign:
         from app.clock import FixedClock
         from app.persistence.db import Database
         from app.ports import KeyRole
-        from app.services import auth, shifts
+        from app.services import auth
+        from app.services import shifts
         from app.services.demo import load_demo
-        from app.settings import OFFLINE_MAX_AMOUNT, OFFLINE_MAX_SALES, Settings
-        from cardio.keys import MasterKeys, SoftwareKeyProvider
+        from app.settings import OFFLINE_MAX_AMOUNT
+        from app.settings import OFFLINE_MAX_SALES
+        from app.settings import Settings
+        from cardio.keys import MasterKeys
+        from cardio.keys import SoftwareKeyProvider
         from cardio.meter_sim import MeterSimulator
         from cardio.pcsc import PcscReaderPort
 
@@ -272,7 +277,8 @@ class Campaign:
         return answer
 
     def _new_blank(self, slot: int) -> Card:
-        from cardio.emulator import CardImage, UserCardOS
+        from cardio.emulator import CardImage
+        from cardio.emulator import UserCardOS
         from cardio.vpcd import VpcdCard
 
         serial = os.urandom(8)
@@ -307,16 +313,15 @@ class Campaign:
     # ---- the books
 
     def ledger(self) -> dict[str, Any]:
-        from sqlalchemy import func, select
+        from sqlalchemy import func
+        from sqlalchemy import select
 
-        from app.persistence.models import (
-            CardBlacklist,
-            Customer,
-            FeePayment,
-            Reversal,
-            Sale,
-            Shift,
-        )
+        from app.persistence.models import CardBlacklist
+        from app.persistence.models import Customer
+        from app.persistence.models import FeePayment
+        from app.persistence.models import Reversal
+        from app.persistence.models import Sale
+        from app.persistence.models import Shift
         from app.services import shifts
 
         with self.db.read() as session:

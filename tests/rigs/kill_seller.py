@@ -15,9 +15,11 @@ import mmap
 import os
 import sys
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
+from typing import NoReturn
 
 ROOT = Path(__file__).resolve().parents[2]
 CUSTOMER = "100000000002"  # a card-meter demo customer without arrears or fees
@@ -255,8 +257,11 @@ class _Seller:
         from app.persistence.db import Database
         from app.ports import KeyRole
         from app.services import auth
-        from app.settings import OFFLINE_MAX_AMOUNT, OFFLINE_MAX_SALES, Settings
-        from cardio.keys import MasterKeys, SoftwareKeyProvider
+        from app.settings import OFFLINE_MAX_AMOUNT
+        from app.settings import OFFLINE_MAX_SALES
+        from app.settings import Settings
+        from cardio.keys import MasterKeys
+        from cardio.keys import SoftwareKeyProvider
 
         self.db_path, self.mark = db_path, mark
         saved = json.loads(Path(keys_path).read_text(encoding="ascii"))

@@ -11,22 +11,23 @@ from typing import Any
 import pytest
 
 from app.clock import FixedClock
-from app.domain.card import (
-    CardContents,
-    CardKind,
-    CardWrite,
-    ParameterRecord,
-    PurchaseRecord,
-    TariffRecord,
-    UpdateFlags,
-    UserCardType,
-    WriteBackStatus,
-)
+from app.domain.card import CardContents
+from app.domain.card import CardKind
+from app.domain.card import CardWrite
+from app.domain.card import ParameterRecord
+from app.domain.card import PurchaseRecord
+from app.domain.card import TariffRecord
+from app.domain.card import UpdateFlags
+from app.domain.card import UserCardType
+from app.domain.card import WriteBackStatus
 from app.domain.pricing import TariffSpec
 from cardio.channel import EmulatedChannel
-from cardio.emulator import CardImage, UserCardOS
-from cardio.keys import MasterKeys, SoftwareKeyProvider
-from cardio.meter_sim import BEIJING, MeterSimulator
+from cardio.emulator import CardImage
+from cardio.emulator import UserCardOS
+from cardio.keys import MasterKeys
+from cardio.keys import SoftwareKeyProvider
+from cardio.meter_sim import BEIJING
+from cardio.meter_sim import MeterSimulator
 from cardio.terminal import ApduTerminal
 from tests.rigs.user_card import user_params as card_params
 

@@ -51,11 +51,19 @@ def seller_main(plan_path: str) -> int:
     from app.errors import CardVendError
     from app.persistence.db import Database
     from app.ports import KeyRole
-    from app.services import auth, ledger, selling, shifts
-    from app.settings import OFFLINE_MAX_AMOUNT, OFFLINE_MAX_HOURS, OFFLINE_MAX_SALES, Settings
+    from app.services import auth
+    from app.services import ledger
+    from app.services import selling
+    from app.services import shifts
+    from app.settings import OFFLINE_MAX_AMOUNT
+    from app.settings import OFFLINE_MAX_HOURS
+    from app.settings import OFFLINE_MAX_SALES
+    from app.settings import Settings
     from cardio.channel import EmulatedChannel
-    from cardio.emulator import CardImage, UserCardOS
-    from cardio.keys import MasterKeys, SoftwareKeyProvider
+    from cardio.emulator import CardImage
+    from cardio.emulator import UserCardOS
+    from cardio.keys import MasterKeys
+    from cardio.keys import SoftwareKeyProvider
     from cardio.meter_sim import MeterSimulator
     from cardio.terminal import ApduTerminal
 

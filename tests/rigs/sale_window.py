@@ -13,9 +13,11 @@ from sqlalchemy import select
 
 from app.clock import FixedClock
 from app.context import AppContext
-from app.persistence.models import Customer, Sale
+from app.persistence.models import Customer
+from app.persistence.models import Sale
 from app.services.auth import Principal
-from tests.rigs.context import sign_in, teller_with_shift
+from tests.rigs.context import sign_in
+from tests.rigs.context import teller_with_shift
 
 WAIT_MS = 20_000
 CUSTOMER = "100000000002"  # a demo card customer without arrears

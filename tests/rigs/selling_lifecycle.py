@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 from hypothesis import strategies as st
-from hypothesis.stateful import precondition, rule
+from hypothesis.stateful import precondition
+from hypothesis.stateful import rule
 from sqlalchemy import select
 
 from app.domain.card import CardRemoved
@@ -22,18 +23,16 @@ from app.services.lifecycle import meter_change as mc
 from app.settings import EXCHANGE_FEE
 from cardio.meter_sim import MeterSimulator
 from tests.rigs.selling_machine import SellingRig
-from tests.rigs.selling_model import (
-    COMPLETED,
-    CUSTOMER,
-    CardFile,
-    Killed,
-    Snapshot,
-    Transfer,
-    breaks_replacement,
-    event,
-    kill_at,
-    read_card,
-)
+from tests.rigs.selling_model import COMPLETED
+from tests.rigs.selling_model import CUSTOMER
+from tests.rigs.selling_model import CardFile
+from tests.rigs.selling_model import Killed
+from tests.rigs.selling_model import Snapshot
+from tests.rigs.selling_model import Transfer
+from tests.rigs.selling_model import breaks_replacement
+from tests.rigs.selling_model import event
+from tests.rigs.selling_model import kill_at
+from tests.rigs.selling_model import read_card
 
 
 class LifecycleRules(SellingRig):

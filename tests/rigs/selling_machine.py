@@ -19,35 +19,45 @@ from sqlalchemy import select
 
 from app.clock import FixedClock
 from app.domain.card import CardRemoved
-from app.domain.ledger import SaleKind, SaleState
+from app.domain.ledger import SaleKind
+from app.domain.ledger import SaleState
 from app.domain.settlement import Settlement
 from app.errors import Conflict
 from app.persistence.db import Database
-from app.persistence.models import CardBlacklist, Customer, FeePayment, Reversal, Sale, Shift
-from app.services import approvals, selling, shifts
+from app.persistence.models import CardBlacklist
+from app.persistence.models import Customer
+from app.persistence.models import FeePayment
+from app.persistence.models import Reversal
+from app.persistence.models import Sale
+from app.persistence.models import Shift
+from app.services import approvals
+from app.services import selling
+from app.services import shifts
 from app.services.customers import customer_view
 from app.services.lifecycle import account
-from app.settings import UTILITY_CODE, Settings
+from app.settings import UTILITY_CODE
+from app.settings import Settings
 from cardio.channel import EmulatedChannel
-from cardio.emulator import CardImage, UserCardOS
-from cardio.meter_sim import MeterSimulator, MeterState, load_state
+from cardio.emulator import CardImage
+from cardio.emulator import UserCardOS
+from cardio.meter_sim import MeterSimulator
+from cardio.meter_sim import MeterState
+from cardio.meter_sim import load_state
 from cardio.terminal import ApduTerminal
-from tests.rigs.selling_model import (
-    COMPLETED,
-    COUNTER,
-    CUSTOMER,
-    FLOAT,
-    METER_NO,
-    T0,
-    RevRow,
-    SaleRow,
-    Snapshot,
-    Transfer,
-    copy_database,
-    event,
-    read_card,
-    template,
-)
+from tests.rigs.selling_model import COMPLETED
+from tests.rigs.selling_model import COUNTER
+from tests.rigs.selling_model import CUSTOMER
+from tests.rigs.selling_model import FLOAT
+from tests.rigs.selling_model import METER_NO
+from tests.rigs.selling_model import T0
+from tests.rigs.selling_model import RevRow
+from tests.rigs.selling_model import SaleRow
+from tests.rigs.selling_model import Snapshot
+from tests.rigs.selling_model import Transfer
+from tests.rigs.selling_model import copy_database
+from tests.rigs.selling_model import event
+from tests.rigs.selling_model import read_card
+from tests.rigs.selling_model import template
 
 
 class SellingRig(RuleBasedStateMachine):

@@ -28,8 +28,10 @@ from app.services import auth
 from app.services.auth import Principal
 from app.services.demo import load_demo
 from cardio import profile as P
-from cardio.emulator import CardImage, CardState
-from cardio.keys import MasterKeys, SoftwareKeyProvider
+from cardio.emulator import CardImage
+from cardio.emulator import CardState
+from cardio.keys import MasterKeys
+from cardio.keys import SoftwareKeyProvider
 
 CUSTOMER = "100000000002"  # demo: a card-meter customer without arrears or fees
 METER_NO = "200000000002"  # its meter

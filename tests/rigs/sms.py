@@ -13,7 +13,9 @@ from sqlalchemy import select
 
 from sync.central import models as m
 from sync.central.store import CentralStore
-from tests.rigs.processes import home_env, start, stop
+from tests.rigs.processes import home_env
+from tests.rigs.processes import start
+from tests.rigs.processes import stop
 
 ENGLISH = "100000000030"  # a remote customer who reads English
 OPTED_OUT = "100000000040"  # a remote customer who wants no SMS

@@ -9,8 +9,10 @@ from typing import Any
 from app.clock import FixedClock
 from sync import contract as c
 from sync.central.server import CentralServer
-from sync.client import CentralClient, RetryPolicy
-from sync.service import SyncService, reconcile
+from sync.client import CentralClient
+from sync.client import RetryPolicy
+from sync.service import SyncService
+from sync.service import reconcile
 from tests.rigs.counter import Counter
 
 

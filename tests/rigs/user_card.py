@@ -8,15 +8,13 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
-from app.domain.card import (
-    CardKind,
-    CardWrite,
-    ParameterRecord,
-    PurchaseRecord,
-    TariffRecord,
-    UpdateFlags,
-    UserCardType,
-)
+from app.domain.card import CardKind
+from app.domain.card import CardWrite
+from app.domain.card import ParameterRecord
+from app.domain.card import PurchaseRecord
+from app.domain.card import TariffRecord
+from app.domain.card import UpdateFlags
+from app.domain.card import UserCardType
 from tests.rigs.cli import terminal_for
 
 CST = dt.timezone(dt.timedelta(hours=8))

@@ -25,29 +25,27 @@ from __future__ import annotations
 
 from app.presenters.cardwork import approver_of
 from ui.dialogs.approval import ApprovalDialog
-from ui.dialogs.cardops import (
-    OpenAccountDialog,
-    ReplacementDialog,
-    ReversalDialog,
-    RewriteDialog,
-    last_reversible,
-    start_open_account,
-    start_replacement,
-    start_reversal,
-    start_rewrite,
-)
-from ui.dialogs.common import (
-    POLL_MS,
-    TONES,
-    action_text,
-    is_approval_problem,
-    run_quietly,
-    sign_in,
-    tone,
-    when_text,
-)
-from ui.dialogs.operation import OperationDialog, print_receipt
-from ui.dialogs.signin import SignInDialog, SignInForm
+from ui.dialogs.cardops import OpenAccountDialog
+from ui.dialogs.cardops import ReplacementDialog
+from ui.dialogs.cardops import ReversalDialog
+from ui.dialogs.cardops import RewriteDialog
+from ui.dialogs.cardops import last_reversible
+from ui.dialogs.cardops import start_open_account
+from ui.dialogs.cardops import start_replacement
+from ui.dialogs.cardops import start_reversal
+from ui.dialogs.cardops import start_rewrite
+from ui.dialogs.common import POLL_MS
+from ui.dialogs.common import TONES
+from ui.dialogs.common import action_text
+from ui.dialogs.common import is_approval_problem
+from ui.dialogs.common import run_quietly
+from ui.dialogs.common import sign_in
+from ui.dialogs.common import tone
+from ui.dialogs.common import when_text
+from ui.dialogs.operation import OperationDialog
+from ui.dialogs.operation import print_receipt
+from ui.dialogs.signin import SignInDialog
+from ui.dialogs.signin import SignInForm
 
 __all__ = [
     "POLL_MS",

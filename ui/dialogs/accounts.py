@@ -9,28 +9,33 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from PySide6.QtWidgets import QCheckBox, QLineEdit, QWidget
+from PySide6.QtWidgets import QCheckBox
+from PySide6.QtWidgets import QLineEdit
+from PySide6.QtWidgets import QWidget
 
 from app.domain import settlement as st
 from app.domain.customers import MeterKind
 from app.domain.permissions import Action
 from app.fileio import private_dir
 from app.files import save_output
-from app.i18n import N_, _, translate
+from app.i18n import N_
+from app.i18n import _
+from app.i18n import translate
 from app.ports import CardTerminal
-from app.presenters.accounts import (
-    AccountWork,
-    CloseRequest,
-    closed_line,
-    paused_line,
-    resumed_line,
-    settlement_lines,
-)
+from app.presenters.accounts import AccountWork
+from app.presenters.accounts import CloseRequest
+from app.presenters.accounts import closed_line
+from app.presenters.accounts import paused_line
+from app.presenters.accounts import resumed_line
+from app.presenters.accounts import settlement_lines
 from app.services import approvals
 from app.services.auth import Principal
 from app.services.customers import CustomerView
 from ui.bridge import error_text
-from ui.dialogs.operation import OperationDialog, _customer_info, dialog_parent, open_operation
+from ui.dialogs.operation import OperationDialog
+from ui.dialogs.operation import _customer_info
+from ui.dialogs.operation import dialog_parent
+from ui.dialogs.operation import open_operation
 
 log = logging.getLogger(__name__)
 

@@ -6,34 +6,33 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from PySide6.QtCore import QTimer, Signal
-from PySide6.QtWidgets import (
-    QDialog,
-    QGroupBox,
-    QPushButton,
-    QVBoxLayout,
-    QWidget,
-)
+from PySide6.QtCore import QTimer
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import QDialog
+from PySide6.QtWidgets import QGroupBox
+from PySide6.QtWidgets import QPushButton
+from PySide6.QtWidgets import QVBoxLayout
+from PySide6.QtWidgets import QWidget
 
 from app.domain.permissions import Action
-from app.i18n import _, translate
+from app.i18n import _
+from app.i18n import translate
 from app.presenters.cardwork import CardWork
 from app.services import approvals
 from app.services.approvals import ApprovalView
 from app.settings import TIME_ZONE
 from ui.bridge import error_text
-from ui.dialogs.common import (
-    POLL_MS,
-    REQUEST_STATES,
-    _prepare,
-    _title,
-    action_text,
-    run_quietly,
-    tone,
-    when_text,
-)
+from ui.dialogs.common import POLL_MS
+from ui.dialogs.common import REQUEST_STATES
+from ui.dialogs.common import _prepare
+from ui.dialogs.common import _title
+from ui.dialogs.common import action_text
+from ui.dialogs.common import run_quietly
+from ui.dialogs.common import tone
+from ui.dialogs.common import when_text
 from ui.dialogs.signin import SignInForm
-from ui.widgets import button_row, wrapped_label
+from ui.widgets import button_row
+from ui.widgets import wrapped_label
 
 log = logging.getLogger(__name__)
 

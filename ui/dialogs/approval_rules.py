@@ -13,26 +13,27 @@ from collections.abc import Callable
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QKeyEvent
-from PySide6.QtWidgets import (
-    QCheckBox,
-    QComboBox,
-    QDialog,
-    QFormLayout,
-    QHBoxLayout,
-    QLabel,
-    QLineEdit,
-    QPushButton,
-    QSpinBox,
-    QVBoxLayout,
-    QWidget,
-)
+from PySide6.QtWidgets import QCheckBox
+from PySide6.QtWidgets import QComboBox
+from PySide6.QtWidgets import QDialog
+from PySide6.QtWidgets import QFormLayout
+from PySide6.QtWidgets import QHBoxLayout
+from PySide6.QtWidgets import QLabel
+from PySide6.QtWidgets import QLineEdit
+from PySide6.QtWidgets import QPushButton
+from PySide6.QtWidgets import QSpinBox
+from PySide6.QtWidgets import QVBoxLayout
+from PySide6.QtWidgets import QWidget
 
 from app.i18n import _
-from app.presenters.approval_rules import RuleRow, role_label
+from app.presenters.approval_rules import RuleRow
+from app.presenters.approval_rules import role_label
 from app.services import approvals
 from app.services.approvals import ApprovalStep
 from ui.bridge import error_text
-from ui.dialogs.common import _prepare, _title, tone
+from ui.dialogs.common import _prepare
+from ui.dialogs.common import _title
+from ui.dialogs.common import tone
 from ui.widgets import wrapped_label
 
 # save(steps, ttl_minutes, done, failed): run the service; done() closes, failed(exc) explains

@@ -5,47 +5,48 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from PySide6.QtWidgets import (
-    QLineEdit,
-    QPushButton,
-    QWidget,
-)
+from PySide6.QtWidgets import QLineEdit
+from PySide6.QtWidgets import QPushButton
+from PySide6.QtWidgets import QWidget
 
 from app.domain.card import CardContents
 from app.domain.permissions import Action
 from app.domain.receipt import receipt_no
 from app.errors import ValidationError
-from app.i18n import N_, _
-from app.money import check_cash_received, format_yuan
+from app.i18n import N_
+from app.i18n import _
+from app.money import check_cash_received
+from app.money import format_yuan
 from app.ports import CardTerminal
-from app.presenters.cardwork import (
-    CardWork,
-    approver_of,
-    change_lines,
-    erased_line,
-    exchanged_lines,
-    fee_line,
-    opened_line,
-    purchase_line,
-    read_old_card,
-    replaced_lines,
-    reversed_lines,
-    rewritten_line,
-)
-from app.services import approvals, ledger, selling
+from app.presenters.cardwork import CardWork
+from app.presenters.cardwork import approver_of
+from app.presenters.cardwork import change_lines
+from app.presenters.cardwork import erased_line
+from app.presenters.cardwork import exchanged_lines
+from app.presenters.cardwork import fee_line
+from app.presenters.cardwork import opened_line
+from app.presenters.cardwork import purchase_line
+from app.presenters.cardwork import read_old_card
+from app.presenters.cardwork import replaced_lines
+from app.presenters.cardwork import reversed_lines
+from app.presenters.cardwork import rewritten_line
+from app.services import approvals
+from app.services import ledger
+from app.services import selling
 from app.services.auth import Principal
-from app.services.customers import CustomerView, customer_view
-from app.settings import EXCHANGE_FEE, REPLACEMENT_FEE, TIME_ZONE
+from app.services.customers import CustomerView
+from app.services.customers import customer_view
+from app.settings import EXCHANGE_FEE
+from app.settings import REPLACEMENT_FEE
+from app.settings import TIME_ZONE
 from ui.bridge import error_text
 from ui.dialogs.common import when_text
-from ui.dialogs.operation import (
-    OperationDialog,
-    _customer_info,
-    _optional_yuan,
-    dialog_parent,
-    open_operation,
-    print_receipt,
-)
+from ui.dialogs.operation import OperationDialog
+from ui.dialogs.operation import _customer_info
+from ui.dialogs.operation import _optional_yuan
+from ui.dialogs.operation import dialog_parent
+from ui.dialogs.operation import open_operation
+from ui.dialogs.operation import print_receipt
 from ui.widgets import radio_buttons
 
 log = logging.getLogger(__name__)

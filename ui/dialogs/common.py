@@ -7,20 +7,22 @@ from collections.abc import Callable
 from typing import Any
 
 import shiboken6
-from PySide6.QtCore import Qt, QTimer
-from PySide6.QtGui import QKeySequence, QShortcut
-from PySide6.QtWidgets import (
-    QApplication,
-    QDialog,
-    QLabel,
-    QWidget,
-)
+from PySide6.QtCore import Qt
+from PySide6.QtCore import QTimer
+from PySide6.QtGui import QKeySequence
+from PySide6.QtGui import QShortcut
+from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QDialog
+from PySide6.QtWidgets import QLabel
+from PySide6.QtWidgets import QWidget
 
 from app.domain.permissions import Action
 from app.errors import CardVendError
-from app.i18n import N_, translate
+from app.i18n import N_
+from app.i18n import translate
 from app.localtime import local_time
-from app.services import approvals, auth
+from app.services import approvals
+from app.services import auth
 from app.services.auth import Principal
 from ui.style import set_tone
 
@@ -140,15 +142,14 @@ def can_retry(exc: BaseException) -> bool:
     not fit (another card, the card put back or taken to the meter first), the database or printer busy or away, an approval that expired or must be
     asked for again. A refusal (not allowed, not valid, rejected, not found) stays one."""
     from app.domain.card import CardError
-    from app.errors import DatabaseError, PrinterError
-    from app.services.selling import (
-        CardBehind,
-        CardRefused,
-        InsertIntoMeterFirst,
-        NoRewriteNeeded,
-        OfflineLimitReached,
-        SaleInDoubt,
-    )
+    from app.errors import DatabaseError
+    from app.errors import PrinterError
+    from app.services.selling import CardBehind
+    from app.services.selling import CardRefused
+    from app.services.selling import InsertIntoMeterFirst
+    from app.services.selling import NoRewriteNeeded
+    from app.services.selling import OfflineLimitReached
+    from app.services.selling import SaleInDoubt
 
     retryable = (
         CardError  # another card, or the card again (or after the meter) can change it

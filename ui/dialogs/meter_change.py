@@ -8,21 +8,29 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtWidgets import QComboBox, QLineEdit, QWidget
+from PySide6.QtWidgets import QComboBox
+from PySide6.QtWidgets import QLineEdit
+from PySide6.QtWidgets import QWidget
 
 from app.domain import ids
 from app.domain.permissions import Action
 from app.errors import ValidationError
 from app.files import save_output
-from app.i18n import N_, _, translate
+from app.i18n import N_
+from app.i18n import _
+from app.i18n import translate
 from app.money import parse_yuan
 from app.ports import CardTerminal
 from app.presenters.cardwork import approver_of
-from app.presenters.meter_change import MeterChangeWork, meter_change_lines
+from app.presenters.meter_change import MeterChangeWork
+from app.presenters.meter_change import meter_change_lines
 from app.services import meter_reading
 from app.services.customers import CustomerView
 from app.services.lifecycle import meter_change as mc
-from ui.dialogs.operation import OperationDialog, _customer_info, dialog_parent, open_operation
+from ui.dialogs.operation import OperationDialog
+from ui.dialogs.operation import _customer_info
+from ui.dialogs.operation import dialog_parent
+from ui.dialogs.operation import open_operation
 
 log = logging.getLogger(__name__)
 

@@ -3,34 +3,42 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
+from collections.abc import Iterable
 from typing import Any
 
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import (
-    QDialog,
-    QFormLayout,
-    QLineEdit,
-    QProgressBar,
-    QPushButton,
-    QVBoxLayout,
-    QWidget,
-)
+from PySide6.QtCore import Qt
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import QDialog
+from PySide6.QtWidgets import QFormLayout
+from PySide6.QtWidgets import QLineEdit
+from PySide6.QtWidgets import QProgressBar
+from PySide6.QtWidgets import QPushButton
+from PySide6.QtWidgets import QVBoxLayout
+from PySide6.QtWidgets import QWidget
 
 from app.domain.permissions import Action
-from app.errors import CardVendError, ValidationError
-from app.i18n import N_, _
+from app.errors import CardVendError
+from app.errors import ValidationError
+from app.i18n import N_
+from app.i18n import _
 from app.money import parse_yuan
 from app.ports import CardTerminal
 from app.services import receipts
 from app.services.approvals import ApprovalView
 from app.services.auth import Principal
-from app.services.customers import CustomerView, customer_view
+from app.services.customers import CustomerView
+from app.services.customers import customer_view
 from app.settings import RECEIPT_LANGUAGE
 from ui.bridge import error_text
 from ui.dialogs.approval import ApprovalDialog
-from ui.dialogs.common import _prepare, _title, can_retry, is_approval_problem, tone
-from ui.widgets import button_row, wrapped_label
+from ui.dialogs.common import _prepare
+from ui.dialogs.common import _title
+from ui.dialogs.common import can_retry
+from ui.dialogs.common import is_approval_problem
+from ui.dialogs.common import tone
+from ui.widgets import button_row
+from ui.widgets import wrapped_label
 
 log = logging.getLogger(__name__)
 

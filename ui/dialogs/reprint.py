@@ -9,14 +9,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtWidgets import QFileDialog, QWidget
+from PySide6.QtWidgets import QFileDialog
+from PySide6.QtWidgets import QWidget
 
 from app.domain.permissions import Action
 from app.domain.receipt import ReceiptData
 from app.files import save_output
 from app.i18n import _
-from app.services import approvals, receipts
-from app.settings import RECEIPT_LANGUAGE, RECEIPT_SIZE
+from app.services import approvals
+from app.services import receipts
+from app.settings import RECEIPT_LANGUAGE
+from app.settings import RECEIPT_SIZE
 from ui.bridge import error_text
 from ui.dialogs.approval import ApprovalDialog
 

@@ -4,22 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtWidgets import (
-    QDialog,
-    QFormLayout,
-    QLabel,
-    QLineEdit,
-    QPushButton,
-    QVBoxLayout,
-    QWidget,
-)
+from PySide6.QtWidgets import QDialog
+from PySide6.QtWidgets import QFormLayout
+from PySide6.QtWidgets import QLabel
+from PySide6.QtWidgets import QLineEdit
+from PySide6.QtWidgets import QPushButton
+from PySide6.QtWidgets import QVBoxLayout
+from PySide6.QtWidgets import QWidget
 
 from app.domain.ids import OPERATOR_ID
 from app.i18n import _
 from app.services.auth import Principal
-from ui.bridge import error_text, id_problem
-from ui.dialogs.common import _prepare, sign_in
-from ui.widgets import button_row, wrapped_label
+from ui.bridge import error_text
+from ui.bridge import id_problem
+from ui.dialogs.common import _prepare
+from ui.dialogs.common import sign_in
+from ui.widgets import button_row
+from ui.widgets import wrapped_label
 
 
 class SignInForm(QWidget):

@@ -14,15 +14,15 @@ All password checks run off the GUI thread (scrypt is slow by design) through ``
 
 from __future__ import annotations
 
-from ui.login.dialogs import (
-    LANGUAGE_NAMES,
-    FirstAdminDialog,
-    LanguageBox,
-    LoginDialog,
-    language_after_login,
-)
-from ui.login.idle import ACTIVITY, IdleWatch
-from ui.login.session import CounterSession, StartGate
+from ui.login.dialogs import LANGUAGE_NAMES
+from ui.login.dialogs import FirstAdminDialog
+from ui.login.dialogs import LanguageBox
+from ui.login.dialogs import LoginDialog
+from ui.login.dialogs import language_after_login
+from ui.login.idle import ACTIVITY
+from ui.login.idle import IdleWatch
+from ui.login.session import CounterSession
+from ui.login.session import StartGate
 
 __all__ = [
     "ACTIVITY",

@@ -7,24 +7,28 @@ from collections.abc import Callable
 from typing import Any
 
 from PySide6.QtCore import Signal
-from PySide6.QtWidgets import (
-    QComboBox,
-    QDialog,
-    QFormLayout,
-    QHBoxLayout,
-    QLabel,
-    QLineEdit,
-    QPushButton,
-    QVBoxLayout,
-    QWidget,
-)
+from PySide6.QtWidgets import QComboBox
+from PySide6.QtWidgets import QDialog
+from PySide6.QtWidgets import QFormLayout
+from PySide6.QtWidgets import QHBoxLayout
+from PySide6.QtWidgets import QLabel
+from PySide6.QtWidgets import QLineEdit
+from PySide6.QtWidgets import QPushButton
+from PySide6.QtWidgets import QVBoxLayout
+from PySide6.QtWidgets import QWidget
 
 from app.context import AppContext
 from app.domain.ids import OPERATOR_ID
-from app.i18n import LANGUAGES, _, get_language, set_language
+from app.i18n import LANGUAGES
+from app.i18n import _
+from app.i18n import get_language
+from app.i18n import set_language
 from app.services import auth
-from app.services.auth import Principal, SecurityPolicy
-from ui.bridge import Ops, error_text, id_problem
+from app.services.auth import Principal
+from app.services.auth import SecurityPolicy
+from ui.bridge import Ops
+from ui.bridge import error_text
+from ui.bridge import id_problem
 from ui.widgets import wrapped_label
 
 log = logging.getLogger(__name__)

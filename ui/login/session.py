@@ -5,27 +5,38 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+from typing import Any
 
 import shiboken6
-from PySide6.QtCore import QObject, Qt, QTimer, Signal
-from PySide6.QtGui import QKeySequence, QShortcut
-from PySide6.QtWidgets import (
-    QApplication,
-    QDialog,
-    QPushButton,
-    QWidget,
-)
+from PySide6.QtCore import QObject
+from PySide6.QtCore import Qt
+from PySide6.QtCore import QTimer
+from PySide6.QtCore import Signal
+from PySide6.QtGui import QKeySequence
+from PySide6.QtGui import QShortcut
+from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QDialog
+from PySide6.QtWidgets import QPushButton
+from PySide6.QtWidgets import QWidget
 
 from app.context import AppContext
 from app.domain.audit import VerifyResult
-from app.i18n import LANGUAGES, _, get_language, set_language
+from app.i18n import LANGUAGES
+from app.i18n import _
+from app.i18n import get_language
+from app.i18n import set_language
 from app.ports import BackgroundSync
 from app.services import auth
 from app.services.auth import Principal
 from app.settings import IDLE_MINUTES
-from ui.bridge import GuiThreadGC, Ops, error_text
-from ui.login.dialogs import FirstAdminDialog, LanguageBox, LoginDialog, _SignInDialog
+from ui.bridge import GuiThreadGC
+from ui.bridge import Ops
+from ui.bridge import error_text
+from ui.login.dialogs import FirstAdminDialog
+from ui.login.dialogs import LanguageBox
+from ui.login.dialogs import LoginDialog
+from ui.login.dialogs import _SignInDialog
 from ui.login.idle import IdleWatch
 
 if TYPE_CHECKING:

@@ -13,56 +13,60 @@ import logging
 from typing import Any
 
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QKeySequence, QShortcut
-from PySide6.QtWidgets import (
-    QAbstractItemView,
-    QComboBox,
-    QDialog,
-    QFormLayout,
-    QGroupBox,
-    QHeaderView,
-    QLabel,
-    QLineEdit,
-    QPushButton,
-    QScrollArea,
-    QTableWidget,
-    QTableWidgetItem,
-    QTabWidget,
-    QVBoxLayout,
-    QWidget,
-)
+from PySide6.QtGui import QKeySequence
+from PySide6.QtGui import QShortcut
+from PySide6.QtWidgets import QAbstractItemView
+from PySide6.QtWidgets import QComboBox
+from PySide6.QtWidgets import QDialog
+from PySide6.QtWidgets import QFormLayout
+from PySide6.QtWidgets import QGroupBox
+from PySide6.QtWidgets import QHeaderView
+from PySide6.QtWidgets import QLabel
+from PySide6.QtWidgets import QLineEdit
+from PySide6.QtWidgets import QPushButton
+from PySide6.QtWidgets import QScrollArea
+from PySide6.QtWidgets import QTableWidget
+from PySide6.QtWidgets import QTableWidgetItem
+from PySide6.QtWidgets import QTabWidget
+from PySide6.QtWidgets import QVBoxLayout
+from PySide6.QtWidgets import QWidget
 
 from app.domain.ids import OPERATOR_ID
 from app.domain.operators import Role
 from app.errors import CardVendError
-from app.i18n import N_, _, translate
-from app.money import format_yuan, parse_yuan
-from app.services import auth, configuration
+from app.i18n import N_
+from app.i18n import _
+from app.i18n import translate
+from app.money import format_yuan
+from app.money import parse_yuan
+from app.services import auth
+from app.services import configuration
 from app.services.operators import OperatorView
-from app.settings import (
-    CARD_READER,
-    CENTRAL_URL,
-    IDLE_MINUTES,
-    LOCKOUT_ATTEMPTS,
-    LOCKOUT_MINUTES,
-    MIN_PASSWORD_LENGTH,
-    OFFLINE_MAX_AMOUNT,
-    OFFLINE_MAX_HOURS,
-    OFFLINE_MAX_SALES,
-    PRINTER,
-    PRINTER_BAUD,
-    PRINTER_NAME,
-    PRINTER_PORT,
-    PSAM_READER,
-    RECEIPT_LANGUAGE,
-    RECEIPT_SIZE,
-    REGISTRY,
-    TIME_ZONE,
-)
-from ui.bridge import error_text, id_problem
+from app.settings import CARD_READER
+from app.settings import CENTRAL_URL
+from app.settings import IDLE_MINUTES
+from app.settings import LOCKOUT_ATTEMPTS
+from app.settings import LOCKOUT_MINUTES
+from app.settings import MIN_PASSWORD_LENGTH
+from app.settings import OFFLINE_MAX_AMOUNT
+from app.settings import OFFLINE_MAX_HOURS
+from app.settings import OFFLINE_MAX_SALES
+from app.settings import PRINTER
+from app.settings import PRINTER_BAUD
+from app.settings import PRINTER_NAME
+from app.settings import PRINTER_PORT
+from app.settings import PSAM_READER
+from app.settings import RECEIPT_LANGUAGE
+from app.settings import RECEIPT_SIZE
+from app.settings import REGISTRY
+from app.settings import TIME_ZONE
+from ui.bridge import error_text
+from ui.bridge import id_problem
 from ui.pages.approval_rules import ApprovalRulesTab
-from ui.style import mark_invalid, set_tone
-from ui.widgets import button_row, wrapped_label
+from ui.style import mark_invalid
+from ui.style import set_tone
+from ui.widgets import button_row
+from ui.widgets import wrapped_label
 
 log = logging.getLogger(__name__)
 

@@ -11,24 +11,26 @@ from collections.abc import Callable
 from typing import Any
 
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QKeySequence, QShortcut
-from PySide6.QtWidgets import (
-    QAbstractItemView,
-    QHeaderView,
-    QPushButton,
-    QTableWidget,
-    QTableWidgetItem,
-    QVBoxLayout,
-    QWidget,
-)
+from PySide6.QtGui import QKeySequence
+from PySide6.QtGui import QShortcut
+from PySide6.QtWidgets import QAbstractItemView
+from PySide6.QtWidgets import QHeaderView
+from PySide6.QtWidgets import QPushButton
+from PySide6.QtWidgets import QTableWidget
+from PySide6.QtWidgets import QTableWidgetItem
+from PySide6.QtWidgets import QVBoxLayout
+from PySide6.QtWidgets import QWidget
 
 from app.i18n import _
-from app.presenters.approval_rules import RuleRow, rule_rows
+from app.presenters.approval_rules import RuleRow
+from app.presenters.approval_rules import rule_rows
 from app.services import approvals
 from app.services.approvals import ApprovalStep
 from ui.bridge import error_text
-from ui.dialogs.approval_rules import ApprovalRuleDialog, Save
-from ui.widgets import button_row, wrapped_label
+from ui.dialogs.approval_rules import ApprovalRuleDialog
+from ui.dialogs.approval_rules import Save
+from ui.widgets import button_row
+from ui.widgets import wrapped_label
 
 
 class ApprovalRulesTab(QWidget):

@@ -15,24 +15,26 @@ from collections.abc import Mapping
 from typing import Any
 
 from PySide6.QtCore import QDate
-from PySide6.QtWidgets import (
-    QComboBox,
-    QDateEdit,
-    QGridLayout,
-    QHBoxLayout,
-    QLabel,
-    QLineEdit,
-    QPushButton,
-    QVBoxLayout,
-    QWidget,
-)
+from PySide6.QtWidgets import QComboBox
+from PySide6.QtWidgets import QDateEdit
+from PySide6.QtWidgets import QGridLayout
+from PySide6.QtWidgets import QHBoxLayout
+from PySide6.QtWidgets import QLabel
+from PySide6.QtWidgets import QLineEdit
+from PySide6.QtWidgets import QPushButton
+from PySide6.QtWidgets import QVBoxLayout
+from PySide6.QtWidgets import QWidget
 
 from app.context import AppContext
-from app.i18n import N_, _, translate
+from app.i18n import N_
+from app.i18n import _
+from app.i18n import translate
 from app.localtime import zone
 from app.money import format_yuan
 from app.presenters.control import STATE_TEXT
-from app.presenters.stats import CONTROL_STATES, figures, heading
+from app.presenters.stats import CONTROL_STATES
+from app.presenters.stats import figures
+from app.presenters.stats import heading
 from app.settings import TIME_ZONE
 from ui.bridge import error_text
 from ui.charts import BarChart

@@ -12,40 +12,52 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from PySide6.QtCore import QEvent, QModelIndex, QObject, Qt, QTimer
+from PySide6.QtCore import QEvent
+from PySide6.QtCore import QModelIndex
+from PySide6.QtCore import QObject
+from PySide6.QtCore import Qt
+from PySide6.QtCore import QTimer
 from PySide6.QtGui import QKeyEvent
-from PySide6.QtWidgets import (
-    QAbstractItemView,
-    QComboBox,
-    QFormLayout,
-    QFrame,
-    QGridLayout,
-    QGroupBox,
-    QHBoxLayout,
-    QHeaderView,
-    QLabel,
-    QLineEdit,
-    QProgressBar,
-    QPushButton,
-    QScrollArea,
-    QSplitter,
-    QTableView,
-    QVBoxLayout,
-    QWidget,
-)
+from PySide6.QtWidgets import QAbstractItemView
+from PySide6.QtWidgets import QComboBox
+from PySide6.QtWidgets import QFormLayout
+from PySide6.QtWidgets import QFrame
+from PySide6.QtWidgets import QGridLayout
+from PySide6.QtWidgets import QGroupBox
+from PySide6.QtWidgets import QHBoxLayout
+from PySide6.QtWidgets import QHeaderView
+from PySide6.QtWidgets import QLabel
+from PySide6.QtWidgets import QLineEdit
+from PySide6.QtWidgets import QProgressBar
+from PySide6.QtWidgets import QPushButton
+from PySide6.QtWidgets import QScrollArea
+from PySide6.QtWidgets import QSplitter
+from PySide6.QtWidgets import QTableView
+from PySide6.QtWidgets import QVBoxLayout
+from PySide6.QtWidgets import QWidget
 
-from app.domain.customers import CustomerStatus, MeterKind
+from app.domain.customers import CustomerStatus
+from app.domain.customers import MeterKind
 from app.domain.ledger import SaleState
-from app.i18n import N_, _, translate
+from app.i18n import N_
+from app.i18n import _
+from app.i18n import translate
 from app.money import format_yuan
 from app.services import ledger
-from app.services.customers import SearchCursor, SearchHit, SearchPage, search_customers
+from app.services.customers import SearchCursor
+from app.services.customers import SearchHit
+from app.services.customers import SearchPage
+from app.services.customers import search_customers
 from app.settings import TIME_ZONE
 from ui import dialogs
 from ui.bridge import error_text
-from ui.dialogs.accounts import start_close_account, start_pause_account, start_resume_account
+from ui.dialogs.accounts import start_close_account
+from ui.dialogs.accounts import start_pause_account
+from ui.dialogs.accounts import start_resume_account
 from ui.dialogs.reprint import reprint_receipt
-from ui.models import CustomerSearchModel, meter_kind_text, status_text
+from ui.models import CustomerSearchModel
+from ui.models import meter_kind_text
+from ui.models import status_text
 from ui.pages.common import KEY_COLUMNS
 from ui.widgets import wrapped_label
 

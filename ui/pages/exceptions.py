@@ -11,30 +11,34 @@ screen after a failed read.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
+from collections.abc import Sequence
 from typing import Any
 
-from PySide6.QtWidgets import (
-    QComboBox,
-    QHBoxLayout,
-    QLabel,
-    QLineEdit,
-    QPushButton,
-    QTableWidget,
-    QTableWidgetItem,
-    QVBoxLayout,
-    QWidget,
-)
+from PySide6.QtWidgets import QComboBox
+from PySide6.QtWidgets import QHBoxLayout
+from PySide6.QtWidgets import QLabel
+from PySide6.QtWidgets import QLineEdit
+from PySide6.QtWidgets import QPushButton
+from PySide6.QtWidgets import QTableWidget
+from PySide6.QtWidgets import QTableWidgetItem
+from PySide6.QtWidgets import QVBoxLayout
+from PySide6.QtWidgets import QWidget
 
 from app.context import AppContext
 from app.errors import CardVendError
-from app.i18n import N_, _
-from app.presenters.exceptions import STATES, STEPS, kind_label, label
+from app.i18n import N_
+from app.i18n import _
+from app.presenters.exceptions import STATES
+from app.presenters.exceptions import STEPS
+from app.presenters.exceptions import kind_label
+from app.presenters.exceptions import label
 from app.services import exceptions_queue as queue
 from app.settings import TIME_ZONE
 from ui.bridge import error_text
 from ui.dialogs.common import when_text
-from ui.pages.common import list_table, page_title
+from ui.pages.common import list_table
+from ui.pages.common import page_title
 from ui.style import set_tone
 from ui.widgets import wrapped_label
 

@@ -14,26 +14,29 @@ import logging
 from typing import Any
 
 from PySide6.QtGui import QColor
-from PySide6.QtWidgets import (
-    QGroupBox,
-    QLabel,
-    QMessageBox,
-    QPushButton,
-    QTableWidget,
-    QTableWidgetItem,
-    QVBoxLayout,
-    QWidget,
-)
+from PySide6.QtWidgets import QGroupBox
+from PySide6.QtWidgets import QLabel
+from PySide6.QtWidgets import QMessageBox
+from PySide6.QtWidgets import QPushButton
+from PySide6.QtWidgets import QTableWidget
+from PySide6.QtWidgets import QTableWidgetItem
+from PySide6.QtWidgets import QVBoxLayout
+from PySide6.QtWidgets import QWidget
 
-from app.i18n import N_, _, translate
+from app.i18n import N_
+from app.i18n import _
+from app.i18n import translate
 from app.localtime import local_time
 from app.services import jobs
 from app.services.jobs import JobView
-from app.settings import JOB_CARD_OVERDUE_DAYS, TIME_ZONE, UTILITY_CODE
+from app.settings import JOB_CARD_OVERDUE_DAYS
+from app.settings import TIME_ZONE
+from app.settings import UTILITY_CODE
 from ui.bridge import error_text
 from ui.pages.common import list_table
 from ui.style import set_tone
-from ui.widgets import button_row, wrapped_label
+from ui.widgets import button_row
+from ui.widgets import wrapped_label
 
 log = logging.getLogger(__name__)
 

@@ -11,29 +11,32 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from PySide6.QtWidgets import (
-    QComboBox,
-    QGridLayout,
-    QGroupBox,
-    QHBoxLayout,
-    QLabel,
-    QLineEdit,
-    QMessageBox,
-    QPushButton,
-    QVBoxLayout,
-    QWidget,
-)
+from PySide6.QtWidgets import QComboBox
+from PySide6.QtWidgets import QGridLayout
+from PySide6.QtWidgets import QGroupBox
+from PySide6.QtWidgets import QHBoxLayout
+from PySide6.QtWidgets import QLabel
+from PySide6.QtWidgets import QLineEdit
+from PySide6.QtWidgets import QMessageBox
+from PySide6.QtWidgets import QPushButton
+from PySide6.QtWidgets import QVBoxLayout
+from PySide6.QtWidgets import QWidget
 
 from app.domain import ids
-from app.i18n import N_, _, translate
+from app.i18n import N_
+from app.i18n import _
+from app.i18n import translate
 from app.localtime import local_time
 from app.money import format_yuan
 from app.services import meter_reading
 from app.services.meter_reading import MeterReading
-from app.settings import METER_PORT, TIME_ZONE
-from ui.bridge import error_text, id_problem
+from app.settings import METER_PORT
+from app.settings import TIME_ZONE
+from ui.bridge import error_text
+from ui.bridge import id_problem
 from ui.style import set_tone
-from ui.widgets import sized_font, wrapped_label
+from ui.widgets import sized_font
+from ui.widgets import wrapped_label
 
 log = logging.getLogger(__name__)
 

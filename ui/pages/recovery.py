@@ -16,31 +16,35 @@ import logging
 from typing import Any
 
 from PySide6.QtCore import QTimer
-from PySide6.QtWidgets import (
-    QGroupBox,
-    QHBoxLayout,
-    QLineEdit,
-    QPushButton,
-    QTableWidget,
-    QTableWidgetItem,
-    QVBoxLayout,
-    QWidget,
-)
+from PySide6.QtWidgets import QGroupBox
+from PySide6.QtWidgets import QHBoxLayout
+from PySide6.QtWidgets import QLineEdit
+from PySide6.QtWidgets import QPushButton
+from PySide6.QtWidgets import QTableWidget
+from PySide6.QtWidgets import QTableWidgetItem
+from PySide6.QtWidgets import QVBoxLayout
+from PySide6.QtWidgets import QWidget
 
-from app.domain.ledger import SaleState, Situation
+from app.domain.ledger import SaleState
+from app.domain.ledger import Situation
 from app.domain.operators import Role
 from app.domain.permissions import Action
 from app.domain.receipt import receipt_no
-from app.i18n import N_, _, translate
+from app.i18n import N_
+from app.i18n import _
+from app.i18n import translate
 from app.money import format_yuan
-from app.services import approvals, ledger, selling
+from app.services import approvals
+from app.services import ledger
+from app.services import selling
 from app.services.approvals import ApprovalView
 from app.services.auth import Principal
 from app.settings import TIME_ZONE
 from ui import dialogs
 from ui.bridge import error_text
 from ui.pages.common import list_table
-from ui.widgets import button_row, wrapped_label
+from ui.widgets import button_row
+from ui.widgets import wrapped_label
 
 log = logging.getLogger(__name__)
 

@@ -11,39 +11,44 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QDate, Qt, QTimer
-from PySide6.QtWidgets import (
-    QAbstractItemView,
-    QDateEdit,
-    QFileDialog,
-    QGridLayout,
-    QHBoxLayout,
-    QHeaderView,
-    QLabel,
-    QPushButton,
-    QTableWidget,
-    QTableWidgetItem,
-    QTabWidget,
-    QVBoxLayout,
-    QWidget,
-)
+from PySide6.QtCore import QDate
+from PySide6.QtCore import Qt
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QAbstractItemView
+from PySide6.QtWidgets import QDateEdit
+from PySide6.QtWidgets import QFileDialog
+from PySide6.QtWidgets import QGridLayout
+from PySide6.QtWidgets import QHBoxLayout
+from PySide6.QtWidgets import QHeaderView
+from PySide6.QtWidgets import QLabel
+from PySide6.QtWidgets import QPushButton
+from PySide6.QtWidgets import QTableWidget
+from PySide6.QtWidgets import QTableWidgetItem
+from PySide6.QtWidgets import QTabWidget
+from PySide6.QtWidgets import QVBoxLayout
+from PySide6.QtWidgets import QWidget
 
 from app.context import AppContext
 from app.domain.permissions import Action
 from app.errors import CardVendError
 from app.fileio import write_atomically
-from app.i18n import N_, _, get_language, translate
+from app.i18n import N_
+from app.i18n import _
+from app.i18n import get_language
+from app.i18n import translate
 from app.money import format_yuan
 from app.services import reports as report_service
 from app.services.auth import Principal
 from app.settings import TIME_ZONE
 from ui.bridge import error_text
 from ui.charts import BarChart
-from ui.pages.common import KEY_COLUMNS, page_title
+from ui.pages.common import KEY_COLUMNS
+from ui.pages.common import page_title
 from ui.style import set_tone
 from ui.widgets import wrapped_label
 

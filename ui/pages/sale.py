@@ -23,42 +23,49 @@ sent to the central system).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtWidgets import (
-    QLineEdit,
-)
+from PySide6.QtWidgets import QLineEdit
 
-from app.domain.card import CardError, WriteBackStatus
+from app.domain.card import CardError
+from app.domain.card import WriteBackStatus
 from app.domain.customers import MeterKind
-from app.domain.ledger import PurchaseLimits, SaleState, Situation
+from app.domain.ledger import PurchaseLimits
+from app.domain.ledger import SaleState
+from app.domain.ledger import Situation
 from app.domain.permissions import Action
-from app.errors import CardVendError
-from app.i18n import N_, _, translate
-from app.money import check_cash_received, format_yuan, parse_yuan
-from app.presenters.cardwork import CardWork, change_lines, collected_lines, purchase_line
-from app.services import approvals, ledger, receipts, selling
-from app.services.customers import CustomerView, find_customers
-from app.settings import RECEIPT_LANGUAGE, TRAINING_MODE
+from app.i18n import N_
+from app.i18n import _
+from app.i18n import translate
+from app.money import format_yuan
+from app.presenters.cardwork import CardWork
+from app.presenters.cardwork import change_lines
+from app.presenters.cardwork import collected_lines
+from app.presenters.cardwork import purchase_line
+from app.services import approvals
+from app.services import ledger
+from app.services import receipts
+from app.services import selling
+from app.services.customers import CustomerView
+from app.services.customers import find_customers
+from app.settings import RECEIPT_LANGUAGE
+from app.settings import TRAINING_MODE
 from ui.bridge import error_text
 from ui.dialogs import ApprovalDialog
+from ui.pages.sale_amounts import AmountEntry
 from ui.pages.sale_control import ControlLine
-from ui.pages.sale_layout import SaleLayout
+from ui.pages.sale_layout import BLOCKED
+from ui.pages.sale_layout import DONE
+from ui.pages.sale_layout import FAILED
+from ui.pages.sale_layout import READING
+from ui.pages.sale_layout import READY
+from ui.pages.sale_layout import REMOTE
+from ui.pages.sale_layout import REMOTE_DONE
+from ui.pages.sale_layout import WAITING
+from ui.pages.sale_layout import WRITING
 from ui.style import set_tone
 
 log = logging.getLogger(__name__)
-
-# states of the screen
-WAITING = "waiting"  # no card
-READING = "reading"  # reading and assessing the card
-READY = "ready"  # customer shown, a sale may follow
-BLOCKED = "blocked"  # customer shown, but no sale on this card now (say why)
-WRITING = "writing"  # the sale runs, the card is being written
-DONE = "done"  # sold; take the card out
-FAILED = "failed"  # the card could not be used; take it out (or read again)
-REMOTE = "remote"  # a remote fee-control customer found by search
-REMOTE_DONE = "remote_done"
 
 _STATUS_NAMES = (
     (WriteBackStatus.TRIPPED, N_("power off (relay tripped)")),
@@ -79,7 +86,7 @@ def yuan(fen: int | None) -> str:
     return "—" if fen is None else _("{amount} yuan", amount=format_yuan(fen))
 
 
-class SalePage(SaleLayout):
+class SalePage(AmountEntry):
     def __init__(self, shell: Any) -> None:
         super().__init__()
         self.shell = shell
@@ -133,11 +140,6 @@ class SalePage(SaleLayout):
         watch = getattr(self.shell, "card_watch", None)
         if watch is not None:
             watch.reset()
-
-    def _say(self, text: str, *, error: bool = False) -> None:
-        self.message.setText(text)
-        set_tone(self.message, "error" if error else None)
-        self._error_shown = error and bool(text)
 
     def _edited(self) -> None:
         """An error about the amounts goes once the person changes them."""
@@ -379,114 +381,6 @@ class SalePage(SaleLayout):
         v["address"].setText(c.address)
         v["meter_no"].setText(c.meter_no)
         v["tariff"].setText(c.tariff_plan)
-
-    # ------------------------------------------------------------------ amount input
-
-    def _preset(self, fen: int) -> Callable[[], None]:
-        def set_amount() -> None:
-            self.amount.setText(format_yuan(fen))
-            self.amount.setFocus()
-
-        return set_amount
-
-    def _pad(self, key: str) -> Callable[[], None]:
-        def press() -> None:
-            field = self._input or self.amount
-            if key == "C":
-                field.clear()
-            elif key == "⌫":
-                field.backspace()
-            else:
-                field.insert(key)
-            field.setFocus()
-
-        return press
-
-    def _update_split(self) -> None:
-        """Before Enter: what the typed amount pays off and what it loads onto the card."""
-        a = self.assessment
-        text = self.amount.text().strip()
-        if self.state != READY or a is None or not text:
-            self.split.clear()
-            return
-        try:
-            quote = a.quote(parse_yuan(text))
-        except CardVendError:
-            self.split.setText(_("Not a valid amount for this card; see the limits above."))
-            return
-        split = quote.split
-        energy = "—" if quote.energy_wh is None else f"{quote.energy_wh / 1000:.2f}"
-        loaded = _(
-            "{credit} yuan credit ({energy} kWh) goes onto the card.",
-            credit=format_yuan(split.credit),
-            energy=energy,
-        )
-        if split.arrears or split.fees:
-            loaded = (
-                _(
-                    "Deducted first: arrears {arrears} yuan, fees {fees} yuan.",
-                    arrears=format_yuan(split.arrears),
-                    fees=format_yuan(split.fees),
-                )
-                + " "
-                + loaded
-            )
-        self.split.setText(loaded)
-
-    def _update_change(self) -> None:
-        self._update_split()
-        try:
-            amount = parse_yuan(self.amount.text())
-            cash = parse_yuan(self.cash.text()) if self.cash.text().strip() else None
-        except CardVendError:
-            self.change.setText("—")
-            return
-        if cash is None:
-            self.change.setText("—")
-        elif cash < amount:
-            self.change.setText(_("short by {amount} yuan", amount=format_yuan(amount - cash)))
-        else:
-            self.change.setText(format_yuan(cash - amount))
-
-    def _amounts(self) -> tuple[int, int | None] | None:
-        """The amount and cash in fen, or None after saying what is wrong."""
-        if not self.amount.text().strip():
-            self._say(_("Type the amount first."), error=True)
-            self.amount.setFocus()
-            return None
-        try:
-            amount = parse_yuan(self.amount.text())
-            cash = parse_yuan(self.cash.text()) if self.cash.text().strip() else None
-        except CardVendError as exc:
-            self._say(error_text(exc), error=True)
-            return None
-        try:
-            check_cash_received(amount, cash)
-        except CardVendError as exc:
-            self._say(error_text(exc), error=True)
-            return None
-        limits = self.assessment.limits if self.assessment is not None else None
-        if self.state == READY and limits is not None:
-            if amount < limits.minimum:
-                self._say(
-                    _(
-                        "The amount must be at least {minimum} yuan: arrears and fees are "
-                        "collected first, and some credit must go onto the card.",
-                        minimum=format_yuan(limits.minimum),
-                    ),
-                    error=True,
-                )
-                return None
-            if amount > limits.maximum:
-                self._say(
-                    _(
-                        "The amount may be at most {maximum} yuan (the credit ceiling).",
-                        maximum=format_yuan(limits.maximum),
-                    ),
-                    error=True,
-                )
-                return None
-        return amount, cash
 
     # ------------------------------------------------------------------ selling
 

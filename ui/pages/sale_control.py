@@ -16,12 +16,14 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from PySide6.QtWidgets import QLabel, QPushButton
+from PySide6.QtWidgets import QLabel
+from PySide6.QtWidgets import QPushButton
 
 from app.errors import CardVendError
 from app.i18n import _
 from app.localtime import zone
-from app.presenters.control import meter_line, status_line
+from app.presenters.control import meter_line
+from app.presenters.control import status_line
 from app.settings import TIME_ZONE
 from ui.style import set_tone
 

@@ -6,27 +6,41 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QKeySequence, QShortcut
-from PySide6.QtWidgets import (
-    QFrame,
-    QGridLayout,
-    QGroupBox,
-    QHBoxLayout,
-    QLabel,
-    QLineEdit,
-    QProgressBar,
-    QPushButton,
-    QSizePolicy,
-    QVBoxLayout,
-    QWidget,
-)
+from PySide6.QtGui import QKeySequence
+from PySide6.QtGui import QShortcut
+from PySide6.QtWidgets import QFrame
+from PySide6.QtWidgets import QGridLayout
+from PySide6.QtWidgets import QGroupBox
+from PySide6.QtWidgets import QHBoxLayout
+from PySide6.QtWidgets import QLabel
+from PySide6.QtWidgets import QLineEdit
+from PySide6.QtWidgets import QProgressBar
+from PySide6.QtWidgets import QPushButton
+from PySide6.QtWidgets import QSizePolicy
+from PySide6.QtWidgets import QVBoxLayout
+from PySide6.QtWidgets import QWidget
 
-from app.i18n import N_, _, translate
+from app.i18n import N_
+from app.i18n import _
+from app.i18n import translate
 from app.money import format_yuan
 from ui.style import set_tone
-from ui.widgets import button_row, sized_font, wrapped_label
+from ui.widgets import button_row
+from ui.widgets import sized_font
+from ui.widgets import wrapped_label
 
 PRESETS = (5000, 10000, 20000, 50000)  # fen: 50, 100, 200, 500 yuan
+
+# states of the screen
+WAITING = "waiting"  # no card
+READING = "reading"  # reading and assessing the card
+READY = "ready"  # customer shown, a sale may follow
+BLOCKED = "blocked"  # customer shown, but no sale on this card now (say why)
+WRITING = "writing"  # the sale runs, the card is being written
+DONE = "done"  # sold; take the card out
+FAILED = "failed"  # the card could not be used; take it out (or read again)
+REMOTE = "remote"  # a remote fee-control customer found by search
+REMOTE_DONE = "remote_done"
 
 
 _FIELDS = (

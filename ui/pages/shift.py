@@ -16,45 +16,50 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QFont, QKeyEvent, QKeySequence, QShortcut
-from PySide6.QtWidgets import (
-    QBoxLayout,
-    QGridLayout,
-    QGroupBox,
-    QHBoxLayout,
-    QLabel,
-    QLineEdit,
-    QPushButton,
-    QSpinBox,
-    QVBoxLayout,
-    QWidget,
-)
+from PySide6.QtGui import QFont
+from PySide6.QtGui import QKeyEvent
+from PySide6.QtGui import QKeySequence
+from PySide6.QtGui import QShortcut
+from PySide6.QtWidgets import QBoxLayout
+from PySide6.QtWidgets import QGridLayout
+from PySide6.QtWidgets import QGroupBox
+from PySide6.QtWidgets import QHBoxLayout
+from PySide6.QtWidgets import QLabel
+from PySide6.QtWidgets import QLineEdit
+from PySide6.QtWidgets import QPushButton
+from PySide6.QtWidgets import QSpinBox
+from PySide6.QtWidgets import QVBoxLayout
+from PySide6.QtWidgets import QWidget
 
 from app.context import AppContext
-from app.domain.ledger import ReversalState, SaleState
+from app.domain.ledger import ReversalState
+from app.domain.ledger import SaleState
 from app.domain.permissions import Action
 from app.domain.receipt import receipt_no
 from app.errors import CardVendError
-from app.i18n import N_, _, translate
-from app.money import format_yuan, parse_yuan
+from app.i18n import N_
+from app.i18n import _
+from app.i18n import translate
+from app.money import format_yuan
+from app.money import parse_yuan
 from app.services import reports as report_service
 from app.services import shifts as shift_service
 from app.services.shifts import ShiftView
 from app.settings import TIME_ZONE
 from ui.bridge import error_text
 from ui.dialogs.common import when_text
-from ui.pages.common import KEY_COLUMNS, page_title
-from ui.pages.reports import (
-    ask_save_path,
-    fill_table,
-    local_time,
-    make_table,
-    report_format,
-    save_report,
-    yuan,
-)
+from ui.pages.common import KEY_COLUMNS
+from ui.pages.common import page_title
+from ui.pages.reports import ask_save_path
+from ui.pages.reports import fill_table
+from ui.pages.reports import local_time
+from ui.pages.reports import make_table
+from ui.pages.reports import report_format
+from ui.pages.reports import save_report
+from ui.pages.reports import yuan
 from ui.style import set_tone
-from ui.widgets import button_row, wrapped_label
+from ui.widgets import button_row
+from ui.widgets import wrapped_label
 
 log = logging.getLogger(__name__)
 

@@ -14,37 +14,39 @@ import datetime as dt
 import logging
 from typing import Any
 
-from PySide6.QtCore import Qt, QTimer
-from PySide6.QtGui import QKeySequence, QShortcut
-from PySide6.QtWidgets import (
-    QGridLayout,
-    QGroupBox,
-    QLabel,
-    QPushButton,
-    QVBoxLayout,
-    QWidget,
-)
+from PySide6.QtCore import Qt
+from PySide6.QtCore import QTimer
+from PySide6.QtGui import QKeySequence
+from PySide6.QtGui import QShortcut
+from PySide6.QtWidgets import QGridLayout
+from PySide6.QtWidgets import QGroupBox
+from PySide6.QtWidgets import QLabel
+from PySide6.QtWidgets import QPushButton
+from PySide6.QtWidgets import QVBoxLayout
+from PySide6.QtWidgets import QWidget
 
 from app.context import AppContext
 from app.domain.receipt import receipt_no
 from app.errors import CardVendError
-from app.i18n import N_, _, translate
+from app.i18n import N_
+from app.i18n import _
+from app.i18n import translate
 from app.money import format_yuan
 from app.services.reports import zone
-from app.services.sync_status import (
-    PendingRecord,
-    RefusedRecord,
-    SyncStatus,
-    pending_records,
-    refused_records,
-    sync_status,
-)
+from app.services.sync_status import PendingRecord
+from app.services.sync_status import RefusedRecord
+from app.services.sync_status import SyncStatus
+from app.services.sync_status import pending_records
+from app.services.sync_status import refused_records
+from app.services.sync_status import sync_status
 from app.settings import TIME_ZONE
 from ui.bridge import error_text
 from ui.pages.common import page_title
-from ui.pages.reports import fill_table, make_table
+from ui.pages.reports import fill_table
+from ui.pages.reports import make_table
 from ui.style import set_tone
-from ui.widgets import button_row, wrapped_label
+from ui.widgets import button_row
+from ui.widgets import wrapped_label
 
 log = logging.getLogger(__name__)
 SHOWN = 200  # pending records listed (the oldest first); the count covers all of them

@@ -53,60 +53,54 @@ requester cancelled); the audit target is the request id
 (the rule's action for ``approval.rule``); the detail names the action and target approved.
 """
 
-from app.services.approvals.model import (
-    APPROVED,
-    DEFAULT_TTL_MINUTES,
-    EXPIRED,
-    MAX_REASON,
-    MAX_STEPS,
-    MAX_TTL_MINUTES,
-    META_KEY,
-    PENDING,
-    REJECTED,
-    TARGET_LENGTH,
-    USED,
-    WITHDRAWN,
-    ApprovalDenied,
-    ApprovalExpired,
-    ApprovalNotFound,
-    ApprovalRequired,
-    ApprovalRuleView,
-    ApprovalStateError,
-    ApprovalStep,
-    ApprovalView,
-    Signature,
-)
+from app.services.approvals.model import APPROVED
+from app.services.approvals.model import DEFAULT_TTL_MINUTES
+from app.services.approvals.model import EXPIRED
+from app.services.approvals.model import MAX_REASON
+from app.services.approvals.model import MAX_STEPS
+from app.services.approvals.model import MAX_TTL_MINUTES
+from app.services.approvals.model import META_KEY
+from app.services.approvals.model import PENDING
+from app.services.approvals.model import REJECTED
+from app.services.approvals.model import TARGET_LENGTH
+from app.services.approvals.model import USED
+from app.services.approvals.model import WITHDRAWN
+from app.services.approvals.model import ApprovalDenied
+from app.services.approvals.model import ApprovalExpired
+from app.services.approvals.model import ApprovalNotFound
+from app.services.approvals.model import ApprovalRequired
+from app.services.approvals.model import ApprovalRuleView
+from app.services.approvals.model import ApprovalStateError
+from app.services.approvals.model import ApprovalStep
+from app.services.approvals.model import ApprovalView
+from app.services.approvals.model import Signature
 from app.services.approvals.on_spot import sign_in_and_approve
-from app.services.approvals.rules import (
-    ALWAYS_APPROVED,
-    ASKED_FOR,
-    all_rules,
-    approvable_actions,
-    approver_roles,
-    change_rule,
-    check_steps,
-    get_rule,
-    list_rules,
-    may_sign,
-    needs_approval,
-    set_rule,
-)
-from app.services.approvals.workflow import (
-    approve,
-    approve_on_spot,
-    consume,
-    consume_by,
-    decide_as,
-    expire_due,
-    get_request,
-    pending,
-    reject,
-    request,
-    require_approval,
-    require_by,
-    use,
-    withdraw,
-)
+from app.services.approvals.rules import ALWAYS_APPROVED
+from app.services.approvals.rules import ASKED_FOR
+from app.services.approvals.rules import all_rules
+from app.services.approvals.rules import approvable_actions
+from app.services.approvals.rules import approver_roles
+from app.services.approvals.rules import change_rule
+from app.services.approvals.rules import check_steps
+from app.services.approvals.rules import get_rule
+from app.services.approvals.rules import list_rules
+from app.services.approvals.rules import may_sign
+from app.services.approvals.rules import needs_approval
+from app.services.approvals.rules import set_rule
+from app.services.approvals.workflow import approve
+from app.services.approvals.workflow import approve_on_spot
+from app.services.approvals.workflow import consume
+from app.services.approvals.workflow import consume_by
+from app.services.approvals.workflow import decide_as
+from app.services.approvals.workflow import expire_due
+from app.services.approvals.workflow import get_request
+from app.services.approvals.workflow import pending
+from app.services.approvals.workflow import reject
+from app.services.approvals.workflow import request
+from app.services.approvals.workflow import require_approval
+from app.services.approvals.workflow import require_by
+from app.services.approvals.workflow import use
+from app.services.approvals.workflow import withdraw
 
 __all__ = [
     "ALWAYS_APPROVED",

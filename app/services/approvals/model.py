@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 from typing import Any
 
 from app.domain.permissions import PermissionDenied
-from app.errors import CardVendError, Conflict, NotFound
+from app.errors import CardVendError
+from app.errors import Conflict
+from app.errors import NotFound
 from app.i18n import N_
 from app.persistence.models import ApprovalRequest
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable
+from collections.abc import Mapping
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -11,20 +14,21 @@ from sqlalchemy.orm import Session
 from app.clock import Clock
 from app.domain.audit import AuditAction
 from app.domain.operators import Role
-from app.domain.permissions import Action, allowed, require
+from app.domain.permissions import Action
+from app.domain.permissions import allowed
+from app.domain.permissions import require
 from app.errors import ValidationError
 from app.i18n import N_
 from app.persistence.db import Database
-from app.persistence.models import ApprovalRequest, ApprovalRule
+from app.persistence.models import ApprovalRequest
+from app.persistence.models import ApprovalRule
 from app.services import audit
-from app.services.approvals.model import (
-    DEFAULT_TTL_MINUTES,
-    MAX_STEPS,
-    MAX_TTL_MINUTES,
-    ApprovalRuleView,
-    ApprovalStep,
-    _meta,
-)
+from app.services.approvals.model import DEFAULT_TTL_MINUTES
+from app.services.approvals.model import MAX_STEPS
+from app.services.approvals.model import MAX_TTL_MINUTES
+from app.services.approvals.model import ApprovalRuleView
+from app.services.approvals.model import ApprovalStep
+from app.services.approvals.model import _meta
 from app.services.operators import require_operator
 
 if TYPE_CHECKING:

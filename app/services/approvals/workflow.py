@@ -5,53 +5,58 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
-from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from collections.abc import Iterable
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+from typing import Any
 
-from sqlalchemy import ColumnElement, select
+from sqlalchemy import ColumnElement
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.clock import Clock
 from app.domain.audit import AuditAction
 from app.domain.operators import Role
-from app.domain.permissions import Action, allowed
-from app.errors import CardVendError, ValidationError
+from app.domain.permissions import Action
+from app.domain.permissions import allowed
+from app.errors import CardVendError
+from app.errors import ValidationError
 from app.i18n import N_
 from app.persistence.db import Database
 from app.persistence.models import ApprovalRequest
 from app.services import audit
-from app.services.approvals.model import (
-    _STATE_NAMES,
-    _T_CANNOT_USE,
-    _T_MISMATCH,
-    _T_MULTI_STEP,
-    _T_NO_APPROVE,
-    _T_NOT_APPROVED_YET,
-    _T_NOT_NEEDED,
-    _T_OTHER_USER,
-    _T_ROLE_CHANGED,
-    _T_SAME_PERSON,
-    APPROVED,
-    EXPIRED,
-    MAX_REASON,
-    META_KEY,
-    PENDING,
-    REJECTED,
-    TARGET_LENGTH,
-    USED,
-    WITHDRAWN,
-    ApprovalDenied,
-    ApprovalExpired,
-    ApprovalNotFound,
-    ApprovalRequired,
-    ApprovalRuleView,
-    ApprovalStateError,
-    ApprovalStep,
-    ApprovalView,
-    _meta,
-    _view,
-)
-from app.services.approvals.rules import _steps_of, get_rule
+from app.services.approvals.model import _STATE_NAMES
+from app.services.approvals.model import _T_CANNOT_USE
+from app.services.approvals.model import _T_MISMATCH
+from app.services.approvals.model import _T_MULTI_STEP
+from app.services.approvals.model import _T_NO_APPROVE
+from app.services.approvals.model import _T_NOT_APPROVED_YET
+from app.services.approvals.model import _T_NOT_NEEDED
+from app.services.approvals.model import _T_OTHER_USER
+from app.services.approvals.model import _T_ROLE_CHANGED
+from app.services.approvals.model import _T_SAME_PERSON
+from app.services.approvals.model import APPROVED
+from app.services.approvals.model import EXPIRED
+from app.services.approvals.model import MAX_REASON
+from app.services.approvals.model import META_KEY
+from app.services.approvals.model import PENDING
+from app.services.approvals.model import REJECTED
+from app.services.approvals.model import TARGET_LENGTH
+from app.services.approvals.model import USED
+from app.services.approvals.model import WITHDRAWN
+from app.services.approvals.model import ApprovalDenied
+from app.services.approvals.model import ApprovalExpired
+from app.services.approvals.model import ApprovalNotFound
+from app.services.approvals.model import ApprovalRequired
+from app.services.approvals.model import ApprovalRuleView
+from app.services.approvals.model import ApprovalStateError
+from app.services.approvals.model import ApprovalStep
+from app.services.approvals.model import ApprovalView
+from app.services.approvals.model import _meta
+from app.services.approvals.model import _view
+from app.services.approvals.rules import _steps_of
+from app.services.approvals.rules import get_rule
 from app.services.operators import require_operator
 
 if TYPE_CHECKING:

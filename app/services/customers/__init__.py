@@ -15,35 +15,29 @@ at a time, and a row longer than that (a line, or lines inside quotes) is a bad 
 is read and dropped; a first line that long is not a CSV header, and nothing is imported.
 """
 
-from app.services.customers.archive import (
-    CustomerView,
-    add_customer,
-    count_customers,
-    customer_or_none,
-    customer_view,
-    get_customer,
-    view_in_session,
-)
-from app.services.customers.importing import (
-    BATCH,
-    COLUMNS,
-    IMPORT_CACHE_KIB,
-    MAX_ROW_CHARS,
-    REQUIRED,
-    ImportReport,
-    RowError,
-    import_csv,
-)
-from app.services.customers.search import (
-    DEFAULT_LIMIT,
-    SEARCH_PAGE,
-    SearchCursor,
-    SearchHit,
-    SearchPage,
-    find_customers,
-    looks_like_address,
-    search_customers,
-)
+from app.services.customers.archive import CustomerView
+from app.services.customers.archive import add_customer
+from app.services.customers.archive import count_customers
+from app.services.customers.archive import customer_or_none
+from app.services.customers.archive import customer_view
+from app.services.customers.archive import get_customer
+from app.services.customers.archive import view_in_session
+from app.services.customers.importing import BATCH
+from app.services.customers.importing import COLUMNS
+from app.services.customers.importing import IMPORT_CACHE_KIB
+from app.services.customers.importing import MAX_ROW_CHARS
+from app.services.customers.importing import REQUIRED
+from app.services.customers.importing import ImportReport
+from app.services.customers.importing import RowError
+from app.services.customers.importing import import_csv
+from app.services.customers.search import DEFAULT_LIMIT
+from app.services.customers.search import SEARCH_PAGE
+from app.services.customers.search import SearchCursor
+from app.services.customers.search import SearchHit
+from app.services.customers.search import SearchPage
+from app.services.customers.search import find_customers
+from app.services.customers.search import looks_like_address
+from app.services.customers.search import search_customers
 
 __all__ = [
     "BATCH",

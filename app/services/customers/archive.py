@@ -2,27 +2,29 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import asdict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.clock import Clock
-from app.domain.customers import (
-    CustomerStatus,
-    MeterKind,
-    Thresholds,
-    check_customer_no,
-    check_meter_no,
-    check_phone,
-    check_text,
-    phone_digits,
-)
+from app.domain.customers import CustomerStatus
+from app.domain.customers import MeterKind
+from app.domain.customers import Thresholds
+from app.domain.customers import check_customer_no
+from app.domain.customers import check_meter_no
+from app.domain.customers import check_phone
+from app.domain.customers import check_text
+from app.domain.customers import phone_digits
 from app.errors import NotFound
 from app.i18n import N_
 from app.persistence.db import Database
-from app.persistence.models import Customer, TariffPlan
+from app.persistence.models import Customer
+from app.persistence.models import TariffPlan
 
 if TYPE_CHECKING:
     pass

@@ -6,35 +6,47 @@ import csv
 import datetime as dt
 import io
 import re
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable
+from collections.abc import Generator
+from collections.abc import Iterator
+from collections.abc import Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+from typing import Any
 
-from sqlalchemy import Table, insert, or_, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Table
+from sqlalchemy import insert
+from sqlalchemy import or_
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
 from app.clock import Clock
 from app.domain.audit import AuditAction
-from app.domain.customers import (
-    CustomerStatus,
-    Thresholds,
-    check_customer_no,
-    check_meter_no,
-    check_phone,
-    check_text,
-    parse_meter_kind,
-    parse_ratio,
-    phone_digits,
-)
+from app.domain.customers import CustomerStatus
+from app.domain.customers import Thresholds
+from app.domain.customers import check_customer_no
+from app.domain.customers import check_meter_no
+from app.domain.customers import check_phone
+from app.domain.customers import check_text
+from app.domain.customers import parse_meter_kind
+from app.domain.customers import parse_ratio
+from app.domain.customers import phone_digits
 from app.domain.ids import OFFICE_CODE
 from app.domain.permissions import Action
-from app.errors import CardVendError, ImportFileError, ValidationError
-from app.i18n import N_, translate
+from app.errors import CardVendError
+from app.errors import ImportFileError
+from app.errors import ValidationError
+from app.i18n import N_
+from app.i18n import translate
 from app.persistence.db import Database
-from app.persistence.models import Customer, Office, TariffPlan
+from app.persistence.models import Customer
+from app.persistence.models import Office
+from app.persistence.models import TariffPlan
 from app.services import audit
 
 if TYPE_CHECKING:

@@ -3,20 +3,28 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+from typing import Any
 
-from sqlalchemy import and_, func, not_, or_, select
+from sqlalchemy import and_
+from sqlalchemy import func
+from sqlalchemy import not_
+from sqlalchemy import or_
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.domain.ids import is_digits
 from app.errors import ValidationError
 from app.i18n import N_
 from app.persistence.db import Database
-from app.persistence.models import ArrearsItem, Customer, TariffPlan
+from app.persistence.models import ArrearsItem
+from app.persistence.models import Customer
+from app.persistence.models import TariffPlan
 
 if TYPE_CHECKING:
     pass
-from app.services.customers.archive import CustomerView, _view
+from app.services.customers.archive import CustomerView
+from app.services.customers.archive import _view
 
 # --------------------------------------------------------------------------- find
 

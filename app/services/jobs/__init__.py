@@ -26,47 +26,49 @@ back is stored on the customer's archive row (``meter_remaining``, ``meter_purch
 
 from __future__ import annotations
 
-from app.services.jobs.cards import (
-    CardPlan,
-    judge,
-    management_parameters,
-    plan_card,
-    preview,
-    program,
-    return_card,
-    write_back_json,
-)
-from app.services.jobs.check import CheckReading, program_check_card, read_check_card
-from app.services.jobs.errors import (
-    CheckCardEmpty,
-    JobCardForged,
-    JobCardInUse,
-    JobCardMismatch,
-    JobCardNotProgrammed,
-    JobCardNotUsed,
-    JobCardOut,
-    JobContentMissing,
-    JobError,
-    JobNotOpen,
-    JobNotTaken,
-    JobOfOtherOffice,
-    JobTakenByOther,
-)
-from app.services.jobs.model import (
-    CARD_OF_JOB,
-    CARD_STATES,
-    KIND_NAMES,
-    NO_CUSTOMER,
-    OUTBOX_KIND,
-    REASON_JOB_NOT_USABLE,
-    RESULT_APPLIED,
-    RESULT_NAMES,
-    RESULT_REFUSED,
-    RESULT_WRONG_METER,
-    STATE_NAMES,
-)
-from app.services.jobs.service import get_job, list_jobs, my_jobs, release, take
-from app.services.jobs.views import JobView, state_text, what_to_set
+from app.services.jobs.cards import CardPlan
+from app.services.jobs.cards import judge
+from app.services.jobs.cards import management_parameters
+from app.services.jobs.cards import plan_card
+from app.services.jobs.cards import preview
+from app.services.jobs.cards import program
+from app.services.jobs.cards import return_card
+from app.services.jobs.cards import write_back_json
+from app.services.jobs.check import CheckReading
+from app.services.jobs.check import program_check_card
+from app.services.jobs.check import read_check_card
+from app.services.jobs.errors import CheckCardEmpty
+from app.services.jobs.errors import JobCardForged
+from app.services.jobs.errors import JobCardInUse
+from app.services.jobs.errors import JobCardMismatch
+from app.services.jobs.errors import JobCardNotProgrammed
+from app.services.jobs.errors import JobCardNotUsed
+from app.services.jobs.errors import JobCardOut
+from app.services.jobs.errors import JobContentMissing
+from app.services.jobs.errors import JobError
+from app.services.jobs.errors import JobNotOpen
+from app.services.jobs.errors import JobNotTaken
+from app.services.jobs.errors import JobOfOtherOffice
+from app.services.jobs.errors import JobTakenByOther
+from app.services.jobs.model import CARD_OF_JOB
+from app.services.jobs.model import CARD_STATES
+from app.services.jobs.model import KIND_NAMES
+from app.services.jobs.model import NO_CUSTOMER
+from app.services.jobs.model import OUTBOX_KIND
+from app.services.jobs.model import REASON_JOB_NOT_USABLE
+from app.services.jobs.model import RESULT_APPLIED
+from app.services.jobs.model import RESULT_NAMES
+from app.services.jobs.model import RESULT_REFUSED
+from app.services.jobs.model import RESULT_WRONG_METER
+from app.services.jobs.model import STATE_NAMES
+from app.services.jobs.service import get_job
+from app.services.jobs.service import list_jobs
+from app.services.jobs.service import my_jobs
+from app.services.jobs.service import release
+from app.services.jobs.service import take
+from app.services.jobs.views import JobView
+from app.services.jobs.views import state_text
+from app.services.jobs.views import what_to_set
 
 __all__ = [
     "CARD_OF_JOB",

@@ -10,51 +10,55 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.clock import Clock, aware
+from app.clock import Clock
+from app.clock import aware
 from app.domain import ids
-from app.domain.card import (
-    CardKind,
-    CardWrite,
-    JobRecord,
-    ParameterRecord,
-    TariffRecord,
-    UpdateFlags,
-    UserCardType,
-    WriteBack,
-    WriteBackStatus,
-    WrongCardKind,
-)
+from app.domain.card import CardKind
+from app.domain.card import CardWrite
+from app.domain.card import JobRecord
+from app.domain.card import ParameterRecord
+from app.domain.card import TariffRecord
+from app.domain.card import UpdateFlags
+from app.domain.card import UserCardType
+from app.domain.card import WriteBack
+from app.domain.card import WriteBackStatus
+from app.domain.card import WrongCardKind
 from app.domain.permissions import Action
 from app.domain.pricing import TariffSpec
 from app.errors import CardVendError
-from app.i18n import N_, Msg
+from app.i18n import N_
+from app.i18n import Msg
 from app.persistence.db import Database
-from app.persistence.models import MgmtJob, OutboxEntry, TariffPlan, TariffVersion
+from app.persistence.models import MgmtJob
+from app.persistence.models import OutboxEntry
+from app.persistence.models import TariffPlan
+from app.persistence.models import TariffVersion
 from app.ports import CardTerminal
 from app.services.auth import Principal
 from app.services.customers import customer_or_none
-from app.services.jobs.errors import (
-    JobCardForged,
-    JobCardInUse,
-    JobCardMismatch,
-    JobCardNotProgrammed,
-    JobCardNotUsed,
-    JobContentMissing,
-    JobNotOpen,
-    JobNotTaken,
-)
-from app.services.jobs.model import (
-    _JOB_KIND,
-    CARD_OF_JOB,
-    NO_CUSTOMER,
-    OUTBOX_KIND,
-    REASON_JOB_NOT_USABLE,
-    RESULT_APPLIED,
-    RESULT_REFUSED,
-    RESULT_WRONG_METER,
-)
-from app.services.jobs.service import _allow, _audit, _guarded, _refuse, office_job
-from app.services.jobs.views import JobView, _view
+from app.services.jobs.errors import JobCardForged
+from app.services.jobs.errors import JobCardInUse
+from app.services.jobs.errors import JobCardMismatch
+from app.services.jobs.errors import JobCardNotProgrammed
+from app.services.jobs.errors import JobCardNotUsed
+from app.services.jobs.errors import JobContentMissing
+from app.services.jobs.errors import JobNotOpen
+from app.services.jobs.errors import JobNotTaken
+from app.services.jobs.model import _JOB_KIND
+from app.services.jobs.model import CARD_OF_JOB
+from app.services.jobs.model import NO_CUSTOMER
+from app.services.jobs.model import OUTBOX_KIND
+from app.services.jobs.model import REASON_JOB_NOT_USABLE
+from app.services.jobs.model import RESULT_APPLIED
+from app.services.jobs.model import RESULT_REFUSED
+from app.services.jobs.model import RESULT_WRONG_METER
+from app.services.jobs.service import _allow
+from app.services.jobs.service import _audit
+from app.services.jobs.service import _guarded
+from app.services.jobs.service import _refuse
+from app.services.jobs.service import office_job
+from app.services.jobs.views import JobView
+from app.services.jobs.views import _view
 
 
 @dataclass(frozen=True)

@@ -10,15 +10,13 @@ from sqlalchemy import select
 
 from app.clock import Clock
 from app.domain import ids
-from app.domain.card import (
-    ANY_METER,
-    CardContents,
-    CardKind,
-    CardWrite,
-    JobKind,
-    JobRecord,
-    WrongCardKind,
-)
+from app.domain.card import ANY_METER
+from app.domain.card import CardContents
+from app.domain.card import CardKind
+from app.domain.card import CardWrite
+from app.domain.card import JobKind
+from app.domain.card import JobRecord
+from app.domain.card import WrongCardKind
 from app.domain.permissions import Action
 from app.errors import CardVendError
 from app.persistence.db import Database
@@ -26,9 +24,13 @@ from app.persistence.models import Customer
 from app.ports import CardTerminal
 from app.services import audit
 from app.services.auth import Principal
-from app.services.jobs.cards import management_parameters, write_back_json
-from app.services.jobs.errors import CheckCardEmpty, JobCardForged
-from app.services.jobs.service import _allow, _audit, _refuse
+from app.services.jobs.cards import management_parameters
+from app.services.jobs.cards import write_back_json
+from app.services.jobs.errors import CheckCardEmpty
+from app.services.jobs.errors import JobCardForged
+from app.services.jobs.service import _allow
+from app.services.jobs.service import _audit
+from app.services.jobs.service import _refuse
 
 
 @dataclass(frozen=True)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from app.domain.card import (
-    CardKind,
-    JobKind,
-)
+from app.domain.card import CardKind
+from app.domain.card import JobKind
 from app.i18n import N_
 
 OUTBOX_KIND = "job_result"  # sync/outbox.py sends it as a JobResultRecord to job-results

@@ -4,30 +4,33 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import or_
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.clock import Clock, aware
+from app.clock import Clock
+from app.clock import aware
 from app.domain import ids
-from app.domain.card import (
-    WrongCardKind,
-)
+from app.domain.card import WrongCardKind
 from app.domain.permissions import Action
-from app.errors import CardVendError, Conflict, NotFound
-from app.i18n import N_, Msg
+from app.errors import CardVendError
+from app.errors import Conflict
+from app.errors import NotFound
+from app.i18n import N_
+from app.i18n import Msg
 from app.persistence.db import Database
 from app.persistence.models import MgmtJob
 from app.services import audit
 from app.services.auth import Principal
-from app.services.jobs.errors import (
-    JobCardOut,
-    JobError,
-    JobNotOpen,
-    JobNotTaken,
-    JobOfOtherOffice,
-    JobTakenByOther,
-)
-from app.services.jobs.views import JobView, _names, _view
+from app.services.jobs.errors import JobCardOut
+from app.services.jobs.errors import JobError
+from app.services.jobs.errors import JobNotOpen
+from app.services.jobs.errors import JobNotTaken
+from app.services.jobs.errors import JobOfOtherOffice
+from app.services.jobs.errors import JobTakenByOther
+from app.services.jobs.views import JobView
+from app.services.jobs.views import _names
+from app.services.jobs.views import _view
 
 
 def _allow(

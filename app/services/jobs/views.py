@@ -10,9 +10,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.clock import aware
-from app.i18n import N_, translate
-from app.persistence.models import Customer, MgmtJob
-from app.services.jobs.model import CARD_OF_JOB, STATE_NAMES
+from app.i18n import N_
+from app.i18n import translate
+from app.persistence.models import Customer
+from app.persistence.models import MgmtJob
+from app.services.jobs.model import CARD_OF_JOB
+from app.services.jobs.model import STATE_NAMES
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,10 @@ from sqlalchemy.orm import Session
 
 from app.clock import Clock
 from app.domain.audit import AuditAction
-from app.persistence.models import AccountEvent, Customer
-from app.services import audit, ledger
+from app.persistence.models import AccountEvent
+from app.persistence.models import Customer
+from app.services import audit
+from app.services import ledger
 from app.services.auth import Principal
 
 OUTBOX_KIND = "account_event"

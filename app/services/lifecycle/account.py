@@ -29,29 +29,44 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable
 
-from sqlalchemy import func, select
+from sqlalchemy import func
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.clock import Clock
 from app.domain import settlement as st
 from app.domain.card import CardContents
-from app.domain.customers import CustomerStatus, MeterKind, check_text
-from app.domain.ledger import SaleKind, SaleState
+from app.domain.customers import CustomerStatus
+from app.domain.customers import MeterKind
+from app.domain.customers import check_text
+from app.domain.ledger import SaleKind
+from app.domain.ledger import SaleState
 from app.domain.permissions import Action
-from app.errors import CardVendError, Conflict, ValidationError
-from app.i18n import N_, Msg
+from app.errors import CardVendError
+from app.errors import Conflict
+from app.errors import ValidationError
+from app.i18n import N_
+from app.i18n import Msg
 from app.money import format_yuan
 from app.persistence.db import Database
-from app.persistence.models import ArrearsItem, Customer, Sale
+from app.persistence.models import ArrearsItem
+from app.persistence.models import Customer
+from app.persistence.models import Sale
 from app.ports import CardTerminal
-from app.services import approvals, ledger, lifecycle, shifts
+from app.services import approvals
+from app.services import ledger
+from app.services import lifecycle
+from app.services import shifts
 from app.services.auth import Principal
-from app.services.customers import CustomerView, customer_view, get_customer
+from app.services.customers import CustomerView
+from app.services.customers import customer_view
+from app.services.customers import get_customer
 from app.services.selling.assessment import assess
 from app.services.selling.cardops import blacklist_card
 from app.services.selling.errors import CardRefused
 from app.services.selling.sale import is_training
-from app.settings import CLOSE_REFUND_MODE, Settings
+from app.settings import CLOSE_REFUND_MODE
+from app.settings import Settings
 
 REF_KEY = "settled_refs"
 REF_TEXT = 200  # the contract's longest detail text

@@ -30,8 +30,11 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from dataclasses import dataclass, fields, replace
-from typing import Any, Final
+from dataclasses import dataclass
+from dataclasses import fields
+from dataclasses import replace
+from typing import Any
+from typing import Final
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -39,26 +42,34 @@ from sqlalchemy.orm import Session
 from app import faults
 from app.clock import Clock
 from app.domain import ids
-from app.domain.card import (
-    ANY_METER,
-    CardContents,
-    CardKind,
-    CardWrite,
-    UserCardType,
-)
-from app.domain.customers import CustomerStatus, MeterKind
+from app.domain.card import ANY_METER
+from app.domain.card import CardContents
+from app.domain.card import CardKind
+from app.domain.card import CardWrite
+from app.domain.card import UserCardType
+from app.domain.customers import CustomerStatus
+from app.domain.customers import MeterKind
 from app.domain.permissions import Action
-from app.errors import Conflict, ValidationError
+from app.errors import Conflict
+from app.errors import ValidationError
 from app.i18n import N_
 from app.money import format_yuan
 from app.persistence.db import Database
-from app.persistence.models import AccountEvent, ArrearsItem, Customer
+from app.persistence.models import AccountEvent
+from app.persistence.models import ArrearsItem
+from app.persistence.models import Customer
 from app.ports import CardTerminal
-from app.services import approvals, ledger
+from app.services import approvals
+from app.services import ledger
 from app.services.auth import Principal
-from app.services.customers import CustomerView, get_customer, view_in_session
+from app.services.customers import CustomerView
+from app.services.customers import get_customer
+from app.services.customers import view_in_session
 from app.services.lifecycle import record_event
-from app.services.lifecycle.transfer import KIND, last_change, sold_since, transfer_record
+from app.services.lifecycle.transfer import KIND
+from app.services.lifecycle.transfer import last_change
+from app.services.lifecycle.transfer import sold_since
+from app.services.lifecycle.transfer import transfer_record
 from app.services.meter_reading import MeterReading
 from app.services.selling.assessment import identify
 from app.services.selling.cardops import read_or_blank
@@ -66,7 +77,8 @@ from app.services.selling.errors import CardRefused
 from app.services.selling.records import card_change
 from app.services.selling.sale import is_training
 from app.services.shifts import open_shift_id
-from app.settings import UTILITY_CODE, Settings
+from app.settings import UTILITY_CODE
+from app.settings import Settings
 
 SOURCE_CARD: Final = "card"
 SOURCE_READ: Final = "read"

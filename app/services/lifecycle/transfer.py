@@ -17,7 +17,9 @@ from sqlalchemy.orm import Session
 
 from app.domain.card import PurchaseRecord
 from app.domain.ledger import SaleState
-from app.persistence.models import AccountEvent, Customer, Sale
+from app.persistence.models import AccountEvent
+from app.persistence.models import Customer
+from app.persistence.models import Sale
 
 KIND: Final = "meter_change"
 

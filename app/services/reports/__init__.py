@@ -28,45 +28,35 @@ What the figures mean (money in fen, never a float):
 """
 
 from app.localtime import zone
-from app.services.reports.common import (
-    current_shift_id,
-    day_bounds,
-)
-from app.services.reports.daily import (
-    daily_report,
-)
-from app.services.reports.figures import (
-    BUCKET_LABELS,
-    BUCKETS,
-    DEFAULT_TZ,
-    KIND_LABELS,
-    KIND_ORDER,
-    STATE_LABELS,
-    STATE_ORDER,
-    STATS_DAYS,
-    STATUS_LABELS,
-    STATUS_ORDER,
-    TAKEN,
-    BalanceBucket,
-    CustomerCount,
-    DailyReport,
-    DailyRow,
-    DailyShift,
-    DayAmount,
-    FeePaymentLine,
-    PlanAmount,
-    ReversalLine,
-    ShiftReport,
-    ShiftSaleLine,
-    StateTotal,
-    StatsReport,
-)
-from app.services.reports.shift import (
-    shift_report,
-)
-from app.services.reports.stats import (
-    stats_report,
-)
+from app.services.reports.common import current_shift_id
+from app.services.reports.common import day_bounds
+from app.services.reports.daily import daily_report
+from app.services.reports.figures import BUCKET_LABELS
+from app.services.reports.figures import BUCKETS
+from app.services.reports.figures import DEFAULT_TZ
+from app.services.reports.figures import KIND_LABELS
+from app.services.reports.figures import KIND_ORDER
+from app.services.reports.figures import STATE_LABELS
+from app.services.reports.figures import STATE_ORDER
+from app.services.reports.figures import STATS_DAYS
+from app.services.reports.figures import STATUS_LABELS
+from app.services.reports.figures import STATUS_ORDER
+from app.services.reports.figures import TAKEN
+from app.services.reports.figures import BalanceBucket
+from app.services.reports.figures import CustomerCount
+from app.services.reports.figures import DailyReport
+from app.services.reports.figures import DailyRow
+from app.services.reports.figures import DailyShift
+from app.services.reports.figures import DayAmount
+from app.services.reports.figures import FeePaymentLine
+from app.services.reports.figures import PlanAmount
+from app.services.reports.figures import ReversalLine
+from app.services.reports.figures import ShiftReport
+from app.services.reports.figures import ShiftSaleLine
+from app.services.reports.figures import StateTotal
+from app.services.reports.figures import StatsReport
+from app.services.reports.shift import shift_report
+from app.services.reports.stats import stats_report
 
 __all__ = [
     "BUCKETS",

@@ -10,10 +10,8 @@ from sqlalchemy.orm import Session
 
 from app.localtime import zone
 from app.persistence.db import Database
-from app.persistence.models import (
-    Office,
-    Shift,
-)
+from app.persistence.models import Office
+from app.persistence.models import Shift
 from app.services.shifts import open_shift_id
 
 

@@ -5,35 +5,35 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
-from sqlalchemy import ColumnElement, case, func, or_, select
-from sqlalchemy.orm import InstrumentedAttribute, Session
+from sqlalchemy import ColumnElement
+from sqlalchemy import case
+from sqlalchemy import func
+from sqlalchemy import or_
+from sqlalchemy import select
+from sqlalchemy.orm import InstrumentedAttribute
+from sqlalchemy.orm import Session
 
 from app.clock import Clock
 from app.domain.ledger import SaleState
 from app.domain.permissions import Action
-from app.localtime import local, zone
+from app.localtime import local
+from app.localtime import zone
 from app.persistence.db import Database
-from app.persistence.models import (
-    AccountEvent,
-    FeePayment,
-    Operator,
-    Reversal,
-    Sale,
-    Shift,
-)
+from app.persistence.models import AccountEvent
+from app.persistence.models import FeePayment
+from app.persistence.models import Operator
+from app.persistence.models import Reversal
+from app.persistence.models import Sale
+from app.persistence.models import Shift
 from app.services.auth import Principal
-from app.services.reports.common import (
-    _int,
-    _office_name,
-    day_bounds,
-)
-from app.services.reports.figures import (
-    DEFAULT_TZ,
-    TAKEN,
-    DailyReport,
-    DailyRow,
-    DailyShift,
-)
+from app.services.reports.common import _int
+from app.services.reports.common import _office_name
+from app.services.reports.common import day_bounds
+from app.services.reports.figures import DEFAULT_TZ
+from app.services.reports.figures import TAKEN
+from app.services.reports.figures import DailyReport
+from app.services.reports.figures import DailyRow
+from app.services.reports.figures import DailyShift
 
 _FIGURES = 12  # the DailyRow figures after key and name
 

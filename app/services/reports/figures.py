@@ -6,7 +6,8 @@ import dataclasses
 import datetime as dt
 from typing import Any
 
-from app.domain.customers import CustomerStatus, MeterKind
+from app.domain.customers import CustomerStatus
+from app.domain.customers import MeterKind
 from app.domain.ledger import SaleState
 from app.i18n import N_
 from app.settings import TIME_ZONE

@@ -6,7 +6,8 @@ from collections.abc import Sequence
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, select
+from sqlalchemy import ColumnElement
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.clock import Clock
@@ -14,32 +15,27 @@ from app.domain.ledger import SaleState
 from app.domain.permissions import Action
 from app.errors import NotFound
 from app.i18n import N_
-from app.localtime import local, zone
+from app.localtime import local
+from app.localtime import zone
 from app.persistence.db import Database
-from app.persistence.models import (
-    AccountEvent,
-    Customer,
-    FeePayment,
-    Operator,
-    Reversal,
-    Sale,
-    Shift,
-)
+from app.persistence.models import AccountEvent
+from app.persistence.models import Customer
+from app.persistence.models import FeePayment
+from app.persistence.models import Operator
+from app.persistence.models import Reversal
+from app.persistence.models import Sale
+from app.persistence.models import Shift
 from app.services.auth import Principal
-from app.services.reports.common import (
-    _office_name,
-)
-from app.services.reports.figures import (
-    DEFAULT_TZ,
-    STATE_ORDER,
-    TAKEN,
-    FeePaymentLine,
-    RefundLine,
-    ReversalLine,
-    ShiftReport,
-    ShiftSaleLine,
-    StateTotal,
-)
+from app.services.reports.common import _office_name
+from app.services.reports.figures import DEFAULT_TZ
+from app.services.reports.figures import STATE_ORDER
+from app.services.reports.figures import TAKEN
+from app.services.reports.figures import FeePaymentLine
+from app.services.reports.figures import RefundLine
+from app.services.reports.figures import ReversalLine
+from app.services.reports.figures import ShiftReport
+from app.services.reports.figures import ShiftSaleLine
+from app.services.reports.figures import StateTotal
 from app.services.shifts import expected_cash
 
 

@@ -4,41 +4,41 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import ColumnElement, case, func, literal_column, select
+from sqlalchemy import ColumnElement
+from sqlalchemy import case
+from sqlalchemy import func
+from sqlalchemy import literal_column
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.clock import Clock
-from app.domain.customers import CustomerStatus, MeterKind
+from app.domain.customers import CustomerStatus
+from app.domain.customers import MeterKind
 from app.domain.ledger import SaleState
 from app.domain.permissions import Action
 from app.errors import ValidationError
 from app.i18n import N_
-from app.localtime import local, zone
+from app.localtime import local
+from app.localtime import zone
 from app.persistence.db import Database
-from app.persistence.models import (
-    Customer,
-    Sale,
-    TariffPlan,
-    TariffVersion,
-)
+from app.persistence.models import Customer
+from app.persistence.models import Sale
+from app.persistence.models import TariffPlan
+from app.persistence.models import TariffVersion
 from app.services.auth import Principal
-from app.services.reports.common import (
-    _int,
-    _office_name,
-    day_bounds,
-)
-from app.services.reports.figures import (
-    BUCKETS,
-    DEFAULT_TZ,
-    KIND_ORDER,
-    STATS_DAYS,
-    STATUS_ORDER,
-    BalanceBucket,
-    CustomerCount,
-    DayAmount,
-    PlanAmount,
-    StatsReport,
-)
+from app.services.reports.common import _int
+from app.services.reports.common import _office_name
+from app.services.reports.common import day_bounds
+from app.services.reports.figures import BUCKETS
+from app.services.reports.figures import DEFAULT_TZ
+from app.services.reports.figures import KIND_ORDER
+from app.services.reports.figures import STATS_DAYS
+from app.services.reports.figures import STATUS_ORDER
+from app.services.reports.figures import BalanceBucket
+from app.services.reports.figures import CustomerCount
+from app.services.reports.figures import DayAmount
+from app.services.reports.figures import PlanAmount
+from app.services.reports.figures import StatsReport
 
 
 def _bucket_expr() -> ColumnElement[int]:

@@ -6,41 +6,48 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import case
+from sqlalchemy import func
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.clock import Clock
 from app.domain import pricing
 from app.domain.audit import AuditAction
-from app.domain.card import CardContents, CardKind, WrongCardKind
-from app.domain.ledger import (
-    UNRESOLVED,
-    PaymentSplit,
-    PurchaseLimits,
-    ReversalState,
-    SaleKind,
-    SaleState,
-    Situation,
-    split_payment,
-)
+from app.domain.card import CardContents
+from app.domain.card import CardKind
+from app.domain.card import WrongCardKind
+from app.domain.ledger import UNRESOLVED
+from app.domain.ledger import PaymentSplit
+from app.domain.ledger import PurchaseLimits
+from app.domain.ledger import ReversalState
+from app.domain.ledger import SaleKind
+from app.domain.ledger import SaleState
+from app.domain.ledger import Situation
+from app.domain.ledger import split_payment
 from app.domain.pricing import TariffSpec
-from app.errors import AmountError, CardVendError
+from app.errors import AmountError
+from app.errors import CardVendError
 from app.i18n import N_
 from app.money import format_yuan
 from app.persistence.db import Database
-from app.persistence.models import CardBlacklist, Customer, Reversal, Sale
-from app.services import audit, ledger
+from app.persistence.models import CardBlacklist
+from app.persistence.models import Customer
+from app.persistence.models import Reversal
+from app.persistence.models import Sale
+from app.services import audit
+from app.services import ledger
 from app.services.auth import Principal
-from app.services.customers import (
-    CustomerView,
-    customer_or_none,
-    get_customer,
-    view_in_session,
-)
-from app.services.selling.errors import CardAnomaly, CardRefused
+from app.services.customers import CustomerView
+from app.services.customers import customer_or_none
+from app.services.customers import get_customer
+from app.services.customers import view_in_session
+from app.services.selling.errors import CardAnomaly
+from app.services.selling.errors import CardRefused
 from app.services.selling.resolution import resolve_with_card
 from app.services.tariffs import version_in_force
-from app.settings import UTILITY_CODE, Settings
+from app.settings import UTILITY_CODE
+from app.settings import Settings
 
 
 @dataclass(frozen=True)

@@ -14,30 +14,47 @@ from sqlalchemy.orm import Session
 from app import faults
 from app.clock import Clock
 from app.domain.audit import AuditAction
-from app.domain.card import (
-    CardContents,
-    CardKind,
-    CardWrite,
-    UnissuedCard,
-    UserCardType,
-)
-from app.domain.customers import CustomerStatus, MeterKind
+from app.domain.card import CardContents
+from app.domain.card import CardKind
+from app.domain.card import CardWrite
+from app.domain.card import UnissuedCard
+from app.domain.card import UserCardType
+from app.domain.customers import CustomerStatus
+from app.domain.customers import MeterKind
 from app.domain.ledger import Situation
 from app.domain.permissions import Action
-from app.errors import Conflict, NotFound
+from app.errors import Conflict
+from app.errors import NotFound
 from app.i18n import N_
 from app.persistence.db import Database
-from app.persistence.models import CardBlacklist, Customer, FeePayment, Sale
+from app.persistence.models import CardBlacklist
+from app.persistence.models import Customer
+from app.persistence.models import FeePayment
+from app.persistence.models import Sale
 from app.ports import CardTerminal
-from app.services import approvals, audit, ledger, shifts
+from app.services import approvals
+from app.services import audit
+from app.services import ledger
+from app.services import shifts
 from app.services.auth import Principal
-from app.services.customers import CustomerView, customer_view, get_customer
+from app.services.customers import CustomerView
+from app.services.customers import customer_view
+from app.services.customers import get_customer
 from app.services.lifecycle.transfer import due_transfer
 from app.services.selling.assessment import assess
-from app.services.selling.errors import CardRefused, NoRewriteNeeded
-from app.services.selling.records import card_change, card_type, purchase_record
-from app.services.selling.sale import SaleOutcome, is_training, sell
-from app.settings import EXCHANGE_FEE, REPLACEMENT_FEE, UTILITY_CODE, ConfigVar, Settings
+from app.services.selling.errors import CardRefused
+from app.services.selling.errors import NoRewriteNeeded
+from app.services.selling.records import card_change
+from app.services.selling.records import card_type
+from app.services.selling.records import purchase_record
+from app.services.selling.sale import SaleOutcome
+from app.services.selling.sale import is_training
+from app.services.selling.sale import sell
+from app.settings import EXCHANGE_FEE
+from app.settings import REPLACEMENT_FEE
+from app.settings import UTILITY_CODE
+from app.settings import ConfigVar
+from app.settings import Settings
 
 EXCHANGED = "exchanged"  # the blacklist reason of an exchanged card, lifted once it is erased
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from app.errors import CardVendError, Conflict
+from app.errors import CardVendError
+from app.errors import Conflict
 from app.i18n import N_
 
 

@@ -19,11 +19,16 @@ from app.domain.permissions import Action
 from app.i18n import _
 from app.money import format_yuan
 from app.persistence.db import Database
-from app.services import approvals, audit
+from app.services import approvals
+from app.services import audit
 from app.services.auth import Principal
 from app.services.selling.errors import OfflineLimitReached
-from app.services.sync_status import SyncState, sync_state
-from app.settings import OFFLINE_MAX_AMOUNT, OFFLINE_MAX_HOURS, OFFLINE_MAX_SALES, Settings
+from app.services.sync_status import SyncState
+from app.services.sync_status import sync_state
+from app.settings import OFFLINE_MAX_AMOUNT
+from app.settings import OFFLINE_MAX_HOURS
+from app.settings import OFFLINE_MAX_SALES
+from app.settings import Settings
 
 NEAR = 0.8  # a limit is "near" from 80 % of it
 

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 from app.clock import Clock
 from app.domain.operators import Role
-from app.domain.permissions import Action, allowed
+from app.domain.permissions import Action
+from app.domain.permissions import allowed
 from app.i18n import _
 from app.persistence.db import Database
 from app.services.auth import Principal

@@ -10,18 +10,18 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from app.domain.card import (
-    CardContents,
-    CardKind,
-    CardWrite,
-    ParameterRecord,
-    PurchaseRecord,
-    TariffRecord,
-    UpdateFlags,
-    UserCardType,
-)
-from app.persistence.models import Customer, Sale
-from app.services.tariffs import next_version, version_in_force
+from app.domain.card import CardContents
+from app.domain.card import CardKind
+from app.domain.card import CardWrite
+from app.domain.card import ParameterRecord
+from app.domain.card import PurchaseRecord
+from app.domain.card import TariffRecord
+from app.domain.card import UpdateFlags
+from app.domain.card import UserCardType
+from app.persistence.models import Customer
+from app.persistence.models import Sale
+from app.services.tariffs import next_version
+from app.services.tariffs import version_in_force
 
 
 def tariff_record(version: Any) -> TariffRecord:

@@ -8,13 +8,17 @@ import uuid
 from app.clock import Clock
 from app.domain.audit import AuditAction
 from app.domain.customers import MeterKind
-from app.domain.ledger import SaleKind, SaleState, split_payment
+from app.domain.ledger import SaleKind
+from app.domain.ledger import SaleState
+from app.domain.ledger import split_payment
 from app.domain.permissions import Action
 from app.errors import Conflict
 from app.i18n import N_
 from app.money import check_fen
 from app.persistence.db import Database
-from app.services import audit, ledger, shifts
+from app.services import audit
+from app.services import ledger
+from app.services import shifts
 from app.services.auth import Principal
 from app.services.customers import get_customer
 from app.services.selling.offline import check_offline_limits

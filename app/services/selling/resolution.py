@@ -11,9 +11,15 @@ from sqlalchemy.orm import Session
 from app.clock import Clock
 from app.domain.audit import AuditAction
 from app.domain.card import CardContents
-from app.domain.ledger import UNRESOLVED, ReversalState, SaleState
-from app.persistence.models import ArrearsItem, Customer, Reversal, Sale
-from app.services import audit, ledger
+from app.domain.ledger import UNRESOLVED
+from app.domain.ledger import ReversalState
+from app.domain.ledger import SaleState
+from app.persistence.models import ArrearsItem
+from app.persistence.models import Customer
+from app.persistence.models import Reversal
+from app.persistence.models import Sale
+from app.services import audit
+from app.services import ledger
 from app.services.auth import Principal
 from app.services.selling.records import EMPTY_PURCHASE
 

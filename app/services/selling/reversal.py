@@ -10,20 +10,28 @@ from app import faults
 from app.clock import Clock
 from app.domain.audit import AuditAction
 from app.domain.card import CardWrite
-from app.domain.ledger import ReversalState, SaleKind, SaleState
+from app.domain.ledger import ReversalState
+from app.domain.ledger import SaleKind
+from app.domain.ledger import SaleState
 from app.domain.permissions import Action
 from app.i18n import N_
 from app.persistence.db import Database
-from app.persistence.models import Reversal, Sale
+from app.persistence.models import Reversal
+from app.persistence.models import Sale
 from app.ports import CardTerminal
-from app.services import approvals, audit, ledger, shifts
+from app.services import approvals
+from app.services import audit
+from app.services import ledger
+from app.services import shifts
 from app.services.auth import Principal
 from app.services.customers import get_customer
 from app.services.selling.assessment import assess
 from app.services.selling.errors import ReversalRefused
-from app.services.selling.records import EMPTY_PURCHASE, purchase_record
+from app.services.selling.records import EMPTY_PURCHASE
+from app.services.selling.records import purchase_record
 from app.services.selling.resolution import finish_reversal
-from app.settings import REVERSAL_WINDOW, Settings
+from app.settings import REVERSAL_WINDOW
+from app.settings import Settings
 
 
 def reverse_sale(

@@ -31,30 +31,45 @@ import functools
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
-from typing import Any, TypeVar, cast
+from dataclasses import dataclass
+from dataclasses import replace
+from typing import Any
+from typing import TypeVar
+from typing import cast
 
 from sqlalchemy import select
 
 from app import faults
 from app.clock import Clock
-from app.domain.card import CardContents, CardError, UserCardType
-from app.domain.ledger import SaleState, Situation
+from app.domain.card import CardContents
+from app.domain.card import CardError
+from app.domain.card import UserCardType
+from app.domain.ledger import SaleState
+from app.domain.ledger import Situation
 from app.domain.permissions import Action
 from app.errors import CardVendError
 from app.i18n import N_
 from app.money import check_fen
 from app.persistence.db import Database
-from app.persistence.models import Customer, Sale
+from app.persistence.models import Customer
+from app.persistence.models import Sale
 from app.ports import CardTerminal
 from app.services import ledger
 from app.services.auth import Principal
-from app.services.customers import customer_view, get_customer
-from app.services.selling.assessment import Assessment, assess
-from app.services.selling.errors import CardBehind, CardRefused, InsertIntoMeterFirst, SaleInDoubt
+from app.services.customers import customer_view
+from app.services.customers import get_customer
+from app.services.selling.assessment import Assessment
+from app.services.selling.assessment import assess
+from app.services.selling.errors import CardBehind
+from app.services.selling.errors import CardRefused
+from app.services.selling.errors import InsertIntoMeterFirst
+from app.services.selling.errors import SaleInDoubt
 from app.services.selling.offline import check_offline_limits
-from app.services.selling.records import card_change, card_type
-from app.settings import TRAINING_MODE, UTILITY_CODE, Settings
+from app.services.selling.records import card_change
+from app.services.selling.records import card_type
+from app.settings import TRAINING_MODE
+from app.settings import UTILITY_CODE
+from app.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,10 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import op
 
-from app.domain.audit import SEALED_FIELDS, canonical_detail, row_hash, sale_seal
+from app.domain.audit import SEALED_FIELDS
+from app.domain.audit import canonical_detail
+from app.domain.audit import row_hash
+from app.domain.audit import sale_seal
 from app.persistence.types import UTCDateTime
 
 revision = "0006"
