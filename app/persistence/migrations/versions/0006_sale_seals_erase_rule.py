@@ -21,8 +21,6 @@ from app.persistence.types import UTCDateTime
 
 revision = "0006"
 down_revision = "0005"
-branch_labels = None
-depends_on = None
 
 _TYPES: dict[str, Any] = {"created_at": UTCDateTime(), "training": sa.Boolean()}
 _SALES = sa.table("sales", *(sa.column(name, _TYPES.get(name)) for name in SEALED_FIELDS))

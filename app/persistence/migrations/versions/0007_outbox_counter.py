@@ -21,8 +21,6 @@ from app.persistence.types import UTCDateTime
 
 revision = "0007"
 down_revision = "0006"
-branch_labels = None
-depends_on = None
 
 
 def _payload(value: Any) -> dict[str, Any]:

@@ -16,8 +16,6 @@ from app.persistence.types import UTCDateTime
 
 revision = "0009"
 down_revision = "0007"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

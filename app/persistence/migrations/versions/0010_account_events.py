@@ -24,8 +24,6 @@ NEW_RULES = ("close_account", "change_meter")
 
 revision = "0010"
 down_revision = "0009"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

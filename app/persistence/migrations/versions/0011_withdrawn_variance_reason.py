@@ -14,8 +14,6 @@ from alembic import op
 
 revision = "0011"
 down_revision = "0010"
-branch_labels = None
-depends_on = None
 
 _BEFORE = "state IN ('pending','approved','rejected','expired','used')"
 _AFTER = "state IN ('pending','approved','rejected','expired','used','withdrawn')"

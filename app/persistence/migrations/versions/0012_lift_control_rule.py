@@ -18,8 +18,6 @@ NEW_RULES = ("lift_control",)
 
 revision = "0012"
 down_revision = "0011"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

@@ -12,8 +12,6 @@ import app.persistence.types
 
 revision = "c0001"
 down_revision = None
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

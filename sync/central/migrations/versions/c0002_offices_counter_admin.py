@@ -13,8 +13,6 @@ import app.persistence.types
 
 revision = "c0002"
 down_revision = "c0001"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

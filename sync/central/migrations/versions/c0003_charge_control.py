@@ -12,8 +12,6 @@ from app.persistence.types import UTCDateTime
 
 revision = "c0003"
 down_revision = "c0002"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

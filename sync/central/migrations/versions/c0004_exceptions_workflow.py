@@ -16,8 +16,6 @@ from app.persistence.types import UTCDateTime
 
 revision = "c0004"
 down_revision = "c0003"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

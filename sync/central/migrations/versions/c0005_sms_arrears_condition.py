@@ -12,8 +12,6 @@ from app.persistence.types import UTCDateTime
 
 revision = "c0005"
 down_revision = "c0004"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

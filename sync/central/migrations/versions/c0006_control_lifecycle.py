@@ -16,8 +16,6 @@ from app.persistence.types import UTCDateTime
 
 revision = "c0006"
 down_revision = "c0005"
-branch_labels = None
-depends_on = None
 
 _COLUMNS = (
     "rates_wh",

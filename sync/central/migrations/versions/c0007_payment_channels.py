@@ -11,8 +11,6 @@ from app.persistence.types import UTCDateTime
 
 revision = "c0007"
 down_revision = "c0006"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

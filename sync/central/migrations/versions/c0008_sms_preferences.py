@@ -12,8 +12,6 @@ from alembic import op
 
 revision = "c0008"
 down_revision = "c0007"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

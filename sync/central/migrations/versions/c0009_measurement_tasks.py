@@ -11,8 +11,6 @@ from app.persistence.types import UTCDateTime
 
 revision = "c0009"
 down_revision = "c0008"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

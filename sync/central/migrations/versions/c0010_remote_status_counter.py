@@ -11,8 +11,6 @@ from alembic import op
 
 revision = "c0010"
 down_revision = "c0009"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

@@ -11,8 +11,6 @@ from alembic import op
 
 revision = "c0011"
 down_revision = "c0010"
-branch_labels = None
-depends_on = None
 
 # the streams when this revision was written (models.STREAMS may grow later)
 _STREAMS = ("customers", "jobs", "remote", "sales", "tariffs")

@@ -13,8 +13,6 @@ from alembic import op
 
 revision = "c0012"
 down_revision = "c0011"
-branch_labels = None
-depends_on = None
 
 _WHERE = sa.text("review = 'purchase_count_gap'")
 
