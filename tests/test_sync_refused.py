@@ -162,10 +162,10 @@ def test_a_record_the_central_side_refuses_is_set_aside_and_resent_once_fixed(
 def test_a_batch_the_central_side_refuses_whole_is_split_until_it_goes(
     counter: Counter, central: CentralServer, sleeps: Sleeps, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from sync.central import api as central_api
+    from sync.central import wire as central_wire
 
     sales = remote_payments(counter, 6)
-    monkeypatch.setattr(central_api, "MAX_BODY", 2000)  # not six records in one request
+    monkeypatch.setattr(central_wire, "MAX_BODY", 2000)  # not six records in one request
     report = make_service(counter, central, sleeps).run_round()
     assert (report.push.sent, report.push.failed) == (6, 0) and report.push.requests >= 3
     monkeypatch.undo()

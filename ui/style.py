@@ -79,10 +79,6 @@ def set_tone(widget: QWidget, tone: str | None) -> None:
     _repolish(widget)
 
 
-def tone_of(widget: QWidget) -> str | None:
-    return widget.property("tone") or None
-
-
 def set_banner(widget: QWidget, kind: str) -> None:
     widget.setProperty("banner", kind)
     _repolish(widget)

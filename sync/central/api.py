@@ -29,10 +29,7 @@ import logging
 from collections.abc import AsyncIterator
 from collections.abc import Callable
 from collections.abc import Coroutine
-from collections.abc import Sequence
 from contextlib import asynccontextmanager
-from decimal import Decimal
-from decimal import InvalidOperation
 from typing import Annotated
 from typing import Any
 
@@ -50,13 +47,11 @@ from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials
 from fastapi.security import HTTPBearer
 from pydantic import BaseModel
-from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sync import contract as c
 from sync.central.base import Dumped
-from sync.central.base import RequestRefused
 from sync.central.base import request_hash
 from sync.central.ops import Metrics
 from sync.central.store import DEFAULT_LIMIT
@@ -65,170 +60,23 @@ from sync.central.store import CentralStore
 from sync.central.store import Counter
 from sync.central.store import Credentials
 from sync.central.store import Refused
+from sync.central.wire import HttpError
+from sync.central.wire import check_json
+from sync.central.wire import first_error
+from sync.central.wire import json_response
+from sync.central.wire import parse_strict
+from sync.central.wire import problem_response
+from sync.central.wire import problems
+from sync.central.wire import read_body
 
 log = logging.getLogger("sync.central.server")
 
-JSON_TYPE = "application/json; charset=utf-8"
-MAX_BODY = c.MAX_BODY
 API = c.API_PREFIX
 KEY_MIN, KEY_MAX = 8, 64
 # routes anyone may call; every other route of the API needs a counter's bearer token
 OPEN_PATHS = frozenset({f"{API}/health", f"{API}/ready", f"{API}/openapi.json", f"{API}/metrics"})
 REGISTER_PATH = f"{API}/counters/register"
 _CREDENTIAL_LIMITS = {"X-Enrolment-Key": 128, "X-Enrolment-Code": 64, "Idempotency-Key": 64}
-_PROBLEM_TEXTS = {
-    400: "The request is not valid",
-    401: "No valid bearer token (or enrolment credential)",
-    403: "Outside this counter's lane (a refusal code)",
-    404: "Not found",
-    409: "Conflicts with what the central system holds",
-    413: "Too large",
-    415: "The body is not application/json",
-    422: "Refused: the record does not hold together (a refusal code)",
-}
-
-
-# --------------------------------------------------------------------------- errors
-
-
-class HttpError(Exception):
-    """An answer other than success, as a :class:`~sync.contract.Problem`."""
-
-    def __init__(
-        self,
-        status: int,
-        code: str,
-        message: str,
-        *,
-        headers: dict[str, str] | None = None,
-        close: bool = False,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.headers = dict(headers or {})
-        if close:  # the body may be left unread: its bytes must not become the next request
-            self.headers["Connection"] = "close"
-
-    @classmethod
-    def refused(cls, err: RequestRefused) -> HttpError:
-        """The Problem a request the station's rules refused is answered with."""
-        return cls(err.status, err.code, err.message)
-
-
-def json_response(
-    status: int, body: bytes | BaseModel, headers: dict[str, str] | None = None
-) -> Response:
-    data = body if isinstance(body, bytes) else body.model_dump_json().encode("utf-8")
-    return Response(data, status_code=status, media_type=JSON_TYPE, headers=headers)
-
-
-def problem_response(err: HttpError) -> Response:
-    return json_response(err.status, c.Problem(code=err.code, message=err.message), err.headers)
-
-
-def _first_error(errors: Sequence[Any]) -> str:
-    if not errors:
-        return "the request is not valid"
-    e = errors[0]
-    where = ".".join(str(p) for p in e.get("loc", ()) if p != "body")
-    return f"{where}: {e['msg']}" if where else str(e["msg"])
-
-
-def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    return {s: {"model": c.Problem, "description": _PROBLEM_TEXTS[s]} for s in statuses}
-
-
-# --------------------------------------------------------------------------- strict bodies
-
-
-class _IntegralFloats:
-    """``json.loads`` hooks: a number written with a fraction or exponent but a whole value
-    (``63.0``, ``1e3``) is an integer to JSON Schema, so it becomes an ``int``; NaN and
-    Infinity are not JSON and are refused."""
-
-    def __init__(self) -> None:
-        self.changed = False
-
-    def number(self, text: str) -> int | float:
-        try:
-            value = Decimal(text)
-        except InvalidOperation:
-            raise ValueError(f"bad number {text[:40]!r}") from None
-        if value.is_finite() and abs(value.adjusted()) <= 40 and value == value.to_integral_value():
-            self.changed = True
-            return int(value)
-        return float(text)
-
-    @staticmethod
-    def constant(text: str) -> Any:
-        raise ValueError(f"{text} is not JSON")
-
-
-def parse_strict(model: Any, body: bytes) -> Any:
-    """Validate a request body against the contract model, strictly (no "1" for 1), the way
-    JSON Schema reads it (63.0 is the integer 63)."""
-    data: bytes | str = body
-    hooks = _IntegralFloats()
-    try:
-        parsed = json.loads(body, parse_float=hooks.number, parse_constant=hooks.constant)
-    except (ValueError, RecursionError) as exc:
-        raise HttpError(400, "bad_request", f"Invalid JSON: {str(exc)[:200]}") from exc
-    if hooks.changed:
-        data = json.dumps(parsed)
-    try:
-        return model.model_validate_json(data, strict=True)
-    except ValidationError as exc:
-        errors = exc.errors(include_url=False, include_input=False)
-        if (
-            errors
-            and errors[0].get("type") == "too_long"
-            and tuple(errors[0].get("loc", ())) == ("items",)
-        ):
-            raise HttpError(
-                413, "payload_too_large", f"a batch holds at most {c.MAX_BATCH} items"
-            ) from exc
-        raise HttpError(400, "bad_request", _first_error(errors)) from exc
-
-
-def _check_json(request: Request) -> None:
-    """A POST or PUT body is JSON, said so (a browser's cross-site form post cannot)."""
-    media, _, params = (request.headers.get("content-type") or "").partition(";")
-    charset = ""
-    for param in params.split(";"):
-        name, _, value = param.partition("=")
-        if name.strip().lower() == "charset":
-            charset = value.strip().strip('"').lower()
-    if media.strip().lower() != "application/json" or charset not in ("", "utf-8"):
-        raise HttpError(
-            415,
-            "unsupported_media_type",
-            "the body must be Content-Type: application/json (UTF-8)",
-            close=True,
-        )
-
-
-async def _read_body(request: Request) -> bytes:
-    """The body, refused at :data:`~sync.contract.MAX_BODY` bytes: on the declared length
-    before reading, and while reading a chunked one."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY:
-        raise HttpError(
-            413, "payload_too_large", f"a body may have at most {MAX_BODY} bytes", close=True
-        )
-    parts: list[bytes] = []
-    total = 0
-    async for chunk in request.stream():
-        total += len(chunk)
-        if total > MAX_BODY:
-            raise HttpError(
-                413, "payload_too_large", f"a body may have at most {MAX_BODY} bytes", close=True
-            )
-        parts.append(chunk)
-    body = b"".join(parts)
-    request._body = body  # FastAPI reads the body from here
-    return body
 
 
 # --------------------------------------------------------------------------- authentication
@@ -344,14 +192,14 @@ class GuardedRoute(APIRoute):
             try:
                 await self.admit(request)
                 if writes:
-                    _check_json(request)
+                    check_json(request)
                 if model is not None:
-                    request.state.body = parse_strict(model, await _read_body(request))
+                    request.state.body = parse_strict(model, await read_body(request))
                 return await handler(request)
             except HttpError as err:
                 return problem_response(err)
             except RequestValidationError as exc:
-                return problem_response(HttpError(400, "bad_request", _first_error(exc.errors())))
+                return problem_response(HttpError(400, "bad_request", first_error(exc.errors())))
             except Exception:
                 log.exception("unexpected error in %s %s", request.method, request.url.path[:200])
                 return problem_response(HttpError(500, "server_error", "unexpected server error"))
@@ -392,7 +240,7 @@ Limit = Annotated[int, Query(ge=1, le=c.MAX_PAGE)]
 IdempotencyKey = Annotated[
     str, Header(alias="Idempotency-Key", min_length=KEY_MIN, max_length=KEY_MAX)
 ]
-PAGE_ANSWERS = {200: {"description": "A page"}, **_problems(400, 401)}
+PAGE_ANSWERS = {200: {"description": "A page"}, **problems(400, 401)}
 
 
 @router.get(
@@ -447,7 +295,7 @@ def metrics(request: Request) -> Response:
         "counter_id_taken."
     ),
     response_model=c.RegisterResponse,
-    responses=_problems(400, 401, 409, 413, 415),
+    responses=problems(400, 401, 409, 413, 415),
     openapi_extra=contract_body(c.RegisterRequest),
 )
 def register(
@@ -468,7 +316,7 @@ def register(
     operation_id="putAuditHead",
     summary="The counter's latest audit hash",
     response_model=c.AuditHeadAck,
-    responses=_problems(400, 401, 409, 413, 415),
+    responses=problems(400, 401, 409, 413, 415),
     openapi_extra=contract_body(c.AuditHead),
 )
 def audit_head(request: Request, counter: CounterDep, store: StoreDep) -> Response:
@@ -500,7 +348,7 @@ def counter_sales(
         "(another office's sale is unknown here)"
     ),
     response_model=c.ReceiptCheck,
-    responses=_problems(400, 401),
+    responses=problems(400, 401),
 )
 def check_receipt(
     counter: CounterDep,
@@ -635,7 +483,7 @@ def _posted_routes(resource: str) -> None:
         response_model=c.ItemResult,
         responses={
             200: {"model": c.ItemResult, "description": "Already there with the same body"},
-            **_problems(400, 401, 403, 409, 413, 415, 422),
+            **problems(400, 401, 403, 409, 413, 415, 422),
         },
     )
     router.add_api_route(
@@ -645,7 +493,7 @@ def _posted_routes(resource: str) -> None:
         operation_id="post" + batch.__name__,
         summary=f"Up to {c.MAX_BATCH} {model.__name__}s; one result per item, in order",
         response_model=c.BatchResult,
-        responses=_problems(400, 401, 409, 413, 415),
+        responses=problems(400, 401, 409, 413, 415),
         openapi_extra=contract_body(batch),
     )
 
@@ -680,7 +528,7 @@ async def _http_problem(request: Request, exc: Exception) -> Response:
 
 async def _invalid(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
-    return problem_response(HttpError(400, "bad_request", _first_error(exc.errors())))
+    return problem_response(HttpError(400, "bad_request", first_error(exc.errors())))
 
 
 # threads a worker runs its handlers on: a post waiting for its group's commit holds one, and

@@ -25,11 +25,11 @@ from sync import contract as c
 from sync.central import channels as ch
 from sync.central.api import API
 from sync.central.api import GuardedRoute
-from sync.central.api import HttpError
-from sync.central.api import _problems
 from sync.central.api import contract_body
-from sync.central.api import json_response
 from sync.central.api import store_of
+from sync.central.wire import HttpError
+from sync.central.wire import json_response
+from sync.central.wire import problems
 
 channel_bearer = HTTPBearer(scheme_name="channelToken", auto_error=False)
 
@@ -85,7 +85,7 @@ router = APIRouter(prefix=API + c.CHANNEL_PREFIX, route_class=ChannelRoute, tags
     response_model=c.ChannelPayment,
     responses={
         200: {"model": c.ChannelPayment, "description": "The payment held (a replay)"},
-        **_problems(400, 401, 403, 409, 413, 415, 422),
+        **problems(400, 401, 403, 409, 413, 415, 422),
     },
     openapi_extra=contract_body(c.ChannelPaymentRequest),
 )
@@ -105,7 +105,7 @@ def post_payment(request: Request, channel: ChannelDep) -> Response:
     operation_id="getChannelPayment",
     summary="Whether the station holds this channel's payment (after a timeout, say)",
     response_model=c.ChannelPayment,
-    responses=_problems(400, 401, 404),
+    responses=problems(400, 401, 404),
 )
 def get_payment(request: Request, channel: ChannelDep, txn_id: TxnPath) -> Response:
     found = ch.payment(store_of(request), channel, txn_id)

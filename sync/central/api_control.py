@@ -16,15 +16,15 @@ from sync import contract as c
 from sync.central.api import API
 from sync.central.api import ContractRoute
 from sync.central.api import CounterDep
-from sync.central.api import HttpError
 from sync.central.api import StoreDep
-from sync.central.api import _problems
 from sync.central.api import contract_body
-from sync.central.api import json_response
 from sync.central.condition import ConditionError
 from sync.central.condition import call_condition
 from sync.central.control_lift import LiftRefused
 from sync.central.control_lift import apply_lift
+from sync.central.wire import HttpError
+from sync.central.wire import json_response
+from sync.central.wire import problems
 
 router = APIRouter(prefix=API, route_class=ContractRoute)
 CustomerNo = Annotated[str, Path(pattern=r"^[0-9]{12}$")]
@@ -35,7 +35,7 @@ CustomerNo = Annotated[str, Path(pattern=r"^[0-9]{12}$")]
     operation_id="getControlStatus",
     summary="Charge-control status of one customer of this counter's office",
     response_model=c.ControlStatus,
-    responses=_problems(400, 401, 404),
+    responses=problems(400, 401, 404),
 )
 def control_status(counter: CounterDep, store: StoreDep, customer_no: CustomerNo) -> Response:
     status = store.control_status(counter, customer_no)
@@ -50,7 +50,7 @@ def control_status(counter: CounterDep, store: StoreDep, customer_no: CustomerNo
     summary="Call the meter of one customer of this office now (409: not_remote, no_terminals, "
     "terminal_no_answer)",
     response_model=c.TerminalCondition,
-    responses=_problems(400, 401, 404, 409),
+    responses=problems(400, 401, 404, 409),
 )
 def terminal_condition(
     request: Request, counter: CounterDep, store: StoreDep, customer_no: CustomerNo
@@ -68,7 +68,7 @@ def terminal_condition(
     summary="Lift (approved at the counter) or resume the charge control of one customer of "
     "this counter's office; idempotent by the request's id",
     response_model=c.ControlStatus,
-    responses=_problems(400, 401, 404, 413, 415, 422),
+    responses=problems(400, 401, 404, 413, 415, 422),
     openapi_extra=contract_body(c.ControlLift),
 )
 def control_lift(

@@ -18,14 +18,14 @@ from sync.central import exceptions as ex
 from sync.central.api import API
 from sync.central.api import ContractRoute
 from sync.central.api import CounterDep
-from sync.central.api import HttpError
 from sync.central.api import IdempotencyKey
 from sync.central.api import StoreDep
-from sync.central.api import _problems
 from sync.central.api import contract_body
-from sync.central.api import json_response
 from sync.central.store import canonical_json
 from sync.central.store import sha256_hex
+from sync.central.wire import HttpError
+from sync.central.wire import json_response
+from sync.central.wire import problems
 
 router = APIRouter(prefix=API, route_class=ContractRoute)
 ExceptionId = Annotated[str, Path(min_length=1, max_length=64)]
@@ -37,7 +37,7 @@ StateFilter = Literal["open", "new", "assigned", "explained", "resolved", "escal
     operation_id="listExceptions",
     summary="The exceptions queue of this counter's office, newest first",
     response_model=c.ExceptionList,
-    responses=_problems(400, 401),
+    responses=problems(400, 401),
 )
 def list_exceptions(
     counter: CounterDep,
@@ -53,7 +53,7 @@ def list_exceptions(
     operation_id="getException",
     summary="One exception of this counter's office, with its history",
     response_model=c.ExceptionDetail,
-    responses=_problems(400, 401, 404),
+    responses=problems(400, 401, 404),
 )
 def show_exception(counter: CounterDep, store: StoreDep, exception_id: ExceptionId) -> Response:
     try:
@@ -72,7 +72,7 @@ def show_exception(counter: CounterDep, store: StoreDep, exception_id: Exception
         "illegal_transition otherwise)."
     ),
     response_model=c.ExceptionDetail,
-    responses=_problems(400, 401, 404, 409, 413, 415),
+    responses=problems(400, 401, 404, 409, 413, 415),
     openapi_extra=contract_body(c.ExceptionAction),
 )
 def act_on_exception(

@@ -18,10 +18,10 @@ from sync.central import stats
 from sync.central.api import API
 from sync.central.api import ContractRoute
 from sync.central.api import CounterDep
-from sync.central.api import HttpError
 from sync.central.api import StoreDep
-from sync.central.api import _problems
-from sync.central.api import json_response
+from sync.central.wire import HttpError
+from sync.central.wire import json_response
+from sync.central.wire import problems
 
 router = APIRouter(prefix=API, route_class=ContractRoute)
 # a day as the document gives it (format date): YYYY-MM-DD, not a number of seconds
@@ -36,7 +36,7 @@ DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
         "in (region: an office code, city:NAME, province:NAME); period from/to in office days"
     ),
     response_model=c.Stats,
-    responses=_problems(400, 401, 403, 404, 422),
+    responses=problems(400, 401, 403, 404, 422),
 )
 def get_stats(
     request: Request,
