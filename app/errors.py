@@ -3,8 +3,9 @@
 Every error that may reach a teller, technician or IT person derives from :class:`CardVendError`.
 Its ``template`` is an English message id (translated through the gettext catalogs) that says what
 happened and what to do; ``params`` fill the template's placeholders.  A parameter is translated
-too only when it is a :class:`~app.i18n.Msg` (``N_("Customer")``, a reason, a label); any other
-text is shown as it is.  ``str(err)`` is English (for logs); :meth:`CardVendError.localized` gives
+too only when it is a :class:`~app.i18n.Msg` (``N_("Customer")``, a reason, a label), and an
+error that is a parameter of another (the card fault inside "the sale is in doubt") is rendered
+in the same language; any other text is shown as it is.  ``str(err)`` is English (for logs); :meth:`CardVendError.localized` gives
 the text in the current (or given) language.
 """
 
@@ -38,6 +39,8 @@ class CardVendError(Exception):
             return f"{text} {self.params!r}"
 
     def _param(self, value: object, language: str) -> object:
+        if isinstance(value, CardVendError):  # an error's own words, in the same language
+            return value._render(language)
         if not isinstance(value, Msg):
             return value
         text = translate(value, language)

@@ -18,6 +18,7 @@ from sqlalchemy import select
 from app.clock import FixedClock
 from app.domain import settlement as st
 from app.domain.card import UnissuedCard
+from app.errors import CardVendError
 from app.errors import Conflict
 from app.errors import ValidationError
 from app.persistence.db import Database
@@ -159,6 +160,29 @@ def test_close_with_the_card_refunds_what_is_left_on_the_shift(counter: Counter)
     # nothing more is sold to a closed account
     with pytest.raises(Conflict, match="not an active card-meter customer"):
         counter.open()
+
+
+def test_a_card_erased_for_a_close_that_then_fails_says_so_in_the_tellers_language(
+    counter: Counter,
+) -> None:
+    """The close is refused after the card was erased (here: its approval is not one the
+    counter holds): the teller reads what to do, with the refusal in the same language."""
+    image = a_customer_with_credit(counter)
+    with pytest.raises(Conflict, match="Close it again without the card") as raised:
+        counter.service(
+            account.close_account,
+            counter.kit.terminal(image),
+            customer_no=CUSTOMER,
+            approval_request="00000000-0000-4000-8000-000000000000",
+        )
+    with pytest.raises(UnissuedCard):  # the card was erased
+        counter.kit.terminal(image).read()
+    assert customer_view(counter.db, CUSTOMER).status == "active"
+    refusal = raised.value.params["detail"]
+    assert isinstance(refusal, CardVendError)
+    in_chinese = raised.value.localized("zh_CN")
+    assert refusal.localized("zh_CN") in in_chinese and refusal.localized("en") not in in_chinese
+    assert refusal.localized("en") in str(raised.value)  # the log keeps English
 
 
 def done_shift(counter: Counter) -> str:

@@ -26,6 +26,7 @@ from app.domain.card import CardWrite
 from app.domain.card import CorruptCardFile
 from app.domain.card import PurchaseRecord
 from app.domain.ledger import SaleState
+from app.errors import CardVendError
 from app.persistence.models import AuditEntry
 from app.persistence.models import Customer
 from app.persistence.models import Sale
@@ -244,8 +245,14 @@ def test_a_card_that_keeps_old_bytes_leaves_the_sale_in_doubt(
     counter.to_meter(image)
     card = counter.kit.os(image)
     card.keep_old_bytes(1, stored=stored, sfi=P.SFI_PURCHASE)
-    with pytest.raises(selling.SaleInDoubt, match="did not keep"):
+    with pytest.raises(selling.SaleInDoubt, match="did not keep") as raised:
         counter.sell_on(counter.kit.terminal(image, card), 2000)
+    # the teller reads the card's fault in the teller's language, inside the in-doubt message
+    fault = raised.value.params["detail"]
+    assert isinstance(fault, CardVendError)
+    in_chinese = raised.value.localized("zh_CN")
+    assert fault.localized("zh_CN") in in_chinese
+    assert fault.localized("en") not in in_chinese and fault.localized("en") in str(raised.value)
     (left,) = selling.unresolved(counter.db)
     assert (left.state, left.purchase_count) == (SaleState.IN_DOUBT.value, 2)
     if stored == 0:  # the card kept purchase 1: presenting it fails the sale (cash back)

@@ -285,6 +285,21 @@ def test_marked_parameters_are_translated_too() -> None:
     assert "Customer" not in NotFound(what=N_("Customer"), key="100000000001").localized("zh_CN")
 
 
+def test_an_error_inside_an_error_reads_in_the_same_language() -> None:
+    """An error given as another's parameter (the card's fault inside "the sale is in doubt", the
+    failure inside a conflict) is rendered in the language asked for: English in the log, the
+    teller's language on the screen."""
+    from app.errors import Conflict
+    from app.money import parse_yuan
+
+    with pytest.raises(AmountError) as info:
+        parse_yuan("-1")
+    inner = info.value
+    outer = Conflict(detail=inner)
+    assert outer.localized("zh_CN") == inner.localized("zh_CN") != inner.localized("en")
+    assert str(outer) == inner.localized("en") == outer.localized("en")
+
+
 def test_plain_text_parameters_are_never_translated() -> None:
     """Only a marked message (a :class:`~app.i18n.Msg`, as ``N_()`` gives) is translated as a
     parameter: a name someone chose that happens to equal a message id stays as it is."""

@@ -165,7 +165,7 @@ def close_account(
                     "closed: {detail} Close it again without the card."
                 ),
                 customer_no=customer_no,
-                detail=exc.localized(),
+                detail=exc,
             ) from exc
         raise
 

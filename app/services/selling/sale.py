@@ -183,7 +183,7 @@ def sell(
         result = terminal.write(change, expect_serial=contents.serial)
     except CardError as exc:
         ledger.mark_in_doubt(db, sale.sale_id, clock, exc.localized("en"), actor)
-        raise SaleInDoubt(sale_id=sale.sale_id, detail=exc.localized("en")) from exc
+        raise SaleInDoubt(sale_id=sale.sale_id, detail=exc) from exc
     faults.checkpoint("written")
     done = ledger.complete_sale(db, sale.sale_id, clock, actor, card_versions=versions)
     faults.checkpoint("completed")
