@@ -5,8 +5,8 @@ Its ``template`` is an English message id (translated through the gettext catalo
 happened and what to do; ``params`` fill the template's placeholders.  A parameter is translated
 too only when it is a :class:`~app.i18n.Msg` (``N_("Customer")``, a reason, a label), and an
 error that is a parameter of another (the card fault inside "the sale is in doubt") is rendered
-in the same language; any other text is shown as it is.  ``str(err)`` is English (for logs); :meth:`CardVendError.localized` gives
-the text in the current (or given) language.
+in the same language; any other text is shown as it is.  ``str(err)`` is English (for logs);
+:meth:`CardVendError.localized` gives the text in the current (or given) language.
 """
 
 from __future__ import annotations
