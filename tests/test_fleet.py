@@ -20,6 +20,7 @@ from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
 
+from app.errors import CardVendError
 from cardio.dlt645 import MeterClient
 from cardio.dlt645 import Password
 from cardio.dlt645 import TcpSettings
@@ -213,6 +214,20 @@ def test_a_damaged_state_file_is_one_clear_error(tmp_path: Path, damage: object)
         Fleet.open(state, [], load_kw=1.0, start=MIDNIGHT)
     assert "fleet.json" in str(caught.value)
     assert "fleet.json" in caught.value.localized("zh_CN")
+
+
+def test_a_bad_meter_address_in_the_state_is_said_in_the_readers_language(tmp_path: Path) -> None:
+    state = tmp_path / "fleet"
+    Fleet.open(state, [("200000000010", None)], load_kw=1.0, start=MIDNIGHT).close()
+    data = json.loads((state / "fleet.json").read_text())
+    data["meters"][0]["address"] = "12345"
+    (state / "fleet.json").write_text(json.dumps(data))
+    with pytest.raises(FleetStateError) as caught:
+        Fleet.open(state, [], load_kw=1.0, start=MIDNIGHT)
+    why = caught.value.params["reason"]
+    assert isinstance(why, CardVendError) and "12345" in str(caught.value)
+    assert why.localized("zh_CN") in caught.value.localized("zh_CN")
+    assert why.localized("en") not in caught.value.localized("zh_CN")
 
 
 def test_a_fleet_needs_meters_and_a_sensible_load(tmp_path: Path) -> None:

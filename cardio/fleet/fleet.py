@@ -169,9 +169,9 @@ class Fleet:
             meters = [FleetMeter.from_json(m, clock) for m in data["meters"]]
             for m in meters:
                 ids.check_meter_no(m.address)
+        except CardVendError as exc:  # said in the reader's language, like the rest
+            raise FleetStateError(path=str(path), reason=exc) from None
         except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
-            raise FleetStateError(path=str(path), reason=str(exc)) from None
-        except CardVendError as exc:
             raise FleetStateError(path=str(path), reason=str(exc)) from None
         return cls(state_dir, clock, meters)
 
