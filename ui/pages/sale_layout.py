@@ -1,5 +1,6 @@
 """The sale page's widgets: the card's situation, the customer, the amounts, the keys, the
-remote customers' search and the shortcuts (ui/pages/sale.py holds what they do)."""
+remote customers' search and the shortcuts, and the screen's states (ui/pages/sale.py holds what
+they do, ui/pages/sale_amounts.py the amount entry)."""
 
 from __future__ import annotations
 
